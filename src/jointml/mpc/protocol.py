@@ -1,0 +1,78 @@
+"""The narrow interface every secret-sharing protocol implements.
+
+`SecretArray` (the user-facing numpy-like type) and the generic circuits
+(comparison, nonlinear functions) are written against this interface only, so a
+new protocol plugs in by implementing these kernels. A *share* is whatever one
+party holds of a secret: an ndarray for semi2k, a pair of ndarrays for aby3, None
+at a party that holds nothing (the dealer, an outside data owner).
+
+Arithmetic shares live in Z_2^64 (uint64). Boolean shares are XOR shares of
+unsigned words of any width (uint8..uint64), used by the comparison circuits.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+Share = Any
+
+
+class Protocol:
+    name = "abstract"
+
+    #: parties that hold shares (compute parties)
+    compute: list[str]
+    #: all parties that execute the device's operations (compute + dealer)
+    members: list[str]
+
+    # -- structure (local, free) ----------------------------------------------
+    def map(self, fn: Callable[..., np.ndarray], *shares: Share) -> Share:
+        """Apply a structural/linear numpy function to every share component (reshape, index, sum...)."""
+        raise NotImplementedError
+
+    # -- input/output ------------------------------------------------------------
+    def share_in(self, owner: str, value: np.ndarray | None, shape: tuple, dtype=np.uint64, boolean: bool = False) -> Share:
+        raise NotImplementedError
+
+    def reveal(self, x: Share, shape: tuple, to: str | None = None, boolean: bool = False, dtype=np.uint64) -> np.ndarray | None:
+        raise NotImplementedError
+
+    # -- arithmetic ---------------------------------------------------------------
+    def add(self, a: Share, b: Share) -> Share: ...
+    def sub(self, a: Share, b: Share) -> Share: ...
+    def neg(self, a: Share) -> Share: ...
+    def add_public(self, a: Share, c: np.ndarray) -> Share: ...
+    def mul_public(self, a: Share, c: np.ndarray) -> Share: ...
+    def mul(self, a: Share, b: Share, shape_a: tuple, shape_b: tuple) -> Share: ...
+    def square(self, a: Share, shape: tuple) -> Share: ...
+    def matmul(self, a: Share, b: Share, shape_a: tuple, shape_b: tuple) -> Share: ...
+    def trunc(self, a: Share, bits: int, shape: tuple) -> Share: ...
+
+    # -- boolean ------------------------------------------------------------------
+    def b_xor(self, a: Share, b: Share) -> Share: ...
+    def b_xor_public(self, a: Share, c: np.ndarray) -> Share: ...
+    def b_and_public(self, a: Share, c: np.ndarray) -> Share: ...
+    def b_and(self, pairs: Sequence[tuple[Share, Share]], shapes: Sequence[tuple], dtypes: Sequence) -> list[Share]: ...
+
+    # -- conversions --------------------------------------------------------------
+    def msb(self, a: Share, shape: tuple) -> Share:
+        """Arithmetic share of the most significant bit (0/1) of a ring element."""
+        raise NotImplementedError
+
+    def eqz(self, a: Share, shape: tuple) -> Share:
+        """Arithmetic share of [a == 0] (0/1)."""
+        raise NotImplementedError
+
+    def a2b(self, a: Share, shape: tuple) -> Share:
+        """Boolean (XOR) share of the 64-bit two's complement word of an arithmetic share."""
+        raise NotImplementedError
+
+    def b2a_bits(self, b: Share, shape: tuple) -> Share:
+        """Arithmetic share of a boolean-shared bit (uint8 words holding 0/1)."""
+        raise NotImplementedError
+
+    def b2a(self, b: Share, shape: tuple) -> Share:
+        """Arithmetic share of a boolean-shared uint64 word."""
+        raise NotImplementedError

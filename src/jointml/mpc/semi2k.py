@@ -1,0 +1,371 @@
+"""semi2k: n-party additive secret sharing over Z_2^64 with a dealer.
+
+Security model: semi-honest (honest-but-curious) parties; any coalition of up to
+n-1 compute parties learns nothing beyond what is revealed; the dealer is a
+separate, non-colluding party that supplies correlated randomness and receives no
+messages, so it learns nothing about inputs or outputs. Messages between parties
+are protected by the links' TLS.
+
+A secret x is held as shares x_0..x_{n-1} (uint64) with sum x_i = x mod 2^64.
+Costs per element, for n compute parties (each party sends to n-1 peers):
+
+| op         | rounds | each party sends            | dealer sends (to last party) |
+|------------|--------|-----------------------------|------------------------------|
+| add/sub    | 0      | 0                           | 0                            |
+| mul        | 1      | 2 x 8 B (x-a, y-b)          | 8 B (c)                      |
+| square     | 1      | 8 B                         | 8 B                          |
+| matmul     | 1      | 8 B x (|X| + |Y|)           | 8 B x |Z|                    |
+| trunc      | 1      | 8 B                         | 16 B (r>>f, msb r)           |
+| msb / lt   | 8      | ~35 B                       | ~45 B                        |
+| eqz / eq   | 8      | ~30 B                       | ~35 B                        |
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..core import ring
+from ..core.errors import ConfigError
+from ..core.prg import Prg
+from . import circuits
+from .dealer import DealerProvider
+from .protocol import Protocol
+
+_U = np.uint64
+
+
+class Semi2k(Protocol):
+    name = "semi2k"
+
+    def __init__(self, ctx, parties: Sequence[str], dealer: str | None):
+        if dealer is None:
+            raise ConfigError("semi2k needs a dealer party (an ordinary party of the cluster that holds no data)")
+        if dealer not in parties:
+            parties = list(parties) + [dealer]
+        self.ctx = ctx
+        self.comm = ctx.comm
+        self.members = list(parties)
+        self.dealer = dealer
+        self.compute = [p for p in parties if p != dealer]
+        if len(self.compute) < 2:
+            raise ConfigError(f"semi2k needs at least 2 compute parties besides the dealer, got {self.compute}")
+        self.me = ctx.me
+        self.is_compute = self.me in self.compute
+        self.is_dealer = self.me == dealer
+        self.idx = self.compute.index(self.me) if self.is_compute else -1
+        self.n = len(self.compute)
+        self.peers = [p for p in self.compute if p != self.me]
+        self.prov = DealerProvider(self) if (self.is_compute or self.is_dealer) else None
+        self._pair_prgs: dict[str, Prg] = {}
+
+    # -- helpers ---------------------------------------------------------------
+    def _pair_prg(self, other: str) -> Prg:
+        g = self._pair_prgs.get(other)
+        if g is None:
+            g = Prg(self.ctx.shared_seed(self.me, other, "semi2k-pair"), stream="pair")
+            self._pair_prgs[other] = g
+        return g
+
+    def _open(self, tag: str, arrays: list[np.ndarray], boolean: bool = False) -> list[np.ndarray]:
+        """All compute parties publish their shares of several values at once (one round)."""
+        for p in self.peers:
+            self.comm.send(p, tag, arrays)
+        out = [a.copy() for a in arrays]
+        for p in self.peers:
+            got = self.comm.recv(p, tag, dtypes=[a.dtype for a in arrays], shapes=[a.shape for a in arrays]).arrays
+            for o, g in zip(out, got):
+                if boolean:
+                    o ^= g
+                else:
+                    o += g
+        return out
+
+    # -- structure ----------------------------------------------------------------
+    def map(self, fn: Callable, *shares):
+        if not self.is_compute:
+            return None
+        return fn(*shares)
+
+    # -- input / output -------------------------------------------------------------
+    def share_in(self, owner, value, shape, dtype=_U, boolean=False):
+        """Secret-share `value` held by `owner` (a compute party, the dealer, or an outsider).
+
+        A compute-party owner masks its value with pairwise PRG streams: no share
+        travels, only the shape (which is public). Another owner draws all but
+        one share from pairwise streams and sends the last one."""
+        me = self.me
+        shape = tuple(shape)
+        if owner in self.compute:
+            if me == owner:
+                x = np.array(value, dtype=dtype, copy=True).reshape(shape)
+                for p in self.peers:
+                    r = self._pair_prg(p).random(shape, dtype)
+                    if boolean:
+                        x ^= r
+                    else:
+                        x -= r
+                return x
+            if self.is_compute:
+                return self._pair_prg(owner).random(shape, dtype)
+            return None
+        # Owner outside the compute set.
+        last = self.compute[-1]
+        if me == owner:
+            x = np.array(value, dtype=dtype, copy=True).reshape(shape)
+            for p in self.compute[:-1]:
+                r = Prg(self.ctx.shared_seed(owner, p, "semi2k-in"), stream=f"in").random(shape, dtype)
+                if boolean:
+                    x ^= r
+                else:
+                    x -= r
+            self.comm.send(last, "share_in", x)
+            return None
+        if me == last:
+            return self.comm.recv_array(owner, "share_in", dtype, shape)
+        if self.is_compute:
+            return Prg(self.ctx.shared_seed(owner, me, "semi2k-in"), stream="in").random(shape, dtype)
+        return None
+
+    def reveal(self, x, shape, to=None, boolean=False, dtype=_U):
+        shape = tuple(shape)
+        if to is None:
+            if not self.is_compute:
+                return None
+            return self._open("reveal", [np.ascontiguousarray(x, dtype=dtype)], boolean)[0]
+        if self.is_compute and self.me != to:
+            self.comm.send(to, "reveal_to", np.ascontiguousarray(x, dtype=dtype))
+        if self.me != to:
+            return None
+        senders = [p for p in self.compute if p != to]
+        out = np.array(x, dtype=dtype, copy=True) if self.is_compute else np.zeros(shape, dtype=dtype)
+        for p in senders:
+            g = self.comm.recv_array(p, "reveal_to", dtype, shape)
+            if boolean:
+                out ^= g
+            else:
+                out += g
+        return out
+
+    # -- linear ---------------------------------------------------------------------
+    def add(self, a, b):
+        return None if not self.is_compute else a + b
+
+    def sub(self, a, b):
+        return None if not self.is_compute else a - b
+
+    def neg(self, a):
+        return None if not self.is_compute else (_U(0) - a)
+
+    def add_public(self, a, c):
+        if not self.is_compute:
+            return None
+        c = np.asarray(c, dtype=_U)
+        return a + c if self.idx == 0 else a + np.zeros_like(c)
+
+    def mul_public(self, a, c):
+        return None if not self.is_compute else a * np.asarray(c, dtype=_U)
+
+    # -- multiplication ------------------------------------------------------------------
+    def mul(self, a, b, shape_a, shape_b):
+        prov = self.prov
+        A = prov.rand(shape_a)
+        B = prov.rand(shape_b)
+        shape_c = np.broadcast_shapes(tuple(shape_a), tuple(shape_b))
+        if self.is_dealer:
+            prov.shares_of("mul", prov.total(A) * prov.total(B), shape_c)
+            return None
+        if not self.is_compute:
+            return None
+        E, F = self._open("mul", [a - A, b - B])
+        C = prov.shares_of("mul", None, shape_c)
+        z = C + E * b + A * F  # sum_i E*y_i + a_i*F + c_i = xy
+        return z
+
+    def square(self, a, shape):
+        prov = self.prov
+        A = prov.rand(shape)
+        if self.is_dealer:
+            t = prov.total(A)
+            prov.shares_of("square", t * t, shape)
+            return None
+        if not self.is_compute:
+            return None
+        (E,) = self._open("square", [a - A])
+        C = prov.shares_of("square", None, shape)
+        # x^2 = (E+a)^2 = E^2 + 2Ea + a^2; with x_i = E/n.. use E*(x_i + a_i) summing to E*x + E*a = E^2 + 2Ea.
+        return C + E * (a + A)
+
+    def matmul(self, a, b, shape_a, shape_b):
+        prov = self.prov
+        A = prov.rand(shape_a)
+        B = prov.rand(shape_b)
+        shape_c = np.matmul(np.empty(shape_a, dtype=np.int8), np.empty(shape_b, dtype=np.int8)).shape
+        if self.is_dealer:
+            prov.shares_of("matmul", ring.matmul(prov.total(A), prov.total(B)), shape_c)
+            return None
+        if not self.is_compute:
+            return None
+        E, F = self._open("matmul", [a - A, b - B])
+        # sum_i (E @ y_i + a_i @ F + c_i) = E@Y + A@F + AB = XY: two ring matmuls per party.
+        z = ring.matmul(E, b) + ring.matmul(A, F)
+        C = prov.shares_of("matmul", None, shape_c)
+        z += C
+        return z
+
+    # -- truncation --------------------------------------------------------------------
+    def trunc(self, a, bits, shape):
+        """Divide by 2^bits (rounding toward -inf, off by one ulp with small probability).
+
+        Exact up to one unit for |x| < 2^62: open c = x + 2^62 + r with dealer-supplied
+        shares of r, r >> bits and msb(r); the wrap of x + 2^62 + r is msb(r) & ~msb(c),
+        so y = (c >> bits) - (r >> bits) + wrap * 2^(64-bits) - 2^(62-bits)."""
+        prov = self.prov
+        shape = tuple(shape)
+        R = prov.rand(shape)
+        k = _U(bits)
+        if self.is_dealer:
+            r = prov.total(R)
+            prov.shares_of("trunc", np.stack([r >> k, r >> _U(63)]), (2,) + shape)
+            return None
+        if not self.is_compute:
+            return None
+        x = a + R
+        if self.idx == 0:
+            x = x + _U(1 << 62)
+        (c,) = self._open("trunc", [x])
+        hm = prov.shares_of("trunc", None, (2,) + shape)
+        r_hi, r_msb = hm[0], hm[1]
+        not_c_msb = _U(1) - (c >> _U(63))
+        y = r_msb * (not_c_msb << _U(64 - bits)) - r_hi
+        if self.idx == 0:
+            y += (c >> k) - _U(1 << (62 - bits))
+        return y
+
+    # -- boolean -------------------------------------------------------------------------
+    def b_xor(self, a, b):
+        return None if not self.is_compute else a ^ b
+
+    def b_xor_public(self, a, c):
+        if not self.is_compute:
+            return None
+        return a ^ np.asarray(c, dtype=a.dtype) if self.idx == 0 else a
+
+    def b_and_public(self, a, c):
+        return None if not self.is_compute else a & np.asarray(c, dtype=a.dtype)
+
+    def b_and(self, pairs, shapes, dtypes):
+        """Several ANDs in one round. Pairs sharing the same left operand object share its mask."""
+        prov = self.prov
+        lefts: list = []
+        left_idx = []
+        for (x, _), shape, dt in zip(pairs, shapes, dtypes):
+            for j, (lx, lshape, ldt) in enumerate(lefts):
+                if lx is x and lshape == shape and ldt == dt:
+                    left_idx.append(j)
+                    break
+            else:
+                left_idx.append(len(lefts))
+                lefts.append((x, tuple(shape), dt))
+        As = [prov.rand(s, dt) for (_, s, dt) in lefts]
+        Bs = [prov.rand(tuple(s), dt) for s, dt in zip(shapes, dtypes)]
+        if self.is_dealer:
+            for (j, B, s, dt) in zip(left_idx, Bs, shapes, dtypes):
+                prov.shares_of("and", prov.total(As[j], True) & prov.total(B, True), s, dt, boolean=True)
+            return [None] * len(pairs)
+        if not self.is_compute:
+            return [None] * len(pairs)
+        opened = self._open(
+            "and",
+            [x ^ A for (x, _, _), A in zip(lefts, As)] + [y ^ B for (_, y), B in zip(pairs, Bs)],
+            boolean=True,
+        )
+        D, Es = opened[: len(lefts)], opened[len(lefts) :]
+        out = []
+        for (j, B, E, (x, y), s, dt) in zip(left_idx, Bs, Es, pairs, shapes, dtypes):
+            C = prov.shares_of("and", None, s, dt, boolean=True)
+            # x&y = (d^a)&(e^b) = d&e ^ d&b ^ a&e ^ a&b  ->  party i: c_i ^ d&b_i ^ a_i&e (^ d&e at party 0)
+            z = C ^ (D[j] & B) ^ (As[j] & E)
+            if self.idx == 0:
+                z ^= D[j] & E
+            out.append(z)
+        return out
+
+    # -- conversions ---------------------------------------------------------------------
+    def _masked_open(self, a, shape, tag: str):
+        """Open c = x + r for a dealer mask r; returns (c, boolean share of bit-reversed low 63 bits of r, share of r's msb)."""
+        prov = self.prov
+        R = prov.rand(shape)
+        if self.is_dealer:
+            r = prov.total(R)
+            low = r & _U((1 << 63) - 1)
+            prov.shares_of(tag + ":bits", circuits.index_reverse64(low), shape, _U, boolean=True)
+            prov.shares_of(tag + ":msb", (r >> _U(63)).astype(np.uint8), shape, np.uint8, boolean=True)
+            return None, None, None
+        if not self.is_compute:
+            return None, None, None
+        (c,) = self._open(tag, [a + R])
+        rb = prov.shares_of(tag + ":bits", None, shape, _U, boolean=True)
+        rm = prov.shares_of(tag + ":msb", None, shape, np.uint8, boolean=True)
+        return c, rb, rm
+
+    def msb(self, a, shape):
+        """msb(x) = msb(c) ^ msb(r) ^ borrow, borrow = [r_low > c_low] from the comparison tree."""
+        shape = tuple(shape)
+        c, rb, rm = self._masked_open(a, shape, "msb")
+        if self.is_compute:
+            c_low = c & _U((1 << 63) - 1)
+            crev = circuits.index_reverse64(c_low)
+            G = rb & ~crev  # r bit 1 where c bit 0
+            E = self.b_xor_public(rb, ~crev)  # equal where r bit == c bit
+        else:
+            G = E = None
+        borrow = circuits.greater_tree(self, G, E, shape)
+        if self.is_compute:
+            bit = borrow ^ rm
+            if self.idx == 0:
+                bit ^= (c >> _U(63)).astype(np.uint8)
+        else:
+            bit = None
+        return self.b2a_bits(bit, shape)
+
+    def eqz(self, a, shape):
+        """[x == 0]: x == 0 iff c == r, i.e. all bits of c ^ r ^ 1...1 are one."""
+        shape = tuple(shape)
+        prov = self.prov
+        R = prov.rand(shape)
+        if self.is_dealer:
+            prov.shares_of("eqz:bits", prov.total(R), shape, _U, boolean=True)
+            X = None
+        elif self.is_compute:
+            (c,) = self._open("eqz", [a + R])
+            rb = prov.shares_of("eqz:bits", None, shape, _U, boolean=True)
+            X = self.b_xor_public(rb, ~c)
+        else:
+            X = None
+        bit = circuits.and_tree(self, X, shape)
+        return self.b2a_bits(bit, shape)
+
+    def b2a_bits(self, b, shape):
+        """Boolean-shared bits (uint8 0/1) to arithmetic shares: open t = b ^ s for a dealer bit s.
+
+        [b] = t + [s] - 2 t [s]; the opened bits are packed 8 per byte."""
+        prov = self.prov
+        shape = tuple(shape)
+        S = prov.rand(shape, np.uint8)
+        if self.is_dealer:
+            s = prov.total([x & np.uint8(1) for x in S], True)
+            prov.shares_of("b2a", s.astype(_U), shape)
+            return None
+        if not self.is_compute:
+            return None
+        t_share = (b ^ S) & np.uint8(1)
+        n = int(np.prod(shape)) if shape else 1
+        (packed,) = self._open("b2a", [np.packbits(t_share.reshape(-1))], boolean=True)
+        t = np.unpackbits(packed, count=n).reshape(shape).astype(_U)
+        s_arith = prov.shares_of("b2a", None, shape)
+        z = s_arith - _U(2) * t * s_arith
+        if self.idx == 0:
+            z += t
+        return z

@@ -1,0 +1,220 @@
+"""Links between parties: ordered, tagged, counted messages with timeouts.
+
+A `Link` is one party's end of the connection to one peer. Messages carry a tag
+and a per-link sequence number; the receiver names the tag it expects next, and a
+different tag or sequence number raises `ProtocolOutOfSync` at once (SPMD programs
+that diverge fail fast instead of hanging or computing garbage).
+
+Transports only move frame bodies: `InProcessLink` through queues (tests, thread
+simulation), `TcpLink` over TLS sockets (`jointml.net.tcp`). Both encode and decode
+the same wire format, so tests exercise what crosses a real link.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..core import wire
+from ..core.errors import LinkTimeout, PeerAborted, PeerClosed, ProtocolOutOfSync, WireFormatError
+
+DEFAULT_RECV_TIMEOUT = float(os.environ.get("JOINTML_RECV_TIMEOUT", "300"))
+
+
+@dataclass
+class LinkStats:
+    bytes_sent: int = 0
+    bytes_recv: int = 0
+    msgs_sent: int = 0
+    msgs_recv: int = 0
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class _Closed:
+    """Inbox sentinel: the transport ended (with an optional exception to raise)."""
+
+    def __init__(self, exc: Exception):
+        self.exc = exc
+
+
+class Link:
+    """One end of a party-to-party link. Subclasses implement `_write` and feed `_inbox`."""
+
+    def __init__(self, me: str, peer: str, recv_timeout: float | None = None):
+        self.me = me
+        self.peer = peer
+        self.stats = LinkStats()
+        self.recv_timeout = DEFAULT_RECV_TIMEOUT if recv_timeout is None else recv_timeout
+        self._send_seq = 0
+        self._recv_seq = 0
+        self._inbox: queue.Queue = queue.Queue()
+        self._dead: Exception | None = None
+        self._send_lock = threading.Lock()
+
+    # -- transport hooks -------------------------------------------------
+    def _write(self, bufs: list, nbytes: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # -- public API ----------------------------------------------------------
+    def send(self, tag: str, arrays: Sequence[np.ndarray] | np.ndarray = (), meta: dict | None = None, kind: str = "data") -> int:
+        """Send a message; returns its size in bytes."""
+        if isinstance(arrays, np.ndarray):
+            arrays = (arrays,)
+        bufs = wire.encode(kind, tag, self._send_seq, arrays, meta)
+        n = wire.body_size(bufs)
+        with self._send_lock:
+            self._write(bufs, n)
+            self._send_seq += 1
+            self.stats.bytes_sent += n + 8
+            self.stats.msgs_sent += 1
+        return n
+
+    def recv(self, tag: str, timeout: float | None = None) -> wire.Message:
+        """Receive the next message, which must carry `tag`."""
+        if self._dead is not None:
+            raise self._dead
+        t = self.recv_timeout if timeout is None else timeout
+        try:
+            item = self._inbox.get(timeout=t)
+        except queue.Empty:
+            raise LinkTimeout(
+                f"{self.me}: no message '{tag}' from {self.peer} within {t:g} s", party=self.peer
+            ) from None
+        if isinstance(item, _Closed):
+            self._dead = item.exc
+            raise item.exc
+        body = item
+        try:
+            msg = wire.decode(body)
+        except WireFormatError as e:
+            self._dead = WireFormatError(f"{self.me}: malformed frame from {self.peer}: {e}")
+            raise self._dead from None
+        self.stats.bytes_recv += len(body) + 8
+        self.stats.msgs_recv += 1
+        if msg.kind == "abort":
+            err = str(msg.meta.get("error", "unknown error"))
+            self._dead = PeerAborted(f"party {self.peer} failed: {err}", party=self.peer)
+            raise self._dead
+        if msg.tag != tag or msg.seq != self._recv_seq:
+            self._dead = ProtocolOutOfSync(
+                f"protocol out of sync: {self.me} expected message '{tag}' #{self._recv_seq} from {self.peer}, "
+                f"got '{msg.tag}' #{msg.seq}",
+                party=self.peer,
+            )
+            raise self._dead
+        self._recv_seq += 1
+        return msg
+
+    def abort(self, error: str) -> None:
+        """Tell the peer this party failed (best effort), so it fails fast with the cause."""
+        try:
+            self.send("__abort__", meta={"error": error[:2000]}, kind="abort")
+        except Exception:
+            pass
+
+
+class InProcessLink(Link):
+    """A link whose peer end lives in the same process (threads)."""
+
+    def __init__(self, me: str, peer: str, recv_timeout: float | None = None):
+        super().__init__(me, peer, recv_timeout)
+        self.other: InProcessLink | None = None
+        self._closed = False
+
+    @staticmethod
+    def pair(a: str, b: str, recv_timeout: float | None = None) -> tuple["InProcessLink", "InProcessLink"]:
+        la, lb = InProcessLink(a, b, recv_timeout), InProcessLink(b, a, recv_timeout)
+        la.other, lb.other = lb, la
+        return la, lb
+
+    def _write(self, bufs: list, nbytes: int) -> None:
+        if self._closed:
+            raise PeerClosed(f"{self.me}: link to {self.peer} is closed", party=self.peer)
+        if self.other is None or self.other._closed:
+            raise PeerClosed(f"{self.me}: {self.peer} closed the link", party=self.peer)
+        # Copy into one immutable body: the sender may reuse its arrays right away.
+        self.other._inbox.put(b"".join(bytes(b) if isinstance(b, memoryview) else b for b in bufs))
+
+    def inject(self, body: bytes) -> None:
+        """Deliver a raw frame body as if the peer had sent it (tests of malformed input)."""
+        self._inbox.put(body)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.other is not None and not self.other._closed:
+            self.other._inbox.put(_Closed(PeerClosed(f"{self.other.me}: {self.me} closed the link", party=self.me)))
+
+
+class Communicator:
+    """All links of one party, with party-level round counting.
+
+    A round is counted each time this party starts sending after having received
+    (or at its first send): the number of sequential message exchanges a protocol needs.
+    """
+
+    def __init__(self, me: str, links: dict[str, Link]):
+        self.me = me
+        self.links = links
+        self.rounds = 0
+        self._last_was_send = False
+
+    @property
+    def peers(self) -> list[str]:
+        return list(self.links)
+
+    def link(self, peer: str) -> Link:
+        try:
+            return self.links[peer]
+        except KeyError:
+            raise KeyError(f"{self.me} has no link to party '{peer}' (known: {sorted(self.links)})") from None
+
+    def send(self, peer: str, tag: str, arrays: Sequence[np.ndarray] | np.ndarray = (), meta: dict | None = None) -> None:
+        if not self._last_was_send:
+            self.rounds += 1
+            self._last_was_send = True
+        self.link(peer).send(tag, arrays, meta)
+
+    def recv(self, peer: str, tag: str, dtypes=None, shapes=None, timeout: float | None = None) -> wire.Message:
+        self._last_was_send = False
+        msg = self.link(peer).recv(tag, timeout)
+        if dtypes is not None or shapes is not None:
+            msg.expect(dtypes, shapes, party=peer)
+        return msg
+
+    def recv_array(self, peer: str, tag: str, dtype, shape) -> np.ndarray:
+        return self.recv(peer, tag, dtypes=[dtype], shapes=[shape]).arrays[0]
+
+    def stats(self) -> dict:
+        total = LinkStats()
+        for l in self.links.values():
+            for k, v in l.stats.__dict__.items():
+                setattr(total, k, getattr(total, k) + v)
+        d = total.as_dict()
+        d["rounds"] = self.rounds
+        return d
+
+    def reset_stats(self) -> None:
+        self.rounds = 0
+        self._last_was_send = False
+        for l in self.links.values():
+            l.stats = LinkStats()
+
+    def abort(self, error: str) -> None:
+        for l in self.links.values():
+            l.abort(error)
+
+    def close(self) -> None:
+        for l in self.links.values():
+            l.close()

@@ -1,0 +1,283 @@
+"""TCP links with mutual TLS (stdlib `ssl`), one connection per pair of parties.
+
+The party that comes first in the cluster's order connects; the other accepts.
+Both present certificates from the cluster CA. The connecting side checks that the
+server's certificate names the peer it dialled (TLS hostname check against the
+party name); the accepting side checks that the client's certificate names the party
+announced in the first frame. Anything else is refused with `AuthenticationError`.
+
+A reader thread per connection drains the socket into the link's inbox, so two
+parties sending large messages to each other at once never deadlock.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core import wire
+from ..core.errors import AuthenticationError, PeerClosed, PeerUnreachable, WireFormatError
+from .link import Communicator, Link, _Closed
+
+_LEN = struct.Struct("<Q")
+MAX_FRAME = 1 << 34  # 16 GiB: a guard against garbage lengths, not a protocol limit
+_SOCK_BUF = 4 << 20
+
+
+@dataclass
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+
+
+def server_context(tls: TlsFiles) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    ctx.load_verify_locations(str(tls.ca))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def client_context(tls: TlsFiles) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(str(tls.cert), str(tls.key))
+    ctx.load_verify_locations(str(tls.ca))
+    ctx.check_hostname = True
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def cert_party_names(peercert: dict) -> set[str]:
+    names = {v for k, v in peercert.get("subjectAltName", ()) if k == "DNS"}
+    for rdn in peercert.get("subject", ()):
+        for k, v in rdn:
+            if k == "commonName":
+                names.add(v)
+    return names
+
+
+def _recv_exact(sock, n: int) -> bytearray | None:
+    buf = bytearray(n)
+    mv = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(mv[got:], min(n - got, 1 << 20))
+        if k == 0:
+            return None
+        got += k
+    return buf
+
+
+def _tune(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, _SOCK_BUF)
+        except OSError:
+            pass
+
+
+class TcpLink(Link):
+    def __init__(self, me: str, peer: str, sock: ssl.SSLSocket, recv_timeout: float | None = None):
+        super().__init__(me, peer, recv_timeout)
+        self.sock = sock
+        self._closing = False
+        self._reader = threading.Thread(target=self._read_loop, name=f"jointml-link-{me}-{peer}", daemon=True)
+        self._reader.start()
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                head = _recv_exact(self.sock, _LEN.size)
+                if head is None:
+                    raise PeerClosed(f"{self.me}: {self.peer} closed the connection", party=self.peer)
+                (n,) = _LEN.unpack(head)
+                if n > MAX_FRAME:
+                    raise WireFormatError(f"{self.me}: malformed frame from {self.peer}: length {n}")
+                body = _recv_exact(self.sock, n)
+                if body is None:
+                    raise PeerClosed(f"{self.me}: {self.peer} closed the connection mid-frame (truncated message)", party=self.peer)
+                self._inbox.put(body)
+        except (PeerClosed, WireFormatError) as e:
+            self._inbox.put(_Closed(e))
+        except (OSError, ssl.SSLError) as e:
+            if self._closing:
+                self._inbox.put(_Closed(PeerClosed(f"{self.me}: link to {self.peer} closed", party=self.peer)))
+            else:
+                self._inbox.put(_Closed(PeerClosed(f"{self.me}: connection to {self.peer} failed: {e}", party=self.peer)))
+
+    def _write(self, bufs: list, nbytes: int) -> None:
+        try:
+            self.sock.sendall(_LEN.pack(nbytes) + bytes(bufs[0]))
+            for b in bufs[1:]:
+                self.sock.sendall(b)
+        except (OSError, ssl.SSLError) as e:
+            raise PeerClosed(f"{self.me}: cannot send to {self.peer}: {e}", party=self.peer) from None
+
+    def close(self) -> None:
+        self._closing = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _hello(sock: ssl.SSLSocket, me: str) -> None:
+    bufs = wire.encode("hello", "__hello__", 0, (), {"party": me})
+    body = b"".join(bytes(b) for b in bufs)
+    sock.sendall(_LEN.pack(len(body)) + body)
+
+
+def _read_hello(sock: ssl.SSLSocket) -> str:
+    head = _recv_exact(sock, _LEN.size)
+    if head is None:
+        raise PeerClosed("peer closed during handshake")
+    (n,) = _LEN.unpack(head)
+    if n > 1 << 16:
+        raise WireFormatError("malformed hello frame")
+    body = _recv_exact(sock, n)
+    if body is None:
+        raise PeerClosed("peer closed during handshake")
+    msg = wire.decode(body)
+    party = msg.meta.get("party")
+    if msg.kind != "hello" or not isinstance(party, str):
+        raise WireFormatError("malformed hello frame")
+    return party
+
+
+def connect_all(
+    me: str,
+    addresses: dict[str, tuple[str, int]],
+    tls: TlsFiles,
+    listener: socket.socket | None = None,
+    connect_timeout: float = 30.0,
+    recv_timeout: float | None = None,
+    order: list[str] | None = None,
+) -> Communicator:
+    """Establish authenticated TLS links from `me` to every other party in `addresses`.
+
+    `listener` is an already-bound listening socket for `me` (the launcher binds them
+    before starting parties so ports never race); if None, one is bound at `me`'s address.
+    Parties earlier in `order` dial later ones. Raises `PeerUnreachable` when a peer
+    cannot be reached within `connect_timeout`, `AuthenticationError` on a certificate
+    that does not match the claimed party.
+    """
+    order = order or list(addresses)
+    if me not in order:
+        raise KeyError(f"party '{me}' is not in the cluster {order}")
+    idx = order.index(me)
+    to_dial = order[idx + 1 :]
+    to_accept = set(order[:idx])
+    links: dict[str, Link] = {}
+    errors: list[Exception] = []
+    deadline = time.monotonic() + connect_timeout
+
+    if listener is None and to_accept:
+        host, port = addresses[me]
+        listener = socket.create_server((host, port), reuse_port=False)
+    sctx, cctx = server_context(tls), client_context(tls)
+
+    def accept_loop():
+        try:
+            listener.settimeout(0.2)
+            while to_accept:
+                if time.monotonic() > deadline:
+                    raise PeerUnreachable(
+                        f"{me}: parties {sorted(to_accept)} did not connect within {connect_timeout:g} s",
+                        party=sorted(to_accept)[0],
+                    )
+                try:
+                    raw, _ = listener.accept()
+                except socket.timeout:
+                    continue
+                raw.settimeout(max(1.0, deadline - time.monotonic()))
+                _tune(raw)
+                try:
+                    s = sctx.wrap_socket(raw, server_side=True)
+                    claimed = _read_hello(s)
+                except (ssl.SSLError, OSError, WireFormatError, PeerClosed) as e:
+                    # A failed handshake (e.g. a certificate from another CA) is refused;
+                    # keep waiting for the legitimate peer until the deadline.
+                    errors.append(AuthenticationError(f"{me}: refused a connection: {e}"))
+                    raw.close()
+                    continue
+                names = cert_party_names(s.getpeercert() or {})
+                if claimed not in to_accept or claimed not in names:
+                    errors.append(
+                        AuthenticationError(
+                            f"{me}: refused a peer claiming to be '{claimed}' with a certificate for {sorted(names)}",
+                            party=claimed,
+                        )
+                    )
+                    s.close()
+                    continue
+                _hello(s, me)
+                s.settimeout(None)
+                links[claimed] = TcpLink(me, claimed, s, recv_timeout)
+                to_accept.discard(claimed)
+        except Exception as e:  # noqa: BLE001 - surfaced by the caller
+            errors.append(e)
+
+    acceptor = threading.Thread(target=accept_loop, daemon=True) if to_accept else None
+    if acceptor:
+        acceptor.start()
+
+    for peer in to_dial:
+        host, port = addresses[peer]
+        last: Exception | None = None
+        while True:
+            if time.monotonic() > deadline:
+                for l in links.values():
+                    l.close()
+                raise PeerUnreachable(f"{me}: cannot reach party '{peer}' at {host}:{port} within {connect_timeout:g} s: {last}", party=peer)
+            try:
+                raw = socket.create_connection((host, port), timeout=max(0.5, deadline - time.monotonic()))
+            except OSError as e:
+                last = e
+                time.sleep(0.05)
+                continue
+            _tune(raw)
+            try:
+                s = cctx.wrap_socket(raw, server_hostname=peer)
+            except ssl.SSLCertVerificationError as e:
+                raw.close()
+                raise AuthenticationError(f"{me}: party '{peer}' at {host}:{port} presented an invalid certificate: {e.verify_message}", party=peer) from None
+            except (ssl.SSLError, OSError) as e:
+                raw.close()
+                raise AuthenticationError(f"{me}: TLS handshake with '{peer}' failed: {e}", party=peer) from None
+            try:
+                _hello(s, me)
+                answer = _read_hello(s)
+            except (OSError, ssl.SSLError, PeerClosed) as e:
+                s.close()
+                raise AuthenticationError(f"{me}: party '{peer}' refused this party's certificate: {e}", party=peer) from None
+            if answer != peer:
+                s.close()
+                raise AuthenticationError(f"{me}: dialled '{peer}' but it answered as '{answer}'", party=peer)
+            s.settimeout(None)
+            links[peer] = TcpLink(me, peer, s, recv_timeout)
+            break
+
+    if acceptor:
+        acceptor.join()
+        if to_accept:
+            for l in links.values():
+                l.close()
+            raise next((e for e in errors if not isinstance(e, AuthenticationError)), None) or (
+                errors[-1] if errors else PeerUnreachable(f"{me}: parties {sorted(to_accept)} never connected")
+            )
+    if listener is not None:
+        listener.close()
+    return Communicator(me, {p: links[p] for p in order if p in links})

@@ -1,0 +1,104 @@
+"""Cluster configuration for real deployments (YAML).
+
+```yaml
+parties:                    # in this order: earlier parties dial later ones
+  bank:    {address: "10.0.0.1:9100", cert: certs/bank.crt, key: certs/bank.key}
+  partner: {address: "10.0.0.2:9100", cert: certs/partner.crt, key: certs/partner.key}
+  dealer:  {address: "10.0.0.3:9100", cert: certs/dealer.crt, key: certs/dealer.key}
+ca: certs/ca.crt
+connect_timeout: 60         # seconds, optional
+recv_timeout: 600           # seconds, optional
+```
+
+Relative paths are resolved against the YAML file's folder. Each party needs only
+its own key; the other parties' `cert`/`key` entries may be omitted on its copy.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..core.errors import ConfigError
+from ..net.certs import check_party_name
+from ..net.tcp import TlsFiles
+
+
+@dataclass
+class PartySpec:
+    name: str
+    host: str
+    port: int
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass
+class ClusterConfig:
+    parties: dict[str, PartySpec]
+    ca: Path
+    connect_timeout: float = 60.0
+    recv_timeout: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.parties)
+
+    def addresses(self) -> dict[str, tuple[str, int]]:
+        return {n: (p.host, p.port) for n, p in self.parties.items()}
+
+    def tls_for(self, me: str) -> TlsFiles:
+        p = self.parties.get(me)
+        if p is None:
+            raise ConfigError(f"party '{me}' is not in the cluster config (parties: {self.names})")
+        if p.cert is None or p.key is None:
+            raise ConfigError(f"cluster config: party '{me}' needs 'cert' and 'key'")
+        for what, path in (("cert", p.cert), ("key", p.key), ("ca", self.ca)):
+            if not Path(path).is_file():
+                raise ConfigError(f"cluster config: {what} file for '{me}' not found: {path}")
+        return TlsFiles(ca=self.ca, cert=p.cert, key=p.key)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ClusterConfig":
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"cluster config not found: {path}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"cluster config {path} is not valid YAML: {e}") from None
+        return cls.from_dict(raw, base=path.parent)
+
+    @classmethod
+    def from_dict(cls, raw: dict, base: Path | None = None) -> "ClusterConfig":
+        base = base or Path.cwd()
+        if not isinstance(raw, dict) or not isinstance(raw.get("parties"), dict) or not raw["parties"]:
+            raise ConfigError("cluster config needs a non-empty 'parties' mapping")
+        if "ca" not in raw:
+            raise ConfigError("cluster config needs 'ca' (the cluster CA certificate)")
+
+        def res(p):
+            return None if p is None else (Path(p) if Path(p).is_absolute() else base / p)
+
+        parties = {}
+        for name, spec in raw["parties"].items():
+            check_party_name(name)
+            if not isinstance(spec, dict) or "address" not in spec:
+                raise ConfigError(f"cluster config: party '{name}' needs an 'address' host:port")
+            addr = str(spec["address"])
+            host, _, port = addr.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"cluster config: party '{name}' has a bad address {addr!r} (want host:port)")
+            parties[name] = PartySpec(name, host, int(port), res(spec.get("cert")), res(spec.get("key")))
+        known = {"parties", "ca", "connect_timeout", "recv_timeout"}
+        return cls(
+            parties=parties,
+            ca=res(raw["ca"]),
+            connect_timeout=float(raw.get("connect_timeout", 60.0)),
+            recv_timeout=float(raw["recv_timeout"]) if raw.get("recv_timeout") is not None else None,
+            extra={k: v for k, v in raw.items() if k not in known},
+        )

@@ -1,0 +1,73 @@
+"""The party context: who this party is, its links, and its view of the devices.
+
+Every party runs the same program (SPMD) with its own `PartyContext`. Operations on
+a device are executed by the parties of that device; other parties hold opaque
+handles. Nothing in an algorithm knows whether it runs in simulation or deployed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.errors import ConfigError
+from ..core.prg import Prg, new_seed
+from ..net.link import Communicator
+
+
+class PartyContext:
+    """One party's runtime state.
+
+    Attributes: `me` (this party's name), `parties` (all parties, in cluster order),
+    `comm` (the party's links and counters).
+    """
+
+    def __init__(self, me: str, parties: list[str], comm: Communicator, options: dict | None = None):
+        if me not in parties:
+            raise ConfigError(f"party '{me}' is not in the cluster {parties}")
+        self.me = me
+        self.parties = list(parties)
+        self.comm = comm
+        self.options = dict(options or {})
+        self._pair_seeds: dict[tuple[str, ...], bytes] = {}
+        self._uid = 0
+
+    # -- devices -----------------------------------------------------------
+    def party(self, name: str) -> "PartyDevice":
+        from .device import PartyDevice
+
+        if name not in self.parties:
+            raise ConfigError(f"unknown party '{name}' (cluster: {self.parties})")
+        return PartyDevice(self, name)
+
+    def next_uid(self, prefix: str) -> str:
+        """A tag prefix identical at every party (they run the same program)."""
+        self._uid += 1
+        return f"{prefix}{self._uid}"
+
+    # -- shared seeds ------------------------------------------------------
+    def shared_seed(self, a: str, b: str, label: str = "") -> bytes:
+        """A 128-bit seed known only to parties `a` and `b` (agreed over their TLS link once).
+
+        Called by both `a` and `b` at the same point of the program."""
+        if self.me not in (a, b):
+            raise ValueError(f"{self.me} is not one of {a}, {b}")
+        key = tuple(sorted((a, b))) + (label,)
+        if key in self._pair_seeds:
+            return self._pair_seeds[key]
+        first, second = sorted((a, b), key=self.parties.index)
+        tag = f"seed:{first}:{second}:{label}"
+        import numpy as np
+
+        if self.me == first:
+            seed = new_seed()
+            self.comm.send(second, tag, np.frombuffer(seed, dtype=np.uint8))
+        else:
+            seed = bytes(self.comm.recv_array(first, tag, np.uint8, (16,)))
+        self._pair_seeds[key] = seed
+        return seed
+
+    def prg_with(self, peer: str, label: str) -> Prg:
+        return Prg(self.shared_seed(self.me, peer, label), stream=label)
+
+    def stats(self) -> dict[str, Any]:
+        return self.comm.stats()

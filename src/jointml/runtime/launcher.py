@@ -1,0 +1,241 @@
+"""Run an SPMD program as several parties: simulated on one machine, or as one node.
+
+`simulate(fn, parties)` starts one OS process per party connected by TCP + mutual
+TLS on loopback (default), or one thread per party with in-process links
+(`mode="thread"`, for fast tests). `fn(ctx, *args)` runs at every party; the result
+is a dict party -> return value. A party that fails makes the others fail fast: it
+sends an abort frame naming its error before closing its links, and the launcher
+re-raises the root cause as `PartyFailed`.
+
+`run_party(fn, me, cluster)` runs one party of a real deployment from a
+`ClusterConfig`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from ..core.errors import ConfigError, JointMLError, LinkError, PeerAborted, PeerClosed
+from ..net.certs import check_party_name, create_dev_pki
+from ..net.link import Communicator, InProcessLink
+from ..net.tcp import TlsFiles, connect_all
+from .cluster import ClusterConfig
+from .context import PartyContext
+
+
+class PartyFailed(JointMLError):
+    """A party's program raised; carries the party, the error type and its traceback."""
+
+    def __init__(self, party: str, error_type: str, message: str, tb: str = "", others: dict | None = None):
+        super().__init__(f"party '{party}' failed: {error_type}: {message}")
+        self.party = party
+        self.error_type = error_type
+        self.message = message
+        self.traceback = tb
+        self.others = others or {}
+
+
+def _goodbye(comm: Communicator) -> None:
+    """Barrier at the end of a program: nobody closes a link a peer may still read from."""
+    for p in comm.peers:
+        comm.link(p).send("__bye__")
+    for p in comm.peers:
+        comm.link(p).recv("__bye__")
+
+
+def _run_in_context(fn, ctx: PartyContext, args, kwargs):
+    try:
+        result = fn(ctx, *args, **kwargs)
+        _goodbye(ctx.comm)
+        return result
+    except BaseException as e:
+        if not isinstance(e, LinkError):
+            ctx.comm.abort(f"{type(e).__name__}: {e}")
+        raise
+    finally:
+        ctx.comm.close()
+
+
+def _pick_root(failures: dict[str, tuple[str, str, str]]) -> tuple[str, tuple[str, str, str]]:
+    """The party whose failure is the cause, not a consequence (peer closed/aborted)."""
+    consequences = {"PeerAborted", "PeerClosed", "LinkTimeout"}
+    for p, f in failures.items():
+        if f[0] not in consequences:
+            return p, f
+    return next(iter(failures.items()))
+
+
+def _check_parties(parties: list[str]) -> list[str]:
+    if len(set(parties)) != len(parties) or len(parties) < 1:
+        raise ConfigError(f"parties must be distinct names, got {parties}")
+    for p in parties:
+        check_party_name(p)
+    return list(parties)
+
+
+def simulate(
+    fn: Callable[..., Any],
+    parties: list[str],
+    *,
+    mode: str = "process",
+    args: tuple = (),
+    kwargs: dict | None = None,
+    timeout: float | None = 600.0,
+    recv_timeout: float | None = None,
+    options: dict | None = None,
+) -> dict[str, Any]:
+    """Run `fn(ctx, *args, **kwargs)` at every party; returns {party: result}.
+
+    >>> def prog(ctx):
+    ...     return ctx.me.upper()
+    >>> simulate(prog, ["alice", "bob"], mode="thread")
+    {'alice': 'ALICE', 'bob': 'BOB'}
+    """
+    parties = _check_parties(parties)
+    kwargs = kwargs or {}
+    if mode == "thread":
+        return _simulate_threads(fn, parties, args, kwargs, timeout, recv_timeout, options)
+    if mode == "process":
+        return _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, options)
+    raise ValueError(f"mode must be 'process' or 'thread', got {mode!r}")
+
+
+def _simulate_threads(fn, parties, args, kwargs, timeout, recv_timeout, options):
+    links: dict[str, dict[str, InProcessLink]] = {p: {} for p in parties}
+    for i, a in enumerate(parties):
+        for b in parties[i + 1 :]:
+            la, lb = InProcessLink.pair(a, b, recv_timeout)
+            links[a][b], links[b][a] = la, lb
+    results: dict[str, Any] = {}
+    failures: dict[str, tuple[str, str, str]] = {}
+
+    def worker(me):
+        ctx = PartyContext(me, parties, Communicator(me, links[me]), options)
+        try:
+            results[me] = _run_in_context(fn, ctx, args, kwargs)
+        except BaseException as e:  # noqa: BLE001
+            failures[me] = (type(e).__name__, str(e), traceback.format_exc())
+
+    threads = [threading.Thread(target=worker, args=(p,), name=f"party-{p}", daemon=True) for p in parties]
+    for t in threads:
+        t.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for t in threads:
+        t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        for p in parties:
+            for l in links[p].values():
+                l.close()
+        raise TimeoutError(f"simulation did not finish within {timeout} s")
+    if failures:
+        p, (typ, msg, tb) = _pick_root(failures)
+        raise PartyFailed(p, typ, msg, tb, others={k: v for k, v in failures.items() if k != p})
+    return {p: results[p] for p in parties}
+
+
+def _child_main(me, parties, addresses, listener, tls, fn, args, kwargs, recv_timeout, options, out):
+    try:
+        comm = connect_all(me, addresses, tls, listener=listener, connect_timeout=60.0, recv_timeout=recv_timeout, order=parties)
+        ctx = PartyContext(me, parties, comm, options)
+        result = _run_in_context(fn, ctx, args, kwargs)
+        out.put(("ok", me, result))
+    except BaseException as e:  # noqa: BLE001
+        out.put(("err", me, (type(e).__name__, str(e), traceback.format_exc())))
+
+
+def _mp_context():
+    # fork is fast (no re-import); it is only safe while this process has no other threads.
+    if os.name == "posix" and threading.active_count() == 1:
+        return mp.get_context("fork")
+    return mp.get_context("spawn")
+
+
+def _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, options):
+    tmp = tempfile.mkdtemp(prefix="jointml-pki-")
+    try:
+        certs = create_dev_pki(tmp, parties, days=1)
+        listeners, addresses = {}, {}
+        for p in parties:
+            s = socket.create_server(("127.0.0.1", 0))
+            listeners[p] = s
+            addresses[p] = ("127.0.0.1", s.getsockname()[1])
+        ctxmp = _mp_context()
+        out = ctxmp.Queue()
+        procs = {}
+        for p in parties:
+            tls = TlsFiles(ca=certs[p].ca, cert=certs[p].cert, key=certs[p].key)
+            pr = ctxmp.Process(
+                target=_child_main,
+                args=(p, parties, addresses, listeners[p], tls, fn, args, kwargs, recv_timeout, options, out),
+                name=f"jointml-party-{p}",
+                daemon=True,
+            )
+            pr.start()
+            procs[p] = pr
+        for s in listeners.values():
+            s.close()
+        results: dict[str, Any] = {}
+        failures: dict[str, tuple[str, str, str]] = {}
+        deadline = None if timeout is None else time.monotonic() + timeout
+        grace_until = None
+        while len(results) + len(failures) < len(parties):
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                break
+            if grace_until is not None and now > grace_until:
+                break
+            try:
+                kind, p, payload = out.get(timeout=0.1)
+            except queue.Empty:
+                # A child that died without reporting (killed, segfault) is a failure too.
+                for p, pr in procs.items():
+                    if p not in results and p not in failures and not pr.is_alive() and pr.exitcode not in (0, None):
+                        try:
+                            kind, q, payload = out.get(timeout=0.5)
+                            (results if kind == "ok" else failures)[q] = payload
+                        except queue.Empty:
+                            failures[p] = ("ProcessDied", f"process exited with code {pr.exitcode}", "")
+                if failures and grace_until is None:
+                    grace_until = time.monotonic() + 10.0
+                continue
+            if kind == "ok":
+                results[p] = payload
+            else:
+                failures[p] = payload
+                if grace_until is None:
+                    grace_until = time.monotonic() + 10.0
+        for pr in procs.values():
+            pr.join(timeout=2.0)
+            if pr.is_alive():
+                pr.terminate()
+                pr.join(timeout=2.0)
+        if failures:
+            p, (typ, msg, tb) = _pick_root(failures)
+            raise PartyFailed(p, typ, msg, tb, others={k: v for k, v in failures.items() if k != p})
+        missing = [p for p in parties if p not in results]
+        if missing:
+            raise TimeoutError(f"simulation did not finish within {timeout} s (parties still running: {missing})")
+        return {p: results[p] for p in parties}
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run_party(fn: Callable[..., Any], me: str, cluster: ClusterConfig | str, *args, options: dict | None = None, **kwargs) -> Any:
+    """Run one party of a real deployment: connect to the others over mutual TLS and run `fn`."""
+    if not isinstance(cluster, ClusterConfig):
+        cluster = ClusterConfig.load(cluster)
+    tls = cluster.tls_for(me)
+    comm = connect_all(
+        me, cluster.addresses(), tls, connect_timeout=cluster.connect_timeout, recv_timeout=cluster.recv_timeout, order=cluster.names
+    )
+    ctx = PartyContext(me, cluster.names, comm, options)
+    return _run_in_context(fn, ctx, args, kwargs)
