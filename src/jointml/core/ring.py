@@ -3,9 +3,11 @@
 Wrap-around of uint64 arithmetic is exactly reduction mod 2^64, so additions and
 elementwise products of shares cost one numpy call. numpy's integer matmul does
 not use BLAS (1.3 s for 1000^3 on this machine), so `matmul` splits operands into
-balanced 22-bit limbs and multiplies limbs as float64 through BLAS: a limb product
-summed over k terms stays below 2^53 (exact in float64) while k <= 2048, and only
-the 6 limb pairs whose shift is below 64 bits are needed.
+balanced limbs of 22, 22 and 20 bits and multiplies them as float64 through BLAS:
+a limb product summed over k terms stays below 2^53 (exact in float64) while
+k <= 2048 (512 for the Karatsuba product). Only limb pairs whose shift is below 64 bits matter, and Karatsuba's
+trick computes a0 b1 + a1 b0 from one product, so a ring matmul costs 5 float64
+matmuls.
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ import numpy as np
 RING_DTYPE = np.uint64
 RING_BITS = 64
 
-_LIMB_BITS = 22
-_LIMB_MASK = np.uint64((1 << _LIMB_BITS) - 1)
-_LIMB_HALF = 1 << (_LIMB_BITS - 1)
-# Balanced limbs are in [-2^21, 2^21]; a product is <= 2^42 in magnitude, so a dot
-# product of length k is exact in float64 while k * 2^42 < 2^53.
-_MAX_INNER = 1 << (53 - 2 * (_LIMB_BITS - 1)) - 1
+# Limbs of 22, 22 and 20 bits at shifts 0, 22, 44, balanced to signed digits of
+# magnitude <= 2^21. A limb product is <= 2^42, so a dot product of length k is exact
+# in float64 while k <= 2^11; the Karatsuba product (a0+a1)(b0+b1) is <= 2^44 per
+# term, exact while k <= 2^9, so it is summed in chunks of 512.
+_W = 22
+_M = np.uint64((1 << _W) - 1)
+_H = np.uint64(1 << (_W - 1))
+_HF = float(1 << (_W - 1))
+_MAX_INNER = 1 << 11
+_KARATSUBA_CHUNK = 1 << 9
 
 
 def as_ring(x: np.ndarray) -> np.ndarray:
@@ -40,21 +46,23 @@ def to_signed(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=RING_DTYPE).view(np.int64)
 
 
-def _limbs(x: np.ndarray) -> list[np.ndarray]:
-    """Split uint64 into 3 balanced signed 22-bit limbs as float64: x = l0 + l1 2^22 + l2 2^44 (mod 2^64)."""
-    out = []
-    carry = np.zeros(x.shape, dtype=np.int64)
-    rest = x
-    for i in range(3):
-        lo = (rest & _LIMB_MASK).astype(np.int64) + carry
-        # Balance to [-2^21, 2^21): borrow from the next limb when the limb is large.
-        hi = lo >= _LIMB_HALF
-        lo = lo - (hi.astype(np.int64) << _LIMB_BITS)
-        carry = hi.astype(np.int64)
-        out.append(lo.astype(np.float64))
-        rest = rest >> np.uint64(_LIMB_BITS)
-    # The carry out of the top limb is a multiple of 2^66, i.e. 0 mod 2^64.
-    return out
+def _limbs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x = l0 + l1 2^22 + l2 2^44 (mod 2^64) with balanced signed limbs, as float64.
+
+    Balancing: l = ((t + H) mod 2^22) - H and the rest is (t + H) >> 22, exact mod 2^64."""
+    t = x + _H
+    l0 = (t & _M).view(np.int64).astype(np.float64)
+    l0 -= _HF
+    t >>= np.uint64(_W)
+    t += _H
+    l1 = (t & _M).view(np.int64).astype(np.float64)
+    l1 -= _HF
+    t >>= np.uint64(_W)
+    # Top limb: the 20 bits 44..63, balanced to [-2^19, 2^19).
+    t &= np.uint64((1 << 20) - 1)
+    l2 = t.view(np.int64).astype(np.float64)
+    l2[l2 >= float(1 << 19)] -= float(1 << 20)
+    return l0, l1, l2
 
 
 def _f2ring(x: np.ndarray) -> np.ndarray:
@@ -62,10 +70,10 @@ def _f2ring(x: np.ndarray) -> np.ndarray:
 
 
 def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Ring matrix product a @ b mod 2^64 through float64 BLAS.
+    """Ring matrix product a @ b mod 2^64 through float64 BLAS (5 float products, Karatsuba).
 
-    Supports 2-D operands (and 1-D as numpy does). Falls back to chunking the inner
-    dimension when it exceeds the exact-float bound.
+    Supports 1-D and 2-D operands as numpy does; the inner dimension is chunked when it
+    exceeds the exact-float bound.
 
     >>> import numpy as np
     >>> a = np.array([[2**63, 3]], dtype=np.uint64); b = np.array([[2], [5]], dtype=np.uint64)
@@ -79,21 +87,33 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     k = a.shape[-1]
     if k != (b.shape[0] if b.ndim == 1 else b.shape[-2]):
         raise ValueError(f"matmul: inner dimensions differ: {a.shape} @ {b.shape}")
-    if a.size == 0 or b.size == 0 or k <= 4:
+    if a.size == 0 or b.size == 0 or k <= 4 or a.ndim > 2 or b.ndim > 2:
         return _matmul_int(a, b)
     if k > _MAX_INNER:
         out = None
         for s in range(0, k, _MAX_INNER):
-            part = matmul(a[..., s : s + _MAX_INNER], b[s : s + _MAX_INNER] if b.ndim == 1 else b[..., s : s + _MAX_INNER, :])
+            part = matmul(a[..., s : s + _MAX_INNER], b[s : s + _MAX_INNER])
             out = part if out is None else out + part
         return out
-    al = _limbs(a)
-    bl = _limbs(b)
-    t0 = _f2ring(al[0] @ bl[0])
-    t1 = _f2ring(al[0] @ bl[1] + al[1] @ bl[0])  # each < 2^52, their sum < 2^53
-    t2 = _f2ring(al[0] @ bl[2]) + _f2ring(al[1] @ bl[1]) + _f2ring(al[2] @ bl[0])
-    s = np.uint64(_LIMB_BITS)
-    return t0 + (t1 << s) + (t2 << (s + s))
+    a0, a1, a2 = _limbs(a)
+    b0, b1, b2 = _limbs(b)
+    p00 = _f2ring(a0 @ b0)
+    p11 = _f2ring(a1 @ b1)
+    sa = a0 + a1
+    sb = b0 + b1
+    if k <= _KARATSUBA_CHUNK:
+        kk = _f2ring(sa @ sb)
+    else:
+        kk = _f2ring(sa[..., :_KARATSUBA_CHUNK] @ sb[:_KARATSUBA_CHUNK])
+        for s in range(_KARATSUBA_CHUNK, k, _KARATSUBA_CHUNK):
+            kk += _f2ring(sa[..., s : s + _KARATSUBA_CHUNK] @ sb[s : s + _KARATSUBA_CHUNK])
+    t1 = kk - p00 - p11  # a0 b1 + a1 b0
+    t2 = _f2ring(a0 @ b2) + _f2ring(a2 @ b0) + p11
+    w = np.uint64(_W)
+    out = p00
+    out += t1 << w
+    out += t2 << (w + w)
+    return out
 
 
 def _matmul_int(a: np.ndarray, b: np.ndarray) -> np.ndarray:

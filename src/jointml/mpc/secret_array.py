@@ -20,6 +20,24 @@ from ..core import ring
 _U = np.uint64
 
 
+def matmul_shape(a: tuple, b: tuple) -> tuple:
+    """Result shape of a @ b under numpy rules, computed without touching data."""
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError("matmul: scalar operands are not allowed, use *")
+    ka = a[-1]
+    kb = b[0] if len(b) == 1 else b[-2]
+    if ka != kb:
+        raise ValueError(f"matmul: shapes {a} and {b} not aligned: {ka} (dim {len(a) - 1}) != {kb}")
+    if len(a) == 1 and len(b) == 1:
+        return ()
+    if len(a) == 1:
+        return tuple(b[:-2]) + (b[-1],)
+    if len(b) == 1:
+        return tuple(a[:-1])
+    batch = np.broadcast_shapes(tuple(a[:-2]), tuple(b[:-2]))
+    return tuple(batch) + (a[-2], b[-1])
+
+
 def _is_secret(x) -> bool:
     return isinstance(x, SecretArray)
 
@@ -182,11 +200,11 @@ class SecretArray:
     def __matmul__(self, other):
         o = self._coerce(other)
         if _is_secret(o):
-            shape = np.matmul(np.empty(self.shape, np.int8), np.empty(o.shape, np.int8)).shape
+            shape = matmul_shape(self.shape, o.shape)
             share = self.proto.matmul(self.share, o.share, self.shape, o.shape)
             return self._finish_product(share, shape, self.fxp + o.fxp)
         o = np.asarray(o)
-        shape = np.matmul(np.empty(self.shape, np.int8), np.empty(o.shape, np.int8)).shape
+        shape = matmul_shape(self.shape, o.shape)
         if o.dtype.kind in "iub":
             return self._new(self.proto.map(lambda s: ring.matmul(s, o.astype(np.int64).view(_U)), self.share), shape, self.fxp)
         enc = self.device.fxp.encode(o)
@@ -198,7 +216,7 @@ class SecretArray:
         if _is_secret(o):
             return o @ self
         o = np.asarray(o)
-        shape = np.matmul(np.empty(o.shape, np.int8), np.empty(self.shape, np.int8)).shape
+        shape = matmul_shape(o.shape, self.shape)
         if o.dtype.kind in "iub":
             return self._new(self.proto.map(lambda s: ring.matmul(o.astype(np.int64).view(_U), s), self.share), shape, self.fxp)
         enc = self.device.fxp.encode(o)

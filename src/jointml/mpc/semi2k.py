@@ -32,6 +32,7 @@ from ..core.prg import Prg
 from . import circuits
 from .dealer import DealerProvider
 from .protocol import Protocol
+from .secret_array import matmul_shape
 
 _U = np.uint64
 
@@ -201,7 +202,7 @@ class Semi2k(Protocol):
         prov = self.prov
         A = prov.rand(shape_a)
         B = prov.rand(shape_b)
-        shape_c = np.matmul(np.empty(shape_a, dtype=np.int8), np.empty(shape_b, dtype=np.int8)).shape
+        shape_c = matmul_shape(tuple(shape_a), tuple(shape_b))
         if self.is_dealer:
             prov.shares_of("matmul", ring.matmul(prov.total(A), prov.total(B)), shape_c)
             return None

@@ -1,0 +1,1 @@
+"""Benchmarks behind `jointml bench ...`: each prints JSON figures with the plaintext baseline."""
