@@ -86,7 +86,9 @@ def encode(kind: str, tag: str, seq: int, arrays: Sequence[np.ndarray] = (), met
     arrs = []
     desc = []
     for a in arrays:
-        a = np.ascontiguousarray(a)
+        a = np.asarray(a)
+        if not a.flags.c_contiguous:
+            a = a.copy(order="C")  # (np.ascontiguousarray would turn 0-d into 1-d)
         name = a.dtype.name
         if name not in ALLOWED_DTYPES:
             raise WireFormatError(f"dtype {a.dtype} may not cross a link")
@@ -100,7 +102,7 @@ def encode(kind: str, tag: str, seq: int, arrays: Sequence[np.ndarray] = (), met
     bufs: list = [_HLEN.pack(len(header)) + header]
     for a in arrs:
         if a.nbytes:
-            bufs.append(memoryview(a).cast("B"))
+            bufs.append(memoryview(a.reshape(-1)).cast("B"))
     return bufs
 
 

@@ -19,6 +19,23 @@ import numpy as np
 Share = Any
 
 
+def wraps_ring(cls):
+    """Class decorator: ring arithmetic wraps mod 2^64 by design, so silence numpy's
+    overflow warnings (raised for 0-d operands, which numpy computes as scalars)."""
+    import functools
+
+    for name, fn in list(vars(cls).items()):
+        if callable(fn) and not name.startswith("__"):
+            def make(f):
+                @functools.wraps(f)
+                def inner(*a, **k):
+                    with np.errstate(over="ignore"):
+                        return f(*a, **k)
+                return inner
+            setattr(cls, name, make(fn))
+    return cls
+
+
 class Protocol:
     name = "abstract"
 

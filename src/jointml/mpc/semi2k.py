@@ -31,12 +31,13 @@ from ..core.errors import ConfigError
 from ..core.prg import Prg
 from . import circuits
 from .dealer import DealerProvider
-from .protocol import Protocol
+from .protocol import Protocol, wraps_ring
 from .secret_array import matmul_shape
 
 _U = np.uint64
 
 
+@wraps_ring
 class Semi2k(Protocol):
     name = "semi2k"
 
@@ -73,7 +74,7 @@ class Semi2k(Protocol):
         """All compute parties publish their shares of several values at once (one round)."""
         for p in self.peers:
             self.comm.send(p, tag, arrays)
-        out = [a.copy() for a in arrays]
+        out = [np.array(a, copy=True) for a in arrays]  # 0-d operands arrive as numpy scalars
         for p in self.peers:
             got = self.comm.recv(p, tag, dtypes=[a.dtype for a in arrays], shapes=[a.shape for a in arrays]).arrays
             for o, g in zip(out, got):
@@ -134,9 +135,9 @@ class Semi2k(Protocol):
         if to is None:
             if not self.is_compute:
                 return None
-            return self._open("reveal", [np.ascontiguousarray(x, dtype=dtype)], boolean)[0]
+            return self._open("reveal", [np.asarray(x, dtype=dtype)], boolean)[0]
         if self.is_compute and self.me != to:
-            self.comm.send(to, "reveal_to", np.ascontiguousarray(x, dtype=dtype))
+            self.comm.send(to, "reveal_to", np.asarray(x, dtype=dtype))
         if self.me != to:
             return None
         senders = [p for p in self.compute if p != to]

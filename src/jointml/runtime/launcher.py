@@ -37,7 +37,11 @@ class PartyFailed(JointMLError):
     """A party's program raised; carries the party, the error type and its traceback."""
 
     def __init__(self, party: str, error_type: str, message: str, tb: str = "", others: dict | None = None):
-        super().__init__(f"party '{party}' failed: {error_type}: {message}")
+        where = ""
+        frames = [l.strip() for l in tb.splitlines() if l.strip().startswith("File ")]
+        if frames:
+            where = f" ({frames[-1]})"
+        super().__init__(f"party '{party}' failed: {error_type}: {message}{where}")
         self.party = party
         self.error_type = error_type
         self.message = message

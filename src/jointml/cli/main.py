@@ -1,0 +1,84 @@
+"""The `jointml` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .. import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="jointml")
+def main() -> None:
+    """jointml: joint modelling across organisations without sharing raw data."""
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--mode", type=click.Choice(["process", "thread"]), default="process", show_default=True,
+              help="Parties as local processes over mutual TLS, or as threads.")
+@click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
+@click.option("--rows", type=int, default=1000, show_default=True, help="Customers in the demo data.")
+def demo(as_json: bool, mode: str, protocol: str, rows: int) -> None:
+    """Run the built-in joint-computation demo (a bank and a partner, plus a dealer)."""
+    from ..demo import mpc_demo
+
+    summary = mpc_demo.run(mode=mode, protocol=protocol, rows=rows, verbose=not as_json)
+    if as_json:
+        click.echo(json.dumps(summary))
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks: JSON lines with time, bytes, rounds and the plaintext baseline."""
+
+
+@bench.command("mpc")
+@click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
+@click.option("--figure", "figures", multiple=True, help="Only these figures (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines only (default prints JSON lines plus a table on stderr).")
+def bench_mpc(protocol: str, figures: tuple[str, ...], as_json: bool) -> None:
+    """Secure operators: mul_1M, lt_1M, matmul_1000, sigmoid_1M_<mode>."""
+    from ..bench import mpc as bmpc
+
+    rows = []
+    for row in bmpc.run(protocol, list(figures) or None):
+        rows.append(row)
+        click.echo(json.dumps(row))
+    if not as_json:
+        click.echo("\n{:<22} {:>9} {:>12} {:>7} {:>9} {:>8}".format("figure", "seconds", "bytes/elem", "rounds", "SPU s", "speedup"), err=True)
+        for r in rows:
+            click.echo(
+                "{:<22} {:>9.3f} {:>12.1f} {:>7} {:>9} {:>8}".format(
+                    r["figure"], r["seconds"], r["bytes_per_element"], r["rounds"], r["spu_seconds"] or "-", r["speedup_vs_spu"] or "-"
+                ),
+                err=True,
+            )
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for the CA and party certificates.")
+@click.option("--days", type=int, default=365, show_default=True)
+@click.argument("parties", nargs=-1, required=True)
+def certs(out_dir: str, days: int, parties: tuple[str, ...]) -> None:
+    """Create a development CA and one certificate per party (for mutual TLS between nodes)."""
+    from ..net.certs import create_dev_pki
+
+    made = create_dev_pki(out_dir, list(parties), days=days)
+    for name, pc in made.items():
+        click.echo(f"{name}: cert {pc.cert}  key {pc.key}")
+    click.echo(f"CA certificate: {next(iter(made.values())).ca} (give it to every party; keep ca.key offline)")
+
+
+def _entry() -> None:  # pragma: no cover
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

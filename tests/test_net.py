@@ -1,0 +1,125 @@
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+from jointml.core.errors import AuthenticationError, LinkTimeout, PeerClosed, PeerUnreachable, ProtocolOutOfSync, WireFormatError
+from jointml.net import InProcessLink, create_dev_pki
+from jointml.net.tcp import TlsFiles, connect_all
+
+
+def test_in_process_link_counts_and_validates():
+    a, b = InProcessLink.pair("alice", "bob")
+    n = a.send("x", np.arange(5, dtype=np.uint64), meta={"k": 1})
+    m = b.recv("x")
+    assert (m.arrays[0] == np.arange(5)).all() and m.meta == {"k": 1}
+    assert a.stats.bytes_sent == n + 8 == b.stats.bytes_recv
+    assert a.stats.msgs_sent == 1
+
+
+def test_out_of_sync_is_detected():
+    a, b = InProcessLink.pair("alice", "bob")
+    a.send("mul")
+    with pytest.raises(ProtocolOutOfSync, match="expected message 'trunc'"):
+        b.recv("trunc")
+
+
+def test_recv_timeout_is_clear():
+    a, b = InProcessLink.pair("alice", "bob", recv_timeout=0.1)
+    with pytest.raises(LinkTimeout, match="bob"):
+        a.recv("x")
+
+
+def test_malformed_frame_rejected():
+    a, b = InProcessLink.pair("alice", "bob")
+    b.inject(b"\xff\xff\xff\x00garbage")
+    with pytest.raises(WireFormatError, match="alice"):
+        b.recv("x")
+
+
+def test_peer_close_fails_fast():
+    a, b = InProcessLink.pair("alice", "bob")
+    a.close()
+    with pytest.raises(PeerClosed):
+        b.recv("x", timeout=5)
+
+
+def _listeners(names):
+    ls, addrs = {}, {}
+    for n in names:
+        s = socket.create_server(("127.0.0.1", 0))
+        ls[n] = s
+        addrs[n] = ("127.0.0.1", s.getsockname()[1])
+    return ls, addrs
+
+
+def _connect_parallel(names, addrs, ls, tls_for, timeout=5.0):
+    out, errs = {}, {}
+
+    def run(n):
+        try:
+            out[n] = connect_all(n, addrs, tls_for(n), listener=ls[n], connect_timeout=timeout, order=names)
+        except Exception as e:  # noqa: BLE001
+            errs[n] = e
+
+    ts = [threading.Thread(target=run, args=(n,)) for n in names]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return out, errs
+
+
+def test_tls_links_exchange_data(tmp_path):
+    names = ["alice", "bob", "carol"]
+    certs = create_dev_pki(tmp_path, names)
+    ls, addrs = _listeners(names)
+    comms, errs = _connect_parallel(names, addrs, ls, lambda n: TlsFiles(certs[n].ca, certs[n].cert, certs[n].key))
+    assert not errs, errs
+    big = np.arange(3_000_000, dtype=np.uint64)
+    comms["alice"].send("bob", "t", big)
+    comms["carol"].send("bob", "t", big[:10])
+    assert (comms["bob"].recv("alice", "t").arrays[0] == big).all()
+    assert (comms["bob"].recv("carol", "t").arrays[0] == big[:10]).all()
+    assert comms["alice"].stats()["bytes_sent"] > big.nbytes
+    assert comms["alice"].stats()["rounds"] == 1
+    # a closed peer is reported, not waited for
+    comms["carol"].close()
+    with pytest.raises(PeerClosed, match="carol"):
+        comms["bob"].recv("carol", "u", timeout=10)
+    for c in comms.values():
+        c.close()
+
+
+def test_tls_refuses_certificate_from_another_ca(tmp_path):
+    names = ["alice", "bob"]
+    good = create_dev_pki(tmp_path / "good", names)
+    rogue = create_dev_pki(tmp_path / "rogue", names)
+    ls, addrs = _listeners(names)
+    tls = {"alice": TlsFiles(rogue["alice"].ca, rogue["alice"].cert, rogue["alice"].key), "bob": TlsFiles(good["bob"].ca, good["bob"].cert, good["bob"].key)}
+    comms, errs = _connect_parallel(names, addrs, ls, tls.get, timeout=2.0)
+    assert isinstance(errs.get("alice"), AuthenticationError)
+    assert isinstance(errs.get("bob"), (AuthenticationError, PeerUnreachable))
+
+
+def test_tls_refuses_party_impersonation(tmp_path):
+    # mallory holds a valid cluster certificate but claims to be alice
+    certs = create_dev_pki(tmp_path, ["alice", "bob", "mallory"])
+    names = ["alice", "bob"]
+    ls, addrs = _listeners(names)
+    tls = {"alice": TlsFiles(certs["mallory"].ca, certs["mallory"].cert, certs["mallory"].key), "bob": TlsFiles(certs["bob"].ca, certs["bob"].cert, certs["bob"].key)}
+    comms, errs = _connect_parallel(names, addrs, ls, tls.get, timeout=2.0)
+    assert "bob" in errs
+    assert isinstance(errs["bob"], (AuthenticationError, PeerUnreachable))
+    assert "mallory" in str(errs["bob"]) or "alice" in str(errs["bob"])
+
+
+def test_unreachable_peer_has_deadline(tmp_path):
+    certs = create_dev_pki(tmp_path, ["alice", "bob"])
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nobody listens here
+    with pytest.raises(PeerUnreachable, match="bob"):
+        connect_all("alice", {"alice": ("127.0.0.1", 0), "bob": ("127.0.0.1", port)}, TlsFiles(certs["alice"].ca, certs["alice"].cert, certs["alice"].key), connect_timeout=0.5, order=["alice", "bob"])
