@@ -93,3 +93,28 @@ class Protocol:
     def b2a(self, b: Share, shape: tuple) -> Share:
         """Arithmetic share of a boolean-shared uint64 word."""
         raise NotImplementedError
+
+    # -- reusable masked left operand (data matrices in training loops) --------------
+    def masked_setup(self, x: Share, shape: tuple):
+        """Prepare a secret matrix for many products with fresh right operands.
+
+        Default: keep the shares (protocols whose products open nothing of the left operand)."""
+        return GenericMasked(x, shape)
+
+    def masked_matmul(self, handle, rows, y: Share, shape_y: tuple, transpose: bool = False) -> Share:
+        """X[rows] @ y (or X[rows].T @ y) for a handle from `masked_setup`."""
+        x = self.map(lambda s: s[(slice(None),) * (s.ndim - len(handle.shape)) + (rows,)], handle.share)
+        sub_shape = np.empty(handle.shape, dtype=np.int8)[rows].shape
+        if transpose:
+            x = self.map(lambda s: np.swapaxes(s, -1, -2), x)
+            sub_shape = sub_shape[::-1]
+        return self.matmul(x, y, sub_shape, shape_y)
+
+
+class GenericMasked:
+    """Default 'mask once' handle: protocols whose products need no opening of the
+    left operand (e.g. aby3) just keep the shares and multiply normally."""
+
+    def __init__(self, share, shape):
+        self.share = share
+        self.shape = tuple(shape)

@@ -37,6 +37,21 @@ from .secret_array import matmul_shape
 _U = np.uint64
 
 
+class _Semi2kMasked:
+    """A secret matrix X opened once as E = X - A for a dealer mask A that is then reused.
+
+    Every later product X[rows] @ y needs only a fresh triple (A[rows], B, A[rows] B):
+    the parties open y - B (|y| words) instead of the whole matrix, and the dealer
+    sends |result| words. This is what makes training loops over a fixed data matrix
+    cheap: the n x d matrix crosses the links once, not once per iteration."""
+
+    def __init__(self, shape, A=None, E=None, A_total=None):
+        self.shape = tuple(shape)
+        self.A = A
+        self.E = E
+        self.A_total = A_total
+
+
 @wraps_ring
 class Semi2k(Protocol):
     name = "semi2k"
@@ -370,4 +385,40 @@ class Semi2k(Protocol):
         z = s_arith - _U(2) * t * s_arith
         if self.idx == 0:
             z += t
+        return z
+
+    # -- reusable masked matrices ----------------------------------------------------
+    def masked_setup(self, x, shape):
+        shape = tuple(shape)
+        prov = self.prov
+        A = prov.rand(shape)
+        if self.is_dealer:
+            return _Semi2kMasked(shape, A_total=prov.total(A))
+        if not self.is_compute:
+            return _Semi2kMasked(shape)
+        (E,) = self._open("masked", [x - A])
+        return _Semi2kMasked(shape, A=A, E=E)
+
+
+    def masked_matmul(self, handle, rows, y, shape_y, transpose=False):
+        prov = self.prov
+        shape_y = tuple(shape_y)
+        B = prov.rand(shape_y)
+        sub_shape = np.empty(handle.shape, dtype=np.int8)[rows].shape
+        if transpose:
+            sub_shape = sub_shape[::-1]
+        shape_c = matmul_shape(sub_shape, shape_y)
+        if self.is_dealer:
+            a = handle.A_total[rows]
+            prov.shares_of("mmatmul", ring.matmul(a.T if transpose else a, prov.total(B)), shape_c)
+            return None
+        if not self.is_compute:
+            return None
+        (F,) = self._open("mmatmul", [y - B])
+        E, A = handle.E[rows], handle.A[rows]
+        if transpose:
+            E, A = E.T, A.T
+        # sum_i (E @ y_i + a_i @ F + c_i) = E y + A (F + B) = (E + A) y = X y
+        z = ring.matmul(E, y) + ring.matmul(A, F)
+        z += prov.shares_of("mmatmul", None, shape_c)
         return z
