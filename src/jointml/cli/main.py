@@ -59,6 +59,19 @@ def bench_mpc(protocol: str, figures: tuple[str, ...], as_json: bool) -> None:
             )
 
 
+@bench.command("he")
+@click.option("--key-bits", type=int, default=2048, show_default=True)
+@click.option("--n", "count", type=int, default=2000, show_default=True, help="Values per figure.")
+@click.option("--jobs", "n_jobs", type=int, default=None, help="Worker processes (default: all cores).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines only.")
+def bench_he(key_bits: int, count: int, n_jobs: int | None, as_json: bool) -> None:
+    """Paillier: encryptions/s, decryptions/s, additions/s, ... (JSON keys figure, per_second)."""
+    from ..bench import he as bhe
+
+    for row in bhe.run(key_bits=key_bits, n=count, n_jobs=n_jobs):
+        click.echo(json.dumps(row))
+
+
 @main.command()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for the CA and party certificates.")
 @click.option("--days", type=int, default=365, show_default=True)

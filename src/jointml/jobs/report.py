@@ -1,0 +1,95 @@
+"""A self-contained HTML report (inline SVG charts, no plotting dependency)."""
+
+from __future__ import annotations
+
+import html
+from typing import Sequence
+
+import numpy as np
+
+
+def _polyline(xs: Sequence[float], ys: Sequence[float], w: int, h: int, pad: int, color: str, dash: str = "") -> str:
+    pts = " ".join(f"{pad + x * (w - 2 * pad):.1f},{h - pad - y * (h - 2 * pad):.1f}" for x, y in zip(xs, ys))
+    d = f' stroke-dasharray="{dash}"' if dash else ""
+    return f'<polyline fill="none" stroke="{color}" stroke-width="2"{d} points="{pts}"/>'
+
+
+def _axes(w: int, h: int, pad: int, xlabel: str, ylabel: str) -> str:
+    ticks = "".join(
+        f'<text x="{pad + t * (w - 2 * pad):.0f}" y="{h - pad + 16}" font-size="11" text-anchor="middle">{t:.1f}</text>'
+        f'<text x="{pad - 6}" y="{h - pad - t * (h - 2 * pad) + 4:.0f}" font-size="11" text-anchor="end">{t:.1f}</text>'
+        for t in (0, 0.25, 0.5, 0.75, 1.0)
+    )
+    return (
+        f'<rect x="{pad}" y="{pad}" width="{w - 2 * pad}" height="{h - 2 * pad}" fill="#fafafa" stroke="#999"/>'
+        f"{ticks}"
+        f'<text x="{w / 2:.0f}" y="{h - 4}" font-size="12" text-anchor="middle">{html.escape(xlabel)}</text>'
+        f'<text x="12" y="{h / 2:.0f}" font-size="12" text-anchor="middle" transform="rotate(-90 12 {h / 2:.0f})">{html.escape(ylabel)}</text>'
+    )
+
+
+def roc_svg(fpr, tpr, auc: float, baseline: tuple | None = None, w: int = 420, h: int = 380) -> str:
+    pad = 44
+    parts = [_axes(w, h, pad, "false positive rate", "true positive rate"), _polyline([0, 1], [0, 1], w, h, pad, "#bbb", "4 4")]
+    if baseline is not None:
+        parts.append(_polyline(baseline[0], baseline[1], w, h, pad, "#e39b2d", "6 3"))
+    parts.append(_polyline(fpr, tpr, w, h, pad, "#1f5fbf"))
+    legend = f'<text x="{pad + 10}" y="{pad + 18}" font-size="12" fill="#1f5fbf">joint model AUC {auc:.4f}</text>'
+    if baseline is not None:
+        legend += f'<text x="{pad + 10}" y="{pad + 34}" font-size="12" fill="#e39b2d">plaintext twin AUC {baseline[2]:.4f}</text>'
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}">{"".join(parts)}{legend}</svg>'
+
+
+def ks_svg(thresholds_frac, cum_bad, cum_good, ks: float, at: float, w: int = 420, h: int = 380) -> str:
+    pad = 44
+    parts = [
+        _axes(w, h, pad, "population share (by descending score)", "cumulative share"),
+        _polyline(thresholds_frac, cum_bad, w, h, pad, "#c0392b"),
+        _polyline(thresholds_frac, cum_good, w, h, pad, "#27ae60"),
+    ]
+    x = pad + at * (w - 2 * pad)
+    parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{pad}" y2="{h - pad}" stroke="#555" stroke-dasharray="3 3"/>')
+    legend = (
+        f'<text x="{pad + 10}" y="{pad + 18}" font-size="12" fill="#c0392b">bad (cumulative)</text>'
+        f'<text x="{pad + 10}" y="{pad + 34}" font-size="12" fill="#27ae60">good (cumulative)</text>'
+        f'<text x="{pad + 10}" y="{pad + 50}" font-size="12">KS {ks:.4f}</text>'
+    )
+    return f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}">{"".join(parts)}{legend}</svg>'
+
+
+def ks_curve(y_true: np.ndarray, score: np.ndarray, points: int = 200):
+    """Cumulative bad/good shares when the population is taken by descending score."""
+    order = np.argsort(-score, kind="stable")
+    y = np.asarray(y_true)[order]
+    n = len(y)
+    cb = np.concatenate([[0], np.cumsum(y) / max(y.sum(), 1)])
+    cg = np.concatenate([[0], np.cumsum(1 - y) / max((1 - y).sum(), 1)])
+    frac = np.arange(n + 1) / max(n, 1)
+    i = int(np.argmax(cb - cg))
+    sel = np.unique(np.linspace(0, n, min(points, n + 1)).astype(int))
+    return frac[sel], cb[sel], cg[sel], float(cb[i] - cg[i]), float(frac[i])
+
+
+def table_html(rows: list[dict], columns: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "" if v is None else str(v)
+
+
+def page(title: str, sections: list[tuple[str, str]]) -> str:
+    css = (
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}"
+        "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}"
+        "th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}.charts{display:flex;gap:2em;flex-wrap:wrap}"
+        ".note{color:#666;font-size:13px}"
+    )
+    body = "".join(f"<h2>{html.escape(h)}</h2>{c}" for h, c in sections)
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{css}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"

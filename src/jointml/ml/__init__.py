@@ -1,0 +1,1 @@
+"""ml: secure models (linear/GLM under MPC, trees, neural networks, federated learning)."""
