@@ -18,15 +18,30 @@ def main() -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--job", type=click.Choice(["credit", "stats"]), default="credit", show_default=True,
+              help="credit: the joint credit-scoring job; stats: a small joint-statistics MPC demo.")
 @click.option("--mode", type=click.Choice(["process", "thread"]), default="process", show_default=True,
               help="Parties as local processes over mutual TLS, or as threads.")
 @click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
-@click.option("--rows", type=int, default=1000, show_default=True, help="Customers in the demo data.")
-def demo(as_json: bool, mode: str, protocol: str, rows: int) -> None:
-    """Run the built-in joint-computation demo (a bank and a partner, plus a dealer)."""
-    from ..demo import mpc_demo
+@click.option("--out", "out_dir", default="jointml-demo-out", show_default=True, help="Folder for data, model parts and report.")
+@click.option("--sigmoid", type=click.Choice(["seg3", "poly", "accurate"]), default=None, help="Sigmoid approximation for SS-LR.")
+@click.option("--epochs", type=int, default=None)
+def demo(as_json: bool, job: str, mode: str, protocol: str, out_dir: str, sigmoid: str | None, epochs: int | None) -> None:
+    """Run the German credit job end to end: PSI, WOE binning, SS-LR, AUC/KS, model export, report."""
+    if job == "stats":
+        from ..demo import mpc_demo
 
-    summary = mpc_demo.run(mode=mode, protocol=protocol, rows=rows, verbose=not as_json)
+        summary = mpc_demo.run(mode=mode, protocol=protocol, verbose=not as_json)
+    else:
+        from ..demo import credit_demo
+        from ..jobs.credit import CreditJobConfig
+
+        model = dict(CreditJobConfig.__dataclass_fields__["model"].default_factory())
+        if sigmoid:
+            model["sigmoid"] = sigmoid
+        if epochs:
+            model["epochs"] = epochs
+        summary = credit_demo.run(mode=mode, protocol=protocol, out_dir=out_dir, verbose=not as_json, model=model)
     if as_json:
         click.echo(json.dumps(summary))
 

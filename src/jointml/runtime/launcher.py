@@ -197,7 +197,9 @@ def _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, option
                 target=_child_main,
                 args=(p, parties, addresses, listeners[p], tls, fn, args, kwargs, recv_timeout, options, out),
                 name=f"jointml-party-{p}",
-                daemon=True,
+                # Not daemonic: a party may start its own local worker pools (Paillier,
+                # PSI curve operations). The finally-block below reaps every child.
+                daemon=False,
             )
             pr.start()
             procs[p] = pr
@@ -246,6 +248,10 @@ def _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, option
             raise TimeoutError(f"simulation did not finish within {timeout} s (parties still running: {missing})")
         return {p: results[p] for p in parties}
     finally:
+        for pr in locals().get("procs", {}).values():
+            if pr.is_alive():
+                pr.kill()
+                pr.join(timeout=2.0)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
