@@ -20,7 +20,7 @@ from ..core.prg import Prg
 class DealerProvider:
     """Seed-expanded correlated randomness. All members call the same methods in the same order."""
 
-    def __init__(self, proto):
+    def __init__(self, proto, label: str = "semi2k"):
         self.proto = proto
         ctx = proto.ctx
         self.dealer = proto.dealer
@@ -28,9 +28,9 @@ class DealerProvider:
         self.is_dealer = ctx.me == self.dealer
         self.last = self.compute[-1]
         if self.is_dealer:
-            self.prgs = [Prg(ctx.shared_seed(p, self.dealer, "semi2k-corr"), stream="corr") for p in self.compute]
+            self.prgs = [Prg(ctx.shared_seed(p, self.dealer, label + ":corr"), stream="corr") for p in self.compute]
         elif ctx.me in self.compute:
-            self.prg = Prg(ctx.shared_seed(ctx.me, self.dealer, "semi2k-corr"), stream="corr")
+            self.prg = Prg(ctx.shared_seed(ctx.me, self.dealer, label + ":corr"), stream="corr")
         self.is_last = ctx.me == self.last
         self.bytes_by_kind: dict[str, int] = {}
 
@@ -66,3 +66,16 @@ class DealerProvider:
             else:
                 out += p
         return out
+
+
+class NullProvider:
+    """What a party outside the device holds: it runs the same program, draws nothing."""
+
+    is_dealer = False
+    is_last = False
+
+    def rand(self, shape, dtype=np.uint64):
+        return None
+
+    def shares_of(self, tag, value, shape, dtype=np.uint64, boolean=False):
+        return None

@@ -63,7 +63,9 @@ class MpcDevice:
         ctx = self.ctx
         owner = obj.owner
         tag = "share-meta"
-        receivers = [p for p in self.members if p != owner]
+        # Shape and scale are public: every party of the job learns them, so handles
+        # at parties outside the device still know what they stand for.
+        receivers = [p for p in ctx.parties if p != owner]
         if ctx.me == owner:
             v = np.asarray(obj.value)
             if v.dtype == object:
@@ -76,12 +78,12 @@ class MpcDevice:
             for p in receivers:
                 ctx.comm.send(p, tag, meta=meta)
             shape, bits = tuple(v.shape), meta["fxp"]
-        elif ctx.me in receivers:
+        else:
             enc = None
             m = ctx.comm.recv(owner, tag).meta
-            shape, bits = tuple(m.get("shape", ())), int(m.get("fxp", 0))
-        else:
-            return SecretArray(self, None, None, 0)
+            shape, bits = tuple(int(v) for v in m.get("shape", ())), int(m.get("fxp", 0))
+            if ctx.me not in self.members:
+                return SecretArray(self, None, shape, bits)
         share = self.proto.share_in(owner, enc, shape)
         return SecretArray(self, share, shape, bits)
 

@@ -80,7 +80,19 @@ class SecretArray:
     def reveal(self, to: str | None = None):
         """Open the value: to all compute parties (to=None, returns ndarray there) or to one party
         (returns a PartyObject owned by `to`). Fixed-point values decode to float64."""
-        raw = self.proto.reveal(self.share, self.shape, to=to)
+        shape, fxp = self.shape, self.fxp
+        if to is not None and to not in self.device.members:
+            # A party outside the device holds only a handle: it learns the (public)
+            # shape and scale from the first compute party.
+            ctx = self.device.ctx
+            first = self.device.parties[0]
+            if ctx.me == first:
+                ctx.comm.send(to, "reveal-meta", meta={"shape": list(shape), "fxp": fxp})
+            elif ctx.me == to:
+                m = ctx.comm.recv(first, "reveal-meta").meta
+                shape, fxp = tuple(int(v) for v in m["shape"]), int(m["fxp"])
+                self.shape, self.fxp = shape, fxp
+        raw = self.proto.reveal(self.share, shape, to=to)
         val = None
         if raw is not None:
             val = self.device.fxp.decode(raw) if self.fxp else raw.view(np.int64).copy()
@@ -195,7 +207,7 @@ class SecretArray:
     def __rtruediv__(self, other):
         from . import nonlinear
 
-        return nonlinear.reciprocal(self) * other
+        return nonlinear.div(other, self)
 
     def __matmul__(self, other):
         o = self._coerce(other)
@@ -331,6 +343,56 @@ class SecretArray:
         from . import nonlinear
 
         return nonlinear.abs(self)
+
+    def relu(self) -> "SecretArray":
+        from . import nonlinear
+
+        return nonlinear.relu(self)
+
+    def exp(self) -> "SecretArray":
+        from . import nonlinear
+
+        return nonlinear.exp(self)
+
+    def log(self) -> "SecretArray":
+        from . import nonlinear
+
+        return nonlinear.log(self)
+
+    def sqrt(self) -> "SecretArray":
+        from . import nonlinear
+
+        return nonlinear.sqrt(self)
+
+    def sigmoid(self, mode: str = "accurate") -> "SecretArray":
+        from . import nonlinear
+
+        return nonlinear.sigmoid(self, mode=mode)
+
+    def clip(self, lo=None, hi=None) -> "SecretArray":
+        from . import nonlinear
+
+        return nonlinear.clip(self, lo, hi)
+
+    def max(self, axis=None, keepdims: bool = False) -> "SecretArray":
+        from . import nonlinear
+
+        return nonlinear.max(self, axis, keepdims)
+
+    def min(self, axis=None, keepdims: bool = False) -> "SecretArray":
+        from . import nonlinear
+
+        return nonlinear.min(self, axis, keepdims)
+
+    def argmax(self, axis=None, keepdims: bool = False) -> "SecretArray":
+        from . import nonlinear
+
+        return nonlinear.argmax(self, axis, keepdims)
+
+    def argmin(self, axis=None, keepdims: bool = False) -> "SecretArray":
+        from . import nonlinear
+
+        return nonlinear.argmin(self, axis, keepdims)
 
 
 def concatenate(arrays: Sequence[SecretArray], axis: int = 0) -> SecretArray:

@@ -30,7 +30,7 @@ from ..core import ring
 from ..core.errors import ConfigError
 from ..core.prg import Prg
 from . import circuits
-from .dealer import DealerProvider
+from .dealer import DealerProvider, NullProvider
 from .protocol import Protocol, wraps_ring
 from .secret_array import matmul_shape
 
@@ -74,15 +74,28 @@ class Semi2k(Protocol):
         self.idx = self.compute.index(self.me) if self.is_compute else -1
         self.n = len(self.compute)
         self.peers = [p for p in self.compute if p != self.me]
-        self.prov = DealerProvider(self) if (self.is_compute or self.is_dealer) else None
+        # A label unique to this device (every party draws it): two devices in one
+        # program never share seeds, hence never share masks.
+        self.label = ctx.next_uid("semi2k-")
+        self.prov = DealerProvider(self, self.label) if (self.is_compute or self.is_dealer) else NullProvider()
         self._pair_prgs: dict[str, Prg] = {}
+        self._in_prgs: dict[tuple[str, str], Prg] = {}
 
     # -- helpers ---------------------------------------------------------------
     def _pair_prg(self, other: str) -> Prg:
         g = self._pair_prgs.get(other)
         if g is None:
-            g = Prg(self.ctx.shared_seed(self.me, other, "semi2k-pair"), stream="pair")
+            g = Prg(self.ctx.shared_seed(self.me, other, self.label + ":pair"), stream="pair")
             self._pair_prgs[other] = g
+        return g
+
+    def _in_prg(self, owner: str, member: str) -> Prg:
+        """Stream shared by an outside data owner and one compute party (kept: a fresh
+        PRG per input would reuse the same mask for every input of that owner)."""
+        g = self._in_prgs.get((owner, member))
+        if g is None:
+            g = Prg(self.ctx.shared_seed(owner, member, self.label + ":in"), stream="in")
+            self._in_prgs[(owner, member)] = g
         return g
 
     def _open(self, tag: str, arrays: list[np.ndarray], boolean: bool = False) -> list[np.ndarray]:
@@ -132,7 +145,7 @@ class Semi2k(Protocol):
         if me == owner:
             x = np.array(value, dtype=dtype, copy=True).reshape(shape)
             for p in self.compute[:-1]:
-                r = Prg(self.ctx.shared_seed(owner, p, "semi2k-in"), stream=f"in").random(shape, dtype)
+                r = self._in_prg(owner, p).random(shape, dtype)
                 if boolean:
                     x ^= r
                 else:
@@ -142,7 +155,7 @@ class Semi2k(Protocol):
         if me == last:
             return self.comm.recv_array(owner, "share_in", dtype, shape)
         if self.is_compute:
-            return Prg(self.ctx.shared_seed(owner, me, "semi2k-in"), stream="in").random(shape, dtype)
+            return self._in_prg(owner, me).random(shape, dtype)
         return None
 
     def reveal(self, x, shape, to=None, boolean=False, dtype=_U):
