@@ -4,7 +4,7 @@ import pytest
 from jointml.core import FixedPoint, Prg, matmul
 from jointml.core import wire
 from jointml.core.errors import EncodingRangeError, WireFormatError
-from jointml.core.ring import as_ring, to_signed
+from jointml.core.ring import as_ring, matmul_limbs, to_signed
 
 
 def test_fixed_point_round_trip_and_negatives():
@@ -34,18 +34,23 @@ def test_ring_signed_views():
         as_ring(np.array([1.5]))
 
 
-@pytest.mark.parametrize("shape", [((3, 5), (5, 4)), ((1, 1), (1, 1)), ((40, 700), (700, 3)), ((2, 3000), (3000, 2)), ((7,), (7, 2)), ((2, 9), (9,))])
+@pytest.mark.parametrize("shape", [((200, 700), (700, 180)), ((3, 5), (5, 4)), ((1, 1), (1, 1)), ((40, 700), (700, 3)), ((2, 3000), (3000, 2)), ((7,), (7, 2)), ((2, 9), (9,))])
 def test_ring_matmul_matches_integer_matmul(shape):
     g = np.random.default_rng(0)
     a = g.integers(0, 2**64, size=shape[0], dtype=np.uint64)
     b = g.integers(0, 2**64, size=shape[1], dtype=np.uint64)
     assert (matmul(a, b) == np.matmul(a, b)).all()
+    if a.shape[-1] > 4:
+        assert (matmul_limbs(a, b) == np.matmul(a, b)).all()
 
 
 @pytest.mark.parametrize("va,vb", [(2**64 - 1, 2**63), (2**21 + 2**43, 2**63 + 2**21 + 2**43), (2**22 - 1 + 2**44, 2**21 - 1), (0, 2**64 - 1)])
 def test_ring_matmul_extreme_limbs(va, vb):
     a = np.full((3, 1500), va, dtype=np.uint64)
     b = np.full((1500, 2), vb, dtype=np.uint64)
+    assert (matmul_limbs(a, b) == np.matmul(a, b)).all()
+    a = np.full((150, 600), va, dtype=np.uint64)
+    b = np.full((600, 140), vb, dtype=np.uint64)
     assert (matmul(a, b) == np.matmul(a, b)).all()
 
 

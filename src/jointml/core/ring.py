@@ -27,6 +27,7 @@ _H = np.uint64(1 << (_W - 1))
 _HF = float(1 << (_W - 1))
 _MAX_INNER = 1 << 11
 _KARATSUBA_CHUNK = 1 << 9
+_INT_LOOP_RATIO = 64
 
 
 def as_ring(x: np.ndarray) -> np.ndarray:
@@ -89,10 +90,23 @@ def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         raise ValueError(f"matmul: inner dimensions differ: {a.shape} @ {b.shape}")
     if a.size == 0 or b.size == 0 or k <= 4 or a.ndim > 2 or b.ndim > 2:
         return _matmul_int(a, b)
+    # Splitting into limbs costs ~10 numpy passes over both operands; numpy's integer
+    # loop wins while there are few multiply-adds per operand element (matrix-vector
+    # products: a 1024x100 @ 100 product takes 0.05 ms that way, 3 ms through limbs).
+    m = a.shape[0] if a.ndim == 2 else 1
+    n = b.shape[1] if b.ndim == 2 else 1
+    if m * k * n <= _INT_LOOP_RATIO * (m * k + k * n):
+        return _matmul_int(a, b)
+    return matmul_limbs(a, b)
+
+
+def matmul_limbs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The BLAS path of `matmul` (2-D/1-D uint64 operands), whatever the shapes."""
+    k = a.shape[-1]
     if k > _MAX_INNER:
         out = None
         for s in range(0, k, _MAX_INNER):
-            part = matmul(a[..., s : s + _MAX_INNER], b[s : s + _MAX_INNER])
+            part = matmul_limbs(a[..., s : s + _MAX_INNER], b[s : s + _MAX_INNER])
             out = part if out is None else out + part
         return out
     a0, a1, a2 = _limbs(a)

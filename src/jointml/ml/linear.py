@@ -38,7 +38,7 @@ import numpy as np
 from ..core.errors import JointMLError
 from ..core.prg import Prg
 from ..mpc import MpcDevice, SecretArray, concatenate
-from ..mpc.masked import MaskedMatrix
+from ..mpc.masked import BlockMatrix
 from ..runtime.device import PartyObject
 
 
@@ -211,12 +211,12 @@ class _SecureLinearBase:
             val_rows, train_rows = np.sort(perm[:n_val]), perm[n_val:]
         else:
             val_rows, train_rows = None, perm
-        xs = _to_secret(mpc, parts)
+        t_setup = time.perf_counter()
         ys = y.to(mpc, fxp=True)
-        # Order training rows once by the public permutation so batches are contiguous.
-        X_train = xs[train_rows]
+        # Order training rows once by the public permutation so batches are contiguous;
+        # each party's block is masked once (plaintext blocks by their owner alone).
+        Xm = BlockMatrix(mpc, parts, rows=train_rows)
         y_train = ys[train_rows]
-        Xm = MaskedMatrix(X_train)
         n_train = len(train_rows)
         m = n_train if self.batch_size is None else min(self.batch_size, n_train)
         n_batches = int(math.ceil(n_train / m))
@@ -227,6 +227,7 @@ class _SecureLinearBase:
         self.history_ = []
         step = 0
         t0 = time.perf_counter()
+        self.setup_seconds_ = t0 - t_setup
         batch_order_rng = Prg((self.random_state + 1).to_bytes(16, "little"), stream="batches")
         for epoch in range(self.epochs):
             order = np.argsort(batch_order_rng.uint64(n_batches), kind="stable") if n_batches > 1 else np.arange(1)
@@ -254,7 +255,7 @@ class _SecureLinearBase:
                 step += 1
             rec = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 3)}
             if self.early_stopping:
-                score = self._validate(xs, ys, val_rows, w, b, y)
+                score = self._validate(parts, ys, val_rows, w, b, y)
                 rec["val_loss"] = score
                 if score < best - self.tol:
                     best, bad_epochs = score, 0
@@ -278,9 +279,11 @@ class _SecureLinearBase:
         share = mpc.proto.share_in(mpc.parties[0], np.zeros(k, dtype=np.uint64) if mpc.ctx.me == mpc.parties[0] else None, (k,))
         return SecretArray(mpc, share, (k,), mpc.frac_bits)
 
-    def _validate(self, xs, ys, val_rows, w, b, y) -> float:
+    def _validate(self, parts, ys, val_rows, w, b, y) -> float:
         ctx = self.mpc.ctx
-        eta = xs[val_rows] @ w
+        if not hasattr(self, "_val_block"):
+            self._val_block = BlockMatrix(self.mpc, parts, rows=val_rows)
+        eta = self._val_block.matmul(w)
         if self.fit_intercept:
             eta = eta + b
         pred = self._mean(eta).reveal(to=self.label_owner_)

@@ -101,6 +101,15 @@ class Protocol:
         Default: keep the shares (protocols whose products open nothing of the left operand)."""
         return GenericMasked(x, shape)
 
+    def private_masked_setup(self, owner: str, x, shape: tuple):
+        """Like `masked_setup` for a matrix held in plaintext (ring-encoded) by `owner`.
+
+        Default: secret-share it and fall back to `masked_setup`."""
+        return self.masked_setup(self.share_in(owner, x, shape), shape)
+
+    def private_masked_matmul(self, handle, rows, y: Share, shape_y: tuple, transpose: bool = False) -> Share:
+        return self.masked_matmul(handle, rows, y, shape_y, transpose)
+
     def masked_matmul(self, handle, rows, y: Share, shape_y: tuple, transpose: bool = False) -> Share:
         """X[rows] @ y (or X[rows].T @ y) for a handle from `masked_setup`."""
         x = self.map(lambda s: s[(slice(None),) * (s.ndim - len(handle.shape)) + (rows,)], handle.share)

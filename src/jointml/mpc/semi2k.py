@@ -417,7 +417,7 @@ class Semi2k(Protocol):
         prov = self.prov
         shape_y = tuple(shape_y)
         B = prov.rand(shape_y)
-        sub_shape = np.empty(handle.shape, dtype=np.int8)[rows].shape
+        sub_shape = _rows_shape(handle.shape, rows)
         if transpose:
             sub_shape = sub_shape[::-1]
         shape_c = matmul_shape(sub_shape, shape_y)
@@ -435,3 +435,79 @@ class Semi2k(Protocol):
         z = ring.matmul(E, y) + ring.matmul(A, F)
         z += prov.shares_of("mmatmul", None, shape_c)
         return z
+
+    # -- a matrix one party holds in plaintext, masked once --------------------------------
+    def private_masked_setup(self, owner: str, x, shape):
+        """The owner of a plaintext (encoded) matrix X sends E = X - A once to the other
+        compute parties, for a mask A drawn from the owner's stream with the dealer.
+
+        Later products X[rows] @ y with a secret y cost one round: each other party i
+        sends y_i - B_i (B_i from its own stream with the dealer) to the owner only,
+        half the traffic of masking a secret-shared X (only the owner sends E)."""
+        shape = tuple(shape)
+        if owner not in self.compute:
+            raise ValueError(f"private matrix owner '{owner}' is not a compute party of the device")
+        k = self.compute.index(owner)
+        h = _Semi2kMasked(shape)
+        h.owner = owner
+        if self.is_dealer:
+            h.A_total = self.prov.prgs[k].random(shape, _U)
+        elif self.me == owner:
+            h.A = self.prov.prg.random(shape, _U)
+            h.X = x
+            E = x - h.A
+            for p in self.peers:
+                self.comm.send(p, "pmasked", E)
+        elif self.is_compute:
+            h.E = self.comm.recv_array(owner, "pmasked", _U, shape)
+        return h
+
+    def private_masked_matmul(self, handle, rows, y, shape_y, transpose=False):
+        shape_y = tuple(shape_y)
+        owner = handle.owner
+        sub_shape = _rows_shape(handle.shape, rows)
+        if transpose:
+            sub_shape = sub_shape[::-1]
+        shape_c = matmul_shape(sub_shape, shape_y)
+        others = [p for p in self.compute if p != owner]
+        prov = self.prov
+
+        def pick(a):
+            a = a[rows]
+            return a.T if transpose else a
+
+        if self.is_dealer:
+            a = pick(handle.A_total)
+            total = None
+            for p in others:
+                B = prov.prgs[self.compute.index(p)].random(shape_y, _U)
+                c = ring.matmul(a, B)
+                total = c if total is None else total + c
+            prov.shares_of("pmatmul", total, shape_c)
+            return None
+        if not self.is_compute:
+            return None
+        if self.me == owner:
+            z = ring.matmul(pick(handle.X), y)
+            a = pick(handle.A)
+            for p in others:
+                F = self.comm.recv_array(p, "pmatmul", _U, shape_y)
+                z += ring.matmul(a, F)
+        else:
+            B = prov.prg.random(shape_y, _U)
+            self.comm.send(owner, "pmatmul", y - B)
+            # X y_i = E y_i + A y_i, and A y_i = A (y_i - B_i) + A B_i: the owner adds A F,
+            # the dealer's C = sum_i A B_i arrives shared.
+            z = ring.matmul(pick(handle.E), y)
+        z += prov.shares_of("pmatmul", None, shape_c)
+        return z
+
+
+def _rows_shape(shape: tuple, rows) -> tuple:
+    """Shape of X[rows] without touching memory."""
+    if isinstance(rows, slice):
+        return (len(range(*rows.indices(shape[0]))),) + tuple(shape[1:])
+    r = np.asarray(rows)
+    if r.dtype == bool:
+        return (int(r.sum()),) + tuple(shape[1:])
+    return tuple(r.shape) + tuple(shape[1:])
