@@ -18,7 +18,9 @@ from sklearn.preprocessing import StandardScaler as SkScaler
 
 from jointml.data import metrics as jm
 
-GERMAN = Path("/work/shared/datasets/germancredit.csv")
+from jointml.datasets import path as _dataset_path
+
+GERMAN = _dataset_path("germancredit.csv")
 
 
 # ---------------------------------------------------------------------------

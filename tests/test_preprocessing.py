@@ -46,7 +46,9 @@ from jointml.data.preprocessing import (
     woe_iv_from_counts,
 )
 
-GERMAN = Path("/work/shared/datasets/germancredit.csv")
+from jointml.datasets import path as _dataset_path
+
+GERMAN = _dataset_path("germancredit.csv")
 
 
 @pytest.fixture(scope="module")
