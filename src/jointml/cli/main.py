@@ -46,6 +46,62 @@ def demo(as_json: bool, job: str, mode: str, protocol: str, out_dir: str, sigmoi
         click.echo(json.dumps(summary))
 
 
+@main.command("run")
+@click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
+@click.option("--mode", type=click.Choice(["process", "thread"]), default="process", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the label holder's summary as JSON.")
+def run_cmd(pipeline: str, mode: str, as_json: bool) -> None:
+    """Run a declarative pipeline (YAML) with every party as a local process."""
+    from ..jobs.pipeline import PipelineSpec, simulate_pipeline
+
+    spec = PipelineSpec.load(pipeline)
+    if not as_json:
+        click.echo(f"pipeline '{spec.name}': parties {', '.join(spec.parties)}; steps " + " -> ".join(n for n, _ in spec.steps))
+    res = simulate_pipeline(spec, mode=mode, verbose=not as_json)
+    main_party = next((r for r in res.values() if "auc" in r), next(iter(res.values())))
+    shown = {k: v for k, v in main_party.items() if k not in ("test_scores", "test_labels", "weights", "stats")}
+    shown["bytes"] = sum(r["stats"]["bytes_sent"] for r in res.values())
+    if as_json:
+        click.echo(json.dumps(shown, default=str))
+    else:
+        for k, v in shown.items():
+            click.echo(f"  {k:<14} {v}")
+
+
+@main.command()
+@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True, help="Folder with the model parts.")
+@click.option("--input", "inputs", multiple=True, required=True, help="PARTY=path of that party's new rows (aligned across parties).")
+@click.option("--to", "to", required=True, help="The party that receives the scores.")
+@click.option("--id-column", default="id", show_default=True)
+@click.option("--dealer", default="dealer", show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, help="CSV for the scores (written by the receiver).")
+@click.option("--mode", type=click.Choice(["process", "thread"]), default="process", show_default=True)
+def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, dealer: str, out_path: str | None, mode: str) -> None:
+    """Score new rows jointly with saved model parts; only --to sees the scores."""
+    from ..jobs.credit import predict_job
+    from ..runtime import simulate
+
+    paths = {}
+    for item in inputs:
+        party, sep, path = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"--input wants PARTY=path, got {item!r}")
+        paths[party] = path
+    parties = list(paths) + ([dealer] if dealer and dealer not in paths else [])
+    res = simulate(predict_job, parties, mode=mode, args=(model_dir, paths, to), kwargs={"id_column": id_column, "dealer": dealer})
+    got = res[to]
+    import pandas as pd
+
+    df = pd.DataFrame({"score": got["scores"]})
+    if got.get("ids") is not None:
+        df.insert(0, id_column, got["ids"])
+    if out_path:
+        df.to_csv(out_path, index=False)
+        click.echo(f"{len(df)} scores written to {out_path} (visible to '{to}' only)")
+    else:
+        click.echo(df.to_csv(index=False), nl=False)
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: JSON lines with time, bytes, rounds and the plaintext baseline."""
@@ -85,6 +141,21 @@ def bench_he(key_bits: int, count: int, n_jobs: int | None, as_json: bool) -> No
 
     for row in bhe.run(key_bits=key_bits, n=count, n_jobs=n_jobs):
         click.echo(json.dumps(row))
+
+
+@bench.command("lr")
+@click.option("--rows", type=int, default=100_000, show_default=True)
+@click.option("--features", type=int, default=100, show_default=True)
+@click.option("--epochs", type=int, default=1, show_default=True)
+@click.option("--batch-size", type=int, default=1024, show_default=True)
+@click.option("--sigmoid", type=click.Choice(["seg3", "poly", "accurate"]), default="seg3", show_default=True)
+@click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_lr(rows: int, features: int, epochs: int, batch_size: int, sigmoid: str, protocol: str, as_json: bool) -> None:
+    """SS-LR training: samples/s, bytes/sample, AUC beside numpy/scikit-learn."""
+    from ..bench import lr as blr
+
+    click.echo(json.dumps(blr.run(rows=rows, features=features, epochs=epochs, batch_size=batch_size, sigmoid=sigmoid, protocol=protocol)))
 
 
 @main.command()
