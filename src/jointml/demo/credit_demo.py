@@ -66,6 +66,7 @@ def run(mode: str = "process", protocol: str = "semi2k", out_dir: str = "jointml
     if verbose:
         print(f"jointml demo: joint credit scoring on the German credit data ({protocol}, parties {', '.join(parties)} as local {mode}es)")
         print(f"  bank file {paths['bank']}  partner file {paths['partner']}")
+    _write_pipeline_file(out / "pipeline.yaml", cfg, parties)
     t0 = time.perf_counter()
     res = simulate(run_credit_job, parties, mode=mode, args=(cfg,))
     wall = time.perf_counter() - t0
@@ -101,7 +102,26 @@ def run(mode: str = "process", protocol: str = "semi2k", out_dir: str = "jointml
         print(f"  traffic               {total_bytes / 1e6:.1f} MB over mutual TLS")
         print(f"  model parts           {summary['model_dir']} (one file per party)")
         print(f"  report                {report}")
+        print(f"  pipeline              {out / 'pipeline.yaml'} (jointml run {out / 'pipeline.yaml'})")
     return summary
+
+
+def _write_pipeline_file(path: Path, cfg: CreditJobConfig, parties: list[str]) -> None:
+    """The exact pipeline the demo runs, for `jointml run` (paths relative to the file)."""
+    import yaml
+
+    from ..jobs.credit import credit_pipeline
+
+    spec = credit_pipeline(cfg, parties)
+    doc = {
+        "name": spec.name,
+        "parties": spec.parties,
+        "mpc": spec.mpc,
+        "inputs": {p: str(Path(v).resolve().relative_to(path.parent.resolve())) for p, v in spec.inputs.items()},
+        "steps": [{n: prm} for n, prm in spec.steps],
+        "output": "run",
+    }
+    path.write_text("# jointml pipeline written by `jointml demo`; run it again with: jointml run " + str(path) + "\n" + yaml.safe_dump(doc, sort_keys=False))
 
 
 def plaintext_baseline(paths, cfg: CreditJobConfig, bank_summary: dict) -> dict:
