@@ -143,6 +143,18 @@ def bench_he(key_bits: int, count: int, n_jobs: int | None, as_json: bool) -> No
         click.echo(json.dumps(row))
 
 
+@bench.command("psi")
+@click.option("--rows", type=int, default=100_000, show_default=True, help="Ids per party (half of them shared).")
+@click.option("--jobs", "n_jobs", type=int, default=None, help="Curve worker processes per party (default: all cores).")
+@click.option("--progress/--no-progress", default=False)
+@click.option("--json", "as_json", is_flag=True)
+def bench_psi(rows: int, n_jobs: int | None, progress: bool, as_json: bool) -> None:
+    """ECDH-PSI between two processes over TLS: seconds, bytes, intersection size."""
+    from ..bench import psi as bpsi
+
+    click.echo(json.dumps(bpsi.run(rows, n_jobs=n_jobs, progress=progress)))
+
+
 @bench.command("lr")
 @click.option("--rows", type=int, default=100_000, show_default=True)
 @click.option("--features", type=int, default=100, show_default=True)
