@@ -160,6 +160,12 @@ def _limit_blas_threads(n_processes: int) -> None:
 
 def _child_main(me, parties, addresses, listener, tls, fn, args, kwargs, recv_timeout, options, out):
     try:
+        # Own process group: the launcher reaps whatever this party started (worker
+        # pools) even if the party is killed before it could shut them down.
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    try:
         tune_allocator()
         _limit_blas_threads(len(parties))
         if options and options.get("warm_heap_mb"):
@@ -170,6 +176,18 @@ def _child_main(me, parties, addresses, listener, tls, fn, args, kwargs, recv_ti
         out.put(("ok", me, result))
     except BaseException as e:  # noqa: BLE001
         out.put(("err", me, (type(e).__name__, str(e), traceback.format_exc())))
+
+
+def _reap_group(pgid: int | None) -> None:
+    """Kill leftovers in a finished party's process group (e.g. orphaned pool workers)."""
+    if not pgid or os.name != "posix":
+        return
+    import signal
+
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
 
 
 def _mp_context():
@@ -252,6 +270,7 @@ def _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, option
             if pr.is_alive():
                 pr.kill()
                 pr.join(timeout=2.0)
+            _reap_group(pr.pid)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
