@@ -33,7 +33,7 @@ class CreditJobConfig:
     test_fraction: float = 0.3
     seed: int = 1
     binning: dict = field(default_factory=lambda: {"method": "chimerge", "max_bins": 6, "n_prebins": 20})
-    model: dict = field(default_factory=lambda: {"epochs": 30, "batch_size": 64, "learning_rate": 0.5, "l2": 0.001, "sigmoid": "accurate"})
+    model: dict = field(default_factory=lambda: {"epochs": 30, "batch_size": 128, "learning_rate": 1.0, "l2": 0.001, "sigmoid": "poly"})
     key_bits: int = 2048
     output_dir: str | None = None
     verbose: bool = True
