@@ -16,8 +16,8 @@ def _polyline(xs: Sequence[float], ys: Sequence[float], w: int, h: int, pad: int
 
 def _axes(w: int, h: int, pad: int, xlabel: str, ylabel: str) -> str:
     ticks = "".join(
-        f'<text x="{pad + t * (w - 2 * pad):.0f}" y="{h - pad + 16}" font-size="11" text-anchor="middle">{t:.1f}</text>'
-        f'<text x="{pad - 6}" y="{h - pad - t * (h - 2 * pad) + 4:.0f}" font-size="11" text-anchor="end">{t:.1f}</text>'
+        f'<text x="{pad + t * (w - 2 * pad):.0f}" y="{h - pad + 16}" font-size="11" text-anchor="middle">{t:g}</text>'
+        f'<text x="{pad - 6}" y="{h - pad - t * (h - 2 * pad) + 4:.0f}" font-size="11" text-anchor="end">{t:g}</text>'
         for t in (0, 0.25, 0.5, 0.75, 1.0)
     )
     return (
@@ -57,17 +57,18 @@ def ks_svg(thresholds_frac, cum_bad, cum_good, ks: float, at: float, w: int = 42
     return f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}">{"".join(parts)}{legend}</svg>'
 
 
-def ks_curve(y_true: np.ndarray, score: np.ndarray, points: int = 200):
-    """Cumulative bad/good shares when the population is taken by descending score."""
-    order = np.argsort(-score, kind="stable")
-    y = np.asarray(y_true)[order]
-    n = len(y)
-    cb = np.concatenate([[0], np.cumsum(y) / max(y.sum(), 1)])
-    cg = np.concatenate([[0], np.cumsum(1 - y) / max((1 - y).sum(), 1)])
-    frac = np.arange(n + 1) / max(n, 1)
-    i = int(np.argmax(cb - cg))
-    sel = np.unique(np.linspace(0, n, min(points, n + 1)).astype(int))
-    return frac[sel], cb[sel], cg[sel], float(cb[i] - cg[i]), float(frac[i])
+def ks_curve(y_true: np.ndarray, score: np.ndarray, points: int = 400):
+    """Cumulative bad/good shares against the share of the population scored at or above each
+    threshold (from `jointml.data.metrics.ks`, so the plotted KS is the reported one)."""
+    from ..data.metrics import ks
+
+    y = np.asarray(y_true)
+    r = ks(y, score)
+    P, N = int(y.sum()), int(len(y) - y.sum())
+    frac = (np.asarray(r.cum_pos_rate) * P + np.asarray(r.cum_neg_rate) * N) / max(len(y), 1)
+    cb, cg = np.asarray(r.cum_pos_rate), np.asarray(r.cum_neg_rate)
+    sel = np.unique(np.linspace(0, len(frac) - 1, min(points, len(frac))).astype(int))
+    return frac[sel], cb[sel], cg[sel], float(r.statistic), float(frac[r.index])
 
 
 def table_html(rows: list[dict], columns: list[str]) -> str:
