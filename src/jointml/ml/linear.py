@@ -11,13 +11,26 @@ What is revealed is a parameter:
   prediction.
 - `reveal="<party>"`: that party learns all weights.
 
-Early stopping reveals the validation predictions to the label holder (it already
-knows the labels; it learns the model's scores on those rows) and one stop/continue
-bit per epoch to everybody. Batch order and the train/validation split are public
-row positions.
+Public to every party of the job: the shapes of the inputs, the hyperparameters, the
+batch order and the train/validation split (public row positions derived from
+`random_state`), a random model id, and with `class_weight` the two class weights
+(with "balanced" they reveal the class balance; per-sample weights stay secret).
+Early stopping reveals the validation predictions and the validation loss to the
+label holder (it already knows the labels) and one stop/continue bit per epoch to
+everybody. Predictions are revealed only to the party named in `predict(to=...)`.
+`save` writes each party's own share: one part alone reveals nothing more.
+
+Objective: mean loss + l2/2 ||w||^2 + l1 ||w||_1 (the intercept is not penalised),
+minimised by mini-batch (or full-batch, `batch_size=None`) gradient descent with a
+proximal soft-threshold step for l1. scikit-learn equivalents: LogisticRegression with
+C = 1 / (l2 n) (or C = 1 / (l1 n), l1_ratio=1); Poisson/Gamma/TweedieRegressor with
+alpha = l2; Ridge with alpha = l2 n. Fixed point: the gradient is formed as
+X^T r and then scaled by the public lr / m with 16 significant bits (one truncation
+round for the gradient, the L2 term and the intercept step), so small steps keep full
+precision; |X^T r| must stay below 2^26 (f = 18).
 
 Protocol shape (why it is fast): the joint matrix X (n x d) is masked once
-(`MaskedMatrix`): in semi2k E = X - A crosses the links once and every later product
+(`BlockMatrix`): in semi2k each owner sends E = X_p - A_p once and every later product
 X[batch] @ w or X[batch].T @ e costs traffic proportional to w and e only. Per
 sample and epoch, with batch size m and d features, 2 parties: the products cost
 about 3 x 8 B (open e - B, corrections) + 8 x d / m B, and the sigmoid dominates
@@ -29,9 +42,8 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -65,7 +77,11 @@ class _Features:
 
 def _collect(ctx, X, feature_names=None):
     """Normalise inputs: a VDataFrame or a {party: PartyObject(ndarray) | SecretArray} mapping."""
-    from ..data.frames import VDataFrame
+    if isinstance(X, dict):
+        return dict(X), feature_names or {}
+    from ..data.frames import (
+        VDataFrame,  # imports pandas (0.4 s): only when a frame is passed
+    )
 
     if isinstance(X, VDataFrame):
         X.check_numeric()
@@ -79,18 +95,36 @@ def _collect(ctx, X, feature_names=None):
     return parts, names
 
 
-def _shape_of(ctx, obj: PartyObject, what: str) -> tuple:
-    """The (public) shape of a party's matrix, announced by its owner, with checks at the owner."""
-    tag = f"shape:{what}:{obj.owner}"
+def _shape_of(ctx, obj: PartyObject, what: str, ndim: tuple[int, ...] | None = None, check=None) -> tuple:
+    """The (public) shape of a party's matrix, announced by its owner, with checks at the owner.
+
+    The owner checks dtype, NaN/inf, the number of dimensions (`ndim`: allowed values) and
+    `check(v) -> problem | None`; every party receives the owner's verdict and raises the
+    same `ModelError` (naming the party), so nobody is left waiting."""
+    # a per-call tag (the same at every party running the same program): a party that
+    # skipped a call gets "protocol out of sync", never another call's shape
+    tag = ctx.next_uid(f"shape:{what}:{obj.owner}:")
     if ctx.me == obj.owner:
-        v = np.asarray(obj.value)
         problem = None
-        if v.dtype.kind not in "fiub":
+        try:
+            v = np.asarray(obj.value)
+        except Exception as e:  # noqa: BLE001 - reported to every party below
+            v, problem = np.empty((0,)), f"party '{obj.owner}': {what} cannot be read as an array ({type(e).__name__}: {e})"
+        if problem:
+            pass
+        elif v.dtype.kind not in "fiub":
             problem = f"party '{obj.owner}': {what} is not numeric (dtype {v.dtype})"
+        elif ndim is not None and v.ndim not in ndim:
+            want = " or ".join(f"{k}-D" for k in ndim)
+            problem = f"party '{obj.owner}': {what} must be {want}, got shape {v.shape}"
         elif v.dtype.kind == "f" and not np.isfinite(v).all():
             bad = np.argwhere(~np.isfinite(v))
             problem = f"party '{obj.owner}': {what} has {len(bad)} NaN/inf values (first at row {bad[0][0]})"
-        meta = {"shape": list(v.shape), "problem": problem}
+        elif check is not None:
+            msg = check(v)
+            if msg:
+                problem = f"party '{obj.owner}': {what} {msg}"
+        meta = {"shape": [int(k) for k in v.shape], "problem": problem}
         for p in ctx.parties:
             if p != obj.owner:
                 ctx.comm.send(p, tag, meta=meta)
@@ -98,7 +132,83 @@ def _shape_of(ctx, obj: PartyObject, what: str) -> tuple:
         meta = ctx.comm.recv(obj.owner, tag).meta
     if meta.get("problem"):
         raise ModelError(meta["problem"])
-    return tuple(meta["shape"])
+    return tuple(int(k) for k in meta["shape"])
+
+
+def _mul_consts(pairs, sig_bits: int = 16) -> list[SecretArray]:
+    """[x * c for (x, c) in pairs] for public reals c, in one truncation round.
+
+    `x * c` would encode c with the device's frac_bits: lr / batch = 1e-5 becomes 3/2^18
+    (15 % off), and scaling the residual before X^T r would leave each element a few bits.
+    Here every c is encoded as round(c 2^k), with one k giving the smallest |c| `sig_bits`
+    significant bits (and no constant more than 2^(sig_bits + 8)), and the products are
+    truncated together by k. The truncations of semi2k and aby3 round stochastically
+    (up with probability equal to the dropped fraction), so they are unbiased: adding
+    half an ulp first would bias every step by +1/2 ulp (measured: w drifted by 1e-4 in
+    30 steps). Exact while |x c| 2^(f + k) < 2^62: |x| < 2^28 for f = 18 when the
+    constants are of similar size."""
+    xs = [x for x, _ in pairs]
+    cs = [float(c) for _, c in pairs]
+    nz = [abs(c) for c in cs if c != 0.0]
+    if not nz:
+        return [x * 0 for x in xs]
+    k = sig_bits - 1 - math.floor(math.log2(min(nz)))
+    k = min(k, sig_bits + 8 - 1 - math.floor(math.log2(max(nz))))
+    k = max(k, 0)
+    f = xs[0].device.frac_bits
+    scaled = []
+    for x, c in pairs:
+        if x.fxp != f:
+            x = x.astype_fxp() if not x.fxp else x
+        ci = int(round(float(c) * 2.0**k))
+        share = x.proto.mul_public(x.share, np.asarray(ci, dtype=np.int64).view(np.uint64))
+        scaled.append(SecretArray(x.device, share, x.shape, x.fxp + k).reshape(-1))
+    y = concatenate(scaled, axis=0) if len(scaled) > 1 else scaled[0]
+    y = y._finish_product(y.share, y.shape, y.fxp)
+    out, off = [], 0
+    for x in xs:
+        n = int(np.prod(x.shape)) if x.shape else 1
+        out.append(y[off : off + n].reshape(x.shape))
+        off += n
+    return out
+
+
+def _mul_const(x: SecretArray, c: float, sig_bits: int = 16) -> SecretArray:
+    """x * c for a public real c with `sig_bits` significant bits (see `_mul_consts`)."""
+    return _mul_consts([(x, c)], sig_bits)[0]
+
+
+def _broadcast_meta(ctx, owner: str, tag: str, meta: dict | None) -> dict:
+    """`owner` sends `meta` to every other party of the job; everybody returns it."""
+    tag = ctx.next_uid(tag + ":")
+    if ctx.me == owner:
+        for p in ctx.parties:
+            if p != owner:
+                ctx.comm.send(p, tag, meta=meta)
+        return meta
+    return ctx.comm.recv(owner, tag).meta
+
+
+def _share_to_json(share):
+    """A share as JSON: None (a party holding nothing), a list (semi2k) or a pair of lists (aby3)."""
+    if share is None:
+        return None
+    if isinstance(share, tuple):
+        return [np.asarray(c).astype(np.uint64).tolist() for c in share]
+    return np.asarray(share).astype(np.uint64).tolist()
+
+
+def _share_from_json(v, mpc, shape: tuple):
+    if v is None:
+        return None
+    a = np.array(v, dtype=np.uint64)
+    if mpc.protocol_name == "aby3":
+        if a.shape != (2,) + tuple(shape):
+            raise ModelError(f"party '{mpc.ctx.me}': saved aby3 share has shape {a.shape}, expected {(2,) + tuple(shape)}")
+        return (a[0].copy(), a[1].copy())
+    if a.shape != tuple(shape):
+        raise ModelError(f"party '{mpc.ctx.me}': saved share has shape {a.shape}, expected {tuple(shape)}")
+    return a
 
 
 def _to_secret(mpc, parts: dict) -> SecretArray:
@@ -135,6 +245,10 @@ class _SecureLinearBase:
             raise ModelError("batch_size must be >= 1 or None (full batch)")
         if lr_schedule not in ("constant", "invscaling", "step"):
             raise ModelError(f"lr_schedule must be constant, invscaling or step, got {lr_schedule!r}")
+        if not learning_rate > 0:
+            raise ModelError(f"learning_rate must be > 0, got {learning_rate}")
+        if l2 < 0 or l1 < 0 or lr_decay < 0:
+            raise ModelError(f"l2, l1 and lr_decay must be >= 0, got l2={l2}, l1={l1}, lr_decay={lr_decay}")
         self.mpc = mpc
         self.epochs = epochs
         self.batch_size = batch_size
@@ -176,47 +290,84 @@ class _SecureLinearBase:
         return None
 
     # -- fit ---------------------------------------------------------------------------
-    def fit(self, X, y: PartyObject, feature_names: dict | None = None) -> "_SecureLinearBase":
+    def fit(self, X, y: PartyObject, feature_names: dict | None = None) -> _SecureLinearBase:
         """Train on the rows of X (a VDataFrame or {party: PartyObject}) and labels y (a PartyObject).
 
-        Rows must be aligned across parties (PSI first)."""
+        Rows must be aligned across parties (PSI first). Bad input raises `ModelError` at
+        every party alike, naming the party and the field."""
         mpc = self.mpc
         ctx = mpc.ctx
         parts, names = _collect(ctx, X, feature_names)
         if not isinstance(y, PartyObject):
-            raise ModelError("y must be a PartyObject (the label holder's label vector)")
-        for p in parts:
+            raise ModelError(f"y must be a PartyObject (the label holder's label vector), got {type(y).__name__}")
+        if not parts:
+            raise ModelError("X has no feature blocks")
+        for p, o in parts.items():
             if p not in ctx.parties:
                 raise ModelError(f"party '{p}' holding features is not in the cluster {ctx.parties}")
-        shapes = {p: (o.shape if isinstance(o, SecretArray) else _shape_of(ctx, o, "feature matrix")) for p, o in parts.items()}
-        yshape = _shape_of(ctx, y, "label vector")
+            if isinstance(o, PartyObject):
+                if o.owner != p:
+                    raise ModelError(f"X['{p}'] is owned by party '{o.owner}', not '{p}' (each block must be keyed by its owner)")
+            elif not isinstance(o, SecretArray):
+                raise ModelError(f"X['{p}'] must be a PartyObject or a SecretArray, got {type(o).__name__}")
+            elif o.device is not mpc:
+                raise ModelError(f"X['{p}'] is a SecretArray of another MPC device")
+        if self.reveal not in ("owners", "shared") and self.reveal not in ctx.parties:
+            raise ModelError(f"reveal must be 'owners', 'shared' or a party of the cluster {ctx.parties}, got {self.reveal!r}")
+        if self.early_stopping and not 0.0 < self.validation_fraction < 1.0:
+            raise ModelError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
+        shapes = {}
+        for p, o in parts.items():
+            if isinstance(o, SecretArray):
+                if len(o.shape) != 2:
+                    raise ModelError(f"party '{p}': feature matrix must be 2-D, got shape {o.shape}")
+                shapes[p] = o.shape
+            else:
+                shapes[p] = _shape_of(ctx, o, "feature matrix", ndim=(2,))
+        yshape = _shape_of(ctx, y, "label vector", ndim=(1, 2), check=self._check_labels)
+        if len(yshape) == 2 and yshape[1] != 1:
+            raise ModelError(f"party '{y.owner}': label vector must be 1-D (or one column), got shape {yshape}")
         rows = {p: s[0] for p, s in shapes.items()}
-        rows["labels@" + y.owner] = yshape[0] if yshape else 0
+        rows["labels@" + y.owner] = yshape[0]
         if len(set(rows.values())) != 1:
             raise ModelError(f"row counts differ across parties: {rows}; align the data with PSI first")
-        for p, s in shapes.items():
-            if len(s) != 2:
-                raise ModelError(f"party '{p}': feature matrix must be 2-D, got shape {s}")
         n = yshape[0]
         if n == 0:
-            raise ModelError("no training rows")
+            raise ModelError("no training rows (0 rows at every party)")
+        if len(yshape) == 2:
+            y = ctx.party(y.owner).run(lambda v: np.asarray(v).reshape(-1), y)
         self.label_owner_ = y.owner
         self.features_ = _Features(list(parts), [shapes[p][1] for p in parts], [list(names.get(p, [f"{p}_x{i}" for i in range(shapes[p][1])])) for p in parts])
         d = self.features_.d
+        if d == 0:
+            raise ModelError(f"X has no feature columns: {shapes}")
+        # A public identifier of this training run (the label holder draws it): saved parts
+        # of one model carry the same id, so parts of different models are never mixed.
+        import secrets
+
+        self.model_id_ = _broadcast_meta(ctx, y.owner, "model-id", {"id": secrets.token_hex(8) if ctx.me == y.owner else None})["id"]
+        self._before_training(y)
 
         # Train / validation split on public row positions.
         perm = _public_permutation(n, self.random_state)
         if self.early_stopping:
             n_val = max(1, int(round(self.validation_fraction * n)))
+            if n_val >= n:
+                raise ModelError(f"early stopping needs training rows left after the validation split ({n} rows, validation_fraction={self.validation_fraction})")
             val_rows, train_rows = np.sort(perm[:n_val]), perm[n_val:]
         else:
             val_rows, train_rows = None, perm
         t_setup = time.perf_counter()
+        # A feature block held by a party outside the compute parties is secret-shared first
+        # (the private-matrix shortcut needs its owner among the compute parties).
+        parts = {p: (o.to(mpc, fxp=True) if isinstance(o, PartyObject) and o.owner not in mpc.parties else o) for p, o in parts.items()}
         ys = y.to(mpc, fxp=True)
         # Order training rows once by the public permutation so batches are contiguous;
         # each party's block is masked once (plaintext blocks by their owner alone).
         Xm = BlockMatrix(mpc, parts, rows=train_rows)
         y_train = ys[train_rows]
+        sw_train = self._sample_weights(y_train)
+        val_block = BlockMatrix(mpc, parts, rows=val_rows) if self.early_stopping else None
         n_train = len(train_rows)
         m = n_train if self.batch_size is None else min(self.batch_size, n_train)
         n_batches = int(math.ceil(n_train / m))
@@ -226,6 +377,7 @@ class _SecureLinearBase:
         best, bad_epochs = math.inf, 0
         self.history_ = []
         step = 0
+        seen = 0
         t0 = time.perf_counter()
         self.setup_seconds_ = t0 - t_setup
         batch_order_rng = Prg((self.random_state + 1).to_bytes(16, "little"), stream="batches")
@@ -238,11 +390,20 @@ class _SecureLinearBase:
                 if self.fit_intercept:
                     eta = eta + b
                 r = self._residual(eta, y_train[rows_b])
+                if sw_train is not None:
+                    r = r * sw_train[rows_b]
                 lr = self._lr(step, epoch)
                 scale = lr / (hi - lo)
-                g = Xm.rmatmul_t(r * scale, rows=rows_b)
+                # X^T r first (magnitude ~ batch), then the small public lr / m at full
+                # precision: scaling r first would keep only a few bits of each element.
+                # One truncation round for the gradient, the L2 term and the intercept step.
+                pairs = [(Xm.rmatmul_t(r, rows=rows_b), scale)]
                 if self.l2:
-                    g = g + w * (lr * self.l2)
+                    pairs.append((w, lr * self.l2))
+                if self.fit_intercept:
+                    pairs.append((r.sum(), scale))
+                upd = _mul_consts(pairs)
+                g = upd[0] + upd[1] if self.l2 else upd[0]
                 w = w - g
                 if self.l1:
                     t = lr * self.l1
@@ -251,27 +412,40 @@ class _SecureLinearBase:
 
                     w = w - nonlinear.clip(w, -t, t)
                 if self.fit_intercept:
-                    b = b - r.sum() * scale
+                    b = b - upd[-1]
                 step += 1
-            rec = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 3)}
+                seen += hi - lo
+            rec = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 3), "learning_rate": self._lr(step - 1, epoch)}
+            stop = False
             if self.early_stopping:
-                score = self._validate(parts, ys, val_rows, w, b, y)
+                # Only the label holder learns the validation loss; the others learn the stop bit.
+                score = self._validate(val_block, val_rows, w, b, y)
                 rec["val_loss"] = score
-                if score < best - self.tol:
-                    best, bad_epochs = score, 0
-                else:
-                    bad_epochs += 1
+                if score is not None:
+                    if score < best - self.tol:
+                        best, bad_epochs = score, 0
+                    else:
+                        bad_epochs += 1
+                stop = bool(_broadcast_meta(ctx, self.label_owner_, "early-stop", {"stop": bad_epochs >= self.n_iter_no_change})["stop"])
             self.history_.append(rec)
             if self.verbose and ctx.me == self.label_owner_:
                 print(f"  epoch {epoch + 1}/{self.epochs}" + (f" val_loss={rec['val_loss']:.5f}" if "val_loss" in rec else ""), flush=True)
-            if self.early_stopping and bad_epochs >= self.n_iter_no_change:
+            if stop:
                 break
         self.n_epochs_ = len(self.history_)
-        self.n_samples_seen_ = step * m
+        self.n_iter_ = step
+        self.n_samples_seen_ = seen
         self.w_shared_ = w
         self.b_shared_ = b
         self._reveal_weights(w, b)
         return self
+
+    def _check_labels(self, y: np.ndarray) -> str | None:
+        """At the label holder: why these labels are unusable (None if fine)."""
+        return None
+
+    def _before_training(self, y: PartyObject) -> None:
+        """Hook run at every party after the inputs are checked, before any sharing."""
 
     def _zeros(self, k: int) -> SecretArray:
         """A public zero vector as a (trivially) shared fixed-point secret."""
@@ -279,23 +453,16 @@ class _SecureLinearBase:
         share = mpc.proto.share_in(mpc.parties[0], np.zeros(k, dtype=np.uint64) if mpc.ctx.me == mpc.parties[0] else None, (k,))
         return SecretArray(mpc, share, (k,), mpc.frac_bits)
 
-    def _validate(self, parts, ys, val_rows, w, b, y) -> float:
+    def _validate(self, val_block, val_rows, w, b, y) -> float | None:
+        """Validation loss of the current weights: a number at the label holder, None elsewhere."""
         ctx = self.mpc.ctx
-        if not hasattr(self, "_val_block"):
-            self._val_block = BlockMatrix(self.mpc, parts, rows=val_rows)
-        eta = self._val_block.matmul(w)
+        eta = val_block.matmul(w)
         if self.fit_intercept:
             eta = eta + b
         pred = self._mean(eta).reveal(to=self.label_owner_)
-        tag = "early-stop"
-        if ctx.me == self.label_owner_:
-            score = float(self._val_score(np.asarray(y.value, dtype=np.float64)[val_rows], pred.value))
-            for p in ctx.parties:
-                if p != ctx.me:
-                    ctx.comm.send(p, tag, meta={"score": score})
-        else:
-            score = float(ctx.comm.recv(self.label_owner_, tag).meta["score"])
-        return score
+        if ctx.me != self.label_owner_:
+            return None
+        return float(self._val_score(np.asarray(y.value, dtype=np.float64)[val_rows], pred.value))
 
     def _reveal_weights(self, w: SecretArray, b: SecretArray) -> None:
         ctx = self.mpc.ctx
@@ -327,18 +494,36 @@ class _SecureLinearBase:
 
     # -- prediction ----------------------------------------------------------------------
     def decision_function_shared(self, X) -> SecretArray:
-        """The linear predictor X w + b as a secret (nothing revealed)."""
+        """The linear predictor X w + b as a secret (nothing revealed).
+
+        X has the training layout: the same parties in the same order, the same number of
+        columns each, aligned rows. Plaintext blocks are masked by their owners (as in
+        training), so the product costs traffic for X once, not a product of two secrets."""
         mpc = self.mpc
-        parts, _ = _collect(mpc.ctx, X)
+        ctx = mpc.ctx
+        if not hasattr(self, "w_shared_"):
+            raise ModelError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+        parts, _ = _collect(ctx, X)
         if list(parts) != self.features_.owners:
             raise ModelError(f"prediction data must come from the same parties in the same order: {self.features_.owners}, got {list(parts)}")
+        rows = {}
         for p, o in parts.items():
-            s = o.shape if isinstance(o, SecretArray) else _shape_of(mpc.ctx, o, "feature matrix")
+            if isinstance(o, PartyObject):
+                if o.owner != p:
+                    raise ModelError(f"X['{p}'] is owned by party '{o.owner}', not '{p}'")
+                s = _shape_of(ctx, o, "feature matrix", ndim=(2,))
+            elif isinstance(o, SecretArray):
+                s = o.shape
+            else:
+                raise ModelError(f"X['{p}'] must be a PartyObject or a SecretArray, got {type(o).__name__}")
             want = self.features_.widths[self.features_.owners.index(p)]
             if len(s) != 2 or s[1] != want:
-                raise ModelError(f"party '{p}': expected {want} feature columns, got shape {s}")
-        xs = _to_secret(mpc, parts)
-        eta = xs @ self.w_shared_
+                raise ModelError(f"party '{p}': expected {want} feature columns (as in training), got shape {s}")
+            rows[p] = s[0]
+        if len(set(rows.values())) != 1:
+            raise ModelError(f"row counts differ across parties: {rows}; align the data with PSI first")
+        parts = {p: (o.to(mpc, fxp=True) if isinstance(o, PartyObject) and o.owner not in mpc.parties else o) for p, o in parts.items()}
+        eta = BlockMatrix(mpc, parts).matmul(self.w_shared_)
         if self.fit_intercept:
             eta = eta + self.b_shared_
         return eta
@@ -351,62 +536,115 @@ class _SecureLinearBase:
         return self.predict_shared(X).reveal(to=to or self.label_owner_)
 
     # -- export / import ---------------------------------------------------------------------
+    FORMAT = "jointml.linear/1"
+
     def save(self, directory: str | Path) -> Path:
-        """Each party writes its own part: its share of the weights (and what it may see in clear)."""
+        """Each party writes its own part: its share of the weights (and what it may see in clear).
+
+        Every party of the job calls it (SPMD); a part holds only that party's share, so a
+        single file reveals nothing of the shared weights."""
         ctx = self.mpc.ctx
+        if not hasattr(self, "w_shared_"):
+            raise ModelError("the model is not fitted: call fit() before save()")
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         path = d / f"{type(self).__name__}.{ctx.me}.json"
-        share = self.w_shared_.share
-        bshare = self.b_shared_.share
         doc = {
-            "format": "jointml.linear/1",
+            "format": self.FORMAT,
             "model": type(self).__name__,
+            "model_id": getattr(self, "model_id_", None),
             "party": ctx.me,
             "protocol": self.mpc.protocol_name,
+            "mpc_parties": list(self.mpc.parties),
             "frac_bits": self.mpc.frac_bits,
             "params": self._params(),
             "features": {"owners": self.features_.owners, "widths": self.features_.widths, "names": self.features_.names},
             "label_owner": self.label_owner_,
-            "w_share": None if share is None else np.asarray(share).astype(np.uint64).tolist(),
-            "b_share": None if bshare is None else np.asarray(bshare).astype(np.uint64).tolist(),
+            "w_share": _share_to_json(self.w_shared_.share),
+            "b_share": _share_to_json(self.b_shared_.share),
             "coef_by_party": {p: np.asarray(v).tolist() for p, v in self.coef_by_party_.items()},
+            "coef": None if self.coef_ is None else np.asarray(self.coef_).tolist(),
             "intercept": self.intercept_,
         }
-        path.write_text(json.dumps(doc))
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(doc))
+        tmp.replace(path)  # never a half-written part that looks complete
         return path
 
     def _params(self) -> dict:
-        return {k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate", "l2", "l1", "fit_intercept", "reveal")}
+        return {k: getattr(self, k) for k in ("epochs", "batch_size", "learning_rate", "lr_schedule", "lr_decay", "l2", "l1",
+                                               "fit_intercept", "reveal", "random_state")}
 
     @classmethod
     def load(cls, mpc: MpcDevice, directory: str | Path):
-        """Load this party's part written by `save` (every party of the device calls it)."""
+        """Load this party's part written by `save` (every party of the job calls it).
+
+        The parties compare what they loaded (model id, protocol, parties, layout): a missing
+        or mismatched part at any party raises the same `ModelError`, naming that party, at all."""
         ctx = mpc.ctx
         path = Path(directory) / f"{cls.__name__}.{ctx.me}.json"
-        if not path.exists():
-            raise ModelError(f"party '{ctx.me}': model part not found: {path}")
-        doc = json.loads(path.read_text())
-        if doc.get("format") != "jointml.linear/1" or doc.get("model") != cls.__name__:
-            raise ModelError(f"{path} is not a {cls.__name__} part")
-        if doc["protocol"] != mpc.protocol_name or doc["frac_bits"] != mpc.frac_bits:
-            raise ModelError(f"{path} was trained with {doc['protocol']}/{doc['frac_bits']} bits; device is {mpc.protocol_name}/{mpc.frac_bits}")
-        self = cls.__new__(cls)
-        self.mpc = mpc
-        for k, v in doc["params"].items():
-            setattr(self, k, v)
+        doc, problem = None, None
+        try:
+            doc = json.loads(path.read_text())
+        except FileNotFoundError:
+            problem = f"party '{ctx.me}': model part not found: {path}"
+        except (OSError, ValueError) as e:
+            problem = f"party '{ctx.me}': cannot read model part {path}: {e}"
+        if doc is not None:
+            problem = cls._check_part(doc, mpc, path)
+        if problem is None:
+            try:
+                d = sum(int(k) for k in doc["features"]["widths"])
+                ws = _share_from_json(doc["w_share"], mpc, (d,))
+                bs = _share_from_json(doc["b_share"], mpc, (1,))
+                self = cls(mpc, **doc["params"])
+            except (ModelError, KeyError, TypeError, ValueError) as e:
+                problem = f"party '{ctx.me}': {path} is damaged: {e}"
+        summary = None
+        if problem is None:
+            summary = {k: doc.get(k) for k in ("model_id", "protocol", "frac_bits", "label_owner")}
+            summary["features"] = doc["features"]
+        # Everybody fails alike: each party announces its verdict and what it loaded.
+        verdicts = {}
+        for owner in ctx.parties:
+            verdicts[owner] = _broadcast_meta(ctx, owner, f"model-load:{owner}", {"problem": problem, "summary": summary})
+        bad = [v["problem"] for v in verdicts.values() if v["problem"]]
+        if bad:
+            raise ModelError(bad[0])
+        ref = verdicts[ctx.parties[0]]["summary"]
+        for p, v in verdicts.items():
+            if v["summary"] != ref:
+                diff = sorted(k for k in ref if ref[k] != v["summary"].get(k))
+                raise ModelError(f"model parts in {directory} do not belong together: party '{p}' differs from "
+                                 f"'{ctx.parties[0]}' in {diff} (parts of different models or trainings)")
         self._extra_load(doc)
         f = doc["features"]
         self.features_ = _Features(f["owners"], f["widths"], f["names"])
         self.label_owner_ = doc["label_owner"]
-        d = sum(f["widths"])
-        ws = None if doc["w_share"] is None else np.array(doc["w_share"], dtype=np.uint64)
-        bs = None if doc["b_share"] is None else np.array(doc["b_share"], dtype=np.uint64)
+        self.model_id_ = doc.get("model_id")
         self.w_shared_ = SecretArray(mpc, ws, (d,), mpc.frac_bits)
         self.b_shared_ = SecretArray(mpc, bs, (1,), mpc.frac_bits)
-        self.coef_by_party_ = {p: np.array(v) for p, v in doc["coef_by_party"].items()}
+        self.coef_by_party_ = {p: np.array(v, dtype=np.float64) for p, v in doc["coef_by_party"].items()}
+        self.coef_ = None if doc.get("coef") is None else np.array(doc["coef"], dtype=np.float64)
         self.intercept_ = doc["intercept"]
         return self
+
+    @classmethod
+    def _check_part(cls, doc, mpc, path) -> str | None:
+        me = mpc.ctx.me
+        if not isinstance(doc, dict) or doc.get("format") != cls.FORMAT or doc.get("model") != cls.__name__:
+            return f"party '{me}': {path} is not a {cls.__name__} part"
+        if doc.get("party") != me:
+            return f"party '{me}': {path} is the part of party '{doc.get('party')}'"
+        if doc["protocol"] != mpc.protocol_name or doc["frac_bits"] != mpc.frac_bits:
+            return (f"party '{me}': {path} was trained with protocol {doc['protocol']} ({doc['frac_bits']} fractional bits); "
+                    f"the device runs {mpc.protocol_name} ({mpc.frac_bits} bits)")
+        saved = doc.get("mpc_parties")
+        # additive (semi2k) shares do not depend on the parties' order; replicated (aby3) ones do
+        same = (list(saved) == list(mpc.parties)) if mpc.protocol_name == "aby3" else (sorted(saved or []) == sorted(mpc.parties))
+        if saved is not None and not same:
+            return f"party '{me}': {path} was trained by the MPC parties {saved}; the device has {list(mpc.parties)}"
+        return None
 
     def _extra_load(self, doc) -> None:
         pass
@@ -426,6 +664,12 @@ class SSLogisticRegression(_SecureLinearBase):
     """
 
     def __init__(self, mpc: MpcDevice, *, sigmoid: str = "seg3", class_weight=None, **kw):
+        from ..mpc.nonlinear import SIGMOID_MODES
+
+        if sigmoid not in SIGMOID_MODES:
+            raise ModelError(f"sigmoid must be one of {SIGMOID_MODES}, got {sigmoid!r}")
+        if not (class_weight is None or class_weight == "balanced" or isinstance(class_weight, dict)):
+            raise ModelError(f"class_weight must be None, 'balanced' or {{0: w0, 1: w1}}, got {class_weight!r}")
         super().__init__(mpc, **kw)
         self.sigmoid = sigmoid
         self.class_weight = class_weight
@@ -441,40 +685,52 @@ class SSLogisticRegression(_SecureLinearBase):
         return nonlinear.sigmoid(eta, mode=self.sigmoid)
 
     def _residual(self, eta, y):
-        r = self._mean(eta) - y
-        if self.class_weight is not None:
-            r = r * self._weights_for(y)
-        return r
+        return self._mean(eta) - y
 
-    def _weights_for(self, y):
-        cw = self._cw
-        # y is secret 0/1: weight = w0 + (w1 - w0) * y, computed without revealing y.
-        return y * (cw[1] - cw[0]) + cw[0]
+    def _check_labels(self, y):
+        v = np.asarray(y)
+        bad = ~((v == 0) | (v == 1))
+        if bad.any():
+            return f"must hold 0/1 labels; {int(bad.sum())} other values (first {v.reshape(-1)[np.argmax(bad.reshape(-1))]!r})"
+        return None
 
-    def fit(self, X, y: PartyObject, feature_names: dict | None = None):
+    def _before_training(self, y):
         ctx = self.mpc.ctx
-        self._cw = None
-        if self.class_weight is not None:
-            tag = "class-weight"
-            if ctx.me == y.owner:
-                yy = np.asarray(y.value)
+        self.class_weight_ = None
+        if self.class_weight is None:
+            return
+        cw, problem = None, None
+        if ctx.me == y.owner:
+            yy = np.asarray(y.value, dtype=np.float64)
+            try:
                 if self.class_weight == "balanced":
                     pos = float(np.mean(yy))
                     if pos in (0.0, 1.0):
                         raise ModelError("class_weight='balanced' needs both classes in the labels")
+                    # sklearn's n / (n_classes * n_c)
                     cw = {0: 0.5 / (1 - pos), 1: 0.5 / pos}
+                elif isinstance(self.class_weight, dict):
+                    cw = {int(k): float(v) for k, v in self.class_weight.items()}
+                    if set(cw) - {0, 1}:
+                        raise ModelError(f"class_weight keys must be 0 and 1, got {sorted(cw)}")
+                    cw = {0: cw.get(0, 1.0), 1: cw.get(1, 1.0)}
                 else:
-                    cw = {int(k): float(v) for k, v in dict(self.class_weight).items()}
-                for p in ctx.parties:
-                    if p != ctx.me:
-                        ctx.comm.send(p, tag, meta={"w0": cw[0], "w1": cw[1]})
-            else:
-                m = ctx.comm.recv(y.owner, tag).meta
-                cw = {0: m["w0"], 1: m["w1"]}
-            # The two class weights are public to the job (they reveal the class balance when
-            # 'balanced'); per-sample weights stay secret because y does.
-            self._cw = cw
-        return super().fit(X, y, feature_names)
+                    raise ModelError(f"class_weight must be None, 'balanced' or {{0: w0, 1: w1}}, got {self.class_weight!r}")
+            except ModelError as e:
+                problem = f"party '{y.owner}': {e}"
+        # The two class weights are public to the job (with 'balanced' they reveal the class
+        # balance); per-sample weights stay secret because y does.
+        meta = _broadcast_meta(ctx, y.owner, "class-weight", {"w0": cw and cw[0], "w1": cw and cw[1], "problem": problem})
+        if meta.get("problem"):
+            raise ModelError(meta["problem"])
+        self.class_weight_ = {0: float(meta["w0"]), 1: float(meta["w1"])}
+
+    def _sample_weights(self, y):
+        cw = self.class_weight_
+        if cw is None:
+            return None
+        # y is secret 0/1: weight = w0 + (w1 - w0) * y, computed once without revealing y.
+        return y * (cw[1] - cw[0]) + cw[0]
 
     def _val_score(self, y_true, pred):
         p = np.clip(pred, 1e-6, 1 - 1e-6)
@@ -527,6 +783,14 @@ class SSGLM(_SecureLinearBase):
             return 1.0 - y * nonlinear.exp(-eta)
         p = self.power
         return nonlinear.exp(eta * (2 - p)) - y * nonlinear.exp(eta * (1 - p))
+
+    def _check_labels(self, y):
+        v = np.asarray(y, dtype=np.float64)
+        if self.family == "gamma" and (v <= 0).any():
+            return f"must be > 0 for family 'gamma'; {int((v <= 0).sum())} values are not"
+        if self.family in ("poisson", "tweedie") and (v < 0).any():
+            return f"must be >= 0 for family '{self.family}'; {int((v < 0).sum())} values are negative"
+        return None
 
     def _val_score(self, y_true, pred):
         mu = np.maximum(pred, 1e-9)

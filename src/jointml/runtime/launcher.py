@@ -191,10 +191,11 @@ def _reap_group(pgid: int | None) -> None:
 
 
 def _mp_context():
-    # fork is fast (no re-import); it is only safe while this process has no other threads.
-    if os.name == "posix" and threading.active_count() == 1:
-        return mp.get_context("fork")
-    return mp.get_context("spawn")
+    """fork on POSIX: fast (no re-import) and it runs programs defined anywhere (closures,
+    notebooks), which spawn cannot pickle. Parties use only the state they create after
+    the fork; JOINTML_START_METHOD=spawn|forkserver overrides."""
+    method = os.environ.get("JOINTML_START_METHOD") or ("fork" if os.name == "posix" else "spawn")
+    return mp.get_context(method)
 
 
 def _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, options):
