@@ -32,6 +32,14 @@ class MaskedMatrix:
     def _rows_shape(self, rows) -> tuple:
         return np.empty(self.shape, dtype=np.int8)[rows].shape
 
+    def raw(self, y: SecretArray, rows, transpose: bool):
+        """(share, shape, fxp) of X[rows] @ y (or X[rows].T @ y) before truncation."""
+        sub = self._rows_shape(rows)
+        if transpose:
+            sub = sub[::-1]
+        share = self.x.proto.masked_matmul(self._handle, rows, y.share, y.shape, transpose=transpose)
+        return share, matmul_shape(sub, y.shape), self.fxp + y.fxp
+
     def matmul(self, y: SecretArray, rows=slice(None)) -> SecretArray:
         """X[rows] @ y."""
         sub = self._rows_shape(rows)
@@ -78,20 +86,36 @@ class PrivateMaskedMatrix:
         self.fxp = mpc.frac_bits if fxp else 0
         self._handle = mpc.proto.private_masked_setup(owner, enc, self.shape)
 
-    def _prod(self, y: SecretArray, rows, transpose: bool) -> SecretArray:
-        from .semi2k import _rows_shape
+    def raw(self, y: SecretArray, rows, transpose: bool):
+        (out,) = _private_raw([(self, y, rows, transpose)])
+        return out
 
-        sub = _rows_shape(self.shape, rows)
-        if transpose:
-            sub = sub[::-1]
-        share = self.device.proto.private_masked_matmul(self._handle, rows, y.share, y.shape, transpose=transpose)
-        return y._finish_product(share, matmul_shape(sub, y.shape), self.fxp + y.fxp)
+    def _prod(self, y: SecretArray, rows, transpose: bool) -> SecretArray:
+        share, shape, fxp = self.raw(y, rows, transpose)
+        return y._finish_product(share, shape, fxp)
 
     def matmul(self, y: SecretArray, rows=slice(None)) -> SecretArray:
         return self._prod(y, rows, False)
 
     def rmatmul_t(self, y: SecretArray, rows=slice(None)) -> SecretArray:
         return self._prod(y, rows, True)
+
+
+def _private_raw(items):
+    """Several private-matrix products in one round; returns [(share, shape, fxp)]."""
+    from .semi2k import _rows_shape
+
+    if not items:
+        return []
+    proto = items[0][0].device.proto
+    shares = proto.private_masked_matmul_many([(m._handle, rows, y.share, y.shape, t) for m, y, rows, t in items])
+    out = []
+    for (m, y, rows, t), share in zip(items, shares):
+        sub = _rows_shape(m.shape, rows)
+        if t:
+            sub = sub[::-1]
+        out.append((share, matmul_shape(sub, y.shape), m.fxp + y.fxp))
+    return out
 
 
 class BlockMatrix:
@@ -121,16 +145,42 @@ class BlockMatrix:
             raise ValueError(f"column blocks have different row counts: {[blk.shape for blk in self.blocks]}")
         self.shape = (n_rows.pop() if n_rows else 0, sum(self.widths))
 
+    def _raw_parts(self, operands, rows, transpose: bool):
+        """Untruncated products of every block; private blocks share one round."""
+        priv = [(i, (blk, y, rows, transpose)) for i, (blk, y) in enumerate(zip(self.blocks, operands)) if isinstance(blk, PrivateMaskedMatrix)]
+        res: dict[int, tuple] = dict(zip([i for i, _ in priv], _private_raw([it for _, it in priv])))
+        for i, (blk, y) in enumerate(zip(self.blocks, operands)):
+            if i not in res:
+                res[i] = blk.raw(y, rows, transpose)
+        return [res[i] for i in range(len(self.blocks))]
+
+    def _finish(self, like: SecretArray, share, shape, fxp) -> SecretArray:
+        return like._finish_product(share, shape, fxp)
+
     def matmul(self, w: SecretArray, rows=slice(None)) -> SecretArray:
-        out = None
-        off = 0
-        for blk, k in zip(self.blocks, self.widths):
-            part = blk.matmul(w[off : off + k], rows=rows)
-            out = part if out is None else out + part
-            off += k
-        return out
+        """X[rows] @ w: one truncation for the sum of all blocks' products."""
+        offs = np.concatenate([[0], np.cumsum(self.widths)]).astype(int)
+        parts = self._raw_parts([w[offs[i] : offs[i + 1]] for i in range(len(self.blocks))], rows, False)
+        fxps = {p[2] for p in parts}
+        if len(fxps) > 1:  # blocks of different scales: truncate each (rare: int + fixed-point blocks)
+            out = None
+            for share, shape, fxp in parts:
+                v = self._finish(w, share, shape, fxp)
+                out = v if out is None else out + v
+            return out
+        proto = w.proto
+        total = parts[0][0]
+        for share, _, _ in parts[1:]:
+            total = proto.add(total, share)
+        return self._finish(w, total, parts[0][1], parts[0][2])
 
     def rmatmul_t(self, e: SecretArray, rows=slice(None)) -> SecretArray:
+        """X[rows].T @ e: the blocks' products concatenated, truncated once."""
         from .secret_array import concatenate
 
-        return concatenate([blk.rmatmul_t(e, rows=rows) for blk in self.blocks], axis=0)
+        parts = self._raw_parts([e] * len(self.blocks), rows, True)
+        raws = [SecretArray(self.device, share, shape, fxp) for share, shape, fxp in parts]
+        if len({r.fxp for r in raws}) > 1:
+            return concatenate([self._finish(e, r.share, r.shape, r.fxp) for r in raws], axis=0)
+        cat = concatenate(raws, axis=0)
+        return self._finish(e, cat.share, cat.shape, cat.fxp)

@@ -110,6 +110,10 @@ class Protocol:
     def private_masked_matmul(self, handle, rows, y: Share, shape_y: tuple, transpose: bool = False) -> Share:
         return self.masked_matmul(handle, rows, y, shape_y, transpose)
 
+    def private_masked_matmul_many(self, items) -> list:
+        """Several (handle, rows, y, shape_y, transpose) products; protocols may batch their rounds."""
+        return [self.private_masked_matmul(*it) for it in items]
+
     def masked_matmul(self, handle, rows, y: Share, shape_y: tuple, transpose: bool = False) -> Share:
         """X[rows] @ y (or X[rows].T @ y) for a handle from `masked_setup`."""
         x = self.map(lambda s: s[(slice(None),) * (s.ndim - len(handle.shape)) + (rows,)], handle.share)

@@ -463,44 +463,58 @@ class Semi2k(Protocol):
         return h
 
     def private_masked_matmul(self, handle, rows, y, shape_y, transpose=False):
-        shape_y = tuple(shape_y)
-        owner = handle.owner
-        sub_shape = _rows_shape(handle.shape, rows)
-        if transpose:
-            sub_shape = sub_shape[::-1]
-        shape_c = matmul_shape(sub_shape, shape_y)
-        others = [p for p in self.compute if p != owner]
-        prov = self.prov
+        return self.private_masked_matmul_many([(handle, rows, y, shape_y, transpose)])[0]
 
-        def pick(a):
+    def private_masked_matmul_many(self, items):
+        """Products X_o[rows] @ y for private matrices of possibly different owners, in one
+        round: every party first sends its masked shares y_i - B_i to each owner, then
+        each owner adds A F; the dealer's C = sum_i A B_i arrives shared."""
+        prov = self.prov
+        plans = []
+        for handle, rows, y, shape_y, transpose in items:
+            shape_y = tuple(shape_y)
+            sub = _rows_shape(handle.shape, rows)
+            if transpose:
+                sub = sub[::-1]
+            others = [p for p in self.compute if p != handle.owner]
+            plans.append((handle, rows, y, shape_y, transpose, matmul_shape(sub, shape_y), others))
+
+        def pick(a, rows, transpose):
             a = a[rows]
             return a.T if transpose else a
 
         if self.is_dealer:
-            a = pick(handle.A_total)
-            total = None
-            for p in others:
-                B = prov.prgs[self.compute.index(p)].random(shape_y, _U)
-                c = ring.matmul(a, B)
-                total = c if total is None else total + c
-            prov.shares_of("pmatmul", total, shape_c)
-            return None
+            # Mirror the parties' draw order: every B first (phase 1), then the C shares.
+            Bs = [[(p, prov.prgs[self.compute.index(p)].random(shape_y, _U)) for p in others]
+                  for handle, rows, y, shape_y, transpose, shape_c, others in plans]
+            for (handle, rows, y, shape_y, transpose, shape_c, others), bs in zip(plans, Bs):
+                a = pick(handle.A_total, rows, transpose)
+                total = None
+                for _, B in bs:
+                    c = ring.matmul(a, B)
+                    total = c if total is None else total + c
+                prov.shares_of("pmatmul", total, shape_c)
+            return [None] * len(items)
         if not self.is_compute:
-            return None
-        if self.me == owner:
-            z = ring.matmul(pick(handle.X), y)
-            a = pick(handle.A)
-            for p in others:
-                F = self.comm.recv_array(p, "pmatmul", _U, shape_y)
-                z += ring.matmul(a, F)
-        else:
-            B = prov.prg.random(shape_y, _U)
-            self.comm.send(owner, "pmatmul", y - B)
-            # X y_i = E y_i + A y_i, and A y_i = A (y_i - B_i) + A B_i: the owner adds A F,
-            # the dealer's C = sum_i A B_i arrives shared.
-            z = ring.matmul(pick(handle.E), y)
-        z += prov.shares_of("pmatmul", None, shape_c)
-        return z
+            return [None] * len(items)
+        # phase 1: masked shares to the owners (all sends before any receive: one round)
+        for handle, rows, y, shape_y, transpose, shape_c, others in plans:
+            if self.me != handle.owner:
+                self.comm.send(handle.owner, "pmatmul", y - prov.prg.random(shape_y, _U))
+        # phase 2: local products
+        out = []
+        for handle, rows, y, shape_y, transpose, shape_c, others in plans:
+            if self.me == handle.owner:
+                z = ring.matmul(pick(handle.X, rows, transpose), y)
+                a = pick(handle.A, rows, transpose)
+                for p in others:
+                    z += ring.matmul(a, self.comm.recv_array(p, "pmatmul", _U, shape_y))
+            else:
+                # X y_i = E y_i + A y_i, and A y_i = A (y_i - B_i) + A B_i
+                z = ring.matmul(pick(handle.E, rows, transpose), y)
+            z += prov.shares_of("pmatmul", None, shape_c)
+            out.append(z)
+        return out
 
 
 def _rows_shape(shape: tuple, rows) -> tuple:

@@ -27,6 +27,7 @@ from .link import Communicator, Link, _Closed
 _LEN = struct.Struct("<Q")
 MAX_FRAME = 1 << 34  # 16 GiB: a guard against garbage lengths, not a protocol limit
 _SOCK_BUF = 4 << 20
+_COALESCE = 1 << 20
 
 
 @dataclass
@@ -116,6 +117,10 @@ class TcpLink(Link):
 
     def _write(self, bufs: list, nbytes: int) -> None:
         try:
+            if nbytes <= _COALESCE:
+                # One TLS record write per small frame: each write is a syscall and a record.
+                self.sock.sendall(b"".join([_LEN.pack(nbytes), *bufs]))
+                return
             self.sock.sendall(_LEN.pack(nbytes) + bytes(bufs[0]))
             for b in bufs[1:]:
                 self.sock.sendall(b)
