@@ -413,7 +413,7 @@ class Aby3(Protocol):
 
     # -- truncation --------------------------------------------------------------------------
     def trunc(self, a, bits, shape):
-        """Divide by 2^bits rounding toward -inf, exact up to one unit in the last place for
+        """Divide by 2^bits with stochastic (unbiased) rounding, exact up to one unit in the last place for
         |x| < 2^62 (never a large error). 2 rounds, 44 B per element in total.
 
         One member D (rotating) acts as the dealer of this call for the other two, A = D+1 and

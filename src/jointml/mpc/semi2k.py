@@ -246,7 +246,9 @@ class Semi2k(Protocol):
 
     # -- truncation --------------------------------------------------------------------
     def trunc(self, a, bits, shape):
-        """Divide by 2^bits (rounding toward -inf, off by one ulp with small probability).
+        """Divide by 2^bits with stochastic rounding: the result is floor(x / 2^bits) or one
+        more, up with probability equal to the dropped fraction (unbiased on average; the
+        borrow of the masked low bits decides).
 
         Exact up to one unit for |x| < 2^62: open c = x + 2^62 + r with dealer-supplied
         shares of r, r >> bits and msb(r); the wrap of x + 2^62 + r is msb(r) & ~msb(c),
