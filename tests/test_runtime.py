@@ -130,3 +130,15 @@ def test_cluster_missing_party_and_files(tmp_path):
         c.tls_for("zed")
     with pytest.raises(ConfigError, match="not found"):
         c.tls_for("a")
+
+
+def test_unreturnable_result_fails_fast():
+    import threading
+
+    def prog(ctx):
+        return threading.Lock()  # cannot be pickled back to the launcher
+
+    t = time.time()
+    with pytest.raises(PartyFailed, match="cannot be sent back"):
+        simulate(prog, ["alice", "bob"], mode="process", timeout=60)
+    assert time.time() - t < 20

@@ -173,6 +173,17 @@ def _child_main(me, parties, addresses, listener, tls, fn, args, kwargs, recv_ti
         comm = connect_all(me, addresses, tls, listener=listener, connect_timeout=60.0, recv_timeout=recv_timeout, order=parties)
         ctx = PartyContext(me, parties, comm, options)
         result = _run_in_context(fn, ctx, args, kwargs)
+        try:
+            # The queue pickles in a background thread and drops what fails: check here so
+            # an unreturnable result is an error, not a silent hang.
+            import pickle
+
+            pickle.dumps(result)
+        except Exception as e:  # noqa: BLE001
+            raise TypeError(
+                f"the program's return value at '{me}' cannot be sent back to the launcher "
+                f"({type(result).__name__}: {e}); return plain values (numbers, lists, dicts, arrays)"
+            ) from None
         out.put(("ok", me, result))
     except BaseException as e:  # noqa: BLE001
         out.put(("err", me, (type(e).__name__, str(e), traceback.format_exc())))
@@ -239,12 +250,12 @@ def _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, option
             except queue.Empty:
                 # A child that died without reporting (killed, segfault) is a failure too.
                 for p, pr in procs.items():
-                    if p not in results and p not in failures and not pr.is_alive() and pr.exitcode not in (0, None):
+                    if p not in results and p not in failures and not pr.is_alive() and pr.exitcode is not None:
                         try:
                             kind, q, payload = out.get(timeout=0.5)
                             (results if kind == "ok" else failures)[q] = payload
                         except queue.Empty:
-                            failures[p] = ("ProcessDied", f"process exited with code {pr.exitcode}", "")
+                            failures[p] = ("ProcessDied", f"process exited with code {pr.exitcode} without a result", "")
                 if failures and grace_until is None:
                     grace_until = time.monotonic() + 10.0
                 continue
