@@ -267,6 +267,10 @@ class _SecureLinearBase:
         self.verbose = verbose
 
     # -- hooks ---------------------------------------------------------------------
+    def _accepts_wide_eta(self) -> bool:
+        """True when `_residual` is exact for eta at 2f fractional bits (untruncated)."""
+        return False
+
     def _residual(self, eta: SecretArray, y: SecretArray) -> SecretArray:
         """d loss / d eta for the batch (the gradient is X^T residual / m)."""
         raise NotImplementedError
@@ -386,7 +390,9 @@ class _SecureLinearBase:
             for bi in order:
                 lo, hi = int(bi) * m, min(int(bi + 1) * m, n_train)
                 rows_b = slice(lo, hi)
-                eta = Xm.matmul(w, rows=rows_b)
+                # With a scale-generic link (seg3) the product's truncation is left to the
+                # link, which truncates once at its end: one round fewer per batch.
+                eta = Xm.matmul(w, rows=rows_b, truncate=not self._accepts_wide_eta())
                 if self.fit_intercept:
                     eta = eta + b
                 r = self._residual(eta, y_train[rows_b])
@@ -683,6 +689,9 @@ class SSLogisticRegression(_SecureLinearBase):
         from ..mpc import nonlinear
 
         return nonlinear.sigmoid(eta, mode=self.sigmoid)
+
+    def _accepts_wide_eta(self) -> bool:
+        return self.sigmoid == "seg3"
 
     def _residual(self, eta, y):
         return self._mean(eta) - y

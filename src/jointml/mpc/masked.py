@@ -157,8 +157,9 @@ class BlockMatrix:
     def _finish(self, like: SecretArray, share, shape, fxp) -> SecretArray:
         return like._finish_product(share, shape, fxp)
 
-    def matmul(self, w: SecretArray, rows=slice(None)) -> SecretArray:
-        """X[rows] @ w: one truncation for the sum of all blocks' products."""
+    def matmul(self, w: SecretArray, rows=slice(None), truncate: bool = True) -> SecretArray:
+        """X[rows] @ w: one truncation for the sum of all blocks' products (none with
+        truncate=False: the result keeps the product's scale, e.g. 2f fractional bits)."""
         offs = np.concatenate([[0], np.cumsum(self.widths)]).astype(int)
         parts = self._raw_parts([w[offs[i] : offs[i + 1]] for i in range(len(self.blocks))], rows, False)
         fxps = {p[2] for p in parts}
@@ -172,6 +173,8 @@ class BlockMatrix:
         total = parts[0][0]
         for share, _, _ in parts[1:]:
             total = proto.add(total, share)
+        if not truncate:
+            return SecretArray(self.device, total, parts[0][1], parts[0][2])
         return self._finish(w, total, parts[0][1], parts[0][2])
 
     def rmatmul_t(self, e: SecretArray, rows=slice(None)) -> SecretArray:
