@@ -107,3 +107,43 @@ def test_yaml_round_trip(files, tmp_path):
     assert [n for n, _ in spec.steps] == ["psi", "split"] and spec.output == str(tmp_path / "out")
     res = simulate_pipeline(spec, mode="thread", verbose=False)
     assert res["bank"]["train_rows"] + res["bank"]["test_rows"] == res["bank"]["rows_aligned"]
+
+
+def test_real_deployment_one_party_per_node(files, tmp_path):
+    """Each organisation runs its own party from a cluster file over mutual TLS."""
+    import socket
+    import threading
+
+    from jointml.jobs.pipeline import run_pipeline
+    from jointml.net.certs import create_dev_pki
+    from jointml.runtime import ClusterConfig, run_party
+
+    names = ["bank", "partner", "dealer"]
+    create_dev_pki(tmp_path / "certs", names)
+    ports = []
+    for _ in names:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        ports.append(s.getsockname()[1])
+        s.close()
+    cluster = ClusterConfig.from_dict(
+        {"parties": {n: {"address": f"127.0.0.1:{p}", "cert": f"certs/{n}.crt", "key": f"certs/{n}.key"} for n, p in zip(names, ports)},
+         "ca": "certs/ca.crt", "connect_timeout": 30},
+        base=tmp_path,
+    )
+    spec = PipelineSpec.from_dict(_spec(files, [{"psi": {"key": "id", "sort_by": "bank"}}, {"split": {"test_fraction": 0.3}},
+                                                {"woe_binning": {"label": "creditability", "pos_label": "bad", "key_bits": 512}},
+                                                {"ss_lr.train": {"epochs": 3}}, {"predict": {}}, {"evaluate": {}}]))
+    out, errs = {}, {}
+
+    def node(n):
+        try:
+            out[n] = run_party(run_pipeline, n, cluster, spec)
+        except Exception as e:  # noqa: BLE001
+            errs[n] = e
+
+    ts = [threading.Thread(target=node, args=(n,)) for n in names]
+    [t.start() for t in ts]
+    [t.join(120) for t in ts]
+    assert not errs, errs
+    assert out["bank"]["auc"] > 0.7 and "auc" not in out["partner"]

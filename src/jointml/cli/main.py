@@ -49,12 +49,25 @@ def demo(as_json: bool, job: str, mode: str, protocol: str, out_dir: str, sigmoi
 @main.command("run")
 @click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
 @click.option("--mode", type=click.Choice(["process", "thread"]), default="process", show_default=True)
+@click.option("--cluster", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Cluster file (party addresses, certificates): run ONE party of a real deployment.")
+@click.option("--party", default=None, help="With --cluster: the party this node runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the label holder's summary as JSON.")
-def run_cmd(pipeline: str, mode: str, as_json: bool) -> None:
-    """Run a declarative pipeline (YAML) with every party as a local process."""
-    from ..jobs.pipeline import PipelineSpec, simulate_pipeline
+def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as_json: bool) -> None:
+    """Run a declarative pipeline (YAML): every party as a local process, or, with --cluster and
+    --party, this organisation's party only (each organisation runs the same command)."""
+    from ..jobs.pipeline import PipelineSpec, run_pipeline, simulate_pipeline
 
     spec = PipelineSpec.load(pipeline)
+    if cluster:
+        from ..runtime import run_party
+
+        if not party:
+            raise click.UsageError("--cluster needs --party (the party this node runs)")
+        summary = run_party(run_pipeline, party, cluster, spec, verbose=not as_json)
+        shown = {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels")}
+        click.echo(json.dumps(shown, default=str) if as_json else "\n".join(f"  {k:<14} {v}" for k, v in shown.items()))
+        return
     if not as_json:
         click.echo(f"pipeline '{spec.name}': parties {', '.join(spec.parties)}; steps " + " -> ".join(n for n, _ in spec.steps))
     res = simulate_pipeline(spec, mode=mode, verbose=not as_json)
