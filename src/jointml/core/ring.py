@@ -25,6 +25,9 @@ _W = 22
 _M = np.uint64((1 << _W) - 1)
 _H = np.uint64(1 << (_W - 1))
 _HF = float(1 << (_W - 1))
+_M2 = np.uint64((1 << 20) - 1)
+_H2 = np.uint64(1 << 19)
+_HF2 = float(1 << 19)
 _MAX_INNER = 1 << 11
 _KARATSUBA_CHUNK = 1 << 9
 _INT_LOOP_RATIO = 64
@@ -59,10 +62,12 @@ def _limbs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     l1 = (t & _M).view(np.int64).astype(np.float64)
     l1 -= _HF
     t >>= np.uint64(_W)
-    # Top limb: the 20 bits 44..63, balanced to [-2^19, 2^19).
-    t &= np.uint64((1 << 20) - 1)
+    # Top limb: the 20 bits 44..63, balanced to [-2^19, 2^19) the same way (its carry
+    # out is a multiple of 2^64, i.e. zero in the ring).
+    t += _H2
+    t &= _M2
     l2 = t.view(np.int64).astype(np.float64)
-    l2[l2 >= float(1 << 19)] -= float(1 << 20)
+    l2 -= _HF2
     return l0, l1, l2
 
 
