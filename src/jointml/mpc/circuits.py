@@ -12,6 +12,8 @@ halves the word width, so traffic per element shrinks 32+16+8+... bits.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 def _swap_mask(i: int, j: int) -> int:
@@ -44,12 +46,12 @@ def _split(proto, x, w: int):
     return hi, lo
 
 
-def greater_tree(proto, G, E, shape: tuple):
-    """Combine bit-reversed (G, E) words (boolean shares of uint64) into the top G bit.
+def greater_tree(proto, G, E, shape: tuple, width: int = 64):
+    """Combine bit-reversed (G, E) words (boolean shares of `width`-bit words) into the top G bit.
 
-    Returns a boolean share of uint8 words holding 0/1. Rounds: 6. Traffic per element
-    per party (semi2k, 2 parties): 3*(32+16+8)/8 + 3*3 + 2 bytes."""
-    w = 32
+    Returns a boolean share of uint8 words holding 0/1. Rounds: log2(width) (6 from 64-bit
+    words, 4 from the 16-bit block words of `block_greater_equal`)."""
+    w = width // 2
     while w >= 1:
         G_hi, G_lo = _split(proto, G, w)
         E_hi, E_lo = _split(proto, E, w)
@@ -63,11 +65,83 @@ def greater_tree(proto, G, E, shape: tuple):
     return G
 
 
-def and_tree(proto, X, shape: tuple):
-    """AND of all 64 bits of boolean-shared uint64 words -> boolean share of uint8 0/1. Rounds: 6."""
-    w = 32
+def and_tree(proto, X, shape: tuple, width: int = 64):
+    """AND of all bits of boolean-shared `width`-bit words -> boolean share of uint8 0/1.
+    Rounds: log2(width)."""
+    w = width // 2
     while w >= 1:
         hi, lo = _split(proto, X, w)
         (X,) = proto.b_and([(hi, lo)], [shape], [_WIDTH_DTYPE[w]])
         w //= 2
     return X
+
+
+# -- the first two tree levels for free, from dealer-supplied monomials ---------------------
+#
+# With a dealer, c = x + r is public and r is the dealer's own mask, so any product of
+# r's bits can be prepared in advance and shared. A 4-bit block's (G, E) is a polynomial
+# in its r bits with public coefficients (functions of c): given XOR shares of the 11
+# products r_S (|S| >= 2) of each block's bits, parties evaluate the first two levels of
+# the tree locally, with no round and no AND triple. In the index-reversed layout the
+# 4 bits of block j (significance t = 0..3) sit at q, q+32, q+16, q+48 with q = rev4(j),
+# so each significance is one 16-bit quarter of the word, and the 16 blocks' results land
+# exactly where the tree's width-16 level expects them.
+
+_QUARTER_SHIFT = {0: 0, 1: 32, 2: 16, 3: 48}  # significance t -> bit offset (reversed layout)
+_SUBSETS = [S for k in (2, 3, 4) for S in itertools.combinations(range(4), k)]  # 11
+
+
+def quarters(x: np.ndarray, reversed_layout: bool = True) -> list:
+    """The four 16-bit quarter words of uint64 words, by significance t = 0..3."""
+    shifts = _QUARTER_SHIFT if reversed_layout else {t: 16 * t for t in range(4)}
+    return [((x >> np.uint64(shifts[t])) & np.uint64(0xFFFF)).astype(np.uint16) for t in range(4)]
+
+
+def monomials(r: np.ndarray, reversed_layout: bool = True) -> np.ndarray:
+    """Dealer side: the 11 products r_S (|S| >= 2) of each 4-bit block, stacked (11, *shape) uint16."""
+    q = quarters(r, reversed_layout)
+    out = []
+    for S in _SUBSETS:
+        m = q[S[0]].copy()
+        for t in S[1:]:
+            m &= q[t]
+        out.append(m)
+    return np.stack(out) if out else np.zeros((0,) + r.shape, np.uint16)
+
+
+def _coef(cbar: list, T) -> np.ndarray:
+    """Public product of the complemented c bits over the significances in T (all ones if empty)."""
+    m = np.full(cbar[0].shape, 0xFFFF, dtype=np.uint16)
+    for t in T:
+        m = m & cbar[t]
+    return m
+
+
+def block_greater_equal(r_quarters: list, mono: np.ndarray, c: np.ndarray, lead: bool, reversed_layout: bool = True, need_g: bool = True):
+    """XOR shares of the 4-bit blocks' (G, E) as 16-bit words, evaluated locally.
+
+    r_quarters: this party's shares of r's quarters; mono: its shares of the 11 monomials;
+    c: the public opened word (already restricted to the compared bits); lead: whether this
+    party adds the public constant terms. G = [r_block > c_block], E = [r_block == c_block]."""
+    cbar = [~w for w in quarters(c, reversed_layout)]
+    share = {(t,): r_quarters[t] for t in range(4)}
+    for S, m in zip(_SUBSETS, mono):
+        share[S] = m
+    # G = G3 ^ E3 G2 ^ E3 E2 G1 ^ E3 E2 E1 G0 with G_t = r_t cbar_t, E_t = r_t ^ cbar_t:
+    # the term for G_k is cbar_k r_k prod_{t>k} (r_t ^ cbar_t) = XOR over S in {t>k} of
+    # (cbar_k prod_{t>k, t not in S} cbar_t) r_{S + k}.
+    G = np.zeros_like(r_quarters[0])
+    for k in range(4 if need_g else 0):
+        higher = [t for t in range(k + 1, 4)]
+        for n in range(len(higher) + 1):
+            for S in itertools.combinations(higher, n):
+                coef = cbar[k] & _coef(cbar, [t for t in higher if t not in S])
+                G ^= coef & share[tuple(sorted(S + (k,)))]
+    # E = prod_t (r_t ^ cbar_t) = XOR over S of (prod_{t not in S} cbar_t) r_S, constant for S = {}.
+    E = np.zeros_like(r_quarters[0])
+    for n in range(1, 5):
+        for S in itertools.combinations(range(4), n):
+            E ^= _coef(cbar, [t for t in range(4) if t not in S]) & share[S]
+    if lead:
+        E ^= _coef(cbar, range(4))
+    return G, E

@@ -16,8 +16,12 @@ Costs per element, for n compute parties (each party sends to n-1 peers):
 | square     | 1      | 8 B                         | 8 B                          |
 | matmul     | 1      | 8 B x (|X| + |Y|)           | 8 B x |Z|                    |
 | trunc      | 1      | 8 B                         | 16 B (r>>f, msb r)           |
-| msb / lt   | 8      | ~35 B                       | ~45 B                        |
-| eqz / eq   | 8      | ~30 B                       | ~35 B                        |
+| msb / lt   | 6      | ~17 B                       | ~58 B                        |
+| eqz / eq   | 6      | ~14 B                       | ~52 B                        |
+
+Comparisons open c = x + r for a dealer mask r and compare r with c bit by bit. Since r
+is the dealer's, it also shares the products of r's bits within 4-bit blocks, so the
+first two levels of the comparison tree cost nothing; four AND rounds finish it.
 """
 
 from __future__ import annotations
@@ -325,35 +329,42 @@ class Semi2k(Protocol):
         return out
 
     # -- conversions ---------------------------------------------------------------------
-    def _masked_open(self, a, shape, tag: str):
-        """Open c = x + r for a dealer mask r; returns (c, boolean share of bit-reversed low 63 bits of r, share of r's msb)."""
+    def _masked_open(self, a, shape, tag: str, reversed_layout: bool = True):
+        """Open c = x + r for a dealer mask r. Returns (c, boolean share of r's low 63 bits
+        index-reversed (comparisons) or of all of r (equality), share of r's msb, shares of the 11 block monomials
+        of those bits — what lets the parties skip the tree's first two levels)."""
         prov = self.prov
         R = prov.rand(shape)
         if self.is_dealer:
             r = prov.total(R)
-            low = r & _U((1 << 63) - 1)
-            prov.shares_of(tag + ":bits", circuits.index_reverse64(low), shape, _U, boolean=True)
+            # comparisons use the low 63 bits (index-reversed); equality all 64 bits
+            bits = circuits.index_reverse64(r & _U((1 << 63) - 1)) if reversed_layout else r
+            prov.shares_of(tag + ":bits", bits, shape, _U, boolean=True)
             prov.shares_of(tag + ":msb", (r >> _U(63)).astype(np.uint8), shape, np.uint8, boolean=True)
-            return None, None, None
+            mono = circuits.monomials(bits, reversed_layout)
+            prov.shares_of(tag + ":mono", mono, mono.shape, np.uint16, boolean=True)
+            return None, None, None, None
         if not self.is_compute:
-            return None, None, None
+            return None, None, None, None
         (c,) = self._open(tag, [a + R])
         rb = prov.shares_of(tag + ":bits", None, shape, _U, boolean=True)
         rm = prov.shares_of(tag + ":msb", None, shape, np.uint8, boolean=True)
-        return c, rb, rm
+        mono = prov.shares_of(tag + ":mono", None, (len(circuits._SUBSETS),) + tuple(shape), np.uint16, boolean=True)
+        return c, rb, rm, mono
 
     def msb(self, a, shape):
-        """msb(x) = msb(c) ^ msb(r) ^ borrow, borrow = [r_low > c_low] from the comparison tree."""
+        """msb(x) = msb(c) ^ msb(r) ^ borrow, borrow = [r_low > c_low]: the first two tree
+        levels come locally from dealer monomials, four AND rounds finish the tree.
+        Rounds: 1 (open) + 4 + 1 (bit to arithmetic) = 6."""
         shape = tuple(shape)
-        c, rb, rm = self._masked_open(a, shape, "msb")
+        c, rb, rm, mono = self._masked_open(a, shape, "msb")
         if self.is_compute:
             c_low = c & _U((1 << 63) - 1)
             crev = circuits.index_reverse64(c_low)
-            G = rb & ~crev  # r bit 1 where c bit 0
-            E = self.b_xor_public(rb, ~crev)  # equal where r bit == c bit
+            G, E = circuits.block_greater_equal(circuits.quarters(rb), mono, crev, self.idx == 0)
         else:
             G = E = None
-        borrow = circuits.greater_tree(self, G, E, shape)
+        borrow = circuits.greater_tree(self, G, E, shape, width=16)
         if self.is_compute:
             bit = borrow ^ rm
             if self.idx == 0:
@@ -363,20 +374,15 @@ class Semi2k(Protocol):
         return self.b2a_bits(bit, shape)
 
     def eqz(self, a, shape):
-        """[x == 0]: x == 0 iff c == r, i.e. all bits of c ^ r ^ 1...1 are one."""
+        """[x == 0]: x == 0 iff c == r; 4-bit blocks of [r == c] locally from dealer monomials,
+        then an AND tree over 16 blocks and the top bit. Rounds: 1 + 4 + 1 = 6."""
         shape = tuple(shape)
-        prov = self.prov
-        R = prov.rand(shape)
-        if self.is_dealer:
-            prov.shares_of("eqz:bits", prov.total(R), shape, _U, boolean=True)
-            X = None
-        elif self.is_compute:
-            (c,) = self._open("eqz", [a + R])
-            rb = prov.shares_of("eqz:bits", None, shape, _U, boolean=True)
-            X = self.b_xor_public(rb, ~c)
+        c, rb, _, mono = self._masked_open(a, shape, "eqz", reversed_layout=False)
+        if self.is_compute:
+            _, X = circuits.block_greater_equal(circuits.quarters(rb, False), mono, c, self.idx == 0, reversed_layout=False, need_g=False)
         else:
             X = None
-        bit = circuits.and_tree(self, X, shape)
+        bit = circuits.and_tree(self, X, shape, width=16)
         return self.b2a_bits(bit, shape)
 
     def b2a_bits(self, b, shape):
