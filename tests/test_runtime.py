@@ -142,3 +142,28 @@ def test_unreturnable_result_fails_fast():
     with pytest.raises(PartyFailed, match="cannot be sent back"):
         simulate(prog, ["alice", "bob"], mode="process", timeout=60)
     assert time.time() - t < 20
+
+
+def test_party_objects_can_be_returned_from_processes():
+    def prog(ctx):
+        return ctx.party("alice").run(lambda: np.arange(3))
+
+    res = simulate(prog, ["alice", "bob"], mode="process")
+    assert res["alice"].value.tolist() == [0, 1, 2] and res["alice"].owner == "alice"
+    with pytest.raises(NotOwnerError):
+        res["bob"].value
+
+
+def test_readme_example():
+    """The program shown in README.md."""
+    from jointml.mpc import MpcDevice
+
+    def program(ctx):
+        mpc = MpcDevice(ctx, ["bank", "partner"], protocol="semi2k", dealer="dealer")
+        income = ctx.party("bank").run(lambda: np.array([4.1, 2.5, 6.0])).to(mpc)
+        debt = ctx.party("partner").run(lambda: np.array([1.0, 2.0, 0.5])).to(mpc)
+        share_high = (debt > income * 0.4).mean()
+        return share_high.reveal(to="bank")
+
+    out = simulate(program, ["bank", "partner", "dealer"])
+    assert out["bank"].value == pytest.approx(1 / 3, abs=1e-4)

@@ -46,9 +46,34 @@ class PartyObject:
         """Transfer to another device (secret-share to an MPC device, or send the plaintext to a party)."""
         return device.transfer_in(self, **kw)
 
+    def __reduce__(self):
+        # A program may return a PartyObject to the launcher (same machine, same party):
+        # what travels is the owner's name and, at the owner only, the value.
+        return (_detached, (self.owner, self.device.ctx.me, self._value if self.is_local else None))
+
     def __repr__(self) -> str:
         v = f"{type(self._value).__name__}" if self.is_local else "<remote>"
         return f"PartyObject(owner={self.owner}, {v})"
+
+
+class _DetachedContext:
+    def __init__(self, me: str):
+        self.me = me
+
+
+class _DetachedDevice:
+    """What a returned PartyObject keeps: who owns it and at which party it was returned."""
+
+    def __init__(self, name: str, me: str):
+        self.name = name
+        self.ctx = _DetachedContext(me)
+
+    def transfer_in(self, obj, **kw):
+        raise NotOwnerError("a PartyObject returned from a finished program cannot be transferred")
+
+
+def _detached(owner: str, me: str, value) -> "PartyObject":
+    return PartyObject(_DetachedDevice(owner, me), value)
 
 
 class PartyDevice:
