@@ -168,6 +168,22 @@ def bench_psi(rows: int, n_jobs: int | None, progress: bool, as_json: bool) -> N
     click.echo(json.dumps(bpsi.run(rows, n_jobs=n_jobs, progress=progress)))
 
 
+@bench.command("tee")
+@click.option("--rows", type=int, default=100_000, show_default=True)
+@click.option("--features", type=int, default=50, show_default=True)
+@click.option("--model", type=click.Choice(["logistic_regression", "gbdt"]), default="logistic_regression", show_default=True)
+@click.option("--tecc", is_flag=True, help="TECC instead: ABY3 LR with each MPC party in its own attested enclave.")
+@click.option("--epochs", type=int, default=20, show_default=True, help="With --tecc.")
+def bench_tee(rows: int, features: int, model: str, tecc: bool, epochs: int) -> None:
+    """TEE training rows/s beside plaintext (SIMULATED enclave: software, not hardware protection)."""
+    from ..bench import tee as btee
+
+    if tecc:
+        click.echo(json.dumps(btee.run_tecc(rows=min(rows, 20_000), features=min(features, 20), epochs=epochs), default=str))
+    else:
+        click.echo(json.dumps(btee.run(rows=rows, features=features, model=model), default=str))
+
+
 @bench.command("lr")
 @click.option("--rows", type=int, default=100_000, show_default=True)
 @click.option("--features", type=int, default=100, show_default=True)
