@@ -147,3 +147,15 @@ def test_real_deployment_one_party_per_node(files, tmp_path):
     [t.join(120) for t in ts]
     assert not errs, errs
     assert out["bank"]["auc"] > 0.7 and "auc" not in out["partner"]
+
+
+def test_secureboost_pipeline(files, tmp_path):
+    from jointml.demo.credit_demo import plaintext_trees_baseline
+
+    cfg = CreditJobConfig(inputs={"bank": str(files["bank"]), "partner": str(files["partner"])}, key_bits=512, output_dir=str(tmp_path),
+                          verbose=False, model_type="secureboost", trees={"n_estimators": 5, "learning_rate": 0.3, "max_depth": 3, "max_bin": 32})
+    res = simulate_pipeline(credit_pipeline(cfg, ["bank", "partner", "dealer"]), mode="thread", verbose=False)
+    bank = res["bank"]
+    base = plaintext_trees_baseline(files, cfg)
+    assert abs(bank["auc"] - base["auc"]) < 0.02 and bank["auc"] > 0.7
+    assert "auc" not in res["partner"] and "importance_gain" in bank and "importance_gain" not in res["partner"]

@@ -57,29 +57,33 @@ def make_demo_files(out_dir: Path, seed: int = 11, drop_fraction: float = 0.04) 
     return paths
 
 
-def run(mode: str = "process", protocol: str = "semi2k", out_dir: str = "jointml-demo-out", verbose: bool = True, **overrides) -> dict:
+def run(mode: str = "process", protocol: str = "semi2k", out_dir: str = "jointml-demo-out", verbose: bool = True,
+        model_type: str = "ss_lr", **overrides) -> dict:
     out = Path(out_dir)
     paths = make_demo_files(out / "data")
     parties = ["bank", "partner", "dealer"] if protocol == "semi2k" else ["bank", "partner", "auditor"]
     cfg = CreditJobConfig(inputs={"bank": str(paths["bank"]), "partner": str(paths["partner"])}, protocol=protocol,
-                          dealer="dealer" if protocol == "semi2k" else None, output_dir=str(out), verbose=verbose, **overrides)
+                          dealer="dealer" if protocol == "semi2k" else None, output_dir=str(out), verbose=verbose,
+                          model_type=model_type, **overrides)
     if verbose:
-        print(f"jointml demo: joint credit scoring on the German credit data ({protocol}, parties {', '.join(parties)} as local {mode}es)")
+        what = "SecureBoost (Paillier)" if model_type == "secureboost" else f"SS-LR ({protocol})"
+        print(f"jointml demo: joint credit scoring on the German credit data, {what}; parties {', '.join(parties)} as local {mode}es")
         print(f"  bank file {paths['bank']}  partner file {paths['partner']}")
     _write_pipeline_file(out / "pipeline.yaml", cfg, parties)
     t0 = time.perf_counter()
     res = simulate(run_credit_job, parties, mode=mode, args=(cfg,))
     wall = time.perf_counter() - t0
     bank = res["bank"]
-    baseline = plaintext_baseline(paths, cfg, bank)
+    baseline = plaintext_baseline(paths, cfg, bank) if cfg.model_type == "ss_lr" else plaintext_trees_baseline(paths, cfg)
     total_bytes = sum(r["stats"]["bytes_sent"] for r in res.values())
     summary = {
         "job": "joint credit scoring (German credit)",
+        "model": model_type,
         "protocol": protocol,
         "rows_aligned": bank["rows_aligned"],
         "train_rows": bank["train_rows"],
         "test_rows": bank["test_rows"],
-        "features": bank["features"],
+        "features": bank.get("features") or {p: len(c) for p, c in res["bank"].get("feature_columns", {}).items()},
         "auc": round(bank["auc"], 4),
         "ks": round(bank["ks"], 4),
         "baseline_auc": round(baseline["auc"], 4),
@@ -166,6 +170,43 @@ def plaintext_baseline(paths, cfg: CreditJobConfig, bank_summary: dict) -> dict:
             "scores": s, "labels": y[test_rows]}
 
 
+def plaintext_trees_baseline(paths, cfg: CreditJobConfig) -> dict:
+    """Plaintext twin of the SecureBoost job: the joined rows, same split and ordinal codes,
+    xgboost with the same hyperparameters (scikit-learn's histogram GBDT if xgboost is absent)."""
+    from ..data.metrics import ks, roc_auc
+    from ..data.preprocessing import OrdinalEncoder
+
+    bank = pd.read_csv(paths["bank"])
+    partner = pd.read_csv(paths["partner"])
+    joined = bank.merge(partner, on="id", how="inner", sort=False)
+    y = (joined[cfg.label] == cfg.pos_label).to_numpy(int)
+    X = joined.drop(columns=["id", cfg.label])
+    for part in (bank, partner):
+        cols = [c for c in part.columns if c in X.columns and X[c].dtype.kind not in "biuf"]
+        if cols:
+            X[cols] = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1).fit_transform(X[cols])
+    X = X.to_numpy(float)
+    tr, te = public_split(len(joined), cfg.test_fraction, cfg.seed)
+    t = cfg.trees
+    t0 = time.perf_counter()
+    try:
+        import xgboost as xgb
+
+        m = xgb.XGBClassifier(n_estimators=t["n_estimators"], learning_rate=t["learning_rate"], max_depth=t["max_depth"],
+                              max_bin=t.get("max_bin", 32), tree_method="hist", reg_lambda=1.0, min_child_weight=1.0, n_jobs=2)
+        name = "xgboost"
+    except ImportError:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        m = HistGradientBoostingClassifier(max_iter=t["n_estimators"], learning_rate=t["learning_rate"], max_depth=t["max_depth"],
+                                           max_bins=min(255, t.get("max_bin", 32)), l2_regularization=1.0)
+        name = "scikit-learn HistGradientBoosting"
+    m.fit(X[tr], y[tr])
+    s = m.predict_proba(X[te])[:, 1]
+    return {"auc": float(roc_auc(y[te], s)), "ks": float(ks(y[te], s).statistic), "seconds": time.perf_counter() - t0,
+            "scores": s, "labels": y[te], "name": name}
+
+
 def logistic_newton(X: np.ndarray, y: np.ndarray, l2: float, iters: int = 50, tol: float = 1e-10):
     """Plaintext logistic regression: minimises mean log-loss + l2/2 ||w||^2 (intercept not
     penalised) by Newton's method — the same optimum as scikit-learn's
@@ -196,16 +237,24 @@ def write_report(path: Path, summary: dict, bank: dict, baseline: dict) -> Path:
     bf, bt, _ = roc_curve(baseline["labels"], baseline["scores"])
     frac, cb, cg, ksv, at = R.ks_curve(y, s)
     weights = []
-    for p, names in bank["feature_names"].items():
-        w = bank["weights"].get(p)
-        for i, nme in enumerate(names):
-            weights.append({"party": p, "feature": nme, "weight": float(w[i]) if w is not None else None, "IV": bank["iv"].get(nme)})
-    weights.sort(key=lambda r: -(r["IV"] or 0))
+    if "importance_gain" in bank:
+        for key, g in sorted(bank["importance_gain"].items(), key=lambda kv: -kv[1]):
+            p, _, nme = str(key).partition(":")
+            weights.append({"party": p, "feature": nme, "total gain": float(g), "splits": bank.get("importance_splits", {}).get(key)})
+        table_cols, table_title = ["party", "feature", "total gain", "splits"], "Feature importance (SecureBoost)"
+    else:
+        for p, names in bank.get("feature_names", {}).items():
+            w = bank.get("weights", {}).get(p)
+            for i, nme in enumerate(names):
+                weights.append({"party": p, "feature": nme, "weight": float(w[i]) if w is not None else None, "IV": bank.get("iv", {}).get(nme)})
+        weights.sort(key=lambda r: -(r["IV"] or 0))
+        table_cols, table_title = ["party", "feature", "IV", "weight"], "Scorecard: WOE features, IV and weights"
     sections = [
         ("Summary", R.table_html([{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in summary.items() if k not in ("report",)}], [k for k in summary if k != "report"])),
         ("ROC and KS on the test rows", f"<div class='charts'>{R.roc_svg(fpr, tpr, summary['auc'], (bf, bt, summary['baseline_auc']))}{R.ks_svg(frac, cb, cg, ksv, at)}</div>"),
-        ("Scorecard: WOE features, IV and weights", "<p class='note'>Each party learned only the weights of its own features (reveal='owners'); "
-         "the bank holds the WOE tables of the partner's bins, the partner holds the bin boundaries.</p>" + R.table_html(weights, ["party", "feature", "IV", "weight"])),
+        (table_title, ("<p class='note'>Each party learned only the weights of its own features (reveal='owners'); "
+         "the bank holds the WOE tables of the partner's bins, the partner holds the bin boundaries.</p>" if "importance_gain" not in bank else
+         "<p class='note'>The bank knows which party and bin each split uses, never the partner's thresholds.</p>") + R.table_html(weights, table_cols)),
         ("How it ran", "<p class='note'>Parties as separate local processes over mutual TLS. PSI: ECDH on Curve25519. "
          "WOE: the bank's labels encrypted with Paillier; the partner summed ciphertexts per bin. SS-LR: semi2k secret sharing with a dealer. "
          "The plaintext twin joins the two files, which only a demo can do.</p>"),

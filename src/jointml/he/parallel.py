@@ -42,6 +42,18 @@ _lock = threading.Lock()
 _in_worker = False
 _disabled = False
 
+
+def _after_fork_in_child() -> None:
+    # A pool inherited through fork (e.g. a party process of the simulation launcher)
+    # belongs to the parent: its workers and pipes are not ours, and using it hangs.
+    global _disabled
+    _pools.clear()
+    _disabled = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 #: Chunks per worker: more than one so a core slowed by a neighbour does not hold up
 #: the whole batch on a shared machine.
 CHUNKS_PER_WORKER = 4

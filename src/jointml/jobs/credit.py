@@ -35,6 +35,8 @@ class CreditJobConfig:
     binning: dict = field(default_factory=lambda: {"method": "chimerge", "max_bins": 6, "n_prebins": 20})
     model: dict = field(default_factory=lambda: {"epochs": 30, "batch_size": 128, "learning_rate": 1.0, "l2": 0.001, "sigmoid": "poly"})
     key_bits: int = 2048
+    model_type: str = "ss_lr"  # or "secureboost"
+    trees: dict = field(default_factory=lambda: {"n_estimators": 10, "learning_rate": 0.3, "max_depth": 3, "max_bin": 32})
     output_dir: str | None = None
     verbose: bool = True
 
@@ -66,16 +68,30 @@ def credit_pipeline(cfg: CreditJobConfig, parties: list[str]) -> "PipelineSpec":
         "parties": parties,
         "mpc": mpc,
         "inputs": cfg.inputs,
-        "steps": [
-            {"psi": {"key": cfg.id_column, "sort_by": cfg.label_party}},
-            {"split": {"test_fraction": cfg.test_fraction, "seed": cfg.seed}},
-            {"woe_binning": {"label": cfg.label, "pos_label": cfg.pos_label, "key_bits": cfg.key_bits, **cfg.binning}},
-            {"ss_lr.train": {**cfg.model, "seed": cfg.seed}},
-            {"predict": {"to": cfg.label_party}},
-            {"evaluate": {"metrics": ["auc", "ks"]}},
-        ],
+        "steps": _credit_steps(cfg),
         "output": cfg.output_dir,
     })
+
+
+def _credit_steps(cfg: CreditJobConfig) -> list[dict]:
+    head = [{"psi": {"key": cfg.id_column, "sort_by": cfg.label_party}}]
+    if cfg.model_type == "secureboost":
+        return head + [
+            {"encode": {"method": "ordinal", "label": cfg.label}},
+            {"split": {"test_fraction": cfg.test_fraction, "seed": cfg.seed}},
+            {"secureboost.train": {"label": cfg.label, "pos_label": cfg.pos_label, "key_bits": cfg.key_bits, "features": "raw", **cfg.trees}},
+            {"secureboost.predict": {}},
+            {"evaluate": {"metrics": ["auc", "ks"]}},
+        ]
+    if cfg.model_type != "ss_lr":
+        raise ValueError(f"model_type must be 'ss_lr' or 'secureboost', got {cfg.model_type!r}")
+    return head + [
+        {"split": {"test_fraction": cfg.test_fraction, "seed": cfg.seed}},
+        {"woe_binning": {"label": cfg.label, "pos_label": cfg.pos_label, "key_bits": cfg.key_bits, **cfg.binning}},
+        {"ss_lr.train": {**cfg.model, "seed": cfg.seed}},
+        {"predict": {"to": cfg.label_party}},
+        {"evaluate": {"metrics": ["auc", "ks"]}},
+    ]
 
 
 def run_credit_job(ctx, cfg: CreditJobConfig) -> dict:

@@ -56,6 +56,7 @@ class JobState:
     mpc: MpcDevice | None = None
     model: Any = None
     scores: Any = None
+    tree_features: str = "raw"
     summary: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
@@ -235,6 +236,29 @@ def woe_step(ctx, state: JobState, label="label", pos_label=1, method="chimerge"
         state.summary["iv"] = {c: round(v, 4) for c, v in sorted(state.woe.iv.items(), key=lambda kv: -kv[1])}
 
 
+@component("encode")
+def encode_step(ctx, state: JobState, method="ordinal", label=None):
+    """Each party encodes its own text columns as numbers, locally (no label used): category
+    codes in sorted order ("ordinal"). Tree models then bin them at the owner."""
+    from ..data.preprocessing import OrdinalEncoder
+
+    if method != "ordinal":
+        raise ConfigError(f"encode: method must be 'ordinal', got {method!r}")
+    _need(state.vdf, "encode", "psi (or aligned inputs)")
+    if label is not None:
+        state.label, state.label_party = label, state.vdf.owner_of(label)
+    label = state.label
+
+    def enc(df):
+        df = df.copy()
+        cols = [c for c in df.columns if c != label and df[c].dtype.kind not in "biuf"]
+        if cols:
+            df[cols] = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1).fit_transform(df[cols])
+        return df
+
+    state.vdf = VDataFrame(ctx, {p: ctx.party(p).run(enc, o) for p, o in state.vdf.parts.items()})
+
+
 def _features(ctx, state: JobState, frame: VDataFrame):
     if state.woe is not None:
         return state.woe.transform(ctx, frame, state.device(ctx))
@@ -285,6 +309,93 @@ def ss_lr_train(ctx, state: JobState, label=None, pos_label=None, epochs=30, bat
         state.summary["model_dir"] = str(d)
 
 
+def _tree_features(ctx, state: JobState, frame: VDataFrame):
+    """Raw numeric columns at their owners (trees bin them locally; names are kept)."""
+    feats = {}
+    for p, cols in frame.columns.items():
+        cs = [c for c in cols if c != state.label]
+        if cs:
+            frame[cs].check_numeric()
+            feats[p] = ctx.party(p).run(lambda df, cs=cs: df[cs], frame.parts[p])
+    return feats
+
+
+@component("secureboost.train")
+def secureboost_train(ctx, state: JobState, label=None, pos_label=None, objective="binary", n_estimators=10, learning_rate=0.3,
+                      max_depth=5, min_child_weight=1.0, reg_lambda=1.0, gamma=0.0, subsample=1.0,
+                      colsample_bytree=1.0, max_bin=32, key_bits=2048, features="woe"):
+    """SecureBoost (Paillier HE): gradient-boosted trees whose thresholds stay with their owners.
+
+    `features="woe"` trains on the WOE features of a preceding woe_binning step where they
+    are plaintext at their owner (needs woe_to_owner=True for feature holders); "raw" on the
+    numeric columns as they are."""
+    from ..ml.tree import SecureBoostClassifier, SecureBoostRegressor
+
+    _need(state.train, "secureboost.train", "split")
+    if label is not None:
+        state.label, state.label_party = label, state.train.owner_of(label)
+    if pos_label is not None:
+        state.pos_label = pos_label
+    if state.label is None:
+        raise ConfigError("secureboost.train: name the label column (here or in woe_binning)")
+    if objective not in ("binary", "regression"):
+        raise ConfigError(f"secureboost.train: objective must be binary or regression, got {objective!r}")
+    state.tree_features = features
+    cls = SecureBoostClassifier if objective == "binary" else SecureBoostRegressor
+    x = _secureboost_inputs(ctx, state, state.train)
+    y = (_labels(ctx, state, state.train) if objective == "binary" else
+         ctx.party(state.label_party).run(lambda df: df[state.label].to_numpy(np.float64), state.train.parts[state.label_party]))
+    state.model = cls(ctx, n_estimators=int(n_estimators), learning_rate=float(learning_rate), max_depth=int(max_depth),
+                      min_child_weight=float(min_child_weight), reg_lambda=float(reg_lambda), gamma=float(gamma),
+                      subsample=float(subsample), colsample_bytree=float(colsample_bytree), max_bin=int(max_bin),
+                      key_bits=int(key_bits))
+    state.model.fit(x, y)
+    state.summary["features"] = {p: len([c for c in cols if c != state.label]) for p, cols in state.train.columns.items()}
+    if ctx.me not in state.train.parts:  # a party without data (e.g. a dealer) takes no part
+        return
+    state.summary["trees"] = len(state.model.trees_)
+    if ctx.me == state.label_party:
+        state.summary["importance_gain"] = state.model.get_importance("total_gain")
+        state.summary["importance_splits"] = state.model.get_importance("weight")
+    if state.spec.output:
+        d = Path(state.spec.output) / "model"
+        state.model.save(d)
+        state.summary["model_dir"] = str(d)
+
+
+def _secureboost_inputs(ctx, state: JobState, frame: VDataFrame):
+    if getattr(state, "tree_features", "raw") == "woe" and state.woe is not None:
+        feats = state.woe.transform(ctx, frame, None if state.woe.woe_to_owner else state.device(ctx))
+        from ..mpc import SecretArray
+
+        if any(isinstance(v, SecretArray) for v in feats.values()):
+            raise ConfigError("secureboost.train on WOE features needs woe_binning(woe_to_owner=True): trees split plaintext features at their owners")
+        return feats
+    return _tree_features(ctx, state, frame)
+
+
+@component("secureboost.predict")
+def secureboost_predict(ctx, state: JobState, to=None):
+    """Joint SecureBoost scores of the test rows, revealed to the label holder only."""
+    from ..ml.tree import SecureBoostClassifier
+
+    _need(state.model, "secureboost.predict", "secureboost.train")
+    if to is not None and to != state.label_party:
+        raise ConfigError("secureboost.predict: scores go to the label holder only")
+    frame = state.test if state.test is not None else state.vdf
+    x = _secureboost_inputs(ctx, state, frame)
+    if ctx.me not in frame.parts:  # no data, no part in the trees: a handle to the bank's scores
+        state.scores = ctx.party(state.label_party).put(None)
+        state.summary["scores_to"] = state.label_party
+        return
+    if isinstance(state.model, SecureBoostClassifier):
+        proba = state.model.predict_proba(x)
+        state.scores = proba.device.run(lambda p: p[:, 1], proba)
+    else:
+        state.scores = state.model.predict(x)
+    state.summary["scores_to"] = state.label_party
+
+
 @component("predict")
 def predict_step(ctx, state: JobState, to=None):
     """Joint prediction of the test rows; scores revealed only to `to` (default: the label holder)."""
@@ -322,7 +433,7 @@ def evaluate_step(ctx, state: JobState, metrics=("auc", "ks")):
             raise ConfigError(f"evaluate: unknown metric '{m}' (auc, ks, log_loss, accuracy)")
     state.summary["test_scores"] = s.tolist()
     state.summary["test_labels"] = y.tolist()
-    state.summary["intercept"] = state.model.intercept_
+    state.summary["intercept"] = getattr(state.model, "intercept_", None)
 
 
 def _need(obj, step: str, what: str) -> None:
