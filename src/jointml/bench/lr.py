@@ -11,13 +11,14 @@ import time
 
 import numpy as np
 
+from ..core.prg import public_rng
 from ..mpc import MpcDevice
 from ..runtime import simulate
 
 
 def make_data(rows: int, features: int, seed: int = 0):
     # Public synthetic benchmark data: numpy's generator protects nothing here.
-    g = np.random.default_rng(seed)
+    g = public_rng(seed)
     X = g.normal(size=(rows, features))
     w = g.normal(size=features) * (2.0 / np.sqrt(features))
     logits = X @ w - 0.5

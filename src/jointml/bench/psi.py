@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.prg import public_rng
 from ..psi import psi_align
 from ..runtime import simulate
 
@@ -34,7 +35,7 @@ PARTIES = ["bank", "partner"]
 def _ids(party: str, rows: int, shared: float) -> list[str]:
     # Public benchmark data (not secret): numpy's generator is fine here.
     offset = 0 if party == PARTIES[0] else int(round(rows * (1 - shared)))
-    order = np.random.default_rng(7 if party == PARTIES[0] else 8).permutation(rows)
+    order = public_rng(7 if party == PARTIES[0] else 8).permutation(rows)
     return [f"user{offset + i:010d}" for i in order.tolist()]
 
 

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from ..core.prg import public_rng
 from ..mpc import MpcDevice
 from ..runtime import simulate
 
@@ -21,7 +22,7 @@ from ..runtime import simulate
 def _data(rows: int):
     # Synthetic but realistic: log-normal incomes, debts correlated with income.
     # Public demo data, so numpy's generator is fine here (it protects nothing).
-    g = np.random.default_rng(7)
+    g = public_rng(7)
     income = np.round(np.exp(g.normal(8.3, 0.5, rows)), 2)  # ~4,000 a month
     debt = np.round(income * np.clip(g.gamma(2.0, 0.12, rows), 0, 3) * 1.0, 2)
     return income, debt
