@@ -159,3 +159,10 @@ def test_secureboost_pipeline(files, tmp_path):
     base = plaintext_trees_baseline(files, cfg)
     assert abs(bank["auc"] - base["auc"]) < 0.02 and bank["auc"] > 0.7
     assert "auc" not in res["partner"] and "importance_gain" in bank and "importance_gain" not in res["partner"]
+
+
+def test_ss_xgb_pipeline(files):
+    steps = [{"psi": {"key": "id", "sort_by": "bank"}}, {"encode": {"label": "creditability"}}, {"split": {"test_fraction": 0.3, "seed": 1}},
+             {"ss_xgb.train": {"pos_label": "bad", "n_estimators": 2, "max_depth": 2, "max_bin": 8}}, {"ss_xgb.predict": {}}, {"evaluate": {}}]
+    res = simulate_pipeline(PipelineSpec.from_dict(_spec(files, steps)), mode="thread", verbose=False)
+    assert 0.65 < res["bank"]["auc"] <= 1 and "auc" not in res["partner"]

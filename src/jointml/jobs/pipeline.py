@@ -396,6 +396,43 @@ def secureboost_predict(ctx, state: JobState, to=None):
     state.summary["scores_to"] = state.label_party
 
 
+@component("ss_xgb.train")
+def ss_xgb_train(ctx, state: JobState, label=None, pos_label=None, n_estimators=3, max_depth=3, learning_rate=0.3,
+                 reg_lambda=1.0, min_child_weight=0.0, max_bin=16, sigmoid="accurate"):
+    """XGBoost-style trees trained fully under MPC (only the tree structure is revealed)."""
+    from ..ml.tree import SSXGBClassifier
+
+    _need(state.train, "ss_xgb.train", "split")
+    if label is not None:
+        state.label, state.label_party = label, state.train.owner_of(label)
+    if pos_label is not None:
+        state.pos_label = pos_label
+    if state.label is None:
+        raise ConfigError("ss_xgb.train: name the label column")
+    x = {p: ctx.party(p).run(lambda df: df.to_numpy(np.float64), o) for p, o in _tree_features(ctx, state, state.train).items()}
+    y = _labels(ctx, state, state.train)
+    state.model = SSXGBClassifier(state.device(ctx), n_estimators=int(n_estimators), max_depth=int(max_depth),
+                                  learning_rate=float(learning_rate), reg_lambda=float(reg_lambda),
+                                  min_child_weight=float(min_child_weight), max_bin=int(max_bin), sigmoid=sigmoid)
+    state.model.fit(x, y)
+    state.summary["trees"] = int(n_estimators)
+    if state.spec.output:
+        d = Path(state.spec.output) / "model"
+        state.model.save(d)
+        state.summary["model_dir"] = str(d)
+
+
+@component("ss_xgb.predict")
+def ss_xgb_predict(ctx, state: JobState):
+    """Joint SS-XGB scores of the test rows, revealed to the label holder only."""
+    _need(state.model, "ss_xgb.predict", "ss_xgb.train")
+    frame = state.test if state.test is not None else state.vdf
+    x = {p: ctx.party(p).run(lambda df: df.to_numpy(np.float64), o) for p, o in _tree_features(ctx, state, frame).items()}
+    proba = state.model.predict_proba(x, to=state.label_party)
+    state.scores = ctx.party(state.label_party).run(lambda p: np.asarray(p)[:, 1], proba)
+    state.summary["scores_to"] = state.label_party
+
+
 @component("predict")
 def predict_step(ctx, state: JobState, to=None):
     """Joint prediction of the test rows; scores revealed only to `to` (default: the label holder)."""
