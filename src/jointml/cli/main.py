@@ -28,9 +28,21 @@ def main() -> None:
 @click.option("--epochs", type=int, default=None)
 @click.option("--model", "model_type", type=click.Choice(["ss_lr", "secureboost"]), default="ss_lr", show_default=True,
               help="ss_lr: WOE + secure logistic regression (MPC); secureboost: gradient-boosted trees (Paillier).")
-def demo(as_json: bool, job: str, mode: str, protocol: str, out_dir: str, sigmoid: str | None, epochs: int | None, model_type: str) -> None:
+@click.option("--tee", type=click.Choice(["none", "tecc"]), default="none", show_default=True,
+              help="tecc: train in three attested TECC enclaves running ABY3 on secret shares (SIMULATED TEE; credit job, ss_lr).")
+def demo(as_json: bool, job: str, mode: str, protocol: str, out_dir: str, sigmoid: str | None, epochs: int | None, model_type: str,
+         tee: str) -> None:
     """Run the German credit job end to end: PSI, WOE binning, SS-LR, AUC/KS, model export, report."""
-    if job == "stats":
+    if tee == "tecc":
+        if job != "credit" or model_type != "ss_lr":
+            raise click.UsageError("--tee tecc runs the credit job with logistic regression (--job credit --model ss_lr)")
+        from ..demo import tecc_demo
+
+        kw = {"sigmoid": sigmoid} if sigmoid else {}
+        if epochs:
+            kw["epochs"] = epochs
+        summary = tecc_demo.run(mode=mode, out_dir=out_dir, verbose=not as_json, **kw)
+    elif job == "stats":
         from ..demo import mpc_demo
 
         summary = mpc_demo.run(mode=mode, protocol=protocol, verbose=not as_json)
@@ -178,11 +190,15 @@ def bench_psi(rows: int, n_jobs: int | None, progress: bool, as_json: bool) -> N
 @click.option("--bins", type=int, default=32, show_default=True)
 @click.option("--key-bits", type=int, default=2048, show_default=True)
 @click.option("--jobs", "n_jobs", type=int, default=None, help="Worker processes per party (default: all cores).")
+@click.option("--model", "model", type=click.Choice(["secureboost", "ss_xgb"]), default="secureboost", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="JSON only (default adds a breakdown on stderr).")
-def bench_trees(rows, features, trees, depth, bins, key_bits, n_jobs, as_json):
-    """SecureBoost between two processes over TLS: seconds per tree, bytes, AUC, beside xgboost."""
+def bench_trees(rows, features, trees, depth, bins, key_bits, n_jobs, model, as_json):
+    """SecureBoost (HE) or SS-XGB (MPC) over TLS between processes: seconds per tree, bytes, AUC, beside xgboost."""
     from ..bench import trees as btrees
 
+    if model == "ss_xgb":
+        click.echo(json.dumps(btrees.run_ss_xgb(rows=rows, features=features, trees=trees, depth=depth, bins=bins)))
+        return
     row = btrees.run(rows=rows, features=features, trees=trees, depth=depth, bins=bins, key_bits=key_bits, n_jobs=n_jobs)
     click.echo(json.dumps(row))
     if not as_json:

@@ -16,7 +16,9 @@ says which role it plays, and the MPC engine it runs (``jointml.mpc``, ``jointml
    session (:func:`share_input`). No enclave ever holds a plaintext input;
 3. run ABY3 (3-party, honest majority) over those shares: here, logistic regression by
    full-batch gradient descent (:data:`JOBS`);
-4. return the model to a result party as shares only; the party reconstructs it
+4. optionally score rows the data owners shared as ``Xtest@<party>`` (logits appended
+   after the model);
+5. return the model to a result party as shares only; the party reconstructs it
    (:func:`reconstruct`) and checks that the replicated components agree, which
    exposes a single enclave returning a wrong share.
 
@@ -56,7 +58,7 @@ JOBS = ("logistic_regression_gd",)
 
 def tecc_config(parties: Mapping[str, bytes], *, feature_parties: Sequence[str], label_party: str,
                 result_parties: Sequence[str], peer_policy: Mapping, epochs: int = 30, learning_rate: float = 1.0,
-                frac_bits: int = 18, sigmoid: str = "accurate", recv_timeout: float = 60.0) -> dict:
+                l2: float = 0.0, frac_bits: int = 18, sigmoid: str = "accurate", recv_timeout: float = 60.0) -> dict:
     """The configuration shared by the three TECC enclaves (each adds its ``role``)."""
     for p in [*feature_parties, label_party, *result_parties]:
         if p not in parties:
@@ -65,6 +67,7 @@ def tecc_config(parties: Mapping[str, bytes], *, feature_parties: Sequence[str],
             "label_party": label_party, "result_parties": list(result_parties), "peer_policy": dict(peer_policy),
             "tecc": {"roles": list(ROLES), "protocol": "aby3", "frac_bits": int(frac_bits),
                      "job": "logistic_regression_gd", "epochs": int(epochs), "learning_rate": float(learning_rate),
+                     **({"l2": float(l2)} if l2 else {}),
                      "sigmoid": sigmoid, "recv_timeout": float(recv_timeout)}}
 
 
@@ -304,6 +307,7 @@ class EnclaveProgram:
         if op == "tecc_input":
             name = str(meta["name"])
             expected = {f"X@{p}": p for p in self.cfg["feature_parties"]}
+            expected.update({f"Xtest@{p}": p for p in self.cfg["feature_parties"]})  # optional: rows to score
             expected["y"] = self.cfg["label_party"]
             if expected.get(name) != party:
                 raise PermissionError(f"party {party!r} may not provide input {name!r}")
@@ -350,25 +354,40 @@ class EnclaveProgram:
         w = SecretArray(mpc, (zero.copy(), zero.copy()), (d,), f)
         b = SecretArray(mpc, (np.zeros((), np.uint64), np.zeros((), np.uint64)), (), f)
         step = float(self.t["learning_rate"]) / n
+        l2 = float(self.t.get("l2", 0.0))  # gradient of mean log-loss + l2/2 ||w||^2 (bias not penalised)
         t0 = time.perf_counter()
         for _ in range(int(self.t["epochs"])):
             r = (X @ w + b).sigmoid(self.t["sigmoid"]) - y
-            w = w - (X.T @ r) * step
+            g = (X.T @ r) * step
+            if l2:
+                g = g + w * (float(self.t["learning_rate"]) * l2)
+            w = w - g
             b = b - r.sum() * step
         seconds = time.perf_counter() - t0
         model = concatenate([w, b.reshape(1)], axis=0)
+        test_names = [f"Xtest@{p}" for p in self.cfg["feature_parties"]]
+        m_test = 0
+        if any(nm in self.inputs for nm in test_names):  # score rows inside: the result party gets w, b, scores
+            if not all(nm in self.inputs for nm in test_names):
+                raise RuntimeError(f"missing test inputs {[nm for nm in test_names if nm not in self.inputs]}")
+            T = concatenate([secret(nm) for nm in test_names], axis=1)
+            if T.shape[1] != d:
+                raise ValueError(f"test rows have {T.shape[1]} features, training rows {d}")
+            m_test = int(T.shape[0])
+            model = concatenate([model, T @ w + b], axis=0)
         self.result = (np.asarray(model.share[0], np.uint64).copy(), np.asarray(model.share[1], np.uint64).copy())
         st = ctx.comm.stats()
-        return {"role": self.role, "rows": int(n), "features": int(d), "seconds": seconds,
+        return {"role": self.role, "rows": int(n), "features": int(d), "test_rows": m_test, "seconds": seconds,
                 "bytes_sent": int(st["bytes_sent"]), "rounds": int(st["rounds"])}, []
 
 
-def plaintext_reference(X: np.ndarray, y: np.ndarray, epochs: int = 30, learning_rate: float = 1.0) -> np.ndarray:
+def plaintext_reference(X: np.ndarray, y: np.ndarray, epochs: int = 30, learning_rate: float = 1.0,
+                        l2: float = 0.0) -> np.ndarray:
     """The same full-batch gradient descent in float64: what TECC should reproduce."""
     n, d = X.shape
     w, b = np.zeros(d), 0.0
     for _ in range(epochs):
         r = 1.0 / (1.0 + np.exp(-(X @ w + b))) - y
-        w = w - learning_rate / n * (X.T @ r)
+        w = w - learning_rate / n * (X.T @ r) - learning_rate * l2 * w
         b = b - learning_rate / n * r.sum()
     return np.concatenate([w, [b]])
