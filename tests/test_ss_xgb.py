@@ -209,3 +209,20 @@ def test_bad_input_names_the_party():
 
     with pytest.raises(SSXGBError, match="reg_lambda"):
         SSXGBClassifier(None, reg_lambda=0.0)
+
+
+def test_missing_label_and_unaligned_rows():
+    X, y = synthetic(100)
+
+    def no_label(ctx, mpc):
+        SSXGBClassifier(mpc, n_estimators=1, max_depth=1).fit({"alice": ctx.party("alice").put(X[:, :3]), "bob": ctx.party("bob").put(X[:, 3:])}, y)
+
+    with pytest.raises(PartyFailed, match="y must be a PartyObject"):
+        run_mpc("semi2k", no_label)
+
+    def unaligned(ctx, mpc):
+        SSXGBClassifier(mpc, n_estimators=1, max_depth=1).fit(
+            {"alice": ctx.party("alice").put(X[:, :3]), "bob": ctx.party("bob").put(X[:90, 3:])}, ctx.party("alice").put(y))
+
+    with pytest.raises(PartyFailed, match="rows"):
+        run_mpc("semi2k", unaligned)
