@@ -71,11 +71,17 @@ def _run_in_context(fn, ctx: PartyContext, args, kwargs):
 
 
 def _pick_root(failures: dict[str, tuple[str, str, str]]) -> tuple[str, tuple[str, str, str]]:
-    """The party whose failure is the cause, not a consequence (peer closed/aborted)."""
+    """The party whose failure is the cause, not a consequence (peer closed/aborted).
+
+    When every party raises the same validation error (checks that make all parties fail
+    alike), the party the message names is the cause."""
     consequences = {"PeerAborted", "PeerClosed", "LinkTimeout"}
-    for p, f in failures.items():
-        if f[0] not in consequences:
+    causes = {p: f for p, f in failures.items() if f[0] not in consequences}
+    for p, f in causes.items():
+        if f"'{p}'" in f[1]:
             return p, f
+    if causes:
+        return next(iter(causes.items()))
     return next(iter(failures.items()))
 
 
