@@ -216,6 +216,15 @@ def _to_secret(mpc, parts: dict) -> SecretArray:
     return concatenate([o if isinstance(o, SecretArray) else o.to(mpc, fxp=True) for o in parts.values()], axis=1)
 
 
+def _progress_bar(enabled: bool, total: int, desc: str):
+    """A tqdm bar over training steps at the party that asked for it (None when disabled)."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=False)
+
+
 class _SecureLinearBase:
     """Shared training loop of SS-LR and SS-GLM (mini-batch or full-batch gradient descent)."""
 
@@ -385,9 +394,12 @@ class _SecureLinearBase:
         t0 = time.perf_counter()
         self.setup_seconds_ = t0 - t_setup
         batch_order_rng = Prg((self.random_state + 1).to_bytes(16, "little"), stream="batches")
+        bar = _progress_bar(self.verbose and ctx.me == self.label_owner_, self.epochs * n_batches, f"{type(self).__name__} [{ctx.me}]")
         for epoch in range(self.epochs):
             order = np.argsort(batch_order_rng.uint64(n_batches), kind="stable") if n_batches > 1 else np.arange(1)
             for bi in order:
+                if bar is not None:
+                    bar.update(1)
                 lo, hi = int(bi) * m, min(int(bi + 1) * m, n_train)
                 rows_b = slice(lo, hi)
                 # With a scale-generic link (seg3) the product's truncation is left to the
@@ -434,10 +446,12 @@ class _SecureLinearBase:
                         bad_epochs += 1
                 stop = bool(_broadcast_meta(ctx, self.label_owner_, "early-stop", {"stop": bad_epochs >= self.n_iter_no_change})["stop"])
             self.history_.append(rec)
-            if self.verbose and ctx.me == self.label_owner_:
-                print(f"  epoch {epoch + 1}/{self.epochs}" + (f" val_loss={rec['val_loss']:.5f}" if "val_loss" in rec else ""), flush=True)
+            if bar is not None:
+                bar.set_postfix_str(f"epoch {epoch + 1}/{self.epochs}" + (f" val_loss={rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""))
             if stop:
                 break
+        if bar is not None:
+            bar.close()
         self.n_epochs_ = len(self.history_)
         self.n_iter_ = step
         self.n_samples_seen_ = seen
