@@ -7,7 +7,8 @@ streams to know the whole value; shares of derived values (c = a*b, r >> f, ...)
 come from the streams too, except the last compute party's, which the dealer sends
 as a correction. So the dealer sends at most one share per correlated value, and
 it only ever sends: it runs ahead of the parties and its work overlaps the online
-phase. The dealer learns nothing about the data: it never receives a message.
+phase. The dealer learns nothing about the data: no protocol message is sent to it; it
+receives only public metadata (array shapes) and the end-of-program barrier.
 """
 
 from __future__ import annotations

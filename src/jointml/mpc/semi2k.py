@@ -3,7 +3,8 @@
 Security model: semi-honest (honest-but-curious) parties; any coalition of up to
 n-1 compute parties learns nothing beyond what is revealed; the dealer is a
 separate, non-colluding party that supplies correlated randomness and receives no
-messages, so it learns nothing about inputs or outputs. Messages between parties
+protocol message (only public metadata such as shapes), so it learns nothing about
+inputs or outputs. Messages between parties
 are protected by the links' TLS.
 
 A secret x is held as shares x_0..x_{n-1} (uint64) with sum x_i = x mod 2^64.
