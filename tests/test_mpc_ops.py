@@ -308,3 +308,32 @@ def test_party_outside_the_device_runs_the_same_program(proto):
     np.testing.assert_allclose(y, (a * a + 1) @ np.ones(3), atol=1e-3)
     assert (z == (a < 0.5).sum(axis=0)).all()
     assert res["alice"] == ((4,), (3,))
+
+
+def test_dealer_receives_no_data():
+    """semi2k: everything the dealer receives is public metadata or a PRG seed, never a share."""
+    a, b = G.normal(size=(50, 4)), G.normal(size=4)
+
+    def prog(ctx):
+        mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+        got = []
+        if ctx.me == "carol":
+            for link in ctx.comm.links.values():
+                orig = link.recv
+
+                def spy(tag, timeout=None, _orig=orig):
+                    m = _orig(tag, timeout)
+                    got.append((m.tag, [(x.dtype.name, x.shape) for x in m.arrays]))
+                    return m
+
+                link.recv = spy
+        x = ctx.party("alice").run(lambda: a).to(mpc)
+        y = ctx.party("bob").run(lambda: b).to(mpc)
+        z = x @ y
+        (z < 0).reveal(to="alice")
+        (x * x).sum().reveal()
+        return got
+
+    got = simulate(prog, ["alice", "bob", "carol"], mode="thread")["carol"]
+    for tag, arrays in got:
+        assert all(shape == (16,) and tag.startswith("seed:") for _, shape in arrays), (tag, arrays)
