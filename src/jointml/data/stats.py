@@ -30,7 +30,8 @@ like `SecretArray.reveal(to=...)`.
 >>> from jointml.mpc import MpcDevice
 >>> from jointml.data.frames import from_pandas
 >>> from jointml.data import stats
->>> rng = np.random.default_rng(0)
+>>> from jointml.core.prg import public_rng
+>>> rng = public_rng(0)  # public example data
 >>> a = pd.DataFrame({"x": rng.normal(size=200)})
 >>> b = pd.DataFrame({"y": -a["x"] + 0.5 * rng.normal(size=200)})
 >>> def prog(ctx):

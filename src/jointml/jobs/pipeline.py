@@ -282,13 +282,7 @@ def ss_lr_train(ctx, state: JobState, label=None, pos_label=None, epochs=30, bat
     """Secure logistic regression under MPC (weights stay shared during training)."""
     from ..ml.linear import SSLogisticRegression
 
-    _need(state.train, "ss_lr.train", "split")
-    if label is not None:
-        state.label, state.label_party = label, state.train.owner_of(label)
-    if pos_label is not None:
-        state.pos_label = pos_label
-    if state.label is None:
-        raise ConfigError("ss_lr.train: name the label column (here or in woe_binning)")
+    _label_for_training(state, "ss_lr.train", label, pos_label)
     mpc = state.device(ctx)
     x = _features(ctx, state, state.train)
     y = _labels(ctx, state, state.train)
@@ -331,13 +325,7 @@ def secureboost_train(ctx, state: JobState, label=None, pos_label=None, objectiv
     numeric columns as they are."""
     from ..ml.tree import SecureBoostClassifier, SecureBoostRegressor
 
-    _need(state.train, "secureboost.train", "split")
-    if label is not None:
-        state.label, state.label_party = label, state.train.owner_of(label)
-    if pos_label is not None:
-        state.pos_label = pos_label
-    if state.label is None:
-        raise ConfigError("secureboost.train: name the label column (here or in woe_binning)")
+    _label_for_training(state, "secureboost.train", label, pos_label)
     if objective not in ("binary", "regression"):
         raise ConfigError(f"secureboost.train: objective must be binary or regression, got {objective!r}")
     state.tree_features = features
@@ -402,13 +390,7 @@ def ss_xgb_train(ctx, state: JobState, label=None, pos_label=None, n_estimators=
     """XGBoost-style trees trained fully under MPC (only the tree structure is revealed)."""
     from ..ml.tree import SSXGBClassifier
 
-    _need(state.train, "ss_xgb.train", "split")
-    if label is not None:
-        state.label, state.label_party = label, state.train.owner_of(label)
-    if pos_label is not None:
-        state.pos_label = pos_label
-    if state.label is None:
-        raise ConfigError("ss_xgb.train: name the label column")
+    _label_for_training(state, "ss_xgb.train", label, pos_label)
     x = {p: ctx.party(p).run(lambda df: df.to_numpy(np.float64), o) for p, o in _tree_features(ctx, state, state.train).items()}
     y = _labels(ctx, state, state.train)
     state.model = SSXGBClassifier(state.device(ctx), n_estimators=int(n_estimators), max_depth=int(max_depth),
@@ -471,6 +453,17 @@ def evaluate_step(ctx, state: JobState, metrics=("auc", "ks")):
     state.summary["test_scores"] = s.tolist()
     state.summary["test_labels"] = y.tolist()
     state.summary["intercept"] = getattr(state.model, "intercept_", None)
+
+
+def _label_for_training(state: JobState, step: str, label, pos_label) -> None:
+    """A training step needs the split data and a label column (named here or by an earlier step)."""
+    _need(state.train, step, "split")
+    if label is not None:
+        state.label, state.label_party = label, state.train.owner_of(label)
+    if pos_label is not None:
+        state.pos_label = pos_label
+    if state.label is None:
+        raise ConfigError(f"{step}: name the label column (here or in an earlier step such as woe_binning)")
 
 
 def _need(obj, step: str, what: str) -> None:
