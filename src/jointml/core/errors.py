@@ -1,10 +1,41 @@
-"""Errors raised across jointml. Each names the party and the field where it can."""
+"""Errors raised across jointml: one hierarchy, each error naming the party and the field.
+
+Every error jointml raises is a `JointMLError`. The subclasses that replace a builtin
+error also derive from it (`DataError` is a `ValueError`, `ClusterError` a
+`RuntimeError`), so code written against the builtin keeps working.
+
+>>> e = DataError("column has NaN values", party="bank", field="income")
+>>> str(e)
+"party 'bank', field 'income': column has NaN values"
+>>> (e.party, e.field, isinstance(e, ValueError))
+('bank', 'income', True)
+"""
 
 from __future__ import annotations
 
 
 class JointMLError(Exception):
-    """Base class of all jointml errors."""
+    """Base class of all jointml errors.
+
+    `party` names the party whose data, configuration or message is at fault and
+    `field` the column, parameter or message field, where they apply. When given, they
+    are prefixed to the message unless the message already names them, so a user sees
+    one sentence saying who and what.
+    """
+
+    def __init__(self, message: str = "", *args: object, party: str | None = None, field: str | None = None):
+        self.party = party
+        self.field = field
+        super().__init__(_prefix(str(message), party, field), *args)
+
+
+def _prefix(message: str, party: str | None, field: str | None) -> str:
+    where = []
+    if party is not None and f"'{party}'" not in message:
+        where.append(f"party '{party}'")
+    if field is not None and f"'{field}'" not in message:
+        where.append(f"field '{field}'")
+    return f"{', '.join(where)}: {message}" if where else message
 
 
 class EncodingRangeError(JointMLError, ValueError):
@@ -19,6 +50,7 @@ class LinkError(JointMLError, ConnectionError):
     """Base class of link failures; `party` names the peer."""
 
     def __init__(self, message: str, party: str | None = None):
+        # the peer is part of every link message already: keep the text as written
         super().__init__(message)
         self.party = party
 
@@ -53,3 +85,35 @@ class AuthenticationError(LinkError):
 
 class ConfigError(JointMLError, ValueError):
     """A cluster or job configuration is invalid."""
+
+
+class DataError(JointMLError, ValueError):
+    """Bad input data (wrong columns, NaN, mismatched rows); names the party and the column."""
+
+
+class ParameterError(JointMLError, ValueError):
+    """An argument or hyperparameter is out of range or of the wrong kind; names the field."""
+
+
+class ModelError(JointMLError, ValueError):
+    """A model cannot be trained, used or loaded as asked (unfitted, inconsistent parts...)."""
+
+
+class ProtocolError(JointMLError, ValueError):
+    """A cryptographic protocol was misused or received a value it cannot accept."""
+
+
+class CryptoError(JointMLError, ValueError):
+    """Invalid key material, ciphertext or encoding (HE, PSI, sealing)."""
+
+
+class NotOwnerError(JointMLError):
+    """Reading the value of an object at a party that does not own it."""
+
+
+class ResourceError(JointMLError, RuntimeError):
+    """A worker, enclave or other resource failed or is unavailable."""
+
+
+class PersistError(JointMLError, ValueError):
+    """A saved model part is missing, of another format or version, or does not match its peers."""

@@ -20,12 +20,8 @@ from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
 
-from ..core.errors import JointMLError
+from ..core.errors import DataError
 from ..runtime.device import PartyObject
-
-
-class DataError(JointMLError, ValueError):
-    """Bad input data: names the party and the column."""
 
 
 @dataclass

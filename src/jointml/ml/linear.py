@@ -47,15 +47,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import JointMLError
+from ..core.errors import ModelError
 from ..core.prg import Prg
 from ..mpc import MpcDevice, SecretArray, concatenate
 from ..mpc.masked import BlockMatrix
 from ..runtime.device import PartyObject
-
-
-class ModelError(JointMLError, ValueError):
-    pass
 
 
 def _public_permutation(n: int, seed: int) -> np.ndarray:

@@ -12,11 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..core.errors import JointMLError
-
-
-class NotOwnerError(JointMLError):
-    """Reading the value of an object at a party that does not own it."""
+from ..core.errors import JointMLError, NotOwnerError
 
 
 class PartyObject:
