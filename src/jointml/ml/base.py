@@ -29,10 +29,13 @@ import inspect
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from ..core.errors import ModelError, ParameterError
+import numpy as np
+
+from ..core.errors import JointMLError, ModelError, ParameterError
+from ..runtime.collectives import broadcast
 from ..runtime.persist import ModelPart, load_part, new_model_id, save_part
 
-__all__ = ["SecureEstimator", "clone", "check_is_fitted", "check_param"]
+__all__ = ["SecureEstimator", "clone", "check_is_fitted", "check_param", "params_to_json", "params_from_json"]
 
 E = TypeVar("E", bound="SecureEstimator")
 
@@ -103,12 +106,18 @@ class SecureEstimator:
         return None
 
     def save(self, directory: str | Path) -> Path:
-        """Each party writes its own part (every party of the job calls it: SPMD)."""
+        """Each party writes its own part (every party of the job calls it: SPMD).
+
+        A model without an id yet gets one here, drawn by the job's first party and
+        announced to all (one message), so that the parts carry the same id."""
         check_is_fitted(self, "save")
         if getattr(self, "model_id_", None) is None:
-            self.model_id_ = new_model_id()
+            ctx = self.ctx
+            first = ctx.parties[0]
+            got = broadcast(ctx, first, meta={"id": new_model_id()} if ctx.me == first else None, name="model-id")
+            self.model_id_ = str(got.meta["id"])
         part = ModelPart(kind=type(self).__name__, party=self.ctx.me, model_id=str(self.model_id_),
-                         params=self.get_params(), public=self._part_public(), state=self._part_state())
+                         params=params_to_json(self.get_params()), public=self._part_public(), state=self._part_state())
         return save_part(directory, part)
 
     @classmethod
@@ -120,7 +129,7 @@ class SecureEstimator:
         self = cls(device, **{})  # defaults; the saved params are set below
         part = load_part(self.ctx, directory, cls.__name__, check=self._check_part, parties=parties, error=cls.error)
         if part is not None:
-            self.set_params(**part.params)
+            self.set_params(**params_from_json(part.params))
             self.model_id_ = part.model_id
             self._restore(part)
         return self
@@ -138,18 +147,78 @@ def check_is_fitted(estimator: SecureEstimator, what: str = "use") -> None:
         raise estimator.error(f"the model is not fitted: call fit() before {what}()")
 
 
-def check_param(name: str, value: Any, ok: Callable[[Any], bool], expect: str) -> None:
-    """Raise `ParameterError` naming the field unless `ok(value)`.
+def check_param(
+    name: str,
+    value: Any,
+    ok: Callable[[Any], bool],
+    expect: str,
+    *,
+    error: type[JointMLError] = ParameterError,
+    message: str | None = None,
+) -> None:
+    """Raise `error` (default `ParameterError`) naming the field unless `ok(value)`.
+
+    `ok` raising TypeError/ValueError counts as "not ok" (a string where a number is
+    expected). `message` replaces the default "must be <expect>, got <value>".
 
     >>> check_param("epochs", 0, lambda v: v >= 1, "an integer >= 1")
     Traceback (most recent call last):
     ...
     jointml.core.errors.ParameterError: field 'epochs': must be an integer >= 1, got 0
+    >>> check_param("tol", "x", lambda v: v > 0, "> 0", error=ModelError, message="tol must be > 0")
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.ModelError: field 'tol': tol must be > 0
     """
     try:
         good = bool(ok(value))
     except (TypeError, ValueError):
         good = False
     if not good:
-        raise ParameterError(f"must be {expect}, got {value!r}", field=name)
+        raise error(message or f"must be {expect}, got {value!r}", field=name)
+
+
+# -- hyperparameters in JSON ---------------------------------------------------------
+# Saved parts are JSON: a dict with non-string keys (class_weight={0: 1.0, 1: 3.0}) or a
+# tuple would come back as a dict of strings or a list. These two functions keep them.
+def params_to_json(params: dict[str, Any]) -> dict[str, Any]:
+    """Hyperparameters as JSON values that `params_from_json` turns back into the same values.
+
+    >>> params_to_json({"class_weight": {0: 1.0, 1: 2.5}, "hidden": (8, 4)})
+    {'class_weight': {'__items__': [[0, 1.0], [1, 2.5]]}, 'hidden': {'__tuple__': [8, 4]}}
+    >>> params_from_json(params_to_json({"class_weight": {0: 1.0}, "hidden": (8, 4), "lr": np.float64(0.5)}))
+    {'class_weight': {0: 1.0}, 'hidden': (8, 4), 'lr': 0.5}
+    """
+    return {k: _to_json(v) for k, v in params.items()}
+
+
+def params_from_json(doc: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of `params_to_json` (see there)."""
+    return {k: _from_json(v) for k, v in doc.items()}
+
+
+def _to_json(v: Any) -> Any:
+    if isinstance(v, dict):
+        if all(isinstance(k, str) for k in v):
+            return {k: _to_json(x) for k, x in v.items()}
+        return {"__items__": [[_to_json(k), _to_json(x)] for k, x in v.items()]}
+    if isinstance(v, tuple):
+        return {"__tuple__": [_to_json(x) for x in v]}
+    if isinstance(v, list):
+        return [_to_json(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _from_json(v: Any) -> Any:
+    if isinstance(v, dict):
+        if set(v) == {"__items__"}:
+            return {_from_json(k): _from_json(x) for k, x in v["__items__"]}
+        if set(v) == {"__tuple__"}:
+            return tuple(_from_json(x) for x in v["__tuple__"])
+        return {k: _from_json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_from_json(x) for x in v]
+    return v
 

@@ -170,12 +170,16 @@ def read_part(directory: str | Path, party: str, kind: str | None = None) -> Mod
         raise PersistError(f"model part not found: {path}", party=party) from None
     except OSError as e:
         raise PersistError(f"cannot read model part {path}: {e}", party=party) from None
-    if manifest is not None and manifest.get("kind") == kind and manifest.get("sha256") != hashlib.sha256(text.encode()).hexdigest():
-        raise PersistError(f"{path} does not match its manifest (changed or damaged after it was saved)", party=party)
     try:
         part = ModelPart.from_json(text)
     except (ValueError, TypeError) as e:
         raise PersistError(f"{path} is damaged: {e}", party=party) from None
+    # The manifest vouches for the part of its own model: that part changed after it was
+    # saved is refused here. A part of another model put in its place (another model id)
+    # is left to the cross-party check of `load_part`, which names the mismatch.
+    if (manifest is not None and manifest.get("kind") == kind and manifest.get("model_id") == part.model_id
+            and manifest.get("sha256") != hashlib.sha256(text.encode()).hexdigest()):
+        raise PersistError(f"{path} does not match its manifest (changed or damaged after it was saved)", party=party)
     if part.kind != kind:
         raise PersistError(f"{path} is not a {kind} part (it holds {part.kind})", party=party)
     if part.party != party:

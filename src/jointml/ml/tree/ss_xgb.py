@@ -2,11 +2,7 @@
 
 Parties.  Feature holders (each a compute party of the MPC device) hold column blocks of
 row-aligned data; the *label holder* (any party of the job) holds ``y`` in {0, 1}.
-Every party runs the same program (SPMD)::
-
-    mpc = MpcDevice(ctx, ["alice", "bob"], protocol="semi2k", dealer="carol")
-    model = SSXGBClassifier(mpc, n_estimators=3, max_depth=3).fit({"alice": Xa, "bob": Xb}, y)
-    proba = model.predict_proba({"alice": Xa_new, "bob": Xb_new})   # revealed to y's owner
+Every party runs the same program (SPMD); see `SSXGBClassifier` for a runnable example.
 
 Objective: XGBoost's binary:logistic with second-order boosting, L2 leaf penalty
 ``reg_lambda``, ``learning_rate`` (eta), ``min_child_weight``, depth-wise trees of depth
@@ -92,24 +88,27 @@ lists in breadth-first order of the ``2^max_depth - 1`` internal nodes), ``leaf_
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
-from ...core.errors import JointMLError
-from ...mpc import SecretArray, concatenate, nonlinear, stack
+from ...core.errors import ModelError
+from ...mpc import MpcDevice, SecretArray, concatenate, nonlinear, stack
 from ...mpc.masked import PrivateMaskedMatrix
+from ...runtime.collectives import broadcast
 from ...runtime.device import PartyObject
-from ..linear import _broadcast_meta, _shape_of, _share_from_json, _share_to_json
+from ...runtime.persist import ModelPart
+from ..base import SecureEstimator, check_param
+from ..checks import announced_shape
+from ..shares import order_matters, share_from_json, share_to_json
 from ._binning import QuantileBins
 
-FORMAT = "jointml.ss_xgb/1"
+__all__ = ["SSXGBClassifier", "SSXGBError"]
 
 
-class SSXGBError(JointMLError, ValueError):
+class SSXGBError(ModelError):
     """Bad input or inconsistent state; the message names the party concerned."""
 
 
@@ -117,12 +116,32 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-class SSXGBClassifier:
-    """Binary XGBoost-style classifier trained under MPC; see the module docstring."""
+class SSXGBClassifier(SecureEstimator):
+    """Binary XGBoost-style classifier trained under MPC; see the module docstring.
+
+    >>> from jointml.core.prg import public_rng
+    >>> from jointml.mpc import MpcDevice
+    >>> g = public_rng(0)
+    >>> X = g.normal(size=(100, 2)); y = (X[:, 0] + X[:, 1] > 0).astype(float)
+    >>> def prog(ctx):
+    ...     mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+    ...     xs = {"alice": ctx.party("alice").put(X[:, :1]), "bob": ctx.party("bob").put(X[:, 1:])}
+    ...     model = SSXGBClassifier(mpc, n_estimators=2, max_depth=2, max_bin=4).fit(xs, ctx.party("alice").put(y))
+    ...     p = model.predict(xs)                     # revealed to the label holder only
+    ...     return len(model.trees_), None if ctx.me != "alice" else float(np.mean(p.value == y))
+    >>> n_trees, acc = simulate(prog, ["alice", "bob", "carol"], mode="thread")["alice"]
+    >>> n_trees, acc > 0.75
+    (2, True)
+    """
+
+    error = SSXGBError
+    _fitted_attr = "trees_"
+
+    device: MpcDevice
 
     def __init__(
         self,
-        mpc,
+        mpc: MpcDevice,
         *,
         n_estimators: int = 3,
         max_depth: int = 3,
@@ -133,42 +152,39 @@ class SSXGBClassifier:
         base_score: float = 0.5,
         sigmoid: str = "accurate",
     ):
-        if n_estimators < 1:
-            raise SSXGBError(f"n_estimators must be >= 1, got {n_estimators}")
-        if not 1 <= max_depth <= 6:
-            raise SSXGBError(f"max_depth must be in [1, 6], got {max_depth}")
-        if not learning_rate > 0:
-            raise SSXGBError(f"learning_rate must be > 0, got {learning_rate}")
-        if not reg_lambda > 0:
-            raise SSXGBError(f"reg_lambda must be > 0 (lower bound of the secure reciprocal), got {reg_lambda}")
-        if min_child_weight < 0:
-            raise SSXGBError("min_child_weight must be >= 0")
-        if not 2 <= max_bin <= 256:
-            raise SSXGBError(f"max_bin must be in [2, 256], got {max_bin}")
-        if not 0 < base_score < 1:
-            raise SSXGBError("base_score must be in (0, 1)")
-        if sigmoid not in nonlinear.SIGMOID_MODES:
-            raise SSXGBError(f"sigmoid must be one of {nonlinear.SIGMOID_MODES}")
-        self.mpc = mpc
-        self.n_estimators = int(n_estimators)
-        self.max_depth = int(max_depth)
-        self.learning_rate = float(learning_rate)
-        self.reg_lambda = float(reg_lambda)
-        self.min_child_weight = float(min_child_weight)
-        self.max_bin = int(max_bin)
-        self.base_score = float(base_score)
+        self.device = mpc
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.reg_lambda = reg_lambda
+        self.min_child_weight = min_child_weight
+        self.max_bin = max_bin
+        self.base_score = base_score
         self.sigmoid = sigmoid
+        # stored unchanged; also checked here so that a bad value fails at construction
+        # (as it always did), and again in fit (after set_params)
+        self._validate_params()
 
-    def _params(self) -> dict:
-        return {k: getattr(self, k) for k in ("n_estimators", "max_depth", "learning_rate", "reg_lambda",
-                                               "min_child_weight", "max_bin", "base_score", "sigmoid")}
+    def _validate_params(self) -> None:
+        def need(name: str, ok: Callable[[Any], bool], message: str) -> None:
+            check_param(name, getattr(self, name), ok, "", error=SSXGBError, message=message)
+
+        need("n_estimators", lambda v: int(v) == v and v >= 1, f"n_estimators must be >= 1, got {self.n_estimators}")
+        need("max_depth", lambda v: int(v) == v and 1 <= v <= 6, f"max_depth must be in [1, 6], got {self.max_depth}")
+        need("learning_rate", lambda v: v > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need("reg_lambda", lambda v: v > 0, f"reg_lambda must be > 0 (lower bound of the secure reciprocal), got {self.reg_lambda}")
+        need("min_child_weight", lambda v: v >= 0, "min_child_weight must be >= 0")
+        need("max_bin", lambda v: int(v) == v and 2 <= v <= 256, f"max_bin must be in [2, 256], got {self.max_bin}")
+        need("base_score", lambda v: 0 < v < 1, "base_score must be in (0, 1)")
+        need("sigmoid", lambda v: v in nonlinear.SIGMOID_MODES, f"sigmoid must be one of {nonlinear.SIGMOID_MODES}")
+
+    @property
+    def mpc(self) -> MpcDevice:
+        """The MPC device the model computes on (its first argument)."""
+        return self.device
 
     # -- helpers ---------------------------------------------------------------------------
-    @property
-    def ctx(self):
-        return self.mpc.ctx
-
-    def _check_X(self, X, what: str, n_features: dict | None = None) -> tuple[dict, int]:
+    def _check_X(self, X: Any, what: str, n_features: dict | None = None) -> tuple[dict, int]:
         if not isinstance(X, dict) and hasattr(X, "parts"):  # a VDataFrame
             X = {p: X.to_numpy(p) for p in X.parties}
         if not isinstance(X, dict) or not X:
@@ -182,13 +198,13 @@ class SSXGBClassifier:
             raise SSXGBError(f"{what}: expected features of parties {sorted(n_features)}, got {sorted(X)}")
         rows = None
         for p in sorted(X):
-            shape = _shape_of(self.ctx, X[p], f"{what} X", ndim=(2,))
+            shape = announced_shape(self.ctx, X[p], f"{what} X", ndim=(2,), error=SSXGBError)
             if n_features is not None and shape[1] != n_features[p]:
                 raise SSXGBError(f"{what}: party '{p}' has {shape[1]} features, the model was trained with {n_features[p]}")
             if rows is not None and shape[0] != rows:
                 raise SSXGBError(f"{what}: party '{p}' has {shape[0]} rows, others have {rows}")
             rows = shape[0]
-        return {p: X[p] for p in sorted(X)}, int(rows)
+        return {p: X[p] for p in sorted(X)}, int(rows)  # type: ignore[arg-type]
 
     def _reveal_all(self, s: SecretArray) -> np.ndarray:
         """Open a (small, integer) secret to every party of the job."""
@@ -197,23 +213,24 @@ class SSXGBClassifier:
             obj = s.reveal(to=p)
             if p == self.ctx.me:
                 out = np.asarray(obj.value)
-        return out
+        return out  # type: ignore[return-value]
 
-    def _share_bits(self, owner: str, fn, n: int) -> SecretArray:
+    def _share_bits(self, owner: str, fn: Callable[[], np.ndarray], n: int) -> SecretArray:
         """The owner evaluates fn() -> (n,) bool locally and secret-shares it (integer 0/1)."""
         obj = self.ctx.party(owner).run(lambda: np.asarray(fn(), dtype=np.int64).reshape(n))
         return obj.to(self.mpc, fxp=False)
 
     # -- training ----------------------------------------------------------------------------
     def fit(self, X: dict, y: PartyObject) -> SSXGBClassifier:
-        ctx, mpc = self.ctx, self.mpc
+        """Train on the feature blocks X ({holder: PartyObject}) and the labels y (a PartyObject, 0/1)."""
+        self._validate_params()
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         X, n = self._check_X(X, "fit")
         if not isinstance(y, PartyObject):
             raise SSXGBError("fit: y must be a PartyObject (the label holder's labels)")
 
-        def check_y(v):
+        def check_y(v: np.ndarray) -> str | None:
             v = v.reshape(-1)
             if v.shape[0] != n:
                 return f"has {v.shape[0]} rows, X has {n}"
@@ -221,102 +238,21 @@ class SSXGBClassifier:
                 return "must hold 0/1 labels"
             return None
 
-        _shape_of(ctx, y, "fit y", ndim=(1, 2), check=check_y)
+        announced_shape(self.ctx, y, "fit y", ndim=(1, 2), check=check_y, error=SSXGBError)
         parties = list(X)
-        # 1. local binning at each feature holder; the candidate counts are announced
-        bins, codes = None, None
-        counts: dict[str, list[int]] = {}
-        for p in parties:
-            info = None
-            if ctx.me == p:
-                Xp = np.asarray(X[p].value, dtype=np.float64)
-                bins = QuantileBins.fit(Xp, self.max_bin)
-                codes = bins.transform(Xp)
-                info = {"counts": [len(c) for c in bins.cuts]}
-            counts[p] = [int(c) for c in _broadcast_meta(ctx, p, f"ssxgb-bins:{p}", info)["counts"]]
-        cand = []  # (party, feature, bin) for every candidate, in party/feature/bin order
-        for p in parties:
-            for j, c in enumerate(counts[p]):
-                cand.extend((p, j, b) for b in range(c))
-        K = len(cand)
-        if K == 0:
+        bins, codes, counts = self._bin_locally(X, parties)
+        cand = [(p, j, b) for p in parties for j, c in enumerate(counts[p]) for b in range(c)]
+        if not cand:
             raise SSXGBError("fit: no feature has two distinct values: nothing to split on")
-        mats = {}
-        for p in parties:
-            if sum(counts[p]) == 0:
-                continue
-
-            def cum(p=p):
-                cols = [codes[:, j:j + 1] <= np.arange(c)[None, :] for j, c in enumerate(counts[p]) if c]
-                return np.concatenate(cols, axis=1).astype(np.int64)
-
-            mats[p] = PrivateMaskedMatrix(mpc, ctx.party(p).run(cum), fxp=False)
-        ys = ctx.party(y.owner).run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1), y).to(mpc, fxp=True)
+        mats = self._cumulative_matrices(parties, codes, counts)
+        ys = self.ctx.party(y.owner).run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1), y).to(self.mpc, fxp=True)
         timings["setup"] = time.perf_counter() - t0
-
-        lam, eta, D = self.reg_lambda, self.learning_rate, self.max_depth
-        bounds = (0.5 * lam, n / 4.0 + lam + 1.0)
-        # keep |G_L * w_L| <= n^2/lambda below 2^25 (fixed-point product range, f = 18)
-        shift = max(0, math.ceil(math.log2(max(n * n / lam, 1.0))) - 25)
         margin = ys * 0.0 + float(np.log(self.base_score / (1 - self.base_score)))
         trees, weights = [], []
         my_thr: dict = {}
-        for t in range(self.n_estimators):
+        for t in range(int(self.n_estimators)):
             tt = time.perf_counter()
-            prob = nonlinear.sigmoid(margin, mode=self.sigmoid)
-            g = prob - ys
-            h = prob - prob * prob
-            gh = stack([g, h], axis=0)  # (2, n)
-            M = None  # (nodes, n) integer 0/1 memberships; None = the root (all ones)
-            tree = {"party": [], "feature": [], "bin": []}
-            for depth in range(D):
-                nn = 2 ** depth
-                if M is None:
-                    V = gh.reshape(1, 2, n)
-                else:
-                    V = M.reshape(nn, 1, n).broadcast_to((nn, 2, n)) * gh.reshape(1, 2, n).broadcast_to((nn, 2, n))
-                V = V.reshape(2 * nn, n).transpose()  # (n, 2nn): column 2i = g of node i, 2i+1 = h
-                tot = V.sum(axis=0)
-                S = concatenate([mats[p].rmatmul_t(V) for p in parties if p in mats], axis=0)  # (K, 2nn)
-                GL, HL = S[:, 0::2], S[:, 1::2]
-                G, H = tot[0::2].reshape(1, nn), tot[1::2].reshape(1, nn)
-                GR, HR = G.broadcast_to((K, nn)) - GL, H.broadcast_to((K, nn)) - HL
-                num = concatenate([GL, GR], axis=0)
-                den = concatenate([HL, HR], axis=0) + lam
-                r = nonlinear.reciprocal(den, positive=True, bounds=bounds)
-                w = num * r
-                if shift:
-                    num = num * (2.0 ** -shift)
-                sc = num * w  # (2K, nn)
-                score = sc[:K] + sc[K:]
-                if self.min_child_weight > 0:
-                    ok = (concatenate([HL, HR], axis=0) >= self.min_child_weight)
-                    ok = ok[:K] * ok[K:]
-                    score = nonlinear.where(ok, score, -1.0)
-                onehot = nonlinear.argmax(score.transpose(), axis=1, one_hot=True)  # (nn, K)
-                idx = onehot @ np.arange(K, dtype=np.int64)
-                chosen = [int(k) for k in self._reveal_all(idx)]
-                bits = []
-                for i, k in enumerate(chosen):
-                    p, j, b = cand[k]
-                    tree["party"].append(p)
-                    tree["feature"].append(j)
-                    tree["bin"].append(b)
-                    if ctx.me == p:
-                        my_thr[(t, nn - 1 + i)] = bins.threshold(j, b)
-                    bits.append(self._share_bits(p, lambda j=j, b=b: codes[:, j] <= b, n))
-                Bt = stack(bits, axis=0)  # (nn, n)
-                if M is None:
-                    ML, MR = Bt, 1 - Bt
-                else:
-                    ML = M * Bt
-                    MR = M - ML
-                M = stack([ML, MR], axis=1).reshape(2 * nn, n)
-            # leaves
-            GH = M @ gh.transpose()  # (L, 2), exact (M is integer)
-            r = nonlinear.reciprocal(GH[:, 1] + lam, positive=True, bounds=bounds)
-            wleaf = (GH[:, 0] * r) * (-eta)
-            margin = margin + M.transpose() @ wleaf
+            tree, wleaf, margin = self._grow_tree(t, margin, ys, mats, cand, bins, codes, n, my_thr)
             trees.append(tree)
             weights.append(wleaf)
             timings[f"tree{t}"] = time.perf_counter() - tt
@@ -331,6 +267,105 @@ class SSXGBClassifier:
         self.timings_ = timings
         return self
 
+    def _bin_locally(self, X: dict, parties: list[str]) -> tuple[QuantileBins | None, np.ndarray | None, dict[str, list[int]]]:
+        """Quantile binning at each feature holder (cut points stay there); the candidate counts are announced."""
+        ctx = self.ctx
+        bins, codes = None, None
+        counts: dict[str, list[int]] = {}
+        for p in parties:
+            info = None
+            if ctx.me == p:
+                Xp = np.asarray(X[p].value, dtype=np.float64)
+                bins = QuantileBins.fit(Xp, int(self.max_bin))
+                codes = bins.transform(Xp)
+                info = {"counts": [len(c) for c in bins.cuts]}
+            counts[p] = [int(c) for c in broadcast(ctx, p, meta=info, name=f"ssxgb-bins:{p}").meta["counts"]]
+        return bins, codes, counts
+
+    def _cumulative_matrices(self, parties: list[str], codes: np.ndarray | None, counts: dict[str, list[int]]) -> dict:
+        """Each holder's private 0/1 cumulative bin matrix C_p, masked once."""
+        mats = {}
+        for p in parties:
+            if sum(counts[p]) == 0:
+                continue
+
+            def cum(p: str = p) -> np.ndarray:
+                assert codes is not None
+                cols = [codes[:, j:j + 1] <= np.arange(c)[None, :] for j, c in enumerate(counts[p]) if c]
+                return np.concatenate(cols, axis=1).astype(np.int64)
+
+            mats[p] = PrivateMaskedMatrix(self.mpc, self.ctx.party(p).run(cum), fxp=False)
+        return mats
+
+    def _grow_tree(self, t: int, margin: SecretArray, ys: SecretArray, mats: dict, cand: list, bins: QuantileBins | None,
+                   codes: np.ndarray | None, n: int, my_thr: dict) -> tuple[dict, SecretArray, SecretArray]:
+        """One complete tree of depth max_depth: its public structure, secret leaf weights, the new margin."""
+        lam, eta, D = float(self.reg_lambda), float(self.learning_rate), int(self.max_depth)
+        bounds = (0.5 * lam, n / 4.0 + lam + 1.0)
+        prob = nonlinear.sigmoid(margin, mode=self.sigmoid)
+        g = prob - ys
+        h = prob - prob * prob
+        gh = stack([g, h], axis=0)  # (2, n)
+        M = None  # (nodes, n) integer 0/1 memberships; None = the root (all ones)
+        tree: dict[str, list] = {"party": [], "feature": [], "bin": []}
+        for depth in range(D):
+            nn = 2 ** depth
+            chosen = self._choose_splits(M, gh, mats, len(cand), nn, n, lam, bounds)
+            bits = []
+            for i, k in enumerate(chosen):
+                p, j, b = cand[k]
+                tree["party"].append(p)
+                tree["feature"].append(j)
+                tree["bin"].append(b)
+                if self.ctx.me == p:
+                    assert bins is not None
+                    my_thr[(t, nn - 1 + i)] = bins.threshold(j, b)
+                bits.append(self._share_bits(p, lambda j=j, b=b: codes[:, j] <= b, n))  # type: ignore[index]
+            Bt = stack(bits, axis=0)  # (nn, n)
+            if M is None:
+                ML, MR = Bt, 1 - Bt
+            else:
+                ML = M * Bt
+                MR = M - ML
+            M = stack([ML, MR], axis=1).reshape(2 * nn, n)
+        assert M is not None
+        # leaves
+        GH = M @ gh.transpose()  # (L, 2), exact (M is integer)
+        r = nonlinear.reciprocal(GH[:, 1] + lam, positive=True, bounds=bounds)
+        wleaf = (GH[:, 0] * r) * (-eta)
+        return tree, wleaf, margin + M.transpose() @ wleaf
+
+    def _choose_splits(self, M: SecretArray | None, gh: SecretArray, mats: dict, K: int, nn: int, n: int, lam: float,
+                       bounds: tuple[float, float]) -> list[int]:
+        """The winning candidate of each of the nn nodes of a level; only the winners' indices are opened."""
+        # keep |G_L * w_L| <= n^2/lambda below 2^25 (fixed-point product range, f = 18)
+        shift = max(0, math.ceil(math.log2(max(n * n / lam, 1.0))) - 25)
+        if M is None:
+            V = gh.reshape(1, 2, n)
+        else:
+            V = M.reshape(nn, 1, n).broadcast_to((nn, 2, n)) * gh.reshape(1, 2, n).broadcast_to((nn, 2, n))
+        V = V.reshape(2 * nn, n).transpose()  # (n, 2nn): column 2i = g of node i, 2i+1 = h
+        tot = V.sum(axis=0)
+        S = concatenate([mats[p].rmatmul_t(V) for p in mats], axis=0)  # (K, 2nn)
+        GL, HL = S[:, 0::2], S[:, 1::2]
+        G, H = tot[0::2].reshape(1, nn), tot[1::2].reshape(1, nn)
+        GR, HR = G.broadcast_to((K, nn)) - GL, H.broadcast_to((K, nn)) - HL
+        num = concatenate([GL, GR], axis=0)
+        den = concatenate([HL, HR], axis=0) + lam
+        r = nonlinear.reciprocal(den, positive=True, bounds=bounds)
+        w = num * r
+        if shift:
+            num = num * (2.0 ** -shift)
+        sc = num * w  # (2K, nn)
+        score = sc[:K] + sc[K:]
+        if self.min_child_weight > 0:
+            ok = (concatenate([HL, HR], axis=0) >= self.min_child_weight)
+            ok = ok[:K] * ok[K:]
+            score = nonlinear.where(ok, score, -1.0)
+        onehot = nonlinear.argmax(score.transpose(), axis=1, one_hot=True)  # (nn, K)
+        idx = onehot @ np.arange(K, dtype=np.int64)
+        return [int(k) for k in self._reveal_all(idx)]
+
     # -- prediction ----------------------------------------------------------------------------
     def decision_function_shared(self, X: dict) -> SecretArray:
         """The margins of the rows of X, secret-shared (nothing is revealed)."""
@@ -342,13 +377,13 @@ class SSXGBClassifier:
         margin = None
         for t, tree in enumerate(self.trees_):
             reach = None
-            for depth in range(self.max_depth):
+            for depth in range(int(self.max_depth)):
                 nn = 2 ** depth
                 bits = []
                 for i in range(nn):
                     node = nn - 1 + i
                     p, j = tree["party"][node], tree["feature"][node]
-                    bits.append(self._share_bits(p, lambda j=j, node=node, t=t: mine[:, j] < self.thresholds_[(t, node)], n))
+                    bits.append(self._share_bits(p, lambda j=j, node=node, t=t: mine[:, j] < self.thresholds_[(t, node)], n))  # type: ignore[index]
                 Bt = stack(bits, axis=0)
                 if reach is None:
                     L, R = Bt, 1 - Bt
@@ -356,8 +391,10 @@ class SSXGBClassifier:
                     L = reach * Bt
                     R = reach - L
                 reach = stack([L, R], axis=1).reshape(2 * nn, n)
+            assert reach is not None
             s = reach.transpose() @ self.leaf_weights_[t]
             margin = s if margin is None else margin + s
+        assert margin is not None
         return margin + float(np.log(self.base_score / (1 - self.base_score)))
 
     def decision_function(self, X: dict, to: str | None = None) -> PartyObject:
@@ -374,62 +411,44 @@ class SSXGBClassifier:
         m = self.decision_function(X, to)
         return self.ctx.party(m.owner).run(lambda v: (v > 0).astype(np.int64), m)
 
-    # -- export / import -----------------------------------------------------------------------
-    def save(self, directory: str | Path) -> Path:
-        """Each party writes its own part: the public structure, its share of the leaf
-        weights and its own thresholds (every party of the job calls it)."""
-        if not hasattr(self, "trees_"):
-            raise SSXGBError("the model is not fitted: call fit() before save()")
-        ctx = self.ctx
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        path = d / f"SSXGBClassifier.{ctx.me}.json"
-        doc = {
-            "format": FORMAT, "party": ctx.me, "protocol": self.mpc.protocol_name,
-            "mpc_parties": list(self.mpc.parties), "frac_bits": self.mpc.frac_bits,
-            "params": self._params(), "trees": self.trees_, "label_owner": self.label_owner_,
-            "feature_parties": self.feature_parties_, "n_features": self.n_features_,
-            "n_candidates": self.n_candidates_,
-            "thresholds": [[t, node, v] for (t, node), v in sorted(self.thresholds_.items())],
-            "leaf_share": _share_to_json(self.leaf_weights_.share),
-        }
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(doc))
-        tmp.replace(path)
-        return path
+    # -- persistence (runtime.persist: one part per party) ---------------------------------------
+    def _part_public(self) -> dict[str, Any]:
+        mpc = self.device
+        return {"protocol": mpc.protocol_name, "frac_bits": mpc.frac_bits, "mpc_parties": list(mpc.parties),
+                "trees": self.trees_, "label_owner": self.label_owner_, "feature_parties": list(self.feature_parties_),
+                "n_features": self.n_features_, "n_candidates": self.n_candidates_}
 
-    @classmethod
-    def load(cls, mpc, directory: str | Path) -> SSXGBClassifier:
-        """Load this party's part; all parties check that the parts belong together."""
-        ctx = mpc.ctx
-        path = Path(directory) / f"SSXGBClassifier.{ctx.me}.json"
-        doc, problem, summary = None, None, None
-        try:
-            doc = json.loads(path.read_text())
-            if doc.get("format") != FORMAT or doc.get("party") != ctx.me:
-                problem = f"party '{ctx.me}': {path} is not this party's SSXGBClassifier part"
-            elif doc["protocol"] != mpc.protocol_name or doc["frac_bits"] != mpc.frac_bits:
-                problem = f"party '{ctx.me}': {path} was trained with {doc['protocol']} / {doc['frac_bits']} bits"
-        except FileNotFoundError:
-            problem = f"party '{ctx.me}': model part not found: {path}"
-        except (OSError, ValueError, KeyError) as e:
-            problem = f"party '{ctx.me}': cannot read model part {path}: {e}"
-        if problem is None:
-            summary = {k: doc[k] for k in ("trees", "params", "label_owner", "n_features")}
-        verdicts = {p: _broadcast_meta(ctx, p, f"ssxgb-load:{p}", {"problem": problem, "summary": summary})
-                    for p in ctx.parties}
-        bad = [v["problem"] for v in verdicts.values() if v["problem"]]
-        if bad:
-            raise SSXGBError(bad[0])
-        if any(v["summary"] != summary for v in verdicts.values()):
-            raise SSXGBError(f"model parts in {directory} do not belong together")
-        self = cls(mpc, **doc["params"])
-        self.trees_ = doc["trees"]
-        self.label_owner_ = doc["label_owner"]
-        self.feature_parties_ = doc["feature_parties"]
-        self.n_features_ = {p: int(v) for p, v in doc["n_features"].items()}
-        self.n_candidates_ = doc["n_candidates"]
-        self.thresholds_ = {(int(t), int(node)): float(v) for t, node, v in doc["thresholds"]}
-        shape = (len(self.trees_), 2 ** self.max_depth)
-        self.leaf_weights_ = SecretArray(mpc, _share_from_json(doc["leaf_share"], mpc, shape), shape, mpc.frac_bits)
-        return self
+    def _part_state(self) -> dict[str, Any]:
+        # the party's share of the leaf weights and its own thresholds (nobody else's)
+        return {"thresholds": [[t, node, v] for (t, node), v in sorted(self.thresholds_.items())],
+                "leaf_share": share_to_json(self.leaf_weights_.share)}
+
+    def _leaf_shape(self, part: ModelPart) -> tuple[int, int]:
+        return (len(part.public["trees"]), 2 ** int(part.params["max_depth"]))
+
+    def _check_part(self, part: ModelPart) -> str | None:
+        """A problem with this party's loaded part for the device (announced to every party)."""
+        mpc = self.device
+        me = mpc.ctx.me
+        pub, state = part.public, part.state
+        if pub["protocol"] != mpc.protocol_name or pub["frac_bits"] != mpc.frac_bits:
+            return f"party '{me}': the model part was trained with {pub['protocol']} / {pub['frac_bits']} bits"
+        saved = pub["mpc_parties"]
+        # additive shares do not depend on the parties' order; replicated ones do
+        same = list(saved) == list(mpc.parties) if order_matters(state["leaf_share"]) else sorted(saved) == sorted(mpc.parties)
+        if not same:
+            return f"party '{me}': the model part was trained by the MPC parties {saved}; the device has {list(mpc.parties)}"
+        share_from_json(state["leaf_share"], self._leaf_shape(part), SSXGBError)
+        return None
+
+    def _restore(self, part: ModelPart) -> None:
+        mpc = self.device
+        pub, state = part.public, part.state
+        self.trees_ = pub["trees"]
+        self.label_owner_ = pub["label_owner"]
+        self.feature_parties_ = list(pub["feature_parties"])
+        self.n_features_ = {p: int(v) for p, v in pub["n_features"].items()}
+        self.n_candidates_ = pub["n_candidates"]
+        self.thresholds_ = {(int(t), int(node)): float(v) for t, node, v in state["thresholds"]}
+        shape = self._leaf_shape(part)
+        self.leaf_weights_ = SecretArray(mpc, share_from_json(state["leaf_share"], shape, SSXGBError), shape, mpc.frac_bits)

@@ -1,0 +1,518 @@
+"""`SecureLinearModel`: the training loop, prediction and persistence shared by SS-LR and SS-GLM.
+
+Security model: the MPC device's (semi2k: semi-honest, dealer non-colluding; aby3:
+semi-honest honest majority). During training every party sees only shares: the
+feature matrix, labels, weights, predictions and gradients stay secret-shared.
+What is revealed is a parameter:
+
+- `reveal="owners"` (default): each party learns the weights of its own features;
+  the label holder also learns the intercept.
+- `reveal="shared"`: nobody learns any weight; each party keeps its share for joint
+  prediction.
+- `reveal="<party>"`: that party learns all weights.
+
+Public to every party of the job: the shapes of the inputs, the hyperparameters, the
+batch order and the train/validation split (public row positions derived from
+`random_state`), a random model id, and with `class_weight` the two class weights
+(with "balanced" they reveal the class balance; per-sample weights stay secret).
+Early stopping reveals the validation predictions and the validation loss to the
+label holder (it already knows the labels) and one stop/continue bit per epoch to
+everybody. Predictions are revealed only to the party named in `predict(to=...)`.
+`save` writes each party's own share: one part alone reveals nothing more.
+
+Objective: mean loss + l2/2 ||w||^2 + l1 ||w||_1 (the intercept is not penalised),
+minimised by mini-batch (or full-batch, `batch_size=None`) gradient descent with a
+proximal soft-threshold step for l1. Fixed point: the gradient is formed as X^T r and
+then scaled by the public lr / m with 16 significant bits (one truncation round for the
+gradient, the L2 term and the intercept step), so small steps keep full precision;
+|X^T r| must stay below 2^26 (f = 18).
+
+Protocol shape (why it is fast): the joint matrix X (n x d) is masked once
+(`BlockMatrix`): in semi2k each owner sends E = X_p - A_p once and every later product
+X[batch] @ w or X[batch].T @ e costs traffic proportional to w and e only. Per
+sample and epoch, with batch size m and d features, 2 parties:
+
+| step | traffic per sample | rounds per batch |
+| --- | --- | --- |
+| X[batch] @ w, X[batch].T @ r (masked once) | ~3 x 8 B + 8 d / m B | 2 |
+| link (`seg3` sigmoid: two comparisons) | ~80 B | ~10 |
+| scaling by lr / m (one truncation) | 8 (d + 1) / m B | 1 |
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ...core.errors import ModelError
+from ...core.prg import Prg
+from ...mpc import MpcDevice, SecretArray, concatenate
+from ...mpc.masked import BlockMatrix
+from ...runtime.collectives import broadcast
+from ...runtime.device import PartyObject
+from ...runtime.persist import ModelPart
+from ..base import SecureEstimator, check_param
+from ..checks import announced_shape
+from ..shares import order_matters, share_from_json, share_to_json
+from .features import FeatureLayout, block_shapes, check_blocks, collect_blocks, prediction_rows
+
+__all__ = ["SecureLinearModel", "public_permutation", "mul_consts"]
+
+LR_SCHEDULES = ("constant", "invscaling", "step")
+
+
+def public_permutation(n: int, seed: int) -> np.ndarray:
+    """A permutation all parties derive identically from a public seed (the batch order is public).
+
+    >>> sorted(public_permutation(5, 0).tolist())
+    [0, 1, 2, 3, 4]
+    """
+    g = Prg(seed.to_bytes(16, "little"), stream="shuffle")
+    return np.argsort(g.uint64(n), kind="stable")
+
+
+def mul_consts(pairs: list[tuple[SecretArray, float]], sig_bits: int = 16) -> list[SecretArray]:
+    """[x * c for (x, c) in pairs] for public reals c, in one truncation round.
+
+    `x * c` would encode c with the device's frac_bits: lr / batch = 1e-5 becomes 3/2^18
+    (15 % off), and scaling the residual before X^T r would leave each element a few bits.
+    Here every c is encoded as round(c 2^k), with one k giving the smallest |c| `sig_bits`
+    significant bits (and no constant more than 2^(sig_bits + 8)), and the products are
+    truncated together by k. The truncations of semi2k and aby3 round stochastically
+    (up with probability equal to the dropped fraction), so they are unbiased: adding
+    half an ulp first would bias every step by +1/2 ulp (measured: w drifted by 1e-4 in
+    30 steps). Exact while |x c| 2^(f + k) < 2^62: |x| < 2^28 for f = 18 when the
+    constants are of similar size.
+
+    >>> from jointml.mpc import MpcDevice
+    >>> def prog(ctx):
+    ...     mpc = MpcDevice(ctx, ["a", "b"], dealer="d")
+    ...     x = ctx.party("a").run(lambda: np.array([1000.0, -2000.0])).to(mpc)
+    ...     y, = mul_consts([(x, 1e-5)])
+    ...     return np.round(y.reveal(), 5).tolist()
+    >>> simulate(prog, ["a", "b", "d"], mode="thread")["a"]
+    [0.01, -0.02]
+    """
+    xs = [x for x, _ in pairs]
+    cs = [float(c) for _, c in pairs]
+    nz = [abs(c) for c in cs if c != 0.0]
+    if not nz:
+        return [x * 0 for x in xs]
+    k = sig_bits - 1 - math.floor(math.log2(min(nz)))
+    k = min(k, sig_bits + 8 - 1 - math.floor(math.log2(max(nz))))
+    k = max(k, 0)
+    f = xs[0].device.frac_bits
+    scaled = []
+    for x, c in pairs:
+        if x.fxp != f:
+            x = x.astype_fxp() if not x.fxp else x
+        ci = int(round(float(c) * 2.0**k))
+        share = x.proto.mul_public(x.share, np.asarray(ci, dtype=np.int64).view(np.uint64))
+        scaled.append(SecretArray(x.device, share, x.shape, x.fxp + k).reshape(-1))
+    y = concatenate(scaled, axis=0) if len(scaled) > 1 else scaled[0]
+    y = y._finish_product(y.share, y.shape, y.fxp)
+    out, off = [], 0
+    for x in xs:
+        n = int(np.prod(x.shape)) if x.shape else 1
+        out.append(y[off : off + n].reshape(x.shape))
+        off += n
+    return out
+
+
+def _progress_bar(enabled: bool, total: int, desc: str) -> Any:
+    """A tqdm bar over training steps at the party that asked for it (None when disabled)."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", leave=False)
+
+
+@dataclass
+class _TrainingData:
+    """The masked training matrix and everything the loop needs, set up once per fit."""
+
+    Xm: BlockMatrix
+    y_train: SecretArray
+    sw_train: SecretArray | None
+    val_block: BlockMatrix | None
+    val_rows: np.ndarray | None
+    y: PartyObject
+    n_train: int
+    m: int
+    n_batches: int
+
+
+class SecureLinearModel(SecureEstimator):
+    """Shared training loop of SS-LR and SS-GLM (mini-batch or full-batch gradient descent).
+
+    Subclasses spell out their hyperparameters in `__init__` (the shared ones are listed
+    in `_init_common`) and implement `_mean`, `_residual`, `_val_score`; see the module
+    docstring for what each party learns.
+    """
+
+    error = ModelError
+    _fitted_attr = "w_shared_"
+
+    device: MpcDevice
+
+    def _init_common(self, mpc: MpcDevice, epochs: Any, batch_size: Any, learning_rate: Any, lr_schedule: Any, lr_decay: Any,
+                     l2: Any, l1: Any, fit_intercept: Any, early_stopping: Any, validation_fraction: Any,
+                     n_iter_no_change: Any, tol: Any, reveal: Any, random_state: Any, verbose: Any) -> None:
+        """Store the shared hyperparameters unchanged (scikit-learn contract)."""
+        self.device = mpc
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
+        self.lr_decay = lr_decay
+        self.l2 = l2
+        self.l1 = l1
+        self.fit_intercept = fit_intercept
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
+        self.reveal = reveal
+        self.random_state = random_state
+        self.verbose = verbose
+
+    @property
+    def mpc(self) -> MpcDevice:
+        """The MPC device the model computes on (its first argument)."""
+        return self.device
+
+    # -- hyperparameters -------------------------------------------------------------
+    def _validate_params(self) -> None:
+        """Check the hyperparameters that need no context (run by `__init__` and `fit`)."""
+        E = ModelError
+        check_param("epochs", self.epochs, lambda v: int(v) == v and v >= 1, "", error=E, message="epochs must be >= 1")
+        check_param("batch_size", self.batch_size, lambda v: v is None or (int(v) == v and v >= 1), "", error=E,
+                    message="batch_size must be >= 1 or None (full batch)")
+        check_param("lr_schedule", self.lr_schedule, lambda v: v in LR_SCHEDULES, "", error=E,
+                    message=f"lr_schedule must be constant, invscaling or step, got {self.lr_schedule!r}")
+        check_param("learning_rate", self.learning_rate, lambda v: v > 0, "", error=E,
+                    message=f"learning_rate must be > 0, got {self.learning_rate}")
+        check_param("l2", (self.l2, self.l1, self.lr_decay), lambda v: min(v) >= 0, "", error=E,
+                    message=f"l2, l1 and lr_decay must be >= 0, got l2={self.l2}, l1={self.l1}, lr_decay={self.lr_decay}")
+        check_param("random_state", self.random_state, lambda v: int(v) == v and v >= 0, "", error=E,
+                    message=f"random_state must be an integer >= 0, got {self.random_state!r}")
+
+    def _validate_fit_params(self) -> None:
+        """Checks that need the job (the parties) or only matter for training."""
+        ctx = self.ctx
+        if self.reveal not in ("owners", "shared") and self.reveal not in ctx.parties:
+            raise ModelError(f"reveal must be 'owners', 'shared' or a party of the cluster {ctx.parties}, got {self.reveal!r}",
+                             field="reveal")
+        if self.early_stopping and not 0.0 < self.validation_fraction < 1.0:
+            raise ModelError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}", field="validation_fraction")
+
+    # -- hooks -------------------------------------------------------------------------
+    def _accepts_wide_eta(self) -> bool:
+        """True when `_residual` is exact for eta at 2f fractional bits (untruncated)."""
+        return False
+
+    def _residual(self, eta: SecretArray, y: SecretArray) -> SecretArray:
+        """d loss / d eta for the batch (the gradient is X^T residual / m)."""
+        raise NotImplementedError
+
+    def _mean(self, eta: SecretArray) -> SecretArray:
+        raise NotImplementedError
+
+    def _val_score(self, y_true: np.ndarray, pred: np.ndarray) -> float:
+        """Validation loss at the label holder (lower is better)."""
+        raise NotImplementedError
+
+    def _check_labels(self, y: np.ndarray) -> str | None:
+        """At the label holder: why these labels are unusable (None if fine)."""
+        return None
+
+    def _before_training(self, y: PartyObject) -> None:
+        """Hook run at every party after the inputs are checked, before any sharing."""
+
+    def _sample_weights(self, y: SecretArray) -> SecretArray | None:
+        return None
+
+    def _lr(self, step: int, epoch: int) -> float:
+        if self.lr_schedule == "invscaling":
+            return self.learning_rate / (1.0 + self.lr_decay * step)
+        if self.lr_schedule == "step":
+            return self.learning_rate * (self.lr_decay or 0.5) ** epoch
+        return self.learning_rate
+
+    # -- fit ---------------------------------------------------------------------------
+    def fit(self, X: Any, y: PartyObject, feature_names: dict | None = None) -> SecureLinearModel:
+        """Train on the rows of X (a VDataFrame or {party: PartyObject}) and labels y (a PartyObject).
+
+        Rows must be aligned across parties (PSI first). Bad input raises `ModelError` at
+        every party alike, naming the party and the field."""
+        self._validate_params()
+        parts, y, n = self._check_inputs(X, y, feature_names)
+        ctx = self.ctx
+        # A public identifier of this training run (the label holder draws it): saved parts
+        # of one model carry the same id, so parts of different models are never mixed.
+        mine = {"id": secrets.token_hex(8) if ctx.me == y.owner else None}
+        self.model_id_ = broadcast(ctx, y.owner, meta=mine, name="model-id").meta["id"]
+        self._before_training(y)
+        t_setup = time.perf_counter()
+        data = self._prepare(parts, y, n)
+        t0 = time.perf_counter()
+        self.setup_seconds_ = t0 - t_setup
+        w, b = self._train(data, t0)
+        self.w_shared_ = w
+        self.b_shared_ = b
+        self._reveal_weights(w, b)
+        return self
+
+    def _check_inputs(self, X: Any, y: Any, feature_names: dict | None) -> tuple[dict, PartyObject, int]:
+        """Check the blocks and labels at every party alike; sets `features_`, `label_owner_`."""
+        ctx = self.ctx
+        parts, names = collect_blocks(X, feature_names)
+        if not isinstance(y, PartyObject):
+            raise ModelError(f"y must be a PartyObject (the label holder's label vector), got {type(y).__name__}")
+        check_blocks(ctx, self.device, parts)
+        self._validate_fit_params()
+        shapes = block_shapes(ctx, parts)
+        yshape = announced_shape(ctx, y, "label vector", ndim=(1, 2), check=self._check_labels)
+        if len(yshape) == 2 and yshape[1] != 1:
+            raise ModelError(f"party '{y.owner}': label vector must be 1-D (or one column), got shape {yshape}")
+        rows: dict[str, int] = {p: s[0] for p, s in shapes.items()}
+        rows["labels@" + y.owner] = yshape[0]
+        if len(set(rows.values())) != 1:
+            raise ModelError(f"row counts differ across parties: {rows}; align the data with PSI first")
+        n = yshape[0]
+        if n == 0:
+            raise ModelError("no training rows (0 rows at every party)")
+        if len(yshape) == 2:
+            y = ctx.party(y.owner).run(lambda v: np.asarray(v).reshape(-1), y)
+        self.label_owner_ = y.owner
+        self.features_ = FeatureLayout(list(parts), [shapes[p][1] for p in parts],
+                                       [list(names.get(p, [f"{p}_x{i}" for i in range(shapes[p][1])])) for p in parts])
+        if self.features_.d == 0:
+            raise ModelError(f"X has no feature columns: {shapes}")
+        return parts, y, n
+
+    def _prepare(self, parts: dict, y: PartyObject, n: int) -> _TrainingData:
+        """Public train/validation split, shares of the labels, the feature blocks masked once."""
+        mpc = self.device
+        perm = public_permutation(n, int(self.random_state))
+        if self.early_stopping:
+            n_val = max(1, int(round(self.validation_fraction * n)))
+            if n_val >= n:
+                raise ModelError(f"early stopping needs training rows left after the validation split ({n} rows, "
+                                 f"validation_fraction={self.validation_fraction})")
+            val_rows, train_rows = np.sort(perm[:n_val]), perm[n_val:]
+        else:
+            val_rows, train_rows = None, perm
+        # A feature block held by a party outside the compute parties is secret-shared first
+        # (the private-matrix shortcut needs its owner among the compute parties).
+        parts = {p: (o.to(mpc, fxp=True) if isinstance(o, PartyObject) and o.owner not in mpc.parties else o) for p, o in parts.items()}
+        ys = y.to(mpc, fxp=True)
+        # Order training rows once by the public permutation so batches are contiguous;
+        # each party's block is masked once (plaintext blocks by their owner alone).
+        Xm = BlockMatrix(mpc, parts, rows=train_rows)
+        y_train = ys[train_rows]
+        sw_train = self._sample_weights(y_train)
+        val_block = BlockMatrix(mpc, parts, rows=val_rows) if self.early_stopping else None
+        n_train = len(train_rows)
+        m = n_train if self.batch_size is None else min(int(self.batch_size), n_train)
+        return _TrainingData(Xm, y_train, sw_train, val_block, val_rows, y, n_train, m, int(math.ceil(n_train / m)))
+
+    def _train(self, data: _TrainingData, t0: float) -> tuple[SecretArray, SecretArray]:
+        """The epochs: gradient steps over the batches in a public order, early stopping."""
+        ctx = self.ctx
+        d = self.features_.d
+        w, b = self._zeros(d), self._zeros(1)
+        best, bad_epochs = math.inf, 0
+        self.history_: list[dict] = []
+        step, seen = 0, 0
+        batch_order_rng = Prg((int(self.random_state) + 1).to_bytes(16, "little"), stream="batches")
+        bar = _progress_bar(bool(self.verbose) and ctx.me == self.label_owner_, int(self.epochs) * data.n_batches,
+                            f"{type(self).__name__} [{ctx.me}]")
+        for epoch in range(int(self.epochs)):
+            order = np.argsort(batch_order_rng.uint64(data.n_batches), kind="stable") if data.n_batches > 1 else np.arange(1)
+            for bi in order:
+                if bar is not None:
+                    bar.update(1)
+                lo, hi = int(bi) * data.m, min(int(bi + 1) * data.m, data.n_train)
+                w, b = self._step(data, w, b, slice(lo, hi), self._lr(step, epoch))
+                step += 1
+                seen += hi - lo
+            rec = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 3), "learning_rate": self._lr(step - 1, epoch)}
+            stop = False
+            if self.early_stopping:
+                # Only the label holder learns the validation loss; the others learn the stop bit.
+                score = self._validate(data, w, b)
+                rec["val_loss"] = score
+                if score is not None:
+                    if score < best - self.tol:
+                        best, bad_epochs = score, 0
+                    else:
+                        bad_epochs += 1
+                got = broadcast(ctx, self.label_owner_, meta={"stop": bad_epochs >= self.n_iter_no_change}, name="early-stop")
+                stop = bool(got.meta["stop"])
+            self.history_.append(rec)
+            if bar is not None:
+                bar.set_postfix_str(f"epoch {epoch + 1}/{self.epochs}" + (f" val_loss={rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""))
+            if stop:
+                break
+        if bar is not None:
+            bar.close()
+        self.n_epochs_ = len(self.history_)
+        self.n_iter_ = step
+        self.n_samples_seen_ = seen
+        return w, b
+
+    def _step(self, data: _TrainingData, w: SecretArray, b: SecretArray, rows_b: slice, lr: float) -> tuple[SecretArray, SecretArray]:
+        """One gradient step on the batch `rows_b` of the training rows."""
+        # With a scale-generic link (seg3) the product's truncation is left to the
+        # link, which truncates once at its end: one round fewer per batch.
+        eta = data.Xm.matmul(w, rows=rows_b, truncate=not self._accepts_wide_eta())
+        if self.fit_intercept:
+            eta = eta + b
+        r = self._residual(eta, data.y_train[rows_b])
+        if data.sw_train is not None:
+            r = r * data.sw_train[rows_b]
+        scale = lr / (rows_b.stop - rows_b.start)
+        # X^T r first (magnitude ~ batch), then the small public lr / m at full
+        # precision: scaling r first would keep only a few bits of each element.
+        # One truncation round for the gradient, the L2 term and the intercept step.
+        pairs = [(data.Xm.rmatmul_t(r, rows=rows_b), scale)]
+        if self.l2:
+            pairs.append((w, lr * self.l2))
+        if self.fit_intercept:
+            pairs.append((r.sum(), scale))
+        upd = mul_consts(pairs)
+        g = upd[0] + upd[1] if self.l2 else upd[0]
+        w = w - g
+        if self.l1:
+            from ...mpc import nonlinear
+
+            t = lr * self.l1
+            w = w - nonlinear.clip(w, -t, t)  # proximal step (soft threshold): w - clip(w, -t, t)
+        if self.fit_intercept:
+            b = b - upd[-1]
+        return w, b
+
+    def _zeros(self, k: int) -> SecretArray:
+        """A public zero vector as a (trivially) shared fixed-point secret."""
+        mpc = self.device
+        share = mpc.proto.share_in(mpc.parties[0], np.zeros(k, dtype=np.uint64) if mpc.ctx.me == mpc.parties[0] else None, (k,))
+        return SecretArray(mpc, share, (k,), mpc.frac_bits)
+
+    def _validate(self, data: _TrainingData, w: SecretArray, b: SecretArray) -> float | None:
+        """Validation loss of the current weights: a number at the label holder, None elsewhere."""
+        assert data.val_block is not None and data.val_rows is not None
+        eta = data.val_block.matmul(w)
+        if self.fit_intercept:
+            eta = eta + b
+        pred = self._mean(eta).reveal(to=self.label_owner_)
+        if self.ctx.me != self.label_owner_:
+            return None
+        return float(self._val_score(np.asarray(data.y.value, dtype=np.float64)[data.val_rows], pred.value))
+
+    def _reveal_weights(self, w: SecretArray, b: SecretArray) -> None:
+        """Open the weights as `reveal` says; sets this party's view (`coef_`, `coef_by_party_`, `intercept_`)."""
+        ctx = self.ctx
+        feats = self.features_
+        self.coef_: np.ndarray | None = None  # this party's view: {party: weights} it is allowed to see
+        self.intercept_: float | None = None
+        self.coef_by_party_: dict[str, np.ndarray] = {}
+        if self.reveal == "shared":
+            return
+        offsets = feats.offsets()
+        if self.reveal == "owners":
+            for p, lo, hi in zip(feats.owners, offsets[:-1], offsets[1:]):
+                v = w[lo:hi].reveal(to=p)
+                if ctx.me == p:
+                    self.coef_by_party_[p] = v.value
+            bi = b.reveal(to=self.label_owner_)
+            if ctx.me == self.label_owner_:
+                self.intercept_ = float(bi.value[0]) if self.fit_intercept else 0.0
+        else:  # a party name (checked in fit)
+            v = w.reveal(to=self.reveal)
+            bi = b.reveal(to=self.reveal)
+            if ctx.me == self.reveal:
+                for p, lo, hi in zip(feats.owners, offsets[:-1], offsets[1:]):
+                    self.coef_by_party_[p] = v.value[lo:hi]
+                self.coef_ = v.value
+                self.intercept_ = float(bi.value[0]) if self.fit_intercept else 0.0
+
+    # -- prediction ----------------------------------------------------------------------
+    def decision_function_shared(self, X: Any) -> SecretArray:
+        """The linear predictor X w + b as a secret (nothing revealed).
+
+        X has the training layout: the same parties in the same order, the same number of
+        columns each, aligned rows. Plaintext blocks are masked by their owners (as in
+        training), so the product costs traffic for X once, not a product of two secrets."""
+        mpc = self.device
+        if not hasattr(self, "w_shared_"):
+            raise ModelError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+        parts, _ = collect_blocks(X)
+        prediction_rows(self.ctx, parts, self.features_)
+        parts = {p: (o.to(mpc, fxp=True) if isinstance(o, PartyObject) and o.owner not in mpc.parties else o) for p, o in parts.items()}
+        eta = BlockMatrix(mpc, parts).matmul(self.w_shared_)
+        if self.fit_intercept:
+            eta = eta + self.b_shared_
+        return eta
+
+    def predict_shared(self, X: Any) -> SecretArray:
+        """The predicted mean (probability for logistic) as a secret (nothing revealed)."""
+        return self._mean(self.decision_function_shared(X))
+
+    def predict(self, X: Any, to: str | None = None) -> PartyObject:
+        """Predicted mean (probability for logistic), revealed only to `to` (default: the label holder)."""
+        return self.predict_shared(X).reveal(to=to or self.label_owner_)
+
+    # -- persistence (runtime.persist: one part per party) ----------------------------------
+    def _part_public(self) -> dict[str, Any]:
+        mpc = self.device
+        return {"protocol": mpc.protocol_name, "frac_bits": mpc.frac_bits, "mpc_parties": list(mpc.parties),
+                "features": self.features_.to_json(), "label_owner": self.label_owner_}
+
+    def _part_state(self) -> dict[str, Any]:
+        # a part holds this party's share, and only the weights this party may see in clear
+        return {
+            "w_share": share_to_json(self.w_shared_.share),
+            "b_share": share_to_json(self.b_shared_.share),
+            "coef_by_party": {p: np.asarray(v).tolist() for p, v in self.coef_by_party_.items()},
+            "coef": None if self.coef_ is None else np.asarray(self.coef_).tolist(),
+            "intercept": self.intercept_,
+        }
+
+    def _check_part(self, part: ModelPart) -> str | None:
+        """A problem with this party's loaded part for the device (announced to every party)."""
+        mpc = self.device
+        me = mpc.ctx.me
+        pub, state = part.public, part.state
+        if pub["protocol"] != mpc.protocol_name or pub["frac_bits"] != mpc.frac_bits:
+            return (f"party '{me}': the model part was trained with protocol {pub['protocol']} ({pub['frac_bits']} fractional "
+                    f"bits); the device runs {mpc.protocol_name} ({mpc.frac_bits} bits)")
+        saved = pub.get("mpc_parties")
+        # additive shares do not depend on the parties' order; replicated ones do
+        same = list(saved) == list(mpc.parties) if order_matters(state["w_share"]) else sorted(saved) == sorted(mpc.parties)
+        if not same:
+            return f"party '{me}': the model part was trained by the MPC parties {saved}; the device has {list(mpc.parties)}"
+        d = FeatureLayout.from_json(pub["features"]).d
+        share_from_json(state["w_share"], (d,))
+        share_from_json(state["b_share"], (1,))
+        if (state["w_share"] is None) == (me in mpc.parties):
+            return f"party '{me}': the model part {'lacks' if me in mpc.parties else 'has'} a share of the weights"
+        return None
+
+    def _restore(self, part: ModelPart) -> None:
+        mpc = self.device
+        pub, state = part.public, part.state
+        self.features_ = FeatureLayout.from_json(pub["features"])
+        self.label_owner_ = pub["label_owner"]
+        d = self.features_.d
+        self.w_shared_ = SecretArray(mpc, share_from_json(state["w_share"], (d,)), (d,), mpc.frac_bits)
+        self.b_shared_ = SecretArray(mpc, share_from_json(state["b_share"], (1,)), (1,), mpc.frac_bits)
+        self.coef_by_party_ = {p: np.array(v, dtype=np.float64) for p, v in state["coef_by_party"].items()}
+        self.coef_ = None if state.get("coef") is None else np.array(state["coef"], dtype=np.float64)
+        self.intercept_ = state["intercept"]
