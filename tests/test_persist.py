@@ -130,3 +130,15 @@ def test_estimator_rejects_unknown_params_and_validates_in_fit():
         m.fit()
     with pytest.raises(ParameterError, match="no parameter 'lr'"):
         m.set_params(lr=1)
+
+
+def test_part_of_another_model_in_place_is_named_by_the_agreement(tmp_path):
+    """A part copied over from another model (its manifest left stale) is a part of another
+    model, not a damaged one: the cross-party check names the differing model id."""
+    for p in PARTIES:
+        save_part(tmp_path, _part(p))
+    other = tmp_path / "other"
+    save_part(other, _part("partner", model_id="m2"))
+    (other / "Toy.partner.json").replace(tmp_path / "Toy.partner.json")
+    with pytest.raises(PartyFailed, match=r"do not belong together: party 'partner' differs .*model_id"):
+        _load_everywhere(tmp_path)

@@ -94,7 +94,8 @@ def mul_consts(pairs: list[tuple[SecretArray, float]], sig_bits: int = 16) -> li
     ...     mpc = MpcDevice(ctx, ["a", "b"], dealer="d")
     ...     x = ctx.party("a").run(lambda: np.array([1000.0, -2000.0])).to(mpc)
     ...     y, = mul_consts([(x, 1e-5)])
-    ...     return np.round(y.reveal(), 5).tolist()
+    ...     out = y.reveal(to="a")
+    ...     return np.round(out.value, 5).tolist() if ctx.me == "a" else None
     >>> simulate(prog, ["a", "b", "d"], mode="thread")["a"]
     [0.01, -0.02]
     """
