@@ -15,7 +15,13 @@ from jointml.core.errors import ModelError
 from jointml.ml.base import SecureEstimator, clone
 from jointml.ml.checks import announced_shape
 from jointml.ml.linear import SSGLM, SSLogisticRegression
-from jointml.ml.shares import export_share, import_share, order_matters, share_from_json, share_to_json
+from jointml.ml.shares import (
+    export_share,
+    import_share,
+    order_matters,
+    share_from_json,
+    share_to_json,
+)
 from jointml.ml.tree.ss_xgb import SSXGBClassifier, SSXGBError
 from jointml.mpc import MpcDevice
 from jointml.runtime import PartyFailed, simulate

@@ -17,7 +17,8 @@ message (e.g. the number of NaN values and the row of the first one). Nothing el
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..runtime.context import PartyContext
     from ..runtime.device import PartyObject
 
-__all__ = ["array_problem", "announced_shape"]
+__all__ = ["announced_shape", "array_problem"]
 
 
 def array_problem(

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..core.errors import JointMLError, ModelError
 
-__all__ = ["export_share", "import_share", "share_to_json", "share_from_json", "order_matters"]
+__all__ = ["export_share", "import_share", "order_matters", "share_from_json", "share_to_json"]
 
 
 def export_share(share: Any) -> list[np.ndarray]:

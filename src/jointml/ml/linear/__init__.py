@@ -13,4 +13,4 @@ from .base import SecureLinearModel
 from .glm import SSGLM
 from .logistic import SSLogisticRegression
 
-__all__ = ["ModelError", "SecureLinearModel", "SSGLM", "SSLogisticRegression"]
+__all__ = ["SSGLM", "ModelError", "SSLogisticRegression", "SecureLinearModel"]

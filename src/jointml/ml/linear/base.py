@@ -59,9 +59,15 @@ from ...runtime.persist import ModelPart
 from ..base import SecureEstimator, check_param
 from ..checks import announced_shape
 from ..shares import order_matters, share_from_json, share_to_json
-from .features import FeatureLayout, block_shapes, check_blocks, collect_blocks, prediction_rows
+from .features import (
+    FeatureLayout,
+    block_shapes,
+    check_blocks,
+    collect_blocks,
+    prediction_rows,
+)
 
-__all__ = ["SecureLinearModel", "public_permutation", "mul_consts"]
+__all__ = ["SecureLinearModel", "mul_consts", "public_permutation"]
 
 LR_SCHEDULES = ("constant", "invscaling", "step")
 

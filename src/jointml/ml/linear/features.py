@@ -12,8 +12,9 @@ and the feature names (the frame's public column names, or generated ones).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from ...core.errors import ModelError
 from ...mpc import SecretArray
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...mpc import MpcDevice
     from ...runtime.context import PartyContext
 
-__all__ = ["FeatureLayout", "collect_blocks", "check_blocks", "block_shapes", "prediction_rows"]
+__all__ = ["FeatureLayout", "block_shapes", "check_blocks", "collect_blocks", "prediction_rows"]
 
 
 @dataclass
@@ -67,7 +68,9 @@ def collect_blocks(X: Any, feature_names: Mapping[str, list[str]] | None = None)
     """
     if isinstance(X, dict):
         return dict(X), dict(feature_names or {})
-    from ...data.frames import VDataFrame  # imports pandas (0.4 s): only when a frame is passed
+    from ...data.frames import (
+        VDataFrame,  # imports pandas (0.4 s): only when a frame is passed
+    )
 
     if isinstance(X, VDataFrame):
         X.check_numeric()
