@@ -51,7 +51,7 @@ import numpy as np
 
 from ...core.errors import ModelError
 from ...core.prg import Prg
-from ...mpc import MpcDevice, SecretArray, concatenate
+from ...mpc import MpcDevice, SecretArray, concatenate, nonlinear
 from ...mpc.masked import BlockMatrix
 from ...runtime.collectives import broadcast
 from ...runtime.device import PartyObject
@@ -398,8 +398,6 @@ class SecureLinearModel(SecureEstimator):
         g = upd[0] + upd[1] if self.l2 else upd[0]
         w = w - g
         if self.l1:
-            from ...mpc import nonlinear
-
             t = lr * self.l1
             w = w - nonlinear.clip(w, -t, t)  # proximal step (soft threshold): w - clip(w, -t, t)
         if self.fit_intercept:
