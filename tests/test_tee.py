@@ -13,12 +13,11 @@ from jointml.tee import (AttestationError, ChannelError, ClusterManager, Task, E
                          PartyIdentity, Policy, Quote, SealingError, SoftwareSimulationPlatform, TrustedPlatform,
                          Verifier, measure, seal, unseal)
 from jointml.tee import channel as ch
-from jointml.tee.apps import row_ids_digest, training_config
+from jointml.apps.tee_train import row_ids_digest, sharded_ridge_job, training_config
 from jointml.tee.attestation import make_quote
 from jointml.tee.enclave import wait_until
-from jointml.tee.manager import sharded_ridge_job
 
-PROGRAM = "jointml.tee.apps"
+PROGRAM = "jointml.apps.tee_train"
 M_A = "aa" * 32
 M_B = "bb" * 32
 
@@ -200,7 +199,7 @@ def _credit_data():
 def test_tee_training_german_credit_matches_plaintext(plat, plat_dir, ids, model):
     from sklearn.metrics import roc_auc_score
 
-    from jointml.tee.apps import make_estimator, model_decision_function
+    from jointml.apps.tee_train import make_estimator, model_decision_function
 
     data, y, tr, te = _credit_data()
     cfg = training_config({k: v.public_key for k, v in ids.items()}, feature_parties=["alice", "bob"],
@@ -401,7 +400,7 @@ def test_session_replay_refused(plat, plat_dir, ids):
 
 
 def test_sealed_model_loaded_only_by_same_measurement(plat, plat_dir, ids):
-    from jointml.tee.apps import model_decision_function
+    from jointml.apps.tee_train import model_decision_function
 
     cfg, policy, X, y = _small_training(plat, ids)
     with Enclave(PROGRAM, cfg, platform_dir=plat_dir) as enc:
@@ -449,7 +448,7 @@ def test_hybrid_train_in_tee_predict_under_mpc(plat, plat_dir, protocol):
 
     from jointml.mpc import MpcDevice
     from jointml.runtime import simulate
-    from jointml.tee.hybrid import fetch_model_share, predict, secret_model
+    from jointml.apps.hybrid import fetch_model_share, predict, secret_model
 
     ids3 = {p: PartyIdentity(p) for p in ("alice", "bob", "carol")}
     compute = ["alice", "bob"] if protocol == "semi2k" else ["alice", "bob", "carol"]
@@ -494,7 +493,7 @@ def test_hybrid_train_in_tee_predict_under_mpc(plat, plat_dir, protocol):
 
 
 def _tecc_setup(plat, epochs=30):
-    from jointml.tee.tecc import role_measurements, tecc_config
+    from jointml.apps.tecc import role_measurements, tecc_config
 
     ids2 = {p: PartyIdentity(p) for p in ("alice", "bob")}
     peer = Policy(trusted_platforms=(TrustedPlatform.of(plat),), allow_simulation=True).to_config()
@@ -504,7 +503,7 @@ def _tecc_setup(plat, epochs=30):
 
 
 def _tecc_sessions(cl, ids2, meas, plat):
-    from jointml.tee.tecc import ROLES
+    from jointml.apps.tecc import ROLES
 
     return {p: {r: EnclaveSession(cl.enclaves[r], ids2[p], Verifier(_policy(plat, [meas[r]]))) for r in ROLES}
             for p in ids2}
@@ -514,7 +513,7 @@ def test_tecc_credit_lr_matches_plaintext(plat, plat_dir):
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    from jointml.tee.tecc import ROLES, TeccCluster, plaintext_reference, reconstruct, share_input
+    from jointml.apps.tecc import ROLES, TeccCluster, plaintext_reference, reconstruct, share_input
 
     ids2, cfg, meas = _tecc_setup(plat)
     assert len(set(meas.values())) == 3  # the role is part of each enclave's measurement
@@ -555,7 +554,7 @@ def test_tecc_credit_lr_matches_plaintext(plat, plat_dir):
 def test_tecc_enclave_death_fails_fast(plat, plat_dir):
     import threading
 
-    from jointml.tee.tecc import TeccCluster, share_input
+    from jointml.apps.tecc import TeccCluster, share_input
 
     ids2, cfg, meas = _tecc_setup(plat, epochs=2000)
     g = np.random.default_rng(1)  # public test data
@@ -578,7 +577,7 @@ def test_tecc_enclave_death_fails_fast(plat, plat_dir):
 
 def test_reconstruct_detects_inconsistent_share():
     from jointml.core import wire
-    from jointml.tee.tecc import reconstruct
+    from jointml.apps.tecc import reconstruct
 
     comps = [np.array([5, 6], np.uint64), np.array([7, 8], np.uint64), np.array([9, 10], np.uint64)]
 
