@@ -598,3 +598,94 @@ def test_reconstruct_detects_inconsistent_share():
 def test_unknown_program_refused_at_boot(plat_dir):
     with pytest.raises(EnclaveError, match="unknown enclave program"):
         Enclave("os.system", {}, platform_dir=plat_dir)
+
+
+# -- TeeDevice: the enclave as a device of an SPMD program --------------------------------
+
+
+def test_tee_device_transfer_run_reveal(plat, plat_dir, ids):
+    from jointml.apps.tee_train import model_decision_function, train_in_tee
+    from jointml.runtime import simulate
+    from jointml.tee import Sealed, TeeDevice, TeeDeviceError
+    from jointml.core.errors import ParameterError
+
+    cfg, policy, X, y = _small_training(plat, ids)
+    with Enclave(PROGRAM, cfg, platform_dir=plat_dir) as enc:
+        def prog(ctx):
+            tee = TeeDevice(ctx, enc, ["alice", "bob"], identity=ids[ctx.me], verifier=Verifier(policy))
+            assert tee.measurement == measure(PROGRAM, cfg)
+            blocks = {"alice": ctx.party("alice").run(lambda: X[:, :3]), "bob": ctx.party("bob").run(lambda: X[:, 3:])}
+            labels = ctx.party("alice").run(lambda: y)
+            model = train_in_tee(tee, blocks, labels, row_ids_sha256=row_ids_digest(np.arange(300)))
+            assert isinstance(model, Sealed) and model.meta["rows"] == 300 and model.meta["features"] == 6
+            got = model.reveal(to="alice", op="get_model")
+            with pytest.raises(TeeDeviceError, match="not a result party"):  # raised at both parties
+                model.reveal(to="bob", op="get_model")
+            with pytest.raises(ParameterError, match="code is never sent"):
+                tee.run(lambda: 0, by="alice")
+            return got.value if ctx.me == "alice" else None
+
+        out = simulate(prog, ["alice", "bob"], mode="thread")
+        relayed = [b for _, b in enc.relay_log]
+    scores = model_decision_function(out["alice"], X)
+    ref = __import__("sklearn.linear_model", fromlist=["x"]).LogisticRegression(C=1.0, max_iter=1000).fit(X, y)
+    np.testing.assert_allclose(scores, ref.decision_function(X), rtol=1e-6, atol=1e-6)
+    assert not any(X[:, 3:][0].tobytes() in f or y[:64].tobytes() in f for f in relayed)  # ciphertext only
+
+
+def test_tee_device_refuses_unattested_enclave_at_every_party(plat, plat_dir, ids):
+    from jointml.runtime import simulate
+    from jointml.tee import TeeDevice
+
+    cfg, policy, X, y = _small_training(plat, ids)
+    other = dict(cfg, result_parties=["alice", "bob"])  # the host started another configuration
+    with Enclave(PROGRAM, other, platform_dir=plat_dir) as enc:
+        def prog(ctx):
+            with pytest.raises(AttestationError, match="not on the allow-list"):
+                TeeDevice(ctx, enc, ["alice", "bob"], identity=ids[ctx.me], verifier=Verifier(policy))
+            return True
+
+        assert simulate(prog, ["alice", "bob"], mode="thread") == {"alice": True, "bob": True}
+        assert not any(b"upload" in f or b"session" in f for d, f in enc.relay_log if d == "to_enclave")
+
+
+def test_outsider_shares_round_trip_and_layout():
+    from jointml.apps.outsider_shares import combine_from_outsider, export_share, import_share, split_for_outsider
+    from jointml.core.errors import ConfigError, EncodingRangeError
+    from jointml.mpc import MpcDevice
+    from jointml.runtime import simulate
+
+    v = np.array([[1.25, -3.5], [0.0, 1e4]])
+    for proto, n in (("semi2k", 2), ("semi2k", 3), ("aby3", 3)):
+        parts = split_for_outsider(v, proto, n)
+        np.testing.assert_array_equal(combine_from_outsider(parts, proto), v)
+        assert all(len(p) == (2 if proto == "aby3" else 1) for p in parts)
+    with pytest.raises(ConfigError):
+        split_for_outsider(v, "aby3", 2)
+    with pytest.raises(EncodingRangeError):
+        split_for_outsider(np.array([np.nan]), "aby3", 3)
+    parts = split_for_outsider(v, "aby3", 3)
+
+    def prog(ctx):  # imported shares compute like any secret; exported ones combine again
+        mpc = MpcDevice(ctx, protocol="aby3")
+        x = import_share(mpc, parts[mpc.parties.index(ctx.me)], v.shape)
+        return export_share(x * 2.0)
+
+    out = simulate(prog, ["p0", "p1", "p2"], mode="thread")
+    np.testing.assert_allclose(combine_from_outsider([out[p] for p in ("p0", "p1", "p2")], "aby3"), 2 * v, atol=1e-4)
+
+
+def test_tee_layer_imports_no_application():
+    """tee/ is infrastructure: no import of apps/, ml/ or jobs/ (programs are named by path only)."""
+    import ast
+    from pathlib import Path
+
+    import jointml.tee
+
+    for f in Path(jointml.tee.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                mod = ("." * node.level) + (node.module or "")
+                assert not mod.startswith(("..apps", "..ml", "..jobs", "jointml.apps", "jointml.ml")), (f.name, mod)
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith(("jointml.apps", "jointml.ml")) for a in node.names), f.name

@@ -53,10 +53,10 @@ faults, timing), rollback of sealed state, a compromised vendor key, poisoned
 training data from a malicious data owner. The simulation does not measure the
 third-party libraries (numpy, scikit-learn, cryptography) a program imports.
 
-*Centralised TEE training / online prediction* (:mod:`jointml.apps.tee_train`): one enclave sees all
-data in plaintext; its compromise (in simulation: its host) exposes everything.
-Cheap: plaintext speed inside. Result parties learn the model and prediction scores;
-other data owners learn row and feature counts.
+*Centralised TEE training / online prediction* (:mod:`jointml.apps.tee_train`): one
+enclave sees all data in plaintext; its compromise (in simulation: its host) exposes
+everything. Cheap: plaintext speed inside. Result parties learn the model and
+prediction scores; other data owners learn row and feature counts.
 
 *Enclave cluster* (:mod:`.manager`): as above for every member; the data key exists
 only inside attested enclaves (generated inside, moved between enclaves only after
@@ -64,18 +64,19 @@ mutual attestation, stored by the host only sealed to the measurement). The mana
 is trusted for availability only. Not yet enforced: the host chooses which encrypted
 shards a job combines (it could leave some out).
 
-*Hybrid* (:mod:`jointml.apps.hybrid`): training as centralised; afterwards the enclave releases
-the model only as secret shares to the configured MPC parties, so prediction runs
-under the MPC protocol's model (semi2k: semi-honest, trusted dealer; aby3: semi-honest
-honest majority) and no single party holds the model.
+*Hybrid* (:mod:`jointml.apps.hybrid`): training as centralised; afterwards the
+enclave releases the model only as secret shares to the configured MPC parties, so
+prediction runs under the MPC protocol's model (semi2k: semi-honest, trusted dealer;
+aby3: semi-honest honest majority) and no single party holds the model.
 
-*TECC* (:mod:`.tecc`, :mod:`jointml.apps.tecc`): three enclaves with distinct, role-bound measurements run ABY3
-on replicated shares that data owners send to each enclave separately; enclaves talk
-over pairwise attested channels relayed by the hosts. Confidentiality needs at most
-one of the three TEEs broken (or, in simulation, at most one curious host) -- TEE and
-MPC guarantees stack. A wrong output share from one enclave is detected when the
-result party reconstructs; a malicious enclave can otherwise bias the computation
-(semi-honest ABY3). Enclave death aborts the job fast (no reassignment in TECC yet).
+*TECC* (:mod:`.tecc`, :mod:`jointml.apps.tecc`): three enclaves with distinct,
+role-bound measurements run ABY3 on replicated shares that data owners send to each
+enclave separately; enclaves talk over pairwise attested channels relayed by the
+hosts. Confidentiality needs at most one of the three TEEs broken (or, in
+simulation, at most one curious host) -- TEE and MPC guarantees stack. A wrong
+output share from one enclave is detected when the result party reconstructs; a
+malicious enclave can otherwise bias the computation (semi-honest ABY3). Enclave
+death aborts the job fast (no reassignment in TECC yet).
 
 What is simulated: enclave memory isolation (OS process boundary only), the quote
 signing key (a file, not fused into a CPU), the sealing root secret (a file), debug
