@@ -9,11 +9,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jointml.tee import (AttestationError, ChannelError, ClusterManager, Task, Enclave, EnclaveError, EnclaveSession,
-                         PartyIdentity, Policy, Quote, SealingError, SoftwareSimulationPlatform, TrustedPlatform,
-                         Verifier, measure, seal, unseal)
-from jointml.tee import channel as ch
 from jointml.apps.tee_train import row_ids_digest, sharded_ridge_job, training_config
+from jointml.tee import (
+    AttestationError,
+    ChannelError,
+    ClusterManager,
+    Enclave,
+    EnclaveError,
+    EnclaveSession,
+    PartyIdentity,
+    Policy,
+    Quote,
+    SealingError,
+    SoftwareSimulationPlatform,
+    Task,
+    TrustedPlatform,
+    Verifier,
+    measure,
+    seal,
+    unseal,
+)
+from jointml.tee import channel as ch
 from jointml.tee.attestation import make_quote
 from jointml.tee.enclave import wait_until
 
@@ -446,9 +462,9 @@ def test_hybrid_train_in_tee_predict_under_mpc(plat, plat_dir, protocol):
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
+    from jointml.apps.hybrid import fetch_model_share, predict, secret_model
     from jointml.mpc import MpcDevice
     from jointml.runtime import simulate
-    from jointml.apps.hybrid import fetch_model_share, predict, secret_model
 
     ids3 = {p: PartyIdentity(p) for p in ("alice", "bob", "carol")}
     compute = ["alice", "bob"] if protocol == "semi2k" else ["alice", "bob", "carol"]
@@ -576,8 +592,8 @@ def test_tecc_enclave_death_fails_fast(plat, plat_dir):
 
 
 def test_reconstruct_detects_inconsistent_share():
-    from jointml.core import wire
     from jointml.apps.tecc import reconstruct
+    from jointml.core import wire
 
     comps = [np.array([5, 6], np.uint64), np.array([7, 8], np.uint64), np.array([9, 10], np.uint64)]
 
@@ -605,9 +621,9 @@ def test_unknown_program_refused_at_boot(plat_dir):
 
 def test_tee_device_transfer_run_reveal(plat, plat_dir, ids):
     from jointml.apps.tee_train import model_decision_function, train_in_tee
+    from jointml.core.errors import ParameterError
     from jointml.runtime import simulate
     from jointml.tee import Sealed, TeeDevice, TeeDeviceError
-    from jointml.core.errors import ParameterError
 
     cfg, policy, X, y = _small_training(plat, ids)
     with Enclave(PROGRAM, cfg, platform_dir=plat_dir) as enc:

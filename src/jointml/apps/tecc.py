@@ -117,7 +117,7 @@ def share_input(sessions: Mapping[str, EnclaveSession], name: str, value: np.nda
     if name == "y" and not np.isin(value, (0.0, 1.0)).all():
         raise DataError("labels must be 0/1", field="y")
     parts = split_for_outsider(value, "aby3", len(ROLES), frac_bits)
-    for r, mine in zip(ROLES, parts):
+    for r, mine in zip(ROLES, parts, strict=True):
         sessions[r].call("tecc_input", {"name": name, "shape": list(value.shape)}, list(mine))
 
 

@@ -134,11 +134,10 @@ def run_tecc(rows: int = 5_000, features: int = 20, epochs: int = 20, platform_d
     >>> run_tecc.__defaults__[:3]  # rows, features, epochs (a benchmark: never run in tests)
     (5000, 20, 20)
     """
+    from ..apps.tecc import ROLES, TeccCluster, plaintext_reference, reconstruct, role_measurements, share_input, tecc_config
     from ..data.metrics import roc_auc
     from ..tee import EnclaveSession, PartyIdentity, Policy, TrustedPlatform, Verifier
     from ..tee.platform import SIMULATION_LABEL, SIMULATION_PLATFORM, load_platform
-    from ..apps.tecc import (ROLES, TeccCluster, plaintext_reference, reconstruct, role_measurements, share_input,
-                             tecc_config)
 
     Xtr, ytr, Xte, yte = make_data(rows, features)
     n, h = len(Xtr), features // 2

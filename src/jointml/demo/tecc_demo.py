@@ -126,6 +126,14 @@ def run(mode: str = "process", out_dir: str = "jointml-demo-out", verbose: bool 
     >>> run.__module__  # starts two party processes and three enclaves: see tests/test_tecc_demo.py
     'jointml.demo.tecc_demo'
     """
+    from ..apps.tecc import (
+        ROLES,
+        TeccCluster,
+        reconstruct,
+        role_measurements,
+        share_input,
+        tecc_config,
+    )
     from ..data.metrics import ks, roc_auc
     from ..tee import (
         EnclaveSession,
@@ -134,14 +142,6 @@ def run(mode: str = "process", out_dir: str = "jointml-demo-out", verbose: bool 
         TrustedPlatform,
         Verifier,
         load_platform,
-    )
-    from ..apps.tecc import (
-        ROLES,
-        TeccCluster,
-        reconstruct,
-        role_measurements,
-        share_input,
-        tecc_config,
     )
 
     out = Path(out_dir)
@@ -204,7 +204,8 @@ def run(mode: str = "process", out_dir: str = "jointml-demo-out", verbose: bool 
     mpc_bytes = sum(v["bytes_sent"] for v in enclave_summary.values())
     summary = {
         "job": "joint credit scoring (German credit), TECC",
-        "model": f"SSLogisticRegression (full-batch GD, {epochs} epochs, lr {learning_rate}, l2 {l2}) under ABY3 in 3 TECC enclaves",
+        "model": (f"SSLogisticRegression (full-batch GD, {epochs} epochs, lr {learning_rate}, l2 {l2}) "
+                  "under ABY3 in 3 TECC enclaves"),
         "tee": "tecc",
         "simulation": bool(simulated),
         "simulation_note": SIMULATION_BANNER,

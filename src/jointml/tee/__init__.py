@@ -88,8 +88,7 @@ from .channel import ChannelError, PartyIdentity, SecureChannel
 from .device import Sealed, TeeDevice, TeeDeviceError
 from .enclave import Enclave, EnclaveDied, EnclaveError, EnclaveSession
 from .manager import ClusterError, ClusterManager, Task
-from .platform import (SIMULATION_LABEL, SIMULATION_PLATFORM, AttestationError, Platform,
-                       SoftwareSimulationPlatform, load_platform)
+from .platform import SIMULATION_LABEL, SIMULATION_PLATFORM, AttestationError, Platform, SoftwareSimulationPlatform, load_platform
 from .sealing import SealingError, seal, unseal
 
 __all__ = [

@@ -26,8 +26,8 @@ import json
 import secrets
 import threading
 import time
-from pathlib import Path
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .platform import SIMULATION_PLATFORM, AttestationError, Platform, platform_id

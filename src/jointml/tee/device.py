@@ -4,9 +4,13 @@ It fits the transfer table of the other devices (DESIGN section 2):
 
 | transfer | what happens |
 | --- | --- |
-| ``x.to(tee, op=...)`` | the owner of the PartyObject ``x`` sends it to the enclave, encrypted over its own attested session (AES-GCM keyed by the enclave's *attested* X25519 key) |
-| ``tee.run(op, by=party)`` | the enclave runs one operation of its registered program (named, never code sent), started by one party |
-| ``sealed.reveal(to=party, op=...)`` | the enclave sends a result to that one party, encrypted to its session; the program refuses parties its measured configuration does not name |
+| ``x.to(tee, op=...)`` | the owner of PartyObject ``x`` sends it encrypted over its own attested session |
+| ``tee.run(op, by=party)`` | the enclave runs one named operation of its registered program (no code is sent) |
+| ``sealed.reveal(to=party, op=...)`` | the enclave sends a result to that one party, encrypted to its session |
+
+Sessions are keyed by the enclave's *attested* X25519 key (AES-GCM records with
+sequence numbers); the program refuses parties its measured configuration does not
+name (e.g. a reveal to a party that is not a result party).
 
 A party sends nothing before the enclave's quote verified against *its own*
 :class:`~jointml.tee.attestation.Verifier` (allow-listed measurement, trusted
