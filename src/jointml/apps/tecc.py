@@ -128,7 +128,7 @@ def reconstruct(sessions: Mapping[str, EnclaveSession], frac_bits: int = DEFAULT
     'jointml.apps.tecc'
     """
     got = [sessions[r].call("tecc_result").arrays for r in ROLES]
-    return combine_from_outsider(got, "aby3", frac_bits, names=[f"TECC result: enclave {r}" for r in ROLES])
+    return combine_from_outsider(got, "aby3", frac_bits, names=[f"enclave {r}" for r in ROLES])
 
 
 class TeccCluster(infra.TeccCluster):
