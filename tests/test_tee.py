@@ -9,16 +9,31 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jointml.tee import (AttestationError, ChannelError, ClusterManager, Task, Enclave, EnclaveError, EnclaveSession,
-                         PartyIdentity, Policy, Quote, SealingError, SoftwareSimulationPlatform, TrustedPlatform,
-                         Verifier, measure, seal, unseal)
+from jointml.apps.tee_train import row_ids_digest, sharded_ridge_job, training_config
+from jointml.tee import (
+    AttestationError,
+    ChannelError,
+    ClusterManager,
+    Enclave,
+    EnclaveError,
+    EnclaveSession,
+    PartyIdentity,
+    Policy,
+    Quote,
+    SealingError,
+    SoftwareSimulationPlatform,
+    Task,
+    TrustedPlatform,
+    Verifier,
+    measure,
+    seal,
+    unseal,
+)
 from jointml.tee import channel as ch
-from jointml.tee.apps import row_ids_digest, training_config
 from jointml.tee.attestation import make_quote
 from jointml.tee.enclave import wait_until
-from jointml.tee.manager import sharded_ridge_job
 
-PROGRAM = "jointml.tee.apps"
+PROGRAM = "jointml.apps.tee_train"
 M_A = "aa" * 32
 M_B = "bb" * 32
 
@@ -200,7 +215,7 @@ def _credit_data():
 def test_tee_training_german_credit_matches_plaintext(plat, plat_dir, ids, model):
     from sklearn.metrics import roc_auc_score
 
-    from jointml.tee.apps import make_estimator, model_decision_function
+    from jointml.apps.tee_train import make_estimator, model_decision_function
 
     data, y, tr, te = _credit_data()
     cfg = training_config({k: v.public_key for k, v in ids.items()}, feature_parties=["alice", "bob"],
@@ -401,7 +416,7 @@ def test_session_replay_refused(plat, plat_dir, ids):
 
 
 def test_sealed_model_loaded_only_by_same_measurement(plat, plat_dir, ids):
-    from jointml.tee.apps import model_decision_function
+    from jointml.apps.tee_train import model_decision_function
 
     cfg, policy, X, y = _small_training(plat, ids)
     with Enclave(PROGRAM, cfg, platform_dir=plat_dir) as enc:
@@ -447,9 +462,9 @@ def test_hybrid_train_in_tee_predict_under_mpc(plat, plat_dir, protocol):
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
+    from jointml.apps.hybrid import fetch_model_share, predict, secret_model
     from jointml.mpc import MpcDevice
     from jointml.runtime import simulate
-    from jointml.tee.hybrid import fetch_model_share, predict, secret_model
 
     ids3 = {p: PartyIdentity(p) for p in ("alice", "bob", "carol")}
     compute = ["alice", "bob"] if protocol == "semi2k" else ["alice", "bob", "carol"]
@@ -494,7 +509,7 @@ def test_hybrid_train_in_tee_predict_under_mpc(plat, plat_dir, protocol):
 
 
 def _tecc_setup(plat, epochs=30):
-    from jointml.tee.tecc import role_measurements, tecc_config
+    from jointml.apps.tecc import role_measurements, tecc_config
 
     ids2 = {p: PartyIdentity(p) for p in ("alice", "bob")}
     peer = Policy(trusted_platforms=(TrustedPlatform.of(plat),), allow_simulation=True).to_config()
@@ -504,7 +519,7 @@ def _tecc_setup(plat, epochs=30):
 
 
 def _tecc_sessions(cl, ids2, meas, plat):
-    from jointml.tee.tecc import ROLES
+    from jointml.apps.tecc import ROLES
 
     return {p: {r: EnclaveSession(cl.enclaves[r], ids2[p], Verifier(_policy(plat, [meas[r]]))) for r in ROLES}
             for p in ids2}
@@ -514,7 +529,7 @@ def test_tecc_credit_lr_matches_plaintext(plat, plat_dir):
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    from jointml.tee.tecc import ROLES, TeccCluster, plaintext_reference, reconstruct, share_input
+    from jointml.apps.tecc import ROLES, TeccCluster, plaintext_reference, reconstruct, share_input
 
     ids2, cfg, meas = _tecc_setup(plat)
     assert len(set(meas.values())) == 3  # the role is part of each enclave's measurement
@@ -555,7 +570,7 @@ def test_tecc_credit_lr_matches_plaintext(plat, plat_dir):
 def test_tecc_enclave_death_fails_fast(plat, plat_dir):
     import threading
 
-    from jointml.tee.tecc import TeccCluster, share_input
+    from jointml.apps.tecc import TeccCluster, share_input
 
     ids2, cfg, meas = _tecc_setup(plat, epochs=2000)
     g = np.random.default_rng(1)  # public test data
@@ -577,8 +592,8 @@ def test_tecc_enclave_death_fails_fast(plat, plat_dir):
 
 
 def test_reconstruct_detects_inconsistent_share():
+    from jointml.apps.tecc import reconstruct
     from jointml.core import wire
-    from jointml.tee.tecc import reconstruct
 
     comps = [np.array([5, 6], np.uint64), np.array([7, 8], np.uint64), np.array([9, 10], np.uint64)]
 
@@ -599,3 +614,94 @@ def test_reconstruct_detects_inconsistent_share():
 def test_unknown_program_refused_at_boot(plat_dir):
     with pytest.raises(EnclaveError, match="unknown enclave program"):
         Enclave("os.system", {}, platform_dir=plat_dir)
+
+
+# -- TeeDevice: the enclave as a device of an SPMD program --------------------------------
+
+
+def test_tee_device_transfer_run_reveal(plat, plat_dir, ids):
+    from jointml.apps.tee_train import model_decision_function, train_in_tee
+    from jointml.core.errors import ParameterError
+    from jointml.runtime import simulate
+    from jointml.tee import Sealed, TeeDevice, TeeDeviceError
+
+    cfg, policy, X, y = _small_training(plat, ids)
+    with Enclave(PROGRAM, cfg, platform_dir=plat_dir) as enc:
+        def prog(ctx):
+            tee = TeeDevice(ctx, enc, ["alice", "bob"], identity=ids[ctx.me], verifier=Verifier(policy))
+            assert tee.measurement == measure(PROGRAM, cfg)
+            blocks = {"alice": ctx.party("alice").run(lambda: X[:, :3]), "bob": ctx.party("bob").run(lambda: X[:, 3:])}
+            labels = ctx.party("alice").run(lambda: y)
+            model = train_in_tee(tee, blocks, labels, row_ids_sha256=row_ids_digest(np.arange(300)))
+            assert isinstance(model, Sealed) and model.meta["rows"] == 300 and model.meta["features"] == 6
+            got = model.reveal(to="alice", op="get_model")
+            with pytest.raises(TeeDeviceError, match="not a result party"):  # raised at both parties
+                model.reveal(to="bob", op="get_model")
+            with pytest.raises(ParameterError, match="code is never sent"):
+                tee.run(lambda: 0, by="alice")
+            return got.value if ctx.me == "alice" else None
+
+        out = simulate(prog, ["alice", "bob"], mode="thread")
+        relayed = [b for _, b in enc.relay_log]
+    scores = model_decision_function(out["alice"], X)
+    ref = __import__("sklearn.linear_model", fromlist=["x"]).LogisticRegression(C=1.0, max_iter=1000).fit(X, y)
+    np.testing.assert_allclose(scores, ref.decision_function(X), rtol=1e-6, atol=1e-6)
+    assert not any(X[:, 3:][0].tobytes() in f or y[:64].tobytes() in f for f in relayed)  # ciphertext only
+
+
+def test_tee_device_refuses_unattested_enclave_at_every_party(plat, plat_dir, ids):
+    from jointml.runtime import simulate
+    from jointml.tee import TeeDevice
+
+    cfg, policy, X, y = _small_training(plat, ids)
+    other = dict(cfg, result_parties=["alice", "bob"])  # the host started another configuration
+    with Enclave(PROGRAM, other, platform_dir=plat_dir) as enc:
+        def prog(ctx):
+            with pytest.raises(AttestationError, match="not on the allow-list"):
+                TeeDevice(ctx, enc, ["alice", "bob"], identity=ids[ctx.me], verifier=Verifier(policy))
+            return True
+
+        assert simulate(prog, ["alice", "bob"], mode="thread") == {"alice": True, "bob": True}
+        assert not any(b"upload" in f or b"session" in f for d, f in enc.relay_log if d == "to_enclave")
+
+
+def test_outsider_shares_round_trip_and_layout():
+    from jointml.apps.outsider_shares import combine_from_outsider, export_share, import_share, split_for_outsider
+    from jointml.core.errors import ConfigError, EncodingRangeError
+    from jointml.mpc import MpcDevice
+    from jointml.runtime import simulate
+
+    v = np.array([[1.25, -3.5], [0.0, 1e4]])
+    for proto, n in (("semi2k", 2), ("semi2k", 3), ("aby3", 3)):
+        parts = split_for_outsider(v, proto, n)
+        np.testing.assert_array_equal(combine_from_outsider(parts, proto), v)
+        assert all(len(p) == (2 if proto == "aby3" else 1) for p in parts)
+    with pytest.raises(ConfigError):
+        split_for_outsider(v, "aby3", 2)
+    with pytest.raises(EncodingRangeError):
+        split_for_outsider(np.array([np.nan]), "aby3", 3)
+    parts = split_for_outsider(v, "aby3", 3)
+
+    def prog(ctx):  # imported shares compute like any secret; exported ones combine again
+        mpc = MpcDevice(ctx, protocol="aby3")
+        x = import_share(mpc, parts[mpc.parties.index(ctx.me)], v.shape)
+        return export_share(x * 2.0)
+
+    out = simulate(prog, ["p0", "p1", "p2"], mode="thread")
+    np.testing.assert_allclose(combine_from_outsider([out[p] for p in ("p0", "p1", "p2")], "aby3"), 2 * v, atol=1e-4)
+
+
+def test_tee_layer_imports_no_application():
+    """tee/ is infrastructure: no import of apps/, ml/ or jobs/ (programs are named by path only)."""
+    import ast
+    from pathlib import Path
+
+    import jointml.tee
+
+    for f in Path(jointml.tee.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                mod = ("." * node.level) + (node.module or "")
+                assert not mod.startswith(("..apps", "..ml", "..jobs", "jointml.apps", "jointml.ml")), (f.name, mod)
+            elif isinstance(node, ast.Import):
+                assert not any(a.name.startswith(("jointml.apps", "jointml.ml")) for a in node.names), f.name

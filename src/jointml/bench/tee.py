@@ -11,8 +11,8 @@ enclave's one-time scikit-learn import, which the baseline process has already
 paid) and for the in-enclave fit alone, the setup breakdown, relayed bytes and both
 AUCs.
 
-`run_tecc` reports the TECC figure: ABY3 logistic regression by full-batch gradient
-descent with each MPC party in its own attested enclave (records relayed by the
+`run_tecc` reports the TECC figure: ``SSLogisticRegression`` (ABY3, full-batch gradient
+descent) with each MPC party in its own attested enclave (records relayed by the
 host), beside the same gradient descent in numpy.
 
 The enclave is a software simulation: the figures show the protocol's cost (process
@@ -26,10 +26,16 @@ import time
 
 import numpy as np
 
+from ..core.errors import ParameterError
 from ..core.prg import public_rng
 
 
 def make_data(rows: int, features: int, seed: int = 0):
+    """Public synthetic data: (X_train, y_train, X_test, y_test), a tenth (at least 1000 rows, at most half) for test.
+
+    >>> [a.shape for a in make_data(40, 3)]
+    [(20, 3), (20,), (20, 3), (20,)]
+    """
     # Public synthetic benchmark data: numpy's generator protects nothing here.
     g = public_rng(seed)
     X = g.normal(size=(rows, features))
@@ -41,13 +47,25 @@ def make_data(rows: int, features: int, seed: int = 0):
 
 def run(rows: int = 100_000, features: int = 50, model: str = "logistic_regression", max_iter: int = 1000,
         n_estimators: int = 50, platform_dir: str | None = None) -> dict:
-    """`model`: "logistic_regression" or "gbdt" (scikit-learn GradientBoostingClassifier)."""
+    """`model`: "logistic_regression" or "gbdt" (scikit-learn GradientBoostingClassifier).
 
+    >>> run(rows=100, model="svm")  # checked before any enclave starts
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.ParameterError: field 'model': model must be 'logistic_regression' or 'gbdt', not 'svm'
+    """
+
+    from ..apps.tee_train import PROGRAM, make_estimator, model_decision_function, row_ids_digest, training_config
     from ..data.metrics import roc_auc
     from ..tee import Enclave, EnclaveSession, PartyIdentity, Policy, TrustedPlatform, Verifier, measure
-    from ..tee.apps import make_estimator, model_decision_function, row_ids_digest, training_config
     from ..tee.platform import SIMULATION_LABEL, SIMULATION_PLATFORM, load_platform
 
+    if model == "gbdt":
+        mcfg = {"type": "gbdt", "n_estimators": n_estimators, "max_depth": 3, "random_state": 0}
+    elif model == "logistic_regression":
+        mcfg = {"type": "logistic_regression", "C": 1.0, "max_iter": max_iter}
+    else:
+        raise ParameterError(f"model must be 'logistic_regression' or 'gbdt', not {model!r}", field="model")
     Xtr, ytr, Xte, yte = make_data(rows, features)
     n = len(Xtr)
     h = features // 2
@@ -55,12 +73,6 @@ def run(rows: int = 100_000, features: int = 50, model: str = "logistic_regressi
     plat = load_platform(pdir)
 
     # plaintext baseline, same estimator and data
-    if model == "gbdt":
-        mcfg = {"type": "gbdt", "n_estimators": n_estimators, "max_depth": 3, "random_state": 0}
-    elif model == "logistic_regression":
-        mcfg = {"type": "logistic_regression", "C": 1.0, "max_iter": max_iter}
-    else:
-        raise ValueError(f"model must be 'logistic_regression' or 'gbdt', not {model!r}")
     t0 = time.perf_counter()
     sk = make_estimator(mcfg).fit(Xtr, ytr)
     plain_s = time.perf_counter() - t0
@@ -69,9 +81,9 @@ def run(rows: int = 100_000, features: int = 50, model: str = "logistic_regressi
     ids = {"alice": PartyIdentity("alice"), "bob": PartyIdentity("bob")}
     cfg = training_config({k: v.public_key for k, v in ids.items()}, feature_parties=["alice", "bob"],
                           label_party="alice", result_parties=["alice"], model=mcfg)
-    policy = Policy(frozenset([measure("jointml.tee.apps", cfg)]), (TrustedPlatform.of(plat),), allow_simulation=True)
+    policy = Policy(frozenset([measure(PROGRAM, cfg)]), (TrustedPlatform.of(plat),), allow_simulation=True)
     t_start = time.perf_counter()
-    enc = Enclave("jointml.tee.apps", cfg, platform_dir=pdir)
+    enc = Enclave(PROGRAM, cfg, platform_dir=pdir)
     try:
         t_boot = time.perf_counter()
         sa = EnclaveSession(enc, ids["alice"], Verifier(policy))
@@ -116,13 +128,16 @@ def run(rows: int = 100_000, features: int = 50, model: str = "logistic_regressi
 
 
 def run_tecc(rows: int = 5_000, features: int = 20, epochs: int = 20, platform_dir: str | None = None) -> dict:
-    """TECC figure: ABY3 logistic regression (full-batch GD) with each MPC party in its own
-    attested enclave, beside the same gradient descent in numpy in the same run."""
+    """TECC figure: SSLogisticRegression (ABY3, full-batch GD) with each MPC party in its own
+    attested enclave, beside the same gradient descent in numpy in the same run.
+
+    >>> run_tecc.__defaults__[:3]  # rows, features, epochs (a benchmark: never run in tests)
+    (5000, 20, 20)
+    """
+    from ..apps.tecc import ROLES, TeccCluster, plaintext_reference, reconstruct, role_measurements, share_input, tecc_config
     from ..data.metrics import roc_auc
     from ..tee import EnclaveSession, PartyIdentity, Policy, TrustedPlatform, Verifier
     from ..tee.platform import SIMULATION_LABEL, SIMULATION_PLATFORM, load_platform
-    from ..tee.tecc import (ROLES, TeccCluster, plaintext_reference, reconstruct, role_measurements, share_input,
-                            tecc_config)
 
     Xtr, ytr, Xte, yte = make_data(rows, features)
     n, h = len(Xtr), features // 2

@@ -8,16 +8,17 @@ What runs, in order:
    ``woe_to_owner=True``: each party ends with its own WOE features in plaintext (the
    bank also knows the partner's WOE tables, as in the plain demo; it never sees the
    partner's raw values or bin boundaries).
-2. **three TECC enclaves** (:class:`jointml.tee.tecc.TeccCluster`): each MPC party of
+2. **three TECC enclaves** (:class:`jointml.apps.tecc.TeccCluster`): each MPC party of
    ABY3 in its own attested enclave process, with a role-bound measurement; they attest
    each other pairwise and talk over attested channels relayed by the (untrusted) host.
 3. **each data owner** verifies the quote of every enclave against the measurement of
    its role, under a policy that explicitly allows the software simulation, and sends
-   it replicated secret shares (:func:`jointml.tee.tecc.share_input`) of its training
+   it replicated secret shares (:func:`jointml.apps.tecc.share_input`) of its training
    WOE features, its test-row WOE features and (bank) the training labels. No enclave
    receives a plaintext input.
-4. the enclaves train logistic regression by full-batch gradient descent under ABY3 and
-   score the test rows under MPC; only the bank (the only result party) reconstructs
+4. the enclaves train :class:`jointml.ml.linear.SSLogisticRegression` by full-batch
+   gradient descent under ABY3 (their links: the attested enclave-to-enclave channels)
+   and score the test rows under MPC; only the bank (the only result party) reconstructs
    the model and the test scores, and computes AUC/KS against the same plaintext twin
    as the plain demo (:func:`jointml.demo.credit_demo.plaintext_baseline`).
 
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import DataError
 from ..jobs.credit import CreditJobConfig, credit_pipeline
 from ..runtime import simulate
 from .credit_demo import make_demo_files, plaintext_baseline, write_report
@@ -43,15 +45,53 @@ SIMULATION_BANNER = ("SIMULATION: TECC enclaves are software processes (jointml-
                      "this shows the protocol, not hardware protection")
 
 
+def read_party_file(path: str, party: str):
+    """A party's own input file (CSV, or Parquet by suffix) as a DataFrame; `DataError` naming the party.
+
+    >>> read_party_file("/nonexistent.csv", "bank")
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.DataError: party 'bank': input file not found: /nonexistent.csv
+    """
+    import pandas as pd
+
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"party '{party}': input file not found: {path}")
+    try:
+        return pd.read_parquet(p) if p.suffix in (".parquet", ".pq") else pd.read_csv(p)
+    except (ValueError, OSError, pd.errors.ParserError) as e:
+        raise DataError(f"party '{party}': cannot read {path}: {e}") from None
+
+
+def binary_labels(ctx, label_party: str, label: str, pos_label, frame):
+    """At the label holder: 1.0 where column `label` of its part of `frame` equals `pos_label`, else 0.0.
+
+    >>> import pandas as pd
+    >>> from types import SimpleNamespace
+    >>> def prog(ctx):
+    ...     part = ctx.party("bank").run(lambda: pd.DataFrame({"y": ["bad", "good", "bad"]}))
+    ...     got = binary_labels(ctx, "bank", "y", "bad", SimpleNamespace(parts={"bank": part}))
+    ...     return got.value.tolist() if ctx.me == "bank" else None
+    >>> simulate(prog, ["bank", "partner"], mode="thread")["bank"]
+    [1.0, 0.0, 1.0]
+    """
+    return ctx.party(label_party).run(lambda df: (df[label] == pos_label).to_numpy(np.float64), frame.parts[label_party])
+
+
 def prepare_features(ctx, cfg: CreditJobConfig) -> dict:
     """At each party (SPMD): PSI, public split, WOE binning; returns this party's own WOE
-    features (train and test rows), and at the bank the training and test labels."""
-    from ..jobs.pipeline import COMPONENTS, JobState, _labels, _read_input
+    features (train and test rows), and at the bank the training and test labels.
+
+    >>> prepare_features.__module__  # runs the credit job's first steps: see tests/test_tecc_demo.py
+    'jointml.demo.tecc_demo'
+    """
+    from ..jobs.pipeline import COMPONENTS, JobState
 
     spec = credit_pipeline(cfg, ctx.parties)
     state = JobState(spec=spec)
     for p, path in spec.inputs.items():
-        state.raw[p] = ctx.party(p).run(lambda path=path, p=p: _read_input(path, p))
+        state.raw[p] = ctx.party(p).run(lambda path=path, p=p: read_party_file(path, p))
     steps = {n: prm for n, prm in spec.steps}
     timings = {}
     for name, params in [("psi", steps["psi"]), ("split", steps["split"]),
@@ -64,14 +104,15 @@ def prepare_features(ctx, cfg: CreditJobConfig) -> dict:
     tr = state.woe.transform(ctx, state.train, None)
     te = state.woe.transform(ctx, state.test, None)
     out = dict(state.summary)
-    out.update(party=ctx.me, timings=timings, stats=ctx.comm.stats(),
+    out.update(party=ctx.me, timings=timings, stats=ctx.stats(),
                feature_names={p: list(c) for p, c in state.woe.columns.items()})
     if ctx.me in tr:
         out["X_train"] = np.asarray(tr[ctx.me].value, np.float64)
         out["X_test"] = np.asarray(te[ctx.me].value, np.float64)
+    labels = {k: binary_labels(ctx, state.label_party, state.label, state.pos_label, f)
+              for k, f in (("y_train", state.train), ("y_test", state.test))}
     if ctx.me == state.label_party:
-        out["y_train"] = np.asarray(_labels(ctx, state, state.train).value, np.float64)
-        out["y_test"] = np.asarray(_labels(ctx, state, state.test).value, np.float64)
+        out.update({k: np.asarray(v.value, np.float64) for k, v in labels.items()})
     return out
 
 
@@ -80,7 +121,19 @@ def run(mode: str = "process", out_dir: str = "jointml-demo-out", verbose: bool 
     """The credit demo with training in TECC; returns the bank's summary (and writes report.html).
 
     `l2` defaults to the plain job's penalty (CreditJobConfig.model["l2"]), so full-batch gradient
-    descent in the enclaves converges to the same optimum as the plaintext twin's Newton solve."""
+    descent in the enclaves converges to the same optimum as the plaintext twin's Newton solve.
+
+    >>> run.__module__  # starts two party processes and three enclaves: see tests/test_tecc_demo.py
+    'jointml.demo.tecc_demo'
+    """
+    from ..apps.tecc import (
+        ROLES,
+        TeccCluster,
+        reconstruct,
+        role_measurements,
+        share_input,
+        tecc_config,
+    )
     from ..data.metrics import ks, roc_auc
     from ..tee import (
         EnclaveSession,
@@ -89,14 +142,6 @@ def run(mode: str = "process", out_dir: str = "jointml-demo-out", verbose: bool 
         TrustedPlatform,
         Verifier,
         load_platform,
-    )
-    from ..tee.tecc import (
-        ROLES,
-        TeccCluster,
-        reconstruct,
-        role_measurements,
-        share_input,
-        tecc_config,
     )
 
     out = Path(out_dir)
@@ -159,7 +204,8 @@ def run(mode: str = "process", out_dir: str = "jointml-demo-out", verbose: bool 
     mpc_bytes = sum(v["bytes_sent"] for v in enclave_summary.values())
     summary = {
         "job": "joint credit scoring (German credit), TECC",
-        "model": f"logistic regression (full-batch GD, {epochs} epochs, lr {learning_rate}, l2 {l2}) under ABY3 in 3 TECC enclaves",
+        "model": (f"SSLogisticRegression (full-batch GD, {epochs} epochs, lr {learning_rate}, l2 {l2}) "
+                  "under ABY3 in 3 TECC enclaves"),
         "tee": "tecc",
         "simulation": bool(simulated),
         "simulation_note": SIMULATION_BANNER,

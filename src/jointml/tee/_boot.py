@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..core import wire
+from ..core.errors import ProtocolError, ResourceError
 from . import channel as ch
 from . import sealing
 from .attestation import PROGRAMS, Policy, Quote, Verifier, make_quote, measure, program_module
@@ -87,7 +88,19 @@ def frame(kind: str, seq: int, meta: dict | None = None, arrays=()) -> bytes:
 
 
 class EnclaveRuntime:
-    """State of one enclave: its keys, sessions, data key, and the loaded program."""
+    """State of one enclave: its keys, sessions, data key, and the loaded program.
+
+    Normally built by :func:`main` inside the enclave process; in-process here (SIMULATION):
+
+    >>> import tempfile
+    >>> rt = EnclaveRuntime("jointml.apps.tee_train", {"parties": {}}, False, tempfile.mkdtemp())
+    >>> len(rt.measurement), rt.program_name
+    (64, 'jointml.apps.tee_train')
+    >>> rt.handle(wire.Message("format_disk", "host", 1, [], {}))
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.ProtocolError: unknown enclave request 'format_disk'
+    """
 
     def __init__(self, program: str, config: dict, debug: bool, platform_dir: str | None):
         if program not in PROGRAMS:
@@ -121,7 +134,7 @@ class EnclaveRuntime:
 
     def require_data_key(self) -> bytes:
         if self.data_key is None:
-            raise RuntimeError("this enclave holds no cluster data key yet")
+            raise ResourceError("this enclave holds no cluster data key yet")
         return self.data_key
 
     def encrypt_data(self, plaintext: bytes, context: str) -> bytes:
@@ -146,7 +159,7 @@ class EnclaveRuntime:
         if k == "attest":
             nonce = meta.get("nonce")
             if not isinstance(nonce, str) or len(nonce) < 32:
-                raise ValueError("attest needs a hex nonce of at least 16 bytes")
+                raise ProtocolError("attest needs a hex nonce of at least 16 bytes")
             return {"quote": self.quote(nonce).to_dict()}, []
         if k == "challenge":
             return {"nonce": self.peer_verifier.challenge()}, []
@@ -156,7 +169,7 @@ class EnclaveRuntime:
             if party not in keys:
                 raise PermissionError(f"party {party!r} is not a party of this enclave's configuration")
             if len(self.sessions) >= MAX_SESSIONS:
-                raise RuntimeError(f"too many open sessions ({MAX_SESSIONS})")
+                raise ResourceError(f"too many open sessions ({MAX_SESSIONS})")
             client_pub = bytes.fromhex(meta["client_pub"])
             t = ch.session_transcript(party, client_pub, self.x25519, self.measurement)
             ch.verify_ed25519(bytes.fromhex(keys[party]), bytes.fromhex(meta["signature"]), t,
@@ -188,7 +201,7 @@ class EnclaveRuntime:
             return self.program.on_task(meta.get("op"), meta, m.arrays)
         if k == "key_generate":
             if self.data_key is not None:
-                raise RuntimeError("data key already present")
+                raise ProtocolError("data key already present")
             self.data_key = sealing.new_data_key()
             return {}, [ch.as_bytes_array(self.seal("cluster-data-key", self.data_key))]
         if k == "key_unseal":
@@ -211,7 +224,7 @@ class EnclaveRuntime:
             aad = b"jointml-data-key|" + self.x25519 + holder.measurement.encode()
             self.data_key = ch.open_sealed(self._x, eph, ct, aad)
             return {}, []
-        raise ValueError(f"unknown enclave request {k!r}")
+        raise ProtocolError(f"unknown enclave request {k!r}")
 
 
 def main() -> int:

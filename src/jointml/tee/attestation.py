@@ -26,8 +26,8 @@ import json
 import secrets
 import threading
 import time
-from pathlib import Path
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from .platform import SIMULATION_PLATFORM, AttestationError, Platform, platform_id
@@ -48,11 +48,14 @@ RUNTIME_MODULES = (
 #: Registered enclave programs: name -> (program module, further measured modules or
 #: packages). The program module defines ``EnclaveProgram``. Fixed in code: the host
 #: chooses which registered program to start, and the measurement tells verifiers
-#: which one (and which configuration) it is.
+#: which one (and which configuration) it is. The programs are applications
+#: (:mod:`jointml.apps`); this table names them by module path only -- the TEE layer
+#: never imports them, the enclave process loads the one it was booted with.
 PROGRAMS: dict[str, tuple[str, ...]] = {
-    "jointml.tee.apps": ("jointml.tee.apps",),
-    # TECC runs the MPC engine inside the enclave: all of it is measured
-    "jointml.tee.tecc": ("jointml.tee.tecc", "jointml.core", "jointml.net", "jointml.runtime", "jointml.mpc"),
+    "jointml.apps.tee_train": ("jointml.apps.tee_train", "jointml.apps.outsider_shares", "jointml.core"),
+    # TECC runs the MPC engine and the estimators inside the enclave: all of it is measured
+    "jointml.apps.tecc": ("jointml.apps.tecc", "jointml.apps.outsider_shares", "jointml.tee.tecc", "jointml.core",
+                          "jointml.net", "jointml.runtime", "jointml.mpc", "jointml.ml"),
 }
 
 

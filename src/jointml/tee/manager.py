@@ -281,15 +281,3 @@ class ClusterManager:
     def __exit__(self, *exc):
         self.close()
 
-
-def sharded_ridge_job(manager: ClusterManager, job: str, shard_blobs: Sequence[bytes], *, l2: float = 1.0,
-                      delay: float = 0.0) -> bytes:
-    """Ridge regression over encrypted shards: per-shard statistics, then a combine task.
-
-    Returns the data-key ciphertext of the result; a result party gets it decrypted
-    through its own session (``release``)."""
-    stats = manager.run([Task({"op": "shard_stats", "job": job, "shard": i, "delay": delay},
-                              [np.frombuffer(b, np.uint8)]) for i, b in enumerate(shard_blobs)])
-    (out,) = manager.run([Task({"op": "combine", "job": job, "n_shards": len(shard_blobs), "l2": l2},
-                               [s[0] for s in stats])])
-    return out[0].tobytes()

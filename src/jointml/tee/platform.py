@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from ..core.errors import JointMLError
+from ..core.errors import JointMLError, ParameterError
 
 log = logging.getLogger("jointml.tee")
 
@@ -143,7 +143,7 @@ class SoftwareSimulationPlatform(Platform):
 
     def sealing_key(self, measurement: str, purpose: str) -> bytes:
         if not measurement or not purpose:
-            raise ValueError("sealing key needs a measurement and a purpose")
+            raise ParameterError("sealing key needs a measurement and a purpose")
         return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"jointml-tee-sealing-v1",
                     info=f"measurement={measurement}|purpose={purpose}".encode()).derive(self._root)
 

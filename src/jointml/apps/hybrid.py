@@ -1,6 +1,6 @@
 """Hybrid mode: train in a (SIMULATED) TEE, predict under MPC.
 
-Training is cheap inside an attested enclave (:mod:`jointml.tee.apps`); prediction
+Training is cheap inside an attested enclave (:mod:`jointml.apps.tee_train`); prediction
 then runs under MPC so that, after training, no single machine -- not the enclave host,
 not any party -- holds the model in plaintext. The enclave's measured configuration
 names the MPC device (``mpc={"protocol", "parties", "frac_bits"}``); each compute party
@@ -23,13 +23,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..mpc.secret_array import SecretArray, concatenate
-from .enclave import EnclaveSession
+from ..mpc import MpcDevice, SecretArray, concatenate
+from ..tee.enclave import EnclaveSession
+from .outsider_shares import import_share
 
 
 @dataclass(frozen=True)
 class ModelShare:
-    """One compute party's share of a TEE-trained linear model (plain arrays, no secrets of others)."""
+    """One compute party's share of a TEE-trained linear model (plain arrays, no secrets of others).
+
+    >>> s = ModelShare("bob", "semi2k", ("alice", "bob"), 18, (1,), ("alice",), (np.zeros(2, np.uint64),))
+    >>> s.party, len(s.shares)
+    ('bob', 1)
+    """
 
     party: str
     protocol: str
@@ -41,7 +47,11 @@ class ModelShare:
 
 
 def fetch_model_share(session: EnclaveSession) -> ModelShare:
-    """Over the party's attested session: its secret share of the trained model."""
+    """Over the party's attested session: its secret share of the trained model.
+
+    >>> fetch_model_share.__module__  # needs a trained hybrid enclave: see tests/test_tee.py
+    'jointml.apps.hybrid'
+    """
     r = session.call("model_share")
     shares = tuple(a.astype(np.uint64, copy=True) for a in r.expect([np.uint64] * len(r.arrays)))
     m = r.meta
@@ -50,16 +60,29 @@ def fetch_model_share(session: EnclaveSession) -> ModelShare:
                       feature_parties=tuple(m["columns"]), shares=shares)
 
 
-def secret_model(mpc, share: ModelShare | None, size: int) -> SecretArray:
+def secret_model(mpc: MpcDevice, share: ModelShare | None, size: int) -> SecretArray:
     """Rebuild the secret model (coef..., intercept) on `mpc` from this party's share.
 
     Compute parties pass their ModelShare; other parties of the program (a dealer, an
-    outside data owner) pass None. `size` (features + 1) is public."""
+    outside data owner) pass None. `size` (features + 1) is public.
+
+    >>> from jointml.apps.outsider_shares import split_for_outsider
+    >>> from jointml.mpc import MpcDevice
+    >>> parts = split_for_outsider(np.array([0.5, -1.0]), "semi2k", 2)
+    >>> def prog(ctx):
+    ...     mpc = MpcDevice(ctx, ["alice", "bob"], protocol="semi2k", dealer="carol")
+    ...     mine = {p: ModelShare(p, "semi2k", ("alice", "bob"), 18, (1,), ("alice",), parts[i])
+    ...             for i, p in enumerate(("alice", "bob"))}.get(ctx.me)
+    ...     w = secret_model(mpc, mine, 2).reveal(to="alice")  # a test: the model is normally never opened
+    ...     return w.value.tolist() if ctx.me == "alice" else None
+    >>> simulate(prog, ["alice", "bob", "carol"], mode="thread")["alice"]
+    [0.5, -1.0]
+    """
     me = mpc.ctx.me
     if share is None:
         if me in mpc.parties:
             raise ConfigError(f"party '{me}': compute party of the MPC device but no model share given")
-        return SecretArray(mpc, None, (size,), mpc.frac_bits)
+        return import_share(mpc, None, (size,))
     if share.protocol != mpc.protocol_name or tuple(share.parties) != tuple(mpc.parties):
         raise ConfigError(f"party '{me}': model shares are for {share.protocol} over {list(share.parties)}, "
                           f"the device is {mpc.protocol_name} over {list(mpc.parties)}")
@@ -67,14 +90,25 @@ def secret_model(mpc, share: ModelShare | None, size: int) -> SecretArray:
         raise ConfigError(f"party '{me}': model shares use {share.frac_bits} fractional bits, device {mpc.frac_bits}")
     if any(s.shape != (size,) for s in share.shares):
         raise ConfigError(f"party '{me}': model share has shape {share.shares[0].shape}, expected ({size},)")
-    value = share.shares[0].copy() if mpc.protocol_name == "semi2k" else (share.shares[0].copy(), share.shares[1].copy())
-    return SecretArray(mpc, value, (size,), mpc.frac_bits)
+    return import_share(mpc, share.shares, (size,))
 
 
-def predict(mpc, features: dict, w: SecretArray, to: str):
+def predict(mpc: MpcDevice, features: dict, w: SecretArray, to: str):
     """Scores (log-odds) of rows whose column blocks stay with their owners, revealed to `to`.
 
-    `features`: feature party -> PartyObject of its block, in training order."""
+    `features`: feature party -> PartyObject of its block, in training order.
+
+    >>> from jointml.mpc import MpcDevice
+    >>> def prog(ctx):
+    ...     mpc = MpcDevice(ctx, ["alice", "bob"], protocol="semi2k", dealer="carol")
+    ...     w = ctx.party("alice").run(lambda: np.array([1.0, 2.0, 0.5])).to(mpc)  # coef, coef, intercept
+    ...     feats = {"alice": ctx.party("alice").run(lambda: np.ones((2, 1))),
+    ...              "bob": ctx.party("bob").run(lambda: np.full((2, 1), 2.0))}
+    ...     out = predict(mpc, feats, w, to="bob")
+    ...     return out.value.tolist() if ctx.me == "bob" else None
+    >>> simulate(prog, ["alice", "bob", "carol"], mode="thread")["bob"]
+    [5.5, 5.5]
+    """
     X = concatenate([o.to(mpc, fxp=True) for o in features.values()], axis=1)
     d = X.shape[1]
     if w.shape != (d + 1,):
