@@ -21,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import DataError
+from ..runtime.collectives import agree, broadcast
+from ..runtime.context import PartyContext
 from ..runtime.device import PartyObject
 
 
@@ -35,20 +37,13 @@ def _info(df: pd.DataFrame) -> dict:
     return {"columns": [str(c) for c in df.columns], "dtypes": [str(t) for t in df.dtypes], "rows": int(len(df))}
 
 
-def _exchange_info(ctx, parts: dict[str, PartyObject]) -> dict[str, PartitionInfo]:
+def _exchange_info(ctx: PartyContext, parts: dict[str, PartyObject]) -> dict[str, PartitionInfo]:
     """Every owner announces its schema to every other party of the job."""
     infos: dict[str, PartitionInfo] = {}
     for owner, obj in parts.items():
-        tag = f"schema:{owner}"
-        if ctx.me == owner:
-            meta = _info(obj.value)
-            for p in ctx.parties:
-                if p != owner:
-                    ctx.comm.send(p, tag, meta=meta)
-        else:
-            meta = ctx.comm.recv(owner, tag).meta
+        meta = broadcast(ctx, owner, meta=_info(obj.value) if ctx.me == owner else None, name="schema").meta
         if not isinstance(meta.get("columns"), list) or not isinstance(meta.get("rows"), int):
-            raise DataError(f"malformed schema from party '{owner}'")
+            raise DataError("malformed schema", party=owner)
         infos[owner] = PartitionInfo([str(c) for c in meta["columns"]], [str(t) for t in meta.get("dtypes", [])], int(meta["rows"]))
     return infos
 
@@ -157,20 +152,8 @@ class VDataFrame:
                 if col.isna().any():
                     problem = f"party '{me}': column '{c}' has {int(col.isna().sum())} missing values (NaN); impute them first"
                     break
-        # Everybody must fail alike: owners broadcast their verdict.
-        verdicts = {}
-        for owner in self.parties:
-            tag = f"check:{owner}"
-            if me == owner:
-                for p in self.ctx.parties:
-                    if p != owner:
-                        self.ctx.comm.send(p, tag, meta={"problem": problem})
-                verdicts[owner] = problem
-            else:
-                verdicts[owner] = self.ctx.comm.recv(owner, tag).meta.get("problem")
-        bad = [v for v in verdicts.values() if v]
-        if bad:
-            raise DataError(bad[0])
+        # Everybody must fail alike: owners announce their verdict (the first one raises everywhere).
+        agree(self.ctx, self.parties, problem, name="check")
 
     def to_numpy(self, party: str, columns: list[str] | None = None) -> PartyObject:
         """One party's columns as a float64 matrix, at that party."""

@@ -55,7 +55,7 @@ must be an integer SecretArray (fxp = 0) and cannot be checked to be 0/1.
 >>> import numpy as np
 >>> from jointml.runtime import simulate
 >>> from jointml.mpc import MpcDevice
->>> from jointml.data import secure_metrics
+>>> from jointml.data.secure import metrics as secure_metrics
 >>> y = np.array([0, 0, 1, 1]); s = np.array([0.1, 0.4, 0.35, 0.8])
 >>> def prog(ctx):
 ...     mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
@@ -75,11 +75,11 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from ..mpc import nonlinear
-from ..mpc.secret_array import SecretArray, concatenate
-from ..runtime.device import PartyObject
-from . import metrics
-from .stats import _broadcast, _reveal_to
+from ...mpc import SecretArray, concatenate, nonlinear
+from ...core.errors import DataError
+from ...runtime.collectives import agree, reveal_to_all
+from ...runtime.device import PartyObject
+from .. import metrics
 
 __all__ = ["roc_auc", "ks", "auc_ks", "score_histogram", "ScoreHistogram", "DEFAULT_CHUNK"]
 
@@ -149,16 +149,12 @@ def _check_labels(v, n: int) -> tuple[str | None, int]:
     return None, p
 
 
-def _owner_verdict(ctx, owner: str, what: str, check) -> dict:
-    """The owner validates its plaintext input and tells every party (all fail alike)."""
-    local = None
-    if ctx.me == owner:
-        problem, _ = check()
-        local = {"problem": problem}
-    _, meta = _broadcast(ctx, owner, f"smetrics:check:{what}:{owner}", (), local)
-    if meta.get("problem"):
-        raise ValueError(f"party '{owner}': {meta['problem']}")
-    return meta
+def _reveal(x: SecretArray, to: str | None) -> np.ndarray | None:
+    """Open `x` to `to` (ndarray there, None elsewhere) or to every party of the job (to=None)."""
+    if to is None:
+        return reveal_to_all(x)
+    obj = x.reveal(to=to)
+    return obj.value if x.device.ctx.me == to else None
 
 
 def _inputs(scores, labels, mpc) -> _Inputs:
@@ -179,16 +175,10 @@ def _inputs(scores, labels, mpc) -> _Inputs:
     ctx = dev.ctx
     if isinstance(scores, PartyObject):
         owner = scores.owner
-        local = None
-        if ctx.me == owner:
-            problem, n = _check_scores(scores.value)
-            local = {"problem": problem, "n": n}
-        _, meta = _broadcast(ctx, owner, f"smetrics:scores:{owner}", (), local)
-        if meta.get("problem"):
-            raise ValueError(f"party '{owner}': {meta['problem']}")
-        n = meta.get("n")
+        problem, n = _check_scores(scores.value) if ctx.me == owner else (None, 0)
+        n = agree(ctx, owner, problem, details={"n": n}, name="scores")[owner].get("n")
         if not isinstance(n, int) or n < 0:
-            raise ValueError(f"malformed score metadata from party '{owner}'")
+            raise DataError("malformed score metadata", party=owner, field="scores")
         s = ctx.party(owner).run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1), scores).to(dev)
     else:
         s = _flat(scores, "scores")
@@ -198,7 +188,7 @@ def _inputs(scores, labels, mpc) -> _Inputs:
     label_owner, p_local = None, None
     if isinstance(labels, PartyObject):
         label_owner = labels.owner
-        _owner_verdict(ctx, label_owner, "labels", lambda: _check_labels(labels.value, n))
+        agree(ctx, label_owner, lambda: _check_labels(labels.value, n)[0], name="labels")  # runs at the owner only
         if ctx.me == label_owner:
             p_local = int(np.asarray(labels.value, dtype=np.float64).sum())
         y = ctx.party(label_owner).run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1).astype(np.int64), labels).to(dev, fxp=False)
@@ -215,7 +205,7 @@ def _check_two_classes(inp: _Inputs, p: SecretArray, pn: SecretArray) -> None:
     """Secret labels: open the single bit [P N == 0] to every party (documented disclosure)."""
     if inp.label_owner is not None:
         return  # the holder already checked its plaintext labels
-    bad = _reveal_to(pn.eq(0), None)
+    bad = reveal_to_all(pn.eq(0))
     if int(np.asarray(bad)):
         raise ValueError("labels hold a single class; AUC and KS need positives and negatives")
 
@@ -344,7 +334,7 @@ def _evaluate(scores, labels, mpc, want: Sequence[str], method: str, bins, score
         send_p = not (inp.label_owner is not None and to == inp.label_owner)
         if send_p:
             parts.append(p.reshape(1))
-        val = _reveal_to(concatenate(parts, axis=0), to)
+        val = _reveal(concatenate(parts, axis=0), to)
         out = None
         if val is not None:
             val = np.asarray(val, dtype=np.int64)
@@ -362,7 +352,7 @@ def _evaluate(scores, labels, mpc, want: Sequence[str], method: str, bins, score
         lo = (n - 1) / 2.0**sh  # P N >= n - 1 with both classes present
         hi = (n * n / 2.0) / 2.0**sh
         q = nonlinear.div(_int_over_pow2(a, sh), _int_over_pow2(den_int, sh), positive=True, bounds=(lo, hi))
-        val = _reveal_to(q, to)
+        val = _reveal(q, to)
         out = None if val is None else {w: float(np.clip(val[i], 0.0, 1.0)) for i, w in enumerate(names)}
     return out
 
@@ -511,7 +501,7 @@ def score_histogram(
     gc = concatenate([_zero1(tp) + n, g, z], axis=0)
     pos = tpc[:-1] - tpc[1:]
     allc = gc[:-1] - gc[1:]
-    val = _reveal_to(concatenate([pos, allc - pos], axis=0), to)
+    val = _reveal(concatenate([pos, allc - pos], axis=0), to)
     out = None
     if val is not None:
         val = np.asarray(val, dtype=np.int64)
