@@ -22,6 +22,7 @@ named receivers: these functions reveal nothing else.
 | `all_gather` | every listed party | every listed party | 1 (one per sender in sequence) |
 | `agree` | each owner (its verdict) | every party, which all raise the same error | 1 |
 | `reveal_to_all` | the first compute party | the parties outside the MPC device | 1 |
+| `Channel` | either of two parties | the other | 1 per message |
 
 >>> import numpy as np
 >>> from jointml.runtime import simulate
@@ -45,7 +46,7 @@ from ..core.errors import DataError, JointMLError, WireFormatError
 if TYPE_CHECKING:  # pragma: no cover
     from .context import PartyContext
 
-__all__ = ["Received", "broadcast", "send_to", "gather", "all_gather", "agree", "reveal_to_all"]
+__all__ = ["Received", "Channel", "broadcast", "send_to", "gather", "all_gather", "agree", "reveal_to_all"]
 
 
 @dataclass
@@ -73,6 +74,58 @@ class Received:
             if shapes is not None and i < len(shapes) and shapes[i] is not None and tuple(a.shape) != tuple(shapes[i]):
                 raise WireFormatError(f"array {i} has shape {a.shape}, expected {tuple(shapes[i])}", party=self.sender)
         return self.arrays
+
+
+class Channel:
+    """An ordered stream of messages between this party and one `peer`.
+
+    For two-party exchanges whose number of messages depends on the data (PSI batches,
+    streamed ciphertexts), which the collectives above cannot express: they draw one tag
+    per call at every party. A channel is named by a `prefix` that **every party of the
+    job drew from `ctx.next_uid` at the same program point** (so parties outside the
+    exchange stay in step); its messages are tagged ``prefix:step`` and the link's
+    sequence numbers check their order, so a peer that diverges fails fast with
+    `ProtocolOutOfSync`. Only the two ends use it; what crosses is exactly what is sent.
+
+    >>> def prog(ctx):
+    ...     uid = ctx.next_uid("demo")  # drawn by every party
+    ...     if ctx.me == "alice":
+    ...         for batch in (np.arange(3), np.arange(2)):
+    ...             Channel(ctx, "bob", uid).send("x", arrays=[batch])
+    ...     elif ctx.me == "bob":
+    ...         ch = Channel(ctx, "alice", uid)
+    ...         return [ch.recv("x", dtypes=[np.int64]).arrays[0].size for _ in range(2)]
+    >>> simulate(prog, ["alice", "bob", "carol"], mode="thread")["bob"]
+    [3, 2]
+    """
+
+    def __init__(self, ctx: PartyContext, peer: str, prefix: str):
+        _check_party(ctx, peer, "peer")
+        if peer == ctx.me:
+            raise JointMLError(f"party '{ctx.me}' cannot open a channel to itself")
+        self.ctx, self.peer, self.prefix = ctx, peer, prefix
+
+    @property
+    def timeout(self) -> float:
+        """The link's default receive timeout (seconds), to scale a longer wait from."""
+        return float(self.ctx.comm.link(self.peer).recv_timeout)
+
+    def send(self, step: str, *, meta: dict | None = None, arrays: Sequence[np.ndarray] | np.ndarray = ()) -> None:
+        """Send (`meta`, `arrays`) to the peer as message `step`."""
+        self.ctx.comm.send(self.peer, f"{self.prefix}:{step}", _as_list(arrays), meta=meta)
+
+    def recv(
+        self,
+        step: str,
+        *,
+        dtypes: Sequence | None = None,
+        shapes: Sequence | None = None,
+        timeout: float | None = None,
+    ) -> Received:
+        """The peer's next message, which must be `step`; arrays checked against `dtypes`/`shapes`
+        (``dtypes=[]``: no arrays); waits up to `timeout` seconds (default: the link's)."""
+        msg = self.ctx.comm.recv(self.peer, f"{self.prefix}:{step}", dtypes=dtypes, shapes=shapes, timeout=timeout)
+        return Received(self.peer, dict(msg.meta or {}), list(msg.arrays))
 
 
 def _tag(ctx: PartyContext, name: str) -> str:
