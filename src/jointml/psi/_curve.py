@@ -58,6 +58,8 @@ import gmpy2
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from ..core.errors import CryptoError
+
 P = 2**255 - 19
 A = 486662
 POINT_BYTES = 32
@@ -130,8 +132,13 @@ def h2c_exp(digests: bytes, secret: bytes) -> bytes:
     return bytes(out)
 
 
-class InvalidPoint(ValueError):
-    """A received point failed validation; `index` is its position in the chunk."""
+class InvalidPoint(CryptoError):
+    """A received point failed validation; `index` is its position in the chunk (a `CryptoError`).
+
+    >>> e = InvalidPoint(3, "is not on Curve25519")
+    >>> str(e), e.index
+    ('point #3 is not on Curve25519', 3)
+    """
 
     def __init__(self, index: int, why: str):
         super().__init__(f"point #{index} {why}")

@@ -107,7 +107,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.errors import ConfigError, JointMLError, WireFormatError
+from ..core.errors import ConfigError, ParameterError, ProtocolError, WireFormatError
 from ..core.prg import Prg
 from ..runtime.collectives import Channel
 from ..runtime.context import PartyContext
@@ -125,8 +125,13 @@ MIN_POOL_OPS = 40_000
 _HELLO_WAIT = 3600.0
 
 
-class PsiError(JointMLError, ValueError):
-    """A PSI run cannot proceed (incompatible parameters or keys across parties)."""
+class PsiError(ProtocolError):
+    """A PSI run cannot proceed (incompatible parameters or keys across parties); a
+    `ProtocolError`, hence a ``ValueError``.
+
+    >>> isinstance(PsiError("parties disagree on reveal_to"), ValueError)
+    True
+    """
 
 
 @dataclass
@@ -496,7 +501,7 @@ def psi_align(
     if reveal_to is not None and sort_by not in (None, reveal_to):
         raise ConfigError(f"psi sort_by={sort_by!r}: with reveal_to={reveal_to!r} only '{reveal_to}' has positions to sort")
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise ParameterError(f"batch_size must be a positive int, got {batch_size!r}", field="batch_size")
     if ctx.me not in parties:
         return None
     me = ctx.me

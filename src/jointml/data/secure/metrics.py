@@ -75,19 +75,27 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from ...core.errors import DataError, ParameterError
 from ...mpc import SecretArray, concatenate, nonlinear
-from ...core.errors import DataError
 from ...runtime.collectives import agree, reveal_to_all
 from ...runtime.device import PartyObject
 from .. import metrics
 
-__all__ = ["roc_auc", "ks", "auc_ks", "score_histogram", "ScoreHistogram", "DEFAULT_CHUNK"]
+__all__ = ["roc_auc", "ks", "auc_ks", "score_histogram", "ScoreHistogram", "ArgumentTypeError", "DEFAULT_CHUNK"]
 
 #: Comparisons per batched secure-comparison call: bounds memory (the comparison circuit
 #: holds a few times 64 bits per element) while keeping the number of 8-round batches small.
 DEFAULT_CHUNK = 1 << 20
 
 Method = Literal["pairwise", "bucketed"]
+
+
+class ArgumentTypeError(ParameterError, TypeError):
+    """`scores`/`labels` of a kind these functions cannot take (a ``TypeError`` too).
+
+    >>> isinstance(ArgumentTypeError("scores must be a SecretArray", field="scores"), TypeError)
+    True
+    """
 
 
 # ---------------------------------------------------------------------------------------
@@ -110,7 +118,7 @@ def _flat(x: SecretArray, what: str) -> SecretArray:
     if x.ndim == 2 and x.shape[1] == 1:
         return x.reshape(-1)
     if x.ndim != 1:
-        raise ValueError(f"{what} must be 1-D (or n x 1), got shape {x.shape}")
+        raise DataError(f"{what} must be 1-D (or n x 1), got shape {x.shape}", field=what)
     return x
 
 
@@ -162,16 +170,16 @@ def _inputs(scores, labels, mpc) -> _Inputs:
     for x in (scores, labels):
         if isinstance(x, SecretArray):
             if dev is not None and x.device is not dev:
-                raise ValueError("scores and labels are SecretArrays of different MPC devices")
+                raise ParameterError("scores and labels are SecretArrays of different MPC devices", field="mpc")
             dev = x.device
         elif not isinstance(x, PartyObject):
-            raise TypeError(f"scores and labels must be SecretArrays or PartyObjects, got {type(x).__name__}")
+            raise ArgumentTypeError(f"scores and labels must be SecretArrays or PartyObjects, got {type(x).__name__}")
     if mpc is not None:
         if dev is not None and mpc is not dev:
-            raise ValueError("mpc is not the device of the secret scores/labels")
+            raise ParameterError("mpc is not the device of the secret scores/labels", field="mpc")
         dev = mpc
     if dev is None:
-        raise ValueError("both scores and labels are plaintext PartyObjects: pass mpc= (the device to compute on)")
+        raise ParameterError("both scores and labels are plaintext PartyObjects: pass mpc= (the device to compute on)", field="mpc")
     ctx = dev.ctx
     if isinstance(scores, PartyObject):
         owner = scores.owner
@@ -184,7 +192,7 @@ def _inputs(scores, labels, mpc) -> _Inputs:
         s = _flat(scores, "scores")
         n = s.shape[0]
     if n < 2:
-        raise ValueError(f"AUC/KS need at least 2 samples, got {n}")
+        raise DataError(f"AUC/KS need at least 2 samples, got {n}", field="scores")
     label_owner, p_local = None, None
     if isinstance(labels, PartyObject):
         label_owner = labels.owner
@@ -195,9 +203,9 @@ def _inputs(scores, labels, mpc) -> _Inputs:
     else:
         y = _flat(labels, "labels")
         if y.fxp:
-            raise TypeError("secret labels must be an integer 0/1 SecretArray (fxp = 0), got a fixed-point one")
+            raise ArgumentTypeError("secret labels must be an integer 0/1 SecretArray (fxp = 0), got a fixed-point one", field="labels")
         if y.shape[0] != n:
-            raise ValueError(f"labels have {y.shape[0]} rows but the scores have {n}")
+            raise DataError(f"labels have {y.shape[0]} rows but the scores have {n}", field="labels")
     return _Inputs(dev, ctx, s, y, n, label_owner, p_local)
 
 
@@ -207,7 +215,7 @@ def _check_two_classes(inp: _Inputs, p: SecretArray, pn: SecretArray) -> None:
         return  # the holder already checked its plaintext labels
     bad = reveal_to_all(pn.eq(0))
     if int(np.asarray(bad)):
-        raise ValueError("labels hold a single class; AUC and KS need positives and negatives")
+        raise DataError("labels hold a single class; AUC and KS need positives and negatives", field="labels")
 
 
 # ---------------------------------------------------------------------------------------
@@ -261,17 +269,17 @@ def _thresholds(dev, bins: int, score_range: Sequence[float], thresholds) -> np.
     if thresholds is not None:
         t = np.asarray(thresholds, dtype=np.float64).reshape(-1)
         if t.size == 0 or not np.all(np.isfinite(t)):
-            raise ValueError("thresholds must be a non-empty array of finite numbers")
+            raise ParameterError("thresholds must be a non-empty array of finite numbers", field="thresholds")
     else:
         if int(bins) != bins or bins < 2:
-            raise ValueError(f"bins must be an integer >= 2, got {bins}")
+            raise ParameterError(f"bins must be an integer >= 2, got {bins}", field="bins")
         lo, hi = (float(v) for v in score_range)
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-            raise ValueError(f"score_range must be finite with lo < hi, got {score_range}")
+            raise ParameterError(f"score_range must be finite with lo < hi, got {score_range}", field="score_range")
         t = np.linspace(lo, hi, int(bins) + 1)[1:-1]
     t = dev.fxp.decode(dev.fxp.encode(t))
     if np.any(np.diff(t) <= 0):
-        raise ValueError("thresholds must be strictly increasing (after rounding to the fixed-point grid)")
+        raise ParameterError("thresholds must be strictly increasing (after rounding to the fixed-point grid)", field="thresholds")
     return t
 
 
@@ -291,13 +299,13 @@ def _int_over_pow2(x: SecretArray, s: int) -> SecretArray:
 
 def _evaluate(scores, labels, mpc, want: Sequence[str], method: str, bins, score_range, thresholds, to, reveal_class_counts, chunk):
     if method not in ("pairwise", "bucketed"):
-        raise ValueError(f"method must be 'pairwise' or 'bucketed', got {method!r}")
+        raise ParameterError(f"method must be 'pairwise' or 'bucketed', got {method!r}", field="method")
     if int(chunk) < 1:
-        raise ValueError("chunk must be >= 1")
+        raise ParameterError("chunk must be >= 1", field="chunk")
     inp = _inputs(scores, labels, mpc)
     ctx, n = inp.ctx, inp.n
     if to is not None and to not in ctx.parties:
-        raise ValueError(f"unknown recipient party '{to}' (cluster: {ctx.parties})")
+        raise ParameterError(f"unknown recipient party '{to}' (cluster: {ctx.parties})", field="to")
     want_ks = "ks" in want
     y = inp.y
     thr = _thresholds(inp.dev, bins, score_range, thresholds) if method == "bucketed" else None
@@ -491,7 +499,7 @@ def score_histogram(
     inp = _inputs(scores, labels, mpc)
     ctx, n = inp.ctx, inp.n
     if to is not None and to not in ctx.parties:
-        raise ValueError(f"unknown recipient party '{to}' (cluster: {ctx.parties})")
+        raise ParameterError(f"unknown recipient party '{to}' (cluster: {ctx.parties})", field="to")
     thr = _thresholds(inp.dev, bins, score_range, thresholds)
     g, lt_pos = _bucket_counts(inp, thr, int(chunk))
     p = inp.y.sum()

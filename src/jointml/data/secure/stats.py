@@ -52,12 +52,13 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from ...core.errors import DataError, ParameterError
 from ...mpc import SecretArray, concatenate
 from ...mpc.masked import MaskedMatrix, PrivateMaskedMatrix
 from ...runtime.collectives import Received, agree, broadcast, reveal_to_all, send_to
 from ...runtime.context import PartyContext
 from ...runtime.device import PartyObject
-from ..frames import DataError, VDataFrame
+from ..frames import VDataFrame
 
 __all__ = ["describe", "corr", "corr_secret", "SecretCorr", "vif", "vif_from_corr"]
 
@@ -68,7 +69,7 @@ __all__ = ["describe", "corr", "corr_secret", "SecretCorr", "vif", "vif_from_cor
 
 def _check_to(ctx: PartyContext, to: str | None) -> None:
     if to is not None and to not in ctx.parties:
-        raise DataError(f"unknown recipient party '{to}' (cluster: {ctx.parties})")
+        raise ParameterError(f"unknown recipient party '{to}' (cluster: {ctx.parties})", field="to")
 
 
 def _send_to(ctx: PartyContext, owner: str, to: str | None, name: str, value: np.ndarray | None) -> np.ndarray | None:
@@ -249,7 +250,7 @@ class _Prepared:
 
 def _prepare(ctx, vdf: VDataFrame, columns, constant: str, what: str) -> _Prepared:
     if constant not in ("nan", "raise"):
-        raise ValueError(f"constant must be 'nan' or 'raise', got {constant!r}")
+        raise ParameterError(f"constant must be 'nan' or 'raise', got {constant!r}", field="constant")
     names, by = _by_party(vdf, columns)
     if not names:
         raise DataError(f"{what}: no columns selected")
@@ -461,7 +462,7 @@ def corr(
     (to=None), or a PartyObject holding it owned by `to`.
     """
     if local_blocks not in ("reveal", "secret"):
-        raise ValueError(f"local_blocks must be 'reveal' or 'secret', got {local_blocks!r}")
+        raise ParameterError(f"local_blocks must be 'reveal' or 'secret', got {local_blocks!r}", field="local_blocks")
     _check_to(ctx, to)
     prep = _prepare(ctx, vdf, columns, constant, "corr")
     me = ctx.me
@@ -485,7 +486,7 @@ def corr(
             got = _send_to(ctx, p, to, "corr-local", blk)
             k = len(prep.by[p])
             if got is not None and got.shape != (k, k):
-                raise DataError(f"malformed correlation block from party '{p}'")
+                raise DataError("malformed correlation block", party=p)
             local[p] = got
         out = None
         if to is None or me == to:
@@ -519,7 +520,7 @@ def vif_from_corr(r: pd.DataFrame | np.ndarray) -> pd.Series | np.ndarray:
     frame = isinstance(r, pd.DataFrame)
     m = np.asarray(r.to_numpy(dtype=np.float64) if frame else r, dtype=np.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"a correlation matrix must be square, got shape {m.shape}")
+        raise DataError(f"a correlation matrix must be square, got shape {m.shape}", field="r")
     ok = ~np.all(np.isnan(m), axis=1)
     out = np.full(m.shape[0], np.nan)
     sub = m[np.ix_(ok, ok)]
@@ -548,9 +549,9 @@ def _ns_iterations(d: int, max_vif: float, frac_bits: int) -> int:
     # before truncation: they must stay under the truncation's 2^62 limit.
     if k + 2 * frac_bits > 61:
         limit = 2.0 ** (61 - 2 * frac_bits) / (14.0 * d * d)
-        raise ValueError(
+        raise ParameterError(
             f"secure VIF: {d} columns with max_vif={max_vif:g} exceed the fixed-point range "
-            f"(need max_vif <= {limit:.3g} for frac_bits={frac_bits}); lower max_vif or use secure=False"
+            f"(need max_vif <= {limit:.3g} for frac_bits={frac_bits}); lower max_vif or use secure=False", field="max_vif"
         )
     return k
 
@@ -605,7 +606,7 @@ def vif(
     """
     _check_to(ctx, to)
     if not (max_vif > 1.0):
-        raise ValueError(f"max_vif must be > 1, got {max_vif}")
+        raise ParameterError(f"max_vif must be > 1, got {max_vif}", field="max_vif")
     if not secure:
         r = corr(ctx, vdf, mpc, columns, to=to, constant=constant)
         if to is None:
