@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from ...core.errors import DataError, ParameterError
-from ...mpc import SecretArray, concatenate
+from ...mpc import MpcDevice, SecretArray, concatenate
 from ...mpc.masked import MaskedMatrix, PrivateMaskedMatrix
 from ...runtime.collectives import Received, agree, broadcast, reveal_to_all, send_to
 from ...runtime.context import PartyContext
@@ -135,7 +135,7 @@ def _describe_index(percentiles: Sequence[float]) -> list[str]:
 
 
 def describe(
-    ctx,
+    ctx: PartyContext,
     vdf: VDataFrame,
     columns: Sequence[str] | None = None,
     *,
@@ -233,7 +233,12 @@ class SecretCorr:
     """A correlation matrix kept secret-shared (from :func:`corr_secret`).
 
     `matrix` is a d x d `SecretArray` (fixed point) in the order of `columns`; rows and
-    columns of `constant` columns (public) are 0, including their diagonal entry."""
+    columns of `constant` columns (public) are 0, including their diagonal entry. See
+    :func:`corr_secret` for an example.
+
+    >>> SecretCorr.__dataclass_fields__.keys()
+    dict_keys(['matrix', 'columns', 'constant'])
+    """
 
     matrix: SecretArray
     columns: list[str]
@@ -248,7 +253,7 @@ class _Prepared:
     w: dict[str, PartyObject]  # owner -> n x d_p matrix Z_p / sqrt(n) (unit-norm columns)
 
 
-def _prepare(ctx, vdf: VDataFrame, columns, constant: str, what: str) -> _Prepared:
+def _prepare(ctx: PartyContext, vdf: VDataFrame, columns: Sequence[str] | None, constant: str, what: str) -> _Prepared:
     if constant not in ("nan", "raise"):
         raise ParameterError(f"constant must be 'nan' or 'raise', got {constant!r}", field="constant")
     names, by = _by_party(vdf, columns)
@@ -300,7 +305,7 @@ def _prepare(ctx, vdf: VDataFrame, columns, constant: str, what: str) -> _Prepar
 _K = 30
 
 
-def _cross_blocks(mpc, prep: _Prepared) -> list[SecretArray]:
+def _cross_blocks(mpc: MpcDevice, prep: _Prepared) -> list[SecretArray]:
     """Secret integer blocks W_i^T [W_{i+1} | ... | W_k] 2^(2K), owners in frame order.
 
     Owner i's matrix is prepared once as a private masked matrix (semi2k: the owner alone
@@ -378,18 +383,38 @@ def _local_block(w: np.ndarray) -> np.ndarray:
     return w.T @ w
 
 
-def corr_secret(ctx, vdf: VDataFrame, mpc, columns: Sequence[str] | None = None, *, constant: Literal["nan", "raise"] = "nan") -> SecretCorr:
+def corr_secret(
+    ctx: PartyContext,
+    vdf: VDataFrame,
+    mpc: MpcDevice,
+    columns: Sequence[str] | None = None,
+    *,
+    constant: Literal["nan", "raise"] = "nan",
+) -> SecretCorr:
     """The Pearson correlation matrix, kept secret-shared on `mpc` (nothing revealed).
 
     Same computation as :func:`corr` with the within-party blocks secret-shared by their
     owners; use it to compute further under MPC (e.g. :func:`vif` with ``secure=True``).
     Public: the schema, which columns are constant (their rows and columns are 0).
+
+    >>> import pandas as pd
+    >>> from jointml.mpc import MpcDevice
+    >>> from jointml.data.frames import from_pandas
+    >>> a = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
+    >>> b = pd.DataFrame({"y": [2.0, 1.0, 4.0, 3.0], "z": [1.0, 3.0, 2.0, 5.0]})
+    >>> def prog(ctx):
+    ...     vdf = from_pandas(ctx, {"alice": a, "bob": b})
+    ...     sc = corr_secret(ctx, vdf, MpcDevice(ctx, ["alice", "bob"], dealer="carol"))
+    ...     return sc.columns, sc.matrix.shape, sc.matrix[0, 1].reveal()
+    >>> cols, shape, r_xy = simulate(prog, ["alice", "bob", "carol"], mode="thread")["alice"]
+    >>> cols, shape, round(float(r_xy), 4)
+    (['x', 'y', 'z'], (3, 3), 0.6)
     """
     prep = _prepare(ctx, vdf, columns, constant, "corr")
     return _secret_matrix(ctx, mpc, prep)
 
 
-def _secret_matrix(ctx, mpc, prep: _Prepared) -> SecretCorr:
+def _secret_matrix(ctx: PartyContext, mpc: MpcDevice, prep: _Prepared) -> SecretCorr:
     owners = list(prep.by)
     cross = [_to_fixed_point(c) for c in _cross_blocks(mpc, prep)]
     local = {p: ctx.party(p).run(_local_block, prep.w[p]).to(mpc) for p in owners}
@@ -419,9 +444,9 @@ def _col_slice(prep: _Prepared, owners: list[str], j: int, p: str) -> slice:
 
 
 def corr(
-    ctx,
+    ctx: PartyContext,
     vdf: VDataFrame,
-    mpc,
+    mpc: MpcDevice,
     columns: Sequence[str] | None = None,
     *,
     to: str | None = None,
@@ -460,6 +485,18 @@ def corr(
 
     Returns a DataFrame indexed and labelled by column name (requested order) at every party
     (to=None), or a PartyObject holding it owned by `to`.
+
+    >>> import pandas as pd
+    >>> from jointml.mpc import MpcDevice
+    >>> from jointml.data.frames import from_pandas
+    >>> a = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
+    >>> b = pd.DataFrame({"y": [2.0, 1.0, 4.0, 3.0], "z": [1.0, 3.0, 2.0, 5.0]})
+    >>> def prog(ctx):
+    ...     vdf = from_pandas(ctx, {"alice": a, "bob": b})
+    ...     return corr(ctx, vdf, MpcDevice(ctx, ["alice", "bob"], dealer="carol"), to="bob")
+    >>> out = simulate(prog, ["alice", "bob", "carol"], mode="thread")
+    >>> out["bob"].value.round(4).loc["x"].tolist(), out["alice"].owner
+    ([1.0, 0.6, 0.8315], 'bob')
     """
     if local_blocks not in ("reveal", "secret"):
         raise ParameterError(f"local_blocks must be 'reveal' or 'secret', got {local_blocks!r}", field="local_blocks")
@@ -575,9 +612,9 @@ def _secure_vif(r: SecretArray, max_vif: float) -> SecretArray:
 
 
 def vif(
-    ctx,
+    ctx: PartyContext,
     vdf: VDataFrame,
-    mpc,
+    mpc: MpcDevice,
     columns: Sequence[str] | None = None,
     *,
     to: str | None = None,
@@ -603,6 +640,18 @@ def vif(
     Constant columns get NaN (``constant="nan"``) and are left out of the inverse, or raise
     (``constant="raise"``). Other bad input as :func:`corr`. Returns a Series indexed by
     column at every party (to=None) or a PartyObject owned by `to`.
+
+    >>> import pandas as pd
+    >>> from jointml.mpc import MpcDevice
+    >>> from jointml.data.frames import from_pandas
+    >>> a = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
+    >>> b = pd.DataFrame({"y": [2.0, 1.0, 4.0, 3.0], "z": [1.0, 3.0, 2.0, 5.0]})
+    >>> def prog(ctx):
+    ...     vdf = from_pandas(ctx, {"alice": a, "bob": b})
+    ...     return vif(ctx, vdf, MpcDevice(ctx, ["alice", "bob"], dealer="carol"), secure=True, max_vif=50.0)
+    >>> v = simulate(prog, ["alice", "bob", "carol"], mode="thread")["carol"]  # only the VIFs revealed
+    >>> v.round(1).tolist(), vif_from_corr(pd.concat([a, b], axis=1).corr()).round(1).tolist()  # 54.4 >= max_vif: inf
+    ([inf, 16.9, 35.0], [54.4, 16.9, 35.0])
     """
     _check_to(ctx, to)
     if not (max_vif > 1.0):
