@@ -315,6 +315,10 @@ class KSResult:
         ``score >= threshold`` -- the TPR.
     cum_neg_rate:
         Share of negatives ("good") with ``score >= threshold`` -- the FPR.
+
+    >>> r = ks([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    >>> r.statistic, r.threshold, r.thresholds.tolist()
+    (0.5, 0.8, [inf, 0.8, 0.4, 0.35, 0.1])
     """
 
     statistic: float

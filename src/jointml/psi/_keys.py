@@ -52,7 +52,12 @@ class KeyDataError(DataError):
 class DuplicateKeyError(DataError):
     """A party's key set contains the same key tuple more than once (PSI needs a set).
 
-    Attributes: `party`, `n_keys` (distinct key tuples that repeat), `n_rows` (surplus rows)."""
+    Attributes: `party`, `n_keys` (distinct key tuples that repeat), `n_rows` (surplus rows).
+
+    >>> e = DuplicateKeyError("party 'bank': 1 key value(s) repeat", party="bank", n_keys=1, n_rows=2)
+    >>> (e.party, e.n_keys, e.n_rows, isinstance(e, ValueError))
+    ('bank', 1, 2, True)
+    """
 
     def __init__(self, message: str, party: str, n_keys: int, n_rows: int):
         super().__init__(message, party=party)
@@ -70,7 +75,12 @@ def iter_batches(
     data: Any, key_columns: Sequence[str] | None, batch_size: int, party: str, read_csv_kwargs: Mapping | None = None
 ) -> Iterator[Any]:
     """Yield the key part of `data` in batches of at most `batch_size` rows (frames,
-    series or arrays), reading CSV files and iterators lazily."""
+    series or arrays), reading CSV files and iterators lazily.
+
+    >>> import pandas as pd
+    >>> [len(b) for b in iter_batches(pd.DataFrame({"id": [1, 2, 3]}), ["id"], 2, "bank")]
+    [2, 1]
+    """
     pd = _pd()
     if isinstance(data, (str, os.PathLike)):
         kw = dict(dtype=str, keep_default_na=False, na_values=[""])  # ids are text: keep "007"
@@ -189,7 +199,11 @@ def _digest_fixed(buf: bytes, width: int, n: int) -> bytes:
 
 
 def encode_digests(kinds: Sequence[str], cols: Sequence[np.ndarray]) -> bytes:
-    """32-byte digests of the canonical encodings of the rows (see module docstring)."""
+    """32-byte digests of the canonical encodings of the rows (see module docstring).
+
+    >>> len(encode_digests(["int"], [np.array([7, 8])])) == 2 * DIGEST_BYTES
+    True
+    """
     n = len(cols[0])
     if n == 0:
         return b""
@@ -224,7 +238,13 @@ def digest_keys(
 ) -> tuple[bytes, list[str | None], list[str]]:
     """Digest every row of `data`: (digests, kinds per column, column names).
 
-    Kinds must stay the same across batches; `kinds[j]` is None only for an empty set."""
+    Kinds must stay the same across batches; `kinds[j]` is None only for an empty set.
+
+    >>> import pandas as pd
+    >>> digests, kinds, names = digest_keys(pd.DataFrame({"id": [1, 2, 3]}), ["id"], "bank")
+    >>> len(digests) // DIGEST_BYTES, kinds, names
+    (3, ['int'], ['id'])
+    """
     out: list[bytes] = []
     kinds: list[str | None] | None = None
     names: list[str] | None = None
@@ -259,7 +279,16 @@ def digest_keys(
 
 
 def check_unique(digests: bytes, party: str, names: Sequence[str]) -> None:
-    """Raise `DuplicateKeyError` if a key tuple occurs twice (exact, vectorised)."""
+    """Raise `DuplicateKeyError` if a key tuple occurs twice (exact, vectorised).
+
+    >>> import pandas as pd
+    >>> d = digest_keys(pd.DataFrame({"id": [5, 6, 5]}), None, "bank")[0]
+    >>> try:
+    ...     check_unique(d, "bank", ["id"])
+    ... except DuplicateKeyError as e:
+    ...     print(e.party, e.n_keys, e.n_rows)
+    bank 1 1
+    """
     n = len(digests) // DIGEST_BYTES
     if n < 2:
         return

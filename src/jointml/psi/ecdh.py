@@ -146,6 +146,10 @@ class PsiResult:
         size: len(positions), or None where not revealed.
         set_sizes: sizes of the sets this party learned (its own included).
         stats: seconds per phase, curve multiplications, bytes and messages.
+
+    >>> r = PsiResult("bank", np.array([2, 0]), 2, {"bank": 3, "partner": 4})
+    >>> r.revealed, r.take(["a", "b", "c"])
+    (True, ['c', 'a'])
     """
 
     party: str
@@ -156,6 +160,7 @@ class PsiResult:
 
     @property
     def revealed(self) -> bool:
+        """Whether this party learned the intersection (False where ``reveal_to`` names another)."""
         return self.positions is not None
 
     def take(self, data: Any, read_csv_kwargs: Mapping | None = None, batch_size: int = 100_000) -> Any:
@@ -492,6 +497,14 @@ def psi_align(
     Raises:
         DuplicateKeyError: a party's keys repeat (the message names the party and counts).
         PsiError: parties disagree on parameters or key column kinds.
+
+    >>> keys = {"bank": np.array([10, 11, 12, 13]), "partner": np.array([13, 99, 11])}
+    >>> def prog(ctx):
+    ...     res = psi_align(ctx, keys, reveal_to="bank", sort_by="bank")
+    ...     return res.positions, res.set_sizes
+    >>> out = simulate(prog, ["bank", "partner"], mode="thread")
+    >>> out["bank"][0].tolist(), out["partner"]  # the partner learns only the bank's set size
+    ([1, 3], (None, {'partner': 3, 'bank': 4}))
     """
     uid = ctx.next_uid("psi")  # every party draws a uid, participants or not: counters stay in step
     parties = _resolve_parties(ctx, keys, parties)

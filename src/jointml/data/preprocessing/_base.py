@@ -4,6 +4,12 @@ Estimators take hyperparameters in ``__init__`` (stored unchanged), learn in
 ``fit`` and store learned state in attributes ending in ``_``.  They accept a
 pandas DataFrame (column names are kept and checked again at ``transform``) or
 a 2-D numpy array; the output has the same kind as the input.
+
+>>> import pandas as pd
+>>> from jointml.data.preprocessing import StandardScaler
+>>> sc = StandardScaler().fit(pd.DataFrame({"a": [1.0, 3.0]}))
+>>> sc.transform(pd.DataFrame({"a": [2.0]}))["a"].tolist(), list(sc.feature_names_in_)
+([0.0], ['a'])
 """
 
 from __future__ import annotations
@@ -21,7 +27,15 @@ __all__ = ["NotFittedError", "ColumnTypeError", "UnknownColumnError", "BaseTrans
 
 
 class NotFittedError(JointMLError, ValueError, AttributeError):
-    """An estimator was used before ``fit``."""
+    """An estimator was used before ``fit``.
+
+    >>> from jointml.data.preprocessing import StandardScaler
+    >>> try:
+    ...     StandardScaler().transform(np.zeros((1, 1)))
+    ... except NotFittedError as e:
+    ...     print("not fitted" in str(e))
+    True
+    """
 
 
 class ColumnTypeError(DataError, TypeError):
@@ -57,7 +71,23 @@ def clone(estimator: Any) -> Any:
 
 
 class BaseTransformer:
-    """Base class: parameter handling, input checking and output wrapping."""
+    """Base class: parameter handling, input checking and output wrapping.
+
+    A subclass declares its hyperparameters in ``__init__`` and implements ``fit`` and
+    ``transform``; parameters, ``fit_transform`` and input checks come from here.
+
+    >>> class AddOne(BaseTransformer):
+    ...     def __init__(self, k: float = 1.0):
+    ...         self.k = k
+    ...     def fit(self, X, y=None):
+    ...         self._frame_for_fit(X)
+    ...         return self
+    ...     def transform(self, X):
+    ...         frame, is_frame = self._frame_for_transform(X)
+    ...         return _wrap(_numeric_matrix(frame, "AddOne") + self.k, frame, is_frame)
+    >>> AddOne(k=2.0).fit_transform(np.zeros((2, 1))).tolist(), AddOne().get_params()
+    ([[2.0], [2.0]], {'k': 1.0})
+    """
 
     # ---- parameters -----------------------------------------------------
 

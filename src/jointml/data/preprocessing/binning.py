@@ -34,6 +34,10 @@ Both merge functions return ``cuts``: the sorted initial-bin indices at which a
 merged bin starts (0 excluded).  Initial bin ``i`` ends up in merged bin
 ``np.searchsorted(cuts, i, side="right")``; :func:`merge_counts` sums counts
 accordingly.
+
+>>> from jointml.data.preprocessing import EqualWidthBinner
+>>> EqualWidthBinner(n_bins=2).fit(np.array([[0.0], [1.0], [4.0]])).transform(np.array([[0.5], [3.0], [np.nan]])).ravel().tolist()
+[0, 1, 2]
 """
 
 from __future__ import annotations

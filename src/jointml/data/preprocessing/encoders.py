@@ -3,6 +3,10 @@
 Categories are learned per column and sorted (numbers numerically, text
 lexicographically), as scikit-learn does; a missing value (NaN/None) is a
 category of its own, listed last, again as scikit-learn.
+
+>>> import pandas as pd
+>>> OrdinalEncoder().fit_transform(pd.DataFrame({"city": ["b", "a", "b"]}))["city"].tolist()
+[1.0, 0.0, 1.0]
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Missing-value imputation at the data owner: :class:`SimpleImputer`."""
+"""Missing-value imputation at the data owner: :class:`SimpleImputer`.
+
+>>> SimpleImputer(strategy="median").fit_transform(np.array([[1.0], [np.nan], [3.0]])).ravel().tolist()
+[1.0, 2.0, 3.0]
+"""
 
 from __future__ import annotations
 

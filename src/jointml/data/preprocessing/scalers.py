@@ -3,6 +3,9 @@
 Both can also be fitted from aggregate statistics (``fit_from_stats``) so that a
 horizontal / secure version only has to aggregate additive quantities (counts,
 sums, sums of squares, minima, maxima) across parties and never the rows.
+
+>>> MinMaxScaler().fit_transform(np.array([[1.0], [3.0], [2.0]])).ravel().tolist()
+[0.0, 1.0, 0.5]
 """
 
 from __future__ import annotations
