@@ -563,7 +563,7 @@ def psi_align(
 
 
 def _lead(run: _Run, hello: dict, digests: bytes, n: int, followers: list[str], reveal_to, sort_by, jobs: int, min_ops: int) -> PsiResult:
-    ctx, me = run.ctx, run.ctx.me
+    me = run.ctx.me
     for f in followers:
         run.link(f).send("hello", meta=hello)
     sizes = {me: n}
@@ -605,7 +605,7 @@ def _lead(run: _Run, hello: dict, digests: bytes, n: int, followers: list[str], 
 
 
 def _follow(run: _Run, hello: dict, digests: bytes, n: int, leader: str, reveal_to, jobs: int, min_ops: int) -> PsiResult:
-    ctx, me = run.ctx, run.ctx.me
+    me = run.ctx.me
     run.link(leader).send("hello", meta=hello)
     msg = run.link(leader).recv("hello", dtypes=[], timeout=max(run.patience(leader, n), _HELLO_WAIT))
     n_lead = _check_hello(me, hello, leader, msg.meta)
@@ -638,7 +638,7 @@ def _follow(run: _Run, hello: dict, digests: bytes, n: int, leader: str, reveal_
 
 def _apply_order_of(run: _Run, result: PsiResult, owner: str, parties: list[str]) -> PsiResult:
     """Reorder everyone's positions by `owner`'s row order (owner sends the permutation)."""
-    ctx, me = run.ctx, run.ctx.me
+    me = run.ctx.me
     if me == owner:
         perm = np.argsort(result.positions, kind="stable")
         for p in parties:

@@ -110,7 +110,7 @@ class Channel:
         """The link's default receive timeout (seconds), to scale a longer wait from."""
         return float(self.ctx.comm.link(self.peer).recv_timeout)
 
-    def send(self, step: str, *, meta: dict | None = None, arrays: Sequence[np.ndarray] | np.ndarray = ()) -> None:
+    def send(self, step: str, *, meta: dict[str, Any] | None = None, arrays: Sequence[np.ndarray] | np.ndarray = ()) -> None:
         """Send (`meta`, `arrays`) to the peer as message `step`."""
         self.ctx.comm.send(self.peer, f"{self.prefix}:{step}", _as_list(arrays), meta=meta)
 
@@ -118,8 +118,8 @@ class Channel:
         self,
         step: str,
         *,
-        dtypes: Sequence | None = None,
-        shapes: Sequence | None = None,
+        dtypes: Sequence[Any] | None = None,
+        shapes: Sequence[Any] | None = None,
         timeout: float | None = None,
     ) -> Received:
         """The peer's next message, which must be `step`; arrays checked against `dtypes`/`shapes`
