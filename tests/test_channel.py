@@ -68,3 +68,17 @@ def test_timeout_is_the_links():
         return Channel(ctx, "bob" if ctx.me == "alice" else "alice", "t").timeout > 0
 
     assert all(simulate(prog, ["alice", "bob"], mode="thread").values())
+
+
+def test_collectives_of_a_subgroup_do_not_put_outsiders_out_of_step():
+    """Data holders run a data-dependent number of collectives among themselves (trees,
+    early stopping) while a dealer skips them; a later all-party collective still works."""
+
+    def prog(ctx):
+        if ctx.me != "dealer":
+            for i in range(3 if ctx.me else 0):
+                broadcast(ctx, "bank", meta={"i": i} if ctx.me == "bank" else None, to=["bank", "partner"], name="sub")
+        return broadcast(ctx, "bank", meta={"done": True} if ctx.me == "bank" else None, name="verdict").meta
+
+    out = simulate(prog, ["bank", "partner", "dealer"], mode="thread")
+    assert out["dealer"] == {"done": True} and out["partner"] == {"done": True}

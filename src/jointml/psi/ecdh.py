@@ -498,6 +498,7 @@ def psi_align(
         DuplicateKeyError: a party's keys repeat (the message names the party and counts).
         PsiError: parties disagree on parameters or key column kinds.
 
+    >>> from jointml.runtime import simulate
     >>> keys = {"bank": np.array([10, 11, 12, 13]), "partner": np.array([13, 99, 11])}
     >>> def prog(ctx):
     ...     res = psi_align(ctx, keys, reveal_to="bank", sort_by="bank")

@@ -7,9 +7,13 @@ checked on receipt.
 
 SPMD contract: **every party of the context calls each collective at the same point of
 the program**, including parties that neither send nor receive (they return `None`).
-The tag comes from `ctx.next_uid`, which every party advances alike; a party that
-skipped or added a call gets `ProtocolOutOfSync` at its next message instead of a hang
-or someone else's data.
+The tag is ``name:n`` where n counts the collectives of that same group of parties
+(sender and receivers) at this party: the members of a group advance it alike, so a
+member that skipped or added a call gets `ProtocolOutOfSync` at its next message instead
+of a hang or someone else's data, while a party outside the group is not affected when
+it skips the group's calls altogether (a sub-protocol among some parties, e.g. trees
+trained by the data holders while a dealer waits, may run a data-dependent number of
+collectives without putting the others out of step).
 
 What crosses a link is exactly what the caller passes (`meta`: a JSON object of plain
 values; `arrays`: ndarrays of the wire's allowed dtypes), from the named sender to the
@@ -128,8 +132,12 @@ class Channel:
         return Received(self.peer, dict(msg.meta or {}), list(msg.arrays))
 
 
-def _tag(ctx: PartyContext, name: str) -> str:
-    return ctx.next_uid(f"{name}:")
+def _tag(ctx: PartyContext, name: str, group: Sequence[str]) -> str:
+    """``name:n``, n = collectives of this group (sender and receivers) so far at this party."""
+    key = tuple(sorted(set(group)))
+    counts: dict[tuple[str, ...], int] = ctx.__dict__.setdefault("_collective_counts", {})
+    counts[key] = counts.get(key, 0) + 1
+    return f"{name}:{counts[key]}"
 
 
 def _as_list(arrays: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
@@ -170,7 +178,7 @@ def send_to(
     _check_party(ctx, owner, "sender")
     for p in receivers:
         _check_party(ctx, p, "receiver")
-    tag = _tag(ctx, name)
+    tag = _tag(ctx, name, [owner, *receivers])
     if ctx.me == owner:
         payload = _as_list(arrays)
         for p in receivers:
@@ -233,7 +241,7 @@ def gather(
     """
     _check_party(ctx, root, "root")
     group = [p for p in ctx.parties if p != root] if senders is None else list(senders)
-    tag = _tag(ctx, name)
+    tag = _tag(ctx, name, [root, *group])
     if ctx.me in group and ctx.me != root:
         ctx.comm.send(root, tag, _as_list(arrays), meta=dict(meta or {}))
     if ctx.me != root:

@@ -5,6 +5,7 @@
 * `jointml.data.secure.metrics` - AUC and KS of secret-shared scores, revealing only the
   metric (or a score histogram).
 
+>>> import numpy as np
 >>> from jointml.data.secure import stats, metrics
 >>> stats.vif_from_corr(np.eye(2)).tolist()
 [1.0, 1.0]

@@ -408,6 +408,7 @@ def auc_ks(
     pairwise n = 1000: 0.4 / 0.6 s, 45 MB; bucketed n = 10000, bins = 1000: 1.7 / 2.1 s,
     450 MB; bins = 100: 0.2 / 0.4 s, 45 MB. aby3 is within 20 % of these.
 
+    >>> from jointml.runtime import simulate
     >>> from jointml.mpc import MpcDevice
     >>> y = np.array([0, 0, 1, 1, 0, 1]); s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
     >>> def run(fn):  # scores secret-shared by alice, labels held by bob
@@ -441,6 +442,7 @@ def roc_auc(
     exactly when `to` holds the labels or ``reveal_class_counts=True``, else within 1e-5.
     Skips the KS matrix-vector product.
 
+    >>> from jointml.runtime import simulate
     >>> from jointml.mpc import MpcDevice
     >>> y = np.array([0, 0, 1, 1, 0, 1]); s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
     >>> def run(fn):  # scores secret-shared by alice, labels held by bob
@@ -473,6 +475,7 @@ def ks(
     Pairwise: equals ``jointml.data.metrics.ks(y, s).statistic`` on the fixed-point scores
     (see :func:`auc_ks` for disclosure and accuracy). The maximum is taken under MPC.
 
+    >>> from jointml.runtime import simulate
     >>> from jointml.mpc import MpcDevice
     >>> y = np.array([0, 0, 1, 1, 0, 1]); s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
     >>> def run(fn):  # scores secret-shared by alice, labels held by bob
@@ -531,6 +534,7 @@ def score_histogram(
     tables can be built. Prefer :func:`auc_ks` with ``method="bucketed"`` when only the
     metric may be shown.
 
+    >>> from jointml.runtime import simulate
     >>> from jointml.mpc import MpcDevice
     >>> y = np.array([0, 0, 1, 1, 0, 1]); s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
     >>> def run(fn):  # scores secret-shared by alice, labels held by bob

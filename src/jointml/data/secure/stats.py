@@ -398,6 +398,7 @@ def corr_secret(
     Public: the schema, which columns are constant (their rows and columns are 0).
 
     >>> import pandas as pd
+    >>> from jointml.runtime import simulate
     >>> from jointml.mpc import MpcDevice
     >>> from jointml.data.frames import from_pandas
     >>> a = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
@@ -487,6 +488,7 @@ def corr(
     (to=None), or a PartyObject holding it owned by `to`.
 
     >>> import pandas as pd
+    >>> from jointml.runtime import simulate
     >>> from jointml.mpc import MpcDevice
     >>> from jointml.data.frames import from_pandas
     >>> a = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
@@ -642,6 +644,7 @@ def vif(
     column at every party (to=None) or a PartyObject owned by `to`.
 
     >>> import pandas as pd
+    >>> from jointml.runtime import simulate
     >>> from jointml.mpc import MpcDevice
     >>> from jointml.data.frames import from_pandas
     >>> a = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
