@@ -14,7 +14,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from jointml.core.fixedpoint import FixedPoint
 from jointml.data import metrics
-from jointml.data import secure_metrics as sm
+from jointml.data.secure import metrics as sm
 from jointml.datasets import load_germancredit
 from jointml.mpc import MpcDevice
 from jointml.runtime import PartyFailed, simulate

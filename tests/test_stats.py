@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jointml.data import stats
+from jointml.data.secure import stats
 from jointml.data.frames import from_pandas
 from jointml.datasets import load_germancredit
 from jointml.mpc import MpcDevice

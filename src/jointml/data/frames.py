@@ -6,26 +6,41 @@ other parties hold a handle. Schema metadata — column names, dtypes, row count
 is public within the job (every party needs it to run the same program) and is
 exchanged once when the frame is built. Every operation runs at the owner.
 
->>> # inside an SPMD program:
->>> # vdf = read_csv(ctx, {"bank": "bank.csv", "partner": "partner.csv"})
->>> # vdf.shape, vdf.columns["partner"]
+Security model: nothing but the schema leaves an owner here; every party learns the
+column names, dtypes and row counts of every partition, and which column fails a check.
+
+>>> import pandas as pd
+>>> def prog(ctx):
+...     vdf = from_pandas(ctx, {"bank": pd.DataFrame({"age": [30, 40]}),
+...                             "partner": pd.DataFrame({"spend": [1.0, 2.0], "visits": [3, 4]})})
+...     return vdf.shape, vdf.columns["partner"]
+>>> simulate(prog, ["bank", "partner"], mode="thread")["bank"]
+((2, 3), ['spend', 'visits'])
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
 
 from ..core.errors import DataError
+from ..runtime.collectives import agree, broadcast
+from ..runtime.context import PartyContext
 from ..runtime.device import PartyObject
 
 
 @dataclass
 class PartitionInfo:
+    """The public schema of one partition: column names, dtypes (as strings), row count.
+
+    >>> PartitionInfo(["age"], ["int64"], 3).rows
+    3
+    """
+
     columns: list[str]
     dtypes: list[str]
     rows: int
@@ -35,20 +50,13 @@ def _info(df: pd.DataFrame) -> dict:
     return {"columns": [str(c) for c in df.columns], "dtypes": [str(t) for t in df.dtypes], "rows": int(len(df))}
 
 
-def _exchange_info(ctx, parts: dict[str, PartyObject]) -> dict[str, PartitionInfo]:
+def _exchange_info(ctx: PartyContext, parts: dict[str, PartyObject]) -> dict[str, PartitionInfo]:
     """Every owner announces its schema to every other party of the job."""
     infos: dict[str, PartitionInfo] = {}
     for owner, obj in parts.items():
-        tag = f"schema:{owner}"
-        if ctx.me == owner:
-            meta = _info(obj.value)
-            for p in ctx.parties:
-                if p != owner:
-                    ctx.comm.send(p, tag, meta=meta)
-        else:
-            meta = ctx.comm.recv(owner, tag).meta
+        meta = broadcast(ctx, owner, meta=_info(obj.value) if ctx.me == owner else None, name="schema").meta
         if not isinstance(meta.get("columns"), list) or not isinstance(meta.get("rows"), int):
-            raise DataError(f"malformed schema from party '{owner}'")
+            raise DataError("malformed schema", party=owner)
         infos[owner] = PartitionInfo([str(c) for c in meta["columns"]], [str(t) for t in meta.get("dtypes", [])], int(meta["rows"]))
     return infos
 
@@ -65,9 +73,30 @@ def _read_table(path: str, party: str, **kw) -> pd.DataFrame:
 
 
 class VDataFrame:
-    """Columns split across parties; rows aligned (row i is the same entity everywhere)."""
+    """Columns split across parties; rows aligned (row i is the same entity everywhere).
 
-    def __init__(self, ctx, parts: dict[str, PartyObject], infos: dict[str, PartitionInfo] | None = None, check_aligned: bool = True):
+    Built from each owner's `PartyObject` holding a DataFrame; the owners exchange their
+    schemas (all parties must construct it at the same program point). Row counts must
+    agree and a column name may be held by one party only.
+
+    >>> import pandas as pd
+    >>> def prog(ctx):
+    ...     vdf = from_pandas(ctx, {"bank": pd.DataFrame({"age": [30, 40, 50]}),
+    ...                             "partner": pd.DataFrame({"spend": [1.0, 2.0, 3.0]})})
+    ...     sub = vdf.take(np.array([2, 0]))[["spend"]]
+    ...     return sub.owner_of("spend"), len(sub), sub.local()
+    >>> owner, n, local = simulate(prog, ["bank", "partner"], mode="thread")["partner"]
+    >>> owner, n, local["spend"].tolist()
+    ('partner', 2, [3.0, 1.0])
+    """
+
+    def __init__(
+        self,
+        ctx: PartyContext,
+        parts: dict[str, PartyObject],
+        infos: dict[str, PartitionInfo] | None = None,
+        check_aligned: bool = True,
+    ):
         self.ctx = ctx
         self.parts = dict(parts)
         self.infos = infos if infos is not None else _exchange_info(ctx, self.parts)
@@ -111,7 +140,7 @@ class VDataFrame:
         return obj.value if obj is not None else None
 
     # -- operations at the owners ----------------------------------------------------
-    def __getitem__(self, cols) -> "VDataFrame":
+    def __getitem__(self, cols: str | list[str]) -> "VDataFrame":
         if isinstance(cols, str):
             cols = [cols]
         by_party: dict[str, list[str]] = {}
@@ -143,7 +172,19 @@ class VDataFrame:
 
     def check_numeric(self, columns: Iterable[str] | None = None) -> None:
         """Raise a DataError naming party and column for non-numeric values or NaN (checked at the owner;
-        every party learns only which column failed)."""
+        every party learns only which column failed).
+
+        >>> import pandas as pd
+        >>> def prog(ctx):
+        ...     vdf = from_pandas(ctx, {"bank": pd.DataFrame({"age": [30.0, None]}),
+        ...                             "partner": pd.DataFrame({"spend": [1.0, 2.0]})})
+        ...     try:
+        ...         vdf.check_numeric()
+        ...     except DataError as e:
+        ...         return str(e)
+        >>> simulate(prog, ["bank", "partner"], mode="thread")["partner"]
+        "party 'bank': column 'age' has 1 missing values (NaN); impute them first"
+        """
         me = self.ctx.me
         problem = None
         if me in self.parts:
@@ -157,20 +198,8 @@ class VDataFrame:
                 if col.isna().any():
                     problem = f"party '{me}': column '{c}' has {int(col.isna().sum())} missing values (NaN); impute them first"
                     break
-        # Everybody must fail alike: owners broadcast their verdict.
-        verdicts = {}
-        for owner in self.parties:
-            tag = f"check:{owner}"
-            if me == owner:
-                for p in self.ctx.parties:
-                    if p != owner:
-                        self.ctx.comm.send(p, tag, meta={"problem": problem})
-                verdicts[owner] = problem
-            else:
-                verdicts[owner] = self.ctx.comm.recv(owner, tag).meta.get("problem")
-        bad = [v for v in verdicts.values() if v]
-        if bad:
-            raise DataError(bad[0])
+        # Everybody must fail alike: owners announce their verdict (the first one raises everywhere).
+        agree(self.ctx, self.parties, problem, name="check")
 
     def to_numpy(self, party: str, columns: list[str] | None = None) -> PartyObject:
         """One party's columns as a float64 matrix, at that party."""
@@ -182,9 +211,18 @@ class VDataFrame:
 
 
 class HDataFrame:
-    """Rows split across parties, same columns everywhere."""
+    """Rows split across parties, same columns everywhere.
 
-    def __init__(self, ctx, parts: dict[str, PartyObject], infos: dict[str, PartitionInfo] | None = None):
+    >>> import pandas as pd
+    >>> def prog(ctx):
+    ...     hdf = from_pandas(ctx, {"bank-a": pd.DataFrame({"x": [1, 2]}), "bank-b": pd.DataFrame({"x": [3]})},
+    ...                       vertical=False)
+    ...     return hdf.shape, hdf.columns
+    >>> simulate(prog, ["bank-a", "bank-b"], mode="thread")["bank-b"]
+    ((3, 1), ['x'])
+    """
+
+    def __init__(self, ctx: PartyContext, parts: dict[str, PartyObject], infos: dict[str, PartitionInfo] | None = None):
         self.ctx = ctx
         self.parts = dict(parts)
         self.infos = infos if infos is not None else _exchange_info(ctx, self.parts)
@@ -211,7 +249,7 @@ class HDataFrame:
         obj = self.parts.get(self.ctx.me)
         return obj.value if obj is not None else None
 
-    def __getitem__(self, cols) -> "HDataFrame":
+    def __getitem__(self, cols: str | list[str]) -> "HDataFrame":
         if isinstance(cols, str):
             cols = [cols]
         missing = [c for c in cols if c not in self.columns]
@@ -224,25 +262,58 @@ class HDataFrame:
         return f"HDataFrame(rows={ {p: i.rows for p, i in self.infos.items()} }, columns={self.columns})"
 
 
-def _read_parts(ctx, paths: dict[str, str], **kw) -> dict[str, PartyObject]:
+def _read_parts(ctx: PartyContext, paths: dict[str, str], **kw: Any) -> dict[str, PartyObject]:
     for p in paths:
         if p not in ctx.parties:
             raise DataError(f"unknown party '{p}' in input paths (cluster: {ctx.parties})")
     return {p: ctx.party(p).run(lambda path=path, p=p: _read_table(path, p, **kw)) for p, path in paths.items()}
 
 
-def read_csv(ctx, paths: dict[str, str], **kw) -> VDataFrame:
+def read_csv(ctx: PartyContext, paths: dict[str, str], **kw: Any) -> VDataFrame:
     """Each party reads its own CSV/Parquet file (paths of other parties are never opened here).
 
-    Rows must already be aligned; use `jointml.psi` to align them first."""
+    Rows must already be aligned; use `jointml.psi` to align them first. `kw` goes to
+    ``pandas.read_csv`` (or ``read_parquet`` for ``.parquet``/``.pq``). A missing or
+    unreadable file raises a `DataError` naming its party at every party.
+
+    >>> import os, tempfile, pandas as pd
+    >>> d = tempfile.mkdtemp()
+    >>> pd.DataFrame({"age": [30, 40]}).to_csv(os.path.join(d, "bank.csv"), index=False)
+    >>> pd.DataFrame({"spend": [1.5, 2.5]}).to_csv(os.path.join(d, "partner.csv"), index=False)
+    >>> paths = {p: os.path.join(d, f"{p}.csv") for p in ("bank", "partner")}
+    >>> simulate(lambda ctx: read_csv(ctx, paths).columns, ["bank", "partner"], mode="thread")["bank"]
+    {'bank': ['age'], 'partner': ['spend']}
+    """
     return VDataFrame(ctx, _read_parts(ctx, paths, **kw))
 
 
-def read_csv_horizontal(ctx, paths: dict[str, str], **kw) -> HDataFrame:
+def read_csv_horizontal(ctx: PartyContext, paths: dict[str, str], **kw: Any) -> HDataFrame:
+    """Each party reads its own file of rows with the same columns (see :func:`read_csv`).
+
+    >>> import os, tempfile, pandas as pd
+    >>> d = tempfile.mkdtemp()
+    >>> for p, rows in (("a", [1, 2]), ("b", [3])):
+    ...     pd.DataFrame({"x": rows}).to_csv(os.path.join(d, f"{p}.csv"), index=False)
+    >>> paths = {p: os.path.join(d, f"{p}.csv") for p in ("a", "b")}
+    >>> simulate(lambda ctx: read_csv_horizontal(ctx, paths).shape, ["a", "b"], mode="thread")["a"]
+    (3, 1)
+    """
     return HDataFrame(ctx, _read_parts(ctx, paths, **kw))
 
 
-def from_pandas(ctx, frames: dict[str, "pd.DataFrame | Callable[[], pd.DataFrame]"], vertical: bool = True):
-    """Build a frame from DataFrames that each party holds (the value is used only at its owner)."""
+def from_pandas(
+    ctx: PartyContext, frames: dict[str, pd.DataFrame | Callable[[], pd.DataFrame]], vertical: bool = True
+) -> VDataFrame | HDataFrame:
+    """Build a frame from DataFrames that each party holds (the value is used only at its owner).
+
+    A value may be a callable returning the DataFrame, called at its owner only.
+
+    >>> import pandas as pd
+    >>> def prog(ctx):
+    ...     return from_pandas(ctx, {"bank": lambda: pd.DataFrame({"age": [30]}),
+    ...                             "partner": lambda: pd.DataFrame({"spend": [1.0]})}).shape
+    >>> simulate(prog, ["bank", "partner"], mode="thread")["partner"]
+    (1, 2)
+    """
     parts = {p: ctx.party(p).run(lambda v=v: v() if callable(v) else v) for p, v in frames.items()}
     return VDataFrame(ctx, parts) if vertical else HDataFrame(ctx, parts)

@@ -17,8 +17,8 @@ Conventions
   decreasing threshold and start at ``+inf`` (nothing predicted positive), like
   scikit-learn.
 * Inputs are validated up front: empty arrays, mismatched lengths, NaN or
-  infinite scores and single-class targets raise :class:`ValueError` naming the
-  argument, never a silent NaN.
+  infinite scores and single-class targets raise :class:`~jointml.core.errors.DataError` (a
+  ``ValueError``) naming the argument, never a silent NaN.
 
 Everything is vectorised numpy, ``O(n log n)`` (one sort) at most.
 
@@ -41,6 +41,8 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 import pandas as pd
+
+from ..core.errors import DataError, ParameterError
 
 __all__ = [
     "roc_curve",
@@ -72,39 +74,39 @@ ArrayLike = Any  # list, numpy array, pandas Series ...
 
 def _as_1d(name: str, a: ArrayLike, *, numeric: bool, allow_empty: bool = False) -> np.ndarray:
     if a is None:
-        raise ValueError(f"{name} is None")
+        raise DataError(f"{name} is None", field=name)
     if isinstance(a, (pd.Series, pd.Index)):
         arr = a.to_numpy()
     elif isinstance(a, pd.DataFrame):
         if a.shape[1] != 1:
-            raise ValueError(f"{name} must be 1-D; got a DataFrame with {a.shape[1]} columns")
+            raise DataError(f"{name} must be 1-D; got a DataFrame with {a.shape[1]} columns", field=name)
         arr = a.iloc[:, 0].to_numpy()
     else:
         arr = np.asarray(a)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D; got shape {arr.shape}")
+        raise DataError(f"{name} must be 1-D; got shape {arr.shape}", field=name)
     if arr.shape[0] == 0 and not allow_empty:
-        raise ValueError(f"{name} is empty; need at least one sample")
+        raise DataError(f"{name} is empty; need at least one sample", field=name)
     if numeric:
         try:
             arr = arr.astype(np.float64) if arr.dtype != np.float32 else arr
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must be numeric; got dtype {arr.dtype}") from exc
+            raise DataError(f"{name} must be numeric; got dtype {arr.dtype}", field=name) from exc
         bad = ~np.isfinite(arr)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             kind = "NaN" if np.isnan(arr[i]) else "infinity"
-            raise ValueError(
-                f"{name} contains {kind} (first at position {i}, {int(bad.sum())} non-finite values)"
+            raise DataError(
+                f"{name} contains {kind} (first at position {i}, {int(bad.sum())} non-finite values)", field=name
             )
     else:
         missing = pd.isna(arr) if arr.dtype.kind in "fOUSMm" else np.zeros(arr.shape, bool)
         if np.any(missing):
             i = int(np.flatnonzero(missing)[0])
-            raise ValueError(
-                f"{name} contains NaN/None (first at position {i}, {int(missing.sum())} missing)"
+            raise DataError(
+                f"{name} contains NaN/None (first at position {i}, {int(missing.sum())} missing)", field=name
             )
     return arr
 
@@ -115,7 +117,7 @@ def _check_same_length(**arrays: np.ndarray | None) -> None:
     for k, v in items[1:]:
         if v.shape[0] != n0:
             desc = ", ".join(f"{kk} has {vv.shape[0]}" for kk, vv in items)
-            raise ValueError(f"inconsistent numbers of samples: {desc}")
+            raise DataError(f"inconsistent numbers of samples: {desc}")
 
 
 def _check_weights(sample_weight: ArrayLike | None, n: int) -> np.ndarray | None:
@@ -123,9 +125,9 @@ def _check_weights(sample_weight: ArrayLike | None, n: int) -> np.ndarray | None
         return None
     w = _as_1d("sample_weight", sample_weight, numeric=True, allow_empty=True)
     if w.shape[0] != n:
-        raise ValueError(f"sample_weight has {w.shape[0]} elements but there are {n} samples")
+        raise DataError(f"sample_weight has {w.shape[0]} elements but there are {n} samples", field="sample_weight")
     if (w < 0).any():
-        raise ValueError("sample_weight contains negative values")
+        raise DataError("sample_weight contains negative values", field="sample_weight")
     return w.astype(np.float64)
 
 
@@ -134,16 +136,16 @@ def _binary_positive_mask(y: np.ndarray, pos_label: Any, name: str = "y_true") -
     classes = pd.unique(y)
     if len(classes) > 2:
         shown = sorted(map(str, classes))[:5]
-        raise ValueError(f"{name} must be binary; found {len(classes)} classes (e.g. {shown})")
+        raise DataError(f"{name} must be binary; found {len(classes)} classes (e.g. {shown})", field=name)
     if pos_label is None:
         numeric = y.dtype.kind in "biuf"
         ok = numeric and set(np.asarray(classes, dtype=float).tolist()) <= {0.0, 1.0} or (
             numeric and set(np.asarray(classes, dtype=float).tolist()) <= {-1.0, 1.0}
         )
         if not ok:
-            raise ValueError(
+            raise DataError(
                 f"{name} has labels {sorted(map(str, classes))}; pass pos_label= to say which "
-                "one is the positive class (only {0, 1} and {-1, 1} are inferred)"
+                "one is the positive class (only {0, 1} and {-1, 1} are inferred)", field=name
             )
         pos_label = 1
     return np.asarray(y == pos_label, dtype=bool)
@@ -189,9 +191,9 @@ def _binary_inputs(
 
 def _require_both_classes(fps: np.ndarray, tps: np.ndarray, what: str) -> None:
     if tps.size == 0 or tps[-1] <= 0:
-        raise ValueError(f"{what} is undefined: y_true has no positive samples (only one class)")
+        raise DataError(f"{what} is undefined: y_true has no positive samples (only one class)", field="y_true")
     if fps[-1] <= 0:
-        raise ValueError(f"{what} is undefined: y_true has no negative samples (only one class)")
+        raise DataError(f"{what} is undefined: y_true has no negative samples (only one class)", field="y_true")
 
 
 def roc_curve(
@@ -267,7 +269,7 @@ def _counts_pair(pos_counts: ArrayLike, neg_counts: ArrayLike) -> tuple[np.ndarr
     neg = _as_1d("neg_counts", neg_counts, numeric=True)
     _check_same_length(pos_counts=pos, neg_counts=neg)
     if (pos < 0).any() or (neg < 0).any():
-        raise ValueError("counts must be non-negative")
+        raise DataError("counts must be non-negative")
     return pos.astype(np.float64), neg.astype(np.float64)
 
 
@@ -313,6 +315,10 @@ class KSResult:
         ``score >= threshold`` -- the TPR.
     cum_neg_rate:
         Share of negatives ("good") with ``score >= threshold`` -- the FPR.
+
+    >>> r = ks([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    >>> r.statistic, r.threshold, r.thresholds.tolist()
+    (0.5, 0.8, [inf, 0.8, 0.4, 0.35, 0.1])
     """
 
     statistic: float
@@ -427,7 +433,7 @@ def _sorted_labels(*arrays: np.ndarray) -> np.ndarray:
     try:
         return np.array(sorted(labels.tolist()), dtype=object)
     except TypeError as exc:
-        raise ValueError("labels mix types that cannot be ordered (e.g. numbers and strings)") from exc
+        raise DataError("labels mix types that cannot be ordered (e.g. numbers and strings)", field="labels") from exc
 
 
 def _label_codes(y: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -457,9 +463,9 @@ def confusion_matrix(
     else:
         labs = np.asarray(list(labels), dtype=object)
         if labs.size == 0:
-            raise ValueError("labels is empty")
+            raise ParameterError("labels is empty", field="labels")
         if pd.Index(labs.tolist()).has_duplicates:
-            raise ValueError("labels contains duplicates")
+            raise ParameterError("labels contains duplicates", field="labels")
     k = labs.size
     ti, pi = _label_codes(yt, labs), _label_codes(yp, labs)
     keep = (ti >= 0) & (pi >= 0)
@@ -479,7 +485,7 @@ def confusion_matrix(
         elif normalize == "all":
             out = cm / cm.sum()
         else:
-            raise ValueError(f"normalize must be 'true', 'pred', 'all' or None; got {normalize!r}")
+            raise ParameterError(f"normalize must be 'true', 'pred', 'all' or None; got {normalize!r}", field="normalize")
     return np.nan_to_num(out)
 
 
@@ -513,21 +519,21 @@ def precision_recall_f1(
     """
     yt, yp, w = _label_pair(y_true, y_pred, sample_weight)
     if beta < 0:
-        raise ValueError("beta must be non-negative")
+        raise ParameterError("beta must be non-negative", field="beta")
     present = _sorted_labels(yt, yp)
     if average == "binary":
         if present.size > 2:
-            raise ValueError(
+            raise ParameterError(
                 f"average='binary' needs a binary target but found {present.size} labels "
-                f"{present.tolist()[:5]}; choose average='micro', 'macro', 'weighted' or None"
+                f"{present.tolist()[:5]}; choose average='micro', 'macro', 'weighted' or None", field="average"
             )
         if present.size == 2 and pos_label not in present.tolist():
-            raise ValueError(f"pos_label={pos_label!r} is not a label; labels are {present.tolist()}")
+            raise ParameterError(f"pos_label={pos_label!r} is not a label; labels are {present.tolist()}", field="pos_label")
         labs = np.array([pos_label], dtype=object)
     elif average in ("micro", "macro", "weighted", None):
         labs = present if labels is None else np.asarray(list(labels), dtype=object)
     else:
-        raise ValueError(f"unknown average={average!r}")
+        raise ParameterError(f"unknown average={average!r}", field="average")
     ti, pi = _label_codes(yt, labs), _label_codes(yp, labs)
     ww = np.ones(yt.shape[0]) if w is None else w
     k = labs.size
@@ -609,42 +615,42 @@ def log_loss(
     yt = _as_1d("y_true", y_true, numeric=False)
     proba = np.asarray(y_proba)
     if proba.dtype.kind not in "fiub":
-        raise ValueError(f"y_proba must be numeric; got dtype {proba.dtype}")
+        raise DataError(f"y_proba must be numeric; got dtype {proba.dtype}", field="y_proba")
     proba = proba.astype(proba.dtype if proba.dtype in (np.float32, np.float64) else np.float64)
     if proba.ndim == 2 and proba.shape[1] == 1:
         proba = proba[:, 0]
     if proba.ndim not in (1, 2):
-        raise ValueError(f"y_proba must be 1-D or 2-D; got shape {proba.shape}")
+        raise DataError(f"y_proba must be 1-D or 2-D; got shape {proba.shape}", field="y_proba")
     if proba.shape[0] == 0:
-        raise ValueError("y_proba is empty; need at least one sample")
+        raise DataError("y_proba is empty; need at least one sample", field="y_proba")
     if not np.isfinite(proba).all():
-        raise ValueError("y_proba contains NaN or infinity")
+        raise DataError("y_proba contains NaN or infinity", field="y_proba")
     if proba.max() > 1:
-        raise ValueError(f"y_proba contains values greater than 1: {proba.max()}")
+        raise DataError(f"y_proba contains values greater than 1: {proba.max()}", field="y_proba")
     if proba.min() < 0:
-        raise ValueError(f"y_proba contains values lower than 0: {proba.min()}")
+        raise DataError(f"y_proba contains values lower than 0: {proba.min()}", field="y_proba")
     if proba.shape[0] != yt.shape[0]:
-        raise ValueError(f"inconsistent numbers of samples: y_true has {yt.shape[0]}, y_proba has {proba.shape[0]}")
+        raise DataError(f"inconsistent numbers of samples: y_true has {yt.shape[0]}, y_proba has {proba.shape[0]}")
     w = _check_weights(sample_weight, yt.shape[0])
     if labels is None:
         labs = _sorted_labels(yt)
         if labs.size == 1:
-            raise ValueError(
-                f"y_true contains only one label ({labs[0]!r}); pass labels= with all class labels"
+            raise DataError(
+                f"y_true contains only one label ({labs[0]!r}); pass labels= with all class labels", field="y_true"
             )
     else:
         labs = _sorted_labels(np.asarray(list(labels), dtype=object))
         if labs.size < 2:
-            raise ValueError("labels must contain at least two classes")
+            raise ParameterError("labels must contain at least two classes", field="labels")
         unknown = set(pd.unique(yt).tolist()) - set(labs.tolist())
         if unknown:
-            raise ValueError(f"y_true contains labels {sorted(map(str, unknown))} not in labels")
+            raise DataError(f"y_true contains labels {sorted(map(str, unknown))} not in labels", field="y_true")
     if proba.ndim == 1:
         proba = np.column_stack([1 - proba, proba])
     if proba.shape[1] != labs.size:
-        raise ValueError(
+        raise DataError(
             f"y_true has {labs.size} classes {labs.tolist()[:5]} but y_proba has {proba.shape[1]} columns; "
-            "pass labels= explicitly"
+            "pass labels= explicitly", field="y_proba"
         )
     eps = np.finfo(proba.dtype).eps
     if not np.allclose(proba.sum(axis=1), 1.0, rtol=np.sqrt(eps), atol=0):
@@ -688,12 +694,12 @@ def lift_table(
     [[1.0, 2.0, 1.0, 0.3333333333333333, 1.0], [2.0, 2.0, 2.0, 1.0, 2.0], [3.0, 2.0, 0.0, 1.0, 0.0]]
     """
     if not isinstance(n_groups, (int, np.integer)) or n_groups < 1:
-        raise ValueError(f"n_groups must be a positive integer; got {n_groups!r}")
+        raise ParameterError(f"n_groups must be a positive integer; got {n_groups!r}", field="n_groups")
     y_pos, s, _ = _binary_inputs(y_true, y_score, pos_label, None)
     n = s.size
     total_pos = int(y_pos.sum())
     if total_pos == 0:
-        raise ValueError("lift is undefined: y_true has no positive samples")
+        raise DataError("lift is undefined: y_true has no positive samples", field="y_true")
     order = np.argsort(-s, kind="stable")
     s_sorted, y_sorted = s[order], y_pos[order]
     raw = (np.arange(n) * n_groups) // n
@@ -744,19 +750,19 @@ def _psi_edges(expected: np.ndarray, bins: int | Sequence[float], strategy: str)
     if not isinstance(bins, (int, np.integer)):
         edges = np.asarray(bins, dtype=np.float64)
         if edges.ndim != 1 or not np.all(np.isfinite(edges)):
-            raise ValueError("bins must be an integer or a 1-D sequence of finite interior edges")
+            raise ParameterError("bins must be an integer or a 1-D sequence of finite interior edges", field="bins")
         if np.any(np.diff(edges) <= 0):
-            raise ValueError("bin edges must be strictly increasing")
+            raise ParameterError("bin edges must be strictly increasing", field="bins")
         return edges
     if bins < 1:
-        raise ValueError(f"bins must be >= 1; got {bins}")
+        raise ParameterError(f"bins must be >= 1; got {bins}", field="bins")
     lo, hi = expected.min(), expected.max()
     if strategy == "quantile":
         q = np.quantile(expected, np.linspace(0, 1, bins + 1)[1:-1])
     elif strategy == "uniform":
         q = np.linspace(lo, hi, bins + 1)[1:-1]
     else:
-        raise ValueError(f"strategy must be 'quantile' or 'uniform'; got {strategy!r}")
+        raise ParameterError(f"strategy must be 'quantile' or 'uniform'; got {strategy!r}", field="strategy")
     # an edge at the minimum would only create an always-empty first bin
     return np.unique(q[q > lo])
 
@@ -777,9 +783,9 @@ def psi_from_counts(
     a = _as_1d("actual_counts", actual_counts, numeric=True)
     _check_same_length(expected_counts=e, actual_counts=a)
     if (e < 0).any() or (a < 0).any():
-        raise ValueError("counts must be non-negative")
+        raise DataError("counts must be non-negative")
     if e.sum() <= 0 or a.sum() <= 0:
-        raise ValueError("expected_counts and actual_counts must each have a positive total")
+        raise DataError("expected_counts and actual_counts must each have a positive total")
     ep = np.where(e > 0, e / e.sum(), eps)
     ap = np.where(a > 0, a / a.sum(), eps)
     per_bin = (ap - ep) * np.log(ap / ep)

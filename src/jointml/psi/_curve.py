@@ -58,6 +58,8 @@ import gmpy2
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from ..core.errors import CryptoError
+
 P = 2**255 - 19
 A = 486662
 POINT_BYTES = 32
@@ -71,12 +73,20 @@ _MAX_TRIES = 256  # each try fails with probability ~1/2: 2^-256, never reached
 
 
 def new_secret() -> bytes:
-    """A fresh X25519 private key (32 bytes from `secrets`), one per PSI run and peer."""
+    """A fresh X25519 private key (32 bytes from `secrets`), one per PSI run and peer.
+
+    >>> len(new_secret()), new_secret() != new_secret()
+    (32, True)
+    """
     return secrets.token_bytes(32)
 
 
 def on_curve(u: int) -> bool:
-    """Is `u` the u-coordinate of a point of Curve25519 (not its twist), u != 0?"""
+    """Is `u` the u-coordinate of a point of Curve25519 (not its twist), u != 0?
+
+    >>> on_curve(9), on_curve(0)  # 9: the base point
+    (True, False)
+    """
     u = gmpy2.mpz(u)
     return gmpy2.jacobi((u * (u * (u + A) + 1)) % _P, _P) == 1
 
@@ -94,7 +104,11 @@ def _h2c_u(digest: bytes, sha512=hashlib.sha512, jacobi=gmpy2.jacobi, from_bytes
 
 
 def hash_to_curve(digests: bytes) -> bytes:
-    """Map each 32-byte digest to a curve point (unmasked; never sent). For tests and docs."""
+    """Map each 32-byte digest to a curve point (unmasked; never sent). For tests and docs.
+
+    >>> on_curve(int.from_bytes(hash_to_curve(bytes(range(32))), "little"))
+    True
+    """
     return b"".join(_h2c_u(digests[i : i + 32]) for i in range(0, len(digests), 32))
 
 
@@ -115,13 +129,20 @@ def _key(secret: bytes) -> X25519PrivateKey:
 
 
 def forget() -> None:
-    """Drop the cached key object (called when a PSI run ends)."""
+    """Drop the cached key object (called when a PSI run ends).
+
+    >>> forget()
+    """
     global _key_cache
     _key_cache = None
 
 
 def h2c_exp(digests: bytes, secret: bytes) -> bytes:
-    """k * H(d) for each 32-byte digest d: the owner's masked points, 32 bytes each."""
+    """k * H(d) for each 32-byte digest d: the owner's masked points, 32 bytes each.
+
+    >>> len(h2c_exp(bytes(64), new_secret())) == 2 * POINT_BYTES
+    True
+    """
     exchange = _key(secret).exchange
     from_bytes = X25519PublicKey.from_public_bytes
     out = bytearray(len(digests))
@@ -130,8 +151,13 @@ def h2c_exp(digests: bytes, secret: bytes) -> bytes:
     return bytes(out)
 
 
-class InvalidPoint(ValueError):
-    """A received point failed validation; `index` is its position in the chunk."""
+class InvalidPoint(CryptoError):
+    """A received point failed validation; `index` is its position in the chunk (a `CryptoError`).
+
+    >>> e = InvalidPoint(3, "is not on Curve25519")
+    >>> str(e), e.index
+    ('point #3 is not on Curve25519', 3)
+    """
 
     def __init__(self, index: int, why: str):
         super().__init__(f"point #{index} {why}")
@@ -143,7 +169,14 @@ def exp_received(points: bytes, secret: bytes, out_bytes: int = TAG_BYTES) -> by
     """k * Q for each received point Q, validated; keeps the first `out_bytes` of each result.
 
     Canonical range is checked (vectorised) by `check_canonical` before this; here each
-    u is checked to be on the curve, and low-order points are caught by OpenSSL."""
+    u is checked to be on the curve, and low-order points are caught by OpenSSL.
+
+    Keys commute, so both orders of masking give the same tag:
+
+    >>> a, b, d = new_secret(), new_secret(), bytes(32)
+    >>> exp_received(h2c_exp(d, a), b) == exp_received(h2c_exp(d, b), a)
+    True
+    """
     exchange = _key(secret).exchange
     from_bytes = X25519PublicKey.from_public_bytes
     jacobi, mpz = gmpy2.jacobi, gmpy2.mpz
@@ -168,7 +201,12 @@ _LOW_P = np.uint64((1 << 64) - 19)
 
 
 def check_canonical(points: np.ndarray) -> int:
-    """Index of the first u-coordinate >= p in an (n, 32) uint8 array, or -1 (vectorised)."""
+    """Index of the first u-coordinate >= p in an (n, 32) uint8 array, or -1 (vectorised).
+
+    >>> pts = np.zeros((2, 32), dtype=np.uint8); pts[1] = 255
+    >>> check_canonical(pts)
+    1
+    """
     if points.shape[0] == 0:
         return -1
     w = np.ascontiguousarray(points).view("<u8")  # (n, 4) little-endian 64-bit words

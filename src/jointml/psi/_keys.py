@@ -34,25 +34,34 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..core.errors import JointMLError
+from ..core.errors import DataError
 
 DIGEST_BYTES = 32
 _PERSON = b"jointml-psi-key1"  # BLAKE2b personalisation: at most 16 bytes
 _INT64_MAX = np.iinfo(np.int64).max
 
 
-class KeyDataError(JointMLError, ValueError):
-    """Bad key data at one party: missing values, unsupported types, wrong columns."""
+class KeyDataError(DataError):
+    """Bad key data at one party: missing values, unsupported types, wrong columns (a `DataError`).
+
+    >>> isinstance(KeyDataError("key column 'id' has 2 missing values", party="bank"), ValueError)
+    True
+    """
 
 
-class DuplicateKeyError(JointMLError, ValueError):
+class DuplicateKeyError(DataError):
     """A party's key set contains the same key tuple more than once (PSI needs a set).
 
-    Attributes: `party`, `n_keys` (distinct key tuples that repeat), `n_rows` (surplus rows)."""
+    Attributes: `party`, `n_keys` (distinct key tuples that repeat), `n_rows` (surplus rows).
+
+    >>> e = DuplicateKeyError("party 'bank': 1 key value(s) repeat", party="bank", n_keys=1, n_rows=2)
+    >>> (e.party, e.n_keys, e.n_rows, isinstance(e, ValueError))
+    ('bank', 1, 2, True)
+    """
 
     def __init__(self, message: str, party: str, n_keys: int, n_rows: int):
-        super().__init__(message)
-        self.party, self.n_keys, self.n_rows = party, n_keys, n_rows
+        super().__init__(message, party=party)
+        self.n_keys, self.n_rows = n_keys, n_rows
 
 
 def _pd():
@@ -66,7 +75,12 @@ def iter_batches(
     data: Any, key_columns: Sequence[str] | None, batch_size: int, party: str, read_csv_kwargs: Mapping | None = None
 ) -> Iterator[Any]:
     """Yield the key part of `data` in batches of at most `batch_size` rows (frames,
-    series or arrays), reading CSV files and iterators lazily."""
+    series or arrays), reading CSV files and iterators lazily.
+
+    >>> import pandas as pd
+    >>> [len(b) for b in iter_batches(pd.DataFrame({"id": [1, 2, 3]}), ["id"], 2, "bank")]
+    [2, 1]
+    """
     pd = _pd()
     if isinstance(data, (str, os.PathLike)):
         kw = dict(dtype=str, keep_default_na=False, na_values=[""])  # ids are text: keep "007"
@@ -76,7 +90,7 @@ def iter_batches(
         try:
             reader = pd.read_csv(data, chunksize=batch_size, **kw)
         except ValueError as e:  # usecols naming a missing column
-            raise KeyDataError(f"party '{party}': cannot read key columns {list(key_columns or [])} from {data}: {e}") from None
+            raise KeyDataError(f"party '{party}': cannot read key columns {list(key_columns or [])} from {data}: {e}", party=party) from None
         with reader:
             yield from reader
         return
@@ -98,7 +112,7 @@ def iter_batches(
             else:
                 yield chunk
         return
-    raise KeyDataError(f"party '{party}': unsupported key input of type {type(data).__name__}")
+    raise KeyDataError(f"party '{party}': unsupported key input of type {type(data).__name__}", party=party)
 
 
 def _list_frame(rows: Sequence) -> Any:
@@ -117,16 +131,16 @@ def _columns(batch: Any, key_columns: Sequence[str] | None, party: str) -> tuple
             return ["key"], [batch]
         if batch.ndim == 2:
             return [f"key{j}" for j in range(batch.shape[1])], [batch[:, j] for j in range(batch.shape[1])]
-        raise KeyDataError(f"party '{party}': key array must be 1-D or 2-D, got shape {batch.shape}")
+        raise KeyDataError(f"party '{party}': key array must be 1-D or 2-D, got shape {batch.shape}", party=party)
     if isinstance(batch, pd.DataFrame):
         cols = list(key_columns) if key_columns is not None else list(batch.columns)
         missing = [c for c in cols if c not in batch.columns]
         if missing:
-            raise KeyDataError(f"party '{party}': key columns {missing} not found (columns: {list(batch.columns)[:20]})")
+            raise KeyDataError(f"party '{party}': key columns {missing} not found (columns: {list(batch.columns)[:20]})", party=party)
         if not cols:
-            raise KeyDataError(f"party '{party}': no key columns")
+            raise KeyDataError(f"party '{party}': no key columns", party=party)
         return [str(c) for c in cols], [batch[c].to_numpy() for c in cols]
-    raise KeyDataError(f"party '{party}': unsupported key batch of type {type(batch).__name__}")
+    raise KeyDataError(f"party '{party}': unsupported key batch of type {type(batch).__name__}", party=party)
 
 
 # -- kinds and canonical values -------------------------------------------------------
@@ -140,10 +154,10 @@ def _normalise(values: np.ndarray, name: str, party: str, offset: int) -> tuple[
         values = np.asarray(values, dtype=object)
     dk = values.dtype.kind
     if dk == "b":
-        raise KeyDataError(f"party '{party}': key column '{name}' holds booleans; ids must be integers or strings")
+        raise KeyDataError(f"party '{party}': key column '{name}' holds booleans; ids must be integers or strings", party=party)
     if dk in "iu":
         if dk == "u" and values.dtype.itemsize == 8 and n and values.max() > _INT64_MAX:
-            raise KeyDataError(f"party '{party}': key column '{name}' has integers >= 2^63; pass them as strings")
+            raise KeyDataError(f"party '{party}': key column '{name}' has integers >= 2^63; pass them as strings", party=party)
         return "int", values.astype(np.int64, copy=False)
     if dk == "f":
         bad = ~np.isfinite(values)
@@ -151,7 +165,7 @@ def _normalise(values: np.ndarray, name: str, party: str, offset: int) -> tuple[
             _missing(name, party, bad, offset)
         if (np.floor(values) != values).any() or (np.abs(values) >= 2.0**63).any():
             i = int(np.flatnonzero((np.floor(values) != values) | (np.abs(values) >= 2.0**63))[0])
-            raise KeyDataError(f"party '{party}': key column '{name}' has a non-integer float at row {offset + i}; ids must be integers or strings")
+            raise KeyDataError(f"party '{party}': key column '{name}' has a non-integer float at row {offset + i}; ids must be integers or strings", party=party)
         return "int", values.astype(np.int64)
     if dk in "OUS" or str(values.dtype) == "string":
         values = np.asarray(values, dtype=object)
@@ -165,16 +179,16 @@ def _normalise(values: np.ndarray, name: str, party: str, offset: int) -> tuple[
             try:
                 return "int", np.array([int(v) for v in values], dtype=np.int64)
             except OverflowError:
-                raise KeyDataError(f"party '{party}': key column '{name}' has integers beyond int64; pass them as strings") from None
+                raise KeyDataError(f"party '{party}': key column '{name}' has integers beyond int64; pass them as strings", party=party) from None
         names = sorted(t.__name__ for t in types)
-        raise KeyDataError(f"party '{party}': key column '{name}' mixes value types {names}; ids must be all integers or all strings")
-    raise KeyDataError(f"party '{party}': key column '{name}' has dtype {values.dtype}; convert ids to integers or strings")
+        raise KeyDataError(f"party '{party}': key column '{name}' mixes value types {names}; ids must be all integers or all strings", party=party)
+    raise KeyDataError(f"party '{party}': key column '{name}' has dtype {values.dtype}; convert ids to integers or strings", party=party)
 
 
 def _missing(name: str, party: str, mask: np.ndarray, offset: int) -> None:
     # Row numbers, never values: this message may travel to the peers in an abort frame.
     first = int(np.flatnonzero(mask)[0])
-    raise KeyDataError(f"party '{party}': key column '{name}' has {int(mask.sum())} missing values (first at row {offset + first}); every row needs a key")
+    raise KeyDataError(f"party '{party}': key column '{name}' has {int(mask.sum())} missing values (first at row {offset + first}); every row needs a key", party=party)
 
 
 # -- digests ---------------------------------------------------------------------------
@@ -185,7 +199,11 @@ def _digest_fixed(buf: bytes, width: int, n: int) -> bytes:
 
 
 def encode_digests(kinds: Sequence[str], cols: Sequence[np.ndarray]) -> bytes:
-    """32-byte digests of the canonical encodings of the rows (see module docstring)."""
+    """32-byte digests of the canonical encodings of the rows (see module docstring).
+
+    >>> len(encode_digests(["int"], [np.array([7, 8])])) == 2 * DIGEST_BYTES
+    True
+    """
     n = len(cols[0])
     if n == 0:
         return b""
@@ -220,7 +238,13 @@ def digest_keys(
 ) -> tuple[bytes, list[str | None], list[str]]:
     """Digest every row of `data`: (digests, kinds per column, column names).
 
-    Kinds must stay the same across batches; `kinds[j]` is None only for an empty set."""
+    Kinds must stay the same across batches; `kinds[j]` is None only for an empty set.
+
+    >>> import pandas as pd
+    >>> digests, kinds, names = digest_keys(pd.DataFrame({"id": [1, 2, 3]}), ["id"], "bank")
+    >>> len(digests) // DIGEST_BYTES, kinds, names
+    (3, ['int'], ['id'])
+    """
     out: list[bytes] = []
     kinds: list[str | None] | None = None
     names: list[str] | None = None
@@ -231,7 +255,7 @@ def digest_keys(
             names = bnames
             kinds = [None] * len(cols)
         elif len(bnames) != len(names):
-            raise KeyDataError(f"party '{party}': batch at row {offset} has {len(bnames)} key columns, earlier batches {len(names)}")
+            raise KeyDataError(f"party '{party}': batch at row {offset} has {len(bnames)} key columns, earlier batches {len(names)}", party=party)
         norm = [_normalise(c, nm, party, offset) for c, nm in zip(cols, names)]
         for j, (k, _) in enumerate(norm):
             if k is None:
@@ -240,7 +264,7 @@ def digest_keys(
                 kinds[j] = k
             elif kinds[j] != k:
                 raise KeyDataError(
-                    f"party '{party}': key column '{names[j]}' holds {kinds[j]} ids before row {offset} and {k} ids from there on"
+                    f"party '{party}': key column '{names[j]}' holds {kinds[j]} ids before row {offset} and {k} ids from there on", party=party
                 )
         n = len(cols[0])
         if n:
@@ -255,7 +279,16 @@ def digest_keys(
 
 
 def check_unique(digests: bytes, party: str, names: Sequence[str]) -> None:
-    """Raise `DuplicateKeyError` if a key tuple occurs twice (exact, vectorised)."""
+    """Raise `DuplicateKeyError` if a key tuple occurs twice (exact, vectorised).
+
+    >>> import pandas as pd
+    >>> d = digest_keys(pd.DataFrame({"id": [5, 6, 5]}), None, "bank")[0]
+    >>> try:
+    ...     check_unique(d, "bank", ["id"])
+    ... except DuplicateKeyError as e:
+    ...     print(e.party, e.n_keys, e.n_rows)
+    bank 1 1
+    """
     n = len(digests) // DIGEST_BYTES
     if n < 2:
         return

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 
+from ..core.errors import ProtocolError
 from . import _curve
 from ._pool import _REQ, _RESP
 
@@ -34,7 +35,7 @@ def main() -> None:
             elif op == 2:
                 out = _curve.exp_received(payload, secret, out_bytes)
             else:
-                raise ValueError(f"unknown op {op}")
+                raise ProtocolError(f"unknown op {op}")
             wr.write(_RESP.pack(0, len(out), 0))
             wr.write(out)
         except _curve.InvalidPoint as e:

@@ -107,8 +107,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..core.errors import ConfigError, JointMLError, WireFormatError
+from ..core.errors import ConfigError, ParameterError, ProtocolError, WireFormatError
 from ..core.prg import Prg
+from ..runtime.collectives import Channel
 from ..runtime.context import PartyContext
 from ..runtime.device import PartyObject
 from . import _curve
@@ -124,8 +125,13 @@ MIN_POOL_OPS = 40_000
 _HELLO_WAIT = 3600.0
 
 
-class PsiError(JointMLError, ValueError):
-    """A PSI run cannot proceed (incompatible parameters or keys across parties)."""
+class PsiError(ProtocolError):
+    """A PSI run cannot proceed (incompatible parameters or keys across parties); a
+    `ProtocolError`, hence a ``ValueError``.
+
+    >>> isinstance(PsiError("parties disagree on reveal_to"), ValueError)
+    True
+    """
 
 
 @dataclass
@@ -140,6 +146,10 @@ class PsiResult:
         size: len(positions), or None where not revealed.
         set_sizes: sizes of the sets this party learned (its own included).
         stats: seconds per phase, curve multiplications, bytes and messages.
+
+    >>> r = PsiResult("bank", np.array([2, 0]), 2, {"bank": 3, "partner": 4})
+    >>> r.revealed, r.take(["a", "b", "c"])
+    (True, ['c', 'a'])
     """
 
     party: str
@@ -150,6 +160,7 @@ class PsiResult:
 
     @property
     def revealed(self) -> bool:
+        """Whether this party learned the intersection (False where ``reveal_to`` names another)."""
         return self.positions is not None
 
     def take(self, data: Any, read_csv_kwargs: Mapping | None = None, batch_size: int = 100_000) -> Any:
@@ -279,9 +290,13 @@ class _Run:
         self.mults = 0
         self.workers = 1
         self.times: dict[str, float] = {}
+        self._channels: dict[str, Channel] = {}
 
-    def tag(self, step: str, peer: str) -> str:
-        return f"{self.uid}:{step}"
+    def link(self, peer: str) -> Channel:
+        """The run's message stream with `peer` (tags `<uid>:<step>`, uid drawn by every party)."""
+        if peer not in self._channels:
+            self._channels[peer] = Channel(self.ctx, peer, self.uid)
+        return self._channels[peer]
 
     def timed(self, key: str, t0: float) -> float:
         t = time.perf_counter()
@@ -291,7 +306,7 @@ class _Run:
     def patience(self, peer: str, ops: int) -> float:
         # Waiting for a peer's curve work: the link timeout plus 2 ms per operation it may
         # still have to do, so a slow big run is not mistaken for a dead peer.
-        return self.ctx.comm.link(peer).recv_timeout + 2e-3 * ops
+        return self.link(peer).timeout + 2e-3 * ops
 
     # -- sending our masked points ------------------------------------------------------
     def send_own_points(self, peer: str, digests: bytes, rows: np.ndarray, secret: bytes) -> None:
@@ -316,14 +331,14 @@ class _Run:
         if pending:
             buf = b"".join(pending)
             pending.clear()
-            self.ctx.comm.send(peer, self.tag(step, peer), np.frombuffer(buf, dtype=np.uint8).reshape(-1, width))
+            self.link(peer).send(step, arrays=np.frombuffer(buf, dtype=np.uint8).reshape(-1, width))
 
     # -- receiving and exponentiating the peer's points -----------------------------------
     def _recv_points(self, peer: str, total: int, secret: bytes, wait_ops: int) -> Iterator[tuple]:
         got = 0
         while got < total:
             t0 = time.perf_counter()
-            msg = self.ctx.comm.recv(peer, self.tag("x", peer), dtypes=[np.uint8], timeout=self.patience(peer, wait_ops))
+            msg = self.link(peer).recv("x", dtypes=[np.uint8], timeout=self.patience(peer, wait_ops))
             self.timed("wait_s", t0)
             arr = msg.arrays[0]
             if arr.ndim != 2 or arr.shape[1] != PT or not 0 < arr.shape[0] <= total - got:
@@ -380,7 +395,7 @@ class _Run:
         parts, got = [], 0
         t0 = time.perf_counter()
         while got < total:
-            msg = self.ctx.comm.recv(peer, self.tag("y", peer), dtypes=[np.uint8], timeout=self.patience(peer, wait_ops))
+            msg = self.link(peer).recv("y", dtypes=[np.uint8], timeout=self.patience(peer, wait_ops))
             arr = msg.arrays[0]
             if arr.ndim != 2 or arr.shape[1] != TAG or not 0 < arr.shape[0] <= total - got:
                 raise WireFormatError(f"{self.ctx.me}: tags from {peer} have shape {arr.shape}; expected (<= {total - got}, {TAG})")
@@ -482,6 +497,15 @@ def psi_align(
     Raises:
         DuplicateKeyError: a party's keys repeat (the message names the party and counts).
         PsiError: parties disagree on parameters or key column kinds.
+
+    >>> from jointml.runtime import simulate
+    >>> keys = {"bank": np.array([10, 11, 12, 13]), "partner": np.array([13, 99, 11])}
+    >>> def prog(ctx):
+    ...     res = psi_align(ctx, keys, reveal_to="bank", sort_by="bank")
+    ...     return res.positions, res.set_sizes
+    >>> out = simulate(prog, ["bank", "partner"], mode="thread")
+    >>> out["bank"][0].tolist(), out["partner"]  # the partner learns only the bank's set size
+    ([1, 3], (None, {'partner': 3, 'bank': 4}))
     """
     uid = ctx.next_uid("psi")  # every party draws a uid, participants or not: counters stay in step
     parties = _resolve_parties(ctx, keys, parties)
@@ -491,7 +515,7 @@ def psi_align(
     if reveal_to is not None and sort_by not in (None, reveal_to):
         raise ConfigError(f"psi sort_by={sort_by!r}: with reveal_to={reveal_to!r} only '{reveal_to}' has positions to sort")
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        raise ParameterError(f"batch_size must be a positive int, got {batch_size!r}", field="batch_size")
     if ctx.me not in parties:
         return None
     me = ctx.me
@@ -501,7 +525,7 @@ def psi_align(
     local = _local_input(ctx, keys)
     matcher = reveal_to or parties[0]
     followers = [p for p in parties if p != matcher]
-    stats0 = ctx.comm.stats()
+    stats0 = ctx.stats()
     t_start = time.perf_counter()
     bar = _Bar(progress, me, parties.index(me))
     try:
@@ -526,7 +550,7 @@ def psi_align(
     finally:
         bar.close()
         _curve.forget()  # no reference to this run's secret stays in the party process
-    stats1 = ctx.comm.stats()
+    stats1 = ctx.stats()
     result.stats.update({k: round(v, 4) for k, v in run.times.items()})
     result.stats.update(
         seconds=round(time.perf_counter() - t_start, 4),
@@ -540,13 +564,13 @@ def psi_align(
 
 
 def _lead(run: _Run, hello: dict, digests: bytes, n: int, followers: list[str], reveal_to, sort_by, jobs: int, min_ops: int) -> PsiResult:
-    ctx, me = run.ctx, run.ctx.me
+    me = run.ctx.me
     for f in followers:
-        ctx.comm.send(f, run.tag("hello", f), meta=hello)
+        run.link(f).send("hello", meta=hello)
     sizes = {me: n}
     for f in followers:
         # A follower first reads and hashes its whole input: allow for a big file.
-        msg = ctx.comm.recv(f, run.tag("hello", f), dtypes=[], timeout=max(run.patience(f, 0), _HELLO_WAIT))
+        msg = run.link(f).recv("hello", dtypes=[], timeout=max(run.patience(f, 0), _HELLO_WAIT))
         sizes[f] = _check_hello(me, hello, f, msg.meta)
     cur = np.arange(n, dtype=np.int64)  # my rows still in the intersection
     their_pos: dict[str, np.ndarray] = {}
@@ -559,7 +583,7 @@ def _lead(run: _Run, hello: dict, digests: bytes, n: int, followers: list[str], 
             secret = _curve.new_secret()  # fresh per run and per follower
             m, nf = len(cur), sizes[f]
             run.bar.add_total(m + nf)
-            ctx.comm.send(f, run.tag("round", f), meta={"n": m})
+            run.link(f).send("round", meta={"n": m})
             order = _secret_permutation(m)
             sent_rows = cur[order]
             run.send_own_points(f, digests, sent_rows, secret)
@@ -577,14 +601,14 @@ def _lead(run: _Run, hello: dict, digests: bytes, n: int, followers: list[str], 
         return PsiResult(me, cur, len(cur), sizes)
     final = cur if sort_by == me else cur[_secret_permutation(len(cur))]
     for f in followers:
-        ctx.comm.send(f, run.tag("final", f), their_pos[f][final].astype(np.uint64))
+        run.link(f).send("final", arrays=their_pos[f][final].astype(np.uint64))
     return PsiResult(me, final, len(final), sizes)
 
 
 def _follow(run: _Run, hello: dict, digests: bytes, n: int, leader: str, reveal_to, jobs: int, min_ops: int) -> PsiResult:
-    ctx, me = run.ctx, run.ctx.me
-    ctx.comm.send(leader, run.tag("hello", leader), meta=hello)
-    msg = ctx.comm.recv(leader, run.tag("hello", leader), dtypes=[], timeout=max(run.patience(leader, n), _HELLO_WAIT))
+    me = run.ctx.me
+    run.link(leader).send("hello", meta=hello)
+    msg = run.link(leader).recv("hello", dtypes=[], timeout=max(run.patience(leader, n), _HELLO_WAIT))
     n_lead = _check_hello(me, hello, leader, msg.meta)
     secret = _curve.new_secret()
     order = _secret_permutation(n)  # my rows in the order I send their points
@@ -594,7 +618,7 @@ def _follow(run: _Run, hello: dict, digests: bytes, n: int, leader: str, reveal_
         run.pool, run.workers = pool, pool.n_jobs
         run.send_own_points(leader, digests, order, secret)
         # The leader may first be busy with earlier followers: be patient in proportion.
-        msg = ctx.comm.recv(leader, run.tag("round", leader), dtypes=[], timeout=run.patience(leader, 4 * n_lead + 2 * n))
+        msg = run.link(leader).recv("round", dtypes=[], timeout=run.patience(leader, 4 * n_lead + 2 * n))
         m = msg.meta.get("n")
         if not isinstance(m, int) or isinstance(m, bool) or not 0 <= m <= n_lead:
             raise WireFormatError(f"{me}: bad round size {m!r} from {leader}")
@@ -605,7 +629,7 @@ def _follow(run: _Run, hello: dict, digests: bytes, n: int, leader: str, reveal_
     if reveal_to is not None:
         return PsiResult(me, None, None, sizes)
     t0 = time.perf_counter()
-    pos = ctx.comm.recv(leader, run.tag("final", leader), dtypes=[np.uint64], timeout=run.patience(leader, 4 * n_lead + 2 * n)).arrays[0]
+    pos = run.link(leader).recv("final", dtypes=[np.uint64], timeout=run.patience(leader, 4 * n_lead + 2 * n)).arrays[0]
     run.timed("wait_s", t0)
     if pos.ndim != 1 or pos.size > min(n, m) or (pos.size and (int(pos.max()) >= n or np.unique(pos).size != pos.size)):
         raise WireFormatError(f"{me}: invalid intersection positions from {leader}")
@@ -615,14 +639,14 @@ def _follow(run: _Run, hello: dict, digests: bytes, n: int, leader: str, reveal_
 
 def _apply_order_of(run: _Run, result: PsiResult, owner: str, parties: list[str]) -> PsiResult:
     """Reorder everyone's positions by `owner`'s row order (owner sends the permutation)."""
-    ctx, me = run.ctx, run.ctx.me
+    me = run.ctx.me
     if me == owner:
         perm = np.argsort(result.positions, kind="stable")
         for p in parties:
             if p != me:
-                ctx.comm.send(p, run.tag("order", p), perm.astype(np.uint64))
+                run.link(p).send("order", arrays=perm.astype(np.uint64))
     else:
-        perm = ctx.comm.recv(owner, run.tag("order", owner), dtypes=[np.uint64]).arrays[0].astype(np.int64)
+        perm = run.link(owner).recv("order", dtypes=[np.uint64]).arrays[0].astype(np.int64)
         if perm.shape != (result.size,) or not np.array_equal(np.sort(perm), np.arange(result.size)):
             raise WireFormatError(f"{me}: invalid order from {owner}")
     result.positions = result.positions[perm]

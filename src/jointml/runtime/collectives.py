@@ -7,9 +7,13 @@ checked on receipt.
 
 SPMD contract: **every party of the context calls each collective at the same point of
 the program**, including parties that neither send nor receive (they return `None`).
-The tag comes from `ctx.next_uid`, which every party advances alike; a party that
-skipped or added a call gets `ProtocolOutOfSync` at its next message instead of a hang
-or someone else's data.
+The tag is ``name:n`` where n counts the collectives of that same group of parties
+(sender and receivers) at this party: the members of a group advance it alike, so a
+member that skipped or added a call gets `ProtocolOutOfSync` at its next message instead
+of a hang or someone else's data, while a party outside the group is not affected when
+it skips the group's calls altogether (a sub-protocol among some parties, e.g. trees
+trained by the data holders while a dealer waits, may run a data-dependent number of
+collectives without putting the others out of step).
 
 What crosses a link is exactly what the caller passes (`meta`: a JSON object of plain
 values; `arrays`: ndarrays of the wire's allowed dtypes), from the named sender to the
@@ -22,6 +26,7 @@ named receivers: these functions reveal nothing else.
 | `all_gather` | every listed party | every listed party | 1 (one per sender in sequence) |
 | `agree` | each owner (its verdict) | every party, which all raise the same error | 1 |
 | `reveal_to_all` | the first compute party | the parties outside the MPC device | 1 |
+| `Channel` | either of two parties | the other | 1 per message |
 
 >>> import numpy as np
 >>> from jointml.runtime import simulate
@@ -45,7 +50,7 @@ from ..core.errors import DataError, JointMLError, WireFormatError
 if TYPE_CHECKING:  # pragma: no cover
     from .context import PartyContext
 
-__all__ = ["Received", "broadcast", "send_to", "gather", "all_gather", "agree", "reveal_to_all"]
+__all__ = ["Received", "Channel", "broadcast", "send_to", "gather", "all_gather", "agree", "reveal_to_all"]
 
 
 @dataclass
@@ -75,8 +80,64 @@ class Received:
         return self.arrays
 
 
-def _tag(ctx: PartyContext, name: str) -> str:
-    return ctx.next_uid(f"{name}:")
+class Channel:
+    """An ordered stream of messages between this party and one `peer`.
+
+    For two-party exchanges whose number of messages depends on the data (PSI batches,
+    streamed ciphertexts), which the collectives above cannot express: they draw one tag
+    per call at every party. A channel is named by a `prefix` that **every party of the
+    job drew from `ctx.next_uid` at the same program point** (so parties outside the
+    exchange stay in step); its messages are tagged ``prefix:step`` and the link's
+    sequence numbers check their order, so a peer that diverges fails fast with
+    `ProtocolOutOfSync`. Only the two ends use it; what crosses is exactly what is sent.
+
+    >>> def prog(ctx):
+    ...     uid = ctx.next_uid("demo")  # drawn by every party
+    ...     if ctx.me == "alice":
+    ...         for batch in (np.arange(3), np.arange(2)):
+    ...             Channel(ctx, "bob", uid).send("x", arrays=[batch])
+    ...     elif ctx.me == "bob":
+    ...         ch = Channel(ctx, "alice", uid)
+    ...         return [ch.recv("x", dtypes=[np.int64]).arrays[0].size for _ in range(2)]
+    >>> simulate(prog, ["alice", "bob", "carol"], mode="thread")["bob"]
+    [3, 2]
+    """
+
+    def __init__(self, ctx: PartyContext, peer: str, prefix: str):
+        _check_party(ctx, peer, "peer")
+        if peer == ctx.me:
+            raise JointMLError(f"party '{ctx.me}' cannot open a channel to itself")
+        self.ctx, self.peer, self.prefix = ctx, peer, prefix
+
+    @property
+    def timeout(self) -> float:
+        """The link's default receive timeout (seconds), to scale a longer wait from."""
+        return float(self.ctx.comm.link(self.peer).recv_timeout)
+
+    def send(self, step: str, *, meta: dict[str, Any] | None = None, arrays: Sequence[np.ndarray] | np.ndarray = ()) -> None:
+        """Send (`meta`, `arrays`) to the peer as message `step`."""
+        self.ctx.comm.send(self.peer, f"{self.prefix}:{step}", _as_list(arrays), meta=meta)
+
+    def recv(
+        self,
+        step: str,
+        *,
+        dtypes: Sequence[Any] | None = None,
+        shapes: Sequence[Any] | None = None,
+        timeout: float | None = None,
+    ) -> Received:
+        """The peer's next message, which must be `step`; arrays checked against `dtypes`/`shapes`
+        (``dtypes=[]``: no arrays); waits up to `timeout` seconds (default: the link's)."""
+        msg = self.ctx.comm.recv(self.peer, f"{self.prefix}:{step}", dtypes=dtypes, shapes=shapes, timeout=timeout)
+        return Received(self.peer, dict(msg.meta or {}), list(msg.arrays))
+
+
+def _tag(ctx: PartyContext, name: str, group: Sequence[str]) -> str:
+    """``name:n``, n = collectives of this group (sender and receivers) so far at this party."""
+    key = tuple(sorted(set(group)))
+    counts: dict[tuple[str, ...], int] = ctx.__dict__.setdefault("_collective_counts", {})
+    counts[key] = counts.get(key, 0) + 1
+    return f"{name}:{counts[key]}"
 
 
 def _as_list(arrays: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
@@ -117,7 +178,7 @@ def send_to(
     _check_party(ctx, owner, "sender")
     for p in receivers:
         _check_party(ctx, p, "receiver")
-    tag = _tag(ctx, name)
+    tag = _tag(ctx, name, [owner, *receivers])
     if ctx.me == owner:
         payload = _as_list(arrays)
         for p in receivers:
@@ -180,7 +241,7 @@ def gather(
     """
     _check_party(ctx, root, "root")
     group = [p for p in ctx.parties if p != root] if senders is None else list(senders)
-    tag = _tag(ctx, name)
+    tag = _tag(ctx, name, [root, *group])
     if ctx.me in group and ctx.me != root:
         ctx.comm.send(root, tag, _as_list(arrays), meta=dict(meta or {}))
     if ctx.me != root:

@@ -17,7 +17,7 @@ versions reuse the count-based cores: :func:`bin_counts`,
 ([3.5], 2.16)
 """
 
-from ._base import BaseTransformer, NotFittedError, clone
+from ._base import BaseTransformer, ColumnTypeError, NotFittedError, UnknownColumnError, clone
 from .binning import (
     ChiMergeBinner,
     ColumnBins,
@@ -41,6 +41,8 @@ from .woe import WOEEncoder, woe_iv_from_counts
 __all__ = [
     "BaseTransformer",
     "NotFittedError",
+    "ColumnTypeError",
+    "UnknownColumnError",
     "clone",
     "StandardScaler",
     "MinMaxScaler",

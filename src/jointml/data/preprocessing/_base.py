@@ -4,6 +4,12 @@ Estimators take hyperparameters in ``__init__`` (stored unchanged), learn in
 ``fit`` and store learned state in attributes ending in ``_``.  They accept a
 pandas DataFrame (column names are kept and checked again at ``transform``) or
 a 2-D numpy array; the output has the same kind as the input.
+
+>>> import pandas as pd
+>>> from jointml.data.preprocessing import StandardScaler
+>>> sc = StandardScaler().fit(pd.DataFrame({"a": [1.0, 3.0]}))
+>>> sc.transform(pd.DataFrame({"a": [2.0]}))["a"].tolist(), list(sc.feature_names_in_)
+([0.0], ['a'])
 """
 
 from __future__ import annotations
@@ -15,13 +21,40 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 import pandas as pd
 
-from ...core.errors import JointMLError
+from ...core.errors import DataError, JointMLError, ParameterError
 
-__all__ = ["NotFittedError", "BaseTransformer", "clone"]
+__all__ = ["NotFittedError", "ColumnTypeError", "UnknownColumnError", "BaseTransformer", "clone"]
 
 
 class NotFittedError(JointMLError, ValueError, AttributeError):
-    """An estimator was used before ``fit``."""
+    """An estimator was used before ``fit``.
+
+    >>> from jointml.data.preprocessing import StandardScaler
+    >>> try:
+    ...     StandardScaler().transform(np.zeros((1, 1)))
+    ... except NotFittedError as e:
+    ...     print("not fitted" in str(e))
+    True
+    """
+
+
+class ColumnTypeError(DataError, TypeError):
+    """A column holds values of a type the transformer cannot use (text where numbers are
+    needed, values that cannot be ordered); a `DataError` and a ``TypeError``; `field`
+    names the column.
+
+    >>> isinstance(ColumnTypeError("not numeric", field="city"), TypeError)
+    True
+    """
+
+
+class UnknownColumnError(DataError, KeyError):
+    """A fitted transformer was asked about a column it was not fitted on (a ``KeyError``).
+
+    >>> e = UnknownColumnError("no column 'age'", field="age")
+    >>> isinstance(e, KeyError), e.field
+    (True, 'age')
+    """
 
 
 def clone(estimator: Any) -> Any:
@@ -38,7 +71,23 @@ def clone(estimator: Any) -> Any:
 
 
 class BaseTransformer:
-    """Base class: parameter handling, input checking and output wrapping."""
+    """Base class: parameter handling, input checking and output wrapping.
+
+    A subclass declares its hyperparameters in ``__init__`` and implements ``fit`` and
+    ``transform``; parameters, ``fit_transform`` and input checks come from here.
+
+    >>> class AddOne(BaseTransformer):
+    ...     def __init__(self, k: float = 1.0):
+    ...         self.k = k
+    ...     def fit(self, X, y=None):
+    ...         self._frame_for_fit(X)
+    ...         return self
+    ...     def transform(self, X):
+    ...         frame, is_frame = self._frame_for_transform(X)
+    ...         return _wrap(_numeric_matrix(frame, "AddOne") + self.k, frame, is_frame)
+    >>> AddOne(k=2.0).fit_transform(np.zeros((2, 1))).tolist(), AddOne().get_params()
+    ([[2.0], [2.0]], {'k': 1.0})
+    """
 
     # ---- parameters -----------------------------------------------------
 
@@ -64,7 +113,7 @@ class BaseTransformer:
         for key, value in params.items():
             name, _, sub = key.partition("__")
             if name not in valid:
-                raise ValueError(f"{type(self).__name__} has no parameter {name!r}; valid: {sorted(valid)}")
+                raise ParameterError(f"{type(self).__name__} has no parameter {name!r}; valid: {sorted(valid)}", field=str(name))
             if sub:
                 getattr(self, name).set_params(**{sub: value})
             else:
@@ -102,12 +151,12 @@ class BaseTransformer:
     def _frame_for_fit(self, X: Any) -> pd.DataFrame:
         frame, is_frame = _to_frame(X, type(self).__name__)
         if frame.shape[0] == 0:
-            raise ValueError(f"{type(self).__name__}.fit: X has 0 rows; need at least 1 sample")
+            raise DataError(f"{type(self).__name__}.fit: X has 0 rows; need at least 1 sample", field="X")
         if frame.shape[1] == 0:
-            raise ValueError(f"{type(self).__name__}.fit: X has 0 columns")
+            raise DataError(f"{type(self).__name__}.fit: X has 0 columns", field="X")
         if frame.columns.has_duplicates:
             dups = frame.columns[frame.columns.duplicated()].unique().tolist()
-            raise ValueError(f"{type(self).__name__}.fit: duplicate column names {dups}")
+            raise DataError(f"{type(self).__name__}.fit: duplicate column names {dups}", field="X")
         self.n_features_in_ = frame.shape[1]
         if is_frame:
             self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
@@ -127,15 +176,15 @@ class BaseTransformer:
                 missing = [c for c in expected if c not in frame.columns]
                 extra = [c for c in got if c not in set(expected)]
                 if missing or extra or frame.columns.has_duplicates:
-                    raise ValueError(
-                        f"{name}: columns differ from fit: missing {missing}, unexpected {extra}"
+                    raise DataError(
+                        f"{name}: columns differ from fit: missing {missing}, unexpected {extra}", field="X"
                     )
                 # same columns in another order: align by name, which is unambiguous
                 frame = frame[expected]
         else:
             if frame.shape[1] != self.n_features_in_:
-                raise ValueError(
-                    f"{name}: X has {frame.shape[1]} columns but was fitted with {self.n_features_in_}"
+                raise DataError(
+                    f"{name}: X has {frame.shape[1]} columns but was fitted with {self.n_features_in_}", field="X"
                 )
             if names is not None:
                 frame.columns = pd.Index(list(names), dtype=object)
@@ -155,7 +204,7 @@ def _input_names(est: Any, input_features: Sequence[str] | None) -> np.ndarray:
     if input_features is not None:
         names = np.asarray(list(input_features), dtype=object)
         if names.size != est.n_features_in_:
-            raise ValueError(f"input_features has {names.size} names, expected {est.n_features_in_}")
+            raise ParameterError(f"input_features has {names.size} names, expected {est.n_features_in_}", field="input_features")
         return names
     fitted = getattr(est, "feature_names_in_", None)
     if fitted is not None:
@@ -170,15 +219,15 @@ def _to_frame(X: Any, who: str) -> tuple[pd.DataFrame, bool]:
     if isinstance(X, pd.Series):
         return X.to_frame(), True
     if X is None:
-        raise ValueError(f"{who}: X is None")
+        raise DataError(f"{who}: X is None", field="X")
     arr = np.asarray(X)
     if arr.ndim == 1:
-        raise ValueError(
+        raise DataError(
             f"{who}: expected a 2-D array (n_samples, n_features) but got 1-D of length {arr.shape[0]}; "
-            "use X.reshape(-1, 1) for a single feature or pass a DataFrame/Series"
+            "use X.reshape(-1, 1) for a single feature or pass a DataFrame/Series", field="X"
         )
     if arr.ndim != 2:
-        raise ValueError(f"{who}: expected a 2-D array, got shape {arr.shape}")
+        raise DataError(f"{who}: expected a 2-D array, got shape {arr.shape}", field="X")
     return pd.DataFrame(arr, copy=False), False
 
 
@@ -190,17 +239,17 @@ def _numeric_matrix(frame: pd.DataFrame, who: str, *, allow_nan: bool = True) ->
             try:
                 pd.to_numeric(s.to_numpy(dtype=object) if s.dtype == object else s, errors="raise")
             except (TypeError, ValueError):
-                raise TypeError(
+                raise ColumnTypeError(
                     f"{who}: column {col!r} is not numeric (dtype {s.dtype}); "
-                    "encode it first (OneHotEncoder, OrdinalEncoder or WOEEncoder)"
+                    "encode it first (OneHotEncoder, OrdinalEncoder or WOEEncoder)", field=str(col)
                 ) from None
     values = frame.to_numpy(dtype=np.float64, na_value=np.nan)
     if np.isinf(values).any():
         col = frame.columns[np.flatnonzero(np.isinf(values).any(axis=0))[0]]
-        raise ValueError(f"{who}: column {col!r} contains infinity")
+        raise DataError(f"{who}: column {col!r} contains infinity", field=str(col))
     if not allow_nan and np.isnan(values).any():
         col = frame.columns[np.flatnonzero(np.isnan(values).any(axis=0))[0]]
-        raise ValueError(f"{who}: column {col!r} contains NaN")
+        raise DataError(f"{who}: column {col!r} contains NaN", field=str(col))
     return values
 
 
@@ -221,33 +270,33 @@ def _sorted_categories(values: np.ndarray, who: str, col: Any) -> list[Any]:
     try:
         return sorted(uniq.tolist())
     except TypeError:
-        raise TypeError(
+        raise ColumnTypeError(
             f"{who}: column {col!r} mixes value types that cannot be ordered "
-            f"(e.g. {sorted({type(v).__name__ for v in uniq.tolist()})}); convert it to one type"
+            f"(e.g. {sorted({type(v).__name__ for v in uniq.tolist()})}); convert it to one type", field=str(col)
         ) from None
 
 
 def _check_binary_target(y: Any, n: int, pos_label: Any, who: str) -> np.ndarray:
     """0/1 int array of the target, 1 = ``pos_label`` (the "bad" class in credit scoring)."""
     if y is None:
-        raise ValueError(f"{who}: this estimator is supervised; fit(X, y) needs the labels y")
+        raise DataError(f"{who}: this estimator is supervised; fit(X, y) needs the labels y", field="y")
     arr = y.to_numpy() if isinstance(y, (pd.Series, pd.DataFrame)) else np.asarray(y)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr[:, 0]
     if arr.ndim != 1:
-        raise ValueError(f"{who}: y must be 1-D; got shape {arr.shape}")
+        raise DataError(f"{who}: y must be 1-D; got shape {arr.shape}", field="y")
     if arr.shape[0] != n:
-        raise ValueError(f"{who}: X has {n} rows but y has {arr.shape[0]}")
+        raise DataError(f"{who}: X has {n} rows but y has {arr.shape[0]}", field="y")
     if _is_missing(arr).any():
-        raise ValueError(f"{who}: y contains NaN/None ({int(_is_missing(arr).sum())} values)")
+        raise DataError(f"{who}: y contains NaN/None ({int(_is_missing(arr).sum())} values)", field="y")
     classes = pd.unique(arr).tolist()
     if len(classes) > 2:
-        raise ValueError(f"{who}: y must be binary; found {len(classes)} classes")
+        raise DataError(f"{who}: y must be binary; found {len(classes)} classes", field="y")
     if len(classes) < 2:
-        raise ValueError(f"{who}: y has only one class ({classes[0]!r}); need both to fit")
+        raise DataError(f"{who}: y has only one class ({classes[0]!r}); need both to fit", field="y")
     if pos_label not in classes:
-        raise ValueError(
+        raise DataError(
             f"{who}: pos_label={pos_label!r} does not occur in y (labels {sorted(map(str, classes))}); "
-            "pass pos_label= naming the positive ('bad') class"
+            "pass pos_label= naming the positive ('bad') class", field="y"
         )
     return (arr == pos_label).astype(np.int64)

@@ -34,6 +34,10 @@ Both merge functions return ``cuts``: the sorted initial-bin indices at which a
 merged bin starts (0 excluded).  Initial bin ``i`` ends up in merged bin
 ``np.searchsorted(cuts, i, side="right")``; :func:`merge_counts` sums counts
 accordingly.
+
+>>> from jointml.data.preprocessing import EqualWidthBinner
+>>> EqualWidthBinner(n_bins=2).fit(np.array([[0.0], [1.0], [4.0]])).transform(np.array([[0.5], [3.0], [np.nan]])).ravel().tolist()
+[0, 1, 2]
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ from typing import Any, Hashable, Literal
 import numpy as np
 import pandas as pd
 
-from ._base import BaseTransformer, _check_binary_target, _is_missing, _sorted_categories
+from ...core.errors import DataError, ParameterError
+from ._base import BaseTransformer, ColumnTypeError, UnknownColumnError, _check_binary_target, _is_missing, _sorted_categories
 
 __all__ = [
     "ColumnBins",
@@ -134,15 +139,15 @@ class ColumnBins:
         """Bin index (int64) of each value of a 1-D array."""
         arr = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.asarray(values, dtype=object)
         if arr.ndim != 1:
-            raise ValueError(f"column {self.name!r}: expected 1-D values, got shape {arr.shape}")
+            raise DataError(f"column {self.name!r}: expected 1-D values, got shape {arr.shape}", field=str(self.name))
         miss = _is_missing(arr)
         out = np.full(arr.shape[0], self.missing_bin, dtype=np.int64)
         if self.kind == "numeric":
             try:
                 x = arr[~miss].astype(np.float64)
             except (TypeError, ValueError):
-                raise TypeError(
-                    f"column {self.name!r} was numeric when fitted but now holds non-numeric values"
+                raise ColumnTypeError(
+                    f"column {self.name!r} was numeric when fitted but now holds non-numeric values", field=str(self.name)
                 ) from None
             out[~miss] = np.searchsorted(self.edges, x, side="right")
             return out
@@ -152,9 +157,9 @@ class ColumnBins:
         unknown = idx < 0
         if unknown.any() and self.handle_unknown == "error":
             shown = pd.unique(arr[~miss][unknown]).tolist()[:5]
-            raise ValueError(
+            raise DataError(
                 f"column {self.name!r} has categories {shown} not seen in fit ({int(unknown.sum())} rows); "
-                "use handle_unknown='missing' to put them in the missing bin"
+                "use handle_unknown='missing' to put them in the missing bin", field=str(self.name)
             )
         out[~miss] = np.where(unknown, self.missing_bin, bins[np.maximum(idx, 0)] if cats else self.missing_bin)
         return out
@@ -179,18 +184,18 @@ def bin_counts(
     c = np.asarray(codes, dtype=np.int64).reshape(-1)
     t = np.asarray(y).reshape(-1)
     if c.shape[0] != t.shape[0]:
-        raise ValueError(f"codes has {c.shape[0]} values but y has {t.shape[0]}")
+        raise DataError(f"codes has {c.shape[0]} values but y has {t.shape[0]}", field="y")
     if c.size and (c.min() < 0 or c.max() >= n_bins):
-        raise ValueError(f"codes must lie in [0, {n_bins})")
+        raise DataError(f"codes must lie in [0, {n_bins})", field="codes")
     if not np.isin(t, (0, 1)).all():
-        raise ValueError("y must contain only 0 and 1")
+        raise DataError("y must contain only 0 and 1", field="y")
     is_pos = t.astype(bool)
     if sample_weight is None:
         return (np.bincount(c[is_pos], minlength=n_bins).astype(np.int64),
                 np.bincount(c[~is_pos], minlength=n_bins).astype(np.int64))
     w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
     if w.shape[0] != c.shape[0]:
-        raise ValueError(f"sample_weight has {w.shape[0]} values but codes has {c.shape[0]}")
+        raise DataError(f"sample_weight has {w.shape[0]} values but codes has {c.shape[0]}", field="sample_weight")
     return (np.bincount(c[is_pos], weights=w[is_pos], minlength=n_bins),
             np.bincount(c[~is_pos], weights=w[~is_pos], minlength=n_bins))
 
@@ -209,9 +214,9 @@ def _counts(pos_counts: Any, neg_counts: Any) -> tuple[np.ndarray, np.ndarray]:
     pos = np.asarray(pos_counts, dtype=np.float64).reshape(-1)
     neg = np.asarray(neg_counts, dtype=np.float64).reshape(-1)
     if pos.shape != neg.shape:
-        raise ValueError(f"pos_counts has {pos.size} bins but neg_counts has {neg.size}")
+        raise DataError(f"pos_counts has {pos.size} bins but neg_counts has {neg.size}", field="neg_counts")
     if not (np.isfinite(pos).all() and np.isfinite(neg).all()) or (pos < 0).any() or (neg < 0).any():
-        raise ValueError("counts must be finite and non-negative")
+        raise DataError("counts must be finite and non-negative")
     return pos, neg
 
 
@@ -244,7 +249,7 @@ def chi2_threshold(confidence: float) -> float:
     3.8415
     """
     if not 0.0 <= confidence < 1.0:
-        raise ValueError(f"confidence must be in [0, 1); got {confidence}")
+        raise ParameterError(f"confidence must be in [0, 1); got {confidence}", field="confidence")
     # chi2 with 1 dof is the square of a standard normal: no scipy needed
     return NormalDist().inv_cdf(0.5 + confidence / 2.0) ** 2
 
@@ -279,9 +284,9 @@ def chimerge_from_counts(
     pos, neg = _counts(pos_counts, neg_counts)
     m = pos.size
     if max_bins < 1 or min_bins < 1:
-        raise ValueError("max_bins and min_bins must be >= 1")
+        raise ParameterError("max_bins and min_bins must be >= 1", field="max_bins")
     if not 0.0 <= min_bin_frac < 1.0:
-        raise ValueError(f"min_bin_frac must be in [0, 1); got {min_bin_frac}")
+        raise ParameterError(f"min_bin_frac must be in [0, 1); got {min_bin_frac}", field="min_bin_frac")
     thr = chi2_threshold(confidence) if threshold is None else float(threshold)
     if m <= 1:
         return np.empty(0, dtype=np.int64)
@@ -400,11 +405,11 @@ def tree_splits_from_counts(
     """
     pos, neg = _counts(pos_counts, neg_counts)
     if max_bins < 1:
-        raise ValueError("max_bins must be >= 1")
+        raise ParameterError("max_bins must be >= 1", field="max_bins")
     if criterion not in ("gini", "entropy"):
-        raise ValueError(f"criterion must be 'gini' or 'entropy'; got {criterion!r}")
+        raise ParameterError(f"criterion must be 'gini' or 'entropy'; got {criterion!r}", field="criterion")
     if not 0.0 <= min_bin_frac < 1.0:
-        raise ValueError(f"min_bin_frac must be in [0, 1); got {min_bin_frac}")
+        raise ParameterError(f"min_bin_frac must be in [0, 1); got {min_bin_frac}", field="min_bin_frac")
     total = pos.sum() + neg.sum()
     if pos.size <= 1 or total <= 0:
         return np.empty(0, dtype=np.int64)
@@ -473,7 +478,7 @@ def equal_frequency_edges(x: Any, n_bins: int, *, quantile_method: str = "linear
     v = np.asarray(x, dtype=np.float64).reshape(-1)
     v = v[~np.isnan(v)]
     if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1; got {n_bins}")
+        raise ParameterError(f"n_bins must be >= 1; got {n_bins}", field="n_bins")
     if v.size == 0 or n_bins == 1:
         return np.empty(0)
     q = np.quantile(v, np.linspace(0.0, 1.0, n_bins + 1)[1:-1], method=quantile_method)
@@ -489,7 +494,7 @@ def equal_width_edges(x: Any, n_bins: int) -> np.ndarray:
     v = np.asarray(x, dtype=np.float64).reshape(-1)
     v = v[~np.isnan(v)]
     if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1; got {n_bins}")
+        raise ParameterError(f"n_bins must be >= 1; got {n_bins}", field="n_bins")
     if v.size == 0 or v.min() == v.max():
         return np.empty(0)
     return np.linspace(v.min(), v.max(), n_bins + 1)[1:-1]
@@ -524,9 +529,9 @@ class _BaseBinner(BaseTransformer):
     # -- fit / transform ----------------------------------------------------
     def _check_common(self) -> None:
         if self.handle_unknown not in ("error", "missing"):
-            raise ValueError(f"handle_unknown must be 'error' or 'missing'; got {self.handle_unknown!r}")
+            raise ParameterError(f"handle_unknown must be 'error' or 'missing'; got {self.handle_unknown!r}", field="handle_unknown")
         if not 0.0 <= self.min_category_frac < 1.0:
-            raise ValueError(f"min_category_frac must be in [0, 1); got {self.min_category_frac}")
+            raise ParameterError(f"min_category_frac must be in [0, 1); got {self.min_category_frac}", field="min_category_frac")
 
     def _categorical_mask(self, frame: pd.DataFrame) -> np.ndarray:
         cols = list(frame.columns)
@@ -541,7 +546,7 @@ class _BaseBinner(BaseTransformer):
         arr = np.asarray(list(spec) if spec is not None else [], dtype=object)
         if arr.size and all(isinstance(v, (bool, np.bool_)) for v in arr):
             if arr.size != len(cols):
-                raise ValueError("boolean categorical_features must have one entry per column")
+                raise ParameterError("boolean categorical_features must have one entry per column", field="categorical_features")
             return mask | arr.astype(bool)
         for v in arr:
             if v in cols:
@@ -549,7 +554,7 @@ class _BaseBinner(BaseTransformer):
             elif isinstance(v, (int, np.integer)) and 0 <= v < len(cols):
                 mask[int(v)] = True
             else:
-                raise ValueError(f"categorical_features names unknown column {v!r}")
+                raise ParameterError(f"categorical_features names unknown column {v!r}", field="categorical_features")
         return mask
 
     def fit(self, X: Any, y: Any = None) -> "_BaseBinner":
@@ -573,11 +578,11 @@ class _BaseBinner(BaseTransformer):
                 try:
                     x = values[~miss].astype(np.float64)
                 except (TypeError, ValueError):
-                    raise TypeError(
-                        f"{who}: column {col!r} is not numeric; list it in categorical_features"
+                    raise ColumnTypeError(
+                        f"{who}: column {col!r} is not numeric; list it in categorical_features", field=str(col)
                     ) from None
                 if np.isinf(x).any():
-                    raise ValueError(f"{who}: column {col!r} contains infinity")
+                    raise DataError(f"{who}: column {col!r} contains infinity", field=str(col))
                 edges = self._numeric_edges(x, yy) if x.size else np.empty(0)
                 bins.append(ColumnBins(col, "numeric", edges=np.asarray(edges, dtype=np.float64),
                                        handle_unknown=self.handle_unknown))
@@ -623,7 +628,7 @@ class _BaseBinner(BaseTransformer):
                 return b
         if isinstance(column, (int, np.integer)) and 0 <= column < len(self.bins_):
             return self.bins_[int(column)]
-        raise KeyError(f"{type(self).__name__}: no column {column!r}")
+        raise UnknownColumnError(f"{type(self).__name__}: no column {column!r}", field=str(column))
 
 
 def _looks_categorical(s: pd.Series) -> bool:
@@ -654,7 +659,7 @@ class _SupervisedBinner(_BaseBinner):
             pre = _unique_midpoints(x)
         else:
             if self.n_prebins < 2:
-                raise ValueError(f"n_prebins must be >= 2 or None; got {self.n_prebins}")
+                raise ParameterError(f"n_prebins must be >= 2 or None; got {self.n_prebins}", field="n_prebins")
             pre = equal_frequency_edges(x, self.n_prebins)
         codes = np.searchsorted(pre, x, side="right")
         pos, neg = bin_counts(codes, y, pre.size + 1)

@@ -3,6 +3,10 @@
 Categories are learned per column and sorted (numbers numerically, text
 lexicographically), as scikit-learn does; a missing value (NaN/None) is a
 category of its own, listed last, again as scikit-learn.
+
+>>> import pandas as pd
+>>> OrdinalEncoder().fit_transform(pd.DataFrame({"city": ["b", "a", "b"]}))["city"].tolist()
+[1.0, 0.0, 1.0]
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from ...core.errors import DataError, ParameterError
 from ._base import BaseTransformer, _input_names, _is_missing, _sorted_categories, _wrap
 
 __all__ = ["OneHotEncoder", "OrdinalEncoder"]
@@ -28,8 +33,8 @@ class _CategoricalEncoder(BaseTransformer):
         who = type(self).__name__
         if self.categories != "auto":
             if len(self.categories) != frame.shape[1]:
-                raise ValueError(
-                    f"{who}: categories has {len(self.categories)} lists but X has {frame.shape[1]} columns"
+                raise ParameterError(
+                    f"{who}: categories has {len(self.categories)} lists but X has {frame.shape[1]} columns", field="categories"
                 )
         cats: list[np.ndarray] = []
         for j, col in enumerate(frame.columns):
@@ -42,13 +47,13 @@ class _CategoricalEncoder(BaseTransformer):
             else:
                 found = list(self.categories[j])
                 if pd.Index(found).has_duplicates:
-                    raise ValueError(f"{who}: categories for column {col!r} contain duplicates")
+                    raise ParameterError(f"{who}: categories for column {col!r} contain duplicates", field="categories")
                 if self.handle_unknown == "error":
                     codes = _codes(values, found)
                     bad = codes < 0
                     if bad.any():
                         shown = pd.unique(values[bad]).tolist()[:5]
-                        raise ValueError(f"{who}: column {col!r} has values {shown} not in the given categories")
+                        raise DataError(f"{who}: column {col!r} has values {shown} not in the given categories", field=str(col))
             cats.append(np.asarray(found + [None], dtype=object)[:-1])
         self.categories_ = cats
         return frame
@@ -63,9 +68,9 @@ class _CategoricalEncoder(BaseTransformer):
             unknown = codes < 0
             if unknown.any() and self.handle_unknown == "error":
                 shown = pd.unique(values[unknown]).tolist()[:5]
-                raise ValueError(
+                raise DataError(
                     f"{who}: column {col!r} has categories {shown} not seen in fit "
-                    f"({int(unknown.sum())} rows); set handle_unknown to accept them"
+                    f"({int(unknown.sum())} rows); set handle_unknown to accept them", field=str(col)
                 )
             out.append(codes)
         return out
@@ -141,9 +146,9 @@ class OneHotEncoder(_CategoricalEncoder):
     def fit(self, X: Any, y: Any = None) -> "OneHotEncoder":
         """Learn the categories of every column."""
         if self.handle_unknown not in ("error", "ignore"):
-            raise ValueError(f"handle_unknown must be 'error' or 'ignore'; got {self.handle_unknown!r}")
+            raise ParameterError(f"handle_unknown must be 'error' or 'ignore'; got {self.handle_unknown!r}", field="handle_unknown")
         if self.drop not in (None, "first", "if_binary"):
-            raise ValueError(f"drop must be None, 'first' or 'if_binary'; got {self.drop!r}")
+            raise ParameterError(f"drop must be None, 'first' or 'if_binary'; got {self.drop!r}", field="drop")
         self._fit_categories(X)
         if self.drop is None:
             self.drop_idx_ = [None] * len(self.categories_)
@@ -212,9 +217,9 @@ class OrdinalEncoder(_CategoricalEncoder):
     def fit(self, X: Any, y: Any = None) -> "OrdinalEncoder":
         """Learn the categories of every column."""
         if self.handle_unknown not in ("error", "use_encoded_value"):
-            raise ValueError(f"handle_unknown must be 'error' or 'use_encoded_value'; got {self.handle_unknown!r}")
+            raise ParameterError(f"handle_unknown must be 'error' or 'use_encoded_value'; got {self.handle_unknown!r}", field="handle_unknown")
         if self.handle_unknown == "use_encoded_value" and self.unknown_value is None:
-            raise ValueError("handle_unknown='use_encoded_value' needs unknown_value (an int or np.nan)")
+            raise ParameterError("handle_unknown='use_encoded_value' needs unknown_value (an int or np.nan)", field="unknown_value")
         self._fit_categories(X)
         return self
 

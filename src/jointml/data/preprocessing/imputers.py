@@ -1,4 +1,8 @@
-"""Missing-value imputation at the data owner: :class:`SimpleImputer`."""
+"""Missing-value imputation at the data owner: :class:`SimpleImputer`.
+
+>>> SimpleImputer(strategy="median").fit_transform(np.array([[1.0], [np.nan], [3.0]])).ravel().tolist()
+[1.0, 2.0, 3.0]
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ._base import BaseTransformer, _is_missing
+from ...core.errors import DataError, ParameterError
+from ._base import BaseTransformer, ColumnTypeError, _is_missing
 
 __all__ = ["SimpleImputer"]
 
@@ -71,7 +76,7 @@ class SimpleImputer(BaseTransformer):
     def fit(self, X: Any, y: Any = None) -> "SimpleImputer":
         """Learn one fill value per column."""
         if self.strategy not in self._STRATEGIES:
-            raise ValueError(f"strategy must be one of {self._STRATEGIES}; got {self.strategy!r}")
+            raise ParameterError(f"strategy must be one of {self._STRATEGIES}; got {self.strategy!r}", field="strategy")
         frame = self._frame_for_fit(X)
         who = type(self).__name__
         stats: list[Any] = []
@@ -94,12 +99,12 @@ class SimpleImputer(BaseTransformer):
                     stats.append(0 if numeric else "missing_value")
                 continue
             if present.size == 0:
-                raise ValueError(f"{who}.fit: column {col!r} has only missing values; cannot compute {self.strategy}")
+                raise DataError(f"{who}.fit: column {col!r} has only missing values; cannot compute {self.strategy}", field=str(col))
             if self.strategy in ("mean", "median"):
                 if not numeric:
-                    raise TypeError(
+                    raise ColumnTypeError(
                         f"{who}: strategy={self.strategy!r} needs numbers but column {col!r} has dtype {s.dtype}; "
-                        "use 'most_frequent' or 'constant'"
+                        "use 'most_frequent' or 'constant'", field=str(col)
                     )
                 x = present.astype(np.float64)
                 stats.append(float(np.mean(x) if self.strategy == "mean" else np.median(x)))

@@ -3,6 +3,9 @@
 Both can also be fitted from aggregate statistics (``fit_from_stats``) so that a
 horizontal / secure version only has to aggregate additive quantities (counts,
 sums, sums of squares, minima, maxima) across parties and never the rows.
+
+>>> MinMaxScaler().fit_transform(np.array([[1.0], [3.0], [2.0]])).ravel().tolist()
+[0.0, 1.0, 0.5]
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...core.errors import DataError, ParameterError
 from ._base import BaseTransformer, _numeric_matrix, _wrap
 
 __all__ = ["StandardScaler", "MinMaxScaler"]
@@ -73,16 +77,16 @@ class StandardScaler(BaseTransformer):
         else:
             w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
             if w.shape[0] != n_rows:
-                raise ValueError(f"StandardScaler.fit: sample_weight has {w.shape[0]} values, X has {n_rows} rows")
+                raise DataError(f"StandardScaler.fit: sample_weight has {w.shape[0]} values, X has {n_rows} rows", field="sample_weight")
             if not np.isfinite(w).all() or (w < 0).any():
-                raise ValueError("StandardScaler.fit: sample_weight must be finite and non-negative")
+                raise DataError("StandardScaler.fit: sample_weight must be finite and non-negative", field="sample_weight")
         present = ~np.isnan(values)
         wm = present * w[:, None]
         count = wm.sum(axis=0)
         empty = count <= 0
         if empty.any():
             col = frame.columns[np.flatnonzero(empty)[0]]
-            raise ValueError(f"StandardScaler.fit: column {col!r} has no non-missing values (with positive weight)")
+            raise DataError(f"StandardScaler.fit: column {col!r} has no non-missing values (with positive weight)", field=str(col))
         filled = np.where(present, values, 0.0)
         mean = (wm * filled).sum(axis=0) / count
         # two-pass variance: stable where sum-of-squares minus square-of-sum is not
@@ -134,15 +138,15 @@ class StandardScaler(BaseTransformer):
         total = np.asarray(total, dtype=np.float64).reshape(-1)
         total_sq = np.asarray(total_sq, dtype=np.float64).reshape(-1)
         if not (count.shape == total.shape == total_sq.shape):
-            raise ValueError("count, total and total_sq must have the same length")
+            raise DataError("count, total and total_sq must have the same length")
         if count.size == 0 or (count <= 0).any():
-            raise ValueError("every column needs a positive count")
+            raise DataError("every column needs a positive count", field="count")
         mean = total / count
         var = np.maximum(total_sq / count - mean**2, 0.0)
         self.n_features_in_ = count.size
         if feature_names is not None:
             if len(feature_names) != count.size:
-                raise ValueError("feature_names must have one name per column")
+                raise ParameterError("feature_names must have one name per column", field="feature_names")
             self.feature_names_in_ = np.asarray(list(feature_names), dtype=object)
         self._set_moments(count, mean, var)
         return self
@@ -189,7 +193,7 @@ class MinMaxScaler(BaseTransformer):
     def _range(self) -> tuple[float, float]:
         lo, hi = self.feature_range
         if not lo < hi:
-            raise ValueError(f"feature_range must be (min, max) with min < max; got {self.feature_range}")
+            raise ParameterError(f"feature_range must be (min, max) with min < max; got {self.feature_range}", field="feature_range")
         return float(lo), float(hi)
 
     def fit(self, X: Any, y: Any = None) -> "MinMaxScaler":
@@ -200,7 +204,7 @@ class MinMaxScaler(BaseTransformer):
         all_nan = np.isnan(values).all(axis=0)
         if all_nan.any():
             col = frame.columns[np.flatnonzero(all_nan)[0]]
-            raise ValueError(f"MinMaxScaler.fit: column {col!r} has no non-missing values")
+            raise DataError(f"MinMaxScaler.fit: column {col!r} has no non-missing values", field=str(col))
         return self._set_range(np.nanmin(values, axis=0), np.nanmax(values, axis=0))
 
     def fit_from_stats(
@@ -215,13 +219,13 @@ class MinMaxScaler(BaseTransformer):
         lo = np.asarray(data_min, dtype=np.float64).reshape(-1)
         hi = np.asarray(data_max, dtype=np.float64).reshape(-1)
         if lo.shape != hi.shape or lo.size == 0:
-            raise ValueError("data_min and data_max must be non-empty and of the same length")
+            raise DataError("data_min and data_max must be non-empty and of the same length")
         if (hi < lo).any():
-            raise ValueError("data_max must be >= data_min")
+            raise DataError("data_max must be >= data_min", field="data_max")
         self.n_features_in_ = lo.size
         if feature_names is not None:
             if len(feature_names) != lo.size:
-                raise ValueError("feature_names must have one name per column")
+                raise ParameterError("feature_names must have one name per column", field="feature_names")
             self.feature_names_in_ = np.asarray(list(feature_names), dtype=object)
         return self._set_range(lo, hi)
 

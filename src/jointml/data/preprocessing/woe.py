@@ -17,6 +17,10 @@ The textbook (Siddiqi) convention ``ln(%good_i / %bad_i)`` is available with
 Everything is computed from per-bin counts (:func:`woe_iv_from_counts`), so a
 secure protocol that supplies per-bin counts of positives and negatives (the
 feature owner's bins, the label holder's labels) reuses the exact arithmetic.
+
+>>> woe, iv_bins, iv = woe_iv_from_counts(np.array([1, 3]), np.array([3, 1]))
+>>> np.round(woe, 3).tolist(), round(iv, 3)
+([-1.099, 1.099], 1.099)
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from typing import Any, Hashable, Literal
 import numpy as np
 import pandas as pd
 
-from ._base import BaseTransformer, _check_binary_target, clone
+from ...core.errors import DataError, ParameterError
+from ._base import BaseTransformer, UnknownColumnError, _check_binary_target, clone
 from .binning import TreeBinner, bin_counts
 
 __all__ = ["woe_iv_from_counts", "WOEEncoder"]
@@ -75,23 +80,23 @@ def woe_iv_from_counts(
     pos = np.asarray(pos_counts, dtype=np.float64).reshape(-1)
     neg = np.asarray(neg_counts, dtype=np.float64).reshape(-1)
     if pos.shape != neg.shape:
-        raise ValueError(f"pos_counts has {pos.size} bins but neg_counts has {neg.size}")
+        raise DataError(f"pos_counts has {pos.size} bins but neg_counts has {neg.size}", field="neg_counts")
     if pos.size == 0:
-        raise ValueError("no bins: pos_counts and neg_counts are empty")
+        raise DataError("no bins: pos_counts and neg_counts are empty")
     if not (np.isfinite(pos).all() and np.isfinite(neg).all()) or (pos < 0).any() or (neg < 0).any():
-        raise ValueError("counts must be finite and non-negative")
+        raise DataError("counts must be finite and non-negative")
     if smoothing < 0 or zero_count < 0:
-        raise ValueError("smoothing and zero_count must be non-negative")
+        raise ParameterError("smoothing and zero_count must be non-negative")
     if convention not in ("pos_over_neg", "neg_over_pos"):
-        raise ValueError(f"convention must be 'pos_over_neg' or 'neg_over_pos'; got {convention!r}")
+        raise ParameterError(f"convention must be 'pos_over_neg' or 'neg_over_pos'; got {convention!r}", field="convention")
     filled = (pos + neg) > 0
     p = np.where(filled, pos + smoothing, 0.0)
     n = np.where(filled, neg + smoothing, 0.0)
     p_tot, n_tot = p.sum(), n.sum()
     if p_tot <= 0:
-        raise ValueError("WOE is undefined: there are no positive (bad) samples")
+        raise DataError("WOE is undefined: there are no positive (bad) samples")
     if n_tot <= 0:
-        raise ValueError("WOE is undefined: there are no negative (good) samples")
+        raise DataError("WOE is undefined: there are no negative (good) samples")
     p = np.where(filled & (p == 0), zero_count, p)
     n = np.where(filled & (n == 0), zero_count, n)
     dp, dn = p / p_tot, n / n_tot
@@ -234,4 +239,4 @@ class WOEEncoder(BaseTransformer):
         names = list(self.iv_.index)
         if column in names:
             return names.index(column)
-        raise KeyError(f"WOEEncoder: no column {column!r}")
+        raise UnknownColumnError(f"WOEEncoder: no column {column!r}", field=str(column))

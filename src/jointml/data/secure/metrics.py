@@ -55,7 +55,7 @@ must be an integer SecretArray (fxp = 0) and cannot be checked to be 0/1.
 >>> import numpy as np
 >>> from jointml.runtime import simulate
 >>> from jointml.mpc import MpcDevice
->>> from jointml.data import secure_metrics
+>>> from jointml.data.secure import metrics as secure_metrics
 >>> y = np.array([0, 0, 1, 1]); s = np.array([0.1, 0.4, 0.35, 0.8])
 >>> def prog(ctx):
 ...     mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
@@ -75,19 +75,27 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from ..mpc import nonlinear
-from ..mpc.secret_array import SecretArray, concatenate
-from ..runtime.device import PartyObject
-from . import metrics
-from .stats import _broadcast, _reveal_to
+from ...core.errors import DataError, ParameterError
+from ...mpc import MpcDevice, SecretArray, concatenate, nonlinear
+from ...runtime.collectives import agree, reveal_to_all
+from ...runtime.device import PartyObject
+from .. import metrics
 
-__all__ = ["roc_auc", "ks", "auc_ks", "score_histogram", "ScoreHistogram", "DEFAULT_CHUNK"]
+__all__ = ["roc_auc", "ks", "auc_ks", "score_histogram", "ScoreHistogram", "ArgumentTypeError", "DEFAULT_CHUNK"]
 
 #: Comparisons per batched secure-comparison call: bounds memory (the comparison circuit
 #: holds a few times 64 bits per element) while keeping the number of 8-round batches small.
 DEFAULT_CHUNK = 1 << 20
 
 Method = Literal["pairwise", "bucketed"]
+
+
+class ArgumentTypeError(ParameterError, TypeError):
+    """`scores`/`labels` of a kind these functions cannot take (a ``TypeError`` too).
+
+    >>> isinstance(ArgumentTypeError("scores must be a SecretArray", field="scores"), TypeError)
+    True
+    """
 
 
 # ---------------------------------------------------------------------------------------
@@ -110,7 +118,7 @@ def _flat(x: SecretArray, what: str) -> SecretArray:
     if x.ndim == 2 and x.shape[1] == 1:
         return x.reshape(-1)
     if x.ndim != 1:
-        raise ValueError(f"{what} must be 1-D (or n x 1), got shape {x.shape}")
+        raise DataError(f"{what} must be 1-D (or n x 1), got shape {x.shape}", field=what)
     return x
 
 
@@ -149,16 +157,12 @@ def _check_labels(v, n: int) -> tuple[str | None, int]:
     return None, p
 
 
-def _owner_verdict(ctx, owner: str, what: str, check) -> dict:
-    """The owner validates its plaintext input and tells every party (all fail alike)."""
-    local = None
-    if ctx.me == owner:
-        problem, _ = check()
-        local = {"problem": problem}
-    _, meta = _broadcast(ctx, owner, f"smetrics:check:{what}:{owner}", (), local)
-    if meta.get("problem"):
-        raise ValueError(f"party '{owner}': {meta['problem']}")
-    return meta
+def _reveal(x: SecretArray, to: str | None) -> np.ndarray | None:
+    """Open `x` to `to` (ndarray there, None elsewhere) or to every party of the job (to=None)."""
+    if to is None:
+        return reveal_to_all(x)
+    obj = x.reveal(to=to)
+    return obj.value if x.device.ctx.me == to else None
 
 
 def _inputs(scores, labels, mpc) -> _Inputs:
@@ -166,48 +170,42 @@ def _inputs(scores, labels, mpc) -> _Inputs:
     for x in (scores, labels):
         if isinstance(x, SecretArray):
             if dev is not None and x.device is not dev:
-                raise ValueError("scores and labels are SecretArrays of different MPC devices")
+                raise ParameterError("scores and labels are SecretArrays of different MPC devices", field="mpc")
             dev = x.device
         elif not isinstance(x, PartyObject):
-            raise TypeError(f"scores and labels must be SecretArrays or PartyObjects, got {type(x).__name__}")
+            raise ArgumentTypeError(f"scores and labels must be SecretArrays or PartyObjects, got {type(x).__name__}")
     if mpc is not None:
         if dev is not None and mpc is not dev:
-            raise ValueError("mpc is not the device of the secret scores/labels")
+            raise ParameterError("mpc is not the device of the secret scores/labels", field="mpc")
         dev = mpc
     if dev is None:
-        raise ValueError("both scores and labels are plaintext PartyObjects: pass mpc= (the device to compute on)")
+        raise ParameterError("both scores and labels are plaintext PartyObjects: pass mpc= (the device to compute on)", field="mpc")
     ctx = dev.ctx
     if isinstance(scores, PartyObject):
         owner = scores.owner
-        local = None
-        if ctx.me == owner:
-            problem, n = _check_scores(scores.value)
-            local = {"problem": problem, "n": n}
-        _, meta = _broadcast(ctx, owner, f"smetrics:scores:{owner}", (), local)
-        if meta.get("problem"):
-            raise ValueError(f"party '{owner}': {meta['problem']}")
-        n = meta.get("n")
+        problem, n = _check_scores(scores.value) if ctx.me == owner else (None, 0)
+        n = agree(ctx, owner, problem, details={"n": n}, name="scores")[owner].get("n")
         if not isinstance(n, int) or n < 0:
-            raise ValueError(f"malformed score metadata from party '{owner}'")
+            raise DataError("malformed score metadata", party=owner, field="scores")
         s = ctx.party(owner).run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1), scores).to(dev)
     else:
         s = _flat(scores, "scores")
         n = s.shape[0]
     if n < 2:
-        raise ValueError(f"AUC/KS need at least 2 samples, got {n}")
+        raise DataError(f"AUC/KS need at least 2 samples, got {n}", field="scores")
     label_owner, p_local = None, None
     if isinstance(labels, PartyObject):
         label_owner = labels.owner
-        _owner_verdict(ctx, label_owner, "labels", lambda: _check_labels(labels.value, n))
+        agree(ctx, label_owner, lambda: _check_labels(labels.value, n)[0], name="labels")  # runs at the owner only
         if ctx.me == label_owner:
             p_local = int(np.asarray(labels.value, dtype=np.float64).sum())
         y = ctx.party(label_owner).run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1).astype(np.int64), labels).to(dev, fxp=False)
     else:
         y = _flat(labels, "labels")
         if y.fxp:
-            raise TypeError("secret labels must be an integer 0/1 SecretArray (fxp = 0), got a fixed-point one")
+            raise ArgumentTypeError("secret labels must be an integer 0/1 SecretArray (fxp = 0), got a fixed-point one", field="labels")
         if y.shape[0] != n:
-            raise ValueError(f"labels have {y.shape[0]} rows but the scores have {n}")
+            raise DataError(f"labels have {y.shape[0]} rows but the scores have {n}", field="labels")
     return _Inputs(dev, ctx, s, y, n, label_owner, p_local)
 
 
@@ -215,9 +213,9 @@ def _check_two_classes(inp: _Inputs, p: SecretArray, pn: SecretArray) -> None:
     """Secret labels: open the single bit [P N == 0] to every party (documented disclosure)."""
     if inp.label_owner is not None:
         return  # the holder already checked its plaintext labels
-    bad = _reveal_to(pn.eq(0), None)
+    bad = reveal_to_all(pn.eq(0))
     if int(np.asarray(bad)):
-        raise ValueError("labels hold a single class; AUC and KS need positives and negatives")
+        raise DataError("labels hold a single class; AUC and KS need positives and negatives", field="labels")
 
 
 # ---------------------------------------------------------------------------------------
@@ -271,17 +269,17 @@ def _thresholds(dev, bins: int, score_range: Sequence[float], thresholds) -> np.
     if thresholds is not None:
         t = np.asarray(thresholds, dtype=np.float64).reshape(-1)
         if t.size == 0 or not np.all(np.isfinite(t)):
-            raise ValueError("thresholds must be a non-empty array of finite numbers")
+            raise ParameterError("thresholds must be a non-empty array of finite numbers", field="thresholds")
     else:
         if int(bins) != bins or bins < 2:
-            raise ValueError(f"bins must be an integer >= 2, got {bins}")
+            raise ParameterError(f"bins must be an integer >= 2, got {bins}", field="bins")
         lo, hi = (float(v) for v in score_range)
         if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-            raise ValueError(f"score_range must be finite with lo < hi, got {score_range}")
+            raise ParameterError(f"score_range must be finite with lo < hi, got {score_range}", field="score_range")
         t = np.linspace(lo, hi, int(bins) + 1)[1:-1]
     t = dev.fxp.decode(dev.fxp.encode(t))
     if np.any(np.diff(t) <= 0):
-        raise ValueError("thresholds must be strictly increasing (after rounding to the fixed-point grid)")
+        raise ParameterError("thresholds must be strictly increasing (after rounding to the fixed-point grid)", field="thresholds")
     return t
 
 
@@ -301,13 +299,13 @@ def _int_over_pow2(x: SecretArray, s: int) -> SecretArray:
 
 def _evaluate(scores, labels, mpc, want: Sequence[str], method: str, bins, score_range, thresholds, to, reveal_class_counts, chunk):
     if method not in ("pairwise", "bucketed"):
-        raise ValueError(f"method must be 'pairwise' or 'bucketed', got {method!r}")
+        raise ParameterError(f"method must be 'pairwise' or 'bucketed', got {method!r}", field="method")
     if int(chunk) < 1:
-        raise ValueError("chunk must be >= 1")
+        raise ParameterError("chunk must be >= 1", field="chunk")
     inp = _inputs(scores, labels, mpc)
     ctx, n = inp.ctx, inp.n
     if to is not None and to not in ctx.parties:
-        raise ValueError(f"unknown recipient party '{to}' (cluster: {ctx.parties})")
+        raise ParameterError(f"unknown recipient party '{to}' (cluster: {ctx.parties})", field="to")
     want_ks = "ks" in want
     y = inp.y
     thr = _thresholds(inp.dev, bins, score_range, thresholds) if method == "bucketed" else None
@@ -344,7 +342,7 @@ def _evaluate(scores, labels, mpc, want: Sequence[str], method: str, bins, score
         send_p = not (inp.label_owner is not None and to == inp.label_owner)
         if send_p:
             parts.append(p.reshape(1))
-        val = _reveal_to(concatenate(parts, axis=0), to)
+        val = _reveal(concatenate(parts, axis=0), to)
         out = None
         if val is not None:
             val = np.asarray(val, dtype=np.int64)
@@ -362,7 +360,7 @@ def _evaluate(scores, labels, mpc, want: Sequence[str], method: str, bins, score
         lo = (n - 1) / 2.0**sh  # P N >= n - 1 with both classes present
         hi = (n * n / 2.0) / 2.0**sh
         q = nonlinear.div(_int_over_pow2(a, sh), _int_over_pow2(den_int, sh), positive=True, bounds=(lo, hi))
-        val = _reveal_to(q, to)
+        val = _reveal(q, to)
         out = None if val is None else {w: float(np.clip(val[i], 0.0, 1.0)) for i, w in enumerate(names)}
     return out
 
@@ -386,7 +384,7 @@ def auc_ks(
     scores: SecretArray | PartyObject,
     labels: SecretArray | PartyObject,
     *,
-    mpc=None,
+    mpc: MpcDevice | None = None,
     method: Method = "pairwise",
     bins: int = 1000,
     score_range: Sequence[float] = (0.0, 1.0),
@@ -409,6 +407,17 @@ def auc_ks(
     Cost (semi2k, 2-core machine, thread / process simulation, bytes sent per party):
     pairwise n = 1000: 0.4 / 0.6 s, 45 MB; bucketed n = 10000, bins = 1000: 1.7 / 2.1 s,
     450 MB; bins = 100: 0.2 / 0.4 s, 45 MB. aby3 is within 20 % of these.
+
+    >>> from jointml.runtime import simulate
+    >>> from jointml.mpc import MpcDevice
+    >>> y = np.array([0, 0, 1, 1, 0, 1]); s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    >>> def run(fn):  # scores secret-shared by alice, labels held by bob
+    ...     def prog(ctx):
+    ...         mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+    ...         return fn(ctx.party("alice").run(lambda: s).to(mpc), ctx.party("bob").run(lambda: y))
+    ...     return simulate(prog, ["alice", "bob", "carol"], mode="thread")
+    >>> run(lambda sc, lab: auc_ks(sc, lab, to="bob"))["bob"].value  # exact: bob holds the labels
+    {'auc': 0.8888888888888888, 'ks': 0.6666666666666666}
     """
     out = _evaluate(scores, labels, mpc, ("auc", "ks"), method, bins, score_range, thresholds, to, reveal_class_counts, chunk)
     return _deliver(_ctx_of(scores, labels, mpc), to, out)
@@ -418,7 +427,7 @@ def roc_auc(
     scores: SecretArray | PartyObject,
     labels: SecretArray | PartyObject,
     *,
-    mpc=None,
+    mpc: MpcDevice | None = None,
     method: Method = "pairwise",
     bins: int = 1000,
     score_range: Sequence[float] = (0.0, 1.0),
@@ -432,6 +441,17 @@ def roc_auc(
     Pairwise: equals ``sklearn.metrics.roc_auc_score`` on the fixed-point scores (ties 1/2),
     exactly when `to` holds the labels or ``reveal_class_counts=True``, else within 1e-5.
     Skips the KS matrix-vector product.
+
+    >>> from jointml.runtime import simulate
+    >>> from jointml.mpc import MpcDevice
+    >>> y = np.array([0, 0, 1, 1, 0, 1]); s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    >>> def run(fn):  # scores secret-shared by alice, labels held by bob
+    ...     def prog(ctx):
+    ...         mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+    ...         return fn(ctx.party("alice").run(lambda: s).to(mpc), ctx.party("bob").run(lambda: y))
+    ...     return simulate(prog, ["alice", "bob", "carol"], mode="thread")
+    >>> round(run(lambda sc, lab: roc_auc(sc, lab))["carol"], 4)  # P N stays secret: within 1e-5
+    0.8889
     """
     out = _evaluate(scores, labels, mpc, ("auc",), method, bins, score_range, thresholds, to, reveal_class_counts, chunk)
     return _deliver(_ctx_of(scores, labels, mpc), to, None if out is None else out["auc"])
@@ -441,7 +461,7 @@ def ks(
     scores: SecretArray | PartyObject,
     labels: SecretArray | PartyObject,
     *,
-    mpc=None,
+    mpc: MpcDevice | None = None,
     method: Method = "pairwise",
     bins: int = 1000,
     score_range: Sequence[float] = (0.0, 1.0),
@@ -454,6 +474,17 @@ def ks(
 
     Pairwise: equals ``jointml.data.metrics.ks(y, s).statistic`` on the fixed-point scores
     (see :func:`auc_ks` for disclosure and accuracy). The maximum is taken under MPC.
+
+    >>> from jointml.runtime import simulate
+    >>> from jointml.mpc import MpcDevice
+    >>> y = np.array([0, 0, 1, 1, 0, 1]); s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    >>> def run(fn):  # scores secret-shared by alice, labels held by bob
+    ...     def prog(ctx):
+    ...         mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+    ...         return fn(ctx.party("alice").run(lambda: s).to(mpc), ctx.party("bob").run(lambda: y))
+    ...     return simulate(prog, ["alice", "bob", "carol"], mode="thread")
+    >>> run(lambda sc, lab: ks(sc, lab, method="bucketed", bins=10, to="bob"))["bob"].value
+    0.6666666666666666
     """
     out = _evaluate(scores, labels, mpc, ("ks",), method, bins, score_range, thresholds, to, reveal_class_counts, chunk)
     return _deliver(_ctx_of(scores, labels, mpc), to, None if out is None else out["ks"])
@@ -464,7 +495,12 @@ class ScoreHistogram:
     """Per-bucket counts of positives and negatives (from :func:`score_histogram`).
 
     Bucket 0 is ``score < thresholds[0]``, bucket k is ``thresholds[k-1] <= score <
-    thresholds[k]``, the last is ``score >= thresholds[-1]`` (ascending)."""
+    thresholds[k]``, the last is ``score >= thresholds[-1]`` (ascending).
+
+    >>> h = ScoreHistogram(np.array([0.5]), np.array([1, 2]), np.array([2, 1]))
+    >>> h.roc_auc(), round(h.ks(), 3)
+    (0.6666666666666666, 0.333)
+    """
 
     thresholds: np.ndarray
     pos_counts: np.ndarray
@@ -483,7 +519,7 @@ def score_histogram(
     scores: SecretArray | PartyObject,
     labels: SecretArray | PartyObject,
     *,
-    mpc=None,
+    mpc: MpcDevice | None = None,
     bins: int = 1000,
     score_range: Sequence[float] = (0.0, 1.0),
     thresholds: Sequence[float] | None = None,
@@ -497,11 +533,23 @@ def score_histogram(
     ``.roc_auc()`` and ``.ks()`` give the bucketed metrics in plaintext, and lift or PSI
     tables can be built. Prefer :func:`auc_ks` with ``method="bucketed"`` when only the
     metric may be shown.
+
+    >>> from jointml.runtime import simulate
+    >>> from jointml.mpc import MpcDevice
+    >>> y = np.array([0, 0, 1, 1, 0, 1]); s = np.array([0.1, 0.4, 0.35, 0.8, 0.2, 0.9])
+    >>> def run(fn):  # scores secret-shared by alice, labels held by bob
+    ...     def prog(ctx):
+    ...         mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+    ...         return fn(ctx.party("alice").run(lambda: s).to(mpc), ctx.party("bob").run(lambda: y))
+    ...     return simulate(prog, ["alice", "bob", "carol"], mode="thread")
+    >>> h = run(lambda sc, lab: score_histogram(sc, lab, bins=2))["alice"]  # threshold 0.5
+    >>> h.thresholds.tolist(), h.pos_counts.tolist(), h.neg_counts.tolist()
+    ([0.5], [1, 2], [3, 0])
     """
     inp = _inputs(scores, labels, mpc)
     ctx, n = inp.ctx, inp.n
     if to is not None and to not in ctx.parties:
-        raise ValueError(f"unknown recipient party '{to}' (cluster: {ctx.parties})")
+        raise ParameterError(f"unknown recipient party '{to}' (cluster: {ctx.parties})", field="to")
     thr = _thresholds(inp.dev, bins, score_range, thresholds)
     g, lt_pos = _bucket_counts(inp, thr, int(chunk))
     p = inp.y.sum()
@@ -511,7 +559,7 @@ def score_histogram(
     gc = concatenate([_zero1(tp) + n, g, z], axis=0)
     pos = tpc[:-1] - tpc[1:]
     allc = gc[:-1] - gc[1:]
-    val = _reveal_to(concatenate([pos, allc - pos], axis=0), to)
+    val = _reveal(concatenate([pos, allc - pos], axis=0), to)
     out = None
     if val is not None:
         val = np.asarray(val, dtype=np.int64)

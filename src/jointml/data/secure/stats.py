@@ -29,7 +29,7 @@ like `SecretArray.reveal(to=...)`.
 >>> from jointml.runtime import simulate
 >>> from jointml.mpc import MpcDevice
 >>> from jointml.data.frames import from_pandas
->>> from jointml.data import stats
+>>> from jointml.data.secure import stats
 >>> from jointml.core.prg import public_rng
 >>> rng = public_rng(0)  # public example data
 >>> a = pd.DataFrame({"x": rng.normal(size=200)})
@@ -52,10 +52,13 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from ..mpc.masked import MaskedMatrix, PrivateMaskedMatrix
-from ..mpc.secret_array import SecretArray, concatenate
-from ..runtime.device import PartyObject
-from .frames import DataError, VDataFrame
+from ...core.errors import DataError, ParameterError
+from ...mpc import MpcDevice, SecretArray, concatenate
+from ...mpc.masked import MaskedMatrix, PrivateMaskedMatrix
+from ...runtime.collectives import Received, agree, broadcast, reveal_to_all, send_to
+from ...runtime.context import PartyContext
+from ...runtime.device import PartyObject
+from ..frames import VDataFrame
 
 __all__ = ["describe", "corr", "corr_secret", "SecretCorr", "vif", "vif_from_corr"]
 
@@ -64,76 +67,31 @@ __all__ = ["describe", "corr", "corr_secret", "SecretCorr", "vif", "vif_from_cor
 # ---------------------------------------------------------------------------------------
 
 
-def _check_to(ctx, to: str | None) -> None:
+def _check_to(ctx: PartyContext, to: str | None) -> None:
     if to is not None and to not in ctx.parties:
-        raise DataError(f"unknown recipient party '{to}' (cluster: {ctx.parties})")
+        raise ParameterError(f"unknown recipient party '{to}' (cluster: {ctx.parties})", field="to")
 
 
-def _broadcast(ctx, owner: str, tag: str, arrays: Sequence[np.ndarray] = (), meta: dict | None = None):
-    """`owner` sends (arrays, meta) to every other party of the job; returns them everywhere."""
-    if ctx.me == owner:
-        for p in ctx.parties:
-            if p != owner:
-                ctx.comm.send(p, tag, list(arrays), meta=meta or {})
-        return list(arrays), dict(meta or {})
-    msg = ctx.comm.recv(owner, tag)
-    return list(msg.arrays), dict(msg.meta or {})
-
-
-def _send_to(ctx, owner: str, to: str | None, tag: str, value: np.ndarray) -> np.ndarray | None:
+def _send_to(ctx: PartyContext, owner: str, to: str | None, name: str, value: np.ndarray | None) -> np.ndarray | None:
     """Plaintext float64 array from its owner to `to` (None: every party); None where not received."""
     value = None if value is None else np.asarray(value, dtype=np.float64)
+    arrays = [value] if ctx.me == owner and value is not None else []
     if to is None:
-        arrays, _ = _broadcast(ctx, owner, tag, [value] if ctx.me == owner else [])
-        if len(arrays) != 1 or arrays[0].dtype != np.float64:
-            raise DataError(f"malformed block from party '{owner}'")
-        return arrays[0]
-    if owner == to:
-        return value if ctx.me == owner else None
-    if ctx.me == owner:
-        ctx.comm.send(to, tag, [value])
+        got = broadcast(ctx, owner, arrays=arrays, name=name, dtypes=[np.float64])
+    else:
+        got = send_to(ctx, owner, to, arrays=arrays, name=name, dtypes=[np.float64])
+    if got is None or (to is not None and ctx.me != to):
         return None
-    if ctx.me == to:
-        arrays = ctx.comm.recv(owner, tag).arrays
-        if len(arrays) != 1 or arrays[0].dtype != np.float64:
-            raise DataError(f"malformed block from party '{owner}'")
-        return arrays[0]
-    return None
+    return got.arrays[0]
 
 
 def _reveal_to(x: SecretArray, to: str | None) -> np.ndarray | None:
     """Open `x` to one party (ndarray there, None elsewhere) or, for to=None, to every party
-    of the job: the compute parties open it and the first of them forwards the opened value
-    to the parties outside the compute set (a semi2k dealer, data owners outside the device),
-    so that an SPMD program gets the same value everywhere."""
-    ctx = x.device.ctx
-    if to is not None:
-        obj = x.reveal(to=to)
-        return obj.value if ctx.me == to else None
-    val = x.reveal()
-    compute = list(x.device.parties)
-    others = [p for p in ctx.parties if p not in compute]
-    dtype = np.float64 if x.fxp else np.int64
-    if ctx.me == compute[0]:
-        for p in others:
-            ctx.comm.send(p, "stats:public", [np.ascontiguousarray(val, dtype=dtype).reshape(-1)])
-    elif ctx.me in others:
-        val = ctx.comm.recv_array(compute[0], "stats:public", dtype, (x.size,)).reshape(x.shape)
-    return val
-
-
-def _verdicts(ctx, owners: Sequence[str], tag: str, local: dict | None) -> dict[str, dict]:
-    """Each owner broadcasts its local verdict (a dict with 'problem' and public details);
-    every party then raises the same DataError, so parties fail alike (rule 6)."""
-    out: dict[str, dict] = {}
-    for owner in owners:
-        _, meta = _broadcast(ctx, owner, f"{tag}:{owner}", (), local if ctx.me == owner else None)
-        out[owner] = meta
-    for owner in owners:
-        problem = out[owner].get("problem")
-        if problem:
-            raise DataError(str(problem))
-    return out
+    of the job (`reveal_to_all`: the same value everywhere, dealer and outside owners included)."""
+    if to is None:
+        return reveal_to_all(x)
+    obj = x.reveal(to=to)
+    return obj.value if x.device.ctx.me == to else None
 
 
 def _by_party(vdf: VDataFrame, columns: Sequence[str] | None) -> tuple[list[str], dict[str, list[str]]]:
@@ -177,7 +135,7 @@ def _describe_index(percentiles: Sequence[float]) -> list[str]:
 
 
 def describe(
-    ctx,
+    ctx: PartyContext,
     vdf: VDataFrame,
     columns: Sequence[str] | None = None,
     *,
@@ -217,43 +175,52 @@ def describe(
     index = _describe_index(percentiles)
     explicit = columns is not None
     names, by = _by_party(vdf, columns)
-    me = ctx.me
     tables: dict[str, pd.DataFrame] = {}
-    problems: list[str] = []
+    problems: list[tuple[str, str]] = []
     for owner in vdf.parties:
-        tag = f"stats:describe:{owner}"
+        meta: dict[str, Any] | None = None
         arrays: list[np.ndarray] = []
-        meta: dict[str, Any] = {}
-        if me == owner:
-            df = vdf.parts[owner].value
-            cols = by.get(owner, []) if explicit else [c for c in df.select_dtypes(include="number").columns]
-            cols = [str(c) for c in cols]
-            problem = _numeric_problem(me, df, cols, allow_nan=True, what="describe()") if explicit else None
-            meta = {"problem": problem, "columns": cols}
-            if problem is None:
-                sub = df[cols].astype(np.float64)
-                t = sub.describe(percentiles=list(percentiles)) if cols else pd.DataFrame(index=index[:-2])
-                t.loc["std"] = sub.std(ddof=ddof)
-                t.loc["var"] = sub.var(ddof=ddof)
-                t.loc["missing"] = sub.isna().sum().astype(np.float64)
-                arrays = [np.ascontiguousarray(t.reindex(index).to_numpy(dtype=np.float64)).reshape(len(index), len(cols))]
-        arrays, meta = _broadcast(ctx, owner, tag, arrays, meta)
-        if meta.get("problem"):
-            problems.append(str(meta["problem"]))
+        if ctx.me == owner:
+            meta, arrays = _describe_local(ctx.me, vdf.parts[owner].value, by.get(owner, []) if explicit else None, index, percentiles, ddof)
+        got = broadcast(ctx, owner, meta=meta, arrays=arrays, name="describe")
+        if got.meta.get("problem"):
+            problems.append((owner, str(got.meta["problem"])))
             continue
-        cols = meta.get("columns")
-        # Validate what arrived before using it (rule 1): names of this owner, one float table.
-        if not isinstance(cols, list) or any(not isinstance(c, str) or c not in vdf.columns[owner] for c in cols):
-            raise DataError(f"malformed describe() table from party '{owner}' (unknown columns)")
-        if len(arrays) != 1 or arrays[0].dtype != np.float64 or arrays[0].shape != (len(index), len(cols)):
-            raise DataError(f"malformed describe() table from party '{owner}' (shape or dtype)")
-        tables[owner] = pd.DataFrame(arrays[0], index=index, columns=cols)
+        tables[owner] = _checked_table(vdf, owner, got, index)
     if problems:
-        raise DataError(problems[0])
+        raise DataError(problems[0][1], party=problems[0][0])
     out = pd.concat([tables[p] for p in vdf.parties if p in tables], axis=1) if tables else pd.DataFrame(index=index)
     if explicit:
         out = out[names]
     return out
+
+
+def _describe_local(
+    me: str, df: pd.DataFrame, cols: list[str] | None, index: list[str], percentiles: Sequence[float], ddof: int
+) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """The owner's (meta, [table]) for describe(): explicit `cols` are checked, None = numeric columns."""
+    problem = _numeric_problem(me, df, cols, allow_nan=True, what="describe()") if cols is not None else None
+    cols = [str(c) for c in (cols if cols is not None else df.select_dtypes(include="number").columns)]
+    meta = {"problem": problem, "columns": cols}
+    if problem is not None:
+        return meta, []
+    sub = df[cols].astype(np.float64)
+    t = sub.describe(percentiles=list(percentiles)) if cols else pd.DataFrame(index=index[:-2])
+    t.loc["std"] = sub.std(ddof=ddof)
+    t.loc["var"] = sub.var(ddof=ddof)
+    t.loc["missing"] = sub.isna().sum().astype(np.float64)
+    return meta, [np.ascontiguousarray(t.reindex(index).to_numpy(dtype=np.float64)).reshape(len(index), len(cols))]
+
+
+def _checked_table(vdf: VDataFrame, owner: str, got: Received, index: list[str]) -> pd.DataFrame:
+    """Validate what arrived before using it (rule 1): names of this owner, one float table."""
+    cols = got.meta.get("columns")
+    if not isinstance(cols, list) or any(not isinstance(c, str) or c not in vdf.columns[owner] for c in cols):
+        raise DataError("malformed describe() table (unknown columns)", party=owner)
+    arrays = got.arrays
+    if len(arrays) != 1 or arrays[0].dtype != np.float64 or arrays[0].shape != (len(index), len(cols)):
+        raise DataError("malformed describe() table (shape or dtype)", party=owner)
+    return pd.DataFrame(arrays[0], index=index, columns=cols)
 
 
 # ---------------------------------------------------------------------------------------
@@ -266,7 +233,12 @@ class SecretCorr:
     """A correlation matrix kept secret-shared (from :func:`corr_secret`).
 
     `matrix` is a d x d `SecretArray` (fixed point) in the order of `columns`; rows and
-    columns of `constant` columns (public) are 0, including their diagonal entry."""
+    columns of `constant` columns (public) are 0, including their diagonal entry. See
+    :func:`corr_secret` for an example.
+
+    >>> SecretCorr.__dataclass_fields__.keys()
+    dict_keys(['matrix', 'columns', 'constant'])
+    """
 
     matrix: SecretArray
     columns: list[str]
@@ -281,9 +253,9 @@ class _Prepared:
     w: dict[str, PartyObject]  # owner -> n x d_p matrix Z_p / sqrt(n) (unit-norm columns)
 
 
-def _prepare(ctx, vdf: VDataFrame, columns, constant: str, what: str) -> _Prepared:
+def _prepare(ctx: PartyContext, vdf: VDataFrame, columns: Sequence[str] | None, constant: str, what: str) -> _Prepared:
     if constant not in ("nan", "raise"):
-        raise ValueError(f"constant must be 'nan' or 'raise', got {constant!r}")
+        raise ParameterError(f"constant must be 'nan' or 'raise', got {constant!r}", field="constant")
     names, by = _by_party(vdf, columns)
     if not names:
         raise DataError(f"{what}: no columns selected")
@@ -291,11 +263,10 @@ def _prepare(ctx, vdf: VDataFrame, columns, constant: str, what: str) -> _Prepar
     if n < 2:
         raise DataError(f"{what} needs at least 2 rows, the frame has {n}")
     me = ctx.me
-    local = None
+    problem, const = None, []
     if me in by:
         df = vdf.parts[me].value
         problem = _numeric_problem(me, df, by[me], allow_nan=False, what=what)
-        const: list[str] = []
         if problem is None:
             x = df[by[me]].to_numpy(dtype=np.float64)
             # Exactly constant (max == min): the standard deviation is 0 and the correlation
@@ -303,13 +274,12 @@ def _prepare(ctx, vdf: VDataFrame, columns, constant: str, what: str) -> _Prepar
             const = [c for c, lo, hi in zip(by[me], x.min(axis=0), x.max(axis=0)) if lo == hi]
             if const and constant == "raise":
                 problem = f"party '{me}': column '{const[0]}' is constant (zero variance); its correlation is undefined"
-        local = {"problem": problem, "constant": const}
-    verdicts = _verdicts(ctx, list(by), f"stats:check:{what}", local)
+    verdicts = agree(ctx, list(by), problem, details={"constant": const}, name=f"check:{what}")
     const_all = []
     for owner, v in verdicts.items():
         cs = v.get("constant", [])
         if not isinstance(cs, list) or any(c not in by[owner] for c in cs):
-            raise DataError(f"malformed verdict from party '{owner}'")
+            raise DataError("malformed verdict", party=owner)
         const_all += cs
 
     def standardise(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
@@ -335,7 +305,7 @@ def _prepare(ctx, vdf: VDataFrame, columns, constant: str, what: str) -> _Prepar
 _K = 30
 
 
-def _cross_blocks(mpc, prep: _Prepared) -> list[SecretArray]:
+def _cross_blocks(mpc: MpcDevice, prep: _Prepared) -> list[SecretArray]:
     """Secret integer blocks W_i^T [W_{i+1} | ... | W_k] 2^(2K), owners in frame order.
 
     Owner i's matrix is prepared once as a private masked matrix (semi2k: the owner alone
@@ -413,18 +383,39 @@ def _local_block(w: np.ndarray) -> np.ndarray:
     return w.T @ w
 
 
-def corr_secret(ctx, vdf: VDataFrame, mpc, columns: Sequence[str] | None = None, *, constant: Literal["nan", "raise"] = "nan") -> SecretCorr:
+def corr_secret(
+    ctx: PartyContext,
+    vdf: VDataFrame,
+    mpc: MpcDevice,
+    columns: Sequence[str] | None = None,
+    *,
+    constant: Literal["nan", "raise"] = "nan",
+) -> SecretCorr:
     """The Pearson correlation matrix, kept secret-shared on `mpc` (nothing revealed).
 
     Same computation as :func:`corr` with the within-party blocks secret-shared by their
     owners; use it to compute further under MPC (e.g. :func:`vif` with ``secure=True``).
     Public: the schema, which columns are constant (their rows and columns are 0).
+
+    >>> import pandas as pd
+    >>> from jointml.runtime import simulate
+    >>> from jointml.mpc import MpcDevice
+    >>> from jointml.data.frames import from_pandas
+    >>> a = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
+    >>> b = pd.DataFrame({"y": [2.0, 1.0, 4.0, 3.0], "z": [1.0, 3.0, 2.0, 5.0]})
+    >>> def prog(ctx):
+    ...     vdf = from_pandas(ctx, {"alice": a, "bob": b})
+    ...     sc = corr_secret(ctx, vdf, MpcDevice(ctx, ["alice", "bob"], dealer="carol"))
+    ...     return sc.columns, sc.matrix.shape, sc.matrix[0, 1].reveal()
+    >>> cols, shape, r_xy = simulate(prog, ["alice", "bob", "carol"], mode="thread")["alice"]
+    >>> cols, shape, round(float(r_xy), 4)
+    (['x', 'y', 'z'], (3, 3), 0.6)
     """
     prep = _prepare(ctx, vdf, columns, constant, "corr")
     return _secret_matrix(ctx, mpc, prep)
 
 
-def _secret_matrix(ctx, mpc, prep: _Prepared) -> SecretCorr:
+def _secret_matrix(ctx: PartyContext, mpc: MpcDevice, prep: _Prepared) -> SecretCorr:
     owners = list(prep.by)
     cross = [_to_fixed_point(c) for c in _cross_blocks(mpc, prep)]
     local = {p: ctx.party(p).run(_local_block, prep.w[p]).to(mpc) for p in owners}
@@ -454,9 +445,9 @@ def _col_slice(prep: _Prepared, owners: list[str], j: int, p: str) -> slice:
 
 
 def corr(
-    ctx,
+    ctx: PartyContext,
     vdf: VDataFrame,
-    mpc,
+    mpc: MpcDevice,
     columns: Sequence[str] | None = None,
     *,
     to: str | None = None,
@@ -495,9 +486,22 @@ def corr(
 
     Returns a DataFrame indexed and labelled by column name (requested order) at every party
     (to=None), or a PartyObject holding it owned by `to`.
+
+    >>> import pandas as pd
+    >>> from jointml.runtime import simulate
+    >>> from jointml.mpc import MpcDevice
+    >>> from jointml.data.frames import from_pandas
+    >>> a = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
+    >>> b = pd.DataFrame({"y": [2.0, 1.0, 4.0, 3.0], "z": [1.0, 3.0, 2.0, 5.0]})
+    >>> def prog(ctx):
+    ...     vdf = from_pandas(ctx, {"alice": a, "bob": b})
+    ...     return corr(ctx, vdf, MpcDevice(ctx, ["alice", "bob"], dealer="carol"), to="bob")
+    >>> out = simulate(prog, ["alice", "bob", "carol"], mode="thread")
+    >>> out["bob"].value.round(4).loc["x"].tolist(), out["alice"].owner
+    ([1.0, 0.6, 0.8315], 'bob')
     """
     if local_blocks not in ("reveal", "secret"):
-        raise ValueError(f"local_blocks must be 'reveal' or 'secret', got {local_blocks!r}")
+        raise ParameterError(f"local_blocks must be 'reveal' or 'secret', got {local_blocks!r}", field="local_blocks")
     _check_to(ctx, to)
     prep = _prepare(ctx, vdf, columns, constant, "corr")
     me = ctx.me
@@ -518,10 +522,10 @@ def corr(
         local: dict[str, np.ndarray | None] = {}
         for p in owners:
             blk = _local_block(prep.w[p].value) if me == p else None
-            got = _send_to(ctx, p, to, f"stats:corr-local:{p}", blk)
+            got = _send_to(ctx, p, to, "corr-local", blk)
             k = len(prep.by[p])
             if got is not None and got.shape != (k, k):
-                raise DataError(f"malformed correlation block from party '{p}'")
+                raise DataError("malformed correlation block", party=p)
             local[p] = got
         out = None
         if to is None or me == to:
@@ -555,7 +559,7 @@ def vif_from_corr(r: pd.DataFrame | np.ndarray) -> pd.Series | np.ndarray:
     frame = isinstance(r, pd.DataFrame)
     m = np.asarray(r.to_numpy(dtype=np.float64) if frame else r, dtype=np.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
-        raise ValueError(f"a correlation matrix must be square, got shape {m.shape}")
+        raise DataError(f"a correlation matrix must be square, got shape {m.shape}", field="r")
     ok = ~np.all(np.isnan(m), axis=1)
     out = np.full(m.shape[0], np.nan)
     sub = m[np.ix_(ok, ok)]
@@ -584,9 +588,9 @@ def _ns_iterations(d: int, max_vif: float, frac_bits: int) -> int:
     # before truncation: they must stay under the truncation's 2^62 limit.
     if k + 2 * frac_bits > 61:
         limit = 2.0 ** (61 - 2 * frac_bits) / (14.0 * d * d)
-        raise ValueError(
+        raise ParameterError(
             f"secure VIF: {d} columns with max_vif={max_vif:g} exceed the fixed-point range "
-            f"(need max_vif <= {limit:.3g} for frac_bits={frac_bits}); lower max_vif or use secure=False"
+            f"(need max_vif <= {limit:.3g} for frac_bits={frac_bits}); lower max_vif or use secure=False", field="max_vif"
         )
     return k
 
@@ -610,9 +614,9 @@ def _secure_vif(r: SecretArray, max_vif: float) -> SecretArray:
 
 
 def vif(
-    ctx,
+    ctx: PartyContext,
     vdf: VDataFrame,
-    mpc,
+    mpc: MpcDevice,
     columns: Sequence[str] | None = None,
     *,
     to: str | None = None,
@@ -638,10 +642,23 @@ def vif(
     Constant columns get NaN (``constant="nan"``) and are left out of the inverse, or raise
     (``constant="raise"``). Other bad input as :func:`corr`. Returns a Series indexed by
     column at every party (to=None) or a PartyObject owned by `to`.
+
+    >>> import pandas as pd
+    >>> from jointml.runtime import simulate
+    >>> from jointml.mpc import MpcDevice
+    >>> from jointml.data.frames import from_pandas
+    >>> a = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0]})
+    >>> b = pd.DataFrame({"y": [2.0, 1.0, 4.0, 3.0], "z": [1.0, 3.0, 2.0, 5.0]})
+    >>> def prog(ctx):
+    ...     vdf = from_pandas(ctx, {"alice": a, "bob": b})
+    ...     return vif(ctx, vdf, MpcDevice(ctx, ["alice", "bob"], dealer="carol"), secure=True, max_vif=50.0)
+    >>> v = simulate(prog, ["alice", "bob", "carol"], mode="thread")["carol"]  # only the VIFs revealed
+    >>> v.round(1).tolist(), vif_from_corr(pd.concat([a, b], axis=1).corr()).round(1).tolist()  # 54.4 >= max_vif: inf
+    ([inf, 16.9, 35.0], [54.4, 16.9, 35.0])
     """
     _check_to(ctx, to)
     if not (max_vif > 1.0):
-        raise ValueError(f"max_vif must be > 1, got {max_vif}")
+        raise ParameterError(f"max_vif must be > 1, got {max_vif}", field="max_vif")
     if not secure:
         r = corr(ctx, vdf, mpc, columns, to=to, constant=constant)
         if to is None:
