@@ -21,8 +21,6 @@ import os
 import time
 from typing import Any
 
-import numpy as np
-
 from ..core.prg import public_rng
 from ..psi import psi_align
 from ..runtime import simulate

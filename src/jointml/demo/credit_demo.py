@@ -99,7 +99,7 @@ def run(mode: str = "process", protocol: str = "semi2k", out_dir: str = "jointml
     if verbose:
         print()
         print(f"  rows aligned by PSI   {summary['rows_aligned']} (train {summary['train_rows']}, test {summary['test_rows']})")
-        print(f"  features              " + ", ".join(f"{p}: {k}" for p, k in summary['features'].items()))
+        print("  features              " + ", ".join(f"{p}: {k}" for p, k in summary['features'].items()))
         print(f"  test AUC              {summary['auc']:.4f}   (plaintext twin {summary['baseline_auc']:.4f}, gap {summary['auc_gap']:.4f})")
         print(f"  test KS               {summary['ks']:.4f}   (plaintext twin {summary['baseline_ks']:.4f})")
         print(f"  time                  {summary['seconds']:.1f} s  (" + ", ".join(f"{k} {v:.1f}s" for k, v in summary['timings'].items()) + ")")

@@ -24,8 +24,8 @@ import time
 import traceback
 from typing import Any, Callable
 
+from ..core.errors import ConfigError, JointMLError, LinkError
 from ..core.memory import tune_allocator, warm_heap
-from ..core.errors import ConfigError, JointMLError, LinkError, PeerAborted, PeerClosed
 from ..net.certs import check_party_name, create_dev_pki
 from ..net.link import Communicator, InProcessLink
 from ..net.tcp import TlsFiles, connect_all
@@ -182,7 +182,7 @@ def _child_main(me, parties, addresses, listener, tls, fn, args, kwargs, recv_ti
         try:
             # The queue pickles in a background thread and drops what fails: check here so
             # an unreturnable result is an error, not a silent hang.
-            import pickle
+            import pickle  # noqa: TID251 - local check of what the launcher's queue will pickle; nothing crosses a link
 
             pickle.dumps(result)
         except Exception as e:  # noqa: BLE001
@@ -217,6 +217,7 @@ def _mp_context():
 
 def _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, options):
     tmp = tempfile.mkdtemp(prefix="jointml-pki-")
+    procs: dict[str, Any] = {}
     try:
         certs = create_dev_pki(tmp, parties, days=1)
         listeners, addresses = {}, {}
@@ -226,7 +227,6 @@ def _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, option
             addresses[p] = ("127.0.0.1", s.getsockname()[1])
         ctxmp = _mp_context()
         out = ctxmp.Queue()
-        procs = {}
         for p in parties:
             tls = TlsFiles(ca=certs[p].ca, cert=certs[p].cert, key=certs[p].key)
             pr = ctxmp.Process(
@@ -241,36 +241,7 @@ def _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, option
             procs[p] = pr
         for s in listeners.values():
             s.close()
-        results: dict[str, Any] = {}
-        failures: dict[str, tuple[str, str, str]] = {}
-        deadline = None if timeout is None else time.monotonic() + timeout
-        grace_until = None
-        while len(results) + len(failures) < len(parties):
-            now = time.monotonic()
-            if deadline is not None and now > deadline:
-                break
-            if grace_until is not None and now > grace_until:
-                break
-            try:
-                kind, p, payload = out.get(timeout=0.1)
-            except queue.Empty:
-                # A child that died without reporting (killed, segfault) is a failure too.
-                for p, pr in procs.items():
-                    if p not in results and p not in failures and not pr.is_alive() and pr.exitcode is not None:
-                        try:
-                            kind, q, payload = out.get(timeout=0.5)
-                            (results if kind == "ok" else failures)[q] = payload
-                        except queue.Empty:
-                            failures[p] = ("ProcessDied", f"process exited with code {pr.exitcode} without a result", "")
-                if failures and grace_until is None:
-                    grace_until = time.monotonic() + 10.0
-                continue
-            if kind == "ok":
-                results[p] = payload
-            else:
-                failures[p] = payload
-                if grace_until is None:
-                    grace_until = time.monotonic() + 10.0
+        results, failures = _collect(out, procs, parties, timeout)
         for pr in procs.values():
             pr.join(timeout=2.0)
             if pr.is_alive():
@@ -284,12 +255,51 @@ def _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, option
             raise TimeoutError(f"simulation did not finish within {timeout} s (parties still running: {missing})")
         return {p: results[p] for p in parties}
     finally:
-        for pr in locals().get("procs", {}).values():
+        for pr in procs.values():
             if pr.is_alive():
                 pr.kill()
                 pr.join(timeout=2.0)
             _reap_group(pr.pid)
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _collect(out, procs, parties, timeout) -> tuple[dict[str, Any], dict[str, tuple[str, str, str]]]:
+    """Read the parties' reports until all reported, the timeout passed, or 10 s after a failure."""
+    results: dict[str, Any] = {}
+    failures: dict[str, tuple[str, str, str]] = {}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    grace_until = None
+    while len(results) + len(failures) < len(parties):
+        now = time.monotonic()
+        if deadline is not None and now > deadline:
+            break
+        if grace_until is not None and now > grace_until:
+            break
+        try:
+            kind, p, payload = out.get(timeout=0.1)
+        except queue.Empty:
+            _check_dead(out, procs, results, failures)
+            if failures and grace_until is None:
+                grace_until = time.monotonic() + 10.0
+            continue
+        if kind == "ok":
+            results[p] = payload
+        else:
+            failures[p] = payload
+            if grace_until is None:
+                grace_until = time.monotonic() + 10.0
+    return results, failures
+
+
+def _check_dead(out, procs, results, failures) -> None:
+    """A child that died without reporting (killed, segfault) is a failure too."""
+    for p, pr in procs.items():
+        if p not in results and p not in failures and not pr.is_alive() and pr.exitcode is not None:
+            try:
+                kind, q, payload = out.get(timeout=0.5)
+                (results if kind == "ok" else failures)[q] = payload
+            except queue.Empty:
+                failures[p] = ("ProcessDied", f"process exited with code {pr.exitcode} without a result", "")
 
 
 def run_party(fn: Callable[..., Any], me: str, cluster: ClusterConfig | str, *args, options: dict | None = None, **kwargs) -> Any:
