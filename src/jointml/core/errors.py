@@ -87,6 +87,10 @@ class ConfigError(JointMLError, ValueError):
     """A cluster or job configuration is invalid."""
 
 
+class UnknownParty(JointMLError, KeyError):
+    """A party name that is not part of the cluster or has no link (a `KeyError` too)."""
+
+
 class DataError(JointMLError, ValueError):
     """Bad input data (wrong columns, NaN, mismatched rows); names the party and the column."""
 

@@ -56,7 +56,10 @@ class Message:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def expect(
-        self, dtypes: Sequence[npt.DTypeLike] | None = None, shapes: Sequence[Sequence[int] | None] | None = None, party: str = "?"
+        self,
+        dtypes: Sequence[npt.DTypeLike] | None = None,
+        shapes: Sequence[Sequence[int] | None] | None = None,
+        party: str = "?",
     ) -> list[npt.NDArray[Any]]:
         """Check the arrays' count, dtypes and shapes against what the protocol expects."""
         where = f"message '{self.tag}' from {party}"
