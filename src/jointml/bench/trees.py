@@ -43,11 +43,11 @@ def _program(ctx, rows, features, params, key_bits, n_jobs):
     h = features // 2
     parts = lambda A: {"bank": ctx.party("bank").run(lambda: A[:, :h]), "partner": ctx.party("partner").run(lambda: A[:, h:])}
     model = SecureBoostClassifier(ctx, key_bits=key_bits, n_jobs=n_jobs, **params)
-    ctx.comm.reset_stats()
+    ctx.reset_stats()
     t0 = time.perf_counter()
     model.fit(parts(Xtr), ctx.party("bank").run(lambda: ytr))
     seconds = time.perf_counter() - t0
-    stats = ctx.comm.stats()
+    stats = ctx.stats()
     p = model.predict_proba(parts(Xte))
     auc = float(roc_auc(yte, p.value[:, 1])) if ctx.me == "bank" else None
     return {"seconds": seconds, "stats": stats, "auc": auc, "tree_seconds": model.tree_seconds_, "timings": model.timings_}
@@ -131,11 +131,11 @@ def _ss_xgb_program(ctx, rows, features, params):
     model = SSXGBClassifier(mpc, n_estimators=params["n_estimators"], max_depth=params["max_depth"],
                             learning_rate=params["learning_rate"], reg_lambda=params["reg_lambda"],
                             min_child_weight=0.0, max_bin=params["max_bin"])
-    ctx.comm.reset_stats()
+    ctx.reset_stats()
     t0 = time.perf_counter()
     model.fit(parts(Xtr), ctx.party("bank").run(lambda: ytr))
     seconds = time.perf_counter() - t0
-    stats = ctx.comm.stats()
+    stats = ctx.stats()
     p = model.predict_proba(parts(Xte), to="bank")
     auc = float(roc_auc(yte, np.asarray(p.value)[:, 1])) if ctx.me == "bank" else None
     return {"seconds": seconds, "stats": stats, "auc": auc}

@@ -129,6 +129,20 @@ def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, de
         click.echo(df.to_csv(index=False), nl=False)
 
 
+_ANCHOR_HELP = "Also run the peer (SecretFlow SPU / libpsi, ../shared/anchors) now, for a same-run ratio."
+
+
+def _check_anchor(anchor: bool) -> None:
+    """Fail early, saying how to set the anchor up, when --anchor cannot run here."""
+    if not anchor:
+        return
+    from ..bench.anchors import anchor_status
+
+    status = anchor_status("spu")
+    if not status["available"]:
+        raise click.ClickException(f"--anchor: {status['how']}")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: JSON lines with time, bytes, rounds and the plaintext baseline."""
@@ -138,23 +152,25 @@ def bench() -> None:
 @click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
 @click.option("--figure", "figures", multiple=True, help="Only these figures (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines only (default prints JSON lines plus a table on stderr).")
-def bench_mpc(protocol: str, figures: tuple[str, ...], as_json: bool) -> None:
+@click.option("--anchor", is_flag=True, help=_ANCHOR_HELP)
+def bench_mpc(protocol: str, figures: tuple[str, ...], as_json: bool, anchor: bool) -> None:
     """Secure operators: mul_1M, lt_1M, matmul_1000, sigmoid_1M_<mode>."""
     from ..bench import mpc as bmpc
 
+    _check_anchor(anchor)
     rows = []
-    for row in bmpc.run(protocol, list(figures) or None):
+    for row in bmpc.run(protocol, list(figures) or None, anchor=anchor):
         rows.append(row)
         click.echo(json.dumps(row))
     if not as_json:
-        click.echo("\n{:<22} {:>9} {:>12} {:>7} {:>9} {:>8}".format("figure", "seconds", "bytes/elem", "rounds", "SPU s", "speedup"), err=True)
+        head = ("figure", "seconds", "bytes/elem", "rounds", "SPU s (now)", "speedup")
+        click.echo("\n{:<22} {:>9} {:>12} {:>7} {:>12} {:>8}".format(*head), err=True)
         for r in rows:
-            click.echo(
-                "{:<22} {:>9.3f} {:>12.1f} {:>7} {:>9} {:>8}".format(
-                    r["figure"], r["seconds"], r["bytes_per_element"], r["rounds"], r["spu_seconds"] or "-", r["speedup_vs_spu"] or "-"
-                ),
-                err=True,
-            )
+            spu, ratio = r["spu_seconds_same_run"] or "-", r["speedup_vs_spu_same_run"] or "-"
+            line = "{:<22} {:>9.3f} {:>12.1f} {:>7} {:>12} {:>8}"
+            click.echo(line.format(r["figure"], r["seconds"], r["bytes_per_element"], r["rounds"], spu, ratio), err=True)
+        if not anchor:
+            click.echo("(SPU columns need --anchor: a ratio is only given against SPU measured in this run)", err=True)
 
 
 @bench.command("he")
@@ -175,11 +191,13 @@ def bench_he(key_bits: int, count: int, n_jobs: int | None, as_json: bool) -> No
 @click.option("--jobs", "n_jobs", type=int, default=None, help="Curve worker processes per party (default: all cores).")
 @click.option("--progress/--no-progress", default=False)
 @click.option("--json", "as_json", is_flag=True)
-def bench_psi(rows: int, n_jobs: int | None, progress: bool, as_json: bool) -> None:
+@click.option("--anchor", is_flag=True, help=_ANCHOR_HELP)
+def bench_psi(rows: int, n_jobs: int | None, progress: bool, as_json: bool, anchor: bool) -> None:
     """ECDH-PSI between two processes over TLS: seconds, bytes, intersection size."""
     from ..bench import psi as bpsi
 
-    click.echo(json.dumps(bpsi.run(rows, n_jobs=n_jobs, progress=progress)))
+    _check_anchor(anchor)
+    click.echo(json.dumps(bpsi.run(rows, n_jobs=n_jobs, progress=progress, anchor=anchor)))
 
 
 @bench.command("trees")
@@ -232,11 +250,14 @@ def bench_tee(rows: int, features: int, model: str, tecc: bool, epochs: int) -> 
 @click.option("--sigmoid", type=click.Choice(["seg3", "poly", "accurate"]), default="seg3", show_default=True)
 @click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def bench_lr(rows: int, features: int, epochs: int, batch_size: int, sigmoid: str, protocol: str, as_json: bool) -> None:
+@click.option("--anchor", is_flag=True, help=_ANCHOR_HELP)
+def bench_lr(rows: int, features: int, epochs: int, batch_size: int, sigmoid: str, protocol: str, as_json: bool, anchor: bool) -> None:
     """SS-LR training: samples/s, bytes/sample, AUC beside numpy/scikit-learn."""
     from ..bench import lr as blr
 
-    click.echo(json.dumps(blr.run(rows=rows, features=features, epochs=epochs, batch_size=batch_size, sigmoid=sigmoid, protocol=protocol)))
+    _check_anchor(anchor)
+    row = blr.run(rows=rows, features=features, epochs=epochs, batch_size=batch_size, sigmoid=sigmoid, protocol=protocol, anchor=anchor)
+    click.echo(json.dumps(row))
 
 
 @main.command()

@@ -49,7 +49,7 @@ def _program(ctx, protocol: str, rows: int, parties: list[str], dealer):
     if ctx.me in mpc.parties:
         # What this party holds of the partner's debt column: its share, nothing else.
         view["share_of_debt_first3"] = [int(v) for v in np.asarray(dbt.share).reshape(-1)[:3]] if dbt.share is not None else []
-    result = {"party": ctx.me, "seconds": seconds, "stats": ctx.comm.stats(), "view": view}
+    result = {"party": ctx.me, "seconds": seconds, "stats": ctx.stats(), "view": view}
     if ctx.me == bank:
         result["mean_ratio"] = float(out_mean.value)
         result["n_high"] = int(out_high.value)
