@@ -44,14 +44,22 @@ def _program(ctx, rows, features, epochs, batch_size, lr, sigmoid, protocol):
     model.fit({"alice": xa, "bob": xb}, y)
     seconds = time.perf_counter() - t0
     stats = ctx.stats()
-    p = model.predict({"alice": ctx.party("alice").run(lambda: Xte[:, :h]), "bob": ctx.party("bob").run(lambda: Xte[:, h:])}, to="alice")
+    p = model.predict(
+        {"alice": ctx.party("alice").run(lambda: Xte[:, :h]), "bob": ctx.party("bob").run(lambda: Xte[:, h:])}, to="alice"
+    )
     auc = None
     if ctx.me == "alice":
         from ..data.metrics import roc_auc
 
         auc = float(roc_auc(yte, p.value))
-    return {"seconds": seconds, "stats": stats, "auc": auc, "samples": model.n_samples_seen_,
-            "setup_seconds": model.setup_seconds_, "epoch_seconds": [h["seconds"] for h in model.history_]}
+    return {
+        "seconds": seconds,
+        "stats": stats,
+        "auc": auc,
+        "samples": model.n_samples_seen_,
+        "setup_seconds": model.setup_seconds_,
+        "epoch_seconds": [h["seconds"] for h in model.history_],
+    }
 
 
 def _baseline(rows, features, epochs, batch_size, lr):
@@ -83,14 +91,27 @@ def xb_score(X, w, b):
     return X @ w + b
 
 
-def run(rows: int = 100_000, features: int = 100, epochs: int = 1, batch_size: int = 1024, learning_rate: float = 0.5,
-        sigmoid: str = "seg3", protocol: str = "semi2k", anchor: bool = False) -> dict:
+def run(
+    rows: int = 100_000,
+    features: int = 100,
+    epochs: int = 1,
+    batch_size: int = 1024,
+    learning_rate: float = 0.5,
+    sigmoid: str = "seg3",
+    protocol: str = "semi2k",
+    anchor: bool = False,
+) -> dict:
     """SS-LR training figures beside numpy SGD and scikit-learn measured in the same run; with
     `anchor`, SPU's LR epoch is measured now too and the ratio to it reported."""
     spu = spu_lr_same_run() if anchor else None
     cluster = ["alice", "bob", "dealer"] if protocol == "semi2k" else ["alice", "bob", "carol"]
-    res = simulate(_program, cluster, mode="process", args=(rows, features, epochs, batch_size, learning_rate, sigmoid, protocol),
-                   options={"warm_heap_mb": 256})
+    res = simulate(
+        _program,
+        cluster,
+        mode="process",
+        args=(rows, features, epochs, batch_size, learning_rate, sigmoid, protocol),
+        options={"warm_heap_mb": 256},
+    )
     base = _baseline(rows, features, epochs, batch_size, learning_rate)
     a = res["alice"]
     seconds = max(r["seconds"] for r in res.values())
@@ -114,8 +135,11 @@ def run(rows: int = 100_000, features: int = 100, epochs: int = 1, batch_size: i
         "loop_samples_per_second": round(a["samples"] / max(a["epoch_seconds"][-1], 1e-9)),
         "baseline_seconds": round(base["sgd_seconds"], 4),
         "baseline_sklearn_seconds": round(base["sklearn_seconds"], 4),
-        "reference": reference("SecretFlow SPU 0.9.x (simulator), LR epoch 100k x 100, batch 1024", "before 2026-12 (issue 2)",
-                               {"spu_samples_per_second": 18000}),
+        "reference": reference(
+            "SecretFlow SPU 0.9.x (simulator), LR epoch 100k x 100, batch 1024",
+            "before 2026-12 (issue 2)",
+            {"spu_samples_per_second": 18000},
+        ),
         "spu_samples_per_second_same_run": spu,
         "ratio_to_spu_same_run": round(a["samples"] / seconds / spu, 2) if spu else None,
     }

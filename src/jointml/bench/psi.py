@@ -133,8 +133,11 @@ def run(
         "other_processes_cpu_seconds": others,
         "plaintext_seconds": round(base, 4),
         "wall_seconds_incl_startup": round(wall, 2),
-        "reference": reference("SecretFlow libpsi ECDH-PSI (curve25519), 100k x 100k", "before 2026-12",
-                               {"secretflow_libpsi_seconds_100k": ref["seconds"]}),
+        "reference": reference(
+            "SecretFlow libpsi ECDH-PSI (curve25519), 100k x 100k",
+            "before 2026-12",
+            {"secretflow_libpsi_seconds_100k": ref["seconds"]},
+        ),
         "secretflow_libpsi_seconds_same_run": libpsi,
         "speedup_vs_secretflow_same_run": round(libpsi / seconds, 2) if libpsi else None,
         "transport": f"tcp+tls (loopback), one process per party, n_jobs={n_jobs or 'all cores'} per party"
@@ -163,11 +166,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-jobs", type=int, default=None)
     ap.add_argument("--mode", choices=["process", "thread"], default="process")
     ap.add_argument("--progress", action="store_true")
-    ap.add_argument("--anchor", action="store_true", help="also run SecretFlow libpsi now (../shared/anchors) for a same-run ratio")
+    ap.add_argument(
+        "--anchor", action="store_true", help="also run SecretFlow libpsi now (../shared/anchors) for a same-run ratio"
+    )
     args = ap.parse_args(argv)
     for n in args.rows:
-        r = run(n, shared=args.shared, batch_size=args.batch_size, n_jobs=args.n_jobs, mode=args.mode, progress=args.progress,
-                anchor=args.anchor)
+        r = run(
+            n,
+            shared=args.shared,
+            batch_size=args.batch_size,
+            n_jobs=args.n_jobs,
+            mode=args.mode,
+            progress=args.progress,
+            anchor=args.anchor,
+        )
         print(json.dumps(r), flush=True)
 
 

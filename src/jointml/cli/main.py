@@ -18,20 +18,50 @@ def main() -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-@click.option("--job", type=click.Choice(["credit", "stats"]), default="credit", show_default=True,
-              help="credit: the joint credit-scoring job; stats: a small joint-statistics MPC demo.")
-@click.option("--mode", type=click.Choice(["process", "thread"]), default="process", show_default=True,
-              help="Parties as local processes over mutual TLS, or as threads.")
+@click.option(
+    "--job",
+    type=click.Choice(["credit", "stats"]),
+    default="credit",
+    show_default=True,
+    help="credit: the joint credit-scoring job; stats: a small joint-statistics MPC demo.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["process", "thread"]),
+    default="process",
+    show_default=True,
+    help="Parties as local processes over mutual TLS, or as threads.",
+)
 @click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
 @click.option("--out", "out_dir", default="jointml-demo-out", show_default=True, help="Folder for data, model parts and report.")
 @click.option("--sigmoid", type=click.Choice(["seg3", "poly", "accurate"]), default=None, help="Sigmoid approximation for SS-LR.")
 @click.option("--epochs", type=int, default=None)
-@click.option("--model", "model_type", type=click.Choice(["ss_lr", "secureboost"]), default="ss_lr", show_default=True,
-              help="ss_lr: WOE + secure logistic regression (MPC); secureboost: gradient-boosted trees (Paillier).")
-@click.option("--tee", type=click.Choice(["none", "tecc"]), default="none", show_default=True,
-              help="tecc: train in three attested TECC enclaves running ABY3 on secret shares (SIMULATED TEE; credit job, ss_lr).")
-def demo(as_json: bool, job: str, mode: str, protocol: str, out_dir: str, sigmoid: str | None, epochs: int | None, model_type: str,
-         tee: str) -> None:
+@click.option(
+    "--model",
+    "model_type",
+    type=click.Choice(["ss_lr", "secureboost"]),
+    default="ss_lr",
+    show_default=True,
+    help="ss_lr: WOE + secure logistic regression (MPC); secureboost: gradient-boosted trees (Paillier).",
+)
+@click.option(
+    "--tee",
+    type=click.Choice(["none", "tecc"]),
+    default="none",
+    show_default=True,
+    help="tecc: train in three attested TECC enclaves running ABY3 on secret shares (SIMULATED TEE; credit job, ss_lr).",
+)
+def demo(
+    as_json: bool,
+    job: str,
+    mode: str,
+    protocol: str,
+    out_dir: str,
+    sigmoid: str | None,
+    epochs: int | None,
+    model_type: str,
+    tee: str,
+) -> None:
     """Run the German credit job end to end: PSI, WOE binning, SS-LR, AUC/KS, model export, report."""
     if tee == "tecc":
         if job != "credit" or model_type != "ss_lr":
@@ -55,7 +85,9 @@ def demo(as_json: bool, job: str, mode: str, protocol: str, out_dir: str, sigmoi
             model["sigmoid"] = sigmoid
         if epochs:
             model["epochs"] = epochs
-        summary = credit_demo.run(mode=mode, protocol=protocol, out_dir=out_dir, verbose=not as_json, model=model, model_type=model_type)
+        summary = credit_demo.run(
+            mode=mode, protocol=protocol, out_dir=out_dir, verbose=not as_json, model=model, model_type=model_type
+        )
     if as_json:
         click.echo(json.dumps(summary))
 
@@ -63,8 +95,12 @@ def demo(as_json: bool, job: str, mode: str, protocol: str, out_dir: str, sigmoi
 @main.command("run")
 @click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
 @click.option("--mode", type=click.Choice(["process", "thread"]), default="process", show_default=True)
-@click.option("--cluster", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Cluster file (party addresses, certificates): run ONE party of a real deployment.")
+@click.option(
+    "--cluster",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Cluster file (party addresses, certificates): run ONE party of a real deployment.",
+)
 @click.option("--party", default=None, help="With --cluster: the party this node runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the label holder's summary as JSON.")
 def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as_json: bool) -> None:
@@ -96,14 +132,22 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
 
 
 @main.command()
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True, help="Folder with the model parts.")
-@click.option("--input", "inputs", multiple=True, required=True, help="PARTY=path of that party's new rows (aligned across parties).")
+@click.option(
+    "--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True, help="Folder with the model parts."
+)
+@click.option(
+    "--input", "inputs", multiple=True, required=True, help="PARTY=path of that party's new rows (aligned across parties)."
+)
 @click.option("--to", "to", required=True, help="The party that receives the scores.")
 @click.option("--id-column", default="id", show_default=True)
 @click.option("--dealer", default="dealer", show_default=True)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, help="CSV for the scores (written by the receiver).")
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False), default=None, help="CSV for the scores (written by the receiver)."
+)
 @click.option("--mode", type=click.Choice(["process", "thread"]), default="process", show_default=True)
-def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, dealer: str, out_path: str | None, mode: str) -> None:
+def predict(
+    model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, dealer: str, out_path: str | None, mode: str
+) -> None:
     """Score new rows jointly with saved model parts; only --to sees the scores."""
     from ..jobs.credit import predict_job
     from ..runtime import simulate
@@ -115,7 +159,9 @@ def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, de
             raise click.BadParameter(f"--input wants PARTY=path, got {item!r}")
         paths[party] = path
     parties = list(paths) + ([dealer] if dealer and dealer not in paths else [])
-    res = simulate(predict_job, parties, mode=mode, args=(model_dir, paths, to), kwargs={"id_column": id_column, "dealer": dealer})
+    res = simulate(
+        predict_job, parties, mode=mode, args=(model_dir, paths, to), kwargs={"id_column": id_column, "dealer": dealer}
+    )
     got = res[to]
     import pandas as pd
 
@@ -220,8 +266,12 @@ def bench_trees(rows, features, trees, depth, bins, key_bits, n_jobs, model, as_
     row = btrees.run(rows=rows, features=features, trees=trees, depth=depth, bins=bins, key_bits=key_bits, n_jobs=n_jobs)
     click.echo(json.dumps(row))
     if not as_json:
-        click.echo(f"\n{row['seconds_per_tree']:.2f} s/tree (xgboost {row['baseline_seconds_per_tree']:.3f} s, x{row['ratio_to_baseline']}), "
-                   f"AUC {row['auc']} vs {row['baseline_auc']}, {row['bytes_per_tree'] / 1e6:.1f} MB/tree", err=True)
+        click.echo(
+            f"\n{row['seconds_per_tree']:.2f} s/tree "
+            f"(xgboost {row['baseline_seconds_per_tree']:.3f} s, x{row['ratio_to_baseline']}), "
+            f"AUC {row['auc']} vs {row['baseline_auc']}, {row['bytes_per_tree'] / 1e6:.1f} MB/tree",
+            err=True,
+        )
         for who in ("time_bank", "time_partner"):
             click.echo(f"  {who[5:]:<8} " + "  ".join(f"{k} {v:.2f}s" for k, v in row[who].items() if v), err=True)
 
@@ -251,17 +301,23 @@ def bench_tee(rows: int, features: int, model: str, tecc: bool, epochs: int) -> 
 @click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--anchor", is_flag=True, help=_ANCHOR_HELP)
-def bench_lr(rows: int, features: int, epochs: int, batch_size: int, sigmoid: str, protocol: str, as_json: bool, anchor: bool) -> None:
+def bench_lr(
+    rows: int, features: int, epochs: int, batch_size: int, sigmoid: str, protocol: str, as_json: bool, anchor: bool
+) -> None:
     """SS-LR training: samples/s, bytes/sample, AUC beside numpy/scikit-learn."""
     from ..bench import lr as blr
 
     _check_anchor(anchor)
-    row = blr.run(rows=rows, features=features, epochs=epochs, batch_size=batch_size, sigmoid=sigmoid, protocol=protocol, anchor=anchor)
+    row = blr.run(
+        rows=rows, features=features, epochs=epochs, batch_size=batch_size, sigmoid=sigmoid, protocol=protocol, anchor=anchor
+    )
     click.echo(json.dumps(row))
 
 
 @main.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for the CA and party certificates.")
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for the CA and party certificates."
+)
 @click.option("--days", type=int, default=365, show_default=True)
 @click.argument("parties", nargs=-1, required=True)
 def certs(out_dir: str, days: int, parties: tuple[str, ...]) -> None:
