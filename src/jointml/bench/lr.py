@@ -18,6 +18,11 @@ from .anchors import reference, spu_lr_same_run
 
 
 def make_data(rows: int, features: int, seed: int = 0):
+    """Public synthetic data: (X_train, y_train, X_test, y_test), max(1000, rows/10) test rows.
+
+    >>> [a.shape for a in make_data(1200, 4)]
+    [(200, 4), (200,), (1000, 4), (1000,)]
+    """
     # Public synthetic benchmark data: numpy's generator protects nothing here.
     g = public_rng(seed)
     X = g.normal(size=(rows, features))
@@ -88,6 +93,11 @@ def _baseline(rows, features, epochs, batch_size, lr):
 
 
 def xb_score(X, w, b):
+    """Linear scores X @ w + b.
+
+    >>> xb_score(np.ones((2, 3)), np.array([1.0, 2.0, 3.0]), 0.5).tolist()
+    [6.5, 6.5]
+    """
     return X @ w + b
 
 

@@ -2,7 +2,16 @@
 
 Parties run as separate processes connected by TCP + mutual TLS on loopback. The
 time covers secret-sharing the inputs, computing and revealing the output; the
-numpy time for the same operation in plaintext is reported beside it.
+numpy time for the same operation in plaintext is reported beside it. SPU's figures
+from an earlier run appear as a labelled, dated `reference`; a ratio to SPU is given
+only with `anchor=True` (`--anchor`), which runs SPU now on the same machine.
+
+The inputs are public synthetic data; each figure reveals its output to the first party.
+
+>>> FIGURES[:3]
+['mul_1M', 'lt_1M', 'matmul_1000']
+>>> reference(*SPU_REFERENCE_SOURCE, {"spu_seconds": SPU_REFERENCE["semi2k"]["mul_1M"]})["label"]
+'dated reference, not measured in this run'
 """
 
 from __future__ import annotations

@@ -23,6 +23,11 @@ from ..runtime import simulate
 
 
 def make_data(rows: int, features: int, seed: int = 0):
+    """Public synthetic data: (X_train, y_train, X_test, y_test).
+
+    >>> make_data(1200, 4)[0].shape[1]
+    4
+    """
     """``rows`` training rows and max(1000, rows // 10) test rows."""
     g = public_rng(seed)
     n_test = max(1000, rows // 10)

@@ -1,4 +1,16 @@
-"""The `jointml` command line."""
+"""The `jointml` command line: demo, run, predict, bench, certs.
+
+Each command runs this organisation's party (or, for `demo`, every party as a local
+process); what each party learns is stated by the component it runs.
+
+>>> from click.testing import CliRunner
+>>> print(CliRunner().invoke(main, ["--version"]).output.strip())
+jointml, version 0.1.0
+>>> import tempfile
+>>> out = CliRunner().invoke(main, ["certs", "--out", tempfile.mkdtemp(), "bank", "partner"]).output
+>>> out.splitlines()[0].startswith("bank: cert ")
+True
+"""
 
 from __future__ import annotations
 

@@ -35,7 +35,12 @@ BANK_COLUMNS = [
 
 
 def make_demo_files(out_dir: Path, seed: int = 11, drop_fraction: float = 0.04) -> dict[str, Path]:
-    """Write bank.csv and partner.csv (synthetic ids, shuffled, a few rows missing on each side)."""
+    """Write bank.csv and partner.csv (synthetic ids, shuffled, a few rows missing on each side).
+
+    >>> import tempfile
+    >>> sorted(p.name for p in make_demo_files(Path(tempfile.mkdtemp())).values())
+    ['bank.csv', 'partner.csv']
+    """
     df = load_germancredit()
     n = len(df)
     g = Prg(seed.to_bytes(16, "little"), stream="demo-files")
@@ -267,7 +272,13 @@ def plaintext_trees_baseline(paths, cfg: CreditJobConfig) -> dict:
 def logistic_newton(X: np.ndarray, y: np.ndarray, l2: float, iters: int = 50, tol: float = 1e-10):
     """Plaintext logistic regression: minimises mean log-loss + l2/2 ||w||^2 (intercept not
     penalised) by Newton's method — the same optimum as scikit-learn's
-    LogisticRegression(C=1/(l2 n)), without needing scikit-learn at run time."""
+    LogisticRegression(C=1/(l2 n)), without needing scikit-learn at run time.
+
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 1, 0, 1])
+    >>> w, b = logistic_newton(X, y, l2=0.1)
+    >>> w.shape, bool(w[0] > 0)
+    ((1,), True)
+    """
     n, d = X.shape
     Z = np.hstack([X, np.ones((n, 1))])
     theta = np.zeros(d + 1)

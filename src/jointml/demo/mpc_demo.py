@@ -59,6 +59,12 @@ def _program(ctx, protocol: str, rows: int, parties: list[str], dealer):
 
 
 def run(mode: str = "process", protocol: str = "semi2k", rows: int = 1000, verbose: bool = True) -> dict:
+    """Run the joint-statistics demo; returns the summary the bank sees (and prints it).
+
+    >>> s = run(mode="thread", rows=40, verbose=False)
+    >>> abs(s["mean_ratio"] - s["plain_mean_ratio"]) < 1e-2, s["customers_above_0.4"] == s["plain_customers_above_0.4"]
+    (True, True)
+    """
     if protocol == "semi2k":
         parties, dealer, cluster = ["bank", "partner"], "dealer", ["bank", "partner", "dealer"]
     else:
