@@ -159,4 +159,6 @@ if __name__ == "__main__":
     import json
     import sys
 
-    print(json.dumps(run(*(int(a) for a in sys.argv[1:3]))))
+    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    features = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+    print(json.dumps(run(rows, features)))

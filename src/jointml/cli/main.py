@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -80,7 +81,7 @@ def demo(
             raise click.UsageError("--tee tecc runs the credit job with logistic regression (--job credit --model ss_lr)")
         from ..demo import tecc_demo
 
-        kw = {"sigmoid": sigmoid} if sigmoid else {}
+        kw: dict[str, Any] = {"sigmoid": sigmoid} if sigmoid else {}
         if epochs:
             kw["epochs"] = epochs
         summary = tecc_demo.run(mode=mode, out_dir=out_dir, verbose=not as_json, **kw)
@@ -92,7 +93,7 @@ def demo(
         from ..demo import credit_demo
         from ..jobs.credit import CreditJobConfig
 
-        model = dict(CreditJobConfig.__dataclass_fields__["model"].default_factory())
+        model = dict(CreditJobConfig.__dataclass_fields__["model"].default_factory())  # type: ignore[operator]  # a default_factory field
         if sigmoid:
             model["sigmoid"] = sigmoid
         if epochs:

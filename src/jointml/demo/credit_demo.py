@@ -178,7 +178,8 @@ def plaintext_baseline(paths, cfg: CreditJobConfig, bank_summary: dict) -> dict:
     bcols = [c for c in bank.columns if c not in ("id", cfg.label)]
     pcols = [c for c in partner.columns if c != "id"]
     b = cfg.binning
-    Xtr, Xte = [], []
+    Xtr: list[np.ndarray] = []
+    Xte: list[np.ndarray] = []
     for cols in (bcols, pcols):
         pre = EqualFrequencyBinner(n_bins=b.get("n_prebins", 20), handle_unknown="missing").fit(joined.iloc[train_rows][cols])
         ctr = np.asarray(pre.transform(joined.iloc[train_rows][cols]))
@@ -199,11 +200,11 @@ def plaintext_baseline(paths, cfg: CreditJobConfig, bank_summary: dict) -> dict:
             woe = np.asarray(woe_iv_from_counts(pm, nm)[0])
             Xtr.append(woe[m[ctr[:, j]]])
             Xte.append(woe[m[cte[:, j]]])
-    Xtr, Xte = np.stack(Xtr, 1), np.stack(Xte, 1)
+    Xtr_m, Xte_m = np.stack(Xtr, 1), np.stack(Xte, 1)
     l2 = cfg.model.get("l2", 0.0)
     t = time.perf_counter()
-    w, b0 = logistic_newton(Xtr, y[train_rows], l2)
-    s = 1.0 / (1.0 + np.exp(-(Xte @ w + b0)))
+    w, b0 = logistic_newton(Xtr_m, y[train_rows], l2)
+    s = 1.0 / (1.0 + np.exp(-(Xte_m @ w + b0)))
     return {
         "auc": float(roc_auc(y[test_rows], s)),
         "ks": float(ks(y[test_rows], s).statistic),
