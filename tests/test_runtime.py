@@ -79,9 +79,10 @@ def test_bad_party_names():
 
 
 def test_cluster_config_and_run_party(tmp_path):
-    from jointml.net.certs import create_dev_pki
     import socket
     import threading
+
+    from jointml.net.certs import create_dev_pki
 
     create_dev_pki(tmp_path / "certs", ["alice", "bob"])
     ports = []

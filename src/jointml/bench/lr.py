@@ -14,9 +14,15 @@ import numpy as np
 from ..core.prg import public_rng
 from ..mpc import MpcDevice
 from ..runtime import simulate
+from .anchors import reference, spu_lr_same_run
 
 
 def make_data(rows: int, features: int, seed: int = 0):
+    """Public synthetic data: (X_train, y_train, X_test, y_test), max(1000, rows/10) test rows.
+
+    >>> [a.shape for a in make_data(1200, 4)]
+    [(200, 4), (200,), (1000, 4), (1000,)]
+    """
     # Public synthetic benchmark data: numpy's generator protects nothing here.
     g = public_rng(seed)
     X = g.normal(size=(rows, features))
@@ -38,19 +44,27 @@ def _program(ctx, rows, features, epochs, batch_size, lr, sigmoid, protocol):
     xb = ctx.party("bob").run(lambda: Xtr[:, h:])
     y = ctx.party("alice").run(lambda: ytr)
     model = SSLogisticRegression(mpc, epochs=epochs, batch_size=batch_size, learning_rate=lr, sigmoid=sigmoid, reveal="shared")
-    ctx.comm.reset_stats()
+    ctx.reset_stats()
     t0 = time.perf_counter()
     model.fit({"alice": xa, "bob": xb}, y)
     seconds = time.perf_counter() - t0
-    stats = ctx.comm.stats()
-    p = model.predict({"alice": ctx.party("alice").run(lambda: Xte[:, :h]), "bob": ctx.party("bob").run(lambda: Xte[:, h:])}, to="alice")
+    stats = ctx.stats()
+    p = model.predict(
+        {"alice": ctx.party("alice").run(lambda: Xte[:, :h]), "bob": ctx.party("bob").run(lambda: Xte[:, h:])}, to="alice"
+    )
     auc = None
     if ctx.me == "alice":
         from ..data.metrics import roc_auc
 
         auc = float(roc_auc(yte, p.value))
-    return {"seconds": seconds, "stats": stats, "auc": auc, "samples": model.n_samples_seen_,
-            "setup_seconds": model.setup_seconds_, "epoch_seconds": [h["seconds"] for h in model.history_]}
+    return {
+        "seconds": seconds,
+        "stats": stats,
+        "auc": auc,
+        "samples": model.n_samples_seen_,
+        "setup_seconds": model.setup_seconds_,
+        "epoch_seconds": [h["seconds"] for h in model.history_],
+    }
 
 
 def _baseline(rows, features, epochs, batch_size, lr):
@@ -79,14 +93,35 @@ def _baseline(rows, features, epochs, batch_size, lr):
 
 
 def xb_score(X, w, b):
+    """Linear scores X @ w + b.
+
+    >>> xb_score(np.ones((2, 3)), np.array([1.0, 2.0, 3.0]), 0.5).tolist()
+    [6.5, 6.5]
+    """
     return X @ w + b
 
 
-def run(rows: int = 100_000, features: int = 100, epochs: int = 1, batch_size: int = 1024, learning_rate: float = 0.5,
-        sigmoid: str = "seg3", protocol: str = "semi2k") -> dict:
+def run(
+    rows: int = 100_000,
+    features: int = 100,
+    epochs: int = 1,
+    batch_size: int = 1024,
+    learning_rate: float = 0.5,
+    sigmoid: str = "seg3",
+    protocol: str = "semi2k",
+    anchor: bool = False,
+) -> dict:
+    """SS-LR training figures beside numpy SGD and scikit-learn measured in the same run; with
+    `anchor`, SPU's LR epoch is measured now too and the ratio to it reported."""
+    spu = spu_lr_same_run() if anchor else None
     cluster = ["alice", "bob", "dealer"] if protocol == "semi2k" else ["alice", "bob", "carol"]
-    res = simulate(_program, cluster, mode="process", args=(rows, features, epochs, batch_size, learning_rate, sigmoid, protocol),
-                   options={"warm_heap_mb": 256})
+    res = simulate(
+        _program,
+        cluster,
+        mode="process",
+        args=(rows, features, epochs, batch_size, learning_rate, sigmoid, protocol),
+        options={"warm_heap_mb": 256},
+    )
     base = _baseline(rows, features, epochs, batch_size, learning_rate)
     a = res["alice"]
     seconds = max(r["seconds"] for r in res.values())
@@ -110,7 +145,13 @@ def run(rows: int = 100_000, features: int = 100, epochs: int = 1, batch_size: i
         "loop_samples_per_second": round(a["samples"] / max(a["epoch_seconds"][-1], 1e-9)),
         "baseline_seconds": round(base["sgd_seconds"], 4),
         "baseline_sklearn_seconds": round(base["sklearn_seconds"], 4),
-        "spu_samples_per_second": 18000,
+        "reference": reference(
+            "SecretFlow SPU 0.9.x (simulator), LR epoch 100k x 100, batch 1024",
+            "before 2026-12 (issue 2)",
+            {"spu_samples_per_second": 18000},
+        ),
+        "spu_samples_per_second_same_run": spu,
+        "ratio_to_spu_same_run": round(a["samples"] / seconds / spu, 2) if spu else None,
     }
 
 
@@ -118,4 +159,6 @@ if __name__ == "__main__":
     import json
     import sys
 
-    print(json.dumps(run(*(int(a) for a in sys.argv[1:3]))))
+    rows = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
+    features = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+    print(json.dumps(run(rows, features)))

@@ -2,7 +2,16 @@
 
 Parties run as separate processes connected by TCP + mutual TLS on loopback. The
 time covers secret-sharing the inputs, computing and revealing the output; the
-numpy time for the same operation in plaintext is reported beside it.
+numpy time for the same operation in plaintext is reported beside it. SPU's figures
+from an earlier run appear as a labelled, dated `reference`; a ratio to SPU is given
+only with `anchor=True` (`--anchor`), which runs SPU now on the same machine.
+
+The inputs are public synthetic data; each figure reveals its output to the first party.
+
+>>> FIGURES[:3]
+['mul_1M', 'lt_1M', 'matmul_1000']
+>>> reference(*SPU_REFERENCE_SOURCE, {"spu_seconds": SPU_REFERENCE["semi2k"]["mul_1M"]})["label"]
+'dated reference, not measured in this run'
 """
 
 from __future__ import annotations
@@ -12,17 +21,23 @@ from typing import Iterator
 
 import numpy as np
 
+from ..core.errors import ParameterError
 from ..core.prg import public_rng
 from ..mpc import MpcDevice
 from ..runtime import simulate
+from ..runtime.collectives import all_gather
+from .anchors import reference, spu_ops_same_run
 
 FIGURES = ["mul_1M", "lt_1M", "matmul_1000", "sigmoid_1M_seg3", "sigmoid_1M_poly", "sigmoid_1M_accurate"]
 
-# SecretFlow SPU 0.9.5 on this machine class (simulator, one process), from issue 2.
+# SecretFlow SPU 0.9.5 operator seconds from an earlier run (issue 2): a dated reference,
+# printed as such and never divided by our figures. A ratio to SPU comes only from the
+# same-run anchor (`run(..., anchor=True)`, `jointml bench mpc --anchor`).
 SPU_REFERENCE = {
     "semi2k": {"mul_1M": 0.52, "lt_1M": 2.31, "matmul_1000": 1.81, "sigmoid_1M": 13.2},
     "aby3": {"mul_1M": 0.62, "lt_1M": 3.33, "matmul_1000": 1.98, "sigmoid_1M": 12.6},
 }
+SPU_REFERENCE_SOURCE = ("SecretFlow SPU 0.9.5 (simulator, one process)", "before 2026-12 (issue 2)")
 
 
 def _inputs(figure: str):
@@ -44,12 +59,8 @@ def _plain(figure: str, x, y):
 
 
 def _barrier(ctx, members):
-    for p in members:
-        if p != ctx.me:
-            ctx.comm.link(p).send("bench-barrier")
-    for p in members:
-        if p != ctx.me:
-            ctx.comm.link(p).recv("bench-barrier")
+    # every member announces itself to every party: nobody starts the clock early
+    all_gather(ctx, members, name="bench-barrier")
 
 
 def _program(ctx, protocol: str, figure: str, parties: list[str], dealer: str | None):
@@ -57,7 +68,7 @@ def _program(ctx, protocol: str, figure: str, parties: list[str], dealer: str | 
     xv, yv = _inputs(figure)
     a, b = parties[0], parties[1]
     _barrier(ctx, mpc.members)
-    ctx.comm.reset_stats()
+    ctx.reset_stats()
     t0 = time.perf_counter()
     x = ctx.party(a).run(lambda: xv).to(mpc)
     if figure.startswith("sigmoid"):
@@ -74,10 +85,10 @@ def _program(ctx, protocol: str, figure: str, parties: list[str], dealer: str | 
         elif figure == "matmul_1000":
             z = x @ y
         else:
-            raise ValueError(f"unknown figure {figure}")
+            raise ParameterError(f"unknown figure {figure}", field="figure")
     out = z.reveal(to=a)
     seconds = time.perf_counter() - t0
-    stats = ctx.comm.stats()
+    stats = ctx.stats()
     err = None
     if ctx.me == a:
         ref = _plain(figure, xv, yv)
@@ -85,13 +96,15 @@ def _program(ctx, protocol: str, figure: str, parties: list[str], dealer: str | 
     return {"seconds": seconds, "stats": stats, "max_abs_error": err}
 
 
-def run_figure(protocol: str, figure: str) -> dict:
+def run_figure(protocol: str, figure: str, spu_same_run: dict[str, float] | None = None) -> dict:
+    """One figure: our seconds, bytes and rounds, numpy's seconds, SPU's dated reference and,
+    when `spu_same_run` (SPU seconds measured in this run) is given, the ratio to it."""
     if protocol == "semi2k":
         parties, dealer, cluster = ["alice", "bob"], "dealer", ["alice", "bob", "dealer"]
     elif protocol == "aby3":
         parties, dealer, cluster = ["alice", "bob", "carol"], None, ["alice", "bob", "carol"]
     else:
-        raise ValueError(f"unknown protocol {protocol}")
+        raise ParameterError(f"unknown protocol {protocol}", field="protocol")
     res = simulate(_program, cluster, mode="process", args=(protocol, figure, parties, dealer), options={"warm_heap_mb": 768})
     xv, yv = _inputs(figure)
     t0 = time.perf_counter()
@@ -102,6 +115,7 @@ def run_figure(protocol: str, figure: str) -> dict:
     ref_key = "sigmoid_1M" if figure.startswith("sigmoid") else figure
     spu = SPU_REFERENCE[protocol].get(ref_key)
     seconds = max(r["seconds"] for r in res.values())
+    anchor = (spu_same_run or {}).get(ref_key)
     return {
         "figure": figure,
         "protocol": protocol,
@@ -111,16 +125,20 @@ def run_figure(protocol: str, figure: str) -> dict:
         "bytes_per_element": round(total_bytes / n, 2),
         "rounds": max(r["stats"]["rounds"] for r in res.values()),
         "baseline_seconds": round(base, 5),
-        "spu_seconds": spu,
-        "speedup_vs_spu": round(spu / seconds, 2) if spu else None,
+        "reference": reference(*SPU_REFERENCE_SOURCE, {"spu_seconds": spu}),
+        "spu_seconds_same_run": anchor,
+        "speedup_vs_spu_same_run": round(anchor / seconds, 2) if anchor else None,
         "max_abs_error": res[parties[0]]["max_abs_error"],
         "transport": "tcp+tls (loopback), one process per party",
     }
 
 
-def run(protocol: str = "semi2k", figures: list[str] | None = None) -> Iterator[dict]:
+def run(protocol: str = "semi2k", figures: list[str] | None = None, anchor: bool = False) -> Iterator[dict]:
+    """Yield one row per figure. With `anchor`, SPU runs first (same machine, same run: see
+    `jointml.bench.anchors`) and each row carries the ratio to it."""
+    spu = spu_ops_same_run(protocol) if anchor else None
     for f in figures or FIGURES:
-        yield run_figure(protocol, f)
+        yield run_figure(protocol, f, spu)
 
 
 if __name__ == "__main__":

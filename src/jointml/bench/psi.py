@@ -4,9 +4,10 @@ Each party holds `rows` string ids ("user0000000042"), half of them shared, in a
 shuffled order. The time covers everything `psi_align` does at a party: reading and
 hashing the ids, the curve work, the traffic and the matching; it is the slower
 party's time. The plaintext baseline (a Python set intersection of the same ids, in
-one process, no privacy) is measured in the same run, and SecretFlow libpsi's
-ECDH-PSI (curve25519) is given as the reference: 74 s for 100,000 x 100,000 on this
-machine class.
+one process, no privacy) is measured in the same run. SecretFlow libpsi's ECDH-PSI
+(curve25519) appears as a dated reference (74 s for 100,000 x 100,000, an earlier run on
+this machine class), never divided by our figure; with `anchor=True` (`--anchor`)
+libpsi runs now, on the same ids count, and the ratio to it is reported.
 
 >>> r = run(2000, mode="thread", n_jobs=1)
 >>> r["figure"], r["rows"], r["intersection"], r["aligned"]
@@ -21,13 +22,13 @@ import os
 import time
 from typing import Any
 
-import numpy as np
-
 from ..core.prg import public_rng
 from ..psi import psi_align
 from ..runtime import simulate
+from ..runtime.collectives import all_gather
+from .anchors import reference, run_anchor
 
-#: SecretFlow libpsi ECDH-PSI, curve25519, 100k x 100k, this machine class (seconds).
+#: SecretFlow libpsi ECDH-PSI, curve25519, 100k x 100k, an earlier run (seconds): a dated reference.
 SECRETFLOW_REFERENCE = {"rows": 100_000, "seconds": 74.0}
 PARTIES = ["bank", "partner"]
 
@@ -56,18 +57,14 @@ def _cpu_seconds() -> float:
 
 
 def _barrier(ctx) -> None:
-    for p in ctx.parties:
-        if p != ctx.me:
-            ctx.comm.link(p).send("bench-barrier")
-    for p in ctx.parties:
-        if p != ctx.me:
-            ctx.comm.link(p).recv("bench-barrier")
+    # every party announces itself to every other: nobody starts the clock early
+    all_gather(ctx, name="bench-barrier")
 
 
 def _program(ctx, rows: int, shared: float, batch_size: int, n_jobs: int | None, progress: bool) -> dict:
     ids = _ids(ctx.me, rows, shared)
     _barrier(ctx)
-    ctx.comm.reset_stats()
+    ctx.reset_stats()
     t0, c0, b0 = time.perf_counter(), _cpu_seconds(), _busy_cpu_seconds()
     res = psi_align(ctx, ids, batch_size=batch_size, n_jobs=n_jobs, progress=progress)
     seconds = time.perf_counter() - t0
@@ -93,8 +90,13 @@ def run(
     n_jobs: int | None = None,
     mode: str = "process",
     progress: bool = False,
+    anchor: bool = False,
 ) -> dict[str, Any]:
-    """Benchmark PSI of `rows` x `rows` ids (a `shared` fraction in common); returns JSON-able figures."""
+    """Benchmark PSI of `rows` x `rows` ids (a `shared` fraction in common); returns JSON-able figures.
+
+    With `anchor`, SecretFlow libpsi's ECDH-PSI runs first on `rows` x `rows` ids (same
+    machine, same run; see `jointml.bench.anchors`) and the ratio to it is reported."""
+    libpsi = _libpsi_same_run(rows) if anchor else None
     t_wall = time.perf_counter()
     res = simulate(_program, PARTIES, mode=mode, args=(rows, shared, batch_size, n_jobs, progress), timeout=None)
     wall = time.perf_counter() - t_wall
@@ -131,12 +133,27 @@ def run(
         "other_processes_cpu_seconds": others,
         "plaintext_seconds": round(base, 4),
         "wall_seconds_incl_startup": round(wall, 2),
-        "secretflow_libpsi_seconds_100k": ref["seconds"],
-        "speedup_vs_secretflow_100k": round(ref["seconds"] / seconds * rows / ref["rows"], 2) if rows else None,
+        "reference": reference(
+            "SecretFlow libpsi ECDH-PSI (curve25519), 100k x 100k",
+            "before 2026-12",
+            {"secretflow_libpsi_seconds_100k": ref["seconds"]},
+        ),
+        "secretflow_libpsi_seconds_same_run": libpsi,
+        "speedup_vs_secretflow_same_run": round(libpsi / seconds, 2) if libpsi else None,
         "transport": f"tcp+tls (loopback), one process per party, n_jobs={n_jobs or 'all cores'} per party"
         if mode == "process"
         else "in-process links (threads)",
     }
+
+
+def _libpsi_same_run(rows: int) -> float | None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="jointml-psi-anchor-") as work:
+        for r in run_anchor("bench_psi.py", str(rows), "ECDH", work):
+            if "wall_s" in r:
+                return float(r["wall_s"])
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -149,9 +166,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-jobs", type=int, default=None)
     ap.add_argument("--mode", choices=["process", "thread"], default="process")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument(
+        "--anchor", action="store_true", help="also run SecretFlow libpsi now (../shared/anchors) for a same-run ratio"
+    )
     args = ap.parse_args(argv)
     for n in args.rows:
-        r = run(n, shared=args.shared, batch_size=args.batch_size, n_jobs=args.n_jobs, mode=args.mode, progress=args.progress)
+        r = run(
+            n,
+            shared=args.shared,
+            batch_size=args.batch_size,
+            n_jobs=args.n_jobs,
+            mode=args.mode,
+            progress=args.progress,
+            anchor=args.anchor,
+        )
         print(json.dumps(r), flush=True)
 
 

@@ -23,6 +23,11 @@ from ..runtime import simulate
 
 
 def make_data(rows: int, features: int, seed: int = 0):
+    """Public synthetic data: (X_train, y_train, X_test, y_test).
+
+    >>> make_data(1200, 4)[0].shape[1]
+    4
+    """
     """``rows`` training rows and max(1000, rows // 10) test rows."""
     g = public_rng(seed)
     n_test = max(1000, rows // 10)
@@ -43,11 +48,11 @@ def _program(ctx, rows, features, params, key_bits, n_jobs):
     h = features // 2
     parts = lambda A: {"bank": ctx.party("bank").run(lambda: A[:, :h]), "partner": ctx.party("partner").run(lambda: A[:, h:])}
     model = SecureBoostClassifier(ctx, key_bits=key_bits, n_jobs=n_jobs, **params)
-    ctx.comm.reset_stats()
+    ctx.reset_stats()
     t0 = time.perf_counter()
     model.fit(parts(Xtr), ctx.party("bank").run(lambda: ytr))
     seconds = time.perf_counter() - t0
-    stats = ctx.comm.stats()
+    stats = ctx.stats()
     p = model.predict_proba(parts(Xte))
     auc = float(roc_auc(yte, p.value[:, 1])) if ctx.me == "bank" else None
     return {"seconds": seconds, "stats": stats, "auc": auc, "tree_seconds": model.tree_seconds_, "timings": model.timings_}
@@ -60,17 +65,29 @@ def _baseline(rows, features, params):
     try:
         import xgboost as xgb
 
-        clf = xgb.XGBClassifier(n_estimators=params["n_estimators"], max_depth=params["max_depth"],
-                                learning_rate=params["learning_rate"], reg_lambda=params["reg_lambda"],
-                                min_child_weight=params["min_child_weight"], max_bin=params["max_bin"],
-                                tree_method="hist", n_jobs=2, base_score=float(ytr.mean()))
+        clf = xgb.XGBClassifier(
+            n_estimators=params["n_estimators"],
+            max_depth=params["max_depth"],
+            learning_rate=params["learning_rate"],
+            reg_lambda=params["reg_lambda"],
+            min_child_weight=params["min_child_weight"],
+            max_bin=params["max_bin"],
+            tree_method="hist",
+            n_jobs=2,
+            base_score=float(ytr.mean()),
+        )
         name = f"xgboost {xgb.__version__} hist"
     except ImportError:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        clf = HistGradientBoostingClassifier(max_iter=params["n_estimators"], max_depth=params["max_depth"],
-                                             learning_rate=params["learning_rate"], l2_regularization=params["reg_lambda"],
-                                             max_bins=min(255, params["max_bin"]), early_stopping=False)
+        clf = HistGradientBoostingClassifier(
+            max_iter=params["n_estimators"],
+            max_depth=params["max_depth"],
+            learning_rate=params["learning_rate"],
+            l2_regularization=params["reg_lambda"],
+            max_bins=min(255, params["max_bin"]),
+            early_stopping=False,
+        )
         name = "sklearn HistGradientBoostingClassifier"
     clf.fit(Xtr[:2000], ytr[:2000])  # warm-up (thread pools, first-call costs), not timed
     s = math.inf
@@ -78,18 +95,37 @@ def _baseline(rows, features, params):
         t0 = time.perf_counter()
         clf.fit(Xtr, ytr)
         s = min(s, time.perf_counter() - t0)
-    return {"name": name, "seconds_per_tree": s / params["n_estimators"], "auc": float(roc_auc(yte, clf.predict_proba(Xte)[:, 1]))}
+    return {
+        "name": name,
+        "seconds_per_tree": s / params["n_estimators"],
+        "auc": float(roc_auc(yte, clf.predict_proba(Xte)[:, 1])),
+    }
 
 
-def run(rows: int = 100_000, features: int = 40, trees: int = 3, depth: int = 5, bins: int = 32,
-        learning_rate: float = 0.3, key_bits: int = 2048, n_jobs: int | None = None) -> dict:
+def run(
+    rows: int = 100_000,
+    features: int = 40,
+    trees: int = 3,
+    depth: int = 5,
+    bins: int = 32,
+    learning_rate: float = 0.3,
+    key_bits: int = 2048,
+    n_jobs: int | None = None,
+) -> dict:
     from ..he import shutdown_pool
 
     shutdown_pool()  # party processes are forked: they must not inherit this process's pool
-    params = dict(n_estimators=trees, max_depth=depth, learning_rate=learning_rate, max_bin=bins,
-                  reg_lambda=1.0, min_child_weight=1.0)
-    res = simulate(_program, ["bank", "partner"], mode="process", args=(rows, features, params, key_bits, n_jobs),
-                   timeout=None, options={"warm_heap_mb": 256})
+    params = dict(
+        n_estimators=trees, max_depth=depth, learning_rate=learning_rate, max_bin=bins, reg_lambda=1.0, min_child_weight=1.0
+    )
+    res = simulate(
+        _program,
+        ["bank", "partner"],
+        mode="process",
+        args=(rows, features, params, key_bits, n_jobs),
+        timeout=None,
+        options={"warm_heap_mb": 256},
+    )
     base = _baseline(rows, features, params)
     b, p = res["bank"], res["partner"]
     per_tree = b["tree_seconds"]
@@ -128,34 +164,60 @@ def _ss_xgb_program(ctx, rows, features, params):
     h = features // 2
     parts = lambda A: {"bank": ctx.party("bank").run(lambda: A[:, :h]), "partner": ctx.party("partner").run(lambda: A[:, h:])}
     mpc = MpcDevice(ctx, ["bank", "partner"], protocol="semi2k", dealer="dealer")
-    model = SSXGBClassifier(mpc, n_estimators=params["n_estimators"], max_depth=params["max_depth"],
-                            learning_rate=params["learning_rate"], reg_lambda=params["reg_lambda"],
-                            min_child_weight=0.0, max_bin=params["max_bin"])
-    ctx.comm.reset_stats()
+    model = SSXGBClassifier(
+        mpc,
+        n_estimators=params["n_estimators"],
+        max_depth=params["max_depth"],
+        learning_rate=params["learning_rate"],
+        reg_lambda=params["reg_lambda"],
+        min_child_weight=0.0,
+        max_bin=params["max_bin"],
+    )
+    ctx.reset_stats()
     t0 = time.perf_counter()
     model.fit(parts(Xtr), ctx.party("bank").run(lambda: ytr))
     seconds = time.perf_counter() - t0
-    stats = ctx.comm.stats()
+    stats = ctx.stats()
     p = model.predict_proba(parts(Xte), to="bank")
     auc = float(roc_auc(yte, np.asarray(p.value)[:, 1])) if ctx.me == "bank" else None
     return {"seconds": seconds, "stats": stats, "auc": auc}
 
 
-def run_ss_xgb(rows: int = 100_000, features: int = 40, trees: int = 3, depth: int = 5, bins: int = 32,
-               learning_rate: float = 0.3) -> dict:
+def run_ss_xgb(
+    rows: int = 100_000, features: int = 40, trees: int = 3, depth: int = 5, bins: int = 32, learning_rate: float = 0.3
+) -> dict:
     """SS-XGB (trees fully under MPC, semi2k: bank, partner and a dealer as processes over TLS)."""
-    params = dict(n_estimators=trees, max_depth=depth, learning_rate=learning_rate, max_bin=bins, reg_lambda=1.0, min_child_weight=0.0)
-    res = simulate(_ss_xgb_program, ["bank", "partner", "dealer"], mode="process", args=(rows, features, params),
-                   timeout=None, options={"warm_heap_mb": 256})
+    params = dict(
+        n_estimators=trees, max_depth=depth, learning_rate=learning_rate, max_bin=bins, reg_lambda=1.0, min_child_weight=0.0
+    )
+    res = simulate(
+        _ss_xgb_program,
+        ["bank", "partner", "dealer"],
+        mode="process",
+        args=(rows, features, params),
+        timeout=None,
+        options={"warm_heap_mb": 256},
+    )
     base = _baseline(rows, features, params)
     b = res["bank"]
     per_tree = b["seconds"] / trees
     total_bytes = sum(r["stats"]["bytes_sent"] for r in res.values())
     return {
-        "figure": "ss_xgb_train", "model": "ss_xgb", "protocol": "semi2k", "rows": rows, "features": features, "trees": trees,
-        "depth": depth, "bins": bins, "seconds_per_tree": round(per_tree, 3), "bytes": int(total_bytes),
-        "bytes_per_tree": int(total_bytes / trees), "rounds": max(r["stats"]["rounds"] for r in res.values()),
-        "auc": round(b["auc"], 4), "baseline": base["name"], "baseline_auc": round(base["auc"], 4),
+        "figure": "ss_xgb_train",
+        "model": "ss_xgb",
+        "protocol": "semi2k",
+        "rows": rows,
+        "features": features,
+        "trees": trees,
+        "depth": depth,
+        "bins": bins,
+        "seconds_per_tree": round(per_tree, 3),
+        "bytes": int(total_bytes),
+        "bytes_per_tree": int(total_bytes / trees),
+        "rounds": max(r["stats"]["rounds"] for r in res.values()),
+        "auc": round(b["auc"], 4),
+        "baseline": base["name"],
+        "baseline_auc": round(base["auc"], 4),
         "baseline_seconds_per_tree": round(base["seconds_per_tree"], 4),
         "ratio_to_baseline": round(per_tree / max(base["seconds_per_tree"], 1e-9), 1),
     }

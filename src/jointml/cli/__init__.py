@@ -1,0 +1,1 @@
+"""cli: the `jointml` command (demo, run, predict, bench, certs); see `jointml --help`."""

@@ -1,9 +1,22 @@
-"""The `jointml` command line."""
+"""The `jointml` command line: demo, run, predict, bench, certs.
+
+Each command runs this organisation's party (or, for `demo`, every party as a local
+process); what each party learns is stated by the component it runs.
+
+>>> from click.testing import CliRunner
+>>> print(CliRunner().invoke(main, ["--version"]).output.strip())
+jointml, version 0.1.0
+>>> import tempfile
+>>> out = CliRunner().invoke(main, ["certs", "--out", tempfile.mkdtemp(), "bank", "partner"]).output
+>>> out.splitlines()[0].startswith("bank: cert ")
+True
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -18,27 +31,57 @@ def main() -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
-@click.option("--job", type=click.Choice(["credit", "stats"]), default="credit", show_default=True,
-              help="credit: the joint credit-scoring job; stats: a small joint-statistics MPC demo.")
-@click.option("--mode", type=click.Choice(["process", "thread"]), default="process", show_default=True,
-              help="Parties as local processes over mutual TLS, or as threads.")
+@click.option(
+    "--job",
+    type=click.Choice(["credit", "stats"]),
+    default="credit",
+    show_default=True,
+    help="credit: the joint credit-scoring job; stats: a small joint-statistics MPC demo.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["process", "thread"]),
+    default="process",
+    show_default=True,
+    help="Parties as local processes over mutual TLS, or as threads.",
+)
 @click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
 @click.option("--out", "out_dir", default="jointml-demo-out", show_default=True, help="Folder for data, model parts and report.")
 @click.option("--sigmoid", type=click.Choice(["seg3", "poly", "accurate"]), default=None, help="Sigmoid approximation for SS-LR.")
 @click.option("--epochs", type=int, default=None)
-@click.option("--model", "model_type", type=click.Choice(["ss_lr", "secureboost"]), default="ss_lr", show_default=True,
-              help="ss_lr: WOE + secure logistic regression (MPC); secureboost: gradient-boosted trees (Paillier).")
-@click.option("--tee", type=click.Choice(["none", "tecc"]), default="none", show_default=True,
-              help="tecc: train in three attested TECC enclaves running ABY3 on secret shares (SIMULATED TEE; credit job, ss_lr).")
-def demo(as_json: bool, job: str, mode: str, protocol: str, out_dir: str, sigmoid: str | None, epochs: int | None, model_type: str,
-         tee: str) -> None:
+@click.option(
+    "--model",
+    "model_type",
+    type=click.Choice(["ss_lr", "secureboost"]),
+    default="ss_lr",
+    show_default=True,
+    help="ss_lr: WOE + secure logistic regression (MPC); secureboost: gradient-boosted trees (Paillier).",
+)
+@click.option(
+    "--tee",
+    type=click.Choice(["none", "tecc"]),
+    default="none",
+    show_default=True,
+    help="tecc: train in three attested TECC enclaves running ABY3 on secret shares (SIMULATED TEE; credit job, ss_lr).",
+)
+def demo(
+    as_json: bool,
+    job: str,
+    mode: str,
+    protocol: str,
+    out_dir: str,
+    sigmoid: str | None,
+    epochs: int | None,
+    model_type: str,
+    tee: str,
+) -> None:
     """Run the German credit job end to end: PSI, WOE binning, SS-LR, AUC/KS, model export, report."""
     if tee == "tecc":
         if job != "credit" or model_type != "ss_lr":
             raise click.UsageError("--tee tecc runs the credit job with logistic regression (--job credit --model ss_lr)")
         from ..demo import tecc_demo
 
-        kw = {"sigmoid": sigmoid} if sigmoid else {}
+        kw: dict[str, Any] = {"sigmoid": sigmoid} if sigmoid else {}
         if epochs:
             kw["epochs"] = epochs
         summary = tecc_demo.run(mode=mode, out_dir=out_dir, verbose=not as_json, **kw)
@@ -50,12 +93,14 @@ def demo(as_json: bool, job: str, mode: str, protocol: str, out_dir: str, sigmoi
         from ..demo import credit_demo
         from ..jobs.credit import CreditJobConfig
 
-        model = dict(CreditJobConfig.__dataclass_fields__["model"].default_factory())
+        model = dict(CreditJobConfig.__dataclass_fields__["model"].default_factory())  # type: ignore[operator]  # a default_factory field
         if sigmoid:
             model["sigmoid"] = sigmoid
         if epochs:
             model["epochs"] = epochs
-        summary = credit_demo.run(mode=mode, protocol=protocol, out_dir=out_dir, verbose=not as_json, model=model, model_type=model_type)
+        summary = credit_demo.run(
+            mode=mode, protocol=protocol, out_dir=out_dir, verbose=not as_json, model=model, model_type=model_type
+        )
     if as_json:
         click.echo(json.dumps(summary))
 
@@ -63,8 +108,12 @@ def demo(as_json: bool, job: str, mode: str, protocol: str, out_dir: str, sigmoi
 @main.command("run")
 @click.argument("pipeline", type=click.Path(exists=True, dir_okay=False))
 @click.option("--mode", type=click.Choice(["process", "thread"]), default="process", show_default=True)
-@click.option("--cluster", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Cluster file (party addresses, certificates): run ONE party of a real deployment.")
+@click.option(
+    "--cluster",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Cluster file (party addresses, certificates): run ONE party of a real deployment.",
+)
 @click.option("--party", default=None, help="With --cluster: the party this node runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the label holder's summary as JSON.")
 def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as_json: bool) -> None:
@@ -96,14 +145,22 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
 
 
 @main.command()
-@click.option("--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True, help="Folder with the model parts.")
-@click.option("--input", "inputs", multiple=True, required=True, help="PARTY=path of that party's new rows (aligned across parties).")
+@click.option(
+    "--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True, help="Folder with the model parts."
+)
+@click.option(
+    "--input", "inputs", multiple=True, required=True, help="PARTY=path of that party's new rows (aligned across parties)."
+)
 @click.option("--to", "to", required=True, help="The party that receives the scores.")
 @click.option("--id-column", default="id", show_default=True)
 @click.option("--dealer", default="dealer", show_default=True)
-@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None, help="CSV for the scores (written by the receiver).")
+@click.option(
+    "--out", "out_path", type=click.Path(dir_okay=False), default=None, help="CSV for the scores (written by the receiver)."
+)
 @click.option("--mode", type=click.Choice(["process", "thread"]), default="process", show_default=True)
-def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, dealer: str, out_path: str | None, mode: str) -> None:
+def predict(
+    model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, dealer: str, out_path: str | None, mode: str
+) -> None:
     """Score new rows jointly with saved model parts; only --to sees the scores."""
     from ..jobs.credit import predict_job
     from ..runtime import simulate
@@ -115,7 +172,9 @@ def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, de
             raise click.BadParameter(f"--input wants PARTY=path, got {item!r}")
         paths[party] = path
     parties = list(paths) + ([dealer] if dealer and dealer not in paths else [])
-    res = simulate(predict_job, parties, mode=mode, args=(model_dir, paths, to), kwargs={"id_column": id_column, "dealer": dealer})
+    res = simulate(
+        predict_job, parties, mode=mode, args=(model_dir, paths, to), kwargs={"id_column": id_column, "dealer": dealer}
+    )
     got = res[to]
     import pandas as pd
 
@@ -129,6 +188,20 @@ def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, de
         click.echo(df.to_csv(index=False), nl=False)
 
 
+_ANCHOR_HELP = "Also run the peer (SecretFlow SPU / libpsi, ../shared/anchors) now, for a same-run ratio."
+
+
+def _check_anchor(anchor: bool) -> None:
+    """Fail early, saying how to set the anchor up, when --anchor cannot run here."""
+    if not anchor:
+        return
+    from ..bench.anchors import anchor_status
+
+    status = anchor_status("spu")
+    if not status["available"]:
+        raise click.ClickException(f"--anchor: {status['how']}")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: JSON lines with time, bytes, rounds and the plaintext baseline."""
@@ -138,23 +211,25 @@ def bench() -> None:
 @click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
 @click.option("--figure", "figures", multiple=True, help="Only these figures (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines only (default prints JSON lines plus a table on stderr).")
-def bench_mpc(protocol: str, figures: tuple[str, ...], as_json: bool) -> None:
+@click.option("--anchor", is_flag=True, help=_ANCHOR_HELP)
+def bench_mpc(protocol: str, figures: tuple[str, ...], as_json: bool, anchor: bool) -> None:
     """Secure operators: mul_1M, lt_1M, matmul_1000, sigmoid_1M_<mode>."""
     from ..bench import mpc as bmpc
 
+    _check_anchor(anchor)
     rows = []
-    for row in bmpc.run(protocol, list(figures) or None):
+    for row in bmpc.run(protocol, list(figures) or None, anchor=anchor):
         rows.append(row)
         click.echo(json.dumps(row))
     if not as_json:
-        click.echo("\n{:<22} {:>9} {:>12} {:>7} {:>9} {:>8}".format("figure", "seconds", "bytes/elem", "rounds", "SPU s", "speedup"), err=True)
+        head = ("figure", "seconds", "bytes/elem", "rounds", "SPU s (now)", "speedup")
+        click.echo("\n{:<22} {:>9} {:>12} {:>7} {:>12} {:>8}".format(*head), err=True)
         for r in rows:
-            click.echo(
-                "{:<22} {:>9.3f} {:>12.1f} {:>7} {:>9} {:>8}".format(
-                    r["figure"], r["seconds"], r["bytes_per_element"], r["rounds"], r["spu_seconds"] or "-", r["speedup_vs_spu"] or "-"
-                ),
-                err=True,
-            )
+            spu, ratio = r["spu_seconds_same_run"] or "-", r["speedup_vs_spu_same_run"] or "-"
+            line = "{:<22} {:>9.3f} {:>12.1f} {:>7} {:>12} {:>8}"
+            click.echo(line.format(r["figure"], r["seconds"], r["bytes_per_element"], r["rounds"], spu, ratio), err=True)
+        if not anchor:
+            click.echo("(SPU columns need --anchor: a ratio is only given against SPU measured in this run)", err=True)
 
 
 @bench.command("he")
@@ -175,11 +250,13 @@ def bench_he(key_bits: int, count: int, n_jobs: int | None, as_json: bool) -> No
 @click.option("--jobs", "n_jobs", type=int, default=None, help="Curve worker processes per party (default: all cores).")
 @click.option("--progress/--no-progress", default=False)
 @click.option("--json", "as_json", is_flag=True)
-def bench_psi(rows: int, n_jobs: int | None, progress: bool, as_json: bool) -> None:
+@click.option("--anchor", is_flag=True, help=_ANCHOR_HELP)
+def bench_psi(rows: int, n_jobs: int | None, progress: bool, as_json: bool, anchor: bool) -> None:
     """ECDH-PSI between two processes over TLS: seconds, bytes, intersection size."""
     from ..bench import psi as bpsi
 
-    click.echo(json.dumps(bpsi.run(rows, n_jobs=n_jobs, progress=progress)))
+    _check_anchor(anchor)
+    click.echo(json.dumps(bpsi.run(rows, n_jobs=n_jobs, progress=progress, anchor=anchor)))
 
 
 @bench.command("trees")
@@ -202,8 +279,12 @@ def bench_trees(rows, features, trees, depth, bins, key_bits, n_jobs, model, as_
     row = btrees.run(rows=rows, features=features, trees=trees, depth=depth, bins=bins, key_bits=key_bits, n_jobs=n_jobs)
     click.echo(json.dumps(row))
     if not as_json:
-        click.echo(f"\n{row['seconds_per_tree']:.2f} s/tree (xgboost {row['baseline_seconds_per_tree']:.3f} s, x{row['ratio_to_baseline']}), "
-                   f"AUC {row['auc']} vs {row['baseline_auc']}, {row['bytes_per_tree'] / 1e6:.1f} MB/tree", err=True)
+        click.echo(
+            f"\n{row['seconds_per_tree']:.2f} s/tree "
+            f"(xgboost {row['baseline_seconds_per_tree']:.3f} s, x{row['ratio_to_baseline']}), "
+            f"AUC {row['auc']} vs {row['baseline_auc']}, {row['bytes_per_tree'] / 1e6:.1f} MB/tree",
+            err=True,
+        )
         for who in ("time_bank", "time_partner"):
             click.echo(f"  {who[5:]:<8} " + "  ".join(f"{k} {v:.2f}s" for k, v in row[who].items() if v), err=True)
 
@@ -232,15 +313,24 @@ def bench_tee(rows: int, features: int, model: str, tecc: bool, epochs: int) -> 
 @click.option("--sigmoid", type=click.Choice(["seg3", "poly", "accurate"]), default="seg3", show_default=True)
 @click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def bench_lr(rows: int, features: int, epochs: int, batch_size: int, sigmoid: str, protocol: str, as_json: bool) -> None:
+@click.option("--anchor", is_flag=True, help=_ANCHOR_HELP)
+def bench_lr(
+    rows: int, features: int, epochs: int, batch_size: int, sigmoid: str, protocol: str, as_json: bool, anchor: bool
+) -> None:
     """SS-LR training: samples/s, bytes/sample, AUC beside numpy/scikit-learn."""
     from ..bench import lr as blr
 
-    click.echo(json.dumps(blr.run(rows=rows, features=features, epochs=epochs, batch_size=batch_size, sigmoid=sigmoid, protocol=protocol)))
+    _check_anchor(anchor)
+    row = blr.run(
+        rows=rows, features=features, epochs=epochs, batch_size=batch_size, sigmoid=sigmoid, protocol=protocol, anchor=anchor
+    )
+    click.echo(json.dumps(row))
 
 
 @main.command()
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for the CA and party certificates.")
+@click.option(
+    "--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for the CA and party certificates."
+)
 @click.option("--days", type=int, default=365, show_default=True)
 @click.argument("parties", nargs=-1, required=True)
 def certs(out_dir: str, days: int, parties: tuple[str, ...]) -> None:

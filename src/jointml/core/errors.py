@@ -87,6 +87,15 @@ class ConfigError(JointMLError, ValueError):
     """A cluster or job configuration is invalid."""
 
 
+class MissingDependency(ConfigError, ImportError):
+    """An optional package is not installed; the message names the extra that installs it
+    (`pip install 'jointml[parquet]'`). Raised by `jointml.core.optional.require`."""
+
+
+class UnknownParty(JointMLError, KeyError):
+    """A party name that is not part of the cluster or has no link (a `KeyError` too)."""
+
+
 class DataError(JointMLError, ValueError):
     """Bad input data (wrong columns, NaN, mismatched rows); names the party and the column."""
 

@@ -10,15 +10,28 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from .errors import CryptoError, ParameterError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from numpy.random import Generator  # noqa: TID251 - the type of public_rng only
+
+Shape = int | tuple[int, ...]
 
 SEED_BYTES = 16
 
 
 def new_seed() -> bytes:
-    """A fresh 128-bit seed from the OS CSPRNG."""
+    """A fresh 128-bit seed from the OS CSPRNG.
+
+    >>> len(new_seed()), new_seed() != new_seed()
+    (16, True)
+    """
     return secrets.token_bytes(SEED_BYTES)
 
 
@@ -35,7 +48,7 @@ class Prg:
     def __init__(self, seed: bytes | None = None, stream: bytes | str = b""):
         seed = new_seed() if seed is None else seed
         if len(seed) < SEED_BYTES:
-            raise ValueError("PRG seed must be at least 16 bytes")
+            raise CryptoError("PRG seed must be at least 16 bytes", field="seed")
         if isinstance(stream, str):
             stream = stream.encode()
         # Derive the AES key from the seed and a stream label so that one seed can
@@ -45,9 +58,13 @@ class Prg:
         self._zeros = bytearray(0)
         self.bytes_drawn = 0
 
-    def fill(self, out: np.ndarray) -> np.ndarray:
-        """Fill a C-contiguous array in place with keystream bytes; returns it."""
-        mv = memoryview(out).cast("B")
+    def fill(self, out: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Fill a C-contiguous array in place with keystream bytes; returns it.
+
+        >>> Prg(b"s" * 16).fill(np.zeros(4, dtype=np.uint8)).dtype
+        dtype('uint8')
+        """
+        mv = memoryview(out).cast("B")  # type: ignore[arg-type]  # ndarray exports the buffer protocol
         n = mv.nbytes
         pos = 0
         while pos < n:
@@ -65,47 +82,73 @@ class Prg:
         self.bytes_drawn += n
         return out
 
-    def random(self, shape, dtype=np.uint64) -> np.ndarray:
-        """Uniform random array of an unsigned integer dtype."""
+    def random(self, shape: Shape, dtype: npt.DTypeLike = np.uint64) -> npt.NDArray[Any]:
+        """Uniform random array of an unsigned integer dtype.
+
+        >>> Prg(b"s" * 16).random((2, 3), np.uint32).shape
+        (2, 3)
+        """
         out = np.empty(shape, dtype=dtype)
         return self.fill(out) if out.size else out
 
-    def uint64(self, shape) -> np.ndarray:
-        """Uniform ring elements of the given shape."""
+    def uint64(self, shape: Shape) -> npt.NDArray[np.uint64]:
+        """Uniform ring elements of the given shape.
+
+        >>> Prg(b"s" * 16).uint64(3).dtype
+        dtype('uint64')
+        """
         out = np.empty(shape, dtype=np.uint64)
         return self.fill(out) if out.size else out
 
     def bytes(self, n: int) -> bytes:
+        """`n` keystream bytes.
+
+        >>> len(Prg(b"s" * 16).bytes(5))
+        5
+        """
         return bytes(self.fill(np.empty(n, dtype=np.uint8)))
 
-    def bits(self, shape) -> np.ndarray:
-        """Uniform bits {0,1} as uint64 (one byte of keystream per bit)."""
+    def bits(self, shape: Shape) -> npt.NDArray[np.uint64]:
+        """Uniform bits {0,1} as uint64 (one byte of keystream per bit).
+
+        >>> set(Prg(b"s" * 16).bits(64).tolist()) <= {0, 1}
+        True
+        """
         out = np.empty(shape, dtype=np.uint8)
         if out.size:
             self.fill(out)
         return (out & 1).astype(np.uint64)
 
-    def integers_below(self, bound: int, shape) -> np.ndarray:
+    def integers_below(self, bound: int, shape: Shape) -> npt.NDArray[np.uint64]:
         """Uniform integers in [0, bound) for bound <= 2^32 by rejection-free wide modular reduction.
 
-        Bias is below 2^-32, as the 64-bit draw is reduced modulo a bound of at most 32 bits."""
+        Bias is below 2^-32, as the 64-bit draw is reduced modulo a bound of at most 32 bits.
+
+        >>> int(Prg(b"s" * 16).integers_below(10, 100).max()) < 10
+        True
+        """
         if not 0 < bound <= 1 << 32:
-            raise ValueError("bound must be in (0, 2^32]")
-        return self.uint64(shape) % np.uint64(bound)
+            raise ParameterError("bound must be in (0, 2^32]", field="bound")
+        out: npt.NDArray[np.uint64] = self.uint64(shape) % np.uint64(bound)
+        return out
 
 
-def random_uint64(shape) -> np.ndarray:
-    """Fresh uniform ring elements from an OS-seeded PRG."""
+def random_uint64(shape: Shape) -> npt.NDArray[np.uint64]:
+    """Fresh uniform ring elements from an OS-seeded PRG.
+
+    >>> random_uint64((2, 2)).shape
+    (2, 2)
+    """
     return Prg().uint64(shape)
 
 
-def public_rng(seed: int):
+def public_rng(seed: int) -> Generator:
     """numpy's generator, for PUBLIC data only (benchmark inputs, demo data, batch order is
     not this): it protects nothing and must never mask, share or key anything.
 
     >>> public_rng(0).normal(size=2).shape
     (2,)
     """
-    import numpy.random as _npr  # the one sanctioned use in src/, see the docstring
+    import numpy.random as _npr  # noqa: TID251 - the one sanctioned use in src/, see the docstring
 
     return _npr.default_rng(seed)

@@ -9,7 +9,11 @@ import pandas as pd
 
 
 def path(name: str = "germancredit.csv") -> Path:
-    """Filesystem path of a shipped dataset."""
+    """Filesystem path of a shipped dataset.
+
+    >>> path().name, path().is_file()
+    ('germancredit.csv', True)
+    """
     return Path(str(resources.files(__name__).joinpath(name)))
 
 

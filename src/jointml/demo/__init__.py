@@ -1,0 +1,1 @@
+"""demo: end-to-end programs behind `jointml demo` (credit scoring, joint statistics, TECC)."""

@@ -35,7 +35,12 @@ BANK_COLUMNS = [
 
 
 def make_demo_files(out_dir: Path, seed: int = 11, drop_fraction: float = 0.04) -> dict[str, Path]:
-    """Write bank.csv and partner.csv (synthetic ids, shuffled, a few rows missing on each side)."""
+    """Write bank.csv and partner.csv (synthetic ids, shuffled, a few rows missing on each side).
+
+    >>> import tempfile
+    >>> sorted(p.name for p in make_demo_files(Path(tempfile.mkdtemp())).values())
+    ['bank.csv', 'partner.csv']
+    """
     df = load_germancredit()
     n = len(df)
     g = Prg(seed.to_bytes(16, "little"), stream="demo-files")
@@ -57,17 +62,32 @@ def make_demo_files(out_dir: Path, seed: int = 11, drop_fraction: float = 0.04) 
     return paths
 
 
-def run(mode: str = "process", protocol: str = "semi2k", out_dir: str = "jointml-demo-out", verbose: bool = True,
-        model_type: str = "ss_lr", **overrides) -> dict:
+def run(
+    mode: str = "process",
+    protocol: str = "semi2k",
+    out_dir: str = "jointml-demo-out",
+    verbose: bool = True,
+    model_type: str = "ss_lr",
+    **overrides,
+) -> dict:
     out = Path(out_dir)
     paths = make_demo_files(out / "data")
     parties = ["bank", "partner", "dealer"] if protocol == "semi2k" else ["bank", "partner", "auditor"]
-    cfg = CreditJobConfig(inputs={"bank": str(paths["bank"]), "partner": str(paths["partner"])}, protocol=protocol,
-                          dealer="dealer" if protocol == "semi2k" else None, output_dir=str(out), verbose=verbose,
-                          model_type=model_type, **overrides)
+    cfg = CreditJobConfig(
+        inputs={"bank": str(paths["bank"]), "partner": str(paths["partner"])},
+        protocol=protocol,
+        dealer="dealer" if protocol == "semi2k" else None,
+        output_dir=str(out),
+        verbose=verbose,
+        model_type=model_type,
+        **overrides,
+    )
     if verbose:
         what = "SecureBoost (Paillier)" if model_type == "secureboost" else f"SS-LR ({protocol})"
-        print(f"jointml demo: joint credit scoring on the German credit data, {what}; parties {', '.join(parties)} as local {mode}es")
+        print(
+            f"jointml demo: joint credit scoring on the German credit data, {what}; "
+            f"parties {', '.join(parties)} as local {mode}es"
+        )
         print(f"  bank file {paths['bank']}  partner file {paths['partner']}")
     _write_pipeline_file(out / "pipeline.yaml", cfg, parties)
     t0 = time.perf_counter()
@@ -99,10 +119,17 @@ def run(mode: str = "process", protocol: str = "semi2k", out_dir: str = "jointml
     if verbose:
         print()
         print(f"  rows aligned by PSI   {summary['rows_aligned']} (train {summary['train_rows']}, test {summary['test_rows']})")
-        print(f"  features              " + ", ".join(f"{p}: {k}" for p, k in summary['features'].items()))
-        print(f"  test AUC              {summary['auc']:.4f}   (plaintext twin {summary['baseline_auc']:.4f}, gap {summary['auc_gap']:.4f})")
+        print("  features              " + ", ".join(f"{p}: {k}" for p, k in summary["features"].items()))
+        print(
+            f"  test AUC              {summary['auc']:.4f}   "
+            f"(plaintext twin {summary['baseline_auc']:.4f}, gap {summary['auc_gap']:.4f})"
+        )
         print(f"  test KS               {summary['ks']:.4f}   (plaintext twin {summary['baseline_ks']:.4f})")
-        print(f"  time                  {summary['seconds']:.1f} s  (" + ", ".join(f"{k} {v:.1f}s" for k, v in summary['timings'].items()) + ")")
+        print(
+            f"  time                  {summary['seconds']:.1f} s  ("
+            + ", ".join(f"{k} {v:.1f}s" for k, v in summary["timings"].items())
+            + ")"
+        )
         print(f"  traffic               {total_bytes / 1e6:.1f} MB over mutual TLS")
         print(f"  model parts           {summary['model_dir']} (one file per party)")
         print(f"  report                {report}")
@@ -125,7 +152,12 @@ def _write_pipeline_file(path: Path, cfg: CreditJobConfig, parties: list[str]) -
         "steps": [{n: prm} for n, prm in spec.steps],
         "output": "run",
     }
-    path.write_text("# jointml pipeline written by `jointml demo`; run it again with: jointml run " + str(path) + "\n" + yaml.safe_dump(doc, sort_keys=False))
+    path.write_text(
+        "# jointml pipeline written by `jointml demo`; run it again with: jointml run "
+        + str(path)
+        + "\n"
+        + yaml.safe_dump(doc, sort_keys=False)
+    )
 
 
 def plaintext_baseline(paths, cfg: CreditJobConfig, bank_summary: dict) -> dict:
@@ -143,11 +175,11 @@ def plaintext_baseline(paths, cfg: CreditJobConfig, bank_summary: dict) -> dict:
     n = len(joined)
     train_rows, test_rows = public_split(n, cfg.test_fraction, cfg.seed)
     y = (joined[cfg.label] == cfg.pos_label).to_numpy(int)
-    feats = [c for c in joined.columns if c not in ("id", cfg.label)]
     bcols = [c for c in bank.columns if c not in ("id", cfg.label)]
     pcols = [c for c in partner.columns if c != "id"]
     b = cfg.binning
-    Xtr, Xte = [], []
+    Xtr: list[np.ndarray] = []
+    Xte: list[np.ndarray] = []
     for cols in (bcols, pcols):
         pre = EqualFrequencyBinner(n_bins=b.get("n_prebins", 20), handle_unknown="missing").fit(joined.iloc[train_rows][cols])
         ctr = np.asarray(pre.transform(joined.iloc[train_rows][cols]))
@@ -156,18 +188,30 @@ def plaintext_baseline(paths, cfg: CreditJobConfig, bank_summary: dict) -> dict:
             nb = pre.get_bins(c).n_bins
             pos = np.bincount(ctr[:, j], weights=y[train_rows], minlength=nb).astype(np.int64)
             cnt = np.bincount(ctr[:, j], minlength=nb).astype(np.int64)
-            m = merge_map(b.get("method", "chimerge"), pre.get_bins(c).kind == "categorical", pos, cnt - pos, b.get("max_bins", 6), b.get("min_bin_frac", 0.05))
+            m = merge_map(
+                b.get("method", "chimerge"),
+                pre.get_bins(c).kind == "categorical",
+                pos,
+                cnt - pos,
+                b.get("max_bins", 6),
+                b.get("min_bin_frac", 0.05),
+            )
             pm, nm = _final_counts(m, pos, cnt - pos)
             woe = np.asarray(woe_iv_from_counts(pm, nm)[0])
             Xtr.append(woe[m[ctr[:, j]]])
             Xte.append(woe[m[cte[:, j]]])
-    Xtr, Xte = np.stack(Xtr, 1), np.stack(Xte, 1)
+    Xtr_m, Xte_m = np.stack(Xtr, 1), np.stack(Xte, 1)
     l2 = cfg.model.get("l2", 0.0)
     t = time.perf_counter()
-    w, b0 = logistic_newton(Xtr, y[train_rows], l2)
-    s = 1.0 / (1.0 + np.exp(-(Xte @ w + b0)))
-    return {"auc": float(roc_auc(y[test_rows], s)), "ks": float(ks(y[test_rows], s).statistic), "seconds": time.perf_counter() - t,
-            "scores": s, "labels": y[test_rows]}
+    w, b0 = logistic_newton(Xtr_m, y[train_rows], l2)
+    s = 1.0 / (1.0 + np.exp(-(Xte_m @ w + b0)))
+    return {
+        "auc": float(roc_auc(y[test_rows], s)),
+        "ks": float(ks(y[test_rows], s).statistic),
+        "seconds": time.perf_counter() - t,
+        "scores": s,
+        "labels": y[test_rows],
+    }
 
 
 def plaintext_trees_baseline(paths, cfg: CreditJobConfig) -> dict:
@@ -192,25 +236,50 @@ def plaintext_trees_baseline(paths, cfg: CreditJobConfig) -> dict:
     try:
         import xgboost as xgb
 
-        m = xgb.XGBClassifier(n_estimators=t["n_estimators"], learning_rate=t["learning_rate"], max_depth=t["max_depth"],
-                              max_bin=t.get("max_bin", 32), tree_method="hist", reg_lambda=1.0, min_child_weight=1.0, n_jobs=2)
+        m = xgb.XGBClassifier(
+            n_estimators=t["n_estimators"],
+            learning_rate=t["learning_rate"],
+            max_depth=t["max_depth"],
+            max_bin=t.get("max_bin", 32),
+            tree_method="hist",
+            reg_lambda=1.0,
+            min_child_weight=1.0,
+            n_jobs=2,
+        )
         name = "xgboost"
     except ImportError:
         from sklearn.ensemble import HistGradientBoostingClassifier
 
-        m = HistGradientBoostingClassifier(max_iter=t["n_estimators"], learning_rate=t["learning_rate"], max_depth=t["max_depth"],
-                                           max_bins=min(255, t.get("max_bin", 32)), l2_regularization=1.0)
+        m = HistGradientBoostingClassifier(
+            max_iter=t["n_estimators"],
+            learning_rate=t["learning_rate"],
+            max_depth=t["max_depth"],
+            max_bins=min(255, t.get("max_bin", 32)),
+            l2_regularization=1.0,
+        )
         name = "scikit-learn HistGradientBoosting"
     m.fit(X[tr], y[tr])
     s = m.predict_proba(X[te])[:, 1]
-    return {"auc": float(roc_auc(y[te], s)), "ks": float(ks(y[te], s).statistic), "seconds": time.perf_counter() - t0,
-            "scores": s, "labels": y[te], "name": name}
+    return {
+        "auc": float(roc_auc(y[te], s)),
+        "ks": float(ks(y[te], s).statistic),
+        "seconds": time.perf_counter() - t0,
+        "scores": s,
+        "labels": y[te],
+        "name": name,
+    }
 
 
 def logistic_newton(X: np.ndarray, y: np.ndarray, l2: float, iters: int = 50, tol: float = 1e-10):
     """Plaintext logistic regression: minimises mean log-loss + l2/2 ||w||^2 (intercept not
     penalised) by Newton's method — the same optimum as scikit-learn's
-    LogisticRegression(C=1/(l2 n)), without needing scikit-learn at run time."""
+    LogisticRegression(C=1/(l2 n)), without needing scikit-learn at run time.
+
+    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 1, 0, 1])
+    >>> w, b = logistic_newton(X, y, l2=0.1)
+    >>> w.shape, bool(w[0] > 0)
+    ((1,), True)
+    """
     n, d = X.shape
     Z = np.hstack([X, np.ones((n, 1))])
     theta = np.zeros(d + 1)
@@ -240,24 +309,54 @@ def write_report(path: Path, summary: dict, bank: dict, baseline: dict) -> Path:
     if "importance_gain" in bank:
         for key, g in sorted(bank["importance_gain"].items(), key=lambda kv: -kv[1]):
             p, _, nme = str(key).partition(":")
-            weights.append({"party": p, "feature": nme, "total gain": float(g), "splits": bank.get("importance_splits", {}).get(key)})
+            weights.append(
+                {"party": p, "feature": nme, "total gain": float(g), "splits": bank.get("importance_splits", {}).get(key)}
+            )
         table_cols, table_title = ["party", "feature", "total gain", "splits"], "Feature importance (SecureBoost)"
     else:
         for p, names in bank.get("feature_names", {}).items():
             w = bank.get("weights", {}).get(p)
             for i, nme in enumerate(names):
-                weights.append({"party": p, "feature": nme, "weight": float(w[i]) if w is not None else None, "IV": bank.get("iv", {}).get(nme)})
+                weights.append(
+                    {
+                        "party": p,
+                        "feature": nme,
+                        "weight": float(w[i]) if w is not None else None,
+                        "IV": bank.get("iv", {}).get(nme),
+                    }
+                )
         weights.sort(key=lambda r: -(r["IV"] or 0))
         table_cols, table_title = ["party", "feature", "IV", "weight"], "Scorecard: WOE features, IV and weights"
     sections = [
-        ("Summary", R.table_html([{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in summary.items() if k not in ("report",)}], [k for k in summary if k != "report"])),
-        ("ROC and KS on the test rows", f"<div class='charts'>{R.roc_svg(fpr, tpr, summary['auc'], (bf, bt, summary['baseline_auc']))}{R.ks_svg(frac, cb, cg, ksv, at)}</div>"),
-        (table_title, ("<p class='note'>Each party learned only the weights of its own features (reveal='owners'); "
-         "the bank holds the WOE tables of the partner's bins, the partner holds the bin boundaries.</p>" if "importance_gain" not in bank else
-         "<p class='note'>The bank knows which party and bin each split uses, never the partner's thresholds.</p>") + R.table_html(weights, table_cols)),
-        ("How it ran", "<p class='note'>Parties as separate local processes over mutual TLS. PSI: ECDH on Curve25519. "
-         "WOE: the bank's labels encrypted with Paillier; the partner summed ciphertexts per bin. SS-LR: semi2k secret sharing with a dealer. "
-         "The plaintext twin joins the two files, which only a demo can do.</p>"),
+        (
+            "Summary",
+            R.table_html(
+                [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in summary.items() if k not in ("report",)}],
+                [k for k in summary if k != "report"],
+            ),
+        ),
+        (
+            "ROC and KS on the test rows",
+            f"<div class='charts'>{R.roc_svg(fpr, tpr, summary['auc'], (bf, bt, summary['baseline_auc']))}"
+            f"{R.ks_svg(frac, cb, cg, ksv, at)}</div>",
+        ),
+        (
+            table_title,
+            (
+                "<p class='note'>Each party learned only the weights of its own features (reveal='owners'); "
+                "the bank holds the WOE tables of the partner's bins, the partner holds the bin boundaries.</p>"
+                if "importance_gain" not in bank
+                else "<p class='note'>The bank knows which party and bin each split uses, never the partner's thresholds.</p>"
+            )
+            + R.table_html(weights, table_cols),
+        ),
+        (
+            "How it ran",
+            "<p class='note'>Parties as separate local processes over mutual TLS. PSI: ECDH on Curve25519. "
+            "WOE: the bank's labels encrypted with Paillier; the partner summed ciphertexts per bin. "
+            "SS-LR: semi2k secret sharing with a dealer. "
+            "The plaintext twin joins the two files, which only a demo can do.</p>",
+        ),
     ]
     path.write_text(R.page("jointml — joint credit scoring", sections))
     return path

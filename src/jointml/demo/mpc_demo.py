@@ -49,7 +49,7 @@ def _program(ctx, protocol: str, rows: int, parties: list[str], dealer):
     if ctx.me in mpc.parties:
         # What this party holds of the partner's debt column: its share, nothing else.
         view["share_of_debt_first3"] = [int(v) for v in np.asarray(dbt.share).reshape(-1)[:3]] if dbt.share is not None else []
-    result = {"party": ctx.me, "seconds": seconds, "stats": ctx.comm.stats(), "view": view}
+    result = {"party": ctx.me, "seconds": seconds, "stats": ctx.stats(), "view": view}
     if ctx.me == bank:
         result["mean_ratio"] = float(out_mean.value)
         result["n_high"] = int(out_high.value)
@@ -59,13 +59,21 @@ def _program(ctx, protocol: str, rows: int, parties: list[str], dealer):
 
 
 def run(mode: str = "process", protocol: str = "semi2k", rows: int = 1000, verbose: bool = True) -> dict:
+    """Run the joint-statistics demo; returns the summary the bank sees (and prints it).
+
+    >>> s = run(mode="thread", rows=40, verbose=False)
+    >>> abs(s["mean_ratio"] - s["plain_mean_ratio"]) < 1e-2, s["customers_above_0.4"] == s["plain_customers_above_0.4"]
+    (True, True)
+    """
     if protocol == "semi2k":
         parties, dealer, cluster = ["bank", "partner"], "dealer", ["bank", "partner", "dealer"]
     else:
         parties, dealer, cluster = ["bank", "partner", "auditor"], None, ["bank", "partner", "auditor"]
     if verbose:
-        print(f"jointml demo: {len(cluster)} parties ({', '.join(cluster)}) as local {mode}es"
-              f"{' over mutual TLS' if mode == 'process' else ''}, protocol {protocol}, {rows} customers")
+        print(
+            f"jointml demo: {len(cluster)} parties ({', '.join(cluster)}) as local {mode}es"
+            f"{' over mutual TLS' if mode == 'process' else ''}, protocol {protocol}, {rows} customers"
+        )
         print("  bank holds incomes, partner holds debts; computing debt-to-income under MPC ...")
     t0 = time.perf_counter()
     res = simulate(_program, cluster, mode=mode, args=(protocol, rows, parties, dealer))
@@ -84,18 +92,37 @@ def run(mode: str = "process", protocol: str = "semi2k", rows: int = 1000, verbo
         "wall_seconds": round(wall, 3),
         "bytes": total_bytes,
         "rounds": max(r["stats"]["rounds"] for r in res.values()),
-        "per_party": {p: {"bytes_sent": r["stats"]["bytes_sent"], "bytes_recv": r["stats"]["bytes_recv"], "messages_recv": r["stats"]["msgs_recv"]} for p, r in res.items()},
+        "per_party": {
+            p: {
+                "bytes_sent": r["stats"]["bytes_sent"],
+                "bytes_recv": r["stats"]["bytes_recv"],
+                "messages_recv": r["stats"]["msgs_recv"],
+            }
+            for p, r in res.items()
+        },
     }
     if verbose:
         print()
-        print(f"  revealed to the bank only: mean debt/income = {summary['mean_ratio']:.4f}"
-              f" (plaintext check {summary['plain_mean_ratio']:.4f}), customers above 0.4 = {summary['customers_above_0.4']}"
-              f" (plaintext check {summary['plain_customers_above_0.4']})")
+        print(
+            f"  revealed to the bank only: mean debt/income = {summary['mean_ratio']:.4f}"
+            f" (plaintext check {summary['plain_mean_ratio']:.4f}), customers above 0.4 = {summary['customers_above_0.4']}"
+            f" (plaintext check {summary['plain_customers_above_0.4']})"
+        )
         print("  what each party saw:")
         for p, r in res.items():
             s = r["stats"]
             v = r["view"].get("share_of_debt_first3")
-            seen = f"its share of the partner's debts starts {v} (uniformly random ring elements)" if v else "no shares (supplies correlated randomness only; receives no data)"
-            print(f"    {p:<8} sent {s['bytes_sent'] / 1e3:9.1f} kB, received {s['bytes_recv'] / 1e3:9.1f} kB in {s['msgs_recv']} messages; {seen}")
-        print(f"  time {summary['seconds']:.2f} s (startup and TLS handshakes included: {summary['wall_seconds']:.2f} s), traffic {total_bytes / 1e6:.2f} MB, {summary['rounds']} rounds")
+            seen = (
+                f"its share of the partner's debts starts {v} (uniformly random ring elements)"
+                if v
+                else "no shares (supplies correlated randomness only; receives no data)"
+            )
+            print(
+                f"    {p:<8} sent {s['bytes_sent'] / 1e3:9.1f} kB, received {s['bytes_recv'] / 1e3:9.1f} kB "
+                f"in {s['msgs_recv']} messages; {seen}"
+            )
+        print(
+            f"  time {summary['seconds']:.2f} s (startup and TLS handshakes included: {summary['wall_seconds']:.2f} s), "
+            f"traffic {total_bytes / 1e6:.2f} MB, {summary['rounds']} rounds"
+        )
     return summary

@@ -25,6 +25,15 @@ PARTY_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,62}$")
 
 
 def check_party_name(name: str) -> str:
+    """Return `name` if it is a valid party name (also a DNS label for certificates).
+
+    >>> check_party_name("bank-1")
+    'bank-1'
+    >>> check_party_name("1bank")
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.ConfigError: invalid party name '1bank': use a letter followed by letters, digits or '-' (max 63 chars)
+    """
     if not isinstance(name, str) or not PARTY_NAME_RE.match(name):
         raise ConfigError(
             f"invalid party name {name!r}: use a letter followed by letters, digits or '-' (max 63 chars)"
@@ -34,13 +43,15 @@ def check_party_name(name: str) -> str:
 
 @dataclass
 class PartyCert:
+    """The files of one party's identity: its certificate, its key and the cluster CA."""
+
     name: str
     cert: Path
     key: Path
     ca: Path
 
 
-def _write_key(key, path: Path) -> None:
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
@@ -48,11 +59,18 @@ def _write_key(key, path: Path) -> None:
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "jointml cluster"), x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    return x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "jointml cluster"), x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    )
 
 
-def create_ca(directory: str | os.PathLike, name: str = "jointml-dev-ca", days: int = 365) -> tuple[Path, Path]:
-    """Create a CA key and self-signed certificate in `directory`; returns (cert, key) paths."""
+def create_ca(directory: str | os.PathLike[str], name: str = "jointml-dev-ca", days: int = 365) -> tuple[Path, Path]:
+    """Create a CA key and self-signed certificate in `directory`; returns (cert, key) paths.
+
+    >>> import tempfile
+    >>> [p.name for p in create_ca(tempfile.mkdtemp())]
+    ['ca.crt', 'ca.key']
+    """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -75,12 +93,20 @@ def create_ca(directory: str | os.PathLike, name: str = "jointml-dev-ca", days: 
     return cert_path, key_path
 
 
-def issue_party_cert(directory: str | os.PathLike, party: str, ca_cert: Path, ca_key: Path, days: int = 365) -> PartyCert:
-    """Issue a certificate for `party` signed by the CA; writes `<party>.crt` and `<party>.key`."""
+def issue_party_cert(directory: str | os.PathLike[str], party: str, ca_cert: Path, ca_key: Path, days: int = 365) -> PartyCert:
+    """Issue a certificate for `party` signed by the CA; writes `<party>.crt` and `<party>.key`.
+
+    >>> import tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> issue_party_cert(d, "bank", *create_ca(d)).cert.name
+    'bank.crt'
+    """
     check_party_name(party)
     d = Path(directory)
     ca = x509.load_pem_x509_certificate(Path(ca_cert).read_bytes())
     ca_k = serialization.load_pem_private_key(Path(ca_key).read_bytes(), password=None)
+    if not isinstance(ca_k, ec.EllipticCurvePrivateKey):
+        raise ConfigError(f"CA key {ca_key} is not an EC private key", field="ca_key")
     key = ec.generate_private_key(ec.SECP256R1())
     now = _dt.datetime.now(_dt.timezone.utc)
     cert = (
@@ -105,7 +131,7 @@ def issue_party_cert(directory: str | os.PathLike, party: str, ca_cert: Path, ca
     return PartyCert(party, cert_path, key_path, Path(ca_cert))
 
 
-def create_dev_pki(directory: str | os.PathLike, parties: list[str], days: int = 365) -> dict[str, PartyCert]:
+def create_dev_pki(directory: str | os.PathLike[str], parties: list[str], days: int = 365) -> dict[str, PartyCert]:
     """A CA plus a certificate for each party, all in `directory`.
 
     >>> import tempfile

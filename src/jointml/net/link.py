@@ -16,24 +16,32 @@ import os
 import queue
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
+import numpy.typing as npt
 
 from ..core import wire
-from ..core.errors import LinkTimeout, PeerAborted, PeerClosed, ProtocolOutOfSync, WireFormatError
+from ..core.errors import LinkTimeout, PeerAborted, PeerClosed, ProtocolOutOfSync, UnknownParty, WireFormatError
 
 DEFAULT_RECV_TIMEOUT = float(os.environ.get("JOINTML_RECV_TIMEOUT", "300"))
 
 
 @dataclass
 class LinkStats:
+    """Counters of one link (bytes include the 8-byte length prefix of each frame).
+
+    >>> LinkStats(bytes_sent=16, msgs_sent=1).as_dict()["bytes_sent"]
+    16
+    """
+
     bytes_sent: int = 0
     bytes_recv: int = 0
     msgs_sent: int = 0
     msgs_recv: int = 0
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict."""
         return dict(self.__dict__)
 
 
@@ -44,8 +52,22 @@ class _Closed:
         self.exc = exc
 
 
+#: What a link's inbox holds: a received frame body, or the end of the transport.
+_InboxItem = Union[bytes, bytearray, "_Closed"]
+
+
 class Link:
-    """One end of a party-to-party link. Subclasses implement `_write` and feed `_inbox`."""
+    """One end of a party-to-party link. Subclasses implement `_write` and feed `_inbox`.
+
+    >>> a, b = InProcessLink.pair("alice", "bob")
+    >>> _ = a.send("hello", [np.arange(2)])
+    >>> b.recv("hello").arrays[0].tolist()
+    [0, 1]
+    >>> b.recv("other", timeout=0.01)
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.LinkTimeout: bob: no message 'other' from alice within 0.01 s
+    """
 
     def __init__(self, me: str, peer: str, recv_timeout: float | None = None):
         self.me = me
@@ -54,19 +76,25 @@ class Link:
         self.recv_timeout = DEFAULT_RECV_TIMEOUT if recv_timeout is None else recv_timeout
         self._send_seq = 0
         self._recv_seq = 0
-        self._inbox: queue.Queue = queue.Queue()
+        self._inbox: queue.Queue[_InboxItem] = queue.Queue()
         self._dead: Exception | None = None
         self._send_lock = threading.Lock()
 
     # -- transport hooks -------------------------------------------------
-    def _write(self, bufs: list, nbytes: int) -> None:
+    def _write(self, bufs: wire.Buffers, nbytes: int) -> None:
         raise NotImplementedError
 
     def close(self) -> None:
         raise NotImplementedError
 
     # -- public API ----------------------------------------------------------
-    def send(self, tag: str, arrays: Sequence[np.ndarray] | np.ndarray = (), meta: dict | None = None, kind: str = "data") -> int:
+    def send(
+        self,
+        tag: str,
+        arrays: Sequence[npt.ArrayLike] | npt.NDArray[Any] = (),
+        meta: dict[str, Any] | None = None,
+        kind: str = "data",
+    ) -> int:
         """Send a message; returns its size in bytes."""
         if isinstance(arrays, np.ndarray):
             arrays = (arrays,)
@@ -119,12 +147,20 @@ class Link:
         """Tell the peer this party failed (best effort), so it fails fast with the cause."""
         try:
             self.send("__abort__", meta={"error": error[:2000]}, kind="abort")
-        except Exception:
+        except Exception:  # noqa: BLE001 - the peer may be gone already; the abort is a courtesy
             pass
 
 
 class InProcessLink(Link):
-    """A link whose peer end lives in the same process (threads)."""
+    """A link whose peer end lives in the same process (threads).
+
+    >>> a, b = InProcessLink.pair("alice", "bob")
+    >>> a.close()
+    >>> b.recv("x")
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.PeerClosed: bob: alice closed the link
+    """
 
     def __init__(self, me: str, peer: str, recv_timeout: float | None = None):
         super().__init__(me, peer, recv_timeout)
@@ -137,7 +173,7 @@ class InProcessLink(Link):
         la.other, lb.other = lb, la
         return la, lb
 
-    def _write(self, bufs: list, nbytes: int) -> None:
+    def _write(self, bufs: wire.Buffers, nbytes: int) -> None:
         if self._closed:
             raise PeerClosed(f"{self.me}: link to {self.peer} is closed", party=self.peer)
         if self.other is None or self.other._closed:
@@ -162,41 +198,68 @@ class Communicator:
 
     A round is counted each time this party starts sending after having received
     (or at its first send): the number of sequential message exchanges a protocol needs.
+
+    >>> la, lb = InProcessLink.pair("alice", "bob")
+    >>> alice, bob = Communicator("alice", {"bob": la}), Communicator("bob", {"alice": lb})
+    >>> alice.send("bob", "x", np.zeros(4))
+    >>> bob.recv_array("alice", "x", np.float64, (4,)).shape
+    (4,)
+    >>> alice.stats()["rounds"], alice.stats()["msgs_sent"]
+    (1, 1)
+    >>> alice.link("carol")
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.UnknownParty: "alice has no link to party 'carol' (known: ['bob'])"
     """
 
-    def __init__(self, me: str, links: dict[str, Link]):
+    def __init__(self, me: str, links: Mapping[str, Link]):
         self.me = me
-        self.links = links
+        self.links: dict[str, Link] = dict(links)
         self.rounds = 0
         self._last_was_send = False
 
     @property
     def peers(self) -> list[str]:
+        """The parties this party has a link to."""
         return list(self.links)
 
     def link(self, peer: str) -> Link:
+        """The link to `peer`; `UnknownParty` (a `KeyError`) if there is none."""
         try:
             return self.links[peer]
         except KeyError:
-            raise KeyError(f"{self.me} has no link to party '{peer}' (known: {sorted(self.links)})") from None
+            raise UnknownParty(f"{self.me} has no link to party '{peer}' (known: {sorted(self.links)})", party=peer) from None
 
-    def send(self, peer: str, tag: str, arrays: Sequence[np.ndarray] | np.ndarray = (), meta: dict | None = None) -> None:
+    def send(
+        self, peer: str, tag: str, arrays: Sequence[npt.ArrayLike] | npt.NDArray[Any] = (), meta: dict[str, Any] | None = None
+    ) -> None:
+        """Send one tagged message to `peer` (counts a round when this party starts sending)."""
         if not self._last_was_send:
             self.rounds += 1
             self._last_was_send = True
         self.link(peer).send(tag, arrays, meta)
 
-    def recv(self, peer: str, tag: str, dtypes=None, shapes=None, timeout: float | None = None) -> wire.Message:
+    def recv(
+        self,
+        peer: str,
+        tag: str,
+        dtypes: Sequence[npt.DTypeLike] | None = None,
+        shapes: Sequence[Sequence[int] | None] | None = None,
+        timeout: float | None = None,
+    ) -> wire.Message:
+        """Receive the next message from `peer`, which must carry `tag` (and the given dtypes/shapes)."""
         self._last_was_send = False
         msg = self.link(peer).recv(tag, timeout)
         if dtypes is not None or shapes is not None:
             msg.expect(dtypes, shapes, party=peer)
         return msg
 
-    def recv_array(self, peer: str, tag: str, dtype, shape) -> np.ndarray:
+    def recv_array(self, peer: str, tag: str, dtype: npt.DTypeLike, shape: Sequence[int]) -> npt.NDArray[Any]:
+        """Receive one array of the given dtype and shape."""
         return self.recv(peer, tag, dtypes=[dtype], shapes=[shape]).arrays[0]
 
-    def stats(self) -> dict:
+    def stats(self) -> dict[str, int]:
+        """Bytes and messages over all links, and this party's rounds."""
         total = LinkStats()
         for l in self.links.values():
             for k, v in l.stats.__dict__.items():
@@ -206,15 +269,18 @@ class Communicator:
         return d
 
     def reset_stats(self) -> None:
+        """Zero every counter (benchmarks measure one phase)."""
         self.rounds = 0
         self._last_was_send = False
         for l in self.links.values():
             l.stats = LinkStats()
 
     def abort(self, error: str) -> None:
+        """Tell every peer that this party failed, with the cause."""
         for l in self.links.values():
             l.abort(error)
 
     def close(self) -> None:
+        """Close every link."""
         for l in self.links.values():
             l.close()

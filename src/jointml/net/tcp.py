@@ -19,9 +19,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..core import wire
-from ..core.errors import AuthenticationError, PeerClosed, PeerUnreachable, WireFormatError
+from ..core.errors import AuthenticationError, ConfigError, PeerClosed, PeerUnreachable, WireFormatError
 from .link import Communicator, Link, _Closed
 
 _LEN = struct.Struct("<Q")
@@ -32,12 +33,15 @@ _COALESCE = 1 << 20
 
 @dataclass
 class TlsFiles:
+    """Where one party's TLS material is: the cluster CA, its certificate and its key."""
+
     ca: Path
     cert: Path
     key: Path
 
 
 def server_context(tls: TlsFiles) -> ssl.SSLContext:
+    """TLS 1.3 server side that requires a client certificate from the cluster CA."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_cert_chain(str(tls.cert), str(tls.key))
@@ -47,6 +51,7 @@ def server_context(tls: TlsFiles) -> ssl.SSLContext:
 
 
 def client_context(tls: TlsFiles) -> ssl.SSLContext:
+    """TLS 1.3 client side that checks the server's certificate names the party dialled."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_3
     ctx.load_cert_chain(str(tls.cert), str(tls.key))
@@ -56,7 +61,12 @@ def client_context(tls: TlsFiles) -> ssl.SSLContext:
     return ctx
 
 
-def cert_party_names(peercert: dict) -> set[str]:
+def cert_party_names(peercert: dict[str, Any]) -> set[str]:
+    """The party names a peer certificate carries (DNS subject-alternative names and common name).
+
+    >>> sorted(cert_party_names({"subjectAltName": (("DNS", "bank"),), "subject": ((("commonName", "bank"),),)}))
+    ['bank']
+    """
     names = {v for k, v in peercert.get("subjectAltName", ()) if k == "DNS"}
     for rdn in peercert.get("subject", ()):
         for k, v in rdn:
@@ -65,7 +75,7 @@ def cert_party_names(peercert: dict) -> set[str]:
     return names
 
 
-def _recv_exact(sock, n: int) -> bytearray | None:
+def _recv_exact(sock: socket.socket, n: int) -> bytearray | None:
     buf = bytearray(n)
     mv = memoryview(buf)
     got = 0
@@ -87,6 +97,8 @@ def _tune(sock: socket.socket) -> None:
 
 
 class TcpLink(Link):
+    """A link over one TLS socket; a reader thread drains the socket into the inbox."""
+
     def __init__(self, me: str, peer: str, sock: ssl.SSLSocket, recv_timeout: float | None = None):
         super().__init__(me, peer, recv_timeout)
         self.sock = sock
@@ -105,7 +117,9 @@ class TcpLink(Link):
                     raise WireFormatError(f"{self.me}: malformed frame from {self.peer}: length {n}")
                 body = _recv_exact(self.sock, n)
                 if body is None:
-                    raise PeerClosed(f"{self.me}: {self.peer} closed the connection mid-frame (truncated message)", party=self.peer)
+                    raise PeerClosed(
+                        f"{self.me}: {self.peer} closed the connection mid-frame (truncated message)", party=self.peer
+                    )
                 self._inbox.put(body)
         except (PeerClosed, WireFormatError) as e:
             self._inbox.put(_Closed(e))
@@ -115,7 +129,7 @@ class TcpLink(Link):
             else:
                 self._inbox.put(_Closed(PeerClosed(f"{self.me}: connection to {self.peer} failed: {e}", party=self.peer)))
 
-    def _write(self, bufs: list, nbytes: int) -> None:
+    def _write(self, bufs: wire.Buffers, nbytes: int) -> None:
         try:
             if nbytes <= _COALESCE:
                 # One TLS record write per small frame: each write is a syscall and a record.
@@ -178,111 +192,146 @@ def connect_all(
     Parties earlier in `order` dial later ones. Raises `PeerUnreachable` when a peer
     cannot be reached within `connect_timeout`, `AuthenticationError` on a certificate
     that does not match the claimed party.
+
+    >>> connect_all("mallory", {"alice": ("127.0.0.1", 1)}, TlsFiles(Path("ca"), Path("c"), Path("k")))
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.ConfigError: party 'mallory' is not in the cluster ['alice']
     """
     order = order or list(addresses)
     if me not in order:
-        raise KeyError(f"party '{me}' is not in the cluster {order}")
+        raise ConfigError(f"party '{me}' is not in the cluster {order}")
     idx = order.index(me)
-    to_dial = order[idx + 1 :]
-    to_accept = set(order[:idx])
-    links: dict[str, Link] = {}
-    errors: list[Exception] = []
     deadline = time.monotonic() + connect_timeout
-
+    links: dict[str, Link] = {}
+    to_accept = set(order[:idx])
     if listener is None and to_accept:
-        host, port = addresses[me]
-        listener = socket.create_server((host, port), reuse_port=False)
+        listener = socket.create_server(addresses[me], reuse_port=False)
     sctx, cctx = server_context(tls), client_context(tls)
-
-    def accept_loop():
-        try:
-            listener.settimeout(0.2)
-            while to_accept:
-                if time.monotonic() > deadline:
-                    raise PeerUnreachable(
-                        f"{me}: parties {sorted(to_accept)} did not connect within {connect_timeout:g} s",
-                        party=sorted(to_accept)[0],
-                    )
-                try:
-                    raw, _ = listener.accept()
-                except socket.timeout:
-                    continue
-                raw.settimeout(max(1.0, deadline - time.monotonic()))
-                _tune(raw)
-                try:
-                    s = sctx.wrap_socket(raw, server_side=True)
-                    claimed = _read_hello(s)
-                except (ssl.SSLError, OSError, WireFormatError, PeerClosed) as e:
-                    # A failed handshake (e.g. a certificate from another CA) is refused;
-                    # keep waiting for the legitimate peer until the deadline.
-                    errors.append(AuthenticationError(f"{me}: refused a connection: {e}"))
-                    raw.close()
-                    continue
-                names = cert_party_names(s.getpeercert() or {})
-                if claimed not in to_accept or claimed not in names:
-                    errors.append(
-                        AuthenticationError(
-                            f"{me}: refused a peer claiming to be '{claimed}' with a certificate for {sorted(names)}",
-                            party=claimed,
-                        )
-                    )
-                    s.close()
-                    continue
-                _hello(s, me)
-                s.settimeout(None)
-                links[claimed] = TcpLink(me, claimed, s, recv_timeout)
-                to_accept.discard(claimed)
-        except Exception as e:  # noqa: BLE001 - surfaced by the caller
-            errors.append(e)
-
-    acceptor = threading.Thread(target=accept_loop, daemon=True) if to_accept else None
-    if acceptor:
+    acceptor = _Acceptor(me, listener, sctx, to_accept, links, deadline, connect_timeout, recv_timeout) if to_accept else None
+    if acceptor is not None:
         acceptor.start()
-
-    for peer in to_dial:
-        host, port = addresses[peer]
-        last: Exception | None = None
-        while True:
-            if time.monotonic() > deadline:
-                for l in links.values():
-                    l.close()
-                raise PeerUnreachable(f"{me}: cannot reach party '{peer}' at {host}:{port} within {connect_timeout:g} s: {last}", party=peer)
-            try:
-                raw = socket.create_connection((host, port), timeout=max(0.5, deadline - time.monotonic()))
-            except OSError as e:
-                last = e
-                time.sleep(0.05)
-                continue
-            _tune(raw)
-            try:
-                s = cctx.wrap_socket(raw, server_hostname=peer)
-            except ssl.SSLCertVerificationError as e:
-                raw.close()
-                raise AuthenticationError(f"{me}: party '{peer}' at {host}:{port} presented an invalid certificate: {e.verify_message}", party=peer) from None
-            except (ssl.SSLError, OSError) as e:
-                raw.close()
-                raise AuthenticationError(f"{me}: TLS handshake with '{peer}' failed: {e}", party=peer) from None
-            try:
-                _hello(s, me)
-                answer = _read_hello(s)
-            except (OSError, ssl.SSLError, PeerClosed) as e:
-                s.close()
-                raise AuthenticationError(f"{me}: party '{peer}' refused this party's certificate: {e}", party=peer) from None
-            if answer != peer:
-                s.close()
-                raise AuthenticationError(f"{me}: dialled '{peer}' but it answered as '{answer}'", party=peer)
-            s.settimeout(None)
-            links[peer] = TcpLink(me, peer, s, recv_timeout)
-            break
-
-    if acceptor:
-        acceptor.join()
-        if to_accept:
-            for l in links.values():
-                l.close()
-            raise next((e for e in errors if not isinstance(e, AuthenticationError)), None) or (
-                errors[-1] if errors else PeerUnreachable(f"{me}: parties {sorted(to_accept)} never connected")
-            )
+    for peer in order[idx + 1 :]:
+        try:
+            links[peer] = _dial(me, peer, addresses[peer], cctx, deadline, connect_timeout, recv_timeout)
+        except PeerUnreachable:
+            for link in links.values():
+                link.close()
+            raise
+    if acceptor is not None:
+        acceptor.finish()
     if listener is not None:
         listener.close()
     return Communicator(me, {p: links[p] for p in order if p in links})
+
+
+class _Acceptor:
+    """Accepts the parties that dial `me` (those before it in the cluster order), in a thread."""
+
+    def __init__(self, me: str, listener: socket.socket | None, sctx: ssl.SSLContext, to_accept: set[str],
+                 links: dict[str, Link], deadline: float, connect_timeout: float, recv_timeout: float | None):
+        assert listener is not None
+        self.me, self.listener, self.sctx, self.to_accept = me, listener, sctx, to_accept
+        self.links, self.deadline, self.connect_timeout, self.recv_timeout = links, deadline, connect_timeout, recv_timeout
+        self.errors: list[Exception] = []
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def finish(self) -> None:
+        """Wait for the accepting thread; raise its failure if a party never connected."""
+        self.thread.join()
+        if self.to_accept:
+            for link in self.links.values():
+                link.close()
+            errors = self.errors
+            raise next((e for e in errors if not isinstance(e, AuthenticationError)), None) or (
+                errors[-1] if errors else PeerUnreachable(f"{self.me}: parties {sorted(self.to_accept)} never connected")
+            )
+
+    def _loop(self) -> None:
+        try:
+            self.listener.settimeout(0.2)
+            while self.to_accept:
+                if time.monotonic() > self.deadline:
+                    raise PeerUnreachable(
+                        f"{self.me}: parties {sorted(self.to_accept)} did not connect within {self.connect_timeout:g} s",
+                        party=sorted(self.to_accept)[0],
+                    )
+                try:
+                    raw, _ = self.listener.accept()
+                except socket.timeout:
+                    continue
+                self._admit(raw)
+        except Exception as e:  # noqa: BLE001 - surfaced by finish()
+            self.errors.append(e)
+
+    def _admit(self, raw: socket.socket) -> None:
+        me = self.me
+        raw.settimeout(max(1.0, self.deadline - time.monotonic()))
+        _tune(raw)
+        try:
+            s = self.sctx.wrap_socket(raw, server_side=True)
+            claimed = _read_hello(s)
+        except (ssl.SSLError, OSError, WireFormatError, PeerClosed) as e:
+            # A failed handshake (e.g. a certificate from another CA) is refused;
+            # keep waiting for the legitimate peer until the deadline.
+            self.errors.append(AuthenticationError(f"{me}: refused a connection: {e}"))
+            raw.close()
+            return
+        names = cert_party_names(s.getpeercert() or {})
+        if claimed not in self.to_accept or claimed not in names:
+            self.errors.append(
+                AuthenticationError(
+                    f"{me}: refused a peer claiming to be '{claimed}' with a certificate for {sorted(names)}",
+                    party=claimed,
+                )
+            )
+            s.close()
+            return
+        _hello(s, me)
+        s.settimeout(None)
+        self.links[claimed] = TcpLink(me, claimed, s, self.recv_timeout)
+        self.to_accept.discard(claimed)
+
+
+def _dial(me: str, peer: str, address: tuple[str, int], cctx: ssl.SSLContext, deadline: float,
+          connect_timeout: float, recv_timeout: float | None) -> TcpLink:
+    """Connect to `peer` (retrying until the deadline), check its certificate and its hello."""
+    host, port = address
+    last: Exception | None = None
+    while True:
+        if time.monotonic() > deadline:
+            raise PeerUnreachable(
+                f"{me}: cannot reach party '{peer}' at {host}:{port} within {connect_timeout:g} s: {last}", party=peer
+            )
+        try:
+            raw = socket.create_connection((host, port), timeout=max(0.5, deadline - time.monotonic()))
+        except OSError as e:
+            last = e
+            time.sleep(0.05)
+            continue
+        break
+    _tune(raw)
+    try:
+        s = cctx.wrap_socket(raw, server_hostname=peer)
+    except ssl.SSLCertVerificationError as e:
+        raw.close()
+        raise AuthenticationError(
+            f"{me}: party '{peer}' at {host}:{port} presented an invalid certificate: {e.verify_message}", party=peer
+        ) from None
+    except (ssl.SSLError, OSError) as e:
+        raw.close()
+        raise AuthenticationError(f"{me}: TLS handshake with '{peer}' failed: {e}", party=peer) from None
+    try:
+        _hello(s, me)
+        answer = _read_hello(s)
+    except (OSError, ssl.SSLError, PeerClosed) as e:
+        s.close()
+        raise AuthenticationError(f"{me}: party '{peer}' refused this party's certificate: {e}", party=peer) from None
+    if answer != peer:
+        s.close()
+        raise AuthenticationError(f"{me}: dialled '{peer}' but it answered as '{answer}'", party=peer)
+    s.settimeout(None)
+    return TcpLink(me, peer, s, recv_timeout)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -29,6 +30,8 @@ from ..net.tcp import TlsFiles
 
 @dataclass
 class PartySpec:
+    """One party of a cluster file: its name, address and (at that party) its certificate and key."""
+
     name: str
     host: str
     port: int
@@ -38,20 +41,35 @@ class PartySpec:
 
 @dataclass
 class ClusterConfig:
+    """A deployment's parties (in dial order), the cluster CA and the link timeouts.
+
+    >>> cfg = ClusterConfig.from_dict({"parties": {"bank": {"address": "10.0.0.1:9100"},
+    ...                                            "partner": {"address": "10.0.0.2:9100"}}, "ca": "/certs/ca.crt"})
+    >>> cfg.names, cfg.addresses()["partner"]
+    (['bank', 'partner'], ('10.0.0.2', 9100))
+    >>> cfg.tls_for("bank")
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.ConfigError: cluster config: party 'bank' needs 'cert' and 'key'
+    """
+
     parties: dict[str, PartySpec]
     ca: Path
     connect_timeout: float = 60.0
     recv_timeout: float | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
+        """The party names, in the cluster's order (earlier parties dial later ones)."""
         return list(self.parties)
 
     def addresses(self) -> dict[str, tuple[str, int]]:
+        """`{party: (host, port)}`."""
         return {n: (p.host, p.port) for n, p in self.parties.items()}
 
     def tls_for(self, me: str) -> TlsFiles:
+        """The TLS files of party `me`, checked to exist."""
         p = self.parties.get(me)
         if p is None:
             raise ConfigError(f"party '{me}' is not in the cluster config (parties: {self.names})")
@@ -63,7 +81,8 @@ class ClusterConfig:
         return TlsFiles(ca=self.ca, cert=p.cert, key=p.key)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "ClusterConfig":
+    def load(cls, path: str | os.PathLike[str]) -> ClusterConfig:
+        """Read a cluster YAML file; relative paths are resolved against its folder."""
         path = Path(path)
         try:
             raw = yaml.safe_load(path.read_text())
@@ -74,17 +93,18 @@ class ClusterConfig:
         return cls.from_dict(raw, base=path.parent)
 
     @classmethod
-    def from_dict(cls, raw: dict, base: Path | None = None) -> "ClusterConfig":
+    def from_dict(cls, raw: dict[str, Any], base: Path | None = None) -> ClusterConfig:
+        """Build from the parsed YAML mapping; `ConfigError` names what is missing or wrong."""
         base = base or Path.cwd()
         if not isinstance(raw, dict) or not isinstance(raw.get("parties"), dict) or not raw["parties"]:
             raise ConfigError("cluster config needs a non-empty 'parties' mapping")
         if "ca" not in raw:
             raise ConfigError("cluster config needs 'ca' (the cluster CA certificate)")
 
-        def res(p):
+        def res(p: str | None) -> Path | None:
             return None if p is None else (Path(p) if Path(p).is_absolute() else base / p)
 
-        parties = {}
+        parties: dict[str, PartySpec] = {}
         for name, spec in raw["parties"].items():
             check_party_name(name)
             if not isinstance(spec, dict) or "address" not in spec:
@@ -94,10 +114,13 @@ class ClusterConfig:
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ConfigError(f"cluster config: party '{name}' has a bad address {addr!r} (want host:port)")
             parties[name] = PartySpec(name, host, int(port), res(spec.get("cert")), res(spec.get("key")))
+        ca = res(raw["ca"])
+        if ca is None:
+            raise ConfigError("cluster config needs 'ca' (the cluster CA certificate)", field="ca")
         known = {"parties", "ca", "connect_timeout", "recv_timeout"}
         return cls(
             parties=parties,
-            ca=res(raw["ca"]),
+            ca=ca,
             connect_timeout=float(raw.get("connect_timeout", 60.0)),
             recv_timeout=float(raw["recv_timeout"]) if raw.get("recv_timeout") is not None else None,
             extra={k: v for k, v in raw.items() if k not in known},

@@ -7,21 +7,32 @@ handles. Nothing in an algorithm knows whether it runs in simulation or deployed
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.prg import Prg, new_seed
 from ..net.link import Communicator
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .device import PartyDevice
 
 
 class PartyContext:
     """One party's runtime state.
 
     Attributes: `me` (this party's name), `parties` (all parties, in cluster order),
-    `comm` (the party's links and counters).
+    `comm` (the party's links and counters; only `runtime/` and `mpc/` use it — the
+    layers above move data through `jointml.runtime.collectives`).
+
+    >>> def prog(ctx):
+    ...     return ctx.me, ctx.parties, ctx.next_uid("t:")
+    >>> simulate(prog, ["alice", "bob"], mode="thread")["bob"]
+    ('bob', ['alice', 'bob'], 't:1')
     """
 
-    def __init__(self, me: str, parties: list[str], comm: Communicator, options: dict | None = None):
+    def __init__(self, me: str, parties: list[str], comm: Communicator, options: dict[str, Any] | None = None):
         if me not in parties:
             raise ConfigError(f"party '{me}' is not in the cluster {parties}")
         self.me = me
@@ -32,7 +43,8 @@ class PartyContext:
         self._uid = 0
 
     # -- devices -----------------------------------------------------------
-    def party(self, name: str) -> "PartyDevice":
+    def party(self, name: str) -> PartyDevice:
+        """The device of party `name` (plaintext computation at that party)."""
         from .device import PartyDevice
 
         if name not in self.parties:
@@ -40,7 +52,7 @@ class PartyContext:
         return PartyDevice(self, name)
 
     def next_uid(self, prefix: str) -> str:
-        """A tag prefix identical at every party (they run the same program)."""
+        """A tag identical at every party (they run the same program): `prefix` + a counter."""
         self._uid += 1
         return f"{prefix}{self._uid}"
 
@@ -50,14 +62,12 @@ class PartyContext:
 
         Called by both `a` and `b` at the same point of the program."""
         if self.me not in (a, b):
-            raise ValueError(f"{self.me} is not one of {a}, {b}")
+            raise ConfigError(f"{self.me} is not one of {a}, {b}", party=self.me)
         key = tuple(sorted((a, b))) + (label,)
         if key in self._pair_seeds:
             return self._pair_seeds[key]
         first, second = sorted((a, b), key=self.parties.index)
         tag = f"seed:{first}:{second}:{label}"
-        import numpy as np
-
         if self.me == first:
             seed = new_seed()
             self.comm.send(second, tag, np.frombuffer(seed, dtype=np.uint8))
@@ -67,7 +77,21 @@ class PartyContext:
         return seed
 
     def prg_with(self, peer: str, label: str) -> Prg:
+        """A PRG whose stream only this party and `peer` can draw (same `label` at both)."""
         return Prg(self.shared_seed(self.me, peer, label), stream=label)
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> dict[str, int]:
+        """This party's traffic counters: bytes and messages sent and received, rounds.
+
+        >>> def prog(ctx):
+        ...     ctx.reset_stats()
+        ...     ctx.party("alice").run(lambda: np.zeros(2)).to(ctx.party("bob"))
+        ...     return ctx.stats()["msgs_sent"]
+        >>> simulate(prog, ["alice", "bob"], mode="thread")
+        {'alice': 1, 'bob': 0}
+        """
         return self.comm.stats()
+
+    def reset_stats(self) -> None:
+        """Zero the traffic counters (benchmarks measure one phase)."""
+        self.comm.reset_stats()

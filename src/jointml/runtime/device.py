@@ -8,19 +8,34 @@ sends the plaintext to that party (a deliberate reveal).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 import numpy as np
 
 from ..core.errors import JointMLError, NotOwnerError
 
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import PartyContext
+
+__all__ = ["NotOwnerError", "PartyDevice", "PartyObject"]
+
 
 class PartyObject:
-    """A value held in plaintext by one party."""
+    """A value held in plaintext by one party.
+
+    >>> def prog(ctx):
+    ...     x = ctx.party("alice").run(lambda: np.arange(3))
+    ...     return x.owner, x.is_local, repr(x)
+    >>> out = simulate(prog, ["alice", "bob"], mode="thread")
+    >>> out["alice"]
+    ('alice', True, 'PartyObject(owner=alice, ndarray)')
+    >>> out["bob"]
+    ('alice', False, 'PartyObject(owner=alice, <remote>)')
+    """
 
     __slots__ = ("device", "_value")
 
-    def __init__(self, device: "PartyDevice", value: Any = None):
+    def __init__(self, device: Union["PartyDevice", "_DetachedDevice"], value: Any = None):
         self.device = device
         self._value = value
 
@@ -30,19 +45,21 @@ class PartyObject:
 
     @property
     def is_local(self) -> bool:
-        return self.device.ctx.me == self.device.name
+        """True at the owner, the only party that holds the value."""
+        return bool(self.device.ctx.me == self.device.name)
 
     @property
     def value(self) -> Any:
+        """The plaintext (at the owner only; `NotOwnerError` elsewhere)."""
         if not self.is_local:
             raise NotOwnerError(f"the value of an object owned by '{self.owner}' is not available at '{self.device.ctx.me}'")
         return self._value
 
-    def to(self, device, **kw):
+    def to(self, device: Any, **kw: Any) -> Any:
         """Transfer to another device (secret-share to an MPC device, or send the plaintext to a party)."""
         return device.transfer_in(self, **kw)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, tuple[str, str, Any]]:
         # A program may return a PartyObject to the launcher (same machine, same party):
         # what travels is the owner's name and, at the owner only, the value.
         return (_detached, (self.owner, self.device.ctx.me, self._value if self.is_local else None))
@@ -64,28 +81,33 @@ class _DetachedDevice:
         self.name = name
         self.ctx = _DetachedContext(me)
 
-    def transfer_in(self, obj, **kw):
+    def transfer_in(self, obj: PartyObject, **kw: Any) -> PartyObject:
         raise NotOwnerError("a PartyObject returned from a finished program cannot be transferred")
 
 
-def _detached(owner: str, me: str, value) -> "PartyObject":
+def _detached(owner: str, me: str, value: Any) -> "PartyObject":
     return PartyObject(_DetachedDevice(owner, me), value)
 
 
 class PartyDevice:
     """Plaintext computation at one party.
 
-    >>> # inside an SPMD program `def prog(ctx): ...`
-    >>> # x = ctx.party("alice").run(np.arange, 3)   # value only at alice
+    >>> def prog(ctx):
+    ...     x = ctx.party("alice").run(np.arange, 3)         # value only at alice
+    ...     y = x.to(ctx.party("bob"))                        # an explicit reveal to bob
+    ...     return y.value.tolist() if ctx.me == "bob" else None
+    >>> simulate(prog, ["alice", "bob"], mode="thread")["bob"]
+    [0, 1, 2]
     """
 
-    def __init__(self, ctx, name: str):
+    def __init__(self, ctx: "PartyContext", name: str):
         self.ctx = ctx
         self.name = name
 
-    def run(self, fn: Callable, *args, **kwargs) -> PartyObject:
+    def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> PartyObject:
         """Run `fn` at this party only; PartyObject arguments of this party are unwrapped."""
-        def unwrap(a):
+
+        def unwrap(a: Any) -> Any:
             if isinstance(a, PartyObject):
                 if a.owner != self.name:
                     raise NotOwnerError(
@@ -107,7 +129,7 @@ class PartyDevice:
         """Wrap a value that this party already holds (ignored elsewhere)."""
         return PartyObject(self, value if self.ctx.me == self.name else None)
 
-    def transfer_in(self, obj: PartyObject, **kw) -> PartyObject:
+    def transfer_in(self, obj: PartyObject, **kw: Any) -> PartyObject:
         """Send a plaintext ndarray from its owner to this party (an explicit reveal)."""
         if obj.owner == self.name:
             return obj

@@ -24,19 +24,33 @@ import time
 import traceback
 from typing import Any, Callable
 
+from ..core.errors import ConfigError, JointMLError, LinkError, ParameterError
 from ..core.memory import tune_allocator, warm_heap
-from ..core.errors import ConfigError, JointMLError, LinkError, PeerAborted, PeerClosed
 from ..net.certs import check_party_name, create_dev_pki
 from ..net.link import Communicator, InProcessLink
 from ..net.tcp import TlsFiles, connect_all
 from .cluster import ClusterConfig
 from .context import PartyContext
 
+#: A party's failure as reported to the launcher: (error type, message, traceback).
+Failure = tuple[str, str, str]
+
 
 class PartyFailed(JointMLError):
-    """A party's program raised; carries the party, the error type and its traceback."""
+    """A party's program raised; carries the party, the error type and its traceback.
 
-    def __init__(self, party: str, error_type: str, message: str, tb: str = "", others: dict | None = None):
+    >>> def prog(ctx):
+    ...     if ctx.me == "bob":
+    ...         raise KeyError("no column 'age'")
+    ...     return 1
+    >>> try:
+    ...     simulate(prog, ["alice", "bob"], mode="thread")
+    ... except PartyFailed as e:
+    ...     print(e.party, e.error_type)
+    bob KeyError
+    """
+
+    def __init__(self, party: str, error_type: str, message: str, tb: str = "", others: dict[str, Failure] | None = None):
         where = ""
         frames = [l.strip() for l in tb.splitlines() if l.strip().startswith("File ")]
         if frames:
@@ -57,7 +71,7 @@ def _goodbye(comm: Communicator) -> None:
         comm.link(p).recv("__bye__")
 
 
-def _run_in_context(fn, ctx: PartyContext, args, kwargs):
+def _run_in_context(fn: Callable[..., Any], ctx: PartyContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     try:
         result = fn(ctx, *args, **kwargs)
         _goodbye(ctx.comm)
@@ -70,7 +84,7 @@ def _run_in_context(fn, ctx: PartyContext, args, kwargs):
         ctx.comm.close()
 
 
-def _pick_root(failures: dict[str, tuple[str, str, str]]) -> tuple[str, tuple[str, str, str]]:
+def _pick_root(failures: dict[str, Failure]) -> tuple[str, Failure]:
     """The party whose failure is the cause, not a consequence (peer closed/aborted).
 
     When every party raises the same validation error (checks that make all parties fail
@@ -98,11 +112,11 @@ def simulate(
     parties: list[str],
     *,
     mode: str = "process",
-    args: tuple = (),
-    kwargs: dict | None = None,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
     timeout: float | None = 600.0,
     recv_timeout: float | None = None,
-    options: dict | None = None,
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run `fn(ctx, *args, **kwargs)` at every party; returns {party: result}.
 
@@ -118,19 +132,27 @@ def simulate(
         return _simulate_threads(fn, parties, args, kwargs, timeout, recv_timeout, options)
     if mode == "process":
         return _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, options)
-    raise ValueError(f"mode must be 'process' or 'thread', got {mode!r}")
+    raise ParameterError(f"mode must be 'process' or 'thread', got {mode!r}", field="mode")
 
 
-def _simulate_threads(fn, parties, args, kwargs, timeout, recv_timeout, options):
+def _simulate_threads(
+    fn: Callable[..., Any],
+    parties: list[str],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    timeout: float | None,
+    recv_timeout: float | None,
+    options: dict[str, Any] | None,
+) -> dict[str, Any]:
     links: dict[str, dict[str, InProcessLink]] = {p: {} for p in parties}
     for i, a in enumerate(parties):
         for b in parties[i + 1 :]:
             la, lb = InProcessLink.pair(a, b, recv_timeout)
             links[a][b], links[b][a] = la, lb
     results: dict[str, Any] = {}
-    failures: dict[str, tuple[str, str, str]] = {}
+    failures: dict[str, Failure] = {}
 
-    def worker(me):
+    def worker(me: str) -> None:
         ctx = PartyContext(me, parties, Communicator(me, links[me]), options)
         try:
             results[me] = _run_in_context(fn, ctx, args, kwargs)
@@ -164,7 +186,19 @@ def _limit_blas_threads(n_processes: int) -> None:
     threadpool_limits(max(1, (os.cpu_count() or 1) // n_processes), user_api="blas")
 
 
-def _child_main(me, parties, addresses, listener, tls, fn, args, kwargs, recv_timeout, options, out):
+def _child_main(
+    me: str,
+    parties: list[str],
+    addresses: dict[str, tuple[str, int]],
+    listener: socket.socket,
+    tls: TlsFiles,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    recv_timeout: float | None,
+    options: dict[str, Any] | None,
+    out: Any,
+) -> None:
     try:
         # Own process group: the launcher reaps whatever this party started (worker
         # pools) even if the party is killed before it could shut them down.
@@ -182,7 +216,7 @@ def _child_main(me, parties, addresses, listener, tls, fn, args, kwargs, recv_ti
         try:
             # The queue pickles in a background thread and drops what fails: check here so
             # an unreturnable result is an error, not a silent hang.
-            import pickle
+            import pickle  # noqa: TID251 - local check of what the launcher's queue will pickle; nothing crosses a link
 
             pickle.dumps(result)
         except Exception as e:  # noqa: BLE001
@@ -207,7 +241,7 @@ def _reap_group(pgid: int | None) -> None:
         pass
 
 
-def _mp_context():
+def _mp_context() -> Any:
     """fork on POSIX: fast (no re-import) and it runs programs defined anywhere (closures,
     notebooks), which spawn cannot pickle. Parties use only the state they create after
     the fork; JOINTML_START_METHOD=spawn|forkserver overrides."""
@@ -215,18 +249,27 @@ def _mp_context():
     return mp.get_context(method)
 
 
-def _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, options):
+def _simulate_processes(
+    fn: Callable[..., Any],
+    parties: list[str],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    timeout: float | None,
+    recv_timeout: float | None,
+    options: dict[str, Any] | None,
+) -> dict[str, Any]:
     tmp = tempfile.mkdtemp(prefix="jointml-pki-")
+    procs: dict[str, Any] = {}
     try:
         certs = create_dev_pki(tmp, parties, days=1)
-        listeners, addresses = {}, {}
+        listeners: dict[str, socket.socket] = {}
+        addresses: dict[str, tuple[str, int]] = {}
         for p in parties:
             s = socket.create_server(("127.0.0.1", 0))
             listeners[p] = s
             addresses[p] = ("127.0.0.1", s.getsockname()[1])
         ctxmp = _mp_context()
         out = ctxmp.Queue()
-        procs = {}
         for p in parties:
             tls = TlsFiles(ca=certs[p].ca, cert=certs[p].cert, key=certs[p].key)
             pr = ctxmp.Process(
@@ -241,36 +284,7 @@ def _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, option
             procs[p] = pr
         for s in listeners.values():
             s.close()
-        results: dict[str, Any] = {}
-        failures: dict[str, tuple[str, str, str]] = {}
-        deadline = None if timeout is None else time.monotonic() + timeout
-        grace_until = None
-        while len(results) + len(failures) < len(parties):
-            now = time.monotonic()
-            if deadline is not None and now > deadline:
-                break
-            if grace_until is not None and now > grace_until:
-                break
-            try:
-                kind, p, payload = out.get(timeout=0.1)
-            except queue.Empty:
-                # A child that died without reporting (killed, segfault) is a failure too.
-                for p, pr in procs.items():
-                    if p not in results and p not in failures and not pr.is_alive() and pr.exitcode is not None:
-                        try:
-                            kind, q, payload = out.get(timeout=0.5)
-                            (results if kind == "ok" else failures)[q] = payload
-                        except queue.Empty:
-                            failures[p] = ("ProcessDied", f"process exited with code {pr.exitcode} without a result", "")
-                if failures and grace_until is None:
-                    grace_until = time.monotonic() + 10.0
-                continue
-            if kind == "ok":
-                results[p] = payload
-            else:
-                failures[p] = payload
-                if grace_until is None:
-                    grace_until = time.monotonic() + 10.0
+        results, failures = _collect(out, procs, parties, timeout)
         for pr in procs.values():
             pr.join(timeout=2.0)
             if pr.is_alive():
@@ -284,7 +298,7 @@ def _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, option
             raise TimeoutError(f"simulation did not finish within {timeout} s (parties still running: {missing})")
         return {p: results[p] for p in parties}
     finally:
-        for pr in locals().get("procs", {}).values():
+        for pr in procs.values():
             if pr.is_alive():
                 pr.kill()
                 pr.join(timeout=2.0)
@@ -292,14 +306,69 @@ def _simulate_processes(fn, parties, args, kwargs, timeout, recv_timeout, option
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_party(fn: Callable[..., Any], me: str, cluster: ClusterConfig | str, *args, options: dict | None = None, **kwargs) -> Any:
-    """Run one party of a real deployment: connect to the others over mutual TLS and run `fn`."""
+def _collect(
+    out: Any, procs: dict[str, Any], parties: list[str], timeout: float | None
+) -> tuple[dict[str, Any], dict[str, Failure]]:
+    """Read the parties' reports until all reported, the timeout passed, or 10 s after a failure."""
+    results: dict[str, Any] = {}
+    failures: dict[str, Failure] = {}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    grace_until: float | None = None
+    while len(results) + len(failures) < len(parties):
+        now = time.monotonic()
+        if deadline is not None and now > deadline:
+            break
+        if grace_until is not None and now > grace_until:
+            break
+        try:
+            kind, p, payload = out.get(timeout=0.1)
+        except queue.Empty:
+            _check_dead(out, procs, results, failures)
+            if failures and grace_until is None:
+                grace_until = time.monotonic() + 10.0
+            continue
+        if kind == "ok":
+            results[p] = payload
+        else:
+            failures[p] = payload
+            if grace_until is None:
+                grace_until = time.monotonic() + 10.0
+    return results, failures
+
+
+def _check_dead(out: Any, procs: dict[str, Any], results: dict[str, Any], failures: dict[str, Failure]) -> None:
+    """A child that died without reporting (killed, segfault) is a failure too."""
+    for p, pr in procs.items():
+        if p not in results and p not in failures and not pr.is_alive() and pr.exitcode is not None:
+            try:
+                kind, q, payload = out.get(timeout=0.5)
+                (results if kind == "ok" else failures)[q] = payload
+            except queue.Empty:
+                failures[p] = ("ProcessDied", f"process exited with code {pr.exitcode} without a result", "")
+
+
+def run_party(
+    fn: Callable[..., Any],
+    me: str,
+    cluster: ClusterConfig | str,
+    *args: Any,
+    options: dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Run one party of a real deployment: connect to the others over mutual TLS and run `fn`.
+
+    >>> run_party(lambda ctx: None, "bank", ClusterConfig.from_dict({"parties": {"bank": {"address": "h:1"}}, "ca": "ca.crt"}))
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.ConfigError: cluster config: party 'bank' needs 'cert' and 'key'
+    """
     tune_allocator()
     if not isinstance(cluster, ClusterConfig):
         cluster = ClusterConfig.load(cluster)
     tls = cluster.tls_for(me)
     comm = connect_all(
-        me, cluster.addresses(), tls, connect_timeout=cluster.connect_timeout, recv_timeout=cluster.recv_timeout, order=cluster.names
+        me, cluster.addresses(), tls, connect_timeout=cluster.connect_timeout, recv_timeout=cluster.recv_timeout,
+        order=cluster.names,
     )
     ctx = PartyContext(me, cluster.names, comm, options)
     return _run_in_context(fn, ctx, args, kwargs)
