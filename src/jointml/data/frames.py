@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import DataError
+from ..core.optional import require
 from ..runtime.collectives import agree, broadcast
 from ..runtime.context import PartyContext
 from ..runtime.device import PartyObject
@@ -64,6 +65,9 @@ def _exchange_info(ctx: PartyContext, parts: dict[str, PartyObject]) -> dict[str
 def _read_table(path: str, party: str, **kw) -> pd.DataFrame:
     if not os.path.exists(path):
         raise DataError(f"party '{party}': input file not found: {path}")
+    if str(path).endswith((".parquet", ".pq")):
+        # before the try: a missing extra is a configuration error, not a bad file
+        require("pyarrow", "parquet", feature="reading Parquet files")
     try:
         if str(path).endswith((".parquet", ".pq")):
             return pd.read_parquet(path, **kw)
