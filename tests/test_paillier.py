@@ -23,7 +23,8 @@ from jointml.he import (
     pack,
     unpack,
 )
-from jointml.he import paillier, parallel
+from jointml.core import workers as parallel
+from jointml.he import paillier
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import pytest
 from jointml.net.link import InProcessLink
 from jointml.psi import DuplicateKeyError, PsiError, psi_align, psi_frame
 from jointml.psi import _curve, _keys, ecdh
-from jointml.psi._pool import CHUNK, CurvePool
+from jointml.core.workers import WorkerPool as CurvePool
+from jointml.psi._curve import CHUNK
 from jointml.runtime import PartyFailed, simulate
 
 TWO = ["bank", "partner"]
@@ -316,7 +317,7 @@ def test_docstring_examples():
 
     import jointml.bench.psi as bench_psi
     from jointml.psi import _keys as keys_mod
-    from jointml.psi import _pool
+    from jointml.core import workers as _pool
 
     for mod in (ecdh, _curve, keys_mod, _pool, bench_psi):
         r = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)

@@ -113,7 +113,9 @@ from ..runtime.context import PartyContext
 from ..runtime.device import PartyObject
 from . import _curve
 from ._keys import DIGEST_BYTES, DuplicateKeyError, KeyDataError, check_unique, digest_keys
-from ._pool import CHUNK, CurvePool, resolve_n_jobs
+from ..core.workers import WorkerPool as CurvePool
+from ..core.workers import resolve_n_jobs
+from ._curve import CHUNK
 
 PROTOCOL = "jointml-ecdh-psi-x25519-v1"
 PT = _curve.POINT_BYTES
