@@ -238,12 +238,14 @@ def encrypt_packed(
     signed: bool = True,
     method: str = "djn",
     n_jobs: int | None = None,
+    nonces: Any = None,
 ) -> EncryptedArray:
     """Encrypt the last axis of ``values`` packed into one ciphertext per row.
 
     Values are fixed-point encoded first (``frac_bits`` defaults to 0 for integers and
     32 for floats), so ``slot_bits`` must cover ``value bits + headroom (+1 if signed)``.
-    ``sk.decrypt`` returns the original shape.
+    ``sk.decrypt`` returns the original shape. ``nonces`` (one per row, from a
+    :class:`~jointml.he.NoncePool`) make each encryption one multiplication.
 
     >>> from jointml.he import generate_keypair
     >>> pk, sk = generate_keypair(512)
@@ -262,7 +264,7 @@ def encrypt_packed(
     slots = to_fixed(arr, frac_bits)
     bound = layout.check_values(slots)
     return public_key.encrypt_encoded(
-        layout.pack(slots), frac_bits, bound=bound, layout=layout, method=method, n_jobs=n_jobs
+        layout.pack(slots), frac_bits, bound=bound, layout=layout, method=method, n_jobs=n_jobs, nonces=nonces
     )
 
 

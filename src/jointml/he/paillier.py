@@ -225,12 +225,14 @@ class PublicKey:
         *,
         method: str = "djn",
         n_jobs: int | None = None,
+        nonces: Sequence[mpz] | None = None,
     ) -> EncryptedArray:
         """Encrypt a number or array (floats, ints, negatives) element by element.
 
         ``frac_bits`` defaults to 0 for integer input (decrypts to ints) and 32 for
         floats.  ``method`` is ``"djn"`` (fast) or ``"textbook"``.  Arrays of at least
         ``ENCRYPT_PARALLEL_THRESHOLD[method]`` elements use ``n_jobs`` processes (default: all cores).
+        ``nonces`` (one per value, from :class:`NoncePool`) make each encryption one multiplication.
 
         >>> pk, sk = generate_keypair(512)
         >>> sk.decrypt(pk.encrypt([[1, -2], [3, 4]])).tolist()
@@ -240,7 +242,7 @@ class PublicKey:
             frac_bits = default_frac_bits(x)
         signed = to_fixed(x, frac_bits)
         bound = check_range(signed, self.n)
-        return self.encrypt_encoded(signed, frac_bits, bound=bound, method=method, n_jobs=n_jobs)
+        return self.encrypt_encoded(signed, frac_bits, bound=bound, method=method, n_jobs=n_jobs, nonces=nonces)
 
     def encrypt_encoded(
         self,
@@ -251,6 +253,7 @@ class PublicKey:
         layout: SlotLayout | None = None,
         method: str = "djn",
         n_jobs: int | None = None,
+        nonces: Sequence[mpz] | None = None,
     ) -> EncryptedArray:
         """Encrypt already-encoded signed integers (an object array) as an EncryptedArray.
 
@@ -264,7 +267,7 @@ class PublicKey:
         arr = np.asarray(signed, dtype=object)
         n = self.n
         residues = [int(v) % n for v in arr.ravel().tolist()]
-        cts = self.encrypt_residues(residues, method=method, n_jobs=n_jobs)
+        cts = self.encrypt_residues(residues, method=method, n_jobs=n_jobs, nonces=nonces)
         return EncryptedArray(self, _object_array(cts, arr.shape), frac_bits, bound, layout)
 
     def encrypt_residues(
