@@ -199,13 +199,14 @@ class HeArray:
         return self.data is not None
 
     def group_sum(self, codes: PartyObject, n_bins: Sequence[int], *, groups: PartyObject | None = None,
-                  n_groups: int = 1) -> HeArray:
+                  n_groups: int = 1, rows: PartyObject | None = None) -> HeArray:
         """Encrypted sums per (group, column, bin), at the owner of `codes`.
 
         `codes` (rows, columns) holds each row's bin per column (``< n_bins[j]``) and
         `groups` (rows,) each row's group (``< n_groups``; default: one group), both in
-        plaintext at one party that holds the ciphertexts (one per row, packed or not).
-        The result is flat, group-major then column then bin, located at that party
+        plaintext at one party that holds the ciphertexts (one per row, packed or not);
+        `rows` (at the same party) selects the rows that take part, in the order of
+        `codes` (default: all). The result is flat, group-major then column then bin, located at that party
         only. No message is sent.
         """
         p = codes.owner
@@ -222,8 +223,12 @@ class HeArray:
         c = c.reshape(-1, 1) if c.ndim == 1 else c
         nb = np.asarray(n_bins, dtype=np.int64)
         g = np.zeros(len(c), np.int64) if groups is None else np.asarray(groups.value, np.int64)
-        _check_codes(c, nb, g, n_groups, enc.size, p)
         wire = self._wire if self._wire is not None else enc.to_wire()
+        if rows is not None:
+            if rows.owner != p:
+                raise ParameterError(f"rows must be at '{p}', not at '{rows.owner}'", field="rows")
+            wire = wire[np.asarray(rows.value, dtype=np.int64)]
+        _check_codes(c, nb, g, n_groups, len(wire), p)
         sums = grouped_sums(wire, enc.public_key.nsq, c, g, n_groups, nb, n_jobs=self.device.n_jobs)
         data = np.empty(len(sums), dtype=object)
         data[:] = sums
