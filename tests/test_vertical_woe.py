@@ -6,7 +6,7 @@ import pytest
 
 from jointml.data.frames import DataError, from_pandas
 from jointml.data.preprocessing import woe_iv_from_counts
-from jointml.data.vertical_woe import merge_map, vertical_woe
+from jointml.data.secure.woe import merge_map, vertical_woe
 from jointml.mpc import MpcDevice
 from jointml.runtime import PartyFailed, simulate
 
