@@ -10,7 +10,6 @@ from jointml.data.secure.woe import merge_map, vertical_woe
 from jointml.mpc import MpcDevice
 from jointml.runtime import PartyFailed, simulate
 
-
 BANK_COLS = ["creditability", "status_of_existing_checking_account", "duration_in_month", "credit_history", "credit_amount"]
 
 

@@ -38,7 +38,6 @@ from typing import TYPE_CHECKING, Any
 
 import gmpy2
 import numpy as np
-
 from gmpy2 import mpz
 
 from ..core.errors import CryptoError, ParameterError

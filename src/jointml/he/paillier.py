@@ -61,8 +61,8 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-from . import parallel
 from ..core.errors import CryptoError, ParameterError
+from . import parallel
 from .encoding import (
     DEFAULT_FRAC_BITS,
     _object_array,

@@ -1,7 +1,7 @@
 """Curve25519 kernels for ECDH-PSI: hash-to-curve, scalar multiplication, point checks.
 
-These functions run inside the party's local process-pool workers (see `jointml.core.workers`), so
-this module imports only the standard library, numpy, gmpy2 and `cryptography`:
+These functions run inside the party's local process-pool workers (see
+`jointml.core.workers`), so this module imports only the standard library, numpy, gmpy2 and `cryptography`:
 a spawned worker starts in a fraction of a second.
 
 Group and encoding

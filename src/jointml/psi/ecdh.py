@@ -109,13 +109,13 @@ import pandas as pd
 
 from ..core.errors import ConfigError, JointMLError, WireFormatError
 from ..core.prg import Prg
+from ..core.workers import WorkerPool as CurvePool
+from ..core.workers import resolve_n_jobs
 from ..runtime.context import PartyContext
 from ..runtime.device import PartyObject
 from . import _curve
-from ._keys import DIGEST_BYTES, DuplicateKeyError, KeyDataError, check_unique, digest_keys
-from ..core.workers import WorkerPool as CurvePool
-from ..core.workers import resolve_n_jobs
 from ._curve import CHUNK
+from ._keys import DIGEST_BYTES, DuplicateKeyError, KeyDataError, check_unique, digest_keys
 
 PROTOCOL = "jointml-ecdh-psi-x25519-v1"
 PT = _curve.POINT_BYTES

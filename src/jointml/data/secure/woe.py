@@ -36,7 +36,6 @@ What each party learns:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -45,10 +44,8 @@ from ...he import HeArray, HeDevice
 from ...runtime.collectives import agree, broadcast, send_to
 from ..frames import DataError, VDataFrame
 from ..preprocessing import (
-    ChiMergeBinner,
     EqualFrequencyBinner,
     EqualWidthBinner,
-    TreeBinner,
     chimerge_from_counts,
     tree_splits_from_counts,
     woe_iv_from_counts,
@@ -100,7 +97,8 @@ def final_counts(mapping: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple
     [[1, 5], [4, 11]]
     """
     nb = int(mapping.max()) + 1
-    return np.bincount(mapping, weights=pos, minlength=nb).astype(np.int64), np.bincount(mapping, weights=neg, minlength=nb).astype(np.int64)
+    return (np.bincount(mapping, weights=pos, minlength=nb).astype(np.int64),
+            np.bincount(mapping, weights=neg, minlength=nb).astype(np.int64))
 
 
 @dataclass
@@ -140,7 +138,9 @@ class VerticalWOE:
         if missing:
             raise DataError(f"party '{party}': columns {missing} missing for the WOE transform")
         pre = np.asarray(b.transform(df[cols]))
-        return np.stack([self.col[c].prebin_to_bin[pre[:, j]] for j, c in enumerate(cols)], axis=1) if cols else np.zeros((len(df), 0), np.int64)
+        if not cols:
+            return np.zeros((len(df), 0), np.int64)
+        return np.stack([self.col[c].prebin_to_bin[pre[:, j]] for j, c in enumerate(cols)], axis=1)
 
     def transform(self, ctx, vdf: VDataFrame, mpc=None) -> dict:
         """WOE features per party: PartyObjects (plaintext at the owner) or, for feature
@@ -151,7 +151,8 @@ class VerticalWOE:
                 continue
             if party == self.label_owner or self.woe_to_owner:
                 out[party] = ctx.party(party).run(
-                    lambda df, p=party, cs=cols: np.stack([self.col[c].woe[self.bin_indices(p, df)[:, j]] for j, c in enumerate(cs)], axis=1),
+                    lambda df, p=party, cs=cols: np.stack(
+                        [self.col[c].woe[self.bin_indices(p, df)[:, j]] for j, c in enumerate(cs)], axis=1),
                     vdf.parts[party],
                 )
             else:

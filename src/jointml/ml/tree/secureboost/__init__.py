@@ -19,7 +19,8 @@ Framework", IEEE Intell. Syst. 2021, with XGBoost's objective):
 2. Level by level, each feature holder bins its features locally (quantiles,
    ``max_bin``; a bin for missing values) and sums the encrypted (g, h) pairs of the
    rows of each node per (feature, bin): products of ciphertexts mod ``n^2``, over both
-   cores (:meth:`jointml.he.HeArray.group_sum`, :mod:`jointml.he.grouped`).  Histogram subtraction: of two sibling nodes only the one
+   cores (:meth:`jointml.he.HeArray.group_sum`, :mod:`jointml.he.grouped`).  Histogram
+   subtraction: of two sibling nodes only the one
    with fewer sampled rows is summed; the label holder derives the other in plaintext
    as parent minus sibling.  The bin sums are compressed (many (g, h) pairs folded into
    one ciphertext), **re-randomised**, and sent back.

@@ -198,8 +198,8 @@ class _SecureBoostBase(SecureEstimator):
         ``eval_set=(X_val, y_val)`` enables early stopping (``early_stopping_rounds``) on
         the validation loss, computed at the label holder with joint prediction.
         """
-        self._check_device()
         self._validate_params()
+        self._check_device()
         ctx = self.ctx
         if y is None:
             raise SecureBoostError("fit needs y: the labels as a PartyObject of the label holder")
@@ -489,7 +489,7 @@ class _SecureBoostBase(SecureEstimator):
 
     def _apply_splits(self, st: dict, lv: dict, tr: dict, decisions: list | None) -> bool:
         """New nodes, directions from the split owners, new positions; False when no node split."""
-        ctx, me, label = self.ctx, self.ctx.me, self.label_owner_
+        me, label = self.ctx.me, self.label_owner_
         seen = self._send_decisions(st, lv, decisions)
         bins, pos = st["bins"], lv["pos"]
         new_frontier, par_of_new, my_nodes = [], {}, []
