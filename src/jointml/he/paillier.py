@@ -395,7 +395,8 @@ class PublicKey:
         (3, 128)
         """
         width = self.ciphertext_bytes
-        blob = ints_to_bytes(cts, width)
+        # one join into a bytearray: a writable array without a second copy
+        blob = bytearray().join(mpz(v).to_bytes(width, "big") for v in cts)
         return np.frombuffer(blob, dtype=np.uint8).reshape(len(blob) // width, width)
 
     def ciphertexts_from_wire(self, buf: Any, count: int | None = None, *, party: str | None = None) -> list[mpz]:
