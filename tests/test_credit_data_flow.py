@@ -9,7 +9,7 @@ import pytest
 from jointml.data.frames import VDataFrame
 from jointml.data.preprocessing import woe_iv_from_counts
 from jointml.data.secure.stats import corr, describe
-from jointml.data.vertical_woe import vertical_woe
+from jointml.data.secure.woe import vertical_woe
 from jointml.demo.credit_demo import make_demo_files
 from jointml.mpc import MpcDevice
 from jointml.psi import psi_frame

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import jointml.he as he
+from jointml.core import workers as parallel
 from jointml.he import (
     EncryptedArray,
     PublicKey,
@@ -21,9 +22,9 @@ from jointml.he import (
     encrypt_packed,
     generate_keypair,
     pack,
+    paillier,
     unpack,
 )
-from jointml.he import paillier, parallel
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from jointml.core.workers import WorkerPool as CurvePool
 from jointml.net.link import InProcessLink
-from jointml.psi import DuplicateKeyError, PsiError, psi_align, psi_frame
-from jointml.psi import _curve, _keys, ecdh
-from jointml.psi._pool import CHUNK, CurvePool
+from jointml.psi import DuplicateKeyError, PsiError, _curve, _keys, ecdh, psi_align, psi_frame
+from jointml.psi._curve import CHUNK
 from jointml.runtime import PartyFailed, simulate
 
 TWO = ["bank", "partner"]
@@ -315,8 +315,8 @@ def test_docstring_examples():
     import doctest
 
     import jointml.bench.psi as bench_psi
+    from jointml.core import workers as _pool
     from jointml.psi import _keys as keys_mod
-    from jointml.psi import _pool
 
     for mod in (ecdh, _curve, keys_mod, _pool, bench_psi):
         r = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)

@@ -210,8 +210,9 @@ def test_save_load_same_predictions(tmp_path, cls):
     # each part holds only its owner's thresholds
     import json
 
-    bank = json.loads((tmp_path / "model" / f"{name}.bank.json").read_text())
-    partner = json.loads((tmp_path / "model" / f"{name}.partner.json").read_text())
+    # model parts in the runtime.persist format: each party's own content is under "state"
+    bank = json.loads((tmp_path / "model" / f"{name}.bank.json").read_text())["state"]
+    partner = json.loads((tmp_path / "model" / f"{name}.partner.json").read_text())["state"]
     assert "value" in bank["trees"][0] and "value" not in partner["trees"][0]
     for tb, tp in zip(bank["trees"], partner["trees"]):
         for i, owner in enumerate(tb["party"]):
@@ -297,7 +298,7 @@ def test_views_no_partner_thresholds_at_bank_no_gradients_at_partner(monkeypatch
     """Record every message each party receives: the bank's view holds no threshold of the
     partner; the partner's view holds no plaintext gradient (nor its fixed-point encoding);
     the partner re-randomises what it sends back."""
-    from jointml.ml.tree import _hist
+    from jointml.he import packing as _hist
 
     g = np.random.default_rng(11)
     n = 600
@@ -373,7 +374,7 @@ def test_views_no_partner_thresholds_at_bank_no_gradients_at_partner(monkeypatch
 @pytest.mark.parametrize("use_pairs,n_jobs", [(False, 1), (True, 1), (True, 2)])
 def test_encrypted_histograms_match_plaintext(use_pairs, n_jobs):
     from jointml.he import generate_keypair
-    from jointml.ml.tree._hist import encrypted_histograms
+    from jointml.he.grouped import grouped_sums as encrypted_histograms
 
     pk, sk = generate_keypair(512)
     g = np.random.default_rng(0)
@@ -397,7 +398,7 @@ def test_encrypted_histograms_match_plaintext(use_pairs, n_jobs):
 def test_compress_pairs_matches_he_compress(m):
     """The group-wise compression decrypts like jointml.he.compress and re-randomises."""
     from jointml.he import encrypt_packed, generate_keypair
-    from jointml.ml.tree._hist import compress_pairs
+    from jointml.ml.tree.secureboost.histogram import compress_pairs
 
     pk, sk = generate_keypair(512)
     gh = np.random.default_rng(m).normal(size=(m, 2))

@@ -6,10 +6,9 @@ import pytest
 
 from jointml.data.frames import DataError, from_pandas
 from jointml.data.preprocessing import woe_iv_from_counts
-from jointml.data.vertical_woe import merge_map, vertical_woe
+from jointml.data.secure.woe import merge_map, vertical_woe
 from jointml.mpc import MpcDevice
 from jointml.runtime import PartyFailed, simulate
-
 
 BANK_COLS = ["creditability", "status_of_existing_checking_account", "duration_in_month", "credit_history", "credit_amount"]
 

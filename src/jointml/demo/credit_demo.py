@@ -166,7 +166,8 @@ def plaintext_baseline(paths, cfg: CreditJobConfig, bank_summary: dict) -> dict:
     the equivalent L2 penalty."""
     from ..data.metrics import ks, roc_auc
     from ..data.preprocessing import EqualFrequencyBinner, woe_iv_from_counts
-    from ..data.vertical_woe import _final_counts, merge_map
+    from ..data.secure.woe import final_counts as _final_counts
+    from ..data.secure.woe import merge_map
 
     bank = pd.read_csv(paths["bank"])
     partner = pd.read_csv(paths["partner"])

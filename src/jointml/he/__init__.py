@@ -2,7 +2,10 @@
 
 Security model, scheme and costs: see :mod:`jointml.he.paillier`; fixed-point encoding
 and the representable range: :mod:`jointml.he.encoding`; slot packing and ciphertext
-compression: :mod:`jointml.he.packing`; the local process pool: :mod:`jointml.he.parallel`.
+compression: :mod:`jointml.he.packing`; grouped sums over encrypted rows:
+:mod:`jointml.he.grouped`; the HE device (``x.to(he)``, grouped sums, ``reveal(to=holder)``):
+:mod:`jointml.he.device`; the shared worker pool: :mod:`jointml.he.parallel`
+(:mod:`jointml.core.workers`).
 
 Example:
     >>> import numpy as np
@@ -13,16 +16,30 @@ Example:
     [2.5, -2.75]
 """
 
-from .encoding import DEFAULT_FRAC_BITS, decode, encode, max_int
-from .packing import SlotLayout, compress, encrypt_packed, headroom_bits, max_slots, pack, unpack
+from .device import HeArray, HeDevice
+from .encoding import DEFAULT_FRAC_BITS, bytes_to_ints, decode, encode, ints_to_bytes, max_int
+from .grouped import grouped_sums
+from .packing import (
+    SlotLayout,
+    compress,
+    compress_ciphertexts,
+    encrypt_packed,
+    headroom_bits,
+    max_slots,
+    pack,
+    plaintext_bits,
+    unpack,
+)
 from .paillier import (
     DEFAULT_ALPHA_BITS,
     DEFAULT_KEY_BITS,
     DEFAULT_WINDOW,
     EncryptedArray,
+    NoncePool,
     PrivateKey,
     PublicKey,
     concatenate,
+    encrypt_zeros,
     generate_keypair,
 )
 from .parallel import shutdown as shutdown_pool
@@ -33,19 +50,28 @@ __all__ = [
     "DEFAULT_KEY_BITS",
     "DEFAULT_WINDOW",
     "EncryptedArray",
+    "HeArray",
+    "HeDevice",
+    "NoncePool",
     "PrivateKey",
     "PublicKey",
     "SlotLayout",
+    "bytes_to_ints",
     "compress",
+    "compress_ciphertexts",
     "concatenate",
     "decode",
     "encode",
     "encrypt_packed",
+    "encrypt_zeros",
     "generate_keypair",
+    "grouped_sums",
     "headroom_bits",
+    "ints_to_bytes",
     "max_int",
     "max_slots",
     "pack",
+    "plaintext_bits",
     "shutdown_pool",
     "unpack",
 ]

@@ -24,9 +24,13 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+from gmpy2 import mpz
+
+from ..core.errors import CryptoError, ParameterError
 
 #: Fractional bits used for float inputs when none are given: 2**-32 ~ 2.3e-10
 #: absolute precision, far below float32 noise and cheap in a 2048-bit plaintext.
@@ -77,14 +81,14 @@ def to_fixed(x: Any, frac_bits: int) -> np.ndarray:
     [2, -4]
     """
     if frac_bits < 0:
-        raise ValueError(f"frac_bits must be >= 0, got {frac_bits}")
+        raise ParameterError(f"must be >= 0, got {frac_bits}", field="frac_bits")
     arr = np.asarray(x)
     kind = arr.dtype.kind
     if kind in "biu":
         flat = [int(v) << frac_bits for v in arr.ravel().tolist()]
     elif kind == "f":
         if not np.all(np.isfinite(arr)):
-            raise ValueError("cannot encode NaN or infinity")
+            raise ParameterError("cannot encode NaN or infinity")
         # Scaling by a power of two is exact in binary floating point, so the only
         # rounding is the final rint (to the nearest multiple of 2**-frac_bits).
         scaled = np.rint(arr.astype(np.float64) * np.float64(2.0) ** frac_bits)
@@ -172,7 +176,7 @@ def from_fixed(signed: Any, frac_bits: int, as_int: bool | None = None) -> np.nd
     fits = all(-_I64_LIMIT <= v < _I64_LIMIT for v in flat)
     if as_int:
         if frac_bits:
-            raise ValueError("integer output requires frac_bits == 0")
+            raise ParameterError("integer output requires frac_bits == 0", field="frac_bits")
         if fits:
             return np.array(flat, dtype=np.int64).reshape(arr.shape)
         return _object_array(flat, arr.shape)
@@ -197,6 +201,32 @@ def decode(residues: Any, n: int, frac_bits: int, as_int: bool | None = None) ->
     [-1, 2]
     """
     return from_fixed(to_signed(residues, n), frac_bits, as_int)
+
+
+def ints_to_bytes(values: Iterable[Any], width: int) -> bytes:
+    """Fixed-width big-endian bytes of non-negative integers (ciphertexts, residues).
+
+    The batched codec of the wire and of the worker pool's payloads.
+
+    >>> ints_to_bytes([1, 258], 2).hex()
+    '00010102'
+    """
+    return b"".join(mpz(v).to_bytes(width, "big") for v in values)
+
+
+def bytes_to_ints(blob: bytes | memoryview, width: int) -> list[mpz]:
+    """Inverse of :func:`ints_to_bytes`: a list of gmpy2 ``mpz``.
+
+    Raises :class:`~jointml.core.errors.CryptoError` when ``blob`` is not a whole
+    number of ``width``-byte values (a truncated message).
+
+    >>> [int(v) for v in bytes_to_ints(bytes.fromhex("00010102"), 2)]
+    [1, 258]
+    """
+    if len(blob) % width:
+        raise CryptoError(f"byte string of length {len(blob)} is not a multiple of {width}")
+    view = memoryview(blob)
+    return [mpz.from_bytes(view[i : i + width], "big") for i in range(0, len(blob), width)]
 
 
 def _object_array(flat: list, shape: tuple[int, ...]) -> np.ndarray:

@@ -38,12 +38,14 @@ from typing import TYPE_CHECKING, Any
 
 import gmpy2
 import numpy as np
+from gmpy2 import mpz
 
-from .encoding import _object_array, default_frac_bits, max_int, to_fixed
+from ..core.errors import CryptoError, ParameterError
+from . import parallel
+from .encoding import _object_array, bytes_to_ints, default_frac_bits, ints_to_bytes, max_int, to_fixed
 
 if TYPE_CHECKING:  # imported for annotations only: paillier imports this module
     from .paillier import EncryptedArray, PublicKey
-
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,9 @@ class SlotLayout:
 
     def __post_init__(self) -> None:
         if self.slot_bits < 2:
-            raise ValueError(f"slot_bits must be >= 2, got {self.slot_bits}")
+            raise ParameterError(f"must be >= 2, got {self.slot_bits}", field="slot_bits")
         if not self.slot_shape or any(s < 1 for s in self.slot_shape):
-            raise ValueError(f"slot_shape must be non-empty and positive, got {self.slot_shape}")
+            raise ParameterError(f"must be non-empty and positive, got {self.slot_shape}", field="slot_shape")
 
     @property
     def n_slots(self) -> int:
@@ -95,16 +97,16 @@ class SlotLayout:
         return self.n_values is not None
 
     def check_fits(self, n: int) -> None:
-        """Raise ValueError if the packed plaintext cannot stay within ``|V| <= n//3``.
+        """Raise ParameterError if the packed plaintext cannot stay within ``|V| <= n//3``.
 
         >>> SlotLayout(64, (40,)).check_fits(2**2048 - 1)
         Traceback (most recent call last):
         ...
-        ValueError: 40 slots x 64 bits = 2560 bits do not fit the 2046 usable plaintext bits of this key
+        jointml.core.errors.ParameterError: 40 slots x 64 bits = 2560 bits do not fit the 2046 usable plaintext bits of this key
         """
         budget = plaintext_bits(n)
         if self.total_bits > budget:
-            raise ValueError(
+            raise ParameterError(
                 f"{self.n_slots} slots x {self.slot_bits} bits = {self.total_bits} bits do not fit "
                 f"the {budget} usable plaintext bits of this key"
             )
@@ -117,7 +119,7 @@ class SlotLayout:
         """
         flat = signed.ravel().tolist()
         if not self.signed and any(v < 0 for v in flat):
-            raise ValueError("unsigned slots cannot hold negative values (use signed=True)")
+            raise ParameterError("unsigned slots cannot hold negative values (use signed=True)")
         bound = max((abs(v) for v in flat), default=0)
         if bound > self.slot_limit:
             raise OverflowError(
@@ -143,17 +145,17 @@ class SlotLayout:
     def from_dict(cls, d: dict[str, Any]) -> SlotLayout:
         """Rebuild a layout from a peer's message header, checking every field's type."""
         if not isinstance(d, dict):
-            raise ValueError(f"slot layout: expected a dict, got {type(d).__name__}")
+            raise CryptoError(f"slot layout: expected a dict, got {type(d).__name__}", field="layout")
         bits, shape = d.get("slot_bits"), d.get("slot_shape")
         signed, n_values = d.get("signed"), d.get("n_values")
         if type(bits) is not int or not isinstance(shape, (list, tuple)) or type(signed) is not bool:
-            raise ValueError(
+            raise CryptoError(
                 "slot layout: slot_bits (int), slot_shape (list) and signed (bool) are required"
             )
         if not all(type(s) is int for s in shape) or not (n_values is None or type(n_values) is int):
-            raise ValueError("slot layout: slot_shape entries and n_values must be ints")
+            raise CryptoError("slot layout: slot_shape entries and n_values must be ints", field="layout")
         if n_values is not None and n_values < 0:
-            raise ValueError("slot layout: n_values must be >= 0")
+            raise CryptoError("slot layout: n_values must be >= 0", field="layout")
         return cls(bits, tuple(shape), signed, n_values)
 
     def pack(self, slots: np.ndarray) -> np.ndarray:
@@ -235,12 +237,14 @@ def encrypt_packed(
     signed: bool = True,
     method: str = "djn",
     n_jobs: int | None = None,
+    nonces: Any = None,
 ) -> EncryptedArray:
     """Encrypt the last axis of ``values`` packed into one ciphertext per row.
 
     Values are fixed-point encoded first (``frac_bits`` defaults to 0 for integers and
     32 for floats), so ``slot_bits`` must cover ``value bits + headroom (+1 if signed)``.
-    ``sk.decrypt`` returns the original shape.
+    ``sk.decrypt`` returns the original shape. ``nonces`` (one per row, from a
+    :class:`~jointml.he.NoncePool`) make each encryption one multiplication.
 
     >>> from jointml.he import generate_keypair
     >>> pk, sk = generate_keypair(512)
@@ -251,7 +255,7 @@ def encrypt_packed(
     """
     arr = np.asarray(values)
     if arr.ndim == 0:
-        raise ValueError("encrypt_packed needs at least one axis to pack")
+        raise ParameterError("encrypt_packed needs at least one axis to pack", field="values")
     if frac_bits is None:
         frac_bits = default_frac_bits(arr)
     layout = SlotLayout(slot_bits, (arr.shape[-1],), signed)
@@ -259,7 +263,7 @@ def encrypt_packed(
     slots = to_fixed(arr, frac_bits)
     bound = layout.check_values(slots)
     return public_key.encrypt_encoded(
-        layout.pack(slots), frac_bits, bound=bound, layout=layout, method=method, n_jobs=n_jobs
+        layout.pack(slots), frac_bits, bound=bound, layout=layout, method=method, n_jobs=n_jobs, nonces=nonces
     )
 
 
@@ -293,51 +297,129 @@ def compress(
     ((2, 1), [[3, -4, 5], [6, 7, -8]])
     """
     if ct.ndim == 0:
-        raise ValueError("compress needs at least one axis")
+        raise ParameterError("compress needs at least one axis", field="ct")
     inner = ct.layout
     if inner is not None and inner.compressed:
-        raise ValueError("array is already compressed")
+        raise ParameterError("array is already compressed", field="ct")
     if inner is None:
         if slot_bits is None:
-            raise ValueError("slot_bits is required to compress an unpacked array")
+            raise ParameterError("is required to compress an unpacked array", field="slot_bits")
         unit_shape: tuple[int, ...] = ()
         unit = SlotLayout(slot_bits, (1,), signed)
     else:
         if slot_bits not in (None, inner.slot_bits) or signed != inner.signed:
-            raise ValueError("a packed array keeps its own slot_bits and signedness")
+            raise ParameterError("a packed array keeps its own slot_bits and signedness", field="slot_bits")
         unit_shape, unit = inner.slot_shape, inner
     if ct.bound is not None and ct.bound > unit.slot_limit:
         raise OverflowError(
             f"values may need {ct.bound.bit_length()} bits, more than {unit.slot_bits}-bit slots hold"
         )
-    n = ct.public_key.n
-    k = plaintext_bits(n) // unit.total_bits
+    m = ct.shape[-1]
+    lead = ct.shape[:-1]
+    k = _per_ciphertext(ct.public_key.n, unit.total_bits, m, per_ciphertext)
+    groups = max(1, -(-m // k))
+    data = ct.data
+    if groups * k > m:  # pad with the trivial encryption of zero (see compress_ciphertexts)
+        data = np.concatenate([data, np.full(lead + (groups * k - m,), mpz(1), dtype=object)], axis=-1)
+    out = compress_ciphertexts(ct.public_key, data.reshape(-1).tolist(), unit.slot_bits, ct.frac_bits,
+                               unit_shape=unit_shape, signed=unit.signed, per_ciphertext=k,
+                               rerandomize=rerandomize, n_jobs=n_jobs)
+    layout = SlotLayout(unit.slot_bits, (k, *unit_shape), unit.signed, n_values=m)
+    return type(ct)(ct.public_key, out.data.reshape(lead + (groups,)), ct.frac_bits, ct.bound, layout)
+
+
+def _per_ciphertext(n: int, unit_bits: int, m: int, per_ciphertext: int | None) -> int:
+    k = plaintext_bits(n) // unit_bits
     if per_ciphertext is not None:
         k = min(k, per_ciphertext)
     if k < 1:
-        raise ValueError(f"one unit of {unit.total_bits} bits does not fit this key's plaintext")
-    m = ct.shape[-1]
-    groups = max(1, -(-m // k))
-    k = min(k, max(m, 1))  # never pad a short axis up to the full capacity
-    layout = SlotLayout(unit.slot_bits, (k, *unit_shape), unit.signed, n_values=m)
+        raise ParameterError(f"one unit of {unit_bits} bits does not fit this key's plaintext", field="slot_bits")
+    return min(k, max(m, 1))  # never pad a short axis up to the full capacity
 
-    # Pad with the trivial encryption of zero (1): it only fills empty high slots and the
-    # final re-randomisation hides it.
-    data = ct.data
-    pad = groups * k - m
-    if pad:
-        ones = np.full(data.shape[:-1] + (pad,), gmpy2.mpz(1), dtype=object)
-        data = np.concatenate([data, ones], axis=-1)
-    # Plain (layout-free, bound-free) view so that the steps below are ordinary
-    # homomorphic operations, parallelised like any other scalar multiplication.
-    cols = type(ct)(ct.public_key, data.reshape(data.shape[:-1] + (groups, k)), 0)
-    shift = 1 << unit.total_bits
-    acc = cols[..., k - 1]
-    for i in range(k - 2, -1, -1):  # Horner: acc = acc * 2**bits + c_i
-        acc = acc.mul(shift, n_jobs=n_jobs) + cols[..., i]
+
+def compress_ciphertexts(
+    public_key: PublicKey,
+    cts: list,
+    slot_bits: int,
+    frac_bits: int,
+    *,
+    unit_shape: tuple[int, ...] = (),
+    signed: bool = True,
+    per_ciphertext: int | None = None,
+    rerandomize: bool = True,
+    n_jobs: int | None = None,
+) -> EncryptedArray:
+    """Fold a flat list of ciphertexts into as few as the plaintext allows.
+
+    The fast path behind :func:`compress`, on raw ciphertexts (e.g. the bin sums of
+    :func:`~jointml.he.grouped.grouped_sums`). Each input ciphertext is one *unit*: a
+    value of ``slot_bits`` bits (``unit_shape=()``) or a packed block of slots
+    (``unit_shape=(2,)`` for a gradient/hessian pair). Consecutive groups of ``k`` units
+    (as many as the plaintext holds, at most ``per_ciphertext``) become one ciphertext
+    ``c_0 * c_1^(2^b) * ... * c_(k-1)^(2^(b(k-1)))`` (``b`` the unit's bits), padded
+    with the trivial encryption of zero and re-randomised, which hides the padding and
+    which inputs were combined. One pool round trip for all groups. The caller
+    guarantees that every value fits its slots (a sum of received ciphertexts has no
+    bound the evaluator could check).
+
+    >>> from jointml.he import generate_keypair
+    >>> pk, sk = generate_keypair(512)
+    >>> ct = encrypt_packed(pk, np.array([[1, -2], [3, 4], [5, 6]]), slot_bits=16)
+    >>> small = compress_ciphertexts(pk, list(ct.data), 16, 0, unit_shape=(2,))
+    >>> small.shape, sk.decrypt(small).tolist()
+    ((1,), [[1, -2], [3, 4], [5, 6]])
+    """
+    m = len(cts)
+    n_units = max(1, math.prod(unit_shape))
+    k = _per_ciphertext(public_key.n, slot_bits * n_units, m, per_ciphertext)
+    groups = max(1, -(-m // k))
+    padded = list(cts) + [mpz(1)] * (groups * k - m)
+    width = public_key.ciphertext_bytes
+    jobs = parallel.resolve_n_jobs(n_jobs)
+    n_chunks = 1 if jobs <= 1 or groups < 4 else min(groups, 2 * jobs)
+    parts = parallel.split(range(groups), n_chunks)
+    params = public_key._params()
+    args = [(params, ints_to_bytes(padded[r.start * k : r.stop * k], width), k, slot_bits * n_units, rerandomize)
+            for r in parts]
+    # compress_kernel is looked up at call time, so a test can count its calls
+    blobs = parallel.map_chunks(compress_kernel, args, jobs if n_chunks > 1 else 1)
+    data = _object_array([c for b in blobs for c in bytes_to_ints(b, width)], (groups,))
+    layout = SlotLayout(slot_bits, (k, *unit_shape), signed, n_values=m)
+    from .paillier import EncryptedArray  # paillier imports this module
+
+    return EncryptedArray(public_key, data, frac_bits, None, layout)
+
+
+def compress_kernel(params: tuple, blob: bytes, k: int, shift_bits: int, rerandomize: bool) -> bytes:
+    """Horner-fold groups of ``k`` ciphertexts (a pool task; bytes in, bytes out).
+
+    ``c_0 * c_1^(2^s) * ... * c_(k-1)^(2^(s(k-1))) mod n^2``, times a fresh encryption of
+    zero when ``rerandomize``. ``params`` are the public key's ``(n, h_s, alpha_bits, window)``.
+
+    >>> from jointml.he import generate_keypair
+    >>> pk, sk = generate_keypair(512)
+    >>> blob = ints_to_bytes(pk.encrypt([1, 2]).data.tolist(), pk.ciphertext_bytes)
+    >>> out = compress_kernel(pk._params(), blob, 2, 8, True)
+    >>> sk.decrypt_residues(bytes_to_ints(out, pk.ciphertext_bytes))
+    [513]
+    """
+    from .paillier import encrypt_zeros  # paillier imports this module
+
+    n = mpz(params[0])
+    nsq = n * n
+    width = (int(nsq).bit_length() + 7) // 8
+    cts = bytes_to_ints(blob, width)
+    e = mpz(1) << shift_bits
+    out = []
+    for g in range(0, len(cts), k):
+        grp = cts[g : g + k]
+        acc = grp[-1]
+        for c in reversed(grp[:-1]):
+            acc = gmpy2.powmod(acc, e, nsq) * c % nsq
+        out.append(acc)
     if rerandomize:
-        acc = acc.rerandomize(n_jobs=n_jobs)
-    return type(ct)(ct.public_key, acc.data, ct.frac_bits, ct.bound, layout)
+        out = [c * r % nsq for c, r in zip(out, encrypt_zeros(params, len(out)))]
+    return ints_to_bytes(out, width)
 
 
 def _pack_last(slots: np.ndarray, slot_bits: int) -> np.ndarray:

@@ -61,13 +61,16 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
+from ..core.errors import CryptoError, ParameterError
 from . import parallel
 from .encoding import (
     DEFAULT_FRAC_BITS,
     _object_array,
+    bytes_to_ints,
     check_range,
     default_frac_bits,
     from_fixed,
+    ints_to_bytes,
     is_integer_input,
     max_int,
     to_fixed,
@@ -126,7 +129,7 @@ def generate_keypair(
     512
     """
     if n_bits % 2 or n_bits < MIN_KEY_BITS:
-        raise ValueError(f"n_bits must be even and >= {MIN_KEY_BITS}, got {n_bits}")
+        raise ParameterError(f"must be even and >= {MIN_KEY_BITS}, got {n_bits}", field="n_bits")
     half = n_bits // 2
     while True:
         p, q = _random_prime(half), _random_prime(half)
@@ -169,15 +172,15 @@ class PublicKey:
     ) -> None:
         n, hs = mpz(n), mpz(hs)
         if n.bit_length() < MIN_KEY_BITS or n % 2 == 0:
-            raise ValueError(f"public key: n must be odd and >= {MIN_KEY_BITS} bits")
+            raise CryptoError(f"public key: n must be odd and >= {MIN_KEY_BITS} bits", field="n")
         self.n = n
         self.nsq = n * n
         if not (1 < hs < self.nsq) or gmpy2.gcd(hs, n) != 1:
-            raise ValueError("public key: h_s must be in (1, n^2) and coprime to n")
+            raise CryptoError("public key: h_s must be in (1, n^2) and coprime to n", field="hs")
         if not 128 <= alpha_bits <= 4096:
-            raise ValueError(f"public key: alpha_bits must be in [128, 4096], got {alpha_bits}")
+            raise CryptoError(f"public key: alpha_bits must be in [128, 4096], got {alpha_bits}", field="alpha_bits")
         if not 1 <= window <= 12:
-            raise ValueError(f"public key: window must be in [1, 12], got {window}")
+            raise ParameterError(f"public key: window must be in [1, 12], got {window}", field="window")
         self.hs = hs
         self.alpha_bits = int(alpha_bits)
         self.window = int(window)
@@ -222,12 +225,14 @@ class PublicKey:
         *,
         method: str = "djn",
         n_jobs: int | None = None,
+        nonces: Sequence[mpz] | None = None,
     ) -> EncryptedArray:
         """Encrypt a number or array (floats, ints, negatives) element by element.
 
         ``frac_bits`` defaults to 0 for integer input (decrypts to ints) and 32 for
         floats.  ``method`` is ``"djn"`` (fast) or ``"textbook"``.  Arrays of at least
         ``ENCRYPT_PARALLEL_THRESHOLD[method]`` elements use ``n_jobs`` processes (default: all cores).
+        ``nonces`` (one per value, from :class:`NoncePool`) make each encryption one multiplication.
 
         >>> pk, sk = generate_keypair(512)
         >>> sk.decrypt(pk.encrypt([[1, -2], [3, 4]])).tolist()
@@ -237,7 +242,7 @@ class PublicKey:
             frac_bits = default_frac_bits(x)
         signed = to_fixed(x, frac_bits)
         bound = check_range(signed, self.n)
-        return self.encrypt_encoded(signed, frac_bits, bound=bound, method=method, n_jobs=n_jobs)
+        return self.encrypt_encoded(signed, frac_bits, bound=bound, method=method, n_jobs=n_jobs, nonces=nonces)
 
     def encrypt_encoded(
         self,
@@ -248,6 +253,7 @@ class PublicKey:
         layout: SlotLayout | None = None,
         method: str = "djn",
         n_jobs: int | None = None,
+        nonces: Sequence[mpz] | None = None,
     ) -> EncryptedArray:
         """Encrypt already-encoded signed integers (an object array) as an EncryptedArray.
 
@@ -261,29 +267,44 @@ class PublicKey:
         arr = np.asarray(signed, dtype=object)
         n = self.n
         residues = [int(v) % n for v in arr.ravel().tolist()]
-        cts = self.encrypt_residues(residues, method=method, n_jobs=n_jobs)
+        cts = self.encrypt_residues(residues, method=method, n_jobs=n_jobs, nonces=nonces)
         return EncryptedArray(self, _object_array(cts, arr.shape), frac_bits, bound, layout)
 
     def encrypt_residues(
-        self, residues: Sequence[int], *, method: str = "djn", n_jobs: int | None = None
+        self,
+        residues: Sequence[int],
+        *,
+        method: str = "djn",
+        n_jobs: int | None = None,
+        nonces: Sequence[mpz] | None = None,
     ) -> list[mpz]:
         """Encrypt plaintexts given as residues in ``[0, n)``; returns a list of mpz.
+
+        With ``nonces`` (encryptions of zero, e.g. from :class:`NoncePool`, each used
+        once) an encryption is one multiplication ``(1 + m n) r mod n^2``, in the caller.
 
         >>> pk, sk = generate_keypair(512)
         >>> sk.decrypt_residues(pk.encrypt_residues([0, 7])) == [0, 7]
         True
+        >>> sk.decrypt_residues(pk.encrypt_residues([5], nonces=pk.nonces(1)))
+        [5]
         """
+        if nonces is not None:
+            if len(nonces) < len(residues):
+                raise ParameterError(f"{len(nonces)} nonces for {len(residues)} plaintexts", field="nonces")
+            n, nsq = self.n, self.nsq
+            return [(1 + mpz(m) * n) * r % nsq for m, r in zip(residues, nonces)]
         if method not in _METHODS:
-            raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+            raise ParameterError(f"must be one of {_METHODS}, got {method!r}", field="method")
         count = len(residues)
         n_jobs = parallel.resolve_n_jobs(n_jobs)
         threshold = ENCRYPT_PARALLEL_THRESHOLD[method]
         if n_jobs > 1 and count >= threshold:
             width = self.ciphertext_bytes
             chunks = parallel.split(residues, parallel.n_chunks_for(count, n_jobs, threshold // 4))
-            args = [(self._params(), method, _ints_to_bytes(ch, width)) for ch in chunks]
+            args = [(self._params(), method, ints_to_bytes(ch, width)) for ch in chunks]
             blobs = parallel.map_chunks(_encrypt_kernel, args, n_jobs)
-            return [c for blob in blobs for c in _bytes_to_mpz(blob, width)]
+            return [c for blob in blobs for c in bytes_to_ints(blob, width)]
         return _encrypt(self._params(), method, residues)
 
     def nonces(self, count: int, *, n_jobs: int | None = None) -> list[mpz]:
@@ -303,7 +324,7 @@ class PublicKey:
         42
         """
         if not 0 <= m < self.n:
-            raise ValueError("plaintext residue must satisfy 0 <= m < n")
+            raise ParameterError("plaintext residue must satisfy 0 <= m < n", field="m")
         return self.encrypt_residues([m], method=method, n_jobs=1)[0]
 
     def _params(self) -> tuple[int, int, int, int]:
@@ -335,17 +356,17 @@ class PublicKey:
         512
         """
         if not isinstance(d, dict):
-            raise ValueError(f"public key: expected a dict, got {type(d).__name__}")
+            raise CryptoError(f"public key: expected a dict, got {type(d).__name__}")
         if d.get("scheme") != "paillier-djn":
-            raise ValueError(f"public key: unknown scheme {d.get('scheme')!r}")
+            raise CryptoError(f"public key: unknown scheme {d.get('scheme')!r}", field="scheme")
         try:
             n = int(d["n"], 16)
             hs = int(d["hs"], 16)
             alpha_bits = int(d.get("alpha_bits", DEFAULT_ALPHA_BITS))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"public key: malformed field ({exc})") from None
+            raise CryptoError(f"public key: malformed field ({exc})") from None
         if "key_bits" in d and int(d["key_bits"]) != n.bit_length():
-            raise ValueError("public key: key_bits does not match n")
+            raise CryptoError("public key: key_bits does not match n", field="key_bits")
         return cls(n, hs, alpha_bits=alpha_bits, window=window)
 
     def validate_ciphertext(self, c: Any) -> mpz:
@@ -355,39 +376,114 @@ class PublicKey:
         >>> pk.validate_ciphertext(0)
         Traceback (most recent call last):
         ...
-        ValueError: ciphertext out of range: must satisfy 0 < c < n^2
+        jointml.core.errors.CryptoError: ciphertext out of range: must satisfy 0 < c < n^2
         """
         if isinstance(c, bool) or not (isinstance(c, (int, np.integer)) or type(c) is mpz):
-            raise ValueError(f"ciphertext must be an integer, got {type(c).__name__}")
+            raise CryptoError(f"ciphertext must be an integer, got {type(c).__name__}")
         c = mpz(c)
         if not 0 < c < self.nsq:
-            raise ValueError("ciphertext out of range: must satisfy 0 < c < n^2")
+            raise CryptoError("ciphertext out of range: must satisfy 0 < c < n^2")
         if gmpy2.gcd(c, self.n) != 1:
-            raise ValueError("ciphertext not invertible: gcd(c, n) != 1")
+            raise CryptoError("ciphertext not invertible: gcd(c, n) != 1")
         return c
 
-    def ciphertexts_from_wire(self, buf: Any) -> list[mpz]:
-        """Parse and validate a ``(k, ciphertext_bytes)`` big-endian uint8 array.
+    def ciphertexts_to_wire(self, cts: Sequence[Any]) -> np.ndarray:
+        """Ciphertexts (ints / mpz) as a ``(k, ciphertext_bytes)`` big-endian uint8 array.
+
+        >>> pk, _ = generate_keypair(512)
+        >>> pk.ciphertexts_to_wire(pk.nonces(3)).shape
+        (3, 128)
+        """
+        width = self.ciphertext_bytes
+        # one join into a bytearray: a writable array without a second copy
+        blob = bytearray().join(mpz(v).to_bytes(width, "big") for v in cts)
+        return np.frombuffer(blob, dtype=np.uint8).reshape(len(blob) // width, width)
+
+    def ciphertexts_from_wire(self, buf: Any, count: int | None = None, *, party: str | None = None) -> list[mpz]:
+        """Parse and validate ciphertexts received from a peer.
+
+        ``buf`` must be a ``(k, ciphertext_bytes)`` uint8 array (with ``k == count`` when
+        given) and every value a valid ciphertext, ``0 < c < n^2`` and ``gcd(c, n) = 1``.
+        The gcd test is batched: ``gcd(prod c_i mod n, n) = 1`` iff every ``c_i`` is a
+        unit mod ``n`` (one multiplication mod n per ciphertext instead of one gcd); on
+        failure the offending ciphertext is located and named. ``party`` (the sender)
+        is named in the error.
 
         >>> pk, _ = generate_keypair(512)
         >>> ct = pk.encrypt([1, 2])
-        >>> len(pk.ciphertexts_from_wire(ct.to_wire()))
+        >>> len(pk.ciphertexts_from_wire(ct.to_wire(), 2))
         2
         """
         if not isinstance(buf, np.ndarray):
-            raise ValueError(f"ciphertexts: expected numpy.ndarray, got {type(buf).__name__}")
+            raise CryptoError(f"ciphertexts: expected numpy.ndarray, got {type(buf).__name__}", party=party)
         if buf.dtype != np.uint8:
-            raise ValueError(f"ciphertexts: expected dtype uint8, got {buf.dtype}")
+            raise CryptoError(f"ciphertexts: expected dtype uint8, got {buf.dtype}", party=party)
         width = self.ciphertext_bytes
-        if buf.ndim != 2 or buf.shape[1] != width:
-            raise ValueError(f"ciphertexts: expected shape (k, {width}), got {buf.shape}")
-        cts = _bytes_to_mpz(np.ascontiguousarray(buf).tobytes(), width)
+        if buf.ndim != 2 or buf.shape[1] != width or (count is not None and buf.shape[0] != count):
+            want = f"({'k' if count is None else count}, {width})"
+            raise CryptoError(f"ciphertexts: expected shape {want}, got {buf.shape}", party=party)
+        cts = bytes_to_ints(np.ascontiguousarray(buf).tobytes(), width)
+        n, nsq = self.n, self.nsq
+        acc = mpz(1)
         for i, c in enumerate(cts):
-            try:
-                self.validate_ciphertext(c)
-            except ValueError as exc:
-                raise ValueError(f"ciphertext {i}: {exc}") from None
+            if not 0 < c < nsq:
+                raise CryptoError(f"ciphertext {i}: ciphertext out of range: must satisfy 0 < c < n^2", party=party)
+            acc = acc * c % n
+        if gmpy2.gcd(acc, n) != 1:
+            bad = next(i for i, c in enumerate(cts) if gmpy2.gcd(c, n) != 1)
+            raise CryptoError(f"ciphertext {bad}: ciphertext not invertible: gcd(c, n) != 1", party=party)
         return cts
+
+
+class NoncePool:
+    """Encryptions of zero (DJN nonces ``h_s^alpha``) computed ahead of use.
+
+    ``prefetch(k)`` queues ``k`` nonces on the low-priority workers of the shared pool
+    (:mod:`jointml.core.workers`) and returns at once, so they are computed while the
+    party waits for its peers; ``take(k)`` collects them (computing any shortfall now,
+    on the normal-priority pool). Each nonce is handed out once. With ``n_jobs=1``
+    nothing is prefetched and ``take`` computes inline.
+
+    >>> pk, sk = generate_keypair(512)
+    >>> pool = NoncePool(pk, n_jobs=1)
+    >>> pool.prefetch(2)
+    >>> sk.decrypt_residues(pk.encrypt_residues([3, 4], nonces=pool.take(2)))
+    [3, 4]
+    """
+
+    #: nonces per background task
+    CHUNK = 1024
+
+    def __init__(self, public_key: PublicKey, n_jobs: int | None = None) -> None:
+        self.public_key = public_key
+        self.n_jobs = n_jobs
+        self._futures: list[Any] = []
+
+    def prefetch(self, count: int) -> None:
+        """Start computing ``count`` nonces in the background (no-op on one core)."""
+        jobs = parallel.resolve_n_jobs(self.n_jobs)
+        if jobs <= 1:
+            return
+        params = self.public_key._params()
+        for i in range(0, count, self.CHUNK):
+            f = parallel.submit(_nonce_kernel, params, min(self.CHUNK, count - i), n_jobs=jobs, priority="low")
+            if f is None:  # no pool: take() computes them
+                break
+            self._futures.append(f)
+
+    def take(self, count: int) -> list[mpz]:
+        """``count`` fresh nonces: the prefetched ones first, the rest computed now."""
+        out: list[mpz] = []
+        width = self.public_key.ciphertext_bytes
+        futures, self._futures = self._futures, []
+        for f in futures:
+            try:
+                out.extend(bytes_to_ints(f.result(), width))
+            except Exception:  # noqa: BLE001 - a broken pool: compute the rest below
+                break
+        if len(out) < count:
+            out.extend(self.public_key.nonces(count - len(out), n_jobs=self.n_jobs))
+        return out[:count]
 
 
 class PrivateKey:
@@ -403,7 +499,7 @@ class PrivateKey:
     def __init__(self, public_key: PublicKey, p: int, q: int) -> None:
         p, q = mpz(p), mpz(q)
         if p == q or p * q != public_key.n:
-            raise ValueError("private key: p * q must equal n with p != q")
+            raise CryptoError("private key: p * q must equal n with p != q")
         self.public_key = public_key
         self._p, self._q = p, q
         self._psq, self._qsq = p * p, q * q
@@ -444,9 +540,9 @@ class PrivateKey:
             cwidth = self.public_key.ciphertext_bytes
             pwidth = (self.public_key.key_bits + 7) // 8
             chunks = parallel.split(cts, parallel.n_chunks_for(count, n_jobs, 2))
-            args = [(self._params(), _ints_to_bytes(ch, cwidth), pwidth) for ch in chunks]
+            args = [(self._params(), ints_to_bytes(ch, cwidth), pwidth) for ch in chunks]
             blobs = parallel.map_chunks(_decrypt_kernel, args, n_jobs)
-            return [int(m) for blob in blobs for m in _bytes_to_mpz(blob, pwidth)]
+            return [int(m) for blob in blobs for m in bytes_to_ints(blob, pwidth)]
         return [int(m) for m in _decrypt(self._params(), cts)]
 
     def decrypt(self, ct: EncryptedArray, *, n_jobs: int | None = None) -> np.ndarray:
@@ -463,7 +559,7 @@ class PrivateKey:
         if not isinstance(ct, EncryptedArray):
             raise TypeError(f"expected EncryptedArray, got {type(ct).__name__}")
         if ct.public_key.n != self.public_key.n:
-            raise ValueError(
+            raise CryptoError(
                 f"ciphertext is under key {ct.public_key.fingerprint}, "
                 f"this private key is {self.public_key.fingerprint}"
             )
@@ -519,7 +615,7 @@ class EncryptedArray:
         if not isinstance(data, np.ndarray) or data.dtype != object:
             raise TypeError("EncryptedArray data must be an object ndarray of mpz")
         if frac_bits < 0:
-            raise ValueError(f"frac_bits must be >= 0, got {frac_bits}")
+            raise ParameterError(f"must be >= 0, got {frac_bits}", field="frac_bits")
         if layout is not None:
             layout.check_fits(public_key.n)
         self.public_key = public_key
@@ -669,7 +765,7 @@ class EncryptedArray:
         f = (0 if is_integer_input(other) else DEFAULT_FRAC_BITS) if frac_bits is None else frac_bits
         k = to_fixed(other, f)
         if self.layout is not None and not self.layout.signed and any(v < 0 for v in k.ravel().tolist()):
-            raise ValueError("unsigned packed slots cannot be multiplied by a negative number")
+            raise ParameterError("unsigned packed slots cannot be multiplied by a negative number")
         kmax = max((abs(v) for v in k.ravel().tolist()), default=0)
         data = _powmod_many(self.data, k, self.public_key, n_jobs)
         bound = None if self.bound is None else self.bound * kmax
@@ -686,7 +782,7 @@ class EncryptedArray:
         """``plain (m, k) @ enc (k,)`` or ``plain (m, k) @ enc (k, p)``."""
         x = np.asarray(other)
         if x.ndim != 2:
-            raise ValueError(f"plain @ encrypted needs a 2-D plaintext matrix, got shape {x.shape}")
+            raise ParameterError(f"plain @ encrypted needs a 2-D plaintext matrix, got shape {x.shape}")
         if self.ndim == 1:
             return (x * self).sum(axis=-1)
         return (x[:, :, None] * self[None, :, :]).sum(axis=1)
@@ -737,7 +833,7 @@ class EncryptedArray:
         8
         """
         if frac_bits < self.frac_bits:
-            raise ValueError(
+            raise ParameterError(
                 f"cannot lower the scale from {self.frac_bits} to {frac_bits} bits homomorphically"
             )
         if frac_bits == self.frac_bits:
@@ -759,9 +855,7 @@ class EncryptedArray:
         >>> pk.encrypt([1, 2, 3]).to_wire().shape
         (3, 128)
         """
-        width = self.public_key.ciphertext_bytes
-        blob = _ints_to_bytes(self.data.ravel().tolist(), width)
-        return np.frombuffer(blob, dtype=np.uint8).reshape(self.size, width).copy()
+        return self.public_key.ciphertexts_to_wire(self.data.ravel().tolist())
 
     @classmethod
     def from_wire(
@@ -782,9 +876,9 @@ class EncryptedArray:
         cts = public_key.ciphertexts_from_wire(buf)
         shape = (len(cts),) if shape is None else tuple(int(s) for s in shape)
         if math.prod(shape) != len(cts):
-            raise ValueError(f"ciphertexts: {len(cts)} values do not fill shape {shape}")
+            raise CryptoError(f"ciphertexts: {len(cts)} values do not fill shape {shape}", field="shape")
         if isinstance(frac_bits, bool) or not isinstance(frac_bits, (int, np.integer)) or frac_bits < 0:
-            raise ValueError(f"frac_bits must be a non-negative int, got {frac_bits!r}")
+            raise CryptoError(f"must be a non-negative int, got {frac_bits!r}", field="frac_bits")
         return cls(public_key, _object_array(cts, shape), int(frac_bits), None, layout)
 
     # -- internals -----------------------------------------------------------
@@ -809,16 +903,16 @@ class EncryptedArray:
 
     def _signed_only(self, what: str) -> None:
         if self.layout is not None and not self.layout.signed:
-            raise ValueError(f"{what} is not possible with unsigned packed slots")
+            raise ParameterError(f"{what} is not possible with unsigned packed slots")
 
     def _check_peer(self, other: EncryptedArray) -> None:
         if other.public_key.n != self.public_key.n:
-            raise ValueError(
+            raise CryptoError(
                 f"cannot combine ciphertexts under different keys "
                 f"({self.public_key.fingerprint} vs {other.public_key.fingerprint})"
             )
         if other.layout != self.layout:
-            raise ValueError(f"cannot combine packed layouts {self.layout} and {other.layout}")
+            raise ParameterError(f"cannot combine packed layouts {self.layout} and {other.layout}")
 
     def _add_encrypted(self, other: EncryptedArray) -> EncryptedArray:
         self._check_peer(other)
@@ -863,7 +957,7 @@ def concatenate(arrays: Sequence[EncryptedArray], axis: int = 0) -> EncryptedArr
     [1, 2, 3]
     """
     if not arrays:
-        raise ValueError("need at least one array to concatenate")
+        raise ParameterError("need at least one array to concatenate", field="arrays")
     first = arrays[0]
     for a in arrays[1:]:
         first._check_peer(a)
@@ -966,6 +1060,19 @@ def _encrypt(params: tuple[int, int, int, int], method: str, residues: Iterable[
     return [(1 + mpz(m) * n) * r % nsq for m, r in zip(residues, nonces)]
 
 
+def encrypt_zeros(params: tuple[int, int, int, int], count: int) -> list[mpz]:
+    """``count`` fresh DJN encryptions of zero under the key with ``params`` (a pool task).
+
+    ``params`` is ``(n, h_s, alpha_bits, window)``, what a worker needs to rebuild (and
+    cache) the key's fixed-base table.
+
+    >>> pk, sk = generate_keypair(512)
+    >>> sk.decrypt_residues(encrypt_zeros(pk._params(), 2))
+    [0, 0]
+    """
+    return _encrypt(params, "djn", [0] * count)
+
+
 def _decrypt(params: tuple[int, ...], cts: Iterable[int]) -> list[mpz]:
     p, q, hp, hq, q_inv = (mpz(v) for v in params)
     psq, qsq, pm1, qm1 = p * p, q * q, p - 1, q - 1
@@ -981,21 +1088,26 @@ def _decrypt(params: tuple[int, ...], cts: Iterable[int]) -> list[mpz]:
 
 def _encrypt_kernel(params: tuple[int, int, int, int], method: str, blob: bytes) -> bytes:
     width = (2 * int(params[0]).bit_length() + 7) // 8
-    return _ints_to_bytes(_encrypt(params, method, _bytes_to_mpz(blob, width)), width)
+    return ints_to_bytes(_encrypt(params, method, bytes_to_ints(blob, width)), width)
+
+
+def _nonce_kernel(params: tuple[int, int, int, int], count: int) -> bytes:
+    width = (2 * int(params[0]).bit_length() + 7) // 8
+    return ints_to_bytes(encrypt_zeros(params, count), width)
 
 
 def _decrypt_kernel(params: tuple[int, ...], blob: bytes, pwidth: int) -> bytes:
     p, q = params[0], params[1]
     width = ((p * q) ** 2).bit_length()
     width = (width + 7) // 8
-    return _ints_to_bytes(_decrypt(params, _bytes_to_mpz(blob, width)), pwidth)
+    return ints_to_bytes(_decrypt(params, bytes_to_ints(blob, width)), pwidth)
 
 
 def _powmod_kernel(nsq: int, blob: bytes, exps: list[int]) -> bytes:
     width = (int(nsq).bit_length() + 7) // 8
     m = mpz(nsq)
-    cts = _bytes_to_mpz(blob, width)
-    return _ints_to_bytes([gmpy2.powmod(c, e, m) for c, e in zip(cts, exps)], width)
+    cts = bytes_to_ints(blob, width)
+    return ints_to_bytes([gmpy2.powmod(c, e, m) for c, e in zip(cts, exps)], width)
 
 
 def _powmod_many(data: np.ndarray, exps: np.ndarray, pk: PublicKey, n_jobs: int | None) -> np.ndarray:
@@ -1011,11 +1123,11 @@ def _powmod_many(data: np.ndarray, exps: np.ndarray, pk: PublicKey, n_jobs: int 
         width = pk.ciphertext_bytes
         parts = parallel.split(range(len(d)), parallel.n_chunks_for(len(d), jobs, 8))
         args = [
-            (int(pk.nsq), _ints_to_bytes(d[r.start : r.stop], width), e[r.start : r.stop])
+            (int(pk.nsq), ints_to_bytes(d[r.start : r.stop], width), e[r.start : r.stop])
             for r in parts
         ]
         blobs = parallel.map_chunks(_powmod_kernel, args, jobs)
-        return _object_array([c for b in blobs for c in _bytes_to_mpz(b, width)], shape)
+        return _object_array([c for b in blobs for c in bytes_to_ints(b, width)], shape)
     out = _powmod(data, exps, pk.nsq)
     return _as_object(out, shape)
 
@@ -1047,14 +1159,3 @@ def _as_object(x: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
     if isinstance(x, np.ndarray) and x.dtype == object:
         return x if shape is None else x.reshape(shape)
     return _object_array([x], () if shape is None else shape)
-
-
-def _ints_to_bytes(values: Iterable[Any], width: int) -> bytes:
-    return b"".join(mpz(v).to_bytes(width, "big") for v in values)
-
-
-def _bytes_to_mpz(blob: bytes, width: int) -> list[mpz]:
-    if len(blob) % width:
-        raise ValueError(f"byte string of length {len(blob)} is not a multiple of {width}")
-    view = memoryview(blob)
-    return [mpz.from_bytes(view[i : i + width], "big") for i in range(0, len(blob), width)]

@@ -151,7 +151,7 @@ class _SavedBinner:
 
 def load_woe(directory: Path, me: str):
     """This party's part of a saved WOE transform (see `save_woe`)."""
-    from ..data.vertical_woe import ColumnWOE, VerticalWOE
+    from ..data.secure.woe import ColumnWOE, VerticalWOE
 
     path = Path(directory) / f"woe.{me}.json"
     if not path.exists():

@@ -223,7 +223,7 @@ def split_step(ctx, state: JobState, test_fraction=0.3, seed=1):
 def woe_step(ctx, state: JobState, label="label", pos_label=1, method="chimerge", max_bins=6, n_prebins=20,
              min_bin_frac=0.05, key_bits=2048, woe_to_owner=False):
     """Vertical WOE binning and IV (labels encrypted with Paillier at the label holder)."""
-    from ..data.vertical_woe import vertical_woe
+    from ..data.secure.woe import vertical_woe
 
     _need(state.train, "woe_binning", "split")
     state.label, state.pos_label = label, pos_label

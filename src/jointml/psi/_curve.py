@@ -1,7 +1,7 @@
 """Curve25519 kernels for ECDH-PSI: hash-to-curve, scalar multiplication, point checks.
 
-These functions run inside the party's local process-pool workers (see `_pool`), so
-this module imports only the standard library, numpy, gmpy2 and `cryptography`:
+These functions run inside the party's local process-pool workers (see
+`jointml.core.workers`), so this module imports only the standard library, numpy, gmpy2 and `cryptography`:
 a spawned worker starts in a fraction of a second.
 
 Group and encoding
@@ -66,6 +66,8 @@ POINT_BYTES = 32
 #: The ids' doubly-masked values are compared on this many bytes: n_a * n_b / 2^128
 #: is the chance of one false match (2^-88 at 10^6 x 10^6).
 TAG_BYTES = 16
+#: ids per pool task: ~50-100 ms of curve work, small enough to balance the workers.
+CHUNK = 2048
 H2C_DST = b"jointml-psi-h2c-v1"
 _P = gmpy2.mpz(P)
 _MASK255 = gmpy2.mpz((1 << 255) - 1)
@@ -163,6 +165,9 @@ class InvalidPoint(CryptoError):
         super().__init__(f"point #{index} {why}")
         self.index = index
         self.why = why
+
+    def __reduce__(self):  # raised in a pool worker: rebuilt in the party with both fields
+        return (InvalidPoint, (self.index, self.why))
 
 
 def exp_received(points: bytes, secret: bytes, out_bytes: int = TAG_BYTES) -> bytes:

@@ -109,12 +109,14 @@ import pandas as pd
 
 from ..core.errors import ConfigError, ParameterError, ProtocolError, WireFormatError
 from ..core.prg import Prg
+from ..core.workers import WorkerPool as CurvePool
+from ..core.workers import resolve_n_jobs
 from ..runtime.collectives import Channel
 from ..runtime.context import PartyContext
 from ..runtime.device import PartyObject
 from . import _curve
+from ._curve import CHUNK
 from ._keys import DIGEST_BYTES, DuplicateKeyError, KeyDataError, check_unique, digest_keys
-from ._pool import CHUNK, CurvePool, resolve_n_jobs
 
 PROTOCOL = "jointml-ecdh-psi-x25519-v1"
 PT = _curve.POINT_BYTES

@@ -1,7 +1,7 @@
 """Tree models on vertically partitioned data.
 
 * :class:`SecureBoostClassifier` / :class:`SecureBoostRegressor`: SecureBoost with
-  Paillier HE (label holder + feature holders); see :mod:`.secureboost` for the
+  Paillier HE (label holder + feature holders); see :mod:`.secureboost` (a package) for the
   protocol and exactly what each party learns.
 * :class:`SSXGBClassifier`: XGBoost-style trees trained fully under MPC (semi2k or
   aby3): gradients, statistics and leaf weights stay secret-shared; only the tree

@@ -1,30 +1,39 @@
-"""Hot path of SecureBoost: per-bin sums of Paillier ciphertexts at a feature holder.
+"""Grouped sums over encrypted rows: the hot path of SecureBoost and vertical WOE.
 
-A bin sum is a product of ciphertexts mod ``n^2``.  Every row in a node contributes one
-multiplication per feature.  The kernel scatters each row's ciphertext into the bin
-accumulators of all its features (one mulmod each, straight Python over gmpy2, which
-measured faster than numpy object arrays: ~220k mulmods/s per core at 2048-bit keys),
-split across the local process pool by row chunks whose partial sums are multiplied
-together at the end.
+A party holding one ciphertext per row (under another party's key) and, in plaintext,
+a bin per row and column and a group (tree node) per row, computes the encrypted sum
+of every (group, column, bin): a product of ciphertexts mod ``n^2``. Every row in a
+group contributes one multiplication per column. The kernel scatters each row's
+ciphertext into the bin accumulators of all its columns (one mulmod each, straight
+Python over gmpy2, which measured faster than numpy object arrays: ~220k mulmods/s per
+core at 2048-bit keys), split across the shared worker pool by row chunks whose partial
+sums are multiplied together at the end.
 
-Feature pairs.  When a node has many more rows than a pair of features has joint bins,
+Feature pairs.  When a group has many more rows than a pair of columns has joint bins,
 a row is scattered once into the joint (bin_a, bin_b) bucket of the pair instead of
-once per feature, and the per-feature histograms are then read off the non-empty
-buckets (two mulmods per bucket).  With many more rows than buckets (the root and upper
-levels of large trainings) this nearly halves the mulmods of the hot path; the kernel
-pairs two features only when the expected saving exceeds 10 % (:func:`_pair_pays`).
+once per column, and the per-column sums are then read off the non-empty buckets (two
+mulmods per bucket).  With many more rows than buckets (the root and upper levels of
+large trainings) this nearly halves the mulmods; the kernel pairs two columns only when
+the expected saving exceeds 10 % (:func:`_pair_pays`).
 
-Payloads to and from the pool are bytes/ints/ndarrays, local to this party.
+Security: the evaluator (this party) learns nothing about the encrypted values
+(semantic security of Paillier); the key holder, if it receives the sums, learns the
+per-bin totals and nothing else, provided they are re-randomised first (see
+:func:`~jointml.he.packing.compress_ciphertexts`). Payloads to and from the pool are
+bytes/ints/ndarrays, local to this party.
 """
 
 from __future__ import annotations
 
-import gmpy2
+from typing import Any
+
 import numpy as np
 from gmpy2 import mpz
 
-from ...he import parallel
-from ...he.paillier import _bytes_to_mpz, _ints_to_bytes
+from . import parallel
+from .encoding import bytes_to_ints, ints_to_bytes
+
+__all__ = ["grouped_sums", "grouped_sum_kernel", "PARALLEL_MIN_ROWS"]
 
 #: rows per worker chunk below which a level is computed in-process
 PARALLEL_MIN_ROWS = 2048
@@ -54,17 +63,24 @@ def _pairs(n_bins: np.ndarray, rows_per_node: float) -> tuple[list[tuple[int, in
     return pairs, singles
 
 
-def hist_kernel(nsq_int: int, blob: bytes, codes: np.ndarray, slot: np.ndarray, n_nodes: int,
+def grouped_sum_kernel(nsq_int: int, blob: bytes, codes: np.ndarray, slot: np.ndarray, n_nodes: int,
                 n_bins: np.ndarray, use_pairs: bool) -> bytes:
-    """Bin sums for one row chunk.
+    """Bin sums for one row chunk (a pool task; see :func:`grouped_sums`).
 
     ``codes`` (m, d) bin codes in ``[0, n_bins[j])``; ``slot`` (m,) the node slot of each
     row in ``[0, n_nodes)``.  Output: ``n_nodes * sum(n_bins)`` ciphertexts (node-major,
     then feature, then bin), the empty product being ``1``, as a bytes blob.
+
+    >>> from jointml.he import generate_keypair
+    >>> pk, sk = generate_keypair(512)
+    >>> blob = pk.encrypt([2, 3]).to_wire().tobytes()
+    >>> out = grouped_sum_kernel(int(pk.nsq), blob, np.array([[0], [0]]), np.zeros(2, int), 1, np.array([1]), False)
+    >>> sk.decrypt_residues(bytes_to_ints(out, pk.ciphertext_bytes))
+    [5]
     """
     nsq = mpz(nsq_int)
     width = (int(nsq_int).bit_length() + 7) // 8
-    cts = _bytes_to_mpz(blob, width)
+    cts = bytes_to_ints(blob, width)
     m, d = codes.shape
     n_bins = np.asarray(n_bins, dtype=np.int64)
     offs = np.concatenate([[0], np.cumsum(n_bins)]).astype(np.int64)
@@ -104,15 +120,28 @@ def hist_kernel(nsq_int: int, blob: bytes, codes: np.ndarray, slot: np.ndarray, 
             ib = node * total + int(offs[b]) + cb
             out[ia] = out[ia] * v % nsq
             out[ib] = out[ib] * v % nsq
-    return _ints_to_bytes(out, width)
+    return ints_to_bytes(out, width)
 
 
-def encrypted_histograms(wire: np.ndarray, nsq: mpz, codes: np.ndarray, slot: np.ndarray, n_nodes: int,
-                         n_bins: np.ndarray, *, n_jobs: int | None = None, use_pairs: bool = True) -> list:
-    """Bin sums for every (node slot, feature, bin); list of mpz (``1`` for an empty bin).
+def grouped_sums(wire: np.ndarray, nsq: Any, codes: np.ndarray, slot: np.ndarray, n_nodes: int,
+                 n_bins: np.ndarray, *, n_jobs: int | None = None, use_pairs: bool = True) -> list:
+    """Homomorphic sums of row ciphertexts per (node slot, column, bin); list of mpz.
 
     ``wire`` holds the rows' ciphertexts as a ``(m, ciphertext_bytes)`` uint8 array (as
-    received and validated): row chunks go to the workers as raw bytes, no re-encoding.
+    received and validated, :meth:`~jointml.he.PublicKey.ciphertexts_from_wire`): row
+    chunks go to the workers as raw bytes, no re-encoding. ``codes`` (m, d) gives each
+    row's bin per column (``0 <= codes[:, j] < n_bins[j]``), ``slot`` (m,) its group
+    (node) in ``[0, n_nodes)``. The result is node-major, then column, then bin; an
+    empty bin is ``1`` (the trivial encryption of zero). The sums are deterministic
+    functions of the inputs: re-randomise (or compress) them before they go back to
+    the key holder.
+
+    >>> from jointml.he import generate_keypair
+    >>> pk, sk = generate_keypair(512)
+    >>> wire = pk.encrypt([5, 7, 9]).to_wire()
+    >>> sums = grouped_sums(wire, pk.nsq, np.array([[0], [1], [0]]), np.zeros(3, int), 1, np.array([2]))
+    >>> sk.decrypt_residues(sums)
+    [14, 7]
     """
     m = len(wire)
     width = (int(nsq).bit_length() + 7) // 8
@@ -123,57 +152,9 @@ def encrypted_histograms(wire: np.ndarray, nsq: mpz, codes: np.ndarray, slot: np
     parts = parallel.split(range(m), n_chunks)
     args = [(int(nsq), np.ascontiguousarray(wire[r.start:r.stop]).tobytes(), codes[r.start:r.stop], slot[r.start:r.stop],
              n_nodes, np.asarray(n_bins), use_pairs) for r in parts]
-    blobs = parallel.map_chunks(hist_kernel, args, jobs if n_chunks > 1 else 1)
-    acc = _bytes_to_mpz(blobs[0], width)
+    blobs = parallel.map_chunks(grouped_sum_kernel, args, jobs if n_chunks > 1 else 1)
+    acc = bytes_to_ints(blobs[0], width)
     for blob in blobs[1:]:
-        nxt = _bytes_to_mpz(blob, width)
+        nxt = bytes_to_ints(blob, width)
         acc = [a if b == 1 else (b if a == 1 else a * b % nsq) for a, b in zip(acc, nxt)]
     return acc
-
-
-def compress_kernel(params: tuple, blob: bytes, k: int, shift_bits: int, rerandomize: bool) -> bytes:
-    """Horner-fold groups of ``k`` ciphertexts: ``c_0 * c_1^(2^s) * ... * c_(k-1)^(2^(s(k-1)))``,
-    times a fresh encryption of zero when ``rerandomize``."""
-    from ...he.paillier import _encrypt
-
-    n = mpz(params[0])
-    nsq = n * n
-    width = (int(nsq).bit_length() + 7) // 8
-    cts = _bytes_to_mpz(blob, width)
-    e = mpz(1) << shift_bits
-    out = []
-    for g in range(0, len(cts), k):
-        grp = cts[g:g + k]
-        acc = grp[-1]
-        for c in reversed(grp[:-1]):
-            acc = gmpy2.powmod(acc, e, nsq) * c % nsq
-        out.append(acc)
-    if rerandomize:
-        out = [c * r % nsq for c, r in zip(out, _encrypt(params, "djn", [0] * len(out)))]
-    return _ints_to_bytes(out, width)
-
-
-def compress_pairs(pk, sums: list, slot_bits: int, frac_bits: int, *, n_jobs: int | None = None):
-    """Fold packed (g, h) bin sums into few ciphertexts and re-randomise them.
-
-    Same result and layout as :func:`jointml.he.packing.compress` (which ``sk.decrypt``
-    unpacks), computed group-wise in one pool round trip instead of one per Horner step.
-    """
-    from ...he import EncryptedArray, SlotLayout
-    from ...he.packing import plaintext_bits
-
-    unit = 2 * slot_bits
-    m = len(sums)
-    k = max(1, min(plaintext_bits(pk.n) // unit, max(m, 1)))
-    groups = max(1, -(-m // k))
-    padded = list(sums) + [mpz(1)] * (groups * k - m)
-    width = pk.ciphertext_bytes
-    jobs = parallel.resolve_n_jobs(n_jobs)
-    n_chunks = 1 if jobs <= 1 or groups < 4 else min(groups, 2 * jobs)
-    parts = parallel.split(range(groups), n_chunks)
-    args = [(pk._params(), _ints_to_bytes(padded[r.start * k:r.stop * k], width), k, unit, True) for r in parts]
-    blobs = parallel.map_chunks(compress_kernel, args, jobs if n_chunks > 1 else 1)
-    data = np.empty(groups, dtype=object)
-    data[:] = [c for b in blobs for c in _bytes_to_mpz(b, width)]
-    layout = SlotLayout(slot_bits, (k, 2), True, n_values=m)
-    return EncryptedArray(pk, data, frac_bits, None, layout)

@@ -1,0 +1,383 @@
+"""Vertical WOE binning and IV: labels at one party, features at others.
+
+Protocol (semi-honest; Paillier for the label holder's labels, on an
+:class:`~jointml.he.HeDevice` held by the label holder; messages through
+:mod:`jointml.runtime.collectives`):
+
+1. The label holder checks its labels (every party raises its verdict), encodes them
+   as 0/1 (1 = the positive, "bad" class) and sends them encrypted under its own
+   Paillier key to every feature holder (``y.to(he)``).
+2. Each feature holder fine-bins each of its columns locally (equal-frequency
+   pre-bins for numbers, one bin per category, a bin for missing values), sums the
+   encrypted labels of the rows in each pre-bin (:meth:`~jointml.he.HeArray.group_sum`)
+   and returns the encrypted positive count of every pre-bin, compressed and
+   re-randomised (:meth:`~jointml.he.HeArray.reveal`), with its row count.
+3. The label holder decrypts the per-bin positive counts; for supervised methods it
+   merges pre-bins (ChiMerge or tree splits on counts; categories ordered by bad
+   rate first) and sends the pre-bin -> bin map back; it computes WOE and IV per final bin.
+4. WOE substitution: the label holder's own columns are replaced by WOE at the
+   label holder. A feature holder's columns are, by default, turned into WOE
+   *under MPC*: its one-hot bin matrix (private to it) times the WOE table
+   (private to the label holder) gives a secret-shared WOE matrix, so neither side
+   learns the other's part. With `woe_to_owner=True` the label holder sends the WOE
+   tables to the owners instead, who substitute in plaintext.
+
+What each party learns:
+- label holder: per pre-bin row and positive counts of every feature holder's
+  columns (not the bin boundaries, not which rows fall where), hence IV/WOE of
+  those columns; nothing about individual feature values.
+- every party (a dealer too): the number of final bins of every column (public
+  within the job: the MPC substitution needs the shapes).
+- feature holder: the ciphertexts of the labels (semantically secure: nothing), the
+  pre-bin -> bin map for supervised methods (which of its pre-bins the label holder
+  merged), and the WOE tables only with `woe_to_owner=True`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ...he import HeArray, HeDevice
+from ...runtime.collectives import agree, broadcast, send_to
+from ..frames import DataError, VDataFrame
+from ..preprocessing import (
+    EqualFrequencyBinner,
+    EqualWidthBinner,
+    chimerge_from_counts,
+    tree_splits_from_counts,
+    woe_iv_from_counts,
+)
+
+METHODS = ("chimerge", "tree", "quantile", "equal_width")
+
+
+def _prebinner(method: str, n_prebins: int):
+    if method == "equal_width":
+        return EqualWidthBinner(n_bins=n_prebins, handle_unknown="missing")
+    return EqualFrequencyBinner(n_bins=n_prebins, handle_unknown="missing")
+
+
+def _cuts_for(method: str, pos: np.ndarray, neg: np.ndarray, max_bins: int, min_bin_frac: float) -> np.ndarray:
+    if method == "chimerge":
+        return np.asarray(chimerge_from_counts(pos, neg, max_bins=max_bins, min_bin_frac=min_bin_frac), dtype=np.int64)
+    if method == "tree":
+        return np.asarray(tree_splits_from_counts(pos, neg, max_bins=max_bins, min_bin_frac=min_bin_frac), dtype=np.int64)
+    return np.arange(1, len(pos), dtype=np.int64)  # unsupervised: keep the pre-bins
+
+
+def merge_map(method: str, categorical: bool, pos: np.ndarray, neg: np.ndarray, max_bins: int, min_bin_frac: float) -> np.ndarray:
+    """Pre-bin -> final bin map decided on counts alone. The missing pre-bin (last)
+    stays a bin of its own (last). Numeric pre-bins merge only with neighbours;
+    categories are first ordered by bad rate (as supervised binners do), so any
+    categories may share a bin.
+
+    >>> merge_map("quantile", False, np.array([1, 2, 0]), np.array([3, 4, 1]), 6, 0.05).tolist()
+    [0, 1, 2]
+    """
+    reg_pos, reg_neg = pos[:-1], neg[:-1]
+    k = len(reg_pos)
+    order = np.arange(k)
+    if categorical and method in ("chimerge", "tree"):
+        rate = reg_pos / np.maximum(reg_pos + reg_neg, 1)
+        order = np.argsort(rate, kind="stable")
+    cuts = _cuts_for(method, reg_pos[order], reg_neg[order], max_bins, min_bin_frac) if k else np.zeros(0, np.int64)
+    mapping = np.empty(k + 1, dtype=np.int64)
+    mapping[order] = np.searchsorted(cuts, np.arange(k), side="right")
+    mapping[k] = len(cuts) + 1 if k else 0
+    return mapping
+
+
+def final_counts(mapping: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Positive and negative counts per final bin, from the pre-bin counts and the pre-bin -> bin map.
+
+    >>> [a.tolist() for a in final_counts(np.array([0, 1, 1]), np.array([1, 2, 3]), np.array([4, 5, 6]))]
+    [[1, 5], [4, 11]]
+    """
+    nb = int(mapping.max()) + 1
+    return (np.bincount(mapping, weights=pos, minlength=nb).astype(np.int64),
+            np.bincount(mapping, weights=neg, minlength=nb).astype(np.int64))
+
+
+@dataclass
+class ColumnWOE:
+    """A column's final binning: pre-bin -> final bin map (at the owner) and WOE (at the label holder)."""
+
+    owner: str
+    n_bins: int
+    prebin_to_bin: np.ndarray | None = None  # at the owner
+    woe: np.ndarray | None = None  # at the label holder (and the owner with woe_to_owner)
+    iv: float | None = None  # at the label holder
+    pos: np.ndarray | None = None
+    neg: np.ndarray | None = None
+
+
+@dataclass
+class VerticalWOE:
+    """The fitted vertical WOE transform. Attributes hold only what this party may know."""
+
+    label_owner: str
+    columns: dict[str, list[str]]  # party -> its binned columns (public)
+    binners: dict = field(default_factory=dict)  # this party's pre-binner (fitted), if it holds columns
+    col: dict[str, ColumnWOE] = field(default_factory=dict)
+    woe_to_owner: bool = False
+
+    @property
+    def iv(self) -> dict[str, float] | None:
+        """IV per column (at the label holder; None elsewhere)."""
+        vals = {c: w.iv for c, w in self.col.items() if w.iv is not None}
+        return vals or None
+
+    def bin_indices(self, party: str, df: pd.DataFrame) -> np.ndarray:
+        """Final bin index of every row for each of `party`'s columns (at the owner)."""
+        b = self.binners[party]
+        cols = self.columns[party]
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise DataError(f"party '{party}': columns {missing} missing for the WOE transform")
+        pre = np.asarray(b.transform(df[cols]))
+        if not cols:
+            return np.zeros((len(df), 0), np.int64)
+        return np.stack([self.col[c].prebin_to_bin[pre[:, j]] for j, c in enumerate(cols)], axis=1)
+
+    def transform(self, ctx, vdf: VDataFrame, mpc=None) -> dict:
+        """WOE features per party: PartyObjects (plaintext at the owner) or, for feature
+        holders without `woe_to_owner`, SecretArrays on `mpc` (needs `mpc`)."""
+        out: dict = {}
+        for party, cols in self.columns.items():
+            if not cols:
+                continue
+            if party == self.label_owner or self.woe_to_owner:
+                out[party] = ctx.party(party).run(
+                    lambda df, p=party, cs=cols: np.stack(
+                        [self.col[c].woe[self.bin_indices(p, df)[:, j]] for j, c in enumerate(cs)], axis=1),
+                    vdf.parts[party],
+                )
+            else:
+                if mpc is None:
+                    raise DataError("secure WOE substitution needs an MPC device (or woe_to_owner=True)")
+                out[party] = self._secure_substitute(ctx, vdf, party, cols, mpc)
+        return out
+
+    def _secure_substitute(self, ctx, vdf, party, cols, mpc):
+        nb = [self.col[c].n_bins for c in cols]
+        offs = np.concatenate([[0], np.cumsum(nb)])
+
+        def onehot(df):
+            idx = self.bin_indices(party, df)
+            m = np.zeros((len(df), int(offs[-1])), dtype=np.int64)
+            for j in range(len(cols)):
+                m[np.arange(len(df)), offs[j] + idx[:, j]] = 1
+            return m
+
+        def table():
+            t = np.zeros((int(offs[-1]), len(cols)))
+            for j, c in enumerate(cols):
+                t[offs[j] : offs[j + 1], j] = self.col[c].woe
+            return t
+
+        oh = ctx.party(party).run(onehot, vdf.parts[party]).to(mpc, fxp=False)
+        tb = ctx.party(self.label_owner).run(table).to(mpc, fxp=True)
+        return oh @ tb
+
+
+def vertical_woe(
+    ctx,
+    vdf: VDataFrame,
+    label: str,
+    *,
+    features: dict[str, list[str]] | None = None,
+    method: str = "chimerge",
+    max_bins: int = 6,
+    n_prebins: int = 20,
+    min_bin_frac: float = 0.05,
+    pos_label=1,
+    key_bits: int = 2048,
+    woe_to_owner: bool = False,
+) -> VerticalWOE:
+    """Fit WOE binning on every feature column of a vertically partitioned frame.
+
+    `label` is a column of the label holder; `pos_label` marks the positive ("bad")
+    class. Returns a `VerticalWOE`; at the label holder `.iv` gives IV per column.
+    Every party of the job calls it (SPMD). `key_bits` below 2048 are for tests only.
+
+    >>> import pandas as pd
+    >>> from jointml.data.frames import from_pandas
+    >>> bank = pd.DataFrame({"y": [1, 0, 1, 0, 1, 0, 0, 0], "age": [20, 30, 25, 40, 22, 50, 45, 35]})
+    >>> shop = pd.DataFrame({"spend": [5.0, 1.0, 6.0, 2.0, 7.0, 1.5, 2.5, 3.0]})
+    >>> def prog(ctx):
+    ...     vdf = from_pandas(ctx, {"bank": lambda: bank, "shop": lambda: shop})
+    ...     w = vertical_woe(ctx, vdf, "y", method="quantile", n_prebins=2, key_bits=512)  # 512: examples only
+    ...     return w.col["spend"].pos.tolist() if ctx.me == "bank" else w.col["spend"].n_bins
+    >>> simulate(prog, ["bank", "shop"], mode="thread")
+    {'bank': [0, 3, 0], 'shop': 3}
+    """
+    if method not in METHODS:
+        raise DataError(f"method must be one of {METHODS}, got {method!r}")
+    label_owner = vdf.owner_of(label)
+    columns = {p: [c for c in cs if c != label] for p, cs in vdf.columns.items()}
+    if features is not None:
+        for p, cs in features.items():
+            for c in cs:
+                if vdf.owner_of(c) != p:
+                    raise DataError(f"column '{c}' is not held by party '{p}'")
+        columns = {p: list(features.get(p, [])) for p in vdf.parties}
+    model = VerticalWOE(label_owner=label_owner, columns=columns, woe_to_owner=woe_to_owner)
+    holders = [p for p in vdf.parties if p != label_owner and columns.get(p)]
+    y = _labels(ctx, vdf, label, label_owner, pos_label)
+    enc_y = None
+    if holders:  # 1. labels, encrypted for the feature holders
+        he = HeDevice(ctx, label_owner, key_bits=key_bits, parties=[label_owner, *holders])
+        enc_y = ctx.party(label_owner).put(y).to(he, to=holders, name="woe:labels")
+        if ctx.me in holders and enc_y.data.shape != (len(vdf),):
+            raise DataError(f"party '{ctx.me}': {enc_y.data.shape} label ciphertexts for {len(vdf)} rows "
+                            f"from '{label_owner}'")
+    params = (method, max_bins, min_bin_frac)
+    for p in holders:  # 2.-3. pre-bin sums at each holder, merged at the label holder
+        _holder_counts(ctx, vdf, model, enc_y, p, n_prebins, params)
+    if ctx.me == label_owner and columns.get(ctx.me):
+        _own_columns(vdf, model, y, n_prebins, params)
+    _share_bin_counts(ctx, vdf, model)
+    if woe_to_owner:
+        _send_tables(ctx, model, holders)
+    return model
+
+
+def _labels(ctx, vdf: VDataFrame, label: str, label_owner: str, pos_label) -> np.ndarray | None:
+    """0/1 labels at the label holder; its verdict on them is raised at every party."""
+    y, problem = None, None
+    if ctx.me == label_owner:
+        yraw = vdf.parts[label_owner].value[label]
+        if yraw.isna().any():
+            problem = f"party '{label_owner}': label column '{label}' has missing values"
+        else:
+            y = (yraw == pos_label).to_numpy().astype(np.int64)
+            if y.sum() in (0, len(y)):
+                problem = f"party '{label_owner}': label column '{label}' has a single class (pos_label={pos_label!r})"
+    agree(ctx, label_owner, problem, error=DataError, name="woe:label-check")
+    return y
+
+
+def _holder_counts(ctx, vdf: VDataFrame, model: VerticalWOE, enc_y: HeArray, p: str, n_prebins: int,
+                   params: tuple) -> None:
+    """Feature holder `p`: pre-bins its columns and sums the encrypted labels per pre-bin;
+    the label holder decrypts the positive counts, merges, and returns the bin maps."""
+    me, label_owner, cols = ctx.me, model.label_owner, model.columns[p]
+    method, max_bins, min_bin_frac = params
+    codes, arrays = None, []
+    if me == p:
+        df = vdf.parts[me].value[cols]
+        pre = _prebinner(method, n_prebins).fit(df)
+        model.binners[me] = pre
+        codes = np.asarray(pre.transform(df))
+        sizes = np.array([pre.get_bins(c).n_bins for c in cols], np.int64)
+        kinds = np.array([1 if pre.get_bins(c).kind == "categorical" else 0 for c in cols], np.int64)
+        counts = np.concatenate([np.bincount(codes[:, j], minlength=nb) for j, nb in enumerate(sizes)]) \
+            if len(cols) else np.zeros(0, np.int64)
+        arrays = [counts.astype(np.int64), sizes, kinds]
+        codes_nb = sizes.tolist()
+    got = send_to(ctx, p, label_owner, arrays=arrays, name="woe:counts", dtypes=[np.int64] * 3)
+    total = None
+    if me == label_owner:
+        counts, sizes, kinds = got.arrays
+        if sizes.shape != (len(cols),) or kinds.shape != sizes.shape or counts.shape != (int(sizes.sum()),) \
+                or (sizes < 1).any():
+            raise DataError(f"party '{p}' sent bin sums that do not match its {len(cols)} columns")
+        total = int(sizes.sum())
+    # Compressed and re-randomised by `reveal`: otherwise the label holder could test which
+    # of its own ciphertexts were multiplied together, i.e. which rows share a bin.
+    sums = enc_y.group_sum(ctx.party(p).put(codes), codes_nb if me == p else [])
+    pos_all = sums.reveal(to=label_owner, slot_bits=len(vdf).bit_length() + 2, expect=total, name="woe:sums")
+    flat = None
+    if me == label_owner:
+        flat = _merge_holder(model, p, np.rint(pos_all.value).astype(np.int64), counts, sizes, kinds, params)
+    got = send_to(ctx, label_owner, p, arrays=[flat] if flat is not None else [], name="woe:maps",
+                  dtypes=[np.int64])
+    if me == p:
+        _set_maps(model, p, got.arrays[0], label_owner)
+
+
+def _merge_holder(model: VerticalWOE, p: str, pos_all: np.ndarray, counts: np.ndarray, sizes: np.ndarray,
+                  kinds: np.ndarray, params: tuple) -> np.ndarray:
+    """Label holder: WOE/IV of `p`'s columns from the decrypted counts; the flat bin maps."""
+    method, max_bins, min_bin_frac = params
+    if pos_all.shape != counts.shape or (pos_all < 0).any() or (pos_all > counts).any():
+        raise DataError(f"party '{p}' sent inconsistent bin sums")
+    maps, off = [], 0
+    for c, nb, kind in zip(model.columns[p], sizes, kinds):
+        pos, cnt = pos_all[off : off + nb], counts[off : off + nb]
+        off += nb
+        mapping = merge_map(method, bool(kind), pos, cnt - pos, max_bins, min_bin_frac)
+        pos_m, neg_m = final_counts(mapping, pos, cnt - pos)
+        woe, _, iv = woe_iv_from_counts(pos_m, neg_m)
+        model.col[c] = ColumnWOE(p, len(pos_m), woe=np.asarray(woe, float), iv=float(iv), pos=pos_m, neg=neg_m)
+        maps.append(mapping)
+    return (np.concatenate(maps) if maps else np.zeros(0, np.int64)).astype(np.int64)
+
+
+def _set_maps(model: VerticalWOE, me: str, flat: np.ndarray, label_owner: str) -> None:
+    """Feature holder: check and keep its pre-bin -> bin maps."""
+    pre = model.binners[me]
+    sizes = [pre.get_bins(c).n_bins for c in model.columns[me]]
+    if flat.shape != (sum(sizes),):
+        raise DataError(f"party '{me}': bin maps of shape {flat.shape} from '{label_owner}', expected ({sum(sizes)},)")
+    off = 0
+    for c, nb in zip(model.columns[me], sizes):
+        mapping = flat[off : off + nb]
+        off += nb
+        n_final = int(mapping.max()) + 1 if nb else 0
+        if mapping.min() < 0 or set(np.unique(mapping)) != set(range(n_final)):
+            raise DataError(f"party '{me}': invalid bin map for column '{c}' from '{label_owner}'")
+        model.col[c] = ColumnWOE(me, n_final, prebin_to_bin=mapping.copy())
+
+
+def _own_columns(vdf: VDataFrame, model: VerticalWOE, y: np.ndarray, n_prebins: int, params: tuple) -> None:
+    """Label holder: its own columns, in plaintext."""
+    method, max_bins, min_bin_frac = params
+    me, own = model.label_owner, model.columns[model.label_owner]
+    df = vdf.parts[me].value
+    pre = _prebinner(method, n_prebins).fit(df[own])
+    model.binners[me] = pre
+    codes = np.asarray(pre.transform(df[own]))
+    for j, c in enumerate(own):
+        nb = pre.get_bins(c).n_bins
+        pos = np.bincount(codes[:, j], weights=y, minlength=nb).astype(np.int64)
+        cnt = np.bincount(codes[:, j], minlength=nb).astype(np.int64)
+        mapping = merge_map(method, pre.get_bins(c).kind == "categorical", pos, cnt - pos, max_bins, min_bin_frac)
+        pos_m, neg_m = final_counts(mapping, pos, cnt - pos)
+        woe, _, iv = woe_iv_from_counts(pos_m, neg_m)
+        model.col[c] = ColumnWOE(me, len(pos_m), prebin_to_bin=mapping, woe=np.asarray(woe, float), iv=float(iv),
+                                 pos=pos_m, neg=neg_m)
+
+
+def _share_bin_counts(ctx, vdf: VDataFrame, model: VerticalWOE) -> None:
+    """Bin counts are public within the job (every party needs them for the MPC shapes)."""
+    for p in vdf.parties:
+        cols = model.columns.get(p, [])
+        if not cols:
+            continue
+        mine = {c: int(model.col[c].n_bins) for c in cols} if ctx.me == p else None
+        got = broadcast(ctx, p, meta={"n_bins": mine} if mine is not None else None, name="woe:nb")
+        for c in cols:
+            if c not in model.col:
+                n_b = got.meta.get("n_bins", {}).get(c)
+                if type(n_b) is not int or n_b < 0:
+                    raise DataError(f"invalid bin count for column '{c}'", party=p)
+                model.col[c] = ColumnWOE(p, n_b)
+
+
+def _send_tables(ctx, model: VerticalWOE, holders: list[str]) -> None:
+    """`woe_to_owner`: the label holder sends each feature holder its WOE tables."""
+    for p in holders:
+        cols = model.columns[p]
+        arrays = [np.concatenate([model.col[c].woe for c in cols])] if ctx.me == model.label_owner else []
+        got = send_to(ctx, model.label_owner, p, arrays=arrays, name="woe:tables", dtypes=[np.float64],
+                      shapes=[(sum(model.col[c].n_bins for c in cols),)])
+        if ctx.me == p:
+            off = 0
+            for c in cols:
+                k = model.col[c].n_bins
+                model.col[c].woe = got.arrays[0][off : off + k]
+                off += k
