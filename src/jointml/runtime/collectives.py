@@ -5,8 +5,9 @@ move plaintext between parties only through these functions, so that every trans
 is visible in one place, carries a tag drawn from the context's counter, and is
 checked on receipt.
 
-SPMD contract: **every party of the context calls each collective at the same point of
-the program**, including parties that neither send nor receive (they return `None`).
+SPMD contract: **every party of a collective's group (its sender and receivers) calls it
+at the same point of the program**; other parties may call it too (they return `None`)
+or skip it.
 The tag is ``name:n`` where n counts the collectives of that same group of parties
 (sender and receivers) at this party: the members of a group advance it alike, so a
 member that skipped or added a call gets `ProtocolOutOfSync` at its next message instead
@@ -134,10 +135,7 @@ class Channel:
 
 def _tag(ctx: PartyContext, name: str, group: Sequence[str]) -> str:
     """``name:n``, n = collectives of this group (sender and receivers) so far at this party."""
-    key = tuple(sorted(set(group)))
-    counts: dict[tuple[str, ...], int] = ctx.__dict__.setdefault("_collective_counts", {})
-    counts[key] = counts.get(key, 0) + 1
-    return f"{name}:{counts[key]}"
+    return f"{name}:{ctx.next_group_seq(list(group))}"
 
 
 def _as_list(arrays: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:

@@ -41,6 +41,7 @@ class PartyContext:
         self.options = dict(options or {})
         self._pair_seeds: dict[tuple[str, ...], bytes] = {}
         self._uid = 0
+        self._group_seq: dict[tuple[str, ...], int] = {}
 
     # -- devices -----------------------------------------------------------
     def party(self, name: str) -> PartyDevice:
@@ -55,6 +56,21 @@ class PartyContext:
         """A tag identical at every party (they run the same program): `prefix` + a counter."""
         self._uid += 1
         return f"{prefix}{self._uid}"
+
+    def next_group_seq(self, group: list[str] | tuple[str, ...]) -> int:
+        """The number of this call among the calls for the same set of parties (1, 2, ...).
+
+        Collectives tag their messages with it: the members of a group advance it alike,
+        while a party outside the group may skip the group's calls altogether.
+
+        >>> def prog(ctx):
+        ...     return [ctx.next_group_seq(["a", "b"]), ctx.next_group_seq(["b", "a"]), ctx.next_group_seq(["a"])]
+        >>> simulate(prog, ["a", "b"], mode="thread")["a"]
+        [1, 2, 1]
+        """
+        key = tuple(sorted(set(group)))
+        self._group_seq[key] = self._group_seq.get(key, 0) + 1
+        return self._group_seq[key]
 
     # -- shared seeds ------------------------------------------------------
     def shared_seed(self, a: str, b: str, label: str = "") -> bytes:
