@@ -46,7 +46,9 @@ SIMULATION_BANNER = ("SIMULATION: TECC enclaves are software processes (jointml-
 def prepare_features(ctx, cfg: CreditJobConfig) -> dict:
     """At each party (SPMD): PSI, public split, WOE binning; returns this party's own WOE
     features (train and test rows), and at the bank the training and test labels."""
-    from ..jobs.pipeline import COMPONENTS, JobState, _labels, _read_input
+    from ..data.io import read_input as _read_input
+    from ..jobs.runner import COMPONENTS, JobState
+    from ..jobs.runner import state_labels as _labels
 
     spec = credit_pipeline(cfg, ctx.parties)
     state = JobState(spec=spec)
