@@ -193,13 +193,13 @@ class Component:
         if fixed_set:
             raise ConfigError(f"{where}: {fixed_set} is fixed by '{self.name}' (= {self.alias_of} with {self.fixed})")
         specs = self.param_specs(given)
+        missing = [n for n, s in specs.items() if s.required and n not in given and n not in self.fixed]
+        if missing:
+            raise ConfigError(f"{where}: missing parameters {missing}")
         unknown = set(given) - set(specs)
         if unknown:
             raise ConfigError(f"{where}: unknown parameters {sorted(unknown)}; allowed: {self.params(given)}")
         out = {k: specs[k].check(v, where) for k, v in given.items()}
-        missing = [n for n, s in specs.items() if s.required and n not in given and n not in self.fixed]
-        if missing:
-            raise ConfigError(f"{where}: missing parameters {missing}")
         return {**out, **self.fixed}
 
     def produces(self, params: dict) -> set:
