@@ -169,3 +169,12 @@ def test_record_that_does_not_match_the_manifest_is_refused(files, tmp_path):
     (d / "pipeline.partner.json").write_text(json.dumps(rec))
     with pytest.raises(PartyFailed, match="partner.*current model part.*SSXGBClassifier"):
         _predict(files, tmp_path)
+
+
+def test_docs_reference_is_generated_from_the_registry():
+    from pathlib import Path
+
+    from jointml.jobs.registry import reference_markdown
+
+    doc = Path(__file__).resolve().parents[1] / "docs" / "pipelines.md"
+    assert doc.read_text() == reference_markdown(), "regenerate docs/pipelines.md from jointml.jobs.registry.reference_markdown()"

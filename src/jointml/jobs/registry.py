@@ -115,8 +115,18 @@ def _conforms(v: Any, tp: Any) -> tuple[bool, Any]:
 
 
 def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is Literal:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, tuple):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if tp is type(None):
+        return "None"
+    if tp is Any:
+        return "any"
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
@@ -492,3 +502,68 @@ def kind_of(model: Any) -> str:
 
 for _entry in (SSLREntry(), SSGLMEntry(), SecureBoostEntry(), SSXGBEntry()):
     register_model(_entry)
+
+
+# -- documentation -----------------------------------------------------------------------
+def _param_rows(params: dict[str, Param]) -> list[str]:
+    rows = ["| parameter | type | default |", "| --- | --- | --- |"]
+    rows += [f"| `{p.name}` | {_type_name(p.type)} | `{p.describe_default()}` |" for p in params.values()]
+    return rows
+
+
+def reference_markdown() -> str:
+    """The components, aliases and models as Markdown (docs/pipelines.md is this text).
+
+    >>> import jointml.jobs
+    >>> "## `train` (v1)" in reference_markdown()
+    True
+    """
+    out = [_DOC_HEAD]
+    for c in COMPONENTS.values():
+        if c.alias_of:
+            continue
+        out += [f"## `{c.name}` (v{c.version})", "", c.doc, ""]
+        ins = ", ".join(f"{i.type.__name__}{' (optional)' if i.optional else ''}" for i in c.inputs) or "-"
+        outs = ", ".join(t.__name__ for t in c.outputs) or "- (metrics in the summary)"
+        out += [f"Inputs: {ins}. Outputs: {outs}.", ""]
+        own = {k: v for k, v in c.own_params.items()}
+        if own:
+            out += _param_rows(own) + [""]
+        if c.extra_params is not None:
+            out += ["Plus the hyperparameters of the chosen model (see *Models* below).", ""]
+    out += ["## Aliases", "", "Step names of earlier pipeline files; each is a component with fixed parameters.", "",
+            "| step name | runs |", "| --- | --- |"]
+    out += [f"| `{c.name}` | `{c.alias_of}`" + (f" with `{c.fixed}`" if c.fixed else "") + " |"
+            for c in COMPONENTS.values() if c.alias_of]
+    out += ["", "## Models", "", "The `model` of `train` (and of the `<model>.train` aliases), with its hyperparameters.", ""]
+    for e in MODELS.values():
+        doc = inspect.cleandoc(type(e).__doc__ or "")
+        out += [f"### `{e.name}`", "", doc, "",
+                f"Device: {'MPC (the `mpc:` section)' if e.device == 'mpc' else 'HE (Paillier keys at the label holder)'}; "
+                f"default features: {e.features}" + (" (plaintext at their owners)" if e.woe_at_owner and e.features == "woe" else "")
+                + ".", ""]
+        out += _param_rows(e.params()) + [""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+_DOC_HEAD = """# Pipeline components
+
+A pipeline file lists `steps`, each `- component: {params}`; every party runs the same steps on its own data
+(see the module docstring of `jointml.jobs.spec` for the file format, and `jointml-demo-out/pipeline.yaml`
+written by `jointml demo` for a complete example). Unknown components or parameters, and parameters of the
+wrong type, are rejected when the file is read; a step whose inputs no earlier step makes (for example
+`train` before `split`) is rejected before anything runs.
+
+Components pass typed artifacts (`jointml.jobs.artifacts`): each takes the latest artifact of each input
+type and adds its outputs. Training and prediction are one `train` and one `predict` component over the
+model registry (`model: ss_lr | ss_glm | secureboost | ss_xgb`); the step names of earlier files
+(`ss_lr.train`, `secureboost.train`, `ss_xgb.train`, `secureboost.predict`, `ss_xgb.predict`) are
+aliases of them and keep working. With an `output`, each party saves its part of the model in
+`<output>/model/` and `jointml predict --model <output>/model` scores new rows with it, whatever the model.
+
+`train`'s `features`: "woe" trains on the WOE features of a preceding `woe_binning` step (the raw numeric
+columns when there is none; tree models need `woe_binning(woe_to_owner: true)`), "raw" on the numeric
+columns as they are (after `encode` for text columns); default: the model's own (below).
+
+This page is generated from the registry (`jointml.jobs.registry.reference_markdown()`).
+"""
