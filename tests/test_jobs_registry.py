@@ -9,7 +9,14 @@ import pytest
 from jointml.core.errors import ConfigError
 from jointml.data.split import public_split
 from jointml.demo.credit_demo import make_demo_files
-from jointml.jobs import COMPONENTS, MODELS, PipelineSpec, check_wiring, predict_job, simulate_pipeline
+from jointml.jobs import (
+    COMPONENTS,
+    MODELS,
+    PipelineSpec,
+    check_wiring,
+    predict_job,
+    simulate_pipeline,
+)
 from jointml.runtime import PartyFailed, simulate
 
 PARTIES = ["bank", "partner", "dealer"]

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..runtime.device import PartyObject
     from .frames import VDataFrame
 
-__all__ = ["read_input", "labels"]
+__all__ = ["labels", "read_input"]
 
 
 def read_input(path: str | Path, party: str) -> pd.DataFrame:

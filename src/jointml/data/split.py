@@ -30,5 +30,5 @@ def public_split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, n
         raise ParameterError(f"must be in [0, 1], got {test_fraction!r}", field="test_fraction")
     g = Prg(int(seed).to_bytes(16, "little"), stream="split")
     perm = np.argsort(g.uint64(n), kind="stable")
-    n_test = int(round(test_fraction * n))
+    n_test = round(test_fraction * n)
     return np.sort(perm[n_test:]), np.sort(perm[:n_test])

@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..core.errors import PersistError
 
-__all__ = ["WOE_FORMAT", "save_woe", "load_woe", "SavedBinner"]
+__all__ = ["WOE_FORMAT", "SavedBinner", "load_woe", "save_woe"]
 
 WOE_FORMAT = "jointml.woe/1"
 

@@ -24,12 +24,41 @@ from .artifacts import (
     Split,
     WoeModel,
 )
-from .registry import COMPONENTS, MODELS, ModelEntry, component
-from .spec import PipelineSpec
-from .runner import JobState, check_wiring, predict_job, run_pipeline, simulate_pipeline, state_labels  # noqa: I001
 from .credit import CreditJobConfig, credit_pipeline, run_credit_job
+from .registry import COMPONENTS, MODELS, ModelEntry, component
+from .runner import (
+    JobState,
+    check_wiring,
+    predict_job,
+    run_pipeline,
+    simulate_pipeline,
+    state_labels,
+)
+from .spec import PipelineSpec
 
-__all__ = ["AlignedFrame", "ArtifactStore", "Encoding", "Label", "LocalDirStore", "MemoryStore", "ModelParts", "Scores",
-           "Split", "WoeModel", "COMPONENTS", "MODELS", "ModelEntry", "component", "PipelineSpec", "JobState",
-           "check_wiring", "predict_job", "run_pipeline", "simulate_pipeline", "state_labels", "CreditJobConfig",
-           "credit_pipeline", "run_credit_job"]
+__all__ = [
+    "COMPONENTS",
+    "MODELS",
+    "AlignedFrame",
+    "ArtifactStore",
+    "CreditJobConfig",
+    "Encoding",
+    "JobState",
+    "Label",
+    "LocalDirStore",
+    "MemoryStore",
+    "ModelEntry",
+    "ModelParts",
+    "PipelineSpec",
+    "Scores",
+    "Split",
+    "WoeModel",
+    "check_wiring",
+    "component",
+    "credit_pipeline",
+    "predict_job",
+    "run_credit_job",
+    "run_pipeline",
+    "simulate_pipeline",
+    "state_labels",
+]

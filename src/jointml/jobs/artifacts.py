@@ -39,8 +39,20 @@ from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
-__all__ = ["Artifact", "Inputs", "AlignedFrame", "Encoding", "Split", "Label", "WoeModel", "ModelParts", "Scores",
-           "ArtifactStore", "MemoryStore", "LocalDirStore"]
+__all__ = [
+    "AlignedFrame",
+    "Artifact",
+    "ArtifactStore",
+    "Encoding",
+    "Inputs",
+    "Label",
+    "LocalDirStore",
+    "MemoryStore",
+    "ModelParts",
+    "Scores",
+    "Split",
+    "WoeModel",
+]
 
 A = TypeVar("A", bound="Artifact")
 
@@ -137,7 +149,7 @@ class Split(Artifact):
     produced_by: ClassVar[str] = "split"
 
     def describe(self) -> dict[str, Any]:
-        return {"train_rows": int(len(self.train_rows)), "test_rows": int(len(self.test_rows))}
+        return {"train_rows": len(self.train_rows), "test_rows": len(self.test_rows)}
 
 
 @dataclass

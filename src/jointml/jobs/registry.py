@@ -31,14 +31,15 @@ from __future__ import annotations
 import inspect
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from ..core.errors import ConfigError
 
-__all__ = ["Param", "Input", "Component", "COMPONENTS", "component", "alias", "ModelEntry", "MODELS", "model_for_kind"]
+__all__ = ["COMPONENTS", "MODELS", "Component", "Input", "ModelEntry", "Param", "alias", "component", "model_for_kind"]
 
 _REQUIRED = inspect.Parameter.empty
 
@@ -149,7 +150,7 @@ def signature_params(fn: Callable, skip: int) -> tuple[list[tuple[str, Any, bool
 def _resolve(fn: Callable, ann: Any) -> Any:
     if isinstance(ann, str):  # `from __future__ import annotations`
         try:
-            return eval(ann, dict(vars(typing)), dict(getattr(fn, "__globals__", {})))  # noqa: S307 - our own source
+            return eval(ann, dict(vars(typing)), dict(getattr(fn, "__globals__", {})))  # our own source's annotations
         except NameError:
             return Any
     return ann
@@ -519,7 +520,8 @@ def reference_markdown() -> str:
     True
     """
     out = [_DOC_HEAD]
-    for c in COMPONENTS.values():
+    order = ["psi", "encode", "split", "woe_binning", "train", "predict", "evaluate"]
+    for c in sorted(COMPONENTS.values(), key=lambda c: (order.index(c.name) if c.name in order else len(order), c.name)):
         if c.alias_of:
             continue
         out += [f"## `{c.name}` (v{c.version})", "", c.doc, ""]

@@ -44,7 +44,7 @@ from .artifacts import (
 from .registry import COMPONENTS
 from .spec import PipelineSpec
 
-__all__ = ["JobState", "check_wiring", "run_pipeline", "simulate_pipeline", "state_labels", "predict_job"]
+__all__ = ["JobState", "check_wiring", "predict_job", "run_pipeline", "simulate_pipeline", "state_labels"]
 
 A = TypeVar("A", bound=Artifact)
 

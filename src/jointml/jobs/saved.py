@@ -27,13 +27,12 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from ..core.errors import PersistError
 from ..runtime.persist import FORMAT, FORMAT_VERSION, part_path, read_manifest
 from .artifacts import Encoding, ModelParts
 
-__all__ = ["RECORD_FORMAT", "write_record", "read_record", "save_encoding", "load_encoding", "ensure_manifest"]
+__all__ = ["RECORD_FORMAT", "ensure_manifest", "load_encoding", "read_record", "save_encoding", "write_record"]
 
 RECORD_FORMAT = "jointml.pipeline-model/1"
 ENCODING_FORMAT = "jointml.encoding/1"

@@ -19,14 +19,7 @@ Aliases: `ss_lr.train`, `ss_glm.train`, `secureboost.train`, `ss_xgb.train` are 
 """
 
 from ..registry import alias
-# registered in pipeline order (the order of the generated reference)
-from . import psi  # noqa: F401, I001
-from . import encode  # noqa: F401
-from . import split  # noqa: F401
-from . import woe  # noqa: F401
-from . import train  # noqa: F401
-from . import predict  # noqa: F401
-from . import evaluate  # noqa: F401
+from . import encode, evaluate, predict, psi, split, train, woe  # noqa: F401 - registers the components
 
 for _m in ("ss_lr", "ss_glm", "secureboost", "ss_xgb"):
     alias(f"{_m}.train", "train", f"`train` with `model: {_m}` (kept for existing pipeline files).", model=_m)

@@ -12,7 +12,8 @@ numeric check, where each owner announces which column failed (not its values).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ...core.errors import ConfigError
 from ..registry import ModelEntry
