@@ -9,8 +9,8 @@ import yaml
 
 from jointml.core.errors import ConfigError
 from jointml.demo.credit_demo import make_demo_files, plaintext_baseline
-from jointml.jobs.credit import CreditJobConfig, credit_pipeline, predict_job
-from jointml.jobs.pipeline import PipelineSpec, simulate_pipeline
+from jointml.jobs.credit import CreditJobConfig, credit_pipeline
+from jointml.jobs import PipelineSpec, predict_job, simulate_pipeline
 from jointml.runtime import PartyFailed, simulate
 
 
@@ -114,7 +114,7 @@ def test_real_deployment_one_party_per_node(files, tmp_path):
     import socket
     import threading
 
-    from jointml.jobs.pipeline import run_pipeline
+    from jointml.jobs.runner import run_pipeline
     from jointml.net.certs import create_dev_pki
     from jointml.runtime import ClusterConfig, run_party
 

@@ -119,7 +119,7 @@ def demo(
 def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as_json: bool) -> None:
     """Run a declarative pipeline (YAML): every party as a local process, or, with --cluster and
     --party, this organisation's party only (each organisation runs the same command)."""
-    from ..jobs.pipeline import PipelineSpec, run_pipeline, simulate_pipeline
+    from ..jobs import PipelineSpec, run_pipeline, simulate_pipeline
 
     spec = PipelineSpec.load(pipeline)
     if cluster:
@@ -162,7 +162,7 @@ def predict(
     model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, dealer: str, out_path: str | None, mode: str
 ) -> None:
     """Score new rows jointly with saved model parts; only --to sees the scores."""
-    from ..jobs.credit import predict_job
+    from ..jobs import predict_job
     from ..runtime import simulate
 
     paths = {}

@@ -18,7 +18,8 @@ import pandas as pd
 
 from ..core.prg import Prg
 from ..datasets import load_germancredit
-from ..jobs.credit import CreditJobConfig, public_split, run_credit_job
+from ..data.split import public_split
+from ..jobs.credit import CreditJobConfig, run_credit_job
 from ..runtime import simulate
 
 BANK_COLUMNS = [
@@ -299,7 +300,7 @@ def logistic_newton(X: np.ndarray, y: np.ndarray, l2: float, iters: int = 50, to
 
 def write_report(path: Path, summary: dict, bank: dict, baseline: dict) -> Path:
     from ..data.metrics import roc_curve
-    from ..jobs import report as R
+    from ..jobs.components import report as R
 
     y = np.asarray(bank["test_labels"])
     s = np.asarray(bank["test_scores"])

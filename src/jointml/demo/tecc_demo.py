@@ -45,40 +45,6 @@ SIMULATION_BANNER = ("SIMULATION: TECC enclaves are software processes (jointml-
                      "this shows the protocol, not hardware protection")
 
 
-def read_party_file(path: str, party: str):
-    """A party's own input file (CSV, or Parquet by suffix) as a DataFrame; `DataError` naming the party.
-
-    >>> read_party_file("/nonexistent.csv", "bank")
-    Traceback (most recent call last):
-    ...
-    jointml.core.errors.DataError: party 'bank': input file not found: /nonexistent.csv
-    """
-    import pandas as pd
-
-    p = Path(path)
-    if not p.exists():
-        raise DataError(f"party '{party}': input file not found: {path}")
-    try:
-        return pd.read_parquet(p) if p.suffix in (".parquet", ".pq") else pd.read_csv(p)
-    except (ValueError, OSError, pd.errors.ParserError) as e:
-        raise DataError(f"party '{party}': cannot read {path}: {e}") from None
-
-
-def binary_labels(ctx, label_party: str, label: str, pos_label, frame):
-    """At the label holder: 1.0 where column `label` of its part of `frame` equals `pos_label`, else 0.0.
-
-    >>> import pandas as pd
-    >>> from types import SimpleNamespace
-    >>> def prog(ctx):
-    ...     part = ctx.party("bank").run(lambda: pd.DataFrame({"y": ["bad", "good", "bad"]}))
-    ...     got = binary_labels(ctx, "bank", "y", "bad", SimpleNamespace(parts={"bank": part}))
-    ...     return got.value.tolist() if ctx.me == "bank" else None
-    >>> simulate(prog, ["bank", "partner"], mode="thread")["bank"]
-    [1.0, 0.0, 1.0]
-    """
-    return ctx.party(label_party).run(lambda df: (df[label] == pos_label).to_numpy(np.float64), frame.parts[label_party])
-
-
 def prepare_features(ctx, cfg: CreditJobConfig) -> dict:
     """At each party (SPMD): PSI, public split, WOE binning; returns this party's own WOE
     features (train and test rows), and at the bank the training and test labels.
@@ -86,12 +52,13 @@ def prepare_features(ctx, cfg: CreditJobConfig) -> dict:
     >>> prepare_features.__module__  # runs the credit job's first steps: see tests/test_tecc_demo.py
     'jointml.demo.tecc_demo'
     """
-    from ..jobs.pipeline import COMPONENTS, JobState
+    from ..data.io import read_input
+    from ..jobs.runner import COMPONENTS, JobState, state_labels
 
     spec = credit_pipeline(cfg, ctx.parties)
     state = JobState(spec=spec)
     for p, path in spec.inputs.items():
-        state.raw[p] = ctx.party(p).run(lambda path=path, p=p: read_party_file(path, p))
+        state.raw[p] = ctx.party(p).run(lambda path=path, p=p: read_input(path, p))
     steps = {n: prm for n, prm in spec.steps}
     timings = {}
     for name, params in [("psi", steps["psi"]), ("split", steps["split"]),
@@ -109,8 +76,7 @@ def prepare_features(ctx, cfg: CreditJobConfig) -> dict:
     if ctx.me in tr:
         out["X_train"] = np.asarray(tr[ctx.me].value, np.float64)
         out["X_test"] = np.asarray(te[ctx.me].value, np.float64)
-    labels = {k: binary_labels(ctx, state.label_party, state.label, state.pos_label, f)
-              for k, f in (("y_train", state.train), ("y_test", state.test))}
+    labels = {k: state_labels(ctx, state, f) for k, f in (("y_train", state.train), ("y_test", state.test))}
     if ctx.me == state.label_party:
         out.update({k: np.asarray(v.value, np.float64) for k, v in labels.items()})
     return out

@@ -1,9 +1,17 @@
-"""A self-contained HTML report (inline SVG charts, no plotting dependency)."""
+"""A self-contained HTML report of a run (inline SVG charts, no plotting dependency).
+
+Rendered at the party that holds the scores and labels (the label holder); it shows only
+what that party already has.
+
+>>> html_text = page("run", [("Metrics", table_html([{"auc": 0.81}], ["auc"]))])
+>>> html_text.startswith("<!doctype html>") and "<td>0.8100</td>" in html_text
+True
+"""
 
 from __future__ import annotations
 
 import html
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,6 +37,11 @@ def _axes(w: int, h: int, pad: int, xlabel: str, ylabel: str) -> str:
 
 
 def roc_svg(fpr, tpr, auc: float, baseline: tuple | None = None, w: int = 420, h: int = 380) -> str:
+    """An ROC curve (and a dashed baseline `(fpr, tpr, auc)`) as an SVG element.
+
+    >>> roc_svg([0, 0.5, 1], [0, 0.8, 1], 0.8).startswith("<svg")
+    True
+    """
     pad = 44
     parts = [_axes(w, h, pad, "false positive rate", "true positive rate"), _polyline([0, 1], [0, 1], w, h, pad, "#bbb", "4 4")]
     if baseline is not None:
@@ -41,6 +54,11 @@ def roc_svg(fpr, tpr, auc: float, baseline: tuple | None = None, w: int = 420, h
 
 
 def ks_svg(thresholds_frac, cum_bad, cum_good, ks: float, at: float, w: int = 420, h: int = 380) -> str:
+    """Cumulative bad/good curves and the KS line as an SVG element.
+
+    >>> "KS 0.5000" in ks_svg([0, 1], [0, 1], [0, 1], 0.5, 0.5)
+    True
+    """
     pad = 44
     parts = [
         _axes(w, h, pad, "population share (by descending score)", "cumulative share"),
@@ -59,8 +77,12 @@ def ks_svg(thresholds_frac, cum_bad, cum_good, ks: float, at: float, w: int = 42
 
 def ks_curve(y_true: np.ndarray, score: np.ndarray, points: int = 400):
     """Cumulative bad/good shares against the share of the population scored at or above each
-    threshold (from `jointml.data.metrics.ks`, so the plotted KS is the reported one)."""
-    from ..data.metrics import ks
+    threshold (from `jointml.data.metrics.ks`, so the plotted KS is the reported one).
+
+    >>> round(ks_curve(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]))[3], 2)
+    1.0
+    """
+    from ...data.metrics import ks
 
     y = np.asarray(y_true)
     r = ks(y, score)
@@ -72,6 +94,11 @@ def ks_curve(y_true: np.ndarray, score: np.ndarray, points: int = 400):
 
 
 def table_html(rows: list[dict], columns: list[str]) -> str:
+    """An HTML table of `rows` (dicts) with the given columns (floats to 4 decimals).
+
+    >>> table_html([{"a": 1}], ["a"])
+    '<table><thead><tr><th>a</th></tr></thead><tbody><tr><td>1</td></tr></tbody></table>'
+    """
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows
@@ -86,6 +113,7 @@ def _fmt(v) -> str:
 
 
 def page(title: str, sections: list[tuple[str, str]]) -> str:
+    """A whole HTML page: a title and `(heading, html)` sections (see the module example)."""
     css = (
         "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}"
         "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}"

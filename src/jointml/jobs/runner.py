@@ -1,0 +1,314 @@
+"""The runner: checks a pipeline's wiring, runs its steps at this party, stores the artifacts;
+and `predict_job`, which scores new rows with a run's saved model parts.
+
+SPMD: every party runs `run_pipeline` with the same spec; each step is a component whose
+inputs are the latest artifacts of the declared types (see `jointml.jobs.artifacts`).
+What each party learns is what the components reveal (see each component's module);
+the runner itself sends nothing but what the components send.
+
+>>> import pandas as pd, tempfile, pathlib
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> for p, col in (("bank", "a"), ("partner", "b")):
+...     _ = pd.DataFrame({"id": [1, 2, 3, 4], col: [1.0, 2.0, 3.0, 4.0]}).to_csv(d / f"{p}.csv", index=False)
+>>> spec = PipelineSpec.from_dict({"parties": ["bank", "partner"], "inputs": {"bank": "bank.csv", "partner": "partner.csv"},
+...                                "steps": [{"psi": {"key": "id"}}, {"split": {"test_fraction": 0.5}}]}, base=d)
+>>> out = simulate_pipeline(spec, mode="thread", verbose=False)
+>>> out["partner"]["rows_aligned"], out["partner"]["train_rows"]
+(4, 2)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..core.errors import ConfigError
+from ..data.io import labels, read_input
+from .artifacts import (
+    AlignedFrame,
+    Artifact,
+    ArtifactStore,
+    Inputs,
+    Label,
+    LocalDirStore,
+    MemoryStore,
+    ModelParts,
+    Scores,
+    Split,
+    WoeModel,
+)
+from .registry import COMPONENTS
+from .spec import PipelineSpec
+
+__all__ = ["JobState", "check_wiring", "predict_job", "run_pipeline", "simulate_pipeline", "state_labels"]
+
+A = TypeVar("A", bound=Artifact)
+
+
+class JobState:
+    """One party's state during a run: the spec, the artifact store, the MPC device, the summary.
+
+    The properties (`vdf`, `train`, `woe`, `label_party`, ...) read the latest artifacts.
+
+    >>> s = JobState(PipelineSpec("p", ["bank"], {}, []))
+    >>> s.raw, s.train, s.label_party
+    ({}, None, None)
+    """
+
+    def __init__(self, spec: PipelineSpec, store: ArtifactStore | None = None):
+        self.spec = spec
+        self.store = store if store is not None else MemoryStore()
+        self.summary: dict[str, Any] = {}
+        self.timings: dict[str, float] = {}
+        self.mpc: Any = None
+        self.store.put("inputs", Inputs({}))
+
+    def device(self, ctx: Any) -> Any:
+        """The MPC device of the spec's `mpc:` section (made once, on first use)."""
+        if self.mpc is None:
+            from ..mpc import MpcDevice
+
+            m = self.spec.mpc
+            self.mpc = MpcDevice(ctx, m.get("parties"), protocol=m.get("protocol", "semi2k"), dealer=m.get("dealer"),
+                                 frac_bits=int(m.get("frac_bits", 18)))
+        return self.mpc
+
+    def latest(self, kind: type[A]) -> A | None:
+        return self.store.latest(kind)
+
+    # conveniences over the latest artifacts
+    @property
+    def raw(self) -> dict[str, Any]:
+        """`{party: PartyObject}` of the raw inputs (the runner fills it before the steps)."""
+        return self.store.latest(Inputs).frames  # type: ignore[union-attr]
+
+    @property
+    def vdf(self) -> Any:
+        a = self.latest(AlignedFrame)
+        return a.frame if a else None
+
+    @property
+    def train(self) -> Any:
+        s = self.latest(Split)
+        return s.train if s else None
+
+    @property
+    def test(self) -> Any:
+        s = self.latest(Split)
+        return s.test if s else None
+
+    @property
+    def woe(self) -> Any:
+        w = self.latest(WoeModel)
+        return w.woe if w else None
+
+    @property
+    def label(self) -> Label | None:
+        return self.latest(Label)
+
+    @property
+    def label_party(self) -> str | None:
+        lab = self.latest(Label)
+        return lab.party if lab else None
+
+    @property
+    def model(self) -> Any:
+        m = self.latest(ModelParts)
+        return m.estimator if m else None
+
+    @property
+    def scores(self) -> Any:
+        s = self.latest(Scores)
+        return s.scores if s else None
+
+
+def state_labels(ctx: Any, state: JobState, frame: Any) -> Any:
+    """The 0/1 labels of `frame` at the label holder (the latest `Label` of the run)."""
+    lab = state.label
+    if lab is None:
+        raise ConfigError("no label column named yet (woe_binning, encode or train name it)")
+    return labels(ctx, frame, lab.name, lab.pos_label)
+
+
+def check_wiring(spec: PipelineSpec) -> None:
+    """Raise `ConfigError` unless each step's required inputs are made by an earlier step.
+
+    >>> check_wiring(PipelineSpec("p", ["bank"], {}, [("split", {})]))
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.ConfigError: step 'split' needs psi (or aligned inputs) before it
+    """
+    have: set = {Inputs}
+    for i, (name, params) in enumerate(spec.steps):
+        comp = COMPONENTS.get(name)
+        if comp is None:
+            raise ConfigError(f"step {i + 1}: unknown component '{name}' (known: {sorted(COMPONENTS)})")
+        full = comp.validate(params, f"step {i + 1} ({name})")
+        comp.check_wiring(name, full, have)
+        have |= comp.produces(full)
+
+
+def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool = False) -> dict:
+    """Run every step at this party (all parties call it); returns this party's summary."""
+    check_wiring(spec)  # before anything runs
+    store: ArtifactStore = LocalDirStore(Path(spec.output) / "artifacts", ctx.me) if spec.output else MemoryStore()
+    state = JobState(spec, store)
+    t_all = time.perf_counter()
+    for p, path in spec.inputs.items():
+        state.raw[p] = ctx.party(p).run(lambda path=path, p=p: read_input(path, p))
+    for name, params in spec.steps:
+        t = time.perf_counter()
+        COMPONENTS[name].fn(ctx, state, **params)
+        state.timings[name] = round(time.perf_counter() - t, 3)
+        if verbose and ctx.me == (state.label_party or spec.parties[0]):
+            print(f"  [{ctx.me}] {name:<14} done in {state.timings[name]:.2f} s", flush=True)
+    state.summary.update(party=ctx.me, timings=state.timings, seconds=round(time.perf_counter() - t_all, 3), stats=ctx.stats())
+    if spec.output:
+        out = Path(spec.output)
+        out.mkdir(parents=True, exist_ok=True)
+        public = {k: v for k, v in state.summary.items() if k not in ("test_scores", "test_labels")}
+        (out / f"summary.{ctx.me}.json").write_text(json.dumps(public, indent=1, default=_json_default))
+    return state.summary
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def simulate_pipeline(spec: PipelineSpec, mode: str = "process", verbose: bool = True) -> dict:
+    """Run a pipeline with every party as a local process (or thread); `{party: summary}`."""
+    from ..runtime import simulate
+
+    return simulate(run_pipeline, spec.parties, mode=mode, kwargs={"spec": spec, "verbose": verbose})
+
+
+# -- prediction from saved parts ------------------------------------------------------------
+def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_column: str | None = "id",
+                protocol: str | None = None, dealer: str | None = "dealer") -> dict:
+    """Score new rows jointly with a run's saved model parts (any registered model).
+
+    Every party calls it; each loads only its own part and reads only its own rows. The
+    model is the one each party's manifest names as current, and the parties first agree
+    that their pipeline records name the same training (so a stale part of another model
+    in the folder is never used). With `id_column` the rows are aligned by PSI on it (only
+    shared ids are scored, in the receiver's order); with `id_column=None` they must already
+    be aligned. Scores go to `to` only. `protocol`/`dealer` apply when the record names no
+    MPC device (default: the one the model was trained with).
+    """
+    from ..data.frames import VDataFrame
+    from .components.features import model_features
+    from .registry import MODELS
+    from .saved import load_encoding
+
+    d = Path(model_dir)
+    rec = _agree_on_record(ctx, d, inputs)
+    entry = MODELS[rec["model"]]
+    raw = {p: ctx.party(p).run(lambda path=path, p=p: read_input(path, p)) for p, path in inputs.items()}
+    ids = None
+    if id_column:
+        from ..psi import psi_frame
+
+        raw = psi_frame(ctx, raw, key_columns=[id_column], sort_by=to if to in raw else None, progress=False)
+        if to in raw:
+            ids = ctx.party(to).run(lambda df: df[id_column].tolist(), raw[to])
+        raw = {p: ctx.party(p).run(lambda df: df.drop(columns=[id_column]), o) for p, o in raw.items()}
+    enc = load_encoding(d, ctx.me)  # this party's own codes; applied at the owner only
+    raw = {p: ctx.party(p).run(lambda df: enc.apply(df) if enc is not None else df, o) for p, o in raw.items()}
+    vdf = VDataFrame(ctx, raw)
+    cols = {p: list(c) for p, c in rec["columns"].items()}
+    woe = _saved_woe(ctx, d, [p for p in ctx.parties if cols.get(p)]) if rec["features"] == "woe" else None
+    vdf = vdf[[c for p in vdf.parties for c in cols.get(p, [])]]
+    mpc = _predict_device(ctx, rec, inputs, protocol, dealer) if entry.device == "mpc" else None
+    X = model_features(ctx, lambda: mpc, entry, rec["features"], woe, vdf, cols)
+    # Load after the features: parties outside the model (a dealer for SecureBoost) take no
+    # part in the load, and nothing collective follows that they would miss.
+    est = None
+    if rec["parties"] is None or ctx.me in rec["parties"]:
+        est = entry.load(mpc if mpc is not None else ctx, rec["kind"], str(d), rec["parties"])
+    scores = entry.scores(ctx, est, X, to, rec["label"]["party"])
+    out: dict[str, Any] = {"party": ctx.me, "rows": len(vdf), "model": rec["model"]}
+    if ctx.me == to:
+        out["scores"] = np.asarray(scores.value).tolist()
+        out["ids"] = ids.value if ids is not None else None
+    return out
+
+
+def _agree_on_record(ctx: Any, d: Path, inputs: dict[str, str]) -> dict:
+    """Every party checks its record against its manifest; all raise the same error or agree."""
+    from ..core.errors import JointMLError, ModelError
+    from ..runtime.collectives import all_gather
+    from ..runtime.persist import read_manifest
+    from .saved import read_record
+
+    problem, public = None, None
+    try:
+        rec = read_record(d, ctx.me)
+        problem = _record_problem(ctx.me, d, rec, read_manifest, ctx.me in inputs)
+        if rec is not None and problem is None:
+            public = {k: rec.get(k) for k in ("model", "kind", "features", "label", "parties", "mpc", "model_id", "columns")}
+    except JointMLError as e:
+        problem = str(e)
+    got = all_gather(ctx, meta={"problem": problem, "record": public}, name="predict-record")
+    for p, r in got.items():
+        if r.meta.get("problem"):
+            raise ModelError(str(r.meta["problem"]), party=p)
+    recs = {p: r.meta["record"] for p, r in got.items() if r.meta.get("record") is not None}
+    if not recs:
+        raise ModelError(f"no pipeline record (pipeline.<party>.json) in {d}: save the model with a pipeline `output`")
+    ref_party, ref = next(iter(recs.items()))
+    for p, r in recs.items():
+        if r != ref:
+            diff = sorted(k for k in ref if ref[k] != r.get(k))
+            raise ModelError(f"model parts in {d} do not belong together: party '{p}' differs from '{ref_party}' in {diff}")
+    for p in got:
+        if p not in recs and (ref["parties"] is None or p in ref["parties"]):
+            raise ModelError(f"no part of the model in {d}", party=p)
+    return ref
+
+
+def _record_problem(me: str, d: Path, rec: dict | None, read_manifest: Any, has_input: bool) -> str | None:
+    if rec is None:
+        return f"no pipeline record pipeline.{me}.json in {d}" if has_input else None
+    if rec["parties"] is not None and me not in rec["parties"]:
+        return None  # this party holds no part of the model
+    manifest = read_manifest(d, me)
+    if manifest is None:
+        return f"no model manifest manifest.{me}.json in {d}"
+    if manifest.get("kind") != rec.get("kind"):
+        return (f"the current model part in {d} is a {manifest.get('kind')}, but the pipeline record names a "
+                f"{rec.get('kind')} (files of different trainings; train again into an empty folder)")
+    if rec.get("features") == "woe" and not (d / f"woe.{me}.json").exists():
+        return f"no WOE part woe.{me}.json in {d}"
+    return None
+
+
+def _saved_woe(ctx: Any, d: Path, owners: list[str]) -> Any:
+    """This party's WOE part, completed with the public bin counts of the other parties' columns."""
+    from ..data.woe_io import load_woe
+    from ..runtime.collectives import all_gather
+
+    woe = load_woe(d, ctx.me)
+    mine = {c: int(woe.col[c].n_bins) for c in woe.columns.get(ctx.me, [])} if woe is not None else {}
+    got = all_gather(ctx, owners, meta={"n_bins": mine}, name="woe-layout")
+    for p, r in got.items():
+        for c, n in r.meta["n_bins"].items():
+            if woe is not None and p != ctx.me and woe.col[c].n_bins == 0:
+                woe.col[c].n_bins = int(n)
+    return woe
+
+
+def _predict_device(ctx: Any, rec: dict, inputs: dict[str, str], protocol: str | None, dealer: str | None) -> Any:
+    from ..mpc import MpcDevice
+
+    m = dict(rec.get("mpc") or {})
+    proto = protocol or m.get("protocol", "semi2k")
+    deal = m.get("dealer", dealer) if proto == "semi2k" else None
+    return MpcDevice(ctx, m.get("parties") or list(inputs), protocol=proto, dealer=deal, frac_bits=int(m.get("frac_bits", 18)))
