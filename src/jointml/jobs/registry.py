@@ -401,18 +401,6 @@ class SSGLMEntry(_LinearEntry):
         return False
 
 
-class _PartiesView:
-    """The party context seen by a model that only some parties of the job take part in
-    (SecureBoost has no role for a dealer): the same links and counters, fewer parties."""
-
-    def __init__(self, ctx: Any, parties: list[str]):
-        self._ctx = ctx
-        self.parties = [p for p in ctx.parties if p in parties]
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ctx, name)
-
-
 class SecureBoostEntry(ModelEntry):
     """`secureboost`: gradient-boosted trees with Paillier HE (`jointml.ml.tree.SecureBoost*`);
     thresholds stay with their owners; scores go to the label holder only."""
@@ -427,7 +415,8 @@ class SecureBoostEntry(ModelEntry):
               learning_rate: float = 0.3, max_depth: int = 5, min_child_weight: float = 1.0, reg_lambda: float = 1.0,
               gamma: float = 0.0, subsample: float = 1.0, colsample_bytree: float = 1.0, max_bin: int = 32,
               key_bits: int = 2048) -> Any:
-        # The one place a SecureBoost estimator is constructed (its first argument: the context today).
+        # The one place a SecureBoost estimator is constructed: its first argument is the context (the HE
+        # key is made at fit, at the label holder) or an HeDevice held by the label holder.
         cls = self.classes()["SecureBoostClassifier" if objective == "binary" else "SecureBoostRegressor"]
         return cls(device, n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
                    min_child_weight=min_child_weight, reg_lambda=reg_lambda, gamma=gamma, subsample=subsample,
@@ -445,8 +434,8 @@ class SecureBoostEntry(ModelEntry):
         return [p for p in ctx.parties if p in frame.parts]
 
     def load(self, device: Any, kind: str, directory: str, parties: list[str] | None) -> Any:
-        view = device if parties is None else _PartiesView(device, parties)
-        return self.classes()[kind].load(view, directory)
+        # only the parties of the model load a part; the others (a dealer) take part in the check
+        return self.classes()[kind].load(device, directory, parties=parties)
 
     def scores(self, ctx: Any, model: Any, X: dict, to: str, label_party: str) -> Any:
         if to != label_party:

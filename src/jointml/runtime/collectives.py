@@ -260,10 +260,12 @@ def all_gather(
     *,
     meta: dict | None = None,
     arrays: Sequence[np.ndarray] | np.ndarray = (),
+    to: Sequence[str] | None = None,
     name: str = "allgather",
 ) -> dict[str, Received]:
     """Every party of `parties` (default: all) announces (`meta`, `arrays`) to every party of
-    the job; returns `{party: Received}` everywhere, in the order of `parties`.
+    `to` (default: the job); returns `{party: Received}` at those parties, in the order of
+    `parties` (values are `None` at a party outside `to`).
 
     >>> def prog(ctx):
     ...     got = all_gather(ctx, ["alice", "bob"], meta={"cols": 2 if ctx.me == "alice" else 5})
@@ -275,7 +277,7 @@ def all_gather(
     out: dict[str, Received] = {}
     for p in group:
         mine = ctx.me == p
-        got = broadcast(ctx, p, meta=meta if mine else None, arrays=arrays if mine else (), name=f"{name}:{p}")
+        got = broadcast(ctx, p, meta=meta if mine else None, arrays=arrays if mine else (), to=to, name=f"{name}:{p}")
         out[p] = got
     return out
 

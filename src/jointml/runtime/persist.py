@@ -201,8 +201,8 @@ def load_part(
     `check(part)` returns a problem message or None (e.g. the part was trained with
     another protocol than the device runs). Every party announces its verdict and the
     part's public summary (kind, model id, params, public); any problem, or a summary
-    differing between parties, raises `error` at every party alike. Parties outside
-    `parties` take part in the announcement and return None.
+    differing between parties, raises `error` at every party of `parties` alike. Parties
+    outside `parties` exchange nothing and return None (they need not call it).
     """
     group = list(ctx.parties) if parties is None else list(parties)
     part, problem = None, None
@@ -215,7 +215,9 @@ def load_part(
         except (KeyError, TypeError, ValueError) as e:
             problem = f"party '{ctx.me}': model part in {directory} is damaged: {e}"
     summary = None if part is None or problem else _summary(part)
-    got = all_gather(ctx, group, meta={"problem": problem, "summary": summary}, name="model-load")
+    if ctx.me not in group:
+        return None
+    got = all_gather(ctx, group, meta={"problem": problem, "summary": summary}, to=group, name="model-load")
     for p, r in got.items():
         if r.meta.get("problem"):
             raise error(str(r.meta["problem"]), party=p)
