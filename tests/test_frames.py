@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jointml.data.frames import DataError, HDataFrame, VDataFrame, from_pandas, read_csv, read_csv_horizontal
+from jointml.data.frames import from_pandas, read_csv, read_csv_horizontal
 from jointml.runtime import NotOwnerError, PartyFailed, simulate
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import doctest
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,7 +16,6 @@ from sklearn.preprocessing import OneHotEncoder as SkOneHot
 from sklearn.preprocessing import StandardScaler as SkScaler
 
 from jointml.data import metrics as jm
-
 from jointml.datasets import path as _dataset_path
 
 GERMAN = _dataset_path("germancredit.csv")

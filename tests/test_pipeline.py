@@ -9,8 +9,8 @@ import yaml
 
 from jointml.core.errors import ConfigError
 from jointml.demo.credit_demo import make_demo_files, plaintext_baseline
-from jointml.jobs.credit import CreditJobConfig, credit_pipeline
 from jointml.jobs import PipelineSpec, predict_job, simulate_pipeline
+from jointml.jobs.credit import CreditJobConfig, credit_pipeline
 from jointml.runtime import PartyFailed, simulate
 
 

@@ -7,7 +7,6 @@ import importlib
 import math
 import warnings
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -45,7 +44,6 @@ from jointml.data.preprocessing import (
     tree_splits_from_counts,
     woe_iv_from_counts,
 )
-
 from jointml.datasets import path as _dataset_path
 
 GERMAN = _dataset_path("germancredit.csv")

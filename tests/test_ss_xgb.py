@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import run_mpc
 
+from conftest import run_mpc
 from jointml.data.metrics import roc_auc
 from jointml.ml.tree._binning import QuantileBins
 from jointml.ml.tree.ss_xgb import SSXGBClassifier, SSXGBError

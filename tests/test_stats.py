@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jointml.data.secure import stats
 from jointml.data.frames import from_pandas
+from jointml.data.secure import stats
 from jointml.datasets import load_germancredit
 from jointml.mpc import MpcDevice
 from jointml.runtime import PartyFailed, simulate

@@ -1,10 +1,9 @@
 """Vertical WOE/IV: Paillier-summed label counts must equal a plaintext computation on the same bins."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from jointml.data.frames import DataError, from_pandas
+from jointml.data.frames import from_pandas
 from jointml.data.preprocessing import woe_iv_from_counts
 from jointml.data.secure.woe import merge_map, vertical_woe
 from jointml.mpc import MpcDevice

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.prg import Prg
-from ..datasets import load_germancredit
 from ..data.split import public_split
+from ..datasets import load_germancredit
 from ..jobs.credit import CreditJobConfig, run_credit_job
 from ..runtime import simulate
 

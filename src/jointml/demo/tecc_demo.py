@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import DataError
 from ..jobs.credit import CreditJobConfig, credit_pipeline
 from ..runtime import simulate
 from .credit_demo import make_demo_files, plaintext_baseline, write_report
