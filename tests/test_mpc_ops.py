@@ -10,7 +10,7 @@ from jointml.runtime import simulate
 
 from conftest import run_mpc, shared
 
-HAS_ABY3 = importlib.util.find_spec("jointml.mpc.aby3") is not None
+HAS_ABY3 = importlib.util.find_spec("jointml.mpc.protocols.aby3") is not None
 PROTOCOLS = ["semi2k"] + (["aby3"] if HAS_ABY3 else [])
 G = np.random.default_rng(1234)  # public test data
 EPS = 2.0**-16

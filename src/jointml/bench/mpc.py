@@ -62,7 +62,7 @@ def _program(ctx, protocol: str, figure: str, parties: list[str], dealer: str | 
     x = ctx.party(a).run(lambda: xv).to(mpc)
     if figure.startswith("sigmoid"):
         mode = figure.rsplit("_", 1)[1]
-        from ..mpc import nonlinear
+        from ..mpc import functions as nonlinear
 
         z = nonlinear.sigmoid(x, mode=mode)
     else:

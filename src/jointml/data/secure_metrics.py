@@ -75,8 +75,8 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from ..mpc import nonlinear
-from ..mpc.secret_array import SecretArray, concatenate
+from ..mpc import functions as nonlinear
+from ..mpc.array import SecretArray, concatenate
 from ..runtime.device import PartyObject
 from . import metrics
 from .stats import _broadcast, _reveal_to

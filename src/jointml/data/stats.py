@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from ..mpc.masked import MaskedMatrix, PrivateMaskedMatrix
-from ..mpc.secret_array import SecretArray, concatenate
+from ..mpc.array import SecretArray, concatenate
 from ..runtime.device import PartyObject
 from .frames import DataError, VDataFrame
 

@@ -422,7 +422,7 @@ class _SecureLinearBase:
                 if self.l1:
                     t = lr * self.l1
                     # proximal step (soft threshold): w - clip(w, -t, t)
-                    from ..mpc import nonlinear
+                    from ..mpc import functions as nonlinear
 
                     w = w - nonlinear.clip(w, -t, t)
                 if self.fit_intercept:
@@ -680,7 +680,7 @@ class SSLogisticRegression(_SecureLinearBase):
     """
 
     def __init__(self, mpc: MpcDevice, *, sigmoid: str = "seg3", class_weight=None, **kw):
-        from ..mpc.nonlinear import SIGMOID_MODES
+        from ..mpc.functions import SIGMOID_MODES
 
         if sigmoid not in SIGMOID_MODES:
             raise ModelError(f"sigmoid must be one of {SIGMOID_MODES}, got {sigmoid!r}")
@@ -696,7 +696,7 @@ class SSLogisticRegression(_SecureLinearBase):
         return d
 
     def _mean(self, eta):
-        from ..mpc import nonlinear
+        from ..mpc import functions as nonlinear
 
         return nonlinear.sigmoid(eta, mode=self.sigmoid)
 
@@ -787,12 +787,12 @@ class SSGLM(_SecureLinearBase):
     def _mean(self, eta):
         if self.family == "gaussian":
             return eta
-        from ..mpc import nonlinear
+        from ..mpc import functions as nonlinear
 
         return nonlinear.exp(eta)
 
     def _residual(self, eta, y):
-        from ..mpc import nonlinear
+        from ..mpc import functions as nonlinear
 
         if self.family == "gaussian":
             return eta - y

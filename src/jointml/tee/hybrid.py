@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..mpc.secret_array import SecretArray, concatenate
+from ..mpc.array import SecretArray, concatenate
 from .enclave import EnclaveSession
 
 

@@ -328,7 +328,7 @@ class EnclaveProgram:
     # -- the MPC job ------------------------------------------------------------------
     def _run(self):
         from ..mpc import MpcDevice
-        from ..mpc.secret_array import SecretArray, concatenate
+        from ..mpc.array import SecretArray, concatenate
         from ..net.link import Communicator
         from ..runtime.context import PartyContext
 

@@ -100,7 +100,8 @@ from pathlib import Path
 import numpy as np
 
 from ...core.errors import JointMLError
-from ...mpc import SecretArray, concatenate, nonlinear, stack
+from ...mpc import SecretArray, concatenate, stack
+from ...mpc import functions as nonlinear
 from ...mpc.masked import PrivateMaskedMatrix
 from ...runtime.device import PartyObject
 from ..linear import _broadcast_meta, _shape_of, _share_from_json, _share_to_json

@@ -88,7 +88,7 @@ def and_tree(proto, X, shape: tuple, width: int = 64):
 # exactly where the tree's width-16 level expects them.
 
 _QUARTER_SHIFT = {0: 0, 1: 32, 2: 16, 3: 48}  # significance t -> bit offset (reversed layout)
-_SUBSETS = [S for k in (2, 3, 4) for S in itertools.combinations(range(4), k)]  # 11
+SUBSETS = [S for k in (2, 3, 4) for S in itertools.combinations(range(4), k)]  # 11
 
 
 def quarters(x: np.ndarray, reversed_layout: bool = True) -> list:
@@ -101,7 +101,7 @@ def monomials(r: np.ndarray, reversed_layout: bool = True) -> np.ndarray:
     """Dealer side: the 11 products r_S (|S| >= 2) of each 4-bit block, stacked (11, *shape) uint16."""
     q = quarters(r, reversed_layout)
     out = []
-    for S in _SUBSETS:
+    for S in SUBSETS:
         m = q[S[0]].copy()
         for t in S[1:]:
             m &= q[t]
@@ -125,7 +125,7 @@ def block_greater_equal(r_quarters: list, mono: np.ndarray, c: np.ndarray, lead:
     party adds the public constant terms. G = [r_block > c_block], E = [r_block == c_block]."""
     cbar = [~w for w in quarters(c, reversed_layout)]
     share = {(t,): r_quarters[t] for t in range(4)}
-    for S, m in zip(_SUBSETS, mono):
+    for S, m in zip(SUBSETS, mono):
         share[S] = m
     # G = G3 ^ E3 G2 ^ E3 E2 G1 ^ E3 E2 E1 G0 with G_t = r_t cbar_t, E_t = r_t ^ cbar_t:
     # the term for G_k is cbar_k r_k prod_{t>k} (r_t ^ cbar_t) = XOR over S in {t>k} of

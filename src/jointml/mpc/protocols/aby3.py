@@ -48,16 +48,21 @@ that in a long program the load is spread evenly over the three parties.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from ..core import ring
-from ..core.errors import ConfigError
-from ..core.prg import Prg
+from ...core.backend import backend as bk
+from ...core.errors import ConfigError, ParameterError, ProtocolError
+from ...core.prg import Prg
+from ..shapes import Shape, broadcast_shape, matmul_shape, size
 from . import circuits
-from .protocol import Protocol, wraps_ring
-from .secret_array import matmul_shape
+from .base import CORE_CAPABILITIES, FREE, Array, Cost, Protocol, Share, _unknown, wraps_ring
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+__all__ = ["Aby3"]
 
 _U = np.uint64
 _LOW63 = _U((1 << 63) - 1)
@@ -83,6 +88,7 @@ class Aby3(Protocol):
     (members and outsiders alike: outsiders hold no shares but may input or receive)."""
 
     name = "aby3"
+    capabilities = CORE_CAPABILITIES | {"mul_trunc", "square_trunc", "matmul_trunc"}
 
     def __init__(self, ctx, parties: Sequence[str]):
         parties = list(parties)
@@ -168,6 +174,19 @@ class Aby3(Protocol):
         if not self.is_member:
             return None
         return (_arr(fn(*[s[0] for s in shares])), _arr(fn(*[s[1] for s in shares])))
+
+    # -- share layout -------------------------------------------------------------------
+    def export_share(self, share: Share) -> list[Array]:
+        """[x_i, x_{i+1}] at member P_i, [] elsewhere."""
+        return [] if share is None else [np.array(share[0], dtype=_U, copy=True), np.array(share[1], dtype=_U, copy=True)]
+
+    def import_share(self, arrays: Sequence[Array], shape: Shape) -> Share:
+        if not self.is_member:
+            if len(arrays):
+                raise ProtocolError(f"aby3: party '{self.me}' holds no share, got {len(arrays)} arrays", party=self.me)
+            return None
+        _check_arrays(self.me, arrays, shape)
+        return (np.array(arrays[0], dtype=_U, copy=True), np.array(arrays[1], dtype=_U, copy=True))
 
     # -- input / output -------------------------------------------------------------
     def _in_prg(self, owner: str, member: str) -> Prg:
@@ -368,13 +387,13 @@ class Aby3(Protocol):
         a0, a1 = a
         b0, b1 = b
         if r == 0:
-            z = _arr(ring.matmul(a0 + a1, b0 + b1))
+            z = _arr(bk.matmul(a0 + a1, b0 + b1))
         elif r == 1:
-            z = _arr(ring.matmul(a0, b1))
-            z += ring.matmul(a1, b0 + b1)
+            z = _arr(bk.matmul(a0, b1))
+            z += bk.matmul(a1, b0 + b1)
         else:
-            z = _arr(ring.matmul(a0, b1))
-            z += ring.matmul(a1, b0)
+            z = _arr(bk.matmul(a0, b1))
+            z += bk.matmul(a1, b0)
         return self._add_zero(z, False)
 
     def matmul(self, a, b, shape_a, shape_b):
@@ -441,7 +460,7 @@ class Aby3(Protocol):
     def _trunc(self, a, bits: int, shape: tuple, additive: bool):
         bits = int(bits)
         if not 0 < bits <= 62:
-            raise ValueError(f"aby3.trunc: bits must be in [1, 62], got {bits}")
+            raise ParameterError(f"aby3.trunc: bits must be in [1, 62], got {bits}", field="bits")
         d = self._role()
         A, B = (d + 1) % 3, (d + 2) % 3
         role = (self.idx - d) % 3  # 0 dealer, 1 A, 2 B
@@ -714,8 +733,59 @@ class Aby3(Protocol):
             out[slot] += d
         return tuple(out)
 
-    def a2b(self, a, shape):
-        raise NotImplementedError("aby3: full-word a2b is not implemented (comparisons use msb/eqz, which need no adder)")
+    # -- costs -----------------------------------------------------------------------------
+    @classmethod
+    def static_cost(cls, op: str, *shapes: Shape, n_compute: int | None = None, **params: Any) -> Cost:
+        if n_compute not in (None, 3):
+            raise ParameterError(f"aby3 has exactly 3 compute parties, not {n_compute}", field="n_compute")
+        return _cost(op, shapes, params)
 
-    def b2a(self, b, shape):
-        raise NotImplementedError("aby3: full-word b2a is not implemented; b2a_bits converts single bits")
+
+_FREE_OPS = frozenset({"map", "add", "sub", "neg", "add_public", "mul_public", "b_xor", "b_xor_public", "b_and_public",
+                       "masked_setup"})
+# bytes per party of the comparison trees, per element: greater_tree over 64-bit words sends
+# two ANDs per level (4, 2, 1, 1, 1 B words) and one at the last level; and_tree one per level
+_GREATER_TREE = 2 * (4 + 2 + 1 + 1 + 1) + 1
+_AND_TREE = 4 + 2 + 1 + 1 + 1 + 1
+
+
+def _cost(op: str, shapes: Sequence[Shape], params: dict[str, Any]) -> Cost:
+    """aby3 costs (3 parties, no dealer); asymmetric roles rotate but the totals do not change."""
+    if op in _FREE_OPS:
+        return FREE
+    N = size(shapes[0]) if shapes else 0
+    w = int(params.get("itemsize", 8))
+    if op == "share_in":
+        return Cost((4 if params.get("outsider") else 2) * w * N, 1)
+    if op == "reveal":
+        return Cost({"all": 3, "member": 1, "outsider": 2}[params.get("to", "all")] * w * N, 1)
+    if op in ("mul", "square", "matmul", "masked_matmul", "private_masked_matmul"):
+        out = matmul_shape(shapes[0], shapes[1]) if "matmul" in op else broadcast_shape(*shapes)
+        return Cost(24 * size(out), 1)
+    if op == "private_masked_setup":
+        return Cost(16 * N, 1)
+    if op in ("trunc", "mul_trunc", "square_trunc", "matmul_trunc"):
+        m = np.dtype(_small_dtype(int(params.get("bits", 18)))).itemsize
+        if op == "trunc":
+            return Cost((40 + m) * N, 2)
+        out = matmul_shape(shapes[0], shapes[1]) if op == "matmul_trunc" else broadcast_shape(*shapes)
+        return Cost((56 + m) * size(out), 2)
+    if op == "b_and":
+        return Cost(3 * w * N, 1)
+    if op == "b2a_bits":
+        return Cost(32 * N, 1)
+    if op == "msb":
+        return Cost(32 * N, 1) + Cost(3 * _GREATER_TREE * N, 6) + Cost(32 * N, 1)
+    if op == "eqz":
+        return Cost(16 * N, 1) + Cost(3 * _AND_TREE * N, 6) + Cost(32 * N, 1)
+    raise _unknown("aby3", op)
+
+
+def _check_arrays(me: str, arrays: Sequence[Array], shape: Shape) -> None:
+    if len(arrays) != 2:
+        raise ProtocolError(f"aby3: a share is 2 arrays (x_i, x_i+1), got {len(arrays)}", party=me)
+    for a in arrays:
+        a = np.asarray(a)
+        if a.dtype != np.uint64 or tuple(a.shape) != tuple(shape):
+            raise ProtocolError(f"aby3: share array has dtype {a.dtype} and shape {a.shape}, expected uint64 "
+                                f"{tuple(shape)}", party=me)
