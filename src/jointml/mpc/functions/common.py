@@ -171,7 +171,8 @@ def _mul1(a: SecretArray, b: SecretArray, out: int | None = None) -> SecretArray
 
 
 def _ltz(xs: Sequence[SecretArray]) -> list[SecretArray]:
-    """[x < 0] for several secrets in ONE batched comparison (8 rounds); integer 0/1 secrets."""
+    """[x < 0] for several secrets in ONE batched comparison (`Protocol.msb`: semi2k 6 rounds,
+    aby3 8); integer 0/1 secrets."""
     xs = list(xs)
     if sum(_size(x.shape) for x in xs) == 0:
         return [_zeros(x, x.shape) for x in xs]

@@ -55,8 +55,8 @@ def log(x: SecretArray, bounds=None) -> SecretArray:
     Two-stage normalisation x = 2^(k1+k2) y with y in [1, 2): 10 thresholds (f = 18), then
     3 thresholds (2, 4, 8) on the normalised value, then a degree-7 minimax polynomial for
     log(y) (abs error 1.8e-7) plus (k1+k2) ln 2, a public dot product of the bits (free).
-    Cost (semi2k, f = 18): 13 cmp (2 x 8 rounds) + 1 mul + 1 exact mul + 4 mul:
-    619 B/party, 26 rounds. Error (measured): 1.0 ulp absolute (3.9e-6), relative 3.7e-6
+    Cost (semi2k, f = 18): 13 cmp (2 x 6 rounds) + 1 mul + 1 exact mul + 4 mul:
+    385 B/party, 22 rounds. Error (measured): 1.0 ulp absolute (3.9e-6), relative 3.7e-6
     where |log x| >= 1 - on top of the input's own quantisation (2^-f / x)."""
     x = _fx(x)
     F = _fint(x)
@@ -107,8 +107,8 @@ def exp(x: SecretArray) -> SecretArray:
     e^x = p(x/64)^64: p is a degree-5 polynomial fitted (minimax) to the relative error of
     the *squared-up* result (3e-6 on [-15, 26]), then 6 squarings at decreasing precision
     (26 fractional bits while the values are small, fewer as they grow, so e^17 still fits).
-    Cost (semi2k, f = 18): 1 cmp (lower cut) + 3 mul (p) + 6 sq + 1 xmul: 221 B/party,
-    27 rounds. Error (measured, 10^6 points): relative 1.1e-5 where e^x >= 1 (the last
+    Cost (semi2k, f = 18): 1 cmp (lower cut) + 3 mul (p) + 6 sq + 1 xmul: 204 B/party,
+    25 rounds. Error (measured, 10^6 points): relative 1.1e-5 where e^x >= 1 (the last
     squaring can keep only 18 bits), 3.1 ulp absolute below."""
     x = _fx(x)
     f = x.device.frac_bits

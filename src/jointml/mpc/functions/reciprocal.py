@@ -119,7 +119,7 @@ def reciprocal(x: SecretArray, positive: bool = False, bounds=None) -> SecretArr
 
     Cost (semi2k, f = 18): 1 cmp (sign) + 1 xmul (|x|) + 10 cmp (thresholds) + 1 mul
     (normalise, the signed factor rides along) + 4 mul (guess) + 4 mul (Newton) + 1 mul:
-    680 B/party, 36 rounds; positive=True: 611 B, 27 rounds.
+    483 B/party, 32 rounds; positive=True: 432 B, 25 rounds.
     Error (measured): relative 4.2e-6 where |1/x| >= 1, 1.1 ulp absolute below. x = 0
     gives a meaningless value, as division by zero must."""
     return div(1.0, x, positive, bounds)
@@ -133,7 +133,7 @@ def div(a, b, positive: bool = False, bounds=None) -> SecretArray:
     folded into the public bucket factor: same cost and accuracy as reciprocal, losing one
     bit of relative precision per doubling of max|a| above 1 (2.5/b: 8.3e-6). A secret
     numerator costs one more level, (a * 1/y) * (+-2^-k) with the factor split in two lanes
-    so that a * 1/y keeps f+4 bits (744 B/party, 39 rounds); it is valid while
+    so that a * 1/y keeps f+4 bits (547 B/party, 35 rounds); it is valid while
     |a| < 2^(56-2f) and |a/b| < 2^(56-2f) (2^20 ~ 1e6 for f = 18); error: relative 4e-6 plus
     about one ulp of a amplified like the quotient (2^-f / |b|)."""
     f = (b.device if _secret(b) else a.device).frac_bits
@@ -171,7 +171,7 @@ def rsqrt(x: SecretArray, bounds=None) -> SecretArray:
     f = 18), a degree-5 minimax guess (relative error 0.025) and two Newton steps
     r <- r (3 - y r^2)/2 (two product levels each), times the bucket factor 2^(-k/2).
     Cost (semi2k, f = 18): 10 cmp + 1 mul (normalise) + 3 mul (guess) + 6 mul (Newton)
-    + 1 mul: 635 B/party, 26 rounds. Error (measured, 10^6 points): relative 4.7e-6 where
+    + 1 mul: 456 B/party, 24 rounds. Error (measured, 10^6 points): relative 4.7e-6 where
     the result is >= 1, 1.3 ulp absolute below."""
     x = _fx(x)
     F = _fint(x)
@@ -192,7 +192,7 @@ def sqrt(x: SecretArray, bounds=None) -> SecretArray:
 
     sqrt(x) = (x 2^(-k/2)) * rsqrt(y) with the normalisation of rsqrt; x 2^(-k/2) is
     computed in the normalisation round (a second truncation there). Cost (semi2k, f = 18):
-    659 B/party, 27 rounds. Error (measured, 10^6 points): relative 4.9e-6 where the result
+    480 B/party, 25 rounds. Error (measured, 10^6 points): relative 4.9e-6 where the result
     is >= 1, 1.2 ulp absolute below."""
     x = _fx(x)
     F = _fint(x)

@@ -29,19 +29,19 @@ __all__ = ["sign", "abs", "relu", "where", "select", "clip", "maximum", "minimum
 def sign(x: SecretArray) -> SecretArray:
     """numpy.sign: integer secret in {-1, 0, 1}.
 
-    Cost: 2 cmp in one batch (semi2k 74 B/party, 8 rounds). Exact for every encodable x."""
+    Cost: 2 cmp in one batch (semi2k 38 B/party, 6 rounds). Exact for every encodable x."""
     neg, pos = _ltz([x, -x])
     return pos - neg
 
 
 def abs(x: SecretArray) -> SecretArray:  # noqa: A001 - numpy-style name
-    """|x|. Cost: 1 cmp + 1 xmul (semi2k 53 B/party, 9 rounds). Exact for every encodable x."""
+    """|x|. Cost: 1 cmp + 1 xmul (semi2k 35 B/party, 7 rounds). Exact for every encodable x."""
     (s,) = _ltz([x])
     return _mul1(1 - 2 * s, x)
 
 
 def relu(x: SecretArray) -> SecretArray:
-    """max(x, 0). Cost: 1 cmp + 1 xmul (semi2k 53 B/party, 9 rounds). Exact."""
+    """max(x, 0). Cost: 1 cmp + 1 xmul (semi2k 35 B/party, 7 rounds). Exact."""
     (s,) = _ltz([x])
     return x - _mul1(s, x)
 
@@ -75,8 +75,8 @@ select = where
 def clip(x: SecretArray, lo=None, hi=None) -> SecretArray:
     """numpy.clip with public or secret bounds (either may be None; lo <= hi).
 
-    Cost: 1 cmp per bound (one batch, 8 rounds) + 1 xmul per bound (one round): semi2k
-    106 B/party for two bounds. Exact."""
+    Cost: 1 cmp per bound (one batch, 6 rounds) + 1 xmul per bound (one round): semi2k
+    70 B/party and 7 rounds for two bounds. Exact."""
     if lo is None and hi is None:
         return x
     if lo is not None and hi is not None and not _secret(lo) and not _secret(hi) and np.any(np.asarray(lo) > np.asarray(hi)):

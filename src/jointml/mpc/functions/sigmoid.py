@@ -101,15 +101,15 @@ def sigmoid(x: SecretArray, mode: str = "accurate") -> SecretArray:
       3 cmp in one batch ([x<0], [x>16], [x<-16]) + 1 xmul giving min(|x|, 16);
       e^-|x| = p(|x|/8)^8 (quartic p fitted to the squared-up error, 3 squarings);
       1/(1+e) as a degree-7 minimax polynomial in 2e-1 (no division needed: 1+e is in
-      [1, 2]); 1 xmul for the sign. semi2k: 359 B/party, 28 rounds. Max abs error
+      [1, 2]); 1 xmul for the sign. semi2k: 306 B/party, 26 rounds. Max abs error
       (measured, 10^6 points) 7.9e-6 = 2.1 ulp (design: 3.1e-6 + 1.1e-6 + rounding).
     * ``"poly"``: clipped odd polynomial 1/2 + q(x) for |x| <= 6.625 (q odd of degree 13,
       minimax, in x/8), saturating to 1/2 +- 0.49934 outside. 2 cmp (one batch) + 1 xmul
-      (zeroes x outside the range, so q never sees a large input) + 5 mul: 226 B/party,
-      20 rounds. Max abs error 6.8e-4.
+      (zeroes x outside the range, so q never sees a large input) + 5 mul: 191 B/party,
+      18 rounds. Max abs error 6.8e-4.
     * ``"seg3"``: clip(1/2 + a x, 0, 1) with the minimax slope a = 725/4096 = 0.177 (not 1/4
-      or 1/8: error 0.056 instead of 0.12 / 0.13). 2 cmp + 1 xmul + 1 trunc: 98 B/party,
-      10 rounds. Max abs error 0.056.
+      or 1/8: error 0.056 instead of 0.12 / 0.13). 2 cmp + 1 xmul + 1 trunc: 62 B/party,
+      8 rounds. Max abs error 0.056.
 
     Wall time for 10^6 elements, semi2k, 2 parties + dealer as processes over TLS on 2 cores
     (share + sigmoid + reveal), warm processes: accurate 1.7 s, poly 1.0 s, seg3 0.6 s; a
@@ -129,7 +129,7 @@ def log_sigmoid(x: SecretArray) -> SecretArray:
     """log(sigmoid(x)) = min(x, 0) - log(1 + e^-|x|), stable for every encodable x.
 
     Same pipeline and cost as sigmoid(mode="accurate") (the product min(x, 0) = s x rides in
-    the |x| round; log(1+e) is a degree-7 polynomial). semi2k: 359 B/party, 27 rounds. Max
+    the |x| round; log(1+e) is a degree-7 polynomial). semi2k: 306 B/party, 25 rounds. Max
     abs error (measured, 10^6 points) 7.1e-6."""
     x = _fx(x)
     f = x.device.frac_bits
@@ -153,7 +153,7 @@ def softmax(x: SecretArray, axis: int = -1) -> SecretArray:
     < 1.2e-7); e^-t with the quartic variant of sigmoid's exp (abs error 1.8e-7, since the
     errors add up in the sum); the sum lies in [1, n], so its reciprocal needs only
     ceil(log2(n)/4) - 1 threshold comparisons (none for n <= 16) + guess + 2 Newton; one
-    final mul. semi2k, n = 10: 274 B/party per element, 76 rounds. Max abs error (measured)
+    final mul. semi2k, n = 10: 241 B/party per element, 66 rounds. Max abs error (measured)
     3.8e-6 for n = 10, 6.8e-6 for n = 100."""
     x = _fx(x)
     f = x.device.frac_bits

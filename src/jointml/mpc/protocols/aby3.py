@@ -22,24 +22,30 @@ alpha_i = Z_i - Z_{i-1} (sum 0, no traffic), *rand* gives random components: the
 component held by P_{k-1} and P_k is drawn by both from pair k-1, so random
 replicated values cost nothing.
 
-Costs per element (B = bytes; "each" = every member sends that much; the one-round
-helpers send in parallel):
+Costs per element (`Aby3.static_cost`; bytes are what the three parties send together;
+the one-round helpers send in parallel). A matmul costs 24 B per element of the result
+(one reshare) and 5 local ring matmuls in total (1+2+2); trunc sends 40 B plus one small
+word (4 B for bits <= 32); msb is the input round with its AND (32 B), a 6-round tree
+(3 x 19 B) and b2a (32 B); eqz an input (16 B) sent with
+the first AND, a 6-round AND tree (3 x 10 B) and b2a. Rounds are counted as
+`Communicator` does: send phases of the busiest party.
 
-| op                  | rounds | sent per element                                    |
-|---------------------|--------|-----------------------------------------------------|
-| share_in (member)   | 1      | owner 16 B (third component to the other two)       |
-| share_in (outsider) | 1      | owner 32 B (4 components; 2 come from seeds)        |
-| reveal (all)        | 1      | each 8 B (one component to one neighbour)           |
-| reveal (to=p)       | 1      | 8 B to a member, 16 B to an outsider                |
-| add/sub/neg/public  | 0      | 0                                                   |
-| mul / square        | 1      | each 8 B (reshare)                                  |
-| matmul              | 1      | each 8 B x |Z|; 5 ring matmuls in total (1+2+2)    |
-| trunc               | 2      | 44 B in total (A,B: 8+8, D: 12 for bits <= 32)      |
-| mul_trunc           | 2      | 60 B in total, instead of 24 + 44 B in 3 rounds     |
-| b_and (w-bit words) | 1      | each w/8 B                                          |
-| b2a_bits            | 1      | 32 B in total (16 + 8 + 8)                          |
-| msb / lt            | 8      | 121 B in total: input+G 32, tree 3 x 19, b2a 32     |
-| eqz / eq            | 8      | 78 B in total: input 16, tree 3 x 10, b2a 32        |
+| op | rounds | bytes per element, all parties | of which the dealer |
+| --- | --- | --- | --- |
+| share_in (member) | 1 | 16 | 0 |
+| share_in (outsider) | 1 | 32 | 0 |
+| reveal (all) | 1 | 24 | 0 |
+| reveal (to a member) | 1 | 8 | 0 |
+| reveal (to an outsider) | 1 | 16 | 0 |
+| add, sub, neg, public ops | 0 | 0 | 0 |
+| mul / square | 1 | 24 | 0 |
+| trunc | 2 | 44 | 0 |
+| mul_trunc | 2 | 60 | 0 |
+| b_and (64-bit words) | 1 | 24 | 0 |
+| b_and (8-bit words) | 1 | 3 | 0 |
+| b2a_bits | 1 | 32 | 0 |
+| msb (x < 0) | 8 | 121 | 0 |
+| eqz (x == 0) | 7 | 78 | 0 |
 
 Roles that are not symmetric (the truncation "dealer", the party that inputs its local
 sum in msb/eqz, the light party of matmul) rotate from one operation to the next, so
@@ -62,7 +68,26 @@ from .base import CORE_CAPABILITIES, FREE, Array, Cost, Protocol, Share, _unknow
 if TYPE_CHECKING:  # pragma: no cover
     pass
 
-__all__ = ["Aby3"]
+__all__ = ["Aby3", "DOC_COST_ROWS"]
+
+_E = (1 << 20,)  # per-element figures: one large vector
+#: the rows of the cost table in the module docstring (tests/test_protocol_cost.py checks it)
+DOC_COST_ROWS: list[tuple[str, str, tuple[Shape, ...], dict[str, Any]]] = [
+    ("share_in (member)", "share_in", (_E,), {}),
+    ("share_in (outsider)", "share_in", (_E,), {"outsider": True}),
+    ("reveal (all)", "reveal", (_E,), {}),
+    ("reveal (to a member)", "reveal", (_E,), {"to": "member"}),
+    ("reveal (to an outsider)", "reveal", (_E,), {"to": "outsider"}),
+    ("add, sub, neg, public ops", "add", (_E,), {}),
+    ("mul / square", "mul", (_E, _E), {}),
+    ("trunc", "trunc", (_E,), {"bits": 18}),
+    ("mul_trunc", "mul_trunc", (_E, _E), {"bits": 18}),
+    ("b_and (64-bit words)", "b_and", (_E,), {}),
+    ("b_and (8-bit words)", "b_and", (_E,), {"itemsize": 1}),
+    ("b2a_bits", "b2a_bits", (_E,), {}),
+    ("msb (x < 0)", "msb", (_E,), {}),
+    ("eqz (x == 0)", "eqz", (_E,), {}),
+]
 
 _U = np.uint64
 _LOW63 = _U((1 << 63) - 1)
@@ -689,8 +714,9 @@ class Aby3(Protocol):
         """Arithmetic share of [x == 0]: x = s + t with s = x_e + x_{e+1} (known to P_e) and
         t = x_{e+2} (known to the two others), so x == 0 iff every bit of s ^ ~(-t) is one.
         P_e boolean-shares s (1 round, 16 B), ~(-t) = t - 1 is XORed into component e+2,
-        circuits.and_tree (6 rounds, 10 B per party), b2a_bits (1 round, 32 B): 8 rounds,
-        78 B per element in total."""
+        circuits.and_tree (6 rounds, 10 B per party), b2a_bits (1 round, 32 B): 78 B per element
+        in total, 7 rounds as `Communicator` counts them (`static_cost`): the input party's
+        message goes out in the send phase of its first AND, so the latency depth is 8."""
         if not self.is_member:
             return None
         shape = tuple(shape)
@@ -777,7 +803,9 @@ def _cost(op: str, shapes: Sequence[Shape], params: dict[str, Any]) -> Cost:
     if op == "msb":
         return Cost(32 * N, 1) + Cost(3 * _GREATER_TREE * N, 6) + Cost(32 * N, 1)
     if op == "eqz":
-        return Cost(16 * N, 1) + Cost(3 * _AND_TREE * N, 6) + Cost(32 * N, 1)
+        # the input party sends its share and its first AND in one send phase, and the others
+        # send nothing in the input round: 7 rounds as counted (the latency depth is 8)
+        return Cost(16 * N, 0) + Cost(3 * _AND_TREE * N, 6) + Cost(32 * N, 1)
     raise _unknown("aby3", op)
 
 

@@ -19,6 +19,7 @@ parties and matrix shapes; bytes are what all parties send together, dealer incl
 | share_in (compute party) | 0 | 0 | 0 |
 | share_in (outsider) | 1 | 8 | 0 |
 | reveal | 1 | 16 | 0 |
+| reveal (to a compute party) | 1 | 8 | 0 |
 | add, sub, public ops | 0 | 0 | 0 |
 | mul | 1 | 40 | 8 |
 | square | 1 | 24 | 8 |
@@ -57,7 +58,25 @@ if TYPE_CHECKING:  # pragma: no cover
 _U = np.uint64
 _LOW63 = _U((1 << 63) - 1)
 
-__all__ = ["Semi2k"]
+__all__ = ["Semi2k", "DOC_COST_ROWS"]
+
+_E = (1 << 20,)  # per-element figures: one large vector
+#: the rows of the cost table in the module docstring (tests/test_protocol_cost.py checks it)
+DOC_COST_ROWS: list[tuple[str, str, tuple[Shape, ...], dict[str, Any]]] = [
+    ("share_in (compute party)", "share_in", (_E,), {}),
+    ("share_in (outsider)", "share_in", (_E,), {"outsider": True}),
+    ("reveal", "reveal", (_E,), {}),
+    ("reveal (to a compute party)", "reveal", (_E,), {"to": "member"}),
+    ("add, sub, public ops", "add", (_E,), {}),
+    ("mul", "mul", (_E, _E), {}),
+    ("square", "square", (_E,), {}),
+    ("trunc", "trunc", (_E,), {"bits": 18}),
+    ("mul_trunc", "mul_trunc", (_E, _E), {"bits": 18}),
+    ("b_and (64-bit words)", "b_and", (_E,), {}),
+    ("b2a_bits", "b2a_bits", (_E,), {}),
+    ("msb (x < 0)", "msb", (_E,), {}),
+    ("eqz (x == 0)", "eqz", (_E,), {}),
+]
 
 
 class _Semi2kMasked:
