@@ -44,7 +44,8 @@ class RingBackend(ABC):
     # -- creation and conversion --------------------------------------------------------
     @abstractmethod
     def asarray(self, x: Any, dtype: DType = None) -> Arr:
-        """x as a backend array of `dtype` (default uint64), without a copy when it already is one."""
+        """x as a backend array of `dtype`, without a copy when it already is one. Without
+        `dtype`, an array (or a 0-d scalar result) keeps its own dtype; Python values become uint64."""
 
     @abstractmethod
     def copy(self, x: Any, dtype: DType = None) -> Arr:

@@ -156,7 +156,9 @@ class NumpyBackend(RingBackend):
     name = "numpy"
 
     def asarray(self, x: Any, dtype: Any = None) -> Array:
-        return np.asarray(x, dtype=_U if dtype is None else dtype)
+        if dtype is None:
+            return x if isinstance(x, np.ndarray) else np.asarray(x, dtype=x.dtype if isinstance(x, np.generic) else _U)
+        return np.asarray(x, dtype=dtype)
 
     def copy(self, x: Any, dtype: Any = None) -> Array:
         return np.array(x, dtype=dtype, copy=True)

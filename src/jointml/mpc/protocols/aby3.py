@@ -92,12 +92,11 @@ DOC_COST_ROWS: list[tuple[str, str, tuple[Shape, ...], dict[str, Any]]] = [
 _U = np.uint64
 _LOW63 = _U((1 << 63) - 1)
 _BIT63 = _U(1 << 63)
-_SH63 = _U(63)
 
 
-def _arr(x) -> np.ndarray:
-    """numpy returns scalars for 0-d operands; shares are always ndarrays."""
-    return x if isinstance(x, np.ndarray) else np.asarray(x)
+def _arr(x: Any) -> Array:
+    """numpy returns scalars for 0-d operands; shares are always arrays."""
+    return bk.asarray(x)
 
 
 def _small_dtype(bits: int):
@@ -157,7 +156,7 @@ class Aby3(Protocol):
 
     def _comp_rand(self, k: int, shape, dtype=_U) -> np.ndarray:
         """Random component k, drawn identically by its two holders P_{k-1} and P_k."""
-        return self._rand[(k - 1) % 3].random(shape, dtype)
+        return bk.random(self._rand[(k - 1) % 3], shape, dtype)
 
     def _slot(self, k: int) -> int:
         """Where component k sits in this party's pair: 0, 1, or 2 (not held)."""
@@ -168,7 +167,7 @@ class Aby3(Protocol):
         if z.size == 0:
             return z
         i = self.idx
-        t = self._zero[i].random(z.shape, z.dtype)
+        t = bk.random(self._zero[i], z.shape, z.dtype)
         if boolean:
             z ^= t
             z ^= self._zero[(i - 1) % 3].fill(t)
@@ -203,7 +202,7 @@ class Aby3(Protocol):
     # -- share layout -------------------------------------------------------------------
     def export_share(self, share: Share) -> list[Array]:
         """[x_i, x_{i+1}] at member P_i, [] elsewhere."""
-        return [] if share is None else [np.array(share[0], dtype=_U, copy=True), np.array(share[1], dtype=_U, copy=True)]
+        return [] if share is None else [bk.copy(share[0], _U), bk.copy(share[1], _U)]
 
     def import_share(self, arrays: Sequence[Array], shape: Shape) -> Share:
         if not self.is_member:
@@ -211,7 +210,7 @@ class Aby3(Protocol):
                 raise ProtocolError(f"aby3: party '{self.me}' holds no share, got {len(arrays)} arrays", party=self.me)
             return None
         _check_arrays(self.me, arrays, shape)
-        return (np.array(arrays[0], dtype=_U, copy=True), np.array(arrays[1], dtype=_U, copy=True))
+        return (bk.copy(arrays[0], _U), bk.copy(arrays[1], _U))
 
     # -- input / output -------------------------------------------------------------
     def _in_prg(self, owner: str, member: str) -> Prg:
@@ -246,7 +245,7 @@ class Aby3(Protocol):
             o = self.compute.index(owner)
             i = self.idx
             if i == o:
-                x = np.array(value, dtype=dt, copy=True).reshape(shape)
+                x = bk.copy(value, dt).reshape(shape)
                 c0 = self._comp_rand(o, shape, dt)
                 c1 = self._comp_rand(o + 1, shape, dt)
                 combine(x, c0)
@@ -264,9 +263,9 @@ class Aby3(Protocol):
         # An owner outside the three compute parties.
         p0, p1, p2 = self.compute
         if self.me == owner:
-            x = np.array(value, dtype=dt, copy=True).reshape(shape)
-            x0 = self._in_prg(owner, p0).random(shape, dt)
-            x1 = self._in_prg(owner, p1).random(shape, dt)
+            x = bk.copy(value, dt).reshape(shape)
+            x0 = bk.random(self._in_prg(owner, p0), shape, dt)
+            x1 = bk.random(self._in_prg(owner, p1), shape, dt)
             combine(x, x0)
             combine(x, x1)  # x is now x_2
             self.comm.send(p0, tag, [x1])
@@ -276,11 +275,11 @@ class Aby3(Protocol):
         if not self.is_member:
             return None
         if self.idx == 0:
-            x0 = self._in_prg(owner, p0).random(shape, dt)
+            x0 = bk.random(self._in_prg(owner, p0), shape, dt)
             (x1,) = self.comm.recv(owner, tag, dtypes=[dt], shapes=[shape]).arrays
             return (x0, x1)
         if self.idx == 1:
-            x1 = self._in_prg(owner, p1).random(shape, dt)
+            x1 = bk.random(self._in_prg(owner, p1), shape, dt)
             (x2,) = self.comm.recv(owner, tag, dtypes=[dt], shapes=[shape]).arrays
             return (x1, x2)
         x2, x0 = self.comm.recv(owner, tag, dtypes=[dt, dt], shapes=[shape, shape]).arrays
@@ -302,8 +301,8 @@ class Aby3(Protocol):
         if to is None:
             if not self.is_member:
                 return None
-            x0 = np.asarray(x[0], dtype=dt)
-            x1 = np.asarray(x[1], dtype=dt)
+            x0 = bk.asarray(x[0], dt)
+            x1 = bk.asarray(x[1], dt)
             self.comm.send(self.prev, tag, [x1])
             (x2,) = self.comm.recv(self.next, tag, dtypes=[dt], shapes=[x1.shape]).arrays
             return _arr(comb(comb(x0, x1), x2))
@@ -313,19 +312,19 @@ class Aby3(Protocol):
         if to in self.compute:
             t = self.compute.index(to)
             if self.is_member and self.idx == (t + 1) % 3:
-                self.comm.send(to, tag, [np.asarray(x[1], dtype=dt)])
+                self.comm.send(to, tag, [bk.asarray(x[1], dt)])
                 return None
             if self.me != to:
                 return None
-            x0 = np.asarray(x[0], dtype=dt)
-            x1 = np.asarray(x[1], dtype=dt)
+            x0 = bk.asarray(x[0], dt)
+            x1 = bk.asarray(x[1], dt)
             (x2,) = self.comm.recv(self._party(t + 1), tag, dtypes=[dt], shapes=[x0.shape]).arrays
             return _arr(comb(comb(x0, x1), x2))
         if self.is_member:
             if self.idx == 0:
-                self.comm.send(to, tag, [np.asarray(x[0], dtype=dt)])
+                self.comm.send(to, tag, [bk.asarray(x[0], dt)])
             elif self.idx == 1:
-                self.comm.send(to, tag, [_arr(comb(np.asarray(x[0], dtype=dt), np.asarray(x[1], dtype=dt)))])
+                self.comm.send(to, tag, [_arr(comb(bk.asarray(x[0], dt), bk.asarray(x[1], dt)))])
             return None
         if self.me != to:
             return None
@@ -348,28 +347,28 @@ class Aby3(Protocol):
 
     def _public_into(self, a, c, op):
         """Apply `op(component, c)` to component 0 only (held by P0 and P2), broadcasting both."""
-        shape = np.broadcast_shapes(np.shape(a[0]), np.shape(c))
+        shape = broadcast_shape(tuple(a[0].shape), tuple(c.shape))
         out = []
         for slot in (0, 1):
             s = a[slot]
             if self._slot(0) == slot:
                 out.append(_arr(op(s, c)))
             else:
-                out.append(np.array(np.broadcast_to(s, shape)))
+                out.append(s + bk.zeros(shape, s.dtype))  # broadcast (a fresh array)
         return tuple(out)
 
     def add_public(self, a, c):
         """x + c: c is added to component 0, consistently at its two holders P0 and P2. Local: 0 rounds, 0 B."""
         if not self.is_member:
             return None
-        c = np.asarray(c).astype(_U, copy=False)
+        c = bk.asarray(c, _U)
         return self._public_into(a, c, lambda s, v: s + v)
 
     def mul_public(self, a, c):
         """x * c for a public ring value c (no truncation here). Local: 0 rounds, 0 B."""
         if not self.is_member:
             return None
-        c = np.asarray(c).astype(_U, copy=False)
+        c = bk.asarray(c, _U)
         return (_arr(a[0] * c), _arr(a[1] * c))
 
     # -- multiplication -------------------------------------------------------------------
@@ -396,7 +395,7 @@ class Aby3(Protocol):
 
     def _square_local(self, a) -> np.ndarray:
         a0, a1 = a
-        z = _arr(a1 << _U(1))
+        z = bk.lshift(a1, 1)
         z += a0
         z *= a0
         return self._add_zero(z, False)
@@ -439,7 +438,7 @@ class Aby3(Protocol):
         z_D + r_b (masked by r_b); B symmetrically; D receives nothing. Step 2 is trunc's."""
         if not self.is_member:
             return None
-        shape = np.broadcast_shapes(tuple(shape_a), tuple(shape_b))
+        shape = broadcast_shape(tuple(shape_a), tuple(shape_b))
         return self._trunc(self._cross(a, b), bits, shape, additive=True)
 
     def square_trunc(self, a, shape, bits):
@@ -492,18 +491,16 @@ class Aby3(Protocol):
         g_da = self._rand.get(d)  # pair (D, A): held by D and A
         g_bd = self._rand.get(B)  # pair (B, D): held by B and D
         mdt = _small_dtype(bits)
-        k = _U(bits)
-        up = _U(64 - bits)
         t1, t2, t3 = "aby3:tr1", "aby3:tr2", "aby3:trd"
         if role == 0:
-            r_a = g_da.random(shape)
-            r_b = g_bd.random(shape)
-            h_a = g_da.random(shape)
-            m_a = g_da.random(shape, mdt)
+            r_a = bk.random(g_da, shape)
+            r_b = bk.random(g_bd, shape)
+            h_a = bk.random(g_da, shape)
+            m_a = bk.random(g_da, shape, mdt)
             r = r_a + r_b
-            h_b = _arr(r >> k)
+            h_b = bk.rshift(r, bits)
             h_b -= h_a
-            m_b = _arr((r >> _SH63).astype(mdt))
+            m_b = bk.astype(bk.rshift(r, 63), mdt)
             m_b -= m_a
             if additive:
                 # z_D + r_b to A, z_D + r_a to B (each mask unknown to its receiver)
@@ -513,13 +510,13 @@ class Aby3(Protocol):
                 self.comm.send(self._party(B), t3, [zb, h_b, m_b])
             else:
                 self.comm.send(self._party(B), t3, [h_b, m_b])
-            y_d = g_bd.random(shape)
-            y_d1 = g_da.random(shape)
+            y_d = bk.random(g_bd, shape)
+            y_d1 = bk.random(g_da, shape)
             return (y_d, y_d1)
         if role == 1:  # A
-            r_a = g_da.random(shape)
-            h_a = g_da.random(shape)
-            m_a = g_da.random(shape, mdt)
+            r_a = bk.random(g_da, shape)
+            h_a = bk.random(g_da, shape)
+            m_a = bk.random(g_da, shape, mdt)
             if additive:
                 mine = _arr(a + _U(1 << 62))
                 self.comm.send(self._party(B), t1, [mine])
@@ -535,18 +532,18 @@ class Aby3(Protocol):
                 self.comm.send(self._party(B), t1, [mine])
                 (other,) = self._recv(B, t1, [(_U, shape)])
                 c = _arr(mine + other)
-            y = _arr(c >> k)
+            y = bk.rshift(c, bits)
             y -= h_a
             y -= _U(1 << (62 - bits))
-            y += (m_a.astype(_U) << up) & ((c >> _SH63) - _U(1))
-            y_d1 = g_da.random(shape)
+            y += bk.lshift(bk.astype(m_a, _U), 64 - bits) & (bk.rshift(c, 63) - _U(1))
+            y_d1 = bk.random(g_da, shape)
             y -= y_d1
             self.comm.send(self._party(B), t2, [y])
             (yb,) = self._recv(B, t2, [(_U, shape)])
             y += yb
             return (y_d1, y)
         # B
-        r_b = g_bd.random(shape)
+        r_b = bk.random(g_bd, shape)
         if additive:
             mine = _arr(a)
             self.comm.send(self._party(A), t1, [mine])
@@ -561,9 +558,9 @@ class Aby3(Protocol):
             h_b, m_b = self._recv(d, t3, [(_U, shape), (mdt, shape)])
             (other,) = self._recv(A, t1, [(_U, shape)])
             c = _arr(mine + other)
-        y = _arr((m_b.astype(_U) << up) & ((c >> _SH63) - _U(1)))
+        y = bk.lshift(bk.astype(m_b, _U), 64 - bits) & (bk.rshift(c, 63) - _U(1))
         y -= h_b
-        y_d = g_bd.random(shape)
+        y_d = bk.random(g_bd, shape)
         y -= y_d
         self.comm.send(self._party(A), t2, [y])
         (ya,) = self._recv(A, t2, [(_U, shape)])
@@ -579,14 +576,14 @@ class Aby3(Protocol):
         """XOR a public word into component 0 (held by P0 and P2). Local: 0 rounds, 0 B."""
         if not self.is_member:
             return None
-        c = np.asarray(c).astype(np.asarray(a[0]).dtype, copy=False)
+        c = bk.asarray(c, a[0].dtype)
         return self._public_into(a, c, lambda s, v: s ^ v)
 
     def b_and_public(self, a, c):
         """AND with a public word, componentwise. Local: 0 rounds, 0 B."""
         if not self.is_member:
             return None
-        c = np.asarray(c).astype(np.asarray(a[0]).dtype, copy=False)
+        c = bk.asarray(c, a[0].dtype)
         return (_arr(a[0] & c), _arr(a[1] & c))
 
     def b_and(self, pairs, shapes, dtypes):
@@ -601,7 +598,7 @@ class Aby3(Protocol):
             z = _arr(x0 & (y0 ^ y1))
             z ^= x1 & y0
             if z.dtype != np.dtype(dt):
-                z = z.astype(dt)
+                z = bk.astype(z, dt)
             zs.append(self._add_zero(z, True))
         if not zs:
             return []
@@ -635,7 +632,7 @@ class Aby3(Protocol):
         if r == 0:
             x_e = self._comp_rand(e, shape, dt)
             x_e1 = self._comp_rand(e1, shape, dt)
-            x_e2 = sub(sub(np.asarray(value, dtype=dt).reshape(shape), x_e), x_e1)
+            x_e2 = sub(sub(bk.asarray(value, dt).reshape(shape), x_e), x_e1)
             self.comm.send(self._party(e1), tag, [x_e2])
             self.comm.send(self._party(e2), tag, [x_e2])
             xs = (x_e, x_e1)
@@ -705,9 +702,9 @@ class Aby3(Protocol):
             E[slot] ^= y
             E[slot] ^= _BIT63
         carry = circuits.greater_tree(self, G, tuple(E), shape)
-        bit = [_arr(carry[0] ^ (U[0] >> _SH63).astype(np.uint8)), _arr(carry[1] ^ (U[1] >> _SH63).astype(np.uint8))]
+        bit = [_arr(carry[0] ^ bk.astype(bk.rshift(U[0], 63), np.uint8)), _arr(carry[1] ^ bk.astype(bk.rshift(U[1], 63), np.uint8))]
         if slot < 2:
-            bit[slot] ^= (t >> _SH63).astype(np.uint8)
+            bit[slot] ^= bk.astype(bk.rshift(t, 63), np.uint8)
         return self.b2a_bits(tuple(bit), shape)
 
     def eqz(self, a, shape):
@@ -753,7 +750,7 @@ class Aby3(Protocol):
             c = None
             d = _arr((b[1] if r == 1 else b[0]) & one).astype(_U)
         C, CD = self._input_times(f, c, d, shape, _U, False, "aby3:b2a")
-        out = [_arr(C[0] - (CD[0] << _U(1))), _arr(C[1] - (CD[1] << _U(1)))]
+        out = [_arr(C[0] - bk.lshift(CD[0], 1)), _arr(C[1] - bk.lshift(CD[1], 1))]
         slot = self._slot(f2)
         if slot < 2:
             out[slot] += d

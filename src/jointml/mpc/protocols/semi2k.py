@@ -210,21 +210,21 @@ class Semi2k(Protocol):
             if me == owner:
                 x = bk.copy(value, dtype).reshape(shape)
                 for p in self.peers:
-                    r = self._pair_prg(p).random(shape, dtype)
+                    r = bk.random(self._pair_prg(p), shape, dtype)
                     if boolean:
                         x ^= r
                     else:
                         x -= r
                 return x
             if self.is_compute:
-                return self._pair_prg(owner).random(shape, dtype)
+                return bk.random(self._pair_prg(owner), shape, dtype)
             return None
         # Owner outside the compute set.
         last = self.compute[-1]
         if me == owner:
             x = bk.copy(value, dtype).reshape(shape)
             for p in self.compute[:-1]:
-                r = self._in_prg(owner, p).random(shape, dtype)
+                r = bk.random(self._in_prg(owner, p), shape, dtype)
                 if boolean:
                     x ^= r
                 else:
@@ -234,7 +234,7 @@ class Semi2k(Protocol):
         if me == last:
             return self.comm.recv_array(owner, "share_in", dtype, shape)
         if self.is_compute:
-            return self._in_prg(owner, me).random(shape, dtype)
+            return bk.random(self._in_prg(owner, me), shape, dtype)
         return None
 
     def reveal(self, x: Share, shape: Shape | None, to: str | None = None, boolean: bool = False,

@@ -57,16 +57,16 @@ class DealerProvider(CorrelationProvider):
 
     # -- primitives: at the dealer the list of every party's draw, at a party its own ---------
     def _rand_all(self, shape: Shape, dtype: DType = _U) -> list[Array]:
-        return [g.random(shape, dtype) for g in self.prgs]
+        return [bk.random(g, shape, dtype) for g in self.prgs]
 
     def _rand(self, shape: Shape, dtype: DType = _U) -> Array:
-        return self.prg.random(shape, dtype)
+        return bk.random(self.prg, shape, dtype)
 
     def _deal(self, tag: str, value: Array, shape: Shape, dtype: DType = _U, boolean: bool = False) -> None:
         """Dealer: shares of `value` are the PRG draws of all but the last party; send the last its correction."""
         corr = np.array(value, dtype=dtype, copy=True).reshape(shape)
         for g in self.prgs[:-1]:
-            p = g.random(shape, dtype)
+            p = bk.random(g, shape, dtype)
             if boolean:
                 corr ^= p
             else:
@@ -78,7 +78,7 @@ class DealerProvider(CorrelationProvider):
         """Party: its share of a dealer-computed value (a PRG draw, or the correction at the last party)."""
         if self.is_last:
             return self.comm.recv_array(self.dealer, "corr:" + tag, dtype, tuple(shape))
-        return self.prg.random(shape, dtype)
+        return bk.random(self.prg, shape, dtype)
 
     @staticmethod
     def _total(parts: Sequence[Array], boolean: bool = False) -> Array:
@@ -176,7 +176,7 @@ class DealerProvider(CorrelationProvider):
 
     def private_mask(self, owner: str, shape: Shape) -> Mask:
         if self.is_dealer:
-            return Mask(state=self.prgs[self.compute.index(owner)].random(shape, _U))
+            return Mask(state=bk.random(self.prgs[self.compute.index(owner)], shape, _U))
         if self.me == owner:
             return Mask(share=self._rand(shape))
         return Mask()
@@ -185,7 +185,7 @@ class DealerProvider(CorrelationProvider):
                         ) -> tuple[list[Array | None], list[Array]] | None:
         if self.is_dealer:
             # the parties' draw order: every B first, then the C shares
-            Bs = [[self.prgs[self.compute.index(p)].random(shape_y, _U) for p in others]
+            Bs = [[bk.random(self.prgs[self.compute.index(p)], shape_y, _U) for p in others]
                   for _, _, shape_y, _, others in items]
             for (mask, select, _, shape_c, _), bs in zip(items, Bs):
                 a = select(mask.state)
