@@ -197,7 +197,8 @@ class SecretArray:
             return self._new(self.proto.add(a.share, b.share), shape, a.fxp)
         fxp = self.fxp
         if not fxp and np.asarray(o).dtype.kind == "f" and not np.all(np.mod(o, 1) == 0):
-            return self.astype_fxp() + o
+            lifted: SecretArray = self.astype_fxp() + o
+            return lifted
         shape = broadcast_shape(self.shape, np.shape(o))
         return self._new(self.proto.add_public(self.share, self._encode_public(o, fxp)), shape, fxp)
 
@@ -214,7 +215,8 @@ class SecretArray:
         return self + (-np.asarray(o))
 
     def __rsub__(self, other: Any) -> SecretArray:
-        return (-self) + other
+        out: SecretArray = (-self) + other
+        return out
 
     # -- multiplication --------------------------------------------------------------------
     def _finish_product(self, share: Any, shape: Shape, fxp: int) -> SecretArray:
@@ -301,8 +303,8 @@ class SecretArray:
 
     # -- comparisons (results are integer 0/1 secrets) -------------------------------------
     def _diff(self, other: Any) -> SecretArray:
-        o = self._coerce(other)
-        return self - o
+        out: SecretArray = self - self._coerce(other)
+        return out
 
     def __lt__(self, other: Any) -> SecretArray:
         d = self._diff(other)
@@ -316,10 +318,12 @@ class SecretArray:
         return self._new(self.proto.msb(d.share, d.shape), d.shape, 0)
 
     def __le__(self, other: Any) -> SecretArray:
-        return 1 - (self > other)
+        out: SecretArray = 1 - (self > other)
+        return out
 
     def __ge__(self, other: Any) -> SecretArray:
-        return 1 - (self < other)
+        out: SecretArray = 1 - (self < other)
+        return out
 
     def eq(self, other: Any) -> SecretArray:
         """[self == other] elementwise, an integer 0/1 secret (`==` is Python identity here)."""

@@ -200,10 +200,9 @@ class BlockMatrix:
         parts = self._raw_parts([w[offs[i] : offs[i + 1]] for i in range(len(self.blocks))], rows, False)
         fxps = {p[2] for p in parts}
         if len(fxps) > 1:  # blocks of different scales: truncate each (rare: int + fixed-point blocks)
-            out = None
-            for share, shape, fxp in parts:
-                v = self._finish(w, share, shape, fxp)
-                out = v if out is None else out + v
+            out = self._finish(w, *parts[0])
+            for share, shape, fxp in parts[1:]:
+                out = out + self._finish(w, share, shape, fxp)
             return out
         proto = w.proto
         total = parts[0][0]

@@ -66,8 +66,10 @@ def decode(r: Any, frac_bits: int | None = DEFAULT_FRAC_BITS) -> Array:
     """
     r = np.asarray(r, dtype=np.uint64)
     if frac_bits is None:
-        return r.view(np.int64).copy()
-    return FixedPoint(frac_bits).decode(r)
+        ints: Array = r.view(np.int64).copy()
+        return ints
+    out: Array = FixedPoint(frac_bits).decode(r)
+    return out
 
 
 def split(value: Any, protocol: str, parties: int | None = None, frac_bits: int | None = None,

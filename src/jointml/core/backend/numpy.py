@@ -85,7 +85,7 @@ def matmul(a: Any, b: Any) -> Array:
     a = np.asarray(a, dtype=RING_DTYPE)
     b = np.asarray(b, dtype=RING_DTYPE)
     if a.ndim == 0 or b.ndim == 0:
-        return a * b
+        return np.asarray(a * b)
     k = a.shape[-1]
     if k != (b.shape[0] if b.ndim == 1 else b.shape[-2]):
         raise ParameterError(f"matmul: inner dimensions differ: {a.shape} @ {b.shape}", field="shape")
@@ -105,10 +105,9 @@ def matmul_limbs(a: Array, b: Array) -> Array:
     """The BLAS path of `matmul` (2-D/1-D uint64 operands), whatever the shapes."""
     k = a.shape[-1]
     if k > _MAX_INNER:
-        out = None
-        for s in range(0, k, _MAX_INNER):
-            part = matmul_limbs(a[..., s : s + _MAX_INNER], b[s : s + _MAX_INNER])
-            out = part if out is None else out + part
+        out = matmul_limbs(a[..., :_MAX_INNER], b[:_MAX_INNER])
+        for s in range(_MAX_INNER, k, _MAX_INNER):
+            out += matmul_limbs(a[..., s : s + _MAX_INNER], b[s : s + _MAX_INNER])
         return out
     a0, a1, a2 = _limbs(a)
     b0, b1, b2 = _limbs(b)

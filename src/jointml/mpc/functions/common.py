@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import builtins
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -41,15 +41,15 @@ def _as(x: SecretArray, fxp: int) -> SecretArray:
     return SecretArray(x.device, x.share, x.shape, fxp)
 
 
-def _size(shape) -> int:
+def _size(shape: Any) -> int:
     return int(np.prod(shape)) if shape else 1
 
 
-def _secret(x) -> bool:
+def _secret(x: Any) -> bool:
     return isinstance(x, SecretArray)
 
 
-def _zeros(like: SecretArray, shape, fxp: int = 0) -> SecretArray:
+def _zeros(like: SecretArray, shape: Any, fxp: int = 0) -> SecretArray:
     """A sharing of zeros (every share is 0; free)."""
     shape = tuple(shape)
     nd = len(like.shape)
@@ -62,7 +62,7 @@ def _fx(x: SecretArray) -> SecretArray:
     return x if x.fxp else x.astype_fxp()
 
 
-def _pubmul(x: SecretArray, c, bits: int) -> SecretArray:
+def _pubmul(x: SecretArray, c: Any, bits: int) -> SecretArray:
     """x * c for a public real c encoded with `bits` fractional bits; no truncation (fxp grows by bits)."""
     c = np.asarray(c, dtype=np.float64)
     enc = np.rint(c * float(1 << bits))
@@ -79,7 +79,7 @@ def _cat(xs: Sequence[SecretArray]) -> SecretArray:
     return flat[0] if len(flat) == 1 else concatenate(flat, axis=0)
 
 
-def _uncat(y: SecretArray, shapes, fxps) -> list[SecretArray]:
+def _uncat(y: SecretArray, shapes: Any, fxps: Any) -> list[SecretArray]:
     out, o = [], 0
     for shp, fx in zip(shapes, fxps):
         n = _size(shp)
@@ -91,7 +91,7 @@ def _uncat(y: SecretArray, shapes, fxps) -> list[SecretArray]:
 def _trunc(items: Sequence[tuple[SecretArray, int]]) -> list[SecretArray]:
     """Bring each x to scale `fxp`: up is free, down is a truncation. Truncations by the same
     number of bits share one round; each distinct shift costs one round."""
-    out: list = [None] * len(items)
+    out: list[Any] = [None] * len(items)
     groups: dict[int, list[int]] = {}
     for i, (x, fxp) in enumerate(items):
         if fxp is None or fxp == x.fxp:
@@ -156,7 +156,7 @@ def _mul(pairs: Sequence[tuple[SecretArray, SecretArray, int | None]]) -> list[S
         prods = [SecretArray(dev, share, shapes[0], fxps[0])]
     else:
         A = _cat([a if a.shape == s else a.broadcast_to(s) for (a, _, _), s in zip(pairs, shapes)])
-        B = None if squares else _cat([b if b.shape == s else b.broadcast_to(s) for (_, b, _), s in zip(pairs, shapes)])
+        B: Any = None if squares else _cat([b if b.shape == s else b.broadcast_to(s) for (_, b, _), s in zip(pairs, shapes)])
         if fused is not None:
             bits = next(iter(shifts))
             share = fused(A.share, A.shape, bits) if squares else fused(A.share, B.share, A.shape, B.shape, bits)
@@ -185,7 +185,7 @@ def _ltz(xs: Sequence[SecretArray]) -> list[SecretArray]:
     return _uncat(bits, [x.shape for x in xs], [0] * len(xs))
 
 
-def _lincomb(powers: dict, coeffs, F: int, C: int | None = None, add=None) -> SecretArray:
+def _lincomb(powers: dict[int, SecretArray], coeffs: Any, F: int, C: int | None = None, add: Any = None) -> SecretArray:
     """c0 + sum_k c_k w^k at scale F + C: powers[k] are at scale F, coefficients get C bits
     (default C = F). Free: public multiplications without truncation."""
     C = F if C is None else C
@@ -203,14 +203,14 @@ def _lincomb(powers: dict, coeffs, F: int, C: int | None = None, add=None) -> Se
     return acc
 
 
-def _coef_bits(coeffs, F: int) -> int:
+def _coef_bits(coeffs: Any, F: int) -> int:
     """Coefficient precision C such that any partial sum (bounded by sum |c_k| for |w| <= 1)
     stays below 2^58 at scale F + C."""
     B = float(np.sum(np.abs(coeffs)))
     return int(builtins.min(F, 58 - F - math.ceil(math.log2(builtins.max(B, 1.0)))))
 
 
-def _poly(w: SecretArray, coeffs, out: int, add=None) -> SecretArray:
+def _poly(w: SecretArray, coeffs: Any, out: int, add: Any = None) -> SecretArray:
     """Evaluate sum_k coeffs[k] w^k (|w| <= 1, w at the internal scale F) in few rounds.
 
     Paterson-Stockmeyer style, all linear combinations free (coefficients with C <= F bits,

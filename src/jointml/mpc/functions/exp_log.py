@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import builtins
 import math
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ _LOG_12 = (
 )
 
 
-def log(x: SecretArray, bounds=None) -> SecretArray:
+def log(x: SecretArray, bounds: Any = None) -> SecretArray:
     """Natural log for 2^-min(f,18) <= x < 2^(62-2f) (other inputs give meaningless values).
 
     Two-stage normalisation x = 2^(k1+k2) y with y in [1, 2): 10 thresholds (f = 18), then

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import builtins
 import math
+from typing import Any
 
 import numpy as np
 
@@ -19,11 +20,10 @@ from ...core.errors import EncodingRangeError, ParameterError
 from ..array import SecretArray
 from .common import _U, _as, _fint, _ltz, _mul, _mul1, _pubmul, _rescale, _secret
 
-
 _STEP = 4  # bucket width: x = 2^k * y with y in [1, 16)
 
 
-def _exponent_range(x: SecretArray, bounds, even: bool = False) -> tuple[int, int]:
+def _exponent_range(x: SecretArray, bounds: Any, even: bool = False) -> tuple[int, int]:
     """Bucket exponents [kmin, kmax): default covers 2^-min(f,18) <= x < 2^(62-2f) (down to one
     ulp for f <= 18; up to the values that can still be multiplied by something >= 1)."""
     f = x.device.frac_bits
@@ -40,7 +40,7 @@ def _exponent_range(x: SecretArray, bounds, even: bool = False) -> tuple[int, in
     return kmin, kmax
 
 
-def _buckets(x: SecretArray, kmin: int, kmax: int):
+def _buckets(x: SecretArray, kmin: int, kmax: int) -> Any:
     """Bucket lower exponents ks and bits c[..., j-1] = [x >= 2^ks[j]] (one batched comparison)."""
     ks = list(range(kmin, kmax, _STEP))  # the last bucket [ks[-1], ks[-1] + 4) reaches kmax
     if len(ks) == 1:
@@ -51,7 +51,7 @@ def _buckets(x: SecretArray, kmin: int, kmax: int):
     return ks, 1 - lt
 
 
-def _bucket_value(ks, c, vals, bits: int):
+def _bucket_value(ks: Any, c: Any, vals: Any, bits: int) -> Any:
     """sum_j [x in bucket j] * vals[..., j]: a public dot product of the bucket bits (free).
 
     vals has the buckets on its last axis (other axes broadcast against x). Each value is
@@ -77,17 +77,17 @@ def _as_public(enc: np.ndarray, bits: int) -> np.ndarray:
     return np.asarray(enc, dtype=np.float64) / float(1 << bits)
 
 
-def _pow2(ks, sign=-1.0):
+def _pow2(ks: Any, sign: Any = -1.0) -> Any:
     return np.array([2.0 ** (sign * k) for k in ks])
 
 
-def _sign_abs(x: SecretArray):
+def _sign_abs(x: SecretArray) -> Any:
     (s,) = _ltz([x])
     m = 1 - 2 * s
     return m, _mul1(m, x)
 
 
-def _normalize(x: SecretArray, P, Fp: int, extra=()):
+def _normalize(x: SecretArray, P: Any, Fp: int, extra: Any = ()) -> Any:
     """y = x * P (P = 2^-k, a bucket value) in [1, 16) at scale F-3, so that (y - 8.5)/8 is a
     relabel at scale F; plus extra products (a, b, out) in the same round."""
     Fy = _fint(x) - 3
@@ -100,7 +100,7 @@ def _normalize(x: SecretArray, P, Fp: int, extra=()):
     return y, outs
 
 
-def _times_factor(r: SecretArray, P, Fp: int, out: int) -> SecretArray:
+def _times_factor(r: SecretArray, P: Any, Fp: int, out: int) -> SecretArray:
     """r * P for a bucket value P (secret at scale Fp, or public)."""
     if _secret(P):
         return _mul1(r, P, out)

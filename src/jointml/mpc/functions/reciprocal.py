@@ -18,13 +18,23 @@ from __future__ import annotations
 
 import builtins
 import math
+from typing import Any
 
 import numpy as np
 
 from ...core.errors import EncodingRangeError
 from ..array import SecretArray
 from .common import _as, _fint, _fx, _mul, _mul1, _poly, _pubmul, _secret
-from .normalize import _STEP, _bucket_value, _buckets, _exponent_range, _normalize, _pow2, _sign_abs, _times_factor
+from .normalize import (
+    _STEP,
+    _bucket_value,
+    _buckets,
+    _exponent_range,
+    _normalize,
+    _pow2,
+    _sign_abs,
+    _times_factor,
+)
 
 __all__ = ["reciprocal", "div", "sqrt", "rsqrt"]
 
@@ -38,7 +48,7 @@ _RECIP_INIT = (
 _RSQRT_INIT = (0.350620560499, -0.189152285811, -0.0169523968679, 0.12340884593, 0.35427032839, -0.400426330829)
 
 
-def _recip_parts(x: SecretArray, positive: bool, bounds, numer=None):
+def _recip_parts(x: SecretArray, positive: bool, bounds: Any, numer: Any = None) -> Any:
     """Normalise x = +-2^k y and approximate 1/y. Returns (r, factors): r ~ 1/y (scale Fr)
     and a list of (factor, scale) whose products with r (or with a r) add up to the result;
     each factor is a bucket value (secret, or public when there is one bucket):
@@ -97,7 +107,7 @@ def _recip_parts(x: SecretArray, positive: bool, bounds, numer=None):
     return r, factors
 
 
-def _apply_factors(r: SecretArray, factors, out: int) -> SecretArray:
+def _apply_factors(r: SecretArray, factors: Any, out: int) -> SecretArray:
     sec = [(r, Q, out) for Q, _ in factors if _secret(Q)]
     res = _mul(sec) if sec else []
     res += [_times_factor(r, Q, b, out) for Q, b in factors if not _secret(Q)]
@@ -107,7 +117,7 @@ def _apply_factors(r: SecretArray, factors, out: int) -> SecretArray:
     return acc
 
 
-def reciprocal(x: SecretArray, positive: bool = False, bounds=None) -> SecretArray:
+def reciprocal(x: SecretArray, positive: bool = False, bounds: Any = None) -> SecretArray:
     """1/x for 2^-min(f,18) <= |x| < 2^(62-2f) (f = frac_bits; [3.8e-6, 6.7e7) for f = 18).
 
     x = +-2^k y with y in [1, 16): the bucket k comes from ONE batched comparison of |x|
@@ -125,7 +135,7 @@ def reciprocal(x: SecretArray, positive: bool = False, bounds=None) -> SecretArr
     return div(1.0, x, positive, bounds)
 
 
-def div(a, b, positive: bool = False, bounds=None) -> SecretArray:
+def div(a: Any, b: Any, positive: bool = False, bounds: Any = None) -> SecretArray:
     """a / b elementwise (numpy broadcasting) for a secret b and a secret or public a
     (`a / b` and `2.5 / b` on SecretArrays call this).
 
@@ -138,7 +148,8 @@ def div(a, b, positive: bool = False, bounds=None) -> SecretArray:
     about one ulp of a amplified like the quotient (2^-f / |b|)."""
     f = (b.device if _secret(b) else a.device).frac_bits
     if not _secret(b):
-        return a * (1.0 / np.asarray(b, dtype=np.float64))
+        q: SecretArray = a * (1.0 / np.asarray(b, dtype=np.float64))
+        return q
     if _secret(a):
         r, factors = _recip_parts(b, positive, bounds, None)
         ar = _mul1(_fx(a), r, f + 4)
@@ -164,7 +175,7 @@ def _rsqrt_core(y: SecretArray, F: int) -> SecretArray:
     return r
 
 
-def rsqrt(x: SecretArray, bounds=None) -> SecretArray:
+def rsqrt(x: SecretArray, bounds: Any = None) -> SecretArray:
     """1/sqrt(x) for 2^-min(f,18) <= x < 2^(62-2f).
 
     x = 2^k y with k even and y in [1, 16) (one batched comparison, 10 thresholds for
@@ -187,7 +198,7 @@ def rsqrt(x: SecretArray, bounds=None) -> SecretArray:
     return _times_factor(r, Q, Fq, f)
 
 
-def sqrt(x: SecretArray, bounds=None) -> SecretArray:
+def sqrt(x: SecretArray, bounds: Any = None) -> SecretArray:
     """sqrt(x) for 0 <= x < 2^(62-2f); sqrt(0) = 0 and inputs below 2^-min(f,18) give ~0.
 
     sqrt(x) = (x 2^(-k/2)) * rsqrt(y) with the normalisation of rsqrt; x 2^(-k/2) is

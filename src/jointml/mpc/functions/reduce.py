@@ -15,6 +15,7 @@ one exact product; ties keep the first element (numpy's rule). Nothing is reveal
 
 from __future__ import annotations
 
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from .common import _axis_back, _axis_last, _ltz, _mul, _mul1, _zeros
 __all__ = ["max", "min", "argmax", "argmin"]
 
 
-def _tournament(x: SecretArray, want_idx: bool):
+def _tournament(x: SecretArray, want_idx: bool) -> tuple[SecretArray, SecretArray | None, list[tuple[SecretArray, int, int]]]:
     """Reduce the last axis. Returns (value (..., 1), index (..., 1) or None, levels).
 
     Level l compares neighbours (2i, 2i+1) of the current row: both candidates come from
@@ -71,7 +72,7 @@ def _tournament(x: SecretArray, want_idx: bool):
     return vals, idx, levels
 
 
-def _one_hot_from_levels(x: SecretArray, levels) -> SecretArray:
+def _one_hot_from_levels(x: SecretArray, levels: Any) -> SecretArray:
     """Top-down: weight of a block = weight of its parent times the path bit (xmul per level)."""
     W = None  # None == public 1 (root)
     for c, m, p in reversed(levels):
@@ -94,13 +95,12 @@ def _one_hot_from_levels(x: SecretArray, levels) -> SecretArray:
     return W
 
 
-def _reduce(x: SecretArray, axis, keepdims: bool, kind: str, one_hot: bool = False):
+def _reduce(x: SecretArray, axis: Any, keepdims: bool, kind: str, one_hot: bool = False) -> SecretArray:
+    shape0 = x.shape
     if axis is None:
-        shape0 = x.shape
         y = x.reshape(-1)
         ax = 0
     else:
-        shape0 = None
         if not isinstance(axis, (int, np.integer)):
             raise SecretTypeError("axis must be an int or None", field="axis")
         if not -len(x.shape) <= int(axis) < len(x.shape):
@@ -119,7 +119,7 @@ def _reduce(x: SecretArray, axis, keepdims: bool, kind: str, one_hot: bool = Fal
         if axis is None:
             return oh.reshape(shape0)
         return _axis_back(oh, ax)
-    res = idx if want_idx else (-vals if neg else vals)
+    res: SecretArray = idx if want_idx and idx is not None else (-vals if neg else vals)
     # res has a trailing axis of length 1 where the reduced axis was
     if axis is None:
         return res.reshape((1,) * len(shape0)) if keepdims else res.reshape(())
@@ -128,7 +128,7 @@ def _reduce(x: SecretArray, axis, keepdims: bool, kind: str, one_hot: bool = Fal
     return res.squeeze(-1) if len(res.shape) > 1 else res.reshape(())
 
 
-def max(x: SecretArray, axis=None, keepdims: bool = False) -> SecretArray:  # noqa: A001
+def max(x: SecretArray, axis: Any = None, keepdims: bool = False) -> SecretArray:  # noqa: A001
     """numpy.max along an axis (None: all elements).
 
     Tournament: ceil(log2 n) levels, each 1 cmp + 1 xmul on half the remaining elements
@@ -137,12 +137,12 @@ def max(x: SecretArray, axis=None, keepdims: bool = False) -> SecretArray:  # no
     return _reduce(x, axis, keepdims, "max")
 
 
-def min(x: SecretArray, axis=None, keepdims: bool = False) -> SecretArray:  # noqa: A001
+def min(x: SecretArray, axis: Any = None, keepdims: bool = False) -> SecretArray:  # noqa: A001
     """numpy.min along an axis; same cost as max. Exact."""
     return _reduce(x, axis, keepdims, "min")
 
 
-def argmax(x: SecretArray, axis=None, keepdims: bool = False, one_hot: bool = False) -> SecretArray:
+def argmax(x: SecretArray, axis: Any = None, keepdims: bool = False, one_hot: bool = False) -> SecretArray:
     """Index of the maximum along `axis`, ties -> first index (numpy semantics).
 
     Default: an integer secret holding the index (shape of x without the axis, or the flat
@@ -154,6 +154,6 @@ def argmax(x: SecretArray, axis=None, keepdims: bool = False, one_hot: bool = Fa
     return _reduce(x, axis, keepdims, "argmax", one_hot)
 
 
-def argmin(x: SecretArray, axis=None, keepdims: bool = False, one_hot: bool = False) -> SecretArray:
+def argmin(x: SecretArray, axis: Any = None, keepdims: bool = False, one_hot: bool = False) -> SecretArray:
     """Index (or one-hot) of the minimum along `axis`, ties -> first index. Same cost as argmax."""
     return _reduce(x, axis, keepdims, "argmin", one_hot)

@@ -16,6 +16,7 @@ vocabulary of `jointml.mpc.functions` (cmp, xmul).
 
 from __future__ import annotations
 
+from typing import Any
 
 import numpy as np
 
@@ -46,11 +47,12 @@ def relu(x: SecretArray) -> SecretArray:
     return x - _mul1(s, x)
 
 
-def where(cond: SecretArray, a, b) -> SecretArray:
+def where(cond: Any, a: Any, b: Any) -> Any:
     """Elementwise `a if cond else b` for an integer 0/1 secret `cond` (e.g. a comparison result).
 
     `a` and `b` may be secrets or public arrays/scalars; broadcasting like numpy.where. Cost:
-    1 xmul (1 round) if a or b is secret; free if both are public. Exact."""
+    1 xmul (1 round) if a or b is secret; free if both are public (then, with a public
+    `cond` too, the result is a public ndarray). Exact."""
     if not _secret(cond):  # public condition: plain masking, free
         c = np.asarray(cond).astype(bool)
         if not _secret(a) and not _secret(b):
@@ -72,7 +74,7 @@ def where(cond: SecretArray, a, b) -> SecretArray:
 select = where
 
 
-def clip(x: SecretArray, lo=None, hi=None) -> SecretArray:
+def clip(x: SecretArray, lo: Any = None, hi: Any = None) -> SecretArray:
     """numpy.clip with public or secret bounds (either may be None; lo <= hi).
 
     Cost: 1 cmp per bound (one batch, 6 rounds) + 1 xmul per bound (one round): semi2k
@@ -96,19 +98,21 @@ def clip(x: SecretArray, lo=None, hi=None) -> SecretArray:
     return out
 
 
-def maximum(a, b) -> SecretArray:
+def maximum(a: Any, b: Any) -> SecretArray:
     """Elementwise max of two secrets (or a secret and a public array). Cost: 1 cmp + 1 xmul. Exact."""
     if not _secret(a):
         a, b = b, a
     d = b - a
     (c,) = _ltz([-d])  # a < b
-    return a + _mul1(c, d)
+    out: SecretArray = a + _mul1(c, d)
+    return out
 
 
-def minimum(a, b) -> SecretArray:
+def minimum(a: Any, b: Any) -> SecretArray:
     """Elementwise min of two secrets (or a secret and a public array). Cost: 1 cmp + 1 xmul. Exact."""
     if not _secret(a):
         a, b = b, a
     d = b - a
     (c,) = _ltz([d])  # b < a
-    return a + _mul1(c, d)
+    out: SecretArray = a + _mul1(c, d)
+    return out

@@ -17,10 +17,10 @@ polynomials; see each function for its cost and measured error. Nothing is revea
 from __future__ import annotations
 
 import builtins
+from typing import Any
 
-
-from ..array import SecretArray
 from ...core.errors import ParameterError
+from ..array import SecretArray
 from .common import _as, _fint, _fx, _ltz, _mul, _mul1, _poly, _rescale
 from .exp_log import _LOG_12, _exp_neg
 from .reciprocal import _apply_factors, _recip_parts
@@ -46,7 +46,7 @@ _SEG3_NUM, _SEG3_SHIFT = 725, 12
 SIGMOID_MODES = ("accurate", "exp", "poly", "seg3")
 
 
-def _abs_clip(x: SecretArray, T: int, extra=()):
+def _abs_clip(x: SecretArray, T: int, extra: Any = ()) -> Any:
     """One batched comparison of 3 lanes: s = [x<0], h = [x>T], l = [x<-T]; returns
     (s, m = 1-2s, tc = min(|x|, T), [s*e for e in extra]). tc comes from a single xmul,
     c*x + (h+l)*T with c = 1-2s-h+l (0 when clipped), so it is exact for every encodable x."""
@@ -65,7 +65,8 @@ def _sigmoid_accurate(x: SecretArray) -> SecretArray:
     e = _exp_neg(tc)  # e^-|x| (clipped at |x| = 16: error <= 1.1e-7)
     w = 2 * e - 1
     g = _poly(w, _RECIP_1P, f)  # 1/(1+e)
-    return s + _mul1(m, g)
+    out: SecretArray = s + _mul1(m, g)
+    return out
 
 
 def _sigmoid_poly(x: SecretArray) -> SecretArray:
@@ -137,7 +138,8 @@ def log_sigmoid(x: SecretArray) -> SecretArray:
     e = _exp_neg(tc)
     w = 2 * e - 1
     h = _poly(w, _LOG_12, f)  # log(1 + e) = log(y), y = 1 + e in [1, 2], w = 2y - 3 = 2e - 1
-    return sx - h
+    out: SecretArray = sx - h
+    return out
 
 
 def softplus(x: SecretArray) -> SecretArray:

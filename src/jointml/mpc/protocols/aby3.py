@@ -63,10 +63,23 @@ from ...core.errors import ConfigError, ParameterError, ProtocolError
 from ...core.prg import Prg
 from ..shapes import Shape, broadcast_shape, matmul_shape, size
 from . import circuits
-from .base import CORE_CAPABILITIES, FREE, Array, Cost, Protocol, Share, _unknown, wraps_ring
+from .base import (
+    CORE_CAPABILITIES,
+    FREE,
+    Array,
+    Cost,
+    DType,
+    Protocol,
+    Share,
+    _unknown,
+    wraps_ring,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     pass
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...runtime.context import PartyContext
 
 __all__ = ["Aby3", "DOC_COST_ROWS"]
 
@@ -99,7 +112,7 @@ def _arr(x: Any) -> Array:
     return bk.asarray(x)
 
 
-def _small_dtype(bits: int):
+def _small_dtype(bits: int) -> DType:
     for dt in (np.uint8, np.uint16, np.uint32):
         if bits <= np.dtype(dt).itemsize * 8:
             return dt
@@ -114,7 +127,7 @@ class Aby3(Protocol):
     name = "aby3"
     capabilities = CORE_CAPABILITIES | {"mul_trunc", "square_trunc", "matmul_trunc"}
 
-    def __init__(self, ctx, parties: Sequence[str]):
+    def __init__(self, ctx: PartyContext, parties: Sequence[str]):
         parties = list(parties)
         if len(parties) != 3 or len(set(parties)) != 3:
             raise ConfigError(f"aby3 needs exactly 3 distinct compute parties, got {parties}")
@@ -154,7 +167,7 @@ class Aby3(Protocol):
         self._ops += 1
         return r
 
-    def _comp_rand(self, k: int, shape, dtype=_U) -> np.ndarray:
+    def _comp_rand(self, k: int, shape: Shape, dtype: DType = _U) -> Array:
         """Random component k, drawn identically by its two holders P_{k-1} and P_k."""
         return bk.random(self._rand[(k - 1) % 3], shape, dtype)
 
@@ -162,7 +175,7 @@ class Aby3(Protocol):
         """Where component k sits in this party's pair: 0, 1, or 2 (not held)."""
         return (k - self.idx) % 3
 
-    def _add_zero(self, z: np.ndarray, boolean: bool) -> np.ndarray:
+    def _add_zero(self, z: Array, boolean: bool) -> Array:
         """z += alpha_i in place, where alpha_0 + alpha_1 + alpha_2 = 0 (or XOR 0)."""
         if z.size == 0:
             return z
@@ -176,12 +189,12 @@ class Aby3(Protocol):
             z -= self._zero[(i - 1) % 3].fill(t)
         return z
 
-    def _recv(self, k: int, tag: str, likes: Sequence[tuple]) -> list[np.ndarray]:
+    def _recv(self, k: int, tag: str, likes: Sequence[tuple[DType, Shape]]) -> list[Array]:
         """Receive arrays from member k, checking dtypes and shapes against `likes` [(dtype, shape)]."""
         msg = self.comm.recv(self._party(k), tag, dtypes=[d for d, _ in likes], shapes=[s for _, s in likes])
         return msg.arrays
 
-    def _reshare(self, zs: list[np.ndarray], tag: str) -> list[tuple]:
+    def _reshare(self, zs: list[Array], tag: str) -> list[Share]:
         """3-out-of-3 shares z_i (alpha already added) -> replicated: send z_i to P_{i-1}, get z_{i+1}.
 
         One round, |z| words sent by each party."""
@@ -190,7 +203,7 @@ class Aby3(Protocol):
         return [(z, g) for z, g in zip(zs, got)]
 
     # -- structure ----------------------------------------------------------------
-    def map(self, fn: Callable, *shares):
+    def map(self, fn: Callable[..., Array], *shares: Share) -> Share:
         """Apply fn to each component: fn(x_i, y_i, ...) and fn(x_{i+1}, y_{i+1}, ...).
 
         fn sees arrays of the secret's own shape (no leading component axis), exactly like a
@@ -221,7 +234,8 @@ class Aby3(Protocol):
             self._in_prgs[key] = g
         return g
 
-    def share_in(self, owner, value, shape, dtype=_U, boolean=False):
+    def share_in(self, owner: str, value: Array | None, shape: Shape, dtype: DType = _U,
+                 boolean: bool = False) -> Share:
         """Secret-share `value` held by `owner` (a member or an outside party).
 
         Member owner P_o: components o and o+1 come from its seeds with P_{o-1} and P_{o+1}
@@ -233,7 +247,7 @@ class Aby3(Protocol):
         dt = np.dtype(dtype)
         tag = "aby3:in"
 
-        def combine(x, r):
+        def combine(x: Array, r: Array) -> None:
             if boolean:
                 x ^= r
             else:
@@ -285,7 +299,8 @@ class Aby3(Protocol):
         x2, x0 = self.comm.recv(owner, tag, dtypes=[dt, dt], shapes=[shape, shape]).arrays
         return (x2, x0)
 
-    def reveal(self, x, shape, to=None, boolean=False, dtype=_U):
+    def reveal(self, x: Share, shape: Shape | None, to: str | None = None, boolean: bool = False,
+               dtype: DType = _U) -> Array | None:
         """Open x. to=None: every member sends its second component x_{i+1} to P_{i-1}, which
         misses exactly that one (1 round, 8 B per element each; outsiders get None).
         to=member P_t: P_{t+1} sends x_{t+2} (8 B). to=outsider: P0 sends x_0 and P1 sends
@@ -294,7 +309,7 @@ class Aby3(Protocol):
         dt = np.dtype(dtype)
         shape = None if shape is None else tuple(shape)
 
-        def comb(a, b):
+        def comb(a: Array, b: Array) -> Array:
             return a ^ b if boolean else a + b
 
         tag = "aby3:open"
@@ -333,19 +348,19 @@ class Aby3(Protocol):
         return _arr(comb(a, b))
 
     # -- linear (local) ---------------------------------------------------------------
-    def add(self, a, b):
+    def add(self, a: Share, b: Share) -> Share:
         """Componentwise (numpy broadcasting). Local: 0 rounds, 0 B."""
         return None if not self.is_member else (_arr(a[0] + b[0]), _arr(a[1] + b[1]))
 
-    def sub(self, a, b):
+    def sub(self, a: Share, b: Share) -> Share:
         """Local: 0 rounds, 0 B."""
         return None if not self.is_member else (_arr(a[0] - b[0]), _arr(a[1] - b[1]))
 
-    def neg(self, a):
+    def neg(self, a: Share) -> Share:
         """Local: 0 rounds, 0 B."""
         return None if not self.is_member else (_arr(_U(0) - a[0]), _arr(_U(0) - a[1]))
 
-    def _public_into(self, a, c, op):
+    def _public_into(self, a: Share, c: Array, op: Callable[[Array, Array], Array]) -> Share:
         """Apply `op(component, c)` to component 0 only (held by P0 and P2), broadcasting both."""
         shape = broadcast_shape(tuple(a[0].shape), tuple(c.shape))
         out = []
@@ -357,14 +372,14 @@ class Aby3(Protocol):
                 out.append(s + bk.zeros(shape, s.dtype))  # broadcast (a fresh array)
         return tuple(out)
 
-    def add_public(self, a, c):
+    def add_public(self, a: Share, c: Array) -> Share:
         """x + c: c is added to component 0, consistently at its two holders P0 and P2. Local: 0 rounds, 0 B."""
         if not self.is_member:
             return None
         c = bk.asarray(c, _U)
         return self._public_into(a, c, lambda s, v: s + v)
 
-    def mul_public(self, a, c):
+    def mul_public(self, a: Share, c: Array) -> Share:
         """x * c for a public ring value c (no truncation here). Local: 0 rounds, 0 B."""
         if not self.is_member:
             return None
@@ -372,7 +387,7 @@ class Aby3(Protocol):
         return (_arr(a[0] * c), _arr(a[1] * c))
 
     # -- multiplication -------------------------------------------------------------------
-    def _cross(self, a, b) -> np.ndarray:
+    def _cross(self, a: Share, b: Share) -> Array:
         """z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i (sum over i: xy), plus the zero share alpha_i."""
         a0, a1 = a
         b0, b1 = b
@@ -380,27 +395,27 @@ class Aby3(Protocol):
         z += a1 * b0
         return self._add_zero(z, False)
 
-    def mul(self, a, b, shape_a, shape_b):
+    def mul(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape) -> Share:
         """Elementwise product (numpy broadcasting). 1 round, each party sends 8 B per element."""
         if not self.is_member:
             return None
         return self._reshare([self._cross(a, b)], "aby3:mul")[0]
 
-    def square(self, a, shape):
+    def square(self, a: Share, shape: Shape) -> Share:
         """x^2 = sum_i x_i (x_i + 2 x_{i+1}). 1 round, 8 B per element each."""
         if not self.is_member:
             return None
         z = self._square_local(a)
         return self._reshare([z], "aby3:sq")[0]
 
-    def _square_local(self, a) -> np.ndarray:
+    def _square_local(self, a: Share) -> Array:
         a0, a1 = a
         z = bk.lshift(a1, 1)
         z += a0
         z *= a0
         return self._add_zero(z, False)
 
-    def _matmul_local(self, a, b) -> np.ndarray:
+    def _matmul_local(self, a: Share, b: Share) -> Array:
         """This party's 3-out-of-3 share of X @ Y with 5 ring matmuls in total.
 
         With L the light party of this call: P_L computes (A_L + A_{L+1})(B_L + B_{L+1}) (four
@@ -420,7 +435,7 @@ class Aby3(Protocol):
             z += bk.matmul(a1, b0)
         return self._add_zero(z, False)
 
-    def matmul(self, a, b, shape_a, shape_b):
+    def matmul(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape) -> Share:
         """X @ Y (numpy rules for 1-D/2-D). Local ring matmuls through float64 BLAS limbs,
         then one reshare: 1 round, each party sends 8 B per element of the result."""
         if not self.is_member:
@@ -429,7 +444,7 @@ class Aby3(Protocol):
 
     # Fused product + truncation: the 3-out-of-3 product shares go straight into the
     # truncation's opening, saving the reshare (1 round, 24 B per element).
-    def mul_trunc(self, a, b, shape_a, shape_b, bits):
+    def mul_trunc(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape, bits: int) -> Share:
         """trunc(x * y, bits) in 2 rounds (60 B per element in total), same exactness as trunc.
 
         The opening of c starts from the 3-out-of-3 product shares z_i (each masked by the
@@ -441,13 +456,13 @@ class Aby3(Protocol):
         shape = broadcast_shape(tuple(shape_a), tuple(shape_b))
         return self._trunc(self._cross(a, b), bits, shape, additive=True)
 
-    def square_trunc(self, a, shape, bits):
+    def square_trunc(self, a: Share, shape: Shape, bits: int) -> Share:
         """trunc(x^2, bits): as mul_trunc, 2 rounds, 60 B per element in total."""
         if not self.is_member:
             return None
         return self._trunc(self._square_local(a), bits, tuple(shape), additive=True)
 
-    def matmul_trunc(self, a, b, shape_a, shape_b, bits):
+    def matmul_trunc(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape, bits: int) -> Share:
         """trunc(X @ Y, bits): as mul_trunc, 2 rounds, 60 B per element of the result in total."""
         if not self.is_member:
             return None
@@ -455,7 +470,7 @@ class Aby3(Protocol):
         return self._trunc(self._matmul_local(a, b), bits, shape, additive=True)
 
     # -- truncation --------------------------------------------------------------------------
-    def trunc(self, a, bits, shape):
+    def trunc(self, a: Share, bits: int, shape: Shape) -> Share:
         """Divide by 2^bits with stochastic (unbiased) rounding, exact up to one unit in the last place for
         |x| < 2^62 (never a large error). 2 rounds, 44 B per element in total.
 
@@ -481,7 +496,7 @@ class Aby3(Protocol):
             return None
         return self._trunc(a, bits, tuple(shape), additive=False)
 
-    def _trunc(self, a, bits: int, shape: tuple, additive: bool):
+    def _trunc(self, a: Any, bits: int, shape: Shape, additive: bool) -> Share:
         bits = int(bits)
         if not 0 < bits <= 62:
             raise ParameterError(f"aby3.trunc: bits must be in [1, 62], got {bits}", field="bits")
@@ -568,25 +583,26 @@ class Aby3(Protocol):
         return (y, y_d)
 
     # -- boolean -------------------------------------------------------------------------------
-    def b_xor(self, a, b):
+    def b_xor(self, a: Share, b: Share) -> Share:
         """Componentwise XOR. Local: 0 rounds, 0 B."""
         return None if not self.is_member else (_arr(a[0] ^ b[0]), _arr(a[1] ^ b[1]))
 
-    def b_xor_public(self, a, c):
+    def b_xor_public(self, a: Share, c: Array) -> Share:
         """XOR a public word into component 0 (held by P0 and P2). Local: 0 rounds, 0 B."""
         if not self.is_member:
             return None
         c = bk.asarray(c, a[0].dtype)
         return self._public_into(a, c, lambda s, v: s ^ v)
 
-    def b_and_public(self, a, c):
+    def b_and_public(self, a: Share, c: Array) -> Share:
         """AND with a public word, componentwise. Local: 0 rounds, 0 B."""
         if not self.is_member:
             return None
         c = bk.asarray(c, a[0].dtype)
         return (_arr(a[0] & c), _arr(a[1] & c))
 
-    def b_and(self, pairs, shapes, dtypes):
+    def b_and(self, pairs: Sequence[tuple[Share, Share]], shapes: Sequence[Shape],
+              dtypes: Sequence[DType]) -> list[Share]:
         """Several ANDs in one round: z_i = x_i&y_i ^ x_i&y_{i+1} ^ x_{i+1}&y_i ^ alpha_i, then
         reshare. Each party sends one word of the operands' width per AND."""
         if not self.is_member:
@@ -605,7 +621,8 @@ class Aby3(Protocol):
         return self._reshare(zs, "aby3:and")
 
     # -- one party's value times a value known to the two others ---------------------------------
-    def _input_times(self, e: int, value, y, shape, dtype, boolean: bool, tag: str, product: bool = True):
+    def _input_times(self, e: int, value: Array | None, y: Array | None, shape: Shape, dtype: DType, boolean: bool,
+                     tag: str, product: bool = True) -> tuple[Share, Share]:
         """P_e shares `value` (known to it alone); if `product`, the parties also get shares of
         value * y (AND when boolean), where y is known to both P_{e+1} and P_{e+2}. One round.
 
@@ -620,13 +637,13 @@ class Aby3(Protocol):
         r = (self.idx - e) % 3
         e1, e2 = (e + 1) % 3, (e + 2) % 3
 
-        def add(u, v):
+        def add(u: Array, v: Array) -> Array:
             return _arr(u ^ v) if boolean else _arr(u + v)
 
-        def sub(u, v):
+        def sub(u: Array, v: Array) -> Array:
             return _arr(u ^ v) if boolean else _arr(u - v)
 
-        def mul(u, v):
+        def mul(u: Array, v: Array) -> Array:
             return _arr(u & v) if boolean else _arr(u * v)
 
         if r == 0:
@@ -669,7 +686,7 @@ class Aby3(Protocol):
         return xs, (p, rho_e)
 
     # -- conversions ------------------------------------------------------------------------------
-    def msb(self, a, shape):
+    def msb(self, a: Share, shape: Shape) -> Share:
         """Arithmetic share of msb(x), via one comparison of 63-bit words.
 
         With P_e the (rotating) input party: P_e knows s = x_e + x_{e+1}, the two others know
@@ -707,7 +724,7 @@ class Aby3(Protocol):
             bit[slot] ^= bk.astype(bk.rshift(t, 63), np.uint8)
         return self.b2a_bits(tuple(bit), shape)
 
-    def eqz(self, a, shape):
+    def eqz(self, a: Share, shape: Shape) -> Share:
         """Arithmetic share of [x == 0]: x = s + t with s = x_e + x_{e+1} (known to P_e) and
         t = x_{e+2} (known to the two others), so x == 0 iff every bit of s ^ ~(-t) is one.
         P_e boolean-shares s (1 round, 16 B), ~(-t) = t - 1 is XORed into component e+2,
@@ -729,7 +746,7 @@ class Aby3(Protocol):
         bit = circuits.and_tree(self, tuple(X), shape)
         return self.b2a_bits(bit, shape)
 
-    def b2a_bits(self, b, shape):
+    def b2a_bits(self, b: Share, shape: Shape) -> Share:
         """Boolean-shared bits (uint8 0/1) to arithmetic shares in 1 round, 32 B per bit in total.
 
         With P_f the (rotating) input party: c = b_f ^ b_{f+1} is known to P_f and d = b_{f+2}

@@ -52,7 +52,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 
 from ...core.errors import ProtocolError
 from ..shapes import Shape, matmul_shape, rows_shape
@@ -62,7 +61,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...runtime.context import PartyContext
 
 Share = Any
-Array = npt.NDArray[Any]
+#: an array of the ring backend (numpy today; opaque to the kernels' callers)
+Array = Any
 DType = Any
 
 #: the kernels every protocol implements

@@ -16,12 +16,11 @@ import itertools
 from typing import Any, Sequence
 
 import numpy as np
-import numpy.typing as npt
 
 from ...core.backend import backend as bk
 from ..shapes import Shape
 
-Array = npt.NDArray[Any]
+Array = Any  # an array of the ring backend
 Share = Any
 
 def _swap_mask(i: int, j: int) -> int:
@@ -38,8 +37,8 @@ def index_reverse64(x: Any) -> Array:
 
     A local, XOR-linear permutation: three delta swaps exchanging index bits (0,5), (1,4), (2,3).
 
-    >>> bin(int(index_reverse64(np.array([1], np.uint64))[0]))  # bit 0 -> bit 63
-    '0b1000000000000000000000000000000000000000000000000000000000000000'
+    >>> [int(v).bit_length() - 1 for v in index_reverse64(np.array([1, 2, 4, 2**63], np.uint64))]
+    [0, 32, 16, 63]
     """
     x = bk.copy(x, np.uint64)
     for delta, mask in _SWAPS:
@@ -138,7 +137,7 @@ def block_greater_equal(r_quarters: list[Array], mono: Array, c: Array, lead: bo
     c: the public opened word (already restricted to the compared bits); lead: whether this
     party adds the public constant terms. G = [r_block > c_block], E = [r_block == c_block]."""
     cbar = [~w for w in quarters(c, reversed_layout)]
-    share = {(t,): r_quarters[t] for t in range(4)}
+    share: dict[tuple[int, ...], Array] = {(t,): r_quarters[t] for t in range(4)}
     for S, m in zip(SUBSETS, mono):
         share[S] = m
     # G = G3 ^ E3 G2 ^ E3 E2 G1 ^ E3 E2 E1 G0 with G_t = r_t cbar_t, E_t = r_t ^ cbar_t:

@@ -50,7 +50,17 @@ from ...core.prg import Prg
 from ..randomness import CorrelationProvider, DealerProvider, Mask, NullProvider
 from ..shapes import Shape, broadcast_shape, matmul_shape, rows_shape, size
 from . import circuits
-from .base import CORE_CAPABILITIES, FREE, Array, Cost, DType, Protocol, Share, _unknown, wraps_ring
+from .base import (
+    CORE_CAPABILITIES,
+    FREE,
+    Array,
+    Cost,
+    DType,
+    Protocol,
+    Share,
+    _unknown,
+    wraps_ring,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...runtime.context import PartyContext
@@ -99,6 +109,10 @@ class _Semi2kMasked:
 def _pick(a: Array, rows: Any, transpose: bool) -> Array:
     a = a[rows]
     return a.T if transpose else a
+
+
+def _picker(rows: Any, transpose: bool) -> Callable[[Array], Array]:
+    return lambda a: _pick(a, rows, transpose)
 
 
 @wraps_ring
@@ -446,7 +460,7 @@ class Semi2k(Protocol):
         if transpose:
             sub_shape = sub_shape[::-1]
         shape_c = matmul_shape(sub_shape, shape_y)
-        t = self.prov.mask_triple(handle.mask, lambda a: _pick(a, rows, transpose), shape_y, shape_c)
+        t = self.prov.mask_triple(handle.mask, _picker(rows, transpose), shape_y, shape_c)
         if t is None or not self.is_compute:
             return None
         B, C = t
@@ -472,7 +486,7 @@ class Semi2k(Protocol):
         h = _Semi2kMasked(shape, mask, owner=owner)
         if self.me == owner:
             h.X = x
-            E = x - mask.share
+            E = bk.asarray(x) - mask.share
             for p in self.peers:
                 self.comm.send(p, "pmasked", E)
         elif self.is_compute:
@@ -495,8 +509,7 @@ class Semi2k(Protocol):
             others = [p for p in self.compute if p != handle.owner]
             plans.append((handle, rows, y, shape_y, transpose, matmul_shape(sub, shape_y), others))
         t = self.prov.private_triples([
-            (h.mask, (lambda a, r=rows, tr=tr: _pick(a, r, tr)), shape_y, shape_c, others)
-            for h, rows, _, shape_y, tr, shape_c, others in plans])
+            (h.mask, _picker(rows, tr), shape_y, shape_c, others) for h, rows, _, shape_y, tr, shape_c, others in plans])
         if t is None or not self.is_compute:
             return [None] * len(items)
         Bs, Cs = t

@@ -27,11 +27,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-import numpy.typing as npt
-
 from ..shapes import Shape
 
-Array = npt.NDArray[Any]
+Array = Any  # an array of the ring backend
 DType = Any
 #: picks the rows (and transposes) of a reused matrix mask, e.g. lambda a: a[rows].T
 Select = Callable[[Array], Array]
