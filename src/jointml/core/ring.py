@@ -18,9 +18,8 @@ from .backend import backend
 from .errors import DataError
 
 RING_DTYPE = np.uint64
-RING_BITS = 64
 
-__all__ = ["RING_DTYPE", "RING_BITS", "RingTypeError", "as_ring", "to_signed", "matmul"]
+__all__ = ["RING_DTYPE", "RingTypeError", "as_ring", "to_signed", "matmul"]
 
 
 class RingTypeError(DataError, TypeError):

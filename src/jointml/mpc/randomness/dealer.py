@@ -53,7 +53,6 @@ class DealerProvider(CorrelationProvider):
             self.prgs = [Prg(ctx.shared_seed(p, dealer, label + ":corr"), stream="corr") for p in self.compute]
         elif ctx.me in self.compute:
             self.prg = Prg(ctx.shared_seed(ctx.me, dealer, label + ":corr"), stream="corr")
-        self.bytes_by_kind: dict[str, int] = {}
 
     # -- primitives: at the dealer the list of every party's draw, at a party its own ---------
     def _rand_all(self, shape: Shape, dtype: DType = _U) -> list[Array]:
@@ -72,7 +71,6 @@ class DealerProvider(CorrelationProvider):
             else:
                 corr -= p
         self.comm.send(self.last, "corr:" + tag, corr)
-        self.bytes_by_kind[tag] = self.bytes_by_kind.get(tag, 0) + corr.nbytes
 
     def _share(self, tag: str, shape: Shape, dtype: DType = _U) -> Array:
         """Party: its share of a dealer-computed value (a PRG draw, or the correction at the last party)."""
