@@ -4,7 +4,8 @@ the ring backend, shapes."""
 import numpy as np
 import pytest
 
-from jointml.core.backend import backend as bk, get_backend
+from jointml.core.backend import backend as bk
+from jointml.core.backend import get_backend
 from jointml.core.errors import ProtocolError
 from jointml.core.fixedpoint import DEFAULT_FRAC_BITS, FixedPoint
 from jointml.mpc import MpcDevice, sharing

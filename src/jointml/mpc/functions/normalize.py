@@ -28,7 +28,7 @@ def _exponent_range(x: SecretArray, bounds: Any, even: bool = False) -> tuple[in
     ulp for f <= 18; up to the values that can still be multiplied by something >= 1)."""
     f = x.device.frac_bits
     if bounds is None:
-        kmin, kmax = -builtins.min(f, 18), 62 - 2 * f
+        kmin, kmax = _exponent_range_f(f)
     else:
         lo, hi = float(bounds[0]), float(bounds[1])
         if not (0 < lo <= hi):

@@ -60,6 +60,7 @@ import numpy as np
 
 from ...core.backend import backend as bk
 from ...core.errors import ConfigError, ParameterError, ProtocolError
+from ...core.fixedpoint import DEFAULT_FRAC_BITS
 from ...core.prg import Prg
 from ..shapes import Shape, broadcast_shape, matmul_shape, size
 from . import circuits
@@ -805,7 +806,7 @@ def _cost(op: str, shapes: Sequence[Shape], params: dict[str, Any]) -> Cost:
     if op == "private_masked_setup":
         return Cost(16 * N, 1)
     if op in ("trunc", "mul_trunc", "square_trunc", "matmul_trunc"):
-        m = np.dtype(_small_dtype(int(params.get("bits", 18)))).itemsize
+        m = np.dtype(_small_dtype(int(params.get("bits", DEFAULT_FRAC_BITS)))).itemsize
         if op == "trunc":
             return Cost((40 + m) * N, 2)
         out = matmul_shape(shapes[0], shapes[1]) if op == "matmul_trunc" else broadcast_shape(*shapes)
