@@ -3,11 +3,10 @@
 import numpy as np
 import pytest
 
+from conftest import run_mpc, shared
 from jointml.core import FixedPoint
 from jointml.mpc import MpcDevice, concatenate, stack
 from jointml.runtime import PartyFailed, simulate
-
-from conftest import run_mpc, shared
 
 G = np.random.default_rng(20261122)  # public test data, not secrets
 PARTIES = ["alice", "bob", "carol"]

@@ -5,12 +5,11 @@ import importlib.util
 import numpy as np
 import pytest
 
+from conftest import run_mpc, shared
 from jointml.mpc import MpcDevice, concatenate, stack
 from jointml.runtime import simulate
 
-from conftest import run_mpc, shared
-
-HAS_ABY3 = importlib.util.find_spec("jointml.mpc.aby3") is not None
+HAS_ABY3 = importlib.util.find_spec("jointml.mpc.protocols.aby3") is not None
 PROTOCOLS = ["semi2k"] + (["aby3"] if HAS_ABY3 else [])
 G = np.random.default_rng(1234)  # public test data
 EPS = 2.0**-16
@@ -235,7 +234,6 @@ def test_fixed_point_bits_configurable(proto):
 
 
 def test_bad_device_config():
-    from jointml.core.errors import ConfigError
     from jointml.runtime import PartyFailed
 
     def prog(ctx):

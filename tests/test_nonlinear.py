@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import run_mpc, shared
-
-from jointml.mpc import nonlinear as nl
+from jointml.mpc import functions as nl
 
 F = 18
 ULP = 2.0**-F
@@ -35,7 +34,7 @@ def np_softmax(x, axis):
 
 @pytest.fixture
 def proto(protocol):
-    if protocol == "aby3" and importlib.util.find_spec("jointml.mpc.aby3") is None:
+    if protocol == "aby3" and importlib.util.find_spec("jointml.mpc.protocols.aby3") is None:
         pytest.skip("aby3 protocol not available yet")
     return protocol
 

@@ -73,9 +73,9 @@ def _program(ctx, protocol: str, figure: str, parties: list[str], dealer: str | 
     x = ctx.party(a).run(lambda: xv).to(mpc)
     if figure.startswith("sigmoid"):
         mode = figure.rsplit("_", 1)[1]
-        from ..mpc import nonlinear
+        from ..mpc import functions
 
-        z = nonlinear.sigmoid(x, mode=mode)
+        z = functions.sigmoid(x, mode=mode)
     else:
         y = ctx.party(b).run(lambda: yv).to(mpc)
         if figure == "mul_1M":

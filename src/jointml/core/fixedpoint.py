@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import EncodingRangeError
+from .errors import EncodingRangeError, ParameterError
 from .ring import RING_DTYPE
 
 DEFAULT_FRAC_BITS = 18
@@ -26,7 +26,7 @@ class FixedPoint:
 
     def __init__(self, frac_bits: int = DEFAULT_FRAC_BITS):
         if not 0 <= frac_bits <= 40:
-            raise ValueError(f"frac_bits must be in [0, 40], got {frac_bits}")
+            raise ParameterError(f"frac_bits must be in [0, 40], got {frac_bits}", field="frac_bits")
         self.frac_bits = frac_bits
         self.scale = float(1 << frac_bits)
         # Keep one bit of headroom below the sign bit so that a sum of two shares of

@@ -1,39 +1,32 @@
-"""The ring Z_2^64 as numpy.uint64 arrays, and fast ring matrix products.
+"""The ring Z_2^64: dtype, signed views, and the ring matmul of the default backend.
 
-Wrap-around of uint64 arithmetic is exactly reduction mod 2^64, so additions and
-elementwise products of shares cost one numpy call. numpy's integer matmul does
-not use BLAS (1.3 s for 1000^3 on this machine), so `matmul` splits operands into
-balanced limbs of 22, 22 and 20 bits and multiplies them as float64 through BLAS:
-a limb product summed over k terms stays below 2^53 (exact in float64) while
-k <= 2048 (512 for the Karatsuba product). Only limb pairs whose shift is below 64 bits matter, and Karatsuba's
-trick computes a0 b1 + a1 b0 from one product, so a ring matmul costs 5 float64
-matmuls.
+Arithmetic on shares goes through `jointml.core.backend` (numpy today); these are the
+few helpers code outside the kernels needs to move between integers and ring elements.
+
+>>> to_signed(as_ring(np.array([-3, 5]))).tolist()
+[-3, 5]
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
+
+from .backend import backend
+from .errors import DataError
 
 RING_DTYPE = np.uint64
-RING_BITS = 64
 
-# Limbs of 22, 22 and 20 bits at shifts 0, 22, 44, balanced to signed digits of
-# magnitude <= 2^21. A limb product is <= 2^42, so a dot product of length k is exact
-# in float64 while k <= 2^11; the Karatsuba product (a0+a1)(b0+b1) is <= 2^44 per
-# term, exact while k <= 2^9, so it is summed in chunks of 512.
-_W = 22
-_M = np.uint64((1 << _W) - 1)
-_H = np.uint64(1 << (_W - 1))
-_HF = float(1 << (_W - 1))
-_M2 = np.uint64((1 << 20) - 1)
-_H2 = np.uint64(1 << 19)
-_HF2 = float(1 << 19)
-_MAX_INNER = 1 << 11
-_KARATSUBA_CHUNK = 1 << 9
-_INT_LOOP_RATIO = 64
+__all__ = ["RING_DTYPE", "RingTypeError", "as_ring", "to_signed", "matmul"]
 
 
-def as_ring(x: np.ndarray) -> np.ndarray:
+class RingTypeError(DataError, TypeError):
+    """A value that is not an integer array cannot be read as ring elements."""
+
+
+def as_ring(x: Any) -> npt.NDArray[np.uint64]:
     """View/convert an integer array as ring elements (two's complement for negatives)."""
     x = np.asarray(x)
     if x.dtype == RING_DTYPE:
@@ -42,98 +35,20 @@ def as_ring(x: np.ndarray) -> np.ndarray:
         return x.astype(np.int64).view(RING_DTYPE)
     if x.dtype.kind in "ub":
         return x.astype(RING_DTYPE)
-    raise TypeError(f"ring elements must be integers, got dtype {x.dtype}")
+    raise RingTypeError(f"ring elements must be integers, got dtype {x.dtype}", field="dtype")
 
 
-def to_signed(x: np.ndarray) -> np.ndarray:
+def to_signed(x: Any) -> npt.NDArray[np.int64]:
     """Interpret ring elements as signed int64 (two's complement)."""
     return np.asarray(x, dtype=RING_DTYPE).view(np.int64)
 
 
-def _limbs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """x = l0 + l1 2^22 + l2 2^44 (mod 2^64) with balanced signed limbs, as float64.
+def matmul(a: Any, b: Any) -> npt.NDArray[np.uint64]:
+    """Ring matrix product a @ b mod 2^64 (the backend's BLAS limb-split product).
 
-    Balancing: l = ((t + H) mod 2^22) - H and the rest is (t + H) >> 22, exact mod 2^64."""
-    t = x + _H
-    l0 = (t & _M).view(np.int64).astype(np.float64)
-    l0 -= _HF
-    t >>= np.uint64(_W)
-    t += _H
-    l1 = (t & _M).view(np.int64).astype(np.float64)
-    l1 -= _HF
-    t >>= np.uint64(_W)
-    # Top limb: the 20 bits 44..63, balanced to [-2^19, 2^19) the same way (its carry
-    # out is a multiple of 2^64, i.e. zero in the ring).
-    t += _H2
-    t &= _M2
-    l2 = t.view(np.int64).astype(np.float64)
-    l2 -= _HF2
-    return l0, l1, l2
-
-
-def _f2ring(x: np.ndarray) -> np.ndarray:
-    return x.astype(np.int64).view(RING_DTYPE)
-
-
-def matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Ring matrix product a @ b mod 2^64 through float64 BLAS (5 float products, Karatsuba).
-
-    Supports 1-D and 2-D operands as numpy does; the inner dimension is chunked when it
-    exceeds the exact-float bound.
-
-    >>> import numpy as np
     >>> a = np.array([[2**63, 3]], dtype=np.uint64); b = np.array([[2], [5]], dtype=np.uint64)
     >>> int(matmul(a, b)[0, 0])
     15
     """
-    a = np.asarray(a, dtype=RING_DTYPE)
-    b = np.asarray(b, dtype=RING_DTYPE)
-    if a.ndim == 0 or b.ndim == 0:
-        return a * b
-    k = a.shape[-1]
-    if k != (b.shape[0] if b.ndim == 1 else b.shape[-2]):
-        raise ValueError(f"matmul: inner dimensions differ: {a.shape} @ {b.shape}")
-    if a.size == 0 or b.size == 0 or k <= 4 or a.ndim > 2 or b.ndim > 2:
-        return _matmul_int(a, b)
-    # Splitting into limbs costs ~10 numpy passes over both operands; numpy's integer
-    # loop wins while there are few multiply-adds per operand element (matrix-vector
-    # products: a 1024x100 @ 100 product takes 0.05 ms that way, 3 ms through limbs).
-    m = a.shape[0] if a.ndim == 2 else 1
-    n = b.shape[1] if b.ndim == 2 else 1
-    if m * k * n <= _INT_LOOP_RATIO * (m * k + k * n):
-        return _matmul_int(a, b)
-    return matmul_limbs(a, b)
-
-
-def matmul_limbs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The BLAS path of `matmul` (2-D/1-D uint64 operands), whatever the shapes."""
-    k = a.shape[-1]
-    if k > _MAX_INNER:
-        out = None
-        for s in range(0, k, _MAX_INNER):
-            part = matmul_limbs(a[..., s : s + _MAX_INNER], b[s : s + _MAX_INNER])
-            out = part if out is None else out + part
-        return out
-    a0, a1, a2 = _limbs(a)
-    b0, b1, b2 = _limbs(b)
-    p00 = _f2ring(a0 @ b0)
-    p11 = _f2ring(a1 @ b1)
-    sa = a0 + a1
-    sb = b0 + b1
-    if k <= _KARATSUBA_CHUNK:
-        kk = _f2ring(sa @ sb)
-    else:
-        kk = _f2ring(sa[..., :_KARATSUBA_CHUNK] @ sb[:_KARATSUBA_CHUNK])
-        for s in range(_KARATSUBA_CHUNK, k, _KARATSUBA_CHUNK):
-            kk += _f2ring(sa[..., s : s + _KARATSUBA_CHUNK] @ sb[s : s + _KARATSUBA_CHUNK])
-    t1 = kk - p00 - p11  # a0 b1 + a1 b0
-    t2 = _f2ring(a0 @ b2) + _f2ring(a2 @ b0) + p11
-    w = np.uint64(_W)
-    out = p00
-    out += t1 << w
-    out += t2 << (w + w)
+    out: npt.NDArray[np.uint64] = backend.matmul(a, b)
     return out
-
-
-def _matmul_int(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.matmul(a, b)

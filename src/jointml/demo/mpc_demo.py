@@ -36,9 +36,9 @@ def _program(ctx, protocol: str, rows: int, parties: list[str], dealer):
     inc = ctx.party(bank).run(lambda: income / 1000.0).to(mpc)
     dbt = ctx.party(partner).run(lambda: debt / 1000.0).to(mpc)
     # ratio = debt / income under MPC (secure reciprocal), then aggregates.
-    from ..mpc import nonlinear
+    from ..mpc import functions
 
-    ratio = dbt * nonlinear.reciprocal(inc)
+    ratio = dbt * functions.reciprocal(inc)
     high = ratio > 0.4
     mean_ratio = ratio.mean()
     n_high = high.sum()

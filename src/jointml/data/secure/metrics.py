@@ -41,7 +41,7 @@ What is revealed (security model: that of the MPC device, semi-honest):
   both classes are present (a single-class target raises ValueError everywhere); with
   plaintext labels the label holder also says whether its labels are valid 0/1 values;
 * the class counts P and N are **kept secret** by default: the final division by P N
-  runs under MPC (`jointml.mpc.nonlinear.div`) and the revealed metric is within 1e-5 of
+  runs under MPC (`jointml.mpc.functions.div`) and the revealed metric is within 1e-5 of
   the exact value (measured <= 3e-6). The result is exact (float64 division of exact
   integer counts) when the recipient already knows P and N - `to` is the holder of
   plaintext labels - or when the caller allows revealing them with
@@ -76,7 +76,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 
 from ...core.errors import DataError, ParameterError
-from ...mpc import MpcDevice, SecretArray, concatenate, nonlinear
+from ...mpc import MpcDevice, SecretArray, concatenate, functions
 from ...runtime.collectives import agree, reveal_to_all
 from ...runtime.device import PartyObject
 from .. import metrics
@@ -359,7 +359,7 @@ def _evaluate(scores, labels, mpc, want: Sequence[str], method: str, bins, score
         den_int = concatenate([(pn * int(dens[w])).reshape(1) for w in names], axis=0)
         lo = (n - 1) / 2.0**sh  # P N >= n - 1 with both classes present
         hi = (n * n / 2.0) / 2.0**sh
-        q = nonlinear.div(_int_over_pow2(a, sh), _int_over_pow2(den_int, sh), positive=True, bounds=(lo, hi))
+        q = functions.div(_int_over_pow2(a, sh), _int_over_pow2(den_int, sh), positive=True, bounds=(lo, hi))
         val = _reveal(q, to)
         out = None if val is None else {w: float(np.clip(val[i], 0.0, 1.0)) for i, w in enumerate(names)}
     return out

@@ -51,7 +51,7 @@ import numpy as np
 
 from ...core.errors import ModelError
 from ...core.prg import Prg
-from ...mpc import MpcDevice, SecretArray, concatenate, nonlinear
+from ...mpc import MpcDevice, SecretArray, concatenate, functions
 from ...mpc.masked import BlockMatrix
 from ...runtime.collectives import broadcast
 from ...runtime.device import PartyObject
@@ -399,7 +399,7 @@ class SecureLinearModel(SecureEstimator):
         w = w - g
         if self.l1:
             t = lr * self.l1
-            w = w - nonlinear.clip(w, -t, t)  # proximal step (soft threshold): w - clip(w, -t, t)
+            w = w - functions.clip(w, -t, t)  # proximal step (soft threshold): w - clip(w, -t, t)
         if self.fit_intercept:
             b = b - upd[-1]
         return w, b

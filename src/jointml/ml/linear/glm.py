@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...core.errors import ModelError
-from ...mpc import MpcDevice, SecretArray, nonlinear
+from ...mpc import MpcDevice, SecretArray, functions
 from .base import SecureLinearModel
 
 __all__ = ["SSGLM"]
@@ -24,7 +24,7 @@ class SSGLM(SecureLinearModel):
 
     Gradients of the deviance w.r.t. the linear predictor eta:
     gaussian eta - y; poisson e^eta - y; gamma 1 - y e^-eta; tweedie e^((2-p)eta) - y e^((1-p)eta).
-    The log-link families use the secure exp (`jointml.mpc.nonlinear.exp`); keep eta
+    The log-link families use the secure exp (`jointml.mpc.functions.exp`); keep eta
     within a few units (standardise features, small learning rates). The other
     hyperparameters are those of the shared loop (`SecureLinearModel`).
 
@@ -88,17 +88,17 @@ class SSGLM(SecureLinearModel):
     def _mean(self, eta: SecretArray) -> SecretArray:
         if self.family == "gaussian":
             return eta
-        return nonlinear.exp(eta)
+        return functions.exp(eta)
 
     def _residual(self, eta: SecretArray, y: SecretArray) -> SecretArray:
         if self.family == "gaussian":
             return eta - y
         if self.family == "poisson":
-            return nonlinear.exp(eta) - y
+            return functions.exp(eta) - y
         if self.family == "gamma":
-            return 1.0 - y * nonlinear.exp(-eta)
+            return 1.0 - y * functions.exp(-eta)
         p = self.power
-        return nonlinear.exp(eta * (2 - p)) - y * nonlinear.exp(eta * (1 - p))
+        return functions.exp(eta * (2 - p)) - y * functions.exp(eta * (1 - p))
 
     def _check_labels(self, y: np.ndarray) -> str | None:
         v = np.asarray(y, dtype=np.float64)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ...core.errors import ModelError
-from ...mpc import MpcDevice, SecretArray, nonlinear
+from ...mpc import MpcDevice, SecretArray, functions
 from ...runtime.collectives import agree
 from ...runtime.device import PartyObject
 from ..base import check_param
@@ -28,7 +28,7 @@ class SSLogisticRegression(SecureLinearModel):
     """Logistic regression trained under MPC on vertically partitioned data.
 
     `sigmoid` selects the approximation used in training and prediction ("seg3",
-    "poly", "accurate", "exp"; see `jointml.mpc.nonlinear.sigmoid`). `class_weight` is None,
+    "poly", "accurate", "exp"; see `jointml.mpc.functions.sigmoid`). `class_weight` is None,
     "balanced" or {0: w0, 1: w1} (the weights multiply each sample's gradient; with
     "balanced" the label holder computes them from its labels and they stay secret).
     The other hyperparameters are those of the shared loop (`SecureLinearModel`).
@@ -80,14 +80,14 @@ class SSLogisticRegression(SecureLinearModel):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        check_param("sigmoid", self.sigmoid, lambda v: v in nonlinear.SIGMOID_MODES, "", error=ModelError,
-                    message=f"sigmoid must be one of {nonlinear.SIGMOID_MODES}, got {self.sigmoid!r}")
+        check_param("sigmoid", self.sigmoid, lambda v: v in functions.SIGMOID_MODES, "", error=ModelError,
+                    message=f"sigmoid must be one of {functions.SIGMOID_MODES}, got {self.sigmoid!r}")
         cw = self.class_weight
         check_param("class_weight", cw, lambda v: v is None or v == "balanced" or isinstance(v, dict), "", error=ModelError,
                     message=f"class_weight must be None, 'balanced' or {{0: w0, 1: w1}}, got {cw!r}")
 
     def _mean(self, eta: SecretArray) -> SecretArray:
-        return nonlinear.sigmoid(eta, mode=self.sigmoid)
+        return functions.sigmoid(eta, mode=self.sigmoid)
 
     def _accepts_wide_eta(self) -> bool:
         return self.sigmoid == "seg3"

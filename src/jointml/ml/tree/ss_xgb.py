@@ -96,7 +96,7 @@ from typing import Any
 import numpy as np
 
 from ...core.errors import ModelError
-from ...mpc import MpcDevice, SecretArray, concatenate, nonlinear, stack
+from ...mpc import MpcDevice, SecretArray, concatenate, functions, stack
 from ...mpc.masked import PrivateMaskedMatrix
 from ...runtime.collectives import broadcast
 from ...runtime.device import PartyObject
@@ -177,7 +177,7 @@ class SSXGBClassifier(SecureEstimator):
         need("min_child_weight", lambda v: v >= 0, "min_child_weight must be >= 0")
         need("max_bin", lambda v: int(v) == v and 2 <= v <= 256, f"max_bin must be in [2, 256], got {self.max_bin}")
         need("base_score", lambda v: 0 < v < 1, "base_score must be in (0, 1)")
-        need("sigmoid", lambda v: v in nonlinear.SIGMOID_MODES, f"sigmoid must be one of {nonlinear.SIGMOID_MODES}")
+        need("sigmoid", lambda v: v in functions.SIGMOID_MODES, f"sigmoid must be one of {functions.SIGMOID_MODES}")
 
     @property
     def mpc(self) -> MpcDevice:
@@ -303,7 +303,7 @@ class SSXGBClassifier(SecureEstimator):
         """One complete tree of depth max_depth: its public structure, secret leaf weights, the new margin."""
         lam, eta, D = float(self.reg_lambda), float(self.learning_rate), int(self.max_depth)
         bounds = (0.5 * lam, n / 4.0 + lam + 1.0)
-        prob = nonlinear.sigmoid(margin, mode=self.sigmoid)
+        prob = functions.sigmoid(margin, mode=self.sigmoid)
         g = prob - ys
         h = prob - prob * prob
         gh = stack([g, h], axis=0)  # (2, n)
@@ -332,7 +332,7 @@ class SSXGBClassifier(SecureEstimator):
         assert M is not None
         # leaves
         GH = M @ gh.transpose()  # (L, 2), exact (M is integer)
-        r = nonlinear.reciprocal(GH[:, 1] + lam, positive=True, bounds=bounds)
+        r = functions.reciprocal(GH[:, 1] + lam, positive=True, bounds=bounds)
         wleaf = (GH[:, 0] * r) * (-eta)
         return tree, wleaf, margin + M.transpose() @ wleaf
 
@@ -353,7 +353,7 @@ class SSXGBClassifier(SecureEstimator):
         GR, HR = G.broadcast_to((K, nn)) - GL, H.broadcast_to((K, nn)) - HL
         num = concatenate([GL, GR], axis=0)
         den = concatenate([HL, HR], axis=0) + lam
-        r = nonlinear.reciprocal(den, positive=True, bounds=bounds)
+        r = functions.reciprocal(den, positive=True, bounds=bounds)
         w = num * r
         if shift:
             num = num * (2.0 ** -shift)
@@ -362,8 +362,8 @@ class SSXGBClassifier(SecureEstimator):
         if self.min_child_weight > 0:
             ok = (concatenate([HL, HR], axis=0) >= self.min_child_weight)
             ok = ok[:K] * ok[K:]
-            score = nonlinear.where(ok, score, -1.0)
-        onehot = nonlinear.argmax(score.transpose(), axis=1, one_hot=True)  # (nn, K)
+            score = functions.where(ok, score, -1.0)
+        onehot = functions.argmax(score.transpose(), axis=1, one_hot=True)  # (nn, K)
         idx = onehot @ np.arange(K, dtype=np.int64)
         return [int(k) for k in self._reveal_all(idx)]
 

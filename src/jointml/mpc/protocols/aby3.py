@@ -22,24 +22,30 @@ alpha_i = Z_i - Z_{i-1} (sum 0, no traffic), *rand* gives random components: the
 component held by P_{k-1} and P_k is drawn by both from pair k-1, so random
 replicated values cost nothing.
 
-Costs per element (B = bytes; "each" = every member sends that much; the one-round
-helpers send in parallel):
+Costs per element (`Aby3.static_cost`; bytes are what the three parties send together;
+the one-round helpers send in parallel). A matmul costs 24 B per element of the result
+(one reshare) and 5 local ring matmuls in total (1+2+2); trunc sends 40 B plus one small
+word (4 B for bits <= 32); msb is the input round with its AND (32 B), a 6-round tree
+(3 x 19 B) and b2a (32 B); eqz an input (16 B) sent with
+the first AND, a 6-round AND tree (3 x 10 B) and b2a. Rounds are counted as
+`Communicator` does: send phases of the busiest party.
 
-| op                  | rounds | sent per element                                    |
-|---------------------|--------|-----------------------------------------------------|
-| share_in (member)   | 1      | owner 16 B (third component to the other two)       |
-| share_in (outsider) | 1      | owner 32 B (4 components; 2 come from seeds)        |
-| reveal (all)        | 1      | each 8 B (one component to one neighbour)           |
-| reveal (to=p)       | 1      | 8 B to a member, 16 B to an outsider                |
-| add/sub/neg/public  | 0      | 0                                                   |
-| mul / square        | 1      | each 8 B (reshare)                                  |
-| matmul              | 1      | each 8 B x |Z|; 5 ring matmuls in total (1+2+2)    |
-| trunc               | 2      | 44 B in total (A,B: 8+8, D: 12 for bits <= 32)      |
-| mul_trunc           | 2      | 60 B in total, instead of 24 + 44 B in 3 rounds     |
-| b_and (w-bit words) | 1      | each w/8 B                                          |
-| b2a_bits            | 1      | 32 B in total (16 + 8 + 8)                          |
-| msb / lt            | 8      | 121 B in total: input+G 32, tree 3 x 19, b2a 32     |
-| eqz / eq            | 8      | 78 B in total: input 16, tree 3 x 10, b2a 32        |
+| op | rounds | bytes per element, all parties | of which the dealer |
+| --- | --- | --- | --- |
+| share_in (member) | 1 | 16 | 0 |
+| share_in (outsider) | 1 | 32 | 0 |
+| reveal (all) | 1 | 24 | 0 |
+| reveal (to a member) | 1 | 8 | 0 |
+| reveal (to an outsider) | 1 | 16 | 0 |
+| add, sub, neg, public ops | 0 | 0 | 0 |
+| mul / square | 1 | 24 | 0 |
+| trunc | 2 | 44 | 0 |
+| mul_trunc | 2 | 60 | 0 |
+| b_and (64-bit words) | 1 | 24 | 0 |
+| b_and (8-bit words) | 1 | 3 | 0 |
+| b2a_bits | 1 | 32 | 0 |
+| msb (x < 0) | 8 | 121 | 0 |
+| eqz (x == 0) | 7 | 78 | 0 |
 
 Roles that are not symmetric (the truncation "dealer", the party that inputs its local
 sum in msb/eqz, the light party of matmul) rotate from one operation to the next, so
@@ -48,29 +54,66 @@ that in a long program the load is spread evenly over the three parties.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from ..core import ring
-from ..core.errors import ConfigError
-from ..core.prg import Prg
+from ...core.backend import backend as bk
+from ...core.errors import ConfigError, ParameterError, ProtocolError
+from ...core.fixedpoint import DEFAULT_FRAC_BITS
+from ...core.prg import Prg
+from ..shapes import Shape, broadcast_shape, matmul_shape, size
 from . import circuits
-from .protocol import Protocol, wraps_ring
-from .secret_array import matmul_shape
+from .base import (
+    CORE_CAPABILITIES,
+    FREE,
+    Array,
+    Cost,
+    DType,
+    Protocol,
+    Share,
+    _unknown,
+    wraps_ring,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    pass
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...runtime.context import PartyContext
+
+__all__ = ["Aby3", "DOC_COST_ROWS"]
+
+_E = (1 << 20,)  # per-element figures: one large vector
+#: the rows of the cost table in the module docstring (tests/test_protocol_cost.py checks it)
+DOC_COST_ROWS: list[tuple[str, str, tuple[Shape, ...], dict[str, Any]]] = [
+    ("share_in (member)", "share_in", (_E,), {}),
+    ("share_in (outsider)", "share_in", (_E,), {"outsider": True}),
+    ("reveal (all)", "reveal", (_E,), {}),
+    ("reveal (to a member)", "reveal", (_E,), {"to": "member"}),
+    ("reveal (to an outsider)", "reveal", (_E,), {"to": "outsider"}),
+    ("add, sub, neg, public ops", "add", (_E,), {}),
+    ("mul / square", "mul", (_E, _E), {}),
+    ("trunc", "trunc", (_E,), {"bits": 18}),
+    ("mul_trunc", "mul_trunc", (_E, _E), {"bits": 18}),
+    ("b_and (64-bit words)", "b_and", (_E,), {}),
+    ("b_and (8-bit words)", "b_and", (_E,), {"itemsize": 1}),
+    ("b2a_bits", "b2a_bits", (_E,), {}),
+    ("msb (x < 0)", "msb", (_E,), {}),
+    ("eqz (x == 0)", "eqz", (_E,), {}),
+]
 
 _U = np.uint64
 _LOW63 = _U((1 << 63) - 1)
 _BIT63 = _U(1 << 63)
-_SH63 = _U(63)
 
 
-def _arr(x) -> np.ndarray:
-    """numpy returns scalars for 0-d operands; shares are always ndarrays."""
-    return x if isinstance(x, np.ndarray) else np.asarray(x)
+def _arr(x: Any) -> Array:
+    """numpy returns scalars for 0-d operands; shares are always arrays."""
+    return bk.asarray(x)
 
 
-def _small_dtype(bits: int):
+def _small_dtype(bits: int) -> DType:
     for dt in (np.uint8, np.uint16, np.uint32):
         if bits <= np.dtype(dt).itemsize * 8:
             return dt
@@ -83,8 +126,9 @@ class Aby3(Protocol):
     (members and outsiders alike: outsiders hold no shares but may input or receive)."""
 
     name = "aby3"
+    capabilities = CORE_CAPABILITIES | {"mul_trunc", "square_trunc", "matmul_trunc"}
 
-    def __init__(self, ctx, parties: Sequence[str]):
+    def __init__(self, ctx: PartyContext, parties: Sequence[str]):
         parties = list(parties)
         if len(parties) != 3 or len(set(parties)) != 3:
             raise ConfigError(f"aby3 needs exactly 3 distinct compute parties, got {parties}")
@@ -124,20 +168,20 @@ class Aby3(Protocol):
         self._ops += 1
         return r
 
-    def _comp_rand(self, k: int, shape, dtype=_U) -> np.ndarray:
+    def _comp_rand(self, k: int, shape: Shape, dtype: DType = _U) -> Array:
         """Random component k, drawn identically by its two holders P_{k-1} and P_k."""
-        return self._rand[(k - 1) % 3].random(shape, dtype)
+        return bk.random(self._rand[(k - 1) % 3], shape, dtype)
 
     def _slot(self, k: int) -> int:
         """Where component k sits in this party's pair: 0, 1, or 2 (not held)."""
         return (k - self.idx) % 3
 
-    def _add_zero(self, z: np.ndarray, boolean: bool) -> np.ndarray:
+    def _add_zero(self, z: Array, boolean: bool) -> Array:
         """z += alpha_i in place, where alpha_0 + alpha_1 + alpha_2 = 0 (or XOR 0)."""
         if z.size == 0:
             return z
         i = self.idx
-        t = self._zero[i].random(z.shape, z.dtype)
+        t = bk.random(self._zero[i], z.shape, z.dtype)
         if boolean:
             z ^= t
             z ^= self._zero[(i - 1) % 3].fill(t)
@@ -146,12 +190,12 @@ class Aby3(Protocol):
             z -= self._zero[(i - 1) % 3].fill(t)
         return z
 
-    def _recv(self, k: int, tag: str, likes: Sequence[tuple]) -> list[np.ndarray]:
+    def _recv(self, k: int, tag: str, likes: Sequence[tuple[DType, Shape]]) -> list[Array]:
         """Receive arrays from member k, checking dtypes and shapes against `likes` [(dtype, shape)]."""
         msg = self.comm.recv(self._party(k), tag, dtypes=[d for d, _ in likes], shapes=[s for _, s in likes])
         return msg.arrays
 
-    def _reshare(self, zs: list[np.ndarray], tag: str) -> list[tuple]:
+    def _reshare(self, zs: list[Array], tag: str) -> list[Share]:
         """3-out-of-3 shares z_i (alpha already added) -> replicated: send z_i to P_{i-1}, get z_{i+1}.
 
         One round, |z| words sent by each party."""
@@ -160,7 +204,7 @@ class Aby3(Protocol):
         return [(z, g) for z, g in zip(zs, got)]
 
     # -- structure ----------------------------------------------------------------
-    def map(self, fn: Callable, *shares):
+    def map(self, fn: Callable[..., Array], *shares: Share) -> Share:
         """Apply fn to each component: fn(x_i, y_i, ...) and fn(x_{i+1}, y_{i+1}, ...).
 
         fn sees arrays of the secret's own shape (no leading component axis), exactly like a
@@ -168,6 +212,19 @@ class Aby3(Protocol):
         if not self.is_member:
             return None
         return (_arr(fn(*[s[0] for s in shares])), _arr(fn(*[s[1] for s in shares])))
+
+    # -- share layout -------------------------------------------------------------------
+    def export_share(self, share: Share) -> list[Array]:
+        """[x_i, x_{i+1}] at member P_i, [] elsewhere."""
+        return [] if share is None else [bk.copy(share[0], _U), bk.copy(share[1], _U)]
+
+    def import_share(self, arrays: Sequence[Array], shape: Shape) -> Share:
+        if not self.is_member:
+            if len(arrays):
+                raise ProtocolError(f"aby3: party '{self.me}' holds no share, got {len(arrays)} arrays", party=self.me)
+            return None
+        _check_arrays(self.me, arrays, shape)
+        return (bk.copy(arrays[0], _U), bk.copy(arrays[1], _U))
 
     # -- input / output -------------------------------------------------------------
     def _in_prg(self, owner: str, member: str) -> Prg:
@@ -178,7 +235,8 @@ class Aby3(Protocol):
             self._in_prgs[key] = g
         return g
 
-    def share_in(self, owner, value, shape, dtype=_U, boolean=False):
+    def share_in(self, owner: str, value: Array | None, shape: Shape, dtype: DType = _U,
+                 boolean: bool = False) -> Share:
         """Secret-share `value` held by `owner` (a member or an outside party).
 
         Member owner P_o: components o and o+1 come from its seeds with P_{o-1} and P_{o+1}
@@ -190,7 +248,7 @@ class Aby3(Protocol):
         dt = np.dtype(dtype)
         tag = "aby3:in"
 
-        def combine(x, r):
+        def combine(x: Array, r: Array) -> None:
             if boolean:
                 x ^= r
             else:
@@ -202,7 +260,7 @@ class Aby3(Protocol):
             o = self.compute.index(owner)
             i = self.idx
             if i == o:
-                x = np.array(value, dtype=dt, copy=True).reshape(shape)
+                x = bk.copy(value, dt).reshape(shape)
                 c0 = self._comp_rand(o, shape, dt)
                 c1 = self._comp_rand(o + 1, shape, dt)
                 combine(x, c0)
@@ -220,9 +278,9 @@ class Aby3(Protocol):
         # An owner outside the three compute parties.
         p0, p1, p2 = self.compute
         if self.me == owner:
-            x = np.array(value, dtype=dt, copy=True).reshape(shape)
-            x0 = self._in_prg(owner, p0).random(shape, dt)
-            x1 = self._in_prg(owner, p1).random(shape, dt)
+            x = bk.copy(value, dt).reshape(shape)
+            x0 = bk.random(self._in_prg(owner, p0), shape, dt)
+            x1 = bk.random(self._in_prg(owner, p1), shape, dt)
             combine(x, x0)
             combine(x, x1)  # x is now x_2
             self.comm.send(p0, tag, [x1])
@@ -232,17 +290,18 @@ class Aby3(Protocol):
         if not self.is_member:
             return None
         if self.idx == 0:
-            x0 = self._in_prg(owner, p0).random(shape, dt)
+            x0 = bk.random(self._in_prg(owner, p0), shape, dt)
             (x1,) = self.comm.recv(owner, tag, dtypes=[dt], shapes=[shape]).arrays
             return (x0, x1)
         if self.idx == 1:
-            x1 = self._in_prg(owner, p1).random(shape, dt)
+            x1 = bk.random(self._in_prg(owner, p1), shape, dt)
             (x2,) = self.comm.recv(owner, tag, dtypes=[dt], shapes=[shape]).arrays
             return (x1, x2)
         x2, x0 = self.comm.recv(owner, tag, dtypes=[dt, dt], shapes=[shape, shape]).arrays
         return (x2, x0)
 
-    def reveal(self, x, shape, to=None, boolean=False, dtype=_U):
+    def reveal(self, x: Share, shape: Shape | None, to: str | None = None, boolean: bool = False,
+               dtype: DType = _U) -> Array | None:
         """Open x. to=None: every member sends its second component x_{i+1} to P_{i-1}, which
         misses exactly that one (1 round, 8 B per element each; outsiders get None).
         to=member P_t: P_{t+1} sends x_{t+2} (8 B). to=outsider: P0 sends x_0 and P1 sends
@@ -251,15 +310,15 @@ class Aby3(Protocol):
         dt = np.dtype(dtype)
         shape = None if shape is None else tuple(shape)
 
-        def comb(a, b):
+        def comb(a: Array, b: Array) -> Array:
             return a ^ b if boolean else a + b
 
         tag = "aby3:open"
         if to is None:
             if not self.is_member:
                 return None
-            x0 = np.asarray(x[0], dtype=dt)
-            x1 = np.asarray(x[1], dtype=dt)
+            x0 = bk.asarray(x[0], dt)
+            x1 = bk.asarray(x[1], dt)
             self.comm.send(self.prev, tag, [x1])
             (x2,) = self.comm.recv(self.next, tag, dtypes=[dt], shapes=[x1.shape]).arrays
             return _arr(comb(comb(x0, x1), x2))
@@ -269,19 +328,19 @@ class Aby3(Protocol):
         if to in self.compute:
             t = self.compute.index(to)
             if self.is_member and self.idx == (t + 1) % 3:
-                self.comm.send(to, tag, [np.asarray(x[1], dtype=dt)])
+                self.comm.send(to, tag, [bk.asarray(x[1], dt)])
                 return None
             if self.me != to:
                 return None
-            x0 = np.asarray(x[0], dtype=dt)
-            x1 = np.asarray(x[1], dtype=dt)
+            x0 = bk.asarray(x[0], dt)
+            x1 = bk.asarray(x[1], dt)
             (x2,) = self.comm.recv(self._party(t + 1), tag, dtypes=[dt], shapes=[x0.shape]).arrays
             return _arr(comb(comb(x0, x1), x2))
         if self.is_member:
             if self.idx == 0:
-                self.comm.send(to, tag, [np.asarray(x[0], dtype=dt)])
+                self.comm.send(to, tag, [bk.asarray(x[0], dt)])
             elif self.idx == 1:
-                self.comm.send(to, tag, [_arr(comb(np.asarray(x[0], dtype=dt), np.asarray(x[1], dtype=dt)))])
+                self.comm.send(to, tag, [_arr(comb(bk.asarray(x[0], dt), bk.asarray(x[1], dt)))])
             return None
         if self.me != to:
             return None
@@ -290,46 +349,46 @@ class Aby3(Protocol):
         return _arr(comb(a, b))
 
     # -- linear (local) ---------------------------------------------------------------
-    def add(self, a, b):
+    def add(self, a: Share, b: Share) -> Share:
         """Componentwise (numpy broadcasting). Local: 0 rounds, 0 B."""
         return None if not self.is_member else (_arr(a[0] + b[0]), _arr(a[1] + b[1]))
 
-    def sub(self, a, b):
+    def sub(self, a: Share, b: Share) -> Share:
         """Local: 0 rounds, 0 B."""
         return None if not self.is_member else (_arr(a[0] - b[0]), _arr(a[1] - b[1]))
 
-    def neg(self, a):
+    def neg(self, a: Share) -> Share:
         """Local: 0 rounds, 0 B."""
         return None if not self.is_member else (_arr(_U(0) - a[0]), _arr(_U(0) - a[1]))
 
-    def _public_into(self, a, c, op):
+    def _public_into(self, a: Share, c: Array, op: Callable[[Array, Array], Array]) -> Share:
         """Apply `op(component, c)` to component 0 only (held by P0 and P2), broadcasting both."""
-        shape = np.broadcast_shapes(np.shape(a[0]), np.shape(c))
+        shape = broadcast_shape(tuple(a[0].shape), tuple(c.shape))
         out = []
         for slot in (0, 1):
             s = a[slot]
             if self._slot(0) == slot:
                 out.append(_arr(op(s, c)))
             else:
-                out.append(np.array(np.broadcast_to(s, shape)))
+                out.append(s + bk.zeros(shape, s.dtype))  # broadcast (a fresh array)
         return tuple(out)
 
-    def add_public(self, a, c):
+    def add_public(self, a: Share, c: Array) -> Share:
         """x + c: c is added to component 0, consistently at its two holders P0 and P2. Local: 0 rounds, 0 B."""
         if not self.is_member:
             return None
-        c = np.asarray(c).astype(_U, copy=False)
+        c = bk.asarray(c, _U)
         return self._public_into(a, c, lambda s, v: s + v)
 
-    def mul_public(self, a, c):
+    def mul_public(self, a: Share, c: Array) -> Share:
         """x * c for a public ring value c (no truncation here). Local: 0 rounds, 0 B."""
         if not self.is_member:
             return None
-        c = np.asarray(c).astype(_U, copy=False)
+        c = bk.asarray(c, _U)
         return (_arr(a[0] * c), _arr(a[1] * c))
 
     # -- multiplication -------------------------------------------------------------------
-    def _cross(self, a, b) -> np.ndarray:
+    def _cross(self, a: Share, b: Share) -> Array:
         """z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i (sum over i: xy), plus the zero share alpha_i."""
         a0, a1 = a
         b0, b1 = b
@@ -337,27 +396,27 @@ class Aby3(Protocol):
         z += a1 * b0
         return self._add_zero(z, False)
 
-    def mul(self, a, b, shape_a, shape_b):
+    def mul(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape) -> Share:
         """Elementwise product (numpy broadcasting). 1 round, each party sends 8 B per element."""
         if not self.is_member:
             return None
         return self._reshare([self._cross(a, b)], "aby3:mul")[0]
 
-    def square(self, a, shape):
+    def square(self, a: Share, shape: Shape) -> Share:
         """x^2 = sum_i x_i (x_i + 2 x_{i+1}). 1 round, 8 B per element each."""
         if not self.is_member:
             return None
         z = self._square_local(a)
         return self._reshare([z], "aby3:sq")[0]
 
-    def _square_local(self, a) -> np.ndarray:
+    def _square_local(self, a: Share) -> Array:
         a0, a1 = a
-        z = _arr(a1 << _U(1))
+        z = bk.lshift(a1, 1)
         z += a0
         z *= a0
         return self._add_zero(z, False)
 
-    def _matmul_local(self, a, b) -> np.ndarray:
+    def _matmul_local(self, a: Share, b: Share) -> Array:
         """This party's 3-out-of-3 share of X @ Y with 5 ring matmuls in total.
 
         With L the light party of this call: P_L computes (A_L + A_{L+1})(B_L + B_{L+1}) (four
@@ -368,16 +427,16 @@ class Aby3(Protocol):
         a0, a1 = a
         b0, b1 = b
         if r == 0:
-            z = _arr(ring.matmul(a0 + a1, b0 + b1))
+            z = _arr(bk.matmul(a0 + a1, b0 + b1))
         elif r == 1:
-            z = _arr(ring.matmul(a0, b1))
-            z += ring.matmul(a1, b0 + b1)
+            z = _arr(bk.matmul(a0, b1))
+            z += bk.matmul(a1, b0 + b1)
         else:
-            z = _arr(ring.matmul(a0, b1))
-            z += ring.matmul(a1, b0)
+            z = _arr(bk.matmul(a0, b1))
+            z += bk.matmul(a1, b0)
         return self._add_zero(z, False)
 
-    def matmul(self, a, b, shape_a, shape_b):
+    def matmul(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape) -> Share:
         """X @ Y (numpy rules for 1-D/2-D). Local ring matmuls through float64 BLAS limbs,
         then one reshare: 1 round, each party sends 8 B per element of the result."""
         if not self.is_member:
@@ -386,7 +445,7 @@ class Aby3(Protocol):
 
     # Fused product + truncation: the 3-out-of-3 product shares go straight into the
     # truncation's opening, saving the reshare (1 round, 24 B per element).
-    def mul_trunc(self, a, b, shape_a, shape_b, bits):
+    def mul_trunc(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape, bits: int) -> Share:
         """trunc(x * y, bits) in 2 rounds (60 B per element in total), same exactness as trunc.
 
         The opening of c starts from the 3-out-of-3 product shares z_i (each masked by the
@@ -395,16 +454,16 @@ class Aby3(Protocol):
         z_D + r_b (masked by r_b); B symmetrically; D receives nothing. Step 2 is trunc's."""
         if not self.is_member:
             return None
-        shape = np.broadcast_shapes(tuple(shape_a), tuple(shape_b))
+        shape = broadcast_shape(tuple(shape_a), tuple(shape_b))
         return self._trunc(self._cross(a, b), bits, shape, additive=True)
 
-    def square_trunc(self, a, shape, bits):
+    def square_trunc(self, a: Share, shape: Shape, bits: int) -> Share:
         """trunc(x^2, bits): as mul_trunc, 2 rounds, 60 B per element in total."""
         if not self.is_member:
             return None
         return self._trunc(self._square_local(a), bits, tuple(shape), additive=True)
 
-    def matmul_trunc(self, a, b, shape_a, shape_b, bits):
+    def matmul_trunc(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape, bits: int) -> Share:
         """trunc(X @ Y, bits): as mul_trunc, 2 rounds, 60 B per element of the result in total."""
         if not self.is_member:
             return None
@@ -412,7 +471,7 @@ class Aby3(Protocol):
         return self._trunc(self._matmul_local(a, b), bits, shape, additive=True)
 
     # -- truncation --------------------------------------------------------------------------
-    def trunc(self, a, bits, shape):
+    def trunc(self, a: Share, bits: int, shape: Shape) -> Share:
         """Divide by 2^bits with stochastic (unbiased) rounding, exact up to one unit in the last place for
         |x| < 2^62 (never a large error). 2 rounds, 44 B per element in total.
 
@@ -438,28 +497,26 @@ class Aby3(Protocol):
             return None
         return self._trunc(a, bits, tuple(shape), additive=False)
 
-    def _trunc(self, a, bits: int, shape: tuple, additive: bool):
+    def _trunc(self, a: Any, bits: int, shape: Shape, additive: bool) -> Share:
         bits = int(bits)
         if not 0 < bits <= 62:
-            raise ValueError(f"aby3.trunc: bits must be in [1, 62], got {bits}")
+            raise ParameterError(f"aby3.trunc: bits must be in [1, 62], got {bits}", field="bits")
         d = self._role()
         A, B = (d + 1) % 3, (d + 2) % 3
         role = (self.idx - d) % 3  # 0 dealer, 1 A, 2 B
         g_da = self._rand.get(d)  # pair (D, A): held by D and A
         g_bd = self._rand.get(B)  # pair (B, D): held by B and D
         mdt = _small_dtype(bits)
-        k = _U(bits)
-        up = _U(64 - bits)
         t1, t2, t3 = "aby3:tr1", "aby3:tr2", "aby3:trd"
         if role == 0:
-            r_a = g_da.random(shape)
-            r_b = g_bd.random(shape)
-            h_a = g_da.random(shape)
-            m_a = g_da.random(shape, mdt)
+            r_a = bk.random(g_da, shape)
+            r_b = bk.random(g_bd, shape)
+            h_a = bk.random(g_da, shape)
+            m_a = bk.random(g_da, shape, mdt)
             r = r_a + r_b
-            h_b = _arr(r >> k)
+            h_b = bk.rshift(r, bits)
             h_b -= h_a
-            m_b = _arr((r >> _SH63).astype(mdt))
+            m_b = bk.astype(bk.rshift(r, 63), mdt)
             m_b -= m_a
             if additive:
                 # z_D + r_b to A, z_D + r_a to B (each mask unknown to its receiver)
@@ -469,13 +526,13 @@ class Aby3(Protocol):
                 self.comm.send(self._party(B), t3, [zb, h_b, m_b])
             else:
                 self.comm.send(self._party(B), t3, [h_b, m_b])
-            y_d = g_bd.random(shape)
-            y_d1 = g_da.random(shape)
+            y_d = bk.random(g_bd, shape)
+            y_d1 = bk.random(g_da, shape)
             return (y_d, y_d1)
         if role == 1:  # A
-            r_a = g_da.random(shape)
-            h_a = g_da.random(shape)
-            m_a = g_da.random(shape, mdt)
+            r_a = bk.random(g_da, shape)
+            h_a = bk.random(g_da, shape)
+            m_a = bk.random(g_da, shape, mdt)
             if additive:
                 mine = _arr(a + _U(1 << 62))
                 self.comm.send(self._party(B), t1, [mine])
@@ -491,18 +548,18 @@ class Aby3(Protocol):
                 self.comm.send(self._party(B), t1, [mine])
                 (other,) = self._recv(B, t1, [(_U, shape)])
                 c = _arr(mine + other)
-            y = _arr(c >> k)
+            y = bk.rshift(c, bits)
             y -= h_a
             y -= _U(1 << (62 - bits))
-            y += (m_a.astype(_U) << up) & ((c >> _SH63) - _U(1))
-            y_d1 = g_da.random(shape)
+            y += bk.lshift(bk.astype(m_a, _U), 64 - bits) & (bk.rshift(c, 63) - _U(1))
+            y_d1 = bk.random(g_da, shape)
             y -= y_d1
             self.comm.send(self._party(B), t2, [y])
             (yb,) = self._recv(B, t2, [(_U, shape)])
             y += yb
             return (y_d1, y)
         # B
-        r_b = g_bd.random(shape)
+        r_b = bk.random(g_bd, shape)
         if additive:
             mine = _arr(a)
             self.comm.send(self._party(A), t1, [mine])
@@ -517,9 +574,9 @@ class Aby3(Protocol):
             h_b, m_b = self._recv(d, t3, [(_U, shape), (mdt, shape)])
             (other,) = self._recv(A, t1, [(_U, shape)])
             c = _arr(mine + other)
-        y = _arr((m_b.astype(_U) << up) & ((c >> _SH63) - _U(1)))
+        y = bk.lshift(bk.astype(m_b, _U), 64 - bits) & (bk.rshift(c, 63) - _U(1))
         y -= h_b
-        y_d = g_bd.random(shape)
+        y_d = bk.random(g_bd, shape)
         y -= y_d
         self.comm.send(self._party(A), t2, [y])
         (ya,) = self._recv(A, t2, [(_U, shape)])
@@ -527,25 +584,26 @@ class Aby3(Protocol):
         return (y, y_d)
 
     # -- boolean -------------------------------------------------------------------------------
-    def b_xor(self, a, b):
+    def b_xor(self, a: Share, b: Share) -> Share:
         """Componentwise XOR. Local: 0 rounds, 0 B."""
         return None if not self.is_member else (_arr(a[0] ^ b[0]), _arr(a[1] ^ b[1]))
 
-    def b_xor_public(self, a, c):
+    def b_xor_public(self, a: Share, c: Array) -> Share:
         """XOR a public word into component 0 (held by P0 and P2). Local: 0 rounds, 0 B."""
         if not self.is_member:
             return None
-        c = np.asarray(c).astype(np.asarray(a[0]).dtype, copy=False)
+        c = bk.asarray(c, a[0].dtype)
         return self._public_into(a, c, lambda s, v: s ^ v)
 
-    def b_and_public(self, a, c):
+    def b_and_public(self, a: Share, c: Array) -> Share:
         """AND with a public word, componentwise. Local: 0 rounds, 0 B."""
         if not self.is_member:
             return None
-        c = np.asarray(c).astype(np.asarray(a[0]).dtype, copy=False)
+        c = bk.asarray(c, a[0].dtype)
         return (_arr(a[0] & c), _arr(a[1] & c))
 
-    def b_and(self, pairs, shapes, dtypes):
+    def b_and(self, pairs: Sequence[tuple[Share, Share]], shapes: Sequence[Shape],
+              dtypes: Sequence[DType]) -> list[Share]:
         """Several ANDs in one round: z_i = x_i&y_i ^ x_i&y_{i+1} ^ x_{i+1}&y_i ^ alpha_i, then
         reshare. Each party sends one word of the operands' width per AND."""
         if not self.is_member:
@@ -557,14 +615,15 @@ class Aby3(Protocol):
             z = _arr(x0 & (y0 ^ y1))
             z ^= x1 & y0
             if z.dtype != np.dtype(dt):
-                z = z.astype(dt)
+                z = bk.astype(z, dt)
             zs.append(self._add_zero(z, True))
         if not zs:
             return []
         return self._reshare(zs, "aby3:and")
 
     # -- one party's value times a value known to the two others ---------------------------------
-    def _input_times(self, e: int, value, y, shape, dtype, boolean: bool, tag: str, product: bool = True):
+    def _input_times(self, e: int, value: Array | None, y: Array | None, shape: Shape, dtype: DType, boolean: bool,
+                     tag: str, product: bool = True) -> tuple[Share, Share]:
         """P_e shares `value` (known to it alone); if `product`, the parties also get shares of
         value * y (AND when boolean), where y is known to both P_{e+1} and P_{e+2}. One round.
 
@@ -579,19 +638,19 @@ class Aby3(Protocol):
         r = (self.idx - e) % 3
         e1, e2 = (e + 1) % 3, (e + 2) % 3
 
-        def add(u, v):
+        def add(u: Array, v: Array) -> Array:
             return _arr(u ^ v) if boolean else _arr(u + v)
 
-        def sub(u, v):
+        def sub(u: Array, v: Array) -> Array:
             return _arr(u ^ v) if boolean else _arr(u - v)
 
-        def mul(u, v):
+        def mul(u: Array, v: Array) -> Array:
             return _arr(u & v) if boolean else _arr(u * v)
 
         if r == 0:
             x_e = self._comp_rand(e, shape, dt)
             x_e1 = self._comp_rand(e1, shape, dt)
-            x_e2 = sub(sub(np.asarray(value, dtype=dt).reshape(shape), x_e), x_e1)
+            x_e2 = sub(sub(bk.asarray(value, dt).reshape(shape), x_e), x_e1)
             self.comm.send(self._party(e1), tag, [x_e2])
             self.comm.send(self._party(e2), tag, [x_e2])
             xs = (x_e, x_e1)
@@ -628,7 +687,7 @@ class Aby3(Protocol):
         return xs, (p, rho_e)
 
     # -- conversions ------------------------------------------------------------------------------
-    def msb(self, a, shape):
+    def msb(self, a: Share, shape: Shape) -> Share:
         """Arithmetic share of msb(x), via one comparison of 63-bit words.
 
         With P_e the (rotating) input party: P_e knows s = x_e + x_{e+1}, the two others know
@@ -661,17 +720,18 @@ class Aby3(Protocol):
             E[slot] ^= y
             E[slot] ^= _BIT63
         carry = circuits.greater_tree(self, G, tuple(E), shape)
-        bit = [_arr(carry[0] ^ (U[0] >> _SH63).astype(np.uint8)), _arr(carry[1] ^ (U[1] >> _SH63).astype(np.uint8))]
+        bit = [_arr(carry[0] ^ bk.astype(bk.rshift(U[0], 63), np.uint8)), _arr(carry[1] ^ bk.astype(bk.rshift(U[1], 63), np.uint8))]
         if slot < 2:
-            bit[slot] ^= (t >> _SH63).astype(np.uint8)
+            bit[slot] ^= bk.astype(bk.rshift(t, 63), np.uint8)
         return self.b2a_bits(tuple(bit), shape)
 
-    def eqz(self, a, shape):
+    def eqz(self, a: Share, shape: Shape) -> Share:
         """Arithmetic share of [x == 0]: x = s + t with s = x_e + x_{e+1} (known to P_e) and
         t = x_{e+2} (known to the two others), so x == 0 iff every bit of s ^ ~(-t) is one.
         P_e boolean-shares s (1 round, 16 B), ~(-t) = t - 1 is XORed into component e+2,
-        circuits.and_tree (6 rounds, 10 B per party), b2a_bits (1 round, 32 B): 8 rounds,
-        78 B per element in total."""
+        circuits.and_tree (6 rounds, 10 B per party), b2a_bits (1 round, 32 B): 78 B per element
+        in total, 7 rounds as `Communicator` counts them (`static_cost`): the input party's
+        message goes out in the send phase of its first AND, so the latency depth is 8."""
         if not self.is_member:
             return None
         shape = tuple(shape)
@@ -687,7 +747,7 @@ class Aby3(Protocol):
         bit = circuits.and_tree(self, tuple(X), shape)
         return self.b2a_bits(bit, shape)
 
-    def b2a_bits(self, b, shape):
+    def b2a_bits(self, b: Share, shape: Shape) -> Share:
         """Boolean-shared bits (uint8 0/1) to arithmetic shares in 1 round, 32 B per bit in total.
 
         With P_f the (rotating) input party: c = b_f ^ b_{f+1} is known to P_f and d = b_{f+2}
@@ -708,14 +768,67 @@ class Aby3(Protocol):
             c = None
             d = _arr((b[1] if r == 1 else b[0]) & one).astype(_U)
         C, CD = self._input_times(f, c, d, shape, _U, False, "aby3:b2a")
-        out = [_arr(C[0] - (CD[0] << _U(1))), _arr(C[1] - (CD[1] << _U(1)))]
+        out = [_arr(C[0] - bk.lshift(CD[0], 1)), _arr(C[1] - bk.lshift(CD[1], 1))]
         slot = self._slot(f2)
         if slot < 2:
             out[slot] += d
         return tuple(out)
 
-    def a2b(self, a, shape):
-        raise NotImplementedError("aby3: full-word a2b is not implemented (comparisons use msb/eqz, which need no adder)")
+    # -- costs -----------------------------------------------------------------------------
+    @classmethod
+    def static_cost(cls, op: str, *shapes: Shape, n_compute: int | None = None, **params: Any) -> Cost:
+        if n_compute not in (None, 3):
+            raise ParameterError(f"aby3 has exactly 3 compute parties, not {n_compute}", field="n_compute")
+        return _cost(op, shapes, params)
 
-    def b2a(self, b, shape):
-        raise NotImplementedError("aby3: full-word b2a is not implemented; b2a_bits converts single bits")
+
+_FREE_OPS = frozenset({"map", "add", "sub", "neg", "add_public", "mul_public", "b_xor", "b_xor_public", "b_and_public",
+                       "masked_setup"})
+# bytes per party of the comparison trees, per element: greater_tree over 64-bit words sends
+# two ANDs per level (4, 2, 1, 1, 1 B words) and one at the last level; and_tree one per level
+_GREATER_TREE = 2 * (4 + 2 + 1 + 1 + 1) + 1
+_AND_TREE = 4 + 2 + 1 + 1 + 1 + 1
+
+
+def _cost(op: str, shapes: Sequence[Shape], params: dict[str, Any]) -> Cost:
+    """aby3 costs (3 parties, no dealer); asymmetric roles rotate but the totals do not change."""
+    if op in _FREE_OPS:
+        return FREE
+    N = size(shapes[0]) if shapes else 0
+    w = int(params.get("itemsize", 8))
+    if op == "share_in":
+        return Cost((4 if params.get("outsider") else 2) * w * N, 1)
+    if op == "reveal":
+        return Cost({"all": 3, "member": 1, "outsider": 2}[params.get("to", "all")] * w * N, 1)
+    if op in ("mul", "square", "matmul", "masked_matmul", "private_masked_matmul"):
+        out = matmul_shape(shapes[0], shapes[1]) if "matmul" in op else broadcast_shape(*shapes)
+        return Cost(24 * size(out), 1)
+    if op == "private_masked_setup":
+        return Cost(16 * N, 1)
+    if op in ("trunc", "mul_trunc", "square_trunc", "matmul_trunc"):
+        m = np.dtype(_small_dtype(int(params.get("bits", DEFAULT_FRAC_BITS)))).itemsize
+        if op == "trunc":
+            return Cost((40 + m) * N, 2)
+        out = matmul_shape(shapes[0], shapes[1]) if op == "matmul_trunc" else broadcast_shape(*shapes)
+        return Cost((56 + m) * size(out), 2)
+    if op == "b_and":
+        return Cost(3 * w * N, 1)
+    if op == "b2a_bits":
+        return Cost(32 * N, 1)
+    if op == "msb":
+        return Cost(32 * N, 1) + Cost(3 * _GREATER_TREE * N, 6) + Cost(32 * N, 1)
+    if op == "eqz":
+        # the input party sends its share and its first AND in one send phase, and the others
+        # send nothing in the input round: 7 rounds as counted (the latency depth is 8)
+        return Cost(16 * N, 0) + Cost(3 * _AND_TREE * N, 6) + Cost(32 * N, 1)
+    raise _unknown("aby3", op)
+
+
+def _check_arrays(me: str, arrays: Sequence[Array], shape: Shape) -> None:
+    if len(arrays) != 2:
+        raise ProtocolError(f"aby3: a share is 2 arrays (x_i, x_i+1), got {len(arrays)}", party=me)
+    for a in arrays:
+        a = np.asarray(a)
+        if a.dtype != np.uint64 or tuple(a.shape) != tuple(shape):
+            raise ProtocolError(f"aby3: share array has dtype {a.dtype} and shape {a.shape}, expected uint64 "
+                                f"{tuple(shape)}", party=me)

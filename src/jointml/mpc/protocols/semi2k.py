@@ -1,0 +1,608 @@
+"""semi2k: n-party additive secret sharing over Z_2^64 with a dealer.
+
+Security model: semi-honest (honest-but-curious) parties; any coalition of up to
+n-1 compute parties learns nothing beyond what is revealed; the dealer is a
+separate, non-colluding party that supplies correlated randomness and receives no
+protocol message (only public metadata such as shapes), so it learns nothing about
+inputs or outputs. Messages between parties are protected by the links' TLS.
+
+A secret x is held as shares x_0..x_{n-1} (uint64) with sum x_i = x mod 2^64; one party's
+share is one ndarray (`export_share` gives [x_i]). The correlated randomness comes from a
+`CorrelationProvider` (`jointml.mpc.randomness`; the dealer today), so the kernels do not
+know who supplies it.
+
+Costs per element for 2 compute parties (`Semi2k.static_cost`, which also covers n
+parties and matrix shapes; bytes are what all parties send together, dealer included):
+
+| op | rounds | bytes per element, all parties | of which the dealer |
+| --- | --- | --- | --- |
+| share_in (compute party) | 0 | 0 | 0 |
+| share_in (outsider) | 1 | 8 | 0 |
+| reveal | 1 | 16 | 0 |
+| reveal (to a compute party) | 1 | 8 | 0 |
+| add, sub, public ops | 0 | 0 | 0 |
+| mul | 1 | 40 | 8 |
+| square | 1 | 24 | 8 |
+| trunc | 1 | 32 | 16 |
+| mul_trunc | 2 | 72 | 24 |
+| b_and (64-bit words) | 1 | 40 | 8 |
+| b2a_bits | 1 | 8.25 | 8 |
+| msb (x < 0) | 6 | 84.25 | 46 |
+| eqz (x == 0) | 6 | 75.25 | 43 |
+
+A matmul X (m x k) @ Y (k x n) opens both operands: 2 x 8 (mk + kn) B from the parties
+plus 8 mn B from the dealer, 1 round. Comparisons open c = x + r for a dealer mask r and
+compare r with c bit by bit. Since r is the dealer's, it also shares the products of r's
+bits within 4-bit blocks, so the first two levels of the comparison tree cost nothing;
+four AND rounds finish it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+import numpy as np
+
+from ...core.backend import backend as bk
+from ...core.errors import ConfigError, ParameterError, ProtocolError
+from ...core.prg import Prg
+from ..randomness import CorrelationProvider, DealerProvider, Mask, NullProvider
+from ..shapes import Shape, broadcast_shape, matmul_shape, rows_shape, size
+from . import circuits
+from .base import (
+    CORE_CAPABILITIES,
+    FREE,
+    Array,
+    Cost,
+    DType,
+    Protocol,
+    Share,
+    _unknown,
+    wraps_ring,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...runtime.context import PartyContext
+
+_U = np.uint64
+_LOW63 = _U((1 << 63) - 1)
+
+__all__ = ["Semi2k", "DOC_COST_ROWS"]
+
+_E = (1 << 20,)  # per-element figures: one large vector
+#: the rows of the cost table in the module docstring (tests/test_protocol_cost.py checks it)
+DOC_COST_ROWS: list[tuple[str, str, tuple[Shape, ...], dict[str, Any]]] = [
+    ("share_in (compute party)", "share_in", (_E,), {}),
+    ("share_in (outsider)", "share_in", (_E,), {"outsider": True}),
+    ("reveal", "reveal", (_E,), {}),
+    ("reveal (to a compute party)", "reveal", (_E,), {"to": "member"}),
+    ("add, sub, public ops", "add", (_E,), {}),
+    ("mul", "mul", (_E, _E), {}),
+    ("square", "square", (_E,), {}),
+    ("trunc", "trunc", (_E,), {"bits": 18}),
+    ("mul_trunc", "mul_trunc", (_E, _E), {"bits": 18}),
+    ("b_and (64-bit words)", "b_and", (_E,), {}),
+    ("b2a_bits", "b2a_bits", (_E,), {}),
+    ("msb (x < 0)", "msb", (_E,), {}),
+    ("eqz (x == 0)", "eqz", (_E,), {}),
+]
+
+
+class _Semi2kMasked:
+    """A secret matrix X opened once as E = X - A for a provider mask A that is then reused.
+
+    Every later product X[rows] @ y needs only a fresh triple (A[rows], B, A[rows] B):
+    the parties open y - B (|y| words) instead of the whole matrix, and the dealer
+    sends |result| words. This is what makes training loops over a fixed data matrix
+    cheap: the n x d matrix crosses the links once, not once per iteration."""
+
+    def __init__(self, shape: Shape, mask: Mask, E: Array | None = None, owner: str | None = None,
+                 X: Array | None = None):
+        self.shape = tuple(shape)
+        self.mask = mask
+        self.E = E
+        self.owner = owner
+        self.X = X
+
+
+def _pick(a: Array, rows: Any, transpose: bool) -> Array:
+    a = a[rows]
+    return a.T if transpose else a
+
+
+def _picker(rows: Any, transpose: bool) -> Callable[[Array], Array]:
+    return lambda a: _pick(a, rows, transpose)
+
+
+@wraps_ring
+class Semi2k(Protocol):
+    """n-party additive sharing with a dealer. `Semi2k(ctx, compute_parties, dealer)` at every
+    party of the program (compute parties, the dealer, outsiders: those hold no shares).
+
+    >>> def prog(ctx):
+    ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol")
+    ...     x = p.share_in("alice", np.array([3], np.uint64) if ctx.me == "alice" else None, (1,))
+    ...     return p.reveal(p.mul(x, x, (1,), (1,)), (1,))
+    >>> simulate(prog, ["alice", "bob", "carol"], mode="thread")["bob"].tolist()
+    [9]
+    """
+
+    name = "semi2k"
+    capabilities = CORE_CAPABILITIES | {"masked_reuse", "private_masked", "dealer"}
+
+    def __init__(self, ctx: PartyContext, parties: Sequence[str], dealer: str | None,
+                 provider: CorrelationProvider | None = None):
+        if dealer is None:
+            raise ConfigError("semi2k needs a dealer party (an ordinary party of the cluster that holds no data)",
+                              field="dealer")
+        if dealer not in parties:
+            parties = list(parties) + [dealer]
+        self.ctx = ctx
+        self.comm = ctx.comm
+        self.members = list(parties)
+        self.dealer = dealer
+        self.compute = [p for p in parties if p != dealer]
+        if len(self.compute) < 2:
+            raise ConfigError(f"semi2k needs at least 2 compute parties besides the dealer, got {self.compute}")
+        self.me = ctx.me
+        self.is_compute = self.me in self.compute
+        self.idx = self.compute.index(self.me) if self.is_compute else -1
+        self.n = len(self.compute)
+        self.peers = [p for p in self.compute if p != self.me]
+        # A label unique to this device (every party draws it): two devices in one
+        # program never share seeds, hence never share masks.
+        self.label = ctx.next_uid("semi2k-")
+        if provider is None:
+            provider = (DealerProvider(ctx, self.compute, dealer, self.label) if self.me in self.members
+                        else NullProvider())
+        self.prov = provider
+        self._pair_prgs: dict[str, Prg] = {}
+        self._in_prgs: dict[tuple[str, str], Prg] = {}
+
+    # -- helpers ---------------------------------------------------------------
+    def _pair_prg(self, other: str) -> Prg:
+        g = self._pair_prgs.get(other)
+        if g is None:
+            g = Prg(self.ctx.shared_seed(self.me, other, self.label + ":pair"), stream="pair")
+            self._pair_prgs[other] = g
+        return g
+
+    def _in_prg(self, owner: str, member: str) -> Prg:
+        """Stream shared by an outside data owner and one compute party (kept: a fresh
+        PRG per input would reuse the same mask for every input of that owner)."""
+        g = self._in_prgs.get((owner, member))
+        if g is None:
+            g = Prg(self.ctx.shared_seed(owner, member, self.label + ":in"), stream="in")
+            self._in_prgs[(owner, member)] = g
+        return g
+
+    def _open(self, tag: str, arrays: list[Array], boolean: bool = False) -> list[Array]:
+        """All compute parties publish their shares of several values at once (one round)."""
+        for p in self.peers:
+            self.comm.send(p, tag, arrays)
+        out = [bk.copy(a) for a in arrays]  # 0-d operands arrive as numpy scalars
+        for p in self.peers:
+            got = self.comm.recv(p, tag, dtypes=[a.dtype for a in arrays], shapes=[a.shape for a in arrays]).arrays
+            for o, g in zip(out, got):
+                if boolean:
+                    o ^= g
+                else:
+                    o += g
+        return out
+
+    # -- share layout -------------------------------------------------------------------
+    def export_share(self, share: Share) -> list[Array]:
+        """[x_i] at a compute party, [] elsewhere."""
+        return [] if share is None else [bk.copy(share, _U)]
+
+    def import_share(self, arrays: Sequence[Array], shape: Shape) -> Share:
+        if not self.is_compute:
+            if len(arrays):
+                raise ProtocolError(f"semi2k: party '{self.me}' holds no share, got {len(arrays)} arrays", party=self.me)
+            return None
+        _check_arrays("semi2k", self.me, arrays, 1, shape)
+        return bk.copy(arrays[0], _U)
+
+    # -- structure ----------------------------------------------------------------
+    def map(self, fn: Callable[..., Array], *shares: Share) -> Share:
+        if not self.is_compute:
+            return None
+        return fn(*shares)
+
+    # -- input / output -------------------------------------------------------------
+    def share_in(self, owner: str, value: Array | None, shape: Shape, dtype: DType = _U,
+                 boolean: bool = False) -> Share:
+        """Secret-share `value` held by `owner` (a compute party, the dealer, or an outsider).
+
+        A compute-party owner masks its value with pairwise PRG streams: no share
+        travels, only the shape (which is public). Another owner draws all but
+        one share from pairwise streams and sends the last one."""
+        me = self.me
+        shape = tuple(shape)
+        if owner in self.compute:
+            if me == owner:
+                x = bk.copy(value, dtype).reshape(shape)
+                for p in self.peers:
+                    r = bk.random(self._pair_prg(p), shape, dtype)
+                    if boolean:
+                        x ^= r
+                    else:
+                        x -= r
+                return x
+            if self.is_compute:
+                return bk.random(self._pair_prg(owner), shape, dtype)
+            return None
+        # Owner outside the compute set.
+        last = self.compute[-1]
+        if me == owner:
+            x = bk.copy(value, dtype).reshape(shape)
+            for p in self.compute[:-1]:
+                r = bk.random(self._in_prg(owner, p), shape, dtype)
+                if boolean:
+                    x ^= r
+                else:
+                    x -= r
+            self.comm.send(last, "share_in", x)
+            return None
+        if me == last:
+            return self.comm.recv_array(owner, "share_in", dtype, shape)
+        if self.is_compute:
+            return bk.random(self._in_prg(owner, me), shape, dtype)
+        return None
+
+    def reveal(self, x: Share, shape: Shape | None, to: str | None = None, boolean: bool = False,
+               dtype: DType = _U) -> Array | None:
+        shape = None if shape is None else tuple(shape)
+        if to is None:
+            if not self.is_compute:
+                return None
+            return self._open("reveal", [bk.asarray(x, dtype)], boolean)[0]
+        if self.is_compute and self.me != to:
+            self.comm.send(to, "reveal_to", bk.asarray(x, dtype))
+        if self.me != to:
+            return None
+        senders = [p for p in self.compute if p != to]
+        if self.is_compute:
+            out = bk.copy(x, dtype)
+        elif shape is None:
+            raise ParameterError("semi2k.reveal: a receiver outside the device must know the shape", field="shape")
+        else:
+            out = bk.zeros(shape, dtype)
+        for p in senders:
+            g = self.comm.recv_array(p, "reveal_to", dtype, shape)
+            if boolean:
+                out ^= g
+            else:
+                out += g
+        return out
+
+    # -- linear ---------------------------------------------------------------------
+    def add(self, a: Share, b: Share) -> Share:
+        return None if not self.is_compute else a + b
+
+    def sub(self, a: Share, b: Share) -> Share:
+        return None if not self.is_compute else a - b
+
+    def neg(self, a: Share) -> Share:
+        return None if not self.is_compute else bk.neg(a)
+
+    def add_public(self, a: Share, c: Array) -> Share:
+        if not self.is_compute:
+            return None
+        c = bk.asarray(c)
+        return a + c if self.idx == 0 else a + bk.zeros(c.shape)
+
+    def mul_public(self, a: Share, c: Array) -> Share:
+        return None if not self.is_compute else a * bk.asarray(c)
+
+    # -- multiplication ------------------------------------------------------------------
+    def mul(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape) -> Share:
+        t = self.prov.beaver("mul", tuple(shape_a), tuple(shape_b), broadcast_shape(tuple(shape_a), tuple(shape_b)))
+        if t is None or not self.is_compute:
+            return None
+        A, B, C = t
+        E, F = self._open("mul", [a - A, b - B])
+        return C + E * b + A * F  # sum_i E*y_i + a_i*F + c_i = xy
+
+    def square(self, a: Share, shape: Shape) -> Share:
+        t = self.prov.square_pair(tuple(shape))
+        if t is None or not self.is_compute:
+            return None
+        A, C = t
+        (E,) = self._open("square", [a - A])
+        # x^2 = (E+a)^2 = E^2 + 2Ea + a^2: party i adds E*(x_i + a_i), summing to E*x + E*a = E^2 + 2Ea.
+        return C + E * (a + A)
+
+    def matmul(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape) -> Share:
+        shape_c = matmul_shape(tuple(shape_a), tuple(shape_b))
+        t = self.prov.beaver("matmul", tuple(shape_a), tuple(shape_b), shape_c)
+        if t is None or not self.is_compute:
+            return None
+        A, B, C = t
+        E, F = self._open("matmul", [a - A, b - B])
+        # sum_i (E @ y_i + a_i @ F + c_i) = E@Y + A@F + AB = XY: two ring matmuls per party.
+        z = bk.matmul(E, b) + bk.matmul(A, F)
+        z += C
+        return z
+
+    # -- truncation --------------------------------------------------------------------
+    def trunc(self, a: Share, bits: int, shape: Shape) -> Share:
+        """Divide by 2^bits with stochastic rounding: the result is floor(x / 2^bits) or one
+        more, up with probability equal to the dropped fraction (unbiased on average; the
+        borrow of the masked low bits decides).
+
+        Exact up to one unit for |x| < 2^62: open c = x + 2^62 + r with provider shares
+        of r, r >> bits and msb(r); the wrap of x + 2^62 + r is msb(r) & ~msb(c),
+        so y = (c >> bits) - (r >> bits) + wrap * 2^(64-bits) - 2^(62-bits)."""
+        t = self.prov.trunc_pair(tuple(shape), bits)
+        if t is None or not self.is_compute:
+            return None
+        R, r_hi, r_msb = t
+        x = a + R
+        if self.idx == 0:
+            x = x + _U(1 << 62)
+        (c,) = self._open("trunc", [x])
+        not_c_msb = _U(1) - bk.rshift(c, 63)
+        y = r_msb * bk.lshift(not_c_msb, 64 - bits) - r_hi
+        if self.idx == 0:
+            y += bk.rshift(c, bits) - _U(1 << (62 - bits))
+        return y
+
+    # -- boolean -------------------------------------------------------------------------
+    def b_xor(self, a: Share, b: Share) -> Share:
+        return None if not self.is_compute else a ^ b
+
+    def b_xor_public(self, a: Share, c: Array) -> Share:
+        if not self.is_compute:
+            return None
+        return a ^ bk.asarray(c, a.dtype) if self.idx == 0 else a
+
+    def b_and_public(self, a: Share, c: Array) -> Share:
+        return None if not self.is_compute else a & bk.asarray(c, a.dtype)
+
+    def b_and(self, pairs: Sequence[tuple[Share, Share]], shapes: Sequence[Shape],
+              dtypes: Sequence[DType]) -> list[Share]:
+        """Several ANDs in one round. Pairs sharing the same left operand object share its mask."""
+        lefts: list[tuple[Share, Shape, DType]] = []
+        left_idx = []
+        for (x, _), shape, dt in zip(pairs, shapes, dtypes):
+            for j, (lx, lshape, ldt) in enumerate(lefts):
+                if lx is x and lshape == tuple(shape) and ldt == dt:
+                    left_idx.append(j)
+                    break
+            else:
+                left_idx.append(len(lefts))
+                lefts.append((x, tuple(shape), dt))
+        t = self.prov.and_triples([(s, dt) for _, s, dt in lefts],
+                                  [(j, tuple(s), dt) for j, s, dt in zip(left_idx, shapes, dtypes)])
+        if t is None or not self.is_compute:
+            return [None] * len(pairs)
+        As, Bs, Cs = t
+        opened = self._open(
+            "and",
+            [x ^ A for (x, _, _), A in zip(lefts, As)] + [y ^ B for (_, y), B in zip(pairs, Bs)],
+            boolean=True,
+        )
+        D, Es = opened[: len(lefts)], opened[len(lefts):]
+        out = []
+        for j, B, E, C in zip(left_idx, Bs, Es, Cs):
+            # x&y = (d^a)&(e^b) = d&e ^ d&b ^ a&e ^ a&b  ->  party i: c_i ^ d&b_i ^ a_i&e (^ d&e at party 0)
+            z = C ^ (D[j] & B) ^ (As[j] & E)
+            if self.idx == 0:
+                z ^= D[j] & E
+            out.append(z)
+        return out
+
+    # -- conversions ---------------------------------------------------------------------
+    def msb(self, a: Share, shape: Shape) -> Share:
+        """msb(x) = msb(c) ^ msb(r) ^ borrow, borrow = [r_low > c_low] for c = x + r opened with
+        a provider mask r: the first two tree levels come locally from the mask's monomials,
+        four AND rounds finish the tree. Rounds: 1 (open) + 4 + 1 (bit to arithmetic) = 6."""
+        shape = tuple(shape)
+        m = self.prov.compare_mask(shape, "msb")
+        G: Share = None
+        E: Share = None
+        if m is not None and self.is_compute:
+            (c,) = self._open("msb", [a + m.r])
+            crev = circuits.index_reverse64(c & _LOW63)
+            G, E = circuits.block_greater_equal(circuits.quarters(m.bits), m.monomials, crev, self.idx == 0)
+        borrow = circuits.greater_tree(self, G, E, shape, width=16)
+        bit: Share = None
+        if m is not None and self.is_compute:
+            bit = borrow ^ m.msb
+            if self.idx == 0:
+                bit ^= bk.astype(bk.rshift(c, 63), np.uint8)
+        return self.b2a_bits(bit, shape)
+
+    def eqz(self, a: Share, shape: Shape) -> Share:
+        """[x == 0]: x == 0 iff c == r; 4-bit blocks of [r == c] locally from the mask's
+        monomials, then an AND tree over 16 blocks. Rounds: 1 + 4 + 1 = 6."""
+        shape = tuple(shape)
+        m = self.prov.compare_mask(shape, "eqz", reversed_layout=False)
+        X: Share = None
+        if m is not None and self.is_compute:
+            (c,) = self._open("eqz", [a + m.r])
+            _, X = circuits.block_greater_equal(circuits.quarters(m.bits, False), m.monomials, c, self.idx == 0,
+                                                reversed_layout=False, need_g=False)
+        bit = circuits.and_tree(self, X, shape, width=16)
+        return self.b2a_bits(bit, shape)
+
+    def b2a_bits(self, b: Share, shape: Shape) -> Share:
+        """Boolean-shared bits (uint8 0/1) to arithmetic shares: open t = b ^ s for a random bit s.
+
+        [b] = t + [s] - 2 t [s]; the opened bits are packed 8 per byte."""
+        shape = tuple(shape)
+        t = self.prov.random_bits(shape)
+        if t is None or not self.is_compute:
+            return None
+        S, s_arith = t
+        t_share = (b ^ S) & np.uint8(1)
+        (packed,) = self._open("b2a", [bk.packbits(t_share.reshape(-1))], boolean=True)
+        tb = bk.astype(bk.unpackbits(packed, size(shape)).reshape(shape), _U)
+        z = s_arith - _U(2) * tb * s_arith
+        if self.idx == 0:
+            z += tb
+        return z
+
+    # -- reusable masked matrices ----------------------------------------------------
+    def masked_setup(self, x: Share, shape: Shape) -> _Semi2kMasked:
+        shape = tuple(shape)
+        mask = self.prov.matrix_mask(shape)
+        if not self.is_compute:
+            return _Semi2kMasked(shape, mask)
+        (E,) = self._open("masked", [x - mask.share])
+        return _Semi2kMasked(shape, mask, E=E)
+
+    def masked_matmul(self, handle: Any, rows: Any, y: Share, shape_y: Shape, transpose: bool = False) -> Share:
+        shape_y = tuple(shape_y)
+        sub_shape = rows_shape(handle.shape, rows)
+        if transpose:
+            sub_shape = sub_shape[::-1]
+        shape_c = matmul_shape(sub_shape, shape_y)
+        t = self.prov.mask_triple(handle.mask, _picker(rows, transpose), shape_y, shape_c)
+        if t is None or not self.is_compute:
+            return None
+        B, C = t
+        (F,) = self._open("mmatmul", [y - B])
+        E, A = _pick(handle.E, rows, transpose), _pick(handle.mask.share, rows, transpose)
+        # sum_i (E @ y_i + a_i @ F + c_i) = E y + A (F + B) = (E + A) y = X y
+        z = bk.matmul(E, y) + bk.matmul(A, F)
+        z += C
+        return z
+
+    # -- a matrix one party holds in plaintext, masked once --------------------------------
+    def private_masked_setup(self, owner: str, x: Array | None, shape: Shape) -> _Semi2kMasked:
+        """The owner of a plaintext (encoded) matrix X sends E = X - A once to the other
+        compute parties, for a mask A known to the owner and the provider.
+
+        Later products X[rows] @ y with a secret y cost one round: each other party i
+        sends y_i - B_i to the owner only, half the traffic of masking a secret-shared X
+        (only the owner sends E)."""
+        shape = tuple(shape)
+        if owner not in self.compute:
+            raise ConfigError(f"private matrix owner '{owner}' is not a compute party of the device", party=owner)
+        mask = self.prov.private_mask(owner, shape)
+        h = _Semi2kMasked(shape, mask, owner=owner)
+        if self.me == owner:
+            h.X = x
+            E = bk.asarray(x) - mask.share
+            for p in self.peers:
+                self.comm.send(p, "pmasked", E)
+        elif self.is_compute:
+            h.E = self.comm.recv_array(owner, "pmasked", _U, shape)
+        return h
+
+    def private_masked_matmul(self, handle: Any, rows: Any, y: Share, shape_y: Shape, transpose: bool = False) -> Share:
+        return self.private_masked_matmul_many([(handle, rows, y, shape_y, transpose)])[0]
+
+    def private_masked_matmul_many(self, items: Sequence[tuple[Any, Any, Share, Shape, bool]]) -> list[Share]:
+        """Products X_o[rows] @ y for private matrices of possibly different owners, in one
+        round: every party first sends its masked shares y_i - B_i to each owner, then
+        each owner adds A F; the provider's C = sum_i A B_i arrives shared."""
+        plans = []
+        for handle, rows, y, shape_y, transpose in items:
+            shape_y = tuple(shape_y)
+            sub = rows_shape(handle.shape, rows)
+            if transpose:
+                sub = sub[::-1]
+            others = [p for p in self.compute if p != handle.owner]
+            plans.append((handle, rows, y, shape_y, transpose, matmul_shape(sub, shape_y), others))
+        t = self.prov.private_triples([
+            (h.mask, _picker(rows, tr), shape_y, shape_c, others) for h, rows, _, shape_y, tr, shape_c, others in plans])
+        if t is None or not self.is_compute:
+            return [None] * len(items)
+        Bs, Cs = t
+        # phase 1: masked shares to the owners (all sends before any receive: one round)
+        for (handle, _, y, _, _, _, _), B in zip(plans, Bs):
+            if self.me != handle.owner:
+                self.comm.send(handle.owner, "pmatmul", y - B)
+        # phase 2: local products
+        out = []
+        for (handle, rows, y, shape_y, transpose, _, others), C in zip(plans, Cs):
+            if self.me == handle.owner:
+                z = bk.matmul(_pick(handle.X, rows, transpose), y)
+                a = _pick(handle.mask.share, rows, transpose)
+                for p in others:
+                    z += bk.matmul(a, self.comm.recv_array(p, "pmatmul", _U, shape_y))
+            else:
+                # X y_i = E y_i + A y_i, and A y_i = A (y_i - B_i) + A B_i
+                z = bk.matmul(_pick(handle.E, rows, transpose), y)
+            z += C
+            out.append(z)
+        return out
+
+    # -- costs -----------------------------------------------------------------------------
+    @classmethod
+    def static_cost(cls, op: str, *shapes: Shape, n_compute: int | None = None, **params: Any) -> Cost:
+        return _cost(op, shapes, 2 if n_compute is None else int(n_compute), params)
+
+
+_FREE_OPS = frozenset({"map", "add", "sub", "neg", "add_public", "mul_public", "b_xor", "b_xor_public", "b_and_public"})
+
+
+def _cost(op: str, shapes: Sequence[Shape], n: int, params: dict[str, Any]) -> Cost:
+    """semi2k costs: every open sends a party's share to its n-1 peers; the dealer sends one
+    correction share per correlated value (it never adds a round: it only sends)."""
+    if op in _FREE_OPS:
+        return FREE
+    N = size(shapes[0]) if shapes else 0
+    w = int(params.get("itemsize", 8))
+    allp = n * (n - 1)  # messages of one all-to-all open
+
+    def opened(words_bytes: int, dealer: int = 0) -> Cost:
+        return Cost(allp * words_bytes + dealer, 1, dealer)
+
+    if op == "share_in":
+        return Cost(w * N, 1) if params.get("outsider") else FREE
+    if op == "reveal":
+        to = params.get("to", "all")
+        per = {"all": allp, "member": n - 1, "outsider": n}[to]
+        return Cost(per * w * N, 1)
+    if op in ("mul", "matmul"):
+        M = size(shapes[1])
+        C = size(broadcast_shape(shapes[0], shapes[1]) if op == "mul" else matmul_shape(shapes[0], shapes[1]))
+        return opened(8 * (N + M), 8 * C)
+    if op == "square":
+        return opened(8 * N, 8 * N)
+    if op == "trunc":
+        return opened(8 * N, 16 * N)
+    if op in ("mul_trunc", "square_trunc", "matmul_trunc"):
+        base = op[: -len("_trunc")]
+        prod = _cost(base, shapes, n, params)
+        out = (broadcast_shape(*shapes) if op != "matmul_trunc" else matmul_shape(shapes[0], shapes[1]))
+        return prod + _cost("trunc", [out], n, params)
+    if op == "b_and":
+        return opened(2 * w * N, w * N)
+    if op == "b2a_bits":
+        return opened(math.ceil(N / 8), 8 * N)
+    if op in ("msb", "eqz"):
+        mask = 31 * N  # bits (8 B), msb (1 B), 11 monomials (2 B each)
+        # tree over 16-bit block words: msb has two ANDs per level sharing their left
+        # operand (3 words opened) except the last; eqz one AND per level
+        levels = [3, 3, 3, 2] if op == "msb" else [2, 2, 2, 2]
+        dealer = [2, 2, 2, 1] if op == "msb" else [1, 1, 1, 1]
+        c = opened(8 * N, mask)
+        for lv, d in zip(levels, dealer):
+            c = c + opened(lv * N, d * N)
+        return c + _cost("b2a_bits", shapes, n, params)
+    if op == "masked_setup":
+        return opened(8 * N)
+    if op == "private_masked_setup":
+        return Cost((n - 1) * 8 * N, 1)
+    if op in ("masked_matmul", "private_masked_matmul"):
+        M = size(shapes[1])
+        C = size(matmul_shape(shapes[0], shapes[1]))
+        senders = allp if op == "masked_matmul" else n - 1
+        return Cost(senders * 8 * M + 8 * C, 1, 8 * C)
+    raise _unknown("semi2k", op)
+
+
+def _check_arrays(proto: str, me: str, arrays: Sequence[Array], count: int, shape: Shape) -> None:
+    if len(arrays) != count:
+        raise ProtocolError(f"{proto}: a share is {count} array(s), got {len(arrays)}", party=me)
+    for a in arrays:
+        a = np.asarray(a)
+        if a.dtype != np.uint64 or tuple(a.shape) != tuple(shape):
+            raise ProtocolError(f"{proto}: share array has dtype {a.dtype} and shape {a.shape}, expected uint64 "
+                                f"{tuple(shape)}", party=me)

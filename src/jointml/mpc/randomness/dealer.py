@@ -1,0 +1,235 @@
+"""Correlated randomness from a dealer (trusted third party that never sees data).
+
+The dealer and each compute party share a PRG seed. For every correlated value
+(a Beaver triple, a truncation pair, a comparison mask) the parties draw their
+shares of the random inputs from their seed streams, and the dealer draws the same
+streams to know the whole value; shares of derived values (c = a*b, r >> f, ...)
+come from the streams too, except the last compute party's, which the dealer sends
+as a correction. So the dealer sends at most one share per correlated value, and
+it only ever sends: it runs ahead of the parties and its work overlaps the online
+phase. The dealer learns nothing about the data: no protocol message is sent to it; it
+receives only public metadata (array shapes) and the end-of-program barrier. A compute
+party sees only PRG output and corrections masked by PRG streams it does not hold.
+
+>>> from jointml.core.prg import Prg
+>>> DealerProvider._total([np.array([1, 2], np.uint64), np.array([3, 4], np.uint64)]).tolist()
+[4, 6]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from ...core.backend import backend as bk
+from ...core.prg import Prg
+from ..shapes import Shape
+from .provider import Array, CompareMask, CorrelationProvider, DType, Mask, Select
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ...runtime.context import PartyContext
+
+_U = np.uint64
+
+__all__ = ["DealerProvider", "NullProvider"]
+
+
+class DealerProvider(CorrelationProvider):
+    """Seed-expanded correlated randomness from `dealer` for the parties `compute`.
+
+    Construct it at the dealer and at every compute party (the seeds are agreed then)."""
+
+    def __init__(self, ctx: PartyContext, compute: Sequence[str], dealer: str, label: str = "semi2k"):
+        self.comm = ctx.comm
+        self.dealer = dealer
+        self.compute = list(compute)
+        self.me = ctx.me
+        self.is_dealer = ctx.me == dealer
+        self.last = self.compute[-1]
+        self.is_last = ctx.me == self.last
+        self.prgs: list[Prg] = []
+        if self.is_dealer:
+            self.prgs = [Prg(ctx.shared_seed(p, dealer, label + ":corr"), stream="corr") for p in self.compute]
+        elif ctx.me in self.compute:
+            self.prg = Prg(ctx.shared_seed(ctx.me, dealer, label + ":corr"), stream="corr")
+
+    # -- primitives: at the dealer the list of every party's draw, at a party its own ---------
+    def _rand_all(self, shape: Shape, dtype: DType = _U) -> list[Array]:
+        return [bk.random(g, shape, dtype) for g in self.prgs]
+
+    def _rand(self, shape: Shape, dtype: DType = _U) -> Array:
+        return bk.random(self.prg, shape, dtype)
+
+    def _deal(self, tag: str, value: Array, shape: Shape, dtype: DType = _U, boolean: bool = False) -> None:
+        """Dealer: shares of `value` are the PRG draws of all but the last party; send the last its correction."""
+        corr = np.array(value, dtype=dtype, copy=True).reshape(shape)
+        for g in self.prgs[:-1]:
+            p = bk.random(g, shape, dtype)
+            if boolean:
+                corr ^= p
+            else:
+                corr -= p
+        self.comm.send(self.last, "corr:" + tag, corr)
+
+    def _share(self, tag: str, shape: Shape, dtype: DType = _U) -> Array:
+        """Party: its share of a dealer-computed value (a PRG draw, or the correction at the last party)."""
+        if self.is_last:
+            return self.comm.recv_array(self.dealer, "corr:" + tag, dtype, tuple(shape))
+        return bk.random(self.prg, shape, dtype)
+
+    @staticmethod
+    def _total(parts: Sequence[Array], boolean: bool = False) -> Array:
+        out = parts[0].copy()
+        for p in parts[1:]:
+            if boolean:
+                out ^= p
+            else:
+                out += p
+        return out
+
+    # -- CorrelationProvider -------------------------------------------------------------------
+    def beaver(self, op: str, shape_a: Shape, shape_b: Shape, shape_c: Shape) -> tuple[Array, Array, Array] | None:
+        if self.is_dealer:
+            a = self._total(self._rand_all(shape_a))
+            b = self._total(self._rand_all(shape_b))
+            self._deal(op, bk.matmul(a, b) if op == "matmul" else a * b, shape_c)
+            return None
+        A, B = self._rand(shape_a), self._rand(shape_b)
+        return A, B, self._share(op, shape_c)
+
+    def square_pair(self, shape: Shape) -> tuple[Array, Array] | None:
+        if self.is_dealer:
+            t = self._total(self._rand_all(shape))
+            self._deal("square", t * t, shape)
+            return None
+        A = self._rand(shape)
+        return A, self._share("square", shape)
+
+    def trunc_pair(self, shape: Shape, bits: int) -> tuple[Array, Array, Array] | None:
+        shape = tuple(shape)
+        if self.is_dealer:
+            r = self._total(self._rand_all(shape))
+            self._deal("trunc", np.stack([r >> _U(bits), r >> _U(63)]), (2,) + shape)
+            return None
+        R = self._rand(shape)
+        hm = self._share("trunc", (2,) + shape)
+        return R, hm[0], hm[1]
+
+    def and_triples(self, lefts: Sequence[tuple[Shape, DType]],
+                    rights: Sequence[tuple[int, Shape, DType]]) -> tuple[list[Array], list[Array], list[Array]] | None:
+        if self.is_dealer:
+            As = [self._total(self._rand_all(s, dt), True) for s, dt in lefts]
+            Bs = [self._total(self._rand_all(s, dt), True) for _, s, dt in rights]
+            for (j, s, dt), b in zip(rights, Bs):
+                self._deal("and", As[j] & b, s, dt, boolean=True)
+            return None
+        As = [self._rand(s, dt) for s, dt in lefts]
+        Bs = [self._rand(s, dt) for _, s, dt in rights]
+        Cs = [self._share("and", s, dt) for _, s, dt in rights]
+        return As, Bs, Cs
+
+    def compare_mask(self, shape: Shape, tag: str, reversed_layout: bool = True) -> CompareMask | None:
+        from ..protocols import circuits  # the bit layout of the comparison circuits
+
+        shape = tuple(shape)
+        n_mono = len(circuits.SUBSETS)
+        if self.is_dealer:
+            r = self._total(self._rand_all(shape))
+            # comparisons use the low 63 bits (index-reversed); equality all 64 bits
+            bits = circuits.index_reverse64(r & _U((1 << 63) - 1)) if reversed_layout else r
+            self._deal(tag + ":bits", bits, shape, _U, boolean=True)
+            self._deal(tag + ":msb", (r >> _U(63)).astype(np.uint8), shape, np.uint8, boolean=True)
+            mono = circuits.monomials(bits, reversed_layout)
+            self._deal(tag + ":mono", mono, mono.shape, np.uint16, boolean=True)
+            return None
+        R = self._rand(shape)
+        return CompareMask(
+            R,
+            self._share(tag + ":bits", shape, _U),
+            self._share(tag + ":msb", shape, np.uint8),
+            self._share(tag + ":mono", (n_mono,) + shape, np.uint16),
+        )
+
+    def random_bits(self, shape: Shape) -> tuple[Array, Array] | None:
+        if self.is_dealer:
+            s = self._total([x & np.uint8(1) for x in self._rand_all(shape, np.uint8)], True)
+            self._deal("b2a", s.astype(_U), shape)
+            return None
+        S = self._rand(shape, np.uint8)
+        return S, self._share("b2a", shape)
+
+    def matrix_mask(self, shape: Shape) -> Mask:
+        if self.is_dealer:
+            return Mask(state=self._total(self._rand_all(shape)))
+        return Mask(share=self._rand(shape))
+
+    def mask_triple(self, mask: Mask, select: Select, shape_y: Shape, shape_c: Shape) -> tuple[Array, Array] | None:
+        if self.is_dealer:
+            b = self._total(self._rand_all(shape_y))
+            self._deal("mmatmul", bk.matmul(select(mask.state), b), shape_c)
+            return None
+        B = self._rand(shape_y)
+        return B, self._share("mmatmul", shape_c)
+
+    def private_mask(self, owner: str, shape: Shape) -> Mask:
+        if self.is_dealer:
+            return Mask(state=bk.random(self.prgs[self.compute.index(owner)], shape, _U))
+        if self.me == owner:
+            return Mask(share=self._rand(shape))
+        return Mask()
+
+    def private_triples(self, items: Sequence[tuple[Mask, Select, Shape, Shape, Sequence[str]]]
+                        ) -> tuple[list[Array | None], list[Array]] | None:
+        if self.is_dealer:
+            # the parties' draw order: every B first, then the C shares
+            Bs = [[bk.random(self.prgs[self.compute.index(p)], shape_y, _U) for p in others]
+                  for _, _, shape_y, _, others in items]
+            for (mask, select, _, shape_c, _), bs in zip(items, Bs):
+                a = select(mask.state)
+                total: Any = None
+                for b in bs:
+                    c = bk.matmul(a, b)
+                    total = c if total is None else total + c
+                self._deal("pmatmul", total, shape_c)
+            return None
+        mine = [self._rand(shape_y) if self.me in others else None for _, _, shape_y, _, others in items]
+        return mine, [self._share("pmatmul", shape_c) for _, _, _, shape_c, _ in items]
+
+
+class NullProvider(CorrelationProvider):
+    """What a party outside the device holds: it runs the same program, draws nothing.
+
+    >>> NullProvider().trunc_pair((3,), 18) is None
+    True
+    """
+
+    def beaver(self, op: str, shape_a: Shape, shape_b: Shape, shape_c: Shape) -> None:
+        return None
+
+    def square_pair(self, shape: Shape) -> None:
+        return None
+
+    def trunc_pair(self, shape: Shape, bits: int) -> None:
+        return None
+
+    def and_triples(self, lefts: Sequence[tuple[Shape, DType]], rights: Sequence[tuple[int, Shape, DType]]) -> None:
+        return None
+
+    def compare_mask(self, shape: Shape, tag: str, reversed_layout: bool = True) -> None:
+        return None
+
+    def random_bits(self, shape: Shape) -> None:
+        return None
+
+    def matrix_mask(self, shape: Shape) -> Mask:
+        return Mask()
+
+    def mask_triple(self, mask: Mask, select: Select, shape_y: Shape, shape_c: Shape) -> None:
+        return None
+
+    def private_mask(self, owner: str, shape: Shape) -> Mask:
+        return Mask()
+
+    def private_triples(self, items: Sequence[tuple[Mask, Select, Shape, Shape, Sequence[str]]]) -> None:
+        return None
