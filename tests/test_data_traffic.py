@@ -113,7 +113,7 @@ def test_data_traffic_same_messages_and_rounds(name, prog):
     got = _figures(prog, ["alice", "bob", "carol"])
     for party, before in BEFORE[name].items():
         now = got[party]
-        assert now[2:] == before[2:], (party, "messages and rounds")
+        assert now[2:] == before[2:], (party, "messages and rounds", now, before)
         for i in (0, 1):
             msgs = before[2 + i]
             assert abs(now[i] - before[i]) <= HEADER_SLACK * msgs, (party, KEYS[i], now[i], before[i])

@@ -151,7 +151,8 @@ def test_fit_traffic_is_unchanged():
     for p, want in FIT_TRAFFIC.items():
         assert out[p]["rounds"] == want["rounds"], (p, out[p])
         for k in ("bytes_sent", "bytes_recv"):
-            assert abs(out[p][k] - want[k]) <= 0.01 * want[k], (p, k, out[p][k], want[k])
+            # 1 %, or a few tag bytes (collective tags got shorter) on the small dealer figures
+            assert abs(out[p][k] - want[k]) <= max(0.01 * want[k], 64), (p, k, out[p][k], want[k])
 
 
 def test_parts_for_another_device_are_refused(tmp_path):

@@ -137,3 +137,38 @@ def test_ring_backend_ops_wrap_and_match_numpy():
     assert (bk.unpackbits(bk.packbits(bits), bits.size) == bits).all()
     with pytest.raises(ValueError):
         get_backend("cuda")
+
+
+def test_dealer_corrections_are_received_after_the_open(monkeypatch):
+    """The dealer only sends, so its work overlaps the parties' round only if a party takes
+    the dealer's correction after sending its own opening (a `Later`, resolved late)."""
+    from jointml.net import link as L
+
+    events: list[tuple[str, str]] = []
+    send, recv = L.Communicator.send, L.Communicator.recv
+
+    def spy_send(self, peer, tag, *a, **k):
+        if self.me == "bob":
+            events.append(("send", tag))
+        return send(self, peer, tag, *a, **k)
+
+    def spy_recv(self, peer, tag, *a, **k):
+        if self.me == "bob":
+            events.append(("recv", tag))
+        return recv(self, peer, tag, *a, **k)
+
+    monkeypatch.setattr(L.Communicator, "send", spy_send)
+    monkeypatch.setattr(L.Communicator, "recv", spy_recv)
+
+    def prog(ctx):
+        mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+        x = ctx.party("alice").run(lambda: np.arange(4.0)).to(mpc)
+        y = ctx.party("bob").run(lambda: np.ones((4, 2))).to(mpc)
+        z = (x * x).reshape((1, 4)) @ y
+        return z.reveal()
+
+    out = simulate(prog, ["alice", "bob", "carol"], mode="thread")
+    assert np.allclose(out["alice"], [[14.0, 14.0]], atol=1e-3)
+    tags = [t for _, t in events]
+    for op in ("square", "matmul"):  # x * x is a square
+        assert tags.index("corr:" + op) > events.index(("send", op)), events

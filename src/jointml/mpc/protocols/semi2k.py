@@ -48,6 +48,7 @@ from ...core.backend import backend as bk
 from ...core.errors import ConfigError, ParameterError, ProtocolError
 from ...core.prg import Prg
 from ..randomness import CorrelationProvider, DealerProvider, Mask, NullProvider
+from ..randomness.provider import resolve
 from ..shapes import Shape, broadcast_shape, matmul_shape, rows_shape, size
 from . import circuits
 from .base import (
@@ -270,7 +271,7 @@ class Semi2k(Protocol):
         else:
             out = bk.zeros(shape, dtype)
         for p in senders:
-            g = self.comm.recv_array(p, "reveal_to", dtype, shape)
+            g = self.comm.recv_array(p, "reveal_to", dtype, out.shape)
             if boolean:
                 out ^= g
             else:
@@ -303,7 +304,7 @@ class Semi2k(Protocol):
             return None
         A, B, C = t
         E, F = self._open("mul", [a - A, b - B])
-        return C + E * b + A * F  # sum_i E*y_i + a_i*F + c_i = xy
+        return resolve(C) + E * b + A * F  # sum_i E*y_i + a_i*F + c_i = xy
 
     def square(self, a: Share, shape: Shape) -> Share:
         t = self.prov.square_pair(tuple(shape))
@@ -312,7 +313,7 @@ class Semi2k(Protocol):
         A, C = t
         (E,) = self._open("square", [a - A])
         # x^2 = (E+a)^2 = E^2 + 2Ea + a^2: party i adds E*(x_i + a_i), summing to E*x + E*a = E^2 + 2Ea.
-        return C + E * (a + A)
+        return resolve(C) + E * (a + A)
 
     def matmul(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape) -> Share:
         shape_c = matmul_shape(tuple(shape_a), tuple(shape_b))
@@ -323,7 +324,7 @@ class Semi2k(Protocol):
         E, F = self._open("matmul", [a - A, b - B])
         # sum_i (E @ y_i + a_i @ F + c_i) = E@Y + A@F + AB = XY: two ring matmuls per party.
         z = bk.matmul(E, b) + bk.matmul(A, F)
-        z += C
+        z += resolve(C)
         return z
 
     # -- truncation --------------------------------------------------------------------
@@ -344,7 +345,7 @@ class Semi2k(Protocol):
             x = x + _U(1 << 62)
         (c,) = self._open("trunc", [x])
         not_c_msb = _U(1) - bk.rshift(c, 63)
-        y = r_msb * bk.lshift(not_c_msb, 64 - bits) - r_hi
+        y = resolve(r_msb) * bk.lshift(not_c_msb, 64 - bits) - resolve(r_hi)
         if self.idx == 0:
             y += bk.rshift(c, bits) - _U(1 << (62 - bits))
         return y
@@ -388,7 +389,7 @@ class Semi2k(Protocol):
         out = []
         for j, B, E, C in zip(left_idx, Bs, Es, Cs):
             # x&y = (d^a)&(e^b) = d&e ^ d&b ^ a&e ^ a&b  ->  party i: c_i ^ d&b_i ^ a_i&e (^ d&e at party 0)
-            z = C ^ (D[j] & B) ^ (As[j] & E)
+            z = resolve(C) ^ (D[j] & B) ^ (As[j] & E)
             if self.idx == 0:
                 z ^= D[j] & E
             out.append(z)
@@ -406,11 +407,12 @@ class Semi2k(Protocol):
         if m is not None and self.is_compute:
             (c,) = self._open("msb", [a + m.r])
             crev = circuits.index_reverse64(c & _LOW63)
-            G, E = circuits.block_greater_equal(circuits.quarters(m.bits), m.monomials, crev, self.idx == 0)
+            G, E = circuits.block_greater_equal(circuits.quarters(resolve(m.bits)), resolve(m.monomials), crev,
+                                                self.idx == 0)
         borrow = circuits.greater_tree(self, G, E, shape, width=16)
         bit: Share = None
         if m is not None and self.is_compute:
-            bit = borrow ^ m.msb
+            bit = borrow ^ resolve(m.msb)
             if self.idx == 0:
                 bit ^= bk.astype(bk.rshift(c, 63), np.uint8)
         return self.b2a_bits(bit, shape)
@@ -423,7 +425,8 @@ class Semi2k(Protocol):
         X: Share = None
         if m is not None and self.is_compute:
             (c,) = self._open("eqz", [a + m.r])
-            _, X = circuits.block_greater_equal(circuits.quarters(m.bits, False), m.monomials, c, self.idx == 0,
+            _, X = circuits.block_greater_equal(circuits.quarters(resolve(m.bits), False), resolve(m.monomials), c,
+                                                self.idx == 0,
                                                 reversed_layout=False, need_g=False)
         bit = circuits.and_tree(self, X, shape, width=16)
         return self.b2a_bits(bit, shape)
@@ -440,6 +443,7 @@ class Semi2k(Protocol):
         t_share = (b ^ S) & np.uint8(1)
         (packed,) = self._open("b2a", [bk.packbits(t_share.reshape(-1))], boolean=True)
         tb = bk.astype(bk.unpackbits(packed, size(shape)).reshape(shape), _U)
+        s_arith = resolve(s_arith)
         z = s_arith - _U(2) * tb * s_arith
         if self.idx == 0:
             z += tb
@@ -468,7 +472,7 @@ class Semi2k(Protocol):
         E, A = _pick(handle.E, rows, transpose), _pick(handle.mask.share, rows, transpose)
         # sum_i (E @ y_i + a_i @ F + c_i) = E y + A (F + B) = (E + A) y = X y
         z = bk.matmul(E, y) + bk.matmul(A, F)
-        z += C
+        z += resolve(C)
         return z
 
     # -- a matrix one party holds in plaintext, masked once --------------------------------
@@ -528,7 +532,7 @@ class Semi2k(Protocol):
             else:
                 # X y_i = E y_i + A y_i, and A y_i = A (y_i - B_i) + A B_i
                 z = bk.matmul(_pick(handle.E, rows, transpose), y)
-            z += C
+            z += resolve(C)
             out.append(z)
         return out
 

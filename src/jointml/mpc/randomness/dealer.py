@@ -18,6 +18,7 @@ party sees only PRG output and corrections masked by PRG streams it does not hol
 
 from __future__ import annotations
 
+from collections import deque
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -25,7 +26,7 @@ import numpy as np
 from ...core.backend import backend as bk
 from ...core.prg import Prg
 from ..shapes import Shape
-from .provider import Array, CompareMask, CorrelationProvider, DType, Mask, Select
+from .provider import Array, CompareMask, CorrelationProvider, DType, Later, Mask, Select
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...runtime.context import PartyContext
@@ -49,6 +50,8 @@ class DealerProvider(CorrelationProvider):
         self.last = self.compute[-1]
         self.is_last = ctx.me == self.last
         self.prgs: list[Prg] = []
+        # the last party's corrections not received yet, in the dealer's send order
+        self._pending: deque[tuple[Later, str, DType, Shape, list[Array]]] = deque()
         if self.is_dealer:
             self.prgs = [Prg(ctx.shared_seed(p, dealer, label + ":corr"), stream="corr") for p in self.compute]
         elif ctx.me in self.compute:
@@ -72,11 +75,22 @@ class DealerProvider(CorrelationProvider):
                 corr -= p
         self.comm.send(self.last, "corr:" + tag, corr)
 
-    def _share(self, tag: str, shape: Shape, dtype: DType = _U) -> Array:
-        """Party: its share of a dealer-computed value (a PRG draw, or the correction at the last party)."""
-        if self.is_last:
-            return self.comm.recv_array(self.dealer, "corr:" + tag, dtype, tuple(shape))
-        return bk.random(self.prg, shape, dtype)
+    def _share(self, tag: str, shape: Shape, dtype: DType = _U) -> Array | Later:
+        """Party: its share of a dealer-computed value: a PRG draw, or at the last party the
+        dealer's correction as a `Later` (received when first used, after the kernel's open;
+        corrections are received in the dealer's send order whatever order they are used in)."""
+        if not self.is_last:
+            return bk.random(self.prg, shape, dtype)
+        box: list[Array] = []
+        later = Later(lambda: self._receive_through(box))
+        self._pending.append((later, "corr:" + tag, dtype, tuple(shape), box))
+        return later
+
+    def _receive_through(self, box: list[Array]) -> Array:
+        while not box:
+            _, tag, dtype, shape, slot = self._pending.popleft()
+            slot.append(self.comm.recv_array(self.dealer, tag, dtype, shape))
+        return box[0]
 
     @staticmethod
     def _total(parts: Sequence[Array], boolean: bool = False) -> Array:
@@ -114,6 +128,8 @@ class DealerProvider(CorrelationProvider):
             return None
         R = self._rand(shape)
         hm = self._share("trunc", (2,) + shape)
+        if isinstance(hm, Later):
+            return R, hm.part(0), hm.part(1)
         return R, hm[0], hm[1]
 
     def and_triples(self, lefts: Sequence[tuple[Shape, DType]],

@@ -12,7 +12,13 @@ kernel changed.
 
 Contract (SPMD): every party of the device calls the same methods in the same order
 with the same public arguments (shapes, dtypes); a compute party gets its shares, every
-other party (the dealer itself, a party outside the device) gets None. What a compute
+other party (the dealer itself, a party outside the device) gets None.
+
+Timing: shares a provider must *receive* (a dealer's correction of a derived value such
+as c = a*b) may be returned as a `Later`, which kernels resolve with `resolve()` only
+*after* their own open. The dealer only sends, so its work (e.g. the 1000^3 ring product
+of a matrix triple) then overlaps the parties' round instead of delaying it; a provider
+whose shares are at hand (pre-generated, or a PRG draw) returns plain arrays. What a compute
 party receives is uniformly random on its own: the provider learns nothing of the
 data (it receives no protocol message) and the parties learn nothing of the masks.
 
@@ -27,6 +33,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
+import numpy as np  # noqa: F401  (doctest)
+
 from ..shapes import Shape
 
 Array = Any  # an array of the ring backend
@@ -34,7 +42,38 @@ DType = Any
 #: picks the rows (and transposes) of a reused matrix mask, e.g. lambda a: a[rows].T
 Select = Callable[[Array], Array]
 
-__all__ = ["CorrelationProvider", "Mask", "CompareMask", "Array", "Select"]
+__all__ = ["CorrelationProvider", "Mask", "CompareMask", "Array", "Select", "Later", "resolve"]
+
+
+class Later:
+    """A share that may still be in flight: `get()` waits for it on first use.
+
+    >>> x = Later(lambda: np.arange(3))
+    >>> resolve(x).tolist(), resolve(np.ones(1)).tolist()
+    ([0, 1, 2], [1.0])
+    >>> Later(lambda: np.arange(4).reshape(2, 2)).part(1).get().tolist()
+    [2, 3]
+    """
+
+    __slots__ = ("_thunk", "_value")
+
+    def __init__(self, thunk: Callable[[], Array]):
+        self._thunk: Optional[Callable[[], Array]] = thunk
+        self._value: Array = None
+
+    def get(self) -> Array:
+        if self._thunk is not None:
+            self._value, self._thunk = self._thunk(), None
+        return self._value
+
+    def part(self, index: int) -> Later:
+        """The `index`-th slice of the value, as a `Later` too."""
+        return Later(lambda: self.get()[index])
+
+
+def resolve(x: Array | Later) -> Array:
+    """The value of a share that may be a `Later` (kernels call it after their open)."""
+    return x.get() if isinstance(x, Later) else x
 
 
 @dataclass
