@@ -50,7 +50,6 @@ import numpy as np
 from ..core.errors import ConfigError, DataError, ModelError, ParameterError, ResourceError
 from ..core.fixedpoint import DEFAULT_FRAC_BITS
 from ..tee import channel as ch
-from .outsider_shares import split_for_outsider
 
 if TYPE_CHECKING:  # pragma: no cover - the enclave imports only what its program runs (and is measured)
     from ..runtime.device import PartyObject
@@ -323,7 +322,7 @@ class EnclaveProgram:
         The configuration's ``mpc`` entry (measured) names the protocol, the compute
         parties in order and the fixed-point bits. The enclave splits the encoded model
         (coef..., intercept) once into additive shares over Z_2^64 from the cryptographic PRG
-        (:func:`~jointml.apps.outsider_shares.split_for_outsider`): compute party i gets
+        (:func:`jointml.mpc.sharing.split`): compute party i gets
         share i (semi2k) or shares (i, i+1 mod 3) (aby3). No
         single party can learn the model from its share(s)."""
         mpc = self.cfg.get("mpc")
@@ -335,7 +334,9 @@ class EnclaveProgram:
         if self.model is None or self.model["type"] != "logistic_regression":
             raise ModelError("model shares need a trained logistic_regression model")
         if self.shares is None:  # one split, handed out party by party (EncodingRangeError if out of range)
-            self.shares = split_for_outsider(np.concatenate(self.model["arrays"]), proto, len(parties), f)
+            from ..mpc import sharing  # the MPC engine is measured into this program (tee.attestation)
+
+            self.shares = sharing.split(np.concatenate(self.model["arrays"]), proto, parties=len(parties), frac_bits=f)
         i = parties.index(party)
         mine = list(self.shares[i])
         return {"protocol": proto, "parties": parties, "frac_bits": f, "columns": self.model["columns"],

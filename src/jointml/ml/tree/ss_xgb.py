@@ -95,15 +95,15 @@ from typing import Any
 
 import numpy as np
 
-from ...core.errors import ModelError
+from ...core.errors import ModelError, ProtocolError
 from ...mpc import MpcDevice, SecretArray, concatenate, functions, stack
 from ...mpc.masked import PrivateMaskedMatrix
 from ...runtime.collectives import broadcast
 from ...runtime.device import PartyObject
 from ...runtime.persist import ModelPart
+from ..arrays_json import arrays_from_json, arrays_to_json
 from ..base import SecureEstimator, check_param
 from ..checks import announced_shape
-from ..shares import order_matters, share_from_json, share_to_json
 from ._binning import QuantileBins
 
 __all__ = ["SSXGBClassifier", "SSXGBError"]
@@ -422,7 +422,7 @@ class SSXGBClassifier(SecureEstimator):
     def _part_state(self) -> dict[str, Any]:
         # the party's share of the leaf weights and its own thresholds (nobody else's)
         return {"thresholds": [[t, node, v] for (t, node), v in sorted(self.thresholds_.items())],
-                "leaf_share": share_to_json(self.leaf_weights_.share)}
+                "leaf_share": arrays_to_json(self.leaf_weights_.export_share())}
 
     def _leaf_shape(self, part: ModelPart) -> tuple[int, int]:
         return (len(part.public["trees"]), 2 ** int(part.params["max_depth"]))
@@ -436,14 +436,24 @@ class SSXGBClassifier(SecureEstimator):
             return f"party '{me}': the model part was trained with {pub['protocol']} / {pub['frac_bits']} bits"
         saved = pub["mpc_parties"]
         # additive shares do not depend on the parties' order; replicated ones do
-        same = list(saved) == list(mpc.parties) if order_matters(state["leaf_share"]) else sorted(saved) == sorted(mpc.parties)
+        if mpc.proto.share_order_matters:
+            same = list(saved) == list(mpc.parties)
+        else:
+            same = sorted(saved) == sorted(mpc.parties)
         if not same:
             return f"party '{me}': the model part was trained by the MPC parties {saved}; the device has {list(mpc.parties)}"
-        share_from_json(state["leaf_share"], self._leaf_shape(part), SSXGBError)
+        try:
+            self._import_leaves(part)
+        except (SSXGBError, ProtocolError) as e:
+            return f"party '{me}': the model part's shares do not fit the device: {e}"
         return None
 
+    def _import_leaves(self, part: ModelPart) -> SecretArray:
+        """The saved share of the leaf weights as a secret (the protocol checks its layout)."""
+        arrays = arrays_from_json(part.state["leaf_share"], "saved share of the leaf weights", SSXGBError)
+        return self.device.import_share(arrays, self._leaf_shape(part))
+
     def _restore(self, part: ModelPart) -> None:
-        mpc = self.device
         pub, state = part.public, part.state
         self.trees_ = pub["trees"]
         self.label_owner_ = pub["label_owner"]
@@ -451,5 +461,4 @@ class SSXGBClassifier(SecureEstimator):
         self.n_features_ = {p: int(v) for p, v in pub["n_features"].items()}
         self.n_candidates_ = pub["n_candidates"]
         self.thresholds_ = {(int(t), int(node)): float(v) for t, node, v in state["thresholds"]}
-        shape = self._leaf_shape(part)
-        self.leaf_weights_ = SecretArray(mpc, share_from_json(state["leaf_share"], shape, SSXGBError), shape, mpc.frac_bits)
+        self.leaf_weights_ = self._import_leaves(part)
