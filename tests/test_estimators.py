@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from jointml.core.errors import ModelError, ProtocolError
+from jointml.ml.arrays_json import arrays_from_json, arrays_to_json
 from jointml.ml.base import SecureEstimator, clone
 from jointml.ml.checks import announced_shape
 from jointml.ml.linear import SSGLM, SSLogisticRegression
-from jointml.ml.arrays_json import arrays_from_json, arrays_to_json
 from jointml.ml.tree.ss_xgb import SSXGBClassifier, SSXGBError
 from jointml.mpc import MpcDevice
 from jointml.runtime import PartyFailed, simulate
@@ -192,7 +192,7 @@ def test_saved_shares_roundtrip_through_json(protocol):
                 mpc.import_share(arrays_from_json(saved), (3,))
             except ProtocolError as e:
                 bad = str(e)
-        return len(saved), mpc.proto.share_order_matters, back.reveal(), bad
+        return len(saved or []), mpc.proto.share_order_matters, back.reveal(), bad
 
     out = simulate(prog, PARTIES, mode="thread")
     n = 1 if protocol == "semi2k" else 2
@@ -239,3 +239,33 @@ def test_fit_accepts_secret_shared_labels():
     assert [f for f, _ in errors] == ["class_weight", "early_stopping", "to"]
     assert all("label holder" in msg for _, msg in errors)
     assert all(out[p][5] == errors for p in names)  # raised alike at every party
+
+
+def test_secret_label_model_saves_and_loads_and_order_comes_from_the_protocol(tmp_path):
+    g = np.random.default_rng(4)
+    X = g.normal(size=(60, 2))
+    y = (X[:, 0] > 0).astype(float)
+    names = ["bank", "partner", "insurer"]
+
+    def train(ctx):
+        mpc = MpcDevice(ctx, names, protocol="aby3")
+        xs = {"partner": ctx.party("partner").run(lambda: X)}
+        m = SSLogisticRegression(mpc, epochs=1, batch_size=None, reveal="shared").fit(xs, ctx.party("bank").run(lambda: y).to(mpc))
+        m.save(tmp_path)
+        p = m.predict(xs, to="partner")
+        return p.value if ctx.me == "partner" else None
+
+    def load(order):
+        def prog(ctx):
+            m = SSLogisticRegression.load(MpcDevice(ctx, order, protocol="aby3"), tmp_path)
+            p = m.predict({"partner": ctx.party("partner").run(lambda: X)}, to="partner")
+            return m.label_owner_, (p.value if ctx.me == "partner" else None)
+        return prog
+
+    before = simulate(train, names, mode="thread")["partner"]
+    owner, after = simulate(load(names), names, mode="thread")["partner"]
+    assert owner is None
+    np.testing.assert_allclose(after, before, atol=1e-4)
+    # replicated shares are tied to the parties' order (Aby3.share_order_matters): another order is refused
+    with pytest.raises(PartyFailed, match="trained by the MPC parties"):
+        simulate(load(["partner", "bank", "insurer"]), names, mode="thread")

@@ -42,7 +42,7 @@ enclaves learn shapes, the hyperparameters and the public batch order.
 from __future__ import annotations
 
 import time
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -173,7 +173,7 @@ class EnclaveProgram:
     'jointml.apps.tecc'
     """
 
-    def __init__(self, rt):
+    def __init__(self, rt: Any) -> None:
         self.rt = rt
         self.cfg = rt.config
         self.t = self.cfg["tecc"]

@@ -198,12 +198,12 @@ class EnclaveProgram:
     'jointml.apps.tee_train'
     """
 
-    def __init__(self, rt):
+    def __init__(self, rt: Any) -> None:
         self.rt = rt
         self.cfg = rt.config
         self.uploads: dict[str, dict] = {}
         self.model: dict | None = None
-        self.estimator = None
+        self.estimator: Any = None  # a fitted scikit-learn model or an _ExportedModel
         self.pending: dict[str, dict[str, np.ndarray]] = {}
         self.shares: list | None = None  # hybrid mode: one split of the model, handed out per party
 
@@ -402,15 +402,17 @@ class EnclaveProgram:
             return {"job": job, "shard": shard}, [ch.as_bytes_array(out)]
         if op == "combine":
             n_shards = int(meta["n_shards"])
-            if len(arrays) != n_shards:
-                raise DataError(f"combine needs {n_shards} shard results, got {len(arrays)}")
-            G = v = None
+            if len(arrays) != n_shards or n_shards < 1:
+                raise DataError(f"combine needs {n_shards} (at least one) shard results, got {len(arrays)}")
+            G: np.ndarray | None = None
+            v: np.ndarray | None = None
             n = 0
             for i, blob in enumerate(arrays):  # fixed order: same bits whichever enclave computed each shard
                 g, b, c = ch.unpack(self.rt.decrypt_data(blob.tobytes(), f"{job}|stats|{i}")).arrays
                 G = g.copy() if G is None else G + g
                 v = b.copy() if v is None else v + b
                 n += int(c[0])
+            assert G is not None and v is not None  # at least one shard
             lam = float(meta.get("l2", 1.0))
             reg = lam * np.eye(G.shape[0])
             reg[-1, -1] = 0.0  # do not penalise the intercept

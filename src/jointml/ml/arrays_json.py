@@ -25,26 +25,34 @@ from ..core.errors import JointMLError, ModelError
 __all__ = ["arrays_to_json", "arrays_from_json"]
 
 
-def arrays_to_json(arrays: Sequence[Any]) -> list[Any]:
-    """uint64 arrays as nested JSON lists ([] for a party holding no share).
+def arrays_to_json(arrays: Sequence[Any]) -> list[Any] | None:
+    """uint64 arrays as nested JSON lists; None for no arrays (a party holding no share).
 
     >>> arrays_to_json([np.uint64([[1, 2]]), np.uint64([[3, 4]])])
     [[[1, 2]], [[3, 4]]]
+    >>> arrays_to_json([]) is None
+    True
     """
+    if not len(arrays):
+        return None
     return [np.asarray(a, dtype=np.uint64).tolist() for a in arrays]
 
 
 def arrays_from_json(value: Any, what: str = "saved share",
                      error: type[JointMLError] = ModelError) -> list[npt.NDArray[np.uint64]]:
-    """Inverse of `arrays_to_json`: `error` unless `value` is a list of lists of ring integers.
+    """Inverse of `arrays_to_json`: `error` unless `value` is None or a list of lists of ring integers.
 
     >>> arrays_from_json([[5, 6]])[0].dtype.name
     'uint64'
+    >>> arrays_from_json(None)
+    []
     >>> arrays_from_json([[-1]])
     Traceback (most recent call last):
     ...
     jointml.core.errors.ModelError: saved share holds values that are not integers in [0, 2^64)
     """
+    if value is None:
+        return []
     if not isinstance(value, list) or not all(isinstance(v, list) for v in value):
         raise error(f"{what} is not a list of arrays ({type(value).__name__})")
     out = []

@@ -226,7 +226,8 @@ class SecureLinearModel(SecureEstimator):
             raise ModelError(f"reveal must be 'owners', 'shared' or a party of the cluster {ctx.parties}, got {self.reveal!r}",
                              field="reveal")
         if self.early_stopping and not 0.0 < self.validation_fraction < 1.0:
-            raise ModelError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}", field="validation_fraction")
+            raise ModelError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}",
+                             field="validation_fraction")
 
     # -- hooks -------------------------------------------------------------------------
     def _accepts_wide_eta(self) -> bool:
@@ -374,9 +375,7 @@ class SecureLinearModel(SecureEstimator):
             val_rows, train_rows = np.sort(perm[:n_val]), perm[n_val:]
         else:
             val_rows, train_rows = None, perm
-        # A feature block held by a party outside the compute parties is secret-shared first
-        # (the private-matrix shortcut needs its owner among the compute parties).
-        parts = {p: (o.to(mpc, fxp=True) if isinstance(o, PartyObject) and o.owner not in mpc.parties else o) for p, o in parts.items()}
+        parts = self._share_outside_blocks(parts)
         # labels already shared stay as they are (integers are lifted to fixed point locally)
         ys = y.astype_fxp() if isinstance(y, SecretArray) else y.to(mpc, fxp=True)
         # Order training rows once by the public permutation so batches are contiguous;
@@ -388,6 +387,14 @@ class SecureLinearModel(SecureEstimator):
         n_train = len(train_rows)
         m = n_train if self.batch_size is None else min(int(self.batch_size), n_train)
         return _TrainingData(Xm, y_train, sw_train, val_block, val_rows, y, n_train, m, int(math.ceil(n_train / m)))
+
+    def _share_outside_blocks(self, parts: dict) -> dict:
+        """The blocks, with those held by a party outside the compute parties secret-shared.
+
+        The private-matrix shortcut needs its owner among the compute parties."""
+        mpc = self.device
+        return {p: (o.to(mpc, fxp=True) if isinstance(o, PartyObject) and o.owner not in mpc.parties else o)
+                for p, o in parts.items()}
 
     def _train(self, data: _TrainingData, t0: float) -> tuple[SecretArray, SecretArray]:
         """The epochs: gradient steps over the batches in a public order, early stopping."""
@@ -410,7 +417,8 @@ class SecureLinearModel(SecureEstimator):
                 w, b = self._step(data, w, b, slice(lo, hi), self._lr(step, epoch))
                 step += 1
                 seen += hi - lo
-            rec = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 3), "learning_rate": self._lr(step - 1, epoch)}
+            rec: dict[str, Any] = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 3),
+                                   "learning_rate": self._lr(step - 1, epoch)}
             stop = False
             if self.early_stopping:
                 # Only the label holder learns the validation loss; the others learn the stop bit.
@@ -421,11 +429,13 @@ class SecureLinearModel(SecureEstimator):
                         best, bad_epochs = score, 0
                     else:
                         bad_epochs += 1
+                assert self.label_owner_ is not None  # early stopping needs a label holder (checked in fit)
                 got = broadcast(ctx, self.label_owner_, meta={"stop": bad_epochs >= self.n_iter_no_change}, name="early-stop")
                 stop = bool(got.meta["stop"])
             self.history_.append(rec)
             if bar is not None:
-                bar.set_postfix_str(f"epoch {epoch + 1}/{self.epochs}" + (f" val_loss={rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""))
+                loss = f" val_loss={rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""
+                bar.set_postfix_str(f"epoch {epoch + 1}/{self.epochs}{loss}")
             if stop:
                 break
         if bar is not None:
@@ -435,7 +445,8 @@ class SecureLinearModel(SecureEstimator):
         self.n_samples_seen_ = seen
         return w, b
 
-    def _step(self, data: _TrainingData, w: SecretArray, b: SecretArray, rows_b: slice, lr: float) -> tuple[SecretArray, SecretArray]:
+    def _step(self, data: _TrainingData, w: SecretArray, b: SecretArray, rows_b: slice,
+              lr: float) -> tuple[SecretArray, SecretArray]:
         """One gradient step on the batch `rows_b` of the training rows."""
         # With a scale-generic link (seg3) the product's truncation is left to the
         # link, which truncates once at its end: one round fewer per batch.
@@ -522,7 +533,7 @@ class SecureLinearModel(SecureEstimator):
             raise ModelError(f"{type(self).__name__} is not fitted: call fit() or load() first")
         parts, _ = collect_blocks(X)
         prediction_rows(self.ctx, parts, self.features_)
-        parts = {p: (o.to(mpc, fxp=True) if isinstance(o, PartyObject) and o.owner not in mpc.parties else o) for p, o in parts.items()}
+        parts = self._share_outside_blocks(parts)
         eta = BlockMatrix(mpc, parts).matmul(self.w_shared_)
         if self.fit_intercept:
             eta = eta + self.b_shared_
@@ -534,8 +545,8 @@ class SecureLinearModel(SecureEstimator):
 
     def predict(self, X: Any, to: str | None = None) -> PartyObject:
         """Predicted mean (probability for logistic), revealed only to `to` (default: the label holder)."""
-        to = to or self.label_owner_
-        if to is None:  # never reveal to everybody by default
+        to = to or getattr(self, "label_owner_", None)
+        if to is None and hasattr(self, "w_shared_"):  # never reveal to everybody by default
             raise ModelError("the model has no label holder (it was trained on secret-shared labels): "
                              "name the party that receives the predictions with to=...", field="to")
         return self.predict_shared(X).reveal(to=to)
@@ -564,7 +575,7 @@ class SecureLinearModel(SecureEstimator):
         if pub["protocol"] != mpc.protocol_name or pub["frac_bits"] != mpc.frac_bits:
             return (f"party '{me}': the model part was trained with protocol {pub['protocol']} ({pub['frac_bits']} fractional "
                     f"bits); the device runs {mpc.protocol_name} ({mpc.frac_bits} bits)")
-        saved = pub.get("mpc_parties")
+        saved = list(pub["mpc_parties"])
         # additive shares do not depend on the parties' order; replicated ones do
         if mpc.proto.share_order_matters:
             same = list(saved) == list(mpc.parties)

@@ -110,7 +110,8 @@ class SSLogisticRegression(SecureLinearModel):
             if pos in (0.0, 1.0):
                 raise ModelError("class_weight='balanced' needs both classes in the labels")
             return {0: 0.5 / (1 - pos), 1: 0.5 / pos}  # sklearn's n / (n_classes * n_c)
-        cw = {int(k): float(v) for k, v in dict(self.class_weight).items()}
+        assert isinstance(self.class_weight, dict)  # None and "balanced" are handled above (validated in fit)
+        cw = {int(k): float(v) for k, v in self.class_weight.items()}
         if set(cw) - {0, 1}:
             raise ModelError(f"class_weight keys must be 0 and 1, got {sorted(cw)}")
         return {0: cw.get(0, 1.0), 1: cw.get(1, 1.0)}

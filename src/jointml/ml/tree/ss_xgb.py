@@ -88,6 +88,7 @@ lists in breadth-first order of the ``2^max_depth - 1`` internal nodes), ``leaf_
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -111,6 +112,12 @@ __all__ = ["SSXGBClassifier", "SSXGBError"]
 
 class SSXGBError(ModelError):
     """Bad input or inconsistent state; the message names the party concerned."""
+
+
+def _column_le(codes: np.ndarray | None, j: int, b: int) -> np.ndarray:
+    """At a feature holder: which rows have bin code <= b in column j (its own codes)."""
+    assert codes is not None  # evaluated at the owner only
+    return np.asarray(codes[:, j] <= b)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -173,7 +180,8 @@ class SSXGBClassifier(SecureEstimator):
         need("n_estimators", lambda v: int(v) == v and v >= 1, f"n_estimators must be >= 1, got {self.n_estimators}")
         need("max_depth", lambda v: int(v) == v and 1 <= v <= 6, f"max_depth must be in [1, 6], got {self.max_depth}")
         need("learning_rate", lambda v: v > 0, f"learning_rate must be > 0, got {self.learning_rate}")
-        need("reg_lambda", lambda v: v > 0, f"reg_lambda must be > 0 (lower bound of the secure reciprocal), got {self.reg_lambda}")
+        need("reg_lambda", lambda v: v > 0,
+             f"reg_lambda must be > 0 (lower bound of the secure reciprocal), got {self.reg_lambda}")
         need("min_child_weight", lambda v: v >= 0, "min_child_weight must be >= 0")
         need("max_bin", lambda v: int(v) == v and 2 <= v <= 256, f"max_bin must be in [2, 256], got {self.max_bin}")
         need("base_score", lambda v: 0 < v < 1, "base_score must be in (0, 1)")
@@ -215,6 +223,11 @@ class SSXGBClassifier(SecureEstimator):
             if p == self.ctx.me:
                 out = np.asarray(obj.value)
         return out  # type: ignore[return-value]
+
+    def _below_threshold(self, mine: np.ndarray | None, j: int, t: int, node: int) -> np.ndarray:
+        """At the owner of node `node` of tree `t`: which rows fall below its threshold on column j."""
+        assert mine is not None  # evaluated at the owner only
+        return np.asarray(mine[:, j] < self.thresholds_[(t, node)])
 
     def _share_bits(self, owner: str, fn: Callable[[], np.ndarray], n: int) -> SecretArray:
         """The owner evaluates fn() -> (n,) bool locally and secret-shares it (integer 0/1)."""
@@ -321,7 +334,7 @@ class SSXGBClassifier(SecureEstimator):
                 if self.ctx.me == p:
                     assert bins is not None
                     my_thr[(t, nn - 1 + i)] = bins.threshold(j, b)
-                bits.append(self._share_bits(p, lambda j=j, b=b: codes[:, j] <= b, n))  # type: ignore[index]
+                bits.append(self._share_bits(p, functools.partial(_column_le, codes, j, b), n))
             Bt = stack(bits, axis=0)  # (nn, n)
             if M is None:
                 ML, MR = Bt, 1 - Bt
@@ -384,7 +397,7 @@ class SSXGBClassifier(SecureEstimator):
                 for i in range(nn):
                     node = nn - 1 + i
                     p, j = tree["party"][node], tree["feature"][node]
-                    bits.append(self._share_bits(p, lambda j=j, node=node, t=t: mine[:, j] < self.thresholds_[(t, node)], n))  # type: ignore[index]
+                    bits.append(self._share_bits(p, functools.partial(self._below_threshold, mine, j, t, node), n))
                 Bt = stack(bits, axis=0)
                 if reach is None:
                     L, R = Bt, 1 - Bt
@@ -431,7 +444,7 @@ class SSXGBClassifier(SecureEstimator):
         """A problem with this party's loaded part for the device (announced to every party)."""
         mpc = self.device
         me = mpc.ctx.me
-        pub, state = part.public, part.state
+        pub = part.public
         if pub["protocol"] != mpc.protocol_name or pub["frac_bits"] != mpc.frac_bits:
             return f"party '{me}': the model part was trained with {pub['protocol']} / {pub['frac_bits']} bits"
         saved = pub["mpc_parties"]
