@@ -1,7 +1,7 @@
 """The MPC estimators (SS-LR, SS-GLM, SS-XGB) on the SecureEstimator contract and runtime.persist:
 hyperparameters from the signature, validated in fit, all of them kept by save/load; the
-traffic of a fit is pinned; the shared input checks (ml.checks) and share (de)serialisation
-(ml.shares)."""
+traffic of a fit is pinned; the shared input checks (ml.checks) and saved shares (the
+protocol's export_share/import_share, ml.arrays_json); labels given already secret-shared."""
 
 from __future__ import annotations
 
@@ -11,17 +11,11 @@ import json
 import numpy as np
 import pytest
 
-from jointml.core.errors import ModelError
+from jointml.core.errors import ModelError, ProtocolError
+from jointml.ml.arrays_json import arrays_from_json, arrays_to_json
 from jointml.ml.base import SecureEstimator, clone
 from jointml.ml.checks import announced_shape
 from jointml.ml.linear import SSGLM, SSLogisticRegression
-from jointml.ml.shares import (
-    export_share,
-    import_share,
-    order_matters,
-    share_from_json,
-    share_to_json,
-)
 from jointml.ml.tree.ss_xgb import SSXGBClassifier, SSXGBError
 from jointml.mpc import MpcDevice
 from jointml.runtime import PartyFailed, simulate
@@ -182,17 +176,96 @@ def test_announced_shape_fails_alike_with_the_given_error():
     assert all(t == "SSXGBError" for t, _, _ in ei.value.others.values())
 
 
-@pytest.mark.parametrize("share", [None, np.uint64([1, 2**64 - 1]), (np.uint64([3, 4]), np.uint64([5, 6]))],
-                         ids=["none", "additive", "replicated"])
-def test_share_roundtrip(share):
-    back = share_from_json(json.loads(json.dumps(share_to_json(share))), (2,))
-    if share is None:
-        assert back is None and export_share(share) == []
-    elif isinstance(share, tuple):
-        assert isinstance(back, tuple) and all((a == b).all() for a, b in zip(back, share))
-        assert order_matters(share_to_json(share))
-    else:
-        assert (back == share).all() and back.dtype == np.uint64 and not order_matters(share_to_json(share))
-    assert import_share(export_share(share), (2,)) is None if share is None else True
-    with pytest.raises(ModelError, match="expected"):
-        share_from_json(share_to_json(share if share is not None else np.uint64([1])), (3,))
+@pytest.mark.parametrize("protocol", ["semi2k", "aby3"])
+def test_saved_shares_roundtrip_through_json(protocol):
+    v = np.array([1.5, -2.0])
+
+    def prog(ctx):
+        mpc = MpcDevice(ctx, ["bank", "partner"], dealer="dealer") if protocol == "semi2k" else \
+            MpcDevice(ctx, PARTIES, protocol="aby3")
+        x = ctx.party("bank").run(lambda: v).to(mpc)
+        saved = json.loads(json.dumps(arrays_to_json(x.export_share())))
+        back = mpc.import_share(arrays_from_json(saved), x.shape)
+        bad = None
+        if saved:
+            try:
+                mpc.import_share(arrays_from_json(saved), (3,))
+            except ProtocolError as e:
+                bad = str(e)
+        return len(saved or []), mpc.proto.share_order_matters, back.reveal(), bad
+
+    out = simulate(prog, PARTIES, mode="thread")
+    n = 1 if protocol == "semi2k" else 2
+    assert out["bank"][:2] == (n, protocol == "aby3") and out["dealer"][0] == (0 if protocol == "semi2k" else 2)
+    np.testing.assert_array_equal(out["partner"][2], v)
+    assert "expected uint64 (3,)" in out["bank"][3] and ("bank" in out["bank"][3])
+    for damaged in ({"a": 1}, [[1.5]], [[-1]], [[2**64]]):
+        with pytest.raises(ModelError, match="saved share"):
+            arrays_from_json(damaged)
+
+
+def test_fit_accepts_secret_shared_labels():
+    """Labels shared by a party outside the device train the same model as labels held in clear."""
+    g = np.random.default_rng(3)
+    X = g.normal(size=(120, 3))
+    y = (X @ [1.0, -1.0, 0.5] > 0).astype(float)
+    names = ["bank", "partner", "insurer"]
+
+    def prog(ctx):
+        mpc = MpcDevice(ctx, names, protocol="aby3")
+        xs = {"partner": ctx.party("partner").run(lambda: X)}
+        clear = SSLogisticRegression(mpc, epochs=2, batch_size=40, reveal="partner").fit(xs, ctx.party("bank").run(lambda: y))
+        ys = ctx.party("bank").run(lambda: y.reshape(-1, 1)).to(mpc)  # one column: accepted as in the clear case
+        m = SSLogisticRegression(mpc, epochs=2, batch_size=40, reveal="partner", class_weight={0: 1.0, 1: 1.0})
+        m.fit(xs, ys)
+        errors = []
+        for kw in ({"class_weight": "balanced"}, {"early_stopping": True}):
+            try:
+                SSLogisticRegression(mpc, epochs=1, **kw).fit(xs, ys)
+            except ModelError as e:
+                errors.append((e.field, str(e)))
+        try:
+            m.predict(xs)
+        except ModelError as e:
+            errors.append((e.field, str(e)))
+        return m.label_owner_, m.coef_, clear.coef_, m.intercept_, clear.intercept_, errors, m.model_id_
+
+    out = simulate(prog, names, mode="thread")
+    owner, coef, ref, b, b_ref, errors, _ = out["partner"]
+    assert owner is None
+    np.testing.assert_allclose(coef, ref, atol=1e-3)
+    assert abs(b - b_ref) <= 1e-3
+    assert len({out[p][6] for p in names}) == 1  # one model id, drawn by the first MPC party
+    assert [f for f, _ in errors] == ["class_weight", "early_stopping", "to"]
+    assert all("label holder" in msg for _, msg in errors)
+    assert all(out[p][5] == errors for p in names)  # raised alike at every party
+
+
+def test_secret_label_model_saves_and_loads_and_order_comes_from_the_protocol(tmp_path):
+    g = np.random.default_rng(4)
+    X = g.normal(size=(60, 2))
+    y = (X[:, 0] > 0).astype(float)
+    names = ["bank", "partner", "insurer"]
+
+    def train(ctx):
+        mpc = MpcDevice(ctx, names, protocol="aby3")
+        xs = {"partner": ctx.party("partner").run(lambda: X)}
+        m = SSLogisticRegression(mpc, epochs=1, batch_size=None, reveal="shared").fit(xs, ctx.party("bank").run(lambda: y).to(mpc))
+        m.save(tmp_path)
+        p = m.predict(xs, to="partner")
+        return p.value if ctx.me == "partner" else None
+
+    def load(order):
+        def prog(ctx):
+            m = SSLogisticRegression.load(MpcDevice(ctx, order, protocol="aby3"), tmp_path)
+            p = m.predict({"partner": ctx.party("partner").run(lambda: X)}, to="partner")
+            return m.label_owner_, (p.value if ctx.me == "partner" else None)
+        return prog
+
+    before = simulate(train, names, mode="thread")["partner"]
+    owner, after = simulate(load(names), names, mode="thread")["partner"]
+    assert owner is None
+    np.testing.assert_allclose(after, before, atol=1e-4)
+    # replicated shares are tied to the parties' order (Aby3.share_order_matters): another order is refused
+    with pytest.raises(PartyFailed, match="trained by the MPC parties"):
+        simulate(load(["partner", "bank", "insurer"]), names, mode="thread")

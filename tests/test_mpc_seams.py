@@ -124,6 +124,45 @@ def test_combine_detects_an_inconsistent_replica():
         sharing.combine(parts, "aby3")
 
 
+def test_combine_names_the_party_whose_replica_disagrees():
+    parts = sharing.split(np.array([2.5]), "aby3", frac_bits=18)
+    parts[2][1] = parts[2][1] + np.uint64(1)  # erin's copy of x_0 is wrong
+    with pytest.raises(ProtocolError, match="erin returned a share inconsistent with alice") as ei:
+        sharing.combine(parts, "aby3", frac_bits=18, names=["alice", "bob", "erin"])
+    assert ei.value.party == "erin" and ei.value.field == "parts"
+    with pytest.raises(ValueError, match="2 names for 3 parts"):
+        sharing.combine(parts, "aby3", names=["alice", "bob"])
+
+
+@pytest.mark.parametrize("protocol", ["semi2k", "aby3"])
+def test_share_order_matters_is_declared_by_the_protocol(protocol):
+    """A share imported at another position of the party order is wrong exactly when the protocol says so."""
+    from jointml.mpc.protocols import Aby3, Protocol
+
+    assert Protocol.share_order_matters is True  # conservative default for a new protocol
+    assert (Semi2k.share_order_matters, Aby3.share_order_matters) == (False, True)
+    v = np.array([1.0, -3.0])
+    order = ["alice", "bob", "erin"] if protocol == "aby3" else ["alice", "bob"]
+
+    def make(ctx, parties):
+        if protocol == "semi2k":
+            return MpcDevice(ctx, parties, dealer="carol")
+        return MpcDevice(ctx, parties, protocol="aby3")
+
+    def prog(ctx):
+        mpc = make(ctx, order)
+        saved = ctx.party("alice").run(lambda: v).to(mpc).export_share()
+        other = make(ctx, [order[1], order[0], *order[2:]])  # the same parties, the first two swapped
+        got = other.import_share(saved, (2,)).reveal()
+        return other.proto.share_order_matters, got
+
+    names = order + (["carol"] if protocol == "semi2k" else [])
+    out = simulate(prog, names, mode="thread")
+    matters, got = out["alice"]
+    assert matters == (protocol == "aby3")
+    assert np.allclose(got, v) != matters  # additive shares survive the new order; replicated ones do not
+
+
 def test_ring_backend_ops_wrap_and_match_numpy():
     assert get_backend("numpy") is bk
     a = G.integers(0, 2**64, size=1000, dtype=np.uint64)

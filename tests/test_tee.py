@@ -666,29 +666,30 @@ def test_tee_device_refuses_unattested_enclave_at_every_party(plat, plat_dir, id
 
 
 def test_outsider_shares_round_trip_and_layout():
-    from jointml.apps.outsider_shares import combine_from_outsider, export_share, import_share, split_for_outsider
-    from jointml.core.errors import ConfigError, EncodingRangeError
-    from jointml.mpc import MpcDevice
+    """What the enclave programs use for parties outside an MPC program: mpc.sharing + the protocol's import/export."""
+    from jointml.core.errors import EncodingRangeError, ParameterError
+    from jointml.mpc import MpcDevice, sharing
     from jointml.runtime import simulate
 
     v = np.array([[1.25, -3.5], [0.0, 1e4]])
     for proto, n in (("semi2k", 2), ("semi2k", 3), ("aby3", 3)):
-        parts = split_for_outsider(v, proto, n)
-        np.testing.assert_array_equal(combine_from_outsider(parts, proto), v)
+        parts = sharing.split(v, proto, parties=n, frac_bits=18)
+        np.testing.assert_array_equal(sharing.combine(parts, proto, frac_bits=18), v)
         assert all(len(p) == (2 if proto == "aby3" else 1) for p in parts)
-    with pytest.raises(ConfigError):
-        split_for_outsider(v, "aby3", 2)
+    with pytest.raises(ParameterError):
+        sharing.split(v, "aby3", parties=2, frac_bits=18)
     with pytest.raises(EncodingRangeError):
-        split_for_outsider(np.array([np.nan]), "aby3", 3)
-    parts = split_for_outsider(v, "aby3", 3)
+        sharing.split(np.array([np.nan]), "aby3", frac_bits=18)
+    parts = sharing.split(v, "aby3", frac_bits=18)
 
     def prog(ctx):  # imported shares compute like any secret; exported ones combine again
         mpc = MpcDevice(ctx, protocol="aby3")
-        x = import_share(mpc, parts[mpc.parties.index(ctx.me)], v.shape)
-        return export_share(x * 2.0)
+        x = mpc.import_share(parts[mpc.parties.index(ctx.me)], v.shape)
+        return (x * 2.0).export_share()
 
     out = simulate(prog, ["p0", "p1", "p2"], mode="thread")
-    np.testing.assert_allclose(combine_from_outsider([out[p] for p in ("p0", "p1", "p2")], "aby3"), 2 * v, atol=1e-4)
+    np.testing.assert_allclose(sharing.combine([out[p] for p in ("p0", "p1", "p2")], "aby3", frac_bits=18), 2 * v,
+                               atol=1e-4)
 
 
 def test_tee_layer_imports_no_application():

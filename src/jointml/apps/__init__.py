@@ -12,7 +12,6 @@ attested links. The applications that run inside those enclaves live here:
 * :mod:`.tecc` -- the registered program ``jointml.apps.tecc``: each ABY3 party in its
   own attested enclave, training :class:`jointml.ml.linear.SSLogisticRegression` over
   the enclave-to-enclave links.
-* :mod:`.outsider_shares` -- share split/combine for parties outside an MPC program.
 
 Every enclave here is a software simulation (see :mod:`jointml.tee`): it shows the
 protocol, not hardware protection. The modules are imported on demand (an enclave

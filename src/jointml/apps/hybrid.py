@@ -25,7 +25,6 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..mpc import MpcDevice, SecretArray, concatenate
 from ..tee.enclave import EnclaveSession
-from .outsider_shares import import_share
 
 
 @dataclass(frozen=True)
@@ -66,9 +65,8 @@ def secret_model(mpc: MpcDevice, share: ModelShare | None, size: int) -> SecretA
     Compute parties pass their ModelShare; other parties of the program (a dealer, an
     outside data owner) pass None. `size` (features + 1) is public.
 
-    >>> from jointml.apps.outsider_shares import split_for_outsider
-    >>> from jointml.mpc import MpcDevice
-    >>> parts = split_for_outsider(np.array([0.5, -1.0]), "semi2k", 2)
+    >>> from jointml.mpc import MpcDevice, sharing
+    >>> parts = sharing.split(np.array([0.5, -1.0]), "semi2k", parties=2, frac_bits=18)
     >>> def prog(ctx):
     ...     mpc = MpcDevice(ctx, ["alice", "bob"], protocol="semi2k", dealer="carol")
     ...     mine = {p: ModelShare(p, "semi2k", ("alice", "bob"), 18, (1,), ("alice",), parts[i])
@@ -82,7 +80,7 @@ def secret_model(mpc: MpcDevice, share: ModelShare | None, size: int) -> SecretA
     if share is None:
         if me in mpc.parties:
             raise ConfigError(f"party '{me}': compute party of the MPC device but no model share given")
-        return import_share(mpc, None, (size,))
+        return mpc.import_share([], (size,))
     if share.protocol != mpc.protocol_name or tuple(share.parties) != tuple(mpc.parties):
         raise ConfigError(f"party '{me}': model shares are for {share.protocol} over {list(share.parties)}, "
                           f"the device is {mpc.protocol_name} over {list(mpc.parties)}")
@@ -90,7 +88,7 @@ def secret_model(mpc: MpcDevice, share: ModelShare | None, size: int) -> SecretA
         raise ConfigError(f"party '{me}': model shares use {share.frac_bits} fractional bits, device {mpc.frac_bits}")
     if any(s.shape != (size,) for s in share.shares):
         raise ConfigError(f"party '{me}': model share has shape {share.shares[0].shape}, expected ({size},)")
-    return import_share(mpc, share.shares, (size,))
+    return mpc.import_share(share.shares, (size,))
 
 
 def predict(mpc: MpcDevice, features: dict, w: SecretArray, to: str):

@@ -42,18 +42,17 @@ enclaves learn shapes, the hyperparameters and the public batch order.
 from __future__ import annotations
 
 import time
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..core.errors import ConfigError, DataError, ParameterError, ProtocolError
 from ..core.fixedpoint import DEFAULT_FRAC_BITS
-from ..runtime.device import PartyObject
+from ..mpc import sharing
 from ..tee import tecc as infra
 from ..tee.attestation import measure
 from ..tee.enclave import EnclaveSession
 from ..tee.tecc import ROLES, role_config
-from .outsider_shares import combine_from_outsider, export_share, import_share, split_for_outsider
 
 PROGRAM = "jointml.apps.tecc"
 JOBS = ("logistic_regression_gd",)
@@ -116,7 +115,7 @@ def share_input(sessions: Mapping[str, EnclaveSession], name: str, value: np.nda
     value = np.asarray(value, dtype=np.float64)
     if name == "y" and not np.isin(value, (0.0, 1.0)).all():
         raise DataError("labels must be 0/1", field="y")
-    parts = split_for_outsider(value, "aby3", len(ROLES), frac_bits)
+    parts = sharing.split(value, "aby3", parties=len(ROLES), frac_bits=frac_bits)
     for r, mine in zip(ROLES, parts, strict=True):
         sessions[r].call("tecc_input", {"name": name, "shape": list(value.shape)}, list(mine))
 
@@ -128,7 +127,7 @@ def reconstruct(sessions: Mapping[str, EnclaveSession], frac_bits: int = DEFAULT
     'jointml.apps.tecc'
     """
     got = [sessions[r].call("tecc_result").arrays for r in ROLES]
-    return combine_from_outsider(got, "aby3", frac_bits, names=[f"enclave {r}" for r in ROLES])
+    return sharing.combine(got, "aby3", frac_bits, names=[f"enclave {r}" for r in ROLES])
 
 
 class TeccCluster(infra.TeccCluster):
@@ -167,29 +166,6 @@ def plaintext_reference(X: np.ndarray, y: np.ndarray, epochs: int = 30, learning
 # ------------------------------------------------------------------------------------
 
 
-class _SharedLabels(PartyObject):
-    """Labels that enter the MPC device already secret-shared, as the label argument of ``fit``.
-
-    Stopgap: ``SSLogisticRegression.fit(X, y)`` takes the labels as the label holder's
-    PartyObject, but in TECC the label holder is a data owner outside the enclaves and
-    every enclave holds only shares. This handle is "owned" by the first role, whose
-    checks see a public all-zero stand-in of the public shape (the real 0/1 check ran at
-    the label holder, in :func:`share_input`), and whose transfer to the device *is* the
-    shared labels (nothing is sent). Remove it once ``fit`` accepts a SecretArray ``y``.
-    """
-
-    __slots__ = ("secret",)
-
-    def __init__(self, ctx, owner: str, secret):
-        super().__init__(ctx.party(owner), np.zeros(secret.shape) if ctx.me == owner else None)
-        self.secret = secret
-
-    def to(self, device, **kw):
-        if device is not self.secret.device:
-            raise ProtocolError("shared labels live on their MPC device only")
-        return self.secret
-
-
 class EnclaveProgram:
     """Runs inside each TECC enclave (see :mod:`jointml.tee._boot`); the host never calls it.
 
@@ -197,7 +173,7 @@ class EnclaveProgram:
     'jointml.apps.tecc'
     """
 
-    def __init__(self, rt):
+    def __init__(self, rt: Any) -> None:
         self.rt = rt
         self.cfg = rt.config
         self.t = self.cfg["tecc"]
@@ -254,7 +230,7 @@ class EnclaveProgram:
         mpc = MpcDevice(ctx, self.t["roles"], protocol="aby3", frac_bits=int(self.t["frac_bits"]))
 
         def secret(name):
-            return import_share(mpc, self.inputs[name], self.inputs[name][0].shape)
+            return mpc.import_share(self.inputs[name], self.inputs[name][0].shape)
 
         X = concatenate([secret(nm) for nm in names], axis=1)
         y = secret("y")
@@ -264,16 +240,20 @@ class EnclaveProgram:
         model = SSLogisticRegression(mpc, epochs=int(self.t["epochs"]), batch_size=None,
                                      learning_rate=float(self.t["learning_rate"]), l2=float(self.t.get("l2", 0.0)),
                                      sigmoid=self.t["sigmoid"], reveal="shared")
-        # the joint matrix is one secret block; its key only has to be a party of the job
+        # the joint matrix is one secret block; its key only has to be a party of the job.
+        # The labels are already secret-shared: fit has no label holder (the 0/1 check ran
+        # at the data owner, in share_input).
         first = mpc.parties[0]
         t0 = time.perf_counter()
-        model.fit({first: X}, _SharedLabels(ctx, first, y))
+        model.fit({first: X}, y)
         seconds = time.perf_counter() - t0
         out = concatenate([model.w_shared_, model.b_shared_.reshape(1)], axis=0)
         m_test = self._score(model, first, d)
         if m_test:
             out = concatenate([out, m_test[1]], axis=0)
-        self.result = export_share(out)
+        if out.fxp != mpc.frac_bits:  # the result party decodes at the configured frac_bits
+            raise ProtocolError(f"TECC result has {out.fxp} fractional bits, expected {mpc.frac_bits}", party=self.role)
+        self.result = tuple(out.export_share())
         st = ctx.stats()
         return {"role": self.role, "rows": int(n), "features": int(d), "test_rows": m_test[0] if m_test else 0,
                 "seconds": seconds, "bytes_sent": int(st["bytes_sent"]), "rounds": int(st["rounds"])}, []
@@ -288,7 +268,7 @@ class EnclaveProgram:
         if not all(nm in self.inputs for nm in names):
             raise DataError(f"missing test inputs {[nm for nm in names if nm not in self.inputs]}")
         mpc = model.mpc
-        T = concatenate([import_share(mpc, self.inputs[nm], self.inputs[nm][0].shape) for nm in names], axis=1)
+        T = concatenate([mpc.import_share(self.inputs[nm], self.inputs[nm][0].shape) for nm in names], axis=1)
         if T.shape[1] != d:
             raise DataError(f"test rows have {T.shape[1]} features, training rows {d}")
         return int(T.shape[0]), model.decision_function_shared({key: T})

@@ -50,7 +50,6 @@ import numpy as np
 from ..core.errors import ConfigError, DataError, ModelError, ParameterError, ResourceError
 from ..core.fixedpoint import DEFAULT_FRAC_BITS
 from ..tee import channel as ch
-from .outsider_shares import split_for_outsider
 
 if TYPE_CHECKING:  # pragma: no cover - the enclave imports only what its program runs (and is measured)
     from ..runtime.device import PartyObject
@@ -199,12 +198,12 @@ class EnclaveProgram:
     'jointml.apps.tee_train'
     """
 
-    def __init__(self, rt):
+    def __init__(self, rt: Any) -> None:
         self.rt = rt
         self.cfg = rt.config
         self.uploads: dict[str, dict] = {}
         self.model: dict | None = None
-        self.estimator = None
+        self.estimator: Any = None  # a fitted scikit-learn model or an _ExportedModel
         self.pending: dict[str, dict[str, np.ndarray]] = {}
         self.shares: list | None = None  # hybrid mode: one split of the model, handed out per party
 
@@ -323,7 +322,7 @@ class EnclaveProgram:
         The configuration's ``mpc`` entry (measured) names the protocol, the compute
         parties in order and the fixed-point bits. The enclave splits the encoded model
         (coef..., intercept) once into additive shares over Z_2^64 from the cryptographic PRG
-        (:func:`~jointml.apps.outsider_shares.split_for_outsider`): compute party i gets
+        (:func:`jointml.mpc.sharing.split`): compute party i gets
         share i (semi2k) or shares (i, i+1 mod 3) (aby3). No
         single party can learn the model from its share(s)."""
         mpc = self.cfg.get("mpc")
@@ -335,7 +334,9 @@ class EnclaveProgram:
         if self.model is None or self.model["type"] != "logistic_regression":
             raise ModelError("model shares need a trained logistic_regression model")
         if self.shares is None:  # one split, handed out party by party (EncodingRangeError if out of range)
-            self.shares = split_for_outsider(np.concatenate(self.model["arrays"]), proto, len(parties), f)
+            from ..mpc import sharing  # the MPC engine is measured into this program (tee.attestation)
+
+            self.shares = sharing.split(np.concatenate(self.model["arrays"]), proto, parties=len(parties), frac_bits=f)
         i = parties.index(party)
         mine = list(self.shares[i])
         return {"protocol": proto, "parties": parties, "frac_bits": f, "columns": self.model["columns"],
@@ -401,15 +402,17 @@ class EnclaveProgram:
             return {"job": job, "shard": shard}, [ch.as_bytes_array(out)]
         if op == "combine":
             n_shards = int(meta["n_shards"])
-            if len(arrays) != n_shards:
-                raise DataError(f"combine needs {n_shards} shard results, got {len(arrays)}")
-            G = v = None
+            if len(arrays) != n_shards or n_shards < 1:
+                raise DataError(f"combine needs {n_shards} (at least one) shard results, got {len(arrays)}")
+            G: np.ndarray | None = None
+            v: np.ndarray | None = None
             n = 0
             for i, blob in enumerate(arrays):  # fixed order: same bits whichever enclave computed each shard
                 g, b, c = ch.unpack(self.rt.decrypt_data(blob.tobytes(), f"{job}|stats|{i}")).arrays
                 G = g.copy() if G is None else G + g
                 v = b.copy() if v is None else v + b
                 n += int(c[0])
+            assert G is not None and v is not None  # at least one shard
             lam = float(meta.get("l2", 1.0))
             reg = lam * np.eye(G.shape[0])
             reg[-1, -1] = 0.0  # do not penalise the intercept

@@ -104,18 +104,29 @@ def split(value: Any, protocol: str, parties: int | None = None, frac_bits: int 
     raise ParameterError(f"unknown MPC protocol '{protocol}' (choose 'semi2k' or 'aby3')", field="protocol")
 
 
-def combine(parts: Sequence[Sequence[Any]], protocol: str, frac_bits: int | None = None) -> Array:
+def combine(parts: Sequence[Sequence[Any]], protocol: str, frac_bits: int | None = None,
+            names: Sequence[str] | None = None) -> Array:
     """Reconstruct a value from every compute party's share arrays (the output of `split`
     or of each party's `export_share`, in the device's party order).
 
     Returns ring elements (uint64), or decoded values when `frac_bits` is given
     (None: raw ring; for signed integers use `decode(..., None)`). aby3: raises
-    `ProtocolError` naming the party whose replica disagrees.
+    `ProtocolError` naming the party whose replica disagrees: `names[i]` (default
+    "party i") for the i-th entry of `parts`.
 
     >>> combine(split(np.array([-7]), "semi2k"), "semi2k").view(np.int64).tolist()
     [-7]
+    >>> bad = split(np.array([1.0]), "aby3", frac_bits=18)
+    >>> bad[1][1] = bad[1][1] + np.uint64(1)
+    >>> combine(bad, "aby3", 18, names=["bank", "partner", "insurer"])
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.ProtocolError: aby3: partner returned a share inconsistent with insurer (a faulty or malicious holder)
     """
     arrays = [[np.asarray(a, dtype=np.uint64) for a in p] for p in parts]
+    who = [f"party {i}" for i in range(len(arrays))] if names is None else [str(n) for n in names]
+    if len(who) != len(arrays):
+        raise ParameterError(f"combine: {len(who)} names for {len(arrays)} parts", field="names")
     if protocol == "semi2k":
         if len(arrays) < 2 or any(len(p) != 1 for p in arrays):
             raise ProtocolError("semi2k: combine needs one array from each of at least 2 parties", field="parts")
@@ -128,8 +139,10 @@ def combine(parts: Sequence[Sequence[Any]], protocol: str, frac_bits: int | None
         comps = [p[0] for p in arrays]
         for i in range(3):  # party i also holds x_{i+1}: the replicas must agree
             if not np.array_equal(arrays[i][1], comps[(i + 1) % 3]):
-                raise ProtocolError(f"aby3: share of party {i} is inconsistent with party {(i + 1) % 3} "
-                                    "(a faulty or malicious holder)", party=str(i), field="parts")
+                err = ProtocolError(f"aby3: {who[i]} returned a share inconsistent with {who[(i + 1) % 3]} "
+                                    "(a faulty or malicious holder)")
+                err.party, err.field = (who[i] if names is not None else None), "parts"  # named in the text already
+                raise err
         total = comps[0] + comps[1] + comps[2]
     else:
         raise ParameterError(f"unknown MPC protocol '{protocol}' (choose 'semi2k' or 'aby3')", field="protocol")

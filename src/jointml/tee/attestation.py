@@ -52,9 +52,12 @@ RUNTIME_MODULES = (
 #: (:mod:`jointml.apps`); this table names them by module path only -- the TEE layer
 #: never imports them, the enclave process loads the one it was booted with.
 PROGRAMS: dict[str, tuple[str, ...]] = {
-    "jointml.apps.tee_train": ("jointml.apps.tee_train", "jointml.apps.outsider_shares", "jointml.core"),
+    # hybrid mode splits the model with jointml.mpc.sharing: importing it runs the MPC package (and the
+    # runtime and links it imports), so all of it is measured
+    "jointml.apps.tee_train": ("jointml.apps.tee_train", "jointml.mpc.sharing", "jointml.core", "jointml.mpc",
+                               "jointml.runtime", "jointml.net"),
     # TECC runs the MPC engine and the estimators inside the enclave: all of it is measured
-    "jointml.apps.tecc": ("jointml.apps.tecc", "jointml.apps.outsider_shares", "jointml.tee.tecc", "jointml.core",
+    "jointml.apps.tecc": ("jointml.apps.tecc", "jointml.mpc.sharing", "jointml.tee.tecc", "jointml.core",
                           "jointml.net", "jointml.runtime", "jointml.mpc", "jointml.ml"),
 }
 

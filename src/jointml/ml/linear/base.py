@@ -20,6 +20,15 @@ label holder (it already knows the labels) and one stop/continue bit per epoch t
 everybody. Predictions are revealed only to the party named in `predict(to=...)`.
 `save` writes each party's own share: one part alone reveals nothing more.
 
+Labels already secret-shared (`fit(X, y)` with `y` a `SecretArray` on the model's
+device, e.g. shared into enclaves by a data owner outside the program): there is no
+label holder. Nobody sees the labels in clear; the parties learn only y's public shape;
+the model id is drawn by the first MPC party; with `reveal="owners"` the intercept
+stays shared (nobody learns it) and `predict` needs an explicit `to=`. Whoever shared
+the labels checks that they are 0/1 (or valid for the GLM family): the parties cannot.
+`class_weight="balanced"` and `early_stopping`, which need a label holder computing in
+clear, raise `ModelError`.
+
 Objective: mean loss + l2/2 ||w||^2 + l1 ||w||_1 (the intercept is not penalised),
 minimised by mini-batch (or full-batch, `batch_size=None`) gradient descent with a
 proximal soft-threshold step for l1. Fixed point: the gradient is formed as X^T r and
@@ -49,16 +58,16 @@ from typing import Any
 
 import numpy as np
 
-from ...core.errors import ModelError
+from ...core.errors import ModelError, ProtocolError
 from ...core.prg import Prg
 from ...mpc import MpcDevice, SecretArray, concatenate, functions
 from ...mpc.masked import BlockMatrix
 from ...runtime.collectives import broadcast
 from ...runtime.device import PartyObject
 from ...runtime.persist import ModelPart
+from ..arrays_json import arrays_from_json, arrays_to_json
 from ..base import SecureEstimator, check_param
 from ..checks import announced_shape
-from ..shares import order_matters, share_from_json, share_to_json
 from .features import (
     FeatureLayout,
     block_shapes,
@@ -149,7 +158,7 @@ class _TrainingData:
     sw_train: SecretArray | None
     val_block: BlockMatrix | None
     val_rows: np.ndarray | None
-    y: PartyObject
+    y: PartyObject | SecretArray  # the labels as passed to fit (in clear at a label holder, or secret)
     n_train: int
     m: int
     n_batches: int
@@ -217,7 +226,8 @@ class SecureLinearModel(SecureEstimator):
             raise ModelError(f"reveal must be 'owners', 'shared' or a party of the cluster {ctx.parties}, got {self.reveal!r}",
                              field="reveal")
         if self.early_stopping and not 0.0 < self.validation_fraction < 1.0:
-            raise ModelError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}", field="validation_fraction")
+            raise ModelError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}",
+                             field="validation_fraction")
 
     # -- hooks -------------------------------------------------------------------------
     def _accepts_wide_eta(self) -> bool:
@@ -239,8 +249,14 @@ class SecureLinearModel(SecureEstimator):
         """At the label holder: why these labels are unusable (None if fine)."""
         return None
 
-    def _before_training(self, y: PartyObject) -> None:
+    def _before_training(self, y: PartyObject | SecretArray) -> None:
         """Hook run at every party after the inputs are checked, before any sharing."""
+
+    def _needs_label_holder(self) -> tuple[str, str] | None:
+        """(field, setting) of a hyperparameter that needs the labels in clear at a label holder."""
+        if self.early_stopping:
+            return "early_stopping", "early_stopping=True (the validation loss is computed in clear)"
+        return None
 
     def _sample_weights(self, y: SecretArray) -> SecretArray | None:
         return None
@@ -253,18 +269,36 @@ class SecureLinearModel(SecureEstimator):
         return self.learning_rate
 
     # -- fit ---------------------------------------------------------------------------
-    def fit(self, X: Any, y: PartyObject, feature_names: dict | None = None) -> SecureLinearModel:
-        """Train on the rows of X (a VDataFrame or {party: PartyObject}) and labels y (a PartyObject).
+    def fit(self, X: Any, y: PartyObject | SecretArray, feature_names: dict | None = None) -> SecureLinearModel:
+        """Train on the rows of X (a VDataFrame or {party: PartyObject}) and labels y.
 
-        Rows must be aligned across parties (PSI first). Bad input raises `ModelError` at
-        every party alike, naming the party and the field."""
+        `y` is the label holder's PartyObject, or a SecretArray on the model's device when
+        the labels are already secret-shared (no label holder: see the module docstring for
+        what changes). Rows must be aligned across parties (PSI first). Bad input raises
+        `ModelError` at every party alike, naming the party and the field.
+
+        >>> from jointml.mpc import MpcDevice
+        >>> from jointml.ml.linear import SSLogisticRegression
+        >>> X = np.array([[1.0], [-1.0], [2.0], [-2.0]]); y = np.array([1.0, 0.0, 1.0, 0.0])
+        >>> def prog(ctx):  # the labels enter already shared (here by "bank"): no label holder
+        ...     mpc = MpcDevice(ctx, ["bank", "partner", "insurer"], protocol="aby3")
+        ...     ys = ctx.party("bank").run(lambda: y).to(mpc)
+        ...     m = SSLogisticRegression(mpc, epochs=3, batch_size=None, learning_rate=1.0, reveal="shared")
+        ...     m.fit({"partner": ctx.party("partner").run(lambda: X)}, ys)
+        ...     return m.label_owner_, m.predict(X={"partner": ctx.party("partner").run(lambda: X)}, to="partner")
+        >>> out = simulate(prog, ["bank", "partner", "insurer"], mode="thread")
+        >>> out["bank"][0] is None, (out["partner"][1].value > 0.5).tolist()
+        (True, [True, False, True, False])
+        """
         self._validate_params()
         parts, y, n = self._check_inputs(X, y, feature_names)
         ctx = self.ctx
-        # A public identifier of this training run (the label holder draws it): saved parts
-        # of one model carry the same id, so parts of different models are never mixed.
-        mine = {"id": secrets.token_hex(8) if ctx.me == y.owner else None}
-        self.model_id_ = broadcast(ctx, y.owner, meta=mine, name="model-id").meta["id"]
+        # A public identifier of this training run (the label holder draws it, or the first
+        # MPC party for secret labels): saved parts of one model carry the same id, so parts
+        # of different models are never mixed.
+        drawer = y.owner if isinstance(y, PartyObject) else self.device.parties[0]
+        mine = {"id": secrets.token_hex(8) if ctx.me == drawer else None}
+        self.model_id_ = broadcast(ctx, drawer, meta=mine, name="model-id").meta["id"]
         self._before_training(y)
         t_setup = time.perf_counter()
         data = self._prepare(parts, y, n)
@@ -276,35 +310,60 @@ class SecureLinearModel(SecureEstimator):
         self._reveal_weights(w, b)
         return self
 
-    def _check_inputs(self, X: Any, y: Any, feature_names: dict | None) -> tuple[dict, PartyObject, int]:
+    def _check_inputs(self, X: Any, y: Any, feature_names: dict | None) -> tuple[dict, PartyObject | SecretArray, int]:
         """Check the blocks and labels at every party alike; sets `features_`, `label_owner_`."""
         ctx = self.ctx
         parts, names = collect_blocks(X, feature_names)
-        if not isinstance(y, PartyObject):
-            raise ModelError(f"y must be a PartyObject (the label holder's label vector), got {type(y).__name__}")
+        if isinstance(y, SecretArray):
+            self._check_secret_labels(y)
+        elif not isinstance(y, PartyObject):
+            raise ModelError("y must be a PartyObject (the label holder's label vector) or a SecretArray on the "
+                             f"model's MPC device (labels already secret-shared), got {type(y).__name__}", field="y")
         check_blocks(ctx, self.device, parts)
         self._validate_fit_params()
         shapes = block_shapes(ctx, parts)
-        yshape = announced_shape(ctx, y, "label vector", ndim=(1, 2), check=self._check_labels)
+        if isinstance(y, SecretArray):  # the shape of a secret is public: nothing to announce
+            yshape, where = tuple(y.shape), "labels (secret-shared)"
+        else:
+            yshape = announced_shape(ctx, y, "label vector", ndim=(1, 2), check=self._check_labels)
+            where = "labels@" + y.owner
         if len(yshape) == 2 and yshape[1] != 1:
-            raise ModelError(f"party '{y.owner}': label vector must be 1-D (or one column), got shape {yshape}")
+            who = f"party '{y.owner}': " if isinstance(y, PartyObject) else "secret labels: "
+            raise ModelError(f"{who}label vector must be 1-D (or one column), got shape {yshape}")
         rows: dict[str, int] = {p: s[0] for p, s in shapes.items()}
-        rows["labels@" + y.owner] = yshape[0]
+        rows[where] = yshape[0]
         if len(set(rows.values())) != 1:
             raise ModelError(f"row counts differ across parties: {rows}; align the data with PSI first")
         n = yshape[0]
         if n == 0:
             raise ModelError("no training rows (0 rows at every party)")
         if len(yshape) == 2:
-            y = ctx.party(y.owner).run(lambda v: np.asarray(v).reshape(-1), y)
-        self.label_owner_ = y.owner
+            if isinstance(y, SecretArray):
+                y = y.reshape(-1)
+            else:
+                y = ctx.party(y.owner).run(lambda v: np.asarray(v).reshape(-1), y)
+        self.label_owner_ = y.owner if isinstance(y, PartyObject) else None
         self.features_ = FeatureLayout(list(parts), [shapes[p][1] for p in parts],
                                        [list(names.get(p, [f"{p}_x{i}" for i in range(shapes[p][1])])) for p in parts])
         if self.features_.d == 0:
             raise ModelError(f"X has no feature columns: {shapes}")
         return parts, y, n
 
-    def _prepare(self, parts: dict, y: PartyObject, n: int) -> _TrainingData:
+    def _check_secret_labels(self, y: SecretArray) -> None:
+        """Public checks of labels given as a secret (every party alike, no message)."""
+        mpc = self.device
+        if y.device is not mpc:
+            raise ModelError(f"secret labels y live on {y.device!r}, not on the model's device {mpc!r}", field="y")
+        if len(y.shape) not in (1, 2):
+            raise ModelError(f"secret labels: label vector must be 1-D (or one column), got shape {y.shape}", field="y")
+        if y.fxp not in (0, mpc.frac_bits):
+            raise ModelError(f"secret labels have {y.fxp} fractional bits; the device uses {mpc.frac_bits} (or 0: integers)",
+                             field="y")
+        need = self._needs_label_holder()
+        if need is not None:
+            raise ModelError(f"{need[1]} needs a label holder; labels given as a SecretArray have none", field=need[0])
+
+    def _prepare(self, parts: dict, y: PartyObject | SecretArray, n: int) -> _TrainingData:
         """Public train/validation split, shares of the labels, the feature blocks masked once."""
         mpc = self.device
         perm = public_permutation(n, int(self.random_state))
@@ -316,10 +375,9 @@ class SecureLinearModel(SecureEstimator):
             val_rows, train_rows = np.sort(perm[:n_val]), perm[n_val:]
         else:
             val_rows, train_rows = None, perm
-        # A feature block held by a party outside the compute parties is secret-shared first
-        # (the private-matrix shortcut needs its owner among the compute parties).
-        parts = {p: (o.to(mpc, fxp=True) if isinstance(o, PartyObject) and o.owner not in mpc.parties else o) for p, o in parts.items()}
-        ys = y.to(mpc, fxp=True)
+        parts = self._share_outside_blocks(parts)
+        # labels already shared stay as they are (integers are lifted to fixed point locally)
+        ys = y.astype_fxp() if isinstance(y, SecretArray) else y.to(mpc, fxp=True)
         # Order training rows once by the public permutation so batches are contiguous;
         # each party's block is masked once (plaintext blocks by their owner alone).
         Xm = BlockMatrix(mpc, parts, rows=train_rows)
@@ -330,6 +388,14 @@ class SecureLinearModel(SecureEstimator):
         m = n_train if self.batch_size is None else min(int(self.batch_size), n_train)
         return _TrainingData(Xm, y_train, sw_train, val_block, val_rows, y, n_train, m, int(math.ceil(n_train / m)))
 
+    def _share_outside_blocks(self, parts: dict) -> dict:
+        """The blocks, with those held by a party outside the compute parties secret-shared.
+
+        The private-matrix shortcut needs its owner among the compute parties."""
+        mpc = self.device
+        return {p: (o.to(mpc, fxp=True) if isinstance(o, PartyObject) and o.owner not in mpc.parties else o)
+                for p, o in parts.items()}
+
     def _train(self, data: _TrainingData, t0: float) -> tuple[SecretArray, SecretArray]:
         """The epochs: gradient steps over the batches in a public order, early stopping."""
         ctx = self.ctx
@@ -339,7 +405,8 @@ class SecureLinearModel(SecureEstimator):
         self.history_: list[dict] = []
         step, seen = 0, 0
         batch_order_rng = Prg((int(self.random_state) + 1).to_bytes(16, "little"), stream="batches")
-        bar = _progress_bar(bool(self.verbose) and ctx.me == self.label_owner_, int(self.epochs) * data.n_batches,
+        lead = self.device.parties[0] if self.label_owner_ is None else self.label_owner_
+        bar = _progress_bar(bool(self.verbose) and ctx.me == lead, int(self.epochs) * data.n_batches,
                             f"{type(self).__name__} [{ctx.me}]")
         for epoch in range(int(self.epochs)):
             order = np.argsort(batch_order_rng.uint64(data.n_batches), kind="stable") if data.n_batches > 1 else np.arange(1)
@@ -350,7 +417,8 @@ class SecureLinearModel(SecureEstimator):
                 w, b = self._step(data, w, b, slice(lo, hi), self._lr(step, epoch))
                 step += 1
                 seen += hi - lo
-            rec = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 3), "learning_rate": self._lr(step - 1, epoch)}
+            rec: dict[str, Any] = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 3),
+                                   "learning_rate": self._lr(step - 1, epoch)}
             stop = False
             if self.early_stopping:
                 # Only the label holder learns the validation loss; the others learn the stop bit.
@@ -361,11 +429,13 @@ class SecureLinearModel(SecureEstimator):
                         best, bad_epochs = score, 0
                     else:
                         bad_epochs += 1
+                assert self.label_owner_ is not None  # early stopping needs a label holder (checked in fit)
                 got = broadcast(ctx, self.label_owner_, meta={"stop": bad_epochs >= self.n_iter_no_change}, name="early-stop")
                 stop = bool(got.meta["stop"])
             self.history_.append(rec)
             if bar is not None:
-                bar.set_postfix_str(f"epoch {epoch + 1}/{self.epochs}" + (f" val_loss={rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""))
+                loss = f" val_loss={rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""
+                bar.set_postfix_str(f"epoch {epoch + 1}/{self.epochs}{loss}")
             if stop:
                 break
         if bar is not None:
@@ -375,7 +445,8 @@ class SecureLinearModel(SecureEstimator):
         self.n_samples_seen_ = seen
         return w, b
 
-    def _step(self, data: _TrainingData, w: SecretArray, b: SecretArray, rows_b: slice, lr: float) -> tuple[SecretArray, SecretArray]:
+    def _step(self, data: _TrainingData, w: SecretArray, b: SecretArray, rows_b: slice,
+              lr: float) -> tuple[SecretArray, SecretArray]:
         """One gradient step on the batch `rows_b` of the training rows."""
         # With a scale-generic link (seg3) the product's truncation is left to the
         # link, which truncates once at its end: one round fewer per batch.
@@ -417,7 +488,7 @@ class SecureLinearModel(SecureEstimator):
         if self.fit_intercept:
             eta = eta + b
         pred = self._mean(eta).reveal(to=self.label_owner_)
-        if self.ctx.me != self.label_owner_:
+        if self.ctx.me != self.label_owner_ or not isinstance(data.y, PartyObject):
             return None
         return float(self._val_score(np.asarray(data.y.value, dtype=np.float64)[data.val_rows], pred.value))
 
@@ -436,6 +507,8 @@ class SecureLinearModel(SecureEstimator):
                 v = w[lo:hi].reveal(to=p)
                 if ctx.me == p:
                     self.coef_by_party_[p] = v.value
+            if self.label_owner_ is None:  # secret labels: no label holder, the intercept stays shared
+                return
             bi = b.reveal(to=self.label_owner_)
             if ctx.me == self.label_owner_:
                 self.intercept_ = float(bi.value[0]) if self.fit_intercept else 0.0
@@ -460,7 +533,7 @@ class SecureLinearModel(SecureEstimator):
             raise ModelError(f"{type(self).__name__} is not fitted: call fit() or load() first")
         parts, _ = collect_blocks(X)
         prediction_rows(self.ctx, parts, self.features_)
-        parts = {p: (o.to(mpc, fxp=True) if isinstance(o, PartyObject) and o.owner not in mpc.parties else o) for p, o in parts.items()}
+        parts = self._share_outside_blocks(parts)
         eta = BlockMatrix(mpc, parts).matmul(self.w_shared_)
         if self.fit_intercept:
             eta = eta + self.b_shared_
@@ -472,7 +545,11 @@ class SecureLinearModel(SecureEstimator):
 
     def predict(self, X: Any, to: str | None = None) -> PartyObject:
         """Predicted mean (probability for logistic), revealed only to `to` (default: the label holder)."""
-        return self.predict_shared(X).reveal(to=to or self.label_owner_)
+        to = to or getattr(self, "label_owner_", None)
+        if to is None and hasattr(self, "w_shared_"):  # never reveal to everybody by default
+            raise ModelError("the model has no label holder (it was trained on secret-shared labels): "
+                             "name the party that receives the predictions with to=...", field="to")
+        return self.predict_shared(X).reveal(to=to)
 
     # -- persistence (runtime.persist: one part per party) ----------------------------------
     def _part_public(self) -> dict[str, Any]:
@@ -483,8 +560,8 @@ class SecureLinearModel(SecureEstimator):
     def _part_state(self) -> dict[str, Any]:
         # a part holds this party's share, and only the weights this party may see in clear
         return {
-            "w_share": share_to_json(self.w_shared_.share),
-            "b_share": share_to_json(self.b_shared_.share),
+            "w_share": arrays_to_json(self.w_shared_.export_share()),
+            "b_share": arrays_to_json(self.b_shared_.export_share()),
             "coef_by_party": {p: np.asarray(v).tolist() for p, v in self.coef_by_party_.items()},
             "coef": None if self.coef_ is None else np.asarray(self.coef_).tolist(),
             "intercept": self.intercept_,
@@ -498,26 +575,34 @@ class SecureLinearModel(SecureEstimator):
         if pub["protocol"] != mpc.protocol_name or pub["frac_bits"] != mpc.frac_bits:
             return (f"party '{me}': the model part was trained with protocol {pub['protocol']} ({pub['frac_bits']} fractional "
                     f"bits); the device runs {mpc.protocol_name} ({mpc.frac_bits} bits)")
-        saved = pub.get("mpc_parties")
+        saved = list(pub["mpc_parties"])
         # additive shares do not depend on the parties' order; replicated ones do
-        same = list(saved) == list(mpc.parties) if order_matters(state["w_share"]) else sorted(saved) == sorted(mpc.parties)
+        if mpc.proto.share_order_matters:
+            same = list(saved) == list(mpc.parties)
+        else:
+            same = sorted(saved) == sorted(mpc.parties)
         if not same:
             return f"party '{me}': the model part was trained by the MPC parties {saved}; the device has {list(mpc.parties)}"
-        d = FeatureLayout.from_json(pub["features"]).d
-        share_from_json(state["w_share"], (d,))
-        share_from_json(state["b_share"], (1,))
-        if (state["w_share"] is None) == (me in mpc.parties):
+        if (not state["w_share"]) == (me in mpc.parties):
             return f"party '{me}': the model part {'lacks' if me in mpc.parties else 'has'} a share of the weights"
+        try:
+            self._import_shares(state, FeatureLayout.from_json(pub["features"]).d)
+        except (ModelError, ProtocolError) as e:
+            return f"party '{me}': the model part's shares do not fit the device: {e}"
         return None
 
-    def _restore(self, part: ModelPart) -> None:
+    def _import_shares(self, state: dict[str, Any], d: int) -> tuple[SecretArray, SecretArray]:
+        """The saved shares of w (d,) and b (1,) as secrets (the protocol checks their layout)."""
         mpc = self.device
+        w = mpc.import_share(arrays_from_json(state["w_share"], "saved share of w"), (d,))
+        b = mpc.import_share(arrays_from_json(state["b_share"], "saved share of b"), (1,))
+        return w, b
+
+    def _restore(self, part: ModelPart) -> None:
         pub, state = part.public, part.state
         self.features_ = FeatureLayout.from_json(pub["features"])
         self.label_owner_ = pub["label_owner"]
-        d = self.features_.d
-        self.w_shared_ = SecretArray(mpc, share_from_json(state["w_share"], (d,)), (d,), mpc.frac_bits)
-        self.b_shared_ = SecretArray(mpc, share_from_json(state["b_share"], (1,)), (1,), mpc.frac_bits)
+        self.w_shared_, self.b_shared_ = self._import_shares(state, self.features_.d)
         self.coef_by_party_ = {p: np.array(v, dtype=np.float64) for p, v in state["coef_by_party"].items()}
         self.coef_ = None if state.get("coef") is None else np.array(state["coef"], dtype=np.float64)
         self.intercept_ = state["intercept"]

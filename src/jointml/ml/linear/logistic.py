@@ -102,21 +102,32 @@ class SSLogisticRegression(SecureLinearModel):
             return f"must hold 0/1 labels; {int(bad.sum())} other values (first {v.reshape(-1)[np.argmax(bad.reshape(-1))]!r})"
         return None
 
-    def _class_weights(self, y: PartyObject) -> dict[int, float]:
+    def _class_weights(self, y: PartyObject | None) -> dict[int, float]:
         """At the label holder: the two class weights (ModelError when unusable)."""
         if self.class_weight == "balanced":
+            assert y is not None  # "balanced" needs the labels in clear
             pos = float(np.mean(np.asarray(y.value, dtype=np.float64)))
             if pos in (0.0, 1.0):
                 raise ModelError("class_weight='balanced' needs both classes in the labels")
             return {0: 0.5 / (1 - pos), 1: 0.5 / pos}  # sklearn's n / (n_classes * n_c)
-        cw = {int(k): float(v) for k, v in dict(self.class_weight).items()}
+        assert isinstance(self.class_weight, dict)  # None and "balanced" are handled above (validated in fit)
+        cw = {int(k): float(v) for k, v in self.class_weight.items()}
         if set(cw) - {0, 1}:
             raise ModelError(f"class_weight keys must be 0 and 1, got {sorted(cw)}")
         return {0: cw.get(0, 1.0), 1: cw.get(1, 1.0)}
 
-    def _before_training(self, y: PartyObject) -> None:
+    def _needs_label_holder(self) -> tuple[str, str] | None:
+        if self.class_weight == "balanced":
+            return "class_weight", "class_weight='balanced' (the class balance is computed in clear)"
+        return super()._needs_label_holder()
+
+    def _before_training(self, y: PartyObject | SecretArray) -> None:
         self.class_weight_: dict[int, float] | None = None
         if self.class_weight is None:
+            return
+        if isinstance(y, SecretArray):
+            # no label holder; 'balanced' was refused in fit, fixed weights are public
+            self.class_weight_ = self._class_weights(None)
             return
         cw, problem = None, None
         if self.ctx.me == y.owner:

@@ -88,6 +88,7 @@ lists in breadth-first order of the ``2^max_depth - 1`` internal nodes), ``leaf_
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -95,15 +96,15 @@ from typing import Any
 
 import numpy as np
 
-from ...core.errors import ModelError
+from ...core.errors import ModelError, ProtocolError
 from ...mpc import MpcDevice, SecretArray, concatenate, functions, stack
 from ...mpc.masked import PrivateMaskedMatrix
 from ...runtime.collectives import broadcast
 from ...runtime.device import PartyObject
 from ...runtime.persist import ModelPart
+from ..arrays_json import arrays_from_json, arrays_to_json
 from ..base import SecureEstimator, check_param
 from ..checks import announced_shape
-from ..shares import order_matters, share_from_json, share_to_json
 from ._binning import QuantileBins
 
 __all__ = ["SSXGBClassifier", "SSXGBError"]
@@ -111,6 +112,12 @@ __all__ = ["SSXGBClassifier", "SSXGBError"]
 
 class SSXGBError(ModelError):
     """Bad input or inconsistent state; the message names the party concerned."""
+
+
+def _column_le(codes: np.ndarray | None, j: int, b: int) -> np.ndarray:
+    """At a feature holder: which rows have bin code <= b in column j (its own codes)."""
+    assert codes is not None  # evaluated at the owner only
+    return np.asarray(codes[:, j] <= b)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -173,7 +180,8 @@ class SSXGBClassifier(SecureEstimator):
         need("n_estimators", lambda v: int(v) == v and v >= 1, f"n_estimators must be >= 1, got {self.n_estimators}")
         need("max_depth", lambda v: int(v) == v and 1 <= v <= 6, f"max_depth must be in [1, 6], got {self.max_depth}")
         need("learning_rate", lambda v: v > 0, f"learning_rate must be > 0, got {self.learning_rate}")
-        need("reg_lambda", lambda v: v > 0, f"reg_lambda must be > 0 (lower bound of the secure reciprocal), got {self.reg_lambda}")
+        need("reg_lambda", lambda v: v > 0,
+             f"reg_lambda must be > 0 (lower bound of the secure reciprocal), got {self.reg_lambda}")
         need("min_child_weight", lambda v: v >= 0, "min_child_weight must be >= 0")
         need("max_bin", lambda v: int(v) == v and 2 <= v <= 256, f"max_bin must be in [2, 256], got {self.max_bin}")
         need("base_score", lambda v: 0 < v < 1, "base_score must be in (0, 1)")
@@ -215,6 +223,11 @@ class SSXGBClassifier(SecureEstimator):
             if p == self.ctx.me:
                 out = np.asarray(obj.value)
         return out  # type: ignore[return-value]
+
+    def _below_threshold(self, mine: np.ndarray | None, j: int, t: int, node: int) -> np.ndarray:
+        """At the owner of node `node` of tree `t`: which rows fall below its threshold on column j."""
+        assert mine is not None  # evaluated at the owner only
+        return np.asarray(mine[:, j] < self.thresholds_[(t, node)])
 
     def _share_bits(self, owner: str, fn: Callable[[], np.ndarray], n: int) -> SecretArray:
         """The owner evaluates fn() -> (n,) bool locally and secret-shares it (integer 0/1)."""
@@ -321,7 +334,7 @@ class SSXGBClassifier(SecureEstimator):
                 if self.ctx.me == p:
                     assert bins is not None
                     my_thr[(t, nn - 1 + i)] = bins.threshold(j, b)
-                bits.append(self._share_bits(p, lambda j=j, b=b: codes[:, j] <= b, n))  # type: ignore[index]
+                bits.append(self._share_bits(p, functools.partial(_column_le, codes, j, b), n))
             Bt = stack(bits, axis=0)  # (nn, n)
             if M is None:
                 ML, MR = Bt, 1 - Bt
@@ -384,7 +397,7 @@ class SSXGBClassifier(SecureEstimator):
                 for i in range(nn):
                     node = nn - 1 + i
                     p, j = tree["party"][node], tree["feature"][node]
-                    bits.append(self._share_bits(p, lambda j=j, node=node, t=t: mine[:, j] < self.thresholds_[(t, node)], n))  # type: ignore[index]
+                    bits.append(self._share_bits(p, functools.partial(self._below_threshold, mine, j, t, node), n))
                 Bt = stack(bits, axis=0)
                 if reach is None:
                     L, R = Bt, 1 - Bt
@@ -422,7 +435,7 @@ class SSXGBClassifier(SecureEstimator):
     def _part_state(self) -> dict[str, Any]:
         # the party's share of the leaf weights and its own thresholds (nobody else's)
         return {"thresholds": [[t, node, v] for (t, node), v in sorted(self.thresholds_.items())],
-                "leaf_share": share_to_json(self.leaf_weights_.share)}
+                "leaf_share": arrays_to_json(self.leaf_weights_.export_share())}
 
     def _leaf_shape(self, part: ModelPart) -> tuple[int, int]:
         return (len(part.public["trees"]), 2 ** int(part.params["max_depth"]))
@@ -431,19 +444,29 @@ class SSXGBClassifier(SecureEstimator):
         """A problem with this party's loaded part for the device (announced to every party)."""
         mpc = self.device
         me = mpc.ctx.me
-        pub, state = part.public, part.state
+        pub = part.public
         if pub["protocol"] != mpc.protocol_name or pub["frac_bits"] != mpc.frac_bits:
             return f"party '{me}': the model part was trained with {pub['protocol']} / {pub['frac_bits']} bits"
         saved = pub["mpc_parties"]
         # additive shares do not depend on the parties' order; replicated ones do
-        same = list(saved) == list(mpc.parties) if order_matters(state["leaf_share"]) else sorted(saved) == sorted(mpc.parties)
+        if mpc.proto.share_order_matters:
+            same = list(saved) == list(mpc.parties)
+        else:
+            same = sorted(saved) == sorted(mpc.parties)
         if not same:
             return f"party '{me}': the model part was trained by the MPC parties {saved}; the device has {list(mpc.parties)}"
-        share_from_json(state["leaf_share"], self._leaf_shape(part), SSXGBError)
+        try:
+            self._import_leaves(part)
+        except (SSXGBError, ProtocolError) as e:
+            return f"party '{me}': the model part's shares do not fit the device: {e}"
         return None
 
+    def _import_leaves(self, part: ModelPart) -> SecretArray:
+        """The saved share of the leaf weights as a secret (the protocol checks its layout)."""
+        arrays = arrays_from_json(part.state["leaf_share"], "saved share of the leaf weights", SSXGBError)
+        return self.device.import_share(arrays, self._leaf_shape(part))
+
     def _restore(self, part: ModelPart) -> None:
-        mpc = self.device
         pub, state = part.public, part.state
         self.trees_ = pub["trees"]
         self.label_owner_ = pub["label_owner"]
@@ -451,5 +474,4 @@ class SSXGBClassifier(SecureEstimator):
         self.n_features_ = {p: int(v) for p, v in pub["n_features"].items()}
         self.n_candidates_ = pub["n_candidates"]
         self.thresholds_ = {(int(t), int(node)): float(v) for t, node, v in state["thresholds"]}
-        shape = self._leaf_shape(part)
-        self.leaf_weights_ = SecretArray(mpc, share_from_json(state["leaf_share"], shape, SSXGBError), shape, mpc.frac_bits)
+        self.leaf_weights_ = self._import_leaves(part)

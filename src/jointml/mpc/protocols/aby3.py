@@ -127,6 +127,7 @@ class Aby3(Protocol):
 
     name = "aby3"
     capabilities = CORE_CAPABILITIES | {"mul_trunc", "square_trunc", "matmul_trunc"}
+    share_order_matters = True  # P_i holds components i and i+1: the order of the parties counts
 
     def __init__(self, ctx: PartyContext, parties: Sequence[str]):
         parties = list(parties)

@@ -9,7 +9,10 @@ ndarrays for aby3, None at a party that holds nothing (the dealer, an outside da
 owner). Every party of the program calls every kernel at the same point (SPMD); a party
 without shares gets None back. `export_share` / `import_share` turn one party's share
 into plain arrays and back (persistence, enclaves); `jointml.mpc.sharing` does the same
-for an outsider that splits or reconstructs a whole value.
+for an outsider that splits or reconstructs a whole value. `Protocol.share_order_matters`
+says whether a party's share is tied to its position in the device's party order
+(replicated sharing: party i holds components i and i+1) or not (additive sharing: a
+share is one summand, whatever the order), e.g. when a saved share is loaded again.
 
 Arithmetic shares live in Z_2^64 (uint64). Boolean shares are XOR shares of unsigned
 words of any width (uint8..uint64), used by the comparison circuits.
@@ -41,6 +44,8 @@ it) and of the DSL's cost model.
 (6, 8)
 >>> Aby3.static_cost("mul", (1000,), (1000,))
 Cost(bytes=24000, rounds=1, dealer_bytes=0)
+>>> Semi2k.share_order_matters, Aby3.share_order_matters
+(False, True)
 """
 
 from __future__ import annotations
@@ -130,6 +135,9 @@ class Protocol(ABC):
 
     name: ClassVar[str] = "abstract"
     capabilities: ClassVar[frozenset[str]] = CORE_CAPABILITIES
+    #: whether a party's share depends on its position in the party order (True unless a
+    #: protocol says otherwise: a share imported at another position would be wrong)
+    share_order_matters: ClassVar[bool] = True
 
     ctx: PartyContext
     comm: Communicator

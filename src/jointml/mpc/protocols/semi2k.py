@@ -131,6 +131,7 @@ class Semi2k(Protocol):
 
     name = "semi2k"
     capabilities = CORE_CAPABILITIES | {"masked_reuse", "private_masked", "dealer"}
+    share_order_matters = False  # a share is one summand of x, whatever the parties' order
 
     def __init__(self, ctx: PartyContext, parties: Sequence[str], dealer: str | None,
                  provider: CorrelationProvider | None = None):
