@@ -503,84 +503,100 @@ class Aby3(Protocol):
         if not 0 < bits <= 62:
             raise ParameterError(f"aby3.trunc: bits must be in [1, 62], got {bits}", field="bits")
         d = self._role()
-        A, B = (d + 1) % 3, (d + 2) % 3
         role = (self.idx - d) % 3  # 0 dealer, 1 A, 2 B
-        g_da = self._rand.get(d)  # pair (D, A): held by D and A
-        g_bd = self._rand.get(B)  # pair (B, D): held by B and D
-        mdt = _small_dtype(bits)
-        t1, t2, t3 = "aby3:tr1", "aby3:tr2", "aby3:trd"
         if role == 0:
-            r_a = bk.random(g_da, shape)
-            r_b = bk.random(g_bd, shape)
-            h_a = bk.random(g_da, shape)
-            m_a = bk.random(g_da, shape, mdt)
-            r = r_a + r_b
-            h_b = bk.rshift(r, bits)
-            h_b -= h_a
-            m_b = bk.astype(bk.rshift(r, 63), mdt)
-            m_b -= m_a
-            if additive:
-                # z_D + r_b to A, z_D + r_a to B (each mask unknown to its receiver)
-                za = _arr(a + r_b)
-                zb = _arr(a + r_a)
-                self.comm.send(self._party(A), t1, [za])
-                self.comm.send(self._party(B), t3, [zb, h_b, m_b])
-            else:
-                self.comm.send(self._party(B), t3, [h_b, m_b])
-            y_d = bk.random(g_bd, shape)
-            y_d1 = bk.random(g_da, shape)
-            return (y_d, y_d1)
-        if role == 1:  # A
-            r_a = bk.random(g_da, shape)
-            h_a = bk.random(g_da, shape)
-            m_a = bk.random(g_da, shape, mdt)
-            if additive:
-                mine = _arr(a + _U(1 << 62))
-                self.comm.send(self._party(B), t1, [mine])
-                (zd,) = self._recv(d, t1, [(_U, shape)])
-                (zb,) = self._recv(B, t1, [(_U, shape)])
-                c = mine + r_a
-                c += zd
-                c += zb
-            else:
-                mine = _arr(a[0] + a[1])
-                mine += r_a
-                mine += _U(1 << 62)
-                self.comm.send(self._party(B), t1, [mine])
-                (other,) = self._recv(B, t1, [(_U, shape)])
-                c = _arr(mine + other)
-            y = bk.rshift(c, bits)
-            y -= h_a
-            y -= _U(1 << (62 - bits))
-            y += bk.lshift(bk.astype(m_a, _U), 64 - bits) & (bk.rshift(c, 63) - _U(1))
-            y_d1 = bk.random(g_da, shape)
-            y -= y_d1
-            self.comm.send(self._party(B), t2, [y])
-            (yb,) = self._recv(B, t2, [(_U, shape)])
-            y += yb
-            return (y_d1, y)
-        # B
+            return self._trunc_dealer(a, bits, shape, additive, d)
+        if role == 1:
+            return self._trunc_a(a, bits, shape, additive, d)
+        return self._trunc_b(a, bits, shape, additive, d)
+
+    def _trunc_dealer(self, a: Any, bits: int, shape: Shape, additive: bool, d: int) -> Share:
+        """The truncation's helper role D: draws the pair (r, r >> bits, msb r) from its
+        seeds with A and with B, and sends B its correction (with the masked input if additive)."""
+        A, B = (d + 1) % 3, (d + 2) % 3
+        g_da, g_bd = self._rand.get(d), self._rand.get(B)  # pairs (D, A) and (B, D)
+        mdt = _small_dtype(bits)
+        r_a = bk.random(g_da, shape)
+        r_b = bk.random(g_bd, shape)
+        h_a = bk.random(g_da, shape)
+        m_a = bk.random(g_da, shape, mdt)
+        r = r_a + r_b
+        h_b = bk.rshift(r, bits)
+        h_b -= h_a
+        m_b = bk.astype(bk.rshift(r, 63), mdt)
+        m_b -= m_a
+        if additive:
+            # z_D + r_b to A, z_D + r_a to B (each mask unknown to its receiver)
+            za = _arr(a + r_b)
+            zb = _arr(a + r_a)
+            self.comm.send(self._party(A), "aby3:tr1", [za])
+            self.comm.send(self._party(B), "aby3:trd", [zb, h_b, m_b])
+        else:
+            self.comm.send(self._party(B), "aby3:trd", [h_b, m_b])
+        y_d = bk.random(g_bd, shape)
+        y_d1 = bk.random(g_da, shape)
+        return (y_d, y_d1)
+
+    def _trunc_a(self, a: Any, bits: int, shape: Shape, additive: bool, d: int) -> Share:
+        """Role A: opens c = x + 2^62 + r with B, then re-shares its truncated part with B."""
+        B = (d + 2) % 3
+        g_da = self._rand.get(d)
+        mdt = _small_dtype(bits)
+        r_a = bk.random(g_da, shape)
+        h_a = bk.random(g_da, shape)
+        m_a = bk.random(g_da, shape, mdt)
+        if additive:
+            mine = _arr(a + _U(1 << 62))
+            self.comm.send(self._party(B), "aby3:tr1", [mine])
+            (zd,) = self._recv(d, "aby3:tr1", [(_U, shape)])
+            (zb,) = self._recv(B, "aby3:tr1", [(_U, shape)])
+            c = mine + r_a
+            c += zd
+            c += zb
+        else:
+            mine = _arr(a[0] + a[1])
+            mine += r_a
+            mine += _U(1 << 62)
+            self.comm.send(self._party(B), "aby3:tr1", [mine])
+            (other,) = self._recv(B, "aby3:tr1", [(_U, shape)])
+            c = _arr(mine + other)
+        y = bk.rshift(c, bits)
+        y -= h_a
+        y -= _U(1 << (62 - bits))
+        y += bk.lshift(bk.astype(m_a, _U), 64 - bits) & (bk.rshift(c, 63) - _U(1))
+        y_d1 = bk.random(g_da, shape)
+        y -= y_d1
+        self.comm.send(self._party(B), "aby3:tr2", [y])
+        (yb,) = self._recv(B, "aby3:tr2", [(_U, shape)])
+        y += yb
+        return (y_d1, y)
+
+    def _trunc_b(self, a: Any, bits: int, shape: Shape, additive: bool, d: int) -> Share:
+        """Role B: like A, with D's correction of the pair instead of seed draws."""
+        A, B = (d + 1) % 3, (d + 2) % 3
+        g_bd = self._rand.get(B)
+        mdt = _small_dtype(bits)
         r_b = bk.random(g_bd, shape)
         if additive:
             mine = _arr(a)
-            self.comm.send(self._party(A), t1, [mine])
-            zd, h_b, m_b = self._recv(d, t3, [(_U, shape), (_U, shape), (mdt, shape)])
-            (za,) = self._recv(A, t1, [(_U, shape)])
+            self.comm.send(self._party(A), "aby3:tr1", [mine])
+            zd, h_b, m_b = self._recv(d, "aby3:trd", [(_U, shape), (_U, shape), (mdt, shape)])
+            (za,) = self._recv(A, "aby3:tr1", [(_U, shape)])
             c = mine + r_b
             c += zd
             c += za
         else:
             mine = _arr(a[1] + r_b)
-            self.comm.send(self._party(A), t1, [mine])
-            h_b, m_b = self._recv(d, t3, [(_U, shape), (mdt, shape)])
-            (other,) = self._recv(A, t1, [(_U, shape)])
+            self.comm.send(self._party(A), "aby3:tr1", [mine])
+            h_b, m_b = self._recv(d, "aby3:trd", [(_U, shape), (mdt, shape)])
+            (other,) = self._recv(A, "aby3:tr1", [(_U, shape)])
             c = _arr(mine + other)
         y = bk.lshift(bk.astype(m_b, _U), 64 - bits) & (bk.rshift(c, 63) - _U(1))
         y -= h_b
         y_d = bk.random(g_bd, shape)
         y -= y_d
-        self.comm.send(self._party(A), t2, [y])
-        (ya,) = self._recv(A, t2, [(_U, shape)])
+        self.comm.send(self._party(A), "aby3:tr2", [y])
+        (ya,) = self._recv(A, "aby3:tr2", [(_U, shape)])
         y += ya
         return (y, y_d)
 
@@ -721,7 +737,8 @@ class Aby3(Protocol):
             E[slot] ^= y
             E[slot] ^= _BIT63
         carry = circuits.greater_tree(self, G, tuple(E), shape)
-        bit = [_arr(carry[0] ^ bk.astype(bk.rshift(U[0], 63), np.uint8)), _arr(carry[1] ^ bk.astype(bk.rshift(U[1], 63), np.uint8))]
+        bit = [_arr(carry[0] ^ bk.astype(bk.rshift(U[0], 63), np.uint8)),
+               _arr(carry[1] ^ bk.astype(bk.rshift(U[1], 63), np.uint8))]
         if slot < 2:
             bit[slot] ^= bk.astype(bk.rshift(t, 63), np.uint8)
         return self.b2a_bits(tuple(bit), shape)

@@ -582,15 +582,7 @@ def _cost(op: str, shapes: Sequence[Shape], n: int, params: dict[str, Any]) -> C
     if op == "b2a_bits":
         return opened(math.ceil(N / 8), 8 * N)
     if op in ("msb", "eqz"):
-        mask = 31 * N  # bits (8 B), msb (1 B), 11 monomials (2 B each)
-        # tree over 16-bit block words: msb has two ANDs per level sharing their left
-        # operand (3 words opened) except the last; eqz one AND per level
-        levels = [3, 3, 3, 2] if op == "msb" else [2, 2, 2, 2]
-        dealer = [2, 2, 2, 1] if op == "msb" else [1, 1, 1, 1]
-        c = opened(8 * N, mask)
-        for lv, d in zip(levels, dealer):
-            c = c + opened(lv * N, d * N)
-        return c + _cost("b2a_bits", shapes, n, params)
+        return _compare_cost(op, shapes, n, params, opened)
     if op == "masked_setup":
         return opened(8 * N)
     if op == "private_masked_setup":
@@ -601,6 +593,21 @@ def _cost(op: str, shapes: Sequence[Shape], n: int, params: dict[str, Any]) -> C
         senders = allp if op == "masked_matmul" else n - 1
         return Cost(senders * 8 * M + 8 * C, 1, 8 * C)
     raise _unknown("semi2k", op)
+
+
+def _compare_cost(op: str, shapes: Sequence[Shape], n: int, params: dict[str, Any],
+                  opened: Callable[..., Cost]) -> Cost:
+    """msb / eqz: one masked open, a 4-level AND tree over 16-bit block words, bits to arithmetic."""
+    N = size(shapes[0]) if shapes else 0
+    mask = 31 * N  # bits (8 B), msb (1 B), 11 monomials (2 B each)
+    # tree over 16-bit block words: msb has two ANDs per level sharing their left
+    # operand (3 words opened) except the last; eqz one AND per level
+    levels = [3, 3, 3, 2] if op == "msb" else [2, 2, 2, 2]
+    dealer = [2, 2, 2, 1] if op == "msb" else [1, 1, 1, 1]
+    c = opened(8 * N, mask)
+    for lv, d in zip(levels, dealer):
+        c = c + opened(lv * N, d * N)
+    return c + _cost("b2a_bits", shapes, n, params)
 
 
 def _check_arrays(proto: str, me: str, arrays: Sequence[Array], count: int, shape: Shape) -> None:
