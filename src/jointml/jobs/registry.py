@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ParameterTypeError
 
 __all__ = ["COMPONENTS", "MODELS", "Component", "Input", "ModelEntry", "Param", "alias", "component", "model_for_kind"]
 
@@ -259,7 +259,8 @@ def component(name: str, version: str = "1", *, outputs: tuple[type, ...] = (), 
     def deco(fn: Callable) -> Callable:
         inputs, params, var_kw = signature_params(fn, skip=2)
         if var_kw and extra_params is None:
-            raise TypeError(f"component {name}: **kwargs needs extra_params (the parameters it accepts)")
+            raise ParameterTypeError(f"component {name}: **kwargs needs extra_params (the parameters it accepts)",
+                                     field="extra_params")
         doc = inspect.cleandoc(fn.__doc__ or "").split("\n\n>>>")[0].split("\n>>>")[0].strip()
         COMPONENTS[name] = Component(name, version, fn, doc, tuple(Input(n, t, o) for n, t, o in inputs), tuple(outputs),
                                      params, produces, wiring, extra_params)

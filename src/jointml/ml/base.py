@@ -31,7 +31,7 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
-from ..core.errors import JointMLError, ModelError, ParameterError
+from ..core.errors import JointMLError, ModelError, ParameterError, ParameterTypeError
 from ..runtime.collectives import broadcast
 from ..runtime.persist import ModelPart, load_part, new_model_id, save_part
 
@@ -57,7 +57,9 @@ class SecureEstimator:
         names = []
         for name, p in list(sig.parameters.items())[1:]:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                raise TypeError(f"{cls.__name__}.__init__ must not take *args/**kwargs (scikit-learn contract)")
+                raise ParameterTypeError(
+                    f"{cls.__name__}.__init__ must not take *args/**kwargs (scikit-learn contract)", field=name
+                )
             names.append(name)
         return names[1:]  # the first one is the device
 

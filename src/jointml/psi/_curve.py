@@ -102,7 +102,7 @@ def _h2c_u(digest: bytes, sha512=hashlib.sha512, jacobi=gmpy2.jacobi, from_bytes
             u = from_bytes(half, "little") & _MASK255
             if u < _P and jacobi((u * (u * (u + A) + 1)) % _P, _P) == 1:
                 return u.to_bytes(32, "little")
-    raise AssertionError("hash to curve failed")  # probability 2^-256
+    raise CryptoError("hash to curve failed")  # probability 2^-256
 
 
 def hash_to_curve(digests: bytes) -> bytes:

@@ -21,7 +21,7 @@ from typing import Any, Hashable, Sequence
 import numpy as np
 import pandas as pd
 
-from ...core.errors import DataError, JointMLError, ParameterError
+from ...core.errors import ColumnTypeError, DataError, JointMLError, ParameterError, UnknownColumnError
 
 __all__ = ["NotFittedError", "ColumnTypeError", "UnknownColumnError", "BaseTransformer", "clone"]
 
@@ -35,25 +35,6 @@ class NotFittedError(JointMLError, ValueError, AttributeError):
     ... except NotFittedError as e:
     ...     print("not fitted" in str(e))
     True
-    """
-
-
-class ColumnTypeError(DataError, TypeError):
-    """A column holds values of a type the transformer cannot use (text where numbers are
-    needed, values that cannot be ordered); a `DataError` and a ``TypeError``; `field`
-    names the column.
-
-    >>> isinstance(ColumnTypeError("not numeric", field="city"), TypeError)
-    True
-    """
-
-
-class UnknownColumnError(DataError, KeyError):
-    """A fitted transformer was asked about a column it was not fitted on (a ``KeyError``).
-
-    >>> e = UnknownColumnError("no column 'age'", field="age")
-    >>> isinstance(e, KeyError), e.field
-    (True, 'age')
     """
 
 

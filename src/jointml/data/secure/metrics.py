@@ -75,7 +75,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from ...core.errors import DataError, ParameterError
+from ...core.errors import ArgumentTypeError, DataError, ParameterError
 from ...mpc import MpcDevice, SecretArray, concatenate, functions
 from ...runtime.collectives import agree, reveal_to_all
 from ...runtime.device import PartyObject
@@ -88,14 +88,6 @@ __all__ = ["roc_auc", "ks", "auc_ks", "score_histogram", "ScoreHistogram", "Argu
 DEFAULT_CHUNK = 1 << 20
 
 Method = Literal["pairwise", "bucketed"]
-
-
-class ArgumentTypeError(ParameterError, TypeError):
-    """`scores`/`labels` of a kind these functions cannot take (a ``TypeError`` too).
-
-    >>> isinstance(ArgumentTypeError("scores must be a SecretArray", field="scores"), TypeError)
-    True
-    """
 
 
 # ---------------------------------------------------------------------------------------

@@ -52,7 +52,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from ...core.errors import DataError, ParameterError
+from ...core.errors import DataError, ParameterError, ProtocolError
 from ...mpc import MpcDevice, SecretArray, concatenate
 from ...mpc.masked import MaskedMatrix, PrivateMaskedMatrix
 from ...runtime.collectives import Received, agree, broadcast, reveal_to_all, send_to
@@ -441,7 +441,7 @@ def _col_slice(prep: _Prepared, owners: list[str], j: int, p: str) -> slice:
         if q == p:
             return slice(o, o + len(prep.by[q]))
         o += len(prep.by[q])
-    raise AssertionError("owner not in block")
+    raise ProtocolError(f"owner not in cross block {j}", party=p)  # unreachable: blocks are built from owners
 
 
 def corr(
