@@ -89,6 +89,22 @@ def _conforms(v: Any, tp: Any) -> tuple[bool, Any]:
         return False, v
     if origin is Literal:
         return v in typing.get_args(tp), v
+    scalar = _conforms_scalar(v, tp)
+    if scalar is not None:
+        return scalar
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(v, (list, tuple)):
+            return False, v
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        conv = [_conforms(x, args[0]) if args else (True, x) for x in v]
+        return all(ok for ok, _ in conv), type(v)(x for _, x in conv)
+    if origin is dict or tp is dict:
+        return isinstance(v, dict), v
+    return isinstance(v, tp) if isinstance(tp, type) else True, v
+
+
+def _conforms_scalar(v: Any, tp: Any) -> tuple[bool, Any] | None:
+    """`_conforms` for None, bool, int, float and str; None when `tp` is none of them."""
     if tp is type(None) or tp is None:
         return v is None, v
     if tp is bool:
@@ -104,15 +120,7 @@ def _conforms(v: Any, tp: Any) -> tuple[bool, Any]:
         return ok, float(v) if ok else v
     if tp is str:
         return isinstance(v, str), v
-    if origin in (list, tuple) or tp in (list, tuple):
-        if not isinstance(v, (list, tuple)):
-            return False, v
-        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        conv = [_conforms(x, args[0]) if args else (True, x) for x in v]
-        return all(ok for ok, _ in conv), type(v)(x for _, x in conv)
-    if origin is dict or tp is dict:
-        return isinstance(v, dict), v
-    return isinstance(v, tp) if isinstance(tp, type) else True, v
+    return None
 
 
 def _type_name(tp: Any) -> str:
@@ -530,10 +538,17 @@ def reference_markdown() -> str:
     out += ["", "## Models", "", "The `model` of `train` (and of the `<model>.train` aliases), with its hyperparameters.", ""]
     for e in MODELS.values():
         doc = inspect.cleandoc(type(e).__doc__ or "")
-        out += [f"### `{e.name}`", "", doc, "",
-                f"Device: {'MPC (the `mpc:` section)' if e.device == 'mpc' else 'HE (Paillier keys at the label holder)'}; "
-                f"default features: {e.features}" + (" (plaintext at their owners)" if e.woe_at_owner and e.features == "woe" else "")
-                + ".", ""]
+        out += [
+            f"### `{e.name}`",
+            "",
+            doc,
+            "",
+            f"Device: {'MPC (the `mpc:` section)' if e.device == 'mpc' else 'HE (Paillier keys at the label holder)'}; "
+            f"default features: {e.features}"
+            + (" (plaintext at their owners)" if e.woe_at_owner and e.features == "woe" else "")
+            + ".",
+            "",
+        ]
         out += _param_rows(e.params()) + [""]
     return "\n".join(out).rstrip() + "\n"
 

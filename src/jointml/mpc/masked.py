@@ -183,7 +183,11 @@ class BlockMatrix:
 
     def _raw_parts(self, operands: Sequence[SecretArray], rows: Any, transpose: bool) -> list[Raw]:
         """Untruncated products of every block; private blocks share one round."""
-        priv = [(i, (blk, y, rows, transpose)) for i, (blk, y) in enumerate(zip(self.blocks, operands)) if isinstance(blk, PrivateMaskedMatrix)]
+        priv = [
+            (i, (blk, y, rows, transpose))
+            for i, (blk, y) in enumerate(zip(self.blocks, operands))
+            if isinstance(blk, PrivateMaskedMatrix)
+        ]
         res: dict[int, Raw] = dict(zip([i for i, _ in priv], _private_raw([it for _, it in priv])))
         for i, (blk, y) in enumerate(zip(self.blocks, operands)):
             if i not in res:

@@ -24,8 +24,9 @@ received point. We therefore map only to the curve, by try-and-increment:
 
     h_j = SHA-512("jointml-psi-h2c-v1" || j || digest),  j = 0, 1, ...
 
-take each 32-byte half of h_j in turn, clear its top bit, reject it if >= p, and keep the first u_j with u^3 + A u^2 + u a non-zero square mod p (a Jacobi symbol
-via gmpy2, ~2 us). Modelling SHA-512 as a random oracle, the output is uniform over
+take each 32-byte half of h_j in turn, clear its top bit, reject it if >= p, and keep the
+first u_j with u^3 + A u^2 + u a non-zero square mod p (a Jacobi symbol via gmpy2,
+~2 us). Modelling SHA-512 as a random oracle, the output is uniform over
 the curve's u-coordinates, so k*H(id) is uniform in the prime-order subgroup: the
 random-oracle hash-to-group that the DDH proof of ECDH-PSI needs. Expected 2 tries.
 The number of tries depends on the id; that is visible only as local timing inside

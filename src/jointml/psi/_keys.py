@@ -90,7 +90,9 @@ def iter_batches(
         try:
             reader = pd.read_csv(data, chunksize=batch_size, **kw)
         except ValueError as e:  # usecols naming a missing column
-            raise KeyDataError(f"party '{party}': cannot read key columns {list(key_columns or [])} from {data}: {e}", party=party) from None
+            raise KeyDataError(
+                f"party '{party}': cannot read key columns {list(key_columns or [])} from {data}: {e}", party=party
+            ) from None
         with reader:
             yield from reader
         return
@@ -136,7 +138,9 @@ def _columns(batch: Any, key_columns: Sequence[str] | None, party: str) -> tuple
         cols = list(key_columns) if key_columns is not None else list(batch.columns)
         missing = [c for c in cols if c not in batch.columns]
         if missing:
-            raise KeyDataError(f"party '{party}': key columns {missing} not found (columns: {list(batch.columns)[:20]})", party=party)
+            raise KeyDataError(
+                f"party '{party}': key columns {missing} not found (columns: {list(batch.columns)[:20]})", party=party
+            )
         if not cols:
             raise KeyDataError(f"party '{party}': no key columns", party=party)
         return [str(c) for c in cols], [batch[c].to_numpy() for c in cols]
@@ -165,7 +169,11 @@ def _normalise(values: np.ndarray, name: str, party: str, offset: int) -> tuple[
             _missing(name, party, bad, offset)
         if (np.floor(values) != values).any() or (np.abs(values) >= 2.0**63).any():
             i = int(np.flatnonzero((np.floor(values) != values) | (np.abs(values) >= 2.0**63))[0])
-            raise KeyDataError(f"party '{party}': key column '{name}' has a non-integer float at row {offset + i}; ids must be integers or strings", party=party)
+            raise KeyDataError(
+                f"party '{party}': key column '{name}' has a non-integer float at row {offset + i}; "
+                "ids must be integers or strings",
+                party=party,
+            )
         return "int", values.astype(np.int64)
     if dk in "OUS" or str(values.dtype) == "string":
         values = np.asarray(values, dtype=object)
@@ -179,23 +187,36 @@ def _normalise(values: np.ndarray, name: str, party: str, offset: int) -> tuple[
             try:
                 return "int", np.array([int(v) for v in values], dtype=np.int64)
             except OverflowError:
-                raise KeyDataError(f"party '{party}': key column '{name}' has integers beyond int64; pass them as strings", party=party) from None
+                raise KeyDataError(
+                    f"party '{party}': key column '{name}' has integers beyond int64; pass them as strings", party=party
+                ) from None
         names = sorted(t.__name__ for t in types)
-        raise KeyDataError(f"party '{party}': key column '{name}' mixes value types {names}; ids must be all integers or all strings", party=party)
-    raise KeyDataError(f"party '{party}': key column '{name}' has dtype {values.dtype}; convert ids to integers or strings", party=party)
+        raise KeyDataError(
+            f"party '{party}': key column '{name}' mixes value types {names}; ids must be all integers or all strings",
+            party=party,
+        )
+    raise KeyDataError(
+        f"party '{party}': key column '{name}' has dtype {values.dtype}; convert ids to integers or strings", party=party
+    )
 
 
 def _missing(name: str, party: str, mask: np.ndarray, offset: int) -> None:
     # Row numbers, never values: this message may travel to the peers in an abort frame.
     first = int(np.flatnonzero(mask)[0])
-    raise KeyDataError(f"party '{party}': key column '{name}' has {int(mask.sum())} missing values (first at row {offset + first}); every row needs a key", party=party)
+    raise KeyDataError(
+        f"party '{party}': key column '{name}' has {int(mask.sum())} missing values "
+        f"(first at row {offset + first}); every row needs a key",
+        party=party,
+    )
 
 
 # -- digests ---------------------------------------------------------------------------
 def _digest_fixed(buf: bytes, width: int, n: int) -> bytes:
     mv = memoryview(buf)
     blake = hashlib.blake2b
-    return b"".join([blake(mv[i : i + width], digest_size=DIGEST_BYTES, person=_PERSON).digest() for i in range(0, n * width, width)])
+    return b"".join(
+        [blake(mv[i : i + width], digest_size=DIGEST_BYTES, person=_PERSON).digest() for i in range(0, n * width, width)]
+    )
 
 
 def encode_digests(kinds: Sequence[str], cols: Sequence[np.ndarray]) -> bytes:
@@ -255,7 +276,9 @@ def digest_keys(
             names = bnames
             kinds = [None] * len(cols)
         elif len(bnames) != len(names):
-            raise KeyDataError(f"party '{party}': batch at row {offset} has {len(bnames)} key columns, earlier batches {len(names)}", party=party)
+            raise KeyDataError(
+                f"party '{party}': batch at row {offset} has {len(bnames)} key columns, earlier batches {len(names)}", party=party
+            )
         norm = [_normalise(c, nm, party, offset) for c, nm in zip(cols, names)]
         for j, (k, _) in enumerate(norm):
             if k is None:
@@ -264,7 +287,9 @@ def digest_keys(
                 kinds[j] = k
             elif kinds[j] != k:
                 raise KeyDataError(
-                    f"party '{party}': key column '{names[j]}' holds {kinds[j]} ids before row {offset} and {k} ids from there on", party=party
+                    f"party '{party}': key column '{names[j]}' holds {kinds[j]} ids before row {offset} "
+                    f"and {k} ids from there on",
+                    party=party,
                 )
         n = len(cols[0])
         if n:

@@ -70,7 +70,8 @@ class Enclave:
         self._lock = threading.Lock()
         self._wlock = threading.Lock()
         self._dead: str | None = None
-        self.on_relay: Callable[[Enclave, wire.Message], None] | None = None  # callback(enclave, message) for records the enclave sends to peers
+        # callback(enclave, message) for records the enclave sends to peers
+        self.on_relay: Callable[[Enclave, wire.Message], None] | None = None
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         self.platform_dir = str(platform_dir or default_state_dir())

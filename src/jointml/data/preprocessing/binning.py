@@ -529,7 +529,9 @@ class _BaseBinner(BaseTransformer):
     # -- fit / transform ----------------------------------------------------
     def _check_common(self) -> None:
         if self.handle_unknown not in ("error", "missing"):
-            raise ParameterError(f"handle_unknown must be 'error' or 'missing'; got {self.handle_unknown!r}", field="handle_unknown")
+            raise ParameterError(
+                f"handle_unknown must be 'error' or 'missing'; got {self.handle_unknown!r}", field="handle_unknown"
+            )
         if not 0.0 <= self.min_category_frac < 1.0:
             raise ParameterError(f"min_category_frac must be in [0, 1); got {self.min_category_frac}", field="min_category_frac")
 

@@ -146,7 +146,9 @@ class OneHotEncoder(_CategoricalEncoder):
     def fit(self, X: Any, y: Any = None) -> "OneHotEncoder":
         """Learn the categories of every column."""
         if self.handle_unknown not in ("error", "ignore"):
-            raise ParameterError(f"handle_unknown must be 'error' or 'ignore'; got {self.handle_unknown!r}", field="handle_unknown")
+            raise ParameterError(
+                f"handle_unknown must be 'error' or 'ignore'; got {self.handle_unknown!r}", field="handle_unknown"
+            )
         if self.drop not in (None, "first", "if_binary"):
             raise ParameterError(f"drop must be None, 'first' or 'if_binary'; got {self.drop!r}", field="drop")
         self._fit_categories(X)
@@ -217,9 +219,13 @@ class OrdinalEncoder(_CategoricalEncoder):
     def fit(self, X: Any, y: Any = None) -> "OrdinalEncoder":
         """Learn the categories of every column."""
         if self.handle_unknown not in ("error", "use_encoded_value"):
-            raise ParameterError(f"handle_unknown must be 'error' or 'use_encoded_value'; got {self.handle_unknown!r}", field="handle_unknown")
+            raise ParameterError(
+                f"handle_unknown must be 'error' or 'use_encoded_value'; got {self.handle_unknown!r}", field="handle_unknown"
+            )
         if self.handle_unknown == "use_encoded_value" and self.unknown_value is None:
-            raise ParameterError("handle_unknown='use_encoded_value' needs unknown_value (an int or np.nan)", field="unknown_value")
+            raise ParameterError(
+                "handle_unknown='use_encoded_value' needs unknown_value (an int or np.nan)", field="unknown_value"
+            )
         self._fit_categories(X)
         return self
 

@@ -171,7 +171,9 @@ def _inputs(scores, labels, mpc) -> _Inputs:
             raise ParameterError("mpc is not the device of the secret scores/labels", field="mpc")
         dev = mpc
     if dev is None:
-        raise ParameterError("both scores and labels are plaintext PartyObjects: pass mpc= (the device to compute on)", field="mpc")
+        raise ParameterError(
+            "both scores and labels are plaintext PartyObjects: pass mpc= (the device to compute on)", field="mpc"
+        )
     ctx = dev.ctx
     if isinstance(scores, PartyObject):
         owner = scores.owner
@@ -191,11 +193,17 @@ def _inputs(scores, labels, mpc) -> _Inputs:
         agree(ctx, label_owner, lambda: _check_labels(labels.value, n)[0], name="labels")  # runs at the owner only
         if ctx.me == label_owner:
             p_local = int(np.asarray(labels.value, dtype=np.float64).sum())
-        y = ctx.party(label_owner).run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1).astype(np.int64), labels).to(dev, fxp=False)
+        y = (
+            ctx.party(label_owner)
+            .run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1).astype(np.int64), labels)
+            .to(dev, fxp=False)
+        )
     else:
         y = _flat(labels, "labels")
         if y.fxp:
-            raise ArgumentTypeError("secret labels must be an integer 0/1 SecretArray (fxp = 0), got a fixed-point one", field="labels")
+            raise ArgumentTypeError(
+                "secret labels must be an integer 0/1 SecretArray (fxp = 0), got a fixed-point one", field="labels"
+            )
         if y.shape[0] != n:
             raise DataError(f"labels have {y.shape[0]} rows but the scores have {n}", field="labels")
     return _Inputs(dev, ctx, s, y, n, label_owner, p_local)
@@ -271,7 +279,9 @@ def _thresholds(dev, bins: int, score_range: Sequence[float], thresholds) -> np.
         t = np.linspace(lo, hi, int(bins) + 1)[1:-1]
     t = dev.fxp.decode(dev.fxp.encode(t))
     if np.any(np.diff(t) <= 0):
-        raise ParameterError("thresholds must be strictly increasing (after rounding to the fixed-point grid)", field="thresholds")
+        raise ParameterError(
+            "thresholds must be strictly increasing (after rounding to the fixed-point grid)", field="thresholds"
+        )
     return t
 
 
@@ -289,7 +299,9 @@ def _int_over_pow2(x: SecretArray, s: int) -> SecretArray:
     return SecretArray(x.device, x.share, x.shape, s - 1) * 0.5  # one truncation
 
 
-def _evaluate(scores, labels, mpc, want: Sequence[str], method: str, bins, score_range, thresholds, to, reveal_class_counts, chunk):
+def _evaluate(
+    scores, labels, mpc, want: Sequence[str], method: str, bins, score_range, thresholds, to, reveal_class_counts, chunk
+):
     if method not in ("pairwise", "bucketed"):
         raise ParameterError(f"method must be 'pairwise' or 'bucketed', got {method!r}", field="method")
     if int(chunk) < 1:

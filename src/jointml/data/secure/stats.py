@@ -181,7 +181,9 @@ def describe(
         meta: dict[str, Any] | None = None
         arrays: list[np.ndarray] = []
         if ctx.me == owner:
-            meta, arrays = _describe_local(ctx.me, vdf.parts[owner].value, by.get(owner, []) if explicit else None, index, percentiles, ddof)
+            meta, arrays = _describe_local(
+                ctx.me, vdf.parts[owner].value, by.get(owner, []) if explicit else None, index, percentiles, ddof
+            )
         got = broadcast(ctx, owner, meta=meta, arrays=arrays, name="describe")
         if got.meta.get("problem"):
             problems.append((owner, str(got.meta["problem"])))
