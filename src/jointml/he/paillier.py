@@ -964,7 +964,7 @@ def concatenate(arrays: Sequence[EncryptedArray], axis: int = 0) -> EncryptedArr
     f = max(a.frac_bits for a in arrays)
     aligned = [a.rescale(f) for a in arrays]
     bounds = [a.bound for a in aligned]
-    bound = None if any(b is None for b in bounds) else max(bounds, default=0)
+    bound = None if None in bounds else max((b for b in bounds if b is not None), default=0)
     data = np.concatenate([a.data for a in aligned], axis=axis)
     return EncryptedArray(first.public_key, data, f, bound, first.layout)
 
@@ -1051,7 +1051,7 @@ def _encrypt(params: tuple[int, int, int, int], method: str, residues: Iterable[
     if method == "djn":
         nonces = _table(params).pow_random(len(residues))
     else:  # textbook: u^n for uniform u in Z_n^*
-        us = []
+        us: list[mpz] = []
         while len(us) < len(residues):
             u = mpz(secrets.randbelow(int(n) - 1) + 1)
             if gmpy2.gcd(u, n) == 1:

@@ -58,7 +58,7 @@ def credit_pipeline(cfg: CreditJobConfig, parties: list[str]) -> PipelineSpec:
     >>> [name for name, _ in credit_pipeline(cfg, ["bank", "partner", "dealer"]).steps]
     ['psi', 'encode', 'split', 'secureboost.train', 'secureboost.predict', 'evaluate']
     """
-    mpc = {"protocol": cfg.protocol, "parties": list(cfg.inputs)}
+    mpc: dict[str, Any] = {"protocol": cfg.protocol, "parties": list(cfg.inputs)}
     if cfg.protocol == "semi2k":
         mpc["dealer"] = cfg.dealer
     else:

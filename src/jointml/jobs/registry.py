@@ -38,6 +38,10 @@ from typing import Any, Literal
 import numpy as np
 
 from ..core.errors import ConfigError, ParameterTypeError
+from .artifacts import Artifact
+
+if typing.TYPE_CHECKING:  # the estimators are imported when a model is used
+    from ..ml.base import SecureEstimator
 
 __all__ = ["COMPONENTS", "MODELS", "Component", "Input", "ModelEntry", "Param", "alias", "component", "model_for_kind"]
 
@@ -151,8 +155,17 @@ def signature_params(fn: Callable, skip: int) -> tuple[list[tuple[str, Any, bool
         elif p.kind is p.KEYWORD_ONLY:
             params[p.name] = Param(p.name, tp, p.default)
         elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY):
-            inputs.append((p.name, tp, p.default is None))
+            inputs.append((p.name, _without_none(tp), p.default is None))
     return inputs, params, var_kw
+
+
+def _without_none(tp: Any) -> Any:
+    """`X` for an optional input annotated `X | None` (whether it may be absent is its default)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
 
 
 def _resolve(fn: Callable, ann: Any) -> Any:
@@ -170,7 +183,7 @@ class Input:
     """A component input: the argument name, its artifact type, whether it may be absent."""
 
     name: str
-    type: type
+    type: type[Artifact]
     optional: bool = False
 
 
@@ -308,7 +321,7 @@ class ModelEntry:
         """A new unfitted estimator; its keyword arguments are the pipeline's hyperparameters."""
         raise NotImplementedError
 
-    def classes(self) -> dict[str, type]:
+    def classes(self) -> dict[str, type[SecureEstimator]]:
         """Estimator classes by saved kind (class name)."""
         raise NotImplementedError
 
@@ -327,7 +340,7 @@ class ModelEntry:
         """Load the saved parts (a collective of the model's parties)."""
         return self.classes()[kind].load(device, directory)
 
-    def scores(self, ctx: Any, model: Any, X: dict, to: str, label_party: str) -> Any:
+    def scores(self, ctx: Any, model: Any, X: dict, to: str, label_party: str | None) -> Any:
         """Joint scores of `X` (probability of the positive class, or the prediction), at `to`."""
         return model.predict(X, to=to)
 
@@ -381,7 +394,7 @@ class SSLREntry(_LinearEntry):
                                     sigmoid=sigmoid, lr_schedule=lr_schedule, lr_decay=lr_decay, early_stopping=early_stopping,
                                     class_weight=class_weight, reveal=reveal, random_state=seed)
 
-    def classes(self) -> dict[str, type]:
+    def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.linear import SSLogisticRegression
 
         return {"SSLogisticRegression": SSLogisticRegression}
@@ -401,7 +414,7 @@ class SSGLMEntry(_LinearEntry):
         return SSGLM(device, family=family, power=power, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                      l2=l2, l1=l1, lr_schedule=lr_schedule, lr_decay=lr_decay, reveal=reveal, random_state=seed)
 
-    def classes(self) -> dict[str, type]:
+    def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.linear import SSGLM
 
         return {"SSGLM": SSGLM}
@@ -426,12 +439,14 @@ class SecureBoostEntry(ModelEntry):
               key_bits: int = 2048) -> Any:
         # The one place a SecureBoost estimator is constructed: its first argument is the context (the HE
         # key is made at fit, at the label holder) or an HeDevice held by the label holder.
-        cls = self.classes()["SecureBoostClassifier" if objective == "binary" else "SecureBoostRegressor"]
+        from ..ml.tree import SecureBoostClassifier, SecureBoostRegressor
+
+        cls = SecureBoostClassifier if objective == "binary" else SecureBoostRegressor
         return cls(device, n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
                    min_child_weight=min_child_weight, reg_lambda=reg_lambda, gamma=gamma, subsample=subsample,
                    colsample_bytree=colsample_bytree, max_bin=max_bin, key_bits=key_bits)
 
-    def classes(self) -> dict[str, type]:
+    def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.tree import SecureBoostClassifier, SecureBoostRegressor
 
         return {"SecureBoostClassifier": SecureBoostClassifier, "SecureBoostRegressor": SecureBoostRegressor}
@@ -446,7 +461,7 @@ class SecureBoostEntry(ModelEntry):
         # only the parties of the model load a part; the others (a dealer) take part in the check
         return self.classes()[kind].load(device, directory, parties=parties)
 
-    def scores(self, ctx: Any, model: Any, X: dict, to: str, label_party: str) -> Any:
+    def scores(self, ctx: Any, model: Any, X: dict, to: str, label_party: str | None) -> Any:
         if to != label_party:
             raise ConfigError(f"predict: secureboost scores go to the label holder '{label_party}' only, not '{to}'")
         if ctx.me not in X and ctx.me != label_party:  # no data, no part in the trees: a handle to the scores
@@ -481,12 +496,12 @@ class SSXGBEntry(ModelEntry):
         return SSXGBClassifier(device, n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate,
                                reg_lambda=reg_lambda, min_child_weight=min_child_weight, max_bin=max_bin, sigmoid=sigmoid)
 
-    def classes(self) -> dict[str, type]:
+    def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.tree import SSXGBClassifier
 
         return {"SSXGBClassifier": SSXGBClassifier}
 
-    def scores(self, ctx: Any, model: Any, X: dict, to: str, label_party: str) -> Any:
+    def scores(self, ctx: Any, model: Any, X: dict, to: str, label_party: str | None) -> Any:
         proba = model.predict_proba(X, to=to)
         return ctx.party(to).run(lambda p: np.asarray(p)[:, 1], proba)
 

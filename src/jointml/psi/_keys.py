@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -236,7 +236,7 @@ def encode_digests(kinds: Sequence[str], cols: Sequence[np.ndarray]) -> bytes:
             rec[:, 9 * j] = ord("i")
             rec[:, 9 * j + 1 : 9 * j + 9] = np.ascontiguousarray(c, dtype="<i8").view(np.uint8).reshape(n, 8)
         return _digest_fixed(rec.tobytes(), width, n)
-    parts: list[list[bytes] | Callable] = []
+    parts: list[list[bytes]] = []
     for k, c in zip(kinds, cols):
         if k == "int":
             b = np.ascontiguousarray(c, dtype="<i8").tobytes()
@@ -245,7 +245,7 @@ def encode_digests(kinds: Sequence[str], cols: Sequence[np.ndarray]) -> bytes:
             enc = [v.encode("utf-8") for v in c]
             parts.append([b"s" + len(e).to_bytes(4, "little") + e for e in enc])
     blake = hashlib.blake2b
-    rows = parts[0] if len(parts) == 1 else map(b"".join, zip(*parts))
+    rows: Iterable[bytes] = parts[0] if len(parts) == 1 else map(b"".join, zip(*parts))
     return b"".join([blake(r, digest_size=DIGEST_BYTES, person=_PERSON).digest() for r in rows])
 
 
@@ -267,7 +267,7 @@ def digest_keys(
     (3, ['int'], ['id'])
     """
     out: list[bytes] = []
-    kinds: list[str | None] | None = None
+    kinds: list[str | None] = []
     names: list[str] | None = None
     offset = 0
     for batch in iter_batches(data, key_columns, batch_size, party, read_csv_kwargs):
@@ -293,7 +293,8 @@ def digest_keys(
                 )
         n = len(cols[0])
         if n:
-            out.append(encode_digests([k for k, _ in norm], [v for _, v in norm]))
+            batch_kinds = cast("list[str]", [k for k, _ in norm])  # n > 0: every column has a kind
+            out.append(encode_digests(batch_kinds, [v for _, v in norm]))
         offset += n
         if on_batch is not None:
             on_batch(n)
@@ -326,14 +327,14 @@ def check_unique(digests: bytes, party: str, names: Sequence[str]) -> None:
     first_seen: dict[bytes, int] = {}
     dup_keys: set[bytes] = set()
     surplus = 0
-    example: tuple[int, int] | None = None
+    example = (n, n)  # the duplicate pair with the lowest first row (every row is < n)
     for r in sorted(set(run.tolist()) | set((run + 1).tolist())):
         row = int(order[r])
         key = digests[row * DIGEST_BYTES : (row + 1) * DIGEST_BYTES]
         if key in first_seen:
             surplus += 1
             dup_keys.add(key)
-            if example is None or min(first_seen[key], row) < example[0]:
+            if min(first_seen[key], row) < example[0]:
                 example = (min(first_seen[key], row), max(first_seen[key], row))
         else:
             first_seen[key] = row

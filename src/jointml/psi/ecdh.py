@@ -656,16 +656,19 @@ def _follow(run: _Run, hello: dict, digests: bytes, n: int, leader: str, reveal_
 def _apply_order_of(run: _Run, result: PsiResult, owner: str, parties: list[str]) -> PsiResult:
     """Reorder everyone's positions by `owner`'s row order (owner sends the permutation)."""
     me = run.ctx.me
+    positions, size = result.positions, result.size
+    if positions is None or size is None:  # not with reveal_to: the caller orders revealed-to-all runs only
+        raise ProtocolError(f"{me}: no intersection to order", party=me)
     if me == owner:
-        perm = np.argsort(result.positions, kind="stable")
+        perm = np.argsort(positions, kind="stable")
         for p in parties:
             if p != me:
                 run.link(p).send("order", arrays=perm.astype(np.uint64))
     else:
         perm = run.link(owner).recv("order", dtypes=[np.uint64]).arrays[0].astype(np.int64)
-        if perm.shape != (result.size,) or not np.array_equal(np.sort(perm), np.arange(result.size)):
+        if perm.shape != (size,) or not np.array_equal(np.sort(perm), np.arange(size)):
             raise WireFormatError(f"{me}: invalid order from {owner}")
-    result.positions = result.positions[perm]
+    result.positions = positions[perm]
     return result
 
 

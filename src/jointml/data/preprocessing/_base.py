@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import inspect
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -69,6 +69,9 @@ class BaseTransformer:
     >>> AddOne(k=2.0).fit_transform(np.zeros((2, 1))).tolist(), AddOne().get_params()
     ([[2.0], [2.0]], {'k': 1.0})
     """
+
+    # every transformer defines fit(X[, y]) -> self (a supervised one needs y) and transform(X)
+    fit: Callable[..., Any]
 
     # ---- parameters -----------------------------------------------------
 
@@ -234,7 +237,7 @@ def _numeric_matrix(frame: pd.DataFrame, who: str, *, allow_nan: bool = True) ->
     return values
 
 
-def _wrap(values: np.ndarray, frame: pd.DataFrame, is_frame: bool, columns: Sequence[Any] | None = None) -> Any:
+def _wrap(values: np.ndarray, frame: pd.DataFrame, is_frame: bool, columns: Sequence[Any] | np.ndarray | None = None) -> Any:
     if not is_frame:
         return values
     cols = frame.columns if columns is None else pd.Index(list(columns), dtype=object)

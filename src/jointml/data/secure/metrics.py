@@ -178,9 +178,10 @@ def _inputs(scores, labels, mpc) -> _Inputs:
     if isinstance(scores, PartyObject):
         owner = scores.owner
         problem, n = _check_scores(scores.value) if ctx.me == owner else (None, 0)
-        n = agree(ctx, owner, problem, details={"n": n}, name="scores")[owner].get("n")
-        if not isinstance(n, int) or n < 0:
+        n_owner = agree(ctx, owner, problem, details={"n": n}, name="scores")[owner].get("n")
+        if not isinstance(n_owner, int) or n_owner < 0:
             raise DataError("malformed score metadata", party=owner, field="scores")
+        n = n_owner
         s = ctx.party(owner).run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1), scores).to(dev)
     else:
         s = _flat(scores, "scores")
@@ -244,6 +245,7 @@ def _pairwise_counts(inp: _Inputs, want_ks: bool, chunk: int):
             t = y[i0:i1] @ lt  # #{positive i in this block: s_i < s_j}; exact integer product
             ylt = t if ylt is None else ylt + t
     row_sum = concatenate(row_sums, axis=0) if len(row_sums) > 1 else row_sums[0]
+    assert col_sum is not None  # n >= 2: the loop ran
     return col_sum - row_sum, n - col_sum, ylt
 
 
@@ -261,6 +263,7 @@ def _bucket_counts(inp: _Inputs, thr: np.ndarray, chunk: int):
         q = y[i0:i1] @ lt
         lt_cnt = c if lt_cnt is None else lt_cnt + c
         lt_pos = q if lt_pos is None else lt_pos + q
+    assert lt_cnt is not None  # n >= 2: the loop ran
     return n - lt_cnt, lt_pos
 
 
@@ -312,7 +315,7 @@ def _evaluate(
         raise ParameterError(f"unknown recipient party '{to}' (cluster: {ctx.parties})", field="to")
     want_ks = "ks" in want
     y = inp.y
-    thr = _thresholds(inp.dev, bins, score_range, thresholds) if method == "bucketed" else None
+    thr = _thresholds(inp.dev, bins, score_range, thresholds) if method == "bucketed" else np.empty(0)  # (unused)
     p = y.sum()
     pn = p * (n - p)
     _check_two_classes(inp, p, pn)  # before the expensive comparisons
@@ -350,7 +353,11 @@ def _evaluate(
         out = None
         if val is not None:
             val = np.asarray(val, dtype=np.int64)
-            P = int(val[-1]) if send_p else int(inp.p_local)
+            if send_p:
+                P = int(val[-1])
+            else:
+                assert inp.p_local is not None  # P was not sent: the recipient holds the labels
+                P = inp.p_local
             N = n - P
             out = {w: float(val[i]) / (dens[w] * P * N) for i, w in enumerate(names)}
     else:
