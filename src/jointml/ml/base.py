@@ -50,6 +50,11 @@ class SecureEstimator:
 
     device: Any
 
+    def __init__(self, device: Any) -> None:
+        # Subclasses take the device first, then their hyperparameters (with defaults),
+        # and store them unchanged; `load` and `clone` construct them that way.
+        self.device = device
+
     # -- parameters ------------------------------------------------------------------
     @classmethod
     def _get_param_names(cls) -> list[str]:

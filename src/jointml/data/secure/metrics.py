@@ -339,41 +339,55 @@ def _evaluate(
         if want_ks:
             k = tp * n - p * g
             nums["ks"] = concatenate([k, -k], axis=0).max()
-    dens = {"auc": 2.0, "ks": 1.0}  # metric = num / (den * P N)
     names = [w for w in ("auc", "ks") if w in want]
-    exact = reveal_class_counts or (inp.label_owner is not None and to == inp.label_owner)
-    if exact:
-        # Integer numerators (and P if the recipient does not hold the labels): the
-        # recipient knows or is allowed P and N, so these say no more than the metric.
-        parts = [nums[w].reshape(1) for w in names]
-        send_p = not (inp.label_owner is not None and to == inp.label_owner)
-        if send_p:
-            parts.append(p.reshape(1))
-        val = _reveal(concatenate(parts, axis=0), to)
-        out = None
-        if val is not None:
-            val = np.asarray(val, dtype=np.int64)
-            if send_p:
-                P = int(val[-1])
-            else:
-                assert inp.p_local is not None  # P was not sent: the recipient holds the labels
-                P = inp.p_local
-            N = n - P
-            out = {w: float(val[i]) / (dens[w] * P * N) for i, w in enumerate(names)}
+    if reveal_class_counts or (inp.label_owner is not None and to == inp.label_owner):
+        return _open_exact(inp, nums, names, p, to)
+    return _open_divided(inp, nums, names, pn, to)
+
+
+#: metric = numerator / (den * P N)
+_DENS = {"auc": 2.0, "ks": 1.0}
+
+
+def _open_exact(inp: _Inputs, nums: dict[str, SecretArray], names: list[str], p: SecretArray,
+                to: str | None) -> dict[str, float] | None:
+    """Integer numerators (and P if the recipient does not hold the labels) opened to `to`:
+    the recipient knows or is allowed P and N, so these say no more than the metric."""
+    n = inp.n
+    parts = [nums[w].reshape(1) for w in names]
+    send_p = not (inp.label_owner is not None and to == inp.label_owner)
+    if send_p:
+        parts.append(p.reshape(1))
+    val = _reveal(concatenate(parts, axis=0), to)
+    if val is None:
+        return None
+    val = np.asarray(val, dtype=np.int64)
+    if send_p:
+        P = int(val[-1])
     else:
-        # Secure division by the secret P N: numerator and denominator are integers up to
-        # n^2 / 2; both are scaled by the same public 2^-sh so that the numerator fits the
-        # divider's range (< 2^(55 - 2f)) while the denominator stays >= 1 (error ~ ulp).
-        f = inp.dev.frac_bits
-        sh = max(0, math.ceil(math.log2(n * n / 2.0 + 1.0)) - (55 - 2 * f))
-        a = concatenate([nums[w].reshape(1) for w in names], axis=0)
-        den_int = concatenate([(pn * int(dens[w])).reshape(1) for w in names], axis=0)
-        lo = (n - 1) / 2.0**sh  # P N >= n - 1 with both classes present
-        hi = (n * n / 2.0) / 2.0**sh
-        q = functions.div(_int_over_pow2(a, sh), _int_over_pow2(den_int, sh), positive=True, bounds=(lo, hi))
-        val = _reveal(q, to)
-        out = None if val is None else {w: float(np.clip(val[i], 0.0, 1.0)) for i, w in enumerate(names)}
-    return out
+        assert inp.p_local is not None  # P was not sent: the recipient holds the labels
+        P = inp.p_local
+    N = n - P
+    return {w: float(val[i]) / (_DENS[w] * P * N) for i, w in enumerate(names)}
+
+
+def _open_divided(inp: _Inputs, nums: dict[str, SecretArray], names: list[str], pn: SecretArray,
+                  to: str | None) -> dict[str, float] | None:
+    """The metrics divided by the secret P N under MPC, opened to `to`.
+
+    Numerator and denominator are integers up to n^2 / 2; both are scaled by the same
+    public 2^-sh so that the numerator fits the divider's range (< 2^(55 - 2f)) while the
+    denominator stays >= 1 (error ~ ulp)."""
+    n = inp.n
+    f = inp.dev.frac_bits
+    sh = max(0, math.ceil(math.log2(n * n / 2.0 + 1.0)) - (55 - 2 * f))
+    a = concatenate([nums[w].reshape(1) for w in names], axis=0)
+    den_int = concatenate([(pn * int(_DENS[w])).reshape(1) for w in names], axis=0)
+    lo = (n - 1) / 2.0**sh  # P N >= n - 1 with both classes present
+    hi = (n * n / 2.0) / 2.0**sh
+    q = functions.div(_int_over_pow2(a, sh), _int_over_pow2(den_int, sh), positive=True, bounds=(lo, hi))
+    val = _reveal(q, to)
+    return None if val is None else {w: float(np.clip(val[i], 0.0, 1.0)) for i, w in enumerate(names)}
 
 
 def _deliver(ctx_of, to, out):
