@@ -194,7 +194,6 @@ def test_three_compute_parties_semi2k():
 def test_shares_look_uniform_and_views_hide_plaintext(proto):
     """A party's share of a constant input is uniformly random, and nothing it receives contains the input."""
     const = np.full(20_000, 3.0)
-    secret_bytes = np.full(8, 0, np.uint8)
 
     def f(ctx, mpc):
         x = shared(ctx, mpc, const, "alice")

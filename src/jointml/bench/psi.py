@@ -22,6 +22,7 @@ import os
 import time
 from typing import Any
 
+from ..core.errors import ProtocolError
 from ..core.prg import public_rng
 from ..psi import psi_align
 from ..runtime import simulate
@@ -70,6 +71,8 @@ def _program(ctx, rows: int, shared: float, batch_size: int, n_jobs: int | None,
     seconds = time.perf_counter() - t0
     cpu = _cpu_seconds() - c0  # this party's process and its curve workers
     b1 = _busy_cpu_seconds()
+    if res is None or res.positions is None:  # psi_align reveals to every party here
+        raise ProtocolError("psi_align returned no intersection", party=ctx.me)
     aligned = [ids[i] for i in res.positions.tolist()]
     return {
         "seconds": seconds,

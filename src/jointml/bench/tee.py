@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 
@@ -155,7 +156,7 @@ def run_tecc(rows: int = 5_000, features: int = 20, epochs: int = 20, platform_d
     t_start = time.perf_counter()
     with TeccCluster(cfg, platform_dir=pdir) as cl:
         t_conn = time.perf_counter()
-        s = {p: {r: EnclaveSession(cl.enclaves[r], ids[p], Verifier(Policy({meas[r]}, trusted, allow_simulation=True)))
+        s = {p: {r: EnclaveSession(cl.enclaves[r], ids[p], Verifier(Policy(frozenset({meas[r]}), trusted, allow_simulation=True)))
                  for r in ROLES} for p in ids}
         share_input(s["alice"], "X@alice", Xtr[:, :h])
         share_input(s["alice"], "y", ytr)
@@ -192,7 +193,10 @@ if __name__ == "__main__":
     import json
     import sys
 
+    # positional integers: `tecc [rows [features [epochs]]]` or `[rows [features]]`
     if sys.argv[1:2] == ["tecc"]:
-        print(json.dumps(run_tecc(*(int(a) for a in sys.argv[2:5])), indent=1))
+        kw: dict[str, Any] = {k: int(v) for k, v in zip(("rows", "features", "epochs"), sys.argv[2:5])}
+        print(json.dumps(run_tecc(**kw), indent=1))
     else:
-        print(json.dumps(run(*(int(a) for a in sys.argv[1:3])), indent=1))
+        kw = {k: int(v) for k, v in zip(("rows", "features"), sys.argv[1:3])}
+        print(json.dumps(run(**kw), indent=1))

@@ -104,6 +104,37 @@ class ParameterError(JointMLError, ValueError):
     """An argument or hyperparameter is out of range or of the wrong kind; names the field."""
 
 
+class ParameterTypeError(ParameterError, TypeError):
+    """An argument of a type the function cannot take (a ``TypeError`` too); names the field.
+
+    >>> e = ParameterTypeError("scores must be a SecretArray", field="scores")
+    >>> isinstance(e, TypeError), isinstance(e, ParameterError), e.field
+    (True, True, 'scores')
+    """
+
+
+#: The name `jointml.data.secure.metrics` exported first: the same class.
+ArgumentTypeError = ParameterTypeError
+
+
+class ColumnTypeError(DataError, TypeError):
+    """A column holds values of a type the code cannot use (text where numbers are needed,
+    values that cannot be ordered); a `DataError` and a ``TypeError``; `field` names the column.
+
+    >>> isinstance(ColumnTypeError("not numeric", field="city"), TypeError)
+    True
+    """
+
+
+class UnknownColumnError(DataError, KeyError):
+    """A column that the data or a fitted transformer does not have (a ``KeyError`` too).
+
+    >>> e = UnknownColumnError("no column 'age'", field="age")
+    >>> isinstance(e, KeyError), e.field
+    (True, 'age')
+    """
+
+
 class ModelError(JointMLError, ValueError):
     """A model cannot be trained, used or loaded as asked (unfitted, inconsistent parts...)."""
 
@@ -114,6 +145,33 @@ class ProtocolError(JointMLError, ValueError):
 
 class CryptoError(JointMLError, ValueError):
     """Invalid key material, ciphertext or encoding (HE, PSI, sealing)."""
+
+
+class UnsupportedOperation(JointMLError, TypeError):
+    """An operation the object does not support (multiplying two Paillier ciphertexts,
+    pickling a private key); a ``TypeError``, as Python raises for unsupported operands.
+
+    >>> isinstance(UnsupportedOperation("cannot multiply two ciphertexts"), TypeError)
+    True
+    """
+
+
+class EncodingOverflowError(JointMLError, OverflowError):
+    """A value or a homomorphic result left the range its encoding can represent (an
+    ``OverflowError``, as before: it is not a bad argument but a computation out of range).
+
+    >>> isinstance(EncodingOverflowError("sum exceeds n // 3"), OverflowError)
+    True
+    """
+
+
+class AccessDenied(JointMLError, PermissionError):
+    """A party asked for data, a result or a role it is not entitled to (a ``PermissionError``).
+
+    >>> e = AccessDenied("not a result party of this enclave", party="mallory")
+    >>> isinstance(e, PermissionError), str(e)
+    (True, "party 'mallory': not a result party of this enclave")
+    """
 
 
 class NotOwnerError(JointMLError):

@@ -9,6 +9,7 @@ truncation is 2f-bit scaled, so secure multiplication needs |x*y| < 2^(62-2f)
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 
 from .errors import EncodingRangeError, ParameterError
 from .ring import RING_DTYPE
@@ -33,7 +34,7 @@ class FixedPoint:
         # an in-range value and a later positive shift in truncation cannot overflow.
         self.max_abs = float(2 ** (62 - frac_bits))
 
-    def encode(self, x) -> np.ndarray:
+    def encode(self, x: npt.ArrayLike) -> np.ndarray:
         """Encode reals (array-like) to ring elements; raises on NaN/inf or out-of-range values."""
         x = np.asarray(x, dtype=np.float64)
         if x.size:
@@ -45,7 +46,8 @@ class FixedPoint:
                     f"value {m:g} is out of the fixed-point range |x| < {self.max_abs:g} "
                     f"(frac_bits={self.frac_bits})"
                 )
-        return np.rint(x * self.scale).astype(np.int64).view(RING_DTYPE)
+        out: np.ndarray = np.rint(x * self.scale).astype(np.int64).view(RING_DTYPE)  # Any in numpy's stubs
+        return out
 
     def decode(self, r: np.ndarray) -> np.ndarray:
         """Decode ring elements to float64."""

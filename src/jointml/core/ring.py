@@ -28,14 +28,17 @@ class RingTypeError(DataError, TypeError):
 
 def as_ring(x: Any) -> npt.NDArray[np.uint64]:
     """View/convert an integer array as ring elements (two's complement for negatives)."""
-    x = np.asarray(x)
-    if x.dtype == RING_DTYPE:
-        return x
-    if x.dtype.kind == "i":
-        return x.astype(np.int64).view(RING_DTYPE)
-    if x.dtype.kind in "ub":
-        return x.astype(RING_DTYPE)
-    raise RingTypeError(f"ring elements must be integers, got dtype {x.dtype}", field="dtype")
+    a = np.asarray(x)
+    out: npt.NDArray[np.uint64]  # numpy's stubs type these views and casts as Any
+    if a.dtype == RING_DTYPE:
+        out = a
+    elif a.dtype.kind == "i":
+        out = a.astype(np.int64).view(RING_DTYPE)
+    elif a.dtype.kind in "ub":
+        out = a.astype(RING_DTYPE)
+    else:
+        raise RingTypeError(f"ring elements must be integers, got dtype {a.dtype}", field="dtype")
+    return out
 
 
 def to_signed(x: Any) -> npt.NDArray[np.int64]:

@@ -45,7 +45,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from .errors import ParameterError
 
@@ -136,7 +136,15 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
     return n_jobs
 
 
-def split(items: Sequence[T], n_parts: int) -> list[Sequence[T]]:
+@overload
+def split(items: range, n_parts: int) -> list[range]: ...
+
+
+@overload
+def split(items: Sequence[T], n_parts: int) -> list[Sequence[T]]: ...
+
+
+def split(items: Sequence[T], n_parts: int) -> list[Sequence[T]] | list[range]:
     """Split ``items`` into at most ``n_parts`` contiguous, nearly equal slices.
 
     >>> [list(s) for s in split(range(5), 2)]
@@ -144,7 +152,8 @@ def split(items: Sequence[T], n_parts: int) -> list[Sequence[T]]:
     """
     n_parts = max(1, min(n_parts, len(items)))
     size, extra = divmod(len(items), n_parts)
-    out, start = [], 0
+    out: list[Sequence[T]] = []
+    start = 0
     for i in range(n_parts):
         stop = start + size + (1 if i < extra else 0)
         out.append(items[start:stop])
@@ -217,7 +226,7 @@ def _drop_broken(pool: ProcessPoolExecutor, exc: BaseException) -> None:
     warnings.warn(f"process pool failed ({exc}); continuing on one core", RuntimeWarning, stacklevel=3)
 
 
-def map_chunks(fn: Callable[..., T], args: list[tuple], n_jobs: int, *, priority: str = "normal") -> list[T]:
+def map_chunks(fn: Callable[..., T], args: list[tuple[Any, ...]], n_jobs: int, *, priority: str = "normal") -> list[T]:
     """Run ``fn(*a)`` for each tuple in ``args``, on the pool when ``n_jobs > 1``.
 
     ``fn`` must be a module-level function (it is sent to workers by reference).
@@ -237,7 +246,7 @@ def map_chunks(fn: Callable[..., T], args: list[tuple], n_jobs: int, *, priority
         return [fn(*a) for a in args]
 
 
-def submit(fn: Callable[..., T], *args: Any, n_jobs: int, priority: str = "low") -> Future | None:
+def submit(fn: Callable[..., T], *args: Any, n_jobs: int, priority: str = "low") -> Future[T] | None:
     """Queue ``fn(*args)`` on the pool and return its future at once (``None`` when
     ``n_jobs <= 1`` or the pool cannot start: the caller then computes inline).
 
@@ -321,13 +330,13 @@ class WorkerPool:
         if stop:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def imap(self, fn: Callable[..., T], tasks: Iterable[tuple]) -> Iterator[T]:
+    def imap(self, fn: Callable[..., T], tasks: Iterable[tuple[Any, ...]]) -> Iterator[T]:
         """Yield ``fn(*task)`` for each task tuple, in order (``fn`` module-level)."""
         if self._pool is None:
             for t in tasks:
                 yield fn(*t)
             return
-        window: deque[Future] = deque()
+        window: deque[Future[T]] = deque()
         limit = 2 * self.n_jobs
         try:
             for t in tasks:
@@ -340,7 +349,7 @@ class WorkerPool:
             for f in window:
                 f.cancel()
 
-    def map(self, fn: Callable[..., T], tasks: Iterable[tuple]) -> list[T]:
+    def map(self, fn: Callable[..., T], tasks: Iterable[tuple[Any, ...]]) -> list[T]:
         """``list(self.imap(fn, tasks))``.
 
         >>> with WorkerPool() as pool:

@@ -58,7 +58,9 @@ def _exchange_info(ctx: PartyContext, parts: dict[str, PartyObject]) -> dict[str
         meta = broadcast(ctx, owner, meta=_info(obj.value) if ctx.me == owner else None, name="schema").meta
         if not isinstance(meta.get("columns"), list) or not isinstance(meta.get("rows"), int):
             raise DataError("malformed schema", party=owner)
-        infos[owner] = PartitionInfo([str(c) for c in meta["columns"]], [str(t) for t in meta.get("dtypes", [])], int(meta["rows"]))
+        infos[owner] = PartitionInfo(
+            [str(c) for c in meta["columns"]], [str(t) for t in meta.get("dtypes", [])], int(meta["rows"])
+        )
     return infos
 
 
@@ -151,7 +153,14 @@ class VDataFrame:
         for c in cols:
             by_party.setdefault(self.owner_of(c), []).append(c)
         parts = {p: self.ctx.party(p).run(lambda df, cs=cs: df[cs], self.parts[p]) for p, cs in by_party.items()}
-        infos = {p: PartitionInfo(cs, [self.infos[p].dtypes[self.infos[p].columns.index(c)] for c in cs] if self.infos[p].dtypes else [], self.infos[p].rows) for p, cs in by_party.items()}
+        infos = {
+            p: PartitionInfo(
+                cs,
+                [self.infos[p].dtypes[self.infos[p].columns.index(c)] for c in cs] if self.infos[p].dtypes else [],
+                self.infos[p].rows,
+            )
+            for p, cs in by_party.items()
+        }
         return VDataFrame(self.ctx, parts, infos)
 
     def drop(self, columns: Iterable[str]) -> "VDataFrame":

@@ -114,7 +114,7 @@ def _as_1d(name: str, a: ArrayLike, *, numeric: bool, allow_empty: bool = False)
 def _check_same_length(**arrays: np.ndarray | None) -> None:
     items = [(k, v) for k, v in arrays.items() if v is not None]
     n0 = items[0][1].shape[0]
-    for k, v in items[1:]:
+    for _, v in items[1:]:
         if v.shape[0] != n0:
             desc = ", ".join(f"{kk} has {vv.shape[0]}" for kk, vv in items)
             raise DataError(f"inconsistent numbers of samples: {desc}")
@@ -613,38 +613,9 @@ def log_loss(
     0.279777
     """
     yt = _as_1d("y_true", y_true, numeric=False)
-    proba = np.asarray(y_proba)
-    if proba.dtype.kind not in "fiub":
-        raise DataError(f"y_proba must be numeric; got dtype {proba.dtype}", field="y_proba")
-    proba = proba.astype(proba.dtype if proba.dtype in (np.float32, np.float64) else np.float64)
-    if proba.ndim == 2 and proba.shape[1] == 1:
-        proba = proba[:, 0]
-    if proba.ndim not in (1, 2):
-        raise DataError(f"y_proba must be 1-D or 2-D; got shape {proba.shape}", field="y_proba")
-    if proba.shape[0] == 0:
-        raise DataError("y_proba is empty; need at least one sample", field="y_proba")
-    if not np.isfinite(proba).all():
-        raise DataError("y_proba contains NaN or infinity", field="y_proba")
-    if proba.max() > 1:
-        raise DataError(f"y_proba contains values greater than 1: {proba.max()}", field="y_proba")
-    if proba.min() < 0:
-        raise DataError(f"y_proba contains values lower than 0: {proba.min()}", field="y_proba")
-    if proba.shape[0] != yt.shape[0]:
-        raise DataError(f"inconsistent numbers of samples: y_true has {yt.shape[0]}, y_proba has {proba.shape[0]}")
+    proba = _check_proba(y_proba, yt.shape[0])
     w = _check_weights(sample_weight, yt.shape[0])
-    if labels is None:
-        labs = _sorted_labels(yt)
-        if labs.size == 1:
-            raise DataError(
-                f"y_true contains only one label ({labs[0]!r}); pass labels= with all class labels", field="y_true"
-            )
-    else:
-        labs = _sorted_labels(np.asarray(list(labels), dtype=object))
-        if labs.size < 2:
-            raise ParameterError("labels must contain at least two classes", field="labels")
-        unknown = set(pd.unique(yt).tolist()) - set(labs.tolist())
-        if unknown:
-            raise DataError(f"y_true contains labels {sorted(map(str, unknown))} not in labels", field="y_true")
+    labs = _log_loss_labels(yt, labels)
     if proba.ndim == 1:
         proba = np.column_stack([1 - proba, proba])
     if proba.shape[1] != labs.size:
@@ -661,6 +632,47 @@ def log_loss(
     if normalize:
         return float(np.average(loss, weights=w))
     return float(loss.sum() if w is None else loss @ w)
+
+
+def _check_proba(y_proba: ArrayLike, n: int) -> np.ndarray:
+    """`y_proba` as float32/float64, 1-D or 2-D, finite, within [0, 1], with `n` rows."""
+    proba = np.asarray(y_proba)
+    if proba.dtype.kind not in "fiub":
+        raise DataError(f"y_proba must be numeric; got dtype {proba.dtype}", field="y_proba")
+    proba = proba.astype(proba.dtype if proba.dtype in (np.float32, np.float64) else np.float64)
+    if proba.ndim == 2 and proba.shape[1] == 1:
+        proba = proba[:, 0]
+    if proba.ndim not in (1, 2):
+        raise DataError(f"y_proba must be 1-D or 2-D; got shape {proba.shape}", field="y_proba")
+    if proba.shape[0] == 0:
+        raise DataError("y_proba is empty; need at least one sample", field="y_proba")
+    if not np.isfinite(proba).all():
+        raise DataError("y_proba contains NaN or infinity", field="y_proba")
+    if proba.max() > 1:
+        raise DataError(f"y_proba contains values greater than 1: {proba.max()}", field="y_proba")
+    if proba.min() < 0:
+        raise DataError(f"y_proba contains values lower than 0: {proba.min()}", field="y_proba")
+    if proba.shape[0] != n:
+        raise DataError(f"inconsistent numbers of samples: y_true has {n}, y_proba has {proba.shape[0]}")
+    return proba
+
+
+def _log_loss_labels(yt: np.ndarray, labels: Sequence[Any] | None) -> np.ndarray:
+    """The sorted class labels of `log_loss`: those of `yt`, or `labels` (which must cover `yt`)."""
+    if labels is None:
+        labs = _sorted_labels(yt)
+        if labs.size == 1:
+            raise DataError(
+                f"y_true contains only one label ({labs[0]!r}); pass labels= with all class labels", field="y_true"
+            )
+        return labs
+    labs = _sorted_labels(np.asarray(list(labels), dtype=object))
+    if labs.size < 2:
+        raise ParameterError("labels must contain at least two classes", field="labels")
+    unknown = set(pd.unique(yt).tolist()) - set(labs.tolist())
+    if unknown:
+        raise DataError(f"y_true contains labels {sorted(map(str, unknown))} not in labels", field="y_true")
+    return labs
 
 
 # ---------------------------------------------------------------------------

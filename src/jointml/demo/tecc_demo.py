@@ -199,19 +199,36 @@ def run(mode: str = "process", out_dir: str = "jointml-demo-out", verbose: bool 
     _tecc_report_note(report)
     summary["report"] = str(report)
     if verbose:
-        print()
-        print(f"  rows aligned by PSI   {summary['rows_aligned']} (train {summary['train_rows']}, test {summary['test_rows']})")
-        print(f"  features              bank: {d_b}, partner: {d_p} (WOE, secret-shared to the enclaves)")
-        print(f"  enclaves              {', '.join(f'tecc-{r} {meas[r][:12]}' for r in ROLES)} (attested; SIMULATION)")
-        print(f"  test AUC              {summary['auc']:.4f}   (plaintext twin {summary['baseline_auc']:.4f}, gap {summary['auc_gap']:.4f})")
-        print(f"  test KS               {summary['ks']:.4f}   (plaintext twin {summary['baseline_ks']:.4f})")
-        print(f"  time                  {summary['seconds']:.1f} s  (" + ", ".join(f"{k} {v:.1f}s" for k, v in summary['timings'].items()) + ")")
-        print(f"  traffic               {total_bytes / 1e6:.1f} MB between parties (TLS), {mpc_bytes / 1e6:.1f} MB between enclaves "
-              f"({len(relayed)} encrypted records relayed by the host)")
-        print(f"  model                 {model_path} (weights and bias, at the bank only)")
-        print(f"  report                {report}")
-        print(f"  {SIMULATION_BANNER}")
+        _print_summary(summary, (d_b, d_p), meas, relayed, model_path, report, total_bytes, mpc_bytes)
     return summary
+
+
+def _print_summary(summary: dict, dims: tuple[int, int], meas: dict, relayed: list, model_path: Path, report: Path,
+                   total_bytes: int, mpc_bytes: int) -> None:
+    """The bank's console summary of a TECC demo run."""
+    from ..apps.tecc import ROLES
+
+    d_b, d_p = dims
+    print()
+    print(f"  rows aligned by PSI   {summary['rows_aligned']} (train {summary['train_rows']}, test {summary['test_rows']})")
+    print(f"  features              bank: {d_b}, partner: {d_p} (WOE, secret-shared to the enclaves)")
+    print(f"  enclaves              {', '.join(f'tecc-{r} {meas[r][:12]}' for r in ROLES)} (attested; SIMULATION)")
+    print(f"  test AUC              {summary['auc']:.4f}   (plaintext twin {summary['baseline_auc']:.4f}, "
+          f"gap {summary['auc_gap']:.4f})")
+    print(f"  test KS               {summary['ks']:.4f}   (plaintext twin {summary['baseline_ks']:.4f})")
+    print(
+        f"  time                  {summary['seconds']:.1f} s  ("
+        + ", ".join(f"{k} {v:.1f}s" for k, v in summary["timings"].items())
+        + ")"
+    )
+    print(
+        f"  traffic               {total_bytes / 1e6:.1f} MB between parties (TLS), "
+        f"{mpc_bytes / 1e6:.1f} MB between enclaves "
+        f"({len(relayed)} encrypted records relayed by the host)"
+    )
+    print(f"  model                 {model_path} (weights and bias, at the bank only)")
+    print(f"  report                {report}")
+    print(f"  {SIMULATION_BANNER}")
 
 
 def _tecc_report_note(path: Path) -> None:

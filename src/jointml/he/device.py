@@ -162,7 +162,9 @@ class HeDevice:
         if owner not in self.parties or any(p not in self.parties for p in receivers):
             raise ParameterError(f"parties {[owner, *receivers]} must be members of the HE device {self.parties}",
                                  field="to")
-        enc, meta, wire = None, None, ()
+        enc: EncryptedArray | None = None
+        meta: dict[str, Any] | None = None
+        wire: list[np.ndarray] = []
         if self.ctx.me == owner:
             enc = self.encrypt_local(obj.value, frac_bits=frac_bits, slot_bits=slot_bits)
             meta = _header(enc)
@@ -198,6 +200,12 @@ class HeArray:
         """True where the ciphertexts are."""
         return self.data is not None
 
+    def _held(self) -> EncryptedArray:
+        """The ciphertexts, at a party that holds them."""
+        if self.data is None:
+            raise NotOwnerError(f"party '{self.device.ctx.me}' does not hold these ciphertexts (they are at {self.located})")
+        return self.data
+
     def group_sum(self, codes: PartyObject, n_bins: Sequence[int], *, groups: PartyObject | None = None,
                   n_groups: int = 1, rows: PartyObject | None = None) -> HeArray:
         """Encrypted sums per (group, column, bin), at the owner of `codes`.
@@ -218,7 +226,7 @@ class HeArray:
                                  field="codes")
         if self.device.ctx.me != p:
             return HeArray(self.device, [p], None)
-        enc = self.data
+        enc = self._held()
         c = np.asarray(codes.value)
         c = c.reshape(-1, 1) if c.ndim == 1 else c
         nb = np.asarray(n_bins, dtype=np.int64)
@@ -247,14 +255,15 @@ class HeArray:
             raise ParameterError(f"HE values are revealed to the key holder '{dev.holder}' only, not to '{holder}'",
                                  field="to")
         sender = next((p for p in self.located if p != holder), self.located[0])
-        meta, arrays = None, ()
+        meta: dict[str, Any] | None = None
+        arrays: list[np.ndarray] = []
         if dev.ctx.me == sender and sender != holder:
-            small = _for_transport(self.data, slot_bits, dev.n_jobs)
+            small = _for_transport(self._held(), slot_bits, dev.n_jobs)
             meta, arrays = _header(small), [small.to_wire()]
         got = send_to(dev.ctx, sender, holder, meta=meta, arrays=arrays, name=name) if sender != holder else None
         if dev.ctx.me != holder:
             return dev.ctx.party(holder).put(None)
-        enc = self.data if got is None else _from_message(dev.public_key, got.meta, got.arrays, sender)
+        enc = self._held() if got is None else _from_message(dev.public_key, got.meta, got.arrays, sender)
         n_values = enc.layout.n_values if enc.layout is not None and enc.layout.compressed else None
         if expect is not None and n_values is not None and n_values != expect:
             raise CryptoError(f"sent {n_values} values, expected {expect}", party=sender)

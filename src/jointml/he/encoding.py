@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from gmpy2 import mpz
 
-from ..core.errors import CryptoError, ParameterError
+from ..core.errors import CryptoError, EncodingOverflowError, ParameterError, ParameterTypeError
 
 #: Fractional bits used for float inputs when none are given: 2**-32 ~ 2.3e-10
 #: absolute precision, far below float32 noise and cheap in a 2048-bit plaintext.
@@ -104,9 +104,9 @@ def to_fixed(x: Any, frac_bits: int) -> np.ndarray:
             elif isinstance(v, (float, np.floating)):
                 flat.extend(to_fixed(np.float64(v), frac_bits).tolist())
             else:
-                raise TypeError(f"cannot encode value of type {type(v).__name__}")
+                raise ParameterTypeError(f"cannot encode value of type {type(v).__name__}", field="x")
     else:
-        raise TypeError(f"cannot encode array of dtype {arr.dtype}")
+        raise ParameterTypeError(f"cannot encode array of dtype {arr.dtype}", field="x")
     return _object_array(flat, arr.shape)
 
 
@@ -131,7 +131,7 @@ def check_range(signed: np.ndarray, n: int) -> int:
     """
     bound = max((abs(v) for v in signed.ravel().tolist()), default=0)
     if bound > max_int(n):
-        raise OverflowError(
+        raise EncodingOverflowError(
             f"value needs {bound.bit_length()} bits but the key only represents "
             f"|m| <= n//3 ({max_int(n).bit_length()} bits); lower frac_bits or use a larger key"
         )
@@ -154,7 +154,7 @@ def to_signed(residues: Any, n: int) -> np.ndarray:
         elif v >= n - limit:
             out.append(v - n)
         else:
-            raise OverflowError(
+            raise EncodingOverflowError(
                 "decrypted value lies outside the representable range |m| <= n//3: "
                 "a homomorphic computation overflowed (or the wrong key was used)"
             )
@@ -190,7 +190,7 @@ def from_fixed(signed: Any, frac_bits: int, as_int: bool | None = None) -> np.nd
     try:
         out = [v / den for v in flat]
     except OverflowError:
-        raise OverflowError("decoded value does not fit in float64") from None
+        raise EncodingOverflowError("decoded value does not fit in float64") from None
     return np.array(out, dtype=np.float64).reshape(arr.shape)
 
 

@@ -40,7 +40,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-from ..core.errors import CryptoError, ParameterError
+from ..core.errors import CryptoError, EncodingOverflowError, ParameterError
 from . import parallel
 from .encoding import _object_array, bytes_to_ints, default_frac_bits, ints_to_bytes, max_int, to_fixed
 
@@ -122,7 +122,7 @@ class SlotLayout:
             raise ParameterError("unsigned slots cannot hold negative values (use signed=True)")
         bound = max((abs(v) for v in flat), default=0)
         if bound > self.slot_limit:
-            raise OverflowError(
+            raise EncodingOverflowError(
                 f"slot value needs {bound.bit_length()} bits but {'signed ' if self.signed else ''}"
                 f"slots of {self.slot_bits} bits hold at most {self.slot_limit.bit_length()}"
             )
@@ -311,7 +311,7 @@ def compress(
             raise ParameterError("a packed array keeps its own slot_bits and signedness", field="slot_bits")
         unit_shape, unit = inner.slot_shape, inner
     if ct.bound is not None and ct.bound > unit.slot_limit:
-        raise OverflowError(
+        raise EncodingOverflowError(
             f"values may need {ct.bound.bit_length()} bits, more than {unit.slot_bits}-bit slots hold"
         )
     m = ct.shape[-1]
@@ -444,7 +444,7 @@ def _unpack_last(packed: np.ndarray, slot_bits: int, n_slots: int, signed: bool)
     for v in arr.ravel().tolist():
         v = int(v)
         if not signed and v < 0:
-            raise OverflowError("unsigned packed value is negative: a slot underflowed")
+            raise EncodingOverflowError("unsigned packed value is negative: a slot underflowed")
         for _ in range(n_slots):
             s = v & mask  # Python ints act as infinite two's complement here
             if signed and s >= half:
@@ -452,5 +452,5 @@ def _unpack_last(packed: np.ndarray, slot_bits: int, n_slots: int, signed: bool)
             out.append(s)
             v = (v - s) >> slot_bits
         if v:
-            raise OverflowError("packed value has bits above the last slot: a slot overflowed")
+            raise EncodingOverflowError("packed value has bits above the last slot: a slot overflowed")
     return _object_array(out, arr.shape + (n_slots,))

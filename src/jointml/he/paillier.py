@@ -61,7 +61,7 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-from ..core.errors import CryptoError, ParameterError
+from ..core.errors import CryptoError, EncodingOverflowError, ParameterError, ParameterTypeError, UnsupportedOperation
 from . import parallel
 from .encoding import (
     DEFAULT_FRAC_BITS,
@@ -513,7 +513,7 @@ class PrivateKey:
         return f"PrivateKey(bits={self.public_key.key_bits}, fingerprint={self.public_key.fingerprint})"
 
     def __reduce__(self) -> Any:
-        raise TypeError("PrivateKey must not be pickled")
+        raise UnsupportedOperation("PrivateKey must not be pickled")
 
     def _params(self) -> tuple[int, ...]:
         return tuple(int(v) for v in (self._p, self._q, self._hp, self._hq, self._q_inv))
@@ -557,7 +557,7 @@ class PrivateKey:
         0.25
         """
         if not isinstance(ct, EncryptedArray):
-            raise TypeError(f"expected EncryptedArray, got {type(ct).__name__}")
+            raise ParameterTypeError(f"expected EncryptedArray, got {type(ct).__name__}", field="ct")
         if ct.public_key.n != self.public_key.n:
             raise CryptoError(
                 f"ciphertext is under key {ct.public_key.fingerprint}, "
@@ -613,7 +613,7 @@ class EncryptedArray:
         layout: SlotLayout | None = None,
     ) -> None:
         if not isinstance(data, np.ndarray) or data.dtype != object:
-            raise TypeError("EncryptedArray data must be an object ndarray of mpz")
+            raise ParameterTypeError("EncryptedArray data must be an object ndarray of mpz", field="data")
         if frac_bits < 0:
             raise ParameterError(f"must be >= 0, got {frac_bits}", field="frac_bits")
         if layout is not None:
@@ -650,7 +650,7 @@ class EncryptedArray:
 
     def __len__(self) -> int:
         if self.ndim == 0:
-            raise TypeError("len() of a 0-d EncryptedArray")
+            raise UnsupportedOperation("len() of a 0-d EncryptedArray")
         return self.shape[0]
 
     def __getitem__(self, idx: Any) -> EncryptedArray:
@@ -744,7 +744,7 @@ class EncryptedArray:
 
     def __truediv__(self, other: Any) -> EncryptedArray:
         if isinstance(other, EncryptedArray):
-            raise TypeError("cannot divide by a ciphertext")
+            raise UnsupportedOperation("cannot divide by a ciphertext")
         return self.mul(1.0 / np.asarray(other, dtype=np.float64))
 
     def mul(
@@ -760,7 +760,7 @@ class EncryptedArray:
         [-3.0, 1.0]
         """
         if isinstance(other, EncryptedArray):
-            raise TypeError("Paillier is additively homomorphic: cannot multiply two ciphertexts")
+            raise UnsupportedOperation("Paillier is additively homomorphic: cannot multiply two ciphertexts")
         self._no_compressed("multiplication")
         f = (0 if is_integer_input(other) else DEFAULT_FRAC_BITS) if frac_bits is None else frac_bits
         k = to_fixed(other, f)
@@ -892,14 +892,14 @@ class EncryptedArray:
     def _check_bound(self) -> None:
         if self.bound is not None and self.bound > self._limit():
             what = f"{self.layout.slot_bits}-bit slots" if self.layout else "the plaintext range n//3"
-            raise OverflowError(
+            raise EncodingOverflowError(
                 f"result may need {self.bound.bit_length()} bits, more than {what} can hold; "
                 "lower frac_bits, sum fewer terms or use wider slots / a larger key"
             )
 
     def _no_compressed(self, what: str) -> None:
         if self.layout is not None and self.layout.compressed:
-            raise TypeError(f"{what} is not supported on a compressed array (decrypt it first)")
+            raise UnsupportedOperation(f"{what} is not supported on a compressed array (decrypt it first)")
 
     def _signed_only(self, what: str) -> None:
         if self.layout is not None and not self.layout.signed:
@@ -964,7 +964,7 @@ def concatenate(arrays: Sequence[EncryptedArray], axis: int = 0) -> EncryptedArr
     f = max(a.frac_bits for a in arrays)
     aligned = [a.rescale(f) for a in arrays]
     bounds = [a.bound for a in aligned]
-    bound = None if any(b is None for b in bounds) else max(bounds, default=0)
+    bound = None if None in bounds else max((b for b in bounds if b is not None), default=0)
     data = np.concatenate([a.data for a in aligned], axis=axis)
     return EncryptedArray(first.public_key, data, f, bound, first.layout)
 
@@ -1051,7 +1051,7 @@ def _encrypt(params: tuple[int, int, int, int], method: str, residues: Iterable[
     if method == "djn":
         nonces = _table(params).pow_random(len(residues))
     else:  # textbook: u^n for uniform u in Z_n^*
-        us = []
+        us: list[mpz] = []
         while len(us) < len(residues):
             u = mpz(secrets.randbelow(int(n) - 1) + 1)
             if gmpy2.gcd(u, n) == 1:

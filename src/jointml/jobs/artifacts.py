@@ -171,7 +171,7 @@ class Label(Artifact):
 
 @dataclass
 class WoeModel(Artifact):
-    """A fitted vertical WOE transform (`jointml.data.vertical_woe.VerticalWOE`), this party's view.
+    """A fitted vertical WOE transform (`jointml.data.secure.woe.VerticalWOE`), this party's view.
 
     >>> from jointml.data.secure.woe import VerticalWOE
     >>> WoeModel(VerticalWOE("bank", {"bank": ["a"], "partner": ["b", "c"]})).describe()

@@ -37,7 +37,9 @@ class CreditJobConfig:
     test_fraction: float = 0.3
     seed: int = 1
     binning: dict = field(default_factory=lambda: {"method": "chimerge", "max_bins": 6, "n_prebins": 20})
-    model: dict = field(default_factory=lambda: {"epochs": 30, "batch_size": 128, "learning_rate": 1.0, "l2": 0.001, "sigmoid": "poly"})
+    model: dict = field(
+        default_factory=lambda: {"epochs": 30, "batch_size": 128, "learning_rate": 1.0, "l2": 0.001, "sigmoid": "poly"}
+    )
     key_bits: int = 2048
     model_type: str = "ss_lr"  # or "secureboost"
     trees: dict = field(default_factory=lambda: {"n_estimators": 10, "learning_rate": 0.3, "max_depth": 3, "max_bin": 32})
@@ -56,7 +58,7 @@ def credit_pipeline(cfg: CreditJobConfig, parties: list[str]) -> PipelineSpec:
     >>> [name for name, _ in credit_pipeline(cfg, ["bank", "partner", "dealer"]).steps]
     ['psi', 'encode', 'split', 'secureboost.train', 'secureboost.predict', 'evaluate']
     """
-    mpc = {"protocol": cfg.protocol, "parties": list(cfg.inputs)}
+    mpc: dict[str, Any] = {"protocol": cfg.protocol, "parties": list(cfg.inputs)}
     if cfg.protocol == "semi2k":
         mpc["dealer"] = cfg.dealer
     else:
@@ -77,7 +79,8 @@ def _credit_steps(cfg: CreditJobConfig) -> list[dict]:
         return head + [
             {"encode": {"method": "ordinal", "label": cfg.label}},
             {"split": {"test_fraction": cfg.test_fraction, "seed": cfg.seed}},
-            {"secureboost.train": {"label": cfg.label, "pos_label": cfg.pos_label, "key_bits": cfg.key_bits, "features": "raw", **cfg.trees}},
+            {"secureboost.train": {"label": cfg.label, "pos_label": cfg.pos_label, "key_bits": cfg.key_bits,
+                                   "features": "raw", **cfg.trees}},
             {"secureboost.predict": {}},
             {"evaluate": {"metrics": ["auc", "ks"]}},
         ]

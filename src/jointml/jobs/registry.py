@@ -37,7 +37,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ParameterTypeError
+from .artifacts import Artifact
+
+if typing.TYPE_CHECKING:  # the estimators are imported when a model is used
+    from ..ml.base import SecureEstimator
 
 __all__ = ["COMPONENTS", "MODELS", "Component", "Input", "ModelEntry", "Param", "alias", "component", "model_for_kind"]
 
@@ -89,6 +93,22 @@ def _conforms(v: Any, tp: Any) -> tuple[bool, Any]:
         return False, v
     if origin is Literal:
         return v in typing.get_args(tp), v
+    scalar = _conforms_scalar(v, tp)
+    if scalar is not None:
+        return scalar
+    if origin in (list, tuple) or tp in (list, tuple):
+        if not isinstance(v, (list, tuple)):
+            return False, v
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        conv = [_conforms(x, args[0]) if args else (True, x) for x in v]
+        return all(ok for ok, _ in conv), type(v)(x for _, x in conv)
+    if origin is dict or tp is dict:
+        return isinstance(v, dict), v
+    return isinstance(v, tp) if isinstance(tp, type) else True, v
+
+
+def _conforms_scalar(v: Any, tp: Any) -> tuple[bool, Any] | None:
+    """`_conforms` for None, bool, int, float and str; None when `tp` is none of them."""
     if tp is type(None) or tp is None:
         return v is None, v
     if tp is bool:
@@ -104,15 +124,7 @@ def _conforms(v: Any, tp: Any) -> tuple[bool, Any]:
         return ok, float(v) if ok else v
     if tp is str:
         return isinstance(v, str), v
-    if origin in (list, tuple) or tp in (list, tuple):
-        if not isinstance(v, (list, tuple)):
-            return False, v
-        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
-        conv = [_conforms(x, args[0]) if args else (True, x) for x in v]
-        return all(ok for ok, _ in conv), type(v)(x for _, x in conv)
-    if origin is dict or tp is dict:
-        return isinstance(v, dict), v
-    return isinstance(v, tp) if isinstance(tp, type) else True, v
+    return None
 
 
 def _type_name(tp: Any) -> str:
@@ -143,8 +155,17 @@ def signature_params(fn: Callable, skip: int) -> tuple[list[tuple[str, Any, bool
         elif p.kind is p.KEYWORD_ONLY:
             params[p.name] = Param(p.name, tp, p.default)
         elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.POSITIONAL_ONLY):
-            inputs.append((p.name, tp, p.default is None))
+            inputs.append((p.name, _without_none(tp), p.default is None))
     return inputs, params, var_kw
+
+
+def _without_none(tp: Any) -> Any:
+    """`X` for an optional input annotated `X | None` (whether it may be absent is its default)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
 
 
 def _resolve(fn: Callable, ann: Any) -> Any:
@@ -162,7 +183,7 @@ class Input:
     """A component input: the argument name, its artifact type, whether it may be absent."""
 
     name: str
-    type: type
+    type: type[Artifact]
     optional: bool = False
 
 
@@ -259,7 +280,8 @@ def component(name: str, version: str = "1", *, outputs: tuple[type, ...] = (), 
     def deco(fn: Callable) -> Callable:
         inputs, params, var_kw = signature_params(fn, skip=2)
         if var_kw and extra_params is None:
-            raise TypeError(f"component {name}: **kwargs needs extra_params (the parameters it accepts)")
+            raise ParameterTypeError(f"component {name}: **kwargs needs extra_params (the parameters it accepts)",
+                                     field="extra_params")
         doc = inspect.cleandoc(fn.__doc__ or "").split("\n\n>>>")[0].split("\n>>>")[0].strip()
         COMPONENTS[name] = Component(name, version, fn, doc, tuple(Input(n, t, o) for n, t, o in inputs), tuple(outputs),
                                      params, produces, wiring, extra_params)
@@ -299,7 +321,7 @@ class ModelEntry:
         """A new unfitted estimator; its keyword arguments are the pipeline's hyperparameters."""
         raise NotImplementedError
 
-    def classes(self) -> dict[str, type]:
+    def classes(self) -> dict[str, type[SecureEstimator]]:
         """Estimator classes by saved kind (class name)."""
         raise NotImplementedError
 
@@ -318,7 +340,7 @@ class ModelEntry:
         """Load the saved parts (a collective of the model's parties)."""
         return self.classes()[kind].load(device, directory)
 
-    def scores(self, ctx: Any, model: Any, X: dict, to: str, label_party: str) -> Any:
+    def scores(self, ctx: Any, model: Any, X: dict, to: str, label_party: str | None) -> Any:
         """Joint scores of `X` (probability of the positive class, or the prediction), at `to`."""
         return model.predict(X, to=to)
 
@@ -372,7 +394,7 @@ class SSLREntry(_LinearEntry):
                                     sigmoid=sigmoid, lr_schedule=lr_schedule, lr_decay=lr_decay, early_stopping=early_stopping,
                                     class_weight=class_weight, reveal=reveal, random_state=seed)
 
-    def classes(self) -> dict[str, type]:
+    def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.linear import SSLogisticRegression
 
         return {"SSLogisticRegression": SSLogisticRegression}
@@ -392,7 +414,7 @@ class SSGLMEntry(_LinearEntry):
         return SSGLM(device, family=family, power=power, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                      l2=l2, l1=l1, lr_schedule=lr_schedule, lr_decay=lr_decay, reveal=reveal, random_state=seed)
 
-    def classes(self) -> dict[str, type]:
+    def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.linear import SSGLM
 
         return {"SSGLM": SSGLM}
@@ -417,12 +439,14 @@ class SecureBoostEntry(ModelEntry):
               key_bits: int = 2048) -> Any:
         # The one place a SecureBoost estimator is constructed: its first argument is the context (the HE
         # key is made at fit, at the label holder) or an HeDevice held by the label holder.
-        cls = self.classes()["SecureBoostClassifier" if objective == "binary" else "SecureBoostRegressor"]
+        from ..ml.tree import SecureBoostClassifier, SecureBoostRegressor
+
+        cls = SecureBoostClassifier if objective == "binary" else SecureBoostRegressor
         return cls(device, n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
                    min_child_weight=min_child_weight, reg_lambda=reg_lambda, gamma=gamma, subsample=subsample,
                    colsample_bytree=colsample_bytree, max_bin=max_bin, key_bits=key_bits)
 
-    def classes(self) -> dict[str, type]:
+    def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.tree import SecureBoostClassifier, SecureBoostRegressor
 
         return {"SecureBoostClassifier": SecureBoostClassifier, "SecureBoostRegressor": SecureBoostRegressor}
@@ -437,7 +461,7 @@ class SecureBoostEntry(ModelEntry):
         # only the parties of the model load a part; the others (a dealer) take part in the check
         return self.classes()[kind].load(device, directory, parties=parties)
 
-    def scores(self, ctx: Any, model: Any, X: dict, to: str, label_party: str) -> Any:
+    def scores(self, ctx: Any, model: Any, X: dict, to: str, label_party: str | None) -> Any:
         if to != label_party:
             raise ConfigError(f"predict: secureboost scores go to the label holder '{label_party}' only, not '{to}'")
         if ctx.me not in X and ctx.me != label_party:  # no data, no part in the trees: a handle to the scores
@@ -472,12 +496,12 @@ class SSXGBEntry(ModelEntry):
         return SSXGBClassifier(device, n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate,
                                reg_lambda=reg_lambda, min_child_weight=min_child_weight, max_bin=max_bin, sigmoid=sigmoid)
 
-    def classes(self) -> dict[str, type]:
+    def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.tree import SSXGBClassifier
 
         return {"SSXGBClassifier": SSXGBClassifier}
 
-    def scores(self, ctx: Any, model: Any, X: dict, to: str, label_party: str) -> Any:
+    def scores(self, ctx: Any, model: Any, X: dict, to: str, label_party: str | None) -> Any:
         proba = model.predict_proba(X, to=to)
         return ctx.party(to).run(lambda p: np.asarray(p)[:, 1], proba)
 
@@ -529,10 +553,17 @@ def reference_markdown() -> str:
     out += ["", "## Models", "", "The `model` of `train` (and of the `<model>.train` aliases), with its hyperparameters.", ""]
     for e in MODELS.values():
         doc = inspect.cleandoc(type(e).__doc__ or "")
-        out += [f"### `{e.name}`", "", doc, "",
-                f"Device: {'MPC (the `mpc:` section)' if e.device == 'mpc' else 'HE (Paillier keys at the label holder)'}; "
-                f"default features: {e.features}" + (" (plaintext at their owners)" if e.woe_at_owner and e.features == "woe" else "")
-                + ".", ""]
+        out += [
+            f"### `{e.name}`",
+            "",
+            doc,
+            "",
+            f"Device: {'MPC (the `mpc:` section)' if e.device == 'mpc' else 'HE (Paillier keys at the label holder)'}; "
+            f"default features: {e.features}"
+            + (" (plaintext at their owners)" if e.woe_at_owner and e.features == "woe" else "")
+            + ".",
+            "",
+        ]
         out += _param_rows(e.params()) + [""]
     return "\n".join(out).rstrip() + "\n"
 

@@ -31,7 +31,7 @@ from typing import Any, Callable, TypeVar
 
 import numpy as np
 
-from ..core.errors import JointMLError, ModelError, ParameterError
+from ..core.errors import JointMLError, ModelError, ParameterError, ParameterTypeError
 from ..runtime.collectives import broadcast
 from ..runtime.persist import ModelPart, load_part, new_model_id, save_part
 
@@ -50,6 +50,11 @@ class SecureEstimator:
 
     device: Any
 
+    def __init__(self, device: Any) -> None:
+        # Subclasses take the device first, then their hyperparameters (with defaults),
+        # and store them unchanged; `load` and `clone` construct them that way.
+        self.device = device
+
     # -- parameters ------------------------------------------------------------------
     @classmethod
     def _get_param_names(cls) -> list[str]:
@@ -57,7 +62,9 @@ class SecureEstimator:
         names = []
         for name, p in list(sig.parameters.items())[1:]:
             if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
-                raise TypeError(f"{cls.__name__}.__init__ must not take *args/**kwargs (scikit-learn contract)")
+                raise ParameterTypeError(
+                    f"{cls.__name__}.__init__ must not take *args/**kwargs (scikit-learn contract)", field=name
+                )
             names.append(name)
         return names[1:]  # the first one is the device
 

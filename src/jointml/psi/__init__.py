@@ -9,7 +9,10 @@ the security argument and exactly what each party learns.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names __getattr__ serves, for ruff and mypy; imported lazily at run time
+    from .ecdh import DuplicateKeyError, KeyDataError, PsiError, PsiResult, psi_align, psi_frame
 
 __all__ = ["psi_align", "psi_frame", "PsiResult", "PsiError", "DuplicateKeyError", "KeyDataError"]
 

@@ -24,8 +24,9 @@ received point. We therefore map only to the curve, by try-and-increment:
 
     h_j = SHA-512("jointml-psi-h2c-v1" || j || digest),  j = 0, 1, ...
 
-take each 32-byte half of h_j in turn, clear its top bit, reject it if >= p, and keep the first u_j with u^3 + A u^2 + u a non-zero square mod p (a Jacobi symbol
-via gmpy2, ~2 us). Modelling SHA-512 as a random oracle, the output is uniform over
+take each 32-byte half of h_j in turn, clear its top bit, reject it if >= p, and keep the
+first u_j with u^3 + A u^2 + u a non-zero square mod p (a Jacobi symbol via gmpy2,
+~2 us). Modelling SHA-512 as a random oracle, the output is uniform over
 the curve's u-coordinates, so k*H(id) is uniform in the prime-order subgroup: the
 random-oracle hash-to-group that the DDH proof of ECDH-PSI needs. Expected 2 tries.
 The number of tries depends on the id; that is visible only as local timing inside
@@ -102,7 +103,7 @@ def _h2c_u(digest: bytes, sha512=hashlib.sha512, jacobi=gmpy2.jacobi, from_bytes
             u = from_bytes(half, "little") & _MASK255
             if u < _P and jacobi((u * (u * (u + A) + 1)) % _P, _P) == 1:
                 return u.to_bytes(32, "little")
-    raise AssertionError("hash to curve failed")  # probability 2^-256
+    raise CryptoError("hash to curve failed")  # probability 2^-256
 
 
 def hash_to_curve(digests: bytes) -> bytes:

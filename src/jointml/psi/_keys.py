@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -90,7 +90,9 @@ def iter_batches(
         try:
             reader = pd.read_csv(data, chunksize=batch_size, **kw)
         except ValueError as e:  # usecols naming a missing column
-            raise KeyDataError(f"party '{party}': cannot read key columns {list(key_columns or [])} from {data}: {e}", party=party) from None
+            raise KeyDataError(
+                f"party '{party}': cannot read key columns {list(key_columns or [])} from {data}: {e}", party=party
+            ) from None
         with reader:
             yield from reader
         return
@@ -136,7 +138,9 @@ def _columns(batch: Any, key_columns: Sequence[str] | None, party: str) -> tuple
         cols = list(key_columns) if key_columns is not None else list(batch.columns)
         missing = [c for c in cols if c not in batch.columns]
         if missing:
-            raise KeyDataError(f"party '{party}': key columns {missing} not found (columns: {list(batch.columns)[:20]})", party=party)
+            raise KeyDataError(
+                f"party '{party}': key columns {missing} not found (columns: {list(batch.columns)[:20]})", party=party
+            )
         if not cols:
             raise KeyDataError(f"party '{party}': no key columns", party=party)
         return [str(c) for c in cols], [batch[c].to_numpy() for c in cols]
@@ -165,7 +169,11 @@ def _normalise(values: np.ndarray, name: str, party: str, offset: int) -> tuple[
             _missing(name, party, bad, offset)
         if (np.floor(values) != values).any() or (np.abs(values) >= 2.0**63).any():
             i = int(np.flatnonzero((np.floor(values) != values) | (np.abs(values) >= 2.0**63))[0])
-            raise KeyDataError(f"party '{party}': key column '{name}' has a non-integer float at row {offset + i}; ids must be integers or strings", party=party)
+            raise KeyDataError(
+                f"party '{party}': key column '{name}' has a non-integer float at row {offset + i}; "
+                "ids must be integers or strings",
+                party=party,
+            )
         return "int", values.astype(np.int64)
     if dk in "OUS" or str(values.dtype) == "string":
         values = np.asarray(values, dtype=object)
@@ -179,23 +187,36 @@ def _normalise(values: np.ndarray, name: str, party: str, offset: int) -> tuple[
             try:
                 return "int", np.array([int(v) for v in values], dtype=np.int64)
             except OverflowError:
-                raise KeyDataError(f"party '{party}': key column '{name}' has integers beyond int64; pass them as strings", party=party) from None
+                raise KeyDataError(
+                    f"party '{party}': key column '{name}' has integers beyond int64; pass them as strings", party=party
+                ) from None
         names = sorted(t.__name__ for t in types)
-        raise KeyDataError(f"party '{party}': key column '{name}' mixes value types {names}; ids must be all integers or all strings", party=party)
-    raise KeyDataError(f"party '{party}': key column '{name}' has dtype {values.dtype}; convert ids to integers or strings", party=party)
+        raise KeyDataError(
+            f"party '{party}': key column '{name}' mixes value types {names}; ids must be all integers or all strings",
+            party=party,
+        )
+    raise KeyDataError(
+        f"party '{party}': key column '{name}' has dtype {values.dtype}; convert ids to integers or strings", party=party
+    )
 
 
 def _missing(name: str, party: str, mask: np.ndarray, offset: int) -> None:
     # Row numbers, never values: this message may travel to the peers in an abort frame.
     first = int(np.flatnonzero(mask)[0])
-    raise KeyDataError(f"party '{party}': key column '{name}' has {int(mask.sum())} missing values (first at row {offset + first}); every row needs a key", party=party)
+    raise KeyDataError(
+        f"party '{party}': key column '{name}' has {int(mask.sum())} missing values "
+        f"(first at row {offset + first}); every row needs a key",
+        party=party,
+    )
 
 
 # -- digests ---------------------------------------------------------------------------
 def _digest_fixed(buf: bytes, width: int, n: int) -> bytes:
     mv = memoryview(buf)
     blake = hashlib.blake2b
-    return b"".join([blake(mv[i : i + width], digest_size=DIGEST_BYTES, person=_PERSON).digest() for i in range(0, n * width, width)])
+    return b"".join(
+        [blake(mv[i : i + width], digest_size=DIGEST_BYTES, person=_PERSON).digest() for i in range(0, n * width, width)]
+    )
 
 
 def encode_digests(kinds: Sequence[str], cols: Sequence[np.ndarray]) -> bytes:
@@ -215,7 +236,7 @@ def encode_digests(kinds: Sequence[str], cols: Sequence[np.ndarray]) -> bytes:
             rec[:, 9 * j] = ord("i")
             rec[:, 9 * j + 1 : 9 * j + 9] = np.ascontiguousarray(c, dtype="<i8").view(np.uint8).reshape(n, 8)
         return _digest_fixed(rec.tobytes(), width, n)
-    parts: list[list[bytes] | Callable] = []
+    parts: list[list[bytes]] = []
     for k, c in zip(kinds, cols):
         if k == "int":
             b = np.ascontiguousarray(c, dtype="<i8").tobytes()
@@ -224,7 +245,7 @@ def encode_digests(kinds: Sequence[str], cols: Sequence[np.ndarray]) -> bytes:
             enc = [v.encode("utf-8") for v in c]
             parts.append([b"s" + len(e).to_bytes(4, "little") + e for e in enc])
     blake = hashlib.blake2b
-    rows = parts[0] if len(parts) == 1 else map(b"".join, zip(*parts))
+    rows: Iterable[bytes] = parts[0] if len(parts) == 1 else map(b"".join, zip(*parts))
     return b"".join([blake(r, digest_size=DIGEST_BYTES, person=_PERSON).digest() for r in rows])
 
 
@@ -246,7 +267,7 @@ def digest_keys(
     (3, ['int'], ['id'])
     """
     out: list[bytes] = []
-    kinds: list[str | None] | None = None
+    kinds: list[str | None] = []
     names: list[str] | None = None
     offset = 0
     for batch in iter_batches(data, key_columns, batch_size, party, read_csv_kwargs):
@@ -255,7 +276,9 @@ def digest_keys(
             names = bnames
             kinds = [None] * len(cols)
         elif len(bnames) != len(names):
-            raise KeyDataError(f"party '{party}': batch at row {offset} has {len(bnames)} key columns, earlier batches {len(names)}", party=party)
+            raise KeyDataError(
+                f"party '{party}': batch at row {offset} has {len(bnames)} key columns, earlier batches {len(names)}", party=party
+            )
         norm = [_normalise(c, nm, party, offset) for c, nm in zip(cols, names)]
         for j, (k, _) in enumerate(norm):
             if k is None:
@@ -264,11 +287,14 @@ def digest_keys(
                 kinds[j] = k
             elif kinds[j] != k:
                 raise KeyDataError(
-                    f"party '{party}': key column '{names[j]}' holds {kinds[j]} ids before row {offset} and {k} ids from there on", party=party
+                    f"party '{party}': key column '{names[j]}' holds {kinds[j]} ids before row {offset} "
+                    f"and {k} ids from there on",
+                    party=party,
                 )
         n = len(cols[0])
         if n:
-            out.append(encode_digests([k for k, _ in norm], [v for _, v in norm]))
+            batch_kinds = cast("list[str]", [k for k, _ in norm])  # n > 0: every column has a kind
+            out.append(encode_digests(batch_kinds, [v for _, v in norm]))
         offset += n
         if on_batch is not None:
             on_batch(n)
@@ -301,14 +327,14 @@ def check_unique(digests: bytes, party: str, names: Sequence[str]) -> None:
     first_seen: dict[bytes, int] = {}
     dup_keys: set[bytes] = set()
     surplus = 0
-    example: tuple[int, int] | None = None
+    example = (n, n)  # the duplicate pair with the lowest first row (every row is < n)
     for r in sorted(set(run.tolist()) | set((run + 1).tolist())):
         row = int(order[r])
         key = digests[row * DIGEST_BYTES : (row + 1) * DIGEST_BYTES]
         if key in first_seen:
             surplus += 1
             dup_keys.add(key)
-            if example is None or min(first_seen[key], row) < example[0]:
+            if min(first_seen[key], row) < example[0]:
                 example = (min(first_seen[key], row), max(first_seen[key], row))
         else:
             first_seen[key] = row

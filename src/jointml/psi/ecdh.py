@@ -344,7 +344,9 @@ class _Run:
             self.timed("wait_s", t0)
             arr = msg.arrays[0]
             if arr.ndim != 2 or arr.shape[1] != PT or not 0 < arr.shape[0] <= total - got:
-                raise WireFormatError(f"{self.ctx.me}: points from {peer} have shape {arr.shape}; expected (<= {total - got}, {PT})")
+                raise WireFormatError(
+                    f"{self.ctx.me}: points from {peer} have shape {arr.shape}; expected (<= {total - got}, {PT})"
+                )
             bad = _curve.check_canonical(arr)
             if bad >= 0:
                 raise WireFormatError(f"{self.ctx.me}: {peer} sent a non-canonical point (u >= p) at position {got + bad}")
@@ -374,7 +376,9 @@ class _Run:
             except StopIteration:
                 break
             except _curve.InvalidPoint as e:
-                raise WireFormatError(f"{self.ctx.me}: {peer} sent an invalid point at position {starts[k] + e.index}: it {e.why}") from None
+                raise WireFormatError(
+                    f"{self.ctx.me}: {peer} sent an invalid point at position {starts[k] + e.index}: it {e.why}"
+                ) from None
             k += 1
             n = len(out) // TAG
             self.bar.update(n)
@@ -400,7 +404,9 @@ class _Run:
             msg = self.link(peer).recv("y", dtypes=[np.uint8], timeout=self.patience(peer, wait_ops))
             arr = msg.arrays[0]
             if arr.ndim != 2 or arr.shape[1] != TAG or not 0 < arr.shape[0] <= total - got:
-                raise WireFormatError(f"{self.ctx.me}: tags from {peer} have shape {arr.shape}; expected (<= {total - got}, {TAG})")
+                raise WireFormatError(
+                    f"{self.ctx.me}: tags from {peer} have shape {arr.shape}; expected (<= {total - got}, {TAG})"
+                )
             parts.append(arr.tobytes())
             got += arr.shape[0]
         self.timed("wait_s", t0)
@@ -428,23 +434,29 @@ def _match(own_tags: bytes, peer_tags: bytes, me: str, peer: str) -> tuple[np.nd
 
 
 def _hello(me: str, n: int, kinds: list, names: list, parties: list, reveal_to: str | None, sort_by: str | None) -> dict:
-    return {"protocol": PROTOCOL, "n": n, "kinds": kinds, "columns": names, "parties": parties, "reveal_to": reveal_to, "sort_by": sort_by}
+    return {"protocol": PROTOCOL, "n": n, "kinds": kinds, "columns": names, "parties": parties,
+            "reveal_to": reveal_to, "sort_by": sort_by}
 
 
 def _check_hello(me: str, mine: dict, peer: str, theirs: dict) -> int:
     """Both sides run the same checks on the same pair of hellos, so both fail alike."""
     if not isinstance(theirs, dict) or theirs.get("protocol") != PROTOCOL:
-        raise PsiError(f"party '{peer}' runs PSI protocol {theirs.get('protocol') if isinstance(theirs, dict) else '?'}, '{me}' runs {PROTOCOL}")
+        theirs_protocol = theirs.get("protocol") if isinstance(theirs, dict) else "?"
+        raise PsiError(f"party '{peer}' runs PSI protocol {theirs_protocol}, '{me}' runs {PROTOCOL}")
     for k in ("parties", "reveal_to", "sort_by"):
         if theirs.get(k) != mine.get(k):
             raise PsiError(f"psi called with {k}={mine.get(k)!r} at '{me}' but {k}={theirs.get(k)!r} at '{peer}'")
     kc, tc = mine["kinds"], theirs.get("kinds")
     if not isinstance(tc, list) or len(tc) != len(kc):
-        raise PsiError(f"party '{me}' has {len(kc)} key columns {mine['columns']}, '{peer}' has {len(tc) if isinstance(tc, list) else '?'} {theirs.get('columns')}")
+        n_theirs = len(tc) if isinstance(tc, list) else "?"
+        raise PsiError(
+            f"party '{me}' has {len(kc)} key columns {mine['columns']}, '{peer}' has {n_theirs} {theirs.get('columns')}"
+        )
     for j, (a, b) in enumerate(zip(kc, tc)):
         if a is not None and b is not None and a != b:
             raise PsiError(
-                f"key column {j}: '{mine['columns'][j]}' at '{me}' holds {a} ids, '{theirs['columns'][j]}' at '{peer}' holds {b} ids; "
+                f"key column {j}: '{mine['columns'][j]}' at '{me}' holds {a} ids, "
+                f"'{theirs['columns'][j]}' at '{peer}' holds {b} ids; "
                 "integer and string ids never match: convert one side (e.g. df[col].astype(str))"
             )
     n = theirs.get("n")
@@ -565,7 +577,9 @@ def psi_align(
     return result
 
 
-def _lead(run: _Run, hello: dict, digests: bytes, n: int, followers: list[str], reveal_to, sort_by, jobs: int, min_ops: int) -> PsiResult:
+def _lead(
+    run: _Run, hello: dict, digests: bytes, n: int, followers: list[str], reveal_to, sort_by, jobs: int, min_ops: int
+) -> PsiResult:
     me = run.ctx.me
     for f in followers:
         run.link(f).send("hello", meta=hello)
@@ -642,16 +656,19 @@ def _follow(run: _Run, hello: dict, digests: bytes, n: int, leader: str, reveal_
 def _apply_order_of(run: _Run, result: PsiResult, owner: str, parties: list[str]) -> PsiResult:
     """Reorder everyone's positions by `owner`'s row order (owner sends the permutation)."""
     me = run.ctx.me
+    positions, size = result.positions, result.size
+    if positions is None or size is None:  # not with reveal_to: the caller orders revealed-to-all runs only
+        raise ProtocolError(f"{me}: no intersection to order", party=me)
     if me == owner:
-        perm = np.argsort(result.positions, kind="stable")
+        perm = np.argsort(positions, kind="stable")
         for p in parties:
             if p != me:
                 run.link(p).send("order", arrays=perm.astype(np.uint64))
     else:
         perm = run.link(owner).recv("order", dtypes=[np.uint64]).arrays[0].astype(np.int64)
-        if perm.shape != (result.size,) or not np.array_equal(np.sort(perm), np.arange(result.size)):
+        if perm.shape != (size,) or not np.array_equal(np.sort(perm), np.arange(size)):
             raise WireFormatError(f"{me}: invalid order from {owner}")
-    result.positions = result.positions[perm]
+    result.positions = positions[perm]
     return result
 
 

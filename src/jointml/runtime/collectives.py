@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from ..core.errors import DataError, JointMLError, WireFormatError
 
@@ -65,7 +66,9 @@ class Received:
     meta: dict[str, Any] = field(default_factory=dict)
     arrays: list[np.ndarray] = field(default_factory=list)
 
-    def expect(self, dtypes: Sequence | None = None, shapes: Sequence | None = None) -> list[np.ndarray]:
+    def expect(
+        self, dtypes: Sequence[npt.DTypeLike] | None = None, shapes: Sequence[Sequence[int] | None] | None = None
+    ) -> list[np.ndarray]:
         """Check the arrays' count, dtypes and shapes (`None` in `shapes` = any); returns them.
 
         >>> Received("bob", arrays=[np.zeros(2)]).expect([np.float64], [(2,)])[0].shape
@@ -76,8 +79,9 @@ class Received:
         for i, a in enumerate(self.arrays):
             if dtypes is not None and a.dtype != np.dtype(dtypes[i]):
                 raise WireFormatError(f"array {i} has dtype {a.dtype}, expected {np.dtype(dtypes[i])}", party=self.sender)
-            if shapes is not None and i < len(shapes) and shapes[i] is not None and tuple(a.shape) != tuple(shapes[i]):
-                raise WireFormatError(f"array {i} has shape {a.shape}, expected {tuple(shapes[i])}", party=self.sender)
+            want = shapes[i] if shapes is not None and i < len(shapes) else None
+            if want is not None and tuple(a.shape) != tuple(want):
+                raise WireFormatError(f"array {i} has shape {a.shape}, expected {tuple(want)}", party=self.sender)
         return self.arrays
 
 
@@ -154,11 +158,11 @@ def send_to(
     owner: str,
     to: str | Sequence[str],
     *,
-    meta: dict | None = None,
+    meta: dict[str, Any] | None = None,
     arrays: Sequence[np.ndarray] | np.ndarray = (),
     name: str = "send",
-    dtypes: Sequence | None = None,
-    shapes: Sequence | None = None,
+    dtypes: Sequence[npt.DTypeLike] | None = None,
+    shapes: Sequence[Sequence[int] | None] | None = None,
 ) -> Received | None:
     """`owner` sends (`meta`, `arrays`) to the party or parties `to`.
 
@@ -196,12 +200,12 @@ def broadcast(
     ctx: PartyContext,
     owner: str,
     *,
-    meta: dict | None = None,
+    meta: dict[str, Any] | None = None,
     arrays: Sequence[np.ndarray] | np.ndarray = (),
     to: Sequence[str] | None = None,
     name: str = "bcast",
-    dtypes: Sequence | None = None,
-    shapes: Sequence | None = None,
+    dtypes: Sequence[npt.DTypeLike] | None = None,
+    shapes: Sequence[Sequence[int] | None] | None = None,
 ) -> Received:
     """`owner` sends (`meta`, `arrays`) to every party of the job (or of `to`).
 
@@ -221,7 +225,7 @@ def gather(
     ctx: PartyContext,
     root: str,
     *,
-    meta: dict | None = None,
+    meta: dict[str, Any] | None = None,
     arrays: Sequence[np.ndarray] | np.ndarray = (),
     senders: Sequence[str] | None = None,
     name: str = "gather",
@@ -258,7 +262,7 @@ def all_gather(
     ctx: PartyContext,
     parties: Sequence[str] | None = None,
     *,
-    meta: dict | None = None,
+    meta: dict[str, Any] | None = None,
     arrays: Sequence[np.ndarray] | np.ndarray = (),
     to: Sequence[str] | None = None,
     name: str = "allgather",
@@ -287,10 +291,10 @@ def agree(
     owners: str | Sequence[str],
     problem: str | Callable[[], str | None] | None,
     *,
-    details: dict | None = None,
+    details: dict[str, Any] | None = None,
     error: type[JointMLError] = DataError,
     name: str = "agree",
-) -> dict[str, dict]:
+) -> dict[str, dict[str, Any]]:
     """Check at each owner, then raise the owner's verdict at every party.
 
     At an owner, `problem` is its verdict: a message (something is wrong), `None` (all
@@ -309,7 +313,7 @@ def agree(
     "party 'bank': column 'age' has NaN values"
     """
     group = [owners] if isinstance(owners, str) else list(owners)
-    verdicts: dict[str, dict] = {}
+    verdicts: dict[str, dict[str, Any]] = {}
     for owner in group:
         local = None
         if ctx.me == owner:
@@ -348,7 +352,7 @@ def reveal_to_all(x: Any) -> np.ndarray:
     """
     ctx = x.device.ctx
     compute = list(x.device.parties)
-    val = x.reveal()
+    val: np.ndarray = x.reveal()
     others = [p for p in ctx.parties if p not in compute]
     dtype = np.float64 if x.fxp else np.int64
     sent = np.ascontiguousarray(val, dtype=dtype).reshape(-1) if ctx.me == compute[0] else None

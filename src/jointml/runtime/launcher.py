@@ -24,7 +24,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from ..core.errors import ConfigError, JointMLError, LinkError, ParameterError
+from ..core.errors import ConfigError, JointMLError, LinkError, ParameterError, ParameterTypeError
 from ..core.memory import tune_allocator, warm_heap
 from ..net.certs import check_party_name, create_dev_pki
 from ..net.link import Communicator, InProcessLink
@@ -34,6 +34,14 @@ from .context import PartyContext
 
 #: A party's failure as reported to the launcher: (error type, message, traceback).
 Failure = tuple[str, str, str]
+
+
+class SimulationTimeout(JointMLError, TimeoutError):
+    """A simulation did not finish within its timeout (a ``TimeoutError`` too).
+
+    >>> isinstance(SimulationTimeout("simulation did not finish within 5 s"), TimeoutError)
+    True
+    """
 
 
 class PartyFailed(JointMLError):
@@ -169,7 +177,7 @@ def _simulate_threads(
         for p in parties:
             for l in links[p].values():
                 l.close()
-        raise TimeoutError(f"simulation did not finish within {timeout} s")
+        raise SimulationTimeout(f"simulation did not finish within {timeout} s")
     if failures:
         p, (typ, msg, tb) = _pick_root(failures)
         raise PartyFailed(p, typ, msg, tb, others={k: v for k, v in failures.items() if k != p})
@@ -220,9 +228,10 @@ def _child_main(
 
             pickle.dumps(result)
         except Exception as e:  # noqa: BLE001
-            raise TypeError(
+            raise ParameterTypeError(
                 f"the program's return value at '{me}' cannot be sent back to the launcher "
-                f"({type(result).__name__}: {e}); return plain values (numbers, lists, dicts, arrays)"
+                f"({type(result).__name__}: {e}); return plain values (numbers, lists, dicts, arrays)",
+                party=me,
             ) from None
         out.put(("ok", me, result))
     except BaseException as e:  # noqa: BLE001
@@ -295,7 +304,7 @@ def _simulate_processes(
             raise PartyFailed(p, typ, msg, tb, others={k: v for k, v in failures.items() if k != p})
         missing = [p for p in parties if p not in results]
         if missing:
-            raise TimeoutError(f"simulation did not finish within {timeout} s (parties still running: {missing})")
+            raise SimulationTimeout(f"simulation did not finish within {timeout} s (parties still running: {missing})")
         return {p: results[p] for p in parties}
     finally:
         for pr in procs.values():

@@ -32,13 +32,14 @@ import struct
 import sys
 import threading
 import traceback
+from typing import Any, Callable
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..core import wire
-from ..core.errors import ProtocolError, ResourceError
+from ..core.errors import AccessDenied, ProtocolError, ResourceError, WireFormatError
 from . import channel as ch
 from . import sealing
 from .attestation import PROGRAMS, Policy, Quote, Verifier, make_quote, measure, program_module
@@ -78,7 +79,7 @@ def read_frame(f) -> bytes | None:
         return None
     (n,) = _LEN.unpack(head)
     if n > MAX_FRAME:
-        raise wire.WireFormatError(f"frame of {n} bytes is too large")
+        raise WireFormatError(f"frame of {n} bytes is too large")
     return _read_exact(f, n)
 
 
@@ -120,7 +121,7 @@ class EnclaveRuntime:
         # Peer enclaves (for data-key provisioning) must run exactly this measurement
         # (or one listed in the measured config) on a platform the config trusts.
         self.peer_verifier = Verifier(Policy.from_config(config.get("peer_policy", {}), [self.measurement]))
-        self.emit = None  # set by main(): send an unsolicited frame to the host (seq 0)
+        self.emit: Callable[..., None] | None = None  # set by main(): send an unsolicited frame to the host (seq 0)
         self.program = importlib.import_module(program_module(program)).EnclaveProgram(self)
         log.warning("%s: enclave pid %d runs program %s, measurement %s", SIMULATION_LABEL, os.getpid(), program,
                     self.measurement[:16])
@@ -155,76 +156,106 @@ class EnclaveRuntime:
                           ed25519=self.ed25519, nonce=nonce, debug=self.debug)
 
     def handle(self, m: wire.Message) -> tuple[dict, list]:
-        k, meta = m.kind, m.meta
-        if k == "attest":
-            nonce = meta.get("nonce")
-            if not isinstance(nonce, str) or len(nonce) < 32:
-                raise ProtocolError("attest needs a hex nonce of at least 16 bytes")
-            return {"quote": self.quote(nonce).to_dict()}, []
-        if k == "challenge":
-            return {"nonce": self.peer_verifier.challenge()}, []
-        if k == "session":
-            party = meta.get("party")
-            keys = self.config.get("parties", {})
-            if party not in keys:
-                raise PermissionError(f"party {party!r} is not a party of this enclave's configuration")
-            if len(self.sessions) >= MAX_SESSIONS:
-                raise ResourceError(f"too many open sessions ({MAX_SESSIONS})")
-            client_pub = bytes.fromhex(meta["client_pub"])
-            t = ch.session_transcript(party, client_pub, self.x25519, self.measurement)
-            ch.verify_ed25519(bytes.fromhex(keys[party]), bytes.fromhex(meta["signature"]), t,
-                              f"session request of party {party!r}")
-            # the enclave's fresh contribution: a replayed session request yields other keys,
-            # so records recorded from an earlier session cannot be replayed into a new one
-            server_nonce = secrets.token_bytes(32)
-            sid = self._next_session
-            self._next_session += 1
-            self.sessions[sid] = (party, ch.enclave_channel(self._x, client_pub, t + server_nonce))
-            return {"session": sid, "server_nonce": server_nonce.hex()}, []
-        if k == "close_session":
-            self.sessions.pop(meta.get("session"), None)
-            return {}, []
-        if k == "call":
-            sid = meta.get("session")
-            if sid not in self.sessions:
-                raise PermissionError(f"unknown session {sid!r}")
-            party, chan = self.sessions[sid]
-            (rec,) = m.expect([np.uint8])
-            req = ch.unpack(chan.decrypt(rec.tobytes()))
-            try:
-                rmeta, rarrays = self.program.on_call(party, req.kind, req.meta, req.arrays)
-                payload = ch.pack("ok", rmeta, rarrays)
-            except Exception as e:  # the error goes to the party only, encrypted
-                payload = ch.pack("error", {"error": type(e).__name__, "message": str(e)})
-            return {}, [ch.as_bytes_array(chan.encrypt(payload))]
-        if k == "task":
-            return self.program.on_task(meta.get("op"), meta, m.arrays)
-        if k == "key_generate":
-            if self.data_key is not None:
-                raise ProtocolError("data key already present")
-            self.data_key = sealing.new_data_key()
-            return {}, [ch.as_bytes_array(self.seal("cluster-data-key", self.data_key))]
-        if k == "key_unseal":
-            (blob,) = m.expect([np.uint8])
-            self.data_key = self.unseal("cluster-data-key", blob.tobytes())
-            return {}, []
-        if k == "key_export":
-            peer = self.peer_verifier.verify(meta["quote"])  # raises AttestationError
-            key = self.require_data_key()
-            aad = b"jointml-data-key|" + peer.x25519 + self.measurement.encode()
-            eph, ct = ch.seal_to(peer.x25519, key, aad)
-            sig = self._sig.sign(b"jointml-key-export|" + peer.x25519 + eph + ct)
-            return {"eph": eph.hex(), "signature": sig.hex()}, [ch.as_bytes_array(ct)]
-        if k == "key_import":
-            holder = self.peer_verifier.verify(meta["quote"])  # the key must come from an attested peer
-            (ct,) = m.expect([np.uint8])
-            eph, ct = bytes.fromhex(meta["eph"]), ct.tobytes()
-            ch.verify_ed25519(holder.ed25519, bytes.fromhex(meta["signature"]),
-                              b"jointml-key-export|" + self.x25519 + eph + ct, "data key export")
-            aad = b"jointml-data-key|" + self.x25519 + holder.measurement.encode()
-            self.data_key = ch.open_sealed(self._x, eph, ct, aad)
-            return {}, []
-        raise ProtocolError(f"unknown enclave request {k!r}")
+        """Answer one request from the host: `(meta, arrays)` of the reply."""
+        name = _HANDLERS.get(m.kind)
+        if name is None:
+            raise ProtocolError(f"unknown enclave request {m.kind!r}")
+        reply: tuple[dict, list] = getattr(self, name)(m)
+        return reply
+
+    def _on_attest(self, m: wire.Message) -> tuple[dict, list]:
+        nonce = m.meta.get("nonce")
+        if not isinstance(nonce, str) or len(nonce) < 32:
+            raise ProtocolError("attest needs a hex nonce of at least 16 bytes")
+        return {"quote": self.quote(nonce).to_dict()}, []
+
+    def _on_challenge(self, m: wire.Message) -> tuple[dict, list]:
+        return {"nonce": self.peer_verifier.challenge()}, []
+
+    def _on_session(self, m: wire.Message) -> tuple[dict, list]:
+        meta = m.meta
+        party = meta.get("party")
+        keys = self.config.get("parties", {})
+        if not isinstance(party, str) or party not in keys:
+            raise AccessDenied(f"party {party!r} is not a party of this enclave's configuration")
+        if len(self.sessions) >= MAX_SESSIONS:
+            raise ResourceError(f"too many open sessions ({MAX_SESSIONS})")
+        client_pub = bytes.fromhex(meta["client_pub"])
+        t = ch.session_transcript(party, client_pub, self.x25519, self.measurement)
+        ch.verify_ed25519(bytes.fromhex(keys[party]), bytes.fromhex(meta["signature"]), t,
+                          f"session request of party {party!r}")
+        # the enclave's fresh contribution: a replayed session request yields other keys,
+        # so records recorded from an earlier session cannot be replayed into a new one
+        server_nonce = secrets.token_bytes(32)
+        sid = self._next_session
+        self._next_session += 1
+        self.sessions[sid] = (party, ch.enclave_channel(self._x, client_pub, t + server_nonce))
+        return {"session": sid, "server_nonce": server_nonce.hex()}, []
+
+    def _on_close_session(self, m: wire.Message) -> tuple[dict, list]:
+        sid = m.meta.get("session")
+        if isinstance(sid, int):
+            self.sessions.pop(sid, None)
+        return {}, []
+
+    def _on_call(self, m: wire.Message) -> tuple[dict, list]:
+        sid = m.meta.get("session")
+        if not isinstance(sid, int) or sid not in self.sessions:
+            raise AccessDenied(f"unknown session {sid!r}")
+        party, chan = self.sessions[sid]
+        (rec,) = m.expect([np.uint8])
+        req = ch.unpack(chan.decrypt(rec.tobytes()))
+        try:
+            rmeta, rarrays = self.program.on_call(party, req.kind, req.meta, req.arrays)
+            payload = ch.pack("ok", rmeta, rarrays)
+        except Exception as e:  # the error goes to the party only, encrypted
+            payload = ch.pack("error", {"error": type(e).__name__, "message": str(e)})
+        return {}, [ch.as_bytes_array(chan.encrypt(payload))]
+
+    def _on_task(self, m: wire.Message) -> tuple[dict, list]:
+        reply: tuple[dict, list] = self.program.on_task(m.meta.get("op"), m.meta, m.arrays)
+        return reply
+
+    def _on_key_generate(self, m: wire.Message) -> tuple[dict, list]:
+        if self.data_key is not None:
+            raise ProtocolError("data key already present")
+        self.data_key = sealing.new_data_key()
+        return {}, [ch.as_bytes_array(self.seal("cluster-data-key", self.data_key))]
+
+    def _on_key_unseal(self, m: wire.Message) -> tuple[dict, list]:
+        (blob,) = m.expect([np.uint8])
+        self.data_key = self.unseal("cluster-data-key", blob.tobytes())
+        return {}, []
+
+    def _on_key_export(self, m: wire.Message) -> tuple[dict, list]:
+        peer = self.peer_verifier.verify(m.meta["quote"])  # raises AttestationError
+        key = self.require_data_key()
+        aad = b"jointml-data-key|" + peer.x25519 + self.measurement.encode()
+        eph, ct = ch.seal_to(peer.x25519, key, aad)
+        sig = self._sig.sign(b"jointml-key-export|" + peer.x25519 + eph + ct)
+        return {"eph": eph.hex(), "signature": sig.hex()}, [ch.as_bytes_array(ct)]
+
+    def _on_key_import(self, m: wire.Message) -> tuple[dict, list]:
+        meta = m.meta
+        holder = self.peer_verifier.verify(meta["quote"])  # the key must come from an attested peer
+        (ct_array,) = m.expect([np.uint8])
+        eph, ct = bytes.fromhex(meta["eph"]), ct_array.tobytes()
+        ch.verify_ed25519(holder.ed25519, bytes.fromhex(meta["signature"]),
+                          b"jointml-key-export|" + self.x25519 + eph + ct, "data key export")
+        aad = b"jointml-data-key|" + self.x25519 + holder.measurement.encode()
+        self.data_key = ch.open_sealed(self._x, eph, ct, aad)
+        return {}, []
+
+
+#: request kind -> the EnclaveRuntime method that answers it
+_HANDLERS = {
+    kind: f"_on_{kind}"
+    for kind in ("attest", "challenge", "session", "close_session", "call", "task",
+                 "key_generate", "key_unseal", "key_export", "key_import")
+}
+
+
+Send = Callable[..., None]
 
 
 def main() -> int:
@@ -235,48 +266,64 @@ def main() -> int:
     sys.stdout = sys.stderr
     lock = threading.Lock()
 
-    def send(kind, seq, meta=None, arrays=()):
+    def send(kind: str, seq: int, meta: dict | None = None, arrays: Any = ()) -> None:
         data = frame(kind, seq, meta, arrays)
         with lock:
             write_all(out, data)
 
+    rt = _boot(inp, send)
+    if rt is None:
+        return 1
+    rt.emit = lambda kind, meta=None, arrays=(): send(kind, 0, meta, arrays)
+    work: queue.Queue = queue.Queue()
+    t = threading.Thread(target=_work, args=(rt, work, send), daemon=True)
+    t.start()
+    _serve(rt, inp, work, send)
+    work.put(None)
+    return 0
+
+
+def _boot(inp: Any, send: Send) -> EnclaveRuntime | None:
+    """Read the boot frame and build the runtime; None (the host told why) if that failed."""
     body = read_frame(inp)
     if body is None:
-        return 1
+        return None
     boot = wire.decode(body)
     try:
         rt = EnclaveRuntime(boot.meta["program"], boot.meta["config"], bool(boot.meta.get("debug", False)),
                             boot.meta.get("platform_dir"))
     except Exception as e:
         send("error", boot.seq, {"error": type(e).__name__, "message": f"enclave boot failed: {e}"})
-        return 1
+        return None
     send("ok", boot.seq, {"measurement": rt.measurement, "pid": os.getpid(), "label": SIMULATION_LABEL})
+    return rt
 
-    rt.emit = lambda kind, meta=None, arrays=(): send(kind, 0, meta, arrays)
-    work: queue.Queue = queue.Queue()
 
-    def worker():
-        while True:
-            m = work.get()
-            if m is None:
-                return
-            try:
-                meta, arrays = rt.handle(m)
-                send("ok", m.seq, meta, arrays)
-            except Exception as e:
-                if not isinstance(e, (AttestationError, PermissionError, ValueError, RuntimeError)):
-                    traceback.print_exc()
-                send("error", m.seq, {"error": type(e).__name__, "message": str(e)})
+def _work(rt: EnclaveRuntime, work: queue.Queue, send: Send) -> None:
+    """The worker thread: answer queued requests one at a time until None arrives."""
+    while True:
+        m = work.get()
+        if m is None:
+            return
+        try:
+            meta, arrays = rt.handle(m)
+            send("ok", m.seq, meta, arrays)
+        except Exception as e:
+            if not isinstance(e, (AttestationError, PermissionError, ValueError, RuntimeError)):
+                traceback.print_exc()
+            send("error", m.seq, {"error": type(e).__name__, "message": str(e)})
 
-    t = threading.Thread(target=worker, daemon=True)
-    t.start()
+
+def _serve(rt: EnclaveRuntime, inp: Any, work: queue.Queue, send: Send) -> None:
+    """Read frames until shutdown or end of stream; heartbeats and deliveries are answered
+    here at once (even while a long task runs), everything else is queued for the worker."""
     while True:
         body = read_frame(inp)
         if body is None:
             break
         try:
             m = wire.decode(body)
-        except wire.WireFormatError as e:
+        except WireFormatError as e:
             send("error", 0, {"error": "WireFormatError", "message": str(e)})
             continue
         if m.kind == "heartbeat":  # answered even while a long task runs
@@ -291,8 +338,6 @@ def main() -> int:
             break
         else:
             work.put(m)
-    work.put(None)
-    return 0
 
 
 if __name__ == "__main__":

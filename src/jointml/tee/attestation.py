@@ -133,9 +133,11 @@ class Quote:
 
     @classmethod
     def from_dict(cls, d: Any) -> "Quote":
-        types = {"platform": str, "platform_id": str, "simulation": bool, "debug": bool, "program": str,
-                 "measurement": str, "x25519": str, "ed25519": str, "nonce": str, "timestamp": (int, float),
-                 "version": int, "signature": str}
+        types: dict[str, type | tuple[type, ...]] = {
+            "platform": str, "platform_id": str, "simulation": bool, "debug": bool, "program": str,
+            "measurement": str, "x25519": str, "ed25519": str, "nonce": str, "timestamp": (int, float),
+            "version": int, "signature": str,
+        }
         if not isinstance(d, dict) or set(d) != set(types):
             raise AttestationError(f"malformed quote: fields {sorted(d) if isinstance(d, dict) else type(d).__name__}")
         for k, t in types.items():

@@ -25,7 +25,7 @@ import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
@@ -70,7 +70,8 @@ class Enclave:
         self._lock = threading.Lock()
         self._wlock = threading.Lock()
         self._dead: str | None = None
-        self.on_relay = None  # callback(enclave, message) for records the enclave sends to peers
+        # callback(enclave, message) for records the enclave sends to peers
+        self.on_relay: Callable[[Enclave, wire.Message], None] | None = None
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         self.platform_dir = str(platform_dir or default_state_dir())
@@ -83,9 +84,9 @@ class Enclave:
                                      env=env, bufsize=0, cwd=src)
         self._reader = threading.Thread(target=self._read_loop, name=f"{self.name}-reader", daemon=True)
         self._reader.start()
-        boot = self._request("boot", {"program": program, "config": config, "debug": debug,
+        booted = self._request("boot", {"program": program, "config": config, "debug": debug,
                                       "platform_dir": self.platform_dir})
-        self.measurement: str = boot.meta["measurement"]
+        self.measurement: str = booted.meta["measurement"]
         self.pid: int = self.proc.pid
         log.warning("%s: started %s (pid %d) program %s measurement %s", SIMULATION_LABEL, self.name, self.pid,
                     program, self.measurement[:16])
@@ -184,7 +185,8 @@ class Enclave:
             except EnclaveError:
                 pass
         try:
-            self.proc.stdin.close()
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
         except OSError:
             pass
         try:

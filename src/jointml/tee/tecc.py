@@ -29,7 +29,7 @@ from __future__ import annotations
 import threading
 from typing import Mapping
 
-from ..core.errors import ConfigError, ProtocolError
+from ..core.errors import AccessDenied, ConfigError, ProtocolError
 from . import channel as ch
 from .attestation import Policy, Verifier, measure
 from .enclave import Enclave, EnclaveDied, EnclaveError
@@ -232,7 +232,7 @@ class PeerLinks:
             raise ConfigError(f"unknown peer role {peer!r}", field="peer")
         att = self.verifier.verify(meta["quote"])
         if att.measurement != self.peer_measurement[peer]:
-            raise PermissionError(f"enclave claiming role {peer} has the measurement of another role")
+            raise AccessDenied(f"enclave claiming role {peer} has the measurement of another role")
         lo, hi = sorted([self.role, peer])
         keys = {self.role: self.rt.x25519, peer: att.x25519}
         t = b"jointml-tecc-link-v1|" + lo.encode() + b"|" + hi.encode() + b"|" + keys[lo] + keys[hi]

@@ -222,4 +222,5 @@ class NumpyBackend(RingBackend):
         return np.ascontiguousarray(x).tobytes()
 
     def from_bytes(self, data: bytes, dtype: Any, shape: Sequence[int]) -> Array:
-        return np.frombuffer(data, dtype=dtype).reshape(tuple(shape)).copy()
+        out: Array = np.frombuffer(data, dtype=dtype).reshape(tuple(shape)).copy()
+        return out

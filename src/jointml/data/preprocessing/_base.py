@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import copy
 import inspect
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ...core.errors import DataError, JointMLError, ParameterError
+from ...core.errors import ColumnTypeError, DataError, JointMLError, ParameterError, UnknownColumnError
 
 __all__ = ["NotFittedError", "ColumnTypeError", "UnknownColumnError", "BaseTransformer", "clone"]
 
@@ -35,25 +35,6 @@ class NotFittedError(JointMLError, ValueError, AttributeError):
     ... except NotFittedError as e:
     ...     print("not fitted" in str(e))
     True
-    """
-
-
-class ColumnTypeError(DataError, TypeError):
-    """A column holds values of a type the transformer cannot use (text where numbers are
-    needed, values that cannot be ordered); a `DataError` and a ``TypeError``; `field`
-    names the column.
-
-    >>> isinstance(ColumnTypeError("not numeric", field="city"), TypeError)
-    True
-    """
-
-
-class UnknownColumnError(DataError, KeyError):
-    """A fitted transformer was asked about a column it was not fitted on (a ``KeyError``).
-
-    >>> e = UnknownColumnError("no column 'age'", field="age")
-    >>> isinstance(e, KeyError), e.field
-    (True, 'age')
     """
 
 
@@ -88,6 +69,9 @@ class BaseTransformer:
     >>> AddOne(k=2.0).fit_transform(np.zeros((2, 1))).tolist(), AddOne().get_params()
     ([[2.0], [2.0]], {'k': 1.0})
     """
+
+    # every transformer defines fit(X[, y]) -> self (a supervised one needs y) and transform(X)
+    fit: Callable[..., Any]
 
     # ---- parameters -----------------------------------------------------
 
@@ -253,7 +237,7 @@ def _numeric_matrix(frame: pd.DataFrame, who: str, *, allow_nan: bool = True) ->
     return values
 
 
-def _wrap(values: np.ndarray, frame: pd.DataFrame, is_frame: bool, columns: Sequence[Any] | None = None) -> Any:
+def _wrap(values: np.ndarray, frame: pd.DataFrame, is_frame: bool, columns: Sequence[Any] | np.ndarray | None = None) -> Any:
     if not is_frame:
         return values
     cols = frame.columns if columns is None else pd.Index(list(columns), dtype=object)

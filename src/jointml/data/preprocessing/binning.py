@@ -464,7 +464,14 @@ def tree_splits_from_counts(
 # ---------------------------------------------------------------------------
 
 
-def equal_frequency_edges(x: Any, n_bins: int, *, quantile_method: str = "linear") -> np.ndarray:
+#: the `method` values of ``numpy.quantile``
+QuantileMethod = Literal[
+    "inverted_cdf", "averaged_inverted_cdf", "closest_observation", "interpolated_inverted_cdf", "hazen", "weibull",
+    "linear", "median_unbiased", "normal_unbiased", "lower", "higher", "midpoint", "nearest",
+]
+
+
+def equal_frequency_edges(x: Any, n_bins: int, *, quantile_method: QuantileMethod = "linear") -> np.ndarray:
     """Interior edges putting about the same number of values in each of ``n_bins`` bins.
 
     Quantiles at ``1/n_bins, ..., (n_bins-1)/n_bins`` (``numpy.quantile`` with
@@ -515,7 +522,7 @@ class _BaseBinner(BaseTransformer):
 
     categorical_features: Any
     min_category_frac: float
-    handle_unknown: str
+    handle_unknown: Literal["error", "missing"]
     _supervised = False
 
     # -- hooks ------------------------------------------------------------
@@ -529,7 +536,9 @@ class _BaseBinner(BaseTransformer):
     # -- fit / transform ----------------------------------------------------
     def _check_common(self) -> None:
         if self.handle_unknown not in ("error", "missing"):
-            raise ParameterError(f"handle_unknown must be 'error' or 'missing'; got {self.handle_unknown!r}", field="handle_unknown")
+            raise ParameterError(
+                f"handle_unknown must be 'error' or 'missing'; got {self.handle_unknown!r}", field="handle_unknown"
+            )
         if not 0.0 <= self.min_category_frac < 1.0:
             raise ParameterError(f"min_category_frac must be in [0, 1); got {self.min_category_frac}", field="min_category_frac")
 
@@ -723,7 +732,7 @@ class EqualFrequencyBinner(_BaseBinner):
         self,
         n_bins: int = 10,
         *,
-        quantile_method: str = "linear",
+        quantile_method: QuantileMethod = "linear",
         categorical_features: Any = "auto",
         min_category_frac: float = 0.0,
         handle_unknown: Literal["error", "missing"] = "error",

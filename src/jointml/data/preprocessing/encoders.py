@@ -146,10 +146,13 @@ class OneHotEncoder(_CategoricalEncoder):
     def fit(self, X: Any, y: Any = None) -> "OneHotEncoder":
         """Learn the categories of every column."""
         if self.handle_unknown not in ("error", "ignore"):
-            raise ParameterError(f"handle_unknown must be 'error' or 'ignore'; got {self.handle_unknown!r}", field="handle_unknown")
+            raise ParameterError(
+                f"handle_unknown must be 'error' or 'ignore'; got {self.handle_unknown!r}", field="handle_unknown"
+            )
         if self.drop not in (None, "first", "if_binary"):
             raise ParameterError(f"drop must be None, 'first' or 'if_binary'; got {self.drop!r}", field="drop")
         self._fit_categories(X)
+        self.drop_idx_: list[int | None]
         if self.drop is None:
             self.drop_idx_ = [None] * len(self.categories_)
         elif self.drop == "first":
@@ -168,8 +171,9 @@ class OneHotEncoder(_CategoricalEncoder):
             block = np.zeros((c.shape[0], k), dtype=self.dtype)
             rows = np.flatnonzero(c >= 0)
             block[rows, c[rows]] = 1
-            if self.drop_idx_[j] is not None:
-                block = np.delete(block, self.drop_idx_[j], axis=1)
+            drop = self.drop_idx_[j]
+            if drop is not None:
+                block = np.delete(block, drop, axis=1)
             blocks.append(block)
         out = np.hstack(blocks) if blocks else np.zeros((frame.shape[0], 0), dtype=self.dtype)
         return _wrap(out, frame, is_frame, self.get_feature_names_out())
@@ -217,9 +221,13 @@ class OrdinalEncoder(_CategoricalEncoder):
     def fit(self, X: Any, y: Any = None) -> "OrdinalEncoder":
         """Learn the categories of every column."""
         if self.handle_unknown not in ("error", "use_encoded_value"):
-            raise ParameterError(f"handle_unknown must be 'error' or 'use_encoded_value'; got {self.handle_unknown!r}", field="handle_unknown")
+            raise ParameterError(
+                f"handle_unknown must be 'error' or 'use_encoded_value'; got {self.handle_unknown!r}", field="handle_unknown"
+            )
         if self.handle_unknown == "use_encoded_value" and self.unknown_value is None:
-            raise ParameterError("handle_unknown='use_encoded_value' needs unknown_value (an int or np.nan)", field="unknown_value")
+            raise ParameterError(
+                "handle_unknown='use_encoded_value' needs unknown_value (an int or np.nan)", field="unknown_value"
+            )
         self._fit_categories(X)
         return self
 

@@ -99,7 +99,9 @@ class SimpleImputer(BaseTransformer):
                     stats.append(0 if numeric else "missing_value")
                 continue
             if present.size == 0:
-                raise DataError(f"{who}.fit: column {col!r} has only missing values; cannot compute {self.strategy}", field=str(col))
+                raise DataError(
+                    f"{who}.fit: column {col!r} has only missing values; cannot compute {self.strategy}", field=str(col)
+                )
             if self.strategy in ("mean", "median"):
                 if not numeric:
                     raise ColumnTypeError(

@@ -77,7 +77,9 @@ class StandardScaler(BaseTransformer):
         else:
             w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
             if w.shape[0] != n_rows:
-                raise DataError(f"StandardScaler.fit: sample_weight has {w.shape[0]} values, X has {n_rows} rows", field="sample_weight")
+                raise DataError(
+                    f"StandardScaler.fit: sample_weight has {w.shape[0]} values, X has {n_rows} rows", field="sample_weight"
+                )
             if not np.isfinite(w).all() or (w < 0).any():
                 raise DataError("StandardScaler.fit: sample_weight must be finite and non-negative", field="sample_weight")
         present = ~np.isnan(values)
@@ -86,7 +88,9 @@ class StandardScaler(BaseTransformer):
         empty = count <= 0
         if empty.any():
             col = frame.columns[np.flatnonzero(empty)[0]]
-            raise DataError(f"StandardScaler.fit: column {col!r} has no non-missing values (with positive weight)", field=str(col))
+            raise DataError(
+                f"StandardScaler.fit: column {col!r} has no non-missing values (with positive weight)", field=str(col)
+            )
         filled = np.where(present, values, 0.0)
         mean = (wm * filled).sum(axis=0) / count
         # two-pass variance: stable where sum-of-squares minus square-of-sum is not
@@ -193,7 +197,9 @@ class MinMaxScaler(BaseTransformer):
     def _range(self) -> tuple[float, float]:
         lo, hi = self.feature_range
         if not lo < hi:
-            raise ParameterError(f"feature_range must be (min, max) with min < max; got {self.feature_range}", field="feature_range")
+            raise ParameterError(
+                f"feature_range must be (min, max) with min < max; got {self.feature_range}", field="feature_range"
+            )
         return float(lo), float(hi)
 
     def fit(self, X: Any, y: Any = None) -> "MinMaxScaler":

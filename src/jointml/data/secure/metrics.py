@@ -75,7 +75,7 @@ from typing import Any, Literal, Sequence
 
 import numpy as np
 
-from ...core.errors import DataError, ParameterError
+from ...core.errors import ArgumentTypeError, DataError, ParameterError
 from ...mpc import MpcDevice, SecretArray, concatenate, functions
 from ...runtime.collectives import agree, reveal_to_all
 from ...runtime.device import PartyObject
@@ -88,14 +88,6 @@ __all__ = ["roc_auc", "ks", "auc_ks", "score_histogram", "ScoreHistogram", "Argu
 DEFAULT_CHUNK = 1 << 20
 
 Method = Literal["pairwise", "bucketed"]
-
-
-class ArgumentTypeError(ParameterError, TypeError):
-    """`scores`/`labels` of a kind these functions cannot take (a ``TypeError`` too).
-
-    >>> isinstance(ArgumentTypeError("scores must be a SecretArray", field="scores"), TypeError)
-    True
-    """
 
 
 # ---------------------------------------------------------------------------------------
@@ -179,14 +171,17 @@ def _inputs(scores, labels, mpc) -> _Inputs:
             raise ParameterError("mpc is not the device of the secret scores/labels", field="mpc")
         dev = mpc
     if dev is None:
-        raise ParameterError("both scores and labels are plaintext PartyObjects: pass mpc= (the device to compute on)", field="mpc")
+        raise ParameterError(
+            "both scores and labels are plaintext PartyObjects: pass mpc= (the device to compute on)", field="mpc"
+        )
     ctx = dev.ctx
     if isinstance(scores, PartyObject):
         owner = scores.owner
         problem, n = _check_scores(scores.value) if ctx.me == owner else (None, 0)
-        n = agree(ctx, owner, problem, details={"n": n}, name="scores")[owner].get("n")
-        if not isinstance(n, int) or n < 0:
+        n_owner = agree(ctx, owner, problem, details={"n": n}, name="scores")[owner].get("n")
+        if not isinstance(n_owner, int) or n_owner < 0:
             raise DataError("malformed score metadata", party=owner, field="scores")
+        n = n_owner
         s = ctx.party(owner).run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1), scores).to(dev)
     else:
         s = _flat(scores, "scores")
@@ -199,11 +194,17 @@ def _inputs(scores, labels, mpc) -> _Inputs:
         agree(ctx, label_owner, lambda: _check_labels(labels.value, n)[0], name="labels")  # runs at the owner only
         if ctx.me == label_owner:
             p_local = int(np.asarray(labels.value, dtype=np.float64).sum())
-        y = ctx.party(label_owner).run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1).astype(np.int64), labels).to(dev, fxp=False)
+        y = (
+            ctx.party(label_owner)
+            .run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1).astype(np.int64), labels)
+            .to(dev, fxp=False)
+        )
     else:
         y = _flat(labels, "labels")
         if y.fxp:
-            raise ArgumentTypeError("secret labels must be an integer 0/1 SecretArray (fxp = 0), got a fixed-point one", field="labels")
+            raise ArgumentTypeError(
+                "secret labels must be an integer 0/1 SecretArray (fxp = 0), got a fixed-point one", field="labels"
+            )
         if y.shape[0] != n:
             raise DataError(f"labels have {y.shape[0]} rows but the scores have {n}", field="labels")
     return _Inputs(dev, ctx, s, y, n, label_owner, p_local)
@@ -244,6 +245,7 @@ def _pairwise_counts(inp: _Inputs, want_ks: bool, chunk: int):
             t = y[i0:i1] @ lt  # #{positive i in this block: s_i < s_j}; exact integer product
             ylt = t if ylt is None else ylt + t
     row_sum = concatenate(row_sums, axis=0) if len(row_sums) > 1 else row_sums[0]
+    assert col_sum is not None  # n >= 2: the loop ran
     return col_sum - row_sum, n - col_sum, ylt
 
 
@@ -261,6 +263,7 @@ def _bucket_counts(inp: _Inputs, thr: np.ndarray, chunk: int):
         q = y[i0:i1] @ lt
         lt_cnt = c if lt_cnt is None else lt_cnt + c
         lt_pos = q if lt_pos is None else lt_pos + q
+    assert lt_cnt is not None  # n >= 2: the loop ran
     return n - lt_cnt, lt_pos
 
 
@@ -279,7 +282,9 @@ def _thresholds(dev, bins: int, score_range: Sequence[float], thresholds) -> np.
         t = np.linspace(lo, hi, int(bins) + 1)[1:-1]
     t = dev.fxp.decode(dev.fxp.encode(t))
     if np.any(np.diff(t) <= 0):
-        raise ParameterError("thresholds must be strictly increasing (after rounding to the fixed-point grid)", field="thresholds")
+        raise ParameterError(
+            "thresholds must be strictly increasing (after rounding to the fixed-point grid)", field="thresholds"
+        )
     return t
 
 
@@ -297,7 +302,9 @@ def _int_over_pow2(x: SecretArray, s: int) -> SecretArray:
     return SecretArray(x.device, x.share, x.shape, s - 1) * 0.5  # one truncation
 
 
-def _evaluate(scores, labels, mpc, want: Sequence[str], method: str, bins, score_range, thresholds, to, reveal_class_counts, chunk):
+def _evaluate(
+    scores, labels, mpc, want: Sequence[str], method: str, bins, score_range, thresholds, to, reveal_class_counts, chunk
+):
     if method not in ("pairwise", "bucketed"):
         raise ParameterError(f"method must be 'pairwise' or 'bucketed', got {method!r}", field="method")
     if int(chunk) < 1:
@@ -308,7 +315,7 @@ def _evaluate(scores, labels, mpc, want: Sequence[str], method: str, bins, score
         raise ParameterError(f"unknown recipient party '{to}' (cluster: {ctx.parties})", field="to")
     want_ks = "ks" in want
     y = inp.y
-    thr = _thresholds(inp.dev, bins, score_range, thresholds) if method == "bucketed" else None
+    thr = _thresholds(inp.dev, bins, score_range, thresholds) if method == "bucketed" else np.empty(0)  # (unused)
     p = y.sum()
     pn = p * (n - p)
     _check_two_classes(inp, p, pn)  # before the expensive comparisons
@@ -332,37 +339,55 @@ def _evaluate(scores, labels, mpc, want: Sequence[str], method: str, bins, score
         if want_ks:
             k = tp * n - p * g
             nums["ks"] = concatenate([k, -k], axis=0).max()
-    dens = {"auc": 2.0, "ks": 1.0}  # metric = num / (den * P N)
     names = [w for w in ("auc", "ks") if w in want]
-    exact = reveal_class_counts or (inp.label_owner is not None and to == inp.label_owner)
-    if exact:
-        # Integer numerators (and P if the recipient does not hold the labels): the
-        # recipient knows or is allowed P and N, so these say no more than the metric.
-        parts = [nums[w].reshape(1) for w in names]
-        send_p = not (inp.label_owner is not None and to == inp.label_owner)
-        if send_p:
-            parts.append(p.reshape(1))
-        val = _reveal(concatenate(parts, axis=0), to)
-        out = None
-        if val is not None:
-            val = np.asarray(val, dtype=np.int64)
-            P = int(val[-1]) if send_p else int(inp.p_local)
-            N = n - P
-            out = {w: float(val[i]) / (dens[w] * P * N) for i, w in enumerate(names)}
+    if reveal_class_counts or (inp.label_owner is not None and to == inp.label_owner):
+        return _open_exact(inp, nums, names, p, to)
+    return _open_divided(inp, nums, names, pn, to)
+
+
+#: metric = numerator / (den * P N)
+_DENS = {"auc": 2.0, "ks": 1.0}
+
+
+def _open_exact(inp: _Inputs, nums: dict[str, SecretArray], names: list[str], p: SecretArray,
+                to: str | None) -> dict[str, float] | None:
+    """Integer numerators (and P if the recipient does not hold the labels) opened to `to`:
+    the recipient knows or is allowed P and N, so these say no more than the metric."""
+    n = inp.n
+    parts = [nums[w].reshape(1) for w in names]
+    send_p = not (inp.label_owner is not None and to == inp.label_owner)
+    if send_p:
+        parts.append(p.reshape(1))
+    val = _reveal(concatenate(parts, axis=0), to)
+    if val is None:
+        return None
+    val = np.asarray(val, dtype=np.int64)
+    if send_p:
+        P = int(val[-1])
     else:
-        # Secure division by the secret P N: numerator and denominator are integers up to
-        # n^2 / 2; both are scaled by the same public 2^-sh so that the numerator fits the
-        # divider's range (< 2^(55 - 2f)) while the denominator stays >= 1 (error ~ ulp).
-        f = inp.dev.frac_bits
-        sh = max(0, math.ceil(math.log2(n * n / 2.0 + 1.0)) - (55 - 2 * f))
-        a = concatenate([nums[w].reshape(1) for w in names], axis=0)
-        den_int = concatenate([(pn * int(dens[w])).reshape(1) for w in names], axis=0)
-        lo = (n - 1) / 2.0**sh  # P N >= n - 1 with both classes present
-        hi = (n * n / 2.0) / 2.0**sh
-        q = functions.div(_int_over_pow2(a, sh), _int_over_pow2(den_int, sh), positive=True, bounds=(lo, hi))
-        val = _reveal(q, to)
-        out = None if val is None else {w: float(np.clip(val[i], 0.0, 1.0)) for i, w in enumerate(names)}
-    return out
+        assert inp.p_local is not None  # P was not sent: the recipient holds the labels
+        P = inp.p_local
+    N = n - P
+    return {w: float(val[i]) / (_DENS[w] * P * N) for i, w in enumerate(names)}
+
+
+def _open_divided(inp: _Inputs, nums: dict[str, SecretArray], names: list[str], pn: SecretArray,
+                  to: str | None) -> dict[str, float] | None:
+    """The metrics divided by the secret P N under MPC, opened to `to`.
+
+    Numerator and denominator are integers up to n^2 / 2; both are scaled by the same
+    public 2^-sh so that the numerator fits the divider's range (< 2^(55 - 2f)) while the
+    denominator stays >= 1 (error ~ ulp)."""
+    n = inp.n
+    f = inp.dev.frac_bits
+    sh = max(0, math.ceil(math.log2(n * n / 2.0 + 1.0)) - (55 - 2 * f))
+    a = concatenate([nums[w].reshape(1) for w in names], axis=0)
+    den_int = concatenate([(pn * int(_DENS[w])).reshape(1) for w in names], axis=0)
+    lo = (n - 1) / 2.0**sh  # P N >= n - 1 with both classes present
+    hi = (n * n / 2.0) / 2.0**sh
+    q = functions.div(_int_over_pow2(a, sh), _int_over_pow2(den_int, sh), positive=True, bounds=(lo, hi))
+    val = _reveal(q, to)
+    return None if val is None else {w: float(np.clip(val[i], 0.0, 1.0)) for i, w in enumerate(names)}
 
 
 def _deliver(ctx_of, to, out):

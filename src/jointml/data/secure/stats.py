@@ -52,7 +52,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from ...core.errors import DataError, ParameterError
+from ...core.errors import DataError, ParameterError, ProtocolError
 from ...mpc import MpcDevice, SecretArray, concatenate
 from ...mpc.masked import MaskedMatrix, PrivateMaskedMatrix
 from ...runtime.collectives import Received, agree, broadcast, reveal_to_all, send_to
@@ -76,6 +76,7 @@ def _send_to(ctx: PartyContext, owner: str, to: str | None, name: str, value: np
     """Plaintext float64 array from its owner to `to` (None: every party); None where not received."""
     value = None if value is None else np.asarray(value, dtype=np.float64)
     arrays = [value] if ctx.me == owner and value is not None else []
+    got: Received | None
     if to is None:
         got = broadcast(ctx, owner, arrays=arrays, name=name, dtypes=[np.float64])
     else:
@@ -181,7 +182,9 @@ def describe(
         meta: dict[str, Any] | None = None
         arrays: list[np.ndarray] = []
         if ctx.me == owner:
-            meta, arrays = _describe_local(ctx.me, vdf.parts[owner].value, by.get(owner, []) if explicit else None, index, percentiles, ddof)
+            meta, arrays = _describe_local(
+                ctx.me, vdf.parts[owner].value, by.get(owner, []) if explicit else None, index, percentiles, ddof
+            )
         got = broadcast(ctx, owner, meta=meta, arrays=arrays, name="describe")
         if got.meta.get("problem"):
             problems.append((owner, str(got.meta["problem"])))
@@ -328,6 +331,7 @@ def _cross_blocks(mpc: MpcDevice, prep: _Prepared) -> list[SecretArray]:
     blocks = []
     for i, left in enumerate(owners[:-1]):
         right = concatenate([sec(q) for q in owners[i + 1 :]], axis=1) if len(owners) - i > 2 else sec(owners[i + 1])
+        pm: PrivateMaskedMatrix | MaskedMatrix
         if left in mpc.parties:
             pm = PrivateMaskedMatrix(mpc, enc[left], fxp=False)
         else:  # an owner outside the compute parties: share its matrix and mask the shares
@@ -441,7 +445,7 @@ def _col_slice(prep: _Prepared, owners: list[str], j: int, p: str) -> slice:
         if q == p:
             return slice(o, o + len(prep.by[q]))
         o += len(prep.by[q])
-    raise AssertionError("owner not in block")
+    raise ProtocolError(f"owner not in cross block {j}", party=p)  # unreachable: blocks are built from owners
 
 
 def corr(
@@ -519,18 +523,20 @@ def corr(
             # One reveal for all cross blocks (one round, not one per block).
             flat = concatenate([c.reshape(-1) for c in cross], axis=0) if len(cross) > 1 else cross[0].reshape(-1)
             opened = _reveal_to(flat, to)
-        local: dict[str, np.ndarray | None] = {}
+        local: dict[str, np.ndarray] = {}  # at the recipients
         for p in owners:
             blk = _local_block(prep.w[p].value) if me == p else None
             got = _send_to(ctx, p, to, "corr-local", blk)
             k = len(prep.by[p])
-            if got is not None and got.shape != (k, k):
-                raise DataError("malformed correlation block", party=p)
-            local[p] = got
+            if got is not None:
+                if got.shape != (k, k):
+                    raise DataError("malformed correlation block", party=p)
+                local[p] = got
         out = None
         if to is None or me == to:
             parts, o = [], 0
             for i, p in enumerate(owners[:-1]):
+                assert opened is not None  # two owners or more: the cross blocks were revealed here
                 size = len(prep.by[p]) * sum(len(prep.by[q]) for q in owners[i + 1 :])
                 parts.append(opened[o : o + size])
                 o += size
@@ -556,8 +562,7 @@ def vif_from_corr(r: pd.DataFrame | np.ndarray) -> pd.Series | np.ndarray:
     >>> vif_from_corr(np.array([[1.0, 0.5], [0.5, 1.0]])).round(4).tolist()
     [1.3333, 1.3333]
     """
-    frame = isinstance(r, pd.DataFrame)
-    m = np.asarray(r.to_numpy(dtype=np.float64) if frame else r, dtype=np.float64)
+    m = np.asarray(r.to_numpy(dtype=np.float64) if isinstance(r, pd.DataFrame) else r, dtype=np.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise DataError(f"a correlation matrix must be square, got shape {m.shape}", field="r")
     ok = ~np.all(np.isnan(m), axis=1)
@@ -573,7 +578,7 @@ def vif_from_corr(r: pd.DataFrame | np.ndarray) -> pd.Series | np.ndarray:
         null = (v[:, ~big] ** 2).sum(axis=1) > 1e-12 if (~big).any() else np.zeros(len(vals), bool)
         vals[null] = np.inf
         out[ok] = vals
-    if frame:
+    if isinstance(r, pd.DataFrame):
         return pd.Series(out, index=r.index, name="vif")
     return out
 

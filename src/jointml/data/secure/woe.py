@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ...core.errors import NotOwnerError
 from ...he import HeArray, HeDevice
 from ...runtime.collectives import agree, broadcast, send_to
 from ..frames import DataError, VDataFrame
@@ -113,6 +114,26 @@ class ColumnWOE:
     pos: np.ndarray | None = None
     neg: np.ndarray | None = None
 
+    def bin_map(self) -> np.ndarray:
+        """`prebin_to_bin`, at the column's owner.
+
+        >>> ColumnWOE("shop", 2, prebin_to_bin=np.array([0, 0, 1])).bin_map().tolist()
+        [0, 0, 1]
+        """
+        if self.prebin_to_bin is None:
+            raise NotOwnerError(f"the pre-bin map of this column is held by '{self.owner}' only", party=self.owner)
+        return self.prebin_to_bin
+
+    def woe_table(self) -> np.ndarray:
+        """`woe` per final bin, at the label holder (and the owner with `woe_to_owner`).
+
+        >>> ColumnWOE("shop", 2, woe=np.array([0.5, -0.5])).woe_table().tolist()
+        [0.5, -0.5]
+        """
+        if self.woe is None:
+            raise NotOwnerError("the WOE table of this column is at the label holder (and, with woe_to_owner, its owner)")
+        return self.woe
+
 
 @dataclass
 class VerticalWOE:
@@ -140,7 +161,7 @@ class VerticalWOE:
         pre = np.asarray(b.transform(df[cols]))
         if not cols:
             return np.zeros((len(df), 0), np.int64)
-        return np.stack([self.col[c].prebin_to_bin[pre[:, j]] for j, c in enumerate(cols)], axis=1)
+        return np.stack([self.col[c].bin_map()[pre[:, j]] for j, c in enumerate(cols)], axis=1)
 
     def transform(self, ctx, vdf: VDataFrame, mpc=None) -> dict:
         """WOE features per party: PartyObjects (plaintext at the owner) or, for feature
@@ -152,7 +173,7 @@ class VerticalWOE:
             if party == self.label_owner or self.woe_to_owner:
                 out[party] = ctx.party(party).run(
                     lambda df, p=party, cs=cols: np.stack(
-                        [self.col[c].woe[self.bin_indices(p, df)[:, j]] for j, c in enumerate(cs)], axis=1),
+                        [self.col[c].woe_table()[self.bin_indices(p, df)[:, j]] for j, c in enumerate(cs)], axis=1),
                     vdf.parts[party],
                 )
             else:
@@ -227,17 +248,17 @@ def vertical_woe(
     model = VerticalWOE(label_owner=label_owner, columns=columns, woe_to_owner=woe_to_owner)
     holders = [p for p in vdf.parties if p != label_owner and columns.get(p)]
     y = _labels(ctx, vdf, label, label_owner, pos_label)
-    enc_y = None
+    params = (method, max_bins, min_bin_frac)
     if holders:  # 1. labels, encrypted for the feature holders
         he = HeDevice(ctx, label_owner, key_bits=key_bits, parties=[label_owner, *holders])
         enc_y = ctx.party(label_owner).put(y).to(he, to=holders, name="woe:labels")
         if ctx.me in holders and enc_y.data.shape != (len(vdf),):
             raise DataError(f"party '{ctx.me}': {enc_y.data.shape} label ciphertexts for {len(vdf)} rows "
                             f"from '{label_owner}'")
-    params = (method, max_bins, min_bin_frac)
-    for p in holders:  # 2.-3. pre-bin sums at each holder, merged at the label holder
-        _holder_counts(ctx, vdf, model, enc_y, p, n_prebins, params)
+        for p in holders:  # 2.-3. pre-bin sums at each holder, merged at the label holder
+            _holder_counts(ctx, vdf, model, enc_y, p, n_prebins, params)
     if ctx.me == label_owner and columns.get(ctx.me):
+        assert y is not None  # the label holder's labels passed the check above
         _own_columns(vdf, model, y, n_prebins, params)
     _share_bin_counts(ctx, vdf, model)
     if woe_to_owner:
@@ -281,6 +302,7 @@ def _holder_counts(ctx, vdf: VDataFrame, model: VerticalWOE, enc_y: HeArray, p: 
     got = send_to(ctx, p, label_owner, arrays=arrays, name="woe:counts", dtypes=[np.int64] * 3)
     total = None
     if me == label_owner:
+        assert got is not None  # the receiver
         counts, sizes, kinds = got.arrays
         if sizes.shape != (len(cols),) or kinds.shape != sizes.shape or counts.shape != (int(sizes.sum()),) \
                 or (sizes < 1).any():
@@ -296,6 +318,7 @@ def _holder_counts(ctx, vdf: VDataFrame, model: VerticalWOE, enc_y: HeArray, p: 
     got = send_to(ctx, label_owner, p, arrays=[flat] if flat is not None else [], name="woe:maps",
                   dtypes=[np.int64])
     if me == p:
+        assert got is not None  # the receiver
         _set_maps(model, p, got.arrays[0], label_owner)
 
 
@@ -376,6 +399,7 @@ def _send_tables(ctx, model: VerticalWOE, holders: list[str]) -> None:
         got = send_to(ctx, model.label_owner, p, arrays=arrays, name="woe:tables", dtypes=[np.float64],
                       shapes=[(sum(model.col[c].n_bins for c in cols),)])
         if ctx.me == p:
+            assert got is not None  # the receiver
             off = 0
             for c in cols:
                 k = model.col[c].n_bins

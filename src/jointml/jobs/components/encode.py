@@ -20,7 +20,7 @@ def _produces(params: dict) -> set:
 
 
 @component("encode", outputs=(AlignedFrame, Encoding, Label), produces=_produces)
-def encode(ctx: Any, state: Any, frame: AlignedFrame, known: Label = None, *, method: Literal["ordinal"] = "ordinal",
+def encode(ctx: Any, state: Any, frame: AlignedFrame, known: Label | None = None, *, method: Literal["ordinal"] = "ordinal",
            label: str | None = None) -> tuple:
     """Each party encodes its own text columns as numbers, locally (no label used): category
     codes in sorted order ("ordinal"). Tree models then bin them at the owner."""

@@ -18,8 +18,8 @@ Metric = Literal["auc", "ks", "log_loss", "accuracy"]
 
 
 @component("evaluate", outputs=())
-def evaluate(ctx: Any, state: Any, scores: Scores, label: Label, parts: ModelParts = None, *,
-             metrics: list[Metric] = ("auc", "ks")) -> None:
+def evaluate(ctx: Any, state: Any, scores: Scores, label: Label, parts: ModelParts | None = None, *,
+             metrics: tuple[Metric, ...] = ("auc", "ks")) -> None:
     """AUC / KS / log-loss / accuracy at the party holding both scores and labels."""
     from ...data import metrics as M
 

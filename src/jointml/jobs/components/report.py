@@ -32,7 +32,8 @@ def _axes(w: int, h: int, pad: int, xlabel: str, ylabel: str) -> str:
         f'<rect x="{pad}" y="{pad}" width="{w - 2 * pad}" height="{h - 2 * pad}" fill="#fafafa" stroke="#999"/>'
         f"{ticks}"
         f'<text x="{w / 2:.0f}" y="{h - 4}" font-size="12" text-anchor="middle">{html.escape(xlabel)}</text>'
-        f'<text x="12" y="{h / 2:.0f}" font-size="12" text-anchor="middle" transform="rotate(-90 12 {h / 2:.0f})">{html.escape(ylabel)}</text>'
+        f'<text x="12" y="{h / 2:.0f}" font-size="12" text-anchor="middle" '
+        f'transform="rotate(-90 12 {h / 2:.0f})">{html.escape(ylabel)}</text>'
     )
 
 
@@ -116,9 +117,11 @@ def page(title: str, sections: list[tuple[str, str]]) -> str:
     """A whole HTML page: a title and `(heading, html)` sections (see the module example)."""
     css = (
         "body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}"
-        "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}"
+        "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}"
         "th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}.charts{display:flex;gap:2em;flex-wrap:wrap}"
         ".note{color:#666;font-size:13px}"
     )
     body = "".join(f"<h2>{html.escape(h)}</h2>{c}" for h, c in sections)
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{css}</style></head><body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    head = f"<head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{css}</style></head>"
+    return f"<!doctype html><html>{head}<body><h1>{html.escape(title)}</h1>{body}</body></html>"

@@ -40,15 +40,19 @@ def _needs_label(step: str, params: dict, have: set) -> str | None:
 
 
 @component("train", outputs=(ModelParts, Label), wiring=_needs_label, extra_params=_model_params)
-def train(ctx: Any, state: Any, split: Split, known: Label = None, woe: WoeModel = None, enc: Encoding = None, *,
+def train(ctx: Any, state: Any, split: Split, known: Label | None = None, woe: WoeModel | None = None,
+          enc: Encoding | None = None, *,
           model: str, label: str | None = None, pos_label: Any = None, features: Literal["woe", "raw"] | None = None,
           **hyper: Any) -> tuple[ModelParts, Label]:
     """Train a registered model (`model: ss_lr | ss_glm | secureboost | ss_xgb` and its hyperparameters)
     on the training rows; with an `output`, each party saves its part of it."""
     entry = MODELS[model]
     frame = split.train
-    lab = Label(label if label is not None else known.name,
-                pos_label if pos_label is not None else (known.pos_label if known is not None else 1), None)
+    if label is None:
+        if known is None:  # (the wiring check reports this before a run starts)
+            raise ConfigError("train: name the label (label=) or run a step that names it first", field="label")
+        label = known.name
+    lab = Label(label, pos_label if pos_label is not None else (known.pos_label if known is not None else 1), None)
     lab.party = frame.owner_of(lab.name)
     view = resolve_view(entry, features, woe)
     w = woe.woe if (woe is not None and view == "woe") else None

@@ -1,4 +1,4 @@
-"""`woe_binning`: vertical WOE binning and IV (`jointml.data.vertical_woe`).
+"""`woe_binning`: vertical WOE binning and IV (`jointml.data.secure.woe`).
 
 The label holder encrypts its labels with Paillier; each feature holder sums them per bin
 of its own columns. The label holder learns the WOE/IV of every column (not the other

@@ -286,9 +286,10 @@ class _SecureBoostBase(SecureEstimator):
         me, label = self.ctx.me, self.label_owner_
         nb_of: dict[str, np.ndarray] = {}
         for p in holders:
-            got = send_to(self.ctx, p, label, meta={"n_bins": bins.n_bins.tolist()} if me == p else None,
+            got = send_to(self.ctx, p, label, meta={"n_bins": bins.n_bins.tolist()} if me == p and bins is not None else None,
                           name="sb:nbins")
             if me == label:
+                assert got is not None  # the receiver
                 nb = np.asarray(got.meta.get("n_bins"), dtype=np.int64)
                 if nb.shape != (self.n_features_[p],) or (nb < 1).any() or (nb > self.max_bin + 1).any():
                     raise SecureBoostError(f"party '{p}' announced invalid bin counts")
@@ -306,10 +307,13 @@ class _SecureBoostBase(SecureEstimator):
         self.tree_seconds_: list[float] = []
         st = self._setup(Xloc, yloc, n, holders)
         if me == label:
+            assert yloc is not None  # the label holder's labels
             self.base_score_ = float(self.base_score) if self.base_score is not None else self._base(yloc)
             st["margin"] = np.full(n, self.base_score_)
             st["vmargin"] = None if val is None else np.full(val["n"], self.base_score_)
-            self.split_counts_, self.split_gains_, self.history_ = {}, {}, []
+            self.split_counts_: dict[tuple[str, int], int] = {}  # (party, feature) -> splits
+            self.split_gains_: dict[tuple[str, int], float] = {}  # (party, feature) -> total gain
+            self.history_: list[dict[str, Any]] = []
         T["setup"] += time.perf_counter() - t0
         stopper = {"best": math.inf, "best_iter": 0, "since": 0}
         for t in range(int(self.n_estimators)):
@@ -323,8 +327,8 @@ class _SecureBoostBase(SecureEstimator):
             if stop:
                 break
         if val is not None and self.early_stopping_rounds is not None:
-            self.trees_ = self.trees_[: stopper["best_iter"] + 1]
-            self.best_iteration_ = stopper["best_iter"]
+            self.trees_ = self.trees_[: int(stopper["best_iter"]) + 1]
+            self.best_iteration_ = int(stopper["best_iter"])
         self.timings_ = {k: round(v, 3) for k, v in T.items()}
         if me == label:
             self._finish_importance()
@@ -336,12 +340,14 @@ class _SecureBoostBase(SecureEstimator):
         if me == label:
             rows, colmask = lh.sample(st["n"], float(self.subsample), float(self.colsample_bytree),
                                       self.feature_parties_, self.n_features_)
+            assert yloc is not None  # the label holder's labels
             g, h = self._grad_hess(yloc, st["margin"])
             lv.update(rows=rows, colmask=colmask, g=g, h=h)
         for p in holders:  # each holder's row and column sample
             arrays = [lv["rows"], lv["colmask"][p].astype(np.uint8)] if me == label else []
             got = send_to(ctx, label, p, arrays=arrays, name="sb:sample")
             if me == p:
+                assert got is not None  # the receiver
                 rows, cm = got.arrays if len(got.arrays) == 2 else (np.zeros(0, np.int64), None)
                 if cm is None:
                     raise SecureBoostError(f"party '{me}': malformed sample message from '{label}'")
@@ -470,11 +476,13 @@ class _SecureBoostBase(SecureEstimator):
         ctx, me, label = self.ctx, self.ctx.me, self.label_owner_
         k = len(lv["frontier"])
         if me == label:
+            assert decisions is not None  # made at the label holder
             out = [(d is not None, d is not None and d[0] == me, *(d[1:4] if d is not None else (-1, -1, False)))
                    for d in decisions]
         for p in st["holders"]:
             arrays: list = []
             if me == label:
+                assert decisions is not None
                 mine = [d is not None and d[0] == p for d in decisions]
                 arrays = [np.array([0 if d is None else (2 if m else 1) for d, m in zip(decisions, mine)], np.uint8),
                           np.array([d[1] if m else -1 for d, m in zip(decisions, mine)], np.int64),
@@ -483,6 +491,7 @@ class _SecureBoostBase(SecureEstimator):
             got = send_to(ctx, label, p, arrays=arrays, name="sb:split", dtypes=[np.uint8, np.int64, np.int64, np.uint8],
                           shapes=[(k,), (k,), (k,), (k,)])
             if me == p:
+                assert got is not None  # the receiver
                 flags, feats, bns, dl = got.arrays
                 out = [(flags[i] != 0, flags[i] == 2, int(feats[i]), int(bns[i]), bool(dl[i])) for i in range(k)]
         return out if me == label or me in st["holders"] else []
@@ -505,6 +514,7 @@ class _SecureBoostBase(SecureEstimator):
             par_of_new.update({l_id: node, l_id + 1: node})
             new_frontier += [l_id, l_id + 1]
             if me == label:
+                assert decisions is not None
                 d = decisions[i]
                 tr["party"][node], tr["bin"][node], tr["gain"][node] = d[0], d[2], d[4]
                 self.split_counts_[(d[0], d[1])] = self.split_counts_.get((d[0], d[1]), 0) + 1
@@ -536,6 +546,7 @@ class _SecureBoostBase(SecureEstimator):
             got = send_to(ctx, p, label, meta={"n": len(bits)} if bits is not None else None,
                           arrays=[np.packbits(bits)] if bits is not None else [], name="sb:dirs", dtypes=[np.uint8])
             if me == label:
+                assert got is not None and decisions is not None  # the receiver, which made the decisions
                 nodes_p = [lv["frontier"][i] for i, d in enumerate(decisions) if d is not None and d[0] == p]
                 ats = [np.flatnonzero(pos == nd) for nd in nodes_p]
                 total = sum(len(a) for a in ats)
@@ -593,16 +604,17 @@ class _SecureBoostBase(SecureEstimator):
         """Sum of the trees' leaf values per row, at the label holder (None elsewhere)."""
         ctx, me, label = self.ctx, self.ctx.me, self.label_owner_
         holders = [p for p in self.feature_parties_ if p != label]
-        masks = None
+        masks: list[np.ndarray] = []  # at the label holder
         if me == label:
             masks = [fh.leaf_masks(tr, Xloc) if Xloc is not None else
                      np.ones((n_rows, len(fh.leaf_ids(tr))), dtype=bool) for tr in trees]
         for p in holders:
-            arrays = [np.packbits(fh.leaf_masks(tr, Xloc), axis=1) for tr in trees] if me == p else []
+            arrays = [np.packbits(fh.leaf_masks(tr, Xloc), axis=1) for tr in trees] if me == p and Xloc is not None else []
             shapes = [(n_rows, (len(fh.leaf_ids(tr)) + 7) // 8) for tr in trees]
             got = send_to(ctx, p, label, arrays=arrays, name="sb:masks", dtypes=[np.uint8] * len(trees),
                           shapes=shapes)
             if me == label:
+                assert got is not None  # the receiver
                 for i, (tr, arr) in enumerate(zip(trees, got.arrays)):
                     masks[i] &= np.unpackbits(arr, axis=1, count=len(fh.leaf_ids(tr))).astype(bool)
         if me != label:
@@ -633,7 +645,7 @@ class _SecureBoostBase(SecureEstimator):
             raise SecureBoostError("predict: parties have different row counts: "
                                    + ", ".join(f"'{p}' {infos[p]['x']['rows']}" for p in self.feature_parties_))
         vals = self._joint_tree_values(self.trees_, Xloc, rows.pop())
-        if ctx.me == self.label_owner_:
+        if vals is not None:  # at the label holder
             return ctx.party(self.label_owner_).put(self.base_score_ + vals)
         return ctx.party(self.label_owner_).put(None)
 
@@ -720,12 +732,12 @@ class SecureBoostClassifier(_SecureBoostBase):
     def predict_proba(self, X: dict, to: str | None = None) -> PartyObject:
         """(rows, 2) class probabilities, revealed to the label holder only."""
         m = self.decision_function(X, to)
-        return m.device.run(lambda v: np.stack([1 - _sigmoid(v), _sigmoid(v)], axis=1), m)
+        return self.ctx.party(m.owner).run(lambda v: np.stack([1 - _sigmoid(v), _sigmoid(v)], axis=1), m)
 
     def predict(self, X: dict, to: str | None = None) -> PartyObject:
         """0/1 predictions (probability >= 0.5), at the label holder only."""
         m = self.decision_function(X, to)
-        return m.device.run(lambda v: (v >= 0).astype(np.int64), m)
+        return self.ctx.party(m.owner).run(lambda v: (v >= 0).astype(np.int64), m)
 
 
 class SecureBoostRegressor(_SecureBoostBase):

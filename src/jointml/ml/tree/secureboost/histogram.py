@@ -72,7 +72,7 @@ def own_histograms(codes: np.ndarray, own_sel: np.ndarray, nb: np.ndarray, g: np
     return {node: np.stack([hg[i], hh[i]], axis=1) for i, node in enumerate(frontier)}
 
 
-def holder_histograms(ctx: Any, grad: HeArray, p: str, local: dict | None, compute: list[int], want: int,
+def holder_histograms(ctx: Any, grad: HeArray, p: str, local: dict | None, compute: list[int], want: int | None,
                       T: dict) -> Any:
     """Encrypted histograms of feature holder `p` for the nodes `compute`, revealed to
     the label holder (a PartyObject there, ``(want, 2)`` values). SPMD: every party calls
@@ -81,6 +81,7 @@ def holder_histograms(ctx: Any, grad: HeArray, p: str, local: dict | None, compu
     codes = groups = sel_rows = None
     nbins: Any = []
     if ctx.me == p:
+        assert local is not None  # read at `p` only, which passes it
         slot_of = np.full(local["n_nodes"], -1, dtype=np.int64)
         slot_of[compute] = np.arange(len(compute))
         rows = local["rows"]
