@@ -1,4 +1,4 @@
-"""Nonlinear functions (jointml.mpc.nonlinear) against numpy, on every protocol.
+"""Nonlinear functions (jointml.mpc.functions) against numpy, on every protocol.
 
 Tolerances follow the docstrings: results are compared with numpy evaluated on the
 fixed-point-rounded input (the input's own quantisation is not the function's error),

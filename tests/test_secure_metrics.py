@@ -1,4 +1,4 @@
-"""jointml.data.secure_metrics: AUC/KS under MPC vs scikit-learn and jointml.data.metrics."""
+"""jointml.data.secure.metrics: AUC/KS under MPC vs scikit-learn and jointml.data.metrics."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""jointml.data.stats: describe vs pandas, secure Pearson correlation vs numpy.corrcoef, VIF."""
+"""jointml.data.secure.stats: describe vs pandas, secure Pearson correlation vs numpy.corrcoef, VIF."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..core.errors import ConfigError, DataError, ParameterError, ProtocolError
+from ..core.errors import AccessDenied, ConfigError, DataError, ParameterError, ProtocolError
 from ..core.fixedpoint import DEFAULT_FRAC_BITS
 from ..mpc import sharing
 from ..tee import tecc as infra
@@ -202,7 +202,7 @@ class EnclaveProgram:
             expected.update({f"Xtest@{p}": p for p in self.cfg["feature_parties"]})  # optional: rows to score
             expected["y"] = self.cfg["label_party"]
             if expected.get(name) != party:
-                raise PermissionError(f"party {party!r} may not provide input {name!r}")
+                raise AccessDenied(f"party {party!r} may not provide input {name!r}")
             shape = tuple(int(s) for s in meta["shape"])
             a, b = arrays
             if a.dtype != np.uint64 or b.dtype != np.uint64 or a.shape != shape or b.shape != shape:
@@ -211,7 +211,7 @@ class EnclaveProgram:
             return {"name": name}, []
         if op == "tecc_result":
             if party not in self.cfg["result_parties"]:
-                raise PermissionError(f"party {party!r} is not a result party of this TECC job")
+                raise AccessDenied(f"party {party!r} is not a result party of this TECC job")
             if self.result is None:
                 raise ProtocolError("no TECC result yet")
             return {"role": self.role}, list(self.result)

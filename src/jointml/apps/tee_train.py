@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 
-from ..core.errors import ConfigError, DataError, ModelError, ParameterError, ResourceError
+from ..core.errors import AccessDenied, ConfigError, DataError, ModelError, ParameterError, ResourceError
 from ..core.fixedpoint import DEFAULT_FRAC_BITS
 from ..tee import channel as ch
 
@@ -254,11 +254,11 @@ class EnclaveProgram:
 
     def _require_result_party(self, party: str, what: str) -> None:
         if party not in self.cfg.get("result_parties", ()):
-            raise PermissionError(f"party {party!r} is not a result party of this enclave and may not receive {what}")
+            raise AccessDenied(f"party {party!r} is not a result party of this enclave and may not receive {what}")
 
     def _upload(self, party, meta, arrays):
         if party not in self.cfg["feature_parties"] and party != self.cfg["label_party"]:
-            raise PermissionError(f"party {party!r} does not hold data for this job")
+            raise AccessDenied(f"party {party!r} does not hold data for this job")
         if not arrays:
             raise DataError(f"upload from {party!r} has no arrays")
         X = arrays[0]
@@ -327,10 +327,10 @@ class EnclaveProgram:
         single party can learn the model from its share(s)."""
         mpc = self.cfg.get("mpc")
         if not mpc:
-            raise PermissionError("this enclave is not configured to share its model with an MPC device")
+            raise AccessDenied("this enclave is not configured to share its model with an MPC device")
         parties, proto, f = list(mpc["parties"]), mpc["protocol"], int(mpc.get("frac_bits", DEFAULT_FRAC_BITS))
         if party not in parties:
-            raise PermissionError(f"party {party!r} is not a compute party of the configured MPC device {parties}")
+            raise AccessDenied(f"party {party!r} is not a compute party of the configured MPC device {parties}")
         if self.model is None or self.model["type"] != "logistic_regression":
             raise ModelError("model shares need a trained logistic_regression model")
         if self.shares is None:  # one split, handed out party by party (EncodingRangeError if out of range)
@@ -348,7 +348,7 @@ class EnclaveProgram:
             raise ModelError("no model trained yet")
         fp = self.cfg["feature_parties"]
         if party not in fp:
-            raise PermissionError(f"party {party!r} holds no features of this model")
+            raise AccessDenied(f"party {party!r} holds no features of this model")
         (X,) = arrays
         width = self.model["widths"][fp.index(party)]
         if X.dtype != np.float64 or X.ndim != 2 or X.shape[1] != width:
@@ -376,7 +376,7 @@ class EnclaveProgram:
 
     def _ingest(self, party, meta, arrays):
         if party not in self.cfg["parties"]:
-            raise PermissionError(f"party {party!r} unknown")
+            raise AccessDenied(f"party {party!r} unknown")
         X, y = arrays
         if X.dtype != np.float64 or X.ndim != 2 or y.shape != (X.shape[0],):
             raise DataError(f"shard from {party!r}: bad shapes {X.shape} / {y.shape}")

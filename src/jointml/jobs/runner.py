@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..core.errors import ConfigError
+from ..core.fixedpoint import DEFAULT_FRAC_BITS
 from ..data.io import labels, read_input
 from .artifacts import (
     AlignedFrame,
@@ -74,7 +75,7 @@ class JobState:
 
             m = self.spec.mpc
             self.mpc = MpcDevice(ctx, m.get("parties"), protocol=m.get("protocol", "semi2k"), dealer=m.get("dealer"),
-                                 frac_bits=int(m.get("frac_bits", 18)))
+                                 frac_bits=int(m.get("frac_bits", DEFAULT_FRAC_BITS)))
         return self.mpc
 
     def latest(self, kind: type[A]) -> A | None:
@@ -311,4 +312,4 @@ def _predict_device(ctx: Any, rec: dict, inputs: dict[str, str], protocol: str |
     m = dict(rec.get("mpc") or {})
     proto = protocol or m.get("protocol", "semi2k")
     deal = m.get("dealer", dealer) if proto == "semi2k" else None
-    return MpcDevice(ctx, m.get("parties") or list(inputs), protocol=proto, dealer=deal, frac_bits=int(m.get("frac_bits", 18)))
+    return MpcDevice(ctx, m.get("parties") or list(inputs), protocol=proto, dealer=deal, frac_bits=int(m.get("frac_bits", DEFAULT_FRAC_BITS)))
