@@ -312,4 +312,5 @@ def _predict_device(ctx: Any, rec: dict, inputs: dict[str, str], protocol: str |
     m = dict(rec.get("mpc") or {})
     proto = protocol or m.get("protocol", "semi2k")
     deal = m.get("dealer", dealer) if proto == "semi2k" else None
-    return MpcDevice(ctx, m.get("parties") or list(inputs), protocol=proto, dealer=deal, frac_bits=int(m.get("frac_bits", DEFAULT_FRAC_BITS)))
+    return MpcDevice(ctx, m.get("parties") or list(inputs), protocol=proto, dealer=deal,
+                     frac_bits=int(m.get("frac_bits", DEFAULT_FRAC_BITS)))
