@@ -15,6 +15,7 @@ def sim_dir(tmp_path, monkeypatch):
     return d
 
 
+@pytest.mark.slow  # ~14 s: the whole credit job with three enclave processes
 def test_tecc_credit_demo_matches_plaintext_twin(tmp_path, sim_dir, capsys):
     from jointml.demo import tecc_demo
 
@@ -36,6 +37,7 @@ def test_tecc_credit_demo_matches_plaintext_twin(tmp_path, sim_dir, capsys):
     assert "SIMULATION" in report and "TECC" in report
 
 
+@pytest.mark.slow  # ~13 s: the same through the CLI
 def test_cli_demo_tee_tecc(tmp_path, sim_dir):
     from jointml.cli.main import main
 
