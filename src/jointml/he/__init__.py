@@ -1,8 +1,9 @@
 """Paillier homomorphic encryption (DJN variant) over numpy arrays.
 
 Security model, scheme and costs: see :mod:`jointml.he.paillier`; fixed-point encoding
-and the representable range: :mod:`jointml.he.encoding`; slot packing and ciphertext
-compression: :mod:`jointml.he.packing`; grouped sums over encrypted rows:
+and the representable range: :mod:`jointml.he.encoding`; slot layouts (no keys):
+:mod:`jointml.he.layout`; encrypted packing and ciphertext compression:
+:mod:`jointml.he.packing`; grouped sums over encrypted rows:
 :mod:`jointml.he.grouped`; the HE device (``x.to(he)``, grouped sums, ``reveal(to=holder)``):
 :mod:`jointml.he.device`; the shared worker pool: :mod:`jointml.he.parallel`
 (:mod:`jointml.core.workers`).
@@ -19,17 +20,8 @@ Example:
 from .device import HeArray, HeDevice
 from .encoding import DEFAULT_FRAC_BITS, bytes_to_ints, decode, encode, ints_to_bytes, max_int
 from .grouped import grouped_sums
-from .packing import (
-    SlotLayout,
-    compress,
-    compress_ciphertexts,
-    encrypt_packed,
-    headroom_bits,
-    max_slots,
-    pack,
-    plaintext_bits,
-    unpack,
-)
+from .layout import SlotLayout, headroom_bits, max_slots, pack, plaintext_bits, unpack
+from .packing import compress, compress_ciphertexts, encrypt_packed
 from .paillier import (
     DEFAULT_ALPHA_BITS,
     DEFAULT_KEY_BITS,

@@ -51,7 +51,8 @@ import numpy as np
 from ..core.errors import CryptoError, NotOwnerError, ParameterError
 from ..runtime.collectives import broadcast, send_to
 from .grouped import grouped_sums
-from .packing import SlotLayout, compress_ciphertexts, encrypt_packed
+from .layout import SlotLayout
+from .packing import compress_ciphertexts, encrypt_packed
 from .paillier import DEFAULT_KEY_BITS, DEFAULT_WINDOW, EncryptedArray, NoncePool, PublicKey, generate_keypair
 
 if TYPE_CHECKING:  # pragma: no cover

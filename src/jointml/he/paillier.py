@@ -76,7 +76,7 @@ from .encoding import (
     to_fixed,
     to_signed,
 )
-from .packing import SlotLayout
+from .layout import SlotLayout
 
 DEFAULT_KEY_BITS = 2048
 DEFAULT_ALPHA_BITS = 448
@@ -590,7 +590,7 @@ class EncryptedArray:
     Attributes: ``public_key``; ``data`` (object ndarray of mpz); ``frac_bits`` (values
     are scaled by ``2**frac_bits``); ``bound`` (a local upper bound on ``|encoded value|``,
     per slot for packed arrays, or None when unknown, e.g. received from a peer);
-    ``layout`` (:class:`~jointml.he.packing.SlotLayout` for packed arrays, else None).
+    ``layout`` (:class:`~jointml.he.layout.SlotLayout` for packed arrays, else None).
 
     Operands with different scales are aligned to the larger one (an exact multiply by
     a power of two).  Multiplying by a float multiplies scales (adds ``frac_bits``).
