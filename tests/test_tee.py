@@ -508,37 +508,54 @@ def test_hybrid_train_in_tee_predict_under_mpc(plat, plat_dir, protocol):
 # -- TECC: MPC parties each in a separately attested enclave ----------------------------
 
 
-def _tecc_setup(plat, epochs=30):
+@pytest.fixture(scope="module")
+def tecc_dirs(tmp_path_factory):
+    """One simulated platform per TECC role (the enclaves refuse two roles on one platform)."""
+    from jointml.tee.tecc import role_platform_dirs
+
+    return role_platform_dirs(tmp_path_factory.mktemp("tecc-platforms"))
+
+
+@pytest.fixture(scope="module")
+def tecc_plats(tecc_dirs):
+    return {r: SoftwareSimulationPlatform(d) for r, d in tecc_dirs.items()}
+
+
+def _tecc_policy(plats, measurements):
+    return Policy(frozenset(measurements), tuple(TrustedPlatform.of(p) for p in plats.values()), allow_simulation=True)
+
+
+def _tecc_setup(plats, epochs=30):
     from jointml.apps.tecc import role_measurements, tecc_config
 
     ids2 = {p: PartyIdentity(p) for p in ("alice", "bob")}
-    peer = Policy(trusted_platforms=(TrustedPlatform.of(plat),), allow_simulation=True).to_config()
+    peer = _tecc_policy(plats, []).to_config()
     cfg = tecc_config({k: v.public_key for k, v in ids2.items()}, feature_parties=["alice", "bob"],
                       label_party="alice", result_parties=["alice"], peer_policy=peer, epochs=epochs)
     return ids2, cfg, role_measurements(cfg)
 
 
-def _tecc_sessions(cl, ids2, meas, plat):
+def _tecc_sessions(cl, ids2, meas, plats):
     from jointml.apps.tecc import ROLES
 
-    return {p: {r: EnclaveSession(cl.enclaves[r], ids2[p], Verifier(_policy(plat, [meas[r]]))) for r in ROLES}
+    return {p: {r: EnclaveSession(cl.enclaves[r], ids2[p], Verifier(_tecc_policy(plats, [meas[r]]))) for r in ROLES}
             for p in ids2}
 
 
-def test_tecc_credit_lr_matches_plaintext(plat, plat_dir):
+def test_tecc_credit_lr_matches_plaintext(tecc_plats, tecc_dirs):
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
     from jointml.apps.tecc import ROLES, TeccCluster, plaintext_reference, reconstruct, share_input
 
-    ids2, cfg, meas = _tecc_setup(plat)
+    ids2, cfg, meas = _tecc_setup(tecc_plats)
     assert len(set(meas.values())) == 3  # the role is part of each enclave's measurement
     data, y, tr, te = _credit_data()
-    with TeccCluster(cfg, platform_dir=plat_dir) as cl:
-        s = _tecc_sessions(cl, ids2, meas, plat)
+    with TeccCluster(cfg, platform_dir=tecc_dirs) as cl:
+        s = _tecc_sessions(cl, ids2, meas, tecc_plats)
         # a data owner checks each enclave against the measurement of its role
         with pytest.raises(AttestationError, match="not on the allow-list"):
-            EnclaveSession(cl.enclaves["p1"], ids2["alice"], Verifier(_policy(plat, [meas["p0"]])))
+            EnclaveSession(cl.enclaves["p1"], ids2["alice"], Verifier(_tecc_policy(tecc_plats, [meas["p0"]])))
         share_input(s["alice"], "X@alice", data["alice"][0][tr])
         share_input(s["alice"], "y", y[tr])
         share_input(s["bob"], "X@bob", data["bob"][0][tr])
@@ -551,7 +568,7 @@ def test_tecc_credit_lr_matches_plaintext(plat, plat_dir):
         w = reconstruct(s["alice"])
         # an enclave cannot pass itself off as another role to its peers
         e0, e1, e2 = (cl.enclaves[r] for r in ROLES)
-        nonce = e0.request("task", {"op": "peer_challenge", "peer": "p1"}).meta["nonce"]
+        nonce = e0.request("task", {"op": "peer_challenge", "peer": "p1", "run_id": cl.run_id}).meta["nonce"]
         with pytest.raises(EnclaveError, match="measurement of another role"):
             e0.request("task", {"op": "peer_connect", "peer": "p1", "quote": e2.attest(nonce).to_dict()})
         frames = [f for _, f in cl.relay_log]
@@ -567,16 +584,16 @@ def test_tecc_credit_lr_matches_plaintext(plat, plat_dir):
     assert frames and not any(p in f for p in probes for f in frames)
 
 
-def test_tecc_enclave_death_fails_fast(plat, plat_dir):
+def test_tecc_enclave_death_fails_fast(tecc_plats, tecc_dirs):
     import threading
 
     from jointml.apps.tecc import TeccCluster, share_input
 
-    ids2, cfg, meas = _tecc_setup(plat, epochs=2000)
+    ids2, cfg, meas = _tecc_setup(tecc_plats, epochs=2000)
     g = np.random.default_rng(1)  # public test data
     X = g.normal(size=(50, 3))
-    with TeccCluster(cfg, platform_dir=plat_dir) as cl:
-        s = _tecc_sessions(cl, ids2, meas, plat)
+    with TeccCluster(cfg, platform_dir=tecc_dirs) as cl:
+        s = _tecc_sessions(cl, ids2, meas, tecc_plats)
         share_input(s["alice"], "X@alice", X[:, :2])
         share_input(s["alice"], "y", (X[:, 0] > 0).astype(float))
         share_input(s["bob"], "X@bob", X[:, 2:])

@@ -31,7 +31,9 @@ enough, and a single MPC party's host learns nothing because its shares sit in a
 enclave. Semi-honest ABY3: a malicious enclave can bias the result (detected at
 reconstruction only for the output shares). Who learns what: the result party
 learns the model (and the test scores); data owners learn the public shapes; the
-enclaves learn shapes, the hyperparameters and the public batch order.
+enclaves learn shapes, the hyperparameters and the public batch order. The three
+enclaves must run on three distinct platforms (checked by every enclave and by every
+data owner before it sends a share): two roles on one platform would fall together.
 
 >>> cfg = tecc_config({"alice": b"a" * 32}, feature_parties=["alice"], label_party="alice",
 ...                   result_parties=["alice"], peer_policy={}, epochs=5)
@@ -101,17 +103,30 @@ def share_input(sessions: Mapping[str, EnclaveSession], name: str, value: np.nda
                 frac_bits: int = DEFAULT_FRAC_BITS) -> None:
     """Split `value` into replicated shares and send enclave i the pair (x_i, x_{i+1}).
 
-    `sessions`: role -> the data owner's attested session with that role's enclave. Labels
+    `sessions`: role -> the data owner's attested session with that role's enclave. Nothing
+    is sent unless the three sessions cover the three roles and their attested quotes name
+    three distinct platforms (:func:`jointml.tee.tecc.require_distinct_platforms`). Labels
     (``name == "y"``) are checked to be 0/1 here, at their owner: the enclaves see shares only.
 
-    >>> class Session:  # stands in for an attested EnclaveSession
+    >>> from types import SimpleNamespace as NS
+    >>> class Session:  # stands in for an attested EnclaveSession on platform `pid`
+    ...     def __init__(self, pid):
+    ...         self.attested = NS(quote=NS(platform_id=pid))
     ...     def call(self, op, meta, arrays):
     ...         print(op, meta["name"], meta["shape"], [a.dtype.name for a in arrays])
-    >>> share_input({r: Session() for r in ROLES}, "y", np.array([0.0, 1.0]))
+    >>> share_input({r: Session(f"platform-{r}") for r in ROLES}, "y", np.array([0.0, 1.0]))
     tecc_input y [2] ['uint64', 'uint64']
     tecc_input y [2] ['uint64', 'uint64']
     tecc_input y [2] ['uint64', 'uint64']
+    >>> share_input({r: Session("one-machine") for r in ROLES}, "y", np.array([0.0, 1.0]))
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.AccessDenied: field 'platform_id': TECC roles p0 and p1 run on the same platform one-machine: the three MPC enclaves must run on distinct platforms
     """
+    if sorted(sessions) != sorted(ROLES):
+        raise ConfigError(f"TECC input needs a session with each role {list(ROLES)}, got {sorted(sessions)}",
+                          field="sessions")
+    infra.require_distinct_platforms({r: sessions[r].attested.quote.platform_id for r in ROLES})
     value = np.asarray(value, dtype=np.float64)
     if name == "y" and not np.isin(value, (0.0, 1.0)).all():
         raise DataError("labels must be 0/1", field="y")

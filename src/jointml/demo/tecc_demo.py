@@ -9,8 +9,10 @@ What runs, in order:
    bank also knows the partner's WOE tables, as in the plain demo; it never sees the
    partner's raw values or bin boundaries).
 2. **three TECC enclaves** (:class:`jointml.apps.tecc.TeccCluster`): each MPC party of
-   ABY3 in its own attested enclave process, with a role-bound measurement; they attest
-   each other pairwise and talk over attested channels relayed by the (untrusted) host.
+   ABY3 in its own attested enclave process, with a role-bound measurement, on its own
+   simulated platform (one platform state directory per role, ``<dir>/p0`` ...: the
+   enclaves and the data owners refuse two roles on one platform); they attest each
+   other pairwise and talk over attested channels relayed by the (untrusted) host.
 3. **each data owner** verifies the quote of every enclave against the measurement of
    its role, under a policy that explicitly allows the software simulation, and sends
    it replicated secret shares (:func:`jointml.apps.tecc.share_input`) of its training
@@ -108,6 +110,8 @@ def run(mode: str = "process", out_dir: str = "jointml-demo-out", verbose: bool 
         Verifier,
         load_platform,
     )
+    from ..tee.platform import default_state_dir
+    from ..tee.tecc import role_platform_dirs
 
     out = Path(out_dir)
     paths = make_demo_files(out / "data")
@@ -127,20 +131,23 @@ def run(mode: str = "process", out_dir: str = "jointml-demo-out", verbose: bool 
     bank, partner = res["bank"], res["partner"]
 
     # -- TECC: three attested enclaves; data owners verify and secret-share ---------------
-    platform = load_platform(platform_dir)
+    # one simulated platform per role (SIMULATION of three machines): the enclaves and the data
+    # owners refuse two roles on one platform
+    pdirs = role_platform_dirs(platform_dir or default_state_dir())
+    trusted = tuple(TrustedPlatform.of(load_platform(pdirs[r])) for r in ROLES)
     ids = {p: PartyIdentity(p) for p in parties}
-    peer_policy = Policy(trusted_platforms=(TrustedPlatform.of(platform),), allow_simulation=True).to_config()
+    peer_policy = Policy(trusted_platforms=trusted, allow_simulation=True).to_config()
     tcfg = tecc_config({p: i.public_key for p, i in ids.items()}, feature_parties=parties, label_party="bank",
                        result_parties=["bank"], peer_policy=peer_policy, epochs=epochs, learning_rate=learning_rate,
                        l2=l2, sigmoid=sigmoid)
     meas = role_measurements(tcfg)  # what each data owner allow-lists, role by role
     t1 = time.perf_counter()
-    with TeccCluster(tcfg, platform_dir=platform_dir) as cl:
+    with TeccCluster(tcfg, platform_dir=pdirs) as cl:
         sessions = {p: {r: EnclaveSession(cl.enclaves[r], ids[p],
-                                          Verifier(Policy(frozenset([meas[r]]), (TrustedPlatform.of(platform),),
-                                                          allow_simulation=True)))
+                                          Verifier(Policy(frozenset([meas[r]]), trusted, allow_simulation=True)))
                         for r in ROLES} for p in parties}
         simulated = any(s.attested.quote.simulation for ss in sessions.values() for s in ss.values())
+        platforms = {r: sessions["bank"][r].attested.quote.platform_id for r in ROLES}
         for p, r in (("bank", bank), ("partner", partner)):
             share_input(sessions[p], f"X@{p}", r["X_train"])
             share_input(sessions[p], f"Xtest@{p}", r["X_test"])
@@ -191,6 +198,7 @@ def run(mode: str = "process", out_dir: str = "jointml-demo-out", verbose: bool 
         "relayed_records": len(relayed),
         "relay_plaintext_found": bool(relay_clear),
         "measurements": meas,
+        "platforms": platforms,
         "model_path": str(model_path),
     }
     bank_view = {"test_labels": y_test, "test_scores": scores, "feature_names": bank["feature_names"],

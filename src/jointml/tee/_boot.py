@@ -133,6 +133,11 @@ class EnclaveRuntime:
 
         return self._x.exchange(X25519PublicKey.from_public_bytes(peer_public))
 
+    def sign(self, data: bytes) -> bytes:
+        """Sign `data` with this enclave's attested Ed25519 key (the quote's ``ed25519``);
+        callers put a domain label first (e.g. :func:`jointml.tee.channel.link_offer`)."""
+        return self._sig.sign(data)
+
     def require_data_key(self) -> bytes:
         if self.data_key is None:
             raise ResourceError("this enclave holds no cluster data key yet")

@@ -12,6 +12,16 @@ reflected records are refused, and any bit flip fails authentication.
 Parties authenticate to the enclave with an Ed25519 identity key listed in the
 enclave's measured configuration: they sign the session transcript.
 
+Enclave-to-enclave links (TECC, :mod:`jointml.tee.tecc`) are keyed differently: each
+enclave contributes a *fresh ephemeral* X25519 key per connection, signed with its
+attested Ed25519 key over :func:`link_offer` (run id, sender and receiver roles, the
+ephemeral key), so the untrusted host can neither substitute its own key nor make two
+connections share keys; :func:`link_channel` derives one key per direction from the
+ephemeral-ephemeral secret and :func:`link_transcript` (run id, both roles, both
+ephemeral keys). A reconnection is a new handshake with new keys: a sequence number
+never restarts under a key that was already used, so no (key, nonce) pair repeats and
+no record of an earlier connection is accepted on a new one.
+
 Also here: :func:`seal_to` / :func:`open_sealed`, one-shot ECIES-style encryption to an
 attested X25519 key (used to hand the cluster data key to a newly attested enclave),
 and :func:`pack` / :func:`unpack`, the wire-format encoding of records (never pickle).
@@ -35,6 +45,7 @@ from ..core import wire
 from ..core.errors import JointMLError
 
 _SEQ = struct.Struct(">Q")
+_MAX_SEQ = 2**64 - 1
 _RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
@@ -85,6 +96,8 @@ class SecureChannel:
         self.recv_seq = 0
 
     def encrypt(self, plaintext: bytes) -> bytes:
+        if self.send_seq >= _MAX_SEQ:  # never wrap: a wrapped counter would reuse a GCM nonce
+            raise ChannelError("channel exhausted its sequence numbers: open a new channel (new keys)")
         seq = _SEQ.pack(self.send_seq)
         self.send_seq += 1
         return seq + self._send.encrypt(seq + b"\0\0\0\0", plaintext, self._label + seq)
@@ -104,17 +117,55 @@ class SecureChannel:
         return pt
 
 
-def _directional_keys(shared: bytes, transcript: bytes) -> tuple[bytes, bytes]:
+def _directional_keys(shared: bytes, transcript: bytes, info: bytes = b"jointml-tee-channel-v1") -> tuple[bytes, bytes]:
     okm = HKDF(algorithm=hashes.SHA256(), length=64, salt=hashlib.sha256(transcript).digest(),
-               info=b"jointml-tee-channel-v1").derive(shared)
+               info=info + b"|" + transcript).derive(shared)
     return okm[:32], okm[32:]  # client->enclave, enclave->client
 
 
-def peer_channel(me: str, peer: str, shared: bytes, transcript: bytes) -> SecureChannel:
-    """A channel between two attested enclaves (static-static X25519): the side whose
-    name sorts first sends with the first directional key."""
-    k_lo, k_hi = _directional_keys(shared, transcript)
-    return SecureChannel(k_lo, k_hi, transcript) if me < peer else SecureChannel(k_hi, k_lo, transcript)
+def link_offer(run_id: str, sender: str, receiver: str, eph_pub: bytes) -> bytes:
+    """What an enclave signs with its attested Ed25519 key to offer a fresh ephemeral key to a peer.
+
+    Binding the run id and both roles stops the host from moving an offer to another
+    run, another link or the other direction.
+
+    >>> link_offer("r1", "p0", "p1", bytes(32))[:26]
+    b'jointml-tecc-link-offer-v2'
+    """
+    return b"jointml-tecc-link-offer-v2|" + hashlib.sha256(
+        run_id.encode() + b"\0" + sender.encode() + b"\0" + receiver.encode() + b"\0" + eph_pub).digest()
+
+
+def link_transcript(run_id: str, me: str, my_eph: bytes, peer: str, peer_eph: bytes) -> bytes:
+    """The transcript both ends of a link derive their keys from (the same at both ends).
+
+    >>> a, b = bytes(32), bytes([1]) * 32
+    >>> link_transcript("r", "p0", a, "p1", b) == link_transcript("r", "p1", b, "p0", a)
+    True
+    """
+    (lo, lo_eph), (hi, hi_eph) = sorted([(me, my_eph), (peer, peer_eph)])
+    return b"jointml-tecc-link-v2|" + hashlib.sha256(
+        run_id.encode() + b"\0" + lo.encode() + b"\0" + lo_eph + hi.encode() + b"\0" + hi_eph).digest()
+
+
+def link_channel(me: str, peer: str, my_eph: X25519PrivateKey, peer_eph: bytes, run_id: str) -> SecureChannel:
+    """A channel between two enclaves from both fresh ephemeral keys (signatures checked by the caller).
+
+    One key per direction: the side whose role sorts first sends with the first one.
+
+    >>> ka, kb = X25519PrivateKey.generate(), X25519PrivateKey.generate()
+    >>> a = link_channel("p0", "p1", ka, x25519_public(kb), "run")
+    >>> b = link_channel("p1", "p0", kb, x25519_public(ka), "run")
+    >>> b.decrypt(a.encrypt(b"hi")), a.decrypt(b.encrypt(b"yo"))
+    (b'hi', b'yo')
+    """
+    try:
+        shared = my_eph.exchange(X25519PublicKey.from_public_bytes(peer_eph))
+    except ValueError:  # malformed or low-order point
+        raise ChannelError(f"bad ephemeral X25519 key from {peer!r}") from None
+    t = link_transcript(run_id, me, x25519_public(my_eph), peer, peer_eph)
+    k_lo, k_hi = _directional_keys(shared, t, b"jointml-tecc-link-v2")
+    return SecureChannel(k_lo, k_hi, t) if me < peer else SecureChannel(k_hi, k_lo, t)
 
 
 def client_channel(client_priv: X25519PrivateKey, enclave_pub: bytes, transcript: bytes) -> SecureChannel:
