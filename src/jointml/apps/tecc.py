@@ -121,7 +121,7 @@ def share_input(sessions: Mapping[str, EnclaveSession], name: str, value: np.nda
     >>> share_input({r: Session("one-machine") for r in ROLES}, "y", np.array([0.0, 1.0]))
     Traceback (most recent call last):
     ...
-    jointml.core.errors.AccessDenied: field 'platform_id': TECC roles p0 and p1 run on the same platform one-machine: the three MPC enclaves must run on distinct platforms
+    jointml.core.errors.AccessDenied: field 'platform_id': TECC roles p0 and p1 run on the same platform one-machine: ...
     """
     if sorted(sessions) != sorted(ROLES):
         raise ConfigError(f"TECC input needs a session with each role {list(ROLES)}, got {sorted(sessions)}",

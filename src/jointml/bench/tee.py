@@ -139,12 +139,12 @@ def run_tecc(rows: int = 5_000, features: int = 20, epochs: int = 20, platform_d
     from ..data.metrics import roc_auc
     from ..tee import EnclaveSession, PartyIdentity, Policy, TrustedPlatform, Verifier
     from ..tee.platform import SIMULATION_LABEL, SIMULATION_PLATFORM, load_platform
+    from ..tee.tecc import role_platform_dirs
 
     Xtr, ytr, Xte, yte = make_data(rows, features)
     n, h = len(Xtr), features // 2
-    pdir = platform_dir or tempfile.mkdtemp(prefix="jointml-tee-bench-")
-    plat = load_platform(pdir)
-    trusted = (TrustedPlatform.of(plat),)
+    pdirs = role_platform_dirs(platform_dir or tempfile.mkdtemp(prefix="jointml-tee-bench-"))  # one platform per role
+    trusted = tuple(TrustedPlatform.of(load_platform(pdirs[r])) for r in ROLES)
     t0 = time.perf_counter()
     ref = plaintext_reference(Xtr, ytr, epochs=epochs)
     plain_s = time.perf_counter() - t0
@@ -154,7 +154,7 @@ def run_tecc(rows: int = 5_000, features: int = 20, epochs: int = 20, platform_d
                       epochs=epochs)
     meas = role_measurements(cfg)
     t_start = time.perf_counter()
-    with TeccCluster(cfg, platform_dir=pdir) as cl:
+    with TeccCluster(cfg, platform_dir=pdirs) as cl:
         t_conn = time.perf_counter()
         s = {p: {r: EnclaveSession(cl.enclaves[r], ids[p], Verifier(Policy(frozenset({meas[r]}), trusted, allow_simulation=True)))
                  for r in ROLES} for p in ids}

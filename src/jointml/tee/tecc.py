@@ -59,7 +59,7 @@ def require_distinct_platforms(platform_ids: Mapping[str, str]) -> None:
     >>> require_distinct_platforms({"p0": "aa", "p1": "bb", "p2": "aa"})
     Traceback (most recent call last):
     ...
-    jointml.core.errors.AccessDenied: field 'platform_id': TECC roles p0 and p2 run on the same platform aa: the three MPC enclaves must run on distinct platforms
+    jointml.core.errors.AccessDenied: field 'platform_id': TECC roles p0 and p2 run on the same platform aa: ...
     """
     seen: dict[str, str] = {}
     for role in sorted(platform_ids):
