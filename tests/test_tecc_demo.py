@@ -29,6 +29,7 @@ def test_tecc_credit_demo_matches_plaintext_twin(tmp_path, sim_dir, capsys):
     assert abs(s["ks"] - s["baseline_ks"]) <= 0.05
     # three enclaves with distinct role-bound measurements; the host relayed only ciphertext
     assert len(set(s["measurements"].values())) == 3
+    assert len(set(s["platforms"].values())) == 3  # one (simulated) platform per role
     assert (tmp_path / "out" / "model" / "tecc_model.bank.json").exists()
     assert s["relayed_records"] > 0 and s["relay_plaintext_found"] is False and s["enclave_bytes"] > 0
     # the SIMULATION label is printed and in the report
