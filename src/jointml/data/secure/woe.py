@@ -49,6 +49,7 @@ import pandas as pd
 from ...core.errors import NotOwnerError
 from ...core.prg import Prg
 from ...he import HeArray, HeDevice
+from ...he.paillier import check_key_bits
 from ...runtime.collectives import agree, broadcast, send_to
 from ..frames import DataError, VDataFrame
 from ..preprocessing import (
@@ -255,7 +256,8 @@ def vertical_woe(
 
     `label` is a column of the label holder; `pos_label` marks the positive ("bad")
     class. Returns a `VerticalWOE`; at the label holder `.iv` gives IV per column.
-    Every party of the job calls it (SPMD). `key_bits` below 2048 are for tests only.
+    Every party of the job calls it (SPMD). `key_bits` below 2048 are refused unless
+    ``JOINTML_INSECURE_TEST_KEYS=1`` is set (tests only).
 
     >>> import pandas as pd
     >>> from jointml.data.frames import from_pandas
@@ -271,6 +273,7 @@ def vertical_woe(
     """
     if method not in METHODS:
         raise DataError(f"method must be one of {METHODS}, got {method!r}")
+    key_bits = check_key_bits(key_bits)  # before any message: every party refuses alike
     label_owner = vdf.owner_of(label)
     columns = {p: [c for c in cs if c != label] for p, cs in vdf.columns.items()}
     if features is not None:
