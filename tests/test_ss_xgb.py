@@ -275,3 +275,10 @@ def test_tied_candidates_get_a_secret_random_winner():
         chosen += _empty_node_choices(follow, [Xa, Xb], params["max_bin"])
     assert len(chosen) >= 4  # the data leave empty nodes
     assert len(set(chosen)) > 1, chosen  # not always the same (first) candidate
+
+
+def test_prg_with_is_gone():
+    """Issue 11 item 14: `PartyContext.prg_with` gave the same stream on every call with a label."""
+    from jointml.runtime.context import PartyContext
+
+    assert not hasattr(PartyContext, "prg_with")
