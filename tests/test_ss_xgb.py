@@ -27,7 +27,7 @@ def synthetic(n=300, seed=0):
 
 
 def reference(blocks, y, *, n_estimators, max_depth, learning_rate, reg_lambda, max_bin, min_child_weight=0.0,
-              follow=None, tol=1e-3):
+              follow=None, tol=1e-3, ties=None):
     """The same algorithm in plaintext float64: complete trees, first-index argmax.
 
     `follow` (the secure model's splits, as candidate tuples): where the reference's best
@@ -60,6 +60,8 @@ def reference(blocks, y, *, n_estimators, max_depth, learning_rate, reg_lambda, 
                 if min_child_weight > 0:
                     score = np.where((HL >= min_child_weight) & (HR >= min_child_weight), score, -1.0)
                 k = int(np.argmax(score))
+                if ties is not None and np.sum(score >= score[k] - 1e-9 * max(1.0, abs(score[k]))) > 1:
+                    ties.add((len(trees), len(tree)))  # several best candidates: the secure winner is random
                 if follow is not None:
                     kf = cand.index(follow[len(trees)][len(tree)])
                     assert score[kf] >= score[k] - tol * max(1.0, abs(score[k])), (len(trees), len(tree), score[kf], score[k])
@@ -102,8 +104,11 @@ def test_matches_plaintext_reference(protocol, mcw):
     # every secure split is the reference's best (up to exact ties, broken by fixed-point noise)
     follow = [[(0 if p == "alice" else 1, j, b) for p, j, b in t] for t in structure]
     trees, weights, margin = reference([Xa, Xb], y, **params, follow=follow)
-    plain, _, _ = reference([Xa, Xb], y, **params)
-    agree = np.mean([a == b for ta, tb in zip(plain, trees) for a, b in zip(ta, tb)])
+    tied: set = set()
+    plain, _, _ = reference([Xa, Xb], y, **params, ties=tied)
+    # tied nodes excluded: their winner is drawn in secret at random (issue 11, item 14)
+    agree = np.mean([a == b for t, (ta, tb) in enumerate(zip(plain, trees)) for i, (a, b) in enumerate(zip(ta, tb))
+                     if (t, i) not in tied])
     assert agree > 0.8  # most splits are the reference's first-index argmax outright
     np.testing.assert_allclose(s, margin, atol=2e-3)
     np.testing.assert_allclose(lw, weights, atol=1e-3)
@@ -226,3 +231,54 @@ def test_missing_label_and_unaligned_rows():
 
     with pytest.raises(PartyFailed, match="rows"):
         run_mpc("semi2k", unaligned)
+
+
+def _empty_node_choices(structure, blocks, max_bin):
+    """Plaintext replay of the public structure: the candidate index opened at every internal
+    node that no training row reaches (all its candidates tie)."""
+    C, cand = [], []
+    for pi, Xp in enumerate(blocks):
+        bins = QuantileBins.fit(Xp, max_bin)
+        codes = bins.transform(Xp)
+        for j, c in enumerate(bins.cuts):
+            for b in range(len(c)):
+                C.append(codes[:, j] <= b)
+                cand.append((pi, j, b))
+    out = []
+    for tree in structure:
+        members = [np.ones(len(blocks[0]), bool)]
+        for node, split in enumerate(tree):
+            k = cand.index(split)
+            m = members[node]
+            members += [m & C[k], m & ~C[k]]
+            if not m.any():
+                out.append(k)
+    return out
+
+
+def test_tied_candidates_get_a_secret_random_winner():
+    """Attack (issue 11, item 14): an empty node (every candidate ties) always opened candidate 0,
+    telling everybody that no row reaches it. Now the winner among ties is secret and random."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(6, 4))
+    y = np.array([0, 1, 0, 1, 1, 0], np.float64)
+    Xa, Xb = X[:, :2], X[:, 2:]
+    params = dict(n_estimators=2, max_depth=3, learning_rate=0.3, reg_lambda=1.0, max_bin=8)
+
+    def prog(ctx, mpc):
+        return _fit_and_score(ctx, mpc, Xa, Xb, y, params)[1]
+
+    chosen = []
+    for _ in range(4):
+        structure = run_mpc("semi2k", prog)["alice"]
+        follow = [[(0 if p == "alice" else 1, j, b) for p, j, b in t] for t in structure]
+        chosen += _empty_node_choices(follow, [Xa, Xb], params["max_bin"])
+    assert len(chosen) >= 4  # the data leave empty nodes
+    assert len(set(chosen)) > 1, chosen  # not always the same (first) candidate
+
+
+def test_prg_with_is_gone():
+    """Issue 11 item 14: `PartyContext.prg_with` gave the same stream on every call with a label."""
+    from jointml.runtime.context import PartyContext
+
+    assert not hasattr(PartyContext, "prg_with")

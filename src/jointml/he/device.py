@@ -29,8 +29,10 @@ party (the holder's private key never leaves it). What each party learns:
   else (semantic security of Paillier, DCRA);
 * **other parties**: the public key and that a transfer took place.
 
-Keys below 2048 bits are for tests only; the 512-bit keys of the examples are there
-for speed.
+Keys below 2048 bits are refused (:class:`~jointml.core.errors.ParameterError` on
+``key_bits``) unless ``JOINTML_INSECURE_TEST_KEYS=1`` is set (tests only: the test
+suite's root ``conftest.py`` sets it); the 512-bit keys of the examples are there for
+speed.
 
 >>> def prog(ctx):
 ...     he = HeDevice(ctx, "bank", key_bits=512)          # 512 bits: examples only, for speed
@@ -53,7 +55,15 @@ from ..runtime.collectives import broadcast, send_to
 from .grouped import grouped_sums
 from .layout import SlotLayout
 from .packing import compress_ciphertexts, encrypt_packed
-from .paillier import DEFAULT_KEY_BITS, DEFAULT_WINDOW, EncryptedArray, NoncePool, PublicKey, generate_keypair
+from .paillier import (
+    DEFAULT_KEY_BITS,
+    DEFAULT_WINDOW,
+    EncryptedArray,
+    NoncePool,
+    PublicKey,
+    check_key_bits,
+    generate_keypair,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runtime.context import PartyContext
@@ -94,7 +104,7 @@ class HeDevice:
         if holder not in members:
             members.insert(0, holder)
         self.ctx, self.holder, self.parties = ctx, holder, members
-        self.key_bits, self.n_jobs = int(key_bits), n_jobs
+        self.key_bits, self.n_jobs = check_key_bits(key_bits, party=holder), n_jobs
         self._secret = None
         pk = None
         if ctx.me == holder:

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import secrets
 import threading
 from collections import OrderedDict
@@ -83,6 +84,11 @@ DEFAULT_ALPHA_BITS = 448
 DEFAULT_WINDOW = 8
 #: Smallest modulus accepted at all; anything below 2048 bits is for tests.
 MIN_KEY_BITS = 256
+#: Smallest modulus a job may use (HeDevice, SecureBoost, vertical WOE): see `check_key_bits`.
+SECURE_KEY_BITS = 2048
+#: Set to "1" to let jobs use keys below SECURE_KEY_BITS: tests and examples only (the
+#: test suite's root conftest.py sets it for the session). The one switch for weak keys.
+INSECURE_KEYS_ENV = "JOINTML_INSECURE_TEST_KEYS"
 #: Miller-Rabin rounds on top of GMP's trial division and BPSW-style checks.
 _PRIME_REPS = 40
 
@@ -102,6 +108,47 @@ _invert = np.frompyfunc(gmpy2.invert, 2, 1)
 
 
 # --------------------------------------------------------------------------- keys
+
+
+def insecure_keys_allowed() -> bool:
+    """True when the environment variable ``JOINTML_INSECURE_TEST_KEYS`` is ``"1"`` (tests only).
+
+    >>> import os
+    >>> insecure_keys_allowed() == (os.environ.get(INSECURE_KEYS_ENV) == "1")
+    True
+    """
+    return os.environ.get(INSECURE_KEYS_ENV) == "1"
+
+
+def check_key_bits(key_bits: Any, *, party: str | None = None) -> int:
+    """`key_bits` as an int, refused (ParameterError naming ``key_bits``) when it is not an even
+    integer >= 2048, unless ``JOINTML_INSECURE_TEST_KEYS=1`` is set (then >= 256: tests and
+    examples, for speed). Every job-level use of Paillier (HeDevice, SecureBoost, vertical WOE,
+    pipeline YAML through them) calls it before any key is made.
+
+    >>> check_key_bits(2048)
+    2048
+    >>> import os
+    >>> old = os.environ.pop(INSECURE_KEYS_ENV, None)
+    >>> try:
+    ...     check_key_bits(1024)
+    ... except ParameterError as e:
+    ...     print(e.field)
+    ... finally:
+    ...     if old is not None:
+    ...         os.environ[INSECURE_KEYS_ENV] = old
+    key_bits
+    """
+    if isinstance(key_bits, bool) or not isinstance(key_bits, (int, np.integer, float)) or int(key_bits) != key_bits:
+        raise ParameterError(f"key_bits must be an integer, got {key_bits!r}", party=party, field="key_bits")
+    bits = int(key_bits)
+    floor = MIN_KEY_BITS if insecure_keys_allowed() else SECURE_KEY_BITS
+    if bits % 2 or bits < floor:
+        hint = "" if floor == MIN_KEY_BITS else \
+            f" (smaller keys are for tests only: set {INSECURE_KEYS_ENV}=1 to allow them)"
+        raise ParameterError(f"Paillier key_bits must be an even integer >= {floor}, got {bits}{hint}",
+                             party=party, field="key_bits")
+    return bits
 
 
 def _random_prime(bits: int) -> mpz:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..core.prg import Prg, new_seed
+from ..core.prg import new_seed
 from ..net.link import Communicator
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,10 +91,6 @@ class PartyContext:
             seed = bytes(self.comm.recv_array(first, tag, np.uint8, (16,)))
         self._pair_seeds[key] = seed
         return seed
-
-    def prg_with(self, peer: str, label: str) -> Prg:
-        """A PRG whose stream only this party and `peer` can draw (same `label` at both)."""
-        return Prg(self.shared_seed(self.me, peer, label), stream=label)
 
     def stats(self) -> dict[str, int]:
         """This party's traffic counters: bytes and messages sent and received, rounds.

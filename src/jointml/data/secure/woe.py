@@ -14,7 +14,10 @@ Protocol (semi-honest; Paillier for the label holder's labels, on an
    re-randomised (:meth:`~jointml.he.HeArray.reveal`), with its row count.
 3. The label holder decrypts the per-bin positive counts; for supervised methods it
    merges pre-bins (ChiMerge or tree splits on counts; categories ordered by bad
-   rate first) and sends the pre-bin -> bin map back; it computes WOE and IV per final bin.
+   rate first), renumbers the final bins by a fresh secret random permutation (from
+   :mod:`jointml.core.prg`; otherwise the bin index would rank the partner's categories
+   by default rate) and sends the pre-bin -> bin map back; it computes WOE and IV per
+   final bin, in the renumbered order (the same values, relabelled).
 4. WOE substitution: the label holder's own columns are replaced by WOE at the
    label holder. A feature holder's columns are, by default, turned into WOE
    *under MPC*: its one-hot bin matrix (private to it) times the WOE table
@@ -30,7 +33,10 @@ What each party learns:
   within the job: the MPC substitution needs the shapes).
 - feature holder: the ciphertexts of the labels (semantically secure: nothing), the
   pre-bin -> bin map for supervised methods (which of its pre-bins the label holder
-  merged), and the WOE tables only with `woe_to_owner=True`.
+  merged, with the final bins in a secret random order: not their ranking by bad
+  rate), and the WOE tables only with `woe_to_owner=True` (which then do rank its bins).
+- a deviating label holder could still choose the merges (the partition of the
+  partner's pre-bins) as it likes; the partition is all the map tells the partner.
 """
 
 from __future__ import annotations
@@ -41,7 +47,9 @@ import numpy as np
 import pandas as pd
 
 from ...core.errors import NotOwnerError
+from ...core.prg import Prg
 from ...he import HeArray, HeDevice
+from ...he.paillier import check_key_bits
 from ...runtime.collectives import agree, broadcast, send_to
 from ..frames import DataError, VDataFrame
 from ..preprocessing import (
@@ -89,6 +97,32 @@ def merge_map(method: str, categorical: bool, pos: np.ndarray, neg: np.ndarray, 
     mapping[order] = np.searchsorted(cuts, np.arange(k), side="right")
     mapping[k] = len(cuts) + 1 if k else 0
     return mapping
+
+
+def secret_permutation(n: int, prg: Prg | None = None) -> np.ndarray:
+    """A uniformly random permutation of range(n) (Fisher-Yates on a cryptographic PRG).
+
+    >>> sorted(secret_permutation(5).tolist())
+    [0, 1, 2, 3, 4]
+    """
+    prg = prg or Prg()
+    perm = np.arange(n, dtype=np.int64)
+    draws = [int(prg.integers_below(i + 1, ())) for i in range(n - 1, 0, -1)]
+    for i, j in zip(range(n - 1, 0, -1), draws):
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
+
+
+def secret_relabel(mapping: np.ndarray, prg: Prg | None = None) -> np.ndarray:
+    """`mapping` (pre-bin -> final bin) with the final bins renumbered by a secret random
+    permutation: the same partition of the pre-bins, in an order independent of the counts.
+
+    >>> m = secret_relabel(np.array([0, 0, 1, 2]))
+    >>> bool(m[0] == m[1] and len(set(m.tolist())) == 3 and set(m.tolist()) == {0, 1, 2})
+    True
+    """
+    n_final = int(mapping.max()) + 1 if len(mapping) else 0
+    return secret_permutation(n_final, prg)[mapping].astype(np.int64)
 
 
 def final_counts(mapping: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -222,7 +256,8 @@ def vertical_woe(
 
     `label` is a column of the label holder; `pos_label` marks the positive ("bad")
     class. Returns a `VerticalWOE`; at the label holder `.iv` gives IV per column.
-    Every party of the job calls it (SPMD). `key_bits` below 2048 are for tests only.
+    Every party of the job calls it (SPMD). `key_bits` below 2048 are refused unless
+    ``JOINTML_INSECURE_TEST_KEYS=1`` is set (tests only).
 
     >>> import pandas as pd
     >>> from jointml.data.frames import from_pandas
@@ -231,12 +266,14 @@ def vertical_woe(
     >>> def prog(ctx):
     ...     vdf = from_pandas(ctx, {"bank": lambda: bank, "shop": lambda: shop})
     ...     w = vertical_woe(ctx, vdf, "y", method="quantile", n_prebins=2, key_bits=512)  # 512: examples only
-    ...     return w.col["spend"].pos.tolist() if ctx.me == "bank" else w.col["spend"].n_bins
+    ...     # the shop's bins are numbered in a secret random order: sorted for the example
+    ...     return sorted(w.col["spend"].pos.tolist()) if ctx.me == "bank" else w.col["spend"].n_bins
     >>> simulate(prog, ["bank", "shop"], mode="thread")
-    {'bank': [0, 3, 0], 'shop': 3}
+    {'bank': [0, 0, 3], 'shop': 3}
     """
     if method not in METHODS:
         raise DataError(f"method must be one of {METHODS}, got {method!r}")
+    key_bits = check_key_bits(key_bits)  # before any message: every party refuses alike
     label_owner = vdf.owner_of(label)
     columns = {p: [c for c in cs if c != label] for p, cs in vdf.columns.items()}
     if features is not None:
@@ -332,7 +369,10 @@ def _merge_holder(model: VerticalWOE, p: str, pos_all: np.ndarray, counts: np.nd
     for c, nb, kind in zip(model.columns[p], sizes, kinds):
         pos, cnt = pos_all[off : off + nb], counts[off : off + nb]
         off += nb
-        mapping = merge_map(method, bool(kind), pos, cnt - pos, max_bins, min_bin_frac)
+        # The merge orders categories by bad rate, so the final bin index would rank the
+        # partner's categories by default rate: the partner gets the bins relabelled by a
+        # fresh secret permutation, and the label holder keeps its tables in that labelling.
+        mapping = secret_relabel(merge_map(method, bool(kind), pos, cnt - pos, max_bins, min_bin_frac))
         pos_m, neg_m = final_counts(mapping, pos, cnt - pos)
         woe, _, iv = woe_iv_from_counts(pos_m, neg_m)
         model.col[c] = ColumnWOE(p, len(pos_m), woe=np.asarray(woe, float), iv=float(iv), pos=pos_m, neg=neg_m)

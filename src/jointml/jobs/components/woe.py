@@ -25,6 +25,7 @@ def woe_binning(ctx: Any, state: Any, split: Split, *, label: str = "label", pos
     woe = vertical_woe(ctx, split.train, label, pos_label=pos_label, method=method, max_bins=max_bins, n_prebins=n_prebins,
                        min_bin_frac=min_bin_frac, key_bits=key_bits, woe_to_owner=woe_to_owner)
     state.summary["features"] = {p: len(c) for p, c in woe.columns.items()}
+    state.summary.setdefault("paillier_key_bits", {})["woe_binning"] = int(key_bits)
     if woe.iv:
         state.summary["iv"] = {c: round(v, 4) for c, v in sorted(woe.iv.items(), key=lambda kv: -kv[1])}
     return WoeModel(woe), lab

@@ -76,8 +76,11 @@ Accuracy limits of fixed point (f = 18): leaf weights and scores carry relative 
 of ~1e-5 (the reciprocal's); the split score is computed exactly in range while
 ``n^2 / lambda < 2^25`` - beyond, G is pre-scaled by a public power of two (losing that
 many bits of G's precision).  ``reg_lambda`` must be > 0 (the reciprocal's lower bound).
-Split ties (equal fixed-point scores) go to the first candidate (party order, feature,
-bin), like a first-index argmax.
+Split ties (equal fixed-point scores, e.g. a node no training row reaches, constant
+features, or every candidate masked by ``min_child_weight``) go to a candidate drawn
+uniformly at random and in secret (a secret random tie-break below the fixed-point
+resolution is added to the scores, see ``_tie_break``): the opened index does not tell
+that the node is empty, as "always candidate 0" would.
 
 Learned state: ``trees_`` (public structure per tree: ``{"party", "feature", "bin"}``
 lists in breadth-first order of the ``2^max_depth - 1`` internal nodes), ``leaf_weights_``
@@ -97,6 +100,7 @@ from typing import Any
 import numpy as np
 
 from ...core.errors import ModelError, ProtocolError
+from ...core.prg import Prg
 from ...mpc import MpcDevice, SecretArray, concatenate, functions, stack
 from ...mpc.masked import PrivateMaskedMatrix
 from ...runtime.collectives import broadcast
@@ -108,6 +112,8 @@ from ..checks import announced_shape
 from ._binning import QuantileBins
 
 __all__ = ["SSXGBClassifier", "SSXGBError"]
+
+TIE_BITS = 10  # secret tie-break: split scores are shifted left by this many bits (see `_tie_break`)
 
 
 class SSXGBError(ModelError):
@@ -376,9 +382,29 @@ class SSXGBClassifier(SecureEstimator):
             ok = (concatenate([HL, HR], axis=0) >= self.min_child_weight)
             ok = ok[:K] * ok[K:]
             score = functions.where(ok, score, -1.0)
+        score = self._tie_break(score, K, nn)
         onehot = functions.argmax(score.transpose(), axis=1, one_hot=True)  # (nn, K)
         idx = onehot @ np.arange(K, dtype=np.int64)
         return [int(k) for k in self._reveal_all(idx)]
+
+    def _tie_break(self, score: SecretArray, K: int, nn: int) -> SecretArray:
+        """`score * 2^TIE_BITS + r`, r secret, i.i.d. per candidate and in [0, 2^TIE_BITS) ring units.
+
+        Distinct fixed-point scores keep their order (they differ by >= 2^TIE_BITS units
+        after the shift, r by less); equal ones (an empty node, constant features, all
+        candidates masked by min_child_weight) are ordered by r, so the opened winner is
+        uniform among the tied candidates instead of always the first. Each compute party
+        contributes a private share of r from its own cryptographic PRG; nobody knows r.
+        Cost: one input round of K x nn small integers per compute party; the argmax is
+        unchanged (scores stay below 2^54 ring units, within the exact 64-bit comparison).
+        """
+        per = (1 << TIE_BITS) // len(self.mpc.parties)
+        scale = 2.0 ** -self.mpc.frac_bits  # r in ring units: exact in float64 and in the encoding
+        out = score * (1 << TIE_BITS)  # a public integer: no truncation, exact
+        for p in self.mpc.parties:
+            r = self.ctx.party(p).run(lambda: Prg().integers_below(per, (K, nn)).astype(np.float64) * scale)
+            out = out + r.to(self.mpc, fxp=True)
+        return out
 
     # -- prediction ----------------------------------------------------------------------------
     def decision_function_shared(self, X: dict) -> SecretArray:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ....he import HeDevice, plaintext_bits
+from ....he.paillier import check_key_bits
 from ....runtime.collectives import broadcast, send_to
 from ....runtime.device import PartyObject
 from ....runtime.persist import ModelPart, new_model_id
@@ -123,6 +124,7 @@ class _SecureBoostBase(SecureEstimator):
 
     def _validate_params(self) -> None:
         lh.check_params(self)
+        check_key_bits(self.key_bits)  # < 2048 bits only with JOINTML_INSECURE_TEST_KEYS=1 (tests)
 
     # -- hooks ---------------------------------------------------------------------------
     def _check_labels(self, y: np.ndarray) -> str | None:
