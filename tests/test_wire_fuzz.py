@@ -210,3 +210,16 @@ def test_known_hostile_headers_raise_wire_format_error(header):
 def test_encode_refuses_non_finite_meta():
     with pytest.raises(WireFormatError):
         wire.encode("data", "t", 0, (), {"x": float("nan")})
+
+
+@pytest.mark.parametrize("bad", [["3"], [True], [-1], [2**60, 2**60], [1] * 9, "3", None, [1.5]])
+def test_announced_shapes_from_peers_are_validated(bad):
+    # the shape a secret's owner announces sizes every party's share: a garbage or
+    # hostile one is a WireFormatError naming the party, not a crash or a huge allocation
+    from jointml.mpc.shapes import received_fxp, received_shape
+
+    with pytest.raises(WireFormatError, match="bob"):
+        received_shape(bad, party="bob")
+    assert received_shape([2, 0, 3]) == (2, 0, 3)
+    with pytest.raises(WireFormatError):
+        received_fxp(99, party="bob")
