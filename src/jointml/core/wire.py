@@ -91,12 +91,13 @@ class Message:
 
 
 def _check_meta(meta: Any, depth: int = 0) -> None:
-    if depth > MAX_META_DEPTH:
-        raise WireFormatError("meta nested too deeply")
+    """Meta must be JSON data: containers nested at most `MAX_META_DEPTH` deep, finite numbers."""
     if isinstance(meta, float) and not math.isfinite(meta):
         raise WireFormatError("meta may not carry NaN or infinity")
     if meta is None or isinstance(meta, (bool, int, float, str)):
         return
+    if depth > MAX_META_DEPTH:
+        raise WireFormatError("meta nested too deeply")
     if isinstance(meta, (list, tuple)):
         for v in meta:
             _check_meta(v, depth + 1)
