@@ -167,6 +167,10 @@ def _finite_float(text: str) -> float:
     return v
 
 
+# One decoder for every frame (json.loads with hooks would build a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def _too_deep(hb: bytes) -> bool:
     """Whether a JSON text nests brackets deeper than `MAX_HEADER_DEPTH` (strings skipped).
 
@@ -188,7 +192,7 @@ def _parse_header(hb: bytes) -> dict[str, Any]:
     if _too_deep(hb):
         raise WireFormatError("malformed frame header: nested too deeply")
     try:
-        h = json.loads(hb.decode("utf-8"), parse_constant=_reject_constant, parse_float=_finite_float)
+        h = _DECODER.decode(hb.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
         if isinstance(e, WireFormatError):
             raise
