@@ -123,3 +123,123 @@ def test_unreachable_peer_has_deadline(tmp_path):
     s.close()  # nobody listens here
     with pytest.raises(PeerUnreachable, match="bob"):
         connect_all("alice", {"alice": ("127.0.0.1", 0), "bob": ("127.0.0.1", port)}, TlsFiles(certs["alice"].ca, certs["alice"].cert, certs["alice"].key), connect_timeout=0.5, order=["alice", "bob"])
+
+
+# --- issue 11 item 8: an idle or hostile connection cannot stall link setup ------------------
+
+
+def _idle_connections(addr, n):
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(addr)
+        socks.append(s)  # connected, never speaks TLS
+    return socks
+
+
+def _tls_for(certs):
+    return lambda n: TlsFiles(certs[n].ca, certs[n].cert, certs[n].key)
+
+
+def test_idle_unauthenticated_connection_does_not_block_cluster(tmp_path):
+    names = ["alice", "bob", "carol"]
+    certs = create_dev_pki(tmp_path, names)
+    ls, addrs = _listeners(names)
+    # an attacker connects first to the two parties that accept, and never sends a byte;
+    # the per-connection handshake timeout (10 s) is longer than the whole deadline
+    idle = _idle_connections(addrs["bob"], 1) + _idle_connections(addrs["carol"], 1)
+    try:
+        comms, errs = _connect_parallel(names, addrs, ls, _tls_for(certs), timeout=5.0)
+        assert not errs, errs
+        comms["alice"].send("carol", "t", np.arange(3))
+        assert comms["carol"].recv_array("alice", "t", np.int64, (3,)).tolist() == [0, 1, 2]
+        for c in comms.values():
+            c.close()
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_flood_of_idle_connections_is_capped_and_cluster_still_forms(tmp_path):
+
+    names = ["alice", "bob"]
+    certs = create_dev_pki(tmp_path, names)
+    ls, addrs = _listeners(names)
+    idle = _idle_connections(addrs["bob"], 9)  # more than the 4 slots given to bob below
+    out, errs = {}, {}
+
+    def run(n, **kw):
+        try:
+            out[n] = connect_all(n, addrs, _tls_for(certs)(n), listener=ls[n], connect_timeout=10.0, order=names, **kw)
+        except Exception as e:  # noqa: BLE001
+            errs[n] = e
+
+    ts = [threading.Thread(target=run, args=("alice",)), threading.Thread(target=run, args=("bob",), kwargs={"handshake_timeout": 1.0, "max_pending": 4})]
+    try:
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert not errs, errs
+        for c in out.values():
+            c.close()
+    finally:
+        for s in idle:
+            s.close()
+
+
+# --- issue 11 item 11: frame size cap and lying length prefixes ----------------------------
+
+
+def test_frame_larger_than_link_maximum_is_refused_before_reading(tmp_path):
+    names = ["alice", "bob"]
+    certs = create_dev_pki(tmp_path, names)
+    ls, addrs = _listeners(names)
+    out, errs = {}, {}
+
+    def run(n):
+        try:
+            out[n] = connect_all(n, addrs, _tls_for(certs)(n), listener=ls[n], connect_timeout=5.0, order=names, max_frame=1 << 16)
+        except Exception as e:  # noqa: BLE001
+            errs[n] = e
+
+    ts = [threading.Thread(target=run, args=(n,)) for n in names]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errs, errs
+    out["alice"].send("bob", "ok", np.zeros(10))
+    assert out["bob"].recv_array("alice", "ok", np.float64, (10,)).shape == (10,)
+    out["alice"].send("bob", "big", np.zeros(1 << 14))  # 128 KiB > 64 KiB
+    with pytest.raises(WireFormatError, match="exceeds"):
+        out["bob"].recv("alice", "big", timeout=10)
+    for c in out.values():
+        c.close()
+
+
+def test_lying_length_prefix_does_not_allocate_up_front():
+    from jointml.net import tcp
+
+    a, b = socket.socketpair()
+    try:
+        a.sendall(b"x" * 1000)
+        a.shutdown(socket.SHUT_WR)
+        import tracemalloc
+
+        tracemalloc.start()
+        got = tcp._recv_exact(b, 1 << 30)  # claims 1 GiB, sends 1000 bytes
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert got is None
+        assert peak < 64 << 20
+        a2, b2 = socket.socketpair()
+        payload = bytes(range(256)) * 300_000  # 76.8 MB: crosses several buffer doublings
+        t = threading.Thread(target=a2.sendall, args=(payload,))
+        t.start()
+        assert tcp._recv_exact(b2, len(payload)) == payload
+        t.join()
+        a2.close()
+        b2.close()
+    finally:
+        a.close()
+        b.close()

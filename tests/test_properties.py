@@ -182,6 +182,38 @@ def test_wire_random_bytes_raise_wire_format_error_or_decode(body):
         pass
 
 
+
+@FAST
+@given(st.integers(0, 30), st.sampled_from(["list", "dict"]))
+def test_wire_meta_depth_limit_is_exact_on_both_ends(depth, container):
+    # meta nested up to MAX_META_DEPTH round-trips; deeper is refused by encode, and by
+    # decode (without recursing) when a peer writes the header by hand
+    value: object = 1
+    for _ in range(depth):
+        value = [value] if container == "list" else {"k": value}
+    meta = {"x": value}
+    header = json.dumps({"v": 1, "k": "d", "t": "t", "s": 0, "a": [], "m": meta}).encode()
+    body = len(header).to_bytes(4, "little") + header
+    if depth <= wire.MAX_META_DEPTH:
+        assert wire.decode(frame("d", "t", 0, [], meta)).meta == meta
+        assert wire.decode(body).meta == meta
+    else:
+        with pytest.raises(WireFormatError):
+            wire.encode("d", "t", 0, [], meta)
+        with pytest.raises(WireFormatError):
+            wire.decode(body)
+
+
+@FAST
+@given(json_meta, st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400"]))
+def test_wire_non_finite_numbers_in_headers_are_refused(meta, constant):
+    text = json.dumps({"v": 1, "k": "d", "t": "t", "s": 0, "a": [], "m": {**meta, "bad": 0}})
+    text = text.replace('"bad": 0', '"bad": ' + constant)
+    header = text.encode()
+    with pytest.raises(WireFormatError):
+        wire.decode(len(header).to_bytes(4, "little") + header)
+
+
 # --- Paillier packing and compression ---------------------------------------------------
 
 

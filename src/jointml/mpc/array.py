@@ -26,7 +26,7 @@ import numpy as np
 from ..core.backend import backend as bk
 from ..core.errors import ParameterError
 from ..runtime.collectives import send_to
-from .shapes import Shape, broadcast_shape, matmul_shape, size
+from .shapes import Shape, broadcast_shape, matmul_shape, received_fxp, received_shape, size
 
 if TYPE_CHECKING:  # pragma: no cover
     from .device import MpcDevice
@@ -122,7 +122,7 @@ class SecretArray:
             got = send_to(ctx, first, to, meta={"shape": list(shape), "fxp": fxp} if ctx.me == first else None,
                           name="rm")
             if ctx.me == to and got is not None:
-                shape, fxp = tuple(int(v) for v in got.meta["shape"]), int(got.meta["fxp"])
+                shape, fxp = received_shape(got.meta.get("shape"), party=first), received_fxp(got.meta.get("fxp"), party=first)
                 self.shape, self.fxp = shape, fxp
         raw = self.proto.reveal(self.share, shape, to=to)
         val = None

@@ -17,7 +17,7 @@ from ..core.fixedpoint import DEFAULT_FRAC_BITS, FixedPoint
 from ..runtime.collectives import broadcast
 from .array import SecretArray, SecretTypeError
 from .protocols import Protocol, make_protocol
-from .shapes import Shape
+from .shapes import Shape, received_fxp, received_shape
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runtime.context import PartyContext
@@ -84,7 +84,7 @@ class MpcDevice:
         # Shape and scale are public: every party of the job learns them, so handles
         # at parties outside the device still know what they stand for.
         m = broadcast(ctx, owner, meta=meta, name="sm").meta
-        shape, bits = tuple(int(v) for v in m.get("shape", ())), int(m.get("fxp", 0))
+        shape, bits = received_shape(m.get("shape", []), party=owner), received_fxp(m.get("fxp", 0), party=owner)
         if ctx.me != owner and ctx.me not in self.members:
             return SecretArray(self, None, shape, bits)
         share = self.proto.share_in(owner, enc, shape)

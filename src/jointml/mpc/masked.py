@@ -31,7 +31,7 @@ import numpy as np
 from ..core.errors import DataError, ParameterError
 from ..runtime.collectives import broadcast
 from .array import SecretArray, SecretTypeError, concatenate
-from .shapes import Shape, matmul_shape, rows_shape
+from .shapes import Shape, matmul_shape, received_shape, rows_shape
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runtime.device import PartyObject
@@ -103,7 +103,7 @@ class PrivateMaskedMatrix:
                 raise DataError(f"a private matrix must be 2-D, got shape {v.shape}", party=owner, field="shape")
             enc = mpc.fxp.encode(v) if fxp else v.astype(np.int64).view(np.uint64)
             meta = {"shape": list(v.shape)}
-        shape = tuple(int(s) for s in broadcast(ctx, owner, meta=meta, name="pm").meta["shape"])
+        shape = received_shape(broadcast(ctx, owner, meta=meta, name="pm").meta.get("shape"), party=owner)
         self.device = mpc
         self.owner = owner
         self.shape = tuple(shape)

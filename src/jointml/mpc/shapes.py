@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import ParameterError
+from ..core import wire
+from ..core.errors import ParameterError, WireFormatError
 
 Shape = tuple[int, ...]
 
-__all__ = ["Shape", "matmul_shape", "rows_shape", "broadcast_shape", "size"]
+__all__ = ["Shape", "matmul_shape", "rows_shape", "broadcast_shape", "size", "received_shape", "received_fxp"]
 
 
 def matmul_shape(a: Shape, b: Shape) -> Shape:
@@ -83,3 +84,37 @@ def size(shape: Shape) -> int:
     for s in shape:
         n *= int(s)
     return n
+
+
+def received_shape(value: Any, party: str | None = None) -> Shape:
+    """A public shape announced by another party, checked before anything is sized by it.
+
+    It must be a list of at most `wire.MAX_DIMS` non-negative integers whose non-zero
+    product stays below `wire.MAX_DIM` elements; anything else is `WireFormatError`.
+
+    >>> received_shape([3, 0, 2])
+    (3, 0, 2)
+    >>> received_shape(["3"], party="bob")
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.WireFormatError: party 'bob', field 'shape': announced shape ['3'] is not a list of sizes
+    """
+    ok = isinstance(value, (list, tuple)) and len(value) <= wire.MAX_DIMS and all(
+        type(s) is int and 0 <= s <= wire.MAX_DIM for s in value
+    )
+    if ok and int(np.prod([max(s, 1) for s in value], dtype=object)) > wire.MAX_DIM:
+        ok = False
+    if not ok:
+        raise WireFormatError(f"announced shape {str(value)[:80]} is not a list of sizes", party=party, field="shape")
+    return tuple(value)
+
+
+def received_fxp(value: Any, party: str | None = None) -> int:
+    """A public fixed-point scale (fractional bits) announced by another party: an int in [0, 63].
+
+    >>> received_fxp(16)
+    16
+    """
+    if type(value) is not int or not 0 <= value < 64:
+        raise WireFormatError(f"announced fixed-point bits {str(value)[:40]} out of range", party=party, field="fxp")
+    return value

@@ -8,10 +8,18 @@ announced in the first frame. Anything else is refused with `AuthenticationError
 
 A reader thread per connection drains the socket into the link's inbox, so two
 parties sending large messages to each other at once never deadlock.
+
+Adversary model: anyone can open a TCP connection to a listening party; only holders
+of a cluster certificate get a link. An unauthenticated connection cannot stall link
+setup (each TLS handshake runs in its own thread with a short timeout, and at most
+`MAX_PENDING` run at once), and an authenticated peer cannot make a party allocate
+more than it actually sends: a frame's length prefix is checked against the link's
+`max_frame` before reading, and the body buffer grows with the bytes that arrive.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import struct
@@ -26,7 +34,13 @@ from ..core.errors import AuthenticationError, ConfigError, PeerClosed, PeerUnre
 from .link import Communicator, Link, _Closed
 
 _LEN = struct.Struct("<Q")
-MAX_FRAME = 1 << 34  # 16 GiB: a guard against garbage lengths, not a protocol limit
+#: Default largest frame body a link accepts (1 GiB; `JOINTML_MAX_FRAME` or `max_frame=` change it).
+MAX_FRAME = int(os.environ.get("JOINTML_MAX_FRAME", str(1 << 30)))
+#: How long one incoming connection may take to finish its TLS handshake and hello.
+HANDSHAKE_TIMEOUT = 10.0
+#: Most incoming connections handshaking at once; more are closed at once.
+MAX_PENDING = 16
+_CHUNK = 16 << 20  # first allocation for a frame body; the buffer grows as bytes arrive
 _SOCK_BUF = 4 << 20
 _COALESCE = 1 << 20
 
@@ -76,11 +90,18 @@ def cert_party_names(peercert: dict[str, Any]) -> set[str]:
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytearray | None:
-    buf = bytearray(n)
-    mv = memoryview(buf)
+    """Read exactly `n` bytes (None if the peer closes first).
+
+    The buffer starts at `_CHUNK` bytes and doubles as data arrives, so a length prefix
+    that lies costs the liar its own bytes, not an up-front allocation of `n`.
+    """
+    buf = bytearray(min(n, _CHUNK))
     got = 0
     while got < n:
-        k = sock.recv_into(mv[got:], min(n - got, 1 << 20))
+        if got == len(buf):
+            buf.extend(bytes(min(n, 2 * len(buf)) - len(buf)))  # amortised: O(n) copying in all
+        with memoryview(buf) as mv, mv[got:] as rest:
+            k = sock.recv_into(rest, min(len(buf) - got, 1 << 20))
         if k == 0:
             return None
         got += k
@@ -99,9 +120,11 @@ def _tune(sock: socket.socket) -> None:
 class TcpLink(Link):
     """A link over one TLS socket; a reader thread drains the socket into the inbox."""
 
-    def __init__(self, me: str, peer: str, sock: ssl.SSLSocket, recv_timeout: float | None = None):
+    def __init__(self, me: str, peer: str, sock: ssl.SSLSocket, recv_timeout: float | None = None,
+                 max_frame: int = MAX_FRAME):
         super().__init__(me, peer, recv_timeout)
         self.sock = sock
+        self.max_frame = max_frame
         self._closing = False
         self._reader = threading.Thread(target=self._read_loop, name=f"jointml-link-{me}-{peer}", daemon=True)
         self._reader.start()
@@ -113,8 +136,11 @@ class TcpLink(Link):
                 if head is None:
                     raise PeerClosed(f"{self.me}: {self.peer} closed the connection", party=self.peer)
                 (n,) = _LEN.unpack(head)
-                if n > MAX_FRAME:
-                    raise WireFormatError(f"{self.me}: malformed frame from {self.peer}: length {n}")
+                if n > self.max_frame:
+                    raise WireFormatError(
+                        f"{self.me}: frame from {self.peer} of {n} bytes exceeds this link's maximum of {self.max_frame}",
+                        party=self.peer,
+                    )
                 body = _recv_exact(self.sock, n)
                 if body is None:
                     raise PeerClosed(
@@ -184,14 +210,20 @@ def connect_all(
     connect_timeout: float = 30.0,
     recv_timeout: float | None = None,
     order: list[str] | None = None,
+    handshake_timeout: float = HANDSHAKE_TIMEOUT,
+    max_frame: int = MAX_FRAME,
+    max_pending: int = MAX_PENDING,
 ) -> Communicator:
     """Establish authenticated TLS links from `me` to every other party in `addresses`.
 
     `listener` is an already-bound listening socket for `me` (the launcher binds them
     before starting parties so ports never race); if None, one is bound at `me`'s address.
-    Parties earlier in `order` dial later ones. Raises `PeerUnreachable` when a peer
-    cannot be reached within `connect_timeout`, `AuthenticationError` on a certificate
-    that does not match the claimed party.
+    Parties earlier in `order` dial later ones. Each incoming connection gets its own
+    thread and `handshake_timeout` seconds to authenticate (at most `max_pending` at
+    once; more wait in the listen queue), so an idle or hostile connection never holds
+    up a legitimate peer. Links refuse frames larger than `max_frame` bytes. Raises
+    `PeerUnreachable` when a peer cannot be reached within `connect_timeout`,
+    `AuthenticationError` on a certificate that does not match the claimed party.
 
     >>> connect_all("mallory", {"alice": ("127.0.0.1", 1)}, TlsFiles(Path("ca"), Path("c"), Path("k")))
     Traceback (most recent call last):
@@ -208,96 +240,172 @@ def connect_all(
     if listener is None and to_accept:
         listener = socket.create_server(addresses[me], reuse_port=False)
     sctx, cctx = server_context(tls), client_context(tls)
-    acceptor = _Acceptor(me, listener, sctx, to_accept, links, deadline, connect_timeout, recv_timeout) if to_accept else None
-    if acceptor is not None:
+    acceptor = None
+    if to_accept:
+        assert listener is not None
+        acceptor = _Acceptor(me, listener, sctx, to_accept, deadline, connect_timeout,
+                             _LinkOptions(recv_timeout, max_frame, handshake_timeout, max_pending))
         acceptor.start()
     for peer in order[idx + 1 :]:
         try:
-            links[peer] = _dial(me, peer, addresses[peer], cctx, deadline, connect_timeout, recv_timeout)
-        except PeerUnreachable:
+            links[peer] = _dial(me, peer, addresses[peer], cctx, deadline, connect_timeout, recv_timeout, max_frame)
+        except Exception:
+            for link in links.values():
+                link.close()
+            if acceptor is not None:
+                acceptor.abandon()
+            raise
+    if acceptor is not None:
+        try:
+            links.update(acceptor.finish())
+        except Exception:
             for link in links.values():
                 link.close()
             raise
-    if acceptor is not None:
-        acceptor.finish()
     if listener is not None:
         listener.close()
     return Communicator(me, {p: links[p] for p in order if p in links})
 
 
-class _Acceptor:
-    """Accepts the parties that dial `me` (those before it in the cluster order), in a thread."""
+@dataclass
+class _LinkOptions:
+    recv_timeout: float | None
+    max_frame: int
+    handshake_timeout: float
+    max_pending: int
 
-    def __init__(self, me: str, listener: socket.socket | None, sctx: ssl.SSLContext, to_accept: set[str],
-                 links: dict[str, Link], deadline: float, connect_timeout: float, recv_timeout: float | None):
-        assert listener is not None
-        self.me, self.listener, self.sctx, self.to_accept = me, listener, sctx, to_accept
-        self.links, self.deadline, self.connect_timeout, self.recv_timeout = links, deadline, connect_timeout, recv_timeout
+
+class _Acceptor:
+    """Accepts the parties that dial `me` (those before it in the cluster order).
+
+    One thread accepts; each accepted connection handshakes in a thread of its own
+    (at most `max_pending` at a time), so a connection that never speaks only costs
+    its own slot for `handshake_timeout` seconds.
+    """
+
+    def __init__(self, me: str, listener: socket.socket, sctx: ssl.SSLContext, to_accept: set[str],
+                 deadline: float, connect_timeout: float, opts: _LinkOptions):
+        self.me, self.listener, self.sctx, self.to_accept = me, listener, sctx, set(to_accept)
+        self.deadline, self.connect_timeout, self.opts = deadline, connect_timeout, opts
+        self.links: dict[str, Link] = {}
         self.errors: list[Exception] = []
-        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self._lock = threading.Lock()
+        self._busy: set[str] = set()  # parties whose handshake is being completed
+        self._closed = False
+        self._done = threading.Event()
+        self._slots = threading.BoundedSemaphore(max(1, opts.max_pending))
+        self.thread = threading.Thread(target=self._loop, name=f"jointml-accept-{me}", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
 
-    def finish(self) -> None:
-        """Wait for the accepting thread; raise its failure if a party never connected."""
+    def abandon(self) -> None:
+        """Stop accepting and close whatever was accepted (this party failed elsewhere)."""
+        self._done.set()
         self.thread.join()
-        if self.to_accept:
-            for link in self.links.values():
-                link.close()
-            errors = self.errors
-            raise next((e for e in errors if not isinstance(e, AuthenticationError)), None) or (
-                errors[-1] if errors else PeerUnreachable(f"{self.me}: parties {sorted(self.to_accept)} never connected")
-            )
+        self._close_all()
+
+    def _close_all(self) -> None:
+        with self._lock:
+            self._closed = True
+            links, self.links = self.links, {}
+        for link in links.values():
+            link.close()
+
+    def finish(self) -> dict[str, Link]:
+        """Wait for the accepting thread; the accepted links, or its failure if a party never connected."""
+        self.thread.join()
+        with self._lock:
+            self._closed = True
+            missing = set(self.to_accept)
+        if not missing:
+            return self.links
+        self._close_all()
+        errors = list(self.errors)
+        raise next((e for e in errors if not isinstance(e, AuthenticationError)), None) or (
+            errors[-1] if errors else PeerUnreachable(f"{self.me}: parties {sorted(missing)} never connected")
+        )
 
     def _loop(self) -> None:
         try:
-            self.listener.settimeout(0.2)
-            while self.to_accept:
+            self.listener.settimeout(0.05)
+            while not self._done.is_set():
                 if time.monotonic() > self.deadline:
+                    with self._lock:
+                        missing = sorted(self.to_accept)
                     raise PeerUnreachable(
-                        f"{self.me}: parties {sorted(self.to_accept)} did not connect within {self.connect_timeout:g} s",
-                        party=sorted(self.to_accept)[0],
+                        f"{self.me}: parties {missing} did not connect within {self.connect_timeout:g} s",
+                        party=missing[0] if missing else None,
                     )
+                if not self._slots.acquire(timeout=0.05):
+                    continue  # all slots handshaking: later connections wait in the listen queue
                 try:
                     raw, _ = self.listener.accept()
                 except socket.timeout:
+                    self._slots.release()
                     continue
-                self._admit(raw)
+                threading.Thread(target=self._admit, args=(raw,), name=f"jointml-handshake-{self.me}", daemon=True).start()
         except Exception as e:  # noqa: BLE001 - surfaced by finish()
             self.errors.append(e)
 
     def _admit(self, raw: socket.socket) -> None:
+        try:
+            self._handshake(raw)
+        except Exception as e:  # noqa: BLE001 - one bad connection must not end the others
+            self.errors.append(AuthenticationError(f"{self.me}: refused a connection: {e}"))
+            raw.close()
+        finally:
+            self._slots.release()
+
+    def _handshake(self, raw: socket.socket) -> None:
         me = self.me
-        raw.settimeout(max(1.0, self.deadline - time.monotonic()))
+        raw.settimeout(max(0.5, min(self.opts.handshake_timeout, self.deadline - time.monotonic())))
         _tune(raw)
         try:
             s = self.sctx.wrap_socket(raw, server_side=True)
             claimed = _read_hello(s)
         except (ssl.SSLError, OSError, WireFormatError, PeerClosed) as e:
-            # A failed handshake (e.g. a certificate from another CA) is refused;
+            # A failed or idle handshake (e.g. a certificate from another CA) is refused;
             # keep waiting for the legitimate peer until the deadline.
             self.errors.append(AuthenticationError(f"{me}: refused a connection: {e}"))
             raw.close()
             return
         names = cert_party_names(s.getpeercert() or {})
-        if claimed not in self.to_accept or claimed not in names:
-            self.errors.append(
-                AuthenticationError(
-                    f"{me}: refused a peer claiming to be '{claimed}' with a certificate for {sorted(names)}",
-                    party=claimed,
-                )
-            )
+        with self._lock:
+            ok = not self._closed and claimed in self.to_accept and claimed not in self._busy and claimed in names
+            if ok:
+                self._busy.add(claimed)
+        if not ok:
+            self.errors.append(AuthenticationError(
+                f"{me}: refused a peer claiming to be '{claimed}' with a certificate for {sorted(names)}", party=claimed))
             s.close()
             return
-        _hello(s, me)
-        s.settimeout(None)
-        self.links[claimed] = TcpLink(me, claimed, s, self.recv_timeout)
-        self.to_accept.discard(claimed)
+        try:
+            _hello(s, me)
+            s.settimeout(None)
+        except (OSError, ssl.SSLError) as e:
+            with self._lock:
+                self._busy.discard(claimed)
+            self.errors.append(AuthenticationError(f"{me}: handshake with '{claimed}' failed: {e}", party=claimed))
+            s.close()
+            return
+        self._register(claimed, TcpLink(me, claimed, s, self.opts.recv_timeout, self.opts.max_frame))
+
+    def _register(self, claimed: str, link: TcpLink) -> None:
+        with self._lock:
+            self._busy.discard(claimed)
+            late = self._closed
+            if not late:
+                self.links[claimed] = link
+                self.to_accept.discard(claimed)
+                if not self.to_accept:
+                    self._done.set()
+        if late:
+            link.close()
 
 
 def _dial(me: str, peer: str, address: tuple[str, int], cctx: ssl.SSLContext, deadline: float,
-          connect_timeout: float, recv_timeout: float | None) -> TcpLink:
+          connect_timeout: float, recv_timeout: float | None, max_frame: int = MAX_FRAME) -> TcpLink:
     """Connect to `peer` (retrying until the deadline), check its certificate and its hello."""
     host, port = address
     last: Exception | None = None
@@ -334,4 +442,4 @@ def _dial(me: str, peer: str, address: tuple[str, int], cctx: ssl.SSLContext, de
         s.close()
         raise AuthenticationError(f"{me}: dialled '{peer}' but it answered as '{answer}'", party=peer)
     s.settimeout(None)
-    return TcpLink(me, peer, s, recv_timeout)
+    return TcpLink(me, peer, s, recv_timeout, max_frame)
