@@ -142,3 +142,31 @@ def test_malformed_announcement_is_a_protocol_error():
 
     with pytest.raises(ProtocolError, match="malformed"):
         runner_mod._announced_fields("bank", {"fields": [["a", 1]]})
+
+
+# -- issue 11 item 13 (jobs part): the dealer receives only what it needs ---------------------
+def test_predict_leaves_the_dealer_out_of_the_woe_layout_of_a_tree_model(files, tmp_path, monkeypatch):
+    """A SecureBoost model on WOE features: the dealer holds no part of it, so it gets no bin
+    counts (before, it received them all and then failed on its missing WOE part)."""
+    import jointml.runtime.collectives as coll
+
+    steps = [{"psi": {"key": "id", "sort_by": "bank"}}, {"split": {"test_fraction": 0.3}},
+             {"woe_binning": {"label": "creditability", "pos_label": "bad", "key_bits": 512, "woe_to_owner": True}},
+             {"secureboost.train": {"n_estimators": 1, "max_depth": 2, "key_bits": 512, "features": "woe"}}]
+    simulate_pipeline(PipelineSpec.from_dict({**_raw(files, steps=steps), "output": str(tmp_path)}), mode="thread",
+                      verbose=False)
+    seen: dict = {}
+    real = coll.all_gather
+
+    def spy(ctx, parties=None, **kw):
+        got = real(ctx, parties, **kw)
+        if kw.get("name") == "woe-layout":
+            seen[ctx.me] = {p: (r.meta if r is not None else None) for p, r in got.items()}
+        return got
+
+    monkeypatch.setattr(coll, "all_gather", spy)
+    inputs = {"bank": str(files["bank"]), "partner": str(files["partner"])}
+    got = simulate(predict_job, PARTIES, mode="thread", args=(str(tmp_path / "model"), inputs, "bank"))
+    assert len(got["bank"]["scores"]) == got["bank"]["rows"] > 0 and "scores" not in got["dealer"]
+    assert all(v is None for v in seen["dealer"].values())  # no bin count reached the dealer
+    assert seen["bank"]["partner"]["n_bins"]  # the model's parties still get the layout

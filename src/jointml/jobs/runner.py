@@ -298,10 +298,19 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
     raw = {p: ctx.party(p).run(lambda df: enc.apply(df) if enc is not None else df, o) for p, o in raw.items()}
     vdf = VDataFrame(ctx, raw)
     cols = {p: list(c) for p, c in rec["columns"].items()}
-    woe = _saved_woe(ctx, d, [p for p in ctx.parties if cols.get(p)]) if rec["features"] == "woe" else None
+    outside = rec["parties"] is not None and ctx.me not in rec["parties"]  # e.g. a dealer of a SecureBoost model
+    woe = None
+    if rec["features"] == "woe":
+        # Trees split WOE features at their owners: only the model's parties get the bin layout.
+        # Secret-shared substitution (linear models) needs it at every MPC member, for the shapes.
+        layout_to = rec["parties"] if entry.woe_at_owner and rec["parties"] is not None else None
+        woe = _saved_woe(ctx, d, [p for p in ctx.parties if cols.get(p)], layout_to)
     vdf = vdf[[c for p in vdf.parties for c in cols.get(p, [])]]
     mpc = _predict_device(ctx, rec, inputs, protocol, dealer) if entry.device == "mpc" else None
-    X = model_features(ctx, lambda: mpc, entry, rec["features"], woe, vdf, cols)
+    if outside and woe is None and rec["features"] == "woe":
+        X: dict = {}  # no WOE part and no part of the model: nothing to compute here
+    else:
+        X = model_features(ctx, lambda: mpc, entry, rec["features"], woe, vdf, cols)
     # Load after the features: parties outside the model (a dealer for SecureBoost) take no
     # part in the load, and nothing collective follows that they would miss.
     est = None
@@ -364,15 +373,18 @@ def _record_problem(me: str, d: Path, rec: dict | None, read_manifest: Any, has_
     return None
 
 
-def _saved_woe(ctx: Any, d: Path, owners: list[str]) -> Any:
-    """This party's WOE part, completed with the public bin counts of the other parties' columns."""
+def _saved_woe(ctx: Any, d: Path, owners: list[str], to: list[str] | None = None) -> Any:
+    """This party's WOE part, completed with the bin counts of the other parties' columns
+    (announced by their `owners` to the parties `to`, default every party)."""
     from ..data.woe_io import load_woe
     from ..runtime.collectives import all_gather
 
     woe = load_woe(d, ctx.me)
     mine = {c: int(woe.col[c].n_bins) for c in woe.columns.get(ctx.me, [])} if woe is not None else {}
-    got = all_gather(ctx, owners, meta={"n_bins": mine}, name="woe-layout")
+    got = all_gather(ctx, owners, meta={"n_bins": mine}, to=to, name="woe-layout")
     for p, r in got.items():
+        if r is None:  # not a recipient
+            continue
         for c, n in r.meta["n_bins"].items():
             if woe is not None and p != ctx.me and woe.col[c].n_bins == 0:
                 woe.col[c].n_bins = int(n)
