@@ -3,7 +3,7 @@
 - `spec` — `PipelineSpec` (YAML / dict), checked against the registry when parsed;
 - `artifacts` — the typed artifacts components exchange, and the `ArtifactStore`;
 - `registry` — the components (`COMPONENTS`, with aliases) and the models (`MODELS`);
-- `runner` — `run_pipeline`, `simulate_pipeline`, `predict_job`;
+- `runner` — `run_pipeline`, `simulate_pipeline`, `predict_job`, `agree_on_job` (the parties agree on the job first);
 - `components` — psi, encode, split, woe, train, predict, evaluate (one module each);
 - `credit` — the joint credit-scoring job as a pipeline.
 
@@ -28,6 +28,7 @@ from .credit import CreditJobConfig, credit_pipeline, run_credit_job
 from .registry import COMPONENTS, MODELS, ModelEntry, component
 from .runner import (
     JobState,
+    agree_on_job,
     check_wiring,
     predict_job,
     run_pipeline,
@@ -53,6 +54,7 @@ __all__ = [
     "Scores",
     "Split",
     "WoeModel",
+    "agree_on_job",
     "check_wiring",
     "component",
     "credit_pipeline",

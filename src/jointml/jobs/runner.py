@@ -3,8 +3,22 @@ and `predict_job`, which scores new rows with a run's saved model parts.
 
 SPMD: every party runs `run_pipeline` with the same spec; each step is a component whose
 inputs are the latest artifacts of the declared types (see `jointml.jobs.artifacts`).
-What each party learns is what the components reveal (see each component's module);
-the runner itself sends nothing but what the components send.
+
+**Agreement first.** Each organisation runs its own copy of the pipeline file, so before
+reading any input or sending any data every party announces the per-field hashes of its
+canonical job (`PipelineSpec.fields_fingerprint()`: parties, MPC device parameters, every
+step's validated parameters with defaults) to every party (`agree_on_job`, one
+`all_gather`); on any mismatch every party raises the same `ConfigError` naming the first
+differing field (e.g. ``steps[3].ss_lr.train.epochs``) and nothing else is sent.
+`predict_job` agrees on its parameters the same way.
+
+What each party learns: from the agreement, the hashes of the other parties' job fields
+(the job is public among its parties; input paths and output folders are not hashed);
+otherwise what the components reveal (see each component's module). The runner itself
+sends nothing else. Semi-honest parties run the job they agreed on; the check does not
+stop a deviating party from announcing the right hashes and running something else (it
+catches configuration mistakes, which would otherwise compute garbage or fail deep inside
+with "protocol out of sync").
 
 >>> import pandas as pd, tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -26,7 +40,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ProtocolError
 from ..core.fixedpoint import DEFAULT_FRAC_BITS
 from ..data.io import labels, read_input
 from .artifacts import (
@@ -43,9 +57,9 @@ from .artifacts import (
     WoeModel,
 )
 from .registry import COMPONENTS
-from .spec import PipelineSpec
+from .spec import PipelineSpec, device_params, fields_digest, fingerprint_fields, first_difference
 
-__all__ = ["JobState", "check_wiring", "predict_job", "run_pipeline", "simulate_pipeline", "state_labels"]
+__all__ = ["JobState", "agree_on_job", "check_wiring", "predict_job", "run_pipeline", "simulate_pipeline", "state_labels"]
 
 A = TypeVar("A", bound=Artifact)
 
@@ -73,9 +87,8 @@ class JobState:
         if self.mpc is None:
             from ..mpc import MpcDevice
 
-            m = self.spec.mpc
-            self.mpc = MpcDevice(ctx, m.get("parties"), protocol=m.get("protocol", "semi2k"), dealer=m.get("dealer"),
-                                 frac_bits=int(m.get("frac_bits", DEFAULT_FRAC_BITS)))
+            m = device_params(self.spec.mpc, list(ctx.parties))  # what the parties agreed on
+            self.mpc = MpcDevice(ctx, m["parties"], protocol=m["protocol"], dealer=m["dealer"], frac_bits=m["frac_bits"])
         return self.mpc
 
     def latest(self, kind: type[A]) -> A | None:
@@ -153,9 +166,53 @@ def check_wiring(spec: PipelineSpec) -> None:
         have |= comp.produces(full)
 
 
+def agree_on_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job") -> str:
+    """Every party announces its `(field path, hash)` list (`fingerprint_fields`); all raise the
+    same `ConfigError` naming the first field where a party differs from the first party,
+    or all return the job's fingerprint. One `all_gather`, before any data message.
+
+    >>> from jointml.jobs.spec import fingerprint_fields
+    >>> def prog(ctx):
+    ...     try:
+    ...         return agree_on_job(ctx, fingerprint_fields({"epochs": 3 if ctx.me == "bank" else 5}))[:8]
+    ...     except ConfigError as e:
+    ...         return str(e)
+    >>> out = simulate(prog, ["bank", "partner"], mode="thread")
+    >>> out["bank"] == out["partner"], out["bank"][:74]
+    (True, "the parties do not agree on the job: field 'epochs' differs between 'bank'")
+    """
+    from ..runtime.collectives import all_gather
+
+    mine = [[p, h] for p, h in fields]
+    got = all_gather(ctx, meta={"fields": mine}, name="job-agreement")
+    announced = {p: _announced_fields(p, r.meta) for p, r in got.items()}
+    ref_party, ref = next(iter(announced.items()))
+    for p, other in announced.items():
+        path = first_difference(ref, other)
+        if path is not None:
+            raise ConfigError(f"the parties do not agree on the {what}: field '{path}' differs between '{ref_party}' and "
+                              f"'{p}' (run the same pipeline file with the same parameters at every party); nothing was sent",
+                              party=p, field=path)
+    return fields_digest(ref)
+
+
+def _announced_fields(party: str, meta: dict) -> list[tuple[str, str]]:
+    """A peer's announced `(path, hash)` list, checked for shape (it arrives from another party)."""
+    raw = meta.get("fields")
+    if not isinstance(raw, list) or not all(
+        isinstance(x, list) and len(x) == 2 and all(isinstance(y, str) for y in x) for x in raw
+    ):
+        raise ProtocolError("job agreement: malformed field list", party=party, field="fields")
+    return [(x[0], x[1]) for x in raw]
+
+
 def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool = False) -> dict:
-    """Run every step at this party (all parties call it); returns this party's summary."""
+    """Run every step at this party (all parties call it); returns this party's summary.
+
+    The parties first agree on the job (`agree_on_job` over `spec.fields_fingerprint()`).
+    """
     check_wiring(spec)  # before anything runs
+    fingerprint = agree_on_job(ctx, spec.fields_fingerprint(), "pipeline")  # before any input is read or data sent
     store: ArtifactStore = LocalDirStore(Path(spec.output) / "artifacts", ctx.me) if spec.output else MemoryStore()
     state = JobState(spec, store)
     t_all = time.perf_counter()
@@ -167,7 +224,8 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool = False) -> dict:
         state.timings[name] = round(time.perf_counter() - t, 3)
         if verbose and ctx.me == (state.label_party or spec.parties[0]):
             print(f"  [{ctx.me}] {name:<14} done in {state.timings[name]:.2f} s", flush=True)
-    state.summary.update(party=ctx.me, timings=state.timings, seconds=round(time.perf_counter() - t_all, 3), stats=ctx.stats())
+    state.summary.update(party=ctx.me, job_fingerprint=fingerprint, timings=state.timings,
+                         seconds=round(time.perf_counter() - t_all, 3), stats=ctx.stats())
     if spec.output:
         out = Path(spec.output)
         out.mkdir(parents=True, exist_ok=True)
@@ -184,11 +242,21 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def simulate_pipeline(spec: PipelineSpec, mode: str = "process", verbose: bool = True) -> dict:
-    """Run a pipeline with every party as a local process (or thread); `{party: summary}`."""
+def simulate_pipeline(spec: PipelineSpec, mode: str = "process", verbose: bool = True,
+                      party_specs: dict[str, PipelineSpec] | None = None) -> dict:
+    """Run a pipeline with every party as a local process (or thread); `{party: summary}`.
+
+    `party_specs` gives some parties their own copy of the pipeline (as separate organisations
+    have), e.g. to see the parties refuse a job they do not agree on; the others run `spec`.
+    """
     from ..runtime import simulate
 
-    return simulate(run_pipeline, spec.parties, mode=mode, kwargs={"spec": spec, "verbose": verbose})
+    return simulate(_run_party_pipeline, spec.parties, mode=mode,
+                    kwargs={"spec": spec, "verbose": verbose, "party_specs": dict(party_specs or {})})
+
+
+def _run_party_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool, party_specs: dict[str, PipelineSpec]) -> dict:
+    return run_pipeline(ctx, party_specs.get(ctx.me, spec), verbose=verbose)
 
 
 # -- prediction from saved parts ------------------------------------------------------------
@@ -202,7 +270,9 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
     in the folder is never used). With `id_column` the rows are aligned by PSI on it (only
     shared ids are scored, in the receiver's order); with `id_column=None` they must already
     be aligned. Scores go to `to` only. `protocol`/`dealer` apply when the record names no
-    MPC device (default: the one the model was trained with).
+    MPC device (default: the one the model was trained with). Before anything else the parties
+    agree (`agree_on_job`) on the parties, which of them have inputs, `to`, `id_column`,
+    `protocol` and `dealer`.
     """
     from ..data.frames import VDataFrame
     from .components.features import model_features
@@ -210,6 +280,9 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
     from .saved import load_encoding
 
     d = Path(model_dir)
+    # the parameters every party must share (model_dir and input paths are each party's own)
+    agree_on_job(ctx, fingerprint_fields({"parties": list(ctx.parties), "inputs": sorted(inputs), "to": to,
+                                          "id_column": id_column, "protocol": protocol, "dealer": dealer}), "prediction")
     rec = _agree_on_record(ctx, d, inputs)
     entry = MODELS[rec["model"]]
     raw = {p: ctx.party(p).run(lambda path=path, p=p: read_input(path, p)) for p, path in inputs.items()}
@@ -225,10 +298,19 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
     raw = {p: ctx.party(p).run(lambda df: enc.apply(df) if enc is not None else df, o) for p, o in raw.items()}
     vdf = VDataFrame(ctx, raw)
     cols = {p: list(c) for p, c in rec["columns"].items()}
-    woe = _saved_woe(ctx, d, [p for p in ctx.parties if cols.get(p)]) if rec["features"] == "woe" else None
+    outside = rec["parties"] is not None and ctx.me not in rec["parties"]  # e.g. a dealer of a SecureBoost model
+    woe = None
+    if rec["features"] == "woe":
+        # Trees split WOE features at their owners: only the model's parties get the bin layout.
+        # Secret-shared substitution (linear models) needs it at every MPC member, for the shapes.
+        layout_to = rec["parties"] if entry.woe_at_owner and rec["parties"] is not None else None
+        woe = _saved_woe(ctx, d, [p for p in ctx.parties if cols.get(p)], layout_to)
     vdf = vdf[[c for p in vdf.parties for c in cols.get(p, [])]]
     mpc = _predict_device(ctx, rec, inputs, protocol, dealer) if entry.device == "mpc" else None
-    X = model_features(ctx, lambda: mpc, entry, rec["features"], woe, vdf, cols)
+    if outside and woe is None and rec["features"] == "woe":
+        X: dict = {}  # no WOE part and no part of the model: nothing to compute here
+    else:
+        X = model_features(ctx, lambda: mpc, entry, rec["features"], woe, vdf, cols)
     # Load after the features: parties outside the model (a dealer for SecureBoost) take no
     # part in the load, and nothing collective follows that they would miss.
     est = None
@@ -291,15 +373,18 @@ def _record_problem(me: str, d: Path, rec: dict | None, read_manifest: Any, has_
     return None
 
 
-def _saved_woe(ctx: Any, d: Path, owners: list[str]) -> Any:
-    """This party's WOE part, completed with the public bin counts of the other parties' columns."""
+def _saved_woe(ctx: Any, d: Path, owners: list[str], to: list[str] | None = None) -> Any:
+    """This party's WOE part, completed with the bin counts of the other parties' columns
+    (announced by their `owners` to the parties `to`, default every party)."""
     from ..data.woe_io import load_woe
     from ..runtime.collectives import all_gather
 
     woe = load_woe(d, ctx.me)
     mine = {c: int(woe.col[c].n_bins) for c in woe.columns.get(ctx.me, [])} if woe is not None else {}
-    got = all_gather(ctx, owners, meta={"n_bins": mine}, name="woe-layout")
+    got = all_gather(ctx, owners, meta={"n_bins": mine}, to=to, name="woe-layout")
     for p, r in got.items():
+        if r is None:  # not a recipient
+            continue
         for c, n in r.meta["n_bins"].items():
             if woe is not None and p != ctx.me and woe.col[c].n_bins == 0:
                 woe.col[c].n_bins = int(n)

@@ -31,21 +31,46 @@ an earlier step) before anything runs.
 Traceback (most recent call last):
 ...
 jointml.core.errors.ConfigError: field 'seed': step 1 (split): must be int, got 'x'
+
+**Agreeing on the job.** Each organisation runs its own copy of the pipeline file, so
+before any data moves the runner checks that every party runs the same job:
+`PipelineSpec.canonical_fields()` is the job as it will run, one value per field path
+(`parties`, `inputs`, `output`, `mpc.<device parameter>`, `steps[i]` and
+`steps[i].<step>.<parameter>` with every default filled in), `fields_fingerprint()` hashes
+each field and `fingerprint()` the whole. What is left out is what is legitimately per
+party: the pipeline's `name`, each input's *path* (only its owner reads it; *which*
+parties have inputs is part of the job) and the `output` folder (only whether there is
+one). Steps are compared as written: `ss_lr.train` and `train: {model: ss_lr}` run the
+same model but count as different fields, so write the same step names everywhere.
+
+>>> a = PipelineSpec.from_dict({"parties": ["bank", "partner"], "inputs": {"bank": "/x/b.csv"},
+...                             "steps": [{"split": {"seed": 2}}]})
+>>> canon = a.canonical_fields()
+>>> canon["steps[0].split.test_fraction"], canon["mpc.frac_bits"], canon["inputs"]
+(0.3, 18, ['bank'])
+>>> b = PipelineSpec.from_dict({"parties": ["bank", "partner"], "inputs": {"bank": "/elsewhere/b.csv"},
+...                             "steps": [{"split": {"seed": 2, "test_fraction": 0.3}}]})
+>>> a.fingerprint() == b.fingerprint()   # same job: defaults written out or not, paths differ
+True
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from ..core.errors import ConfigError
+from ..core.fixedpoint import DEFAULT_FRAC_BITS
 from . import components as _components  # noqa: F401 - registers the components
 from .registry import COMPONENTS
 
-__all__ = ["PipelineSpec"]
+__all__ = ["PipelineSpec", "device_params", "fields_digest", "fingerprint_fields", "first_difference"]
 
 
 @dataclass
@@ -98,6 +123,116 @@ class PipelineSpec:
             out = str(base / out)
         return cls(name=str(raw.get("name", "pipeline")), parties=parties, inputs=inputs, steps=steps, mpc=mpc, output=out,
                    base=base)
+
+    def canonical_fields(self) -> dict[str, Any]:
+        """The job as it will run, `{field path: value}` in a fixed order (see the module docstring).
+
+        >>> spec = PipelineSpec.from_dict({"parties": ["a", "b"], "inputs": {}, "steps": ["split"]})
+        >>> [k for k in spec.canonical_fields() if k.startswith("steps")]
+        ['steps[0]', 'steps[0].split.seed', 'steps[0].split.test_fraction']
+        """
+        out: dict[str, Any] = {"parties": list(self.parties), "inputs": sorted(self.inputs),
+                               "output": self.output is not None}
+        for k, v in device_params(self.mpc, self.parties).items():
+            out[f"mpc.{k}"] = v
+        for i, (name, params) in enumerate(self.steps):
+            comp = COMPONENTS.get(name)
+            if comp is None:
+                raise ConfigError(f"step {i + 1}: unknown component '{name}' (known: {sorted(COMPONENTS)})")
+            specs = comp.param_specs(params)
+            full = {n: s.default for n, s in specs.items() if not s.required}
+            full.update(comp.validate(params, f"step {i + 1} ({name})"))  # converted, with an alias's fixed ones
+            out[f"steps[{i}]"] = {"component": name, "version": comp.version}
+            for n in sorted(full):
+                out[f"steps[{i}].{name}.{n}"] = full[n]
+        return out
+
+    def fields_fingerprint(self) -> list[tuple[str, str]]:
+        """`[(field path, hash of its value)]` of `canonical_fields()`: what parties exchange
+        to find the first field they disagree on.
+
+        >>> PipelineSpec.from_dict({"parties": ["a"], "inputs": {}, "steps": []}).fields_fingerprint()[0][0]
+        'parties'
+        """
+        return fingerprint_fields(self.canonical_fields())
+
+    def fingerprint(self) -> str:
+        """One SHA-256 hex digest of the whole canonical job (equal iff every field is).
+
+        >>> len(PipelineSpec.from_dict({"parties": ["a"], "inputs": {}, "steps": []}).fingerprint())
+        64
+        """
+        return fields_digest(self.fields_fingerprint())
+
+
+def device_params(mpc: dict | None, parties: list[str]) -> dict[str, Any]:
+    """The parameters of the MPC device an `mpc:` section makes, defaults filled in
+    (protocol, compute parties, dealer, fractional bits; other keys kept as written).
+
+    >>> device_params({"dealer": "d"}, ["a", "b", "d"])
+    {'protocol': 'semi2k', 'parties': ['a', 'b'], 'dealer': 'd', 'frac_bits': 18}
+    """
+    m = dict(mpc or {})
+    dealer = m.get("dealer")
+    compute = list(m["parties"]) if m.get("parties") is not None else [p for p in parties if p != dealer]
+    try:
+        frac_bits = int(m.get("frac_bits", DEFAULT_FRAC_BITS))
+    except (TypeError, ValueError):
+        raise ConfigError(f"mpc: frac_bits must be an int, got {m.get('frac_bits')!r}", field="mpc.frac_bits") from None
+    out = {"protocol": str(m.get("protocol", "semi2k")), "parties": compute, "dealer": dealer, "frac_bits": frac_bits}
+    out.update({k: v for k, v in sorted(m.items()) if k not in out})
+    return out
+
+
+def fingerprint_fields(fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """`[(path, hash)]`: each value as canonical JSON, hashed with its path (SHA-256, 64 bits
+    shown: enough to tell two honest configurations apart, short on the wire).
+
+    >>> fingerprint_fields({"epochs": 30}) == fingerprint_fields({"epochs": 30.0})
+    False
+    """
+    out = []
+    for path, value in fields.items():
+        text = json.dumps(_plain(value), sort_keys=True, separators=(",", ":"))
+        out.append((path, hashlib.sha256(f"{path}\0{text}".encode()).hexdigest()[:16]))
+    return out
+
+
+def first_difference(ref: list[tuple[str, str]], other: list[tuple[str, str]]) -> str | None:
+    """The first field path (in `ref`'s order, then `other`'s) whose hash differs or is missing.
+
+    >>> first_difference([("a", "1"), ("b", "2")], [("a", "1"), ("b", "3")])
+    'b'
+    >>> first_difference([("a", "1")], [("a", "1"), ("c", "4")]), first_difference([("a", "1")], [("a", "1")])
+    ('c', None)
+    """
+    r, o = dict(ref), dict(other)
+    for path in [p for p, _ in ref] + [p for p, _ in other if p not in r]:
+        if r.get(path) != o.get(path):
+            return path
+    return None
+
+
+def fields_digest(fields: list[tuple[str, str]]) -> str:
+    """One SHA-256 hex digest of a `(path, hash)` list (the job's fingerprint).
+
+    >>> fields_digest(fingerprint_fields({"a": 1})) == fields_digest(fingerprint_fields({"a": 2}))
+    False
+    """
+    return hashlib.sha256("\n".join(f"{p}={h}" for p, h in fields).encode()).hexdigest()
+
+
+def _plain(v: Any) -> Any:
+    """JSON-ready: tuples as lists, numpy scalars as Python ones, dict keys as strings."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return repr(v)
 
 
 def _parse_step(i: int, st: Any) -> tuple[str, dict]:
