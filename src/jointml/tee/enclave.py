@@ -41,7 +41,17 @@ log = logging.getLogger("jointml.tee")
 
 
 class EnclaveError(JointMLError, RuntimeError):
-    """An enclave refused or failed a request; carries the enclave's error type."""
+    """An enclave refused or failed a request; carries the enclave's error type.
+
+    Its text is the enclave's public error summary (the enclave never sends more) or a
+    host fact (timeout, exit code), so it may be passed on to peers.
+
+    >>> e = EnclaveError("DataError (field 'X')", "DataError", "enclave-1")
+    >>> e.public_message("bank")
+    "EnclaveError at party 'bank': enclave enclave-1: DataError: DataError (field 'X')"
+    """
+
+    safe_text = True
 
     def __init__(self, message: str, error_type: str = "", enclave: str = ""):
         super().__init__(f"enclave {enclave}: {error_type}: {message}" if enclave else message)
