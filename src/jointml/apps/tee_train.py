@@ -366,7 +366,7 @@ class EnclaveProgram:
         blocks = self.pending.get(rid, {})
         missing = [p for p in self.cfg["feature_parties"] if p not in blocks]
         if missing:
-            raise DataError(f"prediction request {rid!r}: no features yet from {missing}")
+            raise DataError(f"prediction request {rid!r}: no features yet from {missing}", public=True)
         n = {p: b.shape[0] for p, b in blocks.items()}
         if len(set(n.values())) != 1:
             raise DataError(f"prediction request {rid!r}: row counts differ {n}")

@@ -9,6 +9,17 @@ error also derive from it (`DataError` is a `ValueError`, `ClusterError` a
 "party 'bank', field 'income': column has NaN values"
 >>> (e.party, e.field, isinstance(e, ValueError))
 ('bank', 'income', True)
+
+What peers see: a failing party's error text may quote its data (a dirty cell in a
+`DataError`), so only `public_message()` leaves the party (abort frames, enclave error
+replies): the error class, the party, the field, and the text only when the raising code
+marked it safe (``public=True``, or a safe text ``public="..."``). The full message stays
+in the local exception and log.
+
+>>> DataError("bad value 'ACCT-4711'", party="bank", field="id").public_message()
+"DataError at party 'bank' (field 'id')"
+>>> DataError("column is constant", party="bank", field="c", public=True).public_message()
+"DataError at party 'bank' (field 'c'): column is constant"
 """
 
 from __future__ import annotations
@@ -21,12 +32,73 @@ class JointMLError(Exception):
     `field` the column, parameter or message field, where they apply. When given, they
     are prefixed to the message unless the message already names them, so a user sees
     one sentence saying who and what.
+
+    `public` says what may be shown to *other* parties (see :meth:`public_message`):
+    ``True`` when the message is built only from names, shapes and protocol facts (no
+    data values), or a separate safe text. By default peers see no message text.
     """
 
-    def __init__(self, message: str = "", *args: object, party: str | None = None, field: str | None = None):
+    #: subclasses whose messages are, by construction, free of data values (protocol
+    #: refusals built from party names, tags and key facts) set this to True
+    safe_text: bool = False
+    party: str | None = None
+    field: str | None = None
+    public: str | bool | None = None
+
+    def __init__(
+        self,
+        message: str = "",
+        *args: object,
+        party: str | None = None,
+        field: str | None = None,
+        public: str | bool | None = None,
+    ):
         self.party = party
         self.field = field
+        self.public = public
+        self._raw = str(message)
         super().__init__(_prefix(str(message), party, field), *args)
+
+    def public_message(self, party: str | None = None) -> str:
+        """The text other parties may receive: class, party, field and a safe message only.
+
+        `party` is the party that failed (used when the error names none).
+
+        >>> DataError("cell 'John Q.' is not a number", field="income").public_message("bank")
+        "DataError at party 'bank' (field 'income')"
+        >>> ParameterError("bad epochs", field="epochs", public="epochs must be >= 1").public_message()
+        "ParameterError (field 'epochs'): epochs must be >= 1"
+        """
+        return public_summary(self, party)
+
+
+def public_summary(exc: BaseException, party: str | None = None, safe_types: tuple[type, ...] = ()) -> str:
+    """What other parties may learn of `exc`, raised at `party`: never data values.
+
+    The class name, the party and the field always; the message only when the raising
+    code marked it safe (``public=``), or the class (or one of `safe_types`) builds its
+    messages from names and protocol facts only. Non-jointml exceptions (a bare
+    ``ValueError`` from numpy or user code) give only their class name.
+
+    >>> public_summary(ValueError("could not convert 'ACCT-4711 John Q. Customer'"), "bank")
+    "ValueError at party 'bank'"
+    >>> public_summary(AccessDenied("not a result party"), "enclave")
+    "AccessDenied at party 'enclave': not a result party"
+    """
+    where = type(exc).__name__
+    p = getattr(exc, "party", None) if isinstance(exc, JointMLError) else None
+    p = p or party
+    if p:
+        where += f" at party '{p}'"
+    if not isinstance(exc, JointMLError):
+        return where + (": " + str(exc) if isinstance(exc, safe_types) and safe_types else "")
+    if exc.field is not None:
+        where += f" (field '{exc.field}')"
+    if isinstance(exc.public, str):
+        return f"{where}: {exc.public}"
+    if exc.public is True or exc.safe_text or (safe_types and isinstance(exc, safe_types)):
+        return f"{where}: {getattr(exc, '_raw', None) or str(exc)}"
+    return where
 
 
 def _prefix(message: str, party: str | None, field: str | None) -> str:
@@ -48,6 +120,10 @@ class WireFormatError(JointMLError, ValueError):
 
 class LinkError(JointMLError, ConnectionError):
     """Base class of link failures; `party` names the peer."""
+
+    # built from party names, tags and sequence numbers (a peer's abort carries only its
+    # public text): safe to pass on
+    safe_text = True
 
     def __init__(self, message: str, party: str | None = None):
         # the peer is part of every link message already: keep the text as written
@@ -172,6 +248,9 @@ class AccessDenied(JointMLError, PermissionError):
     >>> isinstance(e, PermissionError), str(e)
     (True, "party 'mallory': not a result party of this enclave")
     """
+
+    # a refusal names who asked for what (party, result, role): no data values
+    safe_text = True
 
 
 class NotOwnerError(JointMLError):

@@ -144,7 +144,11 @@ class Link:
         return msg
 
     def abort(self, error: str) -> None:
-        """Tell the peer this party failed (best effort), so it fails fast with the cause."""
+        """Tell the peer this party failed (best effort), so it fails fast with the cause.
+
+        `error` goes to the peer as is: pass a text safe to disclose
+        (`jointml.core.errors.public_summary`), never an exception's full message.
+        """
         try:
             self.send("__abort__", meta={"error": error[:2000]}, kind="abort")
         except Exception:  # noqa: BLE001 - the peer may be gone already; the abort is a courtesy
@@ -276,7 +280,7 @@ class Communicator:
             l.stats = LinkStats()
 
     def abort(self, error: str) -> None:
-        """Tell every peer that this party failed, with the cause."""
+        """Tell every peer that this party failed, with `error`: a text safe to disclose."""
         for l in self.links.values():
             l.abort(error)
 

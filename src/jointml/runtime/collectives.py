@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from ..core.errors import DataError, JointMLError, WireFormatError
+from ..core.errors import DataError, JointMLError, WireFormatError, public_summary
 
 if TYPE_CHECKING:  # pragma: no cover
     from .context import PartyContext
@@ -298,7 +298,10 @@ def agree(
     """Check at each owner, then raise the owner's verdict at every party.
 
     At an owner, `problem` is its verdict: a message (something is wrong), `None` (all
-    fine) or a callable returning either (an exception inside it becomes the message).
+    fine) or a callable returning either. The verdict goes to every party: build it from
+    names, shapes and counts, never from data values. An exception inside the callable
+    is announced by its `public_summary` only (class, party, field); the owner raises the
+    announced error chained to the full exception, which stays local.
     Each owner announces `{"problem": ..., **details}` to every party; then every party
     raises the same `error(problem, party=owner)` for the first owner with a problem, so
     parties fail alike and nobody is left waiting (DESIGN rule 6). Returns
@@ -314,25 +317,30 @@ def agree(
     """
     group = [owners] if isinstance(owners, str) else list(owners)
     verdicts: dict[str, dict[str, Any]] = {}
+    cause: BaseException | None = None
     for owner in group:
         local = None
         if ctx.me == owner:
-            local = {"problem": _evaluate(problem), **dict(details or {})}
+            verdict, cause = _evaluate(problem, owner)
+            local = {"problem": verdict, **dict(details or {})}
         verdicts[owner] = broadcast(ctx, owner, meta=local, name=f"{name}:{owner}").meta
     for owner in group:
         msg = verdicts[owner].get("problem")
         if msg:
-            raise error(str(msg), party=owner)
+            # the owner keeps its full error as the cause (local traceback); peers got the summary
+            raise error(str(msg), party=owner) from (cause if ctx.me == owner else None)
     return {o: {k: v for k, v in m.items() if k != "problem"} for o, m in verdicts.items()}
 
 
-def _evaluate(problem: str | Callable[[], str | None] | None) -> str | None:
+def _evaluate(problem: str | Callable[[], str | None] | None, owner: str) -> tuple[str | None, BaseException | None]:
+    """The owner's verdict, and the exception it came from (kept local)."""
     if not callable(problem):
-        return problem
+        return problem, None
     try:
-        return problem()
+        return problem(), None
     except Exception as e:  # noqa: BLE001 - the owner's failure is announced to every party
-        return f"{type(e).__name__}: {e}"
+        # its text may quote a data value: peers learn the class, party and field only
+        return public_summary(e, owner), e
 
 
 def reveal_to_all(x: Any) -> np.ndarray:

@@ -7,6 +7,13 @@ is a dict party -> return value. A party that fails makes the others fail fast: 
 sends an abort frame naming its error before closing its links, and the launcher
 re-raises the root cause as `PartyFailed`.
 
+What a peer learns of a failure: the abort frame carries only
+`jointml.core.errors.public_summary` of the error -- its class, the party, the field,
+and the message only where the raising code marked it safe -- never the full text,
+which may quote a data value (a dirty cell in a `DataError`). The full error stays
+with the failing party: raised by `run_party`, and in `simulate` (one machine, one
+user) reported by the launcher as the `PartyFailed` root cause.
+
 `run_party(fn, me, cluster)` runs one party of a real deployment from a
 `ClusterConfig`.
 """
@@ -24,7 +31,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from ..core.errors import ConfigError, JointMLError, LinkError, ParameterError, ParameterTypeError
+from ..core.errors import ConfigError, JointMLError, LinkError, ParameterError, ParameterTypeError, public_summary
 from ..core.memory import tune_allocator, warm_heap
 from ..net.certs import check_party_name, create_dev_pki
 from ..net.link import Communicator, InProcessLink
@@ -86,7 +93,8 @@ def _run_in_context(fn: Callable[..., Any], ctx: PartyContext, args: tuple[Any, 
         return result
     except BaseException as e:
         if not isinstance(e, LinkError):
-            ctx.comm.abort(f"{type(e).__name__}: {e}")
+            # peers get the safe summary only; the full text is re-raised here, locally
+            ctx.comm.abort(public_summary(e, ctx.me))
         raise
     finally:
         ctx.comm.close()

@@ -19,6 +19,12 @@ Requests (kind -> meaning):
 * ``deliver`` {from} [record]: an encrypted record from a peer enclave, relayed by the
   host (no reply; handled at once, also while a task runs). The enclave sends records
   to peers as unsolicited ``relay`` frames (seq 0) that the host routes.
+
+Errors leaving the enclave (replies to the host, encrypted replies to a party, the
+enclave's stderr, which the host reads) carry only :func:`error_meta`: the error class
+and a text safe to disclose (protocol refusals, or messages marked ``public``), never an
+exception's full text, which may quote the data the enclave holds. A debug enclave
+(never trusted with real data) also logs the full traceback.
 """
 
 from __future__ import annotations
@@ -39,11 +45,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from ..core import wire
-from ..core.errors import AccessDenied, ProtocolError, ResourceError, WireFormatError
+from ..core.errors import AccessDenied, ProtocolError, ResourceError, WireFormatError, public_summary
 from . import channel as ch
 from . import sealing
-from .attestation import PROGRAMS, Policy, Quote, Verifier, make_quote, measure, program_module
+from .attestation import PROGRAMS, Policy, Quote, Verifier, check_loaded, make_quote, measure, program_module
 from .platform import SIMULATION_LABEL, AttestationError, load_platform
+from .sealing import SealingError
 
 _LEN = struct.Struct("<Q")
 MAX_FRAME = 1 << 34
@@ -81,6 +88,25 @@ def read_frame(f) -> bytes | None:
     if n > MAX_FRAME:
         raise WireFormatError(f"frame of {n} bytes is too large")
     return _read_exact(f, n)
+
+
+#: errors whose messages are built from protocol facts (which check refused, which party,
+#: which role): their text may leave the enclave
+SAFE_ERRORS: tuple[type, ...] = (AttestationError, ch.ChannelError, SealingError)
+
+
+def error_meta(e: BaseException, debug: bool = False) -> dict[str, str]:
+    """The error as it may leave the enclave: class and safe text only.
+
+    >>> from jointml.core.errors import DataError
+    >>> error_meta(DataError("cell 'ACCT-4711 John Q. Customer' is not a number", field="id"))
+    {'error': 'DataError', 'message': "DataError (field 'id')"}
+    >>> error_meta(AttestationError("quote refused: stale nonce"))["message"]
+    'AttestationError: quote refused: stale nonce'
+    """
+    if debug:  # a debug enclave is never trusted with real data; its host may see everything
+        log.warning("enclave error: %s: %s", type(e).__name__, e)
+    return {"error": type(e).__name__, "message": public_summary(e, None, SAFE_ERRORS)}
 
 
 def frame(kind: str, seq: int, meta: dict | None = None, arrays=()) -> bytes:
@@ -140,7 +166,7 @@ class EnclaveRuntime:
 
     def require_data_key(self) -> bytes:
         if self.data_key is None:
-            raise ResourceError("this enclave holds no cluster data key yet")
+            raise ResourceError("this enclave holds no cluster data key yet", public=True)
         return self.data_key
 
     def encrypt_data(self, plaintext: bytes, context: str) -> bytes:
@@ -164,14 +190,14 @@ class EnclaveRuntime:
         """Answer one request from the host: `(meta, arrays)` of the reply."""
         name = _HANDLERS.get(m.kind)
         if name is None:
-            raise ProtocolError(f"unknown enclave request {m.kind!r}")
+            raise ProtocolError(f"unknown enclave request {m.kind!r}", public=True)
         reply: tuple[dict, list] = getattr(self, name)(m)
         return reply
 
     def _on_attest(self, m: wire.Message) -> tuple[dict, list]:
         nonce = m.meta.get("nonce")
         if not isinstance(nonce, str) or len(nonce) < 32:
-            raise ProtocolError("attest needs a hex nonce of at least 16 bytes")
+            raise ProtocolError("attest needs a hex nonce of at least 16 bytes", public=True)
         return {"quote": self.quote(nonce).to_dict()}, []
 
     def _on_challenge(self, m: wire.Message) -> tuple[dict, list]:
@@ -184,7 +210,7 @@ class EnclaveRuntime:
         if not isinstance(party, str) or party not in keys:
             raise AccessDenied(f"party {party!r} is not a party of this enclave's configuration")
         if len(self.sessions) >= MAX_SESSIONS:
-            raise ResourceError(f"too many open sessions ({MAX_SESSIONS})")
+            raise ResourceError(f"too many open sessions ({MAX_SESSIONS})", public=True)
         client_pub = bytes.fromhex(meta["client_pub"])
         t = ch.session_transcript(party, client_pub, self.x25519, self.measurement)
         ch.verify_ed25519(bytes.fromhex(keys[party]), bytes.fromhex(meta["signature"]), t,
@@ -206,15 +232,15 @@ class EnclaveRuntime:
     def _on_call(self, m: wire.Message) -> tuple[dict, list]:
         sid = m.meta.get("session")
         if not isinstance(sid, int) or sid not in self.sessions:
-            raise AccessDenied(f"unknown session {sid!r}")
+            raise AccessDenied(f"unknown session {sid!r}", public=True)
         party, chan = self.sessions[sid]
         (rec,) = m.expect([np.uint8])
         req = ch.unpack(chan.decrypt(rec.tobytes()))
         try:
             rmeta, rarrays = self.program.on_call(party, req.kind, req.meta, req.arrays)
             payload = ch.pack("ok", rmeta, rarrays)
-        except Exception as e:  # the error goes to the party only, encrypted
-            payload = ch.pack("error", {"error": type(e).__name__, "message": str(e)})
+        except Exception as e:  # encrypted to the party, yet it may hold others' data: safe text only
+            payload = ch.pack("error", error_meta(e, self.debug))
         return {}, [ch.as_bytes_array(chan.encrypt(payload))]
 
     def _on_task(self, m: wire.Message) -> tuple[dict, list]:
@@ -223,7 +249,7 @@ class EnclaveRuntime:
 
     def _on_key_generate(self, m: wire.Message) -> tuple[dict, list]:
         if self.data_key is not None:
-            raise ProtocolError("data key already present")
+            raise ProtocolError("data key already present", public=True)
         self.data_key = sealing.new_data_key()
         return {}, [ch.as_bytes_array(self.seal("cluster-data-key", self.data_key))]
 
@@ -298,7 +324,14 @@ def _boot(inp: Any, send: Send) -> EnclaveRuntime | None:
         rt = EnclaveRuntime(boot.meta["program"], boot.meta["config"], bool(boot.meta.get("debug", False)),
                             boot.meta.get("platform_dir"))
     except Exception as e:
-        send("error", boot.seq, {"error": type(e).__name__, "message": f"enclave boot failed: {e}"})
+        err = error_meta(e, bool(boot.meta.get("debug", False)))
+        send("error", boot.seq, {**err, "message": f"enclave boot failed: {err['message']}"})
+        return None
+    try:
+        # the measurement must cover every jointml module this process runs
+        check_loaded(rt.program_name, list(sys.modules))
+    except AttestationError as e:
+        send("error", boot.seq, {**error_meta(e), "message": f"enclave boot failed: {e}"})
         return None
     send("ok", boot.seq, {"measurement": rt.measurement, "pid": os.getpid(), "label": SIMULATION_LABEL})
     return rt
@@ -314,9 +347,9 @@ def _work(rt: EnclaveRuntime, work: queue.Queue, send: Send) -> None:
             meta, arrays = rt.handle(m)
             send("ok", m.seq, meta, arrays)
         except Exception as e:
-            if not isinstance(e, (AttestationError, PermissionError, ValueError, RuntimeError)):
-                traceback.print_exc()
-            send("error", m.seq, {"error": type(e).__name__, "message": str(e)})
+            if rt.debug and not isinstance(e, (AttestationError, PermissionError, ValueError, RuntimeError)):
+                traceback.print_exc()  # the traceback quotes the message: debug enclaves only
+            send("error", m.seq, error_meta(e, rt.debug))
 
 
 def _serve(rt: EnclaveRuntime, inp: Any, work: queue.Queue, send: Send) -> None:
@@ -329,7 +362,7 @@ def _serve(rt: EnclaveRuntime, inp: Any, work: queue.Queue, send: Send) -> None:
         try:
             m = wire.decode(body)
         except WireFormatError as e:
-            send("error", 0, {"error": "WireFormatError", "message": str(e)})
+            send("error", 0, error_meta(e, rt.debug))
             continue
         if m.kind == "heartbeat":  # answered even while a long task runs
             send("ok", m.seq, {"alive": True, "measurement": rt.measurement, "busy": work.qsize()})
@@ -337,7 +370,7 @@ def _serve(rt: EnclaveRuntime, inp: Any, work: queue.Queue, send: Send) -> None:
             try:
                 rt.program.on_deliver(m.meta, m.arrays)
             except Exception as e:
-                log.error("dropped a delivered record: %s: %s", type(e).__name__, e)
+                log.error("dropped a delivered record: %s", error_meta(e, rt.debug)["message"])
         elif m.kind == "shutdown":
             send("ok", m.seq, {})
             break

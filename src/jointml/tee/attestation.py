@@ -1,11 +1,18 @@
 """Measurements, quotes, verification policy and the verifier.
 
-*Measurement*: SHA-256 over the source files an enclave runs (its registered program
-module and the enclave runtime modules) and its canonical JSON configuration. Anyone
-holding the same jointml release can recompute it with :func:`measure` and put it on
-an allow-list (reproducible-build model). Third-party libraries the program imports
-(numpy, scikit-learn) are not measured in the simulation; a hardware build would
-measure the whole enclave image.
+*Measurement*: SHA-256 over everything that decides what an enclave runs: every
+source file of the ``jointml`` package in the import closure of the enclave runtime and
+its registered program (:func:`import_closure`: every ``import`` statement, also inside
+functions, followed through the package, with every parent package's ``__init__``),
+the interpreter (implementation and version), the name and version of every
+third-party distribution that closure imports (numpy, cryptography, ...), and the
+canonical JSON configuration. Anyone holding the same jointml release and environment
+can recompute it with :func:`measure` and put it on an allow-list (reproducible-build
+model). The enclave boots isolated (``python -I -S``: no user site, no PYTHONPATH, no
+``sitecustomize``, no ``.pth`` files) with its paths given explicitly, and refuses to
+boot if a ``jointml`` module it loaded is not in the measured closure
+(:func:`check_loaded`). Third-party libraries are measured by version, not by content
+(simulation; a hardware build would measure the whole enclave image).
 
 *Quote*: the enclave's measurement, its fresh X25519 (channel) and Ed25519 (signing)
 public keys and the verifier's challenge nonce, signed by the platform attestation key
@@ -20,10 +27,14 @@ raises :class:`AttestationError` saying which check failed.
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
+import importlib.metadata
 import importlib.util
 import json
 import secrets
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -72,33 +83,176 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
-def _module_files(module: str) -> list[tuple[str, str]]:
-    """(module name, path) of a module's source, or of every module of a package."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-        raise AttestationError(f"enclave module {module!r} has no Python source file to measure")
-    if not spec.submodule_search_locations:
-        return [(module, spec.origin)]
-    root = Path(spec.origin).parent
-    return [(".".join((module, *f.relative_to(root).with_suffix("").parts)).removesuffix(".__init__"), str(f))
-            for f in sorted(root.rglob("*.py"))]
+#: The directory of the jointml package whose files are measured (the enclave runs this copy).
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "jointml"
 
 
-def program_files(program: str) -> list[tuple[str, str]]:
-    """(module name, file path) of every source file measured for `program`."""
+def _source_of(module: str, root: Path) -> Path | None:
+    """The source file of a jointml module under `root` (a package's ``__init__.py``)."""
+    parts = module.split(".")[1:]
+    base = root.joinpath(*parts)
+    for f in (base.with_suffix(".py") if parts else None, base / "__init__.py"):
+        if f is not None and f.is_file():
+            return f
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _imports_of(path: str, mtime_ns: int, size: int, module: str, is_package: bool) -> tuple[tuple[str, ...], ...]:
+    """Every module name an import statement of `path` names (cached per file version):
+    for ``from X import Y`` both ``X`` and ``X.Y`` (``Y`` may be a submodule)."""
+    tree = ast.parse(Path(path).read_bytes(), filename=path)
+    package = module if is_package else module.rpartition(".")[0]
+    found: list[tuple[str, ...]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend((a.name,) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - (node.level - 1)]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.append((base, *(f"{base}.{a.name}" for a in node.names if a.name != "*")))
+    return tuple(found)
+
+
+def import_closure(roots: Iterable[str], root: Path = PACKAGE_ROOT) -> tuple[dict[str, Path], set[str]]:
+    """Follow every import of the `roots` modules through the jointml package.
+
+    Returns ``({module: source file}, {top-level names of third-party imports})``. Every
+    parent package of a module is in the closure (importing ``a.b`` runs ``a/__init__``);
+    imports inside functions count too, so code loaded later is measured as well.
+
+    >>> files, deps = import_closure(["jointml.tee._boot"])
+    >>> {"jointml", "jointml.tee", "jointml.core.prg", "jointml.tee.enclave"} <= set(files)
+    True
+    >>> {"numpy", "cryptography"} <= deps
+    True
+    """
+    files: dict[str, Path] = {}
+    deps: set[str] = set()
+    todo = list(roots)
+    while todo:
+        mod = todo.pop()
+        if mod in files:
+            continue
+        top = mod.split(".")[0]
+        if top != PACKAGE:
+            if top and top not in sys.stdlib_module_names and top != "__future__":
+                deps.add(top)
+            continue
+        src = _source_of(mod, root)
+        if src is None:
+            continue  # `from pkg import name` where name is not a module
+        files[mod] = src
+        parts = mod.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        st = src.stat()
+        for names in _imports_of(str(src), st.st_mtime_ns, st.st_size, mod, src.name == "__init__.py"):
+            todo.extend(n for n in names if n)
+    return files, deps
+
+
+def program_files(program: str, root: Path = PACKAGE_ROOT) -> list[tuple[str, str]]:
+    """(module name, file path) of every source file measured for `program`: the import
+    closure of the runtime and the program, and every module the program lists.
+
+    >>> mods = [m for m, _ in program_files("jointml.apps.tee_train")]
+    >>> "jointml.tee.enclave" in mods and "jointml" in mods
+    True
+    """
+    files, _ = _closure(program, root)
+    return sorted((m, str(p)) for m, p in files.items())
+
+
+def _closure(program: str, root: Path) -> tuple[dict[str, Path], set[str]]:
     if program not in PROGRAMS:
         raise AttestationError(f"unknown enclave program {program!r}; registered: {sorted(PROGRAMS)}")
-    files = dict(f for m in sorted(set(RUNTIME_MODULES) | set(PROGRAMS[program])) for f in _module_files(m))
-    return sorted(files.items())
+    listed = sorted(set(RUNTIME_MODULES) | set(PROGRAMS[program]))
+    roots = set(listed)
+    for m in listed:  # a listed package stands for all of its modules
+        base = root.joinpath(*m.split(".")[1:])
+        if (base / "__init__.py").is_file():
+            roots.update(".".join((m, *f.relative_to(base).with_suffix("").parts)).removesuffix(".__init__")
+                         for f in sorted(base.rglob("*.py")))
+    return import_closure(sorted(roots), root)
 
 
-def measure(program: str, config: Mapping[str, Any]) -> str:
-    """The measurement (hex SHA-256) of `program` running with `config`."""
-    h = hashlib.sha256(b"jointml-tee-measurement-v1\0")
+@functools.lru_cache(maxsize=64)
+def _dist_version(top: str) -> str:
+    """``distribution==version`` of the distribution that provides top-level module `top`."""
+    dists = sorted(set(importlib.metadata.packages_distributions().get(top, [])))
+    if not dists:
+        return "not installed" if importlib.util.find_spec(top) is None else "unversioned"
+    return ",".join(f"{d}=={importlib.metadata.version(d)}" for d in dists)
+
+
+def environment(deps: Iterable[str]) -> dict[str, Any]:
+    """The interpreter and the versions of the third-party modules `deps`: measured.
+
+    >>> env = environment(["numpy"])
+    >>> env["python"].startswith(sys.implementation.name), env["deps"]["numpy"].startswith("numpy==")
+    (True, True)
+    """
+    v = sys.version_info
+    return {"python": f"{sys.implementation.name}-{v.major}.{v.minor}.{v.micro}-{v.releaselevel}{v.serial}",
+            "deps": {d: _dist_version(d) for d in sorted(deps)}}
+
+
+def dependency_paths(program: str) -> list[str]:
+    """The ``sys.path`` entries that hold the third-party modules `program` imports: what an
+    isolated enclave interpreter (``-I -S``) is given, next to the jointml source. For an
+    unknown program, those of the enclave runtime (which refuses the program at boot)."""
+    if program in PROGRAMS:
+        _, deps = _closure(program, PACKAGE_ROOT)
+    else:
+        _, deps = import_closure(RUNTIME_MODULES)
+    paths: list[str] = []
+    stdlib = {str(Path(p).resolve()) for p in sys.path if "site-packages" not in p and "dist-packages" not in p}
+    for d in sorted(deps):
+        spec = importlib.util.find_spec(d)
+        if spec is None or not spec.origin or spec.origin in ("built-in", "frozen"):
+            continue
+        entry = Path(spec.origin).resolve().parent
+        if spec.submodule_search_locations:
+            entry = entry.parent
+        if str(entry) not in stdlib and str(entry) not in paths:
+            paths.append(str(entry))
+    return paths
+
+
+def check_loaded(program: str, modules: Iterable[str]) -> None:
+    """Inside the enclave, after boot: every jointml module loaded must have been measured.
+
+    >>> check_loaded("jointml.apps.tee_train", ["jointml", "numpy"])
+    >>> check_loaded("jointml.apps.tee_train", ["jointml.dashboard.app"])
+    Traceback (most recent call last):
+    ...
+    jointml.tee.platform.AttestationError: enclave loaded modules outside its measurement: ['jointml.dashboard.app']
+    """
+    measured, _ = _closure(program, PACKAGE_ROOT)
+    extra = sorted(m for m in modules if (m == PACKAGE or m.startswith(PACKAGE + ".")) and m not in measured)
+    if extra:
+        raise AttestationError(f"enclave loaded modules outside its measurement: {extra}")
+
+
+def measure(program: str, config: Mapping[str, Any], *, root: Path = PACKAGE_ROOT) -> str:
+    """The measurement (hex SHA-256) of `program` running with `config`: its import
+    closure's sources, the interpreter and dependency versions, and the configuration.
+
+    >>> a = measure("jointml.apps.tee_train", {"parties": {}})
+    >>> a == measure("jointml.apps.tee_train", {"parties": {}}) != measure("jointml.apps.tee_train", {})
+    True
+    """
+    files, deps = _closure(program, root)
+    h = hashlib.sha256(b"jointml-tee-measurement-v2\0")
     h.update(program.encode() + b"\0")
-    for mod, path in program_files(program):
-        with open(path, "rb") as f:
-            h.update(mod.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+    for mod, path in sorted(files.items()):
+        h.update(mod.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    h.update(b"environment\0" + canonical_json(environment(deps)))
     h.update(b"config\0" + canonical_json(dict(config)))
     return h.hexdigest()
 

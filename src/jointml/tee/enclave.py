@@ -34,14 +34,24 @@ from ..core import wire
 from ..core.errors import JointMLError
 from . import channel as ch
 from ._boot import frame, read_frame, write_all
-from .attestation import AttestedEnclave, Quote, Verifier, measure
+from .attestation import AttestedEnclave, Quote, Verifier, dependency_paths, measure
 from .platform import SIMULATION_LABEL, default_state_dir
 
 log = logging.getLogger("jointml.tee")
 
 
 class EnclaveError(JointMLError, RuntimeError):
-    """An enclave refused or failed a request; carries the enclave's error type."""
+    """An enclave refused or failed a request; carries the enclave's error type.
+
+    Its text is the enclave's public error summary (the enclave never sends more) or a
+    host fact (timeout, exit code), so it may be passed on to peers.
+
+    >>> e = EnclaveError("DataError (field 'X')", "DataError", "enclave-1")
+    >>> e.public_message("bank")
+    "EnclaveError at party 'bank': enclave enclave-1: DataError: DataError (field 'X')"
+    """
+
+    safe_text = True
 
     def __init__(self, message: str, error_type: str = "", enclave: str = ""):
         super().__init__(f"enclave {enclave}: {error_type}: {message}" if enclave else message)
@@ -72,16 +82,9 @@ class Enclave:
         self._dead: str | None = None
         # callback(enclave, message) for records the enclave sends to peers
         self.on_relay: Callable[[Enclave, wire.Message], None] | None = None
-        env = dict(os.environ)
-        env["PYTHONUNBUFFERED"] = "1"
         self.platform_dir = str(platform_dir or default_state_dir())
-        # Run from the directory that holds the jointml package: the enclave imports (and
-        # measures) the same jointml as the host, and no stray directory shadows a module.
-        src = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join([src] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        boot = "import sys; from jointml.tee._boot import main; sys.exit(main())"
-        self.proc = subprocess.Popen([sys.executable, "-c", boot], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     env=env, bufsize=0, cwd=src)
+        self.proc = subprocess.Popen(boot_command(program), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     bufsize=0, cwd=str(Path(__file__).resolve().parents[2]))
         self._reader = threading.Thread(target=self._read_loop, name=f"{self.name}-reader", daemon=True)
         self._reader.start()
         booted = self._request("boot", {"program": program, "config": config, "debug": debug,
@@ -251,6 +254,26 @@ class EnclaveSession:
             self.enclave.request("close_session", {"session": self.session}, timeout=5)
         except EnclaveError:
             pass
+
+
+def boot_command(program: str) -> list[str]:
+    """The command line of an enclave process running `program`: an isolated interpreter.
+
+    ``-I -S``: no PYTHONPATH or other PYTHON* variables, no user site, no ``site`` (so no
+    ``sitecustomize``/``usercustomize`` and no ``.pth`` files) -- nothing outside the
+    measurement can inject code. Its paths are given explicitly: the directory holding
+    this jointml (the enclave imports and measures the same files as the host) first,
+    then the directories of the third-party modules the program imports, whose versions
+    are measured.
+
+    >>> cmd = boot_command("jointml.apps.tee_train")
+    >>> cmd[1:4], "jointml.tee._boot" in cmd[-1]
+    (['-I', '-S', '-u'], True)
+    """
+    src = str(Path(__file__).resolve().parents[2])
+    boot = (f"import sys; sys.path[:0] = {[src]!r}; sys.path.extend({dependency_paths(program)!r}); "
+            "from jointml.tee._boot import main; sys.exit(main())")
+    return [sys.executable, "-I", "-S", "-u", "-c", boot]
 
 
 def expected_measurement(program: str, config: dict) -> str:
