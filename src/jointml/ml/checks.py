@@ -51,7 +51,7 @@ def array_problem(
     try:
         v = np.asarray(value)
     except Exception as e:  # noqa: BLE001 - reported to every party by the caller
-        return (), f"{what} cannot be read as an array ({type(e).__name__}: {e})"
+        return (), f"{what} cannot be read as an array ({type(e).__name__})"  # no text: it may quote a cell
     shape = tuple(int(k) for k in v.shape)
     if v.dtype.kind not in "fiub":
         return shape, f"{what} is not numeric (dtype {v.dtype})"

@@ -213,7 +213,8 @@ def load_part(
         except PersistError as e:
             problem = str(e)
         except (KeyError, TypeError, ValueError) as e:
-            problem = f"party '{ctx.me}': model part in {directory} is damaged: {e}"
+            # the class only: the parser's text may quote the part's content
+            problem = f"party '{ctx.me}': model part in {directory} is damaged ({type(e).__name__})"
     summary = None if part is None or problem else _summary(part)
     if ctx.me not in group:
         return None

@@ -178,13 +178,13 @@ class _SecureBoostBase(SecureEstimator):
                              f"the model was trained on {n_features.get(me)}"), names
             return arr, None, names
         except Exception as e:  # noqa: BLE001 - reported to every party
-            return np.zeros((0, 0)), f"party '{me}': {what} X cannot be read ({type(e).__name__}: {e})", None
+            return np.zeros((0, 0)), f"party '{me}': {what} X cannot be read ({type(e).__name__})", None
 
     def _read_labels(self, y: PartyObject, label: str, what: str = "labels y") -> tuple[np.ndarray, dict]:
         try:
             yloc = np.asarray(y.value, dtype=np.float64).ravel()
         except (TypeError, ValueError) as e:
-            return np.zeros(0), {"rows": 0, "problem": f"party '{label}': {what} cannot be read as numbers ({e})"}
+            return np.zeros(0), {"rows": 0, "problem": f"party '{label}': {what} cannot be read as numbers ({type(e).__name__})"}
         problem = None
         if np.isnan(yloc).any():
             bad = int(np.flatnonzero(np.isnan(yloc))[0])
