@@ -6,8 +6,10 @@ other parties hold a handle. Schema metadata — column names, dtypes, row count
 is public within the job (every party needs it to run the same program) and is
 exchanged once when the frame is built. Every operation runs at the owner.
 
-Security model: nothing but the schema leaves an owner here; every party learns the
-column names, dtypes and row counts of every partition, and which column fails a check.
+Security model: nothing but the schema leaves an owner here; every party of a frame
+learns the column names, dtypes and row counts of every partition, and which column
+fails a check. A party of the job outside the frame (a semi2k dealer) gets the column
+names and row counts only (it runs the same program, which names columns), not the dtypes.
 
 >>> import pandas as pd
 >>> def prog(ctx):
@@ -29,7 +31,7 @@ import pandas as pd
 
 from ..core.errors import DataError
 from ..core.optional import require
-from ..runtime.collectives import agree, broadcast
+from ..runtime.collectives import agree, broadcast, send_to
 from ..runtime.context import PartyContext
 from ..runtime.device import PartyObject
 
@@ -52,10 +54,25 @@ def _info(df: pd.DataFrame) -> dict:
 
 
 def _exchange_info(ctx: PartyContext, parts: dict[str, PartyObject]) -> dict[str, PartitionInfo]:
-    """Every owner announces its schema to every other party of the job."""
+    """Every owner announces its schema to the other parties of the frame; a party outside
+    the frame (a semi2k dealer) gets only the column names and row count, not the dtypes.
+
+    The names still reach it because the job's SPMD code runs there too and resolves
+    columns by name (the label's owner, each party's feature columns, the saved record).
+    """
     infos: dict[str, PartitionInfo] = {}
+    members = list(parts)
+    outside = [p for p in ctx.parties if p not in members]
     for owner, obj in parts.items():
-        meta = broadcast(ctx, owner, meta=_info(obj.value) if ctx.me == owner else None, name="schema").meta
+        mine = _info(obj.value) if ctx.me == owner else None
+        got = broadcast(ctx, owner, meta=mine, to=members, name="schema")
+        if outside:
+            lean = {"columns": mine["columns"], "rows": mine["rows"]} if mine is not None else None
+            out = send_to(ctx, owner, outside, meta=lean, name="schema-out")
+            got = got if ctx.me in members else out
+        if got is None:  # not a party of the job's frame nor outside it: cannot happen
+            continue
+        meta = got.meta
         if not isinstance(meta.get("columns"), list) or not isinstance(meta.get("rows"), int):
             raise DataError("malformed schema", party=owner)
         infos[owner] = PartitionInfo(

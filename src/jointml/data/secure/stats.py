@@ -4,12 +4,12 @@ Three functions with three different disclosure levels (rule 3 of DESIGN.md: eve
 algorithm says exactly what each party learns):
 
 * :func:`describe` - per-column summaries computed by each owner **in plaintext** and
-  sent to every party. The output is public by definition of this function; note that
+  sent to every party of the job (public by definition). The output is public by definition of this function; note that
   min, max and quantiles are values of individual records.
 * :func:`corr` - the Pearson correlation matrix of columns held by different parties.
   Each owner standardises its own columns (its means and standard deviations never
   leave it); cross-party blocks are computed under MPC; only the correlation matrix is
-  revealed, to every party or to one named party. :func:`corr_secret` keeps it secret
+  revealed, to the parties of the frame or to one named party. :func:`corr_secret` keeps it secret
   for further MPC computation.
 * :func:`vif` - variance inflation factors, either from the revealed correlation matrix
   (`secure=False`) or fully under MPC, revealing only the VIFs (`secure=True`).
@@ -20,9 +20,11 @@ schema (column names, dtypes, row count, as for every `VDataFrame`), which colum
 fail validation, and which columns are constant.
 
 Conventions shared by the three functions: `columns=None` means every column of the
-frame (`describe`: every numeric column, like pandas); `to=None` returns the result at
-**every party of the job** (including a semi2k dealer and parties outside the MPC
-device), `to="name"` returns a `PartyObject` owned by that party (a handle elsewhere),
+frame (`describe`: every numeric column, like pandas); for `corr` and `vif`, `to=None`
+returns the result at **every party of the frame and every compute party of the MPC
+device** (which see the opened value anyway) and `None` at the other parties of the job:
+a semi2k dealer outside the frame, which only supplies correlated randomness, gets no
+result; `to="name"` returns a `PartyObject` owned by that party (a handle elsewhere),
 like `SecretArray.reveal(to=...)`.
 
 >>> import numpy as np, pandas as pd
@@ -38,7 +40,10 @@ like `SecretArray.reveal(to=...)`.
 ...     vdf = from_pandas(ctx, {"alice": a, "bob": b})
 ...     mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
 ...     return stats.corr(ctx, vdf, mpc)
->>> r = simulate(prog, ["alice", "bob", "carol"], mode="thread")["carol"]
+>>> out = simulate(prog, ["alice", "bob", "carol"], mode="thread")
+>>> r = out["alice"]
+>>> out["carol"] is None  # the dealer gets no result
+True
 >>> bool(abs(r.loc["x", "y"] - np.corrcoef(a["x"], b["y"])[0, 1]) < 1e-8)
 True
 """
@@ -55,7 +60,7 @@ import pandas as pd
 from ...core.errors import DataError, ParameterError, ProtocolError
 from ...mpc import MpcDevice, SecretArray, concatenate
 from ...mpc.masked import MaskedMatrix, PrivateMaskedMatrix
-from ...runtime.collectives import Received, agree, broadcast, reveal_to_all, send_to
+from ...runtime.collectives import Received, agree, broadcast, send_to
 from ...runtime.context import PartyContext
 from ...runtime.device import PartyObject
 from ..frames import VDataFrame
@@ -72,27 +77,49 @@ def _check_to(ctx: PartyContext, to: str | None) -> None:
         raise ParameterError(f"unknown recipient party '{to}' (cluster: {ctx.parties})", field="to")
 
 
-def _send_to(ctx: PartyContext, owner: str, to: str | None, name: str, value: np.ndarray | None) -> np.ndarray | None:
-    """Plaintext float64 array from its owner to `to` (None: every party); None where not received."""
+def _recipients(vdf: VDataFrame, mpc: MpcDevice, to: str | None) -> list[str]:
+    """Who gets a result: `to`, or (None) the parties of the frame and the compute parties of
+    the device (which see the opened value anyway), in job order - never a semi2k dealer
+    outside the frame: it only supplies correlated randomness and needs no result."""
+    if to is not None:
+        return [to]
+    return [p for p in vdf.ctx.parties if p in vdf.parties or p in mpc.parties]
+
+
+def _send_to(ctx: PartyContext, owner: str, to: list[str], name: str, value: np.ndarray | None) -> np.ndarray | None:
+    """Plaintext float64 array from its owner to the parties `to`; None where not received."""
     value = None if value is None else np.asarray(value, dtype=np.float64)
     arrays = [value] if ctx.me == owner and value is not None else []
-    got: Received | None
-    if to is None:
-        got = broadcast(ctx, owner, arrays=arrays, name=name, dtypes=[np.float64])
-    else:
-        got = send_to(ctx, owner, to, arrays=arrays, name=name, dtypes=[np.float64])
-    if got is None or (to is not None and ctx.me != to):
+    got: Received | None = send_to(ctx, owner, to, arrays=arrays, name=name, dtypes=[np.float64])
+    if got is None or ctx.me not in to:
         return None
     return got.arrays[0]
 
 
-def _reveal_to(x: SecretArray, to: str | None) -> np.ndarray | None:
-    """Open `x` to one party (ndarray there, None elsewhere) or, for to=None, to every party
-    of the job (`reveal_to_all`: the same value everywhere, dealer and outside owners included)."""
-    if to is None:
-        return reveal_to_all(x)
-    obj = x.reveal(to=to)
-    return obj.value if x.device.ctx.me == to else None
+def _reveal_to(x: SecretArray, to: list[str]) -> np.ndarray | None:
+    """Open `x` to the parties `to` (the same ndarray there, None elsewhere).
+
+    When every compute party of the device is a recipient, the compute parties open it and
+    the first forwards it to the other recipients (one open, as `reveal_to_all`, but never
+    to a dealer or a party outside `to`); otherwise it is opened to each recipient alone."""
+    ctx = x.device.ctx
+    compute = list(x.device.parties)
+    if len(to) > 1 and all(p in to for p in compute):
+        val: np.ndarray = x.reveal()
+        others = [p for p in to if p not in compute]
+        dtype = np.float64 if x.fxp else np.int64
+        sent = np.ascontiguousarray(val, dtype=dtype).reshape(-1) if ctx.me == compute[0] else None
+        got = send_to(ctx, compute[0], others, arrays=[sent] if sent is not None else [], name="public",
+                      dtypes=[dtype], shapes=[(int(np.prod(x.shape, dtype=np.int64)),)]) if others else None
+        if ctx.me in others and got is not None:
+            val = got.arrays[0].reshape(x.shape)
+        return val if ctx.me in to else None
+    out = None
+    for p in to:
+        obj = x.reveal(to=p)
+        if ctx.me == p:
+            out = obj.value
+    return out
 
 
 def _by_party(vdf: VDataFrame, columns: Sequence[str] | None) -> tuple[list[str], dict[str, list[str]]]:
@@ -147,7 +174,7 @@ def describe(
 
     **Disclosure: the whole table is public.** Each owner computes pandas'
     ``describe()`` of its own columns in plaintext and sends the table to every party of
-    the job; nothing else leaves it. The aggregates are public by definition of this
+    the job (a dealer too: the caller asks for a public table); nothing else leaves it. The aggregates are public by definition of this
     function - and min, max and extreme quantiles are values of individual records, so
     call it only on columns whose summaries may be shown to all parties.
 
@@ -457,7 +484,7 @@ def corr(
     to: str | None = None,
     local_blocks: Literal["reveal", "secret"] = "reveal",
     constant: Literal["nan", "raise"] = "nan",
-) -> pd.DataFrame | PartyObject:
+) -> pd.DataFrame | PartyObject | None:
     """Pearson correlation matrix of columns held by different parties, revealing only the matrix.
 
     How: each owner standardises its columns in float64 with its own mean and (population)
@@ -467,7 +494,7 @@ def corr(
     n x d_p matrix crosses the links once with two owners - see `_cross_blocks`); blocks
     within one owner are W_p^T W_p computed locally.
 
-    Disclosure: `to` (every party of the job if None) learns the d x d correlation matrix;
+    Disclosure: `to` (if None: every party of the frame and compute party of `mpc`, not a semi2k dealer) learns the d x d correlation matrix;
     nobody learns anything else about the data beyond the public schema and which columns
     are constant. `local_blocks` says how within-owner blocks travel - it changes precision,
     not what is learnt (the recipient learns those entries either way):
@@ -489,7 +516,8 @@ def corr(
     ``constant="raise"`` raises a DataError.
 
     Returns a DataFrame indexed and labelled by column name (requested order) at every party
-    (to=None), or a PartyObject holding it owned by `to`.
+    of the frame and compute party of `mpc` (to=None; `None` at a semi2k dealer outside the
+    frame), or a PartyObject holding it owned by `to`.
 
     >>> import pandas as pd
     >>> from jointml.runtime import simulate
@@ -508,10 +536,10 @@ def corr(
         raise ParameterError(f"local_blocks must be 'reveal' or 'secret', got {local_blocks!r}", field="local_blocks")
     _check_to(ctx, to)
     prep = _prepare(ctx, vdf, columns, constant, "corr")
-    me = ctx.me
+    me, rec = ctx.me, _recipients(vdf, mpc, to)
     if local_blocks == "secret":
         sc = _secret_matrix(ctx, mpc, prep)
-        val = _reveal_to(sc.matrix, to)
+        val = _reveal_to(sc.matrix, rec)
         out = None
         if val is not None:
             out = _finish_corr(pd.DataFrame(val, index=prep.names, columns=prep.names), prep.constant)
@@ -522,18 +550,18 @@ def corr(
         if cross:
             # One reveal for all cross blocks (one round, not one per block).
             flat = concatenate([c.reshape(-1) for c in cross], axis=0) if len(cross) > 1 else cross[0].reshape(-1)
-            opened = _reveal_to(flat, to)
+            opened = _reveal_to(flat, rec)
         local: dict[str, np.ndarray] = {}  # at the recipients
         for p in owners:
             blk = _local_block(prep.w[p].value) if me == p else None
-            got = _send_to(ctx, p, to, "corr-local", blk)
+            got = _send_to(ctx, p, rec, "corr-local", blk)
             k = len(prep.by[p])
             if got is not None:
                 if got.shape != (k, k):
                     raise DataError("malformed correlation block", party=p)
                 local[p] = got
         out = None
-        if to is None or me == to:
+        if me in rec:
             parts, o = [], 0
             for i, p in enumerate(owners[:-1]):
                 assert opened is not None  # two owners or more: the cross blocks were revealed here
@@ -628,7 +656,7 @@ def vif(
     secure: bool = False,
     max_vif: float = 1000.0,
     constant: Literal["nan", "raise"] = "nan",
-) -> pd.Series | PartyObject:
+) -> pd.Series | PartyObject | None:
     """Variance inflation factor of each column: VIF_j = (R^-1)_jj for the correlation matrix R.
 
     * ``secure=False`` (default): R is computed by :func:`corr` and **revealed to `to`**,
@@ -646,7 +674,8 @@ def vif(
 
     Constant columns get NaN (``constant="nan"``) and are left out of the inverse, or raise
     (``constant="raise"``). Other bad input as :func:`corr`. Returns a Series indexed by
-    column at every party (to=None) or a PartyObject owned by `to`.
+    column at every party of the frame and compute party (to=None; `None` at a semi2k dealer
+    outside the frame) or a PartyObject owned by `to`.
 
     >>> import pandas as pd
     >>> from jointml.runtime import simulate
@@ -657,7 +686,10 @@ def vif(
     >>> def prog(ctx):
     ...     vdf = from_pandas(ctx, {"alice": a, "bob": b})
     ...     return vif(ctx, vdf, MpcDevice(ctx, ["alice", "bob"], dealer="carol"), secure=True, max_vif=50.0)
-    >>> v = simulate(prog, ["alice", "bob", "carol"], mode="thread")["carol"]  # only the VIFs revealed
+    >>> out = simulate(prog, ["alice", "bob", "carol"], mode="thread")  # only the VIFs revealed
+    >>> v = out["bob"]
+    >>> out["carol"] is None  # the dealer gets no result
+    True
     >>> v.round(1).tolist(), vif_from_corr(pd.concat([a, b], axis=1).corr()).round(1).tolist()  # 54.4 >= max_vif: inf
     ([inf, 16.9, 35.0], [54.4, 16.9, 35.0])
     """
@@ -667,7 +699,7 @@ def vif(
     if not secure:
         r = corr(ctx, vdf, mpc, columns, to=to, constant=constant)
         if to is None:
-            return vif_from_corr(r)
+            return None if r is None else vif_from_corr(r)
         return PartyObject(ctx.party(to), vif_from_corr(r.value) if ctx.me == to else None)
     sc = corr_secret(ctx, vdf, mpc, columns, constant=constant)
     keep = np.array([c not in sc.constant for c in sc.columns])
@@ -675,14 +707,14 @@ def vif(
     if keep.any():
         idx = np.flatnonzero(keep)
         m = sc.matrix if keep.all() else sc.matrix[idx][:, idx]
-        val = _reveal_to(_secure_vif(m, max_vif), to)
+        val = _reveal_to(_secure_vif(m, max_vif), _recipients(vdf, mpc, to))
         if val is not None:
             v = np.full(len(sc.columns), np.nan)
             vals = np.array(val, dtype=np.float64)  # received buffers are read-only
             vals[~(vals < max_vif)] = np.inf  # unresolved: at least max_vif
             v[idx] = vals
             out = pd.Series(v, index=sc.columns, name="vif")
-    elif to is None or ctx.me == to:
+    elif ctx.me in _recipients(vdf, mpc, to):
         out = pd.Series(np.full(len(sc.columns), np.nan), index=sc.columns, name="vif")
     if to is None:
         return out

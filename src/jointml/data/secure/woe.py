@@ -29,8 +29,9 @@ What each party learns:
 - label holder: per pre-bin row and positive counts of every feature holder's
   columns (not the bin boundaries, not which rows fall where), hence IV/WOE of
   those columns; nothing about individual feature values.
-- every party (a dealer too): the number of final bins of every column (public
-  within the job: the MPC substitution needs the shapes).
+- every party of the frame: the number of final bins of every column (the MPC
+  substitution needs the shapes); a party outside the frame (a semi2k dealer) only the
+  total number of bins of each owner (the width of its secret WOE features).
 - feature holder: the ciphertexts of the labels (semantically secure: nothing), the
   pre-bin -> bin map for supervised methods (which of its pre-bins the label holder
   merged, with the final bins in a secret random order: not their ranking by bad
@@ -178,6 +179,7 @@ class VerticalWOE:
     binners: dict = field(default_factory=dict)  # this party's pre-binner (fitted), if it holds columns
     col: dict[str, ColumnWOE] = field(default_factory=dict)
     woe_to_owner: bool = False
+    widths: dict[str, int] = field(default_factory=dict)  # at a party outside the frame: total bins per owner
 
     @property
     def iv(self) -> dict[str, float] | None:
@@ -416,13 +418,26 @@ def _own_columns(vdf: VDataFrame, model: VerticalWOE, y: np.ndarray, n_prebins: 
 
 
 def _share_bin_counts(ctx, vdf: VDataFrame, model: VerticalWOE) -> None:
-    """Bin counts are public within the job (every party needs them for the MPC shapes)."""
+    """Per-column bin counts go to the parties of the frame (they need them for the MPC
+    shapes); a party outside it (a semi2k dealer) gets only each owner's total width, the
+    shape of the secret WOE features it supplies randomness for (kept as `model.widths`)."""
+    outside = [q for q in ctx.parties if q not in vdf.parties]
     for p in vdf.parties:
         cols = model.columns.get(p, [])
         if not cols:
             continue
         mine = {c: int(model.col[c].n_bins) for c in cols} if ctx.me == p else None
-        got = broadcast(ctx, p, meta={"n_bins": mine} if mine is not None else None, name="woe:nb")
+        got = broadcast(ctx, p, meta={"n_bins": mine} if mine is not None else None, to=vdf.parties, name="woe:nb")
+        width = send_to(ctx, p, outside, meta={"width": sum(mine.values())} if mine is not None else None,
+                        name="woe:width") if outside else None
+        if ctx.me in outside:
+            w = width.meta.get("width") if width is not None else None
+            if type(w) is not int or w < 0:
+                raise DataError("invalid total bin count", party=p)
+            model.widths[p] = w
+            for c in cols:  # per-column counts are not sent here: unknown (0)
+                model.col.setdefault(c, ColumnWOE(p, 0))
+            continue
         for c in cols:
             if c not in model.col:
                 n_b = got.meta.get("n_bins", {}).get(c)
