@@ -28,7 +28,9 @@ BEFORE = {
     "psi3": {"a": [4233, 4233, 7, 7, 5], "b": [5547, 5874, 10, 10, 7], "c": [1641, 1314, 3, 3, 3], "d": [0, 0, 0, 0, 0]},
     "psi_stream": {"bank": [172613, 207099, 6, 7, 3], "partner": [207099, 172613, 7, 6, 5]},
     "secure_metrics": {"alice": [24782, 24093, 147, 141, 139], "bob": [24844, 58063, 149, 341, 135], "carol": [34124, 1594, 202, 16, 5]},
-    "stats": {"alice": [22353, 19921, 98, 77, 70], "bob": [21811, 34569, 94, 134, 69], "carol": [14542, 4216, 56, 37, 6]},
+    # issue 11 item 13: corr/vif results (to=None) no longer go to the semi2k dealer carol: 5
+    # messages fewer from alice (4) and bob (1) to carol, measured; all else as before.
+    "stats": {"alice": [21581, 19921, 94, 77, 70], "bob": [21521, 34569, 93, 134, 69], "carol": [14542, 3325, 56, 32, 6]},
 }
 #: Header bytes a tag change may move per message (tags are a few characters long).
 HEADER_SLACK = 8
