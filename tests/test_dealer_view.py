@@ -1,0 +1,85 @@
+"""Issue 11 item 13 (data layer): the semi2k dealer receives only what it needs.
+
+The credit pipeline runs with a spy on the dealer's received messages: no frame dtypes, no
+per-column WOE bin counts (only each owner's total width), no statistics result; the job
+still runs and gives the plaintext twin's AUC. Column names and row counts still reach the
+dealer (its copy of the SPMD job resolves columns by name): see docs/security.md.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jointml.data.frames import from_pandas
+from jointml.data.secure import stats
+from jointml.demo.credit_demo import make_demo_files, plaintext_baseline
+from jointml.jobs import simulate_pipeline
+from jointml.jobs.credit import CreditJobConfig, credit_pipeline
+from jointml.mpc import MpcDevice
+from jointml.runtime import simulate
+
+
+def _spy_dealer(monkeypatch, dealer: str) -> list[tuple[str, dict, list]]:
+    from jointml.net import link as L
+
+    seen: list[tuple[str, dict, list]] = []
+    recv = L.Communicator.recv
+
+    def spy_recv(self, peer, tag, *a, **k):
+        msg = recv(self, peer, tag, *a, **k)
+        if self.me == dealer:
+            seen.append((tag, dict(msg.meta or {}), [np.asarray(x) for x in msg.arrays]))
+        return msg
+
+    monkeypatch.setattr(L.Communicator, "recv", spy_recv)
+    return seen
+
+
+def test_credit_job_dealer_gets_no_dtypes_nor_bin_counts(monkeypatch, tmp_path):
+    files = make_demo_files(tmp_path / "data")
+    seen = _spy_dealer(monkeypatch, "dealer")
+    cfg = CreditJobConfig(inputs={"bank": str(files["bank"]), "partner": str(files["partner"])}, key_bits=512,
+                          verbose=False)
+    res = simulate_pipeline(credit_pipeline(cfg, ["bank", "partner", "dealer"]), mode="thread", verbose=False)
+    base = plaintext_baseline(files, cfg, res["bank"])
+    assert abs(res["bank"]["auc"] - base["auc"]) < 0.005  # same job, same AUC
+    tags = [t for t, _, _ in seen]
+    assert seen, "the dealer received nothing at all: the spy is not wired"
+    assert not any(t.startswith("woe:nb") for t in tags)  # per-column bin counts: data parties only
+    widths = [m for t, m, _ in seen if t.startswith("woe:width")]
+    assert widths and all(set(m) == {"width"} and type(m["width"]) is int for m in widths)
+    metas = json.dumps([m for _, m, _ in seen])
+    assert "dtypes" not in metas and "n_bins" not in metas
+    for p in ("bank", "partner"):  # no dtype of any input column reached the dealer
+        df = pd.read_csv(files[p])
+        assert not any(f'"{t}"' in metas for t in {str(x) for x in df.dtypes})
+
+
+@pytest.mark.parametrize("local_blocks", ["reveal", "secret"])
+def test_stats_results_do_not_reach_the_dealer(monkeypatch, local_blocks):
+    x = np.linspace(-1, 1, 30)
+    a, b = pd.DataFrame({"x": x, "z": x**2}), pd.DataFrame({"y": np.cos(3 * x)})
+    seen = _spy_dealer(monkeypatch, "carol")
+
+    def prog(ctx):
+        vdf = from_pandas(ctx, {"alice": a, "bob": b})
+        mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+        before = len(seen) if ctx.me == "carol" else None
+        r = stats.corr(ctx, vdf, mpc, local_blocks=local_blocks)
+        v = stats.vif(ctx, vdf, mpc, secure=True, max_vif=20.0)
+        return r, v, before
+
+    out = simulate(prog, ["alice", "bob", "carol"], mode="thread")
+    assert out["carol"][0] is None and out["carol"][1] is None
+    ref = np.corrcoef(pd.concat([a, b], axis=1).to_numpy().T)
+    np.testing.assert_allclose(out["alice"][0].to_numpy(), ref, atol=1e-4)
+    np.testing.assert_allclose(out["bob"][0].to_numpy(), out["alice"][0].to_numpy())
+    assert out["bob"][1].tolist() == out["alice"][1].tolist()
+    during = seen[out["carol"][2]:]
+    # what the dealer got during the statistics: shapes only, never a float of the result
+    assert not any(t.split(":")[0] in ("public", "corr-local") for t, _, _ in during)
+    assert all(arr.dtype != np.float64 for _, _, arrs in during for arr in arrs)
