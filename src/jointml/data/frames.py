@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..core.errors import DataError
 from ..core.optional import require
-from ..runtime.collectives import agree, broadcast, send_to
+from ..runtime.collectives import Received, agree, broadcast, send_to
 from ..runtime.context import PartyContext
 from ..runtime.device import PartyObject
 
@@ -65,7 +65,7 @@ def _exchange_info(ctx: PartyContext, parts: dict[str, PartyObject]) -> dict[str
     outside = [p for p in ctx.parties if p not in members]
     for owner, obj in parts.items():
         mine = _info(obj.value) if ctx.me == owner else None
-        got = broadcast(ctx, owner, meta=mine, to=members, name="schema")
+        got: Received | None = broadcast(ctx, owner, meta=mine, to=members, name="schema")
         if outside:
             lean = {"columns": mine["columns"], "rows": mine["rows"]} if mine is not None else None
             out = send_to(ctx, owner, outside, meta=lean, name="schema-out")

@@ -174,8 +174,9 @@ def describe(
 
     **Disclosure: the whole table is public.** Each owner computes pandas'
     ``describe()`` of its own columns in plaintext and sends the table to every party of
-    the job (a dealer too: the caller asks for a public table); nothing else leaves it. The aggregates are public by definition of this
-    function - and min, max and extreme quantiles are values of individual records, so
+    the job (a dealer too: the caller asks for a public table); nothing else leaves it.
+    The aggregates are public by definition of this function - and min, max and extreme
+    quantiles are values of individual records, so
     call it only on columns whose summaries may be shown to all parties.
 
     Rows: ``count`` (non-missing), ``mean``, ``std`` (``ddof``, 1 like pandas), ``min``,
@@ -494,7 +495,8 @@ def corr(
     n x d_p matrix crosses the links once with two owners - see `_cross_blocks`); blocks
     within one owner are W_p^T W_p computed locally.
 
-    Disclosure: `to` (if None: every party of the frame and compute party of `mpc`, not a semi2k dealer) learns the d x d correlation matrix;
+    Disclosure: `to` (if None: every party of the frame and compute party of `mpc`, not a
+    semi2k dealer) learns the d x d correlation matrix;
     nobody learns anything else about the data beyond the public schema and which columns
     are constant. `local_blocks` says how within-owner blocks travel - it changes precision,
     not what is learnt (the recipient learns those entries either way):
@@ -700,6 +702,7 @@ def vif(
         r = corr(ctx, vdf, mpc, columns, to=to, constant=constant)
         if to is None:
             return None if r is None else vif_from_corr(r)
+        assert isinstance(r, PartyObject)  # to is set: a handle (the value at `to`)
         return PartyObject(ctx.party(to), vif_from_corr(r.value) if ctx.me == to else None)
     sc = corr_secret(ctx, vdf, mpc, columns, constant=constant)
     keep = np.array([c not in sc.constant for c in sc.columns])
