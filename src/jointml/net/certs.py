@@ -86,7 +86,7 @@ def normalize_fingerprint(fp: str, field: str = "fingerprint") -> str:
     >>> normalize_fingerprint("md5:00")
     Traceback (most recent call last):
     ...
-    jointml.core.errors.ConfigError: bad certificate fingerprint 'md5:00': want 'sha256:' and 64 hex digits
+    jointml.core.errors.ConfigError: field 'fingerprint': bad certificate fingerprint 'md5:00': want 'sha256:' and 64 hex digits
     """
     t = fp.strip().lower() if isinstance(fp, str) else ""
     t = (t[len("sha256:"):] if t.startswith("sha256:") else t).replace(":", "")
