@@ -432,7 +432,8 @@ def certs_request(party: str, out_dir: str, force: bool) -> None:
 
 
 @certs.command("sign")
-@click.option("--ca", "ca_dir", type=click.Path(file_okay=False, exists=True), required=True, help="Folder with ca.crt and ca.key.")
+@click.option("--ca", "ca_dir", type=click.Path(file_okay=False, exists=True), required=True,
+              help="Folder with ca.crt and ca.key.")
 @click.option("--csr", type=click.Path(dir_okay=False, exists=True), required=True, help="The party's certificate request.")
 @click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Where to write the certificate.")
 @click.option("--days", type=int, default=365, show_default=True, help="Validity of the certificate.")
