@@ -243,3 +243,79 @@ def test_lying_length_prefix_does_not_allocate_up_front():
     finally:
         a.close()
         b.close()
+
+
+# --- issue 11 item 4: pinned certificate fingerprints, SAN wins over CN ----------------------
+
+
+def _reissued(certs, tmp_path, party):
+    """A second, valid certificate for `party` from the same cluster CA (e.g. minted by whoever holds the CA key)."""
+    from jointml.net.certs import issue_party_cert
+
+    d = tmp_path / "reissued"
+    d.mkdir(exist_ok=True)
+    pc = issue_party_cert(d, party, certs[party].ca, certs[party].ca.parent / "ca.key")
+    return TlsFiles(pc.ca, pc.cert, pc.key)
+
+
+@pytest.mark.parametrize("impostor", ["alice", "bob"])  # alice dials, bob accepts
+def test_pinned_fingerprint_mismatch_is_refused_at_link_setup(tmp_path, impostor):
+    from jointml.net.certs import fingerprint
+
+    names = ["alice", "bob"]
+    certs = create_dev_pki(tmp_path, names)
+    pins = {n: fingerprint(certs[n].cert) for n in names}
+    tls = {n: TlsFiles(certs[n].ca, certs[n].cert, certs[n].key, pins={p: f for p, f in pins.items() if p != n}) for n in names}
+    # correct pins: the cluster forms
+    ls, addrs = _listeners(names)
+    comms, errs = _connect_parallel(names, addrs, ls, tls.get)
+    assert not errs, errs
+    for c in comms.values():
+        c.close()
+    # the impostor has a CA-signed certificate for its name, but not the pinned one
+    forged = _reissued(certs, tmp_path, impostor)
+    tls[impostor] = TlsFiles(forged.ca, forged.cert, forged.key, pins=tls[impostor].pins)
+    ls, addrs = _listeners(names)
+    comms, errs = _connect_parallel(names, addrs, ls, tls.get, timeout=3.0)
+    victim = "bob" if impostor == "alice" else "alice"
+    assert victim in errs, errs
+    assert isinstance(errs[victim], (AuthenticationError, PeerUnreachable))
+    assert impostor in str(errs[victim])
+    if impostor == "bob":  # the dialler reports the pin mismatch itself
+        assert isinstance(errs["alice"], AuthenticationError) and "fingerprint" in str(errs["alice"])
+        assert errs["alice"].party == "bob"
+    for c in comms.values():
+        c.close()
+
+
+def test_certificate_party_name_is_its_san_not_its_cn(tmp_path):
+    # mallory holds a cluster certificate whose SAN says 'mallory' and whose CN says 'alice'
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    names = ["alice", "bob"]
+    certs = create_dev_pki(tmp_path, names)
+    ca = x509.load_pem_x509_certificate(certs["bob"].ca.read_bytes())
+    ca_key = serialization.load_pem_private_key((tmp_path / "ca.key").read_bytes(), password=None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "alice")]))
+        .issuer_name(ca.subject).public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("mallory")]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (tmp_path / "m.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "m.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    tls = {"alice": TlsFiles(certs["alice"].ca, tmp_path / "m.crt", tmp_path / "m.key"), "bob": _tls_for(certs)("bob")}
+    ls, addrs = _listeners(names)
+    comms, errs = _connect_parallel(names, addrs, ls, tls.get, timeout=2.0)
+    assert "bob" in errs and isinstance(errs["bob"], (AuthenticationError, PeerUnreachable)), errs
+    assert "mallory" in str(errs["bob"]) or "alice" in str(errs["bob"])
+    for c in comms.values():
+        c.close()

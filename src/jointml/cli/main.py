@@ -10,6 +10,10 @@ jointml, version 0.1.0
 >>> out = CliRunner().invoke(main, ["certs", "--out", tempfile.mkdtemp(), "bank", "partner"]).output
 >>> out.splitlines()[0].startswith("bank: cert ")
 True
+>>> d = tempfile.mkdtemp()
+>>> r = CliRunner().invoke(main, ["certs", "init-ca", "--out", d])
+>>> CliRunner().invoke(main, ["certs", "init-ca", "--out", d]).output.startswith("Error: refusing to overwrite")
+True
 """
 
 from __future__ import annotations
@@ -327,20 +331,131 @@ def bench_lr(
     click.echo(json.dumps(row))
 
 
-@main.command()
-@click.option(
-    "--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for the CA and party certificates."
-)
-@click.option("--days", type=int, default=365, show_default=True)
+def _certs_errors(fn: Any) -> Any:
+    """Report a refused or invalid certificate operation as a one-line CLI error."""
+    import functools
+
+    from ..core.errors import JointMLError
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except JointMLError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapped
+
+
+class _CertsGroup(click.Group):
+    """`jointml certs SUBCOMMAND ...`, or the development shortcut `jointml certs --out DIR PARTY...`."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "PARTY...", _certs_dev, args  # party names, not a subcommand
+        return super().resolve_command(ctx, args)
+
+
+_OUT_HELP = "Folder for the CA and party certificates (development shortcut)."
+
+
+@main.group(cls=_CertsGroup, invoke_without_command=True)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help=_OUT_HELP)
+@click.option("--days", type=int, default=None, help="Validity of the development certificates [default: 365].")
+@click.option("--force", is_flag=True, help="Replace an existing CA, key or certificate.")
+@click.pass_context
+def certs(ctx: click.Context, out_dir: str | None, days: int | None, force: bool) -> None:
+    """Certificates for mutual TLS between nodes.
+
+    \b
+    Real deployment (each key stays with its owner):
+      jointml certs init-ca --out ca/                       (CA operator)
+      jointml certs request --party bank --out certs/       (each organisation)
+      jointml certs sign --ca ca/ --csr bank.csr --out bank.crt   (CA operator)
+      jointml certs fingerprint certs/bank.crt              (pin for cluster.yaml)
+    Development shortcut (CA and every key in one folder):
+      jointml certs --out certs bank partner dealer
+    """
+    if ctx.invoked_subcommand is None:
+        raise click.UsageError("give a subcommand (init-ca, request, sign, fingerprint) or party names", ctx=ctx)
+
+
+@click.command()
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help=_OUT_HELP)
+@click.option("--days", type=int, default=None)
+@click.option("--force", is_flag=True)
 @click.argument("parties", nargs=-1, required=True)
-def certs(out_dir: str, days: int, parties: tuple[str, ...]) -> None:
-    """Create a development CA and one certificate per party (for mutual TLS between nodes)."""
+@click.pass_context
+@_certs_errors
+def _certs_dev(ctx: click.Context, out_dir: str | None, days: int | None, force: bool, parties: tuple[str, ...]) -> None:
+    """Development shortcut: a CA and one key + certificate per party, all in one folder."""
     from ..net.certs import create_dev_pki
 
-    made = create_dev_pki(out_dir, list(parties), days=days)
+    group = ctx.parent.params if ctx.parent is not None else {}
+    out_dir = out_dir or group.get("out_dir")
+    if not out_dir:
+        raise click.UsageError("the development shortcut needs --out DIR", ctx=ctx)
+    days = days or group.get("days") or 365
+    made = create_dev_pki(out_dir, list(parties), days=days, force=force or bool(group.get("force")))
     for name, pc in made.items():
         click.echo(f"{name}: cert {pc.cert}  key {pc.key}")
     click.echo(f"CA certificate: {next(iter(made.values())).ca} (give it to every party; keep ca.key offline)")
+
+
+@certs.command("init-ca")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for ca.crt and ca.key.")
+@click.option("--days", type=int, default=1825, show_default=True, help="Validity of the CA certificate.")
+@click.option("--name", default="jointml-ca", show_default=True, help="The CA's common name.")
+@click.option("--force", is_flag=True, help="Replace an existing CA (invalidates every certificate it signed).")
+@_certs_errors
+def certs_init_ca(out_dir: str, days: int, name: str, force: bool) -> None:
+    """CA operator: create the cluster CA key and self-signed certificate."""
+    from ..net.certs import create_ca, fingerprint
+
+    cert, key = create_ca(out_dir, name=name, days=days, force=force)
+    click.echo(f"CA certificate: {cert} ({fingerprint(cert)}); give it to every party")
+    click.echo(f"CA key: {key} (keep it offline; it can mint any party's certificate)")
+
+
+@certs.command("request")
+@click.option("--party", required=True, help="This organisation's party name (as in cluster.yaml).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder for <party>.key and <party>.csr.")
+@click.option("--force", is_flag=True, help="Replace an existing key.")
+@_certs_errors
+def certs_request(party: str, out_dir: str, force: bool) -> None:
+    """Each organisation: create its private key and a certificate request (CSR); only the CSR leaves."""
+    from ..net.certs import create_request
+
+    csr, key = create_request(out_dir, party, force=force)
+    click.echo(f"key: {key} (stays here)")
+    click.echo(f"request: {csr} (send it to the CA operator)")
+
+
+@certs.command("sign")
+@click.option("--ca", "ca_dir", type=click.Path(file_okay=False, exists=True), required=True,
+              help="Folder with ca.crt and ca.key.")
+@click.option("--csr", type=click.Path(dir_okay=False, exists=True), required=True, help="The party's certificate request.")
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="Where to write the certificate.")
+@click.option("--days", type=int, default=365, show_default=True, help="Validity of the certificate.")
+@click.option("--force", is_flag=True, help="Replace an existing certificate file.")
+@_certs_errors
+def certs_sign(ca_dir: str, csr: str, out: str, days: int, force: bool) -> None:
+    """CA operator: sign a party's CSR (the party name is the CSR's DNS subject-alternative name)."""
+    from ..net.certs import fingerprint, sign_request
+
+    party, cert = sign_request(ca_dir, csr, out, days=days, force=force)
+    click.echo(f"{party}: certificate {cert} ({fingerprint(cert)})")
+
+
+@certs.command("fingerprint")
+@click.argument("cert_files", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True))
+@_certs_errors
+def certs_fingerprint(cert_files: tuple[str, ...]) -> None:
+    """Print the SHA-256 fingerprint of certificates (the `fingerprint:` pin in cluster.yaml)."""
+    from ..net.certs import fingerprint
+
+    for f in cert_files:
+        click.echo(fingerprint(f) if len(cert_files) == 1 else f"{f}: {fingerprint(f)}")
 
 
 def _entry() -> None:  # pragma: no cover

@@ -4,7 +4,12 @@ The party that comes first in the cluster's order connects; the other accepts.
 Both present certificates from the cluster CA. The connecting side checks that the
 server's certificate names the peer it dialled (TLS hostname check against the
 party name); the accepting side checks that the client's certificate names the party
-announced in the first frame. Anything else is refused with `AuthenticationError`.
+announced in the first frame. A certificate's party names are its DNS
+subject-alternative names; its common name counts only when it has no SAN. When the
+cluster pins a peer's certificate fingerprint (`TlsFiles.pins`, SHA-256 of the DER
+certificate), a peer presenting any other certificate is refused, even one signed by
+the cluster CA. Anything else is refused with `AuthenticationError`; TLS itself
+refuses expired or not-yet-valid certificates.
 
 A reader thread per connection drains the socket into the link's inbox, so two
 parties sending large messages to each other at once never deadlock.
@@ -25,12 +30,13 @@ import ssl
 import struct
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..core import wire
 from ..core.errors import AuthenticationError, ConfigError, PeerClosed, PeerUnreachable, WireFormatError
+from .certs import fingerprint_der, normalize_fingerprint
 from .link import Communicator, Link, _Closed
 
 _LEN = struct.Struct("<Q")
@@ -47,11 +53,32 @@ _COALESCE = 1 << 20
 
 @dataclass
 class TlsFiles:
-    """Where one party's TLS material is: the cluster CA, its certificate and its key."""
+    """Where one party's TLS material is: the cluster CA, its certificate and its key.
+
+    `pins` maps a peer's party name to the fingerprint (`sha256:...`) its certificate
+    must have; peers without a pin are authenticated by the CA alone.
+    """
 
     ca: Path
     cert: Path
     key: Path
+    pins: dict[str, str] = field(default_factory=dict)
+
+
+def check_pin(me: str, peer: str, sock: ssl.SSLSocket, pins: dict[str, str]) -> None:
+    """Refuse (`AuthenticationError`) `peer` if its certificate differs from the one pinned for it.
+
+    >>> check_pin("alice", "bob", None, {})  # no pin for bob: the CA alone vouches for it
+    """
+    want = pins.get(peer)
+    if want is None:
+        return
+    der = sock.getpeercert(binary_form=True) or b""
+    got = fingerprint_der(der)
+    if got != normalize_fingerprint(want):
+        raise AuthenticationError(
+            f"{me}: party '{peer}' presented a certificate with fingerprint {got}, not the one pinned for it "
+            "in the cluster config", party=peer)
 
 
 def server_context(tls: TlsFiles) -> ssl.SSLContext:
@@ -76,12 +103,18 @@ def client_context(tls: TlsFiles) -> ssl.SSLContext:
 
 
 def cert_party_names(peercert: dict[str, Any]) -> set[str]:
-    """The party names a peer certificate carries (DNS subject-alternative names and common name).
+    """The party names a peer certificate carries: its DNS subject-alternative names, else its common name.
 
-    >>> sorted(cert_party_names({"subjectAltName": (("DNS", "bank"),), "subject": ((("commonName", "bank"),),)}))
+    The common name is ignored when the certificate has a SAN (as TLS hostname checks do).
+
+    >>> sorted(cert_party_names({"subjectAltName": (("DNS", "bank"),), "subject": ((("commonName", "partner"),),)}))
+    ['bank']
+    >>> sorted(cert_party_names({"subject": ((("commonName", "bank"),),)}))
     ['bank']
     """
-    names = {v for k, v in peercert.get("subjectAltName", ()) if k == "DNS"}
+    if peercert.get("subjectAltName"):
+        return {v for k, v in peercert["subjectAltName"] if k == "DNS"}
+    names: set[str] = set()
     for rdn in peercert.get("subject", ()):
         for k, v in rdn:
             if k == "commonName":
@@ -244,11 +277,12 @@ def connect_all(
     if to_accept:
         assert listener is not None
         acceptor = _Acceptor(me, listener, sctx, to_accept, deadline, connect_timeout,
-                             _LinkOptions(recv_timeout, max_frame, handshake_timeout, max_pending))
+                             _LinkOptions(recv_timeout, max_frame, handshake_timeout, max_pending, tls.pins))
         acceptor.start()
     for peer in order[idx + 1 :]:
         try:
-            links[peer] = _dial(me, peer, addresses[peer], cctx, deadline, connect_timeout, recv_timeout, max_frame)
+            links[peer] = _dial(me, peer, addresses[peer], cctx, deadline, connect_timeout, recv_timeout, max_frame,
+                                tls.pins)
         except Exception:
             for link in links.values():
                 link.close()
@@ -273,6 +307,7 @@ class _LinkOptions:
     max_frame: int
     handshake_timeout: float
     max_pending: int
+    pins: dict[str, str] = field(default_factory=dict)
 
 
 class _Acceptor:
@@ -381,12 +416,14 @@ class _Acceptor:
             s.close()
             return
         try:
+            check_pin(me, claimed, s, self.opts.pins)
             _hello(s, me)
             s.settimeout(None)
-        except (OSError, ssl.SSLError) as e:
+        except (OSError, ssl.SSLError, AuthenticationError) as e:
             with self._lock:
                 self._busy.discard(claimed)
-            self.errors.append(AuthenticationError(f"{me}: handshake with '{claimed}' failed: {e}", party=claimed))
+            self.errors.append(e if isinstance(e, AuthenticationError) else
+                               AuthenticationError(f"{me}: handshake with '{claimed}' failed: {e}", party=claimed))
             s.close()
             return
         self._register(claimed, TcpLink(me, claimed, s, self.opts.recv_timeout, self.opts.max_frame))
@@ -405,7 +442,8 @@ class _Acceptor:
 
 
 def _dial(me: str, peer: str, address: tuple[str, int], cctx: ssl.SSLContext, deadline: float,
-          connect_timeout: float, recv_timeout: float | None, max_frame: int = MAX_FRAME) -> TcpLink:
+          connect_timeout: float, recv_timeout: float | None, max_frame: int = MAX_FRAME,
+          pins: dict[str, str] | None = None) -> TcpLink:
     """Connect to `peer` (retrying until the deadline), check its certificate and its hello."""
     host, port = address
     last: Exception | None = None
@@ -432,6 +470,11 @@ def _dial(me: str, peer: str, address: tuple[str, int], cctx: ssl.SSLContext, de
     except (ssl.SSLError, OSError) as e:
         raw.close()
         raise AuthenticationError(f"{me}: TLS handshake with '{peer}' failed: {e}", party=peer) from None
+    try:
+        check_pin(me, peer, s, pins or {})
+    except AuthenticationError:
+        s.close()
+        raise
     try:
         _hello(s, me)
         answer = _read_hello(s)

@@ -3,8 +3,8 @@
 ```yaml
 parties:                    # in this order: earlier parties dial later ones
   bank:    {address: "10.0.0.1:9100", cert: certs/bank.crt, key: certs/bank.key}
-  partner: {address: "10.0.0.2:9100", cert: certs/partner.crt, key: certs/partner.key}
-  dealer:  {address: "10.0.0.3:9100", cert: certs/dealer.crt, key: certs/dealer.key}
+  partner: {address: "10.0.0.2:9100", fingerprint: "sha256:4f0c..."}   # optional pin
+  dealer:  {address: "10.0.0.3:9100", fingerprint: "sha256:9a71..."}
 ca: certs/ca.crt
 connect_timeout: 60         # seconds, optional
 recv_timeout: 600           # seconds, optional
@@ -12,6 +12,9 @@ recv_timeout: 600           # seconds, optional
 
 Relative paths are resolved against the YAML file's folder. Each party needs only
 its own key; the other parties' `cert`/`key` entries may be omitted on its copy.
+`fingerprint` (optional, `jointml certs fingerprint certs/partner.crt`) pins the
+certificate a peer must present: a peer with any other certificate is refused at
+link setup, even if the cluster CA signed it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any
 import yaml
 
 from ..core.errors import ConfigError
-from ..net.certs import check_party_name
+from ..net.certs import check_party_name, normalize_fingerprint
 from ..net.tcp import TlsFiles
 
 
@@ -37,6 +40,7 @@ class PartySpec:
     port: int
     cert: Path | None = None
     key: Path | None = None
+    fingerprint: str | None = None
 
 
 @dataclass
@@ -47,6 +51,10 @@ class ClusterConfig:
     ...                                            "partner": {"address": "10.0.0.2:9100"}}, "ca": "/certs/ca.crt"})
     >>> cfg.names, cfg.addresses()["partner"]
     (['bank', 'partner'], ('10.0.0.2', 9100))
+    >>> ClusterConfig.from_dict({"parties": {"bank": {"address": "h:1", "fingerprint": "sha256:" + "AB" * 32}},
+    ...                          "ca": "ca.crt"}).parties["bank"].fingerprint[:11]
+    'sha256:abab'
+
     >>> cfg.tls_for("bank")
     Traceback (most recent call last):
     ...
@@ -78,7 +86,8 @@ class ClusterConfig:
         for what, path in (("cert", p.cert), ("key", p.key), ("ca", self.ca)):
             if not Path(path).is_file():
                 raise ConfigError(f"cluster config: {what} file for '{me}' not found: {path}")
-        return TlsFiles(ca=self.ca, cert=p.cert, key=p.key)
+        pins = {n: q.fingerprint for n, q in self.parties.items() if n != me and q.fingerprint is not None}
+        return TlsFiles(ca=self.ca, cert=p.cert, key=p.key, pins=pins)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ClusterConfig:
@@ -113,7 +122,9 @@ class ClusterConfig:
             host, _, port = addr.rpartition(":")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ConfigError(f"cluster config: party '{name}' has a bad address {addr!r} (want host:port)")
-            parties[name] = PartySpec(name, host, int(port), res(spec.get("cert")), res(spec.get("key")))
+            fp = spec.get("fingerprint")
+            fp = None if fp is None else normalize_fingerprint(fp, field=f"parties.{name}.fingerprint")
+            parties[name] = PartySpec(name, host, int(port), res(spec.get("cert")), res(spec.get("key")), fp)
         ca = res(raw["ca"])
         if ca is None:
             raise ConfigError("cluster config needs 'ca' (the cluster CA certificate)", field="ca")
