@@ -297,8 +297,9 @@ def vertical_woe(
             enc_y = _send_proven_labels(ctx, he, y, label_owner, holders, len(vdf))
         else:
             enc_y = ctx.party(label_owner).put(y).to(he, to=holders, name="woe:labels")
-        if ctx.me in holders and enc_y.data.shape != (len(vdf),):
-            raise DataError(f"party '{ctx.me}': {enc_y.data.shape} label ciphertexts for {len(vdf)} rows "
+        got_shape = None if enc_y.data is None else enc_y.data.shape
+        if ctx.me in holders and got_shape != (len(vdf),):
+            raise DataError(f"party '{ctx.me}': {got_shape} label ciphertexts for {len(vdf)} rows "
                             f"from '{label_owner}'")
         for p in holders:  # 2.-3. pre-bin sums at each holder, merged at the label holder
             _holder_counts(ctx, vdf, model, enc_y, p, n_prebins, params)
@@ -374,8 +375,11 @@ def _send_proven_labels(ctx, he: HeDevice, y: np.ndarray | None, label_owner: st
 
     try:
         agree(ctx, holders, verdict if ctx.me in holders else None, error=CryptoError, name="woe:label-proofs")
-    except CryptoError as e:
-        raise CryptoError(f"{e}", party=label_owner, field="label_proofs", public=True) from e
+    except CryptoError as e:  # the verdict names the label holder: make it the party at fault
+        text, head = str(e), f"party '{e.party}': "
+        text = text[len(head):] if text.startswith(head) else text
+        raise CryptoError(f"{text} (checked by '{e.party}')", party=label_owner, field="label_proofs",
+                          public=True) from e
     located = [label_owner, *holders]
     return HeArray(he, located, enc if ctx.me in located else None, wire=wire)
 
