@@ -6,7 +6,11 @@ Protocol (semi-honest; Paillier for the label holder's labels, on an
 
 1. The label holder checks its labels (every party raises its verdict), encodes them
    as 0/1 (1 = the positive, "bad" class) and sends them encrypted under its own
-   Paillier key to every feature holder (``y.to(he)``).
+   Paillier key to every feature holder, each ciphertext with a zero-knowledge proof
+   that it encrypts 0 or 1 (:mod:`jointml.he.proofs`, ``label_proofs=True``, the
+   default). Every feature holder checks every proof before it sums anything; a
+   failing proof makes every party raise CryptoError naming the label holder
+   (:func:`~jointml.runtime.collectives.agree`).
 2. Each feature holder fine-bins each of its columns locally (equal-frequency
    pre-bins for numbers, one bin per category, a bin for missing values), sums the
    encrypted labels of the rows in each pre-bin (:meth:`~jointml.he.HeArray.group_sum`)
@@ -37,6 +41,13 @@ What each party learns:
   rate), and the WOE tables only with `woe_to_owner=True` (which then do rank its bins).
 - a deviating label holder could still choose the merges (the partition of the
   partner's pre-bins) as it likes; the partition is all the map tells the partner.
+- a deviating label holder that encrypts ``2^i`` instead of row ``i``'s 0/1 label
+  would decrypt a bitmask of the rows in every pre-bin, i.e. every partner row's bin
+  (tests/test_label_proofs.py reproduces it with ``label_proofs=False``). With the
+  proofs it is caught before any sum: the most it can do is choose *other* 0/1 labels,
+  so it learns the pre-bin sums of a 0/1 vector of its choice (e.g. a one-hot of one
+  row per run reveals that row's bin in every column: one row per job, visible to
+  the partner only as odd WOE/IV).
 """
 
 from __future__ import annotations
