@@ -6,7 +6,11 @@ Protocol (semi-honest; Paillier for the label holder's labels, on an
 
 1. The label holder checks its labels (every party raises its verdict), encodes them
    as 0/1 (1 = the positive, "bad" class) and sends them encrypted under its own
-   Paillier key to every feature holder (``y.to(he)``).
+   Paillier key to every feature holder, each ciphertext with a zero-knowledge proof
+   that it encrypts 0 or 1 (:mod:`jointml.he.proofs`, ``label_proofs=True``, the
+   default). Every feature holder checks every proof before it sums anything; a
+   failing proof makes every party raise CryptoError naming the label holder
+   (:func:`~jointml.runtime.collectives.agree`).
 2. Each feature holder fine-bins each of its columns locally (equal-frequency
    pre-bins for numbers, one bin per category, a bin for missing values), sums the
    encrypted labels of the rows in each pre-bin (:meth:`~jointml.he.HeArray.group_sum`)
@@ -38,6 +42,13 @@ What each party learns:
   rate), and the WOE tables only with `woe_to_owner=True` (which then do rank its bins).
 - a deviating label holder could still choose the merges (the partition of the
   partner's pre-bins) as it likes; the partition is all the map tells the partner.
+- a deviating label holder that encrypts ``2^i`` instead of row ``i``'s 0/1 label
+  would decrypt a bitmask of the rows in every pre-bin, i.e. every partner row's bin
+  (tests/test_label_proofs.py reproduces it with ``label_proofs=False``). With the
+  proofs it is caught before any sum: the most it can do is choose *other* 0/1 labels,
+  so it learns the pre-bin sums of a 0/1 vector of its choice (e.g. a one-hot of one
+  row per run reveals that row's bin in every column: one row per job, visible to
+  the partner only as odd WOE/IV).
 """
 
 from __future__ import annotations
@@ -47,10 +58,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ...core.errors import NotOwnerError
+from ...core.errors import CryptoError, NotOwnerError
 from ...core.prg import Prg
-from ...he import HeArray, HeDevice
+from ...he import EncryptedArray, HeArray, HeDevice
 from ...he.paillier import check_key_bits
+from ...he.proofs import prove_binary, verify_binary
 from ...runtime.collectives import agree, broadcast, send_to
 from ..frames import DataError, VDataFrame
 from ..preprocessing import (
@@ -253,13 +265,17 @@ def vertical_woe(
     pos_label=1,
     key_bits: int = 2048,
     woe_to_owner: bool = False,
+    label_proofs: bool = True,
 ) -> VerticalWOE:
     """Fit WOE binning on every feature column of a vertically partitioned frame.
 
     `label` is a column of the label holder; `pos_label` marks the positive ("bad")
     class. Returns a `VerticalWOE`; at the label holder `.iv` gives IV per column.
     Every party of the job calls it (SPMD). `key_bits` below 2048 are refused unless
-    ``JOINTML_INSECURE_TEST_KEYS=1`` is set (tests only).
+    ``JOINTML_INSECURE_TEST_KEYS=1`` is set (tests only). With `label_proofs` (default) the
+    label holder proves that every label ciphertext encrypts 0 or 1 and each feature holder
+    checks every proof before it sums anything (:mod:`jointml.he.proofs`); a failing proof
+    raises CryptoError naming the label holder at every party.
 
     >>> import pandas as pd
     >>> from jointml.data.frames import from_pandas
@@ -290,9 +306,13 @@ def vertical_woe(
     params = (method, max_bins, min_bin_frac)
     if holders:  # 1. labels, encrypted for the feature holders
         he = HeDevice(ctx, label_owner, key_bits=key_bits, parties=[label_owner, *holders])
-        enc_y = ctx.party(label_owner).put(y).to(he, to=holders, name="woe:labels")
-        if ctx.me in holders and enc_y.data.shape != (len(vdf),):
-            raise DataError(f"party '{ctx.me}': {enc_y.data.shape} label ciphertexts for {len(vdf)} rows "
+        if label_proofs:
+            enc_y = _send_proven_labels(ctx, he, y, label_owner, holders, len(vdf))
+        else:
+            enc_y = ctx.party(label_owner).put(y).to(he, to=holders, name="woe:labels")
+        got_shape = None if enc_y.data is None else enc_y.data.shape
+        if ctx.me in holders and got_shape != (len(vdf),):
+            raise DataError(f"party '{ctx.me}': {got_shape} label ciphertexts for {len(vdf)} rows "
                             f"from '{label_owner}'")
         for p in holders:  # 2.-3. pre-bin sums at each holder, merged at the label holder
             _holder_counts(ctx, vdf, model, enc_y, p, n_prebins, params)
@@ -318,6 +338,63 @@ def _labels(ctx, vdf: VDataFrame, label: str, label_owner: str, pos_label) -> np
                 problem = f"party '{label_owner}': label column '{label}' has a single class (pos_label={pos_label!r})"
     agree(ctx, label_owner, problem, error=DataError, name="woe:label-check")
     return y
+
+
+def _encrypted(pk, cts: list) -> EncryptedArray:
+    data = np.empty(len(cts), dtype=object)
+    data[:] = cts
+    return EncryptedArray(pk, data, 0)
+
+
+def _proof_context(label_owner: str, holders: list[str], rows: int) -> str:
+    """What a label proof is bound to besides the (per-run) public key and the row index."""
+    return f"jointml/woe/labels/v1|label_owner={label_owner}|holders={','.join(holders)}|rows={rows}"
+
+
+def _send_proven_labels(ctx, he: HeDevice, y: np.ndarray | None, label_owner: str, holders: list[str],
+                        rows: int) -> HeArray:
+    """Step 1 with proofs: the label holder sends each label ciphertext with a proof that it
+    encrypts 0 or 1; every feature holder checks all of them, and every party raises the
+    first failing holder's verdict (CryptoError naming the label holder) before any sum."""
+    pk, context = he.public_key, _proof_context(label_owner, holders, rows)
+    meta, arrays, enc = None, [], None
+    if ctx.me == label_owner:
+        assert y is not None and pk is not None  # the label holder's checked labels, its key
+        residues = [int(v) for v in y]
+        cts, witnesses = pk.encrypt_with_witnesses(residues, n_jobs=he.n_jobs)
+        proofs = prove_binary(pk, residues, cts, witnesses, context, n_jobs=he.n_jobs)
+        enc = _encrypted(pk, cts)
+        meta, arrays = {"rows": rows}, [enc.to_wire(), proofs]
+    got = send_to(ctx, label_owner, holders, meta=meta, arrays=arrays, name="woe:labels")
+    wire = None
+
+    def verdict() -> str | None:
+        nonlocal enc, wire
+        assert got is not None and pk is not None  # a feature holder: the receiver, with the key
+        if len(got.arrays) != 2:
+            return f"label holder '{label_owner}' sent {len(got.arrays)} arrays for the labels, expected 2"
+        wire, proofs = got.arrays
+        try:
+            cts = pk.ciphertexts_from_wire(wire, rows, party=label_owner)
+            ok = verify_binary(pk, cts, proofs, context, n_jobs=he.n_jobs, party=label_owner)
+        except CryptoError as e:
+            return f"label ciphertexts or proofs from '{label_owner}' are malformed ({e})"
+        if not ok.all():
+            bad = np.flatnonzero(~ok)
+            return (f"label holder '{label_owner}' sent label ciphertexts that are not proven to encrypt 0 or 1 "
+                    f"({len(bad)} of {rows} rows, first row {int(bad[0])}): refusing to sum them")
+        enc = _encrypted(pk, cts)
+        return None
+
+    try:
+        agree(ctx, holders, verdict if ctx.me in holders else None, error=CryptoError, name="woe:label-proofs")
+    except CryptoError as e:  # the verdict names the label holder: make it the party at fault
+        text, head = str(e), f"party '{e.party}': "
+        text = text[len(head):] if text.startswith(head) else text
+        raise CryptoError(f"{text} (checked by '{e.party}')", party=label_owner, field="label_proofs",
+                          public=True) from e
+    located = [label_owner, *holders]
+    return HeArray(he, located, enc if ctx.me in located else None, wire=wire)
 
 
 def _holder_counts(ctx, vdf: VDataFrame, model: VerticalWOE, enc_y: HeArray, p: str, n_prebins: int,
