@@ -147,7 +147,7 @@ def run(
         "baseline_sklearn_seconds": round(base["sklearn_seconds"], 4),
         "reference": reference(
             "SecretFlow SPU 0.9.x (simulator), LR epoch 100k x 100, batch 1024",
-            "before 2026-12 (issue 2)",
+            "2026-11-22 (issue 2)",
             {"spu_samples_per_second": 18000},
         ),
         "spu_samples_per_second_same_run": spu,

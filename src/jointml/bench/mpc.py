@@ -30,14 +30,14 @@ from .anchors import reference, spu_ops_same_run
 
 FIGURES = ["mul_1M", "lt_1M", "matmul_1000", "sigmoid_1M_seg3", "sigmoid_1M_poly", "sigmoid_1M_accurate"]
 
-# SecretFlow SPU 0.9.5 operator seconds from an earlier run (issue 2): a dated reference,
+# SecretFlow SPU 0.9.5 operator seconds measured 2026-11-22 (issue 2): a dated reference,
 # printed as such and never divided by our figures. A ratio to SPU comes only from the
 # same-run anchor (`run(..., anchor=True)`, `jointml bench mpc --anchor`).
 SPU_REFERENCE = {
     "semi2k": {"mul_1M": 0.52, "lt_1M": 2.31, "matmul_1000": 1.81, "sigmoid_1M": 13.2},
     "aby3": {"mul_1M": 0.62, "lt_1M": 3.33, "matmul_1000": 1.98, "sigmoid_1M": 12.6},
 }
-SPU_REFERENCE_SOURCE = ("SecretFlow SPU 0.9.5 (simulator, one process)", "before 2026-12 (issue 2)")
+SPU_REFERENCE_SOURCE = ("SecretFlow SPU 0.9.5 (simulator, one process)", "2026-11-22 (issue 2)")
 
 
 def _inputs(figure: str):

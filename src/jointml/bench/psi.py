@@ -29,7 +29,7 @@ from ..runtime import simulate
 from ..runtime.collectives import all_gather
 from .anchors import reference, run_anchor
 
-#: SecretFlow libpsi ECDH-PSI, curve25519, 100k x 100k, an earlier run (seconds): a dated reference.
+#: SecretFlow libpsi ECDH-PSI, curve25519, 100k x 100k, measured 2026-11-22 (issue 2), seconds: a dated reference.
 SECRETFLOW_REFERENCE = {"rows": 100_000, "seconds": 74.0}
 PARTIES = ["bank", "partner"]
 
@@ -138,7 +138,7 @@ def run(
         "wall_seconds_incl_startup": round(wall, 2),
         "reference": reference(
             "SecretFlow libpsi ECDH-PSI (curve25519), 100k x 100k",
-            "before 2026-12",
+            "2026-11-22 (issue 2)",
             {"secretflow_libpsi_seconds_100k": ref["seconds"]},
         ),
         "secretflow_libpsi_seconds_same_run": libpsi,

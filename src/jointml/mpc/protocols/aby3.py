@@ -73,11 +73,9 @@ from .base import (
     Protocol,
     Share,
     _unknown,
+    check_share_arrays,
     wraps_ring,
 )
-
-if TYPE_CHECKING:  # pragma: no cover
-    pass
 
 if TYPE_CHECKING:  # pragma: no cover
     from ...runtime.context import PartyContext
@@ -224,7 +222,7 @@ class Aby3(Protocol):
             if len(arrays):
                 raise ProtocolError(f"aby3: party '{self.me}' holds no share, got {len(arrays)} arrays", party=self.me)
             return None
-        _check_arrays(self.me, arrays, shape)
+        check_share_arrays("aby3", self.me, arrays, 2, shape)
         return (bk.copy(arrays[0], _U), bk.copy(arrays[1], _U))
 
     # -- input / output -------------------------------------------------------------
@@ -841,12 +839,3 @@ def _cost(op: str, shapes: Sequence[Shape], params: dict[str, Any]) -> Cost:
         return Cost(16 * N, 0) + Cost(3 * _AND_TREE * N, 6) + Cost(32 * N, 1)
     raise _unknown("aby3", op)
 
-
-def _check_arrays(me: str, arrays: Sequence[Array], shape: Shape) -> None:
-    if len(arrays) != 2:
-        raise ProtocolError(f"aby3: a share is 2 arrays (x_i, x_i+1), got {len(arrays)}", party=me)
-    for a in arrays:
-        a = np.asarray(a)
-        if a.dtype != np.uint64 or tuple(a.shape) != tuple(shape):
-            raise ProtocolError(f"aby3: share array has dtype {a.dtype} and shape {a.shape}, expected uint64 "
-                                f"{tuple(shape)}", party=me)

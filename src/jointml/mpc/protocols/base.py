@@ -346,3 +346,20 @@ def cost_table(proto: type[Protocol], rows: Sequence[tuple[str, str, tuple[Shape
 
 def _num(v: float) -> str:
     return f"{v:.3f}".rstrip("0").rstrip(".")
+
+
+def check_share_arrays(proto: str, me: str, arrays: Sequence[Array], count: int, shape: Shape) -> None:
+    """`import_share`'s check: `count` uint64 arrays of `shape`, else `ProtocolError` naming the party.
+
+    >>> check_share_arrays("aby3", "bob", [np.zeros(2, np.uint64)], 2, (2,))
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.ProtocolError: party 'bob': aby3: a share is 2 array(s), got 1
+    """
+    if len(arrays) != count:
+        raise ProtocolError(f"{proto}: a share is {count} array(s), got {len(arrays)}", party=me)
+    for a in arrays:
+        a = np.asarray(a)
+        if a.dtype != np.uint64 or tuple(a.shape) != tuple(shape):
+            raise ProtocolError(f"{proto}: share array has dtype {a.dtype} and shape {a.shape}, expected uint64 "
+                                f"{tuple(shape)}", party=me)

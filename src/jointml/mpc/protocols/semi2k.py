@@ -60,6 +60,7 @@ from .base import (
     Protocol,
     Share,
     _unknown,
+    check_share_arrays,
     wraps_ring,
 )
 
@@ -203,7 +204,7 @@ class Semi2k(Protocol):
             if len(arrays):
                 raise ProtocolError(f"semi2k: party '{self.me}' holds no share, got {len(arrays)} arrays", party=self.me)
             return None
-        _check_arrays("semi2k", self.me, arrays, 1, shape)
+        check_share_arrays("semi2k", self.me, arrays, 1, shape)
         return bk.copy(arrays[0], _U)
 
     # -- structure ----------------------------------------------------------------
@@ -609,12 +610,3 @@ def _compare_cost(op: str, shapes: Sequence[Shape], n: int, params: dict[str, An
         c = c + opened(lv * N, d * N)
     return c + _cost("b2a_bits", shapes, n, params)
 
-
-def _check_arrays(proto: str, me: str, arrays: Sequence[Array], count: int, shape: Shape) -> None:
-    if len(arrays) != count:
-        raise ProtocolError(f"{proto}: a share is {count} array(s), got {len(arrays)}", party=me)
-    for a in arrays:
-        a = np.asarray(a)
-        if a.dtype != np.uint64 or tuple(a.shape) != tuple(shape):
-            raise ProtocolError(f"{proto}: share array has dtype {a.dtype} and shape {a.shape}, expected uint64 "
-                                f"{tuple(shape)}", party=me)
