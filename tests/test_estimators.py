@@ -160,7 +160,7 @@ def test_parts_for_another_device_are_refused(tmp_path):
         SSXGBClassifier.load(MpcDevice(ctx, ["bank", "partner", "dealer"], protocol="aby3"), tmp_path)
 
     simulate(train, PARTIES, mode="thread")
-    with pytest.raises(PartyFailed, match=r"party 'bank': the model part was trained with semi2k") as ei:
+    with pytest.raises(PartyFailed, match=r"party 'bank': the model part was trained with protocol semi2k") as ei:
         simulate(load_aby3, PARTIES, mode="thread")
     assert all(t == "SSXGBError" for t, _, _ in ei.value.others.values())
 

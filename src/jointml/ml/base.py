@@ -35,7 +35,8 @@ from ..core.errors import JointMLError, ModelError, ParameterError, ParameterTyp
 from ..runtime.collectives import broadcast
 from ..runtime.persist import ModelPart, load_part, new_model_id, save_part
 
-__all__ = ["SecureEstimator", "clone", "check_is_fitted", "check_param", "params_to_json", "params_from_json"]
+__all__ = ["SecureEstimator", "clone", "check_is_fitted", "check_param", "mpc_part_public", "mpc_part_problem",
+           "params_to_json", "params_from_json"]
 
 E = TypeVar("E", bound="SecureEstimator")
 
@@ -229,3 +230,24 @@ def _from_json(v: Any) -> Any:
         return [_from_json(x) for x in v]
     return v
 
+
+def mpc_part_public(mpc: Any) -> dict[str, Any]:
+    """What a model part trained on an MPC device records of it (checked at load)."""
+    return {"protocol": mpc.protocol_name, "frac_bits": mpc.frac_bits, "mpc_parties": list(mpc.parties)}
+
+
+def mpc_part_problem(public: dict[str, Any], mpc: Any) -> str | None:
+    """Why a part recorded by `mpc_part_public` cannot be loaded on `mpc` (None: it can).
+
+    Additive (semi2k) shares do not depend on the order of the MPC parties; replicated
+    (aby3) ones do (`Protocol.share_order_matters`).
+    """
+    me = mpc.ctx.me
+    if public["protocol"] != mpc.protocol_name or public["frac_bits"] != mpc.frac_bits:
+        return (f"party '{me}': the model part was trained with protocol {public['protocol']} ({public['frac_bits']} "
+                f"fractional bits); the device runs {mpc.protocol_name} ({mpc.frac_bits} bits)")
+    saved = list(public["mpc_parties"])
+    same = saved == list(mpc.parties) if mpc.proto.share_order_matters else sorted(saved) == sorted(mpc.parties)
+    if not same:
+        return f"party '{me}': the model part was trained by the MPC parties {saved}; the device has {list(mpc.parties)}"
+    return None

@@ -66,7 +66,7 @@ from ...runtime.collectives import broadcast
 from ...runtime.device import PartyObject
 from ...runtime.persist import ModelPart
 from ..arrays_json import arrays_from_json, arrays_to_json
-from ..base import SecureEstimator, check_param
+from ..base import SecureEstimator, check_param, mpc_part_problem, mpc_part_public
 from ..checks import announced_shape
 from .features import (
     FeatureLayout,
@@ -554,8 +554,7 @@ class SecureLinearModel(SecureEstimator):
     # -- persistence (runtime.persist: one part per party) ----------------------------------
     def _part_public(self) -> dict[str, Any]:
         mpc = self.device
-        return {"protocol": mpc.protocol_name, "frac_bits": mpc.frac_bits, "mpc_parties": list(mpc.parties),
-                "features": self.features_.to_json(), "label_owner": self.label_owner_}
+        return {**mpc_part_public(mpc), "features": self.features_.to_json(), "label_owner": self.label_owner_}
 
     def _part_state(self) -> dict[str, Any]:
         # a part holds this party's share, and only the weights this party may see in clear
@@ -572,17 +571,9 @@ class SecureLinearModel(SecureEstimator):
         mpc = self.device
         me = mpc.ctx.me
         pub, state = part.public, part.state
-        if pub["protocol"] != mpc.protocol_name or pub["frac_bits"] != mpc.frac_bits:
-            return (f"party '{me}': the model part was trained with protocol {pub['protocol']} ({pub['frac_bits']} fractional "
-                    f"bits); the device runs {mpc.protocol_name} ({mpc.frac_bits} bits)")
-        saved = list(pub["mpc_parties"])
-        # additive shares do not depend on the parties' order; replicated ones do
-        if mpc.proto.share_order_matters:
-            same = list(saved) == list(mpc.parties)
-        else:
-            same = sorted(saved) == sorted(mpc.parties)
-        if not same:
-            return f"party '{me}': the model part was trained by the MPC parties {saved}; the device has {list(mpc.parties)}"
+        problem = mpc_part_problem(pub, mpc)
+        if problem:
+            return problem
         if (not state["w_share"]) == (me in mpc.parties):
             return f"party '{me}': the model part {'lacks' if me in mpc.parties else 'has'} a share of the weights"
         try:

@@ -107,7 +107,7 @@ from ...runtime.collectives import broadcast
 from ...runtime.device import PartyObject
 from ...runtime.persist import ModelPart
 from ..arrays_json import arrays_from_json, arrays_to_json
-from ..base import SecureEstimator, check_param
+from ..base import SecureEstimator, check_param, mpc_part_problem, mpc_part_public
 from ..checks import announced_shape
 from ._binning import QuantileBins
 
@@ -454,9 +454,9 @@ class SSXGBClassifier(SecureEstimator):
     # -- persistence (runtime.persist: one part per party) ---------------------------------------
     def _part_public(self) -> dict[str, Any]:
         mpc = self.device
-        return {"protocol": mpc.protocol_name, "frac_bits": mpc.frac_bits, "mpc_parties": list(mpc.parties),
-                "trees": self.trees_, "label_owner": self.label_owner_, "feature_parties": list(self.feature_parties_),
-                "n_features": self.n_features_, "n_candidates": self.n_candidates_}
+        return {**mpc_part_public(mpc), "trees": self.trees_, "label_owner": self.label_owner_,
+                "feature_parties": list(self.feature_parties_), "n_features": self.n_features_,
+                "n_candidates": self.n_candidates_}
 
     def _part_state(self) -> dict[str, Any]:
         # the party's share of the leaf weights and its own thresholds (nobody else's)
@@ -471,16 +471,9 @@ class SSXGBClassifier(SecureEstimator):
         mpc = self.device
         me = mpc.ctx.me
         pub = part.public
-        if pub["protocol"] != mpc.protocol_name or pub["frac_bits"] != mpc.frac_bits:
-            return f"party '{me}': the model part was trained with {pub['protocol']} / {pub['frac_bits']} bits"
-        saved = pub["mpc_parties"]
-        # additive shares do not depend on the parties' order; replicated ones do
-        if mpc.proto.share_order_matters:
-            same = list(saved) == list(mpc.parties)
-        else:
-            same = sorted(saved) == sorted(mpc.parties)
-        if not same:
-            return f"party '{me}': the model part was trained by the MPC parties {saved}; the device has {list(mpc.parties)}"
+        problem = mpc_part_problem(pub, mpc)
+        if problem:
+            return problem
         try:
             self._import_leaves(part)
         except (SSXGBError, ProtocolError) as e:
