@@ -22,14 +22,13 @@ Files: `woe.<party>.json` in the model directory, next to the model parts.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..core.errors import PersistError
+from ..runtime.persist import atomic_write, read_party_json
 
 __all__ = ["WOE_FORMAT", "SavedBinner", "load_woe", "save_woe"]
 
@@ -55,11 +54,7 @@ def save_woe(woe: Any, directory: str | Path, me: str) -> Path:
     for c, cw in woe.col.items():
         if cw.woe is not None:
             doc["woe"][c] = {"woe": cw.woe.tolist(), "iv": cw.iv}
-    path = directory / f"woe.{me}.json"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc))
-    os.replace(tmp, path)  # never a half-written part that looks complete
-    return path
+    return atomic_write(directory / f"woe.{me}.json", json.dumps(doc))
 
 
 def _jsonable(v: Any) -> Any:
@@ -100,15 +95,10 @@ def load_woe(directory: str | Path, me: str) -> Any:
     """This party's part of a saved WOE transform (see `save_woe`), or None when it has none."""
     from .secure.woe import ColumnWOE, VerticalWOE
 
-    path = Path(directory) / f"woe.{me}.json"
-    if not path.exists():
+    doc = read_party_json(Path(directory) / f"woe.{me}.json", me, lambda d: d.get("format") == WOE_FORMAT,
+                          "a jointml WOE part")
+    if doc is None:
         return None
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise PersistError(f"cannot read {path}: {e}", party=me) from None
-    if not isinstance(doc, dict) or doc.get("format") != WOE_FORMAT:
-        raise PersistError(f"{path} is not a jointml WOE part", party=me)
     columns = {p: list(c) for p, c in doc["columns"].items()}
     model = VerticalWOE(label_owner=doc["label_owner"], columns=columns, woe_to_owner=bool(doc.get("woe_to_owner", False)))
     if doc["bins"]:

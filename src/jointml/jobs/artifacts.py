@@ -31,13 +31,14 @@ the store records about an artifact at this party (never data values).
 from __future__ import annotations
 
 import json
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+
+from ..runtime.persist import atomic_write
 
 __all__ = [
     "AlignedFrame",
@@ -310,12 +311,7 @@ class LocalDirStore(MemoryStore):
     def put(self, step: str, artifact: Artifact) -> str:
         key = super().put(step, artifact)
         rec = self.records()[-1]
-        _atomic_write(self.directory / f"{key}.json", json.dumps(rec, default=str))
-        _atomic_write(self.directory / "index.json", json.dumps([r["key"] for r in self.records()]))
+        atomic_write(self.directory / f"{key}.json", json.dumps(rec, default=str))
+        atomic_write(self.directory / "index.json", json.dumps([r["key"] for r in self.records()]))
         return key
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

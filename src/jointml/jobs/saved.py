@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
 from ..core.errors import PersistError
-from ..runtime.persist import FORMAT, FORMAT_VERSION, part_path, read_manifest
+from ..runtime.persist import FORMAT, FORMAT_VERSION, atomic_write, part_path, read_manifest, read_party_json
 from .artifacts import Encoding, ModelParts
 
 __all__ = ["RECORD_FORMAT", "ensure_manifest", "load_encoding", "read_record", "save_encoding", "write_record"]
@@ -40,22 +39,12 @@ ENCODING_FORMAT = "jointml.encoding/1"
 
 def _write(path: Path, doc: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, default=str))
-    os.replace(tmp, path)  # atomic: never a half-written file that looks complete
-    return path
+    return atomic_write(path, json.dumps(doc, default=str))
 
 
 def _read(path: Path, party: str, fmt: str) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise PersistError(f"cannot read {path}: {e}", party=party) from None
-    if not isinstance(doc, dict) or doc.get("format") != fmt or doc.get("party") != party:
-        raise PersistError(f"{path} is not this party's {fmt} file", party=party)
-    return doc
+    return read_party_json(path, party, lambda d: d.get("format") == fmt and d.get("party") == party,
+                           f"this party's {fmt} file")
 
 
 def write_record(directory: str | Path, party: str, parts: ModelParts) -> Path:

@@ -47,7 +47,8 @@ from .collectives import all_gather
 if TYPE_CHECKING:  # pragma: no cover
     from .context import PartyContext
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "ModelPart", "new_model_id", "part_path", "save_part", "read_part",
+__all__ = ["FORMAT", "FORMAT_VERSION", "ModelPart", "atomic_write", "read_party_json", "new_model_id", "part_path",
+           "save_part", "read_part",
            "read_manifest", "load_part"]
 
 FORMAT = "jointml.model-part"
@@ -110,10 +111,42 @@ def part_path(directory: str | Path, kind: str, party: str) -> Path:
     return Path(directory) / f"{kind}.{party}.json"
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary file and a rename: a crash never leaves a
+    half-written file that looks complete. Used for every file a party persists.
+
+    >>> import tempfile, pathlib
+    >>> p = atomic_write(pathlib.Path(tempfile.mkdtemp()) / "x.json", "{}")
+    >>> p.read_text()
+    '{}'
+    """
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
-    os.replace(tmp, path)  # never a half-written file that looks complete
+    os.replace(tmp, path)
+    return path
+
+
+def read_party_json(path: str | Path, party: str, check: Callable[[dict[str, Any]], bool], what: str
+                    ) -> dict[str, Any] | None:
+    """A JSON object that `party` saved at `path`, or None when there is none.
+
+    Raises `PersistError` naming the party when it cannot be read or `check(doc)` is false
+    (`what` completes "... is not ...").
+
+    >>> read_party_json("/nonexistent/x.json", "bank", lambda d: True, "a manifest") is None
+    True
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise PersistError(f"cannot read {path}: {e}", party=party) from None
+    if not isinstance(doc, dict) or not check(doc):
+        raise PersistError(f"{path} is not {what}", party=party)
+    return doc
 
 
 def save_part(directory: str | Path, part: ModelPart) -> Path:
@@ -130,26 +163,18 @@ def save_part(directory: str | Path, part: ModelPart) -> Path:
     part.jointml_version = part.jointml_version or __version__
     text = part.to_json()
     path = part_path(d, part.kind, part.party)
-    _atomic_write(path, text)
+    atomic_write(path, text)
     manifest = {"format": FORMAT + "-manifest", "version": FORMAT_VERSION, "party": part.party,
                 "kind": part.kind, "model_id": part.model_id, "file": path.name,
                 "sha256": hashlib.sha256(text.encode()).hexdigest(), "created": part.created}
-    _atomic_write(d / f"manifest.{part.party}.json", json.dumps(manifest))
+    atomic_write(d / f"manifest.{part.party}.json", json.dumps(manifest))
     return path
 
 
 def read_manifest(directory: str | Path, party: str) -> dict[str, Any] | None:
     """This party's manifest in `directory`, or None when it has none."""
-    p = Path(directory) / f"manifest.{party}.json"
-    if not p.exists():
-        return None
-    try:
-        doc = json.loads(p.read_text())
-    except (OSError, ValueError) as e:
-        raise PersistError(f"cannot read {p}: {e}", party=party) from None
-    if not isinstance(doc, dict) or doc.get("party") != party:
-        raise PersistError(f"{p} is not a model manifest of this party", party=party)
-    return doc
+    return read_party_json(Path(directory) / f"manifest.{party}.json", party, lambda d: d.get("party") == party,
+                           "a model manifest of this party")
 
 
 def read_part(directory: str | Path, party: str, kind: str | None = None) -> ModelPart:
