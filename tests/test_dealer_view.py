@@ -83,3 +83,22 @@ def test_stats_results_do_not_reach_the_dealer(monkeypatch, local_blocks):
     # what the dealer got during the statistics: shapes only, never a float of the result
     assert not any(t.split(":")[0] in ("public", "corr-local") for t, _, _ in during)
     assert all(arr.dtype != np.float64 for _, _, arrs in during for arr in arrs)
+
+
+def test_describe_does_not_reach_the_dealer(monkeypatch):
+    """Issue 11 item 13: describe() with no `to` sends its table to the frame's parties only;
+    with `to` naming the dealer, the caller asked for it and the dealer gets it."""
+    a, b = pd.DataFrame({"x": [1.0, 2.0, 3.0]}), pd.DataFrame({"y": [4.0, 5.0, 6.0]})
+    seen = _spy_dealer(monkeypatch, "carol")
+
+    def prog(ctx, to):
+        vdf = from_pandas(ctx, {"alice": a, "bob": b})
+        before = len(seen) if ctx.me == "carol" else None
+        return stats.describe(ctx, vdf, to=to), before
+
+    out = simulate(prog, ["alice", "bob", "carol"], mode="thread", args=(None,))
+    assert out["carol"][0] is None
+    assert not any(t.startswith("describe") for t, _, _ in seen[out["carol"][1]:])
+    assert out["alice"][0].loc["mean", "y"] == out["bob"][0].loc["mean", "y"] == 5.0
+    asked = simulate(prog, ["alice", "bob", "carol"], mode="thread", args=(["alice", "carol"],))
+    assert asked["bob"][0] is None and asked["carol"][0].loc["mean", "x"] == 2.0

@@ -24,7 +24,8 @@ frame (`describe`: every numeric column, like pandas); for `corr` and `vif`, `to
 returns the result at **every party of the frame and every compute party of the MPC
 device** (which see the opened value anyway) and `None` at the other parties of the job:
 a semi2k dealer outside the frame, which only supplies correlated randomness, gets no
-result; `to="name"` returns a `PartyObject` owned by that party (a handle elsewhere),
+result (`describe` likewise sends its table to the frame's parties only, unless its `to`
+lists the recipients); `to="name"` returns a `PartyObject` owned by that party (a handle elsewhere),
 like `SecretArray.reveal(to=...)`.
 
 >>> import numpy as np, pandas as pd
@@ -60,7 +61,7 @@ import pandas as pd
 from ...core.errors import DataError, ParameterError, ProtocolError
 from ...mpc import MpcDevice, SecretArray, concatenate
 from ...mpc.masked import MaskedMatrix, PrivateMaskedMatrix
-from ...runtime.collectives import Received, agree, broadcast, send_to
+from ...runtime.collectives import Received, agree, send_to
 from ...runtime.context import PartyContext
 from ...runtime.device import PartyObject
 from ..frames import VDataFrame
@@ -169,15 +170,16 @@ def describe(
     *,
     percentiles: Sequence[float] = (0.25, 0.5, 0.75),
     ddof: int = 1,
-) -> pd.DataFrame:
-    """Per-column summary statistics, computed by each owner and returned at every party.
+    to: Sequence[str] | None = None,
+) -> pd.DataFrame | None:
+    """Per-column summary statistics, computed by each owner and returned to the frame's parties.
 
-    **Disclosure: the whole table is public.** Each owner computes pandas'
-    ``describe()`` of its own columns in plaintext and sends the table to every party of
-    the job (a dealer too: the caller asks for a public table); nothing else leaves it.
-    The aggregates are public by definition of this function - and min, max and extreme
-    quantiles are values of individual records, so
-    call it only on columns whose summaries may be shown to all parties.
+    **Disclosure: the whole table goes to the recipients.** Each owner computes pandas'
+    ``describe()`` of its own columns in plaintext and sends the table to the parties of
+    `to` - by default the parties of the frame, never a party of the job outside it (a
+    semi2k dealer, which only supplies randomness, gets ``None`` and receives nothing);
+    nothing else leaves the owner. Min, max and extreme quantiles are values of
+    individual records, so call it only on columns whose summaries the recipients may see.
 
     Rows: ``count`` (non-missing), ``mean``, ``std`` (``ddof``, 1 like pandas), ``min``,
     the percentiles (linear interpolation, NaN skipped, labels as pandas: ``25%`` ...),
@@ -200,30 +202,51 @@ def describe(
     [3.0, 40.0, 1.0]
     >>> list(t.columns)
     ['age', 'income']
+    >>> def with_dealer(ctx):
+    ...     return describe(ctx, from_pandas(ctx, {"alice": a, "bob": b}))
+    >>> simulate(with_dealer, ["alice", "bob", "carol"], mode="thread")["carol"] is None
+    True
     """
+    recipients = _describe_recipients(ctx, vdf, to)
+    if ctx.me not in recipients and ctx.me not in vdf.parties:
+        return None  # a party outside the frame that is not a recipient takes part in nothing
     index = _describe_index(percentiles)
     explicit = columns is not None
     names, by = _by_party(vdf, columns)
     tables: dict[str, pd.DataFrame] = {}
     problems: list[tuple[str, str]] = []
     for owner in vdf.parties:
+        if ctx.me != owner and ctx.me not in recipients:
+            continue
         meta: dict[str, Any] | None = None
         arrays: list[np.ndarray] = []
         if ctx.me == owner:
             meta, arrays = _describe_local(
                 ctx.me, vdf.parts[owner].value, by.get(owner, []) if explicit else None, index, percentiles, ddof
             )
-        got = broadcast(ctx, owner, meta=meta, arrays=arrays, name="describe")
+        got = send_to(ctx, owner, [p for p in recipients if p != owner], meta=meta, arrays=arrays, name="describe")
+        assert got is not None  # the owner and every recipient get the table
         if got.meta.get("problem"):
             problems.append((owner, str(got.meta["problem"])))
             continue
         tables[owner] = _checked_table(vdf, owner, got, index)
     if problems:
         raise DataError(problems[0][1], party=problems[0][0])
+    if ctx.me not in recipients:
+        return None
     out = pd.concat([tables[p] for p in vdf.parties if p in tables], axis=1) if tables else pd.DataFrame(index=index)
     if explicit:
         out = out[names]
     return out
+
+
+def _describe_recipients(ctx: PartyContext, vdf: VDataFrame, to: Sequence[str] | None) -> list[str]:
+    """Who receives describe()'s table: `to`, or the frame's parties (never a dealer by default)."""
+    if to is None:
+        return list(vdf.parties)
+    for p in to:
+        _check_to(ctx, p)
+    return list(dict.fromkeys(to))
 
 
 def _describe_local(
