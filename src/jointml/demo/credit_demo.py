@@ -183,7 +183,10 @@ def plaintext_baseline(paths, cfg: CreditJobConfig, bank_summary: dict) -> dict:
     Xtr: list[np.ndarray] = []
     Xte: list[np.ndarray] = []
     for cols in (bcols, pcols):
-        pre = EqualFrequencyBinner(n_bins=b.get("n_prebins", 20), handle_unknown="missing").fit(joined.iloc[train_rows][cols])
+        # label-only PSI: the partner does not know which of its rows are aligned training rows,
+        # so it pre-bins all of its rows (jointml.data.secure.woe)
+        fit_rows = partner[cols] if cols is pcols and cfg.psi == "label_only" else joined.iloc[train_rows][cols]
+        pre = EqualFrequencyBinner(n_bins=b.get("n_prebins", 20), handle_unknown="missing").fit(fit_rows)
         ctr = np.asarray(pre.transform(joined.iloc[train_rows][cols]))
         cte = np.asarray(pre.transform(joined.iloc[test_rows][cols]))
         for j, c in enumerate(cols):
