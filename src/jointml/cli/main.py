@@ -181,7 +181,8 @@ def predict(
         paths[party] = path
     parties = list(paths) + ([dealer] if dealer and dealer not in paths else [])
     res = simulate(
-        predict_job, parties, mode=mode, args=(model_dir, paths, to), kwargs={"id_column": id_column, "dealer": dealer, "psi_mode": psi_mode}
+        predict_job, parties, mode=mode, args=(model_dir, paths, to),
+        kwargs={"id_column": id_column, "dealer": dealer, "psi_mode": psi_mode},
     )
     got = res[to]
     import pandas as pd

@@ -2,13 +2,18 @@
 partner (other features), from two raw CSV files to a joint model, its AUC/KS, an
 exported model whose parts stay with their owners, and joint predictions.
 
-Steps (every party runs them, SPMD): read own CSV -> PSI on the id column (``psi_mode="label_only"``, the default for SS-LR: only the bank learns the
-intersection; the partner's rows are aligned under secret sharing, see
-`jointml.psi.label_only`; ``"both"``: both learn it and the bank's order, the default for
-SecureBoost, whose trees split the partner's features in plaintext) -> public train/test split -> vertical WOE binning (Paillier for the bank's labels) -> WOE
+Steps (every party runs them, SPMD): read own CSV -> PSI on the id column -> public
+train/test split -> vertical WOE binning (Paillier for the bank's labels) -> WOE
 features (the partner's stay secret-shared) -> SS-LR under MPC -> joint prediction of
 the test rows, scores revealed to the bank only -> AUC/KS at the bank -> each party
 saves its part of the model.
+
+PSI mode (`CreditJobConfig.psi_mode`): ``"label_only"``, the default for SS-LR: only the
+bank learns the intersection; the partner learns the intersection size only, its rows are
+aligned under secret sharing (`jointml.psi.label_only`). ``"both"``, the default for
+SecureBoost (whose trees split the partner's features in plaintext): both learn the
+intersection and the partner learns the bank's order of it. SecureBoost with
+``"label_only"`` is refused (ConfigError naming ``psi_mode``) before anything runs.
 """
 
 from __future__ import annotations

@@ -64,7 +64,7 @@ from ...he import EncryptedArray, HeArray, HeDevice
 from ...he.paillier import check_key_bits
 from ...he.proofs import prove_binary, verify_binary
 from ...runtime.collectives import agree, broadcast, send_to
-from ..blind import hidden_parties
+from ..blind import BlindVDataFrame, hidden_parties
 from ..frames import DataError, VDataFrame
 from ..preprocessing import (
     EqualFrequencyBinner,
@@ -224,7 +224,7 @@ class VerticalWOE:
                     return np.stack([self.col[c].woe_table()[self.bin_indices(p, df)[:, j]] for j, c in enumerate(cs)],
                                     axis=1)
 
-                if party in hidden_parties(vdf):  # rows aligned only under secret sharing: so are its features
+                if isinstance(vdf, BlindVDataFrame) and party in vdf.hidden:  # rows aligned under sharing: features too
                     if mpc is None:
                         raise DataError(f"the rows of '{party}' are aligned under secret sharing (label-only PSI): "
                                         "its WOE features need an MPC device")

@@ -86,8 +86,23 @@ def psi(ctx: Any, state: Any, inputs: Inputs, *, key: str | list[str] = "id", so
         parties: list[str] | None = None, mode: Literal["both", "label_only"] = "both",
         holder: str | None = None) -> AlignedFrame:
     """Align the parties' rows on a key (ECDH-PSI); the key columns are dropped afterwards.
-    `mode`: "both" (every party learns the intersection) or "label_only" (only `holder`
-    does; the partner's rows stay aligned under secret sharing). See the module docstring."""
+
+    What each side learns (semi-honest, non-colluding parties); in both modes nothing about
+    the other side's ids that are not shared:
+
+    - `mode: both` (this step's default; two or more parties): every party learns the
+      intersection (which of its own rows, hence which ids, are shared) and the other
+      parties' set sizes; with `sort_by: P` the others also learn P's order of the shared rows.
+    - `mode: label_only` (two parties; the credit job's default): only `holder` (default:
+      `sort_by`, else the first party) learns the intersection, in its own row order, and the
+      partner's set size. The partner learns the holder's set size and the intersection
+      size, not which of its rows are shared nor the holder's order. Its features then enter
+      later steps only secret-shared (aligned through the semi2k dealer, which learns the
+      two sizes and positions in the partner's secret random order) or as encrypted per-row
+      sums (`woe_binning`). Needs the semi2k dealer (or a third MPC party); later steps that
+      need the partner's rows aligned in plaintext (`encode`, `secureboost`, `ss_xgb`) are
+      refused before any PSI message. See `jointml.psi.label_only` (collusions, deviations).
+    """
     from ...psi import psi_frame
 
     keys = [key] if isinstance(key, str) else list(key)
