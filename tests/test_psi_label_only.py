@@ -250,3 +250,20 @@ def test_credit_job_label_only_end_to_end(small_files, tmp_path):
     both = simulate(predict_job, PARTIES, mode="thread", args=(str(tmp_path / "model"), inputs, "bank"),
                     kwargs={"psi_mode": "both"})
     np.testing.assert_allclose(got["bank"]["scores"], both["bank"]["scores"], atol=1e-3)  # same scores either way
+
+
+def test_selection_on_an_aby3_device():
+    bank, partner = _tables(["a", "b", "c", "d"], ["d", "x", "b", "y", "a"])
+
+    def prog(ctx):
+        tables = {"bank": bank, "partner": partner}
+        raw = {p: ctx.party(p).put(tables[p] if ctx.me == p else None) for p in tables}
+        al = psi_label_only(ctx, raw, ["id"], holder="bank")
+        vdf = blind_frame(ctx, raw, al, drop=["id"])
+        aby3 = MpcDevice(ctx, ["bank", "partner", "auditor"], protocol="aby3")  # the third party helps
+        got = vdf.secret("partner", lambda df: df[["spend", "visits"]].to_numpy(float), aby3).reveal(to="bank")
+        return got.value if ctx.me == "bank" else None
+
+    out = simulate(prog, ["bank", "partner", "auditor"], mode="thread")
+    joined = bank.merge(partner, on="id", how="inner", sort=False)
+    np.testing.assert_allclose(out["bank"], joined[["spend", "visits"]].to_numpy(float), atol=2**-16)

@@ -29,6 +29,16 @@ Protocol (semi-honest; Paillier for the label holder's labels, on an
    learns the other's part. With `woe_to_owner=True` the label holder sends the WOE
    tables to the owners instead, who substitute in plaintext.
 
+Label-only PSI (`vdf` a `jointml.data.blind.BlindVDataFrame`): a feature holder whose rows
+are aligned only under secret sharing does not know which of its rows are training rows.
+Step 1 then sends it, for every one of its rows in its secret shuffled order, Enc(label)
+and Enc(counts bit) -- 1 for a shared training row, Enc(0), Enc(0) for every other row --
+each with its 0/1 proof; in step 2 it pre-bins *all* its rows (equal-frequency cut points
+over its whole table) and sums both vectors per pre-bin, so the label holder decrypts the
+positive and total counts of its training rows as before; in step 4 its one-hot bins are
+aligned obliviously (`jointml.psi.label_only`) before the product with the WOE table.
+What each party learns is as below, with "its rows" unknown to the feature holder.
+
 What each party learns:
 - label holder: per pre-bin row and positive counts of every feature holder's
   columns (not the bin boundaries, not which rows fall where), hence IV/WOE of
