@@ -93,8 +93,9 @@ def test_aligned_values_equal_the_join_and_mode_both():
 
 def _partner_view(monkeypatch, bank, partner):
     seen = _spy(monkeypatch, "partner")
-    simulate(_select_prog_label_only, PARTIES, mode="thread", args=(bank, partner))
+    out = simulate(_select_prog_label_only, PARTIES, mode="thread", args=(bank, partner))
     monkeypatch.undo()
+    seen["shuffle"] = out["partner"]
     return seen
 
 
@@ -123,9 +124,12 @@ def test_partner_view_does_not_depend_on_which_rows_match(monkeypatch):
     assert shape_of[0] == shape_of[1] and psi_msgs[0] == psi_msgs[1]  # same messages, same shapes and metas
     for shared, v in views:
         got = [a for _, _, _, arrs in v["recv"] for a in arrs]
-        # never a list of positions: no received integer array holds the matched rows (in any order)
-        small = [a for a in got if a.dtype.kind in "iu" and a.ndim == 1 and a.size == len(shared)]
+        # never a list of positions: no received integer array holds the matched rows, nor their
+        # positions in the partner's own shuffled order (in any order)
+        small = [a.astype(np.int64) for a in got if a.dtype.kind in "iu" and a.ndim == 1 and a.size == len(shared)]
+        shuffle = v["shuffle"]
         assert not any(set(a.tolist()) == set(shared) for a in small)
+        assert not any(((0 <= a) & (a < 10)).all() and set(shuffle[a].tolist()) == set(shared) for a in small)
         # its share Z = T - R[idx]: without T (unknown to it) no row of -Z equals a row of its own mask R
         seed = next(arrs[0] for peer, tag, _, arrs in v["send"] if peer == "dealer" and "seed-r" in tag)
         R = Prg(seed.tobytes(), "jointml/psi/label-only/v1/partner-mask").uint64((10, 1))
