@@ -235,17 +235,20 @@ def _announce(ctx: PartyContext, mpc: Any, al: BlindAlignment, value: Any, fxp: 
     from ..mpc.shapes import received_fxp, received_shape
 
     P = al.partner
-    meta, enc = None, None
+    meta: dict[str, Any] | None = None
+    enc = None
     if ctx.me == P:
-        if getattr(value, "owner", None) != P:
-            raise ParameterError(f"select needs a PartyObject at the partner '{P}'", party=P, field="value")
-        v = np.asarray(value.value)
+        v = np.asarray(value.value) if getattr(value, "owner", None) == P else np.empty(0, dtype=object)
         if v.dtype == object or v.dtype.kind not in "fiub" or v.ndim < 1:
-            raise ParameterError(f"cannot select rows of dtype {v.dtype} and shape {v.shape}", party=P, field="value")
-        as_fxp = (v.dtype.kind == "f") if fxp is None else fxp
-        enc = mpc.fxp.encode(v) if as_fxp else v.astype(np.int64).view(np.uint64)
-        meta = {"shape": list(v.shape), "fxp": mpc.frac_bits if as_fxp else 0}
+            meta = {"problem": f"cannot align rows of dtype {v.dtype} and shape {v.shape} (a PartyObject at '{P}' "
+                               "holding a numeric array, one row per row of its table, is needed)"}
+        else:
+            as_fxp = (v.dtype.kind == "f") if fxp is None else fxp
+            enc = mpc.fxp.encode(v) if as_fxp else v.astype(np.int64).view(np.uint64)
+            meta = {"shape": list(v.shape), "fxp": mpc.frac_bits if as_fxp else 0}
     m = broadcast(ctx, P, meta=meta, name="psi-lo:shape").meta
+    if m.get("problem"):  # the partner's verdict, raised alike at every party (nobody is left waiting)
+        raise ParameterError(str(m["problem"]), party=P, field="value")
     shape, bits = received_shape(m.get("shape", []), party=P), received_fxp(m.get("fxp", 0), party=P)
     if not shape or shape[0] != al.partner_rows:
         raise WireFormatError(f"an array of shape {shape} to align, the PSI saw {al.partner_rows} rows", party=P)
