@@ -271,3 +271,12 @@ def test_selection_on_an_aby3_device():
     out = simulate(prog, ["bank", "partner", "auditor"], mode="thread")
     joined = bank.merge(partner, on="id", how="inner", sort=False)
     np.testing.assert_allclose(out["bank"], joined[["spend", "visits"]].to_numpy(float), atol=2**-16)
+
+
+def test_docs_psi_page_examples_run():
+    import doctest
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "psi.md"
+    res = doctest.testfile(str(page), module_relative=False, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert res.attempted > 5 and res.failed == 0
