@@ -280,3 +280,35 @@ def test_docs_psi_page_examples_run():
     page = Path(__file__).resolve().parents[1] / "docs" / "psi.md"
     res = doctest.testfile(str(page), module_relative=False, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert res.attempted > 5 and res.failed == 0
+
+
+def test_pipeline_raw_features_label_only_match_mode_both(tmp_path):
+    """`train` on raw numeric features after a label-only PSI: the partner's columns reach SS-LR
+    secret-shared through the oblivious selection; the model and scores equal mode `both`'s."""
+    from jointml.jobs import simulate_pipeline
+    from jointml.jobs.spec import PipelineSpec
+
+    g = Prg(b"r" * 16)
+    n = 120
+    x1, x2, x3 = ((g.uint64(n) % 1000).astype(float) / 500 - 1 for _ in range(3))
+    y = np.where(x1 + 2 * x2 - x3 + ((g.uint64(n) % 100) / 100 - 0.5) > 0, "bad", "good")
+    ids = [f"k{i}" for i in range(n)]
+    pd.DataFrame({"id": ids[:100], "x1": x1[:100], "y": y[:100]}).to_csv(tmp_path / "b.csv", index=False)
+    keep = np.r_[20:n][::-1]  # another order, rows missing on each side
+    pd.DataFrame({"id": [ids[i] for i in keep], "x2": x2[keep], "x3": x3[keep]}).to_csv(tmp_path / "p.csv", index=False)
+    summaries = {}
+    for mode in ("label_only", "both"):
+        psi = {"key": "id", "mode": mode, "holder": "bank"} if mode == "label_only" else {"key": "id", "sort_by": "bank"}
+        spec = PipelineSpec.from_dict({
+            "parties": PARTIES, "mpc": {"protocol": "semi2k", "parties": ["bank", "partner"], "dealer": "dealer"},
+            "inputs": {"bank": str(tmp_path / "b.csv"), "partner": str(tmp_path / "p.csv")},
+            "steps": [{"psi": psi}, {"split": {"test_fraction": 0.25, "seed": 2}},
+                      {"train": {"model": "ss_lr", "label": "y", "pos_label": "bad", "features": "raw", "epochs": 5,
+                                 "batch_size": 40, "learning_rate": 1.0}},
+                      {"predict": {}}, {"evaluate": {}}]})
+        summaries[mode] = simulate_pipeline(spec, mode="thread", verbose=False)
+    lo, both = summaries["label_only"], summaries["both"]
+    assert lo["bank"]["rows_aligned"] == both["bank"]["rows_aligned"] == 80
+    np.testing.assert_allclose(lo["bank"]["test_scores"], both["bank"]["test_scores"], atol=2e-3)
+    np.testing.assert_allclose(lo["partner"]["weights"]["partner"], both["partner"]["weights"]["partner"], atol=2e-3)
+    assert lo["bank"]["auc"] > 0.8
