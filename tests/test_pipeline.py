@@ -33,7 +33,7 @@ def test_credit_job_matches_plaintext_twin(credit_run, files):
     bank, partner = res["bank"], res["partner"]
     assert bank["rows_aligned"] == partner["rows_aligned"] == len(set(pd.read_csv(files["bank"]).id) & set(pd.read_csv(files["partner"]).id))
     base = plaintext_baseline(files, cfg, bank)
-    assert abs(bank["auc"] - base["auc"]) < 0.005
+    assert abs(bank["auc"] - base["auc"]) < 0.01  # label-only PSI (default): SS-LR (SGD) vs the twin's Newton fit on the same WOE features
     assert 0.7 < bank["auc"] < 0.9 and bank["ks"] > 0.3
     # only the bank gets scores, metrics and its own weights; the partner only its own weights
     assert "auc" not in partner and "test_scores" not in partner

@@ -158,12 +158,16 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
 @click.option("--to", "to", required=True, help="The party that receives the scores.")
 @click.option("--id-column", default="id", show_default=True)
 @click.option("--dealer", default="dealer", show_default=True)
+@click.option("--psi-mode", type=click.Choice(["label_only", "both"]), default=None,
+              help="label_only: only --to learns which ids are shared; both: every party does. "
+                   "Default: label_only for ss_lr/ss_glm, both for tree models.")
 @click.option(
     "--out", "out_path", type=click.Path(dir_okay=False), default=None, help="CSV for the scores (written by the receiver)."
 )
 @click.option("--mode", type=click.Choice(["process", "thread"]), default="process", show_default=True)
 def predict(
-    model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, dealer: str, out_path: str | None, mode: str
+    model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, dealer: str, psi_mode: str | None,
+    out_path: str | None, mode: str
 ) -> None:
     """Score new rows jointly with saved model parts; only --to sees the scores."""
     from ..jobs import predict_job
@@ -177,7 +181,8 @@ def predict(
         paths[party] = path
     parties = list(paths) + ([dealer] if dealer and dealer not in paths else [])
     res = simulate(
-        predict_job, parties, mode=mode, args=(model_dir, paths, to), kwargs={"id_column": id_column, "dealer": dealer}
+        predict_job, parties, mode=mode, args=(model_dir, paths, to),
+        kwargs={"id_column": id_column, "dealer": dealer, "psi_mode": psi_mode},
     )
     got = res[to]
     import pandas as pd

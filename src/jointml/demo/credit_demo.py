@@ -102,6 +102,7 @@ def run(
         "model": model_type,
         "protocol": protocol,
         "rows_aligned": bank["rows_aligned"],
+        "psi_mode": bank.get("psi_mode"),
         "train_rows": bank["train_rows"],
         "test_rows": bank["test_rows"],
         "features": bank.get("features") or {p: len(c) for p, c in res["bank"].get("feature_columns", {}).items()},
@@ -119,7 +120,9 @@ def run(
     summary["report"] = str(report)
     if verbose:
         print()
-        print(f"  rows aligned by PSI   {summary['rows_aligned']} (train {summary['train_rows']}, test {summary['test_rows']})")
+        print(f"  rows aligned by PSI   {summary['rows_aligned']} (train {summary['train_rows']}, test {summary['test_rows']})"
+              + ("; label-only: the partner learned only this count" if summary["psi_mode"] == "label_only" else
+                 "; both sides learned which customers are shared"))
         print("  features              " + ", ".join(f"{p}: {k}" for p, k in summary["features"].items()))
         print(
             f"  test AUC              {summary['auc']:.4f}   "
@@ -161,6 +164,20 @@ def _write_pipeline_file(path: Path, cfg: CreditJobConfig, parties: list[str]) -
     )
 
 
+def psi_sentence(mode: str | None) -> str:
+    """What each side learned from the PSI of a run in `mode` (the report's wording).
+
+    >>> psi_sentence("label_only")[:60]
+    'PSI (ECDH on Curve25519, label-only): the bank learned which'
+    """
+    if mode == "label_only":
+        return ("PSI (ECDH on Curve25519, label-only): the bank learned which of its customers the partner also has; "
+                "the partner learned only how many, not which, and its rows entered the computation aligned under "
+                "secret sharing (through the dealer, which saw only positions in the partner's secret random order).")
+    return ("PSI (ECDH on Curve25519, both sides): the bank and the partner each learned which of their customers are "
+            "shared, and the partner learned the bank's order of them; neither learned the other's other customers.")
+
+
 def plaintext_baseline(paths, cfg: CreditJobConfig, bank_summary: dict) -> dict:
     """Plaintext twin: join the two files, same aligned rows (intersection), same public
     split and the same WOE binning procedure, then scikit-learn logistic regression with
@@ -172,7 +189,7 @@ def plaintext_baseline(paths, cfg: CreditJobConfig, bank_summary: dict) -> dict:
 
     bank = pd.read_csv(paths["bank"])
     partner = pd.read_csv(paths["partner"])
-    # PSI's common order follows the bank's row order (sort_by="bank").
+    # PSI's common order follows the bank's row order (label-only, or sort_by="bank").
     joined = bank.merge(partner, on="id", how="inner", sort=False)
     n = len(joined)
     train_rows, test_rows = public_split(n, cfg.test_fraction, cfg.seed)
@@ -183,7 +200,10 @@ def plaintext_baseline(paths, cfg: CreditJobConfig, bank_summary: dict) -> dict:
     Xtr: list[np.ndarray] = []
     Xte: list[np.ndarray] = []
     for cols in (bcols, pcols):
-        pre = EqualFrequencyBinner(n_bins=b.get("n_prebins", 20), handle_unknown="missing").fit(joined.iloc[train_rows][cols])
+        # label-only PSI: the partner does not know which of its rows are aligned training rows,
+        # so it pre-bins all of its rows (jointml.data.secure.woe)
+        fit_rows = partner[cols] if cols is pcols and cfg.psi == "label_only" else joined.iloc[train_rows][cols]
+        pre = EqualFrequencyBinner(n_bins=b.get("n_prebins", 20), handle_unknown="missing").fit(fit_rows)
         ctr = np.asarray(pre.transform(joined.iloc[train_rows][cols]))
         cte = np.asarray(pre.transform(joined.iloc[test_rows][cols]))
         for j, c in enumerate(cols):
@@ -354,7 +374,7 @@ def write_report(path: Path, summary: dict, bank: dict, baseline: dict) -> Path:
         ),
         (
             "How it ran",
-            "<p class='note'>Parties as separate local processes over mutual TLS. PSI: ECDH on Curve25519. "
+            "<p class='note'>Parties as separate local processes over mutual TLS. " + psi_sentence(bank.get("psi_mode")) + " "
             "WOE: the bank's labels encrypted with Paillier; the partner summed ciphertexts per bin. "
             "SS-LR: semi2k secret sharing with a dealer. "
             "The plaintext twin joins the two files, which only a demo can do.</p>",

@@ -117,7 +117,8 @@ def run(mode: str = "process", out_dir: str = "jointml-demo-out", verbose: bool 
     paths = make_demo_files(out / "data")
     parties = ["bank", "partner"]
     cfg = CreditJobConfig(inputs={"bank": str(paths["bank"]), "partner": str(paths["partner"])}, protocol="aby3",
-                          dealer=None, output_dir=str(out), verbose=verbose)
+                          dealer=None, output_dir=str(out), verbose=verbose,
+                          psi_mode="both")  # the owners secret-share plaintext WOE features into the enclaves
     if l2 is None:
         l2 = float(cfg.model.get("l2", 0.0))
     if verbose:

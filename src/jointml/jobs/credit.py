@@ -7,6 +7,13 @@ train/test split -> vertical WOE binning (Paillier for the bank's labels) -> WOE
 features (the partner's stay secret-shared) -> SS-LR under MPC -> joint prediction of
 the test rows, scores revealed to the bank only -> AUC/KS at the bank -> each party
 saves its part of the model.
+
+PSI mode (`CreditJobConfig.psi_mode`): ``"label_only"``, the default for SS-LR: only the
+bank learns the intersection; the partner learns the intersection size only, its rows are
+aligned under secret sharing (`jointml.psi.label_only`). ``"both"``, the default for
+SecureBoost (whose trees split the partner's features in plaintext): both learn the
+intersection and the partner learns the bank's order of it. SecureBoost with
+``"label_only"`` is refused (ConfigError naming ``psi_mode``) before anything runs.
 """
 
 from __future__ import annotations
@@ -45,6 +52,21 @@ class CreditJobConfig:
     trees: dict = field(default_factory=lambda: {"n_estimators": 10, "learning_rate": 0.3, "max_depth": 3, "max_bin": 32})
     output_dir: str | None = None
     verbose: bool = True
+    # "label_only": only the label holder learns the intersection, the partner's rows are aligned
+    # under secret sharing (jointml.psi.label_only); "both": both learn it (and the bank's order).
+    # None: the most private mode the model supports (label_only for ss_lr, both for secureboost).
+    psi_mode: str | None = None
+
+    @property
+    def psi(self) -> str:
+        """The PSI mode this job runs (`psi_mode`, or its default for `model_type`).
+
+        >>> CreditJobConfig(inputs={}).psi, CreditJobConfig(inputs={}, model_type="secureboost").psi
+        ('label_only', 'both')
+        """
+        if self.psi_mode is not None:
+            return self.psi_mode
+        return "both" if self.model_type == "secureboost" else "label_only"
 
     @property
     def parties(self) -> list[str]:
@@ -74,7 +96,17 @@ def credit_pipeline(cfg: CreditJobConfig, parties: list[str]) -> PipelineSpec:
 
 
 def _credit_steps(cfg: CreditJobConfig) -> list[dict]:
-    head = [{"psi": {"key": cfg.id_column, "sort_by": cfg.label_party}}]
+    if cfg.psi not in ("label_only", "both"):
+        raise ConfigError(f"psi_mode must be 'label_only' or 'both', got {cfg.psi_mode!r}", field="psi_mode")
+    if cfg.psi == "label_only" and cfg.model_type == "secureboost":
+        raise ConfigError("model_type 'secureboost' needs psi_mode 'both': its trees split the partner's features in "
+                          "plaintext at the partner, so the partner must know which of its rows are shared (it then "
+                          "learns the intersection and the bank's order); ss_lr keeps them secret-shared and runs "
+                          "with psi_mode 'label_only'", field="psi_mode")
+    if cfg.psi == "label_only":
+        head = [{"psi": {"key": cfg.id_column, "mode": "label_only", "holder": cfg.label_party}}]
+    else:
+        head = [{"psi": {"key": cfg.id_column, "sort_by": cfg.label_party}}]
     if cfg.model_type == "secureboost":
         return head + [
             {"encode": {"method": "ordinal", "label": cfg.label}},

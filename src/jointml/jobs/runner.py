@@ -261,7 +261,7 @@ def _run_party_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool, party_specs
 
 # -- prediction from saved parts ------------------------------------------------------------
 def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_column: str | None = "id",
-                protocol: str | None = None, dealer: str | None = "dealer") -> dict:
+                protocol: str | None = None, dealer: str | None = "dealer", psi_mode: str | None = None) -> dict:
     """Score new rows jointly with a run's saved model parts (any registered model).
 
     Every party calls it; each loads only its own part and reads only its own rows. The
@@ -269,7 +269,12 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
     that their pipeline records name the same training (so a stale part of another model
     in the folder is never used). With `id_column` the rows are aligned by PSI on it (only
     shared ids are scored, in the receiver's order); with `id_column=None` they must already
-    be aligned. Scores go to `to` only. `protocol`/`dealer` apply when the record names no
+    be aligned. `psi_mode`: "label_only" (only `to` learns which ids are shared; the other
+    party's features enter MPC aligned under secret sharing, `jointml.psi.label_only`) or
+    "both" (every party learns the shared ids and `to`'s order); default: "label_only" for
+    models that keep the other party's features secret-shared (ss_lr, ss_glm), "both" for
+    tree models that split them in plaintext (an explicit "label_only" is refused for those
+    before any PSI message). Scores go to `to` only. `protocol`/`dealer` apply when the record names no
     MPC device (default: the one the model was trained with). Before anything else the parties
     agree (`agree_on_job`) on the parties, which of them have inputs, `to`, `id_column`,
     `protocol` and `dealer`.
@@ -282,21 +287,28 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
     d = Path(model_dir)
     # the parameters every party must share (model_dir and input paths are each party's own)
     agree_on_job(ctx, fingerprint_fields({"parties": list(ctx.parties), "inputs": sorted(inputs), "to": to,
-                                          "id_column": id_column, "protocol": protocol, "dealer": dealer}), "prediction")
+                                          "id_column": id_column, "protocol": protocol, "dealer": dealer,
+                                          "psi_mode": psi_mode}), "prediction")
     rec = _agree_on_record(ctx, d, inputs)
     entry = MODELS[rec["model"]]
+    mode = _predict_psi_mode(psi_mode, rec["model"], id_column, inputs, to)  # before any PSI message
     raw = {p: ctx.party(p).run(lambda path=path, p=p: read_input(path, p)) for p, path in inputs.items()}
+    enc = load_encoding(d, ctx.me)  # this party's own codes; applied at the owner only
+    raw = {p: ctx.party(p).run(lambda df: enc.apply(df) if enc is not None else df, o) for p, o in raw.items()}
     ids = None
-    if id_column:
+    mpc = _predict_device(ctx, rec, inputs, protocol, dealer) if entry.device == "mpc" else None
+    if id_column and mode == "label_only":
+        vdf, ids = _label_only_rows(ctx, raw, id_column, to, mpc)
+    elif id_column:
         from ..psi import psi_frame
 
         raw = psi_frame(ctx, raw, key_columns=[id_column], sort_by=to if to in raw else None, progress=False)
         if to in raw:
             ids = ctx.party(to).run(lambda df: df[id_column].tolist(), raw[to])
         raw = {p: ctx.party(p).run(lambda df: df.drop(columns=[id_column]), o) for p, o in raw.items()}
-    enc = load_encoding(d, ctx.me)  # this party's own codes; applied at the owner only
-    raw = {p: ctx.party(p).run(lambda df: enc.apply(df) if enc is not None else df, o) for p, o in raw.items()}
-    vdf = VDataFrame(ctx, raw)
+        vdf = VDataFrame(ctx, raw)
+    else:
+        vdf = VDataFrame(ctx, raw)
     cols = {p: list(c) for p, c in rec["columns"].items()}
     outside = rec["parties"] is not None and ctx.me not in rec["parties"]  # e.g. a dealer of a SecureBoost model
     woe = None
@@ -306,7 +318,6 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
         layout_to = rec["parties"] if entry.woe_at_owner and rec["parties"] is not None else None
         woe = _saved_woe(ctx, d, [p for p in ctx.parties if cols.get(p)], layout_to)
     vdf = vdf[[c for p in vdf.parties for c in cols.get(p, [])]]
-    mpc = _predict_device(ctx, rec, inputs, protocol, dealer) if entry.device == "mpc" else None
     if outside and woe is None and rec["features"] == "woe":
         X: dict = {}  # no WOE part and no part of the model: nothing to compute here
     else:
@@ -322,6 +333,40 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
         out["scores"] = np.asarray(scores.value).tolist()
         out["ids"] = ids.value if ids is not None else None
     return out
+
+
+def _predict_psi_mode(psi_mode: str | None, model: str, id_column: str | None, inputs: dict[str, str],
+                      to: str) -> str:
+    """The PSI mode of a prediction: the one asked for, checked, or the most private one the model supports."""
+    from .components.psi import MODES, label_only_problem
+
+    if psi_mode is not None and psi_mode not in MODES:
+        raise ConfigError(f"psi_mode must be one of {MODES}, got {psi_mode!r}", field="psi_mode")
+    problem = label_only_problem(model)
+    if len(inputs) != 2 or to not in inputs:
+        problem = problem or f"it aligns two parties' rows, one of them the receiver '{to}' (inputs: {sorted(inputs)})"
+    if psi_mode == "label_only" and problem:
+        raise ConfigError(f"psi_mode 'label_only': {problem}", field="psi_mode")
+    if psi_mode is None:
+        return "both" if problem or not id_column else "label_only"
+    return psi_mode
+
+
+def _label_only_rows(ctx: Any, raw: dict, id_column: str, to: str, mpc: Any) -> tuple[Any, Any]:
+    """Label-only PSI of the two inputs (only `to` learns the shared ids, in its own order): the
+    blind frame of the shared rows and, at `to`, their ids."""
+    from ..data.blind import blind_frame
+    from ..psi.label_only import psi_label_only, selection_helper
+
+    partner = next(p for p in raw if p != to)
+    if mpc is not None:
+        selection_helper(mpc, to, partner)  # a device without a third party fails here, before any PSI message
+    al = psi_label_only(ctx, raw, [id_column], holder=to, partner=partner, progress=False)
+    ids = None
+    if ctx.me == to:
+        pos = al.positions
+        ids = ctx.party(to).run(lambda df: df[id_column].iloc[pos].tolist(), raw[to])
+    return blind_frame(ctx, raw, al, drop=[id_column]), ids
 
 
 def _agree_on_record(ctx: Any, d: Path, inputs: dict[str, str]) -> dict:

@@ -2,7 +2,9 @@
 
 ECDH-PSI on Curve25519 (X25519), two or more parties, streamed in batches, with the
 curve work spread over the party's cores. See `jointml.psi.ecdh` for the protocol,
-the security argument and exactly what each party learns.
+the security argument and exactly what each party learns. `jointml.psi.label_only`:
+only the label holder learns the intersection; the partner's rows are aligned under
+secret sharing (the credit job's default).
 
 >>> from jointml.psi import psi_align, psi_frame, PsiResult
 """

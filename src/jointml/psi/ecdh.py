@@ -148,6 +148,11 @@ class PsiResult:
         size: len(positions), or None where not revealed.
         set_sizes: sizes of the sets this party learned (its own included).
         stats: seconds per phase, curve multiplications, bytes and messages.
+        peer_slots: with ``reveal_to`` (two parties), at the party it names: for each of
+            `positions`, the position at which the other party sent the matching row in
+            its secret shuffled order (`jointml.psi.label_only` builds on it); else None.
+        sent_order: with ``reveal_to``, at the other party: its secret shuffle (row
+            ``sent_order[k]`` was sent k-th); else None. Neither ever leaves its party.
 
     >>> r = PsiResult("bank", np.array([2, 0]), 2, {"bank": 3, "partner": 4})
     >>> r.revealed, r.take(["a", "b", "c"])
@@ -159,6 +164,8 @@ class PsiResult:
     size: int | None
     set_sizes: dict[str, int]
     stats: dict[str, Any] = field(default_factory=dict)
+    peer_slots: np.ndarray | None = field(default=None, repr=False)
+    sent_order: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def revealed(self) -> bool:
@@ -614,7 +621,8 @@ def _lead(
             run.timed("match_s", t0)
         del secret
     if reveal_to is not None:
-        return PsiResult(me, cur, len(cur), sizes)
+        slots = their_pos[followers[0]][cur] if len(followers) == 1 else None
+        return PsiResult(me, cur, len(cur), sizes, peer_slots=slots)
     final = cur if sort_by == me else cur[_secret_permutation(len(cur))]
     for f in followers:
         run.link(f).send("final", arrays=their_pos[f][final].astype(np.uint64))
@@ -643,7 +651,7 @@ def _follow(run: _Run, hello: dict, digests: bytes, n: int, leader: str, reveal_
     del secret
     sizes = {me: n, leader: m}
     if reveal_to is not None:
-        return PsiResult(me, None, None, sizes)
+        return PsiResult(me, None, None, sizes, sent_order=order)
     t0 = time.perf_counter()
     pos = run.link(leader).recv("final", dtypes=[np.uint64], timeout=run.patience(leader, 4 * n_lead + 2 * n)).arrays[0]
     run.timed("wait_s", t0)

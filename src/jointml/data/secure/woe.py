@@ -29,6 +29,16 @@ Protocol (semi-honest; Paillier for the label holder's labels, on an
    learns the other's part. With `woe_to_owner=True` the label holder sends the WOE
    tables to the owners instead, who substitute in plaintext.
 
+Label-only PSI (`vdf` a `jointml.data.blind.BlindVDataFrame`): a feature holder whose rows
+are aligned only under secret sharing does not know which of its rows are training rows.
+Step 1 then sends it, for every one of its rows in its secret shuffled order, Enc(label)
+and Enc(counts bit) -- 1 for a shared training row, Enc(0), Enc(0) for every other row --
+each with its 0/1 proof; in step 2 it pre-bins *all* its rows (equal-frequency cut points
+over its whole table) and sums both vectors per pre-bin, so the label holder decrypts the
+positive and total counts of its training rows as before; in step 4 its one-hot bins are
+aligned obliviously (`jointml.psi.label_only`) before the product with the WOE table.
+What each party learns is as below, with "its rows" unknown to the feature holder.
+
 What each party learns:
 - label holder: per pre-bin row and positive counts of every feature holder's
   columns (not the bin boundaries, not which rows fall where), hence IV/WOE of
@@ -64,6 +74,7 @@ from ...he import EncryptedArray, HeArray, HeDevice
 from ...he.paillier import check_key_bits
 from ...he.proofs import prove_binary, verify_binary
 from ...runtime.collectives import agree, broadcast, send_to
+from ..blind import BlindVDataFrame, hidden_parties
 from ..frames import DataError, VDataFrame
 from ..preprocessing import (
     EqualFrequencyBinner,
@@ -219,11 +230,17 @@ class VerticalWOE:
             if not cols:
                 continue
             if party == self.label_owner or self.woe_to_owner:
-                out[party] = ctx.party(party).run(
-                    lambda df, p=party, cs=cols: np.stack(
-                        [self.col[c].woe_table()[self.bin_indices(p, df)[:, j]] for j, c in enumerate(cs)], axis=1),
-                    vdf.parts[party],
-                )
+                def woe_matrix(df, p=party, cs=cols):
+                    return np.stack([self.col[c].woe_table()[self.bin_indices(p, df)[:, j]] for j, c in enumerate(cs)],
+                                    axis=1)
+
+                if isinstance(vdf, BlindVDataFrame) and party in vdf.hidden:  # rows aligned under sharing: features too
+                    if mpc is None:
+                        raise DataError(f"the rows of '{party}' are aligned under secret sharing (label-only PSI): "
+                                        "its WOE features need an MPC device")
+                    out[party] = vdf.secret(party, woe_matrix, mpc, fxp=True)
+                else:
+                    out[party] = ctx.party(party).run(woe_matrix, vdf.parts[party])
             else:
                 if mpc is None:
                     raise DataError("secure WOE substitution needs an MPC device (or woe_to_owner=True)")
@@ -247,7 +264,10 @@ class VerticalWOE:
                 t[offs[j] : offs[j + 1], j] = self.col[c].woe
             return t
 
-        oh = ctx.party(party).run(onehot, vdf.parts[party]).to(mpc, fxp=False)
+        if party in hidden_parties(vdf):  # label-only PSI: the one-hot rows of all its rows, aligned obliviously
+            oh = vdf.secret(party, onehot, mpc, fxp=False)
+        else:
+            oh = ctx.party(party).run(onehot, vdf.parts[party]).to(mpc, fxp=False)
         tb = ctx.party(self.label_owner).run(table).to(mpc, fxp=True)
         return oh @ tb
 
@@ -306,16 +326,14 @@ def vertical_woe(
     params = (method, max_bins, min_bin_frac)
     if holders:  # 1. labels, encrypted for the feature holders
         he = HeDevice(ctx, label_owner, key_bits=key_bits, parties=[label_owner, *holders])
-        if label_proofs:
-            enc_y = _send_proven_labels(ctx, he, y, label_owner, holders, len(vdf))
-        else:
-            enc_y = ctx.party(label_owner).put(y).to(he, to=holders, name="woe:labels")
-        got_shape = None if enc_y.data is None else enc_y.data.shape
-        if ctx.me in holders and got_shape != (len(vdf),):
-            raise DataError(f"party '{ctx.me}': {got_shape} label ciphertexts for {len(vdf)} rows "
-                            f"from '{label_owner}'")
-        for p in holders:  # 2.-3. pre-bin sums at each holder, merged at the label holder
-            _holder_counts(ctx, vdf, model, enc_y, p, n_prebins, params)
+        blind = [p for p in holders if p in hidden_parties(vdf)]
+        plain = [p for p in holders if p not in blind]
+        if plain:
+            enc_y = _send_labels(ctx, he, y, label_owner, plain, len(vdf), label_proofs)
+            for p in plain:  # 2.-3. pre-bin sums at each holder, merged at the label holder
+                _holder_counts(ctx, vdf, model, enc_y, p, n_prebins, params)
+        for p in blind:  # the same over all of p's rows, one label and one "counts" bit per row (label-only PSI)
+            _blind_holder_counts(ctx, vdf, model, he, y, p, n_prebins, params, label_proofs)
     if ctx.me == label_owner and columns.get(ctx.me):
         assert y is not None  # the label holder's labels passed the check above
         _own_columns(vdf, model, y, n_prebins, params)
@@ -338,6 +356,66 @@ def _labels(ctx, vdf: VDataFrame, label: str, label_owner: str, pos_label) -> np
                 problem = f"party '{label_owner}': label column '{label}' has a single class (pos_label={pos_label!r})"
     agree(ctx, label_owner, problem, error=DataError, name="woe:label-check")
     return y
+
+
+def _send_labels(ctx, he: HeDevice, y: np.ndarray | None, label_owner: str, holders: list[str], rows: int,
+                 label_proofs: bool) -> HeArray:
+    """Step 1: 0/1 values (one per row) encrypted for `holders`, with proofs unless disabled;
+    every holder checks that it got `rows` ciphertexts."""
+    if label_proofs:
+        enc = _send_proven_labels(ctx, he, y, label_owner, holders, rows)
+    else:
+        enc = ctx.party(label_owner).put(y).to(he, to=holders, name="woe:labels")
+    got_shape = None if enc.data is None else enc.data.shape
+    if ctx.me in holders and got_shape != (rows,):
+        raise DataError(f"party '{ctx.me}': {got_shape} label ciphertexts for {rows} rows from '{label_owner}'")
+    return enc
+
+
+def _blind_holder_counts(ctx, vdf, model: VerticalWOE, he: HeDevice, y: np.ndarray | None, p: str, n_prebins: int,
+                         params: tuple, label_proofs: bool) -> None:
+    """Feature holder `p` whose rows are aligned only under secret sharing (label-only PSI):
+    the label holder sends, for each of p's rows in p's secret shuffled order, Enc(label)
+    and Enc(row counts) -- Enc(0), Enc(0) for rows that are not aligned training rows --
+    each proven 0/1; p pre-bins all its rows and sums both per pre-bin; the label holder
+    decrypts the positive and total counts of its training rows, merges, and returns the maps."""
+    me, label_owner, cols = ctx.me, model.label_owner, model.columns[p]
+    n_p = vdf.alignment.partner_rows
+    vec = None
+    if me == label_owner:
+        assert y is not None  # the label holder's checked labels
+        vec = np.concatenate([vdf.spread(y), vdf.spread(np.ones_like(y))]).astype(np.int64)
+    enc = _send_labels(ctx, he, vec, label_owner, [p], 2 * n_p, label_proofs)
+    codes = groups = None
+    arrays: list[np.ndarray] = []
+    if me == p:
+        df = vdf.parts[me].value[cols]
+        pre = _prebinner(params[0], n_prebins).fit(df)  # on all of p's rows: it does not know which are aligned
+        model.binners[me] = pre
+        shuffled = vdf.alignment.shuffled(np.asarray(pre.transform(df), dtype=np.int64))
+        codes, groups = np.vstack([shuffled, shuffled]), np.repeat(np.arange(2, dtype=np.int64), n_p)
+        arrays = [np.array([pre.get_bins(c).n_bins for c in cols], np.int64),
+                  np.array([1 if pre.get_bins(c).kind == "categorical" else 0 for c in cols], np.int64)]
+    got = send_to(ctx, p, label_owner, arrays=arrays, name="woe:layout", dtypes=[np.int64] * 2,
+                  shapes=[(len(cols),)] * 2)
+    sizes = got.arrays[0] if got is not None else None
+    total = int(sizes.sum()) if me == label_owner and sizes is not None else None
+    if total is not None and sizes is not None and (sizes < 1).any():
+        raise DataError(f"party '{p}' sent bin counts that do not match its {len(cols)} columns")
+    sums = enc.group_sum(ctx.party(p).put(codes), sizes.tolist() if me == p and sizes is not None else [],
+                         groups=ctx.party(p).put(groups), n_groups=2)
+    both = sums.reveal(to=label_owner, slot_bits=n_p.bit_length() + 2, expect=None if total is None else 2 * total,
+                       name="woe:sums")
+    flat = None
+    if me == label_owner:
+        assert got is not None and total is not None  # the receiver
+        vals = np.rint(both.value).astype(np.int64)
+        flat = _merge_holder(model, p, vals[:total], vals[total:], got.arrays[0], got.arrays[1], params)
+    got = send_to(ctx, label_owner, p, arrays=[flat] if flat is not None else [], name="woe:maps",
+                  dtypes=[np.int64])
+    if me == p:
+        assert got is not None  # the receiver
+        _set_maps(model, p, got.arrays[0], label_owner)
 
 
 def _encrypted(pk, cts: list) -> EncryptedArray:

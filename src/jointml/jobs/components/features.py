@@ -48,7 +48,9 @@ def model_features(ctx: Any, device: Callable[[], Any], entry: ModelEntry, view:
     for p, cs in columns.items():
         if cs:
             frame[cs].check_numeric()
-            if entry.raw_frames:
+            if p in getattr(frame, "hidden", ()):  # label-only PSI: rows aligned under secret sharing only
+                feats[p] = frame.secret(p, lambda df, cs=cs: df[cs].to_numpy(dtype=float), device())
+            elif entry.raw_frames:
                 feats[p] = ctx.party(p).run(lambda df, cs=cs: df[cs], frame.parts[p])
             else:
                 feats[p] = frame.to_numpy(p, cs)
