@@ -255,12 +255,14 @@ def bench_he(key_bits: int, count: int, n_jobs: int | None, as_json: bool) -> No
 @click.option("--progress/--no-progress", default=False)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--anchor", is_flag=True, help=_ANCHOR_HELP)
-def bench_psi(rows: int, n_jobs: int | None, progress: bool, as_json: bool, anchor: bool) -> None:
-    """ECDH-PSI between two processes over TLS: seconds, bytes, intersection size."""
+@click.option("--protocol", type=click.Choice(["ecdh", "kkrt"]), default="ecdh", show_default=True,
+              help="ecdh: ECDH-PSI on X25519; kkrt: the OT-based KKRT16 PSI (two parties).")
+def bench_psi(rows: int, n_jobs: int | None, progress: bool, as_json: bool, anchor: bool, protocol: str) -> None:
+    """PSI between two processes over TLS: seconds, bytes, intersection size."""
     from ..bench import psi as bpsi
 
     _check_anchor(anchor)
-    click.echo(json.dumps(bpsi.run(rows, n_jobs=n_jobs, progress=progress, anchor=anchor)))
+    click.echo(json.dumps(bpsi.run(rows, n_jobs=n_jobs, progress=progress, anchor=anchor, protocol=protocol)))
 
 
 @bench.command("trees")

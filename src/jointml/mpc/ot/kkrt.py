@@ -4,8 +4,8 @@ IKNP with the receiver's choice bit replaced by a codeword: for m instances, the
 receiver R holds inputs r_j (16-byte strings) and learns F_j(r_j); the sender S holds a
 key with which it can evaluate F_j(x) at any x. For x != r_j, F_j(x) is pseudorandom to R.
 
-Setup: S draws a random public code key K (w/128 AES keys) and sends it: the
-pseudorandom code C(x) = AES_K0(x) || ... (w = 512 bits; two distinct inputs give
+Setup: S draws a random public code key (an AES key K and offsets c_i) and sends it: the
+pseudorandom code C(x) = AES_K(x ^ c_0) || ... || AES_K(x ^ c_3) (w = 512 bits; two distinct inputs give
 codewords differing in ~256 positions, and in at least 128 except with probability
 < 2^-90 for 2^24 inputs). S draws a secret s of w bits; w random OTs (by IKNP, whose
 own 128 base OTs run once) give R seed pairs (k0_i, k1_i) and S the seeds k_{s_i}.
@@ -77,16 +77,20 @@ def _check_inputs(x: npt.ArrayLike) -> U8:
 
 
 class _Code:
-    """The pseudorandom code C(x) = AES_K0(x) || ... || AES_K{w/128-1}(x)."""
+    """The pseudorandom code C(x) = AES_K(x ^ c_0) || ... || AES_K(x ^ c_{w/128-1}).
+
+    `keys` holds K then the public offsets c_i (all random, drawn by the sender per run);
+    one AES call over the inputs repeated w/128 times gives the codewords in row layout."""
 
     def __init__(self, keys: U8):
-        self.keys = [bytes(k) for k in keys]
+        self.key = bytes(keys[0])
+        self.offsets = np.ascontiguousarray(keys[1:])
 
     def __call__(self, x: U8) -> U8:
-        out = np.empty((x.shape[0], BLOCK * len(self.keys)), np.uint8)
-        for i, k in enumerate(self.keys):
-            out[:, i * BLOCK : (i + 1) * BLOCK] = aes_ecb(x, k)
-        return out
+        k = self.offsets.shape[0]
+        buf = np.repeat(x, k, axis=0).reshape(x.shape[0], k, BLOCK)
+        buf ^= self.offsets
+        return aes_ecb(buf, self.key).reshape(x.shape[0], k * BLOCK)
 
 
 class KkrtSender:
@@ -99,12 +103,12 @@ class KkrtSender:
         if width % 128 or width < 256:
             raise ParameterError(f"KKRT code width must be a multiple of 128, >= 256, got {width}", field="width")
         self.ch, self.width, self.out_bytes = ch, width, out_bytes
-        keys = Prg().random((width // 128, BLOCK), np.uint8)
+        keys = Prg().random((1 + width // 128, BLOCK), np.uint8)
         ch.send("kkrt-code", arrays=[keys])
         self.code = _Code(keys)
         s_bits = Prg().bits(width).astype(np.uint8)
         self._s_bits = s_bits
-        self._s = pack_bits(s_bits)  # (w/8,) bytes, the layout of a transposed row
+        self._s64 = pack_bits(s_bits).view(np.uint64)  # s in the layout of a transposed row
         self._g = Expander(IknpReceiver(ch).rot(s_bits))
         self.q = np.empty((0, width // 8), np.uint8)
 
@@ -132,10 +136,10 @@ class KkrtSender:
             raise ParameterError("one instance index per input", field="instances")
         if idx.size and (idx.min() < 0 or idx.max() >= self.q.shape[0]):
             raise ParameterError(f"instance index out of range [0, {self.q.shape[0]})", field="instances")
-        rows = self.code(x)
-        rows &= self._s
-        rows ^= self.q[idx]
-        return mmo_chain(_tweaks(idx), rows, self.out_bytes)
+        rows = self.code(x).view(np.uint64)
+        rows &= self._s64
+        rows ^= self.q.view(np.uint64)[idx]
+        return mmo_chain(_tweaks(idx), rows.view(np.uint8), self.out_bytes)
 
     def send_n(self, messages: npt.ArrayLike) -> None:
         """1-out-of-N OT for the instances 0..m-1: `messages` (m, N, nbytes <= 16) uint8.
@@ -156,7 +160,7 @@ class KkrtReceiver:
 
     def __init__(self, ch: Channel, width: int = WIDTH, out_bytes: int = 16):
         self.ch, self.width, self.out_bytes = ch, width, out_bytes
-        keys = ch.recv("kkrt-code", dtypes=[np.uint8], shapes=[(width // 128, BLOCK)]).arrays[0]
+        keys = ch.recv("kkrt-code", dtypes=[np.uint8], shapes=[(1 + width // 128, BLOCK)]).arrays[0]
         self.code = _Code(keys)
         x0, x1 = IknpSender(ch).rot(width)
         self._g0, self._g1 = Expander(x0), Expander(x1)
