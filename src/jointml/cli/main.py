@@ -265,6 +265,17 @@ def bench_psi(rows: int, n_jobs: int | None, progress: bool, as_json: bool, anch
     click.echo(json.dumps(bpsi.run(rows, n_jobs=n_jobs, progress=progress, anchor=anchor, protocol=protocol)))
 
 
+@bench.command("gc")
+@click.option("--n", type=int, default=1_000_000, show_default=True, help="Pairs compared.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--no-semi2k", is_flag=True, help="Skip the semi2k dealer-mask comparison run beside it.")
+def bench_gc(n: int, as_json: bool, no_semi2k: bool) -> None:
+    """Garbled-circuit comparison (half-gates) between two processes over TLS: gc_lt_1M."""
+    from ..bench import gc as bgc
+
+    click.echo(json.dumps(bgc.run(n, compare_semi2k=not no_semi2k)))
+
+
 @bench.command("trees")
 @click.option("--rows", type=int, default=100_000, show_default=True, help="Training rows (plus max(1000, rows/10) test rows).")
 @click.option("--features", type=int, default=40, show_default=True, help="Features in total, half at each party.")

@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -364,6 +364,12 @@ def psi_frame_kkrt(ctx: PartyContext, frames: Any, key_columns: Any = None, **kw
     >>> simulate(prog, ["bank", "partner"], mode="thread")
     {'bank': {'id': ['a', 'c'], 'x': [1, 3]}, 'partner': {'id': ['a', 'c'], 'y': [8, 9]}}
     """
+    taking_part = ctx.me in _resolve_parties(ctx, frames, kwargs.get("parties"))
+    if taking_part and isinstance(_local_input(ctx, frames), Iterator):
+        raise PsiError(
+            f"party '{ctx.me}': psi_frame reads the data twice (keys, then aligned rows): pass a DataFrame or a "
+            "CSV path, or use psi_align(...).take(...) on an iterator you can re-create"
+        )
     res = psi_align_kkrt(ctx, frames, key_columns, **kwargs)
     local = None
     if res is not None and res.revealed:
