@@ -70,15 +70,16 @@ from ...core.prg import Prg
 from ...runtime.collectives import Channel
 from ...runtime.context import PartyContext
 from ..ot.iknp import IknpReceiver, IknpSender
-from ..ot.prims import tccr
+from ..ot.prims import tccr64
 from .base import Cost
 
 XOR, AND, INV = 0, 1, 2
 LABEL = 16
 #: instances garbled per message: bounds memory to ~(wires x CHUNK x 16) bytes.
-CHUNK = 1 << 13
+CHUNK = 1 << 14
 
 U8 = npt.NDArray[np.uint8]
+U64 = npt.NDArray[np.uint64]
 
 
 # -- circuits ------------------------------------------------------------------------------
@@ -301,8 +302,16 @@ def relu_circuit(n: int = 64) -> Circuit:
 
 # -- garbling and evaluation ------------------------------------------------------------------
 def _lsb(w: U8) -> U8:
-    out: U8 = w[..., 0] & np.uint8(1)
+    """Permute bits of labels given as (n, 16) uint8 or (n, 2) uint64 (bit 0 of byte 0 either way)."""
+    first = w[..., 0]
+    out: U8 = (first & first.dtype.type(1)).astype(np.uint8)
     return out
+
+
+def _mask(bit: npt.NDArray[Any]) -> U64:
+    """All-ones words where bit is 1, zeros elsewhere, shaped (n, 1) to select label rows."""
+    m: U64 = np.uint64(0) - bit.astype(np.uint64)
+    return m[:, None]
 
 
 def _sel(bit: U8, v: U8) -> U8:
@@ -310,41 +319,56 @@ def _sel(bit: U8, v: U8) -> U8:
     return v * bit[:, None]
 
 
-def _tweaks(gate_id: int, lo: int, n: int) -> npt.NDArray[np.uint64]:
-    tw = np.empty((n, 2), np.uint64)
-    tw[:, 0] = np.uint64(gate_id)
-    tw[:, 1] = np.arange(lo, lo + n, dtype=np.uint64)
-    return tw
+class _Tweaks:
+    """(gate, instance) tweaks for a batch: the instance column is written once per batch."""
+
+    def __init__(self, lo: int, n: int, copies: int):
+        self.n = n
+        self.tw = np.empty((copies * n, 2), np.uint64)
+        self.tw[:, 1] = np.tile(np.arange(lo, lo + n, dtype=np.uint64), copies)
+
+    def __call__(self, *gate_ids: int) -> U64:
+        for i, g in enumerate(gate_ids):
+            self.tw[i * self.n : (i + 1) * self.n, 0] = np.uint64(g)
+        return self.tw[: len(gate_ids) * self.n]
 
 
 def garble(c: Circuit, delta: U8, zero_labels: dict[int, U8], first_id: int, lo: int, n: int) -> tuple[dict[int, U8], U8]:
-    """Garble `n` instances (numbered from `lo`): the 0-labels of every wire, and the tables
-    (n_and, 2, n, 16). `zero_labels` holds the input wires' 0-labels."""
-    lab = dict(zero_labels)
-    tables = np.empty((c.and_count, 2, n, LABEL), np.uint8)
+    """Garble `n` instances (numbered from `lo`): the 0-labels of every wire ((n, 2) uint64
+    words), and the tables (n_and, 2, n, 16) uint8. `zero_labels` holds the input wires'
+    0-labels ((n, 16) uint8)."""
+    r = np.frombuffer(delta.tobytes(), np.uint64)
+    lab: dict[int, Any] = {w: np.ascontiguousarray(v).view(np.uint64) for w, v in zero_labels.items()}
+    tables = np.empty((c.and_count, 2, n, 2), np.uint64)
+    tweaks = _Tweaks(lo, n, 4)
     k = 0
     for op, a, b, out in c.gates:
         if op == XOR:
             lab[out] = lab[a] ^ lab[b]
         elif op == INV:
-            lab[out] = lab[a] ^ delta
+            lab[out] = lab[a] ^ r
         else:
             a0, b0 = lab[a], lab[b]
-            pa, pb = _lsb(a0), _lsb(b0)
-            tg, te = _tweaks(first_id + 2 * k, lo, n), _tweaks(first_id + 2 * k + 1, lo, n)
-            h = tccr(np.concatenate([tg, tg, te, te]), np.concatenate([a0, a0 ^ delta, b0, b0 ^ delta]))
-            ha0, ha1, hb0, hb1 = h[:n], h[n : 2 * n], h[2 * n : 3 * n], h[3 * n :]
-            t_g = ha0 ^ ha1 ^ _sel(pb, np.broadcast_to(delta, a0.shape))
-            t_e = hb0 ^ hb1 ^ a0
-            lab[out] = ha0 ^ _sel(pa, t_g) ^ hb0 ^ _sel(pb, t_e ^ a0)
-            tables[k, 0], tables[k, 1] = t_g, t_e
+            g0, g1 = first_id + 2 * k, first_id + 2 * k + 1
+            h = tccr64(tweaks(g0, g0, g1, g1), np.concatenate([a0, a0 ^ r, b0, b0 ^ r]))
+            ha0, hb0 = h[:n], h[2 * n : 3 * n]
+            t_g = tables[k, 0]
+            np.bitwise_xor(ha0, h[n : 2 * n], out=t_g)
+            t_g ^= r & _mask(b0[:, 0] & np.uint64(1))  # ^ p_b R
+            t_e = tables[k, 1]
+            np.bitwise_xor(hb0, h[3 * n :], out=t_e)
+            t_e ^= a0
+            lab[out] = ha0 ^ (t_g & _mask(a0[:, 0] & np.uint64(1))) ^ hb0 ^ ((t_e ^ a0) & _mask(b0[:, 0] & np.uint64(1)))
             k += 1
-    return lab, tables
+    return lab, tables.view(np.uint8).reshape(c.and_count, 2, n, LABEL)
 
 
 def evaluate(c: Circuit, labels: dict[int, U8], tables: U8, first_id: int, lo: int, n: int) -> dict[int, U8]:
-    """Evaluate `n` instances from the input wires' labels; returns every wire's label."""
-    lab = dict(labels)
+    """Evaluate `n` instances from the input wires' labels ((n, 16) uint8); returns every
+    wire's label as (n, 2) uint64 words."""
+    lab: dict[int, Any] = {w: np.ascontiguousarray(v).view(np.uint64) for w, v in labels.items()}
+    tab = np.ascontiguousarray(tables).view(np.uint64).reshape(-1, 2, n, 2)
+    tweaks = _Tweaks(lo, n, 2)
     k = 0
     for op, a, b, out in c.gates:
         if op == XOR:
@@ -353,10 +377,12 @@ def evaluate(c: Circuit, labels: dict[int, U8], tables: U8, first_id: int, lo: i
             lab[out] = lab[a]
         else:
             wa, wb = lab[a], lab[b]
-            tg, te = _tweaks(first_id + 2 * k, lo, n), _tweaks(first_id + 2 * k + 1, lo, n)
-            h = tccr(np.concatenate([tg, te]), np.concatenate([wa, wb]))
-            t_g, t_e = tables[k, 0], tables[k, 1]
-            lab[out] = h[:n] ^ _sel(_lsb(wa), t_g) ^ h[n:] ^ _sel(_lsb(wb), t_e ^ wa)
+            h = tccr64(tweaks(first_id + 2 * k, first_id + 2 * k + 1), np.concatenate([wa, wb]))
+            h_g = h[:n]
+            h_g ^= tab[k, 0] & _mask(wa[:, 0] & np.uint64(1))
+            h_g ^= h[n:]
+            h_g ^= (tab[k, 1] ^ wa) & _mask(wb[:, 0] & np.uint64(1))
+            lab[out] = h_g
             k += 1
     return lab
 
