@@ -169,7 +169,7 @@ class KkrtReceiver:
         """F_j(inputs[j]) for j = 0..m-1: (m, out_bytes) uint8 (instances numbered from 0)."""
         x = _check_inputs(inputs)
         m = x.shape[0]
-        t_all = np.empty((m, self.width // 8), np.uint8)
+        out = np.empty((m, self.out_bytes), np.uint8)
         for lo in range(0, m, CHUNK):
             n = min(CHUNK, m - lo)
             width = (n + 7) // 8 * 8
@@ -180,8 +180,9 @@ class KkrtReceiver:
             u ^= t
             u ^= transpose_bits(c, self.width)
             self.ch.send("kkrt-u", arrays=[u])
-            t_all[lo : lo + n] = transpose_bits(t, width)[:n]
-        return mmo_chain(_tweaks(np.arange(m)), t_all, self.out_bytes)
+            # hash each chunk's rows at once: only the outputs are kept (memory ~out_bytes per instance)
+            out[lo : lo + n] = mmo_chain(_tweaks(np.arange(lo, lo + n)), transpose_bits(t, width)[:n], self.out_bytes)
+        return out
 
     def receive_n(self, choices: npt.ArrayLike, n_choices: int, nbytes: int) -> U8:
         """1-out-of-N OT: row j = the sender's messages[j, choices[j]] (m, nbytes)."""
