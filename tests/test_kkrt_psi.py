@@ -142,3 +142,18 @@ def test_views(monkeypatch):
     assert allt.shape == (3 * b.size, ell)
     assert len({bytes(r) for r in allt}) == allt.shape[0]
     assert abs(unpack_bits(allt.reshape(-1), None).mean() - 0.5) < 0.01
+
+
+def test_csv_input_read_in_batches(tmp_path):
+    a, b = _sets(500, 300, 120, seed=9)
+    paths = {}
+    for p, v in (("bank", a), ("partner", b)):
+        paths[p] = tmp_path / f"{p}.csv"
+        pd.DataFrame({"id": v, "x": np.arange(v.size)}).to_csv(paths[p], index=False)
+
+    def prog(ctx):
+        return psi_frame(ctx, str(paths[ctx.me]), key_columns=["id"], protocol="kkrt", batch_size=64, sort_by="bank")
+
+    out = simulate(prog, P, mode="thread")
+    assert out["bank"]["id"].tolist() == out["partner"]["id"].tolist()
+    assert sorted(out["bank"]["id"].tolist()) == sorted(set(a.tolist()) & set(b.tolist()))

@@ -330,7 +330,8 @@ class _Tweaks:
     def __init__(self, lo: int, n: int, copies: int):
         self.n = n
         self.tw = np.empty((copies * n, 2), np.uint64)
-        self.tw[:, 1] = np.tile(np.arange(lo, lo + n, dtype=np.uint64), copies)
+        # the top bit separates garbling tweaks from IKNP's (whose high word is 0)
+        self.tw[:, 1] = np.tile(np.arange(lo, lo + n, dtype=np.uint64) | np.uint64(1 << 63), copies)
 
     def __call__(self, *gate_ids: int) -> U64:
         for i, g in enumerate(gate_ids):
