@@ -7,11 +7,12 @@ hashes (and sent to the other, which puts each of its ids in all 3 candidate bin
 Insertion is a parallel random-walk cuckoo: every unplaced id proposes to its current
 candidate bin; one proposer per bin wins and evicts the occupant; losers and evicted ids
 move to their next candidate. Each round is a few numpy passes over the ids still
-moving; at 1.27 ids per bin a run settles in a few dozen rounds.
+moving; at 1.27 bins per id (load 0.79) a run settles in a few dozen rounds.
 
 Failure and the stash. With B = 1.27 n + 512 bins and 3 functions a run needs no stash
-except with tiny probability (Pinkas, Schneider, Zohner, Tkachenko 2018 measure < 2^-40
-for large n at 1.27n; the 512 extra bins cover small n). Instead of a stash (whose size
+except with tiny probability (1.27 n bins, 3 functions and no stash are the parameters
+of the OT-based PSI literature, e.g. Pinkas, Rosulek, Trieu, Yanai 2019, for a failure
+probability below 2^-40 at large n; the 512 extra bins cover small n). Instead of a stash (whose size
 would be public, or padded at a cost of n extra OPRF evaluations per stash slot), a
 failed insertion is retried under a fresh seed. What the other party sees is only a seed
 that worked for this set: the distribution of that seed differs from uniform by at most

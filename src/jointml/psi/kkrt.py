@@ -40,7 +40,7 @@ What each party learns (semi-honest, the same as ECDH-PSI's two-party mode)
 --------------------------------------------------------------------------
 * M: the intersection (its shared rows, hence the shared ids) and n_O. For an id of O
   that M does not hold, its tags are OPRF outputs at points M never queried:
-  pseudorandom (KKRT16, Theorem 3, with the OT extension and hash of `mpc.ot`).
+  pseudorandom (the security argument of KKRT16's PSI, with the OT extension and hash of `mpc.ot`).
 * O: n_M (from the number of bins, 1.27 n_M + 512: the size up to rounding) and,
   unless ``reveal_to=M``, the intersection. Its view of the OPRF (the OT-extension
   matrix) is independent of M's ids; the cuckoo seed is independent of them up to the

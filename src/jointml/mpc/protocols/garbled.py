@@ -27,7 +27,7 @@ bits to G for "garbler"; "both" does both).
 Security (semi-honest G and E): E sees uniformly random labels (one per wire), garbled
 tables that are pseudorandom without the other label of each wire, and the decoding
 bits of outputs it is meant to learn: simulatable from those outputs (Yao's protocol
-with half-gates, ZRE15 Theorem 1, given a TCCR hash). G sees only E's OT-extension
+with half-gates, as proved in ZRE15 given a TCCR hash). G sees only E's OT-extension
 messages, independent of E's inputs, and (for "garbler"/"both") the output bits. A
 deviating G could garble another function: semi-honest only (no cut-and-choose).
 
