@@ -165,7 +165,7 @@ def test_circuit_sizes():
 
 def test_secret_less_on_semi2k_matches_numpy_and_dealer_gets_nothing(monkeypatch):
     from jointml.mpc import MpcDevice
-    from jointml.mpc.protocols.garbled import secret_less
+    from jointml.mpc.protocols.garbled import secret_less, secret_relu
 
     seen = _spy_all(monkeypatch)
     xv = np.array([1.5, -2.0, 0.0, 1e6, -1e6, 3.25, -0.001, 0.001])
@@ -179,11 +179,13 @@ def test_secret_less_on_semi2k_matches_numpy_and_dealer_gets_nothing(monkeypatch
         z = secret_less(x, y)
         n1 = len(seen["d"])
         ref = (x < y).reveal()  # the dealer-mask comparison, for the same answer
-        return z.reveal(), ref, n1 - n0
+        relu = secret_relu(x - y).reveal()
+        return z.reveal(), ref, n1 - n0, relu
 
     out = simulate(prog, ["a", "b", "d"], mode="thread")
-    got, ref, _ = out["a"]
+    got, ref, _, relu = out["a"]
     assert (got == (xv < yv)).all() and (got == ref).all()
+    assert np.allclose(relu, np.maximum(xv - yv, 0), atol=2**-16)
     assert out["d"][2] == 0  # the garbled comparison sends the dealer nothing
 
 

@@ -48,8 +48,8 @@ bits when G learns the output: 3 with ``reveal_to="both"``, 2 with "evaluator".
 
 plus, once per session, 128 base OTs (~0.3 s).
 
-`secret_less(x, y)` / `secret_msb(x)` take `SecretArray`s of a two-party semi2k device and
-return a `SecretArray` of the comparison bits: the garbled alternative to the dealer-mask
+`secret_less(x, y)` / `secret_msb(x)` / `secret_relu(x)` take `SecretArray`s of a two-party
+semi2k device and return a `SecretArray` (the comparison bits, or max(x, 0)): the garbled alternative to the dealer-mask
 comparison (no dealer involvement, 2 rounds instead of 6, more bytes). `cost(op, shape)` returns these figures
 as a `Cost` for the DSL's cost model, beside `Semi2k.static_cost`.
 
@@ -577,15 +577,39 @@ def secret_msb(x: Any, session: YaoSession | None = None) -> Any:
     >>> simulate(prog, ["a", "b", "d"], mode="thread")["b"]
     [0, 1, 0]
     """
-    dev = x.device
-    compute = list(dev.parties)
-    if dev.protocol_name != "semi2k" or len(compute) != 2:
-        raise ParameterError(f"garbled comparison needs a two-party semi2k device, got {dev!r}", field="device")
-    s = session or YaoSession(dev.ctx, compute[0], compute[1])
+    dev, s = _two_party(x, session)
     share = None
     if s.role is not None:
         share = _reshare(s, msb_circuit(64), np.asarray(x.share, np.uint64).reshape(-1)).reshape(x.shape)
     return type(x)(dev, share, x.shape, 0)
+
+
+def secret_relu(x: Any, session: YaoSession | None = None) -> Any:
+    """max(x, 0) of a `SecretArray` on a two-party semi2k device, by a garbled circuit
+    (A2Y, ReLU, Y2A; 190 ANDs per element); keeps x's fixed-point scale.
+
+    >>> from jointml.mpc import MpcDevice
+    >>> def prog(ctx):
+    ...     mpc = MpcDevice(ctx, ["a", "b"], protocol="semi2k", dealer="d")
+    ...     x = ctx.party("a").run(lambda: np.array([1.5, -2.0, 0.25])).to(mpc)
+    ...     z = secret_relu(x).reveal()
+    ...     return None if z is None else z.tolist()
+    >>> simulate(prog, ["a", "b", "d"], mode="thread")["a"]
+    [1.5, 0.0, 0.25]
+    """
+    dev, s = _two_party(x, session)
+    share = None
+    if s.role is not None:
+        share = _reshare(s, relu_circuit(64), np.asarray(x.share, np.uint64).reshape(-1)).reshape(x.shape)
+    return type(x)(dev, share, x.shape, x.fxp)
+
+
+def _two_party(x: Any, session: YaoSession | None) -> tuple[Any, YaoSession]:
+    dev = x.device
+    compute = list(dev.parties)
+    if dev.protocol_name != "semi2k" or len(compute) != 2:
+        raise ParameterError(f"garbled circuits need a two-party semi2k device, got {dev!r}", field="device")
+    return dev, session or YaoSession(dev.ctx, compute[0], compute[1])
 
 
 def secret_less(x: Any, y: Any, session: YaoSession | None = None) -> Any:
@@ -633,6 +657,7 @@ def cost_of(c: Circuit, n: int, reveal_to: str = "both") -> Cost:
 
 
 __all__ = ["Circuit", "Builder", "YaoSession", "Garbled", "gc_compare", "gc_relu_shares", "secret_msb", "secret_less",
+           "secret_relu",
            "msb_circuit", "comparison_circuit",
            "relu_circuit", "cost_of", "add", "less_than", "greater_than", "equal", "mux", "to_bits", "from_bits",
            "garble", "evaluate"]
