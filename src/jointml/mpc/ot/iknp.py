@@ -179,7 +179,7 @@ class IknpReceiver:
         r = _check_choices(choices)
         x = self.rot(r)
         y = self.ch.recv("iknp-cot", dtypes=[np.uint8], shapes=[(r.size, BLOCK)]).arrays[0]
-        x[r == 1] ^= y[r == 1]
+        x ^= y * r[:, None]  # y where the choice is 1 (a multiply: no boolean gather)
         return x
 
     def receive(self, choices: npt.ArrayLike, nbytes: int) -> U8:

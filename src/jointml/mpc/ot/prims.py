@@ -131,13 +131,17 @@ class Expander:
 
     def next(self, nbytes: int) -> U8:
         """The next `nbytes` of every stream, as a (k, nbytes) array."""
+        k = len(self._enc)
         if len(self._zeros) < nbytes:
             self._zeros = bytes(nbytes)
-        out = np.empty((len(self._enc), nbytes), np.uint8)
         zeros = memoryview(self._zeros)[:nbytes]
+        # Row i is written straight into the buffer; update_into may touch 15 bytes past the
+        # row (the start of row i + 1, written next), hence 16 spare bytes at the end.
+        flat = np.empty(k * nbytes + 16, np.uint8)
+        mv = flat.data.cast("B")
         for i, enc in enumerate(self._enc):
-            out[i] = np.frombuffer(enc.update(zeros), np.uint8)
-        return out
+            enc.update_into(zeros, mv[i * nbytes : (i + 1) * nbytes + 15])
+        return flat[: k * nbytes].reshape(k, nbytes)
 
 
 _MASKS = [(j, np.uint64(sum(1 << c for c in range(64) if not c & j))) for j in (32, 16, 8, 4, 2, 1)]
