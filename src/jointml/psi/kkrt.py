@@ -182,7 +182,7 @@ def _words(tags: np.ndarray) -> np.ndarray:
     return pad.view(np.uint64)
 
 
-def _lead(ch: Channel, d: np.ndarray, n_o: int, batch: int, times: dict) -> tuple[np.ndarray, np.ndarray]:
+def _lead(ch: Channel, d: np.ndarray, n_o: int, times: dict) -> tuple[np.ndarray, np.ndarray]:
     """M's side of steps 2-5: (M rows shared, O's shuffled positions of them)."""
     t0 = time.perf_counter()
     bins, seed, table, which = _cuckoo(d)
@@ -330,7 +330,7 @@ def _run(ctx: PartyContext, uid: str, keys: Any, key_columns: Any, parties: list
     sizes = {me: n, peer: n_peer}
     positions: np.ndarray | None
     if me == matcher:
-        rows, pos = _lead(ch, d, n_peer, batch_size, times) if n and n_peer else (np.empty(0, np.int64),) * 2
+        rows, pos = _lead(ch, d, n_peer, times) if n and n_peer else (np.empty(0, np.int64),) * 2
         positions = None if reveal_to is None else np.sort(rows)
         if reveal_to is None:
             positions = _final_lead(ch, rows, pos, sort_by, me)
