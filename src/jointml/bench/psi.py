@@ -1,4 +1,4 @@
-"""`python -m jointml.bench.psi`: ECDH-PSI, two parties as processes over mutual TLS.
+"""`python -m jointml.bench.psi`: PSI (ECDH or KKRT16), two parties as processes over mutual TLS.
 
 Each party holds `rows` string ids ("user0000000042"), half of them shared, in a
 shuffled order. The time covers everything `psi_align` does at a party: reading and
@@ -9,14 +9,21 @@ one process, no privacy) is measured in the same run. SecretFlow libpsi's ECDH-P
 this machine class), never divided by our figure; with `anchor=True` (`--anchor`)
 libpsi runs now, on the same ids count, and the ratio to it is reported.
 
+``protocol="kkrt"`` (``jointml bench psi --protocol kkrt``) times the OT-based PSI of
+`jointml.psi.kkrt` instead; its reference is SecretFlow's RR22 (4.7 s at 1M x 1M, issue 19),
+and ``--anchor`` runs libpsi's RR22 now.
+
 >>> r = run(2000, mode="thread", n_jobs=1)
 >>> r["figure"], r["rows"], r["intersection"], r["aligned"]
 ('psi_ecdh_x25519', 2000, 1000, True)
+>>> run(2000, mode="thread", protocol="kkrt")["figure"]
+'psi_kkrt16'
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import time
@@ -31,6 +38,9 @@ from .anchors import reference, run_anchor
 
 #: SecretFlow libpsi ECDH-PSI, curve25519, 100k x 100k, measured 2026-11-22 (issue 2), seconds: a dated reference.
 SECRETFLOW_REFERENCE = {"rows": 100_000, "seconds": 74.0}
+#: SecretFlow libpsi RR22, 1M x 1M, and jointml's ECDH-PSI in the same measurement run (issue 19).
+RR22_REFERENCE = {"rows": 1_000_000, "seconds": 4.7, "jointml_ecdh_seconds": 71.0}
+FIGURES = {"ecdh": "psi_ecdh_x25519", "kkrt": "psi_kkrt16"}
 PARTIES = ["bank", "partner"]
 
 
@@ -62,12 +72,14 @@ def _barrier(ctx) -> None:
     all_gather(ctx, name="bench-barrier")
 
 
-def _program(ctx, rows: int, shared: float, batch_size: int, n_jobs: int | None, progress: bool) -> dict:
+def _program(ctx, rows: int, shared: float, batch_size: int, n_jobs: int | None, progress: bool,
+             protocol: str = "ecdh") -> dict:
     ids = _ids(ctx.me, rows, shared)
+    importlib.import_module(f"jointml.psi.{protocol}")  # imported before the clock starts (pandas: ~1 s)
     _barrier(ctx)
     ctx.reset_stats()
     t0, c0, b0 = time.perf_counter(), _cpu_seconds(), _busy_cpu_seconds()
-    res = psi_align(ctx, ids, batch_size=batch_size, n_jobs=n_jobs, progress=progress)
+    res = psi_align(ctx, ids, batch_size=batch_size, n_jobs=n_jobs, progress=progress, protocol=protocol)
     seconds = time.perf_counter() - t0
     cpu = _cpu_seconds() - c0  # this party's process and its curve workers
     b1 = _busy_cpu_seconds()
@@ -94,14 +106,19 @@ def run(
     mode: str = "process",
     progress: bool = False,
     anchor: bool = False,
+    protocol: str = "ecdh",
 ) -> dict[str, Any]:
     """Benchmark PSI of `rows` x `rows` ids (a `shared` fraction in common); returns JSON-able figures.
 
-    With `anchor`, SecretFlow libpsi's ECDH-PSI runs first on `rows` x `rows` ids (same
-    machine, same run; see `jointml.bench.anchors`) and the ratio to it is reported."""
-    libpsi = _libpsi_same_run(rows) if anchor else None
+    With `anchor`, SecretFlow libpsi's ECDH-PSI (RR22 for ``protocol="kkrt"``) runs first on
+    `rows` x `rows` ids (same machine, same run; see `jointml.bench.anchors`) and the ratio
+    to it is reported."""
+    if protocol not in FIGURES:
+        raise ProtocolError(f"unknown PSI protocol {protocol!r} (choose one of {sorted(FIGURES)})")
+    libpsi = _libpsi_same_run(rows, "RR22" if protocol == "kkrt" else "ECDH") if anchor else None
     t_wall = time.perf_counter()
-    res = simulate(_program, PARTIES, mode=mode, args=(rows, shared, batch_size, n_jobs, progress), timeout=None)
+    res = simulate(_program, PARTIES, mode=mode, args=(rows, shared, batch_size, n_jobs, progress, protocol),
+                   timeout=None)
     wall = time.perf_counter() - t_wall
     a, b = (res[p] for p in PARTIES)
     ids_a, ids_b = _ids(PARTIES[0], rows, shared), _ids(PARTIES[1], rows, shared)
@@ -109,9 +126,11 @@ def run(
     plain = len(set(ids_a) & set(ids_b))
     base = time.perf_counter() - t0
     seconds = max(r["seconds"] for r in res.values())
-    mults = sum(r["stats"]["mults"] for r in res.values())
+    mults = sum(r["stats"].get("mults", 0) for r in res.values())
     total_bytes = sum(r["stats"]["bytes_sent"] for r in res.values())
     phases = ("hash_s", "own_points_s", "peer_points_s", "wait_s", "match_s")
+    if protocol == "kkrt":
+        phases = ("hash_s", "cuckoo_s", "oprf_s", "tags_s", "match_s")
     ref = SECRETFLOW_REFERENCE
     cpu = sum(r["cpu_seconds"] for r in res.values())
     # The machine is shared: CPU that other users' processes took during the run
@@ -120,14 +139,15 @@ def run(
     if a["machine_busy_seconds"] is not None and mode == "process":
         others = round(max(0.0, a["machine_busy_seconds"] - cpu), 2)
     return {
-        "figure": "psi_ecdh_x25519",
+        "figure": FIGURES[protocol],
+        "protocol": protocol,
         "rows": rows,
         "seconds": round(seconds, 3),
         "bytes": total_bytes,
         "intersection": a["size"],
         "aligned": a["aligned_sha256"] == b["aligned_sha256"] and a["size"] == plain,
         "mults": mults,
-        "mults_per_s": round(mults / seconds),
+        "mults_per_s": round(mults / seconds) if mults else None,
         "bytes_per_id": round(total_bytes / (2 * rows), 2) if rows else 0.0,
         "phases": {p: {k: r["stats"].get(k, 0.0) for k in phases} for p, r in res.items()},
         "cpu_seconds": round(cpu, 2),
@@ -140,6 +160,13 @@ def run(
             "SecretFlow libpsi ECDH-PSI (curve25519), 100k x 100k",
             "2026-11-22 (issue 2)",
             {"secretflow_libpsi_seconds_100k": ref["seconds"]},
+        )
+        if protocol == "ecdh"
+        else reference(
+            "SecretFlow libpsi RR22 and jointml ECDH-PSI, 1M x 1M, same measurement run",
+            "issue 19",
+            {"secretflow_rr22_seconds_1m": RR22_REFERENCE["seconds"],
+             "jointml_ecdh_seconds_1m": RR22_REFERENCE["jointml_ecdh_seconds"]},
         ),
         "secretflow_libpsi_seconds_same_run": libpsi,
         "speedup_vs_secretflow_same_run": round(libpsi / seconds, 2) if libpsi else None,
@@ -149,11 +176,11 @@ def run(
     }
 
 
-def _libpsi_same_run(rows: int) -> float | None:
+def _libpsi_same_run(rows: int, proto: str = "ECDH") -> float | None:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="jointml-psi-anchor-") as work:
-        for r in run_anchor("bench_psi.py", str(rows), "ECDH", work):
+        for r in run_anchor("bench_psi.py", str(rows), proto, work):
             if "wall_s" in r:
                 return float(r["wall_s"])
     return None
@@ -169,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-jobs", type=int, default=None)
     ap.add_argument("--mode", choices=["process", "thread"], default="process")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--protocol", choices=sorted(FIGURES), default="ecdh")
     ap.add_argument(
         "--anchor", action="store_true", help="also run SecretFlow libpsi now (../shared/anchors) for a same-run ratio"
     )
@@ -182,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
             mode=args.mode,
             progress=args.progress,
             anchor=args.anchor,
+            protocol=args.protocol,
         )
         print(json.dumps(r), flush=True)
 

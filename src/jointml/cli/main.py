@@ -260,12 +260,25 @@ def bench_he(key_bits: int, count: int, n_jobs: int | None, as_json: bool) -> No
 @click.option("--progress/--no-progress", default=False)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--anchor", is_flag=True, help=_ANCHOR_HELP)
-def bench_psi(rows: int, n_jobs: int | None, progress: bool, as_json: bool, anchor: bool) -> None:
-    """ECDH-PSI between two processes over TLS: seconds, bytes, intersection size."""
+@click.option("--protocol", type=click.Choice(["ecdh", "kkrt"]), default="ecdh", show_default=True,
+              help="ecdh: ECDH-PSI on X25519; kkrt: the OT-based KKRT16 PSI (two parties).")
+def bench_psi(rows: int, n_jobs: int | None, progress: bool, as_json: bool, anchor: bool, protocol: str) -> None:
+    """PSI between two processes over TLS: seconds, bytes, intersection size."""
     from ..bench import psi as bpsi
 
     _check_anchor(anchor)
-    click.echo(json.dumps(bpsi.run(rows, n_jobs=n_jobs, progress=progress, anchor=anchor)))
+    click.echo(json.dumps(bpsi.run(rows, n_jobs=n_jobs, progress=progress, anchor=anchor, protocol=protocol)))
+
+
+@bench.command("gc")
+@click.option("--n", type=int, default=1_000_000, show_default=True, help="Pairs compared.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--no-semi2k", is_flag=True, help="Skip the semi2k dealer-mask comparison run beside it.")
+def bench_gc(n: int, as_json: bool, no_semi2k: bool) -> None:
+    """Garbled-circuit comparison (half-gates) between two processes over TLS: gc_lt_1M."""
+    from ..bench import gc as bgc
+
+    click.echo(json.dumps(bgc.run(n, compare_semi2k=not no_semi2k)))
 
 
 @bench.command("trees")
