@@ -1,0 +1,186 @@
+"""`@dsl.function`: declare the inputs, trace once, compile, run, explain.
+
+Inputs are declared by visibility: `public(shape)` (known to every party, passed at every
+party), `private(owner, shape)` (the owner's plaintext: pass the array at the owner, None
+or a `PartyObject` handle elsewhere), `secret(shape)` (a `SecretArray`). Outputs are what
+the function returns: `x.reveal(to=...)` opens a value, a secret returned unrevealed stays
+a `SecretArray`, a private one stays at its owner.
+
+Security: what each party learns is what the program reveals (and the public shapes);
+placement keeps private-only computations at their owner; the protocol is the MPC device's.
+
+>>> from jointml import dsl
+>>> from jointml.mpc import MpcDevice
+>>> @dsl.function(x=dsl.private("alice", (3,)), w=dsl.private("bob", (3,)))
+... def score(x, w):
+...     return (x * w).sum().reveal()
+>>> def prog(ctx):
+...     mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+...     x = np.array([1.0, 2.0, 3.0]) if ctx.me == "alice" else None
+...     w = np.array([0.5, 0.5, -1.0]) if ctx.me == "bob" else None
+...     return score.run(ctx, mpc, x, w)
+>>> round(float(simulate(prog, ["alice", "bob", "carol"], mode="thread")["alice"]), 4)
+-1.5
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..core.errors import ParameterError
+from .execute import Executor, evaluate
+from .ir import PUBLIC, SECRET, Graph, Vis
+from .trace import Tensor, Tracer
+
+__all__ = ["InputSpec", "public", "private", "secret", "Function", "function", "Program"]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A declared input: visibility, shape, kind ("f" fixed point, "i" integer)."""
+
+    vis: Vis
+    shape: tuple[int, ...]
+    dtype: str = "f"
+
+
+def _spec(vis: Vis, shape: Any, dtype: str) -> InputSpec:
+    if dtype not in ("f", "i"):
+        raise ParameterError(f"dtype must be 'f' (fixed point) or 'i' (integer), got {dtype!r}", field="dtype")
+    shape = (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+    return InputSpec(vis, shape, dtype)
+
+
+def public(shape: Any = (), dtype: str = "f") -> InputSpec:
+    """A public input: the same array at every party."""
+    return _spec(PUBLIC, shape, dtype)
+
+
+def private(owner: str, shape: Any, dtype: str = "f") -> InputSpec:
+    """A private input: plaintext at `owner` only."""
+    return _spec(Vis.private(owner), shape, dtype)
+
+
+def secret(shape: Any, dtype: str = "f") -> InputSpec:
+    """A secret input: a SecretArray on the MPC device."""
+    return _spec(SECRET, shape, dtype)
+
+
+class Program:
+    """A compiled function: the optimized graph and the options it runs with."""
+
+    def __init__(self, graph: Graph, stages: list[tuple[str, str]], batch: bool, protocol: str):
+        self.graph = graph
+        #: (pass name, IR dump after it)
+        self.stages = stages
+        self.batch = batch
+        self.protocol = protocol
+
+    def dump(self) -> str:
+        return self.graph.dump()
+
+
+class Function:
+    """A traced DSL function (see the module docstring); `graph` is the traced IR."""
+
+    def __init__(self, fn: Callable[..., Any], specs: Sequence[InputSpec], name: str | None = None):
+        self.fn = fn
+        self.specs = list(specs)
+        self.name = name or fn.__name__
+        self.graph = self._trace()
+        self._programs: dict[tuple[Any, ...], Program] = {}
+
+    def _trace(self) -> Graph:
+        params = list(inspect.signature(self.fn).parameters)
+        t = Tracer(self.name)
+        args = [t.input(p, s.shape, s.dtype, s.vis) for p, s in zip(params, self.specs)]
+        with t:
+            res = self.fn(*args)
+            outs = list(res) if isinstance(res, (tuple, list)) else [res]
+            vals = [t.lift((r if isinstance(r, Tensor) else t.const(r)).value) for r in outs]
+        t.graph.outputs = vals
+        self._single = not isinstance(res, (tuple, list))
+        return t.graph
+
+    def evaluate(self, *inputs: Any) -> Any:
+        """The plaintext twin of the function on numpy arrays (for tests and baselines)."""
+        return self._pack(evaluate(self.graph, inputs))
+
+    def _pack(self, outs: list[Any]) -> Any:
+        return outs[0] if self._single else tuple(outs)
+
+    def compile(self, mpc: Any = None, protocol: str | None = None, profile: Any = "lan", optimize: bool = True,
+                dump_ir: bool = False, pins: dict[str, str] | None = None) -> Program:
+        """The compiled program for `mpc` (an MpcDevice, or only its `protocol` name); with
+        `dump_ir=True` every pass's output is printed."""
+        from .passes import pipeline
+
+        proto = protocol or (mpc.protocol_name if mpc is not None else "semi2k")
+        n_compute = len(mpc.parties) if mpc is not None else None
+        key = (proto, n_compute, str(profile), optimize, tuple(sorted((pins or {}).items())))
+        if key not in self._programs:
+            g = copy.deepcopy(self.graph)
+            stages: list[tuple[str, str]] = []
+            for name, p in pipeline(optimize):
+                g = p(g, proto=proto, n_compute=n_compute, profile=profile, pins=pins or {})
+                stages.append((name, g.dump()))
+            self._programs[key] = Program(g, stages, optimize, proto)
+        prog = self._programs[key]
+        if dump_ir:
+            for name, text in prog.stages:
+                print(f"--- after {name} ---\n{text}")
+        return prog
+
+    def run(self, ctx: Any, mpc: Any, *inputs: Any, optimize: bool = True, profile: Any = "lan",
+            dump_ir: bool = False) -> Any:
+        """Execute at this party (SPMD: every party of the program calls it with its inputs)."""
+        if len(inputs) != len(self.specs):
+            raise ParameterError(f"{self.name} takes {len(self.specs)} inputs, got {len(inputs)}", field="inputs")
+        prog = self.compile(mpc, profile=profile, optimize=optimize, dump_ir=dump_ir)
+        args = [_local(x) for x in inputs]
+        return self._pack(Executor(mpc, batch=prog.batch).run(prog.graph, args))
+
+    def explain(self, mpc: Any = None, protocol: str | None = None, profile: Any = "lan", measured: Any = None,
+                n_compute: int | None = None) -> str:
+        """Per operation: the chosen implementation, the runner-up, why, predicted bytes and rounds
+        (see `jointml.dsl.explain`)."""
+        from .explain import explain
+
+        return explain(self, mpc=mpc, protocol=protocol, profile=profile, measured=measured, n_compute=n_compute)
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+def _local(x: Any) -> Any:
+    from ..runtime.device import PartyObject
+
+    if isinstance(x, PartyObject):
+        return x.value if x.is_local else None
+    return x
+
+
+def function(fn: Callable[..., Any] | None = None, *specs: InputSpec, name: str | None = None,
+             **kwspecs: InputSpec) -> Any:
+    """Decorator: `@dsl.function(x=dsl.private("alice", (n, d)), w=dsl.secret((d,)))` (or the
+    specs positionally) traces the function once into a `Function`."""
+    if fn is not None and not callable(fn):
+        specs = (fn, *specs)
+        fn = None
+
+    def wrap(f: Callable[..., Any]) -> Function:
+        params = list(inspect.signature(f).parameters)
+        all_specs = list(specs)
+        for p in params[len(all_specs):]:
+            if p not in kwspecs:
+                raise ParameterError(f"{f.__name__}: input '{p}' has no declaration (dsl.public/private/secret)",
+                                     field=p)
+            all_specs.append(kwspecs[p])
+        return Function(f, all_specs, name)
+
+    return wrap(fn) if fn is not None else wrap
