@@ -128,10 +128,13 @@ def public_secret(dev: Any, value: Any, fxp: bool | None = None) -> SecretArray:
 class Executor:
     """Runs a placed graph at one party on `mpc` (an MpcDevice, or the cost model's probe)."""
 
-    def __init__(self, mpc: Any, batch: bool = True, on_stage: Callable[[list[Op], Callable[[], None]], None] | None = None):
+    def __init__(self, mpc: Any, batch: bool = True, on_stage: Callable[[list[Op], Callable[[], None]], None] | None = None,
+                 omniscient: bool = False):
         self.mpc = mpc
         self.me = mpc.ctx.me
         self.batch = batch
+        #: the cost model's probe computes every party's part (on placeholders)
+        self.omniscient = omniscient
         #: hook around every scheduled stage (the cost model labels kernels, the runner measures)
         self.on_stage = on_stage or (lambda ops, thunk: thunk())
         self.handles: dict[int, Any] = {}
@@ -148,6 +151,7 @@ class Executor:
                 self.on_stage([o], lambda o=o: self._exec(o, env))  # type: ignore[misc]
             return
         pending = list(ops)
+        height = _heights(ops)
         while pending:
             ready = [o for o in pending if all(v.id in env for v in o.ins)]
             local = [o for o in ready if not self.interactive(o)]
@@ -155,8 +159,11 @@ class Executor:
                 group = local
                 self.on_stage(group, lambda g=group: self._exec_each(g, env))  # type: ignore[misc]
             else:
-                key = self.batch_key(ready[0])
-                group = [o for o in ready if key is not None and self.batch_key(o) == key] or [ready[0]]
+                # critical path first: the ready op with the longest chain of interactive ops
+                # after it goes now, with every ready op it can share its rounds with
+                first = max(ready, key=lambda o: height[id(o)])
+                key = self.batch_key(first)
+                group = [o for o in ready if key is not None and self.batch_key(o) == key] or [first]
                 self.on_stage(group, lambda g=group: self._exec_group(g, env))  # type: ignore[misc]
             done = {id(o) for o in group}
             pending = [o for o in pending if id(o) not in done]
@@ -189,12 +196,14 @@ class Executor:
             return "mul"
         if o.op == "reveal" and o.ins[0].vis == SECRET:
             return ("reveal", o.attrs.get("to"))
+        if o.op == "share":
+            return "share"  # independent inputs: each owner sends its own shares, in parallel
         return None
 
     # -- groups -------------------------------------------------------------------------------
     def _exec_group(self, group: list[Op], env: dict[int, Any]) -> None:
         key = self.batch_key(group[0])
-        if len(group) == 1 or key is None:
+        if len(group) == 1 or key in (None, "share"):
             for o in group:
                 self._exec(o, env)
         elif key == "cmp":
@@ -213,6 +222,13 @@ class Executor:
 
     # -- one op --------------------------------------------------------------------------------
     def _exec(self, o: Op, env: dict[int, Any]) -> None:
+        self._exec1(o, env)
+        if self.omniscient:
+            for v in o.outs:
+                if env.get(v.id) is None:
+                    env[v.id] = np.full(v.shape, 0.5) if v.dtype == "f" else np.ones(v.shape, np.int64)
+
+    def _exec1(self, o: Op, env: dict[int, Any]) -> None:
         ins = [env[v.id] for v in o.ins]
         out = o.outs[0]
         if o.op == "const":
@@ -228,7 +244,7 @@ class Executor:
         elif out.vis == SECRET:
             extra = {"dev": self.mpc} if o.op == "concatenate" else {}
             env[out.id] = SECRET_OPS[o.op](*ins, **o.attrs, **extra)
-        elif out.vis is not None and out.vis.kind == "private" and out.vis.owner != self.me:
+        elif out.vis is not None and out.vis.kind == "private" and out.vis.owner != self.me and not self.omniscient:
             env[out.id] = None
         elif any(x is None for x in ins):
             env[out.id] = None  # a public value this party does not hold (a dealer)
@@ -253,7 +269,7 @@ class Executor:
         owner = v.vis.owner
         fxp = v.dtype == "f"
         enc = None
-        if self.me == owner:
+        if self.me == owner or self.omniscient:
             a = np.asarray(x, dtype=np.float64 if fxp else np.int64)
             if a.shape != v.shape:
                 raise DataError(f"input {v.name or v!r}: shape {a.shape}, declared {v.shape}", party=owner,
@@ -269,8 +285,12 @@ class Executor:
             return _unwrap(x.reveal(to))
         if src is None or src.kind == "public" or (src.kind == "private" and src.owner == to):
             return x
-        ctx = self.mpc.ctx
         v = o.ins[0]
+        if self.omniscient:  # the probe: a plaintext array from its owner to `to` (or to all others)
+            n_recv = 1 if to is not None else len(self.mpc.all_parties) - 1
+            self.mpc.proto.log.append(("send", self.mpc.transfer_cost(v.shape, n_recv)))
+            return x
+        ctx = self.mpc.ctx
         dt = np.float64 if v.dtype == "f" else np.int64
         mine = [np.asarray(x, dtype=dt)] if self.me == src.owner else ()
         if to is None:  # a private value published by its owner
@@ -282,6 +302,20 @@ class Executor:
         from .lowering import run_masked
 
         return run_masked(self, o, ins)
+
+
+def _heights(ops: list[Op]) -> dict[int, int]:
+    """Per op: the number of interactive ops on the longest chain from it to the end (itself
+    included): the scheduler's priority."""
+    consumers: dict[int, list[Op]] = {}
+    for o in ops:
+        for v in o.ins:
+            consumers.setdefault(v.id, []).append(o)
+    h: dict[int, int] = {}
+    for o in reversed(ops):
+        after = [h[id(c)] for v in o.outs for c in consumers.get(v.id, [])]
+        h[id(o)] = int(Executor.interactive(o)) + max(after, default=0)
+    return h
 
 
 def _as_secret(dev: Any, x: Any) -> SecretArray:

@@ -37,7 +37,8 @@ from .execute import Executor, evaluate
 from .ir import PUBLIC, SECRET, Graph, Vis
 from .trace import Tensor, Tracer
 
-__all__ = ["InputSpec", "public", "private", "secret", "Function", "function", "Program"]
+__all__ = ["InputSpec", "public", "private", "secret", "Function", "function", "Program", "RunReport", "combine",
+           "measured_total"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,46 @@ class Program:
 
     def dump(self) -> str:
         return self.graph.dump()
+
+
+class RunReport:
+    """One party's measured traffic: per stage (op labels, payload bytes sent, rounds)."""
+
+    def __init__(self, party: str):
+        self.party = party
+        self.stages: list[tuple[list[str], int, int]] = []
+
+    def hook(self, ctx: Any) -> Callable[[list[Any], Callable[[], None]], None]:
+        def on_stage(ops: list[Any], thunk: Callable[[], None]) -> None:
+            a = ctx.stats()
+            thunk()
+            b = ctx.stats()
+            db, dr = b["payload_sent"] - a["payload_sent"], b["rounds"] - a["rounds"]
+            self.stages.append(([f"{o.op}#{o.outs[0].id}" for o in ops], db, dr))
+
+        return on_stage
+
+    @property
+    def bytes(self) -> int:
+        return sum(s[1] for s in self.stages)
+
+
+def combine(reports: Sequence[RunReport]) -> list[tuple[list[str], int, int]]:
+    """Every party's reports of one run as one per-stage list: (labels, bytes sent by all parties,
+    rounds = the most any party counted in the stage). Every party runs the same stages."""
+    reports = list(reports)
+    if len({len(r.stages) for r in reports}) > 1:
+        raise ParameterError("the reports come from different runs (their stages differ)", field="measured")
+    out = []
+    for parts in zip(*[r.stages for r in reports]):
+        out.append((parts[0][0], sum(p[1] for p in parts), max(p[2] for p in parts)))
+    return out
+
+
+def measured_total(reports: Sequence[RunReport]) -> tuple[int, int]:
+    """(bytes, rounds) of a run from every party's report (see `combine`)."""
+    st = combine(reports)
+    return sum(s[1] for s in st), sum(s[2] for s in st)
 
 
 class Function:
@@ -137,13 +178,19 @@ class Function:
         return prog
 
     def run(self, ctx: Any, mpc: Any, *inputs: Any, optimize: bool = True, profile: Any = "lan",
-            dump_ir: bool = False) -> Any:
-        """Execute at this party (SPMD: every party of the program calls it with its inputs)."""
+            dump_ir: bool = False, report: bool = False) -> Any:
+        """Execute at this party (SPMD: every party of the program calls it with its inputs).
+
+        With `report=True` returns (outputs, RunReport): this party's traffic per scheduled stage
+        (from `ctx.stats()`), for `explain(measured=...)`."""
         if len(inputs) != len(self.specs):
             raise ParameterError(f"{self.name} takes {len(self.specs)} inputs, got {len(inputs)}", field="inputs")
         prog = self.compile(mpc, profile=profile, optimize=optimize, dump_ir=dump_ir)
         args = [_local(x) for x in inputs]
-        return self._pack(Executor(mpc, batch=prog.batch).run(prog.graph, args))
+        rep = RunReport(ctx.me)
+        ex = Executor(mpc, batch=prog.batch, on_stage=rep.hook(ctx) if report else None)
+        out = self._pack(ex.run(prog.graph, args))
+        return (out, rep) if report else out
 
     def explain(self, mpc: Any = None, protocol: str | None = None, profile: Any = "lan", measured: Any = None,
                 n_compute: int | None = None) -> str:

@@ -33,7 +33,7 @@ import numpy as np
 from ..core.errors import ParameterError
 from .array import SecretArray, concatenate
 
-__all__ = ["reveal_many", "mul_many", "ltz_many"]
+__all__ = ["reveal_many", "mul_many", "ltz_many", "rescale_many"]
 
 
 def _flat_cat(xs: Sequence[SecretArray]) -> SecretArray:
@@ -93,11 +93,12 @@ def mul_many(pairs: Sequence[tuple[SecretArray, SecretArray]]) -> list[SecretArr
     prod = SecretArray(dev, dev.proto.mul(A.share, B.share, A.shape, B.shape), A.shape, 0)
     like = [SecretArray(dev, None, s, 0) for s in shapes]
     raws = _split(prod, like, [a.fxp + b.fxp for a, b in pairs])
-    return _rescale_many(raws)
+    return rescale_many(raws)
 
 
-def _rescale_many(xs: Sequence[SecretArray]) -> list[SecretArray]:
-    """Truncate every x above the device's scale back to it; one round per distinct shift."""
+def rescale_many(xs: Sequence[SecretArray]) -> list[SecretArray]:
+    """Truncate every x above the device's scale back to it (fixed-point products before their
+    truncation); the values with the same shift share one truncation round."""
     out: list[Any] = list(xs)
     f = xs[0].device.frac_bits if xs else 0
     groups: dict[int, list[int]] = {}

@@ -1,0 +1,109 @@
+"""The cost model predicts exactly the traffic the link counters measure; round batching and
+operator selection show in rounds and bytes; mpc.batched keeps the kernels' bytes."""
+
+import numpy as np
+import pytest
+
+from jointml import dsl
+from jointml.dsl.cost import LAN, WAN, predict, profile
+from jointml.dsl.function import combine, measured_total
+from jointml.mpc import MpcDevice
+from jointml.mpc.batched import ltz_many, mul_many, reveal_many
+from jointml.runtime import simulate
+
+PARTIES = ["alice", "bob", "carol"]
+
+
+def _device(ctx, protocol):
+    if protocol == "semi2k":
+        return MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+    return MpcDevice(ctx, PARTIES, protocol="aby3")
+
+
+def _measure(fn, protocol, inputs, owners, optimize=True):
+    """Run twice (the first run agrees pairwise seeds); the second run's reports at every party."""
+
+    def prog(ctx):
+        mpc = _device(ctx, protocol)
+        args = [x if o is None or o == ctx.me else None for x, o in zip(inputs, owners)]
+        fn.run(ctx, mpc, *args, optimize=optimize)
+        out, rep = fn.run(ctx, mpc, *args, optimize=optimize, report=True)
+        return out, rep, list(mpc.parties)
+
+    return simulate(prog, PARTIES, mode="thread")
+
+
+@dsl.function(x=dsl.private("alice", (5,)), y=dsl.private("bob", (5,)), t=dsl.public(()))
+def small(x, y, t):
+    z = x * y + x
+    hits = (z > t) + (y < 0.5) + (x >= y)
+    return (hits * z).sum().reveal(), dsl.relu(z).reveal(to="bob")
+
+
+@pytest.mark.parametrize("protocol", ["semi2k", "aby3"])
+@pytest.mark.parametrize("optimize", [False, True])
+def test_predicted_equals_measured(protocol, optimize):
+    x, y, t = np.linspace(-1, 1, 5), np.linspace(2, -2, 5), np.array(0.1)
+    res = _measure(small, protocol, [x, y, t], ["alice", "bob", None], optimize)
+    want = small.evaluate(x, y, t)
+    assert np.isclose(res["alice"][0][0], want[0], atol=1e-3)
+    assert np.allclose(res["bob"][0][1], want[1], atol=1e-4)
+    compute = res["alice"][2]
+    pred = predict(small.compile(protocol=protocol, optimize=optimize), protocol, compute=compute, parties=PARTIES)
+    assert (pred.total.bytes, pred.total.rounds) == measured_total([res[p][1] for p in PARTIES])
+    # stage by stage too
+    stages = [(b, r) for _, b, r in combine([res[p][1] for p in PARTIES]) if b or r]
+    assert stages == [(c.bytes, c.rounds) for _, c in pred.stages if c.bytes or c.rounds]
+
+
+@dsl.function(x=dsl.private("alice", (16,)), y=dsl.private("bob", (16,)))
+def features(x, y):
+    """A feature-engineering expression: many independent comparisons of a joint value."""
+    s, d = x + y, x - y  # secret: alice's and bob's parts together
+    flags = [s > 0.5, s < -0.5, d > 1.0, d < -1.0, s > d, s * 2.0 < y, s + d > 0.0, d * 0.5 < x]
+    score = flags[0] * 1 + flags[1] * 2
+    for k, f in enumerate(flags[2:]):
+        score = score + f * (k + 3)
+    return score.reveal()
+
+
+@pytest.mark.parametrize("protocol", ["semi2k", "aby3"])
+def test_round_batching_beats_naive_by_2x(protocol):
+    x, y = np.linspace(-2, 2, 16), np.linspace(3, -3, 16)
+    compute = ["alice", "bob"] if protocol == "semi2k" else PARTIES
+    naive = predict(features.compile(protocol=protocol, optimize=False), protocol, compute=compute)
+    batched = predict(features.compile(protocol=protocol), protocol, compute=compute)
+    assert naive.total.rounds >= 2 * batched.total.rounds
+    assert batched.total.bytes <= naive.total.bytes
+    for optimize in (False, True):
+        res = _measure(features, protocol, [x, y], ["alice", "bob"], optimize)
+        assert res["alice"][0].tolist() == features.evaluate(x, y).tolist()
+    rounds = {opt: measured_total([r[1] for r in _measure(features, protocol, [x, y], ["alice", "bob"], opt).values()])[1]
+              for opt in (False, True)}
+    assert rounds[False] >= 2 * rounds[True]
+
+
+def test_profiles():
+    assert profile("wan") is WAN and profile({"rtt": 1e-3, "bandwidth": 1e9}).rtt == 1e-3
+    c = predict(features.compile(protocol="semi2k"), "semi2k").total
+    assert WAN.seconds(c) > LAN.seconds(c) > 0
+
+
+def test_batched_kernels_match_separate_ones():
+    def prog(ctx):
+        mpc = _device(ctx, "semi2k")
+        a = ctx.party("alice").run(lambda: np.array([1.5, -2.0, 0.25])).to(mpc)
+        b = ctx.party("bob").run(lambda: np.array([[2.0], [-1.0]])).to(mpc)
+        half = b * 0.5
+        ctx.reset_stats()
+        p1, p2 = mul_many([(a, a), (b, half)])
+        l1, l2 = ltz_many([a, b])
+        r = reveal_many([p1, p2, l1, l2])
+        return r, ctx.stats()["rounds"]
+
+    res = simulate(prog, PARTIES, mode="thread")
+    (p1, p2, l1, l2), rounds = res["alice"]
+    assert np.allclose(p1, [2.25, 4.0, 0.0625], atol=1e-4) and np.allclose(p2, [[2.0], [0.5]], atol=1e-4)
+    assert l1.tolist() == [0, 1, 0] and l2.tolist() == [[0], [1]]
+    assert rounds == 2 + 6 + 1  # one mul + one trunc round, one comparison, one opening
+    assert res["carol"][0] == [None] * 4  # the dealer learns no revealed value
