@@ -107,3 +107,50 @@ def test_batched_kernels_match_separate_ones():
     assert l1.tolist() == [0, 1, 0] and l2.tolist() == [[0], [1]]
     assert rounds == 2 + 6 + 1  # one mul + one trunc round, one comparison, one opening
     assert res["carol"][0] == [None] * 4  # the dealer learns no revealed value
+
+
+@dsl.function(X=dsl.private("alice", (12, 3)), y=dsl.private("bob", (12,)))
+def gd(X, y):
+    def step(i, w):
+        xb, yb = dsl.dynamic_slice(X, i * 4, 4), dsl.dynamic_slice(y, i * 4, 4)
+        return w - xb.T @ (xb @ w - yb) * 0.1
+
+    return dsl.fori_loop(0, 3, step, np.zeros(3)).reveal()
+
+
+@pytest.mark.parametrize("protocol", ["semi2k", "aby3"])
+@pytest.mark.parametrize("impl", ["beaver", "masked", "private_masked"])
+def test_matmul_implementations_exact(protocol, impl):
+    Xv, yv = np.arange(36.0).reshape(12, 3) / 36, np.linspace(-1, 1, 12)
+    compute = ["alice", "bob"] if protocol == "semi2k" else PARTIES
+
+    def prog(ctx):
+        mpc = _device(ctx, protocol)
+        args = [Xv if ctx.me == "alice" else None, yv if ctx.me == "bob" else None]
+        gd.run(ctx, mpc, *args, pins={"matmul": impl})
+        return gd.run(ctx, mpc, *args, pins={"matmul": impl}, report=True)
+
+    res = simulate(prog, PARTIES, mode="thread")
+    assert np.allclose(res["alice"][0], gd.evaluate(Xv, yv), atol=1e-4)
+    prog_ = gd.compile(protocol=protocol, pins={"matmul": impl})
+    impls = {o.impl for o in prog_.graph.walk() if o.op in ("matmul", "masked_matmul")}
+    assert impls == {impl}
+    if impl != "beaver":  # the matrix is prepared once, outside the loop
+        assert [o.op for o in prog_.graph.ops].count("masked_setup") == 1
+    pred = predict(prog_, protocol, compute=compute, parties=PARTIES)
+    assert (pred.total.bytes, pred.total.rounds) == measured_total([res[p][1] for p in PARTIES])
+
+
+def test_selection_follows_the_network():
+    @dsl.function(X=dsl.private("alice", (2000, 20)), w=dsl.private("bob", (20,)))
+    def once(X, w):
+        return (X @ w).reveal()
+
+    lan = once.compile(protocol="semi2k", profile="lan")
+    slow = once.compile(protocol="semi2k", profile={"rtt": 0.5, "bandwidth": 10e9})
+    pick = {name: next(o for o in p.graph.ops if o.op in ("matmul", "masked_matmul")).attrs["choice"]
+            for name, p in (("lan", lan), ("slow", slow))}
+    # LAN: fewer bytes (X - A sent once by its owner); high latency: one round fewer (Beaver)
+    assert pick["lan"]["chosen"] == "private_masked" and pick["slow"]["chosen"] == "beaver"
+    c = pick["lan"]["costs"]
+    assert c["private_masked"].bytes < c["beaver"].bytes and c["private_masked"].rounds > c["beaver"].rounds

@@ -148,7 +148,10 @@ class Executor:
     def _run_ops(self, ops: list[Op], env: dict[int, Any]) -> None:
         if not self.batch:
             for o in ops:
-                self.on_stage([o], lambda o=o: self._exec(o, env))  # type: ignore[misc]
+                if o.op == "fori":
+                    self._exec(o, env)
+                else:
+                    self.on_stage([o], lambda o=o: self._exec(o, env))  # type: ignore[misc]
             return
         pending = list(ops)
         height = _heights(ops)
@@ -164,7 +167,10 @@ class Executor:
                 first = max(ready, key=lambda o: height[id(o)])
                 key = self.batch_key(first)
                 group = [o for o in ready if key is not None and self.batch_key(o) == key] or [first]
-                self.on_stage(group, lambda g=group: self._exec_group(g, env))  # type: ignore[misc]
+                if first.op == "fori":  # its body's stages are the stages (not the loop as a whole)
+                    self._exec(first, env)
+                else:
+                    self.on_stage(group, lambda g=group: self._exec_group(g, env))  # type: ignore[misc]
             done = {id(o) for o in group}
             pending = [o for o in pending if id(o) not in done]
 
@@ -203,6 +209,8 @@ class Executor:
     # -- groups -------------------------------------------------------------------------------
     def _exec_group(self, group: list[Op], env: dict[int, Any]) -> None:
         key = self.batch_key(group[0])
+        if key == "share":  # one owner's sends back to back: every party waits at most once
+            group = sorted(group, key=lambda o: str(o.ins[0].vis.owner if o.ins[0].vis else ""))
         if len(group) == 1 or key in (None, "share"):
             for o in group:
                 self._exec(o, env)

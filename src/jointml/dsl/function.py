@@ -87,7 +87,13 @@ class Program:
 
 
 class RunReport:
-    """One party's measured traffic: per stage (op labels, payload bytes sent, rounds)."""
+    """One party's measured traffic: per stage (op labels, payload bytes sent, rounds).
+
+    Each stage is counted alone: the hook resets the party's counters (`ctx.reset_stats()`)
+    before the stage and reads them after, so a stage's rounds are those of its operations
+    run by themselves (the meaning of `Protocol.cost`); a send that directly follows the
+    previous stage's send would otherwise be folded into it by the round counter. The
+    party's counters therefore hold only the last stage after a reported run."""
 
     def __init__(self, party: str):
         self.party = party
@@ -95,11 +101,10 @@ class RunReport:
 
     def hook(self, ctx: Any) -> Callable[[list[Any], Callable[[], None]], None]:
         def on_stage(ops: list[Any], thunk: Callable[[], None]) -> None:
-            a = ctx.stats()
+            ctx.reset_stats()
             thunk()
             b = ctx.stats()
-            db, dr = b["payload_sent"] - a["payload_sent"], b["rounds"] - a["rounds"]
-            self.stages.append(([f"{o.op}#{o.outs[0].id}" for o in ops], db, dr))
+            self.stages.append(([f"{o.op}#{o.outs[0].id}" for o in ops], b["payload_sent"], b["rounds"]))
 
         return on_stage
 
@@ -163,12 +168,13 @@ class Function:
 
         proto = protocol or (mpc.protocol_name if mpc is not None else "semi2k")
         n_compute = len(mpc.parties) if mpc is not None else None
-        key = (proto, n_compute, str(profile), optimize, tuple(sorted((pins or {}).items())))
+        compute = list(mpc.parties) if mpc is not None else None
+        key = (proto, tuple(compute or ()), str(profile), optimize, tuple(sorted((pins or {}).items())))
         if key not in self._programs:
             g = copy.deepcopy(self.graph)
             stages: list[tuple[str, str]] = []
             for name, p in pipeline(optimize):
-                g = p(g, proto=proto, n_compute=n_compute, profile=profile, pins=pins or {})
+                g = p(g, proto=proto, n_compute=n_compute, profile=profile, pins=pins or {}, compute=compute)
                 stages.append((name, g.dump()))
             self._programs[key] = Program(g, stages, optimize, proto)
         prog = self._programs[key]
@@ -178,14 +184,14 @@ class Function:
         return prog
 
     def run(self, ctx: Any, mpc: Any, *inputs: Any, optimize: bool = True, profile: Any = "lan",
-            dump_ir: bool = False, report: bool = False) -> Any:
+            dump_ir: bool = False, report: bool = False, pins: dict[str, str] | None = None) -> Any:
         """Execute at this party (SPMD: every party of the program calls it with its inputs).
 
         With `report=True` returns (outputs, RunReport): this party's traffic per scheduled stage
         (from `ctx.stats()`), for `explain(measured=...)`."""
         if len(inputs) != len(self.specs):
             raise ParameterError(f"{self.name} takes {len(self.specs)} inputs, got {len(inputs)}", field="inputs")
-        prog = self.compile(mpc, profile=profile, optimize=optimize, dump_ir=dump_ir)
+        prog = self.compile(mpc, profile=profile, optimize=optimize, dump_ir=dump_ir, pins=pins)
         args = [_local(x) for x in inputs]
         rep = RunReport(ctx.me)
         ex = Executor(mpc, batch=prog.batch, on_stage=rep.hook(ctx) if report else None)

@@ -33,5 +33,5 @@ def pipeline(optimize: bool = True) -> list[tuple[str, Callable[..., Graph]]]:
         return [("placement", _placement)]
     from .select import select
 
-    return [("fold", fold), ("placement", _placement), ("cse", cse), ("dce", dce), ("hoist", hoist),
-            ("select", select), ("cse", cse), ("hoist", hoist), ("dce", dce)]
+    return [("fold", fold), ("placement", _placement), ("cse", cse), ("dce", dce), ("select", select),
+            ("hoist", hoist), ("cse", cse), ("dce", dce)]

@@ -96,22 +96,43 @@ def cse(g: Graph, **_: Any) -> Graph:
 
 
 def _uses(g: Graph) -> set[int]:
+    """Values read by `g`'s ops or outputs (a loop reads its inputs; its body is pruned apart)."""
     used = {v.id for v in g.outputs}
     for o in g.ops:
         used.update(v.id for v in o.ins)
-        if o.body is not None:
-            used |= _uses(o.body)
     return used
 
 
+def prune_loop_inputs(loop: Op) -> None:
+    """Drop the captures a loop body no longer reads; merge captures of the same outer value."""
+    body = loop.body
+    assert body is not None
+    n = 1 + loop.attrs["n_carry"]
+    by_src: dict[int, Value] = {}
+    repl: dict[int, Value] = {}
+    for inner, src in zip(body.inputs[n:], loop.ins[n - 1:]):
+        if src.id in by_src:
+            repl[inner.id] = by_src[src.id]
+        else:
+            by_src[src.id] = inner
+    _subst(body, repl)
+    used = _uses(body)
+    keep = [(inner, src) for inner, src in zip(body.inputs[n:], loop.ins[n - 1:])
+            if inner.id in used and inner.id not in repl]
+    body.inputs = body.inputs[:n] + [i for i, _ in keep]
+    loop.ins = loop.ins[: n - 1] + [s for _, s in keep]
+
+
 def dce(g: Graph, **_: Any) -> Graph:
-    """Drop ops whose results are never read (iterated: a chain dies at once)."""
+    """Drop ops whose results are never read (iterated: a chain dies at once), and the loop
+    captures nothing reads."""
     while True:
+        for o in g.ops:
+            if o.op == "fori":
+                dce(o.body)  # type: ignore[arg-type]
+                prune_loop_inputs(o)
         used = _uses(g)
         keep = [o for o in g.ops if any(v.id in used for v in o.outs)]
-        for o in keep:
-            if o.body is not None:
-                dce(o.body)
         if len(keep) == len(g.ops):
             return g
         g.ops = keep
