@@ -154,3 +154,28 @@ def test_selection_follows_the_network():
     assert pick["lan"]["chosen"] == "private_masked" and pick["slow"]["chosen"] == "beaver"
     c = pick["lan"]["costs"]
     assert c["private_masked"].bytes < c["beaver"].bytes and c["private_masked"].rounds > c["beaver"].rounds
+
+
+def test_explain_shows_choices_and_measured_beside_predicted():
+    Xv, yv = np.arange(36.0).reshape(12, 3) / 36, np.linspace(-1, 1, 12)
+
+    def prog(ctx):
+        mpc = _device(ctx, "semi2k")
+        args = [Xv if ctx.me == "alice" else None, yv if ctx.me == "bob" else None]
+        gd.run(ctx, mpc, *args, pins={"matmul": "private_masked"})
+        rep = gd.run(ctx, mpc, *args, pins={"matmul": "private_masked"}, report=True)[1]
+        return rep, mpc
+
+    res = simulate(prog, PARTIES, mode="thread")
+    mpc = res["alice"][1]
+    text = gd.explain(protocol="semi2k", compute=["alice", "bob"], parties=PARTIES, pins={"matmul": "private_masked"},
+                      measured=[res[p][0] for p in PARTIES])
+    lines = text.splitlines()
+    assert "loop x3" in text and "masked_setup" in text and "runner-up" in text
+    total = lines[-1].split()
+    assert total[1] == total[3] and total[2] == total[4]  # predicted == measured, bytes and rounds
+    assert "(pinned)" in text
+    for line in lines[2:-1]:  # every operation: predicted == measured
+        if not line.lstrip().startswith("loop"):
+            assert line[52:64].split() == line[72:84].split() and line[64:72].split() == line[84:92].split(), line
+    assert mpc.protocol_name == "semi2k"

@@ -287,9 +287,19 @@ class ProbeDevice:
         return Cost(receivers * itemsize * size(tuple(shape)), 1)
 
 
-def _default_parties(protocol: str, n_compute: int | None) -> tuple[list[str], list[str]]:
+def _default_parties(protocol: str, n_compute: int | None, g: Graph | None = None) -> tuple[list[str], list[str]]:
+    """Compute parties when none are given: the owners of the program's private values (they
+    usually compute), completed with placeholders to the protocol's size; semi2k adds a dealer."""
     n = n_compute or (3 if protocol == "aby3" else 2)
-    compute = [f"p{i}" for i in range(n)]
+    owners: list[str] = []
+    for o in (g.walk() if g is not None else []):
+        for v in o.ins + o.outs:
+            if v.vis is not None and v.vis.kind == "private" and v.vis.owner not in owners:
+                owners.append(str(v.vis.owner))
+    for v in (g.inputs if g is not None else []):
+        if v.vis is not None and v.vis.kind == "private" and v.vis.owner not in owners:
+            owners.append(str(v.vis.owner))
+    compute = owners[:n] + [f"p{i}" for i in range(max(n - len(owners), 0))]
     return compute, compute + (["dealer"] if protocol == "semi2k" else [])
 
 
@@ -311,7 +321,7 @@ def predict(prog: Any, protocol: str, compute: Sequence[str] | None = None, part
 
     g: Graph = prog.graph if hasattr(prog, "graph") else prog
     batch = getattr(prog, "batch", True)
-    dc, dp = _default_parties(protocol, len(compute) if compute else None)
+    dc, dp = _default_parties(protocol, len(compute) if compute else None, g)
     comp = list(compute) if compute else dc
     allp = list(parties) if parties else (comp + [p for p in dp if p not in dc])
     dev = ProbeDevice(protocol, comp, allp, frac_bits)

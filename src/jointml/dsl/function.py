@@ -161,20 +161,24 @@ class Function:
         return outs[0] if self._single else tuple(outs)
 
     def compile(self, mpc: Any = None, protocol: str | None = None, profile: Any = "lan", optimize: bool = True,
-                dump_ir: bool = False, pins: dict[str, str] | None = None) -> Program:
-        """The compiled program for `mpc` (an MpcDevice, or only its `protocol` name); with
-        `dump_ir=True` every pass's output is printed."""
+                dump_ir: bool = False, pins: dict[str, str] | None = None,
+                compute: Sequence[str] | None = None) -> Program:
+        """The compiled program for `mpc` (an MpcDevice), or for a `protocol` name and its
+        `compute` parties; with `dump_ir=True` every pass's output is printed. Compilations are
+        cached (the same options give the same program, value numbers included)."""
+        from .cost import profile as as_profile
         from .passes import pipeline
 
         proto = protocol or (mpc.protocol_name if mpc is not None else "semi2k")
-        n_compute = len(mpc.parties) if mpc is not None else None
-        compute = list(mpc.parties) if mpc is not None else None
-        key = (proto, tuple(compute or ()), str(profile), optimize, tuple(sorted((pins or {}).items())))
+        comp = list(compute) if compute else (list(mpc.parties) if mpc is not None else None)
+        n_compute = len(comp) if comp else None
+        prof = as_profile(profile)
+        key = (proto, tuple(comp or ()), prof, optimize, tuple(sorted((pins or {}).items())))
         if key not in self._programs:
             g = copy.deepcopy(self.graph)
             stages: list[tuple[str, str]] = []
             for name, p in pipeline(optimize):
-                g = p(g, proto=proto, n_compute=n_compute, profile=profile, pins=pins or {}, compute=compute)
+                g = p(g, proto=proto, n_compute=n_compute, profile=prof, pins=pins or {}, compute=comp)
                 stages.append((name, g.dump()))
             self._programs[key] = Program(g, stages, optimize, proto)
         prog = self._programs[key]
@@ -199,12 +203,12 @@ class Function:
         return (out, rep) if report else out
 
     def explain(self, mpc: Any = None, protocol: str | None = None, profile: Any = "lan", measured: Any = None,
-                n_compute: int | None = None) -> str:
+                **kw: Any) -> str:
         """Per operation: the chosen implementation, the runner-up, why, predicted bytes and rounds
-        (see `jointml.dsl.explain`)."""
+        (and measured ones from a run's reports); see `jointml.dsl.explain`."""
         from .explain import explain
 
-        return explain(self, mpc=mpc, protocol=protocol, profile=profile, measured=measured, n_compute=n_compute)
+        return explain(self, mpc=mpc, protocol=protocol, profile=profile, measured=measured, **kw)
 
     def __call__(self, *args: Any) -> Any:
         return self.fn(*args)
