@@ -103,7 +103,7 @@ SECRET_OPS: dict[str, Callable[..., Any]] = {
     "reshape": lambda a, shape, **k: a.reshape(shape),
     "transpose": lambda a, axes, **k: a.transpose(axes),
     "concatenate": lambda *xs, axis, dev, **k: _sec_concat(*xs, axis=axis, dev=dev),
-    "sigmoid": lambda a, **k: F.sigmoid(a),
+    "sigmoid": lambda a, mode=None, **k: F.sigmoid(a, mode=mode or "accurate"),
     "exp": lambda a, **k: F.exp(a),
     "log": lambda a, **k: F.log(a),
     "sqrt": lambda a, **k: F.sqrt(a),

@@ -58,7 +58,7 @@ def _name(o: Op, batch: int) -> str:
     if o.op == "reveal":
         to = o.attrs.get("to")
         return "open to all" if to is None else f"open to {to}"
-    base = o.impl or IMPL_NAMES.get(o.op, o.op)
+    base = IMPL_NAMES.get(o.op, o.op) if o.impl is None else (f"sigmoid ({o.impl})" if o.op == "sigmoid" else o.impl)
     if o.op in ("masked_setup", "masked_matmul") and o.impl:
         base = f"{o.impl}"
     if batch > 1:
@@ -69,7 +69,7 @@ def _name(o: Op, batch: int) -> str:
 def _why(o: Op, prof: Profile) -> str:
     ch = o.attrs.get("choice")
     if not ch:
-        return ""
+        return str(o.attrs.get("choice_text", ""))
     costs: dict[str, Cost] = ch["costs"]
     c, r = ch["chosen"], ch["runner_up"]
     if r is None:
@@ -148,7 +148,7 @@ def _lines(g: Graph, p_op: dict[str, tuple[int, int]], m_op: dict[str, tuple[int
             out += _lines(o.body, p_op, m_op, batch, prof, with_meas, indent + "  ", names)
             continue
         lab = f"{o.op}#{o.outs[0].id}"
-        if lab not in p_op and not o.attrs.get("choice"):
+        if lab not in p_op and not o.attrs.get("choice") and not o.attrs.get("choice_text"):
             continue
         pb, pr = p_op.get(lab, (0, 0))
         row = f"{indent}{names.get(o.outs[0].id, '?')} {o.op}"

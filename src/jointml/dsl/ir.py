@@ -100,7 +100,7 @@ class Op:
         names = {} if names is None else names
         outs = ", ".join(f"{_name(o, names)}: {o.type_str()}" for o in self.outs)
         parts = [", ".join(_name(v, names) for v in self.ins)]
-        parts += [f"{k}={_short(v)}" for k, v in self.attrs.items() if k not in ("value", "choice")]
+        parts += [f"{k}={_short(v)}" for k, v in self.attrs.items() if k not in ("value", "choice", "choice_text")]
         if self.op == "const":
             parts.append(_short(self.attrs["value"]))
         impl = f" [{self.impl}]" if self.impl else ""

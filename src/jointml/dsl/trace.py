@@ -282,7 +282,14 @@ def _unary(op: str, kind: str | None = None) -> Callable[[Any], Tensor]:
     return fn
 
 
-sigmoid = _unary("sigmoid", "f")
+def sigmoid(x: Any, mode: str | None = None, error: float | None = None) -> Tensor:
+    """Elementwise logistic function. `mode` pins an approximation ("accurate", "poly", "seg3";
+    see `jointml.mpc.functions.sigmoid`); otherwise the compiler picks the cheapest whose
+    maximum error is within `error` (default: the accurate one)."""
+    v = _val(x)
+    return current().emit("sigmoid", [v], v.shape, "f", mode=mode, error=error)
+
+
 exp = _unary("exp", "f")
 log = _unary("log", "f")
 sqrt = _unary("sqrt", "f")

@@ -9,12 +9,12 @@ Security: unchanged (the same values are computed, fewer times).
 
 >>> from jointml import dsl
 >>> @dsl.function(X=dsl.private("alice", (4, 2)), w=dsl.secret((2,)))
-... def f(X, w):  # X and X.T are shared once, before the loop (X.T computed at alice)
+... def f(X, w):  # X is shared once, before the loop; X.T is a transpose of its shares (free)
 ...     return dsl.fori_loop(0, 3, lambda i, w: w - X.T @ (X @ w) * 0.1, w).reveal()
->>> from jointml.dsl.passes import infer_placement
->>> g = hoist(infer_placement(f.graph))
+>>> from jointml.dsl.passes import dce, infer_placement
+>>> g = dce(hoist(infer_placement(f.graph)))
 >>> [o.op for o in g.ops]
-['transpose', 'share', 'share', 'const', 'fori', 'reveal']
+['share', 'transpose', 'const', 'fori', 'reveal']
 """
 
 from __future__ import annotations

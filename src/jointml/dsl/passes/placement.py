@@ -93,11 +93,20 @@ def _infer_loop(o: Op) -> None:
         out.vis = s
 
 
-def _share(g: Graph, v: Value, at: int, cache: dict[int, Value]) -> Value:
-    if v.id not in cache:
+def _share(g: Graph, v: Value, cache: dict[int, Value], new: list[Op]) -> Value:
+    """`v` as a secret (once per value; the ops to insert are appended to `new`). A transpose or
+    reshape of a private value is shared as its source, then transposed on the shares (free):
+    the source is often shared anyway, and one sharing serves both."""
+    if v.id in cache:
+        return cache[v.id]
+    prod = next((o for o in g.ops if v in o.outs), None)
+    if prod is not None and prod.op in ("transpose", "reshape") and prod.ins[0].vis == v.vis:
+        src = _share(g, prod.ins[0], cache, new)
+        op = Op(prod.op, [src], [g.new_value(v.shape, v.dtype, SECRET)], dict(prod.attrs))
+    else:
         op = Op("share", [v], [g.new_value(v.shape, v.dtype, SECRET)])
-        g.ops.insert(at, op)
-        cache[v.id] = op.outs[0]
+    new.append(op)
+    cache[v.id] = op.outs[0]
     return cache[v.id]
 
 
@@ -108,22 +117,19 @@ def _insert_shares(g: Graph) -> None:
     i = 0
     while i < len(g.ops):
         o = g.ops[i]
+        new: list[Op] = []
         if o.op == "fori":
             assert o.body is not None
-            n = o.attrs["n_carry"]
-            for k in range(n):
+            for k in range(o.attrs["n_carry"]):
                 if o.outs[k].vis == SECRET and o.ins[k].vis != SECRET:
-                    before = len(g.ops)
-                    o.ins[k] = _share(g, o.ins[k], i, cache)
-                    i += len(g.ops) - before
+                    o.ins[k] = _share(g, o.ins[k], cache, new)
             _insert_body_shares(o)
         elif o.op not in ("reveal", "share", "const") and o.outs[0].vis == SECRET:
             for k, v in enumerate(o.ins):
                 if v.vis is not None and v.vis.kind == "private":
-                    before = len(g.ops)
-                    o.ins[k] = _share(g, v, i, cache)
-                    i += len(g.ops) - before
-        i += 1
+                    o.ins[k] = _share(g, v, cache, new)
+        g.ops[i:i] = new
+        i += len(new) + 1
 
 
 def _insert_body_shares(o: Op) -> None:

@@ -11,8 +11,8 @@ A product `A @ y` (or `A.T @ y`) whose left operand is a data matrix X (or a row
 | `private_masked` | X's owner sends X - A once (`private_masked_setup`) | the others send y - B to the owner |
 
 The one-time part is paid once when X does not change inside the enclosing loops (the
-hoisting pass then moves it out), so the estimate is `once + trips x every call`, in
-seconds under the profile; the cheapest wins, the runner-up and the break-even round-trip
+hoisting pass then moves it out) and once for all the products of the same X, so the
+estimate is `once + sum over the products of trips x every call`, in seconds under the profile; the cheapest wins, the runner-up and the break-even round-trip
 time are recorded for `explain()`. `pins={"matmul": "beaver"}` (or an op label such as
 "matmul#12") forces a choice.
 
@@ -40,32 +40,66 @@ from ..cost import profile as as_profile
 from ..cost import protocol_class
 from ..ir import SECRET, Graph, Op, Value
 
-__all__ = ["select", "candidates"]
+__all__ = ["select", "candidates", "SIGMOID_ERRORS"]
+
+#: the sigmoid approximations of `jointml.mpc.functions.sigmoid`, cheapest first, with their
+#: measured maximum absolute errors (from its docstring)
+SIGMOID_ERRORS = (("seg3", 0.056), ("poly", 6.8e-4), ("accurate", 7.9e-6))
 
 _F = 18  # truncation bits of a fixed-point product (the default fractional bits)
 
 
 def select(g: Graph, proto: str = "semi2k", n_compute: int | None = None, profile: Any = "lan",
            pins: dict[str, str] | None = None, compute: list[str] | None = None, **_: Any) -> Graph:
-    """Choose the implementation of every secret matrix product of `g` (in place)."""
-    _select(g, proto, n_compute, as_profile(profile), pins or {}, compute, trips=1, invariant=None)
+    """Choose the implementation of every secret matrix product of `g` (in place). The products
+    of one matrix are decided together: its one-time preparation serves all of them."""
+    found: list[tuple[Graph, Op, dict[str, Any], int, int]] = []
+    _collect(g, 1, None, {}, found)
+    groups: dict[int, list[tuple[Graph, Op, dict[str, Any], int, int]]] = {}
+    for item in found:
+        groups.setdefault(item[4], []).append(item)
+    for items in groups.values():
+        _choose(items, proto, n_compute, as_profile(profile), pins or {}, compute)
     return g
 
 
-def _select(g: Graph, proto: str, n: int | None, prof: Any, pins: dict[str, str], compute: list[str] | None,
-            trips: int, invariant: set[int] | None) -> None:
+def _collect(g: Graph, trips: int, invariant: set[int] | None, root: dict[int, int],
+             found: list[tuple[Graph, Op, dict[str, Any], int, int]]) -> None:
+    """Every secret product with a matchable left operand: (graph, op, match, trips, root id of X)."""
     prod = g.producers()
-    i = 0
-    while i < len(g.ops):
-        o = g.ops[i]
+    for o in g.ops:
         if o.body is not None:
-            body_inv = {v.id for v in o.body.inputs[1 + o.attrs.get("n_carry", 0):]}
-            _select(o.body, proto, n, prof, pins, compute, trips * max(o.attrs["hi"] - o.attrs["lo"], 0), body_inv)
+            caps = o.body.inputs[1 + o.attrs.get("n_carry", 0):]
+            inner_root = dict(root)
+            for inner, outer in zip(caps, o.ins[o.attrs.get("n_carry", 0):]):
+                inner_root[inner.id] = root.get(outer.id, outer.id)
+            _collect(o.body, trips * max(o.attrs["hi"] - o.attrs["lo"], 0), {v.id for v in caps}, inner_root, found)
+        elif o.op == "sigmoid" and o.outs[0].vis == SECRET:
+            _sigmoid_mode(o)
         elif o.op == "matmul" and o.outs[0].vis == SECRET and o.ins[1].vis == SECRET:
             m = _match(o, prod, invariant)
             if m is not None:
-                i += _choose(g, i, o, m, proto, n, prof, pins, compute, trips)
-        i += 1
+                found.append((g, o, m, trips, root.get(m["x"].id, m["x"].id)))
+
+
+def _sigmoid_mode(o: Op) -> None:
+    """The cheapest sigmoid within the op's error budget (a pinned `mode` wins)."""
+    if o.attrs.get("mode"):
+        o.impl = o.attrs["mode"]
+        return
+    budget = o.attrs.get("error")
+    fits = [m for m, err in SIGMOID_ERRORS if budget is None and m == "accurate" or budget is not None and err <= budget]
+    mode = fits[0] if fits else "accurate"
+    o.attrs["mode"] = o.impl = mode
+    names = [m for m, _ in SIGMOID_ERRORS]
+    errs = dict(SIGMOID_ERRORS)
+    text = f"max error {errs[mode]:g}"
+    if budget is not None:
+        text += f" within the budget {budget:g}"
+        k = names.index(mode)
+        if k > 0:
+            text += f"; {names[k - 1]} is cheaper but its error is {errs[names[k - 1]]:g}"
+    o.attrs["choice_text"] = text
 
 
 def _match(o: Op, prod: dict[int, Op], invariant: set[int] | None) -> dict[str, Any] | None:
@@ -128,28 +162,38 @@ def total(once: Cost, each: Cost, trips: int) -> Cost:
                 once.dealer_bytes + trips * each.dealer_bytes)
 
 
-def _choose(g: Graph, i: int, o: Op, m: dict[str, Any], proto: str, n: int | None, prof: Any,
-            pins: dict[str, str], compute: list[str] | None, trips: int) -> int:
-    """Rewrite `o` to the cheapest implementation; returns the number of ops inserted before it."""
-    x: Value = m["x"]
-    rows = (m["size"], x.shape[1]) if m["size"] is not None else x.shape
-    sub = rows[::-1] if m["transpose"] else rows
-    cands = candidates(proto, n, x, sub, o.ins[1].shape, trips, compute)
-    ranked = sorted(cands, key=lambda k: prof.seconds(total(*cands[k], trips)))
-    label = f"matmul#{o.outs[0].id}"
-    pin = pins.get(label) or pins.get("matmul")
-    chosen = pin if pin in cands else ranked[0]
+def _choose(items: list[tuple[Graph, Op, dict[str, Any], int, int]], proto: str, n: int | None, prof: Any,
+            pins: dict[str, str], compute: list[str] | None) -> None:
+    """Pick one implementation for all products of one matrix and rewrite them."""
+    per: list[dict[str, tuple[Cost, Cost]]] = []
+    for _, o, m, trips, _ in items:
+        x: Value = m["x"]
+        rows = (m["size"], x.shape[1]) if m["size"] is not None else x.shape
+        sub = rows[::-1] if m["transpose"] else rows
+        per.append(candidates(proto, n, x, sub, o.ins[1].shape, trips, compute))
+    names = [k for k in per[0] if all(k in c for c in per)]
+    totals: dict[str, Cost] = {}
+    for k in names:
+        once = per[0][k][0] if k != "beaver" else FREE
+        t = once
+        for (_, _, _, trips, _), c in zip(items, per):
+            t = t + total(c[k][0] if k == "beaver" else FREE, c[k][1], trips)
+        totals[k] = t
+    ranked = sorted(names, key=lambda k: prof.seconds(totals[k]))
+    labels = [f"matmul#{o.outs[0].id}" for _, o, _, _, _ in items]
+    pin = next((pins[lab] for lab in labels if lab in pins), pins.get("matmul"))
+    chosen = pin if pin in names else ranked[0]
     runner = next((k for k in ranked if k != chosen), None)
-    info = {"chosen": chosen, "runner_up": runner, "trips": trips,
-            "costs": {k: total(*cands[k], trips) for k in cands}, "pinned": pin in cands}
-    o.attrs["choice"] = info
-    if chosen == "beaver":
-        o.impl = "beaver"
-        return 0
-    setup = Op("masked_setup", [x], [g.new_value(x.shape, x.dtype, SECRET, "masked")],
-               {"kind": "private" if chosen == "private_masked" else "secret"}, impl=chosen)
-    g.ops.insert(i, setup)
-    o.op, o.impl = "masked_matmul", chosen
-    o.ins = [setup.outs[0], o.ins[1]] + ([m["start"]] if m["start"] is not None else [])
-    o.attrs.update(size=m["size"], transpose=m["transpose"])
-    return 1
+    info = {"chosen": chosen, "runner_up": runner, "costs": totals, "pinned": pin in names, "uses": len(items)}
+    for g, o, m, _, _ in items:
+        o.attrs["choice"] = info
+        if chosen == "beaver":
+            o.impl = "beaver"
+            continue
+        x = m["x"]
+        setup = Op("masked_setup", [x], [g.new_value(x.shape, x.dtype, SECRET, "masked")],
+                   {"kind": "private" if chosen == "private_masked" else "secret"}, impl=chosen)
+        g.ops.insert(g.ops.index(o), setup)
+        o.op, o.impl = "masked_matmul", chosen
+        o.ins = [setup.outs[0], o.ins[1]] + ([m["start"]] if m["start"] is not None else [])
+        o.attrs.update(size=m["size"], transpose=m["transpose"])
