@@ -4,8 +4,9 @@ hand-written SSLogisticRegression; a two-layer MLP forward and backward pass."""
 import numpy as np
 import pytest
 
-from jointml import dsl
 from jointml.core.prg import public_rng
+from jointml.dsl.examples import logistic_regression
+from jointml.dsl.examples import mlp_step as make_mlp
 from jointml.ml.linear import SSLogisticRegression
 from jointml.ml.linear.base import public_permutation
 from jointml.mpc import MpcDevice
@@ -23,23 +24,7 @@ def _auc(y, s):
 
 
 def make_lr(n, da, db, epochs, batch, lr, sigmoid_error=0.06):
-    """SS-LR mini-batch training, vertically partitioned: the DSL program (the proof point)."""
-
-    @dsl.function(Xa=dsl.private("bank", (n, da)), Xb=dsl.private("partner", (n, db)), y=dsl.private("bank", (n,)))
-    def train(Xa, Xb, y):
-        def step(i, wab):
-            wa, wb, b = wab
-            xa, xb = dsl.dynamic_slice(Xa, i * batch, batch), dsl.dynamic_slice(Xb, i * batch, batch)
-            r = dsl.sigmoid(xa @ wa + xb @ wb + b, error=sigmoid_error) - dsl.dynamic_slice(y, i * batch, batch)
-            g = lr / batch
-            return wa - (xa.T @ r) * g, wb - (xb.T @ r) * g, b - r.sum() * g
-
-        w = (np.zeros(da), np.zeros(db), np.array(0.0))
-        for _ in range(epochs):
-            w = dsl.fori_loop(0, n // batch, step, w)
-        return dsl.concatenate([w[0], w[1], w[2].reshape(1)]).reveal(to="bank")
-
-    return train
+    return logistic_regression(n, da, db, epochs, batch, lr, sigmoid_error)
 
 
 def _data(n=1200, d=6):
@@ -80,9 +65,9 @@ def test_ss_lr_in_the_dsl_matches_sslogisticregression():
 def test_ss_lr_program_is_short_and_compiles_to_masked_products():
     import inspect
 
-    src = inspect.getsource(make_lr)
-    body = [ln for ln in src.splitlines()[2:] if ln.strip() and not ln.strip().startswith(("#", '"""'))]
-    assert len(body) <= 40
+    src = inspect.getsource(logistic_regression).split('rows by a public permutation first)')[1]
+    body = [ln for ln in src.splitlines()[2:] if ln.strip() and not ln.strip().startswith("#")]
+    assert len(body) <= 20  # the whole training program, declarations included
     train = make_lr(1000, 5, 5, 2, 100, 1.0)
     prog = train.compile(protocol="semi2k", compute=["bank", "partner"])
     ops = [o.op for o in prog.graph.ops]
@@ -95,18 +80,7 @@ def test_ss_lr_program_is_short_and_compiles_to_masked_products():
     assert "private_masked" in text and "runner-up" in text and "sigmoid (seg3" in text
 
 
-@dsl.function(x=dsl.private("bank", (16, 4)), y=dsl.private("partner", (16, 1)), w1=dsl.secret((4, 8)),
-              w2=dsl.secret((8, 1)))
-def mlp_step(x, y, w1, w2):
-    """A two-layer MLP: forward, squared-error backward, the weight gradients."""
-    h_pre = x @ w1
-    h = dsl.relu(h_pre)
-    out = h @ w2
-    d_out = (out - y) * (2.0 / 16)
-    g2 = h.T @ d_out
-    d_h = (d_out @ w2.T) * (h_pre > 0.0)
-    g1 = x.T @ d_h
-    return out.reveal(), g1.reveal(), g2.reveal()
+mlp_step = make_mlp(16, 4, 8)
 
 
 @pytest.mark.parametrize("protocol", ["semi2k", "aby3"])

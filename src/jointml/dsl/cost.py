@@ -125,23 +125,84 @@ class _Everyone:
         return True
 
 
-class ProbeProtocol(Protocol):
-    """Records kernel calls priced by a real protocol class; computes on zero shares."""
+#: (rounds this party counts when the kernel runs alone, whether it sends first, whether it sends last)
+Pattern = tuple[int, bool, bool]
 
-    def __init__(self, real: type[Protocol], compute: list[str], parties: list[str]):
+
+class ProbeProtocol(Protocol):
+    """Records kernel calls priced by a real protocol class; computes on zero shares.
+
+    Besides the kernels' `Cost`, it keeps each party's round counter the way the link layer
+    counts (`Communicator`: a round starts when a party sends after having received), from
+    each kernel's message pattern per party: a party that only sends in a kernel (a semi2k
+    dealer, the senders of a one-way transfer) folds its next send into the same round."""
+
+    def __init__(self, real: type[Protocol], compute: list[str], parties: list[str], dealer: str | None = None):
         self.real = real
         self.name = real.name  # type: ignore[misc]
         self.capabilities = real.capabilities  # type: ignore[misc]
         self.compute = compute
         self.members = list(parties)
+        self.dealer = dealer
         self.me = compute[0]
         self.is_compute = True
         self.log: list[tuple[str, Cost]] = []
         self.ctx = _Ctx(self.me, parties)  # type: ignore[assignment]
+        self.reset_counters()
 
-    def _rec(self, op: str, *shapes: Any, **params: Any) -> None:
-        self.log.append((op, self.real.static_cost(op, *[tuple(s) for s in shapes], n_compute=len(self.compute),
-                                                   **params)))
+    def reset_counters(self) -> None:
+        """A fresh stage: every party's counter at 0 and nothing sent yet (as `ctx.reset_stats()`)."""
+        self.last_send: dict[str, bool] = {}
+        self.counts: dict[str, int] = {}
+
+    @property
+    def stage_rounds(self) -> int:
+        return max(self.counts.values(), default=0)
+
+    def _count(self, pattern: dict[str, Pattern]) -> None:
+        for p, (iso, first, last) in pattern.items():
+            fold = 1 if first and iso > 0 and self.last_send.get(p, False) else 0
+            self.counts[p] = self.counts.get(p, 0) + iso - fold
+            self.last_send[p] = last
+
+    def _pattern(self, op: str, c: Cost, owner: str | None, to: Any) -> dict[str, Pattern]:
+        """Who sends and receives in kernel `op` (see the class docstring)."""
+        comp = self.compute
+        if c.rounds == 0 and c.bytes == 0:
+            return {}
+        one_way = {"share_in": owner, "private_masked_setup": owner, "send": owner}
+        if op in one_way:
+            receivers = to if to is not None else [p for p in comp if p != owner]
+            pat = {p: (0, False, False) for p in receivers if p != owner}
+            pat[str(owner)] = (1, True, True)
+            return pat
+        if op == "reveal" and to is not None:
+            pat = {p: (1, True, True) for p in comp if p != to}
+            pat[to] = (0, False, False)
+            return pat
+        if op == "private_masked_matmul" and self.real.name == "semi2k":
+            pat = {p: (1, True, True) for p in comp if p != owner}
+            pat[str(owner)] = (0, False, False)
+        else:
+            pat = {p: (c.rounds, True, False) for p in comp}
+        if self.dealer is not None and c.dealer_bytes:
+            pat[self.dealer] = (1, True, True)
+            # the dealer's corrections go to the last compute party, which receives them before
+            # its first send of the kernel: that send always starts a round
+            last = comp[-1]
+            if last in pat:
+                pat[last] = (pat[last][0], False, pat[last][2])
+        return pat
+
+    def _rec(self, op: str, *shapes: Any, owner: str | None = None, to: Any = None, **params: Any) -> None:
+        c = self.real.static_cost(op, *[tuple(s) for s in shapes], n_compute=len(self.compute), **params)
+        self.log.append((op, c))
+        self._count(self._pattern(op, c, owner, to))
+
+    def record_send(self, owner: str, receivers: list[str], c: Cost) -> None:
+        """A plaintext array sent by `owner` (a reveal of a private value)."""
+        self.log.append(("send", c))
+        self._count(self._pattern("send", c, owner, receivers))
 
     @classmethod
     def static_cost(cls, op: str, *shapes: Any, n_compute: int | None = None, **params: Any) -> Cost:
@@ -157,12 +218,17 @@ class ProbeProtocol(Protocol):
         return np.asarray(fn(*shares))
 
     def share_in(self, owner: str, value: Any, shape: Any, dtype: Any = _U, boolean: bool = False) -> Any:
-        self._rec("share_in", shape, outsider=owner not in self.compute, itemsize=np.dtype(dtype).itemsize)
+        outsider = owner not in self.compute
+        to = [self.compute[-1]] if outsider and self.real.name == "semi2k" else None
+        self._rec("share_in", shape, outsider=outsider, itemsize=np.dtype(dtype).itemsize, owner=owner, to=to)
         return np.zeros(tuple(shape), dtype)
 
     def reveal(self, x: Any, shape: Any, to: str | None = None, boolean: bool = False, dtype: Any = _U) -> Any:
         kind = "all" if to is None else ("member" if to in self.compute else "outsider")
-        self._rec("reveal", np.shape(x), to=kind, itemsize=np.dtype(dtype).itemsize)
+        c = self.real.static_cost("reveal", np.shape(x), n_compute=len(self.compute), to=kind,
+                                  itemsize=np.dtype(dtype).itemsize)
+        self.log.append(("reveal", c))
+        self._count(self._pattern("reveal", c, None, to))
         return np.zeros(np.shape(x), dtype)
 
     def add(self, a: Any, b: Any) -> Any:
@@ -245,8 +311,8 @@ class ProbeProtocol(Protocol):
         return _Handle(tuple(shape))
 
     def private_masked_setup(self, owner: str, x: Any, shape: Any) -> Any:
-        self._rec("private_masked_setup", shape)
-        return _Handle(tuple(shape))
+        self._rec("private_masked_setup", shape, owner=owner)
+        return _Handle(tuple(shape), owner)
 
     def masked_matmul(self, handle: Any, rows: Any, y: Any, shape_y: Any, transpose: bool = False) -> Any:
         return self._mm("masked_matmul", handle, rows, shape_y, transpose)
@@ -258,13 +324,14 @@ class ProbeProtocol(Protocol):
         sub = rows_shape(handle.shape, rows)
         if transpose:
             sub = sub[::-1]
-        self._rec(op, sub, shape_y)
+        self._rec(op, sub, shape_y, owner=getattr(handle, "owner", None))
         return np.zeros(matmul_shape(sub, tuple(shape_y)), _U)
 
 
 class _Handle:
-    def __init__(self, shape: tuple[int, ...]):
+    def __init__(self, shape: tuple[int, ...], owner: str | None = None):
         self.shape = shape
+        self.owner = owner
 
 
 class ProbeDevice:
@@ -272,8 +339,9 @@ class ProbeDevice:
 
     is_probe = True
 
-    def __init__(self, protocol: str, compute: list[str], parties: list[str], frac_bits: int = DEFAULT_FRAC_BITS):
-        self.proto = ProbeProtocol(protocol_class(protocol), compute, parties)
+    def __init__(self, protocol: str, compute: list[str], parties: list[str], frac_bits: int = DEFAULT_FRAC_BITS,
+                 dealer: str | None = None):
+        self.proto = ProbeProtocol(protocol_class(protocol), compute, parties, dealer)
         self.protocol_name = protocol
         self.parties = compute
         self.members = _Everyone()
@@ -324,22 +392,23 @@ def predict(prog: Any, protocol: str, compute: Sequence[str] | None = None, part
     dc, dp = _default_parties(protocol, len(compute) if compute else None, g)
     comp = list(compute) if compute else dc
     allp = list(parties) if parties else (comp + [p for p in dp if p not in dc])
-    dev = ProbeDevice(protocol, comp, allp, frac_bits)
+    dealer = next((p for p in reversed(allp) if p not in comp), None) if protocol == "semi2k" else None
+    dev = ProbeDevice(protocol, comp, allp, frac_bits, dealer)
     pred = Prediction()
 
     def on_stage(ops: list[Op], thunk: Callable[[], None]) -> None:
         start = len(dev.proto.log)
+        dev.proto.reset_counters()  # as the run's report counts each stage alone
         thunk()
         new = dev.proto.log[start:]
         if not new:
             return
         labels = [_label(o) for o in ops]
-        parallel = all(o.op == "share" for o in ops)  # each owner sends its own shares at once
         c = FREE
         for kname, kc in new:
-            c = (c | kc) if parallel else (c + kc)
+            c = c + kc
             pred.kernels.append((",".join(labels), kname, kc))
-        pred.stages.append((labels, c))
+        pred.stages.append((labels, Cost(c.bytes, dev.proto.stage_rounds, c.dealer_bytes)))
 
     ex = Executor(dev, batch=batch, on_stage=on_stage, omniscient=True)
     ex.run(g, [_placeholder(dev, v.vis, v.shape, v.dtype) for v in g.inputs])

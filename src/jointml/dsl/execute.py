@@ -295,8 +295,8 @@ class Executor:
             return x
         v = o.ins[0]
         if self.omniscient:  # the probe: a plaintext array from its owner to `to` (or to all others)
-            n_recv = 1 if to is not None else len(self.mpc.all_parties) - 1
-            self.mpc.proto.log.append(("send", self.mpc.transfer_cost(v.shape, n_recv)))
+            recv = [to] if to is not None else [p for p in self.mpc.all_parties if p != src.owner]
+            self.mpc.proto.record_send(str(src.owner), recv, self.mpc.transfer_cost(v.shape, len(recv)))
             return x
         ctx = self.mpc.ctx
         dt = np.float64 if v.dtype == "f" else np.int64

@@ -12,7 +12,8 @@ A product `A @ y` (or `A.T @ y`) whose left operand is a data matrix X (or a row
 
 The one-time part is paid once when X does not change inside the enclosing loops (the
 hoisting pass then moves it out) and once for all the products of the same X, so the
-estimate is `once + sum over the products of trips x every call`, in seconds under the profile; the cheapest wins, the runner-up and the break-even round-trip
+estimate is `once + sum over the products of trips x every call`, in seconds under the
+profile; the cheapest wins, the runner-up and the break-even round-trip
 time are recorded for `explain()`. `pins={"matmul": "beaver"}` (or an op label such as
 "matmul#12") forces a choice.
 
