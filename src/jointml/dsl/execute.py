@@ -299,11 +299,12 @@ class Executor:
             self.mpc.proto.record_send(str(src.owner), recv, self.mpc.transfer_cost(v.shape, len(recv)))
             return x
         ctx = self.mpc.ctx
+        owner = str(src.owner)
         dt = np.float64 if v.dtype == "f" else np.int64
         mine = [np.asarray(x, dtype=dt)] if self.me == src.owner else ()
         if to is None:  # a private value published by its owner
-            return broadcast(ctx, src.owner, arrays=mine, name="dslrv", dtypes=[dt], shapes=[v.shape]).arrays[0]
-        got = send_to(ctx, src.owner, to, arrays=mine, name="dslrv", dtypes=[dt], shapes=[v.shape])
+            return broadcast(ctx, owner, arrays=mine, name="dslrv", dtypes=[dt], shapes=[v.shape]).arrays[0]
+        got = send_to(ctx, owner, to, arrays=mine, name="dslrv", dtypes=[dt], shapes=[v.shape])
         return got.arrays[0] if self.me == to and got is not None else None
 
     def _masked(self, o: Op, ins: list[Any]) -> Any:

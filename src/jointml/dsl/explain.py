@@ -58,6 +58,8 @@ def _name(o: Op, batch: int) -> str:
     if o.op == "reveal":
         to = o.attrs.get("to")
         return "open to all" if to is None else f"open to {to}"
+    if o.op == "mul" and o.outs[0].dtype == "i" and o.impl is None:
+        return "Beaver product (exact)" + (f" (batch {batch})" if batch > 1 else "")
     base = IMPL_NAMES.get(o.op, o.op) if o.impl is None else (f"sigmoid ({o.impl})" if o.op == "sigmoid" else o.impl)
     if o.op in ("masked_setup", "masked_matmul") and o.impl:
         base = f"{o.impl}"

@@ -326,10 +326,10 @@ def fori_loop(lo: int, hi: int, body: Callable[[Tensor, Any], Any], init: Any) -
     inner.graph.outputs = outs
     capt = [inner.graph.capture_src[v.id] for v in inner.graph.inputs[1 + len(inits):]]
     g = outer.graph
-    o = g.emit("fori", [outer.lift(v) for v in inits + capt], inits[0].shape, inits[0].dtype,
-               lo=int(lo), hi=int(hi), n_carry=len(inits))
-    o.body = inner.graph
-    o.outs = [g.new_value(v.shape, v.dtype) for v in inits]
-    outer.owned.update(v.id for v in o.outs)
-    res_t = [Tensor(v) for v in o.outs]
+    loop = g.emit("fori", [outer.lift(v) for v in inits + capt], inits[0].shape, inits[0].dtype,
+                  lo=int(lo), hi=int(hi), n_carry=len(inits))
+    loop.body = inner.graph
+    loop.outs = [g.new_value(v.shape, v.dtype) for v in inits]
+    outer.owned.update(v.id for v in loop.outs)
+    res_t = [Tensor(v) for v in loop.outs]
     return res_t[0] if single else tuple(res_t)

@@ -37,7 +37,7 @@ __all__ = ["infer_placement", "join"]
 
 def join(*vs: Vis | None) -> Vis:
     """The visibility of a result computed from operands of visibilities `vs`."""
-    owners = {v.owner for v in vs if v is not None and v.kind == "private"}
+    owners = {str(v.owner) for v in vs if v is not None and v.kind == "private"}
     if any(v is not None and v.kind == "secret" for v in vs) or len(owners) > 1:
         return SECRET
     if owners:
@@ -85,7 +85,7 @@ def _infer_loop(o: Op) -> None:
         for c, s in zip(carries, state):
             c.vis = s
         _infer(body)
-        new = [join(s, r.vis) for s, r in zip(state, body.outputs)]
+        new: list[Vis | None] = [join(s, r.vis) for s, r in zip(state, body.outputs)]
         if new == state:
             break
         state = new

@@ -145,7 +145,7 @@ def candidates(proto: str, n: int | None, x: Value, sub: tuple[int, ...], y: tup
     out = matmul_shape(sub, y)
     trunc = c("trunc", out, bits=_F) if x.dtype == "f" else FREE
     private = x.vis is not None and x.vis.kind == "private"
-    owner_ok = private and (compute is None or x.vis.owner in compute)  # type: ignore[union-attr]
+    owner_ok = private and (compute is None or str(x.vis.owner if x.vis else "") in compute)
     share_x = c("share_in", x.shape, outsider=not owner_ok) if private else FREE
     share_sub = c("share_in", sub, outsider=not owner_ok) if private else FREE
     res = {
