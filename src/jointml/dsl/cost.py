@@ -314,6 +314,9 @@ class ProbeProtocol(Protocol):
         self._rec("private_masked_setup", shape, owner=owner)
         return _Handle(tuple(shape), owner)
 
+    def private_masked_matmul_many(self, items: Sequence[tuple[Any, Any, Any, Any, bool]]) -> list[Any]:
+        return [self.private_masked_matmul(*it) for it in items]
+
     def masked_matmul(self, handle: Any, rows: Any, y: Any, shape_y: Any, transpose: bool = False) -> Any:
         return self._mm("masked_matmul", handle, rows, shape_y, transpose)
 

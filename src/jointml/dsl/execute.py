@@ -204,6 +204,8 @@ class Executor:
             return ("reveal", o.attrs.get("to"))
         if o.op == "share":
             return "share"  # independent inputs: each owner sends its own shares, in parallel
+        if o.op == "masked_matmul" and o.impl == "private_masked":
+            return "pmm"  # products with private matrices: one round for all (owners may differ)
         return None
 
     # -- groups -------------------------------------------------------------------------------
@@ -221,6 +223,11 @@ class Executor:
                 diffs.append(a - b if o.op in ("lt", "ge") else b - a)  # lt/ge: [a-b<0], gt/le: [b-a<0]
             for o, bit in zip(group, ltz_many([_as_secret(self.mpc, d) for d in diffs])):
                 env[o.outs[0].id] = bit if o.op in ("lt", "gt") else 1 - bit
+        elif key == "pmm":
+            from .lowering import run_private_many
+
+            for o, r in zip(group, run_private_many(self, [[env[v.id] for v in o.ins] for o in group], group)):
+                env[o.outs[0].id] = r
         elif key == "mul":
             for o, r in zip(group, mul_many([(env[o.ins[0].id], env[o.ins[1].id]) for o in group])):
                 env[o.outs[0].id] = r

@@ -16,7 +16,7 @@ from ..mpc.batched import rescale_many
 from ..mpc.shapes import matmul_shape, rows_shape
 from .ir import Op
 
-__all__ = ["MaskedHandle", "run_masked"]
+__all__ = ["MaskedHandle", "run_masked", "run_private_many"]
 
 
 class MaskedHandle:
@@ -47,8 +47,8 @@ def run_masked(ex: Any, o: Op, ins: list[Any]) -> Any:
         return MaskedHandle(proto.masked_setup(s.share, s.shape), x.shape, s.fxp, "secret")
     h: MaskedHandle = ins[0]
     y: SecretArray = ins[1]
-    size, transpose = o.attrs["size"], o.attrs["transpose"]
-    rows = slice(None) if size is None else slice(int(ins[2]), int(ins[2]) + size)
+    transpose = o.attrs["transpose"]
+    rows = _rows(o, ins)
     sub = rows_shape(h.shape, rows)
     if transpose:
         sub = sub[::-1]
@@ -56,3 +56,23 @@ def run_masked(ex: Any, o: Op, ins: list[Any]) -> Any:
     share = kernel(h.handle, rows, y.share, y.shape, transpose)
     raw = SecretArray(mpc, share, matmul_shape(sub, y.shape), h.fxp + y.fxp)
     return rescale_many([raw])[0]
+
+
+def _rows(o: Op, ins: list[Any]) -> Any:
+    size = o.attrs["size"]
+    return slice(None) if size is None else slice(int(ins[2]), int(ins[2]) + size)
+
+
+def run_private_many(ex: Any, inputs: list[list[Any]], ops: list[Op]) -> list[SecretArray]:
+    """Several private-matrix products in one round (`Protocol.private_masked_matmul_many`),
+    their truncations in one more."""
+    mpc = ex.mpc
+    items, shapes = [], []
+    for ins, o in zip(inputs, ops):
+        h, y = ins[0], ins[1]
+        rows = _rows(o, ins)
+        items.append((h.handle, rows, y.share, y.shape, o.attrs["transpose"]))
+        sub = rows_shape(h.shape, rows)
+        shapes.append((matmul_shape(sub[::-1] if o.attrs["transpose"] else sub, y.shape), h.fxp + y.fxp))
+    shares = mpc.proto.private_masked_matmul_many(items)
+    return rescale_many([SecretArray(mpc, s, shp, fx) for s, (shp, fx) in zip(shares, shapes)])
