@@ -99,14 +99,30 @@ def test_batched_kernels_match_separate_ones():
         p1, p2 = mul_many([(a, a), (b, half)])
         l1, l2 = ltz_many([a, b])
         r = reveal_many([p1, p2, l1, l2])
-        return r, ctx.stats()["rounds"]
+        rounds = ctx.stats()["rounds"]
+        to_bob = reveal_many([l1, p2], to="bob")
+        return r, rounds, [None if t.value is None else t.value.tolist() for t in to_bob if t.is_local]
 
     res = simulate(prog, PARTIES, mode="thread")
-    (p1, p2, l1, l2), rounds = res["alice"]
+    (p1, p2, l1, l2), rounds, _ = res["alice"]
+    assert res["alice"][2] == [] and res["carol"][2] == []  # a reveal to bob reaches bob only
+    assert res["bob"][2][0] == [0, 1, 0] and np.allclose(res["bob"][2][1], [[2.0], [0.5]], atol=1e-4)
     assert np.allclose(p1, [2.25, 4.0, 0.0625], atol=1e-4) and np.allclose(p2, [[2.0], [0.5]], atol=1e-4)
     assert l1.tolist() == [0, 1, 0] and l2.tolist() == [[0], [1]]
     assert rounds == 2 + 6 + 1  # one mul + one trunc round, one comparison, one opening
     assert res["carol"][0] == [None] * 4  # the dealer learns no revealed value
+
+
+def test_opened_values_cannot_feed_secret_ops_on_semi2k():
+    from jointml.core.errors import ParameterError
+
+    @dsl.function(x=dsl.secret((2,)))
+    def f(x):
+        return x * x.sum().reveal()
+
+    with pytest.raises(ParameterError, match="dealer"):
+        f.compile(protocol="semi2k")
+    f.compile(protocol="aby3")  # every aby3 party is a compute party: fine
 
 
 @dsl.function(X=dsl.private("alice", (12, 3)), y=dsl.private("bob", (12,)))
@@ -179,3 +195,20 @@ def test_explain_shows_choices_and_measured_beside_predicted():
         if not line.lstrip().startswith("loop"):
             assert line[52:64].split() == line[72:84].split() and line[64:72].split() == line[84:92].split(), line
     assert mpc.protocol_name == "semi2k"
+
+
+@pytest.mark.parametrize("protocol", ["semi2k", "aby3"])
+def test_sum_before_truncation(protocol):
+    @dsl.function(x=dsl.private("alice", (50,)), w=dsl.private("bob", (50,)))
+    def dot(x, w):
+        return ((x * w).sum() + (x * x * 0.5).sum()).reveal()
+
+    x, w = np.linspace(-2, 2, 50), np.linspace(1, -1, 50)
+    res = _measure(dot, protocol, [x, w], ["alice", "bob"])
+    assert np.isclose(res["alice"][0], dot.evaluate(x, w), atol=1e-3)
+    compute = ["alice", "bob"] if protocol == "semi2k" else PARTIES
+    opt = predict(dot.compile(protocol=protocol, compute=compute), protocol, compute=compute, parties=PARTIES)
+    naive = predict(dot.compile(protocol=protocol, compute=compute, optimize=False), protocol, compute=compute,
+                    parties=PARTIES)
+    assert opt.total.bytes < naive.total.bytes  # one truncation of the sum, not 50 of the products
+    assert (opt.total.bytes, opt.total.rounds) == measured_total([res[p][1] for p in PARTIES])

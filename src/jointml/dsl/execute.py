@@ -26,7 +26,7 @@ import numpy as np
 from ..core.errors import DataError, ParameterError
 from ..mpc import SecretArray, concatenate
 from ..mpc import functions as F
-from ..mpc.batched import ltz_many, mul_many, reveal_many
+from ..mpc.batched import ltz_many, mul_many, rescale_many, reveal_many
 from ..runtime.collectives import broadcast, send_to
 from .ir import SECRET, Graph, Op, Value
 
@@ -189,7 +189,7 @@ class Executor:
         if o.outs[0].vis != SECRET:
             return False
         if o.op in LOCAL_SECRET:
-            return False
+            return o.impl == "truncate after"
         if o.op == "mul" and any(v.vis != SECRET and v.dtype == "i" for v in o.ins):
             return False
         return True
@@ -256,6 +256,8 @@ class Executor:
             env[out.id] = self._reveal(o, ins[0])
         elif o.op in ("masked_setup", "masked_matmul"):
             env[out.id] = self._masked(o, ins)
+        elif out.vis == SECRET and o.impl in ("untruncated", "truncate after"):
+            env[out.id] = self._deferred(o, ins)
         elif out.vis == SECRET:
             extra = {"dev": self.mpc} if o.op == "concatenate" else {}
             env[out.id] = SECRET_OPS[o.op](*ins, **o.attrs, **extra)
@@ -265,6 +267,14 @@ class Executor:
             env[out.id] = None  # a public value this party does not hold (a dealer)
         else:
             env[out.id] = _cast(NUMPY[o.op](*ins, **o.attrs), out)
+
+    def _deferred(self, o: Op, ins: list[Any]) -> SecretArray:
+        """A product kept at double scale, or the sum of such products truncated once."""
+        if o.impl == "untruncated":
+            a, b = ins
+            share = self.mpc.proto.mul(a.share, b.share, a.shape, b.shape)
+            return SecretArray(self.mpc, share, o.outs[0].shape, a.fxp + b.fxp)
+        return rescale_many([SECRET_OPS["sum"](ins[0], **o.attrs)])[0]
 
     def _loop(self, o: Op, ins: list[Any], env: dict[int, Any]) -> None:
         body = o.body

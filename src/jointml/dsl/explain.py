@@ -43,7 +43,7 @@ IMPL_NAMES = {
     "gt": "comparison (msb)", "le": "comparison (msb)", "ge": "comparison (msb)", "where": "select (bit x diff)",
     "sigmoid": "sigmoid (accurate)", "exp": "exp (range-reduced)", "log": "log", "reciprocal": "reciprocal (Newton)",
     "sqrt": "sqrt", "relu": "relu (msb + select)", "div": "division (reciprocal)", "mean": "sum + public scale",
-    "masked_setup": "mask X once", "masked_matmul": "masked-matrix product",
+    "masked_setup": "mask X once", "masked_matmul": "masked-matrix product", "sum": "local sum",
 }
 
 

@@ -5,7 +5,8 @@
 | `placement` | visibility inference: public / private(owner) / secret; explicit `share` ops |
 | `fold`, `cse`, `dce` | constant folding, common subexpressions, dead code |
 | `hoist` | loop-invariant code moves out of loops (share / mask a matrix once) |
-| `select` | operator selection by cost (masked-matrix products, ...) |
+| `select` | operator selection by cost (masked-matrix products, sigmoid from an error budget) |
+| `truncation` | sum before truncating (one truncation for a sum of products) |
 
 Security: passes only move and choose computations; what a party learns is fixed by the
 program's reveals (see `placement`).
@@ -19,8 +20,9 @@ from ..ir import Graph
 from .hoist import hoist
 from .placement import infer_placement
 from .simplify import cse, dce, fold
+from .truncation import place_truncations
 
-__all__ = ["infer_placement", "fold", "cse", "dce", "hoist", "pipeline"]
+__all__ = ["infer_placement", "fold", "cse", "dce", "hoist", "place_truncations", "pipeline"]
 
 
 def _placement(g: Graph, **_: Any) -> Graph:
@@ -34,4 +36,4 @@ def pipeline(optimize: bool = True) -> list[tuple[str, Callable[..., Graph]]]:
     from .select import select
 
     return [("fold", fold), ("placement", _placement), ("cse", cse), ("dce", dce), ("select", select),
-            ("hoist", hoist), ("cse", cse), ("dce", dce)]
+            ("truncation", place_truncations), ("hoist", hoist), ("cse", cse), ("dce", dce)]

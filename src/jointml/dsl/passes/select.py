@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...core.errors import ParameterError
 from ...mpc.protocols.base import FREE, Cost
 from ...mpc.shapes import matmul_shape
 from ..cost import profile as as_profile
@@ -54,6 +55,8 @@ def select(g: Graph, proto: str = "semi2k", n_compute: int | None = None, profil
            pins: dict[str, str] | None = None, compute: list[str] | None = None, **_: Any) -> Graph:
     """Choose the implementation of every secret matrix product of `g` (in place). The products
     of one matrix are decided together: its one-time preparation serves all of them."""
+    if proto == "semi2k":
+        _check_dealer_inputs(g)
     found: list[tuple[Graph, Op, dict[str, Any], int, int]] = []
     _collect(g, 1, None, {}, found)
     groups: dict[int, list[tuple[Graph, Op, dict[str, Any], int, int]]] = {}
@@ -62,6 +65,17 @@ def select(g: Graph, proto: str = "semi2k", n_compute: int | None = None, profil
     for items in groups.values():
         _choose(items, proto, n_compute, as_profile(profile), pins or {}, compute)
     return g
+
+
+def _check_dealer_inputs(g: Graph) -> None:
+    """A value revealed to the compute parties is not known to the semi2k dealer, which executes
+    every secret operation too: such a value cannot feed a secret operation."""
+    opened = {o.outs[0].id for o in g.walk() if o.op == "reveal" and o.attrs.get("to") is None}
+    for o in g.walk():
+        if o.outs and o.outs[0].vis == SECRET and any(v.id in opened for v in o.ins):
+            raise ParameterError(f"'{o.op}' reads a value opened by reveal(): on semi2k the dealer does not "
+                                 "receive opened values but executes every secret operation; keep the value "
+                                 "secret, or reveal it to a party and use it there", field="reveal")
 
 
 def _collect(g: Graph, trips: int, invariant: set[int] | None, root: dict[int, int],
