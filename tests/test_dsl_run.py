@@ -105,3 +105,25 @@ def test_secret_inputs_and_outputs():
         return f.run(ctx, mpc, s).reveal()
 
     assert simulate(prog, PARTIES, mode="thread")["carol"].tolist() == [2.25, 4.0]
+
+
+@dsl.function(X=dsl.private("alice", (8, 2)), y=dsl.private("bob", (8,)))
+def nested(X, y):
+    def epoch(e, w):
+        def step(i, w):
+            xb = dsl.dynamic_slice(X, i * 4, 4)
+            return w - xb.T @ (xb @ w - dsl.dynamic_slice(y, i * 4, 4)) * 0.05
+
+        return dsl.fori_loop(0, 2, step, w) * 1.0
+
+    return dsl.fori_loop(0, 3, epoch, np.zeros(2)).reveal()
+
+
+def test_nested_loops_hoist_to_the_top():
+    prog = nested.compile(protocol="semi2k", compute=["alice", "bob"], pins={"matmul": "private_masked"})
+    assert [o.op for o in prog.graph.ops].count("masked_setup") == 1  # out of both loops
+    inner = next(o for o in next(o for o in prog.graph.ops if o.op == "fori").body.ops if o.op == "fori")
+    assert len({v.id for v in inner.ins}) == len(inner.ins)  # no duplicated captures
+    Xv, yv = np.arange(16.0).reshape(8, 2) / 8, np.linspace(-1, 1, 8)
+    res = _run(nested, "semi2k", [Xv, yv], ["alice", "bob"], pins={"matmul": "private_masked"})
+    assert np.allclose(res["bob"], nested.evaluate(Xv, yv), atol=1e-4)

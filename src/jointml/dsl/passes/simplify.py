@@ -129,6 +129,7 @@ def dce(g: Graph, **_: Any) -> Graph:
     while True:
         for o in g.ops:
             if o.op == "fori":
+                prune_loop_inputs(o)  # merging captures here can make an inner loop's captures equal
                 dce(o.body)  # type: ignore[arg-type]
                 prune_loop_inputs(o)
         used = _uses(g)
