@@ -88,7 +88,22 @@ def _why(o: Op, prof: Profile) -> str:
             note += f"; {c} while RTT is {side} {_ms(rtt)} at this bandwidth, {r} {other}"
     elif cc.bytes != rc.bytes:
         note += f"; {rc.bytes - cc.bytes:+d} B for the same rounds"
-    return note
+    return note + _breakeven_trips(ch, prof)
+
+
+def _breakeven_trips(ch: dict[str, Any], prof: Profile) -> str:
+    """The loop length at which the runner-up would win (one-time cost against per-iteration cost)."""
+    split = ch.get("split")
+    c, r = ch["chosen"], ch["runner_up"]
+    if not split or r is None or ch.get("trips", 1) <= 1:
+        return ""
+    (oc, lc), (orr, lr) = split[c], split[r]
+    d_loop = prof.seconds(lc) - prof.seconds(lr)
+    d_once = prof.seconds(orr) - prof.seconds(oc)
+    if d_loop == 0 or d_once / d_loop <= 0:
+        return ""
+    n = ch["trips"] * d_once / d_loop
+    return f"; {r} below {n:.1f} iterations" if d_loop < 0 else f"; {r} above {n:.1f} iterations"
 
 
 def _per_op(stages: Sequence[tuple[list[str], int, int]]) -> tuple[dict[str, tuple[int, int]], dict[str, int]]:

@@ -188,18 +188,21 @@ def _choose(items: list[tuple[Graph, Op, dict[str, Any], int, int]], proto: str,
         per.append(candidates(proto, n, x, sub, o.ins[1].shape, trips, compute))
     names = [k for k in per[0] if all(k in c for c in per)]
     totals: dict[str, Cost] = {}
+    split: dict[str, tuple[Cost, Cost]] = {}  # (one-time part, the loops' part)
     for k in names:
         once = per[0][k][0] if k != "beaver" else FREE
-        t = once
+        loops = FREE
         for (_, _, _, trips, _), c in zip(items, per):
-            t = t + total(c[k][0] if k == "beaver" else FREE, c[k][1], trips)
-        totals[k] = t
+            loops = loops + total(c[k][0] if k == "beaver" else FREE, c[k][1], trips)
+        totals[k] = once + loops
+        split[k] = (once, loops)
     ranked = sorted(names, key=lambda k: prof.seconds(totals[k]))
     labels = [f"matmul#{o.outs[0].id}" for _, o, _, _, _ in items]
     pin = next((pins[lab] for lab in labels if lab in pins), pins.get("matmul"))
     chosen = pin if pin in names else ranked[0]
     runner = next((k for k in ranked if k != chosen), None)
-    info = {"chosen": chosen, "runner_up": runner, "costs": totals, "pinned": pin in names, "uses": len(items)}
+    info = {"chosen": chosen, "runner_up": runner, "costs": totals, "pinned": pin in names, "uses": len(items),
+            "split": split, "trips": max(t for _, _, _, t, _ in items)}
     for g, o, m, _, _ in items:
         o.attrs["choice"] = info
         if chosen == "beaver":
