@@ -62,7 +62,11 @@ WAN = Profile("wan", 20e-3, 100e6)
 
 
 def profile(p: Any) -> Profile:
-    """A Profile from a name ("lan", "wan"), a Profile, or a dict {rtt, bandwidth[, compute]}."""
+    """A Profile from a name ("lan", "wan"), a Profile, or a dict {rtt, bandwidth[, compute]}.
+
+    >>> profile("wan").rtt, profile({"rtt": 0.05, "bandwidth": 1e9}).name
+    (0.02, 'custom')
+    """
     if isinstance(p, Profile):
         return p
     if isinstance(p, str) and p.lower() in ("lan", "wan"):

@@ -58,7 +58,11 @@ def _spec(vis: Vis, shape: Any, dtype: str) -> InputSpec:
 
 
 def public(shape: Any = (), dtype: str = "f") -> InputSpec:
-    """A public input: the same array at every party."""
+    """A public input: the same array at every party.
+
+    >>> public((2, 3)), private("bank", 4).vis, secret(()).dtype
+    (InputSpec(vis=Vis(kind='public', owner=None), shape=(2, 3), dtype='f'), Vis(kind='private', owner='bank'), 'f')
+    """
     return _spec(PUBLIC, shape, dtype)
 
 

@@ -243,27 +243,50 @@ class Tensor:
 
 
 def matmul(a: Any, b: Any) -> Tensor:
-    """a @ b (numpy rules for 1-D and 2-D operands)."""
+    """a @ b (numpy rules for 1-D and 2-D operands).
+
+    >>> from jointml import dsl
+    >>> dsl.function(lambda a: dsl.matmul(a, a.T), a=dsl.public((2, 3))).graph.ops[-1].outs[0].shape
+    (2, 2)
+    """
     va, vb = _val(a), _val(b)
     shape = _shape_of(lambda x, y: x.astype(np.int64) @ y.astype(np.int64), va.shape, vb.shape)
     return current().emit("matmul", [va, vb], shape, _kind(va, vb))
 
 
 def where(cond: Any, a: Any, b: Any) -> Tensor:
-    """numpy where: `a` where the 0/1 `cond` is 1, else `b` (oblivious when cond is secret)."""
+    """numpy where: `a` where the 0/1 `cond` is 1, else `b` (oblivious when cond is secret).
+
+    >>> from jointml import dsl
+    >>> f = dsl.function(lambda x: dsl.where(x > 1.0, x, -x), x=dsl.secret(3))
+    >>> f.evaluate(np.array([0.5, 2.0, 3.0])).tolist()
+    [-0.5, 2.0, 3.0]
+    """
     vc, va, vb = _val(cond), _val(a), _val(b)
     return current().emit("where", [vc, va, vb], _bshape(vc, va, vb), _kind(va, vb))
 
 
 def concatenate(xs: Sequence[Any], axis: int = 0) -> Tensor:
-    """numpy concatenate."""
+    """numpy concatenate.
+
+    >>> from jointml import dsl
+    >>> dsl.function(lambda a: dsl.concatenate([a, a * 2.0]), a=dsl.public(2)).evaluate(np.ones(2)).tolist()
+    [1.0, 1.0, 2.0, 2.0]
+    """
     vs = [_val(x) for x in xs]
     shape = _shape_of(lambda *a: np.concatenate(a, axis=axis), *[v.shape for v in vs])
     return current().emit("concatenate", vs, shape, _kind(*vs), axis=axis)
 
 
 def dynamic_slice(x: Tensor, start: Any, size: int, axis: int = 0) -> Tensor:
-    """x[start : start + size] along `axis`, for a public (traced) `start` such as a loop index."""
+    """x[start : start + size] along `axis`, for a public (traced) `start` such as a loop index.
+
+    >>> from jointml import dsl
+    >>> f = dsl.function(lambda x: dsl.fori_loop(0, 2, lambda i, s: s + dsl.dynamic_slice(x, i * 2, 2), np.zeros(2)),
+    ...                  x=dsl.secret(4))
+    >>> f.evaluate(np.array([1.0, 2.0, 10.0, 20.0])).tolist()
+    [11.0, 22.0]
+    """
     vx, vs = _val(x), _val(start)
     if vs.shape != () or vs.dtype != "i":
         raise ParameterError("dynamic_slice: start must be an integer scalar", field="start")
@@ -285,7 +308,13 @@ def _unary(op: str, kind: str | None = None) -> Callable[[Any], Tensor]:
 def sigmoid(x: Any, mode: str | None = None, error: float | None = None) -> Tensor:
     """Elementwise logistic function. `mode` pins an approximation ("accurate", "poly", "seg3";
     see `jointml.mpc.functions.sigmoid`); otherwise the compiler picks the cheapest whose
-    maximum error is within `error` (default: the accurate one)."""
+    maximum error is within `error` (default: the accurate one).
+
+    >>> from jointml import dsl
+    >>> f = dsl.function(lambda x: dsl.sigmoid(x, error=1e-3).reveal(), x=dsl.secret(2))
+    >>> [o.impl for o in f.compile(protocol="semi2k").graph.ops if o.op == "sigmoid"]
+    ['poly']
+    """
     v = _val(x)
     return current().emit("sigmoid", [v], v.shape, "f", mode=mode, error=error)
 
@@ -298,14 +327,29 @@ relu = _unary("relu")
 
 
 def reveal(x: Any, to: str | None = None) -> Tensor:
-    """Open `x` to every party (`to=None`, the result is public) or to party `to` only."""
+    """Open `x` to every party (`to=None`, the result is public) or to party `to` only.
+
+    >>> from jointml import dsl
+    >>> f = dsl.function(lambda x: dsl.reveal(x * 2.0, to="bob"), x=dsl.secret(1))
+    >>> str(dsl.passes.infer_placement(f.graph).outputs[0].vis)
+    'private(bob)'
+    """
     v = _val(x)
     return current().emit("reveal", [v], v.shape, v.dtype, to=to)
 
 
 def fori_loop(lo: int, hi: int, body: Callable[[Tensor, Any], Any], init: Any) -> Any:
     """`carry = body(i, carry)` for i in range(lo, hi), recorded once as a loop (`i` is a public
-    integer Tensor). `init` is a Tensor, a constant or a tuple of them; returns the same structure."""
+    integer Tensor). `init` is a Tensor, a constant or a tuple of them; returns the same structure.
+
+    >>> from jointml import dsl
+    >>> f = dsl.function(lambda x: dsl.fori_loop(0, 3, lambda i, c: (c[0] * x, c[1] + 1.0), (x, 0.0)),
+    ...                  x=dsl.secret(()))
+    >>> [float(v) for v in f.evaluate(np.array(2.0))]
+    [16.0, 3.0]
+    >>> [o.op for o in f.graph.ops]
+    ['const', 'fori']
+    """
     outer = current()
     single = not isinstance(init, (tuple, list))
     inits = [_val(x) for x in ([init] if single else init)]

@@ -82,7 +82,20 @@ def reveal_many(xs: Sequence[SecretArray], to: str | None = None) -> list[Any]:
 def mul_many(pairs: Sequence[tuple[SecretArray, SecretArray]]) -> list[SecretArray]:
     """a * b for several independent pairs of secrets (numpy broadcasting within a pair) in one
     multiplication round; fixed-point products are truncated back to the device's scale, the
-    pairs with the same shift in one truncation round."""
+    pairs with the same shift in one truncation round.
+
+    >>> from jointml.mpc import MpcDevice
+    >>> def prog(ctx):
+    ...     mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+    ...     x = ctx.party("alice").run(lambda: np.array([1.5, -2.0])).to(mpc)
+    ...     y = ctx.party("bob").run(lambda: np.array(4.0)).to(mpc)
+    ...     ctx.reset_stats()
+    ...     a, b = mul_many([(x, y), (y, y)])
+    ...     return ctx.stats()["rounds"], a.reveal(), b.reveal()  # None at the dealer
+    >>> rounds, a, b = simulate(prog, ["alice", "bob", "carol"], mode="thread")["bob"]
+    >>> rounds, a.tolist(), float(b)
+    (2, [6.0, -8.0], 16.0)
+    """
     pairs = list(pairs)
     if not pairs:
         return []
@@ -98,7 +111,19 @@ def mul_many(pairs: Sequence[tuple[SecretArray, SecretArray]]) -> list[SecretArr
 
 def rescale_many(xs: Sequence[SecretArray]) -> list[SecretArray]:
     """Truncate every x above the device's scale back to it (fixed-point products before their
-    truncation); the values with the same shift share one truncation round."""
+    truncation); the values with the same shift share one truncation round.
+
+    >>> from jointml.mpc import MpcDevice
+    >>> def prog(ctx):
+    ...     mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+    ...     x = ctx.party("alice").run(lambda: np.array([3.0])).to(mpc)
+    ...     wide = SecretArray(mpc, x.share, x.shape, 2 * x.fxp)  # x read at scale 2f: x / 2^18
+    ...     (y,) = rescale_many([wide])
+    ...     return y.fxp == x.fxp, y.reveal()
+    >>> ok, v = simulate(prog, ["alice", "bob", "carol"], mode="thread")["alice"]
+    >>> ok, bool(abs(v[0] - 3.0 / 2**18) < 1e-5)
+    (True, True)
+    """
     out: list[Any] = list(xs)
     f = xs[0].device.frac_bits if xs else 0
     groups: dict[int, list[int]] = {}
@@ -115,7 +140,17 @@ def rescale_many(xs: Sequence[SecretArray]) -> list[SecretArray]:
 
 
 def ltz_many(xs: Sequence[SecretArray]) -> list[SecretArray]:
-    """[x < 0] (integer 0/1 secrets) for several secrets in one comparison."""
+    """[x < 0] (integer 0/1 secrets) for several secrets in one comparison.
+
+    >>> from jointml.mpc import MpcDevice
+    >>> def prog(ctx):
+    ...     mpc = MpcDevice(ctx, ["alice", "bob", "carol"], protocol="aby3")
+    ...     x = ctx.party("alice").run(lambda: np.array([1.5, -2.0])).to(mpc)
+    ...     a, b = ltz_many([x, -x])
+    ...     return a.reveal().tolist(), b.reveal().tolist()
+    >>> simulate(prog, ["alice", "bob", "carol"], mode="thread")["carol"]
+    ([0, 1], [1, 0])
+    """
     xs = list(xs)
     if not xs:
         return []
