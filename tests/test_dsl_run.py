@@ -41,7 +41,8 @@ def many_ops(x, w, b):
     c = dsl.concatenate([h.reshape(2, 2), m.reshape(2, 2).T], axis=1)
     r = dsl.reciprocal(x.sum(axis=1) * 0 + 2.0 + (z * z))  # private part stays at alice
     loc = (x * x).mean(axis=0)  # alice alone, revealed to bob
-    return c.sum(axis=0).reveal(), (z <= 0.0).reveal(), r.reveal(to="carol"), loc.reveal(to="bob")
+    sm = dsl.softmax(dsl.abs(z).reshape(2, 2), axis=1)
+    return (c.sum(axis=0) + sm.sum()).reveal(), (z <= 0.0).reveal(), r.reveal(to="carol"), loc.reveal(to="bob")
 
 
 @pytest.mark.parametrize("protocol", ["semi2k", "aby3"])

@@ -31,6 +31,7 @@ from .function import Function, InputSpec, Program, function, private, public, s
 from .ir import Graph, Op, Value, Vis
 from .trace import (
     Tensor,
+    abs,
     concatenate,
     dynamic_slice,
     exp,
@@ -41,6 +42,7 @@ from .trace import (
     relu,
     reveal,
     sigmoid,
+    softmax,
     sqrt,
     where,
 )
@@ -48,6 +50,6 @@ from .trace import (
 __all__ = [
     "function", "Function", "Program", "InputSpec", "public", "private", "secret",
     "Tensor", "fori_loop", "dynamic_slice", "where", "concatenate", "reveal", "matmul",
-    "sigmoid", "exp", "log", "relu", "reciprocal", "sqrt",
+    "sigmoid", "exp", "log", "relu", "reciprocal", "sqrt", "softmax", "abs",
     "Graph", "Op", "Value", "Vis", "passes",
 ]

@@ -39,6 +39,11 @@ def _sigmoid(x: Any) -> Any:
     return 1.0 / (1.0 + np.exp(-x))
 
 
+def _np_softmax(x: Any, axis: int) -> Any:
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
 def _np_dslice(x: Any, start: Any, size: int, axis: int) -> Any:
     s = int(start)
     return np.take(x, np.arange(s, s + size), axis=axis)
@@ -70,6 +75,8 @@ NUMPY: dict[str, Callable[..., Any]] = {
     "sqrt": lambda a, **k: np.sqrt(a),
     "reciprocal": lambda a, **k: 1.0 / np.asarray(a, dtype=np.float64),
     "relu": lambda a, **k: np.maximum(a, 0),
+    "abs": lambda a, **k: np.abs(a),
+    "softmax": lambda a, axis, **k: _np_softmax(a, axis),
 }
 
 
@@ -109,6 +116,8 @@ SECRET_OPS: dict[str, Callable[..., Any]] = {
     "sqrt": lambda a, **k: F.sqrt(a),
     "reciprocal": lambda a, **k: F.reciprocal(a),
     "relu": lambda a, **k: F.relu(a),
+    "abs": lambda a, **k: F.abs(a),
+    "softmax": lambda a, axis, **k: F.softmax(a, axis=axis),
 }
 
 #: secret ops that never communicate (linear or structural); anything else may

@@ -44,6 +44,7 @@ IMPL_NAMES = {
     "sigmoid": "sigmoid (accurate)", "exp": "exp (range-reduced)", "log": "log", "reciprocal": "reciprocal (Newton)",
     "sqrt": "sqrt", "relu": "relu (msb + select)", "div": "division (reciprocal)", "mean": "sum + public scale",
     "masked_setup": "mask X once", "masked_matmul": "masked-matrix product", "sum": "local sum",
+    "softmax": "softmax (max, exp, reciprocal)", "abs": "abs (msb + select)",
 }
 
 

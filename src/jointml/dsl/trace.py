@@ -30,7 +30,7 @@ from ..core.errors import ParameterError
 from .ir import Graph, Value, Vis
 
 __all__ = ["Tensor", "Tracer", "fori_loop", "dynamic_slice", "where", "concatenate", "reveal", "sigmoid", "exp",
-           "log", "relu", "reciprocal", "sqrt", "matmul", "current"]
+           "log", "relu", "reciprocal", "sqrt", "softmax", "abs", "matmul", "current"]
 
 _state = threading.local()
 
@@ -324,6 +324,19 @@ log = _unary("log", "f")
 sqrt = _unary("sqrt", "f")
 reciprocal = _unary("reciprocal", "f")
 relu = _unary("relu")
+abs = _unary("abs")  # noqa: A001 - numpy-style name
+
+
+def softmax(x: Any, axis: int = -1) -> Tensor:
+    """Softmax along `axis` (secure version: `jointml.mpc.functions.softmax`).
+
+    >>> from jointml import dsl
+    >>> f = dsl.function(lambda x: dsl.softmax(x), x=dsl.secret(2))
+    >>> np.round(f.evaluate(np.array([0.0, np.log(3.0)])), 3).tolist()
+    [0.25, 0.75]
+    """
+    v = _val(x)
+    return current().emit("softmax", [v], v.shape, "f", axis=int(axis))
 
 
 def reveal(x: Any, to: str | None = None) -> Tensor:
