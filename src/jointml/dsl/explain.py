@@ -122,10 +122,10 @@ def _per_op(stages: Sequence[tuple[list[str], int, int]]) -> tuple[dict[str, tup
 
 def explain(fn: Any, mpc: Any = None, protocol: str | None = None, profile: Any = "lan", measured: Any = None,
             n_compute: int | None = None, compute: Sequence[str] | None = None,
-            parties: Sequence[str] | None = None, pins: dict[str, str] | None = None) -> str:
+            parties: Sequence[str] | None = None, pins: dict[str, str] | None = None, html: bool = False) -> str:
     """The explanation of `fn` (a `Function`) compiled for `mpc` or `protocol` under `profile`;
     `measured`: the `RunReport`s of every party of one run (`fn.run(..., report=True)`); `pins` as
-    in `Function.compile`."""
+    in `Function.compile`; `html=True` returns the same text as an HTML page."""
     prof = as_profile(profile)
     proto = protocol or (mpc.protocol_name if mpc is not None else "semi2k")
     comp = list(compute) if compute else (list(mpc.parties) if mpc is not None else None)
@@ -153,7 +153,13 @@ def explain(fn: Any, mpc: Any = None, protocol: str | None = None, profile: Any 
     tot = pred.total
     meas = f"{m_tot[0]:<12}{m_tot[1]:<8}" if m_tot else ""
     lines.append(f"{'total':<52}{tot.bytes:<12}{tot.rounds:<8}{meas}predicted {_ms(prof.seconds(tot))}")
-    return "\n".join(line.rstrip() for line in lines)
+    text = "\n".join(line.rstrip() for line in lines)
+    if html:
+        import html as _html
+
+        return (f"<!doctype html><meta charset='utf-8'><title>{_html.escape(fn.name)}: explain</title>"
+                f"<pre>{_html.escape(text)}</pre>")
+    return text
 
 
 def _lines(g: Graph, p_op: dict[str, tuple[int, int]], m_op: dict[str, tuple[int, int]], batch: dict[str, int],
