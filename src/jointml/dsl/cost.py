@@ -35,7 +35,7 @@ from ..mpc import SecretArray
 from ..mpc.protocols import Aby3, Protocol, Semi2k
 from ..mpc.protocols.base import FREE, Cost
 from ..mpc.shapes import broadcast_shape, matmul_shape, rows_shape, size
-from .ir import Graph, Op
+from .ir import Graph, Op, op_label
 
 __all__ = ["Profile", "LAN", "WAN", "profile", "Prediction", "predict", "protocol_class"]
 
@@ -401,6 +401,7 @@ def predict(prog: Any, protocol: str, compute: Sequence[str] | None = None, part
     allp = list(parties) if parties else (comp + [p for p in dp if p not in dc])
     dealer = next((p for p in reversed(allp) if p not in comp), None) if protocol == "semi2k" else None
     dev = ProbeDevice(protocol, comp, allp, frac_bits, dealer)
+    names = g.names()
     pred = Prediction()
 
     def on_stage(ops: list[Op], thunk: Callable[[], None]) -> None:
@@ -410,7 +411,7 @@ def predict(prog: Any, protocol: str, compute: Sequence[str] | None = None, part
         new = dev.proto.log[start:]
         if not new:
             return
-        labels = [_label(o) for o in ops]
+        labels = [op_label(o, names) for o in ops]
         c = FREE
         for kname, kc in new:
             c = c + kc
@@ -422,5 +423,3 @@ def predict(prog: Any, protocol: str, compute: Sequence[str] | None = None, part
     return pred
 
 
-def _label(o: Op) -> str:
-    return f"{o.op}#{o.outs[0].id}"

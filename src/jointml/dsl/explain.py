@@ -33,7 +33,7 @@ from ..mpc.protocols.base import Cost
 from .cost import Profile, predict
 from .cost import profile as as_profile
 from .function import combine
-from .ir import Graph, Op
+from .ir import PUBLIC, Graph, Op, op_label
 
 __all__ = ["explain", "IMPL_NAMES"]
 
@@ -59,8 +59,11 @@ def _name(o: Op, batch: int) -> str:
     if o.op == "reveal":
         to = o.attrs.get("to")
         return "open to all" if to is None else f"open to {to}"
-    if o.op == "mul" and o.outs[0].dtype == "i" and o.impl is None:
-        return "Beaver product (exact)" + (f" (batch {batch})" if batch > 1 else "")
+    if o.op == "mul" and o.impl is None:
+        public = any(v.vis is not None and v.vis.kind == "public" for v in o.ins)
+        exact = o.outs[0].dtype == "i" or (public and all(v.dtype == "i" for v in o.ins if v.vis == PUBLIC))
+        name = ("public scale" if public else "Beaver product") + (" (exact)" if exact else " + trunc")
+        return name + (f" (batch {batch})" if batch > 1 else "")
     base = IMPL_NAMES.get(o.op, o.op) if o.impl is None else (f"sigmoid ({o.impl})" if o.op == "sigmoid" else o.impl)
     if o.op in ("masked_setup", "masked_matmul") and o.impl:
         base = f"{o.impl}"
@@ -171,7 +174,7 @@ def _lines(g: Graph, p_op: dict[str, tuple[int, int]], m_op: dict[str, tuple[int
             out.append(f"{indent}loop x{trips} (figures: all iterations)")
             out += _lines(o.body, p_op, m_op, batch, prof, with_meas, indent + "  ", names)
             continue
-        lab = f"{o.op}#{o.outs[0].id}"
+        lab = op_label(o, names)
         if lab not in p_op and not o.attrs.get("choice") and not o.attrs.get("choice_text"):
             continue
         pb, pr = p_op.get(lab, (0, 0))

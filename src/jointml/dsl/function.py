@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -34,7 +35,7 @@ import numpy as np
 
 from ..core.errors import ParameterError
 from .execute import Executor, evaluate
-from .ir import PUBLIC, SECRET, Graph, Vis
+from .ir import PUBLIC, SECRET, Graph, Vis, op_label
 from .trace import Tensor, Tracer
 
 __all__ = ["InputSpec", "public", "private", "secret", "Function", "function", "Program", "RunReport", "combine",
@@ -85,6 +86,8 @@ class Program:
         self.stages = stages
         self.batch = batch
         self.protocol = protocol
+        #: value id -> dump number: stable labels for reports across processes
+        self.names = graph.names()
 
     def dump(self) -> str:
         return self.graph.dump()
@@ -103,12 +106,12 @@ class RunReport:
         self.party = party
         self.stages: list[tuple[list[str], int, int]] = []
 
-    def hook(self, ctx: Any) -> Callable[[list[Any], Callable[[], None]], None]:
+    def hook(self, ctx: Any, names: dict[int, str]) -> Callable[[list[Any], Callable[[], None]], None]:
         def on_stage(ops: list[Any], thunk: Callable[[], None]) -> None:
             ctx.reset_stats()
             thunk()
             b = ctx.stats()
-            self.stages.append(([f"{o.op}#{o.outs[0].id}" for o in ops], b["payload_sent"], b["rounds"]))
+            self.stages.append(([op_label(o, names) for o in ops], b["payload_sent"], b["rounds"]))
 
         return on_stage
 
@@ -144,6 +147,16 @@ class Function:
         self.name = name or fn.__name__
         self.graph = self._trace()
         self._programs: dict[tuple[Any, ...], Program] = {}
+        self._lock = threading.Lock()  # parties of a threaded simulation compile concurrently
+
+    def __getstate__(self) -> dict[str, Any]:  # a lock does not pickle (process simulations)
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def _trace(self) -> Graph:
         params = list(inspect.signature(self.fn).parameters)
@@ -171,13 +184,19 @@ class Function:
         `compute` parties; with `dump_ir=True` every pass's output is printed. Compilations are
         cached (the same options give the same program, value numbers included)."""
         from .cost import profile as as_profile
-        from .passes import pipeline
 
         proto = protocol or (mpc.protocol_name if mpc is not None else "semi2k")
         comp = list(compute) if compute else (list(mpc.parties) if mpc is not None else None)
         n_compute = len(comp) if comp else None
         prof = as_profile(profile)
         key = (proto, tuple(comp or ()), prof, optimize, tuple(sorted((pins or {}).items())))
+        with self._lock:
+            return self._compiled(key, proto, comp, n_compute, prof, optimize, pins, dump_ir)
+
+    def _compiled(self, key: tuple[Any, ...], proto: str, comp: list[str] | None, n_compute: int | None, prof: Any,
+                  optimize: bool, pins: dict[str, str] | None, dump_ir: bool) -> Program:
+        from .passes import pipeline
+
         if key not in self._programs:
             g = copy.deepcopy(self.graph)
             stages: list[tuple[str, str]] = []
@@ -202,7 +221,7 @@ class Function:
         prog = self.compile(mpc, profile=profile, optimize=optimize, dump_ir=dump_ir, pins=pins)
         args = [_local(x) for x in inputs]
         rep = RunReport(ctx.me)
-        ex = Executor(mpc, batch=prog.batch, on_stage=rep.hook(ctx) if report else None)
+        ex = Executor(mpc, batch=prog.batch, on_stage=rep.hook(ctx, prog.names) if report else None)
         out = self._pack(ex.run(prog.graph, args))
         return (out, rep) if report else out
 

@@ -35,7 +35,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-__all__ = ["Vis", "Value", "Op", "Graph", "PUBLIC", "SECRET", "INTERACTIVE"]
+__all__ = ["Vis", "Value", "Op", "Graph", "PUBLIC", "SECRET", "INTERACTIVE", "op_label"]
 
 #: ops that read nothing but their inputs' layout (no arithmetic): free on every kind of value
 STRUCTURAL = frozenset({"reshape", "transpose", "getitem", "dynamic_slice", "concatenate", "sum", "broadcast"})
@@ -176,5 +176,16 @@ class Graph:
         lines.append(f"{indent}}}")
         return "\n".join(lines)
 
+    def names(self) -> dict[int, str]:
+        """value id -> its number in `dump()` (order of appearance: the same in every process)."""
+        names: dict[int, str] = {}
+        self.dump(names=names)
+        return names
+
     def __repr__(self) -> str:
         return f"Graph({self.name}, {len(self.ops)} ops)"
+
+
+def op_label(o: Op, names: dict[int, str]) -> str:
+    """A stable label of `o` for reports: its op name and result number (e.g. "lt%6")."""
+    return f"{o.op}{names.get(o.outs[0].id, '#' + str(o.outs[0].id))}"
