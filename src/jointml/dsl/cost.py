@@ -6,7 +6,7 @@ execution makes (the same executor, the same `jointml.mpc.functions`, the same b
 and prices it with the real protocol's `Protocol.static_cost` (bytes of all parties,
 rounds). So predicted bytes and rounds are those of the run, kernel by kernel. A
 `Profile` turns them into seconds: rounds x RTT + bytes / bandwidth (+ a measured local
-compute rate when calibrated).
+work per byte when calibrated on a run of this machine).
 
 Security: the probe sees no data (inputs are filled with placeholders); the model reads
 only public shapes.
@@ -44,17 +44,30 @@ _U = np.uint64
 
 @dataclass(frozen=True)
 class Profile:
-    """A network: round-trip time (s), bandwidth (bit/s) shared by all traffic, and an optional
-    local compute rate (s per kernel element, 0: ignored)."""
+    """A network: round-trip time (s), bandwidth (bit/s) shared by all traffic, and the local
+    work per byte of traffic (s/B, 0: ignored; see `calibrated`): the kernels' local work (ring
+    products, masking, encoding) grows with the data they exchange."""
 
     name: str
     rtt: float
     bandwidth: float
     compute: float = 0.0
 
-    def seconds(self, c: Cost, elements: int = 0) -> float:
-        """Predicted time of traffic `c` (and `elements` of local kernel work)."""
-        return c.rounds * self.rtt + c.bytes * 8.0 / self.bandwidth + elements * self.compute
+    def seconds(self, c: Cost) -> float:
+        """Predicted time of traffic `c`."""
+        return c.rounds * self.rtt + c.bytes * (8.0 / self.bandwidth + self.compute)
+
+    def calibrated(self, c: Cost, measured_seconds: float) -> Profile:
+        """This profile with the local work per byte that makes a program of traffic `c` take
+        `measured_seconds` (a run on this machine); other programs are then predicted with it.
+
+        >>> p = LAN.calibrated(Cost(1_000_000, 10), 0.012)
+        >>> round(p.seconds(Cost(1_000_000, 10)), 6), round(p.compute * 1e9, 1)
+        (0.012, 9.2)
+        """
+        base = Profile(self.name, self.rtt, self.bandwidth).seconds(c)  # the network alone
+        extra = max(measured_seconds - base, 0.0)
+        return Profile(self.name + "+calibrated", self.rtt, self.bandwidth, extra / max(c.bytes, 1))
 
 
 LAN = Profile("lan", 0.2e-3, 10e9)
