@@ -113,9 +113,14 @@ def _mlp_prog(ctx: Any, protocol: str, parties: list[str], m: int, d: int, h: in
 
 
 def _figure(name: str, protocol: str, fn: Any, prog: Any, args: tuple[Any, ...], plain_args: list[Any],
-            parties: list[str]) -> dict[str, Any]:
-    res = simulate(prog, parties, mode="process", args=(protocol, parties, *args), options={"warm_heap_mb": 256})
+            parties: list[str], dump_ir: bool = False) -> dict[str, Any]:
     compute = parties[:2] if protocol == "semi2k" else parties
+    if dump_ir:
+        import sys
+
+        for stage, text in fn.compile(protocol=protocol, compute=compute).stages:
+            print(f"--- {name}: after {stage} ---\n{text}", file=sys.stderr)
+    res = simulate(prog, parties, mode="process", args=(protocol, parties, *args), options={"warm_heap_mb": 256})
     pred = predict(fn.compile(protocol=protocol, compute=compute), protocol, compute=compute, parties=parties)
     naive = predict(fn.compile(protocol=protocol, compute=compute, optimize=False), protocol, compute=compute,
                     parties=parties)
@@ -149,8 +154,9 @@ def _figure(name: str, protocol: str, fn: Any, prog: Any, args: tuple[Any, ...],
 
 
 def run(protocol: str = "semi2k", figures: list[str] | None = None, rows: int = 100_000, features: int = 100,
-        batch: int = 1024, epochs: int = 1, lr: float = 0.5) -> list[dict[str, Any]]:
-    """The figures (see the module docstring) as dicts, one per figure."""
+        batch: int = 1024, epochs: int = 1, lr: float = 0.5, dump_ir: bool = False) -> list[dict[str, Any]]:
+    """The figures (see the module docstring) as dicts, one per figure; `dump_ir` prints each
+    program's IR after every pass to stderr first."""
     parties = ["alice", "bob", "dealer"] if protocol == "semi2k" else ["alice", "bob", "carol"]
     out = []
     for name in figures or FIGURES:
@@ -160,14 +166,15 @@ def run(protocol: str = "semi2k", figures: list[str] | None = None, rows: int = 
                                               partner=parties[1])
             X, y = _lr_data(rows, features)
             out.append(_figure(name, protocol, fn, _lr_prog, (rows, features, batch, epochs, lr),
-                               [X[:, :h], X[:, h:], y], parties))
+                               [X[:, :h], X[:, h:], y], parties, dump_ir))
         elif name == "dsl_flags":
             n = max(rows // 10, 1)
             fn = examples.feature_flags(n, parties[0], parties[1])
-            out.append(_figure(name, protocol, fn, _flags_prog, (n,), [np.zeros(n), np.zeros(n)], parties))
+            out.append(_figure(name, protocol, fn, _flags_prog, (n,), [np.zeros(n), np.zeros(n)], parties, dump_ir))
         elif name == "dsl_mlp":
             m, d, h = batch, features, 64
             fn = examples.mlp_step(m, d, h, parties[0], parties[1])
             out.append(_figure(name, protocol, fn, _mlp_prog, (m, d, h),
-                               [np.zeros((m, d)), np.zeros((m, 1)), np.zeros((d, h)), np.zeros((h, 1))], parties))
+                               [np.zeros((m, d)), np.zeros((m, 1)), np.zeros((d, h)), np.zeros((h, 1))], parties,
+                               dump_ir))
     return out
