@@ -99,3 +99,17 @@ def test_trace_errors_are_clear():
         dsl.function(lambda x: 1.0 if x > 0 else 0.0, x=dsl.secret(2))
     with pytest.raises(ParameterError, match="carry changes type"):
         dsl.function(lambda x: dsl.fori_loop(0, 2, lambda i, c: c + x, 0), x=dsl.secret(()))
+
+
+def test_compile_prints_the_ir_after_every_pass(capsys):
+    @dsl.function(x=dsl.private("alice", (3,)), y=dsl.private("bob", (3,)))
+    def f(x, y):
+        return ((x * y).sum() * (2.0 * 1.5)).reveal()
+
+    prog = f.compile(protocol="semi2k", dump_ir=True)
+    out = capsys.readouterr().out
+    names = [line.split("after ")[1].rstrip(" -") for line in out.splitlines() if line.startswith("--- after")]
+    assert names == [name for name, _ in prog.stages]
+    assert names[:5] == ["fold", "placement", "cse", "dce", "select"] and "truncation" in names
+    assert "const 3.0" in out.split("--- after placement")[0]  # folded before placement
+    assert "[untruncated]" in prog.dump() and "[truncate after]" in prog.dump()
