@@ -125,10 +125,12 @@ def _per_op(stages: Sequence[tuple[list[str], int, int]]) -> tuple[dict[str, tup
 
 def explain(fn: Any, mpc: Any = None, protocol: str | None = None, profile: Any = "lan", measured: Any = None,
             n_compute: int | None = None, compute: Sequence[str] | None = None,
-            parties: Sequence[str] | None = None, pins: dict[str, str] | None = None, html: bool = False) -> str:
+            parties: Sequence[str] | None = None, pins: dict[str, str] | None = None, html: bool = False,
+            naive: bool = False) -> str:
     """The explanation of `fn` (a `Function`) compiled for `mpc` or `protocol` under `profile`;
     `measured`: the `RunReport`s of every party of one run (`fn.run(..., report=True)`); `pins` as
-    in `Function.compile`; `html=True` returns the same text as an HTML page."""
+    in `Function.compile`; `html=True` returns the same text as an HTML page; `naive=True` adds the
+    prediction for the same function without the passes (one kernel call per operation)."""
     prof = as_profile(profile)
     proto = protocol or (mpc.protocol_name if mpc is not None else "semi2k")
     comp = list(compute) if compute else (list(mpc.parties) if mpc is not None else None)
@@ -156,6 +158,11 @@ def explain(fn: Any, mpc: Any = None, protocol: str | None = None, profile: Any 
     tot = pred.total
     meas = f"{m_tot[0]:<12}{m_tot[1]:<8}" if m_tot else ""
     lines.append(f"{'total':<52}{tot.bytes:<12}{tot.rounds:<8}{meas}predicted {_ms(prof.seconds(tot))}")
+    if naive:
+        nv = predict(fn.compile(mpc, protocol=proto, profile=prof, optimize=False, compute=comp), proto,
+                     compute=comp, parties=allp).total
+        pad = " " * 20 if measured else ""
+        lines.append(f"{'naive (no passes)':<52}{nv.bytes:<12}{nv.rounds:<8}{pad}predicted {_ms(prof.seconds(nv))}")
     text = "\n".join(line.rstrip() for line in lines)
     if html:
         import html as _html
