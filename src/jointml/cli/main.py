@@ -349,6 +349,24 @@ def bench_lr(
     click.echo(json.dumps(row))
 
 
+@bench.command("dsl")
+@click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
+@click.option("--figure", "figures", multiple=True, help="dsl_lr, dsl_flags, dsl_mlp (repeatable).")
+@click.option("--rows", type=int, default=100_000, show_default=True)
+@click.option("--features", type=int, default=100, show_default=True)
+@click.option("--batch-size", type=int, default=1024, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--dump-ir", is_flag=True, help="Print each program's IR after every pass (stderr).")
+def bench_dsl(protocol: str, figures: tuple[str, ...], rows: int, features: int, batch_size: int, as_json: bool,
+              dump_ir: bool) -> None:
+    """DSL programs: time beside hand-written and naive execution, predicted vs measured traffic."""
+    from ..bench import dsl as bdsl
+
+    for row in bdsl.run(protocol, list(figures) or None, rows=rows, features=features, batch=batch_size,
+                        dump_ir=dump_ir):
+        click.echo(json.dumps(row))
+
+
 def _certs_errors(fn: Any) -> Any:
     """Report a refused or invalid certificate operation as a one-line CLI error."""
     import functools

@@ -37,6 +37,8 @@ class LinkStats:
 
     bytes_sent: int = 0
     bytes_recv: int = 0
+    #: the array bytes of the messages sent, without framing (what `Protocol.cost` predicts)
+    payload_sent: int = 0
     msgs_sent: int = 0
     msgs_recv: int = 0
 
@@ -105,6 +107,7 @@ class Link:
             self._send_seq += 1
             self.stats.bytes_sent += n + 8
             self.stats.msgs_sent += 1
+            self.stats.payload_sent += sum(np.asarray(a).nbytes for a in arrays)
         return n
 
     def recv(self, tag: str, timeout: float | None = None) -> wire.Message:
