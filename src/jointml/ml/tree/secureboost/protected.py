@@ -97,8 +97,8 @@ from . import histogram as hist
 from . import label_holder as lh
 from .errors import SecureBoostError
 
-__all__ = ["candidates", "candidate_matrix", "candidate_mask", "masked_matrices", "choose_splits", "NO_SPLIT", "OTHER",
-           "ProtectedMode"]
+__all__ = ["candidates", "candidate_matrix", "candidate_mask", "candidate_valid", "masked_matrices",
+           "choose_splits", "NO_SPLIT", "OTHER", "ProtectedMode"]
 
 NO_SPLIT, OTHER = 0, 1  # codes opened to a feature holder; its own candidate k is opened as 2 + k
 
@@ -140,6 +140,28 @@ def candidate_mask(n_bins: np.ndarray, missing: np.ndarray, colmask: np.ndarray)
     return np.asarray(colmask, bool)[feat].astype(np.int64)
 
 
+def candidate_valid(codes: np.ndarray, n_bins: np.ndarray, missing: np.ndarray, rows: np.ndarray, pos: np.ndarray,
+                    frontier: list[int]) -> np.ndarray:
+    """At a feature holder: (K, nn) 0/1 int64, the candidates the default mode tries in each
+    node: those that treat missing values apart only where the node's sampled rows have
+    some (elsewhere they duplicate another candidate: a tie that fixed-point noise would
+    break at random).
+
+    >>> codes = np.array([[0], [2], [1]])          # 2 regular bins, code 2 = missing
+    >>> candidate_valid(codes, np.array([2]), np.array([True]), np.arange(3), np.array([1, 1, 2]), [1, 2]).tolist()
+    [[1, 1], [1, 0], [1, 0]]
+    """
+    feat, b, dflt = candidates(n_bins, missing)
+    nb = np.asarray(n_bins)[feat]
+    plain = ~dflt & (b < nb - 1)  # candidates that need no missing value
+    out = np.empty((len(feat), len(frontier)), dtype=np.int64)
+    for i, node in enumerate(frontier):
+        at = rows[pos[rows] == node]
+        has = (codes[at] == np.asarray(n_bins)[None, :]).any(axis=0)
+        out[:, i] = plain | has[feat]
+    return out
+
+
 def masked_matrices(mpc: MpcDevice, holders: list[str], codes: np.ndarray | None, n_bins: np.ndarray | None,
                     missing: np.ndarray | None) -> dict[str, PrivateMaskedMatrix]:
     """Each holder's candidate matrix, masked once (SPMD over the device's members: `codes`,
@@ -159,11 +181,12 @@ def masked_matrices(mpc: MpcDevice, holders: list[str], codes: np.ndarray | None
 
 
 def choose_splits(mpc: MpcDevice, label: str, holders: list[str], mats: dict[str, PrivateMaskedMatrix], *,
-                  V: np.ndarray | None, extra: np.ndarray | None, avail: np.ndarray | None, nn: int, lam: float,
-                  bounds: tuple[float, float], shift: int, min_weight: float) -> np.ndarray | None:
+                  V: np.ndarray | None, extra: np.ndarray | None, avail: np.ndarray | None, valid: np.ndarray | None,
+                  nn: int, lam: float, bounds: tuple[float, float], shift: int, min_weight: float) -> np.ndarray | None:
     """One level's winners (SPMD over the device's members).
 
-    `V` (n, 2 nn), `extra` (2, nn) and `avail` (K, 1) are read at the label holder only.
+    `V` (n, 2 nn), `extra` (2, nn) and `avail` (K, 1) are read at the label holder only,
+    `valid` (K_p, nn, :func:`candidate_valid`) at each holder p.
     Returns, per node: at the label holder the owner code (0 no split, 1 itself, 2 + i the
     i-th of `holders`); at holder p the code ``NO_SPLIT``, ``OTHER`` or ``2 + k`` for its
     own candidate k; at the dealer 0/1 (split or not)."""
@@ -178,7 +201,8 @@ def choose_splits(mpc: MpcDevice, label: str, holders: list[str], mats: dict[str
         score = split_scores(S[:, 0::2], S[:, 1::2], tot[0::2].reshape(1, nn), tot[1::2].reshape(1, nn), lam=lam,
                              bounds=bounds, shift=shift, min_weight=min_weight)
         av = ctx.party(label).put(avail).to(mpc, fxp=False)
-        ex = concatenate([ex, functions.where(av.broadcast_to((K, nn)), score, -1.0)], axis=0)
+        ok = concatenate([ctx.party(p).put(valid).to(mpc, fxp=False) for p in holders if p in mats], axis=0)
+        ex = concatenate([ex, functions.where(av.broadcast_to((K, nn)) * ok, score, -1.0)], axis=0)
     onehot = argmax_onehot(tie_break(mpc, ex))  # (nn, K + 2)
     owner = np.concatenate([[0, 1], *[np.full(sizes[p], 2 + i) for i, p in enumerate(holders)]]).astype(np.int64)
     out: Any = None
@@ -267,7 +291,7 @@ class ProtectedMode:
         miss = None
         if me in holders:
             miss = st["codes"].max(axis=0, initial=0) == st["bins"].n_bins  # the missing code is n_bins
-            st["cands"] = candidates(st["bins"].n_bins, miss)
+            st["cands"], st["missing_mine"] = candidates(st["bins"].n_bins, miss), miss
         st["missing"] = {}
         for p in holders:
             got = send_to(ctx, p, label, arrays=[miss.astype(np.uint8)] if me == p and miss is not None else [],
@@ -328,12 +352,14 @@ class ProtectedMode:
         """One level in protected mode: (decisions at the label holder, each node's split as seen here)."""
         me, label, holders = self.ctx.me, self.label_owner_, st["holders"]
         nn = len(lv["frontier"])
-        V = extra = avail = None
+        V = extra = avail = valid = None
         own: list = []
         if me == label:
             V, extra, avail, own = self._protected_inputs(st, lv, len(tr["left"]))
+        elif me in st["mats"]:
+            valid = candidate_valid(st["codes"], st["bins"].n_bins, st["missing_mine"], lv["rows"], lv["pos"], lv["frontier"])
         t0 = time.perf_counter()
-        codes = choose_splits(st["mpc"], label, holders, st["mats"], V=V, extra=extra, avail=avail, nn=nn,
+        codes = choose_splits(st["mpc"], label, holders, st["mats"], V=V, extra=extra, avail=avail, valid=valid, nn=nn,
                               **self._score_params(st["n"], lv["shift"], st["mpc"].frac_bits))
         T["mpc"] = T.get("mpc", 0.0) + time.perf_counter() - t0
         assert codes is not None and codes.shape == (nn,)  # opened to every party of the level
@@ -391,7 +417,7 @@ class ProtectedMode:
             shift = self._tree_header({"holders": holders}, {})
             nn = 1
             for _ in range(int(self.max_depth)):
-                flags = choose_splits(mpc, label, holders, mats, V=None, extra=None, avail=None, nn=nn,
+                flags = choose_splits(mpc, label, holders, mats, V=None, extra=None, avail=None, valid=None, nn=nn,
                                       **self._score_params(n, shift, mpc.frac_bits))
                 nn = 2 * int(np.asarray(flags).sum())
                 if not nn:
