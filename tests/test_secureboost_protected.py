@@ -193,6 +193,30 @@ def test_crafted_gradients_recover_partner_bins_only_without_protection(monkeypa
     assert "x0" not in repr([m for _, m, _ in to_dealer])
 
 
+def test_protected_model_saves_and_predicts_without_the_dealer(tmp_path):
+    """The model parts of a protected fit are the default mode's: the bank and the partner load
+    and predict on their own (the dealer takes part in training only)."""
+    X, y, _ = data(n=120, seed=5)
+    p = dict(n_estimators=2, max_depth=2, max_bin=8)
+
+    def train(ctx):
+        m = SecureBoostClassifier(ctx, **p, **MPC).fit(parts(ctx, X, 3), ctx.party("bank").run(lambda: y))
+        if ctx.me != "dealer":
+            m.save(tmp_path)
+        out = m.predict_proba(parts(ctx, X, 3))
+        return out.value if ctx.me == "bank" else None
+
+    def reload(ctx):
+        m = SecureBoostClassifier.load(ctx, tmp_path)
+        assert m.get_params()["protection"] == "mpc"
+        out = m.predict_proba(parts(ctx, X, 3))
+        return out.value if ctx.me == "bank" else None
+
+    before = simulate(train, ["bank", "partner", "dealer"], mode="thread")["bank"]
+    after = simulate(reload, ["bank", "partner"], mode="thread")["bank"]
+    assert np.array_equal(before, after) and roc_auc(y, before[:, 1]) > 0.75
+
+
 # ------------------------------------------------------------------------------ parameters
 
 
