@@ -170,7 +170,7 @@ def masked_matrices(mpc: MpcDevice, holders: list[str], codes: np.ndarray | None
     ctx = mpc.ctx
     out = {}
     for p in holders:
-        k = len(candidates(n_bins, missing)[0]) if ctx.me == p and n_bins is not None else None
+        k = len(candidates(n_bins, missing)[0]) if ctx.me == p and n_bins is not None and missing is not None else None
         got = broadcast(ctx, p, meta={"k": k} if ctx.me == p else None, to=list(mpc.members), name="sb:k").meta.get("k")
         if type(got) is not int or got < 0:
             raise SecureBoostError(f"party '{ctx.me}': invalid candidate count from '{p}'")
@@ -254,9 +254,10 @@ class ProtectedMode:
         party of the job is the label holder, a feature holder or the dealer."""
         if self.protection != "mpc":
             return
-        ctx, d = self.ctx, self.dealer
-        if getattr(self, "device", None) is not ctx:
+        if getattr(self, "device", None) is not self.ctx:
             raise SecureBoostError("protection='mpc' takes the party context as the first argument (no Paillier key is used)")
+        ctx: Any = self.ctx
+        d = self.dealer
         if d not in ctx.parties:
             raise SecureBoostError(f"protection='mpc': the dealer '{d}' is not a party of the cluster {ctx.parties}")
         if d in parties:
@@ -404,7 +405,8 @@ class ProtectedMode:
         self.label_owner_ = label
         self.parties_ = [p for p in ctx.parties if p in X or p == label]
         self.feature_parties_ = [p for p in ctx.parties if p in X]
-        self.n_features_, self.feature_names_ = {}, {}  # the dealer never learns the columns
+        self.n_features_ = {}  # the dealer never learns the columns
+        self.feature_names_: dict[str, list[str]] = {}
         self.trees_: list = []
         self.tree_seconds_: list = []
         self.timings_: dict = {}
