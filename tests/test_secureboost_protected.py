@@ -90,9 +90,9 @@ def test_three_parties_sampling_early_stopping():
     """Two feature holders, row and column sampling, early stopping: the protected run's flow
     (the dealer follows every level and the stop decision) and a test AUC as good as the
     default mode's (samples are random, so trees differ)."""
-    X, y, _ = data(n=300, d=8, seed=2)
+    X, y, _ = data(n=240, d=8, seed=2)
     Xv, yv, _ = data(n=100, d=8, seed=3)
-    p = dict(n_estimators=4, max_depth=3, max_bin=8, subsample=0.8, colsample_bytree=0.7, early_stopping_rounds=2)
+    p = dict(n_estimators=3, max_depth=3, max_bin=8, subsample=0.8, colsample_bytree=0.7, early_stopping_rounds=2)
     aucs = {}
     for protected in (False, True):
         res = fit(SecureBoostClassifier, X, y, 3, p, protected, holders=("partner", "shop"), eval_set=(Xv, yv))
@@ -239,3 +239,23 @@ def test_protected_mode_parameter_errors():
         simulate(prog, ["bank", "partner", "dealer"], mode="thread", args=("carol",))
     with pytest.raises(PartyFailed, match="neither the label holder"):
         simulate(prog, ["bank", "partner", "dealer", "carol"], mode="thread", args=("dealer",))
+
+
+def test_credit_pipeline_with_protection_mpc(tmp_path, monkeypatch):
+    """`secureboost.train` with `protection: mpc, dealer: dealer` in the credit job (the trees'
+    equality with the default mode is tested above): it trains, scores, and the dealer receives
+    no column name, no partition and no histogram."""
+    from jointml.demo.credit_demo import make_demo_files
+    from jointml.jobs import simulate_pipeline
+    from jointml.jobs.credit import CreditJobConfig, credit_pipeline
+
+    files = make_demo_files(tmp_path / "data")
+    trees = {"n_estimators": 2, "learning_rate": 0.3, "max_depth": 2, "max_bin": 8, **MPC}
+    cfg = CreditJobConfig(inputs={"bank": str(files["bank"]), "partner": str(files["partner"])}, key_bits=512,
+                          model_type="secureboost", trees=trees, verbose=False)
+    seen, _ = _spy(monkeypatch)
+    res = simulate_pipeline(credit_pipeline(cfg, ["bank", "partner", "dealer"]), mode="thread", verbose=False)
+    assert res["bank"]["auc"] > 0.7
+    dealer_tags = [tag for me, _, tag, _, _ in seen if me == "dealer"]
+    assert any(t.startswith("sb:tree") for t in dealer_tags)  # it took part in every tree
+    assert not any(t.startswith(("sb:dirs", "sb:pos", "sb:check", "sb:nbins", "sb:miss")) for t in dealer_tags)
