@@ -464,6 +464,8 @@ class _SecureBoostBase(ProtectedMode, SecureEstimator):
                 for node in frontier:
                     hists[node][me] = own[node]
         for p in holders:
+            if (me == label and not lv["colmask"][p].any()) or (me == p and not len(lv["colsel"])):
+                continue  # none of p's columns in this tree's sample (only p and the label holder know)
             local = None
             if me == p:
                 local = {"rows": lv["rows"], "pos": pos, "codes": st["codes"], "bins": st["bins"],
