@@ -69,7 +69,10 @@ class _SecureBoostBase(ProtectedMode, SecureEstimator):
     labels is only known from `y`), or an :class:`~jointml.he.HeDevice` whose holder is
     the label holder (its key is used; `key_bits` and `encrypt_window` are then unused).
     Hyperparameters are stored unchanged; they are checked at construction (fail fast)
-    and again in `fit` (after `set_params`).
+    and again in `fit` (after `set_params`). ``protection="mpc"`` with ``dealer=`` (the
+    name of a party of the job that holds no data; it runs `fit` too) finds splits under
+    MPC (:mod:`.protected`): the first argument must then be the party context, and every
+    party of the job is the label holder, a feature holder or the dealer.
     """
 
     objective = ""
