@@ -241,6 +241,14 @@ def test_protected_mode_parameter_errors():
         simulate(prog, ["bank", "partner", "dealer", "carol"], mode="thread", args=("dealer",))
 
 
+    def huge_target(ctx):  # squared error on a target in the hundreds of millions: out of the exact range
+        m = SecureBoostRegressor(ctx, n_estimators=1, protection="mpc", dealer="dealer")
+        m.fit(parts(ctx, X, 2), ctx.party("bank").run(lambda: 1e8 * (y + 1)))
+
+    with pytest.raises(PartyFailed, match="too large for protection='mpc'.*scale the target"):
+        simulate(huge_target, ["bank", "partner", "dealer"], mode="thread")
+
+
 def test_credit_pipeline_with_protection_mpc(tmp_path, monkeypatch):
     """`secureboost.train` with `protection: mpc, dealer: dealer` in the credit job (the trees'
     equality with the default mode is tested above): it trains, scores, and the dealer receives

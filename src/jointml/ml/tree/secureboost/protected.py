@@ -74,7 +74,14 @@ Cost per level (n rows, nn nodes, K candidates, about ``2 x bins`` per feature):
 ``n x 2 nn`` ring elements from the bank to each feature holder (the masked product),
 the score kernels on ``K x nn`` entries (reciprocals, products, ``2 K nn`` comparisons
 for ``min_child_weight``, the argmax tournament) and ``holders + 2`` small openings.
-``jointml bench trees --protection mpc`` measures it beside the default mode.
+``jointml.bench.trees.run(protection="mpc")`` measures it beside the default mode (first
+sizing, 5,000 rows, 5+5 features, depth 3, 16 bins, shared 2-core machine: 0.78 s and
+3.6 MB per tree, beside 7.9 s and 2.7 MB for the default mode with 2048-bit keys).
+
+Device: semi2k only (a dealer; the compute parties are the label holder and the feature
+holders); fixed point with 18 fractional bits.  Accuracy: the scores carry the secure
+reciprocal's relative error (~1e-5), so a split whose gain is within that of another's
+may differ from the default mode's; the leaf weights are the bank's plaintext ones.
 
 >>> feat, b, dflt = candidates(np.array([3, 2]), np.array([True, False]))   # feature 0 has missing values
 >>> list(zip(feat.tolist(), b.tolist(), dflt.tolist()))
@@ -313,6 +320,9 @@ class ProtectedMode:
             gs = lv["g"][lv["rows"]]
             bound = (len(gs) * self._grad_max if self._grad_max is not None
                      else 2.0 ** math.ceil(math.log2(max(float(np.abs(gs).sum()), 1.0))))
+            if bound / float(self.reg_lambda) > 2.0 ** 26:  # G/(H + lambda) must stay in the exact product range (f = 18)
+                raise SecureBoostError(f"party '{me}': the sum of |g| ({bound:.3g}) over reg_lambda is too large for "
+                                       "protection='mpc' (at most 2^26): scale the target or raise reg_lambda")
             s = score_shift(bound, float(self.reg_lambda))
         got = broadcast(ctx, label, meta={"shift": s} if me == label else None,
                         to=[label, *st["holders"], str(self.dealer)], name="sb:tree").meta.get("shift")
