@@ -53,8 +53,9 @@ values (row i -> 2^i) instead of its gradients, it reads from the decrypted bin 
 bitmask of the rows of every bin, i.e. every feature holder's bin of every row and column
 in one level (``tests/test_secureboost_protected.py``).  The protected mode
 (:mod:`.protected`, which states what each party then learns, semi-honest and deviating,
-and docs/security.md) reduces what such a label holder learns to the split owner per node
-and, at a feature holder's split, one cut bit per row and level.
+and docs/security.md) gives such a label holder no bin sum: it learns the split owner per
+node and, at a feature holder's split, the partition by one cut (which it can steer), at
+most one bit per row and level (``max_depth`` bits per row per tree).
 What each party learns in the default mode, exactly:
 
 * **label holder**: for every node and every feature of every feature holder, the

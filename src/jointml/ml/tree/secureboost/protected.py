@@ -17,16 +17,19 @@ parties, with a dealer for the correlated randomness):
    ``C_p`` (n x K_p): one column per candidate split (feature j, bin b, default
    direction d) with ``C_p[i, (j, b, d)] = [code_ij <= b]`` or, with d = left,
    ``[code_ij <= b or x_ij missing]`` (:func:`candidate_matrix`; the candidates are those
-   the default mode tries, :func:`candidates`), and masks it once
-   (:class:`~jointml.mpc.masked.PrivateMaskedMatrix`: p sends ``C_p - A`` once).
+   the default mode tries, :func:`candidates`; the second kind only for columns with
+   missing values, which p tells the bank), and masks it once
+   (:class:`~jointml.mpc.masked.PrivateMaskedMatrix`: p sends ``C_p - A`` once).  Per
+   level p also secret-shares which of its candidates the default mode would try in each
+   node (:func:`candidate_valid`: missing values apart only where the node has some).
 2. The bank secret-shares ``V`` (n x 2 nn): the (g, h) of the sampled rows of each
    frontier node (zero elsewhere; the node of every row is known to the bank and the
    feature holders, as in the default mode).  Free in semi2k (pairwise PRG shares).
 3. ``G_L, H_L = C_p^T V`` (a private-matrix times secret product, one round); the
    scores ``G_L^2/(H_L+lambda) + G_R^2/(H_R+lambda)``, ``min_child_weight`` on both
    sides, are computed with the kernels of :mod:`jointml.ml.tree.split_kernels` (shared
-   with SS-XGB); candidates outside the tree's column sample score -1 (the bank shares
-   the sample mask).  The bank adds two candidates per node that it computes in
+   with SS-XGB); candidates outside the tree's column sample (the bank shares the mask)
+   or not valid in the node score -1.  The bank adds two candidates per node that it computes in
    plaintext on its own data: "no split" (score ``G^2/(H+lambda) + max(gamma, eps)``)
    and its own best split (its gain plus the same parent term, or -1).
 4. A secret random tie-break and a secure one-hot argmax pick each node's winner.  Opened:
@@ -42,23 +45,25 @@ What each party learns (semi2k: semi-honest, no collusion of the dealer with any
 
 * **label holder (bank), semi-honest**: per node, whether it splits and who owns the
   split; for its own splits (feature, bin, default); for a feature holder's split the
-  left/right partition of the node's sampled rows (from which it computes the split's
+  left/right partition of the node's training rows (from which it computes the split's
   gain itself); *not* the feature index, bin, threshold or any bin sum or score of a
-  feature holder.  The bin counts of the holders' columns (their number of candidates,
-  as in the default mode).  Feature importances at the bank therefore cover its own
-  columns only.
-* **label holder, deviating** (crafted gradients, e.g. ``2^i``, or additive errors on
-  its shares): it only changes which split wins.  Per node it receives the owner (at most
-  ``log2(holders + 2)`` bits) and, at a feature holder's split, the partition of the
-  node's rows by one candidate cut of that holder, a cut it may even select.  The rows
-  of a level's nodes are disjoint, so per tree it learns at most one such cut bit per
-  row and level: ``max_depth`` bits per row per tree, and never which feature or
-  threshold the cut is on -- the same kind of information an honest run reveals (there
-  the cut is the best one for the real gradients).  In the default mode the same bank
-  learns ``log2(bins)`` bits per row *for every feature* of every holder from one level.
-  A range check on the gradients (bounded g, h under MPC) would not lower this bound:
-  in semi2k a deviating party can flip any checked verdict, and the bound above already
-  holds for arbitrary inputs; it is therefore not done.
+  feature holder.  The bin counts of the holders' columns and which of them have missing
+  values (the default mode shows both too).  Feature importances at the bank therefore
+  cover its own columns only.
+* **label holder, deviating**: it can no longer read any bin sum, whatever it inputs
+  (crafted gradients such as ``2^i`` only change the scores, which stay secret).  What it
+  can do is decide which candidate wins: by crafted inputs, and, since semi2k does not
+  detect a party that adds errors to its own shares, exactly (adding a large value to its
+  share of one candidate's score; the candidate layout follows from the public bin counts,
+  so it can name a holder's feature and bin).  The owner then publishes the partition of
+  the node's rows by that cut.  Bound: one cut bit per training row and level
+  (a level's nodes are disjoint), i.e. ``max_depth`` bits per row per tree, plus at most
+  ``log2(holders + 2)`` bits of owner per node.  Chosen adaptively down a tree this is a
+  binary search: with ``max_depth >= log2(bins)``, one holder column's bin of every row
+  per tree (tested: ``n x max_depth`` direction bits at most), against every column in
+  one level in the default mode.  A range check on g, h under MPC would not lower this
+  bound (the bank could flip its verdict the same way) and is not done.  A bank that must
+  not learn even this: SS-XGB (:mod:`jointml.ml.tree.ss_xgb`) publishes no partition.
 * **feature holder, semi-honest**: per node whether it splits and whether the split is
   its own (with its own (feature, bin, default) and threshold); the node of every
   training row (as in the default mode); with three or more parties it does not learn
