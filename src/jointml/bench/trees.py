@@ -239,4 +239,6 @@ if __name__ == "__main__":
     import sys
 
     args = sys.argv[1:]
-    print(json.dumps(run(*(int(a) for a in args[:2]), protection=args[2] if len(args) > 2 else "none")))
+    sizes = [int(a) for a in args[:2]]
+    print(json.dumps(run(rows=sizes[0] if sizes else 100_000, features=sizes[1] if len(sizes) > 1 else 40,
+                         protection=args[2] if len(args) > 2 else "none")))
