@@ -79,8 +79,8 @@ many bits of G's precision).  ``reg_lambda`` must be > 0 (the reciprocal's lower
 Split ties (equal fixed-point scores, e.g. a node no training row reaches, constant
 features, or every candidate masked by ``min_child_weight``) go to a candidate drawn
 uniformly at random and in secret (a secret random tie-break below the fixed-point
-resolution is added to the scores, see :func:`.split_kernels.tie_break`): the opened index does not tell
-that the node is empty, as "always candidate 0" would.
+resolution is added to the scores, see :func:`.split_kernels.tie_break`): the opened
+index does not tell that the node is empty, as "always candidate 0" would.
 
 Learned state: ``trees_`` (public structure per tree: ``{"party", "feature", "bin"}``
 lists in breadth-first order of the ``2^max_depth - 1`` internal nodes), ``leaf_weights_``
@@ -111,6 +111,7 @@ from ._binning import QuantileBins
 from .split_kernels import argmax_onehot, score_shift, split_scores, tie_break
 
 __all__ = ["SSXGBClassifier", "SSXGBError"]
+
 
 class SSXGBError(ModelError):
     """Bad input or inconsistent state; the message names the party concerned."""
