@@ -160,6 +160,9 @@ def _decode_bins(hist, n_bins, n, frac_bits):
 
 @pytest.mark.parametrize("protected", [False, True])
 def test_crafted_gradients_recover_partner_bins_only_without_protection(monkeypatch, protected):
+    """Attack (issue 11, item 2): a bank sending g_i = 2^i. Default mode: it decodes 100 % of
+    the partner's (row, column) bins from the root's bin sums. Protected mode: no bin sum of
+    the partner reaches it; what it receives in the clear is within the stated leak."""
     n, cut = 40, 2
     X, y, _ = data(n=n, d=6, seed=4, missing=0.1)
     true = QuantileBins.fit(X[:, cut:], 4).transform(X[:, cut:])  # the partner's bins (its own binning)
