@@ -9,6 +9,11 @@ same hyperparameters; scikit-learn's HistGradientBoostingClassifier when xgboost
 installed) measured in the same run on the same data.
 
     jointml bench trees --rows 20000 --features 20 --json
+
+``protection="mpc"`` (``python -m jointml.bench.trees ROWS FEATURES mpc``; the CLI's
+``--protection`` when wired) runs SecureBoost's protected mode instead: bin sums and split
+finding under semi2k with a third process as the dealer, no Paillier key.  The JSON then
+adds ``dealer`` traffic to ``bytes`` and ``time_bank["mpc"]`` (the MPC split finding).
 """
 
 from __future__ import annotations
@@ -40,14 +45,15 @@ def make_data(rows: int, features: int, seed: int = 0):
     return X[:-n_test], y[:-n_test], X[-n_test:], y[-n_test:]
 
 
-def _program(ctx, rows, features, params, key_bits, n_jobs):
+def _program(ctx, rows, features, params, key_bits, n_jobs, protection="none"):
     from ..data.metrics import roc_auc
     from ..ml.tree import SecureBoostClassifier
 
     Xtr, ytr, Xte, yte = make_data(rows, features)
     h = features // 2
     parts = lambda A: {"bank": ctx.party("bank").run(lambda: A[:, :h]), "partner": ctx.party("partner").run(lambda: A[:, h:])}
-    model = SecureBoostClassifier(ctx, key_bits=key_bits, n_jobs=n_jobs, **params)
+    extra = {"protection": "mpc", "dealer": "dealer"} if protection == "mpc" else {}
+    model = SecureBoostClassifier(ctx, key_bits=key_bits, n_jobs=n_jobs, **params, **extra)
     ctx.reset_stats()
     t0 = time.perf_counter()
     model.fit(parts(Xtr), ctx.party("bank").run(lambda: ytr))
@@ -111,18 +117,22 @@ def run(
     learning_rate: float = 0.3,
     key_bits: int = 2048,
     n_jobs: int | None = None,
+    protection: str = "none",
 ) -> dict:
+    """SecureBoost, default mode (Paillier bin sums; bank and partner) or ``protection="mpc"``
+    (splits under semi2k; bank, partner and a dealer), over TLS between processes."""
     from ..he import shutdown_pool
 
     shutdown_pool()  # party processes are forked: they must not inherit this process's pool
     params = dict(
         n_estimators=trees, max_depth=depth, learning_rate=learning_rate, max_bin=bins, reg_lambda=1.0, min_child_weight=1.0
     )
+    parties = ["bank", "partner"] + (["dealer"] if protection == "mpc" else [])
     res = simulate(
         _program,
-        ["bank", "partner"],
+        parties,
         mode="process",
-        args=(rows, features, params, key_bits, n_jobs),
+        args=(rows, features, params, key_bits, n_jobs, protection),
         timeout=None,
         options={"warm_heap_mb": 256},
     )
@@ -131,14 +141,15 @@ def run(
     per_tree = b["tree_seconds"]
     total_bytes = sum(r["stats"]["bytes_sent"] for r in res.values())
     return {
-        "figure": "secureboost_train",
+        "figure": "secureboost_train" if protection == "none" else "secureboost_mpc_train",
         "model": "secureboost",
+        "protection": protection,
         "rows": rows,
         "features": features,
         "trees": trees,
         "depth": depth,
         "bins": bins,
-        "key_bits": key_bits,
+        "key_bits": key_bits if protection == "none" else None,
         "seconds_per_tree": round(float(np.mean(per_tree)), 3),
         "tree_seconds": [round(t, 3) for t in per_tree],
         "setup_seconds": round(b["seconds"] - sum(per_tree), 3),
@@ -227,4 +238,7 @@ if __name__ == "__main__":
     import json
     import sys
 
-    print(json.dumps(run(*(int(a) for a in sys.argv[1:3]))))
+    args = sys.argv[1:]
+    sizes = [int(a) for a in args[:2]]
+    print(json.dumps(run(rows=sizes[0] if sizes else 100_000, features=sizes[1] if len(sizes) > 1 else 40,
+                         protection=args[2] if len(args) > 2 else "none")))

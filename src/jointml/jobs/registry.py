@@ -425,7 +425,10 @@ class SSGLMEntry(_LinearEntry):
 
 class SecureBoostEntry(ModelEntry):
     """`secureboost`: gradient-boosted trees with Paillier HE (`jointml.ml.tree.SecureBoost*`);
-    thresholds stay with their owners; scores go to the label holder only."""
+    thresholds stay with their owners; scores go to the label holder only. `protection: mpc` (with
+    `dealer:`, a party holding no data) finds splits under MPC instead of decrypting bin sums at the
+    label holder, so that a label holder sending crafted gradients cannot read the partners' bins
+    (see docs/security.md); default `none`: faster, assumes a semi-honest label holder."""
 
     name = "secureboost"
     device = "he"
@@ -436,7 +439,7 @@ class SecureBoostEntry(ModelEntry):
     def build(self, device: Any, *, objective: Literal["binary", "regression"] = "binary", n_estimators: int = 10,
               learning_rate: float = 0.3, max_depth: int = 5, min_child_weight: float = 1.0, reg_lambda: float = 1.0,
               gamma: float = 0.0, subsample: float = 1.0, colsample_bytree: float = 1.0, max_bin: int = 32,
-              key_bits: int = 2048) -> Any:
+              key_bits: int = 2048, protection: Literal["none", "mpc"] = "none", dealer: str | None = None) -> Any:
         # The one place a SecureBoost estimator is constructed: its first argument is the context (the HE
         # key is made at fit, at the label holder) or an HeDevice held by the label holder.
         from ..ml.tree import SecureBoostClassifier, SecureBoostRegressor
@@ -444,7 +447,8 @@ class SecureBoostEntry(ModelEntry):
         cls = SecureBoostClassifier if objective == "binary" else SecureBoostRegressor
         return cls(device, n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
                    min_child_weight=min_child_weight, reg_lambda=reg_lambda, gamma=gamma, subsample=subsample,
-                   colsample_bytree=colsample_bytree, max_bin=max_bin, key_bits=key_bits)
+                   colsample_bytree=colsample_bytree, max_bin=max_bin, key_bits=key_bits, protection=protection,
+                   dealer=dealer)
 
     def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.tree import SecureBoostClassifier, SecureBoostRegressor

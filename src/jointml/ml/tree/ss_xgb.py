@@ -79,8 +79,8 @@ many bits of G's precision).  ``reg_lambda`` must be > 0 (the reciprocal's lower
 Split ties (equal fixed-point scores, e.g. a node no training row reaches, constant
 features, or every candidate masked by ``min_child_weight``) go to a candidate drawn
 uniformly at random and in secret (a secret random tie-break below the fixed-point
-resolution is added to the scores, see ``_tie_break``): the opened index does not tell
-that the node is empty, as "always candidate 0" would.
+resolution is added to the scores, see :func:`.split_kernels.tie_break`): the opened
+index does not tell that the node is empty, as "always candidate 0" would.
 
 Learned state: ``trees_`` (public structure per tree: ``{"party", "feature", "bin"}``
 lists in breadth-first order of the ``2^max_depth - 1`` internal nodes), ``leaf_weights_``
@@ -92,7 +92,6 @@ lists in breadth-first order of the ``2^max_depth - 1`` internal nodes), ``leaf_
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -100,7 +99,6 @@ from typing import Any
 import numpy as np
 
 from ...core.errors import ModelError, ProtocolError
-from ...core.prg import Prg
 from ...mpc import MpcDevice, SecretArray, concatenate, functions, stack
 from ...mpc.masked import PrivateMaskedMatrix
 from ...runtime.collectives import broadcast
@@ -110,10 +108,9 @@ from ..arrays_json import arrays_from_json, arrays_to_json
 from ..base import SecureEstimator, check_param, mpc_part_problem, mpc_part_public
 from ..checks import announced_shape
 from ._binning import QuantileBins
+from .split_kernels import argmax_onehot, score_shift, split_scores, tie_break
 
 __all__ = ["SSXGBClassifier", "SSXGBError"]
-
-TIE_BITS = 10  # secret tie-break: split scores are shifted left by this many bits (see `_tie_break`)
 
 
 class SSXGBError(ModelError):
@@ -357,9 +354,9 @@ class SSXGBClassifier(SecureEstimator):
 
     def _choose_splits(self, M: SecretArray | None, gh: SecretArray, mats: dict, K: int, nn: int, n: int, lam: float,
                        bounds: tuple[float, float]) -> list[int]:
-        """The winning candidate of each of the nn nodes of a level; only the winners' indices are opened."""
-        # keep |G_L * w_L| <= n^2/lambda below 2^25 (fixed-point product range, f = 18)
-        shift = max(0, math.ceil(math.log2(max(n * n / lam, 1.0))) - 25)
+        """The winning candidate of each of the nn nodes of a level; only the winners' indices are opened
+        (the score, tie-break and argmax kernels are :mod:`.split_kernels`, shared with SecureBoost's
+        protected mode)."""
         if M is None:
             V = gh.reshape(1, 2, n)
         else:
@@ -367,44 +364,12 @@ class SSXGBClassifier(SecureEstimator):
         V = V.reshape(2 * nn, n).transpose()  # (n, 2nn): column 2i = g of node i, 2i+1 = h
         tot = V.sum(axis=0)
         S = concatenate([mats[p].rmatmul_t(V) for p in mats], axis=0)  # (K, 2nn)
-        GL, HL = S[:, 0::2], S[:, 1::2]
-        G, H = tot[0::2].reshape(1, nn), tot[1::2].reshape(1, nn)
-        GR, HR = G.broadcast_to((K, nn)) - GL, H.broadcast_to((K, nn)) - HL
-        num = concatenate([GL, GR], axis=0)
-        den = concatenate([HL, HR], axis=0) + lam
-        r = functions.reciprocal(den, positive=True, bounds=bounds)
-        w = num * r
-        if shift:
-            num = num * (2.0 ** -shift)
-        sc = num * w  # (2K, nn)
-        score = sc[:K] + sc[K:]
-        if self.min_child_weight > 0:
-            ok = (concatenate([HL, HR], axis=0) >= self.min_child_weight)
-            ok = ok[:K] * ok[K:]
-            score = functions.where(ok, score, -1.0)
-        score = self._tie_break(score, K, nn)
-        onehot = functions.argmax(score.transpose(), axis=1, one_hot=True)  # (nn, K)
+        # |g| <= 1 (logistic): |G_L| <= n
+        score = split_scores(S[:, 0::2], S[:, 1::2], tot[0::2].reshape(1, nn), tot[1::2].reshape(1, nn), lam=lam,
+                             bounds=bounds, shift=score_shift(float(n), lam), min_weight=float(self.min_child_weight))
+        onehot = argmax_onehot(tie_break(self.mpc, score))  # (nn, K)
         idx = onehot @ np.arange(K, dtype=np.int64)
         return [int(k) for k in self._reveal_all(idx)]
-
-    def _tie_break(self, score: SecretArray, K: int, nn: int) -> SecretArray:
-        """`score * 2^TIE_BITS + r`, r secret, i.i.d. per candidate and in [0, 2^TIE_BITS) ring units.
-
-        Distinct fixed-point scores keep their order (they differ by >= 2^TIE_BITS units
-        after the shift, r by less); equal ones (an empty node, constant features, all
-        candidates masked by min_child_weight) are ordered by r, so the opened winner is
-        uniform among the tied candidates instead of always the first. Each compute party
-        contributes a private share of r from its own cryptographic PRG; nobody knows r.
-        Cost: one input round of K x nn small integers per compute party; the argmax is
-        unchanged (scores stay below 2^54 ring units, within the exact 64-bit comparison).
-        """
-        per = (1 << TIE_BITS) // len(self.mpc.parties)
-        scale = 2.0 ** -self.mpc.frac_bits  # r in ring units: exact in float64 and in the encoding
-        out = score * (1 << TIE_BITS)  # a public integer: no truncation, exact
-        for p in self.mpc.parties:
-            r = self.ctx.party(p).run(lambda: Prg().integers_below(per, (K, nn)).astype(np.float64) * scale)
-            out = out + r.to(self.mpc, fxp=True)
-        return out
 
     # -- prediction ----------------------------------------------------------------------------
     def decision_function_shared(self, X: dict) -> SecretArray:

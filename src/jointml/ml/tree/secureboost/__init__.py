@@ -34,13 +34,29 @@ Framework", IEEE Intell. Syst. 2021, with XGBoost's objective):
    feature holders.  Leaf weights ``-eta * G / (H + lambda)`` are computed and kept at
    the label holder.
 
+Protected mode (``protection="mpc"``, with ``dealer=`` a party holding no data): steps 1-3
+run under semi2k instead (:mod:`.protected`): the label holder secret-shares (g, h) per
+node, each feature holder's candidate splits are a private 0/1 matrix masked once, and the
+scores, tie-break and argmax are the kernels of :mod:`jointml.ml.tree.split_kernels`
+(shared with SS-XGB); only each node's split owner is opened to the label holder, and to
+the owner its own candidate.  No Paillier key is used.  It stops the attack below; the
+trees are the default mode's on the same data.
+
 Prediction: each party evaluates only its own split nodes and sends, per row and
 tree, the set of leaves compatible with its splits (a bit mask); the label holder
 intersects the masks (exactly one leaf remains) and alone obtains the scores.
 
-Security model: semi-honest parties, no collusion between the label holder and a
-feature holder; Paillier (DJN) with 2048-bit keys by default (1024 in tests only).
-What each party learns, exactly:
+Security model (default mode, ``protection="none"``): semi-honest parties, no collusion
+between the label holder and a feature holder; Paillier (DJN) with 2048-bit keys by
+default (1024 in tests only).  A *deviating* label holder breaks it: encrypting crafted
+values (row i -> 2^i) instead of its gradients, it reads from the decrypted bin sums the
+bitmask of the rows of every bin, i.e. every feature holder's bin of every row and column
+in one level (``tests/test_secureboost_protected.py``).  The protected mode
+(:mod:`.protected`, which states what each party then learns, semi-honest and deviating,
+and docs/security.md) gives such a label holder no bin sum: it learns the split owner per
+node and, at a feature holder's split, the partition by one cut (which it can steer), at
+most one bit per row and level (``max_depth`` bits per row per tree).
+What each party learns in the default mode, exactly:
 
 * **label holder**: for every node and every feature of every feature holder, the
   per-bin sums of g and h of the node's sampled rows (with squared error, h = 1, so

@@ -30,6 +30,7 @@ from . import feature_holder as fh
 from . import histogram as hist
 from . import label_holder as lh
 from .errors import SecureBoostError
+from .protected import ProtectedMode
 
 __all__ = ["SecureBoostClassifier", "SecureBoostRegressor"]
 
@@ -60,7 +61,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
-class _SecureBoostBase(SecureEstimator):
+class _SecureBoostBase(ProtectedMode, SecureEstimator):
     """Shared implementation; use :class:`SecureBoostClassifier` or :class:`SecureBoostRegressor`.
 
     The first argument is the device: a party context (the label holder then makes the
@@ -68,7 +69,10 @@ class _SecureBoostBase(SecureEstimator):
     labels is only known from `y`), or an :class:`~jointml.he.HeDevice` whose holder is
     the label holder (its key is used; `key_bits` and `encrypt_window` are then unused).
     Hyperparameters are stored unchanged; they are checked at construction (fail fast)
-    and again in `fit` (after `set_params`).
+    and again in `fit` (after `set_params`). ``protection="mpc"`` with ``dealer=`` (the
+    name of a party of the job that holds no data; it runs `fit` too) finds splits under
+    MPC (:mod:`.protected`): the first argument must then be the party context, and every
+    party of the job is the label holder, a feature holder or the dealer.
     """
 
     objective = ""
@@ -94,6 +98,8 @@ class _SecureBoostBase(SecureEstimator):
         base_score: float | None = None,
         encrypt_window: int = 12,
         n_jobs: int | None = None,
+        protection: str = "none",
+        dealer: str | None = None,
         verbose: bool = False,
     ) -> None:
         self.device = device
@@ -112,6 +118,8 @@ class _SecureBoostBase(SecureEstimator):
         self.base_score = base_score
         self.encrypt_window = encrypt_window
         self.n_jobs = n_jobs
+        self.protection = protection
+        self.dealer = dealer
         self.verbose = verbose
         if device is not None:
             self._check_device()
@@ -210,6 +218,9 @@ class _SecureBoostBase(SecureEstimator):
         label = y.owner
         X, Xloc, xinfo = self._check_X(X, "fit")
         parties = [p for p in ctx.parties if p in X or p == label]
+        self._check_dealer(parties)
+        if self.protection == "mpc" and ctx.me == self.dealer:
+            return self._dealer_fit(X, label, eval_set)
         if ctx.me not in parties:
             return self
         yloc, yinfo = self._read_labels(y, label) if ctx.me == label else (None, None)
@@ -271,7 +282,8 @@ class _SecureBoostBase(SecureEstimator):
 
     def _setup(self, Xloc: np.ndarray | None, yloc: np.ndarray | None, n: int, holders: list[str]) -> dict:
         ctx, me, label = self.ctx, self.ctx.me, self.label_owner_
-        st: dict[str, Any] = {"holders": holders, "n": n, "he": self._he_device(holders)}
+        protected = self.protection == "mpc"
+        st: dict[str, Any] = {"holders": holders, "n": n, "he": None if protected else self._he_device(holders)}
         if st["he"] is not None and me == label:  # the first tree's nonces, while the parties finish their setup
             st["he"].prefetch(max(1, round(self.subsample * n)) if self.subsample < 1.0 else n)
         st["codes"], st["bins"] = None, None
@@ -281,6 +293,8 @@ class _SecureBoostBase(SecureEstimator):
         st["nb_of"] = self._bin_counts(st["bins"], holders)
         self.model_id_ = broadcast(ctx, label, meta={"id": new_model_id()} if me == label else None,
                                    to=self.parties_, name="sb:id").meta["id"]
+        if protected and holders:
+            self._protected_setup(st)
         return st
 
     def _bin_counts(self, bins: QuantileBins | None, holders: list[str]) -> dict[str, np.ndarray]:
@@ -355,6 +369,8 @@ class _SecureBoostBase(SecureEstimator):
                     raise SecureBoostError(f"party '{me}': malformed sample message from '{label}'")
                 lv["rows"] = rows
                 lv["colsel"] = fh.check_sample(rows, cm, st["n"], self.n_features_[me], me, label)
+        if st.get("mpc") is not None:
+            lv["shift"] = self._tree_header(st, lv)
         lv["grad"] = self._send_gradients(t, st, lv, T)
         tree = self._grow(st, lv, T)
         if me == label:
@@ -402,7 +418,7 @@ class _SecureBoostBase(SecureEstimator):
                 stopper["since"] += 1
             stop = self.early_stopping_rounds is not None and stopper["since"] >= self.early_stopping_rounds
         meta = broadcast(self.ctx, label, meta={"stop": stop, "best": stopper["best_iter"]} if me == label else None,
-                         to=self.parties_, name="sb:stop").meta
+                         to=self._stop_parties(), name="sb:stop").meta
         stopper["best_iter"] = int(meta["best"])
         return bool(meta["stop"])
 
@@ -415,8 +431,14 @@ class _SecureBoostBase(SecureEstimator):
                                "bin": [-1], "gain": [0.0], "value": [0.0]}
         lv.update(pos=np.zeros(st["n"], dtype=np.int64), frontier=[0], parent_hist={}, par_of={})
         for depth in range(int(self.max_depth)):
-            decisions = self._level_decisions(st, lv, tr, depth, T)
-            if not self._apply_splits(st, lv, tr, decisions):
+            if st.get("mpc") is not None:  # protected mode: the level's splits under MPC
+                decisions, seen = self._protected_level(st, lv, tr, T)
+                prev = list(lv["frontier"])
+                split = self._apply_splits(st, lv, tr, decisions, seen)
+                self._holder_split_gains(st, lv, tr, prev, decisions)
+            else:
+                split = self._apply_splits(st, lv, tr, self._level_decisions(st, lv, tr, depth, T))
+            if not split:
                 break
         tree = {k: tr[k] for k in ("left", "right", "mine", "feature", "threshold", "default_left")}
         if me == label:
@@ -445,6 +467,8 @@ class _SecureBoostBase(SecureEstimator):
                 for node in frontier:
                     hists[node][me] = own[node]
         for p in holders:
+            if (me == label and not lv["colmask"][p].any()) or (me == p and not len(lv["colsel"])):
+                continue  # none of p's columns in this tree's sample (only p and the label holder know)
             local = None
             if me == p:
                 local = {"rows": lv["rows"], "pos": pos, "codes": st["codes"], "bins": st["bins"],
@@ -479,8 +503,7 @@ class _SecureBoostBase(SecureEstimator):
         k = len(lv["frontier"])
         if me == label:
             assert decisions is not None  # made at the label holder
-            out = [(d is not None, d is not None and d[0] == me, *(d[1:4] if d is not None else (-1, -1, False)))
-                   for d in decisions]
+            out = self._seen_at_label(decisions)
         for p in st["holders"]:
             arrays: list = []
             if me == label:
@@ -498,10 +521,12 @@ class _SecureBoostBase(SecureEstimator):
                 out = [(flags[i] != 0, flags[i] == 2, int(feats[i]), int(bns[i]), bool(dl[i])) for i in range(k)]
         return out if me == label or me in st["holders"] else []
 
-    def _apply_splits(self, st: dict, lv: dict, tr: dict, decisions: list | None) -> bool:
-        """New nodes, directions from the split owners, new positions; False when no node split."""
+    def _apply_splits(self, st: dict, lv: dict, tr: dict, decisions: list | None, seen: list | None = None) -> bool:
+        """New nodes, directions from the split owners, new positions; False when no node split.
+        `seen`: each node's split as this party knows it (protected mode); else the label holder sends it."""
         me, label = self.ctx.me, self.label_owner_
-        seen = self._send_decisions(st, lv, decisions)
+        if seen is None:
+            seen = self._send_decisions(st, lv, decisions)
         bins, pos = st["bins"], lv["pos"]
         new_frontier, par_of_new, my_nodes = [], {}, []
         for i, node in enumerate(lv["frontier"]):
@@ -569,6 +594,11 @@ class _SecureBoostBase(SecureEstimator):
                 raise SecureBoostError(f"party '{me}': invalid node positions from '{label}'")
             return p32.astype(np.int64)
         return newpos
+
+    def _seen_at_label(self, decisions: list) -> list[tuple]:
+        me = self.ctx.me
+        return [(d is not None, d is not None and d[0] == me, *(d[1:4] if d is not None else (-1, -1, False)))
+                for d in decisions]
 
     # -- importance ---------------------------------------------------------------------------
     def _finish_importance(self) -> None:
@@ -710,6 +740,8 @@ class SecureBoostClassifier(_SecureBoostBase):
     """
 
     objective = "binary:logistic"
+    _grad_max = 1.0  # |p - y| <= 1: a public bound for the protected mode's score range
+    _hess_max = 0.25
 
     def _check_labels(self, y: np.ndarray) -> str | None:
         u = np.unique(y)
@@ -750,6 +782,8 @@ class SecureBoostRegressor(_SecureBoostBase):
     """
 
     objective = "reg:squarederror"
+    _grad_max = None  # unbounded: the label holder announces a power of two per tree (protected mode)
+    _hess_max = 1.0
 
     def _base(self, y: np.ndarray) -> float:
         return float(np.mean(y))

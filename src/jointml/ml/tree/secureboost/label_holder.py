@@ -134,3 +134,7 @@ def check_params(est) -> None:
     chk("encrypt_window", lambda v: int(v) == v and 1 <= v <= 12, "an integer in [1, 12]")
     chk("key_bits", lambda v: int(v) == v and v >= 256 and v % 2 == 0, "an even integer >= 256")
     chk("base_score", lambda v: v is None or float(v) == float(v), "a number or None")
+    chk("protection", lambda v: v in ("none", "mpc"), "'none' (HE bin sums: a semi-honest label holder) or 'mpc'")
+    if est.protection == "mpc":
+        chk("dealer", lambda v: isinstance(v, str) and v != "", "the name of the MPC dealer with protection='mpc'")
+        chk("reg_lambda", lambda v: v > 0, "> 0 with protection='mpc' (lower bound of the secure reciprocal)")
