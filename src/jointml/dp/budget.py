@@ -49,7 +49,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ..core.errors import ConfigError, JointMLError, ParameterError, PersistError
 from .accounting import Accountant, PrivacyEvent
@@ -329,7 +329,7 @@ class BudgetLedger:
                            detail={"accountant": acc.used_kind(), "events": [e.to_json() for e in events]})
 
 
-def enforce(ctx: PartyContext, ledger: BudgetLedger | None, charges: dict[str, Sequence[tuple[str, float, float]]],
+def enforce(ctx: PartyContext, ledger: BudgetLedger | None, charges: Mapping[str, Sequence[tuple[str, float, float]]],
             *, release: str, job: str | None = None) -> None:
     """Charge a joint release at every owner, or refuse it at every party before it runs.
 
