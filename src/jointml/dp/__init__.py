@@ -19,7 +19,16 @@ the sensitivity the caller declares (contributions must be clipped to it).
 """
 
 from .accounting import Accountant, PrivacyEvent, epsilon_of, rho_for
-from .mechanisms import Release, discrete_gaussian_int, exponential, gaussian, gaussian_sigma, geometric, laplace
+from .mechanisms import (
+    Release,
+    discrete_gaussian_int,
+    exponential,
+    gaussian,
+    gaussian_rho,
+    gaussian_sigma,
+    geometric,
+    laplace,
+)
 from .sampling import RandomBits
 
 __all__ = [
@@ -31,6 +40,7 @@ __all__ = [
     "laplace",
     "gaussian",
     "gaussian_sigma",
+    "gaussian_rho",
     "geometric",
     "discrete_gaussian_int",
     "exponential",

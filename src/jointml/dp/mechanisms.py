@@ -66,6 +66,7 @@ __all__ = [
     "Release",
     "laplace",
     "gaussian",
+    "gaussian_rho",
     "geometric",
     "discrete_gaussian_int",
     "exponential",
@@ -184,9 +185,25 @@ def gaussian(value: Any, sensitivity: float, epsilon: float, delta: float, *, di
     >>> r.value.shape, r.epsilon <= 1.0, r.delta
     ((3,), True, 1e-05)
     """
+    rho = rho_for(epsilon, delta)
+    r = gaussian_rho(value, sensitivity, rho, dim=dim, src=src)
+    return Release(r.value, "gaussian", r.event, epsilon_of(r.event, delta), delta, r.grid, r.noise_scale)
+
+
+def gaussian_rho(value: Any, sensitivity: float, rho: float, *, dim: int | None = None,
+                 src: RandomBits | None = None) -> Release:
+    """rho-zCDP release of a real value or array of L2 `sensitivity` (discrete Gaussian on a grid).
+
+    For splitting one budget between several releases: zCDP rhos add. `epsilon` of the
+    returned Release is NaN (no delta chosen yet): compose its `event` with an Accountant.
+
+    >>> r = gaussian_rho(np.zeros((4, 2)), sensitivity=1.0, rho=0.5, dim=2)
+    >>> r.value.shape, r.event.params["rho"] <= 0.5
+    ((4, 2), True)
+    """
+    _check_positive(sensitivity=sensitivity, rho=rho)
     arr, scalar = _as_array(value)
     d = max(1, arr.size if dim is None else int(dim))
-    rho = rho_for(epsilon, delta)
     sigma = sensitivity / math.sqrt(2 * rho)
     # fine enough that snapping (<= sqrt(d) grid steps in L2) adds at most ~6 % to sigma
     g = _pow2_at_most(min(sigma / 2**8, sensitivity / (16 * math.sqrt(d))))
@@ -195,7 +212,7 @@ def gaussian(value: Any, sensitivity: float, epsilon: float, delta: float, *, di
     z = _dgauss(_src(src), Fraction(p), arr.size).reshape(arr.shape)
     out = (_snap(arr, g) + z).astype(np.float64) * g
     event = PrivacyEvent("zcdp", rho=d_int**2 / (2 * p))
-    return Release(float(out) if scalar else out, "gaussian", event, epsilon_of(event, delta), delta, g, math.sqrt(p) * g)
+    return Release(float(out) if scalar else out, "gaussian", event, math.nan, math.nan, g, math.sqrt(p) * g)
 
 
 def geometric(value: Any, sensitivity: int, epsilon: float, *, src: RandomBits | None = None) -> Release:
