@@ -61,17 +61,18 @@ class NoisySecret:
 
 
 def integer_noise(mechanism: str, sensitivity: float, epsilon: float, delta: float, size: int,
-                  src: RandomBits | None = None) -> tuple[np.ndarray, PrivacyEvent]:
+                  src: RandomBits | None = None, rho: float | None = None) -> tuple[np.ndarray, PrivacyEvent]:
     """Integer noise for an integer-valued query of the given (integer-unit) sensitivity.
 
-    `mechanism` "laplace" (L1 `sensitivity`, pure epsilon) or "gaussian" (L2, (epsilon, delta)).
+    `mechanism` "laplace" (L1 `sensitivity`, pure epsilon) or "gaussian" (L2, (epsilon, delta),
+    or directly `rho`-zCDP when `rho` is given: a share of a larger budget, e.g. one epoch).
 
     >>> z, ev = integer_noise("laplace", 3, 0.5, 0.0, 4)
     >>> z.dtype, ev.kind, ev.params["sensitivity"]
     (dtype('int64'), 'discrete_laplace', 3)
     """
     src = RandomBits() if src is None else src
-    if not (sensitivity > 0 and epsilon > 0):
+    if not (sensitivity > 0 and (epsilon > 0 or rho is not None)):
         raise ParameterError("noise needs sensitivity > 0 and epsilon > 0", field="epsilon")
     if mechanism == "laplace":
         d_int = math.ceil(sensitivity)
@@ -82,9 +83,12 @@ def integer_noise(mechanism: str, sensitivity: float, epsilon: float, delta: flo
             z = np.array([discrete_laplace_exact(src, t) for _ in range(size)], dtype=np.int64)
         return z, PrivacyEvent("discrete_laplace", parameter=1.0 / t, sensitivity=d_int)
     if mechanism == "gaussian":
-        if not 0 < delta < 1:
-            raise ParameterError("the Gaussian mechanism needs 0 < delta < 1", field="delta")
-        rho = rho_for(epsilon, delta)
+        if rho is None:
+            if not 0 < delta < 1:
+                raise ParameterError("the Gaussian mechanism needs 0 < delta < 1", field="delta")
+            rho = rho_for(epsilon, delta)
+        elif not rho > 0:
+            raise ParameterError(f"rho must be > 0, got {rho}", field="rho")
         p = math.ceil(sensitivity**2 / (2 * rho))  # sigma^2, rounded up to an integer
         if p < 1 << 26:
             z = discrete_gaussian(src, p, size)
@@ -95,10 +99,12 @@ def integer_noise(mechanism: str, sensitivity: float, epsilon: float, delta: flo
 
 
 def add_noise(x: SecretArray, sensitivity: float, epsilon: float, delta: float = 0.0, *,
-              mechanism: str = "laplace", dim: int | None = None) -> NoisySecret:
+              mechanism: str = "laplace", dim: int | None = None, rho: float | None = None) -> NoisySecret:
     """`x` plus every compute party's own DP noise, still secret-shared (see the module docstring).
 
-    `dim`: the number of coordinates one record can change (default: all of `x`).
+    `dim`: the number of coordinates one record can change (default: all of `x`); `rho`: a
+    zCDP budget for the Gaussian instead of (epsilon, delta) (then `epsilon` of the result is
+    computed at `delta` when 0 < delta < 1, else NaN).
     """
     dev = x.device
     ctx = dev.ctx
@@ -107,14 +113,14 @@ def add_noise(x: SecretArray, sensitivity: float, epsilon: float, delta: float =
     sens = sensitivity / grid + (d if mechanism == "laplace" else math.sqrt(d))
     if mechanism == "laplace":
         sens = float(math.ceil(sens))
-    event = integer_noise(mechanism, sens, epsilon, delta, 0)[1]  # the public calibration, same everywhere
+    event = integer_noise(mechanism, sens, epsilon, delta, 0, rho=rho)[1]  # the public calibration, same everywhere
     out = x
     for p in dev.parties:
         def draw() -> np.ndarray:
-            return integer_noise(mechanism, sens, epsilon, delta, x.size)[0].reshape(x.shape)
+            return integer_noise(mechanism, sens, epsilon, delta, x.size, rho=rho)[0].reshape(x.shape)
 
         z = ctx.party(p).run(draw).to(dev, fxp=False)  # integer noise: shared as ring integers
         # the ring integer k stands for k * 2^-fxp: reinterpret the shares at x's scale (no copy)
         out = out + SecretArray(dev, z.share, z.shape, x.fxp)
-    eps = epsilon_of(event, delta)
+    eps = epsilon_of(event, delta) if (rho is None or 0 < delta < 1) else math.nan
     return NoisySecret(out, event, eps, delta)
