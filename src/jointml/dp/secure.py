@@ -21,7 +21,9 @@ Sensitivity: stated by the caller for the *real* value of ``x``; on the fixed-po
 error, so the integer sensitivity is ``ceil(Delta / g) + d`` (Laplace, L1) or
 ``Delta / g + sqrt(d)`` (Gaussian, L2), as in :mod:`.mechanisms`.
 
-Cost: one input sharing per compute party (its noise array), no multiplication: one round.
+Cost: with additive sharing (semi2k) each compute party adds its noise to its own share:
+no message at all. With replicated sharing (aby3), where each share component is held by
+two parties, each compute party secret-shares its noise instead: one input round each.
 
 >>> from jointml.mpc import MpcDevice
 >>> def prog(ctx):
@@ -114,13 +116,25 @@ def add_noise(x: SecretArray, sensitivity: float, epsilon: float, delta: float =
     if mechanism == "laplace":
         sens = float(math.ceil(sens))
     event = integer_noise(mechanism, sens, epsilon, delta, 0, rho=rho)[1]  # the public calibration, same everywhere
-    out = x
-    for p in dev.parties:
-        def draw() -> np.ndarray:
-            return integer_noise(mechanism, sens, epsilon, delta, x.size, rho=rho)[0].reshape(x.shape)
 
+    def draw() -> np.ndarray:
+        return integer_noise(mechanism, sens, epsilon, delta, x.size, rho=rho)[0].reshape(x.shape)
+
+    if not dev.proto.share_order_matters:
+        # additive sharing: a share is one summand, so each compute party adds its noise to
+        # its own share - no message, no round (the value gains the sum of the noises)
+        arrays = x.export_share()
+        if arrays:
+            arrays = [arrays[0] + draw().astype(np.int64).view(np.uint64)] + arrays[1:]  # wraps mod 2^64
+        return _result(dev.import_share(arrays, x.shape, x.fxp), event, delta, rho)
+    out = x
+    for p in dev.parties:  # replicated sharing: each party secret-shares its noise (one input round each)
         z = ctx.party(p).run(draw).to(dev, fxp=False)  # integer noise: shared as ring integers
         # the ring integer k stands for k * 2^-fxp: reinterpret the shares at x's scale (no copy)
         out = out + SecretArray(dev, z.share, z.shape, x.fxp)
+    return _result(out, event, delta, rho)
+
+
+def _result(out: SecretArray, event: PrivacyEvent, delta: float, rho: float | None) -> NoisySecret:
     eps = epsilon_of(event, delta) if (rho is None or 0 < delta < 1) else math.nan
     return NoisySecret(out, event, eps, delta)

@@ -112,8 +112,9 @@ class DPSSLogisticRegression(SSLogisticRegression):
     def _gradient_sums(self, gx: SecretArray, gb: SecretArray | None) -> tuple[SecretArray, SecretArray | None]:
         d = gx.shape[0]
         v = gx if gb is None else concatenate([gx, gb.reshape(1)])
-        noisy = add_noise(v, 2 * self._c_g, float(self.epsilon), float(self.delta), mechanism="gaussian",
-                          dim=v.shape[0], rho=self._rho_epoch)
+        # delta=0 with rho: no per-batch epsilon (the epochs are accounted together in _train)
+        noisy = add_noise(v, 2 * self._c_g, float(self.epsilon), 0.0, mechanism="gaussian", dim=v.shape[0],
+                          rho=self._rho_epoch)
         self._dp_event = noisy.event
         out = noisy.value
         return (out, None) if gb is None else (out[:d], out[d].reshape(()))
