@@ -87,3 +87,30 @@ def test_label_uses_outside_the_mechanism_are_refused(extra):
     X, y, Xte, _ = _data(n=200)
     with pytest.raises(PartyFailed, match="ModelError.*not with DP-SGD"):
         _fit(lambda mpc: DPSSLogisticRegression(mpc, epsilon=1.0, **HYPER, **extra), X, y, Xte)
+
+
+def test_training_is_charged_to_every_data_owner_before_it_runs(tmp_path):
+    from jointml.dp.budget import BudgetExceeded, BudgetLedger
+
+    X, y, Xte, _ = _data(n=600)
+
+    def prog(ctx):
+        led = BudgetLedger(str(tmp_path / f"{ctx.me}.sqlite"), party=ctx.me)
+        led.declare("crm", 10.0, 1e-4)
+        xs = {"bank": ctx.party("bank").run(lambda: X[:, :3]), "partner": ctx.party("partner").run(lambda: X[:, 3:])}
+        mpc = MpcDevice(ctx, ["bank", "partner"], dealer="dealer")
+        out = []
+        for rel, eps in (("fit-1", 8.0), ("fit-2", 8.0)):
+            m = DPSSLogisticRegression(mpc, epsilon=eps, delta=1e-5, ledger=led if ctx.me != "dealer" else None,
+                                       sources="crm", release=rel, **HYPER)
+            try:
+                m.fit(xs, ctx.party("bank").run(lambda: y))
+                out.append(m.epsilon_)
+            except BudgetExceeded as e:
+                out.append((e.party, e.source, hasattr(m, "w_shared_")))
+        return out, led.spent("crm")
+
+    res = simulate(prog, ["bank", "partner", "dealer"], mode="thread")
+    for p in ("bank", "partner", "dealer"):
+        assert res[p][0][1] == ("bank", "crm", False)  # refused everywhere, before training
+    assert res["bank"][1] == (8.0, 1e-5) and res["partner"][1] == (8.0, 1e-5) and res["dealer"][1] == (0.0, 0.0)

@@ -95,6 +95,8 @@ def _charge(ctx: PartyContext, ledger: BudgetLedger | None, owners: dict[str, fl
             sources: Mapping[str, str] | str, release: str | None) -> None:
     """Charge every touched owner's source (when ledgers are in use) before anything is computed."""
     if release is None:
+        if ledger is not None:
+            raise ParameterError("a privacy ledger needs a release id (release=...) to be charged", field="release")
         return
     charges = {p: [(_source(sources, p), eps, delta)] for p, eps in owners.items()}
     enforce(ctx, ledger if ctx.me in owners else None, charges, release=release)

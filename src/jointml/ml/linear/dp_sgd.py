@@ -47,12 +47,13 @@ clear outside the DP mechanism) are refused.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from ...core.errors import ModelError
 from ...dp.accounting import Accountant, PrivacyEvent, rho_for
+from ...dp.budget import BudgetLedger, enforce
 from ...dp.secure import add_noise
 from ...mpc import MpcDevice, SecretArray, concatenate
 from ...runtime.device import PartyObject
@@ -71,16 +72,36 @@ class DPSSLogisticRegression(SSLogisticRegression):
     """SS-LR with DP-SGD: `epsilon`, `delta` the total budget of `fit`, `clip` the joint row norm bound.
 
     Other hyperparameters as `SSLogisticRegression` (no early stopping, no class weights).
+    With `release` (an id, the same at every party), each data owner (feature holders and
+    the label holder) charges its `ledger` for its source (`sources`) before anything is
+    shared; a refusal anywhere stops `fit` at every party.
     After `fit`: `epsilon_` (at `delta`), `noise_multiplier_` (sigma / (2 C_g)), `events_`,
     and `history_[e]["epsilon"]`.
     """
 
     def __init__(self, mpc: MpcDevice, *, epsilon: float = 8.0, delta: float = 1e-5, clip: float = 1.0,
-                 **kwargs: Any):
+                 ledger: BudgetLedger | None = None, sources: Mapping[str, str] | str = "default",
+                 release: str | None = None, **kwargs: Any):
         super().__init__(mpc, **kwargs)
         self.epsilon = epsilon
         self.delta = delta
         self.clip = clip
+        self.ledger = ledger
+        self.sources = sources
+        self.release = release
+
+    def _before_training(self, y: PartyObject | SecretArray) -> None:
+        """Charge every data owner's source (epsilon, delta) before anything is shared."""
+        super()._before_training(y)
+        if self.release is None:
+            if self.ledger is not None:
+                raise ModelError("a privacy ledger needs a release id (release=...) to be charged", field="release")
+            return
+        owners = list(self.features_.owners) + ([y.owner] if isinstance(y, PartyObject) else [])
+        src = self.sources
+        charges = {p: [(src if isinstance(src, str) else src.get(p, "default"), float(self.epsilon), float(self.delta))]
+                   for p in dict.fromkeys(owners)}
+        enforce(self.ctx, self.ledger if self.ctx.me in charges else None, charges, release=str(self.release))
 
     def _validate_fit_params(self) -> None:
         super()._validate_fit_params()
