@@ -149,7 +149,9 @@ def run_ppdt(dataset: str = "synthetic", rows: int = 100_000, epsilons: tuple[fl
     else:
         X, y = make_credit(rows + rows // 5, 16, seed=0)
     n = len(X) if dataset == "german" else rows
-    aux = X[n:] if dataset != "german" else X[: len(X) // 2]  # the attacker's sample of similar people
+    # the attacker's sample of similar people, disjoint from the victims it reconstructs
+    aux = X[n:] if dataset != "german" else X[: len(X) // 2]
+    vic = 0 if dataset != "german" else len(X) // 2
     X, y = X[:n], y[:n]
     cut = max(1, X.shape[1] // 4)
     ntr = int(0.8 * n)
@@ -168,7 +170,7 @@ def run_ppdt(dataset: str = "synthetic", rows: int = 100_000, epsilons: tuple[fl
                    "epsilon": eps if math.isfinite(eps) else "inf", "delta": delta, "k": k,
                    "auc": round(a_lr, 4), "baseline_auc": round(base_lr, 4),
                    "gbdt_auc": _r(a_gb), "baseline_gbdt_auc": _r(base_gb),
-                   "reconstruction_error": round(decoder_error(t, X[:, cut:], Z, aux[:, cut:]), 4),
+                   "reconstruction_error": round(decoder_error(t, X[vic:, cut:], Z[vic:], aux[:, cut:]), 4),
                    "lstsq_error": round(lstsq_error(t, X[:, cut:], Z), 4),
                    "noise_scale": round(t.noise_scale_, 4), "transform_seconds": round(secs, 3)}
 
