@@ -7,6 +7,7 @@
 | `accounting` | `PrivacyEvent`, `Accountant` (PLD / RDP from Google's `dp-accounting`) |
 | `budget` | `BudgetLedger`: per party and data source, SQLite, append-only, charged before a release |
 | `secure` | noise added under MPC to secret-shared aggregates (each compute party adds its own noise) |
+| `distributed` | distributed discrete Gaussian for secure aggregation (each client adds a share; Kairouz-Liu-Steinke 2021) |
 
 What each party learns: a DP release's recipients learn the noisy value and the public noise
 parameters; each module states the rest. Guarantees are record-level, per data source, for
