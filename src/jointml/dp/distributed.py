@@ -21,6 +21,7 @@ client: choose it as the number of clients that do not collude with the server);
 reduce h. Sensitivity in grid units includes the encoding's rounding (``Delta / g +
 sqrt(d)`` for an update clipped to L2 norm Delta on the grid g = 2^-frac_bits).
 
+>>> from jointml.dp import epsilon_of
 >>> p, ev = ddg_calibrate(sensitivity=1.0, epsilon=2.0, delta=1e-5, clients=10, dim=100, frac_bits=10)
 >>> z = ddg_noise(p, 100)                      # one client's noise, in grid units
 >>> z.dtype, ev.kind, epsilon_of(ev, 1e-5) <= 2.0
@@ -34,7 +35,7 @@ import math
 import numpy as np
 
 from ..core.errors import ParameterError
-from .accounting import PrivacyEvent, epsilon_of, rho_for
+from .accounting import PrivacyEvent, rho_for
 from .sampling import RandomBits, discrete_gaussian, discrete_gaussian_exact
 
 __all__ = ["ddg_epsilon", "ddg_calibrate", "ddg_noise", "ddg_event"]
