@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 
 from jointml.core.errors import DataError, ParameterError
-from jointml.dp import Accountant, PrivacyEvent, discrete_gaussian_int, exponential, gaussian, geometric, laplace
+from jointml.dp import (
+    Accountant,
+    PrivacyEvent,
+    discrete_gaussian_int,
+    exponential,
+    gaussian,
+    geometric,
+    laplace,
+    randomized_response,
+)
 from jointml.dp.sampling import (
     RandomBits,
     bernoulli_exp,
@@ -221,3 +230,20 @@ def test_accountant_composes_releases_of_a_job():
     assert acc.used_kind() == "rdp" and acc.epsilon(1e-5) > 1.0
     with pytest.raises(ParameterError):
         Accountant("pld").add(g.event)
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_randomized_response_keeps_labels_with_the_exact_probability(classes):
+    eps = 1.0
+    y = np.arange(30_000) % classes
+    r = randomized_response(y, eps, classes)
+    keep = math.exp(r.epsilon) / (math.exp(r.epsilon) + classes - 1)
+    assert r.epsilon <= eps and r.epsilon > eps - 2**-20
+    assert abs((r.value == y).mean() - keep) < 5 * math.sqrt(keep * (1 - keep) / y.size)
+    # a flipped label is uniform over the other classes
+    if classes == 4:
+        moved = (r.value - y) % classes
+        counts = np.bincount(moved[moved > 0], minlength=4)[1:]
+        assert counts.max() - counts.min() < 6 * math.sqrt(counts.mean())
+    with pytest.raises(DataError):
+        randomized_response(np.array([0, classes]), eps, classes)

@@ -29,6 +29,7 @@ from .mechanisms import (
     gaussian_sigma,
     geometric,
     laplace,
+    randomized_response,
 )
 from .sampling import RandomBits
 
@@ -45,5 +46,6 @@ __all__ = [
     "geometric",
     "discrete_gaussian_int",
     "exponential",
+    "randomized_response",
     "RandomBits",
 ]

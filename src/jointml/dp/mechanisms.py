@@ -55,11 +55,13 @@ from ..core.errors import DataError, ParameterError
 from .accounting import PrivacyEvent, epsilon_of, rho_for
 from .sampling import (
     RandomBits,
+    bernoulli_exp,
     bernoulli_exp_exact,
     discrete_gaussian,
     discrete_gaussian_exact,
     discrete_laplace,
     discrete_laplace_exact,
+    uniform_below,
 )
 
 __all__ = [
@@ -70,6 +72,7 @@ __all__ = [
     "geometric",
     "discrete_gaussian_int",
     "exponential",
+    "randomized_response",
     "laplace_grid",
     "gaussian_sigma",
 ]
@@ -284,3 +287,35 @@ def exponential(scores: Sequence[float] | npt.NDArray[np.float64], sensitivity: 
         if bernoulli_exp_exact(s, factor * (top - Fraction(float(u[i])))):
             return Release(int(i), "exponential", PrivacyEvent("pure", epsilon=epsilon), float(epsilon), 0.0, None,
                            2 * sensitivity / epsilon)
+
+
+def randomized_response(labels: Any, epsilon: float, classes: int = 2, *, src: RandomBits | None = None) -> Release:
+    """epsilon-label-DP labels by k-ary randomized response: keep a label w.p. e^eps / (e^eps + k - 1).
+
+    Exact: a uniform candidate class is accepted outright when it is the true label, else with
+    Bernoulli(exp(-eps')) where eps' <= eps is epsilon rounded down to a multiple of 2^-20
+    (never less private). Labels are integers in [0, classes). Everything trained on the
+    output is post-processing: e.g. SecureBoost's label holder randomizes its labels once, and
+    every gradient, split and tree the others see is epsilon-label-DP.
+
+    >>> r = randomized_response(np.array([0, 1, 1, 0]), epsilon=50.0)
+    >>> r.value.tolist(), r.epsilon
+    ([0, 1, 1, 0], 50.0)
+    """
+    _check_positive(epsilon=epsilon)
+    y = np.asarray(labels)
+    if y.dtype.kind not in "iub" or (y.size and (int(y.min()) < 0 or int(y.max()) >= classes)) or classes < 2:
+        raise DataError(f"randomized response needs integer labels in [0, {classes})", field="labels")
+    s = _src(src)
+    num, den = math.floor(epsilon * 2**20), 2**20
+    flat = y.astype(np.int64).reshape(-1)
+    out = np.empty_like(flat)
+    todo = np.arange(flat.size)
+    while todo.size:
+        cand = uniform_below(s, np.full(todo.size, classes))
+        ok = (cand == flat[todo]) | bernoulli_exp(s, np.full(todo.size, num), np.full(todo.size, den))
+        out[todo[ok]] = cand[ok]
+        todo = todo[~ok]
+    eps = num / den
+    return Release(out.reshape(y.shape), "randomized_response", PrivacyEvent("pure", epsilon=eps), eps, 0.0, None,
+                   float(classes - 1) / (math.exp(eps) + classes - 1))
