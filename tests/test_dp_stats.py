@@ -39,7 +39,7 @@ def test_every_compute_party_adds_its_own_full_noise(protocol):
     assert np.all(np.abs(grid_units - np.rint(grid_units)) < 1e-6)  # noise lies on the fixed-point grid
     single = _dlap_var(event.params["parameter"])
     # the total variance is n single noises: no party's noise is shared with (or known to) another
-    assert grid_units.var() / (n * single) == pytest.approx(1.0, abs=0.12)
+    assert grid_units.var() / (n * single) == pytest.approx(1.0, abs=0.15)
 
 
 def test_gaussian_noise_under_mpc_has_the_stated_sigma():
