@@ -114,3 +114,13 @@ def test_training_is_charged_to_every_data_owner_before_it_runs(tmp_path):
     for p in ("bank", "partner", "dealer"):
         assert res[p][0][1] == ("bank", "crm", False)  # refused everywhere, before training
     assert res["bank"][1] == (8.0, 1e-5) and res["partner"][1] == (8.0, 1e-5) and res["dealer"][1] == (0.0, 0.0)
+
+
+def test_scikit_learn_contract():
+    def prog(ctx):
+        m = DPSSLogisticRegression(MpcDevice(ctx, ["bank", "partner"], dealer="dealer"), epsilon=2.0, epochs=2)
+        p = m.get_params()
+        m.set_params(epsilon=3.0, clip=2.0)
+        return p["epsilon"], p["epochs"], m.epsilon, m.clip
+
+    assert simulate(prog, ["bank", "partner", "dealer"], mode="thread")["bank"] == (2.0, 2, 3.0, 2.0)

@@ -79,10 +79,40 @@ class DPSSLogisticRegression(SSLogisticRegression):
     and `history_[e]["epsilon"]`.
     """
 
-    def __init__(self, mpc: MpcDevice, *, epsilon: float = 8.0, delta: float = 1e-5, clip: float = 1.0,
-                 ledger: BudgetLedger | None = None, sources: Mapping[str, str] | str = "default",
-                 release: str | None = None, **kwargs: Any):
-        super().__init__(mpc, **kwargs)
+    def __init__(
+        self,
+        mpc: MpcDevice,
+        *,
+        epsilon: float = 8.0,
+        delta: float = 1e-5,
+        clip: float = 1.0,
+        ledger: BudgetLedger | None = None,
+        sources: Mapping[str, str] | str = "default",
+        release: str | None = None,
+        epochs: int = 10,
+        batch_size: int | None = 1024,
+        learning_rate: float = 0.1,
+        lr_schedule: str = "constant",
+        lr_decay: float = 0.0,
+        l2: float = 0.0,
+        l1: float = 0.0,
+        fit_intercept: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 3,
+        tol: float = 1e-4,
+        reveal: str = "owners",
+        random_state: int = 0,
+        verbose: bool = False,
+        sigmoid: str = "seg3",
+        class_weight: str | dict[int, float] | None = None,
+    ):
+        # every hyperparameter spelled out: the scikit-learn contract (get_params/set_params)
+        super().__init__(mpc, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, lr_schedule=lr_schedule,
+                         lr_decay=lr_decay, l2=l2, l1=l1, fit_intercept=fit_intercept, early_stopping=early_stopping,
+                         validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change, tol=tol,
+                         reveal=reveal, random_state=random_state, verbose=verbose, sigmoid=sigmoid,
+                         class_weight=class_weight)
         self.epsilon = epsilon
         self.delta = delta
         self.clip = clip
