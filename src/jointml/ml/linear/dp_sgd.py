@@ -72,9 +72,9 @@ class DPSSLogisticRegression(SSLogisticRegression):
     """SS-LR with DP-SGD: `epsilon`, `delta` the total budget of `fit`, `clip` the joint row norm bound.
 
     Other hyperparameters as `SSLogisticRegression` (no early stopping, no class weights).
-    With `release` (an id, the same at every party), each data owner (feature holders and
-    the label holder) charges its `ledger` for its source (`sources`) before anything is
-    shared; a refusal anywhere stops `fit` at every party.
+    `fit(..., ledger=, sources=, release=)`: each data owner (feature holders and the label
+    holder) charges its own ledger for its source before anything is shared; a refusal
+    anywhere stops `fit` at every party.
     After `fit`: `epsilon_` (at `delta`), `noise_multiplier_` (sigma / (2 C_g)), `events_`,
     and `history_[e]["epsilon"]`.
     """
@@ -86,9 +86,6 @@ class DPSSLogisticRegression(SSLogisticRegression):
         epsilon: float = 8.0,
         delta: float = 1e-5,
         clip: float = 1.0,
-        ledger: BudgetLedger | None = None,
-        sources: Mapping[str, str] | str = "default",
-        release: str | None = None,
         epochs: int = 10,
         batch_size: int | None = 1024,
         learning_rate: float = 0.1,
@@ -116,22 +113,32 @@ class DPSSLogisticRegression(SSLogisticRegression):
         self.epsilon = epsilon
         self.delta = delta
         self.clip = clip
-        self.ledger = ledger
-        self.sources = sources
-        self.release = release
+
+    def fit(self, X: Any, y: PartyObject | SecretArray, feature_names: dict | None = None, *,
+            ledger: BudgetLedger | None = None, sources: Mapping[str, str] | str = "default",
+            release: str | None = None) -> DPSSLogisticRegression:
+        """Train with DP-SGD; with `release`, charge every data owner's ledger first (see the class).
+
+        `ledger` is this party's own `BudgetLedger` (None at parties holding no data);
+        `sources` names each owner's data source; `release` is the id charged (the same at
+        every party). A budget is a property of the data, not of the model: it is not saved.
+        """
+        self._budget = (ledger, sources, release)
+        super().fit(X, y, feature_names)
+        return self
 
     def _before_training(self, y: PartyObject | SecretArray) -> None:
         """Charge every data owner's source (epsilon, delta) before anything is shared."""
         super()._before_training(y)
-        if self.release is None:
-            if self.ledger is not None:
+        ledger, src, release = getattr(self, "_budget", (None, "default", None))
+        if release is None:
+            if ledger is not None:
                 raise ModelError("a privacy ledger needs a release id (release=...) to be charged", field="release")
             return
         owners = list(self.features_.owners) + ([y.owner] if isinstance(y, PartyObject) else [])
-        src = self.sources
         charges = {p: [(src if isinstance(src, str) else src.get(p, "default"), float(self.epsilon), float(self.delta))]
                    for p in dict.fromkeys(owners)}
-        enforce(self.ctx, self.ledger if self.ctx.me in charges else None, charges, release=str(self.release))
+        enforce(self.ctx, ledger if self.ctx.me in charges else None, charges, release=str(release))
 
     def _validate_fit_params(self) -> None:
         super()._validate_fit_params()
