@@ -3,7 +3,7 @@
 | module | what |
 | --- | --- |
 | `sampling` | exact discrete Laplace / Gaussian samplers on cryptographic random bits (CKS 2020) |
-| `mechanisms` | Laplace, Gaussian (on a fixed grid), geometric, discrete Gaussian, exponential; `Release` |
+| `mechanisms` | Laplace, Gaussian (on a fixed grid), geometric, discrete Gaussian, exponential, randomized response; `Release` |
 | `accounting` | `PrivacyEvent`, `Accountant` (PLD / RDP from Google's `dp-accounting`) |
 | `budget` | `BudgetLedger`: per party and data source, SQLite, append-only, charged before a release |
 | `secure` | noise added under MPC to secret-shared aggregates (each compute party adds its own noise) |
