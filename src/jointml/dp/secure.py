@@ -2,9 +2,10 @@
 
 `add_noise(x, ...)` returns ``x + sum_p z_p`` as a `SecretArray`, where each compute party
 ``p`` of the MPC device draws integer noise ``z_p`` **on its own** (exact discrete Laplace or
-discrete Gaussian from its cryptographic PRG, on the fixed-point grid of ``x``) and
-secret-shares it in. No party ever sees the noiseless aggregate, and no party knows the
-total noise.
+discrete Gaussian from its cryptographic PRG, on the fixed-point grid of ``x``) and adds
+it in: to its own share under additive sharing (semi2k), by secret-sharing it under
+replicated sharing (aby3). No party ever sees the noiseless aggregate, and no party knows
+the total noise.
 
 Trust, stated: each ``z_p`` alone is calibrated to the full (epsilon, delta), so the
 guarantee holds against any coalition of all compute parties but one (each knows and can
