@@ -16,8 +16,8 @@ release of that record, nothing more is claimed.
 """
 
 from .attack import decoder_error, lstsq_error
-from .joint import PPDTData, ppdt_share
+from .joint import PPDTData, ppdt_frame, ppdt_share
 from .synthetic import make_credit
 from .transform import PPDT, random_orthonormal
 
-__all__ = ["PPDT", "random_orthonormal", "ppdt_share", "PPDTData", "lstsq_error", "decoder_error", "make_credit"]
+__all__ = ["PPDT", "random_orthonormal", "ppdt_share", "ppdt_frame", "PPDTData", "lstsq_error", "decoder_error", "make_credit"]

@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ...data.frames import VDataFrame
     from ...runtime.context import PartyContext
 
-__all__ = ["PPDTData", "ppdt_share"]
+__all__ = ["PPDTData", "ppdt_share", "ppdt_frame"]
 
 
 @dataclass
@@ -97,3 +97,31 @@ def ppdt_share(ctx: PartyContext, vdf: VDataFrame, modeller: str, k: int, epsilo
     if ctx.me != modeller:
         return None
     return PPDTData(np.hstack(blocks), names, eps, scale)
+
+
+def ppdt_frame(ctx: PartyContext, vdf: VDataFrame, modeller: str, k: int, epsilon: float, delta: float = 1e-5,
+               **kw: Any) -> VDataFrame:
+    """`ppdt_share` as a frame: one partition, at the modeller (its columns, then each partner's z columns).
+
+    Every party calls it (SPMD) and gets the same schema; only the modeller holds values.
+    Keyword arguments are those of `ppdt_share`. A pipeline component `ppdt` wraps this.
+
+    >>> import pandas as pd
+    >>> from jointml.data.frames import from_pandas
+    >>> rng = np.random.default_rng(1)          # public example data
+    >>> a, b = pd.DataFrame({"y": rng.integers(0, 2, 200)}), pd.DataFrame(rng.normal(size=(200, 3)), columns=list("abc"))
+    >>> def prog(ctx):
+    ...     f = ppdt_frame(ctx, from_pandas(ctx, {"bank": a, "shop": b}), "bank", k=2, epsilon=4.0)
+    ...     return f.parties, f.columns["bank"], f.local() is not None
+    >>> out = simulate(prog, ["bank", "shop"], mode="thread")
+    >>> out["shop"]
+    (['bank'], ['y', 'shop:z0', 'shop:z1'], False)
+    """
+    import pandas as pd
+
+    from ...data.frames import VDataFrame
+
+    got = ppdt_share(ctx, vdf, modeller, k, epsilon, delta, **kw)
+    value = None if got is None else pd.DataFrame(got.X, columns=got.columns)
+    part = ctx.party(modeller).run(lambda: value)
+    return VDataFrame(ctx, {modeller: part})
