@@ -81,7 +81,7 @@ def test_dp_noise_defeats_the_inversion_attacks(credit):
         t = PPDT(4, eps, 1e-5, bounds=(-4.0, 4.0))
         Z = t.fit_transform(X)
         assert lstsq_error(t, X, Z) > 1.0  # worse than guessing the mean
-        assert decoder_error(t, X, Z, X_aux) > 0.9
+        assert decoder_error(t, X, Z, X_aux) > 0.85  # measured ~0.94 at epsilon 8, ~1.0 at 1
 
 
 def test_random_projection_costs_no_budget_for_q():
