@@ -460,11 +460,12 @@ class SecureLinearModel(SecureEstimator):
         # X^T r first (magnitude ~ batch), then the small public lr / m at full
         # precision: scaling r first would keep only a few bits of each element.
         # One truncation round for the gradient, the L2 term and the intercept step.
-        pairs = [(data.Xm.rmatmul_t(r, rows=rows_b), scale)]
+        gx, gb = self._gradient_sums(data.Xm.rmatmul_t(r, rows=rows_b), r.sum() if self.fit_intercept else None)
+        pairs = [(gx, scale)]
         if self.l2:
             pairs.append((w, lr * self.l2))
-        if self.fit_intercept:
-            pairs.append((r.sum(), scale))
+        if gb is not None:
+            pairs.append((gb, scale))
         upd = mul_consts(pairs)
         g = upd[0] + upd[1] if self.l2 else upd[0]
         w = w - g
@@ -474,6 +475,10 @@ class SecureLinearModel(SecureEstimator):
         if self.fit_intercept:
             b = b - upd[-1]
         return w, b
+
+    def _gradient_sums(self, gx: SecretArray, gb: SecretArray | None) -> tuple[SecretArray, SecretArray | None]:
+        """The batch's summed gradients (X^T r, sum r) before scaling: a hook (DP-SGD adds its noise here)."""
+        return gx, gb
 
     def _zeros(self, k: int) -> SecretArray:
         """A public zero vector as a (trivially) shared fixed-point secret."""

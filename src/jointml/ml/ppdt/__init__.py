@@ -1,0 +1,23 @@
+"""ppdt: the privacy-preserving data transform (DP-PCA / random projection + noise) for joint modelling.
+
+| module | what |
+| --- | --- |
+| `transform` | `PPDT`: one party's features to k noisy dimensions with a stated (epsilon, delta) |
+| `joint` | `ppdt_share`: every partner's PPDT sent to the modeller, charged to the budget ledgers |
+| `attack` | inversion attacks (least squares, learned decoder): the measured reconstruction error |
+| `synthetic` | a public synthetic credit set for the utility curve |
+
+Each module states what each party learns; in short, a PPDT row is a record-level DP
+release of that record, nothing more is claimed.
+
+>>> from jointml.ml.ppdt import PPDT
+>>> PPDT(k=2, epsilon=1.0).k
+2
+"""
+
+from .attack import decoder_error, lstsq_error
+from .joint import PPDTData, ppdt_frame, ppdt_share
+from .synthetic import make_credit
+from .transform import PPDT, random_orthonormal
+
+__all__ = ["PPDT", "random_orthonormal", "ppdt_share", "ppdt_frame", "PPDTData", "lstsq_error", "decoder_error", "make_credit"]
