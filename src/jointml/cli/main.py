@@ -290,15 +290,18 @@ def bench_gc(n: int, as_json: bool, no_semi2k: bool) -> None:
 @click.option("--key-bits", type=int, default=2048, show_default=True)
 @click.option("--jobs", "n_jobs", type=int, default=None, help="Worker processes per party (default: all cores).")
 @click.option("--model", "model", type=click.Choice(["secureboost", "ss_xgb"]), default="secureboost", show_default=True)
+@click.option("--protection", type=click.Choice(["none", "mpc"]), default="none", show_default=True,
+              help="SecureBoost: 'mpc' finds splits under semi2k (the bank never sees bin sums).")
 @click.option("--json", "as_json", is_flag=True, help="JSON only (default adds a breakdown on stderr).")
-def bench_trees(rows, features, trees, depth, bins, key_bits, n_jobs, model, as_json):
+def bench_trees(rows, features, trees, depth, bins, key_bits, n_jobs, model, protection, as_json):
     """SecureBoost (HE) or SS-XGB (MPC) over TLS between processes: seconds per tree, bytes, AUC, beside xgboost."""
     from ..bench import trees as btrees
 
     if model == "ss_xgb":
         click.echo(json.dumps(btrees.run_ss_xgb(rows=rows, features=features, trees=trees, depth=depth, bins=bins)))
         return
-    row = btrees.run(rows=rows, features=features, trees=trees, depth=depth, bins=bins, key_bits=key_bits, n_jobs=n_jobs)
+    row = btrees.run(rows=rows, features=features, trees=trees, depth=depth, bins=bins, key_bits=key_bits, n_jobs=n_jobs,
+                     protection=protection)
     click.echo(json.dumps(row))
     if not as_json:
         click.echo(
@@ -347,6 +350,18 @@ def bench_lr(
         rows=rows, features=features, epochs=epochs, batch_size=batch_size, sigmoid=sigmoid, protocol=protocol, anchor=anchor
     )
     click.echo(json.dumps(row))
+
+
+@bench.command("dp")
+@click.option("--rows", type=int, default=100_000, show_default=True)
+@click.option("--figure", "figures", multiple=True, type=click.Choice(["dp_sgd", "ppdt"]), help="Repeatable; default both.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (the only output format).")
+def bench_dp(rows: int, figures: tuple[str, ...], as_json: bool) -> None:
+    """DP-SGD SS-LR beside non-private SS-LR; PPDT utility and reconstruction error by epsilon and k."""
+    from ..bench import dp as bdp
+
+    for row in bdp.run(rows, figures or ("dp_sgd", "ppdt")):
+        click.echo(json.dumps(row))
 
 
 @bench.command("dsl")
