@@ -70,7 +70,10 @@ def train(ctx: Any, state: Any, split: Split, known: Label | None = None, woe: W
                        encoding=enc if (enc is not None and enc.columns) else None)
     state.summary.update(entry.summary(ctx, est, frame, lab.name))
     if entry.device != "mpc" and hasattr(est, "key_bits"):  # HE models: the Paillier key size, for the record
-        state.summary.setdefault("paillier_key_bits", {})["train"] = int(est.key_bits)
+        if getattr(est, "protection", "none") == "mpc":  # SecureBoost's protected mode uses no Paillier key
+            state.summary["secureboost_protection"] = "mpc"
+        else:
+            state.summary.setdefault("paillier_key_bits", {})["train"] = int(est.key_bits)
     if state.spec.output:
         _save(ctx, state, parts)
     return parts, lab
