@@ -11,6 +11,10 @@ and who dropped, and the clients learn the global model of each round.
 """
 
 from .aggregate import WeightedSum, weighted_mean, weighted_sum
+from .estimator import STRATEGIES, FederatedDevice, FLLogisticRegression, FLMLPClassifier, make_strategy
+from .models import FLModel, LogisticModel, MLPModel, local_train
+from .secagg import SecAggResult, SecAggSession
+from .secagg_params import SecAggParams
 from .strategy import (
                        EvaluateIns,
                        EvaluateRes,
@@ -26,7 +30,10 @@ from .strategy import (
                        Strategy,
                        sample_clients,
 )
+from .trainer import FederatedTrainer, FLClient
 
 __all__ = ["WeightedSum", "weighted_mean", "weighted_sum", "Strategy", "FitIns", "FitRes", "EvaluateIns",
            "EvaluateRes", "FedAvg", "FedProx", "FedAvgM", "FedOpt", "FedAdagrad", "FedAdam", "FedYogi",
-           "sample_clients"]
+           "sample_clients", "FLModel", "LogisticModel", "MLPModel", "local_train", "SecAggSession", "SecAggResult",
+           "SecAggParams", "FederatedTrainer", "FLClient", "FederatedDevice", "FLLogisticRegression", "FLMLPClassifier",
+           "make_strategy", "STRATEGIES"]

@@ -41,7 +41,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from ...core.errors import DataError, ParameterError
+from ...core.errors import DataError, ParameterError, UnsupportedOperation
 from ...core.prg import Prg, new_seed
 from .aggregate import Parameters, WeightedSum, adaptive_step, check_like, momentum_step, sub, weighted_sum
 from .aggregate import add as add_params
@@ -128,6 +128,14 @@ class Strategy(ABC):
     def evaluate(self, rnd: int, parameters: Parameters) -> tuple[float, dict[str, Any]] | None:
         """Centralised evaluation at the server (None: not done)."""
         return None
+
+    def aggregate_sum(self, rnd: int, parameters: Parameters, ws: WeightedSum) -> Parameters:
+        """New global parameters from Σ w_i·Δ_i and Σ w_i only: what secure aggregation opens.
+
+        Linear strategies implement it; one that needs the individual updates (a median, a
+        robust aggregator) cannot run under secure aggregation and says so here."""
+        raise UnsupportedOperation(f"{type(self).__name__} needs the individual updates; it cannot run under "
+                                   f"secure aggregation (use secure=False or a linear strategy)")
 
 
 class FedAvg(Strategy):
