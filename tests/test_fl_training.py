@@ -55,11 +55,16 @@ def test_secure_training_equals_plain_fedavg():
         for secure in (True, False):
             client = _full_batch_client(data, ctx.me, d) if ctx.me != AGG else None
             tr = FederatedTrainer(ctx, AGG, clients, LogisticModel(d), FedAvg(min_fit_clients=3), rounds=rounds,
-                                  secure=secure, secagg=sa, weight_cap=cap)
-            out.append(tr.run(client))
+                                  secure=secure, secagg=sa, weight_cap=cap, evaluate_every=2)
+            out.append((tr.run(client), tr.history_))
         return out
 
-    sec, plain = simulate(prog, [AGG, *clients], mode="thread")[AGG]
+    (sec, h_sec), (plain, h_plain) = simulate(prog, [AGG, *clients], mode="thread")[AGG]
+    # federated evaluation after rounds 2 and 3: the securely pooled loss/accuracy equal the plain ones
+    assert [("eval_loss" in h) for h in h_sec] == [False, True, True]
+    for a, b in zip(h_sec, h_plain):
+        for k in ("eval_loss", "eval_accuracy"):
+            assert abs(a.get(k, 0.0) - b.get(k, 0.0)) <= 1e-4
     # each round's mean update is off by at most count·step / Σw (stochastic rounding, one step per
     # client and coordinate); full-batch gradient steps are contractive here, so errors add up over rounds
     total_w = sum(len(y) for _, y in data.values()) / cap
@@ -207,3 +212,36 @@ def test_client_without_data_is_refused():
 
     with pytest.raises(PartyFailed, match="must pass its FLClient"):
         simulate(prog, [AGG, "c1", "c2"], mode="thread", timeout=20)
+
+
+@pytest.mark.parametrize("split", ["iid", "by_age"])
+def test_fedavg_lr_german_credit_5_banks_within_001_auc_of_sklearn(split):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import train_test_split
+
+    from jointml.datasets import load_germancredit
+
+    df = load_germancredit()
+    y = (df.pop("creditability") != "good").astype(float).to_numpy()
+    age = df["age_in_years"].to_numpy()
+    X = pd.get_dummies(df, drop_first=True).astype(float).to_numpy()  # the category lists are public
+    Xtr, Xte, ytr, yte, atr, _ = train_test_split(X, y, age, test_size=0.3, random_state=0, stratify=y)
+    mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-12  # public scaling constants
+    Xtr, Xte = (Xtr - mu) / sd, (Xte - mu) / sd
+    cols = [f"f{i}" for i in range(X.shape[1])]
+    banks = [f"bank{i}" for i in range(5)]
+    # non-IID: each bank holds one age band (the youngest customers at bank0 ...)
+    order = np.arange(len(ytr)) if split == "iid" else np.argsort(atr, kind="stable")
+    frames = {b: pd.DataFrame(np.column_stack([Xtr[p], ytr[p]]), columns=[*cols, "y"])
+              for b, p in zip(banks, np.array_split(order, 5))}
+
+    def prog(ctx):
+        hdf = from_pandas(ctx, frames, vertical=False)
+        m = FLLogisticRegression(FederatedDevice(ctx, AGG, banks), rounds=20, learning_rate=0.05, l2=1e-3,
+                                 seed=1).fit(hdf, "y")
+        return m.predict_proba(Xte)[:, 1]
+
+    auc_fl = roc_auc_score(yte, simulate(prog, [AGG, *banks], mode="thread")[AGG])
+    auc_c = roc_auc_score(yte, LogisticRegression(max_iter=5000).fit(Xtr, ytr).predict_proba(Xte)[:, 1])
+    assert abs(auc_fl - auc_c) <= 0.01 or auc_fl > auc_c, (auc_fl, auc_c)

@@ -121,6 +121,7 @@ class _FLClassifier(SecureEstimator):
     timeout: float
     weight_cap: float
     l2: float
+    evaluate_every: int
     seed: int | None
 
     def _model(self, n_features: int) -> FLModel:
@@ -179,7 +180,7 @@ class _FLClassifier(SecureEstimator):
                                  server_momentum=self.server_momentum, eta=self.eta, seed=self.seed)
         tr = FederatedTrainer(self.ctx, dev.server, dev.clients, model, strategy, rounds=int(self.rounds),
                               secure=bool(self.secure), secagg=self._secagg(), weight_cap=self.weight_cap,
-                              init_seed=int(self.seed or 0))
+                              init_seed=int(self.seed or 0), evaluate_every=int(self.evaluate_every))
         self.params_ = tr.run(client)
         self.history_ = tr.history_
         self.spec_, self.features_, self.label_ = model.spec(), feats, label
@@ -242,13 +243,14 @@ class FLLogisticRegression(_FLClassifier):
                  server_learning_rate: float = 1.0, server_momentum: float = 0.9, eta: float = 0.1,
                  secure: bool = True, clip: float = 4.0, quant_bits: int = 20, threshold: int | None = None,
                  min_signers: int | None = None, timeout: float = 30.0, weight_cap: float = 1000.0, l2: float = 0.0,
-                 seed: int | None = None):
+                 evaluate_every: int = 0, seed: int | None = None):
         self.device = device
         self.rounds, self.strategy, self.local_epochs, self.learning_rate = rounds, strategy, local_epochs, learning_rate
         self.batch_size, self.fraction_fit, self.proximal_mu = batch_size, fraction_fit, proximal_mu
         self.server_learning_rate, self.server_momentum, self.eta = server_learning_rate, server_momentum, eta
         self.secure, self.clip, self.quant_bits, self.threshold = secure, clip, quant_bits, threshold
         self.min_signers, self.timeout, self.weight_cap, self.l2, self.seed = min_signers, timeout, weight_cap, l2, seed
+        self.evaluate_every = evaluate_every
 
     def _model(self, n_features: int) -> FLModel:
         return LogisticModel(n_features, self.l2)
@@ -281,7 +283,8 @@ class FLMLPClassifier(_FLClassifier):
                  fraction_fit: float = 1.0, proximal_mu: float = 0.01, server_learning_rate: float = 1.0,
                  server_momentum: float = 0.9, eta: float = 0.1, secure: bool = True, clip: float = 4.0,
                  quant_bits: int = 20, threshold: int | None = None, min_signers: int | None = None,
-                 timeout: float = 30.0, weight_cap: float = 1000.0, l2: float = 0.0, seed: int | None = None):
+                 timeout: float = 30.0, weight_cap: float = 1000.0, l2: float = 0.0, evaluate_every: int = 0,
+                 seed: int | None = None):
         self.device = device
         self.hidden, self.n_classes = hidden, n_classes
         self.rounds, self.strategy, self.local_epochs, self.learning_rate = rounds, strategy, local_epochs, learning_rate
@@ -289,6 +292,7 @@ class FLMLPClassifier(_FLClassifier):
         self.server_learning_rate, self.server_momentum, self.eta = server_learning_rate, server_momentum, eta
         self.secure, self.clip, self.quant_bits, self.threshold = secure, clip, quant_bits, threshold
         self.min_signers, self.timeout, self.weight_cap, self.l2, self.seed = min_signers, timeout, weight_cap, l2, seed
+        self.evaluate_every = evaluate_every
 
     def _model(self, n_features: int) -> FLModel:
         return MLPModel(n_features, tuple(self.hidden), int(self.n_classes), self.l2)

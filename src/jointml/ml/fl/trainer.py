@@ -106,12 +106,16 @@ class FederatedTrainer:
     """Runs the rounds (see the module docstring). `history_` lists per-round figures at the aggregator.
 
     `secagg`: SecAgg+ parameters (None: `SecAggParams()`); `weight_cap`: example counts above it
-    weigh as much as `weight_cap` (the weights must be bounded to fit the clipping range).
+    weigh as much as `weight_cap` (the weights must be bounded to fit the clipping range);
+    `evaluate_every`: every that many rounds (and after the last), the clients chosen by
+    `configure_evaluate` evaluate the new global model on their rows; with secure aggregation
+    only Σ w_i·loss_i, Σ w_i·accuracy_i and Σ w_i are opened (losses clipped to `secagg.clip`),
+    handed to `aggregate_evaluate` as one pooled result.
     """
 
     def __init__(self, ctx: Any, server: str, clients: Sequence[str], model: FLModel, strategy: Strategy, *,
                  rounds: int = 10, secure: bool = True, secagg: SecAggParams | None = None,
-                 weight_cap: float = 1000.0, init_seed: int = 0):
+                 weight_cap: float = 1000.0, init_seed: int = 0, evaluate_every: int = 0):
         if int(rounds) < 1:
             raise ParameterError(f"must be >= 1, got {rounds!r}", field="rounds")
         if not weight_cap > 0:
@@ -120,6 +124,9 @@ class FederatedTrainer:
         self.model, self.strategy, self.rounds, self.secure = model, strategy, int(rounds), bool(secure)
         self.secagg = secagg if secagg is not None else SecAggParams()
         self.weight_cap, self.init_seed = float(weight_cap), int(init_seed)
+        if int(evaluate_every) < 0:
+            raise ParameterError(f"must be >= 0, got {evaluate_every!r}", field="evaluate_every")
+        self.evaluate_every = int(evaluate_every)
         self.history_: list[dict[str, Any]] = []
         self.session: SecAggSession | None = None
 
@@ -169,11 +176,47 @@ class FederatedTrainer:
             new, info = self._secure_step(rnd, params, sampled, res, drops.get(me))
         else:
             new, info = self._plain_step(rnd, params, sampled, res)
+        federated = {}
+        if self.evaluate_every and (rnd % self.evaluate_every == 0 or rnd == self.rounds):
+            federated = self._evaluate(rnd, new, client)
         if me == self.server:
             ev = self.strategy.evaluate(rnd, new)
-            self.history_.append({"round": rnd, "sampled": len(sampled), **info,
+            self.history_.append({"round": rnd, "sampled": len(sampled), **info, **federated,
                                   "seconds": time.monotonic() - t0, **({"loss": ev[0], **ev[1]} if ev else {})})
         return new
+
+    def _evaluate(self, rnd: int, params: Parameters, client: FLClient | None) -> dict[str, Any]:
+        """Federated evaluation of `params` (the aggregator's new model) by the chosen clients."""
+        me = self.ctx.me
+        meta = {"sampled": list(self.strategy.configure_evaluate(rnd, params, self.clients))} if me == self.server else None
+        got = broadcast(self.ctx, self.server, meta=meta, arrays=params if me == self.server else [], to=self.group,
+                        name="fl-eval")
+        chosen = [str(c) for c in got.meta["sampled"]]
+        res = None
+        if client is not None and me in chosen:
+            res = client.evaluate(EvaluateIns([np.asarray(a, dtype=np.float64) for a in got.arrays], {}))
+        if self.secure:
+            assert self.session is not None
+            vec = None
+            if res is not None:
+                w = min(float(res.num_examples), self.weight_cap) / self.weight_cap
+                vec = np.array([w * min(res.loss, self.secagg.clip), w * res.metrics["accuracy"], w])
+            out = self.session.aggregate(vec, chosen, dim=3)
+            if out is None:
+                return {}
+            t = out.total
+            pooled = {"pooled": EvaluateRes(float(t[0] / t[2]), max(1, round(t[2] * self.weight_cap)),
+                                            {"accuracy": float(t[1] / t[2])})}
+            loss, metrics = self.strategy.aggregate_evaluate(rnd, pooled, out.dropped)
+        else:
+            g = gather(self.ctx, self.server, senders=chosen, name="fl-eval-plain",
+                       meta={"loss": res.loss, "n": res.num_examples, "metrics": res.metrics} if res else None)
+            if g is None:
+                return {}
+            loss, metrics = self.strategy.aggregate_evaluate(
+                rnd, {c: EvaluateRes(float(r.meta["loss"]), int(r.meta["n"]), dict(r.meta["metrics"]))
+                      for c, r in g.items()}, [])
+        return {"eval_loss": loss, **{f"eval_{k}": v for k, v in metrics.items()}}
 
     def _secure_step(self, rnd: int, params: Parameters, sampled: list[str], res: FitRes | None,
                      drop_at: str | None) -> tuple[Parameters, dict[str, Any]]:
