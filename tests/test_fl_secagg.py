@@ -213,3 +213,18 @@ def test_parameters_bounds_graph_and_quantisation():
     x = np.full(20000, 0.123)
     est = quantise(x, q, Prg(b"r" * 16)).astype(float) * q.quant_step - q.clip
     assert abs(est.mean() - 0.123) < 3 * q.quant_step / math.sqrt(20000) * 2
+
+
+def _proc_prog(ctx):
+    clients = ["c1", "c2", "c3", "c4", "c5"]
+    sa = SecAggSession(ctx, AGG, clients, SecAggParams(threshold=3, min_signers=3, timeout=1.0))
+    x = {c: np.full(5, i + 1.0) for i, c in enumerate(clients)}.get(ctx.me)
+    out = sa.aggregate(x, dim=5, drop_at="masked" if ctx.me == "c4" else None)
+    broadcast(ctx, AGG, meta={})
+    return None if out is None else out.total.tolist()
+
+
+def test_secagg_across_processes_over_tls_links():
+    # one process per party, mutual-TLS TCP links; c4 drops after sharing its keys; c5's 5.0 is clipped to 4.0
+    out = simulate(_proc_prog, [AGG, "c1", "c2", "c3", "c4", "c5"], mode="process", timeout=120)[AGG]
+    assert np.allclose(out, 1 + 2 + 3 + 4.0, atol=4 * SecAggParams().quant_step)

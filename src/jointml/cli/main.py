@@ -331,6 +331,20 @@ def bench_lr(
     click.echo(json.dumps(row))
 
 
+@bench.command("fl")
+@click.option("--clients", type=int, default=100, show_default=True)
+@click.option("--dropout", type=float, default=0.1, show_default=True, help="Fraction of clients dropping per round.")
+@click.option("--params", type=int, default=100_000, show_default=True, help="Model size (MLP parameters).")
+@click.option("--rounds", type=int, default=3, show_default=True)
+@click.option("--timeout", type=float, default=1.0, show_default=True, help="Aggregator's wait per SecAgg stage (s).")
+@click.option("--json", "as_json", is_flag=True)
+def bench_fl(clients: int, dropout: float, params: int, rounds: int, timeout: float, as_json: bool) -> None:
+    """Federated learning: SecAgg+ vs plain FedAvg per round (time, bytes/client), accuracy vs centralised."""
+    from ..bench import fl as bfl
+
+    click.echo(json.dumps(bfl.run(clients=clients, dropout=dropout, params=params, rounds=rounds, timeout=timeout)))
+
+
 def _certs_errors(fn: Any) -> Any:
     """Report a refused or invalid certificate operation as a one-line CLI error."""
     import functools
