@@ -17,12 +17,20 @@ each client dropping independently with probability δ (`dropout_rate`) and a fr
 | privacy: some client has t corrupt neighbours, who can rebuild its keys with the server | n · P[Bin(k, γ) ≥ t] |
 | privacy: honest survivors split into two components (the server learns partial sums) | C(n, 2) · (δ + γ)^k (0 for k = n − 1) |
 
-`choose` picks the smallest even degree (and the smallest threshold above k/2) meeting
-2^-40 for privacy and 2^-20 for correctness, as in Bell et al.'s parameter choice; small
-cohorts fall back to the complete graph and report what they reach (5 clients at δ = γ =
-0.1: correctness failure ≈ 0.26 per round, i.e. a round with 2 of 5 dropping aborts).
-Sampling the corrupt clients with or without replacement differs little at these sizes;
-the bounds use the binomial.
+`choose` picks the smallest even degree meeting 2^-40 for privacy and 2^-20 for
+correctness (Bell et al.'s targets), with the smallest threshold above k/2 that meets the
+privacy target; cohorts too small for that fall back to the complete graph with t = ⌈2k/3⌉
+and report what they reach (5 clients at δ = γ = 0.1: correctness failure ≈ 0.26 per
+round, i.e. a round with 2 of 5 dropping aborts). At the defaults (δ = γ = 0.1):
+
+| clients n | degree k | threshold t | min_signers | bits | correctness bound | privacy bound |
+| --- | --- | --- | --- | --- | --- | --- |
+| 5 | 4 (complete) | 3 | 4 | 32 | 0.26 | 0.019 |
+| 10 | 9 (complete) | 6 | 6 | 32 | 0.083 | 6.4e-4 |
+| 20 | 19 (complete) | 13 | 12 | 32 | 0.034 | 3.0e-8 |
+| 100 | 46 | 26 | 56 | 32 | 5.7e-8 | 7.4e-13 |
+| 1000 | 50 | 29 | 551 | 32 | 5.4e-7 | 8.0e-14 |
+| 10000 | 54 | 31 | 5501 | 64 | 6.8e-7 | 1.0e-13 |
 
 **Quantisation**: each coordinate is clipped to [−clip, clip] and mapped to
 {0, …, 2^quant_bits − 1} with stochastic rounding (unbiased, drawn from `core.prg`); the
@@ -81,7 +89,7 @@ class SecAggParams:
 
     clip: float = 4.0
     quant_bits: int = 20
-    bits: int = 32
+    bits: int | None = None
     degree: int | None = None
     threshold: int | None = None
     dropout_rate: float = 0.1
@@ -94,7 +102,7 @@ class SecAggParams:
             raise ParameterError(f"must be > 0, got {self.clip!r}", field="clip")
         if not 2 <= self.quant_bits <= 48:
             raise ParameterError(f"must be in [2, 48], got {self.quant_bits!r}", field="quant_bits")
-        if not self.quant_bits < self.bits <= 64:
+        if self.bits is not None and not self.quant_bits < self.bits <= 64:
             raise ParameterError(f"must be in (quant_bits, 64], got {self.bits!r}", field="bits")
         for name, v in (("dropout_rate", self.dropout_rate), ("corrupt_fraction", self.corrupt_fraction)):
             if not 0.0 <= v < 0.5:
@@ -110,7 +118,7 @@ class SecAggParams:
     @property
     def wire_dtype(self) -> type:
         """uint32 when the ring fits 32 bits (half the bytes of float64), uint64 otherwise."""
-        return np.uint32 if self.bits <= 32 else np.uint64
+        return np.uint32 if self.bits is not None and self.bits <= 32 else np.uint64
 
     @classmethod
     def choose(cls, n: int, **kw: object) -> SecAggParams:
@@ -126,8 +134,11 @@ class SecAggParams:
         """These parameters with degree, threshold and min_signers fixed for `n` clients (checked)."""
         if n < 2:
             raise ParameterError(f"secure aggregation needs at least 2 clients, got {n}", field="clients")
-        if (1 << (self.bits - self.quant_bits)) <= n:
-            raise ParameterError(f"bits={self.bits} cannot hold the sum of {n} values of {self.quant_bits} bits; "
+        bits = self.bits
+        if bits is None:  # the smallest of 32 and 64 that holds the sum of n values
+            bits = 32 if (1 << (32 - self.quant_bits)) > n else 64
+        if (1 << (bits - self.quant_bits)) <= n:
+            raise ParameterError(f"bits={bits} cannot hold the sum of {n} values of {self.quant_bits} bits; "
                                  f"raise bits or lower quant_bits", field="bits")
         k, t = self.degree, self.threshold
         if k is None:
@@ -143,13 +154,15 @@ class SecAggParams:
         s = self.min_signers if self.min_signers is not None else (n + corrupt) // 2 + 1
         if not 1 <= s <= n:
             raise ParameterError(f"must be in [1, {n}], got {s}", field="min_signers")
-        return replace(self, degree=k, threshold=int(t), min_signers=int(s))
+        return replace(self, bits=bits, degree=k, threshold=int(t), min_signers=int(s))
 
     def _best_threshold(self, n: int, k: int) -> int:
+        """The smallest t in (k/2, k] meeting the privacy target (more only costs dropout
+        tolerance); when none does, ⌈2k/3⌉ (Bonawitz et al.'s threshold against a deviating server)."""
         for t in range(k // 2 + 1, k + 1):
             if n * binomial_tail(k, self.corrupt_fraction, t) <= PRIVACY_TARGET:
                 return t
-        return k // 2 + 1 + (k - k // 2 - 1) // 2  # no t meets the target: balance the two failures
+        return max(k // 2 + 1, math.ceil(2 * k / 3))
 
     def _best_degree(self, n: int) -> tuple[int, int]:
         for k in range(2, n - 1, 2):
@@ -157,7 +170,8 @@ class SecAggParams:
             b = self.failure_bounds(n, k, t)
             if b["privacy"] <= PRIVACY_TARGET and b["correctness"] <= CORRECTNESS_TARGET:
                 return k, t
-        return n - 1, self._best_threshold(n, n - 1)
+        # no sparse graph meets the targets: the complete graph (original SecAgg), t = ⌈2k/3⌉
+        return n - 1, max((n - 1) // 2 + 1, math.ceil(2 * (n - 1) / 3))
 
     def failure_bounds(self, n: int, k: int | None = None, t: int | None = None) -> dict[str, float]:
         """Union bounds on the per-round failure probabilities (module docstring) for `n` clients.
