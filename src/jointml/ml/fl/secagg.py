@@ -385,7 +385,7 @@ class _ServerRound:
 
     def _unmask(self, u2: list[str], u3: list[str], keys: dict[str, Received], shares: dict[str, Received],
                 masked: dict[str, Received], answers: dict[str, Received]) -> np.ndarray:
-        bits, t = self.p.bits, int(self.p.threshold or 0)
+        bits, t = int(self.p.bits or 64), int(self.p.threshold or 0)
         total = np.zeros(self.dim, dtype=np.uint64)
         for c in u3:
             total += masked[c].arrays[0].astype(np.uint64)
@@ -489,7 +489,7 @@ class _ClientRound:
 
     def _send_masked(self, x: np.ndarray, b: bytes, s_sk: Any, pks: dict[str, tuple[bytes, bytes]],
                      peers: list[str]) -> None:
-        bits = self.p.bits
+        bits = int(self.p.bits or 64)
         y = quantise(x, self.p, Prg()) + self.s._self_mask(b, self.rnd, self.dim, bits)
         me = self.parts.index(self.me)
         for v in peers:
