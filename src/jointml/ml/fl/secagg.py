@@ -143,6 +143,11 @@ def _h(*parts: str | bytes) -> bytes:
     return h.digest()
 
 
+def _ring_dtype(bits: int) -> Any:
+    """The unsigned dtype the ring Z_2^bits is computed in (wrap-around free at 32 and 64 bits)."""
+    return np.uint32 if bits <= 32 else np.uint64
+
+
 def _u8(rows: Sequence[bytes], width: int) -> np.ndarray:
     return np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), width).copy()
 
@@ -213,8 +218,10 @@ class SecAggSession:
         return f"{self.prefix}|{rnd}"
 
     def _mask(self, seed: bytes, stream: str, dim: int, bits: int) -> np.ndarray:
-        out = Prg(seed, stream=stream).uint64(dim)
-        return out if bits == 64 else out & np.uint64((1 << bits) - 1)
+        # uint32 words when the ring fits (half the keystream and memory traffic of uint64)
+        dtype = _ring_dtype(bits)
+        out = Prg(seed, stream=stream).random(dim, dtype)
+        return out if bits in (32, 64) else out & dtype((1 << bits) - 1)
 
     def _pair_mask(self, shared: bytes, rnd: int, dim: int, bits: int) -> np.ndarray:
         return self._mask(_kdf(shared, "mask|" + self._label(rnd), 16), "pair", dim, bits)
@@ -386,9 +393,10 @@ class _ServerRound:
     def _unmask(self, u2: list[str], u3: list[str], keys: dict[str, Received], shares: dict[str, Received],
                 masked: dict[str, Received], answers: dict[str, Received]) -> np.ndarray:
         bits, t = int(self.p.bits or 64), int(self.p.threshold or 0)
-        total = np.zeros(self.dim, dtype=np.uint64)
+        dtype = _ring_dtype(bits)
+        total = np.zeros(self.dim, dtype=dtype)
         for c in u3:
-            total += masked[c].arrays[0].astype(np.uint64)
+            total += masked[c].arrays[0].astype(dtype, copy=False)
         for v in u3:
             b = shamir.reconstruct(self._gather_shares(v, "b", answers, shares), t, 16)
             if hashlib.sha256(b).digest() != shares[v].arrays[2].tobytes():
@@ -403,8 +411,12 @@ class _ServerRound:
             for u in self._nbrs(v, u3):
                 m = self.s._pair_mask(_exchange(sk, keys[u].arrays[1].tobytes(), u), self.rnd, self.dim, bits)
                 # u added +m if u precedes v, −m otherwise: remove it
-                total = total - m if self.parts.index(u) < self.parts.index(v) else total + m
-        return total if bits == 64 else total & np.uint64((1 << bits) - 1)
+                if self.parts.index(u) < self.parts.index(v):
+                    total -= m
+                else:
+                    total += m
+        total = total if bits in (32, 64) else total & dtype((1 << bits) - 1)
+        return total.astype(np.uint64)
 
 
 class _ClientRound:
@@ -490,13 +502,17 @@ class _ClientRound:
     def _send_masked(self, x: np.ndarray, b: bytes, s_sk: Any, pks: dict[str, tuple[bytes, bytes]],
                      peers: list[str]) -> None:
         bits = int(self.p.bits or 64)
-        y = quantise(x, self.p, Prg()) + self.s._self_mask(b, self.rnd, self.dim, bits)
+        dtype = _ring_dtype(bits)
+        y = quantise(x, self.p, Prg()).astype(dtype) + self.s._self_mask(b, self.rnd, self.dim, bits)
         me = self.parts.index(self.me)
         for v in peers:
             m = self.s._pair_mask(_exchange(s_sk, pks[v][1], v), self.rnd, self.dim, bits)
-            y = y + m if me < self.parts.index(v) else y - m
-        if bits < 64:
-            y &= np.uint64((1 << bits) - 1)
+            if me < self.parts.index(v):
+                y += m
+            else:
+                y -= m
+        if bits not in (32, 64):
+            y &= dtype((1 << bits) - 1)
         self.ch.send(f"{self.rnd}:masked", arrays=[y.astype(self.p.wire_dtype)])
 
     def _consistency_and_unmask(self, held: dict[str, tuple[bytes, bytes, bytes]], drop_at: str | None) -> None:
