@@ -50,3 +50,9 @@ def test_fl_train_refuses_an_aggregator_with_input(tmp_path):
     assert "aggregator" in str(e.value)
     with pytest.raises(ConfigError, match="unknown parameters"):
         _spec(tmp_path, epochs=3)
+
+
+def test_fl_train_gbdt_step(tmp_path):
+    spec = _spec(tmp_path, model="gbdt", n_estimators=3, max_depth=2, learning_rate=0.5)
+    out = simulate_pipeline(spec, mode="thread", verbose=False)
+    assert out["agg"]["fl_clients"] == 3 and "model_dir" in out["agg"]

@@ -26,15 +26,19 @@ def fl_train(ctx: Any, state: Any, inputs: Inputs, *, aggregator: str, label: st
              rounds: int = 20, strategy: str = "fedavg", learning_rate: float = 0.1, local_epochs: int = 1,
              batch_size: int = 32, fraction_fit: float = 1.0, hidden: list[int] | None = None, n_classes: int = 2,
              secure: bool = True, clip: float = 4.0, quant_bits: int = 20, threshold: int | None = None,
-             timeout: float = 30.0, l2: float = 0.0, seed: int | None = None) -> ModelParts:
-    """Federated training on horizontally split inputs (clients: the parties with inputs), SecAgg+ by default."""
-    from ...ml.fl import FederatedDevice, FLLogisticRegression, FLMLPClassifier
+             timeout: float = 30.0, l2: float = 0.0, seed: int | None = None, n_estimators: int = 20,
+             max_depth: int = 3) -> ModelParts:
+    """Federated training on horizontally split inputs (clients: the parties with inputs), SecAgg+ by default.
+
+    `model`: `logistic`, `mlp` (`hidden`, `n_classes`) or `gbdt` (histogram trees: `n_estimators`,
+    `max_depth`, `learning_rate`; the strategy parameters do not apply)."""
+    from ...ml.fl import FederatedDevice, FLGBDTClassifier, FLLogisticRegression, FLMLPClassifier
 
     if aggregator not in ctx.parties or aggregator in inputs.frames:
         raise ConfigError(f"fl.train: the aggregator '{aggregator}' must be a party of the job without input",
                           field="aggregator")
-    if model not in ("logistic", "mlp"):
-        raise ConfigError(f"fl.train: model must be 'logistic' or 'mlp', got {model!r}", field="model")
+    if model not in ("logistic", "mlp", "gbdt"):
+        raise ConfigError(f"fl.train: model must be 'logistic', 'mlp' or 'gbdt', got {model!r}", field="model")
     clients = [p for p in ctx.parties if p in inputs.frames]
     hdf = HDataFrame(ctx, {p: inputs.frames[p] for p in clients})
     dev = FederatedDevice(ctx, aggregator, clients)
@@ -43,7 +47,10 @@ def fl_train(ctx: Any, state: Any, inputs: Inputs, *, aggregator: str, label: st
                                   secure=secure, clip=clip, quant_bits=quant_bits, threshold=threshold,
                                   timeout=timeout, l2=l2, seed=seed)
     est: Any
-    if model == "mlp":
+    if model == "gbdt":
+        est = FLGBDTClassifier(dev, n_estimators=n_estimators, max_depth=max_depth, learning_rate=learning_rate,
+                               secure=secure, threshold=threshold, timeout=timeout)
+    elif model == "mlp":
         est = FLMLPClassifier(dev, hidden=tuple(hidden or [32]), n_classes=n_classes, **common)
     else:
         est = FLLogisticRegression(dev, **common)
@@ -56,6 +63,6 @@ def fl_train(ctx: Any, state: Any, inputs: Inputs, *, aggregator: str, label: st
         parts.directory, parts.model_id = str(d), str(est.model_id_)
         state.summary["model_dir"] = str(d)
     state.summary.update(fl_clients=len(clients), fl_rounds=int(rounds), fl_secure=bool(secure))
-    if ctx.me == aggregator and est.history_:
+    if ctx.me == aggregator and getattr(est, "history_", None):
         state.summary["fl_last_round"] = {k: v for k, v in est.history_[-1].items() if isinstance(v, (int, float))}
     return parts

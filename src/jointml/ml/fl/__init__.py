@@ -12,6 +12,7 @@ and who dropped, and the clients learn the global model of each round.
 
 from .aggregate import WeightedSum, weighted_mean, weighted_sum
 from .estimator import STRATEGIES, FederatedDevice, FLLogisticRegression, FLMLPClassifier, make_strategy
+from .gbdt import FLGBDTClassifier
 from .models import FLModel, LogisticModel, MLPModel, local_train
 from .secagg import SecAggResult, SecAggSession
 from .secagg_params import SecAggParams
@@ -36,4 +37,4 @@ __all__ = ["WeightedSum", "weighted_mean", "weighted_sum", "Strategy", "FitIns",
            "EvaluateRes", "FedAvg", "FedProx", "FedAvgM", "FedOpt", "FedAdagrad", "FedAdam", "FedYogi",
            "sample_clients", "FLModel", "LogisticModel", "MLPModel", "local_train", "SecAggSession", "SecAggResult",
            "SecAggParams", "FederatedTrainer", "FLClient", "FederatedDevice", "FLLogisticRegression", "FLMLPClassifier",
-           "make_strategy", "STRATEGIES"]
+           "make_strategy", "STRATEGIES", "FLGBDTClassifier"]
