@@ -228,3 +228,34 @@ def test_secagg_across_processes_over_tls_links():
     # one process per party, mutual-TLS TCP links; c4 drops after sharing its keys; c5's 5.0 is clipped to 4.0
     out = simulate(_proc_prog, [AGG, "c1", "c2", "c3", "c4", "c5"], mode="process", timeout=120)[AGG]
     assert np.allclose(out, 1 + 2 + 3 + 4.0, atol=4 * SecAggParams().quant_step)
+
+
+class _SlowOnce(SecAggSession):
+    """A client that answers the unmask request of round 1 after the aggregator's timeout."""
+
+    def _unmask_answer(self, b_shares, sk_shares):
+        if self.round == 1:
+            import time
+
+            time.sleep(0.8)
+        return super()._unmask_answer(b_shares, sk_shares)
+
+
+def test_a_slow_client_counted_as_dropped_resyncs_for_the_next_round():
+    clients = _clients(6)
+    p = SecAggParams(threshold=3, min_signers=4, timeout=0.3)
+    xs = _inputs(6, 8, seed=7)
+
+    def prog(ctx):
+        cls = _SlowOnce if ctx.me == "c2" else SecAggSession
+        sa = cls(ctx, AGG, clients, p)
+        outs = [sa.aggregate(xs.get(ctx.me), dim=8)]
+        sa.close()  # the aggregator reads c2's late answer and its acknowledgement
+        outs.append(sa.aggregate(xs.get(ctx.me), dim=8))
+        return None if ctx.me != AGG else [(o.survivors, o.total) for o in outs]
+
+    (s1, t1), (s2, t2) = simulate(prog, [AGG, *clients], mode="thread", timeout=60)[AGG]
+    # round 1: c2's masked input counts (it answered that stage); its unmask answer came late and was drained
+    assert s1 == clients and s2 == clients
+    for t in (t1, t2):
+        assert np.max(np.abs(t - _plain(xs, clients, p))) <= 6 * p.quant_step

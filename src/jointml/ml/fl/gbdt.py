@@ -309,6 +309,8 @@ class FLGBDTClassifier(SecureEstimator):
                                          max_depth=int(self.max_depth), reg_lambda=float(self.reg_lambda),
                                          gamma=float(self.gamma), min_child_weight=float(self.min_child_weight),
                                          learning_rate=float(self.learning_rate)))
+        if session is not None:
+            session.close()
         self.features_, self.label_ = feats, label
         vars(self).pop("model_id_", None)
         return self

@@ -15,6 +15,7 @@ during a round):
 | masked | y_u = q(x_u) + PRG(b_u) + Σ_v ±PRG(KA(s_u, s_v)) mod 2^bits | |
 | consistency | Ed25519 signature of the survivor list | the survivor list |
 | unmask | shares of b_v (v alive) and of s_v (v dropped), per neighbour | the signatures, the request |
+| done | (an ack after a drop notice) | "done", or a drop notice in place of any request |
 
 q is clipping + quantisation (`secagg_params.quantise`); PRG is `core.prg` (AES-CTR) keyed by
 HKDF-SHA256 of the X25519 secret; b_u is a fresh 128-bit self-mask seed; keys are fresh each
@@ -25,7 +26,11 @@ job's mutually authenticated links (that is the PKI the consistency check needs:
 aggregator cannot substitute them).
 
 Dropouts: the aggregator waits `timeout` seconds per stage; a client that has not answered
-is dropped for the rest of the round. Survivors' self-masks are removed with their b
+is dropped for the rest of the round and told so (a notice in place of its next request);
+a slow client that answers late then acknowledges, and the aggregator reads the late answer
+and the acknowledgement at the end of the round, so the links stay in step for the next
+round (a client whose acknowledgement has not come sits the next rounds out until it does;
+`SecAggSession.close` waits for all of them). Survivors' self-masks are removed with their b
 shares, dropped clients' pairwise masks with their s keys, so the sum of the survivors
 opens as long as every client has t surviving neighbours and `min_signers` clients sign;
 otherwise `ProtocolError` (failure probability in `secagg_params`).
@@ -175,6 +180,9 @@ class SecAggSession:
         self.round = 0
         self.last_view_: dict[str, dict[str, list[np.ndarray]]] = {}
         self.verify_keys: dict[str, bytes] = {}
+        #: (aggregator) per client, the (round, message index) of drop notices not yet acknowledged:
+        #: the client's late answer (if any) and its ack are read before it takes part again
+        self.pending: dict[str, list[tuple[int, int]]] = {}
         if ctx.me in clients or ctx.me == server:
             self._exchange_verify_keys()
 
@@ -212,6 +220,33 @@ class SecAggSession:
                 raise ProtocolError(f"drop_at must be one of {STAGES}", field="drop_at")
             _ClientRound(self, parts, p, dim).run(np.asarray(vector, dtype=np.float64), drop_at)
         return None
+
+    def close(self, timeout: float | None = None) -> None:
+        """(Aggregator) wait for the acknowledgements of every drop notice still pending, so no
+        late message is left on a link when the program goes on (every party may call it)."""
+        if self.ctx.me != self.server:
+            return
+        for c in list(self.pending):
+            ch = Channel(self.ctx, c, self.prefix)
+            if not self._drain(c, ch, time.monotonic() + (ch.timeout if timeout is None else timeout)):
+                raise ProtocolError("a client counted as dropped never acknowledged (link out of step)", party=c,
+                                    field="secagg")
+
+    def _drain(self, c: str, ch: Channel, deadline: float) -> bool:
+        """Read `c`'s late answers and acks of pending notices until `deadline`; True when all are read."""
+        todo = self.pending.get(c, [])
+        while todo:
+            rnd, k = todo[0]
+            try:
+                r = ch.recv(f"{rnd}:c{k}", timeout=max(1e-3, deadline - time.monotonic()))
+            except (LinkTimeout, PeerClosed):
+                return False
+            if r.meta.get("stage") == "ack":
+                todo.pop(0)
+            else:  # the answer it was still computing when the notice went out: the ack follows
+                todo[0] = (rnd, k + 1)
+        self.pending.pop(c, None)
+        return True
 
     # -- shared derivations (both sides compute them alike) -----------------------------
     def _label(self, rnd: int) -> str:
@@ -254,6 +289,10 @@ class SecAggSession:
         return {"b": b_shares, "sk": sk_shares}
 
 
+class _Dropped(Exception):
+    """The aggregator counted this client as dropped for the round (internal)."""
+
+
 class _ServerRound:
     """The aggregator's side of one round."""
 
@@ -262,6 +301,29 @@ class _ServerRound:
         self.ch = {c: Channel(s.ctx, c, s.prefix) for c in parts}
         self.graph = harary_neighbours(parts, int(p.degree or 0), Prg())
         self.view: dict[str, dict[str, list[np.ndarray]]] = {}
+        self.n_out = dict.fromkeys(parts, 0)  # messages sent to / received from each client this round
+        self.n_in = dict.fromkeys(parts, 0)
+        self.excluded: set[str] = set()  # clients with unacknowledged notices from earlier rounds
+
+    def _send(self, c: str, stage: str, meta: dict[str, Any] | None = None, arrays: Sequence[np.ndarray] = ()) -> None:
+        # tags count the messages of the round, so a notice can take the place of any request
+        self.ch[c].send(f"{self.rnd}:s{self.n_out[c]}", meta={"stage": stage, **(meta or {})}, arrays=list(arrays))
+        self.n_out[c] += 1
+
+    def _recv(self, c: str, timeout: float) -> Received:
+        r = self.ch[c].recv(f"{self.rnd}:c{self.n_in[c]}", timeout=timeout)
+        self.n_in[c] += 1
+        return r
+
+    def _notify(self, c: str) -> None:
+        """Tell `c` it is dropped for this round (in place of its next request); its ack is pending."""
+        self.s.pending.setdefault(c, []).append((self.rnd, self.n_in[c]))
+        self._send(c, "dropped")
+
+    def _drain_all(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for c in [c for c in self.parts if c in self.s.pending]:
+            self.s._drain(c, self.ch[c], deadline)
 
     def _collect(self, stage: str, expected: list[str], dtypes: list[Any], shapes: list[Any]) -> dict[str, Received]:
         """Answers of `expected` to `stage` within the timeout; silent clients have dropped."""
@@ -269,9 +331,12 @@ class _ServerRound:
         got: dict[str, Received] = {}
         for c in expected:
             try:
-                r = self.ch[c].recv(f"{self.rnd}:{stage}", timeout=max(1e-3, deadline - time.monotonic()))
+                r = self._recv(c, max(1e-3, deadline - time.monotonic()))
             except (LinkTimeout, PeerClosed):
+                self._notify(c)  # counted as dropped; told so, so that a slow client stops and acknowledges
                 continue
+            if r.meta.get("stage") != stage:
+                raise ProtocolError(f"sent '{r.meta.get('stage')}' where '{stage}' was expected", party=c, field=stage)
             try:
                 r.expect(dtypes, shapes)
             except Exception as e:  # noqa: BLE001 - a malformed answer names its client
@@ -289,26 +354,34 @@ class _ServerRound:
 
     def run(self) -> SecAggResult:
         t0 = time.monotonic()
+        self._drain_all(self.p.timeout)  # late answers of earlier rounds
+        ready = [c for c in self.parts if c not in self.s.pending]
         for c in self.parts:
-            self.ch[c].send(f"{self.rnd}:setup", meta={"neighbours": self.graph[c]})
-        keys = self._collect("keys", self.parts, [np.uint8, np.uint8], [(_KEY,), (_KEY,)])
+            if c in ready:
+                self._send(c, "setup", {"neighbours": self.graph[c]})
+            else:
+                self._notify(c)  # still behind: it sits this round out
+        keys = self._collect("keys", ready, [np.uint8, np.uint8], [(_KEY,), (_KEY,)])
         u1 = list(keys)
         for c in u1:
             nb = self._nbrs(c, keys)
             pk = [np.stack([keys[v].arrays[i] for v in nb]) if nb else np.zeros((0, _KEY), np.uint8) for i in (0, 1)]
-            self.ch[c].send(f"{self.rnd}:keys", meta={"from": nb}, arrays=pk)
+            self._send(c, "keys", {"from": nb}, pk)
         shares = self._collect_shares(u1)
         u2 = list(shares)
         for v in u2:
             senders = self._nbrs(v, shares)
             rows = [shares[u].arrays[0][shares[u].meta["to"].index(v)] for u in senders]
             ct = np.stack(rows) if rows else np.zeros((0, _CT), np.uint8)
-            self.ch[v].send(f"{self.rnd}:shares", meta={"from": senders}, arrays=[ct])
+            self._send(v, "shares", {"from": senders}, [ct])
         masked = self._collect("masked", u2, [self.p.wire_dtype], [(self.dim,)])
         u3 = list(masked)
         signers = self._consistency(u3)
         answers = self._request_unmask(signers, u3, shares)
         total = self._unmask(u2, u3, keys, shares, masked, answers)
+        for c in answers:  # the last message of a round: every client reads "done" or a drop notice
+            self._send(c, "done")
+        self._drain_all(min(self.p.timeout, 1.0))  # simulated dropouts acknowledge at once
         self.s.last_view_ = self.view
         return SecAggResult(dequantise_sum(total, len(u3), self.p), len(u3), u3,
                             [c for c in self.parts if c not in u3], self.p,
@@ -329,7 +402,7 @@ class _ServerRound:
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
         for c in u3:
-            self.ch[c].send(f"{self.rnd}:consistency", meta={"survivors": self.s._consistency_list(c, u3)})
+            self._send(c, "consistency", {"survivors": self.s._consistency_list(c, u3)})
         sigs = self._collect("signature", u3, [np.uint8], [(_SIG,)])
         out = {}
         for c, r in sigs.items():
@@ -354,7 +427,7 @@ class _ServerRound:
             held = self._nbrs(c, shares)
             req = self.s._unmask_request(c, held, u3)
             expect[c] = req
-            self.ch[c].send(f"{self.rnd}:unmask", meta={"signers": names, **req}, arrays=[sig_rows])
+            self._send(c, "unmask", {"signers": names, **req}, [sig_rows])
         got = self._collect("unmask", names, [np.uint8, np.uint8], [None, None])
         for c, r in got.items():
             want = {"alive": [v for v in self._nbrs(c, shares) if v in u3],
@@ -427,23 +500,46 @@ class _ClientRound:
         self.me = s.ctx.me
         self.ch = Channel(s.ctx, s.server, s.prefix)
         self.wait = self.ch.timeout + 6 * p.timeout
+        self.n_in = self.n_out = 0
 
     def _recv(self, stage: str, dtypes: list[Any]) -> Received:
-        return self.ch.recv(f"{self.rnd}:{stage}", dtypes=dtypes, timeout=self.wait)
+        r = self.ch.recv(f"{self.rnd}:s{self.n_in}", timeout=self.wait)
+        self.n_in += 1
+        if r.meta.get("stage") == "dropped":
+            raise _Dropped()
+        if r.meta.get("stage") != stage:
+            raise self._refuse(f"sent '{r.meta.get('stage')}' where '{stage}' was expected")
+        r.expect(dtypes)
+        return r
+
+    def _send(self, stage: str, meta: dict[str, Any] | None = None, arrays: Sequence[np.ndarray] = ()) -> None:
+        self.ch.send(f"{self.rnd}:c{self.n_out}", meta={"stage": stage, **(meta or {})}, arrays=list(arrays))
+        self.n_out += 1
+
+    def run(self, x: np.ndarray, drop_at: str | None) -> None:
+        """The round; a client the aggregator counted as dropped (slow, or `drop_at`) acknowledges and stops."""
+        try:
+            self._run(x, drop_at)
+        except _Dropped:
+            self._send("ack")
 
     def _refuse(self, why: str) -> ProtocolError:
         return ProtocolError(f"client '{self.me}' refuses round {self.rnd}: {why}", party=self.s.server,
                              field="secagg", public=True)
 
-    def run(self, x: np.ndarray, drop_at: str | None) -> None:
+    def _stop(self) -> None:
+        """A simulated dropout: answer nothing until the aggregator's notice."""
+        self._recv("never", [])
+
+    def _run(self, x: np.ndarray, drop_at: str | None) -> None:
         nb = self._recv("setup", []).meta.get("neighbours")
         if not isinstance(nb, list) or not set(nb) <= set(self.parts) - {self.me} or len(nb) != self.p.degree:
             raise self._refuse(f"a neighbour list of {self.p.degree} other participants was expected, got {nb}")
         if drop_at == "keys":
-            return
+            return self._stop()
         c_sk, c_pk = _x25519()
         s_sk, s_pk = _x25519()
-        self.ch.send(f"{self.rnd}:keys", arrays=[np.frombuffer(c_pk, np.uint8), np.frombuffer(s_pk, np.uint8)])
+        self._send("keys", arrays=[np.frombuffer(c_pk, np.uint8), np.frombuffer(s_pk, np.uint8)])
         r = self._recv("keys", [np.uint8, np.uint8])
         peers = list(r.meta.get("from", []))
         if not set(peers) <= set(nb) or r.arrays[0].shape != (len(peers), _KEY) or r.arrays[1].shape != (len(peers), _KEY):
@@ -452,12 +548,12 @@ class _ClientRound:
             raise self._refuse(f"only {len(peers)} neighbours left, the threshold is {self.p.threshold}")
         pks = {v: (r.arrays[0][i].tobytes(), r.arrays[1][i].tobytes()) for i, v in enumerate(peers)}
         if drop_at == "shares":
-            return
+            return self._stop()
         b = new_seed()
         self._send_shares(peers, pks, c_sk, _priv_bytes(s_sk), b)
         held = self._receive_shares(pks, c_sk)
         if drop_at == "masked":
-            return
+            return self._stop()
         self._send_masked(x, b, s_sk, pks, list(held))
         self._consistency_and_unmask(held, drop_at)
 
@@ -476,8 +572,8 @@ class _ClientRound:
                                            self.s._aad(self.rnd, self.me, v)))
             hashes.append(self.s._share_hash(self.rnd, "sk", self.me, v, raw_sk)
                           + self.s._share_hash(self.rnd, "b", self.me, v, raw_b))
-        self.ch.send(f"{self.rnd}:shares", meta={"to": peers},
-                     arrays=[_u8(cts, _CT), _u8(hashes, 64), np.frombuffer(hashlib.sha256(b).digest(), np.uint8)])
+        commit = np.frombuffer(hashlib.sha256(b).digest(), np.uint8)
+        self._send("shares", {"to": peers}, [_u8(cts, _CT), _u8(hashes, 64), commit])
 
     def _receive_shares(self, pks: dict[str, tuple[bytes, bytes]], c_sk: Any) -> dict[str, tuple[bytes, bytes, bytes]]:
         from cryptography.exceptions import InvalidTag
@@ -513,29 +609,29 @@ class _ClientRound:
                 y -= m
         if bits not in (32, 64):
             y &= dtype((1 << bits) - 1)
-        self.ch.send(f"{self.rnd}:masked", arrays=[y.astype(self.p.wire_dtype)])
+        self._send("masked", arrays=[y.astype(self.p.wire_dtype)])
 
     def _consistency_and_unmask(self, held: dict[str, tuple[bytes, bytes, bytes]], drop_at: str | None) -> None:
         u3 = self._recv("consistency", []).meta.get("survivors")
         if not isinstance(u3, list) or self.me not in u3 or not set(u3) <= set(self.parts):
             raise self._refuse(f"malformed survivor list {u3}")
         if drop_at == "signature":
-            return
+            return self._stop()
         signer = self.s._signer
         assert signer is not None  # every client made one when the session was built
         sig = signer.sign(self.s._signed_text(self.rnd, u3))
-        self.ch.send(f"{self.rnd}:signature", arrays=[np.frombuffer(sig, np.uint8)])
+        self._send("signature", arrays=[np.frombuffer(sig, np.uint8)])
         r = self._recv("unmask", [np.uint8])
         self._check_request(r, u3, held)
         if drop_at == "unmask":
-            return
+            return self._stop()
         alive = [v for v in held if v in u3]
         dropped = [v for v in held if v not in u3]
         answer = self.s._unmask_answer({v: held[v][1] for v in alive}, {v: held[v][0] for v in dropped})
         rows_b = _u8(list(answer["b"].values()), shamir.SHARE_BYTES)
         rows_sk = _u8(list(answer["sk"].values()), shamir.SHARE_BYTES)
-        self.ch.send(f"{self.rnd}:unmask", meta={"b": list(answer["b"]), "sk": list(answer["sk"])},
-                     arrays=[rows_b, rows_sk])
+        self._send("unmask", {"b": list(answer["b"]), "sk": list(answer["sk"])}, [rows_b, rows_sk])
+        self._recv("done", [])
 
     def _check_request(self, r: Received, u3: list[str], held: dict[str, Any]) -> None:
         """The consistency check: enough valid signatures on *our* survivor list, and a request

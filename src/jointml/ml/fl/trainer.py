@@ -148,6 +148,8 @@ class FederatedTrainer:
             self.session = SecAggSession(self.ctx, self.server, self.clients, self.secagg)
         for rnd in range(1, self.rounds + 1):
             params = self._round(rnd, params, client, (dropouts or {}).get(rnd, {}))
+        if self.session is not None:
+            self.session.close()  # late answers of slow clients are read before the links are used again
         got = broadcast(self.ctx, self.server, arrays=params if me == self.server else [], to=self.group,
                         name="fl-final")
         return [np.asarray(a, dtype=np.float64) for a in got.arrays]
