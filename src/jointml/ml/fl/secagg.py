@@ -25,8 +25,8 @@ verification keys are exchanged once per session *directly between the clients* 
 job's mutually authenticated links (that is the PKI the consistency check needs: the
 aggregator cannot substitute them).
 
-Dropouts: the aggregator waits `timeout` seconds per stage; a client that has not answered
-is dropped for the rest of the round and told so (a notice in place of its next request);
+Dropouts: the aggregator waits while answers keep coming; the clients still silent `timeout`
+seconds after the last answer are dropped for the rest of the round and told so (a notice in place of its next request);
 a slow client that answers late then acknowledges, and the aggregator reads the late answer
 and the acknowledgement at the end of the round, so the links stay in step for the next
 round (a client whose acknowledgement has not come sits the next rounds out until it does;
@@ -326,28 +326,44 @@ class _ServerRound:
             self.s._drain(c, self.ch[c], deadline)
 
     def _collect(self, stage: str, expected: list[str], dtypes: list[Any], shapes: list[Any]) -> dict[str, Received]:
-        """Answers of `expected` to `stage` within the timeout; silent clients have dropped."""
-        deadline = time.monotonic() + self.p.timeout
+        """Answers of `expected` to `stage`. The aggregator waits while answers keep coming: the
+        clients still silent `timeout` seconds after the last answer (or the stage's start) have
+        dropped (a busy machine's stragglers are not cut off while others are still answering)."""
         got: dict[str, Received] = {}
-        for c in expected:
-            try:
-                r = self._recv(c, max(1e-3, deadline - time.monotonic()))
-            except (LinkTimeout, PeerClosed):
-                self._notify(c)  # counted as dropped; told so, so that a slow client stops and acknowledges
-                continue
-            if r.meta.get("stage") != stage:
-                raise ProtocolError(f"sent '{r.meta.get('stage')}' where '{stage}' was expected", party=c, field=stage)
-            try:
-                r.expect(dtypes, shapes)
-            except Exception as e:  # noqa: BLE001 - a malformed answer names its client
-                raise ProtocolError(f"malformed '{stage}' message: {e}", party=c, field=stage) from None
-            got[c] = r
+        waiting = list(expected)
+        deadline = time.monotonic() + self.p.timeout
+        while waiting and time.monotonic() < deadline:
+            for i, c in enumerate(list(waiting)):
+                # block (briefly) on the first silent client only; poll the others
+                wait = min(0.05, max(0.0, deadline - time.monotonic())) if i == 0 else 0.0
+                try:
+                    r = self._recv(c, wait)
+                except LinkTimeout:
+                    continue
+                except PeerClosed:
+                    waiting.remove(c)  # its link is gone: dropped, nobody to notify
+                    continue
+                waiting.remove(c)
+                got[c] = self._check_answer(c, r, stage, dtypes, shapes)
+                deadline = time.monotonic() + self.p.timeout
+        for c in waiting:
+            self._notify(c)  # counted as dropped; told so, so that a slow client stops and acknowledges
+        got = {c: got[c] for c in expected if c in got}  # the participants' order, whatever the arrival order
         self.view[stage] = {c: list(r.arrays) for c, r in got.items()}
         if len(got) < min(int(self.p.threshold or 0) + 1, len(self.parts)):
             raise ProtocolError(f"round {self.rnd}: only {len(got)} of {len(self.parts)} clients answered stage "
                                 f"'{stage}' (dropped: {[c for c in self.parts if c not in got]}); the threshold "
                                 f"{self.p.threshold} cannot be met", field="threshold")
         return got
+
+    def _check_answer(self, c: str, r: Received, stage: str, dtypes: list[Any], shapes: list[Any]) -> Received:
+        if r.meta.get("stage") != stage:
+            raise ProtocolError(f"sent '{r.meta.get('stage')}' where '{stage}' was expected", party=c, field=stage)
+        try:
+            r.expect(dtypes, shapes)
+        except Exception as e:  # noqa: BLE001 - a malformed answer names its client
+            raise ProtocolError(f"malformed '{stage}' message: {e}", party=c, field=stage) from None
+        return r
 
     def _nbrs(self, c: str, alive: Sequence[str] | dict[str, Any]) -> list[str]:
         return [v for v in self.graph[c] if v in alive]

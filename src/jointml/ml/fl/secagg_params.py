@@ -78,8 +78,8 @@ class SecAggParams:
     """Parameters of secure aggregation (see the module docstring).
 
     `degree`/`threshold`: None = chosen from the cohort size by `choose` at each round.
-    `timeout`: seconds the aggregator waits for each stage before counting a client as
-    dropped. `min_signers`: None = ⌊(n + ⌈γ·n⌉)/2⌋ + 1 consistency signatures (two
+    `timeout`: seconds without any answer after which the aggregator counts the clients still
+    silent at a stage as dropped. `min_signers`: None = ⌊(n + ⌈γ·n⌉)/2⌋ + 1 consistency signatures (two
     different survivor lists cannot both collect that many without an honest client
     signing both).
 
