@@ -331,7 +331,7 @@ class _ServerRound:
         dropped (a busy machine's stragglers are not cut off while others are still answering)."""
         got: dict[str, Received] = {}
         waiting = list(expected)
-        deadline = time.monotonic() + self.p.timeout
+        deadline = time.monotonic() + self.p.start_timeout  # until the first answer: clients may be training
         while waiting and time.monotonic() < deadline:
             for i, c in enumerate(list(waiting)):
                 # block (briefly) on the first silent client only; poll the others
@@ -515,7 +515,7 @@ class _ClientRound:
         self.s, self.parts, self.p, self.dim, self.rnd = s, parts, p, dim, s.round
         self.me = s.ctx.me
         self.ch = Channel(s.ctx, s.server, s.prefix)
-        self.wait = self.ch.timeout + 6 * p.timeout
+        self.wait = self.ch.timeout + p.start_timeout + 6 * p.timeout
         self.n_in = self.n_out = 0
 
     def _recv(self, stage: str, dtypes: list[Any]) -> Received:

@@ -79,7 +79,8 @@ class SecAggParams:
 
     `degree`/`threshold`: None = chosen from the cohort size by `choose` at each round.
     `timeout`: seconds without any answer after which the aggregator counts the clients still
-    silent at a stage as dropped. `min_signers`: None = ⌊(n + ⌈γ·n⌉)/2⌋ + 1 consistency signatures (two
+    silent at a stage as dropped; `start_timeout`: how long it waits for the *first* answer of
+    a stage (clients may still be training locally; a dropout costs only `timeout`). `min_signers`: None = ⌊(n + ⌈γ·n⌉)/2⌋ + 1 consistency signatures (two
     different survivor lists cannot both collect that many without an honest client
     signing both).
 
@@ -96,6 +97,7 @@ class SecAggParams:
     corrupt_fraction: float = 0.1
     timeout: float = 30.0
     min_signers: int | None = None
+    start_timeout: float = 600.0
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.clip) and self.clip > 0):
@@ -109,6 +111,8 @@ class SecAggParams:
                 raise ParameterError(f"must be in [0, 0.5), got {v!r}", field=name)
         if not self.timeout > 0:
             raise ParameterError(f"must be > 0, got {self.timeout!r}", field="timeout")
+        if not self.start_timeout >= self.timeout:
+            raise ParameterError(f"must be >= timeout, got {self.start_timeout!r}", field="start_timeout")
 
     @property
     def quant_step(self) -> float:
