@@ -10,7 +10,7 @@ during a round):
 | stage | client → aggregator | aggregator → client |
 | --- | --- | --- |
 | setup | | its neighbours in a random Harary graph (`secagg_params`) |
-| keys | two X25519 public keys (c: encryption, s: masks) | the neighbours' public keys |
+| keys | two X25519 public keys (c: encryption, s: masks), Ed25519-signed | the neighbours' signed public keys |
 | shares | per neighbour v: AES-GCM(KA(c_u, c_v), share of s_u ‖ share of b_u), share hashes, SHA-256(b_u) | its ciphertexts |
 | masked | y_u = q(x_u) + PRG(b_u) + Σ_v ±PRG(KA(s_u, s_v)) mod 2^bits | |
 | consistency | Ed25519 signature of the survivor list | the survivor list |
@@ -19,11 +19,12 @@ during a round):
 
 q is clipping + quantisation (`secagg_params.quantise`); PRG is `core.prg` (AES-CTR) keyed by
 HKDF-SHA256 of the X25519 secret; b_u is a fresh 128-bit self-mask seed; keys are fresh each
-round (a dropped client's mask key is rebuilt, so it must never serve again). Shamir shares
+round (a dropped client's mask key is rebuilt, so it must never serve again) and signed by
+their owner, so the aggregator that routes them cannot substitute its own. Shamir shares
 are over GF(2^521 − 1) (`shamir`), threshold t among the k neighbours. The Ed25519
 verification keys are exchanged once per session *directly between the clients* over the
-job's mutually authenticated links (that is the PKI the consistency check needs: the
-aggregator cannot substitute them).
+job's mutually authenticated links (that is the PKI the key signatures and the consistency
+check need: the aggregator cannot substitute them).
 
 Dropouts: the aggregator waits while answers keep coming; the clients still silent `timeout`
 seconds after the last answer are dropped for the rest of the round and told so (a notice in place of its next request);
@@ -264,6 +265,9 @@ class SecAggSession:
     def _self_mask(self, b: bytes, rnd: int, dim: int, bits: int) -> np.ndarray:
         return self._mask(b, "self|" + self._label(rnd), dim, bits)
 
+    def _key_text(self, rnd: int, owner: str, c_pk: bytes, s_pk: bytes) -> bytes:
+        return _h("keys", self._label(rnd), owner, c_pk, s_pk)
+
     def _signed_text(self, rnd: int, survivors: Sequence[str]) -> bytes:
         return _h("consistency", self._label(rnd), ",".join(sorted(survivors)))
 
@@ -277,6 +281,10 @@ class SecAggSession:
     def _consistency_list(self, client: str, survivors: list[str]) -> list[str]:
         """The survivor list sent to `client` for signing (honest: the same for all)."""
         return survivors
+
+    def _neighbour_keys(self, client: str, keys: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
+        """The neighbours' (c_pk, s_pk, signature) forwarded to `client` (honest: as received)."""
+        return keys
 
     def _unmask_request(self, client: str, held: list[str], survivors: list[str]) -> dict[str, list[str]]:
         """Which of the clients `client` holds shares of are to be unmasked as alive / as dropped."""
@@ -377,11 +385,13 @@ class _ServerRound:
                 self._send(c, "setup", {"neighbours": self.graph[c]})
             else:
                 self._notify(c)  # still behind: it sits this round out
-        keys = self._collect("keys", ready, [np.uint8, np.uint8], [(_KEY,), (_KEY,)])
+        keys = self._collect("keys", ready, [np.uint8, np.uint8, np.uint8], [(_KEY,), (_KEY,), (_SIG,)])
         u1 = list(keys)
         for c in u1:
             nb = self._nbrs(c, keys)
-            pk = [np.stack([keys[v].arrays[i] for v in nb]) if nb else np.zeros((0, _KEY), np.uint8) for i in (0, 1)]
+            fwd = self.s._neighbour_keys(c, {v: list(keys[v].arrays) for v in nb})
+            pk = [np.stack([fwd[v][i] for v in nb]) if nb else np.zeros((0, w), np.uint8)
+                  for i, w in ((0, _KEY), (1, _KEY), (2, _SIG))]
             self._send(c, "keys", {"from": nb}, pk)
         shares = self._collect_shares(u1)
         u2 = list(shares)
@@ -555,14 +565,11 @@ class _ClientRound:
             return self._stop()
         c_sk, c_pk = _x25519()
         s_sk, s_pk = _x25519()
-        self._send("keys", arrays=[np.frombuffer(c_pk, np.uint8), np.frombuffer(s_pk, np.uint8)])
-        r = self._recv("keys", [np.uint8, np.uint8])
-        peers = list(r.meta.get("from", []))
-        if not set(peers) <= set(nb) or r.arrays[0].shape != (len(peers), _KEY) or r.arrays[1].shape != (len(peers), _KEY):
-            raise self._refuse(f"keys announced for {peers}, not all neighbours {nb}")
-        if len(peers) < int(self.p.threshold or 0):
-            raise self._refuse(f"only {len(peers)} neighbours left, the threshold is {self.p.threshold}")
-        pks = {v: (r.arrays[0][i].tobytes(), r.arrays[1][i].tobytes()) for i, v in enumerate(peers)}
+        sig = self._signer().sign(self.s._key_text(self.rnd, self.me, c_pk, s_pk))
+        self._send("keys", arrays=[np.frombuffer(c_pk, np.uint8), np.frombuffer(s_pk, np.uint8),
+                                   np.frombuffer(sig, np.uint8)])
+        pks = self._neighbour_keys(nb)
+        peers = list(pks)
         if drop_at == "shares":
             return self._stop()
         b = new_seed()
@@ -572,6 +579,34 @@ class _ClientRound:
             return self._stop()
         self._send_masked(x, b, s_sk, pks, list(held))
         self._consistency_and_unmask(held, drop_at)
+
+    def _signer(self) -> Any:
+        signer = self.s._signer
+        assert signer is not None  # every client made one when the session was built
+        return signer
+
+    def _neighbour_keys(self, nb: list[str]) -> dict[str, tuple[bytes, bytes]]:
+        """The neighbours' public keys, each checked against its owner's Ed25519 signature (the
+        verification keys came over the clients' direct authenticated links): an aggregator
+        that substitutes its own key to read a client's shares is refused."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        r = self._recv("keys", [np.uint8, np.uint8, np.uint8])
+        peers = list(r.meta.get("from", []))
+        n = len(peers)
+        if not set(peers) <= set(nb) or [a.shape for a in r.arrays] != [(n, _KEY), (n, _KEY), (n, _SIG)]:
+            raise self._refuse(f"keys announced for {peers}, not all neighbours {nb}")
+        if n < int(self.p.threshold or 0):
+            raise self._refuse(f"only {n} neighbours left, the threshold is {self.p.threshold}")
+        pks = {v: (r.arrays[0][i].tobytes(), r.arrays[1][i].tobytes()) for i, v in enumerate(peers)}
+        for i, v in enumerate(peers):
+            try:
+                Ed25519PublicKey.from_public_bytes(self.s.verify_keys[v]).verify(
+                    r.arrays[2][i].tobytes(), self.s._key_text(self.rnd, v, *pks[v]))
+            except InvalidSignature:
+                raise self._refuse(f"the public keys forwarded for '{v}' are not signed by '{v}'") from None
+        return pks
 
     def _send_shares(self, peers: list[str], pks: dict[str, tuple[bytes, bytes]], c_sk: Any, s_raw: bytes,
                      b: bytes) -> None:
@@ -633,9 +668,7 @@ class _ClientRound:
             raise self._refuse(f"malformed survivor list {u3}")
         if drop_at == "signature":
             return self._stop()
-        signer = self.s._signer
-        assert signer is not None  # every client made one when the session was built
-        sig = signer.sign(self.s._signed_text(self.rnd, u3))
+        sig = self._signer().sign(self.s._signed_text(self.rnd, u3))
         self._send("signature", arrays=[np.frombuffer(sig, np.uint8)])
         r = self._recv("unmask", [np.uint8])
         self._check_request(r, u3, held)
