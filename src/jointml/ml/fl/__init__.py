@@ -11,6 +11,7 @@ and who dropped, and the clients learn the global model of each round.
 """
 
 from .aggregate import WeightedSum, weighted_mean, weighted_sum
+from .dp import DPFedAvg
 from .estimator import STRATEGIES, FederatedDevice, FLLogisticRegression, FLMLPClassifier, make_strategy
 from .gbdt import FLGBDTClassifier
 from .models import FLModel, LogisticModel, MLPModel, local_train
@@ -37,4 +38,4 @@ __all__ = ["WeightedSum", "weighted_mean", "weighted_sum", "Strategy", "FitIns",
            "EvaluateRes", "FedAvg", "FedProx", "FedAvgM", "FedOpt", "FedAdagrad", "FedAdam", "FedYogi",
            "sample_clients", "FLModel", "LogisticModel", "MLPModel", "local_train", "SecAggSession", "SecAggResult",
            "SecAggParams", "FederatedTrainer", "FLClient", "FederatedDevice", "FLLogisticRegression", "FLMLPClassifier",
-           "make_strategy", "STRATEGIES", "FLGBDTClassifier"]
+           "make_strategy", "STRATEGIES", "FLGBDTClassifier", "DPFedAvg"]

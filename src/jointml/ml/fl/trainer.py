@@ -52,6 +52,7 @@ from ...core.errors import DataError, ParameterError
 from ...core.prg import Prg
 from ...runtime.collectives import broadcast, gather
 from .aggregate import Parameters, WeightedSum, check_like, flatten, sub, unflatten
+from .dp import privatise
 from .models import FLModel, local_train
 from .secagg import SecAggSession
 from .secagg_params import SecAggParams
@@ -175,7 +176,7 @@ class FederatedTrainer:
         check_like(self.model.init(self.init_seed), params, self.server)
         res = client.fit(FitIns(params, dict(got.meta["config"][me]))) if client is not None and me in sampled else None
         if self.secure:
-            new, info = self._secure_step(rnd, params, sampled, res, drops.get(me))
+            new, info = self._secure_step(rnd, params, sampled, res, drops.get(me), dict(got.meta["config"].get(me, {})))
         else:
             new, info = self._plain_step(rnd, params, sampled, res)
         federated = {}
@@ -221,14 +222,18 @@ class FederatedTrainer:
         return {"eval_loss": loss, **{f"eval_{k}": v for k, v in metrics.items()}}
 
     def _secure_step(self, rnd: int, params: Parameters, sampled: list[str], res: FitRes | None,
-                     drop_at: str | None) -> tuple[Parameters, dict[str, Any]]:
+                     drop_at: str | None, cfg: dict[str, Any]) -> tuple[Parameters, dict[str, Any]]:
         assert self.session is not None
         dim = int(sum(np.size(p) for p in params)) + 1
         vec = None
         if res is not None:
-            w = min(float(res.num_examples), self.weight_cap) / self.weight_cap
             check_like(params, res.parameters, self.ctx.me)
-            vec = np.append(w * flatten(sub(res.parameters, params)), w)
+            delta = flatten(sub(res.parameters, params))
+            if "dp_clip_norm" in cfg:  # DPFedAvg: clipped, noised, weight 1 (bounded contribution)
+                vec = np.append(privatise(delta, float(cfg["dp_clip_norm"]), float(cfg["dp_noise_std"])), 1.0)
+            else:
+                w = min(float(res.num_examples), self.weight_cap) / self.weight_cap
+                vec = np.append(w * delta, w)
         out = self.session.aggregate(vec, sampled, dim=dim, drop_at=drop_at)
         if out is None:
             return params, {}
