@@ -290,7 +290,6 @@ class SecAggSession:
         """Which of the clients `client` holds shares of are to be unmasked as alive / as dropped."""
         return {"alive": [v for v in held if v in survivors], "dropped": [v for v in held if v not in survivors]}
 
-
     # -- a client's answer (a test's deviating client overrides it) ----------------------
     def _unmask_answer(self, b_shares: dict[str, bytes], sk_shares: dict[str, bytes]) -> dict[str, dict[str, bytes]]:
         """The shares a client returns: of b for the alive, of s for the dropped (honest: all of them)."""
@@ -311,7 +310,6 @@ class _ServerRound:
         self.view: dict[str, dict[str, list[np.ndarray]]] = {}
         self.n_out = dict.fromkeys(parts, 0)  # messages sent to / received from each client this round
         self.n_in = dict.fromkeys(parts, 0)
-        self.excluded: set[str] = set()  # clients with unacknowledged notices from earlier rounds
 
     def _send(self, c: str, stage: str, meta: dict[str, Any] | None = None, arrays: Sequence[np.ndarray] = ()) -> None:
         # tags count the messages of the round, so a notice can take the place of any request
@@ -325,8 +323,11 @@ class _ServerRound:
 
     def _notify(self, c: str) -> None:
         """Tell `c` it is dropped for this round (in place of its next request); its ack is pending."""
+        try:
+            self._send(c, "dropped")
+        except PeerClosed:
+            return  # gone: nothing will come back on that link
         self.s.pending.setdefault(c, []).append((self.rnd, self.n_in[c]))
-        self._send(c, "dropped")
 
     def _drain_all(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
