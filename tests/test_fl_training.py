@@ -247,3 +247,26 @@ def test_fedavg_lr_german_credit_5_banks_within_001_auc_of_sklearn(split):
     auc_fl = roc_auc_score(yte, simulate(prog, [AGG, *banks], mode="thread")[AGG])
     auc_c = roc_auc_score(yte, LogisticRegression(max_iter=5000).fit(Xtr, ytr).predict_proba(Xte)[:, 1])
     assert abs(auc_fl - auc_c) <= 0.01 or auc_fl > auc_c, (auc_fl, auc_c)
+
+
+def test_sampled_rounds_secure_equal_plain_with_the_same_seed():
+    # 6 clients, half sampled per round (the same clients in both runs: the same seed)
+    data, d, cap = _data(6, seed=4), 4, 100.0  # no client above the weight cap (up to 55 rows)
+    clients = list(data)
+    sa = SecAggParams(clip=2.0, quant_bits=24)
+
+    def prog(ctx):
+        out = []
+        for secure in (True, False):
+            client = _full_batch_client(data, ctx.me, d) if ctx.me != AGG else None
+            strat = FedAvg(fraction_fit=0.5, seed=b"sample-seed-0001")
+            tr = FederatedTrainer(ctx, AGG, clients, LogisticModel(d), strat, rounds=3, secure=secure, secagg=sa,
+                                  weight_cap=cap)
+            out.append((tr.run(client), [h["sampled"] for h in tr.history_]))
+        return out
+
+    (sec, n_sec), (plain, n_plain) = simulate(prog, [AGG, *clients], mode="thread")[AGG]
+    assert n_sec == n_plain == [3, 3, 3]
+    for a, b in zip(sec, plain):
+        # 3 rounds, 3 clients' rounding per round, total weight >= 3 x 30 rows / cap
+        assert np.max(np.abs(a - b)) <= 3 * 3 * sa.quant_step / (3 * 30 / cap) * 3
