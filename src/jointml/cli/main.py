@@ -37,10 +37,11 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option(
     "--job",
-    type=click.Choice(["credit", "stats"]),
+    type=click.Choice(["credit", "stats", "fl"]),
     default="credit",
     show_default=True,
-    help="credit: the joint credit-scoring job; stats: a small joint-statistics MPC demo.",
+    help="credit: the joint credit-scoring job; stats: a small joint-statistics MPC demo; "
+    "fl: five banks, federated LR with secure aggregation.",
 )
 @click.option(
     "--mode",
@@ -89,6 +90,10 @@ def demo(
         if epochs:
             kw["epochs"] = epochs
         summary = tecc_demo.run(mode=mode, out_dir=out_dir, verbose=not as_json, **kw)
+    elif job == "fl":
+        from ..demo import fl_demo
+
+        summary = fl_demo.run(mode=mode, verbose=not as_json)
     elif job == "stats":
         from ..demo import mpc_demo
 

@@ -237,6 +237,7 @@ class FederatedTrainer:
         out = self.session.aggregate(vec, sampled, dim=dim, drop_at=drop_at)
         if out is None:
             return params, {}
+        self.last_fit_view_ = self.session.last_view_  # what the aggregator received for the update
         ws = WeightedSum(unflatten(out.total[:-1], params), float(out.total[-1]), out.count)
         new = self.strategy.aggregate_sum(rnd, params, ws)
         return new, {"clients": out.count, "dropped": len(out.dropped)}
