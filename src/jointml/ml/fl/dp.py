@@ -74,6 +74,10 @@ class DPFedAvg(Strategy):
     The clients read `dp_clip_norm` and `dp_noise_std` from their fit configuration (the
     `FederatedTrainer` applies them); the inner strategy's sampling, server step and
     evaluation are unchanged, with uniform client weights (DP needs bounded contributions).
+
+    >>> from jointml.ml.fl import FedAvgM
+    >>> DPFedAvg(FedAvgM(), clip_norm=1.0, noise_multiplier=0.8).accounting()["rounds"]
+    0
     """
 
     def __init__(self, inner: Strategy, *, clip_norm: float, noise_multiplier: float):

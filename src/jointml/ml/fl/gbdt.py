@@ -125,7 +125,16 @@ def grow_tree(B: np.ndarray | None, g: np.ndarray | None, h: np.ndarray | None, 
               reg_lambda: float, gamma: float, min_child_weight: float, learning_rate: float) -> dict[str, list[Any]]:
     """One tree, level by level. At a client, (B, g, h) are its binned rows and gradients; `sum_fn`
     returns the histograms summed over the clients at the party that decides (None elsewhere)
-    and `announce` sends that party's decision to all. Returns the tree as plain lists."""
+    and `announce` sends that party's decision to all. Returns the tree as plain lists.
+
+    One party holding every row (the sum is the identity, the announcement a no-op):
+
+    >>> B = np.array([[0], [0], [1], [1]]); g = np.array([1.0, 1.0, -1.0, -1.0]); h = np.ones(4)
+    >>> t = grow_tree(B, g, h, 1, 2, lambda v, dim: v, lambda d: d, max_depth=1, reg_lambda=0.0, gamma=0.0,
+    ...               min_child_weight=1.0, learning_rate=1.0)
+    >>> t["feature"], t["value"][1:]
+    ([0, -1, -1], [-1.0, 1.0])
+    """
     nodes = 2 ** (max_depth + 1) - 1
     tree: dict[str, list[Any]] = {"feature": [-1] * nodes, "bin": [0] * nodes, "value": [0.0] * nodes}
     pos = None if B is None else np.zeros(len(B), dtype=np.int64)  # node of each row

@@ -35,7 +35,12 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 class FLModel:
-    """The interface of a locally trained model: `init`, `loss_grad`, `predict_proba`."""
+    """The interface of a locally trained model: `init`, `loss_grad`, `predict_proba`.
+
+    >>> m = LogisticModel(2)
+    >>> isinstance(m, FLModel), m.predict_proba(m.init(), np.zeros((1, 2))).tolist()
+    (True, [[0.5, 0.5]])
+    """
 
     n_features: int
     n_classes: int

@@ -95,7 +95,11 @@ _CT = 2 * shamir.SHARE_BYTES + 16  # two shares + the GCM tag
 @dataclass
 class SecAggResult:
     """What the aggregator opens in one round: the sum of the survivors' vectors (float64,
-    after clipping and quantisation), their number and names, and who dropped."""
+    after clipping and quantisation), their number and names, and who dropped.
+
+    >>> SecAggResult(np.zeros(2), 2, ["a", "b"], ["c"], SecAggParams()).dropped
+    ['c']
+    """
 
     total: np.ndarray
     count: int
@@ -165,6 +169,13 @@ class SecAggSession:
     Building it exchanges the clients' Ed25519 verification keys over the direct links (once);
     `aggregate` then runs one round. `last_view_` (aggregator) holds what it received in the
     last round, by stage and client, for audits and view tests.
+
+    >>> def prog(ctx):
+    ...     sa = SecAggSession(ctx, "agg", ["a", "b", "c"], SecAggParams(threshold=2, min_signers=2))
+    ...     out = sa.aggregate(None if ctx.me == "agg" else np.ones(2), dim=2)
+    ...     return None if out is None else (out.total.round(3).tolist(), sorted(sa.last_view_["masked"]))
+    >>> simulate(prog, ["agg", "a", "b", "c"], mode="thread")["agg"]
+    ([3.0, 3.0], ['a', 'b', 'c'])
     """
 
     def __init__(self, ctx: Any, server: str, clients: Sequence[str], params: SecAggParams | None = None):

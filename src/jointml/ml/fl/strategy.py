@@ -52,7 +52,11 @@ __all__ = ["FitIns", "FitRes", "EvaluateIns", "EvaluateRes", "Strategy", "FedAvg
 
 @dataclass
 class FitIns:
-    """What a sampled client receives: the global parameters and the round's configuration."""
+    """What a sampled client receives: the global parameters and the round's configuration.
+
+    >>> FitIns([np.zeros(2)], {"proximal_mu": 0.1}).config
+    {'proximal_mu': 0.1}
+    """
 
     parameters: Parameters
     config: dict[str, Any] = field(default_factory=dict)
@@ -60,7 +64,11 @@ class FitIns:
 
 @dataclass
 class FitRes:
-    """A client's training result: its new parameters, its number of examples, its metrics."""
+    """A client's training result: its new parameters, its number of examples, its metrics.
+
+    >>> FitRes([np.ones(2)], num_examples=10).num_examples
+    10
+    """
 
     parameters: Parameters
     num_examples: int
@@ -69,7 +77,11 @@ class FitRes:
 
 @dataclass
 class EvaluateIns:
-    """What a client evaluates: the global parameters and a configuration."""
+    """What a client evaluates: the global parameters and a configuration.
+
+    >>> len(EvaluateIns([np.zeros(3)]).parameters)
+    1
+    """
 
     parameters: Parameters
     config: dict[str, Any] = field(default_factory=dict)
@@ -77,7 +89,11 @@ class EvaluateIns:
 
 @dataclass
 class EvaluateRes:
-    """A client's evaluation: loss, number of examples, metrics (e.g. accuracy)."""
+    """A client's evaluation: loss, number of examples, metrics (e.g. accuracy).
+
+    >>> EvaluateRes(0.4, 20, {"accuracy": 0.9}).metrics["accuracy"]
+    0.9
+    """
 
     loss: float
     num_examples: int
@@ -101,7 +117,18 @@ def sample_clients(clients: Sequence[str], k: int, prg: Prg) -> list[str]:
 
 
 class Strategy(ABC):
-    """The aggregator's policy (see the module docstring for the call order)."""
+    """The aggregator's policy (see the module docstring for the call order).
+
+    A custom strategy overrides what it changes, e.g. a fixed client weighting:
+
+    >>> class Uniform(FedAvg):
+    ...     def aggregate_fit(self, rnd, parameters, results, failures):
+    ...         ones = {c: FitRes(r.parameters, 1) for c, r in results.items()}
+    ...         return super().aggregate_fit(rnd, parameters, ones, failures)
+    >>> res = {"a": FitRes([np.array([0.0])], 1), "b": FitRes([np.array([4.0])], 99)}
+    >>> Uniform().aggregate_fit(1, [np.zeros(1)], res, [])[0][0].tolist()
+    [2.0]
+    """
 
     @abstractmethod
     def initialize(self) -> Parameters | None:

@@ -112,6 +112,10 @@ class FederatedTrainer:
     `configure_evaluate` evaluate the new global model on their rows; with secure aggregation
     only Σ w_i·loss_i, Σ w_i·accuracy_i and Σ w_i are opened (losses clipped to `secagg.clip`),
     handed to `aggregate_evaluate` as one pooled result.
+
+    >>> from jointml.ml.fl import FedAvg, LogisticModel
+    >>> FederatedTrainer(None, "agg", ["a", "b"], LogisticModel(2), FedAvg(), rounds=2).group
+    ['agg', 'a', 'b']
     """
 
     def __init__(self, ctx: Any, server: str, clients: Sequence[str], model: FLModel, strategy: Strategy, *,
