@@ -208,6 +208,9 @@ def test_parameters_bounds_graph_and_quantisation():
         SecAggParams(quant_bits=30, bits=32).resolved(10)
     g = harary_neighbours(_clients(12), 4, Prg(b"h" * 16))
     assert all(len(v) == 4 for v in g.values()) and all(u in g[v] for u in g for v in g[u])
+    g = harary_neighbours(_clients(10), 5, Prg(b"h" * 16))  # odd degree, even n: diametric chords
+    assert all(len(v) == 5 for v in g.values()) and all(u in g[v] for u in g for v in g[u])
+    assert SecAggParams(degree=3, threshold=3).resolved(9).degree == 4  # odd degree, odd n: rounded up
     # stochastic rounding is unbiased
     q = SecAggParams(clip=1.0, quant_bits=4)
     x = np.full(20000, 0.123)

@@ -149,6 +149,8 @@ class SecAggParams:
             k, t0 = self._best_degree(n)
             t = t if t is not None else t0
         k = min(int(k), n - 1)
+        if k < n - 1 and k % 2 and n % 2:
+            k += 1  # an odd-degree Harary graph needs an even number of clients
         if t is None:
             t = self._best_threshold(n, k)
         if not k // 2 + 1 <= t <= k:
