@@ -37,10 +37,11 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option(
     "--job",
-    type=click.Choice(["credit", "stats"]),
+    type=click.Choice(["credit", "stats", "fl"]),
     default="credit",
     show_default=True,
-    help="credit: the joint credit-scoring job; stats: a small joint-statistics MPC demo.",
+    help="credit: the joint credit-scoring job; stats: a small joint-statistics MPC demo; "
+    "fl: five banks, federated LR with secure aggregation.",
 )
 @click.option(
     "--mode",
@@ -89,6 +90,10 @@ def demo(
         if epochs:
             kw["epochs"] = epochs
         summary = tecc_demo.run(mode=mode, out_dir=out_dir, verbose=not as_json, **kw)
+    elif job == "fl":
+        from ..demo import fl_demo
+
+        summary = fl_demo.run(mode=mode, verbose=not as_json)
     elif job == "stats":
         from ..demo import mpc_demo
 
@@ -380,6 +385,20 @@ def bench_dsl(protocol: str, figures: tuple[str, ...], rows: int, features: int,
     for row in bdsl.run(protocol, list(figures) or None, rows=rows, features=features, batch=batch_size,
                         dump_ir=dump_ir):
         click.echo(json.dumps(row))
+
+
+@bench.command("fl")
+@click.option("--clients", type=int, default=100, show_default=True)
+@click.option("--dropout", type=float, default=0.1, show_default=True, help="Fraction of clients dropping per round.")
+@click.option("--params", type=int, default=100_000, show_default=True, help="Model size (MLP parameters).")
+@click.option("--rounds", type=int, default=3, show_default=True)
+@click.option("--timeout", type=float, default=1.0, show_default=True, help="Aggregator's wait per SecAgg stage (s).")
+@click.option("--json", "as_json", is_flag=True)
+def bench_fl(clients: int, dropout: float, params: int, rounds: int, timeout: float, as_json: bool) -> None:
+    """Federated learning: SecAgg+ vs plain FedAvg per round (time, bytes/client), accuracy vs centralised."""
+    from ..bench import fl as bfl
+
+    click.echo(json.dumps(bfl.run(clients=clients, dropout=dropout, params=params, rounds=rounds, timeout=timeout)))
 
 
 def _certs_errors(fn: Any) -> Any:
