@@ -128,3 +128,25 @@ def test_nested_loops_hoist_to_the_top():
     Xv, yv = np.arange(16.0).reshape(8, 2) / 8, np.linspace(-1, 1, 8)
     res = _run(nested, "semi2k", [Xv, yv], ["alice", "bob"], pins={"matmul": "private_masked"})
     assert np.allclose(res["bob"], nested.evaluate(Xv, yv), atol=1e-4)
+
+
+def test_wrong_input_shape_fails_at_every_party_not_only_the_owner():
+    """An owner whose private input does not match its declaration announces it: every party
+    raises the same DataError naming the owner at once, nobody waits for a share."""
+    from jointml.core.errors import DataError
+
+    @dsl.function(x=dsl.private("alice", (3,)), w=dsl.secret((3,)))
+    def f(x, w):
+        return (x * w).sum().reveal(to="bob")
+
+    def prog(ctx):
+        mpc = _device(ctx, "semi2k")
+        x = np.ones(4) if ctx.me == "alice" else None  # declared (3,)
+        try:
+            f.run(ctx, mpc, x, None)
+        except DataError as e:
+            return e.party, "declared (3,)" in str(e)
+        return None
+
+    res = simulate(prog, PARTIES, mode="thread", timeout=20)
+    assert all(res[p] == ("alice", True) for p in PARTIES)

@@ -220,10 +220,29 @@ class Function:
             raise ParameterError(f"{self.name} takes {len(self.specs)} inputs, got {len(inputs)}", field="inputs")
         prog = self.compile(mpc, profile=profile, optimize=optimize, dump_ir=dump_ir, pins=pins)
         args = [_local(x) for x in inputs]
+        if _crosses_parties(prog.graph):  # a program local to its owner has nobody waiting on it
+            self._check_inputs(ctx, args)
         rep = RunReport(ctx.me)
         ex = Executor(mpc, batch=prog.batch, on_stage=rep.hook(ctx, prog.names) if report else None)
         out = self._pack(ex.run(prog.graph, args))
         return (out, rep) if report else out
+
+    def _check_inputs(self, ctx: Any, args: list[Any]) -> None:
+        """Each owner checks its private inputs' shapes against the declaration; every party
+        raises the first owner's verdict, so nobody is left waiting on a failed owner (one
+        small message per owner, before the program's first stage)."""
+        from ..runtime.collectives import agree
+
+        owners = sorted({str(s.vis.owner) for s in self.specs if s.vis.kind == "private"})
+        if not owners:
+            return
+        problem = None
+        for i, (spec, a) in enumerate(zip(self.specs, args)):
+            if spec.vis.kind == "private" and spec.vis.owner == ctx.me and problem is None:
+                got = np.shape(a) if a is not None else None
+                if got != spec.shape:
+                    problem = f"{self.name}: input {i} has shape {got}, declared {spec.shape}"
+        agree(ctx, owners, problem, name="dsl-inputs")
 
     def explain(self, mpc: Any = None, protocol: str | None = None, profile: Any = "lan", measured: Any = None,
                 **kw: Any) -> str:
@@ -235,6 +254,27 @@ class Function:
 
     def __call__(self, *args: Any) -> Any:
         return self.fn(*args)
+
+
+def _crosses_parties(graph: Graph) -> bool:
+    """Whether running `graph` sends anything: a secret value, a reveal, or private values
+    of more than one owner."""
+    owners: set[str] = set()
+
+    def walk(g: Graph) -> bool:
+        for op in g.ops:
+            if op.op in ("reveal", "share"):
+                return True
+            for v in op.outs:
+                if v.vis is not None and v.vis.kind == "secret":
+                    return True
+                if v.vis is not None and v.vis.kind == "private":
+                    owners.add(str(v.vis.owner))
+            if op.body is not None and walk(op.body):
+                return True
+        return len(owners) > 1
+
+    return walk(graph)
 
 
 def _local(x: Any) -> Any:
