@@ -2,6 +2,7 @@
 
 - `store` — the job store (SQLAlchemy; SQLite by default, PostgreSQL for deployments), its
   schema shipped as alembic migrations run on start;
+- `cron` — the cron expressions of scheduled jobs;
 - `flow` — the task flow manager: a pipeline turned into per-party tasks per step, the
   validated state machine, gang scheduling, retries, resume points, cron schedules;
 - `coordinator` — the REST API (FastAPI), API tokens, nodes authenticated by mutual TLS;
@@ -17,9 +18,9 @@ worst make a node refuse or fail it, since every party checks the job with its p
 
 The package needs the `server` extra (`pip install 'jointml[server]'`), checked here once.
 
->>> from jointml.orchestration import store
->>> store.DEFAULT_URL
-'sqlite:///jointml-jobs.db'
+>>> from jointml.orchestration import flow
+>>> flow.JOB_STATES[:3]
+('submitted', 'awaiting_approval', 'queued')
 """
 
 from ..core.optional import require
