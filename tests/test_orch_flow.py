@@ -78,11 +78,14 @@ def test_gang_scheduling_and_success(store_url):
     assert fm.accept_step(job, "dealer", 0, 1) is True
     st = fm.status(job)
     assert st["state"] == "running" and [t["state"] for t in st["tasks"] if t["step"] == 0] == ["running"] * 3
-    with pytest.raises(InvalidTransition):  # step 1 is not the current step
-        fm.accept_step(job, "bank", 1, 1)
+    assert fm.accept_step(job, "bank", 1, 1) is False  # the next step waits until this one is done everywhere
+    with pytest.raises(InvalidTransition):  # a stale attempt must stop
+        fm.accept_step(job, "bank", 0, 2)
     for p in PARTIES:
         fm.report_step(job, p, 0, 1, ok=True, metrics={"rows": 10}, checkpoint=True)
     _run_step(fm, job, 1)
+    with pytest.raises(InvalidTransition):  # a finished step is not started again
+        fm.accept_step(job, "bank", 1, 1)
     _run_step(fm, job, 2)
     st = fm.status(job)
     assert st["state"] == "succeeded"

@@ -59,6 +59,7 @@ __all__ = [
     "TRANSITIONS",
     "FlowManager",
     "InvalidTransition",
+    "UnknownJob",
     "RetryPolicy",
     "check_transition",
     "plan_tasks",
@@ -84,6 +85,13 @@ TASK_TRANSITIONS: dict[str, frozenset[str]] = {**TRANSITIONS, "succeeded": froze
 
 class InvalidTransition(JointMLError, ValueError):
     """A state change the state machine does not allow (nothing was changed)."""
+
+
+class UnknownJob(JointMLError, KeyError):
+    """No job with this id in the store."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return JointMLError.__str__(self)
 
 
 def check_transition(old: str, new: str, what: str = "job", table: dict[str, frozenset[str]] = TRANSITIONS) -> None:
@@ -186,7 +194,7 @@ class FlowManager:
     def _job(self, s: Session, job_id: str) -> Job:
         job = s.get(Job, job_id, with_for_update=True)
         if job is None:
-            raise ConfigError(f"no job '{job_id}'", field="job")
+            raise UnknownJob(f"no job '{job_id}'", field="job")
         return job
 
     def _tasks(self, s: Session, job_id: str, step: int | None = None) -> list[Task]:
@@ -241,6 +249,21 @@ class FlowManager:
                     self._task_to(s, t, "queued")
             return job.state
 
+    def node_refuses(self, job_id: str, party: str, reason: str) -> str:
+        """`party`'s node refuses a job it was asked to run (its organisation did not approve it,
+        or a data source is missing): the job fails at once, without automatic retry."""
+        with self.store.session() as s:
+            job = self._job(s, job_id)
+            if party not in job.parties or job.state in TERMINAL:
+                return job.state
+            why = f"{party} refused: {reason}"
+            for t in self._tasks(s, job_id):
+                if t.state not in TERMINAL:
+                    self._task_to(s, t, "cancelled", why)
+            self._job_to(s, job, "failed", why)
+            self.store.audit(s, f"node:{party}", "refuse", job_id, reason=reason)
+            return job.state
+
     def _approved_parties(self, s: Session, job: Job) -> list[str]:
         rows = s.scalars(select(Approval).where(Approval.job_id == job.id, Approval.approved.is_(True),
                                                 Approval.pipeline_hash == job.pipeline_hash))
@@ -255,16 +278,22 @@ class FlowManager:
         """
         with self.store.session() as s:
             job = self._job(s, job_id)
+            if job.state in ("queued", "running") and job.attempt == attempt and job.current_step < step < len(
+                    job.spec["steps"]):
+                return False  # the next step, while peers still finish the current one: wait
             if job.state not in ("queued", "running") or job.attempt != attempt or job.current_step != step:
                 raise InvalidTransition(f"job {job_id} is {job.state} at step {job.current_step} attempt {job.attempt}: "
                                         f"{party} may not start step {step} of attempt {attempt}", party=party,
                                         field="state")
             tasks = self._tasks(s, job_id, step)
             mine = next(t for t in tasks if t.party == party)
-            if mine.state == "queued" and mine.accepted_at is None:
+            if mine.state == "running":
+                return True  # started (peers may even have finished a step that needs no messages)
+            if mine.state != "queued":
+                raise InvalidTransition(f"{party}'s task of step {step} of job {job_id} is {mine.state}", party=party,
+                                        field="state")
+            if mine.accepted_at is None:
                 mine.accepted_at = utcnow()
-            if all(t.state == "running" for t in tasks):
-                return True
             if all(t.accepted_at is not None for t in tasks):
                 for t in tasks:
                     self._task_to(s, t, "running", "every party accepted")
@@ -383,7 +412,11 @@ class FlowManager:
                     if party not in self._decided(s, job):
                         out["approvals"].append(self._brief(job))
                 else:
-                    out["work"].append(self._brief(job))
+                    brief = self._brief(job)
+                    mine = s.scalars(select(Task).where(Task.job_id == job.id, Task.party == party,
+                                                        Task.step_index == job.current_step)).first()
+                    brief["task_state"] = mine.state if mine is not None else None
+                    out["work"].append(brief)
             return out
 
     def _decided(self, s: Session, job: Job) -> set[str]:
