@@ -102,11 +102,10 @@ class Cluster:
             self.start_node(p)
 
     def start_node(self, party: str) -> None:
-        code = ("import sys; from jointml.orchestration.node import NodeAgent, NodeConfig; "
-                "NodeAgent(NodeConfig.load(sys.argv[1])).run()")
-        log = open(self.root / f"node-{party}.out", "a")
-        self.procs[party] = subprocess.Popen([sys.executable, "-c", code, str(self.root / f"node-{party}.yaml")],
-                                             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        log = open(self.root / f"node-{party}.out", "a")  # `jointml node start`, as an organisation runs it
+        self.procs[party] = subprocess.Popen(
+            [sys.executable, "-m", "jointml.cli.main", "node", "start", "--config", str(self.root / f"node-{party}.yaml")],
+            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
 
     def kill_node(self, party: str) -> None:
         self.procs[party].send_signal(signal.SIGKILL)

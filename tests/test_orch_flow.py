@@ -221,3 +221,20 @@ def test_schedules_submit_once_when_due(tmp_path):
     st = fm.status(made[0])
     assert st["state"] == "awaiting_approval" and st["max_retries"] == 2 and st["submitted_by"].startswith("schedule:")
     assert len(fm.run_due(late + dt.timedelta(days=1))) == 1
+
+
+def test_retry_before_every_approval_asks_again(tmp_path):
+    fm = FlowManager(JobStore(f"sqlite:///{tmp_path / 'j.db'}"))
+    job = fm.submit(SPEC, user="alice")
+    fm.record_approval(job, "bank", approved=True, mode="auto")
+    fm.record_approval(job, "partner", approved=False, mode="manual", reason="not yet reviewed")
+    assert fm.status(job)["state"] == "failed"
+    assert fm.retry(job, user="alice") == 0
+    assert fm.status(job)["state"] == "awaiting_approval"
+    # every party is asked again, the one that refused included; earlier decisions do not count
+    assert [w["job_id"] for w in fm.work_for("partner")["approvals"]] == [job]
+    assert [w["job_id"] for w in fm.work_for("bank")["approvals"]] == [job]
+    for p in PARTIES:
+        fm.record_approval(job, p, approved=True, mode="manual")
+    st = fm.status(job)
+    assert st["state"] == "queued" and {t["state"] for t in st["tasks"]} == {"queued"} and st["attempt"] == 2

@@ -73,14 +73,15 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "awaiting_approval": frozenset({"queued", "failed", "cancelled"}),
     "queued": frozenset({"running", "failed", "cancelled"}),
     "running": frozenset({"succeeded", "failed", "cancelled"}),
-    "failed": frozenset({"queued"}),  # retry
-    "cancelled": frozenset({"queued"}),  # retry
+    "failed": frozenset({"queued", "awaiting_approval"}),  # retry (approval asked again if it was not complete)
+    "cancelled": frozenset({"queued", "awaiting_approval"}),  # retry
     "succeeded": frozenset(),
 }
 # a task may also be queued again after it succeeded: a retry re-runs succeeded steps whose
 # state was not checkpointed at every party
-TASK_TRANSITIONS: dict[str, frozenset[str]] = {**TRANSITIONS, "succeeded": frozenset({"queued"}),
-                                               "queued": frozenset({"running", "failed", "cancelled", "queued"})}
+TASK_TRANSITIONS: dict[str, frozenset[str]] = {
+    **TRANSITIONS, "succeeded": frozenset({"queued", "awaiting_approval"}),
+    "queued": frozenset({"running", "failed", "cancelled", "awaiting_approval"})}
 
 
 class InvalidTransition(JointMLError, ValueError):
@@ -246,7 +247,8 @@ class FlowManager:
             if set(self._approved_parties(s, job)) >= set(job.parties):
                 self._job_to(s, job, "queued", "approved by every party")
                 for t in self._tasks(s, job_id):
-                    self._task_to(s, t, "queued")
+                    if t.state == "awaiting_approval":
+                        self._task_to(s, t, "queued")
             return job.state
 
     def node_refuses(self, job_id: str, party: str, reason: str) -> str:
@@ -264,9 +266,17 @@ class FlowManager:
             self.store.audit(s, f"node:{party}", "refuse", job_id, reason=reason)
             return job.state
 
+    def _round_start(self, s: Session, job: Job) -> dt.datetime:
+        """When the job last started waiting for approvals (decisions before that do not count)."""
+        at = s.scalars(select(Transition.at).where(Transition.job_id == job.id, Transition.party.is_(None),
+                                                   Transition.to_state == "awaiting_approval")
+                       .order_by(Transition.id.desc())).first()
+        return at if at is not None else job.created_at
+
     def _approved_parties(self, s: Session, job: Job) -> list[str]:
         rows = s.scalars(select(Approval).where(Approval.job_id == job.id, Approval.approved.is_(True),
-                                                Approval.pipeline_hash == job.pipeline_hash))
+                                                Approval.pipeline_hash == job.pipeline_hash,
+                                                Approval.at >= self._round_start(s, job)))
         return [a.party for a in rows]
 
     # -- gang scheduling ------------------------------------------------------------------
@@ -356,13 +366,15 @@ class FlowManager:
         for t in tasks:
             done.setdefault(t.step_index, {})[t.party] = t.state == "succeeded" and t.checkpoint
         start = 0 if from_start else resume_point(done, job.parties, n)
-        self._job_to(s, job, "queued", reason)
+        approved = set(self._approved_parties(s, job)) >= set(job.parties)
+        target = "queued" if approved else "awaiting_approval"  # e.g. cancelled before every party approved
+        self._job_to(s, job, target, reason)
         job.attempt += 1
         job.current_step = job.resume_from = start
         for t in tasks:
             if t.step_index >= start:
-                if t.state != "queued":
-                    self._task_to(s, t, "queued", reason)
+                if t.state != target:
+                    self._task_to(s, t, target, reason)
                 t.attempt, t.accepted_at, t.checkpoint = job.attempt, None, False
         self.store.audit(s, user, "retry", job.id, attempt=job.attempt, resume_from=start)
         return start
@@ -420,7 +432,8 @@ class FlowManager:
             return out
 
     def _decided(self, s: Session, job: Job) -> set[str]:
-        return {a.party for a in s.scalars(select(Approval).where(Approval.job_id == job.id))}
+        return {a.party for a in s.scalars(select(Approval).where(Approval.job_id == job.id,
+                                                                  Approval.at >= self._round_start(s, job)))}
 
     @staticmethod
     def _brief(job: Job) -> dict:
