@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -87,7 +88,8 @@ class Cluster:
                                  port=0)
         self.coord.start_in_thread()
         self.url = f"https://127.0.0.1:{self.coord.port}"
-        self.api = ApiClient(self.url, token=self.store.add_token("alice"), ca=certs / "ca.crt")
+        self.token = self.store.add_token("alice")
+        self.api = ApiClient(self.url, token=self.token, ca=certs / "ca.crt")
         self.approved_hash = PipelineSpec.from_dict(credit_spec()).fingerprint()
         sources = {"bank": {"bank_loans": str(files["bank"])}, "partner": {"partner_features": str(files["partner"])},
                    "dealer": {}}
@@ -260,3 +262,75 @@ def test_calls_without_credentials_are_refused(cluster):
     with pytest.raises(CoordinatorError) as e:
         cluster.api.submit({**credit_spec(), "inputs": {"bank": "/etc/passwd", "partner": "x"}})
     assert e.value.status == 400 and "not paths" in str(e.value)
+
+
+def _chromium():
+    pytest.importorskip("playwright.sync_api")
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        pytest.skip("no Chromium (Debian package 'chromium')")
+    return exe
+
+
+LAYOUT_JS = """() => {
+  const out = [];
+  const kids = [...document.querySelectorAll('main > *, header')].filter((e) => e.getBoundingClientRect().height > 0);
+  for (const e of kids) { const r = e.getBoundingClientRect(); out.push([e.tagName, r.left, r.right, r.top, r.bottom]); }
+  return out;
+}"""
+UNLABELLED_JS = """() => [...document.querySelectorAll('input, select, textarea, button')]
+  .filter((e) => !(e.labels && e.labels.length) && !e.getAttribute('aria-label') && !e.textContent.trim())
+  .map((e) => e.outerHTML)"""
+
+
+@pytest.mark.slow
+def test_dashboard_submit_approve_and_watch_in_chromium(cluster, first_run, tmp_path):
+    exe = _chromium()
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, ignore_https_errors=True)
+        page.goto(cluster.url + "/")  # redirects to the dashboard
+        page.get_by_label("API token").fill(cluster.token)
+        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("link", name="Submit a job").click()
+        page.get_by_label("Pipeline YAML", exact=False).fill(yaml.safe_dump(credit_spec()))
+        page.get_by_role("button", name="Submit", exact=True).click()
+        page.wait_for_url("**#/job/*")
+        job = page.url.split("#/job/")[1]
+        expect(page.locator("#waiting")).to_contain_text("dealer")
+        cluster.approve_at_dealer(job)  # the dealer's operator, at its node
+        expect(page.locator("main h2 .state").first).to_have_text("succeeded", timeout=90_000)  # live, no reload
+        cells = page.locator("table[aria-label='Tasks by party and step'] .state")
+        expect(cells).to_have_count(18)
+        assert set(cells.all_inner_texts()) == {"succeeded"}
+        expect(page.locator("table[aria-label='Public metrics']")).to_contain_text("auc")
+        expect(page.locator("#logs")).to_contain_text("step 5 (evaluate) done")
+        expect(page.get_by_role("img", name="Public metrics between 0 and 1")).to_be_visible()
+        page.screenshot(path=str(tmp_path / "job.png"), full_page=True)
+        # layout at 1280 px: nothing wider than the window, the page's blocks do not overlap
+        assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+        boxes = page.evaluate(LAYOUT_JS)
+        assert all(right <= 1280 for _, _, right, _, _ in boxes), boxes
+        assert all(a[4] <= b[3] + 1 for a, b in zip(boxes[1:], boxes[2:])), boxes
+        assert page.evaluate(UNLABELLED_JS) == []
+        # the jobs list with its filter, the nodes page
+        page.get_by_role("link", name="Jobs").click()
+        page.get_by_label("State", exact=True).select_option("succeeded")
+        expect(page.locator("table[aria-label='Jobs']")).to_contain_text(job[:12])
+        expect(page.locator("table[aria-label='Jobs'] tbody tr")).to_have_count(len(cluster.api.jobs("succeeded")))
+        page.get_by_role("link", name="Nodes").click()
+        expect(page.locator("table[aria-label='Nodes'] tbody tr")).to_have_count(3)
+        expect(page.locator("table[aria-label='Nodes']")).not_to_contain_text("silent")
+        # text from the API is shown as text: a job name cannot inject markup or script
+        evil = cluster.api.submit({**credit_spec(), "name": "<img src=x id=pwned onerror=alert(1)>"})
+        page.get_by_role("link", name="Jobs").click()
+        page.get_by_label("State", exact=True).select_option("")
+        expect(page.locator("table[aria-label='Jobs']")).to_contain_text("<img src=x")
+        assert page.locator("#pwned").count() == 0
+        page.get_by_role("link", name="Approvals waiting").click()
+        expect(page.locator("table[aria-label='Approvals waiting']")).to_contain_text("dealer")
+        cluster.api.cancel(evil)
+        browser.close()
+    assert (tmp_path / "job.png").stat().st_size > 10_000

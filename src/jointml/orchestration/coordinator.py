@@ -1,5 +1,6 @@
 """The coordinator: the REST API over the job store and the task flow manager.
 
+The dashboard (`/dashboard`, `jointml.orchestration.dashboard`) is served on the same port.
 Two kinds of callers, on one HTTPS port (TLS 1.3, the cluster CA's certificate named
 `coordinator`):
 
@@ -38,6 +39,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ..core.errors import ConfigError, JointMLError
+from .dashboard import add_dashboard
 from .flow import FlowManager, InvalidTransition, UnknownJob
 from .store import JobStore
 
@@ -47,10 +49,27 @@ _SOURCE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 class SubmitBody(BaseModel):
-    """A job: the parsed pipeline (inputs as data-source names) and its retry policy."""
+    """A job: the pipeline (parsed, or as YAML text) with inputs as data-source names, and its retry policy."""
 
-    spec: dict[str, Any]
+    spec: dict[str, Any] | None = None
+    spec_yaml: str | None = Field(None, max_length=1_000_000)
     max_retries: int = Field(0, ge=0, le=10)
+
+    def pipeline(self) -> dict[str, Any]:
+        """The spec as a mapping (YAML parsed safely)."""
+        import yaml
+
+        if (self.spec is None) == (self.spec_yaml is None):
+            raise ConfigError("give the pipeline as 'spec' (a mapping) or 'spec_yaml' (YAML text)", field="spec")
+        if self.spec is not None:
+            return self.spec
+        try:
+            raw = yaml.safe_load(self.spec_yaml or "")
+        except yaml.YAMLError as e:
+            raise ConfigError(f"the pipeline is not valid YAML: {e}", field="spec_yaml") from None
+        if not isinstance(raw, dict):
+            raise ConfigError("a pipeline must be a mapping", field="spec_yaml")
+        return raw
 
 
 class RetryBody(BaseModel):
@@ -151,6 +170,7 @@ def create_app(store: JobStore) -> FastAPI:
 
     _api_routes(app, flow, store, api_user)
     _node_routes(app, flow, node_party)
+    add_dashboard(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -162,8 +182,9 @@ def create_app(store: JobStore) -> FastAPI:
 def _api_routes(app: FastAPI, flow: FlowManager, store: JobStore, api_user: Any) -> None:
     @app.post("/api/jobs", status_code=201)
     def submit(body: SubmitBody, user: str = Depends(api_user)) -> dict[str, str]:
-        check_spec_inputs(body.spec)
-        return {"job_id": flow.submit(body.spec, user=user, max_retries=body.max_retries)}
+        spec = body.pipeline()
+        check_spec_inputs(spec)
+        return {"job_id": flow.submit(spec, user=user, max_retries=body.max_retries)}
 
     @app.get("/api/jobs")
     def jobs(state: str | None = None, limit: int = 100, user: str = Depends(api_user)) -> list[dict[str, Any]]:

@@ -342,6 +342,7 @@ def run_steps(ctx: Any, agent: NodeAgent, job_id: str, attempt: int, start: int,
     if start > 0:
         restore_checkpoint(ctx, state, ckpt / f"after-{start - 1}")
         agent.publish_log(job_id, start, f"resumed from the checkpoint after step {start - 1}")
+    published = agent.public_metrics(state.summary)  # each step publishes what it changed
     for j in range(start, len(spec.steps)):
         progress["step"] = j
         if j > start:
@@ -353,7 +354,10 @@ def run_steps(ctx: Any, agent: NodeAgent, job_id: str, attempt: int, start: int,
         state.timings[name] = secs
         saved = save_checkpoint(ctx, state, ckpt / f"after-{j}")
         agent.publish_log(job_id, j, f"step {j} ({name}) done in {secs:.2f} s" + (", checkpoint kept" if saved else ""))
-        agent.report(job_id, j, attempt, ok=True, metrics=agent.public_metrics(state.summary), checkpoint=saved)
+        now = agent.public_metrics(state.summary)
+        agent.report(job_id, j, attempt, ok=True, metrics={k: v for k, v in now.items() if published.get(k) != v},
+                     checkpoint=saved)
+        published = now
     state.summary.update(party=ctx.me, job_fingerprint=fingerprint, timings=state.timings)
     public = {k: v for k, v in state.summary.items() if k not in ("test_scores", "test_labels")}
     out.mkdir(parents=True, exist_ok=True)
