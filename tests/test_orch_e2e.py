@@ -1,9 +1,12 @@
 """End to end: a coordinator (uvicorn, mutual TLS) and three node processes (bank, partner,
-dealer) run a small credit pipeline to success, with every state visible through the API;
+dealer, started with `jointml node start`) run a small credit pipeline to success, with every
+state visible through the API;
 the coordinator's database holds no data value and no file path; nodes refuse a job their
 organisation did not approve even when the coordinator says it is approved; a node killed
 during a step fails the job fast, and `retry` resumes after the last checkpoint (PSI and
-split are not run again) to the same AUC as the uninterrupted run; API and node calls
+split are not run again) to the same AUC as the uninterrupted run, through a coordinator
+restarted mid-step (it recovers every state from its store); the dashboard in Chromium;
+API and node calls
 without a token or certificate are refused."""
 
 from __future__ import annotations
@@ -86,7 +89,7 @@ class Cluster:
         self.store = JobStore(f"sqlite:///{root / 'jobs.db'}")
         self.coord = Coordinator(self.store, certs / "coordinator.crt", certs / "coordinator.key", certs / "ca.crt",
                                  port=0)
-        self.coord.start_in_thread()
+        self.coord_thread = self.coord.start_in_thread()
         self.url = f"https://127.0.0.1:{self.coord.port}"
         self.token = self.store.add_token("alice")
         self.api = ApiClient(self.url, token=self.token, ca=certs / "ca.crt")
@@ -108,6 +111,19 @@ class Cluster:
         self.procs[party] = subprocess.Popen(
             [sys.executable, "-m", "jointml.cli.main", "node", "start", "--config", str(self.root / f"node-{party}.yaml")],
             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+    def restart_coordinator(self) -> None:
+        """Stop the coordinator (a crash: a new process with a new store connection) and start it again."""
+        certs, port = self.root / "certs", self.coord.port
+        self.coord.stop()
+        self.coord_thread.join(20)
+        self.store.close()
+        self.store = JobStore(f"sqlite:///{self.root / 'jobs.db'}")
+        self.coord = Coordinator(self.store, certs / "coordinator.crt", certs / "coordinator.key", certs / "ca.crt",
+                                 port=port)
+        self.coord_thread = self.coord.start_in_thread()
+        self.api.close()
+        self.api = ApiClient(self.url, token=self.token, ca=certs / "ca.crt")
 
     def kill_node(self, party: str) -> None:
         self.procs[party].send_signal(signal.SIGKILL)
@@ -231,6 +247,13 @@ def test_killed_node_fails_fast_and_retry_resumes_from_checkpoint(cluster, first
     cluster.start_node("partner")
     got = cluster.api.retry(job)
     assert got["resume_from"] == 2  # after psi and split (checkpointed at every party)
+
+    def training_again():
+        st = cluster.api.status(job)
+        return (st["attempt"] == 2 and st["current_step"] >= 3 or st["state"] in ("failed", "succeeded")) and st
+    before = cluster.wait(training_again, 60, "the retried training step to start")
+    assert before["state"] == "running"
+    cluster.restart_coordinator()  # mid-job: the nodes keep computing and report when it is back
     st = cluster.wait_state(job, {"succeeded", "failed"})
     assert st["state"] == "succeeded", st["reason"]
     by = {(t["step"], t["party"]): t for t in st["tasks"]}

@@ -291,7 +291,7 @@ class Coordinator:
                 raise ConfigError(f"coordinator: {what} file not found: {path}", field=what)
         config = uvicorn.Config(self.app, host=host, port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
                                 ssl_ca_certs=str(ca), ssl_cert_reqs=ssl.CERT_OPTIONAL, http=peer_protocol_class(),
-                                log_level="warning", lifespan="off")
+                                log_level="warning", lifespan="off", timeout_graceful_shutdown=2)
         self.server = uvicorn.Server(config)
         self._stop = threading.Event()
 

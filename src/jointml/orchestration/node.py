@@ -259,11 +259,27 @@ class NodeAgent:
         self._stop.set()
 
     # -- one job ------------------------------------------------------------------------------
+    def call(self, method: str, path: str, json_body: dict[str, Any], patience: float = 120.0) -> Any:
+        """A call the running job depends on, retried while the coordinator is unreachable or
+        failing (it may be restarting: it recovers every state from its store) for up to
+        `patience` seconds; a refusal (4xx) is raised at once."""
+        end, delay = time.monotonic() + patience, 0.2
+        while True:
+            try:
+                return self.client.request(method, path, json=json_body)
+            except CoordinatorError as e:
+                if 0 < e.status < 500 or time.monotonic() > end:
+                    raise
+                self.log(f"coordinator call {path} failed ({e}); retrying")
+            if self._stop.wait(delay):
+                raise JobStopped("node stopping")
+            delay = min(delay * 2, 2.0)
+
     def wait_gang(self, job_id: str, step: int, attempt: int) -> None:
         """Accept `step` and wait until every party did; `JobStopped` if the job moved on."""
         while True:
             try:
-                got = self.client.request("POST", f"/node/jobs/{job_id}/steps/{step}/accept", json={"attempt": attempt})
+                got = self.call("POST", f"/node/jobs/{job_id}/steps/{step}/accept", {"attempt": attempt})
             except CoordinatorError as e:
                 if e.status == 409:
                     raise JobStopped(f"job {job_id} no longer runs step {step} of attempt {attempt}") from None
@@ -276,15 +292,13 @@ class NodeAgent:
     def report(self, job_id: str, step: int, attempt: int, ok: bool, message: str | None = None,
                metrics: dict[str, float] | None = None, checkpoint: bool = False) -> None:
         """Report this party's task of `step`."""
-        self.client.request("POST", f"/node/jobs/{job_id}/steps/{step}/report",
-                            json={"attempt": attempt, "ok": ok, "message": message, "metrics": metrics or {},
-                                  "checkpoint": checkpoint})
+        self.call("POST", f"/node/jobs/{job_id}/steps/{step}/report",
+                  {"attempt": attempt, "ok": ok, "message": message, "metrics": metrics or {}, "checkpoint": checkpoint})
 
     def publish_log(self, job_id: str, step: int | None, message: str, level: str = "info") -> None:
         """Publish one log line to the coordinator (and keep it locally)."""
         self.log(message, job_id)
-        self.client.request("POST", f"/node/jobs/{job_id}/logs",
-                            json={"lines": [{"step": step, "level": level, "message": message}]})
+        self.call("POST", f"/node/jobs/{job_id}/logs", {"lines": [{"step": step, "level": level, "message": message}]})
 
     def public_metrics(self, summary: dict[str, Any]) -> dict[str, float]:
         """The figures of `summary` this node's policy publishes (numbers only)."""

@@ -264,11 +264,20 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # foreign keys are off by default in SQLite; WAL lets readers run beside the writer;
     # busy_timeout makes concurrent writers wait instead of failing at once
+    dbapi_conn.isolation_level = None  # transactions are begun by _sqlite_begin, not by the driver
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Take the write lock when a transaction begins: with the driver's deferred BEGIN, two
+    # transactions that read then write (two nodes accepting a step at once) make one fail
+    # with "database is locked" (a stale WAL snapshot cannot be upgraded, and busy_timeout
+    # does not help); IMMEDIATE makes the second wait instead.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def token_digest(token: str) -> str:
@@ -336,6 +345,7 @@ def _engine(url: str) -> Engine:
             kw["poolclass"] = StaticPool  # one connection: every session sees the same memory database
         engine = create_engine(url, **kw)
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql"):
         return create_engine(url, pool_pre_ping=True)
