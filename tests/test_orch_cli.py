@@ -95,3 +95,17 @@ def test_errors_are_one_line(env):
     assert "not paths" in cli(api, "submit", str(root / "bad.yaml"), ok=False)
     assert "401" in cli(dict(api, JOINTML_TOKEN="stolen?"), "jobs", ok=False)
     assert "not waiting" in cli(api, "approve", "abc", "--node", str(root / "node-dealer.yaml"), ok=False)
+
+
+def test_schedules_through_the_api(env):
+    from jointml.orchestration.client import ApiClient, CoordinatorError
+
+    root, api, store = env
+    client = ApiClient(api["JOINTML_COORDINATOR"], token=api["JOINTML_TOKEN"], ca=api["JOINTML_CA"])
+    got = client.request("POST", "/api/schedules", json={"name": "nightly", "cron": "30 2 * * *", "spec": PIPELINE})
+    rows = client.request("GET", "/api/schedules")
+    assert [(r["id"], r["cron"], r["created_by"]) for r in rows] == [(got["schedule_id"], "30 2 * * *", "alice")]
+    assert rows[0]["next_run_at"].endswith("02:30:00+00:00")
+    with pytest.raises(CoordinatorError, match="outside 0-59"):
+        client.request("POST", "/api/schedules", json={"name": "bad", "cron": "99 * * * *", "spec": PIPELINE})
+    client.close()

@@ -110,6 +110,10 @@ def test_refusal_fails_the_job_with_the_party_named(tmp_path):
         fm.accept_step(job, "bank", 0, 1)
     with pytest.raises(ConfigError):
         fm.record_approval(job, "mallory", approved=True, mode="auto")
+    with pytest.raises(ConfigError):  # a node outside the job cannot write into its log or see its state
+        fm.add_logs(job, "mallory", [{"message": "x"}])
+    with pytest.raises(KeyError):
+        fm.job_state(job, "mallory")
     assert fm.work_for("dealer") == {"approvals": [], "work": []}
 
 

@@ -212,6 +212,10 @@ def _api_routes(app: FastAPI, flow: FlowManager, store: JobStore, api_user: Any)
         check_spec_inputs(body.spec)
         return {"schedule_id": flow.add_schedule(body.name, body.cron, body.spec, user, body.max_retries)}
 
+    @app.get("/api/schedules")
+    def schedules(user: str = Depends(api_user)) -> list[dict[str, Any]]:
+        return flow.schedules()
+
     @app.get("/api/nodes")
     def nodes(user: str = Depends(api_user)) -> list[dict[str, Any]]:
         from .store import NodeRecord, select
@@ -229,7 +233,7 @@ def _node_routes(app: FastAPI, flow: FlowManager, node_party: Any) -> None:
 
     @app.get("/node/jobs/{job_id}/state")
     def job_state(job_id: str, party: str = Depends(node_party)) -> dict[str, Any]:
-        state, attempt, step = flow.job_state(job_id)
+        state, attempt, step = flow.job_state(job_id, party)
         return {"state": state, "attempt": attempt, "step": step}
 
     @app.post("/node/jobs/{job_id}/approval")

@@ -296,7 +296,9 @@ class FlowManager:
                                         f"{party} may not start step {step} of attempt {attempt}", party=party,
                                         field="state")
             tasks = self._tasks(s, job_id, step)
-            mine = next(t for t in tasks if t.party == party)
+            mine = next((t for t in tasks if t.party == party), None)
+            if mine is None:
+                raise ConfigError(f"party '{party}' is not in job {job_id}", party=party, field="party")
             if mine.state == "running":
                 return True  # started (peers may even have finished a step that needs no messages)
             if mine.state != "queued":
@@ -396,7 +398,8 @@ class FlowManager:
     def add_logs(self, job_id: str, party: str, lines: list[dict]) -> None:
         """Keep log lines a node published (`{"message", "level", "step"}` each)."""
         with self.store.session() as s:
-            self._job(s, job_id)
+            if party not in self._job(s, job_id).parties:  # a node writes only into its own jobs
+                raise ConfigError(f"party '{party}' is not in job {job_id}", party=party, field="party")
             now = utcnow()
             for ln in lines:
                 s.add(LogLine(job_id=job_id, party=party, step_index=ln.get("step"), level=str(ln.get("level", "info")),
@@ -441,10 +444,13 @@ class FlowManager:
                 "pipeline_hash": job.pipeline_hash, "attempt": job.attempt, "step": job.current_step,
                 "resume_from": job.resume_from}
 
-    def job_state(self, job_id: str) -> tuple[str, int, int]:
-        """`(state, attempt, current step)` of a job (what a node checks between steps)."""
+    def job_state(self, job_id: str, party: str | None = None) -> tuple[str, int, int]:
+        """`(state, attempt, current step)` of a job (what a node checks between steps; a node
+        `party` sees only its own jobs)."""
         with self.store.session() as s:
             job = self._job(s, job_id)
+            if party is not None and party not in job.parties:
+                raise UnknownJob(f"no job '{job_id}' for party '{party}'", field="job")
             return job.state, job.attempt, job.current_step
 
     def status(self, job_id: str) -> dict[str, Any]:
@@ -473,6 +479,13 @@ class FlowManager:
                 "current_step": job.current_step, "resume_from": job.resume_from, "reason": job.reason,
                 "submitted_by": job.submitted_by, "created_at": job.created_at.isoformat(),
                 "updated_at": job.updated_at.isoformat()}
+
+    def schedules(self) -> list[dict[str, Any]]:
+        """Every schedule, with its next run and last job."""
+        with self.store.session() as s:
+            return [{"id": r.id, "name": r.name, "cron": r.cron, "enabled": r.enabled, "max_retries": r.max_retries,
+                     "next_run_at": r.next_run_at.isoformat() if r.next_run_at else None, "last_job_id": r.last_job_id,
+                     "created_by": r.created_by} for r in s.scalars(select(Schedule).order_by(Schedule.id))]
 
     def list_jobs(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest jobs first (optionally only those in `state`)."""
