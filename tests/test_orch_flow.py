@@ -242,3 +242,21 @@ def test_retry_before_every_approval_asks_again(tmp_path):
         fm.record_approval(job, p, approved=True, mode="manual")
     st = fm.status(job)
     assert st["state"] == "queued" and {t["state"] for t in st["tasks"]} == {"queued"} and st["attempt"] == 2
+
+
+def test_a_silent_node_fails_the_step_instead_of_a_hang(tmp_path):
+    import time
+
+    fm = FlowManager(JobStore(f"sqlite:///{tmp_path / 'j.db'}"), node_timeout=0.3)
+    job = _approved(fm, max_retries=0)
+    for p in PARTIES:
+        fm.seen(p)
+    assert fm.accept_step(job, "bank", 0, 1) is False
+    assert fm.accept_step(job, "partner", 0, 1) is False  # the dealer is still within its timeout
+    time.sleep(0.4)
+    fm.seen("bank")
+    fm.seen("partner")  # the waiting nodes keep polling; the dealer's node died
+    with pytest.raises(InvalidTransition, match="dealer has been silent"):
+        fm.accept_step(job, "bank", 0, 1)
+    st = fm.status(job)
+    assert st["state"] == "failed" and "the node of dealer has been silent" in st["reason"]

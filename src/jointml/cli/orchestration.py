@@ -84,15 +84,17 @@ def coordinator() -> None:
 @click.option("--ca", type=click.Path(exists=True, dir_okay=False), required=True, help="Cluster CA certificate.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8443, show_default=True)
+@click.option("--node-timeout", type=float, default=120.0, show_default=True,
+              help="Seconds a node may stay silent while its peers wait for it at a step (then the job fails).")
 @_errors
-def coordinator_start(store_url: str, cert: str, key: str, ca: str, host: str, port: int) -> None:
+def coordinator_start(store_url: str, cert: str, key: str, ca: str, host: str, port: int, node_timeout: float) -> None:
     """Serve the REST API over TLS (nodes by mutual TLS, users by token) until Ctrl-C."""
     from ..orchestration.coordinator import Coordinator
     from ..orchestration.store import JobStore
 
     store = JobStore(store_url)
     click.echo(f"coordinator on https://{host}:{port} (store: {store.dialect})", err=True)
-    Coordinator(store, cert, key, ca, host=host, port=port).serve()
+    Coordinator(store, cert, key, ca, host=host, port=port, node_timeout=node_timeout).serve()
 
 
 @coordinator.command("token")

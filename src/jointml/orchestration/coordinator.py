@@ -134,9 +134,10 @@ def _error_response(status: int, e: Exception) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": detail})
 
 
-def create_app(store: JobStore) -> FastAPI:
-    """The FastAPI app of a coordinator over `store` (OpenAPI at `/openapi.json`, docs at `/docs`)."""
-    flow = FlowManager(store)
+def create_app(store: JobStore, node_timeout: float = 120.0) -> FastAPI:
+    """The FastAPI app of a coordinator over `store` (OpenAPI at `/openapi.json`, docs at `/docs`);
+    a step whose peers wait more than `node_timeout` seconds for a silent node fails."""
+    flow = FlowManager(store, node_timeout=node_timeout)
     app = FastAPI(title="jointml coordinator", version="1",
                   description="Control plane of jointml: jobs, approvals, states, public metrics, logs. No data.")
     app.state.flow = flow
@@ -285,11 +286,11 @@ class Coordinator:
     """
 
     def __init__(self, store: JobStore, cert: str | Path, key: str | Path, ca: str | Path,
-                 host: str = "127.0.0.1", port: int = 8443, tick_seconds: float = 30.0):
+                 host: str = "127.0.0.1", port: int = 8443, tick_seconds: float = 30.0, node_timeout: float = 120.0):
         import uvicorn
 
         self.store, self.host, self.tick_seconds = store, host, tick_seconds
-        self.app = create_app(store)
+        self.app = create_app(store, node_timeout)
         for what, path in (("cert", cert), ("key", key), ("ca", ca)):
             if not Path(path).is_file():
                 raise ConfigError(f"coordinator: {what} file not found: {path}", field=what)

@@ -170,8 +170,9 @@ class FlowManager:
     finds every job in a state it recorded.
     """
 
-    def __init__(self, store: JobStore):
+    def __init__(self, store: JobStore, node_timeout: float = 120.0):
         self.store = store
+        self.node_timeout = node_timeout  # seconds a node may stay silent while its peers wait for it
 
     # -- transitions ------------------------------------------------------------------
     def _job_to(self, s: Session, job: Job, new: str, reason: str | None = None) -> None:
@@ -312,7 +313,25 @@ class FlowManager:
                 if job.state == "queued":
                     self._job_to(s, job, "running")
                 return True
-            return False
+            silent = self._silent(s, job, [t.party for t in tasks if t.accepted_at is None])
+            if not silent:
+                return False
+            # its peers would wait for it forever (a node that died between two steps): fail the job
+            self._fail(s, job, f"step {step} cannot start: the node of {', '.join(silent)} has been silent for more "
+                               f"than {self.node_timeout:g} s")
+            reason = job.reason
+        raise InvalidTransition(f"job {job_id} failed: {reason}", field="state")  # after the commit
+
+    def _silent(self, s: Session, job: Job, parties: list[str]) -> list[str]:
+        """The parties whose node has not called in for `node_timeout` seconds (since the job
+        last changed, for a node never seen)."""
+        now, out = utcnow(), []
+        for p in parties:
+            rec = s.get(NodeRecord, p)
+            last = rec.last_seen if rec is not None else job.updated_at
+            if (now - max(last, job.updated_at)).total_seconds() > self.node_timeout:
+                out.append(p)
+        return out
 
     def report_step(self, job_id: str, party: str, step: int, attempt: int, ok: bool, message: str | None = None,
                     metrics: dict[str, float] | None = None, checkpoint: bool = False) -> str:
