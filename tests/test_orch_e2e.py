@@ -3,8 +3,8 @@ dealer, started with `jointml node start`) run a small credit pipeline to succes
 state visible through the API;
 the coordinator's database holds no data value and no file path; nodes refuse a job their
 organisation did not approve even when the coordinator says it is approved; a node killed
-during a step fails the job fast, and `retry` resumes after the last checkpoint (PSI and
-split are not run again) to the same AUC as the uninterrupted run, through a coordinator
+during a step fails the job fast, and `retry` resumes after the last checkpoint (PSI,
+split and WOE binning are not run again) to the same AUC as the uninterrupted run, through a coordinator
 restarted mid-step (it recovers every state from its store); the dashboard in Chromium;
 API and node calls
 without a token or certificate are refused."""
@@ -188,9 +188,9 @@ def test_credit_job_runs_to_success_through_the_coordinator(cluster, first_run):
     metrics = {(m["party"], m["name"]): m["value"] for m in st["metrics"]}
     assert 0.6 < metrics[("bank", "auc")] <= 1.0  # published by the bank (its policy); the partner has no AUC
     assert ("partner", "auc") not in metrics and metrics[("partner", "rows_aligned")] == metrics[("bank", "rows_aligned")]
-    # psi and split kept checkpoints at every party; WOE and the model are not checkpointed yet
+    # psi, split and WOE binning kept checkpoints at every party; the model is not checkpointed yet
     ck = {(t["step"], t["party"]): t["checkpoint"] for t in st["tasks"]}
-    assert all(ck[(s, p)] for s in (0, 1) for p in PARTIES) and not any(ck[(2, p)] for p in PARTIES)
+    assert all(ck[(s, p)] for s in (0, 1, 2) for p in PARTIES) and not any(ck[(3, p)] for p in PARTIES)
     logs = cluster.api.logs(job, party="partner")
     assert [ln["step"] for ln in logs] == list(range(6)) and "psi" in logs[0]["message"]
     assert [j["id"] for j in cluster.api.jobs(state="succeeded")] == [job]
@@ -246,21 +246,21 @@ def test_killed_node_fails_fast_and_retry_resumes_from_checkpoint(cluster, first
     assert "failed step 3" in st["reason"]
     cluster.start_node("partner")
     got = cluster.api.retry(job)
-    assert got["resume_from"] == 2  # after psi and split (checkpointed at every party)
+    assert got["resume_from"] == 3  # after psi, split and WOE binning (checkpointed at every party)
 
     def training_again():
         st = cluster.api.status(job)
-        return (st["attempt"] == 2 and st["current_step"] >= 3 or st["state"] in ("failed", "succeeded")) and st
+        return (st["attempt"] == 2 and st["state"] == "running" or st["state"] in ("failed", "succeeded")) and st
     before = cluster.wait(training_again, 60, "the retried training step to start")
     assert before["state"] == "running"
     cluster.restart_coordinator()  # mid-job: the nodes keep computing and report when it is back
     st = cluster.wait_state(job, {"succeeded", "failed"})
     assert st["state"] == "succeeded", st["reason"]
     by = {(t["step"], t["party"]): t for t in st["tasks"]}
-    assert all(by[(s, p)]["attempt"] == 1 for s in (0, 1) for p in PARTIES)  # PSI and split not run again
-    assert all(by[(s, p)]["attempt"] == 2 for s in (2, 3, 4, 5) for p in PARTIES)
+    assert all(by[(s, p)]["attempt"] == 1 for s in (0, 1, 2) for p in PARTIES)  # PSI, split, WOE not run again
+    assert all(by[(s, p)]["attempt"] == 2 for s in (3, 4, 5) for p in PARTIES)
     msgs = [ln["message"] for ln in cluster.api.logs(job, "bank")]
-    assert "resumed from the checkpoint after step 1" in msgs
+    assert "resumed from the checkpoint after step 2" in msgs
     assert sum(m.startswith("step 0 (psi) done") for m in msgs) == 1
     auc = {m["name"]: m["value"] for m in st["metrics"] if m["party"] == "bank" and m["step"] == 5}
     auc0 = {m["name"]: m["value"] for m in first["metrics"] if m["party"] == "bank" and m["step"] == 5}

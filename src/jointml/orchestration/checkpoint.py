@@ -2,10 +2,12 @@
 
 After each step the node saves what it holds of the run's artifacts, when all of them can
 be saved: the PSI-aligned frame (this party's own partition only, as CSV with its dtypes),
-the train/test split (public row positions), the label (its name, positive value and owner)
-and this party's category codes. A run whose artifacts include a fitted WOE transform or
-model parts has no checkpoint yet (those are kept by their own steps' files; resuming from
-them is for a later change), so a retry re-runs from the step after the last checkpoint.
+the train/test split (public row positions), the label (its name, positive value and owner),
+this party's category codes, and this party's part of a fitted WOE transform (the file
+`jointml.data.woe_io.save_woe` writes for a saved model: its own bin boundaries; the WOE
+values at the label holder). A run whose artifacts include model parts has no checkpoint
+yet (resuming training after epoch k is for a later change), so a retry re-runs from the
+step after the last checkpoint: in the credit pipeline, from training.
 
 What is saved stays in the node's work directory: nothing is sent. On restore every party
 first announces whether its checkpoint is there (one all_gather of a yes/no and a reason),
@@ -38,12 +40,12 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import DataError, JointMLError
-from ..jobs.artifacts import AlignedFrame, Encoding, Label, Split
+from ..jobs.artifacts import AlignedFrame, Encoding, Label, Split, WoeModel
 from ..runtime.persist import atomic_write
 
 __all__ = ["CHECKPOINTABLE", "can_checkpoint", "restore_checkpoint", "save_checkpoint"]
 
-CHECKPOINTABLE = {"Inputs", "AlignedFrame", "Split", "Label", "Encoding"}
+CHECKPOINTABLE = {"Inputs", "AlignedFrame", "Split", "Label", "Encoding", "WoeModel"}
 _MANIFEST = "checkpoint.json"
 
 
@@ -98,6 +100,11 @@ def save_checkpoint(ctx: Any, state: Any, directory: Path) -> bool:
             enc = state.latest(Encoding)
             entries.append({"type": kind, "step": step, "columns": list(enc.columns),
                             "categories": _plain(enc.categories)})
+        elif kind == "WoeModel":
+            from ..data.woe_io import save_woe
+
+            save_woe(state.latest(WoeModel).woe, directory, ctx.me)  # this party's part only (see data.woe_io)
+            entries.append({"type": kind, "step": step})
     summary = {k: _plain(v) for k, v in state.summary.items() if isinstance(_plain(v), (int, float, str, bool))}
     atomic_write(directory / _MANIFEST, json.dumps({"version": 1, "party": ctx.me, "entries": entries,
                                                     "summary": summary}))  # written last: marks it complete
@@ -145,7 +152,28 @@ def restore_checkpoint(ctx: Any, state: Any, directory: Path) -> None:
             state.store.put(e["step"], Label(e["name"], e["pos_label"], e["party"]))
         elif kind == "Encoding":
             state.store.put(e["step"], Encoding(list(e["columns"]), list(e["categories"])))
+        elif kind == "WoeModel":
+            state.store.put(e["step"], WoeModel(_load_woe(ctx, directory)))
     state.summary.update(man.get("summary") or {})
+
+
+def _load_woe(ctx: Any, directory: Path) -> Any:
+    """This party's saved WOE part, completed with the bin counts of the other parties' columns
+    (each owner announces its own columns' counts: the layout every party had after binning)."""
+    from ..data.woe_io import load_woe
+    from ..runtime.collectives import all_gather
+
+    woe = load_woe(directory, ctx.me)
+    if woe is None:
+        raise DataError(f"checkpoint {directory} has no WOE part", party=ctx.me)
+    owners = [p for p, cols in woe.columns.items() if cols]
+    mine = {c: int(woe.col[c].n_bins) for c in woe.columns.get(ctx.me, [])}
+    got = all_gather(ctx, owners, meta={"n_bins": mine if ctx.me in owners else {}}, name="checkpoint-woe-layout")
+    for p, r in got.items():
+        for c, n in dict(r.meta.get("n_bins") or {}).items():
+            if p != ctx.me and c in woe.col and woe.col[c].n_bins == 0:
+                woe.col[c].n_bins = int(n)
+    return woe
 
 
 def _load_frame(ctx: Any, directory: Path, parties: list[str]) -> Any:
