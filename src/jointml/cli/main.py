@@ -528,6 +528,9 @@ def certs_fingerprint(cert_files: tuple[str, ...]) -> None:
         click.echo(fingerprint(f) if len(cert_files) == 1 else f"{f}: {fingerprint(f)}")
 
 
+main.commands.update(__import__("jointml.cli.orchestration", fromlist=["COMMANDS"]).COMMANDS)  # coordinator, node, submit, ...
+
+
 def _entry() -> None:  # pragma: no cover
     try:
         main()

@@ -1,0 +1,379 @@
+"""The node agent: one per organisation, a long-running process that takes this party's part
+in the jobs its organisation approved.
+
+A node has its party certificate (the cluster CA's; the same one its data-plane links use),
+its registered **data sources** (name -> local file; a job names sources, never paths, and
+nothing is uploaded), its **approval policy** (pipeline hashes approved in advance, in
+`auto_approve`; any other job waits for an operator's `jointml approve JOB` at this node),
+and a work directory (outputs, checkpoints, pending approvals, its own full log).
+
+It polls the coordinator over mutual TLS, decides approvals, and for each step of an
+approved job *accepts* the step and waits until every party did (gang scheduling), then
+runs the registered component (`jointml.jobs.registry.COMPONENTS`) with the data plane
+directly between the nodes over the cluster's mutual-TLS links (`jointml.runtime.run_party`),
+saves a checkpoint (`jointml.orchestration.checkpoint`) and reports the step's state and
+public metrics. It never runs code sent to it: a spec only names registered components.
+
+What leaves the node for the coordinator (adversary model): its approval decisions, task
+states, the metrics named in `publish_metrics` (default: row counts, AUC, KS), and log
+lines built from step names and timings; failure reasons are `public_summary` texts (the
+error class, party and field, and messages only of errors that carry no data values). The
+node checks every job itself before running it: its *own* fingerprint of the spec must be
+approved by its policy or its operator (the coordinator's word is not enough), and every
+input it owns must be a registered source. The parties also agree on the job among
+themselves before any data moves (`agree_on_job`).
+
+>>> cfg = NodeConfig.from_dict({"party": "bank", "coordinator": "https://127.0.0.1:8443", "cluster": "/c/cluster.yaml",
+...                             "workdir": "/w", "data_sources": {"loans": "/d/loans.csv"}})
+>>> cfg.data_sources, cfg.publish_metrics[:2]
+({'loans': '/d/loans.csv'}, ['rows_aligned', 'train_rows'])
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..core.errors import ConfigError, JointMLError, LinkError, public_summary
+from ..runtime.persist import atomic_write
+from .client import CoordinatorError, NodeClient
+
+__all__ = ["JobStopped", "NodeAgent", "NodeConfig", "approve_locally", "pending_jobs"]
+
+DEFAULT_METRICS = ["rows_aligned", "train_rows", "test_rows", "auc", "ks"]
+
+
+class JobStopped(JointMLError):
+    """The job was cancelled, failed elsewhere or restarted: this node stops its part."""
+
+    safe_text = True
+
+
+@dataclass
+class NodeConfig:
+    """A node's configuration (YAML; relative paths are relative to the file)."""
+
+    party: str
+    coordinator: str
+    cluster: Path
+    workdir: Path
+    data_sources: dict[str, str] = field(default_factory=dict)
+    auto_approve: list[str] = field(default_factory=list)
+    publish_metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    server_name: str = "coordinator"
+    poll_seconds: float = 1.0
+
+    @classmethod
+    def load(cls, path: str | Path) -> NodeConfig:
+        """Read a node YAML file."""
+        path = Path(path)
+        try:
+            raw = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"node config not found: {path}") from None
+        return cls.from_dict(raw, base=path.parent)
+
+    @classmethod
+    def from_dict(cls, raw: Any, base: Path | None = None) -> NodeConfig:
+        """Build from a mapping; `ConfigError` names what is missing."""
+        if not isinstance(raw, dict):
+            raise ConfigError("a node config must be a mapping")
+        for key in ("party", "coordinator", "cluster", "workdir"):
+            if key not in raw:
+                raise ConfigError(f"node config needs '{key}'", field=key)
+        base = base or Path.cwd()
+
+        def res(p: Any) -> Path:
+            return Path(p) if Path(p).is_absolute() else base / p
+
+        policy = dict(raw.get("policy") or {})
+        return cls(party=str(raw["party"]), coordinator=str(raw["coordinator"]), cluster=res(raw["cluster"]),
+                   workdir=res(raw["workdir"]),
+                   data_sources={str(k): str(res(v)) for k, v in dict(raw.get("data_sources") or {}).items()},
+                   auto_approve=[str(h) for h in policy.get("auto_approve", raw.get("auto_approve", [])) or []],
+                   publish_metrics=list(policy.get("publish_metrics", DEFAULT_METRICS)),
+                   server_name=str(raw.get("server_name", "coordinator")),
+                   poll_seconds=float(raw.get("poll_seconds", 1.0)))
+
+
+def _approvals_dir(workdir: Path) -> Path:
+    return Path(workdir) / "approvals"
+
+
+def _pending_dir(workdir: Path) -> Path:
+    return Path(workdir) / "pending"
+
+
+def pending_jobs(workdir: str | Path) -> list[dict[str, Any]]:
+    """Jobs waiting for this organisation's decision (what the operator reviews)."""
+    d = _pending_dir(Path(workdir))
+    return [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))] if d.is_dir() else []
+
+
+def approve_locally(workdir: str | Path, job_id: str, approve: bool = True) -> dict[str, Any]:
+    """The operator's decision on a pending job, kept at the node (`jointml approve`): bound to
+    the pipeline hash the node computed when the job arrived, so a spec changed later is not
+    covered."""
+    wd = Path(workdir)
+    pending = _pending_dir(wd) / f"{job_id}.json"
+    if not pending.is_file():
+        raise ConfigError(f"job {job_id} is not waiting for this node's approval (see `jointml approve --list`)",
+                          field="job")
+    rec = json.loads(pending.read_text())
+    decision = {"job_id": job_id, "pipeline_hash": rec["pipeline_hash"], "approved": bool(approve),
+                "at": time.time()}
+    _approvals_dir(wd).mkdir(parents=True, exist_ok=True)
+    atomic_write(_approvals_dir(wd) / f"{job_id}.json", json.dumps(decision))
+    return decision
+
+
+class NodeAgent:
+    """The agent of one party (see the module docstring). `tick()` does one poll; `run()` loops."""
+
+    def __init__(self, cfg: NodeConfig):
+        from ..runtime.cluster import ClusterConfig
+
+        self.cfg = cfg
+        self.cluster = ClusterConfig.load(cfg.cluster)
+        tls = self.cluster.tls_for(cfg.party)
+        self.client = NodeClient(cfg.coordinator, ca=tls.ca, cert=tls.cert, key=tls.key, server_name=cfg.server_name)
+        self.workdir = Path(cfg.workdir)
+        for d in (self.workdir, _approvals_dir(self.workdir), _pending_dir(self.workdir)):
+            d.mkdir(parents=True, exist_ok=True)
+        self._worker: threading.Thread | None = None
+        self._running: tuple[str, int] | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    # -- local log ------------------------------------------------------------------------
+    def log(self, msg: str, job_id: str | None = None) -> None:
+        """Append to this node's own log (full detail; never sent)."""
+        with open(self.workdir / "node.log", "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {job_id or '-'} {msg}\n")
+
+    # -- approvals ------------------------------------------------------------------------
+    def check_job(self, spec: dict[str, Any]) -> tuple[Any, str]:
+        """Parse a job's spec with this node's data sources; `(PipelineSpec, this node's hash)`."""
+        from ..jobs.runner import check_wiring
+        from ..jobs.spec import PipelineSpec
+
+        me = self.cfg.party
+        if me not in (spec.get("parties") or []):
+            raise ConfigError(f"this node's party '{me}' is not in the job", party=me, field="parties")
+        inputs = dict(spec.get("inputs") or {})
+        if me in inputs and inputs[me] not in self.cfg.data_sources:
+            raise ConfigError(f"no data source named {inputs[me]!r} is registered at this node", party=me,
+                              field=f"inputs.{me}")
+        local = dict(spec, inputs={p: self.cfg.data_sources.get(n, "-") if p == me else "-" for p, n in inputs.items()})
+        parsed = PipelineSpec.from_dict(local)
+        check_wiring(parsed)
+        return parsed, parsed.fingerprint()
+
+    def approved(self, job_id: str, digest: str) -> str | None:
+        """'auto' or 'manual' if this organisation approved the job with this hash, else None."""
+        if digest in self.cfg.auto_approve:
+            return "auto"
+        f = _approvals_dir(self.workdir) / f"{job_id}.json"
+        if f.is_file():
+            rec = json.loads(f.read_text())
+            if rec.get("approved") and rec.get("pipeline_hash") == digest:
+                return "manual"
+        return None
+
+    def _decide(self, item: dict[str, Any]) -> None:
+        job_id = item["job_id"]
+        try:
+            _, digest = self.check_job(item["spec"])
+        except JointMLError as e:
+            self.log(f"refused: {e}", job_id)
+            self.client.request("POST", f"/node/jobs/{job_id}/approval",
+                                json={"approved": False, "mode": "auto", "reason": public_summary(e, self.cfg.party,
+                                                                                                  (ConfigError,))})
+            return
+        mode = self.approved(job_id, digest)
+        refused = (_approvals_dir(self.workdir) / f"{job_id}.json").is_file() and mode is None
+        if mode is not None or refused:
+            self.client.request("POST", f"/node/jobs/{job_id}/approval",
+                                json={"approved": mode is not None, "mode": mode or "manual",
+                                      "reason": None if mode else "refused by the operator"})
+            self.log(f"{'approved (' + mode + ')' if mode else 'refused'} {digest}", job_id)
+            (_pending_dir(self.workdir) / f"{job_id}.json").unlink(missing_ok=True)
+            return
+        pending = _pending_dir(self.workdir) / f"{job_id}.json"
+        if not pending.is_file():
+            steps = [list(s)[0] if isinstance(s, dict) else s for s in item["spec"].get("steps", [])]
+            atomic_write(pending, json.dumps({"job_id": job_id, "name": item.get("name"), "pipeline_hash": digest,
+                                              "parties": item["spec"].get("parties"), "steps": steps}))
+            self.log(f"waiting for the operator's approval (jointml approve {job_id})", job_id)
+
+    # -- work -------------------------------------------------------------------------------
+    def tick(self) -> None:
+        """One poll of the coordinator: decide approvals, start this party's part of a job."""
+        got = self.client.request("POST", "/node/poll", json={"busy": self._running is not None})
+        for item in got["approvals"]:
+            self._decide(item)
+        for item in got["work"]:
+            if item.get("task_state") != "queued":
+                continue  # started already (by this node's worker, or one that died: its peers fail the step)
+            with self._lock:
+                if self._running is not None:
+                    break  # one data-plane session at a time (the cluster's ports)
+                try:
+                    spec, digest = self.check_job(item["spec"])
+                except JointMLError as e:
+                    self._refuse(item["job_id"], public_summary(e, self.cfg.party, (ConfigError,)))
+                    continue
+                if self.approved(item["job_id"], digest) is None:
+                    self._refuse(item["job_id"], f"job not approved by {self.cfg.party}'s organisation "
+                                                 f"(pipeline hash {digest[:16]}...)")
+                    continue
+                self._running = (item["job_id"], item["attempt"])
+                self._worker = threading.Thread(target=self._run_job, args=(item, spec), daemon=True,
+                                                name=f"job-{item['job_id'][:8]}")
+                self._worker.start()
+
+    def _refuse(self, job_id: str, reason: str) -> None:
+        self.log(f"refused to run: {reason}", job_id)
+        self.client.request("POST", f"/node/jobs/{job_id}/refuse", json={"approved": False, "reason": reason})
+
+    def run(self) -> None:
+        """Poll until `stop()`; an unreachable coordinator is retried (logged), never fatal."""
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except CoordinatorError as e:
+                self.log(f"poll failed: {e}")
+            except Exception as e:  # one bad job or answer must not stop the node
+                self.log(f"poll error: {type(e).__name__}: {e}\n{traceback.format_exc()}")
+            self._stop.wait(self.cfg.poll_seconds)
+
+    def stop(self) -> None:
+        """Stop polling (a running step finishes or fails on its own)."""
+        self._stop.set()
+
+    # -- one job ------------------------------------------------------------------------------
+    def call(self, method: str, path: str, json_body: dict[str, Any], patience: float = 120.0) -> Any:
+        """A call the running job depends on, retried while the coordinator is unreachable or
+        failing (it may be restarting: it recovers every state from its store) for up to
+        `patience` seconds; a refusal (4xx) is raised at once."""
+        end, delay = time.monotonic() + patience, 0.2
+        while True:
+            try:
+                return self.client.request(method, path, json=json_body)
+            except CoordinatorError as e:
+                if 0 < e.status < 500 or time.monotonic() > end:
+                    raise
+                self.log(f"coordinator call {path} failed ({e}); retrying")
+            if self._stop.wait(delay):
+                raise JobStopped("node stopping")
+            delay = min(delay * 2, 2.0)
+
+    def wait_gang(self, job_id: str, step: int, attempt: int) -> None:
+        """Accept `step` and wait until every party did; `JobStopped` if the job moved on."""
+        while True:
+            try:
+                got = self.call("POST", f"/node/jobs/{job_id}/steps/{step}/accept", {"attempt": attempt})
+            except CoordinatorError as e:
+                if e.status == 409:
+                    raise JobStopped(f"job {job_id} no longer runs step {step} of attempt {attempt}") from None
+                raise
+            if got["start"]:
+                return
+            if self._stop.wait(0.1):
+                raise JobStopped("node stopping")
+
+    def report(self, job_id: str, step: int, attempt: int, ok: bool, message: str | None = None,
+               metrics: dict[str, float] | None = None, checkpoint: bool = False) -> None:
+        """Report this party's task of `step`."""
+        self.call("POST", f"/node/jobs/{job_id}/steps/{step}/report",
+                  {"attempt": attempt, "ok": ok, "message": message, "metrics": metrics or {}, "checkpoint": checkpoint})
+
+    def publish_log(self, job_id: str, step: int | None, message: str, level: str = "info") -> None:
+        """Publish one log line to the coordinator (and keep it locally)."""
+        self.log(message, job_id)
+        self.call("POST", f"/node/jobs/{job_id}/logs", {"lines": [{"step": step, "level": level, "message": message}]})
+
+    def public_metrics(self, summary: dict[str, Any]) -> dict[str, float]:
+        """The figures of `summary` this node's policy publishes (numbers only)."""
+        out = {}
+        for k in self.cfg.publish_metrics:
+            v = summary.get(k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[k] = float(v)
+        return out
+
+    def job_dir(self, job_id: str) -> Path:
+        """This node's folder for a job (outputs, checkpoints)."""
+        return self.workdir / "jobs" / job_id
+
+    def _run_job(self, item: dict[str, Any], spec: Any) -> None:
+        from ..runtime import run_party
+
+        job_id, attempt, start = item["job_id"], int(item["attempt"]), int(item["step"])
+        progress = {"step": start}
+        spec.output = str(self.job_dir(job_id) / "out")
+        try:
+            self.wait_gang(job_id, start, attempt)
+            run_party(run_steps, self.cfg.party, self.cluster, self, job_id, attempt, start, spec, progress)
+        except JobStopped as e:
+            self.log(f"stopped: {e}", job_id)
+        except Exception as e:  # report any failure of this party's part, then keep serving
+            self.log(f"failed at step {progress['step']}: {e}\n{traceback.format_exc()}", job_id)
+            reason = public_summary(e, self.cfg.party, (ConfigError, LinkError, JobStopped))
+            try:
+                self.report(job_id, progress["step"], attempt, ok=False, message=reason)
+            except CoordinatorError as ce:
+                self.log(f"could not report the failure: {ce}", job_id)
+        finally:
+            with self._lock:
+                self._running = None
+
+
+def run_steps(ctx: Any, agent: NodeAgent, job_id: str, attempt: int, start: int, spec: Any,
+              progress: dict[str, int]) -> dict[str, Any]:
+    """This party's run of steps `start..` of a job (every party runs it, SPMD): agree on the
+    job, read its own inputs, restore the checkpoint before `start`, then for each step wait
+    for every party (gang), run the registered component, checkpoint, report."""
+    from ..data.io import read_input
+    from ..jobs.artifacts import LocalDirStore
+    from ..jobs.registry import COMPONENTS
+    from ..jobs.runner import JobState, agree_on_job, check_wiring
+    from .checkpoint import restore_checkpoint, save_checkpoint
+
+    check_wiring(spec)
+    fingerprint = agree_on_job(ctx, spec.fields_fingerprint(), "pipeline")  # before any input is read or data sent
+    out, ckpt = Path(spec.output), agent.job_dir(job_id) / "checkpoints"
+    state = JobState(spec, LocalDirStore(out / "artifacts", ctx.me))
+    for p, path in spec.inputs.items():
+        state.raw[p] = ctx.party(p).run(lambda path=path, p=p: read_input(path, p))
+    if start > 0:
+        restore_checkpoint(ctx, state, ckpt / f"after-{start - 1}")
+        agent.publish_log(job_id, start, f"resumed from the checkpoint after step {start - 1}")
+    published = agent.public_metrics(state.summary)  # each step publishes what it changed
+    for j in range(start, len(spec.steps)):
+        progress["step"] = j
+        if j > start:
+            agent.wait_gang(job_id, j, attempt)
+        name, params = spec.steps[j]
+        t = time.perf_counter()
+        COMPONENTS[name].fn(ctx, state, **params)
+        secs = round(time.perf_counter() - t, 3)
+        state.timings[name] = secs
+        saved = save_checkpoint(ctx, state, ckpt / f"after-{j}")
+        agent.publish_log(job_id, j, f"step {j} ({name}) done in {secs:.2f} s" + (", checkpoint kept" if saved else ""))
+        now = agent.public_metrics(state.summary)
+        agent.report(job_id, j, attempt, ok=True, metrics={k: v for k, v in now.items() if published.get(k) != v},
+                     checkpoint=saved)
+        published = now
+    state.summary.update(party=ctx.me, job_fingerprint=fingerprint, timings=state.timings)
+    public = {k: v for k, v in state.summary.items() if k not in ("test_scores", "test_labels")}
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / f"summary.{ctx.me}.json", json.dumps(public, default=str))
+    return public
