@@ -27,10 +27,48 @@ import click
 from .. import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The `jointml` group: a jointml error (bad configuration or data, a failed or silent
+    party) is one paragraph on stderr and exit status 1; the traceback only with `--debug`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from ..core.errors import JointMLError
+
+        try:
+            return super().invoke(ctx)
+        except JointMLError as e:
+            if ctx.meta.get("jointml.debug"):
+                raise
+            click.echo(f"Error: {error_paragraph(e)}", err=True)
+            click.echo("(run with --debug for the traceback)", err=True)
+            ctx.exit(1)
+
+
+def error_paragraph(e: BaseException) -> str:
+    """One paragraph for a user: the error class, the party and field it names, its message
+    (for a party that failed in a simulation, that party's own error, not the wrapper's).
+
+    >>> from jointml.core.errors import DataError
+    >>> error_paragraph(DataError("label column 'y' has 3 distinct values", party="bank", field="y"))
+    "DataError: party 'bank': label column 'y' has 3 distinct values"
+    """
+    from ..runtime import PartyFailed
+
+    if isinstance(e, PartyFailed):
+        # the same error at every party: a verdict on the whole job, found by no one party
+        job_wide = bool(e.others) and all(f[0] == e.error_type and f[1] == e.message for f in e.others.values())
+        msg = e.message if f"'{e.party}'" in e.message or job_wide else f"party '{e.party}': {e.message}"
+        return f"{e.error_type}: {msg}"
+    return f"{type(e).__name__}: {e}"
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="jointml")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the Python traceback of an error (default: one paragraph).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """jointml: joint modelling across organisations without sharing raw data."""
+    ctx.meta["jointml.debug"] = debug
 
 
 @main.command()
@@ -125,12 +163,16 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
     --party, this organisation's party only (each organisation runs the same command)."""
     from ..jobs import PipelineSpec, run_pipeline, simulate_pipeline
 
+    if party and not cluster:
+        raise click.UsageError("--party needs --cluster (the cluster file with every party's address); without "
+                               "--cluster every party runs here as a local process")
     spec = PipelineSpec.load(pipeline)
     if cluster:
         from ..runtime import run_party
 
         if not party:
             raise click.UsageError("--cluster needs --party (the party this node runs)")
+        _check_cluster(cluster, party, spec.parties)
         summary = run_party(run_pipeline, party, cluster, spec, verbose=not as_json)
         shown = {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels")}
         click.echo(json.dumps(shown, default=str) if as_json else "\n".join(f"  {k:<14} {v}" for k, v in shown.items()))
@@ -146,6 +188,24 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
     else:
         for k, v in shown.items():
             click.echo(f"  {k:<14} {v}")
+
+
+def _check_cluster(cluster: str, party: str, needed: list[str]) -> None:
+    """The cluster file names this node's party and every party the job needs (a dealer too)."""
+    from ..core.errors import ConfigError
+    from ..runtime import ClusterConfig
+
+    names = ClusterConfig.load(cluster).names
+    if party not in needed:
+        raise ConfigError(f"--party '{party}' is not a party of the job (parties: {needed})", field="party")
+    missing = [p for p in needed if p not in names]
+    if missing:
+        raise ConfigError(f"the cluster file {cluster} has no entry for {missing}, which the job needs "
+                          f"(cluster parties: {names}); add their address and certificate", field="parties")
+    extra = [p for p in names if p not in needed]
+    if extra:
+        raise ConfigError(f"the cluster file {cluster} names parties {extra} that the job does not use (job parties: "
+                          f"{needed}); every cluster party must run the job", field="parties")
 
 
 @main.command()

@@ -43,7 +43,8 @@ from .artifacts import Artifact
 if typing.TYPE_CHECKING:  # the estimators are imported when a model is used
     from ..ml.base import SecureEstimator
 
-__all__ = ["COMPONENTS", "MODELS", "Component", "Input", "ModelEntry", "Param", "alias", "component", "model_for_kind"]
+__all__ = ["COMPONENTS", "MODELS", "Component", "Input", "ModelEntry", "Param", "Rule", "alias", "component", "model_for_kind",
+           "param_rule"]
 
 _REQUIRED = inspect.Parameter.empty
 
@@ -69,15 +70,101 @@ class Param:
     def required(self) -> bool:
         return self.default is _REQUIRED
 
-    def check(self, value: Any, where: str) -> Any:
-        """`value` converted to the declared type, or `ConfigError` naming the field."""
+    def check(self, value: Any, where: str, rule: Rule | None = None) -> Any:
+        """`value` converted to the declared type and inside `rule`, or `ConfigError` naming the field."""
         ok, got = _conforms(value, self.type)
         if not ok:
-            raise ConfigError(f"{where}: must be {_type_name(self.type)}, got {value!r}", field=self.name)
+            raise ConfigError(f"{where}: must be {_type_name(self.type)}, got {value!r}", field=self.name, public=True)
+        problem = rule.problem(got) if rule is not None else None
+        if problem:
+            raise ConfigError(f"{where}: {self.name} {problem}, got {value!r}", field=self.name, public=True)
         return got
 
     def describe_default(self) -> str:
         return "(required)" if self.required else repr(self.default)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The allowed range (or values) of a parameter, checked when a pipeline is read, before
+    anything runs (a type says `float`; a rule says `0 < test_fraction < 1`).
+
+    >>> Rule(0, 1, lo_open=True, hi_open=True).problem(1.5)
+    'must be between 0 and 1 (both excluded)'
+    >>> Rule(1).problem(3) is None, Rule(choices=("a", "b")).problem("c")
+    (True, "must be one of 'a', 'b'")
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple | None = None
+
+    def describe(self) -> str:
+        """The rule in a few words (for the reference page).
+
+        >>> Rule(0, 1, lo_open=True).describe(), Rule(1).describe()
+        ('0 < x <= 1', '>= 1')
+        """
+        if self.choices is not None:
+            return ", ".join(f"`{c}`" for c in self.choices)
+        if self.lo is not None and self.hi is not None:
+            return f"{self.lo:g} {'<' if self.lo_open else '<='} x {'<' if self.hi_open else '<='} {self.hi:g}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"{'<' if self.hi_open else '<='} {self.hi:g}" if self.hi is not None else ""
+
+    def problem(self, v: Any) -> str | None:
+        """What is wrong with `v` (None: allowed, or a value the rule does not apply to, such as None)."""
+        if v is None or isinstance(v, bool):
+            return None
+        if self.choices is not None:
+            return None if v in self.choices else "must be one of " + ", ".join(repr(c) for c in self.choices)
+        if not isinstance(v, (int, float, np.integer, np.floating)):
+            return None
+        if not np.isfinite(v):
+            return "must be a finite number"
+        bad_lo = self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo)
+        bad_hi = self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi)
+        if not (bad_lo or bad_hi):
+            return None
+        if self.lo is not None and self.hi is not None:
+            ends = {(True, True): "both excluded", (False, False): "both included", (True, False): f"{self.lo:g} excluded",
+                    (False, True): f"{self.hi:g} excluded"}[(self.lo_open, self.hi_open)]
+            return f"must be between {self.lo:g} and {self.hi:g} ({ends})"
+        if self.lo is not None:
+            return f"must be {'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"must be {'<' if self.hi_open else '<='} {self.hi:g}"
+
+
+_POS, _NONNEG, _FRACTION = Rule(0, lo_open=True), Rule(0), Rule(0, 1, lo_open=True)
+#: Ranges of component parameters, by component (an alias uses its target's) and parameter.
+PARAM_RULES: dict[str, dict[str, Rule]] = {
+    "split": {"test_fraction": Rule(0, 1, lo_open=True, hi_open=True), "seed": _NONNEG},
+    "woe_binning": {"method": Rule(choices=("chimerge", "tree", "quantile", "equal_width")), "max_bins": Rule(2),
+                    "n_prebins": Rule(2), "min_bin_frac": Rule(0, 0.5, hi_open=True), "key_bits": Rule(512)},
+}
+#: Ranges of model hyperparameters (any model of `train` that has a parameter of this name).
+MODEL_RULES: dict[str, Rule] = {
+    "epochs": Rule(1), "batch_size": Rule(1), "learning_rate": _POS, "l2": _NONNEG, "l1": _NONNEG, "lr_decay": _NONNEG,
+    "lr_schedule": Rule(choices=("constant", "invscaling", "step")),
+    "sigmoid": Rule(choices=("accurate", "exp", "poly", "seg3")), "seed": _NONNEG, "n_estimators": Rule(1),
+    "max_depth": Rule(1), "min_child_weight": _NONNEG, "reg_lambda": _NONNEG, "gamma": _NONNEG, "subsample": _FRACTION,
+    "colsample_bytree": _FRACTION, "max_bin": Rule(2), "key_bits": Rule(512), "power": Rule(1, 2),
+}
+
+
+def param_rule(component: str, param: str) -> Rule | None:
+    """The range rule of `param` in `component` (`train`'s model hyperparameters included).
+
+    >>> param_rule("split", "test_fraction").hi, param_rule("train", "epochs").lo
+    (1, 1)
+    """
+    rule = PARAM_RULES.get(component, {}).get(param)
+    if rule is None and component == "train":
+        rule = MODEL_RULES.get(param)
+    return rule
 
 
 def _conforms(v: Any, tp: Any) -> tuple[bool, Any]:
@@ -227,11 +314,12 @@ class Component:
         specs = self.param_specs(given)
         missing = [n for n, s in specs.items() if s.required and n not in given and n not in self.fixed]
         if missing:
-            raise ConfigError(f"{where}: missing parameters {missing}")
+            raise ConfigError(f"{where}: missing parameters {missing}", public=True)
         unknown = set(given) - set(specs)
         if unknown:
-            raise ConfigError(f"{where}: unknown parameters {sorted(unknown)}; allowed: {self.params(given)}")
-        out = {k: specs[k].check(v, where) for k, v in given.items()}
+            raise ConfigError(f"{where}: unknown parameters {sorted(unknown)}; allowed: {self.params(given)}", public=True)
+        base = self.alias_of or self.name
+        out = {k: specs[k].check(v, where, param_rule(base, k)) for k, v in given.items()}
         return {**out, **self.fixed}
 
     def produces(self, params: dict) -> set:
@@ -519,9 +607,12 @@ for _entry in (SSLREntry(), SSGLMEntry(), SecureBoostEntry(), SSXGBEntry()):
 
 
 # -- documentation -----------------------------------------------------------------------
-def _param_rows(params: dict[str, Param]) -> list[str]:
-    rows = ["| parameter | type | default |", "| --- | --- | --- |"]
-    rows += [f"| `{p.name}` | {_type_name(p.type)} | `{p.describe_default()}` |" for p in params.values()]
+def _param_rows(params: dict[str, Param], component: str) -> list[str]:
+    rows = ["| parameter | type | default | allowed |", "| --- | --- | --- | --- |"]
+    for p in params.values():
+        rule = param_rule(component, p.name)
+        allowed = rule.describe() if rule is not None else ""
+        rows.append(f"| `{p.name}` | {_type_name(p.type)} | `{p.describe_default()}` | {allowed} |")
     return rows
 
 
@@ -543,7 +634,7 @@ def reference_markdown() -> str:
         out += [f"Inputs: {ins}. Outputs: {outs}.", ""]
         own = {k: v for k, v in c.own_params.items()}
         if own:
-            out += _param_rows(own) + [""]
+            out += _param_rows(own, c.name) + [""]
         if c.extra_params is not None:
             out += ["Plus the hyperparameters of the chosen model (see *Models* below).", ""]
     out += ["## Aliases", "", "Step names of earlier pipeline files; each is a component with fixed parameters.", "",
@@ -564,7 +655,7 @@ def reference_markdown() -> str:
             + ".",
             "",
         ]
-        out += _param_rows(e.params()) + [""]
+        out += _param_rows(e.params(), "train") + [""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -586,6 +677,18 @@ aliases of them and keep working. With an `output`, each party saves its part of
 `train`'s `features`: "woe" trains on the WOE features of a preceding `woe_binning` step (the raw numeric
 columns when there is none; tree models need `woe_binning(woe_to_owner: true)`), "raw" on the numeric
 columns as they are (after `encode` for text columns); default: the model's own (below).
+
+**Checks before any cryptography runs.** Reading the file checks every parameter's type and range (the
+*allowed* column below; `test_fraction: 1.5` or `epochs: 0` stop here). Then each party reads its own input and
+checks it for the job (`jointml.jobs.check`): the file has rows and the PSI key column, ids are present and
+unique, the label column has no missing values and exactly two classes, one of them `pos_label` (a third value
+is refused, not counted as good), and raw features of a linear model are numeric, complete and on a unit
+scale (|x| <= 10: standardise them or add `woe_binning`). The parties exchange the verdicts with the job
+agreement, one message, so every party stops with the same paragraph naming the party and the column; the
+party that found the problem also sees its details (e.g. the label values), the others never do. After PSI the
+number of matched rows is printed and fewer than the pipeline's `min_rows` (default 1) stop the job.
+`jointml run` prints one paragraph per error and exits with status 1; `jointml --debug run ...` shows the
+traceback.
 
 This page is generated from the registry (`jointml.jobs.registry.reference_markdown()`).
 """

@@ -40,9 +40,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ..core.errors import ConfigError, ProtocolError
+from ..core.errors import ConfigError, DataError, ProtocolError
 from ..core.fixedpoint import DEFAULT_FRAC_BITS
 from ..data.io import labels, read_input
+from ..runtime.persist import atomic_write
 from .artifacts import (
     AlignedFrame,
     Artifact,
@@ -56,10 +57,12 @@ from .artifacts import (
     Split,
     WoeModel,
 )
+from .check import Problem, announce, cross_problem, job_needs, read_checked
 from .registry import COMPONENTS
 from .spec import PipelineSpec, device_params, fields_digest, fingerprint_fields, first_difference
 
-__all__ = ["JobState", "agree_on_job", "check_wiring", "predict_job", "run_pipeline", "simulate_pipeline", "state_labels"]
+__all__ = ["JobState", "agree_on_job", "check_wiring", "gather_job", "predict_job", "run_pipeline", "simulate_pipeline",
+           "state_labels"]
 
 A = TypeVar("A", bound=Artifact)
 
@@ -166,10 +169,13 @@ def check_wiring(spec: PipelineSpec) -> None:
         have |= comp.produces(full)
 
 
-def agree_on_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job") -> str:
+def agree_on_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job", problem: Problem | None = None) -> str:
     """Every party announces its `(field path, hash)` list (`fingerprint_fields`); all raise the
     same `ConfigError` naming the first field where a party differs from the first party,
     or all return the job's fingerprint. One `all_gather`, before any data message.
+
+    `problem`: this party's own failed pre-flight check (`jobs.check`); its public text goes
+    to every party and all raise it (the party that found it with its local details).
 
     >>> from jointml.jobs.spec import fingerprint_fields
     >>> def prog(ctx):
@@ -181,10 +187,20 @@ def agree_on_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job") -> 
     >>> out["bank"] == out["partner"], out["bank"][:74]
     (True, "the parties do not agree on the job: field 'epochs' differs between 'bank'")
     """
+    return gather_job(ctx, fields, what, problem)[0]
+
+
+def gather_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job", problem: Problem | None = None,
+               columns: list[str] | None = None) -> tuple[str, dict[str, list[str]]]:
+    """`agree_on_job`, also returning what each party announced of `columns` (the job's named
+    columns it has, `jobs.check.announce`): `(fingerprint, {party: columns})`."""
     from ..runtime.collectives import all_gather
 
     mine = [[p, h] for p, h in fields]
-    got = all_gather(ctx, meta={"fields": mine}, name="job-agreement")
+    meta: dict[str, Any] = {"fields": mine, "columns": list(columns or [])}
+    if problem is not None:
+        meta["problem"] = {"public": problem.public, "kind": problem.kind, "field": problem.field}
+    got = all_gather(ctx, meta=meta, name="job-agreement")
     announced = {p: _announced_fields(p, r.meta) for p, r in got.items()}
     ref_party, ref = next(iter(announced.items()))
     for p, other in announced.items():
@@ -192,8 +208,27 @@ def agree_on_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job") -> 
         if path is not None:
             raise ConfigError(f"the parties do not agree on the {what}: field '{path}' differs between '{ref_party}' and "
                               f"'{p}' (run the same pipeline file with the same parameters at every party); nothing was sent",
-                              party=p, field=path)
-    return fields_digest(ref)
+                              party=p, field=path, public=True)
+    for p, r in got.items():
+        if r.meta.get("problem") is not None:
+            pr = problem if p == ctx.me and problem is not None else _announced_problem(p, r.meta["problem"])
+            raise pr.error(p, here=p == ctx.me)
+    cols = {p: _announced_columns(p, r.meta) for p, r in got.items()}
+    return fields_digest(ref), cols
+
+
+def _announced_problem(party: str, raw: Any) -> Problem:
+    if not isinstance(raw, dict) or not isinstance(raw.get("public"), str):
+        raise ProtocolError("job agreement: malformed problem report", party=party, field="problem")
+    fld = raw.get("field")
+    return Problem(raw["public"], kind=str(raw.get("kind")), field=fld if isinstance(fld, str) else None)
+
+
+def _announced_columns(party: str, meta: dict) -> list[str]:
+    raw = meta.get("columns", [])
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise ProtocolError("job agreement: malformed column list", party=party, field="columns")
+    return list(raw)
 
 
 def _announced_fields(party: str, meta: dict) -> list[tuple[str, str]]:
@@ -209,29 +244,61 @@ def _announced_fields(party: str, meta: dict) -> list[tuple[str, str]]:
 def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool = False) -> dict:
     """Run every step at this party (all parties call it); returns this party's summary.
 
-    The parties first agree on the job (`agree_on_job` over `spec.fields_fingerprint()`).
+    Before any cryptography: each party reads and checks its own input (`jobs.check`), then
+    the parties agree on the job and on the checks' verdicts (`gather_job`, one message);
+    after PSI, fewer matched rows than `spec.min_rows` stop the job at every party.
     """
     check_wiring(spec)  # before anything runs
-    fingerprint = agree_on_job(ctx, spec.fields_fingerprint(), "pipeline")  # before any input is read or data sent
+    needs = job_needs(spec)
+    df, problem = None, None
+    if ctx.me in spec.inputs:
+        df, problem = read_checked(spec.inputs[ctx.me], ctx.me, needs)
+    fingerprint, has = gather_job(ctx, spec.fields_fingerprint(), "pipeline", problem, announce(needs, df))
+    cross = cross_problem(needs, has)
+    if cross is not None:
+        raise cross[1].error(cross[0], here=False)
     store: ArtifactStore = LocalDirStore(Path(spec.output) / "artifacts", ctx.me) if spec.output else MemoryStore()
     state = JobState(spec, store)
     t_all = time.perf_counter()
-    for p, path in spec.inputs.items():
-        state.raw[p] = ctx.party(p).run(lambda path=path, p=p: read_input(path, p))
+    for p in spec.inputs:
+        state.raw[p] = ctx.party(p).run(lambda: df)  # runs at the owner only: its own table
     for name, params in spec.steps:
         t = time.perf_counter()
+        _progress(ctx, state, verbose, f"{name:<14} start")
         COMPONENTS[name].fn(ctx, state, **params)
         state.timings[name] = round(time.perf_counter() - t, 3)
-        if verbose and ctx.me == (state.label_party or spec.parties[0]):
-            print(f"  [{ctx.me}] {name:<14} done in {state.timings[name]:.2f} s", flush=True)
+        _after_step(ctx, state, name, verbose)
+        _progress(ctx, state, verbose, f"{name:<14} done in {state.timings[name]:.2f} s")
     state.summary.update(party=ctx.me, job_fingerprint=fingerprint, timings=state.timings,
                          seconds=round(time.perf_counter() - t_all, 3), stats=ctx.stats())
     if spec.output:
         out = Path(spec.output)
         out.mkdir(parents=True, exist_ok=True)
         public = {k: v for k, v in state.summary.items() if k not in ("test_scores", "test_labels")}
-        (out / f"summary.{ctx.me}.json").write_text(json.dumps(public, indent=1, default=_json_default))
+        atomic_write(out / f"summary.{ctx.me}.json", json.dumps(public, indent=1, default=_json_default))
     return state.summary
+
+
+def _progress(ctx: Any, state: JobState, verbose: bool, text: str) -> None:
+    if verbose:
+        print(f"  {time.strftime('%H:%M:%S')} [{ctx.me}] {text}", flush=True)
+
+
+def _after_step(ctx: Any, state: JobState, name: str, verbose: bool) -> None:
+    """Checks on what a step made, the same at every party (row counts are public to the job)."""
+    comp = COMPONENTS[name]
+    if (comp.alias_of or comp.name) == "psi":
+        n = len(state.vdf)
+        _progress(ctx, state, verbose, f"psi matched {n} rows")
+        if n < state.spec.min_rows:
+            raise DataError(f"PSI matched {n} rows between {sorted(state.vdf.parties)} (the job needs at least "
+                            f"{state.spec.min_rows}, min_rows): check that every party's id column holds the same "
+                            "identifiers in the same format (leading zeros, case, spaces)", field="psi", public=True)
+    if (comp.alias_of or comp.name) == "split":
+        tr, te = len(state.train), len(state.test)
+        if tr == 0 or te == 0:
+            raise DataError(f"split: {tr + te} aligned rows give {tr} training and {te} test rows; both must be > 0 "
+                            "(change test_fraction or align more rows)", field="test_fraction", public=True)
 
 
 def _json_default(o: Any) -> Any:
