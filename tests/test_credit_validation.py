@@ -184,3 +184,12 @@ def test_good_twin_runs(tmp_path):
     code, out, _ = _run(tmp_path)
     assert code == 0, out
     assert "psi matched 60 rows" in out and (tmp_path / "out" / "summary.bank.json").exists()
+
+
+def test_small_paillier_keys_refused_when_the_file_is_read(tmp_path, monkeypatch):
+    """Outside tests, key_bits below 2048 stop the job at parse time, not at the WOE step."""
+    monkeypatch.delenv("JOINTML_INSECURE_TEST_KEYS", raising=False)
+    code, out, _ = _run(tmp_path)
+    assert code == 1 and "Traceback" not in out
+    assert "field 'key_bits': step 3 (woe_binning): key_bits must be an even integer >= 2048" in out
+    assert "start" not in out  # no step ran

@@ -158,7 +158,11 @@ def demo(
 )
 @click.option("--party", default=None, help="With --cluster: the party this node runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the label holder's summary as JSON.")
-def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as_json: bool) -> None:
+@click.option("--timeout", "recv_timeout", type=float, default=None,
+              help="Seconds a party waits for a peer's message before stopping with an error naming the peer and the "
+                   "step (simulation; a deployment sets recv_timeout in its cluster file).")
+def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as_json: bool,
+            recv_timeout: float | None) -> None:
     """Run a declarative pipeline (YAML): every party as a local process, or, with --cluster and
     --party, this organisation's party only (each organisation runs the same command)."""
     from ..jobs import PipelineSpec, run_pipeline, simulate_pipeline
@@ -173,13 +177,13 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
         if not party:
             raise click.UsageError("--cluster needs --party (the party this node runs)")
         _check_cluster(cluster, party, spec.parties)
-        summary = run_party(run_pipeline, party, cluster, spec, verbose=not as_json)
+        summary = run_party(run_pipeline, party, cluster, spec, verbose=False if as_json else "all")
         shown = {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels")}
         click.echo(json.dumps(shown, default=str) if as_json else "\n".join(f"  {k:<14} {v}" for k, v in shown.items()))
         return
     if not as_json:
         click.echo(f"pipeline '{spec.name}': parties {', '.join(spec.parties)}; steps " + " -> ".join(n for n, _ in spec.steps))
-    res = simulate_pipeline(spec, mode=mode, verbose=not as_json)
+    res = simulate_pipeline(spec, mode=mode, verbose=not as_json, recv_timeout=recv_timeout)
     main_party = next((r for r in res.values() if "auc" in r), next(iter(res.values())))
     shown = {k: v for k, v in main_party.items() if k not in ("test_scores", "test_labels", "weights", "stats")}
     shown["bytes"] = sum(r["stats"]["bytes_sent"] for r in res.values())
@@ -213,7 +217,9 @@ def _check_cluster(cluster: str, party: str, needed: list[str]) -> None:
     "--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True, help="Folder with the model parts."
 )
 @click.option(
-    "--input", "inputs", multiple=True, required=True, help="PARTY=path of that party's new rows (aligned across parties)."
+    "--input", "inputs", multiple=True, required=True,
+    help="PARTY=path of that party's new rows (repeatable); with --cluster, give your own PARTY=path and the other "
+         "parties with input as PARTY alone.",
 )
 @click.option("--to", "to", required=True, help="The party that receives the scores.")
 @click.option("--id-column", default="id", show_default=True)
@@ -221,35 +227,79 @@ def _check_cluster(cluster: str, party: str, needed: list[str]) -> None:
 @click.option(
     "--out", "out_path", type=click.Path(dir_okay=False), default=None, help="CSV for the scores (written by the receiver)."
 )
+@click.option("--unmatched", "unmatched_path", type=click.Path(dir_okay=False), default=None,
+              help="CSV for the receiver's ids that had no match (default: next to --out, <out>.unmatched.csv).")
 @click.option("--mode", type=click.Choice(["process", "thread"]), default="process", show_default=True)
-def predict(
-    model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, dealer: str, out_path: str | None, mode: str
-) -> None:
-    """Score new rows jointly with saved model parts; only --to sees the scores."""
-    from ..jobs import predict_job
-    from ..runtime import simulate
+@click.option("--cluster", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Cluster file: run ONE party of a real deployment (each organisation runs the same command).")
+@click.option("--party", default=None, help="With --cluster: the party this node runs.")
+@click.option("--timeout", "recv_timeout", type=float, default=None,
+              help="Seconds to wait for a peer's message before stopping with an error naming it (simulation).")
+def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, dealer: str, out_path: str | None,
+            unmatched_path: str | None, mode: str, cluster: str | None, party: str | None,
+            recv_timeout: float | None) -> None:
+    """Score new rows jointly with saved model parts; only --to sees the scores.
 
+    The model is the one the folder's manifests name as current (the parties first agree it
+    is the same training); its name and id are printed. Rows are aligned by PSI on
+    --id-column; the receiver learns how many of its rows had no match (their ids go to
+    a file at the receiver, never to another party)."""
+    from ..jobs import predict_job
+
+    if party and not cluster:
+        raise click.UsageError("--party needs --cluster (the cluster file with every party's address)")
+    paths = _predict_inputs(inputs, cluster is not None, party)
+    kwargs: dict[str, Any] = {"id_column": id_column or None, "dealer": dealer}
+    if cluster:
+        from ..runtime import run_party
+
+        if not party:
+            raise click.UsageError("--cluster needs --party (the party this node runs)")
+        got = run_party(predict_job, party, cluster, model_dir, paths, to, **kwargs)
+    else:
+        from ..runtime import simulate
+
+        parties = list(paths) + ([dealer] if dealer and dealer not in paths else [])
+        got = simulate(predict_job, parties, mode=mode, args=(model_dir, paths, to), kwargs=kwargs,
+                       recv_timeout=recv_timeout)[to]
+    if got["party"] != to:
+        click.echo(f"'{got['party']}': scored {got['rows']} rows with the {got['model']} model {got.get('model_id')}; "
+                   f"the scores went to '{to}' only ({got.get('unmatched_rows', 0)} of this party's rows had no match)")
+        return
+    _write_scores(got, to, id_column, out_path, unmatched_path)
+
+
+def _predict_inputs(items: tuple[str, ...], cluster: bool, me: str | None) -> dict[str, str]:
     paths = {}
-    for item in inputs:
-        party, sep, path = item.partition("=")
-        if not sep:
+    for item in items:
+        p, sep, path = item.partition("=")
+        if not sep and not (cluster and p != me):
             raise click.BadParameter(f"--input wants PARTY=path, got {item!r}")
-        paths[party] = path
-    parties = list(paths) + ([dealer] if dealer and dealer not in paths else [])
-    res = simulate(
-        predict_job, parties, mode=mode, args=(model_dir, paths, to), kwargs={"id_column": id_column, "dealer": dealer}
-    )
-    got = res[to]
+        paths[p] = path  # another node's input: only its owner reads it
+    return paths
+
+
+def _write_scores(got: dict, to: str, id_column: str, out_path: str | None, unmatched_path: str | None) -> None:
     import pandas as pd
 
     df = pd.DataFrame({"score": got["scores"]})
     if got.get("ids") is not None:
         df.insert(0, id_column, got["ids"])
+    note = (f"scored with the {got['model']} model {got.get('model_id')}; {len(df)} of {got.get('input_rows', len(df))} "
+            f"rows of '{to}' matched, {got.get('unmatched_rows', 0)} had no match")
+    unmatched = got.get("unmatched_ids") or []
+    if unmatched and (unmatched_path or out_path):
+        from pathlib import Path
+
+        up = Path(unmatched_path) if unmatched_path else Path(str(out_path)).with_suffix(".unmatched.csv")
+        pd.DataFrame({id_column: unmatched}).to_csv(up, index=False)
+        note += f" (their ids: {up})"
     if out_path:
         df.to_csv(out_path, index=False)
-        click.echo(f"{len(df)} scores written to {out_path} (visible to '{to}' only)")
+        click.echo(f"{len(df)} scores written to {out_path} (visible to '{to}' only); {note}")
     else:
         click.echo(df.to_csv(index=False), nl=False)
+        click.echo(note, err=True)
 
 
 _ANCHOR_HELP = "Also run the peer (SecretFlow SPU / libpsi, ../shared/anchors) now, for a same-run ratio."

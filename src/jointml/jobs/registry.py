@@ -100,6 +100,8 @@ class Rule:
     lo_open: bool = False
     hi_open: bool = False
     choices: tuple | None = None
+    custom: Callable[[Any], str | None] | None = None  # a check owned by the layer that uses the value
+    note: str = ""  # what `custom` allows, for the reference page
 
     def describe(self) -> str:
         """The rule in a few words (for the reference page).
@@ -107,6 +109,8 @@ class Rule:
         >>> Rule(0, 1, lo_open=True).describe(), Rule(1).describe()
         ('0 < x <= 1', '>= 1')
         """
+        if self.custom is not None:
+            return self.note
         if self.choices is not None:
             return ", ".join(f"`{c}`" for c in self.choices)
         if self.lo is not None and self.hi is not None:
@@ -119,6 +123,8 @@ class Rule:
         """What is wrong with `v` (None: allowed, or a value the rule does not apply to, such as None)."""
         if v is None or isinstance(v, bool):
             return None
+        if self.custom is not None:
+            return self.custom(v)
         if self.choices is not None:
             return None if v in self.choices else "must be one of " + ", ".join(repr(c) for c in self.choices)
         if not isinstance(v, (int, float, np.integer, np.floating)):
@@ -138,12 +144,30 @@ class Rule:
         return f"must be {'<' if self.hi_open else '<='} {self.hi:g}"
 
 
+def _key_bits_problem(v: Any) -> str | None:
+    """The Paillier layer's own rule (>= 2048 bits, smaller only in tests), checked when the file is read."""
+    from ..core.errors import ParameterError
+    from ..he.paillier import check_key_bits
+
+    try:
+        check_key_bits(v)
+    except ParameterError as e:
+        return "must be " + str(e).split("must be ", 1)[-1].split(", got ")[0] + _after_got(str(e))
+    return None
+
+
+def _after_got(msg: str) -> str:
+    rest = msg.split(", got ", 1)[-1]
+    return rest[rest.index(" ("):] if " (" in rest else ""
+
+
 _POS, _NONNEG, _FRACTION = Rule(0, lo_open=True), Rule(0), Rule(0, 1, lo_open=True)
+_KEY_BITS = Rule(custom=_key_bits_problem, note="even, >= 2048 (tests: >= 256 with JOINTML_INSECURE_TEST_KEYS=1)")
 #: Ranges of component parameters, by component (an alias uses its target's) and parameter.
 PARAM_RULES: dict[str, dict[str, Rule]] = {
     "split": {"test_fraction": Rule(0, 1, lo_open=True, hi_open=True), "seed": _NONNEG},
     "woe_binning": {"method": Rule(choices=("chimerge", "tree", "quantile", "equal_width")), "max_bins": Rule(2),
-                    "n_prebins": Rule(2), "min_bin_frac": Rule(0, 0.5, hi_open=True), "key_bits": Rule(512)},
+                    "n_prebins": Rule(2), "min_bin_frac": Rule(0, 0.5, hi_open=True), "key_bits": _KEY_BITS},
 }
 #: Ranges of model hyperparameters (any model of `train` that has a parameter of this name).
 MODEL_RULES: dict[str, Rule] = {
@@ -151,7 +175,7 @@ MODEL_RULES: dict[str, Rule] = {
     "lr_schedule": Rule(choices=("constant", "invscaling", "step")),
     "sigmoid": Rule(choices=("accurate", "exp", "poly", "seg3")), "seed": _NONNEG, "n_estimators": Rule(1),
     "max_depth": Rule(1), "min_child_weight": _NONNEG, "reg_lambda": _NONNEG, "gamma": _NONNEG, "subsample": _FRACTION,
-    "colsample_bytree": _FRACTION, "max_bin": Rule(2), "key_bits": Rule(512), "power": Rule(1, 2),
+    "colsample_bytree": _FRACTION, "max_bin": Rule(2), "key_bits": _KEY_BITS, "power": Rule(1, 2),
 }
 
 
@@ -457,6 +481,19 @@ def model_for_kind(kind: str) -> ModelEntry:
     raise ConfigError(f"no registered model saves parts of kind '{kind}' (models: {sorted(MODELS)})")
 
 
+def live_progress(device: Any) -> bool:
+    """A live progress bar for training: the run asked for progress (`run_pipeline(verbose=True)`
+    sets the context option `jobs.progress`) and stderr is a terminal (no bars in log files).
+
+    >>> live_progress(None)
+    False
+    """
+    import sys
+
+    ctx = getattr(device, "ctx", device)
+    return bool(getattr(ctx, "options", {}).get("jobs.progress")) and sys.stderr.isatty()
+
+
 def _feature_names(frame: Any, label: str) -> dict[str, list[str]]:
     return {p: [c for c in cols if c != label] for p, cols in frame.columns.items()}
 
@@ -480,7 +517,7 @@ class SSLREntry(_LinearEntry):
 
         return SSLogisticRegression(device, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, l2=l2, l1=l1,
                                     sigmoid=sigmoid, lr_schedule=lr_schedule, lr_decay=lr_decay, early_stopping=early_stopping,
-                                    class_weight=class_weight, reveal=reveal, random_state=seed)
+                                    class_weight=class_weight, reveal=reveal, random_state=seed, verbose=live_progress(device))
 
     def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.linear import SSLogisticRegression
@@ -500,7 +537,8 @@ class SSGLMEntry(_LinearEntry):
         from ..ml.linear import SSGLM
 
         return SSGLM(device, family=family, power=power, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                     l2=l2, l1=l1, lr_schedule=lr_schedule, lr_decay=lr_decay, reveal=reveal, random_state=seed)
+                     l2=l2, l1=l1, lr_schedule=lr_schedule, lr_decay=lr_decay, reveal=reveal, random_state=seed,
+                     verbose=live_progress(device))
 
     def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.linear import SSGLM

@@ -33,14 +33,16 @@ with "protocol out of sync").
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from ..core.errors import ConfigError, DataError, ProtocolError
+from ..core.errors import ConfigError, DataError, LinkTimeout, ProtocolError
 from ..core.fixedpoint import DEFAULT_FRAC_BITS
 from ..data.io import labels, read_input
 from ..runtime.persist import atomic_write
@@ -241,31 +243,44 @@ def _announced_fields(party: str, meta: dict) -> list[tuple[str, str]]:
     return [(x[0], x[1]) for x in raw]
 
 
-def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool = False) -> dict:
+def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False) -> dict:
     """Run every step at this party (all parties call it); returns this party's summary.
 
     Before any cryptography: each party reads and checks its own input (`jobs.check`), then
     the parties agree on the job and on the checks' verdicts (`gather_job`, one message);
     after PSI, fewer matched rows than `spec.min_rows` stop the job at every party.
+
+    `verbose`: "all" prints timestamped start/done lines of each step (and SS-LR's epochs) at
+    this party (a node of a deployment); True only at the label holder (simulations, where all
+    parties share a terminal).
     """
     check_wiring(spec)  # before anything runs
     needs = job_needs(spec)
     df, problem = None, None
     if ctx.me in spec.inputs:
         df, problem = read_checked(spec.inputs[ctx.me], ctx.me, needs)
-    fingerprint, has = gather_job(ctx, spec.fields_fingerprint(), "pipeline", problem, announce(needs, df))
+    with _named_step("job agreement"):
+        fingerprint, has = gather_job(ctx, spec.fields_fingerprint(), "pipeline", problem, announce(needs, df))
     cross = cross_problem(needs, has)
     if cross is not None:
         raise cross[1].error(cross[0], here=False)
+    if verbose is True:
+        holders = [p for p, cols in has.items() if needs.label in cols] or list(spec.parties)
+        verbose = ctx.me == holders[0]
+    verbose = bool(verbose)
+    if spec.output:
+        _retire_outputs(ctx.me, spec)
+    ctx.options["jobs.progress"] = verbose  # read by the model entries (per-epoch progress of SS-LR)
     store: ArtifactStore = LocalDirStore(Path(spec.output) / "artifacts", ctx.me) if spec.output else MemoryStore()
     state = JobState(spec, store)
     t_all = time.perf_counter()
     for p in spec.inputs:
         state.raw[p] = ctx.party(p).run(lambda: df)  # runs at the owner only: its own table
-    for name, params in spec.steps:
+    for i, (name, params) in enumerate(spec.steps):
         t = time.perf_counter()
         _progress(ctx, state, verbose, f"{name:<14} start")
-        COMPONENTS[name].fn(ctx, state, **params)
+        with _named_step(f"step {i + 1} ({name})"):
+            COMPONENTS[name].fn(ctx, state, **params)
         state.timings[name] = round(time.perf_counter() - t, 3)
         _after_step(ctx, state, name, verbose)
         _progress(ctx, state, verbose, f"{name:<14} done in {state.timings[name]:.2f} s")
@@ -277,6 +292,37 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool = False) -> dict:
         public = {k: v for k, v in state.summary.items() if k not in ("test_scores", "test_labels")}
         atomic_write(out / f"summary.{ctx.me}.json", json.dumps(public, indent=1, default=_json_default))
     return state.summary
+
+
+@contextlib.contextmanager
+def _named_step(step: str) -> Iterator[None]:
+    """A peer that sends nothing within the link timeout: say which step waited for whom."""
+    try:
+        yield
+    except LinkTimeout as e:
+        raise LinkTimeout(f"{step}: {e}; party '{e.party}' did not answer in time (is its node running? a slow "
+                          "step needs a larger recv_timeout in the cluster file, or --timeout)", party=e.party) from None
+
+
+def _retire_outputs(me: str, spec: PipelineSpec) -> None:
+    """Before a run writes, this party moves its files of an earlier run aside: its summary
+    (a failed run leaves none that looks complete) and, when the job trains, its model parts
+    (to `<output>/model.previous/`), so no stale part of another model is left to score with."""
+    out = Path(spec.output or ".")
+    (out / f"summary.{me}.json").unlink(missing_ok=True)
+    trains = any((COMPONENTS[n].alias_of or n) == "train" for n, _ in spec.steps)
+    model = out / "model"
+    if not trains or not model.is_dir():
+        return
+    mine = sorted(model.glob(f"*.{me}.json"))
+    if not mine:
+        return
+    prev = out / "model.previous"
+    prev.mkdir(parents=True, exist_ok=True)
+    for f in prev.glob(f"*.{me}.json"):
+        f.unlink()
+    for f in mine:
+        f.replace(prev / f.name)
 
 
 def _progress(ctx: Any, state: JobState, verbose: bool, text: str) -> None:
@@ -294,6 +340,10 @@ def _after_step(ctx: Any, state: JobState, name: str, verbose: bool) -> None:
             raise DataError(f"PSI matched {n} rows between {sorted(state.vdf.parties)} (the job needs at least "
                             f"{state.spec.min_rows}, min_rows): check that every party's id column holds the same "
                             "identifiers in the same format (leading zeros, case, spaces)", field="psi", public=True)
+    if (comp.alias_of or comp.name) == "train" and verbose and ctx.me == state.label_party:
+        for rec in getattr(state.model, "history_", None) or []:  # per-epoch progress (SS-LR / SS-GLM)
+            loss = f", validation loss {rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""
+            _progress(ctx, state, verbose, f"  epoch {rec['epoch']} at {rec['seconds']:.2f} s{loss}")
     if (comp.alias_of or comp.name) == "split":
         tr, te = len(state.train), len(state.test)
         if tr == 0 or te == 0:
@@ -310,19 +360,21 @@ def _json_default(o: Any) -> Any:
 
 
 def simulate_pipeline(spec: PipelineSpec, mode: str = "process", verbose: bool = True,
-                      party_specs: dict[str, PipelineSpec] | None = None) -> dict:
+                      party_specs: dict[str, PipelineSpec] | None = None, recv_timeout: float | None = None) -> dict:
     """Run a pipeline with every party as a local process (or thread); `{party: summary}`.
 
     `party_specs` gives some parties their own copy of the pipeline (as separate organisations
     have), e.g. to see the parties refuse a job they do not agree on; the others run `spec`.
+    `recv_timeout`: seconds a party waits for a peer's message before it stops with an error
+    naming the peer and the step (default: no limit).
     """
     from ..runtime import simulate
 
-    return simulate(_run_party_pipeline, spec.parties, mode=mode,
+    return simulate(_run_party_pipeline, spec.parties, mode=mode, recv_timeout=recv_timeout,
                     kwargs={"spec": spec, "verbose": verbose, "party_specs": dict(party_specs or {})})
 
 
-def _run_party_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool, party_specs: dict[str, PipelineSpec]) -> dict:
+def _run_party_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str, party_specs: dict[str, PipelineSpec]) -> dict:
     return run_pipeline(ctx, party_specs.get(ctx.me, spec), verbose=verbose)
 
 
@@ -354,6 +406,10 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
     entry = MODELS[rec["model"]]
     raw = {p: ctx.party(p).run(lambda path=path, p=p: read_input(path, p)) for p, path in inputs.items()}
     ids = None
+    own = raw[ctx.me].value if ctx.me in raw else None  # this party's own rows, to count the unmatched ones
+    if id_column and own is not None and id_column not in own.columns:
+        raise DataError(f"the id column '{id_column}' is not in its input (--id-column names it)", party=ctx.me,
+                        field=id_column, public=True)
     if id_column:
         from ..psi import psi_frame
 
@@ -384,10 +440,17 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
     if rec["parties"] is None or ctx.me in rec["parties"]:
         est = entry.load(mpc if mpc is not None else ctx, rec["kind"], str(d), rec["parties"])
     scores = entry.scores(ctx, est, X, to, rec["label"]["party"])
-    out: dict[str, Any] = {"party": ctx.me, "rows": len(vdf), "model": rec["model"]}
+    out: dict[str, Any] = {"party": ctx.me, "rows": len(vdf), "model": rec["model"], "model_id": rec.get("model_id")}
+    if own is not None:
+        # each party counts its own rows without a match; the ids stay with it (never sent)
+        out["input_rows"] = len(own)
+        out["unmatched_rows"] = len(own) - len(vdf)
     if ctx.me == to:
         out["scores"] = np.asarray(scores.value).tolist()
         out["ids"] = ids.value if ids is not None else None
+        if ids is not None and own is not None:
+            matched = set(ids.value)
+            out["unmatched_ids"] = [i for i in own[id_column].tolist() if i not in matched]
     return out
 
 

@@ -1,0 +1,144 @@
+"""Scoring and running across organisations: `jointml predict` uses the model of the last
+run (the runner retires an earlier run's parts), refuses a folder whose parts do not belong
+together, scores SecureBoost models, reports unmatched ids at the receiver only; a silent
+partner stops the job with an error naming it and the step; `run` prints per-step progress."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from jointml.cli.main import main
+from jointml.jobs import PipelineSpec, predict_job, run_pipeline, simulate_pipeline
+from jointml.runtime import PartyFailed, simulate
+
+N = 80
+PARTIES = ["bank", "partner", "dealer"]
+
+
+def _data(tmp, extra_bank: int = 0):
+    i = np.arange(N + extra_bank)
+    y = np.where((np.sin(i) + 0.5 * np.cos(i * 1.3)) > 0.3, "bad", "good")
+    bank = pd.DataFrame({"id": [f"C{k:04d}" for k in i], "y": y, "b1": np.sin(i), "b2": np.cos(i * 0.7)})
+    partner = pd.DataFrame({"id": [f"C{k:04d}" for k in range(N)][::-1], "p1": np.cos(np.arange(N) * 1.3)[::-1]})
+    bank.to_csv(tmp / "bank.csv", index=False)
+    partner.to_csv(tmp / "partner.csv", index=False)
+    return bank, partner
+
+
+LR = [{"psi": {"key": "id", "sort_by": "bank"}}, {"split": {"test_fraction": 0.3}},
+      {"woe_binning": {"label": "y", "pos_label": "bad", "key_bits": 512, "max_bins": 3, "label_proofs": False}},
+      {"ss_lr.train": {"epochs": 2, "batch_size": 32}}, {"predict": {}}, {"evaluate": {}}]
+SB = [{"psi": {"key": "id", "sort_by": "bank"}}, {"split": {"test_fraction": 0.3}},
+      {"secureboost.train": {"label": "y", "pos_label": "bad", "features": "raw", "n_estimators": 1, "max_depth": 2,
+                             "key_bits": 512}}, {"secureboost.predict": {}}, {"evaluate": {}}]
+
+
+def _pipeline(tmp, steps, name="p.yaml"):
+    doc = {"name": "t", "parties": PARTIES, "mpc": {"protocol": "semi2k", "dealer": "dealer"},
+           "inputs": {"bank": "bank.csv", "partner": "partner.csv"}, "steps": steps, "output": "out"}
+    (tmp / name).write_text(yaml.safe_dump(doc, sort_keys=False))
+    return tmp / name
+
+
+@pytest.fixture(scope="module")
+def lr_then_sb(tmp_path_factory):
+    """An SS-LR run, then a SecureBoost run into the same output folder."""
+    tmp = tmp_path_factory.mktemp("scoring")
+    _data(tmp)
+    r1 = CliRunner().invoke(main, ["run", str(_pipeline(tmp, LR)), "--mode", "thread"])
+    assert r1.exit_code == 0, r1.output
+    r2 = CliRunner().invoke(main, ["run", str(_pipeline(tmp, SB, "sb.yaml")), "--mode", "thread"])
+    assert r2.exit_code == 0, r2.output
+    return tmp, r1.output, r2.output
+
+
+def test_run_prints_progress_per_step_and_epoch(lr_then_sb):
+    _, out_lr, _ = lr_then_sb
+    assert "[bank] psi matched 80 rows" in out_lr
+    for step in ("psi", "split", "woe_binning", "ss_lr.train", "predict", "evaluate"):
+        assert f"[bank] {step}" in out_lr and "start" in out_lr
+    assert "epoch 1 at" in out_lr and "epoch 2 at" in out_lr
+    assert "[partner]" not in out_lr  # a simulation prints at the label holder only
+
+
+def test_a_new_run_retires_the_previous_model(lr_then_sb):
+    tmp, _, _ = lr_then_sb
+    model = tmp / "out" / "model"
+    assert not list(model.glob("SSLogisticRegression.*")) and not list(model.glob("woe.*"))
+    assert (tmp / "out" / "model.previous" / "SSLogisticRegression.bank.json").exists()
+    assert (model / "SecureBoostClassifier.bank.json").exists()
+
+
+def test_predict_scores_with_the_secureboost_model_and_names_it(lr_then_sb):
+    tmp, _, _ = lr_then_sb
+    res = CliRunner().invoke(main, ["predict", "--model", str(tmp / "out" / "model"), "--input", f"bank={tmp / 'bank.csv'}",
+                                    "--input", f"partner={tmp / 'partner.csv'}", "--to", "bank", "--mode", "thread",
+                                    "--out", str(tmp / "scores.csv")])
+    assert res.exit_code == 0, res.output
+    assert "scored with the secureboost model" in res.output
+    scores = pd.read_csv(tmp / "scores.csv")
+    assert len(scores) == N and scores["score"].between(0, 1).all() and scores["score"].std() > 0
+
+
+def test_predict_refuses_parts_of_different_trainings(lr_then_sb, tmp_path):
+    """A stale SS-LR part put back at the bank: every party refuses, naming the bank."""
+    tmp, _, _ = lr_then_sb
+    model = tmp_path / "model"
+    shutil.copytree(tmp / "out" / "model", model)
+    for f in ("SSLogisticRegression.bank.json", "manifest.bank.json"):
+        shutil.copy(tmp / "out" / "model.previous" / f, model / f)
+    res = CliRunner().invoke(main, ["predict", "--model", str(model), "--input", f"bank={tmp / 'bank.csv'}",
+                                    "--input", f"partner={tmp / 'partner.csv'}", "--to", "bank", "--mode", "thread"])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "party 'bank'" in res.output and "SSLogisticRegression" in res.output and "SecureBoostClassifier" in res.output
+
+
+def test_unmatched_ids_are_counted_at_the_receiver_only(lr_then_sb, tmp_path):
+    tmp, _, _ = lr_then_sb
+    bank, _ = _data(tmp_path, extra_bank=5)  # 5 customers the partner does not know
+    got = simulate(predict_job, PARTIES, mode="thread", args=(str(tmp / "out" / "model"),
+                   {"bank": str(tmp_path / "bank.csv"), "partner": str(tmp_path / "partner.csv")}, "bank"))
+    b, p = got["bank"], got["partner"]
+    new_ids = [f"C{k:04d}" for k in range(N, N + 5)]
+    assert b["unmatched_rows"] == 5 and sorted(b["unmatched_ids"]) == new_ids and b["rows"] == N
+    assert p["unmatched_rows"] == 0 and "unmatched_ids" not in p and "ids" not in p and "scores" not in p
+    assert not any(i in repr(p) for i in new_ids)  # the partner never sees the bank's unmatched ids
+    res = CliRunner().invoke(main, ["predict", "--model", str(tmp / "out" / "model"), "--input", f"bank={tmp_path / 'bank.csv'}",
+                                    "--input", f"partner={tmp_path / 'partner.csv'}", "--to", "bank", "--mode", "thread",
+                                    "--out", str(tmp_path / "s.csv")])
+    assert res.exit_code == 0, res.output and "5 had no match" in res.output
+    assert sorted(pd.read_csv(tmp_path / "s.unmatched.csv")["id"]) == new_ids
+
+
+def _frozen_partner(ctx, spec):
+    if ctx.me == "partner":
+        time.sleep(2.0)  # a node that started but never answers in time
+        return None
+    return run_pipeline(ctx, spec)
+
+
+def test_a_silent_partner_stops_the_job_naming_it_and_the_step(tmp_path):
+    _data(tmp_path)
+    spec = PipelineSpec.load(_pipeline(tmp_path, LR))
+    t = time.perf_counter()
+    with pytest.raises(PartyFailed) as ei:
+        simulate(_frozen_partner, PARTIES, mode="thread", args=(spec,), recv_timeout=0.5)
+    failures = {ei.value.party: (ei.value.error_type, ei.value.message), **{k: v[:2] for k, v in ei.value.others.items()}}
+    typ, msg = failures["bank"]
+    assert typ == "LinkTimeout" and "job agreement" in msg and "party 'partner' did not answer in time" in msg
+    assert time.perf_counter() - t < 10
+
+
+def test_simulate_pipeline_passes_the_timeout(tmp_path):
+    """`jointml run --timeout` reaches the links (a job that fits in it runs normally)."""
+    _data(tmp_path)
+    spec = PipelineSpec.load(_pipeline(tmp_path, LR[:2]))
+    res = simulate_pipeline(spec, mode="thread", verbose=False, recv_timeout=30)
+    assert res["bank"]["rows_aligned"] == N
