@@ -1,10 +1,12 @@
 """Scoring and running across organisations: `jointml predict` uses the model of the last
 run (the runner retires an earlier run's parts), refuses a folder whose parts do not belong
 together, scores SecureBoost models, reports unmatched ids at the receiver only; a silent
-partner stops the job with an error naming it and the step; `run` prints per-step progress."""
+partner stops the job with an error naming it and the step; `run` prints per-step progress
+and writes one report per party, each with only what that party may see."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -54,6 +56,7 @@ def lr_then_sb(tmp_path_factory):
     _data(tmp)
     r1 = CliRunner().invoke(main, ["run", str(_pipeline(tmp, LR)), "--mode", "thread"])
     assert r1.exit_code == 0, r1.output
+    shutil.copytree(tmp / "out", tmp / "lr-out")  # the SS-LR run's outputs, before the next run retires them
     r2 = CliRunner().invoke(main, ["run", str(_pipeline(tmp, SB, "sb.yaml")), "--mode", "thread"])
     assert r2.exit_code == 0, r2.output
     return tmp, r1.output, r2.output
@@ -142,3 +145,69 @@ def test_simulate_pipeline_passes_the_timeout(tmp_path):
     spec = PipelineSpec.load(_pipeline(tmp_path, LR[:2]))
     res = simulate_pipeline(spec, mode="thread", verbose=False, recv_timeout=30)
     assert res["bank"]["rows_aligned"] == N
+
+
+# -- reports ---------------------------------------------------------------------------------
+def _text(path):
+    return path.read_text()
+
+
+def test_every_party_gets_its_own_report(lr_then_sb):
+    tmp, _, _ = lr_then_sb
+    for d in ("lr-out", "out"):
+        for p in PARTIES:
+            assert (tmp / d / f"report.{p}.html").exists()
+    bank = _text(tmp / "lr-out" / "report.bank.html")
+    assert bank.count("<svg") == 3  # ROC, KS, score distribution by class
+    assert "Gains by score decile" in bank and "Features: IV and weights" in bank
+    assert "<svg" not in _text(tmp / "lr-out" / "report.partner.html")  # no scores at the partner
+
+
+def test_reports_hold_only_what_their_party_may_see(lr_then_sb):
+    tmp, _, _ = lr_then_sb
+    bank_sum = json.loads((tmp / "lr-out" / "summary.bank.json").read_text())
+    partner_sum = json.loads((tmp / "lr-out" / "summary.partner.json").read_text())
+    bank, partner = _text(tmp / "lr-out" / "report.bank.html"), _text(tmp / "lr-out" / "report.partner.html")
+    bank_values = [f"{bank_sum['auc']:.4f}", f"{bank_sum['ks']:.4f}"] + [f"{v:.4f}" for v in bank_sum["iv"].values() if v]
+    bank_values += [f"{w:.4f}" for w in bank_sum["weights"]["bank"]]
+    assert all(v in bank for v in bank_values)
+    assert not any(v in partner for v in bank_values if v != "0.0000")
+    partner_w = [f"{w:.4f}" for w in partner_sum["weights"]["partner"] if abs(w) > 1e-4]
+    assert all(v in partner for v in partner_w) and not any(v in bank for v in partner_w)
+
+
+def test_reports_are_readable_offline_and_at_1280px(lr_then_sb):
+    import re
+
+    tmp, _, _ = lr_then_sb
+    for d in ("lr-out", "out"):
+        for p in PARTIES:
+            t = _text(tmp / d / f"report.{p}.html")
+            assert "<script" not in t and not re.search(r'(src|href)="https?:', t)  # no CDN, works offline
+            assert "@media print" in t
+            assert all(int(w) <= 1100 for w in re.findall(r'width="(\d+)"', t))  # nothing wider than the page
+            assert all("max-width:100%" in svg for svg in re.findall(r"<svg[^>]*>", t))  # charts shrink with it
+            assert not re.search(r"<td>[^<]*[{}][^<]*</td>", t)  # no JSON dict dumped in a cell
+
+
+def test_secureboost_report_describes_secureboost(lr_then_sb):
+    tmp, _, _ = lr_then_sb
+    bank = _text(tmp / "out" / "report.bank.html")
+    assert "SecureBoost: gradient-boosted trees" in bank and "Secure logistic regression" not in bank
+    assert "Feature importance" in bank and "WOE binning" not in bank
+    lr_bank = _text(tmp / "lr-out" / "report.bank.html")
+    assert "Secure logistic regression" in lr_bank and "SecureBoost" not in lr_bank
+
+
+def test_demo_report_uses_the_shared_report(tmp_path):
+    from jointml.demo.credit_demo import write_report
+
+    y = np.array([0, 1, 0, 1, 1, 0])
+    s = np.array([0.1, 0.8, 0.3, 0.7, 0.4, 0.2])
+    bank = {"test_scores": s.tolist(), "test_labels": y.tolist(), "auc": 0.9, "ks": 0.6, "model": "secureboost",
+            "importance_gain": {"bank:a": 2.0}, "label_party": "bank", "features": {"bank": 1, "partner": 2}}
+    summary = {"model": "secureboost", "protocol": "semi2k", "baseline_auc": 0.91}
+    path = write_report(tmp_path / "r.html", summary, bank, {"auc": 0.91, "scores": s, "labels": y})
+    t = path.read_text()
+    assert "plaintext twin AUC 0.9100" in t and "SecureBoost: gradient-boosted trees" in t
+    assert "bank: 1; partner: 2" in t and "SS-LR" not in t

@@ -286,12 +286,23 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False) -> d
         _progress(ctx, state, verbose, f"{name:<14} done in {state.timings[name]:.2f} s")
     state.summary.update(party=ctx.me, job_fingerprint=fingerprint, timings=state.timings,
                          seconds=round(time.perf_counter() - t_all, 3), stats=ctx.stats())
+    if state.label_party is not None:
+        state.summary.setdefault("label_party", state.label_party)
     if spec.output:
-        out = Path(spec.output)
-        out.mkdir(parents=True, exist_ok=True)
-        public = {k: v for k, v in state.summary.items() if k not in ("test_scores", "test_labels")}
-        atomic_write(out / f"summary.{ctx.me}.json", json.dumps(public, indent=1, default=_json_default))
+        _write_outputs(ctx.me, spec, state.summary)
     return state.summary
+
+
+def _write_outputs(me: str, spec: PipelineSpec, summary: dict) -> None:
+    """This party's summary (no scores) and its report (`report.<party>.html`: only what it may see)."""
+    from .components.report import run_report
+
+    out = Path(spec.output or ".")
+    out.mkdir(parents=True, exist_ok=True)
+    public = {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels")}
+    protocol = device_params(spec.mpc, spec.parties)["protocol"]
+    atomic_write(out / f"report.{me}.html", run_report(me, summary, spec.steps, protocol, title=f"jointml: {spec.name}"))
+    atomic_write(out / f"summary.{me}.json", json.dumps(public, indent=1, default=_json_default))
 
 
 @contextlib.contextmanager
@@ -309,7 +320,8 @@ def _retire_outputs(me: str, spec: PipelineSpec) -> None:
     (a failed run leaves none that looks complete) and, when the job trains, its model parts
     (to `<output>/model.previous/`), so no stale part of another model is left to score with."""
     out = Path(spec.output or ".")
-    (out / f"summary.{me}.json").unlink(missing_ok=True)
+    for name in (f"summary.{me}.json", f"report.{me}.html"):
+        (out / name).unlink(missing_ok=True)
     trains = any((COMPONENTS[n].alias_of or n) == "train" for n, _ in spec.steps)
     model = out / "model"
     if not trains or not model.is_dir():
@@ -319,10 +331,10 @@ def _retire_outputs(me: str, spec: PipelineSpec) -> None:
         return
     prev = out / "model.previous"
     prev.mkdir(parents=True, exist_ok=True)
-    for f in prev.glob(f"*.{me}.json"):
-        f.unlink()
-    for f in mine:
-        f.replace(prev / f.name)
+    for old in prev.glob(f"*.{me}.json"):
+        old.unlink()
+    for part in mine:
+        part.replace(prev / part.name)
 
 
 def _progress(ctx: Any, state: JobState, verbose: bool, text: str) -> None:
@@ -340,6 +352,8 @@ def _after_step(ctx: Any, state: JobState, name: str, verbose: bool) -> None:
             raise DataError(f"PSI matched {n} rows between {sorted(state.vdf.parties)} (the job needs at least "
                             f"{state.spec.min_rows}, min_rows): check that every party's id column holds the same "
                             "identifiers in the same format (leading zeros, case, spaces)", field="psi", public=True)
+    if (comp.alias_of or comp.name) == "train":
+        state.summary["model"] = state.latest(ModelParts).model  # type: ignore[union-attr]  # train made it
     if (comp.alias_of or comp.name) == "train" and verbose and ctx.me == state.label_party:
         for rec in getattr(state.model, "history_", None) or []:  # per-epoch progress (SS-LR / SS-GLM)
             loss = f", validation loss {rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""
