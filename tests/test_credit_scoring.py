@@ -122,7 +122,7 @@ def test_unmatched_ids_are_counted_at_the_receiver_only(lr_then_sb, tmp_path):
 
 def _frozen_partner(ctx, spec):
     if ctx.me == "partner":
-        time.sleep(2.0)  # a node that started but never answers in time
+        time.sleep(1.2)  # a node that started but never answers in time
         return None
     return run_pipeline(ctx, spec)
 
@@ -132,7 +132,7 @@ def test_a_silent_partner_stops_the_job_naming_it_and_the_step(tmp_path):
     spec = PipelineSpec.load(_pipeline(tmp_path, LR))
     t = time.perf_counter()
     with pytest.raises(PartyFailed) as ei:
-        simulate(_frozen_partner, PARTIES, mode="thread", args=(spec,), recv_timeout=0.5)
+        simulate(_frozen_partner, PARTIES, mode="thread", args=(spec,), recv_timeout=0.3)
     failures = {ei.value.party: (ei.value.error_type, ei.value.message), **{k: v[:2] for k, v in ei.value.others.items()}}
     typ, msg = failures["bank"]
     assert typ == "LinkTimeout" and "job agreement" in msg and "party 'partner' did not answer in time" in msg
@@ -211,3 +211,44 @@ def test_demo_report_uses_the_shared_report(tmp_path):
     t = path.read_text()
     assert "plaintext twin AUC 0.9100" in t and "SecureBoost: gradient-boosted trees" in t
     assert "bank: 1; partner: 2" in t and "SS-LR" not in t
+
+
+def test_predict_as_one_node_per_party(lr_then_sb, tmp_path):
+    """`jointml predict --cluster --party` at each of three nodes over mutual TLS (a SecureBoost
+    model): each node names only its own file; the scores reach the bank only."""
+    import socket
+    import threading
+
+    from jointml.cli.main import predict
+    from jointml.net.certs import create_dev_pki
+
+    tmp, _, _ = lr_then_sb
+    create_dev_pki(tmp_path / "certs", PARTIES)
+    ports = []
+    for _ in PARTIES:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    doc = {"ca": "certs/ca.crt", "connect_timeout": 30, "recv_timeout": 60,
+           "parties": {n: {"address": f"127.0.0.1:{p}", "cert": f"certs/{n}.crt", "key": f"certs/{n}.key"}
+                       for n, p in zip(PARTIES, ports)}}
+    (tmp_path / "cluster.yaml").write_text(yaml.safe_dump(doc))
+    own = {"bank": f"bank={tmp / 'bank.csv'}", "partner": f"partner={tmp / 'partner.csv'}"}
+    errors = {}
+
+    def node(me):
+        inputs = tuple(own[p] if p == me else p for p in ("bank", "partner"))
+        out = str(tmp_path / "scores.csv") if me == "bank" else None
+        try:
+            predict.callback(model_dir=str(tmp / "out" / "model"), inputs=inputs, to="bank", id_column="id",
+                             dealer="dealer", out_path=out, unmatched_path=None, mode="thread",
+                             cluster=str(tmp_path / "cluster.yaml"), party=me, recv_timeout=None)
+        except Exception as e:  # noqa: BLE001
+            errors[me] = e
+
+    threads = [threading.Thread(target=node, args=(p,)) for p in PARTIES]
+    [t.start() for t in threads]
+    [t.join(120) for t in threads]
+    assert not errors, errors
+    scores = pd.read_csv(tmp_path / "scores.csv")
+    assert len(scores) == N and scores["score"].between(0, 1).all()

@@ -38,7 +38,15 @@ RAW_LR = [{"psi": {"key": "id", "sort_by": "bank"}}, {"split": {"test_fraction":
           {"evaluate": {}}]
 
 
-def _run(tmp_path, bank=None, partner=None, steps=None, raw=None, args=(), bank_text=None, pipeline_text=None):
+def _cluster(tmp_path, names):
+    """A cluster file naming `names` (addresses only: the checks run before any connection)."""
+    doc = {"ca": "ca.crt", "parties": {n: {"address": f"127.0.0.1:{9700 + i}", "cert": f"{n}.crt", "key": f"{n}.key"}
+                                       for i, n in enumerate(names)}}
+    (tmp_path / "cluster.yaml").write_text(yaml.safe_dump(doc))
+    return str(tmp_path / "cluster.yaml")
+
+
+def _run(tmp_path, bank=None, partner=None, steps=None, raw=None, args=(), bank_text=None, pipeline_text=None, cluster=None):
     """Write the inputs and the pipeline, run `jointml run` (threads); (exit code, output, seconds)."""
     good_b, good_p = _good()
     bank = good_b if bank is None else bank
@@ -54,6 +62,8 @@ def _run(tmp_path, bank=None, partner=None, steps=None, raw=None, args=(), bank_
     doc = {k: v for k, v in doc.items() if v is not None}
     pth = tmp_path / "pipeline.yaml"
     pth.write_text(pipeline_text if pipeline_text is not None else yaml.safe_dump(doc, sort_keys=False))
+    if cluster is not None:
+        args = ("--cluster", _cluster(tmp_path, cluster), *args)
     t = time.perf_counter()
     res = CliRunner().invoke(main, ["run", str(pth), "--mode", "thread", *args])
     return res.exit_code, res.output, time.perf_counter() - t
@@ -111,6 +121,13 @@ CASES = [
     ("protocol-unknown", {"raw": {"mpc": {"protocol": "spdz"}}}, r"field 'mpc.protocol'.*must be one of \['semi2k', 'aby3'\]"),
     ("min-rows-0", {"raw": {"min_rows": 0}}, r"field 'min_rows'.*must be an integer >= 1"),
     ("party-without-cluster", {"args": ("--party", "bank")}, r"--party needs --cluster"),
+    ("cluster-without-party", {"cluster": ["bank", "partner", "dealer"]}, r"--cluster needs --party"),
+    ("cluster-missing-dealer", {"cluster": ["bank", "partner"], "args": ("--party", "bank")},
+     r"ConfigError: field 'parties': the cluster file .* has no entry for \['dealer'\], which the job needs"),
+    ("cluster-extra-party", {"cluster": ["bank", "partner", "dealer", "insurer"], "args": ("--party", "bank")},
+     r"names parties \['insurer'\] that the job does not use"),
+    ("party-not-in-job", {"cluster": ["bank", "partner", "dealer"], "args": ("--party", "insurer")},
+     r"--party 'insurer' is not a party of the job"),
     # -- the data ---------------------------------------------------------------------------
     ("missing-file", {"raw": {"inputs": {"bank": "nosuch.csv", "partner": "partner.csv"}}},
      r"DataError: party 'bank': input file not found: .*nosuch.csv"),
@@ -193,3 +210,31 @@ def test_small_paillier_keys_refused_when_the_file_is_read(tmp_path, monkeypatch
     assert code == 1 and "Traceback" not in out
     assert "field 'key_bits': step 3 (woe_binning): key_bits must be an even integer >= 2048" in out
     assert "start" not in out  # no step ran
+
+
+def test_check_only_checks_and_computes_nothing(tmp_path):
+    code, out, _ = _run(tmp_path, args=("--check",))
+    assert code == 0, out
+    assert "passed its checks at every party" in out and "label at 'bank'" in out and "start" not in out
+    assert not (tmp_path / "out").exists()
+    code, out, _ = _run(tmp_path, bank=_dup_ids(), args=("--check",))
+    assert code == 1 and "the id column 'id' has 1 duplicate ids" in out
+
+
+def test_the_pipeline_parties_must_be_the_running_parties(tmp_path):
+    from jointml.core.errors import ConfigError
+    from jointml.jobs import PipelineSpec, run_pipeline
+    from jointml.runtime import simulate
+
+    _run(tmp_path, args=("--check",))
+    spec = PipelineSpec.load(tmp_path / "pipeline.yaml")
+    out = simulate(lambda ctx: _catch(ConfigError, run_pipeline, ctx, spec), ["bank", "partner"], mode="thread")
+    assert all("the cluster file must name every party of the job, the dealer included" in m for m in out.values())
+
+
+def _catch(cls, fn, *args):
+    try:
+        fn(*args)
+    except cls as e:
+        return str(e)
+    return ""

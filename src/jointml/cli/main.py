@@ -161,8 +161,11 @@ def demo(
 @click.option("--timeout", "recv_timeout", type=float, default=None,
               help="Seconds a party waits for a peer's message before stopping with an error naming the peer and the "
                    "step (simulation; a deployment sets recv_timeout in its cluster file).")
+@click.option("--check", "check_only", is_flag=True,
+              help="Only check the job (parameters, every party's input, the cluster) and agree on the verdict; "
+                   "nothing is computed.")
 def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as_json: bool,
-            recv_timeout: float | None) -> None:
+            recv_timeout: float | None, check_only: bool) -> None:
     """Run a declarative pipeline (YAML): every party as a local process, or, with --cluster and
     --party, this organisation's party only (each organisation runs the same command)."""
     from ..jobs import PipelineSpec, run_pipeline, simulate_pipeline
@@ -177,13 +180,21 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
         if not party:
             raise click.UsageError("--cluster needs --party (the party this node runs)")
         _check_cluster(cluster, party, spec.parties)
-        summary = run_party(run_pipeline, party, cluster, spec, verbose=False if as_json else "all")
+        summary = run_party(run_pipeline, party, cluster, spec, verbose=False if as_json else "all", check_only=check_only)
+        if check_only:
+            click.echo(f"'{party}': the job passed its checks at every party (job {summary['job_fingerprint'][:12]})")
+            return
         shown = {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels")}
         click.echo(json.dumps(shown, default=str) if as_json else "\n".join(f"  {k:<14} {v}" for k, v in shown.items()))
         return
     if not as_json:
         click.echo(f"pipeline '{spec.name}': parties {', '.join(spec.parties)}; steps " + " -> ".join(n for n, _ in spec.steps))
-    res = simulate_pipeline(spec, mode=mode, verbose=not as_json, recv_timeout=recv_timeout)
+    res = simulate_pipeline(spec, mode=mode, verbose=not as_json, recv_timeout=recv_timeout, check_only=check_only)
+    if check_only:
+        first = next(iter(res.values()))
+        click.echo(f"the job passed its checks at every party ({', '.join(res)}; label at '{first['label_party']}'; "
+                   f"job {first['job_fingerprint'][:12]}); nothing was computed")
+        return
     main_party = next((r for r in res.values() if "auc" in r), next(iter(res.values())))
     shown = {k: v for k, v in main_party.items() if k not in ("test_scores", "test_labels", "weights", "stats")}
     shown["bytes"] = sum(r["stats"]["bytes_sent"] for r in res.values())

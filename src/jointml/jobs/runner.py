@@ -243,7 +243,7 @@ def _announced_fields(party: str, meta: dict) -> list[tuple[str, str]]:
     return [(x[0], x[1]) for x in raw]
 
 
-def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False) -> dict:
+def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, check_only: bool = False) -> dict:
     """Run every step at this party (all parties call it); returns this party's summary.
 
     Before any cryptography: each party reads and checks its own input (`jobs.check`), then
@@ -252,8 +252,12 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False) -> d
 
     `verbose`: "all" prints timestamped start/done lines of each step (and SS-LR's epochs) at
     this party (a node of a deployment); True only at the label holder (simulations, where all
-    parties share a terminal).
+    parties share a terminal). `check_only`: stop after the checks (`jointml run --check`).
     """
+    if sorted(ctx.parties) != sorted(spec.parties):
+        raise ConfigError(f"the pipeline's parties {spec.parties} are not the parties running it {list(ctx.parties)} "
+                          "(the cluster file must name every party of the job, the dealer included)", field="parties",
+                          public=True)
     check_wiring(spec)  # before anything runs
     needs = job_needs(spec)
     df, problem = None, None
@@ -264,6 +268,9 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False) -> d
     cross = cross_problem(needs, has)
     if cross is not None:
         raise cross[1].error(cross[0], here=False)
+    if check_only:
+        return {"party": ctx.me, "job_fingerprint": fingerprint, "checked": True,
+                "label_party": next((p for p, cols in has.items() if needs.label in cols), None)}
     if verbose is True:
         holders = [p for p, cols in has.items() if needs.label in cols] or list(spec.parties)
         verbose = ctx.me == holders[0]
@@ -374,7 +381,8 @@ def _json_default(o: Any) -> Any:
 
 
 def simulate_pipeline(spec: PipelineSpec, mode: str = "process", verbose: bool = True,
-                      party_specs: dict[str, PipelineSpec] | None = None, recv_timeout: float | None = None) -> dict:
+                      party_specs: dict[str, PipelineSpec] | None = None, recv_timeout: float | None = None,
+                      check_only: bool = False) -> dict:
     """Run a pipeline with every party as a local process (or thread); `{party: summary}`.
 
     `party_specs` gives some parties their own copy of the pipeline (as separate organisations
@@ -385,11 +393,13 @@ def simulate_pipeline(spec: PipelineSpec, mode: str = "process", verbose: bool =
     from ..runtime import simulate
 
     return simulate(_run_party_pipeline, spec.parties, mode=mode, recv_timeout=recv_timeout,
-                    kwargs={"spec": spec, "verbose": verbose, "party_specs": dict(party_specs or {})})
+                    kwargs={"spec": spec, "verbose": verbose, "party_specs": dict(party_specs or {}),
+                            "check_only": check_only})
 
 
-def _run_party_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str, party_specs: dict[str, PipelineSpec]) -> dict:
-    return run_pipeline(ctx, party_specs.get(ctx.me, spec), verbose=verbose)
+def _run_party_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str, party_specs: dict[str, PipelineSpec],
+                        check_only: bool = False) -> dict:
+    return run_pipeline(ctx, party_specs.get(ctx.me, spec), verbose=verbose, check_only=check_only)
 
 
 # -- prediction from saved parts ------------------------------------------------------------

@@ -269,6 +269,19 @@ def _feature_rows(summary: dict) -> tuple[list[dict], list[str], str]:
     return rows, cols, "Features" + (": IV and weights" if iv else "")
 
 
+def _zero_iv_note(summary: dict) -> str:
+    """The features with IV = 0, and why (they add nothing to a WOE model).
+
+    >>> _zero_iv_note({"iv": {"a": 0.3, "b": 0.0}})[:60]
+    "<p class='note'>IV = 0 for b: all its bins have the same bad"
+    """
+    zero = [c for c, v in (summary.get("iv") or {}).items() if v is not None and abs(float(v)) < 1e-12]
+    if not zero:
+        return ""
+    return (f"<p class='note'>IV = 0 for {html.escape(', '.join(zero))}: all its bins have the same bad rate (often a "
+            "constant column, or every bin merged into one), so its WOE is 0 on every row and it adds nothing to the model.</p>")
+
+
 def _performance(summary: dict, baseline: dict | None) -> str:
     from ...data.metrics import roc_curve
 
@@ -310,7 +323,7 @@ def run_report(party: str, summary: dict, steps: list | None = None, protocol: s
         sections.append(("Performance on the test rows", _performance(summary, baseline)))
     rows, cols, head = _feature_rows(summary)
     if rows:
-        sections.append((head, table_html(rows, cols)))
+        sections.append((head, table_html(rows, cols) + _zero_iv_note(summary)))
     if steps:
         sections.append(("Pipeline", table_html([{"step": i + 1, "component": n, "parameters": dict(p) or "(defaults)"}
                                                  for i, (n, p) in enumerate(steps)], ["step", "component", "parameters"])))
