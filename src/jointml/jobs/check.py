@@ -94,7 +94,7 @@ def job_needs(spec: PipelineSpec) -> JobNeeds:
     """
     from .registry import COMPONENTS
 
-    needs, woe = JobNeeds(), False
+    needs, woe, woe_to_owner = JobNeeds(), False, False
     for i, (name, params) in enumerate(spec.steps):
         comp = COMPONENTS[name]
         base = comp.alias_of or comp.name
@@ -110,6 +110,11 @@ def job_needs(spec: PipelineSpec) -> JobNeeds:
         elif base == "woe_binning":
             woe = True
             needs.label, needs.pos_label = full["label"], full["pos_label"]
+            woe_to_owner = bool(full.get("woe_to_owner"))
+        elif base == "scorecard" and not (woe and woe_to_owner):
+            raise ConfigError(f"step {i + 1} (scorecard): each party computes the points of its own bins from their WOE "
+                              "values, which a feature holder has only with woe_binning(woe_to_owner: true)",
+                              field="woe_to_owner", public=True)
         elif base == "train":
             _train_needs(needs, full, woe)
     return needs

@@ -269,6 +269,17 @@ def _feature_rows(summary: dict) -> tuple[list[dict], list[str], str]:
     return rows, cols, "Features" + (": IV and weights" if iv else "")
 
 
+def _scorecard_html(sc: dict) -> str:
+    """This party's points table (and the base points at the label holder)."""
+    rows = [{"feature": c, "bin": r["bin"], "WOE": r["woe"], "points": r["points"]}
+            for c, table in sc["points"].items() for r in table]
+    head = (f"<p class='note'>PDO {sc['pdo']:g}, base score {sc['base_score']:g} at good:bad odds {sc['base_odds']:g}"
+            + (f"; base points {sc['base_points']:.2f}" if sc.get("base_points") is not None else "")
+            + ". A row's score is the base points plus the points of its bins at every party; each party holds "
+              "only its own table.</p>")
+    return head + table_html(rows, ["feature", "bin", "WOE", "points"])
+
+
 def _zero_iv_note(summary: dict) -> str:
     """The features with IV = 0, and why (they add nothing to a WOE model).
 
@@ -324,6 +335,8 @@ def run_report(party: str, summary: dict, steps: list | None = None, protocol: s
     rows, cols, head = _feature_rows(summary)
     if rows:
         sections.append((head, table_html(rows, cols) + _zero_iv_note(summary)))
+    if (summary.get("scorecard") or {}).get("points"):
+        sections.append(("Scorecard (this party's own features)", _scorecard_html(summary["scorecard"])))
     if steps:
         sections.append(("Pipeline", table_html([{"step": i + 1, "component": n, "parameters": dict(p) or "(defaults)"}
                                                  for i, (n, p) in enumerate(steps)], ["step", "component", "parameters"])))
