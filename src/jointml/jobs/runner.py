@@ -360,7 +360,11 @@ def _after_step(ctx: Any, state: JobState, name: str, verbose: bool) -> None:
                             f"{state.spec.min_rows}, min_rows): check that every party's id column holds the same "
                             "identifiers in the same format (leading zeros, case, spaces)", field="psi", public=True)
     if (comp.alias_of or comp.name) == "train":
-        state.summary["model"] = state.latest(ModelParts).model  # type: ignore[union-attr]  # train made it
+        parts = state.latest(ModelParts)
+        assert parts is not None  # train made it
+        state.summary["model"] = parts.model
+        if parts.columns:  # the columns the model was trained on (after any feature selection)
+            state.summary["feature_names"] = {p: list(c) for p, c in parts.columns.items()}
     if (comp.alias_of or comp.name) == "train" and verbose and ctx.me == state.label_party:
         for rec in getattr(state.model, "history_", None) or []:  # per-epoch progress (SS-LR / SS-GLM)
             loss = f", validation loss {rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""

@@ -9,6 +9,7 @@
 | `train` | Split, (Label, WoeModel, Encoding) | ModelParts, Label |
 | `predict` | ModelParts, (Split or AlignedFrame) | Scores |
 | `evaluate` | Scores, Label, (ModelParts) | (metrics in the summary) |
+| `select_features` | WoeModel | WoeModel (the kept columns) |
 | `scorecard` | ModelParts, WoeModel | (points tables in the summary and `scorecard.<party>.json`) |
 
 Aliases: `ss_lr.train`, `ss_glm.train`, `secureboost.train`, `ss_xgb.train` are `train` with
@@ -20,7 +21,7 @@ Aliases: `ss_lr.train`, `ss_glm.train`, `secureboost.train`, `ss_xgb.train` are 
 """
 
 from ..registry import alias
-from . import encode, evaluate, predict, psi, scorecard, split, train, woe  # noqa: F401 - registers the components
+from . import encode, evaluate, predict, psi, scorecard, select, split, train, woe  # noqa: F401 - registers the components
 
 for _m in ("ss_lr", "ss_glm", "secureboost", "ss_xgb"):
     alias(f"{_m}.train", "train", f"`train` with `model: {_m}` (kept for existing pipeline files).", model=_m)

@@ -280,6 +280,18 @@ def _scorecard_html(sc: dict) -> str:
     return head + table_html(rows, ["feature", "bin", "WOE", "points"])
 
 
+def _dropped_note(summary: dict) -> str:
+    """The features `select_features` left out, with the reason (at the label holder).
+
+    >>> _dropped_note({"dropped_features": {"x": "IV below iv_min"}})
+    "<p class='note'>Not used by the model: x (IV below iv_min).</p>"
+    """
+    dropped = summary.get("dropped_features") or {}
+    if not dropped:
+        return ""
+    return "<p class='note'>Not used by the model: " + html.escape(", ".join(f"{c} ({r})" for c, r in dropped.items())) + ".</p>"
+
+
 def _zero_iv_note(summary: dict) -> str:
     """The features with IV = 0, and why (they add nothing to a WOE model).
 
@@ -334,7 +346,7 @@ def run_report(party: str, summary: dict, steps: list | None = None, protocol: s
         sections.append(("Performance on the test rows", _performance(summary, baseline)))
     rows, cols, head = _feature_rows(summary)
     if rows:
-        sections.append((head, table_html(rows, cols) + _zero_iv_note(summary)))
+        sections.append((head, table_html(rows, cols) + _zero_iv_note(summary) + _dropped_note(summary)))
     if (summary.get("scorecard") or {}).get("points"):
         sections.append(("Scorecard (this party's own features)", _scorecard_html(summary["scorecard"])))
     if steps:
