@@ -252,3 +252,32 @@ def test_predict_as_one_node_per_party(lr_then_sb, tmp_path):
     assert not errors, errors
     scores = pd.read_csv(tmp_path / "scores.csv")
     assert len(scores) == N and scores["score"].between(0, 1).all()
+
+
+def test_label_holder_sees_what_the_partner_adds(lr_then_sb):
+    """The bank's own-features model on the same split, beside the joint one (KS uplift)."""
+    from jointml.data.metrics import roc_auc
+    from jointml.data.split import public_split
+    from jointml.data.woe_io import load_woe
+    from jointml.jobs.components.evaluate import local_baseline_scores
+
+    tmp, _, _ = lr_then_sb
+    bank = json.loads((tmp / "lr-out" / "summary.bank.json").read_text())
+    partner = json.loads((tmp / "lr-out" / "summary.partner.json").read_text())
+    assert bank["local_model"] == "logistic regression on its own WOE features"
+    assert bank["ks_uplift_pct"] == pytest.approx(100 * (bank["ks"] - bank["local_ks"]) / bank["local_ks"])
+    assert not any(k.startswith("local") or "uplift" in k for k in partner)
+    # the same rows and split, recomputed from the bank's own file and saved WOE part
+    df = pd.read_csv(tmp / "bank.csv")
+    tr, te = public_split(len(df), 0.3, 1)
+    y = (df["y"] == "bad").to_numpy(int)
+    woe = load_woe(tmp / "out" / "model.previous", "bank")  # the SS-LR run's parts, retired by the SecureBoost run
+    s, _ = local_baseline_scores(df.iloc[tr], df.iloc[te], y[tr], "y", "bank", woe)
+    assert roc_auc(y[te], s) == pytest.approx(bank["local_auc"], abs=1e-9)
+    assert "ks_uplift_pct" in (tmp / "lr-out" / "report.bank.html").read_text()
+
+
+def test_components_command_lists_parameters_and_ranges():
+    res = CliRunner().invoke(main, ["components"])
+    assert res.exit_code == 0
+    assert "test_fraction: default 0.3; allowed 0 < x < 1" in res.output and "model secureboost" in res.output

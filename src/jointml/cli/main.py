@@ -205,6 +205,32 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
             click.echo(f"  {k:<14} {v}")
 
 
+@main.command("components")
+@click.option("--markdown", is_flag=True, help="The full reference page (docs/pipelines.md) instead of a list.")
+def components_cmd(markdown: bool) -> None:
+    """List the pipeline components and models with their parameters (type, default, allowed values)."""
+    import jointml.jobs  # noqa: F401 - registers the components
+
+    from ..jobs.registry import COMPONENTS, MODELS, param_rule, reference_markdown
+
+    if markdown:
+        click.echo(reference_markdown(), nl=False)
+        return
+    for c in COMPONENTS.values():
+        if c.alias_of:
+            click.echo(f"{c.name}  (= {c.alias_of}" + (f" with {c.fixed})" if c.fixed else ")"))
+            continue
+        click.echo(f"{c.name} (v{c.version}): {c.doc.splitlines()[0] if c.doc else ''}")
+        for p in c.own_params.values():
+            rule = param_rule(c.name, p.name)
+            click.echo(f"    {p.name}: default {p.describe_default()}" + (f"; allowed {rule.describe()}" if rule else ""))
+    for e in MODELS.values():
+        click.echo(f"model {e.name} (train: {{model: {e.name}}}):")
+        for p in e.params().values():
+            rule = param_rule("train", p.name)
+            click.echo(f"    {p.name}: default {p.describe_default()}" + (f"; allowed {rule.describe()}" if rule else ""))
+
+
 def _check_cluster(cluster: str, party: str, needed: list[str]) -> None:
     """The cluster file names this node's party and every party the job needs (a dealer too)."""
     from ..core.errors import ConfigError

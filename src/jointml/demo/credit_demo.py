@@ -18,6 +18,7 @@ import pandas as pd
 from ..core.prg import Prg
 from ..data.split import public_split
 from ..datasets import load_germancredit
+from ..jobs.components.evaluate import logistic_newton
 from ..jobs.credit import CreditJobConfig, run_credit_job
 from ..runtime import simulate
 
@@ -275,32 +276,6 @@ def plaintext_trees_baseline(paths, cfg: CreditJobConfig) -> dict:
         "labels": y[te],
         "name": name,
     }
-
-
-def logistic_newton(X: np.ndarray, y: np.ndarray, l2: float, iters: int = 50, tol: float = 1e-10):
-    """Plaintext logistic regression: minimises mean log-loss + l2/2 ||w||^2 (intercept not
-    penalised) by Newton's method — the same optimum as scikit-learn's
-    LogisticRegression(C=1/(l2 n)), without needing scikit-learn at run time.
-
-    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 1, 0, 1])
-    >>> w, b = logistic_newton(X, y, l2=0.1)
-    >>> w.shape, bool(w[0] > 0)
-    ((1,), True)
-    """
-    n, d = X.shape
-    Z = np.hstack([X, np.ones((n, 1))])
-    theta = np.zeros(d + 1)
-    reg = np.full(d + 1, l2)
-    reg[-1] = 0.0
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(Z @ theta)))
-        g = Z.T @ (p - y) / n + reg * theta
-        H = (Z * (p * (1 - p))[:, None]).T @ Z / n + np.diag(reg) + 1e-12 * np.eye(d + 1)
-        step = np.linalg.solve(H, g)
-        theta -= step
-        if np.max(np.abs(step)) < tol:
-            break
-    return theta[:-1], float(theta[-1])
 
 
 def write_report(path: Path, summary: dict, bank: dict, baseline: dict, steps: list | None = None) -> Path:
