@@ -196,7 +196,10 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
                    f"job {first['job_fingerprint'][:12]}); nothing was computed")
         return
     main_party = next((r for r in res.values() if "auc" in r), next(iter(res.values())))
-    shown = {k: v for k, v in main_party.items() if k not in ("test_scores", "test_labels", "weights", "stats")}
+    shown = {k: v for k, v in main_party.items()
+             if k not in ("test_scores", "test_labels", "weights", "stats", "scorecard", "selected_features")}
+    if spec.output:
+        shown["reports"] = f"{spec.output}/report.<party>.html (one per party)"
     shown["bytes"] = sum(r["stats"]["bytes_sent"] for r in res.values())
     if as_json:
         click.echo(json.dumps(shown, default=str))

@@ -730,5 +730,12 @@ number of matched rows is printed and fewer than the pipeline's `min_rows` (defa
 `jointml run` prints one paragraph per error and exits with status 1; `jointml --debug run ...` shows the
 traceback.
 
+**Outputs.** With an `output`, each party writes `report.<party>.html` (only what that party may see: at the
+label holder ROC, KS, score distribution, gains by decile, IVs, its weights and the model on its own features
+beside the joint one; see `jointml.jobs.components.report`), `summary.<party>.json` and its model part in
+`model/`; a new run moves this party's earlier model parts to `model.previous/`. A walk-through from two CSV
+files: [tutorial.md](tutorial.md); every error message with its cause: [troubleshooting.md](troubleshooting.md).
+`jointml components` prints this reference in short.
+
 This page is generated from the registry (`jointml.jobs.registry.reference_markdown()`).
 """

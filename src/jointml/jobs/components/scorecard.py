@@ -46,6 +46,7 @@ def bin_labels(prebin_labels: list[str], prebin_to_bin: np.ndarray, n_bins: int)
     >>> bin_labels(["[-inf, 1)", "[1, 2)", "[2, inf)", "missing"], np.array([0, 0, 1, 2]), 3)
     ['[-inf, 2)', '[2, inf)', 'missing']
     """
+    prebin_labels = [_short_numbers(lab) for lab in prebin_labels]
     out = []
     for k in range(n_bins):
         idx = [i for i in np.flatnonzero(np.asarray(prebin_to_bin) == k) if i < len(prebin_labels)]
@@ -57,6 +58,17 @@ def bin_labels(prebin_labels: list[str], prebin_to_bin: np.ndarray, n_bins: int)
         else:
             out.append(" | ".join(labs) if labs else "(empty)")
     return out
+
+
+def _short_numbers(label: str) -> str:
+    """Bin edges with 6 significant digits (`[-0.9744999999999999, 1)` -> `[-0.9745, 1)`).
+
+    >>> _short_numbers("[-0.9744999999999999, 0.08499999999999999)")
+    '[-0.9745, 0.085)'
+    """
+    import re
+
+    return re.sub(r"-?\d+\.\d{7,}(?:e-?\d+)?", lambda m: f"{float(m.group()):.6g}", label)
 
 
 def _own_table(ctx: Any, woe: Any, weights: np.ndarray, cols: list[str], factor: float) -> dict[str, list[dict]]:
