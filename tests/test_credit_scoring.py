@@ -281,3 +281,34 @@ def test_components_command_lists_parameters_and_ranges():
     res = CliRunner().invoke(main, ["components"])
     assert res.exit_code == 0
     assert "test_fraction: default 0.3; allowed 0 < x < 1" in res.output and "model secureboost" in res.output
+
+
+def test_each_party_reports_the_stability_of_its_own_features(lr_then_sb):
+    from jointml.data.metrics import psi
+    from jointml.data.split import public_split
+
+    tmp, _, _ = lr_then_sb
+    bank = json.loads((tmp / "lr-out" / "summary.bank.json").read_text())
+    partner = json.loads((tmp / "lr-out" / "summary.partner.json").read_text())
+    assert set(bank["stability"]) == {"b1", "b2"} and set(partner["stability"]) == {"p1"}  # own columns only
+    df = pd.read_csv(tmp / "bank.csv")  # every id matched: the aligned order is the bank's file order
+    tr, te = public_split(len(df), 0.3, 1)
+    assert bank["stability"]["b1"] == pytest.approx(psi(df["b1"].iloc[tr], df["b1"].iloc[te]), abs=1e-4)
+    assert "Population stability" in (tmp / "lr-out" / "report.partner.html").read_text()
+
+
+def test_predict_remembers_the_id_column_from_training(lr_then_sb, tmp_path):
+    from jointml.jobs.saved import read_record, remember
+
+    tmp, _, _ = lr_then_sb
+    assert read_record(tmp / "out" / "model", "bank")["id_column"] == "id"  # the run's PSI key
+    model = tmp_path / "model"
+    shutil.copytree(tmp / "out" / "model", model)
+    for p in ("bank", "partner"):  # as if trained on a key named 'cust'
+        remember(model, p, id_column="cust")
+        pd.read_csv(tmp / f"{p}.csv").rename(columns={"id": "cust"}).to_csv(tmp_path / f"{p}.csv", index=False)
+    res = CliRunner().invoke(main, ["predict", "--model", str(model), "--input", f"bank={tmp_path / 'bank.csv'}",
+                                    "--input", f"partner={tmp_path / 'partner.csv'}", "--to", "bank", "--mode", "thread",
+                                    "--out", str(tmp_path / "s.csv")])
+    assert res.exit_code == 0, res.output
+    assert list(pd.read_csv(tmp_path / "s.csv").columns) == ["cust", "score"]

@@ -197,7 +197,7 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
         return
     main_party = next((r for r in res.values() if "auc" in r), next(iter(res.values())))
     shown = {k: v for k, v in main_party.items()
-             if k not in ("test_scores", "test_labels", "weights", "stats", "scorecard", "selected_features")}
+             if k not in ("test_scores", "test_labels", "weights", "stats", "scorecard", "selected_features", "stability")}
     if spec.output:
         shown["reports"] = f"{spec.output}/report.<party>.html (one per party)"
     shown["bytes"] = sum(r["stats"]["bytes_sent"] for r in res.values())
@@ -262,7 +262,7 @@ def _check_cluster(cluster: str, party: str, needed: list[str]) -> None:
          "parties with input as PARTY alone.",
 )
 @click.option("--to", "to", required=True, help="The party that receives the scores.")
-@click.option("--id-column", default="id", show_default=True)
+@click.option("--id-column", default=None, help="The id column to align rows on [default: the training's PSI key, else id].")
 @click.option("--dealer", default="dealer", show_default=True)
 @click.option(
     "--out", "out_path", type=click.Path(dir_okay=False), default=None, help="CSV for the scores (written by the receiver)."
@@ -275,7 +275,7 @@ def _check_cluster(cluster: str, party: str, needed: list[str]) -> None:
 @click.option("--party", default=None, help="With --cluster: the party this node runs.")
 @click.option("--timeout", "recv_timeout", type=float, default=None,
               help="Seconds to wait for a peer's message before stopping with an error naming it (simulation).")
-def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, dealer: str, out_path: str | None,
+def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str | None, dealer: str, out_path: str | None,
             unmatched_path: str | None, mode: str, cluster: str | None, party: str | None,
             recv_timeout: float | None) -> None:
     """Score new rows jointly with saved model parts; only --to sees the scores.
@@ -289,6 +289,7 @@ def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, de
     if party and not cluster:
         raise click.UsageError("--party needs --cluster (the cluster file with every party's address)")
     paths = _predict_inputs(inputs, cluster is not None, party)
+    id_column = id_column or _trained_id_column(model_dir, [party] if party else list(paths))
     kwargs: dict[str, Any] = {"id_column": id_column or None, "dealer": dealer}
     if cluster:
         from ..runtime import run_party
@@ -309,6 +310,17 @@ def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, de
     _write_scores(got, to, id_column, out_path, unmatched_path)
 
 
+def _trained_id_column(model_dir: str, parties: list[str]) -> str:
+    """The PSI key the model was trained with (remembered in the party's record), else "id"."""
+    from ..jobs.saved import read_record
+
+    for p in parties:
+        rec = read_record(model_dir, p)
+        if rec is not None and isinstance(rec.get("id_column"), str):
+            return str(rec["id_column"])
+    return "id"
+
+
 def _predict_inputs(items: tuple[str, ...], cluster: bool, me: str | None) -> dict[str, str]:
     paths = {}
     for item in items:
@@ -319,12 +331,12 @@ def _predict_inputs(items: tuple[str, ...], cluster: bool, me: str | None) -> di
     return paths
 
 
-def _write_scores(got: dict, to: str, id_column: str, out_path: str | None, unmatched_path: str | None) -> None:
+def _write_scores(got: dict, to: str, id_column: str | None, out_path: str | None, unmatched_path: str | None) -> None:
     import pandas as pd
 
     df = pd.DataFrame({"score": got["scores"]})
     if got.get("ids") is not None:
-        df.insert(0, id_column, got["ids"])
+        df.insert(0, id_column or "id", got["ids"])
     note = (f"scored with the {got['model']} model {got.get('model_id')}; {len(df)} of {got.get('input_rows', len(df))} "
             f"rows of '{to}' matched, {got.get('unmatched_rows', 0)} had no match")
     unmatched = got.get("unmatched_ids") or []
@@ -332,7 +344,7 @@ def _write_scores(got: dict, to: str, id_column: str, out_path: str | None, unma
         from pathlib import Path
 
         up = Path(unmatched_path) if unmatched_path else Path(str(out_path)).with_suffix(".unmatched.csv")
-        pd.DataFrame({id_column: unmatched}).to_csv(up, index=False)
+        pd.DataFrame({id_column or "id": unmatched}).to_csv(up, index=False)
         note += f" (their ids: {up})"
     if out_path:
         df.to_csv(out_path, index=False)

@@ -295,9 +295,35 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, chec
                          seconds=round(time.perf_counter() - t_all, 3), stats=ctx.stats())
     if state.label_party is not None:
         state.summary.setdefault("label_party", state.label_party)
+    stability = _own_stability(ctx.me, state)
+    if stability:
+        state.summary["stability"] = stability
     if spec.output:
         _write_outputs(ctx.me, spec, state.summary)
+        if needs.keys and state.latest(ModelParts) is not None:  # predict's default --id-column
+            from .saved import remember
+
+            remember(Path(spec.output) / "model", ctx.me, id_column=needs.keys[0])
     return state.summary
+
+
+def _own_stability(me: str, state: JobState) -> dict[str, float]:
+    """Population stability index (train vs test rows) of this party's own numeric columns: local,
+    on its own data only (nothing is sent)."""
+    from ..data.metrics import psi
+
+    if state.train is None or me not in getattr(state.train, "parts", {}):
+        return {}
+    tr, te = state.train.parts[me].value, state.test.parts[me].value
+    label = state.label.name if state.label is not None else None
+    out = {}
+    for c in tr.columns:
+        if c == label or tr[c].dtype.kind not in "biuf":
+            continue
+        a, b = tr[c].dropna().to_numpy(float), te[c].dropna().to_numpy(float)
+        if len(a) >= 2 and len(b) >= 1:
+            out[c] = round(psi(a, b), 4)
+    return out
 
 
 def _write_outputs(me: str, spec: PipelineSpec, summary: dict) -> None:

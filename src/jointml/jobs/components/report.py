@@ -280,6 +280,20 @@ def _scorecard_html(sc: dict) -> str:
     return head + table_html(rows, ["feature", "bin", "WOE", "points"])
 
 
+def _stability_html(stability: dict) -> str:
+    """PSI per own feature with the usual reading (< 0.1 stable, 0.1-0.25 some shift, > 0.25 large shift).
+
+    >>> "large shift" in _stability_html({"x": 0.3})
+    True
+    """
+    def verdict(v: float) -> str:
+        return "stable" if v < 0.1 else ("some shift" if v <= 0.25 else "large shift")
+
+    rows = [{"feature": c, "PSI": float(v), "reading": verdict(float(v))}
+            for c, v in sorted(stability.items(), key=lambda kv: -kv[1])]
+    return table_html(rows, ["feature", "PSI", "reading"])
+
+
 def _dropped_note(summary: dict) -> str:
     """The features `select_features` left out, with the reason (at the label holder).
 
@@ -348,6 +362,9 @@ def run_report(party: str, summary: dict, steps: list | None = None, protocol: s
     rows, cols, head = _feature_rows(summary)
     if rows:
         sections.append((head, table_html(rows, cols) + _zero_iv_note(summary) + _dropped_note(summary)))
+    if summary.get("stability"):
+        sections.append(("Population stability of this party's own features (train vs test rows)",
+                         _stability_html(summary["stability"])))
     if (summary.get("scorecard") or {}).get("points"):
         sections.append(("Scorecard (this party's own features)", _scorecard_html(summary["scorecard"])))
     if steps:
