@@ -312,3 +312,24 @@ def test_predict_remembers_the_id_column_from_training(lr_then_sb, tmp_path):
                                     "--out", str(tmp_path / "s.csv")])
     assert res.exit_code == 0, res.output
     assert list(pd.read_csv(tmp_path / "s.csv").columns) == ["cust", "score"]
+
+
+def test_every_run_has_a_run_folder_and_runs_lists_them(lr_then_sb):
+    import hashlib
+
+    tmp, _, _ = lr_then_sb
+    runs = sorted((tmp / "out" / "runs").iterdir())
+    assert len(runs) == 2
+    for d in runs:
+        assert sorted(f.name for f in d.glob("manifest.*.json")) == [f"manifest.{p}.json" for p in sorted(PARTIES)]
+        bank = json.loads((d / "manifest.bank.json").read_text())
+        partner = json.loads((d / "manifest.partner.json").read_text())
+        assert bank["input"]["sha256"] == hashlib.sha256((tmp / "bank.csv").read_bytes()).hexdigest()
+        assert partner["input"]["sha256"] == hashlib.sha256((tmp / "partner.csv").read_bytes()).hexdigest()
+        assert "auc" in bank["metrics"] and "auc" not in partner["metrics"]  # metrics stay at the label holder
+        assert bank["job_fingerprint"] == partner["job_fingerprint"] and bank["run_id"] == d.name
+        assert (d / "report.bank.html").exists() and set(bank["files"]) == {"report.bank.html", "summary.bank.json"}
+    res = CliRunner().invoke(main, ["runs", str(tmp / "out")])
+    lines = res.output.strip().splitlines()
+    assert res.exit_code == 0 and len(lines) == 2
+    assert "secureboost" in lines[0] and "ss_lr" in lines[1] and "auc 0." in lines[0]  # newest first

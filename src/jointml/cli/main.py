@@ -208,6 +208,29 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
             click.echo(f"  {k:<14} {v}")
 
 
+@main.command("runs")
+@click.argument("output", type=click.Path(file_okay=False), default="out")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
+def runs_cmd(output: str, as_json: bool) -> None:
+    """List the past runs recorded in OUTPUT/runs/ (newest first) with their metrics."""
+    import time as _time
+
+    from ..jobs.runner import list_runs
+
+    rows = list_runs(output)
+    if not rows:
+        click.echo(f"no runs recorded in {output}/runs/")
+        return
+    for r in rows:
+        if as_json:
+            click.echo(json.dumps(r, default=str))
+            continue
+        when = _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(r["created"]))
+        metrics = "  ".join(f"{k} {r[k]:.4f}" if isinstance(r[k], float) else f"{k} {r[k]}"
+                            for k in ("auc", "ks", "ks_uplift_pct", "rows_aligned") if k in r)
+        click.echo(f"{r['run_id']}  {when}  {r['pipeline']}  {r['model'] or '-'}  {metrics}")
+
+
 @main.command("components")
 @click.option("--markdown", is_flag=True, help="The full reference page (docs/pipelines.md) instead of a list.")
 def components_cmd(markdown: bool) -> None:

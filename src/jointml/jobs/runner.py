@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,8 +64,8 @@ from .check import Problem, announce, cross_problem, job_needs, read_checked
 from .registry import COMPONENTS
 from .spec import PipelineSpec, device_params, fields_digest, fingerprint_fields, first_difference
 
-__all__ = ["JobState", "agree_on_job", "check_wiring", "gather_job", "predict_job", "run_pipeline", "simulate_pipeline",
-           "state_labels"]
+__all__ = ["JobState", "agree_on_job", "check_wiring", "gather_job", "list_runs", "predict_job", "run_pipeline",
+           "simulate_pipeline", "state_labels"]
 
 A = TypeVar("A", bound=Artifact)
 
@@ -193,13 +194,16 @@ def agree_on_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job", pro
 
 
 def gather_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job", problem: Problem | None = None,
-               columns: list[str] | None = None) -> tuple[str, dict[str, list[str]]]:
+               columns: list[str] | None = None) -> tuple[str, dict[str, list[str]], str]:
     """`agree_on_job`, also returning what each party announced of `columns` (the job's named
-    columns it has, `jobs.check.announce`): `(fingerprint, {party: columns})`."""
+    columns it has, `jobs.check.announce`) and a run id (the first party's proposal, a time
+    stamp and random letters): `(fingerprint, {party: columns}, run id)`."""
     from ..runtime.collectives import all_gather
+    from ..runtime.persist import new_model_id
 
     mine = [[p, h] for p, h in fields]
-    meta: dict[str, Any] = {"fields": mine, "columns": list(columns or [])}
+    meta: dict[str, Any] = {"fields": mine, "columns": list(columns or []),
+                            "run_id": f"{time.strftime('%Y%m%d-%H%M%S')}-{new_model_id()[:6]}"}
     if problem is not None:
         meta["problem"] = {"public": problem.public, "kind": problem.kind, "field": problem.field}
     got = all_gather(ctx, meta=meta, name="job-agreement")
@@ -216,7 +220,10 @@ def gather_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job", probl
             pr = problem if p == ctx.me and problem is not None else _announced_problem(p, r.meta["problem"])
             raise pr.error(p, here=p == ctx.me)
     cols = {p: _announced_columns(p, r.meta) for p, r in got.items()}
-    return fields_digest(ref), cols
+    run_id = got[ref_party].meta.get("run_id")
+    if not isinstance(run_id, str) or not re.fullmatch(r"[0-9A-Za-z-]{1,40}", run_id):
+        raise ProtocolError("job agreement: malformed run id", party=ref_party, field="run_id")
+    return fields_digest(ref), cols, run_id
 
 
 def _announced_problem(party: str, raw: Any) -> Problem:
@@ -264,7 +271,7 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, chec
     if ctx.me in spec.inputs:
         df, problem = read_checked(spec.inputs[ctx.me], ctx.me, needs)
     with _named_step("job agreement"):
-        fingerprint, has = gather_job(ctx, spec.fields_fingerprint(), "pipeline", problem, announce(needs, df))
+        fingerprint, has, run_id = gather_job(ctx, spec.fields_fingerprint(), "pipeline", problem, announce(needs, df))
     cross = cross_problem(needs, has)
     if cross is not None:
         raise cross[1].error(cross[0], here=False)
@@ -291,7 +298,7 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, chec
         state.timings[name] = round(time.perf_counter() - t, 3)
         _after_step(ctx, state, name, verbose)
         _progress(ctx, state, verbose, f"{name:<14} done in {state.timings[name]:.2f} s")
-    state.summary.update(party=ctx.me, job_fingerprint=fingerprint, timings=state.timings,
+    state.summary.update(party=ctx.me, job_fingerprint=fingerprint, run_id=run_id, timings=state.timings,
                          seconds=round(time.perf_counter() - t_all, 3), stats=ctx.stats())
     if state.label_party is not None:
         state.summary.setdefault("label_party", state.label_party)
@@ -304,7 +311,59 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, chec
             from .saved import remember
 
             remember(Path(spec.output) / "model", ctx.me, id_column=needs.keys[0])
+        _write_run_folder(ctx.me, spec, state.summary, run_id)
     return state.summary
+
+
+def _write_run_folder(me: str, spec: PipelineSpec, summary: dict, run_id: str) -> Path:
+    """`<output>/runs/<run id>/`: this party's copy of its report and summary, and a manifest
+    (jointml version, job fingerprint and parameters, the SHA-256 of its own input file, its
+    metrics, which files are its own). Every party writes only its own files; nothing is sent."""
+    import hashlib
+
+    from .. import __version__
+
+    out = Path(spec.output or ".")
+    d = out / "runs" / run_id
+    d.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in (f"report.{me}.html", f"summary.{me}.json"):
+        if (out / name).exists():
+            atomic_write(d / name, (out / name).read_text())
+            files[name] = hashlib.sha256((d / name).read_bytes()).hexdigest()
+    inp = spec.inputs.get(me)
+    manifest = {
+        "format": "jointml.run/1", "run_id": run_id, "party": me, "jointml_version": __version__,
+        "pipeline": spec.name, "job_fingerprint": summary.get("job_fingerprint"), "created": time.time(),
+        "parameters": {k: v for k, v in spec.canonical_fields().items() if not k.startswith("inputs")},
+        "input": {"path": inp, "sha256": hashlib.sha256(Path(inp).read_bytes()).hexdigest()} if inp else None,
+        "metrics": {k: summary[k] for k in ("rows_aligned", "train_rows", "test_rows", "auc", "ks", "local_auc",
+                                            "local_ks", "ks_uplift_pct") if k in summary},
+        "model": summary.get("model"), "model_dir": summary.get("model_dir"), "files": files,
+    }
+    atomic_write(d / f"manifest.{me}.json", json.dumps(manifest, indent=1, default=_json_default))
+    return d
+
+
+def list_runs(output: str | Path) -> list[dict]:
+    """The runs recorded in `output/runs/` (newest first): per run, the manifests found here (this
+    organisation's parties), merged: run id, time, model, pipeline, metrics where a party has them.
+
+    >>> list_runs("/nonexistent")
+    []
+    """
+    rows = []
+    for d in (Path(output) / "runs").glob("*"):
+        mans = [json.loads(m.read_text()) for m in sorted(d.glob("manifest.*.json"))]
+        if not mans:
+            continue
+        metrics: dict = {}
+        for m in mans:
+            metrics.update(m.get("metrics") or {})
+        rows.append({"run_id": d.name, "created": max(m.get("created", 0) for m in mans), "pipeline": mans[0].get("pipeline"),
+                     "model": next((m.get("model") for m in mans if m.get("model")), None),
+                     "parties": [m.get("party") for m in mans], **metrics})
+    return sorted(rows, key=lambda r: -r["created"])  # newest first (run ids of the same second tie)
 
 
 def _own_stability(me: str, state: JobState) -> dict[str, float]:
