@@ -158,7 +158,8 @@ def test_every_party_gets_its_own_report(lr_then_sb):
         for p in PARTIES:
             assert (tmp / d / f"report.{p}.html").exists()
     bank = _text(tmp / "lr-out" / "report.bank.html")
-    assert bank.count("<svg") == 3  # ROC, KS, score distribution by class
+    assert bank.count("<svg") == 4  # ROC, KS, score distribution by class, calibration
+    assert "own features only AUC" in bank  # the bank-only model's ROC beside the joint one
     assert "Gains by score decile" in bank and "Features: IV and weights" in bank
     assert "<svg" not in _text(tmp / "lr-out" / "report.partner.html")  # no scores at the partner
 

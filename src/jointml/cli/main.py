@@ -184,7 +184,7 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
         if check_only:
             click.echo(f"'{party}': the job passed its checks at every party (job {summary['job_fingerprint'][:12]})")
             return
-        shown = {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels")}
+        shown = {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels", "local_test_scores", "scorecard")}
         click.echo(json.dumps(shown, default=str) if as_json else "\n".join(f"  {k:<14} {v}" for k, v in shown.items()))
         return
     if not as_json:
@@ -197,7 +197,8 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
         return
     main_party = next((r for r in res.values() if "auc" in r), next(iter(res.values())))
     shown = {k: v for k, v in main_party.items()
-             if k not in ("test_scores", "test_labels", "weights", "stats", "scorecard", "selected_features", "stability")}
+             if k not in ("test_scores", "test_labels", "local_test_scores", "weights", "stats", "scorecard",
+                          "selected_features", "stability")}
     if spec.output:
         shown["reports"] = f"{spec.output}/report.<party>.html (one per party)"
     shown["bytes"] = sum(r["stats"]["bytes_sent"] for r in res.values())

@@ -391,7 +391,7 @@ def _write_outputs(me: str, spec: PipelineSpec, summary: dict) -> None:
 
     out = Path(spec.output or ".")
     out.mkdir(parents=True, exist_ok=True)
-    public = {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels")}
+    public = {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels", "local_test_scores")}
     protocol = device_params(spec.mpc, spec.parties)["protocol"]
     atomic_write(out / f"report.{me}.html", run_report(me, summary, spec.steps, protocol, title=f"jointml: {spec.name}"))
     atomic_write(out / f"summary.{me}.json", json.dumps(public, indent=1, default=_json_default))

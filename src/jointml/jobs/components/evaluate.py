@@ -68,6 +68,7 @@ def _local_baseline(out: dict, holder: str, label: Label, split: Any, woe: WoeMo
         return
     s_local, kind = got
     out["local_model"] = kind
+    out["local_test_scores"] = np.asarray(s_local).tolist()  # at the label holder only (its report's ROC)
     out["local_auc"] = float(M.roc_auc(y_test, s_local))
     out["local_ks"] = float(M.ks(y_test, s_local).statistic)
     if "ks" in out and out["local_ks"] > 0:

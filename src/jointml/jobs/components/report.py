@@ -38,21 +38,47 @@ def _axes(w: int, h: int, pad: int, xlabel: str, ylabel: str) -> str:
     )
 
 
-def roc_svg(fpr, tpr, auc: float, baseline: tuple | None = None, w: int = 420, h: int = 380) -> str:
-    """An ROC curve (and a dashed baseline `(fpr, tpr, auc)`) as an SVG element.
+def roc_svg(fpr, tpr, auc: float, baseline: tuple | list | None = None, w: int = 420, h: int = 380) -> str:
+    """An ROC curve, and dashed baselines `(fpr, tpr, auc[, name])` (one tuple or a list), as an SVG element.
 
-    >>> roc_svg([0, 0.5, 1], [0, 0.8, 1], 0.8).startswith("<svg")
+    >>> svg = roc_svg([0, 0.5, 1], [0, 0.8, 1], 0.8, [([0, 1], [0, 1], 0.5, "bank only")])
+    >>> svg.startswith("<svg") and "bank only AUC 0.5000" in svg
     True
     """
     pad = 44
+    bases = [baseline] if isinstance(baseline, tuple) else list(baseline or [])
     parts = [_axes(w, h, pad, "false positive rate", "true positive rate"), _polyline([0, 1], [0, 1], w, h, pad, "#bbb", "4 4")]
-    if baseline is not None:
-        parts.append(_polyline(baseline[0], baseline[1], w, h, pad, "#e39b2d", "6 3"))
+    colors = ["#e39b2d", "#8e44ad", "#16a085"]
+    for i, b in enumerate(bases):
+        parts.append(_polyline(b[0], b[1], w, h, pad, colors[i % 3], "6 3"))
     parts.append(_polyline(fpr, tpr, w, h, pad, "#1f5fbf"))
-    legend = f'<text x="{pad + 10}" y="{pad + 18}" font-size="12" fill="#1f5fbf">joint model AUC {auc:.4f}</text>'
-    if baseline is not None:
-        legend += f'<text x="{pad + 10}" y="{pad + 34}" font-size="12" fill="#e39b2d">plaintext twin AUC {baseline[2]:.4f}</text>'
+    x, y0 = w - pad - 10, h - pad - 12 - 16 * len(bases)  # bottom right: the curves bend to the top left
+    legend = f'<text x="{x}" y="{y0}" font-size="12" text-anchor="end" fill="#1f5fbf">joint model AUC {auc:.4f}</text>'
+    for i, b in enumerate(bases):
+        name = b[3] if len(b) > 3 else "plaintext twin"
+        legend += (f'<text x="{x}" y="{y0 + 16 * (i + 1)}" font-size="12" text-anchor="end" fill="{colors[i % 3]}">'
+                   f'{html.escape(str(name))} AUC {b[2]:.4f}</text>')
     return _svg(w, h, "".join(parts) + legend)
+
+
+def calibration_svg(y_true: np.ndarray, score: np.ndarray, groups: int = 10, w: int = 420, h: int = 380) -> str:
+    """Calibration: observed bad rate against the mean predicted probability, per score decile.
+
+    >>> calibration_svg(np.array([0, 1, 0, 1]), np.array([0.2, 0.8, 0.3, 0.7]), groups=2).count("<circle")
+    2
+    """
+    y, s = np.asarray(y_true).astype(float), np.asarray(score, dtype=float)
+    order = np.argsort(s, kind="stable")
+    chunks = [c for c in np.array_split(order, min(groups, max(len(s), 1))) if len(c)]
+    px = [float(s[c].mean()) for c in chunks]
+    py = [float(y[c].mean()) for c in chunks]
+    pad = 44
+    parts = [_axes(w, h, pad, "mean predicted probability of bad", "observed bad rate"),
+             _polyline([0, 1], [0, 1], w, h, pad, "#bbb", "4 4"), _polyline(px, py, w, h, pad, "#1f5fbf")]
+    parts += [f'<circle cx="{pad + a * (w - 2 * pad):.1f}" cy="{h - pad - b * (h - 2 * pad):.1f}" r="3" fill="#1f5fbf"/>'
+              for a, b in zip(px, py)]
+    note = f'<text x="{pad + 10}" y="{pad + 18}" font-size="12">by score decile (dashed: perfect calibration)</text>'
+    return _svg(w, h, "".join(parts) + note)
 
 
 def ks_svg(thresholds_frac, cum_bad, cum_good, ks: float, at: float, w: int = 420, h: int = 380) -> str:
@@ -326,13 +352,17 @@ def _performance(summary: dict, baseline: dict | None) -> str:
     if len(set(y.tolist())) < 2:
         return "<p class='note'>The test rows hold a single class: no ROC or KS.</p>"
     fpr, tpr, _ = roc_curve(y, s)
-    base = None
+    bases = []
     if baseline is not None:
         bf, bt, _ = roc_curve(baseline["labels"], baseline["scores"])
-        base = (bf, bt, baseline["auc"])
+        bases.append((bf, bt, baseline["auc"], baseline.get("name", "plaintext twin")))
+    if summary.get("local_test_scores") is not None and summary.get("local_auc") is not None:
+        lf, lt, _ = roc_curve(y, np.asarray(summary["local_test_scores"]))
+        bases.append((lf, lt, float(summary["local_auc"]), "own features only"))
     frac, cb, cg, ksv, at = ks_curve(y, s)
-    charts = (f"<div class='charts'>{roc_svg(fpr, tpr, float(summary.get('auc', 0.0)), base)}"
-              f"{ks_svg(frac, cb, cg, ksv, at)}{score_hist_svg(y, s)}</div>")
+    charts = (f"<div class='charts'>{roc_svg(fpr, tpr, float(summary.get('auc', 0.0)), bases)}"
+              f"{ks_svg(frac, cb, cg, ksv, at)}{score_hist_svg(y, s)}"
+              + (calibration_svg(y, s) if 0.0 <= float(s.min()) and float(s.max()) <= 1.0 else "") + "</div>")
     cols = ["group", "rows", "min score", "bad", "bad rate", "cum. bad", "cum. good", "KS", "lift"]
     return charts + "<h3>Gains by score decile (highest scores first)</h3>" + table_html(decile_table(y, s), cols)
 
