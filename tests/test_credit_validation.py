@@ -238,3 +238,13 @@ def _catch(cls, fn, *args):
     except cls as e:
         return str(e)
     return ""
+
+
+def test_quiet_run_logs_every_party_to_its_file(tmp_path):
+    log = tmp_path / "log-{party}.txt"
+    code, out, _ = _run(tmp_path, args=("--quiet", "--log-file", str(log)))
+    assert code == 0, out
+    assert "start" not in out and "auc" in out  # no progress lines, the summary still
+    for p in ("bank", "partner", "dealer"):
+        text = (tmp_path / f"log-{p}.txt").read_text()
+        assert f"[{p}] psi" in text and f"[{p}] evaluate       done" in text and "psi matched 60 rows" in text

@@ -161,11 +161,14 @@ def demo(
 @click.option("--timeout", "recv_timeout", type=float, default=None,
               help="Seconds a party waits for a peer's message before stopping with an error naming the peer and the "
                    "step (simulation; a deployment sets recv_timeout in its cluster file).")
+@click.option("--quiet", is_flag=True, help="No progress lines (errors and the summary only).")
+@click.option("--log-file", default=None, type=click.Path(dir_okay=False),
+              help="Append every party's timestamped progress lines to this file ({party} in the name: one per party).")
 @click.option("--check", "check_only", is_flag=True,
               help="Only check the job (parameters, every party's input, the cluster) and agree on the verdict; "
                    "nothing is computed.")
 def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as_json: bool,
-            recv_timeout: float | None, check_only: bool) -> None:
+            recv_timeout: float | None, quiet: bool, log_file: str | None, check_only: bool) -> None:
     """Run a declarative pipeline (YAML): every party as a local process, or, with --cluster and
     --party, this organisation's party only (each organisation runs the same command)."""
     from ..jobs import PipelineSpec, run_pipeline, simulate_pipeline
@@ -180,16 +183,18 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
         if not party:
             raise click.UsageError("--cluster needs --party (the party this node runs)")
         _check_cluster(cluster, party, spec.parties)
-        summary = run_party(run_pipeline, party, cluster, spec, verbose=False if as_json else "all", check_only=check_only)
+        summary = run_party(run_pipeline, party, cluster, spec, verbose=False if (as_json or quiet) else "all",
+                            check_only=check_only, options={"jobs.log_file": log_file} if log_file else None)
         if check_only:
             click.echo(f"'{party}': the job passed its checks at every party (job {summary['job_fingerprint'][:12]})")
             return
         shown = {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels", "local_test_scores", "scorecard")}
         click.echo(json.dumps(shown, default=str) if as_json else "\n".join(f"  {k:<14} {v}" for k, v in shown.items()))
         return
-    if not as_json:
+    if not (as_json or quiet):
         click.echo(f"pipeline '{spec.name}': parties {', '.join(spec.parties)}; steps " + " -> ".join(n for n, _ in spec.steps))
-    res = simulate_pipeline(spec, mode=mode, verbose=not as_json, recv_timeout=recv_timeout, check_only=check_only)
+    res = simulate_pipeline(spec, mode=mode, verbose=not (as_json or quiet), recv_timeout=recv_timeout, check_only=check_only,
+                            log_file=log_file)
     if check_only:
         first = next(iter(res.values()))
         click.echo(f"the job passed its checks at every party ({', '.join(res)}; label at '{first['label_party']}'; "

@@ -430,8 +430,15 @@ def _retire_outputs(me: str, spec: PipelineSpec) -> None:
 
 
 def _progress(ctx: Any, state: JobState, verbose: bool, text: str) -> None:
+    """A timestamped line: on stdout when `verbose`, and in this party's log file (context option
+    `jobs.log_file`, `jointml run --log-file`) whatever `verbose` says."""
+    line = f"  {time.strftime('%H:%M:%S')} [{ctx.me}] {text}"
     if verbose:
-        print(f"  {time.strftime('%H:%M:%S')} [{ctx.me}] {text}", flush=True)
+        print(line, flush=True)
+    log = ctx.options.get("jobs.log_file")
+    if log:
+        with open(str(log).replace("{party}", ctx.me), "a", encoding="utf-8") as f:
+            f.write(line + "\n")
 
 
 def _after_step(ctx: Any, state: JobState, name: str, verbose: bool) -> None:
@@ -471,17 +478,19 @@ def _json_default(o: Any) -> Any:
 
 def simulate_pipeline(spec: PipelineSpec, mode: str = "process", verbose: bool = True,
                       party_specs: dict[str, PipelineSpec] | None = None, recv_timeout: float | None = None,
-                      check_only: bool = False) -> dict:
+                      check_only: bool = False, log_file: str | None = None) -> dict:
     """Run a pipeline with every party as a local process (or thread); `{party: summary}`.
 
     `party_specs` gives some parties their own copy of the pipeline (as separate organisations
     have), e.g. to see the parties refuse a job they do not agree on; the others run `spec`.
     `recv_timeout`: seconds a party waits for a peer's message before it stops with an error
-    naming the peer and the step (default: no limit).
+    naming the peer and the step (default: no limit). `log_file`: every party appends its
+    progress lines there (`{party}` in the path is replaced by the party's name).
     """
     from ..runtime import simulate
 
     return simulate(_run_party_pipeline, spec.parties, mode=mode, recv_timeout=recv_timeout,
+                    options={"jobs.log_file": log_file} if log_file else None,
                     kwargs={"spec": spec, "verbose": verbose, "party_specs": dict(party_specs or {}),
                             "check_only": check_only})
 
