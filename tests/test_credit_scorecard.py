@@ -39,7 +39,7 @@ def _spec(tmp, woe_to_owner=True, card=None):
              {"woe_binning": {"label": "y", "pos_label": "bad", "key_bits": 512, "method": "quantile", "max_bins": 4,
                               "woe_to_owner": woe_to_owner, "label_proofs": False}},
              {"ss_lr.train": {"epochs": 5, "batch_size": 64, "learning_rate": 1.0, "sigmoid": "accurate"}},
-             {"scorecard": card or {"pdo": 20, "base_score": 600, "base_odds": 50}}]
+             {"predict": {}}, {"scorecard": card or {"pdo": 20, "base_score": 600, "base_odds": 50}}]
     doc = {"name": "card", "parties": PARTIES, "mpc": {"protocol": "semi2k", "dealer": "dealer"},
            "inputs": {"bank": "bank.csv", "partner": "partner.csv"}, "steps": steps, "output": "out"}
     (tmp / "p.yaml").write_text(yaml.safe_dump(doc))
@@ -105,7 +105,7 @@ def test_points_follow_weights_and_woe(card_run):
 
 def test_scorecard_needs_woe_at_the_owners(tmp_path):
     _files(tmp_path)
-    with pytest.raises(PartyFailed, match="step 5 \\(scorecard\\).*woe_to_owner: true") as e:
+    with pytest.raises(PartyFailed, match="step 6 \\(scorecard\\).*woe_to_owner: true") as e:
         simulate_pipeline(_spec(tmp_path, woe_to_owner=False), mode="thread", verbose=False)
     assert e.value.error_type == "ConfigError" and "woe_binning.py" not in e.value.traceback  # refused before any step
 
@@ -114,3 +114,32 @@ def test_scorecard_parameters_checked_when_read(tmp_path):
     _files(tmp_path)
     with pytest.raises(ConfigError, match="field 'pdo'.*must be > 0"):
         _spec(tmp_path, card={"pdo": 0})
+
+
+def test_reason_codes_at_the_label_holder(card_run):
+    """The bank's reasons per test row match those computed from both parties' true points
+    (the partner's summed contribution derived by the bank from the score alone)."""
+    from jointml.data.split import public_split
+    from jointml.jobs.components.scorecard import reason_codes
+
+    tmp, res = card_run
+    got = pd.read_csv(tmp / "out" / "reasons.bank.csv")
+    assert not (tmp / "out" / "reasons.partner.csv").exists()  # reasons only where the scores are
+    ids = pd.read_csv(tmp / "bank.csv")["id"].to_numpy()
+    _, te = public_split(N, 0.3, 1)
+    test_ids = ids[te]
+    bank_card, partner_card = res["bank"]["scorecard"], res["partner"]["scorecard"]
+    pts = {}
+    for party, card in (("bank", bank_card), ("partner", partner_card)):
+        df = pd.read_csv(tmp / f"{party}.csv").set_index("id").loc[test_ids].reset_index()
+        woe = load_woe(tmp / "out" / "model", party)
+        idx = woe.bin_indices(party, df[list(card["points"])])
+        for j, c in enumerate(card["points"]):
+            pts[c] = np.array([r["points"] for r in card["points"][c]])[idx[:, j]]
+    true = {"b1": pts["b1"], "partner features (summed)": pts["p1"] + pts["p2"]}
+    want = reason_codes(true, 3)
+    firsts = [w[0] if w else None for w in want]
+    mine = [r if isinstance(r, str) else None for r in got["reason 1"]]  # no reason: every contribution above its mean
+    agree = np.mean([a == b for a, b in zip(mine, firsts)])
+    assert len(got) == len(te) and agree > 0.95
+    assert set(got["reason 1"].dropna()) <= {"b1", "partner features (summed)"}  # never a partner feature by name

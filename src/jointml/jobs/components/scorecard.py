@@ -7,6 +7,15 @@ points of the row's bins`, with `points(bin k of feature j) = -factor * w_j * wo
 `base points = offset - factor * intercept`. Higher scores mean lower risk; `pdo` more
 points halve the odds of a bad outcome.
 
+**Reason codes** (with a preceding `predict` to the label holder, `reasons` > 0): for each
+scored row the label holder lists the `reasons` features whose points fall furthest below
+their mean over the scored rows (the adverse contributions). Its own features count one by
+one; the other parties' features count as one summed contribution, "partner features
+(summed)", which the label holder derives from the row's score minus the base points and
+its own points: no message, and nothing it could not already compute from the score it
+received. Per-feature partner contributions would need the partner to reveal its points per
+row: not offered.
+
 Who computes what: each party its own points table, from its own weights (SS-LR with
 `reveal="owners"`) and the WOE values of its own bins, which a feature holder has only
 with `woe_binning(woe_to_owner: true)` (the step refuses otherwise, at every party alike);
@@ -28,10 +37,10 @@ import numpy as np
 
 from ...core.errors import ConfigError
 from ...runtime.persist import atomic_write
-from ..artifacts import ModelParts, WoeModel
+from ..artifacts import ModelParts, Scores, WoeModel
 from ..registry import component
 
-__all__ = ["bin_labels", "scaling", "scorecard"]
+__all__ = ["bin_labels", "reason_codes", "scaling", "scorecard"]
 
 
 def scaling(pdo: float, base_score: float, base_odds: float) -> tuple[float, float]:
@@ -84,9 +93,40 @@ def _own_table(ctx: Any, woe: Any, weights: np.ndarray, cols: list[str], factor:
     return tables
 
 
+def reason_codes(points: dict[str, np.ndarray], k: int) -> list[list[str]]:
+    """Per row, the `k` contributions furthest below their mean over the rows (most adverse first).
+
+    >>> reason_codes({"a": np.array([10.0, 0.0]), "b": np.array([5.0, 5.0]), "c": np.array([0.0, 9.0])}, 1)
+    [['c'], ['a']]
+    """
+    names = list(points)
+    short = np.stack([np.mean(points[c]) - points[c] for c in names], axis=1)  # > 0: below the mean
+    order = np.argsort(-short, axis=1, kind="stable")[:, :k]
+    return [[names[j] for j in row if short[i, j] > 0] for i, row in enumerate(order)]
+
+
+def _row_reasons(ctx: Any, w: Any, own: dict, scores: Scores, factor: float, offset: float, k: int) -> list[dict]:
+    """Reason codes of the scored rows, at the label holder (see the module docstring)."""
+    df = scores.frame.parts[ctx.me].value
+    cols = list(own["points"])
+    p = np.clip(np.asarray(scores.scores.value, dtype=np.float64), 1e-12, 1 - 1e-12)
+    total = offset - factor * np.log(p / (1 - p))
+    pts: dict[str, np.ndarray] = {}
+    if cols:
+        idx = w.bin_indices(ctx.me, df[cols])
+        for j, c in enumerate(cols):
+            pts[c] = np.array([r["points"] for r in own["points"][c]])[idx[:, j]]
+    partner = total - own["base_points"] - (sum(pts.values()) if pts else 0.0)
+    if any(cs for p_, cs in w.columns.items() if p_ != ctx.me):
+        pts["partner features (summed)"] = partner
+    codes = reason_codes(pts, k)
+    return [{"row": i, "score": float(total[i]), **{f"reason {j + 1}": r for j, r in enumerate(codes[i])}}
+            for i in range(len(total))]
+
+
 @component("scorecard", outputs=())
-def scorecard(ctx: Any, state: Any, parts: ModelParts, woe: WoeModel, *, pdo: float = 20.0, base_score: float = 600.0,
-              base_odds: float = 50.0) -> None:
+def scorecard(ctx: Any, state: Any, parts: ModelParts, woe: WoeModel, scores: Scores | None = None, *,
+              pdo: float = 20.0, base_score: float = 600.0, base_odds: float = 50.0, reasons: int = 3) -> None:
     """Scorecard points per bin (PDO, base score at base good:bad odds) for each party's own WOE features,
     from a logistic regression on WOE features; each party keeps its own points table."""
     if parts.model != "ss_lr" or parts.features != "woe":
@@ -107,7 +147,15 @@ def scorecard(ctx: Any, state: Any, parts: ModelParts, woe: WoeModel, *, pdo: fl
     if ctx.me == parts.label.party and getattr(parts.estimator, "intercept_", None) is not None:
         own["base_points"] = float(offset - factor * parts.estimator.intercept_)
     state.summary["scorecard"] = own
+    rows = None
+    if reasons > 0 and scores is not None and ctx.me == scores.to == parts.label.party and "base_points" in own:
+        rows = _row_reasons(ctx, w, own, scores, factor, offset, reasons)
+        state.summary["reason_codes_rows"] = len(rows)
     if state.spec.output:
         import json
 
         atomic_write(Path(state.spec.output) / f"scorecard.{ctx.me}.json", json.dumps(own, indent=1))
+        if rows is not None:
+            import pandas as pd
+
+            pd.DataFrame(rows).to_csv(Path(state.spec.output) / f"reasons.{ctx.me}.csv", index=False)
