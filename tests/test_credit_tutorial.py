@@ -42,6 +42,7 @@ def test_tutorial_runs_end_to_end(tmp_path, monkeypatch):
     for p in ("bank", "partner", "dealer"):
         assert Path(f"out/report.{p}.html").exists()
     assert Path("out/scorecard.bank.json").exists() and Path("out/scorecard.partner.json").exists()
+    assert Path("out/reasons.bank.csv").exists() and not Path("out/reasons.partner.csv").exists()
     scores = pd.read_csv("scores.csv")
     assert len(scores) == 280 and scores["score"].between(0, 1).all()
     assert len(pd.read_csv("scores.unmatched.csv")) == 20 and "20 had no match" in outputs[2]

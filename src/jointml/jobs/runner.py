@@ -12,13 +12,24 @@ step's validated parameters with defaults) to every party (`agree_on_job`, one
 differing field (e.g. ``steps[3].ss_lr.train.epochs``) and nothing else is sent.
 `predict_job` agrees on its parameters the same way.
 
+**Checks first.** Before the agreement each party reads and checks its own input for the job
+(`jobs.check`); the verdicts ride on the agreement message, so a bad file, a missing id
+column or a three-class label stops every party before any PSI, MPC or HE message, with one
+paragraph naming the party and the field. After PSI, fewer rows than `min_rows` stop the job.
+
+**Outputs.** With an `output`, each party writes its summary, its report
+(`report.<party>.html`) and `runs/<run id>/` (a copy of both and a manifest); a new run first
+moves this party's earlier model parts to `model.previous/`. A peer silent for longer than
+the link timeout stops the job with an error naming it and the step.
+
 What each party learns: from the agreement, the hashes of the other parties' job fields
-(the job is public among its parties; input paths and output folders are not hashed);
-otherwise what the components reveal (see each component's module). The runner itself
-sends nothing else. Semi-honest parties run the job they agreed on; the check does not
-stop a deviating party from announcing the right hashes and running something else (it
-catches configuration mistakes, which would otherwise compute garbage or fail deep inside
-with "protocol out of sync").
+(the job is public among its parties; input paths and output folders are not hashed), the
+other parties' check verdicts (a field, a count, a rule: never a value), which party holds
+the job's named columns (key, label), and a run id; otherwise what the components reveal
+(see each component's module). The runner itself sends nothing else. Semi-honest parties
+run the job they agreed on; the check does not stop a deviating party from announcing the
+right hashes and running something else (it catches configuration mistakes, which would
+otherwise compute garbage or fail deep inside with "protocol out of sync").
 
 >>> import pandas as pd, tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())

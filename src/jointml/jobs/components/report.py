@@ -1,7 +1,13 @@
-"""A self-contained HTML report of a run (inline SVG charts, no plotting dependency).
+"""Self-contained HTML reports of a run (inline SVG charts, no plotting dependency, no script,
+no network; readable at 1280 px and on paper).
 
-Rendered at the party that holds the scores and labels (the label holder); it shows only
-what that party already has.
+`run_report` renders one party's report from that party's own summary, at that party: the
+label holder's has the scores and labels of the test rows (ROC, KS, score distribution,
+calibration, gains by decile), the IVs, its own weights or the tree importances and its
+model on its own features beside the joint one; a feature holder's has its own weights,
+points and feature stability. Nothing is sent to make a report, so a report shows exactly
+what its party already holds (the runner writes `report.<party>.html`; the demo adds the
+plaintext twin, which only a demo can compute).
 
 >>> html_text = page("run", [("Metrics", table_html([{"auc": 0.81}], ["auc"]))])
 >>> html_text.startswith("<!doctype html>") and "<td>0.8100</td>" in html_text
