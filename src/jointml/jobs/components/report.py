@@ -296,6 +296,8 @@ def _feature_rows(summary: dict) -> tuple[list[dict], list[str], str]:
         for i, name in enumerate(names):
             rows.append({"party": p, "feature": name, "IV": iv.get(name),
                          "weight": float(w[i]) if w is not None and i < len(w) else None})
+    if not iv:  # a feature holder: its own features (the others' names alone say nothing)
+        rows = [r for r in rows if r["weight"] is not None]
     rows.sort(key=lambda r: -float(r["IV"] or 0.0))
     cols = ["party", "feature"] + (["IV"] if iv else []) + (["weight"] if weights else [])
     return rows, cols, "Features" + (": IV and weights" if iv else "")
