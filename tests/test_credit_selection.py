@@ -79,3 +79,32 @@ def test_selecting_nothing_is_refused(tmp_path):
     _files(tmp_path)
     with pytest.raises(PartyFailed, match="select_features kept no feature"):
         simulate_pipeline(_spec(tmp_path, {"iv_min": 100.0}), mode="thread", verbose=False)
+
+
+def test_max_corr_drops_the_weaker_of_two_correlated_features(tmp_path):
+    """The partner holds a near copy of the bank's b1: the label holder keeps the stronger one."""
+    i = np.arange(N)
+    y = np.where(np.sin(i * 0.37) + np.cos(i * 1.31) > 0.2, "bad", "good")
+    pd.DataFrame({"id": i, "y": y, "b1": np.sin(i * 0.37)}).to_csv(tmp_path / "bank.csv", index=False)
+    pd.DataFrame({"id": i, "p1": np.cos(i * 1.31), "p3": np.round(np.sin(i * 0.37), 1)}).to_csv(tmp_path / "partner.csv",
+                                                                                              index=False)
+    spec = _spec(tmp_path, {"iv_min": 0.0, "max_corr": 0.8})
+    raw = yaml.safe_load((tmp_path / "p.yaml").read_text())
+    raw["steps"][2]["woe_binning"]["woe_to_owner"] = True
+    spec = PipelineSpec.from_dict(raw, base=tmp_path)
+    res = simulate_pipeline(spec, mode="thread", verbose=False)
+    bank = res["bank"]
+    iv = bank["iv"]
+    weaker = "p3" if iv["p3"] < iv["b1"] else "b1"
+    stronger = "b1" if weaker == "p3" else "p3"
+    assert bank["dropped_features"] == {weaker: f"correlated with {stronger} (|r| > max_corr)"}
+    assert "p1" in bank["selected_features"]["partner"] and bank["auc"] > 0.7
+    assert "dropped_features" not in res["partner"]  # the partner learns the kept names only
+
+
+def test_max_corr_needs_woe_at_the_owners(tmp_path):
+    from jointml.runtime import PartyFailed
+
+    _files(tmp_path)
+    with pytest.raises(PartyFailed, match="max_corr works on the WOE features at their owners"):
+        simulate_pipeline(_spec(tmp_path, {"max_corr": 0.8}), mode="thread", verbose=False)

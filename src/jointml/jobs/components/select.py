@@ -5,8 +5,16 @@ decides: a column is kept when it is in `include`, or when it is not in `exclude
 IV is at least `iv_min`. It announces the kept column names (one broadcast); every party
 then trains and predicts on the kept columns only (its WOE part is narrowed to them).
 
+With `max_corr`, the label holder also drops the weaker (lower IV) of every pair of WOE
+features whose Pearson correlation exceeds it in absolute value: the correlation matrix of
+the WOE features of the training rows is computed by `jointml.data.secure.stats.corr`
+(cross-party blocks under MPC) and revealed to the label holder only. This needs the WOE
+values at their owners (`woe_binning(woe_to_owner: true)`).
+
 What each party learns: the names of the kept columns, so a feature holder learns which of
-its columns had an IV below `iv_min` (one bit per column), never an IV value. A deviating
+its columns had an IV below `iv_min` or were too correlated (one bit per column), never an
+IV value or a correlation. With `max_corr` the label holder learns the correlation matrix
+of all WOE features (cross-party correlations included: documented in docs/security.md). A deviating
 label holder could announce any subset of the job's columns (checked to be one): it only
 chooses the model's features, which it could do anyway with `exclude`.
 
@@ -21,10 +29,10 @@ from typing import Any
 
 from ...core.errors import ConfigError, ProtocolError
 from ...runtime.collectives import broadcast
-from ..artifacts import WoeModel
+from ..artifacts import Split, WoeModel
 from ..registry import component
 
-__all__ = ["decide", "select_features"]
+__all__ = ["decide", "drop_correlated", "select_features"]
 
 
 def decide(columns: dict[str, list[str]], iv: dict[str, float], iv_min: float, include: list[str],
@@ -73,9 +81,42 @@ def _checked_keep(raw: Any, columns: dict[str, list[str]], sender: str) -> dict[
     return {p: list(v) for p, v in raw.items()}
 
 
+def drop_correlated(kept: list[str], iv: dict[str, float], r: Any, max_corr: float, include: list[str]) -> dict[str, str]:
+    """Greedy, strongest IV first: drop a column correlated beyond `max_corr` with one kept before it.
+
+    >>> import pandas as pd
+    >>> r = pd.DataFrame([[1, .9, .1], [.9, 1, .2], [.1, .2, 1]], index=list("abc"), columns=list("abc"))
+    >>> drop_correlated(["a", "b", "c"], {"a": .5, "b": .3, "c": .1}, r, 0.8, [])
+    {'b': 'correlated with a (|r| > max_corr)'}
+    """
+    chosen: list[str] = []
+    dropped = {}
+    for c in sorted(kept, key=lambda c: (c not in include, -iv.get(c, 0.0))):
+        hit = next((k for k in chosen if abs(float(r.loc[c, k])) > max_corr), None)
+        if hit is not None and c not in include:
+            dropped[c] = f"correlated with {hit} (|r| > max_corr)"
+        else:
+            chosen.append(c)
+    return dropped
+
+
+def _woe_corr(ctx: Any, state: Any, w: Any, split: Split) -> Any:
+    """The WOE features' correlation matrix on the training rows, at the label holder only."""
+    import pandas as pd
+
+    from ...data.frames import VDataFrame
+    from ...data.secure.stats import corr
+
+    feats = w.transform(ctx, split.train, None)  # plaintext at each owner (woe_to_owner)
+    parts = {p: ctx.party(p).run(lambda a, cs=tuple(w.columns[p]): pd.DataFrame(a, columns=list(cs)), o)
+             for p, o in feats.items()}
+    return corr(ctx, VDataFrame(ctx, parts), state.device(ctx), to=w.label_owner)
+
+
 @component("select_features", outputs=(WoeModel,))
-def select_features(ctx: Any, state: Any, woe: WoeModel, *, iv_min: float = 0.02, include: list[str] | None = None,
-                    exclude: list[str] | None = None) -> WoeModel:
+def select_features(ctx: Any, state: Any, woe: WoeModel, split: Split, *, iv_min: float = 0.02,
+                    include: list[str] | None = None, exclude: list[str] | None = None,
+                    max_corr: float | None = None) -> WoeModel:
     """Keep the WOE features with IV >= `iv_min` (plus `include`, minus `exclude`); decided by the label
     holder, which announces only the kept column names."""
     w = woe.woe
@@ -85,9 +126,18 @@ def select_features(ctx: Any, state: Any, woe: WoeModel, *, iv_min: float = 0.02
         raise ConfigError(f"select_features: {unknown} are not WOE features of the job (features: {named})",
                           field="include", public=True)
     owner = w.label_owner
+    if max_corr is not None and any(c for p, c in w.columns.items() if p != owner) and not w.woe_to_owner:
+        raise ConfigError("select_features: max_corr works on the WOE features at their owners: set "
+                          "woe_binning(woe_to_owner: true)", field="max_corr", public=True)
+    r = _woe_corr(ctx, state, w, split) if max_corr is not None else None
     meta = None
     if ctx.me == owner:
         keep, dropped = decide(w.columns, w.iv or {}, iv_min, list(include or []), list(exclude or []))
+        if r is not None:
+            kept = [c for cs in keep.values() for c in cs]
+            more = drop_correlated(kept, w.iv or {}, r.value.fillna(0.0), float(max_corr or 1.0), list(include or []))
+            keep = {p: [c for c in cs if c not in more] for p, cs in keep.items()}
+            dropped.update(more)
         meta = {"keep": keep}
         state.summary["dropped_features"] = dropped
     got = broadcast(ctx, owner, meta=meta, name="select-features")
