@@ -106,5 +106,20 @@ def test_max_corr_needs_woe_at_the_owners(tmp_path):
     from jointml.runtime import PartyFailed
 
     _files(tmp_path)
-    with pytest.raises(PartyFailed, match="max_corr works on the WOE features at their owners"):
+    with pytest.raises(PartyFailed, match="max_corr and max_vif work on the WOE features at their owners"):
         simulate_pipeline(_spec(tmp_path, {"max_corr": 0.8}), mode="thread", verbose=False)
+
+
+def test_max_vif_drops_a_collinear_feature(tmp_path):
+    i = np.arange(N)
+    y = np.where(np.sin(i * 0.37) + np.cos(i * 1.31) > 0.2, "bad", "good")
+    pd.DataFrame({"id": i, "y": y, "b1": np.sin(i * 0.37)}).to_csv(tmp_path / "bank.csv", index=False)
+    pd.DataFrame({"id": i, "p1": np.cos(i * 1.31), "p3": np.round(np.sin(i * 0.37), 1)}).to_csv(tmp_path / "partner.csv",
+                                                                                              index=False)
+    _spec(tmp_path, {"iv_min": 0.0, "max_vif": 5.0})
+    raw = yaml.safe_load((tmp_path / "p.yaml").read_text())
+    raw["steps"][2]["woe_binning"]["woe_to_owner"] = True
+    res = simulate_pipeline(PipelineSpec.from_dict(raw, base=tmp_path), mode="thread", verbose=False)
+    dropped = res["bank"]["dropped_features"]
+    assert list(dropped.values()) == ["VIF above max_vif"] and set(dropped) <= {"b1", "p3"}
+    assert "p1" in res["bank"]["selected_features"]["partner"]

@@ -167,7 +167,7 @@ _KEY_BITS = Rule(custom=_key_bits_problem, note="even, >= 2048 (tests: >= 256 wi
 PARAM_RULES: dict[str, dict[str, Rule]] = {
     "split": {"test_fraction": Rule(0, 1, lo_open=True, hi_open=True), "seed": _NONNEG},
     "scorecard": {"pdo": Rule(0, lo_open=True), "base_odds": Rule(0, lo_open=True), "reasons": Rule(0)},
-    "select_features": {"iv_min": Rule(0), "max_corr": Rule(0, 1, lo_open=True)},
+    "select_features": {"iv_min": Rule(0), "max_corr": Rule(0, 1, lo_open=True), "max_vif": Rule(1)},
     "woe_binning": {"method": Rule(choices=("chimerge", "tree", "quantile", "equal_width")), "max_bins": Rule(2),
                     "n_prebins": Rule(2), "min_bin_frac": Rule(0, 0.5, hi_open=True), "key_bits": _KEY_BITS},
 }

@@ -6,7 +6,8 @@ IV is at least `iv_min`. It announces the kept column names (one broadcast); eve
 then trains and predicts on the kept columns only (its WOE part is narrowed to them).
 
 With `max_corr`, the label holder also drops the weaker (lower IV) of every pair of WOE
-features whose Pearson correlation exceeds it in absolute value: the correlation matrix of
+features whose Pearson correlation exceeds it in absolute value, and with `max_vif` the
+feature of largest variance inflation factor until every VIF is at most `max_vif`: the correlation matrix of
 the WOE features of the training rows is computed by `jointml.data.secure.stats.corr`
 (cross-party blocks under MPC) and revealed to the label holder only. This needs the WOE
 values at their owners (`woe_binning(woe_to_owner: true)`).
@@ -32,7 +33,7 @@ from ...runtime.collectives import broadcast
 from ..artifacts import Split, WoeModel
 from ..registry import component
 
-__all__ = ["decide", "drop_correlated", "select_features"]
+__all__ = ["decide", "drop_collinear", "drop_correlated", "select_features"]
 
 
 def decide(columns: dict[str, list[str]], iv: dict[str, float], iv_min: float, include: list[str],
@@ -100,6 +101,31 @@ def drop_correlated(kept: list[str], iv: dict[str, float], r: Any, max_corr: flo
     return dropped
 
 
+def drop_collinear(kept: list[str], iv: dict[str, float], r: Any, max_vif: float, include: list[str]) -> dict[str, str]:
+    """Repeatedly drop the column with the largest VIF above `max_vif` (VIFs from the correlation
+    matrix of the columns still kept; `include` columns are never dropped).
+
+    >>> import pandas as pd
+    >>> r = pd.DataFrame([[1, .95, .9], [.95, 1, .9], [.9, .9, 1]], index=list("abc"), columns=list("abc"))
+    >>> drop_collinear(["a", "b", "c"], {"a": .5, "b": .3, "c": .4}, r, 6.0, [])
+    {'b': 'VIF above max_vif'}
+    """
+    import pandas as pd
+
+    from ...data.secure.stats import vif_from_corr
+
+    cur, dropped = list(kept), {}
+    while len(cur) > 1:
+        v = pd.Series(vif_from_corr(r.loc[cur, cur]), index=cur).fillna(0.0)
+        cand = v[[c for c in cur if c not in include]]
+        if cand.empty or float(cand.max()) <= max_vif:
+            break
+        worst = max(cand.index, key=lambda c: (float(cand[c]), -iv.get(c, 0.0)))
+        dropped[worst] = "VIF above max_vif"
+        cur.remove(worst)
+    return dropped
+
+
 def _woe_corr(ctx: Any, state: Any, w: Any, split: Split) -> Any:
     """The WOE features' correlation matrix on the training rows, at the label holder only."""
     import pandas as pd
@@ -116,7 +142,7 @@ def _woe_corr(ctx: Any, state: Any, w: Any, split: Split) -> Any:
 @component("select_features", outputs=(WoeModel,))
 def select_features(ctx: Any, state: Any, woe: WoeModel, split: Split, *, iv_min: float = 0.02,
                     include: list[str] | None = None, exclude: list[str] | None = None,
-                    max_corr: float | None = None) -> WoeModel:
+                    max_corr: float | None = None, max_vif: float | None = None) -> WoeModel:
     """Keep the WOE features with IV >= `iv_min` (plus `include`, minus `exclude`); decided by the label
     holder, which announces only the kept column names."""
     w = woe.woe
@@ -126,18 +152,26 @@ def select_features(ctx: Any, state: Any, woe: WoeModel, split: Split, *, iv_min
         raise ConfigError(f"select_features: {unknown} are not WOE features of the job (features: {named})",
                           field="include", public=True)
     owner = w.label_owner
-    if max_corr is not None and any(c for p, c in w.columns.items() if p != owner) and not w.woe_to_owner:
-        raise ConfigError("select_features: max_corr works on the WOE features at their owners: set "
-                          "woe_binning(woe_to_owner: true)", field="max_corr", public=True)
-    r = _woe_corr(ctx, state, w, split) if max_corr is not None else None
+    needs_corr = max_corr is not None or max_vif is not None
+    if needs_corr and any(c for p, c in w.columns.items() if p != owner) and not w.woe_to_owner:
+        raise ConfigError("select_features: max_corr and max_vif work on the WOE features at their owners: set "
+                          "woe_binning(woe_to_owner: true)", field="max_corr" if max_corr is not None else "max_vif",
+                          public=True)
+    r = _woe_corr(ctx, state, w, split) if needs_corr else None
     meta = None
     if ctx.me == owner:
         keep, dropped = decide(w.columns, w.iv or {}, iv_min, list(include or []), list(exclude or []))
         if r is not None:
-            kept = [c for cs in keep.values() for c in cs]
-            more = drop_correlated(kept, w.iv or {}, r.value.fillna(0.0), float(max_corr or 1.0), list(include or []))
-            keep = {p: [c for c in cs if c not in more] for p, cs in keep.items()}
-            dropped.update(more)
+            for rule in ("corr", "vif"):
+                kept = [c for cs in keep.values() for c in cs]
+                if rule == "corr" and max_corr is not None:
+                    more = drop_correlated(kept, w.iv or {}, r.value.fillna(0.0), float(max_corr), list(include or []))
+                elif rule == "vif" and max_vif is not None:
+                    more = drop_collinear(kept, w.iv or {}, r.value, float(max_vif), list(include or []))
+                else:
+                    continue
+                keep = {p: [c for c in cs if c not in more] for p, cs in keep.items()}
+                dropped.update(more)
         meta = {"keep": keep}
         state.summary["dropped_features"] = dropped
     got = broadcast(ctx, owner, meta=meta, name="select-features")
