@@ -149,7 +149,7 @@ CASES = [
      r"DataError: field 'psi': PSI matched 0 rows between \['bank', 'partner'\].*min_rows"),
     ("too-few-rows", {"raw": {"min_rows": 100}}, r"PSI matched 60 rows .*needs at least 100, min_rows"),
     ("raw-unscaled", {"bank": _bank(b1=np.arange(N) * 1000.0), "steps": RAW_LR},
-     r"party 'bank': feature column 'b1' is not on a unit scale.*standardise"),
+     r"party 'bank': feature column 'b1' is not on a unit scale.*add a `scale` step"),
     ("raw-text-feature", {"bank": _bank(b2=["x", "y"] * (N // 2)), "steps": RAW_LR},
      r"party 'bank': feature column 'b2' is not numeric: add an `encode` step"),
     ("raw-nan-feature", {"bank": _nan_feature(), "steps": RAW_LR}, r"party 'bank': feature column 'b1' has 1 missing values"),

@@ -80,6 +80,7 @@ class JobNeeds:
     linear_raw: bool = False  # a linear model trains on raw features
     raw_model: bool = False  # some model trains on raw features
     encoded: bool = False  # an `encode` step turns text columns into codes
+    scaled: bool = False  # a `scale` step standardises numeric columns
 
     def named_columns(self) -> list[str]:
         return list(dict.fromkeys(self.keys + ([self.label] if self.label else [])))
@@ -104,6 +105,8 @@ def job_needs(spec: PipelineSpec) -> JobNeeds:
             key = full.get("key", "id")
             needs.keys = [key] if isinstance(key, str) else list(key)
             needs.psi_parties = full.get("parties")
+        elif base == "scale":
+            needs.scaled = True
         elif base == "encode":
             needs.encoded = True
             needs.label = full.get("label") or needs.label
@@ -231,10 +234,11 @@ def _feature_problem(df: pd.DataFrame, needs: JobNeeds) -> Problem | None:
         if missing:
             return Problem(f"feature column '{c}' has {missing} missing values; a linear model on raw features needs "
                            "complete columns (impute them, or add woe_binning, which bins missing values)", field=c)
-        if len(col) and float(np.nanmax(np.abs(col.to_numpy(np.float64)))) > MAX_RAW_ABS:
+        if not needs.scaled and len(col) and float(np.nanmax(np.abs(col.to_numpy(np.float64)))) > MAX_RAW_ABS:
             return Problem(f"feature column '{c}' is not on a unit scale (values beyond +-{MAX_RAW_ABS:g}): secure "
-                           "logistic regression on unscaled raw features diverges under fixed point; standardise the "
-                           "column (z-score) or add a woe_binning step before train", kind="ConfigError", field=c)
+                           "logistic regression on unscaled raw features diverges under fixed point; add a `scale` step "
+                           "after split (or standardise the column yourself), or a woe_binning step before train",
+                           kind="ConfigError", field=c)
     return None
 
 

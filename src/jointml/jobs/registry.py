@@ -664,7 +664,8 @@ def reference_markdown() -> str:
     True
     """
     out = [_DOC_HEAD]
-    order = ["psi", "encode", "split", "woe_binning", "select_features", "train", "predict", "evaluate", "scorecard"]
+    order = ["psi", "encode", "split", "scale", "woe_binning", "select_features", "train", "predict", "evaluate",
+             "scorecard"]
     for c in sorted(COMPONENTS.values(), key=lambda c: (order.index(c.name) if c.name in order else len(order), c.name)):
         if c.alias_of:
             continue

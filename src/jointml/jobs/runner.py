@@ -552,6 +552,10 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
         raw = {p: ctx.party(p).run(lambda df: df.drop(columns=[id_column]), o) for p, o in raw.items()}
     enc = load_encoding(d, ctx.me)  # this party's own codes; applied at the owner only
     raw = {p: ctx.party(p).run(lambda df: enc.apply(df) if enc is not None else df, o) for p, o in raw.items()}
+    from .components.scale import apply_scale, load_scale
+
+    stats = load_scale(d, ctx.me)  # this party's own standardisation (a `scale` step), at the owner only
+    raw = {p: ctx.party(p).run(lambda df: apply_scale(df, stats) if stats else df, o) for p, o in raw.items()}
     vdf = VDataFrame(ctx, raw)
     cols = {p: list(c) for p, c in rec["columns"].items()}
     outside = rec["parties"] is not None and ctx.me not in rec["parties"]  # e.g. a dealer of a SecureBoost model
