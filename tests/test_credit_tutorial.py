@@ -9,7 +9,6 @@ import shlex
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from click.testing import CliRunner
 
 from jointml.cli.main import main
@@ -21,7 +20,6 @@ def _blocks(kind: str) -> list[str]:
     return re.findall(rf"```{kind}\n(.*?)```", DOC.read_text(), flags=re.S)
 
 
-@pytest.mark.slow  # the whole tutorial with label proofs: ~8 s on a loaded 2-core machine
 def test_tutorial_runs_end_to_end(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (python,) = _blocks("python")
