@@ -248,3 +248,17 @@ def test_quiet_run_logs_every_party_to_its_file(tmp_path):
     for p in ("bank", "partner", "dealer"):
         text = (tmp_path / f"log-{p}.txt").read_text()
         assert f"[{p}] psi" in text and f"[{p}] evaluate       done" in text and "psi matched 60 rows" in text
+
+
+def test_a_node_says_whom_it_waits_for(tmp_path, capsys):
+    from jointml.jobs import PipelineSpec, run_pipeline
+    from jointml.runtime import simulate
+
+    _run(tmp_path, args=("--check",))
+    spec = PipelineSpec.load(tmp_path / "pipeline.yaml")
+    capsys.readouterr()
+    simulate(run_pipeline, ["bank", "partner", "dealer"], mode="thread", args=(spec,),
+             kwargs={"verbose": "all", "check_only": True})
+    out = capsys.readouterr().out
+    assert "[partner] job agreement: waiting for bank, dealer" in out
+    assert "[bank] job agreement: every party agreed after" in out

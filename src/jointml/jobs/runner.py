@@ -281,8 +281,15 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, chec
     df, problem = None, None
     if ctx.me in spec.inputs:
         df, problem = read_checked(spec.inputs[ctx.me], ctx.me, needs)
+    t_wait = time.perf_counter()
+    if verbose == "all":  # a node of a deployment: say whom it waits for
+        print(f"  {time.strftime('%H:%M:%S')} [{ctx.me}] job agreement: waiting for "
+              f"{', '.join(p for p in ctx.parties if p != ctx.me)}", flush=True)
     with _named_step("job agreement"):
         fingerprint, has, run_id = gather_job(ctx, spec.fields_fingerprint(), "pipeline", problem, announce(needs, df))
+    if verbose == "all":
+        print(f"  {time.strftime('%H:%M:%S')} [{ctx.me}] job agreement: every party agreed after "
+              f"{time.perf_counter() - t_wait:.1f} s (job {fingerprint[:12]}, run {run_id})", flush=True)
     cross = cross_problem(needs, has)
     if cross is not None:
         raise cross[1].error(cross[0], here=False)
