@@ -334,3 +334,12 @@ def test_every_run_has_a_run_folder_and_runs_lists_them(lr_then_sb):
     lines = res.output.strip().splitlines()
     assert res.exit_code == 0 and len(lines) == 2
     assert "secureboost" in lines[0] and "ss_lr" in lines[1] and "auc 0." in lines[0]  # newest first
+
+
+def test_an_unexpected_error_is_still_one_paragraph(lr_then_sb, tmp_path):
+    tmp, _, _ = lr_then_sb
+    res = CliRunner().invoke(main, ["predict", "--model", str(tmp / "out" / "model"), "--input", f"bank={tmp / 'bank.csv'}",
+                                    "--input", f"partner={tmp / 'partner.csv'}", "--to", "bank", "--mode", "thread",
+                                    "--out", str(tmp_path / "no-such-folder" / "s.csv")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert "Error: unexpected OSError" in res.output and "--debug" in res.output

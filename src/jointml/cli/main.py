@@ -36,12 +36,21 @@ class _Main(click.Group):
 
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own usage errors and exits: click prints them
         except JointMLError as e:
             if ctx.meta.get("jointml.debug"):
                 raise
             click.echo(f"Error: {error_paragraph(e)}", err=True)
             click.echo("(run with --debug for the traceback)", err=True)
             ctx.exit(1)
+        except Exception as e:  # noqa: BLE001 - an error jointml did not name: still one paragraph
+            if ctx.meta.get("jointml.debug"):
+                raise
+            click.echo(f"Error: unexpected {type(e).__name__}: {e}", err=True)
+            click.echo("(not an error jointml recognised: run with --debug for the traceback, and please report it)",
+                       err=True)
+            ctx.exit(2)
 
 
 def error_paragraph(e: BaseException) -> str:
