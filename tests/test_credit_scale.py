@@ -31,7 +31,7 @@ def _spec(tmp, scale=True):
     steps = [{"psi": {"key": "id", "sort_by": "bank"}}, {"split": {"test_fraction": 0.3}}]
     steps += [{"scale": {}}] if scale else []
     steps += [{"train": {"model": "ss_lr", "label": "y", "pos_label": 1, "epochs": 10, "batch_size": 32,
-                         "learning_rate": 1.0}}, {"predict": {}}, {"evaluate": {}}]
+                         "learning_rate": 1.0}}, {"predict": {"score_stability": True}}, {"evaluate": {}}]
     doc = {"name": "scale", "parties": PARTIES, "mpc": {"protocol": "semi2k", "dealer": "dealer"},
            "inputs": {"bank": "bank.csv", "partner": "partner.csv"}, "steps": steps, "output": "out"}
     (tmp / "p.yaml").write_text(yaml.safe_dump(doc))
@@ -65,3 +65,18 @@ def test_predict_applies_the_saved_statistics(run):
     np.testing.assert_allclose(mine, res["bank"]["test_scores"], atol=1e-3)
     y = (np.sin(te * 0.37) + np.cos(te * 1.31) > 0.2).astype(int)
     assert roc_auc(y, mine) == pytest.approx(res["bank"]["auc"], abs=1e-3)
+
+
+def test_score_stability_at_the_receiver_only(run):
+    """`predict: {score_stability: true}`: the bank reports the PSI of its scores, train vs test."""
+    from jointml.data.metrics import psi
+
+    tmp, res = run
+    assert "score_psi" in res["bank"] and "score_psi" not in res["partner"]
+    got = simulate(predict_job, PARTIES, mode="thread",
+                   args=(str(tmp / "out" / "model"), {"bank": str(tmp / "bank.csv"), "partner": str(tmp / "partner.csv")},
+                         "bank"))["bank"]
+    by_id = dict(zip(got["ids"], got["scores"]))
+    tr, te = public_split(N, 0.3, 1)
+    want = psi(np.array([by_id[i] for i in tr]), np.array([by_id[i] for i in te]))
+    assert res["bank"]["score_psi"] == pytest.approx(want, abs=0.02)

@@ -391,7 +391,8 @@ def run_report(party: str, summary: dict, steps: list | None = None, protocol: s
     model = summary.get("model")
     label_party = summary.get("label_party")
     run = {k: summary[k] for k in ("party", "model", "rows_aligned", "train_rows", "test_rows", "features", "auc", "ks",
-                                   "local_model", "local_auc", "local_ks", "ks_uplift_pct", "auc_uplift", "scores_to",
+                                   "local_model", "local_auc", "local_ks", "ks_uplift_pct", "auc_uplift", "score_psi",
+                                   "scores_to",
                                    "model_dir", "seconds", "job_fingerprint") if k in summary}
     run = {"party": party, **run, **(extra or {})}
     sections = [("Run", kv_table(run))]
