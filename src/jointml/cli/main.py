@@ -252,7 +252,7 @@ def components_cmd(markdown: bool) -> None:
     """List the pipeline components and models with their parameters (type, default, allowed values)."""
     import jointml.jobs  # noqa: F401 - registers the components
 
-    from ..jobs.registry import COMPONENTS, MODELS, param_rule, reference_markdown
+    from ..jobs.registry import COMPONENTS, MODELS, param_help, param_rule, reference_markdown
 
     if markdown:
         click.echo(reference_markdown(), nl=False)
@@ -264,7 +264,9 @@ def components_cmd(markdown: bool) -> None:
         click.echo(f"{c.name} (v{c.version}): {c.doc.splitlines()[0] if c.doc else ''}")
         for p in c.own_params.values():
             rule = param_rule(c.name, p.name)
-            click.echo(f"    {p.name}: default {p.describe_default()}" + (f"; allowed {rule.describe()}" if rule else ""))
+            meaning = param_help(c.name, p.name)
+            click.echo(f"    {p.name}: default {p.describe_default()}" + (f"; allowed {rule.describe()}" if rule else "")
+                       + (f"  ({meaning})" if meaning else ""))
     for e in MODELS.values():
         click.echo(f"model {e.name} (train: {{model: {e.name}}}):")
         for p in e.params().values():

@@ -181,6 +181,70 @@ MODEL_RULES: dict[str, Rule] = {
 }
 
 
+#: What each parameter means (the reference page's *meaning* column); "*" for model hyperparameters.
+PARAM_HELP: dict[tuple[str, str], str] = {
+    ("psi", "key"): "id column(s) to align rows on (same name at every party)",
+    ("psi", "sort_by"): "party whose row order the aligned rows follow",
+    ("psi", "parties"): "parties to align (default: every party with an input)",
+    ("encode", "method"): "how text categories become numbers (sorted codes)",
+    ("encode", "label"): "label column, left as it is",
+    ("split", "test_fraction"): "share of the aligned rows held out for testing",
+    ("split", "seed"): "public seed of the split (the same rows at every party)",
+    ("scale", "method"): "standardisation: (x - mean) / std on the training rows, per party",
+    ("scale", "label"): "label column, left as it is (default: the job's label)",
+    ("woe_binning", "label"): "label column (at the label holder)",
+    ("woe_binning", "pos_label"): "label value that marks a bad outcome",
+    ("woe_binning", "method"): "how pre-bins are merged into bins",
+    ("woe_binning", "max_bins"): "most bins per feature (missing bin excluded)",
+    ("woe_binning", "n_prebins"): "equal-frequency pre-bins each owner cuts first",
+    ("woe_binning", "min_bin_frac"): "least share of training rows in a bin",
+    ("woe_binning", "key_bits"): "Paillier key size of the encrypted labels",
+    ("woe_binning", "woe_to_owner"): "give each feature holder the WOE values of its own bins (trees, scorecards)",
+    ("woe_binning", "label_proofs"): "prove each encrypted label is 0 or 1 (zero knowledge)",
+    ("select_features", "iv_min"): "drop features with a lower IV",
+    ("select_features", "include"): "features always kept",
+    ("select_features", "exclude"): "features always dropped",
+    ("select_features", "max_corr"): "drop the weaker of two features correlated beyond this (needs woe_to_owner)",
+    ("select_features", "max_vif"): "drop features until every VIF is at most this (needs woe_to_owner)",
+    ("train", "model"): "registered model (see Models)",
+    ("train", "label"): "label column (default: the one named by an earlier step)",
+    ("train", "pos_label"): "label value that marks a bad outcome",
+    ("train", "features"): "woe: WOE features of woe_binning; raw: the numeric columns",
+    ("predict", "to"): "party that receives the scores (default: the label holder)",
+    ("predict", "score_stability"): "also score the training rows and report the PSI of the scores",
+    ("evaluate", "metrics"): "metrics computed at the label holder",
+    ("evaluate", "local_baseline"): "also fit a model on the label holder's own features (KS uplift)",
+    ("scorecard", "pdo"): "points that double the odds",
+    ("scorecard", "base_score"): "score at the base odds",
+    ("scorecard", "base_odds"): "good:bad odds at the base score",
+    ("scorecard", "reasons"): "adverse reason codes per scored row, at the label holder (0: none)",
+    ("*", "epochs"): "passes over the training rows",
+    ("*", "batch_size"): "rows per gradient step (None: all)",
+    ("*", "learning_rate"): "step size (boosting: shrinkage)",
+    ("*", "l2"): "L2 penalty", ("*", "l1"): "L1 penalty",
+    ("*", "sigmoid"): "sigmoid approximation under MPC",
+    ("*", "lr_schedule"): "learning-rate schedule", ("*", "lr_decay"): "decay of the schedule",
+    ("*", "early_stopping"): "stop on the validation loss (label holder decides)",
+    ("*", "class_weight"): "class weights (e.g. balanced)",
+    ("*", "reveal"): "who learns the weights: owners (each its own), shared, or one party",
+    ("*", "seed"): "seed of the batch order", ("*", "family"): "GLM family", ("*", "power"): "Tweedie power",
+    ("*", "objective"): "binary or regression", ("*", "n_estimators"): "number of trees",
+    ("*", "max_depth"): "depth of each tree", ("*", "min_child_weight"): "least hessian sum in a leaf",
+    ("*", "reg_lambda"): "L2 penalty on leaf weights", ("*", "gamma"): "least gain to split",
+    ("*", "subsample"): "share of rows per tree", ("*", "colsample_bytree"): "share of features per tree",
+    ("*", "max_bin"): "histogram bins per feature", ("*", "key_bits"): "Paillier key size",
+}
+
+
+def param_help(component: str, param: str) -> str:
+    """The meaning of a parameter, for the reference page ("" when none is written).
+
+    >>> param_help("split", "test_fraction")
+    'share of the aligned rows held out for testing'
+    """
+    return PARAM_HELP.get((component, param)) or (PARAM_HELP.get(("*", param), "") if component == "train" else "")
+
+
 def param_rule(component: str, param: str) -> Rule | None:
     """The range rule of `param` in `component` (`train`'s model hyperparameters included).
 
@@ -648,11 +712,12 @@ for _entry in (SSLREntry(), SSGLMEntry(), SecureBoostEntry(), SSXGBEntry()):
 
 # -- documentation -----------------------------------------------------------------------
 def _param_rows(params: dict[str, Param], component: str) -> list[str]:
-    rows = ["| parameter | type | default | allowed |", "| --- | --- | --- | --- |"]
+    rows = ["| parameter | meaning | type | default | allowed |", "| --- | --- | --- | --- | --- |"]
     for p in params.values():
         rule = param_rule(component, p.name)
         allowed = rule.describe() if rule is not None else ""
-        rows.append(f"| `{p.name}` | {_type_name(p.type)} | `{p.describe_default()}` | {allowed} |")
+        rows.append(f"| `{p.name}` | {param_help(component, p.name)} | {_type_name(p.type)} | `{p.describe_default()}` | "
+                    f"{allowed} |")
     return rows
 
 
