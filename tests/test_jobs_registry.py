@@ -155,12 +155,13 @@ def test_predict_ss_xgb_from_output_folder(files, tmp_path):
 
 
 def test_predict_secureboost_ignores_stale_model(files, tmp_path):
-    """An SS-LR run, then a SecureBoost run into the same folder: the SS-LR and WOE parts stay
-    on disk, but prediction uses the current model (SecureBoost, raw encoded columns)."""
+    """An SS-LR run, then a SecureBoost run into the same folder: the SS-LR and WOE parts are
+    moved to model.previous/, and prediction uses the current model (SecureBoost, raw encoded columns)."""
     _run(files, LR, tmp_path)
     res = _run(files, SB, tmp_path)
     d = tmp_path / "model"
-    assert (d / "SSLogisticRegression.bank.json").exists() and (d / "woe.bank.json").exists()
+    assert not (d / "SSLogisticRegression.bank.json").exists() and not (d / "woe.bank.json").exists()
+    assert (tmp_path / "model.previous" / "SSLogisticRegression.bank.json").exists()
     got = _predict(files, tmp_path)
     assert got["bank"]["model"] == "secureboost"
     mine, job = _test_scores(res, got)

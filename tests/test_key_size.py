@@ -5,7 +5,7 @@ vertical WOE, pipeline YAML) unless the explicit test switch JOINTML_INSECURE_TE
 import pytest
 import yaml
 
-from jointml.core.errors import ParameterError
+from jointml.core.errors import ConfigError, ParameterError
 from jointml.demo.credit_demo import make_demo_files
 from jointml.he import HeDevice
 from jointml.he.paillier import INSECURE_KEYS_ENV, check_key_bits
@@ -66,9 +66,10 @@ def test_secureboost_refuses_1024_bits(no_test_keys):
 
 
 def test_pipeline_yaml_refuses_1024_bits(no_test_keys, files, tmp_path):
-    spec = _pipeline(files, tmp_path, 1024)
-    with pytest.raises(PartyFailed, match="key_bits"):
-        simulate_pipeline(spec, mode="thread", verbose=False)
+    # refused when the pipeline is read, before any party starts
+    with pytest.raises(ConfigError, match="key_bits.*2048") as e:
+        _pipeline(files, tmp_path, 1024)
+    assert e.value.field == "key_bits"
 
 
 def test_key_size_in_the_job_summary(files, tmp_path):

@@ -217,7 +217,7 @@ def test_bucketed_large_n_and_custom_thresholds():
 @pytest.mark.parametrize(
     "labels, pattern",
     [
-        (np.array([0, 1, 2, 1]), r"party 'bob': labels must be 0/1, found values \[2.0\]"),
+        (np.array([0, 1, 2, 1]), r"party 'bob': labels must be 0/1, found 1 rows with another value \(File"),
         (np.array([0, 1, 1]), r"party 'bob': labels have 3 rows but the scores have 4"),
         (np.array([1, 1, 1, 1]), r"party 'bob': labels hold a single class"),
         (np.array([0.0, np.nan, 1, 0]), r"party 'bob': labels contain 1 NaN values"),

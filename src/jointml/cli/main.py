@@ -27,10 +27,57 @@ import click
 from .. import __version__
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    """The `jointml` group: a jointml error (bad configuration or data, a failed or silent
+    party) is one paragraph on stderr and exit status 1; the traceback only with `--debug`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from ..core.errors import JointMLError
+
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own usage errors and exits: click prints them
+        except JointMLError as e:
+            if ctx.meta.get("jointml.debug"):
+                raise
+            click.echo(f"Error: {error_paragraph(e)}", err=True)
+            click.echo("(run with --debug for the traceback)", err=True)
+            ctx.exit(1)
+        except Exception as e:  # noqa: BLE001 - an error jointml did not name: still one paragraph
+            if ctx.meta.get("jointml.debug"):
+                raise
+            click.echo(f"Error: unexpected {type(e).__name__}: {e}", err=True)
+            click.echo("(not an error jointml recognised: run with --debug for the traceback, and please report it)",
+                       err=True)
+            ctx.exit(2)
+
+
+def error_paragraph(e: BaseException) -> str:
+    """One paragraph for a user: the error class, the party and field it names, its message
+    (for a party that failed in a simulation, that party's own error, not the wrapper's).
+
+    >>> from jointml.core.errors import DataError
+    >>> error_paragraph(DataError("label column 'y' has 3 distinct values", party="bank", field="y"))
+    "DataError: party 'bank': label column 'y' has 3 distinct values"
+    """
+    from ..runtime import PartyFailed
+
+    if isinstance(e, PartyFailed):
+        # the same error at every party: a verdict on the whole job, found by no one party
+        job_wide = bool(e.others) and all(f[0] == e.error_type and f[1] == e.message for f in e.others.values())
+        msg = e.message if f"'{e.party}'" in e.message or job_wide else f"party '{e.party}': {e.message}"
+        return f"{e.error_type}: {msg}"
+    return f"{type(e).__name__}: {e}"
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="jointml")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the Python traceback of an error (default: one paragraph).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """jointml: joint modelling across organisations without sharing raw data."""
+    ctx.meta["jointml.debug"] = debug
 
 
 @main.command()
@@ -125,26 +172,54 @@ def demo(
 )
 @click.option("--party", default=None, help="With --cluster: the party this node runs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the label holder's summary as JSON.")
-def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as_json: bool) -> None:
+@click.option("--timeout", "recv_timeout", type=float, default=None,
+              help="Seconds a party waits for a peer's message before stopping with an error naming the peer and the "
+                   "step (simulation; a deployment sets recv_timeout in its cluster file).")
+@click.option("--quiet", is_flag=True, help="No progress lines (errors and the summary only).")
+@click.option("--log-file", default=None, type=click.Path(dir_okay=False),
+              help="Append every party's timestamped progress lines to this file ({party} in the name: one per party).")
+@click.option("--check", "check_only", is_flag=True,
+              help="Only check the job (parameters, every party's input, the cluster) and agree on the verdict; "
+                   "nothing is computed.")
+def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as_json: bool,
+            recv_timeout: float | None, quiet: bool, log_file: str | None, check_only: bool) -> None:
     """Run a declarative pipeline (YAML): every party as a local process, or, with --cluster and
     --party, this organisation's party only (each organisation runs the same command)."""
     from ..jobs import PipelineSpec, run_pipeline, simulate_pipeline
 
+    if party and not cluster:
+        raise click.UsageError("--party needs --cluster (the cluster file with every party's address); without "
+                               "--cluster every party runs here as a local process")
     spec = PipelineSpec.load(pipeline)
     if cluster:
         from ..runtime import run_party
 
         if not party:
             raise click.UsageError("--cluster needs --party (the party this node runs)")
-        summary = run_party(run_pipeline, party, cluster, spec, verbose=not as_json)
-        shown = {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels")}
+        _check_cluster(cluster, party, spec.parties)
+        summary = run_party(run_pipeline, party, cluster, spec, verbose=False if (as_json or quiet) else "all",
+                            check_only=check_only, options={"jobs.log_file": log_file} if log_file else None)
+        if check_only:
+            click.echo(f"'{party}': the job passed its checks at every party (job {summary['job_fingerprint'][:12]})")
+            return
+        shown = {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels", "local_test_scores", "scorecard")}
         click.echo(json.dumps(shown, default=str) if as_json else "\n".join(f"  {k:<14} {v}" for k, v in shown.items()))
         return
-    if not as_json:
+    if not (as_json or quiet):
         click.echo(f"pipeline '{spec.name}': parties {', '.join(spec.parties)}; steps " + " -> ".join(n for n, _ in spec.steps))
-    res = simulate_pipeline(spec, mode=mode, verbose=not as_json)
+    res = simulate_pipeline(spec, mode=mode, verbose=not (as_json or quiet), recv_timeout=recv_timeout, check_only=check_only,
+                            log_file=log_file)
+    if check_only:
+        first = next(iter(res.values()))
+        click.echo(f"the job passed its checks at every party ({', '.join(res)}; label at '{first['label_party']}'; "
+                   f"job {first['job_fingerprint'][:12]}); nothing was computed")
+        return
     main_party = next((r for r in res.values() if "auc" in r), next(iter(res.values())))
-    shown = {k: v for k, v in main_party.items() if k not in ("test_scores", "test_labels", "weights", "stats")}
+    shown = {k: v for k, v in main_party.items()
+             if k not in ("test_scores", "test_labels", "local_test_scores", "weights", "stats", "scorecard",
+                          "selected_features", "stability")}
+    if spec.output:
+        shown["reports"] = f"{spec.output}/report.<party>.html (one per party)"
     shown["bytes"] = sum(r["stats"]["bytes_sent"] for r in res.values())
     if as_json:
         click.echo(json.dumps(shown, default=str))
@@ -153,15 +228,86 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
             click.echo(f"  {k:<14} {v}")
 
 
+@main.command("runs")
+@click.argument("output", type=click.Path(file_okay=False), default="out")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
+def runs_cmd(output: str, as_json: bool) -> None:
+    """List the past runs recorded in OUTPUT/runs/ (newest first) with their metrics."""
+    import time as _time
+
+    from ..jobs.runner import list_runs
+
+    rows = list_runs(output)
+    if not rows:
+        click.echo(f"no runs recorded in {output}/runs/")
+        return
+    for r in rows:
+        if as_json:
+            click.echo(json.dumps(r, default=str))
+            continue
+        when = _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(r["created"]))
+        metrics = "  ".join(f"{k} {r[k]:.4f}" if isinstance(r[k], float) else f"{k} {r[k]}"
+                            for k in ("auc", "ks", "ks_uplift_pct", "rows_aligned") if k in r)
+        click.echo(f"{r['run_id']}  {when}  {r['pipeline']}  {r['model'] or '-'}  {metrics}")
+
+
+@main.command("components")
+@click.option("--markdown", is_flag=True, help="The full reference page (docs/pipelines.md) instead of a list.")
+def components_cmd(markdown: bool) -> None:
+    """List the pipeline components and models with their parameters (type, default, allowed values)."""
+    import jointml.jobs  # noqa: F401 - registers the components
+
+    from ..jobs.registry import COMPONENTS, MODELS, param_help, param_rule, reference_markdown
+
+    if markdown:
+        click.echo(reference_markdown(), nl=False)
+        return
+    for c in COMPONENTS.values():
+        if c.alias_of:
+            click.echo(f"{c.name}  (= {c.alias_of}" + (f" with {c.fixed})" if c.fixed else ")"))
+            continue
+        click.echo(f"{c.name} (v{c.version}): {c.doc.splitlines()[0] if c.doc else ''}")
+        for p in c.own_params.values():
+            rule = param_rule(c.name, p.name)
+            meaning = param_help(c.name, p.name)
+            click.echo(f"    {p.name}: default {p.describe_default()}" + (f"; allowed {rule.describe()}" if rule else "")
+                       + (f"  ({meaning})" if meaning else ""))
+    for e in MODELS.values():
+        click.echo(f"model {e.name} (train: {{model: {e.name}}}):")
+        for p in e.params().values():
+            rule = param_rule("train", p.name)
+            click.echo(f"    {p.name}: default {p.describe_default()}" + (f"; allowed {rule.describe()}" if rule else ""))
+
+
+def _check_cluster(cluster: str, party: str, needed: list[str]) -> None:
+    """The cluster file names this node's party and every party the job needs (a dealer too)."""
+    from ..core.errors import ConfigError
+    from ..runtime import ClusterConfig
+
+    names = ClusterConfig.load(cluster).names
+    if party not in needed:
+        raise ConfigError(f"--party '{party}' is not a party of the job (parties: {needed})", field="party")
+    missing = [p for p in needed if p not in names]
+    if missing:
+        raise ConfigError(f"the cluster file {cluster} has no entry for {missing}, which the job needs "
+                          f"(cluster parties: {names}); add their address and certificate", field="parties")
+    extra = [p for p in names if p not in needed]
+    if extra:
+        raise ConfigError(f"the cluster file {cluster} names parties {extra} that the job does not use (job parties: "
+                          f"{needed}); every cluster party must run the job", field="parties")
+
+
 @main.command()
 @click.option(
     "--model", "model_dir", type=click.Path(exists=True, file_okay=False), required=True, help="Folder with the model parts."
 )
 @click.option(
-    "--input", "inputs", multiple=True, required=True, help="PARTY=path of that party's new rows (aligned across parties)."
+    "--input", "inputs", multiple=True, required=True,
+    help="PARTY=path of that party's new rows (repeatable); with --cluster, give your own PARTY=path and the other "
+         "parties with input as PARTY alone.",
 )
 @click.option("--to", "to", required=True, help="The party that receives the scores.")
-@click.option("--id-column", default="id", show_default=True)
+@click.option("--id-column", default=None, help="The id column to align rows on [default: the training's PSI key, else id].")
 @click.option("--dealer", default="dealer", show_default=True)
 @click.option("--psi-mode", type=click.Choice(["label_only", "both"]), default=None,
               help="label_only: only --to learns which ids are shared; both: every party does. "
@@ -169,37 +315,91 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
 @click.option(
     "--out", "out_path", type=click.Path(dir_okay=False), default=None, help="CSV for the scores (written by the receiver)."
 )
+@click.option("--unmatched", "unmatched_path", type=click.Path(dir_okay=False), default=None,
+              help="CSV for the receiver's ids that had no match (default: next to --out, <out>.unmatched.csv).")
 @click.option("--mode", type=click.Choice(["process", "thread"]), default="process", show_default=True)
-def predict(
-    model_dir: str, inputs: tuple[str, ...], to: str, id_column: str, dealer: str, psi_mode: str | None,
-    out_path: str | None, mode: str
-) -> None:
-    """Score new rows jointly with saved model parts; only --to sees the scores."""
-    from ..jobs import predict_job
-    from ..runtime import simulate
+@click.option("--cluster", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Cluster file: run ONE party of a real deployment (each organisation runs the same command).")
+@click.option("--party", default=None, help="With --cluster: the party this node runs.")
+@click.option("--timeout", "recv_timeout", type=float, default=None,
+              help="Seconds to wait for a peer's message before stopping with an error naming it (simulation).")
+def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str | None, dealer: str, psi_mode: str | None,
+            out_path: str | None, unmatched_path: str | None, mode: str, cluster: str | None, party: str | None,
+            recv_timeout: float | None) -> None:
+    """Score new rows jointly with saved model parts; only --to sees the scores.
 
+    The model is the one the folder's manifests name as current (the parties first agree it
+    is the same training); its name and id are printed. Rows are aligned by PSI on
+    --id-column; the receiver learns how many of its rows had no match (their ids go to
+    a file at the receiver, never to another party)."""
+    from ..jobs import predict_job
+
+    if party and not cluster:
+        raise click.UsageError("--party needs --cluster (the cluster file with every party's address)")
+    paths = _predict_inputs(inputs, cluster is not None, party)
+    id_column = id_column or _trained_id_column(model_dir, [party] if party else list(paths))
+    kwargs: dict[str, Any] = {"id_column": id_column or None, "dealer": dealer, "psi_mode": psi_mode}
+    if cluster:
+        from ..runtime import run_party
+
+        if not party:
+            raise click.UsageError("--cluster needs --party (the party this node runs)")
+        got = run_party(predict_job, party, cluster, model_dir, paths, to, **kwargs)
+    else:
+        from ..runtime import simulate
+
+        parties = list(paths) + ([dealer] if dealer and dealer not in paths else [])
+        got = simulate(predict_job, parties, mode=mode, args=(model_dir, paths, to), kwargs=kwargs,
+                       recv_timeout=recv_timeout)[to]
+    if got["party"] != to:
+        click.echo(f"'{got['party']}': scored {got['rows']} rows with the {got['model']} model {got.get('model_id')}; "
+                   f"the scores went to '{to}' only ({got.get('unmatched_rows', 0)} of this party's rows had no match)")
+        return
+    _write_scores(got, to, id_column, out_path, unmatched_path)
+
+
+def _trained_id_column(model_dir: str, parties: list[str]) -> str:
+    """The PSI key the model was trained with (remembered in the party's record), else "id"."""
+    from ..jobs.saved import read_record
+
+    for p in parties:
+        rec = read_record(model_dir, p)
+        if rec is not None and isinstance(rec.get("id_column"), str):
+            return str(rec["id_column"])
+    return "id"
+
+
+def _predict_inputs(items: tuple[str, ...], cluster: bool, me: str | None) -> dict[str, str]:
     paths = {}
-    for item in inputs:
-        party, sep, path = item.partition("=")
-        if not sep:
+    for item in items:
+        p, sep, path = item.partition("=")
+        if not sep and not (cluster and p != me):
             raise click.BadParameter(f"--input wants PARTY=path, got {item!r}")
-        paths[party] = path
-    parties = list(paths) + ([dealer] if dealer and dealer not in paths else [])
-    res = simulate(
-        predict_job, parties, mode=mode, args=(model_dir, paths, to),
-        kwargs={"id_column": id_column, "dealer": dealer, "psi_mode": psi_mode},
-    )
-    got = res[to]
+        paths[p] = path  # another node's input: only its owner reads it
+    return paths
+
+
+def _write_scores(got: dict, to: str, id_column: str | None, out_path: str | None, unmatched_path: str | None) -> None:
     import pandas as pd
 
     df = pd.DataFrame({"score": got["scores"]})
     if got.get("ids") is not None:
-        df.insert(0, id_column, got["ids"])
+        df.insert(0, id_column or "id", got["ids"])
+    note = (f"scored with the {got['model']} model {got.get('model_id')}; {len(df)} of {got.get('input_rows', len(df))} "
+            f"rows of '{to}' matched, {got.get('unmatched_rows', 0)} had no match")
+    unmatched = got.get("unmatched_ids") or []
+    if unmatched and (unmatched_path or out_path):
+        from pathlib import Path
+
+        up = Path(unmatched_path) if unmatched_path else Path(str(out_path)).with_suffix(".unmatched.csv")
+        pd.DataFrame({id_column or "id": unmatched}).to_csv(up, index=False)
+        note += f" (their ids: {up})"
     if out_path:
         df.to_csv(out_path, index=False)
-        click.echo(f"{len(df)} scores written to {out_path} (visible to '{to}' only)")
+        click.echo(f"{len(df)} scores written to {out_path} (visible to '{to}' only); {note}")
     else:
         click.echo(df.to_csv(index=False), nl=False)
+        click.echo(note, err=True)
 
 
 _ANCHOR_HELP = "Also run the peer (SecretFlow SPU / libpsi, ../shared/anchors) now, for a same-run ratio."

@@ -9,7 +9,6 @@ split and WOE bins) gives the baseline AUC.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pandas as pd
 from ..core.prg import Prg
 from ..data.split import public_split
 from ..datasets import load_germancredit
+from ..jobs.components.evaluate import logistic_newton
 from ..jobs.credit import CreditJobConfig, run_credit_job
 from ..runtime import simulate
 
@@ -116,7 +116,7 @@ def run(
         "bytes": total_bytes,
         "model_dir": bank.get("model_dir"),
     }
-    report = write_report(out / "report.html", summary, bank, baseline)
+    report = write_report(out / "report.html", summary, bank, baseline, _steps(cfg, parties))
     summary["report"] = str(report)
     if verbose:
         print()
@@ -139,6 +139,12 @@ def run(
         print(f"  report                {report}")
         print(f"  pipeline              {out / 'pipeline.yaml'} (jointml run {out / 'pipeline.yaml'})")
     return summary
+
+
+def _steps(cfg: CreditJobConfig, parties: list[str]) -> list:
+    from ..jobs.credit import credit_pipeline
+
+    return credit_pipeline(cfg, parties).steps
 
 
 def _write_pipeline_file(path: Path, cfg: CreditJobConfig, parties: list[str]) -> None:
@@ -292,93 +298,17 @@ def plaintext_trees_baseline(paths, cfg: CreditJobConfig) -> dict:
     }
 
 
-def logistic_newton(X: np.ndarray, y: np.ndarray, l2: float, iters: int = 50, tol: float = 1e-10):
-    """Plaintext logistic regression: minimises mean log-loss + l2/2 ||w||^2 (intercept not
-    penalised) by Newton's method — the same optimum as scikit-learn's
-    LogisticRegression(C=1/(l2 n)), without needing scikit-learn at run time.
+def write_report(path: Path, summary: dict, bank: dict, baseline: dict, steps: list | None = None) -> Path:
+    """The bank's report (`jointml.jobs.components.report.run_report`, the one `jointml run` writes),
+    with the plaintext twin's ROC curve and metrics beside the joint model's."""
+    from ..jobs.components.report import run_report
 
-    >>> X = np.array([[0.0], [1.0], [2.0], [3.0]]); y = np.array([0, 1, 0, 1])
-    >>> w, b = logistic_newton(X, y, l2=0.1)
-    >>> w.shape, bool(w[0] > 0)
-    ((1,), True)
-    """
-    n, d = X.shape
-    Z = np.hstack([X, np.ones((n, 1))])
-    theta = np.zeros(d + 1)
-    reg = np.full(d + 1, l2)
-    reg[-1] = 0.0
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(Z @ theta)))
-        g = Z.T @ (p - y) / n + reg * theta
-        H = (Z * (p * (1 - p))[:, None]).T @ Z / n + np.diag(reg) + 1e-12 * np.eye(d + 1)
-        step = np.linalg.solve(H, g)
-        theta -= step
-        if np.max(np.abs(step)) < tol:
-            break
-    return theta[:-1], float(theta[-1])
-
-
-def write_report(path: Path, summary: dict, bank: dict, baseline: dict) -> Path:
-    from ..data.metrics import roc_curve
-    from ..jobs.components import report as R
-
-    y = np.asarray(bank["test_labels"])
-    s = np.asarray(bank["test_scores"])
-    fpr, tpr, _ = roc_curve(y, s)
-    bf, bt, _ = roc_curve(baseline["labels"], baseline["scores"])
-    frac, cb, cg, ksv, at = R.ks_curve(y, s)
-    weights = []
-    if "importance_gain" in bank:
-        for key, g in sorted(bank["importance_gain"].items(), key=lambda kv: -kv[1]):
-            p, _, nme = str(key).partition(":")
-            weights.append(
-                {"party": p, "feature": nme, "total gain": float(g), "splits": bank.get("importance_splits", {}).get(key)}
-            )
-        table_cols, table_title = ["party", "feature", "total gain", "splits"], "Feature importance (SecureBoost)"
-    else:
-        for p, names in bank.get("feature_names", {}).items():
-            w = bank.get("weights", {}).get(p)
-            for i, nme in enumerate(names):
-                weights.append(
-                    {
-                        "party": p,
-                        "feature": nme,
-                        "weight": float(w[i]) if w is not None else None,
-                        "IV": bank.get("iv", {}).get(nme),
-                    }
-                )
-        weights.sort(key=lambda r: -(r["IV"] or 0))
-        table_cols, table_title = ["party", "feature", "IV", "weight"], "Scorecard: WOE features, IV and weights"
-    sections = [
-        (
-            "Summary",
-            R.table_html(
-                [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in summary.items() if k not in ("report",)}],
-                [k for k in summary if k != "report"],
-            ),
-        ),
-        (
-            "ROC and KS on the test rows",
-            f"<div class='charts'>{R.roc_svg(fpr, tpr, summary['auc'], (bf, bt, summary['baseline_auc']))}"
-            f"{R.ks_svg(frac, cb, cg, ksv, at)}</div>",
-        ),
-        (
-            table_title,
-            (
-                "<p class='note'>Each party learned only the weights of its own features (reveal='owners'); "
-                "the bank holds the WOE tables of the partner's bins, the partner holds the bin boundaries.</p>"
-                if "importance_gain" not in bank
-                else "<p class='note'>The bank knows which party and bin each split uses, never the partner's thresholds.</p>"
-            )
-            + R.table_html(weights, table_cols),
-        ),
-        (
-            "How it ran",
-            "<p class='note'>Parties as separate local processes over mutual TLS. " + psi_sentence(bank.get("psi_mode")) + " "
-            "WOE: the bank's labels encrypted with Paillier; the partner summed ciphertexts per bin. "
-            "SS-LR: semi2k secret sharing with a dealer. "
-            "The plaintext twin joins the two files, which only a demo can do.</p>",
-        ),
-    ]
-    path.write_text(R.page("jointml — joint credit scoring", sections))
+    extra = {k: summary[k] for k in ("protocol", "baseline_auc", "baseline_ks", "auc_gap", "bytes") if k in summary}
+    notes = (
+        "Parties as separate local processes over mutual TLS. " + psi_sentence(bank.get("psi_mode")) + " "
+        "The plaintext twin joins the two files, which only a demo can do."
+    )
+    text = run_report("bank", {**bank, "model": summary.get("model", bank.get("model"))}, steps, summary.get("protocol"),
+                      baseline=baseline, notes=notes, title="jointml — joint credit scoring", extra=extra)
+    path.write_text(text)
     return path

@@ -3,8 +3,11 @@
 - `spec` — `PipelineSpec` (YAML / dict), checked against the registry when parsed;
 - `artifacts` — the typed artifacts components exchange, and the `ArtifactStore`;
 - `registry` — the components (`COMPONENTS`, with aliases) and the models (`MODELS`);
-- `runner` — `run_pipeline`, `simulate_pipeline`, `predict_job`, `agree_on_job` (the parties agree on the job first);
-- `components` — psi, encode, split, woe, train, predict, evaluate (one module each);
+- `check` — what a job needs from each party's input, checked at every party before any cryptography;
+- `runner` — `run_pipeline`, `simulate_pipeline`, `predict_job`, `agree_on_job` (the parties agree on the job first),
+  `list_runs`;
+- `components` — psi, encode, split, woe, select_features, train, predict, evaluate, scorecard (one module each),
+  and the per-party report;
 - `credit` — the joint credit-scoring job as a pipeline.
 
 >>> from jointml.jobs import MODELS, COMPONENTS

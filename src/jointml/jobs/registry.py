@@ -43,7 +43,8 @@ from .artifacts import Artifact
 if typing.TYPE_CHECKING:  # the estimators are imported when a model is used
     from ..ml.base import SecureEstimator
 
-__all__ = ["COMPONENTS", "MODELS", "Component", "Input", "ModelEntry", "Param", "alias", "component", "model_for_kind"]
+__all__ = ["COMPONENTS", "MODELS", "Component", "Input", "ModelEntry", "Param", "Rule", "alias", "component", "model_for_kind",
+           "param_rule"]
 
 _REQUIRED = inspect.Parameter.empty
 
@@ -69,15 +70,191 @@ class Param:
     def required(self) -> bool:
         return self.default is _REQUIRED
 
-    def check(self, value: Any, where: str) -> Any:
-        """`value` converted to the declared type, or `ConfigError` naming the field."""
+    def check(self, value: Any, where: str, rule: Rule | None = None) -> Any:
+        """`value` converted to the declared type and inside `rule`, or `ConfigError` naming the field."""
         ok, got = _conforms(value, self.type)
         if not ok:
-            raise ConfigError(f"{where}: must be {_type_name(self.type)}, got {value!r}", field=self.name)
+            raise ConfigError(f"{where}: must be {_type_name(self.type)}, got {value!r}", field=self.name, public=True)
+        problem = rule.problem(got) if rule is not None else None
+        if problem:
+            raise ConfigError(f"{where}: {self.name} {problem}, got {value!r}", field=self.name, public=True)
         return got
 
     def describe_default(self) -> str:
         return "(required)" if self.required else repr(self.default)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """The allowed range (or values) of a parameter, checked when a pipeline is read, before
+    anything runs (a type says `float`; a rule says `0 < test_fraction < 1`).
+
+    >>> Rule(0, 1, lo_open=True, hi_open=True).problem(1.5)
+    'must be between 0 and 1 (both excluded)'
+    >>> Rule(1).problem(3) is None, Rule(choices=("a", "b")).problem("c")
+    (True, "must be one of 'a', 'b'")
+    """
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple | None = None
+    custom: Callable[[Any], str | None] | None = None  # a check owned by the layer that uses the value
+    note: str = ""  # what `custom` allows, for the reference page
+
+    def describe(self) -> str:
+        """The rule in a few words (for the reference page).
+
+        >>> Rule(0, 1, lo_open=True).describe(), Rule(1).describe()
+        ('0 < x <= 1', '>= 1')
+        """
+        if self.custom is not None:
+            return self.note
+        if self.choices is not None:
+            return ", ".join(f"`{c}`" for c in self.choices)
+        if self.lo is not None and self.hi is not None:
+            return f"{self.lo:g} {'<' if self.lo_open else '<='} x {'<' if self.hi_open else '<='} {self.hi:g}"
+        if self.lo is not None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"{'<' if self.hi_open else '<='} {self.hi:g}" if self.hi is not None else ""
+
+    def problem(self, v: Any) -> str | None:
+        """What is wrong with `v` (None: allowed, or a value the rule does not apply to, such as None)."""
+        if v is None or isinstance(v, bool):
+            return None
+        if self.custom is not None:
+            return self.custom(v)
+        if self.choices is not None:
+            return None if v in self.choices else "must be one of " + ", ".join(repr(c) for c in self.choices)
+        if not isinstance(v, (int, float, np.integer, np.floating)):
+            return None
+        if not np.isfinite(v):
+            return "must be a finite number"
+        bad_lo = self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo)
+        bad_hi = self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi)
+        if not (bad_lo or bad_hi):
+            return None
+        if self.lo is not None and self.hi is not None:
+            ends = {(True, True): "both excluded", (False, False): "both included", (True, False): f"{self.lo:g} excluded",
+                    (False, True): f"{self.hi:g} excluded"}[(self.lo_open, self.hi_open)]
+            return f"must be between {self.lo:g} and {self.hi:g} ({ends})"
+        if self.lo is not None:
+            return f"must be {'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"must be {'<' if self.hi_open else '<='} {self.hi:g}"
+
+
+def _key_bits_problem(v: Any) -> str | None:
+    """The Paillier layer's own rule (>= 2048 bits, smaller only in tests), checked when the file is read."""
+    from ..core.errors import ParameterError
+    from ..he.paillier import check_key_bits
+
+    try:
+        check_key_bits(v)
+    except ParameterError as e:
+        return "must be " + str(e).split("must be ", 1)[-1].split(", got ")[0] + _after_got(str(e))
+    return None
+
+
+def _after_got(msg: str) -> str:
+    rest = msg.split(", got ", 1)[-1]
+    return rest[rest.index(" ("):] if " (" in rest else ""
+
+
+_POS, _NONNEG, _FRACTION = Rule(0, lo_open=True), Rule(0), Rule(0, 1, lo_open=True)
+_KEY_BITS = Rule(custom=_key_bits_problem, note="even, >= 2048 (tests: >= 256 with JOINTML_INSECURE_TEST_KEYS=1)")
+#: Ranges of component parameters, by component (an alias uses its target's) and parameter.
+PARAM_RULES: dict[str, dict[str, Rule]] = {
+    "split": {"test_fraction": Rule(0, 1, lo_open=True, hi_open=True), "seed": _NONNEG},
+    "scorecard": {"pdo": Rule(0, lo_open=True), "base_odds": Rule(0, lo_open=True), "reasons": Rule(0)},
+    "select_features": {"iv_min": Rule(0), "max_corr": Rule(0, 1, lo_open=True), "max_vif": Rule(1)},
+    "woe_binning": {"method": Rule(choices=("chimerge", "tree", "quantile", "equal_width")), "max_bins": Rule(2),
+                    "n_prebins": Rule(2), "min_bin_frac": Rule(0, 0.5, hi_open=True), "key_bits": _KEY_BITS},
+}
+#: Ranges of model hyperparameters (any model of `train` that has a parameter of this name).
+MODEL_RULES: dict[str, Rule] = {
+    "epochs": Rule(1), "batch_size": Rule(1), "learning_rate": _POS, "l2": _NONNEG, "l1": _NONNEG, "lr_decay": _NONNEG,
+    "lr_schedule": Rule(choices=("constant", "invscaling", "step")),
+    "sigmoid": Rule(choices=("accurate", "exp", "poly", "seg3")), "seed": _NONNEG, "n_estimators": Rule(1),
+    "max_depth": Rule(1), "min_child_weight": _NONNEG, "reg_lambda": _NONNEG, "gamma": _NONNEG, "subsample": _FRACTION,
+    "colsample_bytree": _FRACTION, "max_bin": Rule(2), "key_bits": _KEY_BITS, "power": Rule(1, 2),
+}
+
+
+#: What each parameter means (the reference page's *meaning* column); "*" for model hyperparameters.
+PARAM_HELP: dict[tuple[str, str], str] = {
+    ("psi", "key"): "id column(s) to align rows on (same name at every party)",
+    ("psi", "sort_by"): "party whose row order the aligned rows follow",
+    ("psi", "parties"): "parties to align (default: every party with an input)",
+    ("encode", "method"): "how text categories become numbers (sorted codes)",
+    ("encode", "label"): "label column, left as it is",
+    ("split", "test_fraction"): "share of the aligned rows held out for testing",
+    ("split", "seed"): "public seed of the split (the same rows at every party)",
+    ("scale", "method"): "standardisation: (x - mean) / std on the training rows, per party",
+    ("scale", "label"): "label column, left as it is (default: the job's label)",
+    ("woe_binning", "label"): "label column (at the label holder)",
+    ("woe_binning", "pos_label"): "label value that marks a bad outcome",
+    ("woe_binning", "method"): "how pre-bins are merged into bins",
+    ("woe_binning", "max_bins"): "most bins per feature (missing bin excluded)",
+    ("woe_binning", "n_prebins"): "equal-frequency pre-bins each owner cuts first",
+    ("woe_binning", "min_bin_frac"): "least share of training rows in a bin",
+    ("woe_binning", "key_bits"): "Paillier key size of the encrypted labels",
+    ("woe_binning", "woe_to_owner"): "give each feature holder the WOE values of its own bins (trees, scorecards)",
+    ("woe_binning", "label_proofs"): "prove each encrypted label is 0 or 1 (zero knowledge)",
+    ("select_features", "iv_min"): "drop features with a lower IV",
+    ("select_features", "include"): "features always kept",
+    ("select_features", "exclude"): "features always dropped",
+    ("select_features", "max_corr"): "drop the weaker of two features correlated beyond this (needs woe_to_owner)",
+    ("select_features", "max_vif"): "drop features until every VIF is at most this (needs woe_to_owner)",
+    ("train", "model"): "registered model (see Models)",
+    ("train", "label"): "label column (default: the one named by an earlier step)",
+    ("train", "pos_label"): "label value that marks a bad outcome",
+    ("train", "features"): "woe: WOE features of woe_binning; raw: the numeric columns",
+    ("predict", "to"): "party that receives the scores (default: the label holder)",
+    ("predict", "score_stability"): "also score the training rows and report the PSI of the scores",
+    ("evaluate", "metrics"): "metrics computed at the label holder",
+    ("evaluate", "local_baseline"): "also fit a model on the label holder's own features (KS uplift)",
+    ("scorecard", "pdo"): "points that double the odds",
+    ("scorecard", "base_score"): "score at the base odds",
+    ("scorecard", "base_odds"): "good:bad odds at the base score",
+    ("scorecard", "reasons"): "adverse reason codes per scored row, at the label holder (0: none)",
+    ("*", "epochs"): "passes over the training rows",
+    ("*", "batch_size"): "rows per gradient step (None: all)",
+    ("*", "learning_rate"): "step size (boosting: shrinkage)",
+    ("*", "l2"): "L2 penalty", ("*", "l1"): "L1 penalty",
+    ("*", "sigmoid"): "sigmoid approximation under MPC",
+    ("*", "lr_schedule"): "learning-rate schedule", ("*", "lr_decay"): "decay of the schedule",
+    ("*", "early_stopping"): "stop on the validation loss (label holder decides)",
+    ("*", "class_weight"): "class weights (e.g. balanced)",
+    ("*", "reveal"): "who learns the weights: owners (each its own), shared, or one party",
+    ("*", "seed"): "seed of the batch order", ("*", "family"): "GLM family", ("*", "power"): "Tweedie power",
+    ("*", "objective"): "binary or regression", ("*", "n_estimators"): "number of trees",
+    ("*", "max_depth"): "depth of each tree", ("*", "min_child_weight"): "least hessian sum in a leaf",
+    ("*", "reg_lambda"): "L2 penalty on leaf weights", ("*", "gamma"): "least gain to split",
+    ("*", "subsample"): "share of rows per tree", ("*", "colsample_bytree"): "share of features per tree",
+    ("*", "max_bin"): "histogram bins per feature", ("*", "key_bits"): "Paillier key size",
+}
+
+
+def param_help(component: str, param: str) -> str:
+    """The meaning of a parameter, for the reference page ("" when none is written).
+
+    >>> param_help("split", "test_fraction")
+    'share of the aligned rows held out for testing'
+    """
+    return PARAM_HELP.get((component, param)) or (PARAM_HELP.get(("*", param), "") if component == "train" else "")
+
+
+def param_rule(component: str, param: str) -> Rule | None:
+    """The range rule of `param` in `component` (`train`'s model hyperparameters included).
+
+    >>> param_rule("split", "test_fraction").hi, param_rule("train", "epochs").lo
+    (1, 1)
+    """
+    rule = PARAM_RULES.get(component, {}).get(param)
+    if rule is None and component == "train":
+        rule = MODEL_RULES.get(param)
+    return rule
 
 
 def _conforms(v: Any, tp: Any) -> tuple[bool, Any]:
@@ -227,11 +404,12 @@ class Component:
         specs = self.param_specs(given)
         missing = [n for n, s in specs.items() if s.required and n not in given and n not in self.fixed]
         if missing:
-            raise ConfigError(f"{where}: missing parameters {missing}")
+            raise ConfigError(f"{where}: missing parameters {missing}", public=True)
         unknown = set(given) - set(specs)
         if unknown:
-            raise ConfigError(f"{where}: unknown parameters {sorted(unknown)}; allowed: {self.params(given)}")
-        out = {k: specs[k].check(v, where) for k, v in given.items()}
+            raise ConfigError(f"{where}: unknown parameters {sorted(unknown)}; allowed: {self.params(given)}", public=True)
+        base = self.alias_of or self.name
+        out = {k: specs[k].check(v, where, param_rule(base, k)) for k, v in given.items()}
         return {**out, **self.fixed}
 
     def produces(self, params: dict) -> set:
@@ -369,6 +547,19 @@ def model_for_kind(kind: str) -> ModelEntry:
     raise ConfigError(f"no registered model saves parts of kind '{kind}' (models: {sorted(MODELS)})")
 
 
+def live_progress(device: Any) -> bool:
+    """A live progress bar for training: the run asked for progress (`run_pipeline(verbose=True)`
+    sets the context option `jobs.progress`) and stderr is a terminal (no bars in log files).
+
+    >>> live_progress(None)
+    False
+    """
+    import sys
+
+    ctx = getattr(device, "ctx", device)
+    return bool(getattr(ctx, "options", {}).get("jobs.progress")) and sys.stderr.isatty()
+
+
 def _feature_names(frame: Any, label: str) -> dict[str, list[str]]:
     return {p: [c for c in cols if c != label] for p, cols in frame.columns.items()}
 
@@ -392,7 +583,7 @@ class SSLREntry(_LinearEntry):
 
         return SSLogisticRegression(device, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, l2=l2, l1=l1,
                                     sigmoid=sigmoid, lr_schedule=lr_schedule, lr_decay=lr_decay, early_stopping=early_stopping,
-                                    class_weight=class_weight, reveal=reveal, random_state=seed)
+                                    class_weight=class_weight, reveal=reveal, random_state=seed, verbose=live_progress(device))
 
     def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.linear import SSLogisticRegression
@@ -412,7 +603,8 @@ class SSGLMEntry(_LinearEntry):
         from ..ml.linear import SSGLM
 
         return SSGLM(device, family=family, power=power, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                     l2=l2, l1=l1, lr_schedule=lr_schedule, lr_decay=lr_decay, reveal=reveal, random_state=seed)
+                     l2=l2, l1=l1, lr_schedule=lr_schedule, lr_decay=lr_decay, reveal=reveal, random_state=seed,
+                     verbose=live_progress(device))
 
     def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.linear import SSGLM
@@ -523,9 +715,13 @@ for _entry in (SSLREntry(), SSGLMEntry(), SecureBoostEntry(), SSXGBEntry()):
 
 
 # -- documentation -----------------------------------------------------------------------
-def _param_rows(params: dict[str, Param]) -> list[str]:
-    rows = ["| parameter | type | default |", "| --- | --- | --- |"]
-    rows += [f"| `{p.name}` | {_type_name(p.type)} | `{p.describe_default()}` |" for p in params.values()]
+def _param_rows(params: dict[str, Param], component: str) -> list[str]:
+    rows = ["| parameter | meaning | type | default | allowed |", "| --- | --- | --- | --- | --- |"]
+    for p in params.values():
+        rule = param_rule(component, p.name)
+        allowed = rule.describe() if rule is not None else ""
+        rows.append(f"| `{p.name}` | {param_help(component, p.name)} | {_type_name(p.type)} | `{p.describe_default()}` | "
+                    f"{allowed} |")
     return rows
 
 
@@ -537,7 +733,8 @@ def reference_markdown() -> str:
     True
     """
     out = [_DOC_HEAD]
-    order = ["psi", "encode", "split", "woe_binning", "train", "predict", "evaluate"]
+    order = ["psi", "encode", "split", "scale", "woe_binning", "select_features", "train", "predict", "evaluate",
+             "scorecard"]
     for c in sorted(COMPONENTS.values(), key=lambda c: (order.index(c.name) if c.name in order else len(order), c.name)):
         if c.alias_of:
             continue
@@ -547,7 +744,7 @@ def reference_markdown() -> str:
         out += [f"Inputs: {ins}. Outputs: {outs}.", ""]
         own = {k: v for k, v in c.own_params.items()}
         if own:
-            out += _param_rows(own) + [""]
+            out += _param_rows(own, c.name) + [""]
         if c.extra_params is not None:
             out += ["Plus the hyperparameters of the chosen model (see *Models* below).", ""]
     out += ["## Aliases", "", "Step names of earlier pipeline files; each is a component with fixed parameters.", "",
@@ -568,7 +765,7 @@ def reference_markdown() -> str:
             + ".",
             "",
         ]
-        out += _param_rows(e.params()) + [""]
+        out += _param_rows(e.params(), "train") + [""]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -590,6 +787,25 @@ aliases of them and keep working. With an `output`, each party saves its part of
 `train`'s `features`: "woe" trains on the WOE features of a preceding `woe_binning` step (the raw numeric
 columns when there is none; tree models need `woe_binning(woe_to_owner: true)`), "raw" on the numeric
 columns as they are (after `encode` for text columns); default: the model's own (below).
+
+**Checks before any cryptography runs.** Reading the file checks every parameter's type and range (the
+*allowed* column below; `test_fraction: 1.5` or `epochs: 0` stop here). Then each party reads its own input and
+checks it for the job (`jointml.jobs.check`): the file has rows and the PSI key column, ids are present and
+unique, the label column has no missing values and exactly two classes, one of them `pos_label` (a third value
+is refused, not counted as good), and raw features of a linear model are numeric, complete and on a unit
+scale (|x| <= 10: standardise them or add `woe_binning`). The parties exchange the verdicts with the job
+agreement, one message, so every party stops with the same paragraph naming the party and the column; the
+party that found the problem also sees its details (e.g. the label values), the others never do. After PSI the
+number of matched rows is printed and fewer than the pipeline's `min_rows` (default 1) stop the job.
+`jointml run` prints one paragraph per error and exits with status 1; `jointml --debug run ...` shows the
+traceback.
+
+**Outputs.** With an `output`, each party writes `report.<party>.html` (only what that party may see: at the
+label holder ROC, KS, score distribution, gains by decile, IVs, its weights and the model on its own features
+beside the joint one; see `jointml.jobs.components.report`), `summary.<party>.json` and its model part in
+`model/`; a new run moves this party's earlier model parts to `model.previous/`. A walk-through from two CSV
+files: [tutorial.md](tutorial.md); every error message with its cause: [troubleshooting.md](troubleshooting.md).
+`jointml components` prints this reference in short.
 
 This page is generated from the registry (`jointml.jobs.registry.reference_markdown()`).
 """

@@ -12,13 +12,24 @@ step's validated parameters with defaults) to every party (`agree_on_job`, one
 differing field (e.g. ``steps[3].ss_lr.train.epochs``) and nothing else is sent.
 `predict_job` agrees on its parameters the same way.
 
+**Checks first.** Before the agreement each party reads and checks its own input for the job
+(`jobs.check`); the verdicts ride on the agreement message, so a bad file, a missing id
+column or a three-class label stops every party before any PSI, MPC or HE message, with one
+paragraph naming the party and the field. After PSI, fewer rows than `min_rows` stop the job.
+
+**Outputs.** With an `output`, each party writes its summary, its report
+(`report.<party>.html`) and `runs/<run id>/` (a copy of both and a manifest); a new run first
+moves this party's earlier model parts to `model.previous/`. A peer silent for longer than
+the link timeout stops the job with an error naming it and the step.
+
 What each party learns: from the agreement, the hashes of the other parties' job fields
-(the job is public among its parties; input paths and output folders are not hashed);
-otherwise what the components reveal (see each component's module). The runner itself
-sends nothing else. Semi-honest parties run the job they agreed on; the check does not
-stop a deviating party from announcing the right hashes and running something else (it
-catches configuration mistakes, which would otherwise compute garbage or fail deep inside
-with "protocol out of sync").
+(the job is public among its parties; input paths and output folders are not hashed), the
+other parties' check verdicts (a field, a count, a rule: never a value), which party holds
+the job's named columns (key, label), and a run id; otherwise what the components reveal
+(see each component's module). The runner itself sends nothing else. Semi-honest parties
+run the job they agreed on; the check does not stop a deviating party from announcing the
+right hashes and running something else (it catches configuration mistakes, which would
+otherwise compute garbage or fail deep inside with "protocol out of sync").
 
 >>> import pandas as pd, tempfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -33,16 +44,20 @@ with "protocol out of sync").
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
-from ..core.errors import ConfigError, ProtocolError
+from ..core.errors import ConfigError, DataError, LinkTimeout, ProtocolError
 from ..core.fixedpoint import DEFAULT_FRAC_BITS
 from ..data.io import labels, read_input
+from ..runtime.persist import atomic_write
 from .artifacts import (
     AlignedFrame,
     Artifact,
@@ -56,10 +71,12 @@ from .artifacts import (
     Split,
     WoeModel,
 )
+from .check import Problem, announce, cross_problem, job_needs, read_checked
 from .registry import COMPONENTS
 from .spec import PipelineSpec, device_params, fields_digest, fingerprint_fields, first_difference
 
-__all__ = ["JobState", "agree_on_job", "check_wiring", "predict_job", "run_pipeline", "simulate_pipeline", "state_labels"]
+__all__ = ["JobState", "agree_on_job", "check_wiring", "gather_job", "list_runs", "predict_job", "run_pipeline",
+           "simulate_pipeline", "state_labels"]
 
 A = TypeVar("A", bound=Artifact)
 
@@ -166,10 +183,13 @@ def check_wiring(spec: PipelineSpec) -> None:
         have |= comp.produces(full)
 
 
-def agree_on_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job") -> str:
+def agree_on_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job", problem: Problem | None = None) -> str:
     """Every party announces its `(field path, hash)` list (`fingerprint_fields`); all raise the
     same `ConfigError` naming the first field where a party differs from the first party,
     or all return the job's fingerprint. One `all_gather`, before any data message.
+
+    `problem`: this party's own failed pre-flight check (`jobs.check`); its public text goes
+    to every party and all raise it (the party that found it with its local details).
 
     >>> from jointml.jobs.spec import fingerprint_fields
     >>> def prog(ctx):
@@ -181,10 +201,23 @@ def agree_on_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job") -> 
     >>> out["bank"] == out["partner"], out["bank"][:74]
     (True, "the parties do not agree on the job: field 'epochs' differs between 'bank'")
     """
+    return gather_job(ctx, fields, what, problem)[0]
+
+
+def gather_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job", problem: Problem | None = None,
+               columns: list[str] | None = None) -> tuple[str, dict[str, list[str]], str]:
+    """`agree_on_job`, also returning what each party announced of `columns` (the job's named
+    columns it has, `jobs.check.announce`) and a run id (the first party's proposal, a time
+    stamp and random letters): `(fingerprint, {party: columns}, run id)`."""
     from ..runtime.collectives import all_gather
+    from ..runtime.persist import new_model_id
 
     mine = [[p, h] for p, h in fields]
-    got = all_gather(ctx, meta={"fields": mine}, name="job-agreement")
+    meta: dict[str, Any] = {"fields": mine, "columns": list(columns or []),
+                            "run_id": f"{time.strftime('%Y%m%d-%H%M%S')}-{new_model_id()[:6]}"}
+    if problem is not None:
+        meta["problem"] = {"public": problem.public, "kind": problem.kind, "field": problem.field}
+    got = all_gather(ctx, meta=meta, name="job-agreement")
     announced = {p: _announced_fields(p, r.meta) for p, r in got.items()}
     ref_party, ref = next(iter(announced.items()))
     for p, other in announced.items():
@@ -192,8 +225,30 @@ def agree_on_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job") -> 
         if path is not None:
             raise ConfigError(f"the parties do not agree on the {what}: field '{path}' differs between '{ref_party}' and "
                               f"'{p}' (run the same pipeline file with the same parameters at every party); nothing was sent",
-                              party=p, field=path)
-    return fields_digest(ref)
+                              party=p, field=path, public=True)
+    for p, r in got.items():
+        if r.meta.get("problem") is not None:
+            pr = problem if p == ctx.me and problem is not None else _announced_problem(p, r.meta["problem"])
+            raise pr.error(p, here=p == ctx.me)
+    cols = {p: _announced_columns(p, r.meta) for p, r in got.items()}
+    run_id = got[ref_party].meta.get("run_id")
+    if not isinstance(run_id, str) or not re.fullmatch(r"[0-9A-Za-z-]{1,40}", run_id):
+        raise ProtocolError("job agreement: malformed run id", party=ref_party, field="run_id")
+    return fields_digest(ref), cols, run_id
+
+
+def _announced_problem(party: str, raw: Any) -> Problem:
+    if not isinstance(raw, dict) or not isinstance(raw.get("public"), str):
+        raise ProtocolError("job agreement: malformed problem report", party=party, field="problem")
+    fld = raw.get("field")
+    return Problem(raw["public"], kind=str(raw.get("kind")), field=fld if isinstance(fld, str) else None)
+
+
+def _announced_columns(party: str, meta: dict) -> list[str]:
+    raw = meta.get("columns", [])
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise ProtocolError("job agreement: malformed column list", party=party, field="columns")
+    return list(raw)
 
 
 def _announced_fields(party: str, meta: dict) -> list[tuple[str, str]]:
@@ -206,32 +261,229 @@ def _announced_fields(party: str, meta: dict) -> list[tuple[str, str]]:
     return [(x[0], x[1]) for x in raw]
 
 
-def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool = False) -> dict:
+def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, check_only: bool = False) -> dict:
     """Run every step at this party (all parties call it); returns this party's summary.
 
-    The parties first agree on the job (`agree_on_job` over `spec.fields_fingerprint()`).
+    Before any cryptography: each party reads and checks its own input (`jobs.check`), then
+    the parties agree on the job and on the checks' verdicts (`gather_job`, one message);
+    after PSI, fewer matched rows than `spec.min_rows` stop the job at every party.
+
+    `verbose`: "all" prints timestamped start/done lines of each step (and SS-LR's epochs) at
+    this party (a node of a deployment); True only at the label holder (simulations, where all
+    parties share a terminal). `check_only`: stop after the checks (`jointml run --check`).
     """
+    if sorted(ctx.parties) != sorted(spec.parties):
+        raise ConfigError(f"the pipeline's parties {spec.parties} are not the parties running it {list(ctx.parties)} "
+                          "(the cluster file must name every party of the job, the dealer included)", field="parties",
+                          public=True)
     check_wiring(spec)  # before anything runs
-    fingerprint = agree_on_job(ctx, spec.fields_fingerprint(), "pipeline")  # before any input is read or data sent
+    needs = job_needs(spec)
+    df, problem = None, None
+    if ctx.me in spec.inputs:
+        df, problem = read_checked(spec.inputs[ctx.me], ctx.me, needs)
+    t_wait = time.perf_counter()
+    if verbose == "all":  # a node of a deployment: say whom it waits for
+        print(f"  {time.strftime('%H:%M:%S')} [{ctx.me}] job agreement: waiting for "
+              f"{', '.join(p for p in ctx.parties if p != ctx.me)}", flush=True)
+    with _named_step("job agreement"):
+        fingerprint, has, run_id = gather_job(ctx, spec.fields_fingerprint(), "pipeline", problem, announce(needs, df))
+    if verbose == "all":
+        print(f"  {time.strftime('%H:%M:%S')} [{ctx.me}] job agreement: every party agreed after "
+              f"{time.perf_counter() - t_wait:.1f} s (job {fingerprint[:12]}, run {run_id})", flush=True)
+    cross = cross_problem(needs, has)
+    if cross is not None:
+        raise cross[1].error(cross[0], here=False)
+    if check_only:
+        return {"party": ctx.me, "job_fingerprint": fingerprint, "checked": True,
+                "label_party": next((p for p, cols in has.items() if needs.label in cols), None)}
+    if verbose is True:
+        holders = [p for p, cols in has.items() if needs.label in cols] or list(spec.parties)
+        verbose = ctx.me == holders[0]
+    verbose = bool(verbose)
+    if spec.output:
+        _retire_outputs(ctx.me, spec)
+    ctx.options["jobs.progress"] = verbose  # read by the model entries (per-epoch progress of SS-LR)
     store: ArtifactStore = LocalDirStore(Path(spec.output) / "artifacts", ctx.me) if spec.output else MemoryStore()
     state = JobState(spec, store)
     t_all = time.perf_counter()
-    for p, path in spec.inputs.items():
-        state.raw[p] = ctx.party(p).run(lambda path=path, p=p: read_input(path, p))
-    for name, params in spec.steps:
+    for p in spec.inputs:
+        state.raw[p] = ctx.party(p).run(lambda: df)  # runs at the owner only: its own table
+    for i, (name, params) in enumerate(spec.steps):
         t = time.perf_counter()
-        COMPONENTS[name].fn(ctx, state, **params)
+        _progress(ctx, state, verbose, f"{name:<14} start")
+        with _named_step(f"step {i + 1} ({name})"):
+            COMPONENTS[name].fn(ctx, state, **params)
         state.timings[name] = round(time.perf_counter() - t, 3)
-        if verbose and ctx.me == (state.label_party or spec.parties[0]):
-            print(f"  [{ctx.me}] {name:<14} done in {state.timings[name]:.2f} s", flush=True)
-    state.summary.update(party=ctx.me, job_fingerprint=fingerprint, timings=state.timings,
+        _after_step(ctx, state, name, verbose)
+        _progress(ctx, state, verbose, f"{name:<14} done in {state.timings[name]:.2f} s")
+    state.summary.update(party=ctx.me, job_fingerprint=fingerprint, run_id=run_id, timings=state.timings,
                          seconds=round(time.perf_counter() - t_all, 3), stats=ctx.stats())
+    if state.label_party is not None:
+        state.summary.setdefault("label_party", state.label_party)
+    stability = _own_stability(ctx.me, state)
+    if stability:
+        state.summary["stability"] = stability
     if spec.output:
-        out = Path(spec.output)
-        out.mkdir(parents=True, exist_ok=True)
-        public = {k: v for k, v in state.summary.items() if k not in ("test_scores", "test_labels")}
-        (out / f"summary.{ctx.me}.json").write_text(json.dumps(public, indent=1, default=_json_default))
+        _write_outputs(ctx.me, spec, state.summary)
+        if needs.keys and state.latest(ModelParts) is not None:  # predict's default --id-column
+            from .saved import remember
+
+            remember(Path(spec.output) / "model", ctx.me, id_column=needs.keys[0])
+        _write_run_folder(ctx.me, spec, state.summary, run_id)
     return state.summary
+
+
+def _write_run_folder(me: str, spec: PipelineSpec, summary: dict, run_id: str) -> Path:
+    """`<output>/runs/<run id>/`: this party's copy of its report and summary, and a manifest
+    (jointml version, job fingerprint and parameters, the SHA-256 of its own input file, its
+    metrics, which files are its own). Every party writes only its own files; nothing is sent."""
+    import hashlib
+
+    from .. import __version__
+
+    out = Path(spec.output or ".")
+    d = out / "runs" / run_id
+    d.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in (f"report.{me}.html", f"summary.{me}.json"):
+        if (out / name).exists():
+            atomic_write(d / name, (out / name).read_text())
+            files[name] = hashlib.sha256((d / name).read_bytes()).hexdigest()
+    inp = spec.inputs.get(me)
+    manifest = {
+        "format": "jointml.run/1", "run_id": run_id, "party": me, "jointml_version": __version__,
+        "pipeline": spec.name, "job_fingerprint": summary.get("job_fingerprint"), "created": time.time(),
+        "parameters": {k: v for k, v in spec.canonical_fields().items() if not k.startswith("inputs")},
+        "input": {"path": inp, "sha256": hashlib.sha256(Path(inp).read_bytes()).hexdigest()} if inp else None,
+        "metrics": {k: summary[k] for k in ("rows_aligned", "train_rows", "test_rows", "auc", "ks", "local_auc",
+                                            "local_ks", "ks_uplift_pct") if k in summary},
+        "model": summary.get("model"), "model_dir": summary.get("model_dir"), "files": files,
+    }
+    atomic_write(d / f"manifest.{me}.json", json.dumps(manifest, indent=1, default=_json_default))
+    return d
+
+
+def list_runs(output: str | Path) -> list[dict]:
+    """The runs recorded in `output/runs/` (newest first): per run, the manifests found here (this
+    organisation's parties), merged: run id, time, model, pipeline, metrics where a party has them.
+
+    >>> list_runs("/nonexistent")
+    []
+    """
+    rows = []
+    for d in (Path(output) / "runs").glob("*"):
+        mans = [json.loads(m.read_text()) for m in sorted(d.glob("manifest.*.json"))]
+        if not mans:
+            continue
+        metrics: dict = {}
+        for m in mans:
+            metrics.update(m.get("metrics") or {})
+        rows.append({"run_id": d.name, "created": max(m.get("created", 0) for m in mans), "pipeline": mans[0].get("pipeline"),
+                     "model": next((m.get("model") for m in mans if m.get("model")), None),
+                     "parties": [m.get("party") for m in mans], **metrics})
+    return sorted(rows, key=lambda r: -r["created"])  # newest first (run ids of the same second tie)
+
+
+def _own_stability(me: str, state: JobState) -> dict[str, float]:
+    """Population stability index (train vs test rows) of this party's own numeric columns: local,
+    on its own data only (nothing is sent)."""
+    from ..data.metrics import psi
+
+    if state.train is None or me not in getattr(state.train, "parts", {}):
+        return {}
+    tr, te = state.train.parts[me].value, state.test.parts[me].value
+    label = state.label.name if state.label is not None else None
+    out = {}
+    for c in tr.columns:
+        if c == label or tr[c].dtype.kind not in "biuf":
+            continue
+        a, b = tr[c].dropna().to_numpy(float), te[c].dropna().to_numpy(float)
+        if len(a) >= 2 and len(b) >= 1:
+            out[c] = round(psi(a, b), 4)
+    return out
+
+
+def _write_outputs(me: str, spec: PipelineSpec, summary: dict) -> None:
+    """This party's summary (no scores) and its report (`report.<party>.html`: only what it may see)."""
+    from .components.report import run_report
+
+    out = Path(spec.output or ".")
+    out.mkdir(parents=True, exist_ok=True)
+    public = {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels", "local_test_scores")}
+    protocol = device_params(spec.mpc, spec.parties)["protocol"]
+    atomic_write(out / f"report.{me}.html", run_report(me, summary, spec.steps, protocol, title=f"jointml: {spec.name}"))
+    atomic_write(out / f"summary.{me}.json", json.dumps(public, indent=1, default=_json_default))
+
+
+@contextlib.contextmanager
+def _named_step(step: str) -> Iterator[None]:
+    """A peer that sends nothing within the link timeout: say which step waited for whom."""
+    try:
+        yield
+    except LinkTimeout as e:
+        raise LinkTimeout(f"{step}: {e}; party '{e.party}' did not answer in time (is its node running? a slow "
+                          "step needs a larger recv_timeout in the cluster file, or --timeout)", party=e.party) from None
+
+
+def _retire_outputs(me: str, spec: PipelineSpec) -> None:
+    """Before a run writes, this party moves its files of an earlier run aside: its summary
+    (a failed run leaves none that looks complete) and, when the job trains, its model parts
+    (to `<output>/model.previous/`), so no stale part of another model is left to score with."""
+    out = Path(spec.output or ".")
+    for name in (f"summary.{me}.json", f"report.{me}.html"):
+        (out / name).unlink(missing_ok=True)
+    trains = any((COMPONENTS[n].alias_of or n) == "train" for n, _ in spec.steps)
+    model = out / "model"
+    if not trains or not model.is_dir():
+        return
+    mine = sorted(model.glob(f"*.{me}.json"))
+    if not mine:
+        return
+    prev = out / "model.previous"
+    prev.mkdir(parents=True, exist_ok=True)
+    for old in prev.glob(f"*.{me}.json"):
+        old.unlink()
+    for part in mine:
+        part.replace(prev / part.name)
+
+
+def _progress(ctx: Any, state: JobState, verbose: bool, text: str) -> None:
+    """A timestamped line: on stdout when `verbose`, and in this party's log file (context option
+    `jobs.log_file`, `jointml run --log-file`) whatever `verbose` says."""
+    line = f"  {time.strftime('%H:%M:%S')} [{ctx.me}] {text}"
+    if verbose:
+        print(line, flush=True)
+    log = ctx.options.get("jobs.log_file")
+    if log:
+        with open(str(log).replace("{party}", ctx.me), "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+def _after_step(ctx: Any, state: JobState, name: str, verbose: bool) -> None:
+    """Checks on what a step made, the same at every party (row counts are public to the job)."""
+    comp = COMPONENTS[name]
+    if (comp.alias_of or comp.name) == "psi":
+        n = len(state.vdf)
+        _progress(ctx, state, verbose, f"psi matched {n} rows")
+        if n < state.spec.min_rows:
+            raise DataError(f"PSI matched {n} rows between {sorted(state.vdf.parties)} (the job needs at least "
+                            f"{state.spec.min_rows}, min_rows): check that every party's id column holds the same "
+                            "identifiers in the same format (leading zeros, case, spaces)", field="psi", public=True)
+    if (comp.alias_of or comp.name) == "train":
+        parts = state.latest(ModelParts)
+        assert parts is not None  # train made it
+        state.summary["model"] = parts.model
+        if parts.columns:  # the columns the model was trained on (after any feature selection)
+            state.summary["feature_names"] = {p: list(c) for p, c in parts.columns.items()}
+    if (comp.alias_of or comp.name) == "train" and verbose and ctx.me == state.label_party:
+        for rec in getattr(state.model, "history_", None) or []:  # per-epoch progress (SS-LR / SS-GLM)
+            loss = f", validation loss {rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""
+            _progress(ctx, state, verbose, f"  epoch {rec['epoch']} at {rec['seconds']:.2f} s{loss}")
+    if (comp.alias_of or comp.name) == "split":
+        tr, te = len(state.train), len(state.test)
+        if tr == 0 or te == 0:
+            raise DataError(f"split: {tr + te} aligned rows give {tr} training and {te} test rows; both must be > 0 "
+                            "(change test_fraction or align more rows)", field="test_fraction", public=True)
 
 
 def _json_default(o: Any) -> Any:
@@ -243,20 +495,27 @@ def _json_default(o: Any) -> Any:
 
 
 def simulate_pipeline(spec: PipelineSpec, mode: str = "process", verbose: bool = True,
-                      party_specs: dict[str, PipelineSpec] | None = None) -> dict:
+                      party_specs: dict[str, PipelineSpec] | None = None, recv_timeout: float | None = None,
+                      check_only: bool = False, log_file: str | None = None) -> dict:
     """Run a pipeline with every party as a local process (or thread); `{party: summary}`.
 
     `party_specs` gives some parties their own copy of the pipeline (as separate organisations
     have), e.g. to see the parties refuse a job they do not agree on; the others run `spec`.
+    `recv_timeout`: seconds a party waits for a peer's message before it stops with an error
+    naming the peer and the step (default: no limit). `log_file`: every party appends its
+    progress lines there (`{party}` in the path is replaced by the party's name).
     """
     from ..runtime import simulate
 
-    return simulate(_run_party_pipeline, spec.parties, mode=mode,
-                    kwargs={"spec": spec, "verbose": verbose, "party_specs": dict(party_specs or {})})
+    return simulate(_run_party_pipeline, spec.parties, mode=mode, recv_timeout=recv_timeout,
+                    options={"jobs.log_file": log_file} if log_file else None,
+                    kwargs={"spec": spec, "verbose": verbose, "party_specs": dict(party_specs or {}),
+                            "check_only": check_only})
 
 
-def _run_party_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool, party_specs: dict[str, PipelineSpec]) -> dict:
-    return run_pipeline(ctx, party_specs.get(ctx.me, spec), verbose=verbose)
+def _run_party_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str, party_specs: dict[str, PipelineSpec],
+                        check_only: bool = False) -> dict:
+    return run_pipeline(ctx, party_specs.get(ctx.me, spec), verbose=verbose, check_only=check_only)
 
 
 # -- prediction from saved parts ------------------------------------------------------------
@@ -296,6 +555,14 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
     enc = load_encoding(d, ctx.me)  # this party's own codes; applied at the owner only
     raw = {p: ctx.party(p).run(lambda df: enc.apply(df) if enc is not None else df, o) for p, o in raw.items()}
     ids = None
+    from .components.scale import apply_scale, load_scale
+
+    stats = load_scale(d, ctx.me)  # this party's own standardisation (a `scale` step), at the owner only
+    raw = {p: ctx.party(p).run(lambda df: apply_scale(df, stats) if stats else df, o) for p, o in raw.items()}
+    own = raw[ctx.me].value if ctx.me in raw else None  # this party's own rows, to count the unmatched ones
+    if id_column and own is not None and id_column not in own.columns:
+        raise DataError(f"the id column '{id_column}' is not in its input (--id-column names it)", party=ctx.me,
+                        field=id_column, public=True)
     mpc = _predict_device(ctx, rec, inputs, protocol, dealer) if entry.device == "mpc" else None
     if id_column and mode == "label_only":
         vdf, ids = _label_only_rows(ctx, raw, id_column, to, mpc)
@@ -328,10 +595,17 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
     if rec["parties"] is None or ctx.me in rec["parties"]:
         est = entry.load(mpc if mpc is not None else ctx, rec["kind"], str(d), rec["parties"])
     scores = entry.scores(ctx, est, X, to, rec["label"]["party"])
-    out: dict[str, Any] = {"party": ctx.me, "rows": len(vdf), "model": rec["model"]}
+    out: dict[str, Any] = {"party": ctx.me, "rows": len(vdf), "model": rec["model"], "model_id": rec.get("model_id")}
+    if own is not None:
+        # each party counts its own rows without a match; the ids stay with it (never sent)
+        out["input_rows"] = len(own)
+        out["unmatched_rows"] = len(own) - len(vdf)
     if ctx.me == to:
         out["scores"] = np.asarray(scores.value).tolist()
         out["ids"] = ids.value if ids is not None else None
+        if ids is not None and own is not None:
+            matched = set(ids.value)
+            out["unmatched_ids"] = [i for i in own[id_column].tolist() if i not in matched]
     return out
 
 

@@ -31,7 +31,7 @@ from ..core.errors import PersistError
 from ..runtime.persist import FORMAT, FORMAT_VERSION, atomic_write, part_path, read_manifest, read_party_json
 from .artifacts import Encoding, ModelParts
 
-__all__ = ["RECORD_FORMAT", "ensure_manifest", "load_encoding", "read_record", "save_encoding", "write_record"]
+__all__ = ["RECORD_FORMAT", "ensure_manifest", "load_encoding", "read_record", "remember", "save_encoding", "write_record"]
 
 RECORD_FORMAT = "jointml.pipeline-model/1"
 ENCODING_FORMAT = "jointml.encoding/1"
@@ -55,6 +55,24 @@ def write_record(directory: str | Path, party: str, parts: ModelParts) -> Path:
 def read_record(directory: str | Path, party: str) -> dict | None:
     """This party's record in `directory` (None when it has none)."""
     return _read(Path(directory) / f"pipeline.{party}.json", party, RECORD_FORMAT)
+
+
+def remember(directory: str | Path, party: str, **fields: object) -> bool:
+    """Add `fields` (e.g. the PSI key `id_column`) to this party's record; False when it has none.
+
+    >>> import tempfile
+    >>> from jointml.jobs.artifacts import Label, ModelParts
+    >>> d = tempfile.mkdtemp()
+    >>> _ = write_record(d, "bank", ModelParts(None, "ss_lr", "SSLogisticRegression", "woe", Label("y", 1, "bank")))
+    >>> remember(d, "bank", id_column="id"), read_record(d, "bank")["id_column"]
+    (True, 'id')
+    """
+    rec = read_record(directory, party)
+    if rec is None:
+        return False
+    rec.update(fields)
+    _write(Path(directory) / f"pipeline.{party}.json", rec)
+    return True
 
 
 def save_encoding(directory: str | Path, party: str, enc: Encoding) -> Path:

@@ -84,6 +84,7 @@ class PipelineSpec:
     mpc: dict = field(default_factory=dict)
     output: str | None = None
     base: Path = field(default_factory=Path.cwd)
+    min_rows: int = 1  # fewer rows matched by PSI stop the job
 
     @classmethod
     def load(cls, path: str | Path) -> PipelineSpec:
@@ -103,9 +104,20 @@ class PipelineSpec:
         if not isinstance(raw, dict):
             raise ConfigError("a pipeline must be a mapping")
         base = base or Path.cwd()
+        unknown = sorted(set(map(str, raw)) - _TOP_KEYS)
+        if unknown:
+            raise ConfigError(f"unknown pipeline keys {unknown}; allowed: {sorted(_TOP_KEYS)}", field=unknown[0], public=True)
         for key in ("parties", "inputs", "steps"):
             if key not in raw:
-                raise ConfigError(f"pipeline needs '{key}'")
+                raise ConfigError(f"pipeline needs '{key}'", field=key, public=True)
+        if not isinstance(raw["parties"], list) or not all(isinstance(p, str) for p in raw["parties"]) or not raw["parties"]:
+            raise ConfigError(f"parties must be a list of party names, got {raw['parties']!r}", field="parties", public=True)
+        if not isinstance(raw["steps"] or [], list):
+            raise ConfigError("steps must be a list, one '- component: {params}' per step", field="steps", public=True)
+        if not isinstance(raw["inputs"] or {}, dict):
+            raise ConfigError("inputs must map each party to its file, e.g. 'bank: bank.csv'", field="inputs", public=True)
+        if not isinstance(raw.get("mpc") or {}, dict):
+            raise ConfigError("mpc must be a mapping, e.g. {protocol: semi2k, dealer: dealer}", field="mpc", public=True)
         parties = list(raw["parties"])
         inputs = {}
         for p, v in dict(raw["inputs"] or {}).items():
@@ -118,11 +130,15 @@ class PipelineSpec:
         for p in (mpc.get("parties") or []) + ([mpc["dealer"]] if mpc.get("dealer") else []):
             if p not in parties:
                 raise ConfigError(f"mpc: unknown party '{p}' (parties: {parties})", field="mpc")
+        device_params(mpc, parties)  # its protocol and frac_bits, checked now
         out = raw.get("output")
         if out is not None and not Path(out).is_absolute():
             out = str(base / out)
+        min_rows = raw.get("min_rows", 1)
+        if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
+            raise ConfigError(f"min_rows must be an integer >= 1, got {min_rows!r}", field="min_rows", public=True)
         return cls(name=str(raw.get("name", "pipeline")), parties=parties, inputs=inputs, steps=steps, mpc=mpc, output=out,
-                   base=base)
+                   base=base, min_rows=min_rows)
 
     def canonical_fields(self) -> dict[str, Any]:
         """The job as it will run, `{field path: value}` in a fixed order (see the module docstring).
@@ -132,7 +148,7 @@ class PipelineSpec:
         ['steps[0]', 'steps[0].split.seed', 'steps[0].split.test_fraction']
         """
         out: dict[str, Any] = {"parties": list(self.parties), "inputs": sorted(self.inputs),
-                               "output": self.output is not None}
+                               "output": self.output is not None, "min_rows": self.min_rows}
         for k, v in device_params(self.mpc, self.parties).items():
             out[f"mpc.{k}"] = v
         for i, (name, params) in enumerate(self.steps):
@@ -165,6 +181,10 @@ class PipelineSpec:
         return fields_digest(self.fields_fingerprint())
 
 
+_TOP_KEYS = {"name", "parties", "inputs", "steps", "mpc", "output", "min_rows"}
+_PROTOCOLS = ("semi2k", "aby3")
+
+
 def device_params(mpc: dict | None, parties: list[str]) -> dict[str, Any]:
     """The parameters of the MPC device an `mpc:` section makes, defaults filled in
     (protocol, compute parties, dealer, fractional bits; other keys kept as written).
@@ -179,7 +199,11 @@ def device_params(mpc: dict | None, parties: list[str]) -> dict[str, Any]:
         frac_bits = int(m.get("frac_bits", DEFAULT_FRAC_BITS))
     except (TypeError, ValueError):
         raise ConfigError(f"mpc: frac_bits must be an int, got {m.get('frac_bits')!r}", field="mpc.frac_bits") from None
-    out = {"protocol": str(m.get("protocol", "semi2k")), "parties": compute, "dealer": dealer, "frac_bits": frac_bits}
+    protocol = str(m.get("protocol", "semi2k"))
+    if protocol not in _PROTOCOLS:
+        raise ConfigError(f"mpc: protocol must be one of {list(_PROTOCOLS)}, got {protocol!r}", field="mpc.protocol",
+                          public=True)
+    out = {"protocol": protocol, "parties": compute, "dealer": dealer, "frac_bits": frac_bits}
     out.update({k: v for k, v in sorted(m.items()) if k not in out})
     return out
 

@@ -5,10 +5,13 @@
 | `psi` | Inputs | AlignedFrame |
 | `encode` | AlignedFrame, (Label) | AlignedFrame, Encoding, (Label) |
 | `split` | AlignedFrame | Split |
+| `scale` | Split | Split (each party's numeric columns standardised) |
 | `woe_binning` | Split | WoeModel, Label |
 | `train` | Split, (Label, WoeModel, Encoding) | ModelParts, Label |
 | `predict` | ModelParts, (Split or AlignedFrame) | Scores |
 | `evaluate` | Scores, Label, (ModelParts) | (metrics in the summary) |
+| `select_features` | WoeModel | WoeModel (the kept columns) |
+| `scorecard` | ModelParts, WoeModel | (points tables in the summary and `scorecard.<party>.json`) |
 | `fl.train` | Inputs (horizontal: same columns) | ModelParts |
 
 Aliases: `ss_lr.train`, `ss_glm.train`, `secureboost.train`, `ss_xgb.train` are `train` with
@@ -20,7 +23,7 @@ Aliases: `ss_lr.train`, `ss_glm.train`, `secureboost.train`, `ss_xgb.train` are 
 """
 
 from ..registry import alias
-from . import encode, evaluate, fl, predict, psi, split, train, woe  # noqa: F401 - registers the components
+from . import encode, evaluate, fl, predict, psi, scale, scorecard, select, split, train, woe  # noqa: F401 - registers the components
 
 for _m in ("ss_lr", "ss_glm", "secureboost", "ss_xgb"):
     alias(f"{_m}.train", "train", f"`train` with `model: {_m}` (kept for existing pipeline files).", model=_m)

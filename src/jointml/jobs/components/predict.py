@@ -2,11 +2,17 @@
 
 The scores are revealed to one party only (`to`, default the label holder; SecureBoost's
 go to the label holder only). Other parties hold an opaque handle.
+
+With `score_stability: true` the training rows are scored too (one more joint prediction,
+revealed to `to` only) and `to` reports the population stability index of the scores,
+train against test (`score_psi`); `to` then also learns the training rows' scores.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from ...core.errors import ConfigError
 from ..artifacts import AlignedFrame, ModelParts, Scores, Split
@@ -17,7 +23,7 @@ from .features import model_features
 @component("predict", outputs=(Scores,))
 def predict(ctx: Any, state: Any, parts: ModelParts, split: Split | None = None,
             frame: AlignedFrame | None = None, *,
-            to: str | None = None) -> Scores:
+            to: str | None = None, score_stability: bool = False) -> Scores:
     """Joint prediction of the test rows; scores revealed only to `to` (default: the label holder)."""
     if split is not None:
         rows = split.test
@@ -30,6 +36,13 @@ def predict(ctx: Any, state: Any, parts: ModelParts, split: Split | None = None,
         raise ConfigError("predict: name the party the scores go to (to=)", field="to")
     scores = score_rows(ctx, lambda: state.device(ctx), parts, rows, to)
     state.summary["scores_to"] = to
+    if score_stability and split is not None:
+        train_scores = score_rows(ctx, lambda: state.device(ctx), parts, split.train, to)
+        if ctx.me == to:
+            from ...data.metrics import psi
+
+            state.summary["score_psi"] = round(psi(np.asarray(train_scores.value, dtype=float),
+                                                   np.asarray(scores.value, dtype=float)), 4)
     return Scores(scores, to, rows, len(rows))
 
 
