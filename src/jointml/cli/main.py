@@ -323,9 +323,9 @@ def _check_cluster(cluster: str, party: str, needed: list[str]) -> None:
 @click.option("--party", default=None, help="With --cluster: the party this node runs.")
 @click.option("--timeout", "recv_timeout", type=float, default=None,
               help="Seconds to wait for a peer's message before stopping with an error naming it (simulation).")
-def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str | None, dealer: str, psi_mode: str | None,
-            out_path: str | None, unmatched_path: str | None, mode: str, cluster: str | None, party: str | None,
-            recv_timeout: float | None) -> None:
+def predict(model_dir: str, inputs: tuple[str, ...], to: str, id_column: str | None, dealer: str, out_path: str | None,
+            unmatched_path: str | None, mode: str, cluster: str | None, party: str | None, recv_timeout: float | None,
+            psi_mode: str | None = None) -> None:
     """Score new rows jointly with saved model parts; only --to sees the scores.
 
     The model is the one the folder's manifests name as current (the parties first agree it
