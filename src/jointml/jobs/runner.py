@@ -181,6 +181,12 @@ def check_wiring(spec: PipelineSpec) -> None:
         full = comp.validate(params, f"step {i + 1} ({name})")
         comp.check_wiring(name, full, have)
         have |= comp.produces(full)
+        if (comp.alias_of or name) == "psi" and full.get("mode") == "label_only":
+            from .components.psi import later_steps_problem  # label-only rows: refused before any input is read
+
+            problem = later_steps_problem(spec.steps[i + 1:])
+            if problem:
+                raise ConfigError(f"psi mode 'label_only': {problem}", field="psi.mode")
 
 
 def agree_on_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job", problem: Problem | None = None) -> str:

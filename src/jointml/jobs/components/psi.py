@@ -49,8 +49,12 @@ def label_only_problem(model: str | None) -> str | None:
     return None
 
 
-def _later_steps_problem(steps: list) -> str | None:
-    """The first later step that cannot run on label-only aligned rows."""
+def later_steps_problem(steps: list) -> str | None:
+    """The first later step that cannot run on label-only aligned rows (None: all can).
+
+    >>> later_steps_problem([("split", {}), ("secureboost.train", {})])[:30]
+    "step 'secureboost.train': mode"
+    """
     for name, params in steps:
         comp = COMPONENTS.get(name)
         target = (comp.alias_of or name) if comp is not None else name
@@ -72,7 +76,7 @@ def _check_label_only(state: Any, who: list[str], holder: str) -> None:
     steps = list(state.spec.steps)
     names = [n for n, _ in steps]
     later = steps[names.index("psi") + 1:] if "psi" in names else steps
-    problem = _later_steps_problem(later)
+    problem = later_steps_problem(later)
     if problem:
         raise ConfigError(f"psi mode 'label_only': {problem}", field="psi.mode")
     mpc = dict(state.spec.mpc or {})
