@@ -224,7 +224,7 @@ _CSS = (
     "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right;overflow-wrap:anywhere}"
     "th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}"
     "table.kv th{text-align:left;white-space:nowrap}table.kv td{text-align:left}"
-    ".charts{display:flex;gap:2em;flex-wrap:wrap}.charts svg{flex:1 1 320px}"
+    ".charts{display:flex;gap:1.5em;flex-wrap:wrap}.charts svg{flex:1 1 240px;max-width:420px;height:auto}"
     ".note{color:#555;font-size:13px;max-width:75ch}"
     "@media print{body{margin:0;max-width:none}.charts{break-inside:avoid}h2{break-after:avoid}"
     "table{display:table;overflow:visible}}"
