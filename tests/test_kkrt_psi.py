@@ -157,3 +157,44 @@ def test_csv_input_read_in_batches(tmp_path):
     out = simulate(prog, P, mode="thread")
     assert out["bank"]["id"].tolist() == out["partner"]["id"].tolist()
     assert sorted(out["bank"]["id"].tolist()) == sorted(set(a.tolist()) & set(b.tolist()))
+
+
+def test_label_only_over_kkrt_aligns_like_ecdh():
+    """Label-only PSI (only the bank learns the intersection) runs over KKRT too: the bank's
+    shared rows and the partner's values aligned under secret sharing equal the ECDH run's,
+    and the partner learns no position in either protocol."""
+    from jointml.mpc import MpcDevice
+    from jointml.psi.label_only import psi_label_only
+
+    ids = np.arange(3000)
+    keys = {"bank": ids[::2].copy(), "partner": np.concatenate([ids[1000:2500], ids[2990:]])[::-1].copy()}
+    x = (keys["partner"] % 97).astype(float).reshape(-1, 1)
+
+    def prog(ctx, protocol):
+        al = psi_label_only(ctx, keys, holder="bank", protocol=protocol)
+        mpc = MpcDevice(ctx, ["bank", "partner"], dealer="dealer")
+        got = al.select(mpc, ctx.party("partner").put(x if ctx.me == "partner" else None)).reveal(to="bank")
+        return al.positions, (got.value.ravel() if ctx.me == "bank" else None)
+
+    out = {p: simulate(prog, ["bank", "partner", "dealer"], mode="thread", args=(p,)) for p in ("ecdh", "kkrt")}
+    shared = np.intersect1d(keys["bank"], keys["partner"])
+    for p in ("ecdh", "kkrt"):
+        assert keys["bank"][out[p]["bank"][0]].tolist() == shared.tolist()
+        np.testing.assert_allclose(out[p]["bank"][1], (shared % 97).astype(float), atol=1e-4)
+        assert out[p]["partner"] == (None, None)
+
+
+def test_psi_step_auto_picks_kkrt_for_large_sets():
+    import pandas as pd
+
+    from jointml.jobs.artifacts import Inputs
+    from jointml.jobs.components.psi import AUTO_KKRT_MIN_IDS, choose_protocol
+
+    def prog(ctx, n):
+        df = pd.DataFrame({"id": range(n if ctx.me == "bank" else 10)})
+        inputs = Inputs({p: ctx.party(p).put(df if p == ctx.me else None) for p in ["bank", "partner"]})
+        return choose_protocol(ctx, inputs, ["bank", "partner"], "auto")
+
+    for n, want in ((AUTO_KKRT_MIN_IDS - 1, "ecdh"), (AUTO_KKRT_MIN_IDS, "kkrt")):
+        got = simulate(prog, ["bank", "partner", "dealer"], mode="thread", args=(n,))
+        assert got["bank"] == got["partner"] == want and got["dealer"] == "ecdh"  # the dealer takes no part

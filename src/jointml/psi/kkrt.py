@@ -329,19 +329,25 @@ def _run(ctx: PartyContext, uid: str, keys: Any, key_columns: Any, parties: list
     n_peer = _check_hello(me, hello, peer, ch.recv("hello", dtypes=[], timeout=_WAIT).meta)
     sizes = {me: n, peer: n_peer}
     positions: np.ndarray | None
+    slots: np.ndarray | None = None
+    sent: np.ndarray | None = None
     if me == matcher:
         rows, pos = _lead(ch, d, n_peer, times) if n and n_peer else (np.empty(0, np.int64),) * 2
-        positions = None if reveal_to is None else np.sort(rows)
         if reveal_to is None:
             positions = _final_lead(ch, rows, pos, sort_by, me)
+        else:  # label-only PSI needs, per shared row, its slot in O's secret send order
+            o = np.argsort(rows, kind="stable")
+            positions, slots = rows[o], pos[o].astype(np.int64)
     else:
-        order = _follow(ch, d, n_peer, batch_size, times) if n and n_peer else np.arange(n)
+        order = _follow(ch, d, n_peer, batch_size, times) if n and n_peer else _secret_permutation(n)
         positions = None if reveal_to is not None else _final_follow(ch, order, n_peer)
+        sent = order if reveal_to is not None else None
     if positions is not None and sort_by is not None and sort_by != matcher and reveal_to is None:
         positions = _order_by(ch, positions, sort_by, me)
     stats1 = ctx.stats()
     times = {k: round(v, 4) for k, v in times.items()}
-    res = PsiResult(me, positions, None if positions is None else len(positions), sizes, stats=dict(times))
+    res = PsiResult(me, positions, None if positions is None else len(positions), sizes, stats=dict(times),
+                    peer_slots=slots, sent_order=sent)
     res.stats.update(
         protocol="kkrt",
         seconds=round(time.perf_counter() - t_start, 4),

@@ -94,7 +94,7 @@ from ..core.errors import ConfigError, ParameterError, ProtocolError, WireFormat
 from ..core.prg import SEED_BYTES, Prg, new_seed
 from ..runtime.collectives import agree, broadcast, send_to
 from ..runtime.context import PartyContext
-from .ecdh import PsiError, psi_align
+from .ecdh import PsiError
 
 __all__ = ["BlindAlignment", "psi_label_only", "selection_helper"]
 
@@ -279,8 +279,12 @@ def psi_label_only(
     n_jobs: int | None = None,
     progress: bool | None = None,
     read_csv_kwargs: Mapping[str, Any] | None = None,
+    protocol: str = "ecdh",
 ) -> BlindAlignment:
     """Label-only PSI between `holder` and `partner` (step 1 of the module docstring).
+
+    `protocol`: "ecdh" (`jointml.psi.ecdh`) or "kkrt" (`jointml.psi.kkrt`, OT-based, much
+    less computation); both run with ``reveal_to=holder`` and give the same alignment.
 
     Every party of the job calls it (SPMD; `keys` as for `jointml.psi.psi_align`, e.g. a
     dict {party: DataFrame or PartyObject}); parties outside the two get a `BlindAlignment`
@@ -301,8 +305,10 @@ def psi_label_only(
     if holder == partner or holder not in ctx.parties or partner not in ctx.parties:
         raise ConfigError(f"label-only PSI needs two distinct parties of the job, got holder={holder!r}, "
                           f"partner={partner!r}", field="holder")
-    res = psi_align(ctx, keys, key_columns, parties=[holder, partner], reveal_to=holder, batch_size=batch_size,
-                    n_jobs=n_jobs, progress=progress, read_csv_kwargs=read_csv_kwargs)
+    from . import psi_align as align  # the dispatcher (ecdh | kkrt); imported here: the package imports lazily
+
+    res = align(ctx, keys, key_columns, protocol=protocol, parties=[holder, partner], reveal_to=holder,
+                batch_size=batch_size, n_jobs=n_jobs, progress=progress, read_csv_kwargs=read_csv_kwargs)
     meta = None
     if ctx.me == holder:
         assert res is not None and res.positions is not None  # the matcher learns the intersection

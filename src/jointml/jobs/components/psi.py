@@ -31,6 +31,45 @@ from ..artifacts import AlignedFrame, Inputs
 from ..registry import COMPONENTS, MODELS, component
 
 MODES = ("both", "label_only")
+PROTOCOLS = ("auto", "ecdh", "kkrt")
+#: `protocol: auto` picks the OT-based KKRT PSI for two parties when the larger set has at
+#: least this many ids (measured 1M x 1M: KKRT 5.1 s, ECDH 71 s on the 2-core reference
+#: machine); below it ECDH, whose few messages cost less than KKRT's OT setup.
+AUTO_KKRT_MIN_IDS = 10_000
+
+
+def choose_protocol(ctx: Any, inputs: Inputs, who: list[str], protocol: str) -> str:
+    """The PSI protocol this step runs: `protocol`, or for "auto" KKRT when exactly two
+    parties align and the larger of their set sizes reaches `AUTO_KKRT_MIN_IDS`, else ECDH.
+
+    The two parties exchange their row counts first (one message each; both learn the
+    other's set size in either protocol anyway); parties outside the PSI send nothing.
+
+    >>> import pandas as pd
+    >>> from jointml.jobs.artifacts import Inputs
+    >>> def prog(ctx):
+    ...     df = pd.DataFrame({"id": range(20_000 if ctx.me == "bank" else 10)})
+    ...     return choose_protocol(ctx, Inputs({p: ctx.party(p).put(df if p == ctx.me else None)
+    ...                                         for p in ctx.parties}), list(ctx.parties), "auto")
+    >>> simulate(prog, ["bank", "partner"], mode="thread")["partner"]
+    'kkrt'
+    """
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"psi protocol must be one of {PROTOCOLS}, got {protocol!r}", field="psi.protocol")
+    if protocol != "auto":
+        return protocol
+    if len(who) != 2:
+        return "ecdh"
+    if ctx.me not in who:
+        return "ecdh"  # not a party of the PSI: nothing of it runs here
+    from ...runtime.collectives import all_gather
+
+    mine = {"rows": int(len(inputs.frames[ctx.me].value))}
+    got = all_gather(ctx, parties=who, meta=mine, to=who, name="psi-sizes")
+    sizes = [got[p].meta.get("rows") for p in who]
+    if any(type(n) is not int or n < 0 for n in sizes):
+        raise ConfigError("malformed row count in the PSI protocol choice", field="psi.protocol")
+    return "kkrt" if max(sizes) >= AUTO_KKRT_MIN_IDS else "ecdh"
 
 
 def label_only_problem(model: str | None) -> str | None:
@@ -88,8 +127,13 @@ def _check_label_only(state: Any, who: list[str], holder: str) -> None:
 @component("psi", outputs=(AlignedFrame,))
 def psi(ctx: Any, state: Any, inputs: Inputs, *, key: str | list[str] = "id", sort_by: str | None = None,
         parties: list[str] | None = None, mode: Literal["both", "label_only"] = "both",
-        holder: str | None = None) -> AlignedFrame:
-    """Align the parties' rows on a key (ECDH-PSI); the key columns are dropped afterwards.
+        holder: str | None = None, protocol: Literal["auto", "ecdh", "kkrt"] = "auto") -> AlignedFrame:
+    """Align the parties' rows on a key (ECDH-PSI, or OT-based KKRT for two large sets); the
+    key columns are dropped afterwards.
+
+    `protocol`: "auto" (default) runs KKRT for two parties when the larger set has at least
+    10,000 ids, ECDH otherwise (three or more parties: ECDH); the result and what each side
+    learns are the same in both protocols.
 
     What each side learns (semi-honest, non-colluding parties); in both modes nothing about
     the other side's ids that are not shared:
@@ -114,11 +158,16 @@ def psi(ctx: Any, state: Any, inputs: Inputs, *, key: str | list[str] = "id", so
     for p in who:
         if p not in inputs.frames:
             raise ConfigError(f"psi: party '{p}' has no input", party=p)
-    if mode == "label_only":
-        return _label_only(ctx, state, inputs, keys, who, holder or sort_by or who[0])
-    if mode != "both":
+    if mode not in MODES:
         raise ConfigError(f"psi mode must be one of {MODES}, got {mode!r}", field="psi.mode")
-    aligned = psi_frame(ctx, {p: inputs.frames[p] for p in who}, key_columns=keys, sort_by=sort_by, progress=False)
+    if mode == "label_only":
+        _check_label_only(state, who, holder or sort_by or who[0])
+    proto = choose_protocol(ctx, inputs, who, protocol)
+    state.summary["psi_protocol"] = proto
+    if mode == "label_only":
+        return _label_only(ctx, state, inputs, keys, who, holder or sort_by or who[0], proto)
+    aligned = psi_frame(ctx, {p: inputs.frames[p] for p in who}, key_columns=keys, sort_by=sort_by, progress=False,
+                        protocol=proto)
     parts = {p: ctx.party(p).run(lambda df: df.drop(columns=keys), aligned[p]) for p in who}
     vdf = VDataFrame(ctx, parts)
     state.summary["rows_aligned"] = len(vdf)
@@ -126,14 +175,14 @@ def psi(ctx: Any, state: Any, inputs: Inputs, *, key: str | list[str] = "id", so
     return AlignedFrame(vdf)
 
 
-def _label_only(ctx: Any, state: Any, inputs: Inputs, keys: list[str], who: list[str], holder: str) -> AlignedFrame:
+def _label_only(ctx: Any, state: Any, inputs: Inputs, keys: list[str], who: list[str], holder: str,
+                protocol: str) -> AlignedFrame:
     from ...data.blind import blind_frame
     from ...psi.label_only import psi_label_only
 
-    _check_label_only(state, who, holder)
     frames = {p: inputs.frames[p] for p in who}
     partner = next(p for p in who if p != holder)
-    al = psi_label_only(ctx, frames, keys, holder=holder, partner=partner, progress=False)
+    al = psi_label_only(ctx, frames, keys, holder=holder, partner=partner, progress=False, protocol=protocol)
     vdf = blind_frame(ctx, frames, al, drop=keys)
     state.summary["rows_aligned"] = len(vdf)
     state.summary["psi_mode"] = "label_only"
