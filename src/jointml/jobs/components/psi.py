@@ -66,9 +66,12 @@ def choose_protocol(ctx: Any, inputs: Inputs, who: list[str], protocol: str) -> 
 
     mine = {"rows": int(len(inputs.frames[ctx.me].value))}
     got = all_gather(ctx, parties=who, meta=mine, to=who, name="psi-sizes")
-    sizes = [got[p].meta.get("rows") for p in who]
-    if any(type(n) is not int or n < 0 for n in sizes):
-        raise ConfigError("malformed row count in the PSI protocol choice", field="psi.protocol")
+    sizes: list[int] = []
+    for p in who:
+        n = got[p].meta.get("rows")
+        if type(n) is not int or n < 0:
+            raise ConfigError("malformed row count in the PSI protocol choice", party=p, field="psi.protocol")
+        sizes.append(n)
     return "kkrt" if max(sizes) >= AUTO_KKRT_MIN_IDS else "ecdh"
 
 
