@@ -95,3 +95,16 @@ def test_missing_label_values_rejected(credit):
     b.loc[3, "creditability"] = None
     with pytest.raises(PartyFailed, match="missing values"):
         _run(b, partner.iloc[:50])
+
+
+@pytest.mark.parametrize("method", ["quantile", "equal_width"])
+def test_unsupervised_methods_cut_max_bins(credit, method):
+    """`max_bins` bounds the bins of numeric columns in the unsupervised methods too (they
+    kept the 20 pre-bins: 21 bins per column for `max_bins: 5`, found by a user). A
+    categorical column keeps one bin per category in these methods (nothing to order by)."""
+    bank, partner = credit
+    res = _run(bank.iloc[:400], partner.iloc[:400], method=method, max_bins=5)
+    frame = {**{c: bank[c] for c in bank.columns if c != "creditability"}, **{c: partner[c] for c in partner.columns}}
+    numeric = [c for c, v in frame.items() if v.dtype.kind in "if" and v.nunique() > 5]
+    sizes = {c: len(res["bank"]["own"][c][0]) for c in numeric}  # bins incl. the missing-value bin
+    assert len(numeric) >= 3 and max(sizes.values()) == 6 and min(sizes.values()) >= 2, sizes

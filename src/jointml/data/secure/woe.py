@@ -87,10 +87,13 @@ from ..preprocessing import (
 METHODS = ("chimerge", "tree", "quantile", "equal_width")
 
 
-def _prebinner(method: str, n_prebins: int):
+def _prebinner(method: str, n_prebins: int, max_bins: int):
+    """The pre-binner of a column. Unsupervised methods keep their pre-bins as the final bins,
+    so they cut `max_bins` bins directly (`n_prebins` is for the supervised merges)."""
+    n = max_bins if method in ("quantile", "equal_width") else n_prebins
     if method == "equal_width":
-        return EqualWidthBinner(n_bins=n_prebins, handle_unknown="missing")
-    return EqualFrequencyBinner(n_bins=n_prebins, handle_unknown="missing")
+        return EqualWidthBinner(n_bins=n, handle_unknown="missing")
+    return EqualFrequencyBinner(n_bins=n, handle_unknown="missing")
 
 
 def _cuts_for(method: str, pos: np.ndarray, neg: np.ndarray, max_bins: int, min_bin_frac: float) -> np.ndarray:
@@ -291,7 +294,10 @@ def vertical_woe(
 
     `label` is a column of the label holder; `pos_label` marks the positive ("bad")
     class. Returns a `VerticalWOE`; at the label holder `.iv` gives IV per column.
-    Every party of the job calls it (SPMD). `key_bits` below 2048 are refused unless
+    Bins: `chimerge` and `tree` merge `n_prebins` equal-frequency pre-bins into at most
+    `max_bins` bins by the label counts; `quantile` and `equal_width` cut `max_bins` bins of
+    a numeric column directly (categories keep one bin each); every column also has a bin
+    for missing values. Every party of the job calls it (SPMD). `key_bits` below 2048 are refused unless
     ``JOINTML_INSECURE_TEST_KEYS=1`` is set (tests only). With `label_proofs` (default) the
     label holder proves that every label ciphertext encrypts 0 or 1 and each feature holder
     checks every proof before it sums anything (:mod:`jointml.he.proofs`); a failing proof
@@ -303,7 +309,7 @@ def vertical_woe(
     >>> shop = pd.DataFrame({"spend": [5.0, 1.0, 6.0, 2.0, 7.0, 1.5, 2.5, 3.0]})
     >>> def prog(ctx):
     ...     vdf = from_pandas(ctx, {"bank": lambda: bank, "shop": lambda: shop})
-    ...     w = vertical_woe(ctx, vdf, "y", method="quantile", n_prebins=2, key_bits=512)  # 512: examples only
+    ...     w = vertical_woe(ctx, vdf, "y", method="quantile", max_bins=2, key_bits=512)  # 512: examples only
     ...     # the shop's bins are numbered in a secret random order: sorted for the example
     ...     return sorted(w.col["spend"].pos.tolist()) if ctx.me == "bank" else w.col["spend"].n_bins
     >>> simulate(prog, ["bank", "shop"], mode="thread")
@@ -390,7 +396,7 @@ def _blind_holder_counts(ctx, vdf, model: VerticalWOE, he: HeDevice, y: np.ndarr
     arrays: list[np.ndarray] = []
     if me == p:
         df = vdf.parts[me].value[cols]
-        pre = _prebinner(params[0], n_prebins).fit(df)  # on all of p's rows: it does not know which are aligned
+        pre = _prebinner(params[0], n_prebins, params[1]).fit(df)  # on all of p's rows: it does not know which are aligned
         model.binners[me] = pre
         shuffled = vdf.alignment.shuffled(np.asarray(pre.transform(df), dtype=np.int64))
         codes, groups = np.vstack([shuffled, shuffled]), np.repeat(np.arange(2, dtype=np.int64), n_p)
@@ -484,7 +490,7 @@ def _holder_counts(ctx, vdf: VDataFrame, model: VerticalWOE, enc_y: HeArray, p: 
     codes, arrays = None, []
     if me == p:
         df = vdf.parts[me].value[cols]
-        pre = _prebinner(method, n_prebins).fit(df)
+        pre = _prebinner(method, n_prebins, max_bins).fit(df)
         model.binners[me] = pre
         codes = np.asarray(pre.transform(df))
         sizes = np.array([pre.get_bins(c).n_bins for c in cols], np.int64)
@@ -558,7 +564,7 @@ def _own_columns(vdf: VDataFrame, model: VerticalWOE, y: np.ndarray, n_prebins: 
     method, max_bins, min_bin_frac = params
     me, own = model.label_owner, model.columns[model.label_owner]
     df = vdf.parts[me].value
-    pre = _prebinner(method, n_prebins).fit(df[own])
+    pre = _prebinner(method, n_prebins, max_bins).fit(df[own])
     model.binners[me] = pre
     codes = np.asarray(pre.transform(df[own]))
     for j, c in enumerate(own):
