@@ -1,0 +1,350 @@
+"""One party's side of online prediction: its saved model part, its feature source, its partial.
+
+A pipeline's training saves, at each party, its own model part, its WOE / encoding / scale
+parts and the public record (`jointml.jobs.saved`). `PartyPredictor.load` reads only this
+party's files and never talks to another party; the server (`jointml.serving.server`) moves
+the partials between the parties.
+
+Per request, for the ids the label holder (the *bank*) asks about:
+
+- **SS-LR / SS-GLM** (trained with `reveal="owners"`: each party knows the weights of its own
+  features): a feature holder (the *partner*) computes its partial linear score
+  ``x_partner . w_partner`` from its own features and weights and sends that one float per id.
+  The bank adds its own partial and the intercept and applies the link (sigmoid). Models whose
+  weights stay secret-shared (`reveal="shared"`) or whose partner does not know its own WOE
+  values (WOE without `woe_to_owner`) are refused at load with a message: serving them needs a
+  secret-shared variant (not built yet).
+- **SecureBoost**: per tree, the partner sends a bit mask of the leaves its own splits allow for
+  that id; the bank intersects it with its own mask (exactly one leaf remains) and adds the leaf
+  values it alone holds.
+
+What each side learns per request (semi-honest parties):
+
+| model | the bank learns | the partner learns |
+| --- | --- | --- |
+| SS-LR / GLM | the partner's partial score for each id (one float), and whether the id is known | the ids asked for, and when |
+| SecureBoost | per tree, the leaves the partner's splits allow (hence the side of each partner split the id falls on, as in batch prediction) | the ids asked for, and when |
+
+Neither side sends raw feature values; the partner never sees a score or the bank's features.
+A deviating bank can ask for any id the partner holds and learn that id's partial; the
+partner's log of ids asked (`serving.server`) is the audit trail. Against a deviating partner
+nothing here checks that its partials are honest (it can bias the scores of any id).
+
+>>> import pandas as pd
+>>> src = TableSource(pd.DataFrame({"id": ["a", "b"], "x": [1.0, 2.0]}), "id")
+>>> df, found = src.rows(["b", "zz"])
+>>> df["x"].tolist()[0], found
+(2.0, [True, False])
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..core.errors import ConfigError, DataError, ModelError
+
+__all__ = ["FeatureSource", "TableSource", "SQLiteSource", "open_source", "PartyPredictor", "UNKNOWN_POLICIES"]
+
+#: What a partner does with an id it does not hold: "error" (the id is reported unknown, no
+#: score) or "missing" (scored as if every feature of that party were missing).
+UNKNOWN_POLICIES = ("error", "missing")
+
+LINEAR = ("ss_lr", "ss_glm")
+TREES = ("secureboost",)
+
+
+class FeatureSource(ABC):
+    """Where a party reads its own features by id (a plug-in: implement `rows`)."""
+
+    id_column: str
+
+    @abstractmethod
+    def rows(self, ids: list[str]) -> tuple[pd.DataFrame, list[bool]]:
+        """The rows of `ids` in that order (unknown ids as all-missing rows) and which were found."""
+
+
+class TableSource(FeatureSource):
+    """A table held in memory, indexed by its id column (ids compared as text).
+
+    >>> TableSource(pd.DataFrame({"id": [1, 2], "x": [0.5, 1.5]}), "id").rows(["2"])[0]["x"].tolist()
+    [1.5]
+    """
+
+    def __init__(self, df: pd.DataFrame, id_column: str = "id"):
+        if id_column not in df.columns:
+            raise DataError(f"the feature source has no id column '{id_column}' (columns: {list(df.columns)})",
+                            field=id_column)
+        keys = df[id_column].astype(str)
+        if keys.duplicated().any():
+            raise DataError(f"the feature source has duplicate ids in '{id_column}'", field=id_column)
+        self.id_column = id_column
+        self.table = df.drop(columns=[id_column]).set_axis(keys.to_numpy(), axis=0)
+
+    def rows(self, ids: list[str]) -> tuple[pd.DataFrame, list[bool]]:
+        found = [i in self.table.index for i in ids]
+        return self.table.reindex([str(i) for i in ids]), found
+
+
+class SQLiteSource(FeatureSource):
+    """A table in an SQLite file, read row by row with a parameterised query.
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "f.db")
+    >>> with sqlite3.connect(p) as c:
+    ...     _ = c.execute("create table f (id text, x real)"); _ = c.execute("insert into f values ('a', 1.5)")
+    >>> SQLiteSource(p, "f", "id").rows(["a", "b"])[1]
+    [True, False]
+    """
+
+    def __init__(self, path: str | Path, table: str, id_column: str = "id"):
+        if not table.isidentifier() or not id_column.isidentifier():
+            raise ConfigError(f"SQLite table and id column must be plain names, got {table!r}, {id_column!r}",
+                              field="features")
+        self.path, self.table, self.id_column = str(path), table, id_column
+        with sqlite3.connect(self.path) as c:
+            cur = c.execute(f"select * from {table} limit 0")  # noqa: S608 - names checked above
+            self.columns = [d[0] for d in cur.description if d[0] != id_column]
+
+    def rows(self, ids: list[str]) -> tuple[pd.DataFrame, list[bool]]:
+        with sqlite3.connect(self.path) as c:
+            q = ",".join("?" * len(ids))
+            got = c.execute(f"select * from {self.table} where {self.id_column} in ({q})",  # noqa: S608
+                            [str(i) for i in ids]).fetchall()
+        df = pd.DataFrame(got, columns=[self.id_column, *self.columns])
+        return TableSource(df, self.id_column).rows(ids)
+
+
+def open_source(spec: str, id_column: str = "id") -> FeatureSource:
+    """A feature source from its text: a CSV or Parquet file, or ``sqlite:PATH?table=NAME``.
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "f.csv")
+    >>> pd.DataFrame({"id": ["a"], "x": [1.0]}).to_csv(p, index=False)
+    >>> open_source(p).rows(["a"])[1]
+    [True]
+    """
+    if spec.startswith("sqlite:"):
+        path, _, query = spec[len("sqlite:"):].partition("?table=")
+        if not query:
+            raise ConfigError(f"an SQLite source is 'sqlite:PATH?table=NAME', got {spec!r}", field="features")
+        return SQLiteSource(path, query, id_column)
+    p = Path(spec)
+    if not p.exists():
+        raise ConfigError(f"feature source {spec} does not exist", field="features")
+    if p.suffix.lower() in (".parquet", ".pq"):
+        df = pd.read_parquet(p)
+    else:
+        df = pd.read_csv(p, dtype={id_column: str})
+    return TableSource(df, id_column)
+
+
+@dataclass
+class PartyPredictor:
+    """This party's part of a saved model, ready to compute its partial for a batch of rows.
+
+    `load(model_dir, party)` reads the record, the manifest's current part and this party's
+    encoding / scale / WOE parts; nothing crosses a link. `role` is "label" (the party that
+    receives the scores) or "feature" (a partner that sends partials).
+    """
+
+    party: str
+    model: str
+    kind: str
+    model_id: str
+    label_party: str
+    parties: list[str]
+    columns: list[str]
+    features_view: str
+    manifest: dict[str, Any]
+    directory: str
+    weights: np.ndarray | None = None
+    intercept: float = 0.0
+    trees: list[dict] = field(default_factory=list)
+    base_score: float = 0.0
+    family: str = "logistic"
+    _prep: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def role(self) -> str:
+        return "label" if self.party == self.label_party else "feature"
+
+    @classmethod
+    def load(cls, model_dir: str | Path, party: str) -> PartyPredictor:
+        """Read `party`'s saved parts in `model_dir` (a pipeline's `<output>/model`)."""
+        from ..jobs.saved import load_encoding, read_record
+        from ..runtime.persist import read_manifest, read_part
+
+        d = Path(model_dir)
+        rec = read_record(d, party)
+        manifest = read_manifest(d, party)
+        if rec is None or manifest is None:
+            raise ModelError(f"no pipeline record or manifest of party '{party}' in {d}: serve a model saved by a "
+                             "pipeline with an `output`", party=party, field="model")
+        if rec["model"] not in LINEAR + TREES:
+            raise ModelError(f"serving does not support model '{rec['model']}' yet (supported: {LINEAR + TREES})",
+                             party=party, field="model")
+        part = read_part(d, party)
+        if part.kind != rec["kind"]:
+            raise ModelError(f"the current model part in {d} is a {part.kind}, the pipeline record names a "
+                             f"{rec['kind']} (files of different trainings)", party=party, field="model")
+        label = rec["label"]["party"]
+        self = cls(party=party, model=rec["model"], kind=rec["kind"],
+                   model_id=str(rec.get("model_id") or part.model_id), label_party=label,  # the id agreed at training
+                   parties=[p for p, c in rec["columns"].items() if c or p == label], columns=list(rec["columns"].get(party, [])),
+                   features_view=rec["features"], manifest=manifest, directory=str(d))
+        from ..jobs.components.scale import load_scale
+
+        self._prep = {"encoding": load_encoding(d, party), "scale": load_scale(d, party), "woe": None}
+        if rec["features"] == "woe":
+            self._prep["woe"] = _load_own_woe(d, party, self.columns)
+        if self.model in LINEAR:
+            self._load_linear(part)
+        else:
+            self._load_trees(part)
+        return self
+
+    def _load_linear(self, part: Any) -> None:
+        coef = part.state.get("coef_by_party", {})
+        if self.columns and self.party not in coef:
+            raise ModelError(f"party '{self.party}' does not know its own weights (the model was trained with "
+                             f"reveal='{part.params.get('reveal', 'shared')}'): serving needs reveal='owners' "
+                             "(a secret-shared variant is not built yet)", party=self.party, field="reveal")
+        self.weights = np.asarray(coef.get(self.party, []), dtype=np.float64)
+        if len(self.weights) != len(self.columns):
+            raise ModelError(f"party '{self.party}': {len(self.weights)} weights for {len(self.columns)} columns",
+                             party=self.party, field="model")
+        if self.role == "label":
+            if part.state.get("intercept") is None:
+                raise ModelError("the label holder does not know the intercept (secret-shared): serving needs "
+                                 "reveal='owners'", party=self.party, field="reveal")
+            self.intercept = float(part.state["intercept"])
+        self.family = "logistic" if self.kind == "SSLogisticRegression" else str(part.params.get("family", "gaussian"))
+
+    def _load_trees(self, part: Any) -> None:
+        self.trees = []
+        for tr in part.state["trees"]:
+            t = dict(tr)
+            t["threshold"] = [math.nan if v is None else float(v) for v in tr["threshold"]]
+            self.trees.append(t)
+        if self.role == "label":
+            self.base_score = float(part.state["base_score"])
+        self.family = "logistic" if self.kind == "SecureBoostClassifier" else "gaussian"
+
+    # -- features ------------------------------------------------------------------------------
+    def features(self, df: pd.DataFrame) -> np.ndarray:
+        """The model's features of this party for the raw rows `df` (its own columns), float64.
+
+        Applies this party's saved encoding, standardisation and WOE, as `jointml predict` does.
+        Missing values stay NaN for trees (their default direction) and for raw linear features
+        become 0 (the training mean after `scale`).
+        """
+        if not self.columns:
+            return np.zeros((len(df), 0))
+        missing = [c for c in self.columns if c not in df.columns]
+        if missing:
+            raise DataError(f"party '{self.party}': the feature source lacks the model's columns {missing}",
+                            party=self.party, field=missing[0], public=True)
+        df = df[self.columns]
+        enc, scale, woe = self._prep["encoding"], self._prep["scale"], self._prep["woe"]
+        if enc is not None:
+            df = enc.apply(df)
+        if scale:
+            from ..jobs.components.scale import apply_scale
+
+            df = apply_scale(df, scale)
+        if woe is not None:
+            idx = woe.bin_indices(self.party, df)
+            return np.stack([woe.col[c].woe_table()[idx[:, j]] for j, c in enumerate(self.columns)], axis=1)
+        try:
+            X = df.to_numpy(dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"party '{self.party}': a feature is not numeric", party=self.party,
+                            field="features", public=True) from None
+        if self.model in LINEAR:
+            X = np.nan_to_num(X, nan=0.0)
+        return X
+
+    # -- partials --------------------------------------------------------------------------------
+    def partial(self, X: np.ndarray) -> list[np.ndarray]:
+        """What this party contributes for the rows `X`: `[x . w]` (linear) or one packed leaf
+        mask (rows, ceil(leaves/8)) uint8 per tree. This is all a partner sends.
+
+        >>> p = PartyPredictor("partner", "ss_lr", "SSLogisticRegression", "m", "bank", ["bank", "partner"],
+        ...                    ["x"], "raw", {}, ".", weights=np.array([2.0]))
+        >>> p.partial(np.array([[1.5]]))[0].tolist()
+        [3.0]
+        """
+        if self.model in LINEAR:
+            assert self.weights is not None
+            return [X @ self.weights if X.shape[1] else np.zeros(len(X))]
+        from ..ml.tree.secureboost.feature_holder import leaf_masks
+
+        return [np.packbits(leaf_masks(tr, X), axis=1) for tr in self.trees]
+
+    def partial_shapes(self, n: int) -> tuple[list[Any], list[tuple[int, ...]]]:
+        """The dtypes and shapes a partner's partial for `n` rows must have (checked on receipt)."""
+        if self.model in LINEAR:
+            return [np.float64], [(n,)]
+        from ..ml.tree.secureboost.feature_holder import leaf_ids
+
+        return [np.uint8] * len(self.trees), [(n, (len(leaf_ids(t)) + 7) // 8) for t in self.trees]
+
+    def combine(self, own: list[np.ndarray], others: list[list[np.ndarray]]) -> np.ndarray:
+        """At the label holder: the margin (linear score) of each row from every party's partial.
+
+        >>> p = PartyPredictor("bank", "ss_lr", "SSLogisticRegression", "m", "bank", ["bank", "partner"],
+        ...                    ["x"], "raw", {}, ".", weights=np.array([1.0]), intercept=0.5)
+        >>> p.combine([np.array([1.0])], [[np.array([2.0])]]).tolist()
+        [3.5]
+        """
+        if self.model in LINEAR:
+            return own[0] + sum((o[0] for o in others), np.zeros_like(own[0])) + self.intercept
+        from ..ml.tree.secureboost.feature_holder import leaf_ids
+
+        n = own[0].shape[0] if own else 0
+        out = np.full(n, self.base_score)
+        for t, tr in enumerate(self.trees):
+            k = len(leaf_ids(tr))
+            m = np.unpackbits(own[t], axis=1, count=k).astype(bool)
+            for o in others:
+                m &= np.unpackbits(o[t], axis=1, count=k).astype(bool)
+            if not (m.sum(axis=1) == 1).all():
+                raise ModelError("leaf masks of the parties are inconsistent (model parts of different trainings?)",
+                                 party=self.party, field="model")
+            out += np.asarray(tr["value"], dtype=np.float64)[leaf_ids(tr)][np.argmax(m, axis=1)]
+        return out
+
+    def probability(self, margin: np.ndarray) -> np.ndarray | None:
+        """The positive-class probability for a classifier (None for a regression model)."""
+        if self.family != "logistic":
+            return None
+        return 1.0 / (1.0 + np.exp(-margin))
+
+    def describe(self) -> dict[str, Any]:
+        """Public facts about the loaded model (what `GET /v1/model` shows)."""
+        return {"model": self.model, "kind": self.kind, "model_id": self.model_id, "party": self.party,
+                "label_party": self.label_party, "parties": self.parties, "features": self.features_view,
+                "manifest": {k: self.manifest.get(k) for k in ("kind", "model_id", "file", "sha256", "created",
+                                                               "version")}}
+
+
+def _load_own_woe(d: Path, party: str, columns: list[str]) -> Any:
+    from ..data.woe_io import load_woe
+
+    woe = load_woe(d, party)
+    if woe is None:
+        raise ModelError(f"no WOE part woe.{party}.json in {d}", party=party, field="model")
+    lacking = [c for c in columns if woe.col[c].woe is None]
+    if lacking:
+        raise ModelError(f"party '{party}' does not know the WOE values of its columns {lacking} (trained without "
+                         "woe_to_owner): serving needs woe_binning(woe_to_owner=True) or raw features (a "
+                         "secret-shared variant is not built yet)", party=party, field="woe_to_owner")
+    return woe
