@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import threading
 import time
@@ -46,11 +47,21 @@ TRAIN = {
 }
 
 
+_CACHE: dict = {}
+
+
+def _train(files, tmp_path_factory, model, tag=""):
+    key = (model, tag)
+    if key not in _CACHE:
+        out = tmp_path_factory.mktemp(f"serve-{model}{tag}")
+        simulate_pipeline(_spec(files, out, TRAIN[model]), mode="thread", verbose=False)
+        _CACHE[key] = out / "model"
+    return _CACHE[key]
+
+
 @pytest.fixture(scope="module", params=sorted(TRAIN))
 def trained(request, files, tmp_path_factory):
-    out = tmp_path_factory.mktemp(f"serve-{request.param}")
-    simulate_pipeline(_spec(files, out, TRAIN[request.param]), mode="thread", verbose=False)
-    return request.param, out / "model"
+    return request.param, _train(files, tmp_path_factory, request.param)
 
 
 def _ports(n):
@@ -116,3 +127,153 @@ def test_scores_equal_predict_job(trained, servers, files):
     np.testing.assert_allclose(served, want, atol=tol)
     one = servers.client.post("/v1/predict", json={"id": ids[0]}).json()["results"][0]
     assert abs(one["probability"] - want[0]) < tol
+
+
+@pytest.fixture()
+def lr(files, tmp_path_factory, cluster):
+    s = Servers(_train(files, tmp_path_factory, "ss_lr"), cluster, files)
+    assert s.bank.wait_ready(20), s.bank.problem
+    yield s
+    s.close()
+
+
+def _some_ids(files, n=5):
+    bank = pd.read_csv(files["bank"], dtype={"id": str})
+    partner = pd.read_csv(files["partner"], dtype={"id": str})
+    return sorted(set(bank["id"]) & set(partner["id"]))[:n]
+
+
+def test_unknown_ids_and_malformed_requests(lr, files):
+    ids = _some_ids(files, 2)
+    r = lr.client.post("/v1/predict", json={"ids": [ids[0], "no-such-id", ids[1]]})
+    assert r.status_code == 200
+    res = r.json()["results"]
+    assert "probability" in res[0] and "probability" in res[2] and res[1] == {"id": "no-such-id",
+                                                                              "error": "unknown id at a partner"}
+    assert lr.client.post("/v1/predict", json={"id": "no-such-id"}).status_code == 404
+    for bad in ({}, {"id": ids[0], "ids": ids}, {"ids": []}, {"ids": "x"}, {"id": ids[0], "features": {"zz": [1]}},
+                {"id": ids[0], "features": {"duration_in_month": [1, 2]}}):
+        r = lr.client.post("/v1/predict", json=bad)
+        assert r.status_code == 422 and r.json()["detail"], bad
+    assert lr.client.post("/v1/predict", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    m = lr.client.get("/metrics").text
+    assert 'jointml_serve_requests_total{outcome="ok"} 1' in m and "jointml_serve_latency_seconds_bucket" in m
+
+
+def test_bank_features_in_request_override_its_source(lr, files):
+    """The label holder's own feature values may come with the request (e.g. a new application)."""
+    ids = _some_ids(files, 1)
+    cols = lr.bank.predictor.columns
+    base = lr.client.post("/v1/predict", json={"id": ids[0]}).json()["results"][0]["score"]
+    row = pd.read_csv(files["bank"], dtype={"id": str}).set_index("id").loc[ids[0]]
+    c = next(c for c in cols if np.issubdtype(type(row[c]), np.number))
+    same = lr.client.post("/v1/predict", json={"id": ids[0], "features": {c: [float(row[c])]}}).json()["results"][0]
+    moved = lr.client.post("/v1/predict", json={"id": ids[0], "features": {c: [float(row[c]) + 10]}}).json()["results"][0]
+    assert abs(same["score"] - base) < 1e-12 and abs(moved["score"] - base) > 1e-6
+
+
+def test_health_model_and_openapi(lr):
+    h = lr.client.get("/v1/health").json()
+    assert h["status"] == "ok" and h["partners"] == ["partner"]
+    m = lr.client.get("/v1/model").json()
+    assert m["model"] == "ss_lr" and m["model_id"] == lr.partner.predictor.model_id and m["manifest"]["sha256"]
+    assert "/v1/predict" in lr.client.get("/openapi.json").json()["paths"]
+
+
+class SlowSource(TableSource):
+    """A feature store that answers slowly (a real plug-in: a table behind a slow lookup)."""
+
+    delay = 0.0
+
+    def rows(self, ids):
+        time.sleep(self.delay)
+        return super().rows(ids)
+
+
+def test_partner_silent_or_down_gives_503_within_timeout(files, tmp_path_factory, cluster):
+    s = Servers(_train(files, tmp_path_factory, "ss_lr"), cluster, files, timeout=0.5)
+    try:
+        slow = SlowSource(pd.read_csv(files["partner"], dtype={"id": str}), "id")
+        s.partner.source = slow
+        assert s.bank.wait_ready(20)
+        ids = _some_ids(files, 1)
+        slow.delay = 2.0
+        t0 = time.monotonic()
+        r = s.client.post("/v1/predict", json={"id": ids[0]})
+        assert r.status_code == 503 and "did not answer within 0.5 s" in r.json()["detail"]
+        assert time.monotonic() - t0 < 1.5
+        slow.delay = 0.0
+        assert s.bank.wait_ready(20), s.bank.problem  # the link is dialled again
+        assert s.client.post("/v1/predict", json={"id": ids[0]}).status_code == 200
+        s.partner.stop()
+        s.thread.join(5)
+        t0 = time.monotonic()
+        r = s.client.post("/v1/predict", json={"id": ids[0]})
+        assert r.status_code == 503 and time.monotonic() - t0 < 1.5, r.text
+        assert s.client.get("/v1/health").json()["status"] == "unavailable"
+    finally:
+        s.close()
+
+
+def _copy_parts(src, dst, party):
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.name.split(".")[-2] == party or f.name.endswith(f".{party}.json"):
+            shutil.copy(f, dst / f.name)
+
+
+def test_model_id_mismatch_refused_and_reload_switches(files, tmp_path_factory, tmp_path, cluster):
+    a = _train(files, tmp_path_factory, "ss_lr")
+    b = _train(files, tmp_path_factory, "ss_lr", tag="-v2")
+    bank_dir, partner_dir = tmp_path / "bank", tmp_path / "partner"
+    _copy_parts(a, bank_dir, "bank")
+    _copy_parts(b, partner_dir, "partner")
+    s = Servers(bank_dir, cluster, files, partner_dir=partner_dir)
+    try:
+        for _ in range(200):
+            if s.bank.problem and "model ids differ" in s.bank.problem:
+                break
+            time.sleep(0.05)
+        ids = _some_ids(files, 3)
+        r = s.client.post("/v1/predict", json={"ids": ids})
+        assert r.status_code == 409 and "model ids differ" in r.json()["detail"]
+        _copy_parts(b, bank_dir, "bank")  # version 2 at the bank too: reload switches both
+        r = s.client.post("/v1/reload")
+        assert r.status_code == 200, r.text
+        assert r.json()["model_id"] == s.partner.predictor.model_id == PartyPredictor.load(b, "bank").model_id
+        got = s.client.post("/v1/predict", json={"ids": ids}).json()
+        want = simulate(predict_job, ["bank", "partner", "dealer"], mode="thread",
+                        args=(str(b), {"bank": str(files["bank"]), "partner": str(files["partner"])}, "bank"))["bank"]
+        pos = {i: k for k, i in enumerate(want["ids"])}
+        np.testing.assert_allclose([x["probability"] for x in got["results"]],
+                                   [want["scores"][pos[i]] for i in ids], atol=2e-3)
+        _copy_parts(a, partner_dir, "partner")  # the partner alone changes: reload refused, v2 kept
+        r = s.client.post("/v1/reload")
+        assert r.status_code == 409 and s.partner.predictor.model_id == got["model_id"]
+        assert s.client.post("/v1/predict", json={"ids": ids}).status_code == 200
+    finally:
+        s.close()
+
+
+def test_bank_never_receives_partner_features(lr, files, monkeypatch):
+    """View test: what reaches the bank per request is the partial score per id and the found flags."""
+    import jointml.serving.server as srv
+
+    seen = []
+    real = srv.Channel.recv
+
+    def spy(self, step, **kw):
+        got = real(self, step, **kw)
+        seen.append(got)
+        return got
+
+    monkeypatch.setattr(srv.Channel, "recv", spy)
+    ids = _some_ids(files, 4)
+    assert lr.client.post("/v1/predict", json={"ids": ids}).status_code == 200
+    assert len(seen) == 1
+    msg = seen[0]
+    assert set(msg.meta) == {"found", "model_id"}
+    assert [(a.dtype, a.shape) for a in msg.arrays] == [(np.dtype(np.float64), (4,))]
+    partner = pd.read_csv(files["partner"], dtype={"id": str}).set_index("id").loc[ids]
+    raw = {float(v) for v in partner.select_dtypes("number").to_numpy().ravel()}
+    assert not raw & set(msg.arrays[0].tolist())

@@ -401,6 +401,8 @@ def create_app(service: BankService) -> Any:
         outcome = "ok"
         try:
             rows = service.predict(ids, req.features)
+            if req.id is not None and "error" in rows[0]:
+                raise ServingError(f"id {req.id!r}: {rows[0]['error']}", status=404)
         except ServingError as e:
             outcome = f"error_{e.status}"
             raise HTTPException(e.status, str(e)) from None
@@ -412,8 +414,6 @@ def create_app(service: BankService) -> Any:
             service.metrics.observe(outcome, dt, len(ids) if outcome == "ok" else 0)
             log.info("predict ids=%s n=%d latency_ms=%.2f model=%s outcome=%s", id_hash(ids[0]), len(ids), dt * 1e3,
                      service.predictor.model_id, outcome)
-        if req.id is not None and "error" in rows[0]:
-            raise HTTPException(404, f"id {req.id!r}: {rows[0]['error']}")
         return {"model_id": service.predictor.model_id, "results": rows}
 
     @app.get("/v1/health")
