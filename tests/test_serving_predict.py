@@ -277,3 +277,48 @@ def test_bank_never_receives_partner_features(lr, files, monkeypatch):
     partner = pd.read_csv(files["partner"], dtype={"id": str}).set_index("id").loc[ids]
     raw = {float(v) for v in partner.select_dtypes("number").to_numpy().ravel()}
     assert not raw & set(msg.arrays[0].tolist())
+
+
+def test_cli_serve_two_processes(files, tmp_path_factory, tmp_path, cluster):
+    """`jointml serve` at each organisation (two OS processes, TLS link), scored over real HTTP."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+    import yaml
+
+    d = _train(files, tmp_path_factory, "secureboost")
+    cfile = tmp_path / "cluster.yaml"
+    cfile.write_text(yaml.safe_dump({"parties": {n: {"address": f"{s.host}:{s.port}", "cert": str(s.cert), "key": str(s.key)}
+                                                 for n, s in cluster.parties.items()}, "ca": str(cluster.ca)}))
+    http = _ports(1)[0]
+    cmd = [sys.executable, "-m", "jointml.cli.main", "serve", "--model", str(d), "--cluster", str(cfile)]
+    procs = [subprocess.Popen([*cmd, "--party", "partner", "--features", str(files["partner"])], env=os.environ.copy()),
+             subprocess.Popen([*cmd, "--party", "bank", "--features", str(files["bank"]), "--port", str(http)],
+                              env=os.environ.copy())]
+    try:
+        url = f"http://127.0.0.1:{http}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/v1/health", timeout=1).json()["status"] == "ok":
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        ids = _some_ids(files, 3)
+        r = httpx.post(f"{url}/v1/predict", json={"ids": ids}, timeout=5)
+        assert r.status_code == 200, r.text
+        want = simulate(predict_job, ["bank", "partner", "dealer"], mode="thread",
+                        args=(str(d), {"bank": str(files["bank"]), "partner": str(files["partner"])}, "bank"))["bank"]
+        pos = {i: k for k, i in enumerate(want["ids"])}
+        np.testing.assert_allclose([x["probability"] for x in r.json()["results"]],
+                                   [want["scores"][pos[i]] for i in ids], atol=1e-9)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()

@@ -729,6 +729,7 @@ def certs_fingerprint(cert_files: tuple[str, ...]) -> None:
 
 
 main.commands.update(__import__("jointml.cli.orchestration", fromlist=["COMMANDS"]).COMMANDS)  # coordinator, node, submit, ...
+main.commands.update(__import__("jointml.cli.serving", fromlist=["COMMANDS"]).COMMANDS)  # serve
 
 
 def _entry() -> None:  # pragma: no cover

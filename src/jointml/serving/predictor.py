@@ -23,7 +23,8 @@ What each side learns per request (semi-honest parties):
 | model | the bank learns | the partner learns |
 | --- | --- | --- |
 | SS-LR / GLM | the partner's partial score for each id (one float), and whether the id is known | the ids asked for, and when |
-| SecureBoost | per tree, the leaves the partner's splits allow (hence the side of each partner split the id falls on, as in batch prediction) | the ids asked for, and when |
+| SecureBoost | per tree, the leaves the partner's splits allow (the side of each of its | the ids asked for, |
+|             | splits the id falls on, as in batch prediction), and whether the id is known | and when |
 
 Neither side sends raw feature values; the partner never sees a score or the bank's features.
 A deviating bank can ask for any id the partner holds and learn that id's partial; the
