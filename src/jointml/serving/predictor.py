@@ -88,10 +88,22 @@ class TableSource(FeatureSource):
             raise DataError(f"the feature source has duplicate ids in '{id_column}'", field=id_column)
         self.id_column = id_column
         self.table = df.drop(columns=[id_column]).set_axis(keys.to_numpy(), axis=0)
+        # a dict and per-column arrays: a lookup costs microseconds, not a pandas reindex
+        self._pos = {k: n for n, k in enumerate(self.table.index)}
+        self._cols = {c: self.table[c].to_numpy() for c in self.table.columns}
 
     def rows(self, ids: list[str]) -> tuple[pd.DataFrame, list[bool]]:
-        found = [i in self.table.index for i in ids]
-        return self.table.reindex([str(i) for i in ids]), found
+        at = [self._pos.get(str(i), -1) for i in ids]
+        found = [k >= 0 for k in at]
+        idx = np.asarray(at, dtype=np.int64)
+        out = {}
+        for c, v in self._cols.items():
+            col = v[np.maximum(idx, 0)] if len(v) else np.full(len(idx), np.nan)
+            if not all(found):
+                col = col.astype(object) if col.dtype.kind not in "fc" else col.copy()
+                col[idx < 0] = np.nan
+            out[c] = col
+        return pd.DataFrame(out, index=[str(i) for i in ids]), found
 
 
 class SQLiteSource(FeatureSource):
@@ -253,25 +265,37 @@ class PartyPredictor:
         if missing:
             raise DataError(f"party '{self.party}': the feature source lacks the model's columns {missing}",
                             party=self.party, field=missing[0], public=True)
-        df = df[self.columns]
-        enc, scale, woe = self._prep["encoding"], self._prep["scale"], self._prep["woe"]
-        if enc is not None:
-            df = enc.apply(df)
-        if scale:
-            from ..jobs.components.scale import apply_scale
-
-            df = apply_scale(df, scale)
+        codes, scale, woe = self._codes(), self._prep["scale"] or {}, self._prep["woe"]
+        cols = []
+        for c in self.columns:
+            v = df[c].to_numpy()
+            if c in codes:
+                v = _encode(v, *codes[c])
+            try:
+                v = np.asarray(v, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise DataError(f"party '{self.party}': feature '{c}' is not numeric", party=self.party,
+                                field=c, public=True) from None
+            if c in scale:
+                v = (v - scale[c][0]) / scale[c][1]
+            cols.append(v)
+        X = np.column_stack(cols)
         if woe is not None:
-            idx = woe.bin_indices(self.party, df)
+            idx = woe.bin_indices(self.party, pd.DataFrame(X, columns=self.columns))
             return np.stack([woe.col[c].woe_table()[idx[:, j]] for j, c in enumerate(self.columns)], axis=1)
-        try:
-            X = df.to_numpy(dtype=np.float64)
-        except (TypeError, ValueError):
-            raise DataError(f"party '{self.party}': a feature is not numeric", party=self.party,
-                            field="features", public=True) from None
         if self.model in LINEAR:
             X = np.nan_to_num(X, nan=0.0)
         return X
+
+    def _codes(self) -> dict[str, tuple[dict[Any, int], int]]:
+        """This party's text codes as `{column: ({category: code}, code of a missing value)}` (built once)."""
+        if "codes" not in self._prep:
+            enc, out = self._prep["encoding"], {}
+            for c, cats in zip(enc.columns if enc is not None else [], enc.categories if enc is not None else []):
+                plain = {v: k for k, v in enumerate(cats) if not _missing(v)}
+                out[c] = (plain, next((k for k, v in enumerate(cats) if _missing(v)), -1))
+            self._prep["codes"] = out
+        return self._prep["codes"]
 
     # -- partials --------------------------------------------------------------------------------
     def partial(self, X: np.ndarray) -> list[np.ndarray]:
@@ -335,6 +359,22 @@ class PartyPredictor:
                 "label_party": self.label_party, "parties": self.parties, "features": self.features_view,
                 "manifest": {k: self.manifest.get(k) for k in ("kind", "model_id", "file", "sha256", "created",
                                                                "version")}}
+
+
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+def _encode(values: np.ndarray, plain: dict[Any, int], missing_code: int) -> np.ndarray:
+    """Ordinal codes as `Encoding.apply` gives them (-1: a category not seen in training).
+
+    >>> _encode(np.array(["b", "zz", None], dtype=object), {"a": 0, "b": 1}, -1).tolist()
+    [1.0, -1.0, -1.0]
+    """
+    out = np.empty(len(values), dtype=np.float64)
+    for k, v in enumerate(values):
+        out[k] = missing_code if _missing(v) else plain.get(v, -1)
+    return out
 
 
 def _load_own_woe(d: Path, party: str, columns: list[str]) -> Any:
