@@ -1,6 +1,6 @@
 """`jointml bench serve`: online scoring latency and throughput of `jointml serve`.
 
-Trains a model on the demo credit data (pipeline with an `output`), starts the bank's and the
+Trains a model on the German credit data (split between the two parties) (pipeline with an `output`), starts the bank's and the
 partner's `jointml serve` as two processes linked by mutual TLS on loopback, and drives the
 bank's HTTP API from this process (one keep-alive HTTP connection):
 
@@ -41,6 +41,24 @@ def _steps(model: str, trees: int, depth: int, key_bits: int) -> list[dict]:
                                           "n_estimators": trees, "max_depth": depth, "max_bin": 32}}]
 
 
+def _data_files(out: Path) -> dict[str, Path]:
+    """The German credit data split between a bank (label + first columns) and a partner (the rest).
+
+    Public data; ids are row numbers (what is measured is scoring, not PSI).
+    """
+    from ..datasets import load_germancredit
+
+    df = load_germancredit()
+    df.insert(0, "id", [f"C{i:06d}" for i in range(len(df))])
+    feats = [c for c in df.columns if c not in ("id", LABEL)]
+    half = len(feats) // 2
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"bank": out / "bank.csv", "partner": out / "partner.csv"}
+    df[["id", LABEL, *feats[:half]]].to_csv(paths["bank"], index=False)
+    df[["id", *feats[half:]]].to_csv(paths["partner"], index=False)
+    return paths
+
+
 def _free_ports(n: int) -> list[int]:
     socks = [socket.create_server(("127.0.0.1", 0)) for _ in range(n)]
     ports = [s.getsockname()[1] for s in socks]
@@ -52,11 +70,10 @@ def _free_ports(n: int) -> list[int]:
 def _setup(work: Path, model: str, trees: int, depth: int, key_bits: int) -> dict[str, Any]:
     import yaml
 
-    from ..demo.credit_demo import make_demo_files
     from ..jobs import PipelineSpec, simulate_pipeline
     from ..net.certs import create_dev_pki
 
-    files = make_demo_files(work / "data")
+    files = _data_files(work / "data")
     spec = PipelineSpec.from_dict({
         "parties": ["bank", "partner", "dealer"],
         "mpc": {"protocol": "semi2k", "parties": ["bank", "partner"], "dealer": "dealer"},

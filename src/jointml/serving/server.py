@@ -42,7 +42,7 @@ from ..runtime.collectives import Channel
 from ..runtime.context import PartyContext
 from .predictor import UNKNOWN_POLICIES, FeatureSource, PartyPredictor
 
-__all__ = ["ServingError", "BankService", "PartnerService", "connect_serving", "create_app"]
+__all__ = ["ServingError", "ServingLink", "BankService", "PartnerService", "connect_serving", "create_app"]
 
 log = logging.getLogger("jointml.serving")
 PREFIX = "serve"
@@ -69,8 +69,19 @@ def id_hash(i: str) -> str:
     return hashlib.sha256(str(i).encode()).hexdigest()[:16]
 
 
+@dataclasses.dataclass
+class ServingLink:
+    """The links this server opened (it closes them itself) and the party context over them."""
+
+    ctx: PartyContext
+    links: Any  # the Communicator from `connect_all`
+
+    def close(self) -> None:
+        self.links.close()
+
+
 def connect_serving(cluster: ClusterConfig, me: str, parties: list[str], connect_timeout: float | None = None
-                    ) -> PartyContext:
+                    ) -> ServingLink:
     """Open the mutual-TLS links among the serving `parties` only (a cluster file's dealer stays out)."""
     from ..net.tcp import connect_all
 
@@ -78,9 +89,9 @@ def connect_serving(cluster: ClusterConfig, me: str, parties: list[str], connect
     if missing:
         raise ConfigError(f"the cluster file has no address for the model's parties {missing}", field="cluster")
     sub = dataclasses.replace(cluster, parties={p: s for p, s in cluster.parties.items() if p in parties})
-    comm = connect_all(me, sub.addresses(), sub.tls_for(me), connect_timeout=connect_timeout or sub.connect_timeout,
-                       recv_timeout=sub.recv_timeout, order=sub.names)
-    return PartyContext(me, sub.names, comm)
+    links = connect_all(me, sub.addresses(), sub.tls_for(me), connect_timeout=connect_timeout or sub.connect_timeout,
+                        recv_timeout=sub.recv_timeout, order=sub.names)
+    return ServingLink(PartyContext(me, sub.names, links), links)
 
 
 class Metrics:
@@ -140,29 +151,29 @@ class PartnerService:
             raise ConfigError(f"party '{party}' holds the labels: it serves the HTTP API (BankService)", party=party)
         self.pending: PartyPredictor | None = None
         self.stopped = threading.Event()
-        self.ctx: PartyContext | None = None
+        self.link: ServingLink | None = None
         self.requests = 0
 
     def stop(self) -> None:
         self.stopped.set()
-        if self.ctx is not None:
-            self.ctx.comm.close()
+        if self.link is not None:
+            self.link.close()
 
     def run(self) -> None:
         """Serve until `stop()`: dial / accept the label holder, answer, re-connect on loss."""
         while not self.stopped.is_set():
             try:
-                self.ctx = connect_serving(self.cluster, self.party, self.predictor.parties, connect_timeout=2.0)
+                self.link = connect_serving(self.cluster, self.party, self.predictor.parties, connect_timeout=2.0)
             except (LinkError, OSError, JointMLError) as e:
                 log.debug("partner %s: no link yet (%s)", self.party, e)
                 self.stopped.wait(0.2)
                 continue
             try:
-                self._session(self.ctx)
+                self._session(self.link.ctx)
             except (LinkError, OSError) as e:
                 log.info("partner %s: link lost (%s); reconnecting", self.party, type(e).__name__)
             finally:
-                self.ctx.comm.close()
+                self.link.close()
 
     def _session(self, ctx: PartyContext) -> None:
         ch = Channel(ctx, self.predictor.label_party, PREFIX)
@@ -228,7 +239,7 @@ class BankService:
                               "it runs the partner side", party=party)
         self.partners = [p for p in self.predictor.parties if p != party]
         self.lock = threading.Lock()
-        self.ctx: PartyContext | None = None
+        self.link: ServingLink | None = None
         self.problem: str | None = "no link to the partners yet"
         self.metrics = Metrics()
         self.stopped = threading.Event()
@@ -248,36 +259,36 @@ class BankService:
     def wait_ready(self, timeout: float = 30.0) -> bool:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self.ctx is not None and self.problem is None:
+            if self.link is not None and self.problem is None:
                 return True
             time.sleep(0.02)
         return False
 
     def _keep_linked(self) -> None:
         while not self.stopped.is_set():
-            if self.ctx is None:
+            if self.link is None:
                 try:
-                    ctx = connect_serving(self.cluster, self.party, self.predictor.parties, connect_timeout=2.0)
+                    link = connect_serving(self.cluster, self.party, self.predictor.parties, connect_timeout=2.0)
                 except (LinkError, OSError, JointMLError) as e:
                     self.problem = f"partner not reachable ({type(e).__name__})"
                     self.stopped.wait(0.2)
                     continue
                 with self.lock:
-                    self.ctx = ctx
+                    self.link = link
                     self.problem = self._hello()
             self.stopped.wait(0.1)
 
     def _drop(self, why: str) -> None:
-        if self.ctx is not None:
-            self.ctx.comm.close()
-        self.ctx, self.problem = None, why
+        if self.link is not None:
+            self.link.close()
+        self.link, self.problem = None, why
 
     def _ask(self, p: str, req: dict[str, Any], dtypes: list[Any] | None = None,
              shapes: list[Any] | None = None) -> Any:
         """One request to partner `p` and its answer; a silent or lost partner raises ServingError(503)."""
-        if self.ctx is None:
+        if self.link is None:
             raise ServingError(f"partner '{p}' is not connected: {self.problem}", status=503)
-        ch = Channel(self.ctx, p, PREFIX)
+        ch = Channel(self.link.ctx, p, PREFIX)
         try:
             ch.send("req", meta=req)
             got = ch.recv("ans", timeout=self.timeout)
