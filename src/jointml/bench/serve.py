@@ -91,10 +91,10 @@ def _setup(work: Path, model: str, trees: int, depth: int, key_bits: int) -> dic
 def _start(env: dict[str, Any]) -> list[subprocess.Popen]:
     cmd = [sys.executable, "-m", "jointml.cli.main", "serve", "--model", str(env["model_dir"]), "--cluster",
            str(env["cluster"])]
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    return [subprocess.Popen([*cmd, "--party", "partner", "--features", str(env["files"]["partner"])], **quiet),
+    q = subprocess.DEVNULL
+    return [subprocess.Popen([*cmd, "--party", "partner", "--features", str(env["files"]["partner"])], stdout=q, stderr=q),
             subprocess.Popen([*cmd, "--party", "bank", "--features", str(env["files"]["bank"]), "--port",
-                              str(env["http"])], **quiet)]
+                              str(env["http"])], stdout=q, stderr=q)]
 
 
 def _wait_ready(client: Any, url: str, timeout: float = 60.0) -> None:
