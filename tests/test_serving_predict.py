@@ -322,3 +322,21 @@ def test_cli_serve_two_processes(files, tmp_path_factory, tmp_path, cluster):
                 p.wait(5)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def test_unknown_id_scored_as_missing_when_the_partner_says_so(files, tmp_path_factory, cluster):
+    """`unknown="missing"` at the partner: its part of an unknown id is an all-missing row
+    (SS-LR on scaled raw features: the training mean of each feature, i.e. a zero partial)."""
+    d = _train(files, tmp_path_factory, "ss_lr")
+    s = Servers(d, cluster, files, unknown="missing")
+    try:
+        assert s.bank.wait_ready(20)
+        partner_ids = set(pd.read_csv(files["partner"], dtype={"id": str})["id"])
+        lonely = next(i for i in pd.read_csv(files["bank"], dtype={"id": str})["id"] if i not in partner_ids)
+        r = s.client.post("/v1/predict", json={"id": lonely})
+        assert r.status_code == 200, r.text
+        bank = PartyPredictor.load(d, "bank")
+        own = bank.partial(bank.features(open_source(str(files["bank"])).rows([lonely])[0]))
+        assert abs(r.json()["results"][0]["score"] - (own[0][0] + bank.intercept)) < 1e-12
+    finally:
+        s.close()

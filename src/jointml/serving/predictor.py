@@ -348,10 +348,30 @@ class PartyPredictor:
         return out
 
     def probability(self, margin: np.ndarray) -> np.ndarray | None:
-        """The positive-class probability for a classifier (None for a regression model)."""
+        """The positive-class probability for a classifier (None for a regression model).
+
+        >>> p = PartyPredictor("bank", "ss_lr", "SSLogisticRegression", "m", "bank", ["bank"], [], "raw", {}, ".")
+        >>> p.probability(np.array([0.0])).tolist()
+        [0.5]
+        """
         if self.family != "logistic":
             return None
         return 1.0 / (1.0 + np.exp(-margin))
+
+    def prediction(self, margin: np.ndarray) -> np.ndarray:
+        """What `predict` gives for the margin: the probability (classifiers), the mean of a GLM
+        (identity link for gaussian, log link otherwise, as `SSGLM`), the margin of a regressor.
+
+        >>> p = PartyPredictor("bank", "ss_glm", "SSGLM", "m", "bank", ["bank"], [], "raw", {}, ".", family="poisson")
+        >>> p.prediction(np.array([0.0])).tolist()
+        [1.0]
+        """
+        proba = self.probability(margin)
+        if proba is not None:
+            return proba
+        if self.model == "ss_glm" and self.family != "gaussian":
+            return np.exp(margin)
+        return margin
 
     def describe(self) -> dict[str, Any]:
         """Public facts about the loaded model (what `GET /v1/model` shows)."""
@@ -366,14 +386,16 @@ def _missing(v: Any) -> bool:
 
 
 def _encode(values: np.ndarray, plain: dict[Any, int], missing_code: int) -> np.ndarray:
-    """Ordinal codes as `Encoding.apply` gives them (-1: a category not seen in training).
+    """Ordinal codes as `Encoding.apply` gives them (-1: a category not seen in training; a
+    missing value stays missing unless training saw it as a category).
 
     >>> _encode(np.array(["b", "zz", None], dtype=object), {"a": 0, "b": 1}, -1).tolist()
-    [1.0, -1.0, -1.0]
+    [1.0, -1.0, nan]
     """
     out = np.empty(len(values), dtype=np.float64)
+    miss = np.nan if missing_code < 0 else float(missing_code)
     for k, v in enumerate(values):
-        out[k] = missing_code if _missing(v) else plain.get(v, -1)
+        out[k] = miss if _missing(v) else plain.get(v, -1)
     return out
 
 

@@ -336,6 +336,7 @@ class BankService:
                 others.append(got.arrays)
         margin = pred.combine(own, others)
         proba = pred.probability(margin)
+        value = pred.prediction(margin)
         out = []
         for k, i in enumerate(ids):
             if not found[k]:
@@ -344,6 +345,8 @@ class BankService:
             row: dict[str, Any] = {"id": i, "score": float(margin[k])}
             if proba is not None:
                 row["probability"] = float(proba[k])
+            else:
+                row["prediction"] = float(value[k])
             out.append(row)
         return out
 
