@@ -340,3 +340,19 @@ def test_unknown_id_scored_as_missing_when_the_partner_says_so(files, tmp_path_f
         assert abs(r.json()["results"][0]["score"] - (own[0][0] + bank.intercept)) < 1e-12
     finally:
         s.close()
+
+
+def test_compiled_trees_equal_leaf_masks(files, tmp_path_factory):
+    """The partner's vectorised leaf masks equal SecureBoost's own `leaf_masks`, NaN included."""
+    from jointml.core.prg import public_rng
+    from jointml.ml.tree.secureboost.feature_holder import leaf_masks
+
+    d = _train(files, tmp_path_factory, "secureboost")
+    for party in ("bank", "partner"):
+        p = PartyPredictor.load(d, party)
+        X = p.features(open_source(str(files[party])).rows(_some_ids(files, 200))[0])
+        X[public_rng(3).random(X.shape) < 0.1] = np.nan
+        got = p.partial(X)
+        for tr, packed in zip(p.trees, got):
+            want = leaf_masks(tr, X)
+            np.testing.assert_array_equal(np.unpackbits(packed, axis=1, count=want.shape[1]).astype(bool), want)

@@ -310,9 +310,13 @@ class PartyPredictor:
         if self.model in LINEAR:
             assert self.weights is not None
             return [X @ self.weights if X.shape[1] else np.zeros(len(X))]
-        from ..ml.tree.secureboost.feature_holder import leaf_masks
+        masks = self._compiled_trees().masks(X)
+        return [np.packbits(masks[:, a:b], axis=1) for a, b in self._compiled_trees().spans]
 
-        return [np.packbits(leaf_masks(tr, X), axis=1) for tr in self.trees]
+    def _compiled_trees(self) -> _CompiledTrees:
+        if "trees" not in self._prep:
+            self._prep["trees"] = _CompiledTrees(self.trees)
+        return self._prep["trees"]
 
     def partial_shapes(self, n: int) -> tuple[list[Any], list[tuple[int, ...]]]:
         """The dtypes and shapes a partner's partial for `n` rows must have (checked on receipt)."""
@@ -379,6 +383,63 @@ class PartyPredictor:
                 "label_party": self.label_party, "parties": self.parties, "features": self.features_view,
                 "manifest": {k: self.manifest.get(k) for k in ("kind", "model_id", "file", "sha256", "created",
                                                                "version")}}
+
+
+class _CompiledTrees:
+    """Every tree's leaves as paths over this party's own splits, evaluated for all trees at once.
+
+    Gives the same masks as `ml.tree.secureboost.feature_holder.leaf_masks` (a leaf is allowed
+    when every split of this party on its path sends the row its way; NaN takes the default
+    direction; the other parties' splits allow both sides), in a few numpy operations instead of
+    one per node: a single-id request over 100 trees of depth 5 costs well under a millisecond.
+
+    >>> tree = {"left": [1, -1, -1], "right": [2, -1, -1], "mine": [True, False, False],
+    ...         "feature": [0, -1, -1], "threshold": [0.5, np.nan, np.nan], "default_left": [False, False, False]}
+    >>> _CompiledTrees([tree]).masks(np.array([[0.1], [0.9], [np.nan]])).tolist()
+    [[True, False], [False, True], [False, True]]
+    """
+
+    def __init__(self, trees: list[dict]):
+        feat, thr, dflt = [], [], []
+        paths: list[list[tuple[int, bool]]] = []
+        self.spans: list[tuple[int, int]] = []
+        for tr in trees:
+            left, right, mine = tr["left"], tr["right"], tr["mine"]
+            start = len(paths)
+            todo: list[tuple[int, list[tuple[int, bool]]]] = [(0, [])]
+            leaves: dict[int, list[tuple[int, bool]]] = {}
+            while todo:
+                node, path = todo.pop()
+                if left[node] < 0:
+                    leaves[node] = path
+                    continue
+                if mine[node]:
+                    g = len(feat)
+                    feat.append(int(tr["feature"][node]))
+                    thr.append(float(tr["threshold"][node]))
+                    dflt.append(bool(tr["default_left"][node]))
+                    todo += [(left[node], [*path, (g, True)]), (right[node], [*path, (g, False)])]
+                else:
+                    todo += [(left[node], path), (right[node], path)]
+            paths += [leaves[n] for n in sorted(leaves)]  # leaf order of `leaf_ids`: by node id
+            self.spans.append((start, len(paths)))
+        depth = max((len(p) for p in paths), default=0)
+        n = len(feat)  # column n of the decisions is a constant True: pads shorter paths
+        self.node = np.full((len(paths), depth), n, dtype=np.int64)
+        self.want = np.ones((len(paths), depth), dtype=bool)
+        for i, p in enumerate(paths):
+            for k, (g, go_left) in enumerate(p):
+                self.node[i, k], self.want[i, k] = g, go_left
+        self.feat, self.thr = np.asarray(feat, dtype=np.int64), np.asarray(thr, dtype=np.float64)
+        self.dflt = np.asarray(dflt, dtype=bool)
+
+    def masks(self, X: np.ndarray) -> np.ndarray:
+        """(rows, all leaves of all trees) bool: the leaves this party's splits allow."""
+        x = X[:, self.feat] if len(self.feat) else np.zeros((len(X), 0))
+        go = np.where(np.isnan(x), self.dflt, x < self.thr)
+        go = np.concatenate([go, np.ones((len(X), 1), dtype=bool)], axis=1)
+        pad = self.node == len(self.feat)
+        return ((go[:, self.node] == self.want) | pad).all(axis=2)
 
 
 def _missing(v: Any) -> bool:
