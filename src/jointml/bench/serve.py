@@ -141,7 +141,7 @@ def _drive(client: Any, url: str, ids: list[str], batch: int, requests: int) -> 
 
 
 def run(model: str = "ss_lr", requests: int = 2000, batch: int = 1000, batch_requests: int = 50, trees: int = 100,
-        depth: int = 5, key_bits: int = 1024) -> list[dict[str, Any]]:
+        depth: int = 5, key_bits: int = 2048) -> list[dict[str, Any]]:
     """Both figures for `model` (JSON-able rows)."""
     import httpx
     import pandas as pd

@@ -299,8 +299,9 @@ class PartyPredictor:
 
     # -- partials --------------------------------------------------------------------------------
     def partial(self, X: np.ndarray) -> list[np.ndarray]:
-        """What this party contributes for the rows `X`: `[x . w]` (linear) or one packed leaf
-        mask (rows, ceil(leaves/8)) uint8 per tree. This is all a partner sends.
+        """What this party contributes for the rows `X`: `[x . w]` (linear) or `[leaf masks]`, the
+        leaves its splits allow in every tree, packed (rows, ceil(all leaves/8)) uint8. This is
+        all a partner sends.
 
         >>> p = PartyPredictor("partner", "ss_lr", "SSLogisticRegression", "m", "bank", ["bank", "partner"],
         ...                    ["x"], "raw", {}, ".", weights=np.array([2.0]))
@@ -310,8 +311,8 @@ class PartyPredictor:
         if self.model in LINEAR:
             assert self.weights is not None
             return [X @ self.weights if X.shape[1] else np.zeros(len(X))]
-        masks = self._compiled_trees().masks(X)
-        return [np.packbits(masks[:, a:b], axis=1) for a, b in self._compiled_trees().spans]
+        # the leaves of all trees side by side (tree after tree), one packed array
+        return [np.packbits(self._compiled_trees().masks(X), axis=1)]
 
     def _compiled_trees(self) -> _CompiledTrees:
         if "trees" not in self._prep:
@@ -322,9 +323,7 @@ class PartyPredictor:
         """The dtypes and shapes a partner's partial for `n` rows must have (checked on receipt)."""
         if self.model in LINEAR:
             return [np.float64], [(n,)]
-        from ..ml.tree.secureboost.feature_holder import leaf_ids
-
-        return [np.uint8] * len(self.trees), [(n, (len(leaf_ids(t)) + 7) // 8) for t in self.trees]
+        return [np.uint8], [(n, (self._compiled_trees().n_leaves + 7) // 8)]
 
     def combine(self, own: list[np.ndarray], others: list[list[np.ndarray]]) -> np.ndarray:
         """At the label holder: the margin (linear score) of each row from every party's partial.
@@ -336,20 +335,15 @@ class PartyPredictor:
         """
         if self.model in LINEAR:
             return own[0] + sum((o[0] for o in others), np.zeros_like(own[0])) + self.intercept
-        from ..ml.tree.secureboost.feature_holder import leaf_ids
-
-        n = own[0].shape[0] if own else 0
-        out = np.full(n, self.base_score)
-        for t, tr in enumerate(self.trees):
-            k = len(leaf_ids(tr))
-            m = np.unpackbits(own[t], axis=1, count=k).astype(bool)
-            for o in others:
-                m &= np.unpackbits(o[t], axis=1, count=k).astype(bool)
-            if not (m.sum(axis=1) == 1).all():
-                raise ModelError("leaf masks of the parties are inconsistent (model parts of different trainings?)",
-                                 party=self.party, field="model")
-            out += np.asarray(tr["value"], dtype=np.float64)[leaf_ids(tr)][np.argmax(m, axis=1)]
-        return out
+        ct = self._compiled_trees()
+        m = np.unpackbits(own[0], axis=1, count=ct.n_leaves).astype(bool)
+        for o in others:
+            m &= np.unpackbits(o[0], axis=1, count=ct.n_leaves).astype(bool)
+        starts = np.asarray([a for a, _ in ct.spans], dtype=np.int64)
+        if len(starts) and not (np.add.reduceat(m, starts, axis=1) == 1).all():
+            raise ModelError("leaf masks of the parties are inconsistent (model parts of different trainings?)",
+                             party=self.party, field="model")
+        return self.base_score + m @ ct.values  # exactly one leaf per tree remains
 
     def probability(self, margin: np.ndarray) -> np.ndarray | None:
         """The positive-class probability for a classifier (None for a regression model).
@@ -430,6 +424,11 @@ class _CompiledTrees:
         for i, p in enumerate(paths):
             for k, (g, go_left) in enumerate(p):
                 self.node[i, k], self.want[i, k] = g, go_left
+        self.n_leaves = len(paths)
+        # leaf values (known at the label holder only; zeros elsewhere), in the same order
+        vals = [[0.0 if v is None else float(v) for v in tr.get("value") or [0.0] * len(tr["left"])] for tr in trees]
+        self.values = np.asarray([v[i] for tr, v in zip(trees, vals) for i, lft in enumerate(tr["left"]) if lft < 0],
+                                 dtype=np.float64)
         self.feat, self.thr = np.asarray(feat, dtype=np.int64), np.asarray(thr, dtype=np.float64)
         self.dflt = np.asarray(dflt, dtype=bool)
 
