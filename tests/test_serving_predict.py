@@ -255,8 +255,10 @@ def test_model_id_mismatch_refused_and_reload_switches(files, tmp_path_factory, 
         s.close()
 
 
-def test_bank_never_receives_partner_features(lr, files, monkeypatch):
-    """View test: what reaches the bank per request is the partial score per id and the found flags."""
+def test_bank_never_receives_partner_features(servers, files, monkeypatch):
+    """View test: what reaches the bank per request is the partner's partial (a score per id, or
+    its leaf masks) and the found flags, nothing else."""
+    lr = servers
     import jointml.serving.server as srv
 
     seen = []
@@ -273,10 +275,15 @@ def test_bank_never_receives_partner_features(lr, files, monkeypatch):
     assert len(seen) == 1
     msg = seen[0]
     assert set(msg.meta) == {"found", "model_id"}
-    assert [(a.dtype, a.shape) for a in msg.arrays] == [(np.dtype(np.float64), (4,))]
-    partner = pd.read_csv(files["partner"], dtype={"id": str}).set_index("id").loc[ids]
-    raw = {float(v) for v in partner.select_dtypes("number").to_numpy().ravel()}
-    assert not raw & set(msg.arrays[0].tolist())
+    dtypes, shapes = lr.bank.predictor.partial_shapes(4)
+    assert [(a.dtype, a.shape) for a in msg.arrays] == [(np.dtype(d), s) for d, s in zip(dtypes, shapes)]
+    if lr.bank.predictor.model == "ss_lr":  # one float per id, none of them a feature value
+        assert msg.arrays[0].shape == (4,)
+        partner = pd.read_csv(files["partner"], dtype={"id": str}).set_index("id").loc[ids]
+        raw = {float(v) for v in partner.select_dtypes("number").to_numpy().ravel()}
+        assert not raw & set(msg.arrays[0].tolist())
+    else:  # bits only: one per leaf of every tree
+        assert msg.arrays[0].dtype == np.uint8 and msg.arrays[0].shape[1] * 8 < sum(len(t["left"]) for t in lr.bank.predictor.trees) + 8
 
 
 def test_cli_serve_two_processes(files, tmp_path_factory, tmp_path, cluster):
