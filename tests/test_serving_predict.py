@@ -185,9 +185,9 @@ class SlowSource(TableSource):
 
     delay = 0.0
 
-    def rows(self, ids):
+    def columns(self, ids):
         time.sleep(self.delay)
-        return super().rows(ids)
+        return super().columns(ids)
 
 
 def test_partner_silent_or_down_gives_503_within_timeout(files, tmp_path_factory, cluster):

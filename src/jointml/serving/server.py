@@ -34,13 +34,12 @@ import time
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from ..core.errors import ConfigError, JointMLError, LinkError, ModelError
 from ..runtime.cluster import ClusterConfig
 from ..runtime.collectives import Channel
 from ..runtime.context import PartyContext
-from .predictor import UNKNOWN_POLICIES, FeatureSource, PartyPredictor
+from .predictor import UNKNOWN_POLICIES, FeatureSource, PartyPredictor, lookup
 
 __all__ = ["ServingError", "ServingLink", "BankService", "PartnerService", "connect_serving", "create_app"]
 
@@ -214,10 +213,10 @@ class PartnerService:
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             return {"error": "ids must be a list of strings"}, []
         self.requests += 1
-        df, found = self.source.rows(ids)
+        df, found = lookup(self.source, ids)
         if self.unknown == "missing":
             found = [True] * len(ids)
-        arrays = self.predictor.partial(self.predictor.features(df))
+        arrays = self.predictor.partial(self.predictor.features(df, len(ids)))
         log.info("partner %s: request ids=%s", self.party, ",".join(id_hash(i) for i in ids[:8]))
         return {"found": found, "model_id": self.predictor.model_id}, arrays
 
@@ -323,7 +322,7 @@ class BankService:
                 raise ServingError(self.problem, status=409 if "model ids differ" in self.problem else 503)
             pred = self.predictor
             own_df = self._own_rows(ids, features)
-            own = pred.partial(pred.features(own_df))
+            own = pred.partial(pred.features(own_df, len(ids)))
             found = [True] * len(ids)
             others = []
             dt, sh = pred.partial_shapes(len(ids))
@@ -350,7 +349,7 @@ class BankService:
             out.append(row)
         return out
 
-    def _own_rows(self, ids: list[str], features: dict[str, list[Any]] | None) -> pd.DataFrame:
+    def _own_rows(self, ids: list[str], features: dict[str, list[Any]] | None) -> dict[str, Any]:
         cols = self.predictor.columns
         if features:
             bad = [c for c in features if c not in cols] + [c for c, v in features.items()
@@ -358,11 +357,10 @@ class BankService:
             if bad:
                 raise ServingError(f"features: unknown column or wrong length: {bad[0]!r} (columns: {cols}; one "
                                    "value per id)", status=422)
-        base = self.source.rows(ids)[0] if self.source is not None else pd.DataFrame(index=range(len(ids)))
-        base = base.reset_index(drop=True)
+        base: dict[str, Any] = dict(lookup(self.source, ids)[0]) if self.source is not None else {}
         for c, v in (features or {}).items():
-            base[c] = v
-        lacking = [c for c in cols if c not in base.columns]
+            base[c] = np.asarray(v, dtype=object)
+        lacking = [c for c in cols if c not in base]
         if lacking:
             raise ServingError(f"features: no value for the label holder's columns {lacking}", status=422)
         return base
