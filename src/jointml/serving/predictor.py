@@ -416,7 +416,9 @@ class _CompiledTrees:
     """
 
     def __init__(self, trees: list[dict]):
-        feat, thr, dflt = [], [], []
+        feat: list[int] = []
+        thr: list[float] = []
+        dflt: list[bool] = []
         paths: list[list[tuple[int, bool]]] = []
         self.spans: list[tuple[int, int]] = []
         for tr in trees:
