@@ -53,6 +53,7 @@ def serve(model_dir: str, party: str, cluster_file: str, source: str | None, id_
         if role == "label":
             svc = BankService(model_dir, party, cluster, feats, timeout=timeout)
             svc.start()
+            _reload_on_sighup(svc)
             _run_http(create_app(svc), host, port)
             svc.stop()
             return
@@ -70,6 +71,21 @@ def _run_http(app: Any, host: str, port: int) -> None:
     import uvicorn
 
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _reload_on_sighup(svc: Any) -> None:
+    """`kill -HUP <pid>` at the label holder does what `POST /v1/reload` does (in a thread: a
+    signal handler must not wait for the link)."""
+    log = logging.getLogger("jointml.serving")
+
+    def reload() -> None:
+        try:
+            log.info("reloaded: model %s", svc.reload()["model_id"])
+        except JointMLError as e:
+            log.warning("reload refused: %s", e)
+
+    if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, daemon=True).start())
 
 
 def _stop_on_signal(svc: Any) -> None:
