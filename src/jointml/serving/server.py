@@ -300,7 +300,10 @@ class BankService:
             raise ServingError(f"partner '{p}': {got.meta['error']}", status=409 if "model id" in
                                str(got.meta["error"]) else 502, party=p)
         if dtypes is not None:
-            got.expect(dtypes, shapes)
+            try:
+                got.expect(dtypes, shapes)
+            except JointMLError as e:  # the partner's fault, not the client's: 502
+                raise ServingError(f"partner '{p}' sent a malformed answer: {e}", status=502, party=p) from None
         return got
 
     def _hello(self) -> str | None:
