@@ -557,6 +557,21 @@ def bench_lr(
     click.echo(json.dumps(row))
 
 
+@bench.command("serve")
+@click.option("--model", type=click.Choice(["ss_lr", "secureboost"]), default="ss_lr", show_default=True)
+@click.option("--requests", type=int, default=2000, show_default=True, help="Single-id requests.")
+@click.option("--batch", type=int, default=1000, show_default=True, help="Ids per batched request.")
+@click.option("--trees", type=int, default=100, show_default=True, help="SecureBoost trees.")
+@click.option("--depth", type=int, default=5, show_default=True, help="SecureBoost depth.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (the only output format).")
+def bench_serve(model: str, requests: int, batch: int, trees: int, depth: int, as_json: bool) -> None:
+    """Online serving: p50/p99 latency of single-id requests, requests/s, batched ids/s."""
+    from ..bench import serve as bserve
+
+    for row in bserve.run(model, requests=requests, batch=batch, trees=trees, depth=depth):
+        click.echo(json.dumps(row))
+
+
 @bench.command("dp")
 @click.option("--rows", type=int, default=100_000, show_default=True)
 @click.option("--figure", "figures", multiple=True, type=click.Choice(["dp_sgd", "ppdt"]), help="Repeatable; default both.")
@@ -729,6 +744,7 @@ def certs_fingerprint(cert_files: tuple[str, ...]) -> None:
 
 
 main.commands.update(__import__("jointml.cli.orchestration", fromlist=["COMMANDS"]).COMMANDS)  # coordinator, node, submit, ...
+main.commands.update(__import__("jointml.cli.serving", fromlist=["COMMANDS"]).COMMANDS)  # serve
 
 
 def _entry() -> None:  # pragma: no cover

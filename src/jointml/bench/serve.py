@@ -1,0 +1,176 @@
+"""`jointml bench serve`: online scoring latency and throughput of `jointml serve`.
+
+Trains a model on the German credit data (split between the two parties) (pipeline with an `output`), starts the bank's and the
+partner's `jointml serve` as two processes linked by mutual TLS on loopback, and drives the
+bank's HTTP API from this process (one keep-alive HTTP connection):
+
+- `serve_single`: sequential single-id requests: p50/p99 latency (ms) and requests/s;
+- `serve_batch`: requests of `batch` ids: p50/p99 per request and ids/s.
+
+Every row also carries `plaintext_ms_per_id`: both parties' partials and the combination
+computed in this one process on the same ids (no link, no HTTP), the floor the served figure
+is a ratio to. Targets (issue 14, a quiet 2-core machine): single-id p99 <= 10 ms (SS-LR),
+<= 25 ms (SecureBoost, 100 trees, depth 5); batched >= 20,000 ids/s.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["run"]
+
+LABEL = "creditability"
+
+
+def _steps(model: str, trees: int, depth: int, key_bits: int) -> list[dict]:
+    head: list[dict] = [{"psi": {"key": "id", "sort_by": "bank"}}, {"encode": {"label": LABEL}},
+                        {"split": {"test_fraction": 0.3, "seed": 1}}]
+    if model == "ss_lr":
+        return head + [{"scale": {"label": LABEL}},
+                       {"ss_lr.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "epochs": 5}}]
+    return head + [{"secureboost.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "key_bits": key_bits,
+                                          "n_estimators": trees, "max_depth": depth, "max_bin": 32}}]
+
+
+def _data_files(out: Path) -> dict[str, Path]:
+    """The German credit data split between a bank (label + first columns) and a partner (the rest).
+
+    Public data; ids are row numbers (what is measured is scoring, not PSI).
+    """
+    from ..datasets import load_germancredit
+
+    df = load_germancredit()
+    df.insert(0, "id", [f"C{i:06d}" for i in range(len(df))])
+    feats = [c for c in df.columns if c not in ("id", LABEL)]
+    half = len(feats) // 2
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"bank": out / "bank.csv", "partner": out / "partner.csv"}
+    df[["id", LABEL, *feats[:half]]].to_csv(paths["bank"], index=False)
+    df[["id", *feats[half:]]].to_csv(paths["partner"], index=False)
+    return paths
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.create_server(("127.0.0.1", 0)) for _ in range(n)]
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _setup(work: Path, model: str, trees: int, depth: int, key_bits: int) -> dict[str, Any]:
+    import yaml
+
+    from ..jobs import PipelineSpec, simulate_pipeline
+    from ..net.certs import create_dev_pki
+
+    files = _data_files(work / "data")
+    spec = PipelineSpec.from_dict({
+        "parties": ["bank", "partner", "dealer"],
+        "mpc": {"protocol": "semi2k", "parties": ["bank", "partner"], "dealer": "dealer"},
+        "inputs": {"bank": str(files["bank"]), "partner": str(files["partner"])},
+        "steps": _steps(model, trees, depth, key_bits), "output": str(work / "out")})
+    simulate_pipeline(spec, mode="process", verbose=False)
+    create_dev_pki(work / "certs", ["bank", "partner"], days=1)
+    ports = _free_ports(3)
+    (work / "cluster.yaml").write_text(yaml.safe_dump({
+        "parties": {p: {"address": f"127.0.0.1:{port}", "cert": f"certs/{p}.crt", "key": f"certs/{p}.key"}
+                    for p, port in zip(["bank", "partner"], ports)}, "ca": "certs/ca.crt"}))
+    return {"files": files, "model_dir": work / "out" / "model", "cluster": work / "cluster.yaml", "http": ports[2]}
+
+
+def _start(env: dict[str, Any]) -> list[subprocess.Popen]:
+    cmd = [sys.executable, "-m", "jointml.cli.main", "serve", "--model", str(env["model_dir"]), "--cluster",
+           str(env["cluster"])]
+    q = subprocess.DEVNULL
+    return [subprocess.Popen([*cmd, "--party", "partner", "--features", str(env["files"]["partner"])], stdout=q, stderr=q),
+            subprocess.Popen([*cmd, "--party", "bank", "--features", str(env["files"]["bank"]), "--port",
+                              str(env["http"])], stdout=q, stderr=q)]
+
+
+def _wait_ready(client: Any, url: str, timeout: float = 60.0) -> None:
+    import httpx
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            if client.get(f"{url}/v1/health").json().get("status") == "ok":
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the servers did not become ready within {timeout:g} s")
+
+
+def _plaintext_ms_per_id(env: dict[str, Any], ids: list[str]) -> float:
+    from ..serving.predictor import PartyPredictor, open_source
+
+    bank, partner = (PartyPredictor.load(env["model_dir"], p) for p in ("bank", "partner"))
+    sb, sp = open_source(str(env["files"]["bank"])), open_source(str(env["files"]["partner"]))
+    t0 = time.perf_counter()
+    own = bank.partial(bank.features(sb.rows(ids)[0]))
+    other = partner.partial(partner.features(sp.rows(ids)[0]))
+    bank.probability(bank.combine(own, [other]))
+    return (time.perf_counter() - t0) * 1e3 / len(ids)
+
+
+def _drive(client: Any, url: str, ids: list[str], batch: int, requests: int) -> dict[str, float]:
+    lat = []
+    t_all = time.perf_counter()
+    for k in range(requests):
+        chunk = [ids[(k * batch + j) % len(ids)] for j in range(batch)]
+        body = {"id": chunk[0]} if batch == 1 else {"ids": chunk}
+        t0 = time.perf_counter()
+        r = client.post(f"{url}/v1/predict", json=body)
+        lat.append(time.perf_counter() - t0)
+        if r.status_code != 200:
+            raise RuntimeError(f"request failed: {r.status_code} {r.text[:200]}")
+    wall = time.perf_counter() - t_all
+    a = np.asarray(lat) * 1e3
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
+            "requests_per_second": requests / wall, "ids_per_second": requests * batch / wall}
+
+
+def run(model: str = "ss_lr", requests: int = 2000, batch: int = 1000, batch_requests: int = 50, trees: int = 100,
+        depth: int = 5, key_bits: int = 2048) -> list[dict[str, Any]]:
+    """Both figures for `model` (JSON-able rows)."""
+    import httpx
+    import pandas as pd
+
+    if model not in ("ss_lr", "secureboost"):
+        raise ValueError(f"jointml serve supports ss_lr and secureboost, not {model!r}")
+    with tempfile.TemporaryDirectory(prefix="jointml-bench-serve-") as tmp:
+        env = _setup(Path(tmp), model, trees, depth, key_bits)
+        b = pd.read_csv(env["files"]["bank"], dtype={"id": str})
+        p = pd.read_csv(env["files"]["partner"], dtype={"id": str})
+        ids = sorted(set(b["id"]) & set(p["id"]))
+        procs = _start(env)
+        url = f"http://127.0.0.1:{env['http']}"
+        try:
+            with httpx.Client(timeout=30) as client:
+                _wait_ready(client, url)
+                _drive(client, url, ids, 1, 50)  # warm-up
+                single = _drive(client, url, ids, 1, requests)
+                batched = _drive(client, url, ids, batch, batch_requests)
+        finally:
+            for pr in procs:
+                pr.terminate()
+            for pr in procs:
+                try:
+                    pr.wait(5)
+                except subprocess.TimeoutExpired:
+                    pr.kill()
+        floor = _plaintext_ms_per_id(env, ids[:batch])
+    common = {"model": model, "trees": trees if model == "secureboost" else None, "depth": depth if model == "secureboost"
+              else None, "cpus": os.cpu_count(), "plaintext_ms_per_id": floor}
+    return [{"figure": "serve_single", "batch": 1, **single, **common},
+            {"figure": "serve_batch", "batch": batch, **batched, **common}]

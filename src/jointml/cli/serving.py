@@ -1,0 +1,97 @@
+"""`jointml serve`: one online prediction server per organisation (see docs/serving.md).
+
+The label holder serves the HTTP API (`POST /v1/predict`, ...) on `--port`; a partner keeps
+the mutual-TLS link to it (addresses and certificates from `--cluster`) and answers with its
+partials only. Registered on the main group by `cli/main.py`.
+
+>>> sorted(COMMANDS)
+['serve']
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+import click
+
+from ..core.errors import JointMLError
+
+__all__ = ["COMMANDS"]
+
+
+@click.command("serve")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The model folder a pipeline saved (<output>/model).")
+@click.option("--party", required=True, help="This organisation's party name in the cluster file.")
+@click.option("--cluster", "cluster_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Cluster YAML: addresses, CA, this party's certificate and key.")
+@click.option("--features", "source", default=None,
+              help="This party's features by id: a CSV or Parquet file, or sqlite:PATH?table=NAME "
+                   "(optional at the label holder when requests carry its feature values).")
+@click.option("--id-column", default="id", show_default=True, help="The id column of the feature source.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="HTTP address (label holder).")
+@click.option("--port", type=int, default=8080, show_default=True, help="HTTP port (label holder).")
+@click.option("--timeout", type=float, default=2.0, show_default=True,
+              help="Seconds to wait for a partner's answer before a 503.")
+@click.option("--unknown", type=click.Choice(["error", "missing"]), default="error", show_default=True,
+              help="Partner: an id it does not hold is reported unknown (error) or scored as all-missing.")
+def serve(model_dir: str, party: str, cluster_file: str, source: str | None, id_column: str, host: str, port: int,
+          timeout: float, unknown: str) -> None:
+    """Serve a saved joint model online at this organisation (label holder: HTTP API; partner: link)."""
+    from ..runtime.cluster import ClusterConfig
+    from ..serving.predictor import PartyPredictor, open_source
+    from ..serving.server import BankService, PartnerService, create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        cluster = ClusterConfig.load(cluster_file)
+        feats = open_source(source, id_column) if source else None
+        role = PartyPredictor.load(model_dir, party).role
+        if role == "label":
+            svc = BankService(model_dir, party, cluster, feats, timeout=timeout)
+            svc.start()
+            _reload_on_sighup(svc)
+            _run_http(create_app(svc), host, port)
+            svc.stop()
+            return
+        if feats is None:
+            raise click.UsageError("a partner needs --features (its own feature source)")
+        partner = PartnerService(model_dir, party, cluster, feats, unknown=unknown)
+        _stop_on_signal(partner)
+        click.echo(f"{party}: serving model {partner.predictor.model_id} to '{partner.predictor.label_party}'")
+        partner.run()
+    except JointMLError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _run_http(app: Any, host: str, port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def _reload_on_sighup(svc: Any) -> None:
+    """`kill -HUP <pid>` at the label holder does what `POST /v1/reload` does (in a thread: a
+    signal handler must not wait for the link)."""
+    log = logging.getLogger("jointml.serving")
+
+    def reload() -> None:
+        try:
+            log.info("reloaded: model %s", svc.reload()["model_id"])
+        except JointMLError as e:
+            log.warning("reload refused: %s", e)
+
+    if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, lambda *_: threading.Thread(target=reload, daemon=True).start())
+
+
+def _stop_on_signal(svc: Any) -> None:
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: svc.stop())
+
+
+COMMANDS: dict[str, click.Command] = {"serve": serve}

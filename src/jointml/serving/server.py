@@ -1,0 +1,455 @@
+"""Online prediction servers: the label holder's HTTP API and the partners' answering loop.
+
+Each organisation runs one process (`jointml serve`). The label holder (the *bank*) serves
+`POST /v1/predict`, `GET /v1/health`, `GET /v1/model`, `POST /v1/reload` and `GET /metrics`
+(FastAPI; OpenAPI at `/docs`). Every partner keeps a mutual-TLS link to the bank (the
+cluster file's certificates, `jointml.net.tcp`) and answers the bank's requests with its
+partial only (`jointml.serving.predictor`: a partial linear score, or per tree the leaves its
+splits allow). Raw features never cross; what each side learns is listed in
+`jointml.serving.predictor` and docs/serving.md. Adversary model: semi-honest parties;
+a deviating bank can ask for any id (the partner logs every request's id hash).
+
+Messages on the link (one `Channel` per partner, tag ``serve:req`` / ``serve:ans``, meta JSON):
+
+| op | bank sends | partner answers |
+| --- | --- | --- |
+| hello | its model id | its model id (serving is refused while they differ) |
+| predict | ids | which ids it holds, its partials (arrays, dtype and shape checked) |
+| reload | - | the model id it loaded from its folder (kept pending) |
+| commit / abort | - | its active model id |
+
+A partner that does not answer within `timeout` seconds turns the request into a 503 and the
+link is dropped and dialled again (a late answer would be out of step); the server never hangs.
+The request log holds the SHA-256 of each id (truncated), the latency, the model version and the
+outcome, never a feature value.
+"""
+
+# (no `from __future__ import annotations`: FastAPI reads the request models defined in create_app)
+
+import dataclasses
+import hashlib
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import ConfigError, JointMLError, LinkError, ModelError
+from ..runtime.cluster import ClusterConfig
+from ..runtime.collectives import Channel
+from ..runtime.context import PartyContext
+from .predictor import UNKNOWN_POLICIES, FeatureSource, PartyPredictor, lookup
+
+__all__ = ["ServingError", "ServingLink", "BankService", "PartnerService", "connect_serving", "create_app"]
+
+log = logging.getLogger("jointml.serving")
+PREFIX = "serve"
+
+
+class ServingError(JointMLError):
+    """A request cannot be answered; `status` is the HTTP status it maps to.
+
+    >>> ServingError("partner 'p' did not answer within 1 s", status=503).status
+    503
+    """
+
+    def __init__(self, message: str, status: int = 503, **kw: Any):
+        super().__init__(message, **kw)
+        self.status = status
+
+
+def id_hash(i: str) -> str:
+    """The short SHA-256 of an id that the request log keeps instead of the id.
+
+    >>> len(id_hash("customer-1"))
+    16
+    """
+    return hashlib.sha256(str(i).encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class ServingLink:
+    """The links this server opened (it closes them itself) and the party context over them."""
+
+    ctx: PartyContext
+    links: Any  # the Communicator from `connect_all`
+
+    def close(self) -> None:
+        self.links.close()
+
+
+def connect_serving(cluster: ClusterConfig, me: str, parties: list[str], connect_timeout: float | None = None
+                    ) -> ServingLink:
+    """Open the mutual-TLS links among the serving `parties` only (a cluster file's dealer stays out)."""
+    from ..net.tcp import connect_all
+
+    missing = [p for p in parties if p not in cluster.parties]
+    if missing:
+        raise ConfigError(f"the cluster file has no address for the model's parties {missing}", field="cluster")
+    sub = dataclasses.replace(cluster, parties={p: s for p, s in cluster.parties.items() if p in parties})
+    links = connect_all(me, sub.addresses(), sub.tls_for(me), connect_timeout=connect_timeout or sub.connect_timeout,
+                        recv_timeout=sub.recv_timeout, order=sub.names)
+    return ServingLink(PartyContext(me, sub.names, links), links)
+
+
+class Metrics:
+    """Counters and a latency histogram in the Prometheus text format.
+
+    >>> m = Metrics(); m.observe("ok", 0.004); "jointml_serve_requests_total" in m.text()
+    True
+    """
+
+    BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0)
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.outcomes: dict[str, int] = {}
+        self.ids = 0
+        self.buckets = [0] * len(self.BUCKETS)
+        self.total, self.count = 0.0, 0
+
+    def observe(self, outcome: str, seconds: float, ids: int = 0) -> None:
+        with self.lock:
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+            self.ids += ids
+            self.total += seconds
+            self.count += 1
+            for k, b in enumerate(self.BUCKETS):
+                if seconds <= b:
+                    self.buckets[k] += 1
+
+    def text(self) -> str:
+        with self.lock:
+            lines = ["# TYPE jointml_serve_requests_total counter"]
+            lines += [f'jointml_serve_requests_total{{outcome="{o}"}} {n}' for o, n in sorted(self.outcomes.items())]
+            lines += ["# TYPE jointml_serve_ids_scored_total counter", f"jointml_serve_ids_scored_total {self.ids}",
+                      "# TYPE jointml_serve_latency_seconds histogram"]
+            lines += [f'jointml_serve_latency_seconds_bucket{{le="{b}"}} {n}' for b, n in zip(self.BUCKETS, self.buckets)]
+            lines += [f'jointml_serve_latency_seconds_bucket{{le="+Inf"}} {self.count}',
+                      f"jointml_serve_latency_seconds_sum {self.total:.6f}", f"jointml_serve_latency_seconds_count {self.count}"]
+        return "\n".join(lines) + "\n"
+
+
+# -- the partner ---------------------------------------------------------------------------------
+class PartnerService:
+    """A feature holder's side: answers the label holder's requests with its partials only.
+
+    `run()` keeps a link to the label holder, re-dialling after it drops, until `stop()`.
+    `unknown`: what an id it does not hold gets ("error": reported unknown, no partial used;
+    "missing": the partial of an all-missing row).
+    """
+
+    def __init__(self, model_dir: str, party: str, cluster: ClusterConfig, source: FeatureSource,
+                 unknown: str = "error"):
+        if unknown not in UNKNOWN_POLICIES:
+            raise ConfigError(f"unknown must be one of {UNKNOWN_POLICIES}, got {unknown!r}", field="unknown")
+        self.model_dir, self.party, self.cluster, self.source, self.unknown = model_dir, party, cluster, source, unknown
+        self.predictor = PartyPredictor.load(model_dir, party)
+        if self.predictor.role == "label":
+            raise ConfigError(f"party '{party}' holds the labels: it serves the HTTP API (BankService)", party=party)
+        self.pending: PartyPredictor | None = None
+        self.stopped = threading.Event()
+        self.link: ServingLink | None = None
+        self.requests = 0
+
+    def stop(self) -> None:
+        self.stopped.set()
+        if self.link is not None:
+            self.link.close()
+
+    def run(self) -> None:
+        """Serve until `stop()`: dial / accept the label holder, answer, re-connect on loss."""
+        while not self.stopped.is_set():
+            try:
+                self.link = connect_serving(self.cluster, self.party, self.predictor.parties, connect_timeout=2.0)
+            except (LinkError, OSError, JointMLError) as e:
+                log.debug("partner %s: no link yet (%s)", self.party, e)
+                self.stopped.wait(0.2)
+                continue
+            try:
+                self._session(self.link.ctx)
+            except (LinkError, OSError) as e:
+                log.info("partner %s: link lost (%s); reconnecting", self.party, type(e).__name__)
+            finally:
+                self.link.close()
+
+    def _session(self, ctx: PartyContext) -> None:
+        ch = Channel(ctx, self.predictor.label_party, PREFIX)
+        while not self.stopped.is_set():
+            try:
+                msg = ch.recv("req", dtypes=[], timeout=0.5)
+            except LinkError as e:
+                if isinstance(e, TimeoutError):  # idle: check the stop flag, keep the link
+                    continue
+                raise
+            meta, arrays = self.answer(msg.meta)
+            ch.send("ans", meta=meta, arrays=arrays)
+
+    def answer(self, req: dict[str, Any]) -> tuple[dict[str, Any], list[np.ndarray]]:
+        """The reply to one request of the label holder (see the module's table)."""
+        op = req.get("op")
+        if op == "hello":
+            return {"model_id": self.predictor.model_id}, []
+        if op == "reload":
+            try:
+                self.pending = PartyPredictor.load(self.model_dir, self.party)
+                return {"model_id": self.pending.model_id}, []
+            except JointMLError as e:
+                return {"error": str(e)}, []
+        if op in ("commit", "abort"):
+            if op == "commit" and self.pending is not None:
+                self.predictor = self.pending
+            self.pending = None
+            return {"model_id": self.predictor.model_id}, []
+        if op == "predict":
+            return self._predict(req)
+        return {"error": f"unknown request {op!r}"}, []
+
+    def _predict(self, req: dict[str, Any]) -> tuple[dict[str, Any], list[np.ndarray]]:
+        ids = req.get("ids")
+        if req.get("model_id") != self.predictor.model_id:
+            return {"error": f"model id differs: partner serves {self.predictor.model_id}"}, []
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            return {"error": "ids must be a list of strings"}, []
+        self.requests += 1
+        df, found = lookup(self.source, ids)
+        if self.unknown == "missing":
+            found = [True] * len(ids)
+        arrays = self.predictor.partial(self.predictor.features(df, len(ids)))
+        log.info("partner %s: request ids=%s", self.party, ",".join(id_hash(i) for i in ids[:8]))
+        return {"found": found, "model_id": self.predictor.model_id}, arrays
+
+
+# -- the label holder ----------------------------------------------------------------------------
+class BankService:
+    """The label holder's side: scores ids with its own features and the partners' partials.
+
+    One request at a time on the link (a lock), so a reload switches between two requests;
+    `timeout` bounds every wait for a partner.
+    """
+
+    def __init__(self, model_dir: str, party: str, cluster: ClusterConfig, source: FeatureSource | None,
+                 timeout: float = 2.0):
+        self.model_dir, self.party, self.cluster, self.source, self.timeout = model_dir, party, cluster, source, timeout
+        self.predictor = PartyPredictor.load(model_dir, party)
+        if self.predictor.role != "label":
+            raise ConfigError(f"party '{party}' does not hold the labels ('{self.predictor.label_party}' does): "
+                              "it runs the partner side", party=party)
+        self.partners = [p for p in self.predictor.parties if p != party]
+        self.lock = threading.Lock()
+        self.link: ServingLink | None = None
+        self.problem: str | None = "no link to the partners yet"
+        self.metrics = Metrics()
+        self.stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # link management
+    def start(self) -> None:
+        """Keep the links up in the background (dial again after a loss)."""
+        self._thread = threading.Thread(target=self._keep_linked, name="jointml-serve-link", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        with self.lock:
+            self._drop("stopped")
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.link is not None and self.problem is None:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def _keep_linked(self) -> None:
+        while not self.stopped.is_set():
+            if self.link is None:
+                try:
+                    link = connect_serving(self.cluster, self.party, self.predictor.parties, connect_timeout=2.0)
+                except (LinkError, OSError, JointMLError) as e:
+                    self.problem = f"partner not reachable ({type(e).__name__})"
+                    self.stopped.wait(0.2)
+                    continue
+                with self.lock:
+                    self.link = link
+                    self.problem = self._hello()
+            self.stopped.wait(0.1)
+
+    def _drop(self, why: str) -> None:
+        if self.link is not None:
+            self.link.close()
+        self.link, self.problem = None, why
+
+    def _ask(self, p: str, req: dict[str, Any], dtypes: list[Any] | None = None,
+             shapes: list[Any] | None = None) -> Any:
+        """One request to partner `p` and its answer; a silent or lost partner raises ServingError(503)."""
+        if self.link is None:
+            raise ServingError(f"partner '{p}' is not connected: {self.problem}", status=503)
+        ch = Channel(self.link.ctx, p, PREFIX)
+        try:
+            ch.send("req", meta=req)
+            got = ch.recv("ans", timeout=self.timeout)
+        except LinkError as e:
+            why = (f"partner '{p}' did not answer within {self.timeout:g} s" if isinstance(e, TimeoutError)
+                   else f"link to partner '{p}' lost ({type(e).__name__})")
+            self._drop(why)
+            raise ServingError(why, status=503, party=p) from None
+        if got.meta.get("error"):
+            raise ServingError(f"partner '{p}': {got.meta['error']}", status=409 if "model id" in
+                               str(got.meta["error"]) else 502, party=p)
+        if dtypes is not None:
+            try:
+                got.expect(dtypes, shapes)
+            except JointMLError as e:  # the partner's fault, not the client's: 502
+                raise ServingError(f"partner '{p}' sent a malformed answer: {e}", status=502, party=p) from None
+        return got
+
+    def _hello(self) -> str | None:
+        for p in self.partners:
+            try:
+                other = self._ask(p, {"op": "hello"}).meta.get("model_id")
+            except ServingError as e:
+                return str(e)
+            if other != self.predictor.model_id:
+                return (f"model ids differ: '{self.party}' serves {self.predictor.model_id}, '{p}' serves {other}; "
+                        "refusing to score (load the same model at both, then POST /v1/reload)")
+        return None
+
+    # requests
+    def predict(self, ids: list[str], features: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
+        """Score `ids` (this party's own features from the request's `features`, else its source)."""
+        with self.lock:
+            if self.problem is not None:
+                raise ServingError(self.problem, status=409 if "model ids differ" in self.problem else 503)
+            pred = self.predictor
+            own_df = self._own_rows(ids, features)
+            own = pred.partial(pred.features(own_df, len(ids)))
+            found = [True] * len(ids)
+            others = []
+            dt, sh = pred.partial_shapes(len(ids))
+            for p in self.partners:
+                got = self._ask(p, {"op": "predict", "ids": ids, "model_id": pred.model_id}, dt, sh)
+                f = got.meta.get("found")
+                if not isinstance(f, list) or len(f) != len(ids):
+                    raise ServingError(f"partner '{p}' sent a malformed answer", status=502, party=p)
+                found = [a and bool(b) for a, b in zip(found, f)]
+                others.append(got.arrays)
+        margin = pred.combine(own, others)
+        proba = pred.probability(margin)
+        value = pred.prediction(margin)
+        out = []
+        for k, i in enumerate(ids):
+            if not found[k]:
+                out.append({"id": i, "error": "unknown id at a partner"})
+                continue
+            row: dict[str, Any] = {"id": i, "score": float(margin[k])}
+            if proba is not None:
+                row["probability"] = float(proba[k])
+            else:
+                row["prediction"] = float(value[k])
+            out.append(row)
+        return out
+
+    def _own_rows(self, ids: list[str], features: dict[str, list[Any]] | None) -> dict[str, Any]:
+        cols = self.predictor.columns
+        if features:
+            bad = [c for c in features if c not in cols] + [c for c, v in features.items()
+                                                            if not isinstance(v, list) or len(v) != len(ids)]
+            if bad:
+                raise ServingError(f"features: unknown column or wrong length: {bad[0]!r} (columns: {cols}; one "
+                                   "value per id)", status=422)
+        base: dict[str, Any] = dict(lookup(self.source, ids)[0]) if self.source is not None else {}
+        for c, v in (features or {}).items():
+            base[c] = np.asarray(v, dtype=object)
+        lacking = [c for c in cols if c not in base]
+        if lacking:
+            raise ServingError(f"features: no value for the label holder's columns {lacking}", status=422)
+        return base
+
+    def reload(self) -> dict[str, Any]:
+        """Load the model folder again at every party; switch together, or keep the old one."""
+        with self.lock:
+            new = PartyPredictor.load(self.model_dir, self.party)
+            ids = {p: self._ask(p, {"op": "reload"}).meta.get("model_id") for p in self.partners}
+            ok = all(m == new.model_id for m in ids.values())
+            for p in self.partners:
+                self._ask(p, {"op": "commit" if ok else "abort"})
+            if not ok:
+                raise ServingError(f"model ids differ after reload: '{self.party}' {new.model_id}, partners {ids}; "
+                                   f"still serving {self.predictor.model_id}", status=409)
+            self.predictor = new
+            self.problem = None
+            return self.predictor.describe()
+
+    def health(self) -> dict[str, Any]:
+        return {"status": "ok" if self.problem is None else "unavailable", "party": self.party,
+                "model_id": self.predictor.model_id, "partners": self.partners, "problem": self.problem}
+
+
+def create_app(service: BankService) -> Any:
+    """The label holder's FastAPI application (OpenAPI at `/docs`, `/openapi.json`)."""
+    from fastapi import FastAPI, HTTPException
+    from fastapi.responses import PlainTextResponse
+    from pydantic import BaseModel, Field
+
+    from .. import __version__
+
+    class PredictRequest(BaseModel):
+        id: str | None = Field(None, description="one id", max_length=256)
+        ids: list[str] | None = Field(None, description="a batch of ids", max_length=100_000)
+        features: dict[str, list[Any]] | None = Field(
+            None, description="the label holder's own feature values, one list per column, one value per id")
+
+    app = FastAPI(title="jointml serving", version=__version__,
+                  description="Joint model scoring: the partners' features stay at the partners.")
+
+    @app.post("/v1/predict")
+    def predict(req: PredictRequest) -> dict[str, Any]:
+        if (req.id is None) == (req.ids is None):
+            raise HTTPException(422, "give exactly one of 'id' or 'ids'")
+        ids = [req.id] if req.id is not None else list(req.ids or [])
+        if not ids:
+            raise HTTPException(422, "'ids' is empty")
+        t0 = time.perf_counter()
+        outcome = "ok"
+        try:
+            rows = service.predict(ids, req.features)
+            if req.id is not None and "error" in rows[0]:
+                raise ServingError(f"id {req.id!r}: {rows[0]['error']}", status=404)
+        except ServingError as e:
+            outcome = f"error_{e.status}"
+            raise HTTPException(e.status, str(e)) from None
+        except JointMLError as e:
+            outcome = "error_422"
+            raise HTTPException(422, str(e)) from None
+        finally:
+            dt = time.perf_counter() - t0
+            service.metrics.observe(outcome, dt, len(ids) if outcome == "ok" else 0)
+            log.info("predict ids=%s n=%d latency_ms=%.2f model=%s outcome=%s", id_hash(ids[0]), len(ids), dt * 1e3,
+                     service.predictor.model_id, outcome)
+        return {"model_id": service.predictor.model_id, "results": rows}
+
+    @app.get("/v1/health")
+    def health() -> dict[str, Any]:
+        return service.health()
+
+    @app.get("/v1/model")
+    def model() -> dict[str, Any]:
+        return {"jointml_version": __version__, **service.predictor.describe()}
+
+    @app.post("/v1/reload")
+    def reload() -> dict[str, Any]:
+        try:
+            return service.reload()
+        except ServingError as e:
+            raise HTTPException(e.status, str(e)) from None
+        except ModelError as e:
+            raise HTTPException(409, str(e)) from None
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        return service.metrics.text()
+
+    return app

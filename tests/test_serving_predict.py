@@ -1,0 +1,364 @@
+"""Online serving (jointml.serving): both servers over mutual TLS, scores equal `predict_job`."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jointml.demo.credit_demo import make_demo_files
+from jointml.jobs import PipelineSpec, predict_job, simulate_pipeline
+from jointml.runtime import ClusterConfig, simulate
+from jointml.serving.predictor import PartyPredictor, TableSource, open_source
+from jointml.serving.server import BankService, PartnerService, create_app
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+LABEL = "creditability"
+
+
+def _spec(files, out, train):
+    steps = [{"psi": {"key": "id", "sort_by": "bank"}}, {"encode": {"label": LABEL}},
+             {"split": {"test_fraction": 0.3, "seed": 1}}]
+    if "ss_lr.train" in train:
+        steps.append({"scale": {"label": LABEL}})
+    steps.append(train)
+    return PipelineSpec.from_dict({
+        "parties": ["bank", "partner", "dealer"],
+        "mpc": {"protocol": "semi2k", "parties": ["bank", "partner"], "dealer": "dealer"},
+        "inputs": {"bank": str(files["bank"]), "partner": str(files["partner"])}, "steps": steps, "output": str(out)})
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return make_demo_files(tmp_path_factory.mktemp("serve-data"))
+
+
+TRAIN = {
+    "ss_lr": {"ss_lr.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "epochs": 2}},
+    "secureboost": {"secureboost.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "key_bits": 512,
+                                          "n_estimators": 3, "max_depth": 3, "max_bin": 16}},
+}
+
+
+_CACHE: dict = {}
+
+
+def _train(files, tmp_path_factory, model, tag=""):
+    key = (model, tag)
+    if key not in _CACHE:
+        out = tmp_path_factory.mktemp(f"serve-{model}{tag}")
+        simulate_pipeline(_spec(files, out, TRAIN[model]), mode="thread", verbose=False)
+        _CACHE[key] = out / "model"
+    return _CACHE[key]
+
+
+@pytest.fixture(scope="module", params=sorted(TRAIN))
+def trained(request, files, tmp_path_factory):
+    return request.param, _train(files, tmp_path_factory, request.param)
+
+
+def _ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    from jointml.net.certs import create_dev_pki
+
+    d = tmp_path_factory.mktemp("serve-certs")
+    names = ["bank", "partner", "dealer"]
+    create_dev_pki(d / "certs", names)
+    ports = _ports(3)
+    return ClusterConfig.from_dict({"parties": {n: {"address": f"127.0.0.1:{p}", "cert": f"certs/{n}.crt",
+                                                    "key": f"certs/{n}.key"} for n, p in zip(names, ports)},
+                                    "ca": "certs/ca.crt", "connect_timeout": 10}, base=d)
+
+
+class Servers:
+    def __init__(self, model_dir, cluster, files, timeout=2.0, partner_dir=None, unknown="error"):
+        self.partner = PartnerService(str(partner_dir or model_dir), "partner", cluster,
+                                      open_source(str(files["partner"])), unknown=unknown)
+        self.thread = threading.Thread(target=self.partner.run, daemon=True)
+        self.thread.start()
+        self.bank = BankService(str(model_dir), "bank", cluster, open_source(str(files["bank"])), timeout=timeout)
+        self.bank.start()
+        self.client = TestClient(create_app(self.bank))
+
+    def close(self):
+        self.partner.stop()
+        self.bank.stop()
+        self.thread.join(5)
+
+
+@pytest.fixture()
+def servers(trained, cluster, files):
+    s = Servers(trained[1], cluster, files)
+    assert s.bank.wait_ready(20), s.bank.problem
+    yield s
+    s.close()
+
+
+def test_scores_equal_predict_job(trained, servers, files):
+    """Served scores equal the batch `predict_job` on the same rows, for each model type."""
+    model, d = trained
+    got = simulate(predict_job, ["bank", "partner", "dealer"], mode="thread",
+                   args=(str(d), {"bank": str(files["bank"]), "partner": str(files["partner"])}, "bank"))["bank"]
+    ids, want = got["ids"][:40], np.asarray(got["scores"][:40])
+    r = servers.client.post("/v1/predict", json={"ids": ids})
+    assert r.status_code == 200, r.text
+    res = r.json()["results"]
+    assert [x["id"] for x in res] == ids
+    served = np.array([x["probability"] for x in res])
+    # SS-LR batch scoring applies an MPC sigmoid approximation to a fixed-point margin; trees are exact
+    tol = 2e-3 if model == "ss_lr" else 1e-9
+    np.testing.assert_allclose(served, want, atol=tol)
+    one = servers.client.post("/v1/predict", json={"id": ids[0]}).json()["results"][0]
+    assert abs(one["probability"] - want[0]) < tol
+
+
+@pytest.fixture()
+def lr(files, tmp_path_factory, cluster):
+    s = Servers(_train(files, tmp_path_factory, "ss_lr"), cluster, files)
+    assert s.bank.wait_ready(20), s.bank.problem
+    yield s
+    s.close()
+
+
+def _some_ids(files, n=5):
+    bank = pd.read_csv(files["bank"], dtype={"id": str})
+    partner = pd.read_csv(files["partner"], dtype={"id": str})
+    return sorted(set(bank["id"]) & set(partner["id"]))[:n]
+
+
+def test_unknown_ids_and_malformed_requests(lr, files):
+    ids = _some_ids(files, 2)
+    r = lr.client.post("/v1/predict", json={"ids": [ids[0], "no-such-id", ids[1]]})
+    assert r.status_code == 200
+    res = r.json()["results"]
+    assert "probability" in res[0] and "probability" in res[2] and res[1] == {"id": "no-such-id",
+                                                                              "error": "unknown id at a partner"}
+    assert lr.client.post("/v1/predict", json={"id": "no-such-id"}).status_code == 404
+    for bad in ({}, {"id": ids[0], "ids": ids}, {"ids": []}, {"ids": "x"}, {"id": ids[0], "features": {"zz": [1]}},
+                {"id": ids[0], "features": {"duration_in_month": [1, 2]}}):
+        r = lr.client.post("/v1/predict", json=bad)
+        assert r.status_code == 422 and r.json()["detail"], bad
+    assert lr.client.post("/v1/predict", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    m = lr.client.get("/metrics").text
+    assert 'jointml_serve_requests_total{outcome="ok"} 1' in m and "jointml_serve_latency_seconds_bucket" in m
+
+
+def test_bank_features_in_request_override_its_source(lr, files):
+    """The label holder's own feature values may come with the request (e.g. a new application)."""
+    ids = _some_ids(files, 1)
+    cols = lr.bank.predictor.columns
+    base = lr.client.post("/v1/predict", json={"id": ids[0]}).json()["results"][0]["score"]
+    row = pd.read_csv(files["bank"], dtype={"id": str}).set_index("id").loc[ids[0]]
+    c = next(c for c in cols if np.issubdtype(type(row[c]), np.number))
+    same = lr.client.post("/v1/predict", json={"id": ids[0], "features": {c: [float(row[c])]}}).json()["results"][0]
+    moved = lr.client.post("/v1/predict", json={"id": ids[0], "features": {c: [float(row[c]) + 10]}}).json()["results"][0]
+    assert abs(same["score"] - base) < 1e-12 and abs(moved["score"] - base) > 1e-6
+
+
+def test_health_model_and_openapi(lr):
+    h = lr.client.get("/v1/health").json()
+    assert h["status"] == "ok" and h["partners"] == ["partner"]
+    m = lr.client.get("/v1/model").json()
+    assert m["model"] == "ss_lr" and m["model_id"] == lr.partner.predictor.model_id and m["manifest"]["sha256"]
+    assert "/v1/predict" in lr.client.get("/openapi.json").json()["paths"]
+
+
+class SlowSource(TableSource):
+    """A feature store that answers slowly (a real plug-in: a table behind a slow lookup)."""
+
+    delay = 0.0
+
+    def columns(self, ids):
+        time.sleep(self.delay)
+        return super().columns(ids)
+
+
+def test_partner_silent_or_down_gives_503_within_timeout(files, tmp_path_factory, cluster):
+    s = Servers(_train(files, tmp_path_factory, "ss_lr"), cluster, files, timeout=0.5)
+    try:
+        slow = SlowSource(pd.read_csv(files["partner"], dtype={"id": str}), "id")
+        s.partner.source = slow
+        assert s.bank.wait_ready(20)
+        ids = _some_ids(files, 1)
+        slow.delay = 2.0
+        t0 = time.monotonic()
+        r = s.client.post("/v1/predict", json={"id": ids[0]})
+        assert r.status_code == 503 and "did not answer within 0.5 s" in r.json()["detail"]
+        assert time.monotonic() - t0 < 1.5
+        slow.delay = 0.0
+        assert s.bank.wait_ready(20), s.bank.problem  # the link is dialled again
+        assert s.client.post("/v1/predict", json={"id": ids[0]}).status_code == 200
+        s.partner.stop()
+        s.thread.join(5)
+        t0 = time.monotonic()
+        r = s.client.post("/v1/predict", json={"id": ids[0]})
+        assert r.status_code == 503 and time.monotonic() - t0 < 1.5, r.text
+        assert s.client.get("/v1/health").json()["status"] == "unavailable"
+    finally:
+        s.close()
+
+
+def _copy_parts(src, dst, party):
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.name.split(".")[-2] == party or f.name.endswith(f".{party}.json"):
+            shutil.copy(f, dst / f.name)
+
+
+def test_model_id_mismatch_refused_and_reload_switches(files, tmp_path_factory, tmp_path, cluster):
+    a = _train(files, tmp_path_factory, "ss_lr")
+    b = _train(files, tmp_path_factory, "ss_lr", tag="-v2")
+    bank_dir, partner_dir = tmp_path / "bank", tmp_path / "partner"
+    _copy_parts(a, bank_dir, "bank")
+    _copy_parts(b, partner_dir, "partner")
+    s = Servers(bank_dir, cluster, files, partner_dir=partner_dir)
+    try:
+        for _ in range(200):
+            if s.bank.problem and "model ids differ" in s.bank.problem:
+                break
+            time.sleep(0.05)
+        ids = _some_ids(files, 3)
+        r = s.client.post("/v1/predict", json={"ids": ids})
+        assert r.status_code == 409 and "model ids differ" in r.json()["detail"]
+        _copy_parts(b, bank_dir, "bank")  # version 2 at the bank too: reload switches both
+        r = s.client.post("/v1/reload")
+        assert r.status_code == 200, r.text
+        assert r.json()["model_id"] == s.partner.predictor.model_id == PartyPredictor.load(b, "bank").model_id
+        got = s.client.post("/v1/predict", json={"ids": ids}).json()
+        want = simulate(predict_job, ["bank", "partner", "dealer"], mode="thread",
+                        args=(str(b), {"bank": str(files["bank"]), "partner": str(files["partner"])}, "bank"))["bank"]
+        pos = {i: k for k, i in enumerate(want["ids"])}
+        np.testing.assert_allclose([x["probability"] for x in got["results"]],
+                                   [want["scores"][pos[i]] for i in ids], atol=2e-3)
+        _copy_parts(a, partner_dir, "partner")  # the partner alone changes: reload refused, v2 kept
+        r = s.client.post("/v1/reload")
+        assert r.status_code == 409 and s.partner.predictor.model_id == got["model_id"]
+        assert s.client.post("/v1/predict", json={"ids": ids}).status_code == 200
+    finally:
+        s.close()
+
+
+def test_bank_never_receives_partner_features(servers, files, monkeypatch):
+    """View test: what reaches the bank per request is the partner's partial (a score per id, or
+    its leaf masks) and the found flags, nothing else."""
+    lr = servers
+    import jointml.serving.server as srv
+
+    seen = []
+    real = srv.Channel.recv
+
+    def spy(self, step, **kw):
+        got = real(self, step, **kw)
+        seen.append(got)
+        return got
+
+    monkeypatch.setattr(srv.Channel, "recv", spy)
+    ids = _some_ids(files, 4)
+    assert lr.client.post("/v1/predict", json={"ids": ids}).status_code == 200
+    assert len(seen) == 1
+    msg = seen[0]
+    assert set(msg.meta) == {"found", "model_id"}
+    dtypes, shapes = lr.bank.predictor.partial_shapes(4)
+    assert [(a.dtype, a.shape) for a in msg.arrays] == [(np.dtype(d), s) for d, s in zip(dtypes, shapes)]
+    if lr.bank.predictor.model == "ss_lr":  # one float per id, none of them a feature value
+        assert msg.arrays[0].shape == (4,)
+        partner = pd.read_csv(files["partner"], dtype={"id": str}).set_index("id").loc[ids]
+        raw = {float(v) for v in partner.select_dtypes("number").to_numpy().ravel()}
+        assert not raw & set(msg.arrays[0].tolist())
+    else:  # bits only: one per leaf of every tree
+        assert msg.arrays[0].dtype == np.uint8 and msg.arrays[0].shape[1] * 8 < sum(len(t["left"]) for t in lr.bank.predictor.trees) + 8
+
+
+def test_cli_serve_two_processes(files, tmp_path_factory, tmp_path, cluster):
+    """`jointml serve` at each organisation (two OS processes, TLS link), scored over real HTTP."""
+    import os
+    import subprocess
+    import sys
+
+    import httpx
+    import yaml
+
+    d = _train(files, tmp_path_factory, "secureboost")
+    cfile = tmp_path / "cluster.yaml"
+    cfile.write_text(yaml.safe_dump({"parties": {n: {"address": f"{s.host}:{s.port}", "cert": str(s.cert), "key": str(s.key)}
+                                                 for n, s in cluster.parties.items()}, "ca": str(cluster.ca)}))
+    http = _ports(1)[0]
+    cmd = [sys.executable, "-m", "jointml.cli.main", "serve", "--model", str(d), "--cluster", str(cfile)]
+    procs = [subprocess.Popen([*cmd, "--party", "partner", "--features", str(files["partner"])], env=os.environ.copy()),
+             subprocess.Popen([*cmd, "--party", "bank", "--features", str(files["bank"]), "--port", str(http)],
+                              env=os.environ.copy())]
+    try:
+        url = f"http://127.0.0.1:{http}"
+        for _ in range(300):
+            try:
+                if httpx.get(f"{url}/v1/health", timeout=1).json()["status"] == "ok":
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        ids = _some_ids(files, 3)
+        r = httpx.post(f"{url}/v1/predict", json={"ids": ids}, timeout=5)
+        assert r.status_code == 200, r.text
+        want = simulate(predict_job, ["bank", "partner", "dealer"], mode="thread",
+                        args=(str(d), {"bank": str(files["bank"]), "partner": str(files["partner"])}, "bank"))["bank"]
+        pos = {i: k for k, i in enumerate(want["ids"])}
+        np.testing.assert_allclose([x["probability"] for x in r.json()["results"]],
+                                   [want["scores"][pos[i]] for i in ids], atol=1e-9)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_unknown_id_scored_as_missing_when_the_partner_says_so(files, tmp_path_factory, cluster):
+    """`unknown="missing"` at the partner: its part of an unknown id is an all-missing row
+    (SS-LR on scaled raw features: the training mean of each feature, i.e. a zero partial)."""
+    d = _train(files, tmp_path_factory, "ss_lr")
+    s = Servers(d, cluster, files, unknown="missing")
+    try:
+        assert s.bank.wait_ready(20)
+        partner_ids = set(pd.read_csv(files["partner"], dtype={"id": str})["id"])
+        lonely = next(i for i in pd.read_csv(files["bank"], dtype={"id": str})["id"] if i not in partner_ids)
+        r = s.client.post("/v1/predict", json={"id": lonely})
+        assert r.status_code == 200, r.text
+        bank = PartyPredictor.load(d, "bank")
+        own = bank.partial(bank.features(open_source(str(files["bank"])).rows([lonely])[0]))
+        assert abs(r.json()["results"][0]["score"] - (own[0][0] + bank.intercept)) < 1e-12
+    finally:
+        s.close()
+
+
+def test_compiled_trees_equal_leaf_masks(files, tmp_path_factory):
+    """The partner's vectorised leaf masks equal SecureBoost's own `leaf_masks`, NaN included."""
+    from jointml.core.prg import public_rng
+    from jointml.ml.tree.secureboost.feature_holder import leaf_masks
+
+    d = _train(files, tmp_path_factory, "secureboost")
+    for party in ("bank", "partner"):
+        p = PartyPredictor.load(d, party)
+        X = p.features(open_source(str(files[party])).rows(_some_ids(files, 200))[0])
+        X[public_rng(3).random(X.shape) < 0.1] = np.nan
+        want = np.concatenate([leaf_masks(tr, X) for tr in p.trees], axis=1)
+        got = np.unpackbits(p.partial(X)[0], axis=1, count=want.shape[1]).astype(bool)
+        np.testing.assert_array_equal(got, want)
