@@ -1,0 +1,163 @@
+"""Plaintext multilayer perceptrons in numpy: the twin the MPC MLP is tested against, and
+the bottom and top models of split learning.
+
+Nothing here is secret: the functions run on one party's own data (a split-learning bottom
+model, the label holder's top model) or on pooled data in tests and benchmarks (the
+plaintext twin of `jointml.ml.nn.MPCMLPClassifier`, trained with the same initialisation
+and the same batches). Adversary model: none (local computation); what a party learns is
+what it already holds.
+
+Initial weights come from a public seed (`init_params`): weights are not data, so a
+public initialisation reveals nothing about anybody's rows, and it lets every party and
+the plaintext twin start from the same point.
+
+>>> params = init_params([4, 3, 2], seed=0)
+>>> [w.shape for w, _ in params]
+[(4, 3), (3, 2)]
+>>> X, Y = np.eye(4)[:2], np.eye(2)
+>>> trained = train_plaintext(X, Y, params, epochs=3, batch_size=2, learning_rate=0.5)
+>>> forward(X, trained)[-1].shape
+(2, 2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ...core.errors import ParameterError
+from ...core.prg import public_rng
+
+__all__ = ["init_params", "forward", "backward", "train_plaintext", "activation_fn", "HIDDEN_ACTIVATIONS",
+           "one_hot", "sgd_momentum"]
+
+Params = list[tuple[np.ndarray, np.ndarray]]
+
+HIDDEN_ACTIVATIONS = ("relu", "sigmoid")
+
+
+def init_params(sizes: Sequence[int], seed: int, activation: str = "relu") -> Params:
+    """Public initial weights for layer sizes `[d, h1, ..., k]`: He-uniform for ReLU layers,
+    Glorot-uniform otherwise, zero biases (the same at every party for the same seed).
+
+    >>> a, b = init_params([3, 2], seed=7), init_params([3, 2], seed=7)
+    >>> bool(np.array_equal(a[0][0], b[0][0]))
+    True
+    """
+    if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
+        raise ParameterError(f"layer sizes must be >= 2 positive integers, got {list(sizes)}", field="sizes")
+    rng = public_rng(int(seed))  # public: initial weights protect nothing (see the module docstring)
+    out: Params = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        relu_in = activation == "relu" and i < len(sizes) - 2
+        lim = np.sqrt(6.0 / a) if relu_in else np.sqrt(6.0 / (a + b))
+        out.append((rng.uniform(-lim, lim, size=(int(a), int(b))), np.zeros(int(b))))
+    return out
+
+
+def activation_fn(name: str, z: np.ndarray) -> np.ndarray:
+    """A hidden layer's activation.
+
+    >>> activation_fn("relu", np.array([-1.0, 2.0])).tolist()
+    [0.0, 2.0]
+    """
+    if name == "relu":
+        return np.maximum(z, 0.0)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    raise ParameterError(f"unknown activation {name!r}; use one of {HIDDEN_ACTIVATIONS}", field="activation")
+
+
+def _output(z: np.ndarray) -> np.ndarray:
+    if z.shape[1] == 1:  # binary: one sigmoid unit
+        return 1.0 / (1.0 + np.exp(-z))
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def forward(X: np.ndarray, params: Params, activation: str = "relu", output: bool = True) -> list[np.ndarray]:
+    """The activations of every layer, input first; the last is the output layer's
+    probabilities (sigmoid for one unit, softmax otherwise), or its pre-activation with
+    `output=False` (a split-learning bottom model's cut layer).
+
+    >>> forward(np.ones((1, 2)), [(np.ones((2, 1)), np.zeros(1))])[-1].round(3).tolist()
+    [[0.881]]
+    """
+    acts = [np.asarray(X, dtype=np.float64)]
+    for i, (w, b) in enumerate(params):
+        z = acts[-1] @ w + b
+        last = i == len(params) - 1
+        acts.append((_output(z) if output else z) if last else activation_fn(activation, z))
+    return acts
+
+
+def backward(acts: list[np.ndarray], d_out: np.ndarray, params: Params,
+             activation: str = "relu") -> tuple[Params, np.ndarray]:
+    """Gradients of every (W, b) from `d_out`, the loss gradient w.r.t. the last layer's
+    pre-activation, and the gradient w.r.t. the input (what split learning sends back).
+
+    >>> acts = forward(np.ones((2, 2)), init_params([2, 2], 0))
+    >>> g, dx = backward(acts, acts[-1] - np.eye(2), init_params([2, 2], 0))
+    >>> dx.shape
+    (2, 2)
+    """
+    grads: Params = []
+    d = d_out
+    for i in range(len(params) - 1, -1, -1):
+        w = params[i][0]
+        grads.append((acts[i].T @ d, d.sum(axis=0)))
+        d = d @ w.T
+        if i > 0:
+            h = acts[i]
+            d = d * ((h > 0).astype(np.float64) if activation == "relu" else h * (1.0 - h))
+    return grads[::-1], d
+
+
+def sgd_momentum(params: Params, vel: Params, grads: Params, lr: float, momentum: float) -> tuple[Params, Params]:
+    """One step of SGD with (heavy-ball) momentum: v = mu v + g; w = w - lr v.
+
+    >>> p, v = sgd_momentum([(np.ones(1), np.zeros(1))], [(np.zeros(1), np.zeros(1))],
+    ...                     [(np.ones(1), np.ones(1))], 0.5, 0.9)
+    >>> p[0][0].tolist(), v[0][0].tolist()
+    ([0.5], [1.0])
+    """
+    new_v = [(momentum * vw + gw, momentum * vb + gb) for (vw, vb), (gw, gb) in zip(vel, grads)]
+    new_p = [(w - lr * vw, b - lr * vb) for (w, b), (vw, vb) in zip(params, new_v)]
+    return new_p, new_v
+
+
+def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Targets for the output layer: one-hot rows, or one 0/1 column for two classes.
+
+    >>> one_hot(np.array([0, 2]), 3).tolist()
+    [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    """
+    y = np.asarray(labels).astype(np.int64).reshape(-1)
+    if n_classes == 2:
+        return y.astype(np.float64).reshape(-1, 1)
+    return np.eye(n_classes)[y]
+
+
+def train_plaintext(X: np.ndarray, Y: np.ndarray, params: Params, *, epochs: int, batch_size: int,
+                    learning_rate: float, momentum: float = 0.0, activation: str = "relu") -> Params:
+    """Mini-batch SGD (with momentum) on contiguous batches of `batch_size` rows, the last
+    partial batch dropped: the same schedule as the MPC trainer (shuffle rows beforehand).
+    `Y` as from `one_hot`; the loss is cross-entropy (softmax or sigmoid output), so the
+    output gradient is (P - Y) / batch_size.
+
+    >>> p = train_plaintext(np.eye(2), np.eye(2)[:, :1], init_params([2, 1], 0), epochs=50,
+    ...                     batch_size=2, learning_rate=1.0)
+    >>> (forward(np.eye(2), p)[-1][:, 0] > 0.5).tolist()
+    [True, False]
+    """
+    params = [(w.copy(), b.copy()) for w, b in params]
+    vel = [(np.zeros_like(w), np.zeros_like(b)) for w, b in params]
+    n_batches = X.shape[0] // batch_size
+    for _ in range(epochs):
+        for i in range(n_batches):
+            rows = slice(i * batch_size, (i + 1) * batch_size)
+            acts = forward(X[rows], params, activation)
+            grads, _ = backward(acts, (acts[-1] - Y[rows]) / batch_size, params, activation)
+            params, vel = sgd_momentum(params, vel, grads, learning_rate, momentum)
+    return params

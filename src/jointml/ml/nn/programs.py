@@ -1,0 +1,151 @@
+"""The MPC MLP's training and prediction programs, written in the DSL (`jointml.dsl`).
+
+`training_program` builds a `dsl.Function` for one network shape: every feature block is
+private to its owner (or already secret), the one-hot labels private to the label holder
+(or secret), the initial weights public; one `fori_loop` per epoch runs mini-batch SGD with
+momentum over contiguous batches, with the forward and backward passes written out
+(dense layers, ReLU or sigmoid hidden units, a softmax or sigmoid output under
+cross-entropy: the output gradient is P - Y). It returns the trained weights as secrets.
+`prediction_program` reveals the output probabilities to one party.
+
+Security: that of the MPC device's protocol (semi2k: semi-honest, non-colluding dealer;
+aby3: semi-honest honest majority); the compiler adds no reveal. During training nobody
+learns anything but the public shapes and hyperparameters (weights, activations, gradients
+and labels stay secret-shared; the first layer's products with a party's private block use
+the masked-matrix operators, which open that block minus a one-time mask, never the
+block). Prediction reveals the output probabilities to the named party only.
+
+>>> f = training_program([("a", 2)], "b", n=4, sizes=[2, 1], epochs=1, batch_size=2,
+...                      learning_rate=0.5, momentum=0.0)
+>>> len(f.specs)
+4
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ...dsl import Function, InputSpec, dynamic_slice, fori_loop, private, public, relu, secret, sigmoid, softmax
+
+__all__ = ["training_program", "prediction_program", "param_shapes"]
+
+
+def param_shapes(widths: Sequence[int], sizes: Sequence[int]) -> list[tuple[int, ...]]:
+    """Shapes of the flat parameter list: the first layer's weights split by feature block
+    (one (d_p, h1) matrix per block), its bias, then (W, b) of every later layer.
+
+    >>> param_shapes([2, 3], [5, 4, 1])
+    [(2, 4), (3, 4), (4,), (4, 1), (1,)]
+    """
+    out: list[tuple[int, ...]] = [(int(d), int(sizes[1])) for d in widths] + [(int(sizes[1]),)]
+    for a, b in zip(sizes[1:-1], sizes[2:]):
+        out += [(int(a), int(b)), (int(b),)]
+    return out
+
+
+def _spec(owner: str | None, shape: tuple[int, ...]) -> InputSpec:
+    return secret(shape) if owner is None else private(owner, shape)
+
+
+def _named(fn: Any, names: list[str]) -> Any:
+    """Give a variadic function named parameters (the DSL binds inputs by signature)."""
+    fn.__signature__ = inspect.Signature([inspect.Parameter(n, inspect.Parameter.POSITIONAL_ONLY) for n in names])
+    return fn
+
+
+def _act(name: str, z: Any, train: bool) -> tuple[Any, Any]:
+    """(activation, what its derivative needs). ReLU in training reuses its mask for the
+    backward pass (one comparison per unit, not two)."""
+    if name == "relu":
+        if not train:
+            return relu(z), None
+        mask = z > 0.0
+        return z * mask, mask
+    h = sigmoid(z, mode="accurate")
+    return h, h
+
+
+def _forward(xs: list[Any], ps: list[Any], act: str, sig_err: float, train: bool) -> tuple[list[Any], list[Any], Any]:
+    nb = len(xs)
+    z = xs[0] @ ps[0]
+    for x, w in zip(xs[1:], ps[1:nb]):
+        z = z + x @ w
+    z = z + ps[nb]
+    hs: list[Any] = []
+    keep: list[Any] = []
+    rest = ps[nb + 1:]
+    for j in range(len(rest) // 2):
+        h, k = _act(act, z, train)
+        hs.append(h)
+        keep.append(k)
+        z = h @ rest[2 * j] + rest[2 * j + 1]
+    out = sigmoid(z, error=sig_err) if z.shape[-1] == 1 else softmax(z, axis=1)
+    return hs, keep, out
+
+
+def _backward(xs: list[Any], y: Any, ps: list[Any], hs: list[Any], keep: list[Any], p: Any,
+              act: str, m: int) -> list[Any]:
+    nb = len(xs)
+    d = (p - y) * (1.0 / m)  # cross-entropy through softmax / sigmoid: dL/dz = P - Y
+    rest = ps[nb + 1:]
+    tail: list[Any] = []
+    for j in range(len(rest) // 2 - 1, -1, -1):
+        tail = [hs[j].T @ d, d.sum(axis=0)] + tail
+        d = d @ rest[2 * j].T
+        d = d * keep[j] if act == "relu" else d * (keep[j] * (1.0 - keep[j]))
+    return [x.T @ d for x in xs] + [d.sum(axis=0)] + tail
+
+
+def training_program(blocks: Sequence[tuple[str | None, int]], label_owner: str | None, *, n: int,
+                     sizes: Sequence[int], epochs: int, batch_size: int, learning_rate: float,
+                     momentum: float, activation: str = "relu", sigmoid_error: float = 1e-3) -> Function:
+    """Training of an MLP with layer sizes `sizes` ([d, h1, ..., k], d the sum of the block
+    widths; k = 1 for a sigmoid output) on `n` rows; inputs: the blocks (`owner` None: a
+    secret block), the targets (n, k), the initial parameters (public, `param_shapes`)."""
+    widths = [d for _, d in blocks]
+    shapes = param_shapes(widths, sizes)
+    specs = [_spec(o, (n, d)) for o, d in blocks] + [_spec(label_owner, (n, int(sizes[-1])))]
+    specs += [public(s) for s in shapes]
+    nb, npar, m = len(blocks), len(shapes), int(batch_size)
+
+    def step(i: Any, carry: Any) -> Any:
+        ps, vs, data = list(carry[:npar]), list(carry[npar:2 * npar]), carry[2 * npar:]
+        xs = [dynamic_slice(X, i * m, m) for X in data[:nb]]
+        y = dynamic_slice(data[nb], i * m, m)
+        hs, keep, p = _forward(xs, ps, activation, sigmoid_error, True)
+        grads = _backward(xs, y, ps, hs, keep, p, activation, m)
+        if momentum:
+            vs = [v * float(momentum) + g for v, g in zip(vs, grads)]
+        else:
+            vs = grads
+        return tuple([w - v * float(learning_rate) for w, v in zip(ps, vs)] + vs) + tuple(data)
+
+    def train(*args: Any) -> Any:
+        data, init = list(args[:nb + 1]), list(args[nb + 1:])
+        carry = tuple(init + [np.zeros(s) for s in shapes] + data)
+        for _ in range(int(epochs)):  # unrolled: one recorded loop per epoch
+            carry = fori_loop(0, n // m, step, carry)
+        return tuple(carry[:npar])
+
+    names = [f"x{i}" for i in range(nb)] + ["y"] + [f"p{i}" for i in range(npar)]
+    return Function(_named(train, names), specs, name="mlp_train")
+
+
+def prediction_program(blocks: Sequence[tuple[str | None, int]], *, n: int, sizes: Sequence[int], to: str,
+                       activation: str = "relu", sigmoid_error: float = 1e-3) -> Function:
+    """Output probabilities (n, k) of the MLP on `n` rows, revealed to party `to`; inputs:
+    the blocks, then the parameters (secret)."""
+    shapes = param_shapes([d for _, d in blocks], sizes)
+    specs = [_spec(o, (n, d)) for o, d in blocks] + [secret(s) for s in shapes]
+    nb = len(blocks)
+
+    def predict(*args: Any) -> Any:
+        _, _, p = _forward(list(args[:nb]), list(args[nb:]), activation, sigmoid_error, False)
+        return p.reveal(to=to)
+
+    names = [f"x{i}" for i in range(nb)] + [f"p{i}" for i in range(len(shapes))]
+    return Function(_named(predict, names), specs, name="mlp_predict")
