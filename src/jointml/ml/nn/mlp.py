@@ -32,7 +32,7 @@ Saved parts hold this party's shares of the weights only.
 ...     m = MPCMLPClassifier(mpc, hidden_layer_sizes=(4,), epochs=20, batch_size=4, learning_rate=0.5)
 ...     m.fit(Xp, ctx.party("bank").run(lambda: y))
 ...     pred = m.predict(Xp, to="bank")             # every party takes part; only bank gets the classes
-...     return pred.value
+...     return pred.value if pred.is_local else None
 >>> bool((simulate(prog, ["bank", "shop", "dealer"], mode="thread")["bank"] == y).all())
 True
 """
