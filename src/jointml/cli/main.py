@@ -587,6 +587,19 @@ def bench_dsl(protocol: str, figures: tuple[str, ...], rows: int, features: int,
         click.echo(json.dumps(row))
 
 
+@bench.command("nn")
+@click.option("--figure", "figures", multiple=True, help="mpc_mlp_digits, mpc_mlp_crypten_ff, split_credit (repeatable).")
+@click.option("--epochs", type=int, default=5, show_default=True)
+@click.option("--gradient-epsilon", type=float, default=4.0, show_default=True, help="split_credit: the defence's epsilon.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_nn(figures: tuple[str, ...], epochs: int, gradient_epsilon: float, as_json: bool) -> None:
+    """Neural networks: MPC MLP samples/s beside its plaintext twin and CrypTen's published figure; split learning."""
+    from ..bench import nn as bnn
+
+    for row in bnn.run(list(figures) or None, epochs=epochs, gradient_epsilon=gradient_epsilon):
+        click.echo(json.dumps(row))
+
+
 @bench.command("fl")
 @click.option("--clients", type=int, default=100, show_default=True)
 @click.option("--dropout", type=float, default=0.1, show_default=True, help="Fraction of clients dropping per round.")
