@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.errors import ConfigError
 from ..registry import PARAM_HELP, ModelEntry, alias, register_model
-from . import predict as _predict, train as _train  # noqa: F401 - the components aliased below
+from . import predict as _predict  # noqa: F401 - the components aliased below must be registered
+from . import train as _train  # noqa: F401
 
 if TYPE_CHECKING:
     from ...ml.base import SecureEstimator

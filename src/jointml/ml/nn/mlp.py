@@ -75,6 +75,7 @@ class MPCMLPClassifier(SecureEstimator):
     """An MLP classifier trained under MPC (see the module docstring)."""
 
     error = ModelError
+    _fitted_attr = "params_"
 
     def __init__(self, device: MpcDevice, *, hidden_layer_sizes: tuple[int, ...] = (16,), activation: str = "relu",
                  epochs: int = 5, batch_size: int = 32, learning_rate: float = 0.1, momentum: float = 0.9,
@@ -160,7 +161,7 @@ class MPCMLPClassifier(SecureEstimator):
         init = flat_params(init_params(self.sizes_, int(self.random_state), self.activation), self.features_.widths)
         data = [_rows(o, perm) for o in parts.values()] + [_rows(targets, perm)]
         self.params_ = list(prog.run(ctx, mpc, *data, *init))
-        self.model_id_ = None
+        self.__dict__.pop("model_id_", None)  # a new training gets a new id at save
         return self
 
     # -- prediction --------------------------------------------------------------------

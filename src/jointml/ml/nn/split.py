@@ -169,7 +169,7 @@ class SplitNNClassifier(SecureEstimator):
             for i in range(n // m):
                 rows = perm[i * m:(i + 1) * m]
                 self._step(mine, rows, None if Y is None else Y[rows])
-        self.model_id_ = None
+        self.__dict__.pop("model_id_", None)  # a new training gets a new id at save
         return self
 
     def _rows(self, shapes: dict, yshape: tuple[int, ...], owner: str) -> int:
@@ -235,7 +235,8 @@ class SplitNNClassifier(SecureEstimator):
                           name="split-grad", dtypes=[np.float64], shapes=[(m, c)])
             if ctx.me == p and got is not None and self.bottom_ is not None:
                 g = got.arrays[0]
-                self.gradient_norms_[rows] = np.linalg.norm(g, axis=1)  # this party's view (see norm_attack_auc)
+                if self.gradient_norms_ is not None:
+                    self.gradient_norms_[rows] = np.linalg.norm(g, axis=1)  # this party's view (see norm_attack_auc)
                 bg, _ = backward(acts, g, self.bottom_, self.activation)
                 self.bottom_, self._bvel = sgd_momentum(self.bottom_, self._bvel, bg, float(self.learning_rate),
                                                         float(self.momentum))
