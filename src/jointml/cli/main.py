@@ -84,11 +84,11 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option(
     "--job",
-    type=click.Choice(["credit", "stats", "fl"]),
+    type=click.Choice(["credit", "stats", "fl", "split_nn"]),
     default="credit",
     show_default=True,
     help="credit: the joint credit-scoring job; stats: a small joint-statistics MPC demo; "
-    "fl: five banks, federated LR with secure aggregation.",
+    "fl: five banks, federated LR with secure aggregation; split_nn: split learning and its label leakage.",
 )
 @click.option(
     "--mode",
@@ -141,6 +141,10 @@ def demo(
         from ..demo import fl_demo
 
         summary = fl_demo.run(mode=mode, verbose=not as_json)
+    elif job == "split_nn":
+        from ..demo import split_nn_demo
+
+        summary = split_nn_demo.run(mode=mode, out_dir=out_dir, verbose=not as_json)
     elif job == "stats":
         from ..demo import mpc_demo
 
