@@ -141,3 +141,26 @@ def test_digits_64_128_10_within_001_of_plaintext():
     acc = float(np.mean(pred["bank"] == y[1400:]))
     twin = _twin_accuracy(X[:1400], y[:1400], X[1400:], y[1400:], params)
     assert abs(acc - twin) <= 0.01 and twin > 0.9, (acc, twin)
+
+
+def test_dropout_with_public_masks_matches_the_twin_on_aby3():
+    X, y = _digits()
+    X, y = X[:120], y[:120]
+    params = dict(hidden_layer_sizes=(8,), epochs=2, batch_size=40, learning_rate=0.3, momentum=0.9, dropout=0.25,
+                  random_state=5)
+
+    def prog(ctx):
+        mpc = MpcDevice(ctx, ["bank", "shop", "carol"], protocol="aby3")
+        xs = {"bank": ctx.party("bank").run(lambda: X[:, :40]), "carol": ctx.party("carol").run(lambda: X[:, 40:])}
+        m = MPCMLPClassifier(mpc, **params).fit(xs, ctx.party("shop").run(lambda: y))
+        return [w.reveal() for w in m.params_]
+
+    got = simulate(prog, ["bank", "shop", "carol"], mode="thread")["shop"]
+    perm = public_permutation(len(X), 5)
+    twin = train_plaintext(X[perm], one_hot(y, 10)[perm], init_params([64, 8, 10], 5), epochs=2, batch_size=40,
+                           learning_rate=0.3, momentum=0.9, dropout=0.25, seed=5)
+    np.testing.assert_allclose(np.vstack([got[0], got[1]]), twin[0][0], atol=5e-3)
+    np.testing.assert_allclose(got[3], twin[1][0], atol=5e-3)
+    plain = train_plaintext(X[perm], one_hot(y, 10)[perm], init_params([64, 8, 10], 5), epochs=2, batch_size=40,
+                            learning_rate=0.3, momentum=0.9)
+    assert np.abs(plain[1][0] - twin[1][0]).max() > 0.02   # the masks did change the training

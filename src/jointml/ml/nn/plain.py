@@ -30,7 +30,7 @@ from ...core.errors import ParameterError
 from ...core.prg import public_rng
 
 __all__ = ["init_params", "forward", "backward", "train_plaintext", "activation_fn", "HIDDEN_ACTIVATIONS",
-           "one_hot", "sgd_momentum"]
+           "one_hot", "sgd_momentum", "dropout_masks"]
 
 Params = list[tuple[np.ndarray, np.ndarray]]
 
@@ -76,10 +76,12 @@ def _output(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def forward(X: np.ndarray, params: Params, activation: str = "relu", output: bool = True) -> list[np.ndarray]:
+def forward(X: np.ndarray, params: Params, activation: str = "relu", output: bool = True,
+            masks: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
     """The activations of every layer, input first; the last is the output layer's
     probabilities (sigmoid for one unit, softmax otherwise), or its pre-activation with
-    `output=False` (a split-learning bottom model's cut layer).
+    `output=False` (a split-learning bottom model's cut layer). `masks`: dropout, one
+    (rows, width) array per hidden layer (0 or 1/(1-p), see `dropout_masks`).
 
     >>> forward(np.ones((1, 2)), [(np.ones((2, 1)), np.zeros(1))])[-1].round(3).tolist()
     [[0.881]]
@@ -88,12 +90,16 @@ def forward(X: np.ndarray, params: Params, activation: str = "relu", output: boo
     for i, (w, b) in enumerate(params):
         z = acts[-1] @ w + b
         last = i == len(params) - 1
-        acts.append((_output(z) if output else z) if last else activation_fn(activation, z))
+        if last:
+            acts.append(_output(z) if output else z)
+        else:
+            h = activation_fn(activation, z)
+            acts.append(h if masks is None else h * masks[i])
     return acts
 
 
 def backward(acts: list[np.ndarray], d_out: np.ndarray, params: Params,
-             activation: str = "relu") -> tuple[Params, np.ndarray]:
+             activation: str = "relu", masks: Sequence[np.ndarray] | None = None) -> tuple[Params, np.ndarray]:
     """Gradients of every (W, b) from `d_out`, the loss gradient w.r.t. the last layer's
     pre-activation, and the gradient w.r.t. the input (what split learning sends back).
 
@@ -110,6 +116,10 @@ def backward(acts: list[np.ndarray], d_out: np.ndarray, params: Params,
         d = d @ w.T
         if i > 0:
             h = acts[i]
+            if masks is not None:  # dropped units pass no gradient; kept ones were scaled
+                mk = masks[i - 1]
+                d = d * mk
+                h = np.divide(h, mk, out=np.zeros_like(h), where=mk > 0)
             d = d * ((h > 0).astype(np.float64) if activation == "relu" else h * (1.0 - h))
     return grads[::-1], d
 
@@ -139,12 +149,27 @@ def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return np.eye(n_classes)[y]
 
 
+def dropout_masks(seed: int, rows: int, widths: Sequence[int], rate: float) -> list[np.ndarray]:
+    """Public dropout masks, one (rows, width) array per hidden layer: 0 for a dropped unit,
+    1/(1-rate) for a kept one. Public, like the initial weights: which units a step drops
+    depends on the seed only, never on the data, so revealing it reveals nothing.
+
+    >>> m = dropout_masks(0, 4, [3], 0.5)[0]
+    >>> m.shape, sorted(set(m.ravel().tolist())) in ([0.0, 2.0], [0.0], [2.0])
+    ((4, 3), True)
+    """
+    rng = public_rng(int(seed) + 7919)  # public (see the docstring)
+    return [(rng.random((int(rows), int(w))) >= rate) / (1.0 - rate) for w in widths]
+
+
 def train_plaintext(X: np.ndarray, Y: np.ndarray, params: Params, *, epochs: int, batch_size: int,
-                    learning_rate: float, momentum: float = 0.0, activation: str = "relu") -> Params:
+                    learning_rate: float, momentum: float = 0.0, activation: str = "relu",
+                    dropout: float = 0.0, seed: int = 0) -> Params:
     """Mini-batch SGD (with momentum) on contiguous batches of `batch_size` rows, the last
     partial batch dropped: the same schedule as the MPC trainer (shuffle rows beforehand).
     `Y` as from `one_hot`; the loss is cross-entropy (softmax or sigmoid output), so the
-    output gradient is (P - Y) / batch_size.
+    output gradient is (P - Y) / batch_size. With `dropout` > 0 the hidden units are
+    dropped by `dropout_masks(seed, epochs * batches * batch_size, ...)`, row block by row block.
 
     >>> p = train_plaintext(np.eye(2), np.eye(2)[:, :1], init_params([2, 1], 0), epochs=50,
     ...                     batch_size=2, learning_rate=1.0)
@@ -154,10 +179,14 @@ def train_plaintext(X: np.ndarray, Y: np.ndarray, params: Params, *, epochs: int
     params = [(w.copy(), b.copy()) for w, b in params]
     vel = [(np.zeros_like(w), np.zeros_like(b)) for w, b in params]
     n_batches = X.shape[0] // batch_size
-    for _ in range(epochs):
+    hidden = [w.shape[1] for w, _ in params[:-1]]
+    all_masks = dropout_masks(seed, epochs * n_batches * batch_size, hidden, dropout) if dropout else None
+    for e in range(epochs):
         for i in range(n_batches):
             rows = slice(i * batch_size, (i + 1) * batch_size)
-            acts = forward(X[rows], params, activation)
-            grads, _ = backward(acts, (acts[-1] - Y[rows]) / batch_size, params, activation)
+            at = (e * n_batches + i) * batch_size
+            mk = None if all_masks is None else [m[at:at + batch_size] for m in all_masks]
+            acts = forward(X[rows], params, activation, masks=mk)
+            grads, _ = backward(acts, (acts[-1] - Y[rows]) / batch_size, params, activation, masks=mk)
             params, vel = sgd_momentum(params, vel, grads, learning_rate, momentum)
     return params

@@ -23,6 +23,7 @@ block). Prediction reveals the output probabilities to the named party only.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -69,7 +70,8 @@ def _act(name: str, z: Any, train: bool) -> tuple[Any, Any]:
     return h, h
 
 
-def _forward(xs: list[Any], ps: list[Any], act: str, sig_err: float, train: bool) -> tuple[list[Any], list[Any], Any]:
+def _forward(xs: list[Any], ps: list[Any], act: str, sig_err: float, train: bool,
+             masks: list[Any] | None = None) -> tuple[list[Any], list[Any], Any]:
     nb = len(xs)
     z = xs[0] @ ps[0]
     for x, w in zip(xs[1:], ps[1:nb]):
@@ -80,6 +82,8 @@ def _forward(xs: list[Any], ps: list[Any], act: str, sig_err: float, train: bool
     rest = ps[nb + 1:]
     for j in range(len(rest) // 2):
         h, k = _act(act, z, train)
+        if masks is not None:  # dropout: a public mask, a local product (no interaction)
+            h = h * masks[j]
         hs.append(h)
         keep.append(k)
         z = h @ rest[2 * j] + rest[2 * j + 1]
@@ -88,7 +92,7 @@ def _forward(xs: list[Any], ps: list[Any], act: str, sig_err: float, train: bool
 
 
 def _backward(xs: list[Any], y: Any, ps: list[Any], hs: list[Any], keep: list[Any], p: Any,
-              act: str, m: int) -> list[Any]:
+              act: str, m: int, masks: list[Any] | None = None) -> list[Any]:
     nb = len(xs)
     d = (p - y) * (1.0 / m)  # cross-entropy through softmax / sigmoid: dL/dz = P - Y
     rest = ps[nb + 1:]
@@ -96,28 +100,38 @@ def _backward(xs: list[Any], y: Any, ps: list[Any], hs: list[Any], keep: list[An
     for j in range(len(rest) // 2 - 1, -1, -1):
         tail = [hs[j].T @ d, d.sum(axis=0)] + tail
         d = d @ rest[2 * j].T
+        if masks is not None:
+            d = d * masks[j]
         d = d * keep[j] if act == "relu" else d * (keep[j] * (1.0 - keep[j]))
     return [x.T @ d for x in xs] + [d.sum(axis=0)] + tail
 
 
 def training_program(blocks: Sequence[tuple[str | None, int]], label_owner: str | None, *, n: int,
                      sizes: Sequence[int], epochs: int, batch_size: int, learning_rate: float,
-                     momentum: float, activation: str = "relu", sigmoid_error: float = 1e-3) -> Function:
+                     momentum: float, activation: str = "relu", sigmoid_error: float = 1e-3,
+                     dropout: bool = False) -> Function:
     """Training of an MLP with layer sizes `sizes` ([d, h1, ..., k], d the sum of the block
     widths; k = 1 for a sigmoid output) on `n` rows; inputs: the blocks (`owner` None: a
-    secret block), the targets (n, k), the initial parameters (public, `param_shapes`)."""
+    secret block), the targets (n, k), the initial parameters (public, `param_shapes`), and
+    with `dropout` one public mask per hidden layer, (epochs * batches * batch_size, width)
+    (`jointml.ml.nn.plain.dropout_masks`)."""
     widths = [d for _, d in blocks]
     shapes = param_shapes(widths, sizes)
     specs = [_spec(o, (n, d)) for o, d in blocks] + [_spec(label_owner, (n, int(sizes[-1])))]
     specs += [public(s) for s in shapes]
     nb, npar, m = len(blocks), len(shapes), int(batch_size)
+    steps = n // m
+    hidden = [int(h) for h in sizes[1:-1]]
+    if dropout:
+        specs += [public((int(epochs) * steps * m, h)) for h in hidden]
 
-    def step(i: Any, carry: Any) -> Any:
+    def step(i: Any, carry: Any, epoch: int) -> Any:
         ps, vs, data = list(carry[:npar]), list(carry[npar:2 * npar]), carry[2 * npar:]
         xs = [dynamic_slice(X, i * m, m) for X in data[:nb]]
         y = dynamic_slice(data[nb], i * m, m)
-        hs, keep, p = _forward(xs, ps, activation, sigmoid_error, True)
-        grads = _backward(xs, y, ps, hs, keep, p, activation, m)
+        mk = [dynamic_slice(M, i * m + epoch * steps * m, m) for M in data[nb + 1:]] if dropout else None
+        hs, keep, p = _forward(xs, ps, activation, sigmoid_error, True, mk)
+        grads = _backward(xs, y, ps, hs, keep, p, activation, m, mk)
         if momentum:
             vs = [v * float(momentum) + g for v, g in zip(vs, grads)]
         else:
@@ -125,13 +139,14 @@ def training_program(blocks: Sequence[tuple[str | None, int]], label_owner: str 
         return tuple([w - v * float(learning_rate) for w, v in zip(ps, vs)] + vs) + tuple(data)
 
     def train(*args: Any) -> Any:
-        data, init = list(args[:nb + 1]), list(args[nb + 1:])
-        carry = tuple(init + [np.zeros(s) for s in shapes] + data)
-        for _ in range(int(epochs)):  # unrolled: one recorded loop per epoch
-            carry = fori_loop(0, n // m, step, carry)
+        data, init = list(args[:nb + 1]), list(args[nb + 1:nb + 1 + npar])
+        carry = tuple(init + [np.zeros(s) for s in shapes] + data + list(args[nb + 1 + npar:]))
+        for e in range(int(epochs)):  # unrolled: one recorded loop per epoch
+            carry = fori_loop(0, steps, functools.partial(step, epoch=e), carry)
         return tuple(carry[:npar])
 
     names = [f"x{i}" for i in range(nb)] + ["y"] + [f"p{i}" for i in range(npar)]
+    names += [f"mask{j}" for j in range(len(hidden))] if dropout else []
     return Function(_named(train, names), specs, name="mlp_train")
 
 
