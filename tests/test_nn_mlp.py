@@ -57,7 +57,7 @@ def _twin_accuracy(X, y, Xt, yt, params):
 
 
 @pytest.mark.parametrize("data, params", [
-    ("digits", dict(hidden_layer_sizes=(16,), epochs=1, batch_size=64, learning_rate=0.3)),
+    ("digits", dict(hidden_layer_sizes=(16,), epochs=1, batch_size=128, learning_rate=0.5)),
     ("cancer", dict(hidden_layer_sizes=(8,), epochs=2, batch_size=32, learning_rate=0.1)),
 ])
 def test_accuracy_within_001_of_the_plaintext_twin(data, params):
@@ -164,3 +164,25 @@ def test_dropout_with_public_masks_matches_the_twin_on_aby3():
     plain = train_plaintext(X[perm], one_hot(y, 10)[perm], init_params([64, 8, 10], 5), epochs=2, batch_size=40,
                             learning_rate=0.3, momentum=0.9)
     assert np.abs(plain[1][0] - twin[1][0]).max() > 0.02   # the masks did change the training
+
+
+def test_adam_under_mpc_matches_the_twin_weights():
+    X, y = _cancer()
+    X, y = X[:96, :6], y[:96]
+    params = dict(hidden_layer_sizes=(4,), epochs=1, batch_size=32, learning_rate=0.05, optimizer="adam",
+                  random_state=2)
+
+    def prog(ctx):
+        mpc = MpcDevice(ctx, ["bank", "shop"], dealer="dealer")
+        xs = {"bank": ctx.party("bank").run(lambda: X[:, :3]), "shop": ctx.party("shop").run(lambda: X[:, 3:])}
+        m = MPCMLPClassifier(mpc, **params).fit(xs, ctx.party("shop").run(lambda: y))
+        return [w.reveal() for w in m.params_]
+
+    got = simulate(prog, PARTIES, mode="thread")["bank"]
+    perm = public_permutation(len(X), 2)
+    init = init_params([6, 4, 1], 2)
+    twin = train_plaintext(X[perm], one_hot(y, 2)[perm], init, epochs=1, batch_size=32, learning_rate=0.05,
+                           optimizer="adam")
+    np.testing.assert_allclose(np.vstack([got[0], got[1]]), twin[0][0], atol=2e-3)
+    np.testing.assert_allclose(got[3], twin[1][0], atol=2e-3)
+    assert np.abs(twin[1][0] - init[1][0]).max() > 0.05     # Adam's steps moved the weights

@@ -16,7 +16,7 @@ label holder only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ...core.errors import ConfigError
 from ..registry import PARAM_HELP, ModelEntry, alias, register_model
@@ -70,12 +70,13 @@ class MPCMLPEntry(ModelEntry):
     features = "raw"
 
     def build(self, device: Any, *, hidden: list[int] | None = None, activation: str = "relu", epochs: int = 5,
-              batch_size: int = 32, learning_rate: float = 0.1, momentum: float = 0.9, seed: int = 0) -> Any:
+              batch_size: int = 32, learning_rate: float = 0.1, momentum: float = 0.9, seed: int = 0,
+              optimizer: Literal["sgd", "adam"] = "sgd", dropout: float = 0.0) -> Any:
         from ...ml.nn import MPCMLPClassifier
 
         return MPCMLPClassifier(device, hidden_layer_sizes=tuple(hidden or [16]), activation=activation,
                                 epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, momentum=momentum,
-                                random_state=seed)
+                                random_state=seed, optimizer=optimizer, dropout=dropout)
 
     def classes(self) -> dict[str, type[SecureEstimator]]:
         from ...ml.nn import MPCMLPClassifier
@@ -103,4 +104,6 @@ PARAM_HELP.update({
     ("*", "embedding_clip"): "split_nn: L2 bound of each row's cut-layer output before the noise",
     ("*", "hidden"): "mpc_mlp: hidden layer sizes",
     ("*", "activation"): "mpc_mlp: hidden activation (relu or sigmoid)",
+    ("*", "optimizer"): "mpc_mlp: sgd (with momentum) or adam (a secure square root and reciprocal per weight)",
+    ("*", "dropout"): "mpc_mlp: dropout rate of the hidden units (public masks from the seed)",
 })

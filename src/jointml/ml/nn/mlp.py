@@ -1,7 +1,9 @@
 """`MPCMLPClassifier`: a multilayer perceptron trained and evaluated under MPC.
 
 Dense layers, ReLU or sigmoid hidden units, a softmax output (or one sigmoid unit for two
-classes) under cross-entropy, mini-batch SGD with momentum, dropout with public masks. The forward and backward
+classes) under cross-entropy, mini-batch SGD with momentum or Adam (`optimizer="adam"`:
+a secure square root and reciprocal per weight and step; `adam_eps` is larger than the
+usual 1e-8 because the second moments live in fixed point), dropout with public masks. The forward and backward
 passes are DSL programs (`jointml.ml.nn.programs`); the compiler masks each party's
 feature block once for the whole training, batches the openings, and picks the sigmoid
 approximation within `sigmoid_error`. Training data is a `VDataFrame` (or a
@@ -53,7 +55,7 @@ from ..base import SecureEstimator, check_param, mpc_part_problem, mpc_part_publ
 from ..checks import announced_shape
 from ..linear.base import public_permutation
 from ..linear.features import FeatureLayout, block_shapes, check_blocks, collect_blocks, prediction_rows
-from .plain import HIDDEN_ACTIVATIONS, dropout_masks, init_params, one_hot
+from .plain import HIDDEN_ACTIVATIONS, adam_schedule, dropout_masks, init_params, one_hot
 from .programs import param_shapes, prediction_program, training_program
 
 __all__ = ["MPCMLPClassifier", "flat_params"]
@@ -80,7 +82,7 @@ class MPCMLPClassifier(SecureEstimator):
     def __init__(self, device: MpcDevice, *, hidden_layer_sizes: tuple[int, ...] = (16,), activation: str = "relu",
                  epochs: int = 5, batch_size: int = 32, learning_rate: float = 0.1, momentum: float = 0.9,
                  random_state: int = 0, sigmoid_error: float = 1e-3, n_classes: int | None = None,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, optimizer: str = "sgd", adam_eps: float = 1e-2):
         self.device = device
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -92,6 +94,8 @@ class MPCMLPClassifier(SecureEstimator):
         self.sigmoid_error = sigmoid_error
         self.n_classes = n_classes
         self.dropout = dropout
+        self.optimizer = optimizer
+        self.adam_eps = adam_eps
 
     def _validate_params(self) -> None:
         check_param("hidden_layer_sizes", self.hidden_layer_sizes,
@@ -102,6 +106,8 @@ class MPCMLPClassifier(SecureEstimator):
         check_param("learning_rate", self.learning_rate, lambda v: v > 0, "> 0")
         check_param("momentum", self.momentum, lambda v: 0 <= v < 1, "in [0, 1)")
         check_param("sigmoid_error", self.sigmoid_error, lambda v: v > 0, "> 0")
+        check_param("optimizer", self.optimizer, lambda v: v in ("sgd", "adam"), "'sgd' or 'adam'")
+        check_param("adam_eps", self.adam_eps, lambda v: v > 0, "> 0")
         check_param("dropout", self.dropout, lambda v: 0 <= v < 1, "in [0, 1)")
         check_param("n_classes", self.n_classes, lambda v: v is None or (int(v) == v and v >= 2), "None or >= 2")
 
@@ -160,12 +166,15 @@ class MPCMLPClassifier(SecureEstimator):
         prog = training_program(blocks, self.label_owner_, n=n, sizes=self.sizes_, epochs=int(self.epochs),
                                 batch_size=int(self.batch_size), learning_rate=float(self.learning_rate),
                                 momentum=float(self.momentum), activation=self.activation,
-                                sigmoid_error=float(self.sigmoid_error), dropout=bool(self.dropout))
+                                sigmoid_error=float(self.sigmoid_error), dropout=bool(self.dropout), optimizer=self.optimizer,
+                                adam_eps=float(self.adam_eps))
         init = flat_params(init_params(self.sizes_, int(self.random_state), self.activation), self.features_.widths)
         data = [_rows(o, perm) for o in parts.values()] + [_rows(targets, perm)]
         if self.dropout:  # public masks (see jointml.ml.nn.plain.dropout_masks)
             n_masked = int(self.epochs) * (n // int(self.batch_size)) * int(self.batch_size)
             init += dropout_masks(int(self.random_state), n_masked, self.sizes_[1:-1], float(self.dropout))
+        if self.optimizer == "adam":  # bias corrections: public per-step constants
+            init += list(adam_schedule(int(self.epochs) * (n // int(self.batch_size)), float(self.learning_rate)))
         self.params_ = list(prog.run(ctx, mpc, *data, *init))
         self.__dict__.pop("model_id_", None)  # a new training gets a new id at save
         return self

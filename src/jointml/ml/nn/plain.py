@@ -30,7 +30,8 @@ from ...core.errors import ParameterError
 from ...core.prg import public_rng
 
 __all__ = ["init_params", "forward", "backward", "train_plaintext", "activation_fn", "HIDDEN_ACTIVATIONS",
-           "one_hot", "sgd_momentum", "dropout_masks"]
+           "one_hot", "sgd_momentum", "dropout_masks",
+           "adam_schedule", "adam_step", "ADAM_BETAS"]
 
 Params = list[tuple[np.ndarray, np.ndarray]]
 
@@ -137,6 +138,42 @@ def sgd_momentum(params: Params, vel: Params, grads: Params, lr: float, momentum
     return new_p, new_v
 
 
+ADAM_BETAS = (0.9, 0.999)
+
+
+def adam_schedule(steps: int, learning_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Adam's constants per step t = 1..steps, public: a = lr (1 - b1) / (1 - b1^t) and
+    s = sqrt((1 - b2) / (1 - b2^t)). With the moments kept unscaled (m = b1 m + g,
+    v = b2 v + g^2: `adam_step`) the update a m / (sqrt(v) s + eps) is exactly Adam's, and
+    v stays 1/(1 - b2) = 1000 times larger than Adam's own, far from fixed point's resolution.
+
+    >>> a, s = adam_schedule(2, 0.1)
+    >>> a.round(4).tolist(), s.round(3).tolist()
+    ([0.1, 0.0526], [1.0, 0.707])
+    """
+    t = np.arange(1, int(steps) + 1, dtype=np.float64)
+    b1, b2 = ADAM_BETAS
+    return learning_rate * (1.0 - b1) / (1.0 - b1 ** t), np.sqrt((1.0 - b2) / (1.0 - b2 ** t))
+
+
+def adam_step(params: Params, state: tuple[Params, Params], grads: Params, a: float, s: float,
+              eps: float) -> tuple[Params, tuple[Params, Params]]:
+    """One Adam step written as the MPC program computes it: m, v moments; w -= a m / (sqrt(v) s + eps)
+    with (a, s) from `adam_schedule` (the bias corrections folded into public constants).
+
+    >>> p, _ = adam_step([(np.ones(1), np.zeros(1))], ([(np.zeros(1), np.zeros(1))], [(np.zeros(1), np.zeros(1))]),
+    ...                  [(np.ones(1), np.ones(1))], 1.0, 1.0, 1e-8)
+    >>> p[0][0].round(3).tolist()
+    [0.0]
+    """
+    b1, b2 = ADAM_BETAS
+    ms = [(b1 * mw + gw, b1 * mb + gb) for (mw, mb), (gw, gb) in zip(state[0], grads)]
+    vs = [(b2 * vw + gw * gw, b2 * vb + gb * gb) for (vw, vb), (gw, gb) in zip(state[1], grads)]
+    new = [(w - a * mw / (np.sqrt(vw) * s + eps), b - a * mb / (np.sqrt(vb) * s + eps))
+           for (w, b), (mw, mb), (vw, vb) in zip(params, ms, vs)]
+    return new, (ms, vs)
+
+
 def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """Targets for the output layer: one-hot rows, or one 0/1 column for two classes.
 
@@ -164,11 +201,12 @@ def dropout_masks(seed: int, rows: int, widths: Sequence[int], rate: float) -> l
 
 def train_plaintext(X: np.ndarray, Y: np.ndarray, params: Params, *, epochs: int, batch_size: int,
                     learning_rate: float, momentum: float = 0.0, activation: str = "relu",
-                    dropout: float = 0.0, seed: int = 0) -> Params:
+                    dropout: float = 0.0, seed: int = 0, optimizer: str = "sgd", adam_eps: float = 1e-2) -> Params:
     """Mini-batch SGD (with momentum) on contiguous batches of `batch_size` rows, the last
     partial batch dropped: the same schedule as the MPC trainer (shuffle rows beforehand).
     `Y` as from `one_hot`; the loss is cross-entropy (softmax or sigmoid output), so the
-    output gradient is (P - Y) / batch_size. With `dropout` > 0 the hidden units are
+    output gradient is (P - Y) / batch_size. `optimizer="adam"`: `adam_step` (momentum unused).
+    With `dropout` > 0 the hidden units are
     dropped by `dropout_masks(seed, epochs * batches * batch_size, ...)`, row block by row block.
 
     >>> p = train_plaintext(np.eye(2), np.eye(2)[:, :1], init_params([2, 1], 0), epochs=50,
@@ -178,7 +216,9 @@ def train_plaintext(X: np.ndarray, Y: np.ndarray, params: Params, *, epochs: int
     """
     params = [(w.copy(), b.copy()) for w, b in params]
     vel = [(np.zeros_like(w), np.zeros_like(b)) for w, b in params]
+    state = (vel, [(np.zeros_like(w), np.zeros_like(b)) for w, b in params])
     n_batches = X.shape[0] // batch_size
+    sched = adam_schedule(epochs * n_batches, learning_rate)
     hidden = [w.shape[1] for w, _ in params[:-1]]
     all_masks = dropout_masks(seed, epochs * n_batches * batch_size, hidden, dropout) if dropout else None
     for e in range(epochs):
@@ -188,5 +228,9 @@ def train_plaintext(X: np.ndarray, Y: np.ndarray, params: Params, *, epochs: int
             mk = None if all_masks is None else [m[at:at + batch_size] for m in all_masks]
             acts = forward(X[rows], params, activation, masks=mk)
             grads, _ = backward(acts, (acts[-1] - Y[rows]) / batch_size, params, activation, masks=mk)
-            params, vel = sgd_momentum(params, vel, grads, learning_rate, momentum)
+            if optimizer == "adam":
+                t = e * n_batches + i
+                params, state = adam_step(params, state, grads, float(sched[0][t]), float(sched[1][t]), adam_eps)
+            else:
+                params, vel = sgd_momentum(params, vel, grads, learning_rate, momentum)
     return params

@@ -30,7 +30,21 @@ from typing import Any
 
 import numpy as np
 
-from ...dsl import Function, InputSpec, dynamic_slice, fori_loop, private, public, relu, secret, sigmoid, softmax
+from ...dsl import (
+    Function,
+    InputSpec,
+    dynamic_slice,
+    fori_loop,
+    private,
+    public,
+    reciprocal,
+    relu,
+    secret,
+    sigmoid,
+    softmax,
+    sqrt,
+)
+from .plain import ADAM_BETAS
 
 __all__ = ["training_program", "prediction_program", "param_shapes"]
 
@@ -106,15 +120,27 @@ def _backward(xs: list[Any], y: Any, ps: list[Any], hs: list[Any], keep: list[An
     return [x.T @ d for x in xs] + [d.sum(axis=0)] + tail
 
 
+def _adam(ps: list[Any], ms: list[Any], vs: list[Any], grads: list[Any], a: Any, s: Any,
+          eps: float) -> tuple[list[Any], list[Any], list[Any]]:
+    """Adam as `jointml.ml.nn.plain.adam_step`: w - a m / (sqrt(v) s + eps), (a, s) public."""
+    b1, b2 = ADAM_BETAS
+    ms = [mm * b1 + g for mm, g in zip(ms, grads)]  # unscaled moments: see adam_schedule
+    vs = [vv * b2 + g * g for vv, g in zip(vs, grads)]
+    new = [w - (mm * reciprocal(sqrt(vv) * s + eps)) * a for w, mm, vv in zip(ps, ms, vs)]
+    return new, ms, vs
+
+
 def training_program(blocks: Sequence[tuple[str | None, int]], label_owner: str | None, *, n: int,
                      sizes: Sequence[int], epochs: int, batch_size: int, learning_rate: float,
                      momentum: float, activation: str = "relu", sigmoid_error: float = 1e-3,
-                     dropout: bool = False) -> Function:
+                     dropout: bool = False, optimizer: str = "sgd", adam_eps: float = 1e-2) -> Function:
     """Training of an MLP with layer sizes `sizes` ([d, h1, ..., k], d the sum of the block
     widths; k = 1 for a sigmoid output) on `n` rows; inputs: the blocks (`owner` None: a
     secret block), the targets (n, k), the initial parameters (public, `param_shapes`), and
     with `dropout` one public mask per hidden layer, (epochs * batches * batch_size, width)
-    (`jointml.ml.nn.plain.dropout_masks`)."""
+    (`jointml.ml.nn.plain.dropout_masks`). `optimizer="adam"` adds two public inputs of
+    shape (epochs * batches,): Adam's bias corrections (`jointml.ml.nn.plain.adam_schedule`);
+    the update is m / (sqrt(v) s + eps) (a secure square root and reciprocal per weight)."""
     widths = [d for _, d in blocks]
     shapes = param_shapes(widths, sizes)
     specs = [_spec(o, (n, d)) for o, d in blocks] + [_spec(label_owner, (n, int(sizes[-1])))]
@@ -124,14 +150,23 @@ def training_program(blocks: Sequence[tuple[str | None, int]], label_owner: str 
     hidden = [int(h) for h in sizes[1:-1]]
     if dropout:
         specs += [public((int(epochs) * steps * m, h)) for h in hidden]
+    adam = optimizer == "adam"
+    if adam:
+        specs += [public((int(epochs) * steps,)), public((int(epochs) * steps,))]
+    nmask = len(hidden) if dropout else 0
+    nstate = 3 * npar if adam else 2 * npar
 
     def step(i: Any, carry: Any, epoch: int) -> Any:
-        ps, vs, data = list(carry[:npar]), list(carry[npar:2 * npar]), carry[2 * npar:]
+        ps, vs, data = list(carry[:npar]), list(carry[npar:2 * npar]), carry[nstate:]
         xs = [dynamic_slice(X, i * m, m) for X in data[:nb]]
         y = dynamic_slice(data[nb], i * m, m)
-        mk = [dynamic_slice(M, i * m + epoch * steps * m, m) for M in data[nb + 1:]] if dropout else None
+        mk = [dynamic_slice(M, i * m + epoch * steps * m, m) for M in data[nb + 1:nb + 1 + nmask]] if dropout else None
         hs, keep, p = _forward(xs, ps, activation, sigmoid_error, True, mk)
         grads = _backward(xs, y, ps, hs, keep, p, activation, m, mk)
+        if adam:
+            sched = [dynamic_slice(c, i + epoch * steps, 1) for c in data[nb + 1 + nmask:]]
+            new, ms, vv = _adam(ps, vs, list(carry[2 * npar:3 * npar]), grads, sched[0], sched[1], adam_eps)
+            return tuple(new + ms + vv) + tuple(data)
         if momentum:
             vs = [v * float(momentum) + g for v, g in zip(vs, grads)]
         else:
@@ -140,13 +175,15 @@ def training_program(blocks: Sequence[tuple[str | None, int]], label_owner: str 
 
     def train(*args: Any) -> Any:
         data, init = list(args[:nb + 1]), list(args[nb + 1:nb + 1 + npar])
-        carry = tuple(init + [np.zeros(s) for s in shapes] + data + list(args[nb + 1 + npar:]))
+        zeros = [np.zeros(s) for s in shapes] * (2 if adam else 1)
+        carry = tuple(init + zeros + data + list(args[nb + 1 + npar:]))
         for e in range(int(epochs)):  # unrolled: one recorded loop per epoch
             carry = fori_loop(0, steps, functools.partial(step, epoch=e), carry)
         return tuple(carry[:npar])
 
     names = [f"x{i}" for i in range(nb)] + ["y"] + [f"p{i}" for i in range(npar)]
     names += [f"mask{j}" for j in range(len(hidden))] if dropout else []
+    names += ["adam_a", "adam_s"] if adam else []
     return Function(_named(train, names), specs, name="mlp_train")
 
 
