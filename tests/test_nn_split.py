@@ -8,7 +8,7 @@ import pytest
 
 from jointml.ml.linear.base import public_permutation
 from jointml.ml.nn import forward, init_params, one_hot, train_plaintext
-from jointml.ml.nn.split import SplitNNClassifier, norm_attack_auc
+from jointml.ml.nn.split import SplitNNClassifier, direction_attack_auc, norm_attack_auc
 from jointml.runtime import simulate
 
 
@@ -34,7 +34,7 @@ def _run(X, y, ntr, **params):
         m = SplitNNClassifier(ctx, bottom_hidden=(8,), cut_dim=4, top_hidden=(8,), epochs=3, batch_size=32,
                               learning_rate=0.1, **params).fit(xs(X[:ntr]), ctx.party("bank").run(lambda: y[:ntr]))
         p = m.predict_proba(xs(X[ntr:]))
-        return (p.value if p.is_local else None), m.gradient_norms_, m.top_
+        return (p.value if p.is_local else None), m.gradient_norms_, m.top_, m.cut_gradients_
 
     return simulate(prog, ["bank", "shop"], mode="thread")
 
@@ -63,6 +63,9 @@ def test_norm_attack_leaks_labels_and_gradient_dp_defends(cancer):
     assert attack > 0.65, attack
     assert attack_def < 0.62, attack_def
     assert auc - auc_def <= 0.03, (auc, auc_def)
+    # the direction attack: the partner knows one row's label and compares gradient directions
+    assert direction_attack_auc(plain["shop"][3], y[:ntr], known=0) > 0.95
+    assert direction_attack_auc(defended["shop"][3], y[:ntr], known=0) < 0.75
 
 
 def test_dp_embeddings_still_learn(cancer):
@@ -95,3 +98,18 @@ def test_mismatched_rows_are_refused():
     with pytest.raises(Exception) as e:
         simulate(prog, ["bank", "shop"], mode="thread")
     assert "row counts differ" in str(e.value)
+
+
+def test_three_parties_label_holder_without_features(cancer):
+    X, y = cancer
+
+    def prog(ctx):
+        xs = {"a": ctx.party("a").run(lambda: X[:, :15]), "b": ctx.party("b").run(lambda: X[:, 15:])}
+        m = SplitNNClassifier(ctx, bottom_hidden=(8,), cut_dim=4, top_hidden=(8,), epochs=3,
+                              batch_size=32).fit(xs, ctx.party("bank").run(lambda: y))
+        p = m.predict_proba(xs)
+        return (p.value[:, 1] if p.is_local else None), m.bottom_ is not None, m.top_ is not None
+
+    out = simulate(prog, ["bank", "a", "b"], mode="thread")
+    assert _auc(y, out["bank"][0]) > 0.97
+    assert out["bank"][1:] == (False, True) and out["a"] == (None, True, False) and out["b"][2] is False

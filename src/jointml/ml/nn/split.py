@@ -23,7 +23,8 @@ Adversary model: semi-honest parties, no cryptography. What each party learns:
   embedding. Its norm and direction depend on the label: the norm and direction scoring
   attacks of Li et al., "Label leakage and protection in two-party split learning"
   (ICLR 2022) recover the labels with high AUC (`norm_attack_auc` measures it on a
-  party's own view: `gradient_norms_`). Mitigation here: `gradient_epsilon` clips each
+  party's own view: `gradient_norms_`; `direction_attack_auc` on `cut_gradients_`).
+  Mitigation here: `gradient_epsilon` clips each
   row's gradient to `gradient_clip` and adds Gaussian noise calibrated to the change one
   label can make (2 x clip) through `jointml.dp.gaussian` (label DP per epoch; Marvell's
   optimised noise is a tighter alternative, not implemented).
@@ -60,7 +61,7 @@ from ..linear.base import public_permutation
 from ..linear.features import FeatureLayout, block_shapes, collect_blocks, prediction_rows
 from .plain import HIDDEN_ACTIVATIONS, backward, forward, init_params, one_hot, sgd_momentum
 
-__all__ = ["SplitNNClassifier", "norm_attack_auc", "clip_rows"]
+__all__ = ["SplitNNClassifier", "norm_attack_auc", "direction_attack_auc", "clip_rows"]
 
 
 def clip_rows(a: np.ndarray, c: float) -> np.ndarray:
@@ -91,6 +92,23 @@ def norm_attack_auc(norms: np.ndarray, labels: np.ndarray) -> float:
         raise ModelError("the norm attack's AUC needs both labels among the rows", field="labels")
     auc = (ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg)
     return float(max(auc, 1.0 - auc))
+
+
+def direction_attack_auc(grads: np.ndarray, labels: np.ndarray, known: int) -> float:
+    """AUC of the direction (cosine) attack (Li et al., ICLR 2022): a feature party that
+    knows the label of one row `known` scores every row by the cosine between its cut-layer
+    gradient and that row's; for a sigmoid output the gradient is (p - y) times a shared
+    Jacobian, so same-label rows point the same way. Ranked against "same label as `known`".
+
+    >>> g = np.array([[1.0, 0.1], [0.9, 0.0], [-1.0, 0.0], [-0.8, -0.1]])
+    >>> direction_attack_auc(g, np.array([1, 1, 0, 0]), known=0)
+    1.0
+    """
+    g = np.asarray(grads, dtype=np.float64)
+    ref = g[int(known)]
+    cos = g @ ref / np.maximum(np.linalg.norm(g, axis=1) * np.linalg.norm(ref), 1e-30)
+    same = (np.asarray(labels) == np.asarray(labels)[int(known)]).astype(int)
+    return norm_attack_auc(cos, same)
 
 
 class SplitNNClassifier(SecureEstimator):
@@ -164,6 +182,8 @@ class SplitNNClassifier(SecureEstimator):
         Y = one_hot(np.searchsorted(self.classes_, y.value), len(self.classes_)) if y.is_local else None
         mine = parts[ctx.me].value if ctx.me in parts else None
         self.gradient_norms_ = np.zeros(n) if mine is not None else None
+        # this party's view of the last epoch: the cut-layer gradient per row (the attacks' input)
+        self.cut_gradients_ = np.zeros((n, int(self.cut_dim))) if mine is not None else None
         m = int(self.batch_size)
         for _ in range(int(self.epochs)):
             for i in range(n // m):
@@ -235,8 +255,9 @@ class SplitNNClassifier(SecureEstimator):
                           name="split-grad", dtypes=[np.float64], shapes=[(m, c)])
             if ctx.me == p and got is not None and self.bottom_ is not None:
                 g = got.arrays[0]
-                if self.gradient_norms_ is not None:
-                    self.gradient_norms_[rows] = np.linalg.norm(g, axis=1)  # this party's view (see norm_attack_auc)
+                if self.gradient_norms_ is not None and self.cut_gradients_ is not None:
+                    self.gradient_norms_[rows] = np.linalg.norm(g, axis=1)
+                    self.cut_gradients_[rows] = g  # this party's view (see norm_attack_auc)
                 bg, _ = backward(acts, g, self.bottom_, self.activation)
                 self.bottom_, self._bvel = sgd_momentum(self.bottom_, self._bvel, bg, float(self.learning_rate),
                                                         float(self.momentum))
