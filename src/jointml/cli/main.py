@@ -84,11 +84,11 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option(
     "--job",
-    type=click.Choice(["credit", "stats", "fl"]),
+    type=click.Choice(["credit", "stats", "fl", "split_nn"]),
     default="credit",
     show_default=True,
     help="credit: the joint credit-scoring job; stats: a small joint-statistics MPC demo; "
-    "fl: five banks, federated LR with secure aggregation.",
+    "fl: five banks, federated LR with secure aggregation; split_nn: split learning and its label leakage.",
 )
 @click.option(
     "--mode",
@@ -141,6 +141,10 @@ def demo(
         from ..demo import fl_demo
 
         summary = fl_demo.run(mode=mode, verbose=not as_json)
+    elif job == "split_nn":
+        from ..demo import split_nn_demo
+
+        summary = split_nn_demo.run(mode=mode, out_dir=out_dir, verbose=not as_json)
     elif job == "stats":
         from ..demo import mpc_demo
 
@@ -599,6 +603,19 @@ def bench_dsl(protocol: str, figures: tuple[str, ...], rows: int, features: int,
 
     for row in bdsl.run(protocol, list(figures) or None, rows=rows, features=features, batch=batch_size,
                         dump_ir=dump_ir):
+        click.echo(json.dumps(row))
+
+
+@bench.command("nn")
+@click.option("--figure", "figures", multiple=True, help="mpc_mlp_digits, mpc_mlp_crypten_ff, split_credit (repeatable).")
+@click.option("--epochs", type=int, default=5, show_default=True)
+@click.option("--gradient-epsilon", type=float, default=4.0, show_default=True, help="split_credit: the defence's epsilon.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_nn(figures: tuple[str, ...], epochs: int, gradient_epsilon: float, as_json: bool) -> None:
+    """Neural networks: MPC MLP samples/s beside its plaintext twin and CrypTen's published figure; split learning."""
+    from ..bench import nn as bnn
+
+    for row in bnn.run(list(figures) or None, epochs=epochs, gradient_epsilon=gradient_epsilon):
         click.echo(json.dumps(row))
 
 

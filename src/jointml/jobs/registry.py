@@ -15,8 +15,9 @@ estimator on the device it needs, says which feature view it trains on, how it i
 from saved parts and how its scores are revealed. The hyperparameters a pipeline may
 set are the keyword arguments of the entry's `build` (with the pipeline's defaults).
 
+>>> import jointml.jobs  # registers the components (and the models of jobs/components/split_nn.py)
 >>> sorted(MODELS)
-['secureboost', 'ss_glm', 'ss_lr', 'ss_xgb']
+['mpc_mlp', 'secureboost', 'split_nn', 'ss_glm', 'ss_lr', 'ss_xgb']
 >>> MODELS["ss_xgb"].device, MODELS["secureboost"].device
 ('mpc', 'he')
 >>> import jointml.jobs  # registers the components

@@ -1,0 +1,204 @@
+"""`jointml bench nn`: neural networks under MPC and split learning.
+
+Figures (one JSON line each; parties as separate processes over TLS on this machine):
+
+* `mpc_mlp_digits`: `MPCMLPClassifier` 64-128-10 (ReLU, softmax, SGD with momentum) on
+  scikit-learn's digits (1,400 training rows, features split across two parties, labels
+  at one), beside its numpy twin (same initialisation, same batches): `accuracy` /
+  `baseline_accuracy` on the 397 held-out rows, `samples_per_second` /
+  `baseline_samples_per_second` (training rows x epochs / training seconds),
+  `bytes_per_sample` (payload bytes of all parties per training sample), `rounds`;
+* `mpc_mlp_crypten_ff`: the network of CrypTen's own model benchmark (20-10-5-1, ReLU,
+  sigmoid output, binary cross-entropy, one full-batch epoch over 3,750 synthetic rows),
+  measured here, with CrypTen's published figure beside it under `published_reference`
+  (their 2-party CPU run dated 2020-06-26, their hardware: a dated reference, NOT measured
+  here);
+* `split_credit`: `SplitNNClassifier` on the German credit data (bank: 10 columns and
+  the label, partner: 10 columns; one-hot encoded, standardised), `auc` beside centralised
+  numpy training (`baseline_auc`), the norm attack's AUC at recovering the labels from the
+  partner's view (`label_attack_auc`) and with the gradient-DP defence
+  (`label_attack_auc_defended`, `auc_defended`).
+
+Every line also has `seconds`, `baseline_seconds` and `peak_mb` (largest party).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from typing import Any
+
+import numpy as np
+
+from ..core.prg import public_rng
+from ..runtime import simulate
+
+__all__ = ["run", "FIGURES", "CRYPTEN_REFERENCE"]
+
+FIGURES = ("mpc_mlp_digits", "mpc_mlp_crypten_ff", "split_credit")
+
+#: CrypTen's published model benchmark (not measured here): facebookresearch/CrypTen,
+#: benchmarks/dash_app/data/2020-06-26/2PC/model_benchmarks.csv, "feedforward neural
+#: network" (benchmarks/models.py: 20-10-5-1, ReLU, sigmoid, BCELoss; benchmarks/data.py:
+#: GaussianClusters, 5,000 rows, 3,750 for training), one full-batch epoch, 2 parties.
+CRYPTEN_REFERENCE = {
+    "source": "facebookresearch/CrypTen benchmarks/dash_app/data/2020-06-26/2PC/model_benchmarks.csv",
+    "date": "2020-06-26", "network": "20-10-5-1 relu/sigmoid, BCE, full batch", "train_rows": 3750,
+    "seconds_per_epoch": 0.5048, "samples_per_second": round(3750 / 0.5048, 1),
+    "plaintext_seconds_per_epoch": 0.0200, "note": "published by CrypTen, their hardware; not measured here",
+}
+
+
+def _peak_mb() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+
+
+def _mlp_prog(ctx: Any, X: np.ndarray, y: np.ndarray, Xt: np.ndarray, cut: int, params: dict) -> dict[str, Any]:
+    from ..ml.nn import MPCMLPClassifier
+    from ..mpc import MpcDevice
+
+    mpc = MpcDevice(ctx, ["alice", "bob"], dealer="dealer")
+
+    def blocks(A: np.ndarray) -> dict:
+        return {"alice": ctx.party("alice").run(lambda: A[:, :cut]), "bob": ctx.party("bob").run(lambda: A[:, cut:])}
+
+    ctx.reset_stats()
+    t0 = time.perf_counter()
+    m = MPCMLPClassifier(mpc, **params).fit(blocks(X), ctx.party("bob").run(lambda: y))
+    seconds = time.perf_counter() - t0
+    stats = ctx.stats()
+    pred = m.predict(blocks(Xt), to="bob")
+    return {"seconds": seconds, "payload": stats["payload_sent"], "rounds": stats["rounds"], "peak_mb": _peak_mb(),
+            "pred": pred.value if pred.is_local else None}
+
+
+def _mlp_figure(name: str, X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray, params: dict) -> dict:
+    from ..ml.linear.base import public_permutation
+    from ..ml.nn import forward, init_params, one_hot, train_plaintext
+
+    res = simulate(_mlp_prog, ["alice", "bob", "dealer"], mode="process", args=(X, y, Xt, X.shape[1] // 2, params),
+                   options={"warm_heap_mb": 256})
+    classes = np.unique(y)
+    k = len(classes)
+    sizes = [X.shape[1], *params["hidden_layer_sizes"], 1 if k == 2 else k]
+    perm = public_permutation(len(X), params.get("random_state", 0))
+    t0 = time.perf_counter()
+    p = train_plaintext(X[perm], one_hot(y, k)[perm], init_params(sizes, params.get("random_state", 0)),
+                        epochs=params["epochs"], batch_size=params["batch_size"], learning_rate=params["learning_rate"],
+                        momentum=params.get("momentum", 0.9))
+    base_s = time.perf_counter() - t0
+    out = forward(Xt, p)[-1]
+    base_pred = classes[(out[:, 0] > 0.5).astype(int)] if k == 2 else classes[np.argmax(out, axis=1)]
+    samples = params["epochs"] * (len(X) // params["batch_size"]) * params["batch_size"]
+    seconds = max(r["seconds"] for r in res.values())
+    return {"figure": name, "protocol": "semi2k", "network": "-".join(str(s) for s in sizes), "train_rows": len(X),
+            "epochs": params["epochs"], "batch_size": params["batch_size"],
+            "accuracy": round(float(np.mean(res["bob"]["pred"] == yt)), 4),
+            "baseline_accuracy": round(float(np.mean(base_pred == yt)), 4),
+            "seconds": round(seconds, 4), "baseline_seconds": round(base_s, 4),
+            "samples_per_second": round(samples / seconds, 1), "baseline_samples_per_second": round(samples / base_s, 1),
+            "bytes_per_sample": round(sum(r["payload"] for r in res.values()) / samples, 1),
+            "rounds": max(r["rounds"] for r in res.values()), "peak_mb": max(r["peak_mb"] for r in res.values())}
+
+
+def _digits(epochs: int) -> dict:
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    params = dict(hidden_layer_sizes=(128,), epochs=epochs, batch_size=64, learning_rate=0.1, momentum=0.9)
+    return _mlp_figure("mpc_mlp_digits", X[:1400], y[:1400], X[1400:], y[1400:], params)
+
+
+def _crypten_ff() -> dict:
+    g = public_rng(0)  # public synthetic data: two Gaussian clusters, 20 features, like CrypTen's benchmark
+    n = 5000
+    y = (g.random(n) < 0.5).astype(int)
+    X = g.normal(size=(n, 20)) + np.where(y[:, None] == 1, 0.5, -0.5) * g.normal(size=(1, 20))
+    params = dict(hidden_layer_sizes=(10, 5), epochs=1, batch_size=3750, learning_rate=0.1, momentum=0.0)
+    row = _mlp_figure("mpc_mlp_crypten_ff", X[:3750], y[:3750], X[3750:], y[3750:], params)
+    row["published_reference"] = CRYPTEN_REFERENCE
+    return row
+
+
+def _credit() -> tuple[np.ndarray, np.ndarray, int]:
+    import pandas as pd
+
+    from ..datasets import load_germancredit
+
+    df = load_germancredit()
+    y = (df.pop("creditability") == "bad").astype(int).to_numpy()
+    left, right = list(df.columns[:10]), list(df.columns[10:])
+    enc = [df[[c]].to_numpy(dtype=float) if pd.api.types.is_numeric_dtype(df[c])
+           else pd.get_dummies(df[c], dtype=float).to_numpy() for c in left + right]
+    widths = [e.shape[1] for e in enc]
+    X = np.hstack(enc)
+    X = (X - X.mean(axis=0)) / np.maximum(X.std(axis=0), 1e-9)
+    return X, y, int(sum(widths[:len(left)]))
+
+
+def _split_prog(ctx: Any, X: np.ndarray, y: np.ndarray, Xt: np.ndarray, cut: int, params: dict) -> dict[str, Any]:
+    from ..ml.nn import SplitNNClassifier
+
+    def blocks(A: np.ndarray) -> dict:
+        return {"bank": ctx.party("bank").run(lambda: A[:, :cut]), "partner": ctx.party("partner").run(lambda: A[:, cut:])}
+
+    ctx.reset_stats()
+    t0 = time.perf_counter()
+    m = SplitNNClassifier(ctx, **params).fit(blocks(X), ctx.party("bank").run(lambda: y))
+    seconds = time.perf_counter() - t0
+    payload = ctx.stats()["payload_sent"]
+    p = m.predict_proba(blocks(Xt))
+    return {"seconds": seconds, "payload": payload, "peak_mb": _peak_mb(), "norms": m.gradient_norms_,
+            "proba": p.value[:, 1] if p.is_local else None}
+
+
+def _split_credit(epochs: int, gradient_epsilon: float) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    from ..ml.linear.base import public_permutation
+    from ..ml.nn import forward, init_params, one_hot, train_plaintext
+    from ..ml.nn.split import norm_attack_auc
+
+    X, y, cut = _credit()
+    perm = public_permutation(len(X), 7)
+    tr, te = perm[:700], perm[700:]
+    params: dict[str, Any] = dict(bottom_hidden=(16,), cut_dim=4, top_hidden=(8,), epochs=epochs, batch_size=32,
+                                  learning_rate=0.05)
+    plain = simulate(_split_prog, ["bank", "partner"], mode="process", args=(X[tr], y[tr], X[te], cut, params))
+    dp = simulate(_split_prog, ["bank", "partner"], mode="process",
+                  args=(X[tr], y[tr], X[te], cut, {**params, "gradient_epsilon": gradient_epsilon}))
+    order = public_permutation(700, 0)
+    t0 = time.perf_counter()
+    central = train_plaintext(X[tr][order], one_hot(y[tr], 2)[order], init_params([X.shape[1], 32, 8, 1], 0),
+                              epochs=epochs, batch_size=32, learning_rate=0.05, momentum=0.9)
+    base_s = time.perf_counter() - t0
+    samples = epochs * (700 // 32) * 32
+    seconds = max(r["seconds"] for r in plain.values())
+    return {"figure": "split_credit", "train_rows": 700, "epochs": epochs,
+            "auc": round(float(roc_auc_score(y[te], plain["bank"]["proba"])), 4),
+            "baseline_auc": round(float(roc_auc_score(y[te], forward(X[te], central)[-1][:, 0])), 4),
+            "auc_defended": round(float(roc_auc_score(y[te], dp["bank"]["proba"])), 4),
+            "label_attack_auc": round(norm_attack_auc(plain["partner"]["norms"], y[tr]), 4),
+            "label_attack_auc_defended": round(norm_attack_auc(dp["partner"]["norms"], y[tr]), 4),
+            "gradient_epsilon": gradient_epsilon, "seconds": round(seconds, 4), "baseline_seconds": round(base_s, 4),
+            "samples_per_second": round(samples / seconds, 1), "baseline_samples_per_second": round(samples / base_s, 1),
+            "bytes_per_sample": round(sum(r["payload"] for r in plain.values()) / samples, 1),
+            "peak_mb": max(r["peak_mb"] for r in plain.values())}
+
+
+def run(figures: list[str] | None = None, epochs: int = 5, gradient_epsilon: float = 4.0) -> list[dict[str, Any]]:
+    """The figures (see the module docstring) as dicts, one per figure."""
+    out = []
+    for name in figures or FIGURES:
+        if name == "mpc_mlp_digits":
+            out.append(_digits(epochs))
+        elif name == "mpc_mlp_crypten_ff":
+            out.append(_crypten_ff())
+        elif name == "split_credit":
+            out.append(_split_credit(epochs, gradient_epsilon))
+        else:
+            from ..core.errors import ParameterError
+
+            raise ParameterError(f"unknown figure {name!r}; use one of {FIGURES}", field="figure")
+    return out
