@@ -12,7 +12,7 @@ fails a check. A party of the job outside the frame (a semi2k dealer) gets, per 
 the row count and the number of columns only, and which of the job's public names
 (`public_columns`: the label and key a pipeline spec names, known to it anyway) the
 partition holds; never another column name nor a dtype (a library program that declares no
-public names sends it the names, as its dealer code may resolve them). Its copy of the frame names the
+public names, or a horizontal frame, sends it the names: its code may resolve them). Its copy of the frame names the
 other columns with placeholders (`"<bank:3>"`), enough for the shapes it needs.
 
 >>> import pandas as pd
@@ -80,13 +80,13 @@ def public_columns(ctx: PartyContext, names: Iterable[str]) -> None:
     ctx.options[PUBLIC_COLUMNS] = [str(n) for n in names]
 
 
-def placeholder(owner: str | None, i: int) -> str:
+def placeholder(owner: str, i: int) -> str:
     """The opaque name a party outside a frame gives to column `i` of `owner` (not a real name).
 
     >>> placeholder("bank", 3), is_placeholder("<bank:3>"), is_placeholder("age")
     ('<bank:3>', True, False)
     """
-    return f"<{owner}:{i}>" if owner is not None else f"<{i}>"
+    return f"<{owner}:{i}>"
 
 
 def is_placeholder(name: str) -> bool:
@@ -94,11 +94,12 @@ def is_placeholder(name: str) -> bool:
     return name.startswith("<") and name.endswith(">")
 
 
-def _outside_meta(ctx: PartyContext, df: pd.DataFrame) -> dict:
+def _outside_meta(ctx: PartyContext, df: pd.DataFrame, vertical: bool) -> dict:
     """What a party outside the frame gets of a partition: its row count, its number of columns
     and which of the job's public names (by their index in the public list) it holds. Without a
-    `public_columns` declaration (a library program outside a job), the column names as well."""
-    public = ctx.options.get(PUBLIC_COLUMNS)
+    `public_columns` declaration (a library program outside a job), and for a horizontal frame
+    (whose outside party, an FL aggregator, trains on the columns it names), the names as well."""
+    public = ctx.options.get(PUBLIC_COLUMNS) if vertical else None
     if public is None:
         return {"columns": [str(c) for c in df.columns], "rows": int(len(df))}
     cols = {str(c) for c in df.columns}
@@ -106,9 +107,9 @@ def _outside_meta(ctx: PartyContext, df: pd.DataFrame) -> dict:
             "public": [i for i, n in enumerate(public) if n in cols]}
 
 
-def _outside_columns(ctx: PartyContext, owner: str | None, meta: dict) -> list[str]:
+def _outside_columns(ctx: PartyContext, owner: str, meta: dict, vertical: bool) -> list[str]:
     """The column names a party outside the frame uses: placeholders, then the public names held."""
-    public = ctx.options.get(PUBLIC_COLUMNS)
+    public = ctx.options.get(PUBLIC_COLUMNS) if vertical else None
     if public is None:
         if not isinstance(meta.get("columns"), list):
             raise DataError("malformed schema", party=owner)
@@ -134,12 +135,12 @@ def _exchange_info(ctx: PartyContext, parts: dict[str, PartyObject], vertical: b
         mine = _info(obj.value) if ctx.me == owner else None
         got: Received | None = broadcast(ctx, owner, meta=mine, to=members, name="schema")
         if outside:
-            lean = _outside_meta(ctx, obj.value) if ctx.me == owner else None
+            lean = _outside_meta(ctx, obj.value, vertical) if ctx.me == owner else None
             out = send_to(ctx, owner, outside, meta=lean, name="schema-out")
             if ctx.me in outside:
                 if out is None or not isinstance(out.meta.get("rows"), int):
                     raise DataError("malformed schema", party=owner)
-                cols = _outside_columns(ctx, owner if vertical else None, out.meta)
+                cols = _outside_columns(ctx, owner, out.meta, vertical)
                 infos[owner] = PartitionInfo(cols, [], int(out.meta["rows"]))
                 continue
         if got is None:  # not a party of the job's frame nor outside it: cannot happen

@@ -602,10 +602,7 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
         vdf = VDataFrame(ctx, raw)
     else:
         vdf = VDataFrame(ctx, raw)
-    if rec["columns"] is not None:
-        cols = {p: list(c) for p, c in rec["columns"].items()}
-    else:  # a party outside the frame (the dealer): shapes only, its frame's placeholder names
-        cols = {p: vdf.columns.get(p, [])[:n] for p, n in rec["widths"].items()}
+    cols = _model_columns(vdf, rec)
     outside = rec["parties"] is not None and ctx.me not in rec["parties"]  # e.g. a dealer of a SecureBoost model
     woe = None
     if rec["features"] == "woe":
@@ -637,6 +634,14 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
             matched = set(ids.value)
             out["unmatched_ids"] = [i for i in own[id_column].tolist() if i not in matched]
     return out
+
+
+def _model_columns(vdf: Any, rec: dict) -> dict[str, list[str]]:
+    """Each party's model columns: from this party's record, or at a party outside the frame (the
+    dealer, which knows no name) as many of its frame's placeholder names: it needs shapes only."""
+    if rec["columns"] is not None:
+        return {p: list(c) for p, c in rec["columns"].items()}
+    return {p: vdf.columns.get(p, [])[:n] for p, n in rec["widths"].items()}
 
 
 def _predict_psi_mode(psi_mode: str | None, model: str, id_column: str | None, inputs: dict[str, str],

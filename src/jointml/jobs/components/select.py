@@ -190,12 +190,13 @@ def select_features(ctx: Any, state: Any, woe: WoeModel, split: Split, *, iv_min
     members = list(split.train.parties)
     outside = [q for q in ctx.parties if q not in members]
     got = broadcast(ctx, owner, meta=meta, to=members, name="select-features")
+    out = None
     if outside:
         counts = {p: len(c) for p, c in meta["keep"].items()} if meta is not None else None
         out = send_to(ctx, owner, outside, meta={"counts": counts} if counts is not None else None,
                       name="select-counts")
     if ctx.me in outside:
-        keep = _checked_counts(out.meta.get("counts"), w.columns, owner)
+        keep = _checked_counts(out.meta.get("counts") if out is not None else None, w.columns, owner)
     else:
         keep = _checked_keep(got.meta.get("keep"), w.columns, owner)
     if not any(keep.values()):
