@@ -180,3 +180,22 @@ def test_no_column_name_reaches_the_dealer(monkeypatch, tmp_path, model, psi_mod
     assert len(s) == res["bank"]["rows_aligned"] == pred["dealer"]["rows"]
     _, te = public_split(len(s), cfg.test_fraction, cfg.seed)
     np.testing.assert_allclose(s[te], res["bank"]["test_scores"], atol=2e-3)
+
+
+def test_dealer_with_placeholder_names_follows_corr_of_a_constant_column():
+    """With public names declared (as in a job), the dealer holds placeholders and still takes its
+    part in `corr` when a column is constant (the owners' verdict names it: the dealer cannot check it)."""
+    from jointml.data.frames import public_columns
+
+    a, b = pd.DataFrame({"x": [1.0, 2.0, 4.0], "k": [5.0, 5.0, 5.0]}), pd.DataFrame({"y": [3.0, 1.0, 2.0]})
+
+    def prog(ctx):
+        public_columns(ctx, [])
+        vdf = from_pandas(ctx, {"alice": a, "bob": b})
+        mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+        return vdf.columns, stats.corr(ctx, vdf, mpc)
+
+    out = simulate(prog, ["alice", "bob", "carol"], mode="thread")
+    assert out["carol"][0] == {"alice": ["<alice:0>", "<alice:1>"], "bob": ["<bob:0>"]} and out["carol"][1] is None
+    r = out["alice"][1]
+    assert np.isnan(r.loc["k", "y"]) and abs(r.loc["x", "y"] - np.corrcoef(a.x, b.y)[0, 1]) < 1e-4
