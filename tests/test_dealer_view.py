@@ -2,8 +2,9 @@
 
 The credit pipeline runs with a spy on the dealer's received messages: no frame dtypes, no
 per-column WOE bin counts (only each owner's total width), no statistics result; the job
-still runs and gives the plaintext twin's AUC. Column names and row counts still reach the
-dealer (its copy of the SPMD job resolves columns by name): see docs/security.md.
+still runs and gives the plaintext twin's AUC. Nor any column name of the inputs but the key
+and label the spec names (the frames give it row and column counts, placeholder names), on
+the wire or in its saved files, in the credit job and `predict_job`: see docs/security.md.
 """
 
 from __future__ import annotations

@@ -26,7 +26,10 @@ What each party learns: from the agreement, the hashes of the other parties' job
 (the job is public among its parties; input paths and output folders are not hashed), the
 other parties' check verdicts (a field, a count, a rule: never a value), which party holds
 the job's named columns (key, label), and a run id; otherwise what the components reveal
-(see each component's module). The runner itself sends nothing else. Semi-honest parties
+(see each component's module). The runner declares the column names the spec names public
+(`data.frames.public_columns`): a party outside the frames (the semi2k dealer) gets no other
+column name, only row and column counts; `predict_job` agrees on the saved record without
+sending names (a digest of the columns from the parties with inputs). The runner itself sends nothing else. Semi-honest parties
 run the job they agreed on; the check does not stop a deviating party from announcing the
 right hashes and running something else (it catches configuration mistakes, which would
 otherwise compute garbage or fail deep inside with "protocol out of sync").
