@@ -8,8 +8,12 @@ exchanged once when the frame is built. Every operation runs at the owner.
 
 Security model: nothing but the schema leaves an owner here; every party of a frame
 learns the column names, dtypes and row counts of every partition, and which column
-fails a check. A party of the job outside the frame (a semi2k dealer) gets the column
-names and row counts only (it runs the same program, which names columns), not the dtypes.
+fails a check. A party of the job outside the frame (a semi2k dealer) gets, per partition,
+the row count and the number of columns only, and which of the job's public names
+(`public_columns`: the label and key a pipeline spec names, known to it anyway) the
+partition holds; never another column name nor a dtype (a library program that declares no
+public names, or a horizontal frame, sends it the names: its code may resolve them). Its copy of the frame names the
+other columns with placeholders (`"<bank:3>"`), enough for the shapes it needs.
 
 >>> import pandas as pd
 >>> def prog(ctx):
@@ -53,12 +57,76 @@ def _info(df: pd.DataFrame) -> dict:
     return {"columns": [str(c) for c in df.columns], "dtypes": [str(t) for t in df.dtypes], "rows": int(len(df))}
 
 
-def _exchange_info(ctx: PartyContext, parts: dict[str, PartyObject]) -> dict[str, PartitionInfo]:
-    """Every owner announces its schema to the other parties of the frame; a party outside
-    the frame (a semi2k dealer) gets only the column names and row count, not the dtypes.
+PUBLIC_COLUMNS = "frames.public_columns"  # context option: the column names public to every party of the job
 
-    The names still reach it because the job's SPMD code runs there too and resolves
-    columns by name (the label's owner, each party's feature columns, the saved record).
+
+def public_columns(ctx: PartyContext, names: Iterable[str]) -> None:
+    """Declare `names` public to every party of the job (e.g. the label and key columns a pipeline
+    spec names): from then on a party outside a frame (a semi2k dealer) gets no column name
+    but these, which it can resolve; every other column reaches it only as an opaque
+    placeholder (`"<bank:3>"`). All parties must declare the same names, before building the
+    frames (the runner takes them from the spec they agreed on). Without a declaration, a
+    party outside a frame gets the column names (library programs whose dealer code names columns).
+
+    >>> import pandas as pd
+    >>> def prog(ctx):
+    ...     public_columns(ctx, ["y"])
+    ...     vdf = from_pandas(ctx, {"bank": pd.DataFrame({"y": [0, 1], "age": [3, 4]}),
+    ...                             "partner": pd.DataFrame({"spend": [1.0, 2.0]})})
+    ...     return vdf.owner_of("y"), vdf.columns
+    >>> simulate(prog, ["bank", "partner", "dealer"], mode="thread")["dealer"]
+    ('bank', {'bank': ['<bank:0>', 'y'], 'partner': ['<partner:0>']})
+    """
+    ctx.options[PUBLIC_COLUMNS] = [str(n) for n in names]
+
+
+def placeholder(owner: str, i: int) -> str:
+    """The opaque name a party outside a frame gives to column `i` of `owner` (not a real name).
+
+    >>> placeholder("bank", 3), is_placeholder("<bank:3>"), is_placeholder("age")
+    ('<bank:3>', True, False)
+    """
+    return f"<{owner}:{i}>"
+
+
+def is_placeholder(name: str) -> bool:
+    """True for a name made by `placeholder` (a column whose real name this party does not know)."""
+    return name.startswith("<") and name.endswith(">")
+
+
+def _outside_meta(ctx: PartyContext, df: pd.DataFrame, vertical: bool) -> dict:
+    """What a party outside the frame gets of a partition: its row count, its number of columns
+    and which of the job's public names (by their index in the public list) it holds. Without a
+    `public_columns` declaration (a library program outside a job), and for a horizontal frame
+    (whose outside party, an FL aggregator, trains on the columns it names), the names as well."""
+    public = ctx.options.get(PUBLIC_COLUMNS) if vertical else None
+    if public is None:
+        return {"columns": [str(c) for c in df.columns], "rows": int(len(df))}
+    cols = {str(c) for c in df.columns}
+    return {"rows": int(len(df)), "n_columns": int(len(df.columns)),
+            "public": [i for i, n in enumerate(public) if n in cols]}
+
+
+def _outside_columns(ctx: PartyContext, owner: str, meta: dict, vertical: bool) -> list[str]:
+    """The column names a party outside the frame uses: placeholders, then the public names held."""
+    public = ctx.options.get(PUBLIC_COLUMNS) if vertical else None
+    if public is None:
+        if not isinstance(meta.get("columns"), list):
+            raise DataError("malformed schema", party=owner)
+        return [str(c) for c in meta["columns"]]
+    k, idx = meta.get("n_columns"), meta.get("public", [])
+    if type(k) is not int or k < 0 or not isinstance(idx, list) or len(idx) > k or not all(
+            type(i) is int and 0 <= i < len(public) for i in idx) or len(set(idx)) != len(idx):
+        raise DataError("malformed schema", party=owner)
+    return [placeholder(owner, i) for i in range(k - len(idx))] + [public[i] for i in idx]
+
+
+def _exchange_info(ctx: PartyContext, parts: dict[str, PartyObject], vertical: bool = True) -> dict[str, PartitionInfo]:
+    """Every owner announces its schema to the other parties of the frame; a party outside
+    the frame (a semi2k dealer) gets only each partition's row count and number of columns,
+    and which of the job's public column names (`public_columns`, by index) it holds: never
+    a column name nor a dtype. There the other columns carry placeholder names (`placeholder`);
+    its copy of the SPMD job needs shapes only (the values stay at their owners).
     """
     infos: dict[str, PartitionInfo] = {}
     members = list(parts)
@@ -67,9 +135,14 @@ def _exchange_info(ctx: PartyContext, parts: dict[str, PartyObject]) -> dict[str
         mine = _info(obj.value) if ctx.me == owner else None
         got: Received | None = broadcast(ctx, owner, meta=mine, to=members, name="schema")
         if outside:
-            lean = {"columns": mine["columns"], "rows": mine["rows"]} if mine is not None else None
+            lean = _outside_meta(ctx, obj.value, vertical) if ctx.me == owner else None
             out = send_to(ctx, owner, outside, meta=lean, name="schema-out")
-            got = got if ctx.me in members else out
+            if ctx.me in outside:
+                if out is None or not isinstance(out.meta.get("rows"), int):
+                    raise DataError("malformed schema", party=owner)
+                cols = _outside_columns(ctx, owner, out.meta, vertical)
+                infos[owner] = PartitionInfo(cols, [], int(out.meta["rows"]))
+                continue
         if got is None:  # not a party of the job's frame nor outside it: cannot happen
             continue
         meta = got.meta
@@ -155,6 +228,9 @@ class VDataFrame:
         for p, i in self.infos.items():
             if column in i.columns:
                 return p
+        if self.ctx.me not in self.parts and not is_placeholder(column):
+            raise DataError(f"column '{column}' is not public to '{self.ctx.me}', a party outside the frame: it "
+                            "knows only the column names the job names (`public_columns`)", party=self.ctx.me)
         raise DataError(f"unknown column '{column}' (columns: {self.columns})")
 
     def local(self) -> pd.DataFrame | None:
@@ -255,7 +331,7 @@ class HDataFrame:
     def __init__(self, ctx: PartyContext, parts: dict[str, PartyObject], infos: dict[str, PartitionInfo] | None = None):
         self.ctx = ctx
         self.parts = dict(parts)
-        self.infos = infos if infos is not None else _exchange_info(ctx, self.parts)
+        self.infos = infos if infos is not None else _exchange_info(ctx, self.parts, vertical=False)
         cols = {p: tuple(i.columns) for p, i in self.infos.items()}
         if len(set(cols.values())) > 1:
             raise DataError(f"horizontal partitions have different columns: {cols}")

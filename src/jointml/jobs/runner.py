@@ -26,7 +26,10 @@ What each party learns: from the agreement, the hashes of the other parties' job
 (the job is public among its parties; input paths and output folders are not hashed), the
 other parties' check verdicts (a field, a count, a rule: never a value), which party holds
 the job's named columns (key, label), and a run id; otherwise what the components reveal
-(see each component's module). The runner itself sends nothing else. Semi-honest parties
+(see each component's module). The runner declares the column names the spec names public
+(`data.frames.public_columns`): a party outside the frames (the semi2k dealer) gets no other
+column name, only row and column counts; `predict_job` agrees on the saved record without
+sending names (a digest of the columns from the parties with inputs). The runner itself sends nothing else. Semi-honest parties
 run the job they agreed on; the check does not stop a deviating party from announcing the
 right hashes and running something else (it catches configuration mistakes, which would
 otherwise compute garbage or fail deep inside with "protocol out of sync").
@@ -56,6 +59,7 @@ import numpy as np
 
 from ..core.errors import ConfigError, DataError, LinkTimeout, ProtocolError
 from ..core.fixedpoint import DEFAULT_FRAC_BITS
+from ..data.frames import public_columns
 from ..data.io import labels, read_input
 from ..runtime.persist import atomic_write
 from .artifacts import (
@@ -189,6 +193,22 @@ def check_wiring(spec: PipelineSpec) -> None:
                 raise ConfigError(f"psi mode 'label_only': {problem}", field="psi.mode")
 
 
+def _spec_columns(spec: PipelineSpec, named: list[str]) -> list[str]:
+    """The column names the spec names (public to every party of the job, the dealer included):
+    the key and label (`named`) and the explicit lists of the steps (`include`, `exclude`).
+
+    >>> _spec_columns(PipelineSpec("p", ["a"], {}, [("select_features", {"include": ["x"]})]), ["id", "y"])
+    ['id', 'y', 'x']
+    """
+    out = list(named)
+    for _, params in spec.steps:
+        for key in ("include", "exclude"):
+            vals = (params or {}).get(key)
+            if isinstance(vals, list):
+                out += [str(v) for v in vals]
+    return list(dict.fromkeys(out))
+
+
 def agree_on_job(ctx: Any, fields: list[tuple[str, str]], what: str = "job", problem: Problem | None = None) -> str:
     """Every party announces its `(field path, hash)` list (`fingerprint_fields`); all raise the
     same `ConfigError` naming the first field where a party differs from the first party,
@@ -309,6 +329,8 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, chec
     if spec.output:
         _retire_outputs(ctx.me, spec)
     ctx.options["jobs.progress"] = verbose  # read by the model entries (per-epoch progress of SS-LR)
+    # The only column names a party outside the frames (the dealer) resolves: those the spec names.
+    public_columns(ctx, _spec_columns(spec, needs.named_columns()))
     store: ArtifactStore = LocalDirStore(Path(spec.output) / "artifacts", ctx.me) if spec.output else MemoryStore()
     state = JobState(spec, store)
     t_all = time.perf_counter()
@@ -555,6 +577,7 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
                                           "id_column": id_column, "protocol": protocol, "dealer": dealer,
                                           "psi_mode": psi_mode}), "prediction")
     rec = _agree_on_record(ctx, d, inputs)
+    public_columns(ctx, [id_column] if id_column else [])  # the only name the dealer may resolve here
     entry = MODELS[rec["model"]]
     mode = _predict_psi_mode(psi_mode, rec["model"], id_column, inputs, to)  # before any PSI message
     raw = {p: ctx.party(p).run(lambda path=path, p=p: read_input(path, p)) for p, path in inputs.items()}
@@ -582,13 +605,14 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
         vdf = VDataFrame(ctx, raw)
     else:
         vdf = VDataFrame(ctx, raw)
-    cols = {p: list(c) for p, c in rec["columns"].items()}
+    cols = _model_columns(vdf, rec)
     outside = rec["parties"] is not None and ctx.me not in rec["parties"]  # e.g. a dealer of a SecureBoost model
     woe = None
     if rec["features"] == "woe":
         # Trees split WOE features at their owners: only the model's parties get the bin layout.
-        # Secret-shared substitution (linear models) needs it at every MPC member, for the shapes.
-        layout_to = rec["parties"] if entry.woe_at_owner and rec["parties"] is not None else None
+        # Secret-shared substitution (linear models) needs it at the frame's parties, for the
+        # shapes; a party outside the frame (the dealer) works without it, as at training.
+        layout_to = rec["parties"] if entry.woe_at_owner and rec["parties"] is not None else list(inputs)
         woe = _saved_woe(ctx, d, [p for p in ctx.parties if cols.get(p)], layout_to)
     vdf = vdf[[c for p in vdf.parties for c in cols.get(p, [])]]
     if outside and woe is None and rec["features"] == "woe":
@@ -613,6 +637,14 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
             matched = set(ids.value)
             out["unmatched_ids"] = [i for i in own[id_column].tolist() if i not in matched]
     return out
+
+
+def _model_columns(vdf: Any, rec: dict) -> dict[str, list[str]]:
+    """Each party's model columns: from this party's record, or at a party outside the frame (the
+    dealer, which knows no name) as many of its frame's placeholder names: it needs shapes only."""
+    if rec["columns"] is not None:
+        return {p: list(c) for p, c in rec["columns"].items()}
+    return {p: vdf.columns.get(p, [])[:n] for p, n in rec["widths"].items()}
 
 
 def _predict_psi_mode(psi_mode: str | None, model: str, id_column: str | None, inputs: dict[str, str],
@@ -650,18 +682,23 @@ def _label_only_rows(ctx: Any, raw: dict, id_column: str, to: str, mpc: Any) -> 
 
 
 def _agree_on_record(ctx: Any, d: Path, inputs: dict[str, str]) -> dict:
-    """Every party checks its record against its manifest; all raise the same error or agree."""
+    """Every party checks its record against its manifest; all raise the same error or agree.
+
+    What is compared goes to every party, the dealer included, so it holds no column name:
+    the model fields, the label's owner, each party's number of model columns, and (from the
+    parties with inputs, which know the names) a digest of the columns and the label. Returns
+    this party's own record when it has inputs, else the agreed fields (`columns`: None)."""
     from ..core.errors import JointMLError, ModelError
     from ..runtime.collectives import all_gather
     from ..runtime.persist import read_manifest
     from .saved import read_record
 
-    problem, public = None, None
+    problem, public, rec = None, None, None
     try:
         rec = read_record(d, ctx.me)
         problem = _record_problem(ctx.me, d, rec, read_manifest, ctx.me in inputs)
         if rec is not None and problem is None:
-            public = {k: rec.get(k) for k in ("model", "kind", "features", "label", "parties", "mpc", "model_id", "columns")}
+            public = _public_record(rec, with_names=ctx.me in inputs)
     except JointMLError as e:
         problem = str(e)
     got = all_gather(ctx, meta={"problem": problem, "record": public}, name="predict-record")
@@ -672,14 +709,33 @@ def _agree_on_record(ctx: Any, d: Path, inputs: dict[str, str]) -> dict:
     if not recs:
         raise ModelError(f"no pipeline record (pipeline.<party>.json) in {d}: save the model with a pipeline `output`")
     ref_party, ref = next(iter(recs.items()))
+    named = next(((p, r) for p, r in recs.items() if r.get("names") is not None), None)
     for p, r in recs.items():
-        if r != ref:
-            diff = sorted(k for k in ref if ref[k] != r.get(k))
-            raise ModelError(f"model parts in {d} do not belong together: party '{p}' differs from '{ref_party}' in {diff}")
+        diff = sorted(k for k in ref if k != "names" and ref[k] != r.get(k))
+        if named is not None and r.get("names") is not None and r["names"] != named[1]["names"]:
+            diff.append("columns")
+        if diff:
+            base = named[0] if diff == ["columns"] and named is not None else ref_party
+            raise ModelError(f"model parts in {d} do not belong together: party '{p}' differs from '{base}' in {diff}")
     for p in got:
         if p not in recs and (ref["parties"] is None or p in ref["parties"]):
             raise ModelError(f"no part of the model in {d}", party=p)
-    return ref
+    if rec is not None and ctx.me in inputs:
+        return rec
+    return {**{k: v for k, v in ref.items() if k not in ("names", "label_party")},
+            "label": {"party": ref["label_party"]}, "columns": None}
+
+
+def _public_record(rec: dict, with_names: bool) -> dict:
+    """The fields of a record that every party compares (no column name: see `_agree_on_record`)."""
+    import hashlib
+
+    pub = {k: rec.get(k) for k in ("model", "kind", "features", "parties", "mpc", "model_id")}
+    pub["label_party"] = (rec.get("label") or {}).get("party")
+    pub["widths"] = {p: len(c) for p, c in sorted((rec.get("columns") or {}).items())}
+    names = json.dumps({"columns": rec.get("columns"), "label": rec.get("label")}, sort_keys=True, default=str)
+    pub["names"] = hashlib.sha256(names.encode()).hexdigest() if with_names else None
+    return pub
 
 
 def _record_problem(me: str, d: Path, rec: dict | None, read_manifest: Any, has_input: bool) -> str | None:

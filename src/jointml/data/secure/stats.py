@@ -332,7 +332,9 @@ def _prepare(ctx: PartyContext, vdf: VDataFrame, columns: Sequence[str] | None, 
     const_all = []
     for owner, v in verdicts.items():
         cs = v.get("constant", [])
-        if not isinstance(cs, list) or any(c not in by[owner] for c in cs):
+        # a party outside the frame (the dealer) may know placeholder names only: it checks the shape
+        known = by[owner] if me in vdf.parts else None
+        if not isinstance(cs, list) or any(not isinstance(c, str) or known is not None and c not in known for c in cs):
             raise DataError("malformed verdict", party=owner)
         const_all += cs
 

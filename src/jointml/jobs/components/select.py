@@ -14,7 +14,8 @@ values at their owners (`woe_binning(woe_to_owner: true)`).
 
 What each party learns: the names of the kept columns, so a feature holder learns which of
 its columns had an IV below `iv_min` or were too correlated (one bit per column), never an
-IV value or a correlation. With `max_corr` the label holder learns the correlation matrix
+IV value or a correlation; a party outside the frame (the semi2k dealer) only how many of
+each party's columns are kept. With `max_corr` the label holder learns the correlation matrix
 of all WOE features (cross-party correlations included: documented in docs/security.md). A deviating
 label holder could announce any subset of the job's columns (checked to be one): it only
 chooses the model's features, which it could do anyway with `exclude`.
@@ -29,7 +30,7 @@ import copy
 from typing import Any
 
 from ...core.errors import ConfigError, ProtocolError
-from ...runtime.collectives import broadcast
+from ...runtime.collectives import broadcast, send_to
 from ..artifacts import Split, WoeModel
 from ..registry import component
 
@@ -80,6 +81,17 @@ def _checked_keep(raw: Any, columns: dict[str, list[str]], sender: str) -> dict[
         raise ProtocolError("select_features: the kept columns are not a subset of the job's columns", party=sender,
                             field="keep")
     return {p: list(v) for p, v in raw.items()}
+
+
+def _checked_counts(raw: Any, columns: dict[str, list[str]], sender: str) -> dict[str, list[str]]:
+    """At a party outside the frame: the kept count of each party's columns, as that many of its
+    own (placeholder) names: it needs the shapes only."""
+    ok = isinstance(raw, dict) and set(raw) == set(columns) and all(
+        type(n) is int and 0 <= n <= len(columns[p]) for p, n in raw.items())
+    if not ok:
+        raise ProtocolError("select_features: the kept counts do not match the job's columns", party=sender,
+                            field="keep")
+    return {p: list(columns[p][:n]) for p, n in raw.items()}
 
 
 def drop_correlated(kept: list[str], iv: dict[str, float], r: Any, max_corr: float, include: list[str]) -> dict[str, str]:
@@ -174,8 +186,19 @@ def select_features(ctx: Any, state: Any, woe: WoeModel, split: Split, *, iv_min
                 dropped.update(more)
         meta = {"keep": keep}
         state.summary["dropped_features"] = dropped
-    got = broadcast(ctx, owner, meta=meta, name="select-features")
-    keep = _checked_keep(got.meta.get("keep"), w.columns, owner)
+    # The kept names go to the frame's parties; a party outside it (the dealer) gets the counts only.
+    members = list(split.train.parties)
+    outside = [q for q in ctx.parties if q not in members]
+    got = broadcast(ctx, owner, meta=meta, to=members, name="select-features")
+    out = None
+    if outside:
+        counts = {p: len(c) for p, c in meta["keep"].items()} if meta is not None else None
+        out = send_to(ctx, owner, outside, meta={"counts": counts} if counts is not None else None,
+                      name="select-counts")
+    if ctx.me in outside:
+        keep = _checked_counts(out.meta.get("counts") if out is not None else None, w.columns, owner)
+    else:
+        keep = _checked_keep(got.meta.get("keep"), w.columns, owner)
     if not any(keep.values()):
         raise ConfigError(f"select_features kept no feature (iv_min {iv_min:g}); lower iv_min or name columns in include",
                           field="iv_min", public=True)
