@@ -183,20 +183,28 @@ def test_no_column_name_reaches_the_dealer(monkeypatch, tmp_path, model, psi_mod
     np.testing.assert_allclose(s[te], res["bank"]["test_scores"], atol=2e-3)
 
 
-def test_dealer_with_placeholder_names_follows_corr_of_a_constant_column():
+def test_dealer_with_placeholder_names_follows_corr_and_vif_of_a_constant_column(monkeypatch):
     """With public names declared (as in a job), the dealer holds placeholders and still takes its
-    part in `corr` when a column is constant (the owners' verdict names it: the dealer cannot check it)."""
+    part in `corr` and the secure `vif` when a column is constant: the owners' verdict names the
+    constant column by its position (the dealer needs the shape of the sub-matrix), never by name."""
     from jointml.data.frames import public_columns
 
-    a, b = pd.DataFrame({"x": [1.0, 2.0, 4.0], "k": [5.0, 5.0, 5.0]}), pd.DataFrame({"y": [3.0, 1.0, 2.0]})
+    a = pd.DataFrame({"x": [1.0, 2.0, 4.0, 3.0], "k": [5.0, 5.0, 5.0, 5.0]})
+    b = pd.DataFrame({"y": [3.0, 1.0, 2.0, 5.0], "z": [1.0, 0.0, 2.0, 2.0]})
+    seen = _spy_dealer(monkeypatch, "carol")
 
     def prog(ctx):
         public_columns(ctx, [])
         vdf = from_pandas(ctx, {"alice": a, "bob": b})
         mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
-        return vdf.columns, stats.corr(ctx, vdf, mpc)
+        return vdf.columns, stats.corr(ctx, vdf, mpc), stats.vif(ctx, vdf, mpc, secure=True, max_vif=50.0)
 
     out = simulate(prog, ["alice", "bob", "carol"], mode="thread")
-    assert out["carol"][0] == {"alice": ["<alice:0>", "<alice:1>"], "bob": ["<bob:0>"]} and out["carol"][1] is None
+    assert out["carol"][0] == {"alice": ["<alice:0>", "<alice:1>"], "bob": ["<bob:0>", "<bob:1>"]}
+    assert out["carol"][1] is None and out["carol"][2] is None
     r = out["alice"][1]
     assert np.isnan(r.loc["k", "y"]) and abs(r.loc["x", "y"] - np.corrcoef(a.x, b.y)[0, 1]) < 1e-4
+    v = out["alice"][2]
+    assert np.isnan(v["k"]) and np.isfinite(v[["x", "y", "z"]]).all()
+    got = repr([(t, m) for t, m, _ in seen])
+    assert not any(f"'{name}'" in got for name in ("x", "k", "y", "z"))  # no column name reached the dealer

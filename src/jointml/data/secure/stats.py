@@ -325,18 +325,20 @@ def _prepare(ctx: PartyContext, vdf: VDataFrame, columns: Sequence[str] | None, 
             x = df[by[me]].to_numpy(dtype=np.float64)
             # Exactly constant (max == min): the standard deviation is 0 and the correlation
             # undefined. Nearly constant columns are fine: standardisation is done in float64.
-            const = [c for c, lo, hi in zip(by[me], x.min(axis=0), x.max(axis=0)) if lo == hi]
+            const = [j for j, (lo, hi) in enumerate(zip(x.min(axis=0), x.max(axis=0))) if lo == hi]
             if const and constant == "raise":
-                problem = f"party '{me}': column '{const[0]}' is constant (zero variance); its correlation is undefined"
+                problem = f"party '{me}': column '{by[me][const[0]]}' is constant (zero variance); its correlation is undefined"
+    # The verdict names constant columns by position in the owner's selected columns: every
+    # party maps them to the names it knows (a dealer outside the frame knows placeholders and
+    # needs only the shape), so no column name goes out with it.
     verdicts = agree(ctx, list(by), problem, details={"constant": const}, name=f"check:{what}")
     const_all = []
     for owner, v in verdicts.items():
         cs = v.get("constant", [])
-        # a party outside the frame (the dealer) may know placeholder names only: it checks the shape
-        known = by[owner] if me in vdf.parts else None
-        if not isinstance(cs, list) or any(not isinstance(c, str) or known is not None and c not in known for c in cs):
+        k = len(by[owner])
+        if not isinstance(cs, list) or any(type(j) is not int or not 0 <= j < k for j in cs) or len(set(cs)) != len(cs):
             raise DataError("malformed verdict", party=owner)
-        const_all += cs
+        const_all += [by[owner][j] for j in cs]
 
     def standardise(df: pd.DataFrame, cols: list[str]) -> np.ndarray:
         x = df[cols].to_numpy(dtype=np.float64)
