@@ -94,7 +94,7 @@ def _attack_prog(record, label_proofs):
     def prog(ctx):
         vdf = from_pandas(ctx, {"bank": lambda: BANK, "shop": lambda: SHOP})
         try:
-            vertical_woe(ctx, vdf, "y", method="quantile", n_prebins=3, key_bits=512, label_proofs=label_proofs)
+            vertical_woe(ctx, vdf, "y", method="quantile", max_bins=3, key_bits=512, label_proofs=label_proofs)
         except Exception as e:  # noqa: BLE001 - the test looks at every party's outcome
             return e
         return None
@@ -142,7 +142,7 @@ def test_attack_with_proofs_refused_at_every_party_before_any_sum(monkeypatch):
 def _woe(label_proofs):
     def prog(ctx):
         vdf = from_pandas(ctx, {"bank": lambda: BANK, "shop": lambda: SHOP})
-        w = vertical_woe(ctx, vdf, "y", method="quantile", n_prebins=3, key_bits=512, label_proofs=label_proofs)
+        w = vertical_woe(ctx, vdf, "y", method="quantile", max_bins=3, key_bits=512, label_proofs=label_proofs)
         if ctx.me == "bank":
             cw = w.col["spend"]
             return sorted(zip(cw.pos.tolist(), cw.neg.tolist())), round(w.iv["spend"], 12)
