@@ -593,12 +593,14 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
         raise DataError(f"the id column '{id_column}' is not in its input (--id-column names it)", party=ctx.me,
                         field=id_column, public=True)
     mpc = _predict_device(ctx, rec, inputs, protocol, dealer) if entry.device == "mpc" else None
+    psi_protocol = _predict_psi_protocol(ctx, raw) if id_column else "ecdh"
     if id_column and mode == "label_only":
-        vdf, ids = _label_only_rows(ctx, raw, id_column, to, mpc)
+        vdf, ids = _label_only_rows(ctx, raw, id_column, to, mpc, psi_protocol)
     elif id_column:
         from ..psi import psi_frame
 
-        raw = psi_frame(ctx, raw, key_columns=[id_column], sort_by=to if to in raw else None, progress=False)
+        raw = psi_frame(ctx, raw, key_columns=[id_column], sort_by=to if to in raw else None, progress=False,
+                        protocol=psi_protocol)
         if to in raw:
             ids = ctx.party(to).run(lambda df: df[id_column].tolist(), raw[to])
         raw = {p: ctx.party(p).run(lambda df: df.drop(columns=[id_column]), o) for p, o in raw.items()}
@@ -664,7 +666,16 @@ def _predict_psi_mode(psi_mode: str | None, model: str, id_column: str | None, i
     return psi_mode
 
 
-def _label_only_rows(ctx: Any, raw: dict, id_column: str, to: str, mpc: Any) -> tuple[Any, Any]:
+def _predict_psi_protocol(ctx: Any, raw: dict) -> str:
+    """KKRT for two large inputs, ECDH otherwise: the pipeline's psi step's `protocol: auto`."""
+    from .artifacts import Inputs
+    from .components.psi import choose_protocol
+
+    return choose_protocol(ctx, Inputs(raw), list(raw), "auto")
+
+
+def _label_only_rows(ctx: Any, raw: dict, id_column: str, to: str, mpc: Any,
+                     protocol: str = "ecdh") -> tuple[Any, Any]:
     """Label-only PSI of the two inputs (only `to` learns the shared ids, in its own order): the
     blind frame of the shared rows and, at `to`, their ids."""
     from ..data.blind import blind_frame
@@ -673,7 +684,7 @@ def _label_only_rows(ctx: Any, raw: dict, id_column: str, to: str, mpc: Any) -> 
     partner = next(p for p in raw if p != to)
     if mpc is not None:
         selection_helper(mpc, to, partner)  # a device without a third party fails here, before any PSI message
-    al = psi_label_only(ctx, raw, [id_column], holder=to, partner=partner, progress=False)
+    al = psi_label_only(ctx, raw, [id_column], holder=to, partner=partner, progress=False, protocol=protocol)
     ids = None
     if ctx.me == to:
         pos = al.positions
