@@ -207,7 +207,8 @@ def dp_group_stats(ctx: PartyContext, vdf: VDataFrame, mpc: MpcDevice, value: st
 
     >>> import pandas as pd
     >>> from jointml.data.frames import from_pandas
-    >>> rng = np.random.default_rng(0)
+    >>> from jointml.core.prg import public_rng
+    >>> rng = public_rng(0)  # public example data
     >>> y = np.arange(2000) % 2
     >>> def prog(ctx):
     ...     vdf = from_pandas(ctx, {"alice": pd.DataFrame({"inc": 10.0 + 5 * y}), "bob": pd.DataFrame({"y": y})})

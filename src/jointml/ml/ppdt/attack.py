@@ -16,7 +16,8 @@ Adversary model: the attacker sees the released Z and every public parameter; th
 runs wherever the evaluator runs it, on data it already has.
 
 >>> from jointml.ml.ppdt.transform import PPDT
->>> rng = np.random.default_rng(0)        # public example data
+>>> from jointml.core.prg import public_rng
+>>> rng = public_rng(0)        # public example data
 >>> X = rng.normal(size=(400, 4))
 >>> t = PPDT(k=4, epsilon=float("inf"), bounds=(-5.0, 5.0))
 >>> round(lstsq_error(t, X, t.fit_transform(X)), 6)   # no noise, k = d: fully inverted

@@ -14,7 +14,8 @@ noise harms only its own data's privacy.
 
 >>> import pandas as pd
 >>> from jointml.data.frames import from_pandas
->>> rng = np.random.default_rng(0)          # public example data
+>>> from jointml.core.prg import public_rng
+>>> rng = public_rng(0)          # public example data
 >>> a, b = pd.DataFrame({"y": rng.integers(0, 2, 300)}), pd.DataFrame(rng.normal(size=(300, 4)), columns=list("abcd"))
 >>> def prog(ctx):
 ...     vdf = from_pandas(ctx, {"bank": a, "shop": b})
@@ -108,7 +109,8 @@ def ppdt_frame(ctx: PartyContext, vdf: VDataFrame, modeller: str, k: int, epsilo
 
     >>> import pandas as pd
     >>> from jointml.data.frames import from_pandas
-    >>> rng = np.random.default_rng(1)          # public example data
+    >>> from jointml.core.prg import public_rng
+    >>> rng = public_rng(1)          # public example data
     >>> a, b = pd.DataFrame({"y": rng.integers(0, 2, 200)}), pd.DataFrame(rng.normal(size=(200, 3)), columns=list("abc"))
     >>> def prog(ctx):
     ...     f = ppdt_frame(ctx, from_pandas(ctx, {"bank": a, "shop": b}), "bank", k=2, epsilon=4.0)

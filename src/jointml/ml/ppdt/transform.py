@@ -30,7 +30,8 @@ utility: see docs/dp.md for the measured curve.
 Adversary model: the transform runs at the data owner, in plaintext; recipients of Z learn
 Z, Q, the bounds, C and the noise scale, nothing else.
 
->>> rng = np.random.default_rng(0)          # public example data
+>>> from jointml.core.prg import public_rng
+>>> rng = public_rng(0)          # public example data
 >>> X = rng.normal(size=(500, 6))
 >>> t = PPDT(k=2, epsilon=4.0, delta=1e-5, bounds=(-4.0, 4.0))
 >>> Z = t.fit_transform(X)
