@@ -703,13 +703,19 @@ def psi_frame(
     >>> simulate(prog, ["bank", "partner"], mode="thread")
     {'bank': {'id': ['a', 'c'], 'x': [1, 3]}, 'partner': {'id': ['a', 'c'], 'y': [8, 9]}}
     """
+    return aligned_frames(psi_align, ctx, frames, key_columns, **kwargs)
+
+
+def aligned_frames(align: Any, ctx: PartyContext, frames: Any, key_columns: Any = None, **kwargs: Any) -> Any:
+    """`align(ctx, frames, key_columns, **kwargs)` (a PSI protocol's `psi_align`), then the
+    aligned rows in the structure given: what every protocol's `psi_frame` returns."""
     taking_part = ctx.me in _resolve_parties(ctx, frames, kwargs.get("parties"))
     if taking_part and isinstance(_local_input(ctx, frames), Iterator):
         raise PsiError(
             f"party '{ctx.me}': psi_frame reads the data twice (keys, then aligned rows): pass a DataFrame or a "
             "CSV path, or use psi_align(...).take(...) on an iterator you can re-create"
         )
-    res = psi_align(ctx, frames, key_columns, **kwargs)
+    res = align(ctx, frames, key_columns, **kwargs)
     local = None
     if res is not None and res.revealed:
         local = res.take(_local_input(ctx, frames), read_csv_kwargs=kwargs.get("read_csv_kwargs"))

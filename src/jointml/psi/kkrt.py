@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -78,10 +78,9 @@ from ..core.prg import Prg
 from ..mpc.ot.kkrt import KkrtReceiver, KkrtSender
 from ..runtime.collectives import Channel
 from ..runtime.context import PartyContext
-from ..runtime.device import PartyObject
 from . import cuckoo
 from ._keys import DIGEST_BYTES, check_unique, digest_keys
-from .ecdh import PsiError, PsiResult, _local_input, _resolve_parties, _secret_permutation
+from .ecdh import PsiError, PsiResult, _local_input, _resolve_parties, _secret_permutation, aligned_frames
 
 PROTOCOL = "jointml-kkrt-psi-v1"
 _DUMMY = 0xFF  # the last input byte of an empty bin (real inputs end with k in 0..2)
@@ -378,21 +377,7 @@ def psi_frame_kkrt(ctx: PartyContext, frames: Any, key_columns: Any = None, **kw
     >>> simulate(prog, ["bank", "partner"], mode="thread")
     {'bank': {'id': ['a', 'c'], 'x': [1, 3]}, 'partner': {'id': ['a', 'c'], 'y': [8, 9]}}
     """
-    taking_part = ctx.me in _resolve_parties(ctx, frames, kwargs.get("parties"))
-    if taking_part and isinstance(_local_input(ctx, frames), Iterator):
-        raise PsiError(
-            f"party '{ctx.me}': psi_frame reads the data twice (keys, then aligned rows): pass a DataFrame or a "
-            "CSV path, or use psi_align(...).take(...) on an iterator you can re-create"
-        )
-    res = psi_align_kkrt(ctx, frames, key_columns, **kwargs)
-    local = None
-    if res is not None and res.revealed:
-        local = res.take(_local_input(ctx, frames), read_csv_kwargs=kwargs.get("read_csv_kwargs"))
-    if isinstance(frames, Mapping):
-        return {p: ctx.party(p).put(local if p == ctx.me else None) for p in frames}
-    if isinstance(frames, PartyObject):
-        return ctx.party(ctx.me).put(local)
-    return local
+    return aligned_frames(psi_align_kkrt, ctx, frames, key_columns, **kwargs)
 
 
 __all__ = ["psi_align_kkrt", "psi_frame_kkrt", "tag_bytes", "PROTOCOL"]
