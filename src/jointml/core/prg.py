@@ -35,6 +35,10 @@ def new_seed() -> bytes:
     return secrets.token_bytes(SEED_BYTES)
 
 
+# the all-zero plaintext the keystream is drawn through (read-only, shared by every Prg)
+_ZEROS = memoryview(bytes(1 << 22))
+
+
 class Prg:
     """A deterministic stream of random ring elements/bytes from a 128-bit seed.
 
@@ -43,7 +47,7 @@ class Prg:
     True
     """
 
-    _CHUNK = 1 << 22  # zero-input block reused across calls (4 MiB)
+    _CHUNK = 1 << 22  # at most this many bytes per AES call (the size of _ZEROS)
 
     def __init__(self, seed: bytes | None = None, stream: bytes | str = b""):
         seed = new_seed() if seed is None else seed
@@ -55,7 +59,6 @@ class Prg:
         # drive several independent streams (domain separation).
         key = hashlib.sha256(b"jointml-prg|" + stream + b"|" + seed).digest()[:16]
         self._enc = Cipher(algorithms.AES(key), modes.CTR(b"\0" * 16)).encryptor()
-        self._zeros = bytearray(0)
         self.bytes_drawn = 0
 
     def fill(self, out: npt.NDArray[Any]) -> npt.NDArray[Any]:
@@ -66,19 +69,18 @@ class Prg:
         """
         mv = memoryview(out).cast("B")  # type: ignore[arg-type]  # ndarray exports the buffer protocol
         n = mv.nbytes
-        pos = 0
-        while pos < n:
-            m = min(n - pos, self._CHUNK)
-            if len(self._zeros) < m:
-                self._zeros = bytearray(min(max(m, 1 << 16), self._CHUNK))
-            # update_into needs m + 15 bytes of room; write to a scratch tail when short.
-            if n - pos >= m + 15:
-                self._enc.update_into(memoryview(self._zeros)[:m], mv[pos : pos + m + 15])
-            else:
-                tmp = bytearray(m + 15)
-                k = self._enc.update_into(memoryview(self._zeros)[:m], tmp)
-                mv[pos : pos + k] = tmp[:k]
+        # `update_into` wants 15 bytes of room after its output: everything but the last 15
+        # bytes is written in place, straight into `out` (a scratch copy of the whole array
+        # cost 14x the AES itself: fresh pages and a second pass), the tail through a scratch.
+        pos, in_place = 0, n - 15
+        while pos < in_place:
+            m = min(in_place - pos, self._CHUNK)
+            self._enc.update_into(_ZEROS[:m], mv[pos : pos + m + 15])
             pos += m
+        if pos < n:
+            tmp = bytearray(n - pos + 15)
+            self._enc.update_into(_ZEROS[: n - pos], tmp)
+            mv[pos:n] = tmp[: n - pos]
         self.bytes_drawn += n
         return out
 
