@@ -281,3 +281,31 @@ def test_substituted_public_key_is_refused():
     with pytest.raises(PartyFailed) as e:
         _run(5, _inputs(5, 4), SecAggParams(threshold=3, min_signers=4), classes={AGG: _KeySwap})
     assert e.value.error_type == "ProtocolError" and "not signed by 'c2'" in e.value.message
+
+
+class _ChosenGraph(SecAggSession):
+    """A deviating aggregator: gives c1 the neighbours it likes (c2, c3, c4, c5) in place of
+    the round's public graph (say, because it colludes with them)."""
+
+    def _graph(self, parts, degree):
+        g = super()._graph(parts, degree)
+        chosen = ["c2", "c3", "c4", "c5"]
+        if g["c1"] != chosen:
+            g = {**g, "c1": chosen}
+        return g
+
+
+def test_graph_from_public_randomness_is_recomputed_and_a_chosen_one_refused():
+    p = SecAggParams(degree=4, threshold=3, min_signers=6, timeout=0.4)
+
+    def prog(ctx):
+        sa = SecAggSession(ctx, AGG, _clients(10), p)
+        return {"seed": sa.graph_seed(1, _clients(10)), "other_round": sa.graph_seed(2, _clients(10))}
+
+    seen = simulate(prog, [AGG, *_clients(10)], mode="thread", timeout=60)
+    # every party derives the same public seed; it changes with the round
+    assert len({v["seed"] for v in seen.values()}) == 1
+    assert seen[AGG]["seed"] != seen[AGG]["other_round"]
+    with pytest.raises(PartyFailed) as e:
+        _run(10, _inputs(10, 4), p, classes={AGG: _ChosenGraph})
+    assert e.value.party == "c1" and "public graph" in e.value.message

@@ -99,6 +99,31 @@ def test_secure_training_with_dropout_equals_fedavg_of_survivors():
         assert np.max(np.abs(a - b)) <= bound
 
 
+def test_plain_fedavg_waits_by_the_same_rule_and_leaves_out_the_same_dropout():
+    """Plain FedAvg with the simulated dropout of the secure test: the aggregator waits
+    `secagg.timeout` after the last answer, then averages the others (exactly, no quantisation)."""
+    data, d = _data(4, seed=1), 4
+    sa = SecAggParams(timeout=0.3)
+    clients = list(data)
+
+    def prog(ctx):
+        client = _full_batch_client(data, ctx.me, d) if ctx.me != AGG else None
+        tr = FederatedTrainer(ctx, AGG, clients, LogisticModel(d), FedAvg(min_fit_clients=4), rounds=2,
+                              secure=False, secagg=sa)
+        return tr.run(client, dropouts={1: {"c2": "masked"}}), tr.history_
+
+    w, hist = simulate(prog, [AGG, *clients], mode="thread")[AGG]
+    assert [(h["clients"], h["dropped"]) for h in hist] == [(3, 1), (4, 0)]
+    assert hist[0]["seconds"] >= sa.timeout  # it waited for the silent client
+    m = LogisticModel(d)
+    g = m.init()
+    for who in (["c1", "c3", "c4"], clients):
+        news = [local_train(m, g, *data[c], epochs=2, learning_rate=0.5, batch_size=len(data[c][1])) for c in who]
+        g = [a + b for a, b in zip(g, weighted_mean([sub(n, g) for n in news], [len(data[c][1]) for c in who]))]
+    for a, b in zip(w, g):
+        assert np.max(np.abs(a - b)) <= 1e-9
+
+
 def _hframes(X, y, parties, cols):
     return {p: pd.DataFrame(np.column_stack([X[i::len(parties)], y[i::len(parties)]]), columns=[*cols, "y"])
             for i, p in enumerate(parties)}

@@ -9,7 +9,7 @@ during a round):
 
 | stage | client → aggregator | aggregator → client |
 | --- | --- | --- |
-| setup | | its neighbours in a random Harary graph (`secagg_params`) |
+| setup | | its neighbours in a Harary graph from public randomness (`secagg_params`) |
 | keys | two X25519 public keys (c: encryption, s: masks), Ed25519-signed | the neighbours' signed public keys |
 | shares | per neighbour v: AES-GCM(KA(c_u, c_v), share of s_u ‖ share of b_u), share hashes, SHA-256(b_u) | its ciphertexts |
 | masked | y_u = q(x_u) + PRG(b_u) + Σ_v ±PRG(KA(s_u, s_v)) mod 2^bits | |
@@ -48,8 +48,13 @@ Adversary model and what each party learns:
   neighbours it learns nothing more (bounds in `secagg_params`).
 - Client: its neighbours' public keys and the shares they sent it (t − 1 of them reveal
   nothing); the survivor list. Not the sum (the FL loop sends the new model back).
-- Not covered: the aggregator chooses the graph (a deviating one could give an honest client
-  only corrupt neighbours; Bell et al. derive it from public randomness); a deviating client
+- The graph is not the aggregator's choice: it comes from public randomness (Bell et al.), a
+  hash of the round, its participants and the clients' verification keys (fresh per session,
+  exchanged directly between the clients), which every client recomputes; a neighbour list
+  that differs is refused. Residual: the aggregator picks each round's participants (client
+  sampling), so it could try participant sets until the hash gives a victim a bad
+  neighbourhood; an unbiasable coin (clients' commit-then-reveal) would close that.
+- Not covered: a deviating client
   can send any vector within the clipping range (the sum is then wrong; no input proofs), and
   can make an honest neighbour look like the sender of a wrong share by hashing another share.
 
@@ -82,6 +87,7 @@ from ...core.prg import Prg, new_seed
 from ...runtime.collectives import Channel, Received, all_gather
 from . import shamir
 from .secagg_params import SecAggParams, dequantise_sum, harary_neighbours, quantise
+from .stragglers import collect
 
 __all__ = ["SecAggSession", "SecAggResult", "STAGES"]
 
@@ -293,6 +299,17 @@ class SecAggSession:
         """The survivor list sent to `client` for signing (honest: the same for all)."""
         return survivors
 
+    def graph_seed(self, rnd: int, parts: Sequence[str]) -> bytes:
+        """The round's public random seed of the communication graph: a hash of the round, its
+        participants and every client's Ed25519 verification key (which the clients exchanged
+        directly, and which are fresh per session), so every client recomputes its neighbours
+        and the aggregator cannot pick them."""
+        return _h("graph", self._label(rnd), *parts, *(self.verify_keys[c] for c in self.clients))[:16]
+
+    def _graph(self, parts: list[str], degree: int) -> dict[str, list[str]]:
+        """The neighbours the aggregator announces (honest: the public graph; a test overrides it)."""
+        return harary_neighbours(parts, degree, Prg(self.graph_seed(self.round, parts)))
+
     def _neighbour_keys(self, client: str, keys: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
         """The neighbours' (c_pk, s_pk, signature) forwarded to `client` (honest: as received)."""
         return keys
@@ -317,7 +334,7 @@ class _ServerRound:
     def __init__(self, s: SecAggSession, parts: list[str], p: SecAggParams, dim: int):
         self.s, self.parts, self.p, self.dim, self.rnd = s, parts, p, dim, s.round
         self.ch = {c: Channel(s.ctx, c, s.prefix) for c in parts}
-        self.graph = harary_neighbours(parts, int(p.degree or 0), Prg())
+        self.graph = s._graph(parts, int(p.degree or 0))
         self.view: dict[str, dict[str, list[np.ndarray]]] = {}
         self.n_out = dict.fromkeys(parts, 0)  # messages sent to / received from each client this round
         self.n_in = dict.fromkeys(parts, 0)
@@ -349,23 +366,11 @@ class _ServerRound:
         """Answers of `expected` to `stage`. The aggregator waits while answers keep coming: the
         clients still silent `timeout` seconds after the last answer (or the stage's start) have
         dropped (a busy machine's stragglers are not cut off while others are still answering)."""
-        got: dict[str, Received] = {}
-        waiting = list(expected)
-        deadline = time.monotonic() + self.p.start_timeout  # until the first answer: clients may be training
-        while waiting and time.monotonic() < deadline:
-            for i, c in enumerate(list(waiting)):
-                # block (briefly) on the first silent client only; poll the others
-                wait = min(0.05, max(0.0, deadline - time.monotonic())) if i == 0 else 0.0
-                try:
-                    r = self._recv(c, wait)
-                except LinkTimeout:
-                    continue
-                except PeerClosed:
-                    waiting.remove(c)  # its link is gone: dropped, nobody to notify
-                    continue
-                waiting.remove(c)
-                got[c] = self._check_answer(c, r, stage, dtypes, shapes)
-                deadline = time.monotonic() + self.p.timeout
+        def recv(c: str, wait: float) -> Received:
+            return self._check_answer(c, self._recv(c, wait), stage, dtypes, shapes)
+
+        # a closed link counts as dropped at once, with nobody to notify
+        got, waiting = collect(recv, expected, start_timeout=self.p.start_timeout, timeout=self.p.timeout)
         for c in waiting:
             self._notify(c)  # counted as dropped; told so, so that a slow client stops and acknowledges
         got = {c: got[c] for c in expected if c in got}  # the participants' order, whatever the arrival order
@@ -573,6 +578,9 @@ class _ClientRound:
         nb = self._recv("setup", []).meta.get("neighbours")
         if not isinstance(nb, list) or not set(nb) <= set(self.parts) - {self.me} or len(nb) != self.p.degree:
             raise self._refuse(f"a neighbour list of {self.p.degree} other participants was expected, got {nb}")
+        public = harary_neighbours(self.parts, int(self.p.degree or 0), Prg(self.s.graph_seed(self.rnd, self.parts)))
+        if nb != public[self.me]:
+            raise self._refuse(f"the neighbours {nb} are not those of the round's public graph {public[self.me]}")
         if drop_at == "keys":
             return self._stop()
         c_sk, c_pk = _x25519()
@@ -585,8 +593,10 @@ class _ClientRound:
         if drop_at == "shares":
             return self._stop()
         b = new_seed()
-        self._send_shares(peers, pks, c_sk, _priv_bytes(s_sk), b)
-        held = self._receive_shares(pks, c_sk)
+        # one X25519 agreement per neighbour serves both directions of the share exchange
+        enc = {v: _kdf(_exchange(c_sk, pks[v][0], v), "enc|" + self.s._label(self.rnd)) for v in peers}
+        self._send_shares(peers, enc, _priv_bytes(s_sk), b)
+        held = self._receive_shares(pks, enc)
         if drop_at == "masked":
             return self._stop()
         self._send_masked(x, b, s_sk, pks, list(held))
@@ -620,8 +630,7 @@ class _ClientRound:
                 raise self._refuse(f"the public keys forwarded for '{v}' are not signed by '{v}'") from None
         return pks
 
-    def _send_shares(self, peers: list[str], pks: dict[str, tuple[bytes, bytes]], c_sk: Any, s_raw: bytes,
-                     b: bytes) -> None:
+    def _send_shares(self, peers: list[str], enc: dict[str, bytes], s_raw: bytes, b: bytes) -> None:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         t = int(self.p.threshold or 0)
@@ -630,15 +639,15 @@ class _ClientRound:
         cts, hashes = [], []
         for v, y_sk, y_b in zip(peers, sk_sh, b_sh):
             raw_sk, raw_b = shamir.share_to_bytes(y_sk), shamir.share_to_bytes(y_b)
-            key = _kdf(_exchange(c_sk, pks[v][0], v), "enc|" + self.s._label(self.rnd))
-            cts.append(AESGCM(key).encrypt(_h("nonce", self.me, v)[:12], raw_sk + raw_b,
+            cts.append(AESGCM(enc[v]).encrypt(_h("nonce", self.me, v)[:12], raw_sk + raw_b,
                                            self.s._aad(self.rnd, self.me, v)))
             hashes.append(self.s._share_hash(self.rnd, "sk", self.me, v, raw_sk)
                           + self.s._share_hash(self.rnd, "b", self.me, v, raw_b))
         commit = np.frombuffer(hashlib.sha256(b).digest(), np.uint8)
         self._send("shares", {"to": peers}, [_u8(cts, _CT), _u8(hashes, 64), commit])
 
-    def _receive_shares(self, pks: dict[str, tuple[bytes, bytes]], c_sk: Any) -> dict[str, tuple[bytes, bytes, bytes]]:
+    def _receive_shares(self, pks: dict[str, tuple[bytes, bytes]],
+                        enc: dict[str, bytes]) -> dict[str, tuple[bytes, bytes, bytes]]:
         from cryptography.exceptions import InvalidTag
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
@@ -648,9 +657,8 @@ class _ClientRound:
             raise self._refuse(f"shares forwarded from {senders}, not all neighbours with keys")
         held = {}
         for i, u in enumerate(senders):
-            key = _kdf(_exchange(c_sk, pks[u][0], u), "enc|" + self.s._label(self.rnd))
             try:
-                pt = AESGCM(key).decrypt(_h("nonce", u, self.me)[:12], r.arrays[0][i].tobytes(),
+                pt = AESGCM(enc[u]).decrypt(_h("nonce", u, self.me)[:12], r.arrays[0][i].tobytes(),
                                          self.s._aad(self.rnd, u, self.me))
             except InvalidTag:
                 raise ProtocolError(f"the encrypted shares from '{u}' do not decrypt at '{self.me}'", party=u,

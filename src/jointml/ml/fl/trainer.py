@@ -10,7 +10,7 @@ program point. Each round:
    (new − global) and w_i = min(n_i, weight_cap)/weight_cap its example weight, through one
    SecAgg+ round (`secagg.py`); the aggregator opens only Σ w_i·Δ_i and Σ w_i and hands
    them to the strategy (`Strategy.aggregate_sum`). *Plain* (`secure=False`): the clients
-   send their parameters and example counts (`gather`), the strategy's `aggregate_fit`;
+   send their parameters and example counts (over a `Channel`, waited for by the straggler rule of `stragglers.py`), the strategy's `aggregate_fit`;
 4. the strategy's server-side `evaluate`, if any, runs on the new parameters.
 
 After the last round the aggregator broadcasts the final parameters: every party of the
@@ -50,12 +50,13 @@ import numpy as np
 
 from ...core.errors import DataError, ParameterError
 from ...core.prg import Prg
-from ...runtime.collectives import broadcast, gather
+from ...runtime.collectives import Channel, Received, broadcast, gather
 from .aggregate import Parameters, WeightedSum, check_like, flatten, sub, unflatten
 from .dp import privatise
 from .models import FLModel, local_train
 from .secagg import SecAggSession
 from .secagg_params import SecAggParams
+from .stragglers import collect
 from .strategy import EvaluateIns, EvaluateRes, FitIns, FitRes, Strategy
 
 __all__ = ["FLClient", "FederatedTrainer"]
@@ -134,6 +135,7 @@ class FederatedTrainer:
         self.evaluate_every = int(evaluate_every)
         self.history_: list[dict[str, Any]] = []
         self.session: SecAggSession | None = None
+        self._late: dict[str, str] = {}  # (aggregator, plain) clients whose update came after the wait
 
     @property
     def group(self) -> list[str]:
@@ -143,7 +145,8 @@ class FederatedTrainer:
         """Train; returns the final global parameters (at every party of the loop).
 
         A client passes its `FLClient`; the aggregator None. `dropouts` ({round: {client:
-        stage}}, simulation only) makes a client stop answering at that SecAgg stage.
+        stage}}, simulation only) makes a client stop answering at that SecAgg stage (plain
+        FedAvg: it sends no update that round); pass the same dict at every party.
         """
         me = self.ctx.me
         if me in self.clients and client is None:
@@ -182,7 +185,7 @@ class FederatedTrainer:
         if self.secure:
             new, info = self._secure_step(rnd, params, sampled, res, drops.get(me), dict(got.meta["config"].get(me, {})))
         else:
-            new, info = self._plain_step(rnd, params, sampled, res)
+            new, info = self._plain_step(rnd, params, sampled, res, drops)
         federated = {}
         if self.evaluate_every and (rnd % self.evaluate_every == 0 or rnd == self.rounds):
             federated = self._evaluate(rnd, new, client)
@@ -246,12 +249,31 @@ class FederatedTrainer:
         new = self.strategy.aggregate_sum(rnd, params, ws)
         return new, {"clients": out.count, "dropped": len(out.dropped)}
 
-    def _plain_step(self, rnd: int, params: Parameters, sampled: list[str],
-                    res: FitRes | None) -> tuple[Parameters, dict[str, Any]]:
-        got = gather(self.ctx, self.server, senders=sampled, meta={"n": res.num_examples} if res else None,
-                     arrays=res.parameters if res else [], name="fl-plain")
-        if got is None:
+    def _plain_step(self, rnd: int, params: Parameters, sampled: list[str], res: FitRes | None,
+                    drops: dict[str, str]) -> tuple[Parameters, dict[str, Any]]:
+        """Plain FedAvg: the sampled clients send their parameters and counts; the aggregator waits
+        by the same rule as SecAgg+ (`stragglers.collect`: `secagg.timeout` after the last answer),
+        so a client that crashed (or is in `drops`, the simulated dropouts) is left out alike."""
+        uid = self.ctx.next_uid("fl-plain:")
+        me = self.ctx.me
+        if me in sampled and me != self.server and res is not None and me not in drops:
+            Channel(self.ctx, self.server, uid).send("fit", meta={"n": res.num_examples}, arrays=res.parameters)
+        if me != self.server:
             return params, {}
+        got, silent = collect(lambda c, wait: self._plain_recv(c, uid, wait), [c for c in sampled if c != me],
+                              start_timeout=self.secagg.start_timeout, timeout=self.secagg.timeout)
+        # a straggler's update still comes: read before its next one (simulated dropouts send none)
+        self._late.update({c: uid for c in silent if c not in drops})
         results = {c: FitRes([np.asarray(a, dtype=np.float64) for a in r.arrays], int(r.meta["n"]))
                    for c, r in got.items()}
-        return self.strategy.aggregate_fit(rnd, params, results, [])
+        if not results:
+            raise DataError(f"round {rnd}: no sampled client answered within the timeout (dropped: {silent})",
+                            party=self.server, field="clients")
+        new, metrics = self.strategy.aggregate_fit(rnd, params, results, silent)
+        return new, {**metrics, "clients": len(results), "dropped": len(silent)}
+
+    def _plain_recv(self, c: str, uid: str, wait: float) -> Received:
+        while c in self._late:  # an update counted late in an earlier round comes first on the link
+            Channel(self.ctx, c, self._late[c]).recv("fit", timeout=wait)
+            del self._late[c]
+        return Channel(self.ctx, c, uid).recv("fit", timeout=wait)
