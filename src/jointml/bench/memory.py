@@ -39,11 +39,12 @@ from __future__ import annotations
 import os
 import resource
 import sys
+import threading
 from typing import Any, Callable
 
 from ..runtime import simulate
 
-__all__ = ["peak_rss_mb", "process_peak_rss_mb", "simulate_rss"]
+__all__ = ["PartyRssWatcher", "peak_rss_mb", "process_peak_rss_mb", "simulate_rss"]
 
 _KEY = "__jointml_peak_rss__"
 
@@ -111,3 +112,79 @@ def simulate_rss(fn: Callable[..., Any], parties: list[str], **kwargs: Any) -> t
         # parties shared a process (threads): no per-party figure
         return res, {p: None for p in raw}
     return res, {p: r["peak_rss_mb"] for p, r in raw.items()}
+
+
+def _proc_stat(pid: int) -> tuple[int, int, int] | None:
+    """(parent pid, process group, start time in clock ticks) of `pid`, from /proc/<pid>/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[1]), int(fields[2]), int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+class PartyRssWatcher:
+    """Each party's peak RSS, watched from the launcher, for a benchmark that calls plain
+    `simulate` (not `simulate_rss`): a thread polls the high-water mark (`VmHWM`) of this
+    process's party processes every `interval` seconds while the block runs.
+
+    Party processes are recognised as the children that lead their own process group
+    (`simulate` starts each party that way) and named by start order, which is the order
+    of `parties`. Being a high-water mark, a poll misses only growth in the party's last
+    `interval` before it exits. Linux only (it reads /proc); elsewhere, and for parties
+    run as threads, each party's value is `None`.
+
+    >>> with PartyRssWatcher(["alice", "bob"]) as w:
+    ...     _ = simulate(lambda ctx: ctx.me, ["alice", "bob"], mode="thread")
+    >>> w.peak_rss_mb()
+    {'alice': None, 'bob': None}
+    """
+
+    def __init__(self, parties: list[str], interval: float = 0.1):
+        self.parties = list(parties)
+        self.interval = interval
+        self._seen: dict[int, tuple[int, float]] = {}  # pid -> (start ticks, peak MB)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="party-rss-watcher", daemon=True)
+
+    def _poll(self) -> None:
+        for pid in _children(os.getpid()):
+            st = _proc_stat(pid)
+            mb = _vm_hwm_mb(f"/proc/{pid}/status")
+            if st is None or mb is None or st[1] != pid:  # not a party: not its own group's leader
+                continue
+            start, old = self._seen.get(pid, (st[2], 0.0))
+            self._seen[pid] = (start, max(old, mb))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._poll()
+
+    def __enter__(self) -> PartyRssWatcher:
+        self._poll()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_rss_mb(self) -> dict[str, float | None]:
+        """{party: MB}, the first party processes seen, by start order (`None` where none was seen)."""
+        first = sorted(self._seen.items(), key=lambda kv: (kv[1][0], kv[0]))[: len(self.parties)]
+        mbs = [round(mb, 1) for _, (_, mb) in first]
+        if len(mbs) < len(self.parties):
+            return {p: None for p in self.parties}
+        return dict(zip(self.parties, mbs))

@@ -144,6 +144,7 @@ def run(
         "rows": rows,
         "seconds": round(seconds, 3),
         "bytes": total_bytes,
+        "rounds": max(r["stats"].get("rounds", 0) for r in res.values()),
         "intersection": a["size"],
         "aligned": a["aligned_sha256"] == b["aligned_sha256"] and a["size"] == plain,
         "mults": mults,
