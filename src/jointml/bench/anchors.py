@@ -24,9 +24,9 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-__all__ = ["REFERENCE_LABEL", "SPU_SETUP", "anchor_dir", "anchor_status", "reference", "run_anchor"]
+__all__ = ["REFERENCE_LABEL", "SPU_PARTS", "SPU_SETUP", "anchor_dir", "anchor_status", "compare_spu", "reference", "run_anchor"]
 
 REFERENCE_LABEL = "dated reference, not measured in this run"
 SPU_SETUP = "python3 -m venv /tmp/spu-venv && /tmp/spu-venv/bin/pip install -q spu==0.9.5"
@@ -114,3 +114,74 @@ def spu_lr_same_run() -> float | None:
         if str(r.get("figure", "")).startswith("lr_epoch") and r.get("samples"):
             return float(r["samples"]) / float(r["min_s"])
     return None
+
+
+#: what `compare_spu` can run: SPU's operators, its LR epoch, its PSI (libpsi)
+SPU_PARTS = ("ops", "lr", "psi")
+# our operator figures beside SPU's (SPU has one sigmoid: its default)
+_OPS_OURS = ("mul_1M", "lt_1M", "matmul_1000", "sigmoid_1M_seg3", "sigmoid_1M_accurate")
+
+
+def _ratio_row(figure: str, ours: float, peer: float | None, unit: str, higher_is_better: bool, **extra: Any) -> dict[str, Any]:
+    # speedup > 1: jointml is faster than SPU in this run
+    speedup = None
+    if peer and ours:
+        speedup = round(ours / peer if higher_is_better else peer / ours, 2)
+    return {"figure": figure, "unit": unit, "jointml": ours, "spu_same_run": peer, "speedup_vs_spu": speedup,
+            "measured": "both in this run, on this machine", **extra}
+
+
+def compare_spu(parts: tuple[str, ...] = SPU_PARTS, *, protocol: str = "semi2k", psi_rows: int = 1_000_000,
+                psi_ecdh_rows: int = 100_000) -> Iterator[dict[str, Any]]:
+    """SPU's anchors and our matching figures, run now one after the other; one row per figure
+    with both values and `speedup_vs_spu` (> 1: jointml is faster).
+
+    `ops`: mul/lt/matmul/sigmoid (SPU's default sigmoid against ours, seg3 and accurate);
+    `lr`: an SS-LR epoch, 100k x 100, batch 1024 (samples/s); `psi`: KKRT16 against
+    libpsi's RR22 at `psi_rows` a side and ECDH against libpsi's ECDH at `psi_ecdh_rows`.
+    Raises `ResourceError` naming the setup command when SPU is not installed here.
+
+    >>> import os
+    >>> os.environ["JOINTML_SPU_PYTHON"], old = "/nonexistent/python", os.environ.get("JOINTML_SPU_PYTHON")
+    >>> try:
+    ...     next(compare_spu(("ops",)))
+    ... except Exception as e:
+    ...     print(type(e).__name__, SPU_SETUP in str(e))
+    ResourceError True
+    >>> _ = os.environ.pop("JOINTML_SPU_PYTHON") if old is None else os.environ.update(JOINTML_SPU_PYTHON=old)
+    """
+    from ..core.errors import ParameterError, ResourceError
+
+    bad = [p for p in parts if p not in SPU_PARTS]
+    if bad:
+        raise ParameterError(f"unknown anchor part(s) {bad}; choose from {list(SPU_PARTS)}", field="parts")
+    status = anchor_status("spu")
+    if not status["available"]:
+        raise ResourceError(f"the SPU anchor cannot run here: {status['how']}")
+    if "ops" in parts:
+        yield from _compare_ops(protocol)
+    if "lr" in parts:
+        from . import lr as blr
+
+        spu = spu_lr_same_run()
+        r = blr.run(rows=100_000, features=100, epochs=1, batch_size=1024, protocol=protocol)
+        yield _ratio_row("ss_lr_epoch_100k_x_100", r["samples_per_second"], round(spu) if spu else None, "samples/s",
+                         True, protocol=protocol, auc=r["auc"], peak_rss_mb=r.get("peak_rss_mb"))
+    if "psi" in parts:
+        from . import psi as bpsi
+
+        for proto, peer, rows in (("kkrt", "RR22", psi_rows), ("ecdh", "ECDH", psi_ecdh_rows)):
+            r = bpsi.run(rows, protocol=proto, anchor=True)  # runs libpsi first, then ours
+            yield _ratio_row(f"psi_{proto}_{rows}", r["seconds"], r["secretflow_libpsi_seconds_same_run"], "seconds",
+                             False, spu_protocol=f"libpsi {peer}", peak_rss_mb=r.get("peak_rss_mb"))
+
+
+def _compare_ops(protocol: str) -> Iterator[dict[str, Any]]:
+    from . import mpc as bmpc
+
+    spu = spu_ops_same_run(protocol)
+    for fig in _OPS_OURS:
+        r = bmpc.run_figure(protocol, fig, spu)
+        key = "sigmoid_1M" if fig.startswith("sigmoid") else fig
+        yield _ratio_row(fig, r["seconds"], spu.get(key), "seconds", False, protocol=protocol,
+                         spu_figure=key, peak_rss_mb=r.get("peak_rss_mb"))

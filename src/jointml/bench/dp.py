@@ -5,7 +5,7 @@ Figures (one JSON object per line):
 * ``figure="dp_sgd"``: SS-LR with DP-SGD (`DPSSLogisticRegression`) and without, trained in
   the same run on the same public synthetic data (two data parties and a dealer):
   `seconds`, `baseline_seconds`, `auc`, `baseline_auc`, `epsilon`, `delta`, bytes, rounds
-  and the peak resident memory of the parties.
+  and the peak resident memory of the parties (`peak_mb`, the largest; `peak_rss_mb`, per party).
 * ``figure="ppdt"``: for each epsilon and k, the AUC of a logistic regression (and a
   gradient-boosted tree) trained on the partner's PPDT output beside the same model on the
   raw joint data (`baseline_auc`), and the inversion attacks' relative reconstruction
@@ -28,7 +28,7 @@ import numpy as np
 
 from ..core.prg import public_rng
 from ..mpc import MpcDevice
-from ..runtime import simulate
+from .memory import peak_rss_mb, simulate_rss
 
 __all__ = ["run_sgd", "run_ppdt", "german_credit", "run"]
 
@@ -81,7 +81,7 @@ def run_sgd(rows: int = 100_000, features: int = 20, epochs: int = 3, batch_size
     >>> r["figure"], r["epsilon"] <= 8.0, r["delta"]
     ('dp_sgd', True, 1e-05)
     """
-    res = simulate(_sgd_program, ["alice", "bob", "dealer"], mode=mode,
+    res, rss = simulate_rss(_sgd_program, ["alice", "bob", "dealer"], mode=mode,
                    args=(rows, features, epochs, batch_size, learning_rate, epsilon, delta, clip))
     a = res["alice"]
     return {
@@ -93,6 +93,7 @@ def run_sgd(rows: int = 100_000, features: int = 20, epochs: int = 3, batch_size
         "bytes": sum(r["dp"]["bytes"] for r in res.values()), "baseline_bytes": sum(r["base"]["bytes"] for r in res.values()),
         "rounds": max(r["dp"]["rounds"] for r in res.values()),
         "peak_mb": round(max(r["peak_mb"] for r in res.values()), 1),
+        "peak_rss_mb": rss,
     }
 
 
@@ -172,7 +173,9 @@ def run_ppdt(dataset: str = "synthetic", rows: int = 100_000, epsilons: tuple[fl
                    "gbdt_auc": _r(a_gb), "baseline_gbdt_auc": _r(base_gb),
                    "reconstruction_error": round(decoder_error(t, X[vic:, cut:], Z[vic:], aux[:, cut:]), 4),
                    "lstsq_error": round(lstsq_error(t, X[:, cut:], Z), 4),
-                   "noise_scale": round(t.noise_scale_, 4), "transform_seconds": round(secs, 3)}
+                   "noise_scale": round(t.noise_scale_, 4), "transform_seconds": round(secs, 3),
+                   # the partner's transform is local: it and the evaluation run in this one process
+                   "peak_rss_mb": {"partner": peak_rss_mb()}}
 
 
 def run(rows: int = 100_000, figures: tuple[str, ...] = ("dp_sgd", "ppdt")) -> Iterator[dict[str, Any]]:

@@ -13,7 +13,7 @@ Each line has `seconds`, `naive_seconds`, `predicted_bytes` / `measured_bytes`,
 optimised run), `predicted_seconds` (LAN profile, network only), `predicted_seconds_calibrated`
 (LAN plus the local work per byte calibrated on the naive run of the same function:
 `Profile.calibrated`), `plaintext_seconds` (the numpy twin of the same program) and the peak
-memory of the largest party.
+memory of the largest party (`peak_mb`) and of each party (`peak_rss_mb`, MB).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ..dsl import examples
 from ..dsl.cost import LAN, predict
 from ..dsl.function import measured_total
 from ..mpc import MpcDevice
-from ..runtime import simulate
+from .memory import simulate_rss
 
 __all__ = ["run", "FIGURES"]
 
@@ -120,7 +120,7 @@ def _figure(name: str, protocol: str, fn: Any, prog: Any, args: tuple[Any, ...],
 
         for stage, text in fn.compile(protocol=protocol, compute=compute).stages:
             print(f"--- {name}: after {stage} ---\n{text}", file=sys.stderr)
-    res = simulate(prog, parties, mode="process", args=(protocol, parties, *args), options={"warm_heap_mb": 256})
+    res, rss = simulate_rss(prog, parties, mode="process", args=(protocol, parties, *args), options={"warm_heap_mb": 256})
     pred = predict(fn.compile(protocol=protocol, compute=compute), protocol, compute=compute, parties=parties)
     naive = predict(fn.compile(protocol=protocol, compute=compute, optimize=False), protocol, compute=compute,
                     parties=parties)
@@ -143,6 +143,7 @@ def _figure(name: str, protocol: str, fn: Any, prog: Any, args: tuple[Any, ...],
         "predicted_seconds_calibrated": round(cal.seconds(pred.total), 4),
         "plaintext_seconds": round(plain, 4),
         "peak_mb": max(r["peak_mb"] for r in res.values()),
+        "peak_rss_mb": rss,
     }
     for k in ("handwritten_seconds",):
         if k in first:

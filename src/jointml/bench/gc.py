@@ -22,8 +22,8 @@ import numpy as np
 
 from ..core.prg import public_rng
 from ..mpc.protocols.garbled import YaoSession, comparison_circuit, gc_compare
-from ..runtime import simulate
 from ..runtime.collectives import all_gather
+from .memory import simulate_rss
 
 PARTIES = ["garbler", "evaluator"]
 
@@ -53,7 +53,7 @@ def _label(n: int) -> str:
 
 def run(n: int = 1_000_000, *, mode: str = "process", compare_semi2k: bool = True) -> dict[str, Any]:
     """Garbled comparison of `n` pairs; returns JSON-able figures (see the module docstring)."""
-    res = simulate(_program, PARTIES, mode=mode, args=(n,), timeout=None)
+    res, rss = simulate_rss(_program, PARTIES, mode=mode, args=(n,), timeout=None)
     x, y = _inputs(n)
     t0 = time.perf_counter()
     _ = x < y
@@ -79,6 +79,7 @@ def run(n: int = 1_000_000, *, mode: str = "process", compare_semi2k: bool = Tru
         "and_gates_per_second": round(ands / seconds),
         "correct": all(r["correct"] for r in res.values()),
         "plaintext_seconds": round(base, 5),
+        "peak_rss_mb": rss,
         "semi2k_dealer_lt_1M_same_run": semi2k,
         "transport": "tcp+tls (loopback), one process per party" if mode == "process" else "in-process links (threads)",
     }

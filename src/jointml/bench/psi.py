@@ -32,9 +32,9 @@ from typing import Any
 from ..core.errors import ProtocolError
 from ..core.prg import public_rng
 from ..psi import psi_align
-from ..runtime import simulate
 from ..runtime.collectives import all_gather
 from .anchors import reference, run_anchor
+from .memory import simulate_rss
 
 #: SecretFlow libpsi ECDH-PSI, curve25519, 100k x 100k, measured 2026-11-22 (issue 2), seconds: a dated reference.
 SECRETFLOW_REFERENCE = {"rows": 100_000, "seconds": 74.0}
@@ -117,8 +117,8 @@ def run(
         raise ProtocolError(f"unknown PSI protocol {protocol!r} (choose one of {sorted(FIGURES)})")
     libpsi = _libpsi_same_run(rows, "RR22" if protocol == "kkrt" else "ECDH") if anchor else None
     t_wall = time.perf_counter()
-    res = simulate(_program, PARTIES, mode=mode, args=(rows, shared, batch_size, n_jobs, progress, protocol),
-                   timeout=None)
+    res, rss = simulate_rss(_program, PARTIES, mode=mode, args=(rows, shared, batch_size, n_jobs, progress, protocol),
+                            timeout=None)
     wall = time.perf_counter() - t_wall
     a, b = (res[p] for p in PARTIES)
     ids_a, ids_b = _ids(PARTIES[0], rows, shared), _ids(PARTIES[1], rows, shared)
@@ -144,6 +144,7 @@ def run(
         "rows": rows,
         "seconds": round(seconds, 3),
         "bytes": total_bytes,
+        "rounds": max(r["stats"].get("rounds", 0) for r in res.values()),
         "intersection": a["size"],
         "aligned": a["aligned_sha256"] == b["aligned_sha256"] and a["size"] == plain,
         "mults": mults,
@@ -155,6 +156,7 @@ def run(
         "cores_busy": round(cpu / seconds, 2),
         "other_processes_cpu_seconds": others,
         "plaintext_seconds": round(base, 4),
+        "peak_rss_mb": rss,  # per party process; curve worker processes (n_jobs) not included
         "wall_seconds_incl_startup": round(wall, 2),
         "reference": reference(
             "SecretFlow libpsi ECDH-PSI (curve25519), 100k x 100k",

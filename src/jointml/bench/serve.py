@@ -9,7 +9,8 @@ bank's HTTP API from this process (one keep-alive HTTP connection):
 
 Every row also carries `plaintext_ms_per_id`: both parties' partials and the combination
 computed in this one process on the same ids (no link, no HTTP), the floor the served figure
-is a ratio to. Targets (issue 14, a quiet 2-core machine): single-id p99 <= 10 ms (SS-LR),
+is a ratio to, and `peak_rss_mb`: each serving process's peak resident memory (MB).
+Targets (issue 14, a quiet 2-core machine): single-id p99 <= 10 ms (SS-LR),
 <= 25 ms (SecureBoost, 100 trees, depth 5); batched >= 20,000 ids/s.
 """
 
@@ -146,6 +147,8 @@ def run(model: str = "ss_lr", requests: int = 2000, batch: int = 1000, batch_req
     import httpx
     import pandas as pd
 
+    from .memory import process_peak_rss_mb
+
     if model not in ("ss_lr", "secureboost"):
         raise ValueError(f"jointml serve supports ss_lr and secureboost, not {model!r}")
     with tempfile.TemporaryDirectory(prefix="jointml-bench-serve-") as tmp:
@@ -161,6 +164,8 @@ def run(model: str = "ss_lr", requests: int = 2000, batch: int = 1000, batch_req
                 _drive(client, url, ids, 1, 50)  # warm-up
                 single = _drive(client, url, ids, 1, requests)
                 batched = _drive(client, url, ids, batch, batch_requests)
+            # read while the servers live: /proc/<pid> goes with the process
+            rss = {name: process_peak_rss_mb(pr.pid) for name, pr in zip(("partner", "bank"), procs)}
         finally:
             for pr in procs:
                 pr.terminate()
@@ -171,6 +176,6 @@ def run(model: str = "ss_lr", requests: int = 2000, batch: int = 1000, batch_req
                     pr.kill()
         floor = _plaintext_ms_per_id(env, ids[:batch])
     common = {"model": model, "trees": trees if model == "secureboost" else None, "depth": depth if model == "secureboost"
-              else None, "cpus": os.cpu_count(), "plaintext_ms_per_id": floor}
+              else None, "cpus": os.cpu_count(), "plaintext_ms_per_id": floor, "peak_rss_mb": rss}
     return [{"figure": "serve_single", "batch": 1, **single, **common},
             {"figure": "serve_batch", "batch": batch, **batched, **common}]

@@ -633,6 +633,68 @@ def bench_fl(clients: int, dropout: float, params: int, rounds: int, timeout: fl
     click.echo(json.dumps(bfl.run(clients=clients, dropout=dropout, params=params, rounds=rounds, timeout=timeout)))
 
 
+@bench.command("scale")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines only (default adds a table of exponents on stderr).")
+@click.option("--out", "out_dir", default="bench-scale", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for scale.jsonl and the chart scale.png.")
+@click.option("--max-rows", type=int, default=None, help="Skip sizes above this many rows.")
+@click.option("--quick", is_flag=True, help="Tiny sizes (under a minute): a smoke run, not a measurement.")
+@click.option("--curve", "curves", multiple=True,
+              type=click.Choice(["ss_lr", "psi_ecdh", "psi_kkrt", "secureboost"]), help="Only these curves (repeatable).")
+def bench_scale(as_json: bool, out_dir: str, max_rows: int | None, quick: bool, curves: tuple[str, ...]) -> None:
+    """How cost grows: SS-LR, PSI (ECDH, KKRT) and SecureBoost at log-spaced sizes; JSON lines,
+    a log-log chart (seconds, bytes, peak RSS against rows) and the fitted exponent per curve."""
+    from pathlib import Path
+
+    from ..bench import scale as bscale
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    with open(out / "scale.jsonl", "w") as f:
+        for row in bscale.run(list(curves) or None, quick=quick, max_rows=max_rows):
+            rows.append(row)
+            f.write(json.dumps(row) + "\n")
+            click.echo(json.dumps(row))
+        fits = bscale.fit_exponents(rows)
+        fit_row = {"figure": "scale_fit", "exponents": fits}
+        f.write(json.dumps(fit_row) + "\n")
+    click.echo(json.dumps(fit_row))
+    try:
+        chart = bscale.write_chart(rows, out / "scale.png")
+        click.echo(f"chart: {chart}", err=True)
+    except ImportError:
+        click.echo("no chart: matplotlib is not installed (pip install 'jointml[bench]')", err=True)
+    if not as_json:
+        click.echo("\n{:<12} {:>8} {:>8} {:>9} {:>10}".format("curve", "seconds", "bytes", "peak RSS", "plaintext"), err=True)
+        for c, m in fits.items():
+            vals = [m.get(k) for k in ("seconds", "bytes", "peak_rss_mb", "plaintext_seconds")]
+            click.echo("{:<12} {:>8} {:>8} {:>9} {:>10}".format(c, *("-" if v is None else v for v in vals)), err=True)
+        click.echo("(fitted exponent k of metric ~ rows^k, least squares on log-log)", err=True)
+
+
+@bench.command("anchors")
+@click.option("--part", "parts", multiple=True, type=click.Choice(["ops", "lr", "psi"]),
+              help="Only these comparisons (repeatable; default all).")
+@click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
+@click.option("--psi-rows", type=int, default=1_000_000, show_default=True, help="KKRT vs libpsi RR22 size (ids a side).")
+@click.option("--psi-ecdh-rows", type=int, default=100_000, show_default=True, help="ECDH vs libpsi ECDH size.")
+def bench_anchors(parts: tuple[str, ...], protocol: str, psi_rows: int, psi_ecdh_rows: int) -> None:
+    """SecretFlow SPU's anchor scripts and our matching figures, in this run: JSON lines with
+    both values and speedup_vs_spu (> 1: jointml faster). Needs SPU's own venv (see the error)."""
+    from ..bench.anchors import SPU_PARTS, anchor_status, compare_spu
+    from ..core.errors import JointMLError
+
+    status = anchor_status("spu")
+    if not status["available"]:
+        raise click.ClickException(f"no same-run comparison: {status['how']}")
+    try:
+        for row in compare_spu(tuple(parts) or SPU_PARTS, protocol=protocol, psi_rows=psi_rows, psi_ecdh_rows=psi_ecdh_rows):
+            click.echo(json.dumps(row))
+    except JointMLError as e:
+        raise click.ClickException(str(e)) from None
+
+
 def _certs_errors(fn: Any) -> Any:
     """Report a refused or invalid certificate operation as a one-line CLI error."""
     import functools
