@@ -67,3 +67,24 @@ def test_dp_needs_secure_aggregation_and_valid_parameters():
         _train(1.0, 0.1, secure=False)
     with pytest.raises(ParameterError):
         DPFedAvg(FedAvg(), clip_norm=0.0, noise_multiplier=1.0)
+
+
+def test_epsilon_composes_the_rounds_like_dp_accounting_and_dropouts_cost_privacy():
+    from dp_accounting import dp_event, rdp
+
+    clients = [f"c{i}" for i in range(10)]
+    full = DPFedAvg(FedAvg(), clip_norm=1.0, noise_multiplier=1.1)
+    for r in range(1, 6):
+        full.configure_fit(r, [np.zeros(1)], clients)
+    ref = rdp.RdpAccountant()
+    ref.compose(dp_event.GaussianDpEvent(1.1), 5)
+    assert abs(full.epsilon(1e-5) - ref.get_epsilon(1e-5)) < 1e-9
+    # two of ten sampled clients dropped in round 1: less noise, more epsilon
+    full.rounds_[0]["survivors"] = 8  # what aggregate_sum records after a round with two dropouts
+    assert full.epsilon(1e-5) > ref.get_epsilon(1e-5)
+    # sampling half of the clients each round amplifies privacy
+    half = DPFedAvg(FedAvg(fraction_fit=0.5, min_fit_clients=5), clip_norm=1.0, noise_multiplier=1.1)
+    for r in range(1, 6):
+        half.configure_fit(r, [np.zeros(1)], clients)
+    assert half.accounting()["sampling_rates"] == [0.5] * 5
+    assert half.epsilon(1e-5) < ref.get_epsilon(1e-5)

@@ -12,8 +12,8 @@ What this gives and what it does not:
 - Each round is the Gaussian mechanism on the sum of clipped updates (sensitivity S under
   add/remove of one client) with noise multiplier z, applied to a sample of the clients.
   The privacy loss over rounds (ε, δ) needs an accountant for the subsampled Gaussian
-  mechanism (q = sampled fraction, σ = z, T rounds): `jointml.dp` provides it; this module
-  reports the three numbers (`DPFedAvg.accounting`).
+  mechanism (q = sampled fraction, σ = z, T rounds): `DPFedAvg.epsilon(delta)` composes the
+  rounds run so far with `jointml.dp`'s accountant; `DPFedAvg.accounting` lists the inputs.
 - Dropouts lower the noise: with s of m clients surviving, the sum carries (z·S)²·s/m.
   SecAgg+ aborts below its threshold, which bounds that loss; the history records s.
 - Noise comes from `core.prg` (AES-CTR → Box–Muller), never numpy's generator.
@@ -117,6 +117,35 @@ class DPFedAvg(Strategy):
 
     def evaluate(self, rnd: int, parameters: Parameters) -> tuple[float, dict[str, Any]] | None:
         return self.inner.evaluate(rnd, parameters)
+
+    def epsilon(self, delta: float, kind: str = "rdp") -> float:
+        """The client-level ε at `delta` of the rounds run so far: each round is the Gaussian
+        mechanism with noise multiplier z·√(s/m) (s of m sampled clients survived: dropouts
+        lower the noise) on a sample of rate q = m / available, composed by `jointml.dp`'s
+        accountant (dp-accounting's RDP by default, or PLD). Sampling is accounted as Poisson
+        subsampling at rate q (the usual DP-FedAvg practice, McMahan et al. 2018; fixed-size
+        sampling without replacement is close but not identical); q = 1 is plain composition.
+
+        >>> from jointml.ml.fl import FedAvg
+        >>> s = DPFedAvg(FedAvg(), clip_norm=1.0, noise_multiplier=1.1)
+        >>> for r in range(1, 11):
+        ...     _ = s.configure_fit(r, [np.zeros(1)], [f"c{i}" for i in range(10)])
+        >>> 0 < s.epsilon(1e-5) < 20
+        True
+        """
+        from ...dp.accounting import Accountant, PrivacyEvent
+
+        acc = Accountant(kind)
+        for r in self.rounds_:
+            if not r["sampled"] or not r["available"]:
+                continue
+            z = self.noise_multiplier * math.sqrt(r.get("survivors", r["sampled"]) / r["sampled"])
+            if z <= 0:
+                return math.inf
+            q = r["sampled"] / r["available"]
+            acc.add(PrivacyEvent("gaussian", noise_multiplier=z) if q >= 1 else
+                    PrivacyEvent("poisson_gaussian", noise_multiplier=z, sampling_rate=q, steps=1))
+        return acc.epsilon(delta)
 
     def accounting(self) -> dict[str, Any]:
         """What an accountant for the subsampled Gaussian mechanism needs: σ, q per round, T.

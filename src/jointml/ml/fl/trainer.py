@@ -10,7 +10,8 @@ program point. Each round:
    (new − global) and w_i = min(n_i, weight_cap)/weight_cap its example weight, through one
    SecAgg+ round (`secagg.py`); the aggregator opens only Σ w_i·Δ_i and Σ w_i and hands
    them to the strategy (`Strategy.aggregate_sum`). *Plain* (`secure=False`): the clients
-   send their parameters and example counts (over a `Channel`, waited for by the straggler rule of `stragglers.py`), the strategy's `aggregate_fit`;
+   send their parameters and example counts, waited for by the same straggler rule
+   (`stragglers.py`); the strategy's `aggregate_fit`;
 4. the strategy's server-side `evaluate`, if any, runs on the new parameters.
 
 After the last round the aggregator broadcasts the final parameters: every party of the
