@@ -88,7 +88,8 @@ def test_random_projection_costs_no_budget_for_q():
     X, _ = make_credit(2000, 8, seed=2)
     t = PPDT(3, 1.0, 1e-5, method="random", bounds=(-4.0, 4.0))
     t.fit_transform(X)
-    assert len(t.events_) == 1 and t.epsilon_ <= 1.0 + 1e-9
+    # Q is data-independent; the two releases are the projected moment (k x k) and Z
+    assert len(t.events_) == 2 and t.moment_.shape == (3, 3) and t.epsilon_ <= 1.0 + 1e-9
 
 
 def test_bad_inputs_are_refused():
@@ -126,3 +127,23 @@ def test_ppdt_share_charges_the_partner_and_trains_at_the_modeller(tmp_path):
     # what reached the bank is dominated by the noise: no column of Z tracks a raw feature closely
     corr = np.corrcoef(np.hstack([X, Z]).T)[:8, 8:]
     assert np.abs(corr).max() < 0.5
+
+
+def test_noise_aware_model_keeps_the_partner_signal_at_epsilon_8():
+    """Trained on the releases' moments and scored by each owner on its own rows, the joint model
+    is within 0.02 AUC of raw-data LR at epsilon 8 (an ordinary LR on Z, scored on Z, adds
+    nothing over the bank's own columns); the partner's release itself is unchanged."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from jointml.ml.ppdt import NoiseAwareLinear, Release
+
+    X, y = make_credit(30000, 16, seed=0)
+    tr, te, cut = slice(0, 24000), slice(24000, None), 4
+    raw = roc_auc_score(y[te], LogisticRegression(max_iter=500).fit(X[tr], y[tr]).decision_function(X[te]))
+    own = roc_auc_score(y[te], LogisticRegression(max_iter=500).fit(X[tr, :cut], y[tr]).decision_function(X[te, :cut]))
+    t = PPDT(4, 8.0, 1e-5, bounds=(-4.0, 4.0))
+    Z = t.fit_transform(X[tr, cut:])
+    m = NoiseAwareLinear().fit(X[tr, :cut], y[tr], {"shop": Release(Z, t.moment_, t.moment_noise_, t.noise_scale_)})
+    joint = roc_auc_score(y[te], m.decision_function(X[te, :cut], {"shop": t.project(X[te, cut:])}))
+    assert joint >= raw - 0.02 and joint > own + 0.01, (raw, own, joint)

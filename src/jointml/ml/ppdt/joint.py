@@ -7,8 +7,9 @@ gets its own columns unchanged (its own data) beside every partner's Z, and trai
 ordinary model (scikit-learn, xgboost) on them. Each transforming party charges its
 privacy ledger before it computes anything (`jointml.dp.budget.enforce`).
 
-What each party learns: the modeller learns the partners' Z (each row an (epsilon,
-delta)-DP release of one record: record-level, per source) and their public parameters;
+What each party learns: the modeller learns the partners' Z and the DP k x k second moment
+of their projected rows (together one (epsilon, delta)-DP release per source, record-level)
+and their public parameters;
 partners learn nothing from the modeller. Semi-honest parties; a partner that skips the
 noise harms only its own data's privacy.
 
@@ -27,7 +28,7 @@ noise harms only its own data's privacy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
@@ -35,6 +36,7 @@ import numpy as np
 from ...core.errors import ParameterError
 from ...dp.budget import BudgetLedger, enforce
 from ...runtime.collectives import agree, send_to
+from .model import Release
 from .transform import PPDT
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,6 +54,8 @@ class PPDTData:
     columns: list[str]
     epsilon: dict[str, float]
     noise_scale: dict[str, float]
+    #: per partner, its Z with its DP k x k moment and noise scales (for `NoiseAwareLinear`)
+    releases: dict[str, Release] = field(default_factory=dict)
 
 
 def ppdt_share(ctx: PartyContext, vdf: VDataFrame, modeller: str, k: int, epsilon: float, delta: float = 1e-5, *,
@@ -78,6 +82,7 @@ def ppdt_share(ctx: PartyContext, vdf: VDataFrame, modeller: str, k: int, epsilo
     names: list[str] = []
     eps: dict[str, float] = {}
     scale: dict[str, float] = {}
+    releases: dict[str, Release] = {}
     if ctx.me == modeller:
         own = vdf.parts[modeller].value
         blocks.append(own.to_numpy(dtype=np.float64))
@@ -88,16 +93,19 @@ def ppdt_share(ctx: PartyContext, vdf: VDataFrame, modeller: str, k: int, epsilo
         meta: dict[str, Any] | None = None
         if ctx.me == p:
             t = PPDT(k, epsilon, delta, bounds=(bounds or {}).get(p, (-3.0, 3.0)), clip_norm=clip_norm, method=method)
-            arrays = [np.ascontiguousarray(t.fit_transform(vdf.parts[p].value.to_numpy(dtype=np.float64)))]
-            meta = {"epsilon": t.epsilon_, "noise_scale": t.noise_scale_}
-        got = send_to(ctx, p, modeller, meta=meta, arrays=arrays, name="ppdt", dtypes=[np.float64], shapes=[(n, k)])
+            arrays = [np.ascontiguousarray(t.fit_transform(vdf.parts[p].value.to_numpy(dtype=np.float64))),
+                      np.ascontiguousarray(t.moment_)]
+            meta = {"epsilon": t.epsilon_, "noise_scale": t.noise_scale_, "moment_noise": t.moment_noise_}
+        got = send_to(ctx, p, modeller, meta=meta, arrays=arrays, name="ppdt", dtypes=[np.float64, np.float64],
+                      shapes=[(n, k), (k, k)])
         if ctx.me == modeller and got is not None:
             blocks.append(got.arrays[0])
             names += [f"{p}:z{i}" for i in range(k)]
             eps[p], scale[p] = float(got.meta["epsilon"]), float(got.meta["noise_scale"])
+            releases[p] = Release(got.arrays[0], got.arrays[1], float(got.meta["moment_noise"]), scale[p])
     if ctx.me != modeller:
         return None
-    return PPDTData(np.hstack(blocks), names, eps, scale)
+    return PPDTData(np.hstack(blocks), names, eps, scale, releases)
 
 
 def ppdt_frame(ctx: PartyContext, vdf: VDataFrame, modeller: str, k: int, epsilon: float, delta: float = 1e-5,

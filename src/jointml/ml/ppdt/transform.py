@@ -14,8 +14,11 @@ A party applies `PPDT` to its own feature matrix X (n x d) before the matrix lea
 3. **noise**: Z = X Q + N, N discrete Gaussian on a fine grid with sigma calibrated to
    the replace-one sensitivity 2 C of one row (||Q^T v|| <= ||v||).
 
-The (epsilon, delta) is split in zCDP (rhos add): a fraction `pca_share` for Q, the rest
-for Z; `epsilon_` reports the composed epsilon at `delta` from the RDP accountant.
+The (epsilon, delta) is split in zCDP (rhos add): a fraction `pca_share` for Q and the
+k x k second moment of the projected rows (`moment_`: with "pca", Q^T M Q of the DP matrix
+M, post-processing; with "random", a Gaussian release of its own), the rest for Z;
+`epsilon_` reports the composed epsilon at `delta` from the RDP accountant. The moment
+lets a modeller correct for Z's noise (`jointml.ml.ppdt.model`).
 
 **What it protects, and what not.** Each released row is a DP release of one record
 (local DP, record-level, per data source): epsilon bounds what anyone - the partner,
@@ -110,19 +113,31 @@ class PPDT:
         norms = np.linalg.norm(S, axis=1, keepdims=True) / self.clip_norm
         return S / np.maximum(norms, 1.0)
 
-    def _projection(self, S: np.ndarray, rho: float, src: RandomBits) -> np.ndarray:
+    def _noisy_moment(self, S: np.ndarray, rho: float, src: RandomBits) -> tuple[np.ndarray, float]:
+        """S^T S with Gaussian noise on its upper triangle (replace-one sensitivity 2 C^2), mirrored."""
         d = S.shape[1]
-        if self.method == "random" or math.isinf(self.epsilon):
-            if self.method == "random":
-                return random_orthonormal(d, self.k, src)
-            return np.linalg.eigh(S.T @ S)[1][:, ::-1][:, : self.k]
         iu = np.triu_indices(d)
         r = gaussian_rho((S.T @ S)[iu], 2 * self.clip_norm**2, rho, src=src)
         self.events_.append(r.event)
         M = np.zeros((d, d))
         M[iu] = r.value
-        M = M + np.triu(M, 1).T
-        return np.linalg.eigh(M)[1][:, ::-1][:, : self.k]
+        return M + np.triu(M, 1).T, float(r.noise_scale)
+
+    def _projection(self, S: np.ndarray, rho: float, src: RandomBits) -> np.ndarray:
+        d = S.shape[1]
+        if self.method == "random" or math.isinf(self.epsilon):
+            Q = random_orthonormal(d, self.k, src) if self.method == "random" else \
+                np.linalg.eigh(S.T @ S)[1][:, ::-1][:, : self.k]
+            P = S @ Q
+            # the k x k second moment of the projected rows: released with noise (it costs the
+            # projection's share of the budget) so that a modeller can correct for Z's noise
+            self.moment_, self.moment_noise_ = (P.T @ P, 0.0) if math.isinf(self.epsilon) else \
+                self._noisy_moment(P, rho, src)
+            return Q
+        M, noise = self._noisy_moment(S, rho, src)
+        Q = np.linalg.eigh(M)[1][:, ::-1][:, : self.k]
+        self.moment_, self.moment_noise_ = Q.T @ M @ Q, noise  # post-processing of the DP moment
+        return Q
 
     def fit_transform(self, X: Any) -> np.ndarray:
         """Fit the projection and return the noisy transform Z (n x k): one DP release of X."""
@@ -136,7 +151,7 @@ class PPDT:
             self.noise_scale_, self.epsilon_ = 0.0, math.inf
             return S @ self.components_
         rho = rho_for(self.epsilon, self.delta)
-        rho_q = rho * self.pca_share if self.method == "pca" else 0.0
+        rho_q = rho * self.pca_share  # the projection (pca) or the projected moment (random)
         self.components_ = self._projection(S, rho_q, src)
         r = gaussian_rho(S @ self.components_, 2 * self.clip_norm, rho - rho_q, dim=self.k, src=src)
         self.events_.append(r.event)
@@ -146,6 +161,17 @@ class PPDT:
             acc.add(ev)
         self.epsilon_ = acc.epsilon(self.delta)
         return np.asarray(r.value)
+
+    def project(self, X: Any) -> np.ndarray:
+        """The owner's own noise-free projection scale(X) Q, for scoring its rows with its
+        block of a model's weights (`jointml.ml.ppdt.model`). Never sent: it is not DP.
+
+        >>> t = PPDT(k=2, epsilon=math.inf, bounds=(-4.0, 4.0)); X = np.eye(3)
+        >>> Z = t.fit_transform(X)
+        >>> np.allclose(t.project(X), Z)   # no noise: the release itself
+        True
+        """
+        return self.scale(X) @ self.components_
 
     def inverse_lstsq(self, Z: Any) -> np.ndarray:
         """The least-squares reconstruction an attacker who knows Q computes (in the scaled space).
