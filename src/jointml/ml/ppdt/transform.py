@@ -131,8 +131,9 @@ class PPDT:
             P = S @ Q
             # the k x k second moment of the projected rows: released with noise (it costs the
             # projection's share of the budget) so that a modeller can correct for Z's noise
-            self.moment_, self.moment_noise_ = (P.T @ P, 0.0) if math.isinf(self.epsilon) else \
+            moment: tuple[np.ndarray, float] = (P.T @ P, 0.0) if math.isinf(self.epsilon) else \
                 self._noisy_moment(P, rho, src)
+            self.moment_, self.moment_noise_ = moment
             return Q
         M, noise = self._noisy_moment(S, rho, src)
         Q = np.linalg.eigh(M)[1][:, ::-1][:, : self.k]
