@@ -360,5 +360,10 @@ def test_compiled_trees_equal_leaf_masks(files, tmp_path_factory):
         X = p.features(open_source(str(files[party])).rows(_some_ids(files, 200))[0])
         X[public_rng(3).random(X.shape) < 0.1] = np.nan
         want = np.concatenate([leaf_masks(tr, X) for tr in p.trees], axis=1)
-        got = np.unpackbits(p.partial(X)[0], axis=1, count=want.shape[1]).astype(bool)
-        np.testing.assert_array_equal(got, want)
+        ct = p._compiled_trees()
+        np.testing.assert_array_equal(ct.masks(X), want)
+        wire = p.partial(X)[0]  # the partner's wire layout: `width` bytes per tree, pad bits zero
+        assert wire.shape == (len(X), len(p.trees) * ct.width)
+        bits = np.unpackbits(wire, axis=1).astype(bool)
+        np.testing.assert_array_equal(bits[:, ct.pos], want)
+        assert bits.sum() == want.sum()
