@@ -88,12 +88,13 @@ def cluster(tmp_path_factory):
 
 
 class Servers:
-    def __init__(self, model_dir, cluster, files, timeout=2.0, partner_dir=None, unknown="error"):
+    def __init__(self, model_dir, cluster, files, timeout=2.0, partner_dir=None, unknown="error", key_bits=512):
         self.partner = PartnerService(str(partner_dir or model_dir), "partner", cluster,
                                       open_source(str(files["partner"])), unknown=unknown)
         self.thread = threading.Thread(target=self.partner.run, daemon=True)
         self.thread.start()
-        self.bank = BankService(str(model_dir), "bank", cluster, open_source(str(files["bank"])), timeout=timeout)
+        self.bank = BankService(str(model_dir), "bank", cluster, open_source(str(files["bank"])), timeout=timeout,
+                                key_bits=key_bits)
         self.bank.start()
         self.client = TestClient(create_app(self.bank))
 
@@ -367,3 +368,80 @@ def test_compiled_trees_equal_leaf_masks(files, tmp_path_factory):
         bits = np.unpackbits(wire, axis=1).astype(bool)
         np.testing.assert_array_equal(bits[:, ct.pos], want)
         assert bits.sum() == want.sum()
+
+
+@pytest.fixture(scope="module")
+def demo_model(files, tmp_path_factory):
+    """The credit demo's default model (label-only PSI, WOE binning without woe_to_owner, SS-LR
+    with weights revealed to their owners), short training, test-size Paillier keys."""
+    from jointml.jobs.credit import CreditJobConfig, credit_pipeline
+
+    out = tmp_path_factory.mktemp("serve-demo")
+    cfg = CreditJobConfig(inputs={"bank": str(files["bank"]), "partner": str(files["partner"])}, key_bits=512,
+                          model={"epochs": 1, "batch_size": 128, "learning_rate": 1.0, "l2": 0.001, "sigmoid": "poly"},
+                          output_dir=str(out), verbose=False)
+    simulate_pipeline(credit_pipeline(cfg, ["bank", "partner", "dealer"]), mode="thread", verbose=False)
+    return out / "model"
+
+
+def test_demo_default_model_served_masked(demo_model, cluster, files, monkeypatch):
+    """The demo's default model: the partner knows its bins and weights, the bank its WOE values;
+    served scores equal `predict_job`, and the partner's answer is ciphertexts only (the bank never
+    sees a bin, the partner never a WOE value in plaintext)."""
+    import jointml.serving.server as srv
+
+    partner = PartyPredictor.load(demo_model, "partner")
+    assert partner.masked and partner.weights is not None
+    assert all(partner._prep["woe"].col[c].woe is None for c in partner.columns)  # no WOE value at the partner
+    seen = []
+    real = srv.Channel.recv
+
+    def spy(self, step, **kw):
+        got = real(self, step, **kw)
+        seen.append((step, got))
+        return got
+
+    monkeypatch.setattr(srv.Channel, "recv", spy)
+    s = Servers(demo_model, cluster, files)
+    try:
+        assert s.bank.wait_ready(60), s.bank.problem
+        want = simulate(predict_job, ["bank", "partner", "dealer"], mode="thread",
+                        args=(str(demo_model), {"bank": str(files["bank"]), "partner": str(files["partner"])},
+                              "bank"))["bank"]
+        ids = want["ids"][:12]  # more ids than slots of a 512-bit key: two ciphertexts
+        seen.clear()
+        r = s.client.post("/v1/predict", json={"ids": ids})
+        assert r.status_code == 200, r.text
+        np.testing.assert_allclose([x["probability"] for x in r.json()["results"]], want["scores"][:12], atol=2e-3)
+        # what reached the bank: found flags and packed Paillier ciphertexts under its own key
+        answers = [m for step, m in seen if step == "ans"]
+        assert len(answers) == 1 and set(answers[0].meta) == {"found", "model_id"}
+        tables = s.bank.tables["partner"]
+        assert [a.shape for a in answers[0].arrays] == [tables.answer_shape(12)]
+        # the partner's partial the bank decrypted equals the plaintext twin x_bins -> WOE -> . w
+        bank = PartyPredictor.load(demo_model, "bank")
+        df = open_source(str(files["partner"])).rows(ids)[0]
+        bins = partner.features(df).astype(int)
+        woe = np.stack([bank.masked_tables("partner")[c][bins[:, j]] for j, c in enumerate(partner.columns)], axis=1)
+        np.testing.assert_allclose(tables.decode(answers[0].arrays, 12), woe @ partner.weights, atol=1e-5)
+        one = s.client.post("/v1/predict", json={"id": ids[0]}).json()["results"][0]
+        assert abs(one["probability"] - want["scores"][0]) < 2e-3
+    finally:
+        s.close()
+
+
+def test_masked_setup_refuses_tampered_tables(demo_model):
+    """The partner checks the bank's setup: the columns it names, the layout, every ciphertext."""
+    from jointml.core.errors import CryptoError
+    from jointml.serving.masked import BankTables, PartnerTables
+
+    bank, partner = PartyPredictor.load(demo_model, "bank"), PartyPredictor.load(demo_model, "partner")
+    meta, arrays = BankTables(bank.masked_tables("partner"), 512).offer()
+    with pytest.raises(CryptoError, match="columns"):
+        PartnerTables.accept({**meta, "columns": meta["columns"][::-1]}, arrays, partner.weights, partner.columns)
+    with pytest.raises(CryptoError):
+        PartnerTables.accept(meta, [arrays[0][:-1]], partner.weights, partner.columns)
+    bad = arrays[0].copy()
+    bad[0] = 0
+    with pytest.raises(CryptoError, match="ciphertext 0"):
+        PartnerTables.accept(meta, [bad], partner.weights, partner.columns)

@@ -38,8 +38,10 @@ __all__ = ["COMMANDS"]
               help="Seconds to wait for a partner's answer before a 503.")
 @click.option("--unknown", type=click.Choice(["error", "missing"]), default="error", show_default=True,
               help="Partner: an id it does not hold is reported unknown (error) or scored as all-missing.")
+@click.option("--key-bits", type=int, default=2048, show_default=True,
+              help="Label holder: Paillier key of the masked variant (a partner whose WOE values it holds).")
 def serve(model_dir: str, party: str, cluster_file: str, source: str | None, id_column: str, host: str, port: int,
-          timeout: float, unknown: str) -> None:
+          timeout: float, unknown: str, key_bits: int) -> None:
     """Serve a saved joint model online at this organisation (label holder: HTTP API; partner: link)."""
     from ..runtime.cluster import ClusterConfig
     from ..serving.predictor import PartyPredictor, open_source
@@ -51,7 +53,7 @@ def serve(model_dir: str, party: str, cluster_file: str, source: str | None, id_
         feats = open_source(source, id_column) if source else None
         role = PartyPredictor.load(model_dir, party).role
         if role == "label":
-            svc = BankService(model_dir, party, cluster, feats, timeout=timeout)
+            svc = BankService(model_dir, party, cluster, feats, timeout=timeout, key_bits=key_bits)
             svc.start()
             _reload_on_sighup(svc)
             _run_http(create_app(svc), host, port)

@@ -203,6 +203,10 @@ class PartyPredictor:
     trees: list[dict] = field(default_factory=list)
     base_score: float = 0.0
     family: str = "logistic"
+    #: a partner whose WOE values are at the label holder only: it sends masked partials
+    #: (`jointml.serving.masked`); at the label holder: such partners and their columns
+    masked: bool = False
+    masked_partners: dict[str, list[str]] = field(default_factory=dict)
     _prep: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -237,7 +241,10 @@ class PartyPredictor:
 
         self._prep = {"encoding": load_encoding(d, party), "scale": load_scale(d, party), "woe": None}
         if rec["features"] == "woe":
-            self._prep["woe"] = _load_own_woe(d, party, self.columns)
+            self._prep["woe"] = woe = _load_own_woe(d, party, self.columns, masked_ok=rec["model"] in LINEAR)
+            self.masked = any(woe.col[c].woe is None for c in self.columns)
+            if self.role == "label" and not woe.woe_to_owner:
+                self.masked_partners = {p: list(c) for p, c in rec["columns"].items() if c and p != party}
         if self.model in LINEAR:
             self._load_linear(part)
         else:
@@ -288,26 +295,43 @@ class PartyPredictor:
             raise DataError(f"party '{self.party}': the feature source lacks the model's columns {missing}",
                             party=self.party, field=missing[0], public=True)
         codes, scale, woe = self._codes(), self._prep["scale"] or {}, self._prep["woe"]
+        if woe is not None:
+            return self._woe_features(df, codes, woe)
         cols = []
         for c in self.columns:
             v = np.asarray(df[c])
             if c in codes:
                 v = _encode(v, *codes[c])
-            try:
-                v = np.asarray(v, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise DataError(f"party '{self.party}': feature '{c}' is not numeric", party=self.party,
-                                field=c, public=True) from None
+            v = self._numeric(c, v)
             if c in scale:
                 v = (v - scale[c][0]) / scale[c][1]
             cols.append(v)
         X = np.column_stack(cols)
-        if woe is not None:
-            idx = woe.bin_indices(self.party, pd.DataFrame(X, columns=self.columns))
-            return np.stack([woe.col[c].woe_table()[idx[:, j]] for j, c in enumerate(self.columns)], axis=1)
         if self.model in LINEAR:
             X = np.nan_to_num(X, nan=0.0)
         return X
+
+    def _numeric(self, c: str, v: np.ndarray) -> np.ndarray:
+        try:
+            return np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError(f"party '{self.party}': feature '{c}' is not numeric", party=self.party,
+                            field=c, public=True) from None
+
+    def _woe_features(self, df: Any, codes: dict[str, Any], woe: Any) -> np.ndarray:
+        """WOE values of this party's columns (or, for a masked partner, their final bins): the
+        raw values binned by this party's saved bins (categories as they are, as training did)."""
+        raw = {}
+        binner = woe.binners[self.party]
+        for c in self.columns:
+            v = np.asarray(df[c])
+            if c in codes:
+                v = _encode(v, *codes[c])
+            raw[c] = self._numeric(c, v) if binner.get_bins(c).kind == "numeric" else v
+        idx = woe.bin_indices(self.party, pd.DataFrame(raw, columns=self.columns))
+        if self.masked:  # its WOE values are at the label holder: the bins are its features
+            return idx.astype(np.float64)
+        return np.stack([woe.col[c].woe_table()[idx[:, j]] for j, c in enumerate(self.columns)], axis=1)
 
     def _codes(self) -> dict[str, tuple[dict[Any, int], int]]:
         """This party's text codes as `{column: ({category: code}, code of a missing value)}` (built once)."""
@@ -332,6 +356,11 @@ class PartyPredictor:
         """
         if self.model in LINEAR:
             assert self.weights is not None
+            if self.masked:
+                if "masked" not in self._prep:
+                    raise ModelError(f"party '{self.party}' has no masked setup from the label holder yet",
+                                     party=self.party, field="masked")
+                return self._prep["masked"].partial(X.astype(np.int64))
             return [X @ self.weights if X.shape[1] else np.zeros(len(X))]
         # the leaves of all trees side by side (tree after tree), one packed array
         return [self._compiled_trees().packed_masks(X)]
@@ -340,6 +369,19 @@ class PartyPredictor:
         if "trees" not in self._prep:
             self._prep["trees"] = _CompiledTrees(self.trees)
         return self._prep["trees"]
+
+    def masked_tables(self, partner: str) -> dict[str, np.ndarray]:
+        """At the label holder: the WOE value per bin of each of `partner`'s columns (the
+        tables of the masked variant, `jointml.serving.masked`)."""
+        woe = self._prep["woe"]
+        return {c: woe.col[c].woe_table() for c in self.masked_partners[partner]}
+
+    def accept_masked(self, meta: dict[str, Any], arrays: list[np.ndarray]) -> None:
+        """At a masked partner: take the label holder's encrypted tables (checked) for `partial`."""
+        from .masked import PartnerTables
+
+        assert self.weights is not None
+        self._prep["masked"] = PartnerTables.accept(meta, arrays, self.weights, self.columns, party=self.party)
 
     def partial_shapes(self, n: int) -> tuple[list[Any], list[tuple[int, ...]]]:
         """The dtypes and shapes a partner's partial for `n` rows must have (checked on receipt)."""
@@ -567,15 +609,15 @@ def _encode(values: np.ndarray, plain: dict[Any, int], missing_code: int) -> np.
     return out
 
 
-def _load_own_woe(d: Path, party: str, columns: list[str]) -> Any:
+def _load_own_woe(d: Path, party: str, columns: list[str], masked_ok: bool = False) -> Any:
     from ..data.woe_io import load_woe
 
     woe = load_woe(d, party)
     if woe is None:
         raise ModelError(f"no WOE part woe.{party}.json in {d}", party=party, field="model")
     lacking = [c for c in columns if woe.col[c].woe is None]
-    if lacking:
+    if lacking and not masked_ok:
         raise ModelError(f"party '{party}' does not know the WOE values of its columns {lacking} (trained without "
-                         "woe_to_owner): serving needs woe_binning(woe_to_owner=True) or raw features (a "
-                         "secret-shared variant is not built yet)", party=party, field="woe_to_owner")
+                         "woe_to_owner): the masked serving variant covers linear models only; trees need "
+                         "woe_binning(woe_to_owner=True) or raw features", party=party, field="woe_to_owner")
     return woe

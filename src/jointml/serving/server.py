@@ -178,12 +178,19 @@ class PartnerService:
         ch = Channel(ctx, self.predictor.label_party, PREFIX)
         while not self.stopped.is_set():
             try:
-                msg = ch.recv("req", dtypes=[], timeout=0.5)
+                msg = ch.recv("req", timeout=0.5)
             except LinkError as e:
                 if isinstance(e, TimeoutError):  # idle: check the stop flag, keep the link
                     continue
                 raise
-            meta, arrays = self.answer(msg.meta)
+            try:
+                if msg.meta.get("op") == "masked_setup":
+                    meta, arrays = self._masked_setup(msg.meta, msg.expect([np.uint8]))
+                else:
+                    msg.expect([])  # every other request carries no array
+                    meta, arrays = self.answer(msg.meta)
+            except JointMLError as e:  # a malformed request: say so, keep serving
+                meta, arrays = {"error": str(e)}, []
             ch.send("ans", meta=meta, arrays=arrays)
 
     def answer(self, req: dict[str, Any]) -> tuple[dict[str, Any], list[np.ndarray]]:
@@ -205,6 +212,20 @@ class PartnerService:
         if op == "predict":
             return self._predict(req)
         return {"error": f"unknown request {op!r}"}, []
+
+    def _masked_setup(self, req: dict[str, Any], arrays: list[np.ndarray]) -> tuple[dict[str, Any], list[np.ndarray]]:
+        """Take the label holder's encrypted WOE tables (`jointml.serving.masked`), for the
+        model it names (the active one, or the one a reload keeps pending)."""
+        target = self.pending if self.pending is not None and req.get("model_id") == self.pending.model_id \
+            else self.predictor
+        if req.get("model_id") != target.model_id or not target.masked:
+            return {"error": f"masked setup for model {req.get('model_id')!r}: partner serves {target.model_id} "
+                             f"({'masked' if target.masked else 'plain'} partials)"}, []
+        try:
+            target.accept_masked(req, arrays)
+        except JointMLError as e:
+            return {"error": f"masked setup refused: {e}"}, []
+        return {"model_id": target.model_id}, []
 
     def _predict(self, req: dict[str, Any]) -> tuple[dict[str, Any], list[np.ndarray]]:
         ids = req.get("ids")
@@ -230,9 +251,11 @@ class BankService:
     """
 
     def __init__(self, model_dir: str, party: str, cluster: ClusterConfig, source: FeatureSource | None,
-                 timeout: float = 2.0):
+                 timeout: float = 2.0, key_bits: int = 2048):
         self.model_dir, self.party, self.cluster, self.source, self.timeout = model_dir, party, cluster, source, timeout
+        self.key_bits = key_bits
         self.predictor = PartyPredictor.load(model_dir, party)
+        self.tables = self._tables(self.predictor)
         if self.predictor.role != "label":
             raise ConfigError(f"party '{party}' does not hold the labels ('{self.predictor.label_party}' does): "
                               "it runs the partner side", party=party)
@@ -243,6 +266,19 @@ class BankService:
         self.metrics = Metrics()
         self.stopped = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _tables(self, pred: PartyPredictor) -> dict[str, Any]:
+        """The masked variant's key and encrypted tables for each partner that needs them."""
+        from .masked import BankTables
+
+        return {p: BankTables(pred.masked_tables(p), self.key_bits, party=self.party) for p in pred.masked_partners}
+
+    def _setup_masked(self, pred: PartyPredictor, tables: dict[str, Any]) -> None:
+        """Send each masked partner its encrypted tables (it weights them: slow, a longer wait)."""
+        for p, t in tables.items():
+            meta, arrays = t.offer()
+            self._ask(p, {"op": "masked_setup", "model_id": pred.model_id, **meta}, arrays=arrays,
+                      timeout=max(self.timeout, 120.0))
 
     # link management
     def start(self) -> None:
@@ -283,16 +319,18 @@ class BankService:
         self.link, self.problem = None, why
 
     def _ask(self, p: str, req: dict[str, Any], dtypes: list[Any] | None = None,
-             shapes: list[Any] | None = None) -> Any:
+             shapes: list[Any] | None = None, arrays: list[np.ndarray] | None = None,
+             timeout: float | None = None) -> Any:
         """One request to partner `p` and its answer; a silent or lost partner raises ServingError(503)."""
         if self.link is None:
             raise ServingError(f"partner '{p}' is not connected: {self.problem}", status=503)
         ch = Channel(self.link.ctx, p, PREFIX)
+        wait = timeout or self.timeout
         try:
-            ch.send("req", meta=req)
-            got = ch.recv("ans", timeout=self.timeout)
+            ch.send("req", meta=req, arrays=arrays or [])
+            got = ch.recv("ans", timeout=wait)
         except LinkError as e:
-            why = (f"partner '{p}' did not answer within {self.timeout:g} s" if isinstance(e, TimeoutError)
+            why = (f"partner '{p}' did not answer within {wait:g} s" if isinstance(e, TimeoutError)
                    else f"link to partner '{p}' lost ({type(e).__name__})")
             self._drop(why)
             raise ServingError(why, status=503, party=p) from None
@@ -315,6 +353,10 @@ class BankService:
             if other != self.predictor.model_id:
                 return (f"model ids differ: '{self.party}' serves {self.predictor.model_id}, '{p}' serves {other}; "
                         "refusing to score (load the same model at both, then POST /v1/reload)")
+        try:
+            self._setup_masked(self.predictor, self.tables)
+        except ServingError as e:
+            return str(e)
         return None
 
     # requests
@@ -328,14 +370,18 @@ class BankService:
             own = pred.partial(pred.features(own_df, len(ids)))
             found = [True] * len(ids)
             others = []
-            dt, sh = pred.partial_shapes(len(ids))
             for p in self.partners:
+                masked = self.tables.get(p)
+                dt, sh = ([np.uint8], [masked.answer_shape(len(ids))]) if masked else pred.partial_shapes(len(ids))
                 got = self._ask(p, {"op": "predict", "ids": ids, "model_id": pred.model_id}, dt, sh)
                 f = got.meta.get("found")
                 if not isinstance(f, list) or len(f) != len(ids):
                     raise ServingError(f"partner '{p}' sent a malformed answer", status=502, party=p)
                 found = [a and bool(b) for a, b in zip(found, f)]
-                others.append(got.arrays)
+                try:
+                    others.append([masked.decode(got.arrays, len(ids))] if masked else got.arrays)
+                except JointMLError as e:
+                    raise ServingError(f"partner '{p}' sent a malformed answer: {e}", status=502, party=p) from None
         margin = pred.combine(own, others)
         proba = pred.probability(margin)
         value = pred.prediction(margin)
@@ -372,14 +418,23 @@ class BankService:
         """Load the model folder again at every party; switch together, or keep the old one."""
         with self.lock:
             new = PartyPredictor.load(self.model_dir, self.party)
+            tables = self._tables(new)
             ids = {p: self._ask(p, {"op": "reload"}).meta.get("model_id") for p in self.partners}
             ok = all(m == new.model_id for m in ids.values())
+            if ok:
+                try:  # the pending model's tables first: a refusal keeps both on the old model
+                    self._setup_masked(new, tables)
+                except ServingError:
+                    ok = False
+                    if self.link is None:
+                        raise
             for p in self.partners:
                 self._ask(p, {"op": "commit" if ok else "abort"})
             if not ok:
-                raise ServingError(f"model ids differ after reload: '{self.party}' {new.model_id}, partners {ids}; "
-                                   f"still serving {self.predictor.model_id}", status=409)
-            self.predictor = new
+                raise ServingError(f"model ids differ or the masked setup failed after reload: '{self.party}' "
+                                   f"{new.model_id}, partners {ids}; still serving {self.predictor.model_id}",
+                                   status=409)
+            self.predictor, self.tables = new, tables
             self.problem = None
             return self.predictor.describe()
 
