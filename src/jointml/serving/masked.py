@@ -20,10 +20,11 @@ bank, so that the bank learns that one sum per id and nothing else:
 
 What each party learns per request (semi-honest parties):
 
-| party | learns |
-| --- | --- |
-| bank | the partner's partial score of each id (exactly as in the plain variant: it knows its own part and receives the total, so no protocol could hide it) and whether the partner holds the id; not the partner's bins, weights or features |
-| partner | the ids asked for, and when; nothing about the WOE values (IND-CPA ciphertexts under the bank's key), the scores or the bank's features |
+- the bank: the partner's partial score of each id (exactly as in the plain variant: it knows
+  its own part and receives the total, so no protocol could hide it) and whether the partner
+  holds the id; not the partner's bins, weights or features;
+- the partner: the ids asked for, and when; nothing about the WOE values (IND-CPA ciphertexts
+  under the bank's key), the scores or the bank's features.
 
 Once per setup the partner learns the number of bins of each of its columns (it knows them)
 and the public bounds below; the bank learns nothing from the setup. Hiding the partner's
