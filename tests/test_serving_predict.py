@@ -426,6 +426,8 @@ def test_demo_default_model_served_masked(demo_model, cluster, files, monkeypatc
         np.testing.assert_allclose(tables.decode(answers[0].arrays, 12), woe @ partner.weights, atol=1e-5)
         one = s.client.post("/v1/predict", json={"id": ids[0]}).json()["results"][0]
         assert abs(one["probability"] - want["scores"][0]) < 2e-3
+        res = s.client.post("/v1/predict", json={"ids": [ids[1], "no-such-id"]}).json()["results"]
+        assert abs(res[0]["probability"] - want["scores"][1]) < 2e-3 and res[1]["error"] == "unknown id at a partner"
     finally:
         s.close()
 

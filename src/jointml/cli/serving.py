@@ -29,7 +29,8 @@ __all__ = ["COMMANDS"]
 @click.option("--cluster", "cluster_file", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Cluster YAML: addresses, CA, this party's certificate and key.")
 @click.option("--features", "source", default=None,
-              help="This party's features by id: a CSV or Parquet file, or sqlite:PATH?table=NAME "
+              help="This party's features by id: a CSV or Parquet file, sqlite:PATH?table=NAME, or a database "
+                   "URL with the table after '#' (postgresql+psycopg://user:pw@host/db#table=NAME) "
                    "(optional at the label holder when requests carry its feature values).")
 @click.option("--id-column", default="id", show_default=True, help="The id column of the feature source.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="HTTP address (label holder).")

@@ -52,7 +52,7 @@ import pandas as pd
 
 from ..core.errors import ConfigError, DataError, ModelError
 
-__all__ = ["FeatureSource", "TableSource", "SQLiteSource", "open_source", "lookup", "PartyPredictor",
+__all__ = ["FeatureSource", "TableSource", "SQLiteSource", "SQLSource", "open_source", "lookup", "PartyPredictor",
            "UNKNOWN_POLICIES"]
 
 #: What a partner does with an id it does not hold: "error" (the id is reported unknown, no
@@ -145,6 +145,49 @@ class SQLiteSource(FeatureSource):
         return TableSource(df, self.id_column).rows(ids)
 
 
+class SQLSource(FeatureSource):
+    """A table in any SQLAlchemy database (PostgreSQL in production), read with one
+    parameterised ``SELECT ... WHERE id IN (...)`` per request over a connection pool.
+
+    The table is reflected once (its columns); ids are compared as text, as in the other
+    sources. Needs the `server` extra (SQLAlchemy; psycopg for PostgreSQL).
+
+    >>> import tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "f.db")
+    >>> with sqlite3.connect(p) as c:
+    ...     _ = c.execute("create table f (id text, x real)"); _ = c.execute("insert into f values ('a', 1.5)")
+    >>> src = SQLSource(f"sqlite:///{p}", "f")
+    >>> src.rows(["b", "a"])[1], src.rows(["a"])[0]["x"].tolist()
+    ([False, True], [1.5])
+    """
+
+    def __init__(self, url: str, table: str, id_column: str = "id"):
+        from sqlalchemy import MetaData, Table, create_engine
+        from sqlalchemy.exc import SQLAlchemyError
+
+        self.id_column = id_column
+        try:
+            self.engine = create_engine(url, pool_pre_ping=True)
+            self.table = Table(table, MetaData(), autoload_with=self.engine)
+        except SQLAlchemyError as e:
+            raise ConfigError(f"feature source: cannot read table {table!r} ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0]})", field="features") from None
+        if id_column not in self.table.c:
+            raise DataError(f"the feature table {table!r} has no id column '{id_column}' (columns: "
+                            f"{list(self.table.c.keys())})", field=id_column)
+        self.columns = [c for c in self.table.c.keys() if c != id_column]
+
+    def rows(self, ids: list[str]) -> tuple[pd.DataFrame, list[bool]]:
+        from sqlalchemy import String, cast, select
+
+        key = self.table.c[self.id_column]
+        q = select(self.table).where(cast(key, String).in_([str(i) for i in ids]))
+        with self.engine.connect() as c:
+            got = c.execute(q).fetchall()
+        df = pd.DataFrame([tuple(r) for r in got], columns=[self.id_column, *self.columns])
+        return TableSource(df, self.id_column).rows(ids)
+
+
 def lookup(source: FeatureSource, ids: list[str]) -> tuple[Any, list[bool]]:
     """The rows of `ids` from `source`: its `columns(ids)` fast path when it has one, else `rows(ids)`.
 
@@ -156,7 +199,9 @@ def lookup(source: FeatureSource, ids: list[str]) -> tuple[Any, list[bool]]:
 
 
 def open_source(spec: str, id_column: str = "id") -> FeatureSource:
-    """A feature source from its text: a CSV or Parquet file, or ``sqlite:PATH?table=NAME``.
+    """A feature source from its text: a CSV or Parquet file, ``sqlite:PATH?table=NAME``, or an
+    SQLAlchemy database URL with the table after ``#``
+    (``postgresql+psycopg://user:pw@host/db#table=NAME``).
 
     >>> import tempfile, os
     >>> p = os.path.join(tempfile.mkdtemp(), "f.csv")
@@ -164,6 +209,9 @@ def open_source(spec: str, id_column: str = "id") -> FeatureSource:
     >>> open_source(p).rows(["a"])[1]
     [True]
     """
+    if "://" in spec and "#table=" in spec:
+        url, _, table = spec.rpartition("#table=")
+        return SQLSource(url, table, id_column)
     if spec.startswith("sqlite:"):
         path, _, query = spec[len("sqlite:"):].partition("?table=")
         if not query:
