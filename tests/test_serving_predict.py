@@ -447,3 +447,70 @@ def test_masked_setup_refuses_tampered_tables(demo_model):
     bad[0] = 0
     with pytest.raises(CryptoError, match="ciphertext 0"):
         PartnerTables.accept(meta, [bad], partner.weights, partner.columns)
+
+
+@pytest.fixture(scope="module")
+def card_model(files, tmp_path_factory):
+    """SS-LR on WOE features known to their owners, with a `scorecard` step (points per bin)."""
+    out = tmp_path_factory.mktemp("serve-card")
+    spec = PipelineSpec.from_dict({
+        "parties": ["bank", "partner", "dealer"],
+        "mpc": {"protocol": "semi2k", "parties": ["bank", "partner"], "dealer": "dealer"},
+        "inputs": {"bank": str(files["bank"]), "partner": str(files["partner"])},
+        "steps": [{"psi": {"key": "id", "sort_by": "bank"}}, {"split": {"test_fraction": 0.3, "seed": 1}},
+                  {"woe_binning": {"label": LABEL, "pos_label": "bad", "key_bits": 512, "max_bins": 4,
+                                   "n_prebins": 8, "woe_to_owner": True}},
+                  {"ss_lr.train": {"epochs": 2}}, {"scorecard": {"reasons": 0}}],
+        "output": str(out)})
+    simulate_pipeline(spec, mode="thread", verbose=False)
+    return out / "model"
+
+
+def test_scorecard_points_and_reason_codes(card_model, cluster, files, monkeypatch):
+    """Points equal the scorecard's base points plus every party's bin points (the plaintext twin
+    from both parties' tables); the bank's reasons are its own most adverse features; the
+    partner names only the columns of its reason policy, as codes, and sends no points."""
+    import json
+
+    import jointml.serving.server as srv
+
+    cards = {p: json.loads((card_model.parent / f"scorecard.{p}.json").read_text()) for p in ("bank", "partner")}
+    preds = {p: PartyPredictor.load(card_model, p) for p in ("bank", "partner")}
+    policy = {preds["partner"].columns[0]: "P01", preds["partner"].columns[1]: "P02"}
+    seen = []
+    real = srv.Channel.recv
+
+    def spy(self, step, **kw):
+        got = real(self, step, **kw)
+        seen.append((step, got))
+        return got
+
+    monkeypatch.setattr(srv.Channel, "recv", spy)
+    s = Servers(card_model, cluster, files)
+    s.partner.reason_codes = policy
+    try:
+        assert s.bank.wait_ready(30), s.bank.problem
+        ids = _some_ids(files, 6)
+        seen.clear()
+        r = s.client.post("/v1/predict", json={"ids": ids, "reasons": 2})
+        assert r.status_code == 200, r.text
+        res = r.json()["results"]
+        twin, lost = np.full(len(ids), cards["bank"]["base_points"]), {}
+        for p in ("bank", "partner"):
+            bins = preds[p].bins(open_source(str(files[p])).rows(ids)[0])
+            for j, c in enumerate(preds[p].columns):
+                table = np.array([b["points"] for b in cards[p]["points"][c]])
+                twin += table[bins[:, j]]
+                lost[(p, c)] = table.max() - table[bins[:, j]]
+        np.testing.assert_allclose([x["points"] for x in res], twin, atol=1e-6)
+        for n, x in enumerate(res):
+            own = sorted((c for (p, c) in lost if p == "bank" and lost[(p, c)][n] > 0), key=lambda c: -lost[("bank", c)][n])
+            assert [y["feature"] for y in x["reasons"]] == own[:2]
+            named = sorted((c for c in policy if lost[("partner", c)][n] > 0), key=lambda c: -lost[("partner", c)][n])
+            assert x["partner_reasons"] == {"partner": [policy[c] for c in named]}
+        answer = next(m for step, m in seen if step == "ans")
+        assert set(answer.meta) == {"found", "model_id", "reasons"}  # codes only: no points, no bins
+        assert {c for row in answer.meta["reasons"] for c in row} <= set(policy.values())
+        assert s.client.get("/v1/model").json()["scorecard"]["pdo"] == cards["bank"]["pdo"]
+    finally:
+        s.close()

@@ -41,8 +41,11 @@ __all__ = ["COMMANDS"]
               help="Partner: an id it does not hold is reported unknown (error) or scored as all-missing.")
 @click.option("--key-bits", type=int, default=2048, show_default=True,
               help="Label holder: Paillier key of the masked variant (a partner whose WOE values it holds).")
+@click.option("--reason-codes", default="",
+              help="Partner: the reason policy: the own columns it agrees to name as reason codes, as col=CODE,... "
+                   "(or 'all': every column under its name); none by default. Scorecard models only.")
 def serve(model_dir: str, party: str, cluster_file: str, source: str | None, id_column: str, host: str, port: int,
-          timeout: float, unknown: str, key_bits: int) -> None:
+          timeout: float, unknown: str, key_bits: int, reason_codes: str) -> None:
     """Serve a saved joint model online at this organisation (label holder: HTTP API; partner: link)."""
     from ..runtime.cluster import ClusterConfig
     from ..serving.predictor import PartyPredictor, open_source
@@ -62,12 +65,30 @@ def serve(model_dir: str, party: str, cluster_file: str, source: str | None, id_
             return
         if feats is None:
             raise click.UsageError("a partner needs --features (its own feature source)")
-        partner = PartnerService(model_dir, party, cluster, feats, unknown=unknown)
+        policy = _reason_policy(reason_codes, PartyPredictor.load(model_dir, party).columns)
+        partner = PartnerService(model_dir, party, cluster, feats, unknown=unknown, reason_codes=policy)
         _stop_on_signal(partner)
         click.echo(f"{party}: serving model {partner.predictor.model_id} to '{partner.predictor.label_party}'")
         partner.run()
     except JointMLError as e:
         raise click.ClickException(str(e)) from None
+
+
+def _reason_policy(text: str, columns: list[str]) -> dict[str, str]:
+    """`--reason-codes`: `col=CODE,...`, `col,...` (the column's name as its code) or `all`.
+
+    >>> _reason_policy("age=P01,job", ["age", "job", "telephone"])
+    {'age': 'P01', 'job': 'job'}
+    >>> _reason_policy("all", ["age"])
+    {'age': 'age'}
+    """
+    if text.strip() == "all":
+        return {c: c for c in columns}
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        col, _, code = item.partition("=")
+        out[col.strip()] = code.strip() or col.strip()
+    return out
 
 
 def _run_http(app: Any, host: str, port: int) -> None:

@@ -255,6 +255,9 @@ class PartyPredictor:
     #: (`jointml.serving.masked`); at the label holder: such partners and their columns
     masked: bool = False
     masked_partners: dict[str, list[str]] = field(default_factory=dict)
+    #: this party's scorecard (`jobs.components.scorecard`: factor, offset, points per bin of its
+    #: own columns), when the pipeline had a `scorecard` step; None otherwise
+    scorecard: dict[str, Any] | None = None
     _prep: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -295,6 +298,7 @@ class PartyPredictor:
                 self.masked_partners = {p: list(c) for p, c in rec["columns"].items() if c and p != party}
         if self.model in LINEAR:
             self._load_linear(part)
+            self.scorecard = _load_scorecard(d, party, self.columns) if rec["features"] == "woe" else None
         else:
             self._load_trees(part)
         return self
@@ -367,16 +371,8 @@ class PartyPredictor:
                             field=c, public=True) from None
 
     def _woe_features(self, df: Any, codes: dict[str, Any], woe: Any) -> np.ndarray:
-        """WOE values of this party's columns (or, for a masked partner, their final bins): the
-        raw values binned by this party's saved bins (categories as they are, as training did)."""
-        raw = {}
-        binner = woe.binners[self.party]
-        for c in self.columns:
-            v = np.asarray(df[c])
-            if c in codes:
-                v = _encode(v, *codes[c])
-            raw[c] = self._numeric(c, v) if binner.get_bins(c).kind == "numeric" else v
-        idx = woe.bin_indices(self.party, pd.DataFrame(raw, columns=self.columns))
+        """WOE values of this party's columns (or, for a masked partner, their final bins)."""
+        idx = self.bins(df)
         if self.masked:  # its WOE values are at the label holder: the bins are its features
             return idx.astype(np.float64)
         return np.stack([woe.col[c].woe_table()[idx[:, j]] for j, c in enumerate(self.columns)], axis=1)
@@ -483,9 +479,43 @@ class PartyPredictor:
             return np.exp(margin)
         return margin
 
+    def bins(self, df: Any) -> np.ndarray:
+        """The final WOE bin of each of this party's columns for the raw rows `df` (rows, columns):
+        its saved bins applied to the raw values (categories as they are, as training did)."""
+        woe = self._prep["woe"]
+        codes = self._codes()
+        raw = {}
+        binner = woe.binners[self.party]
+        for c in self.columns:
+            v = np.asarray(df[c])
+            if c in codes:
+                v = _encode(v, *codes[c])
+            raw[c] = self._numeric(c, v) if binner.get_bins(c).kind == "numeric" else v
+        return woe.bin_indices(self.party, pd.DataFrame(raw, columns=self.columns))
+
+    def points_lost(self, df: Any) -> dict[str, np.ndarray]:
+        """Per own column, the scorecard points each row loses against the column's best bin
+        (>= 0; the adverse contributions that reason codes name).
+
+        >>> p = PartyPredictor("bank", "ss_lr", "SSLogisticRegression", "m", "bank", ["bank"], ["x"], "woe", {}, ".",
+        ...                    scorecard={"points": {"x": [10.0, 4.0]}})
+        >>> p.points_lost_from_bins(np.array([[1], [0]]))["x"].tolist()
+        [6.0, 0.0]
+        """
+        return self.points_lost_from_bins(self.bins(df))
+
+    def points_lost_from_bins(self, bins: np.ndarray) -> dict[str, np.ndarray]:
+        assert self.scorecard is not None
+        out = {}
+        for j, c in enumerate(self.columns):
+            table = np.asarray(self.scorecard["points"][c], dtype=np.float64)
+            out[c] = table.max() - table[bins[:, j]]
+        return out
+
     def describe(self) -> dict[str, Any]:
         """Public facts about the loaded model (what `GET /v1/model` shows)."""
-        return {"model": self.model, "kind": self.kind, "model_id": self.model_id, "party": self.party,
+        card = None if self.scorecard is None else {k: self.scorecard.get(k) for k in ("pdo", "base_score", "base_odds")}
+        return {"model": self.model, "kind": self.kind, "model_id": self.model_id, "party": self.party, "scorecard": card,
                 "label_party": self.label_party, "parties": self.parties, "features": self.features_view,
                 "manifest": {k: self.manifest.get(k) for k in ("kind", "model_id", "file", "sha256", "created",
                                                                "version")}}
@@ -655,6 +685,25 @@ def _encode(values: np.ndarray, plain: dict[Any, int], missing_code: int) -> np.
     for k, v in enumerate(values):
         out[k] = miss if _missing(v) else plain.get(v, -1)
     return out
+
+
+def _load_scorecard(d: Path, party: str, columns: list[str]) -> dict[str, Any] | None:
+    """This party's scorecard (`scorecard.<party>.json`, which the `scorecard` step writes next to
+    the model folder), checked against its columns; None when the pipeline had no scorecard."""
+    import json
+
+    f = d.parent / f"scorecard.{party}.json"
+    if not f.exists():
+        return None
+    try:
+        doc = json.loads(f.read_text())
+        points = {c: [float(r["points"]) for r in doc["points"][c]] for c in columns}
+        card = {"factor": float(doc["factor"]), "offset": float(doc["offset"]), "points": points,
+                **{k: doc.get(k) for k in ("pdo", "base_score", "base_odds", "base_points")}}
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"the scorecard {f} does not fit this model ({type(e).__name__}: {e})", party=party,
+                         field="scorecard") from None
+    return card
 
 
 def _load_own_woe(d: Path, party: str, columns: list[str], masked_ok: bool = False) -> Any:

@@ -141,11 +141,16 @@ class PartnerService:
     """
 
     def __init__(self, model_dir: str, party: str, cluster: ClusterConfig, source: FeatureSource,
-                 unknown: str = "error"):
+                 unknown: str = "error", reason_codes: dict[str, str] | None = None):
         if unknown not in UNKNOWN_POLICIES:
             raise ConfigError(f"unknown must be one of {UNKNOWN_POLICIES}, got {unknown!r}", field="unknown")
         self.model_dir, self.party, self.cluster, self.source, self.unknown = model_dir, party, cluster, source, unknown
+        self.reason_codes = dict(reason_codes or {})
         self.predictor = PartyPredictor.load(model_dir, party)
+        unknown_cols = [c for c in self.reason_codes if c not in self.predictor.columns]
+        if unknown_cols:
+            raise ConfigError(f"reason codes name columns {unknown_cols} that are not this party's model columns "
+                              f"{self.predictor.columns}", party=party, field="reason_codes")
         if self.predictor.role == "label":
             raise ConfigError(f"party '{party}' holds the labels: it serves the HTTP API (BankService)", party=party)
         self.pending: PartyPredictor | None = None
@@ -239,7 +244,19 @@ class PartnerService:
             found = [True] * len(ids)
         arrays = self.predictor.partial(self.predictor.features(df, len(ids)))
         log.info("partner %s: request ids=%s", self.party, ",".join(id_hash(i) for i in ids[:8]))
-        return {"found": found, "model_id": self.predictor.model_id}, arrays
+        meta: dict[str, Any] = {"found": found, "model_id": self.predictor.model_id}
+        k = req.get("reasons")
+        if type(k) is int and 0 < k <= 20 and self.reason_codes and self.predictor.scorecard is not None:
+            meta["reasons"] = self._reasons(df, len(ids), k)
+        return meta, arrays
+
+    def _reasons(self, df: Any, n: int, k: int) -> list[list[str]]:
+        """Per id, the codes of the (at most `k`) most adverse features among those the reason
+        policy lets this party name, most adverse first; the points stay here."""
+        lost = self.predictor.points_lost(df)
+        allowed = {c: v for c, v in lost.items() if c in self.reason_codes}
+        return [[self.reason_codes[c] for c in sorted((c for c in allowed if allowed[c][i] > 0),
+                                                      key=lambda c: -allowed[c][i])[:k]] for i in range(n)]
 
 
 # -- the label holder ----------------------------------------------------------------------------
@@ -360,24 +377,34 @@ class BankService:
         return None
 
     # requests
-    def predict(self, ids: list[str], features: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
-        """Score `ids` (this party's own features from the request's `features`, else its source)."""
+    def predict(self, ids: list[str], features: dict[str, list[Any]] | None = None,
+                reasons: int | None = None) -> list[dict[str, Any]]:
+        """Score `ids` (this party's own features from the request's `features`, else its source).
+
+        With a scorecard, each row also gets its `points` and up to `reasons` (default 3) reason
+        codes: this party's own most adverse features (points lost against each feature's best
+        bin) and, per partner, the codes its reason policy lets it name (`PartnerService`).
+        """
         with self.lock:
             if self.problem is not None:
                 raise ServingError(self.problem, status=409 if "model ids differ" in self.problem else 503)
             pred = self.predictor
+            k = (3 if reasons is None else reasons) if pred.scorecard is not None else 0
             own_df = self._own_rows(ids, features)
             own = pred.partial(pred.features(own_df, len(ids)))
             found = [True] * len(ids)
-            others = []
+            others, codes = [], {}
             for p in self.partners:
                 masked = self.tables.get(p)
                 dt, sh = ([np.uint8], [masked.answer_shape(len(ids))]) if masked else pred.partial_shapes(len(ids))
-                got = self._ask(p, {"op": "predict", "ids": ids, "model_id": pred.model_id}, dt, sh)
+                req = {"op": "predict", "ids": ids, "model_id": pred.model_id, **({"reasons": k} if k else {})}
+                got = self._ask(p, req, dt, sh)
                 f = got.meta.get("found")
                 if not isinstance(f, list) or len(f) != len(ids):
                     raise ServingError(f"partner '{p}' sent a malformed answer", status=502, party=p)
                 found = [a and bool(b) for a, b in zip(found, f)]
+                if "reasons" in got.meta:
+                    codes[p] = _check_codes(got.meta["reasons"], len(ids), k, p)
                 try:
                     others.append([masked.decode(got.arrays, len(ids))] if masked else got.arrays)
                 except JointMLError as e:
@@ -385,16 +412,22 @@ class BankService:
         margin = pred.combine(own, others)
         proba = pred.probability(margin)
         value = pred.prediction(margin)
+        lost = pred.points_lost(own_df) if k else {}
         out = []
-        for k, i in enumerate(ids):
-            if not found[k]:
+        for n, i in enumerate(ids):
+            if not found[n]:
                 out.append({"id": i, "error": "unknown id at a partner"})
                 continue
-            row: dict[str, Any] = {"id": i, "score": float(margin[k])}
+            row: dict[str, Any] = {"id": i, "score": float(margin[n])}
             if proba is not None:
-                row["probability"] = float(proba[k])
+                row["probability"] = float(proba[n])
             else:
-                row["prediction"] = float(value[k])
+                row["prediction"] = float(value[n])
+            if pred.scorecard is not None:
+                row["points"] = float(pred.scorecard["offset"] - pred.scorecard["factor"] * margin[n])
+                row["reasons"] = _own_reasons(lost, n, k, self.party)
+                if codes:
+                    row["partner_reasons"] = {p: c[n] for p, c in codes.items()}
             out.append(row)
         return out
 
@@ -443,6 +476,24 @@ class BankService:
                 "model_id": self.predictor.model_id, "partners": self.partners, "problem": self.problem}
 
 
+def _own_reasons(lost: dict[str, np.ndarray], row: int, k: int, party: str) -> list[dict[str, Any]]:
+    """The `k` own features with the most points lost for `row` (only those that lost some).
+
+    >>> _own_reasons({"a": np.array([0.0]), "b": np.array([7.5]), "c": np.array([2.0])}, 0, 2, "bank")
+    [{'party': 'bank', 'feature': 'b', 'points_lost': 7.5}, {'party': 'bank', 'feature': 'c', 'points_lost': 2.0}]
+    """
+    ranked = sorted(((float(v[row]), c) for c, v in lost.items() if v[row] > 0), key=lambda t: -t[0])[:k]
+    return [{"party": party, "feature": c, "points_lost": v} for v, c in ranked]
+
+
+def _check_codes(codes: Any, n: int, k: int, p: str) -> list[list[str]]:
+    """A partner's reason codes: per id a list of at most `k` strings, else a 502."""
+    if not isinstance(codes, list) or len(codes) != n or not all(
+            isinstance(c, list) and len(c) <= k and all(isinstance(x, str) and len(x) <= 64 for x in c) for c in codes):
+        raise ServingError(f"partner '{p}' sent malformed reason codes", status=502, party=p)
+    return codes
+
+
 def create_app(service: BankService) -> Any:
     """The label holder's FastAPI application (OpenAPI at `/docs`, `/openapi.json`)."""
     from fastapi import FastAPI, HTTPException
@@ -456,6 +507,7 @@ def create_app(service: BankService) -> Any:
         ids: list[str] | None = Field(None, description="a batch of ids", max_length=100_000)
         features: dict[str, list[Any]] | None = Field(
             None, description="the label holder's own feature values, one list per column, one value per id")
+        reasons: int | None = Field(None, ge=0, le=20, description="reason codes per id (scorecard models; default 3)")
 
     app = FastAPI(title="jointml serving", version=__version__,
                   description="Joint model scoring: the partners' features stay at the partners.")
@@ -470,7 +522,7 @@ def create_app(service: BankService) -> Any:
         t0 = time.perf_counter()
         outcome = "ok"
         try:
-            rows = service.predict(ids, req.features)
+            rows = service.predict(ids, req.features, req.reasons)
             if req.id is not None and "error" in rows[0]:
                 raise ServingError(f"id {req.id!r}: {rows[0]['error']}", status=404)
         except ServingError as e:
