@@ -140,7 +140,7 @@ class PartnerTables:
         from ..he.layout import max_slots
         from ..he.paillier import PublicKey, check_key_bits
 
-        pk = PublicKey.from_dict(meta.get("key"))
+        pk = PublicKey.from_dict(meta.get("key"))  # type: ignore[arg-type]  # checked inside (CryptoError)
         check_key_bits(pk.key_bits, party=party)
         bins, slots = meta.get("bins"), meta.get("slots")
         if meta.get("columns") != list(columns) or not isinstance(bins, list) or len(bins) != len(columns):
