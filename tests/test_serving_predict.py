@@ -41,6 +41,8 @@ def files(tmp_path_factory):
 
 
 TRAIN = {
+    "ss_xgb": {"ss_xgb.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "n_estimators": 2, "max_depth": 2,
+                                "max_bin": 8}},
     "ss_lr": {"ss_lr.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "epochs": 2}},
     "secureboost": {"secureboost.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "key_bits": 512,
                                           "n_estimators": 3, "max_depth": 3, "max_bin": 16}},
@@ -59,7 +61,7 @@ def _train(files, tmp_path_factory, model, tag=""):
     return _CACHE[key]
 
 
-@pytest.fixture(scope="module", params=sorted(TRAIN))
+@pytest.fixture(scope="module", params=["secureboost", "ss_lr"])
 def trained(request, files, tmp_path_factory):
     return request.param, _train(files, tmp_path_factory, request.param)
 
@@ -93,12 +95,19 @@ class Servers:
                                       open_source(str(files["partner"])), unknown=unknown)
         self.thread = threading.Thread(target=self.partner.run, daemon=True)
         self.thread.start()
+        self.dealer = None
+        if PartyPredictor.load(model_dir, "dealer").role == "helper" if (model_dir / "pipeline.dealer.json").exists() \
+                else False:  # an MPC-online model (SS-XGB): the dealer serves too
+            self.dealer = PartnerService(str(model_dir), "dealer", cluster, None)
+            threading.Thread(target=self.dealer.run, daemon=True).start()
         self.bank = BankService(str(model_dir), "bank", cluster, open_source(str(files["bank"])), timeout=timeout,
                                 key_bits=key_bits)
         self.bank.start()
         self.client = TestClient(create_app(self.bank))
 
     def close(self):
+        if self.dealer is not None:
+            self.dealer.stop()
         self.partner.stop()
         self.bank.stop()
         self.thread.join(5)
@@ -512,5 +521,47 @@ def test_scorecard_points_and_reason_codes(card_model, cluster, files, monkeypat
         assert set(answer.meta) == {"found", "model_id", "reasons"}  # codes only: no points, no bins
         assert {c for row in answer.meta["reasons"] for c in row} <= set(policy.values())
         assert s.client.get("/v1/model").json()["scorecard"]["pdo"] == cards["bank"]["pdo"]
+    finally:
+        s.close()
+
+
+def test_ss_xgb_served_under_mpc_online(files, tmp_path_factory, cluster, monkeypatch):
+    """SS-XGB (leaf weights secret-shared): bank, partner and dealer score each request under MPC;
+    the scores equal `predict_job`; the dealer's requests carry the number of ids only; the
+    partner's answer carries found flags only (its split bits enter the MPC secret-shared)."""
+    import jointml.serving.server as srv
+
+    d = _train(files, tmp_path_factory, "ss_xgb")
+    seen = []
+    real_send = srv.Channel.send
+
+    def spy(self, step, **kw):
+        arrays = kw.get("arrays", ())
+        seen.append((self.peer, step, dict(kw.get("meta") or {}), [arrays] if isinstance(arrays, np.ndarray)
+                     else list(arrays)))
+        return real_send(self, step, **kw)
+
+    monkeypatch.setattr(srv.Channel, "send", spy)
+    s = Servers(d, cluster, files)
+    try:
+        assert s.dealer is not None and s.bank.wait_ready(30), s.bank.problem
+        want = simulate(predict_job, ["bank", "partner", "dealer"], mode="thread",
+                        args=(str(d), {"bank": str(files["bank"]), "partner": str(files["partner"])}, "bank"))["bank"]
+        ids = want["ids"][:7]
+        partner_ids = set(pd.read_csv(files["partner"], dtype={"id": str})["id"])
+        lonely = next(i for i in pd.read_csv(files["bank"], dtype={"id": str})["id"] if i not in partner_ids)
+        seen.clear()
+        r = s.client.post("/v1/predict", json={"ids": [*ids, lonely]})
+        assert r.status_code == 200, r.text
+        res = r.json()["results"]
+        np.testing.assert_allclose([x["probability"] for x in res[:7]], want["scores"][:7], atol=2e-3)
+        assert res[7] == {"id": lonely, "error": "unknown id at a partner"}
+        to_dealer = [m for peer, step, m, _ in seen if peer == "dealer" and step == "req"]
+        assert to_dealer == [{"op": "predict", "n": 8, "model_id": s.bank.predictor.model_id}]
+        from_partner = [(m, a) for peer, step, m, a in seen if peer == "bank" and step == "ans"
+                        and m.get("found") is not None]
+        assert len(from_partner) == 1 and set(from_partner[0][0]) == {"found", "model_id"} and not from_partner[0][1]
+        one = s.client.post("/v1/predict", json={"id": ids[0]}).json()["results"][0]
+        assert abs(one["probability"] - want["scores"][0]) < 2e-3
     finally:
         s.close()

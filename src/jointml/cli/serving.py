@@ -63,10 +63,11 @@ def serve(model_dir: str, party: str, cluster_file: str, source: str | None, id_
             _run_http(create_app(svc), host, port)
             svc.stop()
             return
-        if feats is None:
+        if feats is None and role == "feature":
             raise click.UsageError("a partner needs --features (its own feature source)")
         policy = _reason_policy(reason_codes, PartyPredictor.load(model_dir, party).columns)
-        partner = PartnerService(model_dir, party, cluster, feats, unknown=unknown, reason_codes=policy)
+        partner = PartnerService(model_dir, party, cluster, feats, unknown=unknown,  # type: ignore[arg-type]
+                                 reason_codes=policy)
         _stop_on_signal(partner)
         click.echo(f"{party}: serving model {partner.predictor.model_id} to '{partner.predictor.label_party}'")
         partner.run()

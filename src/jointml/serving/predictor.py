@@ -61,6 +61,8 @@ UNKNOWN_POLICIES = ("error", "missing")
 
 LINEAR = ("ss_lr", "ss_glm")
 TREES = ("secureboost",)
+#: models whose parts are secret-shared: scored under MPC online (`jointml.serving.mpc_online`)
+MPC_MODELS = ("ss_xgb",)
 
 
 class FeatureSource(ABC):
@@ -258,11 +260,24 @@ class PartyPredictor:
     #: this party's scorecard (`jobs.components.scorecard`: factor, offset, points per bin of its
     #: own columns), when the pipeline had a `scorecard` step; None otherwise
     scorecard: dict[str, Any] | None = None
+    #: the MPC device the model was trained on (protocol, parties, dealer): MPC_MODELS only
+    mpc: dict[str, Any] = field(default_factory=dict)
     _prep: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def role(self) -> str:
-        return "label" if self.party == self.label_party else "feature"
+        """"label" (serves the HTTP API), "feature" (a partner with model columns) or "helper"
+        (the dealer of an MPC-online model: no data, only the protocol's randomness)."""
+        if self.party == self.label_party:
+            return "label"
+        return "feature" if self.party in self.parties else "helper"
+
+    @property
+    def peers(self) -> list[str]:
+        """The parties a serving session links: the model's parties, plus the dealer of an
+        MPC-online model."""
+        dealer = self.mpc.get("dealer") if self.model in MPC_MODELS else None
+        return self.parties + ([dealer] if dealer and dealer not in self.parties else [])
 
     @classmethod
     def load(cls, model_dir: str | Path, party: str) -> PartyPredictor:
@@ -276,9 +291,9 @@ class PartyPredictor:
         if rec is None or manifest is None:
             raise ModelError(f"no pipeline record or manifest of party '{party}' in {d}: serve a model saved by a "
                              "pipeline with an `output`", party=party, field="model")
-        if rec["model"] not in LINEAR + TREES:
-            raise ModelError(f"serving does not support model '{rec['model']}' yet (supported: {LINEAR + TREES})",
-                             party=party, field="model")
+        if rec["model"] not in LINEAR + TREES + MPC_MODELS:
+            raise ModelError(f"serving does not support model '{rec['model']}' yet (supported: "
+                             f"{LINEAR + TREES + MPC_MODELS})", party=party, field="model")
         part = read_part(d, party)
         if part.kind != rec["kind"]:
             raise ModelError(f"the current model part in {d} is a {part.kind}, the pipeline record names a "
@@ -299,6 +314,8 @@ class PartyPredictor:
         if self.model in LINEAR:
             self._load_linear(part)
             self.scorecard = _load_scorecard(d, party, self.columns) if rec["features"] == "woe" else None
+        elif self.model in MPC_MODELS:  # the shares are loaded by the session (a collective)
+            self.mpc = dict(rec.get("mpc") or {})
         else:
             self._load_trees(part)
         return self

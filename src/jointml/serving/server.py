@@ -39,7 +39,8 @@ from ..core.errors import ConfigError, JointMLError, LinkError, ModelError
 from ..runtime.cluster import ClusterConfig
 from ..runtime.collectives import Channel
 from ..runtime.context import PartyContext
-from .predictor import UNKNOWN_POLICIES, FeatureSource, PartyPredictor, lookup
+from .mpc_online import margins, open_model
+from .predictor import MPC_MODELS, UNKNOWN_POLICIES, FeatureSource, PartyPredictor, lookup
 
 __all__ = ["ServingError", "ServingLink", "BankService", "PartnerService", "connect_serving", "create_app"]
 
@@ -79,8 +80,8 @@ class ServingLink:
         self.links.close()
 
 
-def connect_serving(cluster: ClusterConfig, me: str, parties: list[str], connect_timeout: float | None = None
-                    ) -> ServingLink:
+def connect_serving(cluster: ClusterConfig, me: str, parties: list[str], connect_timeout: float | None = None,
+                    recv_timeout: float | None = None) -> ServingLink:
     """Open the mutual-TLS links among the serving `parties` only (a cluster file's dealer stays out)."""
     from ..net.tcp import connect_all
 
@@ -89,7 +90,7 @@ def connect_serving(cluster: ClusterConfig, me: str, parties: list[str], connect
         raise ConfigError(f"the cluster file has no address for the model's parties {missing}", field="cluster")
     sub = dataclasses.replace(cluster, parties={p: s for p, s in cluster.parties.items() if p in parties})
     links = connect_all(me, sub.addresses(), sub.tls_for(me), connect_timeout=connect_timeout or sub.connect_timeout,
-                        recv_timeout=sub.recv_timeout, order=sub.names)
+                        recv_timeout=recv_timeout or sub.recv_timeout, order=sub.names)
     return ServingLink(PartyContext(me, sub.names, links), links)
 
 
@@ -153,6 +154,7 @@ class PartnerService:
                               f"{self.predictor.columns}", party=party, field="reason_codes")
         if self.predictor.role == "label":
             raise ConfigError(f"party '{party}' holds the labels: it serves the HTTP API (BankService)", party=party)
+        self.est: Any = None  # an MPC-online model's estimator, loaded over the links when they come up
         self.pending: PartyPredictor | None = None
         self.stopped = threading.Event()
         self.link: ServingLink | None = None
@@ -167,7 +169,7 @@ class PartnerService:
         """Serve until `stop()`: dial / accept the label holder, answer, re-connect on loss."""
         while not self.stopped.is_set():
             try:
-                self.link = connect_serving(self.cluster, self.party, self.predictor.parties, connect_timeout=2.0)
+                self.link = connect_serving(self.cluster, self.party, self.predictor.peers, connect_timeout=2.0)
             except (LinkError, OSError, JointMLError) as e:
                 log.debug("partner %s: no link yet (%s)", self.party, e)
                 self.stopped.wait(0.2)
@@ -188,6 +190,10 @@ class PartnerService:
                 if isinstance(e, TimeoutError):  # idle: check the stop flag, keep the link
                     continue
                 raise
+            if self.predictor.model in MPC_MODELS and msg.meta.get("op") in ("mpc_open", "predict"):
+                if not self._mpc_op(ctx, ch, msg):
+                    return  # out of step with the others: drop the links, dial again
+                continue
             try:
                 if msg.meta.get("op") == "masked_setup":
                     meta, arrays = self._masked_setup(msg.meta, msg.expect([np.uint8]))
@@ -217,6 +223,36 @@ class PartnerService:
         if op == "predict":
             return self._predict(req)
         return {"error": f"unknown request {op!r}"}, []
+
+    def _mpc_op(self, ctx: PartyContext, ch: Channel, msg: Any) -> bool:
+        """This party's side of an MPC-online collective (load the shares, or score a batch);
+        False when it failed (the links are then dropped: the message counters are out of step)."""
+        req = msg.meta
+        try:
+            if req["op"] == "mpc_open":
+                self.est = open_model(ctx, self.predictor)
+                ch.send("ans", meta={"model_id": self.predictor.model_id})
+                return True
+            if self.predictor.role == "helper":  # the dealer: only the number of ids
+                n = req.get("n")
+                if type(n) is not int or n < 1:
+                    raise ServingError("a dealer's request names the number of ids", status=502)
+                margins(self.est, self.predictor.label_party, None, n)
+                ch.send("ans", meta={"model_id": self.predictor.model_id})
+                return True
+            ids = req.get("ids")
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
+                raise ServingError("ids must be a non-empty list of strings", status=502)
+            df, found = lookup(self.source, ids)
+            X = self.predictor.features(df, len(ids))
+            found = [f and not bad for f, bad in zip(found, np.isnan(X).any(axis=1).tolist())]
+            margins(self.est, self.predictor.label_party, np.where(np.isnan(X), 0.0, X), len(ids))
+            log.info("partner %s: request ids=%s", self.party, ",".join(id_hash(i) for i in ids[:8]))
+            ch.send("ans", meta={"found": found, "model_id": self.predictor.model_id})
+            return True
+        except (JointMLError, KeyError) as e:
+            log.warning("partner %s: MPC request failed (%s)", self.party, e)
+            return False
 
     def _masked_setup(self, req: dict[str, Any], arrays: list[np.ndarray]) -> tuple[dict[str, Any], list[np.ndarray]]:
         """Take the label holder's encrypted WOE tables (`jointml.serving.masked`), for the
@@ -277,6 +313,8 @@ class BankService:
             raise ConfigError(f"party '{party}' does not hold the labels ('{self.predictor.label_party}' does): "
                               "it runs the partner side", party=party)
         self.partners = [p for p in self.predictor.parties if p != party]
+        self.helpers = [p for p in self.predictor.peers if p not in self.predictor.parties]  # an MPC dealer
+        self.est: Any = None  # an MPC-online model's estimator, loaded over the links (`mpc_online`)
         self.lock = threading.Lock()
         self.link: ServingLink | None = None
         self.problem: str | None = "no link to the partners yet"
@@ -320,7 +358,9 @@ class BankService:
         while not self.stopped.is_set():
             if self.link is None:
                 try:
-                    link = connect_serving(self.cluster, self.party, self.predictor.parties, connect_timeout=2.0)
+                    # the links' own timeout bounds every wait inside an MPC-online request too
+                    link = connect_serving(self.cluster, self.party, self.predictor.peers, connect_timeout=2.0,
+                                           recv_timeout=self.timeout)
                 except (LinkError, OSError, JointMLError) as e:
                     self.problem = f"partner not reachable ({type(e).__name__})"
                     self.stopped.wait(0.2)
@@ -339,12 +379,27 @@ class BankService:
              shapes: list[Any] | None = None, arrays: list[np.ndarray] | None = None,
              timeout: float | None = None) -> Any:
         """One request to partner `p` and its answer; a silent or lost partner raises ServingError(503)."""
+        self._send(p, req, arrays)
+        return self._answer(p, dtypes, shapes, timeout)
+
+    def _send(self, p: str, req: dict[str, Any], arrays: list[np.ndarray] | None = None) -> None:
+        if self.link is None:
+            raise ServingError(f"partner '{p}' is not connected: {self.problem}", status=503)
+        try:
+            Channel(self.link.ctx, p, PREFIX).send("req", meta=req, arrays=arrays or [])
+        except LinkError as e:
+            why = f"link to partner '{p}' lost ({type(e).__name__})"
+            self._drop(why)
+            raise ServingError(why, status=503, party=p) from None
+
+    def _answer(self, p: str, dtypes: list[Any] | None = None, shapes: list[Any] | None = None,
+                timeout: float | None = None) -> Any:
+        """Partner `p`'s answer to the request sent last (see `_ask`)."""
         if self.link is None:
             raise ServingError(f"partner '{p}' is not connected: {self.problem}", status=503)
         ch = Channel(self.link.ctx, p, PREFIX)
         wait = timeout or self.timeout
         try:
-            ch.send("req", meta=req, arrays=arrays or [])
             got = ch.recv("ans", timeout=wait)
         except LinkError as e:
             why = (f"partner '{p}' did not answer within {wait:g} s" if isinstance(e, TimeoutError)
@@ -362,7 +417,7 @@ class BankService:
         return got
 
     def _hello(self) -> str | None:
-        for p in self.partners:
+        for p in self.partners + self.helpers:
             try:
                 other = self._ask(p, {"op": "hello"}).meta.get("model_id")
             except ServingError as e:
@@ -372,9 +427,27 @@ class BankService:
                         "refusing to score (load the same model at both, then POST /v1/reload)")
         try:
             self._setup_masked(self.predictor, self.tables)
+            if self.predictor.model in MPC_MODELS:
+                self.est = self._mpc_round({p: {"op": "mpc_open"} for p in self.partners + self.helpers},
+                                           lambda: open_model(self.link.ctx, self.predictor))[0]
         except ServingError as e:
             return str(e)
         return None
+
+    def _mpc_round(self, reqs: dict[str, dict[str, Any]], local: Any) -> tuple[Any, dict[str, Any]]:
+        """Send each party its request, run this party's side of the collective `local()`, then
+        collect the answers; a failure in between drops the links (the parties' message
+        counters would be out of step) and gives a 503."""
+        assert self.link is not None
+        for p, req in reqs.items():
+            self._send(p, req)
+        try:
+            out = local()
+        except (LinkError, JointMLError) as e:
+            why = f"MPC scoring failed ({type(e).__name__}: {e})"
+            self._drop(why)
+            raise ServingError(why, status=503) from None
+        return out, {p: self._answer(p) for p in reqs}
 
     # requests
     def predict(self, ids: list[str], features: dict[str, list[Any]] | None = None,
@@ -391,6 +464,8 @@ class BankService:
             pred = self.predictor
             k = (3 if reasons is None else reasons) if pred.scorecard is not None else 0
             own_df = self._own_rows(ids, features)
+            if pred.model in MPC_MODELS:
+                return self._predict_mpc(ids, own_df)
             own = pred.partial(pred.features(own_df, len(ids)))
             found = [True] * len(ids)
             others, codes = [], {}
@@ -431,6 +506,32 @@ class BankService:
             out.append(row)
         return out
 
+    def _predict_mpc(self, ids: list[str], own_df: Any) -> list[dict[str, Any]]:
+        """Score under MPC online (`mpc_online`): the partner gets the ids, the dealer their count."""
+        pred, n = self.predictor, len(ids)
+        X = pred.features(own_df, n)
+        usable = ~np.isnan(X).any(axis=1)  # SS-XGB has no missing values: such rows are not scored
+        X = np.where(np.isnan(X), 0.0, X)
+        reqs = {p: {"op": "predict", "ids": ids, "model_id": pred.model_id} for p in self.partners}
+        reqs.update({p: {"op": "predict", "n": n, "model_id": pred.model_id} for p in self.helpers})
+        margin, answers = self._mpc_round(reqs, lambda: margins(self.est, self.party, X, n))
+        found = [True] * n
+        for p in self.partners:
+            f = answers[p].meta.get("found")
+            if not isinstance(f, list) or len(f) != n:
+                raise ServingError(f"partner '{p}' sent a malformed answer", status=502, party=p)
+            found = [a and bool(b) for a, b in zip(found, f)]
+        proba = pred.probability(margin)
+        out: list[dict[str, Any]] = []
+        for j, i in enumerate(ids):
+            if not usable[j]:
+                out.append({"id": i, "error": "a missing feature value at the label holder (SS-XGB has none)"})
+            elif not found[j]:
+                out.append({"id": i, "error": "unknown id at a partner"})
+            else:
+                out.append({"id": i, "score": float(margin[j]), "probability": float(proba[j])})
+        return out
+
     def _own_rows(self, ids: list[str], features: dict[str, list[Any]] | None) -> dict[str, Any]:
         cols = self.predictor.columns
         if features:
@@ -452,7 +553,8 @@ class BankService:
         with self.lock:
             new = PartyPredictor.load(self.model_dir, self.party)
             tables = self._tables(new)
-            ids = {p: self._ask(p, {"op": "reload"}).meta.get("model_id") for p in self.partners}
+            others = self.partners + self.helpers
+            ids = {p: self._ask(p, {"op": "reload"}).meta.get("model_id") for p in others}
             ok = all(m == new.model_id for m in ids.values())
             if ok:
                 try:  # the pending model's tables first: a refusal keeps both on the old model
@@ -461,12 +563,15 @@ class BankService:
                     ok = False
                     if self.link is None:
                         raise
-            for p in self.partners:
+            for p in others:
                 self._ask(p, {"op": "commit" if ok else "abort"})
             if not ok:
                 raise ServingError(f"model ids differ or the masked setup failed after reload: '{self.party}' "
                                    f"{new.model_id}, partners {ids}; still serving {self.predictor.model_id}",
                                    status=409)
+            if new.model in MPC_MODELS:  # every party loads its new shares (a collective)
+                self.est = self._mpc_round({p: {"op": "mpc_open"} for p in others},
+                                           lambda: open_model(self.link.ctx, new))[0]
             self.predictor, self.tables = new, tables
             self.problem = None
             return self.predictor.describe()
