@@ -41,6 +41,9 @@ def _steps(model: str, trees: int, depth: int, key_bits: int) -> list[dict]:
     if model == "ss_lr":
         return head + [{"scale": {"label": LABEL}},
                        {"ss_lr.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "epochs": 5}}]
+    if model == "ss_xgb":  # leaf weights secret-shared: scored under MPC online with the dealer
+        return head + [{"ss_xgb.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "n_estimators": trees,
+                                         "max_depth": min(depth, 6), "max_bin": 16}}]
     if model == "ss_lr_masked":  # WOE values of the partner's bins at the bank only (woe_to_owner false)
         return head + [{"woe_binning": {"label": LABEL, "pos_label": "bad", "key_bits": key_bits, "method": "chimerge",
                                         "max_bins": 6, "n_prebins": 20}}, {"ss_lr.train": {"epochs": 5}}]
@@ -87,21 +90,25 @@ def _setup(work: Path, model: str, trees: int, depth: int, key_bits: int) -> dic
         "inputs": {"bank": str(files["bank"]), "partner": str(files["partner"])},
         "steps": _steps(model, trees, depth, key_bits), "output": str(work / "out")})
     simulate_pipeline(spec, mode="process", verbose=False)
-    create_dev_pki(work / "certs", ["bank", "partner"], days=1)
-    ports = _free_ports(3)
+    names = ["bank", "partner", "dealer"]
+    create_dev_pki(work / "certs", names, days=1)
+    ports = _free_ports(4)
     (work / "cluster.yaml").write_text(yaml.safe_dump({
         "parties": {p: {"address": f"127.0.0.1:{port}", "cert": f"certs/{p}.crt", "key": f"certs/{p}.key"}
-                    for p, port in zip(["bank", "partner"], ports)}, "ca": "certs/ca.crt"}))
-    return {"files": files, "model_dir": work / "out" / "model", "cluster": work / "cluster.yaml", "http": ports[2]}
+                    for p, port in zip(names, ports)}, "ca": "certs/ca.crt"}))
+    return {"files": files, "model_dir": work / "out" / "model", "cluster": work / "cluster.yaml", "http": ports[3],
+            "dealer": model == "ss_xgb"}
 
 
 def _start(env: dict[str, Any]) -> list[subprocess.Popen]:
     cmd = [sys.executable, "-m", "jointml.cli.main", "serve", "--model", str(env["model_dir"]), "--cluster",
            str(env["cluster"])]
     q = subprocess.DEVNULL
-    return [subprocess.Popen([*cmd, "--party", "partner", "--features", str(env["files"]["partner"])], stdout=q, stderr=q),
-            subprocess.Popen([*cmd, "--party", "bank", "--features", str(env["files"]["bank"]), "--port",
-                              str(env["http"])], stdout=q, stderr=q)]
+    dealer = [subprocess.Popen([*cmd, "--party", "dealer"], stdout=q, stderr=q)] if env.get("dealer") else []
+    return dealer + [
+        subprocess.Popen([*cmd, "--party", "partner", "--features", str(env["files"]["partner"])], stdout=q, stderr=q),
+        subprocess.Popen([*cmd, "--party", "bank", "--features", str(env["files"]["bank"]), "--port", str(env["http"])],
+                         stdout=q, stderr=q)]
 
 
 def _wait_ready(client: Any, url: str, timeout: float = 60.0) -> None:
@@ -118,11 +125,13 @@ def _wait_ready(client: Any, url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"the servers did not become ready within {timeout:g} s")
 
 
-def _plaintext_ms_per_id(env: dict[str, Any], ids: list[str]) -> float:
+def _plaintext_ms_per_id(env: dict[str, Any], ids: list[str]) -> float | None:
     from ..serving.predictor import PartyPredictor, open_source
 
     bank, partner = (PartyPredictor.load(env["model_dir"], p) for p in ("bank", "partner"))
     sb, sp = open_source(str(env["files"]["bank"])), open_source(str(env["files"]["partner"]))
+    if bank.model == "ss_xgb":  # no plaintext model to run (the leaf weights are secret-shared)
+        return None
     t0 = time.perf_counter()
     own = bank.partial(bank.features(sb.rows(ids)[0]))
     if partner.masked:  # the plaintext twin: bins -> the bank's WOE values -> . weights, no encryption
@@ -159,8 +168,8 @@ def run(model: str = "ss_lr", requests: int = 2000, batch: int = 1000, batch_req
     import httpx
     import pandas as pd
 
-    if model not in ("ss_lr", "ss_lr_masked", "secureboost"):
-        raise ValueError(f"jointml bench serve supports ss_lr, ss_lr_masked and secureboost, not {model!r}")
+    if model not in ("ss_lr", "ss_lr_masked", "secureboost", "ss_xgb"):
+        raise ValueError(f"jointml bench serve supports ss_lr, ss_lr_masked, secureboost and ss_xgb, not {model!r}")
     with tempfile.TemporaryDirectory(prefix="jointml-bench-serve-") as tmp:
         env = _setup(Path(tmp), model, trees, depth, key_bits)
         b = pd.read_csv(env["files"]["bank"], dtype={"id": str})
@@ -183,7 +192,8 @@ def run(model: str = "ss_lr", requests: int = 2000, batch: int = 1000, batch_req
                 except subprocess.TimeoutExpired:
                     pr.kill()
         floor = _plaintext_ms_per_id(env, ids[:batch])
-    common = {"model": model, "trees": trees if model == "secureboost" else None, "depth": depth if model == "secureboost"
-              else None, "cpus": os.cpu_count(), "plaintext_ms_per_id": floor}
+    is_tree = model in ("secureboost", "ss_xgb")
+    common = {"model": model, "trees": trees if is_tree else None, "depth": depth if is_tree else None,
+              "cpus": os.cpu_count(), "plaintext_ms_per_id": floor}
     return [{"figure": "serve_single", "batch": 1, **single, **common},
             {"figure": "serve_batch", "batch": batch, **batched, **common}]
