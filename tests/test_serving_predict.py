@@ -14,7 +14,7 @@ import pytest
 from jointml.demo.credit_demo import make_demo_files
 from jointml.jobs import PipelineSpec, predict_job, simulate_pipeline
 from jointml.runtime import ClusterConfig, simulate
-from jointml.serving.predictor import PartyPredictor, TableSource, open_source
+from jointml.serving.predictor import MPC_MODELS, PartyPredictor, TableSource, open_source
 from jointml.serving.server import BankService, PartnerService, create_app
 
 pytest.importorskip("fastapi")
@@ -96,8 +96,7 @@ class Servers:
         self.thread = threading.Thread(target=self.partner.run, daemon=True)
         self.thread.start()
         self.dealer = None
-        if PartyPredictor.load(model_dir, "dealer").role == "helper" if (model_dir / "pipeline.dealer.json").exists() \
-                else False:  # an MPC-online model (SS-XGB): the dealer serves too
+        if PartyPredictor.load(model_dir, "bank").model in MPC_MODELS:  # SS-XGB: the dealer serves too
             self.dealer = PartnerService(str(model_dir), "dealer", cluster, None)
             threading.Thread(target=self.dealer.run, daemon=True).start()
         self.bank = BankService(str(model_dir), "bank", cluster, open_source(str(files["bank"])), timeout=timeout,

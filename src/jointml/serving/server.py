@@ -154,6 +154,9 @@ class PartnerService:
                               f"{self.predictor.columns}", party=party, field="reason_codes")
         if self.predictor.role == "label":
             raise ConfigError(f"party '{party}' holds the labels: it serves the HTTP API (BankService)", party=party)
+        if self.predictor.role == "helper" and self.predictor.model not in MPC_MODELS:
+            raise ConfigError(f"party '{party}' has no part in serving a {self.predictor.model} model (only an "
+                              "MPC-online model needs its dealer)", party=party)
         self.est: Any = None  # an MPC-online model's estimator, loaded over the links when they come up
         self.pending: PartyPredictor | None = None
         self.stopped = threading.Event()
