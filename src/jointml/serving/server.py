@@ -4,8 +4,10 @@ Each organisation runs one process (`jointml serve`). The label holder (the *ban
 `POST /v1/predict`, `GET /v1/health`, `GET /v1/model`, `POST /v1/reload` and `GET /metrics`
 (FastAPI; OpenAPI at `/docs`). Every partner keeps a mutual-TLS link to the bank (the
 cluster file's certificates, `jointml.net.tcp`) and answers the bank's requests with its
-partial only (`jointml.serving.predictor`: a partial linear score, or per tree the leaves its
-splits allow). Raw features never cross; what each side learns is listed in
+partial only (`jointml.serving.predictor`: a partial linear score, encrypted under the bank's
+key when the bank holds the partner's WOE values (`jointml.serving.masked`), or per tree the
+leaves its splits allow); an SS-XGB model is scored under MPC online with the dealer
+(`jointml.serving.mpc_online`). Raw features never cross; what each side learns is listed in
 `jointml.serving.predictor` and docs/serving.md. Adversary model: semi-honest parties;
 a deviating bank can ask for any id (the partner logs every request's id hash).
 
@@ -17,6 +19,9 @@ Messages on the link (one `Channel` per partner, tag ``serve:req`` / ``serve:ans
 | predict | ids | which ids it holds, its partials (arrays, dtype and shape checked) |
 | reload | - | the model id it loaded from its folder (kept pending) |
 | commit / abort | - | its active model id |
+| masked_setup | its public key and encrypted WOE tables (`masked`) | its model id, or why it refuses them |
+| mpc_open (SS-XGB) | - | its model id, after the collective load of its shares (`mpc_online`) |
+| predict (SS-XGB) | ids to the partner, only their number to the dealer | found flags, after the MPC |
 
 A partner that does not answer within `timeout` seconds turns the request into a 503 and the
 link is dropped and dialled again (a late answer would be out of step); the server never hangs.
@@ -432,10 +437,15 @@ class BankService:
             self._setup_masked(self.predictor, self.tables)
             if self.predictor.model in MPC_MODELS:
                 self.est = self._mpc_round({p: {"op": "mpc_open"} for p in self.partners + self.helpers},
-                                           lambda: open_model(self.link.ctx, self.predictor))[0]
+                                           lambda: open_model(self._ctx(), self.predictor))[0]
         except ServingError as e:
             return str(e)
         return None
+
+    def _ctx(self) -> PartyContext:
+        if self.link is None:
+            raise ServingError(f"the partners are not connected: {self.problem}", status=503)
+        return self.link.ctx
 
     def _mpc_round(self, reqs: dict[str, dict[str, Any]], local: Any) -> tuple[Any, dict[str, Any]]:
         """Send each party its request, run this party's side of the collective `local()`, then
@@ -515,7 +525,8 @@ class BankService:
         X = pred.features(own_df, n)
         usable = ~np.isnan(X).any(axis=1)  # SS-XGB has no missing values: such rows are not scored
         X = np.where(np.isnan(X), 0.0, X)
-        reqs = {p: {"op": "predict", "ids": ids, "model_id": pred.model_id} for p in self.partners}
+        reqs: dict[str, dict[str, Any]] = {p: {"op": "predict", "ids": ids, "model_id": pred.model_id}
+                                           for p in self.partners}
         reqs.update({p: {"op": "predict", "n": n, "model_id": pred.model_id} for p in self.helpers})
         margin, answers = self._mpc_round(reqs, lambda: margins(self.est, self.party, X, n))
         found = [True] * n
@@ -525,6 +536,7 @@ class BankService:
                 raise ServingError(f"partner '{p}' sent a malformed answer", status=502, party=p)
             found = [a and bool(b) for a, b in zip(found, f)]
         proba = pred.probability(margin)
+        assert proba is not None  # SS-XGB is a classifier
         out: list[dict[str, Any]] = []
         for j, i in enumerate(ids):
             if not usable[j]:
@@ -574,7 +586,7 @@ class BankService:
                                    status=409)
             if new.model in MPC_MODELS:  # every party loads its new shares (a collective)
                 self.est = self._mpc_round({p: {"op": "mpc_open"} for p in others},
-                                           lambda: open_model(self.link.ctx, new))[0]
+                                           lambda: open_model(self._ctx(), new))[0]
             self.predictor, self.tables = new, tables
             self.problem = None
             return self.predictor.describe()
