@@ -436,6 +436,11 @@ def test_demo_default_model_served_masked(demo_model, cluster, files, monkeypatc
         assert abs(one["probability"] - want["scores"][0]) < 2e-3
         res = s.client.post("/v1/predict", json={"ids": [ids[1], "no-such-id"]}).json()["results"]
         assert abs(res[0]["probability"] - want["scores"][1]) < 2e-3 and res[1]["error"] == "unknown id at a partner"
+        old_key = tables.public_key
+        assert s.client.post("/v1/reload").status_code == 200  # a fresh key and setup for the reloaded model
+        assert s.bank.tables["partner"].public_key != old_key
+        again = s.client.post("/v1/predict", json={"id": ids[0]}).json()["results"][0]
+        assert abs(again["probability"] - want["scores"][0]) < 2e-3
     finally:
         s.close()
 
