@@ -241,6 +241,8 @@ class PartnerService:
                 self.est = open_model(ctx, self.predictor)
                 ch.send("ans", meta={"model_id": self.predictor.model_id})
                 return True
+            if self.est is None:
+                raise ServingError("no MPC model loaded on this link yet", status=503)
             if self.predictor.role == "helper":  # the dealer: only the number of ids
                 n = req.get("n")
                 if type(n) is not int or n < 1:
@@ -258,8 +260,8 @@ class PartnerService:
             log.info("partner %s: request ids=%s", self.party, ",".join(id_hash(i) for i in ids[:8]))
             ch.send("ans", meta={"found": found, "model_id": self.predictor.model_id})
             return True
-        except (JointMLError, KeyError) as e:
-            log.warning("partner %s: MPC request failed (%s)", self.party, e)
+        except Exception as e:  # noqa: BLE001 - whatever failed, this session is out of step: drop it
+            log.warning("partner %s: MPC request failed (%s: %s)", self.party, type(e).__name__, e)
             return False
 
     def _masked_setup(self, req: dict[str, Any], arrays: list[np.ndarray]) -> tuple[dict[str, Any], list[np.ndarray]]:
@@ -522,6 +524,8 @@ class BankService:
     def _predict_mpc(self, ids: list[str], own_df: Any) -> list[dict[str, Any]]:
         """Score under MPC online (`mpc_online`): the partner gets the ids, the dealer their count."""
         pred, n = self.predictor, len(ids)
+        if self.est is None:
+            raise ServingError("the MPC model is not loaded on the links yet", status=503)
         X = pred.features(own_df, n)
         usable = ~np.isnan(X).any(axis=1)  # SS-XGB has no missing values: such rows are not scored
         X = np.where(np.isnan(X), 0.0, X)
