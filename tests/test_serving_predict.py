@@ -14,7 +14,7 @@ import pytest
 from jointml.demo.credit_demo import make_demo_files
 from jointml.jobs import PipelineSpec, predict_job, simulate_pipeline
 from jointml.runtime import ClusterConfig, simulate
-from jointml.serving.predictor import PartyPredictor, TableSource, open_source
+from jointml.serving.predictor import MPC_MODELS, PartyPredictor, TableSource, open_source
 from jointml.serving.server import BankService, PartnerService, create_app
 
 pytest.importorskip("fastapi")
@@ -41,6 +41,8 @@ def files(tmp_path_factory):
 
 
 TRAIN = {
+    "ss_xgb": {"ss_xgb.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "n_estimators": 2, "max_depth": 2,
+                                "max_bin": 8}},
     "ss_lr": {"ss_lr.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "epochs": 2}},
     "secureboost": {"secureboost.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "key_bits": 512,
                                           "n_estimators": 3, "max_depth": 3, "max_bin": 16}},
@@ -59,7 +61,7 @@ def _train(files, tmp_path_factory, model, tag=""):
     return _CACHE[key]
 
 
-@pytest.fixture(scope="module", params=sorted(TRAIN))
+@pytest.fixture(scope="module", params=["secureboost", "ss_lr"])
 def trained(request, files, tmp_path_factory):
     return request.param, _train(files, tmp_path_factory, request.param)
 
@@ -88,16 +90,23 @@ def cluster(tmp_path_factory):
 
 
 class Servers:
-    def __init__(self, model_dir, cluster, files, timeout=2.0, partner_dir=None, unknown="error"):
+    def __init__(self, model_dir, cluster, files, timeout=2.0, partner_dir=None, unknown="error", key_bits=512):
         self.partner = PartnerService(str(partner_dir or model_dir), "partner", cluster,
                                       open_source(str(files["partner"])), unknown=unknown)
         self.thread = threading.Thread(target=self.partner.run, daemon=True)
         self.thread.start()
-        self.bank = BankService(str(model_dir), "bank", cluster, open_source(str(files["bank"])), timeout=timeout)
+        self.dealer = None
+        if PartyPredictor.load(model_dir, "bank").model in MPC_MODELS:  # SS-XGB: the dealer serves too
+            self.dealer = PartnerService(str(model_dir), "dealer", cluster, None)
+            threading.Thread(target=self.dealer.run, daemon=True).start()
+        self.bank = BankService(str(model_dir), "bank", cluster, open_source(str(files["bank"])), timeout=timeout,
+                                key_bits=key_bits)
         self.bank.start()
         self.client = TestClient(create_app(self.bank))
 
     def close(self):
+        if self.dealer is not None:
+            self.dealer.stop()
         self.partner.stop()
         self.bank.stop()
         self.thread.join(5)
@@ -360,5 +369,203 @@ def test_compiled_trees_equal_leaf_masks(files, tmp_path_factory):
         X = p.features(open_source(str(files[party])).rows(_some_ids(files, 200))[0])
         X[public_rng(3).random(X.shape) < 0.1] = np.nan
         want = np.concatenate([leaf_masks(tr, X) for tr in p.trees], axis=1)
-        got = np.unpackbits(p.partial(X)[0], axis=1, count=want.shape[1]).astype(bool)
-        np.testing.assert_array_equal(got, want)
+        ct = p._compiled_trees()
+        np.testing.assert_array_equal(ct.masks(X), want)
+        wire = p.partial(X)[0]  # the partner's wire layout: `width` bytes per tree, pad bits zero
+        assert wire.shape == (len(X), len(p.trees) * ct.width)
+        bits = np.unpackbits(wire, axis=1).astype(bool)
+        np.testing.assert_array_equal(bits[:, ct.pos], want)
+        assert bits.sum() == want.sum()
+
+
+@pytest.fixture(scope="module")
+def demo_model(files, tmp_path_factory):
+    """The credit demo's default model (label-only PSI, WOE binning without woe_to_owner, SS-LR
+    with weights revealed to their owners), short training, test-size Paillier keys."""
+    from jointml.jobs.credit import CreditJobConfig, credit_pipeline
+
+    out = tmp_path_factory.mktemp("serve-demo")
+    cfg = CreditJobConfig(inputs={"bank": str(files["bank"]), "partner": str(files["partner"])}, key_bits=512,
+                          model={"epochs": 1, "batch_size": 128, "learning_rate": 1.0, "l2": 0.001, "sigmoid": "poly"},
+                          output_dir=str(out), verbose=False)
+    simulate_pipeline(credit_pipeline(cfg, ["bank", "partner", "dealer"]), mode="thread", verbose=False)
+    return out / "model"
+
+
+def test_demo_default_model_served_masked(demo_model, cluster, files, monkeypatch):
+    """The demo's default model: the partner knows its bins and weights, the bank its WOE values;
+    served scores equal `predict_job`, and the partner's answer is ciphertexts only (the bank never
+    sees a bin, the partner never a WOE value in plaintext)."""
+    import jointml.serving.server as srv
+
+    partner = PartyPredictor.load(demo_model, "partner")
+    assert partner.masked and partner.weights is not None
+    assert all(partner._prep["woe"].col[c].woe is None for c in partner.columns)  # no WOE value at the partner
+    seen = []
+    real = srv.Channel.recv
+
+    def spy(self, step, **kw):
+        got = real(self, step, **kw)
+        seen.append((step, got))
+        return got
+
+    monkeypatch.setattr(srv.Channel, "recv", spy)
+    s = Servers(demo_model, cluster, files)
+    try:
+        assert s.bank.wait_ready(60), s.bank.problem
+        want = simulate(predict_job, ["bank", "partner", "dealer"], mode="thread",
+                        args=(str(demo_model), {"bank": str(files["bank"]), "partner": str(files["partner"])},
+                              "bank"))["bank"]
+        ids = want["ids"][:12]  # more ids than slots of a 512-bit key: two ciphertexts
+        seen.clear()
+        r = s.client.post("/v1/predict", json={"ids": ids})
+        assert r.status_code == 200, r.text
+        np.testing.assert_allclose([x["probability"] for x in r.json()["results"]], want["scores"][:12], atol=2e-3)
+        # what reached the bank: found flags and packed Paillier ciphertexts under its own key
+        answers = [m for step, m in seen if step == "ans"]
+        assert len(answers) == 1 and set(answers[0].meta) == {"found", "model_id"}
+        tables = s.bank.tables["partner"]
+        assert [a.shape for a in answers[0].arrays] == [tables.answer_shape(12)]
+        # the partner's partial the bank decrypted equals the plaintext twin x_bins -> WOE -> . w
+        bank = PartyPredictor.load(demo_model, "bank")
+        df = open_source(str(files["partner"])).rows(ids)[0]
+        bins = partner.features(df).astype(int)
+        woe = np.stack([bank.masked_tables("partner")[c][bins[:, j]] for j, c in enumerate(partner.columns)], axis=1)
+        np.testing.assert_allclose(tables.decode(answers[0].arrays, 12), woe @ partner.weights, atol=1e-5)
+        one = s.client.post("/v1/predict", json={"id": ids[0]}).json()["results"][0]
+        assert abs(one["probability"] - want["scores"][0]) < 2e-3
+        res = s.client.post("/v1/predict", json={"ids": [ids[1], "no-such-id"]}).json()["results"]
+        assert abs(res[0]["probability"] - want["scores"][1]) < 2e-3 and res[1]["error"] == "unknown id at a partner"
+        old_key = tables.public_key
+        assert s.client.post("/v1/reload").status_code == 200  # a fresh key and setup for the reloaded model
+        assert s.bank.tables["partner"].public_key != old_key
+        again = s.client.post("/v1/predict", json={"id": ids[0]}).json()["results"][0]
+        assert abs(again["probability"] - want["scores"][0]) < 2e-3
+    finally:
+        s.close()
+
+
+def test_masked_setup_refuses_tampered_tables(demo_model):
+    """The partner checks the bank's setup: the columns it names, the layout, every ciphertext."""
+    from jointml.core.errors import CryptoError
+    from jointml.serving.masked import BankTables, PartnerTables
+
+    bank, partner = PartyPredictor.load(demo_model, "bank"), PartyPredictor.load(demo_model, "partner")
+    meta, arrays = BankTables(bank.masked_tables("partner"), 512).offer()
+    with pytest.raises(CryptoError, match="columns"):
+        PartnerTables.accept({**meta, "columns": meta["columns"][::-1]}, arrays, partner.weights, partner.columns)
+    with pytest.raises(CryptoError):
+        PartnerTables.accept(meta, [arrays[0][:-1]], partner.weights, partner.columns)
+    bad = arrays[0].copy()
+    bad[0] = 0
+    with pytest.raises(CryptoError, match="ciphertext 0"):
+        PartnerTables.accept(meta, [bad], partner.weights, partner.columns)
+
+
+@pytest.fixture(scope="module")
+def card_model(files, tmp_path_factory):
+    """SS-LR on WOE features known to their owners, with a `scorecard` step (points per bin)."""
+    out = tmp_path_factory.mktemp("serve-card")
+    spec = PipelineSpec.from_dict({
+        "parties": ["bank", "partner", "dealer"],
+        "mpc": {"protocol": "semi2k", "parties": ["bank", "partner"], "dealer": "dealer"},
+        "inputs": {"bank": str(files["bank"]), "partner": str(files["partner"])},
+        "steps": [{"psi": {"key": "id", "sort_by": "bank"}}, {"split": {"test_fraction": 0.3, "seed": 1}},
+                  {"woe_binning": {"label": LABEL, "pos_label": "bad", "key_bits": 512, "max_bins": 4,
+                                   "n_prebins": 8, "woe_to_owner": True}},
+                  {"ss_lr.train": {"epochs": 2}}, {"scorecard": {"reasons": 0}}],
+        "output": str(out)})
+    simulate_pipeline(spec, mode="thread", verbose=False)
+    return out / "model"
+
+
+def test_scorecard_points_and_reason_codes(card_model, cluster, files, monkeypatch):
+    """Points equal the scorecard's base points plus every party's bin points (the plaintext twin
+    from both parties' tables); the bank's reasons are its own most adverse features; the
+    partner names only the columns of its reason policy, as codes, and sends no points."""
+    import json
+
+    import jointml.serving.server as srv
+
+    cards = {p: json.loads((card_model.parent / f"scorecard.{p}.json").read_text()) for p in ("bank", "partner")}
+    preds = {p: PartyPredictor.load(card_model, p) for p in ("bank", "partner")}
+    policy = {preds["partner"].columns[0]: "P01", preds["partner"].columns[1]: "P02"}
+    seen = []
+    real = srv.Channel.recv
+
+    def spy(self, step, **kw):
+        got = real(self, step, **kw)
+        seen.append((step, got))
+        return got
+
+    monkeypatch.setattr(srv.Channel, "recv", spy)
+    s = Servers(card_model, cluster, files)
+    s.partner.reason_codes = policy
+    try:
+        assert s.bank.wait_ready(30), s.bank.problem
+        ids = _some_ids(files, 6)
+        seen.clear()
+        r = s.client.post("/v1/predict", json={"ids": ids, "reasons": 2})
+        assert r.status_code == 200, r.text
+        res = r.json()["results"]
+        twin, lost = np.full(len(ids), cards["bank"]["base_points"]), {}
+        for p in ("bank", "partner"):
+            bins = preds[p].bins(open_source(str(files[p])).rows(ids)[0])
+            for j, c in enumerate(preds[p].columns):
+                table = np.array([b["points"] for b in cards[p]["points"][c]])
+                twin += table[bins[:, j]]
+                lost[(p, c)] = table.max() - table[bins[:, j]]
+        np.testing.assert_allclose([x["points"] for x in res], twin, atol=1e-6)
+        for n, x in enumerate(res):
+            own = sorted((c for (p, c) in lost if p == "bank" and lost[(p, c)][n] > 0), key=lambda c: -lost[("bank", c)][n])
+            assert [y["feature"] for y in x["reasons"]] == own[:2]
+            named = sorted((c for c in policy if lost[("partner", c)][n] > 0), key=lambda c: -lost[("partner", c)][n])
+            assert x["partner_reasons"] == {"partner": [policy[c] for c in named]}
+        answer = next(m for step, m in seen if step == "ans")
+        assert set(answer.meta) == {"found", "model_id", "reasons"}  # codes only: no points, no bins
+        assert {c for row in answer.meta["reasons"] for c in row} <= set(policy.values())
+        assert s.client.get("/v1/model").json()["scorecard"]["pdo"] == cards["bank"]["pdo"]
+    finally:
+        s.close()
+
+
+def test_ss_xgb_served_under_mpc_online(files, tmp_path_factory, cluster, monkeypatch):
+    """SS-XGB (leaf weights secret-shared): bank, partner and dealer score each request under MPC;
+    the scores equal `predict_job`; the dealer's requests carry the number of ids only; the
+    partner's answer carries found flags only (its split bits enter the MPC secret-shared)."""
+    import jointml.serving.server as srv
+
+    d = _train(files, tmp_path_factory, "ss_xgb")
+    seen = []
+    real_send = srv.Channel.send
+
+    def spy(self, step, **kw):
+        arrays = kw.get("arrays", ())
+        seen.append((self.peer, step, dict(kw.get("meta") or {}), [arrays] if isinstance(arrays, np.ndarray)
+                     else list(arrays)))
+        return real_send(self, step, **kw)
+
+    monkeypatch.setattr(srv.Channel, "send", spy)
+    s = Servers(d, cluster, files)
+    try:
+        assert s.dealer is not None and s.bank.wait_ready(30), s.bank.problem
+        want = simulate(predict_job, ["bank", "partner", "dealer"], mode="thread",
+                        args=(str(d), {"bank": str(files["bank"]), "partner": str(files["partner"])}, "bank"))["bank"]
+        ids = want["ids"][:7]
+        partner_ids = set(pd.read_csv(files["partner"], dtype={"id": str})["id"])
+        lonely = next(i for i in pd.read_csv(files["bank"], dtype={"id": str})["id"] if i not in partner_ids)
+        seen.clear()
+        r = s.client.post("/v1/predict", json={"ids": [*ids, lonely]})
+        assert r.status_code == 200, r.text
+        res = r.json()["results"]
+        np.testing.assert_allclose([x["probability"] for x in res[:7]], want["scores"][:7], atol=2e-3)
+        assert res[7] == {"id": lonely, "error": "unknown id at a partner"}
+        to_dealer = [m for peer, step, m, _ in seen if peer == "dealer" and step == "req"]
+        assert to_dealer == [{"op": "predict", "n": 8, "model_id": s.bank.predictor.model_id}]
+        from_partner = [(m, a) for peer, step, m, a in seen if peer == "bank" and step == "ans"
+                        and m.get("found") is not None]
+        assert len(from_partner) == 1 and set(from_partner[0][0]) == {"found", "model_id"} and not from_partner[0][1]
+        one = s.client.post("/v1/predict", json={"id": ids[0]}).json()["results"][0]
+        assert abs(one["probability"] - want["scores"][0]) < 2e-3
+    finally:
+        s.close()

@@ -7,6 +7,10 @@ bank's HTTP API from this process (one keep-alive HTTP connection):
 - `serve_single`: sequential single-id requests: p50/p99 latency (ms) and requests/s;
 - `serve_batch`: requests of `batch` ids: p50/p99 per request and ids/s.
 
+`--model ss_lr_masked` trains SS-LR on WOE features whose values only the bank holds (the
+credit demo's default): the servers use the masked variant (`jointml.serving.masked`, a
+2048-bit Paillier key of the bank), and the figures show its cost beside plain `ss_lr`.
+
 Every row also carries `plaintext_ms_per_id`: both parties' partials and the combination
 computed in this one process on the same ids (no link, no HTTP), the floor the served figure
 is a ratio to, and `peak_rss_mb`: each serving process's peak resident memory (MB).
@@ -38,6 +42,12 @@ def _steps(model: str, trees: int, depth: int, key_bits: int) -> list[dict]:
     if model == "ss_lr":
         return head + [{"scale": {"label": LABEL}},
                        {"ss_lr.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "epochs": 5}}]
+    if model == "ss_xgb":  # leaf weights secret-shared: scored under MPC online with the dealer
+        return head + [{"ss_xgb.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "n_estimators": trees,
+                                         "max_depth": min(depth, 6), "max_bin": 16}}]
+    if model == "ss_lr_masked":  # WOE values of the partner's bins at the bank only (woe_to_owner false)
+        return head + [{"woe_binning": {"label": LABEL, "pos_label": "bad", "key_bits": key_bits, "method": "chimerge",
+                                        "max_bins": 6, "n_prebins": 20}}, {"ss_lr.train": {"epochs": 5}}]
     return head + [{"secureboost.train": {"label": LABEL, "pos_label": "bad", "features": "raw", "key_bits": key_bits,
                                           "n_estimators": trees, "max_depth": depth, "max_bin": 32}}]
 
@@ -81,21 +91,25 @@ def _setup(work: Path, model: str, trees: int, depth: int, key_bits: int) -> dic
         "inputs": {"bank": str(files["bank"]), "partner": str(files["partner"])},
         "steps": _steps(model, trees, depth, key_bits), "output": str(work / "out")})
     simulate_pipeline(spec, mode="process", verbose=False)
-    create_dev_pki(work / "certs", ["bank", "partner"], days=1)
-    ports = _free_ports(3)
+    names = ["bank", "partner", "dealer"]
+    create_dev_pki(work / "certs", names, days=1)
+    ports = _free_ports(4)
     (work / "cluster.yaml").write_text(yaml.safe_dump({
         "parties": {p: {"address": f"127.0.0.1:{port}", "cert": f"certs/{p}.crt", "key": f"certs/{p}.key"}
-                    for p, port in zip(["bank", "partner"], ports)}, "ca": "certs/ca.crt"}))
-    return {"files": files, "model_dir": work / "out" / "model", "cluster": work / "cluster.yaml", "http": ports[2]}
+                    for p, port in zip(names, ports)}, "ca": "certs/ca.crt"}))
+    return {"files": files, "model_dir": work / "out" / "model", "cluster": work / "cluster.yaml", "http": ports[3],
+            "dealer": model == "ss_xgb"}
 
 
 def _start(env: dict[str, Any]) -> list[subprocess.Popen]:
     cmd = [sys.executable, "-m", "jointml.cli.main", "serve", "--model", str(env["model_dir"]), "--cluster",
            str(env["cluster"])]
     q = subprocess.DEVNULL
-    return [subprocess.Popen([*cmd, "--party", "partner", "--features", str(env["files"]["partner"])], stdout=q, stderr=q),
-            subprocess.Popen([*cmd, "--party", "bank", "--features", str(env["files"]["bank"]), "--port",
-                              str(env["http"])], stdout=q, stderr=q)]
+    dealer = [subprocess.Popen([*cmd, "--party", "dealer"], stdout=q, stderr=q)] if env.get("dealer") else []
+    return dealer + [
+        subprocess.Popen([*cmd, "--party", "partner", "--features", str(env["files"]["partner"])], stdout=q, stderr=q),
+        subprocess.Popen([*cmd, "--party", "bank", "--features", str(env["files"]["bank"]), "--port", str(env["http"])],
+                         stdout=q, stderr=q)]
 
 
 def _wait_ready(client: Any, url: str, timeout: float = 60.0) -> None:
@@ -112,14 +126,22 @@ def _wait_ready(client: Any, url: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"the servers did not become ready within {timeout:g} s")
 
 
-def _plaintext_ms_per_id(env: dict[str, Any], ids: list[str]) -> float:
+def _plaintext_ms_per_id(env: dict[str, Any], ids: list[str]) -> float | None:
     from ..serving.predictor import PartyPredictor, open_source
 
     bank, partner = (PartyPredictor.load(env["model_dir"], p) for p in ("bank", "partner"))
     sb, sp = open_source(str(env["files"]["bank"])), open_source(str(env["files"]["partner"]))
+    if bank.model == "ss_xgb":  # no plaintext model to run (the leaf weights are secret-shared)
+        return None
     t0 = time.perf_counter()
     own = bank.partial(bank.features(sb.rows(ids)[0]))
-    other = partner.partial(partner.features(sp.rows(ids)[0]))
+    if partner.masked:  # the plaintext twin: bins -> the bank's WOE values -> . weights, no encryption
+        bins = partner.features(sp.rows(ids)[0]).astype(np.int64)
+        tables = bank.masked_tables("partner")
+        woe = np.stack([tables[c][bins[:, j]] for j, c in enumerate(partner.columns)], axis=1)
+        other = [woe @ partner.weights]
+    else:
+        other = partner.partial(partner.features(sp.rows(ids)[0]))
     bank.probability(bank.combine(own, [other]))
     return (time.perf_counter() - t0) * 1e3 / len(ids)
 
@@ -149,8 +171,8 @@ def run(model: str = "ss_lr", requests: int = 2000, batch: int = 1000, batch_req
 
     from .memory import process_peak_rss_mb
 
-    if model not in ("ss_lr", "secureboost"):
-        raise ValueError(f"jointml serve supports ss_lr and secureboost, not {model!r}")
+    if model not in ("ss_lr", "ss_lr_masked", "secureboost", "ss_xgb"):
+        raise ValueError(f"jointml bench serve supports ss_lr, ss_lr_masked, secureboost and ss_xgb, not {model!r}")
     with tempfile.TemporaryDirectory(prefix="jointml-bench-serve-") as tmp:
         env = _setup(Path(tmp), model, trees, depth, key_bits)
         b = pd.read_csv(env["files"]["bank"], dtype={"id": str})
@@ -165,7 +187,8 @@ def run(model: str = "ss_lr", requests: int = 2000, batch: int = 1000, batch_req
                 single = _drive(client, url, ids, 1, requests)
                 batched = _drive(client, url, ids, batch, batch_requests)
             # read while the servers live: /proc/<pid> goes with the process
-            rss = {name: process_peak_rss_mb(pr.pid) for name, pr in zip(("partner", "bank"), procs)}
+            names = (["dealer"] if len(procs) == 3 else []) + ["partner", "bank"]  # _start's order
+            rss = {name: process_peak_rss_mb(pr.pid) for name, pr in zip(names, procs)}
         finally:
             for pr in procs:
                 pr.terminate()
@@ -175,7 +198,8 @@ def run(model: str = "ss_lr", requests: int = 2000, batch: int = 1000, batch_req
                 except subprocess.TimeoutExpired:
                     pr.kill()
         floor = _plaintext_ms_per_id(env, ids[:batch])
-    common = {"model": model, "trees": trees if model == "secureboost" else None, "depth": depth if model == "secureboost"
-              else None, "cpus": os.cpu_count(), "plaintext_ms_per_id": floor, "peak_rss_mb": rss}
+    is_tree = model in ("secureboost", "ss_xgb")
+    common = {"model": model, "trees": trees if is_tree else None, "depth": depth if is_tree else None,
+              "cpus": os.cpu_count(), "plaintext_ms_per_id": floor, "peak_rss_mb": rss}
     return [{"figure": "serve_single", "batch": 1, **single, **common},
             {"figure": "serve_batch", "batch": batch, **batched, **common}]

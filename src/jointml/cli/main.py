@@ -562,7 +562,9 @@ def bench_lr(
 
 
 @bench.command("serve")
-@click.option("--model", type=click.Choice(["ss_lr", "secureboost"]), default="ss_lr", show_default=True)
+@click.option("--model", type=click.Choice(["ss_lr", "ss_lr_masked", "secureboost", "ss_xgb"]), default="ss_lr",
+              show_default=True, help="ss_lr_masked: SS-LR on WOE features whose values only the bank holds (the demo's "
+                                      "default); ss_xgb: scored under MPC online with the dealer.")
 @click.option("--requests", type=int, default=2000, show_default=True, help="Single-id requests.")
 @click.option("--batch", type=int, default=1000, show_default=True, help="Ids per batched request.")
 @click.option("--trees", type=int, default=100, show_default=True, help="SecureBoost trees.")

@@ -29,7 +29,8 @@ __all__ = ["COMMANDS"]
 @click.option("--cluster", "cluster_file", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Cluster YAML: addresses, CA, this party's certificate and key.")
 @click.option("--features", "source", default=None,
-              help="This party's features by id: a CSV or Parquet file, or sqlite:PATH?table=NAME "
+              help="This party's features by id: a CSV or Parquet file, sqlite:PATH?table=NAME, or a database "
+                   "URL with the table after '#' (postgresql+psycopg://user:pw@host/db#table=NAME) "
                    "(optional at the label holder when requests carry its feature values).")
 @click.option("--id-column", default="id", show_default=True, help="The id column of the feature source.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="HTTP address (label holder).")
@@ -38,8 +39,13 @@ __all__ = ["COMMANDS"]
               help="Seconds to wait for a partner's answer before a 503.")
 @click.option("--unknown", type=click.Choice(["error", "missing"]), default="error", show_default=True,
               help="Partner: an id it does not hold is reported unknown (error) or scored as all-missing.")
+@click.option("--key-bits", type=int, default=2048, show_default=True,
+              help="Label holder: Paillier key of the masked variant (a partner whose WOE values it holds).")
+@click.option("--reason-codes", default="",
+              help="Partner: the reason policy: the own columns it agrees to name as reason codes, as col=CODE,... "
+                   "(or 'all': every column under its name); none by default. Scorecard models only.")
 def serve(model_dir: str, party: str, cluster_file: str, source: str | None, id_column: str, host: str, port: int,
-          timeout: float, unknown: str) -> None:
+          timeout: float, unknown: str, key_bits: int, reason_codes: str) -> None:
     """Serve a saved joint model online at this organisation (label holder: HTTP API; partner: link)."""
     from ..runtime.cluster import ClusterConfig
     from ..serving.predictor import PartyPredictor, open_source
@@ -51,20 +57,39 @@ def serve(model_dir: str, party: str, cluster_file: str, source: str | None, id_
         feats = open_source(source, id_column) if source else None
         role = PartyPredictor.load(model_dir, party).role
         if role == "label":
-            svc = BankService(model_dir, party, cluster, feats, timeout=timeout)
+            svc = BankService(model_dir, party, cluster, feats, timeout=timeout, key_bits=key_bits)
             svc.start()
             _reload_on_sighup(svc)
             _run_http(create_app(svc), host, port)
             svc.stop()
             return
-        if feats is None:
+        if feats is None and role == "feature":
             raise click.UsageError("a partner needs --features (its own feature source)")
-        partner = PartnerService(model_dir, party, cluster, feats, unknown=unknown)
+        policy = _reason_policy(reason_codes, PartyPredictor.load(model_dir, party).columns)
+        partner = PartnerService(model_dir, party, cluster, feats, unknown=unknown,  # type: ignore[arg-type]
+                                 reason_codes=policy)
         _stop_on_signal(partner)
         click.echo(f"{party}: serving model {partner.predictor.model_id} to '{partner.predictor.label_party}'")
         partner.run()
     except JointMLError as e:
         raise click.ClickException(str(e)) from None
+
+
+def _reason_policy(text: str, columns: list[str]) -> dict[str, str]:
+    """`--reason-codes`: `col=CODE,...`, `col,...` (the column's name as its code) or `all`.
+
+    >>> _reason_policy("age=P01,job", ["age", "job", "telephone"])
+    {'age': 'P01', 'job': 'job'}
+    >>> _reason_policy("all", ["age"])
+    {'age': 'age'}
+    """
+    if text.strip() == "all":
+        return {c: c for c in columns}
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        col, _, code = item.partition("=")
+        out[col.strip()] = code.strip() or col.strip()
+    return out
 
 
 def _run_http(app: Any, host: str, port: int) -> None:

@@ -1,5 +1,5 @@
 """Online serving of joint models: one prediction server per organisation (see docs/serving.md)."""
 
-from .predictor import FeatureSource, PartyPredictor, TableSource, open_source
+from .predictor import FeatureSource, PartyPredictor, SQLSource, TableSource, open_source
 
-__all__ = ["FeatureSource", "PartyPredictor", "TableSource", "open_source"]
+__all__ = ["FeatureSource", "PartyPredictor", "SQLSource", "TableSource", "open_source"]

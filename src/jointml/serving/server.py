@@ -4,8 +4,10 @@ Each organisation runs one process (`jointml serve`). The label holder (the *ban
 `POST /v1/predict`, `GET /v1/health`, `GET /v1/model`, `POST /v1/reload` and `GET /metrics`
 (FastAPI; OpenAPI at `/docs`). Every partner keeps a mutual-TLS link to the bank (the
 cluster file's certificates, `jointml.net.tcp`) and answers the bank's requests with its
-partial only (`jointml.serving.predictor`: a partial linear score, or per tree the leaves its
-splits allow). Raw features never cross; what each side learns is listed in
+partial only (`jointml.serving.predictor`: a partial linear score, encrypted under the bank's
+key when the bank holds the partner's WOE values (`jointml.serving.masked`), or per tree the
+leaves its splits allow); an SS-XGB model is scored under MPC online with the dealer
+(`jointml.serving.mpc_online`). Raw features never cross; what each side learns is listed in
 `jointml.serving.predictor` and docs/serving.md. Adversary model: semi-honest parties;
 a deviating bank can ask for any id (the partner logs every request's id hash).
 
@@ -17,6 +19,9 @@ Messages on the link (one `Channel` per partner, tag ``serve:req`` / ``serve:ans
 | predict | ids | which ids it holds, its partials (arrays, dtype and shape checked) |
 | reload | - | the model id it loaded from its folder (kept pending) |
 | commit / abort | - | its active model id |
+| masked_setup | its public key and encrypted WOE tables (`masked`) | its model id, or why it refuses them |
+| mpc_open (SS-XGB) | - | its model id, after the collective load of its shares (`mpc_online`) |
+| predict (SS-XGB) | ids to the partner, only their number to the dealer | found flags, after the MPC |
 
 A partner that does not answer within `timeout` seconds turns the request into a 503 and the
 link is dropped and dialled again (a late answer would be out of step); the server never hangs.
@@ -39,7 +44,8 @@ from ..core.errors import ConfigError, JointMLError, LinkError, ModelError
 from ..runtime.cluster import ClusterConfig
 from ..runtime.collectives import Channel
 from ..runtime.context import PartyContext
-from .predictor import UNKNOWN_POLICIES, FeatureSource, PartyPredictor, lookup
+from .mpc_online import margins, open_model
+from .predictor import MPC_MODELS, UNKNOWN_POLICIES, FeatureSource, PartyPredictor, lookup
 
 __all__ = ["ServingError", "ServingLink", "BankService", "PartnerService", "connect_serving", "create_app"]
 
@@ -79,8 +85,8 @@ class ServingLink:
         self.links.close()
 
 
-def connect_serving(cluster: ClusterConfig, me: str, parties: list[str], connect_timeout: float | None = None
-                    ) -> ServingLink:
+def connect_serving(cluster: ClusterConfig, me: str, parties: list[str], connect_timeout: float | None = None,
+                    recv_timeout: float | None = None) -> ServingLink:
     """Open the mutual-TLS links among the serving `parties` only (a cluster file's dealer stays out)."""
     from ..net.tcp import connect_all
 
@@ -89,7 +95,7 @@ def connect_serving(cluster: ClusterConfig, me: str, parties: list[str], connect
         raise ConfigError(f"the cluster file has no address for the model's parties {missing}", field="cluster")
     sub = dataclasses.replace(cluster, parties={p: s for p, s in cluster.parties.items() if p in parties})
     links = connect_all(me, sub.addresses(), sub.tls_for(me), connect_timeout=connect_timeout or sub.connect_timeout,
-                        recv_timeout=sub.recv_timeout, order=sub.names)
+                        recv_timeout=recv_timeout or sub.recv_timeout, order=sub.names)
     return ServingLink(PartyContext(me, sub.names, links), links)
 
 
@@ -141,13 +147,22 @@ class PartnerService:
     """
 
     def __init__(self, model_dir: str, party: str, cluster: ClusterConfig, source: FeatureSource,
-                 unknown: str = "error"):
+                 unknown: str = "error", reason_codes: dict[str, str] | None = None):
         if unknown not in UNKNOWN_POLICIES:
             raise ConfigError(f"unknown must be one of {UNKNOWN_POLICIES}, got {unknown!r}", field="unknown")
         self.model_dir, self.party, self.cluster, self.source, self.unknown = model_dir, party, cluster, source, unknown
+        self.reason_codes = dict(reason_codes or {})
         self.predictor = PartyPredictor.load(model_dir, party)
+        unknown_cols = [c for c in self.reason_codes if c not in self.predictor.columns]
+        if unknown_cols:
+            raise ConfigError(f"reason codes name columns {unknown_cols} that are not this party's model columns "
+                              f"{self.predictor.columns}", party=party, field="reason_codes")
         if self.predictor.role == "label":
             raise ConfigError(f"party '{party}' holds the labels: it serves the HTTP API (BankService)", party=party)
+        if self.predictor.role == "helper" and self.predictor.model not in MPC_MODELS:
+            raise ConfigError(f"party '{party}' has no part in serving a {self.predictor.model} model (only an "
+                              "MPC-online model needs its dealer)", party=party)
+        self.est: Any = None  # an MPC-online model's estimator, loaded over the links when they come up
         self.pending: PartyPredictor | None = None
         self.stopped = threading.Event()
         self.link: ServingLink | None = None
@@ -162,7 +177,7 @@ class PartnerService:
         """Serve until `stop()`: dial / accept the label holder, answer, re-connect on loss."""
         while not self.stopped.is_set():
             try:
-                self.link = connect_serving(self.cluster, self.party, self.predictor.parties, connect_timeout=2.0)
+                self.link = connect_serving(self.cluster, self.party, self.predictor.peers, connect_timeout=2.0)
             except (LinkError, OSError, JointMLError) as e:
                 log.debug("partner %s: no link yet (%s)", self.party, e)
                 self.stopped.wait(0.2)
@@ -178,12 +193,23 @@ class PartnerService:
         ch = Channel(ctx, self.predictor.label_party, PREFIX)
         while not self.stopped.is_set():
             try:
-                msg = ch.recv("req", dtypes=[], timeout=0.5)
+                msg = ch.recv("req", timeout=0.5)
             except LinkError as e:
                 if isinstance(e, TimeoutError):  # idle: check the stop flag, keep the link
                     continue
                 raise
-            meta, arrays = self.answer(msg.meta)
+            if self.predictor.model in MPC_MODELS and msg.meta.get("op") in ("mpc_open", "predict"):
+                if not self._mpc_op(ctx, ch, msg):
+                    return  # out of step with the others: drop the links, dial again
+                continue
+            try:
+                if msg.meta.get("op") == "masked_setup":
+                    meta, arrays = self._masked_setup(msg.meta, msg.expect([np.uint8]))
+                else:
+                    msg.expect([])  # every other request carries no array
+                    meta, arrays = self.answer(msg.meta)
+            except JointMLError as e:  # a malformed request: say so, keep serving
+                meta, arrays = {"error": str(e)}, []
             ch.send("ans", meta=meta, arrays=arrays)
 
     def answer(self, req: dict[str, Any]) -> tuple[dict[str, Any], list[np.ndarray]]:
@@ -206,6 +232,52 @@ class PartnerService:
             return self._predict(req)
         return {"error": f"unknown request {op!r}"}, []
 
+    def _mpc_op(self, ctx: PartyContext, ch: Channel, msg: Any) -> bool:
+        """This party's side of an MPC-online collective (load the shares, or score a batch);
+        False when it failed (the links are then dropped: the message counters are out of step)."""
+        req = msg.meta
+        try:
+            if req["op"] == "mpc_open":
+                self.est = open_model(ctx, self.predictor)
+                ch.send("ans", meta={"model_id": self.predictor.model_id})
+                return True
+            if self.est is None:
+                raise ServingError("no MPC model loaded on this link yet", status=503)
+            if self.predictor.role == "helper":  # the dealer: only the number of ids
+                n = req.get("n")
+                if type(n) is not int or n < 1:
+                    raise ServingError("a dealer's request names the number of ids", status=502)
+                margins(self.est, self.predictor.label_party, None, n)
+                ch.send("ans", meta={"model_id": self.predictor.model_id})
+                return True
+            ids = req.get("ids")
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or not ids:
+                raise ServingError("ids must be a non-empty list of strings", status=502)
+            df, found = lookup(self.source, ids)
+            X = self.predictor.features(df, len(ids))
+            found = [f and not bad for f, bad in zip(found, np.isnan(X).any(axis=1).tolist())]
+            margins(self.est, self.predictor.label_party, np.where(np.isnan(X), 0.0, X), len(ids))
+            log.info("partner %s: request ids=%s", self.party, ",".join(id_hash(i) for i in ids[:8]))
+            ch.send("ans", meta={"found": found, "model_id": self.predictor.model_id})
+            return True
+        except Exception as e:  # noqa: BLE001 - whatever failed, this session is out of step: drop it
+            log.warning("partner %s: MPC request failed (%s: %s)", self.party, type(e).__name__, e)
+            return False
+
+    def _masked_setup(self, req: dict[str, Any], arrays: list[np.ndarray]) -> tuple[dict[str, Any], list[np.ndarray]]:
+        """Take the label holder's encrypted WOE tables (`jointml.serving.masked`), for the
+        model it names (the active one, or the one a reload keeps pending)."""
+        target = self.pending if self.pending is not None and req.get("model_id") == self.pending.model_id \
+            else self.predictor
+        if req.get("model_id") != target.model_id or not target.masked:
+            return {"error": f"masked setup for model {req.get('model_id')!r}: partner serves {target.model_id} "
+                             f"({'masked' if target.masked else 'plain'} partials)"}, []
+        try:
+            target.accept_masked(req, arrays)
+        except JointMLError as e:
+            return {"error": f"masked setup refused: {e}"}, []
+        return {"model_id": target.model_id}, []
+
     def _predict(self, req: dict[str, Any]) -> tuple[dict[str, Any], list[np.ndarray]]:
         ids = req.get("ids")
         if req.get("model_id") != self.predictor.model_id:
@@ -218,7 +290,19 @@ class PartnerService:
             found = [True] * len(ids)
         arrays = self.predictor.partial(self.predictor.features(df, len(ids)))
         log.info("partner %s: request ids=%s", self.party, ",".join(id_hash(i) for i in ids[:8]))
-        return {"found": found, "model_id": self.predictor.model_id}, arrays
+        meta: dict[str, Any] = {"found": found, "model_id": self.predictor.model_id}
+        k = req.get("reasons")
+        if type(k) is int and 0 < k <= 20 and self.reason_codes and self.predictor.scorecard is not None:
+            meta["reasons"] = self._reasons(df, len(ids), k)
+        return meta, arrays
+
+    def _reasons(self, df: Any, n: int, k: int) -> list[list[str]]:
+        """Per id, the codes of the (at most `k`) most adverse features among those the reason
+        policy lets this party name, most adverse first; the points stay here."""
+        lost = self.predictor.points_lost(df)
+        allowed = {c: v for c, v in lost.items() if c in self.reason_codes}
+        return [[self.reason_codes[c] for c in sorted((c for c in allowed if allowed[c][i] > 0),
+                                                      key=lambda c: -allowed[c][i])[:k]] for i in range(n)]
 
 
 # -- the label holder ----------------------------------------------------------------------------
@@ -230,19 +314,36 @@ class BankService:
     """
 
     def __init__(self, model_dir: str, party: str, cluster: ClusterConfig, source: FeatureSource | None,
-                 timeout: float = 2.0):
+                 timeout: float = 2.0, key_bits: int = 2048):
         self.model_dir, self.party, self.cluster, self.source, self.timeout = model_dir, party, cluster, source, timeout
+        self.key_bits = key_bits
         self.predictor = PartyPredictor.load(model_dir, party)
+        self.tables = self._tables(self.predictor)
         if self.predictor.role != "label":
             raise ConfigError(f"party '{party}' does not hold the labels ('{self.predictor.label_party}' does): "
                               "it runs the partner side", party=party)
         self.partners = [p for p in self.predictor.parties if p != party]
+        self.helpers = [p for p in self.predictor.peers if p not in self.predictor.parties]  # an MPC dealer
+        self.est: Any = None  # an MPC-online model's estimator, loaded over the links (`mpc_online`)
         self.lock = threading.Lock()
         self.link: ServingLink | None = None
         self.problem: str | None = "no link to the partners yet"
         self.metrics = Metrics()
         self.stopped = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def _tables(self, pred: PartyPredictor) -> dict[str, Any]:
+        """The masked variant's key and encrypted tables for each partner that needs them."""
+        from .masked import BankTables
+
+        return {p: BankTables(pred.masked_tables(p), self.key_bits, party=self.party) for p in pred.masked_partners}
+
+    def _setup_masked(self, pred: PartyPredictor, tables: dict[str, Any]) -> None:
+        """Send each masked partner its encrypted tables (it weights them: slow, a longer wait)."""
+        for p, t in tables.items():
+            meta, arrays = t.offer()
+            self._ask(p, {"op": "masked_setup", "model_id": pred.model_id, **meta}, arrays=arrays,
+                      timeout=max(self.timeout, 120.0))
 
     # link management
     def start(self) -> None:
@@ -267,7 +368,9 @@ class BankService:
         while not self.stopped.is_set():
             if self.link is None:
                 try:
-                    link = connect_serving(self.cluster, self.party, self.predictor.parties, connect_timeout=2.0)
+                    # the links' own timeout bounds every wait inside an MPC-online request too
+                    link = connect_serving(self.cluster, self.party, self.predictor.peers, connect_timeout=2.0,
+                                           recv_timeout=self.timeout)
                 except (LinkError, OSError, JointMLError) as e:
                     self.problem = f"partner not reachable ({type(e).__name__})"
                     self.stopped.wait(0.2)
@@ -283,16 +386,33 @@ class BankService:
         self.link, self.problem = None, why
 
     def _ask(self, p: str, req: dict[str, Any], dtypes: list[Any] | None = None,
-             shapes: list[Any] | None = None) -> Any:
+             shapes: list[Any] | None = None, arrays: list[np.ndarray] | None = None,
+             timeout: float | None = None) -> Any:
         """One request to partner `p` and its answer; a silent or lost partner raises ServingError(503)."""
+        self._send(p, req, arrays)
+        return self._answer(p, dtypes, shapes, timeout)
+
+    def _send(self, p: str, req: dict[str, Any], arrays: list[np.ndarray] | None = None) -> None:
+        if self.link is None:
+            raise ServingError(f"partner '{p}' is not connected: {self.problem}", status=503)
+        try:
+            Channel(self.link.ctx, p, PREFIX).send("req", meta=req, arrays=arrays or [])
+        except LinkError as e:
+            why = f"link to partner '{p}' lost ({type(e).__name__})"
+            self._drop(why)
+            raise ServingError(why, status=503, party=p) from None
+
+    def _answer(self, p: str, dtypes: list[Any] | None = None, shapes: list[Any] | None = None,
+                timeout: float | None = None) -> Any:
+        """Partner `p`'s answer to the request sent last (see `_ask`)."""
         if self.link is None:
             raise ServingError(f"partner '{p}' is not connected: {self.problem}", status=503)
         ch = Channel(self.link.ctx, p, PREFIX)
+        wait = timeout or self.timeout
         try:
-            ch.send("req", meta=req)
-            got = ch.recv("ans", timeout=self.timeout)
+            got = ch.recv("ans", timeout=wait)
         except LinkError as e:
-            why = (f"partner '{p}' did not answer within {self.timeout:g} s" if isinstance(e, TimeoutError)
+            why = (f"partner '{p}' did not answer within {wait:g} s" if isinstance(e, TimeoutError)
                    else f"link to partner '{p}' lost ({type(e).__name__})")
             self._drop(why)
             raise ServingError(why, status=503, party=p) from None
@@ -307,7 +427,7 @@ class BankService:
         return got
 
     def _hello(self) -> str | None:
-        for p in self.partners:
+        for p in self.partners + self.helpers:
             try:
                 other = self._ask(p, {"op": "hello"}).meta.get("model_id")
             except ServingError as e:
@@ -315,41 +435,120 @@ class BankService:
             if other != self.predictor.model_id:
                 return (f"model ids differ: '{self.party}' serves {self.predictor.model_id}, '{p}' serves {other}; "
                         "refusing to score (load the same model at both, then POST /v1/reload)")
+        try:
+            self._setup_masked(self.predictor, self.tables)
+            if self.predictor.model in MPC_MODELS:
+                self.est = self._mpc_round({p: {"op": "mpc_open"} for p in self.partners + self.helpers},
+                                           lambda: open_model(self._ctx(), self.predictor))[0]
+        except ServingError as e:
+            return str(e)
         return None
 
+    def _ctx(self) -> PartyContext:
+        if self.link is None:
+            raise ServingError(f"the partners are not connected: {self.problem}", status=503)
+        return self.link.ctx
+
+    def _mpc_round(self, reqs: dict[str, dict[str, Any]], local: Any) -> tuple[Any, dict[str, Any]]:
+        """Send each party its request, run this party's side of the collective `local()`, then
+        collect the answers; a failure in between drops the links (the parties' message
+        counters would be out of step) and gives a 503."""
+        assert self.link is not None
+        for p, req in reqs.items():
+            self._send(p, req)
+        try:
+            out = local()
+        except (LinkError, JointMLError) as e:
+            why = f"MPC scoring failed ({type(e).__name__}: {e})"
+            self._drop(why)
+            raise ServingError(why, status=503) from None
+        return out, {p: self._answer(p) for p in reqs}
+
     # requests
-    def predict(self, ids: list[str], features: dict[str, list[Any]] | None = None) -> list[dict[str, Any]]:
-        """Score `ids` (this party's own features from the request's `features`, else its source)."""
+    def predict(self, ids: list[str], features: dict[str, list[Any]] | None = None,
+                reasons: int | None = None) -> list[dict[str, Any]]:
+        """Score `ids` (this party's own features from the request's `features`, else its source).
+
+        With a scorecard, each row also gets its `points` and up to `reasons` (default 3) reason
+        codes: this party's own most adverse features (points lost against each feature's best
+        bin) and, per partner, the codes its reason policy lets it name (`PartnerService`).
+        """
         with self.lock:
             if self.problem is not None:
                 raise ServingError(self.problem, status=409 if "model ids differ" in self.problem else 503)
             pred = self.predictor
+            k = (3 if reasons is None else reasons) if pred.scorecard is not None else 0
             own_df = self._own_rows(ids, features)
+            if pred.model in MPC_MODELS:
+                return self._predict_mpc(ids, own_df)
             own = pred.partial(pred.features(own_df, len(ids)))
             found = [True] * len(ids)
-            others = []
-            dt, sh = pred.partial_shapes(len(ids))
+            others, codes = [], {}
             for p in self.partners:
-                got = self._ask(p, {"op": "predict", "ids": ids, "model_id": pred.model_id}, dt, sh)
+                masked = self.tables.get(p)
+                dt, sh = ([np.uint8], [masked.answer_shape(len(ids))]) if masked else pred.partial_shapes(len(ids))
+                req = {"op": "predict", "ids": ids, "model_id": pred.model_id, **({"reasons": k} if k else {})}
+                got = self._ask(p, req, dt, sh)
                 f = got.meta.get("found")
                 if not isinstance(f, list) or len(f) != len(ids):
                     raise ServingError(f"partner '{p}' sent a malformed answer", status=502, party=p)
                 found = [a and bool(b) for a, b in zip(found, f)]
-                others.append(got.arrays)
+                if "reasons" in got.meta:
+                    codes[p] = _check_codes(got.meta["reasons"], len(ids), k, p)
+                try:
+                    others.append([masked.decode(got.arrays, len(ids))] if masked else got.arrays)
+                except JointMLError as e:
+                    raise ServingError(f"partner '{p}' sent a malformed answer: {e}", status=502, party=p) from None
         margin = pred.combine(own, others)
         proba = pred.probability(margin)
         value = pred.prediction(margin)
+        lost = pred.points_lost(own_df) if k else {}
         out = []
-        for k, i in enumerate(ids):
-            if not found[k]:
+        for n, i in enumerate(ids):
+            if not found[n]:
                 out.append({"id": i, "error": "unknown id at a partner"})
                 continue
-            row: dict[str, Any] = {"id": i, "score": float(margin[k])}
+            row: dict[str, Any] = {"id": i, "score": float(margin[n])}
             if proba is not None:
-                row["probability"] = float(proba[k])
+                row["probability"] = float(proba[n])
             else:
-                row["prediction"] = float(value[k])
+                row["prediction"] = float(value[n])
+            if pred.scorecard is not None:
+                row["points"] = float(pred.scorecard["offset"] - pred.scorecard["factor"] * margin[n])
+                row["reasons"] = _own_reasons(lost, n, k, self.party)
+                if codes:
+                    row["partner_reasons"] = {p: c[n] for p, c in codes.items()}
             out.append(row)
+        return out
+
+    def _predict_mpc(self, ids: list[str], own_df: Any) -> list[dict[str, Any]]:
+        """Score under MPC online (`mpc_online`): the partner gets the ids, the dealer their count."""
+        pred, n = self.predictor, len(ids)
+        if self.est is None:
+            raise ServingError("the MPC model is not loaded on the links yet", status=503)
+        X = pred.features(own_df, n)
+        usable = ~np.isnan(X).any(axis=1)  # SS-XGB has no missing values: such rows are not scored
+        X = np.where(np.isnan(X), 0.0, X)
+        reqs: dict[str, dict[str, Any]] = {p: {"op": "predict", "ids": ids, "model_id": pred.model_id}
+                                           for p in self.partners}
+        reqs.update({p: {"op": "predict", "n": n, "model_id": pred.model_id} for p in self.helpers})
+        margin, answers = self._mpc_round(reqs, lambda: margins(self.est, self.party, X, n))
+        found = [True] * n
+        for p in self.partners:
+            f = answers[p].meta.get("found")
+            if not isinstance(f, list) or len(f) != n:
+                raise ServingError(f"partner '{p}' sent a malformed answer", status=502, party=p)
+            found = [a and bool(b) for a, b in zip(found, f)]
+        proba = pred.probability(margin)
+        assert proba is not None  # SS-XGB is a classifier
+        out: list[dict[str, Any]] = []
+        for j, i in enumerate(ids):
+            if not usable[j]:
+                out.append({"id": i, "error": "a missing feature value at the label holder (SS-XGB has none)"})
+            elif not found[j]:
+                out.append({"id": i, "error": "unknown id at a partner"})
+            else:
+                out.append({"id": i, "score": float(margin[j]), "probability": float(proba[j])})
         return out
 
     def _own_rows(self, ids: list[str], features: dict[str, list[Any]] | None) -> dict[str, Any]:
@@ -372,20 +571,51 @@ class BankService:
         """Load the model folder again at every party; switch together, or keep the old one."""
         with self.lock:
             new = PartyPredictor.load(self.model_dir, self.party)
-            ids = {p: self._ask(p, {"op": "reload"}).meta.get("model_id") for p in self.partners}
+            tables = self._tables(new)
+            others = self.partners + self.helpers
+            ids = {p: self._ask(p, {"op": "reload"}).meta.get("model_id") for p in others}
             ok = all(m == new.model_id for m in ids.values())
-            for p in self.partners:
+            if ok:
+                try:  # the pending model's tables first: a refusal keeps both on the old model
+                    self._setup_masked(new, tables)
+                except ServingError:
+                    ok = False
+                    if self.link is None:
+                        raise
+            for p in others:
                 self._ask(p, {"op": "commit" if ok else "abort"})
             if not ok:
-                raise ServingError(f"model ids differ after reload: '{self.party}' {new.model_id}, partners {ids}; "
-                                   f"still serving {self.predictor.model_id}", status=409)
-            self.predictor = new
+                raise ServingError(f"model ids differ or the masked setup failed after reload: '{self.party}' "
+                                   f"{new.model_id}, partners {ids}; still serving {self.predictor.model_id}",
+                                   status=409)
+            if new.model in MPC_MODELS:  # every party loads its new shares (a collective)
+                self.est = self._mpc_round({p: {"op": "mpc_open"} for p in others},
+                                           lambda: open_model(self._ctx(), new))[0]
+            self.predictor, self.tables = new, tables
             self.problem = None
             return self.predictor.describe()
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok" if self.problem is None else "unavailable", "party": self.party,
                 "model_id": self.predictor.model_id, "partners": self.partners, "problem": self.problem}
+
+
+def _own_reasons(lost: dict[str, np.ndarray], row: int, k: int, party: str) -> list[dict[str, Any]]:
+    """The `k` own features with the most points lost for `row` (only those that lost some).
+
+    >>> _own_reasons({"a": np.array([0.0]), "b": np.array([7.5]), "c": np.array([2.0])}, 0, 2, "bank")
+    [{'party': 'bank', 'feature': 'b', 'points_lost': 7.5}, {'party': 'bank', 'feature': 'c', 'points_lost': 2.0}]
+    """
+    ranked = sorted(((float(v[row]), c) for c, v in lost.items() if v[row] > 0), key=lambda t: -t[0])[:k]
+    return [{"party": party, "feature": c, "points_lost": v} for v, c in ranked]
+
+
+def _check_codes(codes: Any, n: int, k: int, p: str) -> list[list[str]]:
+    """A partner's reason codes: per id a list of at most `k` strings, else a 502."""
+    if not isinstance(codes, list) or len(codes) != n or not all(
+            isinstance(c, list) and len(c) <= k and all(isinstance(x, str) and len(x) <= 64 for x in c) for c in codes):
+        raise ServingError(f"partner '{p}' sent malformed reason codes", status=502, party=p)
+    return codes
 
 
 def create_app(service: BankService) -> Any:
@@ -401,6 +631,7 @@ def create_app(service: BankService) -> Any:
         ids: list[str] | None = Field(None, description="a batch of ids", max_length=100_000)
         features: dict[str, list[Any]] | None = Field(
             None, description="the label holder's own feature values, one list per column, one value per id")
+        reasons: int | None = Field(None, ge=0, le=20, description="reason codes per id (scorecard models; default 3)")
 
     app = FastAPI(title="jointml serving", version=__version__,
                   description="Joint model scoring: the partners' features stay at the partners.")
@@ -415,7 +646,7 @@ def create_app(service: BankService) -> Any:
         t0 = time.perf_counter()
         outcome = "ok"
         try:
-            rows = service.predict(ids, req.features)
+            rows = service.predict(ids, req.features, req.reasons)
             if req.id is not None and "error" in rows[0]:
                 raise ServingError(f"id {req.id!r}: {rows[0]['error']}", status=404)
         except ServingError as e:
