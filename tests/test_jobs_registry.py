@@ -47,7 +47,7 @@ XGB = [{"psi": {"key": "id", "sort_by": "bank"}}, {"encode": {"label": "creditab
 
 # -- registries and spec checks ------------------------------------------------------------
 def test_registries_list_models_and_aliases():
-    assert set(MODELS) == {"ss_lr", "ss_glm", "secureboost", "ss_xgb", "split_nn", "mpc_mlp"}
+    assert set(MODELS) == {"ss_lr", "ss_glm", "secureboost", "ss_xgb", "split_nn", "mpc_mlp", "ppdt"}
     for m in ("ss_lr", "secureboost", "ss_xgb"):
         c = COMPONENTS[f"{m}.train"]
         assert c.alias_of == "train" and c.fixed == {"model": m}

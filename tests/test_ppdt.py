@@ -147,3 +147,26 @@ def test_noise_aware_model_keeps_the_partner_signal_at_epsilon_8():
     m = NoiseAwareLinear().fit(X[tr, :cut], y[tr], {"shop": Release(Z, t.moment_, t.moment_noise_, t.noise_scale_)})
     joint = roc_auc_score(y[te], m.decision_function(X[te, :cut], {"shop": t.project(X[te, cut:])}))
     assert joint >= raw - 0.02 and joint > own + 0.01, (raw, own, joint)
+
+
+def test_ppdt_pipeline_model_trains_scores_and_predicts_from_the_folder(tmp_path):
+    """`model: ppdt` in a pipeline: the partner's release is all the bank gets at training; scores
+    at the bank only; the saved model scores new rows (`jointml predict`) as in the run."""
+    from jointml.demo.credit_demo import make_demo_files
+    from jointml.jobs import PipelineSpec, predict_job, simulate_pipeline
+    from jointml.runtime import simulate
+
+    files = make_demo_files(tmp_path / "data")
+    parties = ["bank", "partner", "dealer"]
+    spec = PipelineSpec.from_dict({
+        "parties": parties, "mpc": {"protocol": "semi2k", "parties": ["bank", "partner"], "dealer": "dealer"},
+        "inputs": {"bank": str(files["bank"]), "partner": str(files["partner"])}, "output": str(tmp_path / "out"),
+        "steps": [{"psi": {"key": "id", "sort_by": "bank"}}, {"encode": {"label": "creditability"}},
+                  {"split": {"test_fraction": 0.3, "seed": 1}}, {"scale": {}},
+                  {"ppdt.train": {"pos_label": "bad", "k": 3, "epsilon": 8.0}}, {"ppdt.predict": {}}, {"evaluate": {}}]})
+    res = simulate_pipeline(spec, mode="thread", verbose=False)
+    assert res["bank"]["auc"] > 0.6 and "test_scores" not in res["partner"]
+    inputs = {"bank": str(files["bank"]), "partner": str(files["partner"])}
+    got = simulate(predict_job, parties, mode="thread", args=(str(tmp_path / "out" / "model"), inputs, "bank"))
+    assert got["bank"]["model"] == "ppdt" and "scores" not in got["partner"]
+    assert np.isfinite(np.asarray(got["bank"]["scores"])).all()
