@@ -1,7 +1,11 @@
-"""The HE device: a Paillier key pair held by one party, used like the MPC device.
+"""The HE device: an additively homomorphic key pair held by one party, used like the MPC device.
 
 ``he = HeDevice(ctx, holder="bank")`` (every party calls it: SPMD) makes the holder
-generate a key pair and announce the public key. Then:
+generate a key pair and announce the public key. ``scheme`` picks the cryptosystem:
+``"ou"`` (Okamoto-Uchiyama, :mod:`jointml.he.ou`; the default: at the same 2048-bit key,
+i.e. ~112-bit security, it encrypts ~3x, adds ~3x and decrypts ~4x faster per ciphertext
+than Paillier, with a 679-bit instead of a 2046-bit plaintext) or ``"paillier"`` (DJN
+Paillier, :mod:`jointml.he.paillier`). Both give the same API below. Then:
 
 * ``x.to(he)``: the owner of a PartyObject encrypts it under the holder's key and sends
   the ciphertexts to the parties that compute on them (default: every other party of
@@ -26,7 +30,7 @@ party (the holder's private key never leaves it). What each party learns:
 * a **computing party**: the shape, fixed-point scale and slot layout of the
   ciphertexts it receives (the slot width reveals the magnitude of the encrypted
   values to within a factor of 2 when the sender sizes slots from its data), nothing
-  else (semantic security of Paillier, DCRA);
+  else (semantic security of Paillier under DCRA, of OU under the p-subgroup assumption);
 * **other parties**: the public key and that a transfer took place.
 
 Keys below 2048 bits are refused (:class:`~jointml.core.errors.ParameterError` on
@@ -55,6 +59,8 @@ from ..runtime.collectives import broadcast, send_to
 from .grouped import grouped_sums
 from .layout import SlotLayout
 from .packing import compress_ciphertexts, encrypt_packed
+from .ou import SCHEME as OU_SCHEME
+from .ou import OUPublicKey, generate_ou_keypair
 from .paillier import (
     DEFAULT_KEY_BITS,
     DEFAULT_WINDOW,
@@ -69,11 +75,27 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..runtime.context import PartyContext
     from ..runtime.device import PartyObject
 
-__all__ = ["HeDevice", "HeArray"]
+__all__ = ["HeDevice", "HeArray", "SCHEMES", "DEFAULT_SCHEME", "check_scheme"]
+
+#: The cryptosystems an HE device can use (``scheme=``).
+SCHEMES = ("ou", "paillier")
+#: Okamoto-Uchiyama: fastest at equal key size (2048 bits, ~112-bit security); see the module doc.
+DEFAULT_SCHEME = "ou"
+
+
+def check_scheme(scheme: Any, *, party: str | None = None, field: str = "scheme") -> str:
+    """`scheme` checked against :data:`SCHEMES` (ParameterError naming `field` otherwise).
+
+    >>> check_scheme("ou")
+    'ou'
+    """
+    if scheme not in SCHEMES:
+        raise ParameterError(f"unknown HE scheme {scheme!r}: use one of {list(SCHEMES)}", party=party, field=field)
+    return str(scheme)
 
 
 class HeDevice:
-    """A Paillier key pair held by `holder`; the public key is known to `parties`.
+    """A key pair of `scheme` ("ou" or "paillier") held by `holder`; the public key is known to `parties`.
 
     Every party of the context constructs it at the same program point (the holder
     generates the key and broadcasts the public key). `parties` (default: all) are
@@ -88,6 +110,8 @@ class HeDevice:
     (512, False)
     """
 
+    public_key: PublicKey | OUPublicKey | None
+
     def __init__(
         self,
         ctx: PartyContext,
@@ -97,6 +121,7 @@ class HeDevice:
         parties: Sequence[str] | None = None,
         window: int = DEFAULT_WINDOW,
         n_jobs: int | None = None,
+        scheme: str = DEFAULT_SCHEME,
     ) -> None:
         members = list(ctx.parties) if parties is None else list(parties)
         if holder not in ctx.parties:
@@ -105,15 +130,17 @@ class HeDevice:
             members.insert(0, holder)
         self.ctx, self.holder, self.parties = ctx, holder, members
         self.key_bits, self.n_jobs = check_key_bits(key_bits, party=holder), n_jobs
-        self._secret = None
-        pk = None
+        self.scheme = check_scheme(scheme)
+        self._secret: Any = None
+        pk: PublicKey | OUPublicKey | None = None
         if ctx.me == holder:
-            pk, self._secret = generate_keypair(self.key_bits, window=window)
+            keygen = generate_ou_keypair if self.scheme == OU_SCHEME else generate_keypair
+            pk, self._secret = keygen(self.key_bits, window=window)
         got = broadcast(ctx, holder, meta={"pk": pk.to_dict()} if pk is not None else None, to=members,
                         name="he:pk")
         if ctx.me in members and pk is None:
-            pk = _public_key_from(got.meta.get("pk"), holder, self.key_bits)
-        self.public_key: PublicKey | None = pk
+            pk = _public_key_from(got.meta.get("pk"), holder, self.key_bits, self.scheme)
+        self.public_key = pk
         self._nonces = NoncePool(pk, n_jobs) if pk is not None else None
 
     @property
@@ -189,7 +216,7 @@ class HeDevice:
         return HeArray(self, located, enc, wire=got.arrays[0])
 
     def __repr__(self) -> str:
-        return f"HeDevice(holder={self.holder}, parties={self.parties}, key_bits={self.key_bits})"
+        return f"HeDevice(holder={self.holder}, parties={self.parties}, scheme={self.scheme}, key_bits={self.key_bits})"
 
 
 class HeArray:
@@ -288,9 +315,13 @@ class HeArray:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _public_key_from(d: Any, holder: str, key_bits: int) -> PublicKey:
+def _public_key_from(d: Any, holder: str, key_bits: int, scheme: str) -> PublicKey | OUPublicKey:
+    want = "ou" if scheme == OU_SCHEME else "paillier-djn"
+    if not isinstance(d, dict) or d.get("scheme") != want:  # a key of another scheme than the job's is refused
+        got = d.get("scheme") if isinstance(d, dict) else type(d).__name__
+        raise CryptoError(f"public key of scheme {got!r}, expected {want!r}", party=holder, field="pk")
     try:
-        pk = PublicKey.from_dict(d)
+        pk: PublicKey | OUPublicKey = OUPublicKey.from_dict(d) if scheme == OU_SCHEME else PublicKey.from_dict(d)
     except CryptoError as e:
         raise CryptoError(str(e), party=holder, field="pk") from None
     if pk.key_bits != key_bits:  # a weaker key than the job asked for is refused
@@ -303,7 +334,7 @@ def _header(enc: EncryptedArray) -> dict[str, Any]:
             "layout": None if enc.layout is None else enc.layout.to_dict()}
 
 
-def _from_message(pk: PublicKey | None, meta: dict, arrays: list, sender: str) -> EncryptedArray:
+def _from_message(pk: PublicKey | OUPublicKey | None, meta: dict, arrays: list, sender: str) -> EncryptedArray:
     """Rebuild (and validate) ciphertexts a peer sent with :func:`_header` metadata."""
     if pk is None:
         raise NotOwnerError("this party has no public key of the HE device")
