@@ -179,6 +179,7 @@ MODEL_RULES: dict[str, Rule] = {
     "sigmoid": Rule(choices=("accurate", "exp", "poly", "seg3")), "seed": _NONNEG, "n_estimators": Rule(1),
     "max_depth": Rule(1), "min_child_weight": _NONNEG, "reg_lambda": _NONNEG, "gamma": _NONNEG, "subsample": _FRACTION,
     "colsample_bytree": _FRACTION, "max_bin": Rule(2), "key_bits": _KEY_BITS, "power": Rule(1, 2),
+    "he_scheme": Rule(choices=("ou", "paillier")),  # SecureBoost's HE backend (jointml.he.SCHEMES)
 }
 
 
