@@ -154,3 +154,25 @@ def test_he_device_with_ou_group_sums_and_refuses_a_scheme_switch():
         simulate(mismatch, ["bank", "shop"], mode="thread")
     with pytest.raises(PartyFailed, match="ParameterError: field 'scheme'"):
         simulate(lambda ctx: HeDevice(ctx, "bank", key_bits=512, scheme="rsa"), ["bank"], mode="thread")
+
+
+def test_secureboost_same_model_under_ou_and_paillier():
+    """Both schemes carry the same fixed-point sums exactly: the same trees, the same scores."""
+    from jointml.ml.tree import SecureBoostClassifier
+
+    g = _rng(5)
+    X = g.normal(size=(300, 4))
+    y = (X[:, 0] - X[:, 2] + 0.3 * g.normal(size=300) > 0).astype(float)
+
+    def prog(ctx, scheme):
+        parts = {"bank": ctx.party("bank").run(lambda: X[:, :2]), "shop": ctx.party("shop").run(lambda: X[:, 2:])}
+        m = SecureBoostClassifier(ctx, n_estimators=2, max_depth=3, key_bits=512, n_jobs=1, he_scheme=scheme)
+        m.fit(parts, ctx.party("bank").run(lambda: y))
+        p = m.predict_proba(parts)
+        return p.value if ctx.me == "bank" else m.get_params()["he_scheme"]
+
+    ou = simulate(prog, ["bank", "shop"], mode="thread", args=("ou",))
+    pa = simulate(prog, ["bank", "shop"], mode="thread", args=("paillier",))
+    assert ou["shop"] == "ou" and pa["shop"] == "paillier"
+    np.testing.assert_array_equal(ou["bank"], pa["bank"])
+    assert ((ou["bank"][:, 1] > 0.5) == y).mean() > 0.8

@@ -95,7 +95,7 @@ def run(key_bits: int = 2048, n: int = 2000, n_jobs: int | None = None, scheme: 
     # Serial first: builds the fixed-base table(s) in this process (timed separately).
     t0 = time.perf_counter()
     pk.encrypt(x[:1], n_jobs=1)
-    nonce_bits = pk.r_bits if scheme == "ou" else pk.alpha_bits
+    nonce_bits = getattr(pk, "r_bits", None) or getattr(pk, "alpha_bits", None)
     fig("table_precompute", 1, time.perf_counter() - t0, window=pk.window, nonce_exponent_bits=nonce_bits)
     n_serial = min(n, 1000)
     t1, _ = _best(lambda: pk.encrypt(x[:n_serial], n_jobs=1))

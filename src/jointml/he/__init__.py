@@ -26,6 +26,7 @@ from .device import DEFAULT_SCHEME, SCHEMES, HeArray, HeDevice, check_scheme
 from .encoding import DEFAULT_FRAC_BITS, bytes_to_ints, decode, encode, ints_to_bytes, max_int
 from .grouped import grouped_sums
 from .layout import SlotLayout, headroom_bits, max_slots, pack, plaintext_bits, unpack
+from .ou import OUPrivateKey, OUPublicKey, generate_ou_keypair
 from .packing import compress, compress_ciphertexts, encrypt_packed
 from .paillier import (
     DEFAULT_ALPHA_BITS,
@@ -39,7 +40,6 @@ from .paillier import (
     encrypt_zeros,
     generate_keypair,
 )
-from .ou import OUPrivateKey, OUPublicKey, generate_ou_keypair
 from .parallel import shutdown as shutdown_pool
 
 __all__ = [

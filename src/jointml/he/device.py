@@ -58,9 +58,9 @@ from ..core.errors import CryptoError, NotOwnerError, ParameterError
 from ..runtime.collectives import broadcast, send_to
 from .grouped import grouped_sums
 from .layout import SlotLayout
-from .packing import compress_ciphertexts, encrypt_packed
 from .ou import SCHEME as OU_SCHEME
 from .ou import OUPublicKey, generate_ou_keypair
+from .packing import compress_ciphertexts, encrypt_packed
 from .paillier import (
     DEFAULT_KEY_BITS,
     DEFAULT_WINDOW,
@@ -110,7 +110,9 @@ class HeDevice:
     (512, False)
     """
 
-    public_key: PublicKey | OUPublicKey | None
+    #: PublicKey or OUPublicKey (same interface; Paillier-only extras such as the label
+    #: proofs of vertical WOE need scheme="paillier"), None at a non-member
+    public_key: Any
 
     def __init__(
         self,
@@ -132,7 +134,7 @@ class HeDevice:
         self.key_bits, self.n_jobs = check_key_bits(key_bits, party=holder), n_jobs
         self.scheme = check_scheme(scheme)
         self._secret: Any = None
-        pk: PublicKey | OUPublicKey | None = None
+        pk: Any = None  # PublicKey or OUPublicKey
         if ctx.me == holder:
             keygen = generate_ou_keypair if self.scheme == OU_SCHEME else generate_keypair
             pk, self._secret = keygen(self.key_bits, window=window)
@@ -334,7 +336,7 @@ def _header(enc: EncryptedArray) -> dict[str, Any]:
             "layout": None if enc.layout is None else enc.layout.to_dict()}
 
 
-def _from_message(pk: PublicKey | OUPublicKey | None, meta: dict, arrays: list, sender: str) -> EncryptedArray:
+def _from_message(pk: Any, meta: dict, arrays: list, sender: str) -> EncryptedArray:
     """Rebuild (and validate) ciphertexts a peer sent with :func:`_header` metadata."""
     if pk is None:
         raise NotOwnerError("this party has no public key of the HE device")
