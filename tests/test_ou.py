@@ -42,6 +42,7 @@ def test_key_sizes_and_structure():
         assert pk.h == gmpy2.powmod(pk.g, pk.n, pk.n)
         # packed plaintexts must fit p (secret), not n: the public budget is |p| - 3 bits
         assert pk.plaintext_bits == pk.p_bits - 3 and (1 << pk.plaintext_bits) < p // 3
+        assert pk.r_bits == 224  # 2 * lambda, lambda = 112 at 2048 bits (smaller keys: tests only)
     with pytest.raises(ParameterError):
         generate_ou_keypair(255)
 
@@ -119,7 +120,7 @@ def test_public_key_serialisation_is_checked(keys):
     d = pk.to_dict()
     assert OUPublicKey.from_dict(d) == pk and all(isinstance(v, (str, int)) for v in d.values())
     for field, value in (("h", format(int(pk.h) + 1, "x")), ("key_bits", 1024), ("scheme", "paillier-djn"),
-                         ("g", "zz")):
+                         ("g", "zz"), ("r_bits", 128)):  # a nonce shorter than 2 * lambda is refused
         with pytest.raises(CryptoError):
             OUPublicKey.from_dict({**d, field: value})
 

@@ -23,9 +23,10 @@ factors ``p^2 q`` faster than the number field sieve at these sizes (ECM needs `
 smaller; lattice methods for ``p^r q`` need large ``r``), so the key size maps to the
 same security level as RSA/Paillier: **2048-bit n ~ 112 bits** (the default, equal to the
 Paillier default here, and what SecretFlow/HEU use), **3072-bit n ~ 128 bits**.  The
-nonce exponent ``r`` is short: ``r_bits = 256`` by default, ``>= 2 * lambda`` for both
-levels (the short-exponent assumption, as in DJN-Paillier and HEU; generic attacks on a
-256-bit exponent cost ~2^128).  Keys below 2048 bits are for tests only (see
+nonce exponent ``r`` is short: ``r_bits = 2 * lambda`` (224 bits at 2048, 256 at 3072;
+:func:`nonce_bits`), the short-exponent assumption as in DJN-Paillier (whose 448-bit
+exponent here is 4 * lambda) and HEU; generic attacks on an ``r_bits`` exponent cost
+``2^(r_bits/2) = 2^lambda``.  A public key announcing a shorter ``r`` is refused.  Keys below 2048 bits are for tests only (see
 :func:`~jointml.he.paillier.check_key_bits`).  Randomness (primes, ``g``, ``r``) comes
 from :mod:`secrets` (the OS CSPRNG).
 
@@ -70,12 +71,13 @@ from .encoding import _object_array, bytes_to_ints, check_range, default_frac_bi
 from .layout import SlotLayout, plaintext_bits
 from .paillier import DEFAULT_KEY_BITS, DEFAULT_WINDOW, MIN_KEY_BITS, EncryptedArray, decode_signed
 
-__all__ = ["OUPublicKey", "OUPrivateKey", "generate_ou_keypair", "DEFAULT_R_BITS", "SCHEME"]
+__all__ = ["OUPublicKey", "OUPrivateKey", "generate_ou_keypair", "DEFAULT_R_BITS", "SCHEME", "nonce_bits",
+           "security_bits"]
 
 #: Name of the scheme in serialised keys and in ``scheme=`` parameters.
 SCHEME = "ou"
-#: Bits of the nonce exponent ``r`` (``>= 2 * lambda`` for 112- and 128-bit security).
-DEFAULT_R_BITS = 256
+#: Bits of the nonce exponent ``r`` at the default key size: ``2 * lambda`` (see :func:`nonce_bits`).
+DEFAULT_R_BITS = 224
 _PRIME_REPS = 40
 #: Element counts from which encryption / decryption go to the process pool (measured:
 #: one encryption ~0.1 ms, one decryption ~0.8 ms at 2048 bits; a pool round trip < 1 ms).
@@ -84,6 +86,28 @@ DECRYPT_PARALLEL_THRESHOLD = 16
 
 
 # --------------------------------------------------------------------------- keys
+
+
+def security_bits(key_bits: int) -> int:
+    """Security level (bits) of an ``n`` of ``key_bits`` bits, as for RSA (NIST SP 800-57).
+
+    >>> security_bits(2048), security_bits(3072), security_bits(7680)
+    (112, 128, 192)
+    """
+    for bits, level in ((15360, 256), (7680, 192), (3072, 128)):
+        if key_bits >= bits:
+            return level
+    return 112  # 2048 bits; smaller (test) keys are far weaker whatever r is
+
+
+def nonce_bits(key_bits: int) -> int:
+    """Bits of the nonce exponent ``r``: ``2 * lambda`` (generic attacks on a short exponent,
+    e.g. Pollard's kangaroo, cost ``2^(r_bits/2)``).
+
+    >>> nonce_bits(2048), nonce_bits(3072)
+    (224, 256)
+    """
+    return 2 * security_bits(key_bits)
 
 
 def _prime(bits: int) -> mpz:
@@ -95,7 +119,7 @@ def _prime(bits: int) -> mpz:
             return p
 
 
-def generate_ou_keypair(n_bits: int = DEFAULT_KEY_BITS, *, r_bits: int = DEFAULT_R_BITS,
+def generate_ou_keypair(n_bits: int = DEFAULT_KEY_BITS, *, r_bits: int | None = None,
                         window: int = DEFAULT_WINDOW) -> tuple[OUPublicKey, OUPrivateKey]:
     """An Okamoto-Uchiyama key pair with an ``n_bits``-bit ``n = p^2 q`` (``|p| = n_bits // 3``).
 
@@ -117,7 +141,8 @@ def generate_ou_keypair(n_bits: int = DEFAULT_KEY_BITS, *, r_bits: int = DEFAULT
         g = mpz(secrets.randbelow(int(n) - 2) + 2)
         if gmpy2.gcd(g, n) == 1 and ((gmpy2.powmod(g, p - 1, psq) - 1) // p) % p != 0:
             break
-    pk = OUPublicKey(n, g, gmpy2.powmod(g, n, n), r_bits=r_bits, window=window)
+    pk = OUPublicKey(n, g, gmpy2.powmod(g, n, n), r_bits=nonce_bits(n_bits) if r_bits is None else r_bits,
+                     window=window)
     return pk, OUPrivateKey(pk, p, q)
 
 
@@ -137,15 +162,17 @@ class OUPublicKey:
     __slots__ = ("n", "nsq", "g", "h", "r_bits", "window", "p_bits", "range_n", "max_int", "ciphertext_bytes")
     scheme = SCHEME
 
-    def __init__(self, n: int, g: int, h: int, *, r_bits: int = DEFAULT_R_BITS, window: int = DEFAULT_WINDOW) -> None:
+    def __init__(self, n: int, g: int, h: int, *, r_bits: int | None = None, window: int = DEFAULT_WINDOW) -> None:
         n, g, h = mpz(n), mpz(g), mpz(h)
         if n.bit_length() < MIN_KEY_BITS or n % 2 == 0:
             raise CryptoError(f"OU public key: n must be odd and >= {MIN_KEY_BITS} bits", field="n")
         for name, v in (("g", g), ("h", h)):
             if not 1 < v < n or gmpy2.gcd(v, n) != 1:
                 raise CryptoError(f"OU public key: {name} must be in (1, n) and coprime to n", field=name)
-        if not 128 <= r_bits <= 4096:
-            raise CryptoError(f"OU public key: r_bits must be in [128, 4096], got {r_bits}", field="r_bits")
+        r_bits = nonce_bits(n.bit_length()) if r_bits is None else r_bits
+        if not nonce_bits(n.bit_length()) <= r_bits <= 4096:  # a weaker nonce than the key's level is refused
+            raise CryptoError(f"OU public key: r_bits must be in [{nonce_bits(n.bit_length())}, 4096] for a "
+                              f"{n.bit_length()}-bit n, got {r_bits}", field="r_bits")
         if not 1 <= window <= 12:
             raise ParameterError(f"OU public key: window must be in [1, 12], got {window}", field="window")
         self.n, self.nsq, self.g, self.h = n, n, g, h  # nsq: the ciphertext modulus (see the class doc)
@@ -297,7 +324,7 @@ class OUPublicKey:
             raise CryptoError(f"OU public key: unknown scheme {d.get('scheme')!r}", field="scheme")
         try:
             n, g, h = (int(d[k], 16) for k in ("n", "g", "h"))
-            r_bits = int(d.get("r_bits", DEFAULT_R_BITS))
+            r_bits = int(d["r_bits"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CryptoError(f"OU public key: malformed field ({exc})") from None
         if "key_bits" in d and int(d["key_bits"]) != n.bit_length():
@@ -525,25 +552,20 @@ def ou_zeros(params: tuple, count: int) -> list[mpz]:
     """
     table = _tables(params)[1]
     n = mpz(params[1])
-    rows, k = table.rows, table.n_rows
+    rows, k, w = table.rows, table.n_rows, table.window
+    if count <= 0:
+        return []
+    # all digits at once: numpy turns CSPRNG bytes into w-bit digits (no big-int shifts per digit)
+    nbytes = -(-k * w // 8)
+    raw = np.frombuffer(secrets.token_bytes(nbytes * count), dtype=np.uint8).reshape(count, nbytes)
+    bits = np.unpackbits(raw, axis=1, bitorder="little")[:, : k * w].reshape(count, k, w)
+    digits = (bits.astype(np.int64) << np.arange(w, dtype=np.int64)).sum(axis=2).tolist()
+    first, rest = rows[0], rows[1:]
     out = []
-    if table.window == 8:  # bytes are the digits
-        rnd = secrets.token_bytes(k * count)
-        first, rest = rows[0], rows[1:]
-        for i in range(0, k * count, k):
-            acc = first[rnd[i]]
-            for row, d in zip(rest, rnd[i + 1: i + k]):
-                acc = acc * row[d] % n
-            out.append(acc)
-        return out
-    w = table.window
-    mask = (1 << w) - 1
-    for _ in range(count):
-        a = secrets.randbits(k * w)
-        acc = rows[0][a & mask]
-        for row in rows[1:]:
-            a >>= w
-            acc = acc * row[a & mask] % n
+    for ds in digits:
+        acc = first[ds[0]]
+        for row, d in zip(rest, ds[1:]):
+            acc = acc * row[d] % n
         out.append(acc)
     return out
 
