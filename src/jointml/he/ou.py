@@ -245,11 +245,11 @@ class OUPublicKey:
         3
         """
         res = [int(v) for v in residues]
+        jobs = parallel.resolve_n_jobs(n_jobs)
         if nonces is not None:
             if len(nonces) < len(res):
                 raise ParameterError(f"{len(nonces)} nonces for {len(res)} values", field="nonces")
-            return [gm * r % self.n for gm, r in zip(self.trivial_encrypt(res), nonces)]
-        jobs = parallel.resolve_n_jobs(n_jobs)
+            return [gm * r % self.n for gm, r in zip(self._g_pows(res, jobs), nonces)]
         if jobs > 1 and len(res) >= ENCRYPT_PARALLEL_THRESHOLD:
             width = self.ciphertext_bytes
             parts = parallel.split(res, parallel.n_chunks_for(len(res), jobs, 4))
@@ -266,6 +266,16 @@ class OUPublicKey:
         [7]
         """
         return _g_pow(_tables(self._params())[0], self.n, residues)
+
+    def _g_pows(self, res: list[int], jobs: int) -> list[mpz]:
+        """``g^m`` for many residues; big batches on the pool (~6 table products each for
+        packed gradients, a second of work per 100,000 rows on one core)."""
+        if jobs <= 1 or len(res) < 4 * ENCRYPT_PARALLEL_THRESHOLD:
+            return self.trivial_encrypt(res)
+        width = self.ciphertext_bytes
+        parts = parallel.split(res, parallel.n_chunks_for(len(res), jobs, 2))
+        blobs = parallel.map_chunks(_g_pow_kernel, [(self._params(), ints_to_bytes(ch, width)) for ch in parts], jobs)
+        return [c for b in blobs for c in bytes_to_ints(b, width)]
 
     def nonces(self, count: int, *, n_jobs: int | None = None) -> list[mpz]:
         """``count`` fresh encryptions of zero ``h^r`` (``r`` of ``r_bits`` bits).
@@ -579,6 +589,12 @@ def _encrypt(params: tuple, residues: Sequence[int]) -> list[mpz]:
 def _encrypt_kernel(params: tuple, blob: bytes) -> bytes:
     width = (int(params[1]).bit_length() + 7) // 8
     return ints_to_bytes(_encrypt(params, bytes_to_ints(blob, width)), width)
+
+
+def _g_pow_kernel(params: tuple, blob: bytes) -> bytes:
+    n = mpz(params[1])
+    width = (n.bit_length() + 7) // 8
+    return ints_to_bytes(_g_pow(_tables(params)[0], n, bytes_to_ints(blob, width)), width)
 
 
 def _nonce_kernel(params: tuple, count: int) -> bytes:
