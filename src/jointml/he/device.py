@@ -184,8 +184,8 @@ class HeDevice:
         count = arr.size if slot_bits is None else arr.size // max(1, arr.shape[-1] if arr.ndim else 1)
         nonces = self._nonces.take(count)
         if slot_bits is not None:
-            return encrypt_packed(self.public_key, arr, slot_bits, frac_bits, nonces=nonces)
-        return self.public_key.encrypt(arr, frac_bits, nonces=nonces)
+            return encrypt_packed(self.public_key, arr, slot_bits, frac_bits, nonces=nonces, n_jobs=self.n_jobs)
+        return self.public_key.encrypt(arr, frac_bits, nonces=nonces, n_jobs=self.n_jobs)
 
     def decrypt(self, enc: EncryptedArray) -> np.ndarray:
         """Decrypt at the key holder (local; :meth:`HeArray.reveal` is the transfer)."""
