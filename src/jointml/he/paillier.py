@@ -253,8 +253,8 @@ class PublicKey:
     def plaintext_bits(self) -> int:
         """Bits a packed plaintext may use (keeps ``|V| <= n//3``).
 
-        >>> generate_keypair(512)[0].plaintext_bits
-        510
+        >>> generate_keypair(512)[0].plaintext_bits in (509, 510)   # |n//3| - 1
+        True
         """
         return plaintext_bits(self.n)
 
