@@ -199,3 +199,16 @@ def test_grouped_sums_with_feature_pairs_match_plaintext(keys):
     for j in range(len(nb)):
         np.add.at(want, node * offs[-1] + offs[j] + codes[:, j], vals)
     np.testing.assert_array_equal(got, want)
+
+
+def test_pipeline_parameter_he_scheme():
+    from jointml.jobs.registry import MODEL_RULES, SecureBoostEntry
+
+    assert SecureBoostEntry().build(None, he_scheme="paillier").he_scheme == "paillier"
+    assert SecureBoostEntry().build(None).he_scheme == "ou"
+    assert MODEL_RULES["he_scheme"].problem("rsa") is not None and MODEL_RULES["he_scheme"].problem("ou") is None
+    from jointml.ml.tree import SecureBoostClassifier
+    from jointml.ml.tree.secureboost.errors import SecureBoostError
+
+    with pytest.raises(SecureBoostError, match="he_scheme"):
+        SecureBoostClassifier(None, he_scheme="rsa")
