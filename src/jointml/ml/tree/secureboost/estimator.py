@@ -4,8 +4,8 @@ joint prediction and model parts. The protocol and what each party learns are in
 :mod:`.label_holder` and :mod:`.feature_holder`, histograms in :mod:`.histogram`.
 
 Every message goes through :mod:`jointml.runtime.collectives` among the parties of the
-training (a party without data or labels takes no part); the Paillier key is an
-:class:`~jointml.he.HeDevice` held by the label holder.
+training (a party without data or labels takes no part); the HE key (OU or Paillier,
+``he_scheme``) is an :class:`~jointml.he.HeDevice` held by the label holder.
 
 >>> SecureBoostClassifier(None, max_depth=3).get_params()["max_depth"]
 3
