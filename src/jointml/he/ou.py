@@ -83,6 +83,8 @@ _PRIME_REPS = 40
 #: one encryption ~0.1 ms, one decryption ~0.8 ms at 2048 bits; a pool round trip < 1 ms).
 ENCRYPT_PARALLEL_THRESHOLD = 512
 DECRYPT_PARALLEL_THRESHOLD = 16
+#: Packed-gradient ``g^m`` (~6 table products, ~15 us) goes to the pool from this many values.
+G_POW_PARALLEL_THRESHOLD = 16384
 
 
 # --------------------------------------------------------------------------- keys
@@ -265,12 +267,12 @@ class OUPublicKey:
         >>> sk.decrypt_residues(pk.trivial_encrypt([7]))
         [7]
         """
-        return _g_pow(_tables(self._params())[0], self.n, residues)
+        return _g_pow(_table(self._params(), "g"), self.n, residues)
 
     def _g_pows(self, res: list[int], jobs: int) -> list[mpz]:
         """``g^m`` for many residues; big batches on the pool (~6 table products each for
         packed gradients, a second of work per 100,000 rows on one core)."""
-        if jobs <= 1 or len(res) < 4 * ENCRYPT_PARALLEL_THRESHOLD:
+        if jobs <= 1 or len(res) < G_POW_PARALLEL_THRESHOLD:
             return self.trivial_encrypt(res)
         width = self.ciphertext_bytes
         parts = parallel.split(res, parallel.n_chunks_for(len(res), jobs, 2))
@@ -503,23 +505,27 @@ class _Table:
                 self._next = acc * b % mod
 
 
-_TABLES: OrderedDict[tuple, tuple[_Table, _Table]] = OrderedDict()
+_TABLES: OrderedDict[tuple, _Table] = OrderedDict()
 _LOCK = threading.Lock()
 
 
-def _tables(params: tuple) -> tuple[_Table, _Table]:
-    """(g table, grown on demand up to |n|/3 bits; h table over r_bits), cached per key and process."""
+def _table(params: tuple, which: str) -> _Table:
+    """The g table (``which="g"``, grown on demand up to |n|/3 bits, from 64) or the h table
+    (``"h"``, r_bits), cached per key and process, each built only where it is used (the
+    pool workers that compute ``g^m`` never build the h table, and conversely)."""
+    key = (which, *params)
     with _LOCK:
-        hit = _TABLES.get(params)
+        hit = _TABLES.get(key)
         if hit is None:
             _, n, g, h, r_bits, window = params
             n = mpz(n)
-            hit = (_Table(mpz(g), n, 128, window, max_bits=n.bit_length() // 3), _Table(mpz(h), n, r_bits, window))
-            _TABLES[params] = hit
-            while len(_TABLES) > 4:
+            hit = _Table(mpz(g), n, 64, window, max_bits=n.bit_length() // 3) if which == "g" \
+                else _Table(mpz(h), n, r_bits, window)
+            _TABLES[key] = hit
+            while len(_TABLES) > 8:
                 _TABLES.popitem(last=False)
         else:
-            _TABLES.move_to_end(params)
+            _TABLES.move_to_end(key)
         return hit
 
 
@@ -560,7 +566,7 @@ def ou_zeros(params: tuple, count: int) -> list[mpz]:
     >>> sk.decrypt_residues(ou_zeros(pk._params(), 2))
     [0, 0]
     """
-    table = _tables(params)[1]
+    table = _table(params, "h")
     n = mpz(params[1])
     rows, k, w = table.rows, table.n_rows, table.window
     if count <= 0:
@@ -582,7 +588,7 @@ def ou_zeros(params: tuple, count: int) -> list[mpz]:
 
 def _encrypt(params: tuple, residues: Sequence[int]) -> list[mpz]:
     n = mpz(params[1])
-    gm = _g_pow(_tables(params)[0], n, residues)
+    gm = _g_pow(_table(params, "g"), n, residues)
     return [a * r % n for a, r in zip(gm, ou_zeros(params, len(gm)))]
 
 
@@ -594,7 +600,7 @@ def _encrypt_kernel(params: tuple, blob: bytes) -> bytes:
 def _g_pow_kernel(params: tuple, blob: bytes) -> bytes:
     n = mpz(params[1])
     width = (n.bit_length() + 7) // 8
-    return ints_to_bytes(_g_pow(_tables(params)[0], n, bytes_to_ints(blob, width)), width)
+    return ints_to_bytes(_g_pow(_table(params, "g"), n, bytes_to_ints(blob, width)), width)
 
 
 def _nonce_kernel(params: tuple, count: int) -> bytes:

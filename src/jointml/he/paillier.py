@@ -56,6 +56,7 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import wait
 from typing import Any
 
 import gmpy2
@@ -570,6 +571,8 @@ class NoncePool:
 
     #: nonces per background task
     CHUNK = 1024
+    #: seconds ``take`` waits for chunks already running on the low-priority workers
+    RUNNING_WAIT = 1.0
 
     def __init__(self, public_key: PublicKey, n_jobs: int | None = None) -> None:
         self.public_key = public_key
@@ -600,8 +603,12 @@ class NoncePool:
         for f in futures:
             if not f.done():
                 f.cancel()
+        # chunks already running get a bounded wait (a chunk is ~0.05-0.3 s of work); any
+        # still running after it are abandoned (their nonces are never used) and computed now
+        running = [f for f in futures if not f.cancelled()]
+        wait(running, timeout=self.RUNNING_WAIT)
         for f in futures:
-            if f.cancelled():
+            if f.cancelled() or not f.done():
                 continue
             try:
                 out.extend(bytes_to_ints(f.result(), width))
