@@ -95,14 +95,15 @@ def test_reveal_only_to_the_key_holder_and_codes_checked():
     assert all(simulate(prog, ["bank", "shop"], mode="thread").values())
 
 
-def test_weak_public_key_from_the_holder_is_refused(monkeypatch):
+@pytest.mark.parametrize("scheme,keygen", [("paillier", "generate_keypair"), ("ou", "generate_ou_keypair")])
+def test_weak_public_key_from_the_holder_is_refused(monkeypatch, scheme, keygen):
     import jointml.he.device as dev
 
-    orig = dev.generate_keypair
-    monkeypatch.setattr(dev, "generate_keypair", lambda bits, **kw: orig(256, **kw))
+    orig = getattr(dev, keygen)
+    monkeypatch.setattr(dev, keygen, lambda bits, **kw: orig(256, **kw))
 
     def prog(ctx):
-        HeDevice(ctx, "bank", key_bits=KEY)
+        HeDevice(ctx, "bank", key_bits=KEY, scheme=scheme)
 
     with pytest.raises(PartyFailed, match="party 'bank'.*256 bits, expected 512"):
         simulate(prog, ["bank", "shop"], mode="thread")

@@ -45,7 +45,7 @@ def make_data(rows: int, features: int, seed: int = 0):
     return X[:-n_test], y[:-n_test], X[-n_test:], y[-n_test:]
 
 
-def _program(ctx, rows, features, params, key_bits, n_jobs, protection="none"):
+def _program(ctx, rows, features, params, key_bits, n_jobs, protection="none", he_scheme="ou"):
     from ..data.metrics import roc_auc
     from ..ml.tree import SecureBoostClassifier
 
@@ -53,7 +53,7 @@ def _program(ctx, rows, features, params, key_bits, n_jobs, protection="none"):
     h = features // 2
     parts = lambda A: {"bank": ctx.party("bank").run(lambda: A[:, :h]), "partner": ctx.party("partner").run(lambda: A[:, h:])}
     extra = {"protection": "mpc", "dealer": "dealer"} if protection == "mpc" else {}
-    model = SecureBoostClassifier(ctx, key_bits=key_bits, n_jobs=n_jobs, **params, **extra)
+    model = SecureBoostClassifier(ctx, key_bits=key_bits, n_jobs=n_jobs, he_scheme=he_scheme, **params, **extra)
     ctx.reset_stats()
     t0 = time.perf_counter()
     model.fit(parts(Xtr), ctx.party("bank").run(lambda: ytr))
@@ -118,8 +118,10 @@ def run(
     key_bits: int = 2048,
     n_jobs: int | None = None,
     protection: str = "none",
+    he_scheme: str = "ou",
 ) -> dict:
-    """SecureBoost, default mode (Paillier bin sums; bank and partner) or ``protection="mpc"``
+    """SecureBoost, default mode (HE bin sums under `he_scheme`, "ou" or "paillier"; bank and
+    partner) or ``protection="mpc"``
     (splits under semi2k; bank, partner and a dealer), over TLS between processes."""
     from ..he import shutdown_pool
 
@@ -132,7 +134,7 @@ def run(
         _program,
         parties,
         mode="process",
-        args=(rows, features, params, key_bits, n_jobs, protection),
+        args=(rows, features, params, key_bits, n_jobs, protection, he_scheme),
         timeout=None,
         options={"warm_heap_mb": 256},
     )
@@ -150,6 +152,7 @@ def run(
         "depth": depth,
         "bins": bins,
         "key_bits": key_bits if protection == "none" else None,
+        "he_scheme": he_scheme if protection == "none" else None,
         "seconds_per_tree": round(float(np.mean(per_tree)), 3),
         "tree_seconds": [round(t, 3) for t in per_tree],
         "setup_seconds": round(b["seconds"] - sum(per_tree), 3),
@@ -241,4 +244,5 @@ if __name__ == "__main__":
     args = sys.argv[1:]
     sizes = [int(a) for a in args[:2]]
     print(json.dumps(run(rows=sizes[0] if sizes else 100_000, features=sizes[1] if len(sizes) > 1 else 40,
-                         protection=args[2] if len(args) > 2 else "none")))
+                         protection=args[2] if len(args) > 2 else "none",
+                         he_scheme=args[3] if len(args) > 3 else "ou")))

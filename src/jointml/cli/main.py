@@ -455,11 +455,13 @@ def bench_mpc(protocol: str, figures: tuple[str, ...], as_json: bool, anchor: bo
 @click.option("--n", "count", type=int, default=2000, show_default=True, help="Values per figure.")
 @click.option("--jobs", "n_jobs", type=int, default=None, help="Worker processes (default: all cores).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines only.")
-def bench_he(key_bits: int, count: int, n_jobs: int | None, as_json: bool) -> None:
-    """Paillier: encryptions/s, decryptions/s, additions/s, ... (JSON keys figure, per_second)."""
+@click.option("--scheme", "schemes", type=click.Choice(["ou", "paillier"]), multiple=True,
+              help="Scheme(s) to measure, in this order (repeatable; default: ou and paillier, same run).")
+def bench_he(key_bits: int, count: int, n_jobs: int | None, as_json: bool, schemes: tuple[str, ...]) -> None:
+    """Okamoto-Uchiyama and Paillier: encryptions/s, decryptions/s, additions/s, ... (JSON keys scheme, figure, per_second)."""
     from ..bench import he as bhe
 
-    for row in bhe.run(key_bits=key_bits, n=count, n_jobs=n_jobs):
+    for row in bhe.run_schemes(schemes or ("ou", "paillier"), key_bits=key_bits, n=count, n_jobs=n_jobs):
         click.echo(json.dumps(row))
 
 
@@ -502,7 +504,9 @@ def bench_gc(n: int, as_json: bool, no_semi2k: bool) -> None:
 @click.option("--protection", type=click.Choice(["none", "mpc"]), default="none", show_default=True,
               help="SecureBoost: 'mpc' finds splits under semi2k (the bank never sees bin sums).")
 @click.option("--json", "as_json", is_flag=True, help="JSON only (default adds a breakdown on stderr).")
-def bench_trees(rows, features, trees, depth, bins, key_bits, n_jobs, model, protection, as_json):
+@click.option("--scheme", "he_scheme", type=click.Choice(["ou", "paillier"]), default="ou", show_default=True,
+              help="SecureBoost's HE scheme: Okamoto-Uchiyama or Paillier (same 2048-bit key size).")
+def bench_trees(rows, features, trees, depth, bins, key_bits, n_jobs, model, protection, as_json, he_scheme):
     """SecureBoost (HE) or SS-XGB (MPC) over TLS between processes: seconds per tree, bytes, AUC, beside xgboost."""
     from ..bench import trees as btrees
 
@@ -510,7 +514,7 @@ def bench_trees(rows, features, trees, depth, bins, key_bits, n_jobs, model, pro
         click.echo(json.dumps(btrees.run_ss_xgb(rows=rows, features=features, trees=trees, depth=depth, bins=bins)))
         return
     row = btrees.run(rows=rows, features=features, trees=trees, depth=depth, bins=bins, key_bits=key_bits, n_jobs=n_jobs,
-                     protection=protection)
+                     protection=protection, he_scheme=he_scheme)
     click.echo(json.dumps(row))
     if not as_json:
         click.echo(

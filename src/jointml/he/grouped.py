@@ -97,30 +97,45 @@ def grouped_sum_kernel(nsq_int: int, blob: bytes, codes: np.ndarray, slot: np.nd
     pbase = slot.astype(np.int64) * ptotal
     keys_pair = [pbase + pair_offs[k] + codes[:, a].astype(np.int64) * n_bins[b] + codes[:, b]
                  for k, (a, b) in enumerate(pairs)]
-    pout: dict[int, mpz] = {}
     if keys_single:
         ks = np.stack(keys_single, axis=1).tolist()
         for c, row in zip(cts, ks):
             for k in row:
                 out[k] = out[k] * c % nsq
     if keys_pair:
-        kp = np.stack(keys_pair, axis=1).tolist()
-        get = pout.get
-        for c, row in zip(cts, kp):
-            for k in row:
-                v = get(k)
-                pout[k] = c if v is None else v * c % nsq
-        # marginals: each non-empty joint bucket adds to one bin of each feature
-        for key, v in pout.items():
-            node, r = divmod(key, ptotal)
-            k = int(np.searchsorted(pair_offs, r, side="right") - 1)
-            a, b = pairs[k]
-            ca, cb = divmod(r - int(pair_offs[k]), int(n_bins[b]))
-            ia = node * total + int(offs[a]) + ca
-            ib = node * total + int(offs[b]) + cb
-            out[ia] = out[ia] * v % nsq
-            out[ib] = out[ib] * v % nsq
+        _scatter_pairs(out, cts, keys_pair, pairs, n_bins, offs, pair_space, n_nodes, nsq)
     return ints_to_bytes(out, width)
+
+
+def _scatter_pairs(out: list, cts: list, keys_pair: list, pairs: list, n_bins: np.ndarray, offs: np.ndarray,
+                   pair_space: list, n_nodes: int, nsq: mpz) -> None:
+    """Scatter rows into the joint buckets of feature pairs, then add each non-empty bucket
+    to one bin of each feature of its pair (in place on ``out``)."""
+    ptotal = int(sum(pair_space))
+    buckets: list = [None] * (n_nodes * ptotal)  # a list, not a dict: ~10 % of the kernel's time
+    kp = np.stack(keys_pair, axis=1).tolist()
+    for c, row in zip(cts, kp):
+        for k in row:
+            v = buckets[k]
+            buckets[k] = c if v is None else v * c % nsq
+    # marginal targets of every bucket, vectorised once (no searchsorted per bucket)
+    pair_of = np.repeat(np.arange(len(pairs)), pair_space)
+    local = np.arange(ptotal) - np.concatenate([[0], np.cumsum(pair_space)])[:-1][pair_of]
+    a_of = np.array([a for a, _ in pairs])[pair_of]
+    b_of = np.array([b for _, b in pairs])[pair_of]
+    nb_b = n_bins[b_of]
+    ia_r = offs[a_of] + local // nb_b
+    ib_r = offs[b_of] + local % nb_b
+    filled = [k for k, v in enumerate(buckets) if v is not None]
+    if not filled:
+        return
+    fk = np.asarray(filled, dtype=np.int64)
+    node, r = np.divmod(fk, ptotal)
+    total = int(offs[-1])
+    for k, ia, ib in zip(filled, (node * total + ia_r[r]).tolist(), (node * total + ib_r[r]).tolist()):
+        v = buckets[k]
+        out[ia] = out[ia] * v % nsq
+        out[ib] = out[ib] * v % nsq
 
 
 def grouped_sums(wire: np.ndarray, nsq: Any, codes: np.ndarray, slot: np.ndarray, n_nodes: int,

@@ -44,7 +44,7 @@ from gmpy2 import mpz
 from ..core.errors import EncodingOverflowError, ParameterError
 from . import parallel
 from .encoding import _object_array, bytes_to_ints, default_frac_bits, ints_to_bytes, to_fixed
-from .layout import SlotLayout, plaintext_bits
+from .layout import SlotLayout
 
 if TYPE_CHECKING:  # imported for annotations only: paillier imports this module
     from .paillier import EncryptedArray, PublicKey
@@ -81,7 +81,7 @@ def encrypt_packed(
     if frac_bits is None:
         frac_bits = default_frac_bits(arr)
     layout = SlotLayout(slot_bits, (arr.shape[-1],), signed)
-    layout.check_fits(public_key.n)
+    layout.check_fits(public_key.range_n)
     slots = to_fixed(arr, frac_bits)
     bound = layout.check_values(slots)
     return public_key.encrypt_encoded(
@@ -138,7 +138,7 @@ def compress(
         )
     m = ct.shape[-1]
     lead = ct.shape[:-1]
-    k = _per_ciphertext(ct.public_key.n, unit.total_bits, m, per_ciphertext)
+    k = _per_ciphertext(ct.public_key.plaintext_bits, unit.total_bits, m, per_ciphertext)
     groups = max(1, -(-m // k))
     data = ct.data
     if groups * k > m:  # pad with the trivial encryption of zero (see compress_ciphertexts)
@@ -150,8 +150,8 @@ def compress(
     return type(ct)(ct.public_key, out.data.reshape(lead + (groups,)), ct.frac_bits, ct.bound, layout)
 
 
-def _per_ciphertext(n: int, unit_bits: int, m: int, per_ciphertext: int | None) -> int:
-    k = plaintext_bits(n) // unit_bits
+def _per_ciphertext(budget_bits: int, unit_bits: int, m: int, per_ciphertext: int | None) -> int:
+    k = budget_bits // unit_bits
     if per_ciphertext is not None:
         k = min(k, per_ciphertext)
     if k < 1:
@@ -193,7 +193,7 @@ def compress_ciphertexts(
     """
     m = len(cts)
     n_units = max(1, math.prod(unit_shape))
-    k = _per_ciphertext(public_key.n, slot_bits * n_units, m, per_ciphertext)
+    k = _per_ciphertext(public_key.plaintext_bits, slot_bits * n_units, m, per_ciphertext)
     groups = max(1, -(-m // k))
     padded = list(cts) + [mpz(1)] * (groups * k - m)
     width = public_key.ciphertext_bytes
@@ -225,10 +225,7 @@ def compress_kernel(params: tuple, blob: bytes, k: int, shift_bits: int, rerando
     >>> sk.decrypt_residues(bytes_to_ints(out, pk.ciphertext_bytes))
     [513]
     """
-    from .paillier import encrypt_zeros  # paillier imports this module
-
-    n = mpz(params[0])
-    nsq = n * n
+    nsq, zeros = _scheme_kernels(params)
     width = (int(nsq).bit_length() + 7) // 8
     cts = bytes_to_ints(blob, width)
     e = mpz(1) << shift_bits
@@ -240,5 +237,18 @@ def compress_kernel(params: tuple, blob: bytes, k: int, shift_bits: int, rerando
             acc = gmpy2.powmod(acc, e, nsq) * c % nsq
         out.append(acc)
     if rerandomize:
-        out = [c * r % nsq for c, r in zip(out, encrypt_zeros(params, len(out)))]
+        out = [c * r % nsq for c, r in zip(out, zeros(params, len(out)))]
     return ints_to_bytes(out, width)
+
+
+def _scheme_kernels(params: tuple) -> tuple[mpz, Any]:
+    """(ciphertext modulus, encryptions-of-zero function) of the key with ``params``:
+    ``("ou", n, ...)`` for Okamoto-Uchiyama (mod ``n``), ``(n, h_s, ...)`` for Paillier (mod ``n^2``)."""
+    if params[0] == "ou":
+        from .ou import ou_zeros  # ou imports paillier, which imports this module
+
+        return mpz(params[1]), ou_zeros
+    from .paillier import encrypt_zeros  # paillier imports this module
+
+    n = mpz(params[0])
+    return n * n, encrypt_zeros

@@ -56,6 +56,7 @@ import secrets
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import wait
 from typing import Any
 
 import gmpy2
@@ -77,7 +78,7 @@ from .encoding import (
     to_fixed,
     to_signed,
 )
-from .layout import SlotLayout
+from .layout import SlotLayout, plaintext_bits
 
 DEFAULT_KEY_BITS = 2048
 DEFAULT_ALPHA_BITS = 448
@@ -207,7 +208,9 @@ class PublicKey:
     True
     """
 
-    __slots__ = ("n", "nsq", "hs", "alpha_bits", "window", "max_int", "ciphertext_bytes")
+    __slots__ = ("n", "nsq", "hs", "alpha_bits", "window", "range_n", "max_int", "ciphertext_bytes")
+    #: scheme name (``HeDevice(scheme=...)``); see :mod:`jointml.he.ou` for the other one
+    scheme = "paillier"
 
     def __init__(
         self,
@@ -231,6 +234,8 @@ class PublicKey:
         self.hs = hs
         self.alpha_bits = int(alpha_bits)
         self.window = int(window)
+        # range_n bounds the plaintext range (n here; OU's secret p is bounded by 2^(|p|-1))
+        self.range_n = n
         self.max_int = mpz(max_int(n))
         self.ciphertext_bytes = (self.nsq.bit_length() + 7) // 8
 
@@ -244,6 +249,15 @@ class PublicKey:
         512
         """
         return self.n.bit_length()
+
+    @property
+    def plaintext_bits(self) -> int:
+        """Bits a packed plaintext may use (keeps ``|V| <= n//3``).
+
+        >>> generate_keypair(512)[0].plaintext_bits in (509, 510)   # |n//3| - 1
+        True
+        """
+        return plaintext_bits(self.n)
 
     @property
     def fingerprint(self) -> str:
@@ -420,6 +434,20 @@ class PublicKey:
     def _params(self) -> tuple[int, int, int, int]:
         return (int(self.n), int(self.hs), self.alpha_bits, self.window)
 
+    def _nonce_task(self, count: int) -> tuple[Any, tuple]:
+        """(pool function, args) computing ``count`` nonces as bytes (for NoncePool)."""
+        return _nonce_kernel, (self._params(), count)
+
+    def trivial_encrypt(self, residues: Sequence[int]) -> list[mpz]:
+        """``g^m = 1 + m*n mod n^2`` (no nonce): the plaintext operand of an addition.
+
+        >>> pk, sk = generate_keypair(512)
+        >>> sk.decrypt_residues(pk.trivial_encrypt([7]))
+        [7]
+        """
+        n, nsq = self.n, self.nsq
+        return [(1 + (int(v) % n) * n) % nsq for v in residues]
+
     # -- wire -----------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -543,6 +571,8 @@ class NoncePool:
 
     #: nonces per background task
     CHUNK = 1024
+    #: seconds ``take`` waits for chunks already running on the low-priority workers
+    RUNNING_WAIT = 1.0
 
     def __init__(self, public_key: PublicKey, n_jobs: int | None = None) -> None:
         self.public_key = public_key
@@ -554,19 +584,32 @@ class NoncePool:
         jobs = parallel.resolve_n_jobs(self.n_jobs)
         if jobs <= 1:
             return
-        params = self.public_key._params()
         for i in range(0, count, self.CHUNK):
-            f = parallel.submit(_nonce_kernel, params, min(self.CHUNK, count - i), n_jobs=jobs, priority="low")
+            fn, args = self.public_key._nonce_task(min(self.CHUNK, count - i))
+            f = parallel.submit(fn, *args, n_jobs=jobs, priority="low")
             if f is None:  # no pool: take() computes them
                 break
             self._futures.append(f)
 
     def take(self, count: int) -> list[mpz]:
-        """``count`` fresh nonces: the prefetched ones first, the rest computed now."""
+        """``count`` fresh nonces: the prefetched ones first (those still queued are cancelled),
+        the rest computed now at normal priority."""
         out: list[mpz] = []
         width = self.public_key.ciphertext_bytes
         futures, self._futures = self._futures, []
+        # Chunks not started yet are cancelled and computed below at normal priority: on a
+        # loaded machine the nice +10 workers can be starved for tens of seconds (measured:
+        # 20,000 OU nonces waited ~20 s at load average 10 on 2 cores, ~2 s of work).
         for f in futures:
+            if not f.done():
+                f.cancel()
+        # chunks already running get a bounded wait (a chunk is ~0.05-0.3 s of work); any
+        # still running after it are abandoned (their nonces are never used) and computed now
+        running = [f for f in futures if not f.cancelled()]
+        wait(running, timeout=self.RUNNING_WAIT)
+        for f in futures:
+            if f.cancelled() or not f.done():
+                continue
             try:
                 out.extend(bytes_to_ints(f.result(), width))
             except Exception:  # noqa: BLE001 - a broken pool: compute the rest below
@@ -654,17 +697,29 @@ class PrivateKey:
                 f"this private key is {self.public_key.fingerprint}"
             )
         residues = self.decrypt_residues(ct.data.ravel().tolist(), n_jobs=n_jobs)
-        signed = to_signed(_object_array(residues, ct.shape), self.public_key.n)
-        layout = ct.layout
-        if layout is None:
-            return from_fixed(signed, ct.frac_bits)
-        slots = layout.unpack(signed).reshape(ct.shape + layout.slot_shape)
-        if layout.n_values is not None:  # compressed: merge ciphertext axis with slot axis 0
-            lead = ct.shape[:-1]
-            rest = layout.slot_shape[1:]
-            trim = (Ellipsis, slice(0, layout.n_values)) + (slice(None),) * len(rest)
-            slots = slots.reshape(lead + (-1,) + rest)[trim]
-        return from_fixed(slots, ct.frac_bits)
+        return decode_signed(_object_array(residues, ct.shape), self.public_key.n, ct)
+
+
+def decode_signed(residues: np.ndarray, modulus: Any, ct: EncryptedArray) -> np.ndarray:
+    """Decrypted residues (shaped like ``ct``) mod the plaintext ``modulus`` to numbers:
+    signed, unpacked along ``ct``'s slot layout (padding of compressed arrays dropped), scaled.
+
+    >>> pk, sk = generate_keypair(512)
+    >>> ct = pk.encrypt([-3])
+    >>> decode_signed(np.array(sk.decrypt_residues(ct.data.tolist()), dtype=object), pk.n, ct).tolist()
+    [-3]
+    """
+    signed = to_signed(residues, modulus)
+    layout = ct.layout
+    if layout is None:
+        return from_fixed(signed, ct.frac_bits)
+    slots = layout.unpack(signed).reshape(ct.shape + layout.slot_shape)
+    if layout.n_values is not None:  # compressed: merge ciphertext axis with slot axis 0
+        lead = ct.shape[:-1]
+        rest = layout.slot_shape[1:]
+        trim = (Ellipsis, slice(0, layout.n_values)) + (slice(None),) * len(rest)
+        slots = slots.reshape(lead + (-1,) + rest)[trim]
+    return from_fixed(slots, ct.frac_bits)
 
 
 # ------------------------------------------------------------- encrypted arrays
@@ -707,7 +762,7 @@ class EncryptedArray:
         if frac_bits < 0:
             raise ParameterError(f"must be >= 0, got {frac_bits}", field="frac_bits")
         if layout is not None:
-            layout.check_fits(public_key.n)
+            layout.check_fits(public_key.range_n)
         self.public_key = public_key
         self.data = data
         self.frac_bits = int(frac_bits)
@@ -996,7 +1051,7 @@ class EncryptedArray:
             raise ParameterError(f"{what} is not possible with unsigned packed slots")
 
     def _check_peer(self, other: EncryptedArray) -> None:
-        if other.public_key.n != self.public_key.n:
+        if other.public_key != self.public_key:
             raise CryptoError(
                 f"cannot combine ciphertexts under different keys "
                 f"({self.public_key.fingerprint} vs {other.public_key.fingerprint})"
@@ -1031,10 +1086,10 @@ class EncryptedArray:
             signed = layout.pack(slots)
         else:
             pbound = max((abs(v) for v in signed.ravel().tolist()), default=0)
-        n, nsq = ct.public_key.n, ct.public_key.nsq
-        # g^m = (1 + n)^m = 1 + m*n mod n^2: no exponentiation needed.
-        gm = _object_array([(1 + (int(v) % n) * n) % nsq for v in signed.ravel().tolist()], signed.shape)
-        data = _as_object(ct.data * gm % nsq)
+        pk = ct.public_key
+        # a deterministic encryption of the plaintext (Paillier: 1 + m*n, no exponentiation)
+        gm = _object_array(pk.trivial_encrypt(signed.ravel().tolist()), signed.shape)
+        data = _as_object(ct.data * gm % pk.nsq)
         bound = None if ct.bound is None else ct.bound + pbound
         return EncryptedArray(ct.public_key, data, ct.frac_bits, bound, layout)
 

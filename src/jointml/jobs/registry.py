@@ -179,6 +179,7 @@ MODEL_RULES: dict[str, Rule] = {
     "sigmoid": Rule(choices=("accurate", "exp", "poly", "seg3")), "seed": _NONNEG, "n_estimators": Rule(1),
     "max_depth": Rule(1), "min_child_weight": _NONNEG, "reg_lambda": _NONNEG, "gamma": _NONNEG, "subsample": _FRACTION,
     "colsample_bytree": _FRACTION, "max_bin": Rule(2), "key_bits": _KEY_BITS, "power": Rule(1, 2),
+    "he_scheme": Rule(choices=("ou", "paillier")),  # SecureBoost's HE backend (jointml.he.SCHEMES)
 }
 
 
@@ -233,7 +234,8 @@ PARAM_HELP: dict[tuple[str, str], str] = {
     ("*", "max_depth"): "depth of each tree", ("*", "min_child_weight"): "least hessian sum in a leaf",
     ("*", "reg_lambda"): "L2 penalty on leaf weights", ("*", "gamma"): "least gain to split",
     ("*", "subsample"): "share of rows per tree", ("*", "colsample_bytree"): "share of features per tree",
-    ("*", "max_bin"): "histogram bins per feature", ("*", "key_bits"): "Paillier key size",
+    ("*", "max_bin"): "histogram bins per feature", ("*", "key_bits"): "HE (Paillier or OU) key size",
+    ("*", "he_scheme"): "SecureBoost HE scheme: ou (Okamoto-Uchiyama, default) or paillier",
 }
 
 
@@ -617,7 +619,8 @@ class SSGLMEntry(_LinearEntry):
 
 
 class SecureBoostEntry(ModelEntry):
-    """`secureboost`: gradient-boosted trees with Paillier HE (`jointml.ml.tree.SecureBoost*`);
+    """`secureboost`: gradient-boosted trees with HE (`he_scheme`: Okamoto-Uchiyama by default, or
+    Paillier; `jointml.ml.tree.SecureBoost*`);
     thresholds stay with their owners; scores go to the label holder only. `protection: mpc` (with
     `dealer:`, a party holding no data) finds splits under MPC instead of decrypting bin sums at the
     label holder, so that a label holder sending crafted gradients cannot read the partners' bins
@@ -632,7 +635,8 @@ class SecureBoostEntry(ModelEntry):
     def build(self, device: Any, *, objective: Literal["binary", "regression"] = "binary", n_estimators: int = 10,
               learning_rate: float = 0.3, max_depth: int = 5, min_child_weight: float = 1.0, reg_lambda: float = 1.0,
               gamma: float = 0.0, subsample: float = 1.0, colsample_bytree: float = 1.0, max_bin: int = 32,
-              key_bits: int = 2048, protection: Literal["none", "mpc"] = "none", dealer: str | None = None) -> Any:
+              key_bits: int = 2048, protection: Literal["none", "mpc"] = "none", dealer: str | None = None,
+              he_scheme: Literal["ou", "paillier"] = "ou") -> Any:
         # The one place a SecureBoost estimator is constructed: its first argument is the context (the HE
         # key is made at fit, at the label holder) or an HeDevice held by the label holder.
         from ..ml.tree import SecureBoostClassifier, SecureBoostRegressor
@@ -641,7 +645,7 @@ class SecureBoostEntry(ModelEntry):
         return cls(device, n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
                    min_child_weight=min_child_weight, reg_lambda=reg_lambda, gamma=gamma, subsample=subsample,
                    colsample_bytree=colsample_bytree, max_bin=max_bin, key_bits=key_bits, protection=protection,
-                   dealer=dealer)
+                   dealer=dealer, he_scheme=he_scheme)
 
     def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.tree import SecureBoostClassifier, SecureBoostRegressor

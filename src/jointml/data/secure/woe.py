@@ -331,7 +331,8 @@ def vertical_woe(
     y = _labels(ctx, vdf, label, label_owner, pos_label)
     params = (method, max_bins, min_bin_frac)
     if holders:  # 1. labels, encrypted for the feature holders
-        he = HeDevice(ctx, label_owner, key_bits=key_bits, parties=[label_owner, *holders])
+        # Paillier: the label proofs (he.proofs) are proofs about DJN-Paillier ciphertexts
+        he = HeDevice(ctx, label_owner, key_bits=key_bits, parties=[label_owner, *holders], scheme="paillier")
         blind = [p for p in holders if p in hidden_parties(vdf)]
         plain = [p for p in holders if p not in blind]
         if plain:

@@ -74,6 +74,8 @@ def train(ctx: Any, state: Any, split: Split, known: Label | None = None, woe: W
             state.summary["secureboost_protection"] = "mpc"
         else:
             state.summary.setdefault("paillier_key_bits", {})["train"] = int(est.key_bits)
+            if hasattr(est, "he_scheme"):  # the HE scheme of that key: "ou" (default) or "paillier"
+                state.summary.setdefault("he_scheme", {})["train"] = str(est.he_scheme)
     if state.spec.output:
         _save(ctx, state, parts)
     return parts, lab

@@ -1,4 +1,5 @@
-"""SecureBoost: gradient-boosted trees on vertically partitioned data with Paillier HE.
+"""SecureBoost: gradient-boosted trees on vertically partitioned data with additively homomorphic
+encryption (Okamoto-Uchiyama by default, ``he_scheme="paillier"`` for Paillier).
 
 Parties.  The *label holder* (owner of ``y``; it may also hold features) and one or more
 *feature holders*.  Rows are aligned beforehand (PSI).  Every party runs the same
@@ -11,14 +12,17 @@ Framework", IEEE Intell. Syst. 2021, with XGBoost's objective):
 1. The label holder computes gradients ``g`` and hessians ``h`` of the current margin,
    encodes both in fixed point (``hist_frac_bits`` fractional bits), packs the pair of
    each row into one plaintext (two signed slots wide enough for a sum over all rows)
-   and encrypts it under its own Paillier key (DJN; the next tree's nonces
-   ``h_s^alpha`` are precomputed on a low-priority process pool while the feature
-   holders build histograms, so an encryption is one multiplication).  The
+   and encrypts it under its own HE key (``he_scheme``: Okamoto-Uchiyama, :mod:`jointml.he.ou`,
+   by default, whose nonces are ``h^r``; or DJN-Paillier, nonces ``h_s^alpha``; the next
+   tree's nonces are precomputed on a low-priority process pool while the feature holders
+   build histograms, so an encryption is one table product ``g^m`` (OU) or one
+   multiplication (Paillier) per row).  The
    ciphertexts, the random row sample and each holder's random column sample are sent
    to every feature holder.
 2. Level by level, each feature holder bins its features locally (quantiles,
    ``max_bin``; a bin for missing values) and sums the encrypted (g, h) pairs of the
-   rows of each node per (feature, bin): products of ciphertexts mod ``n^2``, over both
+   rows of each node per (feature, bin): products of ciphertexts (mod ``n`` under OU,
+   ``n^2`` under Paillier), over both
    cores (:meth:`jointml.he.HeArray.group_sum`, :mod:`jointml.he.grouped`).  Histogram
    subtraction: of two sibling nodes only the one
    with fewer sampled rows is summed; the label holder derives the other in plaintext
@@ -47,8 +51,9 @@ tree, the set of leaves compatible with its splits (a bit mask); the label holde
 intersects the masks (exactly one leaf remains) and alone obtains the scores.
 
 Security model (default mode, ``protection="none"``): semi-honest parties, no collusion
-between the label holder and a feature holder; Paillier (DJN) with 2048-bit keys by
-default (1024 in tests only).  A *deviating* label holder breaks it: encrypting crafted
+between the label holder and a feature holder; Okamoto-Uchiyama (default) or DJN-Paillier,
+both with 2048-bit keys by default (~112-bit security; smaller keys in tests only; see
+docs/security.md for OU's parameters).  A *deviating* label holder breaks it: encrypting crafted
 values (row i -> 2^i) instead of its gradients, it reads from the decrypted bin sums the
 bitmask of the rows of every bin, i.e. every feature holder's bin of every row and column
 in one level (``tests/test_secureboost_protected.py``).  The protected mode

@@ -4,8 +4,8 @@ joint prediction and model parts. The protocol and what each party learns are in
 :mod:`.label_holder` and :mod:`.feature_holder`, histograms in :mod:`.histogram`.
 
 Every message goes through :mod:`jointml.runtime.collectives` among the parties of the
-training (a party without data or labels takes no part); the Paillier key is an
-:class:`~jointml.he.HeDevice` held by the label holder.
+training (a party without data or labels takes no part); the HE key (OU or Paillier,
+``he_scheme``) is an :class:`~jointml.he.HeDevice` held by the label holder.
 
 >>> SecureBoostClassifier(None, max_depth=3).get_params()["max_depth"]
 3
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ....he import HeDevice, plaintext_bits
+from ....he import DEFAULT_SCHEME, HeDevice
 from ....he.paillier import check_key_bits
 from ....runtime.collectives import broadcast, send_to
 from ....runtime.device import PartyObject
@@ -65,9 +65,11 @@ class _SecureBoostBase(ProtectedMode, SecureEstimator):
     """Shared implementation; use :class:`SecureBoostClassifier` or :class:`SecureBoostRegressor`.
 
     The first argument is the device: a party context (the label holder then makes the
-    Paillier key at `fit`, with `key_bits` and `encrypt_window`, because who holds the
+    HE key at `fit`, with `he_scheme`, `key_bits` and `encrypt_window`, because who holds the
     labels is only known from `y`), or an :class:`~jointml.he.HeDevice` whose holder is
-    the label holder (its key is used; `key_bits` and `encrypt_window` are then unused).
+    the label holder (its key is used; `he_scheme`, `key_bits` and `encrypt_window` are then
+    unused). `he_scheme` is ``"ou"`` (Okamoto-Uchiyama, the default: ~3x faster bin sums and
+    decryptions than Paillier at the same 2048-bit key and ~112-bit security) or ``"paillier"``.
     Hyperparameters are stored unchanged; they are checked at construction (fail fast)
     and again in `fit` (after `set_params`). ``protection="mpc"`` with ``dealer=`` (the
     name of a party of the job that holds no data; it runs `fit` too) finds splits under
@@ -101,6 +103,7 @@ class _SecureBoostBase(ProtectedMode, SecureEstimator):
         protection: str = "none",
         dealer: str | None = None,
         verbose: bool = False,
+        he_scheme: str = DEFAULT_SCHEME,
     ) -> None:
         self.device = device
         self.n_estimators = n_estimators
@@ -121,6 +124,7 @@ class _SecureBoostBase(ProtectedMode, SecureEstimator):
         self.protection = protection
         self.dealer = dealer
         self.verbose = verbose
+        self.he_scheme = he_scheme
         if device is not None:
             self._check_device()
         self._validate_params()
@@ -265,7 +269,7 @@ class _SecureBoostBase(ProtectedMode, SecureEstimator):
 
     # -- training ------------------------------------------------------------------------------
     def _he_device(self, holders: list[str]) -> HeDevice | None:
-        """The label holder's Paillier key, known to the feature holders (None without them)."""
+        """The label holder's HE key (OU or Paillier), known to the feature holders (None without them)."""
         label = self.label_owner_
         if not holders:
             return None
@@ -278,7 +282,7 @@ class _SecureBoostBase(ProtectedMode, SecureEstimator):
         # a wider fixed-base window (80 MB table per process at 2048 bits) makes the label
         # holder's encryptions ~30 % faster; the window is local, not part of the key
         return HeDevice(self.ctx, label, key_bits=int(self.key_bits), parties=[label, *holders],
-                        window=int(self.encrypt_window), n_jobs=self.n_jobs)
+                        window=int(self.encrypt_window), n_jobs=self.n_jobs, scheme=str(self.he_scheme))
 
     def _setup(self, Xloc: np.ndarray | None, yloc: np.ndarray | None, n: int, holders: list[str]) -> dict:
         ctx, me, label = self.ctx, self.ctx.me, self.label_owner_
@@ -388,7 +392,7 @@ class _SecureBoostBase(ProtectedMode, SecureEstimator):
         obj, slot_bits = ctx.party(label).put(None), None
         if me == label:
             gs, hs = lv["g"][lv["rows"]], lv["h"][lv["rows"]]
-            slot_bits = lh.gradient_slot_bits(gs, hs, F, plaintext_bits(he.public_key.n), int(self.key_bits), label)
+            slot_bits = lh.gradient_slot_bits(gs, hs, F, he.public_key.plaintext_bits, int(self.key_bits), label)
             obj = ctx.party(label).put(np.stack([gs, hs], axis=1))
         grad = obj.to(he, to=st["holders"], slot_bits=slot_bits, frac_bits=F, name="sb:grad")
         if me == label:
@@ -398,7 +402,7 @@ class _SecureBoostBase(ProtectedMode, SecureEstimator):
         elif me in st["holders"]:
             T["wait"] += time.perf_counter() - te
             lv["slot_bits"], lv["F"] = fh.check_gradients(grad.data, len(lv["rows"]),
-                                                          plaintext_bits(he.public_key.n), me, label)
+                                                          he.public_key.plaintext_bits, me, label)
         return grad
 
     def _early_stop(self, t: int, tree: dict, st: dict, val: dict, stopper: dict, T: dict) -> bool:

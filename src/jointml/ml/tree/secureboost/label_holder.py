@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ....core.prg import Prg
+from ....he import SCHEMES
 from ...base import check_param
 from .errors import SecureBoostError, SecureBoostParameterError
 
@@ -134,6 +135,7 @@ def check_params(est) -> None:
     chk("encrypt_window", lambda v: int(v) == v and 1 <= v <= 12, "an integer in [1, 12]")
     chk("key_bits", lambda v: int(v) == v and v >= 256 and v % 2 == 0, "an even integer >= 256")
     chk("base_score", lambda v: v is None or float(v) == float(v), "a number or None")
+    chk("he_scheme", lambda v: v in SCHEMES, f"one of {list(SCHEMES)}")
     chk("protection", lambda v: v in ("none", "mpc"), "'none' (HE bin sums: a semi-honest label holder) or 'mpc'")
     if est.protection == "mpc":
         chk("dealer", lambda v: isinstance(v, str) and v != "", "the name of the MPC dealer with protection='mpc'")
