@@ -222,7 +222,11 @@ class SecretArray:
     def _finish_product(self, share: Any, shape: Shape, fxp: int) -> SecretArray:
         f = self.device.frac_bits
         if fxp > f:
-            share = self.proto.trunc(share, fxp - f, shape)
+            # a product of two values at the device's scale (2f bits at most) takes the
+            # protocol's product truncation (semi2k, 2 parties: local, no round); wider
+            # products (higher internal precision) the exact one
+            trunc = self.proto.trunc_product if fxp <= 2 * f else self.proto.trunc
+            share = trunc(share, fxp - f, shape)
             fxp = f
         return self._new(share, shape, fxp)
 

@@ -229,6 +229,21 @@ class Protocol(ABC):
     def trunc(self, a: Share, bits: int, shape: Shape) -> Share:
         """x / 2^bits with stochastic rounding (exact up to one unit for |x| < 2^62)."""
 
+    def trunc_product(self, a: Share, bits: int, shape: Shape) -> Share:
+        """Truncate a fixed-point *product* x of two values at the device's scale (what
+        `SecretArray` products and matrix products use). A protocol may use a cheaper method
+        whose failure probability grows with |x| (semi2k with 2 compute parties: local
+        truncation, no message, wrong with probability ~|x|/2^64 per element); callers
+        that truncate larger values (internal precision of `functions`, statistics) call
+        `trunc`. Default: `trunc`."""
+        return self.trunc(a, bits, shape)
+
+    def prefetch(self, op: str, *shapes: Shape, bits: int | None = None) -> None:
+        """Generate ahead of time the correlated randomness of a later call of kernel `op` on
+        operands of `shapes` (an offline phase; every party calls it, SPMD). Default: nothing
+        (protocols without a provider generate what they need in the kernel)."""
+        return None
+
     # Fused kernels: the default composes the two kernels; protocols that do better
     # override them and declare the capability.
     def mul_trunc(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape, bits: int) -> Share:
