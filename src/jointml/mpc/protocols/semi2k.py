@@ -346,7 +346,11 @@ class Semi2k(Protocol):
             return None
         A, B, C = t
         E, F = self._open("mul", [a - A, b - B])
-        return resolve(C) + E * b + A * F  # sum_i E*y_i + a_i*F + c_i = xy
+        # sum_i E*y_i + a_i*F + c_i = xy (in place: two temporaries fewer on 1M elements)
+        z = E * b
+        z += A * F
+        z += resolve(C)
+        return z
 
     def square(self, a: Share, shape: Shape) -> Share:
         t = self.prov.square_pair(tuple(shape))
