@@ -116,9 +116,11 @@ def _program(ctx, protocol: str, figure: str, parties: list[str], dealer: str | 
     # the online phase starts when every member (the dealer too) has finished the offline one
     _barrier(ctx, mpc.members)
     ctx.reset_stats()
+    c0 = _cpu()
     t0 = time.perf_counter()
     out = _online(ctx, mpc, figure, parties, xv, yv)
     seconds = time.perf_counter() - t0
+    cpu = _cpu() - c0
     stats = ctx.stats()
     err = None
     if ctx.me == parties[0]:
@@ -126,7 +128,13 @@ def _program(ctx, protocol: str, figure: str, parties: list[str], dealer: str | 
         err = float(np.max(np.abs(out.value - ref))) if ref.size else 0.0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # this party's process (Linux: KiB)
     return {"seconds": seconds, "offline_seconds": offline, "stats": stats, "offline_stats": offline_stats,
-            "max_abs_error": err, "peak_rss_mb": round(peak, 1)}
+            "max_abs_error": err, "peak_rss_mb": round(peak, 1), "cpu_seconds": cpu}
+
+
+def _cpu() -> float:
+    """This process's CPU seconds (every thread: BLAS included), user + system."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def run_figure(protocol: str, figure: str, spu_same_run: dict[str, float] | None = None) -> dict:
@@ -165,6 +173,8 @@ def run_figure(protocol: str, figure: str, spu_same_run: dict[str, float] | None
         "rounds": max(r["stats"]["rounds"] for r in res.values()),
         "offline_rounds": max(r["offline_stats"]["rounds"] for r in res.values()),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in res.values()),
+        # CPU seconds of the online phase, all processes: steadier than wall time on a busy machine
+        "online_cpu_seconds": round(sum(r["cpu_seconds"] for r in res.values()), 4),
         "baseline_seconds": round(base, 5),
         "reference": reference(*SPU_REFERENCE_SOURCE, {"spu_seconds": spu}),
         "spu_seconds_same_run": anchor,
