@@ -159,3 +159,26 @@ def test_prefetch_moves_generation_out_of_the_kernel():
     # the cost model prices the local product truncation at nothing
     assert Semi2k.static_cost("trunc_product", (10,), bits=F).rounds == 0
     assert Semi2k.static_cost("trunc_product", (10,), bits=F, trunc="dealer").rounds == 1
+
+
+def test_three_parties_secret_products_take_the_pair_with_the_triple():
+    g = public_rng(9)
+    xv, yv = g.normal(size=2000) * 3, g.normal(size=2000) * 3
+    A, B = g.normal(size=(20, 30)), g.normal(size=(30, 6))
+
+    def prog(ctx):
+        mpc = MpcDevice(ctx, ["alice", "bob", "dave"], dealer="carol")
+        x, y = ctx.party("alice").run(lambda: xv).to(mpc), ctx.party("bob").run(lambda: yv).to(mpc)
+        a, b = ctx.party("dave").run(lambda: A).to(mpc), ctx.party("alice").run(lambda: B).to(mpc)
+        ctx.reset_stats()
+        z, sq, m = x * y, x * x, a @ b
+        st = ctx.stats()
+        return [z.reveal(), sq.reveal(), m.reveal()], st
+
+    res = _run(prog, parties=["alice", "bob", "carol", "dave"])
+    (z, sq, m), _ = res["alice"]
+    assert res["carol"][1]["msgs_sent"] == 3  # one dealer message per product: triple and pair together
+    assert max(res[p][1]["rounds"] for p in ["alice", "bob", "dave"]) == 6  # 2 rounds each: opening, pair
+    tol = 2.0**-F * 16
+    assert np.abs(z - xv * yv).max() < tol and np.abs(sq - xv * xv).max() < tol
+    assert np.abs(m - A @ B).max() < 30 * tol

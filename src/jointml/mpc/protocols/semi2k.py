@@ -62,7 +62,8 @@ So a fixed-point product of two secrets (`SecretArray` `x * y`: `mul` then
 With dealer truncation (n > 2 or trunc="dealer"), the fused kernels `mul_trunc`,
 `square_trunc`, `matmul_trunc` ship the truncation pair in the same dealer message as
 the triple (`CorrelationProvider.beaver_trunc`); rounds: the Beaver opening, then the
-pair's opening. `prefetch(op, *shapes)` generates a later kernel's correlated randomness
+pair's opening. `SecretArray` products of two secrets take them (`fxp_product`), so a
+product costs one dealer message, not two. `prefetch(op, *shapes)` generates a later kernel's correlated randomness
 ahead of its inputs (an offline phase: the dealer's corrections are sent and received
 then), so the kernel's online phase is the openings and local arithmetic only.
 
@@ -405,7 +406,18 @@ class Semi2k(Protocol):
         result is floor(x / 2^bits) or one more (up with probability equal to the dropped
         fraction, as `trunc`), except with probability at most (|x| + 1) / 2^64 per element
         (x the signed ring value before truncation), when it is off by 2^(64-bits): see the
-        module docstring."""
+        module docstring.
+
+        >>> def prog(ctx):
+        ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol")
+        ...     x = p.share_in("alice", np.array([5 << 18], np.uint64) if ctx.me == "alice" else None, (1,))
+        ...     ctx.reset_stats()
+        ...     y = p.trunc_product(x, 18, (1,))
+        ...     return ctx.stats()["msgs_sent"], p.reveal(y, (1,))
+        >>> sent, y = simulate(prog, ["alice", "bob", "carol"], mode="thread")["alice"]
+        >>> sent, y.tolist()
+        (0, [5])
+        """
         if self.trunc_mode != "local":
             return self.trunc(a, bits, shape)
         if not self.is_compute:
@@ -413,6 +425,25 @@ class Semi2k(Protocol):
         if self.idx == 0:
             return _arshift(a, bits)
         return bk.neg(_arshift(bk.neg(a), bits))
+
+    def fxp_product(self, kind: str, a: Share, b: Share, shape_a: Shape, shape_b: Shape, bits: int) -> Share:
+        """`Protocol.fxp_product`: with local truncation the kernel then `trunc_product` (one
+        round); with the dealer's, the fused kernel (triple and pair in one dealer message).
+
+        >>> def prog(ctx):
+        ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol", trunc="dealer")
+        ...     x = p.share_in("alice", np.array([3 << 10], np.uint64) if ctx.me == "alice" else None, (1,))
+        ...     return p.reveal(p.fxp_product("square", x, x, (1,), (1,), 10), (1,))
+        >>> simulate(prog, ["alice", "bob", "carol"], mode="thread")["bob"].tolist()
+        [9216]
+        """
+        if self.trunc_mode == "local":
+            return super().fxp_product(kind, a, b, shape_a, shape_b, bits)
+        if kind == "square":
+            return self.square_trunc(a, shape_a, bits)
+        if kind == "matmul":
+            return self.matmul_trunc(a, b, shape_a, shape_b, bits)
+        return self.mul_trunc(a, b, shape_a, shape_b, bits)
 
     # -- fused product + truncation (the pair ships in the triple's dealer message) ------------
     def mul_trunc(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape, bits: int) -> Share:
