@@ -2,11 +2,11 @@
 
 Parties run as separate processes connected by TCP + mutual TLS on loopback. Each row
 has two phases, timed one after the other: `offline_seconds`, the correlated randomness
-of the figure's products generated before the inputs exist (`Protocol.prefetch`: the
-dealer computes and sends its corrections, the parties draw their shares; comparisons
-and sigmoids have none), and `online_seconds`, secret-sharing the inputs, computing and
-revealing the output. `seconds` is their sum (no overlap credited); bytes count both
-phases, `online_bytes` and `rounds` the online one. The numpy time for the same
+of the figure's products and comparison masks generated before the inputs exist
+(`Protocol.prefetch`: the dealer computes and sends its corrections, the parties draw
+their shares; sigmoids have none), and `online_seconds`, secret-sharing the inputs,
+computing and revealing the output. `seconds` is their sum (no overlap credited); bytes
+count both phases, `online_bytes` and `rounds` the online one. The numpy time for the same
 operation in plaintext is reported beside it, and each party's peak RSS. SPU's figures
 from an earlier run appear as a labelled, dated `reference`; a ratio to SPU is given
 only with `anchor=True` (`--anchor`), which runs SPU now on the same machine.
@@ -71,8 +71,8 @@ def _barrier(ctx, members):
 
 
 def _prefetch(mpc, figure: str) -> None:
-    """The offline phase: the correlated randomness of the figure's products, generated
-    before the inputs exist (comparisons and sigmoids generate theirs online). The dealer
+    """The offline phase: the correlated randomness of the figure's products and comparison
+    masks, generated before the inputs exist (sigmoids generate theirs online). The dealer
     is the only party computing then, so it may use every core for its BLAS products (the
     simulation gives each of the 3 processes one core's worth of BLAS threads)."""
     from threadpoolctl import threadpool_limits
@@ -82,6 +82,8 @@ def _prefetch(mpc, figure: str) -> None:
             mpc.proto.prefetch("mul", (1_000_000,), (1_000_000,))
         elif figure == "matmul_1000":
             mpc.proto.prefetch("matmul", (1000, 1000), (1000, 1000))
+        elif figure == "lt_1M":
+            mpc.proto.prefetch("msb", (1_000_000,))
 
 
 def _online(ctx, mpc, figure: str, parties: list[str], xv, yv):

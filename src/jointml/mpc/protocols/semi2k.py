@@ -506,7 +506,8 @@ class Semi2k(Protocol):
         (every member calls it, SPMD, with the same arguments), so that kernel's online phase
         does no generation: the dealer computes and sends its corrections now, the compute
         parties draw their PRG shares and receive the corrections. Kernels: mul, square,
-        matmul, trunc (bits), trunc_product (bits), mul_trunc, square_trunc and matmul_trunc (bits).
+        matmul, trunc (bits), trunc_product (bits), mul_trunc, square_trunc and matmul_trunc (bits),
+        msb and eqz (their masks and bit conversion).
 
         >>> def prog(ctx):
         ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol")
@@ -531,6 +532,11 @@ class Semi2k(Protocol):
             base = op[: -len("_trunc")]
             out = matmul_shape(s[0], s[1]) if base == "matmul" else broadcast_shape(s[0], s[1])
             prov.prefetch("beaver_trunc", base, s[0], s[1], out, _bits(bits))
+        elif op in ("msb", "eqz"):
+            # the comparison mask and the final bit conversion; the AND tree's triples are
+            # drawn in the kernel (small: 1-3 words per element and level)
+            prov.prefetch("compare_mask", s[0], op, op == "msb")
+            prov.prefetch("random_bits", s[0])
         elif op != "trunc_product":
             raise ParameterError(f"semi2k.prefetch: no prefetch for kernel '{op}'", field="op")
 
