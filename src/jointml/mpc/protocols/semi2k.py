@@ -160,6 +160,8 @@ def _picker(rows: Any, transpose: bool) -> Callable[[Array], Array]:
 class Semi2k(Protocol):
     """n-party additive sharing with a dealer. `Semi2k(ctx, compute_parties, dealer)` at every
     party of the program (compute parties, the dealer, outsiders: those hold no shares).
+    `trunc` ("local" or "dealer"; default "local" with 2 compute parties, else "dealer")
+    picks how fixed-point products are truncated (`trunc_product`, module docstring).
 
     >>> def prog(ctx):
     ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol")
