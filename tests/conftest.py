@@ -14,14 +14,15 @@ PROTOCOL_PARTIES = {
 }
 
 
-def run_mpc(protocol: str, fn, *args, mode: str = "thread", frac_bits: int = 18, **kwargs):
+def run_mpc(protocol: str, fn, *args, mode: str = "thread", frac_bits: int = 18, device_options=None, **kwargs):
     """Run fn(ctx, mpc, *args) at every party; returns {party: result}.
 
-    Inside fn, `ctx.party("alice").run(lambda: x).to(mpc)` shares alice's input."""
+    Inside fn, `ctx.party("alice").run(lambda: x).to(mpc)` shares alice's input.
+    `device_options` go to `MpcDevice` (e.g. {"trunc": "dealer"})."""
     parties, dev = PROTOCOL_PARTIES[protocol]
 
     def prog(ctx):
-        mpc = MpcDevice(ctx, protocol=protocol, frac_bits=frac_bits, **dev)
+        mpc = MpcDevice(ctx, protocol=protocol, frac_bits=frac_bits, **dev, **(device_options or {}))
         return fn(ctx, mpc, *args, **kwargs)
 
     return simulate(prog, parties, mode=mode)

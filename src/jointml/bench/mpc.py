@@ -1,8 +1,13 @@
 """`jointml bench mpc`: secure operators on 1M elements / 1000x1000 matrices.
 
-Parties run as separate processes connected by TCP + mutual TLS on loopback. The
-time covers secret-sharing the inputs, computing and revealing the output; the
-numpy time for the same operation in plaintext is reported beside it. SPU's figures
+Parties run as separate processes connected by TCP + mutual TLS on loopback. Each row
+has two phases, timed one after the other: `offline_seconds`, the correlated randomness
+of the figure's products and comparison masks generated before the inputs exist
+(`Protocol.prefetch`: the dealer computes and sends its corrections, the parties draw
+their shares; sigmoids have none), and `online_seconds`, secret-sharing the inputs,
+computing and revealing the output. `seconds` is their sum (no overlap credited); bytes
+count both phases, `online_bytes` and `rounds` the online one. The numpy time for the same
+operation in plaintext is reported beside it, and each party's peak RSS. SPU's figures
 from an earlier run appear as a labelled, dated `reference`; a ratio to SPU is given
 only with `anchor=True` (`--anchor`), which runs SPU now on the same machine.
 
@@ -16,6 +21,8 @@ The inputs are public synthetic data; each figure reveals its output to the firs
 
 from __future__ import annotations
 
+import os
+import resource
 import time
 from typing import Iterator
 
@@ -63,37 +70,73 @@ def _barrier(ctx, members):
     all_gather(ctx, members, name="bench-barrier")
 
 
-def _program(ctx, protocol: str, figure: str, parties: list[str], dealer: str | None):
-    mpc = MpcDevice(ctx, parties, protocol=protocol, dealer=dealer)
-    xv, yv = _inputs(figure)
+def _prefetch(mpc, figure: str) -> None:
+    """The offline phase: the correlated randomness of the figure's products and comparison
+    masks, generated before the inputs exist (sigmoids generate theirs online). The dealer
+    is the only party computing then, so it may use every core for its BLAS products (the
+    simulation gives each of the 3 processes one core's worth of BLAS threads)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(os.cpu_count() or 1, user_api="blas"):
+        if figure == "mul_1M":
+            mpc.proto.prefetch("mul", (1_000_000,), (1_000_000,))
+        elif figure == "matmul_1000":
+            mpc.proto.prefetch("matmul", (1000, 1000), (1000, 1000))
+        elif figure == "lt_1M":
+            mpc.proto.prefetch("msb", (1_000_000,))
+
+
+def _online(ctx, mpc, figure: str, parties: list[str], xv, yv):
     a, b = parties[0], parties[1]
-    _barrier(ctx, mpc.members)
-    ctx.reset_stats()
-    t0 = time.perf_counter()
     x = ctx.party(a).run(lambda: xv).to(mpc)
     if figure.startswith("sigmoid"):
         mode = figure.rsplit("_", 1)[1]
         from ..mpc import functions
 
-        z = functions.sigmoid(x, mode=mode)
+        return functions.sigmoid(x, mode=mode).reveal(to=a)
+    y = ctx.party(b).run(lambda: yv).to(mpc)
+    if figure == "mul_1M":
+        z = x * y
+    elif figure == "lt_1M":
+        z = x < y
+    elif figure == "matmul_1000":
+        z = x @ y
     else:
-        y = ctx.party(b).run(lambda: yv).to(mpc)
-        if figure == "mul_1M":
-            z = x * y
-        elif figure == "lt_1M":
-            z = x < y
-        elif figure == "matmul_1000":
-            z = x @ y
-        else:
-            raise ParameterError(f"unknown figure {figure}", field="figure")
-    out = z.reveal(to=a)
+        raise ParameterError(f"unknown figure {figure}", field="figure")
+    return z.reveal(to=a)
+
+
+def _program(ctx, protocol: str, figure: str, parties: list[str], dealer: str | None):
+    mpc = MpcDevice(ctx, parties, protocol=protocol, dealer=dealer)
+    xv, yv = _inputs(figure)
+    _barrier(ctx, mpc.members)
+    ctx.reset_stats()
+    t0 = time.perf_counter()
+    _prefetch(mpc, figure)
+    offline = time.perf_counter() - t0
+    offline_stats = ctx.stats()
+    # the online phase starts when every member (the dealer too) has finished the offline one
+    _barrier(ctx, mpc.members)
+    ctx.reset_stats()
+    c0 = _cpu()
+    t0 = time.perf_counter()
+    out = _online(ctx, mpc, figure, parties, xv, yv)
     seconds = time.perf_counter() - t0
+    cpu = _cpu() - c0
     stats = ctx.stats()
     err = None
-    if ctx.me == a:
+    if ctx.me == parties[0]:
         ref = _plain(figure, xv, yv)
         err = float(np.max(np.abs(out.value - ref))) if ref.size else 0.0
-    return {"seconds": seconds, "stats": stats, "max_abs_error": err}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # this party's process (Linux: KiB)
+    return {"seconds": seconds, "offline_seconds": offline, "stats": stats, "offline_stats": offline_stats,
+            "max_abs_error": err, "peak_rss_mb": round(peak, 1), "cpu_seconds": cpu}
+
+
+def _cpu() -> float:
+    """This process's CPU seconds (every thread: BLAS included), user + system."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def run_figure(protocol: str, figure: str, spu_same_run: dict[str, float] | None = None) -> dict:
@@ -111,19 +154,29 @@ def run_figure(protocol: str, figure: str, spu_same_run: dict[str, float] | None
     _plain(figure, xv, yv)
     base = time.perf_counter() - t0
     n = xv.size if not figure.startswith("matmul") else xv.shape[0] * yv.shape[1]
-    total_bytes = sum(r["stats"]["bytes_sent"] for r in res.values())
+    online_bytes = sum(r["stats"]["bytes_sent"] for r in res.values())
+    total_bytes = online_bytes + sum(r["offline_stats"]["bytes_sent"] for r in res.values())
     ref_key = "sigmoid_1M" if figure.startswith("sigmoid") else figure
     spu = SPU_REFERENCE[protocol].get(ref_key)
-    seconds = max(r["seconds"] for r in res.values())
+    online = max(r["seconds"] for r in res.values())
+    offline = max(r["offline_seconds"] for r in res.values())
+    seconds = online + offline  # the phases run one after the other here (no overlap credited)
     anchor = (spu_same_run or {}).get(ref_key)
     return {
         "figure": figure,
         "protocol": protocol,
         "parties": len(parties),
         "seconds": round(seconds, 4),
+        "online_seconds": round(online, 4),
+        "offline_seconds": round(offline, 4),
         "bytes": total_bytes,
+        "online_bytes": online_bytes,
         "bytes_per_element": round(total_bytes / n, 2),
         "rounds": max(r["stats"]["rounds"] for r in res.values()),
+        "offline_rounds": max(r["offline_stats"]["rounds"] for r in res.values()),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in res.values()),
+        # CPU seconds of the online phase, all processes: steadier than wall time on a busy machine
+        "online_cpu_seconds": round(sum(r["cpu_seconds"] for r in res.values()), 4),
         "baseline_seconds": round(base, 5),
         "reference": reference(*SPU_REFERENCE_SOURCE, {"spu_seconds": spu}),
         "spu_seconds_same_run": anchor,

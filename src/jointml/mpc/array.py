@@ -222,14 +222,32 @@ class SecretArray:
     def _finish_product(self, share: Any, shape: Shape, fxp: int) -> SecretArray:
         f = self.device.frac_bits
         if fxp > f:
-            share = self.proto.trunc(share, fxp - f, shape)
+            # a product of two values at the device's scale (2f bits at most) takes the
+            # protocol's product truncation (semi2k, 2 parties: local, no round); wider
+            # products (higher internal precision) the exact one
+            trunc = self.proto.trunc_product if fxp <= 2 * f else self.proto.trunc
+            share = trunc(share, fxp - f, shape)
             fxp = f
         return self._new(share, shape, fxp)
+
+    def _fxp_product(self, kind: str, o: SecretArray, shape: Shape) -> SecretArray | None:
+        """A product of two secrets at the device's scale through `Protocol.fxp_product`
+        (product and truncation in one kernel); None when no truncation or a wider one follows."""
+        f = self.device.frac_bits
+        fxp = self.fxp + o.fxp
+        if not f < fxp <= 2 * f:
+            return None
+        share = self.proto.fxp_product(kind, self.share, o.share, self.shape, o.shape, fxp - f)
+        return self._new(share, shape, f)
 
     def __mul__(self, other: Any) -> SecretArray:
         o = self._coerce(other)
         if _is_secret(o):
             shape = broadcast_shape(self.shape, o.shape)
+            kind = "square" if o is self else "mul"
+            fused = self._fxp_product(kind, o, shape)
+            if fused is not None:
+                return fused
             if o is self:
                 share = self.proto.square(self.share, self.shape)
             else:
@@ -275,6 +293,9 @@ class SecretArray:
         o = self._coerce(other)
         if _is_secret(o):
             shape = matmul_shape(self.shape, o.shape)
+            fused = self._fxp_product("matmul", o, shape)
+            if fused is not None:
+                return fused
             share = self.proto.matmul(self.share, o.share, self.shape, o.shape)
             return self._finish_product(share, shape, self.fxp + o.fxp)
         o = np.asarray(o)

@@ -81,8 +81,9 @@ def reveal_many(xs: Sequence[SecretArray], to: str | None = None) -> list[Any]:
 
 def mul_many(pairs: Sequence[tuple[SecretArray, SecretArray]]) -> list[SecretArray]:
     """a * b for several independent pairs of secrets (numpy broadcasting within a pair) in one
-    multiplication round; fixed-point products are truncated back to the device's scale, the
-    pairs with the same shift in one truncation round.
+    multiplication round; fixed-point products are truncated back to the device's scale
+    (`Protocol.trunc_product`: no round for semi2k with 2 parties), the pairs with the same
+    shift together.
 
     >>> from jointml.mpc import MpcDevice
     >>> def prog(ctx):
@@ -94,7 +95,7 @@ def mul_many(pairs: Sequence[tuple[SecretArray, SecretArray]]) -> list[SecretArr
     ...     return ctx.stats()["rounds"], a.reveal(), b.reveal()  # None at the dealer
     >>> rounds, a, b = simulate(prog, ["alice", "bob", "carol"], mode="thread")["bob"]
     >>> rounds, a.tolist(), float(b)
-    (2, [6.0, -8.0], 16.0)
+    (1, [6.0, -8.0], 16.0)
     """
     pairs = list(pairs)
     if not pairs:
@@ -133,7 +134,10 @@ def rescale_many(xs: Sequence[SecretArray]) -> list[SecretArray]:
     for bits, idx in sorted(groups.items()):
         sel = [xs[i] for i in idx]
         cat = _flat_cat(sel)
-        t = SecretArray(cat.device, cat.proto.trunc(cat.share, bits, cat.shape), cat.shape, 0)
+        # products at the device's scale take the protocol's product truncation (semi2k,
+        # 2 parties: local, no round); anything wider the exact `trunc`
+        trunc = cat.proto.trunc_product if bits <= f else cat.proto.trunc
+        t = SecretArray(cat.device, trunc(cat.share, bits, cat.shape), cat.shape, 0)
         for i, r in zip(idx, _split(t, sel, [f] * len(sel))):
             out[i] = r
     return out

@@ -30,7 +30,10 @@ class MpcDevice:
     """A group of parties computing on secret shares.
 
     `protocol` is "semi2k" (n compute parties and a `dealer`) or "aby3" (exactly three
-    parties, no dealer); values are fixed point with `frac_bits` fractional bits.
+    parties, no dealer); values are fixed point with `frac_bits` fractional bits. `trunc`
+    picks how semi2k truncates fixed-point products: "local" (the default with 2 compute
+    parties: no round, a small failure probability, see `Semi2k`) or "dealer" (one round,
+    exact up to one unit).
 
     >>> def prog(ctx):
     ...     mpc = MpcDevice(ctx, ["alice", "bob"], protocol="semi2k", dealer="carol")
@@ -47,6 +50,7 @@ class MpcDevice:
         protocol: str = "semi2k",
         dealer: str | None = None,
         frac_bits: int = DEFAULT_FRAC_BITS,
+        trunc: str | None = None,
     ):
         self.ctx = ctx
         parties = list(parties) if parties is not None else [p for p in ctx.parties if p != dealer]
@@ -56,7 +60,7 @@ class MpcDevice:
         self.fxp = FixedPoint(frac_bits)
         self.frac_bits = frac_bits
         self.protocol_name = protocol
-        self.proto: Protocol = make_protocol(protocol, ctx, parties, dealer)
+        self.proto: Protocol = make_protocol(protocol, ctx, parties, dealer, trunc=trunc)
         self.parties = self.proto.compute
         self.members = self.proto.members
 

@@ -33,9 +33,9 @@ forms open X - A for a one-time dealer mask A, never X.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
-from ...core.errors import ParameterError
+from ...core.errors import ParameterError, ProtocolError
 from ...mpc.protocols.base import FREE, Cost
 from ...mpc.shapes import matmul_shape
 from ..cost import profile as as_profile
@@ -157,7 +157,7 @@ def candidates(proto: str, n: int | None, x: Value, sub: tuple[int, ...], y: tup
         return cls.static_cost(op, *shapes, n_compute=n, **kw)
 
     out = matmul_shape(sub, y)
-    trunc = c("trunc", out, bits=_F) if x.dtype == "f" else FREE
+    trunc = _product_trunc(c, out) if x.dtype == "f" else FREE
     private = x.vis is not None and x.vis.kind == "private"
     owner_ok = private and (compute is None or str(x.vis.owner if x.vis else "") in compute)
     share_x = c("share_in", x.shape, outsider=not owner_ok) if private else FREE
@@ -169,6 +169,15 @@ def candidates(proto: str, n: int | None, x: Value, sub: tuple[int, ...], y: tup
     if owner_ok:
         res["private_masked"] = (c("private_masked_setup", x.shape), c("private_masked_matmul", sub, y) + trunc)
     return res
+
+
+def _product_trunc(c: Callable[..., Cost], out: tuple[int, ...]) -> Cost:
+    """The truncation of a fixed-point product (`Protocol.trunc_product`; `trunc` where a
+    protocol has no cheaper one)."""
+    try:
+        return c("trunc_product", out, bits=_F)
+    except ProtocolError:
+        return c("trunc", out, bits=_F)
 
 
 def total(once: Cost, each: Cost, trips: int) -> Cost:

@@ -31,12 +31,17 @@ __all__ = ["Protocol", "Cost", "Share", "GenericMasked", "CORE_CAPABILITIES", "S
 PROTOCOLS: dict[str, type[Protocol]] = {"semi2k": Semi2k, "aby3": Aby3}
 
 
-def make_protocol(name: str, ctx: PartyContext, parties: Sequence[str], dealer: str | None = None) -> Protocol:
+def make_protocol(name: str, ctx: PartyContext, parties: Sequence[str], dealer: str | None = None,
+                  trunc: str | None = None) -> Protocol:
     """The protocol `name` over the compute `parties` (and `dealer` for semi2k), at this party.
 
-    Every party of the program calls it at the same point (seeds are agreed here)."""
+    `trunc` chooses semi2k's truncation of fixed-point products ("local" or "dealer", see
+    `Semi2k`). Every party of the program calls it at the same point (seeds are agreed here)."""
     if name == "semi2k":
-        return Semi2k(ctx, parties, dealer)
+        return Semi2k(ctx, parties, dealer, trunc=trunc)
+    if trunc not in (None, "dealer"):
+        raise ConfigError(f"{name} has no '{trunc}' truncation (only semi2k with 2 parties truncates locally)",
+                          field="trunc")
     if name == "aby3":
         if dealer is not None:
             raise ConfigError("aby3 needs no dealer (it is a 3-party honest-majority protocol)", field="dealer")

@@ -31,6 +31,14 @@ natively; callers ask `proto.supports("mul_trunc")` instead of probing attribute
 The fused kernels exist on every protocol (the default composes `mul` and `trunc`);
 the capability says they are cheaper than the composition.
 
+**Truncations.** `trunc` is exact up to one unit for |x| < 2^62 on every protocol: what
+callers that truncate wide values use (the internal precision of `jointml.mpc.functions`).
+`trunc_product` truncates a product of two values at the device's scale and may be cheaper
+with a failure probability (semi2k with 2 compute parties truncates locally); `fxp_product`
+is such a product and its truncation in one call (`SecretArray`'s `*` and `@` between
+secrets). `prefetch(op, *shapes)` generates a later kernel's correlated randomness ahead
+of its inputs (a no-op for protocols without a provider).
+
 **Costs.** `Protocol.cost(op, *shapes, **params)` returns a `Cost`: the bytes sent by
 *all* parties of the device together (compute parties and dealer, payload only: 8 B per
 ring element, frame headers excluded), the part of them sent by the dealer, and the
@@ -228,6 +236,34 @@ class Protocol(ABC):
     @abstractmethod
     def trunc(self, a: Share, bits: int, shape: Shape) -> Share:
         """x / 2^bits with stochastic rounding (exact up to one unit for |x| < 2^62)."""
+
+    def trunc_product(self, a: Share, bits: int, shape: Shape) -> Share:
+        """Truncate a fixed-point *product* x of two values at the device's scale (what
+        `SecretArray` products and matrix products use). A protocol may use a cheaper method
+        whose failure probability grows with |x| (semi2k with 2 compute parties: local
+        truncation, no message, wrong with probability ~|x|/2^64 per element); callers
+        that truncate larger values (internal precision of `functions`, statistics) call
+        `trunc`. Default: `trunc`."""
+        return self.trunc(a, bits, shape)
+
+    def fxp_product(self, kind: str, a: Share, b: Share, shape_a: Shape, shape_b: Shape, bits: int) -> Share:
+        """A fixed-point product of two values at the device's scale, truncated by `bits` with
+        `trunc_product`: `kind` is "mul", "square" (b is a) or "matmul". What `SecretArray`
+        products call; a protocol may fuse the two steps. Default: the kernel, then
+        `trunc_product`."""
+        if kind == "square":
+            return self.trunc_product(self.square(a, shape_a), bits, tuple(shape_a))
+        if kind == "matmul":
+            return self.trunc_product(self.matmul(a, b, shape_a, shape_b), bits,
+                                      matmul_shape(tuple(shape_a), tuple(shape_b)))
+        shape = tuple(int(s) for s in np.broadcast_shapes(tuple(shape_a), tuple(shape_b)))
+        return self.trunc_product(self.mul(a, b, shape_a, shape_b), bits, shape)
+
+    def prefetch(self, op: str, *shapes: Shape, bits: int | None = None) -> None:
+        """Generate ahead of time the correlated randomness of a later call of kernel `op` on
+        operands of `shapes` (an offline phase; every party calls it, SPMD). Default: nothing
+        (protocols without a provider generate what they need in the kernel)."""
+        return None
 
     # Fused kernels: the default composes the two kernels; protocols that do better
     # override them and declare the capability.

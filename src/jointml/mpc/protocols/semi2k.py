@@ -24,11 +24,48 @@ parties and matrix shapes; bytes are what all parties send together, dealer incl
 | mul | 1 | 40 | 8 |
 | square | 1 | 24 | 8 |
 | trunc | 1 | 32 | 16 |
-| mul_trunc | 2 | 72 | 24 |
+| trunc_product (2 parties, local) | 0 | 0 | 0 |
+| trunc_product (trunc="dealer") | 1 | 32 | 16 |
+| mul_trunc (dealer pair) | 2 | 72 | 24 |
 | b_and (64-bit words) | 1 | 40 | 8 |
 | b2a_bits | 1 | 8.25 | 8 |
 | msb (x < 0) | 6 | 84.25 | 46 |
 | eqz (x == 0) | 6 | 75.25 | 43 |
+
+So a fixed-point product of two secrets (`SecretArray` `x * y`: `mul` then
+`trunc_product`) costs 1 round and 40 B per element with 2 compute parties (it was
+2 rounds and 72 B with the dealer pair, still the cost with trunc="dealer" or n > 2).
+
+**Truncation.** Two kernels divide a ring value by 2^f:
+
+* `trunc` (every caller that may truncate large values: the internal precision of
+  `jointml.mpc.functions`, statistics): the dealer's pair (r, r >> f, msb r); one round,
+  floor(x / 2^f) or one more (up with probability equal to the dropped fraction) for
+  any |x| < 2^62, never worse.
+* `trunc_product` (fixed-point products at the device's scale: `SecretArray` products,
+  matrix products, masked products). With `trunc="local"` (the default with exactly 2
+  compute parties) it is SecureML's local truncation (Mohassel-Zhang 2017, Theorem 1):
+  party 0 computes x_0 >> f and party 1 -((-x_1) >> f), arithmetic shifts of the shares
+  read as signed 64-bit integers; no message. The result is floor(x / 2^f) or one more,
+  as `trunc`, unless the signed shares' sum wraps around 2^64: since one share is
+  uniformly random, this happens with probability |x| / 2^64 per element, to within one
+  share value in 2^64, so at most (|x| + 1) / 2^64 (x the signed ring value before
+  truncation; half the usual |x| / 2^63 bound), and then the result is off by 2^(64-f)
+  (a huge value).
+  With f = 18, a product of magnitude v (x = v 2^36) fails with probability v / 2^28:
+  about 4e-9 per element for |v| = 1, 4e-6 for |v| = 1000. tests/test_semi2k_trunc.py
+  measures the rate on 3 million values against this figure. With more than 2 compute
+  parties the sum of n uniform shares wraps almost always, so local truncation is refused;
+  `trunc="dealer"` (`MpcDevice(..., trunc="dealer")`) makes `trunc_product` the exact
+  `trunc` for users who cannot accept the failure probability.
+
+With dealer truncation (n > 2 or trunc="dealer"), the fused kernels `mul_trunc`,
+`square_trunc`, `matmul_trunc` ship the truncation pair in the same dealer message as
+the triple (`CorrelationProvider.beaver_trunc`); rounds: the Beaver opening, then the
+pair's opening. `SecretArray` products of two secrets take them (`fxp_product`), so a
+product costs one dealer message, not two. `prefetch(op, *shapes)` generates a later kernel's correlated randomness
+ahead of its inputs (an offline phase: the dealer's corrections are sent and received
+then), so the kernel's online phase is the openings and local arithmetic only.
 
 A matmul X (m x k) @ Y (k x n) opens both operands: 2 x 8 (mk + kn) B from the parties
 plus 8 mn B from the dealer, 1 round. Comparisons open c = x + r for a dealer mask r and
@@ -83,7 +120,9 @@ DOC_COST_ROWS: list[tuple[str, str, tuple[Shape, ...], dict[str, Any]]] = [
     ("mul", "mul", (_E, _E), {}),
     ("square", "square", (_E,), {}),
     ("trunc", "trunc", (_E,), {"bits": 18}),
-    ("mul_trunc", "mul_trunc", (_E, _E), {"bits": 18}),
+    ("trunc_product (2 parties, local)", "trunc_product", (_E,), {"bits": 18}),
+    ("trunc_product (trunc=\"dealer\")", "trunc_product", (_E,), {"bits": 18, "trunc": "dealer"}),
+    ("mul_trunc (dealer pair)", "mul_trunc", (_E, _E), {"bits": 18}),
     ("b_and (64-bit words)", "b_and", (_E,), {}),
     ("b2a_bits", "b2a_bits", (_E,), {}),
     ("msb (x < 0)", "msb", (_E,), {}),
@@ -121,6 +160,8 @@ def _picker(rows: Any, transpose: bool) -> Callable[[Array], Array]:
 class Semi2k(Protocol):
     """n-party additive sharing with a dealer. `Semi2k(ctx, compute_parties, dealer)` at every
     party of the program (compute parties, the dealer, outsiders: those hold no shares).
+    `trunc` ("local" or "dealer"; default "local" with 2 compute parties, else "dealer")
+    picks how fixed-point products are truncated (`trunc_product`, module docstring).
 
     >>> def prog(ctx):
     ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol")
@@ -135,7 +176,7 @@ class Semi2k(Protocol):
     share_order_matters = False  # a share is one summand of x, whatever the parties' order
 
     def __init__(self, ctx: PartyContext, parties: Sequence[str], dealer: str | None,
-                 provider: CorrelationProvider | None = None):
+                 provider: CorrelationProvider | None = None, trunc: str | None = None):
         if dealer is None:
             raise ConfigError("semi2k needs a dealer party (an ordinary party of the cluster that holds no data)",
                               field="dealer")
@@ -160,6 +201,8 @@ class Semi2k(Protocol):
             provider = (DealerProvider(ctx, self.compute, dealer, self.label) if self.me in self.members
                         else NullProvider())
         self.prov = provider
+        #: how fixed-point products are truncated (`trunc_product`): "local" (2 parties only) or "dealer"
+        self.trunc_mode = _trunc_mode(trunc, self.n)
         self._pair_prgs: dict[str, Prg] = {}
         self._in_prgs: dict[tuple[str, str], Prg] = {}
 
@@ -306,7 +349,11 @@ class Semi2k(Protocol):
             return None
         A, B, C = t
         E, F = self._open("mul", [a - A, b - B])
-        return resolve(C) + E * b + A * F  # sum_i E*y_i + a_i*F + c_i = xy
+        # sum_i E*y_i + a_i*F + c_i = xy (in place: two temporaries fewer on 1M elements)
+        z = E * b
+        z += A * F
+        z += resolve(C)
+        return z
 
     def square(self, a: Share, shape: Shape) -> Share:
         t = self.prov.square_pair(tuple(shape))
@@ -351,6 +398,153 @@ class Semi2k(Protocol):
         if self.idx == 0:
             y += bk.rshift(c, bits) - _U(1 << (62 - bits))
         return y
+
+    def trunc_product(self, a: Share, bits: int, shape: Shape) -> Share:
+        """Truncate a fixed-point product by 2^bits with the device's `trunc_mode`.
+
+        "dealer": `trunc` (one round, exact up to one unit for |x| < 2^62). "local" (2 compute
+        parties): SecureML's local truncation, no message: party 0 computes x_0 >> bits and
+        party 1 -((-x_1) >> bits) (arithmetic shifts of the shares read as signed). The
+        result is floor(x / 2^bits) or one more (up with probability equal to the dropped
+        fraction, as `trunc`), except with probability at most (|x| + 1) / 2^64 per element
+        (x the signed ring value before truncation), when it is off by 2^(64-bits): see the
+        module docstring.
+
+        >>> def prog(ctx):
+        ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol")
+        ...     x = p.share_in("alice", np.array([5 << 18], np.uint64) if ctx.me == "alice" else None, (1,))
+        ...     ctx.reset_stats()
+        ...     y = p.trunc_product(x, 18, (1,))
+        ...     return ctx.stats()["msgs_sent"], p.reveal(y, (1,))
+        >>> sent, y = simulate(prog, ["alice", "bob", "carol"], mode="thread")["alice"]
+        >>> sent, y.tolist()
+        (0, [5])
+        """
+        if self.trunc_mode != "local":
+            return self.trunc(a, bits, shape)
+        if not self.is_compute:
+            return None
+        if self.idx == 0:
+            return _arshift(a, bits)
+        return bk.neg(_arshift(bk.neg(a), bits))
+
+    def fxp_product(self, kind: str, a: Share, b: Share, shape_a: Shape, shape_b: Shape, bits: int) -> Share:
+        """`Protocol.fxp_product`: with local truncation the kernel then `trunc_product` (one
+        round); with the dealer's, the fused kernel (triple and pair in one dealer message).
+
+        >>> def prog(ctx):
+        ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol", trunc="dealer")
+        ...     x = p.share_in("alice", np.array([3 << 10], np.uint64) if ctx.me == "alice" else None, (1,))
+        ...     return p.reveal(p.fxp_product("square", x, x, (1,), (1,), 10), (1,))
+        >>> simulate(prog, ["alice", "bob", "carol"], mode="thread")["bob"].tolist()
+        [9216]
+        """
+        if self.trunc_mode == "local":
+            return super().fxp_product(kind, a, b, shape_a, shape_b, bits)
+        if kind == "square":
+            return self.square_trunc(a, shape_a, bits)
+        if kind == "matmul":
+            return self.matmul_trunc(a, b, shape_a, shape_b, bits)
+        return self.mul_trunc(a, b, shape_a, shape_b, bits)
+
+    # -- fused product + truncation (the pair ships in the triple's dealer message) ------------
+    def mul_trunc(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape, bits: int) -> Share:
+        """trunc(x * y, bits) with the dealer's truncation pair (as `trunc`: safe for |xy| < 2^62).
+
+        One provider call: the dealer ships C = AB and the pair's derived shares in one
+        message. Rounds: the Beaver opening, then the pair's opening."""
+        shape_c = broadcast_shape(tuple(shape_a), tuple(shape_b))
+        t = self.prov.beaver_trunc("mul", tuple(shape_a), tuple(shape_b), shape_c, bits)
+        if t is None or not self.is_compute:
+            return None
+        A, B, C, pair = t
+        E, F = self._open("mul", [a - A, b - B])
+        return self._trunc_with(resolve(C) + E * b + A * F, bits, pair)
+
+    def square_trunc(self, a: Share, shape: Shape, bits: int) -> Share:
+        """trunc(x * x, bits): `square` and the pair in one provider call, as `mul_trunc`."""
+        shape = tuple(shape)
+        t = self.prov.beaver_trunc("square", shape, shape, shape, bits)
+        if t is None or not self.is_compute:
+            return None
+        A, _, C, pair = t
+        (E,) = self._open("square", [a - A])
+        return self._trunc_with(resolve(C) + E * (a + A), bits, pair)
+
+    def matmul_trunc(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape, bits: int) -> Share:
+        """trunc(X @ Y, bits): as `mul_trunc`, the pair shipped with the matrix triple."""
+        shape_c = matmul_shape(tuple(shape_a), tuple(shape_b))
+        t = self.prov.beaver_trunc("matmul", tuple(shape_a), tuple(shape_b), shape_c, bits)
+        if t is None or not self.is_compute:
+            return None
+        A, B, C, pair = t
+        E, F = self._open("matmul", [a - A, b - B])
+        z = bk.matmul(E, b) + bk.matmul(A, F)
+        z += resolve(C)
+        return self._trunc_with(z, bits, pair)
+
+    def _trunc_with(self, a: Array, bits: int, pair: tuple[Array, Any, Any]) -> Array:
+        R, r_hi, r_msb = pair
+        x = a + R
+        if self.idx == 0:
+            x = x + _U(1 << 62)
+        (c,) = self._open("trunc", [x])
+        not_c_msb = _U(1) - bk.rshift(c, 63)
+        y = resolve(r_msb) * bk.lshift(not_c_msb, 64 - bits) - resolve(r_hi)
+        if self.idx == 0:
+            y += bk.rshift(c, bits) - _U(1 << (62 - bits))
+        return y
+
+    def supports(self, capability: str) -> bool:
+        """As `Protocol.supports`; with dealer truncation the fused kernels (pair shipped
+        with the triple: one dealer message fewer) count as cheaper."""
+        if capability in _FUSED and self.trunc_mode == "dealer":
+            return True
+        return super().supports(capability)
+
+    # -- offline phase ---------------------------------------------------------------------
+    def prefetch(self, op: str, *shapes: Shape, bits: int | None = None) -> None:
+        """Generate now the correlated randomness a later `op` on operands of `shapes` will use
+        (every member calls it, SPMD, with the same arguments), so that kernel's online phase
+        does no generation: the dealer computes and sends its corrections now, the compute
+        parties draw their PRG shares and receive the corrections. Kernels: mul, square,
+        matmul, trunc (bits), trunc_product (bits), mul_trunc, square_trunc and matmul_trunc (bits),
+        msb and eqz (their masks and bit conversion).
+
+        >>> def prog(ctx):
+        ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol")
+        ...     p.prefetch("mul", (2,), (2,))
+        ...     x = p.share_in("alice", np.array([3, 4], np.uint64) if ctx.me == "alice" else None, (2,))
+        ...     return p.reveal(p.mul(x, x, (2,), (2,)), (2,))
+        >>> simulate(prog, ["alice", "bob", "carol"], mode="thread")["alice"].tolist()
+        [9, 16]
+        """
+        s = [tuple(x) for x in shapes]
+        prov = self.prov
+        if op in ("mul", "matmul"):
+            out = matmul_shape(s[0], s[1]) if op == "matmul" else broadcast_shape(s[0], s[1])
+            prov.prefetch("beaver", op, s[0], s[1], out)
+        elif op == "square":
+            prov.prefetch("square_pair", s[0])
+        elif op == "square_trunc":
+            prov.prefetch("beaver_trunc", "square", s[0], s[0], s[0], _bits(bits))
+        elif op == "trunc" or (op == "trunc_product" and self.trunc_mode == "dealer"):
+            prov.prefetch("trunc_pair", s[0], _bits(bits))
+        elif op in ("mul_trunc", "matmul_trunc"):
+            base = op[: -len("_trunc")]
+            out = matmul_shape(s[0], s[1]) if base == "matmul" else broadcast_shape(s[0], s[1])
+            prov.prefetch("beaver_trunc", base, s[0], s[1], out, _bits(bits))
+        elif op in ("msb", "eqz"):
+            # the comparison mask and the final bit conversion; the AND tree's triples are
+            # drawn in the kernel (small: 1-3 words per element and level)
+            prov.prefetch("compare_mask", s[0], op, op == "msb")
+            prov.prefetch("random_bits", s[0])
+        elif op != "trunc_product":
+            raise ParameterError(f"semi2k.prefetch: no prefetch for kernel '{op}'", field="op")
+
+    def cost(self, op: str, *shapes: Shape, **params: Any) -> Cost:
+        params.setdefault("trunc", self.trunc_mode)
+        return self.static_cost(op, *shapes, n_compute=len(self.compute), **params)
 
     # -- boolean -------------------------------------------------------------------------
     def b_xor(self, a: Share, b: Share) -> Share:
@@ -544,6 +738,30 @@ class Semi2k(Protocol):
         return _cost(op, shapes, 2 if n_compute is None else int(n_compute), params)
 
 
+_FUSED = frozenset({"mul_trunc", "square_trunc", "matmul_trunc"})
+
+
+def _trunc_mode(trunc: str | None, n: int) -> str:
+    mode = trunc if trunc is not None else ("local" if n == 2 else "dealer")
+    if mode not in ("local", "dealer"):
+        raise ConfigError(f"semi2k: trunc must be 'local' or 'dealer', got {trunc!r}", field="trunc")
+    if mode == "local" and n != 2:
+        raise ConfigError(f"semi2k: local truncation is sound for 2 compute parties only (got {n}): with more, "
+                          "the sum of the shares wraps with high probability; use trunc='dealer'", field="trunc")
+    return mode
+
+
+def _bits(bits: int | None) -> int:
+    if bits is None:
+        raise ParameterError("semi2k.prefetch: a truncation needs bits=", field="bits")
+    return int(bits)
+
+
+def _arshift(a: Array, bits: int) -> Array:
+    """Arithmetic shift of ring elements read as signed 64-bit integers (one numpy pass)."""
+    return np.right_shift(np.asarray(a).view(np.int64), np.int64(bits)).view(_U)
+
+
 _FREE_OPS = frozenset({"map", "add", "sub", "neg", "add_public", "mul_public", "b_xor", "b_xor_public", "b_and_public"})
 
 
@@ -571,13 +789,8 @@ def _cost(op: str, shapes: Sequence[Shape], n: int, params: dict[str, Any]) -> C
         return opened(8 * (N + M), 8 * C)
     if op == "square":
         return opened(8 * N, 8 * N)
-    if op == "trunc":
-        return opened(8 * N, 16 * N)
-    if op in ("mul_trunc", "square_trunc", "matmul_trunc"):
-        base = op[: -len("_trunc")]
-        prod = _cost(base, shapes, n, params)
-        out = (broadcast_shape(*shapes) if op != "matmul_trunc" else matmul_shape(shapes[0], shapes[1]))
-        return prod + _cost("trunc", [out], n, params)
+    if op in ("trunc", "trunc_product", "mul_trunc", "square_trunc", "matmul_trunc"):
+        return _trunc_cost(op, shapes, n, params, opened)
     if op == "b_and":
         return opened(2 * w * N, w * N)
     if op == "b2a_bits":
@@ -594,6 +807,20 @@ def _cost(op: str, shapes: Sequence[Shape], n: int, params: dict[str, Any]) -> C
         senders = allp if op == "masked_matmul" else n - 1
         return Cost(senders * 8 * M + 8 * C, 1, 8 * C)
     raise _unknown("semi2k", op)
+
+
+def _trunc_cost(op: str, shapes: Sequence[Shape], n: int, params: dict[str, Any],
+                opened: Callable[..., Cost]) -> Cost:
+    """The dealer pair's truncation (alone or after a product), or the local one (free)."""
+    N = size(shapes[0]) if shapes else 0
+    if op == "trunc":
+        return opened(8 * N, 16 * N)
+    if op == "trunc_product":
+        mode = params.get("trunc") or ("local" if n == 2 else "dealer")
+        return FREE if mode == "local" else _cost("trunc", shapes, n, params)
+    base = op[: -len("_trunc")]
+    out = broadcast_shape(*shapes) if op != "matmul_trunc" else matmul_shape(shapes[0], shapes[1])
+    return _cost(base, shapes, n, params) + _cost("trunc", [out], n, params)
 
 
 def _compare_cost(op: str, shapes: Sequence[Shape], n: int, params: dict[str, Any],

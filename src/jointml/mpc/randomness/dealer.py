@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from ...core.backend import backend as bk
+from ...core.errors import ParameterError
 from ...core.prg import Prg
 from ..shapes import Shape
 from .provider import Array, CompareMask, CorrelationProvider, DType, Later, Mask, Select
@@ -52,6 +53,9 @@ class DealerProvider(CorrelationProvider):
         self.prgs: list[Prg] = []
         # the last party's corrections not received yet, in the dealer's send order
         self._pending: deque[tuple[Later, str, DType, Shape, list[Array]]] = deque()
+        # prefetched correlations by (method, public arguments), in generation order
+        self._ready: dict[tuple[Any, ...], deque[Any]] = {}
+        self._filling = False
         if self.is_dealer:
             self.prgs = [Prg(ctx.shared_seed(p, dealer, label + ":corr"), stream="corr") for p in self.compute]
         elif ctx.me in self.compute:
@@ -102,8 +106,38 @@ class DealerProvider(CorrelationProvider):
                 out += p
         return out
 
+    # -- offline phase -----------------------------------------------------------------------
+    def prefetch(self, method: str, *args: Any) -> None:
+        """Generate now the result of a later `method(*args)`: the dealer draws, computes and
+        sends its correction; a compute party draws its PRG shares and receives the correction
+        (it blocks here, in the offline phase, not in the kernel's round)."""
+        if method not in _PREFETCHABLE:
+            raise ParameterError(f"dealer: cannot prefetch '{method}'", field="method")
+        self._filling = True
+        try:
+            out = getattr(self, method)(*args)
+        finally:
+            self._filling = False
+        if out is not None:
+            out = _resolved(out)
+        self._ready.setdefault((method,) + args, deque()).append(out)
+
+    def _take(self, *key: Any) -> Any:
+        """A prefetched result for `key`, or _MISS (always _MISS while prefetching)."""
+        if self._filling or not self._ready:
+            return _MISS
+        q = self._ready.get(key)
+        if not q:
+            return _MISS
+        out = q.popleft()
+        if not q:
+            del self._ready[key]
+        return out
+
     # -- CorrelationProvider -------------------------------------------------------------------
     def beaver(self, op: str, shape_a: Shape, shape_b: Shape, shape_c: Shape) -> tuple[Array, Array, Array] | None:
+        if (got := self._take("beaver", op, shape_a, shape_b, shape_c)) is not _MISS:
+            return got  # type: ignore[no-any-return]
         if self.is_dealer:
             a = self._total(self._rand_all(shape_a))
             b = self._total(self._rand_all(shape_b))
@@ -113,6 +147,8 @@ class DealerProvider(CorrelationProvider):
         return A, B, self._share(op, shape_c)
 
     def square_pair(self, shape: Shape) -> tuple[Array, Array] | None:
+        if (got := self._take("square_pair", shape)) is not _MISS:
+            return got  # type: ignore[no-any-return]
         if self.is_dealer:
             t = self._total(self._rand_all(shape))
             self._deal("square", t * t, shape)
@@ -122,6 +158,8 @@ class DealerProvider(CorrelationProvider):
 
     def trunc_pair(self, shape: Shape, bits: int) -> tuple[Array, Array, Array] | None:
         shape = tuple(shape)
+        if (got := self._take("trunc_pair", shape, bits)) is not _MISS:
+            return got  # type: ignore[no-any-return]
         if self.is_dealer:
             r = self._total(self._rand_all(shape))
             self._deal("trunc", np.stack([r >> _U(bits), r >> _U(63)]), (2,) + shape)
@@ -131,6 +169,29 @@ class DealerProvider(CorrelationProvider):
         if isinstance(hm, Later):
             return R, hm.part(0), hm.part(1)
         return R, hm[0], hm[1]
+
+    def beaver_trunc(self, op: str, shape_a: Shape, shape_b: Shape, shape_c: Shape, bits: int
+                     ) -> tuple[Array, Array, Array, tuple[Array, Array, Array]] | None:
+        """The triple and the truncation pair, the dealer's corrections in ONE message:
+        [C, R >> bits, R >> 63] stacked (3 x |C| words)."""
+        shape_a, shape_b, shape_c = tuple(shape_a), tuple(shape_b), tuple(shape_c)
+        if (got := self._take("beaver_trunc", op, shape_a, shape_b, shape_c, bits)) is not _MISS:
+            return got  # type: ignore[no-any-return]
+        square = op == "square"
+        if self.is_dealer:
+            a = self._total(self._rand_all(shape_a))
+            b = a if square else self._total(self._rand_all(shape_b))
+            r = self._total(self._rand_all(shape_c))
+            c = bk.matmul(a, b) if op == "matmul" else a * b
+            self._deal(op + "+trunc", np.stack([c, r >> _U(bits), r >> _U(63)]), (3,) + shape_c)
+            return None
+        A = self._rand(shape_a)
+        B = A if square else self._rand(shape_b)
+        R = self._rand(shape_c)
+        corr = self._share(op + "+trunc", (3,) + shape_c)
+        if isinstance(corr, Later):
+            return A, B, corr.part(0), (R, corr.part(1), corr.part(2))
+        return A, B, corr[0], (R, corr[1], corr[2])
 
     def and_triples(self, lefts: Sequence[tuple[Shape, DType]],
                     rights: Sequence[tuple[int, Shape, DType]]) -> tuple[list[Array], list[Array], list[Array]] | None:
@@ -149,6 +210,8 @@ class DealerProvider(CorrelationProvider):
         from ..protocols import circuits  # the bit layout of the comparison circuits
 
         shape = tuple(shape)
+        if (got := self._take("compare_mask", shape, tag, reversed_layout)) is not _MISS:
+            return got  # type: ignore[no-any-return]
         n_mono = len(circuits.SUBSETS)
         if self.is_dealer:
             r = self._total(self._rand_all(shape))
@@ -168,6 +231,8 @@ class DealerProvider(CorrelationProvider):
         )
 
     def random_bits(self, shape: Shape) -> tuple[Array, Array] | None:
+        if (got := self._take("random_bits", shape)) is not _MISS:
+            return got  # type: ignore[no-any-return]
         if self.is_dealer:
             s = self._total([x & np.uint8(1) for x in self._rand_all(shape, np.uint8)], True)
             self._deal("b2a", s.astype(_U), shape)
@@ -211,6 +276,21 @@ class DealerProvider(CorrelationProvider):
             return None
         mine = [self._rand(shape_y) if self.me in others else None for _, _, shape_y, _, others in items]
         return mine, [self._share("pmatmul", shape_c) for _, _, _, shape_c, _ in items]
+
+
+_MISS = object()
+_PREFETCHABLE = frozenset({"beaver", "square_pair", "trunc_pair", "beaver_trunc", "compare_mask", "random_bits"})
+
+
+def _resolved(x: Any) -> Any:
+    """`x` with every `Later` inside (tuples, a CompareMask) received now."""
+    if isinstance(x, Later):
+        return x.get()
+    if isinstance(x, tuple):
+        return tuple(_resolved(v) for v in x)
+    if isinstance(x, CompareMask):
+        return CompareMask(*(_resolved(v) for v in (x.r, x.bits, x.msb, x.monomials)))
+    return x
 
 
 class NullProvider(CorrelationProvider):

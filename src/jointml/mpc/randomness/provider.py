@@ -119,6 +119,26 @@ class CorrelationProvider(ABC):
     def trunc_pair(self, shape: Shape, bits: int) -> tuple[Array, Array, Array] | None:
         """(R, H, M) with H = R >> bits and M = R >> 63 (logical shifts of the ring value R)."""
 
+    def beaver_trunc(self, op: str, shape_a: Shape, shape_b: Shape, shape_c: Shape, bits: int
+                     ) -> tuple[Array, Array, Array, tuple[Array, Array, Array]] | None:
+        """A product triple and a truncation pair for its result, for a fused product + truncation:
+        (A, B, C, (R, H, M)) with C = A * B ("mul"), A @ B ("matmul") or A * A ("square": B is A)
+        and (R, H, M) as `trunc_pair` of `shape_c`. Default: the two calls; a provider may ship
+        both in one message."""
+        if op == "square":
+            sq = self.square_pair(shape_a)
+            pair = self.trunc_pair(shape_c, bits)
+            return None if sq is None or pair is None else (sq[0], sq[0], sq[1], pair)
+        t = self.beaver(op, shape_a, shape_b, shape_c)
+        pair = self.trunc_pair(shape_c, bits)
+        return None if t is None or pair is None else (t[0], t[1], t[2], pair)
+
+    def prefetch(self, method: str, *args: Any) -> None:
+        """Generate now what a later call `method(*args)` (same public arguments, every party
+        of the device, SPMD) will return; that call then costs no generation. Default: nothing
+        ahead of time (the later call generates)."""
+        return None
+
     @abstractmethod
     def and_triples(self, lefts: Sequence[tuple[Shape, DType]],
                     rights: Sequence[tuple[int, Shape, DType]]) -> tuple[list[Array], list[Array], list[Array]] | None:
