@@ -56,12 +56,12 @@ def open_model(ctx: Any, predictor: Any) -> Any:
     links (a collective of the bank, the partner and the dealer); returns the estimator."""
     from ..jobs.registry import MODELS
     from ..mpc import MpcDevice
+    from ..core.fixedpoint import DEFAULT_FRAC_BITS
 
     m = predictor.mpc
     dealer = m.get("dealer") if m.get("protocol", "semi2k") == "semi2k" else None
-    kwargs = {"frac_bits": int(m["frac_bits"])} if m.get("frac_bits") is not None else {}
     device = MpcDevice(ctx, list(m.get("parties") or predictor.parties), protocol=m.get("protocol", "semi2k"),
-                       dealer=dealer, **kwargs)
+                       dealer=dealer, frac_bits=int(m.get("frac_bits") or DEFAULT_FRAC_BITS))
     return MODELS[predictor.model].load(device, predictor.kind, predictor.directory, None)
 
 
