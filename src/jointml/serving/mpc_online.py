@@ -54,9 +54,9 @@ __all__ = ["open_model", "margins"]
 def open_model(ctx: Any, predictor: Any) -> Any:
     """Load this party's secret-shared model part on the model's MPC device over the serving
     links (a collective of the bank, the partner and the dealer); returns the estimator."""
+    from ..core.fixedpoint import DEFAULT_FRAC_BITS
     from ..jobs.registry import MODELS
     from ..mpc import MpcDevice
-    from ..core.fixedpoint import DEFAULT_FRAC_BITS
 
     m = predictor.mpc
     dealer = m.get("dealer") if m.get("protocol", "semi2k") == "semi2k" else None
