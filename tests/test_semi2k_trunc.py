@@ -204,3 +204,13 @@ def test_prefetched_comparison_masks_give_the_same_results():
     assert (lt == (xv < yv)).all() and (eq == 1).all()
     # online, the dealer sends only the AND trees' triples: 7 of msb's 46 and 4 of eqz's 43 B per element
     assert res["carol"][2] < 20 * xv.size
+
+
+def test_pipeline_mpc_section_chooses_the_truncation():
+    from jointml.core.errors import ConfigError
+    from jointml.jobs.spec import device_params
+
+    assert device_params({"dealer": "d", "trunc": "dealer"}, ["a", "b", "d"])["trunc"] == "dealer"
+    for bad in ({"dealer": "d", "trunc": "fast"}, {"protocol": "aby3", "trunc": "local"}):
+        with pytest.raises(ConfigError, match="trunc"):
+            device_params(bad, ["a", "b", "c"])

@@ -109,7 +109,8 @@ class JobState:
             from ..mpc import MpcDevice
 
             m = device_params(self.spec.mpc, list(ctx.parties))  # what the parties agreed on
-            self.mpc = MpcDevice(ctx, m["parties"], protocol=m["protocol"], dealer=m["dealer"], frac_bits=m["frac_bits"])
+            self.mpc = MpcDevice(ctx, m["parties"], protocol=m["protocol"], dealer=m["dealer"], frac_bits=m["frac_bits"],
+                                 trunc=m.get("trunc"))
         return self.mpc
 
     def latest(self, kind: type[A]) -> A | None:
@@ -790,4 +791,4 @@ def _predict_device(ctx: Any, rec: dict, inputs: dict[str, str], protocol: str |
     proto = protocol or m.get("protocol", "semi2k")
     deal = m.get("dealer", dealer) if proto == "semi2k" else None
     return MpcDevice(ctx, m.get("parties") or list(inputs), protocol=proto, dealer=deal,
-                     frac_bits=int(m.get("frac_bits", DEFAULT_FRAC_BITS)))
+                     frac_bits=int(m.get("frac_bits", DEFAULT_FRAC_BITS)), trunc=m.get("trunc") if proto == "semi2k" else None)

@@ -187,7 +187,8 @@ _PROTOCOLS = ("semi2k", "aby3")
 
 def device_params(mpc: dict | None, parties: list[str]) -> dict[str, Any]:
     """The parameters of the MPC device an `mpc:` section makes, defaults filled in
-    (protocol, compute parties, dealer, fractional bits; other keys kept as written).
+    (protocol, compute parties, dealer, fractional bits; other keys kept as written, e.g.
+    `trunc`: "local" or "dealer", how semi2k truncates products, see `Semi2k`).
 
     >>> device_params({"dealer": "d"}, ["a", "b", "d"])
     {'protocol': 'semi2k', 'parties': ['a', 'b'], 'dealer': 'd', 'frac_bits': 18}
@@ -202,6 +203,10 @@ def device_params(mpc: dict | None, parties: list[str]) -> dict[str, Any]:
     protocol = str(m.get("protocol", "semi2k"))
     if protocol not in _PROTOCOLS:
         raise ConfigError(f"mpc: protocol must be one of {list(_PROTOCOLS)}, got {protocol!r}", field="mpc.protocol",
+                          public=True)
+    trunc = m.get("trunc")
+    if trunc is not None and (protocol != "semi2k" or trunc not in ("local", "dealer")):
+        raise ConfigError(f"mpc: trunc must be 'local' or 'dealer' (semi2k only), got {trunc!r}", field="mpc.trunc",
                           public=True)
     out = {"protocol": protocol, "parties": compute, "dealer": dealer, "frac_bits": frac_bits}
     out.update({k: v for k, v in sorted(m.items()) if k not in out})
