@@ -202,6 +202,10 @@ PARAM_HELP: dict[tuple[str, str], str] = {
     ("woe_binning", "key_bits"): "Paillier key size of the encrypted labels",
     ("woe_binning", "woe_to_owner"): "give each feature holder the WOE values of its own bins (trees, scorecards)",
     ("woe_binning", "label_proofs"): "prove each encrypted label is 0 or 1 (zero knowledge)",
+    ("woe_binning", "monotonic"): "merge neighbouring bins until WOE is monotonic: auto, ascending, descending, none "
+                                  "(or a mapping feature -> one of them)",
+    ("woe_binning", "edges"): "manual interior edges per feature ({feature: [e1, e2, ...]}): final bins, never merged",
+    ("woe_binning", "special_values"): "values in bins of their own per feature ({feature: [-999, ...]})",
     ("select_features", "iv_min"): "drop features with a lower IV",
     ("select_features", "include"): "features always kept",
     ("select_features", "exclude"): "features always dropped",

@@ -71,7 +71,8 @@ def _narrow(woe: Any, me: str, keep: dict[str, list[str]]) -> Any:
 
 
 def _bins_doc(bins: Any) -> dict:
-    return {"kind": bins.kind, "edges": [float(e) for e in bins.edges], "groups": [list(g) for g in bins.groups]}
+    return {"kind": bins.kind, "edges": [float(e) for e in bins.edges], "groups": [list(g) for g in bins.groups],
+            "specials": list(getattr(bins, "specials", ()))}
 
 
 def _checked_keep(raw: Any, columns: dict[str, list[str]], sender: str) -> dict[str, list[str]]:
