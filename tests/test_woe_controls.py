@@ -166,3 +166,50 @@ def test_saved_part_keeps_special_bins(credit, tmp_path):
 
     fitted, loaded = simulate(prog, ["bank", "partner"], mode="thread")["partner"]
     assert fitted == loaded
+
+
+def test_controls_under_label_only_psi(tmp_path):
+    """Label-only PSI (the partner does not know which of its rows are training rows): its manual
+    edges and special values apply to all its rows, the bank merges monotonically on the counts of
+    the aligned training rows; the result equals pandas on the joined training rows."""
+    from jointml.data.blind import blind_frame
+    from jointml.data.split import public_split
+    from jointml.demo.credit_demo import make_demo_files
+    from jointml.psi.label_only import psi_label_only
+
+    files = make_demo_files(tmp_path)
+    bank = pd.read_csv(files["bank"]).iloc[:220]
+    partner = pd.read_csv(files["partner"]).iloc[:200]
+    partner.loc[partner.index % 9 == 0, "present_residence_since"] = -1  # a special code
+    edges = [30.0, 40.0]
+
+    def prog(ctx):
+        raw = {p: ctx.party(p).run(lambda df=df: df) for p, df in (("bank", bank), ("partner", partner))}
+        al = psi_label_only(ctx, raw, ["id"], holder="bank")
+        vdf = blind_frame(ctx, raw, al, drop=["id"])
+        tr, _ = public_split(len(vdf), 0.3, 1)
+        w = vertical_woe(ctx, vdf.take(tr), "creditability", pos_label="bad", method="quantile", max_bins=5,
+                         key_bits=512, edges={"age_in_years": edges}, special_values={"present_residence_since": [-1]},
+                         monotonic={"installment_rate_in_percentage_of_disposable_income": "ascending"})
+        if ctx.me == "partner":  # it holds its bin maps, never a count or a WOE value
+            assert all(cw.pos is None and cw.woe is None for cw in w.col.values())
+            return {c: cw.prebin_to_bin for c, cw in w.col.items() if cw.prebin_to_bin is not None}
+        return {c: (cw.pos, cw.neg, cw.woe) for c, cw in w.col.items() if cw.pos is not None}
+
+    res = simulate(prog, ["bank", "partner", "dealer"], mode="thread")
+    joined = bank.merge(partner, on="id", how="inner", sort=False)
+    tr, _ = public_split(len(joined), 0.3, 1)
+    j = joined.iloc[tr]
+    bad = (j["creditability"] == "bad").to_numpy(float)
+    age = pd.cut(j["age_in_years"], [-np.inf, *edges, np.inf], right=False, labels=False).astype(int).to_numpy()
+    pos, neg, woe = _twin(age, bad, 4)
+    got = res["bank"]["age_in_years"]
+    assert sorted(zip(got[0], got[1])) == sorted(zip(pos, neg))
+    special = (j["present_residence_since"] == -1).to_numpy()
+    got = res["bank"]["present_residence_since"]
+    assert (special.sum(), bad[special].sum()) in [(p + n, p) for p, n in zip(got[0], got[1])]
+    # merged ascending at the bank: WOE read in the partner's value order rises strictly
+    c = "installment_rate_in_percentage_of_disposable_income"
+    pmap, woe_c = res["partner"][c], res["bank"][c][2]
+    runs = [int(b) for i, b in enumerate(pmap[:-1]) if i == 0 or b != pmap[i - 1]]
+    assert len(runs) == len(set(runs)) and (np.diff(woe_c[runs]) > 0).all(), woe_c[runs]
