@@ -116,6 +116,9 @@ def main(ctx: click.Context, debug: bool) -> None:
     show_default=True,
     help="tecc: train in three attested TECC enclaves running ABY3 on secret shares (SIMULATED TEE; credit job, ss_lr).",
 )
+@click.option("--verbose", is_flag=True, default=False,
+              help="credit: a progress line for every training epoch (default: a progress bar in a terminal and "
+                   "about five epoch lines).")
 def demo(
     as_json: bool,
     job: str,
@@ -126,6 +129,7 @@ def demo(
     epochs: int | None,
     model_type: str,
     tee: str,
+    verbose: bool = False,
 ) -> None:
     """Run the German credit job end to end: PSI, WOE binning, SS-LR, AUC/KS, model export, report."""
     if tee == "tecc":
@@ -159,7 +163,8 @@ def demo(
         if epochs:
             model["epochs"] = epochs
         summary = credit_demo.run(
-            mode=mode, protocol=protocol, out_dir=out_dir, verbose=not as_json, model=model, model_type=model_type
+            mode=mode, protocol=protocol, out_dir=out_dir, verbose=not as_json, model=model, model_type=model_type,
+            epoch_lines=verbose,
         )
     if as_json:
         click.echo(json.dumps(summary))

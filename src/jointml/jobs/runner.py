@@ -322,6 +322,7 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, chec
     if check_only:
         return {"party": ctx.me, "job_fingerprint": fingerprint, "checked": True,
                 "label_party": next((p for p, cols in has.items() if needs.label in cols), None)}
+    ctx.options.setdefault("jobs.epoch_lines", verbose == "all")  # every epoch's line (else about five)
     if verbose is True:
         holders = [p for p, cols in has.items() if needs.label in cols] or list(spec.parties)
         verbose = ctx.me == holders[0]
@@ -487,6 +488,18 @@ def _progress(ctx: Any, state: JobState, verbose: bool, text: str) -> None:
             f.write(line + "\n")
 
 
+def _epoch_lines(ctx: Any, state: JobState, verbose: bool, history: list[dict]) -> None:
+    """Per-epoch progress of SS-LR / SS-GLM: every epoch with the context option `jobs.epoch_lines`
+    (`--verbose`), else a line every `ceil(epochs / 5)` epochs and the last one."""
+    every = 1 if ctx.options.get("jobs.epoch_lines") else max(1, -(-len(history) // 5))
+    for i, rec in enumerate(history):
+        if i == len(history) - 1 or (i + 1) % every == 0:
+            loss = f", validation loss {rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""
+            _progress(ctx, state, verbose, f"  epoch {rec['epoch']} at {rec['seconds']:.2f} s{loss}")
+    if every > 1:
+        _progress(ctx, state, verbose, f"  (a line every {every} epochs; --verbose for each)")
+
+
 def _after_step(ctx: Any, state: JobState, name: str, verbose: bool) -> None:
     """Checks on what a step made, the same at every party (row counts are public to the job)."""
     comp = COMPONENTS[name]
@@ -504,9 +517,7 @@ def _after_step(ctx: Any, state: JobState, name: str, verbose: bool) -> None:
         if parts.columns:  # the columns the model was trained on (after any feature selection)
             state.summary["feature_names"] = {p: list(c) for p, c in parts.columns.items()}
     if (comp.alias_of or comp.name) == "train" and verbose and ctx.me == state.label_party:
-        for rec in getattr(state.model, "history_", None) or []:  # per-epoch progress (SS-LR / SS-GLM)
-            loss = f", validation loss {rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""
-            _progress(ctx, state, verbose, f"  epoch {rec['epoch']} at {rec['seconds']:.2f} s{loss}")
+        _epoch_lines(ctx, state, verbose, list(getattr(state.model, "history_", None) or []))
     if (comp.alias_of or comp.name) == "split":
         tr, te = len(state.train), len(state.test)
         if tr == 0 or te == 0:
