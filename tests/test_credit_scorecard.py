@@ -214,3 +214,35 @@ def test_hidden_policy_sends_no_codes(card_run):
     assert res["partner"]["scorecard"]["reason_codes"] == {"partner": "hidden"}
     got = pd.read_csv(tmp / "out" / "reasons.bank.csv")
     assert not any(str(v).startswith("partner:") for v in got.filter(like="reason").to_numpy().ravel())
+
+
+def test_batch_scoring_gives_the_same_reason_codes(coded_run):
+    """`jointml predict` (predict_job) reads each party's scorecard artefact: the reasons of the test
+    rows equal the run's (same references); with label-only PSI (predict's default) the partner
+    cannot rank rows it does not know, so its codes are left out, and the output says so."""
+    from click.testing import CliRunner
+
+    from jointml.cli.main import main
+
+    tmp, _, _ = coded_run
+    model, inputs = str(tmp / "out" / "model"), {"bank": str(tmp / "bank.csv"), "partner": str(tmp / "partner.csv")}
+    got = simulate(predict_job, PARTIES, mode="thread", args=(model, inputs, "bank"), kwargs={"psi_mode": "both"})
+    bank = got["bank"]
+    assert "reasons" not in got["partner"] and len(bank["reasons"]) == len(bank["scores"]) == N
+    run = pd.read_csv(tmp / "out" / "reasons.bank.csv")
+    from jointml.data.split import public_split
+
+    _, te = public_split(N, 0.3, 1)
+    test_ids = pd.read_csv(tmp / "bank.csv")["id"].to_numpy()[te]
+    pos = {i: k for k, i in enumerate(bank["ids"])}
+    batch = [bank["reasons"][pos[i]].get("reason 1") for i in test_ids]
+    mine = [r if isinstance(r, str) else None for r in run["reason 1"]]
+    assert np.mean([a == b for a, b in zip(batch, mine)]) > 0.95
+    res = CliRunner().invoke(main, ["predict", "--model", model, "--input", f"bank={inputs['bank']}", "--input",
+                                    f"partner={inputs['partner']}", "--to", "bank", "--mode", "thread", "--out",
+                                    str(tmp / "scores.csv")])
+    assert res.exit_code == 0, res.output
+    out = pd.read_csv(tmp / "scores.csv")
+    assert {"score", "points", "reason 1", "note"} <= set(out.columns)
+    assert out["note"].str.contains("partner left out").all()
+    assert not out.filter(like="reason").stack().astype(str).str.startswith("partner:").any()

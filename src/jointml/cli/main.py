@@ -392,6 +392,9 @@ def _write_scores(got: dict, to: str, id_column: str | None, out_path: str | Non
     import pandas as pd
 
     df = pd.DataFrame({"score": got["scores"]})
+    if got.get("reasons"):  # the scorecard's points and reason codes (top adverse contributions)
+        extra = pd.DataFrame(got["reasons"]).drop(columns=["row"]).rename(columns={"score": "points"})
+        df = pd.concat([df, extra], axis=1)
     if got.get("ids") is not None:
         df.insert(0, id_column or "id", got["ids"])
     note = (f"scored with the {got['model']} model {got.get('model_id')}; {len(df)} of {got.get('input_rows', len(df))} "

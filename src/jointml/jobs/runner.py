@@ -639,6 +639,13 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
         est = entry.load(mpc if mpc is not None else ctx, rec["kind"], str(d), rec["parties"])
     scores = entry.scores(ctx, est, X, to, rec["label"]["party"])
     out: dict[str, Any] = {"party": ctx.me, "rows": len(vdf), "model": rec["model"], "model_id": rec.get("model_id")}
+    if rec["features"] == "woe" and rec["label"]["party"] is not None:  # reason codes from the scorecard parts
+        from .components.scorecard import batch_reasons
+
+        reasons = batch_reasons(ctx, d, woe, vdf, rec["label"]["party"], to,
+                                scores.value if ctx.me == to else None, rec.get("model_id"))
+        if reasons:
+            out["reasons"] = reasons
     if own is not None:
         # each party counts its own rows without a match; the ids stay with it (never sent)
         out["input_rows"] = len(own)

@@ -185,10 +185,11 @@ def row_reasons(ctx: Any, woe: Any, frame: Any, label_party: str, to: str, probs
     from ...runtime.collectives import broadcast, send_to
 
     policies = dict((cards or {}).get("reason_codes") or {})
-    plan = broadcast(ctx, label_party, meta={"coded": sorted(p for p, v in policies.items() if v == "coded")}
+    plan = broadcast(ctx, label_party, meta={"coded": sorted(p for p, v in policies.items() if v == "coded"), "k": k}
                      if ctx.me == label_party else None, to=list(frame.parties), name="scorecard:plan")
     if ctx.me not in frame.parties or plan is None:
         return None
+    k = plan.meta.get("k") if type(plan.meta.get("k")) is int and 0 <= plan.meta["k"] <= 100 else 0
     coded = [p for p in plan.meta.get("coded", []) if isinstance(p, str) and p in frame.parties
              and p not in hidden_parties(frame) and p != label_party]
     n = len(frame)
@@ -213,6 +214,28 @@ def row_reasons(ctx: Any, woe: Any, frame: Any, label_party: str, to: str, probs
                           [p for p in hidden_parties(frame) if policies.get(p) == "coded"])
 
 
+def load_card(directory: str | Path, me: str, model_id: str | None) -> dict | None:
+    """This party's scorecard artefact next to the model parts (`scorecard.<me>.json`), when it
+    belongs to the model `model_id` (a card of an earlier model is ignored), else None."""
+    import json
+
+    path = Path(directory) / f"scorecard.{me}.json"
+    if not path.is_file():
+        return None
+    card = json.loads(path.read_text(encoding="utf-8"))
+    return card if isinstance(card, dict) and card.get("model_id") == model_id else None
+
+
+def batch_reasons(ctx: Any, directory: str | Path, woe: Any, frame: Any, label_party: str, to: str, probs: Any,
+                  model_id: str | None) -> list[dict] | None:
+    """Reason codes for batch scoring (`jointml predict`), from each party's saved scorecard
+    artefact (its points, references and policy); every party calls it. The label holder's
+    reasons, or None (no scorecard, or not the label holder)."""
+    card = load_card(directory, ctx.me, model_id)
+    k = int(card.get("reasons", 3)) if card else 0
+    return row_reasons(ctx, woe, frame, label_party, to, probs, card, k)
+
+
 def _label_reasons(ctx: Any, woe: Any, frame: Any, probs: Any, card: dict, codes: dict[str, np.ndarray], k: int,
                    left_out: list[str]) -> list[dict]:
     """At the label holder: its own features' and the summed partner contribution's shortfalls, merged."""
@@ -224,7 +247,7 @@ def _label_reasons(ctx: Any, woe: Any, frame: Any, probs: Any, card: dict, codes
     if any(cs for q, cs in woe.columns.items() if q != ctx.me):
         partner = total - card["base_points"] - (sum(pts.values()) if pts else 0.0)
         short[PARTNER_SUM] = float(card.get("partner_reference", np.mean(partner))) - partner
-    rows = merge_reasons(short, codes, k)
+    rows = merge_reasons(short, codes, k) if k else [[] for _ in range(len(total))]
     note = {"note": f"codes of {', '.join(left_out)} left out (label-only PSI)"} if left_out else {}
     return [{"row": i, "score": float(total[i]), **{f"reason {j + 1}": r for j, r in enumerate(rows[i])}, **note}
             for i in range(len(total))]
@@ -288,7 +311,8 @@ def scorecard(ctx: Any, state: Any, parts: ModelParts, woe: WoeModel, scores: Sc
                               "but its rows are aligned under secret sharing (label-only PSI): use psi mode both, or "
                               "reason_codes: hidden", party=blind[0], field=f"reason_codes.{blind[0]}", public=True)
     cols = list(parts.columns.get(ctx.me) or [])
-    own: dict[str, Any] = {"pdo": pdo, "base_score": base_score, "base_odds": base_odds, "factor": factor,
+    own: dict[str, Any] = {"model_id": parts.model_id, "pdo": pdo, "base_score": base_score, "base_odds": base_odds,
+                           "factor": factor,
                            "offset": offset, "points": {}, "reasons": int(reasons), "reason_codes": policies}
     if cols:
         weights = np.asarray(parts.estimator.coef_by_party_[ctx.me], dtype=np.float64)
