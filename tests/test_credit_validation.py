@@ -119,6 +119,14 @@ CASES = [
     ("woe-edges-on-text", {"partner": _good()[1].assign(p2=["u", "v"] * (N // 2)),
                            "steps": LR_STEPS[:2] + [{"woe_binning": {"label": "y", "pos_label": "bad", "edges": {"p2": [0.0]}}}]},
      r"ConfigError: party 'partner'.*field 'edges.p2'.*'p2', which holds text"),
+    ("reason-codes-unknown-party", {"steps": LR_STEPS[:2] + [
+        {"woe_binning": {"label": "y", "pos_label": "bad", "woe_to_owner": True}}, LR_STEPS[3], LR_STEPS[4],
+        {"scorecard": {"reason_codes": {"insurer": "coded"}}}]},
+     r"ConfigError: field 'reason_codes.insurer'.*reason_codes names 'insurer', which is not a party of the job"),
+    ("reason-codes-bad-policy", {"steps": LR_STEPS[:2] + [
+        {"woe_binning": {"label": "y", "pos_label": "bad", "woe_to_owner": True}}, LR_STEPS[3], LR_STEPS[4],
+        {"scorecard": {"reason_codes": {"partner": "values"}}}]},
+     r"ConfigError: field 'reason_codes.partner'.*must be one of \('coded', 'hidden'\)"),
     ("unknown-model", {"steps": LR_STEPS[:3] + [{"train": {"model": "svm"}}]}, r"unknown model 'svm'"),
     ("metric-gini-typo", {"steps": LR_STEPS[:5] + [{"evaluate": {"metrics": ["auc", "giny"]}}]},
      r"field 'metrics'.*step 6 \(evaluate\)"),

@@ -125,7 +125,27 @@ def job_needs(spec: PipelineSpec) -> JobNeeds:
                               field="woe_to_owner", public=True)
         elif base == "train":
             _train_needs(needs, full, woe)
+        if base == "scorecard":
+            _reason_codes_problem(full.get("reason_codes"), spec, i + 1)
     return needs
+
+
+def _reason_codes_problem(policy: Any, spec: PipelineSpec, step: int) -> None:
+    """`scorecard(reason_codes: {party: coded | hidden})`: a mapping of the job's parties to a policy."""
+    from .components.scorecard import POLICIES
+
+    if policy is None:
+        return
+    if not isinstance(policy, dict):
+        raise ConfigError(f"step {step} (scorecard): reason_codes must map a party to one of {POLICIES}, got "
+                          f"{policy!r}", field="reason_codes", public=True)
+    for p, v in policy.items():
+        if p not in spec.parties:
+            raise ConfigError(f"step {step} (scorecard): reason_codes names '{p}', which is not a party of the job "
+                              f"({', '.join(spec.parties)})", field=f"reason_codes.{p}", public=True)
+        if v not in POLICIES:
+            raise ConfigError(f"step {step} (scorecard): reason_codes of '{p}' must be one of {POLICIES}, got {v!r}",
+                              party=str(p), field=f"reason_codes.{p}", public=True)
 
 
 def _binning_controls(full: dict, step: int) -> dict[str, str]:
