@@ -127,3 +127,88 @@ def test_max_vif_drops_a_collinear_feature(tmp_path):
     dropped = res["bank"]["dropped_features"]
     assert list(dropped.values()) == ["VIF above max_vif"] and set(dropped) <= {"b1", "p3"}
     assert "p1" in res["bank"]["selected_features"]["partner"]
+
+
+@pytest.mark.slow  # a whole job with three secure fits (~12 s on a loaded machine); the MPC part is checked fast below
+def test_forward_stepwise_matches_a_plaintext_score_test(tmp_path):
+    """`stepwise: forward`: features enter by the score test computed under MPC; the entry order,
+    the first step's statistic (exact: the intercept-only fit is the base rate) and the selected
+    set equal a plaintext twin (scikit-learn's unpenalised fit and the same score test in numpy)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from jointml.data.preprocessing import EqualFrequencyBinner, woe_iv_from_counts
+    from jointml.data.secure.woe import final_counts, merge_map
+    from jointml.data.split import public_split
+    from jointml.jobs.components.stepwise import score_statistics
+
+    _files(tmp_path)
+    spec = _spec(tmp_path, {"iv_min": 0.0, "stepwise": "forward", "p_enter": 0.01, "stepwise_epochs": 8})
+    res = simulate_pipeline(spec, mode="thread", verbose=False)
+    steps = res["bank"]["stepwise"]
+    assert "stepwise" not in res["partner"]  # the statistics stay at the label holder
+    # the plaintext twin: the same quantile WOE of the training rows, in pandas/numpy
+    bank, partner = pd.read_csv(tmp_path / "bank.csv"), pd.read_csv(tmp_path / "partner.csv").set_index("id")
+    tr, _ = public_split(N, 0.3, 1)
+    rows = bank.iloc[tr].reset_index(drop=True)
+    rows = rows.join(partner.loc[rows["id"]].reset_index(drop=True))
+    y = (rows["y"] == "bad").to_numpy(float)
+    cols = ["b1", "b2", "p1", "p2"]
+    X = np.zeros((len(tr), 4))
+    for j, c in enumerate(cols):
+        codes = np.asarray(EqualFrequencyBinner(n_bins=4, handle_unknown="missing").fit(rows[[c]]).transform(rows[[c]]))[:, 0]
+        pos = np.bincount(codes, weights=y, minlength=codes.max() + 2)
+        cnt = np.bincount(codes, minlength=codes.max() + 2)
+        m = merge_map("quantile", False, pos, cnt - pos, 4, 0.05)
+        X[:, j] = np.asarray(woe_iv_from_counts(*final_counts(m, pos, cnt - pos))[0])[m[codes]]
+    chosen, want = [], []
+    while True:
+        if chosen:
+            m = LogisticRegression(C=1e9, max_iter=1000).fit(X[:, chosen], y)
+            p = m.predict_proba(X[:, chosen])[:, 1]
+        else:
+            p = np.full(len(y), y.mean())
+        G = np.c_[np.ones(len(y)), X]
+        M = G.T @ (G * (p * (1 - p))[:, None])
+        stats = score_statistics(M, X.T @ (y - p), chosen, [k for k in range(4) if k not in chosen])
+        best = max(stats, key=stats.get)
+        want.append((cols[best], stats[best]))
+        if stats[best] <= 6.6349:  # chi2(1) at p = 0.01
+            break
+        chosen.append(best)
+    # the features that entered, in order (the last, refused candidate may differ between two noise
+    # features of close statistics: later steps use the fixed-point SS-LR fit, not the exact MLE)
+    assert [s["feature"] for s in steps[:-1]] == [f for f, _ in want[:-1]]
+    assert steps[0]["chi2"] == pytest.approx(want[0][1], rel=0.02)
+    assert [s["entered"] for s in steps] == [True] * (len(steps) - 1) + [False]
+    kept = res["bank"]["selected_features"]
+    assert sorted(kept["bank"] + kept["partner"]) == sorted(cols[k] for k in chosen)
+
+
+def test_stepwise_statistics_under_mpc_equal_numpy():
+    """The score vector and weighted Gram matrix computed under MPC (WOE blocks: one plaintext at its
+    owner, one secret-shared) equal numpy's, and only the label holder receives them."""
+    from jointml.core.prg import public_rng
+    from jointml.jobs.components.stepwise import _blocks, _secret_matrix, _statistics
+    from jointml.mpc import MpcDevice
+
+    g = public_rng(5)
+    Xb, Xp = g.normal(size=(40, 2)), g.normal(size=(40, 1))
+    y = (g.random(40) < 0.4).astype(float)
+    p = np.clip(0.4 + 0.1 * Xb[:, 0], 0.05, 0.95)
+
+    def prog(ctx):
+        mpc = MpcDevice(ctx, ["bank", "partner"], dealer="dealer")
+        feats = {"bank": ctx.party("bank").put(Xb if ctx.me == "bank" else None),
+                 "partner": ctx.party("partner").put(Xp if ctx.me == "partner" else None).to(mpc)}
+        G = _secret_matrix(mpc, _blocks(ctx, feats, {"bank": [0, 1], "partner": [0]},
+                                        [("bank", 0), ("bank", 1), ("partner", 0)]))
+        ys = ctx.party("bank").put(y if ctx.me == "bank" else None).to(mpc)
+        ps = ctx.party("bank").put(p if ctx.me == "bank" else None).to(mpc)
+        M, U = _statistics(mpc, G, ys, ps, "bank")
+        return (np.asarray(M.value), np.asarray(U.value)) if ctx.me == "bank" else (M.is_local, U.is_local)
+
+    res = simulate(prog, PARTIES, mode="thread")
+    X = np.c_[np.ones(40), Xb, Xp]
+    np.testing.assert_allclose(res["bank"][0], X.T @ (X * (p * (1 - p))[:, None]), atol=2e-3)
+    np.testing.assert_allclose(res["bank"][1], X[:, 1:].T @ (y - p), atol=2e-3)
+    assert res["partner"] == (False, False) and res["dealer"] == (False, False)  # opened to the bank only

@@ -639,13 +639,7 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
         est = entry.load(mpc if mpc is not None else ctx, rec["kind"], str(d), rec["parties"])
     scores = entry.scores(ctx, est, X, to, rec["label"]["party"])
     out: dict[str, Any] = {"party": ctx.me, "rows": len(vdf), "model": rec["model"], "model_id": rec.get("model_id")}
-    if rec["features"] == "woe" and rec["label"]["party"] is not None:  # reason codes from the scorecard parts
-        from .components.scorecard import batch_reasons
-
-        reasons = batch_reasons(ctx, d, woe, vdf, rec["label"]["party"], to,
-                                scores.value if ctx.me == to else None, rec.get("model_id"))
-        if reasons:
-            out["reasons"] = reasons
+    _add_reasons(ctx, out, d, rec, woe, vdf, to, scores)
     if own is not None:
         # each party counts its own rows without a match; the ids stay with it (never sent)
         out["input_rows"] = len(own)
@@ -657,6 +651,19 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
             matched = set(ids.value)
             out["unmatched_ids"] = [i for i in own[id_column].tolist() if i not in matched]
     return out
+
+
+def _add_reasons(ctx: Any, out: dict, d: Path, rec: dict, woe: Any, vdf: Any, to: str, scores: Any) -> None:
+    """Reason codes per row from the scorecard parts saved with the model (a WOE model with a label
+    holder; every party calls it): in `out["reasons"]` at the label holder."""
+    if rec["features"] != "woe" or rec["label"]["party"] is None:
+        return
+    from .components.scorecard import batch_reasons
+
+    reasons = batch_reasons(ctx, d, woe, vdf, rec["label"]["party"], to, scores.value if ctx.me == to else None,
+                            rec.get("model_id"))
+    if reasons:
+        out["reasons"] = reasons
 
 
 def _model_columns(vdf: Any, rec: dict) -> dict[str, list[str]]:

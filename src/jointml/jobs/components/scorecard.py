@@ -198,7 +198,7 @@ def row_reasons(ctx: Any, woe: Any, frame: Any, label_party: str, to: str, probs
         arr = None
         if ctx.me == p:
             if (cards or {}).get("reason_codes", {}).get(p) != "coded":  # its own consent, from its own artefact
-                raise ConfigError(f"the label holder asks for per-feature reason codes, but this party's scorecard "
+                raise ConfigError("the label holder asks for per-feature reason codes, but this party's scorecard "
                                   "says reason_codes: hidden", party=p, field=f"reason_codes.{p}", public=True)
             table = cards["points"] if cards else {}
             pts = own_points(woe, p, frame.parts[p].value, table)

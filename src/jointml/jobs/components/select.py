@@ -31,7 +31,7 @@ from typing import Any
 
 from ...core.errors import ConfigError, ProtocolError
 from ...runtime.collectives import broadcast, send_to
-from ..artifacts import Split, WoeModel
+from ..artifacts import Label, Split, WoeModel
 from ..registry import component
 
 __all__ = ["decide", "drop_collinear", "drop_correlated", "select_features"]
@@ -152,10 +152,35 @@ def _woe_corr(ctx: Any, state: Any, w: Any, split: Split) -> Any:
     return corr(ctx, VDataFrame(ctx, parts), state.device(ctx), to=w.label_owner)
 
 
+def _stepwise(ctx: Any, state: Any, w: Any, split: Split, known: Label | None, keep: dict[str, list[str]],
+              include: list[str], p_enter: float, max_features: int | None, epochs: int) -> dict[str, list[str]]:
+    """Forward stepwise selection by the score test under MPC (`jobs.components.stepwise`)."""
+    from .stepwise import forward_stepwise
+
+    if known is None:  # (woe_binning, before this step, names the label)
+        raise ConfigError("select_features(stepwise) needs the label: run woe_binning before it", field="stepwise",
+                          public=True)
+    fit = {"epochs": int(epochs), "batch_size": 64, "learning_rate": 1.0, "sigmoid": "poly"}
+    out, steps = forward_stepwise(ctx, state.device(ctx), w, split.train, known.name, known.pos_label, keep, include,
+                                  float(p_enter), max_features, fit)
+    if ctx.me == w.label_owner:
+        state.summary["stepwise"] = steps
+        dropped = state.summary.setdefault("dropped_features", {})
+        for p, cs in keep.items():
+            for c in cs:
+                if c not in out.get(p, []):
+                    dropped[c] = f"not entered by forward stepwise (score test, p_enter {p_enter:g})"
+    if not any(out.values()):
+        raise ConfigError(f"select_features: forward stepwise entered no feature at p_enter {p_enter:g}; raise p_enter "
+                          "or name columns in include", field="p_enter", public=True)
+    return out
+
+
 @component("select_features", outputs=(WoeModel,))
-def select_features(ctx: Any, state: Any, woe: WoeModel, split: Split, *, iv_min: float = 0.02,
-                    include: list[str] | None = None, exclude: list[str] | None = None,
-                    max_corr: float | None = None, max_vif: float | None = None) -> WoeModel:
+def select_features(ctx: Any, state: Any, woe: WoeModel, split: Split, known: Label | None = None, *,
+                    iv_min: float = 0.02, include: list[str] | None = None, exclude: list[str] | None = None,
+                    max_corr: float | None = None, max_vif: float | None = None, stepwise: str = "none",
+                    p_enter: float = 0.05, max_features: int | None = None, stepwise_epochs: int = 10) -> WoeModel:
     """Keep the WOE features with IV >= `iv_min` (plus `include`, minus `exclude`); decided by the label
     holder, which announces only the kept column names."""
     w = woe.woe
@@ -203,5 +228,8 @@ def select_features(ctx: Any, state: Any, woe: WoeModel, split: Split, *, iv_min
     if not any(keep.values()):
         raise ConfigError(f"select_features kept no feature (iv_min {iv_min:g}); lower iv_min or name columns in include",
                           field="iv_min", public=True)
+    if stepwise == "forward":
+        keep = _stepwise(ctx, state, w, split, known, keep, list(include or []), p_enter, max_features,
+                         stepwise_epochs)
     state.summary["selected_features"] = keep
     return WoeModel(_narrow(w, ctx.me, keep))
