@@ -189,23 +189,25 @@ def row_reasons(ctx: Any, woe: Any, frame: Any, label_party: str, to: str, probs
                      if ctx.me == label_party else None, to=list(frame.parties), name="scorecard:plan")
     if ctx.me not in frame.parties or plan is None:
         return None
-    k = plan.meta.get("k") if type(plan.meta.get("k")) is int and 0 <= plan.meta["k"] <= 100 else 0
+    raw_k = plan.meta.get("k")
+    k = raw_k if type(raw_k) is int and 0 <= raw_k <= 100 else 0
     coded = [p for p in plan.meta.get("coded", []) if isinstance(p, str) and p in frame.parties
              and p not in hidden_parties(frame) and p != label_party]
     n = len(frame)
     got: dict[str, np.ndarray] = {}
+    card = cards or {}
     for p in coded:
-        arr = None
-        if ctx.me == p:
-            if (cards or {}).get("reason_codes", {}).get(p) != "coded":  # its own consent, from its own artefact
-                raise ConfigError("the label holder asks for per-feature reason codes, but this party's scorecard "
-                                  "says reason_codes: hidden", party=p, field=f"reason_codes.{p}", public=True)
-            table = cards["points"] if cards else {}
-            pts = own_points(woe, p, frame.parts[p].value, table)
-            ref = cards.get("reference_points") or {c: float(np.mean(v)) for c, v in pts.items()}
-            arr = top_codes(pts, ref, k)
-        r = send_to(ctx, p, label_party, arrays=[arr] if arr is not None else [], name="scorecard:codes",
+        arr, meta = None, None
+        if ctx.me == p:  # its own consent, from its own artefact; a refusal travels with the (empty) codes
+            ok = (card.get("reason_codes") or {}).get(p) == "coded"
+            pts = own_points(woe, p, frame.parts[p].value, card.get("points") or {}) if ok else {}
+            ref = card.get("reference_points") or {c: float(np.mean(v)) for c, v in pts.items()}
+            arr, meta = (top_codes(pts, ref, k) if ok else np.zeros((n, k), np.int64)), {"ok": ok}
+        r = send_to(ctx, p, label_party, meta=meta, arrays=[arr] if arr is not None else [], name="scorecard:codes",
                     dtypes=[np.int64], shapes=[(n, k)])
+        if r is not None and r.meta.get("ok") is not True:
+            raise ConfigError("the label holder asks for per-feature reason codes, but this party's scorecard part says "
+                              "reason_codes: hidden (or is missing)", party=p, field=f"reason_codes.{p}", public=True)
         if ctx.me == label_party and r is not None:
             got[p] = r.arrays[0]
     if ctx.me != label_party or to != label_party or cards is None or "base_points" not in cards:
