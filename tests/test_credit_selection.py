@@ -129,24 +129,12 @@ def test_max_vif_drops_a_collinear_feature(tmp_path):
     assert "p1" in res["bank"]["selected_features"]["partner"]
 
 
-@pytest.mark.slow  # a whole job with three secure fits (~12 s on a loaded machine); the MPC part is checked fast below
-def test_forward_stepwise_matches_a_plaintext_score_test(tmp_path):
-    """`stepwise: forward`: features enter by the score test computed under MPC; the entry order,
-    the first step's statistic (exact: the intercept-only fit is the base rate) and the selected
-    set equal a plaintext twin (scikit-learn's unpenalised fit and the same score test in numpy)."""
-    from sklearn.linear_model import LogisticRegression
-
+def _twin_woe(tmp_path):
+    """The plaintext twin of the job's WOE features on the training rows (pandas/numpy)."""
     from jointml.data.preprocessing import EqualFrequencyBinner, woe_iv_from_counts
     from jointml.data.secure.woe import final_counts, merge_map
     from jointml.data.split import public_split
-    from jointml.jobs.components.stepwise import score_statistics
 
-    _files(tmp_path)
-    spec = _spec(tmp_path, {"iv_min": 0.0, "stepwise": "forward", "p_enter": 0.01, "stepwise_epochs": 8})
-    res = simulate_pipeline(spec, mode="thread", verbose=False)
-    steps = res["bank"]["stepwise"]
-    assert "stepwise" not in res["partner"]  # the statistics stay at the label holder
-    # the plaintext twin: the same quantile WOE of the training rows, in pandas/numpy
     bank, partner = pd.read_csv(tmp_path / "bank.csv"), pd.read_csv(tmp_path / "partner.csv").set_index("id")
     tr, _ = public_split(N, 0.3, 1)
     rows = bank.iloc[tr].reset_index(drop=True)
@@ -160,6 +148,25 @@ def test_forward_stepwise_matches_a_plaintext_score_test(tmp_path):
         cnt = np.bincount(codes, minlength=codes.max() + 2)
         m = merge_map("quantile", False, pos, cnt - pos, 4, 0.05)
         X[:, j] = np.asarray(woe_iv_from_counts(*final_counts(m, pos, cnt - pos))[0])[m[codes]]
+    return y, X
+
+
+@pytest.mark.slow  # a whole job with three secure fits (~12 s on a loaded machine); the MPC part is checked fast below
+def test_forward_stepwise_matches_a_plaintext_score_test(tmp_path):
+    """`stepwise: forward`: features enter by the score test computed under MPC; the entry order,
+    the first step's statistic (exact: the intercept-only fit is the base rate) and the selected
+    set equal a plaintext twin (scikit-learn's unpenalised fit and the same score test in numpy)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from jointml.jobs.components.stepwise import score_statistics
+
+    _files(tmp_path)
+    spec = _spec(tmp_path, {"iv_min": 0.0, "stepwise": "forward", "p_enter": 0.01, "stepwise_epochs": 8})
+    res = simulate_pipeline(spec, mode="thread", verbose=False)
+    steps = res["bank"]["stepwise"]
+    assert "stepwise" not in res["partner"]  # the statistics stay at the label holder
+    y, X = _twin_woe(tmp_path)
+    cols = ["b1", "b2", "p1", "p2"]
     chosen, want = [], []
     while True:
         if chosen:
@@ -212,3 +219,38 @@ def test_stepwise_statistics_under_mpc_equal_numpy():
     np.testing.assert_allclose(res["bank"][0], X.T @ (X * (p * (1 - p))[:, None]), atol=2e-3)
     np.testing.assert_allclose(res["bank"][1], X[:, 1:].T @ (y - p), atol=2e-3)
     assert res["partner"] == (False, False) and res["dealer"] == (False, False)  # opened to the bank only
+
+
+@pytest.mark.slow  # a whole job with up to four secure fits
+def test_backward_stepwise_matches_a_plaintext_wald_test(tmp_path):
+    """`stepwise: backward`: the noise features leave by the Wald test computed under MPC, as in a
+    plaintext twin (scikit-learn's unpenalised fit, Wald statistics from the information matrix);
+    the signal features stay."""
+    from sklearn.linear_model import LogisticRegression
+
+    from jointml.jobs.components.stepwise import wald_weights
+
+    _files(tmp_path)
+    spec = _spec(tmp_path, {"iv_min": 0.0, "stepwise": "backward", "p_remove": 0.05, "stepwise_epochs": 8})
+    res = simulate_pipeline(spec, mode="thread", verbose=False)
+    steps = res["bank"]["stepwise"]
+    y, X = _twin_woe(tmp_path)
+    cols = ["b1", "b2", "p1", "p2"]
+    chosen, want = list(range(4)), []
+    while len(chosen) > 1:
+        m = LogisticRegression(C=1e9, max_iter=1000).fit(X[:, chosen], y)
+        p = m.predict_proba(X[:, chosen])[:, 1]
+        G = np.c_[np.ones(len(y)), X[:, chosen]]
+        stat = m.coef_[0] ** 2 * wald_weights(G.T @ (G * (p * (1 - p))[:, None]))
+        worst = int(np.argmin(stat))
+        from math import erfc, sqrt
+
+        out = erfc(sqrt(stat[worst] / 2)) > 0.05
+        want.append((cols[chosen[worst]], out))
+        if not out:
+            break
+        chosen.pop(worst)
+    assert [s["feature"] for s in steps if s["removed"]] == [f for f, o in want if o]
+    kept = res["bank"]["selected_features"]
+    assert sorted(kept["bank"] + kept["partner"]) == sorted(cols[k] for k in chosen)
+    assert {"b1", "p1"} <= set(kept["bank"] + kept["partner"])

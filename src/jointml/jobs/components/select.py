@@ -153,25 +153,32 @@ def _woe_corr(ctx: Any, state: Any, w: Any, split: Split) -> Any:
 
 
 def _stepwise(ctx: Any, state: Any, w: Any, split: Split, known: Label | None, keep: dict[str, list[str]],
-              include: list[str], p_enter: float, max_features: int | None, epochs: int) -> dict[str, list[str]]:
-    """Forward stepwise selection by the score test under MPC (`jobs.components.stepwise`)."""
-    from .stepwise import forward_stepwise
+              include: list[str], how: str, p_value: float, max_features: int | None,
+              epochs: int) -> dict[str, list[str]]:
+    """Stepwise selection under MPC (`jobs.components.stepwise`): forward by the score test
+    (enter below `p_value`), backward by the Wald test (leave above `p_value`)."""
+    from .stepwise import backward_stepwise, forward_stepwise
 
     if known is None:  # (woe_binning, before this step, names the label)
         raise ConfigError("select_features(stepwise) needs the label: run woe_binning before it", field="stepwise",
                           public=True)
     fit = {"epochs": int(epochs), "batch_size": 64, "learning_rate": 1.0, "sigmoid": "poly"}
-    out, steps = forward_stepwise(ctx, state.device(ctx), w, split.train, known.name, known.pos_label, keep, include,
-                                  float(p_enter), max_features, fit)
+    if how == "forward":
+        out, steps = forward_stepwise(ctx, state.device(ctx), w, split.train, known.name, known.pos_label, keep,
+                                      include, float(p_value), max_features, fit)
+    else:
+        out, steps = backward_stepwise(ctx, state.device(ctx), w, split.train, known.name, known.pos_label, keep,
+                                       include, float(p_value), fit)
     if ctx.me == w.label_owner:
         state.summary["stepwise"] = steps
         dropped = state.summary.setdefault("dropped_features", {})
         for p, cs in keep.items():
             for c in cs:
                 if c not in out.get(p, []):
-                    dropped[c] = f"not entered by forward stepwise (score test, p_enter {p_enter:g})"
+                    dropped[c] = (f"not entered by forward stepwise (score test, p_enter {p_value:g})" if how == "forward"
+                                  else f"removed by backward stepwise (Wald test, p_remove {p_value:g})")
     if not any(out.values()):
-        raise ConfigError(f"select_features: forward stepwise entered no feature at p_enter {p_enter:g}; raise p_enter "
+        raise ConfigError(f"select_features: forward stepwise entered no feature at p_enter {p_value:g}; raise p_enter "
                           "or name columns in include", field="p_enter", public=True)
     return out
 
@@ -180,7 +187,8 @@ def _stepwise(ctx: Any, state: Any, w: Any, split: Split, known: Label | None, k
 def select_features(ctx: Any, state: Any, woe: WoeModel, split: Split, known: Label | None = None, *,
                     iv_min: float = 0.02, include: list[str] | None = None, exclude: list[str] | None = None,
                     max_corr: float | None = None, max_vif: float | None = None, stepwise: str = "none",
-                    p_enter: float = 0.05, max_features: int | None = None, stepwise_epochs: int = 10) -> WoeModel:
+                    p_enter: float = 0.05, p_remove: float = 0.10, max_features: int | None = None,
+                    stepwise_epochs: int = 10) -> WoeModel:
     """Keep the WOE features with IV >= `iv_min` (plus `include`, minus `exclude`); decided by the label
     holder, which announces only the kept column names."""
     w = woe.woe
@@ -228,8 +236,8 @@ def select_features(ctx: Any, state: Any, woe: WoeModel, split: Split, known: La
     if not any(keep.values()):
         raise ConfigError(f"select_features kept no feature (iv_min {iv_min:g}); lower iv_min or name columns in include",
                           field="iv_min", public=True)
-    if stepwise == "forward":
-        keep = _stepwise(ctx, state, w, split, known, keep, list(include or []), p_enter, max_features,
-                         stepwise_epochs)
+    if stepwise in ("forward", "backward"):
+        keep = _stepwise(ctx, state, w, split, known, keep, list(include or []), stepwise,
+                         p_enter if stepwise == "forward" else p_remove, max_features, stepwise_epochs)
     state.summary["selected_features"] = keep
     return WoeModel(_narrow(w, ctx.me, keep))

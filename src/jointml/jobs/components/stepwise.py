@@ -1,4 +1,5 @@
-"""Forward stepwise feature selection under MPC, by the score (Rao) test, for `select_features`.
+"""Stepwise feature selection under MPC for `select_features`: forward by the score (Rao) test,
+backward by the Wald test.
 
 Start from the intercept (plus the `include` features); at each step fit a secure logistic
 regression on the selected WOE features (SS-LR, weights kept secret-shared: nobody learns
@@ -32,6 +33,15 @@ What each party learns:
 Cost per step: one SS-LR fit on the selected features, then `O(n d^2)` secret products for
 `I` (`d` candidates, `n` training rows) and `O(n d)` for `U`, one reveal.
 
+**Backward** (`stepwise: backward`): start from all kept features; at each step fit SS-LR
+(weights shared), open `I` of the intercept and the selected features to the label holder,
+which computes `c_j = 1 / (I^-1)_jj` and secret-shares it; the Wald statistics
+`chi2_j = w_j^2 c_j` are computed under MPC and opened to the label holder, which removes the
+feature of smallest chi2 when its p-value is above `p_remove` (never an `include` feature),
+and stops otherwise. The label holder learns, per step, `I` and the Wald statistics, hence
+`|w_j| / se_j` and (knowing `I`) the *magnitude* `|w_j|` of each weight of that step's model,
+not its sign; the others learn the removal order.
+
 >>> M = np.array([[4.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 1.0]])
 >>> {j: round(v, 3) for j, v in score_statistics(M, np.array([1.0, 1.0]), [], [0, 1]).items()}
 {0: 0.5, 1: 1.0}
@@ -43,7 +53,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["forward_stepwise", "score_statistics"]
+__all__ = ["backward_stepwise", "forward_stepwise", "score_statistics", "wald_weights"]
 
 
 def score_statistics(M: np.ndarray, U: np.ndarray, selected: list[int], candidates: list[int]) -> dict[int, float]:
@@ -57,6 +67,17 @@ def score_statistics(M: np.ndarray, U: np.ndarray, selected: list[int], candidat
         v = float(M[jj, jj] - M[jj, Z] @ inv @ M[Z, jj])
         out[j] = float(U[j] ** 2 / v) if v > 1e-9 * max(float(M[jj, jj]), 1e-12) else 0.0
     return out
+
+
+def wald_weights(M: np.ndarray) -> np.ndarray:
+    """`1 / (I^-1)_jj` for the features (intercept first in `M`, left out of the result): the
+    Wald statistic of feature j is `w_j^2` times it.
+
+    >>> wald_weights(np.array([[4.0, 0.0], [0.0, 2.0]])).tolist()
+    [2.0]
+    """
+    v = np.diag(np.linalg.pinv(M))[1:]
+    return np.where(v > 0, 1.0 / np.where(v > 0, v, 1.0), 0.0)
 
 
 def _blocks(ctx: Any, feats: dict, positions: dict[str, list[int]], chosen: list[tuple[str, int]]) -> dict:
@@ -161,3 +182,60 @@ def _chi2_sf(x: float) -> float:
     from math import erfc, sqrt
 
     return float(erfc(sqrt(max(x, 0.0) / 2.0)))
+
+
+def backward_stepwise(ctx: Any, mpc: Any, w: Any, frame: Any, label: str, pos_label: Any, keep: dict[str, list[str]],
+                      include: list[str], p_remove: float, fit: dict[str, Any]) -> tuple[dict[str, list[str]], list[dict]]:
+    """Backward elimination among `keep` by the Wald test (every party calls it; see the module
+    docstring); `({party: selected}, steps)`, the steps at the label holder only."""
+    from ...runtime.collectives import broadcast
+    from ..registry import MODELS
+
+    owner = w.label_owner
+    feats = w.transform(ctx, frame, mpc)
+    positions = {p: [w.columns[p].index(c) if c in w.columns[p] else i for i, c in enumerate(cs)]
+                 for p, cs in keep.items() if cs}
+    cands = [(p, j) for p, pos in positions.items() for j in range(len(pos))]
+    y_obj = ctx.party(owner).run(lambda df: (df[label] == pos_label).to_numpy(np.float64), frame.parts[owner])
+    y = y_obj.to(mpc, fxp=True)
+    fixed = [k for k, (p, j) in enumerate(cands) if keep[p][j] in include] if ctx.me == owner else None
+    fixed = _checked_positions(broadcast(ctx, owner, meta={"fixed": fixed} if fixed is not None else None,
+                                         name="stepwise:fixed").meta.get("fixed"), len(cands), owner)
+    chosen, steps = list(range(len(cands))), []
+    while len(chosen) > max(len(fixed), 1):
+        est = MODELS["ss_lr"].build(mpc, **{**fit, "reveal": "shared"})
+        X = _blocks(ctx, feats, positions, [cands[k] for k in chosen])
+        est.fit(X, y_obj)
+        G = _secret_matrix(mpc, X)
+        M, _ = _statistics(mpc, G, y, est.predict_shared(X), owner)
+        c = ctx.party(owner).run(lambda m: wald_weights(np.asarray(m)), M).to(mpc, fxp=True)
+        ws = est.w_shared_.reshape(len(chosen))
+        stat = (ws * ws * c).reveal(to=owner)
+        meta = None
+        if ctx.me == owner:
+            vals = np.asarray(stat.value, dtype=np.float64)
+            free = [i for i, k in enumerate(chosen) if k not in fixed]
+            worst = min(free, key=lambda i: vals[i])
+            out = _chi2_sf(vals[worst]) > p_remove
+            meta = {"drop": chosen[worst] if out else -1}
+            p, j = cands[chosen[worst]]
+            steps.append({"feature": keep[p][j], "chi2": round(float(vals[worst]), 4),
+                          "p_value": round(_chi2_sf(vals[worst]), 6), "removed": bool(out)})
+        drop = broadcast(ctx, owner, meta=meta, name="stepwise:drop").meta.get("drop")
+        if type(drop) is not int or (drop != -1 and drop not in chosen) or drop in fixed:
+            from ...core.errors import ProtocolError
+
+            raise ProtocolError("select_features: invalid stepwise decision", party=owner, field="stepwise")
+        if drop < 0:
+            break
+        chosen.remove(drop)
+    out_keep = {p: [keep[p][j] for k, (q, j) in enumerate(cands) if q == p and k in chosen] for p in keep}
+    return out_keep, steps
+
+
+def _checked_positions(raw: Any, n: int, owner: str) -> list[int]:
+    if not isinstance(raw, list) or not all(type(k) is int and 0 <= k < n for k in raw):
+        from ...core.errors import ProtocolError
+
+        raise ProtocolError("select_features: invalid stepwise start", party=owner, field="stepwise")
+    return list(raw)
