@@ -204,6 +204,9 @@ def test_partner_reason_codes_when_coded(coded_run):
     assert any(str(r).startswith("partner:") for r in got["reason 1"])
     values = {v for v in got[["reason 1", "reason 2"]].to_numpy().ravel() if isinstance(v, str)}
     assert values <= {"b1", "partner:1", "partner:2"}  # codes, never a partner feature's name or value
+    reports = {p: next((tmp / "out").rglob(f"report.{p}.html")).read_text() for p in ("bank", "partner")}
+    assert "Reason codes" in reports["bank"] and "partner:" in reports["bank"]
+    assert "Reason codes" not in reports["partner"]
     codes = [a for _, tag, _, arrs in seen if "codes" in tag for a in arrs]
     assert len(codes) == 1 and codes[0].dtype == np.int64 and codes[0].shape == (len(te), 2)
     assert set(np.unique(codes[0])) <= {0, 1, 2}

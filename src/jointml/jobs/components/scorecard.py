@@ -330,6 +330,8 @@ def scorecard(ctx: Any, state: Any, parts: ModelParts, woe: WoeModel, scores: Sc
                            scores.scores.value if ctx.me == scores.to else None, own, reasons)
         if rows is not None:
             state.summary["reason_codes_rows"] = len(rows)
+            firsts = [r.get("reason 1") for r in rows if r.get("reason 1")]
+            state.summary["reason_code_counts"] = {c: firsts.count(c) for c in dict.fromkeys(firsts)}
     state.summary["scorecard"] = own
     if state.spec.output:
         import json
