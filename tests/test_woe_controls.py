@@ -212,7 +212,7 @@ def test_controls_under_label_only_psi(tmp_path):
     c = "installment_rate_in_percentage_of_disposable_income"
     pmap, woe_c = res["partner"][c], res["bank"][c][2]
     runs = [int(b) for i, b in enumerate(pmap[:-1]) if i == 0 or b != pmap[i - 1]]
-    assert len(runs) == len(set(runs)) and (np.diff(woe_c[runs]) > 0).all(), woe_c[runs]
+    assert len(runs) >= 2 and len(runs) == len(set(runs)) and (np.diff(woe_c[runs]) > 0).all(), woe_c[runs]
 
 
 def test_binning_page_examples_run():
