@@ -169,7 +169,7 @@ PARAM_RULES: dict[str, dict[str, Rule]] = {
     "split": {"test_fraction": Rule(0, 1, lo_open=True, hi_open=True), "seed": _NONNEG},
     "scorecard": {"pdo": Rule(0, lo_open=True), "base_odds": Rule(0, lo_open=True), "reasons": Rule(0)},
     "select_features": {"iv_min": Rule(0), "max_corr": Rule(0, 1, lo_open=True), "max_vif": Rule(1),
-                        "stepwise": Rule(choices=("none", "forward", "backward")),
+                        "stepwise": Rule(choices=("none", "forward", "backward", "forward_auc")), "min_auc_gain": Rule(0, 1),
                         "p_enter": Rule(0, 1, lo_open=True, hi_open=True), "p_remove": Rule(0, 1, lo_open=True, hi_open=True),
                         "max_features": Rule(1), "stepwise_epochs": Rule(1)},
     "woe_binning": {"method": Rule(choices=("chimerge", "tree", "quantile", "equal_width")), "max_bins": Rule(2),
@@ -215,8 +215,10 @@ PARAM_HELP: dict[tuple[str, str], str] = {
     ("select_features", "max_corr"): "drop the weaker of two features correlated beyond this (needs woe_to_owner)",
     ("select_features", "max_vif"): "drop features until every VIF is at most this (needs woe_to_owner)",
     ("select_features", "stepwise"): "forward: then add features one by one by the score test under MPC; backward: "
-                                     "remove them one by one by the Wald test (none: off)",
+                                     "remove them one by one by the Wald test; forward_auc: add by validation AUC under MPC "
+                                     "(none: off)",
     ("select_features", "p_remove"): "backward stepwise: a feature leaves when its Wald p-value is above this",
+    ("select_features", "min_auc_gain"): "forward_auc stepwise: least validation-AUC gain for a feature to enter",
     ("select_features", "p_enter"): "stepwise: a feature enters when its score-test p-value is below this",
     ("select_features", "max_features"): "stepwise: most features selected (None: no limit)",
     ("select_features", "stepwise_epochs"): "stepwise: SS-LR epochs of each step's fit",
