@@ -58,7 +58,7 @@ secure AUC (`n_val^2` comparisons, bucketed beyond 2,000 rows) per candidate per
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -274,25 +274,25 @@ def auc_stepwise(ctx: Any, mpc: Any, w: Any, frame: Any, label: str, pos_label: 
     start = [k for k, (p, j) in enumerate(cands) if keep[p][j] in include] if ctx.me == owner else None
     chosen = _checked_positions(broadcast(ctx, owner, meta={"start": start} if start is not None else None,
                                           name="stepwise:start").meta.get("start"), len(cands), owner)
-    method = "pairwise" if len(val_rows) <= 2000 else "bucketed"
+    method: Literal["pairwise", "bucketed"] = "pairwise" if len(val_rows) <= 2000 else "bucketed"
     best_auc, steps = 0.5, []
     while len(chosen) < len(cands) and (max_features is None or len(chosen) < max_features):
-        aucs = {}
+        aucs: dict[int, float] = {}
         for k in [k for k in range(len(cands)) if k not in chosen]:
             est = MODELS["ss_lr"].build(mpc, **{**fit, "reveal": "shared"})
             sel = [cands[i] for i in sorted(chosen + [k])]
             est.fit(_blocks(ctx, feats_fit, positions, sel), y_fit)
             auc = roc_auc(est.predict_shared(_blocks(ctx, feats_val, positions, sel)), y_val, mpc=mpc, to=owner,
                           method=method)
-            aucs[k] = float(auc.value) if ctx.me == owner else None
+            aucs[k] = float(getattr(auc, "value", 0.0)) if ctx.me == owner else 0.0
         meta = None
         if ctx.me == owner:
-            best = max(aucs, key=lambda k: aucs[k] or 0.0)
-            enter = (aucs[best] or 0.0) - best_auc >= min_gain
+            best = max(aucs, key=lambda k: aucs[k])
+            enter = aucs[best] - best_auc >= min_gain
             meta = {"add": best if enter else -1}
             p, j = cands[best]
-            steps.append({"feature": keep[p][j], "validation_auc": round(aucs[best] or 0.0, 4),
-                          "gain": round((aucs[best] or 0.0) - best_auc, 4), "entered": bool(enter)})
+            steps.append({"feature": keep[p][j], "validation_auc": round(aucs[best], 4),
+                          "gain": round(aucs[best] - best_auc, 4), "entered": bool(enter)})
             best_auc = aucs[best] if enter else best_auc
         add = broadcast(ctx, owner, meta=meta, name="stepwise:add").meta.get("add")
         if type(add) is not int or not -1 <= add < len(cands) or add in chosen:
