@@ -119,6 +119,11 @@ def job_needs(spec: PipelineSpec) -> JobNeeds:
             needs.label, needs.pos_label = full["label"], full["pos_label"]
             woe_to_owner = bool(full.get("woe_to_owner"))
             needs.binned.update(_binning_controls(full, i + 1))
+            named = [c for c in needs.binned if c in needs.keys or c == needs.label]
+            if named:
+                raise ConfigError(f"step {i + 1} (woe_binning): {needs.binned[named[0]]} names '{named[0]}', the "
+                                  f"{'label' if named[0] == needs.label else 'id'} column, which is not binned",
+                                  field=f"{needs.binned[named[0]]}.{named[0]}", public=True)
         elif base == "scorecard" and not (woe and woe_to_owner):
             raise ConfigError(f"step {i + 1} (scorecard): each party computes the points of its own bins from their WOE "
                               "values, which a feature holder has only with woe_binning(woe_to_owner: true)",
