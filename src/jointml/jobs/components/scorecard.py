@@ -209,7 +209,13 @@ def row_reasons(ctx: Any, woe: Any, frame: Any, label_party: str, to: str, probs
             raise ConfigError("the label holder asks for per-feature reason codes, but this party's scorecard part says "
                               "reason_codes: hidden (or is missing)", party=p, field=f"reason_codes.{p}", public=True)
         if ctx.me == label_party and r is not None:
-            got[p] = r.arrays[0]
+            codes, n_feats = r.arrays[0], len(woe.columns.get(p, []))
+            if codes.size and (codes.min() < 0 or codes.max() > n_feats):  # a code names one of p's model features
+                from ...core.errors import ProtocolError
+
+                raise ProtocolError(f"reason codes from '{p}' name features beyond its {n_feats} model features",
+                                    party=p, field="reason_codes")
+            got[p] = codes
     if ctx.me != label_party or to != label_party or cards is None or "base_points" not in cards:
         return None
     return _label_reasons(ctx, woe, frame, probs, cards, got, k,
