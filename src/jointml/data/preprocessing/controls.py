@@ -95,11 +95,6 @@ class BinningControls:
         """How many special values `column` has (each its own bin)."""
         return len(self.special_values.get(column, []))
 
-    @property
-    def active(self) -> bool:
-        """Whether any control differs from the default binning."""
-        return bool(self.edges or self.special_values or self.monotonic not in ("none", {}))
-
 
 def _checked_edges(edges: Any, owners: dict[str, str] | None) -> dict[str, list[float]]:
     if edges is None:
