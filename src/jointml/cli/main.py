@@ -190,8 +190,12 @@ def demo(
 @click.option("--check", "check_only", is_flag=True,
               help="Only check the job (parameters, every party's input, the cluster) and agree on the verdict; "
                    "nothing is computed.")
+@click.option("--verbose", is_flag=True, default=False,
+              help="Every party's progress lines, a line for every training epoch (default: the label holder's, "
+                   "about five epoch lines).")
 def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as_json: bool,
-            recv_timeout: float | None, quiet: bool, log_file: str | None, check_only: bool) -> None:
+            recv_timeout: float | None, quiet: bool, log_file: str | None, check_only: bool,
+            verbose: bool = False) -> None:
     """Run a declarative pipeline (YAML): every party as a local process, or, with --cluster and
     --party, this organisation's party only (each organisation runs the same command)."""
     from ..jobs import PipelineSpec, run_pipeline, simulate_pipeline
@@ -216,8 +220,9 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
         return
     if not (as_json or quiet):
         click.echo(f"pipeline '{spec.name}': parties {', '.join(spec.parties)}; steps " + " -> ".join(n for n, _ in spec.steps))
-    res = simulate_pipeline(spec, mode=mode, verbose=not (as_json or quiet), recv_timeout=recv_timeout, check_only=check_only,
-                            log_file=log_file)
+    shown_lines: bool | str = "all" if verbose else True
+    res = simulate_pipeline(spec, mode=mode, verbose=False if (as_json or quiet) else shown_lines,
+                            recv_timeout=recv_timeout, check_only=check_only, log_file=log_file)
     if check_only:
         first = next(iter(res.values()))
         click.echo(f"the job passed its checks at every party ({', '.join(res)}; label at '{first['label_party']}'; "

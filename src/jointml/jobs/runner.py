@@ -533,7 +533,7 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def simulate_pipeline(spec: PipelineSpec, mode: str = "process", verbose: bool = True,
+def simulate_pipeline(spec: PipelineSpec, mode: str = "process", verbose: bool | str = True,
                       party_specs: dict[str, PipelineSpec] | None = None, recv_timeout: float | None = None,
                       check_only: bool = False, log_file: str | None = None) -> dict:
     """Run a pipeline with every party as a local process (or thread); `{party: summary}`.
