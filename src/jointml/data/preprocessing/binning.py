@@ -401,8 +401,8 @@ def enforce_min_share(pos_counts: Any, neg_counts: Any, cuts: Any, min_bin_frac:
     smallest bin joins its more similar neighbour (smaller chi-square, left on ties), as
     ChiMerge's final phase does.
 
-    >>> enforce_min_share([1, 0, 5], [40, 1, 53], [1, 2], 0.05).tolist()
-    [1]
+    >>> enforce_min_share([1, 0, 5], [40, 1, 53], [1, 2], 0.05).tolist()  # the 1-row bin joins its left
+    [2]
     """
     pos, neg = _counts(pos_counts, neg_counts)
     cur = [int(c) for c in cuts]
