@@ -100,7 +100,8 @@ def test_points_follow_weights_and_woe(card_run):
                 assert r["points"] == pytest.approx(-factor * w[j] * r["woe"])
         assert all(r["bin"] for t in card["points"].values() for r in t)
     assert "Scorecard (this party" in (tmp / "out" / "report.partner.html").read_text()
-    assert "b1" not in json.dumps(res["partner"]["scorecard"])  # the bank's table stays at the bank
+    # the bank's table stays at the bank (the random hex model id aside, which may contain "b1")
+    assert "b1" not in json.dumps({k: v for k, v in res["partner"]["scorecard"].items() if k != "model_id"})
 
 
 def test_scorecard_needs_woe_at_the_owners(tmp_path):
@@ -143,3 +144,109 @@ def test_reason_codes_at_the_label_holder(card_run):
     agree = np.mean([a == b for a, b in zip(mine, firsts)])
     assert len(got) == len(te) and agree > 0.95
     assert set(got["reason 1"].dropna()) <= {"b1", "partner features (summed)"}  # never a partner feature by name
+
+
+@pytest.fixture(scope="module")
+def coded_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("coded")
+    _files(tmp)
+    from jointml.net import link as L
+
+    seen = []
+    recv = L.Communicator.recv
+
+    def spy(self, peer, tag, *a, **k):  # what the bank receives in the reason-code exchange
+        msg = recv(self, peer, tag, *a, **k)
+        if self.me == "bank" and "scorecard" in str(tag):
+            seen.append((peer, str(tag), dict(msg.meta or {}), [np.array(x) for x in msg.arrays]))
+        return msg
+
+    L.Communicator.recv = spy
+    try:
+        spec = _spec(tmp, card={"pdo": 20, "base_score": 600, "base_odds": 50, "reasons": 2,
+                                "reason_codes": {"partner": "coded"}})
+        res = simulate_pipeline(spec, mode="thread", verbose=False)
+    finally:
+        L.Communicator.recv = recv
+    return tmp, res, seen
+
+
+def test_partner_reason_codes_when_coded(coded_run):
+    """`reason_codes: {partner: coded}`: where the partner's summed contribution is among a row's
+    top reasons, the bank sees the partner's own ranking of its adverse features as codes
+    ("partner:2"), matching both parties' true points; it receives codes only (small integers),
+    never a partner value, bin or point, and the partner keeps the code -> feature table."""
+    from jointml.data.split import public_split
+
+    tmp, res, seen = coded_run
+    got = pd.read_csv(tmp / "out" / "reasons.bank.csv")
+    ids = pd.read_csv(tmp / "bank.csv")["id"].to_numpy()
+    _, te = public_split(N, 0.3, 1)
+    bank_card, partner_card = res["bank"]["scorecard"], res["partner"]["scorecard"]
+    assert partner_card["code_table"] == {"partner:1": "p1", "partner:2": "p2"} and "code_table" not in bank_card
+    pts = {}
+    for party, card in (("bank", bank_card), ("partner", partner_card)):
+        df = pd.read_csv(tmp / f"{party}.csv").set_index("id").loc[ids[te]].reset_index()
+        woe = load_woe(tmp / "out" / "model", party)
+        idx = woe.bin_indices(party, df[list(card["points"])])
+        for j, c in enumerate(card["points"]):
+            pts[c] = np.array([r["points"] for r in card["points"][c]])[idx[:, j]]
+    short = {c: pts[c].mean() - pts[c] for c in pts}
+    psum = (pts["p1"].mean() + pts["p2"].mean()) - (pts["p1"] + pts["p2"])
+    want = []
+    for i in range(len(te)):
+        part = sorted([(short[c][i], f"partner:{j + 1}") for j, c in enumerate(("p1", "p2")) if short[c][i] > 0],
+                      reverse=True)
+        items = sorted([(short["b1"][i], ["b1"]), (psum[i], [n for _, n in part])], key=lambda t: -t[0])
+        row = [n for s, names in items if s > 0 for n in names][:2]
+        want.append(row[0] if row else None)
+    mine = [r if isinstance(r, str) else None for r in got["reason 1"]]
+    assert len(got) == len(te) and np.mean([a == b for a, b in zip(mine, want)]) > 0.95
+    assert any(str(r).startswith("partner:") for r in got["reason 1"])
+    values = {v for v in got[["reason 1", "reason 2"]].to_numpy().ravel() if isinstance(v, str)}
+    assert values <= {"b1", "partner:1", "partner:2"}  # codes, never a partner feature's name or value
+    reports = {p: next((tmp / "out").rglob(f"report.{p}.html")).read_text() for p in ("bank", "partner")}
+    assert "Reason codes" in reports["bank"] and "partner:" in reports["bank"]
+    assert "Reason codes" not in reports["partner"]
+    codes = [a for _, tag, _, arrs in seen if "codes" in tag for a in arrs]
+    assert len(codes) == 1 and codes[0].dtype == np.int64 and codes[0].shape == (len(te), 2)
+    assert set(np.unique(codes[0])) <= {0, 1, 2}
+
+
+def test_hidden_policy_sends_no_codes(card_run):
+    tmp, res = card_run
+    assert res["partner"]["scorecard"]["reason_codes"] == {"partner": "hidden"}
+    got = pd.read_csv(tmp / "out" / "reasons.bank.csv")
+    assert not any(str(v).startswith("partner:") for v in got.filter(like="reason").to_numpy().ravel())
+
+
+def test_batch_scoring_gives_the_same_reason_codes(coded_run):
+    """`jointml predict` (predict_job) reads each party's scorecard artefact: the reasons of the test
+    rows equal the run's (same references); with label-only PSI (predict's default) the partner
+    cannot rank rows it does not know, so its codes are left out, and the output says so."""
+    from click.testing import CliRunner
+
+    from jointml.cli.main import main
+
+    tmp, _, _ = coded_run
+    model, inputs = str(tmp / "out" / "model"), {"bank": str(tmp / "bank.csv"), "partner": str(tmp / "partner.csv")}
+    got = simulate(predict_job, PARTIES, mode="thread", args=(model, inputs, "bank"), kwargs={"psi_mode": "both"})
+    bank = got["bank"]
+    assert "reasons" not in got["partner"] and len(bank["reasons"]) == len(bank["scores"]) == N
+    run = pd.read_csv(tmp / "out" / "reasons.bank.csv")
+    from jointml.data.split import public_split
+
+    _, te = public_split(N, 0.3, 1)
+    test_ids = pd.read_csv(tmp / "bank.csv")["id"].to_numpy()[te]
+    pos = {i: k for k, i in enumerate(bank["ids"])}
+    batch = [bank["reasons"][pos[i]].get("reason 1") for i in test_ids]
+    mine = [r if isinstance(r, str) else None for r in run["reason 1"]]
+    assert np.mean([a == b for a, b in zip(batch, mine)]) > 0.95
+    res = CliRunner().invoke(main, ["predict", "--model", model, "--input", f"bank={inputs['bank']}", "--input",
+                                    f"partner={inputs['partner']}", "--to", "bank", "--mode", "thread", "--out",
+                                    str(tmp / "scores.csv")])
+    assert res.exit_code == 0, res.output
+    out = pd.read_csv(tmp / "scores.csv")
+    assert {"score", "points", "reason 1", "note"} <= set(out.columns)
+    assert out["note"].str.contains("partner left out").all()
+    assert not out.filter(like="reason").stack().astype(str).str.startswith("partner:").any()

@@ -116,6 +116,9 @@ def main(ctx: click.Context, debug: bool) -> None:
     show_default=True,
     help="tecc: train in three attested TECC enclaves running ABY3 on secret shares (SIMULATED TEE; credit job, ss_lr).",
 )
+@click.option("--verbose", is_flag=True, default=False,
+              help="credit: a progress line for every training epoch (default: a progress bar in a terminal and "
+                   "about five epoch lines).")
 def demo(
     as_json: bool,
     job: str,
@@ -126,6 +129,7 @@ def demo(
     epochs: int | None,
     model_type: str,
     tee: str,
+    verbose: bool = False,
 ) -> None:
     """Run the German credit job end to end: PSI, WOE binning, SS-LR, AUC/KS, model export, report."""
     if tee == "tecc":
@@ -159,7 +163,8 @@ def demo(
         if epochs:
             model["epochs"] = epochs
         summary = credit_demo.run(
-            mode=mode, protocol=protocol, out_dir=out_dir, verbose=not as_json, model=model, model_type=model_type
+            mode=mode, protocol=protocol, out_dir=out_dir, verbose=not as_json, model=model, model_type=model_type,
+            epoch_lines=verbose,
         )
     if as_json:
         click.echo(json.dumps(summary))
@@ -185,8 +190,12 @@ def demo(
 @click.option("--check", "check_only", is_flag=True,
               help="Only check the job (parameters, every party's input, the cluster) and agree on the verdict; "
                    "nothing is computed.")
+@click.option("--verbose", is_flag=True, default=False,
+              help="Every party's progress lines, a line for every training epoch (default: the label holder's, "
+                   "about five epoch lines).")
 def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as_json: bool,
-            recv_timeout: float | None, quiet: bool, log_file: str | None, check_only: bool) -> None:
+            recv_timeout: float | None, quiet: bool, log_file: str | None, check_only: bool,
+            verbose: bool = False) -> None:
     """Run a declarative pipeline (YAML): every party as a local process, or, with --cluster and
     --party, this organisation's party only (each organisation runs the same command)."""
     from ..jobs import PipelineSpec, run_pipeline, simulate_pipeline
@@ -211,8 +220,9 @@ def run_cmd(pipeline: str, mode: str, cluster: str | None, party: str | None, as
         return
     if not (as_json or quiet):
         click.echo(f"pipeline '{spec.name}': parties {', '.join(spec.parties)}; steps " + " -> ".join(n for n, _ in spec.steps))
-    res = simulate_pipeline(spec, mode=mode, verbose=not (as_json or quiet), recv_timeout=recv_timeout, check_only=check_only,
-                            log_file=log_file)
+    shown_lines: bool | str = "all" if verbose else True
+    res = simulate_pipeline(spec, mode=mode, verbose=False if (as_json or quiet) else shown_lines,
+                            recv_timeout=recv_timeout, check_only=check_only, log_file=log_file)
     if check_only:
         first = next(iter(res.values()))
         click.echo(f"the job passed its checks at every party ({', '.join(res)}; label at '{first['label_party']}'; "
@@ -387,6 +397,9 @@ def _write_scores(got: dict, to: str, id_column: str | None, out_path: str | Non
     import pandas as pd
 
     df = pd.DataFrame({"score": got["scores"]})
+    if got.get("reasons"):  # the scorecard's points and reason codes (top adverse contributions)
+        extra = pd.DataFrame(got["reasons"]).drop(columns=["row"]).rename(columns={"score": "points"})
+        df = pd.concat([df, extra], axis=1)
     if got.get("ids") is not None:
         df.insert(0, id_column or "id", got["ids"])
     note = (f"scored with the {got['model']} model {got.get('model_id')}; {len(df)} of {got.get('input_rows', len(df))} "

@@ -49,6 +49,7 @@ def save_woe(woe: Any, directory: str | Path, me: str) -> Path:
                 "kind": cb.kind,
                 "edges": np.asarray(cb.edges, float).tolist(),
                 "groups": [[_jsonable(v) for v in g] for g in cb.groups],
+                "specials": [_jsonable(v) for v in getattr(cb, "specials", ())],
                 "prebin_to_bin": woe.col[c].prebin_to_bin.tolist(),
             }
     for c, cw in woe.col.items():
@@ -78,7 +79,7 @@ class SavedBinner:
 
         self._bins = {
             c: ColumnBins(c, b["kind"], edges=np.asarray(b["edges"], float), groups=tuple(tuple(g) for g in b["groups"]),
-                          handle_unknown="missing")
+                          handle_unknown="missing", specials=tuple(b.get("specials", ())))
             for c, b in bins.items()
         }
 

@@ -9,6 +9,9 @@ features a model trains on. `check_input(needs, party, df)` checks one party's o
 - the label column (at the party that has it): no missing values; two classes, exactly,
   one of them `pos_label` (a third value would otherwise silently count as negative);
   numeric values for a regression model;
+- binning controls of `woe_binning` (`edges`, `special_values`, `monotonic`): well formed when
+  the file is read (ConfigError naming the field, `edges.<feature>`); a named feature held by no
+  party, or manual edges on a text column (at its owner), stop the job naming both;
 - raw features of a linear model (SS-LR/GLM without WOE): numeric, complete, and on a
   unit scale (|x| <= `MAX_RAW_ABS`): fixed-point gradient descent on unscaled features
   diverges (seen: AUC 0.49, weights of -7e6), so the job refuses rather than train garbage.
@@ -81,6 +84,7 @@ class JobNeeds:
     raw_model: bool = False  # some model trains on raw features
     encoded: bool = False  # an `encode` step turns text columns into codes
     scaled: bool = False  # a `scale` step standardises numeric columns
+    binned: dict[str, str] = field(default_factory=dict)  # feature -> the woe_binning control that names it
 
     def named_columns(self) -> list[str]:
         return list(dict.fromkeys(self.keys + ([self.label] if self.label else [])))
@@ -114,13 +118,54 @@ def job_needs(spec: PipelineSpec) -> JobNeeds:
             woe = True
             needs.label, needs.pos_label = full["label"], full["pos_label"]
             woe_to_owner = bool(full.get("woe_to_owner"))
+            needs.binned.update(_binning_controls(full, i + 1))
+            named = [c for c in needs.binned if c in needs.keys or c == needs.label]
+            if named:
+                raise ConfigError(f"step {i + 1} (woe_binning): {needs.binned[named[0]]} names '{named[0]}', the "
+                                  f"{'label' if named[0] == needs.label else 'id'} column, which is not binned",
+                                  field=f"{needs.binned[named[0]]}.{named[0]}", public=True)
         elif base == "scorecard" and not (woe and woe_to_owner):
             raise ConfigError(f"step {i + 1} (scorecard): each party computes the points of its own bins from their WOE "
                               "values, which a feature holder has only with woe_binning(woe_to_owner: true)",
                               field="woe_to_owner", public=True)
         elif base == "train":
             _train_needs(needs, full, woe)
+        if base == "scorecard":
+            _reason_codes_problem(full.get("reason_codes"), spec, i + 1)
     return needs
+
+
+def _reason_codes_problem(policy: Any, spec: PipelineSpec, step: int) -> None:
+    """`scorecard(reason_codes: {party: coded | hidden})`: a mapping of the job's parties to a policy."""
+    from .components.scorecard import POLICIES
+
+    if policy is None:
+        return
+    if not isinstance(policy, dict):
+        raise ConfigError(f"step {step} (scorecard): reason_codes must map a party to one of {POLICIES}, got "
+                          f"{policy!r}", field="reason_codes", public=True)
+    for p, v in policy.items():
+        if p not in spec.parties:
+            raise ConfigError(f"step {step} (scorecard): reason_codes names '{p}', which is not a party of the job "
+                              f"({', '.join(spec.parties)})", field=f"reason_codes.{p}", public=True)
+        if v not in POLICIES:
+            raise ConfigError(f"step {step} (scorecard): reason_codes of '{p}' must be one of {POLICIES}, got {v!r}",
+                              party=str(p), field=f"reason_codes.{p}", public=True)
+
+
+def _binning_controls(full: dict, step: int) -> dict[str, str]:
+    """The features woe_binning's controls name (feature -> control), the controls checked."""
+    from ..data.preprocessing import BinningControls
+
+    try:
+        ctl = BinningControls.checked(full.get("monotonic", "none"), full.get("edges"), full.get("special_values"))
+    except ConfigError as e:
+        raise ConfigError(f"step {step} (woe_binning): {str(e).split('woe_binning: ', 1)[-1]}", field=e.field,
+                          public=True) from None
+    named = {c: "monotonic" for c in (ctl.monotonic if isinstance(ctl.monotonic, dict) else {})}
+    named.update({c: "special_values" for c in ctl.special_values})
+    named.update({c: "edges" for c in ctl.edges})
+    return named
 
 
 def _train_needs(needs: JobNeeds, full: dict, woe: bool) -> None:
@@ -166,6 +211,10 @@ def check_input(needs: JobNeeds, party: str, df: pd.DataFrame) -> Problem | None
         p = _label_problem(df[needs.label], needs)
         if p:
             return p
+    for c, control in needs.binned.items():
+        if control == "edges" and c in df.columns and not pd.api.types.is_numeric_dtype(df[c].dtype):
+            return Problem(f"woe_binning edges name feature '{c}', which holds text (categories): manual edges need a "
+                           "numeric column; remove its edges", kind="ConfigError", field=f"edges.{c}")
     if needs.raw_model:
         return _feature_problem(df, needs)
     return None
@@ -246,7 +295,7 @@ def announce(needs: JobNeeds, df: pd.DataFrame | None) -> list[str]:
     """The job's named columns (public: the pipeline names them) that this party's table has."""
     if df is None:
         return []
-    return [c for c in needs.named_columns() if c in df.columns]
+    return [c for c in [*needs.named_columns(), *needs.binned] if c in df.columns]
 
 
 def cross_problem(needs: JobNeeds, has: dict[str, list[str]]) -> tuple[str | None, Problem] | None:
@@ -258,6 +307,11 @@ def cross_problem(needs: JobNeeds, has: dict[str, list[str]]) -> tuple[str | Non
     >>> cross_problem(n, {"bank": ["id", "y"], "partner": ["id", "y"]})[1].public
     "label column 'y' is in the inputs of both 'bank' and 'partner'; rename or drop one"
     """
+    held = {c for cols in has.values() for c in cols}
+    for c, control in needs.binned.items():
+        if c not in held:
+            return None, Problem(f"woe_binning {control} name feature '{c}', which is in no party's input (check its "
+                                 "name)", kind="ConfigError", field=f"{control}.{c}")
     if needs.label is None:
         return None
     holders = [p for p, cols in has.items() if needs.label in cols and needs.label not in needs.keys]

@@ -52,6 +52,7 @@ class CreditJobConfig:
     trees: dict = field(default_factory=lambda: {"n_estimators": 10, "learning_rate": 0.3, "max_depth": 3, "max_bin": 32})
     output_dir: str | None = None
     verbose: bool = True
+    epoch_lines: bool = False  # a progress line for every SS-LR epoch (else about five)
     # "label_only": only the label holder learns the intersection, the partner's rows are aligned
     # under secret sharing (jointml.psi.label_only); "both": both learn it (and the bank's order).
     # None: the most private mode the model supports (label_only for ss_lr, both for secureboost).
@@ -129,4 +130,5 @@ def _credit_steps(cfg: CreditJobConfig) -> list[dict]:
 
 def run_credit_job(ctx, cfg: CreditJobConfig) -> dict:
     """Run the credit job at this party; returns this party's summary (metrics at the bank)."""
+    ctx.options["jobs.epoch_lines"] = cfg.epoch_lines
     return run_pipeline(ctx, credit_pipeline(cfg, ctx.parties), verbose=cfg.verbose)

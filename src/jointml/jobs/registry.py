@@ -168,7 +168,10 @@ _KEY_BITS = Rule(custom=_key_bits_problem, note="even, >= 2048 (tests: >= 256 wi
 PARAM_RULES: dict[str, dict[str, Rule]] = {
     "split": {"test_fraction": Rule(0, 1, lo_open=True, hi_open=True), "seed": _NONNEG},
     "scorecard": {"pdo": Rule(0, lo_open=True), "base_odds": Rule(0, lo_open=True), "reasons": Rule(0)},
-    "select_features": {"iv_min": Rule(0), "max_corr": Rule(0, 1, lo_open=True), "max_vif": Rule(1)},
+    "select_features": {"iv_min": Rule(0), "max_corr": Rule(0, 1, lo_open=True), "max_vif": Rule(1),
+                        "stepwise": Rule(choices=("none", "forward", "backward", "forward_auc")), "min_auc_gain": Rule(0, 1),
+                        "p_enter": Rule(0, 1, lo_open=True, hi_open=True), "p_remove": Rule(0, 1, lo_open=True, hi_open=True),
+                        "max_features": Rule(1), "stepwise_epochs": Rule(1)},
     "woe_binning": {"method": Rule(choices=("chimerge", "tree", "quantile", "equal_width")), "max_bins": Rule(2),
                     "n_prebins": Rule(2), "min_bin_frac": Rule(0, 0.5, hi_open=True), "key_bits": _KEY_BITS},
 }
@@ -203,11 +206,23 @@ PARAM_HELP: dict[tuple[str, str], str] = {
     ("woe_binning", "key_bits"): "Paillier key size of the encrypted labels",
     ("woe_binning", "woe_to_owner"): "give each feature holder the WOE values of its own bins (trees, scorecards)",
     ("woe_binning", "label_proofs"): "prove each encrypted label is 0 or 1 (zero knowledge)",
+    ("woe_binning", "monotonic"): "merge neighbouring bins until WOE is monotonic: auto, ascending, descending, none "
+                                  "(or a mapping feature -> one of them)",
+    ("woe_binning", "edges"): "manual interior edges per feature ({feature: [e1, e2, ...]}): final bins, never merged",
+    ("woe_binning", "special_values"): "values in bins of their own per feature ({feature: [-999, ...]})",
     ("select_features", "iv_min"): "drop features with a lower IV",
     ("select_features", "include"): "features always kept",
     ("select_features", "exclude"): "features always dropped",
     ("select_features", "max_corr"): "drop the weaker of two features correlated beyond this (needs woe_to_owner)",
     ("select_features", "max_vif"): "drop features until every VIF is at most this (needs woe_to_owner)",
+    ("select_features", "stepwise"): "forward: then add features one by one by the score test under MPC; backward: "
+                                     "remove them one by one by the Wald test; forward_auc: add by validation AUC under MPC "
+                                     "(none: off)",
+    ("select_features", "p_remove"): "backward stepwise: a feature leaves when its Wald p-value is above this",
+    ("select_features", "min_auc_gain"): "forward_auc stepwise: least validation-AUC gain for a feature to enter",
+    ("select_features", "p_enter"): "stepwise: a feature enters when its score-test p-value is below this",
+    ("select_features", "max_features"): "stepwise: most features selected (None: no limit)",
+    ("select_features", "stepwise_epochs"): "stepwise: SS-LR epochs of each step's fit",
     ("train", "model"): "registered model (see Models)",
     ("train", "label"): "label column (default: the one named by an earlier step)",
     ("train", "pos_label"): "label value that marks a bad outcome",

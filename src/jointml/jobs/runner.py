@@ -323,6 +323,7 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, chec
     if check_only:
         return {"party": ctx.me, "job_fingerprint": fingerprint, "checked": True,
                 "label_party": next((p for p, cols in has.items() if needs.label in cols), None)}
+    ctx.options.setdefault("jobs.epoch_lines", verbose == "all")  # every epoch's line (else about five)
     if verbose is True:
         holders = [p for p, cols in has.items() if needs.label in cols] or list(spec.parties)
         verbose = ctx.me == holders[0]
@@ -488,6 +489,18 @@ def _progress(ctx: Any, state: JobState, verbose: bool, text: str) -> None:
             f.write(line + "\n")
 
 
+def _epoch_lines(ctx: Any, state: JobState, verbose: bool, history: list[dict]) -> None:
+    """Per-epoch progress of SS-LR / SS-GLM: every epoch with the context option `jobs.epoch_lines`
+    (`--verbose`), else a line every `ceil(epochs / 5)` epochs and the last one."""
+    every = 1 if ctx.options.get("jobs.epoch_lines") else max(1, -(-len(history) // 5))
+    for i, rec in enumerate(history):
+        if i == len(history) - 1 or (i + 1) % every == 0:
+            loss = f", validation loss {rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""
+            _progress(ctx, state, verbose, f"  epoch {rec['epoch']} at {rec['seconds']:.2f} s{loss}")
+    if every > 1:
+        _progress(ctx, state, verbose, f"  (a line every {every} epochs; --verbose for each)")
+
+
 def _after_step(ctx: Any, state: JobState, name: str, verbose: bool) -> None:
     """Checks on what a step made, the same at every party (row counts are public to the job)."""
     comp = COMPONENTS[name]
@@ -505,9 +518,7 @@ def _after_step(ctx: Any, state: JobState, name: str, verbose: bool) -> None:
         if parts.columns:  # the columns the model was trained on (after any feature selection)
             state.summary["feature_names"] = {p: list(c) for p, c in parts.columns.items()}
     if (comp.alias_of or comp.name) == "train" and verbose and ctx.me == state.label_party:
-        for rec in getattr(state.model, "history_", None) or []:  # per-epoch progress (SS-LR / SS-GLM)
-            loss = f", validation loss {rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""
-            _progress(ctx, state, verbose, f"  epoch {rec['epoch']} at {rec['seconds']:.2f} s{loss}")
+        _epoch_lines(ctx, state, verbose, list(getattr(state.model, "history_", None) or []))
     if (comp.alias_of or comp.name) == "split":
         tr, te = len(state.train), len(state.test)
         if tr == 0 or te == 0:
@@ -523,7 +534,7 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def simulate_pipeline(spec: PipelineSpec, mode: str = "process", verbose: bool = True,
+def simulate_pipeline(spec: PipelineSpec, mode: str = "process", verbose: bool | str = True,
                       party_specs: dict[str, PipelineSpec] | None = None, recv_timeout: float | None = None,
                       check_only: bool = False, log_file: str | None = None) -> dict:
     """Run a pipeline with every party as a local process (or thread); `{party: summary}`.
@@ -629,6 +640,7 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
         est = entry.load(mpc if mpc is not None else ctx, rec["kind"], str(d), rec["parties"])
     scores = entry.scores(ctx, est, X, to, rec["label"]["party"])
     out: dict[str, Any] = {"party": ctx.me, "rows": len(vdf), "model": rec["model"], "model_id": rec.get("model_id")}
+    _add_reasons(ctx, out, d, rec, woe, vdf, to, scores)
     if own is not None:
         # each party counts its own rows without a match; the ids stay with it (never sent)
         out["input_rows"] = len(own)
@@ -640,6 +652,19 @@ def predict_job(ctx: Any, model_dir: str, inputs: dict[str, str], to: str, id_co
             matched = set(ids.value)
             out["unmatched_ids"] = [i for i in own[id_column].tolist() if i not in matched]
     return out
+
+
+def _add_reasons(ctx: Any, out: dict, d: Path, rec: dict, woe: Any, vdf: Any, to: str, scores: Any) -> None:
+    """Reason codes per row from the scorecard parts saved with the model (a WOE model with a label
+    holder; every party calls it): in `out["reasons"]` at the label holder."""
+    if rec["features"] != "woe" or rec["label"]["party"] is None:
+        return
+    from .components.scorecard import batch_reasons
+
+    reasons = batch_reasons(ctx, d, woe, vdf, rec["label"]["party"], to, scores.value if ctx.me == to else None,
+                            rec.get("model_id"))
+    if reasons:
+        out["reasons"] = reasons
 
 
 def _model_columns(vdf: Any, rec: dict) -> dict[str, list[str]]:

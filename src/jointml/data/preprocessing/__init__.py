@@ -28,11 +28,13 @@ from .binning import (
     chi2_adjacent,
     chi2_threshold,
     chimerge_from_counts,
+    enforce_min_share,
     equal_frequency_edges,
     equal_width_edges,
     merge_counts,
     tree_splits_from_counts,
 )
+from .controls import BinningControls, ControlledBinner, check_owned, monotonic_cuts, trend_cuts
 from .encoders import OneHotEncoder, OrdinalEncoder
 from .imputers import SimpleImputer
 from .scalers import MinMaxScaler, StandardScaler
@@ -56,6 +58,7 @@ __all__ = [
     "TreeBinner",
     "bin_counts",
     "merge_counts",
+    "enforce_min_share",
     "chi2_adjacent",
     "chi2_threshold",
     "chimerge_from_counts",
@@ -64,4 +67,9 @@ __all__ = [
     "equal_width_edges",
     "WOEEncoder",
     "woe_iv_from_counts",
+    "BinningControls",
+    "ControlledBinner",
+    "check_owned",
+    "monotonic_cuts",
+    "trend_cuts",
 ]

@@ -15,6 +15,9 @@ returns those indices (int64).  Conventions, shared by all binners:
 * Missing values (NaN/None) always have a bin of their own, the **last** index
   ``ColumnBins.missing_bin``; it exists even when ``fit`` saw no missing
   values, so a bin index means the same thing in training and scoring.
+* Special values (``ColumnBins.specials``, e.g. ``-999`` for "no bureau file") each
+  have a bin of their own, after the regular bins and before the missing bin; like the
+  missing bin they exist even when empty and are never merged with another bin.
 
 Supervised binning and vertical (multi-party) use
 --------------------------------------------------
@@ -58,6 +61,7 @@ __all__ = [
     "ColumnBins",
     "bin_counts",
     "merge_counts",
+    "enforce_min_share",
     "chi2_adjacent",
     "chi2_threshold",
     "chimerge_from_counts",
@@ -97,12 +101,18 @@ class ColumnBins:
     handle_unknown:
         ``"error"`` or ``"missing"``: what :meth:`transform` does with a
         category not seen in ``fit``.
+    specials:
+        Special values, each in a bin of its own (indices ``n_regular ..
+        n_regular + len(specials) - 1``), checked before the edges or groups.
 
     Example
     -------
     >>> b = ColumnBins("age", "numeric", edges=np.array([25.0, 40.0]))
     >>> b.transform([18, 25, 60, np.nan]).tolist(), b.labels()
     ([0, 1, 2, 3], ['[-inf, 25)', '[25, 40)', '[40, inf)', 'missing'])
+    >>> s = ColumnBins("age", "numeric", edges=np.array([25.0]), specials=(-999,))
+    >>> s.transform([18, -999, 60, np.nan]).tolist(), s.labels()
+    ([0, 2, 1, 3], ['[-inf, 25)', '[25, inf)', 'special -999', 'missing'])
     """
 
     name: Hashable
@@ -110,21 +120,22 @@ class ColumnBins:
     edges: np.ndarray = field(default_factory=lambda: np.empty(0))
     groups: tuple[tuple[Any, ...], ...] = ()
     handle_unknown: Literal["error", "missing"] = "error"
+    specials: tuple[Any, ...] = ()
 
     @property
     def n_regular(self) -> int:
-        """Number of bins other than the missing bin."""
+        """Number of bins other than the special and missing bins."""
         return self.edges.size + 1 if self.kind == "numeric" else len(self.groups)
 
     @property
     def missing_bin(self) -> int:
         """Index of the missing-value bin (always the last one)."""
-        return self.n_regular
+        return self.n_regular + len(self.specials)
 
     @property
     def n_bins(self) -> int:
-        """Total number of bins, missing bin included."""
-        return self.n_regular + 1
+        """Total number of bins, special and missing bins included."""
+        return self.missing_bin + 1
 
     def labels(self) -> list[str]:
         """Human-readable label of every bin (``"[a, b)"`` or ``"cat1 | cat2"``; last ``"missing"``)."""
@@ -133,7 +144,8 @@ class ColumnBins:
             regular = [f"[{_fmt(bounds[i])}, {_fmt(bounds[i + 1])})" for i in range(self.n_regular)]
         else:
             regular = [" | ".join(map(str, g)) for g in self.groups]
-        return regular + ["missing"]
+        return regular + [f"special {_fmt(float(v)) if isinstance(v, (int, float, np.number)) else v}"
+                          for v in self.specials] + ["missing"]
 
     def transform(self, values: Any) -> np.ndarray:
         """Bin index (int64) of each value of a 1-D array."""
@@ -142,6 +154,15 @@ class ColumnBins:
             raise DataError(f"column {self.name!r}: expected 1-D values, got shape {arr.shape}", field=str(self.name))
         miss = _is_missing(arr)
         out = np.full(arr.shape[0], self.missing_bin, dtype=np.int64)
+        if self.specials:
+            spec = self._special_index(arr, miss)
+            hit = spec >= 0
+            out[hit] = self.n_regular + spec[hit]
+            rest = ~(miss | hit)
+            inner = self._without_specials()
+            sub = inner.transform(arr[rest])
+            out[rest] = np.where(sub == inner.missing_bin, self.missing_bin, sub)  # unknown category -> missing
+            return out
         if self.kind == "numeric":
             try:
                 x = arr[~miss].astype(np.float64)
@@ -163,6 +184,34 @@ class ColumnBins:
             )
         out[~miss] = np.where(unknown, self.missing_bin, bins[np.maximum(idx, 0)] if cats else self.missing_bin)
         return out
+
+    def special_mask(self, values: Any) -> np.ndarray:
+        """Whether each value is one of `specials`.
+
+        >>> ColumnBins("x", "numeric", specials=(-999,)).special_mask([1, -999.0, None]).tolist()
+        [False, True, False]
+        """
+        arr = values.to_numpy(dtype=object) if isinstance(values, pd.Series) else np.asarray(values, dtype=object)
+        return self._special_index(arr, _is_missing(arr)) >= 0
+
+    def _special_index(self, arr: np.ndarray, miss: np.ndarray) -> np.ndarray:
+        """Index in `specials` of each value (-1: not special); numbers compare as numbers."""
+        out = np.full(arr.shape[0], -1, dtype=np.int64)
+        for k, sv in enumerate(self.specials):
+            if isinstance(sv, (int, float, np.number)) and not isinstance(sv, bool):
+                vals = pd.to_numeric(pd.Series(arr[~miss], dtype=object), errors="coerce").to_numpy(np.float64)
+                eq = vals == float(sv)
+            else:
+                eq = np.array([v == sv for v in arr[~miss]], dtype=bool)
+            cur = out[~miss]
+            cur[(cur < 0) & eq] = k
+            out[~miss] = cur
+        return out
+
+    def _without_specials(self) -> "ColumnBins":
+        """These bins with no special values, whose missing bin index is then `n_regular`
+        (shifted back by the caller, which only passes non-special, non-missing values)."""
+        return ColumnBins(self.name, self.kind, edges=self.edges, groups=self.groups, handle_unknown=self.handle_unknown)
 
 
 # ---------------------------------------------------------------------------
@@ -345,6 +394,24 @@ def _chimerge_phase(pos: np.ndarray, neg: np.ndarray, max_bins: int, min_bins: i
             push(prv[a])
 
     return [i for i in range(1, m) if alive[i]]
+
+
+def enforce_min_share(pos_counts: Any, neg_counts: Any, cuts: Any, min_bin_frac: float) -> np.ndarray:
+    """Remove cuts until every merged bin holds at least `min_bin_frac` of the samples: the
+    smallest bin joins its more similar neighbour (smaller chi-square, left on ties), as
+    ChiMerge's final phase does.
+
+    >>> enforce_min_share([1, 0, 5], [40, 1, 53], [1, 2], 0.05).tolist()  # the 1-row bin joins its left
+    [2]
+    """
+    pos, neg = _counts(pos_counts, neg_counts)
+    cur = [int(c) for c in cuts]
+    while min_bin_frac > 0 and cur:
+        nxt = _merge_smallest_bin(pos, neg, list(cur), min_bin_frac)
+        if len(nxt) == len(cur):
+            break
+        cur = nxt
+    return np.asarray(cur, dtype=np.int64)
 
 
 def _merge_smallest_bin(pos: np.ndarray, neg: np.ndarray, cuts: list[int], frac: float) -> list[int]:

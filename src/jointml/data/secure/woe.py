@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ...core.errors import CryptoError, NotOwnerError
+from ...core.errors import ConfigError, CryptoError, NotOwnerError
 from ...core.prg import Prg
 from ...he import EncryptedArray, HeArray, HeDevice
 from ...he.paillier import check_key_bits
@@ -77,23 +77,37 @@ from ...runtime.collectives import agree, broadcast, send_to
 from ..blind import BlindVDataFrame, hidden_parties
 from ..frames import DataError, VDataFrame
 from ..preprocessing import (
+    BinningControls,
+    ControlledBinner,
     EqualFrequencyBinner,
     EqualWidthBinner,
+    check_owned,
     chimerge_from_counts,
+    enforce_min_share,
+    merge_counts,
     tree_splits_from_counts,
+    trend_cuts,
     woe_iv_from_counts,
 )
 
 METHODS = ("chimerge", "tree", "quantile", "equal_width")
 
 
-def _prebinner(method: str, n_prebins: int, max_bins: int):
-    """The pre-binner of a column. Unsupervised methods keep their pre-bins as the final bins,
-    so they cut `max_bins` bins directly (`n_prebins` is for the supervised merges)."""
+def _prebinner(method: str, n_prebins: int, max_bins: int, controls: BinningControls | None = None):
+    """The pre-binner of a party's columns. Unsupervised methods keep their pre-bins as the final
+    bins, so they cut `max_bins` bins directly (`n_prebins` is for the supervised merges); manual
+    edges and special values (`controls`) are applied at the owner by a `ControlledBinner`."""
     n = max_bins if method in ("quantile", "equal_width") else n_prebins
-    if method == "equal_width":
-        return EqualWidthBinner(n_bins=n, handle_unknown="missing")
-    return EqualFrequencyBinner(n_bins=n, handle_unknown="missing")
+    base = EqualWidthBinner(n_bins=n, handle_unknown="missing") if method == "equal_width" else \
+        EqualFrequencyBinner(n_bins=n, handle_unknown="missing")
+    return ControlledBinner(base, controls or BinningControls())
+
+
+def _layout_code(pre, c: str) -> int:
+    """What the label holder needs to merge a column's pre-bins, in one public integer:
+    bit 0 categorical, bit 1 manual edges (final bins), bits 2+ the number of special-value bins."""
+    b = pre.get_bins(c)
+    return int(b.kind == "categorical") | (int(pre.fixed(c)) << 1) | (len(b.specials) << 2)
 
 
 def _cuts_for(method: str, pos: np.ndarray, neg: np.ndarray, max_bins: int, min_bin_frac: float) -> np.ndarray:
@@ -104,25 +118,40 @@ def _cuts_for(method: str, pos: np.ndarray, neg: np.ndarray, max_bins: int, min_
     return np.arange(1, len(pos), dtype=np.int64)  # unsupervised: keep the pre-bins
 
 
-def merge_map(method: str, categorical: bool, pos: np.ndarray, neg: np.ndarray, max_bins: int, min_bin_frac: float) -> np.ndarray:
-    """Pre-bin -> final bin map decided on counts alone. The missing pre-bin (last)
-    stays a bin of its own (last). Numeric pre-bins merge only with neighbours;
-    categories are first ordered by bad rate (as supervised binners do), so any
-    categories may share a bin.
+def merge_map(method: str, categorical: bool, pos: np.ndarray, neg: np.ndarray, max_bins: int, min_bin_frac: float,
+              *, n_special: int = 0, fixed: bool = False, trend: str = "none") -> np.ndarray:
+    """Pre-bin -> final bin map decided on counts alone. The `n_special` special-value
+    pre-bins and the missing pre-bin (last) stay bins of their own, in that order after the
+    regular bins. Numeric pre-bins merge only with neighbours; categories are first ordered
+    by bad rate (as supervised binners do), so any categories may share a bin. Then every
+    bin gets at least `min_bin_frac` of the regular rows, and with `trend` (numeric columns)
+    neighbours merge until the bad rate (WOE) is strictly monotonic. `fixed` (manual edges):
+    no merge at all.
 
     >>> merge_map("quantile", False, np.array([1, 2, 0]), np.array([3, 4, 1]), 6, 0.05).tolist()
     [0, 1, 2]
+    >>> merge_map("quantile", False, np.array([1, 3, 2, 8, 0, 0]), np.array([9, 7, 8, 2, 5, 1]), 6, 0.0,
+    ...           n_special=1, trend="ascending").tolist()
+    [0, 1, 1, 2, 3, 4]
     """
-    reg_pos, reg_neg = pos[:-1], neg[:-1]
-    k = len(reg_pos)
+    k = len(pos) - 1 - n_special
+    reg_pos, reg_neg = pos[:k], neg[:k]
     order = np.arange(k)
     if categorical and method in ("chimerge", "tree"):
         rate = reg_pos / np.maximum(reg_pos + reg_neg, 1)
         order = np.argsort(rate, kind="stable")
-    cuts = _cuts_for(method, reg_pos[order], reg_neg[order], max_bins, min_bin_frac) if k else np.zeros(0, np.int64)
-    mapping = np.empty(k + 1, dtype=np.int64)
+    if fixed or not k:
+        cuts = np.arange(1, k, dtype=np.int64)
+    else:
+        cuts = _cuts_for(method, reg_pos[order], reg_neg[order], max_bins, min_bin_frac)
+        if method in ("quantile", "equal_width"):  # the supervised merges enforce it themselves
+            cuts = enforce_min_share(reg_pos[order], reg_neg[order], cuts, min_bin_frac)
+        if trend != "none" and not categorical:
+            starts = np.r_[0, cuts].astype(np.int64)
+            cuts = starts[trend_cuts(merge_counts(reg_pos, cuts), merge_counts(reg_neg, cuts), trend)]
+    mapping = np.empty(len(pos), dtype=np.int64)
     mapping[order] = np.searchsorted(cuts, np.arange(k), side="right")
-    mapping[k] = len(cuts) + 1 if k else 0
+    mapping[k:] = (len(cuts) + 1 if k else 0) + np.arange(n_special + 1)
     return mapping
 
 
@@ -289,6 +318,9 @@ def vertical_woe(
     key_bits: int = 2048,
     woe_to_owner: bool = False,
     label_proofs: bool = True,
+    monotonic: str | dict[str, str] = "none",
+    edges: dict[str, list[float]] | None = None,
+    special_values: dict[str, list] | None = None,
 ) -> VerticalWOE:
     """Fit WOE binning on every feature column of a vertically partitioned frame.
 
@@ -302,6 +334,14 @@ def vertical_woe(
     label holder proves that every label ciphertext encrypts 0 or 1 and each feature holder
     checks every proof before it sums anything (:mod:`jointml.he.proofs`); a failing proof
     raises CryptoError naming the label holder at every party.
+
+    Binning controls (:mod:`jointml.data.preprocessing.controls`): `monotonic` (``auto``,
+    ``ascending``, ``descending``, ``none``, or per feature) merges neighbouring bins of
+    numeric columns until WOE is strictly monotonic; `edges` (feature -> interior edges)
+    gives a column manual, final bins; `special_values` (feature -> values) puts each such
+    value in a bin of its own. Pre-binning and special values apply at the column's owner;
+    the merges at the label holder, on counts. Bad settings raise ConfigError naming the
+    field (and the column's party) at every party before any message.
 
     >>> import pandas as pd
     >>> from jointml.data.frames import from_pandas
@@ -328,8 +368,11 @@ def vertical_woe(
         columns = {p: list(features.get(p, [])) for p in vdf.parties}
     model = VerticalWOE(label_owner=label_owner, columns=columns, woe_to_owner=woe_to_owner)
     holders = [p for p in vdf.parties if p != label_owner and columns.get(p)]
+    controls = BinningControls.checked(monotonic, edges, special_values,
+                                       owners={c: p for p, cs in columns.items() for c in cs})
+    _check_controls(ctx, vdf, columns, controls)
     y = _labels(ctx, vdf, label, label_owner, pos_label)
-    params = (method, max_bins, min_bin_frac)
+    params = (method, max_bins, min_bin_frac, controls)
     if holders:  # 1. labels, encrypted for the feature holders
         # Paillier: the label proofs (he.proofs) are proofs about DJN-Paillier ciphertexts
         he = HeDevice(ctx, label_owner, key_bits=key_bits, parties=[label_owner, *holders], scheme="paillier")
@@ -348,6 +391,21 @@ def vertical_woe(
     if woe_to_owner:
         _send_tables(ctx, model, holders)
     return model
+
+
+def _check_controls(ctx, vdf: VDataFrame, columns: dict[str, list[str]], controls: BinningControls) -> None:
+    """Each owner checks the controls against its own columns (manual edges need a numeric
+    column); every party raises the first owner's verdict, naming it and the field."""
+    named = set(controls.edges)
+    owners = [p for p in vdf.parties if named & set(columns.get(p, []))]
+    if not owners:
+        return
+
+    def verdict() -> str | None:
+        df = vdf.parts[ctx.me].value[[c for c in columns[ctx.me] if c in named]]
+        return check_owned(controls, ctx.me, df)
+
+    agree(ctx, owners, verdict if ctx.me in owners else None, error=ConfigError, name="woe:controls")
 
 
 def _labels(ctx, vdf: VDataFrame, label: str, label_owner: str, pos_label) -> np.ndarray | None:
@@ -397,12 +455,12 @@ def _blind_holder_counts(ctx, vdf, model: VerticalWOE, he: HeDevice, y: np.ndarr
     arrays: list[np.ndarray] = []
     if me == p:
         df = vdf.parts[me].value[cols]
-        pre = _prebinner(params[0], n_prebins, params[1]).fit(df)  # on all of p's rows: it does not know which are aligned
-        model.binners[me] = pre
+        pre = _prebinner(params[0], n_prebins, params[1], params[3]).fit(df)  # on all of p's rows: it does not
+        model.binners[me] = pre  # know which are aligned
         shuffled = vdf.alignment.shuffled(np.asarray(pre.transform(df), dtype=np.int64))
         codes, groups = np.vstack([shuffled, shuffled]), np.repeat(np.arange(2, dtype=np.int64), n_p)
         arrays = [np.array([pre.get_bins(c).n_bins for c in cols], np.int64),
-                  np.array([1 if pre.get_bins(c).kind == "categorical" else 0 for c in cols], np.int64)]
+                  np.array([_layout_code(pre, c) for c in cols], np.int64)]
     got = send_to(ctx, p, label_owner, arrays=arrays, name="woe:layout", dtypes=[np.int64] * 2,
                   shapes=[(len(cols),)] * 2)
     sizes = got.arrays[0] if got is not None else None
@@ -487,15 +545,15 @@ def _holder_counts(ctx, vdf: VDataFrame, model: VerticalWOE, enc_y: HeArray, p: 
     """Feature holder `p`: pre-bins its columns and sums the encrypted labels per pre-bin;
     the label holder decrypts the positive counts, merges, and returns the bin maps."""
     me, label_owner, cols = ctx.me, model.label_owner, model.columns[p]
-    method, max_bins, min_bin_frac = params
+    method, max_bins, _, controls = params
     codes, arrays = None, []
     if me == p:
         df = vdf.parts[me].value[cols]
-        pre = _prebinner(method, n_prebins, max_bins).fit(df)
+        pre = _prebinner(method, n_prebins, max_bins, controls).fit(df)
         model.binners[me] = pre
         codes = np.asarray(pre.transform(df))
         sizes = np.array([pre.get_bins(c).n_bins for c in cols], np.int64)
-        kinds = np.array([1 if pre.get_bins(c).kind == "categorical" else 0 for c in cols], np.int64)
+        kinds = np.array([_layout_code(pre, c) for c in cols], np.int64)
         counts = np.concatenate([np.bincount(codes[:, j], minlength=nb) for j, nb in enumerate(sizes)]) \
             if len(cols) else np.zeros(0, np.int64)
         arrays = [counts.astype(np.int64), sizes, kinds]
@@ -526,17 +584,23 @@ def _holder_counts(ctx, vdf: VDataFrame, model: VerticalWOE, enc_y: HeArray, p: 
 def _merge_holder(model: VerticalWOE, p: str, pos_all: np.ndarray, counts: np.ndarray, sizes: np.ndarray,
                   kinds: np.ndarray, params: tuple) -> np.ndarray:
     """Label holder: WOE/IV of `p`'s columns from the decrypted counts; the flat bin maps."""
-    method, max_bins, min_bin_frac = params
+    method, max_bins, min_bin_frac, controls = params
     if pos_all.shape != counts.shape or (pos_all < 0).any() or (pos_all > counts).any():
         raise DataError(f"party '{p}' sent inconsistent bin sums")
     maps, off = [], 0
     for c, nb, kind in zip(model.columns[p], sizes, kinds):
         pos, cnt = pos_all[off : off + nb], counts[off : off + nb]
         off += nb
+        n_special, fixed = int(kind) >> 2, bool(int(kind) & 2)
+        if n_special != controls.n_special(c) or fixed != (c in controls.edges) or nb < n_special + 1:
+            raise DataError(f"party '{p}' binned column '{c}' against the job's settings ({n_special} special-value "
+                            f"bins, manual edges {fixed}; the job says {controls.n_special(c)}, {c in controls.edges})",
+                            party=p, field=c)
         # The merge orders categories by bad rate, so the final bin index would rank the
         # partner's categories by default rate: the partner gets the bins relabelled by a
         # fresh secret permutation, and the label holder keeps its tables in that labelling.
-        mapping = secret_relabel(merge_map(method, bool(kind), pos, cnt - pos, max_bins, min_bin_frac))
+        mapping = secret_relabel(merge_map(method, bool(int(kind) & 1), pos, cnt - pos, max_bins, min_bin_frac,
+                                           n_special=n_special, fixed=fixed, trend=controls.trend(c)))
         pos_m, neg_m = final_counts(mapping, pos, cnt - pos)
         woe, _, iv = woe_iv_from_counts(pos_m, neg_m)
         model.col[c] = ColumnWOE(p, len(pos_m), woe=np.asarray(woe, float), iv=float(iv), pos=pos_m, neg=neg_m)
@@ -562,17 +626,18 @@ def _set_maps(model: VerticalWOE, me: str, flat: np.ndarray, label_owner: str) -
 
 def _own_columns(vdf: VDataFrame, model: VerticalWOE, y: np.ndarray, n_prebins: int, params: tuple) -> None:
     """Label holder: its own columns, in plaintext."""
-    method, max_bins, min_bin_frac = params
+    method, max_bins, min_bin_frac, controls = params
     me, own = model.label_owner, model.columns[model.label_owner]
     df = vdf.parts[me].value
-    pre = _prebinner(method, n_prebins, max_bins).fit(df[own])
+    pre = _prebinner(method, n_prebins, max_bins, controls).fit(df[own])
     model.binners[me] = pre
     codes = np.asarray(pre.transform(df[own]))
     for j, c in enumerate(own):
         nb = pre.get_bins(c).n_bins
         pos = np.bincount(codes[:, j], weights=y, minlength=nb).astype(np.int64)
         cnt = np.bincount(codes[:, j], minlength=nb).astype(np.int64)
-        mapping = merge_map(method, pre.get_bins(c).kind == "categorical", pos, cnt - pos, max_bins, min_bin_frac)
+        mapping = merge_map(method, pre.get_bins(c).kind == "categorical", pos, cnt - pos, max_bins, min_bin_frac,
+                            n_special=len(pre.get_bins(c).specials), fixed=pre.fixed(c), trend=controls.trend(c))
         pos_m, neg_m = final_counts(mapping, pos, cnt - pos)
         woe, _, iv = woe_iv_from_counts(pos_m, neg_m)
         model.col[c] = ColumnWOE(me, len(pos_m), prebin_to_bin=mapping, woe=np.asarray(woe, float), iv=float(iv),

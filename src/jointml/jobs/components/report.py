@@ -314,6 +314,21 @@ def _scorecard_html(sc: dict) -> str:
     return head + table_html(rows, ["feature", "bin", "WOE", "points"])
 
 
+def _reasons_html(summary: dict) -> str:
+    """How often each contribution is a row's first reason (partner codes as `partner:i`).
+
+    >>> "partner:2" in _reasons_html({"reason_code_counts": {"b1": 3, "partner:2": 1}})
+    True
+    """
+    counts = summary["reason_code_counts"]
+    total = max(sum(counts.values()), 1)
+    rows = [{"reason": k, "rows": int(v), "share": round(v / total, 4)}
+            for k, v in sorted(counts.items(), key=lambda kv: -kv[1])]
+    note = ("<p class='note'>Partner features appear as codes (<code>partner:i</code>) only where the partner's "
+            "policy is <code>reason_codes: coded</code>; otherwise as one summed contribution.</p>")
+    return note + table_html(rows, ["reason", "rows", "share"])
+
+
 def _stability_html(stability: dict) -> str:
     """PSI per own feature with the usual reading (< 0.1 stable, 0.1-0.25 some shift, > 0.25 large shift).
 
@@ -406,6 +421,11 @@ def run_report(party: str, summary: dict, steps: list | None = None, protocol: s
                          _stability_html(summary["stability"])))
     if (summary.get("scorecard") or {}).get("points"):
         sections.append(("Scorecard (this party's own features)", _scorecard_html(summary["scorecard"])))
+    if summary.get("reason_code_counts"):
+        sections.append(("Reason codes (the first reason of each scored row)", _reasons_html(summary)))
+    if summary.get("stepwise"):
+        sections.append(("Stepwise selection (score / Wald test under MPC)",
+                         table_html(summary["stepwise"], list(summary["stepwise"][0]))))
     if steps:
         sections.append(("Pipeline", table_html([{"step": i + 1, "component": n, "parameters": dict(p) or "(defaults)"}
                                                  for i, (n, p) in enumerate(steps)], ["step", "component", "parameters"])))

@@ -31,7 +31,7 @@ from typing import Any
 
 from ...core.errors import ConfigError, ProtocolError
 from ...runtime.collectives import broadcast, send_to
-from ..artifacts import Split, WoeModel
+from ..artifacts import Label, Split, WoeModel
 from ..registry import component
 
 __all__ = ["decide", "drop_collinear", "drop_correlated", "select_features"]
@@ -71,7 +71,8 @@ def _narrow(woe: Any, me: str, keep: dict[str, list[str]]) -> Any:
 
 
 def _bins_doc(bins: Any) -> dict:
-    return {"kind": bins.kind, "edges": [float(e) for e in bins.edges], "groups": [list(g) for g in bins.groups]}
+    return {"kind": bins.kind, "edges": [float(e) for e in bins.edges], "groups": [list(g) for g in bins.groups],
+            "specials": list(getattr(bins, "specials", ()))}
 
 
 def _checked_keep(raw: Any, columns: dict[str, list[str]], sender: str) -> dict[str, list[str]]:
@@ -151,10 +152,48 @@ def _woe_corr(ctx: Any, state: Any, w: Any, split: Split) -> Any:
     return corr(ctx, VDataFrame(ctx, parts), state.device(ctx), to=w.label_owner)
 
 
+def _stepwise(ctx: Any, state: Any, w: Any, split: Split, known: Label | None, keep: dict[str, list[str]],
+              include: list[str], how: str, p_value: float, max_features: int | None,
+              epochs: int) -> dict[str, list[str]]:
+    """Stepwise selection under MPC (`jobs.components.stepwise`): forward by the score test
+    (enter below `p_value`), backward by the Wald test (leave above `p_value`)."""
+    from .stepwise import auc_stepwise, backward_stepwise, forward_stepwise
+
+    if known is None:  # (woe_binning, before this step, names the label)
+        raise ConfigError("select_features(stepwise) needs the label: run woe_binning before it", field="stepwise",
+                          public=True)
+    fit = {"epochs": int(epochs), "batch_size": 64, "learning_rate": 1.0, "sigmoid": "poly"}
+    if how == "forward":
+        out, steps = forward_stepwise(ctx, state.device(ctx), w, split.train, known.name, known.pos_label, keep,
+                                      include, float(p_value), max_features, fit)
+    elif how == "forward_auc":
+        out, steps = auc_stepwise(ctx, state.device(ctx), w, split.train, known.name, known.pos_label, keep, include,
+                                  float(p_value), max_features, fit)
+    else:
+        out, steps = backward_stepwise(ctx, state.device(ctx), w, split.train, known.name, known.pos_label, keep,
+                                       include, float(p_value), fit)
+    if ctx.me == w.label_owner:
+        state.summary["stepwise"] = steps
+        dropped = state.summary.setdefault("dropped_features", {})
+        for p, cs in keep.items():
+            for c in cs:
+                if c not in out.get(p, []):
+                    dropped[c] = {"forward": f"not entered by forward stepwise (score test, p_enter {p_value:g})",
+                                  "forward_auc": f"not entered by forward stepwise (validation AUC gain < {p_value:g})",
+                                  "backward": f"removed by backward stepwise (Wald test, p_remove {p_value:g})"}[how]
+    if not any(out.values()):
+        fld = "min_auc_gain" if how == "forward_auc" else "p_enter"
+        raise ConfigError(f"select_features: forward stepwise entered no feature at {fld} {p_value:g}; relax {fld} "
+                          "or name columns in include", field=fld, public=True)
+    return out
+
+
 @component("select_features", outputs=(WoeModel,))
-def select_features(ctx: Any, state: Any, woe: WoeModel, split: Split, *, iv_min: float = 0.02,
-                    include: list[str] | None = None, exclude: list[str] | None = None,
-                    max_corr: float | None = None, max_vif: float | None = None) -> WoeModel:
+def select_features(ctx: Any, state: Any, woe: WoeModel, split: Split, known: Label | None = None, *,
+                    iv_min: float = 0.02, include: list[str] | None = None, exclude: list[str] | None = None,
+                    max_corr: float | None = None, max_vif: float | None = None, stepwise: str = "none",
+                    p_enter: float = 0.05, p_remove: float = 0.10, min_auc_gain: float = 0.005,
+                    max_features: int | None = None, stepwise_epochs: int = 10) -> WoeModel:
     """Keep the WOE features with IV >= `iv_min` (plus `include`, minus `exclude`); decided by the label
     holder, which announces only the kept column names."""
     w = woe.woe
@@ -202,5 +241,9 @@ def select_features(ctx: Any, state: Any, woe: WoeModel, split: Split, *, iv_min
     if not any(keep.values()):
         raise ConfigError(f"select_features kept no feature (iv_min {iv_min:g}); lower iv_min or name columns in include",
                           field="iv_min", public=True)
+    if stepwise != "none":
+        crit = {"forward": p_enter, "backward": p_remove, "forward_auc": min_auc_gain}[stepwise]
+        keep = _stepwise(ctx, state, w, split, known, keep, list(include or []), stepwise, crit, max_features,
+                         stepwise_epochs)
     state.summary["selected_features"] = keep
     return WoeModel(_narrow(w, ctx.me, keep))

@@ -19,14 +19,15 @@ from ..registry import component
 @component("woe_binning", outputs=(WoeModel, Label))
 def woe_binning(ctx: Any, state: Any, split: Split, *, label: str = "label", pos_label: Any = 1, method: str = "chimerge",
                 max_bins: int = 6, n_prebins: int = 20, min_bin_frac: float = 0.05, key_bits: int = 2048,
-                woe_to_owner: bool = False, label_proofs: bool = True) -> tuple[WoeModel, Label]:
+                woe_to_owner: bool = False, label_proofs: bool = True, monotonic: Any = "none",
+                edges: dict | None = None, special_values: dict | None = None) -> tuple[WoeModel, Label]:
     """Vertical WOE binning and IV (labels encrypted with Paillier at the label holder)."""
     from ...data.secure.woe import vertical_woe
 
     lab = Label(label, pos_label, split.train.owner_of(label))
     woe = vertical_woe(ctx, split.train, label, pos_label=pos_label, method=method, max_bins=max_bins, n_prebins=n_prebins,
                        min_bin_frac=min_bin_frac, key_bits=key_bits, woe_to_owner=woe_to_owner,
-                       label_proofs=label_proofs)
+                       label_proofs=label_proofs, monotonic=monotonic, edges=edges, special_values=special_values)
     state.summary["features"] = {p: len(c) for p, c in woe.columns.items()}
     state.summary.setdefault("paillier_key_bits", {})["woe_binning"] = int(key_bits)
     if woe.iv:
