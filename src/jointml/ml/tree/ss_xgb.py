@@ -300,76 +300,117 @@ class SSXGBClassifier(SecureEstimator):
         return bins, codes, counts
 
     def _cumulative_matrices(self, parties: list[str], codes: np.ndarray | None, counts: dict[str, list[int]]) -> dict:
-        """Each holder's private 0/1 cumulative bin matrix C_p, masked once."""
+        """Each holder's private 0/1 cumulative bin matrix, transposed (``C_p^T``, K_p x n), masked once.
+
+        Transposed because every product is ``C_p^T V``: the masked matrix is then read row by
+        row (contiguous) by the ring products of all three parties, 3-9x faster than a
+        transposed view of ``C_p``."""
         mats = {}
         for p in parties:
             if sum(counts[p]) == 0:
                 continue
 
-            def cum(p: str = p) -> np.ndarray:
+            def cum_t(p: str = p) -> np.ndarray:
                 assert codes is not None
-                cols = [codes[:, j:j + 1] <= np.arange(c)[None, :] for j, c in enumerate(counts[p]) if c]
-                return np.concatenate(cols, axis=1).astype(np.int64)
+                cols = [np.arange(c)[:, None] >= codes[None, :, j] for j, c in enumerate(counts[p]) if c]
+                return np.concatenate(cols, axis=0).astype(np.int64)
 
-            mats[p] = PrivateMaskedMatrix(self.mpc, self.ctx.party(p).run(cum), fxp=False)
+            mats[p] = PrivateMaskedMatrix(self.mpc, self.ctx.party(p).run(cum_t), fxp=False)
         return mats
+
+    def _histograms(self, mats: dict, V: SecretArray) -> SecretArray:
+        """``[C_p^T V]`` stacked over the holders p: (K, cols) left statistics of every candidate.
+
+        Exact: C_p is an integer matrix, so the product keeps V's scale (no truncation)."""
+        return concatenate([mats[p].matmul(V) for p in mats], axis=0)
 
     def _grow_tree(self, t: int, margin: SecretArray, ys: SecretArray, mats: dict, cand: list, bins: QuantileBins | None,
                    codes: np.ndarray | None, n: int, my_thr: dict) -> tuple[dict, SecretArray, SecretArray]:
-        """One complete tree of depth max_depth: its public structure, secret leaf weights, the new margin."""
+        """One complete tree of depth max_depth: its public structure, secret leaf weights, the new margin.
+
+        Level state (nn nodes, breadth-first): ``W`` (nn, 3, n) = secret [m, m g, m h] per node
+        (None at the root: m = 1), ``S`` (K, 2 nn) the nodes' candidate statistics (column 2i:
+        G_L of node i, 2i+1: H_L) and ``T`` (2 nn,) the nodes' totals (G, H)."""
         lam, eta, D = float(self.reg_lambda), float(self.learning_rate), int(self.max_depth)
         bounds = (0.5 * lam, n / 4.0 + lam + 1.0)
         prob = functions.sigmoid(margin, mode=self.sigmoid)
         g = prob - ys
         h = prob - prob * prob
         gh = stack([g, h], axis=0)  # (2, n)
-        M = None  # (nodes, n) integer 0/1 memberships; None = the root (all ones)
+        W: SecretArray | None = None
+        S = self._histograms(mats, gh.transpose())  # (K, 2): the root's statistics
+        T = gh.sum(axis=1)  # (2,)
         tree: dict[str, list] = {"party": [], "feature": [], "bin": []}
         for depth in range(D):
             nn = 2 ** depth
-            chosen = self._choose_splits(M, gh, mats, len(cand), nn, n, lam, bounds)
-            bits = []
-            for i, k in enumerate(chosen):
-                p, j, b = cand[k]
-                tree["party"].append(p)
-                tree["feature"].append(j)
-                tree["bin"].append(b)
-                if self.ctx.me == p:
-                    assert bins is not None
-                    my_thr[(t, nn - 1 + i)] = bins.threshold(j, b)
-                bits.append(self._share_bits(p, functools.partial(_column_le, codes, j, b), n))
-            Bt = stack(bits, axis=0)  # (nn, n)
-            if M is None:
-                ML, MR = Bt, 1 - Bt
+            chosen, onehot = self._choose_splits(S, T, len(cand), nn, n, lam, bounds)
+            Bt = self._split_bits(t, nn, chosen, cand, bins, codes, n, tree, my_thr)  # (nn, n) integer 0/1
+            if depth == D - 1:
+                return tree, *self._leaves(W, S, T, onehot, Bt, margin, nn, n, lam, eta, bounds)
+            if W is None:  # the root: [m, m g, m h] = [1, g, h]
+                gl = Bt.reshape(1, 1, n) * gh.reshape(1, 2, n)  # integer bits x fixed point: exact
+                WL = concatenate([Bt.astype_fxp().reshape(1, 1, n), gl], axis=1)
+                WR = concatenate([1.0 - WL[:, :1], gh.reshape(1, 2, n) - gl], axis=1)
             else:
-                ML = M * Bt
-                MR = M - ML
-            M = stack([ML, MR], axis=1).reshape(2 * nn, n)
-        assert M is not None
-        # leaves
-        GH = M @ gh.transpose()  # (L, 2), exact (M is integer)
+                WL = Bt.reshape(nn, 1, n) * W  # one product for m, m g and m h of every left child
+                WR = W - WL
+            VL = WL[:, 1:].reshape(2 * nn, n)  # (2nn, n): row 2i = g of the left child of node i, 2i+1 = h
+            HL = self._histograms(mats, VL.transpose())  # only the left children: right = parent - left
+            HR = S - HL
+            TL = VL.sum(axis=1)
+            TR = T - TL
+            K = S.shape[0]
+            S = stack([HL.reshape(K, nn, 2), HR.reshape(K, nn, 2)], axis=2).reshape(K, 4 * nn)
+            T = stack([TL.reshape(nn, 2), TR.reshape(nn, 2)], axis=1).reshape(4 * nn)
+            W = stack([WL, WR], axis=1).reshape(2 * nn, 3, n)
+        raise AssertionError("unreachable: the last level returns")  # pragma: no cover
+
+    def _split_bits(self, t: int, nn: int, chosen: list[int], cand: list, bins: QuantileBins | None,
+                    codes: np.ndarray | None, n: int, tree: dict, my_thr: dict) -> SecretArray:
+        """Record the level's winners in the public structure; each owner shares its split bits (all n rows)."""
+        bits = []
+        for i, k in enumerate(chosen):
+            p, j, b = cand[k]
+            tree["party"].append(p)
+            tree["feature"].append(j)
+            tree["bin"].append(b)
+            if self.ctx.me == p:
+                assert bins is not None
+                my_thr[(t, nn - 1 + i)] = bins.threshold(j, b)
+            bits.append(self._share_bits(p, functools.partial(_column_le, codes, j, b), n))
+        return stack(bits, axis=0)
+
+    def _leaves(self, W: SecretArray | None, S: SecretArray, T: SecretArray, onehot: SecretArray, Bt: SecretArray,
+                margin: SecretArray, nn: int, n: int, lam: float, eta: float,
+                bounds: tuple[float, float]) -> tuple[SecretArray, SecretArray]:
+        """Leaf weights and the new margin. The leaves' (G, H) are the winning candidates' left
+        statistics, already computed: ``onehot . S`` per node (K x nn products, not n)."""
+        K = S.shape[0]
+        GHL = (onehot.reshape(nn, 1, K) * S.reshape(K, nn, 2).transpose(1, 2, 0)).sum(axis=2)  # (nn, 2), exact
+        GHR = T.reshape(nn, 2) - GHL
+        GH = stack([GHL, GHR], axis=1).reshape(2 * nn, 2)  # leaf 2i = left child of node i
         r = functions.reciprocal(GH[:, 1] + lam, positive=True, bounds=bounds)
         wleaf = (GH[:, 0] * r) * (-eta)
-        return tree, wleaf, margin + M.transpose() @ wleaf
-
-    def _choose_splits(self, M: SecretArray | None, gh: SecretArray, mats: dict, K: int, nn: int, n: int, lam: float,
-                       bounds: tuple[float, float]) -> list[int]:
-        """The winning candidate of each of the nn nodes of a level; only the winners' indices are opened
-        (the score, tie-break and argmax kernels are :mod:`.split_kernels`, shared with SecureBoost's
-        protected mode)."""
-        if M is None:
-            V = gh.reshape(1, 2, n)
+        if W is None:  # depth 1: the root's children
+            ML = Bt
+            M = stack([ML, 1 - ML], axis=1).reshape(2 * nn, n)
         else:
-            V = M.reshape(nn, 1, n).broadcast_to((nn, 2, n)) * gh.reshape(1, 2, n).broadcast_to((nn, 2, n))
-        V = V.reshape(2 * nn, n).transpose()  # (n, 2nn): column 2i = g of node i, 2i+1 = h
-        tot = V.sum(axis=0)
-        S = concatenate([mats[p].rmatmul_t(V) for p in mats], axis=0)  # (K, 2nn)
+            m = W[:, 0]  # (nn, n) fixed point 0/1
+            ML = Bt * m
+            M = stack([ML, m - ML], axis=1).reshape(2 * nn, n)
+        return wleaf, margin + M.transpose() @ wleaf
+
+    def _choose_splits(self, S: SecretArray, T: SecretArray, K: int, nn: int, n: int, lam: float,
+                       bounds: tuple[float, float]) -> tuple[list[int], SecretArray]:
+        """The winning candidate of each of the nn nodes of a level (one batched score, tie-break and
+        argmax for the whole level); only the winners' indices are opened, the one-hot stays secret
+        (the kernels are :mod:`.split_kernels`, shared with SecureBoost's protected mode)."""
         # |g| <= 1 (logistic): |G_L| <= n
-        score = split_scores(S[:, 0::2], S[:, 1::2], tot[0::2].reshape(1, nn), tot[1::2].reshape(1, nn), lam=lam,
+        score = split_scores(S[:, 0::2], S[:, 1::2], T[0::2].reshape(1, nn), T[1::2].reshape(1, nn), lam=lam,
                              bounds=bounds, shift=score_shift(float(n), lam), min_weight=float(self.min_child_weight))
         onehot = argmax_onehot(tie_break(self.mpc, score))  # (nn, K)
         idx = onehot @ np.arange(K, dtype=np.int64)
-        return [int(k) for k in self._reveal_all(idx)]
+        return [int(k) for k in self._reveal_all(idx)], onehot
 
     # -- prediction ----------------------------------------------------------------------------
     def decision_function_shared(self, X: dict) -> SecretArray:
