@@ -108,6 +108,7 @@ from ..arrays_json import arrays_from_json, arrays_to_json
 from ..base import SecureEstimator, check_param, mpc_part_problem, mpc_part_public
 from ..checks import announced_shape
 from ._binning import QuantileBins
+from ._owner_hist import OwnerHistogram, supported
 from .split_kernels import argmax_onehot, score_shift, split_scores, tie_break
 
 __all__ = ["SSXGBClassifier", "SSXGBError"]
@@ -261,7 +262,7 @@ class SSXGBClassifier(SecureEstimator):
         cand = [(p, j, b) for p in parties for j, c in enumerate(counts[p]) for b in range(c)]
         if not cand:
             raise SSXGBError("fit: no feature has two distinct values: nothing to split on")
-        mats = self._cumulative_matrices(parties, codes, counts)
+        mats = self._cumulative_matrices(parties, codes, counts, n)
         ys = self.ctx.party(y.owner).run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1), y).to(self.mpc, fxp=True)
         timings["setup"] = time.perf_counter() - t0
         margin = ys * 0.0 + float(np.log(self.base_score / (1 - self.base_score)))
@@ -299,13 +300,19 @@ class SSXGBClassifier(SecureEstimator):
             counts[p] = [int(c) for c in broadcast(ctx, p, meta=info, name=f"ssxgb-bins:{p}").meta["counts"]]
         return bins, codes, counts
 
-    def _cumulative_matrices(self, parties: list[str], codes: np.ndarray | None, counts: dict[str, list[int]]) -> dict:
+    def _cumulative_matrices(self, parties: list[str], codes: np.ndarray | None, counts: dict[str, list[int]],
+                             n: int) -> dict:
         """Each holder's private 0/1 cumulative bin matrix, transposed (``C_p^T``, K_p x n), masked once.
 
         Transposed because every product is ``C_p^T V``: the masked matrix is then read row by
         row (contiguous) by the ring products of all three parties, 3-9x faster than a
         transposed view of ``C_p``."""
-        mats = {}
+        mats: dict = {}
+        if supported(self.mpc, n):  # semi2k, two compute parties: the k-bit ring product (._owner_hist)
+            for p in parties:
+                if sum(counts[p]):
+                    mats[p] = OwnerHistogram(self.mpc, p, codes if self.ctx.me == p else None, counts[p], n)
+            return mats
         for p in parties:
             if sum(counts[p]) == 0:
                 continue
@@ -322,7 +329,10 @@ class SSXGBClassifier(SecureEstimator):
         """``[C_p^T V]`` stacked over the holders p: (K, cols) left statistics of every candidate.
 
         Exact: C_p is an integer matrix, so the product keeps V's scale (no truncation)."""
-        return concatenate([mats[p].matmul(V) for p in mats], axis=0)
+        hists = [mats[p] for p in mats]
+        if hists and isinstance(hists[0], OwnerHistogram):
+            return concatenate(OwnerHistogram.matmul_many(hists, V), axis=0)
+        return concatenate([m.matmul(V) for m in hists], axis=0)
 
     def _grow_tree(self, t: int, margin: SecretArray, ys: SecretArray, mats: dict, cand: list, bins: QuantileBins | None,
                    codes: np.ndarray | None, n: int, my_thr: dict) -> tuple[dict, SecretArray, SecretArray]:

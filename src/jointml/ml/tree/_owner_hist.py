@@ -1,0 +1,219 @@
+"""Bin statistics ``C_p^T V`` for SS-XGB: a 0/1 cumulative bin matrix private to its owner p
+times secret gradient columns V, in semi2k with two compute parties and the dealer.
+
+Why not :class:`~jointml.mpc.masked.PrivateMaskedMatrix` (the previous path, still used
+for aby3 and more than two compute parties): it works in Z_2^64, so the masked matrix
+``E = C^T - A`` (K x n, K candidate splits) travels as 8-byte words, and every product is a
+dense K x n x c ring product at three parties (owner, other party, dealer). Here:
+
+* the ring is Z_2^k with ``k = f + ceil(log2(n + 1)) + 2`` bits, enough for the exact
+  result (``|C^T V| <= n max|V|``; ``|g| <= 1``, ``0 <= h <= 1/4``): ``E`` and the masked
+  operands travel as ``ceil(k/8)``-byte words (5 instead of 8 for n = 100,000, f = 18);
+* the other party's share is re-randomised to the dealer's ``B`` first, so the two dense
+  products (``E B`` at the other party, ``A B`` at the dealer) are of data-independent
+  operands, and the owner's term ``C^T (V - B)`` is a per-feature bin count (no dense
+  product at the owner): one dense product per party and level instead of two.
+
+The Z_2^k result is lifted to Z_2^64 with one secure comparison per output entry
+(K x c entries, not n): with the public offset ``2^(k-1)`` added by the owner, the two
+k-bit shares sum, as integers, to ``x + 2^(k-1) + 2^k w`` with ``w = [sum >= 2^k]``.
+
+Protocol (owner p, the other compute party j, dealer D; A, B, R uniform in Z_2^k):
+
+1. Once: p and D draw ``A`` (K x n) from their pairwise seed; p sends ``E = C^T - A`` to j.
+2. Each product ``C^T V``: j and D draw fresh ``B`` (n x c) and ``R`` (K x c) from their
+   seed; j sends ``F = V_j - B`` to p; D sends ``Z = A B - R`` to p. Then p holds
+   ``C^T (V_p + F) + Z`` and j holds ``E B + R``; their sum is
+   ``C^T (V - B) + (E + A) B = C^T V`` (mod 2^k).
+
+Security (semi-honest, the dealer not colluding, as semi2k): j sees ``E``, uniform
+(``A`` is never reused for another matrix); p sees ``F`` and ``Z``, uniform (``B``, ``R``
+fresh per product); D receives nothing. The lift's comparison opens only masked values
+(semi2k's). So nobody learns anything beyond its shares of ``C^T V``: the same as the
+``PrivateMaskedMatrix`` product it replaces. A deviating party can make the result wrong
+(as in semi2k) but learns nothing more from what it receives.
+
+Cost per product (c columns): n c words of k bits (j to p), K c words (D to p), one
+comparison on K c entries; dense work K n c multiply-adds at j and at D (numpy's integer
+loop), a bin count at p. Once: K n words of k bits (p to j).
+
+>>> from jointml.mpc import MpcDevice
+>>> codes = np.array([[0], [1], [2], [1]])            # alice's bin codes, 1 feature, 3 bins
+>>> def prog(ctx):
+...     mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+...     hist = OwnerHistogram(mpc, "alice", codes if ctx.me == "alice" else None, [2], n=4)
+...     V = ctx.party("bob").run(lambda: np.array([[1.0], [2.0], [4.0], [-0.5]])).to(mpc)
+...     return OwnerHistogram.matmul_many([hist], V)[0].reveal()   # rows: [code <= 0], [code <= 1]
+>>> simulate(prog, ["alice", "bob", "carol"], mode="thread")["bob"][:, 0].tolist()
+[1.0, 2.5]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from ...core.prg import Prg
+from ...mpc import MpcDevice, SecretArray
+from ...runtime.collectives import send_to
+
+__all__ = ["OwnerHistogram", "supported"]
+
+_U = np.uint64
+
+
+def supported(mpc: MpcDevice, n: int) -> bool:
+    """Whether this path applies: semi2k, exactly two compute parties, n small enough for
+    the k-bit ring (k <= 48) and exact float bin counts.
+
+    >>> supported(None, 10)
+    False
+    """
+    if mpc is None or getattr(mpc.proto, "name", "") != "semi2k" or len(mpc.parties) != 2:
+        return False
+    k = _ring_bits(mpc.frac_bits, n)
+    # the owner's bin counts sum limbs of ceil(k/3) bits over n rows in float64
+    return 2 * k // 3 + 2 + math.log2(max(n, 1)) < 53 and k <= 48
+
+
+def _ring_bits(frac_bits: int, n: int) -> int:
+    return int(frac_bits) + math.ceil(math.log2(n + 1)) + 2
+
+
+def _limbs(x: np.ndarray, w: int, dtype: type = np.float64) -> list[np.ndarray]:
+    m = _U((1 << w) - 1)
+    return [((x >> _U(w * i)) & m).astype(dtype) for i in range(3)]
+
+
+def _combine(t: Sequence[np.ndarray], w: int, mask: np.uint64) -> np.ndarray:
+    out = t[0].astype(np.int64).view(_U) + (t[1].astype(np.int64).view(_U) << _U(w))
+    out += t[2].astype(np.int64).view(_U) << _U(2 * w)
+    return out & mask
+
+
+def _pack(x: np.ndarray, nbytes: int) -> np.ndarray:
+    return np.ascontiguousarray(np.ascontiguousarray(x, dtype="<u8").view(np.uint8).reshape(*x.shape, 8)[..., :nbytes])
+
+
+def _unpack(b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    out = np.zeros((*shape, 8), dtype=np.uint8)
+    out[..., : b.shape[-1]] = b
+    return out.view("<u8").reshape(shape).astype(_U)
+
+
+class OwnerHistogram:
+    """``C^T V`` for the owner's cumulative bin matrix (rows: every (feature, bin) candidate of
+    the owner, ``[code <= bin]``), V secret (n x c); see the module docstring.
+
+    `codes` (n x features, the owner's bin codes) and `counts` (candidates per feature,
+    public) are read at the owner only. Construction sends the masked matrix once."""
+
+    def __init__(self, mpc: MpcDevice, owner: str, codes: np.ndarray | None, counts: Sequence[int], n: int):
+        ctx = mpc.ctx
+        self.mpc, self.ctx, self.owner = mpc, ctx, owner
+        self.other = next(p for p in mpc.parties if p != owner)
+        self.dealer = str(mpc.proto.dealer)  # type: ignore[attr-defined]
+        self.counts = [int(c) for c in counts]
+        self.K, self.n = sum(self.counts), int(n)
+        self.k = _ring_bits(mpc.frac_bits, self.n)
+        self.mask = _U((1 << self.k) - 1)
+        self.nbytes = math.ceil(self.k / 8)
+        self.codes = codes if ctx.me == owner else None
+        label = ctx.next_uid("ssxgb-hist-")
+        me = ctx.me
+        # the fixed matrix of the dense products: A at the dealer, E = C^T - A at the other party
+        self.M: np.ndarray | None = None
+        self._jd: Prg | None = None
+        A = None
+        if me in (owner, self.dealer):
+            A = Prg(ctx.shared_seed(owner, self.dealer, label), stream="A").random((self.K, self.n), _U) & self.mask
+        if me in (self.other, self.dealer):
+            self._jd = Prg(ctx.shared_seed(self.other, self.dealer, label), stream="BR")
+        E = self._masked(A) if me == owner else None
+        if me == self.dealer:
+            self.M = A
+        got = send_to(ctx, owner, self.other, arrays=[] if E is None else [_pack(E, self.nbytes)], name="ssxgb-E",
+                      dtypes=[np.uint8], shapes=[(self.K, self.n, self.nbytes)])
+        if me == self.other and got is not None:
+            self.M = _unpack(got.arrays[0], (self.K, self.n))
+
+    def _masked(self, A: np.ndarray | None) -> np.ndarray:
+        """E = C^T - A mod 2^k at the owner, built feature by feature."""
+        assert self.codes is not None and A is not None
+        E = (_U(0) - A) & self.mask
+        r = 0
+        for j, c in enumerate(self.counts):
+            if c:
+                E[r:r + c] += (np.arange(c)[:, None] >= self.codes[None, :, j]).astype(_U)
+                r += c
+        return E & self.mask
+
+    def _own_term(self, Vp: np.ndarray) -> np.ndarray:
+        """C^T V' mod 2^k at the owner: per feature, bin sums of the limbs, then cumulative sums."""
+        assert self.codes is not None
+        c = Vp.shape[1]
+        w = math.ceil(self.k / 3)
+        yl = _limbs(Vp & self.mask, w)
+        rows = []
+        for j, cnt in enumerate(self.counts):
+            if not cnt:
+                continue
+            nb = cnt + 1
+            idx = (self.codes[:, j].astype(np.int64)[:, None] + nb * np.arange(c)[None, :]).ravel()
+            t = [np.cumsum(np.bincount(idx, weights=v.ravel(), minlength=nb * c).reshape(c, nb), axis=1)[:, :cnt].T
+                 for v in yl]
+            rows.append(_combine(t, w, self.mask))
+        return np.concatenate(rows, axis=0)
+
+    # -- products ------------------------------------------------------------------------
+    def _send_masked_operand(self, V: SecretArray) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Step 2, first half: j sends F = V_j - B to the owner. Returns (F at the owner, B and R at j and D)."""
+        me = self.ctx.me
+        n, c = V.shape
+        F = B = R = None
+        if self._jd is not None:
+            B = self._jd.random((c, n), _U).T & self.mask  # column-major: the integer matmul reads columns
+            R = self._jd.random((self.K, c), _U) & self.mask
+        if me == self.other:
+            assert B is not None
+            F = (np.asarray(V.share, dtype=_U) - B) & self.mask
+        got = send_to(self.ctx, self.other, self.owner, arrays=[] if F is None else [_pack(F, self.nbytes)],
+                      name="ssxgb-F", dtypes=[np.uint8], shapes=[(n, c, self.nbytes)])
+        if me == self.owner and got is not None:
+            F = _unpack(got.arrays[0], (n, c))
+        return F, B, R
+
+    def _finish(self, V: SecretArray, F: np.ndarray | None, B: np.ndarray | None, R: np.ndarray | None) -> SecretArray:
+        """Step 2, second half: local products, the dealer's Z, then the lift to Z_2^64."""
+        me = self.ctx.me
+        c = V.shape[1]
+        y = Z = None
+        if me in (self.dealer, self.other):  # a dense product, but of data-independent operands
+            assert self.M is not None and B is not None and R is not None
+            MB = (self.M @ B) & self.mask  # exact mod 2^k: uint64 arithmetic wraps mod 2^64
+            if me == self.dealer:
+                Z = (MB - R) & self.mask
+            else:
+                y = (MB + R) & self.mask
+        elif me == self.owner:
+            assert F is not None
+            y = self._own_term((np.asarray(V.share, dtype=_U) + F) & self.mask)
+        got = send_to(self.ctx, self.dealer, self.owner, arrays=[] if Z is None else [_pack(Z, self.nbytes)],
+                      name="ssxgb-Z", dtypes=[np.uint8], shapes=[(self.K, c, self.nbytes)])
+        if me == self.owner:
+            assert got is not None and y is not None
+            y = (y + _unpack(got.arrays[0], (self.K, c)) + _U(1 << (self.k - 1))) & self.mask
+        # the two k-bit shares, read as Z_2^64 shares, sum to x + 2^(k-1) + 2^k w, w in {0, 1}
+        s = SecretArray(self.mpc, y, (self.K, c), 0)
+        wrap = s >= (1 << self.k)
+        x = s - wrap * (1 << self.k) - (1 << (self.k - 1))
+        return SecretArray(self.mpc, x.share, (self.K, c), V.fxp)
+
+    @staticmethod
+    def matmul_many(hists: Sequence[OwnerHistogram], V: SecretArray) -> list[SecretArray]:
+        """``[C_p^T V for each p]``: the masked operands of all owners travel first (one
+        round), then every party computes and the dealer's terms arrive."""
+        sent = [h._send_masked_operand(V) for h in hists]
+        return [h._finish(V, *x) for h, x in zip(hists, sent)]
