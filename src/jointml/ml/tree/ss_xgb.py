@@ -108,7 +108,7 @@ from ..arrays_json import arrays_from_json, arrays_to_json
 from ..base import SecureEstimator, check_param, mpc_part_problem, mpc_part_public
 from ..checks import announced_shape
 from ._binning import QuantileBins
-from ._owner_hist import OwnerHistogram, supported
+from ._owner_hist import OwnerBits, OwnerHistogram, supported
 from .split_kernels import argmax_onehot, score_shift, split_scores, tie_break
 
 __all__ = ["SSXGBClassifier", "SSXGBError"]
@@ -263,6 +263,7 @@ class SSXGBClassifier(SecureEstimator):
         if not cand:
             raise SSXGBError("fit: no feature has two distinct values: nothing to split on")
         mats = self._cumulative_matrices(parties, codes, counts, n)
+        self._owner_bits = OwnerBits(self.mpc) if supported(self.mpc, n) else None
         ys = self.ctx.party(y.owner).run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1), y).to(self.mpc, fxp=True)
         timings["setup"] = time.perf_counter() - t0
         margin = ys * 0.0 + float(np.log(self.base_score / (1 - self.base_score)))
@@ -274,6 +275,7 @@ class SSXGBClassifier(SecureEstimator):
             trees.append(tree)
             weights.append(wleaf)
             timings[f"tree{t}"] = time.perf_counter() - tt
+        self._owner_bits = None  # fit-time helper only
         self.trees_ = trees
         self.leaf_weights_ = stack(weights, axis=0)
         self.thresholds_ = my_thr
@@ -338,32 +340,29 @@ class SSXGBClassifier(SecureEstimator):
                    codes: np.ndarray | None, n: int, my_thr: dict) -> tuple[dict, SecretArray, SecretArray]:
         """One complete tree of depth max_depth: its public structure, secret leaf weights, the new margin.
 
-        Level state (nn nodes, breadth-first): ``W`` (nn, 3, n) = secret [m, m g, m h] per node
-        (None at the root: m = 1), ``S`` (K, 2 nn) the nodes' candidate statistics (column 2i:
-        G_L of node i, 2i+1: H_L) and ``T`` (2 nn,) the nodes' totals (G, H)."""
+        Level state (nn nodes, breadth-first): ``W`` (nn, 3, n) = secret [m, m g, m h] per node,
+        ``S`` (K, 2 nn) the nodes' candidate statistics (column 2i: G_L of node i, 2i+1: H_L)
+        and ``T`` (2 nn,) the nodes' totals (G, H). Only the left children's statistics are
+        computed (a right child's are its parent's minus its sibling's)."""
         lam, eta, D = float(self.reg_lambda), float(self.learning_rate), int(self.max_depth)
         bounds = (0.5 * lam, n / 4.0 + lam + 1.0)
         prob = functions.sigmoid(margin, mode=self.sigmoid)
         g = prob - ys
         h = prob - prob * prob
         gh = stack([g, h], axis=0)  # (2, n)
-        W: SecretArray | None = None
+        W = stack([g * 0.0 + 1.0, g, h], axis=0).reshape(1, 3, n)  # the root: m = 1 (no communication)
         S = self._histograms(mats, gh.transpose())  # (K, 2): the root's statistics
         T = gh.sum(axis=1)  # (2,)
         tree: dict[str, list] = {"party": [], "feature": [], "bin": []}
         for depth in range(D):
             nn = 2 ** depth
             chosen, onehot = self._choose_splits(S, T, len(cand), nn, n, lam, bounds)
-            Bt = self._split_bits(t, nn, chosen, cand, bins, codes, n, tree, my_thr)  # (nn, n) integer 0/1
+            times = self._split_bits(t, nn, chosen, cand, bins, codes, n, tree, my_thr)
             if depth == D - 1:
-                return tree, *self._leaves(W, S, T, onehot, Bt, margin, nn, n, lam, eta, bounds)
-            if W is None:  # the root: [m, m g, m h] = [1, g, h]
-                gl = Bt.reshape(1, 1, n) * gh.reshape(1, 2, n)  # integer bits x fixed point: exact
-                WL = concatenate([Bt.astype_fxp().reshape(1, 1, n), gl], axis=1)
-                WR = concatenate([1.0 - WL[:, :1], gh.reshape(1, 2, n) - gl], axis=1)
-            else:
-                WL = Bt.reshape(nn, 1, n) * W  # one product for m, m g and m h of every left child
-                WR = W - WL
+                wleaf, margin = self._leaves(W, S, T, onehot, times, margin, nn, n, lam, eta, bounds)
+                return tree, wleaf, margin
+            WL = times(W)  # one product for m, m g and m h of every left child (bits x fixed point: exact)
+            WR = W - WL
             VL = WL[:, 1:].reshape(2 * nn, n)  # (2nn, n): row 2i = g of the left child of node i, 2i+1 = h
             HL = self._histograms(mats, VL.transpose())  # only the left children: right = parent - left
             HR = S - HL
@@ -376,23 +375,43 @@ class SSXGBClassifier(SecureEstimator):
         raise AssertionError("unreachable: the last level returns")  # pragma: no cover
 
     def _split_bits(self, t: int, nn: int, chosen: list[int], cand: list, bins: QuantileBins | None,
-                    codes: np.ndarray | None, n: int, tree: dict, my_thr: dict) -> SecretArray:
-        """Record the level's winners in the public structure; each owner shares its split bits (all n rows)."""
-        bits = []
+                    codes: np.ndarray | None, n: int, tree: dict, my_thr: dict) -> Callable[[SecretArray], SecretArray]:
+        """Record the level's winners in the public structure; returns ``X -> bits (.) X`` for
+        X (nn, r, n), the bits being each split's ``x < threshold`` for all n rows, computed by
+        its owner. semi2k with two compute parties: the owners keep their bits in plaintext
+        (:class:`._owner_hist.OwnerBits`); otherwise each owner secret-shares its bits."""
+        owned: dict[str, list[int]] = {}
         for i, k in enumerate(chosen):
             p, j, b = cand[k]
             tree["party"].append(p)
             tree["feature"].append(j)
             tree["bin"].append(b)
+            owned.setdefault(p, []).append(i)
             if self.ctx.me == p:
                 assert bins is not None
                 my_thr[(t, nn - 1 + i)] = bins.threshold(j, b)
-            bits.append(self._share_bits(p, functools.partial(_column_le, codes, j, b), n))
-        return stack(bits, axis=0)
 
-    def _leaves(self, W: SecretArray | None, S: SecretArray, T: SecretArray, onehot: SecretArray, Bt: SecretArray,
-                margin: SecretArray, nn: int, n: int, lam: float, eta: float,
-                bounds: tuple[float, float]) -> tuple[SecretArray, SecretArray]:
+        def plain(p: str) -> np.ndarray:  # at the owner: its nodes' bits, (nodes, n)
+            return np.stack([_column_le(codes, cand[chosen[i]][1], cand[chosen[i]][2]) for i in owned[p]])
+
+        ob = getattr(self, "_owner_bits", None)
+        if ob is None:
+            Bt = stack([self._share_bits(cand[k][0], functools.partial(_column_le, codes, cand[k][1], cand[k][2]), n)
+                        for k in chosen], axis=0)
+            return lambda X: Bt.reshape(nn, 1, n) * X
+        order = [i for p in owned for i in owned[p]]
+        inverse = np.argsort(order)
+
+        def times(X: SecretArray) -> SecretArray:
+            parts = [ob.times(p, plain(p) if self.ctx.me == p else None, X[np.array(owned[p])]) for p in owned]
+            out = parts[0] if len(parts) == 1 else concatenate(parts, axis=0)
+            return out if len(parts) == 1 else out[inverse]
+
+        return times
+
+    def _leaves(self, W: SecretArray, S: SecretArray, T: SecretArray, onehot: SecretArray,
+                times: Callable[[SecretArray], SecretArray], margin: SecretArray, nn: int, n: int, lam: float,
+                eta: float, bounds: tuple[float, float]) -> tuple[SecretArray, SecretArray]:
         """Leaf weights and the new margin. The leaves' (G, H) are the winning candidates' left
         statistics, already computed: ``onehot . S`` per node (K x nn products, not n)."""
         K = S.shape[0]
@@ -401,13 +420,9 @@ class SSXGBClassifier(SecureEstimator):
         GH = stack([GHL, GHR], axis=1).reshape(2 * nn, 2)  # leaf 2i = left child of node i
         r = functions.reciprocal(GH[:, 1] + lam, positive=True, bounds=bounds)
         wleaf = (GH[:, 0] * r) * (-eta)
-        if W is None:  # depth 1: the root's children
-            ML = Bt
-            M = stack([ML, 1 - ML], axis=1).reshape(2 * nn, n)
-        else:
-            m = W[:, 0]  # (nn, n) fixed point 0/1
-            ML = Bt * m
-            M = stack([ML, m - ML], axis=1).reshape(2 * nn, n)
+        m = W[:, :1]  # (nn, 1, n) fixed point 0/1
+        ML = times(m)
+        M = stack([ML, m - ML], axis=1).reshape(2 * nn, n)
         return wleaf, margin + M.transpose() @ wleaf
 
     def _choose_splits(self, S: SecretArray, T: SecretArray, K: int, nn: int, n: int, lam: float,
