@@ -256,15 +256,18 @@ class OwnerBits:
             if ctx.me in (p, self.dealer):
                 self._prg[p] = Prg(ctx.shared_seed(p, self.dealer, label), stream="bits")
 
-    def times(self, owner: str, bits: np.ndarray | None, X: SecretArray) -> SecretArray:
-        """``bits[:, None, :] * X`` for X (m, r, n) secret and the owner's bits (m, n) (read at the owner)."""
+    def times(self, owner: str, bits: np.ndarray | None, X: SecretArray, n: int | None = None) -> SecretArray:
+        """``bits[:, None, :] * X`` (m, r, n) for X (m, r, n) secret, or (m, r, 1) broadcast over the
+        n columns of the owner's bits (m, n) (read at the owner). A broadcast X costs j one word
+        per entry instead of n."""
         ctx, me = self.ctx, self.ctx.me
         other = next(p for p in self.mpc.parties if p != owner)
-        m, r, n = X.shape
+        m, r, nx = X.shape
+        n = nx if n is None else int(n)
         a = self._prg[owner].bits((m, 1, n)) if me in (owner, self.dealer) else None
         B = R = None
         if me in (other, self.dealer):
-            B = self._prg[other].random((m, r, n), _U)
+            B = self._prg[other].random((m, r, nx), _U)
             R = self._prg[other].random((m, r, n), _U)
         e = F = Z = None
         if me == owner:
@@ -280,7 +283,7 @@ class OwnerBits:
         if me == other and got is not None:
             e = np.unpackbits(got.arrays[0], count=nbits).astype(_U).reshape(m, 1, n)
         got = send_to(ctx, other, owner, arrays=[] if F is None else [F], name="ssxgb-Fb", dtypes=[_U],
-                      shapes=[(m, r, n)])
+                      shapes=[(m, r, nx)])
         if me == owner and got is not None:
             F = got.arrays[0]
         got = send_to(ctx, self.dealer, owner, arrays=[] if Z is None else [Z], name="ssxgb-Zb", dtypes=[_U],

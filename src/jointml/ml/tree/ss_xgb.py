@@ -340,7 +340,8 @@ class SSXGBClassifier(SecureEstimator):
                    codes: np.ndarray | None, n: int, my_thr: dict) -> tuple[dict, SecretArray, SecretArray]:
         """One complete tree of depth max_depth: its public structure, secret leaf weights, the new margin.
 
-        Level state (nn nodes, breadth-first): ``W`` (nn, 3, n) = secret [m, m g, m h] per node,
+        Level state (nn nodes, breadth-first): ``W`` (nn, 2, n) = secret [m g, m h] per node (m:
+        the node's 0/1 membership),
         ``S`` (K, 2 nn) the nodes' candidate statistics (column 2i: G_L of node i, 2i+1: H_L)
         and ``T`` (2 nn,) the nodes' totals (G, H). Only the left children's statistics are
         computed (a right child's are its parent's minus its sibling's)."""
@@ -350,20 +351,21 @@ class SSXGBClassifier(SecureEstimator):
         g = prob - ys
         h = prob - prob * prob
         gh = stack([g, h], axis=0)  # (2, n)
-        W = stack([g * 0.0 + 1.0, g, h], axis=0).reshape(1, 3, n)  # the root: m = 1 (no communication)
+        W = gh.reshape(1, 2, n)  # [m g, m h] of the root (m = 1)
+        levels = []  # per level: X -> split bits (.) X
         S = self._histograms(mats, gh.transpose())  # (K, 2): the root's statistics
         T = gh.sum(axis=1)  # (2,)
         tree: dict[str, list] = {"party": [], "feature": [], "bin": []}
         for depth in range(D):
             nn = 2 ** depth
             chosen, onehot = self._choose_splits(S, T, len(cand), nn, n, lam, bounds)
-            times = self._split_bits(t, nn, chosen, cand, bins, codes, n, tree, my_thr)
+            levels.append(self._split_bits(t, nn, chosen, cand, bins, codes, n, tree, my_thr))
             if depth == D - 1:
-                wleaf, margin = self._leaves(W, S, T, onehot, times, margin, nn, n, lam, eta, bounds)
-                return tree, wleaf, margin
-            WL = times(W)  # one product for m, m g and m h of every left child (bits x fixed point: exact)
+                wleaf = self._leaf_weights(S, T, onehot, nn, lam, eta, bounds)
+                return tree, wleaf, margin + self._leaf_values(levels, wleaf, n)
+            WL = levels[-1](W)  # one product for m g and m h of every left child (bits x fixed point: exact)
             WR = W - WL
-            VL = WL[:, 1:].reshape(2 * nn, n)  # (2nn, n): row 2i = g of the left child of node i, 2i+1 = h
+            VL = WL.reshape(2 * nn, n)  # (2nn, n): row 2i = g of the left child of node i, 2i+1 = h
             HL = self._histograms(mats, VL.transpose())  # only the left children: right = parent - left
             HR = S - HL
             TL = VL.sum(axis=1)
@@ -371,13 +373,13 @@ class SSXGBClassifier(SecureEstimator):
             K = S.shape[0]
             S = stack([HL.reshape(K, nn, 2), HR.reshape(K, nn, 2)], axis=2).reshape(K, 4 * nn)
             T = stack([TL.reshape(nn, 2), TR.reshape(nn, 2)], axis=1).reshape(4 * nn)
-            W = stack([WL, WR], axis=1).reshape(2 * nn, 3, n)
+            W = stack([WL, WR], axis=1).reshape(2 * nn, 2, n)
         raise AssertionError("unreachable: the last level returns")  # pragma: no cover
 
     def _split_bits(self, t: int, nn: int, chosen: list[int], cand: list, bins: QuantileBins | None,
                     codes: np.ndarray | None, n: int, tree: dict, my_thr: dict) -> Callable[[SecretArray], SecretArray]:
         """Record the level's winners in the public structure; returns ``X -> bits (.) X`` for
-        X (nn, r, n), the bits being each split's ``x < threshold`` for all n rows, computed by
+        X (nn, r, n) or (nn, r, 1) (broadcast), the bits being each split's ``x < threshold`` for all n rows, computed by
         its owner. semi2k with two compute parties: the owners keep their bits in plaintext
         (:class:`._owner_hist.OwnerBits`); otherwise each owner secret-shares its bits."""
         owned: dict[str, list[int]] = {}
@@ -398,32 +400,43 @@ class SSXGBClassifier(SecureEstimator):
         if ob is None:
             Bt = stack([self._share_bits(cand[k][0], functools.partial(_column_le, codes, cand[k][1], cand[k][2]), n)
                         for k in chosen], axis=0)
-            return lambda X: Bt.reshape(nn, 1, n) * X
+            return lambda X: Bt.reshape(nn, 1, n) * X  # integer bits x fixed point: exact
         order = [i for p in owned for i in owned[p]]
         inverse = np.argsort(order)
 
         def times(X: SecretArray) -> SecretArray:
-            parts = [ob.times(p, plain(p) if self.ctx.me == p else None, X[np.array(owned[p])]) for p in owned]
+            parts = [ob.times(p, plain(p) if self.ctx.me == p else None, X[np.array(owned[p])], n) for p in owned]
             out = parts[0] if len(parts) == 1 else concatenate(parts, axis=0)
             return out if len(parts) == 1 else out[inverse]
 
         return times
 
-    def _leaves(self, W: SecretArray, S: SecretArray, T: SecretArray, onehot: SecretArray,
-                times: Callable[[SecretArray], SecretArray], margin: SecretArray, nn: int, n: int, lam: float,
-                eta: float, bounds: tuple[float, float]) -> tuple[SecretArray, SecretArray]:
-        """Leaf weights and the new margin. The leaves' (G, H) are the winning candidates' left
-        statistics, already computed: ``onehot . S`` per node (K x nn products, not n)."""
+    def _leaf_weights(self, S: SecretArray, T: SecretArray, onehot: SecretArray, nn: int, lam: float, eta: float,
+                      bounds: tuple[float, float]) -> SecretArray:
+        """``w = -eta G / (H + lambda)`` of the 2 nn leaves (leaf 2i: left child of node i). The leaves'
+        (G, H) are the winning candidates' statistics, already computed: ``onehot . S`` per node
+        (K x nn products, not n)."""
         K = S.shape[0]
         GHL = (onehot.reshape(nn, 1, K) * S.reshape(K, nn, 2).transpose(1, 2, 0)).sum(axis=2)  # (nn, 2), exact
         GHR = T.reshape(nn, 2) - GHL
-        GH = stack([GHL, GHR], axis=1).reshape(2 * nn, 2)  # leaf 2i = left child of node i
+        GH = stack([GHL, GHR], axis=1).reshape(2 * nn, 2)
         r = functions.reciprocal(GH[:, 1] + lam, positive=True, bounds=bounds)
-        wleaf = (GH[:, 0] * r) * (-eta)
-        m = W[:, :1]  # (nn, 1, n) fixed point 0/1
-        ML = times(m)
-        M = stack([ML, m - ML], axis=1).reshape(2 * nn, n)
-        return wleaf, margin + M.transpose() @ wleaf
+        return (GH[:, 0] * r) * (-eta)
+
+    def _leaf_values(self, levels: list[Callable[[SecretArray], SecretArray]], wleaf: SecretArray,
+                     n: int) -> SecretArray:
+        """Each row's leaf weight, bottom-up: a node's value is ``u_R + bits (.) (u_L - u_R)``; at the
+        deepest level u_L, u_R are leaf weights (broadcast: one word each, not n). No membership
+        vector is ever needed, and every step is exact (bits x fixed point)."""
+        nn = len(wleaf) // 2
+        w = wleaf.reshape(nn, 2, 1)
+        u = w[:, 1:] + levels[-1](w[:, :1] - w[:, 1:])  # (nn, 1, n)
+        for times in reversed(levels[:-1]):
+            nn //= 2
+            u = u.reshape(nn, 2, 1, n)
+            uL, uR = u[:, 0], u[:, 1]
+            u = uR + times(uL - uR)
+        return u.reshape(n)
 
     def _choose_splits(self, S: SecretArray, T: SecretArray, K: int, nn: int, n: int, lam: float,
                        bounds: tuple[float, float]) -> tuple[list[int], SecretArray]:
