@@ -185,8 +185,9 @@ class OwnerHistogram:
             F = _unpack(got.arrays[0], (n, c))
         return F, B, R
 
-    def _finish(self, V: SecretArray, F: np.ndarray | None, B: np.ndarray | None, R: np.ndarray | None) -> SecretArray:
-        """Step 2, second half: local products, the dealer's Z, then the lift to Z_2^64."""
+    def _finish(self, V: SecretArray, F: np.ndarray | None, B: np.ndarray | None,
+                R: np.ndarray | None) -> np.ndarray | None:
+        """Step 2, second half: local products and the dealer's Z; this party's k-bit share."""
         me = self.ctx.me
         c = V.shape[1]
         y = Z = None
@@ -205,18 +206,29 @@ class OwnerHistogram:
         if me == self.owner:
             assert got is not None and y is not None
             y = (y + _unpack(got.arrays[0], (self.K, c)) + _U(1 << (self.k - 1))) & self.mask
-        # the two k-bit shares, read as Z_2^64 shares, sum to x + 2^(k-1) + 2^k w, w in {0, 1}
-        s = SecretArray(self.mpc, y, (self.K, c), 0)
-        wrap = s >= (1 << self.k)
-        x = s - wrap * (1 << self.k) - (1 << (self.k - 1))
-        return SecretArray(self.mpc, x.share, (self.K, c), V.fxp)
+        return y
 
     @staticmethod
     def matmul_many(hists: Sequence[OwnerHistogram], V: SecretArray) -> list[SecretArray]:
         """``[C_p^T V for each p]``: the masked operands of all owners travel first (one
-        round), then every party computes and the dealer's terms arrive."""
+        round), then every party computes and the dealer's terms arrive; the k-bit results
+        are lifted to Z_2^64 by one batched comparison: the two k-bit shares, read as Z_2^64
+        shares, sum to ``x + 2^(k-1) + 2^k w`` with ``w = [sum >= 2^k]``."""
         sent = [h._send_masked_operand(V) for h in hists]
-        return [h._finish(V, *x) for h, x in zip(hists, sent)]
+        ys = [h._finish(V, *x) for h, x in zip(hists, sent)]
+        h0 = hists[0]
+        c = V.shape[1]
+        rows = sum(h.K for h in hists)
+        y = None if any(v is None for v in ys) else np.concatenate(ys, axis=0)  # type: ignore[arg-type]
+        s = SecretArray(h0.mpc, y, (rows, c), 0)
+        wrap = s >= (1 << h0.k)
+        x = s - wrap * (1 << h0.k) - (1 << (h0.k - 1))
+        out, r = [], 0
+        for h in hists:
+            part = x[r:r + h.K]
+            out.append(SecretArray(h0.mpc, part.share, (h.K, c), V.fxp))
+            r += h.K
+        return out
 
 
 class OwnerBits:
