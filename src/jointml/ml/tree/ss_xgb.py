@@ -86,7 +86,8 @@ Learned state: ``trees_`` (public structure per tree: ``{"party", "feature", "bi
 lists in breadth-first order of the ``2^max_depth - 1`` internal nodes), ``leaf_weights_``
 (a SecretArray, ``(n_trees, 2^max_depth)``), ``thresholds_`` (this party's own splits:
 ``{(tree, node): threshold}``), ``label_owner_``, ``feature_parties_``, ``n_features_``,
-``n_candidates_``, ``timings_``.
+``n_candidates_``, ``timings_`` (seconds: ``setup``, ``tree0``, ...), ``traffic_`` (bytes this
+party sent, same keys).
 """
 
 from __future__ import annotations
@@ -244,6 +245,9 @@ class SSXGBClassifier(SecureEstimator):
         self._validate_params()
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
+        sent = lambda: int(self.ctx.stats().get("bytes_sent", 0))  # noqa: E731 - this party's traffic
+        b0 = sent()
+        traffic: dict[str, int] = {}
         X, n = self._check_X(X, "fit")
         if not isinstance(y, PartyObject):
             raise SSXGBError("fit: y must be a PartyObject (the label holder's labels)")
@@ -266,15 +270,17 @@ class SSXGBClassifier(SecureEstimator):
         self._owner_bits = OwnerBits(self.mpc) if supported(self.mpc, n) else None
         ys = self.ctx.party(y.owner).run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1), y).to(self.mpc, fxp=True)
         timings["setup"] = time.perf_counter() - t0
+        traffic["setup"] = sent() - b0
         margin = ys * 0.0 + float(np.log(self.base_score / (1 - self.base_score)))
         trees, weights = [], []
         my_thr: dict = {}
         for t in range(int(self.n_estimators)):
-            tt = time.perf_counter()
+            tt, bt = time.perf_counter(), sent()
             tree, wleaf, margin = self._grow_tree(t, margin, ys, mats, cand, bins, codes, n, my_thr)
             trees.append(tree)
             weights.append(wleaf)
             timings[f"tree{t}"] = time.perf_counter() - tt
+            traffic[f"tree{t}"] = sent() - bt
         self._owner_bits = None  # fit-time helper only
         self.trees_ = trees
         self.leaf_weights_ = stack(weights, axis=0)
@@ -285,6 +291,7 @@ class SSXGBClassifier(SecureEstimator):
         self.n_candidates_ = {p: list(counts[p]) for p in parties}
         timings["total"] = time.perf_counter() - t0
         self.timings_ = timings
+        self.traffic_ = traffic
         return self
 
     def _bin_locally(self, X: dict, parties: list[str]) -> tuple[QuantileBins | None, np.ndarray | None, dict[str, list[int]]]:
