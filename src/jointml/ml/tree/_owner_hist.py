@@ -268,6 +268,11 @@ class OwnerBits:
             if ctx.me in (p, self.dealer):
                 self._prg[p] = Prg(ctx.shared_seed(p, self.dealer, label), stream="bits")
 
+    @staticmethod
+    def _received_bits(packed: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+        """At the other party: the owner's masked bits ``e`` as they arrive (uint64 0/1)."""
+        return np.unpackbits(packed, count=int(np.prod(shape))).astype(_U).reshape(shape)
+
     def times(self, owner: str, bits: np.ndarray | None, X: SecretArray, n: int | None = None) -> SecretArray:
         """``bits[:, None, :] * X`` (m, r, n) for X (m, r, n) secret, or (m, r, 1) broadcast over the
         n columns of the owner's bits (m, n) (read at the owner). A broadcast X costs j one word
@@ -293,7 +298,7 @@ class OwnerBits:
         got = send_to(ctx, owner, other, arrays=[] if e is None else [np.packbits(e.astype(np.uint8).reshape(-1))],
                       name="ssxgb-e", dtypes=[np.uint8], shapes=[((nbits + 7) // 8,)])
         if me == other and got is not None:
-            e = np.unpackbits(got.arrays[0], count=nbits).astype(_U).reshape(m, 1, n)
+            e = self._received_bits(got.arrays[0], (m, 1, n))
         got = send_to(ctx, other, owner, arrays=[] if F is None else [F], name="ssxgb-Fb", dtypes=[_U],
                       shapes=[(m, r, nx)])
         if me == owner and got is not None:
