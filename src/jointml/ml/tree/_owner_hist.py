@@ -219,7 +219,7 @@ class OwnerHistogram:
         h0 = hists[0]
         c = V.shape[1]
         rows = sum(h.K for h in hists)
-        y = None if any(v is None for v in ys) else np.concatenate(ys, axis=0)  # type: ignore[arg-type]
+        y: np.ndarray | None = None if any(v is None for v in ys) else np.concatenate(ys, axis=0)  # type: ignore[arg-type]
         s = SecretArray(h0.mpc, y, (rows, c), 0)
         wrap = s >= (1 << h0.k)
         x = s - wrap * (1 << h0.k) - (1 << (h0.k - 1))
@@ -291,8 +291,10 @@ class OwnerBits:
             assert bits is not None and a is not None
             e = (np.asarray(bits, dtype=_U).reshape(m, 1, n) & _U(1)) ^ a
         elif me == other:
+            assert B is not None
             F = np.asarray(X.share, dtype=_U) - B
         elif me == self.dealer:
+            assert a is not None and B is not None and R is not None
             Z = a * B - R
         nbits = m * n
         got = send_to(ctx, owner, other, arrays=[] if e is None else [np.packbits(e.astype(np.uint8).reshape(-1))],

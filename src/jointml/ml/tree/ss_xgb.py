@@ -20,27 +20,36 @@ xgboost >= 2 estimates it from the labels unless given).
 Protocol (per tree; all arithmetic in fixed point, ``mpc.frac_bits``):
 
 1. Set-up, once, at each feature holder p: quantile binning of its columns (locally,
-   cut points never leave p) and a private 0/1 *cumulative* bin matrix ``C_p``
-   (n x K_p) with ``C_p[i, (j, b)] = [x_ij < cut_j[b]]``, one column per candidate split
-   of each of its features; ``C_p`` is masked once (:class:`PrivateMaskedMatrix`, in
-   semi2k p sends ``C_p - A`` once).  The label holder secret-shares ``y``.
+   cut points never leave p) and a private 0/1 *cumulative* bin matrix ``C_p^T``
+   (K_p x n) with ``C_p^T[(j, b), i] = [x_ij < cut_j[b]]``, one row per candidate split
+   of each of its features, masked once: in semi2k with two compute parties p sends
+   ``C_p^T - A`` in a ring of ``k = f + ceil(log2(n+1)) + 2`` bits to the other party
+   (:class:`._owner_hist.OwnerHistogram`); otherwise a :class:`PrivateMaskedMatrix`.
+   The label holder secret-shares ``y``.
 2. ``p = sigmoid(margin)``, ``g = p - y``, ``h = p (1 - p)``: secret.
-3. Level by level, the rows of each node are a *secret* 0/1 membership vector ``m``
-   (the root: all ones).  For all nodes of the level at once, the left statistics of
-   every candidate are ``G_L = C_p^T (m * g)``, ``H_L = C_p^T (m * h)`` (a private-matrix
-   times secret product: traffic proportional to the number of nodes, not to ``C_p``);
-   ``G_R = G - G_L``, ``H_R = H - H_L``.  The split score
+3. Level by level, every node carries the secret ``[m g, m h]`` (n each; m: the node's
+   0/1 membership, never formed on its own; the root: ``[g, h]``).  The candidates' left
+   statistics ``G_L = C_p^T (m g)``, ``H_L = C_p^T (m h)`` are computed for the root and
+   for *left* children only, all nodes of a level in one product per holder (traffic
+   proportional to n and the number of nodes, not to ``C_p``); a right child's are its
+   parent's minus its sibling's.  ``G_R = G - G_L``, ``H_R = H - H_L``.  The split score
    ``G_L^2/(H_L+lambda) + G_R^2/(H_R+lambda)`` (the gain plus a per-node constant) uses
    secure reciprocals with the public bounds ``[lambda, n/4 + lambda]``; with
    ``min_child_weight > 0``, candidates with ``H_L`` or ``H_R`` below it are masked by
-   secure comparisons.  A secure argmax (tournament, one-hot) over all
-   (party, feature, bin) candidates of each node selects the split, and only the index
-   of the winner is opened.
-4. The winning split's owner computes, for **all** n rows, the bit ``x_ij < cut_j[b]``
-   and secret-shares it; the children's memberships are ``m * bit`` and ``m - m * bit``
-   (secret).
-5. At depth ``max_depth``: ``G = M g``, ``H = M h`` per leaf, leaf weights
-   ``w = -eta G/(H + lambda)`` (secret, kept shared), ``margin += M^T w`` (secret).
+   secure comparisons.  One secure argmax (tournament, one-hot) per level over all
+   (party, feature, bin) candidates of all its nodes selects the splits, and only the
+   indices of the winners are opened.
+4. The winning split's owner computes, for **all** n rows, the bit ``x_ij < cut_j[b]``;
+   the left child's ``[m g, m h]`` is ``bit * [m g, m h]`` of the parent, the right
+   child's the difference.  semi2k with two compute parties: the owner keeps its bits and
+   sends them one-time-padded (``bit xor a``, a from its seed with the dealer) to the
+   other party (:class:`._owner_hist.OwnerBits`); otherwise it secret-shares them.
+5. At depth ``max_depth``: the leaves' ``(G, H)`` are the winning candidates' statistics
+   of the last level (the secret one-hot times the candidates' statistics: no product
+   over n), leaf weights ``w = -eta G/(H + lambda)`` (secret, kept shared), and
+   ``margin += u`` with each row's leaf weight ``u`` computed bottom-up through the split
+   bits: ``u = u_R + bit * (u_L - u_R)`` (exact; the deepest level's ``u_L``, ``u_R`` are
+   leaf weights, broadcast over the rows).
 
 Prediction: every owner evaluates its own split nodes on the new rows (plaintext
 ``x < threshold``) and secret-shares those bits; the one-hot leaf indicator of every
@@ -60,17 +69,29 @@ aby3: semi-honest honest majority).  What each party learns, exactly:
   split bits for all rows, not only the node's rows, so it learns nothing about which
   rows reach that node; nobody learns which rows reach any node, nor any gradient,
   hessian, gain, label or leaf weight (they stay secret-shared).
+* **the other compute party** (semi2k, two compute parties) receives a holder's masked
+  bin matrix ``C_p^T - A`` once and an owner's masked split bits ``bit xor a`` per node:
+  both uniform (A, a are drawn from the owner's seed with the dealer, never reused), so
+  they tell it nothing about the bins or the bits; what the owners receive in the products
+  (the other party's shares minus the dealer's masks, the dealer's masked terms) is
+  uniform as well, and **the dealer** receives nothing in these steps.
 * **the label holder** (or ``to=``): the margins / probabilities of the rows passed to
   ``predict_proba`` / ``predict`` / ``decision_function``; nothing during training.
 * Nothing else is opened; model parts (``save``) hold a party's shares of the leaf
   weights, the public structure and, at an owner, its own thresholds.
 
-Cost (measured, thread simulation on one machine, 2 feature holders x 10 features,
-``max_bin=16``, depth 3, 3 trees, n = 10,000 rows): fit 1.1 s (semi2k) / 1.3 s (aby3);
-traffic per compute party ~43 MB (semi2k; the dealer sends 24 MB in 10 rounds) / ~48 MB
-(aby3), ~1,100-1,200 rounds; prediction of 10,000 rows 0.02 s.  Per tree and level the
-bin statistics cost one private-matrix round (traffic ~ n x 2 x nodes), the scores
-2 x K x nodes reciprocals and the argmax K x nodes comparisons (K = number of candidates).
+Cost (``jointml bench trees --model ss_xgb``: bank, partner and dealer as processes over
+TLS on one shared 2-core machine, semi2k; 20,000 rows, 10 + 10 features, ``max_bin=32``,
+depth 4, 2 trees): 2.4 s and 58 MB per tree (the trees' own phase) plus a one-off set-up
+of 1.8 s and 62 MB (binning, the masked bin matrices); the same run before the level
+products above: 16 s and 100 MB per tree (set-up included: 149 MB), 99 MB set-up.
+Per tree and level, the bin statistics cost one round with ``n x 2 x (left children)``
+words of k bits to each holder, the split bits 16 bytes per row and node, the scores
+2 x K x nodes reciprocals and the argmax K x nodes comparisons (K = number of
+candidates). Extrapolated from 20,000 and 40,000 rows (20 + 20 features of 32 bins,
+depth 5; thread simulation: 146 and 192 MB per tree) to 100,000 rows: about 330 MB per
+tree - 104 MB sigmoid, 90 MB scores (independent of n), 41 MB bin statistics, 6 MB argmax,
+~90 MB split bits, leaf values and h - and 620 MB once for the masked matrices.
 
 Accuracy limits of fixed point (f = 18): leaf weights and scores carry relative errors
 of ~1e-5 (the reciprocal's); the split score is computed exactly in range while
