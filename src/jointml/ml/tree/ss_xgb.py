@@ -26,7 +26,8 @@ Protocol (per tree; all arithmetic in fixed point, ``mpc.frac_bits``):
    ``C_p^T - A`` in a ring of ``k = f + ceil(log2(n+1)) + 2`` bits to the other party
    (:class:`._owner_hist.OwnerHistogram`); otherwise a :class:`PrivateMaskedMatrix`.
    The label holder secret-shares ``y``.
-2. ``p = sigmoid(margin)``, ``g = p - y``, ``h = p (1 - p)``: secret.
+2. ``p = sigmoid(margin)``, ``g = p - y``, ``h = p (1 - p)``: secret (the first tree's p is
+   the public ``base_score``: no secure sigmoid there).
 3. Level by level, every node carries the secret ``[m g, m h]`` (n each; m: the node's
    0/1 membership, never formed on its own; the root: ``[g, h]``).  The candidates' left
    statistics ``G_L = C_p^T (m g)``, ``H_L = C_p^T (m h)`` are computed for the root and
@@ -375,9 +376,14 @@ class SSXGBClassifier(SecureEstimator):
         computed (a right child's are its parent's minus its sibling's)."""
         lam, eta, D = float(self.reg_lambda), float(self.learning_rate), int(self.max_depth)
         bounds = (0.5 * lam, n / 4.0 + lam + 1.0)
-        prob = functions.sigmoid(margin, mode=self.sigmoid)
-        g = prob - ys
-        h = prob - prob * prob
+        if t == 0:  # every margin is the public base score: so is p (no secure sigmoid)
+            b = float(self.base_score)
+            g = b - ys
+            h = ys * 0.0 + b * (1.0 - b)
+        else:
+            prob = functions.sigmoid(margin, mode=self.sigmoid)
+            g = prob - ys
+            h = prob - prob * prob
         gh = stack([g, h], axis=0)  # (2, n)
         W = gh.reshape(1, 2, n)  # [m g, m h] of the root (m = 1)
         levels = []  # per level: X -> split bits (.) X
