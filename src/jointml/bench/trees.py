@@ -14,6 +14,12 @@ installed) measured in the same run on the same data.
 ``--protection`` when wired) runs SecureBoost's protected mode instead: bin sums and split
 finding under semi2k with a third process as the dealer, no Paillier key.  The JSON then
 adds ``dealer`` traffic to ``bytes`` and ``time_bank["mpc"]`` (the MPC split finding).
+
+``--model ss_xgb`` (:func:`run_ss_xgb`): SS-XGB under semi2k (bank, partner, dealer).
+``seconds_per_tree`` and ``bytes_per_tree`` are the trees' own phase, as SecureBoost's
+(``tree_seconds`` per tree; the first tree needs no secure sigmoid, so it is cheaper);
+the one-off set-up (binning, the masked bin matrices) is ``setup_seconds`` and
+``setup_bytes``, and ``bytes_per_tree_with_setup`` is all traffic over the trees.
 """
 
 from __future__ import annotations
