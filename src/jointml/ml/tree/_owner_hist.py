@@ -35,7 +35,10 @@ fresh per product); D receives nothing. The lift's comparison opens only masked 
 
 Cost per product (c columns): n c words of k bits (j to p), K c words (D to p), one
 comparison on K c entries; dense work K n c multiply-adds at j and at D (numpy's integer
-loop), a bin count at p. Once: K n words of k bits (p to j).
+loop), a bin count at p. Once: K n words of k bits (p to j). Given the public ``schedule``
+of column counts, j and D start the next product's dense work (its operands are
+data-independent) in a thread as soon as the current one is done, so that it overlaps
+the caller's split-score rounds.
 
 >>> from jointml.mpc import MpcDevice
 >>> codes = np.array([[0], [1], [2], [1]])            # alice's bin codes, 1 feature, 3 bins
@@ -51,10 +54,12 @@ loop), a bin count at p. Once: K n words of k bits (p to j).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 
 import numpy as np
 
+from ...core.errors import ProtocolError
 from ...core.prg import Prg
 from ...mpc import MpcDevice, SecretArray
 from ...runtime.collectives import send_to
@@ -110,8 +115,14 @@ class OwnerHistogram:
     `codes` (n x features, the owner's bin codes) and `counts` (candidates per feature,
     public) are read at the owner only. Construction sends the masked matrix once."""
 
-    def __init__(self, mpc: MpcDevice, owner: str, codes: np.ndarray | None, counts: Sequence[int], n: int):
+    def __init__(self, mpc: MpcDevice, owner: str, codes: np.ndarray | None, counts: Sequence[int], n: int,
+                 schedule: Sequence[int] = ()):
         ctx = mpc.ctx
+        # the public column counts of the coming products: j and D compute their (data-
+        # independent) dense product E B / A B for the next one in a thread, while the
+        # caller works on the split scores (numpy's matmul releases the GIL)
+        self._schedule = list(schedule)
+        self._next: tuple[int, np.ndarray, np.ndarray, threading.Thread, list] | None = None
         self.mpc, self.ctx, self.owner = mpc, ctx, owner
         self.other = next(p for p in mpc.parties if p != owner)
         self.dealer = str(mpc.proto.dealer)  # type: ignore[attr-defined]
@@ -138,6 +149,35 @@ class OwnerHistogram:
                       dtypes=[np.uint8], shapes=[(self.K, self.n, self.nbytes)])
         if me == self.other and got is not None:
             self.M = _unpack(got.arrays[0], (self.K, self.n))
+        self._prefetch()
+
+    def _draw(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """The next (B, R) of the j-D stream (drawn in the same order at j and D)."""
+        assert self._jd is not None
+        B = self._jd.random((c, self.n), _U).T & self.mask  # column-major: the integer matmul reads columns
+        return B, self._jd.random((self.K, c), _U) & self.mask
+
+    def _prefetch(self) -> None:
+        """At j and D: draw the next scheduled product's (B, R) and start its dense product."""
+        if self._jd is None or self.M is None or not self._schedule:
+            return
+        c = self._schedule.pop(0)
+        B, R = self._draw(c)
+        out: list = []
+        th = threading.Thread(target=lambda: out.append((self.M @ B) & self.mask), daemon=True)
+        th.start()
+        self._next = (c, B, R, th, out)
+
+    def _take(self, c: int) -> tuple[np.ndarray, np.ndarray, threading.Thread | None, list]:
+        if self._next is None:
+            B, R = self._draw(c)
+            return B, R, None, []
+        c0, B, R, th, out = self._next
+        if c0 != c:
+            raise ProtocolError(f"SS-XGB bin statistics: expected a product with {c0} columns, got {c}",
+                                party=self.ctx.me)
+        self._next = None
+        return B, R, th, out
 
     def _masked(self, A: np.ndarray | None) -> np.ndarray:
         """E = C^T - A mod 2^k at the owner, built feature by feature."""
@@ -173,9 +213,10 @@ class OwnerHistogram:
         me = self.ctx.me
         n, c = V.shape
         F = B = R = None
+        self._pending: tuple[threading.Thread | None, list] = (None, [])
         if self._jd is not None:
-            B = self._jd.random((c, n), _U).T & self.mask  # column-major: the integer matmul reads columns
-            R = self._jd.random((self.K, c), _U) & self.mask
+            B, R, th, out = self._take(c)
+            self._pending = (th, out)
         if me == self.other:
             assert B is not None
             F = (np.asarray(V.share, dtype=_U) - B) & self.mask
@@ -193,7 +234,12 @@ class OwnerHistogram:
         y = Z = None
         if me in (self.dealer, self.other):  # a dense product, but of data-independent operands
             assert self.M is not None and B is not None and R is not None
-            MB = (self.M @ B) & self.mask  # exact mod 2^k: uint64 arithmetic wraps mod 2^64
+            th, out = self._pending
+            if th is not None:
+                th.join()
+            # exact mod 2^k: uint64 arithmetic wraps mod 2^64 (computed here if the thread failed)
+            MB = out[0] if out else (self.M @ B) & self.mask
+            self._prefetch()
             if me == self.dealer:
                 Z = (MB - R) & self.mask
             else:

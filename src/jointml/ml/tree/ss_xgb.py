@@ -339,10 +339,14 @@ class SSXGBClassifier(SecureEstimator):
         row (contiguous) by the ring products of all three parties, 3-9x faster than a
         transposed view of ``C_p``."""
         mats: dict = {}
+        D = int(self.max_depth)
+        # the columns of every bin-statistics product: the root (g, h), then 2 per left child
+        schedule = ([2] + [2 ** (d + 1) for d in range(D - 1)]) * int(self.n_estimators)
         if supported(self.mpc, n):  # semi2k, two compute parties: the k-bit ring product (._owner_hist)
             for p in parties:
                 if sum(counts[p]):
-                    mats[p] = OwnerHistogram(self.mpc, p, codes if self.ctx.me == p else None, counts[p], n)
+                    mats[p] = OwnerHistogram(self.mpc, p, codes if self.ctx.me == p else None, counts[p], n,
+                                             schedule=schedule)
             return mats
         for p in parties:
             if sum(counts[p]) == 0:
