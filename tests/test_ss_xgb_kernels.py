@@ -110,3 +110,29 @@ def test_fast_path_only_where_it_applies():
 
     assert run_mpc("semi2k", prog)["alice"] is True
     assert run_mpc("aby3", prog)["alice"] is False
+
+
+def test_prefetched_products_follow_the_schedule():
+    """With a schedule, j and the dealer compute the next product ahead: results are unchanged,
+    and a product that does not match the announced schedule is refused (streams would diverge)."""
+    import pytest
+
+    from jointml.core.errors import ProtocolError
+    from jointml.runtime import PartyFailed
+
+    codes, counts, V = _data(n=300, seed=5)
+
+    def prog(ctx, mpc, cols):
+        h = OwnerHistogram(mpc, "alice", codes if ctx.me == "alice" else None, counts, 300, schedule=[2, 3])
+        first = OwnerHistogram.matmul_many([h], ctx.party("bob").run(lambda: V[:, :2]).to(mpc))[0].reveal()
+        second = OwnerHistogram.matmul_many([h], ctx.party("bob").run(lambda: V[:, :cols]).to(mpc))[0].reveal()
+        return first, second
+
+    first, second = run_mpc("semi2k", prog, 3)["alice"]
+    C = _cumulative(codes, counts)
+    np.testing.assert_allclose(first, C @ V[:, :2], atol=1e-3)
+    np.testing.assert_allclose(second, C @ V[:, :3], atol=1e-3)
+    with pytest.raises(PartyFailed, match="expected a product with 3 columns") as ei:
+        run_mpc("semi2k", prog, 2)
+    types = {t for t, _, _ in ei.value.others.values()} | {type(ei.value.__cause__).__name__}
+    assert ProtocolError.__name__ in types, types
