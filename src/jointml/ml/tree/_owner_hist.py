@@ -103,9 +103,9 @@ def _pack(x: np.ndarray, nbytes: int) -> np.ndarray:
 
 
 def _unpack(b: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    out = np.zeros((*shape, 8), dtype=np.uint8)
-    out[..., : b.shape[-1]] = b
-    return out.view("<u8").reshape(shape).astype(_U)
+    out = np.zeros(shape, dtype="<u8")
+    out.view(np.uint8).reshape(*shape, 8)[..., : b.shape[-1]] = b  # little-endian: the low bytes
+    return out.astype(_U, copy=False)
 
 
 class OwnerHistogram:
@@ -182,13 +182,14 @@ class OwnerHistogram:
     def _masked(self, A: np.ndarray | None) -> np.ndarray:
         """E = C^T - A mod 2^k at the owner, built feature by feature."""
         assert self.codes is not None and A is not None
-        E = (_U(0) - A) & self.mask
+        E = np.negative(A)  # in place below: E is K x n words
         r = 0
         for j, c in enumerate(self.counts):
             if c:
-                E[r:r + c] += (np.arange(c)[:, None] >= self.codes[None, :, j]).astype(_U)
+                np.add(E[r:r + c], np.arange(c)[:, None] >= self.codes[None, :, j], out=E[r:r + c], casting="unsafe")
                 r += c
-        return E & self.mask
+        np.bitwise_and(E, self.mask, out=E)
+        return E
 
     def _own_term(self, Vp: np.ndarray) -> np.ndarray:
         """C^T V' mod 2^k at the owner: per feature, bin sums of the limbs, then cumulative sums."""
