@@ -239,6 +239,7 @@ def run_ss_xgb(
         "fit_seconds": round(b["seconds"], 3),
         "bytes": int(total_bytes),
         "bytes_per_tree": int(np.mean(tree_bytes)),
+        "tree_bytes": [int(b) for b in tree_bytes],
         "setup_bytes": int(setup_bytes),
         "bytes_per_tree_with_setup": int(total_bytes / trees),
         "rounds": max(r["stats"]["rounds"] for r in res.values()),
