@@ -90,10 +90,11 @@ Per tree and level, the bin statistics cost one round with ``n x 2 x (left child
 words of k bits to each holder, the split bits 16 bytes per row and node, the scores
 2 x K x nodes reciprocals and the argmax K x nodes comparisons (K = number of
 candidates). At 100,000 rows, 20 + 20 features of 32 bins, depth 5, 2 trees (same
-bench, shared machine): 11.0 s and 273 MB per tree (the first tree, without a secure
-sigmoid, ~220 MB; the next ~330 MB: 104 MB sigmoid, 90 MB scores, 41 MB bin statistics,
-~90 MB split bits, leaf values and h), plus 20.9 s and 620 MB once for binning and the
-masked matrices; peak memory 2.4 GB per party; AUC 0.6755 (xgboost 0.6752).
+bench, shared machine, load ~3): 6.3 s and 273 MB per tree (the first tree, without a
+secure sigmoid, ~219 MB; the next ~328 MB: 104 MB sigmoid, 90 MB scores, 41 MB bin
+statistics, ~90 MB split bits, leaf values and h; 3 trees: ~291 MB on average), plus
+10.9 s and 620 MB once for binning and the masked matrices; peak memory 2.4 GB per
+party; AUC 0.6807 (xgboost 0.6752).
 
 Accuracy limits of fixed point (f = 18): leaf weights and scores carry relative errors
 of ~1e-5 (the reciprocal's); the split score is computed exactly in range while
