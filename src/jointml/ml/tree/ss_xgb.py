@@ -126,7 +126,7 @@ import numpy as np
 from ...core.errors import ModelError, ProtocolError
 from ...mpc import MpcDevice, SecretArray, concatenate, functions, stack
 from ...mpc.masked import PrivateMaskedMatrix
-from ...runtime.collectives import broadcast
+from ...runtime.collectives import broadcast, reveal_to_all
 from ...runtime.device import PartyObject
 from ...runtime.persist import ModelPart
 from ..arrays_json import arrays_from_json, arrays_to_json
@@ -243,15 +243,6 @@ class SSXGBClassifier(SecureEstimator):
                 raise SSXGBError(f"{what}: party '{p}' has {shape[0]} rows, others have {rows}")
             rows = shape[0]
         return {p: X[p] for p in sorted(X)}, int(rows)  # type: ignore[arg-type]
-
-    def _reveal_all(self, s: SecretArray) -> np.ndarray:
-        """Open a (small, integer) secret to every party of the job."""
-        out = None
-        for p in self.ctx.parties:
-            obj = s.reveal(to=p)
-            if p == self.ctx.me:
-                out = np.asarray(obj.value)
-        return out  # type: ignore[return-value]
 
     def _below_threshold(self, mine: np.ndarray | None, j: int, t: int, node: int) -> np.ndarray:
         """At the owner of node `node` of tree `t`: which rows fall below its threshold on column j."""
@@ -488,7 +479,7 @@ class SSXGBClassifier(SecureEstimator):
                              bounds=bounds, shift=score_shift(float(n), lam), min_weight=float(self.min_child_weight))
         onehot = argmax_onehot(tie_break(self.mpc, score))  # (nn, K)
         idx = onehot @ np.arange(K, dtype=np.int64)
-        return [int(k) for k in self._reveal_all(idx)], onehot
+        return [int(k) for k in np.asarray(reveal_to_all(idx)).reshape(-1)], onehot  # one opening, forwarded to the rest
 
     # -- prediction ----------------------------------------------------------------------------
     def decision_function_shared(self, X: dict) -> SecretArray:
