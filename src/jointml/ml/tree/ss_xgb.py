@@ -20,27 +20,37 @@ xgboost >= 2 estimates it from the labels unless given).
 Protocol (per tree; all arithmetic in fixed point, ``mpc.frac_bits``):
 
 1. Set-up, once, at each feature holder p: quantile binning of its columns (locally,
-   cut points never leave p) and a private 0/1 *cumulative* bin matrix ``C_p``
-   (n x K_p) with ``C_p[i, (j, b)] = [x_ij < cut_j[b]]``, one column per candidate split
-   of each of its features; ``C_p`` is masked once (:class:`PrivateMaskedMatrix`, in
-   semi2k p sends ``C_p - A`` once).  The label holder secret-shares ``y``.
-2. ``p = sigmoid(margin)``, ``g = p - y``, ``h = p (1 - p)``: secret.
-3. Level by level, the rows of each node are a *secret* 0/1 membership vector ``m``
-   (the root: all ones).  For all nodes of the level at once, the left statistics of
-   every candidate are ``G_L = C_p^T (m * g)``, ``H_L = C_p^T (m * h)`` (a private-matrix
-   times secret product: traffic proportional to the number of nodes, not to ``C_p``);
-   ``G_R = G - G_L``, ``H_R = H - H_L``.  The split score
+   cut points never leave p) and a private 0/1 *cumulative* bin matrix ``C_p^T``
+   (K_p x n) with ``C_p^T[(j, b), i] = [x_ij < cut_j[b]]``, one row per candidate split
+   of each of its features, masked once: in semi2k with two compute parties p sends
+   ``C_p^T - A`` in a ring of ``k = f + ceil(log2(n+1)) + 2`` bits to the other party
+   (:class:`._owner_hist.OwnerHistogram`); otherwise a :class:`PrivateMaskedMatrix`.
+   The label holder secret-shares ``y``.
+2. ``p = sigmoid(margin)``, ``g = p - y``, ``h = p (1 - p)``: secret (the first tree's p is
+   the public ``base_score``: no secure sigmoid there).
+3. Level by level, every node carries the secret ``[m g, m h]`` (n each; m: the node's
+   0/1 membership, never formed on its own; the root: ``[g, h]``).  The candidates' left
+   statistics ``G_L = C_p^T (m g)``, ``H_L = C_p^T (m h)`` are computed for the root and
+   for *left* children only, all nodes of a level in one product per holder (traffic
+   proportional to n and the number of nodes, not to ``C_p``); a right child's are its
+   parent's minus its sibling's.  ``G_R = G - G_L``, ``H_R = H - H_L``.  The split score
    ``G_L^2/(H_L+lambda) + G_R^2/(H_R+lambda)`` (the gain plus a per-node constant) uses
    secure reciprocals with the public bounds ``[lambda, n/4 + lambda]``; with
    ``min_child_weight > 0``, candidates with ``H_L`` or ``H_R`` below it are masked by
-   secure comparisons.  A secure argmax (tournament, one-hot) over all
-   (party, feature, bin) candidates of each node selects the split, and only the index
-   of the winner is opened.
-4. The winning split's owner computes, for **all** n rows, the bit ``x_ij < cut_j[b]``
-   and secret-shares it; the children's memberships are ``m * bit`` and ``m - m * bit``
-   (secret).
-5. At depth ``max_depth``: ``G = M g``, ``H = M h`` per leaf, leaf weights
-   ``w = -eta G/(H + lambda)`` (secret, kept shared), ``margin += M^T w`` (secret).
+   secure comparisons.  One secure argmax (tournament, one-hot) per level over all
+   (party, feature, bin) candidates of all its nodes selects the splits, and only the
+   indices of the winners are opened.
+4. The winning split's owner computes, for **all** n rows, the bit ``x_ij < cut_j[b]``;
+   the left child's ``[m g, m h]`` is ``bit * [m g, m h]`` of the parent, the right
+   child's the difference.  semi2k with two compute parties: the owner keeps its bits and
+   sends them one-time-padded (``bit xor a``, a from its seed with the dealer) to the
+   other party (:class:`._owner_hist.OwnerBits`); otherwise it secret-shares them.
+5. At depth ``max_depth``: the leaves' ``(G, H)`` are the winning candidates' statistics
+   of the last level (the secret one-hot times the candidates' statistics: no product
+   over n), leaf weights ``w = -eta G/(H + lambda)`` (secret, kept shared), and
+   ``margin += u`` with each row's leaf weight ``u`` computed bottom-up through the split
+   bits: ``u = u_R + bit * (u_L - u_R)`` (exact; the deepest level's ``u_L``, ``u_R`` are
+   leaf weights, broadcast over the rows).
 
 Prediction: every owner evaluates its own split nodes on the new rows (plaintext
 ``x < threshold``) and secret-shares those bits; the one-hot leaf indicator of every
@@ -60,17 +70,31 @@ aby3: semi-honest honest majority).  What each party learns, exactly:
   split bits for all rows, not only the node's rows, so it learns nothing about which
   rows reach that node; nobody learns which rows reach any node, nor any gradient,
   hessian, gain, label or leaf weight (they stay secret-shared).
+* **the other compute party** (semi2k, two compute parties) receives a holder's masked
+  bin matrix ``C_p^T - A`` once and an owner's masked split bits ``bit xor a`` per node:
+  both uniform (A, a are drawn from the owner's seed with the dealer, never reused), so
+  they tell it nothing about the bins or the bits; what the owners receive in the products
+  (the other party's shares minus the dealer's masks, the dealer's masked terms) is
+  uniform as well, and **the dealer** receives nothing in these steps.
 * **the label holder** (or ``to=``): the margins / probabilities of the rows passed to
   ``predict_proba`` / ``predict`` / ``decision_function``; nothing during training.
 * Nothing else is opened; model parts (``save``) hold a party's shares of the leaf
   weights, the public structure and, at an owner, its own thresholds.
 
-Cost (measured, thread simulation on one machine, 2 feature holders x 10 features,
-``max_bin=16``, depth 3, 3 trees, n = 10,000 rows): fit 1.1 s (semi2k) / 1.3 s (aby3);
-traffic per compute party ~43 MB (semi2k; the dealer sends 24 MB in 10 rounds) / ~48 MB
-(aby3), ~1,100-1,200 rounds; prediction of 10,000 rows 0.02 s.  Per tree and level the
-bin statistics cost one private-matrix round (traffic ~ n x 2 x nodes), the scores
-2 x K x nodes reciprocals and the argmax K x nodes comparisons (K = number of candidates).
+Cost (``jointml bench trees --model ss_xgb``: bank, partner and dealer as processes over
+TLS on one shared 2-core machine, semi2k; 20,000 rows, 10 + 10 features, ``max_bin=32``,
+depth 4, 2 trees): 2.4 s and 58 MB per tree (the trees' own phase) plus a one-off set-up
+of 1.8 s and 62 MB (binning, the masked bin matrices); the same run before the level
+products above: 16 s and 100 MB per tree (set-up included: 149 MB), 99 MB set-up.
+Per tree and level, the bin statistics cost one round with ``n x 2 x (left children)``
+words of k bits to each holder, the split bits 16 bytes per row and node, the scores
+2 x K x nodes reciprocals and the argmax K x nodes comparisons (K = number of
+candidates). At 100,000 rows, 20 + 20 features of 32 bins, depth 5, 2 trees (same
+bench, shared machine, load ~3): 6.3 s and 273 MB per tree (the first tree, without a
+secure sigmoid, ~219 MB; the next ~328 MB: 104 MB sigmoid, 90 MB scores, 41 MB bin
+statistics, ~90 MB split bits, leaf values and h; 3 trees: ~291 MB on average), plus
+10.9 s and 620 MB once for binning and the masked matrices; peak memory 2.4 GB per
+party; AUC 0.6807 (xgboost 0.6752).
 
 Accuracy limits of fixed point (f = 18): leaf weights and scores carry relative errors
 of ~1e-5 (the reciprocal's); the split score is computed exactly in range while
@@ -86,7 +110,8 @@ Learned state: ``trees_`` (public structure per tree: ``{"party", "feature", "bi
 lists in breadth-first order of the ``2^max_depth - 1`` internal nodes), ``leaf_weights_``
 (a SecretArray, ``(n_trees, 2^max_depth)``), ``thresholds_`` (this party's own splits:
 ``{(tree, node): threshold}``), ``label_owner_``, ``feature_parties_``, ``n_features_``,
-``n_candidates_``, ``timings_``.
+``n_candidates_``, ``timings_`` (seconds: ``setup``, ``tree0``, ...), ``traffic_`` (bytes this
+party sent, same keys).
 """
 
 from __future__ import annotations
@@ -101,13 +126,14 @@ import numpy as np
 from ...core.errors import ModelError, ProtocolError
 from ...mpc import MpcDevice, SecretArray, concatenate, functions, stack
 from ...mpc.masked import PrivateMaskedMatrix
-from ...runtime.collectives import broadcast
+from ...runtime.collectives import broadcast, reveal_to_all
 from ...runtime.device import PartyObject
 from ...runtime.persist import ModelPart
 from ..arrays_json import arrays_from_json, arrays_to_json
 from ..base import SecureEstimator, check_param, mpc_part_problem, mpc_part_public
 from ..checks import announced_shape
 from ._binning import QuantileBins
+from ._owner_hist import OwnerBits, OwnerHistogram, supported
 from .split_kernels import argmax_onehot, score_shift, split_scores, tie_break
 
 __all__ = ["SSXGBClassifier", "SSXGBError"]
@@ -218,15 +244,6 @@ class SSXGBClassifier(SecureEstimator):
             rows = shape[0]
         return {p: X[p] for p in sorted(X)}, int(rows)  # type: ignore[arg-type]
 
-    def _reveal_all(self, s: SecretArray) -> np.ndarray:
-        """Open a (small, integer) secret to every party of the job."""
-        out = None
-        for p in self.ctx.parties:
-            obj = s.reveal(to=p)
-            if p == self.ctx.me:
-                out = np.asarray(obj.value)
-        return out  # type: ignore[return-value]
-
     def _below_threshold(self, mine: np.ndarray | None, j: int, t: int, node: int) -> np.ndarray:
         """At the owner of node `node` of tree `t`: which rows fall below its threshold on column j."""
         assert mine is not None  # evaluated at the owner only
@@ -243,6 +260,9 @@ class SSXGBClassifier(SecureEstimator):
         self._validate_params()
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
+        sent = lambda: int(self.ctx.stats().get("bytes_sent", 0))  # noqa: E731 - this party's traffic
+        b0 = sent()
+        traffic: dict[str, int] = {}
         X, n = self._check_X(X, "fit")
         if not isinstance(y, PartyObject):
             raise SSXGBError("fit: y must be a PartyObject (the label holder's labels)")
@@ -261,18 +281,22 @@ class SSXGBClassifier(SecureEstimator):
         cand = [(p, j, b) for p in parties for j, c in enumerate(counts[p]) for b in range(c)]
         if not cand:
             raise SSXGBError("fit: no feature has two distinct values: nothing to split on")
-        mats = self._cumulative_matrices(parties, codes, counts)
+        mats = self._cumulative_matrices(parties, codes, counts, n)
+        self._owner_bits = OwnerBits(self.mpc) if supported(self.mpc, n) else None
         ys = self.ctx.party(y.owner).run(lambda v: np.asarray(v, dtype=np.float64).reshape(-1), y).to(self.mpc, fxp=True)
         timings["setup"] = time.perf_counter() - t0
+        traffic["setup"] = sent() - b0
         margin = ys * 0.0 + float(np.log(self.base_score / (1 - self.base_score)))
         trees, weights = [], []
         my_thr: dict = {}
         for t in range(int(self.n_estimators)):
-            tt = time.perf_counter()
+            tt, bt = time.perf_counter(), sent()
             tree, wleaf, margin = self._grow_tree(t, margin, ys, mats, cand, bins, codes, n, my_thr)
             trees.append(tree)
             weights.append(wleaf)
             timings[f"tree{t}"] = time.perf_counter() - tt
+            traffic[f"tree{t}"] = sent() - bt
+        self._owner_bits = None  # fit-time helper only
         self.trees_ = trees
         self.leaf_weights_ = stack(weights, axis=0)
         self.thresholds_ = my_thr
@@ -282,6 +306,7 @@ class SSXGBClassifier(SecureEstimator):
         self.n_candidates_ = {p: list(counts[p]) for p in parties}
         timings["total"] = time.perf_counter() - t0
         self.timings_ = timings
+        self.traffic_ = traffic
         return self
 
     def _bin_locally(self, X: dict, parties: list[str]) -> tuple[QuantileBins | None, np.ndarray | None, dict[str, list[int]]]:
@@ -299,77 +324,162 @@ class SSXGBClassifier(SecureEstimator):
             counts[p] = [int(c) for c in broadcast(ctx, p, meta=info, name=f"ssxgb-bins:{p}").meta["counts"]]
         return bins, codes, counts
 
-    def _cumulative_matrices(self, parties: list[str], codes: np.ndarray | None, counts: dict[str, list[int]]) -> dict:
-        """Each holder's private 0/1 cumulative bin matrix C_p, masked once."""
-        mats = {}
+    def _cumulative_matrices(self, parties: list[str], codes: np.ndarray | None, counts: dict[str, list[int]],
+                             n: int) -> dict:
+        """Each holder's private 0/1 cumulative bin matrix, transposed (``C_p^T``, K_p x n), masked once.
+
+        Transposed because every product is ``C_p^T V``: the masked matrix is then read row by
+        row (contiguous) by the ring products of all three parties, 3-9x faster than a
+        transposed view of ``C_p``."""
+        mats: dict = {}
+        D = int(self.max_depth)
+        # the columns of every bin-statistics product: the root (g, h), then 2 per left child
+        schedule = ([2] + [2 ** (d + 1) for d in range(D - 1)]) * int(self.n_estimators)
+        if supported(self.mpc, n):  # semi2k, two compute parties: the k-bit ring product (._owner_hist)
+            for p in parties:
+                if sum(counts[p]):
+                    mats[p] = OwnerHistogram(self.mpc, p, codes if self.ctx.me == p else None, counts[p], n,
+                                             schedule=schedule)
+            return mats
         for p in parties:
             if sum(counts[p]) == 0:
                 continue
 
-            def cum(p: str = p) -> np.ndarray:
+            def cum_t(p: str = p) -> np.ndarray:
                 assert codes is not None
-                cols = [codes[:, j:j + 1] <= np.arange(c)[None, :] for j, c in enumerate(counts[p]) if c]
-                return np.concatenate(cols, axis=1).astype(np.int64)
+                cols = [np.arange(c)[:, None] >= codes[None, :, j] for j, c in enumerate(counts[p]) if c]
+                return np.concatenate(cols, axis=0).astype(np.int64)
 
-            mats[p] = PrivateMaskedMatrix(self.mpc, self.ctx.party(p).run(cum), fxp=False)
+            mats[p] = PrivateMaskedMatrix(self.mpc, self.ctx.party(p).run(cum_t), fxp=False)
         return mats
+
+    def _histograms(self, mats: dict, V: SecretArray) -> SecretArray:
+        """``[C_p^T V]`` stacked over the holders p: (K, cols) left statistics of every candidate.
+
+        Exact: C_p is an integer matrix, so the product keeps V's scale (no truncation)."""
+        hists = [mats[p] for p in mats]
+        if hists and isinstance(hists[0], OwnerHistogram):
+            return concatenate(OwnerHistogram.matmul_many(hists, V), axis=0)
+        return concatenate([m.matmul(V) for m in hists], axis=0)
 
     def _grow_tree(self, t: int, margin: SecretArray, ys: SecretArray, mats: dict, cand: list, bins: QuantileBins | None,
                    codes: np.ndarray | None, n: int, my_thr: dict) -> tuple[dict, SecretArray, SecretArray]:
-        """One complete tree of depth max_depth: its public structure, secret leaf weights, the new margin."""
+        """One complete tree of depth max_depth: its public structure, secret leaf weights, the new margin.
+
+        Level state (nn nodes, breadth-first): ``W`` (nn, 2, n) = secret [m g, m h] per node (m:
+        the node's 0/1 membership),
+        ``S`` (K, 2 nn) the nodes' candidate statistics (column 2i: G_L of node i, 2i+1: H_L)
+        and ``T`` (2 nn,) the nodes' totals (G, H). Only the left children's statistics are
+        computed (a right child's are its parent's minus its sibling's)."""
         lam, eta, D = float(self.reg_lambda), float(self.learning_rate), int(self.max_depth)
         bounds = (0.5 * lam, n / 4.0 + lam + 1.0)
-        prob = functions.sigmoid(margin, mode=self.sigmoid)
-        g = prob - ys
-        h = prob - prob * prob
+        if t == 0:  # every margin is the public base score: so is p (no secure sigmoid)
+            b = float(self.base_score)
+            g = b - ys
+            h = ys * 0.0 + b * (1.0 - b)
+        else:
+            prob = functions.sigmoid(margin, mode=self.sigmoid)
+            g = prob - ys
+            h = prob - prob * prob
         gh = stack([g, h], axis=0)  # (2, n)
-        M = None  # (nodes, n) integer 0/1 memberships; None = the root (all ones)
+        W = gh.reshape(1, 2, n)  # [m g, m h] of the root (m = 1)
+        levels = []  # per level: X -> split bits (.) X
+        S = self._histograms(mats, gh.transpose())  # (K, 2): the root's statistics
+        T = gh.sum(axis=1)  # (2,)
         tree: dict[str, list] = {"party": [], "feature": [], "bin": []}
         for depth in range(D):
             nn = 2 ** depth
-            chosen = self._choose_splits(M, gh, mats, len(cand), nn, n, lam, bounds)
-            bits = []
-            for i, k in enumerate(chosen):
-                p, j, b = cand[k]
-                tree["party"].append(p)
-                tree["feature"].append(j)
-                tree["bin"].append(b)
-                if self.ctx.me == p:
-                    assert bins is not None
-                    my_thr[(t, nn - 1 + i)] = bins.threshold(j, b)
-                bits.append(self._share_bits(p, functools.partial(_column_le, codes, j, b), n))
-            Bt = stack(bits, axis=0)  # (nn, n)
-            if M is None:
-                ML, MR = Bt, 1 - Bt
-            else:
-                ML = M * Bt
-                MR = M - ML
-            M = stack([ML, MR], axis=1).reshape(2 * nn, n)
-        assert M is not None
-        # leaves
-        GH = M @ gh.transpose()  # (L, 2), exact (M is integer)
-        r = functions.reciprocal(GH[:, 1] + lam, positive=True, bounds=bounds)
-        wleaf = (GH[:, 0] * r) * (-eta)
-        return tree, wleaf, margin + M.transpose() @ wleaf
+            chosen, onehot = self._choose_splits(S, T, len(cand), nn, n, lam, bounds)
+            levels.append(self._split_bits(t, nn, chosen, cand, bins, codes, n, tree, my_thr))
+            if depth == D - 1:
+                wleaf = self._leaf_weights(S, T, onehot, nn, lam, eta, bounds)
+                return tree, wleaf, margin + self._leaf_values(levels, wleaf, n)
+            WL = levels[-1](W)  # one product for m g and m h of every left child (bits x fixed point: exact)
+            WR = W - WL
+            VL = WL.reshape(2 * nn, n)  # (2nn, n): row 2i = g of the left child of node i, 2i+1 = h
+            HL = self._histograms(mats, VL.transpose())  # only the left children: right = parent - left
+            HR = S - HL
+            TL = VL.sum(axis=1)
+            TR = T - TL
+            K = S.shape[0]
+            S = stack([HL.reshape(K, nn, 2), HR.reshape(K, nn, 2)], axis=2).reshape(K, 4 * nn)
+            T = stack([TL.reshape(nn, 2), TR.reshape(nn, 2)], axis=1).reshape(4 * nn)
+            W = stack([WL, WR], axis=1).reshape(2 * nn, 2, n)
+        raise AssertionError("unreachable: the last level returns")  # pragma: no cover
 
-    def _choose_splits(self, M: SecretArray | None, gh: SecretArray, mats: dict, K: int, nn: int, n: int, lam: float,
-                       bounds: tuple[float, float]) -> list[int]:
-        """The winning candidate of each of the nn nodes of a level; only the winners' indices are opened
-        (the score, tie-break and argmax kernels are :mod:`.split_kernels`, shared with SecureBoost's
-        protected mode)."""
-        if M is None:
-            V = gh.reshape(1, 2, n)
-        else:
-            V = M.reshape(nn, 1, n).broadcast_to((nn, 2, n)) * gh.reshape(1, 2, n).broadcast_to((nn, 2, n))
-        V = V.reshape(2 * nn, n).transpose()  # (n, 2nn): column 2i = g of node i, 2i+1 = h
-        tot = V.sum(axis=0)
-        S = concatenate([mats[p].rmatmul_t(V) for p in mats], axis=0)  # (K, 2nn)
+    def _split_bits(self, t: int, nn: int, chosen: list[int], cand: list, bins: QuantileBins | None,
+                    codes: np.ndarray | None, n: int, tree: dict, my_thr: dict) -> Callable[[SecretArray], SecretArray]:
+        """Record the level's winners in the public structure; returns ``X -> bits (.) X`` for
+        X (nn, r, n) or (nn, r, 1) (broadcast), the bits being each split's ``x < threshold`` for all n rows, computed by
+        its owner. semi2k with two compute parties: the owners keep their bits in plaintext
+        (:class:`._owner_hist.OwnerBits`); otherwise each owner secret-shares its bits."""
+        owned: dict[str, list[int]] = {}
+        for i, k in enumerate(chosen):
+            p, j, b = cand[k]
+            tree["party"].append(p)
+            tree["feature"].append(j)
+            tree["bin"].append(b)
+            owned.setdefault(p, []).append(i)
+            if self.ctx.me == p:
+                assert bins is not None
+                my_thr[(t, nn - 1 + i)] = bins.threshold(j, b)
+
+        def plain(p: str) -> np.ndarray:  # at the owner: its nodes' bits, (nodes, n)
+            return np.stack([_column_le(codes, cand[chosen[i]][1], cand[chosen[i]][2]) for i in owned[p]])
+
+        ob = getattr(self, "_owner_bits", None)
+        if ob is None:
+            Bt = stack([self._share_bits(cand[k][0], functools.partial(_column_le, codes, cand[k][1], cand[k][2]), n)
+                        for k in chosen], axis=0)
+            return lambda X: Bt.reshape(nn, 1, n) * X  # integer bits x fixed point: exact
+        order = [i for p in owned for i in owned[p]]
+        inverse = np.argsort(order)
+
+        def times(X: SecretArray) -> SecretArray:
+            parts = [ob.times(p, plain(p) if self.ctx.me == p else None, X[np.array(owned[p])], n) for p in owned]
+            out = parts[0] if len(parts) == 1 else concatenate(parts, axis=0)
+            return out if len(parts) == 1 else out[inverse]
+
+        return times
+
+    def _leaf_weights(self, S: SecretArray, T: SecretArray, onehot: SecretArray, nn: int, lam: float, eta: float,
+                      bounds: tuple[float, float]) -> SecretArray:
+        """``w = -eta G / (H + lambda)`` of the 2 nn leaves (leaf 2i: left child of node i). The leaves'
+        (G, H) are the winning candidates' statistics, already computed: ``onehot . S`` per node
+        (K x nn products, not n)."""
+        K = S.shape[0]
+        GHL = (onehot.reshape(nn, 1, K) * S.reshape(K, nn, 2).transpose(1, 2, 0)).sum(axis=2)  # (nn, 2), exact
+        GHR = T.reshape(nn, 2) - GHL
+        GH = stack([GHL, GHR], axis=1).reshape(2 * nn, 2)
+        r = functions.reciprocal(GH[:, 1] + lam, positive=True, bounds=bounds)
+        return (GH[:, 0] * r) * (-eta)
+
+    def _leaf_values(self, levels: list[Callable[[SecretArray], SecretArray]], wleaf: SecretArray,
+                     n: int) -> SecretArray:
+        """Each row's leaf weight, bottom-up: a node's value is ``u_R + bits (.) (u_L - u_R)``; at the
+        deepest level u_L, u_R are leaf weights (broadcast: one word each, not n). No membership
+        vector is ever needed, and every step is exact (bits x fixed point)."""
+        nn = len(wleaf) // 2
+        w = wleaf.reshape(nn, 2, 1)
+        u = w[:, 1:] + levels[-1](w[:, :1] - w[:, 1:])  # (nn, 1, n)
+        for times in reversed(levels[:-1]):
+            nn //= 2
+            u = u.reshape(nn, 2, 1, n)
+            uL, uR = u[:, 0], u[:, 1]
+            u = uR + times(uL - uR)
+        return u.reshape(n)
+
+    def _choose_splits(self, S: SecretArray, T: SecretArray, K: int, nn: int, n: int, lam: float,
+                       bounds: tuple[float, float]) -> tuple[list[int], SecretArray]:
+        """The winning candidate of each of the nn nodes of a level (one batched score, tie-break and
+        argmax for the whole level); only the winners' indices are opened, the one-hot stays secret
+        (the kernels are :mod:`.split_kernels`, shared with SecureBoost's protected mode)."""
         # |g| <= 1 (logistic): |G_L| <= n
-        score = split_scores(S[:, 0::2], S[:, 1::2], tot[0::2].reshape(1, nn), tot[1::2].reshape(1, nn), lam=lam,
+        score = split_scores(S[:, 0::2], S[:, 1::2], T[0::2].reshape(1, nn), T[1::2].reshape(1, nn), lam=lam,
                              bounds=bounds, shift=score_shift(float(n), lam), min_weight=float(self.min_child_weight))
         onehot = argmax_onehot(tie_break(self.mpc, score))  # (nn, K)
         idx = onehot @ np.arange(K, dtype=np.int64)
-        return [int(k) for k in self._reveal_all(idx)]
+        return [int(k) for k in np.asarray(reveal_to_all(idx)).reshape(-1)], onehot  # one opening, forwarded to the rest
 
     # -- prediction ----------------------------------------------------------------------------
     def decision_function_shared(self, X: dict) -> SecretArray:
