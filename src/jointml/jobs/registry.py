@@ -17,7 +17,7 @@ set are the keyword arguments of the entry's `build` (with the pipeline's defaul
 
 >>> import jointml.jobs  # registers the components (and the models of jobs/components/split_nn.py)
 >>> sorted(MODELS)
-['mpc_mlp', 'secureboost', 'split_nn', 'ss_glm', 'ss_lr', 'ss_xgb']
+['mpc_mlp', 'ppdt', 'secureboost', 'split_nn', 'ss_glm', 'ss_lr', 'ss_xgb']
 >>> MODELS["ss_xgb"].device, MODELS["secureboost"].device
 ('mpc', 'he')
 >>> import jointml.jobs  # registers the components
