@@ -50,7 +50,19 @@ from sqlalchemy.orm import Session
 
 from ..core.errors import ConfigError, JointMLError
 from .cron import CronSchedule
-from .store import Approval, Job, JobStore, LogLine, Metric, NodeRecord, Schedule, Task, Transition, utcnow
+from .store import (
+    Approval,
+    Job,
+    JobStore,
+    LogLine,
+    Metric,
+    NodeRecord,
+    Schedule,
+    StagedArtifact,
+    Task,
+    Transition,
+    utcnow,
+)
 
 __all__ = [
     "JOB_STATES",
@@ -424,6 +436,48 @@ class FlowManager:
                 s.add(LogLine(job_id=job_id, party=party, step_index=ln.get("step"), level=str(ln.get("level", "info")),
                               message=str(ln.get("message", ""))[:10_000], at=now))
 
+    def record_artifacts(self, job_id: str, party: str, step: int | None, attempt: int,
+                         records: list[dict[str, Any]]) -> int:
+        """Keep the name, SHA-256 and size of objects `party`'s node staged for a job (its
+        stored, encrypted bytes); records of an older attempt are ignored. Returns how many were kept.
+
+        >>> fm = FlowManager(JobStore("sqlite://"))
+        >>> job = fm.submit({"parties": ["a"], "inputs": {}, "steps": ["psi"]}, user="u")
+        >>> fm.record_artifacts(job, "a", 0, 1, [{"name": f"jobs/{job}/x", "sha256": "ab" * 32, "size": 40}])
+        1
+        >>> [r["size"] for r in fm.artifacts(job, "a")]
+        [40]
+        """
+        with self.store.session() as s:
+            job = self._job(s, job_id)
+            if party not in job.parties:
+                raise ConfigError(f"party '{party}' is not in job {job_id}", party=party, field="party")
+            if attempt != job.attempt:
+                return 0
+            now = utcnow()
+            for r in records:
+                name, digest = str(r["name"]), str(r["sha256"]).lower()
+                if name.startswith("/") or ".." in name.split("/") or len(digest) != 64 or \
+                        any(c not in "0123456789abcdef" for c in digest):
+                    raise ConfigError(f"an artifact record needs a relative name and a SHA-256 hex digest, got {name!r}",
+                                      party=party, field="artifacts")
+                s.add(StagedArtifact(job_id=job_id, party=party, step_index=step, attempt=attempt, name=name[:500],
+                                     sha256=digest, size=int(r["size"]), at=now))
+            return len(records)
+
+    def artifacts(self, job_id: str, party: str | None = None) -> list[dict[str, Any]]:
+        """The newest record of each staged object of a job (optionally one party's), by name."""
+        with self.store.session() as s:
+            self._job(s, job_id)
+            q = select(StagedArtifact).where(StagedArtifact.job_id == job_id)
+            if party is not None:
+                q = q.where(StagedArtifact.party == party)
+            latest: dict[tuple[str, str], StagedArtifact] = {}
+            for a in s.scalars(q.order_by(StagedArtifact.id)):
+                latest[(a.party, a.name)] = a
+            return [{"party": a.party, "step": a.step_index, "attempt": a.attempt, "name": a.name, "sha256": a.sha256,
+                     "size": a.size} for a in sorted(latest.values(), key=lambda a: (a.party, a.name))]
+
     def seen(self, party: str, info: dict | None = None) -> None:
         """Record that `party`'s node called in (its health)."""
         with self.store.session() as s:
@@ -487,6 +541,7 @@ class FlowManager:
                                                      .order_by(Transition.id))]
             out["approvals"] = [{"party": a.party, "approved": a.approved, "mode": a.mode, "reason": a.reason}
                                 for a in s.scalars(select(Approval).where(Approval.job_id == job_id).order_by(Approval.id))]
+            out["artifacts"] = len(s.scalars(select(StagedArtifact.id).where(StagedArtifact.job_id == job_id)).all())
             out["metrics"] = [{"party": m.party, "step": m.step_index, "name": m.name, "value": m.value}
                               for m in s.scalars(select(Metric).where(Metric.job_id == job_id).order_by(Metric.id))]
             return out

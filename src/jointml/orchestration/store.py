@@ -36,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -66,6 +67,7 @@ __all__ = [
     "Metric",
     "NodeRecord",
     "Schedule",
+    "StagedArtifact",
     "Task",
     "Transition",
     "select",
@@ -226,6 +228,22 @@ class Metric(Base):
     step_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
     name: Mapped[str] = mapped_column(String(100))
     value: Mapped[float] = mapped_column(Float)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class StagedArtifact(Base):
+    """An object a node staged (`jointml.orchestration.staging`): its name, and the SHA-256 and
+    size of the stored (encrypted) bytes, which the node checks when it reads it back."""
+
+    __tablename__ = "artifacts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    party: Mapped[str] = mapped_column(String(64))
+    step_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 

@@ -1,0 +1,31 @@
+"""Job store schema, revision 2: staged artifacts (name, SHA-256 and size of the stored,
+encrypted object, per job, party and step), checked by the node on every read."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "v0002"
+down_revision = "v0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    """Create the `artifacts` table."""
+    op.create_table(
+        "artifacts",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("job_id", sa.String(32), sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("party", sa.String(64), nullable=False),
+        sa.Column("step_index", sa.Integer, nullable=True),
+        sa.Column("attempt", sa.Integer, nullable=False),
+        sa.Column("name", sa.String(500), nullable=False),
+        sa.Column("sha256", sa.String(64), nullable=False),
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    """Drop the `artifacts` table."""
+    op.drop_table("artifacts")
