@@ -125,15 +125,19 @@ def _read_manifest(me: str, directory: Path) -> dict[str, Any]:
     return man
 
 
-def restore_checkpoint(ctx: Any, state: Any, directory: Path) -> None:
-    """Put the saved artifacts back into `state` (every party calls it at the same point)."""
+def restore_checkpoint(ctx: Any, state: Any, directory: Path, problem: str | None = None) -> None:
+    """Put the saved artifacts back into `state` (every party calls it at the same point).
+
+    `problem`: why this party cannot resume, found before (its staged checkpoint could not be
+    fetched): announced to every party like a missing checkpoint."""
     from ..runtime.collectives import all_gather
 
-    problem, man = None, None
-    try:
-        man = _read_manifest(ctx.me, directory)
-    except JointMLError as err:
-        problem = str(err)
+    man = None
+    if problem is None:
+        try:
+            man = _read_manifest(ctx.me, directory)
+        except JointMLError as err:
+            problem = str(err)
     got = all_gather(ctx, meta={"problem": problem}, name="checkpoint-check")
     for p, r in got.items():
         if r.meta.get("problem"):

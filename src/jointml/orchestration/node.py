@@ -32,6 +32,7 @@ themselves before any data moves (`agree_on_job`).
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import traceback
@@ -69,6 +70,8 @@ class NodeConfig:
     publish_metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
     server_name: str = "coordinator"
     poll_seconds: float = 1.0
+    staging: dict[str, Any] | None = None
+    max_jobs: int = 1
 
     @classmethod
     def load(cls, path: str | Path) -> NodeConfig:
@@ -100,7 +103,21 @@ class NodeConfig:
                    auto_approve=[str(h) for h in policy.get("auto_approve", raw.get("auto_approve", [])) or []],
                    publish_metrics=list(policy.get("publish_metrics", DEFAULT_METRICS)),
                    server_name=str(raw.get("server_name", "coordinator")),
-                   poll_seconds=float(raw.get("poll_seconds", 1.0)))
+                   poll_seconds=float(raw.get("poll_seconds", 1.0)),
+                   staging=_staging_config(raw.get("staging"), base), max_jobs=int(raw.get("max_jobs", 1)))
+
+
+def _staging_config(raw: Any, base: Path) -> dict[str, Any] | None:
+    """The `staging:` section with its paths (root, key_file) resolved against the config's folder."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError("'staging' must be a mapping (backend: dir | s3, ...)", field="staging")
+    out = dict(raw)
+    for k in ("root", "key_file"):
+        if k in out and not Path(str(out[k])).is_absolute():
+            out[k] = str(base / str(out[k]))
+    return out
 
 
 def _approvals_dir(workdir: Path) -> Path:
@@ -151,6 +168,16 @@ class NodeAgent:
         self._running: tuple[str, int] | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self.staging = self._open_staging()
+
+    def _open_staging(self) -> Any:
+        """The node's `Staging` (object store + the owner's key), or None without a `staging:` section."""
+        if self.cfg.staging is None:
+            return None
+        from .staging import Staging, load_or_create_key, make_object_store
+
+        key_file = self.cfg.staging.get("key_file") or str(self.workdir / "staging.key")
+        return Staging(make_object_store(self.cfg.staging), load_or_create_key(key_file))
 
     # -- local log ------------------------------------------------------------------------
     def log(self, msg: str, job_id: str | None = None) -> None:
@@ -309,6 +336,60 @@ class NodeAgent:
                 out[k] = float(v)
         return out
 
+    # -- staging ----------------------------------------------------------------------------
+    def stage(self, job_id: str, step: int | None, attempt: int, local: Path, what: str) -> int:
+        """Stage the files under `local` as `jobs/<job>/<what>/...` (encrypted) and record their
+        digests in the job store; how many (0 without staging)."""
+        if self.staging is None or not local.exists():
+            return 0
+        files = [local] if local.is_file() else None
+        if files:
+            recs = [self.staging.put(f"jobs/{job_id}/{what}", local.read_bytes())]
+        else:
+            recs = self.staging.put_dir(local, f"jobs/{job_id}/{what}")
+        if recs:
+            self.call("POST", f"/node/jobs/{job_id}/artifacts",
+                      {"attempt": attempt, "step": step, "artifacts": [r.to_json() for r in recs]})
+        return len(recs)
+
+    def fetch(self, job_id: str, what: str, local: Path) -> str | None:
+        """Replace `local` by the staged copy of `jobs/<job>/<what>/`, each object checked
+        against the job store's digest; None, or why it cannot (a public text)."""
+        import shutil
+
+        from .staging import ArtifactRecord
+
+        if self.staging is None:
+            return None
+        prefix = f"jobs/{job_id}/{what}"
+        try:
+            got = self.call("GET", f"/node/jobs/{job_id}/artifacts", {})
+            recs = [ArtifactRecord(r["name"], r["sha256"], int(r["size"])) for r in got
+                    if str(r["name"]).startswith(prefix + "/")]
+            if not recs:
+                return f"party {self.cfg.party} has no staged copy of {what} (nothing recorded in the job store)"
+            shutil.rmtree(local, ignore_errors=True)
+            self.staging.get_dir(recs, prefix, local)
+        except JointMLError as e:
+            self.log(f"fetching {what} from staging failed: {e}", job_id)
+            return public_summary(e, self.cfg.party, (ConfigError, CoordinatorError))
+        return None
+
+    def epoch_hook(self, job_id: str, step: int, attempt: int, ckpt: Path) -> Any:
+        """The per-epoch checkpoints of a training step (`jointml.orchestration.epochs`): kept in
+        `ckpt/epochs-<step>/`, each epoch also staged; on a retry, fetched from staging first."""
+        from .epochs import EpochCheckpoints
+
+        where = f"checkpoints/epochs-{step}"
+        local = ckpt.parent / where
+        if self.staging is not None and not local.is_dir():
+            self.fetch(job_id, where, local)  # nothing staged yet (a first run): no resume, no error
+
+        def on_save(path: Path) -> None:
+            self.stage(job_id, step, attempt, path, f"{where}/{path.name}")
+
+        return EpochCheckpoints(local, on_save=on_save if self.staging is not None else None)
+
     def job_dir(self, job_id: str) -> Path:
         """This node's folder for a job (outputs, checkpoints)."""
         return self.workdir / "jobs" / job_id
@@ -354,8 +435,11 @@ def run_steps(ctx: Any, agent: NodeAgent, job_id: str, attempt: int, start: int,
     for p, path in spec.inputs.items():
         state.raw[p] = ctx.party(p).run(lambda path=path, p=p: read_input(path, p))
     if start > 0:
-        restore_checkpoint(ctx, state, ckpt / f"after-{start - 1}")
+        where = f"checkpoints/after-{start - 1}"
+        restore_checkpoint(ctx, state, ckpt / f"after-{start - 1}", problem=agent.fetch(job_id, where, ckpt.parent / where))
         agent.publish_log(job_id, start, f"resumed from the checkpoint after step {start - 1}")
+    else:
+        shutil.rmtree(ckpt, ignore_errors=True)  # a run from the start: no epoch of an earlier run is resumed
     published = agent.public_metrics(state.summary)  # each step publishes what it changed
     for j in range(start, len(spec.steps)):
         progress["step"] = j
@@ -363,11 +447,19 @@ def run_steps(ctx: Any, agent: NodeAgent, job_id: str, attempt: int, start: int,
             agent.wait_gang(job_id, j, attempt)
         name, params = spec.steps[j]
         t = time.perf_counter()
-        COMPONENTS[name].fn(ctx, state, **params)
+        ctx.options["ml.epoch_hook"] = agent.epoch_hook(job_id, j, attempt, ckpt)
+        try:
+            COMPONENTS[name].fn(ctx, state, **params)
+        finally:
+            hook = ctx.options.pop("ml.epoch_hook")
         secs = round(time.perf_counter() - t, 3)
         state.timings[name] = secs
         saved = save_checkpoint(ctx, state, ckpt / f"after-{j}")
-        agent.publish_log(job_id, j, f"step {j} ({name}) done in {secs:.2f} s" + (", checkpoint kept" if saved else ""))
+        if saved:
+            agent.stage(job_id, j, attempt, ckpt / f"after-{j}", f"checkpoints/after-{j}")
+        resumed = f", resumed after epoch {hook.resumed_from}" if hook.resumed_from else ""
+        agent.publish_log(job_id, j, f"step {j} ({name}) done in {secs:.2f} s" + (", checkpoint kept" if saved else "")
+                          + resumed)
         now = agent.public_metrics(state.summary)
         agent.report(job_id, j, attempt, ok=True, metrics={k: v for k, v in now.items() if published.get(k) != v},
                      checkpoint=saved)
@@ -376,4 +468,5 @@ def run_steps(ctx: Any, agent: NodeAgent, job_id: str, attempt: int, start: int,
     public = {k: v for k, v in state.summary.items() if k not in ("test_scores", "test_labels")}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / f"summary.{ctx.me}.json", json.dumps(public, default=str))
+    agent.stage(job_id, None, attempt, out, "out")  # model parts, reports, summary
     return public

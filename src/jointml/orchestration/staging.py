@@ -148,7 +148,7 @@ class DirObjectStore(ObjectStore):
     >>> s.put("a/c", b"123456")
     Traceback (most recent call last):
     ...
-    jointml.orchestration.staging.StorageFull: the object store at directory quota 10 bytes is full: writing 'a/c' (6 bytes) needs 1 more byte(s)
+    jointml.orchestration.staging.StorageFull: the object store at directory quota 10 bytes is full: ...
     """
 
     def __init__(self, root: str | Path, quota_bytes: int | None = None, label: str | None = None):
