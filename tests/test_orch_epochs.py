@@ -1,11 +1,13 @@
 """Per-epoch checkpoints of SS-LR: a training that crashed after epoch 2 resumes at epoch 3
 (from the shares every party saved) and ends with the model of an uninterrupted run within
 fixed-point noise; a checkpoint of another configuration is not resumed from; what a party
-saves is its share only (the weights cannot be read from it)."""
+saves is its share only (the weights cannot be read from it); the dealer, which holds no
+share, needs no saved epoch to resume."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -59,6 +61,7 @@ def test_crash_after_epoch_two_resumes_at_three_with_the_same_model(tmp_path):
         _fit(lambda p: CrashAfter(tmp_path / p, at=2))
     assert all(sorted(f.name for f in (tmp_path / p).glob("epoch-*.json")) == ["epoch-1.json", "epoch-2.json"]
                for p in PARTIES)
+    shutil.rmtree(tmp_path / "dealer")  # the dealer holds no share (and runs ahead in a deployment): it needs none
     out = _fit(lambda p: EpochCheckpoints(tmp_path / p))
     coef, epochs, resumed = out["bank"]
     assert resumed == 2 and epochs == [1, 2, 3, 4]  # epochs 1-2 from the checkpoint, 3-4 trained now
@@ -68,6 +71,7 @@ def test_crash_after_epoch_two_resumes_at_three_with_the_same_model(tmp_path):
     share = np.asarray(rec["w_share"], dtype=np.uint64).view(np.int64) / 2.0 ** 16
     assert not np.allclose(share.ravel()[: coef.size], coef.ravel(), atol=0.5)
     assert json.loads((tmp_path / "dealer" / "epoch-4.json").read_text())["w_share"] is None
+    assert out["dealer"][2] == 2
 
 
 def test_checkpoint_of_another_configuration_is_not_resumed(tmp_path):

@@ -260,3 +260,33 @@ def test_a_silent_node_fails_the_step_instead_of_a_hang(tmp_path):
         fm.accept_step(job, "bank", 0, 1)
     st = fm.status(job)
     assert st["state"] == "failed" and "the node of dealer has been silent" in st["reason"]
+
+
+def test_concurrent_jobs_get_distinct_data_plane_slots_and_free_them(store_url):
+    fm = FlowManager(JobStore(store_url))
+    a, b = _approved(fm), _approved(fm)
+    slots = {j: fm.status(j)["slot"] for j in (a, b)}
+    assert sorted(slots.values()) == [0, 1]  # two active jobs of the same parties: never the same ports
+    for step in range(3):
+        _run_step(fm, a, step)
+    assert fm.status(a)["state"] == "succeeded"
+    c = _approved(fm)
+    assert fm.status(c)["slot"] == slots[a]  # a finished job's slot is free again
+    assert {w["job_id"]: w["slot"] for w in fm.work_for("bank")["work"]} == {b: slots[b], c: slots[a]}
+
+
+def test_artifact_records_of_an_older_attempt_are_ignored(store_url):
+    fm = FlowManager(JobStore(store_url))
+    job = _approved(fm)
+    rec = {"name": f"jobs/{job}/checkpoints/after-0/frame.csv", "sha256": "ab" * 32, "size": 10}
+    assert fm.record_artifacts(job, "bank", 0, 1, [rec]) == 1
+    _run_step(fm, job, 0, fail_at="partner")
+    fm.retry(job, "alice")
+    assert fm.record_artifacts(job, "bank", 0, 1, [{**rec, "sha256": "cd" * 32}]) == 0  # a late write of attempt 1
+    assert fm.record_artifacts(job, "bank", 0, 2, [{**rec, "sha256": "ef" * 32, "size": 11}]) == 1
+    assert [(r["sha256"][:2], r["size"]) for r in fm.artifacts(job, "bank")] == [("ef", 11)]
+    assert fm.artifacts(job, "partner") == []
+    with pytest.raises(ConfigError):
+        fm.record_artifacts(job, "bank", 0, 2, [{**rec, "name": "/etc/passwd"}])
+    with pytest.raises(ConfigError):
+        fm.record_artifacts(job, "mallory", 0, 2, [rec])

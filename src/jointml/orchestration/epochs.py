@@ -5,8 +5,8 @@ crashed after epoch k resumes at epoch k + 1 instead of from zero.
 `ctx.options["ml.epoch_hook"]`, set by the node around a training step): `after_epoch`
 saves this party's *share* of the weights and the public training record (history, the
 early-stopping counters) as `epoch-<k>.json` in the step's checkpoint folder; `resume`
-finds the last epoch every party saved (one all_gather of epoch numbers) and loads this
-party's share of it. The public batch order is drawn from the job's seed for the skipped
+finds the last epoch every share-holding party saved (one all_gather of epoch numbers; a
+dealer, which holds no share and runs ahead, needs none) and loads this party's share of it. The public batch order is drawn from the job's seed for the skipped
 epochs too, so the resumed run takes the same batches as an uninterrupted one: the model
 equals it within fixed-point noise (probabilistic truncation).
 
@@ -68,6 +68,7 @@ class EpochCheckpoints:
     def __init__(self, directory: str | Path, every: int = 1, keep: int = 2, on_save: Any = None):
         self.directory, self.every, self.keep, self.on_save = Path(directory), max(1, int(every)), max(1, int(keep)), on_save
         self.resumed_from: int | None = None
+        self.found: dict[str, list[int]] | None = None  # the epochs each party announced (for the node's log)
 
     def _saved(self, config: str) -> dict[int, Path]:
         out = {}
@@ -106,18 +107,21 @@ class EpochCheckpoints:
 
         ctx, config = est.ctx, _config(est)
         mine = self._saved(config)
-        got = all_gather(ctx, meta={"epochs": sorted(mine)}, name="epoch-checkpoints")
-        common = set(mine)
-        for r in got.values():
-            common &= {int(e) for e in r.meta.get("epochs") or []}
+        holds = bool(w.export_share())  # a party outside the compute parties (the dealer) holds no share
+        got = all_gather(ctx, meta={"epochs": sorted(mine), "holds_share": holds}, name="epoch-checkpoints")
+        self.found = {p: sorted(int(e) for e in r.meta.get("epochs") or []) for p, r in got.items()}
+        # the parties holding shares compute in lock step; a dealer runs ahead (it only sends
+        # correlated randomness) and needs no saved state to restart at any epoch
+        holders = [p for p, r in got.items() if r.meta.get("holds_share")]
+        common = set.intersection(*(set(self.found[p]) for p in holders)) if holders else set()
         if not common:
             return None
         epoch = max(common)
-        rec = json.loads(mine[epoch].read_text())
+        rec = json.loads(mine[epoch].read_text()) if epoch in mine else {"w_share": None, "b_share": None}
         mpc = est.device
         try:
-            w2 = mpc.import_share(arrays_from_json(rec["w_share"] or [], "saved share of w"), w.shape)
-            b2 = mpc.import_share(arrays_from_json(rec["b_share"] or [], "saved share of b"), b.shape)
+            w2 = mpc.import_share(arrays_from_json(rec["w_share"], "saved share of w"), w.shape)
+            b2 = mpc.import_share(arrays_from_json(rec["b_share"], "saved share of b"), b.shape)
         except Exception as e:
             raise DataError(f"the checkpoint of epoch {epoch} does not fit the model ({type(e).__name__})",
                             party=ctx.me, field="checkpoint") from None

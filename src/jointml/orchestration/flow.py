@@ -189,12 +189,23 @@ class FlowManager:
     # -- transitions ------------------------------------------------------------------
     def _job_to(self, s: Session, job: Job, new: str, reason: str | None = None) -> None:
         check_transition(job.state, new, f"job {job.id}")
+        if new == "queued":
+            job.slot = self._free_slot(s, job)
         now = utcnow()
         s.add(Transition(job_id=job.id, party=None, step_index=None, from_state=job.state, to_state=new, reason=reason,
                          at=now))
         job.state, job.updated_at = new, now
         if new in ("failed", "cancelled"):  # the job's reason is its last failure (transitions keep every reason)
             job.reason = reason
+
+    def _free_slot(self, s: Session, job: Job) -> int:
+        """The smallest data-plane slot no other queued or running job of these parties holds
+        (a node runs a job on its cluster ports + slot: concurrent jobs never share a port)."""
+        busy = set()
+        for other in s.scalars(select(Job).where(Job.state.in_(("queued", "running")), Job.id != job.id)):
+            if other.slot is not None and set(other.parties) & set(job.parties):
+                busy.add(other.slot)
+        return next(k for k in range(len(busy) + 1) if k not in busy)
 
     def _task_to(self, s: Session, t: Task, new: str, reason: str | None = None) -> None:
         check_transition(t.state, new, f"task {t.job_id}/{t.party}/step {t.step_index}", TASK_TRANSITIONS)
@@ -515,7 +526,7 @@ class FlowManager:
     def _brief(job: Job) -> dict:
         return {"job_id": job.id, "name": job.name, "state": job.state, "spec": job.spec,
                 "pipeline_hash": job.pipeline_hash, "attempt": job.attempt, "step": job.current_step,
-                "resume_from": job.resume_from}
+                "resume_from": job.resume_from, "slot": job.slot or 0}
 
     def job_state(self, job_id: str, party: str | None = None) -> tuple[str, int, int]:
         """`(state, attempt, current step)` of a job (what a node checks between steps; a node
@@ -550,7 +561,7 @@ class FlowManager:
     def _row(job: Job) -> dict[str, Any]:
         return {"id": job.id, "name": job.name, "state": job.state, "parties": job.parties,
                 "pipeline_hash": job.pipeline_hash, "attempt": job.attempt, "max_retries": job.max_retries,
-                "current_step": job.current_step, "resume_from": job.resume_from, "reason": job.reason,
+                "current_step": job.current_step, "resume_from": job.resume_from, "reason": job.reason, "slot": job.slot,
                 "submitted_by": job.submitted_by, "created_at": job.created_at.isoformat(),
                 "updated_at": job.updated_at.isoformat()}
 

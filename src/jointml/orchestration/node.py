@@ -441,6 +441,7 @@ def run_steps(ctx: Any, agent: NodeAgent, job_id: str, attempt: int, start: int,
     else:
         shutil.rmtree(ckpt, ignore_errors=True)  # a run from the start: no epoch of an earlier run is resumed
     published = agent.public_metrics(state.summary)  # each step publishes what it changed
+    public: dict[str, Any] = {}
     for j in range(start, len(spec.steps)):
         progress["step"] = j
         if j > start:
@@ -458,15 +459,18 @@ def run_steps(ctx: Any, agent: NodeAgent, job_id: str, attempt: int, start: int,
         if saved:
             agent.stage(job_id, j, attempt, ckpt / f"after-{j}", f"checkpoints/after-{j}")
         resumed = f", resumed after epoch {hook.resumed_from}" if hook.resumed_from else ""
+        if hook.found is not None:
+            agent.log(f"epoch checkpoints announced: {hook.found}", job_id)
         agent.publish_log(job_id, j, f"step {j} ({name}) done in {secs:.2f} s" + (", checkpoint kept" if saved else "")
                           + resumed)
+        if j == len(spec.steps) - 1:  # outputs written and staged before the job can be seen succeeded
+            state.summary.update(party=ctx.me, job_fingerprint=fingerprint, timings=state.timings)
+            public = {k: v for k, v in state.summary.items() if k not in ("test_scores", "test_labels")}
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write(out / f"summary.{ctx.me}.json", json.dumps(public, default=str))
+            agent.stage(job_id, j, attempt, out, "out")  # model parts, reports, summary
         now = agent.public_metrics(state.summary)
         agent.report(job_id, j, attempt, ok=True, metrics={k: v for k, v in now.items() if published.get(k) != v},
                      checkpoint=saved)
         published = now
-    state.summary.update(party=ctx.me, job_fingerprint=fingerprint, timings=state.timings)
-    public = {k: v for k, v in state.summary.items() if k not in ("test_scores", "test_labels")}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / f"summary.{ctx.me}.json", json.dumps(public, default=str))
-    agent.stage(job_id, None, attempt, out, "out")  # model parts, reports, summary
     return public

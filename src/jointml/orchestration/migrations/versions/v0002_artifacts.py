@@ -1,5 +1,7 @@
 """Job store schema, revision 2: staged artifacts (name, SHA-256 and size of the stored,
-encrypted object, per job, party and step), checked by the node on every read."""
+encrypted object, per job, party and step), checked by the node on every read; and each
+job's data-plane `slot` (which of the cluster's port sets its links use, so a node runs
+several jobs at once)."""
 
 import sqlalchemy as sa
 from alembic import op
@@ -11,7 +13,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Create the `artifacts` table."""
+    """Create the `artifacts` table, add `jobs.slot`."""
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("slot", sa.Integer, nullable=True))
     op.create_table(
         "artifacts",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -27,5 +31,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Drop the `artifacts` table."""
+    """Drop the `artifacts` table and `jobs.slot`."""
     op.drop_table("artifacts")
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("slot")
