@@ -6,8 +6,8 @@ crashed after epoch k resumes at epoch k + 1 instead of from zero.
 saves this party's *share* of the weights and the public training record (history, the
 early-stopping counters) as `epoch-<k>.json` in the step's checkpoint folder; `resume`
 finds the last epoch every share-holding party saved (one all_gather of epoch numbers; a
-dealer, which holds no share and runs ahead, needs none) and loads this party's share of it. The public batch order is drawn from the job's seed for the skipped
-epochs too, so the resumed run takes the same batches as an uninterrupted one: the model
+dealer, which holds no share and runs ahead, needs none) and loads this party's share of
+it. The public batch order is drawn from the job's seed for the skipped epochs too, so the resumed run takes the same batches as an uninterrupted one: the model
 equals it within fixed-point noise (probabilistic truncation).
 
 What is saved and who learns what (adversary model): each party keeps its own share of w
