@@ -8,7 +8,8 @@ early-stopping counters) as `epoch-<k>.json` in the step's checkpoint folder; `r
 finds the last epoch every share-holding party saved (one all_gather of epoch numbers; a
 dealer, which holds no share and runs ahead, needs none) and loads this party's share of
 it. The public batch order is drawn from the job's seed for the skipped epochs too, so
-the resumed run takes the same batches as an uninterrupted one: the model equals it within fixed-point noise (probabilistic truncation).
+the resumed run takes the same batches as an uninterrupted one: the model equals it
+within fixed-point noise (probabilistic truncation).
 
 What is saved and who learns what (adversary model): each party keeps its own share of w
 and b on its own disk (a uniformly random share reveals nothing alone) and public facts
