@@ -12,7 +12,9 @@ process — the partner in a directory with a quota, the dealer in a plain direc
   work directory lost) fails the job fast; the restarted node fetches its checkpoints from
   staging (digests checked) and `retry` resumes the training after the last epoch every
   party saved, ending with the uninterrupted run's AUC;
-- a staged object changed in S3 makes the resume fail at every party, naming the bank.
+- a staged object changed in S3 makes the resume fail at every party, naming the bank;
+- two jobs at once on the same nodes (`max_jobs: 2`): they run at the same time on distinct
+  data-plane ports, in their own work directories, and each ends with the reference AUC.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ pytest.importorskip("moto.server", reason="moto[server] (the `test` extra) is no
 from jointml.bench.chaos import PARTIES, LocalDeployment, credit_spec, s3_test_server  # noqa: E402
 from jointml.orchestration.staging import make_object_store  # noqa: E402
 
-EPOCHS = 60
+EPOCHS = 30
 QUOTA = 4_000_000
 pytestmark = pytest.mark.slow
 
@@ -51,7 +53,8 @@ def dep(tmp_path_factory):
                         "key_file": str(root / "keys" / "partner.key")},
             "dealer": {"backend": "dir", "root": str(root / "staging" / "dealer")},
         }
-        d = LocalDeployment(root, rows=300, specs=[credit_spec(EPOCHS)], staging=staging, node_timeout=30)
+        d = LocalDeployment(root, rows=300, specs=[credit_spec(EPOCHS)], staging=staging, node_timeout=30,
+                            node_options={"max_jobs": 2}, slots=2)
         d.s3_url, d.staging_cfg = s3, staging
         try:
             yield d
@@ -153,3 +156,25 @@ def test_tampered_staged_checkpoint_fails_the_resume_naming_the_owner(dep):
     st = dep.wait_state(job, {"failed", "succeeded"}, timeout=120)
     assert st["state"] == "failed"
     assert "cannot resume" in st["reason"] and "ArtifactTampered at party 'bank'" in st["reason"], st["reason"]
+
+
+def test_two_jobs_run_at_once_on_every_node_without_cross_talk(dep, reference):
+    _, ref = reference
+    jobs = [dep.api.submit(credit_spec(EPOCHS)), dep.api.submit(credit_spec(EPOCHS))]
+    sts = [dep.wait_state(j, {"succeeded", "failed"}, timeout=300) for j in jobs]
+    assert [s["state"] for s in sts] == ["succeeded", "succeeded"], [s["reason"] for s in sts]
+
+    def running(st):  # when the job went running and when it left it (job-level transitions)
+        at = [(t["to"], t["at"]) for t in st["transitions"] if t["party"] is None]
+        return next(a for s, a in at if s == "running"), next(a for s, a in at if s == "succeeded")
+
+    (s0, e0), (s1, e1) = running(sts[0]), running(sts[1])
+    assert max(s0, s1) < min(e0, e1)  # they overlapped
+    assert sorted(s["slot"] for s in sts) == [0, 1]  # on distinct data-plane ports
+    for st in sts:
+        assert abs(_auc(st) - _auc(ref)) < 0.01  # no cross-talk: each is the reference job
+        recs = dep.api.request("GET", f"/api/jobs/{st['id']}/artifacts")
+        assert recs and all(r["name"].startswith(f"jobs/{st['id']}/") for r in recs)
+    for p in PARTIES:
+        dirs = {j: dep.workdir(p) / "jobs" / j for j in jobs}
+        assert all((d / "out" / f"summary.{p}.json").is_file() for d in dirs.values())

@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LocalDeployment", "credit_spec", "free_ports", "run", "s3_test_server"]
+__all__ = ["LocalDeployment", "credit_spec", "free_port_runs", "free_ports", "run", "s3_test_server"]
 
 PARTIES = ["bank", "partner", "dealer"]
 SOURCES = {"bank": "bank_loans", "partner": "partner_features"}
@@ -99,13 +99,35 @@ def s3_test_server(log: Path | None = None, timeout: float = 30.0) -> Iterator[s
             out.close()  # type: ignore[union-attr]
 
 
+def free_port_runs(n: int, length: int) -> list[int]:
+    """`n` first ports of runs of `length` consecutive free loopback ports (a party's data-plane
+    ports, one per concurrent job)."""
+    out: list[int] = []
+    while len(out) < n:
+        base = free_ports(1)[0]
+        socks = []
+        try:
+            for k in range(length):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + k))
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+        if all(abs(base - b) >= length for b in out):
+            out.append(base)
+    return out
+
+
 class LocalDeployment:
     """A coordinator (this process) and one node process per party, all under `root`.
 
     `auto_approve`: party -> pipeline hashes its policy approves (default: `specs` hashed, at
     every party); `staging`: party -> its node's `staging:` section; `node_options`: extra
-    keys of every node.yaml (e.g. `max_jobs`); `slots`: data-plane ports per party (one per
-    concurrent job).
+    keys of every node.yaml (e.g. `max_jobs`); `slots`: consecutive data-plane ports reserved
+    per party (one per concurrent job: set it to the nodes' `max_jobs`).
     """
 
     def __init__(self, root: Path, rows: int = 300, specs: list[dict] | None = None,
@@ -128,8 +150,8 @@ class LocalDeployment:
         self.files = make_demo_files(self.root / "data")
         for f in self.files.values():  # a small job: the first rows of each file
             pd.read_csv(f).head(rows).to_csv(f, index=False)
-        ports = free_ports(len(PARTIES) * slots)
-        cluster = {"parties": {p: {"address": f"127.0.0.1:{ports[i * slots]}", "cert": f"certs/{p}.crt",
+        ports = free_port_runs(len(PARTIES), slots)
+        cluster = {"parties": {p: {"address": f"127.0.0.1:{ports[i]}", "cert": f"certs/{p}.crt",
                                    "key": f"certs/{p}.key"} for i, p in enumerate(PARTIES)},
                    "ca": "certs/ca.crt", "connect_timeout": 20, "recv_timeout": 60}
         (self.root / "cluster.yaml").write_text(yaml.safe_dump(cluster))

@@ -23,7 +23,7 @@ forge approvals in its store; every node still runs only what its own policy app
 
 >>> app = create_app(JobStore("sqlite://"))
 >>> sorted({r.path for r in app.routes if r.path.startswith("/api/jobs")})[:3]
-['/api/jobs', '/api/jobs/{job_id}', '/api/jobs/{job_id}/cancel']
+['/api/jobs', '/api/jobs/{job_id}', '/api/jobs/{job_id}/artifacts']
 """
 
 from __future__ import annotations
@@ -258,8 +258,9 @@ def _node_routes(app: FastAPI, flow: FlowManager, node_party: Any) -> None:
         return {"state": flow.node_refuses(job_id, party, body.reason or "refused")}
 
     @app.post("/node/jobs/{job_id}/steps/{step}/accept")
-    def accept(job_id: str, step: int, body: StepBody, party: str = Depends(node_party)) -> dict[str, bool]:
-        return {"start": flow.accept_step(job_id, party, step, body.attempt)}
+    def accept(job_id: str, step: int, body: StepBody, party: str = Depends(node_party)) -> dict[str, Any]:
+        start = flow.accept_step(job_id, party, step, body.attempt)
+        return {"start": start, "slot": flow.job_slot(job_id) if start else None}
 
     @app.post("/node/jobs/{job_id}/steps/{step}/report")
     def report(job_id: str, step: int, body: StepBody, party: str = Depends(node_party)) -> dict[str, str]:

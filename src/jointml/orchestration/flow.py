@@ -189,7 +189,7 @@ class FlowManager:
     # -- transitions ------------------------------------------------------------------
     def _job_to(self, s: Session, job: Job, new: str, reason: str | None = None) -> None:
         check_transition(job.state, new, f"job {job.id}")
-        if new == "queued":
+        if new == "running":  # the first step of an attempt starts: its links need ports no running job holds
             job.slot = self._free_slot(s, job)
         now = utcnow()
         s.add(Transition(job_id=job.id, party=None, step_index=None, from_state=job.state, to_state=new, reason=reason,
@@ -199,10 +199,10 @@ class FlowManager:
             job.reason = reason
 
     def _free_slot(self, s: Session, job: Job) -> int:
-        """The smallest data-plane slot no other queued or running job of these parties holds
-        (a node runs a job on its cluster ports + slot: concurrent jobs never share a port)."""
+        """The smallest data-plane slot no other running job of these parties holds (a node
+        runs a job on its cluster ports + slot: concurrent jobs never share a port)."""
         busy = set()
-        for other in s.scalars(select(Job).where(Job.state.in_(("queued", "running")), Job.id != job.id)):
+        for other in s.scalars(select(Job).where(Job.state == "running", Job.id != job.id)):
             if other.slot is not None and set(other.parties) & set(job.parties):
                 busy.add(other.slot)
         return next(k for k in range(len(busy) + 1) if k not in busy)
@@ -216,8 +216,8 @@ class FlowManager:
         if reason is not None:
             t.message = reason
 
-    def _job(self, s: Session, job_id: str) -> Job:
-        job = s.get(Job, job_id, with_for_update=True)
+    def _job(self, s: Session, job_id: str, lock: bool = True) -> Job:
+        job = s.get(Job, job_id, with_for_update=lock)
         if job is None:
             raise UnknownJob(f"no job '{job_id}'", field="job")
         return job
@@ -478,8 +478,8 @@ class FlowManager:
 
     def artifacts(self, job_id: str, party: str | None = None) -> list[dict[str, Any]]:
         """The newest record of each staged object of a job (optionally one party's), by name."""
-        with self.store.session() as s:
-            self._job(s, job_id)
+        with self.store.session(readonly=True) as s:
+            self._job(s, job_id, lock=False)
             q = select(StagedArtifact).where(StagedArtifact.job_id == job_id)
             if party is not None:
                 q = q.where(StagedArtifact.party == party)
@@ -501,7 +501,7 @@ class FlowManager:
     # -- queries ---------------------------------------------------------------------------
     def work_for(self, party: str) -> dict[str, list[dict]]:
         """What `party`'s node should look at: jobs awaiting its decision, and its current steps."""
-        with self.store.session() as s:
+        with self.store.session(readonly=True) as s:
             jobs = s.scalars(select(Job).where(Job.state.in_(("awaiting_approval", "queued", "running"))))
             out: dict[str, list[dict]] = {"approvals": [], "work": []}
             for job in jobs:
@@ -526,21 +526,26 @@ class FlowManager:
     def _brief(job: Job) -> dict:
         return {"job_id": job.id, "name": job.name, "state": job.state, "spec": job.spec,
                 "pipeline_hash": job.pipeline_hash, "attempt": job.attempt, "step": job.current_step,
-                "resume_from": job.resume_from, "slot": job.slot or 0}
+                "resume_from": job.resume_from}
+
+    def job_slot(self, job_id: str) -> int:
+        """The data-plane slot of a job's current attempt (0 before it runs)."""
+        with self.store.session(readonly=True) as s:
+            return int(self._job(s, job_id, lock=False).slot or 0)
 
     def job_state(self, job_id: str, party: str | None = None) -> tuple[str, int, int]:
         """`(state, attempt, current step)` of a job (what a node checks between steps; a node
         `party` sees only its own jobs)."""
-        with self.store.session() as s:
-            job = self._job(s, job_id)
+        with self.store.session(readonly=True) as s:
+            job = self._job(s, job_id, lock=False)
             if party is not None and party not in job.parties:
                 raise UnknownJob(f"no job '{job_id}' for party '{party}'", field="job")
             return job.state, job.attempt, job.current_step
 
     def status(self, job_id: str) -> dict[str, Any]:
         """Everything public about a job: state, tasks, transitions, approvals, metrics."""
-        with self.store.session() as s:
-            job = self._job(s, job_id)
+        with self.store.session(readonly=True) as s:
+            job = self._job(s, job_id, lock=False)
             out = self._row(job)
             out["spec"] = job.spec
             out["tasks"] = [{"party": t.party, "step": t.step_index, "name": t.step_name, "state": t.state,
@@ -567,14 +572,14 @@ class FlowManager:
 
     def schedules(self) -> list[dict[str, Any]]:
         """Every schedule, with its next run and last job."""
-        with self.store.session() as s:
+        with self.store.session(readonly=True) as s:
             return [{"id": r.id, "name": r.name, "cron": r.cron, "enabled": r.enabled, "max_retries": r.max_retries,
                      "next_run_at": r.next_run_at.isoformat() if r.next_run_at else None, "last_job_id": r.last_job_id,
                      "created_by": r.created_by} for r in s.scalars(select(Schedule).order_by(Schedule.id))]
 
     def list_jobs(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest jobs first (optionally only those in `state`)."""
-        with self.store.session() as s:
+        with self.store.session(readonly=True) as s:
             q = select(Job).order_by(Job.created_at.desc()).limit(limit)
             if state is not None:
                 q = q.where(Job.state == state)
@@ -582,8 +587,8 @@ class FlowManager:
 
     def logs(self, job_id: str, party: str | None = None) -> list[dict[str, Any]]:
         """The log lines nodes published for a job (optionally one party's)."""
-        with self.store.session() as s:
-            self._job(s, job_id)
+        with self.store.session(readonly=True) as s:
+            self._job(s, job_id, lock=False)
             q = select(LogLine).where(LogLine.job_id == job_id)
             if party is not None:
                 q = q.where(LogLine.party == party)

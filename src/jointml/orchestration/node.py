@@ -164,8 +164,7 @@ class NodeAgent:
         self.workdir = Path(cfg.workdir)
         for d in (self.workdir, _approvals_dir(self.workdir), _pending_dir(self.workdir)):
             d.mkdir(parents=True, exist_ok=True)
-        self._worker: threading.Thread | None = None
-        self._running: tuple[str, int] | None = None
+        self._running: dict[str, threading.Thread] = {}  # job id -> its worker (at most max_jobs)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.staging = self._open_staging()
@@ -243,15 +242,17 @@ class NodeAgent:
     # -- work -------------------------------------------------------------------------------
     def tick(self) -> None:
         """One poll of the coordinator: decide approvals, start this party's part of a job."""
-        got = self.client.request("POST", "/node/poll", json={"busy": self._running is not None})
+        got = self.client.request("POST", "/node/poll", json={"busy": len(self._running)})
         for item in got["approvals"]:
             self._decide(item)
         for item in got["work"]:
             if item.get("task_state") != "queued":
                 continue  # started already (by this node's worker, or one that died: its peers fail the step)
             with self._lock:
-                if self._running is not None:
-                    break  # one data-plane session at a time (the cluster's ports)
+                if item["job_id"] in self._running:
+                    continue  # an older attempt still finishing here: start the new one after it
+                if len(self._running) >= self.cfg.max_jobs:
+                    continue  # this node runs max_jobs at once: a later poll starts it
                 try:
                     spec, digest = self.check_job(item["spec"])
                 except JointMLError as e:
@@ -261,10 +262,20 @@ class NodeAgent:
                     self._refuse(item["job_id"], f"job not approved by {self.cfg.party}'s organisation "
                                                  f"(pipeline hash {digest[:16]}...)")
                     continue
-                self._running = (item["job_id"], item["attempt"])
-                self._worker = threading.Thread(target=self._run_job, args=(item, spec), daemon=True,
-                                                name=f"job-{item['job_id'][:8]}")
-                self._worker.start()
+                worker = threading.Thread(target=self._run_job, args=(item, spec), daemon=True,
+                                          name=f"job-{item['job_id'][:8]}")
+                self._running[item["job_id"]] = worker
+                worker.start()
+
+    def cluster_for(self, slot: int) -> Any:
+        """The cluster with every party's data-plane port moved by `slot` (a job's own links:
+        concurrent jobs never share a port; the cluster file reserves `max_jobs` ports per party)."""
+        import dataclasses
+
+        if not slot:
+            return self.cluster
+        return dataclasses.replace(self.cluster, parties={n: dataclasses.replace(p, port=p.port + slot)
+                                                          for n, p in self.cluster.parties.items()})
 
     def _refuse(self, job_id: str, reason: str) -> None:
         self.log(f"refused to run: {reason}", job_id)
@@ -302,8 +313,9 @@ class NodeAgent:
                 raise JobStopped("node stopping")
             delay = min(delay * 2, 2.0)
 
-    def wait_gang(self, job_id: str, step: int, attempt: int) -> None:
-        """Accept `step` and wait until every party did; `JobStopped` if the job moved on."""
+    def wait_gang(self, job_id: str, step: int, attempt: int) -> int:
+        """Accept `step` and wait until every party did; the job's data-plane slot. `JobStopped`
+        if the job moved on."""
         while True:
             try:
                 got = self.call("POST", f"/node/jobs/{job_id}/steps/{step}/accept", {"attempt": attempt})
@@ -312,7 +324,7 @@ class NodeAgent:
                     raise JobStopped(f"job {job_id} no longer runs step {step} of attempt {attempt}") from None
                 raise
             if got["start"]:
-                return
+                return int(got.get("slot") or 0)
             if self._stop.wait(0.1):
                 raise JobStopped("node stopping")
 
@@ -401,8 +413,8 @@ class NodeAgent:
         progress = {"step": start}
         spec.output = str(self.job_dir(job_id) / "out")
         try:
-            self.wait_gang(job_id, start, attempt)
-            run_party(run_steps, self.cfg.party, self.cluster, self, job_id, attempt, start, spec, progress)
+            slot = self.wait_gang(job_id, start, attempt)
+            run_party(run_steps, self.cfg.party, self.cluster_for(slot), self, job_id, attempt, start, spec, progress)
         except JobStopped as e:
             self.log(f"stopped: {e}", job_id)
         except Exception as e:  # report any failure of this party's part, then keep serving
@@ -414,7 +426,7 @@ class NodeAgent:
                 self.log(f"could not report the failure: {ce}", job_id)
         finally:
             with self._lock:
-                self._running = None
+                self._running.pop(job_id, None)
 
 
 def run_steps(ctx: Any, agent: NodeAgent, job_id: str, attempt: int, start: int, spec: Any,

@@ -321,6 +321,11 @@ class JobStore:
         if migrate:
             upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # reads (status polls, lists) on SQLite: a deferred BEGIN on their own connections, so
+        # pollers read the WAL snapshot beside the writer instead of queueing for its lock
+        self._read_engine = _engine(url, readonly=True) if url.startswith("sqlite") and ":memory:" not in url \
+            and url != "sqlite://" else self.engine
+        self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
@@ -328,9 +333,10 @@ class JobStore:
         return self.engine.dialect.name
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session committed when the block ends without an error, rolled back otherwise."""
-        with self._sessions() as s, s.begin():
+    def session(self, readonly: bool = False) -> Iterator[Session]:
+        """A session committed when the block ends without an error, rolled back otherwise
+        (`readonly`: for reads only; on SQLite it does not wait for the write lock)."""
+        with (self._read_sessions if readonly else self._sessions)() as s, s.begin():
             yield s
 
     def audit(self, s: Session, actor: str, action: str, job_id: str | None, **detail: Any) -> None:
@@ -347,16 +353,21 @@ class JobStore:
 
     def check_token(self, token: str) -> str | None:
         """The user a valid, unrevoked token belongs to, or None."""
-        with self.session() as s:
+        with self.session(readonly=True) as s:
             row = s.scalars(select(ApiToken).where(ApiToken.token_hash == token_digest(token))).first()
             return row.name if row is not None and not row.revoked else None
 
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
+        self._read_engine.dispose()
 
 
-def _engine(url: str) -> Engine:
+def _sqlite_begin_deferred(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def _engine(url: str, readonly: bool = False) -> Engine:
     if url.startswith("sqlite"):
         memory = url in ("sqlite://", "sqlite:///:memory:")
         kw: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
@@ -364,7 +375,7 @@ def _engine(url: str) -> Engine:
             kw["poolclass"] = StaticPool  # one connection: every session sees the same memory database
         engine = create_engine(url, **kw)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "begin", _sqlite_begin_deferred if readonly else _sqlite_begin)
         return engine
     if url.startswith("postgresql"):
         return create_engine(url, pool_pre_ping=True)
