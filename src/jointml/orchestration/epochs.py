@@ -118,7 +118,7 @@ class EpochCheckpoints:
         if not common:
             return None
         epoch = max(common)
-        rec = json.loads(mine[epoch].read_text()) if epoch in mine else {"w_share": None, "b_share": None}
+        rec: dict[str, Any] = json.loads(mine[epoch].read_text()) if epoch in mine else {"w_share": None, "b_share": None}
         mpc = est.device
         try:
             w2 = mpc.import_share(arrays_from_json(rec["w_share"], "saved share of w"), w.shape)

@@ -43,10 +43,11 @@ from typing import Any
 import yaml
 
 from ..core.errors import ConfigError, JointMLError, LinkError, public_summary
+from ..jobs.runner import RunHooks
 from ..runtime.persist import atomic_write
 from .client import CoordinatorError, NodeClient
 
-__all__ = ["JobStopped", "NodeAgent", "NodeConfig", "approve_locally", "pending_jobs"]
+__all__ = ["JobStopped", "NodeAgent", "NodeConfig", "NodeHooks", "approve_locally", "pending_jobs", "run_steps"]
 
 DEFAULT_METRICS = ["rows_aligned", "train_rows", "test_rows", "auc", "ks"]
 
@@ -414,7 +415,8 @@ class NodeAgent:
         spec.output = str(self.job_dir(job_id) / "out")
         try:
             slot = self.wait_gang(job_id, start, attempt)
-            run_party(run_steps, self.cfg.party, self.cluster_for(slot), self, job_id, attempt, start, spec, progress)
+            run_party(run_steps, self.cfg.party, self.cluster_for(slot), self, job_id, attempt, start, spec, progress,
+                      options={"jobs.log_file": str(self.job_dir(job_id) / "run.log")})  # the runner's timed lines
         except JobStopped as e:
             self.log(f"stopped: {e}", job_id)
         except Exception as e:  # report any failure of this party's part, then keep serving
@@ -431,58 +433,78 @@ class NodeAgent:
 
 def run_steps(ctx: Any, agent: NodeAgent, job_id: str, attempt: int, start: int, spec: Any,
               progress: dict[str, int]) -> dict[str, Any]:
-    """This party's run of steps `start..` of a job (every party runs it, SPMD): agree on the
-    job, read its own inputs, restore the checkpoint before `start`, then for each step wait
-    for every party (gang), run the registered component, checkpoint, report."""
-    from ..data.io import read_input
-    from ..jobs.artifacts import LocalDirStore
-    from ..jobs.registry import COMPONENTS
-    from ..jobs.runner import JobState, agree_on_job, check_wiring
-    from .checkpoint import restore_checkpoint, save_checkpoint
+    """This party's run of steps `start..` of a job (every party runs it, SPMD): the pipeline
+    runner itself (`jointml.jobs.runner.run_pipeline`: input checks, the job agreement, the
+    steps, the outputs) with this node's `NodeHooks`."""
+    from ..jobs.runner import run_pipeline
 
-    check_wiring(spec)
-    fingerprint = agree_on_job(ctx, spec.fields_fingerprint(), "pipeline")  # before any input is read or data sent
-    out, ckpt = Path(spec.output), agent.job_dir(job_id) / "checkpoints"
-    state = JobState(spec, LocalDirStore(out / "artifacts", ctx.me))
-    for p, path in spec.inputs.items():
-        state.raw[p] = ctx.party(p).run(lambda path=path, p=p: read_input(path, p))
-    if start > 0:
-        where = f"checkpoints/after-{start - 1}"
-        restore_checkpoint(ctx, state, ckpt / f"after-{start - 1}", problem=agent.fetch(job_id, where, ckpt.parent / where))
-        agent.publish_log(job_id, start, f"resumed from the checkpoint after step {start - 1}")
-    else:
-        shutil.rmtree(ckpt, ignore_errors=True)  # a run from the start: no epoch of an earlier run is resumed
-    published = agent.public_metrics(state.summary)  # each step publishes what it changed
-    public: dict[str, Any] = {}
-    for j in range(start, len(spec.steps)):
-        progress["step"] = j
-        if j > start:
-            agent.wait_gang(job_id, j, attempt)
-        name, params = spec.steps[j]
-        t = time.perf_counter()
-        ctx.options["ml.epoch_hook"] = agent.epoch_hook(job_id, j, attempt, ckpt)
-        try:
-            COMPONENTS[name].fn(ctx, state, **params)
-        finally:
-            hook = ctx.options.pop("ml.epoch_hook")
-        secs = round(time.perf_counter() - t, 3)
-        state.timings[name] = secs
-        saved = save_checkpoint(ctx, state, ckpt / f"after-{j}")
+    summary = run_pipeline(ctx, spec, hooks=NodeHooks(agent, job_id, attempt, start, progress))
+    return {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels")}
+
+
+class NodeHooks(RunHooks):
+    """What a node adds to `run_pipeline`: restore the checkpoint before `start` (fetched from
+    staging, digests checked), wait for every party before each step (gang scheduling), the
+    per-epoch checkpoints of training, a checkpoint after each step (staged), log lines and
+    the step's report with its public metrics. The last step is reported once the outputs are
+    written and staged, so a job seen succeeded has its outputs in place.
+
+    >>> issubclass(NodeHooks, RunHooks)
+    True
+    """
+
+    def __init__(self, agent: NodeAgent, job_id: str, attempt: int, start: int, progress: dict[str, int]):
+        self.agent, self.job_id, self.attempt, self.first, self.progress = agent, job_id, attempt, start, progress
+        self.ckpt = agent.job_dir(job_id) / "checkpoints"
+        self.published: dict[str, float] = {}
+        self.last: tuple[int, bool] = (start, False)
+
+    def start(self, ctx: Any, state: Any) -> int:
+        """Restore the checkpoint after step `start - 1` (every party at once); the first step to run."""
+        from .checkpoint import restore_checkpoint
+
+        if self.first > 0:
+            where = f"checkpoints/after-{self.first - 1}"
+            problem = self.agent.fetch(self.job_id, where, self.ckpt.parent / where)
+            restore_checkpoint(ctx, state, self.ckpt / f"after-{self.first - 1}", problem=problem)
+            self.agent.publish_log(self.job_id, self.first, f"resumed from the checkpoint after step {self.first - 1}")
+        else:
+            shutil.rmtree(self.ckpt, ignore_errors=True)  # a run from the start: no epoch of an earlier run is resumed
+        self.published = self.agent.public_metrics(state.summary)  # each step publishes what it changed
+        return self.first
+
+    def before_step(self, ctx: Any, state: Any, i: int, name: str) -> None:
+        """Wait for every party (gang), then set the training's per-epoch checkpoints."""
+        self.progress["step"] = i
+        if i > self.first:
+            self.agent.wait_gang(self.job_id, i, self.attempt)
+        ctx.options["ml.epoch_hook"] = self.agent.epoch_hook(self.job_id, i, self.attempt, self.ckpt)
+
+    def after_step(self, ctx: Any, state: Any, i: int, name: str) -> None:
+        """Checkpoint (and stage) the run, publish a log line, report the step (the last one: in `finish`)."""
+        from .checkpoint import save_checkpoint
+
+        hook = ctx.options.pop("ml.epoch_hook", None)
+        saved = save_checkpoint(ctx, state, self.ckpt / f"after-{i}")
         if saved:
-            agent.stage(job_id, j, attempt, ckpt / f"after-{j}", f"checkpoints/after-{j}")
-        resumed = f", resumed after epoch {hook.resumed_from}" if hook.resumed_from else ""
-        if hook.found is not None:
-            agent.log(f"epoch checkpoints announced: {hook.found}", job_id)
-        agent.publish_log(job_id, j, f"step {j} ({name}) done in {secs:.2f} s" + (", checkpoint kept" if saved else "")
-                          + resumed)
-        if j == len(spec.steps) - 1:  # outputs written and staged before the job can be seen succeeded
-            state.summary.update(party=ctx.me, job_fingerprint=fingerprint, timings=state.timings)
-            public = {k: v for k, v in state.summary.items() if k not in ("test_scores", "test_labels")}
-            out.mkdir(parents=True, exist_ok=True)
-            atomic_write(out / f"summary.{ctx.me}.json", json.dumps(public, default=str))
-            agent.stage(job_id, j, attempt, out, "out")  # model parts, reports, summary
-        now = agent.public_metrics(state.summary)
-        agent.report(job_id, j, attempt, ok=True, metrics={k: v for k, v in now.items() if published.get(k) != v},
-                     checkpoint=saved)
-        published = now
-    return public
+            self.agent.stage(self.job_id, i, self.attempt, self.ckpt / f"after-{i}", f"checkpoints/after-{i}")
+        if hook is not None and hook.found is not None:
+            self.agent.log(f"epoch checkpoints announced: {hook.found}", self.job_id)
+        resumed = f", resumed after epoch {hook.resumed_from}" if hook is not None and hook.resumed_from else ""
+        self.agent.publish_log(self.job_id, i, f"step {i} ({name}) done in {state.timings[name]:.2f} s"
+                               + (", checkpoint kept" if saved else "") + resumed)
+        self.last = (i, saved)
+        if i < len(state.spec.steps) - 1:
+            self._report(state)
+
+    def finish(self, ctx: Any, state: Any) -> None:
+        """Stage the outputs (model parts, report, summary), then report the last step."""
+        out = Path(state.spec.output)
+        self.agent.stage(self.job_id, self.last[0], self.attempt, out, "out")
+        self._report(state)
+
+    def _report(self, state: Any) -> None:
+        now = self.agent.public_metrics(state.summary)
+        self.agent.report(self.job_id, self.last[0], self.attempt, ok=True,
+                          metrics={k: v for k, v in now.items() if self.published.get(k) != v}, checkpoint=self.last[1])
+        self.published = now
