@@ -101,3 +101,12 @@ def test_directory_quota_is_a_full_disk(tmp_path):
     store.delete("a")
     st.put("b", b"y" * 4000)  # room again
     shutil.rmtree(tmp_path / "objects")
+
+
+def test_the_orchestration_page_examples_run():
+    import doctest
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "orchestration.md"
+    got = doctest.testfile(str(page), module_relative=False, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert got.attempted >= 8 and got.failed == 0
