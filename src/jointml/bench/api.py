@@ -5,8 +5,12 @@ store in a temp dir), submits `jobs` jobs, then drives it from `processes` clien
 of `clients / processes` threads each (one keep-alive HTTPS connection per client), for
 `seconds` seconds per figure. Rows (JSON):
 
-- `api` (status polling, the issue's figure): `GET /api/jobs/{id}` of random jobs: `p50_ms`,
-  `p99_ms`, `requests_per_second`, `errors`; target p99 <= 50 ms at 100 clients;
+- `api` (status polling, the issue's figure): each client polls `GET /api/jobs/{id}` of a
+  random job every `interval` seconds (a dashboard's poll; default 1 s, the clients spread
+  over the interval): `p50_ms`, `p99_ms`, `requests_per_second`, `errors`; target p99 <=
+  50 ms at 100 clients;
+- `api_saturated`: the same clients polling back to back (no pause): the throughput limit
+  (latency is then queueing: clients / throughput);
 - `api_submit`: `POST /api/jobs` by `submit_clients` clients (each a database write);
 - the baseline in each row, `healthz_p50_ms` / `healthz_p99_ms`: `GET /healthz` (TLS, HTTP and
   the server, no token check, no database) with the same clients: the floor of any request.
@@ -46,8 +50,9 @@ def _percentiles(lat: list[float]) -> tuple[float, float]:
 
 
 def _client_proc(url: str, token: str, ca: str, kind: str, threads: int, seconds: float, job_ids: list[str],
-                 seed: int) -> tuple[list[float], int]:
-    """One client process: `threads` clients doing `kind` requests for `seconds`; (latencies ms, errors)."""
+                 seed: int, interval: float = 0.0) -> tuple[list[float], int]:
+    """One client process: `threads` clients doing `kind` requests for `seconds`, each every
+    `interval` seconds (0: back to back); (latencies ms, errors)."""
     import threading
 
     from ..core.prg import public_rng
@@ -65,9 +70,12 @@ def _client_proc(url: str, token: str, ca: str, kind: str, threads: int, seconds
         api.request("GET", "/healthz")  # connect (TLS handshake) before measuring
         mine: list[float] = []
         bad = 0
-        while time.monotonic() < start_at:
-            time.sleep(0.01)
+        next_at = start_at + (k * interval / max(threads, 1) if interval else 0.0)  # clients spread over the interval
         while time.monotonic() < end_at:
+            wait = next_at - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            next_at += interval
             t = time.perf_counter()
             try:
                 if kind == "status":
@@ -93,13 +101,14 @@ def _client_proc(url: str, token: str, ca: str, kind: str, threads: int, seconds
 
 
 def _drive(url: str, token: str, ca: str, kind: str, clients: int, processes: int, seconds: float,
-           job_ids: list[str]) -> dict[str, Any]:
+           job_ids: list[str], interval: float = 0.0) -> dict[str, Any]:
     procs = max(1, min(processes, clients))
     per = [clients // procs + (1 if i < clients % procs else 0) for i in range(procs)]
     import multiprocessing
 
     with ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn")) as ex:
-        futs = [ex.submit(_client_proc, url, token, ca, kind, n, seconds, job_ids, i + 1) for i, n in enumerate(per)]
+        futs = [ex.submit(_client_proc, url, token, ca, kind, n, seconds, job_ids, i + 1, interval)
+                for i, n in enumerate(per)]
         got = [f.result() for f in futs]
     lat = [x for g in got for x in g[0]]
     p50, p99 = _percentiles(lat)
@@ -128,7 +137,7 @@ def _start_coordinator(root: Path) -> tuple[subprocess.Popen, str, str, str]:
 
 
 def run(clients: int = 100, seconds: float = 10.0, jobs: int = 50, processes: int = 4,
-        submit_clients: int = 10) -> list[dict[str, Any]]:
+        submit_clients: int = 10, interval: float = 1.0) -> list[dict[str, Any]]:
     """The rows of the API figure (see the module docstring)."""
     from ..orchestration.client import ApiClient, CoordinatorError
 
@@ -147,15 +156,18 @@ def run(clients: int = 100, seconds: float = 10.0, jobs: int = 50, processes: in
                     time.sleep(0.2)
             ids = [api.submit(SPEC) for _ in range(jobs)]
             api.close()
-            base = _drive(url, token, ca, "healthz", clients, processes, min(seconds, 5.0), ids)
-            status = _drive(url, token, ca, "status", clients, processes, seconds, ids)
+            base = _drive(url, token, ca, "healthz", clients, processes, min(seconds, 5.0), ids, interval)
+            status = _drive(url, token, ca, "status", clients, processes, seconds, ids, interval)
+            closed = _drive(url, token, ca, "status", clients, processes, seconds, ids, 0.0)
             submit = _drive(url, token, ca, "submit", submit_clients, min(processes, submit_clients), seconds, ids)
         finally:
             proc.terminate()
             proc.wait(20)
     floor = {"healthz_p50_ms": base["p50_ms"], "healthz_p99_ms": base["p99_ms"],
              "healthz_requests_per_second": base["requests_per_second"]}
-    return [{"figure": "api", "request": "GET /api/jobs/{id}", "clients": clients, "jobs": jobs, "seconds": seconds,
-             **status, **floor},
+    return [{"figure": "api", "request": "GET /api/jobs/{id}", "clients": clients, "poll_interval_s": interval,
+             "jobs": jobs, "seconds": seconds, **status, **floor},
+            {"figure": "api_saturated", "request": "GET /api/jobs/{id}", "clients": clients, "poll_interval_s": 0,
+             "jobs": jobs, "seconds": seconds, **closed, **floor},
             {"figure": "api_submit", "request": "POST /api/jobs", "clients": submit_clients, "seconds": seconds,
              **submit, **floor}]

@@ -2,8 +2,8 @@
 submitted at once, nodes killed at random (rate P per job) and restarted; prints one JSON
 line: `figure` ("chaos"), `jobs`, `succeeded`, `failed`, `retries`, `wrong_results`
 (outputs that differ from an uninterrupted run), `kills`, `recovery_seconds` (mean time from a
-kill to the end of the job it hit), `seconds`, and the `plaintext_seconds` of one
-uninterrupted job (the baseline). Target (issue 13): with N = 50 and P = 0.2,
+kill to the end of the job it hit), `seconds`, and `uninterrupted_job_seconds`, the
+reference job run alone without faults (the baseline). Target (issue 13): with N = 50 and P = 0.2,
 `succeeded/jobs >= 0.99` and `wrong_results == 0`.
 
 `LocalDeployment` is the harness: certificates from a dev CA, the demo's bank and partner
@@ -37,8 +37,11 @@ PARTIES = ["bank", "partner", "dealer"]
 SOURCES = {"bank": "bank_loans", "partner": "partner_features"}
 
 
-def credit_spec(epochs: int = 20, name: str = "credit-small") -> dict[str, Any]:
-    """The small credit pipeline of the orchestration tests and benchmarks (PSI, split, WOE, SS-LR, predict, AUC/KS)."""
+def credit_spec(epochs: int = 20, name: str = "credit-small", key_bits: int = 512) -> dict[str, Any]:
+    """The small credit pipeline of the orchestration tests and benchmarks (PSI, split, WOE, SS-LR, predict, AUC/KS).
+
+    `key_bits` of the WOE binning's Paillier key: 512 needs `JOINTML_INSECURE_TEST_KEYS=1`
+    (the tests set it); the benchmark uses 2048."""
     return {
         "name": name, "parties": list(PARTIES),
         "mpc": {"protocol": "semi2k", "parties": ["bank", "partner"], "dealer": "dealer"},
@@ -46,7 +49,7 @@ def credit_spec(epochs: int = 20, name: str = "credit-small") -> dict[str, Any]:
         "steps": [
             {"psi": {"key": "id", "sort_by": "bank"}},
             {"split": {"test_fraction": 0.3, "seed": 1}},
-            {"woe_binning": {"label": "creditability", "pos_label": "bad", "key_bits": 512, "method": "chimerge",
+            {"woe_binning": {"label": "creditability", "pos_label": "bad", "key_bits": key_bits, "method": "chimerge",
                              "max_bins": 4, "n_prebins": 10, "label_proofs": False}},
             {"ss_lr.train": {"epochs": epochs, "batch_size": 64, "learning_rate": 1.0, "l2": 0.001, "sigmoid": "poly",
                              "seed": 1}},
@@ -253,7 +256,7 @@ def run(jobs: int = 50, kill_rate: float = 0.2, rows: int = 300, epochs: int = 5
     from ..core.prg import public_rng
 
     rng = public_rng(seed)
-    spec = credit_spec(epochs=epochs, name="chaos")
+    spec = credit_spec(epochs=epochs, name="chaos", key_bits=2048)
     with tempfile.TemporaryDirectory(prefix="jointml-chaos-") as tmp:
         dep = LocalDeployment(Path(tmp), rows=rows, specs=[spec], node_timeout=20.0)
         try:
@@ -277,8 +280,8 @@ def run(jobs: int = 50, kill_rate: float = 0.2, rows: int = 300, epochs: int = 5
             "unfinished": sum(s["state"] not in ("succeeded", "failed") for s in final.values()),
             "retries": sum(int(s["attempt"]) - 1 for s in final.values()), "wrong_results": len(wrong),
             "kills": kills, "recovery_seconds": round(sum(recover) / len(recover), 3) if recover else None,
-            "seconds": round(secs, 3), "plaintext_seconds": round(plain_s, 3),
-            "baseline": "plaintext_seconds: one uninterrupted job through the same deployment"}
+            "seconds": round(secs, 3), "uninterrupted_job_seconds": round(plain_s, 3),
+            "baseline": "uninterrupted_job_seconds: the reference job alone, no fault, same deployment"}
 
 
 def _inject(dep: LocalDeployment, ids: list[str], kill_rate: float, rng: Any, deadline: float) -> tuple[int, list[float]]:

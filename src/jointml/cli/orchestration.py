@@ -278,12 +278,16 @@ def bench_chaos(jobs: int, kill_rate: float, rows: int, epochs: int, max_retries
 @click.option("--jobs", type=click.IntRange(1), default=50, show_default=True, help="Jobs in the store being polled.")
 @click.option("--processes", type=click.IntRange(1), default=4, show_default=True, help="Client processes.")
 @click.option("--submit-clients", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--interval", type=click.FloatRange(0.01), default=1.0, show_default=True,
+              help="Seconds between two polls of one client (figure `api`; `api_saturated` polls back to back).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines (the only output format).")
-def bench_api(clients: int, seconds: float, jobs: int, processes: int, submit_clients: int, as_json: bool) -> None:
+def bench_api(clients: int, seconds: float, jobs: int, processes: int, submit_clients: int, interval: float,
+              as_json: bool) -> None:
     """Coordinator API latency (p50/p99) and throughput: status polls and submissions."""
     from ..bench import api
 
-    for row in api.run(clients=clients, seconds=seconds, jobs=jobs, processes=processes, submit_clients=submit_clients):
+    for row in api.run(clients=clients, seconds=seconds, jobs=jobs, processes=processes, submit_clients=submit_clients,
+                       interval=interval):
         click.echo(json.dumps(row))
 
 
