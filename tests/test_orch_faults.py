@@ -1,6 +1,7 @@
 """Fault injection through a real deployment (a coordinator and three node processes on
-loopback; the bank stages its artifacts in S3 — moto's standalone test server, a separate
-process — the partner in a directory with a quota, the dealer in a plain directory):
+loopback; the bank reads its input from and stages its artifacts in S3 — moto's standalone
+test server, a separate process — the partner in a directory with a quota, the dealer in a
+plain directory):
 
 - a staged job: every checkpoint, epoch and output is recorded in the job store with the
   SHA-256 of the stored object, and what the object stores hold is ciphertext;
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 pytest.importorskip("fastapi")
 pytest.importorskip("boto3")
@@ -54,8 +56,16 @@ def dep(tmp_path_factory):
             "dealer": {"backend": "dir", "root": str(root / "staging" / "dealer")},
         }
         d = LocalDeployment(root, rows=300, specs=[credit_spec(EPOCHS)], staging=staging, node_timeout=30,
-                            node_options={"max_jobs": 2}, slots=2)
+                            node_options={"max_jobs": 2}, slots=2, start_nodes=False)
         d.s3_url, d.staging_cfg = s3, staging
+        # the bank's data source is a file in its own bucket (read by its node, never uploaded elsewhere)
+        raw = make_object_store({**staging["bank"], "bucket": "bank-data"})
+        raw.put("loans/bank.csv", d.files["bank"].read_bytes())
+        cfg = yaml.safe_load((root / "node-bank.yaml").read_text())
+        cfg["data_sources"] = {"bank_loans": "s3://bank-data/loans/bank.csv"}
+        (root / "node-bank.yaml").write_text(yaml.safe_dump(cfg))
+        for p in PARTIES:
+            d.start_node(p)
         try:
             yield d
         finally:
@@ -85,6 +95,7 @@ def test_staged_job_records_digests_of_ciphertext_objects(dep, reference):
             assert hashlib.sha256(blob).hexdigest() == r["sha256"] and len(blob) == r["size"]
             assert frame.encode() not in blob and b"creditability" not in blob  # ciphertext only
     assert str(dep.root) not in repr(recs)  # names, never paths
+    assert "input read from the object store" in (dep.workdir("bank") / "node.log").read_text()
 
 
 def test_full_disk_fails_the_step_naming_party_and_step_then_retry_finishes(dep, reference):

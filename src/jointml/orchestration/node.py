@@ -2,8 +2,9 @@
 in the jobs its organisation approved.
 
 A node has its party certificate (the cluster CA's; the same one its data-plane links use),
-its registered **data sources** (name -> local file; a job names sources, never paths, and
-nothing is uploaded), its **approval policy** (pipeline hashes approved in advance, in
+its registered **data sources** (name -> local file, or `s3://bucket/key` in the owner's
+object store, read into the job's folder; a job names sources, never paths, and nothing
+is uploaded), its **approval policy** (pipeline hashes approved in advance, in
 `auto_approve`; any other job waits for an operator's `jointml approve JOB` at this node),
 and a work directory (outputs, checkpoints, pending approvals, its own full log).
 
@@ -100,7 +101,8 @@ class NodeConfig:
         policy = dict(raw.get("policy") or {})
         return cls(party=str(raw["party"]), coordinator=str(raw["coordinator"]), cluster=res(raw["cluster"]),
                    workdir=res(raw["workdir"]),
-                   data_sources={str(k): str(res(v)) for k, v in dict(raw.get("data_sources") or {}).items()},
+                   data_sources={str(k): str(v) if str(v).startswith("s3://") else str(res(v))
+                                 for k, v in dict(raw.get("data_sources") or {}).items()},
                    auto_approve=[str(h) for h in policy.get("auto_approve", raw.get("auto_approve", [])) or []],
                    publish_metrics=list(policy.get("publish_metrics", DEFAULT_METRICS)),
                    server_name=str(raw.get("server_name", "coordinator")),
@@ -198,8 +200,12 @@ class NodeAgent:
         if me in inputs and inputs[me] not in self.cfg.data_sources:
             raise ConfigError(f"no data source named {inputs[me]!r} is registered at this node", party=me,
                               field=f"inputs.{me}")
-        local = dict(spec, inputs={p: self.cfg.data_sources.get(n, "-") if p == me else "-" for p, n in inputs.items()})
+        src = self.cfg.data_sources.get(inputs.get(me, ""), "-")
+        remote = src.startswith("s3://")  # read into the job's folder when the job starts (not a local path)
+        local = dict(spec, inputs={p: ("-" if remote else src) if p == me else "-" for p in inputs})
         parsed = PipelineSpec.from_dict(local)
+        if remote:
+            parsed.inputs[me] = src
         check_wiring(parsed)
         return parsed, parsed.fingerprint()
 
@@ -267,6 +273,21 @@ class NodeAgent:
                                           name=f"job-{item['job_id'][:8]}")
                 self._running[item["job_id"]] = worker
                 worker.start()
+
+    def _fetch_inputs(self, job_id: str, spec: Any) -> None:
+        """A data source at `s3://bucket/key` is read from the owner's object store into the
+        job's folder (the copy stays at the node) before the job starts."""
+        src = spec.inputs.get(self.cfg.party)
+        if not isinstance(src, str) or not src.startswith("s3://"):
+            return
+        from .staging import read_s3_uri
+
+        data = read_s3_uri(src, self.cfg.staging)
+        local = self.job_dir(job_id) / "inputs" / Path(src.split("/", 3)[-1]).name
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(data)
+        spec.inputs[self.cfg.party] = str(local)
+        self.log(f"input read from the object store ({len(data)} bytes)", job_id)
 
     def cluster_for(self, slot: int) -> Any:
         """The cluster with every party's data-plane port moved by `slot` (a job's own links:
@@ -414,6 +435,7 @@ class NodeAgent:
         progress = {"step": start}
         spec.output = str(self.job_dir(job_id) / "out")
         try:
+            self._fetch_inputs(job_id, spec)
             slot = self.wait_gang(job_id, start, attempt)
             run_party(run_steps, self.cfg.party, self.cluster_for(slot), self, job_id, attempt, start, spec, progress,
                       options={"jobs.log_file": str(self.job_dir(job_id) / "run.log")})  # the runner's timed lines

@@ -65,6 +65,7 @@ __all__ = [
     "StorageFull",
     "load_or_create_key",
     "make_object_store",
+    "read_s3_uri",
 ]
 
 _MAGIC = b"JMLSTG1\0"
@@ -298,6 +299,25 @@ def make_object_store(cfg: dict[str, Any], base: Path | None = None) -> ObjectSt
                              secret_access_key=cfg.get("secret_access_key"),
                              create_bucket=bool(cfg.get("create_bucket", False)))
     raise ConfigError(f"unknown staging backend {backend!r} (use 'dir' or 's3')", field="staging.backend")
+
+
+def read_s3_uri(uri: str, cfg: dict[str, Any] | None = None) -> bytes:
+    """The bytes of `s3://bucket/key` (a data source kept in the owner's object store, read
+    as it is: the owner's own data, in its own store). The endpoint and credentials are
+    those of `cfg` (the node's `staging:` section) when it is an S3 one, else boto3's chain.
+
+    >>> read_s3_uri("https://x/y")
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.ConfigError: field 'data_sources': not an s3://bucket/key location: 'https://x/y'
+    """
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket or not key:
+        raise ConfigError(f"not an s3://bucket/key location: {uri!r}", field="data_sources")
+    c = cfg if cfg is not None and cfg.get("backend") == "s3" else {}
+    store = S3ObjectStore(bucket, endpoint_url=c.get("endpoint_url"), region=c.get("region"),
+                          access_key_id=c.get("access_key_id"), secret_access_key=c.get("secret_access_key"))
+    return store.get(key)
 
 
 def load_or_create_key(path: str | Path) -> bytes:
