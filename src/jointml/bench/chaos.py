@@ -6,10 +6,10 @@ kill to the end of the job it hit), `seconds`, and `uninterrupted_job_seconds`, 
 reference job run alone without faults (the baseline). Target (issue 13): with N = 50 and P = 0.2,
 `succeeded/jobs >= 0.99` and `wrong_results == 0`.
 
-`LocalDeployment` is the harness: certificates from a dev CA, the demo's bank and partner
-files (the first `rows` rows), a SQLite job store, the coordinator in this process (uvicorn,
-mutual TLS) and one `jointml node start` *process* per party, as organisations run them.
-The tests of `jointml.orchestration` and `jointml bench api` use it too.
+`LocalDeployment` is the harness: certificates from a dev CA, the German credit data split
+between a bank and a partner (`party_files`, the first `rows` rows of each), a SQLite job
+store, the coordinator in this process (uvicorn, mutual TLS) and one `jointml node start`
+*process* per party, as organisations run them. The orchestration tests use it too.
 
 Randomness here is public (which node to kill, when): `core.prg.public_rng`.
 
@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LocalDeployment", "credit_spec", "free_port_runs", "free_ports", "run", "s3_test_server"]
+__all__ = ["LocalDeployment", "credit_spec", "party_files", "free_port_runs", "free_ports", "run", "s3_test_server"]
 
 PARTIES = ["bank", "partner", "dealer"]
 SOURCES = {"bank": "bank_loans", "partner": "partner_features"}
@@ -57,6 +57,39 @@ def credit_spec(epochs: int = 20, name: str = "credit-small", key_bits: int = 51
             {"evaluate": {"metrics": ["auc", "ks"]}},
         ],
     }
+
+
+BANK_COLUMNS = ["creditability", "status_of_existing_checking_account", "duration_in_month", "credit_history",
+                "purpose", "credit_amount", "savings_account_and_bonds", "other_installment_plans",
+                "number_of_existing_credits_at_this_bank"]
+
+
+def party_files(out: Path, rows: int | None = None, seed: int = 11) -> dict[str, Path]:
+    """The German credit data split between a bank (id, label, its columns) and a partner (id,
+    the rest), with synthetic ids, 4 % of rows missing on each side and rows shuffled (PSI
+    has work to do); `rows`: keep the first rows of each file. Public data, public shuffles.
+
+    >>> import tempfile
+    >>> f = party_files(Path(tempfile.mkdtemp()), rows=50)
+    >>> sorted(f), open(f["bank"]).readline().split(",")[:2]
+    (['bank', 'partner'], ['id', 'creditability'])
+    """
+    from ..core.prg import public_rng
+    from ..datasets import load_germancredit
+
+    df = load_germancredit()
+    rng = public_rng(seed)
+    n = len(df)
+    df.insert(0, "id", [f"C{int(v):09d}" for v in rng.choice(10**9, size=n, replace=False)])
+    k = int(0.04 * n)
+    bank = df[["id", *BANK_COLUMNS]].drop(index=rng.choice(n, k, replace=False))
+    partner = df.drop(columns=BANK_COLUMNS).drop(index=rng.choice(n, k, replace=False))
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"bank": out / "bank.csv", "partner": out / "partner.csv"}
+    for p, frame in (("bank", bank), ("partner", partner)):
+        frame = frame.iloc[rng.permutation(len(frame))]
+        frame.head(rows if rows is not None else len(frame)).to_csv(paths[p], index=False)
+    return paths
 
 
 def free_ports(n: int) -> list[int]:
@@ -137,10 +170,8 @@ class LocalDeployment:
                  auto_approve: dict[str, list[str]] | None = None, staging: dict[str, dict] | None = None,
                  node_options: dict[str, Any] | None = None, node_timeout: float = 120.0, slots: int = 1,
                  start_nodes: bool = True):
-        import pandas as pd
         import yaml
 
-        from ..demo.credit_demo import make_demo_files
         from ..jobs.spec import PipelineSpec
         from ..net.certs import create_dev_pki
         from ..orchestration.client import ApiClient
@@ -150,9 +181,7 @@ class LocalDeployment:
         self.root, self.node_timeout = Path(root), node_timeout
         certs = self.root / "certs"
         create_dev_pki(certs, PARTIES + ["coordinator"])
-        self.files = make_demo_files(self.root / "data")
-        for f in self.files.values():  # a small job: the first rows of each file
-            pd.read_csv(f).head(rows).to_csv(f, index=False)
+        self.files = party_files(self.root / "data", rows=rows)  # a small job: the first rows of each file
         ports = free_port_runs(len(PARTIES), slots)
         cluster = {"parties": {p: {"address": f"127.0.0.1:{ports[i]}", "cert": f"certs/{p}.crt",
                                    "key": f"certs/{p}.key"} for i, p in enumerate(PARTIES)},
