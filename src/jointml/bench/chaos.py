@@ -67,7 +67,7 @@ BANK_COLUMNS = ["creditability", "status_of_existing_checking_account", "duratio
 def party_files(out: Path, rows: int | None = None, seed: int = 11) -> dict[str, Path]:
     """The German credit data split between a bank (id, label, its columns) and a partner (id,
     the rest), with synthetic ids, 4 % of rows missing on each side and rows shuffled (PSI
-    has work to do); `rows`: keep the first rows of each file. Public data, public shuffles.
+    has work to do); `rows`: only the first rows of the data set. Public data, public shuffles.
 
     >>> import tempfile
     >>> f = party_files(Path(tempfile.mkdtemp()), rows=50)
@@ -78,6 +78,7 @@ def party_files(out: Path, rows: int | None = None, seed: int = 11) -> dict[str,
     from ..datasets import load_germancredit
 
     df = load_germancredit()
+    df = df.head(rows if rows is not None else len(df)).reset_index(drop=True)  # the same entities at both
     rng = public_rng(seed)
     n = len(df)
     df.insert(0, "id", [f"C{int(v):09d}" for v in rng.choice(10**9, size=n, replace=False)])
@@ -87,8 +88,7 @@ def party_files(out: Path, rows: int | None = None, seed: int = 11) -> dict[str,
     out.mkdir(parents=True, exist_ok=True)
     paths = {"bank": out / "bank.csv", "partner": out / "partner.csv"}
     for p, frame in (("bank", bank), ("partner", partner)):
-        frame = frame.iloc[rng.permutation(len(frame))]
-        frame.head(rows if rows is not None else len(frame)).to_csv(paths[p], index=False)
+        frame.iloc[rng.permutation(len(frame))].to_csv(paths[p], index=False)
     return paths
 
 
