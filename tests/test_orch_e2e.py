@@ -11,13 +11,8 @@ without a token or certificate are refused."""
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -28,136 +23,26 @@ pytest.importorskip("fastapi")
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-from jointml.demo.credit_demo import make_demo_files  # noqa: E402
-from jointml.net.certs import create_dev_pki  # noqa: E402
+from jointml.bench.chaos import PARTIES, LocalDeployment, credit_spec  # noqa: E402
 from jointml.orchestration.client import ApiClient, CoordinatorError  # noqa: E402
-from jointml.orchestration.coordinator import Coordinator  # noqa: E402
 from jointml.orchestration.flow import FlowManager  # noqa: E402
 from jointml.orchestration.node import approve_locally, pending_jobs  # noqa: E402
-from jointml.orchestration.store import JobStore  # noqa: E402
-
-PARTIES = ["bank", "partner", "dealer"]
-ROWS = 300
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
-def credit_spec(epochs: int = 20) -> dict:
-    return {
-        "name": "credit-small", "parties": PARTIES,
-        "mpc": {"protocol": "semi2k", "parties": ["bank", "partner"], "dealer": "dealer"},
-        "inputs": {"bank": "bank_loans", "partner": "partner_features"},
-        "steps": [
-            {"psi": {"key": "id", "sort_by": "bank"}},
-            {"split": {"test_fraction": 0.3, "seed": 1}},
-            {"woe_binning": {"label": "creditability", "pos_label": "bad", "key_bits": 512, "method": "chimerge",
-                             "max_bins": 4, "n_prebins": 10, "label_proofs": False}},
-            {"ss_lr.train": {"epochs": epochs, "batch_size": 64, "learning_rate": 1.0, "l2": 0.001, "sigmoid": "poly",
-                             "seed": 1}},
-            {"predict": {"to": "bank"}},
-            {"evaluate": {"metrics": ["auc", "ks"]}},
-        ],
-    }
-
-
-class Cluster:
-    """A coordinator in this process and one node process per party, in a temp dir."""
+class Cluster(LocalDeployment):
+    """A coordinator in this process and one node process per party, in a temp dir; bank and
+    partner approve the credit pipeline in advance, the dealer's operator approves by hand."""
 
     def __init__(self, root: Path):
         from jointml.jobs.spec import PipelineSpec
 
-        self.root = root
-        certs = root / "certs"
-        create_dev_pki(certs, PARTIES + ["coordinator"])
-        files = make_demo_files(root / "data")
-        for f in files.values():  # a small job: the first rows of each file
-            pd.read_csv(f).head(ROWS).to_csv(f, index=False)
-        self.files = files
-        ports = _free_ports(len(PARTIES))
-        cluster = {"parties": {p: {"address": f"127.0.0.1:{port}", "cert": f"certs/{p}.crt", "key": f"certs/{p}.key"}
-                               for p, port in zip(PARTIES, ports)},
-                   "ca": "certs/ca.crt", "connect_timeout": 20, "recv_timeout": 60}
-        (root / "cluster.yaml").write_text(yaml.safe_dump(cluster))
-        self.store = JobStore(f"sqlite:///{root / 'jobs.db'}")
-        self.coord = Coordinator(self.store, certs / "coordinator.crt", certs / "coordinator.key", certs / "ca.crt",
-                                 port=0)
-        self.coord_thread = self.coord.start_in_thread()
-        self.url = f"https://127.0.0.1:{self.coord.port}"
-        self.token = self.store.add_token("alice")
-        self.api = ApiClient(self.url, token=self.token, ca=certs / "ca.crt")
         self.approved_hash = PipelineSpec.from_dict(credit_spec()).fingerprint()
-        sources = {"bank": {"bank_loans": str(files["bank"])}, "partner": {"partner_features": str(files["partner"])},
-                   "dealer": {}}
-        for p in PARTIES:
-            # bank and partner approve the credit pipeline in advance; the dealer's operator approves by hand
-            policy = {"auto_approve": [self.approved_hash] if p != "dealer" else []}
-            node = {"party": p, "coordinator": self.url, "cluster": "cluster.yaml", "workdir": f"work/{p}",
-                    "data_sources": sources[p], "policy": policy, "poll_seconds": 0.2}
-            (root / f"node-{p}.yaml").write_text(yaml.safe_dump(node))
-        self.procs: dict[str, subprocess.Popen] = {}
-        for p in PARTIES:
-            self.start_node(p)
-
-    def start_node(self, party: str) -> None:
-        log = open(self.root / f"node-{party}.out", "a")  # `jointml node start`, as an organisation runs it
-        self.procs[party] = subprocess.Popen(
-            [sys.executable, "-m", "jointml.cli.main", "node", "start", "--config", str(self.root / f"node-{party}.yaml")],
-            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-    def restart_coordinator(self) -> None:
-        """Stop the coordinator (a crash: a new process with a new store connection) and start it again."""
-        certs, port = self.root / "certs", self.coord.port
-        self.coord.stop()
-        self.coord_thread.join(20)
-        self.store.close()
-        self.store = JobStore(f"sqlite:///{self.root / 'jobs.db'}")
-        self.coord = Coordinator(self.store, certs / "coordinator.crt", certs / "coordinator.key", certs / "ca.crt",
-                                 port=port)
-        self.coord_thread = self.coord.start_in_thread()
-        self.api.close()
-        self.api = ApiClient(self.url, token=self.token, ca=certs / "ca.crt")
-
-    def kill_node(self, party: str) -> None:
-        self.procs[party].send_signal(signal.SIGKILL)
-        self.procs[party].wait(10)
-
-    def workdir(self, party: str) -> Path:
-        return self.root / "work" / party
-
-    def wait(self, cond, timeout: float = 60.0, what: str = "condition"):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            got = cond()
-            if got:
-                return got
-            time.sleep(0.05)
-        logs = "\n".join((self.root / f"node-{p}.out").read_text()[-2000:] for p in PARTIES)
-        raise AssertionError(f"timed out waiting for {what}\n{logs}")
-
-    def wait_state(self, job: str, states: set[str], timeout: float = 90.0) -> dict:
-        return self.wait(lambda: (st := self.api.status(job))["state"] in states and st, timeout,
-                         f"job {job} to reach {states}")
+        super().__init__(root, rows=300, auto_approve={"bank": [self.approved_hash], "partner": [self.approved_hash]})
 
     def approve_at_dealer(self, job: str) -> None:
         self.wait(lambda: any(j["job_id"] == job for j in pending_jobs(self.workdir("dealer"))), 30,
                   "the job to wait for the dealer's approval")
         approve_locally(self.workdir("dealer"), job)
-
-    def close(self) -> None:
-        for p in self.procs.values():
-            p.send_signal(signal.SIGKILL)
-            p.wait(10)
-        self.api.close()
-        self.coord.stop()
-        self.store.close()
 
 
 @pytest.fixture(scope="module")

@@ -260,3 +260,38 @@ def test_a_silent_node_fails_the_step_instead_of_a_hang(tmp_path):
         fm.accept_step(job, "bank", 0, 1)
     st = fm.status(job)
     assert st["state"] == "failed" and "the node of dealer has been silent" in st["reason"]
+
+
+def test_concurrent_jobs_get_distinct_data_plane_slots_and_free_them(store_url):
+    fm = FlowManager(JobStore(store_url))
+    a, b = _approved(fm), _approved(fm)
+    for job in (a, b):
+        for p in PARTIES:
+            fm.accept_step(job, p, 0, 1)
+    assert sorted(fm.job_slot(j) for j in (a, b)) == [0, 1]  # two running jobs: never the same ports
+    for p in PARTIES:
+        fm.report_step(a, p, 0, 1, ok=True)
+    assert fm.job_slot(a) == 0  # kept for the whole attempt (its links stay open)
+    for step in (1, 2):
+        _run_step(fm, a, step)
+    assert fm.status(a)["state"] == "succeeded"
+    c = _approved(fm)
+    _run_step(fm, c, 0)
+    assert fm.job_slot(c) == fm.status(a)["slot"] == 0  # a finished job's slot is free again
+
+
+def test_artifact_records_of_an_older_attempt_are_ignored(store_url):
+    fm = FlowManager(JobStore(store_url))
+    job = _approved(fm)
+    rec = {"name": f"jobs/{job}/checkpoints/after-0/frame.csv", "sha256": "ab" * 32, "size": 10}
+    assert fm.record_artifacts(job, "bank", 0, 1, [rec]) == 1
+    _run_step(fm, job, 0, fail_at="partner")
+    fm.retry(job, "alice")
+    assert fm.record_artifacts(job, "bank", 0, 1, [{**rec, "sha256": "cd" * 32}]) == 0  # a late write of attempt 1
+    assert fm.record_artifacts(job, "bank", 0, 2, [{**rec, "sha256": "ef" * 32, "size": 11}]) == 1
+    assert [(r["sha256"][:2], r["size"]) for r in fm.artifacts(job, "bank")] == [("ef", 11)]
+    assert fm.artifacts(job, "partner") == []
+    with pytest.raises(ConfigError):
+        fm.record_artifacts(job, "bank", 0, 2, [{**rec, "name": "/etc/passwd"}])
+    with pytest.raises(ConfigError):
+        fm.record_artifacts(job, "mallory", 0, 2, [rec])

@@ -200,3 +200,20 @@ def test_naive_timestamps_and_unknown_databases_are_refused(tmp_path):
             s.add(AuditEntry(at=dt.datetime(2026, 1, 1), actor="a", action="b", job_id=None, detail={}))
             s.flush()
     store.close()
+
+
+def test_a_revoked_token_is_refused_once_the_cache_window_passed(tmp_path):
+    import time
+
+    from jointml.orchestration.store import ApiToken
+
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    store.TOKEN_CACHE_SECONDS = 0.2
+    token = store.add_token("alice")
+    assert store.check_token(token) == "alice"
+    with store.session() as s:
+        for row in s.scalars(select(ApiToken)):
+            row.revoked = True
+    time.sleep(0.25)
+    assert store.check_token(token) is None
+    store.close()

@@ -842,6 +842,7 @@ def certs_fingerprint(cert_files: tuple[str, ...]) -> None:
 
 
 main.commands.update(__import__("jointml.cli.orchestration", fromlist=["COMMANDS"]).COMMANDS)  # coordinator, node, submit, ...
+bench.commands.update(__import__("jointml.cli.orchestration", fromlist=["BENCH_COMMANDS"]).BENCH_COMMANDS)  # chaos, api
 main.commands.update(__import__("jointml.cli.serving", fromlist=["COMMANDS"]).COMMANDS)  # serve
 
 

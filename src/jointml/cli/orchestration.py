@@ -1,6 +1,7 @@
 """The orchestration commands: `jointml coordinator`, `jointml node`, `jointml submit`,
 `jointml jobs`, `jointml status`, `jointml logs`, `jointml approve`, `jointml cancel`,
-`jointml retry` (all with `--json`). Registered on the main group by `cli/main.py`.
+`jointml retry` (all with `--json`), and `jointml bench chaos` / `jointml bench api`
+(`BENCH_COMMANDS`). Registered on the main group by `cli/main.py`.
 
 API commands reach the coordinator over HTTPS with a token: `--coordinator URL --token T
 --ca ca.crt`, or the environment variables `JOINTML_COORDINATOR`, `JOINTML_TOKEN`,
@@ -23,7 +24,7 @@ import click
 
 from ..core.errors import JointMLError
 
-__all__ = ["COMMANDS"]
+__all__ = ["BENCH_COMMANDS", "COMMANDS"]
 
 
 def _errors(fn: Any) -> Any:
@@ -252,6 +253,45 @@ def approve(job: str | None, node_config: str, refuse: bool, list_only: bool, as
     got = approve_locally(cfg.workdir, job, approve=not refuse)
     _emit(as_json, got, f"{'approved' if got['approved'] else 'refused'} {job} (pipeline hash {got['pipeline_hash']})")
 
+
+# -- benchmarks (`jointml bench chaos`, `jointml bench api`) ---------------------------------
+@click.command("chaos")
+@click.option("--jobs", type=click.IntRange(1), default=50, show_default=True, help="Jobs submitted at once.")
+@click.option("--kill-rate", type=click.FloatRange(0, 1), default=0.2, show_default=True,
+              help="Probability that one node of a job is killed (and restarted) while it runs.")
+@click.option("--rows", type=click.IntRange(50), default=300, show_default=True, help="Rows of each party's file.")
+@click.option("--epochs", type=click.IntRange(1), default=5, show_default=True, help="SS-LR epochs of each job.")
+@click.option("--max-retries", type=click.IntRange(0, 10), default=3, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True, help="Seed of the (public) fault schedule.")
+@click.option("--json", "as_json", is_flag=True, help="JSON (the only output format).")
+def bench_chaos(jobs: int, kill_rate: float, rows: int, epochs: int, max_retries: int, seed: int, as_json: bool) -> None:
+    """A coordinator and three nodes on loopback, N credit jobs, nodes killed at random: success rate, recovery."""
+    from ..bench import chaos
+
+    click.echo(json.dumps(chaos.run(jobs=jobs, kill_rate=kill_rate, rows=rows, epochs=epochs, seed=seed,
+                                    max_retries=max_retries)))
+
+
+@click.command("api")
+@click.option("--clients", type=click.IntRange(1), default=100, show_default=True, help="Concurrent status pollers.")
+@click.option("--seconds", type=click.FloatRange(0.5), default=10.0, show_default=True, help="Per figure.")
+@click.option("--jobs", type=click.IntRange(1), default=50, show_default=True, help="Jobs in the store being polled.")
+@click.option("--processes", type=click.IntRange(1), default=4, show_default=True, help="Client processes.")
+@click.option("--submit-clients", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--interval", type=click.FloatRange(0.01), default=1.0, show_default=True,
+              help="Seconds between two polls of one client (figure `api`; `api_saturated` polls back to back).")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines (the only output format).")
+def bench_api(clients: int, seconds: float, jobs: int, processes: int, submit_clients: int, interval: float,
+              as_json: bool) -> None:
+    """Coordinator API latency (p50/p99) and throughput: status polls and submissions."""
+    from ..bench import api
+
+    for row in api.run(clients=clients, seconds=seconds, jobs=jobs, processes=processes, submit_clients=submit_clients,
+                       interval=interval):
+        click.echo(json.dumps(row))
+
+
+BENCH_COMMANDS: dict[str, click.Command] = {"chaos": bench_chaos, "api": bench_api}
 
 COMMANDS: dict[str, click.Command] = {c.name: c for c in (coordinator, node, submit, jobs, status, logs, approve, cancel,
                                                           retry) if c.name}

@@ -79,7 +79,7 @@ from .check import Problem, announce, cross_problem, job_needs, read_checked
 from .registry import COMPONENTS
 from .spec import PipelineSpec, device_params, fields_digest, fingerprint_fields, first_difference
 
-__all__ = ["JobState", "agree_on_job", "check_wiring", "gather_job", "list_runs", "predict_job", "run_pipeline",
+__all__ = ["JobState", "RunHooks", "agree_on_job", "check_wiring", "gather_job", "list_runs", "predict_job", "run_pipeline",
            "simulate_pipeline", "state_labels"]
 
 A = TypeVar("A", bound=Artifact)
@@ -288,7 +288,30 @@ def _announced_fields(party: str, meta: dict) -> list[tuple[str, str]]:
     return [(x[0], x[1]) for x in raw]
 
 
-def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, check_only: bool = False) -> dict:
+class RunHooks:
+    """Callbacks of `run_pipeline` around its steps (these do nothing; a deployment's node
+    subclasses them: `jointml.orchestration.node.NodeHooks`).
+
+    >>> RunHooks().start(None, None)
+    0
+    """
+
+    def start(self, ctx: Any, state: JobState) -> int:
+        """Called once the inputs are read; returns the first step to run (earlier steps' artifacts restored)."""
+        return 0
+
+    def before_step(self, ctx: Any, state: JobState, i: int, name: str) -> None:
+        """Called before step `i` runs."""
+
+    def after_step(self, ctx: Any, state: JobState, i: int, name: str) -> None:
+        """Called after step `i` ran and was checked."""
+
+    def finish(self, ctx: Any, state: JobState) -> None:
+        """Called once every step ran and the outputs were written."""
+
+
+def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, check_only: bool = False,
+                 hooks: RunHooks | None = None) -> dict:
     """Run every step at this party (all parties call it); returns this party's summary.
 
     Before any cryptography: each party reads and checks its own input (`jobs.check`), then
@@ -298,6 +321,11 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, chec
     `verbose`: "all" prints timestamped start/done lines of each step (and SS-LR's epochs) at
     this party (a node of a deployment); True only at the label holder (simulations, where all
     parties share a terminal). `check_only`: stop after the checks (`jointml run --check`).
+
+    `hooks` (`RunHooks`; a node of a deployment passes `jointml.orchestration.node.NodeHooks`):
+    `start` restores a checkpoint and returns the first step to run; `before_step` and
+    `after_step` wrap each step (gang scheduling, checkpoints, reports); `finish` runs once
+    the outputs are written.
     """
     if sorted(ctx.parties) != sorted(spec.parties):
         raise ConfigError(f"the pipeline's parties {spec.parties} are not the parties running it {list(ctx.parties)} "
@@ -338,7 +366,10 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, chec
     t_all = time.perf_counter()
     for p in spec.inputs:
         state.raw[p] = ctx.party(p).run(lambda: df)  # runs at the owner only: its own table
-    for i, (name, params) in enumerate(spec.steps):
+    hooks = hooks or RunHooks()
+    first = hooks.start(ctx, state)  # steps before it were restored by the hooks (a resumed job)
+    for i, (name, params) in list(enumerate(spec.steps))[first:]:
+        hooks.before_step(ctx, state, i, name)
         t = time.perf_counter()
         _progress(ctx, state, verbose, f"{name:<14} start")
         with _named_step(f"step {i + 1} ({name})"):
@@ -346,6 +377,7 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, chec
         state.timings[name] = round(time.perf_counter() - t, 3)
         _after_step(ctx, state, name, verbose)
         _progress(ctx, state, verbose, f"{name:<14} done in {state.timings[name]:.2f} s")
+        hooks.after_step(ctx, state, i, name)
     state.summary.update(party=ctx.me, job_fingerprint=fingerprint, run_id=run_id, timings=state.timings,
                          seconds=round(time.perf_counter() - t_all, 3), stats=ctx.stats())
     if state.label_party is not None:
@@ -360,6 +392,7 @@ def run_pipeline(ctx: Any, spec: PipelineSpec, verbose: bool | str = False, chec
 
             remember(Path(spec.output) / "model", ctx.me, id_column=needs.keys[0])
         _write_run_folder(ctx.me, spec, state.summary, run_id)
+    hooks.finish(ctx, state)
     return state.summary
 
 

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import DataError, JointMLError
+from ..core.errors import DataError, JointMLError, public_summary
 from ..jobs.artifacts import AlignedFrame, Encoding, Label, Split, WoeModel
 from ..runtime.persist import atomic_write
 
@@ -112,32 +112,39 @@ def save_checkpoint(ctx: Any, state: Any, directory: Path) -> bool:
 
 
 def _read_manifest(me: str, directory: Path) -> dict[str, Any]:
+    # the texts name no path: they are announced to the peers and may reach the coordinator
     path = directory / _MANIFEST
     try:
         man = json.loads(path.read_text())
     except FileNotFoundError:
-        raise DataError(f"no checkpoint at {directory} (the node's work directory was lost?); retry from the start",
-                        party=me) from None
+        raise DataError(f"no checkpoint of step '{directory.name}' at this node (its work directory was lost?); "
+                        "retry from the start", party=me, public=True) from None
     except ValueError:
-        raise DataError(f"checkpoint {path} is damaged; retry from the start", party=me) from None
+        raise DataError(f"the checkpoint of step '{directory.name}' is damaged; retry from the start", party=me,
+                        public=True) from None
     if man.get("version") != 1 or man.get("party") != me:
-        raise DataError(f"checkpoint {path} is not this party's (version 1)", party=me)
+        raise DataError(f"the checkpoint of step '{directory.name}' is not this party's (version 1)", party=me,
+                        public=True)
     return man
 
 
-def restore_checkpoint(ctx: Any, state: Any, directory: Path) -> None:
-    """Put the saved artifacts back into `state` (every party calls it at the same point)."""
+def restore_checkpoint(ctx: Any, state: Any, directory: Path, problem: str | None = None) -> None:
+    """Put the saved artifacts back into `state` (every party calls it at the same point).
+
+    `problem`: why this party cannot resume, found before (its staged checkpoint could not be
+    fetched): announced to every party like a missing checkpoint."""
     from ..runtime.collectives import all_gather
 
-    problem, man = None, None
-    try:
-        man = _read_manifest(ctx.me, directory)
-    except JointMLError as err:
-        problem = str(err)
+    man = None
+    if problem is None:
+        try:
+            man = _read_manifest(ctx.me, directory)
+        except JointMLError as err:
+            problem = public_summary(err, ctx.me)
     got = all_gather(ctx, meta={"problem": problem}, name="checkpoint-check")
     for p, r in got.items():
-        if r.meta.get("problem"):
-            raise DataError(f"cannot resume: {r.meta['problem']}", party=p)
+        if r.meta.get("problem"):  # a text its party made public (no path, no data value)
+            raise DataError(f"cannot resume: {r.meta['problem']}", party=p, public=True)
     assert man is not None
     vdf: Any = None
     for e in man["entries"]:

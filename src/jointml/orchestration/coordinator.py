@@ -23,7 +23,7 @@ forge approvals in its store; every node still runs only what its own policy app
 
 >>> app = create_app(JobStore("sqlite://"))
 >>> sorted({r.path for r in app.routes if r.path.startswith("/api/jobs")})[:3]
-['/api/jobs', '/api/jobs/{job_id}', '/api/jobs/{job_id}/cancel']
+['/api/jobs', '/api/jobs/{job_id}', '/api/jobs/{job_id}/artifacts']
 """
 
 from __future__ import annotations
@@ -103,6 +103,14 @@ class StepBody(BaseModel):
     message: str | None = Field(None, max_length=10_000)
     metrics: dict[str, float] = Field(default_factory=dict)
     checkpoint: bool = False
+
+
+class ArtifactsBody(BaseModel):
+    """Records of objects a node staged: name, SHA-256 and size of the stored (encrypted) bytes."""
+
+    attempt: int
+    step: int | None = None
+    artifacts: list[dict[str, Any]] = Field(default_factory=list, max_length=10_000)
 
 
 class LogsBody(BaseModel):
@@ -199,6 +207,10 @@ def _api_routes(app: FastAPI, flow: FlowManager, store: JobStore, api_user: Any)
     def logs(job_id: str, party: str | None = None, user: str = Depends(api_user)) -> list[dict[str, Any]]:
         return flow.logs(job_id, party)
 
+    @app.get("/api/jobs/{job_id}/artifacts")
+    def artifacts(job_id: str, party: str | None = None, user: str = Depends(api_user)) -> list[dict[str, Any]]:
+        return flow.artifacts(job_id, party)
+
     @app.post("/api/jobs/{job_id}/cancel")
     def cancel(job_id: str, user: str = Depends(api_user)) -> dict[str, str]:
         return {"state": flow.cancel(job_id, user)}
@@ -246,13 +258,22 @@ def _node_routes(app: FastAPI, flow: FlowManager, node_party: Any) -> None:
         return {"state": flow.node_refuses(job_id, party, body.reason or "refused")}
 
     @app.post("/node/jobs/{job_id}/steps/{step}/accept")
-    def accept(job_id: str, step: int, body: StepBody, party: str = Depends(node_party)) -> dict[str, bool]:
-        return {"start": flow.accept_step(job_id, party, step, body.attempt)}
+    def accept(job_id: str, step: int, body: StepBody, party: str = Depends(node_party)) -> dict[str, Any]:
+        start = flow.accept_step(job_id, party, step, body.attempt)
+        return {"start": start, "slot": flow.job_slot(job_id) if start else None}
 
     @app.post("/node/jobs/{job_id}/steps/{step}/report")
     def report(job_id: str, step: int, body: StepBody, party: str = Depends(node_party)) -> dict[str, str]:
         return {"state": flow.report_step(job_id, party, step, body.attempt, body.ok, body.message, body.metrics,
                                           body.checkpoint)}
+
+    @app.post("/node/jobs/{job_id}/artifacts")
+    def add_artifacts(job_id: str, body: ArtifactsBody, party: str = Depends(node_party)) -> dict[str, int]:
+        return {"recorded": flow.record_artifacts(job_id, party, body.step, body.attempt, body.artifacts)}
+
+    @app.get("/node/jobs/{job_id}/artifacts")
+    def get_artifacts(job_id: str, party: str = Depends(node_party)) -> list[dict[str, Any]]:
+        return flow.artifacts(job_id, party)  # a node reads only its own records
 
     @app.post("/node/jobs/{job_id}/logs")
     def add_logs(job_id: str, body: LogsBody, party: str = Depends(node_party)) -> dict[str, int]:

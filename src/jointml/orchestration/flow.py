@@ -50,7 +50,19 @@ from sqlalchemy.orm import Session
 
 from ..core.errors import ConfigError, JointMLError
 from .cron import CronSchedule
-from .store import Approval, Job, JobStore, LogLine, Metric, NodeRecord, Schedule, Task, Transition, utcnow
+from .store import (
+    Approval,
+    Job,
+    JobStore,
+    LogLine,
+    Metric,
+    NodeRecord,
+    Schedule,
+    StagedArtifact,
+    Task,
+    Transition,
+    utcnow,
+)
 
 __all__ = [
     "JOB_STATES",
@@ -177,12 +189,23 @@ class FlowManager:
     # -- transitions ------------------------------------------------------------------
     def _job_to(self, s: Session, job: Job, new: str, reason: str | None = None) -> None:
         check_transition(job.state, new, f"job {job.id}")
+        if new == "running":  # the first step of an attempt starts: its links need ports no running job holds
+            job.slot = self._free_slot(s, job)
         now = utcnow()
         s.add(Transition(job_id=job.id, party=None, step_index=None, from_state=job.state, to_state=new, reason=reason,
                          at=now))
         job.state, job.updated_at = new, now
         if new in ("failed", "cancelled"):  # the job's reason is its last failure (transitions keep every reason)
             job.reason = reason
+
+    def _free_slot(self, s: Session, job: Job) -> int:
+        """The smallest data-plane slot no other running job of these parties holds (a node
+        runs a job on its cluster ports + slot: concurrent jobs never share a port)."""
+        busy = set()
+        for other in s.scalars(select(Job).where(Job.state == "running", Job.id != job.id)):
+            if other.slot is not None and set(other.parties) & set(job.parties):
+                busy.add(other.slot)
+        return next(k for k in range(len(busy) + 1) if k not in busy)
 
     def _task_to(self, s: Session, t: Task, new: str, reason: str | None = None) -> None:
         check_transition(t.state, new, f"task {t.job_id}/{t.party}/step {t.step_index}", TASK_TRANSITIONS)
@@ -193,8 +216,8 @@ class FlowManager:
         if reason is not None:
             t.message = reason
 
-    def _job(self, s: Session, job_id: str) -> Job:
-        job = s.get(Job, job_id, with_for_update=True)
+    def _job(self, s: Session, job_id: str, lock: bool = True) -> Job:
+        job = s.get(Job, job_id, with_for_update=lock)
         if job is None:
             raise UnknownJob(f"no job '{job_id}'", field="job")
         return job
@@ -424,6 +447,48 @@ class FlowManager:
                 s.add(LogLine(job_id=job_id, party=party, step_index=ln.get("step"), level=str(ln.get("level", "info")),
                               message=str(ln.get("message", ""))[:10_000], at=now))
 
+    def record_artifacts(self, job_id: str, party: str, step: int | None, attempt: int,
+                         records: list[dict[str, Any]]) -> int:
+        """Keep the name, SHA-256 and size of objects `party`'s node staged for a job (its
+        stored, encrypted bytes); records of an older attempt are ignored. Returns how many were kept.
+
+        >>> fm = FlowManager(JobStore("sqlite://"))
+        >>> job = fm.submit({"parties": ["a"], "inputs": {}, "steps": ["psi"]}, user="u")
+        >>> fm.record_artifacts(job, "a", 0, 1, [{"name": f"jobs/{job}/x", "sha256": "ab" * 32, "size": 40}])
+        1
+        >>> [r["size"] for r in fm.artifacts(job, "a")]
+        [40]
+        """
+        with self.store.session() as s:
+            job = self._job(s, job_id)
+            if party not in job.parties:
+                raise ConfigError(f"party '{party}' is not in job {job_id}", party=party, field="party")
+            if attempt != job.attempt:
+                return 0
+            now = utcnow()
+            for r in records:
+                name, digest = str(r["name"]), str(r["sha256"]).lower()
+                if name.startswith("/") or ".." in name.split("/") or len(digest) != 64 or \
+                        any(c not in "0123456789abcdef" for c in digest):
+                    raise ConfigError(f"an artifact record needs a relative name and a SHA-256 hex digest, got {name!r}",
+                                      party=party, field="artifacts")
+                s.add(StagedArtifact(job_id=job_id, party=party, step_index=step, attempt=attempt, name=name[:500],
+                                     sha256=digest, size=int(r["size"]), at=now))
+            return len(records)
+
+    def artifacts(self, job_id: str, party: str | None = None) -> list[dict[str, Any]]:
+        """The newest record of each staged object of a job (optionally one party's), by name."""
+        with self.store.session(readonly=True) as s:
+            self._job(s, job_id, lock=False)
+            q = select(StagedArtifact).where(StagedArtifact.job_id == job_id)
+            if party is not None:
+                q = q.where(StagedArtifact.party == party)
+            latest: dict[tuple[str, str], StagedArtifact] = {}
+            for a in s.scalars(q.order_by(StagedArtifact.id)):
+                latest[(a.party, a.name)] = a
+            return [{"party": a.party, "step": a.step_index, "attempt": a.attempt, "name": a.name, "sha256": a.sha256,
+                     "size": a.size} for a in sorted(latest.values(), key=lambda a: (a.party, a.name))]
+
     def seen(self, party: str, info: dict | None = None) -> None:
         """Record that `party`'s node called in (its health)."""
         with self.store.session() as s:
@@ -436,7 +501,7 @@ class FlowManager:
     # -- queries ---------------------------------------------------------------------------
     def work_for(self, party: str) -> dict[str, list[dict]]:
         """What `party`'s node should look at: jobs awaiting its decision, and its current steps."""
-        with self.store.session() as s:
+        with self.store.session(readonly=True) as s:
             jobs = s.scalars(select(Job).where(Job.state.in_(("awaiting_approval", "queued", "running"))))
             out: dict[str, list[dict]] = {"approvals": [], "work": []}
             for job in jobs:
@@ -463,19 +528,24 @@ class FlowManager:
                 "pipeline_hash": job.pipeline_hash, "attempt": job.attempt, "step": job.current_step,
                 "resume_from": job.resume_from}
 
+    def job_slot(self, job_id: str) -> int:
+        """The data-plane slot of a job's current attempt (0 before it runs)."""
+        with self.store.session(readonly=True) as s:
+            return int(self._job(s, job_id, lock=False).slot or 0)
+
     def job_state(self, job_id: str, party: str | None = None) -> tuple[str, int, int]:
         """`(state, attempt, current step)` of a job (what a node checks between steps; a node
         `party` sees only its own jobs)."""
-        with self.store.session() as s:
-            job = self._job(s, job_id)
+        with self.store.session(readonly=True) as s:
+            job = self._job(s, job_id, lock=False)
             if party is not None and party not in job.parties:
                 raise UnknownJob(f"no job '{job_id}' for party '{party}'", field="job")
             return job.state, job.attempt, job.current_step
 
     def status(self, job_id: str) -> dict[str, Any]:
         """Everything public about a job: state, tasks, transitions, approvals, metrics."""
-        with self.store.session() as s:
-            job = self._job(s, job_id)
+        with self.store.session(readonly=True) as s:
+            job = self._job(s, job_id, lock=False)
             out = self._row(job)
             out["spec"] = job.spec
             out["tasks"] = [{"party": t.party, "step": t.step_index, "name": t.step_name, "state": t.state,
@@ -487,6 +557,7 @@ class FlowManager:
                                                      .order_by(Transition.id))]
             out["approvals"] = [{"party": a.party, "approved": a.approved, "mode": a.mode, "reason": a.reason}
                                 for a in s.scalars(select(Approval).where(Approval.job_id == job_id).order_by(Approval.id))]
+            out["artifacts"] = len(s.scalars(select(StagedArtifact.id).where(StagedArtifact.job_id == job_id)).all())
             out["metrics"] = [{"party": m.party, "step": m.step_index, "name": m.name, "value": m.value}
                               for m in s.scalars(select(Metric).where(Metric.job_id == job_id).order_by(Metric.id))]
             return out
@@ -495,20 +566,20 @@ class FlowManager:
     def _row(job: Job) -> dict[str, Any]:
         return {"id": job.id, "name": job.name, "state": job.state, "parties": job.parties,
                 "pipeline_hash": job.pipeline_hash, "attempt": job.attempt, "max_retries": job.max_retries,
-                "current_step": job.current_step, "resume_from": job.resume_from, "reason": job.reason,
+                "current_step": job.current_step, "resume_from": job.resume_from, "reason": job.reason, "slot": job.slot,
                 "submitted_by": job.submitted_by, "created_at": job.created_at.isoformat(),
                 "updated_at": job.updated_at.isoformat()}
 
     def schedules(self) -> list[dict[str, Any]]:
         """Every schedule, with its next run and last job."""
-        with self.store.session() as s:
+        with self.store.session(readonly=True) as s:
             return [{"id": r.id, "name": r.name, "cron": r.cron, "enabled": r.enabled, "max_retries": r.max_retries,
                      "next_run_at": r.next_run_at.isoformat() if r.next_run_at else None, "last_job_id": r.last_job_id,
                      "created_by": r.created_by} for r in s.scalars(select(Schedule).order_by(Schedule.id))]
 
     def list_jobs(self, state: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
         """The newest jobs first (optionally only those in `state`)."""
-        with self.store.session() as s:
+        with self.store.session(readonly=True) as s:
             q = select(Job).order_by(Job.created_at.desc()).limit(limit)
             if state is not None:
                 q = q.where(Job.state == state)
@@ -516,8 +587,8 @@ class FlowManager:
 
     def logs(self, job_id: str, party: str | None = None) -> list[dict[str, Any]]:
         """The log lines nodes published for a job (optionally one party's)."""
-        with self.store.session() as s:
-            self._job(s, job_id)
+        with self.store.session(readonly=True) as s:
+            self._job(s, job_id, lock=False)
             q = select(LogLine).where(LogLine.job_id == job_id)
             if party is not None:
                 q = q.where(LogLine.party == party)

@@ -2,8 +2,9 @@
 in the jobs its organisation approved.
 
 A node has its party certificate (the cluster CA's; the same one its data-plane links use),
-its registered **data sources** (name -> local file; a job names sources, never paths, and
-nothing is uploaded), its **approval policy** (pipeline hashes approved in advance, in
+its registered **data sources** (name -> local file, or `s3://bucket/key` in the owner's
+object store, read into the job's folder; a job names sources, never paths, and nothing
+is uploaded), its **approval policy** (pipeline hashes approved in advance, in
 `auto_approve`; any other job waits for an operator's `jointml approve JOB` at this node),
 and a work directory (outputs, checkpoints, pending approvals, its own full log).
 
@@ -32,6 +33,7 @@ themselves before any data moves (`agree_on_job`).
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import traceback
@@ -42,10 +44,11 @@ from typing import Any
 import yaml
 
 from ..core.errors import ConfigError, JointMLError, LinkError, public_summary
+from ..jobs.runner import RunHooks
 from ..runtime.persist import atomic_write
 from .client import CoordinatorError, NodeClient
 
-__all__ = ["JobStopped", "NodeAgent", "NodeConfig", "approve_locally", "pending_jobs"]
+__all__ = ["JobStopped", "NodeAgent", "NodeConfig", "NodeHooks", "approve_locally", "pending_jobs", "run_steps"]
 
 DEFAULT_METRICS = ["rows_aligned", "train_rows", "test_rows", "auc", "ks"]
 
@@ -69,6 +72,8 @@ class NodeConfig:
     publish_metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
     server_name: str = "coordinator"
     poll_seconds: float = 1.0
+    staging: dict[str, Any] | None = None
+    max_jobs: int = 1
 
     @classmethod
     def load(cls, path: str | Path) -> NodeConfig:
@@ -96,11 +101,26 @@ class NodeConfig:
         policy = dict(raw.get("policy") or {})
         return cls(party=str(raw["party"]), coordinator=str(raw["coordinator"]), cluster=res(raw["cluster"]),
                    workdir=res(raw["workdir"]),
-                   data_sources={str(k): str(res(v)) for k, v in dict(raw.get("data_sources") or {}).items()},
+                   data_sources={str(k): str(v) if str(v).startswith("s3://") else str(res(v))
+                                 for k, v in dict(raw.get("data_sources") or {}).items()},
                    auto_approve=[str(h) for h in policy.get("auto_approve", raw.get("auto_approve", [])) or []],
                    publish_metrics=list(policy.get("publish_metrics", DEFAULT_METRICS)),
                    server_name=str(raw.get("server_name", "coordinator")),
-                   poll_seconds=float(raw.get("poll_seconds", 1.0)))
+                   poll_seconds=float(raw.get("poll_seconds", 1.0)),
+                   staging=_staging_config(raw.get("staging"), base), max_jobs=int(raw.get("max_jobs", 1)))
+
+
+def _staging_config(raw: Any, base: Path) -> dict[str, Any] | None:
+    """The `staging:` section with its paths (root, key_file) resolved against the config's folder."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise ConfigError("'staging' must be a mapping (backend: dir | s3, ...)", field="staging")
+    out = dict(raw)
+    for k in ("root", "key_file"):
+        if k in out and not Path(str(out[k])).is_absolute():
+            out[k] = str(base / str(out[k]))
+    return out
 
 
 def _approvals_dir(workdir: Path) -> Path:
@@ -147,10 +167,19 @@ class NodeAgent:
         self.workdir = Path(cfg.workdir)
         for d in (self.workdir, _approvals_dir(self.workdir), _pending_dir(self.workdir)):
             d.mkdir(parents=True, exist_ok=True)
-        self._worker: threading.Thread | None = None
-        self._running: tuple[str, int] | None = None
+        self._running: dict[str, threading.Thread] = {}  # job id -> its worker (at most max_jobs)
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self.staging = self._open_staging()
+
+    def _open_staging(self) -> Any:
+        """The node's `Staging` (object store + the owner's key), or None without a `staging:` section."""
+        if self.cfg.staging is None:
+            return None
+        from .staging import Staging, load_or_create_key, make_object_store
+
+        key_file = self.cfg.staging.get("key_file") or str(self.workdir / "staging.key")
+        return Staging(make_object_store(self.cfg.staging), load_or_create_key(key_file))
 
     # -- local log ------------------------------------------------------------------------
     def log(self, msg: str, job_id: str | None = None) -> None:
@@ -171,8 +200,12 @@ class NodeAgent:
         if me in inputs and inputs[me] not in self.cfg.data_sources:
             raise ConfigError(f"no data source named {inputs[me]!r} is registered at this node", party=me,
                               field=f"inputs.{me}")
-        local = dict(spec, inputs={p: self.cfg.data_sources.get(n, "-") if p == me else "-" for p, n in inputs.items()})
+        src = self.cfg.data_sources.get(inputs.get(me, ""), "-")
+        remote = src.startswith("s3://")  # read into the job's folder when the job starts (not a local path)
+        local = dict(spec, inputs={p: ("-" if remote else src) if p == me else "-" for p in inputs})
         parsed = PipelineSpec.from_dict(local)
+        if remote:
+            parsed.inputs[me] = src
         check_wiring(parsed)
         return parsed, parsed.fingerprint()
 
@@ -216,15 +249,17 @@ class NodeAgent:
     # -- work -------------------------------------------------------------------------------
     def tick(self) -> None:
         """One poll of the coordinator: decide approvals, start this party's part of a job."""
-        got = self.client.request("POST", "/node/poll", json={"busy": self._running is not None})
+        got = self.client.request("POST", "/node/poll", json={"busy": len(self._running)})
         for item in got["approvals"]:
             self._decide(item)
         for item in got["work"]:
             if item.get("task_state") != "queued":
                 continue  # started already (by this node's worker, or one that died: its peers fail the step)
             with self._lock:
-                if self._running is not None:
-                    break  # one data-plane session at a time (the cluster's ports)
+                if item["job_id"] in self._running:
+                    continue  # an older attempt still finishing here: start the new one after it
+                if len(self._running) >= self.cfg.max_jobs:
+                    continue  # this node runs max_jobs at once: a later poll starts it
                 try:
                     spec, digest = self.check_job(item["spec"])
                 except JointMLError as e:
@@ -234,10 +269,35 @@ class NodeAgent:
                     self._refuse(item["job_id"], f"job not approved by {self.cfg.party}'s organisation "
                                                  f"(pipeline hash {digest[:16]}...)")
                     continue
-                self._running = (item["job_id"], item["attempt"])
-                self._worker = threading.Thread(target=self._run_job, args=(item, spec), daemon=True,
-                                                name=f"job-{item['job_id'][:8]}")
-                self._worker.start()
+                worker = threading.Thread(target=self._run_job, args=(item, spec), daemon=True,
+                                          name=f"job-{item['job_id'][:8]}")
+                self._running[item["job_id"]] = worker
+                worker.start()
+
+    def _fetch_inputs(self, job_id: str, spec: Any) -> None:
+        """A data source at `s3://bucket/key` is read from the owner's object store into the
+        job's folder (the copy stays at the node) before the job starts."""
+        src = spec.inputs.get(self.cfg.party)
+        if not isinstance(src, str) or not src.startswith("s3://"):
+            return
+        from .staging import read_s3_uri
+
+        data = read_s3_uri(src, self.cfg.staging)
+        local = self.job_dir(job_id) / "inputs" / Path(src.split("/", 3)[-1]).name
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_bytes(data)
+        spec.inputs[self.cfg.party] = str(local)
+        self.log(f"input read from the object store ({len(data)} bytes)", job_id)
+
+    def cluster_for(self, slot: int) -> Any:
+        """The cluster with every party's data-plane port moved by `slot` (a job's own links:
+        concurrent jobs never share a port; the cluster file reserves `max_jobs` ports per party)."""
+        import dataclasses
+
+        if not slot:
+            return self.cluster
+        return dataclasses.replace(self.cluster, parties={n: dataclasses.replace(p, port=p.port + slot)
+                                                          for n, p in self.cluster.parties.items()})
 
     def _refuse(self, job_id: str, reason: str) -> None:
         self.log(f"refused to run: {reason}", job_id)
@@ -275,8 +335,9 @@ class NodeAgent:
                 raise JobStopped("node stopping")
             delay = min(delay * 2, 2.0)
 
-    def wait_gang(self, job_id: str, step: int, attempt: int) -> None:
-        """Accept `step` and wait until every party did; `JobStopped` if the job moved on."""
+    def wait_gang(self, job_id: str, step: int, attempt: int) -> int:
+        """Accept `step` and wait until every party did; the job's data-plane slot. `JobStopped`
+        if the job moved on."""
         while True:
             try:
                 got = self.call("POST", f"/node/jobs/{job_id}/steps/{step}/accept", {"attempt": attempt})
@@ -285,7 +346,7 @@ class NodeAgent:
                     raise JobStopped(f"job {job_id} no longer runs step {step} of attempt {attempt}") from None
                 raise
             if got["start"]:
-                return
+                return int(got.get("slot") or 0)
             if self._stop.wait(0.1):
                 raise JobStopped("node stopping")
 
@@ -309,6 +370,60 @@ class NodeAgent:
                 out[k] = float(v)
         return out
 
+    # -- staging ----------------------------------------------------------------------------
+    def stage(self, job_id: str, step: int | None, attempt: int, local: Path, what: str) -> int:
+        """Stage the files under `local` as `jobs/<job>/<what>/...` (encrypted) and record their
+        digests in the job store; how many (0 without staging)."""
+        if self.staging is None or not local.exists():
+            return 0
+        files = [local] if local.is_file() else None
+        if files:
+            recs = [self.staging.put(f"jobs/{job_id}/{what}", local.read_bytes())]
+        else:
+            recs = self.staging.put_dir(local, f"jobs/{job_id}/{what}")
+        if recs:
+            self.call("POST", f"/node/jobs/{job_id}/artifacts",
+                      {"attempt": attempt, "step": step, "artifacts": [r.to_json() for r in recs]})
+        return len(recs)
+
+    def fetch(self, job_id: str, what: str, local: Path) -> str | None:
+        """Replace `local` by the staged copy of `jobs/<job>/<what>/`, each object checked
+        against the job store's digest; None, or why it cannot (a public text)."""
+        import shutil
+
+        from .staging import ArtifactRecord
+
+        if self.staging is None:
+            return None
+        prefix = f"jobs/{job_id}/{what}"
+        try:
+            got = self.call("GET", f"/node/jobs/{job_id}/artifacts", {})
+            recs = [ArtifactRecord(r["name"], r["sha256"], int(r["size"])) for r in got
+                    if str(r["name"]).startswith(prefix + "/")]
+            if not recs:
+                return f"party {self.cfg.party} has no staged copy of {what} (nothing recorded in the job store)"
+            shutil.rmtree(local, ignore_errors=True)
+            self.staging.get_dir(recs, prefix, local)
+        except JointMLError as e:
+            self.log(f"fetching {what} from staging failed: {e}", job_id)
+            return public_summary(e, self.cfg.party, (ConfigError, CoordinatorError))
+        return None
+
+    def epoch_hook(self, job_id: str, step: int, attempt: int, ckpt: Path) -> Any:
+        """The per-epoch checkpoints of a training step (`jointml.orchestration.epochs`): kept in
+        `ckpt/epochs-<step>/`, each epoch also staged; on a retry, fetched from staging first."""
+        from .epochs import EpochCheckpoints
+
+        where = f"checkpoints/epochs-{step}"
+        local = ckpt.parent / where
+        if self.staging is not None and not local.is_dir():
+            self.fetch(job_id, where, local)  # nothing staged yet (a first run): no resume, no error
+
+        def on_save(path: Path) -> None:
+            self.stage(job_id, step, attempt, path, f"{where}/{path.name}")
+
+        return EpochCheckpoints(local, on_save=on_save if self.staging is not None else None)
+
     def job_dir(self, job_id: str) -> Path:
         """This node's folder for a job (outputs, checkpoints)."""
         return self.workdir / "jobs" / job_id
@@ -320,8 +435,10 @@ class NodeAgent:
         progress = {"step": start}
         spec.output = str(self.job_dir(job_id) / "out")
         try:
-            self.wait_gang(job_id, start, attempt)
-            run_party(run_steps, self.cfg.party, self.cluster, self, job_id, attempt, start, spec, progress)
+            self._fetch_inputs(job_id, spec)
+            slot = self.wait_gang(job_id, start, attempt)
+            run_party(run_steps, self.cfg.party, self.cluster_for(slot), self, job_id, attempt, start, spec, progress,
+                      options={"jobs.log_file": str(self.job_dir(job_id) / "run.log")})  # the runner's timed lines
         except JobStopped as e:
             self.log(f"stopped: {e}", job_id)
         except Exception as e:  # report any failure of this party's part, then keep serving
@@ -333,47 +450,83 @@ class NodeAgent:
                 self.log(f"could not report the failure: {ce}", job_id)
         finally:
             with self._lock:
-                self._running = None
+                self._running.pop(job_id, None)
 
 
 def run_steps(ctx: Any, agent: NodeAgent, job_id: str, attempt: int, start: int, spec: Any,
               progress: dict[str, int]) -> dict[str, Any]:
-    """This party's run of steps `start..` of a job (every party runs it, SPMD): agree on the
-    job, read its own inputs, restore the checkpoint before `start`, then for each step wait
-    for every party (gang), run the registered component, checkpoint, report."""
-    from ..data.io import read_input
-    from ..jobs.artifacts import LocalDirStore
-    from ..jobs.registry import COMPONENTS
-    from ..jobs.runner import JobState, agree_on_job, check_wiring
-    from .checkpoint import restore_checkpoint, save_checkpoint
+    """This party's run of steps `start..` of a job (every party runs it, SPMD): the pipeline
+    runner itself (`jointml.jobs.runner.run_pipeline`: input checks, the job agreement, the
+    steps, the outputs) with this node's `NodeHooks`."""
+    from ..jobs.runner import run_pipeline
 
-    check_wiring(spec)
-    fingerprint = agree_on_job(ctx, spec.fields_fingerprint(), "pipeline")  # before any input is read or data sent
-    out, ckpt = Path(spec.output), agent.job_dir(job_id) / "checkpoints"
-    state = JobState(spec, LocalDirStore(out / "artifacts", ctx.me))
-    for p, path in spec.inputs.items():
-        state.raw[p] = ctx.party(p).run(lambda path=path, p=p: read_input(path, p))
-    if start > 0:
-        restore_checkpoint(ctx, state, ckpt / f"after-{start - 1}")
-        agent.publish_log(job_id, start, f"resumed from the checkpoint after step {start - 1}")
-    published = agent.public_metrics(state.summary)  # each step publishes what it changed
-    for j in range(start, len(spec.steps)):
-        progress["step"] = j
-        if j > start:
-            agent.wait_gang(job_id, j, attempt)
-        name, params = spec.steps[j]
-        t = time.perf_counter()
-        COMPONENTS[name].fn(ctx, state, **params)
-        secs = round(time.perf_counter() - t, 3)
-        state.timings[name] = secs
-        saved = save_checkpoint(ctx, state, ckpt / f"after-{j}")
-        agent.publish_log(job_id, j, f"step {j} ({name}) done in {secs:.2f} s" + (", checkpoint kept" if saved else ""))
-        now = agent.public_metrics(state.summary)
-        agent.report(job_id, j, attempt, ok=True, metrics={k: v for k, v in now.items() if published.get(k) != v},
-                     checkpoint=saved)
-        published = now
-    state.summary.update(party=ctx.me, job_fingerprint=fingerprint, timings=state.timings)
-    public = {k: v for k, v in state.summary.items() if k not in ("test_scores", "test_labels")}
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / f"summary.{ctx.me}.json", json.dumps(public, default=str))
-    return public
+    summary = run_pipeline(ctx, spec, hooks=NodeHooks(agent, job_id, attempt, start, progress))
+    return {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels")}
+
+
+class NodeHooks(RunHooks):
+    """What a node adds to `run_pipeline`: restore the checkpoint before `start` (fetched from
+    staging, digests checked), wait for every party before each step (gang scheduling), the
+    per-epoch checkpoints of training, a checkpoint after each step (staged), log lines and
+    the step's report with its public metrics. The last step is reported once the outputs are
+    written and staged, so a job seen succeeded has its outputs in place.
+
+    >>> issubclass(NodeHooks, RunHooks)
+    True
+    """
+
+    def __init__(self, agent: NodeAgent, job_id: str, attempt: int, start: int, progress: dict[str, int]):
+        self.agent, self.job_id, self.attempt, self.first, self.progress = agent, job_id, attempt, start, progress
+        self.ckpt = agent.job_dir(job_id) / "checkpoints"
+        self.published: dict[str, float] = {}
+        self.last: tuple[int, bool] = (start, False)
+
+    def start(self, ctx: Any, state: Any) -> int:
+        """Restore the checkpoint after step `start - 1` (every party at once); the first step to run."""
+        from .checkpoint import restore_checkpoint
+
+        if self.first > 0:
+            where = f"checkpoints/after-{self.first - 1}"
+            problem = self.agent.fetch(self.job_id, where, self.ckpt.parent / where)
+            restore_checkpoint(ctx, state, self.ckpt / f"after-{self.first - 1}", problem=problem)
+            self.agent.publish_log(self.job_id, self.first, f"resumed from the checkpoint after step {self.first - 1}")
+        else:
+            shutil.rmtree(self.ckpt, ignore_errors=True)  # a run from the start: no epoch of an earlier run is resumed
+        self.published = self.agent.public_metrics(state.summary)  # each step publishes what it changed
+        return self.first
+
+    def before_step(self, ctx: Any, state: Any, i: int, name: str) -> None:
+        """Wait for every party (gang), then set the training's per-epoch checkpoints."""
+        self.progress["step"] = i
+        if i > self.first:
+            self.agent.wait_gang(self.job_id, i, self.attempt)
+        ctx.options["ml.epoch_hook"] = self.agent.epoch_hook(self.job_id, i, self.attempt, self.ckpt)
+
+    def after_step(self, ctx: Any, state: Any, i: int, name: str) -> None:
+        """Checkpoint (and stage) the run, publish a log line, report the step (the last one: in `finish`)."""
+        from .checkpoint import save_checkpoint
+
+        hook = ctx.options.pop("ml.epoch_hook", None)
+        saved = save_checkpoint(ctx, state, self.ckpt / f"after-{i}")
+        if saved:
+            self.agent.stage(self.job_id, i, self.attempt, self.ckpt / f"after-{i}", f"checkpoints/after-{i}")
+        if hook is not None and hook.found is not None:
+            self.agent.log(f"epoch checkpoints announced: {hook.found}", self.job_id)
+        resumed = f", resumed after epoch {hook.resumed_from}" if hook is not None and hook.resumed_from else ""
+        self.agent.publish_log(self.job_id, i, f"step {i} ({name}) done in {state.timings[name]:.2f} s"
+                               + (", checkpoint kept" if saved else "") + resumed)
+        self.last = (i, saved)
+        if i < len(state.spec.steps) - 1:
+            self._report(state)
+
+    def finish(self, ctx: Any, state: Any) -> None:
+        """Stage the outputs (model parts, report, summary), then report the last step."""
+        out = Path(state.spec.output)
+        self.agent.stage(self.job_id, self.last[0], self.attempt, out, "out")
+        self._report(state)
+
+    def _report(self, state: Any) -> None:
+        now = self.agent.public_metrics(state.summary)
+        self.agent.report(self.job_id, self.last[0], self.attempt, ok=True,
+                          metrics={k: v for k, v in now.items() if self.published.get(k) != v}, checkpoint=self.last[1])
+        self.published = now

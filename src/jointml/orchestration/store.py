@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -66,6 +68,7 @@ __all__ = [
     "Metric",
     "NodeRecord",
     "Schedule",
+    "StagedArtifact",
     "Task",
     "Transition",
     "select",
@@ -141,6 +144,7 @@ class Job(Base):
     resume_from: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id"), nullable=True)
+    slot: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
@@ -229,6 +233,22 @@ class Metric(Base):
     at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
 
 
+class StagedArtifact(Base):
+    """An object a node staged (`jointml.orchestration.staging`): its name, and the SHA-256 and
+    size of the stored (encrypted) bytes, which the node checks when it reads it back."""
+
+    __tablename__ = "artifacts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    party: Mapped[str] = mapped_column(String(64))
+    step_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
 class ApiToken(Base):
     """An API user's token, stored as its SHA-256 digest only."""
 
@@ -302,6 +322,12 @@ class JobStore:
         if migrate:
             upgrade(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # reads (status polls, lists) on SQLite: a deferred BEGIN on their own connections, so
+        # pollers read the WAL snapshot beside the writer instead of queueing for its lock
+        self._read_engine = _engine(url, readonly=True) if url.startswith("sqlite") and ":memory:" not in url \
+            and url != "sqlite://" else self.engine
+        self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
+        self._token_cache: dict[str, tuple[str, float]] = {}  # digest -> (user, when checked)
 
     @property
     def dialect(self) -> str:
@@ -309,9 +335,10 @@ class JobStore:
         return self.engine.dialect.name
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session committed when the block ends without an error, rolled back otherwise."""
-        with self._sessions() as s, s.begin():
+    def session(self, readonly: bool = False) -> Iterator[Session]:
+        """A session committed when the block ends without an error, rolled back otherwise
+        (`readonly`: for reads only; on SQLite it does not wait for the write lock)."""
+        with (self._read_sessions if readonly else self._sessions)() as s, s.begin():
             yield s
 
     def audit(self, s: Session, actor: str, action: str, job_id: str | None, **detail: Any) -> None:
@@ -326,18 +353,35 @@ class JobStore:
             self.audit(s, name, "token-created", None)
         return token
 
+    TOKEN_CACHE_SECONDS = 2.0  # a revoked token stops working within this many seconds
+
     def check_token(self, token: str) -> str | None:
-        """The user a valid, unrevoked token belongs to, or None."""
-        with self.session() as s:
-            row = s.scalars(select(ApiToken).where(ApiToken.token_hash == token_digest(token))).first()
-            return row.name if row is not None and not row.revoked else None
+        """The user a valid, unrevoked token belongs to, or None (valid answers are cached for
+        `TOKEN_CACHE_SECONDS`: a dashboard polling every second costs no database read per call)."""
+        digest, now = token_digest(token), time.monotonic()
+        hit = self._token_cache.get(digest)
+        if hit is not None and now - hit[1] < self.TOKEN_CACHE_SECONDS:
+            return hit[0]
+        with self.session(readonly=True) as s:
+            row = s.scalars(select(ApiToken).where(ApiToken.token_hash == digest)).first()
+            user = row.name if row is not None and not row.revoked else None
+        if user is not None:
+            if len(self._token_cache) > 10_000:
+                self._token_cache.clear()
+            self._token_cache[digest] = (user, now)
+        return user
 
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
+        self._read_engine.dispose()
 
 
-def _engine(url: str) -> Engine:
+def _sqlite_begin_deferred(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def _engine(url: str, readonly: bool = False) -> Engine:
     if url.startswith("sqlite"):
         memory = url in ("sqlite://", "sqlite:///:memory:")
         kw: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
@@ -345,7 +389,7 @@ def _engine(url: str) -> Engine:
             kw["poolclass"] = StaticPool  # one connection: every session sees the same memory database
         engine = create_engine(url, **kw)
         event.listen(engine, "connect", _sqlite_pragmas)
-        event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "begin", _sqlite_begin_deferred if readonly else _sqlite_begin)
         return engine
     if url.startswith("postgresql"):
         return create_engine(url, pool_pre_ping=True)

@@ -408,8 +408,17 @@ class SecureLinearModel(SecureEstimator):
         lead = self.device.parties[0] if self.label_owner_ is None else self.label_owner_
         bar = _progress_bar(bool(self.verbose) and ctx.me == lead, int(self.epochs) * data.n_batches,
                             f"{type(self).__name__} [{ctx.me}]")
+        # per-epoch checkpoints (e.g. jointml.orchestration.epochs.EpochCheckpoints): resume after
+        # the last epoch every party saved, save after each epoch
+        hook, first = ctx.options.get("ml.epoch_hook"), 0
+        if hook is not None and (got := hook.resume(self, w, b)) is not None:
+            first, w, b, kept = got
+            self.history_, best, bad_epochs = list(kept["history"]), kept["best"], kept["bad_epochs"]
+            step, seen = first * data.n_batches, first * data.n_train
         for epoch in range(int(self.epochs)):
             order = np.argsort(batch_order_rng.uint64(data.n_batches), kind="stable") if data.n_batches > 1 else np.arange(1)
+            if epoch < first:
+                continue  # done before the crash (its public batch order is drawn all the same)
             for bi in order:
                 if bar is not None:
                     bar.update(1)
@@ -433,6 +442,8 @@ class SecureLinearModel(SecureEstimator):
                 got = broadcast(ctx, self.label_owner_, meta={"stop": bad_epochs >= self.n_iter_no_change}, name="early-stop")
                 stop = bool(got.meta["stop"])
             self.history_.append(rec)
+            if hook is not None:
+                hook.after_epoch(self, epoch + 1, w, b, {"history": self.history_, "best": best, "bad_epochs": bad_epochs})
             if bar is not None:
                 loss = f" val_loss={rec['val_loss']:.5f}" if rec.get("val_loss") is not None else ""
                 bar.set_postfix_str(f"epoch {epoch + 1}/{self.epochs}{loss}")
