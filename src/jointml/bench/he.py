@@ -18,8 +18,8 @@ Keys and values are generated locally: nothing crosses a link.
 >>> rows = run(key_bits=512, n=8, n_jobs=1)
 >>> rows[0]["figure"], rows[0]["key_bits"], "encrypt" in {r["figure"] for r in rows}
 ('keygen', 512, True)
->>> {r["scheme"] for r in run_schemes(("ou", "paillier"), key_bits=512, n=8, n_jobs=1)}
-{'ou', 'paillier'}
+>>> sorted({r["scheme"] for r in run_schemes(("ou", "paillier"), key_bits=512, n=8, n_jobs=1)})
+['ou', 'paillier']
 """
 
 from __future__ import annotations
