@@ -144,6 +144,9 @@ def _program(ctx, rows, features, epochs, batch_size, lr, sigmoid, protocol):
         "samples": model.n_samples_seen_,
         "setup_seconds": model.setup_seconds_,
         "epoch_seconds": [h["seconds"] for h in model.history_],
+        "batches": model.n_iter_,
+        "loop_rounds": model.loop_rounds_,
+        "loop_seconds": model.loop_seconds_,
     }
 
 
@@ -190,20 +193,35 @@ def run(
     sigmoid: str = "seg3",
     protocol: str = "semi2k",
     anchor: bool = False,
+    delay_ms: float | None = None,
+    bandwidth_mbps: float | None = None,
+    tls_rtt: bool = True,
 ) -> dict:
     """SS-LR training figures beside numpy SGD and scikit-learn measured in the same run; with
-    `anchor`, SPU's LR epoch is measured now too and the ratio to it reported."""
+    `anchor`, SPU's LR epoch is measured now too and the ratio to it reported.
+
+    Also: rounds per batch and microseconds per round of the batch loop, and (`tls_rtt`) the
+    round trip of a raw stdlib-TLS ping-pong between two processes measured now, so the
+    cost of one protocol round can be read against the transport's floor. `delay_ms` /
+    `bandwidth_mbps` inject a one-way latency / bandwidth cap into every link
+    (`jointml.net.link.injected_latency`)."""
+    from ..net.link import injected_latency
+
     spu = spu_lr_same_run() if anchor else None
+    rtt = tls_round_trip() if tls_rtt else None
     cluster = ["alice", "bob", "dealer"] if protocol == "semi2k" else ["alice", "bob", "carol"]
-    res = simulate(
-        _program,
-        cluster,
-        mode="process",
-        args=(rows, features, epochs, batch_size, learning_rate, sigmoid, protocol),
-        options={"warm_heap_mb": 256},
-    )
+    with injected_latency(delay_ms, bandwidth_mbps):
+        res = simulate(
+            _program,
+            cluster,
+            mode="process",
+            args=(rows, features, epochs, batch_size, learning_rate, sigmoid, protocol),
+            options={"warm_heap_mb": 256},
+        )
     base = _baseline(rows, features, epochs, batch_size, learning_rate)
     a = res["alice"]
+    loop_rounds = max(r["loop_rounds"] for r in res.values())
+    loop_seconds = max(r["loop_seconds"] for r in res.values())
     seconds = max(r["seconds"] for r in res.values())
     total = sum(r["stats"]["bytes_sent"] for r in res.values())
     return {
@@ -217,6 +235,12 @@ def run(
         "samples_per_second": round(a["samples"] / seconds),
         "bytes_per_sample": round(total / a["samples"], 1),
         "rounds": max(r["stats"]["rounds"] for r in res.values()),
+        "rounds_per_batch": round(loop_rounds / max(a["batches"], 1), 2),
+        "us_per_round": round(loop_seconds / max(loop_rounds, 1) * 1e6, 1),
+        "tls_round_trip_us": None if rtt is None else round(rtt, 1),
+        "round_over_tls_rtt": None if rtt is None else round(loop_seconds / max(loop_rounds, 1) * 1e6 / rtt, 2),
+        "delay_ms": delay_ms,
+        "bandwidth_mbps": bandwidth_mbps,
         "auc": round(a["auc"], 4),
         "baseline_auc": round(base["sklearn_auc"], 4),
         "baseline_sgd_auc": round(base["sgd_auc"], 4),

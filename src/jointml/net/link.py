@@ -20,12 +20,13 @@ receiving end applies it, so a ping-pong costs 2 x delay and a simultaneous exch
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -88,6 +89,31 @@ def _env_float(name: str) -> float | None:
     if v < 0:
         raise ConfigError(f"{name} must be >= 0, got {raw!r}", field=name)
     return v
+
+
+@contextlib.contextmanager
+def injected_latency(delay_ms: float | None = None, bandwidth_mbps: float | None = None) -> Iterator[None]:
+    """Within the block, links built without explicit shaping (including those of parties started
+    as processes, which inherit the environment) get this one-way delay and bandwidth cap.
+
+    >>> with injected_latency(5):
+    ...     a, b = InProcessLink.pair("alice", "bob")
+    >>> a.shaper.delay, InProcessLink.pair("alice", "bob")[0].shaper is None
+    (0.005, True)
+    """
+    names = {"JOINTML_NET_DELAY_MS": delay_ms, "JOINTML_NET_BANDWIDTH_MBPS": bandwidth_mbps}
+    saved = {k: os.environ.get(k) for k in names}
+    try:
+        for k, v in names.items():
+            if v is not None:
+                os.environ[k] = repr(float(v))
+        yield
+    finally:
+        for k, old in saved.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
 
 
 class Shaper:

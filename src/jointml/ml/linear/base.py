@@ -408,6 +408,8 @@ class SecureLinearModel(SecureEstimator):
         lead = self.device.parties[0] if self.label_owner_ is None else self.label_owner_
         bar = _progress_bar(bool(self.verbose) and ctx.me == lead, int(self.epochs) * data.n_batches,
                             f"{type(self).__name__} [{ctx.me}]")
+        # rounds and seconds of the batch loop alone (benchmarks report rounds per batch)
+        rounds0, t_loop = ctx.stats()["rounds"], time.perf_counter()
         for epoch in range(int(self.epochs)):
             order = np.argsort(batch_order_rng.uint64(data.n_batches), kind="stable") if data.n_batches > 1 else np.arange(1)
             for bi in order:
@@ -440,6 +442,8 @@ class SecureLinearModel(SecureEstimator):
                 break
         if bar is not None:
             bar.close()
+        self.loop_rounds_ = ctx.stats()["rounds"] - rounds0
+        self.loop_seconds_ = time.perf_counter() - t_loop
         self.n_epochs_ = len(self.history_)
         self.n_iter_ = step
         self.n_samples_seen_ = seen
