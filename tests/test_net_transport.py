@@ -59,10 +59,10 @@ def _both(fa, fb):
 
 
 def test_tls_simultaneous_large_sends_do_not_deadlock(tmp_path):
-    # 48 MB each way at once, far beyond the socket buffers: each blocked sender must read
+    # 24 MB each way at once, far beyond the socket buffers: each blocked sender must read
     # the other's bytes meanwhile (there is no reader thread any more).
     c = _pair(tmp_path)
-    xa = np.arange(6_000_000, dtype=np.uint64)
+    xa = np.arange(3_000_000, dtype=np.uint64)
     xb = xa[::-1].copy()
 
     def party(me, other, x):
@@ -156,3 +156,20 @@ def test_bandwidth_cap_serialises_messages():
     assert time.perf_counter() - t0 >= 0.4
     s = Shaper(delay_ms=0, bandwidth_mbps=8)
     assert s.due(5.0, 10**6) == pytest.approx(6.0)  # 1 MB at 1 MB/s
+
+
+def test_benchmarks_doc_transport_examples_run():
+    """docs/benchmarks.md, section "SS-LR and transport": its examples run as doctests."""
+    import doctest
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    section = text[text.index("## SS-LR and transport"):]
+    section = section[: section.find("\n## ", 5)] if "\n## " in section[5:] else section
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) >= 2
+    parser, runner = doctest.DocTestParser(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for i, code in enumerate(blocks):
+        runner.run(parser.get_doctest(code, {"np": np}, f"benchmarks.md[{i}]", "docs/benchmarks.md", 0))
+    assert runner.summarize(verbose=False).failed == 0

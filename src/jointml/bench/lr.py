@@ -98,7 +98,7 @@ def tls_round_trip(rounds: int = 2000, size: int = 64) -> float:
     try:
         certs = create_dev_pki(tmp, ["alice", "bob"], days=1)
         tls = {p: {"ca": certs[p].ca, "cert": certs[p].cert, "key": certs[p].key} for p in ("alice", "bob")}
-        ctx = mp.get_context("fork" if os.name == "posix" else "spawn")
+        ctx: Any = mp.get_context("fork" if os.name == "posix" else "spawn")
         q = ctx.Queue()
         srv = ctx.Process(target=_pingpong_peer, args=("server", tls["bob"], 0, rounds, size, q), daemon=True)
         srv.start()

@@ -44,8 +44,18 @@ sample and epoch, with batch size m and d features, 2 parties:
 | step | traffic per sample | rounds per batch |
 | --- | --- | --- |
 | X[batch] @ w, X[batch].T @ r (masked once) | ~3 x 8 B + 8 d / m B | 2 |
-| link (`seg3` sigmoid: two comparisons) | ~80 B | ~10 |
-| scaling by lr / m (one truncation) | 8 (d + 1) / m B | 1 |
+| link (`seg3` sigmoid: two comparisons, the select) | ~80 B | 8 |
+| scaling by lr / m, truncation of X^T r (one truncation) | 8 (d + 1) / m B | 1 |
+
+With `seg3`, no sample weights and full batches at one step size (the default), the
+step is fused (`_step_fused`, 11 rounds per batch instead of 12): the label holder scales
+its labels by lr / m once, in clear, and shares them (no round); the link's selection
+product carries lr / m and its truncation lands u = lr / m (sigmoid(eta) - y) at F
+fractional bits (`sigmoid_seg3_scaled`); X^T u keeps f + F bits and one truncation (with
+the L2 term and the intercept step) gives the update. lr / m keeps 13 significant bits
+(a relative error <= 1.2e-4 of the step size); |X^T r| must stay below 2^28. A last,
+shorter batch and a decaying step size take the unfused step. What each party learns is
+unchanged: the scaled labels are shared like the labels.
 """
 
 from __future__ import annotations
