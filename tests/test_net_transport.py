@@ -75,10 +75,13 @@ def test_tls_simultaneous_large_sends_do_not_deadlock(tmp_path):
         v.close()
 
 
-def test_tls_many_small_frames_keep_order_and_tags(tmp_path):
+@pytest.mark.parametrize("reader", ["", "thread"])
+def test_tls_many_small_frames_keep_order_and_tags(tmp_path, monkeypatch, reader):
     # several frames (and tags) queued before the receiver reads: parsed from one read, in order;
-    # a wrong tag is still caught
+    # a wrong tag is still caught (also with the reader thread kept for comparisons)
+    monkeypatch.setenv("JOINTML_NET_READER", reader)
     c = _pair(tmp_path)
+    assert all(link._threaded == (reader == "thread") for comm in c.values() for link in comm.links.values())
     for i in range(50):
         c["alice"].send("bob", f"t{i % 3}", np.full(i % 7, i, dtype=np.int64))
     time.sleep(0.05)

@@ -271,11 +271,14 @@ class TcpLink(Link):
 
     With injected latency (`delay_ms`, `bandwidth_mbps`; see `jointml.net.link`) a reader
     thread drains the socket instead, so each frame is stamped when it really arrived
-    (the hand-off costs ~0.1 ms, nothing beside a WAN delay).
+    (the hand-off costs ~0.1 ms, nothing beside a WAN delay). `reader_thread=True` (or
+    `JOINTML_NET_READER=thread`) keeps that reader thread without any delay: the previous
+    transport's behaviour, for comparisons (`jointml bench lr` under both).
     """
 
     def __init__(self, me: str, peer: str, sock: ssl.SSLSocket, recv_timeout: float | None = None,
-                 max_frame: int = MAX_FRAME, *, delay_ms: float | None = None, bandwidth_mbps: float | None = None):
+                 max_frame: int = MAX_FRAME, *, delay_ms: float | None = None, bandwidth_mbps: float | None = None,
+                 reader_thread: bool | None = None):
         super().__init__(me, peer, recv_timeout, delay_ms=delay_ms, bandwidth_mbps=bandwidth_mbps)
         self.sock = sock
         self.max_frame = max_frame
@@ -286,7 +289,10 @@ class TcpLink(Link):
         self._reader_state = _FrameReader(max_frame, self._too_big)
         sock.setblocking(False)
         self._reader: threading.Thread | None = None
-        if self.shaper is not None:
+        if reader_thread is None:
+            reader_thread = os.environ.get("JOINTML_NET_READER", "").strip().lower() == "thread"
+        self._threaded = reader_thread or self.shaper is not None
+        if self._threaded:
             self._reader = threading.Thread(target=self._read_loop, name=f"jointml-link-{me}-{peer}", daemon=True)
             self._reader.start()
 
@@ -296,7 +302,7 @@ class TcpLink(Link):
             party=self.peer)
 
     def _emit(self, item: Any) -> None:
-        if self.shaper is None:
+        if not self._threaded:
             self._frames.append(item)
         elif isinstance(item, _Closed):
             self._inbox.put(item)
@@ -353,7 +359,7 @@ class TcpLink(Link):
         return bool(r)
 
     def _next(self, timeout: float) -> Any:
-        if self.shaper is not None:
+        if self._threaded:
             return super()._next(timeout)
         deadline = time.monotonic() + timeout
         frames = self._frames
@@ -370,7 +376,7 @@ class TcpLink(Link):
             self._wait(min(left, 0.05))
 
     def _read_loop(self) -> None:
-        """Shaped links only: drain the socket as bytes arrive, stamping each frame."""
+        """Threaded links only: drain the socket as bytes arrive (stamping each frame when shaped)."""
         while not self._eof:
             self._wait(None)
             self._pump()
@@ -403,7 +409,7 @@ class TcpLink(Link):
                         k = 0
                 if k:
                     off += k
-                elif self._wait(1.0, write=True) and self.shaper is None:
+                elif self._wait(1.0, write=True) and not self._threaded:
                     self._pump()  # the peer is sending to us too: take its bytes so it can go on
 
     def close(self) -> None:
