@@ -7,7 +7,9 @@ test AUC, beside numpy mini-batch SGD and scikit-learn on the same data in the s
 
 from __future__ import annotations
 
+import os
 import time
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +33,84 @@ def make_data(rows: int, features: int, seed: int = 0):
     y = (g.random(rows) < 1 / (1 + np.exp(-logits))).astype(np.float64)
     n_test = max(1000, rows // 10)
     return X[:-n_test], y[:-n_test], X[-n_test:], y[-n_test:]
+
+
+def _pingpong_peer(role: str, tls: dict, port: int, rounds: int, size: int, out: Any) -> None:
+    """One end of the raw TLS ping-pong: `size`-byte messages, stdlib ssl, no framework."""
+    import socket
+    import struct
+
+    from ..net.tcp import TlsFiles, client_context, server_context
+
+    files = TlsFiles(**tls)
+    if role == "server":
+        lst = socket.create_server(("127.0.0.1", port))
+        out.put(("port", lst.getsockname()[1]))
+        raw, _ = lst.accept()
+        lst.close()
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s = server_context(files).wrap_socket(raw, server_side=True)
+    else:
+        raw = socket.create_connection(("127.0.0.1", port))
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s = client_context(files).wrap_socket(raw, server_hostname="bob")
+    msg = struct.pack("<Q", size) + bytes(size)
+    buf = bytearray(len(msg))
+
+    def read_one() -> None:
+        mv, got = memoryview(buf), 0
+        while got < len(buf):
+            k = s.recv_into(mv[got:])
+            if k == 0:
+                raise ConnectionError("peer closed")
+            got += k
+
+    s.sendall(msg) if role == "client" else read_one()  # warm up (and the TLS 1.3 tickets)
+    s.sendall(msg) if role == "server" else read_one()
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        if role == "client":
+            s.sendall(msg)
+            read_one()
+        else:
+            read_one()
+            s.sendall(msg)
+    dt = time.perf_counter() - t0
+    if role == "client":
+        out.put(("rtt_us", dt / rounds * 1e6))
+    s.close()
+
+
+def tls_round_trip(rounds: int = 2000, size: int = 64) -> float:
+    """Microseconds per round trip of a `size`-byte message between two Python processes over
+    loopback TLS 1.3 (stdlib ssl, TCP_NODELAY, no framework): the floor of one protocol round.
+
+    >>> tls_round_trip(rounds=20) > 0
+    True
+    """
+    import multiprocessing as mp
+    import shutil
+    import tempfile
+
+    from ..net.certs import create_dev_pki
+
+    tmp = tempfile.mkdtemp(prefix="jointml-pingpong-")
+    try:
+        certs = create_dev_pki(tmp, ["alice", "bob"], days=1)
+        tls = {p: {"ca": certs[p].ca, "cert": certs[p].cert, "key": certs[p].key} for p in ("alice", "bob")}
+        ctx: Any = mp.get_context("fork" if os.name == "posix" else "spawn")
+        q = ctx.Queue()
+        srv = ctx.Process(target=_pingpong_peer, args=("server", tls["bob"], 0, rounds, size, q), daemon=True)
+        srv.start()
+        _, port = q.get(timeout=30)
+        cli = ctx.Process(target=_pingpong_peer, args=("client", tls["alice"], port, rounds, size, q), daemon=True)
+        cli.start()
+        _, rtt = q.get(timeout=120)
+        for pr in (cli, srv):
+            pr.join(timeout=5)
+        return float(rtt)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _program(ctx, rows, features, epochs, batch_size, lr, sigmoid, protocol):
@@ -64,6 +144,9 @@ def _program(ctx, rows, features, epochs, batch_size, lr, sigmoid, protocol):
         "samples": model.n_samples_seen_,
         "setup_seconds": model.setup_seconds_,
         "epoch_seconds": [h["seconds"] for h in model.history_],
+        "batches": model.n_iter_,
+        "loop_rounds": model.loop_rounds_,
+        "loop_seconds": model.loop_seconds_,
     }
 
 
@@ -110,20 +193,35 @@ def run(
     sigmoid: str = "seg3",
     protocol: str = "semi2k",
     anchor: bool = False,
+    delay_ms: float | None = None,
+    bandwidth_mbps: float | None = None,
+    tls_rtt: bool = True,
 ) -> dict:
     """SS-LR training figures beside numpy SGD and scikit-learn measured in the same run; with
-    `anchor`, SPU's LR epoch is measured now too and the ratio to it reported."""
+    `anchor`, SPU's LR epoch is measured now too and the ratio to it reported.
+
+    Also: rounds per batch and microseconds per round of the batch loop, and (`tls_rtt`) the
+    round trip of a raw stdlib-TLS ping-pong between two processes measured now, so the
+    cost of one protocol round can be read against the transport's floor. `delay_ms` /
+    `bandwidth_mbps` inject a one-way latency / bandwidth cap into every link
+    (`jointml.net.link.injected_latency`)."""
+    from ..net.link import injected_latency
+
     spu = spu_lr_same_run() if anchor else None
+    rtt = tls_round_trip() if tls_rtt else None
     cluster = ["alice", "bob", "dealer"] if protocol == "semi2k" else ["alice", "bob", "carol"]
-    res = simulate(
-        _program,
-        cluster,
-        mode="process",
-        args=(rows, features, epochs, batch_size, learning_rate, sigmoid, protocol),
-        options={"warm_heap_mb": 256},
-    )
+    with injected_latency(delay_ms, bandwidth_mbps):
+        res = simulate(
+            _program,
+            cluster,
+            mode="process",
+            args=(rows, features, epochs, batch_size, learning_rate, sigmoid, protocol),
+            options={"warm_heap_mb": 256},
+        )
     base = _baseline(rows, features, epochs, batch_size, learning_rate)
     a = res["alice"]
+    loop_rounds = max(r["loop_rounds"] for r in res.values())
+    loop_seconds = max(r["loop_seconds"] for r in res.values())
     seconds = max(r["seconds"] for r in res.values())
     total = sum(r["stats"]["bytes_sent"] for r in res.values())
     return {
@@ -137,6 +235,12 @@ def run(
         "samples_per_second": round(a["samples"] / seconds),
         "bytes_per_sample": round(total / a["samples"], 1),
         "rounds": max(r["stats"]["rounds"] for r in res.values()),
+        "rounds_per_batch": round(loop_rounds / max(a["batches"], 1), 2),
+        "us_per_round": round(loop_seconds / max(loop_rounds, 1) * 1e6, 1),
+        "tls_round_trip_us": None if rtt is None else round(rtt, 1),
+        "round_over_tls_rtt": None if rtt is None else round(loop_seconds / max(loop_rounds, 1) * 1e6 / rtt, 2),
+        "delay_ms": delay_ms,
+        "bandwidth_mbps": bandwidth_mbps,
         "auc": round(a["auc"], 4),
         "baseline_auc": round(base["sklearn_auc"], 4),
         "baseline_sgd_auc": round(base["sgd_auc"], 4),

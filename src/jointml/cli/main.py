@@ -419,6 +419,8 @@ def _write_scores(got: dict, to: str, id_column: str | None, out_path: str | Non
         click.echo(note, err=True)
 
 
+_DELAY_HELP = ("Inject this one-way latency (ms) into every link, in the transport "
+               "(JOINTML_NET_DELAY_MS): a ping-pong then costs 2x it. E.g. 10 for a 20 ms RTT WAN.")
 _ANCHOR_HELP = "Also run the peer (SecretFlow SPU / libpsi, ../shared/anchors) now, for a same-run ratio."
 
 
@@ -443,15 +445,19 @@ def bench() -> None:
 @click.option("--figure", "figures", multiple=True, help="Only these figures (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines only (default prints JSON lines plus a table on stderr).")
 @click.option("--anchor", is_flag=True, help=_ANCHOR_HELP)
-def bench_mpc(protocol: str, figures: tuple[str, ...], as_json: bool, anchor: bool) -> None:
+@click.option("--delay-ms", type=float, default=None, help=_DELAY_HELP)
+def bench_mpc(protocol: str, figures: tuple[str, ...], as_json: bool, anchor: bool, delay_ms: float | None) -> None:
     """Secure operators: mul_1M, lt_1M, matmul_1000, sigmoid_1M_<mode>."""
     from ..bench import mpc as bmpc
+    from ..net.link import injected_latency
 
     _check_anchor(anchor)
     rows = []
-    for row in bmpc.run(protocol, list(figures) or None, anchor=anchor):
-        rows.append(row)
-        click.echo(json.dumps(row))
+    with injected_latency(delay_ms):
+        for row in bmpc.run(protocol, list(figures) or None, anchor=anchor):
+            row["delay_ms"] = delay_ms
+            rows.append(row)
+            click.echo(json.dumps(row))
     if not as_json:
         head = ("figure", "seconds", "bytes/elem", "rounds", "SPU s (now)", "speedup")
         click.echo("\n{:<22} {:>9} {:>12} {:>7} {:>12} {:>8}".format(*head), err=True)
@@ -565,15 +571,20 @@ def bench_tee(rows: int, features: int, model: str, tecc: bool, epochs: int) -> 
 @click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--anchor", is_flag=True, help=_ANCHOR_HELP)
+@click.option("--delay-ms", type=float, default=None, help=_DELAY_HELP)
+@click.option("--bandwidth-mbps", type=float, default=None, help="Cap every link at this many Mbit/s (injected).")
 def bench_lr(
-    rows: int, features: int, epochs: int, batch_size: int, sigmoid: str, protocol: str, as_json: bool, anchor: bool
+    rows: int, features: int, epochs: int, batch_size: int, sigmoid: str, protocol: str, as_json: bool, anchor: bool,
+    delay_ms: float | None, bandwidth_mbps: float | None,
 ) -> None:
-    """SS-LR training: samples/s, bytes/sample, AUC beside numpy/scikit-learn."""
+    """SS-LR training: samples/s, bytes/sample, AUC beside numpy/scikit-learn; rounds per batch and
+    microseconds per round beside a raw TLS round trip measured in the same run."""
     from ..bench import lr as blr
 
     _check_anchor(anchor)
     row = blr.run(
-        rows=rows, features=features, epochs=epochs, batch_size=batch_size, sigmoid=sigmoid, protocol=protocol, anchor=anchor
+        rows=rows, features=features, epochs=epochs, batch_size=batch_size, sigmoid=sigmoid, protocol=protocol, anchor=anchor,
+        delay_ms=delay_ms, bandwidth_mbps=bandwidth_mbps,
     )
     click.echo(json.dumps(row))
 

@@ -213,11 +213,14 @@ class BlockMatrix:
             return SecretArray(self.device, total, parts[0][1], parts[0][2])
         return self._finish(w, total, parts[0][1], parts[0][2])
 
-    def rmatmul_t(self, e: SecretArray, rows: Any = slice(None)) -> SecretArray:
-        """X[rows].T @ e: the blocks' products concatenated, truncated once."""
+    def rmatmul_t(self, e: SecretArray, rows: Any = slice(None), truncate: bool = True) -> SecretArray:
+        """X[rows].T @ e: the blocks' products concatenated, truncated once (not at all with
+        truncate=False when every block has the same scale: the result keeps the product's scale)."""
         parts = self._raw_parts([e] * len(self.blocks), rows, True)
         raws = [SecretArray(self.device, share, shape, fxp) for share, shape, fxp in parts]
         if len({r.fxp for r in raws}) > 1:
             return concatenate([self._finish(e, r.share, r.shape, r.fxp) for r in raws], axis=0)
         cat = concatenate(raws, axis=0)
+        if not truncate:
+            return cat
         return self._finish(e, cat.share, cat.shape, cat.fxp)

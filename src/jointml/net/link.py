@@ -8,21 +8,31 @@ that diverge fail fast instead of hanging or computing garbage).
 Transports only move frame bodies: `InProcessLink` through queues (tests, thread
 simulation), `TcpLink` over TLS sockets (`jointml.net.tcp`). Both encode and decode
 the same wire format, so tests exercise what crosses a real link.
+
+Latency injection (WAN measurement on one machine): a link built with `delay_ms`
+(default: the `JOINTML_NET_DELAY_MS` environment variable) delivers each message that
+many milliseconds after it arrived, and with `bandwidth_mbps` (`JOINTML_NET_BANDWIDTH_MBPS`)
+it also serialises the messages at that rate, one after the other, before the delay:
+message i is delivered at max(arrival_i, end_{i-1}) + size_i / bandwidth + delay. The
+receiving end applies it, so a ping-pong costs 2 x delay and a simultaneous exchange
+(both parties send, then both receive) 1 x delay, as on a real network.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 import numpy.typing as npt
 
 from ..core import wire
-from ..core.errors import LinkTimeout, PeerAborted, PeerClosed, ProtocolOutOfSync, UnknownParty, WireFormatError
+from ..core.errors import ConfigError, LinkTimeout, PeerAborted, PeerClosed, ProtocolOutOfSync, UnknownParty, WireFormatError
 
 DEFAULT_RECV_TIMEOUT = float(os.environ.get("JOINTML_RECV_TIMEOUT", "300"))
 
@@ -54,8 +64,94 @@ class _Closed:
         self.exc = exc
 
 
-#: What a link's inbox holds: a received frame body, or the end of the transport.
-_InboxItem = Union[bytes, bytearray, "_Closed"]
+class _Timed:
+    """A received frame body that may be used only from `due` on (`time.monotonic()`)."""
+
+    __slots__ = ("due", "body")
+
+    def __init__(self, due: float, body: bytes | bytearray):
+        self.due = due
+        self.body = body
+
+
+#: What a link's inbox holds: a received frame body (possibly held until a due time), or the end of the transport.
+_InboxItem = Union[bytes, bytearray, "_Closed", "_Timed"]
+
+
+def _env_float(name: str) -> float | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        v = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}", field=name) from None
+    if v < 0:
+        raise ConfigError(f"{name} must be >= 0, got {raw!r}", field=name)
+    return v
+
+
+@contextlib.contextmanager
+def injected_latency(delay_ms: float | None = None, bandwidth_mbps: float | None = None) -> Iterator[None]:
+    """Within the block, links built without explicit shaping (including those of parties started
+    as processes, which inherit the environment) get this one-way delay and bandwidth cap.
+
+    >>> with injected_latency(5):
+    ...     a, b = InProcessLink.pair("alice", "bob")
+    >>> a.shaper.delay, InProcessLink.pair("alice", "bob")[0].shaper is None
+    (0.005, True)
+    """
+    names = {"JOINTML_NET_DELAY_MS": delay_ms, "JOINTML_NET_BANDWIDTH_MBPS": bandwidth_mbps}
+    saved = {k: os.environ.get(k) for k in names}
+    try:
+        for k, v in names.items():
+            if v is not None:
+                os.environ[k] = repr(float(v))
+        yield
+    finally:
+        for k, old in saved.items():
+            if old is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = old
+
+
+class Shaper:
+    """When each message arriving on a link may be delivered: a one-way delay and a bandwidth cap.
+
+    Messages are serialised at `bandwidth_mbps` (megabits per second; None: unlimited) one
+    after the other from their arrival, then delivered `delay_ms` later.
+
+    >>> s = Shaper(delay_ms=10, bandwidth_mbps=8)   # 8 Mbit/s = 1 byte per microsecond
+    >>> round(s.due(0.0, 1000) * 1e3, 3), round(s.due(0.0, 1000) * 1e3, 3)
+    (11.0, 12.0)
+    """
+
+    def __init__(self, delay_ms: float = 0.0, bandwidth_mbps: float | None = None):
+        if delay_ms < 0 or (bandwidth_mbps is not None and bandwidth_mbps <= 0):
+            raise ConfigError(f"link shaping needs delay_ms >= 0 and bandwidth_mbps > 0, got {delay_ms}, {bandwidth_mbps}",
+                              field="delay_ms")
+        self.delay = float(delay_ms) / 1e3
+        self.bytes_per_s = None if bandwidth_mbps is None else float(bandwidth_mbps) * 1e6 / 8
+        self._free = 0.0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def from_env(delay_ms: float | None, bandwidth_mbps: float | None) -> "Shaper | None":
+        """A shaper from the arguments, or else from JOINTML_NET_DELAY_MS / JOINTML_NET_BANDWIDTH_MBPS; None if neither."""
+        d = _env_float("JOINTML_NET_DELAY_MS") if delay_ms is None else delay_ms
+        bw = _env_float("JOINTML_NET_BANDWIDTH_MBPS") if bandwidth_mbps is None else bandwidth_mbps
+        if not d and not bw:
+            return None
+        return Shaper(d or 0.0, bw or None)
+
+    def due(self, arrival: float, nbytes: int) -> float:
+        """The delivery time of a message of `nbytes` (framing included) that arrived at `arrival`."""
+        with self._lock:
+            start = max(arrival, self._free)
+            end = start + (nbytes / self.bytes_per_s if self.bytes_per_s else 0.0)
+            self._free = end
+        return end + self.delay
 
 
 class Link:
@@ -71,7 +167,8 @@ class Link:
     jointml.core.errors.LinkTimeout: bob: no message 'other' from alice within 0.01 s
     """
 
-    def __init__(self, me: str, peer: str, recv_timeout: float | None = None):
+    def __init__(self, me: str, peer: str, recv_timeout: float | None = None, *,
+                 delay_ms: float | None = None, bandwidth_mbps: float | None = None):
         self.me = me
         self.peer = peer
         self.stats = LinkStats()
@@ -81,10 +178,23 @@ class Link:
         self._inbox: queue.Queue[_InboxItem] = queue.Queue()
         self._dead: Exception | None = None
         self._send_lock = threading.Lock()
+        #: injected latency / bandwidth cap on the messages this end receives (None: none)
+        self.shaper = Shaper.from_env(delay_ms, bandwidth_mbps)
 
     # -- transport hooks -------------------------------------------------
     def _write(self, bufs: wire.Buffers, nbytes: int) -> None:
         raise NotImplementedError
+
+    def _deliver(self, body: bytes | bytearray) -> None:
+        """Put a received frame body in the inbox (stamped with its due time when shaped)."""
+        if self.shaper is None:
+            self._inbox.put(body)
+        else:
+            self._inbox.put(_Timed(self.shaper.due(time.monotonic(), len(body) + 8), body))
+
+    def _next(self, timeout: float) -> _InboxItem:
+        """The next inbox item; `queue.Empty` when none arrives within `timeout` seconds."""
+        return self._inbox.get(timeout=timeout)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -116,7 +226,7 @@ class Link:
             raise self._dead
         t = self.recv_timeout if timeout is None else timeout
         try:
-            item = self._inbox.get(timeout=t)
+            item = self._next(t)
         except queue.Empty:
             raise LinkTimeout(
                 f"{self.me}: no message '{tag}' from {self.peer} within {t:g} s", party=self.peer
@@ -124,6 +234,11 @@ class Link:
         if isinstance(item, _Closed):
             self._dead = item.exc
             raise item.exc
+        if isinstance(item, _Timed):
+            wait = item.due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)  # injected latency: the message is "still on the wire"
+            item = item.body
         body = item
         try:
             msg = wire.decode(body)
@@ -169,14 +284,18 @@ class InProcessLink(Link):
     jointml.core.errors.PeerClosed: bob: alice closed the link
     """
 
-    def __init__(self, me: str, peer: str, recv_timeout: float | None = None):
-        super().__init__(me, peer, recv_timeout)
+    def __init__(self, me: str, peer: str, recv_timeout: float | None = None, *,
+                 delay_ms: float | None = None, bandwidth_mbps: float | None = None):
+        super().__init__(me, peer, recv_timeout, delay_ms=delay_ms, bandwidth_mbps=bandwidth_mbps)
         self.other: InProcessLink | None = None
         self._closed = False
 
     @staticmethod
-    def pair(a: str, b: str, recv_timeout: float | None = None) -> tuple["InProcessLink", "InProcessLink"]:
-        la, lb = InProcessLink(a, b, recv_timeout), InProcessLink(b, a, recv_timeout)
+    def pair(a: str, b: str, recv_timeout: float | None = None, *, delay_ms: float | None = None,
+             bandwidth_mbps: float | None = None) -> tuple["InProcessLink", "InProcessLink"]:
+        """Both ends of a link between `a` and `b` (each end delays what it receives by `delay_ms`)."""
+        kw = {"delay_ms": delay_ms, "bandwidth_mbps": bandwidth_mbps}
+        la, lb = InProcessLink(a, b, recv_timeout, **kw), InProcessLink(b, a, recv_timeout, **kw)
         la.other, lb.other = lb, la
         return la, lb
 
@@ -186,11 +305,11 @@ class InProcessLink(Link):
         if self.other is None or self.other._closed:
             raise PeerClosed(f"{self.me}: {self.peer} closed the link", party=self.peer)
         # Copy into one immutable body: the sender may reuse its arrays right away.
-        self.other._inbox.put(b"".join(bytes(b) if isinstance(b, memoryview) else b for b in bufs))
+        self.other._deliver(b"".join(bytes(b) if isinstance(b, memoryview) else b for b in bufs))
 
     def inject(self, body: bytes) -> None:
         """Deliver a raw frame body as if the peer had sent it (tests of malformed input)."""
-        self._inbox.put(body)
+        self._deliver(body)
 
     def close(self) -> None:
         if self._closed:

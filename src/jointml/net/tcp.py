@@ -11,7 +11,8 @@ certificate), a peer presenting any other certificate is refused, even one signe
 the cluster CA. Anything else is refused with `AuthenticationError`; TLS itself
 refuses expired or not-yet-valid certificates.
 
-A reader thread per connection drains the socket into the link's inbox, so two
+The party that waits for a message reads the socket itself (no reader thread, no hand-off
+per message); a sender whose write would block reads the peer's bytes meanwhile, so two
 parties sending large messages to each other at once never deadlock.
 
 Adversary model: anyone can open a TCP connection to a listening party; only holders
@@ -25,11 +26,14 @@ more than it actually sends: a frame's length prefix is checked against the link
 from __future__ import annotations
 
 import os
+import queue
+import select
 import socket
 import ssl
 import struct
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +53,9 @@ MAX_PENDING = 16
 _CHUNK = 16 << 20  # what a frame body must deliver before the receiver allocates its declared size
 _SOCK_BUF = 4 << 20
 _COALESCE = 1 << 20
+_SCRATCH = 256 << 10  # one read of small frames (several TLS records' worth)
+_DIRECT = 64 << 10  # a body with this much still to come is read straight into its buffer
+_SEND_SLICE = 4 << 20  # bytes per non-blocking TLS write of a large frame
 
 
 @dataclass
@@ -63,6 +70,8 @@ class TlsFiles:
     cert: Path
     key: Path
     pins: dict[str, str] = field(default_factory=dict)
+    delay_ms: float | None = None
+    bandwidth_mbps: float | None = None
 
 
 def check_pin(me: str, peer: str, sock: ssl.SSLSocket, pins: dict[str, str]) -> None:
@@ -165,66 +174,259 @@ def _tune(sock: socket.socket) -> None:
             pass
 
 
+class _FrameReader:
+    """Splits a connection's bytes into frame bodies (8-byte little-endian length, then the body).
+
+    Small frames are parsed out of one scratch buffer (one TLS read may hold several);
+    a large body is read straight into its own buffer, which grows with the bytes that
+    arrive (never to a lying length prefix up front).
+
+    >>> r = _FrameReader(1 << 20, lambda n: ValueError(n))
+    >>> [bytes(b) for b in r.feed(memoryview(_LEN.pack(2) + b"hi" + _LEN.pack(3) + b"ab"))]
+    [b'hi']
+    >>> [bytes(b) for b in r.feed(memoryview(b"c"))]
+    [b'abc']
+    """
+
+    def __init__(self, max_frame: int, too_big: Any):
+        self.max_frame = max_frame
+        self._too_big = too_big
+        self._scratch = bytearray(_SCRATCH)
+        self._head = bytearray()
+        self._body: bytearray | None = None
+        self._got = 0
+        self._n = 0
+
+    def read(self, sock: ssl.SSLSocket) -> tuple[int, list[bytearray | bytes]]:
+        """One non-blocking read: (bytes read, completed frame bodies); 0 bytes: the peer closed."""
+        body = self._body
+        if body is not None and self._n - self._got >= _DIRECT:
+            if self._got == len(body):
+                body.extend(bytes(min(self._n, 2 * len(body)) - len(body)))
+            with memoryview(body) as mv:
+                k = sock.recv_into(mv[self._got :], len(body) - self._got)
+            self._got += k
+            if self._got < self._n:
+                return k, []
+            self._body = None
+            return k, [body]
+        with memoryview(self._scratch) as mv:
+            k = sock.recv_into(mv)
+            return k, (self.feed(mv[:k]) if k else [])
+
+    def _start(self, n: int) -> None:
+        if n > self.max_frame:
+            raise self._too_big(n)
+        self._n, self._got = n, 0
+        self._body = bytearray(min(n, _CHUNK))
+
+    def feed(self, data: memoryview) -> list[bytearray | bytes]:
+        """The frames completed by `data` (the bytes that follow those fed before)."""
+        out: list[bytearray | bytes] = []
+        i, L = 0, len(data)
+        while i < L:
+            body = self._body
+            if body is None:
+                if not self._head and L - i >= 8:
+                    (n,) = _LEN.unpack_from(data, i)
+                    if n <= L - i - 8 and n <= self.max_frame:  # a whole small frame: one copy
+                        out.append(bytes(data[i + 8 : i + 8 + n]))
+                        i += 8 + n
+                        continue
+                    self._start(n)
+                    i += 8
+                    continue
+                take = min(8 - len(self._head), L - i)
+                self._head += data[i : i + take]
+                i += take
+                if len(self._head) == 8:
+                    (n,) = _LEN.unpack(self._head)
+                    self._head = bytearray()
+                    self._start(n)
+            else:
+                take = min(self._n - self._got, L - i)
+                if self._got + take > len(body):
+                    body.extend(bytes(min(self._n, max(2 * len(body), self._got + take)) - len(body)))
+                body[self._got : self._got + take] = data[i : i + take]
+                self._got += take
+                i += take
+            if self._body is not None and self._got == self._n:
+                out.append(self._body)
+                self._body = None
+        return out
+
+
+_WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError)
+
+
 class TcpLink(Link):
-    """A link over one TLS socket; a reader thread drains the socket into the inbox."""
+    """A link over one TLS socket, read by the thread that waits for a message.
+
+    No reader thread and no hand-off per message: the socket is non-blocking, every TLS
+    call runs under one lock (short: nothing in it waits), and a party waiting for a
+    message waits in select() and reads the socket itself. A sender whose write would
+    block reads what the peer sent meanwhile into the inbox, so two parties sending large
+    messages to each other at once never deadlock. Frames of any tag are kept in arrival
+    order; `Link.recv` checks tags and sequence numbers as before.
+
+    With injected latency (`delay_ms`, `bandwidth_mbps`; see `jointml.net.link`) a reader
+    thread drains the socket instead, so each frame is stamped when it really arrived
+    (the hand-off costs ~0.1 ms, nothing beside a WAN delay). `reader_thread=True` (or
+    `JOINTML_NET_READER=thread`) keeps that reader thread without any delay: the previous
+    transport's behaviour, for comparisons (`jointml bench lr` under both).
+    """
 
     def __init__(self, me: str, peer: str, sock: ssl.SSLSocket, recv_timeout: float | None = None,
-                 max_frame: int = MAX_FRAME):
-        super().__init__(me, peer, recv_timeout)
+                 max_frame: int = MAX_FRAME, *, delay_ms: float | None = None, bandwidth_mbps: float | None = None,
+                 reader_thread: bool | None = None):
+        super().__init__(me, peer, recv_timeout, delay_ms=delay_ms, bandwidth_mbps=bandwidth_mbps)
         self.sock = sock
         self.max_frame = max_frame
         self._closing = False
-        self._reader = threading.Thread(target=self._read_loop, name=f"jointml-link-{me}-{peer}", daemon=True)
-        self._reader.start()
+        self._eof = False
+        self._io = threading.Lock()  # one SSL object: one TLS call at a time (none of them blocks)
+        self._frames: deque[Any] = deque()
+        self._reader_state = _FrameReader(max_frame, self._too_big)
+        sock.setblocking(False)
+        self._reader: threading.Thread | None = None
+        if reader_thread is None:
+            reader_thread = os.environ.get("JOINTML_NET_READER", "").strip().lower() == "thread"
+        self._threaded = reader_thread or self.shaper is not None
+        if self._threaded:
+            self._reader = threading.Thread(target=self._read_loop, name=f"jointml-link-{me}-{peer}", daemon=True)
+            self._reader.start()
+
+    def _too_big(self, n: int) -> WireFormatError:
+        return WireFormatError(
+            f"{self.me}: frame from {self.peer} of {n} bytes exceeds this link's maximum of {self.max_frame}",
+            party=self.peer)
+
+    def _emit(self, item: Any) -> None:
+        if not self._threaded:
+            self._frames.append(item)
+        elif isinstance(item, _Closed):
+            self._inbox.put(item)
+        else:
+            self._deliver(item)
+
+    def _ended(self, e: Exception | None, mid_frame: bool = False) -> None:
+        """The connection ended: queue the error a receiver will raise."""
+        if self._eof:
+            return
+        self._eof = True
+        if self._closing:
+            err: Exception = PeerClosed(f"{self.me}: link to {self.peer} closed", party=self.peer)
+        elif isinstance(e, WireFormatError):
+            err = e
+        elif e is not None:
+            err = PeerClosed(f"{self.me}: connection to {self.peer} failed: {e}", party=self.peer)
+        elif mid_frame:
+            err = PeerClosed(f"{self.me}: {self.peer} closed the connection mid-frame (truncated message)",
+                             party=self.peer)
+        else:
+            err = PeerClosed(f"{self.me}: {self.peer} closed the connection", party=self.peer)
+        self._emit(_Closed(err))
+
+    def _pump(self) -> None:
+        """Read whatever has arrived (without waiting) into the inbox."""
+        with self._io:
+            while not self._eof:
+                r = self._reader_state
+                try:
+                    k, frames = r.read(self.sock)
+                except _WOULD_BLOCK:
+                    return
+                except WireFormatError as e:
+                    self._ended(e)
+                    return
+                except (OSError, ssl.SSLError, ValueError) as e:
+                    self._ended(e)
+                    return
+                for f in frames:
+                    self._emit(f)
+                if k == 0:
+                    self._ended(None, mid_frame=r._body is not None or bool(r._head))
+                    return
+
+    def _wait(self, timeout: float | None, write: bool = False) -> bool:
+        """select() on the socket; True if it is readable (or in error: the next read reports it)."""
+        try:
+            if self.sock.pending():
+                return True
+            r, w, _ = select.select([self.sock], [self.sock] if write else [], [], timeout)
+        except (OSError, ValueError):  # closed under us: the next read reports it
+            return True
+        return bool(r)
+
+    def _next(self, timeout: float) -> Any:
+        if self._threaded:
+            return super()._next(timeout)
+        deadline = time.monotonic() + timeout
+        frames = self._frames
+        while True:
+            if frames:
+                return frames.popleft()
+            self._pump()
+            if frames:
+                return frames.popleft()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise queue.Empty
+            # bounded wait: another thread (a blocked sender) may read our frame meanwhile
+            self._wait(min(left, 0.05))
 
     def _read_loop(self) -> None:
-        try:
-            while True:
-                head = _recv_exact(self.sock, _LEN.size)
-                if head is None:
-                    raise PeerClosed(f"{self.me}: {self.peer} closed the connection", party=self.peer)
-                (n,) = _LEN.unpack(head)
-                if n > self.max_frame:
-                    raise WireFormatError(
-                        f"{self.me}: frame from {self.peer} of {n} bytes exceeds this link's maximum of {self.max_frame}",
-                        party=self.peer,
-                    )
-                body = _recv_exact(self.sock, n)
-                if body is None:
-                    raise PeerClosed(
-                        f"{self.me}: {self.peer} closed the connection mid-frame (truncated message)", party=self.peer
-                    )
-                self._inbox.put(body)
-        except (PeerClosed, WireFormatError) as e:
-            self._inbox.put(_Closed(e))
-        except (OSError, ssl.SSLError) as e:
-            if self._closing:
-                self._inbox.put(_Closed(PeerClosed(f"{self.me}: link to {self.peer} closed", party=self.peer)))
-            else:
-                self._inbox.put(_Closed(PeerClosed(f"{self.me}: connection to {self.peer} failed: {e}", party=self.peer)))
+        """Threaded links only: drain the socket as bytes arrive (stamping each frame when shaped)."""
+        while not self._eof:
+            self._wait(None)
+            self._pump()
 
     def _write(self, bufs: wire.Buffers, nbytes: int) -> None:
         try:
             if nbytes <= _COALESCE:
-                # One TLS record write per small frame: each write is a syscall and a record.
-                self.sock.sendall(b"".join([_LEN.pack(nbytes), *bufs]))
+                # one TLS record (one syscall) per small frame: header and body together
+                self._send_bytes(b"".join([_LEN.pack(nbytes), *bufs]))
                 return
-            self.sock.sendall(_LEN.pack(nbytes) + bytes(bufs[0]))
+            self._send_bytes(_LEN.pack(nbytes) + bytes(bufs[0]))
             for b in bufs[1:]:
-                self.sock.sendall(b)
-        except (OSError, ssl.SSLError) as e:
+                self._send_bytes(b)
+        except (OSError, ssl.SSLError, ValueError) as e:
             raise PeerClosed(f"{self.me}: cannot send to {self.peer}: {e}", party=self.peer) from None
+
+    def _send_bytes(self, data: Any) -> None:
+        with memoryview(data) as whole:
+            mv = whole if whole.format == "B" and whole.ndim == 1 else whole.cast("B")
+            off, n = 0, len(mv)
+            while off < n:
+                if self._closing:
+                    raise OSError("link closed")
+                # A retried TLS write must repeat the same bytes: the slice only moves on success.
+                piece = mv[off : off + _SEND_SLICE]
+                with self._io:
+                    try:
+                        k = self.sock.send(piece)
+                    except _WOULD_BLOCK:
+                        k = 0
+                if k:
+                    off += k
+                elif self._wait(1.0, write=True) and not self._threaded:
+                    self._pump()  # the peer is sending to us too: take its bytes so it can go on
 
     def close(self) -> None:
         self._closing = True
+        got = self._io.acquire(timeout=1.0)
         try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        finally:
+            if got:
+                self._io.release()
 
 
 def _hello(sock: ssl.SSLSocket, me: str) -> None:
@@ -261,6 +463,8 @@ def connect_all(
     handshake_timeout: float = HANDSHAKE_TIMEOUT,
     max_frame: int = MAX_FRAME,
     max_pending: int = MAX_PENDING,
+    delay_ms: float | None = None,
+    bandwidth_mbps: float | None = None,
 ) -> Communicator:
     """Establish authenticated TLS links from `me` to every other party in `addresses`.
 
@@ -272,6 +476,8 @@ def connect_all(
     up a legitimate peer. Links refuse frames larger than `max_frame` bytes. Raises
     `PeerUnreachable` when a peer cannot be reached within `connect_timeout`,
     `AuthenticationError` on a certificate that does not match the claimed party.
+    `delay_ms` / `bandwidth_mbps` inject latency and a bandwidth cap into every link
+    (default: `JOINTML_NET_DELAY_MS` / `JOINTML_NET_BANDWIDTH_MBPS`; see `jointml.net.link`).
 
     >>> connect_all("mallory", {"alice": ("127.0.0.1", 1)}, TlsFiles(Path("ca"), Path("c"), Path("k")))
     Traceback (most recent call last):
@@ -292,12 +498,13 @@ def connect_all(
     if to_accept:
         assert listener is not None
         acceptor = _Acceptor(me, listener, sctx, to_accept, deadline, connect_timeout,
-                             _LinkOptions(recv_timeout, max_frame, handshake_timeout, max_pending, tls.pins))
+                             _LinkOptions(recv_timeout, max_frame, handshake_timeout, max_pending, tls.pins,
+                                          delay_ms, bandwidth_mbps))
         acceptor.start()
     for peer in order[idx + 1 :]:
         try:
             links[peer] = _dial(me, peer, addresses[peer], cctx, deadline, connect_timeout, recv_timeout, max_frame,
-                                tls.pins)
+                                tls.pins, shaping=(delay_ms, bandwidth_mbps))
         except Exception:
             for link in links.values():
                 link.close()
@@ -323,6 +530,8 @@ class _LinkOptions:
     handshake_timeout: float
     max_pending: int
     pins: dict[str, str] = field(default_factory=dict)
+    delay_ms: float | None = None
+    bandwidth_mbps: float | None = None
 
 
 class _Acceptor:
@@ -441,7 +650,8 @@ class _Acceptor:
                                AuthenticationError(f"{me}: handshake with '{claimed}' failed: {e}", party=claimed))
             s.close()
             return
-        self._register(claimed, TcpLink(me, claimed, s, self.opts.recv_timeout, self.opts.max_frame))
+        self._register(claimed, TcpLink(me, claimed, s, self.opts.recv_timeout, self.opts.max_frame,
+                                               delay_ms=self.opts.delay_ms, bandwidth_mbps=self.opts.bandwidth_mbps))
 
     def _register(self, claimed: str, link: TcpLink) -> None:
         with self._lock:
@@ -458,7 +668,8 @@ class _Acceptor:
 
 def _dial(me: str, peer: str, address: tuple[str, int], cctx: ssl.SSLContext, deadline: float,
           connect_timeout: float, recv_timeout: float | None, max_frame: int = MAX_FRAME,
-          pins: dict[str, str] | None = None) -> TcpLink:
+          pins: dict[str, str] | None = None,
+          shaping: tuple[float | None, float | None] = (None, None)) -> TcpLink:
     """Connect to `peer` (retrying until the deadline), check its certificate and its hello."""
     host, port = address
     last: Exception | None = None
@@ -500,4 +711,4 @@ def _dial(me: str, peer: str, address: tuple[str, int], cctx: ssl.SSLContext, de
         s.close()
         raise AuthenticationError(f"{me}: dialled '{peer}' but it answered as '{answer}'", party=peer)
     s.settimeout(None)
-    return TcpLink(me, peer, s, recv_timeout, max_frame)
+    return TcpLink(me, peer, s, recv_timeout, max_frame, delay_ms=shaping[0], bandwidth_mbps=shaping[1])

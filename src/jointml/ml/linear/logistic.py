@@ -92,6 +92,13 @@ class SSLogisticRegression(SecureLinearModel):
     def _accepts_wide_eta(self) -> bool:
         return self.sigmoid == "seg3"
 
+    def _has_scaled_residual(self) -> bool:
+        return self.sigmoid == "seg3"
+
+    def _scaled_residual(self, eta: SecretArray, scale: float, fxp: int) -> SecretArray:
+        # seg3's selection product, its final rescale and the step size in one multiplication
+        return functions.sigmoid_seg3_scaled(eta, scale, fxp)
+
     def _residual(self, eta: SecretArray, y: SecretArray) -> SecretArray:
         return self._mean(eta) - y
 

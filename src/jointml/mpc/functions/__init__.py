@@ -64,7 +64,7 @@ from .exp_log import exp, log
 from .reciprocal import div, reciprocal, rsqrt, sqrt
 from .reduce import argmax, argmin, max, min
 from .select import abs, clip, maximum, minimum, relu, select, sign, where
-from .sigmoid import SIGMOID_MODES, log_sigmoid, sigmoid, softmax, softplus
+from .sigmoid import SIGMOID_MODES, log_sigmoid, sigmoid, sigmoid_seg3_scaled, softmax, softplus
 
 __all__ = [
     "sign",
@@ -86,6 +86,7 @@ __all__ = [
     "sqrt",
     "rsqrt",
     "sigmoid",
+    "sigmoid_seg3_scaled",
     "log_sigmoid",
     "softplus",
     "softmax",

@@ -17,6 +17,7 @@ polynomials; see each function for its cost and measured error. Nothing is revea
 from __future__ import annotations
 
 import builtins
+import math
 from typing import Any
 
 from ...core.errors import ParameterError
@@ -26,7 +27,7 @@ from .exp_log import _LOG_12, _exp_neg
 from .reciprocal import _apply_factors, _recip_parts
 from .reduce import max as _max
 
-__all__ = ["sigmoid", "log_sigmoid", "softplus", "softmax", "SIGMOID_MODES"]
+__all__ = ["sigmoid", "sigmoid_seg3_scaled", "log_sigmoid", "softplus", "softmax", "SIGMOID_MODES"]
 
 #: 1/(1+e) for e in [0, 1] as a polynomial in w = 2e - 1; max abs error 1.1e-6.
 _RECIP_1P = (
@@ -91,6 +92,53 @@ def _sigmoid_seg3(x: SecretArray) -> SecretArray:
     k = lo + hi
     z = y - _mul1(k, y) + hi  # exact even where y overflowed (then k = 1)
     return _rescale(z, f)
+
+
+def sigmoid_seg3_scaled(x: SecretArray, scale: float, fxp: int) -> SecretArray:
+    """scale * sigmoid(x, "seg3") at `fxp` fractional bits, with the segment selection and the
+    truncation in ONE product (for a gradient step: the public step size `scale` rides along).
+
+    seg3 is clip(1/2 + a x, 0, 1) = (1 - k) y + h for y = 1/2 + a x, h = [x > edge] and
+    k = [x < -edge] + h (one batched comparison). Here the public scale multiplies y
+    before the selection (free: y is scaled by an integer), so (1 - k) (c y) is one product
+    truncated to `fxp` (`mul_trunc` when the protocol fuses it, else mul then trunc): the
+    product and the final rescale of `sigmoid(x, "seg3")` become one multiplication.
+    x may carry more fractional bits than the device's (e.g. an untruncated product, 2f):
+    the comparisons and y are exact at any scale. `scale` is kept with 13 significant bits
+    or more (so that c y < 2^61 before truncation), e.g. a learning rate 0.5 / 1024 is
+    off by at most 1.2e-4 relative. Cost: 2 cmp (one batch) + 1 mul_trunc; semi2k today
+    6 + 2 rounds (6 + 1 with a fused mul_trunc) instead of 6 + 1 + 1 and a separate scaling.
+    Same error as seg3 (max abs 0.056 of the sigmoid), times scale. Nothing is revealed.
+
+    >>> from jointml.mpc import MpcDevice
+    >>> def prog(ctx):
+    ...     mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+    ...     x = ctx.party("alice").run(lambda: np.array([-9.0, -1.0, 0.0, 2.0, 40.0])).to(mpc)
+    ...     return sigmoid_seg3_scaled(x, 0.01, 30).reveal()
+    >>> np.round(simulate(prog, ["alice", "bob", "carol"], mode="thread")["bob"] * 100, 4).tolist()
+    [0.0, 0.323, 0.5, 0.854, 1.0]
+    """
+    x = _fx(x)
+    c = float(scale)
+    if not c > 0 or not 0 < fxp <= 48:
+        raise ParameterError(f"sigmoid_seg3_scaled needs scale > 0 and 0 < fxp <= 48, got {scale}, {fxp}", field="scale")
+    a = _SEG3_NUM / float(1 << _SEG3_SHIFT)
+    edge = 0.5 / a
+    lo, hi = _ltz([x + edge, edge - x])  # x < -edge, x > edge
+    Y = x.fxp + _SEG3_SHIFT
+    y = _as(x * _SEG3_NUM, Y) + 0.5  # 1/2 + a x at Y fractional bits: in [0, 1] where k = 0
+    # c as an integer ci / 2^kc with ci < 2^(61 - Y): (1 - k) y ci 2^Y < 2^61 (protocols are exact below 2^62);
+    # where k = 1, y may have wrapped and (1 - k) = 0 zeroes it exactly (ring product).
+    budget = builtins.min(61 - Y, 24)
+    kc = budget - 1 - math.floor(math.log2(c))
+    ci = int(round(c * 2.0**kc))
+    if ci <= 0 or Y + kc <= fxp:
+        raise ParameterError(f"sigmoid_seg3_scaled: scale {c:g} cannot be kept at {fxp} fractional bits from an input "
+                             f"with {x.fxp}", field="scale")
+    yc = _as(y * ci, Y + kc)
+    (sel,) = _mul([(1 - lo - hi, yc, fxp)])
+    out: SecretArray = sel + _as(hi * int(round(c * 2.0**fxp)), fxp)
+    return out
 
 
 def sigmoid(x: SecretArray, mode: str = "accurate") -> SecretArray:

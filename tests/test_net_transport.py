@@ -1,0 +1,178 @@
+"""The TLS transport without a reader thread (issue 20) and injected WAN latency (issue 17)."""
+
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from jointml.core.errors import ConfigError, PeerClosed, ProtocolOutOfSync
+from jointml.net import InProcessLink, create_dev_pki
+from jointml.net.link import Shaper
+from jointml.net.tcp import TlsFiles, connect_all
+
+
+def _pair(tmp_path, **kw):
+    """Two parties connected over loopback mutual TLS: {name: Communicator}."""
+    names = ["alice", "bob"]
+    certs = create_dev_pki(tmp_path, names)
+    ls, addrs = {}, {}
+    for n in names:
+        s = socket.create_server(("127.0.0.1", 0))
+        ls[n], addrs[n] = s, ("127.0.0.1", s.getsockname()[1])
+    out, errs = {}, {}
+
+    def run(n):
+        try:
+            tls = TlsFiles(certs[n].ca, certs[n].cert, certs[n].key)
+            out[n] = connect_all(n, addrs, tls, listener=ls[n], connect_timeout=10.0, order=names, **kw)
+        except Exception as e:  # noqa: BLE001
+            errs[n] = e
+
+    ts = [threading.Thread(target=run, args=(n,)) for n in names]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errs, errs
+    return out
+
+
+def _both(fa, fb):
+    """Run fa and fb at once (the two parties), re-raising a failure; returns their results."""
+    res, errs = [None, None], []
+
+    def wrap(i, f):
+        try:
+            res[i] = f()
+        except Exception as e:  # noqa: BLE001
+            errs.append(e)
+
+    ts = [threading.Thread(target=wrap, args=(i, f)) for i, f in enumerate((fa, fb))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert not errs, errs
+    return res
+
+
+def test_tls_simultaneous_large_sends_do_not_deadlock(tmp_path):
+    # 24 MB each way at once, far beyond the socket buffers: each blocked sender must read
+    # the other's bytes meanwhile (there is no reader thread any more).
+    c = _pair(tmp_path)
+    xa = np.arange(3_000_000, dtype=np.uint64)
+    xb = xa[::-1].copy()
+
+    def party(me, other, x):
+        c[me].send(other, "big", x)
+        return c[me].recv_array(other, "big", np.uint64, x.shape)
+
+    ga, gb = _both(lambda: party("alice", "bob", xa), lambda: party("bob", "alice", xb))
+    assert (ga == xb).all() and (gb == xa).all()
+    for v in c.values():
+        v.close()
+
+
+@pytest.mark.parametrize("reader", ["", "thread"])
+def test_tls_many_small_frames_keep_order_and_tags(tmp_path, monkeypatch, reader):
+    # several frames (and tags) queued before the receiver reads: parsed from one read, in order;
+    # a wrong tag is still caught (also with the reader thread kept for comparisons)
+    monkeypatch.setenv("JOINTML_NET_READER", reader)
+    c = _pair(tmp_path)
+    assert all(link._threaded == (reader == "thread") for comm in c.values() for link in comm.links.values())
+    for i in range(50):
+        c["alice"].send("bob", f"t{i % 3}", np.full(i % 7, i, dtype=np.int64))
+    time.sleep(0.05)
+    for i in range(50):
+        got = c["bob"].recv("alice", f"t{i % 3}").arrays[0]
+        assert got.tolist() == [i] * (i % 7)
+    c["alice"].send("bob", "mul")
+    with pytest.raises(ProtocolOutOfSync, match="expected message 'trunc'"):
+        c["bob"].recv("alice", "trunc", timeout=5)
+    for v in c.values():
+        v.close()
+
+
+def test_tls_peer_close_while_waiting_fails_fast(tmp_path):
+    c = _pair(tmp_path)
+    threading.Timer(0.2, c["alice"].close).start()
+    t0 = time.perf_counter()
+    with pytest.raises(PeerClosed, match="alice"):
+        c["bob"].recv("alice", "never", timeout=20)
+    assert time.perf_counter() - t0 < 5
+    c["bob"].close()
+
+
+def _ping_pong(comm_a, comm_b, n):
+    def a():
+        t0 = time.perf_counter()
+        for _ in range(n):
+            comm_a.send("bob", "ping", np.zeros(4))
+            comm_a.recv("bob", "pong")
+        return time.perf_counter() - t0
+
+    def b():
+        for _ in range(n):
+            comm_b.recv("alice", "ping")
+            comm_b.send("alice", "pong", np.zeros(4))
+
+    return _both(a, b)[0]
+
+
+def test_injected_delay_makes_a_round_trip_cost_two_delays_over_tls(tmp_path):
+    c = _pair(tmp_path, delay_ms=20)
+    n = 5
+    dt = _ping_pong(c["alice"], c["bob"], n)
+    assert dt >= n * 2 * 0.020  # each round trip crosses the (delayed) link twice
+    assert dt < n * 2 * 0.020 + 2.0
+    for v in c.values():
+        v.close()
+
+
+def test_injected_delay_from_the_environment_in_process(monkeypatch):
+    from jointml.net.link import Communicator
+
+    monkeypatch.setenv("JOINTML_NET_DELAY_MS", "15")
+    la, lb = InProcessLink.pair("alice", "bob")
+    ca, cb = Communicator("alice", {"bob": la}), Communicator("bob", {"alice": lb})
+    dt = _ping_pong(ca, cb, 4)
+    assert dt >= 4 * 2 * 0.015
+    # a simultaneous exchange (both send, then both receive) is one delay, not two
+    t0 = time.perf_counter()
+    _both(lambda: (ca.send("bob", "x", np.zeros(1)), ca.recv("bob", "x")),
+          lambda: (cb.send("alice", "x", np.zeros(1)), cb.recv("alice", "x")))
+    assert 0.015 <= time.perf_counter() - t0 < 0.015 * 2 + 0.5
+    monkeypatch.setenv("JOINTML_NET_DELAY_MS", "soon")
+    with pytest.raises(ConfigError, match="JOINTML_NET_DELAY_MS"):
+        InProcessLink.pair("alice", "bob")
+
+
+def test_bandwidth_cap_serialises_messages():
+    la, lb = InProcessLink.pair("alice", "bob", bandwidth_mbps=80)  # 10 MB/s
+    t0 = time.perf_counter()
+    for _ in range(4):
+        la.send("x", np.zeros(125_000, dtype=np.uint64))  # 1 MB each: 0.1 s each at 10 MB/s
+    for _ in range(4):
+        lb.recv("x")
+    assert time.perf_counter() - t0 >= 0.4
+    s = Shaper(delay_ms=0, bandwidth_mbps=8)
+    assert s.due(5.0, 10**6) == pytest.approx(6.0)  # 1 MB at 1 MB/s
+
+
+def test_benchmarks_doc_transport_examples_run():
+    """docs/benchmarks.md, section "SS-LR and transport": its examples run as doctests."""
+    import doctest
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    section = text[text.index("## SS-LR and transport"):]
+    section = section[: section.find("\n## ", 5)] if "\n## " in section[5:] else section
+    blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(blocks) >= 2
+    parser, runner = doctest.DocTestParser(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for i, code in enumerate(blocks):
+        runner.run(parser.get_doctest(code, {"np": np}, f"benchmarks.md[{i}]", "docs/benchmarks.md", 0))
+    assert runner.summarize(verbose=False).failed == 0
