@@ -75,7 +75,7 @@ def test_tls_simultaneous_large_sends_do_not_deadlock(tmp_path):
         v.close()
 
 
-@pytest.mark.parametrize("reader", ["", "thread"])
+@pytest.mark.parametrize("reader", ["inline", "thread"])
 def test_tls_many_small_frames_keep_order_and_tags(tmp_path, monkeypatch, reader):
     # several frames (and tags) queued before the receiver reads: parsed from one read, in order;
     # a wrong tag is still caught (also with the reader thread kept for comparisons)

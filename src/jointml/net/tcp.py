@@ -271,9 +271,11 @@ class TcpLink(Link):
 
     With injected latency (`delay_ms`, `bandwidth_mbps`; see `jointml.net.link`) a reader
     thread drains the socket instead, so each frame is stamped when it really arrived
-    (the hand-off costs ~0.1 ms, nothing beside a WAN delay). `reader_thread=True` (or
-    `JOINTML_NET_READER=thread`) keeps that reader thread without any delay: the previous
-    transport's behaviour, for comparisons (`jointml bench lr` under both).
+    (the hand-off costs ~0.1 ms, nothing beside a WAN delay). The reader thread is also
+    the default (`reader_thread=None`: `JOINTML_NET_READER`, default "thread"); inline
+    reading is `reader_thread=False` or `JOINTML_NET_READER=inline` (fewer context switches
+    and less CPU per message, measured; its wall-time gain on SS-LR is not yet shown on a
+    quiet machine, and it needs each party in its own thread or process).
     """
 
     def __init__(self, me: str, peer: str, sock: ssl.SSLSocket, recv_timeout: float | None = None,
@@ -290,7 +292,11 @@ class TcpLink(Link):
         sock.setblocking(False)
         self._reader: threading.Thread | None = None
         if reader_thread is None:
-            reader_thread = os.environ.get("JOINTML_NET_READER", "").strip().lower() == "thread"
+            # default: the reader thread. Inline reading (JOINTML_NET_READER=inline) needs every
+            # party to be its own thread or process: a thread that sends more than the socket
+            # buffers hold to a link end it reads itself later would wait forever (tests/test_net.py
+            # drives both ends from one thread).
+            reader_thread = os.environ.get("JOINTML_NET_READER", "thread").strip().lower() != "inline"
         self._threaded = reader_thread or self.shaper is not None
         if self._threaded:
             self._reader = threading.Thread(target=self._read_loop, name=f"jointml-link-{me}-{peer}", daemon=True)
