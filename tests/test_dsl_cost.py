@@ -109,7 +109,7 @@ def test_batched_kernels_match_separate_ones():
     assert res["bob"][2][0] == [0, 1, 0] and np.allclose(res["bob"][2][1], [[2.0], [0.5]], atol=1e-4)
     assert np.allclose(p1, [2.25, 4.0, 0.0625], atol=1e-4) and np.allclose(p2, [[2.0], [0.5]], atol=1e-4)
     assert l1.tolist() == [0, 1, 0] and l2.tolist() == [[0], [1]]
-    assert rounds == 1 + 6 + 1  # one mul round (local truncation), one comparison, one opening
+    assert rounds == 2 + 6 + 1  # one mul + one trunc round, one comparison, one opening
     assert res["carol"][0] == [None] * 4  # the dealer learns no revealed value
 
 
@@ -210,8 +210,5 @@ def test_sum_before_truncation(protocol):
     opt = predict(dot.compile(protocol=protocol, compute=compute), protocol, compute=compute, parties=PARTIES)
     naive = predict(dot.compile(protocol=protocol, compute=compute, optimize=False), protocol, compute=compute,
                     parties=PARTIES)
-    if protocol == "semi2k":  # 2 parties truncate products locally: nothing to save, nothing lost
-        assert opt.total.bytes == naive.total.bytes
-    else:
-        assert opt.total.bytes < naive.total.bytes  # one truncation of the sum, not 50 of the products
+    assert opt.total.bytes < naive.total.bytes  # one truncation of the sum, not 50 of the products
     assert (opt.total.bytes, opt.total.rounds) == measured_total([res[p][1] for p in PARTIES])

@@ -121,14 +121,14 @@ def test_every_hyperparameter_survives_save_and_load(cls, tmp_path):
 # adds only the announced shapes and the model id: a change here means the training's traffic
 # changed (the LR benchmark compares bytes and rounds). Bytes carry the message tags, so a
 # renamed tag inside mpc may move them by a few bytes per message: hence the 1 % on bytes.
-# Issue 20: the 2 semi2k parties truncate fixed-point products locally (`Semi2k.trunc_product`),
-# and seg3's selection product, its rescale and the step size are fused into one mul + trunc with
-# the gradient truncated once (`SecureLinearModel._step_fused`): measured after both (was 98 / 97
-# rounds, 76438 / 75741 / 120386 B sent; 90 / 89 with either alone).
+# Issue 20: seg3's selection product, its rescale and the step size fused into one mul + trunc,
+# the gradient truncated once (`SecureLinearModel._step_fused`): one round fewer per batch, and
+# the truncation pair shipped with the triple; measured (was 98 / 97 rounds, 76438 / 75741 /
+# 120386 B sent; with semi2k's opt-in local truncation: 82 / 81 rounds).
 FIT_TRAFFIC = {
-    "bank": {"bytes_sent": 74343, "bytes_recv": 73468, "rounds": 82},
-    "partner": {"bytes_sent": 73661, "bytes_recv": 191232, "rounds": 81},
-    "dealer": {"bytes_sent": 117362, "bytes_recv": 666, "rounds": 1},
+    "bank": {"bytes_sent": 75407, "bytes_recv": 74532, "rounds": 90},
+    "partner": {"bytes_sent": 74725, "bytes_recv": 193240, "rounds": 89},
+    "dealer": {"bytes_sent": 118306, "bytes_recv": 666, "rounds": 1},
 }
 
 

@@ -44,7 +44,7 @@ def test_fused_step_saves_a_round_per_batch_and_learns_the_same_weights(secret_l
     # when the labels are secret, none when the label holder scales them in clear)
     assert fused[1] == plain[1] == 12
     assert fused[0] == plain[0] - 12 + (1 if secret_labels else 0)
-    assert plain[0] / plain[1] == 11  # unfused: 11 rounds per batch with local product truncation (2 parties)
+    assert plain[0] / plain[1] == 12
     # the same gradient descent up to fixed-point rounding (the step size keeps 13+ bits)
     assert np.max(np.abs(fused[2] - plain[2])) < 2e-3
     assert fused[3] == pytest.approx(plain[3], abs=2e-3)

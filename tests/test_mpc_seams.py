@@ -209,5 +209,5 @@ def test_dealer_corrections_are_received_after_the_open(monkeypatch):
     out = simulate(prog, ["alice", "bob", "carol"], mode="thread")
     assert np.allclose(out["alice"], [[14.0, 14.0]], atol=1e-3)
     tags = [t for _, t in events]
-    for op in ("square", "matmul"):  # x * x is a square
-        assert tags.index("corr:" + op) > events.index(("send", op)), events
+    for op in ("square", "matmul"):  # x * x is a square; the truncation pair comes with the triple
+        assert tags.index("corr:" + op + "+trunc") > events.index(("send", op)), events

@@ -30,7 +30,7 @@ def test_local_truncation_failure_rate_matches_its_bound():
     xs = (mag * g.choice([-1.0, 1.0], n)).astype(np.int64)
 
     def prog(ctx):
-        p = Semi2k(ctx, ["alice", "bob"], dealer="carol")
+        p = Semi2k(ctx, ["alice", "bob"], dealer="carol", trunc="local")
         assert p.trunc_mode == "local"
         x = p.share_in("alice", xs.view(np.uint64) if ctx.me == "alice" else None, (n,))
         ctx.reset_stats()
@@ -140,7 +140,7 @@ def test_prefetch_moves_generation_out_of_the_kernel():
     A = g.normal(size=(30, 30))
 
     def prog(ctx):
-        mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol")
+        mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol", trunc="local")
         p = mpc.proto
         p.prefetch("mul", xv.shape, yv.shape)
         p.prefetch("matmul", A.shape, A.shape)
@@ -158,8 +158,8 @@ def test_prefetch_moves_generation_out_of_the_kernel():
     assert np.abs(z - xv * yv).max() < 1e-4 and np.abs(zz - xv * yv).max() < 1e-4
     assert np.abs(m - A @ A).max() < 1e-3
     # the cost model prices the local product truncation at nothing
-    assert Semi2k.static_cost("trunc_product", (10,), bits=F).rounds == 0
-    assert Semi2k.static_cost("trunc_product", (10,), bits=F, trunc="dealer").rounds == 1
+    assert Semi2k.static_cost("trunc_product", (10,), bits=F, trunc="local").rounds == 0
+    assert Semi2k.static_cost("trunc_product", (10,), bits=F).rounds == 1  # the default: the dealer pair
 
 
 def test_three_parties_secret_products_take_the_pair_with_the_triple():
@@ -204,6 +204,13 @@ def test_prefetched_comparison_masks_give_the_same_results():
     assert (lt == (xv < yv)).all() and (eq == 1).all()
     # online, the dealer sends only the AND trees' triples: 7 of msb's 46 and 4 of eqz's 43 B per element
     assert res["carol"][2] < 20 * xv.size
+
+
+def test_dealer_truncation_is_the_default():
+    def prog(ctx):
+        return Semi2k(ctx, ["alice", "bob"], dealer="carol").trunc_mode
+
+    assert set(_run(prog).values()) == {"dealer"}
 
 
 def test_pipeline_mpc_section_chooses_the_truncation():

@@ -106,8 +106,8 @@ def _online(ctx, mpc, figure: str, parties: list[str], xv, yv):
     return z.reveal(to=a)
 
 
-def _program(ctx, protocol: str, figure: str, parties: list[str], dealer: str | None):
-    mpc = MpcDevice(ctx, parties, protocol=protocol, dealer=dealer)
+def _program(ctx, protocol: str, figure: str, parties: list[str], dealer: str | None, trunc: str | None = None):
+    mpc = MpcDevice(ctx, parties, protocol=protocol, dealer=dealer, trunc=trunc)
     xv, yv = _inputs(figure)
     _barrier(ctx, mpc.members)
     ctx.reset_stats()
@@ -139,16 +139,19 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_figure(protocol: str, figure: str, spu_same_run: dict[str, float] | None = None) -> dict:
+def run_figure(protocol: str, figure: str, spu_same_run: dict[str, float] | None = None, trunc: str | None = None) -> dict:
     """One figure: our seconds, bytes and rounds, numpy's seconds, SPU's dated reference and,
-    when `spu_same_run` (SPU seconds measured in this run) is given, the ratio to it."""
+    when `spu_same_run` (SPU seconds measured in this run) is given, the ratio to it. `trunc`:
+    semi2k's product truncation ("dealer", the default, or "local")."""
     if protocol == "semi2k":
         parties, dealer, cluster = ["alice", "bob"], "dealer", ["alice", "bob", "dealer"]
     elif protocol == "aby3":
         parties, dealer, cluster = ["alice", "bob", "carol"], None, ["alice", "bob", "carol"]
     else:
         raise ParameterError(f"unknown protocol {protocol}", field="protocol")
-    res = simulate(_program, cluster, mode="process", args=(protocol, figure, parties, dealer), options={"warm_heap_mb": 768})
+    trunc = trunc if protocol == "semi2k" else None
+    res = simulate(_program, cluster, mode="process", args=(protocol, figure, parties, dealer, trunc),
+                   options={"warm_heap_mb": 768})
     xv, yv = _inputs(figure)
     t0 = time.perf_counter()
     _plain(figure, xv, yv)
@@ -166,6 +169,7 @@ def run_figure(protocol: str, figure: str, spu_same_run: dict[str, float] | None
         "figure": figure,
         "protocol": protocol,
         "parties": len(parties),
+        "trunc": (trunc or "dealer") if protocol == "semi2k" else None,
         "seconds": round(seconds, 4),
         "online_seconds": round(online, 4),
         "offline_seconds": round(offline, 4),
@@ -186,12 +190,13 @@ def run_figure(protocol: str, figure: str, spu_same_run: dict[str, float] | None
     }
 
 
-def run(protocol: str = "semi2k", figures: list[str] | None = None, anchor: bool = False) -> Iterator[dict]:
+def run(protocol: str = "semi2k", figures: list[str] | None = None, anchor: bool = False,
+        trunc: str | None = None) -> Iterator[dict]:
     """Yield one row per figure. With `anchor`, SPU runs first (same machine, same run: see
     `jointml.bench.anchors`) and each row carries the ratio to it."""
     spu = spu_ops_same_run(protocol) if anchor else None
     for f in figures or FIGURES:
-        yield run_figure(protocol, f, spu)
+        yield run_figure(protocol, f, spu, trunc)
 
 
 if __name__ == "__main__":

@@ -446,7 +446,10 @@ def bench() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON lines only (default prints JSON lines plus a table on stderr).")
 @click.option("--anchor", is_flag=True, help=_ANCHOR_HELP)
 @click.option("--delay-ms", type=float, default=None, help=_DELAY_HELP)
-def bench_mpc(protocol: str, figures: tuple[str, ...], as_json: bool, anchor: bool, delay_ms: float | None) -> None:
+@click.option("--trunc", type=click.Choice(["dealer", "local"]), default="dealer", show_default=True,
+              help="semi2k's product truncation: the dealer's pair (exact) or SecureML's local one (no round, rare huge errors).")
+def bench_mpc(protocol: str, figures: tuple[str, ...], as_json: bool, anchor: bool, delay_ms: float | None,
+              trunc: str) -> None:
     """Secure operators: mul_1M, lt_1M, matmul_1000, sigmoid_1M_<mode>."""
     from ..bench import mpc as bmpc
     from ..net.link import injected_latency
@@ -454,7 +457,7 @@ def bench_mpc(protocol: str, figures: tuple[str, ...], as_json: bool, anchor: bo
     _check_anchor(anchor)
     rows = []
     with injected_latency(delay_ms):
-        for row in bmpc.run(protocol, list(figures) or None, anchor=anchor):
+        for row in bmpc.run(protocol, list(figures) or None, anchor=anchor, trunc=trunc):
             row["delay_ms"] = delay_ms
             rows.append(row)
             click.echo(json.dumps(row))

@@ -82,8 +82,8 @@ def reveal_many(xs: Sequence[SecretArray], to: str | None = None) -> list[Any]:
 def mul_many(pairs: Sequence[tuple[SecretArray, SecretArray]]) -> list[SecretArray]:
     """a * b for several independent pairs of secrets (numpy broadcasting within a pair) in one
     multiplication round; fixed-point products are truncated back to the device's scale
-    (`Protocol.trunc_product`: no round for semi2k with 2 parties), the pairs with the same
-    shift together.
+    (`Protocol.trunc_product`: one round with the dealer's pair, none with semi2k's opt-in
+    local truncation), the pairs with the same shift together.
 
     >>> from jointml.mpc import MpcDevice
     >>> def prog(ctx):
@@ -95,7 +95,7 @@ def mul_many(pairs: Sequence[tuple[SecretArray, SecretArray]]) -> list[SecretArr
     ...     return ctx.stats()["rounds"], a.reveal(), b.reveal()  # None at the dealer
     >>> rounds, a, b = simulate(prog, ["alice", "bob", "carol"], mode="thread")["bob"]
     >>> rounds, a.tolist(), float(b)
-    (1, [6.0, -8.0], 16.0)
+    (2, [6.0, -8.0], 16.0)
     """
     pairs = list(pairs)
     if not pairs:

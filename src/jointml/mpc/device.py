@@ -31,9 +31,9 @@ class MpcDevice:
 
     `protocol` is "semi2k" (n compute parties and a `dealer`) or "aby3" (exactly three
     parties, no dealer); values are fixed point with `frac_bits` fractional bits. `trunc`
-    picks how semi2k truncates fixed-point products: "local" (the default with 2 compute
-    parties: no round, a small failure probability, see `Semi2k`) or "dealer" (one round,
-    exact up to one unit).
+    picks how semi2k truncates fixed-point products: "dealer" (the default: one round, exact
+    up to one unit) or "local" (opt-in, 2 compute parties: no round, a small but silent
+    failure probability, see `Semi2k`).
 
     >>> def prog(ctx):
     ...     mpc = MpcDevice(ctx, ["alice", "bob"], protocol="semi2k", dealer="carol")

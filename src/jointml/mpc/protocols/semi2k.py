@@ -24,7 +24,7 @@ parties and matrix shapes; bytes are what all parties send together, dealer incl
 | mul | 1 | 40 | 8 |
 | square | 1 | 24 | 8 |
 | trunc | 1 | 32 | 16 |
-| trunc_product (2 parties, local) | 0 | 0 | 0 |
+| trunc_product (trunc="local", 2 parties) | 0 | 0 | 0 |
 | trunc_product (trunc="dealer") | 1 | 32 | 16 |
 | mul_trunc (dealer pair) | 2 | 72 | 24 |
 | b_and (64-bit words) | 1 | 40 | 8 |
@@ -43,8 +43,8 @@ So a fixed-point product of two secrets (`SecretArray` `x * y`: `mul` then
   floor(x / 2^f) or one more (up with probability equal to the dropped fraction) for
   any |x| < 2^62, never worse.
 * `trunc_product` (fixed-point products at the device's scale: `SecretArray` products,
-  matrix products, masked products). With `trunc="local"` (the default with exactly 2
-  compute parties) it is SecureML's local truncation (Mohassel-Zhang 2017, Theorem 1):
+  matrix products, masked products). With `trunc="local"` (opt-in, exactly 2 compute
+  parties) it is SecureML's local truncation (Mohassel-Zhang 2017, Theorem 1):
   party 0 computes x_0 >> f and party 1 -((-x_1) >> f), arithmetic shifts of the shares
   read as signed 64-bit integers; no message. The result is floor(x / 2^f) or one more,
   as `trunc`, unless the signed shares' sum wraps around 2^64: since one share is
@@ -55,9 +55,13 @@ So a fixed-point product of two secrets (`SecretArray` `x * y`: `mul` then
   With f = 18, a product of magnitude v (x = v 2^36) fails with probability v / 2^28:
   about 4e-9 per element for |v| = 1, 4e-6 for |v| = 1000. tests/test_semi2k_trunc.py
   measures the rate on 3 million values against this figure. With more than 2 compute
-  parties the sum of n uniform shares wraps almost always, so local truncation is refused;
-  `trunc="dealer"` (`MpcDevice(..., trunc="dealer")`) makes `trunc_product` the exact
-  `trunc` for users who cannot accept the failure probability.
+  parties the sum of n uniform shares wraps almost always, so local truncation is refused.
+  The default is `trunc="dealer"`: `trunc_product` is then the exact `trunc`. Local
+  truncation is opt-in (`MpcDevice(..., trunc="local")`, a pipeline's `mpc: {trunc:
+  local}`) because a failure is silent and huge: `jointml bench mpc --trunc local` saw
+  one in its 1M products (inputs of magnitude up to ~10), and an SS-LR training of 100
+  epochs on 100k rows would meet one with probability of the order of a few percent
+  (SPU's semi2k truncates locally with 2 parties; we do not, by default).
 
 With dealer truncation (n > 2 or trunc="dealer"), the fused kernels `mul_trunc`,
 `square_trunc`, `matmul_trunc` ship the truncation pair in the same dealer message as
@@ -120,7 +124,7 @@ DOC_COST_ROWS: list[tuple[str, str, tuple[Shape, ...], dict[str, Any]]] = [
     ("mul", "mul", (_E, _E), {}),
     ("square", "square", (_E,), {}),
     ("trunc", "trunc", (_E,), {"bits": 18}),
-    ("trunc_product (2 parties, local)", "trunc_product", (_E,), {"bits": 18}),
+    ("trunc_product (trunc=\"local\", 2 parties)", "trunc_product", (_E,), {"bits": 18, "trunc": "local"}),
     ("trunc_product (trunc=\"dealer\")", "trunc_product", (_E,), {"bits": 18, "trunc": "dealer"}),
     ("mul_trunc (dealer pair)", "mul_trunc", (_E, _E), {"bits": 18}),
     ("b_and (64-bit words)", "b_and", (_E,), {}),
@@ -160,7 +164,7 @@ def _picker(rows: Any, transpose: bool) -> Callable[[Array], Array]:
 class Semi2k(Protocol):
     """n-party additive sharing with a dealer. `Semi2k(ctx, compute_parties, dealer)` at every
     party of the program (compute parties, the dealer, outsiders: those hold no shares).
-    `trunc` ("local" or "dealer"; default "local" with 2 compute parties, else "dealer")
+    `trunc` ("dealer", the default, or "local": 2 compute parties only, opt-in)
     picks how fixed-point products are truncated (`trunc_product`, module docstring).
 
     >>> def prog(ctx):
@@ -411,7 +415,7 @@ class Semi2k(Protocol):
         module docstring.
 
         >>> def prog(ctx):
-        ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol")
+        ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol", trunc="local")
         ...     x = p.share_in("alice", np.array([5 << 18], np.uint64) if ctx.me == "alice" else None, (1,))
         ...     ctx.reset_stats()
         ...     y = p.trunc_product(x, 18, (1,))
@@ -742,7 +746,7 @@ _FUSED = frozenset({"mul_trunc", "square_trunc", "matmul_trunc"})
 
 
 def _trunc_mode(trunc: str | None, n: int) -> str:
-    mode = trunc if trunc is not None else ("local" if n == 2 else "dealer")
+    mode = trunc if trunc is not None else "dealer"
     if mode not in ("local", "dealer"):
         raise ConfigError(f"semi2k: trunc must be 'local' or 'dealer', got {trunc!r}", field="trunc")
     if mode == "local" and n != 2:
@@ -816,7 +820,7 @@ def _trunc_cost(op: str, shapes: Sequence[Shape], n: int, params: dict[str, Any]
     if op == "trunc":
         return opened(8 * N, 16 * N)
     if op == "trunc_product":
-        mode = params.get("trunc") or ("local" if n == 2 else "dealer")
+        mode = params.get("trunc") or "dealer"
         return FREE if mode == "local" else _cost("trunc", shapes, n, params)
     base = op[: -len("_trunc")]
     out = broadcast_shape(*shapes) if op != "matmul_trunc" else matmul_shape(shapes[0], shapes[1])
