@@ -191,6 +191,49 @@ def test_reports_are_readable_offline_and_at_1280px(lr_then_sb):
             assert not re.search(r"<td>[^<]*[{}][^<]*</td>", t)  # no JSON dict dumped in a cell
 
 
+REPORT_LAYOUT_JS = """() => {
+  const vw = document.documentElement.clientWidth;
+  const wide = [...document.querySelectorAll('section, table, svg, img, pre')]
+    .filter((e) => e.getBoundingClientRect().right > vw + 1).map((e) => e.tagName + ':' + e.getBoundingClientRect().right);
+  const sections = [...document.querySelectorAll('section')].map((s) => [s.querySelector('h2').textContent,
+    s.getBoundingClientRect().height]);
+  return {scroll: document.documentElement.scrollWidth, wide, sections};
+}"""
+
+
+@pytest.mark.slow
+def test_reports_render_in_chromium_at_1280px(lr_then_sb, tmp_path):
+    """Each party's report, SS-LR and SecureBoost runs, in a real headless Chromium at 1280 px:
+    every section renders with content, nothing is wider than the window (charts included), and
+    the page loads nothing from the network (offline)."""
+    import shutil as sh
+
+    pytest.importorskip("playwright.sync_api")
+    exe = sh.which("chromium") or sh.which("chromium-browser")
+    if exe is None:
+        pytest.skip("no Chromium (Debian package 'chromium')")
+    from playwright.sync_api import sync_playwright
+
+    tmp, _, _ = lr_then_sb
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        for d in ("lr-out", "out"):
+            for p in PARTIES:
+                path = tmp / d / f"report.{p}.html"
+                if not path.exists():
+                    continue  # the dealer gets no report
+                page.goto(path.as_uri())
+                got = page.evaluate(REPORT_LAYOUT_JS)
+                assert got["sections"] and all(h > 20 for _, h in got["sections"]), (d, p, got["sections"])
+                assert got["scroll"] <= 1280 and got["wide"] == [], (d, p, got)
+                page.screenshot(path=str(tmp_path / f"{d}-{p}.png"), full_page=True)
+        browser.close()
+    assert all(u.startswith("file://") for u in requests), requests
+
+
 def test_secureboost_report_describes_secureboost(lr_then_sb):
     tmp, _, _ = lr_then_sb
     bank = _text(tmp / "out" / "report.bank.html")

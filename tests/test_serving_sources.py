@@ -51,16 +51,25 @@ def test_sql_source_sqlite_url(partner, tmp_path):
 def test_sql_source_postgresql(partner):
     from sqlalchemy import create_engine, text
 
-    url = os.environ["JOINTML_TEST_PG_URL"]
-    table = "jointml_serve_" + uuid.uuid4().hex[:10]
+    from sqlalchemy.engine import make_url
+
+    # a database of our own (the CI role may create databases, not tables in `postgres`.public)
+    admin_url = os.environ["JOINTML_TEST_PG_URL"]
+    name = "jointml_serve_" + uuid.uuid4().hex[:10]
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    table = "features"
     engine = create_engine(url)
-    partner.to_sql(table, engine, index=False)
     try:
+        partner.to_sql(table, engine, index=False)
         _same_rows(url, table, partner)
         ids = list(np.asarray(partner["id"])[:500])  # one batch of many ids: one query
         got, found = open_source(f"{url}#table={table}").rows(ids)
         assert all(found) and got["age_in_years"].tolist() == partner["age_in_years"].iloc[:500].tolist()
     finally:
-        with engine.begin() as c:
-            c.execute(text(f'DROP TABLE IF EXISTS "{table}"'))
         engine.dispose()
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
