@@ -50,7 +50,6 @@ def test_sql_source_sqlite_url(partner, tmp_path):
 @pytest.mark.skipif(not os.environ.get("JOINTML_TEST_PG_URL"), reason="no PostgreSQL (set JOINTML_TEST_PG_URL)")
 def test_sql_source_postgresql(partner):
     from sqlalchemy import create_engine, text
-
     from sqlalchemy.engine import make_url
 
     # a database of our own (the CI role may create databases, not tables in `postgres`.public)
