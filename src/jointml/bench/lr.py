@@ -16,7 +16,7 @@ import numpy as np
 from ..core.prg import public_rng
 from ..mpc import MpcDevice
 from ..runtime import simulate
-from .anchors import reference, spu_lr_same_run
+from .anchors import spu_lr_same_run
 
 
 def make_data(rows: int, features: int, seed: int = 0):
@@ -249,11 +249,6 @@ def run(
         "loop_samples_per_second": round(a["samples"] / max(a["epoch_seconds"][-1], 1e-9)),
         "baseline_seconds": round(base["sgd_seconds"], 4),
         "baseline_sklearn_seconds": round(base["sklearn_seconds"], 4),
-        "reference": reference(
-            "SecretFlow SPU 0.9.x (simulator), LR epoch 100k x 100, batch 1024",
-            "2026-11-22 (issue 2)",
-            {"spu_samples_per_second": 18000},
-        ),
         "spu_samples_per_second_same_run": spu,
         "ratio_to_spu_same_run": round(a["samples"] / seconds / spu, 2) if spu else None,
     }

@@ -7,16 +7,14 @@ of the figure's products and comparison masks generated before the inputs exist
 their shares; sigmoids have none), and `online_seconds`, secret-sharing the inputs,
 computing and revealing the output. `seconds` is their sum (no overlap credited); bytes
 count both phases, `online_bytes` and `rounds` the online one. The numpy time for the same
-operation in plaintext is reported beside it, and each party's peak RSS. SPU's figures
-from an earlier run appear as a labelled, dated `reference`; a ratio to SPU is given
-only with `anchor=True` (`--anchor`), which runs SPU now on the same machine.
+operation in plaintext is reported beside it, and each party's peak RSS. SPU's figure
+and the ratio to it appear only with `anchor=True` (`--anchor`), which runs SPU now on
+the same machine (no figure from an earlier run is printed).
 
 The inputs are public synthetic data; each figure reveals its output to the first party.
 
 >>> FIGURES[:3]
 ['mul_1M', 'lt_1M', 'matmul_1000']
->>> reference(*SPU_REFERENCE_SOURCE, {"spu_seconds": SPU_REFERENCE["semi2k"]["mul_1M"]})["label"]
-'dated reference, not measured in this run'
 """
 
 from __future__ import annotations
@@ -33,18 +31,10 @@ from ..core.prg import public_rng
 from ..mpc import MpcDevice
 from ..runtime import simulate
 from ..runtime.collectives import all_gather
-from .anchors import reference, spu_ops_same_run
+from .anchors import spu_ops_same_run
 
 FIGURES = ["mul_1M", "lt_1M", "matmul_1000", "sigmoid_1M_seg3", "sigmoid_1M_poly", "sigmoid_1M_accurate"]
 
-# SecretFlow SPU 0.9.5 operator seconds measured 2026-11-22 (issue 2): a dated reference,
-# printed as such and never divided by our figures. A ratio to SPU comes only from the
-# same-run anchor (`run(..., anchor=True)`, `jointml bench mpc --anchor`).
-SPU_REFERENCE = {
-    "semi2k": {"mul_1M": 0.52, "lt_1M": 2.31, "matmul_1000": 1.81, "sigmoid_1M": 13.2},
-    "aby3": {"mul_1M": 0.62, "lt_1M": 3.33, "matmul_1000": 1.98, "sigmoid_1M": 12.6},
-}
-SPU_REFERENCE_SOURCE = ("SecretFlow SPU 0.9.5 (simulator, one process)", "2026-11-22 (issue 2)")
 
 
 def _inputs(figure: str):
@@ -140,7 +130,7 @@ def _cpu() -> float:
 
 
 def run_figure(protocol: str, figure: str, spu_same_run: dict[str, float] | None = None, trunc: str | None = None) -> dict:
-    """One figure: our seconds, bytes and rounds, numpy's seconds, SPU's dated reference and,
+    """One figure: our seconds, bytes and rounds, numpy's seconds and,
     when `spu_same_run` (SPU seconds measured in this run) is given, the ratio to it. `trunc`:
     semi2k's product truncation ("dealer", the default, or "local")."""
     if protocol == "semi2k":
@@ -160,7 +150,6 @@ def run_figure(protocol: str, figure: str, spu_same_run: dict[str, float] | None
     online_bytes = sum(r["stats"]["bytes_sent"] for r in res.values())
     total_bytes = online_bytes + sum(r["offline_stats"]["bytes_sent"] for r in res.values())
     ref_key = "sigmoid_1M" if figure.startswith("sigmoid") else figure
-    spu = SPU_REFERENCE[protocol].get(ref_key)
     online = max(r["seconds"] for r in res.values())
     offline = max(r["offline_seconds"] for r in res.values())
     seconds = online + offline  # the phases run one after the other here (no overlap credited)
@@ -182,7 +171,6 @@ def run_figure(protocol: str, figure: str, spu_same_run: dict[str, float] | None
         # CPU seconds of the online phase, all processes: steadier than wall time on a busy machine
         "online_cpu_seconds": round(sum(r["cpu_seconds"] for r in res.values()), 4),
         "baseline_seconds": round(base, 5),
-        "reference": reference(*SPU_REFERENCE_SOURCE, {"spu_seconds": spu}),
         "spu_seconds_same_run": anchor,
         "speedup_vs_spu_same_run": round(anchor / seconds, 2) if anchor else None,
         "max_abs_error": res[parties[0]]["max_abs_error"],

@@ -392,16 +392,7 @@ class Semi2k(Protocol):
         t = self.prov.trunc_pair(tuple(shape), bits)
         if t is None or not self.is_compute:
             return None
-        R, r_hi, r_msb = t
-        x = a + R
-        if self.idx == 0:
-            x = x + _U(1 << 62)
-        (c,) = self._open("trunc", [x])
-        not_c_msb = _U(1) - bk.rshift(c, 63)
-        y = resolve(r_msb) * bk.lshift(not_c_msb, 64 - bits) - resolve(r_hi)
-        if self.idx == 0:
-            y += bk.rshift(c, bits) - _U(1 << (62 - bits))
-        return y
+        return self._trunc_with(a, bits, t)
 
     def trunc_product(self, a: Share, bits: int, shape: Shape) -> Share:
         """Truncate a fixed-point product by 2^bits with the device's `trunc_mode`.
