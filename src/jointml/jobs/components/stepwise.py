@@ -170,16 +170,29 @@ def forward_stepwise(ctx: Any, mpc: Any, w: Any, frame: Any, label: str, pos_lab
             meta = {"add": best if enter else -1}
             steps.append({"feature": keep[cands[best][0]][cands[best][1]], "chi2": round(stats[best], 4),
                           "p_value": round(_chi2_sf(stats[best]), 6), "entered": bool(enter)})
-        add = broadcast(ctx, owner, meta=meta, name="stepwise:add").meta.get("add")
-        if type(add) is not int or not -1 <= add < len(cands) or add in chosen:
-            from ...core.errors import ProtocolError
-
-            raise ProtocolError("select_features: invalid stepwise decision", party=owner, field="stepwise")
+        add = _agreed_entry(ctx, owner, meta, len(cands), chosen)
         if add < 0:
             break
         chosen.append(add)
-    out = {p: [keep[p][j] for k, (q, j) in enumerate(cands) if q == p and k in chosen] for p in keep}
-    return out, steps
+    return _kept(keep, cands, chosen), steps
+
+
+def _agreed_entry(ctx: Any, owner: str, meta: dict | None, n: int, chosen: list[int]) -> int:
+    """The owner's decision of a forward step, announced to all and checked at every party:
+    a candidate index not yet chosen, or -1 (stop)."""
+    from ...runtime.collectives import broadcast
+
+    add = broadcast(ctx, owner, meta=meta, name="stepwise:add").meta.get("add")
+    if type(add) is not int or not -1 <= add < n or add in chosen:
+        from ...core.errors import ProtocolError
+
+        raise ProtocolError("select_features: invalid stepwise decision", party=owner, field="stepwise")
+    return add
+
+
+def _kept(keep: dict, cands: list, chosen: list[int]) -> dict:
+    """Each party's kept feature names, in its own order."""
+    return {p: [keep[p][j] for k, (q, j) in enumerate(cands) if q == p and k in chosen] for p in keep}
 
 
 def _chi2_sf(x: float) -> float:
@@ -238,7 +251,7 @@ def backward_stepwise(ctx: Any, mpc: Any, w: Any, frame: Any, label: str, pos_la
         if drop < 0:
             break
         chosen.remove(drop)
-    out_keep = {p: [keep[p][j] for k, (q, j) in enumerate(cands) if q == p and k in chosen] for p in keep}
+    out_keep = _kept(keep, cands, chosen)
     return out_keep, steps
 
 
@@ -294,13 +307,8 @@ def auc_stepwise(ctx: Any, mpc: Any, w: Any, frame: Any, label: str, pos_label: 
             steps.append({"feature": keep[p][j], "validation_auc": round(aucs[best], 4),
                           "gain": round(aucs[best] - best_auc, 4), "entered": bool(enter)})
             best_auc = aucs[best] if enter else best_auc
-        add = broadcast(ctx, owner, meta=meta, name="stepwise:add").meta.get("add")
-        if type(add) is not int or not -1 <= add < len(cands) or add in chosen:
-            from ...core.errors import ProtocolError
-
-            raise ProtocolError("select_features: invalid stepwise decision", party=owner, field="stepwise")
+        add = _agreed_entry(ctx, owner, meta, len(cands), chosen)
         if add < 0:
             break
         chosen.append(add)
-    out = {p: [keep[p][j] for k, (q, j) in enumerate(cands) if q == p and k in chosen] for p in keep}
-    return out, steps
+    return _kept(keep, cands, chosen), steps
