@@ -66,29 +66,34 @@ def test_two_concurrent_charges_over_the_budget_exactly_one_refused(store_url):
     StoreLedger(JobStore(store_url), "bank").declare("loans", epsilon=1.0, delta=0.0)
     for rnd in range(3):
         stores = [JobStore(store_url, migrate=False) for _ in range(2)]  # two coordinator workers
-        gate, out = threading.Barrier(2), [None, None]
-
-        def charge(i: int) -> None:
-            led = StoreLedger(stores[i], "bank")
-            gate.wait()
-            try:
-                out[i] = led.charge("loans", 0.3, 0.0, release=f"round-{rnd}-{i}")
-            except BudgetExceeded as e:
-                out[i] = e
-
-        threads = [threading.Thread(target=charge, args=(i,)) for i in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
+        out = _race([StoreLedger(s, "bank") for s in stores], rnd)
         refused = [o for o in out if isinstance(o, BudgetExceeded)]
-        # rounds 0 and 1: both fit (0.6, then 1.2 > 1.0 only in round 1: one refused), round 2: both refused
+        # round 0: both fit (0.6 spent); round 1: 1.2 > 1.0, exactly one refused; round 2: both refused
         spent = StoreLedger(stores[0], "bank").spent("loans")[0]
         assert spent <= 1.0 + 1e-9
         assert len(refused) == [0, 1, 2][rnd], (rnd, out)
         for s in stores:
             s.close()
     assert StoreLedger(JobStore(store_url), "bank").spent("loans")[0] == pytest.approx(0.9)
+
+
+def _race(leds: list[StoreLedger], rnd: int) -> list:
+    """Both ledgers charge 0.3 of 'loans' at the same moment; each one's charge or refusal."""
+    gate, out = threading.Barrier(len(leds)), [None] * len(leds)
+
+    def charge(i: int) -> None:
+        gate.wait()
+        try:
+            out[i] = leds[i].charge("loans", 0.3, 0.0, release=f"round-{rnd}-{i}")
+        except BudgetExceeded as e:
+            out[i] = e
+
+    threads = [threading.Thread(target=charge, args=(i,)) for i in range(len(leds))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return out
 
 
 def test_a_charge_waits_for_a_transaction_holding_the_source(store_url):
