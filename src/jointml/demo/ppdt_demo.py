@@ -73,7 +73,7 @@ def _program(ctx: Any, ledger_path: str, ks: tuple[int, ...], epsilons: tuple[fl
              verbose: bool) -> dict[str, Any]:
     import pandas as pd
 
-    from ..data.frames import from_pandas
+    from ..data.frames import VDataFrame, from_pandas
     from ..dp.budget import BudgetExceeded, BudgetLedger
     from ..ml.ppdt import ppdt_share
 
@@ -82,6 +82,7 @@ def _program(ctx: Any, ledger_path: str, ks: tuple[int, ...], epsilons: tuple[fl
     frames = {BANK: pd.DataFrame(np.column_stack([y, X[:, :cut]]), columns=["y", *[f"b{i}" for i in range(cut)]]),
               PARTNER: pd.DataFrame(X[:, cut:], columns=[f"p{i}" for i in range(X.shape[1] - cut)])}
     vdf = from_pandas(ctx, {p: frames[p] if p == ctx.me else None for p in frames})
+    assert isinstance(vdf, VDataFrame)  # split by columns
     ledger = None
     if ctx.me == PARTNER:
         ledger = BudgetLedger(ledger_path, party=PARTNER)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ...core.errors import ParameterError
-from ...dp.budget import BudgetLedger, enforce
+from ...dp.budget import Ledger, enforce
 from ...runtime.collectives import agree, send_to
 from .model import Release
 from .transform import PPDT
@@ -60,7 +60,7 @@ class PPDTData:
 
 def ppdt_share(ctx: PartyContext, vdf: VDataFrame, modeller: str, k: int, epsilon: float, delta: float = 1e-5, *,
                bounds: Mapping[str, Any] | None = None, method: str = "pca", clip_norm: float = 1.0,
-               ledger: BudgetLedger | None = None, sources: Mapping[str, str] | str = "default",
+               ledger: Ledger | None = None, sources: Mapping[str, str] | str = "default",
                release: str | None = None) -> PPDTData | None:
     """Every partner's PPDT at the modeller (None at other parties); see the module docstring.
 
