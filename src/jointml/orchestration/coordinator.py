@@ -258,8 +258,10 @@ def _api_routes(app: FastAPI, flow: FlowManager, store: JobStore, api_user: Any)
     def nodes(user: str = Depends(api_user)) -> list[dict[str, Any]]:
         from .store import NodeRecord, select
 
-        with store.session() as s:
-            return [{"party": n.party, "last_seen": n.last_seen.isoformat(), "info": n.info}
+        slots = flow.slots_in_use()
+        with store.session(readonly=True) as s:
+            return [{"party": n.party, "last_seen": n.last_seen.isoformat(), "info": n.info,
+                     "slots": slots.get(n.party, [])}
                     for n in s.scalars(select(NodeRecord).order_by(NodeRecord.party))]
 
 
