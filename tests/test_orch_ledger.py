@@ -164,6 +164,19 @@ def _simulate(prog, parties):
     return simulate(prog, parties, mode="thread")
 
 
+def _bank_node(tmp_path, url, budgets):
+    import yaml
+
+    from jointml.orchestration.node import NodeAgent, NodeConfig
+
+    cluster = {"parties": {p: {"address": f"127.0.0.1:{20000 + i}", "cert": f"certs/{p}.crt", "key": f"certs/{p}.key"}
+                           for i, p in enumerate(("bank", "partner"))}, "ca": "certs/ca.crt"}
+    (tmp_path / "cluster.yaml").write_text(yaml.safe_dump(cluster))
+    cfg = NodeConfig.from_dict({"party": "bank", "coordinator": url, "cluster": "cluster.yaml", "workdir": "work/bank",
+                                "policy": {"privacy_budgets": budgets}}, base=tmp_path)
+    return NodeAgent(cfg)
+
+
 def test_nodes_charge_through_the_coordinator_api(tmp_path):
     pytest.importorskip("fastapi")
     from jointml.net.certs import create_dev_pki
@@ -180,8 +193,10 @@ def test_nodes_charge_through_the_coordinator_api(tmp_path):
     clients = {p: NodeClient(url, ca=certs / "ca.crt", cert=certs / f"{p}.crt", key=certs / f"{p}.key")
                for p in ("bank", "partner")}
     try:
-        bank, partner = RemoteLedger(clients["bank"], "bank"), RemoteLedger(clients["partner"], "partner")
-        bank.declare("loans", 1.0, 1e-6)
+        # the bank's node: its config declares its budget, its agent charges through the API
+        agent = _bank_node(tmp_path, url, {"loans": {"epsilon": 1.0, "delta": 1e-6}})
+        assert agent._declare_once() is True
+        bank, partner = agent.ledger, RemoteLedger(clients["partner"], "partner")
         partner.declare("features", 0.5, 0.0)
         assert bank.charge("loans", 0.4, 0.0, release="q1", job="j1", mechanism="laplace").mechanism == "laplace"
         with pytest.raises(BudgetExceeded) as e:
@@ -207,6 +222,12 @@ def test_nodes_charge_through_the_coordinator_api(tmp_path):
         _simulate(lambda ctx: enforce(ctx, leds[ctx.me], need, release="joint-2"), ["bank", "partner"])
         assert [c.release for c in StoreLedger(store, "partner").charges()] == ["joint-2"]
         assert bank.spent("loans")[0] == pytest.approx(0.6)
+        # a budget raised in the node's file is refused: the ledger keeps the first one
+        agent.cfg.privacy_budgets["loans"] = (5.0, 1e-6)
+        with pytest.raises(ConfigError, match="cannot be changed"):
+            agent.declare_budgets()
+        assert bank.budget("loans") == (1.0, 1e-6)
+        agent.client.close()
     finally:
         for c in clients.values():
             c.close()

@@ -74,6 +74,8 @@ class NodeConfig:
     poll_seconds: float = 1.0
     staging: dict[str, Any] | None = None
     max_jobs: int = 1
+    #: source -> (epsilon, delta): the privacy budgets this node declares in the coordinator's ledger
+    privacy_budgets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> NodeConfig:
@@ -107,7 +109,23 @@ class NodeConfig:
                    publish_metrics=list(policy.get("publish_metrics", DEFAULT_METRICS)),
                    server_name=str(raw.get("server_name", "coordinator")),
                    poll_seconds=float(raw.get("poll_seconds", 1.0)),
-                   staging=_staging_config(raw.get("staging"), base), max_jobs=int(raw.get("max_jobs", 1)))
+                   staging=_staging_config(raw.get("staging"), base), max_jobs=int(raw.get("max_jobs", 1)),
+                   privacy_budgets=_budgets_config(policy.get("privacy_budgets", raw.get("privacy_budgets"))))
+
+
+def _budgets_config(raw: Any) -> dict[str, tuple[float, float]]:
+    """`privacy_budgets: {source: {epsilon: .., delta: ..}}` as {source: (epsilon, delta)}.
+
+    >>> _budgets_config({"loans": {"epsilon": 4, "delta": 1e-5}})
+    {'loans': (4.0, 1e-05)}
+    """
+    out: dict[str, tuple[float, float]] = {}
+    for source, b in dict(raw or {}).items():
+        if not isinstance(b, dict) or "epsilon" not in b:
+            raise ConfigError(f"privacy_budgets.{source} needs 'epsilon' (and 'delta', default 0)",
+                              field=f"privacy_budgets.{source}")
+        out[str(source)] = (float(b["epsilon"]), float(b.get("delta", 0.0)))
+    return out
 
 
 def _staging_config(raw: Any, base: Path) -> dict[str, Any] | None:
@@ -171,6 +189,30 @@ class NodeAgent:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.staging = self._open_staging()
+
+    @property
+    def ledger(self) -> Any:
+        """This party's privacy ledger in the coordinator's job store (`RemoteLedger`): every DP
+        release of a job this node runs charges its sources through the coordinator's API."""
+        from .ledger import RemoteLedger
+
+        return RemoteLedger(self.client, self.cfg.party)
+
+    def declare_budgets(self) -> None:
+        """Declare the budgets of `privacy_budgets` in the coordinator's ledger (an unchanged
+        budget again is a no-op; a changed one is refused: budgets are never raised)."""
+        for source, (eps, dl) in self.cfg.privacy_budgets.items():
+            self.ledger.declare(source, eps, dl)
+
+    def _declare_once(self) -> bool:
+        """Declare the budgets; False while the coordinator is unreachable (tried again next poll)."""
+        try:
+            self.declare_budgets()
+        except CoordinatorError:
+            return False
+        except JointMLError as e:  # e.g. a budget changed in the file: the ledger keeps the first one
+            self.log(f"privacy budgets not declared: {e}")
+        return True
 
     def _open_staging(self) -> Any:
         """The node's `Staging` (object store + the owner's key), or None without a `staging:` section."""
@@ -305,8 +347,11 @@ class NodeAgent:
 
     def run(self) -> None:
         """Poll until `stop()`; an unreachable coordinator is retried (logged), never fatal."""
+        declared = not self.cfg.privacy_budgets
         while not self._stop.is_set():
             try:
+                if not declared:
+                    declared = self._declare_once()
                 self.tick()
             except CoordinatorError as e:
                 self.log(f"poll failed: {e}")
