@@ -48,10 +48,10 @@ def deployment(tmp_path):
 def _start(api, nodes) -> str:
     """Submit a job; every node approves it and accepts its first step (the job runs and gets a slot)."""
     job = api.submit(SPEC)
-    for p, c in nodes.items():
+    for c in nodes.values():
         c.request("POST", "/node/poll", json={})
         c.request("POST", f"/node/jobs/{job}/approval", json={"approved": True, "mode": "auto"})
-    for p, c in nodes.items():
+    for c in nodes.values():
         got = c.request("POST", f"/node/jobs/{job}/steps/0/accept", json={"attempt": 1})
     assert got["start"] is True
     return job
