@@ -233,3 +233,22 @@ def test_nodes_charge_through_the_coordinator_api(tmp_path):
             c.close()
         coord.stop()
         store.close()
+
+
+def test_a_revision_2_store_upgrades_in_place_keeping_its_jobs(store_url):
+    from sqlalchemy import inspect
+
+    from jointml.orchestration.flow import FlowManager
+    from jointml.orchestration.store import upgrade
+
+    old = JobStore(store_url, migrate=False)
+    upgrade(old.engine, "v0002")  # a coordinator of the previous release
+    assert "dp_ledger" not in inspect(old.engine).get_table_names()
+    job = FlowManager(old).submit({"parties": ["bank"], "inputs": {}, "steps": ["psi"]}, user="alice")
+    old.close()
+    new = JobStore(store_url)  # the upgraded coordinator migrates on start
+    assert {"dp_ledger", "slot_locks"} <= set(inspect(new.engine).get_table_names())
+    assert FlowManager(new).status(job)["state"] == "awaiting_approval"
+    StoreLedger(new, "bank").declare("loans", 1.0, 0.0)
+    assert StoreLedger(new, "bank").remaining("loans") == (1.0, 0.0)
+    new.close()
