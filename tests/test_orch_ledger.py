@@ -173,7 +173,8 @@ def _bank_node(tmp_path, url, budgets):
                            for i, p in enumerate(("bank", "partner"))}, "ca": "certs/ca.crt"}
     (tmp_path / "cluster.yaml").write_text(yaml.safe_dump(cluster))
     cfg = NodeConfig.from_dict({"party": "bank", "coordinator": url, "cluster": "cluster.yaml", "workdir": "work/bank",
-                                "policy": {"privacy_budgets": budgets}}, base=tmp_path)
+                                "data_sources": {"loans": "loans.csv"}, "policy": {"privacy_budgets": budgets}},
+                               base=tmp_path)
     return NodeAgent(cfg)
 
 
@@ -252,3 +253,38 @@ def test_a_revision_2_store_upgrades_in_place_keeping_its_jobs(store_url):
     StoreLedger(new, "bank").declare("loans", 1.0, 0.0)
     assert StoreLedger(new, "bank").remaining("loans") == (1.0, 0.0)
     new.close()
+
+
+PPDT_STEPS = [{"psi": {"key": "id", "sort_by": "bank"}}, {"encode": {"label": "creditability"}},
+              {"split": {"test_fraction": 0.3, "seed": 1}}, {"scale": {}},
+              {"ppdt.train": {"pos_label": "bad", "k": 3, "epsilon": 2.0}}, {"ppdt.predict": {}}, {"evaluate": {}}]
+
+
+@pytest.mark.slow
+def test_a_ppdt_job_through_nodes_charges_the_partner_and_the_next_is_refused(tmp_path):
+    """Three node processes and a coordinator: the ppdt job's release step charges the partner's
+    source in the job store before it runs (its node declared the budget from its config); the
+    same job again would exceed the budget and fails before the release, naming the source."""
+    from jointml.bench.chaos import PARTIES, SOURCES, LocalDeployment
+
+    spec = {"name": "ppdt-job", "parties": list(PARTIES), "inputs": dict(SOURCES),
+            "mpc": {"protocol": "semi2k", "parties": ["bank", "partner"], "dealer": "dealer"}, "steps": PPDT_STEPS}
+    budgets = {"partner_features": {"epsilon": 3.0, "delta": 1e-4}, "bank_loans": {"epsilon": 1.0}}
+    dep = LocalDeployment(tmp_path, rows=300, specs=[spec], node_options={"privacy_budgets": budgets})
+    try:
+        first = dep.api.submit(spec)
+        st = dep.wait_state(first, {"succeeded", "failed"}, timeout=150)
+        assert st["state"] == "succeeded", st["reason"]
+        partner = StoreLedger(dep.store, "partner")
+        assert [(c.job, c.epsilon, c.delta) for c in partner.charges()] == [(first, 2.0, 1e-5)]
+        assert StoreLedger(dep.store, "bank").charges() == []  # the label holder's columns are not released
+        assert any("privacy budget of partner_features charged" in ln["message"]
+                   for ln in dep.api.logs(first, party="partner"))
+        second = dep.api.submit(spec)
+        st = dep.wait_state(second, {"succeeded", "failed"}, timeout=150)
+        assert st["state"] == "failed" and "partner_features" in st["reason"], st["reason"]
+        assert "only epsilon=1" in st["reason"]
+        assert st["current_step"] == 4  # refused at the release step, before it computed
+        assert partner.spent("partner_features") == (2.0, 1e-5)
+    finally:
+        dep.close()
