@@ -336,7 +336,7 @@ def _ledger_routes(app: FastAPI, store: JobStore, api_user: Any, node_party: Any
         led = StoreLedger(store, party)
         out = []
         for src, eps, dl in body.charges:
-            old = led._existing(src, body.release, eps, dl)
+            old = led.existing(src, body.release, eps, dl)
             out.append(charge_json(old) if old is not None else None)
         return out
 

@@ -109,9 +109,14 @@ class StoreLedger(Ledger):
                                                                    LedgerEntry.kind == "declare")
                                   .order_by(LedgerEntry.source)))
 
-    def _existing(self, source: str, release: str, epsilon: float, delta: float) -> Charge | None:
+    def existing(self, source: str, release: str, epsilon: float, delta: float) -> Charge | None:
+        """The charge already made for (source, release), or None; ParameterError when it was
+        made with another amount (a release id names one release)."""
         with self.store.session(readonly=True) as s:
             return self._existing_in(s, source, release, epsilon, delta)
+
+    def _existing(self, source: str, release: str, epsilon: float, delta: float) -> Charge | None:
+        return self.existing(source, release, epsilon, delta)
 
     def _declaration(self, s: Session, source: str, lock: bool = False) -> LedgerEntry | None:
         q = select(LedgerEntry).where(LedgerEntry.party == self.party, LedgerEntry.source == source,
