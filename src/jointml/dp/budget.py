@@ -3,8 +3,10 @@
 Each party declares, for each of its data sources, a total budget (epsilon, delta). Every
 DP release that touches a source is **charged before it runs**: a release that would take
 the source past its budget is refused, with an error naming the source and what remains,
-and nothing is computed. The ledger persists in a local SQLite file (stdlib `sqlite3`;
-the job store takes over when the coordinator exists) and is **append-only**:
+and nothing is computed. The ledger persists in a local SQLite file (stdlib `sqlite3`,
+`BudgetLedger`, the default; with a coordinator, the job store takes over:
+`jointml.orchestration.ledger.StoreLedger` and, at a node, `RemoteLedger`, all `Ledger`s)
+and is **append-only**:
 
 * rows are only inserted (declarations and charges, each with a UTC timestamp); SQLite
   triggers abort any UPDATE or DELETE;
