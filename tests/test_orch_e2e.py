@@ -216,6 +216,8 @@ def test_dashboard_submit_approve_and_watch_in_chromium(cluster, first_run, tmp_
         expect(page.locator("table[aria-label='Public metrics']")).to_contain_text("auc")
         expect(page.locator("#logs")).to_contain_text("step 5 (evaluate) done")
         expect(page.get_by_role("img", name="Public metrics between 0 and 1")).to_be_visible()
+        # staged artifacts (names, digests, sizes): this deployment stages none, and says so
+        expect(page.locator("#no-artifacts")).to_be_visible()
         page.screenshot(path=str(tmp_path / "job.png"), full_page=True)
         # layout at 1280 px: nothing wider than the window, the page's blocks do not overlap
         assert page.evaluate("document.documentElement.scrollWidth") <= 1280
@@ -231,6 +233,8 @@ def test_dashboard_submit_approve_and_watch_in_chromium(cluster, first_run, tmp_
         page.get_by_role("link", name="Nodes").click()
         expect(page.locator("table[aria-label='Nodes'] tbody tr")).to_have_count(3)
         expect(page.locator("table[aria-label='Nodes']")).not_to_contain_text("silent")
+        expect(page.get_by_role("columnheader", name="Data-plane slots in use")).to_be_visible()
+        expect(page.locator("table[aria-label='Nodes'] td.slots")).to_have_count(3)
         # text from the API is shown as text: a job name cannot inject markup or script
         evil = cluster.api.submit({**credit_spec(), "name": "<img src=x id=pwned onerror=alert(1)>"})
         page.get_by_role("link", name="Jobs").click()

@@ -295,3 +295,57 @@ def test_artifact_records_of_an_older_attempt_are_ignored(store_url):
         fm.record_artifacts(job, "bank", 0, 2, [{**rec, "name": "/etc/passwd"}])
     with pytest.raises(ConfigError):
         fm.record_artifacts(job, "mallory", 0, 2, [rec])
+
+
+def _accept_all_but_last(fm: FlowManager, job: str) -> None:
+    for p in PARTIES[:-1]:
+        assert fm.accept_step(job, p, 0, 1) is False
+
+
+def test_concurrent_workers_never_give_two_jobs_the_same_slot(store_url):
+    import threading
+
+    fm = FlowManager(JobStore(store_url))
+    jobs = [_approved(fm) for _ in range(4)]
+    for job in jobs:
+        _accept_all_but_last(fm, job)
+    workers = [FlowManager(JobStore(store_url, migrate=False)) for _ in jobs]  # four coordinator workers
+    gate, errors = threading.Barrier(len(jobs)), []
+
+    def last_accept(w: FlowManager, job: str) -> None:
+        gate.wait()
+        try:
+            assert w.accept_step(job, PARTIES[-1], 0, 1) is True  # this call starts the job and picks its slot
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=last_accept, args=(w, j)) for w, j in zip(workers, jobs)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(fm.job_slot(j) for j in jobs) == [0, 1, 2, 3]
+    in_use = fm.slots_in_use()
+    assert sorted(in_use) == sorted(PARTIES) and sorted(r["slot"] for r in in_use["bank"]) == [0, 1, 2, 3]
+
+
+def test_slot_choice_waits_for_a_worker_holding_a_party_lock(store_url):
+    import threading
+    import time
+
+    from jointml.orchestration.flow import lock_parties
+
+    fm, other = FlowManager(JobStore(store_url)), JobStore(store_url, migrate=False)
+    job = _approved(fm)
+    _accept_all_but_last(fm, job)
+    done: list = []
+    t = threading.Thread(target=lambda: done.append(fm.accept_step(job, PARTIES[-1], 0, 1)))
+    with other.session() as s:  # another worker choosing a slot for a job of the dealer
+        lock_parties(s, ["dealer"])
+        t.start()
+        time.sleep(0.6)
+        assert t.is_alive() and done == []  # waits for the lock instead of choosing beside it
+    t.join(30)
+    assert done == [True] and fm.job_slot(job) == 0
+    other.close()

@@ -84,11 +84,12 @@ def main(ctx: click.Context, debug: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option(
     "--job",
-    type=click.Choice(["credit", "stats", "fl", "split_nn"]),
+    type=click.Choice(["credit", "stats", "fl", "split_nn", "ppdt"]),
     default="credit",
     show_default=True,
     help="credit: the joint credit-scoring job; stats: a small joint-statistics MPC demo; "
-    "fl: five banks, federated LR with secure aggregation; split_nn: split learning and its label leakage.",
+    "fl: five banks, federated LR with secure aggregation; split_nn: split learning and its label leakage; "
+    "ppdt: the privacy-preserving data transform's utility curve (AUC vs epsilon per k, as a chart in the report).",
 )
 @click.option(
     "--mode",
@@ -145,6 +146,10 @@ def demo(
         from ..demo import fl_demo
 
         summary = fl_demo.run(mode=mode, verbose=not as_json)
+    elif job == "ppdt":
+        from ..demo import ppdt_demo
+
+        summary = ppdt_demo.run(mode=mode, out_dir=out_dir, verbose=not as_json)
     elif job == "split_nn":
         from ..demo import split_nn_demo
 

@@ -3,8 +3,10 @@
 Each party declares, for each of its data sources, a total budget (epsilon, delta). Every
 DP release that touches a source is **charged before it runs**: a release that would take
 the source past its budget is refused, with an error naming the source and what remains,
-and nothing is computed. The ledger persists in a local SQLite file (stdlib `sqlite3`;
-the job store takes over when the coordinator exists) and is **append-only**:
+and nothing is computed. The ledger persists in a local SQLite file (stdlib `sqlite3`,
+`BudgetLedger`, the default; with a coordinator, the job store takes over:
+`jointml.orchestration.ledger.StoreLedger` and, at a node, `RemoteLedger`, all `Ledger`s)
+and is **append-only**:
 
 * rows are only inserted (declarations and charges, each with a UTC timestamp); SQLite
   triggers abort any UPDATE or DELETE;
@@ -46,6 +48,7 @@ import hashlib
 import json
 import math
 import sqlite3
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -57,7 +60,7 @@ from .accounting import Accountant, PrivacyEvent
 if TYPE_CHECKING:  # pragma: no cover
     from ..runtime.context import PartyContext
 
-__all__ = ["BudgetExceeded", "LedgerTampered", "Charge", "BudgetLedger", "enforce"]
+__all__ = ["BudgetExceeded", "LedgerTampered", "Charge", "Ledger", "BudgetLedger", "enforce"]
 
 # floating-point slack: 0.1 + 0.2 spent of a 0.3 budget is within it
 _EPS_SLACK = 1e-9
@@ -124,7 +127,7 @@ def _row_hash(prev: str, fields: Sequence[Any]) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def _check_amount(epsilon: float, delta: float, what: str) -> None:
+def check_amount(epsilon: float, delta: float, what: str) -> None:
     for name, v in (("epsilon", epsilon), ("delta", delta)):
         if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
             raise ParameterError(f"{what} {name} must be a finite number >= 0, got {v!r}", field=name)
@@ -132,7 +135,125 @@ def _check_amount(epsilon: float, delta: float, what: str) -> None:
         raise ParameterError(f"{what} delta must be < 1, got {delta!r}", field="delta")
 
 
-class BudgetLedger:
+class Ledger(ABC):
+    """What every privacy ledger does, whatever stores it: this module's `BudgetLedger` (a
+    local SQLite file, the default) or the coordinator's job store
+    (`jointml.orchestration.ledger.StoreLedger`, and `RemoteLedger` for a node reaching it
+    through the coordinator's API). `enforce` and every DP release take any of them.
+
+    A subclass stores declarations and charges (`declare`, `budget`, `spent`, `charges`,
+    `charge_many`, `_existing`); the refusal rule, composition and exactly-once logic are here.
+    It offers no way to change or remove a row: ledgers are append-only.
+    """
+
+    party: str
+
+    @abstractmethod
+    def declare(self, source: str, epsilon: float, delta: float) -> None:
+        """Declare the total budget of `source` (once; the same budget again is a no-op)."""
+
+    @abstractmethod
+    def budget(self, source: str) -> tuple[float, float]:
+        """The declared (epsilon, delta) of `source`; ConfigError when none was declared."""
+
+    @abstractmethod
+    def spent(self, source: str) -> tuple[float, float]:
+        """(epsilon, delta) charged so far against `source` (basic composition)."""
+
+    @abstractmethod
+    def charges(self, source: str | None = None) -> list[Charge]:
+        """The charges, oldest first (of one source, or all)."""
+
+    @abstractmethod
+    def charge_many(self, charges: Sequence[tuple[str, float, float]], *, release: str, job: str | None = None,
+                    detail: dict[str, Any] | None = None, mechanism: str | None = None) -> list[Charge]:
+        """Charge one release against several sources, all or nothing, atomically."""
+
+    @abstractmethod
+    def _existing(self, source: str, release: str, epsilon: float, delta: float) -> Charge | None:
+        """The charge already made for (source, release), checked to be the same amount."""
+
+    def remaining(self, source: str) -> tuple[float, float]:
+        """What `source` can still spend: budget minus spent (never below 0)."""
+        (be, bd), (se, sd) = self.budget(source), self.spent(source)
+        return max(0.0, be - se), max(0.0, bd - sd)
+
+    def _refusal(self, source: str, epsilon: float, delta: float) -> BudgetExceeded | None:
+        return refusal(source, self.budget(source), self.spent(source), epsilon, delta, self.party)
+
+    def check(self, charges: Iterable[tuple[str, float, float]]) -> BudgetExceeded | None:
+        """The refusal the charges (source, epsilon, delta) would meet now, or None (nothing is written)."""
+        for source, (eps, dl) in totals(charges).items():
+            bad = self._refusal(source, eps, dl)
+            if bad is not None:
+                return bad
+        return None
+
+    def pending(self, charges: Sequence[tuple[str, float, float]], release: str) -> list[tuple[str, float, float]]:
+        """The charges not yet made for `release` (a retried release costs nothing twice)."""
+        return [c for c in charges if self._existing(c[0], release, c[1], c[2]) is None]
+
+    def charge(self, source: str, epsilon: float, delta: float, *, release: str, job: str | None = None,
+               detail: dict[str, Any] | None = None, mechanism: str | None = None) -> Charge:
+        """Charge one release against `source` before it runs; raises BudgetExceeded (nothing written)."""
+        return self.charge_many([(source, epsilon, delta)], release=release, job=job, detail=detail,
+                                mechanism=mechanism)[0]
+
+    def charge_events(self, source: str, events: Sequence[PrivacyEvent], delta: float, *, release: str,
+                      job: str | None = None, accountant: str = "auto") -> Charge:
+        """Compose a job's events with the accountant and charge (epsilon(delta), delta) once.
+
+        >>> led = BudgetLedger(":memory:", party="bank")
+        >>> led.declare("crm", epsilon=1.0, delta=0.0)
+        >>> ev = PrivacyEvent("discrete_laplace", parameter=0.1, sensitivity=1)
+        >>> round(led.charge_events("crm", [ev, ev, ev], 0.0, release="job-7").epsilon, 6)
+        0.3
+        """
+        acc = Accountant(accountant)
+        for ev in events:
+            acc.add(ev)
+        eps = acc.epsilon(delta)
+        return self.charge(source, eps, delta, release=release, job=job,
+                           mechanism=",".join(sorted({e.kind for e in events})),
+                           detail={"accountant": acc.used_kind(), "events": [e.to_json() for e in events]})
+
+
+def totals(charges: Iterable[tuple[str, float, float]]) -> dict[str, tuple[float, float]]:
+    """(epsilon, delta) per source of a list of charges, each amount checked.
+
+    >>> totals([("a", 0.5, 0.0), ("a", 0.25, 1e-6), ("b", 1.0, 0.0)])
+    {'a': (0.75, 1e-06), 'b': (1.0, 0.0)}
+    """
+    total: dict[str, tuple[float, float]] = {}
+    for source, eps, dl in charges:
+        check_amount(eps, dl, "charge")
+        e0, d0 = total.get(source, (0.0, 0.0))
+        total[source] = (e0 + eps, d0 + dl)
+    return total
+
+
+def refusal(source: str, budget: tuple[float, float], spent: tuple[float, float], epsilon: float, delta: float,
+            party: str | None) -> BudgetExceeded | None:
+    """The refusal a charge of (epsilon, delta) against `source` meets, given its budget and what
+    it spent (None: within the budget, up to a 1e-9 floating-point slack).
+
+    >>> refusal("crm", (1.0, 0.0), (0.75, 0.0), 0.5, 0.0, "bank").remaining
+    (0.25, 0.0)
+    >>> refusal("crm", (1.0, 0.0), (0.5, 0.0), 0.5, 0.0, "bank") is None
+    True
+    """
+    (be, bd), (se, sd) = budget, spent
+    if se + epsilon <= be + _EPS_SLACK and sd + delta <= bd + _EPS_SLACK * bd:
+        return None
+    rem = (max(0.0, be - se), max(0.0, bd - sd))
+    return BudgetExceeded(
+        f"privacy budget of data source '{source}' exceeded: this release needs epsilon={epsilon:.6g}, "
+        f"delta={delta:.3g}, but only epsilon={rem[0]:.6g}, delta={rem[1]:.3g} remain "
+        f"(declared epsilon={be:.6g}, delta={bd:.3g}); nothing was computed",
+        source=source, remaining=rem, party=party)
+
+
+class BudgetLedger(Ledger):
     """The privacy ledger of one party: budgets declared per data source and the charges against them.
 
     `path` is the SQLite file (created if missing); `party` the owner (rows name it).
@@ -175,11 +296,6 @@ class BudgetLedger:
             "SELECT COALESCE(SUM(epsilon), 0), COALESCE(SUM(delta), 0) FROM ledger "
             "WHERE party=? AND source=? AND kind='charge'", (self.party, source)).fetchone()
         return float(row[0]), float(row[1])
-
-    def remaining(self, source: str) -> tuple[float, float]:
-        """What `source` can still spend: budget minus spent (never below 0)."""
-        (be, bd), (se, sd) = self.budget(source), self.spent(source)
-        return max(0.0, be - se), max(0.0, bd - sd)
 
     def charges(self, source: str | None = None) -> list[Charge]:
         """The charges, oldest first (of one source, or all)."""
@@ -228,7 +344,7 @@ class BudgetLedger:
 
         Declaring the same budget again is a no-op; a different one is refused (the ledger
         is append-only: a new budget means a new source name, e.g. a new data release)."""
-        _check_amount(epsilon, delta, "budget")
+        check_amount(epsilon, delta, "budget")
         if not source:
             raise ParameterError("a data source needs a non-empty name", party=self.party, field="source")
         self._db.execute("BEGIN IMMEDIATE")
@@ -245,43 +361,10 @@ class BudgetLedger:
             self._db.execute("ROLLBACK")
             raise
 
-    def _refusal(self, source: str, epsilon: float, delta: float) -> BudgetExceeded | None:
-        (be, bd), (se, sd) = self.budget(source), self.spent(source)
-        if se + epsilon <= be + _EPS_SLACK and sd + delta <= bd + _EPS_SLACK * bd:
-            return None
-        rem = (max(0.0, be - se), max(0.0, bd - sd))
-        return BudgetExceeded(
-            f"privacy budget of data source '{source}' exceeded: this release needs epsilon={epsilon:.6g}, "
-            f"delta={delta:.3g}, but only epsilon={rem[0]:.6g}, delta={rem[1]:.3g} remain "
-            f"(declared epsilon={be:.6g}, delta={bd:.3g}); nothing was computed",
-            source=source, remaining=rem, party=self.party)
-
-    def check(self, charges: Iterable[tuple[str, float, float]]) -> BudgetExceeded | None:
-        """The refusal the charges (source, epsilon, delta) would meet now, or None (nothing is written)."""
-        total: dict[str, list[float]] = {}
-        for source, eps, dl in charges:
-            _check_amount(eps, dl, "charge")
-            t = total.setdefault(source, [0.0, 0.0])
-            t[0] += eps
-            t[1] += dl
-        for source, (eps, dl) in total.items():
-            bad = self._refusal(source, eps, dl)
-            if bad is not None:
-                return bad
-        return None
-
-    def pending(self, charges: Sequence[tuple[str, float, float]], release: str) -> list[tuple[str, float, float]]:
-        """The charges not yet made for `release` (a retried release costs nothing twice)."""
-        return [c for c in charges if self._existing(c[0], release, c[1], c[2]) is None]
-
-    def charge(self, source: str, epsilon: float, delta: float, *, release: str, job: str | None = None,
-               detail: dict[str, Any] | None = None) -> Charge:
-        """Charge one release against `source` before it runs; raises BudgetExceeded (nothing written)."""
-        return self.charge_many([(source, epsilon, delta)], release=release, job=job, detail=detail)[0]
-
     def charge_many(self, charges: Sequence[tuple[str, float, float]], *, release: str, job: str | None = None,
-                    detail: dict[str, Any] | None = None) -> list[Charge]:
+                    detail: dict[str, Any] | None = None, mechanism: str | None = None) -> list[Charge]:
         """Charge one release against several sources, all or nothing (one transaction)."""
+        detail = {**(detail or {}), **({"mechanism": mechanism} if mechanism else {})}
         if not release:
             raise ParameterError("a charge needs a release id", party=self.party, field="release")
         self._db.execute("BEGIN IMMEDIATE")  # check and insert atomically (other processes wait)
@@ -311,25 +394,8 @@ class BudgetLedger:
                                  f"amount (epsilon={r[4]}, delta={r[5]})", party=self.party, field="release")
         return Charge(int(r[0]), r[1], r[2], r[3], float(r[4]), float(r[5]), r[6])
 
-    def charge_events(self, source: str, events: Sequence[PrivacyEvent], delta: float, *, release: str,
-                      job: str | None = None, accountant: str = "auto") -> Charge:
-        """Compose a job's events with the accountant and charge (epsilon(delta), delta) once.
 
-        >>> led = BudgetLedger(":memory:", party="bank")
-        >>> led.declare("crm", epsilon=1.0, delta=0.0)
-        >>> ev = PrivacyEvent("discrete_laplace", parameter=0.1, sensitivity=1)
-        >>> round(led.charge_events("crm", [ev, ev, ev], 0.0, release="job-7").epsilon, 6)
-        0.3
-        """
-        acc = Accountant(accountant)
-        for ev in events:
-            acc.add(ev)
-        eps = acc.epsilon(delta)
-        return self.charge(source, eps, delta, release=release, job=job,
-                           detail={"accountant": acc.used_kind(), "events": [e.to_json() for e in events]})
-
-
-def enforce(ctx: PartyContext, ledger: BudgetLedger | None, charges: Mapping[str, Sequence[tuple[str, float, float]]],
+def enforce(ctx: PartyContext, ledger: Ledger | None, charges: Mapping[str, Sequence[tuple[str, float, float]]],
             *, release: str, job: str | None = None) -> None:
     """Charge a joint release at every owner, or refuse it at every party before it runs.
 

@@ -25,13 +25,15 @@ __all__ = ["ApiClient", "CoordinatorError", "NodeClient"]
 
 
 class CoordinatorError(JointMLError):
-    """The coordinator refused a request or could not be reached (`status` is the HTTP status, 0 if unreachable)."""
+    """The coordinator refused a request or could not be reached (`status` is the HTTP status, 0 if
+    unreachable; `error` the class name of the coordinator's error, e.g. "BudgetExceeded")."""
 
     safe_text = True
 
-    def __init__(self, message: str, status: int = 0, **kw: Any):
+    def __init__(self, message: str, status: int = 0, error: str | None = None, **kw: Any):
         super().__init__(message, **kw)
         self.status = status
+        self.error = error
 
 
 class _Client:
@@ -58,7 +60,8 @@ class _Client:
             except ValueError:
                 detail = r.text
             msg = detail.get("message") if isinstance(detail, dict) else detail
-            raise CoordinatorError(f"coordinator: {r.status_code} {msg}", status=r.status_code)
+            err = detail.get("error") if isinstance(detail, dict) else None
+            raise CoordinatorError(f"coordinator: {r.status_code} {msg}", status=r.status_code, error=err)
         return r.json()
 
     def close(self) -> None:

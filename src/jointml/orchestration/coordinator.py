@@ -39,8 +39,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ..core.errors import ConfigError, JointMLError
+from ..dp.budget import BudgetExceeded
 from .dashboard import add_dashboard
 from .flow import FlowManager, InvalidTransition, UnknownJob
+from .ledger import StoreLedger, charge_json, ledger_summary
 from .store import JobStore
 
 __all__ = ["Coordinator", "create_app", "peer_protocol_class"]
@@ -113,6 +115,24 @@ class ArtifactsBody(BaseModel):
     artifacts: list[dict[str, Any]] = Field(default_factory=list, max_length=10_000)
 
 
+class DeclareBody(BaseModel):
+    """A node declares the privacy budget of one of its data sources."""
+
+    source: str = Field(..., min_length=1, max_length=200)
+    epsilon: float
+    delta: float
+
+
+class ChargeBody(BaseModel):
+    """A node's DP release: (source, epsilon, delta) charges, its release id, job and mechanism."""
+
+    charges: list[tuple[str, float, float]] = Field(..., max_length=1000)
+    release: str = Field("", max_length=200)
+    job: str | None = Field(None, max_length=64)
+    mechanism: str | None = Field(None, max_length=200)
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
 class LogsBody(BaseModel):
     """Log lines a node publishes (`{"message", "level", "step"}` each)."""
 
@@ -158,6 +178,10 @@ def create_app(store: JobStore, node_timeout: float = 120.0) -> FastAPI:
     async def _conflict(_: Request, e: InvalidTransition) -> JSONResponse:
         return _error_response(409, e)
 
+    @app.exception_handler(BudgetExceeded)
+    async def _over_budget(_: Request, e: BudgetExceeded) -> JSONResponse:
+        return _error_response(409, e)
+
     @app.exception_handler(JointMLError)
     async def _bad(_: Request, e: JointMLError) -> JSONResponse:
         return _error_response(400, e)
@@ -179,6 +203,7 @@ def create_app(store: JobStore, node_timeout: float = 120.0) -> FastAPI:
 
     _api_routes(app, flow, store, api_user)
     _node_routes(app, flow, node_party)
+    _ledger_routes(app, store, api_user, node_party)
     add_dashboard(app)
 
     @app.get("/healthz")
@@ -233,8 +258,10 @@ def _api_routes(app: FastAPI, flow: FlowManager, store: JobStore, api_user: Any)
     def nodes(user: str = Depends(api_user)) -> list[dict[str, Any]]:
         from .store import NodeRecord, select
 
-        with store.session() as s:
-            return [{"party": n.party, "last_seen": n.last_seen.isoformat(), "info": n.info}
+        slots = flow.slots_in_use()
+        with store.session(readonly=True) as s:
+            return [{"party": n.party, "last_seen": n.last_seen.isoformat(), "info": n.info,
+                     "slots": slots.get(n.party, [])}
                     for n in s.scalars(select(NodeRecord).order_by(NodeRecord.party))]
 
 
@@ -279,6 +306,50 @@ def _node_routes(app: FastAPI, flow: FlowManager, node_party: Any) -> None:
     def add_logs(job_id: str, body: LogsBody, party: str = Depends(node_party)) -> dict[str, int]:
         flow.add_logs(job_id, party, body.lines)
         return {"lines": len(body.lines)}
+
+
+def _ledger_routes(app: FastAPI, store: JobStore, api_user: Any, node_party: Any) -> None:
+    """The privacy-budget ledger: a node reads and charges its own party's sources only (the
+    party is its certificate's); API users read every party's budgets (no writes)."""
+
+    @app.get("/api/ledger")
+    def summary(user: str = Depends(api_user)) -> list[dict[str, Any]]:
+        return ledger_summary(store)
+
+    @app.post("/node/ledger/declare")
+    def declare(body: DeclareBody, party: str = Depends(node_party)) -> dict[str, Any]:
+        StoreLedger(store, party).declare(body.source, body.epsilon, body.delta)
+        return {"source": body.source}
+
+    @app.get("/node/ledger/source")
+    def source(source: str, party: str = Depends(node_party)) -> dict[str, Any]:
+        led = StoreLedger(store, party)
+        (be, bd), (se, sd) = led.budget(source), led.spent(source)
+        return {"source": source, "epsilon": be, "delta": bd, "spent_epsilon": se, "spent_delta": sd}
+
+    @app.get("/node/ledger/charges")
+    def charges(source: str | None = None, party: str = Depends(node_party)) -> list[dict[str, Any]]:
+        return [charge_json(c) for c in StoreLedger(store, party).charges(source)]
+
+    @app.post("/node/ledger/existing")
+    def existing(body: ChargeBody, party: str = Depends(node_party)) -> list[dict[str, Any] | None]:
+        led = StoreLedger(store, party)
+        out = []
+        for src, eps, dl in body.charges:
+            old = led.existing(src, body.release, eps, dl)
+            out.append(charge_json(old) if old is not None else None)
+        return out
+
+    @app.post("/node/ledger/check")
+    def check(body: ChargeBody, party: str = Depends(node_party)) -> dict[str, Any]:
+        bad = StoreLedger(store, party).check(body.charges)
+        return {"refusal": None if bad is None else str(bad)}
+
+    @app.post("/node/ledger/charge")
+    def charge(body: ChargeBody, party: str = Depends(node_party)) -> list[dict[str, Any]]:
+        got = StoreLedger(store, party).charge_many(body.charges, release=body.release, job=body.job,
+                                                    detail=body.detail, mechanism=body.mechanism)
+        return [charge_json(c) for c in got]
 
 
 def peer_protocol_class() -> type:

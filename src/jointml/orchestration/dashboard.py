@@ -1,6 +1,8 @@
 """The web dashboard, served by the coordinator: jobs with filters, a job's steps and each
-party's task state live, public metrics with a chart, logs, history, approvals waiting,
-nodes and their health, and forms to submit, cancel and retry. One page, its script and
+party's task state live, public metrics with a chart, its staged artifacts (name, SHA-256
+and size of the stored, encrypted object: never contents), logs, history, approvals waiting,
+nodes with their health and the data-plane slots running jobs hold, the privacy budgets of
+the parties' data sources, and forms to submit, cancel and retry. One page, its script and
 its style, all served by the coordinator (no CDN: it works without internet), readable at
 1280 px, every control labelled.
 
@@ -64,6 +66,8 @@ h2 { font-size: 18px; margin: 18px 0 8px; }
 table { border-collapse: collapse; width: 100%; background: #fff; margin-bottom: 12px; }
 th, td { text-align: left; padding: 5px 8px; border-bottom: 1px solid #dde3ea; vertical-align: top; }
 td.wrap { word-break: break-all; }
+td.digest { font: 12px/1.3 monospace; }
+td.nowrap { white-space: nowrap; }
 .state { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 13px; background: #e3e8ef; }
 .state.succeeded { background: #cdebd3; } .state.failed { background: #f6c9c9; } .state.running { background: #cfe2fb; }
 .state.queued { background: #f3e6bd; } .state.awaiting_approval { background: #eadcf7; } .state.cancelled { background: #ddd; }
@@ -173,8 +177,28 @@ function chart(metrics) {
   return svg;
 }
 
+function size(n) {
+  const u = ["B", "kB", "MB", "GB", "TB"];
+  let k = 0, v = n;
+  while (v >= 1000 && k < u.length - 1) { v /= 1000; k++; }
+  return (k ? v.toFixed(1) : String(v)) + " " + u[k];
+}
+
+// staged objects: names, SHA-256 of the stored (encrypted) bytes and sizes; never contents
+function artifacts(arts) {
+  if (!arts.length) return el("p", {id: "no-artifacts", text: "No staged artifacts (the nodes of this job stage none)."});
+  return el("table", {"aria-label": "Artifacts"},
+    el("thead", {}, el("tr", {}, ...["Party", "Step", "Attempt", "Name", "SHA-256", "Size"].map(
+      (h) => el("th", {scope: "col", text: h})))),
+    el("tbody", {}, ...arts.map((a) => el("tr", {}, el("td", {text: a.party}), el("td", {text: a.step ?? ""}),
+      el("td", {text: a.attempt}), el("td", {class: "wrap", text: a.name}),
+      el("td", {class: "wrap digest", title: a.sha256, text: a.sha256}),
+      el("td", {class: "nowrap", title: a.size + " bytes", text: size(a.size)})))));
+}
+
 async function jobView(id) {
-  const [st, logs] = await Promise.all([api("/api/jobs/" + id), api("/api/jobs/" + id + "/logs")]);
+  const [st, logs, arts] = await Promise.all([api("/api/jobs/" + id), api("/api/jobs/" + id + "/logs"),
+                                              api("/api/jobs/" + id + "/artifacts")]);
   const decided = new Set(st.approvals.map((a) => a.party));
   const waiting = st.state === "awaiting_approval" ? st.parties.filter((p) => !decided.has(p)) : [];
   const act = (what) => async () => {
@@ -193,6 +217,7 @@ async function jobView(id) {
     el("table", {"aria-label": "Public metrics"}, el("thead", {}, el("tr", {}, ...["Party", "Step", "Metric", "Value"].map(
        (h) => el("th", {scope: "col", text: h})))), el("tbody", {}, ...st.metrics.map((m) => el("tr", {},
        el("td", {text: m.party}), el("td", {text: m.step}), el("td", {text: m.name}), el("td", {text: m.value}))))),
+    el("h2", {text: "Artifacts"}), artifacts(arts),
     el("h2", {text: "Approvals"}), el("ul", {}, ...st.approvals.map((a) => el("li", {text:
        `${a.party}: ${a.approved ? "approved" : "refused"} (${a.mode})${a.reason ? " \u2014 " + a.reason : ""}`}))),
     el("h2", {text: "Logs"}), el("pre", {id: "logs", tabindex: "0", "aria-label": "Logs",
@@ -219,14 +244,30 @@ async function approvalsView() {
     el("tbody", {}, ...rows)));
 }
 
+function slotsCell(slots) {
+  if (!slots || !slots.length) return el("td", {class: "slots", text: "none"});
+  return el("td", {class: "slots"}, ...slots.map((x, k) => el("span", {}, k ? ", " : "",
+    el("a", {href: "#/job/" + x.job_id, title: x.name, text: "slot " + x.slot}), ` (${x.name})`)));
+}
+
 async function nodesView() {
-  const nodes = await api("/api/nodes");
+  const [nodes, budgets] = await Promise.all([api("/api/nodes"), api("/api/ledger")]);
   const now = Date.now();
   show(el("h2", {text: "Nodes"}), el("table", {"aria-label": "Nodes"},
-    el("thead", {}, el("tr", {}, ...["Party", "Last seen (UTC)", "Health"].map((h) => el("th", {scope: "col", text: h})))),
+    el("thead", {}, el("tr", {}, ...["Party", "Last seen (UTC)", "Health", "Data-plane slots in use"].map(
+      (h) => el("th", {scope: "col", text: h})))),
     el("tbody", {}, ...nodes.map((n) => { const age = (now - Date.parse(n.last_seen)) / 1000;
       return el("tr", {}, el("td", {text: n.party}), el("td", {text: n.last_seen.replace("T", " ").slice(0, 19)}),
-        el("td", {}, badge(age < 30 ? "succeeded" : "failed"), age < 30 ? " online" : ` silent for ${Math.round(age)} s`)); }))));
+        el("td", {}, badge(age < 30 ? "succeeded" : "failed"), age < 30 ? " online" : ` silent for ${Math.round(age)} s`),
+        slotsCell(n.slots)); }))),
+    el("h2", {text: "Privacy budgets"}), budgets.length ? el("table", {"aria-label": "Privacy budgets"},
+      el("thead", {}, el("tr", {}, ...["Party", "Data source", "Budget epsilon", "Spent", "Remaining", "Delta remaining",
+        "Releases"].map((h) => el("th", {scope: "col", text: h})))),
+      el("tbody", {}, ...budgets.map((b) => el("tr", {}, el("td", {text: b.party}), el("td", {text: b.source}),
+        el("td", {text: b.epsilon}), el("td", {text: b.spent_epsilon.toFixed(4)}),
+        el("td", {text: b.remaining_epsilon.toFixed(4)}), el("td", {text: b.remaining_delta.toExponential(2)}),
+        el("td", {text: b.charges})))))
+      : el("p", {id: "no-budgets", text: "No privacy budget declared in the job store."}));
 }
 
 function submitView() {

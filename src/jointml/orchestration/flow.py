@@ -58,6 +58,7 @@ from .store import (
     Metric,
     NodeRecord,
     Schedule,
+    SlotLock,
     StagedArtifact,
     Task,
     Transition,
@@ -74,6 +75,7 @@ __all__ = [
     "UnknownJob",
     "RetryPolicy",
     "check_transition",
+    "lock_parties",
     "plan_tasks",
     "resume_point",
 ]
@@ -160,6 +162,34 @@ class RetryPolicy:
         return attempt <= self.max_retries
 
 
+def lock_parties(s: Session, parties: list[str]) -> None:
+    """Lock the `slot_locks` rows of `parties` for the rest of the transaction (PostgreSQL:
+    `SELECT ... FOR UPDATE` in name order, so two jobs with common parties cannot deadlock;
+    rows are created on first use. SQLite: the store's write transactions already hold the
+    database's write lock, BEGIN IMMEDIATE).
+
+    >>> store = JobStore("sqlite://")
+    >>> with store.session() as s:
+    ...     lock_parties(s, ["partner", "bank"])
+    ...     sorted(s.scalars(select(SlotLock.party)))
+    ['bank', 'partner']
+    """
+    names = sorted(set(parties))
+    have = set(s.scalars(select(SlotLock.party).where(SlotLock.party.in_(names))))
+    missing = [{"party": p} for p in names if p not in have]
+    if missing:
+        if s.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            s.execute(pg_insert(SlotLock).values(missing).on_conflict_do_nothing(index_elements=["party"]))
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            s.execute(sqlite_insert(SlotLock).values(missing).on_conflict_do_nothing(index_elements=["party"]))
+    list(s.scalars(select(SlotLock.party).where(SlotLock.party.in_(names)).order_by(SlotLock.party)
+                   .with_for_update()))
+
+
 def _new_id() -> str:
     return uuid.uuid4().hex
 
@@ -200,11 +230,18 @@ class FlowManager:
 
     def _free_slot(self, s: Session, job: Job) -> int:
         """The smallest data-plane slot no other running job of these parties holds (a node
-        runs a job on its cluster ports + slot: concurrent jobs never share a port)."""
+        runs a job on its cluster ports + slot: concurrent jobs never share a port).
+
+        Chosen under the lock rows of the job's parties (`lock_parties`), held until the
+        transaction that marks the job running commits: two coordinator workers starting two
+        jobs of a common party at once take turns, and the second sees the first one's slot."""
+        lock_parties(s, job.parties)
         busy = set()
-        for other in s.scalars(select(Job).where(Job.state == "running", Job.id != job.id)):
-            if other.slot is not None and set(other.parties) & set(job.parties):
-                busy.add(other.slot)
+        # columns, not objects: rows read after the lock are the newest committed ones (an ORM
+        # object already in the session would keep the attributes it was loaded with)
+        for parties, slot in s.execute(select(Job.parties, Job.slot).where(Job.state == "running", Job.id != job.id)):
+            if slot is not None and set(parties) & set(job.parties):
+                busy.add(slot)
         return next(k for k in range(len(busy) + 1) if k not in busy)
 
     def _task_to(self, s: Session, t: Task, new: str, reason: str | None = None) -> None:
@@ -527,6 +564,21 @@ class FlowManager:
         return {"job_id": job.id, "name": job.name, "state": job.state, "spec": job.spec,
                 "pipeline_hash": job.pipeline_hash, "attempt": job.attempt, "step": job.current_step,
                 "resume_from": job.resume_from}
+
+    def slots_in_use(self) -> dict[str, list[dict[str, Any]]]:
+        """Each party's data-plane slots held by running jobs: `{party: [{"slot", "job_id", "name"}]}`.
+
+        >>> fm = FlowManager(JobStore("sqlite://"))
+        >>> fm.slots_in_use()
+        {}
+        """
+        out: dict[str, list[dict[str, Any]]] = {}
+        with self.store.session(readonly=True) as s:
+            for job_id, name, parties, slot in s.execute(select(Job.id, Job.name, Job.parties, Job.slot)
+                                                         .where(Job.state == "running").order_by(Job.slot, Job.id)):
+                for p in parties:
+                    out.setdefault(p, []).append({"slot": int(slot or 0), "job_id": job_id, "name": name})
+        return out
 
     def job_slot(self, job_id: str) -> int:
         """The data-plane slot of a job's current attempt (0 before it runs)."""

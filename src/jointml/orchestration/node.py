@@ -74,6 +74,8 @@ class NodeConfig:
     poll_seconds: float = 1.0
     staging: dict[str, Any] | None = None
     max_jobs: int = 1
+    #: source -> (epsilon, delta): the privacy budgets this node declares in the coordinator's ledger
+    privacy_budgets: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> NodeConfig:
@@ -107,7 +109,23 @@ class NodeConfig:
                    publish_metrics=list(policy.get("publish_metrics", DEFAULT_METRICS)),
                    server_name=str(raw.get("server_name", "coordinator")),
                    poll_seconds=float(raw.get("poll_seconds", 1.0)),
-                   staging=_staging_config(raw.get("staging"), base), max_jobs=int(raw.get("max_jobs", 1)))
+                   staging=_staging_config(raw.get("staging"), base), max_jobs=int(raw.get("max_jobs", 1)),
+                   privacy_budgets=_budgets_config(policy.get("privacy_budgets", raw.get("privacy_budgets"))))
+
+
+def _budgets_config(raw: Any) -> dict[str, tuple[float, float]]:
+    """`privacy_budgets: {source: {epsilon: .., delta: ..}}` as {source: (epsilon, delta)}.
+
+    >>> _budgets_config({"loans": {"epsilon": 4, "delta": 1e-5}})
+    {'loans': (4.0, 1e-05)}
+    """
+    out: dict[str, tuple[float, float]] = {}
+    for source, b in dict(raw or {}).items():
+        if not isinstance(b, dict) or "epsilon" not in b:
+            raise ConfigError(f"privacy_budgets.{source} needs 'epsilon' (and 'delta', default 0)",
+                              field=f"privacy_budgets.{source}")
+        out[str(source)] = (float(b["epsilon"]), float(b.get("delta", 0.0)))
+    return out
 
 
 def _staging_config(raw: Any, base: Path) -> dict[str, Any] | None:
@@ -171,6 +189,34 @@ class NodeAgent:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self.staging = self._open_staging()
+
+    @property
+    def ledger(self) -> Any:
+        """This party's privacy ledger in the coordinator's job store (`RemoteLedger`): every DP
+        release of a job this node runs charges its sources through the coordinator's API."""
+        from .ledger import RemoteLedger
+
+        return RemoteLedger(self.client, self.cfg.party)
+
+    def declare_budgets(self) -> None:
+        """Declare the budgets of `privacy_budgets` in the coordinator's ledger, for this node's
+        registered data sources (an unchanged budget again is a no-op; a changed one is
+        refused: budgets are never raised)."""
+        for source, (eps, dl) in self.cfg.privacy_budgets.items():
+            if source in self.cfg.data_sources:
+                self.ledger.declare(source, eps, dl)
+            else:
+                self.log(f"privacy budget of '{source}' not declared: no such data source at this node")
+
+    def _declare_once(self) -> bool:
+        """Declare the budgets; False while the coordinator is unreachable (tried again next poll)."""
+        try:
+            self.declare_budgets()
+        except CoordinatorError:
+            return False
+        except JointMLError as e:  # e.g. a budget changed in the file: the ledger keeps the first one
+            self.log(f"privacy budgets not declared: {e}")
+        return True
 
     def _open_staging(self) -> Any:
         """The node's `Staging` (object store + the owner's key), or None without a `staging:` section."""
@@ -305,8 +351,11 @@ class NodeAgent:
 
     def run(self) -> None:
         """Poll until `stop()`; an unreachable coordinator is retried (logged), never fatal."""
+        declared = not self.cfg.privacy_budgets
         while not self._stop.is_set():
             try:
+                if not declared:
+                    declared = self._declare_once()
                 self.tick()
             except CoordinatorError as e:
                 self.log(f"poll failed: {e}")
@@ -438,6 +487,7 @@ class NodeAgent:
             self._fetch_inputs(job_id, spec)
             slot = self.wait_gang(job_id, start, attempt)
             run_party(run_steps, self.cfg.party, self.cluster_for(slot), self, job_id, attempt, start, spec, progress,
+                      dict(item["spec"].get("inputs") or {}),  # the data-source names (the ledger's sources)
                       options={"jobs.log_file": str(self.job_dir(job_id) / "run.log")})  # the runner's timed lines
         except JobStopped as e:
             self.log(f"stopped: {e}", job_id)
@@ -454,13 +504,13 @@ class NodeAgent:
 
 
 def run_steps(ctx: Any, agent: NodeAgent, job_id: str, attempt: int, start: int, spec: Any,
-              progress: dict[str, int]) -> dict[str, Any]:
+              progress: dict[str, int], sources: dict[str, str] | None = None) -> dict[str, Any]:
     """This party's run of steps `start..` of a job (every party runs it, SPMD): the pipeline
     runner itself (`jointml.jobs.runner.run_pipeline`: input checks, the job agreement, the
-    steps, the outputs) with this node's `NodeHooks`."""
+    steps, the outputs) with this node's `NodeHooks` (`sources`: each party's data-source name)."""
     from ..jobs.runner import run_pipeline
 
-    summary = run_pipeline(ctx, spec, hooks=NodeHooks(agent, job_id, attempt, start, progress))
+    summary = run_pipeline(ctx, spec, hooks=NodeHooks(agent, job_id, attempt, start, progress, sources))
     return {k: v for k, v in summary.items() if k not in ("test_scores", "test_labels")}
 
 
@@ -475,8 +525,10 @@ class NodeHooks(RunHooks):
     True
     """
 
-    def __init__(self, agent: NodeAgent, job_id: str, attempt: int, start: int, progress: dict[str, int]):
+    def __init__(self, agent: NodeAgent, job_id: str, attempt: int, start: int, progress: dict[str, int],
+                 sources: dict[str, str] | None = None):
         self.agent, self.job_id, self.attempt, self.first, self.progress = agent, job_id, attempt, start, progress
+        self.sources = dict(sources or {})
         self.ckpt = agent.job_dir(job_id) / "checkpoints"
         self.published: dict[str, float] = {}
         self.last: tuple[int, bool] = (start, False)
@@ -500,7 +552,24 @@ class NodeHooks(RunHooks):
         self.progress["step"] = i
         if i > self.first:
             self.agent.wait_gang(self.job_id, i, self.attempt)
+        self._charge_privacy(ctx, state, i)
         ctx.options["ml.epoch_hook"] = self.agent.epoch_hook(self.job_id, i, self.attempt, self.ckpt)
+
+    def _charge_privacy(self, ctx: Any, state: Any, i: int) -> None:
+        """A step that makes a DP release of the parties' sources charges their ledgers in the
+        coordinator's job store first (every party agrees; a source without budget stops the
+        step at every party before it computes). The release id names the attempt: a retried
+        step releases fresh noise, so it is charged again (the safe side)."""
+        from ..dp.budget import enforce
+
+        charges = dp_release_charges(state.spec.steps, i, self.sources, state.label_party)
+        if not charges:
+            return
+        enforce(ctx, self.agent.ledger if ctx.me in charges else None, charges,
+                release=f"{self.job_id}/attempt-{self.attempt}/step-{i}", job=self.job_id)
+        if ctx.me in charges:
+            src, eps, dl = charges[ctx.me][0]
+            self.agent.publish_log(self.job_id, i, f"privacy budget of {src} charged: epsilon {eps:g}, delta {dl:g}")
 
     def after_step(self, ctx: Any, state: Any, i: int, name: str) -> None:
         """Checkpoint (and stage) the run, publish a log line, report the step (the last one: in `finish`)."""
@@ -530,3 +599,37 @@ class NodeHooks(RunHooks):
         self.agent.report(self.job_id, self.last[0], self.attempt, ok=True,
                           metrics={k: v for k, v in now.items() if self.published.get(k) != v}, checkpoint=self.last[1])
         self.published = now
+
+
+def dp_release_charges(steps: list[tuple[str, Any]], i: int, sources: dict[str, str],
+                       label_party: str | None) -> dict[str, list[tuple[str, float, float]]]:
+    """The privacy-budget charges step `i` of a pipeline makes: `{party: [(source, epsilon, delta)]}`.
+
+    A `ppdt` model's training (`ppdt.train`, or `train` with `model: ppdt`) releases every
+    partner's columns (each party with an input other than the label holder) with the step's
+    (epsilon, delta); epsilon = inf is no DP release and is not charged. Other steps: none.
+
+    >>> steps = [("psi", {}), ("ppdt.train", {"pos_label": "bad", "epsilon": 2.0})]
+    >>> dp_release_charges(steps, 1, {"bank": "loans", "partner": "bureau"}, "bank")
+    {'partner': [('bureau', 2.0, 1e-05)]}
+    >>> dp_release_charges(steps, 0, {"bank": "loans", "partner": "bureau"}, "bank")
+    {}
+    """
+    import inspect
+    import math
+
+    from ..jobs.registry import COMPONENTS, MODELS
+
+    name, params = steps[i]
+    comp = COMPONENTS.get(name)
+    if comp is None:
+        return {}
+    given = {**dict(comp.fixed), **dict(params or {})}
+    if (comp.alias_of or comp.name) != "train" or given.get("model") != "ppdt":
+        return {}
+    defaults = inspect.signature(MODELS["ppdt"].build).parameters
+    eps = float(given.get("epsilon", defaults["epsilon"].default))
+    delta = float(given.get("delta", defaults["delta"].default))
+    if not math.isfinite(eps):
+        return {}
+    return {p: [(src, eps, delta)] for p, src in sorted(sources.items()) if p != label_party}

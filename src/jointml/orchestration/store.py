@@ -39,6 +39,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     Float,
     ForeignKey,
@@ -64,10 +65,12 @@ __all__ = [
     "Base",
     "Job",
     "JobStore",
+    "LedgerEntry",
     "LogLine",
     "Metric",
     "NodeRecord",
     "Schedule",
+    "SlotLock",
     "StagedArtifact",
     "Task",
     "Transition",
@@ -267,6 +270,36 @@ class NodeRecord(Base):
     party: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_seen: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     info: Mapped[dict] = mapped_column(JSON)
+
+
+class LedgerEntry(Base):
+    """One row of the append-only privacy-budget ledger (`jointml.orchestration.ledger`): a
+    party's declared budget of a data source (`kind` "declare") or one release charged against
+    it ("charge": epsilon, delta, mechanism, job, release id, time). A trigger refuses UPDATE
+    and DELETE in the database itself."""
+
+    __tablename__ = "dp_ledger"
+    __table_args__ = (UniqueConstraint("party", "source", "kind", "release", name="uq_dp_ledger_release"),
+                      CheckConstraint("kind IN ('declare', 'charge')", name="ck_dp_ledger_kind"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    party: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(200))
+    release: Mapped[str] = mapped_column(String(200))
+    job_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    epsilon: Mapped[float] = mapped_column(Float)
+    delta: Mapped[float] = mapped_column(Float)
+    mechanism: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    detail: Mapped[dict] = mapped_column(JSON)
+    at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class SlotLock(Base):
+    """A party's lock row: the flow manager locks the rows of a job's parties (`SELECT ... FOR
+    UPDATE`, in name order) while it chooses the job's data-plane slot."""
+
+    __tablename__ = "slot_locks"
+    party: Mapped[str] = mapped_column(String(64), primary_key=True)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:

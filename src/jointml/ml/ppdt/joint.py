@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from ...core.errors import ParameterError
-from ...dp.budget import BudgetLedger, enforce
+from ...dp.budget import Ledger, enforce
 from ...runtime.collectives import agree, send_to
 from .model import Release
 from .transform import PPDT
@@ -60,7 +60,7 @@ class PPDTData:
 
 def ppdt_share(ctx: PartyContext, vdf: VDataFrame, modeller: str, k: int, epsilon: float, delta: float = 1e-5, *,
                bounds: Mapping[str, Any] | None = None, method: str = "pca", clip_norm: float = 1.0,
-               ledger: BudgetLedger | None = None, sources: Mapping[str, str] | str = "default",
+               ledger: Ledger | None = None, sources: Mapping[str, str] | str = "default",
                release: str | None = None) -> PPDTData | None:
     """Every partner's PPDT at the modeller (None at other parties); see the module docstring.
 
@@ -95,13 +95,16 @@ def ppdt_share(ctx: PartyContext, vdf: VDataFrame, modeller: str, k: int, epsilo
             t = PPDT(k, epsilon, delta, bounds=(bounds or {}).get(p, (-3.0, 3.0)), clip_norm=clip_norm, method=method)
             arrays = [np.ascontiguousarray(t.fit_transform(vdf.parts[p].value.to_numpy(dtype=np.float64))),
                       np.ascontiguousarray(t.moment_)]
-            meta = {"epsilon": t.epsilon_, "noise_scale": t.noise_scale_, "moment_noise": t.moment_noise_}
+            # the wire format carries no infinity: epsilon = inf (no noise) travels as None
+            meta = {"epsilon": t.epsilon_ if np.isfinite(t.epsilon_) else None, "noise_scale": t.noise_scale_,
+                    "moment_noise": t.moment_noise_}
         got = send_to(ctx, p, modeller, meta=meta, arrays=arrays, name="ppdt", dtypes=[np.float64, np.float64],
                       shapes=[(n, k), (k, k)])
         if ctx.me == modeller and got is not None:
             blocks.append(got.arrays[0])
             names += [f"{p}:z{i}" for i in range(k)]
-            eps[p], scale[p] = float(got.meta["epsilon"]), float(got.meta["noise_scale"])
+            eps[p] = float(got.meta["epsilon"]) if got.meta["epsilon"] is not None else float("inf")
+            scale[p] = float(got.meta["noise_scale"])
             releases[p] = Release(got.arrays[0], got.arrays[1], float(got.meta["moment_noise"]), scale[p])
     if ctx.me != modeller:
         return None
