@@ -164,6 +164,9 @@ class ProbeProtocol(Protocol):
         self.me = compute[0]
         self.is_compute = True
         self.log: list[tuple[str, Cost]] = []
+        #: aby3's rotating role counter (`Aby3._role`): which party sends without receiving
+        #: in a truncation, a comparison's input round or its bit conversion
+        self.role = 0
         self.ctx = _Ctx(self.me, parties)  # type: ignore[assignment]
         self.reset_counters()
 
@@ -176,15 +179,20 @@ class ProbeProtocol(Protocol):
     def stage_rounds(self) -> int:
         return max(self.counts.values(), default=0)
 
-    def _count(self, pattern: dict[str, Pattern]) -> None:
-        for p, (iso, first, last) in pattern.items():
-            fold = 1 if first and iso > 0 and self.last_send.get(p, False) else 0
-            self.counts[p] = self.counts.get(p, 0) + iso - fold
-            self.last_send[p] = last
+    def _count(self, pattern: dict[str, Pattern] | list[dict[str, Pattern]]) -> None:
+        for step in pattern if isinstance(pattern, list) else [pattern]:
+            for p, (iso, first, last) in step.items():
+                fold = 1 if first and iso > 0 and self.last_send.get(p, False) else 0
+                self.counts[p] = self.counts.get(p, 0) + iso - fold
+                self.last_send[p] = last
 
-    def _pattern(self, op: str, c: Cost, owner: str | None, to: Any) -> dict[str, Pattern]:
+    def _pattern(self, op: str, c: Cost, owner: str | None, to: Any) -> dict[str, Pattern] | list[dict[str, Pattern]]:
         """Who sends and receives in kernel `op` (see the class docstring)."""
         comp = self.compute
+        if self.real.name == "aby3":
+            steps = _aby3_steps(op, comp, self, owner, to)
+            if steps is not None:
+                return steps
         if c.rounds == 0 and c.bytes == 0:
             return {}
         one_way = {"share_in": owner, "private_masked_setup": owner, "send": owner}
@@ -354,6 +362,56 @@ class ProbeProtocol(Protocol):
             sub = sub[::-1]
         self._rec(op, sub, shape_y, owner=getattr(handle, "owner", None))
         return np.zeros(matmul_shape(sub, tuple(shape_y)), _U)
+
+
+def _aby3_steps(op: str, comp: list[str], probe: ProbeProtocol, owner: str | None,
+                to: Any) -> list[dict[str, Pattern]] | None:
+    """aby3's message pattern of kernel `op`, step by step, per party (None: the generic one).
+
+    The kernels with a rotating asymmetric role (`Aby3._role`) advance the probe's role
+    counter exactly as the protocol does; the counts per party then follow the link layer's
+    rule. The stage's rounds (the maximum over parties) do not depend on where the counter
+    starts: every kernel of a stage rotates with it."""
+    n = len(comp)
+
+    def role() -> int:
+        r = probe.role % n
+        probe.role += 1
+        return r
+
+    def sym(k: int) -> dict[str, Pattern]:  # every party sends, then receives (a reshare)
+        return {p: (k, True, False) for p in comp}
+
+    def sender(i: int, others_send: bool) -> dict[str, Pattern]:
+        """P_i only sends; the others send too (then receive) or only receive."""
+        pat = {p: ((1, True, False) if others_send else (0, False, False)) for p in comp}
+        pat[comp[i]] = (1, True, True)
+        return pat
+
+    if op in ("mul", "square", "b_and"):
+        return [sym(1)]
+    if op in ("matmul", "masked_matmul", "private_masked_matmul"):
+        role()  # the light party of the local product
+        return [sym(1)]
+    if op in ("trunc", "mul_trunc", "square_trunc", "matmul_trunc"):
+        if op == "matmul_trunc":
+            role()
+        d = role()  # the truncation's helper D only sends; A and B exchange twice
+        pat = sym(2)
+        pat[comp[d]] = (1, True, True)
+        return [pat]
+    if op in ("msb", "eqz"):
+        e = role()
+        first = sender(e, others_send=op == "msb")  # msb: the others send their product parts too
+        return [first, sym(6), sender(role(), True)]
+    if op == "b2a_bits":
+        return [sender(role(), True)]
+    if op == "reveal" and to is not None and to in comp:
+        t = comp.index(to)
+        return [{comp[(t + 1) % n]: (1, True, True), to: (0, False, False)}]
+    if op == "reveal" and to is not None:
+        return [{comp[0]: (1, True, True), comp[1]: (1, True, True), str(to): (0, False, False)}]
+    return None
 
 
 class _Handle:
