@@ -103,6 +103,11 @@ class Prediction:
 
     stages: list[tuple[list[str], Cost]] = field(default_factory=list)
     kernels: list[tuple[str, str, Cost]] = field(default_factory=list)
+    #: per stage of `stages`: local work by kernel family (`work_family`: elements, or
+    #: multiply-adds for matrix products), what `calibrate.Calibration` prices
+    work: list[dict[str, float]] = field(default_factory=list)
+    #: every scheduled stage, those without traffic included (each has a fixed overhead)
+    n_stages: int = 0
 
     @property
     def total(self) -> Cost:
@@ -120,6 +125,30 @@ class Prediction:
                 out[lab] = Cost(prev.bytes + c.bytes // max(len(labels), 1), prev.rounds + c.rounds,
                                 prev.dealer_bytes + c.dealer_bytes // max(len(labels), 1))
         return out
+
+
+#: kernel -> the families of local work it does (a fused product-truncation does both)
+_FAMILIES = {"mul": ("mul",), "square": ("mul",), "matmul": ("matmul",), "masked_matmul": ("matmul",),
+             "private_masked_matmul": ("matmul",), "trunc": ("trunc",), "trunc_product": ("trunc",),
+             "mul_trunc": ("mul", "trunc"), "square_trunc": ("mul", "trunc"), "matmul_trunc": ("matmul", "trunc"),
+             "msb": ("cmp",), "eqz": ("cmp",), "b2a_bits": ("b2a",), "b_and": ("b_and",)}
+
+
+def work_units(op: str, shapes: list[tuple[int, ...]]) -> dict[str, float]:
+    """{family: units} of kernel `op` on operands `shapes`: multiply-adds for the matrix part of
+    a matrix product, elements of the result otherwise (sharing and opening: family `io`).
+
+    >>> work_units("matmul_trunc", [(4, 3), (3,)])
+    {'matmul': 12.0, 'trunc': 4.0}
+    """
+    fams = _FAMILIES.get(op, ("io",))
+    if "matmul" in op and len(shapes) >= 2:
+        out = matmul_shape(shapes[0], shapes[1])
+        inner = shapes[0][-1] if len(shapes[0]) else 1
+        return {f: float(size(out) * (inner if f == "matmul" else 1)) for f in fams}
+    n = size(broadcast_shape(*shapes)) if len(shapes) >= 2 and op in ("mul", "mul_trunc") else (
+        size(shapes[0]) if shapes else 0)
+    return {f: float(n) for f in fams}
 
 
 class _Ctx:
@@ -164,6 +193,8 @@ class ProbeProtocol(Protocol):
         self.me = compute[0]
         self.is_compute = True
         self.log: list[tuple[str, Cost]] = []
+        #: local work of each kernel of `log`: {family: units} (`work_family`)
+        self.units: list[dict[str, float]] = []
         #: aby3's rotating role counter (`Aby3._role`): which party sends without receiving
         #: in a truncation, a comparison's input round or its bit conversion
         self.role = 0
@@ -222,11 +253,13 @@ class ProbeProtocol(Protocol):
     def _rec(self, op: str, *shapes: Any, owner: str | None = None, to: Any = None, **params: Any) -> None:
         c = self.real.static_cost(op, *[tuple(s) for s in shapes], n_compute=len(self.compute), **params)
         self.log.append((op, c))
+        self.units.append(work_units(op, [tuple(s) for s in shapes]))
         self._count(self._pattern(op, c, owner, to))
 
     def record_send(self, owner: str, receivers: list[str], c: Cost) -> None:
         """A plaintext array sent by `owner` (a reveal of a private value)."""
         self.log.append(("send", c))
+        self.units.append({"io": float(c.bytes // 8)})
         self._count(self._pattern("send", c, owner, receivers))
 
     @classmethod
@@ -253,6 +286,7 @@ class ProbeProtocol(Protocol):
         c = self.real.static_cost("reveal", np.shape(x), n_compute=len(self.compute), to=kind,
                                   itemsize=np.dtype(dtype).itemsize)
         self.log.append(("reveal", c))
+        self.units.append({"io": float(size(np.shape(x)))})
         self._count(self._pattern("reveal", c, None, to))
         return np.zeros(np.shape(x), dtype)
 
@@ -487,9 +521,15 @@ def predict(prog: Any, protocol: str, compute: Sequence[str] | None = None, part
         start = len(dev.proto.log)
         dev.proto.reset_counters()  # as the run's report counts each stage alone
         thunk()
+        pred.n_stages += 1
         new = dev.proto.log[start:]
         if not new:
             return
+        work: dict[str, float] = {}
+        for u in dev.proto.units[start:]:
+            for k, v in u.items():
+                work[k] = work.get(k, 0.0) + v
+        pred.work.append(work)
         labels = [op_label(o, names) for o in ops]
         c = FREE
         for kname, kc in new:
