@@ -25,7 +25,7 @@ Security: the micro-programs run on public synthetic data; the calibration holds
 >>> from jointml.mpc.protocols.base import Cost
 >>> p = Prediction(stages=[(["mul%3"], Cost(1000, 2))], work=[{"mul": 100.0}], n_stages=3)
 >>> round(cal.seconds(p) * 1e6, 3), round(cal.seconds(p, delay=0.01) * 1e3, 3)
-(402.0, 20.402)
+(403.0, 20.403)
 """
 
 from __future__ import annotations

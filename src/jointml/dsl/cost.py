@@ -19,7 +19,7 @@ only public shapes.
 >>> p.total.bytes, p.total.rounds
 (4048, 3)
 >>> round(LAN.seconds(p.total) * 1e3, 3), round(WAN.seconds(p.total) * 1e3, 3)
-(0.603, 60.324)
+(0.615, 60.336)
 """
 
 from __future__ import annotations
@@ -53,9 +53,14 @@ class Profile:
     bandwidth: float
     compute: float = 0.0
 
+    @property
+    def byte_seconds(self) -> float:
+        """Seconds per byte of traffic: the wire, and the local work that comes with it."""
+        return 8.0 / self.bandwidth + self.compute
+
     def seconds(self, c: Cost) -> float:
         """Predicted time of traffic `c`."""
-        return c.rounds * self.rtt + c.bytes * (8.0 / self.bandwidth + self.compute)
+        return c.rounds * self.rtt + c.bytes * self.byte_seconds
 
     def calibrated(self, c: Cost, measured_seconds: float) -> Profile:
         """This profile with the local work per byte that makes a program of traffic `c` take
@@ -70,8 +75,14 @@ class Profile:
         return Profile(self.name + "+calibrated", self.rtt, self.bandwidth, extra / max(c.bytes, 1))
 
 
-LAN = Profile("lan", 0.2e-3, 10e9)
-WAN = Profile("wan", 20e-3, 100e6)
+#: local work per byte of traffic (s/B) of the built-in profiles: the per-byte cost `jointml
+#: bench dsl --calibrate` fits on a 2-core x86 machine (3-6 ns; `Calibration.byte`). Without
+#: it LAN and WAN would have the same bandwidth-delay product (2 Mbit) and so make every
+#: choice alike; with it a byte costs 4.6x a LAN round's worth less than on the WAN.
+LOCAL_WORK = 3e-9
+
+LAN = Profile("lan", 0.2e-3, 10e9, LOCAL_WORK)
+WAN = Profile("wan", 20e-3, 100e6, LOCAL_WORK)
 
 
 def profile(p: Any) -> Profile:

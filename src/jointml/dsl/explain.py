@@ -15,14 +15,14 @@ Security: the explanation holds public shapes and costs only.
 ...     s = x + y
 ...     return ((s > 0.0) + (s < 1.0)).reveal()
 >>> print(f.explain(protocol="semi2k"))
-f on semi2k (2 compute parties), profile lan: rtt 0.2 ms, 10 Gbit/s
+f on semi2k (2 compute parties), profile lan: rtt 0.2 ms, 10 Gbit/s, local work 3 ns/B
 op                    impl                          pred bytes  rounds  note
 %2 share              share_in by alice             0           0
 %3 share              share_in by bob               0           0
 %6 gt                 comparison (msb, batch 2)     674         6
 %8 lt                 comparison (msb, batch 2)     674         6
 %10 reveal            open to all                   128         1
-total                                               1476        7       predicted 1.401 ms
+total                                               1476        7       predicted 1.406 ms
 """
 
 from __future__ import annotations
@@ -85,11 +85,11 @@ def _why(o: Op, prof: Profile) -> str:
     if ch.get("pinned"):
         return note + " (pinned)"
     if cc.rounds != rc.rounds:
-        rtt = (rc.bytes - cc.bytes) * 8.0 / prof.bandwidth / (cc.rounds - rc.rounds)
+        rtt = (rc.bytes - cc.bytes) * prof.byte_seconds / (cc.rounds - rc.rounds)
         if rtt > 0:
             side = "above" if cc.rounds < rc.rounds else "below"
             other = "below" if side == "above" else "above"
-            note += f"; {c} while RTT is {side} {_ms(rtt)} at this bandwidth, {r} {other}"
+            note += f"; {c} while RTT is {side} {_ms(rtt)} at this bandwidth and local work, {r} {other}"
     elif cc.bytes != rc.bytes:
         note += f"; {rc.bytes - cc.bytes:+d} B for the same rounds"
     return note + _breakeven_trips(ch, prof)
@@ -149,7 +149,7 @@ def explain(fn: Any, mpc: Any = None, protocol: str | None = None, profile: Any 
         m_tot = (sum(s[1] for s in mst), sum(s[2] for s in mst))
     n = len(comp) if comp else (3 if proto == "aby3" else 2)
     head = [f"{fn.name} on {proto} ({n} compute parties), profile {prof.name}: rtt {prof.rtt * 1e3:g} ms, "
-            f"{prof.bandwidth / 1e9:g} Gbit/s",
+            f"{prof.bandwidth / 1e9:g} Gbit/s" + (f", local work {prof.compute * 1e9:g} ns/B" if prof.compute else ""),
             f"{'op':<22}{'impl':<30}{'pred bytes':<12}{'rounds':<8}" + ("meas bytes  rounds  " if measured else "")
             + "note"]
     names: dict[int, str] = {}
