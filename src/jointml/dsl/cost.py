@@ -119,6 +119,9 @@ class Prediction:
     work: list[dict[str, float]] = field(default_factory=list)
     #: every scheduled stage, those without traffic included (each has a fixed overhead)
     n_stages: int = 0
+    #: message latencies before the first stage: the owners' input-shape verdicts, announced
+    #: one owner after the other (`Function.run`; not counted in the stages' traffic)
+    setup_rounds: int = 0
 
     @property
     def total(self) -> Cost:
@@ -550,6 +553,10 @@ def predict(prog: Any, protocol: str, compute: Sequence[str] | None = None, part
 
     ex = Executor(dev, batch=batch, on_stage=on_stage, omniscient=True)
     ex.run(g, [_placeholder(dev, v.vis, v.shape, v.dtype) for v in g.inputs])
+    from .function import _crosses_parties
+
+    if _crosses_parties(g):
+        pred.setup_rounds = len({v.vis.owner for v in g.inputs if v.vis is not None and v.vis.kind == "private"})
     return pred
 
 
