@@ -26,7 +26,8 @@ def _reports(scale=0.005, repeats=1):
 
 def test_fit_recovers_the_costs_that_made_the_times():
     true = C.Calibration("semi2k", "thread", stage=2e-5, round=3e-4, byte=4e-9,
-                         work={"mul": 5e-9, "matmul": 1e-9, "trunc": 7e-9, "cmp": 9e-8, "io": 2e-9}, run=1e-3)
+                         work={"mul": 5e-9, "matmul": 1e-9, "trunc": 7e-9, "cmp": 9e-8, "io": 2e-9, "gc": 2e-5},
+                         run=1e-3)
     data = []
     for pred, runs in _reports():
         k = 0

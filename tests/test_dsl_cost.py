@@ -260,3 +260,54 @@ def test_proof_programs_predicted_equals_measured_per_operation(protocol, name, 
     assert len(measured) == len(predicted)
     for (lm, bm, rm), (lp, bp, rp) in zip(measured, predicted):
         assert lm == lp and (bm, rm) == (bp, rp), (lp, (bp, rp), (bm, rm))
+
+
+def test_garbled_comparisons_chosen_under_wan_and_exact():
+    """Under the WAN profile the compiler compares by garbled circuit (2 rounds, ~8 KB per
+    element) instead of the dealer-mask circuit (6 rounds, ~42 B): fewer rounds at more
+    bytes. Both programs equal the plaintext twin; predicted traffic == the link counters."""
+    from jointml.dsl.examples import feature_flags
+
+    fn = feature_flags(12, "alice", "bob")
+    x, y = np.linspace(-2, 2, 12), np.linspace(3, -3, 12)  # no ties: 2x + y, x + y, x, y never 0
+    compute = ["alice", "bob"]
+
+    def prog(ctx, prof):
+        mpc = _device(ctx, "semi2k")
+        args = [x if ctx.me == "alice" else None, y if ctx.me == "bob" else None]
+        fn.run(ctx, mpc, *args, profile=prof)  # the first garbled comparison runs the base OTs
+        return fn.run(ctx, mpc, *args, profile=prof, report=True)
+
+    measured = {}
+    for prof in ("lan", "wan"):
+        impls = {o.impl for o in fn.compile(protocol="semi2k", profile=prof).graph.walk() if o.op in ("lt", "gt")}
+        assert impls == ({None} if prof == "lan" else {"garbled"})
+        res = simulate(prog, PARTIES, mode="thread", args=(prof,))
+        assert res["alice"][0].tolist() == fn.evaluate(x, y).tolist()
+        pred = predict(fn.compile(protocol="semi2k", profile=prof, compute=compute), "semi2k", compute=compute,
+                       parties=PARTIES)
+        stages = [(lab, b, r) for lab, b, r in combine([res[p][1] for p in PARTIES]) if b or r]
+        assert stages == [(lab, c.bytes, c.rounds) for lab, c in pred.stages if c.bytes or c.rounds]
+        measured[prof] = measured_total([res[p][1] for p in PARTIES])
+    assert measured["wan"][1] < measured["lan"][1] and measured["wan"][0] > 10 * measured["lan"][0]
+    text = fn.explain(protocol="semi2k", profile="wan", compute=compute)
+    assert "garbled (batch 8)" in text and "runner-up msb (whole program)" in text and "RTT is above" in text
+
+
+def test_pinned_garbled_comparison_with_a_public_operand():
+    x, y, t = np.linspace(-1, 1, 5), np.linspace(2, -2, 5), np.array(0.1)
+
+    def prog(ctx):
+        mpc = _device(ctx, "semi2k")
+        args = [x if ctx.me == "alice" else None, y if ctx.me == "bob" else None, t]
+        small.run(ctx, mpc, *args, pins={"compare": "garbled"})
+        return small.run(ctx, mpc, *args, pins={"compare": "garbled"}, report=True)
+
+    res = simulate(prog, PARTIES, mode="thread")
+    want = small.evaluate(x, y, t)
+    assert np.isclose(res["alice"][0][0], want[0], atol=1e-3) and np.allclose(res["bob"][0][1], want[1], atol=1e-4)
+    prog_ = small.compile(protocol="semi2k", pins={"compare": "garbled"})
+    secret_cmps = [o for o in prog_.graph.walk() if o.op in ("lt", "gt", "ge") and o.outs[0].vis.kind == "secret"]
+    assert len(secret_cmps) == 2 and {o.impl for o in secret_cmps} == {"garbled"}  # y < 0.5 stays at bob
+    pred = predict(prog_, "semi2k", compute=["alice", "bob"], parties=PARTIES)
+    assert (pred.total.bytes, pred.total.rounds) == measured_total([res[p][1] for p in PARTIES])

@@ -140,7 +140,7 @@ def _measure(ctx: Any, protocol: str, parties: list[str], scale: float, repeats:
     return out
 
 
-_FAMS = ("mul", "matmul", "trunc", "cmp", "b2a", "b_and", "io")
+_FAMS = ("mul", "matmul", "trunc", "cmp", "b2a", "b_and", "io", "gc")
 _COLS = ("stage", "round", "byte") + _FAMS
 
 

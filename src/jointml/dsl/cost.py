@@ -276,6 +276,19 @@ class ProbeProtocol(Protocol):
         self.units.append({"io": float(c.bytes // 8)})
         self._count(self._pattern("send", c, owner, receivers))
 
+    def gc_msb(self, n: int) -> None:
+        """A garbled-circuit sign bit of n elements (`garbled.secret_msb`) between the first
+        compute party (garbler) and the second (evaluator): the garbler announces the size,
+        then per chunk of `CHUNK` elements receives the evaluator's OT message and replies."""
+        from ..mpc.protocols.garbled import CHUNK, Garbled
+
+        c = Garbled.static_cost("msb", (n,))
+        chunks = max(-(-n // CHUNK), 1)
+        self.log.append(("gc_msb", Cost(c.bytes, 1 + chunks)))
+        self.units.append({"gc": float(n)})
+        g, e = self.compute[0], self.compute[1]
+        self._count({g: (1 + chunks, True, True), e: (chunks, False, False)})
+
     @classmethod
     def static_cost(cls, op: str, *shapes: Any, n_compute: int | None = None, **params: Any) -> Cost:
         raise ParameterError("the probe has no costs of its own", field="op")

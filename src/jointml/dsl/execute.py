@@ -19,6 +19,7 @@ through a `share` (secret-sharing) or a `reveal` op of the program.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -29,6 +30,9 @@ from ..mpc import functions as F
 from ..mpc.batched import ltz_many, mul_many, rescale_many, reveal_many
 from ..runtime.collectives import broadcast, send_to
 from .ir import SECRET, Graph, Op, Value
+
+#: one garbled-circuit session per device (its base OTs run once, at its first comparison)
+_YAO: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 __all__ = ["Executor", "evaluate", "NUMPY"]
 
@@ -206,7 +210,7 @@ class Executor:
     @staticmethod
     def batch_key(o: Op) -> Any:
         if o.outs[0].vis == SECRET and o.op in _CMP:
-            return "cmp"
+            return "gcmp" if o.impl == "garbled" else "cmp"
         if o.op == "mul" and all(v.vis == SECRET for v in o.ins) and o.impl is None:
             return "mul"
         if o.op == "reveal" and o.ins[0].vis == SECRET:
@@ -232,6 +236,8 @@ class Executor:
                 diffs.append(a - b if o.op in ("lt", "ge") else b - a)  # lt/ge: [a-b<0], gt/le: [b-a<0]
             for o, bit in zip(group, ltz_many([_as_secret(self.mpc, d) for d in diffs])):
                 env[o.outs[0].id] = bit if o.op in ("lt", "gt") else 1 - bit
+        elif key == "gcmp":
+            self._garbled_compare(group, env)
         elif key == "pmm":
             from .lowering import run_private_many
 
@@ -265,6 +271,8 @@ class Executor:
             env[out.id] = self._reveal(o, ins[0])
         elif o.op in ("masked_setup", "masked_matmul"):
             env[out.id] = self._masked(o, ins)
+        elif o.impl == "garbled":
+            self._garbled_compare([o], env)
         elif out.vis == SECRET and o.impl in ("untruncated", "truncate after"):
             env[out.id] = self._deferred(o, ins)
         elif out.vis == SECRET:
@@ -276,6 +284,31 @@ class Executor:
             env[out.id] = None  # a public value this party does not hold (a dealer)
         else:
             env[out.id] = _cast(NUMPY[o.op](*ins, **o.attrs), out)
+
+    def _garbled_compare(self, group: list[Op], env: dict[int, Any]) -> None:
+        """Comparisons by one garbled circuit over all their elements (`secret_msb` of a - b)."""
+        diffs = []
+        for o in group:
+            a, b = (_as_secret(self.mpc, env[v.id]) for v in o.ins)
+            d = a - b if o.op in ("lt", "ge") else b - a
+            diffs.append(d.reshape((int(np.prod(d.shape, dtype=np.int64)),)))
+        flat = diffs[0] if len(diffs) == 1 else concatenate(diffs, axis=0)
+        n = flat.shape[0]
+        if self.omniscient:
+            self.mpc.proto.gc_msb(n)
+            bits = SecretArray(self.mpc, np.zeros(n, np.uint64), (n,), 0)
+        else:
+            from ..mpc.protocols.garbled import YaoSession, secret_msb
+
+            if self.mpc not in _YAO:  # every party reaches this point in the same order (SPMD)
+                _YAO[self.mpc] = YaoSession(self.mpc.ctx, self.mpc.parties[0], self.mpc.parties[1])
+            bits = secret_msb(flat, _YAO[self.mpc])
+        lo = 0
+        for o, d in zip(group, diffs):
+            k = d.shape[0]
+            bit = bits[lo : lo + k].reshape(o.outs[0].shape)
+            env[o.outs[0].id] = bit if o.op in ("lt", "gt") else 1 - bit
+            lo += k
 
     def _deferred(self, o: Op, ins: list[Any]) -> SecretArray:
         """A product kept at double scale, or the sum of such products truncated once."""

@@ -10,7 +10,7 @@ batched into one stage share its rounds (`batch k`).
 Security: the explanation holds public shapes and costs only.
 
 >>> from jointml import dsl
->>> @dsl.function(x=dsl.private("alice", (8,)), y=dsl.private("bob", (8,)))
+>>> @dsl.function(x=dsl.private("alice", (80,)), y=dsl.private("bob", (80,)))
 ... def f(x, y):
 ...     s = x + y
 ...     return ((s > 0.0) + (s < 1.0)).reveal()
@@ -19,10 +19,12 @@ f on semi2k (2 compute parties), profile lan: rtt 0.2 ms, 10 Gbit/s, local work 
 op                    impl                          pred bytes  rounds  note
 %2 share              share_in by alice             0           0
 %3 share              share_in by bob               0           0
-%6 gt                 comparison (msb, batch 2)     674         6
-%8 lt                 comparison (msb, batch 2)     674         6
-%10 reveal            open to all                   128         1
-total                                               1476        7       predicted 1.406 ms
+%6 gt                 comparison (msb, batch 2)     6740        6       runner-up garbled (whole program): 1312000 B, ...
+%8 lt                 comparison (msb, batch 2)     6740        6       runner-up garbled (whole program): 1312000 B, ...
+%10 reveal            open to all                   1280        1
+total                                               14760       7       predicted 1.456 ms
+>>> print(f.explain(protocol="semi2k", profile="wan").splitlines()[4].split("; ")[1])
+msb while RTT is below 26.918 ms at this bandwidth and local work, garbled above
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ def _why(o: Op, prof: Profile) -> str:
     if r is None:
         return f"only {c} applies"
     cc, rc = costs[c], costs[r]
-    note = f"runner-up {r}: {rc.bytes} B, {rc.rounds} rounds, {_ms(prof.seconds(rc))}"
+    scope = " (whole program)" if ch.get("scope") == "program" else ""
+    note = f"runner-up {r}{scope}: {rc.bytes} B, {rc.rounds} rounds, {_ms(prof.seconds(rc))}"
     if ch.get("pinned"):
         return note + " (pinned)"
     if cc.rounds != rc.rounds:

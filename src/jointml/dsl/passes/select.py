@@ -17,6 +17,21 @@ profile; the cheapest wins, the runner-up and the break-even round-trip
 time are recorded for `explain()`. `pins={"matmul": "beaver"}` (or an op label such as
 "matmul#12") forces a choice.
 
+A secret comparison (`<`, `>`, `<=`, `>=`) on a two-party semi2k device has two:
+
+| implementation | rounds | bytes per element |
+| --- | --- | --- |
+| `msb` | 6 (dealer-mask circuit: open, AND tree, bit conversion) | ~42 |
+| `garbled` | 2 (Yao: the evaluator's OT message, the garbler's tables) | 8,192 |
+
+chosen by cost too (`Garbled.static_cost`, `jointml.mpc.protocols.garbled`): the garbled
+circuit where round trips cost more than its bytes (a WAN, few elements). Independent
+comparisons share their rounds (round batching), so the choice is made for all the
+program's comparisons together, on the whole program's predicted cost (`cost.predict`)
+under each implementation.
+`pins={"compare": "garbled"}` (or "lt#7") forces it. The session's 128 base OTs are paid
+once per device (its first garbled comparison), not charged to a program.
+
 Security: every implementation is the protocol's own (see `jointml.mpc.masked`): the masked
 forms open X - A for a one-time dealer mask A, never X.
 
@@ -42,7 +57,9 @@ from ..cost import profile as as_profile
 from ..cost import protocol_class
 from ..ir import SECRET, Graph, Op, Value
 
-__all__ = ["select", "candidates", "SIGMOID_ERRORS"]
+__all__ = ["select", "candidates", "compare_candidates", "SIGMOID_ERRORS"]
+
+_CMP = ("lt", "gt", "le", "ge")
 
 #: the sigmoid approximations of `jointml.mpc.functions.sigmoid`, cheapest first, with their
 #: measured maximum absolute errors (from its docstring)
@@ -58,7 +75,10 @@ def select(g: Graph, proto: str = "semi2k", n_compute: int | None = None, profil
     if proto == "semi2k":
         _check_dealer_inputs(g)
     found: list[tuple[Graph, Op, dict[str, Any], int, int]] = []
-    _collect(g, 1, None, {}, found)
+    cmps: list[tuple[Op, int]] = []
+    _collect(g, 1, None, {}, found, cmps)
+    if cmps and proto == "semi2k" and (n_compute or (len(compute) if compute else 2)) == 2:
+        _choose_compares(g, cmps, as_profile(profile), pins or {}, compute)
     groups: dict[int, list[tuple[Graph, Op, dict[str, Any], int, int]]] = {}
     for item in found:
         groups.setdefault(item[4], []).append(item)
@@ -79,7 +99,7 @@ def _check_dealer_inputs(g: Graph) -> None:
 
 
 def _collect(g: Graph, trips: int, invariant: set[int] | None, root: dict[int, int],
-             found: list[tuple[Graph, Op, dict[str, Any], int, int]]) -> None:
+             found: list[tuple[Graph, Op, dict[str, Any], int, int]], cmps: list[tuple[Op, int]]) -> None:
     """Every secret product with a matchable left operand: (graph, op, match, trips, root id of X)."""
     prod = g.producers()
     for o in g.ops:
@@ -88,13 +108,55 @@ def _collect(g: Graph, trips: int, invariant: set[int] | None, root: dict[int, i
             inner_root = dict(root)
             for inner, outer in zip(caps, o.ins[o.attrs.get("n_carry", 0):]):
                 inner_root[inner.id] = root.get(outer.id, outer.id)
-            _collect(o.body, trips * max(o.attrs["hi"] - o.attrs["lo"], 0), {v.id for v in caps}, inner_root, found)
+            _collect(o.body, trips * max(o.attrs["hi"] - o.attrs["lo"], 0), {v.id for v in caps}, inner_root, found,
+                     cmps)
+        elif o.op in _CMP and o.outs[0].vis == SECRET:
+            cmps.append((o, trips))
         elif o.op == "sigmoid" and o.outs[0].vis == SECRET:
             _sigmoid_mode(o)
         elif o.op == "matmul" and o.outs[0].vis == SECRET and o.ins[1].vis == SECRET:
             m = _match(o, prod, invariant)
             if m is not None:
                 found.append((g, o, m, trips, root.get(m["x"].id, m["x"].id)))
+
+
+def compare_candidates(proto: str, n: int | None, shape: tuple[int, ...]) -> dict[str, Cost]:
+    """{implementation: cost} of one secret comparison of arrays of `shape`.
+
+    >>> c = compare_candidates("semi2k", 2, (10,))
+    >>> sorted(c), c["garbled"].rounds < c["msb"].rounds, c["garbled"].bytes > c["msb"].bytes
+    (['garbled', 'msb'], True, True)
+    """
+    out = {"msb": protocol_class(proto).static_cost("msb", shape, n_compute=n)}
+    if proto == "semi2k" and n in (None, 2):
+        from ...mpc.protocols.garbled import Garbled
+
+        out["garbled"] = Garbled.static_cost("msb", shape)
+    return out
+
+
+def _choose_compares(g: Graph, cmps: list[tuple[Op, int]], prof: Any, pins: dict[str, str],
+                     compute: list[str] | None) -> None:
+    """One implementation for all the secret comparisons of `g` (semi2k, two parties): the one
+    under which the whole program is predicted cheaper (a pin, per op or "compare", wins)."""
+    from ..cost import predict
+
+    def pinned(o: Op) -> str | None:
+        p = pins.get(f"{o.op}#{o.outs[0].id}", pins.get("compare"))
+        return p if p in ("msb", "garbled") else None
+
+    costs: dict[str, Cost] = {}
+    for cand in ("msb", "garbled"):
+        for o, _ in cmps:
+            o.impl = "garbled" if (pinned(o) or cand) == "garbled" else None
+        costs[cand] = predict(g, "semi2k", compute=compute).total
+    ranked = sorted(costs, key=lambda k: prof.seconds(costs[k]))
+    for o, trips in cmps:
+        chosen = pinned(o) or ranked[0]
+        o.impl = "garbled" if chosen == "garbled" else None
+        o.attrs["choice"] = {"chosen": chosen, "runner_up": next(k for k in ranked if k != chosen), "costs": costs,
+                             "pinned": pinned(o) is not None, "uses": len(cmps), "trips": trips,
+                             "scope": "program"}
 
 
 def _sigmoid_mode(o: Op) -> None:
