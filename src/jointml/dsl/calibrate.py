@@ -197,9 +197,11 @@ def fit(protocol: str, mode: str, data: list[tuple[Prediction, list[list[Any]], 
     """The calibration from, per program, (its prediction, the compute parties' reports of
     each repeated run, the measured seconds of the run: median over the runs of the slowest
     party, fastest of the runs); its `fit_error` compares predicted and measured seconds."""
-    rows = [r for pred, runs, _ in data for r in _rows(pred, runs)]
-    A = np.array([f for f, _ in rows])
-    b = np.array([s for _, s in rows])
+    # each program's stages weighted by 1 / its time: every program counts alike (the
+    # prediction should be within a relative error on each, small or large)
+    rows = [(r, 1.0 / max(t, 1e-6)) for pred, runs, t in data for r in _rows(pred, runs)]
+    A = np.array([[v * wt for v in f] for (f, _), wt in rows])
+    b = np.array([s * wt for (_, s), wt in rows])
     x = _nnls(A, b)
     cal = Calibration(protocol, mode, stage=float(x[0]), round=float(x[1]), byte=float(x[2]),
                       work={f: float(x[3 + i]) for i, f in enumerate(_FAMS) if x[3 + i] > 0})
