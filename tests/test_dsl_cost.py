@@ -234,7 +234,7 @@ def _proof_programs():
 
 @pytest.mark.parametrize("protocol", ["semi2k", "aby3"])
 @pytest.mark.parametrize("name", ["lr", "flags", "mlp"])
-@pytest.mark.parametrize("optimize", [True, False])
+@pytest.mark.parametrize("optimize", [True, pytest.param(False, marks=pytest.mark.slow)])
 def test_proof_programs_predicted_equals_measured_per_operation(protocol, name, optimize):
     """Every scheduled stage (each operation, or the batch it shares rounds with) of the
     proof-point programs: predicted bytes and rounds == the link counters of all parties."""
@@ -311,3 +311,77 @@ def test_pinned_garbled_comparison_with_a_public_operand():
     assert len(secret_cmps) == 2 and {o.impl for o in secret_cmps} == {"garbled"}  # y < 0.5 stays at bob
     pred = predict(prog_, "semi2k", compute=["alice", "bob"], parties=PARTIES)
     assert (pred.total.bytes, pred.total.rounds) == measured_total([res[p][1] for p in PARTIES])
+
+
+def test_paillier_product_pinned_matches_plaintext_and_prediction():
+    """The Paillier matrix-vector product (X private to alice, the vector secret): X is never
+    shared, the result equals the plaintext twin, traffic == the prediction."""
+    Xv, yv = np.arange(36.0).reshape(12, 3) / 36 - 0.4, np.linspace(-1, 1, 12)
+
+    def prog(ctx):
+        mpc = _device(ctx, "semi2k")
+        args = [Xv if ctx.me == "alice" else None, yv if ctx.me == "bob" else None]
+        gd.run(ctx, mpc, *args, pins={"matmul": "paillier"})  # bob's key pair, once per device
+        return gd.run(ctx, mpc, *args, pins={"matmul": "paillier"}, report=True)
+
+    res = simulate(prog, PARTIES, mode="thread")
+    assert np.allclose(res["alice"][0], gd.evaluate(Xv, yv), atol=1e-4)
+    prog_ = gd.compile(protocol="semi2k", pins={"matmul": "paillier"})
+    assert {o.impl for o in prog_.graph.walk() if o.op == "paillier_matmul"} == {"paillier"}
+    x_in = prog_.graph.inputs[0]
+    loop = next(o for o in prog_.graph.ops if o.op == "fori")
+    x_body = loop.body.inputs[1 + loop.attrs["n_carry"] + loop.ins[loop.attrs["n_carry"]:].index(x_in)]
+    assert not [o for o in prog_.graph.walk() if o.op == "share" and o.ins[0] in (x_in, x_body)]  # X stays at alice
+    pred = predict(prog_, "semi2k", compute=["alice", "bob"], parties=PARTIES)
+    assert (pred.total.bytes, pred.total.rounds) == measured_total([res[p][1] for p in PARTIES])
+
+
+def test_paillier_chosen_only_where_bytes_are_dear():
+    """Ciphertexts are fewer bytes for a wide matrix, but each element costs an
+    exponentiation: the Paillier product wins on a 10 kbit/s link, not on the LAN or WAN."""
+    from jointml.dsl.examples import private_product
+
+    fn = private_product(2000, 200)
+    chosen = {}
+    for name, prof in (("lan", "lan"), ("wan", "wan"), ("slow", {"rtt": 0.05, "bandwidth": 1e4})):
+        op = next(o for o in fn.compile(protocol="semi2k", profile=prof).graph.walk() if "choice" in o.attrs)
+        chosen[name] = op.attrs["choice"]["chosen"]
+    assert chosen == {"lan": "private_masked", "wan": "private_masked", "slow": "paillier"}
+    costs = op.attrs["choice"]["costs"]
+    assert costs["paillier"].bytes < costs["private_masked"].bytes / 2
+    assert op.attrs["choice"]["local"]["paillier"] > 100  # seconds of local work, declared
+    assert "runner-up private_masked" in fn.explain(protocol="semi2k", profile={"rtt": 0.05, "bandwidth": 1e4})
+
+
+@pytest.mark.slow
+def test_paillier_product_holder_view_holds_no_encoding_of_x():
+    """bob (the key holder) receives ciphertexts and masked sums: no row of alice's X, in
+    plaintext or fixed point, appears in anything bob receives."""
+
+    @dsl.function(X=dsl.private("alice", (16, 3)), w=dsl.private("bob", (3,)))
+    def f(X, w):
+        return (X @ w).reveal(to="alice")
+
+    Xv = np.arange(48.0).reshape(16, 3) / 7 - 3
+    enc = [np.round(r * 2**18).astype(np.int64).tobytes() for r in Xv] + [r.tobytes() for r in Xv]
+
+    def prog(ctx):
+        mpc = _device(ctx, "semi2k")
+        seen = []
+        if ctx.me == "bob":
+            orig = ctx.comm.recv
+
+            def spy(peer, tag, *a, **k):
+                msg = orig(peer, tag, *a, **k)
+                seen.extend(np.ascontiguousarray(arr).tobytes() for arr in msg.arrays)
+                return msg
+
+            ctx.comm.recv = spy
+        out = f.run(ctx, mpc, Xv if ctx.me == "alice" else None, np.array([0.5, -1.0, 2.0]) if ctx.me == "bob" else None,
+                    pins={"matmul": "paillier"})
+        return out, b"".join(seen)
+
+    res = simulate(prog, PARTIES, mode="thread")
+    assert np.allclose(res["alice"][0], Xv @ [0.5, -1.0, 2.0], atol=1e-4)
+    view = res["bob"][1]
+    assert len(view) > 16 * 512 and not any(e in view for e in enc)

@@ -289,6 +289,13 @@ class ProbeProtocol(Protocol):
         g, e = self.compute[0], self.compute[1]
         self._count({g: (1 + chunks, True, True), e: (chunks, False, False)})
 
+    def record_paillier(self, m: int, k: int, owner: str, holder: str, c: Cost) -> None:
+        """A Paillier matrix-vector product (`he_lowering`): the holder sends k ciphertexts,
+        the owner replies with m (each party: one round)."""
+        self.log.append(("paillier_matmul", c))
+        self.units.append({"he": float(m * k)})
+        self._count({holder: (1, True, False), owner: (1, False, True)})
+
     @classmethod
     def static_cost(cls, op: str, *shapes: Any, n_compute: int | None = None, **params: Any) -> Cost:
         raise ParameterError("the probe has no costs of its own", field="op")

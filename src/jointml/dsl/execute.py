@@ -195,7 +195,7 @@ class Executor:
     @staticmethod
     def interactive(o: Op) -> bool:
         """Whether `o` may send messages (the scheduler runs every other ready op first)."""
-        if o.op in ("fori", "reveal", "masked_setup", "masked_matmul"):
+        if o.op in ("fori", "reveal", "masked_setup", "masked_matmul", "paillier_matmul"):
             return True
         if o.op == "share":
             return True
@@ -273,6 +273,10 @@ class Executor:
             env[out.id] = self._masked(o, ins)
         elif o.impl == "garbled":
             self._garbled_compare([o], env)
+        elif o.op == "paillier_matmul":
+            from .he_lowering import run_paillier
+
+            env[out.id] = run_paillier(self, o, ins)
         elif out.vis == SECRET and o.impl in ("untruncated", "truncate after"):
             env[out.id] = self._deferred(o, ins)
         elif out.vis == SECRET:

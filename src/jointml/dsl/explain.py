@@ -24,7 +24,7 @@ op                    impl                          pred bytes  rounds  note
 %10 reveal            open to all                   1280        1
 total                                               14760       7       predicted 1.456 ms
 >>> print(f.explain(protocol="semi2k", profile="wan").splitlines()[4].split("; ")[1])
-msb while RTT is below 26.918 ms at this bandwidth and local work, garbled above
+msb while RTT is below 28.918 ms at this bandwidth and local work, garbled above
 """
 
 from __future__ import annotations
@@ -84,11 +84,14 @@ def _why(o: Op, prof: Profile) -> str:
         return f"only {c} applies"
     cc, rc = costs[c], costs[r]
     scope = " (whole program)" if ch.get("scope") == "program" else ""
-    note = f"runner-up {r}{scope}: {rc.bytes} B, {rc.rounds} rounds, {_ms(prof.seconds(rc))}"
+    loc = ch.get("local") or {}
+    lc, lr = loc.get(c, 0.0), loc.get(r, 0.0)  # declared local work (Paillier)
+    note = (f"runner-up {r}{scope}: {rc.bytes} B, {rc.rounds} rounds" + (f", local {_ms(lr)}" if lr else "")
+            + f", {_ms(prof.seconds(rc) + lr)}")
     if ch.get("pinned"):
         return note + " (pinned)"
     if cc.rounds != rc.rounds:
-        rtt = (rc.bytes - cc.bytes) * prof.byte_seconds / (cc.rounds - rc.rounds)
+        rtt = ((rc.bytes - cc.bytes) * prof.byte_seconds + lr - lc) / (cc.rounds - rc.rounds)
         if rtt > 0:
             side = "above" if cc.rounds < rc.rounds else "below"
             other = "below" if side == "above" else "above"

@@ -9,6 +9,11 @@ A product `A @ y` (or `A.T @ y`) whose left operand is a data matrix X (or a row
 | `beaver` | (share X) | open the block of X and y: Beaver matrix triple (`matmul`) |
 | `masked` | share X, open X - A once (`masked_setup`) | open y only (`masked_matmul`) |
 | `private_masked` | X's owner sends X - A once (`private_masked_setup`) | the others send y - B to the owner |
+| `paillier` | (nothing) | the other party sends its share of y encrypted; the owner returns Enc(X y_h + r) |
+
+`paillier` (`jointml.dsl.he_lowering`: semi2k, two parties, X private to a compute party, y
+a vector) is priced with its local work too (`he_lowering.LOCAL_SECONDS`): ciphertexts
+are few bytes for a wide X, but every element of X costs an exponentiation.
 
 The one-time part is paid once when X does not change inside the enclosing loops (the
 hoisting pass then moves it out) and once for all the products of the same X, so the
@@ -50,6 +55,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 from ...core.errors import ParameterError, ProtocolError
 from ...mpc.protocols.base import FREE, Cost
 from ...mpc.shapes import matmul_shape
@@ -60,6 +67,11 @@ from ..ir import SECRET, Graph, Op, Value
 __all__ = ["select", "candidates", "compare_candidates", "SIGMOID_ERRORS"]
 
 _CMP = ("lt", "gt", "le", "ge")
+
+#: local work of a garbled comparison per element (s): garbling and evaluating its 126 AND
+#: gates (fixed-key AES) and the OT extension; the calibration measured 150 us on a 2-core
+#: machine under load (`calibrate`, family "gc"), an idle one does about a third
+GC_LOCAL_SECONDS = 5e-5
 
 #: the sigmoid approximations of `jointml.mpc.functions.sigmoid`, cheapest first, with their
 #: measured maximum absolute errors (from its docstring)
@@ -146,17 +158,20 @@ def _choose_compares(g: Graph, cmps: list[tuple[Op, int]], prof: Any, pins: dict
         return p if p in ("msb", "garbled") else None
 
     costs: dict[str, Cost] = {}
+    local = {"msb": 0.0, "garbled": 0.0}
     for cand in ("msb", "garbled"):
-        for o, _ in cmps:
+        for o, trips in cmps:
             o.impl = "garbled" if (pinned(o) or cand) == "garbled" else None
+            if o.impl:
+                local[cand] += trips * int(np.prod(o.outs[0].shape, dtype=np.int64)) * GC_LOCAL_SECONDS
         costs[cand] = predict(g, "semi2k", compute=compute).total
-    ranked = sorted(costs, key=lambda k: prof.seconds(costs[k]))
+    ranked = sorted(costs, key=lambda k: prof.seconds(costs[k]) + local[k])
     for o, trips in cmps:
         chosen = pinned(o) or ranked[0]
         o.impl = "garbled" if chosen == "garbled" else None
         o.attrs["choice"] = {"chosen": chosen, "runner_up": next(k for k in ranked if k != chosen), "costs": costs,
                              "pinned": pinned(o) is not None, "uses": len(cmps), "trips": trips,
-                             "scope": "program"}
+                             "scope": "program", "local": local}
 
 
 def _sigmoid_mode(o: Op) -> None:
@@ -230,7 +245,20 @@ def candidates(proto: str, n: int | None, x: Value, sub: tuple[int, ...], y: tup
     }
     if owner_ok:
         res["private_masked"] = (c("private_masked_setup", x.shape), c("private_masked_matmul", sub, y) + trunc)
+    if owner_ok and proto == "semi2k" and n in (None, 2) and len(y) == 1 and len(sub) == 2:
+        from ..he_lowering import paillier_cost
+
+        res["paillier"] = (FREE, paillier_cost(sub) + trunc)
     return res
+
+
+def local_seconds(name: str, sub: tuple[int, ...], trips: int) -> float:
+    """Local work an implementation adds beyond its traffic (only `paillier` declares any)."""
+    if name != "paillier":
+        return 0.0
+    from ..he_lowering import paillier_local
+
+    return trips * paillier_local(sub)
 
 
 def _product_trunc(c: Callable[..., Cost], out: tuple[int, ...]) -> Cost:
@@ -252,11 +280,14 @@ def _choose(items: list[tuple[Graph, Op, dict[str, Any], int, int]], proto: str,
             pins: dict[str, str], compute: list[str] | None) -> None:
     """Pick one implementation for all products of one matrix and rewrite them."""
     per: list[dict[str, tuple[Cost, Cost]]] = []
+    local: dict[str, float] = {}
     for _, o, m, trips, _ in items:
         x: Value = m["x"]
         rows = (m["size"], x.shape[1]) if m["size"] is not None else x.shape
         sub = rows[::-1] if m["transpose"] else rows
         per.append(candidates(proto, n, x, sub, o.ins[1].shape, trips, compute))
+        for k in per[-1]:
+            local[k] = local.get(k, 0.0) + local_seconds(k, sub, trips)
     names = [k for k in per[0] if all(k in c for c in per)]
     totals: dict[str, Cost] = {}
     split: dict[str, tuple[Cost, Cost]] = {}  # (one-time part, the loops' part)
@@ -267,19 +298,24 @@ def _choose(items: list[tuple[Graph, Op, dict[str, Any], int, int]], proto: str,
             loops = loops + total(c[k][0] if k == "beaver" else FREE, c[k][1], trips)
         totals[k] = once + loops
         split[k] = (once, loops)
-    ranked = sorted(names, key=lambda k: prof.seconds(totals[k]))
+    ranked = sorted(names, key=lambda k: prof.seconds(totals[k]) + local.get(k, 0.0))
     labels = [f"matmul#{o.outs[0].id}" for _, o, _, _, _ in items]
     pin = next((pins[lab] for lab in labels if lab in pins), pins.get("matmul"))
     chosen = pin if pin in names else ranked[0]
     runner = next((k for k in ranked if k != chosen), None)
     info = {"chosen": chosen, "runner_up": runner, "costs": totals, "pinned": pin in names, "uses": len(items),
-            "split": split, "trips": max(t for _, _, _, t, _ in items)}
+            "split": split, "trips": max(t for _, _, _, t, _ in items), "local": local}
     for g, o, m, _, _ in items:
         o.attrs["choice"] = info
         if chosen == "beaver":
             o.impl = "beaver"
             continue
         x = m["x"]
+        if chosen == "paillier":  # reads X in plaintext at its owner: X is never shared
+            o.op, o.impl = "paillier_matmul", "paillier"
+            o.ins = [x, o.ins[1]] + ([m["start"]] if m["start"] is not None else [])
+            o.attrs.update(size=m["size"], transpose=m["transpose"])
+            continue
         setup = Op("masked_setup", [x], [g.new_value(x.shape, x.dtype, SECRET, "masked")],
                    {"kind": "private" if chosen == "private_masked" else "secret"}, impl=chosen)
         g.ops.insert(g.ops.index(o), setup)
