@@ -10,7 +10,10 @@ Figures (one JSON line each), parties as separate processes over TLS:
 * `dsl_wan`: one product of a private matrix with a private vector, compiled under the LAN
   and under the WAN profile (the compiler picks a different implementation: fewer rounds
   at more bytes under the WAN), both run with injected link latency (`delay_ms`, default
-  10 ms one way, i.e. the WAN profile's 20 ms round trip).
+  10 ms one way, i.e. the WAN profile's 20 ms round trip);
+* `dsl_wan_flags`: the eight flags of `dsl_flags` on 12 rows, likewise: on semi2k the
+  comparisons go to a garbled circuit under the WAN profile (4 rounds instead of 8, ~90x
+  the bytes).
 
 Each line has `seconds`, `naive_seconds`, `predicted_bytes` / `measured_bytes`,
 `predicted_rounds` / `measured_rounds` (the cost model against the link counters of the
@@ -46,7 +49,7 @@ from .memory import simulate_rss
 
 __all__ = ["run", "FIGURES"]
 
-FIGURES = ("dsl_lr", "dsl_flags", "dsl_mlp", "dsl_wan")
+FIGURES = ("dsl_lr", "dsl_flags", "dsl_mlp", "dsl_wan", "dsl_wan_flags")
 
 
 def _device(ctx: Any, protocol: str, parties: list[str]) -> MpcDevice:
@@ -182,13 +185,19 @@ def _figure(name: str, protocol: str, fn: Any, prog: Any, args: tuple[Any, ...],
     return row
 
 
-def _wan_prog(ctx: Any, protocol: str, parties: list[str], n: int, d: int) -> dict[str, Any]:
-    """The private product compiled under each profile, each run once to warm up, then timed."""
+def _wan_fn(kind: str, parties: list[str], n: int, d: int) -> Any:
+    if kind == "dsl_wan":
+        return examples.private_product(n, d, parties[0], parties[1])
+    return examples.feature_flags(n, parties[0], parties[1])
+
+
+def _wan_prog(ctx: Any, protocol: str, parties: list[str], kind: str, n: int, d: int) -> dict[str, Any]:
+    """The program compiled under each profile, each run once to warm up, then timed."""
     g = public_rng(3)
-    X, w = g.normal(size=(n, d)), g.normal(size=d)
-    fn = examples.private_product(n, d, parties[0], parties[1])
+    fn = _wan_fn(kind, parties, n, d)
     mpc = _device(ctx, protocol, parties)
-    args = [X if ctx.me == parties[0] else None, w if ctx.me == parties[1] else None]
+    a, b = (g.normal(size=(n, d)), g.normal(size=d)) if kind == "dsl_wan" else (g.normal(size=n), g.normal(size=n))
+    args = [a if ctx.me == parties[0] else None, b if ctx.me == parties[1] else None]
     out: dict[str, Any] = {}
     for prof in ("lan", "wan"):
         fn.run(ctx, mpc, *args, profile=prof)
@@ -197,25 +206,28 @@ def _wan_prog(ctx: Any, protocol: str, parties: list[str], n: int, d: int) -> di
     return out
 
 
-def _wan_figure(protocol: str, parties: list[str], n: int, d: int, delay_ms: float, cal: Any) -> dict[str, Any]:
-    """`dsl_wan`: the choice under each profile, both programs measured under injected latency."""
+def _wan_figure(kind: str, protocol: str, parties: list[str], n: int, d: int, delay_ms: float,
+                cal: Any) -> dict[str, Any]:
+    """`dsl_wan` / `dsl_wan_flags`: the choice under each profile, both programs measured
+    under injected latency."""
     compute = parties[:2] if protocol == "semi2k" else parties
-    fn = examples.private_product(n, d, parties[0], parties[1])
+    fn = _wan_fn(kind, parties, n, d)
     with injected_latency(delay_ms):
-        res = simulate_rss(_wan_prog, parties, mode="process", args=(protocol, parties, n, d))[0]
-    row: dict[str, Any] = {"figure": "dsl_wan", "protocol": protocol, "delay_ms": delay_ms, "shape": [n, d]}
+        res = simulate_rss(_wan_prog, parties, mode="process", args=(protocol, parties, kind, n, d))[0]
+    row: dict[str, Any] = {"figure": kind, "protocol": protocol, "delay_ms": delay_ms,
+                           "shape": [n, d] if kind == "dsl_wan" else [n]}
     for prof in ("lan", "wan"):
         prog = fn.compile(protocol=protocol, compute=compute, profile=prof)
-        choice = next(o.attrs["choice"] for o in prog.graph.walk() if "choice" in o.attrs)
+        choice = next((o.attrs["choice"] for o in prog.graph.walk() if "choice" in o.attrs), None)
         pred = predict(prog, protocol, compute=compute, parties=parties)
         mb, mr = measured_total([r[prof]["report"] for r in res.values()])
         pre = "" if prof == "wan" else "lan_compiled_"
-        row[f"{prof}_choice"] = choice["chosen"]
+        row[f"{prof}_choice"] = None if choice is None else choice["chosen"]
         row[pre + "seconds"] = round(max(r[prof]["seconds"] for r in res.values()), 4)
         row[pre + "predicted_seconds"] = None if cal is None else round(cal.seconds(pred, delay=delay_ms / 1e3), 4)
         row.update({pre + "predicted_bytes": pred.total.bytes, pre + "measured_bytes": mb,
                     pre + "predicted_rounds": pred.total.rounds, pre + "measured_rounds": mr})
-        if prof == "wan":
+        if prof == "wan" and choice is not None:
             row["candidates"] = {k: {"bytes": c.bytes, "rounds": c.rounds} for k, c in choice["costs"].items()}
     return row
 
@@ -255,6 +267,7 @@ def run(protocol: str = "semi2k", figures: list[str] | None = None, rows: int = 
             out.append(_figure(name, protocol, fn, _mlp_prog, (m, d, h),
                                [np.zeros((m, d)), np.zeros((m, 1)), np.zeros((d, h)), np.zeros((h, 1))], parties,
                                dump_ir, cal, delay_ms))
-        elif name == "dsl_wan":
-            out.append(_wan_figure(protocol, parties, 1250, 10, 10.0 if delay_ms is None else delay_ms, cal))
+        elif name in ("dsl_wan", "dsl_wan_flags"):
+            n, d = (1250, 10) if name == "dsl_wan" else (12, 0)
+            out.append(_wan_figure(name, protocol, parties, n, d, 10.0 if delay_ms is None else delay_ms, cal))
     return out

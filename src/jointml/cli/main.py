@@ -623,7 +623,7 @@ def bench_dp(rows: int, figures: tuple[str, ...], as_json: bool) -> None:
 
 @bench.command("dsl")
 @click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
-@click.option("--figure", "figures", multiple=True, help="dsl_lr, dsl_flags, dsl_mlp, dsl_wan (repeatable).")
+@click.option("--figure", "figures", multiple=True, help="dsl_lr, dsl_flags, dsl_mlp, dsl_wan, dsl_wan_flags (repeatable).")
 @click.option("--rows", type=int, default=100_000, show_default=True)
 @click.option("--features", type=int, default=100, show_default=True)
 @click.option("--batch-size", type=int, default=1024, show_default=True)
