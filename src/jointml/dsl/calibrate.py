@@ -105,16 +105,17 @@ def programs(scale: float = 1.0, a: str = "alice", b: str = "bob") -> list[tuple
     (the garbled comparison on semi2k only; the Paillier product is priced by its declared
     `he_lowering.LOCAL_SECONDS`, not calibrated)."""
     out: list[tuple[str, Function, dict[str, Any]]] = []
-    for n in sorted({max(int(k * scale), 8) for k in (1_000, 20_000, 400_000)}):
+    sizes = {max(int(k * scale), 8): "msb" for k in (1_000, 20_000, 400_000)}
+    # the garbled comparison (semi2k) at smaller sizes: 8 KB and ~50-150 us per element
+    sizes.update({max(int(k * scale), 4): "garbled" for k in (100, 2_000)})
+    for n, cmp in sorted(sizes.items()):
         @function(x=private(a, (n,)), y=private(b, (n,)))
         def elementwise(x, y):  # type: ignore[no-untyped-def]
             p = x * y  # Beaver product + truncation
             q = (x > y) * p  # comparison, its bit conversion, an exact product
             return (p + q).sum().reveal(), (q * 0.5).reveal(to=b)
 
-        out.append((f"elementwise{n}", elementwise, {"pins": {"compare": "msb"}}))
-        if n <= 20_000 * scale:  # the garbled comparison (semi2k): its local work per element
-            out.append((f"garbled{n}", elementwise, {"pins": {"compare": "garbled"}}))
+        out.append((f"{'elementwise' if cmp == 'msb' else 'garbled'}{n}", elementwise, {"pins": {"compare": cmp}}))
     for rows, d in sorted({(max(int(r * scale), 8), d) for r, d in ((256, 16), (2048, 32), (16384, 100))}):
         @function(X=private(a, (rows, d)), w=private(b, (d,)))
         def product(X, w):  # type: ignore[no-untyped-def]
@@ -222,7 +223,7 @@ def calibrate(protocol: str = "semi2k", mode: str = "process", scale: float = 1.
     fit a `Calibration` (not saved: call `.save()`).
 
     >>> [name for name, _, _ in programs(0.01)][:4]
-    ['elementwise10', 'garbled10', 'elementwise200', 'garbled200']
+    ['garbled4', 'elementwise10', 'garbled20', 'elementwise200']
     """
     from ..runtime import simulate
 
