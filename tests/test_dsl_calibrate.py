@@ -69,11 +69,14 @@ def test_saved_and_loaded(tmp_path, monkeypatch):
 
 
 def test_injected_delay_is_paid_once_per_round():
-    fn = C.programs(0.005)[0][1]
-    pred = predict(fn.compile(protocol="semi2k", compute=COMPUTE), "semi2k", compute=COMPUTE, parties=PARTIES)
+    name, fn, opts = C.programs(0.005)[0]
+    assert name.startswith("garbled")
+    pred = predict(fn.compile(protocol="semi2k", compute=COMPUTE, pins=opts["pins"]), "semi2k", compute=COMPUTE,
+                   parties=PARTIES)
     cal = C.Calibration("semi2k", "thread", stage=1e-5, round=2e-4, byte=3e-9)
     assert pred.setup_rounds == 2  # alice's and bob's input verdicts, one after the other
-    assert np.isclose(cal.seconds(pred, delay=0.01) - cal.seconds(pred), 0.01 * (pred.total.rounds + 2))
+    assert pred.extra_delays == 1  # the garbled circuit waits for its size announcement, then the OT message
+    assert np.isclose(cal.seconds(pred, delay=0.01) - cal.seconds(pred), 0.01 * (pred.total.rounds + 2 + 1))
 
 
 @pytest.mark.slow

@@ -63,8 +63,9 @@ class Calibration:
 
     def seconds(self, pred: Prediction, delay: float = 0.0) -> float:
         """Predicted wall time of a program with prediction `pred` (`delay`: injected one-way
-        link delay in seconds, paid once per counted round and per input owner's verdict)."""
-        t = self.run + pred.n_stages * self.stage + pred.setup_rounds * delay
+        link delay in seconds, paid once per counted round, per input owner's verdict and per
+        extra delay of a garbled circuit: `Prediction.extra_delays`)."""
+        t = self.run + pred.n_stages * self.stage + (pred.setup_rounds + pred.extra_delays) * delay
         for (_, c), w in zip(pred.stages, pred.work):
             t += c.rounds * (self.round + delay) + c.bytes * self.byte
             t += sum(self.work.get(k, 0.0) * v for k, v in w.items())

@@ -122,6 +122,9 @@ class Prediction:
     #: message latencies before the first stage: the owners' input-shape verdicts, announced
     #: one owner after the other (`Function.run`; not counted in the stages' traffic)
     setup_rounds: int = 0
+    #: one-way message delays on the critical path beyond the counted rounds (a garbled
+    #: circuit's size announcement and OT message: counted as one round, waited for as two)
+    extra_delays: int = 0
 
     @property
     def total(self) -> Cost:
@@ -209,6 +212,7 @@ class ProbeProtocol(Protocol):
         self.log: list[tuple[str, Cost]] = []
         #: local work of each kernel of `log`: {family: units} (`work_family`)
         self.units: list[dict[str, float]] = []
+        self.extra_delays = 0
         #: aby3's rotating role counter (`Aby3._role`): which party sends without receiving
         #: in a truncation, a comparison's input round or its bit conversion
         self.role = 0
@@ -288,6 +292,7 @@ class ProbeProtocol(Protocol):
         self.units.append({"gc": float(n)})
         g, e = self.compute[0], self.compute[1]
         self._count({g: (1 + chunks, True, True), e: (chunks, False, False)})
+        self.extra_delays += chunks  # per chunk: the OT message, then the tables (1 + 2 chunks delays)
 
     def record_paillier(self, m: int, k: int, owner: str, holder: str, c: Cost) -> None:
         """A Paillier matrix-vector product (`he_lowering`): the holder sends k ciphertexts,
@@ -575,6 +580,7 @@ def predict(prog: Any, protocol: str, compute: Sequence[str] | None = None, part
     ex.run(g, [_placeholder(dev, v.vis, v.shape, v.dtype) for v in g.inputs])
     from .function import _crosses_parties
 
+    pred.extra_delays = dev.proto.extra_delays
     if _crosses_parties(g):
         pred.setup_rounds = len({v.vis.owner for v in g.inputs if v.vis is not None and v.vis.kind == "private"})
     return pred
