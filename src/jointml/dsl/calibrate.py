@@ -68,7 +68,7 @@ class Calibration:
         t = self.run + pred.n_stages * self.stage + (pred.setup_rounds + pred.extra_delays) * delay
         for (_, c), w in zip(pred.stages, pred.work):
             t += c.rounds * (self.round + delay) + c.bytes * self.byte
-            t += sum(self.work.get(k, 0.0) * v for k, v in w.items())
+            t += sum(self.work.get(k, _declared(k)) * v for k, v in w.items())
         return t
 
     def save(self, path: str | Path | None = None) -> Path:
@@ -77,6 +77,20 @@ class Calibration:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(json.dumps(asdict(self), indent=1))
         return p
+
+
+def _declared(family: str) -> float:
+    """The declared local work per unit of a family the calibration did not measure (the
+    garbled comparison on aby3 or in an older file; the Paillier product, never measured)."""
+    if family == "gc":
+        from .passes.select import GC_LOCAL_SECONDS
+
+        return GC_LOCAL_SECONDS
+    if family == "he":
+        from .he_lowering import LOCAL_SECONDS
+
+        return LOCAL_SECONDS["muladd"]
+    return 0.0
 
 
 def default_path(protocol: str, mode: str = "process") -> Path:
@@ -210,7 +224,7 @@ def fit(protocol: str, mode: str, data: list[tuple[Prediction, list[list[Any]], 
     b = np.array([s * wt for (_, s), wt in rows])
     x = _nnls(A, b)
     cal = Calibration(protocol, mode, stage=float(x[0]), round=float(x[1]), byte=float(x[2]),
-                      work={f: float(x[3 + i]) for i, f in enumerate(_FAMS) if x[3 + i] > 0})
+                      work={f: float(x[3 + i]) for i, f in enumerate(_FAMS) if A[:, 3 + i].any()})
     outside = [t - sum(stage_seconds(runs)) for _, runs, t in data]
     cal.run = max(float(np.median(outside)), 0.0)
     errs = [abs(cal.seconds(pred) - t) / t for pred, _, t in data if t > 0]
