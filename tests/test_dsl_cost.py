@@ -385,3 +385,16 @@ def test_paillier_product_holder_view_holds_no_encoding_of_x():
     assert np.allclose(res["alice"][0], Xv @ [0.5, -1.0, 2.0], atol=1e-4)
     view = res["bob"][1]
     assert len(view) > 16 * 512 and not any(e in view for e in enc)
+
+
+@pytest.mark.parametrize("impl", ["masked", "private_masked"])
+def test_aby3_masked_products_fuse_their_truncation(impl):
+    """On aby3 a masked product is the shares' own product: it runs as one `matmul_trunc`
+    (2 rounds) instead of a product then a truncation (1 + 2); semi2k keeps its kernels."""
+    pred = predict(gd.compile(protocol="aby3", pins={"matmul": impl}), "aby3", compute=PARTIES, parties=PARTIES)
+    kernels = {k for _, k, _ in pred.kernels}
+    assert "matmul_trunc" in kernels and not kernels & {"masked_matmul", "private_masked_matmul"}
+    products = [c for labels, c in pred.stages if any(lab.startswith("masked_matmul") for lab in labels)]
+    assert products and all(c.rounds == 2 for c in products)
+    semi = predict(gd.compile(protocol="semi2k", pins={"matmul": impl}), "semi2k", compute=["alice", "bob"])
+    assert f"{impl}_matmul" in {k for _, k, _ in semi.kernels} or "masked_matmul" in {k for _, k, _ in semi.kernels}

@@ -239,12 +239,18 @@ def candidates(proto: str, n: int | None, x: Value, sub: tuple[int, ...], y: tup
     owner_ok = private and (compute is None or str(x.vis.owner if x.vis else "") in compute)
     share_x = c("share_in", x.shape, outsider=not owner_ok) if private else FREE
     share_sub = c("share_in", sub, outsider=not owner_ok) if private else FREE
+    # aby3: a masked product is the shares' own product, fused with its truncation
+    from ..lowering import fused
+
+    fuse = x.dtype == "f" and fused(cls)
     res = {
         "beaver": (share_x if trips == 1 else FREE, (share_sub if trips > 1 else FREE) + c("matmul", sub, y) + trunc),
-        "masked": (share_x + c("masked_setup", x.shape), c("masked_matmul", sub, y) + trunc),
+        "masked": (share_x + c("masked_setup", x.shape),
+                   c("matmul_trunc", sub, y, bits=_F) if fuse else c("masked_matmul", sub, y) + trunc),
     }
     if owner_ok:
-        res["private_masked"] = (c("private_masked_setup", x.shape), c("private_masked_matmul", sub, y) + trunc)
+        res["private_masked"] = (c("private_masked_setup", x.shape),
+                                 c("matmul_trunc", sub, y, bits=_F) if fuse else c("private_masked_matmul", sub, y) + trunc)
     if owner_ok and proto == "semi2k" and n in (None, 2) and len(y) == 1 and len(sub) == 2:
         from ..he_lowering import paillier_cost
 
