@@ -398,3 +398,26 @@ def test_aby3_masked_products_fuse_their_truncation(impl):
     assert products and all(c.rounds == 2 for c in products)
     semi = predict(gd.compile(protocol="semi2k", pins={"matmul": impl}), "semi2k", compute=["alice", "bob"])
     assert f"{impl}_matmul" in {k for _, k, _ in semi.kernels} or "masked_matmul" in {k for _, k, _ in semi.kernels}
+
+
+@pytest.mark.parametrize("protocol", ["semi2k", "aby3"])
+def test_public_scalings_share_one_truncation(protocol):
+    """Independent products of secrets with public fractions (a gradient step's learning
+    rate) are truncated together: one stage, the rounds of one truncation."""
+
+    @dsl.function(x=dsl.private("alice", (4,)), y=dsl.private("bob", (3,)))
+    def step(x, y):
+        s, t = x[:3] + y, x[1:] - y  # secret: alice's and bob's values together
+        return (s * 0.1).reveal(), (t * 0.3).reveal(), (s.sum() * 0.7).reveal()
+
+    x, y = np.linspace(-1, 1, 4), np.array([0.5, -2.0, 3.0])
+    res = _measure(step, protocol, [x, y], ["alice", "bob"])
+    for got, want in zip(res["alice"][0], step.evaluate(x, y)):
+        assert np.allclose(got, want, atol=1e-4)
+    compute = ["alice", "bob"] if protocol == "semi2k" else PARTIES
+    pred = predict(step.compile(protocol=protocol), protocol, compute=compute, parties=PARTIES)
+    scaled = [(labels, c) for labels, c in pred.stages if any(lab.startswith("mul") for lab in labels)]
+    assert len(scaled) == 1 and len(scaled[0][0]) == 3
+    naive = predict(step.compile(protocol=protocol, optimize=False), protocol, compute=compute, parties=PARTIES)
+    assert pred.total.rounds < naive.total.rounds
+    assert (pred.total.bytes, pred.total.rounds) == measured_total([res[p][1] for p in PARTIES])

@@ -213,6 +213,8 @@ class Executor:
             return "gcmp" if o.impl == "garbled" else "cmp"
         if o.op == "mul" and all(v.vis == SECRET for v in o.ins) and o.impl is None:
             return "mul"
+        if o.op == "mul" and o.impl is None and o.outs[0].vis == SECRET:
+            return "pmul"  # a secret times a public fraction: the truncations share one round
         if o.op == "reveal" and o.ins[0].vis == SECRET:
             return ("reveal", o.attrs.get("to"))
         if o.op == "share":
@@ -246,6 +248,8 @@ class Executor:
         elif key == "mul":
             for o, r in zip(group, mul_many([(env[o.ins[0].id], env[o.ins[1].id]) for o in group])):
                 env[o.outs[0].id] = r
+        elif key == "pmul":
+            self._public_products(group, env)
         else:
             for o, r in zip(group, reveal_many([env[o.ins[0].id] for o in group], to=group[0].attrs.get("to"))):
                 env[o.outs[0].id] = _unwrap(r)
@@ -288,6 +292,24 @@ class Executor:
             env[out.id] = None  # a public value this party does not hold (a dealer)
         else:
             env[out.id] = _cast(NUMPY[o.op](*ins, **o.attrs), out)
+
+    def _public_products(self, group: list[Op], env: dict[int, Any]) -> None:
+        """Secrets times public values: exact (integral factors) or at double scale, then one
+        truncation for all (`rescale_many`), as `SecretArray.__mul__` does one by one."""
+        raws: list[tuple[Op, SecretArray]] = []
+        for o in group:
+            a, b = (env[v.id] for v in o.ins)
+            s, p = (a, b) if isinstance(a, SecretArray) else (b, a)
+            p = np.asarray(p)
+            integral = p.dtype.kind in "iub" or (p.dtype.kind == "f" and p.size > 0 and bool(np.all(np.mod(p, 1) == 0))
+                                                  and bool(np.all(np.abs(p) < 2**52)))
+            if integral or s.fxp == 0 and p.dtype.kind != "f":
+                env[o.outs[0].id] = s * p
+                continue
+            share = self.mpc.proto.mul_public(s.share, self.mpc.fxp.encode(p))
+            raws.append((o, SecretArray(self.mpc, share, o.outs[0].shape, s.fxp + self.mpc.frac_bits)))
+        for (o, _), r in zip(raws, rescale_many([r for _, r in raws])):
+            env[o.outs[0].id] = r
 
     def _garbled_compare(self, group: list[Op], env: dict[int, Any]) -> None:
         """Comparisons by one garbled circuit over all their elements (`secret_msb` of a - b)."""
