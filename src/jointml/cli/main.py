@@ -628,19 +628,23 @@ def bench_dp(rows: int, figures: tuple[str, ...], as_json: bool) -> None:
 
 @bench.command("dsl")
 @click.option("--protocol", type=click.Choice(["semi2k", "aby3"]), default="semi2k", show_default=True)
-@click.option("--figure", "figures", multiple=True, help="dsl_lr, dsl_flags, dsl_mlp (repeatable).")
+@click.option("--figure", "figures", multiple=True, help="dsl_lr, dsl_flags, dsl_mlp, dsl_wan, dsl_wan_flags (repeatable).")
 @click.option("--rows", type=int, default=100_000, show_default=True)
 @click.option("--features", type=int, default=100, show_default=True)
 @click.option("--batch-size", type=int, default=1024, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--dump-ir", is_flag=True, help="Print each program's IR after every pass (stderr).")
+@click.option("--calibrate", is_flag=True, help="Re-measure the cost model's time calibration first and store it.")
+@click.option("--calibration-scale", type=float, default=1.0, show_default=True,
+              help="Size of the calibration programs (1.0: up to ~1M elements per kernel).")
+@click.option("--delay-ms", type=float, default=None, help="Injected one-way link delay (dsl_wan: 10 if not given).")
 def bench_dsl(protocol: str, figures: tuple[str, ...], rows: int, features: int, batch_size: int, as_json: bool,
-              dump_ir: bool) -> None:
-    """DSL programs: time beside hand-written and naive execution, predicted vs measured traffic."""
+              dump_ir: bool, calibrate: bool, calibration_scale: float, delay_ms: float | None) -> None:
+    """DSL programs: time beside hand-written and naive execution, predicted vs measured traffic and time."""
     from ..bench import dsl as bdsl
 
     for row in bdsl.run(protocol, list(figures) or None, rows=rows, features=features, batch=batch_size,
-                        dump_ir=dump_ir):
+                        dump_ir=dump_ir, calibrate=calibrate, delay_ms=delay_ms, calibration_scale=calibration_scale):
         click.echo(json.dumps(row))
 
 

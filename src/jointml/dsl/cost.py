@@ -19,7 +19,7 @@ only public shapes.
 >>> p.total.bytes, p.total.rounds
 (4048, 3)
 >>> round(LAN.seconds(p.total) * 1e3, 3), round(WAN.seconds(p.total) * 1e3, 3)
-(0.603, 60.324)
+(0.615, 60.336)
 """
 
 from __future__ import annotations
@@ -53,9 +53,14 @@ class Profile:
     bandwidth: float
     compute: float = 0.0
 
+    @property
+    def byte_seconds(self) -> float:
+        """Seconds per byte of traffic: the wire, and the local work that comes with it."""
+        return 8.0 / self.bandwidth + self.compute
+
     def seconds(self, c: Cost) -> float:
         """Predicted time of traffic `c`."""
-        return c.rounds * self.rtt + c.bytes * (8.0 / self.bandwidth + self.compute)
+        return c.rounds * self.rtt + c.bytes * self.byte_seconds
 
     def calibrated(self, c: Cost, measured_seconds: float) -> Profile:
         """This profile with the local work per byte that makes a program of traffic `c` take
@@ -70,8 +75,14 @@ class Profile:
         return Profile(self.name + "+calibrated", self.rtt, self.bandwidth, extra / max(c.bytes, 1))
 
 
-LAN = Profile("lan", 0.2e-3, 10e9)
-WAN = Profile("wan", 20e-3, 100e6)
+#: local work per byte of traffic (s/B) of the built-in profiles: the per-byte cost `jointml
+#: bench dsl --calibrate` fits on a 2-core x86 machine (3-6 ns; `Calibration.byte`). Without
+#: it LAN and WAN would have the same bandwidth-delay product (2 Mbit) and so make every
+#: choice alike; with it a byte costs 4.6x a LAN round's worth less than on the WAN.
+LOCAL_WORK = 3e-9
+
+LAN = Profile("lan", 0.2e-3, 10e9, LOCAL_WORK)
+WAN = Profile("wan", 20e-3, 100e6, LOCAL_WORK)
 
 
 def profile(p: Any) -> Profile:
@@ -103,6 +114,17 @@ class Prediction:
 
     stages: list[tuple[list[str], Cost]] = field(default_factory=list)
     kernels: list[tuple[str, str, Cost]] = field(default_factory=list)
+    #: per stage of `stages`: local work by kernel family (`work_family`: elements, or
+    #: multiply-adds for matrix products), what `calibrate.Calibration` prices
+    work: list[dict[str, float]] = field(default_factory=list)
+    #: every scheduled stage, those without traffic included (each has a fixed overhead)
+    n_stages: int = 0
+    #: message latencies before the first stage: the owners' input-shape verdicts, announced
+    #: one owner after the other (`Function.run`; not counted in the stages' traffic)
+    setup_rounds: int = 0
+    #: one-way message delays on the critical path beyond the counted rounds (a garbled
+    #: circuit's size announcement and OT message: counted as one round, waited for as two)
+    extra_delays: int = 0
 
     @property
     def total(self) -> Cost:
@@ -120,6 +142,30 @@ class Prediction:
                 out[lab] = Cost(prev.bytes + c.bytes // max(len(labels), 1), prev.rounds + c.rounds,
                                 prev.dealer_bytes + c.dealer_bytes // max(len(labels), 1))
         return out
+
+
+#: kernel -> the families of local work it does (a fused product-truncation does both)
+_FAMILIES = {"mul": ("mul",), "square": ("mul",), "matmul": ("matmul",), "masked_matmul": ("matmul",),
+             "private_masked_matmul": ("matmul",), "trunc": ("trunc",), "trunc_product": ("trunc",),
+             "mul_trunc": ("mul", "trunc"), "square_trunc": ("mul", "trunc"), "matmul_trunc": ("matmul", "trunc"),
+             "msb": ("cmp",), "eqz": ("cmp",), "b2a_bits": ("b2a",), "b_and": ("b_and",)}
+
+
+def work_units(op: str, shapes: list[tuple[int, ...]]) -> dict[str, float]:
+    """{family: units} of kernel `op` on operands `shapes`: multiply-adds for the matrix part of
+    a matrix product, elements of the result otherwise (sharing and opening: family `io`).
+
+    >>> work_units("matmul_trunc", [(4, 3), (3,)])
+    {'matmul': 12.0, 'trunc': 4.0}
+    """
+    fams = _FAMILIES.get(op, ("io",))
+    if "matmul" in op and len(shapes) >= 2:
+        out = matmul_shape(shapes[0], shapes[1])
+        inner = shapes[0][-1] if len(shapes[0]) else 1
+        return {f: float(size(out) * (inner if f == "matmul" else 1)) for f in fams}
+    n = size(broadcast_shape(*shapes)) if len(shapes) >= 2 and op in ("mul", "mul_trunc") else (
+        size(shapes[0]) if shapes else 0)
+    return {f: float(n) for f in fams}
 
 
 class _Ctx:
@@ -164,6 +210,12 @@ class ProbeProtocol(Protocol):
         self.me = compute[0]
         self.is_compute = True
         self.log: list[tuple[str, Cost]] = []
+        #: local work of each kernel of `log`: {family: units} (`work_family`)
+        self.units: list[dict[str, float]] = []
+        self.extra_delays = 0
+        #: aby3's rotating role counter (`Aby3._role`): which party sends without receiving
+        #: in a truncation, a comparison's input round or its bit conversion
+        self.role = 0
         self.ctx = _Ctx(self.me, parties)  # type: ignore[assignment]
         self.reset_counters()
 
@@ -176,15 +228,20 @@ class ProbeProtocol(Protocol):
     def stage_rounds(self) -> int:
         return max(self.counts.values(), default=0)
 
-    def _count(self, pattern: dict[str, Pattern]) -> None:
-        for p, (iso, first, last) in pattern.items():
-            fold = 1 if first and iso > 0 and self.last_send.get(p, False) else 0
-            self.counts[p] = self.counts.get(p, 0) + iso - fold
-            self.last_send[p] = last
+    def _count(self, pattern: dict[str, Pattern] | list[dict[str, Pattern]]) -> None:
+        for step in pattern if isinstance(pattern, list) else [pattern]:
+            for p, (iso, first, last) in step.items():
+                fold = 1 if first and iso > 0 and self.last_send.get(p, False) else 0
+                self.counts[p] = self.counts.get(p, 0) + iso - fold
+                self.last_send[p] = last
 
-    def _pattern(self, op: str, c: Cost, owner: str | None, to: Any) -> dict[str, Pattern]:
+    def _pattern(self, op: str, c: Cost, owner: str | None, to: Any) -> dict[str, Pattern] | list[dict[str, Pattern]]:
         """Who sends and receives in kernel `op` (see the class docstring)."""
         comp = self.compute
+        if self.real.name == "aby3":
+            steps = _aby3_steps(op, comp, self, owner, to)
+            if steps is not None:
+                return steps
         if c.rounds == 0 and c.bytes == 0:
             return {}
         one_way = {"share_in": owner, "private_masked_setup": owner, "send": owner}
@@ -214,12 +271,35 @@ class ProbeProtocol(Protocol):
     def _rec(self, op: str, *shapes: Any, owner: str | None = None, to: Any = None, **params: Any) -> None:
         c = self.real.static_cost(op, *[tuple(s) for s in shapes], n_compute=len(self.compute), **params)
         self.log.append((op, c))
+        self.units.append(work_units(op, [tuple(s) for s in shapes]))
         self._count(self._pattern(op, c, owner, to))
 
     def record_send(self, owner: str, receivers: list[str], c: Cost) -> None:
         """A plaintext array sent by `owner` (a reveal of a private value)."""
         self.log.append(("send", c))
+        self.units.append({"io": float(c.bytes // 8)})
         self._count(self._pattern("send", c, owner, receivers))
+
+    def gc_msb(self, n: int) -> None:
+        """A garbled-circuit sign bit of n elements (`garbled.secret_msb`) between the first
+        compute party (garbler) and the second (evaluator): the garbler announces the size,
+        then per chunk of `CHUNK` elements receives the evaluator's OT message and replies."""
+        from ..mpc.protocols.garbled import CHUNK, Garbled
+
+        c = Garbled.static_cost("msb", (n,))
+        chunks = max(-(-n // CHUNK), 1)
+        self.log.append(("gc_msb", Cost(c.bytes, 1 + chunks)))
+        self.units.append({"gc": float(n)})
+        g, e = self.compute[0], self.compute[1]
+        self._count({g: (1 + chunks, True, True), e: (chunks, False, False)})
+        self.extra_delays += chunks  # per chunk: the OT message, then the tables (1 + 2 chunks delays)
+
+    def record_paillier(self, m: int, k: int, owner: str, holder: str, c: Cost) -> None:
+        """A Paillier matrix-vector product (`he_lowering`): the holder sends k ciphertexts,
+        the owner replies with m (each party: one round)."""
+        self.log.append(("paillier_matmul", c))
+        self.units.append({"he": float(m * k)})
+        self._count({holder: (1, True, False), owner: (1, False, True)})
 
     @classmethod
     def static_cost(cls, op: str, *shapes: Any, n_compute: int | None = None, **params: Any) -> Cost:
@@ -245,6 +325,7 @@ class ProbeProtocol(Protocol):
         c = self.real.static_cost("reveal", np.shape(x), n_compute=len(self.compute), to=kind,
                                   itemsize=np.dtype(dtype).itemsize)
         self.log.append(("reveal", c))
+        self.units.append({"io": float(size(np.shape(x)))})
         self._count(self._pattern("reveal", c, None, to))
         return np.zeros(np.shape(x), dtype)
 
@@ -356,6 +437,56 @@ class ProbeProtocol(Protocol):
         return np.zeros(matmul_shape(sub, tuple(shape_y)), _U)
 
 
+def _aby3_steps(op: str, comp: list[str], probe: ProbeProtocol, owner: str | None,
+                to: Any) -> list[dict[str, Pattern]] | None:
+    """aby3's message pattern of kernel `op`, step by step, per party (None: the generic one).
+
+    The kernels with a rotating asymmetric role (`Aby3._role`) advance the probe's role
+    counter exactly as the protocol does; the counts per party then follow the link layer's
+    rule. The stage's rounds (the maximum over parties) do not depend on where the counter
+    starts: every kernel of a stage rotates with it."""
+    n = len(comp)
+
+    def role() -> int:
+        r = probe.role % n
+        probe.role += 1
+        return r
+
+    def sym(k: int) -> dict[str, Pattern]:  # every party sends, then receives (a reshare)
+        return {p: (k, True, False) for p in comp}
+
+    def sender(i: int, others_send: bool) -> dict[str, Pattern]:
+        """P_i only sends; the others send too (then receive) or only receive."""
+        pat = {p: ((1, True, False) if others_send else (0, False, False)) for p in comp}
+        pat[comp[i]] = (1, True, True)
+        return pat
+
+    if op in ("mul", "square", "b_and"):
+        return [sym(1)]
+    if op in ("matmul", "masked_matmul", "private_masked_matmul"):
+        role()  # the light party of the local product
+        return [sym(1)]
+    if op in ("trunc", "mul_trunc", "square_trunc", "matmul_trunc"):
+        if op == "matmul_trunc":
+            role()
+        d = role()  # the truncation's helper D only sends; A and B exchange twice
+        pat = sym(2)
+        pat[comp[d]] = (1, True, True)
+        return [pat]
+    if op in ("msb", "eqz"):
+        e = role()
+        first = sender(e, others_send=op == "msb")  # msb: the others send their product parts too
+        return [first, sym(6), sender(role(), True)]
+    if op == "b2a_bits":
+        return [sender(role(), True)]
+    if op == "reveal" and to is not None and to in comp:
+        t = comp.index(to)
+        return [{comp[(t + 1) % n]: (1, True, True), to: (0, False, False)}]
+    if op == "reveal" and to is not None:
+        return [{comp[0]: (1, True, True), comp[1]: (1, True, True), str(to): (0, False, False)}]
+    return None
+
+
 class _Handle:
     def __init__(self, shape: tuple[int, ...], owner: str | None = None):
         self.shape = shape
@@ -429,9 +560,15 @@ def predict(prog: Any, protocol: str, compute: Sequence[str] | None = None, part
         start = len(dev.proto.log)
         dev.proto.reset_counters()  # as the run's report counts each stage alone
         thunk()
+        pred.n_stages += 1
         new = dev.proto.log[start:]
         if not new:
             return
+        work: dict[str, float] = {}
+        for u in dev.proto.units[start:]:
+            for k, v in u.items():
+                work[k] = work.get(k, 0.0) + v
+        pred.work.append(work)
         labels = [op_label(o, names) for o in ops]
         c = FREE
         for kname, kc in new:
@@ -441,6 +578,11 @@ def predict(prog: Any, protocol: str, compute: Sequence[str] | None = None, part
 
     ex = Executor(dev, batch=batch, on_stage=on_stage, omniscient=True)
     ex.run(g, [_placeholder(dev, v.vis, v.shape, v.dtype) for v in g.inputs])
+    from .function import _crosses_parties
+
+    pred.extra_delays = dev.proto.extra_delays
+    if _crosses_parties(g):
+        pred.setup_rounds = len({v.vis.owner for v in g.inputs if v.vis is not None and v.vis.kind == "private"})
     return pred
 
 

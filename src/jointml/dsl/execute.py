@@ -19,6 +19,7 @@ through a `share` (secret-sharing) or a `reveal` op of the program.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -29,6 +30,9 @@ from ..mpc import functions as F
 from ..mpc.batched import ltz_many, mul_many, rescale_many, reveal_many
 from ..runtime.collectives import broadcast, send_to
 from .ir import SECRET, Graph, Op, Value
+
+#: one garbled-circuit session per device (its base OTs run once, at its first comparison)
+_YAO: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 __all__ = ["Executor", "evaluate", "NUMPY"]
 
@@ -191,7 +195,7 @@ class Executor:
     @staticmethod
     def interactive(o: Op) -> bool:
         """Whether `o` may send messages (the scheduler runs every other ready op first)."""
-        if o.op in ("fori", "reveal", "masked_setup", "masked_matmul"):
+        if o.op in ("fori", "reveal", "masked_setup", "masked_matmul", "paillier_matmul"):
             return True
         if o.op == "share":
             return True
@@ -206,9 +210,11 @@ class Executor:
     @staticmethod
     def batch_key(o: Op) -> Any:
         if o.outs[0].vis == SECRET and o.op in _CMP:
-            return "cmp"
+            return "gcmp" if o.impl == "garbled" else "cmp"
         if o.op == "mul" and all(v.vis == SECRET for v in o.ins) and o.impl is None:
             return "mul"
+        if o.op == "mul" and o.impl is None and o.outs[0].vis == SECRET:
+            return "pmul"  # a secret times a public fraction: the truncations share one round
         if o.op == "reveal" and o.ins[0].vis == SECRET:
             return ("reveal", o.attrs.get("to"))
         if o.op == "share":
@@ -232,6 +238,8 @@ class Executor:
                 diffs.append(a - b if o.op in ("lt", "ge") else b - a)  # lt/ge: [a-b<0], gt/le: [b-a<0]
             for o, bit in zip(group, ltz_many([_as_secret(self.mpc, d) for d in diffs])):
                 env[o.outs[0].id] = bit if o.op in ("lt", "gt") else 1 - bit
+        elif key == "gcmp":
+            self._garbled_compare(group, env)
         elif key == "pmm":
             from .lowering import run_private_many
 
@@ -240,6 +248,8 @@ class Executor:
         elif key == "mul":
             for o, r in zip(group, mul_many([(env[o.ins[0].id], env[o.ins[1].id]) for o in group])):
                 env[o.outs[0].id] = r
+        elif key == "pmul":
+            self._public_products(group, env)
         else:
             for o, r in zip(group, reveal_many([env[o.ins[0].id] for o in group], to=group[0].attrs.get("to"))):
                 env[o.outs[0].id] = _unwrap(r)
@@ -265,6 +275,12 @@ class Executor:
             env[out.id] = self._reveal(o, ins[0])
         elif o.op in ("masked_setup", "masked_matmul"):
             env[out.id] = self._masked(o, ins)
+        elif o.impl == "garbled":
+            self._garbled_compare([o], env)
+        elif o.op == "paillier_matmul":
+            from .he_lowering import run_paillier
+
+            env[out.id] = run_paillier(self, o, ins)
         elif out.vis == SECRET and o.impl in ("untruncated", "truncate after"):
             env[out.id] = self._deferred(o, ins)
         elif out.vis == SECRET:
@@ -276,6 +292,49 @@ class Executor:
             env[out.id] = None  # a public value this party does not hold (a dealer)
         else:
             env[out.id] = _cast(NUMPY[o.op](*ins, **o.attrs), out)
+
+    def _public_products(self, group: list[Op], env: dict[int, Any]) -> None:
+        """Secrets times public values: exact (integral factors) or at double scale, then one
+        truncation for all (`rescale_many`), as `SecretArray.__mul__` does one by one."""
+        raws: list[tuple[Op, SecretArray]] = []
+        for o in group:
+            a, b = (env[v.id] for v in o.ins)
+            s, p = (a, b) if isinstance(a, SecretArray) else (b, a)
+            p = np.asarray(p)
+            integral = p.dtype.kind in "iub" or (p.dtype.kind == "f" and p.size > 0 and bool(np.all(np.mod(p, 1) == 0))
+                                                  and bool(np.all(np.abs(p) < 2**52)))
+            if integral or s.fxp == 0 and p.dtype.kind != "f":
+                env[o.outs[0].id] = s * p
+                continue
+            share = self.mpc.proto.mul_public(s.share, self.mpc.fxp.encode(p))
+            raws.append((o, SecretArray(self.mpc, share, o.outs[0].shape, s.fxp + self.mpc.frac_bits)))
+        for (o, _), r in zip(raws, rescale_many([r for _, r in raws])):
+            env[o.outs[0].id] = r
+
+    def _garbled_compare(self, group: list[Op], env: dict[int, Any]) -> None:
+        """Comparisons by one garbled circuit over all their elements (`secret_msb` of a - b)."""
+        diffs = []
+        for o in group:
+            a, b = (_as_secret(self.mpc, env[v.id]) for v in o.ins)
+            d = a - b if o.op in ("lt", "ge") else b - a
+            diffs.append(d.reshape((int(np.prod(d.shape, dtype=np.int64)),)))
+        flat = diffs[0] if len(diffs) == 1 else concatenate(diffs, axis=0)
+        n = flat.shape[0]
+        if self.omniscient:
+            self.mpc.proto.gc_msb(n)
+            bits = SecretArray(self.mpc, np.zeros(n, np.uint64), (n,), 0)
+        else:
+            from ..mpc.protocols.garbled import YaoSession, secret_msb
+
+            if self.mpc not in _YAO:  # every party reaches this point in the same order (SPMD)
+                _YAO[self.mpc] = YaoSession(self.mpc.ctx, self.mpc.parties[0], self.mpc.parties[1])
+            bits = secret_msb(flat, _YAO[self.mpc])
+        lo = 0
+        for o, d in zip(group, diffs):
+            k = d.shape[0]
+            bit = bits[lo : lo + k].reshape(o.outs[0].shape)
+            env[o.outs[0].id] = bit if o.op in ("lt", "gt") else 1 - bit
+            lo += k
 
     def _deferred(self, o: Op, ins: list[Any]) -> SecretArray:
         """A product kept at double scale, or the sum of such products truncated once."""

@@ -10,19 +10,21 @@ batched into one stage share its rounds (`batch k`).
 Security: the explanation holds public shapes and costs only.
 
 >>> from jointml import dsl
->>> @dsl.function(x=dsl.private("alice", (8,)), y=dsl.private("bob", (8,)))
+>>> @dsl.function(x=dsl.private("alice", (80,)), y=dsl.private("bob", (80,)))
 ... def f(x, y):
 ...     s = x + y
 ...     return ((s > 0.0) + (s < 1.0)).reveal()
 >>> print(f.explain(protocol="semi2k"))
-f on semi2k (2 compute parties), profile lan: rtt 0.2 ms, 10 Gbit/s
+f on semi2k (2 compute parties), profile lan: rtt 0.2 ms, 10 Gbit/s, local work 3 ns/B
 op                    impl                          pred bytes  rounds  note
 %2 share              share_in by alice             0           0
 %3 share              share_in by bob               0           0
-%6 gt                 comparison (msb, batch 2)     674         6
-%8 lt                 comparison (msb, batch 2)     674         6
-%10 reveal            open to all                   128         1
-total                                               1476        7       predicted 1.401 ms
+%6 gt                 comparison (msb, batch 2)     6740        6       runner-up garbled (whole program): 1312000 B, ...
+%8 lt                 comparison (msb, batch 2)     6740        6       runner-up garbled (whole program): 1312000 B, ...
+%10 reveal            open to all                   1280        1
+total                                               14760       7       predicted 1.456 ms
+>>> print(f.explain(protocol="semi2k", profile="wan").splitlines()[4].split("; ")[1])
+msb while RTT is below 28.918 ms at this bandwidth and local work, garbled above
 """
 
 from __future__ import annotations
@@ -81,15 +83,19 @@ def _why(o: Op, prof: Profile) -> str:
     if r is None:
         return f"only {c} applies"
     cc, rc = costs[c], costs[r]
-    note = f"runner-up {r}: {rc.bytes} B, {rc.rounds} rounds, {_ms(prof.seconds(rc))}"
+    scope = " (whole program)" if ch.get("scope") == "program" else ""
+    loc = ch.get("local") or {}
+    lc, lr = loc.get(c, 0.0), loc.get(r, 0.0)  # declared local work (Paillier)
+    note = (f"runner-up {r}{scope}: {rc.bytes} B, {rc.rounds} rounds" + (f", local {_ms(lr)}" if lr else "")
+            + f", {_ms(prof.seconds(rc) + lr)}")
     if ch.get("pinned"):
         return note + " (pinned)"
     if cc.rounds != rc.rounds:
-        rtt = (rc.bytes - cc.bytes) * 8.0 / prof.bandwidth / (cc.rounds - rc.rounds)
+        rtt = ((rc.bytes - cc.bytes) * prof.byte_seconds + lr - lc) / (cc.rounds - rc.rounds)
         if rtt > 0:
             side = "above" if cc.rounds < rc.rounds else "below"
             other = "below" if side == "above" else "above"
-            note += f"; {c} while RTT is {side} {_ms(rtt)} at this bandwidth, {r} {other}"
+            note += f"; {c} while RTT is {side} {_ms(rtt)} at this bandwidth and local work, {r} {other}"
     elif cc.bytes != rc.bytes:
         note += f"; {rc.bytes - cc.bytes:+d} B for the same rounds"
     return note + _breakeven_trips(ch, prof)
@@ -149,7 +155,7 @@ def explain(fn: Any, mpc: Any = None, protocol: str | None = None, profile: Any 
         m_tot = (sum(s[1] for s in mst), sum(s[2] for s in mst))
     n = len(comp) if comp else (3 if proto == "aby3" else 2)
     head = [f"{fn.name} on {proto} ({n} compute parties), profile {prof.name}: rtt {prof.rtt * 1e3:g} ms, "
-            f"{prof.bandwidth / 1e9:g} Gbit/s",
+            f"{prof.bandwidth / 1e9:g} Gbit/s" + (f", local work {prof.compute * 1e9:g} ns/B" if prof.compute else ""),
             f"{'op':<22}{'impl':<30}{'pred bytes':<12}{'rounds':<8}" + ("meas bytes  rounds  " if measured else "")
             + "note"]
     names: dict[int, str] = {}

@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import inspect
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -105,11 +106,17 @@ class RunReport:
     def __init__(self, party: str):
         self.party = party
         self.stages: list[tuple[list[str], int, int]] = []
+        #: wall time of each stage at this party (s), parallel to `stages`
+        self.seconds: list[float] = []
+        #: wall time of the whole run at this party (s)
+        self.total_seconds = 0.0
 
     def hook(self, ctx: Any, names: dict[int, str]) -> Callable[[list[Any], Callable[[], None]], None]:
         def on_stage(ops: list[Any], thunk: Callable[[], None]) -> None:
             ctx.reset_stats()
+            t0 = time.perf_counter()
             thunk()
+            self.seconds.append(time.perf_counter() - t0)
             b = ctx.stats()
             self.stages.append(([op_label(o, names) for o in ops], b["payload_sent"], b["rounds"]))
 
@@ -218,6 +225,7 @@ class Function:
         (from `ctx.stats()`), for `explain(measured=...)`."""
         if len(inputs) != len(self.specs):
             raise ParameterError(f"{self.name} takes {len(self.specs)} inputs, got {len(inputs)}", field="inputs")
+        t0 = time.perf_counter()
         prog = self.compile(mpc, profile=profile, optimize=optimize, dump_ir=dump_ir, pins=pins)
         args = [_local(x) for x in inputs]
         if _crosses_parties(prog.graph):  # a program local to its owner has nobody waiting on it
@@ -225,6 +233,7 @@ class Function:
         rep = RunReport(ctx.me)
         ex = Executor(mpc, batch=prog.batch, on_stage=rep.hook(ctx, prog.names) if report else None)
         out = self._pack(ex.run(prog.graph, args))
+        rep.total_seconds = time.perf_counter() - t0
         return (out, rep) if report else out
 
     def _check_inputs(self, ctx: Any, args: list[Any]) -> None:

@@ -13,10 +13,21 @@ import numpy as np
 
 from ..mpc import SecretArray
 from ..mpc.batched import rescale_many
+from ..mpc.protocols.base import Protocol
 from ..mpc.shapes import matmul_shape, rows_shape
 from .ir import Op
 
-__all__ = ["MaskedHandle", "run_masked", "run_private_many"]
+__all__ = ["MaskedHandle", "run_masked", "run_private_many", "fused"]
+
+
+def fused(proto: Any) -> bool:
+    """Whether a masked product on `proto` is the generic one (the shares' own matrix
+    product, aby3) and the protocol fuses a product with its truncation: then the product
+    and its truncation are one `matmul_trunc` (2 rounds instead of 1 + 2)."""
+    # a class (the selection), a protocol, or the cost model's probe (which prices the real class)
+    cls: Any = proto if isinstance(proto, type) else getattr(proto, "real", type(proto))
+    return (cls.masked_matmul is Protocol.masked_matmul and cls.private_masked_matmul is Protocol.private_masked_matmul
+            and "matmul_trunc" in cls.capabilities)
 
 
 class MaskedHandle:
@@ -52,10 +63,21 @@ def run_masked(ex: Any, o: Op, ins: list[Any]) -> Any:
     sub = rows_shape(h.shape, rows)
     if transpose:
         sub = sub[::-1]
+    out = matmul_shape(sub, y.shape)
+    if fused(proto) and h.fxp and y.fxp and h.fxp + y.fxp - mpc.frac_bits == mpc.frac_bits:
+        block = None if ex.omniscient else proto.map(lambda s: _block(s, rows, transpose, len(h.shape)), h.handle.share)
+        share = proto.matmul_trunc(block, y.share, sub, y.shape, mpc.frac_bits)
+        return SecretArray(mpc, share, out, mpc.frac_bits)
     kernel = proto.private_masked_matmul if h.kind == "private" else proto.masked_matmul
     share = kernel(h.handle, rows, y.share, y.shape, transpose)
-    raw = SecretArray(mpc, share, matmul_shape(sub, y.shape), h.fxp + y.fxp)
+    raw = SecretArray(mpc, share, out, h.fxp + y.fxp)
     return rescale_many([raw])[0]
+
+
+def _block(s: Any, rows: Any, transpose: bool, ndim: int) -> Any:
+    """Rows `rows` of a share component (transposed if asked), as `Protocol.masked_matmul`."""
+    x = s[(slice(None),) * (s.ndim - ndim) + (rows,)]
+    return np.swapaxes(x, -1, -2) if transpose else x
 
 
 def _rows(o: Op, ins: list[Any]) -> Any:
@@ -67,6 +89,8 @@ def run_private_many(ex: Any, inputs: list[list[Any]], ops: list[Op]) -> list[Se
     """Several private-matrix products in one round (`Protocol.private_masked_matmul_many`),
     their truncations in one more."""
     mpc = ex.mpc
+    if fused(mpc.proto):  # each product fused with its truncation (as many rounds, fewer bytes)
+        return [run_masked(ex, o, ins) for ins, o in zip(inputs, ops)]
     items, shapes = [], []
     for ins, o in zip(inputs, ops):
         h, y = ins[0], ins[1]
