@@ -5,7 +5,8 @@
 | `sampling` | exact discrete Laplace / Gaussian samplers on cryptographic random bits (CKS 2020) |
 | `mechanisms` | Laplace, Gaussian (on a fixed grid), geometric, discrete Gaussian, exponential, randomized response; `Release` |
 | `accounting` | `PrivacyEvent`, `Accountant` (PLD / RDP from Google's `dp-accounting`) |
-| `budget` | `BudgetLedger`: per party and data source, SQLite, append-only, charged before a release (`Ledger`: the interface the job store's ledger shares, `jointml.orchestration.ledger`) |
+| `budget` | `BudgetLedger`: per party and data source, SQLite, append-only, charged before a release |
+|  | (`Ledger`: the interface shared with the job store's ledger, `jointml.orchestration.ledger`) |
 | `secure` | noise added under MPC to secret-shared aggregates (each compute party adds its own noise) |
 | `distributed` | distributed discrete Gaussian for secure aggregation (each client adds a share; Kairouz-Liu-Steinke 2021) |
 
