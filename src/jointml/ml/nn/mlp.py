@@ -201,7 +201,8 @@ class MPCMLPClassifier(SecureEstimator):
         ...     mpc = MpcDevice(ctx, ["bank", "shop"], dealer="dealer")
         ...     net = ctx.party("shop").run(lambda: W)
         ...     m = MPCMLPClassifier.from_weights(mpc, net, blocks={"bank": 1, "shop": 1}, classes=[0, 1], batch_norm=bn)
-        ...     X = {"bank": ctx.party("bank").run(lambda: np.ones((1, 1))), "shop": ctx.party("shop").run(lambda: np.zeros((1, 1)))}
+        ...     X = {"bank": ctx.party("bank").run(lambda: np.ones((1, 1))),
+        ...          "shop": ctx.party("shop").run(lambda: np.zeros((1, 1)))}
         ...     p = m.predict_proba(X, to="shop")
         ...     return round(float(p.value[0, 1]), 2) if p.is_local else None
         >>> simulate(prog, ["bank", "shop", "dealer"], mode="thread")["shop"]   # sigmoid(2 * 1)
