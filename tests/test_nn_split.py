@@ -210,3 +210,26 @@ def test_defence_parameters_are_checked(cancer):
                  kwargs={"marvell_sumkl": 0.25, "gradient_epsilon": 1.0})
     with pytest.raises(Exception, match="two classes"):
         simulate(prog, ["bank", "shop"], mode="thread", args=(np.arange(64) % 3,), kwargs={"marvell_sumkl": 0.25})
+
+
+@pytest.mark.slow  # importing torch alone takes seconds
+def test_torch_bottom_models_train_the_same_network(cancer):
+    """backend="torch" (jointml[torch]): the bottom models are torch modules with the same
+    initial weights and update rule, so the split network matches the numpy backend's."""
+    pytest.importorskip("torch")
+    X, y = cancer
+    ntr = 420
+    np_run, torch_run = _run(X, y, ntr), _run(X, y, ntr, backend="torch")
+    np.testing.assert_allclose(torch_run["bank"][0], np_run["bank"][0], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(torch_run["shop"][3], np_run["shop"][3], rtol=0, atol=1e-9)  # the same gradients seen
+
+
+def test_unknown_backend_is_refused(cancer):
+    X, y = cancer
+
+    def prog(ctx):
+        xs = {"bank": ctx.party("bank").run(lambda: X[:64, :15]), "shop": ctx.party("shop").run(lambda: X[:64, 15:])}
+        SplitNNClassifier(ctx, batch_size=32, backend="jax").fit(xs, ctx.party("bank").run(lambda: y[:64]))
+
+    with pytest.raises(Exception, match="backend"):
+        simulate(prog, ["bank", "shop"], mode="thread")

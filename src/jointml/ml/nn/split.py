@@ -184,7 +184,7 @@ class SplitNNClassifier(SecureEstimator):
                  batch_size: int = 32, learning_rate: float = 0.1, momentum: float = 0.9, random_state: int = 0,
                  embedding_epsilon: float | None = None, embedding_clip: float = 4.0,
                  gradient_epsilon: float | None = None, gradient_clip: float = 0.05, delta: float = 1e-5,
-                 marvell_sumkl: float | None = None, marvell_power: float | None = None):
+                 marvell_sumkl: float | None = None, marvell_power: float | None = None, backend: str = "numpy"):
         self.device = device
         self.bottom_hidden = bottom_hidden
         self.cut_dim = cut_dim
@@ -202,6 +202,7 @@ class SplitNNClassifier(SecureEstimator):
         self.delta = delta
         self.marvell_sumkl = marvell_sumkl
         self.marvell_power = marvell_power
+        self.backend = backend
 
     def _validate_params(self) -> None:
         pos_ints = "a tuple of positive integers"
@@ -218,6 +219,7 @@ class SplitNNClassifier(SecureEstimator):
         for f in ("embedding_clip", "gradient_clip"):
             check_param(f, getattr(self, f), lambda v: v > 0, "> 0")
         check_param("delta", self.delta, lambda v: 0 < v < 1, "in (0, 1)")
+        check_param("backend", self.backend, lambda v: v in ("numpy", "torch"), "'numpy' or 'torch' (jointml[torch])")
         for f in ("marvell_sumkl", "marvell_power"):
             check_param(f, getattr(self, f), lambda v: v is None or v > 0, "None or > 0")
         chosen = [f for f in ("gradient_epsilon", "marvell_sumkl", "marvell_power") if getattr(self, f) is not None]
@@ -265,6 +267,8 @@ class SplitNNClassifier(SecureEstimator):
             for i in range(n // m):
                 rows = perm[i * m:(i + 1) * m]
                 self._step(mine, rows, None if Y is None else Y[rows])
+        if self._torch is not None:  # the trained weights, as the numpy model's (prediction, saving)
+            self.bottom_ = self._torch.params()
         self.__dict__.pop("model_id_", None)  # a new training gets a new id at save
         return self
 
@@ -286,9 +290,15 @@ class SplitNNClassifier(SecureEstimator):
         bottoms, top = split_init(lay.widths, self.bottom_hidden, int(self.cut_dim), self.top_hidden, k,
                                   int(self.random_state), self.activation)
         self.bottom_ = self.top_ = None
+        self._torch = None
         if me in lay.owners:
             self.bottom_ = bottoms[lay.owners.index(me)]
             self._bvel = [(np.zeros_like(w), np.zeros_like(b)) for w, b in self.bottom_]
+            if self.backend == "torch":  # the same initial weights, trained by torch
+                from .torch_bottom import TorchBottom
+
+                self._torch = TorchBottom(self.bottom_, self.activation, learning_rate=float(self.learning_rate),
+                                          momentum=float(self.momentum))
         if me == self.label_owner_:
             self.top_ = top
             self._tvel = [(np.zeros_like(w), np.zeros_like(b)) for w, b in self.top_]
@@ -297,8 +307,11 @@ class SplitNNClassifier(SecureEstimator):
         """This party's bottom activations and its (clipped, noised) cut-layer output."""
         if mine is None or self.bottom_ is None:
             return [], None
-        acts = forward(mine[rows], self.bottom_, self.activation, output=False)
-        e = acts[-1]
+        if train and getattr(self, "_torch", None) is not None:
+            acts, e = [], self._torch.forward(mine[rows], train=True)
+        else:
+            acts = forward(mine[rows], self.bottom_, self.activation, output=False)
+            e = acts[-1]
         if self.embedding_epsilon is not None:  # DP embeddings: rows clipped, Gaussian noise
             e = gaussian(clip_rows(e, float(self.embedding_clip)), float(self.embedding_clip),
                          float(self.embedding_epsilon), float(self.delta), dim=e.shape[1]).value
@@ -330,6 +343,9 @@ class SplitNNClassifier(SecureEstimator):
                 if self.gradient_norms_ is not None and self.cut_gradients_ is not None:
                     self.gradient_norms_[rows] = np.linalg.norm(g, axis=1)
                     self.cut_gradients_[rows] = g  # this party's view (see norm_attack_auc)
+                if self._torch is not None:
+                    self._torch.step(g)
+                    continue
                 bg, _ = backward(acts, g, self.bottom_, self.activation)
                 self.bottom_, self._bvel = sgd_momentum(self.bottom_, self._bvel, bg, float(self.learning_rate),
                                                         float(self.momentum))
