@@ -62,6 +62,7 @@ from ..linear.base import public_permutation
 from ..linear.features import FeatureLayout, block_shapes, collect_blocks, prediction_rows
 from . import marvell
 from .plain import HIDDEN_ACTIVATIONS, Params, backward, forward, init_params, one_hot, sgd_momentum
+from .torch_bottom import TorchBottom
 
 __all__ = ["SplitNNClassifier", "norm_attack_auc", "direction_attack_auc", "clip_rows", "split_init",
            "train_centralised", "predict_centralised"]
@@ -178,6 +179,9 @@ class SplitNNClassifier(SecureEstimator):
 
     error = ModelError
     _fitted_attr = "layout_"
+    bottom_: Params | None  # this party's bottom model (feature parties)
+    top_: Params | None     # the top model (label holder)
+    _torch: TorchBottom | None
 
     def __init__(self, device: Any, *, bottom_hidden: tuple[int, ...] = (16,), cut_dim: int = 8,
                  top_hidden: tuple[int, ...] = (16,), activation: str = "relu", epochs: int = 5,
@@ -289,14 +293,11 @@ class SplitNNClassifier(SecureEstimator):
         k = 1 if len(self.classes_) == 2 else len(self.classes_)
         bottoms, top = split_init(lay.widths, self.bottom_hidden, int(self.cut_dim), self.top_hidden, k,
                                   int(self.random_state), self.activation)
-        self.bottom_ = self.top_ = None
-        self._torch = None
+        self.bottom_ = self.top_ = self._torch = None
         if me in lay.owners:
             self.bottom_ = bottoms[lay.owners.index(me)]
             self._bvel = [(np.zeros_like(w), np.zeros_like(b)) for w, b in self.bottom_]
             if self.backend == "torch":  # the same initial weights, trained by torch
-                from .torch_bottom import TorchBottom
-
                 self._torch = TorchBottom(self.bottom_, self.activation, learning_rate=float(self.learning_rate),
                                           momentum=float(self.momentum))
         if me == self.label_owner_:
@@ -307,8 +308,9 @@ class SplitNNClassifier(SecureEstimator):
         """This party's bottom activations and its (clipped, noised) cut-layer output."""
         if mine is None or self.bottom_ is None:
             return [], None
-        if train and getattr(self, "_torch", None) is not None:
-            acts, e = [], self._torch.forward(mine[rows], train=True)
+        tb = getattr(self, "_torch", None)  # absent on a loaded model (it predicts with numpy)
+        if train and tb is not None:
+            acts, e = [], tb.forward(mine[rows], train=True)
         else:
             acts = forward(mine[rows], self.bottom_, self.activation, output=False)
             e = acts[-1]
