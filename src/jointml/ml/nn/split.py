@@ -1,12 +1,14 @@
 """Split learning (vertical): bottom models at the feature parties, a top model at the label holder.
 
-Each feature party trains a bottom model (a numpy MLP, `jointml.ml.nn.plain`) on its own
-columns; its cut-layer outputs (embeddings) for a batch go to the label holder, whose top
+Each feature party trains a bottom model (a numpy MLP, `jointml.ml.nn.plain`, or the same
+network in torch with `backend="torch"`: `jointml.ml.nn.torch_bottom`) on its own columns; its cut-layer outputs (embeddings) for a batch go to the label holder, whose top
 model takes their concatenation, computes the cross-entropy loss against its labels, and
 sends each party the gradient of the loss w.r.t. that party's embeddings; each side then
 updates its own model. The messages cross the links through the collectives (`gather` of
 the embeddings, one `send_to` per party for the gradients): two messages per party and
-batch. Batches follow a public order drawn from `random_state`. Prediction sends the
+batch. Batches follow a public order drawn from `random_state`. Undefended, this is exactly
+the SGD of the composed network trained in one place (`train_centralised`, same `split_init`
+weights and batches): split learning costs no accuracy, only its defences do. Prediction sends the
 embeddings of the rows to the label holder, which alone sees the probabilities.
 
 Adversary model: semi-honest parties, no cryptography. What each party learns:
@@ -24,10 +26,14 @@ Adversary model: semi-honest parties, no cryptography. What each party learns:
   attacks of Li et al., "Label leakage and protection in two-party split learning"
   (ICLR 2022) recover the labels with high AUC (`norm_attack_auc` measures it on a
   party's own view: `gradient_norms_`; `direction_attack_auc` on `cut_gradients_`).
-  Mitigation here: `gradient_epsilon` clips each
-  row's gradient to `gradient_clip` and adds Gaussian noise calibrated to the change one
-  label can make (2 x clip) through `jointml.dp.gaussian` (label DP per epoch; Marvell's
-  optimised noise is a tighter alternative, not implemented).
+  Mitigations here, applied by the label holder to the gradients that leave it (its own
+  block never leaves and is never perturbed): `marvell_sumkl` / `marvell_power` add
+  Marvell's per-class Gaussian noise (`jointml.ml.nn.marvell`: optimised so the two
+  classes' perturbed gradients are hard to tell apart; two classes only; noise from
+  `jointml.core.prg` at the label holder); `gradient_epsilon` clips each row's gradient to
+  `gradient_clip` and adds Gaussian noise calibrated to the change one label can make
+  (2 x clip) through `jointml.dp.gaussian` (label DP per epoch). Measured on the credit
+  data: docs/nn.md.
 * Everyone learns the public shapes, hyperparameters, the class set (announced by the
   label holder) and the batch order. A deviating label holder can send crafted gradients
   to steer a bottom model (e.g. toward revealing features); a deviating feature party can
