@@ -1,8 +1,8 @@
 """Split learning (vertical): bottom models at the feature parties, a top model at the label holder.
 
 Each feature party trains a bottom model (a numpy MLP, `jointml.ml.nn.plain`, or the same
-network in torch with `backend="torch"`: `jointml.ml.nn.torch_bottom`) on its own columns; its cut-layer outputs (embeddings) for a batch go to the label holder, whose top
-model takes their concatenation, computes the cross-entropy loss against its labels, and
+network in torch with `backend="torch"`: `jointml.ml.nn.torch_bottom`) on its own columns;
+its cut-layer outputs (embeddings) for a batch go to the label holder, whose top model takes their concatenation, computes the cross-entropy loss against its labels, and
 sends each party the gradient of the loss w.r.t. that party's embeddings; each side then
 updates its own model. The messages cross the links through the collectives (`gather` of
 the embeddings, one `send_to` per party for the gradients): two messages per party and
