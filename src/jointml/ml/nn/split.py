@@ -2,14 +2,15 @@
 
 Each feature party trains a bottom model (a numpy MLP, `jointml.ml.nn.plain`, or the same
 network in torch with `backend="torch"`: `jointml.ml.nn.torch_bottom`) on its own columns;
-its cut-layer outputs (embeddings) for a batch go to the label holder, whose top model takes their concatenation, computes the cross-entropy loss against its labels, and
-sends each party the gradient of the loss w.r.t. that party's embeddings; each side then
-updates its own model. The messages cross the links through the collectives (`gather` of
-the embeddings, one `send_to` per party for the gradients): two messages per party and
-batch. Batches follow a public order drawn from `random_state`. Undefended, this is exactly
-the SGD of the composed network trained in one place (`train_centralised`, same `split_init`
-weights and batches): split learning costs no accuracy, only its defences do. Prediction sends the
-embeddings of the rows to the label holder, which alone sees the probabilities.
+its cut-layer outputs (embeddings) for a batch go to the label holder, whose top model
+takes their concatenation, computes the cross-entropy loss against its labels, and sends
+each party the gradient of the loss w.r.t. that party's embeddings; each side then updates
+its own model. The messages cross the links through the collectives (`gather` of the
+embeddings, one `send_to` per party for the gradients): two messages per party and batch.
+Batches follow a public order drawn from `random_state`. Undefended, this is exactly the
+SGD of the composed network trained in one place (`train_centralised`, same `split_init`
+weights and batches): split learning costs no accuracy, only its defences do. Prediction
+sends the embeddings of the rows to the label holder, which alone sees the probabilities.
 
 Adversary model: semi-honest parties, no cryptography. What each party learns:
 
