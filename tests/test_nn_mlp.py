@@ -186,3 +186,54 @@ def test_adam_under_mpc_matches_the_twin_weights():
     np.testing.assert_allclose(np.vstack([got[0], got[1]]), twin[0][0], atol=2e-3)
     np.testing.assert_allclose(got[3], twin[1][0], atol=2e-3)
     assert np.abs(twin[1][0] - init[1][0]).max() > 0.05     # Adam's steps moved the weights
+
+
+def _with_batch_norm(X, params, norms, eps=1e-5):
+    """The reference: dense -> batch norm (inference statistics) -> ReLU, written out."""
+    h = X
+    for i, ((w, b), bn) in enumerate(zip(params, norms)):
+        z = h @ w + b
+        if bn is not None:
+            g, beta, mu, var = bn
+            z = g * (z - mu) / np.sqrt(var + eps) + beta
+        h = np.maximum(z, 0.0) if i < len(params) - 1 else 1.0 / (1.0 + np.exp(-z))
+    return h
+
+
+def test_batch_norm_folded_into_the_dense_layer_predicts_like_the_network_with_it():
+    from jointml.core.prg import public_rng
+
+    X, y = _cancer()
+    perm = public_permutation(len(X), 0)
+    params = train_plaintext(X[perm][:400], one_hot(y[perm][:400], 2), init_params([30, 16, 8, 1], 0), epochs=3,
+                             batch_size=32, learning_rate=0.1, momentum=0.9)
+    rng = public_rng(2)  # public test inputs: batch-norm statistics as a network trained elsewhere would carry
+    z1 = X[:400] @ params[0][0] + params[0][1]
+    norms = [(rng.uniform(0.5, 2.0, 16), rng.normal(0, 0.3, 16), z1.mean(axis=0), z1.var(axis=0)), None, None]
+    Xt = X[400:460]
+    want = _with_batch_norm(Xt, params, norms)[:, 0]
+
+    def prog(ctx):
+        mpc = MpcDevice(ctx, ["bank", "shop"], dealer="dealer")
+        net = ctx.party("shop").run(lambda: params)            # the model owner's plaintext network
+        m = MPCMLPClassifier.from_weights(mpc, net, blocks={"bank": 12, "shop": 18}, classes=[0, 1],
+                                          batch_norm=norms if ctx.me == "shop" else None)
+        p = m.predict_proba({"bank": ctx.party("bank").run(lambda: Xt[:, :12]),
+                             "shop": ctx.party("shop").run(lambda: Xt[:, 12:])}, to="bank")
+        return p.value[:, 1] if p.is_local else None, [type(w).__name__ for w in m.params_]
+
+    out = simulate(prog, PARTIES, mode="thread")
+    np.testing.assert_allclose(out["bank"][0], want, atol=5e-3)
+    assert out["shop"][0] is None and set(out["bank"][1]) == {"SecretArray"}   # weights secret-shared, scores at bank
+    # without the batch norm the network computes something else: the folding is not a no-op
+    assert np.max(np.abs(forward(Xt, params)[-1][:, 0] - want)) > 0.05
+
+
+def test_from_weights_refuses_a_network_that_does_not_fit():
+    def prog(ctx):
+        mpc = MpcDevice(ctx, ["bank", "shop"], dealer="dealer")
+        net = ctx.party("shop").run(lambda: init_params([5, 3, 1], 0))
+        MPCMLPClassifier.from_weights(mpc, net, blocks={"bank": 2, "shop": 2}, classes=[0, 1])
+
+    with pytest.raises(Exception, match="does not fit"):
+        simulate(prog, PARTIES, mode="thread")

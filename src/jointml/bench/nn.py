@@ -14,10 +14,19 @@ Figures (one JSON line each; parties as separate processes over TLS on this mach
   (their 2-party CPU run dated 2020-06-26, their hardware: a dated reference, NOT measured
   here);
 * `split_credit`: `SplitNNClassifier` on the German credit data (bank: 10 columns and
-  the label, partner: 10 columns; one-hot encoded, standardised), `auc` beside centralised
-  numpy training (`baseline_auc`), the norm attack's AUC at recovering the labels from the
-  partner's view (`label_attack_auc`) and with the gradient-DP defence
-  (`label_attack_auc_defended`, `auc_defended`).
+  the label, partner: 10 columns; one-hot encoded, standardised; 700 training rows, 300
+  test rows), repeated over `seeds` seeds (each its own train/test split, initialisation
+  and batch order), means with `_std` spreads beside them: `auc` (split learning) beside
+  `baseline_auc`, the SAME network (bottom models side by side under the top model, same
+  initialisation and batches) trained centrally in numpy (`max_abs_proba_diff_vs_baseline`:
+  the largest difference of a predicted probability between the two over all seeds), and,
+  for context only, `dense_mlp_auc` (a different network: one MLP over all columns).
+  Label leakage from the partner's view of the cut-layer gradients (Li et al., ICLR 2022):
+  `norm_attack_auc`, `direction_attack_auc` (mean over 20 rows taken as known) and
+  `label_attack_auc` (the stronger of the two), undefended, with Marvell's perturbation
+  (`_defended`: `auc_defended`, `auc_cost_defended` = paired AUC loss per seed) and with
+  per-row label DP (`_dp`, `gradient_epsilon`). The timing fields are one run (seed 0) in
+  processes, beside the centralised twin's.
 
 Every line also has `seconds`, `baseline_seconds`, `peak_mb` (largest party) and `peak_rss_mb`
 (each party's peak resident memory, MB).
@@ -144,6 +153,12 @@ def _credit() -> tuple[np.ndarray, np.ndarray, int]:
     return X, y, int(sum(widths[:len(left)]))
 
 
+#: split_credit's network and schedule (picked on the centralised twin: 3 epochs of SGD with
+#: momentum, batches of 16; more epochs overfit these 700 rows)
+SPLIT_PARAMS: dict[str, Any] = dict(bottom_hidden=(16,), cut_dim=4, top_hidden=(8,), epochs=3, batch_size=16,
+                                    learning_rate=0.03, momentum=0.9)
+
+
 def _split_prog(ctx: Any, X: np.ndarray, y: np.ndarray, Xt: np.ndarray, cut: int, params: dict) -> dict[str, Any]:
     from ..ml.nn import SplitNNClassifier
 
@@ -156,46 +171,108 @@ def _split_prog(ctx: Any, X: np.ndarray, y: np.ndarray, Xt: np.ndarray, cut: int
     seconds = time.perf_counter() - t0
     payload = ctx.stats()["payload_sent"]
     p = m.predict_proba(blocks(Xt))
-    return {"seconds": seconds, "payload": payload, "peak_mb": _peak_mb(), "norms": m.gradient_norms_,
+    return {"seconds": seconds, "payload": payload, "peak_mb": _peak_mb(), "grads": m.cut_gradients_,
             "proba": p.value[:, 1] if p.is_local else None}
 
 
-def _split_credit(epochs: int, gradient_epsilon: float) -> dict:
+def _attacks(grads: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """The norm attack's AUC and the direction attack's (mean over 20 rows taken as known)."""
+    from ..ml.nn.split import direction_attack_auc, norm_attack_auc
+
+    return (norm_attack_auc(np.linalg.norm(grads, axis=1), y),
+            float(np.mean([direction_attack_auc(grads, y, known=k) for k in range(20)])))
+
+
+def _split_seed(X: np.ndarray, y: np.ndarray, cut: int, seed: int, defences: dict[str, dict]) -> dict[str, Any]:
+    """One seed (train/test split, initialisation, batch order): split learning undefended
+    and with each defence, the same network trained centrally, and a dense MLP."""
     from sklearn.metrics import roc_auc_score
 
     from ..ml.linear.base import public_permutation
     from ..ml.nn import forward, init_params, one_hot, train_plaintext
-    from ..ml.nn.split import norm_attack_auc
+    from ..ml.nn.split import predict_centralised, split_init, train_centralised
+
+    perm = public_permutation(len(X), 100 + seed)
+    tr, te = perm[:700], perm[700:]
+    P = {**SPLIT_PARAMS, "random_state": seed}
+    sched = dict(epochs=P["epochs"], batch_size=P["batch_size"], learning_rate=P["learning_rate"],
+                 momentum=P["momentum"])
+    init = split_init([cut, X.shape[1] - cut], P["bottom_hidden"], P["cut_dim"], P["top_hidden"], 1, seed)
+    b, t = train_centralised([X[tr][:, :cut], X[tr][:, cut:]], one_hot(y[tr], 2), *init, seed=seed, **sched)
+    central = predict_centralised([X[te][:, :cut], X[te][:, cut:]], b, t)[:, 0]
+    order = public_permutation(700, seed)  # context only: a dense MLP on all columns (another network)
+    dense = train_plaintext(X[tr][order], one_hot(y[tr], 2)[order], init_params([X.shape[1], 32, 8, 1], seed), **sched)
+    out: dict[str, Any] = {"baseline_auc": roc_auc_score(y[te], central),
+                           "dense_auc": roc_auc_score(y[te], forward(X[te], dense)[-1][:, 0])}
+    for name, extra in {"plain": {}, **defences}.items():
+        r = simulate(_split_prog, ["bank", "partner"], mode="thread", args=(X[tr], y[tr], X[te], cut, {**P, **extra}))
+        out[name] = (roc_auc_score(y[te], r["bank"]["proba"]), *_attacks(r["partner"]["grads"], y[tr]))
+        if name == "plain":
+            out["proba_diff"] = float(np.max(np.abs(r["bank"]["proba"] - central)))
+    return out
+
+
+def _ms(v: list[float]) -> tuple[float, float]:
+    return round(float(np.mean(v)), 4), round(float(np.std(v)), 4)
+
+
+def _split_credit(seeds: int, marvell_sumkl: float, gradient_epsilon: float) -> dict:
+    from ..ml.linear.base import public_permutation
 
     X, y, cut = _credit()
-    perm = public_permutation(len(X), 7)
+    perm = public_permutation(len(X), 100)  # the timed run: seed 0's split
     tr, te = perm[:700], perm[700:]
-    params: dict[str, Any] = dict(bottom_hidden=(16,), cut_dim=4, top_hidden=(8,), epochs=epochs, batch_size=32,
-                                  learning_rate=0.05)
-    plain, rss = simulate_rss(_split_prog, ["bank", "partner"], mode="process", args=(X[tr], y[tr], X[te], cut, params))
-    dp = simulate(_split_prog, ["bank", "partner"], mode="process",
-                  args=(X[tr], y[tr], X[te], cut, {**params, "gradient_epsilon": gradient_epsilon}))
-    order = public_permutation(700, 0)
+    timed, rss = simulate_rss(_split_prog, ["bank", "partner"], mode="process",
+                              args=(X[tr], y[tr], X[te], cut, {**SPLIT_PARAMS, "random_state": 0}))
+    defences = {"marvell": {"marvell_sumkl": marvell_sumkl}, "dp": {"gradient_epsilon": gradient_epsilon}}
+    runs = [_split_seed(X, y, cut, s, defences) for s in range(seeds)]
+    col = {k: [r[k] for r in runs] for k in ("baseline_auc", "dense_auc", "proba_diff")}
+    row: dict[str, Any] = {"figure": "split_credit", "train_rows": 700, "test_rows": len(X) - 700, "seeds": seeds,
+                           "network": f"bottoms {cut}-16-4 | {X.shape[1] - cut}-16-4, top 8-8-1",
+                           **{k: v for k, v in SPLIT_PARAMS.items() if k in ("epochs", "batch_size", "learning_rate")}}
+    for name, tag in (("plain", ""), ("marvell", "_defended"), ("dp", "_dp")):
+        auc, norm, direction = (list(v) for v in zip(*[r[name] for r in runs]))
+        row[f"auc{tag}"], row[f"auc{tag}_std"] = _ms(auc)
+        row[f"label_attack_auc{tag}"] = round(max(float(np.mean(norm)), float(np.mean(direction))), 4)
+        row[f"norm_attack_auc{tag}"], row[f"norm_attack_auc{tag}_std"] = _ms(norm)
+        row[f"direction_attack_auc{tag}"], row[f"direction_attack_auc{tag}_std"] = _ms(direction)
+        if tag:  # the defence's cost, paired per seed (same split, initialisation, batches)
+            row[f"auc_cost{tag}"], row[f"auc_cost{tag}_std"] = _ms([r["plain"][0] - r[name][0] for r in runs])
+    row["baseline_auc"], row["baseline_auc_std"] = _ms(col["baseline_auc"])
+    row["max_abs_proba_diff_vs_baseline"] = float(max(col["proba_diff"]))
+    row["dense_mlp_auc"], row["dense_mlp_auc_std"] = _ms(col["dense_auc"])
+    row["defence"] = f"marvell sumKL<={marvell_sumkl}"
+    row["gradient_epsilon"] = gradient_epsilon
+    samples = SPLIT_PARAMS["epochs"] * (700 // SPLIT_PARAMS["batch_size"]) * SPLIT_PARAMS["batch_size"]
+    seconds = max(r["seconds"] for r in timed.values())
     t0 = time.perf_counter()
-    central = train_plaintext(X[tr][order], one_hot(y[tr], 2)[order], init_params([X.shape[1], 32, 8, 1], 0),
-                              epochs=epochs, batch_size=32, learning_rate=0.05, momentum=0.9)
+    _split_seed_central_only(X, y, cut)
     base_s = time.perf_counter() - t0
-    samples = epochs * (700 // 32) * 32
-    seconds = max(r["seconds"] for r in plain.values())
-    return {"figure": "split_credit", "train_rows": 700, "epochs": epochs,
-            "auc": round(float(roc_auc_score(y[te], plain["bank"]["proba"])), 4),
-            "baseline_auc": round(float(roc_auc_score(y[te], forward(X[te], central)[-1][:, 0])), 4),
-            "auc_defended": round(float(roc_auc_score(y[te], dp["bank"]["proba"])), 4),
-            "label_attack_auc": round(norm_attack_auc(plain["partner"]["norms"], y[tr]), 4),
-            "label_attack_auc_defended": round(norm_attack_auc(dp["partner"]["norms"], y[tr]), 4),
-            "gradient_epsilon": gradient_epsilon, "seconds": round(seconds, 4), "baseline_seconds": round(base_s, 4),
-            "samples_per_second": round(samples / seconds, 1), "baseline_samples_per_second": round(samples / base_s, 1),
-            "bytes_per_sample": round(sum(r["payload"] for r in plain.values()) / samples, 1),
-            "peak_mb": max(r["peak_mb"] for r in plain.values()), "peak_rss_mb": rss}
+    row.update({"seconds": round(seconds, 4), "baseline_seconds": round(base_s, 4),
+                "samples_per_second": round(samples / seconds, 1), "baseline_samples_per_second": round(samples / base_s, 1),
+                "bytes_per_sample": round(sum(r["payload"] for r in timed.values()) / samples, 1),
+                "peak_mb": max(r["peak_mb"] for r in timed.values()), "peak_rss_mb": rss})
+    return row
 
 
-def run(figures: list[str] | None = None, epochs: int = 5, gradient_epsilon: float = 4.0) -> list[dict[str, Any]]:
-    """The figures (see the module docstring) as dicts, one per figure."""
+def _split_seed_central_only(X: np.ndarray, y: np.ndarray, cut: int) -> None:
+    """The centralised twin of the timed run (seed 0), for the plaintext speed."""
+    from ..ml.linear.base import public_permutation
+    from ..ml.nn import one_hot
+    from ..ml.nn.split import split_init, train_centralised
+
+    tr = public_permutation(len(X), 100)[:700]
+    P = SPLIT_PARAMS
+    init = split_init([cut, X.shape[1] - cut], P["bottom_hidden"], P["cut_dim"], P["top_hidden"], 1, 0)
+    train_centralised([X[tr][:, :cut], X[tr][:, cut:]], one_hot(y[tr], 2), *init, epochs=P["epochs"],
+                      batch_size=P["batch_size"], learning_rate=P["learning_rate"], momentum=P["momentum"], seed=0)
+
+
+def run(figures: list[str] | None = None, epochs: int = 5, gradient_epsilon: float = 4.0, marvell_sumkl: float = 0.25,
+        seeds: int = 12) -> list[dict[str, Any]]:
+    """The figures (see the module docstring) as dicts, one per figure. `epochs`: the MPC
+    MLP on digits (split_credit has its own schedule, `SPLIT_PARAMS`); `seeds`: split_credit's
+    repetitions (train/test split, initialisation and batch order per seed)."""
     out = []
     for name in figures or FIGURES:
         if name == "mpc_mlp_digits":
@@ -203,7 +280,7 @@ def run(figures: list[str] | None = None, epochs: int = 5, gradient_epsilon: flo
         elif name == "mpc_mlp_crypten_ff":
             out.append(_crypten_ff())
         elif name == "split_credit":
-            out.append(_split_credit(epochs, gradient_epsilon))
+            out.append(_split_credit(seeds, marvell_sumkl, gradient_epsilon))
         else:
             from ..core.errors import ParameterError
 

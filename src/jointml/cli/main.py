@@ -650,14 +650,18 @@ def bench_dsl(protocol: str, figures: tuple[str, ...], rows: int, features: int,
 
 @bench.command("nn")
 @click.option("--figure", "figures", multiple=True, help="mpc_mlp_digits, mpc_mlp_crypten_ff, split_credit (repeatable).")
-@click.option("--epochs", type=int, default=5, show_default=True)
-@click.option("--gradient-epsilon", type=float, default=4.0, show_default=True, help="split_credit: the defence's epsilon.")
+@click.option("--epochs", type=int, default=5, show_default=True, help="MPC MLP figures (split_credit: 3, fixed).")
+@click.option("--gradient-epsilon", type=float, default=4.0, show_default=True, help="split_credit: the DP defence's epsilon.")
+@click.option("--marvell-sumkl", type=float, default=0.25, show_default=True, help="split_credit: Marvell's sumKL bound.")
+@click.option("--seeds", type=int, default=12, show_default=True, help="split_credit: repetitions (mean and spread).")
 @click.option("--json", "as_json", is_flag=True)
-def bench_nn(figures: tuple[str, ...], epochs: int, gradient_epsilon: float, as_json: bool) -> None:
+def bench_nn(figures: tuple[str, ...], epochs: int, gradient_epsilon: float, marvell_sumkl: float, seeds: int,
+             as_json: bool) -> None:
     """Neural networks: MPC MLP samples/s beside its plaintext twin and CrypTen's published figure; split learning."""
     from ..bench import nn as bnn
 
-    for row in bnn.run(list(figures) or None, epochs=epochs, gradient_epsilon=gradient_epsilon):
+    for row in bnn.run(list(figures) or None, epochs=epochs, gradient_epsilon=gradient_epsilon,
+                       marvell_sumkl=marvell_sumkl, seeds=seeds):
         click.echo(json.dumps(row))
 
 

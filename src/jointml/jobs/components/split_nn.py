@@ -4,10 +4,10 @@ trained under MPC), with the components `split_nn.train` / `split_nn.predict` an
 
 What each party learns is the model's own security model: `split_nn` shows the label
 holder every party's cut-layer activations and each feature party the gradients w.r.t. its
-own activations (`jointml.ml.nn.split`, with the DP defences `gradient_epsilon` and
-`embedding_epsilon`); `mpc_mlp` keeps features, labels and weights secret-shared and
-reveals the scores to `to` only (`jointml.ml.nn.mlp`). Scores of `split_nn` go to the
-label holder only.
+own activations (`jointml.ml.nn.split`, with the defences `marvell_sumkl` (Marvell's
+gradient perturbation), `gradient_epsilon` and `embedding_epsilon` (DP)); `mpc_mlp` keeps
+features, labels and weights secret-shared and reveals the scores to `to` only
+(`jointml.ml.nn.mlp`). Scores of `split_nn` go to the label holder only.
 
 >>> from jointml.jobs.registry import COMPONENTS, MODELS
 >>> COMPONENTS["split_nn.train"].fixed, MODELS["split_nn"].device, MODELS["mpc_mlp"].device
@@ -40,14 +40,16 @@ class SplitNNEntry(ModelEntry):
     def build(self, device: Any, *, bottom_hidden: list[int] | None = None, cut_dim: int = 8,
               top_hidden: list[int] | None = None, epochs: int = 10, batch_size: int = 32, learning_rate: float = 0.1,
               momentum: float = 0.9, seed: int = 0, gradient_epsilon: float | None = None,
-              gradient_clip: float = 0.05, embedding_epsilon: float | None = None, embedding_clip: float = 4.0) -> Any:
+              gradient_clip: float = 0.05, embedding_epsilon: float | None = None, embedding_clip: float = 4.0,
+              marvell_sumkl: float | None = None, marvell_power: float | None = None) -> Any:
         from ...ml.nn import SplitNNClassifier
 
         return SplitNNClassifier(device, bottom_hidden=tuple(bottom_hidden or [16]), cut_dim=cut_dim,
                                  top_hidden=tuple(top_hidden if top_hidden is not None else [16]), epochs=epochs,
                                  batch_size=batch_size, learning_rate=learning_rate, momentum=momentum,
                                  random_state=seed, gradient_epsilon=gradient_epsilon, gradient_clip=gradient_clip,
-                                 embedding_epsilon=embedding_epsilon, embedding_clip=embedding_clip)
+                                 embedding_epsilon=embedding_epsilon, embedding_clip=embedding_clip,
+                                 marvell_sumkl=marvell_sumkl, marvell_power=marvell_power)
 
     def classes(self) -> dict[str, type[SecureEstimator]]:
         from ...ml.nn import SplitNNClassifier
@@ -100,6 +102,9 @@ PARAM_HELP.update({
     ("*", "momentum"): "SGD momentum",
     ("*", "gradient_epsilon"): "split_nn: label-DP epsilon of the cut-layer gradients per epoch (None: no noise)",
     ("*", "gradient_clip"): "split_nn: L2 bound of each row's cut-layer gradient before the noise",
+    ("*", "marvell_sumkl"): "split_nn: Marvell's bound on the sumKL between the classes' perturbed cut-layer gradients "
+                            "(binary labels; smaller hides more; None: off)",
+    ("*", "marvell_power"): "split_nn: Marvell's noise budget as a multiple of |g1 - g0|^2 (instead of marvell_sumkl)",
     ("*", "embedding_epsilon"): "split_nn: DP epsilon of the cut-layer outputs per epoch (None: no noise)",
     ("*", "embedding_clip"): "split_nn: L2 bound of each row's cut-layer output before the noise",
     ("*", "hidden"): "mpc_mlp: hidden layer sizes",

@@ -41,6 +41,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,7 @@ from ..base import SecureEstimator, check_param, mpc_part_problem, mpc_part_publ
 from ..checks import announced_shape
 from ..linear.base import public_permutation
 from ..linear.features import FeatureLayout, block_shapes, check_blocks, collect_blocks, prediction_rows
-from .plain import HIDDEN_ACTIVATIONS, adam_schedule, dropout_masks, init_params, one_hot
+from .plain import HIDDEN_ACTIVATIONS, BatchNorm, adam_schedule, dropout_masks, fold_batch_norm, init_params, one_hot
 from .programs import param_shapes, prediction_program, training_program
 
 __all__ = ["MPCMLPClassifier", "flat_params"]
@@ -178,6 +179,56 @@ class MPCMLPClassifier(SecureEstimator):
         self.params_ = list(prog.run(ctx, mpc, *data, *init))
         self.__dict__.pop("model_id_", None)  # a new training gets a new id at save
         return self
+
+    # -- a network trained elsewhere ------------------------------------------------------
+    @classmethod
+    def from_weights(cls, device: MpcDevice, params: PartyObject, *, blocks: dict[str, int], classes: Sequence[Any],
+                     activation: str = "relu", batch_norm: Sequence[BatchNorm | None] | None = None,
+                     bn_eps: float = 1e-5) -> MPCMLPClassifier:
+        """A classifier for secure prediction from a network its owner trained elsewhere:
+        `params` is that party's PartyObject of layer-wise [(W, b), ...] (numpy); batch norm
+        at inference after any dense layer (`batch_norm`: one (gamma, beta, running mean,
+        running variance) or None per layer, read at the owner only) is folded into the
+        layer before it at the owner (`fold_batch_norm`), then the weights are
+        secret-shared. `blocks`: each feature party's width, in column order (public).
+        The others learn the layer sizes, nothing of the weights or the statistics. Every
+        party calls it (SPMD).
+
+        >>> from jointml.mpc import MpcDevice
+        >>> W = [(np.array([[1.0], [-1.0]]), np.array([0.0]))]
+        >>> bn = [(np.array([2.0]), np.array([0.0]), np.array([0.0]), np.array([1.0]))]
+        >>> def prog(ctx):
+        ...     mpc = MpcDevice(ctx, ["bank", "shop"], dealer="dealer")
+        ...     net = ctx.party("shop").run(lambda: W)
+        ...     m = MPCMLPClassifier.from_weights(mpc, net, blocks={"bank": 1, "shop": 1}, classes=[0, 1], batch_norm=bn)
+        ...     X = {"bank": ctx.party("bank").run(lambda: np.ones((1, 1))),
+        ...          "shop": ctx.party("shop").run(lambda: np.zeros((1, 1)))}
+        ...     p = m.predict_proba(X, to="shop")
+        ...     return round(float(p.value[0, 1]), 2) if p.is_local else None
+        >>> simulate(prog, ["bank", "shop", "dealer"], mode="thread")["shop"]   # sigmoid(2 * 1)
+        0.88
+        """
+        ctx, owner = device.ctx, params.owner
+        m = cls(device, activation=activation)
+        m._validate_params()
+        folded = None
+        if params.is_local:
+            layers = [(np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64)) for w, b in params.value]
+            folded = fold_batch_norm(layers, list(batch_norm) if batch_norm is not None else [None] * len(layers),
+                                     float(bn_eps))
+        sizes_meta = {"sizes": [folded[0][0].shape[0]] + [w.shape[1] for w, _ in folded]} if folded else None
+        sizes = [int(v) for v in broadcast(ctx, owner, meta=sizes_meta, name="mlp-weights").meta["sizes"]]
+        widths = [int(w) for w in blocks.values()]
+        k = len(classes)
+        if sizes[0] != sum(widths) or sizes[-1] != (1 if k == 2 else k):
+            raise ModelError(f"party '{owner}': a network with layer sizes {sizes} does not fit {sum(widths)} feature "
+                             f"columns and {k} classes", party=owner, field="params")
+        m.features_ = FeatureLayout(list(blocks), widths, [[f"{p}_x{i}" for i in range(w)] for p, w in blocks.items()])
+        m.sizes_, m.classes_, m.label_owner_ = sizes, np.asarray(list(classes)), owner
+        m.hidden_layer_sizes = tuple(sizes[1:-1])
+        flat = flat_params(folded, widths) if folded else [None] * len(param_shapes(widths, sizes))
+        m.params_ = [device.transfer_in(ctx.party(owner).run(lambda a=a: a), fxp=True) for a in flat]
+        return m
 
     # -- prediction --------------------------------------------------------------------
     def predict_proba(self, X: Any, to: str | None = None) -> PartyObject:

@@ -31,7 +31,7 @@ from ...core.prg import public_rng
 
 __all__ = ["init_params", "forward", "backward", "train_plaintext", "activation_fn", "HIDDEN_ACTIVATIONS",
            "one_hot", "sgd_momentum", "dropout_masks",
-           "adam_schedule", "adam_step", "ADAM_BETAS"]
+           "adam_schedule", "adam_step", "ADAM_BETAS", "fold_batch_norm", "BatchNorm"]
 
 Params = list[tuple[np.ndarray, np.ndarray]]
 
@@ -197,6 +197,41 @@ def dropout_masks(seed: int, rows: int, widths: Sequence[int], rate: float) -> l
     """
     rng = public_rng(int(seed) + 7919)  # public (see the docstring)
     return [(rng.random((int(rows), int(w))) >= rate) / (1.0 - rate) for w in widths]
+
+
+BatchNorm = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # gamma, beta, running mean, running variance
+
+
+def fold_batch_norm(params: Params, norms: Sequence[BatchNorm | None], eps: float = 1e-5) -> Params:
+    """Batch normalisation at inference folded into the dense layer before it: a layer
+    z = x W + b followed by BN(z) = gamma (z - mean) / sqrt(var + eps) + beta becomes
+    x (W s) + (b - mean) s + beta with s = gamma / sqrt(var + eps) (per unit). `norms` has
+    one entry per dense layer, None where no BN follows it. At inference BN is affine with
+    fixed statistics, so the folded network computes exactly the same function, and under
+    MPC it costs nothing beyond the dense layer (no secure division or square root).
+
+    >>> W, b = np.array([[2.0], [1.0]]), np.array([1.0])
+    >>> bn = (np.array([3.0]), np.array([0.5]), np.array([1.0]), np.array([4.0 - 1e-5]))
+    >>> (Wf, bf), = fold_batch_norm([(W, b)], [bn])
+    >>> x = np.array([[1.0, 1.0]])
+    >>> round(float((x @ Wf + bf)[0, 0]), 6), float(3.0 * ((x @ W + b)[0, 0] - 1.0) / 2.0 + 0.5)
+    (5.0, 5.0)
+    """
+    if len(norms) != len(params):
+        raise ParameterError(f"{len(norms)} batch-norm entries for {len(params)} dense layers (use None for a layer "
+                             "without batch norm)", field="batch_norm")
+    out: Params = []
+    for i, ((w, b), bn) in enumerate(zip(params, norms)):
+        if bn is None:
+            out.append((np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64)))
+            continue
+        gamma, beta, mean, var = (np.asarray(a, dtype=np.float64).reshape(-1) for a in bn)
+        if not all(len(a) == w.shape[1] for a in (gamma, beta, mean, var)) or (var < 0).any():
+            raise ParameterError(f"batch norm after layer {i}: gamma, beta, mean and var need {w.shape[1]} values each "
+                                 "(var >= 0)", field="batch_norm")
+        s = gamma / np.sqrt(var + eps)
+        out.append((np.asarray(w, dtype=np.float64) * s, (np.asarray(b, dtype=np.float64) - mean) * s + beta))
+    return out
 
 
 def train_plaintext(X: np.ndarray, Y: np.ndarray, params: Params, *, epochs: int, batch_size: int,
