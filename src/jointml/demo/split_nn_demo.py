@@ -68,7 +68,8 @@ def run(mode: str = "process", out_dir: str = "jointml-demo-out", verbose: bool 
     res = simulate_pipeline(spec, mode=mode, verbose=False)
     seconds = time.perf_counter() - t0
     X, y, cut = _credit_matrix()
-    defences = (("none", {}), ("marvell_sumkl=0.25", {"marvell_sumkl": 0.25}), ("gradient_epsilon=4", {"gradient_epsilon": 4.0}))
+    defences: tuple[tuple[str, dict[str, float]], ...] = (
+        ("none", {}), ("marvell_sumkl=0.25", {"marvell_sumkl": 0.25}), ("gradient_epsilon=4", {"gradient_epsilon": 4.0}))
     attack = {name: _attack(X, y, cut, d) for name, d in defences}
     summary = {"job": "split_nn", "auc": round(float(res["bank"]["auc"]), 4), "seconds": round(seconds, 2),
                "model_dir": str(out / "split_nn" / "model"), "label_attack": attack}
