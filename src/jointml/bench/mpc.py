@@ -68,10 +68,14 @@ def _prefetch(mpc, figure: str) -> None:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(os.cpu_count() or 1, user_api="blas"):
+        # `x * y` and `x @ y` of two secrets are fixed-point products (`fxp_product`): prefetch
+        # what they take (with the dealer's truncation, the fused triple + pair), not the bare
+        # kernel's triple, which the product would leave unused while generating its own online
+        f = mpc.frac_bits
         if figure == "mul_1M":
-            mpc.proto.prefetch("mul", (1_000_000,), (1_000_000,))
+            mpc.proto.prefetch("fxp_mul", (1_000_000,), (1_000_000,), bits=f)
         elif figure == "matmul_1000":
-            mpc.proto.prefetch("matmul", (1000, 1000), (1000, 1000))
+            mpc.proto.prefetch("fxp_matmul", (1000, 1000), (1000, 1000), bits=f)
         elif figure == "lt_1M":
             mpc.proto.prefetch("msb", (1_000_000,))
 

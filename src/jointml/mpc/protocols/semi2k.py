@@ -504,7 +504,11 @@ class Semi2k(Protocol):
         does no generation: the dealer computes and sends its corrections now, the compute
         parties draw their PRG shares and receive the corrections. Kernels: mul, square,
         matmul, trunc (bits), trunc_product (bits), mul_trunc, square_trunc and matmul_trunc (bits),
-        msb and eqz (their masks and bit conversion).
+        msb and eqz (their masks and bit conversion), and fxp_mul, fxp_square, fxp_matmul (bits):
+        what `fxp_product` of that kind will take with the device's truncation mode (the fused
+        kernel's triple and pair with the dealer's, the plain triple with local truncation).
+        A `SecretArray` product of two secrets is an `fxp_product`: prefetch it as fxp_*, not
+        as the bare kernel, or the kernel generates its randomness online.
 
         >>> def prog(ctx):
         ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol")
@@ -516,6 +520,14 @@ class Semi2k(Protocol):
         """
         s = [tuple(x) for x in shapes]
         prov = self.prov
+        if op in _FXP_PREFETCH:
+            # what `fxp_product(kind, ...)` (a `SecretArray` product of two secrets) will
+            # consume: the fused kernel's triple + pair with the dealer's truncation, the
+            # plain triple with local truncation (which has no correlated randomness)
+            kind = op[len("fxp_"):]
+            if self.trunc_mode == "dealer":
+                return self.prefetch(kind + "_trunc", *s, bits=bits)
+            return self.prefetch(kind, *s)
         if op in ("mul", "matmul"):
             out = matmul_shape(s[0], s[1]) if op == "matmul" else broadcast_shape(s[0], s[1])
             prov.prefetch("beaver", op, s[0], s[1], out)
@@ -734,6 +746,8 @@ class Semi2k(Protocol):
 
 
 _FUSED = frozenset({"mul_trunc", "square_trunc", "matmul_trunc"})
+#: prefetch names for `fxp_product(kind)`: whichever kernels the device's truncation mode picks
+_FXP_PREFETCH = frozenset({"fxp_mul", "fxp_square", "fxp_matmul"})
 
 
 def _trunc_mode(trunc: str | None, n: int) -> str:
