@@ -231,9 +231,14 @@ class Semi2k(Protocol):
         """All compute parties publish their shares of several values at once (one round)."""
         for p in self.peers:
             self.comm.send(p, tag, arrays)
-        out = [bk.copy(a) for a in arrays]  # 0-d operands arrive as numpy scalars
-        for p in self.peers:
+        out: list[Array] = []
+        for j, p in enumerate(self.peers):
             got = self.comm.recv(p, tag, dtypes=[a.dtype for a in arrays], shapes=[a.shape for a in arrays]).arrays
+            if j == 0:
+                # the first peer's share and ours into a fresh array (one pass: no copy first);
+                # the sent arrays are left alone (a transport may still hold them)
+                out = [bk.asarray(a ^ g if boolean else bk.add(a, g)) for a, g in zip(arrays, got)]
+                continue
             for o, g in zip(out, got):
                 if boolean:
                     o ^= g
@@ -353,11 +358,8 @@ class Semi2k(Protocol):
             return None
         A, B, C = t
         E, F = self._open("mul", [a - A, b - B])
-        # sum_i E*y_i + a_i*F + c_i = xy (in place: two temporaries fewer on 1M elements)
-        z = E * b
-        z += A * F
-        z += resolve(C)
-        return z
+        # sum_i E*y_i + a_i*F + c_i = xy
+        return _beaver_mul_into(E, b, A, F, resolve(C))
 
     def square(self, a: Share, shape: Shape) -> Share:
         t = self.prov.square_pair(tuple(shape))
@@ -375,10 +377,9 @@ class Semi2k(Protocol):
             return None
         A, B, C = t
         E, F = self._open("matmul", [a - A, b - B])
-        # sum_i (E @ y_i + a_i @ F + c_i) = E@Y + A@F + AB = XY: two ring matmuls per party.
-        z = bk.matmul(E, b) + bk.matmul(A, F)
-        z += resolve(C)
-        return z
+        # sum_i (E @ y_i + a_i @ F + c_i) = E@Y + A@F + AB = XY: two ring matmuls per party
+        # (sharing one limb pipeline: see `_beaver_matmul`)
+        return _beaver_matmul(E, b, A, F, resolve(C))
 
     # -- truncation --------------------------------------------------------------------
     def trunc(self, a: Share, bits: int, shape: Shape) -> Share:
@@ -454,7 +455,7 @@ class Semi2k(Protocol):
             return None
         A, B, C, pair = t
         E, F = self._open("mul", [a - A, b - B])
-        return self._trunc_with(resolve(C) + E * b + A * F, bits, pair)
+        return self._trunc_with(_beaver_mul_into(E, b, A, F, resolve(C)), bits, pair)
 
     def square_trunc(self, a: Share, shape: Shape, bits: int) -> Share:
         """trunc(x * x, bits): `square` and the pair in one provider call, as `mul_trunc`."""
@@ -474,20 +475,25 @@ class Semi2k(Protocol):
             return None
         A, B, C, pair = t
         E, F = self._open("matmul", [a - A, b - B])
-        z = bk.matmul(E, b) + bk.matmul(A, F)
-        z += resolve(C)
-        return self._trunc_with(z, bits, pair)
+        return self._trunc_with(_beaver_matmul(E, b, A, F, resolve(C)), bits, pair)
 
     def _trunc_with(self, a: Array, bits: int, pair: tuple[Array, Any, Any]) -> Array:
         R, r_hi, r_msb = pair
-        x = a + R
+        x = bk.add(a, R)
         if self.idx == 0:
-            x = x + _U(1 << 62)
+            x += _U(1 << 62)
         (c,) = self._open("trunc", [x])
-        not_c_msb = _U(1) - bk.rshift(c, 63)
-        y = resolve(r_msb) * bk.lshift(not_c_msb, 64 - bits) - resolve(r_hi)
+        # y = msb(r) * ~msb(c) * 2^(64-bits) - (r >> bits) [+ (c >> bits) - 2^(62-bits) at party 0],
+        # in place on one temporary and on c (this party's own copy of the opened value)
+        y = bk.rshift(c, 63)
+        y ^= _U(1)
+        y <<= _U(64 - bits)
+        y *= resolve(r_msb)
+        y -= resolve(r_hi)
         if self.idx == 0:
-            y += bk.rshift(c, bits) - _U(1 << (62 - bits))
+            c >>= _U(bits)
+            c -= _U(1 << (62 - bits))
+            y += c
         return y
 
     def supports(self, capability: str) -> bool:
@@ -764,6 +770,40 @@ def _bits(bits: int | None) -> int:
     if bits is None:
         raise ParameterError("semi2k.prefetch: a truncation needs bits=", field="bits")
     return int(bits)
+
+
+def _beaver_mul_into(E: Array, b: Array, A: Array, F: Array, C: Array) -> Array:
+    """E*b + A*F + C, elementwise; written into the opened F (this party's own array, not
+    used again) when the shapes allow it, so that 1M-element products allocate nothing."""
+    out_shape = np.broadcast_shapes(np.shape(E), np.shape(b), np.shape(A), np.shape(F), np.shape(C))
+    if np.shape(F) != out_shape or not isinstance(F, np.ndarray) or not F.flags.writeable:
+        z = E * b
+        z += A * F
+        z += C
+        return z
+    bk.mul(A, F, out=F)
+    F += C
+    # E*b needs one temporary unless E (also our own array) has the output's shape
+    if np.shape(E) == out_shape and isinstance(E, np.ndarray) and E.flags.writeable:
+        F += bk.mul(E, b, out=E)
+    else:
+        F += E * b
+    return F
+
+
+def _beaver_matmul(E: Array, y: Array, A: Array, F: Array, C: Array) -> Array:
+    """E @ y + A @ F + C, a party's share of a Beaver matrix product.
+
+    Why two ring products per party and not fewer: the secret-times-public terms E Y and
+    A F must both be computed on shares (E and F are public, Y and A are not), and each
+    party's terms have different operands, so no product is shared between parties or
+    between the two terms; the rewrite X_i F + E B_i has the same two products. They share
+    one limb pipeline here (`RingBackend.matmul_sum`: one set of conversions back to the
+    ring); the float work is that of two ring products."""
+    z = bk.matmul_sum([(E, y), (A, F)]) if np.ndim(E) == 2 and np.ndim(y) == 2 else bk.add(
+        bk.matmul(E, y), bk.matmul(A, F))
+    z += C
+    return z
 
 
 def _arshift(a: Array, bits: int) -> Array:
