@@ -71,8 +71,28 @@ product costs one dealer message, not two. `prefetch(op, *shapes)` generates a l
 ahead of its inputs (an offline phase: the dealer's corrections are sent and received
 then), so the kernel's online phase is the openings and local arithmetic only.
 
+**Why the dealer's truncation keeps its own round.** A fused multiply-truncate would open
+c = xy + r in the Beaver round, but a party's share of xy is E y_i + A_i F + C_i, a function
+of the E and F it *receives* in that round: no message of the round can carry it. Truncating
+the share's terms before the opening does not work either: E and F are uniform in the ring,
+so E y_i and A_i F wrap mod 2^64 and the carries between the truncated terms are lost (the
+result is wrong with probability about 1, not 2^-64). So with `trunc="dealer"` a product of
+two secrets costs the Beaver round and the pair's round; what the fusion saves is a dealer
+message (the pair ships with the triple, in the offline phase when prefetched:
+`prefetch("fxp_mul", ...)`), not a round. The one-round product is the local truncation
+above, with its stated failure probability. Neither the fusion nor the prefetch changes what
+anyone sees: the pair's opening c = xy + 2^62 + r is masked by the dealer's uniform r, as in
+`trunc`.
+
 A matmul X (m x k) @ Y (k x n) opens both operands: 2 x 8 (mk + kn) B from the parties
-plus 8 mn B from the dealer, 1 round. Comparisons open c = x + r for a dealer mask r and
+plus 8 mn B from the dealer, 1 round. Each party computes two ring products, E @ y_i and
+A_i @ F: E Y and A F are secret-times-public terms whose secret factors (Y, A) exist only as
+shares, and the parties' operands differ, so neither product can be shared or computed once
+(the rewrite x_i F + E B_i has the same two). A ring product is 5 float64 BLAS products on
+22/22/20-bit limbs (the short product of two 3-limb numbers has bilinear rank 5; Karatsuba
+reaches it), 4 or 3 when an operand's upper limbs are zero (an encoded plaintext matrix
+with |x| < 2^43 or 2^21: `jointml.core.backend.numpy`); Beaver's operands are uniform, so
+they take all 5. Comparisons open c = x + r for a dealer mask r and
 compare r with c bit by bit. Since r is the dealer's, it also shares the products of r's
 bits within 4-bit blocks, so the first two levels of the comparison tree cost nothing;
 four AND rounds finish it.
