@@ -278,8 +278,25 @@ class DealerProvider(CorrelationProvider):
         return mine, [self._share("pmatmul", shape_c) for _, _, _, shape_c, _ in items]
 
 
+    def private_product(self, owner_a: str, owner_b: str, shape_a: Shape, shape_b: Shape, shape_c: Shape
+                        ) -> tuple[Array | None, Array | None, Array] | None:
+        """U from owner_a's stream, V from owner_b's, shares of U @ V (the last party's by correction)."""
+        shape_a, shape_b, shape_c = tuple(shape_a), tuple(shape_b), tuple(shape_c)
+        if (got := self._take("private_product", owner_a, owner_b, shape_a, shape_b, shape_c)) is not _MISS:
+            return got  # type: ignore[no-any-return]
+        if self.is_dealer:
+            u = bk.random(self.prgs[self.compute.index(owner_a)], shape_a, _U)
+            v = bk.random(self.prgs[self.compute.index(owner_b)], shape_b, _U)
+            self._deal("pproduct", bk.matmul(u, v), shape_c)
+            return None
+        U = self._rand(shape_a) if self.me == owner_a else None
+        V = self._rand(shape_b) if self.me == owner_b else None
+        return U, V, self._share("pproduct", shape_c)
+
+
 _MISS = object()
-_PREFETCHABLE = frozenset({"beaver", "square_pair", "trunc_pair", "beaver_trunc", "compare_mask", "random_bits"})
+_PREFETCHABLE = frozenset({"beaver", "square_pair", "trunc_pair", "beaver_trunc", "compare_mask", "random_bits",
+                           "private_product"})
 
 
 def _resolved(x: Any) -> Any:
@@ -326,6 +343,9 @@ class NullProvider(CorrelationProvider):
 
     def private_mask(self, owner: str, shape: Shape) -> Mask:
         return Mask()
+
+    def private_product(self, owner_a: str, owner_b: str, shape_a: Shape, shape_b: Shape, shape_c: Shape) -> None:
+        return None
 
     def private_triples(self, items: Sequence[tuple[Mask, Select, Shape, Shape, Sequence[str]]]) -> None:
         return None
