@@ -1,14 +1,14 @@
 """Property tests of the numpy backend's ring matrix products (float64 BLAS on limbs).
 
 Every path (the 5-product Karatsuba path, the 4- and 3-product paths taken when an
-operand's upper limbs are zero, the joint `matmul_sum`, chunked inner dimensions) is
+operand's upper limbs are zero, chunked inner dimensions) is
 compared with numpy's integer matmul, which wraps mod 2^64 exactly."""
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jointml.core.backend.numpy import _MAX_INNER, matmul, matmul_limbs, matmul_sum
+from jointml.core.backend.numpy import _MAX_INNER, matmul, matmul_limbs
 
 # values near the limb boundaries (balanced 22/22/20-bit limbs): the carries of the
 # balancing and the sign of the top limb are where an exactness bug would show
@@ -47,18 +47,6 @@ def test_limb_product_chunks_long_inner_dimensions_exactly(k, ka, kb, seed):
     a = _draw(seed, (3, k), ka)
     b = _draw(seed + 1, (k, 4), kb)
     assert (matmul_limbs(a, b) == np.matmul(a, b)).all()
-
-
-@settings(max_examples=25, deadline=None)
-@given(m=st.sampled_from([1, 7, 140]), n=st.sampled_from([2, 150]), ks=st.lists(st.integers(1, 900), min_size=1, max_size=3),
-       kinds=st.lists(_kinds, min_size=6, max_size=6), seed=st.integers(0, 2**32 - 1))
-def test_matmul_sum_equals_the_sum_of_products(m, n, ks, kinds, seed):
-    pairs = [(_draw(seed + 2 * i, (m, k), kinds[2 * i]), _draw(seed + 2 * i + 1, (k, n), kinds[2 * i + 1]))
-             for i, k in enumerate(ks)]
-    want = np.zeros((m, n), dtype=np.uint64)
-    for a, b in pairs:
-        want += np.matmul(a, b)
-    assert (matmul_sum(pairs) == want).all()
 
 
 def test_bounded_operand_takes_fewer_float_products():

@@ -88,14 +88,6 @@ class RingBackend(ABC):
     def matmul(self, a: Arr, b: Arr) -> Arr:
         """Ring matrix product a @ b mod 2^64 (1-D/2-D operands as numpy)."""
 
-    def matmul_sum(self, pairs: Sequence[tuple[Arr, Arr]]) -> Arr:
-        """sum_j a_j @ b_j mod 2^64 (2-D operands, one output shape). A backend may share
-        work between the products; this default adds separate `matmul`s."""
-        out = self.matmul(*pairs[0])
-        for a, b in pairs[1:]:
-            out = self.add(out, self.matmul(a, b))
-        return out
-
     # -- bits ---------------------------------------------------------------------------------
     @abstractmethod
     def xor(self, a: Arr, b: Arr, out: Arr | None = None) -> Arr:

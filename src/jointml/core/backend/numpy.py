@@ -7,7 +7,11 @@ balanced limbs of 22, 22 and 20 bits and multiplies them as float64 through BLAS
 a limb product summed over k terms stays below 2^53 (exact in float64) while
 k <= 2048 (512 for the Karatsuba product). Only limb pairs whose shift is below 64 bits matter, and Karatsuba's
 trick computes a0 b1 + a1 b0 from one product, so a ring matmul costs 5 float64
-matmuls.
+matmuls. A limb that is zero everywhere drops its products: an operand with
+|x| < 2^43 (signed) has no top limb (4 products), one with |x| < 2^21 only its low limb
+(3 products) -- encoded plaintext matrices of moderate values, e.g. the owner's side of
+`Semi2k.private_matmul`. The zero limbs are detected on the operand (one pass each), so
+exactness never depends on a caller's claim about magnitudes.
 
 >>> bk = NumpyBackend()
 >>> a = np.array([[2**63, 3]], dtype=np.uint64); b = np.array([[2], [5]], dtype=np.uint64)
@@ -25,7 +29,7 @@ import numpy.typing as npt
 from ..errors import ParameterError
 from .base import RingBackend
 
-__all__ = ["NumpyBackend", "matmul", "matmul_limbs", "matmul_sum"]
+__all__ = ["NumpyBackend", "matmul", "matmul_limbs"]
 
 Array = npt.NDArray[Any]
 
@@ -123,43 +127,6 @@ def matmul_limbs(a: Array, b: Array) -> Array:
             out += matmul_limbs(a[..., s : s + _MAX_INNER], b[s : s + _MAX_INNER])
         return out
     return _limb_product(_limbs(a), _limbs(b))
-
-
-def matmul_sum(pairs: Sequence[tuple[Any, Any]]) -> Array:
-    """sum_j a_j @ b_j mod 2^64 for 2-D uint64 operands with one output shape.
-
-    The products share one limb pipeline: the limbs of the a_j are written side by side
-    (m x sum k_j) and those of the b_j stacked (sum k_j x n), so the sum costs the 5 float
-    products of one ring product with the joint inner dimension (the same float work as
-    separate products, but one set of conversions back to the ring). Falls back to separate
-    `matmul`s when the joint inner dimension exceeds the exact-float bound or the operands
-    are not 2-D.
-
-    >>> e = np.array([[2**63, 1]], dtype=np.uint64); y = np.array([[2], [3]], dtype=np.uint64)
-    >>> int(matmul_sum([(e, y), (e, y)])[0, 0])
-    6
-    """
-    ops = [(np.asarray(a, dtype=RING_DTYPE), np.asarray(b, dtype=RING_DTYPE)) for a, b in pairs]
-    if not ops:
-        raise ParameterError("matmul_sum: no products to add", field="pairs")
-    ks = [a.shape[-1] for a, _ in ops]
-    two_d = all(a.ndim == 2 and b.ndim == 2 and b.shape[0] == k for (a, b), k in zip(ops, ks))
-    same = two_d and len({(a.shape[0], b.shape[1]) for a, b in ops}) == 1
-    m, n = (ops[0][0].shape[0], ops[0][1].shape[1]) if same else (0, 0)
-    K = sum(ks)
-    if len(ops) == 1 or not same or K > _MAX_INNER or m * K * n <= _INT_LOOP_RATIO * (m * K + K * n):
-        out = matmul(*ops[0])
-        for a, b in ops[1:]:
-            out = out + matmul(a, b)
-        return out
-    la: Limbs = (np.empty((m, K)), np.empty((m, K)), np.empty((m, K)))
-    lb: Limbs = (np.empty((K, n)), np.empty((K, n)), np.empty((K, n)))
-    s = 0
-    for (a, b), k in zip(ops, ks):
-        _limbs_into(a, tuple(x[:, s : s + k] for x in la))  # type: ignore[arg-type]
-        _limbs_into(b, tuple(x[s : s + k] for x in lb))  # type: ignore[arg-type]
-        s += k
-    return _limb_product(la, lb)
 
 
 def _f(a: Array, b: Array, chunk: int) -> Array:
@@ -274,9 +241,6 @@ class NumpyBackend(RingBackend):
 
     def matmul(self, a: Array, b: Array) -> Array:
         return _nd(matmul(a, b))
-
-    def matmul_sum(self, pairs: Sequence[tuple[Array, Array]]) -> Array:
-        return _nd(matmul_sum(pairs))
 
     def xor(self, a: Array, b: Array, out: Array | None = None) -> Array:
         return _nd(np.bitwise_xor(a, b, out=out))
