@@ -45,7 +45,7 @@ def test_private_matmul_matches_plaintext_and_masks_each_operand(monkeypatch, pa
     def prog(ctx):
         p = Semi2k(ctx, parties, dealer="carol")
         if prefetch:
-            p.prov.prefetch("private_product", "alice", "bob", X.shape, Y.shape, (40, 30))
+            p.prefetch("private_matmul", X.shape, Y.shape, owners=("alice", "bob"))
         ctx.reset_stats()
         z = p.private_matmul("alice", ex if ctx.me == "alice" else None, "bob", ey if ctx.me == "bob" else None,
                              X.shape, Y.shape)

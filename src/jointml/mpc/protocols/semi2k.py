@@ -523,7 +523,8 @@ class Semi2k(Protocol):
         return super().supports(capability)
 
     # -- offline phase ---------------------------------------------------------------------
-    def prefetch(self, op: str, *shapes: Shape, bits: int | None = None) -> None:
+    def prefetch(self, op: str, *shapes: Shape, bits: int | None = None,
+                 owners: tuple[str, str] | None = None) -> None:
         """Generate now the correlated randomness a later `op` on operands of `shapes` will use
         (every member calls it, SPMD, with the same arguments), so that kernel's online phase
         does no generation: the dealer computes and sends its corrections now, the compute
@@ -533,7 +534,8 @@ class Semi2k(Protocol):
         what `fxp_product` of that kind will take with the device's truncation mode (the fused
         kernel's triple and pair with the dealer's, the plain triple with local truncation).
         A `SecretArray` product of two secrets is an `fxp_product`: prefetch it as fxp_*, not
-        as the bare kernel, or the kernel generates its randomness online.
+        as the bare kernel, or the kernel generates its randomness online. private_matmul
+        takes `owners=(owner_a, owner_b)`.
 
         >>> def prog(ctx):
         ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol")
@@ -545,6 +547,10 @@ class Semi2k(Protocol):
         """
         s = [tuple(x) for x in shapes]
         prov = self.prov
+        if op == "private_matmul":
+            if owners is None:
+                raise ParameterError("semi2k.prefetch: private_matmul needs owners=(owner_a, owner_b)", field="owners")
+            return prov.prefetch("private_product", owners[0], owners[1], s[0], s[1], matmul_shape(s[0], s[1]))
         if op in _FXP_PREFETCH:
             # what `fxp_product(kind, ...)` (a `SecretArray` product of two secrets) will
             # consume: the fused kernel's triple + pair with the dealer's truncation, the
