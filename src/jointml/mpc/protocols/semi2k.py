@@ -388,7 +388,7 @@ class Semi2k(Protocol):
         A, C = t
         (E,) = self._open("square", [a - A])
         # x^2 = (E+a)^2 = E^2 + 2Ea + a^2: party i adds E*(x_i + a_i), summing to E*x + E*a = E^2 + 2Ea.
-        return resolve(C) + E * (a + A)
+        return _square_share(E, a, A, resolve(C))
 
     def matmul(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape) -> Share:
         shape_c = matmul_shape(tuple(shape_a), tuple(shape_b))
@@ -484,7 +484,7 @@ class Semi2k(Protocol):
             return None
         A, _, C, pair = t
         (E,) = self._open("square", [a - A])
-        return self._trunc_with(resolve(C) + E * (a + A), bits, pair)
+        return self._trunc_with(_square_share(E, a, A, resolve(C)), bits, pair)
 
     def matmul_trunc(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape, bits: int) -> Share:
         """trunc(X @ Y, bits): as `mul_trunc`, the pair shipped with the matrix triple."""
@@ -859,6 +859,14 @@ def _beaver_mul_into(E: Array, b: Array, A: Array, F: Array, C: Array) -> Array:
     else:
         F += E * b
     return F
+
+
+def _square_share(E: Array, a: Array, A: Array, C: Array) -> Array:
+    """C + E * (a + A) with one temporary (a party's share of x^2, see `Semi2k.square`)."""
+    z = bk.add(a, A)
+    z *= E
+    z += C
+    return z
 
 
 def _beaver_matmul(E: Array, y: Array, A: Array, F: Array, C: Array) -> Array:
