@@ -221,3 +221,32 @@ def test_pipeline_mpc_section_chooses_the_truncation():
     for bad in ({"dealer": "d", "trunc": "fast"}, {"protocol": "aby3", "trunc": "local"}):
         with pytest.raises(ConfigError, match="trunc"):
             device_params(bad, ["a", "b", "c"])
+
+
+@pytest.mark.parametrize("trunc", ["dealer", "local"])
+def test_fxp_prefetch_covers_secret_products_in_either_truncation_mode(trunc):
+    """prefetch("fxp_*") generates what `x * y`, `x * x` and `x @ y` of two secrets take (the
+    fused triple + pair with the dealer's truncation): the dealer sends nothing online."""
+    g = public_rng(12)
+    xv, yv = g.normal(size=4000) * 3, g.normal(size=4000) * 3
+    A, B = g.normal(size=(20, 30)), g.normal(size=(30, 6))
+
+    def prog(ctx):
+        mpc = MpcDevice(ctx, ["alice", "bob"], dealer="carol", trunc=trunc)
+        p = mpc.proto
+        p.prefetch("fxp_mul", xv.shape, yv.shape, bits=F)
+        p.prefetch("fxp_square", xv.shape, bits=F)
+        p.prefetch("fxp_matmul", A.shape, B.shape, bits=F)
+        x, y = ctx.party("alice").run(lambda: xv).to(mpc), ctx.party("bob").run(lambda: yv).to(mpc)
+        a, b = ctx.party("alice").run(lambda: A).to(mpc), ctx.party("bob").run(lambda: B).to(mpc)
+        ctx.reset_stats()
+        z, sq, m = x * y, x * x, a @ b
+        sent = ctx.stats()["bytes_sent"]
+        return [z.reveal(), sq.reveal(), m.reveal()], sent
+
+    res = _run(prog)
+    (z, sq, m), _ = res["alice"]
+    assert res["carol"][1] == 0  # every correction crossed the link in the offline phase
+    tol = 2.0**-F * 16
+    assert np.abs(z - xv * yv).max() < tol and np.abs(sq - xv * xv).max() < tol
+    assert np.abs(m - A @ B).max() < 30 * tol

@@ -12,6 +12,10 @@ and the ratio to it appear only with `anchor=True` (`--anchor`), which runs SPU 
 the same machine (no figure from an earlier run is printed).
 
 The inputs are public synthetic data; each figure reveals its output to the first party.
+`matmul_1000_private` (semi2k) is `matmul_1000`'s task (X from the first party, Y from the
+second, X @ Y to the first) through `Semi2k.private_matmul`, the product of two privately
+held matrices (one ring product per party, not Beaver's two on secret-shared inputs); its
+SPU ratio is against SPU's matmul_1000.
 
 >>> FIGURES[:3]
 ['mul_1M', 'lt_1M', 'matmul_1000']
@@ -33,7 +37,10 @@ from ..runtime import simulate
 from ..runtime.collectives import all_gather
 from .anchors import spu_ops_same_run
 
-FIGURES = ["mul_1M", "lt_1M", "matmul_1000", "sigmoid_1M_seg3", "sigmoid_1M_poly", "sigmoid_1M_accurate"]
+FIGURES = ["mul_1M", "lt_1M", "matmul_1000", "sigmoid_1M_seg3", "sigmoid_1M_poly", "sigmoid_1M_accurate",
+           "matmul_1000_private"]
+#: figures only some protocols have a kernel for
+_ONLY = {"matmul_1000_private": "semi2k"}
 
 
 
@@ -50,7 +57,7 @@ def _plain(figure: str, x, y):
         return x * y
     if figure == "lt_1M":
         return x < y
-    if figure == "matmul_1000":
+    if figure.startswith("matmul"):
         return x @ y
     return 1 / (1 + np.exp(-x))
 
@@ -60,7 +67,7 @@ def _barrier(ctx, members):
     all_gather(ctx, members, name="bench-barrier")
 
 
-def _prefetch(mpc, figure: str) -> None:
+def _prefetch(mpc, figure: str, parties: list[str] | None = None) -> None:
     """The offline phase: the correlated randomness of the figure's products and comparison
     masks, generated before the inputs exist (sigmoids generate theirs online). The dealer
     is the only party computing then, so it may use every core for its BLAS products (the
@@ -68,16 +75,25 @@ def _prefetch(mpc, figure: str) -> None:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(os.cpu_count() or 1, user_api="blas"):
+        # `x * y` and `x @ y` of two secrets are fixed-point products (`fxp_product`): prefetch
+        # what they take (with the dealer's truncation, the fused triple + pair), not the bare
+        # kernel's triple, which the product would leave unused while generating its own online
+        f = mpc.frac_bits
         if figure == "mul_1M":
-            mpc.proto.prefetch("mul", (1_000_000,), (1_000_000,))
+            mpc.proto.prefetch("fxp_mul", (1_000_000,), (1_000_000,), bits=f)
         elif figure == "matmul_1000":
-            mpc.proto.prefetch("matmul", (1000, 1000), (1000, 1000))
+            mpc.proto.prefetch("fxp_matmul", (1000, 1000), (1000, 1000), bits=f)
         elif figure == "lt_1M":
             mpc.proto.prefetch("msb", (1_000_000,))
+        elif figure == "matmul_1000_private" and parties:
+            mpc.proto.prefetch("private_matmul", (1000, 1000), (1000, 1000), owners=(parties[0], parties[1]))
+            mpc.proto.prefetch("trunc_product", (1000, 1000), bits=f)
 
 
 def _online(ctx, mpc, figure: str, parties: list[str], xv, yv):
     a, b = parties[0], parties[1]
+    if figure == "matmul_1000_private":
+        return _private_matmul(ctx, mpc, a, b, xv, yv)
     x = ctx.party(a).run(lambda: xv).to(mpc)
     if figure.startswith("sigmoid"):
         mode = figure.rsplit("_", 1)[1]
@@ -96,13 +112,25 @@ def _online(ctx, mpc, figure: str, parties: list[str], xv, yv):
     return z.reveal(to=a)
 
 
+def _private_matmul(ctx, mpc, a: str, b: str, xv, yv):
+    """The matmul figure's task (X from a, Y from b, X @ Y revealed to a) through semi2k's
+    product of two privately held matrices: one ring product per party instead of two, then
+    the product truncation."""
+    p, f = mpc.proto, mpc.frac_bits
+    shape = (xv.shape[0], yv.shape[1])
+    z = p.private_matmul(a, mpc.fxp.encode(xv) if ctx.me == a else None, b,
+                         mpc.fxp.encode(yv) if ctx.me == b else None, xv.shape, yv.shape)
+    z = p.trunc_product(z, f, shape)
+    return mpc.import_share(p.export_share(z), shape, fxp=f).reveal(to=a)
+
+
 def _program(ctx, protocol: str, figure: str, parties: list[str], dealer: str | None, trunc: str | None = None):
     mpc = MpcDevice(ctx, parties, protocol=protocol, dealer=dealer, trunc=trunc)
     xv, yv = _inputs(figure)
     _barrier(ctx, mpc.members)
     ctx.reset_stats()
     t0 = time.perf_counter()
-    _prefetch(mpc, figure)
+    _prefetch(mpc, figure, parties)
     offline = time.perf_counter() - t0
     offline_stats = ctx.stats()
     # the online phase starts when every member (the dealer too) has finished the offline one
@@ -149,7 +177,8 @@ def run_figure(protocol: str, figure: str, spu_same_run: dict[str, float] | None
     n = xv.size if not figure.startswith("matmul") else xv.shape[0] * yv.shape[1]
     online_bytes = sum(r["stats"]["bytes_sent"] for r in res.values())
     total_bytes = online_bytes + sum(r["offline_stats"]["bytes_sent"] for r in res.values())
-    ref_key = "sigmoid_1M" if figure.startswith("sigmoid") else figure
+    # the private figure is the matmul figure's task (same inputs, owners and output)
+    ref_key = "sigmoid_1M" if figure.startswith("sigmoid") else "matmul_1000" if figure.startswith("matmul") else figure
     online = max(r["seconds"] for r in res.values())
     offline = max(r["offline_seconds"] for r in res.values())
     seconds = online + offline  # the phases run one after the other here (no overlap credited)
@@ -183,7 +212,7 @@ def run(protocol: str = "semi2k", figures: list[str] | None = None, anchor: bool
     """Yield one row per figure. With `anchor`, SPU runs first (same machine, same run: see
     `jointml.bench.anchors`) and each row carries the ratio to it."""
     spu = spu_ops_same_run(protocol) if anchor else None
-    for f in figures or FIGURES:
+    for f in figures or [f for f in FIGURES if _ONLY.get(f, protocol) == protocol]:
         yield run_figure(protocol, f, spu, trunc)
 
 

@@ -7,7 +7,11 @@ balanced limbs of 22, 22 and 20 bits and multiplies them as float64 through BLAS
 a limb product summed over k terms stays below 2^53 (exact in float64) while
 k <= 2048 (512 for the Karatsuba product). Only limb pairs whose shift is below 64 bits matter, and Karatsuba's
 trick computes a0 b1 + a1 b0 from one product, so a ring matmul costs 5 float64
-matmuls.
+matmuls. A limb that is zero everywhere drops its products: an operand with
+|x| < 2^43 (signed) has no top limb (4 products), one with |x| < 2^21 only its low limb
+(3 products) -- encoded plaintext matrices of moderate values, e.g. the owner's side of
+`Semi2k.private_matmul`. The zero limbs are detected on the operand (one pass each), so
+exactness never depends on a caller's claim about magnitudes.
 
 >>> bk = NumpyBackend()
 >>> a = np.array([[2**63, 3]], dtype=np.uint64); b = np.array([[2], [5]], dtype=np.uint64)
@@ -47,25 +51,38 @@ _KARATSUBA_CHUNK = 1 << 9
 _INT_LOOP_RATIO = 64
 
 
-def _limbs(x: Array) -> tuple[Array, Array, Array]:
-    """x = l0 + l1 2^22 + l2 2^44 (mod 2^64) with balanced signed limbs, as float64.
+Limbs = tuple[Array, Array, Array]
+
+
+def _limbs(x: Array) -> Limbs:
+    """x = l0 + l1 2^22 + l2 2^44 (mod 2^64) with balanced signed limbs, as float64."""
+    shape = x.shape
+    out = (np.empty(shape), np.empty(shape), np.empty(shape))
+    _limbs_into(x, out)
+    return out
+
+
+def _limbs_into(x: Array, out: Limbs) -> None:
+    """Write the balanced float64 limbs of x into `out` (arrays of x's shape).
 
     Balancing: l = ((t + H) mod 2^22) - H and the rest is (t + H) >> 22, exact mod 2^64."""
-    t = x + _H
-    l0 = (t & _M).view(np.int64).astype(np.float64)
-    l0 -= _HF
+    o0, o1, o2 = out
+    t = np.add(x, _H)
+    m = np.bitwise_and(t, _M)
+    np.copyto(o0, m.view(np.int64), casting="unsafe")
+    o0 -= _HF
     t >>= np.uint64(_W)
     t += _H
-    l1 = (t & _M).view(np.int64).astype(np.float64)
-    l1 -= _HF
+    np.bitwise_and(t, _M, out=m)
+    np.copyto(o1, m.view(np.int64), casting="unsafe")
+    o1 -= _HF
     t >>= np.uint64(_W)
     # Top limb: the 20 bits 44..63, balanced to [-2^19, 2^19) the same way (its carry
     # out is a multiple of 2^64, i.e. zero in the ring).
     t += _H2
     t &= _M2
-    l2 = t.view(np.int64).astype(np.float64)
-    l2 -= _HF2
-    return l0, l1, l2
+    np.copyto(o2, t.view(np.int64), casting="unsafe")
+    o2 -= _HF2
 
 
 def _f2ring(x: Array) -> Array:
@@ -109,24 +126,55 @@ def matmul_limbs(a: Array, b: Array) -> Array:
         for s in range(_MAX_INNER, k, _MAX_INNER):
             out += matmul_limbs(a[..., s : s + _MAX_INNER], b[s : s + _MAX_INNER])
         return out
-    a0, a1, a2 = _limbs(a)
-    b0, b1, b2 = _limbs(b)
-    p00 = _f2ring(a0 @ b0)
-    p11 = _f2ring(a1 @ b1)
-    sa = a0 + a1
-    sb = b0 + b1
-    if k <= _KARATSUBA_CHUNK:
-        kk = _f2ring(sa @ sb)
-    else:
-        kk = _f2ring(sa[..., :_KARATSUBA_CHUNK] @ sb[:_KARATSUBA_CHUNK])
-        for s in range(_KARATSUBA_CHUNK, k, _KARATSUBA_CHUNK):
-            kk += _f2ring(sa[..., s : s + _KARATSUBA_CHUNK] @ sb[s : s + _KARATSUBA_CHUNK])
-    t1 = kk - p00 - p11  # a0 b1 + a1 b0
-    t2 = _f2ring(a0 @ b2) + _f2ring(a2 @ b0) + p11
-    w = np.uint64(_W)
-    out = p00
-    out += t1 << w
-    out += t2 << (w + w)
+    return _limb_product(_limbs(a), _limbs(b))
+
+
+def _f(a: Array, b: Array, chunk: int) -> Array:
+    """a @ b in float64, summed in exact pieces of `chunk` inner terms, as ring elements."""
+    k = a.shape[-1]
+    if k <= chunk:
+        return _f2ring(a @ b)
+    out = _f2ring(a[..., :chunk] @ b[:chunk])
+    for s in range(chunk, k, chunk):
+        out += _f2ring(a[..., s : s + chunk] @ b[s : s + chunk])
+    return out
+
+
+def _limb_product(la: Limbs, lb: Limbs) -> Array:
+    """The ring product from balanced limbs (inner dimension <= _MAX_INNER).
+
+    Only limb pairs (i, j) with i + j <= 2 (shift below 64 bits) count. A limb that is zero
+    everywhere (an operand of small magnitude: |x| < 2^43 leaves l2 = 0, |x| < 2^21 also
+    l1 = 0) drops its products, so a bounded operand (an encoded plaintext matrix) costs 4 or
+    3 float products instead of 5; zero limbs are detected, never assumed."""
+    a0, a1, a2 = la
+    b0, b1, b2 = lb
+    nz_a = (True, bool(np.any(a1)), bool(np.any(a2)))
+    nz_b = (True, bool(np.any(b1)), bool(np.any(b2)))
+    chunk = _MAX_INNER
+    out = _f(a0, b0, chunk)
+    terms: list[tuple[Array, int]] = []  # (ring value, limb shift index)
+    p11 = _f(a1, b1, chunk) if nz_a[1] and nz_b[1] else None
+    if nz_a[1] and nz_b[1]:
+        # Karatsuba: a0 b1 + a1 b0 = (a0 + a1)(b0 + b1) - a0 b0 - a1 b1; the sums' products
+        # are up to 2^44 per term, exact in pieces of 512
+        kk = _f(a0 + a1, b0 + b1, _KARATSUBA_CHUNK)
+        kk -= out
+        kk -= p11
+        terms.append((kk, 1))
+    elif nz_a[1]:
+        terms.append((_f(a1, b0, chunk), 1))
+    elif nz_b[1]:
+        terms.append((_f(a0, b1, chunk), 1))
+    if p11 is not None:
+        terms.append((p11, 2))
+    if nz_b[2]:
+        terms.append((_f(a0, b2, chunk), 2))
+    if nz_a[2]:
+        terms.append((_f(a2, b0, chunk), 2))
+    for v, i in terms:
+        v <<= np.uint64(_W * i)
+        out += v
     return out
 
 

@@ -71,8 +71,28 @@ product costs one dealer message, not two. `prefetch(op, *shapes)` generates a l
 ahead of its inputs (an offline phase: the dealer's corrections are sent and received
 then), so the kernel's online phase is the openings and local arithmetic only.
 
+**Why the dealer's truncation keeps its own round.** A fused multiply-truncate would open
+c = xy + r in the Beaver round, but a party's share of xy is E y_i + A_i F + C_i, a function
+of the E and F it *receives* in that round: no message of the round can carry it. Truncating
+the share's terms before the opening does not work either: E and F are uniform in the ring,
+so E y_i and A_i F wrap mod 2^64 and the carries between the truncated terms are lost (the
+result is wrong with probability about 1, not 2^-64). So with `trunc="dealer"` a product of
+two secrets costs the Beaver round and the pair's round; what the fusion saves is a dealer
+message (the pair ships with the triple, in the offline phase when prefetched:
+`prefetch("fxp_mul", ...)`), not a round. The one-round product is the local truncation
+above, with its stated failure probability. Neither the fusion nor the prefetch changes what
+anyone sees: the pair's opening c = xy + 2^62 + r is masked by the dealer's uniform r, as in
+`trunc`.
+
 A matmul X (m x k) @ Y (k x n) opens both operands: 2 x 8 (mk + kn) B from the parties
-plus 8 mn B from the dealer, 1 round. Comparisons open c = x + r for a dealer mask r and
+plus 8 mn B from the dealer, 1 round. Each party computes two ring products, E @ y_i and
+A_i @ F: E Y and A F are secret-times-public terms whose secret factors (Y, A) exist only as
+shares, and the parties' operands differ, so neither product can be shared or computed once
+(the rewrite x_i F + E B_i has the same two). A ring product is 5 float64 BLAS products on
+22/22/20-bit limbs (the short product of two 3-limb numbers has bilinear rank 5; Karatsuba
+reaches it), 4 or 3 when an operand's upper limbs are zero (an encoded plaintext matrix
+with |x| < 2^43 or 2^21: `jointml.core.backend.numpy`); Beaver's operands are uniform, so
+they take all 5. Comparisons open c = x + r for a dealer mask r and
 compare r with c bit by bit. Since r is the dealer's, it also shares the products of r's
 bits within 4-bit blocks, so the first two levels of the comparison tree cost nothing;
 four AND rounds finish it.
@@ -231,9 +251,14 @@ class Semi2k(Protocol):
         """All compute parties publish their shares of several values at once (one round)."""
         for p in self.peers:
             self.comm.send(p, tag, arrays)
-        out = [bk.copy(a) for a in arrays]  # 0-d operands arrive as numpy scalars
-        for p in self.peers:
+        out: list[Array] = []
+        for j, p in enumerate(self.peers):
             got = self.comm.recv(p, tag, dtypes=[a.dtype for a in arrays], shapes=[a.shape for a in arrays]).arrays
+            if j == 0:
+                # the first peer's share and ours into a fresh array (one pass: no copy first);
+                # the sent arrays are left alone (a transport may still hold them)
+                out = [bk.asarray(a ^ g if boolean else bk.add(a, g)) for a, g in zip(arrays, got)]
+                continue
             for o, g in zip(out, got):
                 if boolean:
                     o ^= g
@@ -353,11 +378,8 @@ class Semi2k(Protocol):
             return None
         A, B, C = t
         E, F = self._open("mul", [a - A, b - B])
-        # sum_i E*y_i + a_i*F + c_i = xy (in place: two temporaries fewer on 1M elements)
-        z = E * b
-        z += A * F
-        z += resolve(C)
-        return z
+        # sum_i E*y_i + a_i*F + c_i = xy
+        return _beaver_mul_into(E, b, A, F, resolve(C))
 
     def square(self, a: Share, shape: Shape) -> Share:
         t = self.prov.square_pair(tuple(shape))
@@ -366,7 +388,7 @@ class Semi2k(Protocol):
         A, C = t
         (E,) = self._open("square", [a - A])
         # x^2 = (E+a)^2 = E^2 + 2Ea + a^2: party i adds E*(x_i + a_i), summing to E*x + E*a = E^2 + 2Ea.
-        return resolve(C) + E * (a + A)
+        return _square_share(E, a, A, resolve(C))
 
     def matmul(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape) -> Share:
         shape_c = matmul_shape(tuple(shape_a), tuple(shape_b))
@@ -375,10 +397,8 @@ class Semi2k(Protocol):
             return None
         A, B, C = t
         E, F = self._open("matmul", [a - A, b - B])
-        # sum_i (E @ y_i + a_i @ F + c_i) = E@Y + A@F + AB = XY: two ring matmuls per party.
-        z = bk.matmul(E, b) + bk.matmul(A, F)
-        z += resolve(C)
-        return z
+        # sum_i (E @ y_i + a_i @ F + c_i) = E@Y + A@F + AB = XY: two ring matmuls per party
+        return _beaver_matmul(E, b, A, F, resolve(C))
 
     # -- truncation --------------------------------------------------------------------
     def trunc(self, a: Share, bits: int, shape: Shape) -> Share:
@@ -454,7 +474,7 @@ class Semi2k(Protocol):
             return None
         A, B, C, pair = t
         E, F = self._open("mul", [a - A, b - B])
-        return self._trunc_with(resolve(C) + E * b + A * F, bits, pair)
+        return self._trunc_with(_beaver_mul_into(E, b, A, F, resolve(C)), bits, pair)
 
     def square_trunc(self, a: Share, shape: Shape, bits: int) -> Share:
         """trunc(x * x, bits): `square` and the pair in one provider call, as `mul_trunc`."""
@@ -464,7 +484,7 @@ class Semi2k(Protocol):
             return None
         A, _, C, pair = t
         (E,) = self._open("square", [a - A])
-        return self._trunc_with(resolve(C) + E * (a + A), bits, pair)
+        return self._trunc_with(_square_share(E, a, A, resolve(C)), bits, pair)
 
     def matmul_trunc(self, a: Share, b: Share, shape_a: Shape, shape_b: Shape, bits: int) -> Share:
         """trunc(X @ Y, bits): as `mul_trunc`, the pair shipped with the matrix triple."""
@@ -474,20 +494,25 @@ class Semi2k(Protocol):
             return None
         A, B, C, pair = t
         E, F = self._open("matmul", [a - A, b - B])
-        z = bk.matmul(E, b) + bk.matmul(A, F)
-        z += resolve(C)
-        return self._trunc_with(z, bits, pair)
+        return self._trunc_with(_beaver_matmul(E, b, A, F, resolve(C)), bits, pair)
 
     def _trunc_with(self, a: Array, bits: int, pair: tuple[Array, Any, Any]) -> Array:
         R, r_hi, r_msb = pair
-        x = a + R
+        x = bk.add(a, R)
         if self.idx == 0:
-            x = x + _U(1 << 62)
+            x += _U(1 << 62)
         (c,) = self._open("trunc", [x])
-        not_c_msb = _U(1) - bk.rshift(c, 63)
-        y = resolve(r_msb) * bk.lshift(not_c_msb, 64 - bits) - resolve(r_hi)
+        # y = msb(r) * ~msb(c) * 2^(64-bits) - (r >> bits) [+ (c >> bits) - 2^(62-bits) at party 0],
+        # in place on one temporary and on c (this party's own copy of the opened value)
+        y = bk.rshift(c, 63)
+        y ^= _U(1)
+        y <<= _U(64 - bits)
+        y *= resolve(r_msb)
+        y -= resolve(r_hi)
         if self.idx == 0:
-            y += bk.rshift(c, bits) - _U(1 << (62 - bits))
+            c >>= _U(bits)
+            c -= _U(1 << (62 - bits))
+            y += c
         return y
 
     def supports(self, capability: str) -> bool:
@@ -498,13 +523,19 @@ class Semi2k(Protocol):
         return super().supports(capability)
 
     # -- offline phase ---------------------------------------------------------------------
-    def prefetch(self, op: str, *shapes: Shape, bits: int | None = None) -> None:
+    def prefetch(self, op: str, *shapes: Shape, bits: int | None = None,
+                 owners: tuple[str, str] | None = None) -> None:
         """Generate now the correlated randomness a later `op` on operands of `shapes` will use
         (every member calls it, SPMD, with the same arguments), so that kernel's online phase
         does no generation: the dealer computes and sends its corrections now, the compute
         parties draw their PRG shares and receive the corrections. Kernels: mul, square,
         matmul, trunc (bits), trunc_product (bits), mul_trunc, square_trunc and matmul_trunc (bits),
-        msb and eqz (their masks and bit conversion).
+        msb and eqz (their masks and bit conversion), and fxp_mul, fxp_square, fxp_matmul (bits):
+        what `fxp_product` of that kind will take with the device's truncation mode (the fused
+        kernel's triple and pair with the dealer's, the plain triple with local truncation).
+        A `SecretArray` product of two secrets is an `fxp_product`: prefetch it as fxp_*, not
+        as the bare kernel, or the kernel generates its randomness online. private_matmul
+        takes `owners=(owner_a, owner_b)`.
 
         >>> def prog(ctx):
         ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol")
@@ -516,6 +547,18 @@ class Semi2k(Protocol):
         """
         s = [tuple(x) for x in shapes]
         prov = self.prov
+        if op == "private_matmul":
+            if owners is None:
+                raise ParameterError("semi2k.prefetch: private_matmul needs owners=(owner_a, owner_b)", field="owners")
+            return prov.prefetch("private_product", owners[0], owners[1], s[0], s[1], matmul_shape(s[0], s[1]))
+        if op in _FXP_PREFETCH:
+            # what `fxp_product(kind, ...)` (a `SecretArray` product of two secrets) will
+            # consume: the fused kernel's triple + pair with the dealer's truncation, the
+            # plain triple with local truncation (which has no correlated randomness)
+            kind = op[len("fxp_"):]
+            if self.trunc_mode == "dealer":
+                return self.prefetch(kind + "_trunc", *s, bits=bits)
+            return self.prefetch(kind, *s)
         if op in ("mul", "matmul"):
             out = matmul_shape(s[0], s[1]) if op == "matmul" else broadcast_shape(s[0], s[1])
             prov.prefetch("beaver", op, s[0], s[1], out)
@@ -727,6 +770,51 @@ class Semi2k(Protocol):
             out.append(z)
         return out
 
+    # -- a product of two matrices each held in plaintext by one party ----------------------
+    def private_matmul(self, owner_a: str, a: Array | None, owner_b: str, b: Array | None,
+                       shape_a: Shape, shape_b: Shape) -> Share:
+        """Shares of X @ Y for X (ring-encoded) held by compute party `owner_a` and Y by another
+        compute party `owner_b`, neither secret-shared: one round, one ring product per party.
+
+        owner_a sends X - U to owner_b and owner_b sends Y - V to owner_a (U known to owner_a
+        and the provider only, V to owner_b and the provider only); owner_a computes X (Y - V),
+        owner_b (X - U) V, and the provider's shares of U V complete
+        X (Y - V) + (X - U) V + U V = X Y. What each sees: owner_b the uniformly masked X - U,
+        owner_a the uniformly masked Y - V, other compute parties and the dealer nothing
+        (the dealer sends shares of U V and receives nothing). Each party's output share is
+        uniform (C_i is). Against Beaver on secret-shared inputs (`matmul`: both operands
+        opened, two ring products per party) this halves the bytes and the ring products, and
+        X (Y - V) costs 3 or 4 float products instead of 5 when X is an encoded plaintext of
+        small magnitude (`jointml.core.backend.numpy`). The result carries both operands'
+        scales (truncate it as any product).
+
+        >>> def prog(ctx):
+        ...     p = Semi2k(ctx, ["alice", "bob"], dealer="carol")
+        ...     x = np.array([[2, 3]], np.uint64) if ctx.me == "alice" else None
+        ...     y = np.array([[4], [5]], np.uint64) if ctx.me == "bob" else None
+        ...     return p.reveal(p.private_matmul("alice", x, "bob", y, (1, 2), (2, 1)), (1, 1))
+        >>> simulate(prog, ["alice", "bob", "carol"], mode="thread")["alice"].tolist()
+        [[23]]
+        """
+        shape_a, shape_b = tuple(shape_a), tuple(shape_b)
+        if owner_a == owner_b or owner_a not in self.compute or owner_b not in self.compute:
+            raise ConfigError(f"private_matmul: the owners must be two different compute parties, got "
+                              f"'{owner_a}' and '{owner_b}'", field="owner")
+        t = self.prov.private_product(owner_a, owner_b, shape_a, shape_b, matmul_shape(shape_a, shape_b))
+        if t is None or not self.is_compute:
+            return None
+        U, V, C = t
+        if self.me == owner_a:
+            self.comm.send(owner_b, "pprod", bk.sub(bk.asarray(a, _U), U))
+            z = bk.matmul(bk.asarray(a, _U), self.comm.recv_array(owner_b, "pprod", _U, shape_b))
+        elif self.me == owner_b:
+            self.comm.send(owner_a, "pprod", bk.sub(bk.asarray(b, _U), V))
+            z = bk.matmul(self.comm.recv_array(owner_a, "pprod", _U, shape_a), V)
+        else:
+            return bk.copy(resolve(C))
+        z += resolve(C)
+        return z
+
     # -- costs -----------------------------------------------------------------------------
     @classmethod
     def static_cost(cls, op: str, *shapes: Shape, n_compute: int | None = None, **params: Any) -> Cost:
@@ -734,6 +822,8 @@ class Semi2k(Protocol):
 
 
 _FUSED = frozenset({"mul_trunc", "square_trunc", "matmul_trunc"})
+#: prefetch names for `fxp_product(kind)`: whichever kernels the device's truncation mode picks
+_FXP_PREFETCH = frozenset({"fxp_mul", "fxp_square", "fxp_matmul"})
 
 
 def _trunc_mode(trunc: str | None, n: int) -> str:
@@ -750,6 +840,43 @@ def _bits(bits: int | None) -> int:
     if bits is None:
         raise ParameterError("semi2k.prefetch: a truncation needs bits=", field="bits")
     return int(bits)
+
+
+def _beaver_mul_into(E: Array, b: Array, A: Array, F: Array, C: Array) -> Array:
+    """E*b + A*F + C, elementwise; written into the opened F (this party's own array, not
+    used again) when the shapes allow it, so that 1M-element products allocate nothing."""
+    out_shape = np.broadcast_shapes(np.shape(E), np.shape(b), np.shape(A), np.shape(F), np.shape(C))
+    if np.shape(F) != out_shape or not isinstance(F, np.ndarray) or not F.flags.writeable:
+        z = E * b
+        z += A * F
+        z += C
+        return z
+    bk.mul(A, F, out=F)
+    F += C
+    # E*b needs one temporary unless E (also our own array) has the output's shape
+    if np.shape(E) == out_shape and isinstance(E, np.ndarray) and E.flags.writeable:
+        F += bk.mul(E, b, out=E)
+    else:
+        F += E * b
+    return F
+
+
+def _square_share(E: Array, a: Array, A: Array, C: Array) -> Array:
+    """C + E * (a + A) with one temporary (a party's share of x^2, see `Semi2k.square`)."""
+    z = bk.add(a, A)
+    z *= E
+    z += C
+    return z
+
+
+def _beaver_matmul(E: Array, y: Array, A: Array, F: Array, C: Array) -> Array:
+    """E @ y + A @ F + C, a party's share of a Beaver matrix product (two ring products: see
+    the module docstring for why not fewer; one joint product [E | A] @ [y ; F] does the same
+    float work with twice the limb memory and was not faster)."""
+    z = bk.matmul(E, y)
+    z += bk.matmul(A, F)
+    z += C
+    return z
 
 
 def _arshift(a: Array, bits: int) -> Array:
@@ -796,6 +923,10 @@ def _cost(op: str, shapes: Sequence[Shape], n: int, params: dict[str, Any]) -> C
         return opened(8 * N)
     if op == "private_masked_setup":
         return Cost((n - 1) * 8 * N, 1)
+    if op == "private_matmul":
+        M = size(shapes[1])
+        C = size(matmul_shape(shapes[0], shapes[1]))
+        return Cost(8 * (N + M) + 8 * C, 1, 8 * C)
     if op in ("masked_matmul", "private_masked_matmul"):
         M = size(shapes[1])
         C = size(matmul_shape(shapes[0], shapes[1]))

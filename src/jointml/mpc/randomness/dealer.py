@@ -68,9 +68,15 @@ class DealerProvider(CorrelationProvider):
     def _rand(self, shape: Shape, dtype: DType = _U) -> Array:
         return bk.random(self.prg, shape, dtype)
 
-    def _deal(self, tag: str, value: Array, shape: Shape, dtype: DType = _U, boolean: bool = False) -> None:
-        """Dealer: shares of `value` are the PRG draws of all but the last party; send the last its correction."""
-        corr = np.array(value, dtype=dtype, copy=True).reshape(shape)
+    def _deal(self, tag: str, value: Array, shape: Shape, dtype: DType = _U, boolean: bool = False,
+              owned: bool = False) -> None:
+        """Dealer: shares of `value` are the PRG draws of all but the last party; send the last its correction.
+
+        `owned`: value is a fresh array of `dtype` the caller does not use again, corrected in
+        place (no copy of a correction that can be 24 MB)."""
+        # (a 0-d product comes back as a numpy scalar: copied into an array like any value)
+        mine = owned and isinstance(value, np.ndarray) and value.dtype == dtype
+        corr = value.reshape(shape) if mine else np.array(value, dtype=dtype, copy=True).reshape(shape)
         for g in self.prgs[:-1]:
             p = bk.random(g, shape, dtype)
             if boolean:
@@ -98,7 +104,8 @@ class DealerProvider(CorrelationProvider):
 
     @staticmethod
     def _total(parts: Sequence[Array], boolean: bool = False) -> Array:
-        out = parts[0].copy()
+        """The sum (XOR) of the parties' draws, into the first draw (callers pass fresh draws)."""
+        out = parts[0]
         for p in parts[1:]:
             if boolean:
                 out ^= p
@@ -141,7 +148,7 @@ class DealerProvider(CorrelationProvider):
         if self.is_dealer:
             a = self._total(self._rand_all(shape_a))
             b = self._total(self._rand_all(shape_b))
-            self._deal(op, bk.matmul(a, b) if op == "matmul" else a * b, shape_c)
+            self._deal(op, bk.matmul(a, b) if op == "matmul" else a * b, shape_c, owned=True)
             return None
         A, B = self._rand(shape_a), self._rand(shape_b)
         return A, B, self._share(op, shape_c)
@@ -151,7 +158,7 @@ class DealerProvider(CorrelationProvider):
             return got  # type: ignore[no-any-return]
         if self.is_dealer:
             t = self._total(self._rand_all(shape))
-            self._deal("square", t * t, shape)
+            self._deal("square", t * t, shape, owned=True)
             return None
         A = self._rand(shape)
         return A, self._share("square", shape)
@@ -162,7 +169,7 @@ class DealerProvider(CorrelationProvider):
             return got  # type: ignore[no-any-return]
         if self.is_dealer:
             r = self._total(self._rand_all(shape))
-            self._deal("trunc", np.stack([r >> _U(bits), r >> _U(63)]), (2,) + shape)
+            self._deal("trunc", _pair_words(r, bits), (2,) + shape, owned=True)
             return None
         R = self._rand(shape)
         hm = self._share("trunc", (2,) + shape)
@@ -182,8 +189,12 @@ class DealerProvider(CorrelationProvider):
             a = self._total(self._rand_all(shape_a))
             b = a if square else self._total(self._rand_all(shape_b))
             r = self._total(self._rand_all(shape_c))
-            c = bk.matmul(a, b) if op == "matmul" else a * b
-            self._deal(op + "+trunc", np.stack([c, r >> _U(bits), r >> _U(63)]), (3,) + shape_c)
+            corr = _pair_words(r, bits, extra=1)
+            if op == "matmul":
+                corr[0] = bk.matmul(a, b)
+            else:
+                bk.mul(a, b, out=corr[0, ...])
+            self._deal(op + "+trunc", corr, (3,) + shape_c, owned=True)
             return None
         A = self._rand(shape_a)
         B = A if square else self._rand(shape_b)
@@ -278,8 +289,34 @@ class DealerProvider(CorrelationProvider):
         return mine, [self._share("pmatmul", shape_c) for _, _, _, shape_c, _ in items]
 
 
+    def private_product(self, owner_a: str, owner_b: str, shape_a: Shape, shape_b: Shape, shape_c: Shape
+                        ) -> tuple[Array | None, Array | None, Array] | None:
+        """U from owner_a's stream, V from owner_b's, shares of U @ V (the last party's by correction)."""
+        shape_a, shape_b, shape_c = tuple(shape_a), tuple(shape_b), tuple(shape_c)
+        if (got := self._take("private_product", owner_a, owner_b, shape_a, shape_b, shape_c)) is not _MISS:
+            return got  # type: ignore[no-any-return]
+        if self.is_dealer:
+            u = bk.random(self.prgs[self.compute.index(owner_a)], shape_a, _U)
+            v = bk.random(self.prgs[self.compute.index(owner_b)], shape_b, _U)
+            self._deal("pproduct", bk.matmul(u, v), shape_c)
+            return None
+        U = self._rand(shape_a) if self.me == owner_a else None
+        V = self._rand(shape_b) if self.me == owner_b else None
+        return U, V, self._share("pproduct", shape_c)
+
+
+def _pair_words(r: Array, bits: int, extra: int = 0) -> Array:
+    """A fresh (extra + 2, *r.shape) array: `extra` rows left for the caller, then r >> bits
+    and r >> 63 (the truncation pair's derived values), written in place."""
+    out = np.empty((extra + 2,) + r.shape, _U)
+    np.right_shift(r, _U(bits), out=out[extra, ...])  # `...`: a 0-d view, not a scalar, for 0-d r
+    np.right_shift(r, _U(63), out=out[extra + 1, ...])
+    return out
+
+
 _MISS = object()
-_PREFETCHABLE = frozenset({"beaver", "square_pair", "trunc_pair", "beaver_trunc", "compare_mask", "random_bits"})
+_PREFETCHABLE = frozenset({"beaver", "square_pair", "trunc_pair", "beaver_trunc", "compare_mask", "random_bits",
+                           "private_product"})
 
 
 def _resolved(x: Any) -> Any:
@@ -326,6 +363,9 @@ class NullProvider(CorrelationProvider):
 
     def private_mask(self, owner: str, shape: Shape) -> Mask:
         return Mask()
+
+    def private_product(self, owner_a: str, owner_b: str, shape_a: Shape, shape_b: Shape, shape_c: Shape) -> None:
+        return None
 
     def private_triples(self, items: Sequence[tuple[Mask, Select, Shape, Shape, Sequence[str]]]) -> None:
         return None

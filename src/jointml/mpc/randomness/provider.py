@@ -165,6 +165,15 @@ class CorrelationProvider(ABC):
     def private_mask(self, owner: str, shape: Shape) -> Mask:
         """A mask A known to `owner` alone (its share is the whole mask; others hold None)."""
 
+    def private_product(self, owner_a: str, owner_b: str, shape_a: Shape, shape_b: Shape, shape_c: Shape
+                        ) -> tuple[Array | None, Array | None, Array] | None:
+        """For a product X @ Y of two private matrices (X held by `owner_a`, Y by `owner_b`):
+        (U, V, C_i) with U known to owner_a alone (None elsewhere), V to owner_b alone, and
+        every compute party's share C_i of C = U @ V. Default: not supported."""
+        from ...core.errors import ProtocolError
+
+        raise ProtocolError(f"{type(self).__name__} supplies no private-product correlation", field="provider")
+
     @abstractmethod
     def private_triples(self, items: Sequence[tuple[Mask, Select, Shape, Shape, Sequence[str]]]
                         ) -> tuple[list[Array | None], list[Array]] | None:
