@@ -32,6 +32,7 @@ import numpy as np
 
 from ..core.prg import public_rng
 from ..ml.fl import FedAvg, FederatedTrainer, FLClient, MLPModel, SecAggParams, local_train
+from ..ml.fl.timing import critical_path
 from ..runtime.collectives import all_gather
 from .memory import simulate_rss
 
@@ -71,7 +72,7 @@ def _program(ctx: Any, clients: list[str], secure: bool, params: int, rounds: in
     w = tr.run(client, dropouts=drops)  # the same clients drop in plain FedAvg: like with like
     seconds = time.perf_counter() - t0
     st = ctx.stats()
-    out: dict[str, Any] = {"seconds": seconds, "bytes": st["bytes_sent"] + st["bytes_recv"]}
+    out: dict[str, Any] = {"seconds": seconds, "bytes": st["bytes_sent"] + st["bytes_recv"], "cpu": tr.cpu_}
     if ctx.me == AGG:
         out["accuracy"] = float((model.predict_proba(w, Xte).argmax(axis=1) == yte).mean())
         if secure and tr.session is not None:
@@ -79,6 +80,28 @@ def _program(ctx: Any, clients: list[str], secure: bool, params: int, rounds: in
             out["secagg"] = {"degree": p.degree, "threshold": p.threshold, "min_signers": p.min_signers,
                              "failure_bounds": p.failure_bounds(len(clients)), "timeout_s": timeout}
     return out
+
+
+def _cpu_profile(res: dict[str, Any], names: list[str], rounds: int) -> dict[str, Any]:
+    """The critical path per round (`timing.critical_path`, phase by phase: set-up and round 1,
+    the other rounds, the final broadcast) and CPU seconds per round by stage: the aggregator's,
+    the slowest client's and the clients' mean (the serialised total is clients x mean)."""
+    phases = len(res[AGG]["cpu"])
+    crit = sum(critical_path(res[AGG]["cpu"][i], [res[c]["cpu"][i] for c in names]) for i in range(phases))
+
+    def per_stage(cpu: list[dict[str, float]]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for ph in cpu:
+            for k, v in ph.items():
+                out[k] = out.get(k, 0.0) + v / rounds
+        return out
+
+    clients = [per_stage(res[c]["cpu"]) for c in names]
+    stages = sorted({k for c in clients for k in c})
+    return {"critical_path_seconds_per_round": round(crit / rounds, 3),
+            "aggregator_cpu": {k: round(v, 4) for k, v in per_stage(res[AGG]["cpu"]).items()},
+            "client_cpu_max": {k: round(max(c.get(k, 0.0) for c in clients), 4) for k in stages},
+            "client_cpu_mean": {k: round(float(np.mean([c.get(k, 0.0) for c in clients])), 4) for k in stages}}
 
 
 def run(*, clients: int = 100, dropout: float = 0.1, params: int = 100_000, rounds: int = 3,
@@ -92,6 +115,7 @@ def run(*, clients: int = 100, dropout: float = 0.1, params: int = 100_000, roun
         res[secure], rss[secure] = simulate_rss(_program, [AGG, *names], mode=mode,
                                                 args=(names, secure, params, rounds, dropout, timeout), timeout=None)
     sec, plain = res[True], res[False]
+    prof = {"secure": _cpu_profile(sec, names, rounds), "plain": _cpu_profile(plain, names, rounds)}
     client_rss = [m for c, m in rss[True].items() if c != AGG and m is not None]
     Xtr, ytr, Xte, yte = _data()
     model = MLPModel(64, (_hidden(params),), 10)
@@ -107,6 +131,8 @@ def run(*, clients: int = 100, dropout: float = 0.1, params: int = 100_000, roun
         "rounds": rounds,
         "seconds_per_round": round(sec[AGG]["seconds"] / rounds, 3),
         "plain_seconds_per_round": round(plain[AGG]["seconds"] / rounds, 3),
+        "critical_path_seconds_per_round": prof["secure"]["critical_path_seconds_per_round"],
+        "plain_critical_path_seconds_per_round": prof["plain"]["critical_path_seconds_per_round"],
         "bytes_per_client": int(np.mean([sec[c]["bytes"] for c in names]) / rounds),
         "plain_bytes_per_client": int(np.mean([plain[c]["bytes"] for c in names]) / rounds),
         "accuracy": round(sec[AGG]["accuracy"], 4),
@@ -116,8 +142,12 @@ def run(*, clients: int = 100, dropout: float = 0.1, params: int = 100_000, roun
         # the aggregator's, and the largest client's (one process each; None under threads)
         "peak_rss_mb": {AGG: rss[True][AGG], "client (largest)": max(client_rss) if client_rss else None},
         "time_ratio": round(sec[AGG]["seconds"] / plain[AGG]["seconds"], 2),
+        "critical_path_time_ratio": round(prof["secure"]["critical_path_seconds_per_round"]
+                                          / max(1e-9, prof["plain"]["critical_path_seconds_per_round"]), 2),
         "bytes_ratio": round(float(np.mean([sec[c]["bytes"] for c in names]) / np.mean([plain[c]["bytes"] for c in names])), 2),
         "secagg": sec[AGG].get("secagg"),
+        "cpu_seconds_per_round": {k: {x: v for x, v in prof[k].items() if x != "critical_path_seconds_per_round"}
+                                  for k in prof},
         "mode": mode,
         "transport": "tcp+tls (loopback), one process per party" if mode == "process" else
                      "in-process links, one thread per party (more parties than the machine holds as processes)",

@@ -88,6 +88,7 @@ from ...runtime.collectives import Channel, Received, all_gather
 from . import shamir
 from .secagg_params import SecAggParams, dequantise_sum, harary_neighbours, quantise
 from .stragglers import collect
+from .timing import StageClock
 
 __all__ = ["SecAggSession", "SecAggResult", "STAGES"]
 
@@ -201,6 +202,8 @@ class SecAggSession:
         #: (aggregator) per client, the (round, message index) of drop notices not yet acknowledged:
         #: the client's late answer (if any) and its ack are read before it takes part again
         self.pending: dict[str, list[tuple[int, int]]] = {}
+        #: this party's CPU time by stage (`timing`; a trainer hands in its own clock)
+        self.clock = StageClock()
         if ctx.me in clients or ctx.me == server:
             self._exchange_verify_keys()
 
@@ -370,7 +373,9 @@ class _ServerRound:
             return self._check_answer(c, self._recv(c, wait), stage, dtypes, shapes)
 
         # a closed link counts as dropped at once, with nobody to notify
-        got, waiting = collect(recv, expected, start_timeout=self.p.start_timeout, timeout=self.p.timeout)
+        self.s.clock.enter(f"secagg:{stage}")
+        got, waiting = collect(recv, expected, start_timeout=self.p.start_timeout, timeout=self.p.timeout,
+                               clock=self.s.clock)
         for c in waiting:
             self._notify(c)  # counted as dropped; told so, so that a slow client stops and acknowledges
         got = {c: got[c] for c in expected if c in got}  # the participants' order, whatever the arrival order
@@ -395,6 +400,7 @@ class _ServerRound:
 
     def run(self) -> SecAggResult:
         t0 = time.monotonic()
+        self.s.clock.enter("secagg:setup")
         self._drain_all(self.p.timeout)  # late answers of earlier rounds
         ready = [c for c in self.parts if c not in self.s.pending]
         for c in self.parts:
@@ -421,6 +427,7 @@ class _ServerRound:
         u3 = list(masked)
         signers = self._consistency(u3)
         answers = self._request_unmask(signers, u3, shares)
+        self.s.clock.enter("secagg:reconstruct")
         total = self._unmask(u2, u3, keys, shares, masked, answers)
         for c in answers:  # the last message of a round: every client reads "done" or a drop notice
             self._send(c, "done")
@@ -548,6 +555,7 @@ class _ClientRound:
     def _recv(self, stage: str, dtypes: list[Any]) -> Received:
         r = self.ch.recv(f"{self.rnd}:s{self.n_in}", timeout=self.wait)
         self.n_in += 1
+        self.s.clock.enter(f"secagg:{r.meta.get('stage')}")
         if r.meta.get("stage") == "dropped":
             raise _Dropped()
         if r.meta.get("stage") != stage:

@@ -25,6 +25,7 @@ import time
 from typing import Callable, Sequence, TypeVar
 
 from ...core.errors import LinkTimeout, PeerClosed
+from .timing import StageClock
 
 __all__ = ["collect", "LinkTimeout"]
 
@@ -35,17 +36,19 @@ _POLL = 0.05
 
 
 def collect(recv: Callable[[str, float], T], expected: Sequence[str], *, start_timeout: float,
-            timeout: float) -> tuple[dict[str, T], list[str]]:
+            timeout: float, clock: StageClock | None = None) -> tuple[dict[str, T], list[str]]:
     """Answers of `expected` by `recv(client, wait)` (which raises `LinkTimeout` after `wait`
     seconds without a message, `PeerClosed` for a closed link); returns ({client: answer} in
-    arrival order, the silent clients).
+    arrival order, the silent clients). When some stay silent, the wall time from the last
+    answer to giving up is added to `clock.waited` (the benchmark's critical path).
 
     >>> collect(lambda c, w: c.upper(), ["x", "y"], start_timeout=1.0, timeout=0.1)
     ({'x': 'X', 'y': 'Y'}, [])
     """
     got: dict[str, T] = {}
     waiting = list(expected)
-    deadline = time.monotonic() + start_timeout
+    last = time.monotonic()
+    deadline = last + start_timeout
     while waiting and time.monotonic() < deadline:
         for i, c in enumerate(list(waiting)):
             # block (briefly) on the first silent client only; poll the others
@@ -59,5 +62,8 @@ def collect(recv: Callable[[str, float], T], expected: Sequence[str], *, start_t
                 continue
             waiting.remove(c)
             got[c] = r
-            deadline = time.monotonic() + timeout
+            last = time.monotonic()
+            deadline = last + timeout
+    if waiting and clock is not None:
+        clock.waited += time.monotonic() - last
     return got, waiting
