@@ -265,22 +265,30 @@ def test_a_slow_client_counted_as_dropped_resyncs_for_the_next_round():
 
 
 class _KeySwap(SecAggSession):
-    """A deviating aggregator: forwards its own X25519 key in place of c2's to c1 (a man in the
-    middle that would decrypt the shares c1 sends c2)."""
+    """A deviating aggregator: forwards its own X25519 mask key in place of c2's to c1 (a man in
+    the middle that would learn the pairwise mask of c1 and c2), with c2's MAC or one it made up."""
+
+    forged = False
 
     def _neighbour_keys(self, client, keys):
         from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
         if client == "c1" and "c2" in keys:
             mine = np.frombuffer(X25519PrivateKey.generate().public_key().public_bytes_raw(), np.uint8)
-            keys = {**keys, "c2": [mine, keys["c2"][1], keys["c2"][2]]}
+            mac = np.frombuffer(bytes(16), np.uint8) if self.forged else keys["c2"][1]
+            keys = {**keys, "c2": [mine, mac]}
         return keys
 
 
-def test_substituted_public_key_is_refused():
+class _KeySwapForged(_KeySwap):
+    forged = True
+
+
+@pytest.mark.parametrize("cls", [_KeySwap, _KeySwapForged])
+def test_substituted_public_key_is_refused(cls):
     with pytest.raises(PartyFailed) as e:
-        _run(5, _inputs(5, 4), SecAggParams(threshold=3, min_signers=4), classes={AGG: _KeySwap})
-    assert e.value.error_type == "ProtocolError" and "not signed by 'c2'" in e.value.message
+        _run(5, _inputs(5, 4), SecAggParams(threshold=3, min_signers=4), classes={AGG: cls})
+    assert e.value.error_type == "ProtocolError" and "not authenticated by 'c2'" in e.value.message
 
 
 class _ChosenGraph(SecAggSession):
