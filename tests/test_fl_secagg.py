@@ -317,3 +317,36 @@ def test_graph_from_public_randomness_is_recomputed_and_a_chosen_one_refused():
     with pytest.raises(PartyFailed) as e:
         _run(10, _inputs(10, 4), p, classes={AGG: _ChosenGraph})
     assert e.value.party == "c1" and "public graph" in e.value.message
+
+
+def test_hkdf_equals_the_rfc_5869_construction_of_cryptography():
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from jointml.ml.fl.secagg import _hkdf
+
+    ikm = bytes(range(32))
+    for n in (16, 32, 64):
+        want = HKDF(algorithm=hashes.SHA256(), length=n, salt=None, info=b"mask|x|3").derive(ikm)
+        assert _hkdf(ikm, "mask|x|3", n) == want
+
+
+class _BadEndorser(SecAggSession):
+    """A deviating client: its endorsements of the survivor list are made-up MACs."""
+
+    def _endorsement(self, key, rnd, signer, verifier, survivors):
+        if signer == self.ctx.me:
+            return bytes(16)
+        return super()._endorsement(key, rnd, signer, verifier, survivors)
+
+
+def test_endorsements_are_checked_one_bad_is_tolerated_too_many_refused():
+    # 5 clients, min_signers 4: an honest client counts itself and the valid MACs addressed to it
+    p = SecAggParams(threshold=3, min_signers=4, timeout=0.3)
+    xs = _inputs(5, 4, seed=11)
+    out, _ = _run(5, xs, p, classes={"c5": _BadEndorser})[AGG]  # 1 + 3 valid: enough
+    assert out.count == 5 and np.max(np.abs(out.total - _plain(xs, _clients(5), p))) <= 5 * p.quant_step
+    with pytest.raises(PartyFailed) as e:  # 1 + 2 valid at c1, c2, c3: refused before any share is revealed
+        _run(5, xs, p, classes={"c4": _BadEndorser, "c5": _BadEndorser})
+    msgs = [e.value.message] + [m for _, m, _ in e.value.others.values()]
+    assert any("3 signers endorsed this survivor list" in m for m in msgs), msgs

@@ -16,6 +16,18 @@ in-process links beyond (the JSON's `mode` and `transport` say which). Keys: `fi
 `plain_bytes_per_client` (sent + received per client and round), `accuracy`,
 `baseline_accuracy`, `peak_rss_mb` (the aggregator's and the largest client's, MB), `secagg` (degree, threshold, failure bounds).
 
+Two time figures per round, for each of SecAgg+ and plain FedAvg:
+- `seconds_per_round` / `plain_seconds_per_round`: the aggregator's wall clock. Under
+  threads (more parties than the machine holds as processes) the clients share the cores,
+  so this is the *serialised* cost: every client's CPU time one after the other.
+- `critical_path_seconds_per_round` / `plain_...`: what one machine per party would take
+  (`ml.fl.timing`): per stage the slowest client's own CPU time (`time.thread_time`), plus
+  all of the aggregator's CPU time and its waits for dropped clients (wall time).
+`time_ratio` (secure / plain, wall clock) is what the issue's 2x target is judged on, as
+measured in the mode the JSON states (`target_judged_on`); `critical_path_time_ratio`
+beside it. `cpu_seconds_per_round` lists CPU seconds per round by stage: the aggregator's,
+the slowest client's and the clients' mean.
+
 >>> r = run(clients=3, params=2000, rounds=1, mode="thread", timeout=0.5)
 >>> r["figure"], r["clients"], r["bytes_per_client"] > 0
 ('fl_secagg', 3, True)
@@ -23,6 +35,7 @@ in-process links beyond (the JSON's `mode` and `transport` say which). Keys: `fi
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -39,14 +52,19 @@ from .memory import simulate_rss
 AGG = "aggregator"
 
 
+@functools.lru_cache(maxsize=1)
 def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    # loaded once per process (every thread party used to parse the CSV again), read-only
     from sklearn.datasets import load_digits
 
     X, y = load_digits(return_X_y=True)
     order = public_rng(0).permutation(len(y))  # public benchmark data
     X, y = X[order] / 16.0, y[order].astype(np.float64)
     cut = int(0.7 * len(y))
-    return X[:cut], y[:cut], X[cut:], y[cut:]
+    out = (X[:cut], y[:cut], X[cut:], y[cut:])
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 def _hidden(params: int) -> int:
@@ -151,6 +169,8 @@ def run(*, clients: int = 100, dropout: float = 0.1, params: int = 100_000, roun
         "mode": mode,
         "transport": "tcp+tls (loopback), one process per party" if mode == "process" else
                      "in-process links, one thread per party (more parties than the machine holds as processes)",
+        "target_judged_on": "time_ratio: the aggregator's wall clock, secure over plain, in the mode stated (threads "
+                            "on this machine: the clients' CPU serialised); critical_path_time_ratio: one machine per party",
         "note": "both seconds_per_round figures include waiting `timeout` for the same dropped clients",
     }
 

@@ -386,6 +386,7 @@ class _ServerRound:
         self.ch = {c: Channel(s.ctx, c, s.prefix) for c in parts}
         self.index = {c: i for i, c in enumerate(parts)}
         self.graph = s._graph(parts, int(p.degree or 0))
+        self.gpos = {c: {v: i for i, v in enumerate(nb)} for c, nb in self.graph.items()}
         self.view: dict[str, dict[str, list[np.ndarray]]] = {}
         self.n_out = dict.fromkeys(parts, 0)  # messages sent to / received from each client this round
         self.n_in = dict.fromkeys(parts, 0)
@@ -462,9 +463,10 @@ class _ServerRound:
             self._forward_keys(c, keys)
         shares = self._collect_shares(u1)
         u2 = list(shares)
+        to = {u: {v: i for i, v in enumerate(shares[u].meta["to"])} for u in u2}
         for v in u2:
             senders = self._nbrs(v, shares)
-            rows = [shares[u].arrays[0][shares[u].meta["to"].index(v)] for u in senders]
+            rows = [shares[u].arrays[0][to[u][v]] for u in senders]
             ct = np.stack(rows) if rows else np.zeros((0, _CT), np.uint8)
             self._send(v, "shares", {"from": senders}, [ct])
         masked = self._collect("masked", u2, [self.p.wire_dtype], [(self.dim,)])
@@ -492,7 +494,7 @@ class _ServerRound:
     def _forward_keys(self, c: str, keys: dict[str, Received]) -> None:
         """To `c`: each neighbour's s_pk and the MAC that neighbour made for `c`."""
         nb = self._nbrs(c, keys)
-        own = {v: [keys[v].arrays[0], keys[v].arrays[1][self.graph[v].index(c)]] for v in nb}
+        own = {v: [keys[v].arrays[0], keys[v].arrays[1][self.gpos[v][c]]] for v in nb}
         fwd = self.s._neighbour_keys(c, own)
         pk = np.stack([fwd[v][0] for v in nb]) if nb else np.zeros((0, _KEY), np.uint8)
         mac = np.stack([fwd[v][1] for v in nb]) if nb else np.zeros((0, _MAC), np.uint8)
