@@ -350,3 +350,27 @@ def test_endorsements_are_checked_one_bad_is_tolerated_too_many_refused():
         _run(5, xs, p, classes={"c4": _BadEndorser, "c5": _BadEndorser})
     msgs = [e.value.message] + [m for _, m, _ in e.value.others.values()]
     assert any("3 signers endorsed this survivor list" in m for m in msgs), msgs
+
+
+def test_mask_key_kept_after_a_completed_round_and_renewed_after_a_rebuilt_one():
+    clients = _clients(6)
+    p = SecAggParams(threshold=3, min_signers=4, timeout=0.3)
+    xs = _inputs(6, 8, seed=5)
+
+    def prog(ctx):
+        sa = SecAggSession(ctx, AGG, clients, p)
+        outs, keys = [], []
+        for rnd in range(3):  # c3 drops after sharing its keys in round 2: the aggregator rebuilds its s
+            outs.append(sa.aggregate(xs.get(ctx.me), dim=8, drop_at="masked" if ctx.me == "c3" and rnd == 1 else None))
+            if ctx.me == AGG:
+                keys.append({c: a[0].tobytes() for c, a in sa.last_view_["keys"].items()})
+        sa.close()
+        return None if ctx.me != AGG else ([(o.survivors, o.total) for o in outs], keys)
+
+    outs, keys = simulate(prog, [AGG, *clients], mode="thread", timeout=60)[AGG]
+    assert [s for s, _ in outs] == [clients, [c for c in clients if c != "c3"], clients]
+    for s, t in outs:
+        assert np.max(np.abs(t - _plain(xs, s, p))) <= 6 * p.quant_step
+    others = [c for c in clients if c != "c3"]
+    assert all(keys[0][c] == keys[1][c] == keys[2][c] for c in others)  # kept: completed every round
+    assert keys[0]["c3"] == keys[1]["c3"] != keys[2]["c3"]  # rebuilt in round 2: never serves again

@@ -18,9 +18,25 @@ during a round):
 | done | (an ack after a drop notice) | "done", or a drop notice in place of any request |
 
 q is clipping + quantisation (`secagg_params.quantise`); PRG is `core.prg` (AES-CTR) keyed by
-HKDF-SHA256 of the X25519 secret; b_u is a fresh 128-bit self-mask seed; mask keys s are
-fresh each round (a dropped client's mask key is rebuilt, so it must never serve again).
-Shamir shares are over GF(2^521 − 1) (`shamir`), threshold t among the k neighbours.
+HKDF-SHA256 of the X25519 secret and the round's label (a pair's masks of different rounds
+are independent); b_u is a fresh 128-bit self-mask seed each round. Shamir shares are over
+GF(2^521 − 1) (`shamir`), threshold t among the k neighbours.
+
+**Mask keys across rounds**: a client keeps its mask key s_u for its next round only when
+it *completed* this one, i.e. accepted a survivor list that contains it and that
+`min_signers` clients endorsed (the consistency check below); otherwise (counted as
+dropped, refused, timed out) it makes a new one, and so do the agreements KA(s_u, s_v)
+with it. Why that is safe: an honest neighbour reveals its share of s_u only on a list
+*without* u that it accepted; two different lists cannot both be accepted by honest
+clients in a round (uniqueness, below), so when u accepted a list with itself no honest
+neighbour revealed a share of s_u, and the aggregator holds fewer than t (those of corrupt
+neighbours; each round's sharing is a fresh polynomial, so shares of different rounds do not
+combine). A rebuilt s_u therefore never serves again: u rebuilt ⇒ u did not complete ⇒ u
+re-keys; u decides this itself, so the aggregator cannot make it reuse an exposed key.
+Saved: k X25519 agreements per client and round (the neighbours of the same key pair
+again) out of k + 1. Cost: t corrupt neighbours in one round (the privacy failure event
+of `secagg_params`) now expose u's masks for its later rounds with the same key too; the
+per-round bound still bounds the whole run by a union over rounds.
 
 **Session keys** (once per session): each client makes a static X25519 key c_u and sends
 c_pk_u *directly to every other client* over the job's mutually authenticated links (the
@@ -229,6 +245,9 @@ class SecAggSession:
         #: every client's session X25519 public key, as received over the direct links
         self.session_keys: dict[str, bytes] = {}
         self._pairs: dict[str, bytes] = {}  # (client) K(me, v), made when first needed
+        #: (client) the mask key pair kept from a completed round, and its agreements {(peer, peer's s_pk): KA}
+        self._mask_key: tuple[Any, bytes] | None = None
+        self._mask_kas: dict[tuple[str, bytes], bytes] = {}
         #: (aggregator) per client, the (round, message index) of drop notices not yet acknowledged:
         #: the client's late answer (if any) and its ack are read before it takes part again
         self.pending: dict[str, list[tuple[int, int]]] = {}
@@ -316,6 +335,29 @@ class SecAggSession:
                 todo[0] = (rnd, k + 1)
         self.pending.pop(c, None)
         return True
+
+    # -- the client's mask key across rounds ---------------------------------------------
+    def _take_mask_key(self) -> tuple[Any, bytes]:
+        """The mask key pair for this round: the one kept from the last round this client
+        completed, else a fresh one. Taken away until the round completes (`_keep_mask_key`):
+        a round that ends any other way (dropped, refused, timed out) may have let the
+        aggregator rebuild it, so it never serves again."""
+        if self._mask_key is None:
+            self._mask_kas = {}
+            return _x25519()
+        key, self._mask_key = self._mask_key, None
+        return key
+
+    def _keep_mask_key(self, sk: Any, pk: bytes) -> None:
+        """(Client) keep the key for the next round: this round completed."""
+        self._mask_key = (sk, pk)
+
+    def _mask_agreement(self, sk: Any, peer: str, peer_pk: bytes) -> bytes:
+        """KA(s_me, s_peer), computed once per pair of mask keys (a peer's new key is a new entry)."""
+        k = self._mask_kas.get((peer, peer_pk))
+        if k is None:
+            k = self._mask_kas[(peer, peer_pk)] = _exchange(sk, peer_pk, peer)
+        return k
 
     # -- shared derivations (both sides compute them alike) -----------------------------
     def _label(self, rnd: int) -> str:
@@ -661,7 +703,7 @@ class _ClientRound:
             raise self._refuse(f"the neighbours {nb} are not those of the round's public graph {public}")
         if drop_at == "keys":
             return self._stop()
-        s_sk, s_pk = _x25519()
+        s_sk, s_pk = self.key = self.s._take_mask_key()
         macs = [self.s._key_mac(self.s.pair_key(v), self.rnd, self.me, v, s_pk) for v in nb]
         self._send("keys", arrays=[np.frombuffer(s_pk, np.uint8), _u8(macs, _MAC)])
         pks = self._neighbour_keys(nb)
@@ -738,7 +780,7 @@ class _ClientRound:
         y += self.s._fill_mask(b, self.s._self_stream(self.rnd), buf)
         me = self.parts.index(self.me)
         for v in peers:
-            m = self.s._fill_mask(self.s._pair_seed(_exchange(s_sk, pks[v], v), self.rnd), "pair", buf)
+            m = self.s._fill_mask(self.s._pair_seed(self.s._mask_agreement(s_sk, v, pks[v]), self.rnd), "pair", buf)
             if me < self.parts.index(v):
                 y += m
             else:
@@ -758,6 +800,7 @@ class _ClientRound:
         self._send("signature", arrays=[_u8(macs, _MAC)])
         r = self._recv("unmask", [np.uint8])
         self._check_request(r, u3, held)
+        self.s._keep_mask_key(*self.key)  # on a list we are in, that `min_signers` endorsed: s stays secret
         if drop_at == "unmask":
             return self._stop()
         alive = [v for v in held if v in u3]
