@@ -308,12 +308,17 @@ def test_graph_from_public_randomness_is_recomputed_and_a_chosen_one_refused():
 
     def prog(ctx):
         sa = SecAggSession(ctx, AGG, _clients(10), p)
-        return {"seed": sa.graph_seed(1, _clients(10)), "other_round": sa.graph_seed(2, _clients(10))}
+        others = _clients(10)[1:]
+        return {"seed": sa.graph_seed(1, _clients(10)), "other_round": sa.graph_seed(2, _clients(10)),
+                "other_parts": sa.graph_seed(1, others), "session2": SecAggSession(ctx, AGG, _clients(10), p).graph_seed(
+                    1, _clients(10))}
 
     seen = simulate(prog, [AGG, *_clients(10)], mode="thread", timeout=60)
-    # every party derives the same public seed; it changes with the round
+    # every party derives the same public seed; the same participants keep their graph within a
+    # session (kept mask keys meet the same neighbours), other participants or a new session do not
     assert len({v["seed"] for v in seen.values()}) == 1
-    assert seen[AGG]["seed"] != seen[AGG]["other_round"]
+    assert seen[AGG]["seed"] == seen[AGG]["other_round"]
+    assert seen[AGG]["seed"] != seen[AGG]["other_parts"] and seen[AGG]["seed"] != seen[AGG]["session2"]
     with pytest.raises(PartyFailed) as e:
         _run(10, _inputs(10, 4), p, classes={AGG: _ChosenGraph})
     assert e.value.party == "c1" and "public graph" in e.value.message

@@ -85,9 +85,12 @@ Adversary model and what each party learns:
 - Client: its neighbours' public keys and the shares they sent it (t − 1 of them reveal
   nothing); the survivor list. Not the sum (the FL loop sends the new model back).
 - The graph is not the aggregator's choice: it comes from public randomness (Bell et al.), a
-  hash of the round, its participants and the clients' session public keys (fresh per
-  session, exchanged directly between the clients), which every client recomputes; a
-  neighbour list that differs is refused. Residual: the aggregator picks each round's
+  hash of the session, the round's participants and the clients' session public keys (fresh
+  per session, exchanged directly between the clients), which every client recomputes; a
+  neighbour list that differs is refused. The same participants get the same graph every
+  round of a session, so kept mask keys meet the same neighbours and their agreements serve
+  again; a fixed graph is no weaker (its privacy failure event — t corrupt neighbours, a
+  split — is drawn once, not once per round; dropouts still vary per round). Residual: the aggregator picks each round's
   participants (client sampling), so it could try participant sets until the hash gives a
   victim a bad neighbourhood; an unbiasable coin (clients' commit-then-reveal) would close that.
 - Not covered: a deviating client
@@ -392,11 +395,12 @@ class SecAggSession:
         return survivors
 
     def graph_seed(self, rnd: int, parts: Sequence[str]) -> bytes:
-        """The round's public random seed of the communication graph: a hash of the round, its
-        participants and every client's session public key (which the clients exchanged
-        directly, and which are fresh per session), so every client recomputes its neighbours
-        and the aggregator cannot pick them."""
-        return _h("graph", self._label(rnd), *parts, *(self.session_keys[c] for c in self.clients))[:16]
+        """The public random seed of the communication graph of round `rnd`: a hash of the
+        session, the round's participants and every client's session public key (which the
+        clients exchanged directly, and which are fresh per session), so every client
+        recomputes its neighbours and the aggregator cannot pick them. The same participants
+        get the same graph in every round (see the module docstring)."""
+        return _h("graph", self.prefix, *parts, *(self.session_keys[c] for c in self.clients))[:16]
 
     def _graph(self, parts: list[str], degree: int) -> dict[str, list[str]]:
         """The neighbours the aggregator announces (honest: the public graph; a test overrides it)."""
