@@ -251,6 +251,7 @@ class SecAggSession:
         #: (client) the mask key pair kept from a completed round, and its agreements {(peer, peer's s_pk): KA}
         self._mask_key: tuple[Any, bytes] | None = None
         self._mask_kas: dict[tuple[str, bytes], bytes] = {}
+        self._digest_of: tuple[tuple[str, ...], bytes] = ((), b"")
         #: (aggregator) per client, the (round, message index) of drop notices not yet acknowledged:
         #: the client's late answer (if any) and its ack are read before it takes part again
         self.pending: dict[str, list[tuple[int, int]]] = {}
@@ -381,7 +382,14 @@ class SecAggSession:
         return _mac(key, "keys", self._label(rnd), owner, holder, s_pk)
 
     def _endorsement(self, key: bytes, rnd: int, signer: str, verifier: str, survivors: Sequence[str]) -> bytes:
-        return _mac(key, "consistency", self._label(rnd), signer, verifier, ",".join(sorted(survivors)))
+        return _mac(key, "consistency", self._label(rnd), signer, verifier, self._list_digest(survivors))
+
+    def _list_digest(self, survivors: Sequence[str]) -> bytes:
+        # one list is endorsed towards / checked from ~n clients a round: hash it once
+        key = tuple(survivors)
+        if self._digest_of[0] != key:
+            self._digest_of = (key, _h("survivors", *sorted(survivors)))
+        return self._digest_of[1]
 
     def _share_hash(self, rnd: int, kind: str, owner: str, holder: str, share: bytes) -> bytes:
         return _h("share", self._label(rnd), kind, owner, holder, share)
