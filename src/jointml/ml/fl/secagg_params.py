@@ -225,7 +225,7 @@ def harary_neighbours(clients: Sequence[str], k: int, prg: Prg, only: str | None
 
 def quantise(x: np.ndarray, params: SecAggParams, prg: Prg, dtype: type = np.uint64) -> np.ndarray:
     """Clip to [−clip, clip] and map to {0, …, 2^quant_bits − 1} by stochastic rounding (`dtype`:
-    uint64, or uint32 when quant_bits ≤ 32). Rounds up with probability ⌈frac·2^32⌉/2^32 for the
+    uint64, or uint32 when quant_bits ≤ 32). Rounds up with probability ⌊frac·2^32⌋/2^32 for the
     fractional part frac (one 32-bit draw per value): unbiased to within 2^-32 of a step.
 
     >>> q = quantise(np.array([-9.0, 0.0, 9.0]), SecAggParams(clip=1.0, quant_bits=4), Prg(b"q" * 16))
@@ -237,12 +237,13 @@ def quantise(x: np.ndarray, params: SecAggParams, prg: Prg, dtype: type = np.uin
     v += params.clip
     v *= levels / (2 * params.clip)
     np.clip(v, 0.0, float(levels), out=v)  # float rounding must not push a value past the top level
-    low = np.floor(v)
-    v -= low  # the fractional part, in [0, 1)
+    # stochastic rounding in fixed point: floor((v·2^32 + r) / 2^32) with r uniform in [0, 2^32)
+    # rounds v up with probability ⌈frac(v)·2^32⌉/2^32 (v·2^32 < 2^52: exact in float64 and uint64)
     v *= 2.0 ** 32
-    up = prg.random(v.shape, np.uint32) < v  # uint32 -> float64 is exact
-    out: np.ndarray = low.astype(dtype)
-    out += up
+    t = v.astype(np.int64)  # (the signed conversion is the vectorised one)
+    t += prg.random(v.shape, np.uint32)
+    t >>= 32
+    out: np.ndarray = t.astype(dtype)
     return out
 
 
