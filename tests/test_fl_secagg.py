@@ -379,3 +379,13 @@ def test_mask_key_kept_after_a_completed_round_and_renewed_after_a_rebuilt_one()
     others = [c for c in clients if c != "c3"]
     assert all(keys[0][c] == keys[1][c] == keys[2][c] for c in others)  # kept: completed every round
     assert keys[0]["c3"] == keys[1]["c3"] != keys[2]["c3"]  # rebuilt in round 2: never serves again
+
+
+def test_hmac_equals_the_standard_library():
+    import hmac
+
+    from jointml.ml.fl.secagg import _hmac
+
+    for key in (b"", b"k" * 16, b"k" * 32, bytes(range(64))):
+        for msg in (b"", b"m", bytes(range(200))):
+            assert _hmac(key, msg) == hmac.digest(key, msg, "sha256")
