@@ -52,7 +52,7 @@ import numpy as np
 from ...core.errors import DataError, ParameterError
 from ...core.prg import Prg
 from ...runtime.collectives import Channel, Received, broadcast, gather
-from .aggregate import Parameters, WeightedSum, check_like, flatten, sub, unflatten
+from .aggregate import Parameters, WeightedSum, check_like, flatten, unflatten
 from .dp import privatise
 from .models import FLModel, local_train
 from .secagg import SecAggSession
@@ -254,12 +254,19 @@ class FederatedTrainer:
         vec = None
         if res is not None:
             check_like(params, res.parameters, self.ctx.me)
-            delta = flatten(sub(res.parameters, params))
+            # the update and its weight in one vector, built in place (a 100k-parameter model: a few
+            # passes over 800 kB fewer per client and round than subtract/flatten/scale/append)
+            vec = np.empty(dim)
+            delta = vec[:-1]
+            np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1) for p in res.parameters], out=delta)
+            delta -= flatten(params)
             if "dp_clip_norm" in cfg:  # DPFedAvg: clipped, noised, weight 1 (bounded contribution)
-                vec = np.append(privatise(delta, float(cfg["dp_clip_norm"]), float(cfg["dp_noise_std"])), 1.0)
+                delta[:] = privatise(delta, float(cfg["dp_clip_norm"]), float(cfg["dp_noise_std"]))
+                vec[-1] = 1.0
             else:
                 w = min(float(res.num_examples), self.weight_cap) / self.weight_cap
-                vec = np.append(w * delta, w)
+                delta *= w
+                vec[-1] = w
         out = self.session.aggregate(vec, sampled, dim=dim, drop_at=drop_at)
         if out is None:
             return params, {}
