@@ -81,8 +81,8 @@ class SecAggParams:
     `timeout`: seconds without any answer after which the aggregator counts the clients still
     silent at a stage as dropped; `start_timeout`: how long it waits for the *first* answer of
     a stage (clients may still be training locally; a dropout costs only `timeout`).
-    `min_signers`: None = ⌊(n + ⌈γ·n⌉)/2⌋ + 1 consistency signatures (two different survivor
-    lists cannot both collect that many without an honest client signing both).
+    `min_signers`: None = ⌊(n + ⌈γ·n⌉)/2⌋ + 1 consistency endorsements (two different survivor
+    lists cannot both collect that many without an honest client endorsing both).
 
     >>> SecAggParams(clip=2.0).quant_step
     3.8147009036072765e-06
