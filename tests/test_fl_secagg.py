@@ -265,22 +265,30 @@ def test_a_slow_client_counted_as_dropped_resyncs_for_the_next_round():
 
 
 class _KeySwap(SecAggSession):
-    """A deviating aggregator: forwards its own X25519 key in place of c2's to c1 (a man in the
-    middle that would decrypt the shares c1 sends c2)."""
+    """A deviating aggregator: forwards its own X25519 mask key in place of c2's to c1 (a man in
+    the middle that would learn the pairwise mask of c1 and c2), with c2's MAC or one it made up."""
+
+    forged = False
 
     def _neighbour_keys(self, client, keys):
         from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
         if client == "c1" and "c2" in keys:
             mine = np.frombuffer(X25519PrivateKey.generate().public_key().public_bytes_raw(), np.uint8)
-            keys = {**keys, "c2": [mine, keys["c2"][1], keys["c2"][2]]}
+            mac = np.frombuffer(bytes(16), np.uint8) if self.forged else keys["c2"][1]
+            keys = {**keys, "c2": [mine, mac]}
         return keys
 
 
-def test_substituted_public_key_is_refused():
+class _KeySwapForged(_KeySwap):
+    forged = True
+
+
+@pytest.mark.parametrize("cls", [_KeySwap, _KeySwapForged])
+def test_substituted_public_key_is_refused(cls):
     with pytest.raises(PartyFailed) as e:
-        _run(5, _inputs(5, 4), SecAggParams(threshold=3, min_signers=4), classes={AGG: _KeySwap})
-    assert e.value.error_type == "ProtocolError" and "not signed by 'c2'" in e.value.message
+        _run(5, _inputs(5, 4), SecAggParams(threshold=3, min_signers=4), classes={AGG: cls})
+    assert e.value.error_type == "ProtocolError" and "not authenticated by 'c2'" in e.value.message
 
 
 class _ChosenGraph(SecAggSession):
@@ -300,12 +308,84 @@ def test_graph_from_public_randomness_is_recomputed_and_a_chosen_one_refused():
 
     def prog(ctx):
         sa = SecAggSession(ctx, AGG, _clients(10), p)
-        return {"seed": sa.graph_seed(1, _clients(10)), "other_round": sa.graph_seed(2, _clients(10))}
+        others = _clients(10)[1:]
+        return {"seed": sa.graph_seed(1, _clients(10)), "other_round": sa.graph_seed(2, _clients(10)),
+                "other_parts": sa.graph_seed(1, others), "session2": SecAggSession(ctx, AGG, _clients(10), p).graph_seed(
+                    1, _clients(10))}
 
     seen = simulate(prog, [AGG, *_clients(10)], mode="thread", timeout=60)
-    # every party derives the same public seed; it changes with the round
+    # every party derives the same public seed; the same participants keep their graph within a
+    # session (kept mask keys meet the same neighbours), other participants or a new session do not
     assert len({v["seed"] for v in seen.values()}) == 1
-    assert seen[AGG]["seed"] != seen[AGG]["other_round"]
+    assert seen[AGG]["seed"] == seen[AGG]["other_round"]
+    assert seen[AGG]["seed"] != seen[AGG]["other_parts"] and seen[AGG]["seed"] != seen[AGG]["session2"]
     with pytest.raises(PartyFailed) as e:
         _run(10, _inputs(10, 4), p, classes={AGG: _ChosenGraph})
     assert e.value.party == "c1" and "public graph" in e.value.message
+
+
+def test_hkdf_equals_the_rfc_5869_construction_of_cryptography():
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from jointml.ml.fl.secagg import _hkdf
+
+    ikm = bytes(range(32))
+    for n in (16, 32, 64):
+        want = HKDF(algorithm=hashes.SHA256(), length=n, salt=None, info=b"mask|x|3").derive(ikm)
+        assert _hkdf(ikm, "mask|x|3", n) == want
+
+
+class _BadEndorser(SecAggSession):
+    """A deviating client: its endorsements of the survivor list are made-up MACs."""
+
+    def _endorsement(self, key, rnd, signer, verifier, survivors):
+        if signer == self.ctx.me:
+            return bytes(16)
+        return super()._endorsement(key, rnd, signer, verifier, survivors)
+
+
+def test_endorsements_are_checked_one_bad_is_tolerated_too_many_refused():
+    # 5 clients, min_signers 4: an honest client counts itself and the valid MACs addressed to it
+    p = SecAggParams(threshold=3, min_signers=4, timeout=0.3)
+    xs = _inputs(5, 4, seed=11)
+    out, _ = _run(5, xs, p, classes={"c5": _BadEndorser})[AGG]  # 1 + 3 valid: enough
+    assert out.count == 5 and np.max(np.abs(out.total - _plain(xs, _clients(5), p))) <= 5 * p.quant_step
+    with pytest.raises(PartyFailed) as e:  # 1 + 2 valid at c1, c2, c3: refused before any share is revealed
+        _run(5, xs, p, classes={"c4": _BadEndorser, "c5": _BadEndorser})
+    msgs = [e.value.message] + [m for _, m, _ in e.value.others.values()]
+    assert any("3 signers endorsed this survivor list" in m for m in msgs), msgs
+
+
+def test_mask_key_kept_after_a_completed_round_and_renewed_after_a_rebuilt_one():
+    clients = _clients(6)
+    p = SecAggParams(threshold=3, min_signers=4, timeout=0.3)
+    xs = _inputs(6, 8, seed=5)
+
+    def prog(ctx):
+        sa = SecAggSession(ctx, AGG, clients, p)
+        outs, keys = [], []
+        for rnd in range(3):  # c3 drops after sharing its keys in round 2: the aggregator rebuilds its s
+            outs.append(sa.aggregate(xs.get(ctx.me), dim=8, drop_at="masked" if ctx.me == "c3" and rnd == 1 else None))
+            if ctx.me == AGG:
+                keys.append({c: a[0].tobytes() for c, a in sa.last_view_["keys"].items()})
+        sa.close()
+        return None if ctx.me != AGG else ([(o.survivors, o.total) for o in outs], keys)
+
+    outs, keys = simulate(prog, [AGG, *clients], mode="thread", timeout=60)[AGG]
+    assert [s for s, _ in outs] == [clients, [c for c in clients if c != "c3"], clients]
+    for s, t in outs:
+        assert np.max(np.abs(t - _plain(xs, s, p))) <= 6 * p.quant_step
+    others = [c for c in clients if c != "c3"]
+    assert all(keys[0][c] == keys[1][c] == keys[2][c] for c in others)  # kept: completed every round
+    assert keys[0]["c3"] == keys[1]["c3"] != keys[2]["c3"]  # rebuilt in round 2: never serves again
+
+
+def test_hmac_equals_the_standard_library():
+    import hmac
+
+    from jointml.ml.fl.secagg import _hmac
+
+    for key in (b"", b"k" * 16, b"k" * 32, bytes(range(64))):
+        for msg in (b"", b"m", bytes(range(200))):
+            assert _hmac(key, msg) == hmac.digest(key, msg, "sha256")

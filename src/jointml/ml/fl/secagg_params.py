@@ -81,8 +81,8 @@ class SecAggParams:
     `timeout`: seconds without any answer after which the aggregator counts the clients still
     silent at a stage as dropped; `start_timeout`: how long it waits for the *first* answer of
     a stage (clients may still be training locally; a dropout costs only `timeout`).
-    `min_signers`: None = ⌊(n + ⌈γ·n⌉)/2⌋ + 1 consistency signatures (two different survivor
-    lists cannot both collect that many without an honest client signing both).
+    `min_signers`: None = ⌊(n + ⌈γ·n⌉)/2⌋ + 1 consistency endorsements (two different survivor
+    lists cannot both collect that many without an honest client endorsing both).
 
     >>> SecAggParams(clip=2.0).quant_step
     3.8147009036072765e-06
@@ -194,45 +194,57 @@ class SecAggParams:
         return {"correctness": min(1.0, correct), "privacy": min(1.0, shares + split)}
 
 
-def harary_neighbours(clients: Sequence[str], k: int, prg: Prg) -> dict[str, list[str]]:
+def harary_neighbours(clients: Sequence[str], k: int, prg: Prg, only: str | None = None) -> dict[str, list[str]]:
     """A random Harary graph H(k, n) over `clients`: a random cyclic order, each client linked
     to the ⌈k/2⌉ nearest on one side and ⌊k/2⌋ on the other (symmetric; k = n − 1: complete).
+    `only`: just that client's neighbours (what a client checks: O(k) after the order).
 
     >>> g = harary_neighbours(["a", "b", "c", "d", "e"], 2, Prg(b"g" * 16))
     >>> all(len(v) == 2 for v in g.values()), all(u in g[v] for u in g for v in g[u])
     (True, True)
+    >>> harary_neighbours(["a", "b", "c", "d", "e"], 2, Prg(b"g" * 16), only="a")["a"] == g["a"]
+    True
     """
     n = len(clients)
+    who = list(clients) if only is None else [only]
     if k >= n - 1:
-        return {c: [o for o in clients if o != c] for c in clients}
-    keys = prg.uint64(n)
-    order = [clients[i] for i in np.argsort(keys, kind="stable")]
-    nb: dict[str, set[str]] = {c: set() for c in clients}
-    for i, c in enumerate(order):
-        for j in range(1, k // 2 + 1):
-            o = order[(i + j) % n]
-            nb[c].add(o)
-            nb[o].add(c)
-    if k % 2:  # odd degree (n even): add the diametric chord
-        for i in range(n // 2):
-            a, b = order[i], order[i + n // 2]
-            nb[a].add(b)
-            nb[b].add(a)
-    return {c: [o for o in clients if o in nb[c]] for c in clients}
+        return {c: [o for o in clients if o != c] for c in who}
+    order = np.argsort(prg.uint64(n), kind="stable")  # position -> client index
+    where = np.empty(n, dtype=np.int64)
+    where[order] = np.arange(n)  # client index -> position
+    steps = [j for j in range(1, k // 2 + 1)] + [-j for j in range(1, k // 2 + 1)]
+    if k % 2:  # odd degree (n even): the diametric chord
+        steps.append(n // 2)
+    index = {c: i for i, c in enumerate(clients)}
+    out = {}
+    for c in who:
+        nb = {int(order[(where[index[c]] + d) % n]) for d in steps}
+        out[c] = [clients[i] for i in sorted(nb)]
+    return out
 
 
-def quantise(x: np.ndarray, params: SecAggParams, prg: Prg) -> np.ndarray:
-    """Clip to [−clip, clip] and map to {0, …, 2^quant_bits − 1} by unbiased stochastic rounding (uint64).
+def quantise(x: np.ndarray, params: SecAggParams, prg: Prg, dtype: type = np.uint64) -> np.ndarray:
+    """Clip to [−clip, clip] and map to {0, …, 2^quant_bits − 1} by stochastic rounding (`dtype`:
+    uint64, or uint32 when quant_bits ≤ 32). Rounds up with probability ⌊frac·2^32⌋/2^32 for the
+    fractional part frac (one 32-bit draw per value): unbiased to within 2^-32 of a step.
 
     >>> q = quantise(np.array([-9.0, 0.0, 9.0]), SecAggParams(clip=1.0, quant_bits=4), Prg(b"q" * 16))
     >>> q[0], q[2]
     (np.uint64(0), np.uint64(15))
     """
     levels = (1 << params.quant_bits) - 1
-    v = (np.clip(np.asarray(x, dtype=np.float64), -params.clip, params.clip) + params.clip) / (2 * params.clip) * levels
-    low = np.floor(v)
-    u = prg.uint64(v.shape).astype(np.float64) / 2.0 ** 64  # uniform in [0, 1)
-    return np.minimum(low + (u < (v - low)), levels).astype(np.uint64)
+    v = np.clip(np.asarray(x, dtype=np.float64), -params.clip, params.clip)
+    v += params.clip
+    v *= levels / (2 * params.clip)
+    np.clip(v, 0.0, float(levels), out=v)  # float rounding must not push a value past the top level
+    # stochastic rounding in fixed point: floor((v·2^32 + r) / 2^32) with r uniform in [0, 2^32)
+    # rounds v up with probability ⌈frac(v)·2^32⌉/2^32 (v·2^32 < 2^52: exact in float64 and uint64)
+    v *= 2.0 ** 32
+    t = v.astype(np.int64)  # (the signed conversion is the vectorised one)
+    t += prg.random(v.shape, np.uint32)
+    t >>= 32
+    out: np.ndarray = t.astype(dtype)
+    return out
 
 
 def dequantise_sum(total: np.ndarray, count: int, params: SecAggParams) -> np.ndarray:

@@ -46,12 +46,13 @@ def split(secret: bytes, t: int, xs: Sequence[int]) -> list[int]:
     if len(set(xs)) != len(xs) or any(not 0 < x < PRIME for x in xs):
         raise ParameterError("share points must be distinct and in [1, p)", field="xs")
     coeffs = [int.from_bytes(secret, "big")] + [secrets.randbelow(PRIME) for _ in range(t - 1)]
+    coeffs.reverse()
     out = []
     for x in xs:
         y = 0
-        for c in reversed(coeffs):  # Horner
-            y = (y * x + c) % PRIME
-        out.append(y)
+        for c in coeffs:  # Horner, reduced once at the end (points are small: y grows by log2(x) bits a step)
+            y = y * x + c
+        out.append(y % PRIME)
     return out
 
 
@@ -68,14 +69,26 @@ def reconstruct(shares: Mapping[int, int], t: int, nbytes: int) -> bytes:
     if len(shares) < t:
         raise CryptoError(f"{len(shares)} shares, at least {t} needed", field="shares")
     pts = sorted(shares.items())[:t]
-    acc = 0
-    for i, (xi, yi) in enumerate(pts):
+    xs = [x for x, _ in pts]
+    # Lagrange at 0 with one field inversion: acc = Σ y_i·num_i/den_i = (Σ y_i·num_i·D/den_i) / D
+    nums, dens = [], []
+    for i, xi in enumerate(xs):
         num, den = 1, 1
-        for j, (xj, _) in enumerate(pts):
+        for j, xj in enumerate(xs):
             if i != j:
-                num = num * (-xj) % PRIME
-                den = den * (xi - xj) % PRIME
-        acc = (acc + yi * num * pow(den, -1, PRIME)) % PRIME
+                num *= -xj
+                den *= xi - xj
+        nums.append(num % PRIME)
+        dens.append(den % PRIME)
+    prefix = [1]
+    for d in dens:
+        prefix.append(prefix[-1] * d % PRIME)
+    inv = pow(prefix[-1], -1, PRIME)  # 1 / Π den_i
+    acc = 0
+    for i in range(len(pts) - 1, -1, -1):  # back out 1/den_i = prefix_i · (1 / Π_{j<=i} den_j)
+        acc += pts[i][1] * nums[i] * (prefix[i] * inv % PRIME)
+        inv = inv * dens[i] % PRIME
+    acc %= PRIME
     if acc >= 1 << (8 * nbytes):
         raise CryptoError("the shares do not reconstruct a secret of the expected size (a share is wrong)",
                           field="shares")
