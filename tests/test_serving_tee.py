@@ -215,6 +215,15 @@ def test_tee_attestation_refused(files, tmp_path_factory, platform_dir, cluster)
         stranger = PartyIdentity("partner")  # the right name, a key the configuration does not list
         with pytest.raises(EnclaveError):
             EnclaveSession(s.bank.enclave.enclave, stranger, verifier_for(part))
+        # the partner's own identity gets a session, but neither the scores nor the model (policy:
+        # result_parties = [bank]); its uploads are all it can do
+        from jointml.serving.tee_model import _identity
+
+        own = EnclaveSession(s.bank.enclave.enclave, _identity(d, "partner"), verifier_for(part))
+        for op in ("predict", "get_model", "seal_model"):
+            with pytest.raises(EnclaveError, match="AccessDenied"):
+                own.call(op, {"request": "r"})
+        own.close()
         cfg = {**part["config"], "result_parties": ["bank", "partner"]}
         rogue = Enclave(PROGRAM, cfg, platform_dir=platform_dir)
         real, s.bank.enclave.enclave = s.bank.enclave.enclave, rogue

@@ -41,11 +41,14 @@ __all__ = ["COMMANDS"]
               help="Partner: an id it does not hold is reported unknown (error) or scored as all-missing.")
 @click.option("--key-bits", type=int, default=2048, show_default=True,
               help="Label holder: Paillier key of the masked variant (a partner whose WOE values it holds).")
+@click.option("--tee-platform-dir", default=None, type=click.Path(file_okay=False),
+              help="Label holder of a TEE-hosted model: the (SIMULATED) TEE platform's state directory the model was "
+                   "sealed on [default: $JOINTML_TEE_SIM_DIR or ~/.jointml/tee-simulation].")
 @click.option("--reason-codes", default="",
               help="Partner: the reason policy: the own columns it agrees to name as reason codes, as col=CODE,... "
                    "(or 'all': every column under its name); none by default. Scorecard models only.")
 def serve(model_dir: str, party: str, cluster_file: str, source: str | None, id_column: str, host: str, port: int,
-          timeout: float, unknown: str, key_bits: int, reason_codes: str) -> None:
+          timeout: float, unknown: str, key_bits: int, reason_codes: str, tee_platform_dir: str | None = None) -> None:
     """Serve a saved joint model online at this organisation (label holder: HTTP API; partner: link)."""
     from ..runtime.cluster import ClusterConfig
     from ..serving.predictor import PartyPredictor, open_source
@@ -57,7 +60,8 @@ def serve(model_dir: str, party: str, cluster_file: str, source: str | None, id_
         feats = open_source(source, id_column) if source else None
         role = PartyPredictor.load(model_dir, party).role
         if role == "label":
-            svc = BankService(model_dir, party, cluster, feats, timeout=timeout, key_bits=key_bits)
+            svc = BankService(model_dir, party, cluster, feats, timeout=timeout, key_bits=key_bits,
+                              tee_platform_dir=tee_platform_dir)
             svc.start()
             _reload_on_sighup(svc)
             _run_http(create_app(svc), host, port)

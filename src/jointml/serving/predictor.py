@@ -462,9 +462,10 @@ class PartyPredictor:
 
     def accept_masked(self, meta: dict[str, Any], arrays: list[np.ndarray]) -> None:
         """At a masked partner: take the label holder's encrypted tables (checked) for `partial`."""
-        from .masked import PartnerTables
+        from .masked import PartnerTables, check_commitment
 
         assert self.weights is not None
+        check_commitment(self.directory, self.party, self.model_id, meta, arrays)  # the tables fixed at export
         self._prep["masked"] = PartnerTables.accept(meta, arrays, self.weights, self.columns, party=self.party)
 
     def partial_shapes(self, n: int) -> tuple[list[Any], list[tuple[int, ...]]]:

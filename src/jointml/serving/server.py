@@ -383,7 +383,11 @@ class BankService:
         """The masked variant's key and encrypted tables for each partner that needs them."""
         from .masked import BankTables
 
-        return {p: BankTables(pred.masked_tables(p), self.key_bits, party=self.party) for p in pred.masked_partners}
+        out = {}
+        for p in pred.masked_partners:  # the tables committed at export (a partner refuses others)
+            t = BankTables.committed(pred.masked_tables(p), pred.directory, self.party, p, pred.model_id)
+            out[p] = t or BankTables(pred.masked_tables(p), self.key_bits, party=self.party)
+        return out
 
     def _enclave(self, pred: PartyPredictor) -> Any:
         """A TEE-hosted model's enclave, started here, attested and loaded with the sealed model."""
