@@ -203,8 +203,8 @@ def test_tee_attestation_refused(files, tmp_path_factory, platform_dir, cluster)
     """The partner's verifier allow-lists only its saved measurement: an enclave of another
     configuration (here: one that would also give the partner the scores) is refused, and the
     bank serves nothing; a client whose identity key is not in the configuration gets no session."""
-    from jointml.tee import EnclaveError, EnclaveSession
     from jointml.serving.tee_model import verifier_for
+    from jointml.tee import EnclaveError, EnclaveSession
 
     d, _, _ = _trained(files, tmp_path_factory, platform_dir)
     s = Servers(d, cluster, files, platform_dir)

@@ -104,7 +104,8 @@ class BankTables:
                              "variant packs bounded values", party=party, field="woe")
         self.columns = list(tables)
         self.tables = [np.asarray(tables[c], dtype=np.float64) for c in self.columns]
-        self.public_key, self._secret = keys or generate_keypair(check_key_bits(key_bits, party=party))
+        pair: tuple[Any, Any] = keys or generate_keypair(check_key_bits(key_bits, party=party))
+        self.public_key, self._secret = pair
         self.slots = max_slots(int(self.public_key.n), SLOT_BITS)
         self.layout = SlotLayout(SLOT_BITS, (self.slots,), signed=True)
         self._offer: tuple[dict[str, Any], list[np.ndarray]] | None = None

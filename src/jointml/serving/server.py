@@ -112,6 +112,7 @@ class Metrics:
         self.lock = threading.Lock()
         self.outcomes: dict[str, int] = {}
         self.ids = 0
+        self.link_bytes = 0
         self.buckets = [0] * len(self.BUCKETS)
         self.total, self.count = 0.0, 0
 
@@ -125,11 +126,17 @@ class Metrics:
                 if seconds <= b:
                     self.buckets[k] += 1
 
+    def add_bytes(self, n: int) -> None:
+        with self.lock:
+            self.link_bytes += max(0, n)
+
     def text(self) -> str:
         with self.lock:
             lines = ["# TYPE jointml_serve_requests_total counter"]
             lines += [f'jointml_serve_requests_total{{outcome="{o}"}} {n}' for o, n in sorted(self.outcomes.items())]
             lines += ["# TYPE jointml_serve_ids_scored_total counter", f"jointml_serve_ids_scored_total {self.ids}",
+                      "# TYPE jointml_serve_link_bytes_total counter",
+                      f"jointml_serve_link_bytes_total {self.link_bytes}",
                       "# TYPE jointml_serve_latency_seconds histogram"]
             lines += [f'jointml_serve_latency_seconds_bucket{{le="{b}"}} {n}' for b, n in zip(self.BUCKETS, self.buckets)]
             lines += [f'jointml_serve_latency_seconds_bucket{{le="+Inf"}} {self.count}',
@@ -372,7 +379,7 @@ class BankService:
         self.partners = [p for p in self.predictor.parties if p != party]
         self.helpers = [p for p in self.predictor.peers if p not in self.predictor.parties]  # an MPC dealer
         self.est: Any = None  # an MPC-online model's estimator, loaded over the links (`mpc_online`)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.link: ServingLink | None = None
         self.problem: str | None = "no link to the partners yet"
         self.metrics = Metrics()
@@ -454,7 +461,7 @@ class BankService:
                     link = connect_serving(self.cluster, self.party, self.predictor.peers, connect_timeout=2.0,
                                            recv_timeout=self.timeout)
                 except (LinkError, OSError, JointMLError) as e:
-                    self.problem = f"partner not reachable ({type(e).__name__})"
+                    self.problem = f"partner not reachable ({type(e).__name__}: {e})"
                     self.stopped.wait(0.2)
                     continue
                 with self.lock:
@@ -548,8 +555,24 @@ class BankService:
         return out, {p: self._answer(p) for p in reqs}
 
     # requests
+    def _link_bytes(self) -> int:
+        if self.link is None:
+            return 0
+        st = self.link.ctx.stats()
+        return int(st["bytes_sent"] + st["bytes_recv"])
+
     def predict(self, ids: list[str], features: dict[str, list[Any]] | None = None,
                 reasons: int | None = None) -> list[dict[str, Any]]:
+        """Score `ids` (see `_score`); the bytes on the partner links count in the metrics."""
+        with self.lock:
+            b0 = self._link_bytes()
+            try:
+                return self._score(ids, features, reasons)
+            finally:
+                self.metrics.add_bytes(self._link_bytes() - b0)
+
+    def _score(self, ids: list[str], features: dict[str, list[Any]] | None = None,
+               reasons: int | None = None) -> list[dict[str, Any]]:
         """Score `ids` (this party's own features from the request's `features`, else its source).
 
         With a scorecard, each row also gets its `points` and up to `reasons` (default 3) reason
@@ -733,8 +756,9 @@ class BankService:
                                        lambda: open_model(self._ctx(), new))[0]
 
     def health(self) -> dict[str, Any]:
-        out = {"status": "ok" if self.problem is None else "unavailable", "party": self.party,
-               "model_id": self.predictor.model_id, "partners": self.partners, "problem": self.problem}
+        out: dict[str, Any] = {"status": "ok" if self.problem is None else "unavailable", "party": self.party,
+                               "model_id": self.predictor.model_id, "partners": self.partners,
+                               "problem": self.problem}
         if self.enclave is not None:
             from ..tee import SIMULATION_LABEL
 

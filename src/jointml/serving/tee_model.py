@@ -44,6 +44,7 @@ client whose identity key is not in the measured configuration gets no session.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
@@ -165,7 +166,7 @@ def verifier_for(part: dict[str, Any]) -> Any:
 
     plat = part["platform"]
     trusted = TrustedPlatform(bytes.fromhex(plat["public_key"]), bool(plat["simulation"]), str(plat["name"]))
-    return Verifier(Policy({part["measurement"]}, (trusted,), allow_simulation=bool(plat["simulation"])))
+    return Verifier(Policy(frozenset({part["measurement"]}), (trusted,), allow_simulation=bool(plat["simulation"])))
 
 
 class BankEnclave:
@@ -188,6 +189,9 @@ class BankEnclave:
             raise ModelError("the sealed TEE model does not match its digest in the part (replaced file?)",
                              party=pred.party, field="model")
         self.enclave = Enclave(PROGRAM, part["config"], platform_dir=platform_dir, timeout=timeout)
+        # the host handle records every relayed frame (for tests of what a host sees): a server
+        # runs for months, so keep only the last ones
+        self.enclave.relay_log = collections.deque(maxlen=256)  # type: ignore[assignment]
         self.sessions: dict[str, set[str]] = {}
         try:
             self.session = EnclaveSession(self.enclave, _identity(pred.directory, pred.party), verifier_for(part))
