@@ -173,18 +173,20 @@ def _start(env: dict[str, Any]) -> list[subprocess.Popen]:
                          stdout=q, stderr=q)]
 
 
-def _wait_ready(client: Any, url: str, timeout: float = 60.0) -> None:
+def _wait_ready(client: Any, url: str, timeout: float = 180.0) -> None:
     import httpx
 
     end = time.monotonic() + timeout
+    last: Any = "no answer"
     while time.monotonic() < end:
         try:
-            if client.get(f"{url}/v1/health").json().get("status") == "ok":
+            last = client.get(f"{url}/v1/health").json()
+            if last.get("status") == "ok":
                 return
-        except httpx.HTTPError:
-            pass
+        except httpx.HTTPError as e:
+            last = type(e).__name__
         time.sleep(0.1)
-    raise RuntimeError(f"the servers did not become ready within {timeout:g} s")
+    raise RuntimeError(f"the servers did not become ready within {timeout:g} s (last health: {last})")
 
 
 def _plaintext_ms_per_id(env: dict[str, Any], ids: list[str]) -> float | None:

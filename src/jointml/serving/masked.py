@@ -296,17 +296,23 @@ def commit_tables(ctx: Any, model_dir: str | Path, key_bits: int = 2048) -> dict
     >>> commit_tables.__module__  # tests/test_serving_predict.py runs it on the demo's model
     'jointml.serving.masked'
     """
-    from ..runtime.collectives import Channel, broadcast
+    from ..runtime.collectives import Channel, all_gather, broadcast
     from .predictor import PartyPredictor
 
     d = Path(model_dir)
-    pred = PartyPredictor.load(d, ctx.me) if ctx.me in _model_parties(d, ctx.me) else None
-    label = broadcast(ctx, ctx.parties[0], meta={"label": pred.label_party if pred else None}
-                      if ctx.me == ctx.parties[0] else None, name="masked-commit").meta["label"]
+    pred = _load_or_none(PartyPredictor, d, ctx.me)
+    # the label holder as each party's own record names it (a party without a part: None)
+    views = all_gather(ctx, meta={"label": _record_label(d, ctx.me)}, name="masked-commit")
+    label = next((r.meta["label"] for r in views.values() if r.meta.get("label")), None)
+    if label not in ctx.parties:  # a model serving does not take (or no model): nothing to commit
+        return {}
+    # the label holder names the partners it commits to; only they take part
+    named = broadcast(ctx, label, meta={"partners": sorted(pred.masked_partners) if pred is not None else []}
+                      if ctx.me == label else None, name="masked-commit-partners").meta["partners"]
     uid = ctx.next_uid("masked-commit")
     out: dict[str, str] = {}
     if pred is not None and ctx.me == label:
-        for p in pred.masked_partners:
+        for p in named:
             t = BankTables(pred.masked_tables(p), key_bits, party=ctx.me)
             meta, arrays = t.offer()
             Channel(ctx, p, uid).send("offer", meta={"model_id": pred.model_id, **meta}, arrays=arrays)
@@ -316,8 +322,11 @@ def commit_tables(ctx: Any, model_dir: str | Path, key_bits: int = 2048) -> dict
                 raise CryptoError(f"partner '{p}' committed to another digest ({back})", party=p, field="masked")
             _save_offer(d, ctx.me, p, pred.model_id, t, meta, arrays, digest)
             out[p] = digest
-    elif pred is not None and pred.masked:
-        got = Channel(ctx, pred.label_party, uid).recv("offer", dtypes=[np.uint8])
+    elif ctx.me in named:
+        if pred is None or not pred.masked:
+            raise ModelError(f"the label holder commits WOE tables for party '{ctx.me}', whose model part here is not "
+                             "a masked one", party=ctx.me, field="masked")
+        got = Channel(ctx, label, uid).recv("offer", dtypes=[np.uint8])
         assert pred.weights is not None
         PartnerTables.accept(got.meta, got.arrays, pred.weights, pred.columns, party=ctx.me)  # checks every ciphertext
         if got.meta.get("model_id") != pred.model_id:
@@ -327,7 +336,7 @@ def commit_tables(ctx: Any, model_dir: str | Path, key_bits: int = 2048) -> dict
         (d / COMMIT.format(party=ctx.me)).write_text(json.dumps(
             {"model_id": pred.model_id, "label_party": pred.label_party, "sha256": digest,
              "key_fingerprint": _fingerprint(got.meta["key"])}, indent=1))
-        Channel(ctx, pred.label_party, uid).send("digest", meta={"sha256": digest})
+        Channel(ctx, label, uid).send("digest", meta={"sha256": digest})
         out[ctx.me] = digest
     return out
 
@@ -338,11 +347,24 @@ def _fingerprint(key: dict[str, Any]) -> str:
     return str(PublicKey.from_dict(key).fingerprint)
 
 
-def _model_parties(d: Path, me: str) -> list[str]:
+def _record_label(d: Path, me: str) -> str | None:
     from ..jobs.saved import read_record
 
     rec = read_record(d, me)
-    return [me] if rec is not None and (rec["columns"].get(me) or rec["label"]["party"] == me) else []
+    return None if rec is None else str(rec["label"]["party"])
+
+
+def _load_or_none(cls: Any, d: Path, me: str) -> Any:
+    """This party's predictor, or None: no part here, or a model serving does not take."""
+    from ..jobs.saved import read_record
+
+    rec = read_record(d, me)
+    if rec is None or not (rec["columns"].get(me) or rec["label"]["party"] == me):
+        return None
+    try:
+        return cls.load(d, me)
+    except ModelError:
+        return None
 
 
 def _save_offer(d: Path, party: str, partner: str, model_id: str, t: BankTables, meta: dict[str, Any],

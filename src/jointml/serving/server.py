@@ -9,8 +9,8 @@ key when the bank holds the partner's WOE values (`jointml.serving.masked`), or 
 leaves its splits allow); an SS-XGB model is scored under MPC online with the dealer
 (`jointml.serving.mpc_online`); a TEE-hosted model is scored inside the enclave the bank's
 process hosts, each partner uploading its rows on its own attested session relayed by the bank
-(`jointml.serving.tee_model`, SIMULATED TEE). Raw features never cross in the clear; what each side learns is listed in
-`jointml.serving.predictor` and docs/serving.md. Adversary model: semi-honest parties;
+(`jointml.serving.tee_model`, SIMULATED TEE). Raw features never cross in the clear; what each
+side learns is listed in `jointml.serving.predictor` and docs/serving.md. Adversary model: semi-honest parties;
 a deviating bank can ask for any id (the partner logs every request's id hash).
 
 Messages on the link (one `Channel` per partner, tag ``serve:req`` / ``serve:ans``, meta JSON):
@@ -24,8 +24,8 @@ Messages on the link (one `Channel` per partner, tag ``serve:req`` / ``serve:ans
 | masked_setup | its public key and encrypted WOE tables (`masked`) | its model id, or why it refuses them |
 | mpc_open (SS-XGB) | - | its model id, after the collective load of its shares (`mpc_online`) |
 | predict (SS-XGB) | ids to the partner, only their number to the dealer | found flags, after the MPC |
-| tee_open (TEE) | the model id | its enclave requests (attest, session) as ``relay`` answers, each followed by the bank's ``relay_reply``; then its model id, or why it refused the quote (`tee_model`) |
-| predict (TEE) | ids and a request id | one ``relay`` call (its rows, AES-GCM on its own enclave session), then found flags |
+| tee_open (TEE) | the model id | ``relay`` answers (attest, session), each met by a ``relay_reply``; then its model id |
+| predict (TEE) | ids and a request id | one ``relay`` call (its rows, AES-GCM on its own session), then found flags |
 
 A partner that does not answer within `timeout` seconds turns the request into a 503 and the
 link is dropped and dialled again (a late answer would be out of step); the server never hangs.
