@@ -615,3 +615,31 @@ def test_masked_tables_swapped_by_the_bank_are_refused(demo_model, cluster, file
         assert s.client.post("/v1/predict", json={"id": _some_ids(files, 1)[0]}).status_code == 200
     finally:
         s.close()
+
+
+def test_serve_commit_cli(demo_model, tmp_path):
+    """`jointml serve-commit` (every party's parts in one folder): the partner's stored digest is
+    the SHA-256 of the bank's stored offer, and the bank's restored tables decode what they encode."""
+    import json
+
+    from click.testing import CliRunner
+
+    from jointml.cli.main import main
+    from jointml.serving.masked import BankTables, PartnerTables, offer_digest
+
+    d = tmp_path / "model"
+    shutil.copytree(demo_model, d)
+    for f in d.glob("masked_*"):
+        f.unlink()
+    r = CliRunner().invoke(main, ["serve-commit", "--model", str(d), "--key-bits", "512"])
+    assert r.exit_code == 0, r.output
+    digest = json.loads((d / "masked_commit.partner.json").read_text())["sha256"]
+    assert f"SHA-256 {digest}" in r.output
+    bank, partner = PartyPredictor.load(d, "bank"), PartyPredictor.load(d, "partner")
+    t = BankTables.committed(bank.masked_tables("partner"), d, "bank", "partner", bank.model_id)
+    meta, arrays = t.offer()
+    assert offer_digest(meta, arrays, bank.model_id, "partner") == digest
+    got = PartnerTables.accept(meta, arrays, partner.weights, partner.columns).partial(np.zeros((3, len(partner.columns)),
+                                                                                                  dtype=np.int64))
+    want = sum(bank.masked_tables("partner")[c][0] * w for c, w in zip(partner.columns, partner.weights))
+    np.testing.assert_allclose(t.decode(got, 3), [want] * 3, atol=1e-5)
