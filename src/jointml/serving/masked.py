@@ -303,9 +303,10 @@ def commit_tables(ctx: Any, model_dir: str | Path, key_bits: int = 2048) -> dict
     pred = _load_or_none(PartyPredictor, d, ctx.me)
     # the label holder as each party's own record names it (a party without a part: None)
     views = all_gather(ctx, meta={"label": _record_label(d, ctx.me)}, name="masked-commit")
-    label = next((r.meta["label"] for r in views.values() if r.meta.get("label")), None)
-    if label not in ctx.parties:  # a model serving does not take (or no model): nothing to commit
+    found = next((r.meta["label"] for r in views.values() if r.meta.get("label")), None)
+    if found not in ctx.parties:  # no model part anywhere: nothing to commit
         return {}
+    label = str(found)
     # the label holder names the partners it commits to; only they take part
     named = broadcast(ctx, label, meta={"partners": sorted(pred.masked_partners) if pred is not None else []}
                       if ctx.me == label else None, name="masked-commit-partners").meta["partners"]
