@@ -26,6 +26,8 @@ What each side learns per request (semi-honest parties):
 | SecureBoost | per tree, the leaves the partner's splits allow (the side of each of its | the ids asked for, |
 |             | splits the id falls on, as in batch prediction), and whether the id is known | and when |
 
+SS-XGB and TEE-hosted models have their own tables (`jointml.serving.mpc_online`,
+`jointml.serving.tee_model`: a TEE partner's rows reach only the attested enclave, encrypted).
 Neither side sends raw feature values; the partner never sees a score or the bank's features.
 A deviating bank can ask for any id the partner holds and learn that id's partial; the
 partner's log of ids asked (`serving.server`) is the audit trail. Against a deviating partner
