@@ -389,6 +389,11 @@ def demo_model(files, tmp_path_factory):
                           model={"epochs": 1, "batch_size": 128, "learning_rate": 1.0, "l2": 0.001, "sigmoid": "poly"},
                           output_dir=str(out), verbose=False)
     simulate_pipeline(credit_pipeline(cfg, ["bank", "partner", "dealer"]), mode="thread", verbose=False)
+    from jointml.serving.masked import commit_tables
+
+    # export: the bank's encrypted WOE tables are fixed, the partner keeps their digest
+    got = simulate(commit_tables, ["bank", "partner", "dealer"], mode="thread", args=(str(out / "model"), 512))
+    assert got["bank"] == got["partner"] and got["dealer"] == {}
     return out / "model"
 
 
@@ -437,8 +442,8 @@ def test_demo_default_model_served_masked(demo_model, cluster, files, monkeypatc
         res = s.client.post("/v1/predict", json={"ids": [ids[1], "no-such-id"]}).json()["results"]
         assert abs(res[0]["probability"] - want["scores"][1]) < 2e-3 and res[1]["error"] == "unknown id at a partner"
         old_key = tables.public_key
-        assert s.client.post("/v1/reload").status_code == 200  # a fresh key and setup for the reloaded model
-        assert s.bank.tables["partner"].public_key != old_key
+        assert s.client.post("/v1/reload").status_code == 200  # the committed key and tables again
+        assert s.bank.tables["partner"].public_key == old_key
         again = s.client.post("/v1/predict", json={"id": ids[0]}).json()["results"][0]
         assert abs(again["probability"] - want["scores"][0]) < 2e-3
     finally:
@@ -569,3 +574,72 @@ def test_ss_xgb_served_under_mpc_online(files, tmp_path_factory, cluster, monkey
         assert abs(one["probability"] - want["scores"][0]) < 2e-3
     finally:
         s.close()
+
+
+def test_masked_tables_swapped_by_the_bank_are_refused(demo_model, cluster, files, tmp_path):
+    """The bank replaces its committed tables (a probe: a distinct power of two per bin would
+    read the partner's bins from the sum): the partner refuses them at serving start and on a
+    model switch, with a message naming the commitment; the committed ones are accepted."""
+    from jointml.serving.masked import BankTables, _save_offer, offer_digest
+
+    d = tmp_path / "model"
+    shutil.copytree(demo_model, d)
+    bank = PartyPredictor.load(d, "bank")
+    honest = BankTables.committed(bank.masked_tables("partner"), d, "bank", "partner", bank.model_id)
+    assert honest is not None
+    probe = {c: np.array([2.0 ** k for k in range(len(t))]) for c, t in bank.masked_tables("partner").items()}
+    swapped = BankTables(probe, 512, party="bank")
+    meta, arrays = swapped.offer()
+    _save_offer(d, "bank", "partner", bank.model_id, swapped, meta, arrays,
+                offer_digest(meta, arrays, bank.model_id, "partner"))
+    s = Servers(d, cluster, files)
+    try:
+        for _ in range(600):
+            if s.bank.problem and "committed" in s.bank.problem:
+                break
+            time.sleep(0.05)
+        assert "differ from the ones committed" in s.bank.problem, s.bank.problem
+        r = s.client.post("/v1/predict", json={"id": _some_ids(files, 1)[0]})
+        assert r.status_code == 503 and "committed" in r.json()["detail"]
+        assert "masked" not in s.partner.predictor._prep  # nothing of the probe was accepted
+        hmeta, harrays = honest.offer()  # the bank puts the committed tables back: accepted, served
+        _save_offer(d, "bank", "partner", bank.model_id, honest, hmeta, harrays,
+                    offer_digest(hmeta, harrays, bank.model_id, "partner"))
+        r = s.client.post("/v1/reload")
+        assert r.status_code == 200, r.text
+        assert s.client.post("/v1/predict", json={"id": _some_ids(files, 1)[0]}).status_code == 200
+        _save_offer(d, "bank", "partner", bank.model_id, swapped, meta, arrays, "x")  # swapped again: switch refused
+        r = s.client.post("/v1/reload")
+        assert r.status_code == 409 and "committed" in r.json()["detail"]
+        assert s.bank.tables["partner"].public_key == honest.public_key
+        assert s.client.post("/v1/predict", json={"id": _some_ids(files, 1)[0]}).status_code == 200
+    finally:
+        s.close()
+
+
+def test_serve_commit_cli(demo_model, tmp_path):
+    """`jointml serve-commit` (every party's parts in one folder): the partner's stored digest is
+    the SHA-256 of the bank's stored offer, and the bank's restored tables decode what they encode."""
+    import json
+
+    from click.testing import CliRunner
+
+    from jointml.cli.main import main
+    from jointml.serving.masked import BankTables, PartnerTables, offer_digest
+
+    d = tmp_path / "model"
+    shutil.copytree(demo_model, d)
+    for f in d.glob("masked_*"):
+        f.unlink()
+    r = CliRunner().invoke(main, ["serve-commit", "--model", str(d), "--key-bits", "512"])
+    assert r.exit_code == 0, r.output
+    digest = json.loads((d / "masked_commit.partner.json").read_text())["sha256"]
+    assert f"SHA-256 {digest}" in r.output
+    bank, partner = PartyPredictor.load(d, "bank"), PartyPredictor.load(d, "partner")
+    t = BankTables.committed(bank.masked_tables("partner"), d, "bank", "partner", bank.model_id)
+    meta, arrays = t.offer()
+    assert offer_digest(meta, arrays, bank.model_id, "partner") == digest
+    got = PartnerTables.accept(meta, arrays, partner.weights, partner.columns).partial(np.zeros((3, len(partner.columns)),
+                                                                                                  dtype=np.int64))
+    want = sum(bank.masked_tables("partner")[c][0] * w for c, w in zip(partner.columns, partner.weights))
+    np.testing.assert_allclose(t.decode(got, 3), [want] * 3, atol=1e-5)

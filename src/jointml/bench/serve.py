@@ -9,7 +9,16 @@ bank's HTTP API from this process (one keep-alive HTTP connection):
 
 `--model ss_lr_masked` trains SS-LR on WOE features whose values only the bank holds (the
 credit demo's default): the servers use the masked variant (`jointml.serving.masked`, a
-2048-bit Paillier key of the bank), and the figures show its cost beside plain `ss_lr`.
+2048-bit Paillier key of the bank, its tables committed at export), and the figures show its
+cost beside plain `ss_lr`. `--model tee` trains a logistic regression inside an enclave of
+``jointml.apps.tee_train`` (SIMULATED TEE: the software platform, in a temporary state
+directory) on each party's numeric columns and serves it from the enclave the bank's process
+hosts (`jointml.serving.tee_model`). `--model all` runs every model type in turn.
+
+Each row's `bytes_per_id` is the traffic on the bank's links to the partners (and the dealer)
+per scored id, from the bank's `jointml_serve_link_bytes_total` metric (both directions; for
+`tee`, the partner's encrypted rows and the relayed handshake frames, not the bank's local
+pipe to its enclave).
 
 Every row also carries `plaintext_ms_per_id`: both parties' partials and the combination
 computed in this one process on the same ids (no link, no HTTP), the floor the served figure
@@ -31,9 +40,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["run"]
+__all__ = ["run", "MODELS"]
 
 LABEL = "creditability"
+#: every model type `jointml serve` serves, in the order `--model all` runs them
+MODELS = ("ss_lr", "ss_lr_masked", "secureboost", "ss_xgb", "tee")
 
 
 def _steps(model: str, trees: int, depth: int, key_bits: int) -> list[dict]:
@@ -78,19 +89,68 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
+def _train_tee(work: Path, files: dict[str, Path]) -> dict[str, Any]:
+    """A logistic regression trained in an enclave (SIMULATED TEE) on each party's numeric columns,
+    exported for serving; the bank also gets the model (a result party may) for the plaintext floor."""
+    import pandas as pd
+
+    from ..apps.tee_train import PROGRAM, train_in_tee, training_config
+    from ..runtime import simulate
+    from ..serving.tee_model import save_tee_model
+    from ..tee import Enclave, PartyIdentity, Policy, TeeDevice, TrustedPlatform, Verifier, load_platform, measure
+
+    frames = {p: pd.read_csv(files[p], dtype={"id": str}).set_index("id") for p in ("bank", "partner")}
+    ids = sorted(set(frames["bank"].index) & set(frames["partner"].index))
+    cols = {p: [c for c in f.columns if c != LABEL and pd.api.types.is_numeric_dtype(f[c])] for p, f in frames.items()}
+    idents = {p: PartyIdentity(p) for p in ("bank", "partner")}
+    cfg = training_config({p: i.public_key for p, i in idents.items()}, feature_parties=["bank", "partner"],
+                          label_party="bank", result_parties=["bank"])
+    plat_dir = work / "tee-platform"
+    enclave = Enclave(PROGRAM, cfg, platform_dir=plat_dir)
+    platform = load_platform(plat_dir)
+    policy = Policy(frozenset({measure(PROGRAM, cfg)}), (TrustedPlatform.of(platform),), allow_simulation=True)
+
+    def prog(ctx: Any) -> Any:
+        tee = TeeDevice(ctx, enclave, ["bank", "partner"], identity=idents[ctx.me], verifier=Verifier(policy))
+        own = frames[ctx.me].loc[ids]
+        blocks = {p: ctx.party(p).run(lambda p=p: own[cols[p]].to_numpy(np.float64)) for p in ("bank", "partner")}
+        y = ctx.party("bank").run(lambda: (own[LABEL] == "bad").to_numpy(np.float64))
+        model = train_in_tee(tee, blocks, y, columns=cols)
+        save_tee_model(ctx, tee, model, work / "out" / "model", label_party="bank", columns=cols[ctx.me],
+                       identity=idents[ctx.me], platform=platform)
+        got = model.reveal(to="bank", op="get_model")
+        tee.close()
+        return got.value if ctx.me == "bank" else None
+
+    try:
+        model = simulate(prog, ["bank", "partner"], mode="thread")["bank"]
+    finally:
+        enclave.close()
+    return {"tee_model": model, "tee_columns": cols, "tee_platform_dir": str(plat_dir)}
+
+
 def _setup(work: Path, model: str, trees: int, depth: int, key_bits: int) -> dict[str, Any]:
     import yaml
 
     from ..jobs import PipelineSpec, simulate_pipeline
     from ..net.certs import create_dev_pki
+    from ..runtime import simulate
+    from ..serving.masked import commit_tables
 
     files = _data_files(work / "data")
-    spec = PipelineSpec.from_dict({
-        "parties": ["bank", "partner", "dealer"],
-        "mpc": {"protocol": "semi2k", "parties": ["bank", "partner"], "dealer": "dealer"},
-        "inputs": {"bank": str(files["bank"]), "partner": str(files["partner"])},
-        "steps": _steps(model, trees, depth, key_bits), "output": str(work / "out")})
-    simulate_pipeline(spec, mode="process", verbose=False)
+    extra: dict[str, Any] = {}
+    if model == "tee":
+        extra = _train_tee(work, files)
+    else:
+        spec = PipelineSpec.from_dict({
+            "parties": ["bank", "partner", "dealer"],
+            "mpc": {"protocol": "semi2k", "parties": ["bank", "partner"], "dealer": "dealer"},
+            "inputs": {"bank": str(files["bank"]), "partner": str(files["partner"])},
+            "steps": _steps(model, trees, depth, key_bits), "output": str(work / "out")})
+        simulate_pipeline(spec, mode="process", verbose=False)
+        if model == "ss_lr_masked":  # export: the bank's encrypted WOE tables fixed, the partner keeps their digest
+            simulate(commit_tables, ["bank", "partner", "dealer"], mode="thread",
+                     args=(str(work / "out" / "model"), key_bits))
     names = ["bank", "partner", "dealer"]
     create_dev_pki(work / "certs", names, days=1)
     ports = _free_ports(4)
@@ -98,7 +158,7 @@ def _setup(work: Path, model: str, trees: int, depth: int, key_bits: int) -> dic
         "parties": {p: {"address": f"127.0.0.1:{port}", "cert": f"certs/{p}.crt", "key": f"certs/{p}.key"}
                     for p, port in zip(names, ports)}, "ca": "certs/ca.crt"}))
     return {"files": files, "model_dir": work / "out" / "model", "cluster": work / "cluster.yaml", "http": ports[3],
-            "dealer": model == "ss_xgb"}
+            "dealer": model == "ss_xgb", **extra}
 
 
 def _start(env: dict[str, Any]) -> list[subprocess.Popen]:
@@ -108,22 +168,25 @@ def _start(env: dict[str, Any]) -> list[subprocess.Popen]:
     dealer = [subprocess.Popen([*cmd, "--party", "dealer"], stdout=q, stderr=q)] if env.get("dealer") else []
     return dealer + [
         subprocess.Popen([*cmd, "--party", "partner", "--features", str(env["files"]["partner"])], stdout=q, stderr=q),
-        subprocess.Popen([*cmd, "--party", "bank", "--features", str(env["files"]["bank"]), "--port", str(env["http"])],
+        subprocess.Popen([*cmd, "--party", "bank", "--features", str(env["files"]["bank"]), "--port", str(env["http"]),
+                          *(["--tee-platform-dir", env["tee_platform_dir"]] if env.get("tee_platform_dir") else [])],
                          stdout=q, stderr=q)]
 
 
-def _wait_ready(client: Any, url: str, timeout: float = 60.0) -> None:
+def _wait_ready(client: Any, url: str, timeout: float = 180.0) -> None:
     import httpx
 
     end = time.monotonic() + timeout
+    last: Any = "no answer"
     while time.monotonic() < end:
         try:
-            if client.get(f"{url}/v1/health").json().get("status") == "ok":
+            last = client.get(f"{url}/v1/health").json()
+            if last.get("status") == "ok":
                 return
-        except httpx.HTTPError:
-            pass
+        except httpx.HTTPError as e:
+            last = type(e).__name__
         time.sleep(0.1)
-    raise RuntimeError(f"the servers did not become ready within {timeout:g} s")
+    raise RuntimeError(f"the servers did not become ready within {timeout:g} s (last health: {last})")
 
 
 def _plaintext_ms_per_id(env: dict[str, Any], ids: list[str]) -> float | None:
@@ -134,6 +197,12 @@ def _plaintext_ms_per_id(env: dict[str, Any], ids: list[str]) -> float | None:
     if bank.model == "ss_xgb":  # no plaintext model to run (the leaf weights are secret-shared)
         return None
     t0 = time.perf_counter()
+    if bank.model == "tee":  # the enclave's model on the joined rows, in this process
+        from ..apps.tee_train import model_decision_function
+
+        X = np.hstack([pred.features(src.rows(ids)[0]) for pred, src in ((bank, sb), (partner, sp))])
+        model_decision_function(env["tee_model"], X)
+        return (time.perf_counter() - t0) * 1e3 / len(ids)
     own = bank.partial(bank.features(sb.rows(ids)[0]))
     if partner.masked:  # the plaintext twin: bins -> the bank's WOE values -> . weights, no encryption
         bins = partner.features(sp.rows(ids)[0]).astype(np.int64)
@@ -146,8 +215,16 @@ def _plaintext_ms_per_id(env: dict[str, Any], ids: list[str]) -> float | None:
     return (time.perf_counter() - t0) * 1e3 / len(ids)
 
 
+def _link_bytes(client: Any, url: str) -> int:
+    for line in client.get(f"{url}/metrics").text.splitlines():
+        if line.startswith("jointml_serve_link_bytes_total "):
+            return int(line.split()[1])
+    return 0
+
+
 def _drive(client: Any, url: str, ids: list[str], batch: int, requests: int) -> dict[str, float]:
     lat = []
+    b0 = _link_bytes(client, url)
     t_all = time.perf_counter()
     for k in range(requests):
         chunk = [ids[(k * batch + j) % len(ids)] for j in range(batch)]
@@ -160,19 +237,27 @@ def _drive(client: Any, url: str, ids: list[str], batch: int, requests: int) -> 
     wall = time.perf_counter() - t_all
     a = np.asarray(lat) * 1e3
     return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)),
-            "requests_per_second": requests / wall, "ids_per_second": requests * batch / wall}
+            "requests_per_second": requests / wall, "ids_per_second": requests * batch / wall,
+            "bytes_per_id": (_link_bytes(client, url) - b0) / (requests * batch)}
 
 
 def run(model: str = "ss_lr", requests: int = 2000, batch: int = 1000, batch_requests: int = 50, trees: int = 100,
         depth: int = 5, key_bits: int = 2048) -> list[dict[str, Any]]:
-    """Both figures for `model` (JSON-able rows)."""
+    """Both figures for `model` (JSON-able rows); `model="all"`: for every model type in turn."""
+    if model == "all":
+        return [row for m in MODELS for row in run(m, requests, batch, batch_requests, trees, depth, key_bits)]
+    return _run_one(model, requests, batch, batch_requests, trees, depth, key_bits)
+
+
+def _run_one(model: str, requests: int, batch: int, batch_requests: int, trees: int, depth: int,
+             key_bits: int) -> list[dict[str, Any]]:
     import httpx
     import pandas as pd
 
     from .memory import process_peak_rss_mb
 
-    if model not in ("ss_lr", "ss_lr_masked", "secureboost", "ss_xgb"):
-        raise ValueError(f"jointml bench serve supports ss_lr, ss_lr_masked, secureboost and ss_xgb, not {model!r}")
+    if model not in MODELS:
+        raise ValueError(f"jointml bench serve supports {', '.join(MODELS)} (or all), not {model!r}")
     with tempfile.TemporaryDirectory(prefix="jointml-bench-serve-") as tmp:
         env = _setup(Path(tmp), model, trees, depth, key_bits)
         b = pd.read_csv(env["files"]["bank"], dtype={"id": str})

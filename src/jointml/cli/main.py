@@ -598,20 +598,26 @@ def bench_lr(
 
 
 @bench.command("serve")
-@click.option("--model", type=click.Choice(["ss_lr", "ss_lr_masked", "secureboost", "ss_xgb"]), default="ss_lr",
-              show_default=True, help="ss_lr_masked: SS-LR on WOE features whose values only the bank holds (the demo's "
-                                      "default); ss_xgb: scored under MPC online with the dealer.")
+@click.option("--model", type=click.Choice(["all", "ss_lr", "ss_lr_masked", "secureboost", "ss_xgb", "tee"]),
+              default="all", show_default=True,
+              help="ss_lr_masked: SS-LR on WOE features whose values only the bank holds (the demo's default); ss_xgb: "
+                   "scored under MPC online with the dealer; tee: an enclave-hosted model (SIMULATED TEE); all: each.")
 @click.option("--requests", type=int, default=2000, show_default=True, help="Single-id requests.")
 @click.option("--batch", type=int, default=1000, show_default=True, help="Ids per batched request.")
+@click.option("--batch-requests", type=int, default=50, show_default=True, help="Batched requests.")
 @click.option("--trees", type=int, default=100, show_default=True, help="SecureBoost trees.")
 @click.option("--depth", type=int, default=5, show_default=True, help="SecureBoost depth.")
 @click.option("--json", "as_json", is_flag=True, help="JSON lines (the only output format).")
-def bench_serve(model: str, requests: int, batch: int, trees: int, depth: int, as_json: bool) -> None:
-    """Online serving: p50/p99 latency of single-id requests, requests/s, batched ids/s."""
+def bench_serve(model: str, requests: int, batch: int, batch_requests: int, trees: int, depth: int,
+                as_json: bool) -> None:
+    """Online serving: p50/p99 latency of single-id requests, requests/s, batched ids/s, bytes per id."""
     from ..bench import serve as bserve
 
-    for row in bserve.run(model, requests=requests, batch=batch, trees=trees, depth=depth):
-        click.echo(json.dumps(row))
+    models = bserve.MODELS if model == "all" else (model,)
+    for m in models:  # one model at a time: each row is printed as soon as it is measured
+        for row in bserve.run(m, requests=requests, batch=batch, batch_requests=batch_requests, trees=trees,
+                              depth=depth):
+            click.echo(json.dumps(row))
 
 
 @bench.command("dp")

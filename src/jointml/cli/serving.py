@@ -5,7 +5,7 @@ the mutual-TLS link to it (addresses and certificates from `--cluster`) and answ
 partials only. Registered on the main group by `cli/main.py`.
 
 >>> sorted(COMMANDS)
-['serve']
+['serve', 'serve-commit']
 """
 
 from __future__ import annotations
@@ -41,11 +41,14 @@ __all__ = ["COMMANDS"]
               help="Partner: an id it does not hold is reported unknown (error) or scored as all-missing.")
 @click.option("--key-bits", type=int, default=2048, show_default=True,
               help="Label holder: Paillier key of the masked variant (a partner whose WOE values it holds).")
+@click.option("--tee-platform-dir", default=None, type=click.Path(file_okay=False),
+              help="Label holder of a TEE-hosted model: the (SIMULATED) TEE platform's state directory the model was "
+                   "sealed on [default: $JOINTML_TEE_SIM_DIR or ~/.jointml/tee-simulation].")
 @click.option("--reason-codes", default="",
               help="Partner: the reason policy: the own columns it agrees to name as reason codes, as col=CODE,... "
                    "(or 'all': every column under its name); none by default. Scorecard models only.")
 def serve(model_dir: str, party: str, cluster_file: str, source: str | None, id_column: str, host: str, port: int,
-          timeout: float, unknown: str, key_bits: int, reason_codes: str) -> None:
+          timeout: float, unknown: str, key_bits: int, reason_codes: str, tee_platform_dir: str | None = None) -> None:
     """Serve a saved joint model online at this organisation (label holder: HTTP API; partner: link)."""
     from ..runtime.cluster import ClusterConfig
     from ..serving.predictor import PartyPredictor, open_source
@@ -57,7 +60,8 @@ def serve(model_dir: str, party: str, cluster_file: str, source: str | None, id_
         feats = open_source(source, id_column) if source else None
         role = PartyPredictor.load(model_dir, party).role
         if role == "label":
-            svc = BankService(model_dir, party, cluster, feats, timeout=timeout, key_bits=key_bits)
+            svc = BankService(model_dir, party, cluster, feats, timeout=timeout, key_bits=key_bits,
+                              tee_platform_dir=tee_platform_dir)
             svc.start()
             _reload_on_sighup(svc)
             _run_http(create_app(svc), host, port)
@@ -119,4 +123,43 @@ def _stop_on_signal(svc: Any) -> None:
             signal.signal(sig, lambda *_: svc.stop())
 
 
-COMMANDS: dict[str, click.Command] = {"serve": serve}
+@click.command("serve-commit")
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="The model folder a pipeline saved (<output>/model).")
+@click.option("--cluster", "cluster_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="Cluster YAML: run ONE party of a real deployment (the bank and each masked partner run it).")
+@click.option("--party", default=None, help="With --cluster: this organisation's party.")
+@click.option("--key-bits", type=int, default=2048, show_default=True, help="The label holder's Paillier key.")
+def serve_commit(model_dir: str, cluster_file: str | None, party: str | None, key_bits: int) -> None:
+    """Fix the masked variant's encrypted WOE tables once after training (export): the label holder
+    keeps its key and the ciphertexts, each masked partner the SHA-256 it checks at every serving start.
+    Without --cluster every party of the folder runs here (the demo's layout)."""
+    from pathlib import Path
+
+    from ..serving.masked import commit_tables
+
+    try:
+        if cluster_file:
+            from ..runtime import run_party
+
+            if not party:
+                raise click.UsageError("--cluster needs --party (the party this node runs)")
+            got = run_party(commit_tables, party, cluster_file, model_dir, key_bits)
+        else:
+            from ..runtime import simulate
+
+            parties = sorted(f.name.split(".")[1] for f in Path(model_dir).glob("pipeline.*.json"))
+            if not parties:
+                raise click.UsageError(f"{model_dir} holds no pipeline records (pipeline.<party>.json)")
+            got = {}
+            for v in simulate(commit_tables, parties, mode="thread", args=(model_dir, key_bits)).values():
+                got.update(v)
+    except JointMLError as e:
+        raise click.ClickException(str(e)) from None
+    if not got:
+        click.echo("nothing to commit: the model has no partner whose WOE values the label holder holds")
+    for p, digest in sorted(got.items()):
+        click.echo(f"masked WOE tables for '{p}' committed: SHA-256 {digest}")
+
+
+COMMANDS: dict[str, click.Command] = {"serve": serve, "serve-commit": serve_commit}

@@ -95,6 +95,10 @@ def run(
     res = simulate(run_credit_job, parties, mode=mode, args=(cfg,))
     wall = time.perf_counter() - t0
     bank = res["bank"]
+    if bank.get("model_dir"):  # export for serving: fix the masked variant's encrypted WOE tables (if any)
+        from ..serving.masked import commit_tables
+
+        simulate(commit_tables, parties, mode="thread", args=(bank["model_dir"], cfg.key_bits))
     baseline = plaintext_baseline(paths, cfg, bank) if cfg.model_type == "ss_lr" else plaintext_trees_baseline(paths, cfg)
     total_bytes = sum(r["stats"]["bytes_sent"] for r in res.values())
     summary = {

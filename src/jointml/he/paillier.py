@@ -648,6 +648,24 @@ class PrivateKey:
     def __reduce__(self) -> Any:
         raise UnsupportedOperation("PrivateKey must not be pickled")
 
+    def to_owner_dict(self) -> dict[str, str]:
+        """The primes as hex, for the key owner's own storage only (a private file, never a
+        link): a key whose ciphertexts were committed to must outlive the process.
+
+        >>> pk, sk = generate_keypair(512)
+        >>> PrivateKey.from_owner_dict(pk, sk.to_owner_dict()).raw_decrypt(pk.raw_encrypt(3))
+        3
+        """
+        return {"p": format(int(self._p), "x"), "q": format(int(self._q), "x")}
+
+    @classmethod
+    def from_owner_dict(cls, public_key: PublicKey, d: dict[str, Any]) -> PrivateKey:
+        """The key `to_owner_dict` stored (checked: p * q must be the public modulus)."""
+        try:
+            return cls(public_key, int(d["p"], 16), int(d["q"], 16))
+        except (KeyError, TypeError, ValueError):
+            raise CryptoError("private key: malformed stored primes") from None
+
     def _params(self) -> tuple[int, ...]:
         return tuple(int(v) for v in (self._p, self._q, self._hp, self._hq, self._q_inv))
 

@@ -516,6 +516,8 @@ def connect_all(
                 link.close()
             if acceptor is not None:
                 acceptor.abandon()
+            if listener is not None:  # free the port now: a caller that retries binds it again
+                listener.close()
             raise
     if acceptor is not None:
         try:
@@ -523,6 +525,8 @@ def connect_all(
         except Exception:
             for link in links.values():
                 link.close()
+            if listener is not None:  # free the port now (not at garbage collection): a retry binds it again
+                listener.close()
             raise
     if listener is not None:
         listener.close()

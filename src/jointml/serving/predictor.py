@@ -26,6 +26,8 @@ What each side learns per request (semi-honest parties):
 | SecureBoost | per tree, the leaves the partner's splits allow (the side of each of its | the ids asked for, |
 |             | splits the id falls on, as in batch prediction), and whether the id is known | and when |
 
+SS-XGB and TEE-hosted models have their own tables (`jointml.serving.mpc_online`,
+`jointml.serving.tee_model`: a TEE partner's rows reach only the attested enclave, encrypted).
 Neither side sends raw feature values; the partner never sees a score or the bank's features.
 A deviating bank can ask for any id the partner holds and learn that id's partial; the
 partner's log of ids asked (`serving.server`) is the audit trail. Against a deviating partner
@@ -63,6 +65,8 @@ LINEAR = ("ss_lr", "ss_glm")
 TREES = ("secureboost",)
 #: models whose parts are secret-shared: scored under MPC online (`jointml.serving.mpc_online`)
 MPC_MODELS = ("ss_xgb",)
+#: models held sealed by an attested enclave, scored inside it (`jointml.serving.tee_model`)
+TEE_MODELS = ("tee",)
 
 
 class FeatureSource(ABC):
@@ -262,6 +266,8 @@ class PartyPredictor:
     scorecard: dict[str, Any] | None = None
     #: the MPC device the model was trained on (protocol, parties, dealer): MPC_MODELS only
     mpc: dict[str, Any] = field(default_factory=dict)
+    #: this party's TEE serving part (`jointml.serving.tee_model.load_tee_part`): TEE_MODELS only
+    tee: dict[str, Any] = field(default_factory=dict)
     _prep: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -287,6 +293,12 @@ class PartyPredictor:
 
         d = Path(model_dir)
         rec = read_record(d, party)
+        if rec is None:
+            from .tee_model import load_tee_part
+
+            tee = load_tee_part(d, party)
+            if tee is not None:
+                return cls._from_tee(d, party, tee)
         manifest = read_manifest(d, party)
         if rec is None or manifest is None:
             raise ModelError(f"no pipeline record or manifest of party '{party}' in {d}: serve a model saved by a "
@@ -318,6 +330,19 @@ class PartyPredictor:
             self.mpc = dict(rec.get("mpc") or {})
         else:
             self._load_trees(part)
+        return self
+
+    @classmethod
+    def _from_tee(cls, d: Path, party: str, part: dict[str, Any]) -> PartyPredictor:
+        """A TEE-hosted model's serving part: raw numeric columns, the model sealed in the enclave."""
+        sealed = part.get("sealed") or {}
+        manifest = {"kind": part["kind"], "model_id": part["model_id"], "file": sealed.get("file"),
+                    "sha256": sealed.get("sha256"), "measurement": part["measurement"],
+                    "platform": part["platform"]["name"], "simulation": part["platform"]["simulation"]}
+        self = cls(party=party, model="tee", kind=str(part["kind"]), model_id=str(part["model_id"]),
+                   label_party=str(part["label_party"]), parties=list(part["parties"]), columns=list(part["columns"]),
+                   features_view="raw", manifest=manifest, directory=str(d), tee=part)
+        self._prep = {"encoding": None, "scale": None, "woe": None}
         return self
 
     def _load_linear(self, part: Any) -> None:
@@ -439,9 +464,10 @@ class PartyPredictor:
 
     def accept_masked(self, meta: dict[str, Any], arrays: list[np.ndarray]) -> None:
         """At a masked partner: take the label holder's encrypted tables (checked) for `partial`."""
-        from .masked import PartnerTables
+        from .masked import PartnerTables, check_commitment
 
         assert self.weights is not None
+        check_commitment(self.directory, self.party, self.model_id, meta, arrays)  # the tables fixed at export
         self._prep["masked"] = PartnerTables.accept(meta, arrays, self.weights, self.columns, party=self.party)
 
     def partial_shapes(self, n: int) -> tuple[list[Any], list[tuple[int, ...]]]:
@@ -535,7 +561,9 @@ class PartyPredictor:
         return {"model": self.model, "kind": self.kind, "model_id": self.model_id, "party": self.party, "scorecard": card,
                 "label_party": self.label_party, "parties": self.parties, "features": self.features_view,
                 "manifest": {k: self.manifest.get(k) for k in ("kind", "model_id", "file", "sha256", "created",
-                                                               "version")}}
+                                                               "version")},
+                **({"tee": {"measurement": self.tee["measurement"], "platform": self.tee["platform"]["name"],
+                            "simulation": self.tee["platform"]["simulation"]}} if self.tee else {})}
 
 
 class _CompiledTrees:

@@ -7,8 +7,10 @@ cluster file's certificates, `jointml.net.tcp`) and answers the bank's requests 
 partial only (`jointml.serving.predictor`: a partial linear score, encrypted under the bank's
 key when the bank holds the partner's WOE values (`jointml.serving.masked`), or per tree the
 leaves its splits allow); an SS-XGB model is scored under MPC online with the dealer
-(`jointml.serving.mpc_online`). Raw features never cross; what each side learns is listed in
-`jointml.serving.predictor` and docs/serving.md. Adversary model: semi-honest parties;
+(`jointml.serving.mpc_online`); a TEE-hosted model is scored inside the enclave the bank's
+process hosts, each partner uploading its rows on its own attested session relayed by the bank
+(`jointml.serving.tee_model`, SIMULATED TEE). Raw features never cross in the clear; what each
+side learns is listed in `jointml.serving.predictor` and docs/serving.md. Adversary model: semi-honest parties;
 a deviating bank can ask for any id (the partner logs every request's id hash).
 
 Messages on the link (one `Channel` per partner, tag ``serve:req`` / ``serve:ans``, meta JSON):
@@ -22,6 +24,8 @@ Messages on the link (one `Channel` per partner, tag ``serve:req`` / ``serve:ans
 | masked_setup | its public key and encrypted WOE tables (`masked`) | its model id, or why it refuses them |
 | mpc_open (SS-XGB) | - | its model id, after the collective load of its shares (`mpc_online`) |
 | predict (SS-XGB) | ids to the partner, only their number to the dealer | found flags, after the MPC |
+| tee_open (TEE) | the model id | ``relay`` answers (attest, session), each met by a ``relay_reply``; then its model id |
+| predict (TEE) | ids and a request id | one ``relay`` call (its rows, AES-GCM on its own session), then found flags |
 
 A partner that does not answer within `timeout` seconds turns the request into a 503 and the
 link is dropped and dialled again (a late answer would be out of step); the server never hangs.
@@ -45,7 +49,7 @@ from ..runtime.cluster import ClusterConfig
 from ..runtime.collectives import Channel
 from ..runtime.context import PartyContext
 from .mpc_online import margins, open_model
-from .predictor import MPC_MODELS, UNKNOWN_POLICIES, FeatureSource, PartyPredictor, lookup
+from .predictor import MPC_MODELS, TEE_MODELS, UNKNOWN_POLICIES, FeatureSource, PartyPredictor, lookup
 
 __all__ = ["ServingError", "ServingLink", "BankService", "PartnerService", "connect_serving", "create_app"]
 
@@ -112,6 +116,7 @@ class Metrics:
         self.lock = threading.Lock()
         self.outcomes: dict[str, int] = {}
         self.ids = 0
+        self.link_bytes = 0
         self.buckets = [0] * len(self.BUCKETS)
         self.total, self.count = 0.0, 0
 
@@ -125,11 +130,17 @@ class Metrics:
                 if seconds <= b:
                     self.buckets[k] += 1
 
+    def add_bytes(self, n: int) -> None:
+        with self.lock:
+            self.link_bytes += max(0, n)
+
     def text(self) -> str:
         with self.lock:
             lines = ["# TYPE jointml_serve_requests_total counter"]
             lines += [f'jointml_serve_requests_total{{outcome="{o}"}} {n}' for o, n in sorted(self.outcomes.items())]
             lines += ["# TYPE jointml_serve_ids_scored_total counter", f"jointml_serve_ids_scored_total {self.ids}",
+                      "# TYPE jointml_serve_link_bytes_total counter",
+                      f"jointml_serve_link_bytes_total {self.link_bytes}",
                       "# TYPE jointml_serve_latency_seconds histogram"]
             lines += [f'jointml_serve_latency_seconds_bucket{{le="{b}"}} {n}' for b, n in zip(self.BUCKETS, self.buckets)]
             lines += [f'jointml_serve_latency_seconds_bucket{{le="+Inf"}} {self.count}',
@@ -159,6 +170,10 @@ class PartnerService:
                               f"{self.predictor.columns}", party=party, field="reason_codes")
         if self.predictor.role == "label":
             raise ConfigError(f"party '{party}' holds the labels: it serves the HTTP API (BankService)", party=party)
+        if self.predictor.model in TEE_MODELS:
+            from .tee_model import check_unknown_policy
+
+            check_unknown_policy(unknown, party)
         if self.predictor.role == "helper" and self.predictor.model not in MPC_MODELS:
             raise ConfigError(f"party '{party}' has no part in serving a {self.predictor.model} model (only an "
                               "MPC-online model needs its dealer)", party=party)
@@ -201,6 +216,16 @@ class PartnerService:
             if self.predictor.model in MPC_MODELS and msg.meta.get("op") in ("mpc_open", "predict"):
                 if not self._mpc_op(ctx, ch, msg):
                     return  # out of step with the others: drop the links, dial again
+                continue
+            if msg.meta.get("op") in ("tee_open", "predict") and (self.predictor.model in TEE_MODELS or (
+                    self.pending is not None and self.pending.model in TEE_MODELS and msg.meta["op"] == "tee_open")):
+                try:
+                    meta = self._tee_op(ch, msg.meta)
+                except JointMLError as e:  # refused (attestation, enclave, request): say so, keep serving
+                    if isinstance(e, LinkError):
+                        raise
+                    meta = {"error": str(e)}
+                ch.send("ans", meta=meta)
                 continue
             try:
                 if msg.meta.get("op") == "masked_setup":
@@ -264,6 +289,38 @@ class PartnerService:
             log.warning("partner %s: MPC request failed (%s: %s)", self.party, type(e).__name__, e)
             return False
 
+    def _tee_op(self, ch: Channel, req: dict[str, Any]) -> dict[str, Any]:
+        """A TEE-hosted model (`tee_model`): attest the bank's enclave and open this party's
+        session through the bank's relay (``tee_open``), or upload a request's rows on it."""
+        from .tee_model import open_partner_session
+
+        if req["op"] == "tee_open":
+            target = self.pending if self.pending is not None and req.get("model_id") == self.pending.model_id \
+                else self.predictor
+            if req.get("model_id") != target.model_id:
+                return {"error": f"enclave setup for model {req.get('model_id')!r}: partner serves {target.model_id}"}
+            target._prep["tee_session"] = open_partner_session(target, ch)  # raises AttestationError when refused
+            log.info("partner %s: attested the enclave of model %s (measurement %s...) [SIMULATED TEE]", self.party,
+                     target.model_id, target.tee["measurement"][:16])
+            return {"model_id": target.model_id}
+        pred = self.predictor
+        ids, rid = req.get("ids"), req.get("request")
+        if req.get("model_id") != pred.model_id:
+            return {"error": f"model id differs: partner serves {pred.model_id}"}
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids) or not isinstance(rid, str):
+            return {"error": "ids must be a non-empty list of strings, with a request id"}
+        session = pred._prep.get("tee_session")
+        if session is None:
+            return {"error": "no attested session with the enclave yet"}
+        self.requests += 1
+        df, found = lookup(self.source, ids)
+        X = pred.features(df, len(ids))
+        usable = np.asarray(found) & ~np.isnan(X).any(axis=1)  # the enclave scores complete rows only
+        X = np.where(usable[:, None], X, 0.0)
+        log.info("partner %s: request ids=%s", self.party, ",".join(id_hash(i) for i in ids[:8]))
+        session.call("predict_upload", {"request": rid}, [np.ascontiguousarray(X, dtype=np.float64)])
+        return {"found": usable.tolist(), "model_id": pred.model_id}
+
     def _masked_setup(self, req: dict[str, Any], arrays: list[np.ndarray]) -> tuple[dict[str, Any], list[np.ndarray]]:
         """Take the label holder's encrypted WOE tables (`jointml.serving.masked`), for the
         model it names (the active one, or the one a reload keeps pending)."""
@@ -314,18 +371,19 @@ class BankService:
     """
 
     def __init__(self, model_dir: str, party: str, cluster: ClusterConfig, source: FeatureSource | None,
-                 timeout: float = 2.0, key_bits: int = 2048):
+                 timeout: float = 2.0, key_bits: int = 2048, tee_platform_dir: str | None = None):
         self.model_dir, self.party, self.cluster, self.source, self.timeout = model_dir, party, cluster, source, timeout
-        self.key_bits = key_bits
+        self.key_bits, self.tee_platform_dir = key_bits, tee_platform_dir
         self.predictor = PartyPredictor.load(model_dir, party)
-        self.tables = self._tables(self.predictor)
         if self.predictor.role != "label":
             raise ConfigError(f"party '{party}' does not hold the labels ('{self.predictor.label_party}' does): "
                               "it runs the partner side", party=party)
+        self.tables = self._tables(self.predictor)
+        self.enclave = self._enclave(self.predictor)  # a TEE-hosted model: the enclave this process hosts
         self.partners = [p for p in self.predictor.parties if p != party]
         self.helpers = [p for p in self.predictor.peers if p not in self.predictor.parties]  # an MPC dealer
         self.est: Any = None  # an MPC-online model's estimator, loaded over the links (`mpc_online`)
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()
         self.link: ServingLink | None = None
         self.problem: str | None = "no link to the partners yet"
         self.metrics = Metrics()
@@ -336,7 +394,40 @@ class BankService:
         """The masked variant's key and encrypted tables for each partner that needs them."""
         from .masked import BankTables
 
-        return {p: BankTables(pred.masked_tables(p), self.key_bits, party=self.party) for p in pred.masked_partners}
+        out = {}
+        for p in pred.masked_partners:  # the tables committed at export (a partner refuses others)
+            t = BankTables.committed(pred.masked_tables(p), pred.directory, self.party, p, pred.model_id)
+            out[p] = t or BankTables(pred.masked_tables(p), self.key_bits, party=self.party)
+        return out
+
+    def _enclave(self, pred: PartyPredictor) -> Any:
+        """A TEE-hosted model's enclave, started here, attested and loaded with the sealed model."""
+        if pred.model not in TEE_MODELS:
+            return None
+        from .tee_model import BankEnclave
+
+        return BankEnclave(pred, self.tee_platform_dir)
+
+    def _setup_tee(self, pred: PartyPredictor, enclave: Any) -> None:
+        """Each partner attests `enclave` (through this party's relay) and opens its session."""
+        if enclave is None:
+            return
+        for p in self.partners:
+            self._ask_relayed(p, {"op": "tee_open", "model_id": pred.model_id}, enclave, timeout=max(self.timeout, 30.0))
+
+    def _ask_relayed(self, p: str, req: dict[str, Any], enclave: Any, timeout: float | None = None) -> Any:
+        """A request whose answer may come after a few enclave requests of the partner, which
+        are relayed to `enclave` (attestation, session, encrypted calls; nothing else)."""
+        self._send(p, req)
+        for _ in range(8):  # tee_open: attest and session; predict: one call
+            got = self._answer(p, timeout=timeout)
+            if "relay" not in got.meta:
+                return got
+            meta, arrays = enclave.relay(p, got.meta, list(got.arrays))
+            self._send(p, {"op": "relay_reply", **meta}, arrays)
+        why = f"partner '{p}' asked for too many enclave relays in one request"
+        self._drop(why)
+        raise ServingError(why, status=502, party=p)
 
     def _setup_masked(self, pred: PartyPredictor, tables: dict[str, Any]) -> None:
         """Send each masked partner its encrypted tables (it weights them: slow, a longer wait)."""
@@ -355,6 +446,8 @@ class BankService:
         self.stopped.set()
         with self.lock:
             self._drop("stopped")
+            if self.enclave is not None:
+                self.enclave.close()
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
         end = time.monotonic() + timeout
@@ -372,7 +465,7 @@ class BankService:
                     link = connect_serving(self.cluster, self.party, self.predictor.peers, connect_timeout=2.0,
                                            recv_timeout=self.timeout)
                 except (LinkError, OSError, JointMLError) as e:
-                    self.problem = f"partner not reachable ({type(e).__name__})"
+                    self.problem = f"partner not reachable ({type(e).__name__}: {e})"
                     self.stopped.wait(0.2)
                     continue
                 with self.lock:
@@ -437,6 +530,7 @@ class BankService:
                         "refusing to score (load the same model at both, then POST /v1/reload)")
         try:
             self._setup_masked(self.predictor, self.tables)
+            self._setup_tee(self.predictor, self.enclave)
             if self.predictor.model in MPC_MODELS:
                 self.est = self._mpc_round({p: {"op": "mpc_open"} for p in self.partners + self.helpers},
                                            lambda: open_model(self._ctx(), self.predictor))[0]
@@ -465,8 +559,24 @@ class BankService:
         return out, {p: self._answer(p) for p in reqs}
 
     # requests
+    def _link_bytes(self) -> int:
+        if self.link is None:
+            return 0
+        st = self.link.ctx.stats()
+        return int(st["bytes_sent"] + st["bytes_recv"])
+
     def predict(self, ids: list[str], features: dict[str, list[Any]] | None = None,
                 reasons: int | None = None) -> list[dict[str, Any]]:
+        """Score `ids` (see `_score`); the bytes on the partner links count in the metrics."""
+        with self.lock:
+            b0 = self._link_bytes()
+            try:
+                return self._score(ids, features, reasons)
+            finally:
+                self.metrics.add_bytes(self._link_bytes() - b0)
+
+    def _score(self, ids: list[str], features: dict[str, list[Any]] | None = None,
+               reasons: int | None = None) -> list[dict[str, Any]]:
         """Score `ids` (this party's own features from the request's `features`, else its source).
 
         With a scorecard, each row also gets its `points` and up to `reasons` (default 3) reason
@@ -481,6 +591,8 @@ class BankService:
             own_df = self._own_rows(ids, features)
             if pred.model in MPC_MODELS:
                 return self._predict_mpc(ids, own_df)
+            if pred.model in TEE_MODELS:
+                return self._predict_tee(ids, own_df)
             own = pred.partial(pred.features(own_df, len(ids)))
             found = [True] * len(ids)
             others, codes = [], {}
@@ -551,6 +663,40 @@ class BankService:
                 out.append({"id": i, "score": float(margin[j]), "probability": float(proba[j])})
         return out
 
+    def _predict_tee(self, ids: list[str], own_df: Any) -> list[dict[str, Any]]:
+        """Score in the enclave (`tee_model`): each partner uploads its rows on its own session,
+        then this party uploads its own and gets the scores (the enclave's result party)."""
+        from ..tee import EnclaveError
+        from .tee_model import new_request_id
+
+        pred, n, rid = self.predictor, len(ids), new_request_id()
+        X = pred.features(own_df, n)
+        usable = ~np.isnan(X).any(axis=1)  # the enclave scores complete rows only
+        found = [True] * n
+        for p in self.partners:
+            got = self._ask_relayed(p, {"op": "predict", "ids": ids, "request": rid, "model_id": pred.model_id},
+                                    self.enclave)
+            f = got.meta.get("found")
+            if not isinstance(f, list) or len(f) != n or got.arrays:
+                raise ServingError(f"partner '{p}' sent a malformed answer", status=502, party=p)
+            found = [a and bool(b) for a, b in zip(found, f)]
+        try:
+            margin = self.enclave.score(rid, np.where(usable[:, None], X, 0.0))
+        except EnclaveError as e:
+            raise ServingError(f"the enclave did not score the request: {e}", status=503) from None
+        if margin.shape != (n,):
+            raise ServingError("the enclave returned a malformed answer", status=502)
+        proba = 1.0 / (1.0 + np.exp(-margin))  # both TEE model kinds are binary classifiers (log-odds)
+        out: list[dict[str, Any]] = []
+        for j, i in enumerate(ids):
+            if not usable[j]:
+                out.append({"id": i, "error": "a missing feature value at the label holder (the TEE model has none)"})
+            elif not found[j]:
+                out.append({"id": i, "error": "unknown id at a partner"})
+            else:
+                out.append({"id": i, "score": float(margin[j]), "probability": float(proba[j])})
+        return out
+
     def _own_rows(self, ids: list[str], features: dict[str, list[Any]] | None) -> dict[str, Any]:
         cols = self.predictor.columns
         if features:
@@ -571,33 +717,61 @@ class BankService:
         """Load the model folder again at every party; switch together, or keep the old one."""
         with self.lock:
             new = PartyPredictor.load(self.model_dir, self.party)
+            if new.role != "label":
+                raise ServingError(f"the reloaded model names '{new.label_party}' as label holder", status=409)
             tables = self._tables(new)
-            others = self.partners + self.helpers
-            ids = {p: self._ask(p, {"op": "reload"}).meta.get("model_id") for p in others}
-            ok = all(m == new.model_id for m in ids.values())
-            if ok:
-                try:  # the pending model's tables first: a refusal keeps both on the old model
-                    self._setup_masked(new, tables)
-                except ServingError:
-                    ok = False
-                    if self.link is None:
-                        raise
-            for p in others:
-                self._ask(p, {"op": "commit" if ok else "abort"})
-            if not ok:
-                raise ServingError(f"model ids differ or the masked setup failed after reload: '{self.party}' "
-                                   f"{new.model_id}, partners {ids}; still serving {self.predictor.model_id}",
-                                   status=409)
-            if new.model in MPC_MODELS:  # every party loads its new shares (a collective)
-                self.est = self._mpc_round({p: {"op": "mpc_open"} for p in others},
-                                           lambda: open_model(self._ctx(), new))[0]
+            enclave = self._enclave(new) if new.model_id != self.predictor.model_id else self.enclave
+            try:
+                self._switch(new, tables, enclave)
+            except BaseException:
+                if enclave is not None and enclave is not self.enclave:
+                    enclave.close()
+                raise
+            old, self.enclave = self.enclave, enclave
+            if old is not None and old is not enclave:
+                old.close()
             self.predictor, self.tables = new, tables
             self.problem = None
             return self.predictor.describe()
 
+    def _switch(self, new: PartyPredictor, tables: dict[str, Any], enclave: Any) -> None:
+        """Every party loads `new` (pending), its masked tables / enclave sessions are set up,
+        then all commit together; any refusal aborts (every party keeps the old model)."""
+        others = self.partners + self.helpers
+        ids = {p: self._ask(p, {"op": "reload"}).meta.get("model_id") for p in others}
+        ok = all(m == new.model_id for m in ids.values())
+        why = ""
+        if ok:
+            try:  # the pending model's tables / enclave first: a refusal keeps both on the old model
+                self._setup_masked(new, tables)
+                self._setup_tee(new, enclave)
+            except ServingError as e:
+                ok, why = False, f" ({e})"
+                if self.link is None:
+                    raise
+        for p in others:
+            self._ask(p, {"op": "commit" if ok else "abort"})
+        if not ok:
+            raise ServingError(f"model ids differ or the masked / enclave setup failed after reload{why}: "
+                               f"'{self.party}' {new.model_id}, partners {ids}; still serving "
+                               f"{self.predictor.model_id}", status=409)
+        if new.model in MPC_MODELS:  # every party loads its new shares (a collective)
+            self.est = self._mpc_round({p: {"op": "mpc_open"} for p in others},
+                                       lambda: open_model(self._ctx(), new))[0]
+
     def health(self) -> dict[str, Any]:
-        return {"status": "ok" if self.problem is None else "unavailable", "party": self.party,
-                "model_id": self.predictor.model_id, "partners": self.partners, "problem": self.problem}
+        out: dict[str, Any] = {"status": "ok" if self.problem is None else "unavailable", "party": self.party,
+                               "model_id": self.predictor.model_id, "partners": self.partners,
+                               "problem": self.problem}
+        if self.enclave is not None:
+            from ..tee import SIMULATION_LABEL
+
+            out["enclave"] = {"alive": self.enclave.alive, "measurement": self.predictor.tee["measurement"],
+                              "platform": SIMULATION_LABEL if self.predictor.tee["platform"]["simulation"]
+                              else self.predictor.tee["platform"]["name"]}
+            if not self.enclave.alive:
+                out["status"] = "unavailable"
+        return out
 
 
 def _own_reasons(lost: dict[str, np.ndarray], row: int, k: int, party: str) -> list[dict[str, Any]]:

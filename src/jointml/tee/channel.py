@@ -79,6 +79,27 @@ class PartyIdentity:
     def sign(self, data: bytes) -> bytes:
         return self._key.sign(data)
 
+    def private_pem(self) -> bytes:
+        """The private key as unencrypted PKCS#8 PEM, for the party's own storage (mode 0600)."""
+        return self._key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())
+
+    @classmethod
+    def from_pem(cls, name: str, pem: bytes) -> "PartyIdentity":
+        """The identity `private_pem` stored.
+
+        >>> me = PartyIdentity("bank")
+        >>> PartyIdentity.from_pem("bank", me.private_pem()).public_key == me.public_key
+        True
+        """
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except ValueError:
+            raise ChannelError(f"the identity key of {name!r} is not a PEM private key") from None
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ChannelError(f"the identity key of {name!r} is not an Ed25519 key")
+        return cls(name, key)
+
 
 def session_transcript(party: str, client_pub: bytes, enclave_pub: bytes, measurement: str) -> bytes:
     return b"jointml-tee-session-v1|" + hashlib.sha256(
