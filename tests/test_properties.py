@@ -192,8 +192,7 @@ def test_wire_meta_depth_limit_is_exact_on_both_ends(depth, container):
     for _ in range(depth):
         value = [value] if container == "list" else {"k": value}
     meta = {"x": value}
-    header = json.dumps({"v": 1, "k": "d", "t": "t", "s": 0, "a": [], "m": meta}).encode()
-    body = len(header).to_bytes(4, "little") + header
+    body = wire.encode_raw(b"d", b"t", 0, [], json.dumps(meta).encode())
     if depth <= wire.MAX_META_DEPTH:
         assert wire.decode(frame("d", "t", 0, [], meta)).meta == meta
         assert wire.decode(body).meta == meta
@@ -207,11 +206,10 @@ def test_wire_meta_depth_limit_is_exact_on_both_ends(depth, container):
 @FAST
 @given(json_meta, st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400"]))
 def test_wire_non_finite_numbers_in_headers_are_refused(meta, constant):
-    text = json.dumps({"v": 1, "k": "d", "t": "t", "s": 0, "a": [], "m": {**meta, "bad": 0}})
+    text = json.dumps({**meta, "bad": 0})
     text = text.replace('"bad": 0', '"bad": ' + constant)
-    header = text.encode()
     with pytest.raises(WireFormatError):
-        wire.decode(len(header).to_bytes(4, "little") + header)
+        wire.decode(wire.encode_raw(b"d", b"t", 0, [], text.encode()))
 
 
 # --- Paillier packing and compression ---------------------------------------------------
