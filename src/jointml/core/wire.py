@@ -336,6 +336,10 @@ def decode(body: bytes | bytearray | memoryview) -> Message:
         raise WireFormatError(f"{what}: arrays need {need} bytes, {size - off} follow the header")
     arrays: list[npt.NDArray[Any]] = []
     for dt, shape, nbytes in layout:
-        arrays.append(np.frombuffer(mv[off : off + nbytes], dtype=dt).reshape(shape) if nbytes else np.empty(shape, dtype=dt))
+        if nbytes:
+            a = np.frombuffer(mv, dtype=dt, count=nbytes // dt.itemsize, offset=off)
+            arrays.append(a if len(shape) == 1 else a.reshape(shape))
+        else:
+            arrays.append(np.empty(shape, dtype=dt))
         off += nbytes
     return Message(kind=kind, tag=tag, seq=seq, arrays=arrays, meta=meta)
