@@ -176,3 +176,84 @@ def test_benchmarks_doc_transport_examples_run():
     for i, code in enumerate(blocks):
         runner.run(parser.get_doctest(code, {"np": np}, f"benchmarks.md[{i}]", "docs/benchmarks.md", 0))
     assert runner.summarize(verbose=False).failed == 0
+
+
+def _cluster(tmp_path, names, **kw):
+    """Parties connected pairwise over loopback mutual TLS, each link set up in its own thread."""
+    certs = create_dev_pki(tmp_path, names)
+    ls, addrs = {}, {}
+    for n in names:
+        s = socket.create_server(("127.0.0.1", 0))
+        ls[n], addrs[n] = s, ("127.0.0.1", s.getsockname()[1])
+    out, errs = {}, {}
+
+    def run(n):
+        try:
+            tls = TlsFiles(certs[n].ca, certs[n].cert, certs[n].key)
+            out[n] = connect_all(n, addrs, tls, listener=ls[n], connect_timeout=10.0, order=names, **kw)
+        except Exception as e:  # noqa: BLE001
+            errs[n] = e
+
+    ts = [threading.Thread(target=run, args=(n,)) for n in names]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errs, errs
+    return out
+
+
+RING_WORDS = 8_000_000  # 64 MB per message: far beyond the socket buffers (8 MB each way here)
+
+
+def _ring_party(comm, me, names, words):
+    """Send a large array to the next party, then receive the previous party's."""
+    i = names.index(me)
+    nxt, prev = names[(i + 1) % len(names)], names[(i - 1) % len(names)]
+    comm.send(nxt, "ring", np.full(words, i + 1, dtype=np.uint64))
+    got = comm.recv_array(prev, "ring", np.uint64, (words,))
+    return int(got[0]), int(got[-1])
+
+
+def test_tls_ring_of_three_large_sends_does_not_deadlock_with_inline_reading(tmp_path, monkeypatch):
+    # A -> B -> C -> A, each message larger than the socket buffers, every party sending
+    # before it receives: each sender blocks on a peer that is itself blocked sending to a
+    # third party. A waiter that reads only the link it writes to deadlocks here (the inline
+    # reader before the poller did); one that reads every link of the party drains the ring.
+    monkeypatch.setenv("JOINTML_NET_READER", "inline")
+    names = ["alice", "bob", "carol"]
+    c = _cluster(tmp_path, names, recv_timeout=30)
+    assert all(not link._threaded for comm in c.values() for link in comm.links.values())
+    res, errs = {}, []
+
+    def run(me):
+        try:
+            res[me] = _ring_party(c[me], me, names, RING_WORDS)
+        except Exception as e:  # noqa: BLE001
+            errs.append(e)
+
+    ts = [threading.Thread(target=run, args=(n,), daemon=True) for n in names]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    stuck = [t.name for t in ts if t.is_alive()]
+    for comm in c.values():
+        comm.close()
+    assert not stuck, "the ring deadlocked"
+    assert not errs, errs
+    assert res == {"alice": (3, 3), "bob": (1, 1), "carol": (2, 2)}
+
+
+def _ring_program(ctx, words):
+    return _ring_party(ctx.comm, ctx.me, list(ctx.parties), words)
+
+
+def test_ring_of_three_large_sends_between_party_processes(monkeypatch):
+    # the real case: each party its own process, polling only its own links
+    from jointml.runtime import simulate
+
+    monkeypatch.setenv("JOINTML_NET_READER", "inline")
+    names = ["alice", "bob", "carol"]
+    res = simulate(_ring_program, names, mode="process", args=(RING_WORDS,), timeout=120, recv_timeout=60)
+    assert res == {"alice": (3, 3), "bob": (1, 1), "carol": (2, 2)}

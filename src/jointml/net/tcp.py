@@ -257,6 +257,153 @@ class _FrameReader:
 
 
 _WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError)
+_POLL_IN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
+#: Longest single poll() of the leader (a bound, not a latency: every socket is in the poll set).
+_LEADER_POLL = 1.0
+
+
+class _Poller:
+    """Waits on every inline link of this process at once (leader/follower).
+
+    A thread that waits (for a frame on one link, or for room to write on one link) becomes
+    the leader if no thread is: it polls ALL inline links' sockets and reads whatever
+    arrived on any of them into that link's frame queue, then wakes the other waiting
+    threads (followers), which look at their own queue. So a party blocked sending to one
+    peer keeps reading every other peer: with three or more parties and messages larger
+    than the socket buffers, a ring of blocked senders (A -> B -> C -> A) drains instead of
+    deadlocking. With one thread per party (the common case) the leader is the only waiter
+    and there is no hand-off at all.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._leader = False
+        self._gen = 0  # poll rounds done: a follower writer retries after each
+        self._links: dict[int, TcpLink] = {}  # id(link) -> link
+        self._version = 0
+        self._writers: set[TcpLink] = set()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._poll: Any = None
+        self._fds: dict[int, TcpLink] = {}
+        self._poll_key: tuple[int, frozenset[int]] | None = None
+        self._pid = os.getpid()
+
+    def register(self, link: "TcpLink") -> None:
+        with self._cond:
+            self._links[id(link)] = link
+            self._version += 1
+        self._wake()
+
+    def unregister(self, link: "TcpLink") -> None:
+        with self._cond:
+            if self._links.pop(id(link), None) is not None:
+                self._version += 1
+            self._writers.discard(link)
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"w")
+        except OSError:  # full: the leader is awake already
+            pass
+
+    def wait_frame(self, link: "TcpLink", deadline: float) -> bool:
+        """Until `link` has a frame queued (True) or the deadline passes (False), reading every link."""
+        frames = link._frames
+        while True:
+            with self._cond:
+                while self._leader:
+                    if frames:
+                        return True
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(left)
+                if frames:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._leader = True
+            try:
+                self._lead(min(left, _LEADER_POLL), None)
+            finally:
+                self._step_down()
+
+    def wait_writable(self, link: "TcpLink", timeout: float) -> None:
+        """Until `link`'s socket may take more bytes, or one poll round passes, reading every link."""
+        with self._cond:
+            if self._leader:
+                self._writers.add(link)
+                gen = self._gen
+                self._wake()  # the leader polls for this writer from its next round on
+                self._cond.wait_for(lambda: self._gen != gen or not self._leader, timeout)
+                return
+            self._leader = True
+        try:
+            self._lead(timeout, link)
+        finally:
+            self._step_down()
+
+    def _step_down(self) -> None:
+        with self._cond:
+            self._leader = False
+            self._gen += 1
+            self._cond.notify_all()
+
+    def _poll_set(self, writer: "TcpLink | None") -> Any:
+        """The poll object for every registered link (+ POLLOUT for the links waiting to write)."""
+        with self._cond:
+            writers = set(self._writers)
+            self._writers.clear()
+            links = list(self._links.values())
+            version = self._version
+        if writer is not None:
+            writers.add(writer)
+        key = (version, frozenset(id(w) for w in writers))
+        if key != self._poll_key:
+            poll, fds = select.poll(), {}
+            poll.register(self._wake_r, select.POLLIN)
+            for l in links:
+                fd = l.sock.fileno()
+                if fd >= 0:
+                    fds[fd] = l
+                    poll.register(fd, _POLL_IN | (select.POLLOUT if l in writers else 0))
+            self._poll, self._fds, self._poll_key = poll, fds, key
+        return self._poll
+
+    def _lead(self, timeout: float, writer: "TcpLink | None") -> None:
+        """One leader round: poll every link, read what arrived on each."""
+        poll = self._poll_set(writer)
+        try:
+            events = poll.poll(max(0.0, timeout) * 1000)
+        except OSError:
+            events = []
+        fds = self._fds
+        for fd, ev in events:
+            link = fds.get(fd)
+            if link is None:
+                try:
+                    while self._wake_r.recv(4096):
+                        pass
+                except OSError:
+                    pass
+            elif ev & _POLL_IN:
+                link._pump()
+
+
+_POLLER: _Poller | None = None
+_POLLER_LOCK = threading.Lock()
+
+
+def _poller() -> _Poller:
+    """This process's poller (made on first use: after a fork, each party process has its own)."""
+    global _POLLER
+    with _POLLER_LOCK:
+        if _POLLER is None or _POLLER._pid != os.getpid():
+            _POLLER = _Poller()
+        return _POLLER
 
 
 class TcpLink(Link):
@@ -298,9 +445,13 @@ class TcpLink(Link):
             # drives both ends from one thread).
             reader_thread = os.environ.get("JOINTML_NET_READER", "thread").strip().lower() != "inline"
         self._threaded = reader_thread or self.shaper is not None
+        self._poller: _Poller | None = None
         if self._threaded:
             self._reader = threading.Thread(target=self._read_loop, name=f"jointml-link-{me}-{peer}", daemon=True)
             self._reader.start()
+        else:
+            self._poller = _poller()
+            self._poller.register(self)
 
     def _too_big(self, n: int) -> WireFormatError:
         return WireFormatError(
@@ -332,6 +483,8 @@ class TcpLink(Link):
         else:
             err = PeerClosed(f"{self.me}: {self.peer} closed the connection", party=self.peer)
         self._emit(_Closed(err))
+        if self._poller is not None:
+            self._poller.unregister(self)  # an ended socket polls readable for ever: out of the set
 
     def _pump(self) -> None:
         """Read whatever has arrived (without waiting) into the inbox."""
@@ -365,21 +518,15 @@ class TcpLink(Link):
         return bool(r)
 
     def _next(self, timeout: float) -> Any:
-        if self._threaded:
+        if self._poller is None:
             return super()._next(timeout)
-        deadline = time.monotonic() + timeout
         frames = self._frames
-        while True:
-            if frames:
-                return frames.popleft()
-            self._pump()
-            if frames:
-                return frames.popleft()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise queue.Empty
-            # bounded wait: another thread (a blocked sender) may read our frame meanwhile
-            self._wait(min(left, 0.05))
+        if frames:
+            return frames.popleft()
+        self._pump()
+        if frames or self._poller.wait_frame(self, time.monotonic() + timeout):
+            return frames.popleft()
+        raise queue.Empty
 
     def _read_loop(self) -> None:
         """Threaded links only: drain the socket as bytes arrive (stamping each frame when shaped)."""
@@ -415,11 +562,16 @@ class TcpLink(Link):
                         k = 0
                 if k:
                     off += k
-                elif self._wait(1.0, write=True) and not self._threaded:
-                    self._pump()  # the peer is sending to us too: take its bytes so it can go on
+                elif self._poller is not None:
+                    # the peers may be sending to us too: read every link meanwhile so they can go on
+                    self._poller.wait_writable(self, 1.0)
+                else:
+                    self._wait(1.0, write=True)
 
     def close(self) -> None:
         self._closing = True
+        if self._poller is not None:
+            self._poller.unregister(self)
         got = self._io.acquire(timeout=1.0)
         try:
             try:
