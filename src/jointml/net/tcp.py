@@ -501,11 +501,16 @@ class TcpLink(Link):
                 except (OSError, ssl.SSLError, ValueError) as e:
                     self._ended(e)
                     return
-                for f in frames:
-                    self._emit(f)
                 if k == 0:
                     self._ended(None, mid_frame=r._body is not None or bool(r._head))
                     return
+                if frames:
+                    for f in frames:
+                        self._emit(f)
+                    if not self.sock.pending():
+                        # A frame came: leave the rest to the next poll (level-triggered) instead of
+                        # a read that fails with an exception on every message.
+                        return
 
     def _wait(self, timeout: float | None, write: bool = False) -> bool:
         """select() on the socket; True if it is readable (or in error: the next read reports it)."""
