@@ -362,7 +362,7 @@ class _Poller:
         if writer is not None:
             writers.add(writer)
         key = (version, frozenset(id(w) for w in writers))
-        if key != self._poll_key:
+        if key != self._poll_key:  # (rebuilt when a link comes or goes, or a writer waits)
             poll, fds = select.poll(), {}
             poll.register(self._wake_r, select.POLLIN)
             for l in links:
@@ -375,7 +375,10 @@ class _Poller:
 
     def _lead(self, timeout: float, writer: "TcpLink | None") -> None:
         """One leader round: poll every link, read what arrived on each."""
-        poll = self._poll_set(writer)
+        if writer is None and not self._writers and self._poll_key == (self._version, _NO_WRITERS):
+            poll = self._poll  # the common case: nothing changed since the last round
+        else:
+            poll = self._poll_set(writer)
         try:
             events = poll.poll(max(0.0, timeout) * 1000)
         except OSError:
@@ -393,6 +396,7 @@ class _Poller:
                 link._pump()
 
 
+_NO_WRITERS: frozenset[int] = frozenset()
 _POLLER: _Poller | None = None
 _POLLER_LOCK = threading.Lock()
 
@@ -528,7 +532,10 @@ class TcpLink(Link):
         frames = self._frames
         if frames:
             return frames.popleft()
-        self._pump()
+        if self.sock.pending():  # decrypted bytes the socket's poll cannot see
+            self._pump()
+        # no read first: poll() reports a socket with bytes waiting at once, and a read that
+        # finds none costs a syscall and an exception
         if frames or self._poller.wait_frame(self, time.monotonic() + timeout):
             return frames.popleft()
         raise queue.Empty
