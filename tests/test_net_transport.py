@@ -249,6 +249,7 @@ def _ring_program(ctx, words):
     return _ring_party(ctx.comm, ctx.me, list(ctx.parties), words)
 
 
+@pytest.mark.slow
 def test_ring_of_three_large_sends_between_party_processes(monkeypatch):
     # the real case: each party its own process, polling only its own links
     from jointml.runtime import simulate
@@ -257,3 +258,53 @@ def test_ring_of_three_large_sends_between_party_processes(monkeypatch):
     names = ["alice", "bob", "carol"]
     res = simulate(_ring_program, names, mode="process", args=(RING_WORDS,), timeout=120, recv_timeout=60)
     assert res == {"alice": (3, 3), "bob": (1, 1), "carol": (2, 2)}
+
+
+def test_concurrent_waiters_of_two_clusters_in_one_process_are_each_woken(tmp_path, monkeypatch):
+    # inline links of one process share one poller: one waiting thread polls for all and the
+    # others wait for it to read their frames. Four parties of two clusters ping-pong at once
+    # (four threads waiting together); a follower not woken at once would wait out the
+    # leader's 1 s poll on almost every message.
+    monkeypatch.setenv("JOINTML_NET_READER", "inline")
+    c1 = _cluster(tmp_path / "one", ["alice", "bob"])
+    c2 = _cluster(tmp_path / "two", ["carol", "dave"])
+    n, errs, done = 300, [], []
+
+    def ping(comm, peer, first):
+        try:
+            for i in range(n):
+                if first:
+                    comm.send(peer, "ping", np.full(3, i, dtype=np.int64))
+                    assert comm.recv_array(peer, "pong", np.int64, (3,)).tolist() == [i + 1] * 3
+                else:
+                    got = comm.recv_array(peer, "ping", np.int64, (3,))
+                    comm.send(peer, "pong", got + 1)
+            done.append(peer)
+        except Exception as e:  # noqa: BLE001
+            errs.append(e)
+
+    jobs = [(c1["alice"], "bob", True), (c1["bob"], "alice", False), (c2["carol"], "dave", True), (c2["dave"], "carol", False)]
+    ts = [threading.Thread(target=ping, args=j, daemon=True) for j in jobs]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    elapsed = time.perf_counter() - t0
+    for comm in (*c1.values(), *c2.values()):
+        comm.close()
+    assert not errs, errs
+    assert len(done) == 4
+    assert elapsed < 30, f"{4 * n} messages took {elapsed:.1f} s: waiters were not woken"
+
+
+def test_reader_mode_is_checked(monkeypatch):
+    from jointml.net.tcp import reader_mode
+
+    monkeypatch.delenv("JOINTML_NET_READER", raising=False)
+    assert reader_mode() == "inline"
+    monkeypatch.setenv("JOINTML_NET_READER", "Thread ")
+    assert reader_mode() == "thread"
+    monkeypatch.setenv("JOINTML_NET_READER", "threads")
+    with pytest.raises(ConfigError, match="JOINTML_NET_READER"):
+        reader_mode()

@@ -11,9 +11,10 @@ certificate), a peer presenting any other certificate is refused, even one signe
 the cluster CA. Anything else is refused with `AuthenticationError`; TLS itself
 refuses expired or not-yet-valid certificates.
 
-The party that waits for a message reads the socket itself (no reader thread, no hand-off
-per message); a sender whose write would block reads the peer's bytes meanwhile, so two
-parties sending large messages to each other at once never deadlock.
+The party that waits for a message reads the sockets itself (no reader thread, no hand-off
+per message): a waiting thread polls every link of its process at once and reads whatever
+arrived on any of them, and so does a sender whose write would block, so parties sending
+large messages to each other at once never deadlock, two of them or a ring of three or more.
 
 Adversary model: anyone can open a TCP connection to a listening party; only holders
 of a cluster certificate get a link. An unauthenticated connection cannot stall link
@@ -410,23 +411,36 @@ def _poller() -> _Poller:
         return _POLLER
 
 
+def reader_mode() -> str:
+    """How links read their sockets: "inline" (default) or "thread", from `JOINTML_NET_READER`.
+
+    >>> reader_mode() in ("inline", "thread")
+    True
+    """
+    raw = os.environ.get("JOINTML_NET_READER", "").strip().lower() or "inline"
+    if raw not in ("inline", "thread"):
+        raise ConfigError(f"JOINTML_NET_READER must be 'inline' or 'thread', got {raw!r}", field="JOINTML_NET_READER")
+    return raw
+
+
 class TcpLink(Link):
     """A link over one TLS socket, read by the thread that waits for a message.
 
-    No reader thread and no hand-off per message: the socket is non-blocking, every TLS
-    call runs under one lock (short: nothing in it waits), and a party waiting for a
-    message waits in select() and reads the socket itself. A sender whose write would
-    block reads what the peer sent meanwhile into the inbox, so two parties sending large
-    messages to each other at once never deadlock. Frames of any tag are kept in arrival
-    order; `Link.recv` checks tags and sequence numbers as before.
+    No reader thread and no hand-off per message (the default, "inline"): the socket is
+    non-blocking, every TLS call runs under one lock (short: nothing in it waits), and a
+    thread waiting for a message waits in the process's `_Poller`, which polls every inline
+    link and reads what arrived on each into that link's queue. A sender whose write would
+    block waits there too, so its peers (all of them, not only the one it writes to) can
+    go on sending: no deadlock with large messages in any pattern. Frames of any tag are
+    kept in arrival order; `Link.recv` checks tags and sequence numbers as before.
 
-    With injected latency (`delay_ms`, `bandwidth_mbps`; see `jointml.net.link`) a reader
-    thread drains the socket instead, so each frame is stamped when it really arrived
-    (the hand-off costs ~0.1 ms, nothing beside a WAN delay). The reader thread is also
-    the default (`reader_thread=None`: `JOINTML_NET_READER`, default "thread"); inline
-    reading is `reader_thread=False` or `JOINTML_NET_READER=inline` (fewer context switches
-    and less CPU per message, measured; its wall-time gain on SS-LR is not yet shown on a
-    quiet machine, and it needs each party in its own thread or process).
+    `reader_thread=True` (or `JOINTML_NET_READER=thread` when `reader_thread` is None) keeps
+    a reader thread per link that drains the socket as bytes arrive and hands frames over
+    through a queue (~0.1 ms and two context switches more per message; on a machine with
+    far more runnable processes than cores it measured faster in wall time, see
+    docs/benchmarks.md). With injected latency (`delay_ms`, `bandwidth_mbps`; see
+    `jointml.net.link`) the reader thread is always used, so each frame is stamped when it
+    really arrived.
     """
 
     def __init__(self, me: str, peer: str, sock: ssl.SSLSocket, recv_timeout: float | None = None,
@@ -443,11 +457,7 @@ class TcpLink(Link):
         sock.setblocking(False)
         self._reader: threading.Thread | None = None
         if reader_thread is None:
-            # default: the reader thread. Inline reading (JOINTML_NET_READER=inline) needs every
-            # party to be its own thread or process: a thread that sends more than the socket
-            # buffers hold to a link end it reads itself later would wait forever (tests/test_net.py
-            # drives both ends from one thread).
-            reader_thread = os.environ.get("JOINTML_NET_READER", "thread").strip().lower() != "inline"
+            reader_thread = reader_mode() == "thread"
         self._threaded = reader_thread or self.shaper is not None
         self._poller: _Poller | None = None
         if self._threaded:
