@@ -411,6 +411,17 @@ def _poller() -> _Poller:
         return _POLLER
 
 
+def _forget_poller_after_fork() -> None:
+    # a forked party starts with no links of its own, and the lock may have been held by a
+    # thread of the parent that does not exist in the child
+    global _POLLER, _POLLER_LOCK
+    _POLLER, _POLLER_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_poller_after_fork)
+
+
 def reader_mode() -> str:
     """How links read their sockets: "inline" (default) or "thread", from `JOINTML_NET_READER`.
 
