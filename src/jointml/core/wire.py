@@ -94,17 +94,19 @@ class Message:
         party: str = "?",
     ) -> list[npt.NDArray[Any]]:
         """Check the arrays' count, dtypes and shapes against what the protocol expects."""
-        where = f"message '{self.tag}' from {party}"
         if dtypes is not None:
             if len(dtypes) != len(self.arrays):
-                raise WireFormatError(f"{where}: expected {len(dtypes)} arrays, got {len(self.arrays)}")
+                raise WireFormatError(
+                    f"message '{self.tag}' from {party}: expected {len(dtypes)} arrays, got {len(self.arrays)}")
             for i, (a, d) in enumerate(zip(self.arrays, dtypes)):
-                if a.dtype != np.dtype(d):
-                    raise WireFormatError(f"{where}: array {i} has dtype {a.dtype}, expected {np.dtype(d)}")
+                if a.dtype.type is not d and a.dtype != np.dtype(d):  # (the first test: d a scalar type)
+                    raise WireFormatError(
+                        f"message '{self.tag}' from {party}: array {i} has dtype {a.dtype}, expected {np.dtype(d)}")
         if shapes is not None:
             for i, (a, s) in enumerate(zip(self.arrays, shapes)):
-                if s is not None and tuple(a.shape) != tuple(s):
-                    raise WireFormatError(f"{where}: array {i} has shape {a.shape}, expected {tuple(s)}")
+                if s is not None and a.shape != s and a.shape != tuple(s):
+                    raise WireFormatError(
+                        f"message '{self.tag}' from {party}: array {i} has shape {a.shape}, expected {tuple(s)}")
         return self.arrays
 
 

@@ -571,7 +571,16 @@ class TcpLink(Link):
         try:
             if nbytes <= _COALESCE:
                 # one TLS record (one syscall) per small frame: header and body together
-                self._send_bytes(b"".join([_LEN.pack(nbytes), *bufs]))
+                data = b"".join([_LEN.pack(nbytes), *bufs])
+                if self._closing:
+                    raise OSError("link closed")
+                with self._io:
+                    try:
+                        k = self.sock.send(data)
+                    except _WOULD_BLOCK:
+                        k = 0  # (a retried TLS write repeats the same bytes: from 0)
+                if k < len(data):
+                    self._send_bytes(data, k)
                 return
             self._send_bytes(_LEN.pack(nbytes) + bytes(bufs[0]))
             for b in bufs[1:]:
@@ -579,10 +588,10 @@ class TcpLink(Link):
         except (OSError, ssl.SSLError, ValueError) as e:
             raise PeerClosed(f"{self.me}: cannot send to {self.peer}: {e}", party=self.peer) from None
 
-    def _send_bytes(self, data: Any) -> None:
+    def _send_bytes(self, data: Any, off: int = 0) -> None:
         with memoryview(data) as whole:
             mv = whole if whole.format == "B" and whole.ndim == 1 else whole.cast("B")
-            off, n = 0, len(mv)
+            n = len(mv)
             while off < n:
                 if self._closing:
                     raise OSError("link closed")
