@@ -261,10 +261,12 @@ def _parse_meta(mb: bytes) -> dict[str, Any]:
     return m
 
 
-def _array_layout(mv: memoryview, off: int, count: int) -> tuple[list[tuple[np.dtype[Any], tuple[int, ...], int]], int]:
+def _array_layout(mv: memoryview, off: int, count: int) -> tuple[list[tuple[np.dtype[Any], tuple[int, ...], int]], int, int]:
     """(dtype, shape, nbytes) of each array descriptor from `off` on, checked before anything is
-    allocated, and the offset after the descriptors (`struct.error` when they run past the frame)."""
+    allocated, the offset after the descriptors and the arrays' total size (`struct.error` when
+    the descriptors run past the frame)."""
     out = []
+    need = 0
     for _ in range(count):
         code, ndim = _ARRAY.unpack_from(mv, off)
         dt = _DTYPE_OF.get(code)
@@ -280,8 +282,10 @@ def _array_layout(mv: memoryview, off: int, count: int) -> tuple[list[tuple[np.d
             bound *= s if s > 1 else 1
         if bound > MAX_DIM:  # also for empty arrays: numpy refuses shapes whose full size overflows
             raise WireFormatError(f"bad array shape {str(shape)[:80]}")
-        out.append((dt, shape, count_ * dt.itemsize))
-    return out, off
+        nbytes = count_ * dt.itemsize
+        need += nbytes
+        out.append((dt, shape, nbytes))
+    return out, off, need
 
 
 def decode(body: bytes | bytearray | memoryview) -> Message:
@@ -317,14 +321,14 @@ def decode(body: bytes | bytearray | memoryview) -> Message:
         raise WireFormatError("malformed frame header: bad field values")
     off = _FIXED.size + klen + tlen
     try:
-        layout, moff = _array_layout(mv, off, narr)
+        layout, moff, need = _array_layout(mv, off, narr)
     except struct.error:
         raise WireFormatError("truncated frame: array descriptors run past its end") from None
     end = moff + mlen
     off = end + (-end % 8)
     if off > size:
         raise WireFormatError(f"truncated frame: header of {off} bytes, frame of {size}")
-    if mv[end:off] != _PAD[off - end]:
+    if off != end and mv[end:off] != _PAD[off - end]:
         raise WireFormatError("malformed frame header: non-zero padding")
     try:
         kind = str(mv[_FIXED.size : _FIXED.size + klen], "utf-8")
@@ -332,7 +336,6 @@ def decode(body: bytes | bytearray | memoryview) -> Message:
     except UnicodeDecodeError:
         raise WireFormatError("malformed frame header: kind or tag is not UTF-8") from None
     meta = _parse_meta(bytes(mv[moff:end])) if mlen else {}
-    need = sum(n for _, _, n in layout)
     if off + need != size:
         what = "truncated frame" if off + need > size else "malformed frame"
         raise WireFormatError(f"{what}: arrays need {need} bytes, {size - off} follow the header")
