@@ -280,6 +280,7 @@ class _Poller:
         self._cond = threading.Condition(threading.Lock())
         self._leader = False
         self._gen = 0  # poll rounds done: a follower writer retries after each
+        self._waiting = 0  # followers waiting on the condition (none: no notify needed)
         self._links: dict[int, TcpLink] = {}  # id(link) -> link
         self._version = 0
         self._writers: set[TcpLink] = set()
@@ -320,7 +321,7 @@ class _Poller:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         return False
-                    self._cond.wait(left)
+                    self._follow(left)
                 if frames:
                     return True
                 left = deadline - time.monotonic()
@@ -331,6 +332,16 @@ class _Poller:
                 self._lead(min(left, _LEADER_POLL), None)
             finally:
                 self._step_down()
+            if frames:
+                return True
+
+    def _follow(self, timeout: float) -> None:
+        """Wait (holding the condition's lock) for the leader to end a round."""
+        self._waiting += 1
+        try:
+            self._cond.wait(timeout)
+        finally:
+            self._waiting -= 1
 
     def wait_writable(self, link: "TcpLink", timeout: float) -> None:
         """Until `link`'s socket may take more bytes, or one poll round passes, reading every link."""
@@ -339,7 +350,12 @@ class _Poller:
                 self._writers.add(link)
                 gen = self._gen
                 self._wake()  # the leader polls for this writer from its next round on
-                self._cond.wait_for(lambda: self._gen != gen or not self._leader, timeout)
+                end = time.monotonic() + timeout
+                while self._gen == gen and self._leader:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        return
+                    self._follow(left)
                 return
             self._leader = True
         try:
@@ -351,7 +367,8 @@ class _Poller:
         with self._cond:
             self._leader = False
             self._gen += 1
-            self._cond.notify_all()
+            if self._waiting:
+                self._cond.notify_all()
 
     def _poll_set(self, writer: "TcpLink | None") -> Any:
         """The poll object for every registered link (+ POLLOUT for the links waiting to write)."""
