@@ -114,17 +114,14 @@ def tls_round_trip(rounds: int = 2000, size: int = 64) -> float:
 
 
 def _link_pingpong(ctx, rounds, size):
+    from ..runtime.collectives import send_to
+
     x = np.zeros(size // 8, dtype=np.uint64)
-    other = "bob" if ctx.me == "alice" else "alice"
-    first = ctx.me == "alice"
+    check = {"dtypes": [np.uint64], "shapes": [x.shape]}
 
     def one():
-        if first:
-            ctx.comm.send(other, "ping", x)
-            ctx.comm.recv_array(other, "ping", np.uint64, x.shape)
-        else:
-            ctx.comm.recv_array(other, "ping", np.uint64, x.shape)
-            ctx.comm.send(other, "ping", x)
+        send_to(ctx, "alice", "bob", arrays=[x], name="ping", **check)
+        send_to(ctx, "bob", "alice", arrays=[x], name="pong", **check)
 
     for _ in range(min(rounds, 100)):  # warm up
         one()
@@ -136,8 +133,8 @@ def _link_pingpong(ctx, rounds, size):
 
 def link_round_trip(rounds: int = 2000, size: int = 64) -> float:
     """Microseconds per round trip of a `size`-byte array message between two party processes
-    through jointml's own links (TLS, wire format, tags and sequence numbers checked): what
-    the framework adds to `tls_round_trip` per protocol round.
+    through jointml's collectives and links (TLS, wire format, tags, sequence numbers, dtype
+    and shape checked): `tls_round_trip` plus what the framework adds per protocol round.
 
     >>> link_round_trip(rounds=20) > 0
     True
