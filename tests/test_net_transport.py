@@ -308,3 +308,38 @@ def test_reader_mode_is_checked(monkeypatch):
     monkeypatch.setenv("JOINTML_NET_READER", "threads")
     with pytest.raises(ConfigError, match="JOINTML_NET_READER"):
         reader_mode()
+
+
+def test_spinning_waiter_exchanges_correctly_and_bad_spin_is_refused(tmp_path, monkeypatch):
+    # JOINTML_NET_SPIN_US: a waiting leader polls without sleeping first (opt-in); messages
+    # still arrive in order whether they come within the spin or after it
+    import jointml.net.tcp as tcp
+
+    monkeypatch.setenv("JOINTML_NET_READER", "inline")
+    monkeypatch.setenv("JOINTML_NET_SPIN_US", "300")
+    monkeypatch.setattr(tcp, "_POLLER", None)  # a poller reading the setting now
+    c = _cluster(tmp_path, ["alice", "bob"])
+    assert tcp._poller().spin == 0.0003
+
+    def b():
+        for i in range(100):
+            got = c["bob"].recv_array("alice", "ping", np.int64, (2,))
+            if i % 10 == 0:
+                time.sleep(0.002)  # an answer later than the spin
+            c["bob"].send("alice", "pong", got * 2)
+
+    def a():
+        out = []
+        for i in range(100):
+            c["alice"].send("bob", "ping", np.array([i, -i]))
+            out.append(c["alice"].recv_array("bob", "pong", np.int64, (2,)).tolist())
+        return out
+
+    got, _ = _both(a, b)
+    assert got == [[2 * i, -2 * i] for i in range(100)]
+    for comm in c.values():
+        comm.close()
+    monkeypatch.setattr(tcp, "_POLLER", None)
+    monkeypatch.setenv("JOINTML_NET_SPIN_US", "fast")
+    with pytest.raises(ConfigError, match="JOINTML_NET_SPIN_US"):
+        tcp._spin_seconds()

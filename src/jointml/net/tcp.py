@@ -291,6 +291,8 @@ class _Poller:
         self._fds: dict[int, TcpLink] = {}
         self._poll_key: tuple[int, frozenset[int]] | None = None
         self._pid = os.getpid()
+        #: how long a waiting leader polls without sleeping first (seconds; JOINTML_NET_SPIN_US)
+        self.spin = _spin_seconds()
 
     def register(self, link: "TcpLink") -> None:
         with self._cond:
@@ -391,6 +393,15 @@ class _Poller:
             self._poll, self._fds, self._poll_key = poll, fds, key
         return self._poll
 
+    def _spin(self, poll: Any) -> list[tuple[int, int]]:
+        """Poll without sleeping for up to `spin` seconds: on a machine with an idle core this
+        saves the wake-up of a sleeping thread when the answer comes back quickly."""
+        end = time.perf_counter() + self.spin
+        while True:
+            events: list[tuple[int, int]] = poll.poll(0)
+            if events or time.perf_counter() >= end:
+                return events
+
     def _lead(self, timeout: float, writer: "TcpLink | None") -> None:
         """One leader round: poll every link, read what arrived on each."""
         if writer is None and not self._writers and self._poll_key == (self._version, _NO_WRITERS):
@@ -398,7 +409,9 @@ class _Poller:
         else:
             poll = self._poll_set(writer)
         try:
-            events = poll.poll(max(0.0, timeout) * 1000)
+            events = self._spin(poll) if self.spin and writer is None else []
+            if not events:
+                events = poll.poll(max(0.0, timeout) * 1000)
         except OSError:
             events = []
         fds = self._fds
@@ -412,6 +425,23 @@ class _Poller:
                     pass
             elif ev & _POLL_IN:
                 link._pump()
+
+
+def _spin_seconds() -> float:
+    """`JOINTML_NET_SPIN_US` in seconds (default 0: a waiting thread sleeps in poll at once).
+
+    >>> _spin_seconds() >= 0
+    True
+    """
+    raw = os.environ.get("JOINTML_NET_SPIN_US", "").strip()
+    try:
+        v = float(raw) if raw else 0.0
+    except ValueError:
+        raise ConfigError(f"JOINTML_NET_SPIN_US must be a number of microseconds, got {raw!r}",
+                          field="JOINTML_NET_SPIN_US") from None
+    if not 0 <= v <= 1e6:
+        raise ConfigError(f"JOINTML_NET_SPIN_US must be between 0 and 1000000, got {raw!r}", field="JOINTML_NET_SPIN_US")
+    return v / 1e6
 
 
 _NO_WRITERS: frozenset[int] = frozenset()
