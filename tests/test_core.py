@@ -114,8 +114,9 @@ def test_wire_round_trip():
     [
         b"",
         b"\x05\x00\x00\x00abc",
-        b"\x03\x00\x00\x00abc",
+        b"\x02\x04\x00\x00abc",
         b'\x0b\x00\x00\x00{"v":1,"k":' + b"x" * 0,
+        wire.encode_raw(b"d", b"t", 0, [], b'{"v":1')[:-3],
     ],
 )
 def test_wire_rejects_malformed(body):
@@ -124,18 +125,12 @@ def test_wire_rejects_malformed(body):
 
 
 def test_wire_rejects_bad_dtype_and_truncation():
-    import json
-    import struct
-
-    h = json.dumps({"v": 1, "k": "data", "t": "x", "s": 0, "a": [["object", [1]]], "m": {}}).encode()
     with pytest.raises(WireFormatError, match="not allowed"):
-        wire.decode(struct.pack("<I", len(h)) + h + b"\0" * 8)
-    h = json.dumps({"v": 1, "k": "data", "t": "x", "s": 0, "a": [["uint64", [4]]], "m": {}}).encode()
+        wire.decode(wire.encode_raw(b"data", b"x", 0, [(17, [1])], b"", b"\0" * 8))
     with pytest.raises(WireFormatError, match="truncated"):
-        wire.decode(struct.pack("<I", len(h)) + h + b"\0" * 8)
-    h = json.dumps({"v": 1, "k": "data", "t": "x", "s": 0, "a": [["uint64", [-1]]], "m": {}}).encode()
+        wire.decode(wire.encode_raw(b"data", b"x", 0, [(4, [4])], b"", b"\0" * 8))
     with pytest.raises(WireFormatError):
-        wire.decode(struct.pack("<I", len(h)) + h)
+        wire.decode(wire.encode_raw(b"data", b"x", 0, [(4, [2**64 - 1])], b""))
     with pytest.raises(WireFormatError):
         wire.encode("data", "x", 0, [np.array(["a"], dtype=object)])
     with pytest.raises(WireFormatError):

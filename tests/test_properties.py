@@ -14,6 +14,7 @@ machine): the whole file takes a few seconds.
 from __future__ import annotations
 
 import json
+import struct
 
 import numpy as np
 import pytest
@@ -192,8 +193,7 @@ def test_wire_meta_depth_limit_is_exact_on_both_ends(depth, container):
     for _ in range(depth):
         value = [value] if container == "list" else {"k": value}
     meta = {"x": value}
-    header = json.dumps({"v": 1, "k": "d", "t": "t", "s": 0, "a": [], "m": meta}).encode()
-    body = len(header).to_bytes(4, "little") + header
+    body = wire.encode_raw(b"d", b"t", 0, [], json.dumps(meta).encode())
     if depth <= wire.MAX_META_DEPTH:
         assert wire.decode(frame("d", "t", 0, [], meta)).meta == meta
         assert wire.decode(body).meta == meta
@@ -207,11 +207,58 @@ def test_wire_meta_depth_limit_is_exact_on_both_ends(depth, container):
 @FAST
 @given(json_meta, st.sampled_from(["NaN", "Infinity", "-Infinity", "1e400", "-1e400"]))
 def test_wire_non_finite_numbers_in_headers_are_refused(meta, constant):
-    text = json.dumps({"v": 1, "k": "d", "t": "t", "s": 0, "a": [], "m": {**meta, "bad": 0}})
+    text = json.dumps({**meta, "bad": 0})
     text = text.replace('"bad": 0', '"bad": ' + constant)
-    header = text.encode()
     with pytest.raises(WireFormatError):
-        wire.decode(len(header).to_bytes(4, "little") + header)
+        wire.decode(wire.encode_raw(b"d", b"t", 0, [], text.encode()))
+
+
+@FAST
+@given(st.text(max_size=10), st.lists(wire_arrays, max_size=4), json_meta)
+def test_wire_arrays_arrive_aligned_and_any_byte_order_round_trips(tag, arrays, meta):
+    # the header is padded to 8 bytes: the arrays start 8-byte aligned in the frame's buffer;
+    # an array of another byte order is sent as the native dtype with the same values
+    swapped = [a.astype(a.dtype.newbyteorder(">")) for a in arrays]
+    body = bytearray(frame("data", tag, 3, swapped, meta))
+    msg = wire.decode(body)
+    before = 0  # the array bytes ahead of this array: the arrays start on an 8-byte boundary
+    for got, sent in zip(msg.arrays, arrays):
+        assert got.dtype == sent.dtype and got.dtype.isnative
+        assert np.array_equal(got, sent, equal_nan=sent.dtype.kind == "f")
+        if got.nbytes:
+            assert got.ctypes.data % 8 == before % 8
+        before += got.nbytes
+
+
+@FAST
+@given(st.integers(0, 6), st.integers(0, 2**64 - 1), st.lists(wire_arrays, max_size=2), st.sampled_from([{}, {"a": [1, "x"]}]))
+def test_wire_a_lie_in_any_fixed_header_field_is_refused_or_consistent(field, value, arrays, meta):
+    # overwrite one field of the fixed header with any value of its width: decode either
+    # refuses the frame or returns a message whose arrays account for the frame exactly
+    body = bytearray(frame("data", "t", 1, arrays, meta))
+    fixed = struct.Struct("<BBHHHIQ")  # the fixed header, as a peer would write it
+    vals = list(fixed.unpack_from(body, 0))
+    vals[field] = value % (1 << [8, 8, 16, 16, 16, 32, 64][field])
+    fixed.pack_into(body, 0, *vals)
+    try:
+        msg = wire.decode(bytes(body))
+    except WireFormatError:
+        return
+    assert sum(a.nbytes for a in msg.arrays) <= len(body) and isinstance(msg.meta, dict)
+
+
+def test_wire_encode_refuses_what_the_header_cannot_say():
+    with pytest.raises(WireFormatError):
+        wire.encode("k" * 256, "t", 0)
+    with pytest.raises(WireFormatError):
+        wire.encode("data", "t" * 65536, 0)
+    with pytest.raises(WireFormatError):
+        wire.encode("data", "t", 2**63)
+    with pytest.raises(WireFormatError):
+        wire.encode("data", "t", 0, [np.zeros((1,) * 9)])
+    with pytest.raises(WireFormatError):
+        wire.encode("data", "t", 0, [], ["not", "a", "dict"])  # type: ignore[arg-type]
+    assert wire.decode(frame("é" * 127, "t" * 65535, 2**63 - 1, [], {})).seq == 2**63 - 1
 
 
 # --- Paillier packing and compression ---------------------------------------------------

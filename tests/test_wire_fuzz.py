@@ -4,8 +4,10 @@ returns a well-formed `Message` or raises `WireFormatError` -- never `RecursionE
 larger than the frame.
 
 Frames come from hypothesis: random bytes, valid frames with bytes flipped, inserted or
-cut, headers with a field replaced by a hostile JSON value (NaN, huge integers, deep
-nesting, wrong types), and array descriptors that lie about the frame's length. Each
+cut, headers with a field of the fixed binary header lying (version, lengths, array count,
+dtype code, dimensions, padding, non-UTF-8 names), metas carrying a hostile JSON value
+(NaN, huge integers, deep nesting, wrong types), and array descriptors that lie about the
+frame's length. Each
 hypothesis example expands into a batch of frames with a seeded `random.Random` (test
 input only, nothing secret), so the slow test decodes well over 100,000 frames in
 about half a minute.
@@ -26,7 +28,7 @@ from hypothesis import strategies as st
 from jointml.core import wire
 from jointml.core.errors import WireFormatError
 
-_HLEN = struct.Struct("<I")
+_FIXED = struct.Struct("<BBHHHIQ")  # the format's fixed header, spelled out (not imported: a hostile peer's view)
 BATCH = 50
 FRAMES = {"n": 0}
 
@@ -38,12 +40,14 @@ hostile_values = st.sampled_from(
         [["uint8", [1]]] * 3, 1.5, "1", [1, 2, 3],
     ]
 )
-fields = st.sampled_from(["v", "k", "t", "s", "a", "m", "extra"])
+#: the fixed header's fields a hostile frame lies in: version, kind/tag/meta lengths, array count, reserved, seq
+fields = st.sampled_from(["v", "k", "t", "a", "r", "m", "s", "code", "ndim", "dims", "utf8", "pad", "meta"])
+_FIELD = {"v": 0, "k": 1, "t": 2, "a": 3, "r": 4, "m": 5, "s": 6}
+_LIES = [0, 1, 2, 7, 8, 9, 255, 256, 65535, 2**20, 2**20 + 1, 2**32 - 1, 2**63, 2**64 - 1]
 
 
-def _frame(header: dict, body: bytes = b"", raw: bool = False) -> bytes:
-    hb = json.dumps(header, separators=(",", ":"), allow_nan=True).encode() if not raw else header  # type: ignore[union-attr]
-    return _HLEN.pack(len(hb)) + hb + body
+def _meta_json(value: object) -> bytes:
+    return json.dumps({"x": value}, separators=(",", ":"), allow_nan=True).encode()
 
 
 def _valid(rng: random.Random) -> bytes:
@@ -62,24 +66,38 @@ def _nested(rng: random.Random) -> bytes:
     inner = opener * depth + b"1" + closer * depth
     if rng.random() < 0.3:
         inner = inner[: rng.randrange(len(inner))]  # unbalanced
-    hb = b'{"v":1,"k":"d","t":"t","s":0,"a":[],"m":{"x":' + inner + b"}}"
+    mb = b'{"x":' + inner + b"}"
     if rng.random() < 0.2:
-        hb = inner  # the whole header is the nest
-    return _frame(hb, raw=True)  # type: ignore[arg-type]
+        mb = inner  # the whole meta is the nest
+    return wire.encode_raw(b"d", b"t", 0, [], mb)
 
 
 def _hostile_header(rng: random.Random, value: object, key: str) -> bytes:
-    header: dict = {"v": 1, "k": "data", "t": "t", "s": 0, "a": [["uint8", [4]]], "m": {}}
-    if key == "extra":
-        header["zz"] = value
-    elif rng.random() < 0.15:
-        del header[key]
-    else:
-        header[key] = value
-    if rng.random() < 0.5:
-        header["m"] = {"x": value}
-    body = bytes(rng.randrange(256) for _ in range(rng.choice([0, 3, 4, 5, 64])))
-    return _frame(header, body)
+    """A frame whose header lies in one field (or whose meta carries a hostile JSON value)."""
+    arrays: list[tuple[int, list[int]]] = [(1, [4])]
+    kind, tag, meta = b"data", b"t", _meta_json(value) if rng.random() < 0.5 else b""
+    if key == "code":
+        arrays = [(rng.choice([0, 8, 9, 255]), [4])]
+    elif key == "ndim":
+        arrays = [(1, [1] * rng.choice([9, 10, 40]))]
+    elif key == "dims":
+        arrays = [(4, rng.choice([[2**62, 2**62], [0, 2**63], [2**48 + 1], [2**31, 2**31], [2**64 - 1]]))]
+    elif key == "utf8":
+        kind, tag = rng.choice([(b"\xff", b"t"), (b"data", b"\xc3"), (b"\xed\xa0\x80", b"t")])
+    elif key == "meta":
+        meta = _meta_json(value) if rng.random() < 0.5 else json.dumps(value, allow_nan=True).encode()
+    body = bytearray(wire.encode_raw(kind, tag, 0, arrays, meta, bytes(rng.randrange(256) for _ in range(4))))
+    if key in _FIELD:
+        vals = list(_FIXED.unpack_from(body, 0))
+        i = _FIELD[key]
+        limit = (1 << [8, 8, 16, 16, 16, 32, 64][i]) - 1
+        vals[i] = min(rng.choice(_LIES), limit)
+        _FIXED.pack_into(body, 0, *vals)
+    elif key == "pad":
+        hdr = len(body) - 4
+        if hdr % 8 == 0 and body[hdr - 1] == 0:
+            body[hdr - 1] = rng.randrange(1, 256)
+    return bytes(body)
 
 
 def _mutate(rng: random.Random, frame: bytes) -> bytes:
@@ -93,8 +111,11 @@ def _mutate(rng: random.Random, frame: bytes) -> bytes:
     elif op == 2:  # insert junk
         i = rng.randrange(len(b) + 1)
         b[i:i] = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 9)))
-    elif op == 3 and len(b) >= 4:  # lie about the header length
-        b[:4] = _HLEN.pack(rng.choice([0, 1, len(b) - 4, len(b), 1 << 20, (1 << 20) + 1, 2**32 - 1]))
+    elif op == 3 and len(b) >= _FIXED.size:  # lie about one length in the fixed header
+        vals = list(_FIXED.unpack_from(b, 0))
+        i = rng.choice([1, 2, 3, 5])
+        vals[i] = min(rng.choice(_LIES + [len(b), len(b) - _FIXED.size]), (1 << [8, 8, 16, 16, 16, 32][i]) - 1)
+        _FIXED.pack_into(b, 0, *vals)
     elif op == 4:  # splice a piece of the header elsewhere
         i, j = sorted(rng.randrange(len(b) + 1) for _ in range(2))
         k = rng.randrange(len(b) + 1)
@@ -134,7 +155,8 @@ def _assert_finite(v: object) -> None:
 def _batch(seed: int, raw: bytes, value: object, key: str) -> None:
     rng = random.Random(seed)
     _check(raw)
-    _check(_HLEN.pack(len(raw)) + raw)
+    _check(_FIXED.pack(2, 0, 0, 0, 0, 0, 0) + raw)
+    _check(_FIXED.pack(2, 0, 0, 1, 0, 0, 0) + raw)
     for _ in range(BATCH - 2):
         kind = rng.randrange(5)
         if kind == 0:
@@ -184,27 +206,32 @@ def test_valid_frames_still_decode_and_share_the_buffer():
 
 
 @pytest.mark.parametrize(
-    "header",
+    "body",
     [
-        b'{"v":1,"k":"d","t":"t","s":0,"a":[],"m":{"x":NaN}}',
-        b'{"v":1,"k":"d","t":"t","s":0,"a":[],"m":{"x":-Infinity}}',
-        b'{"v":1,"k":"d","t":"t","s":0,"a":[],"m":{"x":1e999}}',
-        b'{"v":true,"k":"d","t":"t","s":0,"a":[],"m":{}}',
-        b'{"v":1,"k":"d","t":"t","s":true,"a":[],"m":{}}',
-        b'{"v":1,"k":"d","t":"t","s":-1,"a":[],"m":{}}',
-        b'{"v":1,"k":"d","t":"t","s":0,"a":[["uint8",[true]]],"m":{}}',
-        b'{"v":1,"k":"d","t":"t","s":0,"a":[["uint64",[0,1180591620717411303424]]],"m":{}}',
-        b'{"v":1,"k":"d","t":"t","s":0,"a":[["uint64",[2147483648,2147483648]]],"m":{}}',
-        b'{"v":1,"k":"d","t":"t","s":0,"a":[],"m":{},"x":1}',
-        b'{"v":1,"k":"d","t":"t","s":0,"a":[]}',
-        b'{"v":1,"k":"d","t":"t","s":0,"a":[],"m":' + b"[" * 100_000 + b"]" * 100_000 + b"}",
-        b"[" * 200_000,
-        b'"\\' * 200_000,
+        wire.encode_raw(b"d", b"t", 0, [], b'{"x":NaN}'),
+        wire.encode_raw(b"d", b"t", 0, [], b'{"x":-Infinity}'),
+        wire.encode_raw(b"d", b"t", 0, [], b'{"x":1e999}'),
+        wire.encode_raw(b"d", b"t", 0, [], b"[1]"),  # meta that is not an object
+        wire.encode_raw(b"d", b"t", 0, [], b'{"x":1'),  # truncated JSON
+        wire.encode_raw(b"d", b"t", 0, [], b'\xff{"x":1}'),  # not UTF-8
+        wire.encode_raw(b"d", b"t", 0, [], b"[" * 100_000 + b"]" * 100_000),
+        wire.encode_raw(b"d", b"t", 0, [], b"[" * 200_000),
+        wire.encode_raw(b"d", b"t", 0, [], b'"\\' * 200_000),
+        wire.encode_raw(b"d", b"t", 2**63, [], b""),  # sequence number out of range
+        wire.encode_raw(b"d", b"t", 0, [(4, [0, 2**63])], b""),  # an empty array numpy could not shape
+        wire.encode_raw(b"d", b"t", 0, [(4, [2**31, 2**31])], b""),  # a size that lies about the frame
+        wire.encode_raw(b"d", b"t", 0, [(0, [1])], b"", bytes(8)),  # no such dtype code
+        wire.encode_raw(b"d", b"t", 0, [(4, [1] * 9)], b"", bytes(8)),  # too many dimensions
+        wire.encode_raw(b"d", b"t", 0, [(4, [1])], b"", bytes(16)),  # trailing bytes
+        wire.encode_raw(b"d", b"t", 0, [(4, [2])], b"", bytes(8)),  # truncated payload
+        b"\x01" + wire.encode_raw(b"d", b"t", 0, [], b"")[1:],  # the old (JSON) format's version
+        wire.encode_raw(b"d", b"t", 0, [], b"")[:-1] + b"\x01",  # non-zero padding
+        bytes([2, 0, 0, 0, 1, 0]) + bytes(18),  # reserved field set
     ],
 )
-def test_known_hostile_headers_raise_wire_format_error(header):
+def test_known_hostile_frames_raise_wire_format_error(body):
     with pytest.raises(WireFormatError):
-        wire.decode(_HLEN.pack(len(header)) + header)
+        wire.decode(body)
 
 
 def test_encode_refuses_non_finite_meta():

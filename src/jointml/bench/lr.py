@@ -113,6 +113,36 @@ def tls_round_trip(rounds: int = 2000, size: int = 64) -> float:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _link_pingpong(ctx, rounds, size):
+    from ..runtime.collectives import send_to
+
+    x = np.zeros(size // 8, dtype=np.uint64)
+    check = {"dtypes": [np.uint64], "shapes": [x.shape]}
+
+    def one():
+        send_to(ctx, "alice", "bob", arrays=[x], name="ping", **check)
+        send_to(ctx, "bob", "alice", arrays=[x], name="pong", **check)
+
+    for _ in range(min(rounds, 100)):  # warm up
+        one()
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        one()
+    return (time.perf_counter() - t0) / rounds * 1e6
+
+
+def link_round_trip(rounds: int = 2000, size: int = 64) -> float:
+    """Microseconds per round trip of a `size`-byte array message between two party processes
+    through jointml's collectives and links (TLS, wire format, tags, sequence numbers, dtype
+    and shape checked): `tls_round_trip` plus what the framework adds per protocol round.
+
+    >>> link_round_trip(rounds=20) > 0
+    True
+    """
+    res = simulate(_link_pingpong, ["alice", "bob"], mode="process", args=(rounds, size))
+    return float(res["alice"])
+
+
 def _program(ctx, rows, features, epochs, batch_size, lr, sigmoid, protocol):
     from ..ml.linear import SSLogisticRegression
 
@@ -202,13 +232,15 @@ def run(
 
     Also: rounds per batch and microseconds per round of the batch loop, and (`tls_rtt`) the
     round trip of a raw stdlib-TLS ping-pong between two processes measured now, so the
-    cost of one protocol round can be read against the transport's floor. `delay_ms` /
+    cost of one protocol round can be read against the transport's floor, and the same
+    ping-pong through jointml's links (`link_round_trip_us`: the transport's own cost). `delay_ms` /
     `bandwidth_mbps` inject a one-way latency / bandwidth cap into every link
     (`jointml.net.link.injected_latency`)."""
     from ..net.link import injected_latency
 
     spu = spu_lr_same_run() if anchor else None
     rtt = tls_round_trip() if tls_rtt else None
+    link_rtt = link_round_trip() if tls_rtt else None
     cluster = ["alice", "bob", "dealer"] if protocol == "semi2k" else ["alice", "bob", "carol"]
     with injected_latency(delay_ms, bandwidth_mbps):
         res = simulate(
@@ -239,6 +271,7 @@ def run(
         "us_per_round": round(loop_seconds / max(loop_rounds, 1) * 1e6, 1),
         "tls_round_trip_us": None if rtt is None else round(rtt, 1),
         "round_over_tls_rtt": None if rtt is None else round(loop_seconds / max(loop_rounds, 1) * 1e6 / rtt, 2),
+        "link_round_trip_us": None if link_rtt is None else round(link_rtt, 1),
         "delay_ms": delay_ms,
         "bandwidth_mbps": bandwidth_mbps,
         "auc": round(a["auc"], 4),

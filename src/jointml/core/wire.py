@@ -1,13 +1,21 @@
-"""Wire format: a small JSON header plus raw ndarray buffers. No pickle, no eval.
+"""Wire format: a fixed binary header, a JSON meta object, then raw ndarray buffers. No pickle, no eval.
 
-Frame body (the transport adds an 8-byte length prefix):
+Frame body (the transport adds an 8-byte length prefix), all integers little-endian:
 
-    uint32 little-endian header length | header (UTF-8 JSON) | array buffers, in order
+    u8 version (2) | u8 len(kind) | u16 len(tag) | u16 array count | u16 reserved (0) | u32 len(meta) | u64 seq
+    | kind (UTF-8) | tag (UTF-8) | per array: u8 dtype code, u8 ndim, ndim x u64 dimensions
+    | meta (UTF-8 JSON object; absent when len(meta) is 0, meaning {})
+    | zero padding to a multiple of 8 bytes | array buffers, in order (C order, native little-endian)
 
-Header: ``{"v": 1, "k": kind, "t": tag, "s": seq, "a": [[dtype, shape], ...], "m": meta}``
-where meta is a JSON object of plain scalars/lists. Only the dtypes in `ALLOWED_DTYPES`
-may cross a link; sizes are checked against the frame length before any buffer is
-touched, and receivers check dtype and shape against what the protocol expects.
+The fixed part is struct-packed, so a message on the hot path (no meta) costs no JSON
+at either end. Only the dtypes in `ALLOWED_DTYPES` may cross a link; every field is
+checked on receipt (version, lengths, dtype codes, dimensions, the zero padding, the
+meta's nesting depth and grammar) and the arrays' sizes against the frame length before
+any buffer is touched; receivers then check dtype and shape against what the protocol
+expects. The padding keeps each array 8-byte aligned in the received buffer.
+
+Version 1 (a JSON header) is not read any more: it was only ever a wire format between
+parties running the same release, never persisted.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import numpy.typing as npt
 
 from .errors import WireFormatError
 
-WIRE_VERSION = 1
+WIRE_VERSION = 2
 ALLOWED_DTYPES: dict[str, np.dtype[Any]] = {
     "uint8": np.dtype(np.uint8),
     "uint16": np.dtype(np.uint16),
@@ -34,21 +42,31 @@ ALLOWED_DTYPES: dict[str, np.dtype[Any]] = {
     "float64": np.dtype(np.float64),
     "bool": np.dtype(np.bool_),
 }
+#: The one-byte code of each allowed dtype on the wire (fixed: part of the format).
+DTYPE_CODES: dict[str, int] = {"uint8": 1, "uint16": 2, "uint32": 3, "uint64": 4, "int64": 5, "float64": 6, "bool": 7}
+_CODE_OF: dict[np.dtype[Any], int] = {ALLOWED_DTYPES[n]: c for n, c in DTYPE_CODES.items()}
+_DTYPE_OF: dict[int, np.dtype[Any]] = {c: ALLOWED_DTYPES[n] for n, c in DTYPE_CODES.items()}
+#: Largest meta (JSON bytes) of one frame.
 MAX_HEADER = 1 << 20
 MAX_DIMS = 8
 #: Largest dimension (and product of the non-zero dimensions) of one array: 2^48 elements.
 MAX_DIM = 1 << 48
 #: Most arrays in one frame.
-MAX_ARRAYS = 1 << 16
+MAX_ARRAYS = (1 << 16) - 1
+#: Longest kind and tag (UTF-8 bytes).
+MAX_KIND = 255
+MAX_TAG = (1 << 16) - 1
 #: Deepest nesting of meta containers (the meta object itself is depth 0).
 MAX_META_DEPTH = 8
-#: Deepest bracket nesting of a whole header: its object, the meta object, then meta's own nesting.
-MAX_HEADER_DEPTH = MAX_META_DEPTH + 2
-_HEADER_KEYS = {"v", "k", "t", "s", "a", "m"}
+#: Deepest bracket nesting of a meta text: its object, then meta's own nesting.
+MAX_HEADER_DEPTH = MAX_META_DEPTH + 1
 # A JSON string, or an unterminated one up to the end: never backtracks (linear time).
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
-_HLEN = struct.Struct("<I")
+_FIXED = struct.Struct("<BBHHHIQ")
+_ARRAY = struct.Struct("<BB")
+_DIMS = [struct.Struct(f"<{k}Q") for k in range(MAX_DIMS + 1)]
+_PAD = [bytes(k) for k in range(8)]
 
 #: What a frame body is written as: the header bytes, then one buffer per array.
 Buffers = list[Union[bytes, bytearray, memoryview]]
@@ -76,17 +94,19 @@ class Message:
         party: str = "?",
     ) -> list[npt.NDArray[Any]]:
         """Check the arrays' count, dtypes and shapes against what the protocol expects."""
-        where = f"message '{self.tag}' from {party}"
         if dtypes is not None:
             if len(dtypes) != len(self.arrays):
-                raise WireFormatError(f"{where}: expected {len(dtypes)} arrays, got {len(self.arrays)}")
+                raise WireFormatError(
+                    f"message '{self.tag}' from {party}: expected {len(dtypes)} arrays, got {len(self.arrays)}")
             for i, (a, d) in enumerate(zip(self.arrays, dtypes)):
-                if a.dtype != np.dtype(d):
-                    raise WireFormatError(f"{where}: array {i} has dtype {a.dtype}, expected {np.dtype(d)}")
+                if a.dtype.type is not d and a.dtype != np.dtype(d):  # (the first test: d a scalar type)
+                    raise WireFormatError(
+                        f"message '{self.tag}' from {party}: array {i} has dtype {a.dtype}, expected {np.dtype(d)}")
         if shapes is not None:
             for i, (a, s) in enumerate(zip(self.arrays, shapes)):
-                if s is not None and tuple(a.shape) != tuple(s):
-                    raise WireFormatError(f"{where}: array {i} has shape {a.shape}, expected {tuple(s)}")
+                if s is not None and a.shape != s and a.shape != tuple(s):
+                    raise WireFormatError(
+                        f"message '{self.tag}' from {party}: array {i} has shape {a.shape}, expected {tuple(s)}")
         return self.arrays
 
 
@@ -111,6 +131,23 @@ def _check_meta(meta: Any, depth: int = 0) -> None:
     raise WireFormatError(f"meta values must be JSON scalars/lists/dicts, got {type(meta).__name__}")
 
 
+def _wire_array(x: npt.ArrayLike) -> tuple[npt.NDArray[Any], int]:
+    """`x` as a C-contiguous native-order array of an allowed dtype, and that dtype's code."""
+    a = np.asarray(x)
+    code = _CODE_OF.get(a.dtype)
+    if code is None:
+        name = a.dtype.name
+        if name not in ALLOWED_DTYPES:
+            raise WireFormatError(f"dtype {a.dtype} may not cross a link")
+        a = a.astype(ALLOWED_DTYPES[name])  # e.g. big-endian uint64: sent little-endian
+        code = DTYPE_CODES[name]
+    if not a.flags.c_contiguous:
+        a = a.copy(order="C")  # (np.ascontiguousarray would turn 0-d into 1-d)
+    if a.ndim > MAX_DIMS:
+        raise WireFormatError(f"arrays of more than {MAX_DIMS} dimensions may not cross a link")
+    return a, code
+
+
 def encode(
     kind: str, tag: str, seq: int, arrays: Sequence[npt.ArrayLike] = (), meta: dict[str, Any] | None = None
 ) -> Buffers:
@@ -124,27 +161,49 @@ def encode(
     ...
     jointml.core.errors.WireFormatError: dtype <U4 may not cross a link
     """
+    kb, tb = kind.encode(), tag.encode()
+    if len(kb) > MAX_KIND or len(tb) > MAX_TAG or len(arrays) > MAX_ARRAYS or not 0 <= seq < 1 << 63:
+        raise WireFormatError("frame kind, tag, array count or sequence number out of range")
     arrs: list[npt.NDArray[Any]] = []
-    desc: list[list[Any]] = []
+    parts = [b"", kb, tb]
     for x in arrays:
-        a = np.asarray(x)
-        if not a.flags.c_contiguous:
-            a = a.copy(order="C")  # (np.ascontiguousarray would turn 0-d into 1-d)
-        name = a.dtype.name
-        if name not in ALLOWED_DTYPES:
-            raise WireFormatError(f"dtype {a.dtype} may not cross a link")
-        desc.append([name, list(a.shape)])
+        a, code = _wire_array(x)
+        shape = a.shape
+        parts.append(_ARRAY.pack(code, len(shape)) + _DIMS[len(shape)].pack(*shape))
         arrs.append(a)
-    meta = meta or {}
-    _check_meta(meta)
-    header = json.dumps({"v": WIRE_VERSION, "k": kind, "t": tag, "s": seq, "a": desc, "m": meta}, separators=(",", ":")).encode()
-    if len(header) > MAX_HEADER:
-        raise WireFormatError("header too large")
-    bufs: Buffers = [_HLEN.pack(len(header)) + header]
+    mb = b""
+    if meta:
+        if not isinstance(meta, dict):
+            raise WireFormatError(f"meta must be a dict, got {type(meta).__name__}")
+        _check_meta(meta)
+        mb = json.dumps(meta, separators=(",", ":")).encode()
+        if len(mb) > MAX_HEADER:
+            raise WireFormatError("frame meta too large")
+        parts.append(mb)
+    parts[0] = _FIXED.pack(WIRE_VERSION, len(kb), len(tb), len(arrs), 0, len(mb), seq)
+    header = b"".join(parts)
+    bufs: Buffers = [header + _PAD[-len(header) % 8]]
     for a in arrs:
         if a.nbytes:
             bufs.append(memoryview(a.reshape(-1)).cast("B"))  # type: ignore[arg-type]  # ndarray is a buffer
     return bufs
+
+
+def encode_raw(kind: bytes, tag: bytes, seq: int, arrays: Sequence[tuple[int, Sequence[int]]], meta: bytes,
+               payload: bytes = b"") -> bytes:
+    """A frame body from already-encoded parts, checked for nothing: what a hostile peer could
+    write (tests of `decode`). `arrays` are (dtype code, shape) descriptors, `meta` JSON bytes.
+
+    >>> decode(encode_raw(b"data", b"t", 3, [(4, [2])], b'{"a":1}', bytes(16))).meta
+    {'a': 1}
+    >>> decode(encode_raw(b"data", b"t", 3, [(4, [2])], b'{"a":NaN}', bytes(16)))
+    Traceback (most recent call last):
+    ...
+    jointml.core.errors.WireFormatError: malformed frame meta: NaN is not allowed
+    """
+    descs = b"".join(_ARRAY.pack(c, len(sh)) + struct.pack(f"<{len(sh)}Q", *sh) for c, sh in arrays)
+    header = _FIXED.pack(WIRE_VERSION, len(kind), len(tag), len(arrays), 0, len(meta), seq) + kind + tag + descs + meta
+    return header + bytes(-len(header) % 8) + payload
 
 
 def body_size(bufs: Buffers) -> int:
@@ -157,13 +216,13 @@ def body_size(bufs: Buffers) -> int:
 
 
 def _reject_constant(name: str) -> Any:
-    raise WireFormatError(f"malformed frame header: {name} is not allowed")
+    raise WireFormatError(f"malformed frame meta: {name} is not allowed")
 
 
 def _finite_float(text: str) -> float:
     v = float(text)
     if not math.isfinite(v):  # e.g. 1e999: json parses it as inf
-        raise WireFormatError("malformed frame header: non-finite number")
+        raise WireFormatError("malformed frame meta: non-finite number")
     return v
 
 
@@ -187,87 +246,105 @@ def _too_deep(hb: bytes) -> bool:
     return bool(depth.size and depth.max() > MAX_HEADER_DEPTH)
 
 
-def _parse_header(hb: bytes) -> dict[str, Any]:
-    """Parse and type-check the JSON header (depth-limited, NaN/Infinity refused)."""
-    if _too_deep(hb):
-        raise WireFormatError("malformed frame header: nested too deeply")
+def _parse_meta(mb: bytes) -> dict[str, Any]:
+    """Parse and type-check the JSON meta (depth-limited, NaN/Infinity refused): a JSON object."""
+    if _too_deep(mb):
+        raise WireFormatError("malformed frame meta: nested too deeply")
     try:
-        h = _DECODER.decode(hb.decode("utf-8"))
+        m = _DECODER.decode(mb.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
         if isinstance(e, WireFormatError):
-            raise
-        raise WireFormatError(f"malformed frame header: {e}") from None
-    if not isinstance(h, dict) or h.keys() != _HEADER_KEYS:
-        raise WireFormatError("malformed frame header: wrong fields")
-    v, kind, tag, seq, desc, meta = h["v"], h["k"], h["t"], h["s"], h["a"], h["m"]
-    if type(v) is not int or v != WIRE_VERSION:
-        raise WireFormatError("malformed frame header: missing or unsupported version")
-    if type(kind) is not str or type(tag) is not str or type(seq) is not int or not 0 <= seq < 1 << 63:
-        raise WireFormatError("malformed frame header: bad field types")
-    if type(desc) is not list or len(desc) > MAX_ARRAYS or type(meta) is not dict:
-        raise WireFormatError("malformed frame header: bad field types")
-    return h
+            raise WireFormatError(str(e).replace("frame header", "frame meta")) from None
+        raise WireFormatError(f"malformed frame meta: {e}") from None
+    if type(m) is not dict:
+        raise WireFormatError("malformed frame meta: not a JSON object")
+    return m
 
 
-def _array_layout(desc: list[Any]) -> list[tuple[np.dtype[Any], tuple[int, ...], int]]:
-    """(dtype, shape, nbytes) of each array descriptor, checked before anything is allocated."""
+def _array_layout(mv: memoryview, off: int, count: int) -> tuple[list[tuple[np.dtype[Any], tuple[int, ...], int]], int, int]:
+    """(dtype, shape, nbytes) of each array descriptor from `off` on, checked before anything is
+    allocated, the offset after the descriptors and the arrays' total size (`struct.error` when
+    the descriptors run past the frame)."""
     out = []
-    for d in desc:
-        if not (type(d) is list and len(d) == 2 and type(d[0]) is str and type(d[1]) is list):
-            raise WireFormatError("malformed array descriptor")
-        name, shape = d
-        dt = ALLOWED_DTYPES.get(name)
+    need = 0
+    for _ in range(count):
+        code, ndim = _ARRAY.unpack_from(mv, off)
+        dt = _DTYPE_OF.get(code)
         if dt is None:
-            raise WireFormatError(f"dtype '{name[:40]}' not allowed on the wire")
-        if len(shape) > MAX_DIMS or not all(type(s) is int and 0 <= s <= MAX_DIM for s in shape):
-            raise WireFormatError(f"bad array shape {str(shape)[:80]}")
-        count, bound = 1, 1
+            raise WireFormatError(f"dtype code {code} not allowed on the wire")
+        if ndim > MAX_DIMS:
+            raise WireFormatError(f"bad array shape: {ndim} dimensions")
+        shape = _DIMS[ndim].unpack_from(mv, off + 2)
+        off += 2 + 8 * ndim
+        count_, bound = 1, 1
         for s in shape:
-            count *= s
-            bound *= max(s, 1)
+            count_ *= s
+            bound *= s if s > 1 else 1
         if bound > MAX_DIM:  # also for empty arrays: numpy refuses shapes whose full size overflows
             raise WireFormatError(f"bad array shape {str(shape)[:80]}")
-        out.append((dt, tuple(shape), count * dt.itemsize))
-    return out
+        nbytes = count_ * dt.itemsize
+        need += nbytes
+        out.append((dt, shape, nbytes))
+    return out, off, need
 
 
 def decode(body: bytes | bytearray | memoryview) -> Message:
     """Decode and validate a frame body. Never evaluates or unpickles anything.
 
-    Checks are O(header): the header's nesting depth, JSON grammar (no NaN/Infinity),
-    the type of every field, and that the arrays' dtypes and shapes account for exactly
-    the bytes after the header, all before any array is created. Arrays are views of
-    `body` (no copy). Anything malformed raises `WireFormatError`, and nothing else.
+    Checks are O(header): the version, every length against the frame, the dtype codes and
+    dimensions, the zero padding, the meta's nesting depth and JSON grammar (no NaN/Infinity),
+    and that the arrays' dtypes and shapes account for exactly the bytes after the header,
+    all before any array is created. Arrays are views of `body` (no copy). Anything
+    malformed raises `WireFormatError`, and nothing else.
 
     >>> decode(b"".join(bytes(b) for b in encode("data", "t", 7))).seq
     7
     >>> decode(b"\\x05\\x00")
     Traceback (most recent call last):
     ...
-    jointml.core.errors.WireFormatError: truncated frame: no header length
-    >>> nested = b'{"v":1,"k":"d","t":"t","s":0,"a":[],"m":' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    >>> decode(_HLEN.pack(len(nested)) + nested)
+    jointml.core.errors.WireFormatError: truncated frame: no header
+    >>> decode(encode_raw(b"d", b"t", 0, [], b"[" * 100_000 + b"]" * 100_000))
     Traceback (most recent call last):
     ...
-    jointml.core.errors.WireFormatError: malformed frame header: nested too deeply
+    jointml.core.errors.WireFormatError: malformed frame meta: nested too deeply
     """
     mv = memoryview(body)
     if mv.ndim != 1 or mv.itemsize != 1:
         mv = mv.cast("B")
-    if mv.nbytes < _HLEN.size:
-        raise WireFormatError("truncated frame: no header length")
-    (hlen,) = _HLEN.unpack_from(mv, 0)
-    if hlen > MAX_HEADER or _HLEN.size + hlen > mv.nbytes:
-        raise WireFormatError(f"malformed frame: header length {hlen} exceeds frame of {mv.nbytes} bytes")
-    h = _parse_header(bytes(mv[_HLEN.size : _HLEN.size + hlen]))
-    layout = _array_layout(h["a"])
-    off = _HLEN.size + hlen
-    need = sum(n for _, _, n in layout)
-    if off + need != mv.nbytes:
-        what = "truncated frame" if off + need > mv.nbytes else "malformed frame"
-        raise WireFormatError(f"{what}: arrays need {need} bytes, {mv.nbytes - off} follow the header")
+    size = mv.nbytes
+    if size < _FIXED.size:
+        raise WireFormatError("truncated frame: no header")
+    version, klen, tlen, narr, reserved, mlen, seq = _FIXED.unpack_from(mv, 0)
+    if version != WIRE_VERSION:
+        raise WireFormatError(f"unsupported wire format version {version} (this party speaks {WIRE_VERSION})")
+    if reserved or seq >= 1 << 63 or mlen > MAX_HEADER:
+        raise WireFormatError("malformed frame header: bad field values")
+    off = _FIXED.size + klen + tlen
+    try:
+        layout, moff, need = _array_layout(mv, off, narr)
+    except struct.error:
+        raise WireFormatError("truncated frame: array descriptors run past its end") from None
+    end = moff + mlen
+    off = end + (-end % 8)
+    if off > size:
+        raise WireFormatError(f"truncated frame: header of {off} bytes, frame of {size}")
+    if off != end and mv[end:off] != _PAD[off - end]:
+        raise WireFormatError("malformed frame header: non-zero padding")
+    try:
+        kind = str(mv[_FIXED.size : _FIXED.size + klen], "utf-8")
+        tag = str(mv[_FIXED.size + klen : _FIXED.size + klen + tlen], "utf-8")
+    except UnicodeDecodeError:
+        raise WireFormatError("malformed frame header: kind or tag is not UTF-8") from None
+    meta = _parse_meta(bytes(mv[moff:end])) if mlen else {}
+    if off + need != size:
+        what = "truncated frame" if off + need > size else "malformed frame"
+        raise WireFormatError(f"{what}: arrays need {need} bytes, {size - off} follow the header")
     arrays: list[npt.NDArray[Any]] = []
     for dt, shape, nbytes in layout:
-        arrays.append(np.frombuffer(mv[off : off + nbytes], dtype=dt).reshape(shape) if nbytes else np.empty(shape, dtype=dt))
+        if nbytes:
+            a = np.frombuffer(mv, dtype=dt, count=nbytes // dt.itemsize, offset=off)
+            arrays.append(a if len(shape) == 1 else a.reshape(shape))
+        else:
+            arrays.append(np.empty(shape, dtype=dt))
         off += nbytes
-    return Message(kind=h["k"], tag=h["t"], seq=h["s"], arrays=arrays, meta=h["m"])
+    return Message(kind=kind, tag=tag, seq=seq, arrays=arrays, meta=meta)

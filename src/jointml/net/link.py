@@ -215,9 +215,10 @@ class Link:
         with self._send_lock:
             self._write(bufs, n)
             self._send_seq += 1
-            self.stats.bytes_sent += n + 8
-            self.stats.msgs_sent += 1
-            self.stats.payload_sent += sum(np.asarray(a).nbytes for a in arrays)
+            st = self.stats
+            st.bytes_sent += n + 8
+            st.msgs_sent += 1
+            st.payload_sent += n - len(bufs[0])  # the array buffers: all but the header
         return n
 
     def recv(self, tag: str, timeout: float | None = None) -> wire.Message:

@@ -11,9 +11,10 @@ certificate), a peer presenting any other certificate is refused, even one signe
 the cluster CA. Anything else is refused with `AuthenticationError`; TLS itself
 refuses expired or not-yet-valid certificates.
 
-The party that waits for a message reads the socket itself (no reader thread, no hand-off
-per message); a sender whose write would block reads the peer's bytes meanwhile, so two
-parties sending large messages to each other at once never deadlock.
+The party that waits for a message reads the sockets itself (no reader thread, no hand-off
+per message): a waiting thread polls every link of its process at once and reads whatever
+arrived on any of them, and so does a sender whose write would block, so parties sending
+large messages to each other at once never deadlock, two of them or a ring of three or more.
 
 Adversary model: anyone can open a TCP connection to a listening party; only holders
 of a cluster certificate get a link. An unauthenticated connection cannot stall link
@@ -257,25 +258,247 @@ class _FrameReader:
 
 
 _WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError)
+_POLL_IN = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
+#: Longest single poll() of the leader (a bound, not a latency: every socket is in the poll set).
+_LEADER_POLL = 1.0
+
+
+class _Poller:
+    """Waits on every inline link of this process at once (leader/follower).
+
+    A thread that waits (for a frame on one link, or for room to write on one link) becomes
+    the leader if no thread is: it polls ALL inline links' sockets and reads whatever
+    arrived on any of them into that link's frame queue, then wakes the other waiting
+    threads (followers), which look at their own queue. So a party blocked sending to one
+    peer keeps reading every other peer: with three or more parties and messages larger
+    than the socket buffers, a ring of blocked senders (A -> B -> C -> A) drains instead of
+    deadlocking. With one thread per party (the common case) the leader is the only waiter
+    and there is no hand-off at all.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._leader = False
+        self._gen = 0  # poll rounds done: a follower writer retries after each
+        self._waiting = 0  # followers waiting on the condition (none: no notify needed)
+        self._links: dict[int, TcpLink] = {}  # id(link) -> link
+        self._version = 0
+        self._writers: set[TcpLink] = set()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._poll: Any = None
+        self._fds: dict[int, TcpLink] = {}
+        self._poll_key: tuple[int, frozenset[int]] | None = None
+        self._pid = os.getpid()
+        #: how long a waiting leader polls without sleeping first (seconds; JOINTML_NET_SPIN_US)
+        self.spin = _spin_seconds()
+
+    def register(self, link: "TcpLink") -> None:
+        with self._cond:
+            self._links[id(link)] = link
+            self._version += 1
+        self._wake()
+
+    def unregister(self, link: "TcpLink") -> None:
+        with self._cond:
+            if self._links.pop(id(link), None) is not None:
+                self._version += 1
+            self._writers.discard(link)
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"w")
+        except OSError:  # full: the leader is awake already
+            pass
+
+    def wait_frame(self, link: "TcpLink", deadline: float) -> bool:
+        """Until `link` has a frame queued (True) or the deadline passes (False), reading every link."""
+        frames = link._frames
+        while True:
+            with self._cond:
+                while self._leader:
+                    if frames:
+                        return True
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._follow(left)
+                if frames:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._leader = True
+            try:
+                self._lead(min(left, _LEADER_POLL), None)
+            finally:
+                self._step_down()
+            if frames:
+                return True
+
+    def _follow(self, timeout: float) -> None:
+        """Wait (holding the condition's lock) for the leader to end a round."""
+        self._waiting += 1
+        try:
+            self._cond.wait(timeout)
+        finally:
+            self._waiting -= 1
+
+    def wait_writable(self, link: "TcpLink", timeout: float) -> None:
+        """Until `link`'s socket may take more bytes, or one poll round passes, reading every link."""
+        with self._cond:
+            if self._leader:
+                self._writers.add(link)
+                gen = self._gen
+                self._wake()  # the leader polls for this writer from its next round on
+                end = time.monotonic() + timeout
+                while self._gen == gen and self._leader:
+                    left = end - time.monotonic()
+                    if left <= 0:
+                        return
+                    self._follow(left)
+                return
+            self._leader = True
+        try:
+            self._lead(timeout, link)
+        finally:
+            self._step_down()
+
+    def _step_down(self) -> None:
+        with self._cond:
+            self._leader = False
+            self._gen += 1
+            if self._waiting:
+                self._cond.notify_all()
+
+    def _poll_set(self, writer: "TcpLink | None") -> Any:
+        """The poll object for every registered link (+ POLLOUT for the links waiting to write)."""
+        with self._cond:
+            writers = set(self._writers)
+            self._writers.clear()
+            links = list(self._links.values())
+            version = self._version
+        if writer is not None:
+            writers.add(writer)
+        key = (version, frozenset(id(w) for w in writers))
+        if key != self._poll_key:  # (rebuilt when a link comes or goes, or a writer waits)
+            poll, fds = select.poll(), {}
+            poll.register(self._wake_r, select.POLLIN)
+            for l in links:
+                fd = l.sock.fileno()
+                if fd >= 0:
+                    fds[fd] = l
+                    poll.register(fd, _POLL_IN | (select.POLLOUT if l in writers else 0))
+            self._poll, self._fds, self._poll_key = poll, fds, key
+        return self._poll
+
+    def _spin(self, poll: Any) -> list[tuple[int, int]]:
+        """Poll without sleeping for up to `spin` seconds: on a machine with an idle core this
+        saves the wake-up of a sleeping thread when the answer comes back quickly."""
+        end = time.perf_counter() + self.spin
+        while True:
+            events: list[tuple[int, int]] = poll.poll(0)
+            if events or time.perf_counter() >= end:
+                return events
+
+    def _lead(self, timeout: float, writer: "TcpLink | None") -> None:
+        """One leader round: poll every link, read what arrived on each."""
+        if writer is None and not self._writers and self._poll_key == (self._version, _NO_WRITERS):
+            poll = self._poll  # the common case: nothing changed since the last round
+        else:
+            poll = self._poll_set(writer)
+        try:
+            events = self._spin(poll) if self.spin and writer is None else []
+            if not events:
+                events = poll.poll(max(0.0, timeout) * 1000)
+        except OSError:
+            events = []
+        fds = self._fds
+        for fd, ev in events:
+            link = fds.get(fd)
+            if link is None:
+                try:
+                    while self._wake_r.recv(4096):
+                        pass
+                except OSError:
+                    pass
+            elif ev & _POLL_IN:
+                link._pump()
+
+
+def _spin_seconds() -> float:
+    """`JOINTML_NET_SPIN_US` in seconds (default 0: a waiting thread sleeps in poll at once).
+
+    >>> _spin_seconds() >= 0
+    True
+    """
+    raw = os.environ.get("JOINTML_NET_SPIN_US", "").strip()
+    try:
+        v = float(raw) if raw else 0.0
+    except ValueError:
+        raise ConfigError(f"JOINTML_NET_SPIN_US must be a number of microseconds, got {raw!r}",
+                          field="JOINTML_NET_SPIN_US") from None
+    if not 0 <= v <= 1e6:
+        raise ConfigError(f"JOINTML_NET_SPIN_US must be between 0 and 1000000, got {raw!r}", field="JOINTML_NET_SPIN_US")
+    return v / 1e6
+
+
+_NO_WRITERS: frozenset[int] = frozenset()
+_POLLER: _Poller | None = None
+_POLLER_LOCK = threading.Lock()
+
+
+def _poller() -> _Poller:
+    """This process's poller (made on first use: after a fork, each party process has its own)."""
+    global _POLLER
+    with _POLLER_LOCK:
+        if _POLLER is None or _POLLER._pid != os.getpid():
+            _POLLER = _Poller()
+        return _POLLER
+
+
+def _forget_poller_after_fork() -> None:
+    # a forked party starts with no links of its own, and the lock may have been held by a
+    # thread of the parent that does not exist in the child
+    global _POLLER, _POLLER_LOCK
+    _POLLER, _POLLER_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_poller_after_fork)
+
+
+def reader_mode() -> str:
+    """How links read their sockets: "inline" (default) or "thread", from `JOINTML_NET_READER`.
+
+    >>> reader_mode() in ("inline", "thread")
+    True
+    """
+    raw = os.environ.get("JOINTML_NET_READER", "").strip().lower() or "inline"
+    if raw not in ("inline", "thread"):
+        raise ConfigError(f"JOINTML_NET_READER must be 'inline' or 'thread', got {raw!r}", field="JOINTML_NET_READER")
+    return raw
 
 
 class TcpLink(Link):
     """A link over one TLS socket, read by the thread that waits for a message.
 
-    No reader thread and no hand-off per message: the socket is non-blocking, every TLS
-    call runs under one lock (short: nothing in it waits), and a party waiting for a
-    message waits in select() and reads the socket itself. A sender whose write would
-    block reads what the peer sent meanwhile into the inbox, so two parties sending large
-    messages to each other at once never deadlock. Frames of any tag are kept in arrival
-    order; `Link.recv` checks tags and sequence numbers as before.
+    No reader thread and no hand-off per message (the default, "inline"): the socket is
+    non-blocking, every TLS call runs under one lock (short: nothing in it waits), and a
+    thread waiting for a message waits in the process's `_Poller`, which polls every inline
+    link and reads what arrived on each into that link's queue. A sender whose write would
+    block waits there too, so its peers (all of them, not only the one it writes to) can
+    go on sending: no deadlock with large messages in any pattern. Frames of any tag are
+    kept in arrival order; `Link.recv` checks tags and sequence numbers as before.
 
-    With injected latency (`delay_ms`, `bandwidth_mbps`; see `jointml.net.link`) a reader
-    thread drains the socket instead, so each frame is stamped when it really arrived
-    (the hand-off costs ~0.1 ms, nothing beside a WAN delay). The reader thread is also
-    the default (`reader_thread=None`: `JOINTML_NET_READER`, default "thread"); inline
-    reading is `reader_thread=False` or `JOINTML_NET_READER=inline` (fewer context switches
-    and less CPU per message, measured; its wall-time gain on SS-LR is not yet shown on a
-    quiet machine, and it needs each party in its own thread or process).
+    `reader_thread=True` (or `JOINTML_NET_READER=thread` when `reader_thread` is None) keeps
+    a reader thread per link that drains the socket as bytes arrive and hands frames over
+    through a queue (~0.1 ms and two context switches more per message; on a machine with
+    far more runnable processes than cores it measured faster in wall time, see
+    docs/benchmarks.md). With injected latency (`delay_ms`, `bandwidth_mbps`; see
+    `jointml.net.link`) the reader thread is always used, so each frame is stamped when it
+    really arrived.
     """
 
     def __init__(self, me: str, peer: str, sock: ssl.SSLSocket, recv_timeout: float | None = None,
@@ -292,15 +515,15 @@ class TcpLink(Link):
         sock.setblocking(False)
         self._reader: threading.Thread | None = None
         if reader_thread is None:
-            # default: the reader thread. Inline reading (JOINTML_NET_READER=inline) needs every
-            # party to be its own thread or process: a thread that sends more than the socket
-            # buffers hold to a link end it reads itself later would wait forever (tests/test_net.py
-            # drives both ends from one thread).
-            reader_thread = os.environ.get("JOINTML_NET_READER", "thread").strip().lower() != "inline"
+            reader_thread = reader_mode() == "thread"
         self._threaded = reader_thread or self.shaper is not None
+        self._poller: _Poller | None = None
         if self._threaded:
             self._reader = threading.Thread(target=self._read_loop, name=f"jointml-link-{me}-{peer}", daemon=True)
             self._reader.start()
+        else:
+            self._poller = _poller()
+            self._poller.register(self)
 
     def _too_big(self, n: int) -> WireFormatError:
         return WireFormatError(
@@ -332,6 +555,8 @@ class TcpLink(Link):
         else:
             err = PeerClosed(f"{self.me}: {self.peer} closed the connection", party=self.peer)
         self._emit(_Closed(err))
+        if self._poller is not None:
+            self._poller.unregister(self)  # an ended socket polls readable for ever: out of the set
 
     def _pump(self) -> None:
         """Read whatever has arrived (without waiting) into the inbox."""
@@ -348,11 +573,16 @@ class TcpLink(Link):
                 except (OSError, ssl.SSLError, ValueError) as e:
                     self._ended(e)
                     return
-                for f in frames:
-                    self._emit(f)
                 if k == 0:
                     self._ended(None, mid_frame=r._body is not None or bool(r._head))
                     return
+                if frames:
+                    for f in frames:
+                        self._emit(f)
+                    if not self.sock.pending():
+                        # A frame came: leave the rest to the next poll (level-triggered) instead of
+                        # a read that fails with an exception on every message.
+                        return
 
     def _wait(self, timeout: float | None, write: bool = False) -> bool:
         """select() on the socket; True if it is readable (or in error: the next read reports it)."""
@@ -365,21 +595,18 @@ class TcpLink(Link):
         return bool(r)
 
     def _next(self, timeout: float) -> Any:
-        if self._threaded:
+        if self._poller is None:
             return super()._next(timeout)
-        deadline = time.monotonic() + timeout
         frames = self._frames
-        while True:
-            if frames:
-                return frames.popleft()
+        if frames:
+            return frames.popleft()
+        if self.sock.pending():  # decrypted bytes the socket's poll cannot see
             self._pump()
-            if frames:
-                return frames.popleft()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise queue.Empty
-            # bounded wait: another thread (a blocked sender) may read our frame meanwhile
-            self._wait(min(left, 0.05))
+        # no read first: poll() reports a socket with bytes waiting at once, and a read that
+        # finds none costs a syscall and an exception
+        if frames or self._poller.wait_frame(self, time.monotonic() + timeout):
+            return frames.popleft()
+        raise queue.Empty
 
     def _read_loop(self) -> None:
         """Threaded links only: drain the socket as bytes arrive (stamping each frame when shaped)."""
@@ -391,7 +618,16 @@ class TcpLink(Link):
         try:
             if nbytes <= _COALESCE:
                 # one TLS record (one syscall) per small frame: header and body together
-                self._send_bytes(b"".join([_LEN.pack(nbytes), *bufs]))
+                data = b"".join([_LEN.pack(nbytes), *bufs])
+                if self._closing:
+                    raise OSError("link closed")
+                with self._io:
+                    try:
+                        k = self.sock.send(data)
+                    except _WOULD_BLOCK:
+                        k = 0  # (a retried TLS write repeats the same bytes: from 0)
+                if k < len(data):
+                    self._send_bytes(data, k)
                 return
             self._send_bytes(_LEN.pack(nbytes) + bytes(bufs[0]))
             for b in bufs[1:]:
@@ -399,10 +635,10 @@ class TcpLink(Link):
         except (OSError, ssl.SSLError, ValueError) as e:
             raise PeerClosed(f"{self.me}: cannot send to {self.peer}: {e}", party=self.peer) from None
 
-    def _send_bytes(self, data: Any) -> None:
+    def _send_bytes(self, data: Any, off: int = 0) -> None:
         with memoryview(data) as whole:
             mv = whole if whole.format == "B" and whole.ndim == 1 else whole.cast("B")
-            off, n = 0, len(mv)
+            n = len(mv)
             while off < n:
                 if self._closing:
                     raise OSError("link closed")
@@ -415,11 +651,16 @@ class TcpLink(Link):
                         k = 0
                 if k:
                     off += k
-                elif self._wait(1.0, write=True) and not self._threaded:
-                    self._pump()  # the peer is sending to us too: take its bytes so it can go on
+                elif self._poller is not None:
+                    # the peers may be sending to us too: read every link meanwhile so they can go on
+                    self._poller.wait_writable(self, 1.0)
+                else:
+                    self._wait(1.0, write=True)
 
     def close(self) -> None:
         self._closing = True
+        if self._poller is not None:
+            self._poller.unregister(self)
         got = self._io.acquire(timeout=1.0)
         try:
             try:

@@ -223,7 +223,7 @@ def open_sealed(recipient_priv: X25519PrivateKey, eph_pub: bytes, ciphertext: by
 
 
 def pack(kind: str, meta: dict | None = None, arrays: Sequence[np.ndarray] = ()) -> bytes:
-    """Encode a record payload with the framework wire format (JSON header + raw arrays)."""
+    """Encode a record payload with the framework wire format (binary header + raw arrays)."""
     return b"".join(bytes(b) for b in wire.encode(kind, "tee", 0, arrays, meta or {}))
 
 
