@@ -125,10 +125,13 @@ def test_every_hyperparameter_survives_save_and_load(cls, tmp_path):
 # the gradient truncated once (`SecureLinearModel._step_fused`): one round fewer per batch, and
 # the truncation pair shipped with the triple; measured (was 98 / 97 rounds, 76438 / 75741 /
 # 120386 B sent; with semi2k's opt-in local truncation: 82 / 81 rounds).
+# Session 5: the binary wire header (core/wire.py v2) is ~27-30 B shorter per message than the
+# JSON one; rounds and messages unchanged, measured (was 75407 / 74532, 74725 / 193240,
+# 118306 / 666 B).
 FIT_TRAFFIC = {
-    "bank": {"bytes_sent": 75407, "bytes_recv": 74532, "rounds": 90},
-    "partner": {"bytes_sent": 74725, "bytes_recv": 193240, "rounds": 89},
-    "dealer": {"bytes_sent": 118306, "bytes_recv": 666, "rounds": 1},
+    "bank": {"bytes_sent": 72408, "bytes_recv": 71712, "rounds": 90},
+    "partner": {"bytes_sent": 71864, "bytes_recv": 186720, "rounds": 89},
+    "dealer": {"bytes_sent": 114688, "bytes_recv": 528, "rounds": 1},
 }
 
 
