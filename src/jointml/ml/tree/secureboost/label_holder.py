@@ -53,12 +53,19 @@ def gradient_slot_bits(gs: np.ndarray, hs: np.ndarray, frac_bits: int, budget_bi
                        label: str) -> int:
     """Slot width for packed (g, h) so that a sum over all sampled rows fits.
 
+    The bound is exact: a slot holds a sum of at most ``len(gs)`` encoded values of
+    magnitude ``<= vmax``, so ``len(gs) * vmax`` must fit a signed slot (``2**(b-1) - 1``).
+    At 100,000 rows and 24 fractional bits this gives 42-bit slots (84-bit pairs, 8 per
+    2048-bit OU ciphertext instead of 7 with the former ``bits(vmax) + bits(rows) + 2``):
+    fewer decryptions and compression squarings, one table product less per encryption.
+    The slot width still reveals ``max(|g|, h)`` only to within a factor 2.
+
     >>> gradient_slot_bits(np.array([0.5, -1.0]), np.array([0.25, 0.25]), 8, 500, 512, "bank")
-    13
+    11
     """
     F = frac_bits
     vmax = max(int(np.abs(gs).max() * 2.0 ** F) + 1, int(hs.max() * 2.0 ** F) + 1, 1)
-    slot_bits = vmax.bit_length() + max(1, len(gs)).bit_length() + 2
+    slot_bits = (max(1, len(gs)) * vmax).bit_length() + 1  # signed: |sum| <= 2**(b-1) - 1
     if 2 * slot_bits > budget_bits:
         raise SecureBoostError(
             f"party '{label}': gradients need {slot_bits}-bit slots, too wide for {key_bits}-bit keys "
