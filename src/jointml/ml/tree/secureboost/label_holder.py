@@ -139,7 +139,10 @@ def check_params(est) -> None:
     chk("max_bin", lambda v: int(v) == v and 2 <= v <= 1024, "an integer in [2, 1024]")
     chk("early_stopping_rounds", lambda v: v is None or (int(v) == v and v >= 1), "an integer >= 1 or None")
     chk("hist_frac_bits", lambda v: int(v) == v and 8 <= v <= 40, "an integer in [8, 40]")
-    chk("encrypt_window", lambda v: int(v) == v and 1 <= v <= 12, "an integer in [1, 12]")
+    chk("encrypt_window", lambda v: v is None or (int(v) == v and 1 <= v <= 14),
+        "an integer in [1, 14] or None (14 with OU, 12 with Paillier)")
+    if est.he_scheme == "paillier":
+        chk("encrypt_window", lambda v: v is None or v <= 12, "<= 12 with he_scheme='paillier'")
     chk("key_bits", lambda v: int(v) == v and v >= 256 and v % 2 == 0, "an even integer >= 256")
     chk("base_score", lambda v: v is None or float(v) == float(v), "a number or None")
     chk("he_scheme", lambda v: v in SCHEMES, f"one of {list(SCHEMES)}")
