@@ -16,7 +16,7 @@ decrypt to ``-|m| mod p``, so signed fixed point and signed slots work exactly a
 Paillier (:mod:`jointml.he.encoding`, :mod:`jointml.he.layout`).  An encryption computes
 ``g^|m|`` (inverted for negative ``m``) and ``h^r`` from fixed-base tables (window ``w``,
 default 8, at most :data:`MAX_WINDOW`): ``ceil(|m|/w)`` plus ``ceil(r_bits/w)`` table
-multiplications mod ``n``.  At ``w = 14`` (SecureBoost's key holder) a nonce is 16 table
+multiplications mod ``n``.  At ``w = 14`` (SecureBoost's key holder on large fits) a nonce is 16 table
 products (19 at ``w = 12``) and the ``h`` table ~77 MB per process at 2048 bits, about the
 size of Paillier's ``w = 12`` table; the ``g`` table grows only as far as the plaintexts need.
 

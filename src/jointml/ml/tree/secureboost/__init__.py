@@ -100,8 +100,8 @@ everywhere.
 
 Cost per tree (2048-bit keys, n rows, d features at a holder, depth D): n encryptions at
 the label holder, each ``g^m`` from a fixed-base table (6 products mod n for an 84-bit
-packed pair under OU with the default 14-bit window) times a nonce precomputed in the
-background (OU: 16 table products mod n, ``h^r`` with a 224-bit ``r``; Paillier: ~38
+packed pair under OU with a 14-bit window, the default from 10^6 encryptions per fit; 7 at 12) times a nonce precomputed in the
+background (OU: 16 table products mod n at window 14, 19 at 12, ``h^r`` with a 224-bit ``r``; Paillier: ~38
 multiplications mod n^2 with a 12-bit window); at most ~1.5 n d multiplications for the
 bin sums at each holder (root: n d / 2 with feature pairs; deeper levels: the smaller
 children only; the workers split the columns, so pairs are decided on whole nodes);
