@@ -212,3 +212,23 @@ def test_pipeline_parameter_he_scheme():
 
     with pytest.raises(SecureBoostError, match="he_scheme"):
         SecureBoostClassifier(None, he_scheme="rsa")
+
+
+def test_window_14_tables_encrypt_correctly_and_paillier_keeps_12():
+    """SecureBoost's key holder uses OU tables of window 14 (16 products per nonce instead
+    of 19): encryptions still decrypt exactly, nonces are fresh, and 15 is refused; the
+    Paillier default stays within its own limit of 12."""
+    from jointml.ml.tree import SecureBoostClassifier
+    from jointml.ml.tree.secureboost.errors import SecureBoostError
+
+    pk, sk = generate_ou_keypair(KEY, window=14)
+    vals = _rng(3).integers(-(2**40), 2**40, 50)
+    ct = pk.encrypt(vals)
+    assert sk.decrypt(ct).tolist() == vals.tolist()
+    z = pk.nonces(20, n_jobs=1)
+    assert sk.decrypt_residues(z) == [0] * 20 and len(set(z)) == 20
+    with pytest.raises(ParameterError, match="window"):
+        OUPublicKey(pk.n, pk.g, pk.h, window=15)
+    with pytest.raises(SecureBoostError, match="encrypt_window"):
+        SecureBoostClassifier(None, he_scheme="paillier", encrypt_window=14)
+    assert SecureBoostClassifier(None, he_scheme="ou", encrypt_window=14).encrypt_window == 14

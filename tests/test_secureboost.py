@@ -394,6 +394,50 @@ def test_encrypted_histograms_match_plaintext(use_pairs, n_jobs):
     assert np.array_equal(dec, ref)
 
 
+def test_histogram_work_split_keeps_pairs_whole_and_one_column_splits_rows():
+    """With several columns each worker sums all rows of its columns (pairs decided on
+    whole nodes, never split between workers); one column falls back to row chunks. Both
+    give the plaintext sums."""
+    from jointml.he import generate_keypair
+    from jointml.he.grouped import _column_groups, _pairs, grouped_sums
+
+    nb = np.full(20, 33)
+    pairs, _ = _pairs(nb, 20000)
+    groups = _column_groups(nb, 20000, 2, True)
+    assert len(groups) == 2 and sorted(j for grp in groups for j in grp) == list(range(20))
+    assert abs(len(groups[0]) - len(groups[1])) <= 2  # balanced
+    for a, b in pairs:
+        assert any(a in grp and b in grp for grp in groups)
+    pk, sk = generate_keypair(512)
+    g = np.random.default_rng(1)
+    m = 4200
+    vals = g.integers(-50, 50, m)
+    codes = g.integers(0, 6, (m, 1))
+    wire = pk.encrypt([int(v) for v in vals], n_jobs=1).to_wire()
+    sums = grouped_sums(wire, pk.nsq, codes, np.zeros(m, int), 1, np.array([6]), n_jobs=2)
+    half = int(pk.n) // 2
+    dec = [x if x < half else x - int(pk.n) for x in sk.decrypt_residues(sums, n_jobs=1)]
+    assert dec == np.bincount(codes[:, 0], weights=vals, minlength=6).astype(int).tolist()
+
+
+def test_gradient_slots_are_the_exact_bound():
+    """The packed (g, h) slot holds a sum over every sampled row at the largest encoded
+    magnitude, and one bit less would not: 42-bit slots at 100,000 rows and 24
+    fractional bits (8 pairs per 2048-bit OU ciphertext)."""
+    from jointml.he.layout import SlotLayout
+    from jointml.ml.tree.secureboost.label_holder import gradient_slot_bits
+
+    g = np.random.default_rng(2)
+    for n, F, scale in ((100_000, 24, 1.0), (20_000, 24, 1.0), (3, 8, 7.5), (1000, 16, 1e-3)):
+        gs, hs = g.uniform(-scale, scale, n), g.uniform(0, scale / 4, n)
+        gs[0] = scale * 0.999
+        b = gradient_slot_bits(gs, hs, F, 10_000, 2048, "bank")
+        worst = n * max(int(np.rint(abs(v) * 2.0 ** F)) for v in (*gs, *hs))
+        assert worst <= SlotLayout(b, (2,)).slot_limit
+        assert n * (int(np.abs(gs).max() * 2.0 ** F) + 1) > SlotLayout(b - 1, (2,)).slot_limit
+    assert gradient_slot_bits(np.full(100_000, 0.999), np.full(100_000, 0.25), 24, 676, 2048, "bank") == 42
+
+
 @pytest.mark.parametrize("m", [1, 7, 40])
 def test_compress_pairs_matches_he_compress(m):
     """The group-wise compression decrypts like jointml.he.compress and re-randomises."""

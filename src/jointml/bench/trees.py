@@ -6,7 +6,9 @@ holder's wall time per tree, key generation and binning excluded; ``setup_second
 reports them), bytes on the links, the test AUC, and where the time goes (encryption,
 bin sums, compression, decryption, split finding, waiting), beside xgboost (``hist``,
 same hyperparameters; scikit-learn's HistGradientBoostingClassifier when xgboost is not
-installed) measured in the same run on the same data.
+installed) measured in the same run on the same data, and the peak resident memory of each
+party process (``peak_rss_mb``) and of its HE worker pool (``workers_peak_rss_mb``, where
+the fixed-base tables live: ~77 MB per worker that makes OU nonces at window 14, ~20 MB at 12).
 
     jointml bench trees --rows 20000 --features 20 --json
 
@@ -31,6 +33,7 @@ import numpy as np
 
 from ..core.prg import public_rng
 from ..runtime import simulate
+from .memory import process_peak_rss_mb, simulate_rss
 
 
 def make_data(rows: int, features: int, seed: int = 0):
@@ -67,7 +70,24 @@ def _program(ctx, rows, features, params, key_bits, n_jobs, protection="none", h
     stats = ctx.stats()
     p = model.predict_proba(parts(Xte))
     auc = float(roc_auc(yte, p.value[:, 1])) if ctx.me == "bank" else None
-    return {"seconds": seconds, "stats": stats, "auc": auc, "tree_seconds": model.tree_seconds_, "timings": model.timings_}
+    return {"seconds": seconds, "stats": stats, "auc": auc, "tree_seconds": model.tree_seconds_, "timings": model.timings_,
+            "workers_rss_mb": _workers_peak_rss_mb()}
+
+
+def _workers_peak_rss_mb() -> float | None:
+    """Summed peak RSS (MB) of this party's live child processes (its HE worker pools,
+    whose fixed-base tables live there), or None where /proc is missing."""
+    import os
+
+    pids: set[int] = set()
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids.update(int(x) for x in f.read().split())
+    except OSError:
+        return None
+    peaks = [process_peak_rss_mb(pid) for pid in sorted(pids)]
+    return round(sum(v for v in peaks if v is not None), 1)
 
 
 def _baseline(rows, features, params):
@@ -136,7 +156,7 @@ def run(
         n_estimators=trees, max_depth=depth, learning_rate=learning_rate, max_bin=bins, reg_lambda=1.0, min_child_weight=1.0
     )
     parties = ["bank", "partner"] + (["dealer"] if protection == "mpc" else [])
-    res = simulate(
+    res, rss = simulate_rss(
         _program,
         parties,
         mode="process",
@@ -172,6 +192,8 @@ def run(
         "ratio_to_baseline": round(float(np.mean(per_tree)) / max(base["seconds_per_tree"], 1e-9), 1),
         "time_bank": b["timings"],
         "time_partner": p["timings"],
+        "peak_rss_mb": rss,  # per party process (256 MB of it a pre-faulted heap)
+        "workers_peak_rss_mb": {party: r.get("workers_rss_mb") for party, r in res.items()},  # HE pools
     }
 
 

@@ -6,8 +6,10 @@ of every (group, column, bin): a product of ciphertexts mod ``n^2``. Every row i
 group contributes one multiplication per column. The kernel scatters each row's
 ciphertext into the bin accumulators of all its columns (one mulmod each, straight
 Python over gmpy2, which measured faster than numpy object arrays: ~220k mulmods/s per
-core at 2048-bit keys), split across the shared worker pool by row chunks whose partial
-sums are multiplied together at the end.
+core at 2048-bit Paillier keys, ~600k under 2048-bit OU), split across the shared worker
+pool by columns (each worker all rows, its share of the columns; feature pairs kept
+whole), or by row chunks whose partial sums are multiplied together when there are
+fewer columns than workers.
 
 Feature pairs.  When a group has many more rows than a pair of columns has joint bins,
 a row is scattered once into the joint (bin_a, bin_b) bucket of the pair instead of
@@ -138,18 +140,44 @@ def _scatter_pairs(out: list, cts: list, keys_pair: list, pairs: list, n_bins: n
         out[ib] = out[ib] * v % nsq
 
 
+def _column_groups(n_bins: np.ndarray, rows_per_node: float, n_groups: int, use_pairs: bool) -> list[list[int]]:
+    """Split the columns into ``n_groups`` lists of about equal scatter cost, keeping the
+    feature pairs that pay (:func:`_pairs`, decided on all rows) together: one row
+    scatter per pair or single column, plus two products per non-empty pair bucket."""
+    pairs, singles = _pairs(n_bins, rows_per_node) if use_pairs else ([], list(range(len(n_bins))))
+    units: list[tuple[float, list[int]]] = []
+    for a, b in pairs:
+        buckets = float(n_bins[a] * n_bins[b])
+        units.append((rows_per_node + 2.0 * buckets * (1.0 - np.exp(-rows_per_node / buckets)), [a, b]))
+    units += [(rows_per_node, [j]) for j in singles]
+    units.sort(key=lambda u: -u[0])  # longest first, each to the least loaded group
+    load = [0.0] * n_groups
+    groups: list[list[int]] = [[] for _ in range(n_groups)]
+    for cost, cols in units:
+        i = int(np.argmin(load))
+        load[i] += cost
+        groups[i] += cols
+    return [g for g in groups if g]
+
+
 def grouped_sums(wire: np.ndarray, nsq: Any, codes: np.ndarray, slot: np.ndarray, n_nodes: int,
                  n_bins: np.ndarray, *, n_jobs: int | None = None, use_pairs: bool = True) -> list:
     """Homomorphic sums of row ciphertexts per (node slot, column, bin); list of mpz.
 
     ``wire`` holds the rows' ciphertexts as a ``(m, ciphertext_bytes)`` uint8 array (as
-    received and validated, :meth:`~jointml.he.PublicKey.ciphertexts_from_wire`): row
-    chunks go to the workers as raw bytes, no re-encoding. ``codes`` (m, d) gives each
+    received and validated, :meth:`~jointml.he.PublicKey.ciphertexts_from_wire`): they
+    go to the workers as raw bytes, no re-encoding. ``codes`` (m, d) gives each
     row's bin per column (``0 <= codes[:, j] < n_bins[j]``), ``slot`` (m,) its group
     (node) in ``[0, n_nodes)``. The result is node-major, then column, then bin; an
     empty bin is ``1`` (the trivial encryption of zero). The sums are deterministic
     functions of the inputs: re-randomise (or compress) them before they go back to
     the key holder.
+
+    Work split.  With several columns, each worker sums *all* rows for its share of the
+    columns (feature pairs kept whole): pairing is then decided on every row of a node,
+    as on one core, and no bucket marginals are computed twice.  Splitting the rows
+    instead (one column, or few columns) made each worker pair on a fraction of a node's
+    rows, which at deep levels stopped paying and doubled the products there.
 
     >>> from jointml.he import generate_keypair
     >>> pk, sk = generate_keypair(512)
@@ -161,15 +189,37 @@ def grouped_sums(wire: np.ndarray, nsq: Any, codes: np.ndarray, slot: np.ndarray
     m = len(wire)
     width = (int(nsq).bit_length() + 7) // 8
     jobs = parallel.resolve_n_jobs(n_jobs)
-    n_chunks = 1 if jobs <= 1 or m < 2 * PARALLEL_MIN_ROWS else min(2 * jobs, max(1, m // PARALLEL_MIN_ROWS))
     codes = np.ascontiguousarray(codes)
     slot = np.ascontiguousarray(slot)
+    n_bins = np.asarray(n_bins, dtype=np.int64)
+    if jobs > 1 and m >= 2 * PARALLEL_MIN_ROWS:
+        cols = _column_groups(n_bins, m / max(1, n_nodes), jobs, use_pairs)
+        if len(cols) >= 2:
+            return _column_split(wire, nsq, codes, slot, n_nodes, n_bins, cols, jobs, use_pairs)
+    n_chunks = 1 if jobs <= 1 or m < 2 * PARALLEL_MIN_ROWS else min(2 * jobs, max(1, m // PARALLEL_MIN_ROWS))
     parts = parallel.split(range(m), n_chunks)
     args = [(int(nsq), np.ascontiguousarray(wire[r.start:r.stop]).tobytes(), codes[r.start:r.stop], slot[r.start:r.stop],
-             n_nodes, np.asarray(n_bins), use_pairs) for r in parts]
+             n_nodes, n_bins, use_pairs) for r in parts]
     blobs = parallel.map_chunks(grouped_sum_kernel, args, jobs if n_chunks > 1 else 1)
     acc = bytes_to_ints(blobs[0], width)
     for blob in blobs[1:]:
         nxt = bytes_to_ints(blob, width)
         acc = [a if b == 1 else (b if a == 1 else a * b % nsq) for a, b in zip(acc, nxt)]
     return acc
+
+
+def _column_split(wire: np.ndarray, nsq: Any, codes: np.ndarray, slot: np.ndarray, n_nodes: int,
+                  n_bins: np.ndarray, cols: list[list[int]], jobs: int, use_pairs: bool) -> list:
+    """One pool task per column group (all rows each); the sums put back in column order."""
+    width = (int(nsq).bit_length() + 7) // 8
+    blob = np.ascontiguousarray(wire).tobytes()
+    args = [(int(nsq), blob, np.ascontiguousarray(codes[:, c]), slot, n_nodes, n_bins[c], use_pairs) for c in cols]
+    blobs = parallel.map_chunks(grouped_sum_kernel, args, jobs)
+    offs = np.concatenate([[0], np.cumsum(n_bins)]).astype(np.int64)
+    out = np.empty((n_nodes, int(offs[-1])), dtype=object)
+    for c, b in zip(cols, blobs):
+        dest = np.concatenate([np.arange(offs[j], offs[j + 1]) for j in c])
+        vals = np.empty(n_nodes * len(dest), dtype=object)
+        vals[:] = bytes_to_ints(b, width)
+        out[:, dest] = vals.reshape(n_nodes, len(dest))
+    return out.ravel().tolist()

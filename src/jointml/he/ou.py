@@ -15,7 +15,10 @@ Negative values are encoded mod ``n`` (``n - |m|``); because ``p`` divides ``n``
 decrypt to ``-|m| mod p``, so signed fixed point and signed slots work exactly as with
 Paillier (:mod:`jointml.he.encoding`, :mod:`jointml.he.layout`).  An encryption computes
 ``g^|m|`` (inverted for negative ``m``) and ``h^r`` from fixed-base tables (window ``w``,
-default 8): ``ceil(|m|/w)`` plus ``ceil(r_bits/w)`` table multiplications mod ``n``.
+default 8, at most :data:`MAX_WINDOW`): ``ceil(|m|/w)`` plus ``ceil(r_bits/w)`` table
+multiplications mod ``n``.  At ``w = 14`` (SecureBoost's key holder on large fits) a nonce is 16 table
+products (19 at ``w = 12``) and the ``h`` table ~77 MB per process at 2048 bits, about the
+size of Paillier's ``w = 12`` table; the ``g`` table grows only as far as the plaintexts need.
 
 Security level.  Semantic security (IND-CPA) rests on the p-subgroup assumption
 (Okamoto-Uchiyama); one-wayness is equivalent to factoring ``n = p^2 q``.  No method
@@ -71,11 +74,13 @@ from .encoding import _object_array, bytes_to_ints, check_range, default_frac_bi
 from .layout import SlotLayout, plaintext_bits
 from .paillier import DEFAULT_KEY_BITS, DEFAULT_WINDOW, MIN_KEY_BITS, EncryptedArray, decode_signed
 
-__all__ = ["OUPublicKey", "OUPrivateKey", "generate_ou_keypair", "DEFAULT_R_BITS", "SCHEME", "nonce_bits",
-           "security_bits"]
+__all__ = ["OUPublicKey", "OUPrivateKey", "generate_ou_keypair", "DEFAULT_R_BITS", "MAX_WINDOW", "SCHEME",
+           "nonce_bits", "security_bits"]
 
 #: Name of the scheme in serialised keys and in ``scheme=`` parameters.
 SCHEME = "ou"
+#: Largest fixed-base window (table ``2^w`` entries per ``w``-bit digit; 14: ~77 MB for ``h`` at 2048 bits).
+MAX_WINDOW = 14
 #: Bits of the nonce exponent ``r`` at the default key size: ``2 * lambda`` (see :func:`nonce_bits`).
 DEFAULT_R_BITS = 224
 _PRIME_REPS = 40
@@ -175,8 +180,8 @@ class OUPublicKey:
         if not nonce_bits(n.bit_length()) <= r_bits <= 4096:  # a weaker nonce than the key's level is refused
             raise CryptoError(f"OU public key: r_bits must be in [{nonce_bits(n.bit_length())}, 4096] for a "
                               f"{n.bit_length()}-bit n, got {r_bits}", field="r_bits")
-        if not 1 <= window <= 12:
-            raise ParameterError(f"OU public key: window must be in [1, 12], got {window}", field="window")
+        if not 1 <= window <= MAX_WINDOW:
+            raise ParameterError(f"OU public key: window must be in [1, {MAX_WINDOW}], got {window}", field="window")
         self.n, self.nsq, self.g, self.h = n, n, g, h  # nsq: the ciphertext modulus (see the class doc)
         self.r_bits, self.window = int(r_bits), int(window)
         self.p_bits = n.bit_length() // 3

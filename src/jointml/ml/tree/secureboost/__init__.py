@@ -99,15 +99,19 @@ an ``eval_set``, ``history_`` / ``best_iteration_``; ``timings_`` and ``tree_sec
 everywhere.
 
 Cost per tree (2048-bit keys, n rows, d features at a holder, depth D): n encryptions at
-the label holder (one multiplication each with precomputed nonces; the nonces cost ~38
-multiplications mod n^2 each with the 12-bit fixed-base window), at most ~1.5 n d
-multiplications mod n^2 for the bin sums at each holder (root: n d / 2 with feature
-pairs; deeper levels: the smaller children only), ``2 * slot_bits`` squarings per
-(node, feature, bin) for the compression, and one decryption per ~23 bin sums at the
-label holder.  Traffic: n ciphertexts (512 B) per holder and tree, plus the compressed
-sums and 4 bytes per row and level for the node positions.  ``jointml bench trees``
-measures it (100,000 rows, 20 + 20 features, depth 5, 32 bins: ~20 s per tree on two
-shared cores).
+the label holder, each ``g^m`` from a fixed-base table (6 products mod n for an 84-bit
+packed pair under OU with a 14-bit window, the default from 10^6 encryptions per fit; 7 at 12) times a nonce precomputed in the
+background (OU: 16 table products mod n at window 14, 19 at 12, ``h^r`` with a 224-bit ``r``; Paillier: ~38
+multiplications mod n^2 with a 12-bit window); at most ~1.5 n d multiplications for the
+bin sums at each holder (root: n d / 2 with feature pairs; deeper levels: the smaller
+children only; the workers split the columns, so pairs are decided on whole nodes);
+``2 * slot_bits`` squarings per (node, feature, bin) for the compression, and one
+decryption per 8 bin sums at the label holder under OU (42-bit slots at 100,000 rows:
+the exact bound ``rows * max|encoded g or h|``), ~23 under Paillier.  Traffic: n
+ciphertexts (256 B under OU, 512 B under Paillier) per holder and tree, plus the
+compressed sums and 4 bytes per row and level for the node positions.  ``jointml bench
+trees`` measures it (100,000 rows, 20 + 20 features, depth 5, 32 bins: 10.0 s per tree
+under OU before the session-5 changes, 32 s under Paillier, on two quiet cores).
 
 Layout: :mod:`.estimator` (the estimators, the SPMD loop, prediction, model parts),
 :mod:`.label_holder` (sampling, gradient encoding, split search), :mod:`.feature_holder`

@@ -53,12 +53,19 @@ def gradient_slot_bits(gs: np.ndarray, hs: np.ndarray, frac_bits: int, budget_bi
                        label: str) -> int:
     """Slot width for packed (g, h) so that a sum over all sampled rows fits.
 
+    The bound is exact: a slot holds a sum of at most ``len(gs)`` encoded values of
+    magnitude ``<= vmax``, so ``len(gs) * vmax`` must fit a signed slot (``2**(b-1) - 1``).
+    At 100,000 rows and 24 fractional bits this gives 42-bit slots (84-bit pairs, 8 per
+    2048-bit OU ciphertext instead of 7 with the former ``bits(vmax) + bits(rows) + 2``):
+    fewer decryptions and compression squarings, one table product less per encryption.
+    The slot width still reveals ``max(|g|, h)`` only to within a factor 2.
+
     >>> gradient_slot_bits(np.array([0.5, -1.0]), np.array([0.25, 0.25]), 8, 500, 512, "bank")
-    13
+    11
     """
     F = frac_bits
     vmax = max(int(np.abs(gs).max() * 2.0 ** F) + 1, int(hs.max() * 2.0 ** F) + 1, 1)
-    slot_bits = vmax.bit_length() + max(1, len(gs)).bit_length() + 2
+    slot_bits = (max(1, len(gs)) * vmax).bit_length() + 1  # signed: |sum| <= 2**(b-1) - 1
     if 2 * slot_bits > budget_bits:
         raise SecureBoostError(
             f"party '{label}': gradients need {slot_bits}-bit slots, too wide for {key_bits}-bit keys "
@@ -132,7 +139,10 @@ def check_params(est) -> None:
     chk("max_bin", lambda v: int(v) == v and 2 <= v <= 1024, "an integer in [2, 1024]")
     chk("early_stopping_rounds", lambda v: v is None or (int(v) == v and v >= 1), "an integer >= 1 or None")
     chk("hist_frac_bits", lambda v: int(v) == v and 8 <= v <= 40, "an integer in [8, 40]")
-    chk("encrypt_window", lambda v: int(v) == v and 1 <= v <= 12, "an integer in [1, 12]")
+    chk("encrypt_window", lambda v: v is None or (int(v) == v and 1 <= v <= 14),
+        "an integer in [1, 14] or None (14 with OU, 12 with Paillier)")
+    if est.he_scheme == "paillier":
+        chk("encrypt_window", lambda v: v is None or v <= 12, "<= 12 with he_scheme='paillier'")
     chk("key_bits", lambda v: int(v) == v and v >= 256 and v % 2 == 0, "an even integer >= 256")
     chk("base_score", lambda v: v is None or float(v) == float(v), "a number or None")
     chk("he_scheme", lambda v: v in SCHEMES, f"one of {list(SCHEMES)}")
