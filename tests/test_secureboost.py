@@ -473,3 +473,29 @@ def test_processes_over_tls_with_worker_pools():
     res = run(prog, mode="process")
     assert res["bank"] > 0.65
     assert res["partner"]["hist"] > 0
+
+
+# ------------------------------------------------------------------------------ label DP
+
+
+def test_label_dp_randomizes_labels_at_the_rate_of_epsilon_before_training():
+    """`label_dp=eps`: the label holder trains on randomized-response labels (flip rate
+    1 / (e^eps + 1)); with a huge epsilon nothing flips and the model equals the plain one;
+    a regressor and a non-positive epsilon are refused."""
+    X, y, _ = synthetic(2000, 4, seed=3)
+    params = dict(n_estimators=1, max_depth=2)
+    plain = fit_predict(SecureBoostClassifier, X, y, X[:50], 2, params)
+    big = fit_predict(SecureBoostClassifier, X, y, X[:50], 2, dict(params, label_dp=40.0))
+    assert big["bank"][1].label_dp_flipped_ == 0.0
+    np.testing.assert_allclose(plain["bank"][0], big["bank"][0])
+    noisy = fit_predict(SecureBoostClassifier, X, y, X[:50], 2, dict(params, label_dp=1.0))
+    q = 1 / (np.e + 1)  # 0.269; 5 standard deviations at 2,000 rows: 0.05
+    assert abs(noisy["bank"][1].label_dp_flipped_ - q) < 0.05
+    assert noisy["bank"][1].label_dp_epsilon_ == 1.0
+    assert not hasattr(noisy["partner"][1], "label_dp_flipped_")  # only the label holder randomizes
+    ctx = type("C", (), {"comm": None, "me": "a"})()
+    for bad in (dict(label_dp=0.0), dict(label_dp=float("inf"))):
+        with pytest.raises(SecureBoostError, match="label_dp"):
+            SecureBoostClassifier(ctx, **bad)
+    with pytest.raises(SecureBoostError, match="SecureBoostClassifier only"):
+        SecureBoostRegressor(ctx, label_dp=1.0)

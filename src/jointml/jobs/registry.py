@@ -183,6 +183,7 @@ MODEL_RULES: dict[str, Rule] = {
     "max_depth": Rule(1), "min_child_weight": _NONNEG, "reg_lambda": _NONNEG, "gamma": _NONNEG, "subsample": _FRACTION,
     "colsample_bytree": _FRACTION, "max_bin": Rule(2), "key_bits": _KEY_BITS, "power": Rule(1, 2),
     "he_scheme": Rule(choices=("ou", "paillier")),  # SecureBoost's HE backend (jointml.he.SCHEMES)
+    "label_dp": _POS,  # SecureBoost's label DP (randomized response) epsilon
 }
 
 
@@ -251,6 +252,7 @@ PARAM_HELP: dict[tuple[str, str], str] = {
     ("*", "subsample"): "share of rows per tree", ("*", "colsample_bytree"): "share of features per tree",
     ("*", "max_bin"): "histogram bins per feature", ("*", "key_bits"): "HE (Paillier or OU) key size",
     ("*", "he_scheme"): "SecureBoost HE scheme: ou (Okamoto-Uchiyama, default) or paillier",
+    ("*", "label_dp"): "epsilon of label DP: the label holder trains on randomized-response labels (binary only)",
 }
 
 
@@ -651,7 +653,7 @@ class SecureBoostEntry(ModelEntry):
               learning_rate: float = 0.3, max_depth: int = 5, min_child_weight: float = 1.0, reg_lambda: float = 1.0,
               gamma: float = 0.0, subsample: float = 1.0, colsample_bytree: float = 1.0, max_bin: int = 32,
               key_bits: int = 2048, protection: Literal["none", "mpc"] = "none", dealer: str | None = None,
-              he_scheme: Literal["ou", "paillier"] = "ou") -> Any:
+              he_scheme: Literal["ou", "paillier"] = "ou", label_dp: float | None = None) -> Any:
         # The one place a SecureBoost estimator is constructed: its first argument is the context (the HE
         # key is made at fit, at the label holder) or an HeDevice held by the label holder.
         from ..ml.tree import SecureBoostClassifier, SecureBoostRegressor
@@ -660,7 +662,7 @@ class SecureBoostEntry(ModelEntry):
         return cls(device, n_estimators=n_estimators, learning_rate=learning_rate, max_depth=max_depth,
                    min_child_weight=min_child_weight, reg_lambda=reg_lambda, gamma=gamma, subsample=subsample,
                    colsample_bytree=colsample_bytree, max_bin=max_bin, key_bits=key_bits, protection=protection,
-                   dealer=dealer, he_scheme=he_scheme)
+                   dealer=dealer, he_scheme=he_scheme, label_dp=label_dp)
 
     def classes(self) -> dict[str, type[SecureEstimator]]:
         from ..ml.tree import SecureBoostClassifier, SecureBoostRegressor

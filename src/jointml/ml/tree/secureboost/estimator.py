@@ -73,6 +73,10 @@ class _SecureBoostBase(ProtectedMode, SecureEstimator):
     `encrypt_window` is the label holder's fixed-base table width (None: 14 under OU from 10^6
     encryptions per fit (rows x trees), ~77 MB per worker process at 2048 bits, else 12, ~20 MB
     under OU and ~80 MB under Paillier; smaller saves memory, costs speed).
+    `label_dp=epsilon` (classifier only) makes the label holder replace its labels (and its
+    eval_set labels) by randomized response before training: every gradient, split, tree and
+    early-stopping decision the other parties see is then epsilon-label-DP towards them, at an
+    AUC cost measured in docs/dp.md ("Label protection").
     Hyperparameters are stored unchanged; they are checked at construction (fail fast)
     and again in `fit` (after `set_params`). ``protection="mpc"`` with ``dealer=`` (the
     name of a party of the job that holds no data; it runs `fit` too) finds splits under
@@ -107,6 +111,7 @@ class _SecureBoostBase(ProtectedMode, SecureEstimator):
         dealer: str | None = None,
         verbose: bool = False,
         he_scheme: str = DEFAULT_SCHEME,
+        label_dp: float | None = None,
     ) -> None:
         self.device = device
         self.n_estimators = n_estimators
@@ -128,6 +133,7 @@ class _SecureBoostBase(ProtectedMode, SecureEstimator):
         self.dealer = dealer
         self.verbose = verbose
         self.he_scheme = he_scheme
+        self.label_dp = label_dp
         if device is not None:
             self._check_device()
         self._validate_params()
@@ -206,7 +212,24 @@ class _SecureBoostBase(ProtectedMode, SecureEstimator):
             problem = f"party '{label}': {what} have {int(np.isnan(yloc).sum())} NaN values (first at row {bad})"
         elif self._check_labels(yloc):
             problem = f"party '{label}': {what} {self._check_labels(yloc)}"
+        if problem is None and self.label_dp is not None:
+            yloc = self._randomize_labels(yloc)
         return yloc, {"rows": len(yloc), "problem": problem}
+
+    def _randomize_labels(self, y: np.ndarray) -> np.ndarray:
+        # label DP (`label_dp=epsilon`): the label holder replaces its labels once, before
+        # anything derived from them is computed, by randomized response on the cryptographic
+        # PRG; every gradient, split, tree and stopping decision the other parties see is then
+        # post-processing of epsilon-label-DP labels (training and eval_set rows are disjoint:
+        # parallel composition, the same epsilon)
+        from ....dp import randomized_response
+
+        assert self.label_dp is not None  # checked by the caller
+        rel = randomized_response(y.astype(np.int64), float(self.label_dp))
+        out = np.asarray(rel.value, dtype=np.float64)
+        self.label_dp_epsilon_ = rel.epsilon  # the label holder's own record; never sent
+        self.label_dp_flipped_ = float(np.mean(out != y)) if len(y) else 0.0
+        return out
 
     # -- fit ---------------------------------------------------------------------------------
     def fit(self, X: dict, y: PartyObject | None = None, eval_set: tuple | None = None) -> _SecureBoostBase:

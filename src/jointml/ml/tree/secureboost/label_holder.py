@@ -12,6 +12,8 @@ decrypted histograms); nothing is sent from this module. See
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ....core.prg import Prg
@@ -144,6 +146,10 @@ def check_params(est) -> None:
     if est.he_scheme == "paillier":
         chk("encrypt_window", lambda v: v is None or v <= 12, "<= 12 with he_scheme='paillier'")
     chk("key_bits", lambda v: int(v) == v and v >= 256 and v % 2 == 0, "an even integer >= 256")
+    chk("label_dp", lambda v: v is None or (v > 0 and math.isfinite(v)), "None or a finite epsilon > 0")
+    if getattr(est, "label_dp", None) is not None and est.objective != "binary:logistic":
+        raise err("label_dp (randomized response on the labels) is for SecureBoostClassifier only: "
+                  "a regressor's labels are not classes", field="label_dp")
     chk("base_score", lambda v: v is None or float(v) == float(v), "a number or None")
     chk("he_scheme", lambda v: v in SCHEMES, f"one of {list(SCHEMES)}")
     chk("protection", lambda v: v in ("none", "mpc"), "'none' (HE bin sums: a semi-honest label holder) or 'mpc'")
