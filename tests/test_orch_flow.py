@@ -349,3 +349,19 @@ def test_slot_choice_waits_for_a_worker_holding_a_party_lock(store_url):
     t.join(30)
     assert done == [True] and fm.job_slot(job) == 0
     other.close()
+
+
+def test_nodes_take_running_jobs_first_then_the_oldest_queued():
+    """A node at capacity that took a new queued job while its peers waited for it in a
+    running one deadlocked both gangs (found by `jointml bench chaos`): every node now
+    orders its work the same way, running jobs (furthest step first) before queued ones,
+    then by age."""
+    from jointml.orchestration.node import _work_order
+
+    work = [
+        {"job_id": "b", "state": "queued", "step": 0, "created_at": "2026-12-02T07:56:51"},
+        {"job_id": "z", "state": "running", "step": 3, "created_at": "2026-12-02T07:56:52"},
+        {"job_id": "a", "state": "queued", "step": 0, "created_at": "2026-12-02T07:56:50"},
+        {"job_id": "y", "state": "running", "step": 5, "created_at": "2026-12-02T07:56:53"},
+    ]
+    assert [w["job_id"] for w in _work_order(work)] == ["y", "z", "a", "b"]

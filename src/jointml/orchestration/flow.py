@@ -563,7 +563,7 @@ class FlowManager:
     def _brief(job: Job) -> dict:
         return {"job_id": job.id, "name": job.name, "state": job.state, "spec": job.spec,
                 "pipeline_hash": job.pipeline_hash, "attempt": job.attempt, "step": job.current_step,
-                "resume_from": job.resume_from}
+                "resume_from": job.resume_from, "created_at": job.created_at.isoformat() if job.created_at else None}
 
     def slots_in_use(self) -> dict[str, list[dict[str, Any]]]:
         """Each party's data-plane slots held by running jobs: `{party: [{"slot", "job_id", "name"}]}`.

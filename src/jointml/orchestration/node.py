@@ -298,9 +298,12 @@ class NodeAgent:
         got = self.client.request("POST", "/node/poll", json={"busy": len(self._running)})
         for item in got["approvals"]:
             self._decide(item)
-        for item in got["work"]:
+        for item in _work_order(got["work"]):
+            if item.get("task_state") == "running":
+                self._orphaned(item)
+                continue
             if item.get("task_state") != "queued":
-                continue  # started already (by this node's worker, or one that died: its peers fail the step)
+                continue
             with self._lock:
                 if item["job_id"] in self._running:
                     continue  # an older attempt still finishing here: start the new one after it
@@ -477,6 +480,22 @@ class NodeAgent:
         """This node's folder for a job (outputs, checkpoints)."""
         return self.workdir / "jobs" / job_id
 
+    def _orphaned(self, item: dict[str, Any]) -> None:
+        """This party's task is running at the coordinator but no worker of this process runs
+        its job: an earlier process of this node died inside the step. Its peers fail the step
+        when they wait for it, but not when they had finished theirs (e.g. a killed node's last
+        step): report the failure so the retry policy resumes the job from its checkpoint
+        instead of leaving it running forever (found by `jointml bench chaos`)."""
+        with self._lock:
+            if item["job_id"] in self._running:
+                return  # ours, still running (or finishing)
+        msg = f"the node of {self.cfg.party} restarted while running step {item['step']}"
+        self.log(msg, item["job_id"])
+        try:
+            self.report(item["job_id"], int(item["step"]), int(item["attempt"]), ok=False, message=msg)
+        except CoordinatorError as e:
+            self.log(f"could not report the failure: {e}", item["job_id"])
+
     def _run_job(self, item: dict[str, Any], spec: Any) -> None:
         from ..runtime import run_party
 
@@ -501,6 +520,15 @@ class NodeAgent:
         finally:
             with self._lock:
                 self._running.pop(job_id, None)
+
+
+def _work_order(work: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Jobs already running before queued ones, then oldest first. With one job at a time per
+    node (`max_jobs: 1`), a restarted node that took a new queued job while its peers wait
+    for it in a running one would deadlock both (each gang waits for the other's node); every
+    node choosing in the same order avoids it."""
+    return sorted(work, key=lambda w: (w.get("state") != "running", -int(w.get("step") or 0), str(w.get("created_at") or ""),
+                                       str(w["job_id"])))
 
 
 def run_steps(ctx: Any, agent: NodeAgent, job_id: str, attempt: int, start: int, spec: Any,
