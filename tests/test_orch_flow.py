@@ -365,3 +365,19 @@ def test_nodes_take_running_jobs_first_then_the_oldest_queued():
         {"job_id": "y", "state": "running", "step": 5, "created_at": "2026-12-02T07:56:53"},
     ]
     assert [w["job_id"] for w in _work_order(work)] == ["y", "z", "a", "b"]
+
+
+def test_withdrawn_acceptance_keeps_the_gang_from_forming_until_renewed(tmp_path):
+    """A node that gave up waiting for a job's gang withdraws its acceptance: the step then
+    cannot start without it (no task marked running that no worker runs); once started, a
+    withdrawal is too late and tells the node to run the step (found by `bench chaos`)."""
+    fm = FlowManager(JobStore(f"sqlite:///{tmp_path / 'j.db'}"))
+    job = _approved(fm)
+    assert fm.accept_step(job, "bank", 0, 1) is False
+    assert fm.withdraw_step(job, "bank", 0, 1) is False  # withdrawn before the gang formed
+    assert fm.accept_step(job, "partner", 0, 1) is False
+    assert fm.accept_step(job, "dealer", 0, 1) is False  # the bank's acceptance no longer counts
+    assert fm.status(job)["state"] == "queued"
+    assert fm.accept_step(job, "bank", 0, 1) is True  # renewed: the gang forms
+    assert fm.withdraw_step(job, "partner", 0, 1) is True  # too late: the step runs
+    assert fm.status(job)["state"] == "running"

@@ -289,6 +289,11 @@ def _node_routes(app: FastAPI, flow: FlowManager, node_party: Any) -> None:
         start = flow.accept_step(job_id, party, step, body.attempt)
         return {"start": start, "slot": flow.job_slot(job_id) if start else None}
 
+    @app.post("/node/jobs/{job_id}/steps/{step}/withdraw")
+    def withdraw(job_id: str, step: int, body: StepBody, party: str = Depends(node_party)) -> dict[str, Any]:
+        start = flow.withdraw_step(job_id, party, step, body.attempt)
+        return {"start": start, "slot": flow.job_slot(job_id) if start else None}
+
     @app.post("/node/jobs/{job_id}/steps/{step}/report")
     def report(job_id: str, step: int, body: StepBody, party: str = Depends(node_party)) -> dict[str, str]:
         return {"state": flow.report_step(job_id, party, step, body.attempt, body.ok, body.message, body.metrics,

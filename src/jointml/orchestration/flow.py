@@ -382,6 +382,19 @@ class FlowManager:
             reason = job.reason
         raise InvalidTransition(f"job {job_id} failed: {reason}", field="state")  # after the commit
 
+    def withdraw_step(self, job_id: str, party: str, step: int, attempt: int) -> bool:
+        """`party` takes back its acceptance of `step` while the gang has not formed (its node
+        will run another job first); True if too late: the step started, the node must run it."""
+        with self.store.session() as s:
+            job = self._job(s, job_id)
+            if job.attempt != attempt or job.current_step != step:
+                return False
+            mine = next((t for t in self._tasks(s, job_id, step) if t.party == party), None)
+            if mine is None or mine.state != "queued":
+                return mine is not None and mine.state == "running"
+            mine.accepted_at = None
+            return False
+
     def _silent(self, s: Session, job: Job, parties: list[str]) -> list[str]:
         """The parties whose node has not called in for `node_timeout` seconds (since the job
         last changed, for a node never seen)."""

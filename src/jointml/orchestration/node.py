@@ -59,6 +59,18 @@ class JobStopped(JointMLError):
     safe_text = True
 
 
+class GangDeferred(JointMLError):
+    """A job that had not started did not gather every party in time: this node withdrew its
+    acceptance and will take the next job in the common order (`_work_order`)."""
+
+    safe_text = True
+
+
+#: Seconds a node waits for the other parties of a job that has not started (plus a per-party
+#: offset, so that two nodes do not give up in lockstep)
+GANG_PATIENCE = 4.0
+
+
 @dataclass
 class NodeConfig:
     """A node's configuration (YAML; relative paths are relative to the file)."""
@@ -387,10 +399,17 @@ class NodeAgent:
                 raise JobStopped("node stopping")
             delay = min(delay * 2, 2.0)
 
-    def wait_gang(self, job_id: str, step: int, attempt: int) -> int:
+    def wait_gang(self, job_id: str, step: int, attempt: int, patience: float | None = None) -> int:
         """Accept `step` and wait until every party did; the job's data-plane slot. `JobStopped`
-        if the job moved on."""
+        if the job moved on; `GangDeferred` after `patience` seconds without the gang (the
+        acceptance is withdrawn: the node takes the next job in the common order)."""
+        t0 = time.monotonic()
         while True:
+            if patience is not None and time.monotonic() - t0 > patience:
+                got = self.call("POST", f"/node/jobs/{job_id}/steps/{step}/withdraw", {"attempt": attempt})
+                if got["start"]:
+                    return int(got.get("slot") or 0)
+                raise GangDeferred(f"job {job_id}: step {step} did not gather every party in {patience:g} s")
             try:
                 got = self.call("POST", f"/node/jobs/{job_id}/steps/{step}/accept", {"attempt": attempt})
             except CoordinatorError as e:
@@ -504,10 +523,16 @@ class NodeAgent:
         spec.output = str(self.job_dir(job_id) / "out")
         try:
             self._fetch_inputs(job_id, spec)
-            slot = self.wait_gang(job_id, start, attempt)
+            # a job that has not started yet is given up after a few seconds without its gang
+            # (another node may have taken another job: with max_jobs 1 both would wait forever)
+            patience = (max(GANG_PATIENCE, 4 * self.cfg.poll_seconds) + (sum(map(ord, self.cfg.party)) % 7) / 2
+                        if item.get("state") == "queued" else None)
+            slot = self.wait_gang(job_id, start, attempt, patience)
             run_party(run_steps, self.cfg.party, self.cluster_for(slot), self, job_id, attempt, start, spec, progress,
                       dict(item["spec"].get("inputs") or {}),  # the data-source names (the ledger's sources)
                       options={"jobs.log_file": str(self.job_dir(job_id) / "run.log")})  # the runner's timed lines
+        except GangDeferred as e:
+            self.log(f"deferred: {e}", job_id)
         except JobStopped as e:
             self.log(f"stopped: {e}", job_id)
         except Exception as e:  # report any failure of this party's part, then keep serving
