@@ -15,28 +15,7 @@ from jointml.net.tcp import TlsFiles, connect_all
 
 def _pair(tmp_path, **kw):
     """Two parties connected over loopback mutual TLS: {name: Communicator}."""
-    names = ["alice", "bob"]
-    certs = create_dev_pki(tmp_path, names)
-    ls, addrs = {}, {}
-    for n in names:
-        s = socket.create_server(("127.0.0.1", 0))
-        ls[n], addrs[n] = s, ("127.0.0.1", s.getsockname()[1])
-    out, errs = {}, {}
-
-    def run(n):
-        try:
-            tls = TlsFiles(certs[n].ca, certs[n].cert, certs[n].key)
-            out[n] = connect_all(n, addrs, tls, listener=ls[n], connect_timeout=10.0, order=names, **kw)
-        except Exception as e:  # noqa: BLE001
-            errs[n] = e
-
-    ts = [threading.Thread(target=run, args=(n,)) for n in names]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert not errs, errs
-    return out
+    return _cluster(tmp_path, ["alice", "bob"], **kw)
 
 
 def _both(fa, fb):
