@@ -30,7 +30,8 @@ def _parts(ctx, X):
 PARAMS = dict(n_estimators=2, learning_rate=0.2, max_depth=3, min_child_weight=0.5, reg_lambda=2.0, gamma=0.01,
               subsample=0.9, colsample_bytree=0.75, max_bin=16, early_stopping_rounds=3, key_bits=512,
               hist_frac_bits=20, base_score=0.1, encrypt_window=6, n_jobs=1, protection="none", dealer="dealer",
-              verbose=False, he_scheme="paillier")  # (the dealer takes part with protection="mpc" only: tests/test_secureboost_protected.py)
+              verbose=False, he_scheme="paillier",  # (the dealer takes part with protection="mpc" only: tests/test_secureboost_protected.py)
+              label_dp=None)  # at its default: label DP is the classifier's (tests/test_secureboost.py)
 
 
 def test_every_hyperparameter_survives_save_and_load(tmp_path):
