@@ -154,7 +154,10 @@ def _attacks(grads, labels):
 def test_marvell_defends_norm_and_direction_attacks_at_small_cost(cancer):
     X, y = cancer
     ntr = 420
-    plain, defended = _run(X, y, ntr), _run(X, y, ntr, marvell_sumkl=0.25)
+    # sumKL 0.1: Marvell's noise is drawn from the cryptographic PRG (unseeded), and at 0.25
+    # the direction attack's AUC on these 420 rows reached 0.60-0.615 in some runs; at 0.1 it
+    # stayed <= 0.565 at an AUC cost <= 0.005 in repeated runs (2026-12-02)
+    plain, defended = _run(X, y, ntr), _run(X, y, ntr, marvell_sumkl=0.1)
     assert min(_attacks(plain["shop"][3], y[:ntr])) > 0.7          # both attacks work undefended
     assert max(_attacks(defended["shop"][3], y[:ntr])) < 0.6        # and fail under Marvell's noise
     auc, auc_def = _auc(y[ntr:], plain["bank"][0][:, 1]), _auc(y[ntr:], defended["bank"][0][:, 1])
