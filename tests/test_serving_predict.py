@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import threading
 import time
 
@@ -67,13 +66,9 @@ def trained(request, files, tmp_path_factory):
 
 
 def _ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    from jointml.bench.chaos import free_ports  # n free loopback ports, bound together then released
+
+    return free_ports(n)
 
 
 @pytest.fixture(scope="module")

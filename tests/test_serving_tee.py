@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import socket
 import threading
 import time
 
@@ -91,13 +90,9 @@ def _trained(files, tmp_path_factory, platform_dir, tag="v1", model=None):
 
 
 def _ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
+    from jointml.bench.chaos import free_ports  # n free loopback ports, bound together then released
+
+    return free_ports(n)
 
 
 @pytest.fixture(scope="module")
